@@ -1,0 +1,23 @@
+// The bit convention of horq, written once for C++ (its Python twin is src/horq/bits.py).
+//
+//   * one bit per value; bit = 1 means the value is -1 (x < 0); sign(0) = +1, so 0 packs to bit 0;
+//   * bits fill each 64-bit word least-significant bit first; value i of a row lives in
+//     word i / 64, bit i % 64;
+//   * the unused bits of a row's last word are zero in every operand;
+//   * for two packed rows a, b of n values:  a . b = n - 2 * popcount(a XOR b).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace horq {
+
+using word_t = std::uint64_t;
+constexpr int kWordBits = 64;
+
+constexpr std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
+constexpr std::size_t words_for(std::size_t n) { return ceil_div(n, kWordBits); }
+
+// Bit of one value under the convention above.
+inline word_t sign_bit(float x) { return x < 0.0f ? word_t{1} : word_t{0}; }
+
+}  // namespace horq

@@ -1,0 +1,44 @@
+"""The ``horq`` command line. Each subcommand lives next to the code it drives and registers itself
+here through COMMANDS (module path -> ``register(subparsers)``); heavy imports (torch) happen only inside
+the command that needs them, so ``horq run`` works on a machine without PyTorch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# A plain dict registry: name of the module that defines `register(subparsers)`.
+COMMANDS = {
+    "train": "horq.nn.cli",
+    "data": "horq.data.cli",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="horq", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    seen = set()
+    for module_name in COMMANDS.values():
+        if module_name in seen:
+            continue
+        seen.add(module_name)
+        importlib.import_module(module_name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        # Errors the user can act on: print the message, not a traceback.
+        print(f"horq {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
