@@ -1,0 +1,7 @@
+"""``python -m horq ...`` (what ``torchrun -m horq train ...`` runs in every process)."""
+
+import sys
+
+from horq.cli import main
+
+sys.exit(main())
