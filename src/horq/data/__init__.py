@@ -7,7 +7,7 @@ ship with a Python package.
 """
 
 from horq.data.errors import DatasetError
-from horq.data.fetch import fetch
+from horq.data.download import fetch
 from horq.data.loaders import ArrayDataset, dataset_dir, default_root, is_present, load
 from horq.data.registry import DATASETS, DatasetInfo
 

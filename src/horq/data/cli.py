@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from horq.data.fetch import fetch
+from horq.data.download import fetch
 from horq.data.loaders import dataset_dir, default_root, is_present
 from horq.data.registry import DATASETS
 
