@@ -1,24 +1,174 @@
-// Python bindings: argument checks and calls into core/, nothing else.
+// Python bindings: argument checks and calls into core/, nothing else. The user-facing validation (dtype,
+// ndim, channel counts, order range) and messages live in src/horq/kernels; the checks here only keep a
+// direct caller of horq._core from passing sizes that would read out of bounds.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
 
+#include <cstring>
+#include <limits>
 #include <stdexcept>
+#include <string>
 
 #include "core/bitpack.h"
+#include "core/dispatch.h"
+#include "core/layer.h"
+#include "core/threadpool.h"
 
 namespace nb = nanobind;
-using FloatMatrix = nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+template <class T, class... Extra>
+using In = nb::ndarray<const T, nb::c_contig, nb::device::cpu, Extra...>;
+
+namespace {
+
+template <class T>
+nb::ndarray<nb::numpy, T> make_array(std::initializer_list<std::size_t> shape, T** data) {
+  std::size_t size = 1;
+  for (auto s : shape) size *= s;
+  T* p = new T[size > 0 ? size : 1]();
+  nb::capsule owner(p, [](void* q) noexcept { delete[] static_cast<T*>(q); });
+  *data = p;
+  return nb::ndarray<nb::numpy, T>(p, shape.size(), shape.begin(), owner);
+}
+
+void require(bool ok, const std::string& msg) {
+  if (!ok) throw std::invalid_argument(msg);
+}
+
+void check_order(int order) {
+  require(order >= 1 && order <= horq::kMaxOrder, "order must be in 1.." + std::to_string(horq::kMaxOrder));
+}
+
+void check_n(std::size_t n) {
+  require(n >= 1, "empty rows");
+  require(n < static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()) / 2, "rows too long for 32-bit counts");
+}
+
+}  // namespace
 
 NB_MODULE(_core, m) {
   m.doc() = "horq native core: bit packing and XNOR-popcount kernels";
+
+  m.def("available_kernels", [] { return horq::available_kernels(); }, "Paths this CPU can run, best first.");
+  m.def("known_kernels", [] { return horq::known_kernels(); }, "Every path the library has.");
+  m.def("get_num_threads", &horq::get_num_threads);
+  m.def("set_num_threads", [](int n) {
+    require(n >= 1, "number of threads must be >= 1");
+    horq::set_num_threads(n);
+  });
+
   m.def(
       "pack_signs",
-      [](FloatMatrix x) {
+      [](In<float, nb::ndim<2>> x) {
         const std::size_t rows = x.shape(0), n = x.shape(1), nw = horq::words_for(n);
-        auto* out = new horq::word_t[rows * nw > 0 ? rows * nw : 1];
-        nb::capsule owner(out, [](void* p) noexcept { delete[] static_cast<horq::word_t*>(p); });
+        horq::word_t* out;
+        auto arr = make_array<horq::word_t>({rows, nw}, &out);
         horq::pack_signs_generic(x.data(), rows, n, n, out);
-        return nb::ndarray<nb::numpy, horq::word_t, nb::ndim<2>>(out, {rows, nw}, owner);
+        return arr;
       },
       nb::arg("x"), "Packs the signs of each row of a C-contiguous float32 matrix (bit 1 = negative).");
+
+  m.def(
+      "relayout_conv_weights",
+      [](In<horq::word_t, nb::ndim<2>> bits, std::size_t channels, std::size_t kh, std::size_t kw) {
+        const std::size_t rows = bits.shape(0), taps = kh * kw;
+        require(bits.shape(1) == horq::words_for(channels * taps), "bits do not match channels * kh * kw");
+        horq::word_t* out;
+        auto arr = make_array<horq::word_t>({rows, taps * horq::words_for(channels)}, &out);
+        horq::relayout_conv_weights(bits.data(), rows, channels, kh, kw, out);
+        return arr;
+      },
+      nb::arg("bits"), nb::arg("channels"), nb::arg("kh"), nb::arg("kw"));
+
+  m.def(
+      "quantize_pack",
+      [](In<float, nb::ndim<2>> cols, int order, const std::string& kernel) {
+        check_order(order);
+        const std::size_t rows = cols.shape(0), n = cols.shape(1);
+        check_n(n);
+        const auto& kt = horq::kernel_table(kernel);
+        horq::QuantizedColumns q;
+        {
+          nb::gil_scoped_release nogil;
+          q = horq::quantize_rows(kt, cols.data(), rows, n, order);
+        }
+        horq::word_t* bits;
+        double* betas;
+        auto abits = make_array<horq::word_t>({rows, static_cast<std::size_t>(order), q.kw}, &bits);
+        auto abetas = make_array<double>({rows, static_cast<std::size_t>(order)}, &betas);
+        std::memcpy(bits, q.bits.data(), q.bits.size() * sizeof(horq::word_t));
+        std::memcpy(betas, q.betas.data(), q.betas.size() * sizeof(double));
+        return nb::make_tuple(abits, abetas);
+      },
+      nb::arg("cols"), nb::arg("order"), nb::arg("kernel") = "");
+
+  m.def(
+      "bgemm",
+      [](In<horq::word_t, nb::ndim<2>> a, In<horq::word_t, nb::ndim<2>> b, std::size_t n, const std::string& kernel) {
+        const std::size_t rows = a.shape(0), cols = b.shape(0), kw = a.shape(1);
+        require(b.shape(1) == kw, "a and b rows have different word counts");
+        require(n <= kw * horq::kWordBits && horq::words_for(n) == kw, "n does not match the word count");
+        check_n(n);
+        const auto& kt = horq::kernel_table(kernel);
+        std::int32_t* out;
+        auto arr = make_array<std::int32_t>({rows, cols}, &out);
+        nb::gil_scoped_release nogil;
+        horq::bgemm_dot(kt, a.data(), rows, b.data(), cols, kw, n, out);
+        return arr;
+      },
+      nb::arg("a"), nb::arg("b"), nb::arg("n"), nb::arg("kernel") = "");
+
+  m.def(
+      "conv2d",
+      [](In<float, nb::ndim<4>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
+         In<double, nb::ndim<1>> add, std::size_t kh, std::size_t kw, std::tuple<std::size_t, std::size_t> stride,
+         std::tuple<std::size_t, std::size_t> padding, std::tuple<std::size_t, std::size_t> dilation, int order,
+         const std::string& kernel) {
+        check_order(order);
+        horq::ConvGeometry g{x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw,
+                             std::get<0>(stride), std::get<1>(stride), std::get<0>(padding), std::get<1>(padding),
+                             std::get<0>(dilation), std::get<1>(dilation), 0, 0};
+        require(g.sh >= 1 && g.sw >= 1 && g.dh >= 1 && g.dw >= 1 && kh >= 1 && kw >= 1, "bad geometry");
+        const long eh = static_cast<long>(g.height + 2 * g.ph) - static_cast<long>(g.dh * (kh - 1) + 1);
+        const long ew = static_cast<long>(g.width + 2 * g.pw) - static_cast<long>(g.dw * (kw - 1) + 1);
+        require(eh >= 0 && ew >= 0, "input too small for the kernel");
+        g.out_h = static_cast<std::size_t>(eh) / g.sh + 1;
+        g.out_w = static_cast<std::size_t>(ew) / g.sw + 1;
+        const std::size_t m = wbits.shape(0);
+        check_n(g.channels * kh * kw);
+        require(wbits.shape(1) == kh * kw * horq::words_for(g.channels), "weights are not in the conv layout");
+        require(coef.shape(0) == m && add.shape(0) == m, "epilogue length != output channels");
+        require(g.batch >= 1 && m >= 1, "empty batch or weights");
+        const auto& kt = horq::kernel_table(kernel);
+        float* y;
+        auto arr = make_array<float>({g.batch, m, g.out_h, g.out_w}, &y);
+        nb::gil_scoped_release nogil;
+        const auto q = horq::quantize_conv_columns(kt, x.data(), g, order);
+        horq::horq_gemm(kt, wbits.data(), m, q, {coef.data(), add.data()}, g.out_h * g.out_w, y);
+        return arr;
+      },
+      nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("kh"), nb::arg("kw"),
+      nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"), nb::arg("order"), nb::arg("kernel") = "");
+
+  m.def(
+      "linear",
+      [](In<float, nb::ndim<2>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
+         In<double, nb::ndim<1>> add, int order, const std::string& kernel) {
+        check_order(order);
+        const std::size_t rows = x.shape(0), n = x.shape(1), m = wbits.shape(0);
+        check_n(n);
+        require(wbits.shape(1) == horq::words_for(n), "weights do not match in_features");
+        require(coef.shape(0) == m && add.shape(0) == m, "epilogue length != output features");
+        require(rows >= 1 && m >= 1, "empty batch or weights");
+        const auto& kt = horq::kernel_table(kernel);
+        float* y;
+        auto arr = make_array<float>({rows, m}, &y);
+        nb::gil_scoped_release nogil;
+        const auto q = horq::quantize_rows(kt, x.data(), rows, n, order);
+        horq::horq_gemm(kt, wbits.data(), m, q, {coef.data(), add.data()}, 1, y);
+        return arr;
+      },
+      nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("order"), nb::arg("kernel") = "");
 }

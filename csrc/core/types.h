@@ -5,6 +5,9 @@
 //     word i / 64, bit i % 64;
 //   * the unused bits of a row's last word are zero in every operand;
 //   * for two packed rows a, b of n values:  a . b = n - 2 * popcount(a XOR b).
+//
+// Kernels never over-read: rows are packed back to back with no padding words, and SIMD tails use
+// masked loads (kOverReadWords = 0 documents that promise).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -13,6 +16,9 @@ namespace horq {
 
 using word_t = std::uint64_t;
 constexpr int kWordBits = 64;
+constexpr std::size_t kOverReadWords = 0;
+// Highest input order the kernels accept (HORQ.md: order in 1..8 for binary inputs).
+constexpr int kMaxOrder = 8;
 
 constexpr std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
 constexpr std::size_t words_for(std::size_t n) { return ceil_div(n, kWordBits); }

@@ -1,0 +1,25 @@
+// Kernel selection: the CPU is probed once; every path it can run is listed best first, generic last.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "core/bgemm.h"
+#include "core/quantize.h"
+
+namespace horq {
+
+struct KernelTable {
+  const char* name;
+  bgemm_fn bgemm;
+  quantize_fn quantize;
+};
+
+// Every path this library knows, whether or not this CPU can run it.
+const std::vector<std::string>& known_kernels();
+// The paths this CPU (and OS) can run, best first; "generic" is always last.
+const std::vector<std::string>& available_kernels();
+// The table for `name` (empty = the best available). Throws std::invalid_argument for an unknown name
+// or a path this CPU cannot run.
+const KernelTable& kernel_table(const std::string& name);
+
+}  // namespace horq

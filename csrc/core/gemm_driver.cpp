@@ -1,0 +1,64 @@
+// Blocking and threading of the binary GEMM. Work is cut into (kMB outputs x kJB columns) tasks; a task
+// counts popcounts for its block into a thread-local scratch tile (B block: kJB * order rows, L1/L2
+// resident; A block streams from L2) and applies the epilogue in double precision. No task depends on
+// another, so the result does not depend on the thread count.
+#include <algorithm>
+
+#include "core/layer.h"
+#include "core/threadpool.h"
+
+namespace horq {
+namespace {
+
+constexpr std::size_t kMB = 64;  // outputs per task
+constexpr std::size_t kJB = 16;  // columns per task
+
+std::vector<std::int32_t>& scratch(std::size_t size) {
+  thread_local std::vector<std::int32_t> buf;
+  if (buf.size() < size) buf.resize(size);
+  return buf;
+}
+
+}  // namespace
+
+void horq_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const QuantizedColumns& q,
+               Epilogue ep, std::size_t ppi, float* y) {
+  const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw;
+  const std::size_t mblocks = ceil_div(m, kMB), jblocks = ceil_div(q.ncols, kJB);
+  const double n = static_cast<double>(q.n);
+  parallel_for(mblocks * jblocks, [&](std::size_t t) {
+    const std::size_t o0 = (t % mblocks) * kMB, j0 = (t / mblocks) * kJB;
+    const std::size_t mb = std::min(kMB, m - o0), jb = std::min(kJB, q.ncols - j0);
+    const std::size_t ldc = jb * K;
+    std::int32_t* pc = scratch(mb * ldc).data();
+    kt.bgemm(wbits + o0 * kw, mb, q.bits.data() + j0 * K * kw, jb * K, kw, pc, ldc);
+    for (std::size_t j = 0; j < jb; ++j) {
+      const std::size_t col = j0 + j;
+      const double* beta = q.betas.data() + col * K;
+      float* yj = y + (col / ppi) * m * ppi + col % ppi;
+      for (std::size_t i = 0; i < mb; ++i) {
+        const std::int32_t* c = pc + i * ldc + j * K;
+        double s = 0.0;
+        for (std::size_t k = 0; k < K; ++k) s += beta[k] * (n - 2.0 * c[k]);
+        const std::size_t o = o0 + i;
+        yj[o * ppi] = static_cast<float>(ep.coef[o] * s + ep.add[o]);
+      }
+    }
+  });
+}
+
+void bgemm_dot(const KernelTable& kt, const word_t* a, std::size_t m, const word_t* b, std::size_t nb,
+               std::size_t kw, std::size_t n, std::int32_t* out) {
+  constexpr std::size_t kNB = kJB * 4;
+  const std::size_t mblocks = ceil_div(m, kMB), nblocks = ceil_div(nb, kNB);
+  parallel_for(mblocks * nblocks, [&](std::size_t t) {
+    const std::size_t i0 = (t % mblocks) * kMB, j0 = (t / mblocks) * kNB;
+    const std::size_t mb = std::min(kMB, m - i0), jb = std::min(kNB, nb - j0);
+    std::int32_t* c = out + i0 * nb + j0;
+    kt.bgemm(a + i0 * kw, mb, b + j0 * kw, jb, kw, c, nb);
+    for (std::size_t i = 0; i < mb; ++i)
+      for (std::size_t j = 0; j < jb; ++j) c[i * nb + j] = static_cast<std::int32_t>(n) - 2 * c[i * nb + j];
+  });
+}
+
+}  // namespace horq

@@ -1,0 +1,53 @@
+// HORQ layers on packed weights: quantize every input column (quantize.h), binary GEMM against the
+// weights (bgemm.h), then the per-output epilogue
+//     y[o, j] = coef[o] * sum_k beta_{k,j} * (n - 2 * popcount(B_o ^ H_{k,j})) + add[o]
+// where coef = alpha * scale and add = scale * bias + shift fold the bias and a BatchNorm epilogue.
+#pragma once
+#include <cstddef>
+#include <vector>
+
+#include "core/dispatch.h"
+
+namespace horq {
+
+// Columns after quantization: row (j * order + k) holds H_{k+1} of column j, kw words; betas likewise.
+struct QuantizedColumns {
+  std::size_t ncols = 0, n = 0, kw = 0;
+  int order = 0;
+  std::vector<word_t> bits;
+  std::vector<double> betas;
+};
+
+// The epilogue's per-output constants (length m each).
+struct Epilogue {
+  const double* coef;
+  const double* add;
+};
+
+// y[(j / ppi) * m * ppi + o * ppi + j % ppi] for every column j and output o (ppi = columns per image:
+// NCHW output for a convolution, (N, m) for a linear layer with ppi = 1).
+void horq_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const QuantizedColumns& q,
+               Epilogue ep, std::size_t ppi, float* y);
+
+// out[i * nb + j] = n - 2 * popcount(a_i ^ b_j) (rows of kw words), threaded.
+void bgemm_dot(const KernelTable& kt, const word_t* a, std::size_t m, const word_t* b, std::size_t nb,
+               std::size_t kw, std::size_t n, std::int32_t* out);
+
+// Rows of `rows` x `n` floats quantized to `order` planes, one group per row (a linear layer's input).
+// Throws std::invalid_argument if x holds NaN or Inf.
+QuantizedColumns quantize_rows(const KernelTable& kt, const float* x, std::size_t rows, std::size_t n, int order);
+
+struct ConvGeometry {
+  std::size_t batch, channels, height, width, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w;
+};
+
+// Unfolds x (NCHW) into receptive fields, channel-major per pixel: a column is kh*kw pixel groups of C
+// values (zero padding included), quantized as in quantize.h. Throws std::invalid_argument on NaN/Inf.
+QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, const ConvGeometry& g, int order);
+
+// PackedWeights bits in (c, i, j) order -> the conv layout above: per tap (i, j) a group of
+// words_for(C) words holding the C channel bits.
+void relayout_conv_weights(const word_t* bits, std::size_t m, std::size_t channels, std::size_t kh,
+                           std::size_t kw, word_t* out);
+
+}  // namespace horq

@@ -1,0 +1,55 @@
+// AVX-512 residual binarization of one column (arithmetic derived in quantize.h), 8 doubles per step:
+// the compare gives the 8 bits directly as a mask register, r is updated by a masked add/sub, and the
+// last 1-7 values of a word use zero-masked loads, masked stores and a masked accumulate, so padded lanes
+// neither set bits nor count in beta.
+#include <immintrin.h>
+
+#include "core/quantize.h"
+
+namespace horq {
+
+void quantize_column_avx512(double* r, std::size_t groups, std::size_t cg, int order, word_t* bits,
+                            std::size_t ldbits, double* betas) {
+  constexpr std::size_t kLanes = 8;
+  const std::size_t n = groups * cg, gw = words_for(cg);
+  const __m512d zero = _mm512_setzero_pd();
+
+  __m512d acc = zero;
+  for (std::size_t i = 0; i < n; i += kLanes) {
+    const std::size_t rem = n - i;
+    const __mmask8 m = rem >= kLanes ? static_cast<__mmask8>(0xff) : static_cast<__mmask8>((1u << rem) - 1u);
+    acc = _mm512_add_pd(acc, _mm512_abs_pd(_mm512_maskz_loadu_pd(m, r + i)));
+  }
+  double beta = _mm512_reduce_add_pd(acc) / static_cast<double>(n);
+
+  for (int k = 0; k < order; ++k) {
+    betas[k] = beta;
+    const bool last = k + 1 == order;
+    const __m512d vb = _mm512_set1_pd(beta);
+    __m512d vnext = zero;
+    for (std::size_t g = 0; g < groups; ++g) {
+      double* rg = r + g * cg;
+      word_t* wg = bits + k * ldbits + g * gw;
+      for (std::size_t w = 0; w < gw; ++w) {
+        const std::size_t i0 = w * kWordBits, i1 = i0 + kWordBits < cg ? i0 + kWordBits : cg;
+        word_t word = 0;
+        for (std::size_t j = i0; j < i1; j += kLanes) {
+          const std::size_t rem = i1 - j;
+          const __mmask8 m = rem >= kLanes ? static_cast<__mmask8>(0xff) : static_cast<__mmask8>((1u << rem) - 1u);
+          __m512d v = _mm512_maskz_loadu_pd(m, rg + j);
+          const __mmask8 neg = _mm512_mask_cmp_pd_mask(m, v, zero, _CMP_LT_OQ);
+          word |= static_cast<word_t>(neg) << (j - i0);
+          if (!last) {
+            v = _mm512_mask_add_pd(_mm512_sub_pd(v, vb), neg, v, vb);
+            _mm512_mask_storeu_pd(rg + j, m, v);
+            vnext = _mm512_mask_add_pd(vnext, m, vnext, _mm512_abs_pd(v));
+          }
+        }
+        wg[w] = word;
+      }
+    }
+    beta = _mm512_reduce_add_pd(vnext) / static_cast<double>(n);
+  }
+}
+
+}  // namespace horq

@@ -1,0 +1,41 @@
+// Portable residual binarization of one column (arithmetic derived in quantize.h).
+#include <cmath>
+
+#include "core/quantize.h"
+
+namespace horq {
+
+void quantize_column_generic(double* r, std::size_t groups, std::size_t cg, int order, word_t* bits,
+                             std::size_t ldbits, double* betas) {
+  const std::size_t n = groups * cg, gw = words_for(cg);
+  double sum = 0.0;
+  for (std::size_t i = 0; i < n; ++i) sum += std::fabs(r[i]);
+  double beta = sum / static_cast<double>(n);
+  for (int k = 0; k < order; ++k) {
+    betas[k] = beta;
+    const bool last = k + 1 == order;
+    double next = 0.0;
+    for (std::size_t g = 0; g < groups; ++g) {
+      double* rg = r + g * cg;
+      word_t* wg = bits + k * ldbits + g * gw;
+      for (std::size_t w = 0; w < gw; ++w) {
+        const std::size_t i0 = w * kWordBits, i1 = i0 + kWordBits < cg ? i0 + kWordBits : cg;
+        word_t word = 0;
+        for (std::size_t i = i0; i < i1; ++i) {
+          double v = rg[i];
+          const bool neg = v < 0.0;
+          word |= static_cast<word_t>(neg) << (i - i0);
+          if (!last) {
+            v = neg ? v + beta : v - beta;
+            rg[i] = v;
+            next += std::fabs(v);
+          }
+        }
+        wg[w] = word;
+      }
+    }
+    beta = next / static_cast<double>(n);
+  }
+}
+
+}  // namespace horq

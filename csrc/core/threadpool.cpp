@@ -1,0 +1,124 @@
+// Thread pool behind parallel_for: workers sleep on a condition variable between jobs; a job is a
+// generation number plus an atomic task counter that the caller's thread also drains.
+#include "core/threadpool.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace horq {
+namespace {
+
+int default_threads() {
+  if (const char* env = std::getenv("HORQ_NUM_THREADS")) {
+    const int n = std::atoi(env);
+    if (n >= 1) return n;
+  }
+  const unsigned hc = std::thread::hardware_concurrency();
+  return hc ? static_cast<int>(hc) : 1;
+}
+
+class Pool {
+ public:
+  ~Pool() { resize(0); }
+
+  int threads() const { return nthreads_; }
+
+  void set_threads(int n) {
+    std::lock_guard<std::mutex> job(job_mu_);
+    resize(n - 1);
+    nthreads_ = n;
+  }
+
+  void run(std::size_t ntasks, const std::function<void(std::size_t)>& fn) {
+    std::lock_guard<std::mutex> job(job_mu_);
+    const std::size_t helpers = workers_.size() < ntasks ? workers_.size() : ntasks - 1;
+    if (ntasks <= 1 || helpers == 0) {
+      for (std::size_t t = 0; t < ntasks; ++t) fn(t);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      fn_ = &fn;
+      ntasks_ = ntasks;
+      next_.store(0);
+      active_ = helpers;
+      helpers_ = helpers;
+      ++generation_;
+    }
+    cv_.notify_all();
+    drain();
+    std::unique_lock<std::mutex> lk(mu_);
+    done_cv_.wait(lk, [&] { return active_ == 0; });
+    fn_ = nullptr;
+  }
+
+ private:
+  void drain() {
+    for (std::size_t t = next_.fetch_add(1); t < ntasks_; t = next_.fetch_add(1)) (*fn_)(t);
+  }
+
+  void worker(std::size_t index) {
+    std::uint64_t seen = 0;
+    for (;;) {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      if (index >= helpers_) continue;
+      lk.unlock();
+      drain();
+      lk.lock();
+      if (--active_ == 0) done_cv_.notify_one();
+    }
+  }
+
+  void resize(int helpers) {
+    if (helpers < 0) helpers = 0;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+    stop_ = false;
+    for (int i = 0; i < helpers; ++i) workers_.emplace_back(&Pool::worker, this, static_cast<std::size_t>(i));
+  }
+
+  std::mutex job_mu_;  // one job at a time
+  std::mutex mu_;
+  std::condition_variable cv_, done_cv_;
+  std::vector<std::thread> workers_;
+  const std::function<void(std::size_t)>* fn_ = nullptr;
+  std::size_t ntasks_ = 0;
+  std::atomic<std::size_t> next_{0};
+  std::size_t active_ = 0;
+  std::size_t helpers_ = 0;  // only the first helpers_ workers join a job (few tasks wake few threads)
+  std::uint64_t generation_ = 0;
+  bool stop_ = false;
+  int nthreads_ = 1;
+
+  friend Pool& pool();
+};
+
+Pool& pool() {
+  static Pool p;
+  static std::once_flag once;
+  std::call_once(once, [] { p.set_threads(default_threads()); });
+  return p;
+}
+
+}  // namespace
+
+int get_num_threads() { return pool().threads(); }
+
+void set_num_threads(int n) { pool().set_threads(n < 1 ? 1 : n); }
+
+void parallel_for(std::size_t ntasks, const std::function<void(std::size_t)>& fn) { pool().run(ntasks, fn); }
+
+}  // namespace horq

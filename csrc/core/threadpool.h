@@ -1,0 +1,19 @@
+// A small persistent thread pool. parallel_for hands out task indices from an atomic counter; every task
+// writes a disjoint part of the output and computes it the same way whatever thread runs it, so results
+// are bitwise identical for any thread count.
+#pragma once
+#include <cstddef>
+#include <functional>
+
+namespace horq {
+
+// Threads used by parallel_for (the caller's thread included). Default: HORQ_NUM_THREADS if set, else
+// std::thread::hardware_concurrency().
+int get_num_threads();
+void set_num_threads(int n);  // n >= 1
+
+// Runs fn(t) for t in [0, ntasks) on up to get_num_threads() threads and returns when all are done.
+// fn must not throw. Calls from several caller threads are serialized.
+void parallel_for(std::size_t ntasks, const std::function<void(std::size_t)>& fn);
+
+}  // namespace horq

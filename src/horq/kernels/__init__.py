@@ -1,0 +1,320 @@
+"""Python face of the native XNOR-popcount core ``horq._core`` (numpy in, numpy out, float32).
+
+Arithmetic (../shared/HORQ.md): weights are ``alpha_o * sign(W_o)``; every input column (a receptive field
+of a convolution, zero padding included, or one sample of a linear layer) is residual-binarized to ``order``
+planes ``H_k`` with one ``beta_k`` each, and
+
+    y[o, j] = alpha_o * sum_k beta_{k,j} * (n - 2 * popcount(B_o XOR H_{k,j}))      (+ bias)
+
+optionally followed by a folded BatchNorm epilogue ``scale * (y + bias) + shift`` (per output channel).
+
+Rules pinned by the tests:
+
+* ``order`` is an integer in 1..8 (binary inputs). ``order=0`` (binary weights, real inputs) is not run by
+  the native core: it raises ValueError pointing at :mod:`horq.reference`.
+* ``x`` must be a float32 array (or a CPU torch tensor, read through numpy) with the documented ndim and
+  channel count and at least one element; non-contiguous inputs are copied. Any NaN or +-Inf anywhere in
+  ``x`` raises ValueError, even in pixels no output reads (a NaN has no sign and an Inf makes beta
+  infinite, so no result would be meaningful).
+* The kernel path is the ``kernel`` argument, else the ``HORQ_KERNEL`` environment variable, else the best
+  path this CPU runs (``avx512`` > ``avx2`` > ``generic``); a path the CPU lacks raises ValueError.
+* Results are bitwise identical for any thread count (:func:`set_num_threads`); different paths agree to
+  float32 rounding (they sum the betas in different orders).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import numpy as np
+
+from horq import _core
+from horq.bits import WORD_DTYPE, pack_signs, words_for
+from horq.reference import MAX_ORDER
+
+__all__ = [
+    "KERNEL_ENV",
+    "PackedWeights",
+    "bgemm",
+    "conv2d",
+    "get_num_threads",
+    "info",
+    "linear",
+    "pack_weights",
+    "quantize_pack",
+    "set_num_threads",
+]
+
+KERNEL_ENV = "HORQ_KERNEL"
+
+
+def _resolve_kernel(kernel: str | None) -> str:
+    name = kernel if kernel is not None else os.environ.get(KERNEL_ENV, "")
+    if not name:
+        return _core.available_kernels()[0]
+    known, avail = _core.known_kernels(), _core.available_kernels()
+    if name not in known:
+        raise ValueError(f"unknown kernel path {name!r} (known: {', '.join(known)})")
+    if name not in avail:
+        raise ValueError(f"kernel path {name!r} is not supported by this CPU (available: {', '.join(avail)})")
+    return name
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def info() -> dict:
+    """The native core's configuration.
+
+    Returns:
+        dict with ``available`` (paths this CPU can run, best first), ``known`` (all paths the library has),
+        ``in_use`` (the path a call without ``kernel=`` takes now, honouring ``HORQ_KERNEL``), ``threads``
+        and ``cpu`` (model name).
+    """
+    try:
+        in_use = _resolve_kernel(None)
+    except ValueError as exc:
+        in_use = f"invalid {KERNEL_ENV}: {exc}"
+    return {
+        "available": list(_core.available_kernels()),
+        "known": list(_core.known_kernels()),
+        "in_use": in_use,
+        "threads": _core.get_num_threads(),
+        "cpu": _cpu_model(),
+    }
+
+
+def set_num_threads(n: int) -> None:
+    """Sets the number of threads the kernels use (the caller's thread included); ``n >= 1``."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"number of threads must be an integer >= 1, got {n!r}")
+    _core.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    """Number of threads the kernels use (default: ``HORQ_NUM_THREADS`` or the CPU count)."""
+    return _core.get_num_threads()
+
+
+def _to_numpy(x):
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor, without importing torch
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _float_input(x, ndim: int, name: str, shape_doc: str) -> np.ndarray:
+    x = _to_numpy(x)
+    if x.dtype != np.float32:
+        raise ValueError(f"{name} must be float32, got dtype {x.dtype}")
+    if x.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions {shape_doc}, got shape {x.shape}")
+    if x.size == 0:
+        raise ValueError(f"{name} is empty (shape {x.shape})")
+    return np.ascontiguousarray(x)
+
+
+def _check_order(order) -> int:
+    if isinstance(order, bool) or not isinstance(order, (int, np.integer)):
+        raise ValueError(f"order must be an integer in 1..{MAX_ORDER}, got {order!r}")
+    if order == 0:
+        raise ValueError(
+            "order 0 (binary weights, real-valued inputs) is not supported by the native kernels; "
+            "use horq.reference.horq_conv2d / horq_linear"
+        )
+    if not 1 <= order <= MAX_ORDER:
+        raise ValueError(f"order must be an integer in 1..{MAX_ORDER}, got {order}")
+    return int(order)
+
+
+class PackedWeights:
+    """Binary weights of one layer: ``alpha_o * sign(W_o)`` (docs/DESIGN.md, binding).
+
+    Args:
+        bits: uint64 ``(C_out, words_for(n))`` = ``horq.bits.pack_signs(w.reshape(C_out, -1))``.
+        alpha: float32 ``(C_out,)``, mean ``|w|`` per output filter.
+        shape: the float weight's shape, ``(C_out, C_in, kh, kw)`` or ``(out_features, in_features)``.
+
+    Raises:
+        ValueError: on mismatched shapes or dtypes, non-zero padding bits, or non-finite alpha.
+    """
+
+    def __init__(self, bits, alpha, shape):
+        shape = tuple(int(s) for s in shape)
+        if len(shape) < 2 or any(s < 1 for s in shape):
+            raise ValueError(f"PackedWeights: shape must have >= 2 positive dimensions, got {shape}")
+        bits, alpha = np.asarray(bits), np.asarray(alpha)
+        n = int(np.prod(shape[1:]))
+        if bits.dtype != WORD_DTYPE or bits.shape != (shape[0], words_for(n)):
+            raise ValueError(
+                f"PackedWeights: bits must be uint64 of shape {(shape[0], words_for(n))}, got {bits.dtype} {bits.shape}"
+            )
+        if alpha.dtype != np.float32 or alpha.shape != (shape[0],):
+            raise ValueError(f"PackedWeights: alpha must be float32 of shape {(shape[0],)}, got {alpha.dtype} {alpha.shape}")
+        if not np.isfinite(alpha).all():
+            raise ValueError("PackedWeights: alpha contains NaN or Inf")
+        if n % 64 and (bits[:, -1] >> np.uint64(n % 64)).any():
+            raise ValueError("PackedWeights: padding bits of the last word must be zero")
+        self.bits = np.ascontiguousarray(bits)
+        self.alpha = np.ascontiguousarray(alpha)
+        self.shape = shape
+        self._conv_bits = None
+
+    @property
+    def out_channels(self) -> int:
+        return self.shape[0]
+
+    @property
+    def n(self) -> int:
+        """Length of one binary dot product (``C_in * kh * kw`` or ``in_features``)."""
+        return int(np.prod(self.shape[1:]))
+
+    def conv_bits(self) -> np.ndarray:
+        """The bits re-laid out for the conv kernel (per tap, ``words_for(C_in)`` words of channels); cached."""
+        if len(self.shape) != 4:
+            raise ValueError(f"conv2d needs a 4-d weight shape (C_out, C_in, kh, kw), got {self.shape}")
+        if self._conv_bits is None:
+            _, c, kh, kw = self.shape
+            self._conv_bits = _core.relayout_conv_weights(self.bits, c, kh, kw)
+        return self._conv_bits
+
+    def __repr__(self) -> str:
+        return f"PackedWeights(shape={self.shape})"
+
+
+def pack_weights(w) -> PackedWeights:
+    """Binarizes a float weight (``(C_out, ...)``) into :class:`PackedWeights`.
+
+    Raises:
+        ValueError: if ``w`` has fewer than 2 dimensions, is empty, or holds NaN/Inf.
+    """
+    w = _to_numpy(w)
+    if w.ndim < 2 or w.size == 0:
+        raise ValueError(f"pack_weights: need a non-empty weight of >= 2 dimensions, got shape {w.shape}")
+    if not np.issubdtype(w.dtype, np.floating) or not np.isfinite(w).all():
+        raise ValueError("pack_weights: weight must be floating point without NaN or Inf")
+    rows = w.reshape(w.shape[0], -1)
+    alpha = np.abs(rows.astype(np.float64)).mean(axis=1).astype(np.float32)
+    return PackedWeights(pack_signs(rows), alpha, w.shape)
+
+
+def quantize_pack(cols, order: int, *, kernel: str | None = None):
+    """Order-K residual binarization of each row of ``cols``, packed (the kernels' input side).
+
+    Args:
+        cols: float32 ``(P, n)``; each row is one column in HORQ.md's sense.
+        order: 1..8.
+        kernel: path override (see module docstring).
+
+    Returns:
+        ``(bits, betas)``: uint64 ``(P, order, words_for(n))`` with ``bits[j, k] = pack_signs(H_{k+1})`` and
+        float64 ``(P, order)`` betas.
+
+    Raises:
+        ValueError: bad dtype/shape/order, NaN/Inf in ``cols``, or an unsupported kernel path.
+    """
+    order = _check_order(order)
+    cols = _float_input(cols, 2, "cols", "(P, n)")
+    return _core.quantize_pack(cols, order, _resolve_kernel(kernel))
+
+
+def bgemm(a, b, n: int | None = None, *, kernel: str | None = None) -> np.ndarray:
+    """Binary GEMM of packed rows: ``out[i, j] = n - 2 * popcount(a[i] XOR b[j])`` (int32).
+
+    Args:
+        a: uint64 ``(M, W)``; b: uint64 ``(N, W)``; n: bits per row (default ``64 * W``; padding bits
+            beyond ``n`` must be zero in both).
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    for name, v in (("a", a), ("b", b)):
+        if v.dtype != WORD_DTYPE or v.ndim != 2 or v.size == 0:
+            raise ValueError(f"bgemm: {name} must be a non-empty 2-d uint64 array, got {v.dtype} {v.shape}")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"bgemm: a has {a.shape[1]} words per row, b has {b.shape[1]}")
+    n = 64 * a.shape[1] if n is None else int(n)
+    if words_for(n) != a.shape[1]:
+        raise ValueError(f"bgemm: n={n} does not fit {a.shape[1]} words per row")
+    return _core.bgemm(np.ascontiguousarray(a), np.ascontiguousarray(b), n, _resolve_kernel(kernel))
+
+
+def _epilogue(pw: PackedWeights, bias, scale, shift):
+    m = pw.out_channels
+
+    def vec(v, name, default):
+        if v is None:
+            return np.full(m, default, np.float64)
+        v = _to_numpy(v).astype(np.float64)
+        if v.shape != (m,):
+            raise ValueError(f"{name} must have shape ({m},), got {v.shape}")
+        if not np.isfinite(v).all():
+            raise ValueError(f"{name} contains NaN or Inf")
+        return v
+
+    bias, scale, shift = vec(bias, "bias", 0.0), vec(scale, "scale", 1.0), vec(shift, "shift", 0.0)
+    # scale * (alpha * S + bias) + shift = (alpha * scale) * S + (scale * bias + shift)
+    return pw.alpha.astype(np.float64) * scale, scale * bias + shift
+
+
+def _pair(v, name: str, minimum: int):
+    t = (v, v) if np.isscalar(v) else tuple(v)
+    if len(t) != 2 or any(isinstance(e, bool) or not isinstance(e, (int, np.integer)) or e < minimum for e in t):
+        raise ValueError(f"{name} must be an integer >= {minimum} or a pair of them, got {v!r}")
+    return int(t[0]), int(t[1])
+
+
+def conv2d(x, pw: PackedWeights, *, order: int, stride=1, padding=0, dilation=1, bias=None, scale=None,
+           shift=None, kernel: str | None = None) -> np.ndarray:
+    """HORQ convolution (groups = 1) of ``x`` (N, C, H, W) with packed weights (C_out, C, kh, kw).
+
+    Returns:
+        float32 ``(N, C_out, OH, OW)`` = ``scale * (horq_conv + bias) + shift`` (each term optional).
+
+    Raises:
+        ValueError: see the module docstring.
+    """
+    order = _check_order(order)
+    if not isinstance(pw, PackedWeights):
+        raise ValueError(f"conv2d: weights must be PackedWeights, got {type(pw).__name__}")
+    wbits = pw.conv_bits()
+    x = _float_input(x, 4, "x", "(N, C, H, W)")
+    _, c, kh, kw = pw.shape
+    if x.shape[1] != c:
+        raise ValueError(f"conv2d: x has {x.shape[1]} channels, the weights expect {c}")
+    s, p, d = _pair(stride, "stride", 1), _pair(padding, "padding", 0), _pair(dilation, "dilation", 1)
+    oh = (x.shape[2] + 2 * p[0] - d[0] * (kh - 1) - 1) // s[0] + 1
+    ow = (x.shape[3] + 2 * p[1] - d[1] * (kw - 1) - 1) // s[1] + 1
+    if oh < 1 or ow < 1:
+        raise ValueError(f"conv2d: input {x.shape[2]}x{x.shape[3]} is too small for a {kh}x{kw} kernel "
+                         f"(padding {p}, dilation {d})")
+    coef, add = _epilogue(pw, bias, scale, shift)
+    return _core.conv2d(x, wbits, coef, add, kh, kw, s, p, d, order, _resolve_kernel(kernel))
+
+
+def linear(x, pw: PackedWeights, *, order: int, bias=None, scale=None, shift=None,
+           kernel: str | None = None) -> np.ndarray:
+    """HORQ linear layer of ``x`` (N, in_features) with packed weights (out_features, in_features).
+
+    Returns:
+        float32 ``(N, out_features)`` = ``scale * (horq_linear + bias) + shift`` (each term optional).
+
+    Raises:
+        ValueError: see the module docstring.
+    """
+    order = _check_order(order)
+    if not isinstance(pw, PackedWeights):
+        raise ValueError(f"linear: weights must be PackedWeights, got {type(pw).__name__}")
+    if len(pw.shape) != 2:
+        raise ValueError(f"linear needs a 2-d weight shape (out, in), got {pw.shape}")
+    x = _float_input(x, 2, "x", "(N, in_features)")
+    if x.shape[1] != pw.shape[1]:
+        raise ValueError(f"linear: x has {x.shape[1]} features, the weights expect {pw.shape[1]}")
+    coef, add = _epilogue(pw, bias, scale, shift)
+    return _core.linear(x, pw.bits, coef, add, order, _resolve_kernel(kernel))

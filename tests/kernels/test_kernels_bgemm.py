@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+from horq import bits, kernels
+
+NS = [1, 3, 31, 32, 33, 63, 64, 65, 511, 512, 513]
+
+
+def random_rows(rng, rows, n):
+    return bits.pack_signs(rng.standard_normal((rows, n)).astype(np.float32))
+
+
+@pytest.mark.parametrize("n", NS)
+@pytest.mark.parametrize("m,nb", [(1, 1), (3, 5), (5, 67), (130, 9)])
+def test_bgemm_matches_numpy(path, n, m, nb):
+    rng = np.random.default_rng(n * 7 + m)
+    a, b = random_rows(rng, m, n), random_rows(rng, nb, n)
+    got = kernels.bgemm(a, b, n, kernel=path)
+    assert got.dtype == np.int32 and got.shape == (m, nb)
+    np.testing.assert_array_equal(got, bits.binary_dot(a[:, None, :], b[None, :, :], n))
+
+
+def test_bgemm_counts_beyond_16_bits(path):
+    # n = 70000 > 65535: opposite rows give popcount 70000, which would wrap a 16-bit accumulator; it also
+    # runs the AVX2 byte accumulators through many 31-step flushes.
+    n = 70000
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, n)).astype(np.float32)
+    x[x == 0] = 1  # -x must flip every sign, so no zeros
+    a, b = bits.pack_signs(x), bits.pack_signs(np.concatenate([-x, x]))
+    got = kernels.bgemm(a, b, n, kernel=path)
+    assert got[0, 0] == -n and got[0, 3] == n
+    np.testing.assert_array_equal(got, bits.binary_dot(a[:, None, :], b[None, :, :], n))
+
+
+def test_bgemm_threads_identical(path):
+    rng = np.random.default_rng(2)
+    a, b = random_rows(rng, 200, 1000), random_rows(rng, 150, 1000)
+    kernels.set_num_threads(1)
+    one = kernels.bgemm(a, b, 1000, kernel=path)
+    kernels.set_num_threads(2)
+    two = kernels.bgemm(a, b, 1000, kernel=path)
+    np.testing.assert_array_equal(one, two)
+
+
+def test_bgemm_bad_inputs():
+    a = np.zeros((2, 3), np.uint64)
+    with pytest.raises(ValueError, match="uint64"):
+        kernels.bgemm(a.astype(np.int64), a)
+    with pytest.raises(ValueError, match="words per row"):
+        kernels.bgemm(a, np.zeros((2, 4), np.uint64))
+    with pytest.raises(ValueError, match="does not fit"):
+        kernels.bgemm(a, a, n=500)
+    with pytest.raises(ValueError, match="non-empty"):
+        kernels.bgemm(np.zeros((0, 3), np.uint64), a)

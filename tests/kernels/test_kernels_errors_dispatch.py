@@ -1,0 +1,128 @@
+"""Bad inputs (specific ValueErrors), the NaN/Inf rule, and the kernel selector (argument, env var, info)."""
+
+import numpy as np
+import pytest
+
+from horq import _core, kernels
+
+
+@pytest.fixture
+def conv_case():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    return x, kernels.pack_weights(rng.standard_normal((4, 3, 3, 3)).astype(np.float32))
+
+
+@pytest.fixture
+def linear_case():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 10)).astype(np.float32)
+    return x, kernels.pack_weights(rng.standard_normal((4, 10)).astype(np.float32))
+
+
+def test_conv_bad_inputs(conv_case):
+    x, pw = conv_case
+    cases = [
+        (dict(x=x.astype(np.float64)), "x must be float32"),
+        (dict(x=x.astype(np.int32)), "x must be float32"),
+        (dict(x=x[0]), "4 dimensions"),
+        (dict(x=x[:, :2]), "x has 2 channels, the weights expect 3"),
+        (dict(x=x[:0]), "x is empty"),
+        (dict(x=x[:, :, :1, :1]), "too small"),
+        (dict(order=0), "order 0 .* not supported by the native kernels"),
+        (dict(order=9), "order must be an integer in 1..8"),
+        (dict(order=-1), "order must be an integer in 1..8"),
+        (dict(order=2.0), "order must be an integer"),
+        (dict(order=True), "order must be an integer"),
+        (dict(stride=0), "stride must be an integer >= 1"),
+        (dict(padding=-1), "padding must be an integer >= 0"),
+        (dict(dilation=(1, 2, 3)), "dilation must be"),
+        (dict(bias=np.zeros(5, np.float32)), r"bias must have shape \(4,\)"),
+        (dict(scale=np.array([1, np.nan, 1, 1], np.float32)), "scale contains NaN"),
+        (dict(pw=np.zeros((4, 1), np.uint64)), "weights must be PackedWeights"),
+        (dict(kernel="sse9"), "unknown kernel path 'sse9'"),
+    ]
+    for change, message in cases:
+        args = dict(x=x, pw=pw, order=2)
+        args.update(change)
+        with pytest.raises(ValueError, match=message):
+            kernels.conv2d(args.pop("x"), args.pop("pw"), **args)
+
+
+def test_linear_bad_inputs(linear_case, conv_case):
+    x, pw = linear_case
+    with pytest.raises(ValueError, match="x must be float32"):
+        kernels.linear(x.astype(np.float16), pw, order=1)
+    with pytest.raises(ValueError, match="2 dimensions"):
+        kernels.linear(x[0], pw, order=1)
+    with pytest.raises(ValueError, match="x has 9 features, the weights expect 10"):
+        kernels.linear(x[:, :9], pw, order=1)
+    with pytest.raises(ValueError, match="x is empty"):
+        kernels.linear(x[:0], pw, order=1)
+    with pytest.raises(ValueError, match="order 0"):
+        kernels.linear(x, pw, order=0)
+    with pytest.raises(ValueError, match="linear needs a 2-d weight"):
+        kernels.linear(x, conv_case[1], order=1)
+    with pytest.raises(ValueError, match="conv2d needs a 4-d weight"):
+        kernels.conv2d(conv_case[0], pw, order=1)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_input_rejected(path, bad, conv_case, linear_case):
+    # Rule: any NaN/Inf anywhere in x is an error -- including a pixel that no output reads (stride 2,
+    # 1x1 kernel skips odd rows), so the outcome never depends on the geometry.
+    x, pw = conv_case
+    xb = x.copy()
+    xb[1, 2, 3, 3] = bad
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        kernels.conv2d(xb, pw, order=2, padding=1, kernel=path)
+    pw1 = kernels.pack_weights(np.ones((2, 3, 1, 1), np.float32))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        kernels.conv2d(xb, pw1, order=1, stride=2, kernel=path)
+    xl, pl = linear_case
+    xlb = xl.copy()
+    xlb[1, 9] = bad
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        kernels.linear(xlb, pl, order=1, kernel=path)
+
+
+def test_huge_finite_inputs_are_fine(path, linear_case):
+    xl, pl = linear_case
+    xl = xl.copy()
+    xl[:, :] = np.float32(3e38)  # beta is summed in double: no overflow to Inf
+    y = kernels.linear(xl, pl, order=2, kernel=path)
+    assert not np.isnan(y).any()  # may overflow float32 to Inf, but raises nothing
+
+
+def test_info_and_selector(monkeypatch, linear_case):
+    info = kernels.info()
+    assert info["available"] == list(_core.available_kernels())
+    assert info["available"][-1] == "generic" and set(info["known"]) == {"avx512", "avx2", "generic"}
+    assert info["in_use"] == info["available"][0]
+    assert info["threads"] == kernels.get_num_threads() >= 1
+    x, pw = linear_case
+    monkeypatch.setenv(kernels.KERNEL_ENV, "generic")
+    assert kernels.info()["in_use"] == "generic"
+    y_env = kernels.linear(x, pw, order=2)
+    np.testing.assert_array_equal(y_env, kernels.linear(x, pw, order=2, kernel="generic"))
+    monkeypatch.setenv(kernels.KERNEL_ENV, "bogus")
+    with pytest.raises(ValueError, match="unknown kernel path 'bogus'"):
+        kernels.linear(x, pw, order=2)
+    assert "invalid" in kernels.info()["in_use"]
+    monkeypatch.delenv(kernels.KERNEL_ENV)
+    for name in info["known"]:
+        if name not in info["available"]:
+            with pytest.raises(ValueError, match=f"'{name}' is not supported by this CPU"):
+                kernels.linear(x, pw, order=1, kernel=name)
+            monkeypatch.setenv(kernels.KERNEL_ENV, name)
+            with pytest.raises(ValueError, match="not supported by this CPU"):
+                kernels.linear(x, pw, order=1)
+            monkeypatch.delenv(kernels.KERNEL_ENV)
+
+
+def test_set_num_threads_validation():
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match="threads"):
+            kernels.set_num_threads(bad)
+    kernels.set_num_threads(3)
+    assert kernels.get_num_threads() == 3

@@ -1,0 +1,151 @@
+"""conv2d / linear against the float64 numpy reference (horq.reference).
+
+Tolerance: the kernels binarize in double precision (same bits as the reference), count exactly in
+integers, and form sum_k beta_k * dot_k * alpha in double; the only real difference is the final rounding
+to float32 (relative 6e-8) and float32 alpha (PackedWeights stores alpha as float32: relative 6e-8). So
+rtol = 1e-5 has two orders of margin, and atol = 1e-5 * max|ref| covers outputs that cancel to near zero.
+"""
+
+import numpy as np
+import pytest
+
+from horq import kernels, reference
+
+NS = [1, 3, 31, 32, 33, 63, 64, 65, 511, 512, 513]
+
+
+def close(got, ref):
+    assert got.dtype == np.float32 and got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * max(1.0, float(np.abs(ref).max())))
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("n", NS)
+def test_linear_matches_reference(path, n, order):
+    rng = np.random.default_rng(n + 17 * order)
+    x = rng.standard_normal((3, n)).astype(np.float32)
+    w = rng.standard_normal((7, n)).astype(np.float32)
+    bias = rng.standard_normal(7).astype(np.float32)
+    got = kernels.linear(x, kernels.pack_weights(w), order=order, bias=bias, kernel=path)
+    close(got, reference.horq_linear(x, w, bias, order=order))
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("n", NS)
+def test_conv1x1_matches_reference(path, n, order):
+    # A 1x1 kernel makes n = C, so the awkward lengths land on the channel axis (the per-pixel words).
+    rng = np.random.default_rng(n + 31 * order)
+    x = rng.standard_normal((1, n, 3, 4)).astype(np.float32)
+    w = rng.standard_normal((5, n, 1, 1)).astype(np.float32)
+    got = kernels.conv2d(x, kernels.pack_weights(w), order=order, kernel=path)
+    close(got, reference.horq_conv2d(x, w, order=order))
+
+
+GEOMETRIES = [
+    # (batch, C_in, C_out, H, W, k, stride, padding, dilation)
+    (1, 3, 5, 7, 7, 3, 1, 1, 1),  # n = 27
+    (3, 7, 4, 9, 8, 3, 2, 0, 1),  # n = 63, stride 2
+    (1, 57, 9, 6, 6, 3, 1, 2, 1),  # n = 513, padding 2
+    (3, 5, 6, 11, 10, 3, 1, 2, 2),  # dilation 2
+    (1, 65, 3, 5, 5, 3, 2, 1, 2),  # n = 585, stride + dilation
+    (1, 129, 66, 6, 7, 3, 1, 1, 1),  # two words per pixel, C_out beyond one 64-row block
+    (3, 1, 3, 5, 5, 5, 1, 2, 1),  # n = 25, one channel
+    (1, 64, 70, 9, 9, 3, 1, 1, 1),  # exact word per pixel; 81 columns (several column blocks)
+]
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("geom", GEOMETRIES, ids=lambda g: "x".join(map(str, g)))
+def test_conv_matches_reference(path, geom, order):
+    b, c, co, h, wd, k, s, p, d = geom
+    rng = np.random.default_rng(sum(geom) + order)
+    x = rng.standard_normal((b, c, h, wd)).astype(np.float32)
+    x[0, 0, 0, :2] = 0.0  # exact zeros at a border
+    w = rng.standard_normal((co, c, k, k)).astype(np.float32)
+    bias = rng.standard_normal(co).astype(np.float32)
+    got = kernels.conv2d(x, kernels.pack_weights(w), order=order, stride=s, padding=p, dilation=d, bias=bias,
+                         kernel=path)
+    close(got, reference.horq_conv2d(x, w, bias, order=order, stride=s, padding=p, dilation=d))
+
+
+def test_conv_rectangular_args_and_batchnorm_epilogue(path):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 6, 9, 7)).astype(np.float32)
+    w = rng.standard_normal((4, 6, 3, 2)).astype(np.float32)
+    bias, scale, shift = (rng.standard_normal(4).astype(np.float32) for _ in range(3))
+    got = kernels.conv2d(x, kernels.pack_weights(w), order=2, stride=(2, 1), padding=(1, 0), dilation=(1, 2),
+                         bias=bias, scale=scale, shift=shift, kernel=path)
+    ref = reference.horq_conv2d(x, w, bias, order=2, stride=(2, 1), padding=(1, 0), dilation=(1, 2))
+    close(got, scale[None, :, None, None].astype(np.float64) * ref + shift[None, :, None, None])
+
+
+def test_linear_epilogue_scale_shift_only(path):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 40)).astype(np.float32)
+    w = rng.standard_normal((3, 40)).astype(np.float32)
+    scale, shift = np.array([1.0, -2.0, 0.5], np.float32), np.array([0.1, 0.2, -3.0], np.float32)
+    got = kernels.linear(x, kernels.pack_weights(w), order=3, scale=scale, shift=shift, kernel=path)
+    close(got, scale * reference.horq_linear(x, w, order=3) + shift)
+
+
+def test_non_contiguous_inputs(path):
+    rng = np.random.default_rng(6)
+    big = rng.standard_normal((2, 10, 12, 9)).astype(np.float32)
+    x = big[:, ::2, 1:, :].transpose(0, 1, 3, 2)  # strided and transposed view
+    assert not x.flags.c_contiguous
+    w = rng.standard_normal((3, 5, 3, 3)).astype(np.float32)
+    got = kernels.conv2d(x, kernels.pack_weights(w), order=2, padding=1, kernel=path)
+    close(got, reference.horq_conv2d(np.ascontiguousarray(x), w, order=2, padding=1))
+    xl = rng.standard_normal((40, 6)).astype(np.float32).T
+    wl = rng.standard_normal((4, 40)).astype(np.float32)
+    close(kernels.linear(xl, kernels.pack_weights(wl), order=2, kernel=path), reference.horq_linear(xl, wl, order=2))
+
+
+@pytest.mark.parametrize("order", [1, 3])
+def test_threads_bitwise_identical(path, order):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 33, 13, 11)).astype(np.float32)
+    pw = kernels.pack_weights(rng.standard_normal((70, 33, 3, 3)).astype(np.float32))
+    xl = rng.standard_normal((5, 513)).astype(np.float32)
+    pl = kernels.pack_weights(rng.standard_normal((130, 513)).astype(np.float32))
+    out = {}
+    for t in (1, 2):
+        kernels.set_num_threads(t)
+        assert kernels.get_num_threads() == t
+        out[t] = (kernels.conv2d(x, pw, order=order, padding=1, kernel=path),
+                  kernels.linear(xl, pl, order=order, kernel=path))
+    np.testing.assert_array_equal(out[1][0], out[2][0])
+    np.testing.assert_array_equal(out[1][1], out[2][1])
+
+
+def test_linear_overflows_16_bit_accumulator(path):
+    # n = 70000: with x = -|x| sign(w), every bit of H_1 differs from the weight's, popcount = 70000 > 65535.
+    n = 70000
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((2, n)).astype(np.float32)
+    w[w == 0] = 1
+    mag = np.abs(rng.standard_normal(n)).astype(np.float32) + np.float32(0.1)
+    x = np.stack([-mag * np.sign(w[0]), mag * np.sign(w[0])]).astype(np.float32)
+    got = kernels.linear(x, kernels.pack_weights(w), order=1, kernel=path)
+    ref = reference.horq_linear(x, w, order=1)
+    close(got, ref)
+    alpha, beta = np.abs(w[0].astype(np.float64)).mean(), mag.astype(np.float64).mean()
+    np.testing.assert_allclose(got[:, 0], [-alpha * beta * n, alpha * beta * n], rtol=1e-5)
+
+
+def test_conv_large_n_order2(path):
+    # n = 7300 * 9 = 65700 > 65535 on a convolution, with padding so border columns mix zeros in.
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((1, 7300, 2, 2)).astype(np.float32)
+    w = rng.standard_normal((3, 7300, 3, 3)).astype(np.float32)
+    got = kernels.conv2d(x, kernels.pack_weights(w), order=2, padding=1, kernel=path)
+    close(got, reference.horq_conv2d(x, w, order=2, padding=1))
+
+
+def test_torch_tensors_accepted(path):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(10)
+    x = torch.from_numpy(rng.standard_normal((2, 3, 5, 5)).astype(np.float32))
+    w = torch.from_numpy(rng.standard_normal((4, 3, 3, 3)).astype(np.float32)).requires_grad_()
+    got = kernels.conv2d(x, kernels.pack_weights(w), order=2, padding=1, kernel=path)
+    close(got, reference.horq_conv2d(x.numpy(), w.detach().numpy(), order=2, padding=1))
