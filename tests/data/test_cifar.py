@@ -129,3 +129,13 @@ def test_numpy_scalar_labels_load(tmp_path, protocol):
     labels = [np.int64(4), np.int64(7)]
     path.write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": labels}, protocol=protocol))
     assert load_batch(path)[1].tolist() == [4, 7]
+
+
+def test_legacy_numpy_core_module_path(tmp_path):
+    # The real batches were pickled in 2009 and name `numpy.core.multiarray`; numpy 2 writes `numpy._core`.
+    blob = cifar_batch(np.full((1, 3, 32, 32), 9, np.uint8), [2], protocol=2)
+    assert b"numpy._core.multiarray" in blob
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(blob.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    images, labels = load_batch(path)
+    assert images.shape == (1, 3, 32, 32) and int(images.max()) == 9 and labels.tolist() == [2]

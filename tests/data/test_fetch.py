@@ -195,3 +195,29 @@ def test_registry_checksums_are_complete():
     assert len(expected_digests("fashion-mnist")) == 4
     cifar = expected_digests("cifar10")
     assert len(cifar) == 7 and all(a == "md5" and len(d) == 32 for a, d in cifar.values())
+
+
+def cifar_archive(tmp_path, make_cifar):
+    root, arrays = make_cifar(per_batch=2)
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(root / "cifar10" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    md5 = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in (root / "cifar10/cifar-10-batches-py").iterdir()}
+    return archive, md5
+
+
+@pytest.mark.parametrize("archive_ok", [True, False])
+def test_cifar10_official_archive(tmp_path, monkeypatch, make_cifar, archive_ok):
+    archive, md5 = cifar_archive(tmp_path, make_cifar)
+    monkeypatch.setitem(DATASETS, "cifar10", dataclasses.replace(DATASETS["cifar10"], md5=md5))
+    archive_md5 = hashlib.md5(archive.read_bytes()).hexdigest() if archive_ok else "0" * 32
+    monkeypatch.setattr(download, "CIFAR10_ARCHIVE_MD5", archive_md5)
+    monkeypatch.setattr(urllib.request, "urlopen", lambda request, timeout: io.BytesIO(archive.read_bytes()))
+    dest = tmp_path / "dest"
+    if archive_ok:
+        fetch("cifar10", dest, log=lambda _: None)
+        assert load("cifar10", "train", root=dest).x.shape == (10, 3, 32, 32)
+    else:
+        with pytest.raises(DatasetError, match="cifar-10-python.tar.gz: md5 mismatch"):
+            fetch("cifar10", dest, log=lambda _: None)
+        assert not (dest / "cifar10").exists()
