@@ -1,0 +1,434 @@
+"""The graph of a ``.horq`` file: its ops, their attributes and tensors, and shape inference.
+
+The graph is a JSON object (see docs/FORMAT.md)::
+
+    {"input": {"shape": [C, H, W]},                 # one sample, batch axis excluded
+     "nodes": [{"name": "...", "op": "...", "inputs": ["input" | earlier node name, ...],
+                "attrs": {...}, "tensors": {role: tensor name, ...}}, ...],
+     "output": "<node name>",
+     "info": {...}}                                  # free-form, not interpreted (provenance, sizes)
+
+Nodes are in topological order: a node may only read ``"input"`` or a node listed before it. Validation
+walks the nodes once, checks every attribute and tensor against the op's definition in :data:`OPS`, and
+infers each node's output shape, so a graph that validates can be run without further checks.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from horq.bits import words_for
+from horq.format.errors import GraphError, TensorError, UnknownOpError
+from horq.reference import MAX_ORDER
+
+INPUT = "input"
+MAX_NODES = 100_000
+MAX_RANK = 8
+MAX_DIM = 1 << 31
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.:\-/]{1,200}$")
+
+F32, U64 = "F32", "U64"
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """What one op needs: its number of inputs, tensor roles ``{role: (dtype, required)}``, attribute
+    checkers ``{name: (checker, default-or-REQUIRED)}`` and a shape function."""
+
+    arity: int
+    tensors: dict = field(default_factory=dict)
+    attrs: dict = field(default_factory=dict)
+    infer: object = None
+
+
+REQUIRED = object()
+
+
+# --- attribute checkers: return the normalized value or raise GraphError -------------------------------
+
+
+def _pair(name, *, lo):
+    def check(v, where):
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = [v, v]
+        if (
+            not isinstance(v, list)
+            or len(v) != 2
+            or not all(isinstance(e, int) and not isinstance(e, bool) and lo <= e < MAX_DIM for e in v)
+        ):
+            raise GraphError(f"{where}: attribute {name!r} must be two integers >= {lo}, got {v!r}")
+        return tuple(v)
+
+    return check
+
+
+def _order(v, where):
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_ORDER:
+        raise GraphError(f"{where}: attribute 'order' must be an integer in [0, {MAX_ORDER}], got {v!r}")
+    return v
+
+
+def _number(name):
+    def check(v, where):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise GraphError(f"{where}: attribute {name!r} must be a finite number, got {v!r}")
+        return float(v)
+
+    return check
+
+
+def _bool(name):
+    def check(v, where):
+        if not isinstance(v, bool):
+            raise GraphError(f"{where}: attribute {name!r} must be true or false, got {v!r}")
+        return v
+
+    return check
+
+
+def _shape(rank):
+    def check(v, where):
+        if (
+            not isinstance(v, list)
+            or len(v) != rank
+            or not all(isinstance(e, int) and not isinstance(e, bool) and 1 <= e < MAX_DIM for e in v)
+        ):
+            raise GraphError(f"{where}: attribute 'shape' must be {rank} positive integers, got {v!r}")
+        return tuple(v)
+
+    return check
+
+
+# --- shape functions: (node, input shapes, tensor shapes) -> output shape -----------------------------
+
+
+def _need_rank(where, shape, rank):
+    if len(shape) != rank:
+        raise GraphError(f"{where}: expects an input of rank {rank} (batch excluded), got shape {list(shape)}")
+
+
+def _tensor_shape(where, node, tshapes, role, expected):
+    got = tshapes.get(role)
+    if got is not None and tuple(got) != tuple(expected):
+        raise TensorError(
+            f"{where}: tensor {node['tensors'][role]!r} ({role}) has shape {list(got)}, the graph needs {list(expected)}"
+        )
+
+
+def _conv_out(where, h, w, k, s, p, d):
+    oh = (h + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+    ow = (w + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+    if oh < 1 or ow < 1:
+        raise GraphError(f"{where}: a {h}x{w} input is too small for kernel {list(k)} (padding {list(p)})")
+    return oh, ow
+
+
+def _infer_conv(binary):
+    def infer(where, node, ins, tshapes):
+        (x,) = ins
+        _need_rank(where, x, 3)
+        a = node["attrs"]
+        if binary:
+            cout, cin, kh, kw = a["shape"]
+            _tensor_shape(where, node, tshapes, "bits", (cout, words_for(cin * kh * kw)))
+            _tensor_shape(where, node, tshapes, "alpha", (cout,))
+            for role in ("scale", "shift"):
+                _tensor_shape(where, node, tshapes, role, (cout,))
+        else:
+            wshape = tshapes["weight"]
+            if len(wshape) != 4 or min(wshape) < 1:
+                raise TensorError(f"{where}: conv2d weight must be 4-D and non-empty, got {list(wshape)}")
+            cout, cin, kh, kw = wshape
+        _tensor_shape(where, node, tshapes, "bias", (cout,))
+        if x[0] != cin:
+            raise GraphError(f"{where}: input has {x[0]} channels, the weight expects {cin}")
+        oh, ow = _conv_out(where, x[1], x[2], (kh, kw), a["stride"], a["padding"], a["dilation"])
+        return (cout, oh, ow)
+
+    return infer
+
+
+def _infer_linear(binary):
+    def infer(where, node, ins, tshapes):
+        (x,) = ins
+        _need_rank(where, x, 1)
+        if binary:
+            out, inf = node["attrs"]["shape"]
+            _tensor_shape(where, node, tshapes, "bits", (out, words_for(inf)))
+            _tensor_shape(where, node, tshapes, "alpha", (out,))
+            for role in ("scale", "shift"):
+                _tensor_shape(where, node, tshapes, role, (out,))
+        else:
+            wshape = tshapes["weight"]
+            if len(wshape) != 2 or min(wshape) < 1:
+                raise TensorError(f"{where}: linear weight must be 2-D and non-empty, got {list(wshape)}")
+            out, inf = wshape
+        _tensor_shape(where, node, tshapes, "bias", (out,))
+        if x[0] != inf:
+            raise GraphError(f"{where}: input has {x[0]} features, the weight expects {inf}")
+        return (out,)
+
+    return infer
+
+
+def _infer_affine(where, node, ins, tshapes):
+    (x,) = ins
+    if len(x) not in (1, 3):
+        raise GraphError(f"{where}: affine expects (C,) or (C, H, W) per sample, got {list(x)}")
+    for role in ("scale", "shift"):
+        _tensor_shape(where, node, tshapes, role, (x[0],))
+    return x
+
+
+def _infer_pool(where, node, ins, tshapes):
+    (x,) = ins
+    _need_rank(where, x, 3)
+    a = node["attrs"]
+    k, p = a["kernel"], a["padding"]
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise GraphError(f"{where}: padding {list(p)} must be at most half the kernel {list(k)}")
+    d = a.get("dilation", (1, 1))
+    oh, ow = _conv_out(where, x[1], x[2], k, a["stride"], p, d)
+    return (x[0], oh, ow)
+
+
+def _infer_gap(where, node, ins, tshapes):
+    (x,) = ins
+    _need_rank(where, x, 3)
+    return (x[0], 1, 1)
+
+
+def _infer_same(where, node, ins, tshapes):
+    return ins[0]
+
+
+def _infer_hardtanh(where, node, ins, tshapes):
+    a = node["attrs"]
+    if not a["min_val"] < a["max_val"]:
+        raise GraphError(f"{where}: hardtanh needs min_val < max_val, got {a['min_val']}, {a['max_val']}")
+    return ins[0]
+
+
+def _infer_flatten(where, node, ins, tshapes):
+    return (math.prod(ins[0]),)
+
+
+def _infer_add(where, node, ins, tshapes):
+    a, b = ins
+    if tuple(a) != tuple(b):
+        raise GraphError(f"{where}: add needs equal shapes, got {list(a)} and {list(b)}")
+    return a
+
+
+_GEOMETRY = {
+    "stride": (_pair("stride", lo=1), (1, 1)),
+    "padding": (_pair("padding", lo=0), (0, 0)),
+    "dilation": (_pair("dilation", lo=1), (1, 1)),
+}
+_BINARY_TENSORS = {"bits": (U64, True), "alpha": (F32, True), "bias": (F32, False), "scale": (F32, False), "shift": (F32, False)}
+
+#: Every op of format version 1. A plain dict registry; docs/FORMAT.md describes each entry.
+OPS: dict[str, OpDef] = {
+    "conv2d": OpDef(1, {"weight": (F32, True), "bias": (F32, False)}, dict(_GEOMETRY), _infer_conv(False)),
+    "binary_conv2d": OpDef(
+        1,
+        dict(_BINARY_TENSORS),
+        {"order": (_order, REQUIRED), "shape": (_shape(4), REQUIRED), **_GEOMETRY},
+        _infer_conv(True),
+    ),
+    "linear": OpDef(1, {"weight": (F32, True), "bias": (F32, False)}, {}, _infer_linear(False)),
+    "binary_linear": OpDef(
+        1, dict(_BINARY_TENSORS), {"order": (_order, REQUIRED), "shape": (_shape(2), REQUIRED)}, _infer_linear(True)
+    ),
+    "affine": OpDef(1, {"scale": (F32, True), "shift": (F32, True)}, {}, _infer_affine),
+    "max_pool2d": OpDef(
+        1,
+        {},
+        {
+            "kernel": (_pair("kernel", lo=1), REQUIRED),
+            "stride": (_pair("stride", lo=1), REQUIRED),
+            "padding": (_pair("padding", lo=0), (0, 0)),
+            "dilation": (_pair("dilation", lo=1), (1, 1)),
+        },
+        _infer_pool,
+    ),
+    "avg_pool2d": OpDef(
+        1,
+        {},
+        {
+            "kernel": (_pair("kernel", lo=1), REQUIRED),
+            "stride": (_pair("stride", lo=1), REQUIRED),
+            "padding": (_pair("padding", lo=0), (0, 0)),
+            "count_include_pad": (_bool("count_include_pad"), True),
+        },
+        _infer_pool,
+    ),
+    "global_avg_pool": OpDef(1, {}, {}, _infer_gap),
+    "relu": OpDef(1, {}, {}, _infer_same),
+    "hardtanh": OpDef(
+        1, {}, {"min_val": (_number("min_val"), -1.0), "max_val": (_number("max_val"), 1.0)}, _infer_hardtanh
+    ),
+    "flatten": OpDef(1, {}, {}, _infer_flatten),
+    "add": OpDef(2, {}, {}, _infer_add),
+}
+
+BINARY_OPS = ("binary_conv2d", "binary_linear")
+
+
+@dataclass(frozen=True)
+class Node:
+    """A validated node: attributes normalized (defaults filled, pairs as tuples), shapes inferred."""
+
+    name: str
+    op: str
+    inputs: tuple
+    attrs: dict
+    tensors: dict
+    out_shape: tuple
+    in_shapes: tuple
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A validated graph: nodes in execution order, the per-sample input and output shapes."""
+
+    input_shape: tuple
+    nodes: tuple
+    output: str
+    output_shape: tuple
+    info: dict
+
+
+def _check_shape_list(v, where):
+    if (
+        not isinstance(v, list)
+        or not 1 <= len(v) <= MAX_RANK
+        or not all(isinstance(e, int) and not isinstance(e, bool) and 1 <= e < MAX_DIM for e in v)
+    ):
+        raise GraphError(f"{where}: shape must be 1 to {MAX_RANK} positive integers, got {v!r}")
+    return tuple(v)
+
+
+def validate_graph(graph, tensor_meta: dict) -> Graph:
+    """Validates a graph against the tensors it will run with.
+
+    Args:
+        graph: the parsed graph JSON object.
+        tensor_meta: ``{tensor name: (dtype string, shape tuple)}`` of every tensor in the file.
+
+    Returns:
+        The validated :class:`Graph`.
+
+    Raises:
+        GraphError: malformed graph, attribute or reference (UnknownOpError for an unknown op).
+        TensorError: missing, unreferenced, or ill-fitting tensors.
+    """
+    if not isinstance(graph, dict):
+        raise GraphError(f"graph must be a JSON object, got {type(graph).__name__}")
+    for key in ("input", "nodes", "output"):
+        if key not in graph:
+            raise GraphError(f"graph has no {key!r} entry")
+    inp = graph["input"]
+    if not isinstance(inp, dict) or "shape" not in inp:
+        raise GraphError("graph 'input' must be an object with a 'shape'")
+    input_shape = _check_shape_list(inp["shape"], "graph input")
+    if len(input_shape) not in (1, 3):
+        raise GraphError(f"graph input must be (F,) or (C, H, W) per sample, got {list(input_shape)}")
+    raw_nodes = graph["nodes"]
+    if not isinstance(raw_nodes, list) or not 1 <= len(raw_nodes) <= MAX_NODES:
+        raise GraphError(f"graph 'nodes' must be a list of 1 to {MAX_NODES} nodes")
+    info = graph.get("info", {})
+    if not isinstance(info, dict):
+        raise GraphError("graph 'info' must be an object")
+
+    shapes = {INPUT: input_shape}
+    used_tensors: dict[str, str] = {}
+    nodes = []
+    for i, raw in enumerate(raw_nodes):
+        nodes.append(_validate_node(i, raw, shapes, used_tensors, tensor_meta))
+    unused = sorted(set(tensor_meta) - set(used_tensors))
+    if unused:
+        raise TensorError(f"tensors not referenced by any node: {unused[:5]}")
+    output = graph["output"]
+    if not isinstance(output, str) or output not in shapes or output == INPUT:
+        raise GraphError(f"graph output {output!r} is not a node of the graph")
+    return Graph(input_shape, tuple(nodes), output, shapes[output], info)
+
+
+def _validate_node(i, raw, shapes, used_tensors, tensor_meta) -> Node:
+    where = f"node {i}"
+    if not isinstance(raw, dict):
+        raise GraphError(f"{where}: must be a JSON object")
+    extra = set(raw) - {"name", "op", "inputs", "attrs", "tensors"}
+    if extra:
+        raise GraphError(f"{where}: unexpected keys {sorted(extra)}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NAME_RE.match(name) or name == INPUT:
+        raise GraphError(f"{where}: invalid node name {name!r}")
+    if name in shapes:
+        raise GraphError(f"{where}: duplicate node name {name!r}")
+    where = f"node {i} ({name!r})"
+    op = raw.get("op")
+    if not isinstance(op, str):
+        raise GraphError(f"{where}: 'op' must be a string")
+    if op not in OPS:
+        raise UnknownOpError(f"{where}: unknown op {op!r} (format version 1 defines: {', '.join(sorted(OPS))})")
+    opdef = OPS[op]
+    where = f"node {i} ({name!r}, {op})"
+
+    inputs = raw.get("inputs")
+    if not isinstance(inputs, list) or len(inputs) != opdef.arity:
+        raise GraphError(f"{where}: needs exactly {opdef.arity} input(s), got {inputs!r}")
+    for ref in inputs:
+        if not isinstance(ref, str) or ref not in shapes:
+            raise GraphError(f"{where}: input {ref!r} is neither 'input' nor an earlier node")
+
+    attrs_raw = raw.get("attrs", {})
+    if not isinstance(attrs_raw, dict):
+        raise GraphError(f"{where}: 'attrs' must be an object")
+    unknown = set(attrs_raw) - set(opdef.attrs)
+    if unknown:
+        raise GraphError(f"{where}: unknown attributes {sorted(unknown)}")
+    attrs = {}
+    for key, (check, default) in opdef.attrs.items():
+        if key in attrs_raw:
+            attrs[key] = check(attrs_raw[key], where)
+        elif default is REQUIRED:
+            raise GraphError(f"{where}: missing attribute {key!r}")
+        else:
+            attrs[key] = default
+
+    tensors = raw.get("tensors", {})
+    if not isinstance(tensors, dict):
+        raise GraphError(f"{where}: 'tensors' must be an object")
+    unknown = set(tensors) - set(opdef.tensors)
+    if unknown:
+        raise GraphError(f"{where}: unknown tensor roles {sorted(unknown)}")
+    tshapes = {}
+    for role, (dtype, required) in opdef.tensors.items():
+        tname = tensors.get(role)
+        if tname is None:
+            if required:
+                raise TensorError(f"{where}: missing tensor for role {role!r}")
+            continue
+        if not isinstance(tname, str):
+            raise GraphError(f"{where}: tensor name for {role!r} must be a string")
+        if tname not in tensor_meta:
+            raise TensorError(f"{where}: tensor {tname!r} ({role}) is missing from the file")
+        if tname in used_tensors:
+            raise TensorError(f"{where}: tensor {tname!r} is already used by {used_tensors[tname]!r}")
+        used_tensors[tname] = name
+        got_dtype, got_shape = tensor_meta[tname]
+        if got_dtype != dtype:
+            raise TensorError(f"{where}: tensor {tname!r} ({role}) has dtype {got_dtype}, the graph needs {dtype}")
+        tshapes[role] = tuple(got_shape)
+
+    node = {"name": name, "op": op, "inputs": inputs, "attrs": attrs, "tensors": tensors}
+    in_shapes = tuple(shapes[r] for r in inputs)
+    out_shape = tuple(opdef.infer(where, node, in_shapes, tshapes))
+    if math.prod(out_shape) >= MAX_DIM:
+        raise GraphError(f"{where}: output shape {list(out_shape)} is too large")
+    shapes[name] = out_shape
+    return Node(name, op, tuple(inputs), attrs, dict(tensors), out_shape, in_shapes)
