@@ -18,8 +18,8 @@ def register(subparsers) -> None:
     fetchable = [name for name, info in DATASETS.items() if info.fetchable]
     p = sub.add_parser("fetch", help="download a dataset and verify its checksums")
     p.add_argument("name", choices=fetchable)
-    p.add_argument("--dest", default=None, help="root folder; files go to DEST/NAME/ (default: %(default)s -> "
-                   "$HORQ_DATA or ~/.cache/horq/data)")
+    p.add_argument("--dest", default=None,
+                   help="root folder; files go to DEST/NAME/ (default: $HORQ_DATA or ~/.cache/horq/data)")
     p.set_defaults(func=_fetch)
 
     p = sub.add_parser("info", help="list datasets and whether each is present")

@@ -26,7 +26,7 @@ from typing import Callable
 
 from horq.data.errors import DatasetError
 from horq.data.loaders import dataset_dir, default_root
-from horq.data.registry import CIFAR10_ARCHIVE, CIFAR10_ARCHIVE_MD5, DATASETS, IDX_FILES
+from horq.data.registry import CIFAR10_ARCHIVE, CIFAR10_ARCHIVE_MD5, CIFAR10_DIR, DATASETS, IDX_FILES
 
 URL_TIMEOUT_S = 15
 COMMAND_TIMEOUT_S = 600
@@ -67,7 +67,7 @@ def expected_digests(name: str) -> dict[str, tuple[str, str]]:
     info = DATASETS[name]
     files = [f for split in ("train", "test") for f in info.files[split]]
     if name == "cifar10":
-        files.append(f"{info.files['test'][0].rsplit('/', 1)[0]}/batches.meta")
+        files.append(f"{CIFAR10_DIR}/batches.meta")
     digests = {}
     for rel in files:
         base = rel.rsplit("/", 1)[-1]
