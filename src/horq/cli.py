@@ -12,7 +12,9 @@ import sys
 # A plain dict registry: name of the module that defines `register(subparsers)`.
 COMMANDS = {
     "train": "horq.nn.cli",
+    "eval": "horq.nn.cli",
     "data": "horq.data.cli",
+    "demo": "horq.demo",
 }
 
 
@@ -31,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, OSError) as exc:

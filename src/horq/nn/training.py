@@ -1,0 +1,354 @@
+"""The training loop behind ``horq train``: one process or many (torchrun / DistributedDataParallel).
+
+Every process runs the same loop. When ``WORLD_SIZE`` > 1 (set by torchrun) the process group is
+initialised (gloo on CPU, nccl on CUDA), the model is wrapped in DistributedDataParallel, each rank
+sees its own shard of every epoch through a DistributedSampler, metrics are summed across ranks, and
+only rank 0 shows progress bars, writes metrics files and checkpoints.
+
+Resume works at epoch boundaries: a checkpoint holds the model, optimizer, scheduler and random
+generators after ``epoch`` complete epochs, and the sampler's shuffle is a pure function of
+``(seed, epoch)``, so a resumed run repeats exactly what an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+from horq.fileio import atomic_write_text
+from horq.nn.checkpoint import (
+    CHECKPOINT_VERSION,
+    atomic_torch_save,
+    load_checkpoint,
+    rng_state,
+    set_rng_state,
+)
+
+SCHEDULES = ("cosine", "step", "none")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(kw_only=True)
+class TrainSettings:
+    """Everything one training run depends on (saved into every checkpoint and metrics file).
+
+    ``batch_size`` is per process: with torchrun and N processes the global batch is N times larger.
+    ``order`` None trains the full-precision network; an int converts it with HORQConfig(order=...).
+    """
+
+    model: str = "mnist-cnn"
+    data: str = "mnist-5k"
+    data_root: str | None = None
+    order: int | None = 2
+    clip: float | None = 1.0
+    keep_first_last_fp: bool = True
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    seed: int = 0
+    threads: int | None = None
+    out: str = "runs/default"
+    resume: bool = False
+    init_from: str | None = None
+    limit_train: int | None = None
+    limit_test: int | None = None
+    device: str = "auto"
+    sync_bn: bool = False
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise ValueError(f"learning rate must be > 0, got {self.lr}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+
+
+@dataclass
+class _Dist:
+    world: int = 1
+    rank: int = 0
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _setup_distributed(device_kind: str) -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    info = _Dist(world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
+    return info
+
+
+def _resolve_device(kind: str, info: _Dist) -> torch.device:
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda was asked for, but torch sees no CUDA device")
+        torch.cuda.set_device(info.local_rank % torch.cuda.device_count())
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _load_split(settings: TrainSettings, split: str, limit: int | None):
+    from horq.data import load
+
+    ds = load(settings.data, split, root=settings.data_root)
+    x, y = ds.x, ds.y
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y)), ds.num_classes
+
+
+def build_training_model(settings: TrainSettings, in_shape, num_classes):
+    """The zoo model for these settings, converted to HORQ unless ``order`` is None."""
+    from horq.nn.convert import HORQConfig, convert_
+    from horq.nn.zoo import build_model
+
+    model = build_model(settings.model, in_shape=tuple(in_shape), num_classes=num_classes)
+    config = None
+    if settings.order is not None:
+        config = HORQConfig(order=settings.order, clip=settings.clip, keep_first_last_fp=settings.keep_first_last_fp)
+        convert_(model, config)
+    return model, config
+
+
+def _make_scheduler(optimizer, settings: TrainSettings):
+    if settings.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
+    if settings.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, settings.epochs // 3), gamma=0.1)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _epoch: 1.0)
+
+
+def _sum_across(values: list[float], device, info: _Dist) -> list[float]:
+    if info.world == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+@torch.no_grad()
+def _average_buffers(model, info: _Dist) -> None:
+    """Averages floating-point buffers (BatchNorm running statistics) across ranks.
+
+    DDP keeps parameters identical but each rank's last batches update its own running statistics; the
+    average makes every rank evaluate, and rank 0 save, the same model.
+    """
+    if info.world == 1:
+        return
+    for buf in model.buffers():
+        if buf.is_floating_point():
+            dist.all_reduce(buf)
+            buf /= info.world
+
+
+@torch.no_grad()
+def evaluate(model, x: torch.Tensor, y: torch.Tensor, *, batch_size=256, device=None, info: _Dist | None = None):
+    """Returns ``(mean loss, accuracy)`` of ``model`` on ``(x, y)``; with several ranks each takes a shard."""
+    info = info or _Dist()
+    device = device or torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    idx = torch.arange(info.rank, len(x), info.world)
+    loss_sum = correct = 0.0
+    for start in range(0, len(idx), batch_size):
+        sel = idx[start : start + batch_size]
+        xb, yb = x[sel].to(device), y[sel].to(device)
+        logits = model(xb)
+        loss_sum += F.cross_entropy(logits, yb, reduction="sum").item()
+        correct += (logits.argmax(1) == yb).sum().item()
+    loss_sum, correct, count = _sum_across([loss_sum, correct, float(len(idx))], device, info)
+    model.train(was_training)
+    return loss_sum / max(count, 1), correct / max(count, 1)
+
+
+def _write_metrics(out: Path, rows: list[dict], settings: TrainSettings) -> None:
+    fields = list(rows[0].keys())
+    lines = [",".join(fields)] + [",".join(str(r[f]) for f in fields) for r in rows]
+    atomic_write_text(out / "metrics.csv", "\n".join(lines) + "\n")
+    atomic_write_text(
+        out / "metrics.json", json.dumps({"settings": dataclasses.asdict(settings), "epochs": rows}, indent=2) + "\n"
+    )
+
+
+def train(settings: TrainSettings) -> dict:
+    """Runs one training job; returns a summary (best and final test accuracy, time, paths)."""
+    settings.validate()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    info = _setup_distributed("cuda" if settings.device == "cuda" else "cpu")
+    device = _resolve_device(settings.device, info)
+    out = Path(settings.out)
+
+    torch.manual_seed(settings.seed)
+    np.random.seed(settings.seed % 2**32)
+    x_train, y_train, num_classes = _load_split(settings, "train", settings.limit_train)
+    x_test, y_test, _ = _load_split(settings, "test", settings.limit_test)
+    model, config = build_training_model(settings, x_train.shape[1:], num_classes)
+
+    if settings.init_from:
+        _init_from(model, settings)
+    if settings.sync_bn and info.world > 1:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device)
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    scheduler = _make_scheduler(optimizer, settings)
+    start_epoch, rows = 0, []
+    if settings.resume:
+        start_epoch, rows = _resume(out / "last.pt", model, optimizer, scheduler, settings)
+
+    wrapped = model
+    if info.world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    sampler = DistributedSampler(
+        TensorDataset(x_train, y_train), num_replicas=info.world, rank=info.rank, shuffle=True, seed=settings.seed
+    )
+    loader = DataLoader(TensorDataset(x_train, y_train), batch_size=settings.batch_size, sampler=sampler)
+    best = max((r["test_acc"] for r in rows), default=-1.0)
+    t_start = time.perf_counter()
+    for epoch in range(start_epoch, settings.epochs):
+        sampler.set_epoch(epoch)
+        wrapped.train()
+        t0 = time.perf_counter()
+        loss_sum = correct = count = 0.0
+        batches = _progress(loader, settings, info, f"epoch {epoch + 1}/{settings.epochs}")
+        for xb, yb in batches:
+            xb, yb = xb.to(device), yb.to(device)
+            optimizer.zero_grad(set_to_none=True)
+            logits = wrapped(xb)
+            loss = F.cross_entropy(logits, yb)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} in epoch {epoch + 1}; lower --lr")
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * len(yb)
+            correct += (logits.argmax(1) == yb).sum().item()
+            count += len(yb)
+            if hasattr(batches, "set_postfix"):
+                batches.set_postfix(loss=f"{loss_sum / count:.4f}", acc=f"{correct / count:.4f}")
+        loss_sum, correct, count = _sum_across([loss_sum, correct, count], device, info)
+        _average_buffers(model, info)
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        test_loss, test_acc = evaluate(model, x_test, y_test, device=device, info=info)
+        rows.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": round(loss_sum / count, 6),
+                "train_acc": round(correct / count, 6),
+                "test_loss": round(test_loss, 6),
+                "test_acc": round(test_acc, 6),
+                "lr": lr,
+                "epoch_seconds": round(time.perf_counter() - t0, 3),
+            }
+        )
+        if info.main:
+            ckpt = _checkpoint(model, optimizer, scheduler, epoch + 1, rows, settings, config, x_train.shape[1:], num_classes)
+            atomic_torch_save(ckpt, out / "last.pt")
+            if test_acc > best:
+                best = test_acc
+                atomic_torch_save(ckpt, out / "best.pt")
+            _write_metrics(out, rows, settings)
+            if settings.progress:
+                r = rows[-1]
+                print(
+                    f"epoch {r['epoch']}: train loss {r['train_loss']:.4f} acc {r['train_acc']:.4f} | "
+                    f"test loss {r['test_loss']:.4f} acc {r['test_acc']:.4f} | {r['epoch_seconds']:.1f}s",
+                    flush=True,
+                )
+    if info.world > 1:
+        dist.barrier()
+    return {
+        "out": str(out),
+        "final_test_acc": rows[-1]["test_acc"] if rows else None,
+        "best_test_acc": best if rows else None,
+        "train_seconds": round(sum(r["epoch_seconds"] for r in rows), 3),
+        "epochs": rows,
+        "rank": info.rank,
+        "world_size": info.world,
+        "model": model,
+    }
+
+
+def _progress(loader, settings: TrainSettings, info: _Dist, desc: str):
+    if not (settings.progress and info.main):
+        return loader
+    from tqdm.auto import tqdm
+
+    return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def _checkpoint(model, optimizer, scheduler, epoch, rows, settings, config, in_shape, num_classes) -> dict:
+    return {
+        "version": CHECKPOINT_VERSION,
+        "model_name": settings.model,
+        "model_kwargs": {"in_shape": [int(s) for s in in_shape], "num_classes": int(num_classes)},
+        "config": config.to_dict() if config is not None else None,
+        "model": _plain_state_dict(model),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": epoch,
+        "rng": rng_state(),
+        "metrics": rows,
+        "args": dataclasses.asdict(settings),
+    }
+
+
+def _plain_state_dict(model) -> dict:
+    # SyncBatchNorm keeps BatchNorm's keys, so a checkpoint loads into the plain zoo model either way.
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def _init_from(model, settings: TrainSettings) -> None:
+    ckpt = load_checkpoint(settings.init_from)
+    if ckpt["model_name"] != settings.model:
+        raise ValueError(
+            f"--init-from {settings.init_from} holds a {ckpt['model_name']!r} model, not {settings.model!r}"
+        )
+    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    if missing or unexpected:
+        raise ValueError(f"--init-from {settings.init_from}: weights do not fit (missing {missing}, unexpected {unexpected})")
+
+
+def _resume(path: Path, model, optimizer, scheduler, settings: TrainSettings):
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint at {path} (train without --resume first)")
+    ckpt = load_checkpoint(path)
+    if ckpt["model_name"] != settings.model or ckpt["args"].get("order") != settings.order:
+        raise ValueError(
+            f"--resume: {path} was trained as {ckpt['model_name']!r} order {ckpt['args'].get('order')}, "
+            f"not {settings.model!r} order {settings.order}"
+        )
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    set_rng_state(ckpt["rng"])
+    return int(ckpt["epoch"]), list(ckpt["metrics"])

@@ -1,0 +1,105 @@
+"""Training loop: loss goes down, checkpoints resume exactly, init-from, the CLI wrapper."""
+
+import json
+
+import pytest
+import torch
+
+import horq.nn.training as training
+from horq.cli import main
+from horq.nn.checkpoint import load_checkpoint, load_model
+from horq.nn.training import TrainSettings, train
+
+# scikit-learn's 8x8 digits: embedded, real and small enough for a few seconds of training.
+TINY = dict(model="mnist-mlp", data="digits", limit_train=512, limit_test=200, batch_size=32, threads=1,
+            progress=False, lr=2e-3)
+
+
+def _params(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("order", [None, 2])
+def test_loss_goes_down(tmp_path, order):
+    summary = train(TrainSettings(**TINY, order=order, epochs=3, out=str(tmp_path)))
+    losses = [r["train_loss"] for r in summary["epochs"]]
+    assert losses[-1] < losses[0] * 0.8, losses
+    assert summary["final_test_acc"] > 0.5  # 10 classes: chance is 0.1
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert [r["epoch"] for r in metrics["epochs"]] == [1, 2, 3]
+    assert (tmp_path / "metrics.csv").read_text().count("\n") == 4
+    model, ckpt = load_model(tmp_path / "last.pt")
+    assert ckpt["epoch"] == 3 and not model.training
+
+
+def test_resume_continues_exactly(tmp_path, monkeypatch):
+    settings = dict(TINY, order=1, epochs=3, schedule="cosine")
+    straight = train(TrainSettings(**settings, out=str(tmp_path / "a")))
+
+    # Crash during the second epoch's evaluation: last.pt then holds the state after epoch 1.
+    calls = {"n": 0}
+    real_evaluate = training.evaluate
+
+    def crashing_evaluate(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated interruption")
+        return real_evaluate(*a, **k)
+
+    monkeypatch.setattr(training, "evaluate", crashing_evaluate)
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainSettings(**settings, out=str(tmp_path / "b")))
+    monkeypatch.setattr(training, "evaluate", real_evaluate)
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 1
+
+    resumed = train(TrainSettings(**settings, out=str(tmp_path / "b"), resume=True))
+    a, b = _params(straight["model"]), _params(resumed["model"])
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs after resume"
+    assert [r["train_loss"] for r in resumed["epochs"]] == [r["train_loss"] for r in straight["epochs"]]
+
+
+def test_resume_without_checkpoint_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train(TrainSettings(**TINY, order=1, epochs=1, out=str(tmp_path), resume=True))
+
+
+def test_init_from_full_precision(tmp_path):
+    fp = train(TrainSettings(**TINY, order=None, epochs=2, out=str(tmp_path / "fp")))
+    tuned = train(TrainSettings(**{**TINY, "lr": 5e-4}, order=2, epochs=1, out=str(tmp_path / "h2"),
+                                init_from=str(tmp_path / "fp" / "last.pt")))
+    # Starting from trained FP weights, one epoch of HORQ-2 fine-tuning is far above chance.
+    assert tuned["final_test_acc"] > 0.6, (fp["final_test_acc"], tuned["final_test_acc"])
+    with pytest.raises(ValueError, match="holds a 'mnist-mlp' model"):
+        train(TrainSettings(**dict(TINY, model="mnist-cnn"), order=2, epochs=1, out=str(tmp_path / "x"),
+                            init_from=str(tmp_path / "fp" / "last.pt")))
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(epochs=0), "epochs"), (dict(batch_size=0), "batch size"), (dict(lr=0.0), "learning rate"),
+    (dict(schedule="linear"), "schedule"), (dict(device="tpu"), "device"),
+])
+def test_bad_settings(tmp_path, bad, match):
+    with pytest.raises(ValueError, match=match):
+        train(TrainSettings(**{**TINY, **bad}, out=str(tmp_path)))
+
+
+def test_cli_train_and_eval(tmp_path, capsys):
+    rc = main(["train", "--model", "mnist-mlp", "--data", "digits", "--order", "2", "--epochs", "1",
+               "--limit-train", "256", "--limit-test", "100", "--threads", "1", "--no-progress",
+               "--out", str(tmp_path)])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["world_size"] == 1 and 0.0 <= summary["final_test_acc"] <= 1.0
+    assert main(["eval", str(tmp_path / "last.pt"), "--limit", "100"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["n"] == 100 and ev["accuracy"] == pytest.approx(summary["final_test_acc"], abs=1e-6)
+
+
+def test_cli_errors_are_messages(tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "missing.pt")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    assert main(["eval", str(tmp_path / "junk.pt")]) == 2
+    assert "not a readable horq checkpoint" in capsys.readouterr().err
