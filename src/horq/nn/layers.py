@@ -1,0 +1,241 @@
+"""HORQ layers: drop-in subclasses of ``nn.Linear`` and ``nn.Conv2d`` (same parameters, same state_dict keys).
+
+``order`` selects what the layer computes (HORQ.md):
+
+* ``None``: full precision (exactly the parent class).
+* ``0``: binary weights ``alpha * sign(W)``, real inputs (BWN).
+* ``1``: binary weights and an order-one binarized input (XNOR-Net).
+* ``K >= 2``: binary weights and an order-K residual binarized input (HORQ).
+
+Inputs are binarized per column (a linear layer's input vector of one sample; a convolution's receptive field,
+zero padding included), then multiplied by the effective weight. Gradients follow :mod:`horq.nn.quant`.
+
+Non-finite input rule: a layer that binarizes its input (``order >= 1``) raises ValueError on NaN or infinite
+input, in training and in eval mode alike: NaN has no sign (``horq.bits.pack_signs`` rejects it too, so the
+packed runtime could not reproduce the result), and an infinite value makes every beta of its column infinite
+and the residual NaN. Layers of order ``None``/``0`` follow PyTorch and let NaN propagate.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from horq.nn.quant import binary_weight, check_clip, residual_approx, sign
+from horq.reference import check_order
+
+# Upper bound on the elements of one unfolded chunk (float32: 64 MiB); bounds the temporaries of the residual
+# loop of a convolution of order >= 2 by splitting the batch.
+UNFOLD_CHUNK_ELEMS = 1 << 24
+
+
+class _HORQMixin:
+    """Holds ``order`` and ``clip`` with validation on assignment."""
+
+    @property
+    def order(self) -> int | None:
+        return self._order
+
+    @order.setter
+    def order(self, value: int | None) -> None:
+        check_order(value)
+        self._order = None if value is None else int(value)
+
+    @property
+    def clip(self) -> float | None:
+        return self._clip
+
+    @clip.setter
+    def clip(self, value: float | None) -> None:
+        check_clip(value)
+        self._clip = None if value is None else float(value)
+
+    def _check_finite(self, x: Tensor) -> None:
+        if self._order is not None and self._order >= 1 and not bool(torch.isfinite(x).all()):
+            raise ValueError(
+                f"{type(self).__name__}(order={self._order}): input contains NaN or infinity, which cannot be "
+                "binarized"
+            )
+
+    def _horq_repr(self) -> str:
+        return f"order={self._order}, clip={self._clip}"
+
+
+class HORQLinear(_HORQMixin, nn.Linear):
+    """``nn.Linear`` with HORQ quantization; each sample's input vector is one column.
+
+    Args:
+        in_features, out_features, bias, device, dtype: as ``nn.Linear``.
+        order: None, 0, 1 or K >= 2 (module docstring).
+        clip: straight-through window of the input quantizer (> 0) or None.
+
+    Shape:
+        Input ``(*, in_features)``, output ``(*, out_features)``; every vector along the last axis gets its own
+        betas.
+
+    Raises:
+        ValueError: on a bad order/clip, an input whose last axis is not ``in_features``, or (order >= 1) a
+            non-finite input.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, device=None, dtype=None, *, order=2, clip=1.0):
+        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
+        self.order = order
+        self.clip = clip
+
+    @classmethod
+    def from_float(cls, module: nn.Linear, *, order, clip=1.0) -> HORQLinear:
+        """A HORQLinear that shares ``module``'s parameter objects (an optimizer holding them keeps working)."""
+        new = cls(module.in_features, module.out_features, bias=module.bias is not None, device="meta",
+                  order=order, clip=clip)
+        new.weight = module.weight
+        new.bias = module.bias
+        new.train(module.training)
+        return new
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(f"HORQLinear expected input of shape (*, {self.in_features}), got {tuple(x.shape)}")
+        if self._order is None:
+            return F.linear(x, self.weight, self.bias)
+        self._check_finite(x)
+        w = binary_weight(self.weight)
+        if self._order >= 1:
+            x = residual_approx(x, self._order, dim=-1, clip=self._clip)
+        return F.linear(x, w, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, {self._horq_repr()}"
+
+
+class _XnorConv2d(torch.autograd.Function):
+    """Order-one convolution without unfolding, on an already zero-padded input ``xp``.
+
+    ``H_1 = sign(x)`` does not depend on the column, and ``beta_1`` of a column is the box sum of ``|x|`` over its
+    ``C_in x kh x kw`` window divided by ``n``; so ``Y = beta_1 * conv(sign(xp), W~)``. The backward pass gives
+    what the unfold definition gives: d(approx)/dx = 1{|x| <= clip} (so the input gradient is that of a plain
+    ``conv(x, W~)``, masked), and the weight sees the quantized input ``beta_1 * sign(x)``.
+    """
+
+    @staticmethod
+    def forward(ctx, xp, w, stride, dilation, clip):
+        _, c, kh, kw = w.shape
+        box = torch.ones((1, c, kh, kw), dtype=xp.dtype, device=xp.device)
+        beta = F.conv2d(xp.abs(), box, stride=stride, dilation=dilation) / (c * kh * kw)
+        y = F.conv2d(sign(xp), w, stride=stride, dilation=dilation) * beta
+        ctx.save_for_backward(xp, w, beta)
+        ctx.conf = (stride, dilation, clip)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        xp, w, beta = ctx.saved_tensors
+        stride, dilation, clip = ctx.conf
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            gx = torch.nn.grad.conv2d_input(xp.shape, w, grad, stride=stride, dilation=dilation)
+            if clip is not None:
+                gx = gx * (xp.abs() <= clip)
+        if ctx.needs_input_grad[1]:
+            gw = torch.nn.grad.conv2d_weight(sign(xp), w.shape, grad * beta, stride=stride, dilation=dilation)
+        return gx, gw, None, None, None
+
+
+class HORQConv2d(_HORQMixin, nn.Conv2d):
+    """``nn.Conv2d`` with HORQ quantization; each receptive field (zero padding included) is one column.
+
+    Zero padding is applied before the input is quantized, so the padded zeros of a border column get
+    ``sign(0) = +1`` and count in ``n = C_in * kh * kw`` (HORQ.md, "Padding"). Order 1 runs as two convolutions
+    (signs and a box sum for the betas); order >= 2 unfolds the input and binarizes every column.
+
+    Args:
+        in_channels, ..., dtype: as ``nn.Conv2d``; only ``groups=1`` and ``padding_mode='zeros'``.
+        order: None, 0, 1 or K >= 2 (module docstring).
+        clip: straight-through window of the input quantizer (> 0) or None.
+
+    Shape:
+        Input ``(N, C_in, H, W)`` or unbatched ``(C_in, H, W)``; output as ``nn.Conv2d``.
+
+    Raises:
+        ValueError: on ``groups != 1``, ``padding_mode != 'zeros'``, a bad order/clip, an input of the wrong
+            rank/channel count or too small for the kernel, or (order >= 1) a non-finite input.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, padding_mode="zeros", device=None, dtype=None, *, order=2, clip=1.0):
+        if groups != 1:
+            raise ValueError(f"HORQConv2d supports groups=1 only, got groups={groups}")
+        if padding_mode != "zeros":
+            raise ValueError(f"HORQConv2d supports padding_mode='zeros' only, got {padding_mode!r}")
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                         dilation=dilation, groups=groups, bias=bias, padding_mode=padding_mode,
+                         device=device, dtype=dtype)
+        self.order = order
+        self.clip = clip
+
+    @classmethod
+    def from_float(cls, module: nn.Conv2d, *, order, clip=1.0) -> HORQConv2d:
+        """A HORQConv2d that shares ``module``'s parameter objects; raises ValueError if unsupported."""
+        new = cls(module.in_channels, module.out_channels, module.kernel_size, stride=module.stride,
+                  padding=module.padding, dilation=module.dilation, groups=module.groups,
+                  bias=module.bias is not None, padding_mode=module.padding_mode, device="meta",
+                  order=order, clip=clip)
+        new.weight = module.weight
+        new.bias = module.bias
+        new.train(module.training)
+        return new
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() not in (3, 4) or x.shape[-3] != self.in_channels:
+            raise ValueError(
+                f"HORQConv2d expected input of shape (N, {self.in_channels}, H, W) or ({self.in_channels}, H, W), "
+                f"got {tuple(x.shape)}"
+            )
+        pads = self._reversed_padding_repeated_twice  # [left, right, top, bottom]
+        for size, k, d, s, p in ((x.shape[-2], self.kernel_size[0], self.dilation[0], self.stride[0], pads[2] + pads[3]),
+                                 (x.shape[-1], self.kernel_size[1], self.dilation[1], self.stride[1], pads[0] + pads[1])):
+            if (size + p - d * (k - 1) - 1) // s + 1 < 1:
+                raise ValueError(f"HORQConv2d: input {tuple(x.shape[-2:])} is too small for kernel {self.kernel_size} "
+                                 f"(padding {self.padding}, dilation {self.dilation})")
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x)
+        if self._order is None:
+            return self._conv_forward(x, self.weight, self.bias)
+        self._check_finite(x)
+        w = binary_weight(self.weight)
+        if self._order == 0:
+            return self._conv_forward(x, w, self.bias)
+        unbatched = x.dim() == 3
+        if unbatched:
+            x = x.unsqueeze(0)
+        xp = F.pad(x, self._reversed_padding_repeated_twice) if any(self._reversed_padding_repeated_twice) else x
+        if self._order == 1:
+            y = _XnorConv2d.apply(xp, w, self.stride, self.dilation, self._clip)
+        else:
+            y = self._unfold_forward(xp, w)
+        if self.bias is not None:
+            y = y + self.bias.reshape(1, -1, 1, 1)
+        return y.squeeze(0) if unbatched else y
+
+    def _unfold_forward(self, xp: Tensor, w: Tensor, order: int | None = None) -> Tensor:
+        """The definition: unfold the padded input, binarize every column, multiply (no bias)."""
+        order = self._order if order is None else order
+        n_batch, _, h, wd = xp.shape
+        kh, kw = self.kernel_size
+        oh = (h - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
+        ow = (wd - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
+        w_r = w.reshape(self.out_channels, -1)
+        per_sample = w_r.shape[1] * oh * ow
+        chunk = max(1, UNFOLD_CHUNK_ELEMS // per_sample)
+        outs = []
+        for start in range(0, n_batch, chunk):
+            cols = F.unfold(xp[start:start + chunk], self.kernel_size, dilation=self.dilation, stride=self.stride)
+            cols = residual_approx(cols, order, dim=1, clip=self._clip)
+            outs.append(torch.matmul(w_r, cols))
+        y = outs[0] if len(outs) == 1 else torch.cat(outs)
+        return y.reshape(n_batch, self.out_channels, oh, ow)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, {self._horq_repr()}"

@@ -1,0 +1,159 @@
+"""Model zoo: plain float models whose binarizable layers sit in HORQ.md's block order.
+
+Every block that :func:`horq.nn.convert_` binarizes is ``BatchNorm -> [input quantization, inside the layer]
+-> Conv2d/Linear -> (MaxPool) -> ReLU``: the BatchNorm centres the input (the sign of a post-ReLU activation
+carries nothing), pooling acts on the real-valued outputs, and the non-linearity comes last (XNOR-Net's block
+plus an activation). The first layer sees the standardized data directly and the last layer produces the
+logits; both stay full precision under the default :class:`horq.nn.HORQConfig`. An architecture never depends
+on the order it is later converted to, so results at different orders compare the same network.
+
+``MODELS`` is the registry: name -> builder ``(in_shape, num_classes, **kwargs) -> nn.Sequential``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+POOL = 2  # every MaxPool2d halves the spatial size (floor)
+
+
+def _spatial_after_pools(in_shape: tuple[int, int, int], pools: int, name: str) -> tuple[int, int]:
+    _, h, w = in_shape
+    for _ in range(pools):
+        h, w = h // POOL, w // POOL
+    if h < 1 or w < 1:
+        raise ValueError(f"{name}: input {tuple(in_shape)} is too small for {pools} 2x2 max-pools")
+    return h, w
+
+
+def _conv_block(cin: int, cout: int, *, pool: bool) -> list[nn.Module]:
+    """BatchNorm -> conv 3x3 (padding 1) -> (MaxPool 2) -> ReLU: one binarizable block."""
+    layers: list[nn.Module] = [nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, padding=1)]
+    if pool:
+        layers.append(nn.MaxPool2d(POOL))
+    layers.append(nn.ReLU())
+    return layers
+
+
+def _linear_block(fin: int, fout: int) -> list[nn.Module]:
+    """BatchNorm -> Linear -> ReLU: one binarizable block."""
+    return [nn.BatchNorm1d(fin), nn.Linear(fin, fout), nn.ReLU()]
+
+
+def _classifier(fin: int, num_classes: int) -> list[nn.Module]:
+    """BatchNorm -> Linear: the last layer (full precision by default), producing logits."""
+    return [nn.BatchNorm1d(fin), nn.Linear(fin, num_classes)]
+
+
+def mnist_mlp(in_shape, num_classes, *, hidden: int = 512) -> nn.Sequential:
+    """``mnist-mlp``: a 784-512-512-10 multilayer perceptron (for 1x28x28).
+
+    ::
+
+        Flatten
+        Linear(C*H*W, hidden) -> ReLU                     first layer (full precision by default)
+        BatchNorm1d -> Linear(hidden, hidden) -> ReLU      binarized
+        BatchNorm1d -> Linear(hidden, num_classes)         last layer (full precision by default)
+
+    669,706 parameters for 1x28x28 and 10 classes at ``hidden=512``; the same for every order.
+    """
+    c, h, w = in_shape
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(c * h * w, hidden), nn.ReLU(),
+        *_linear_block(hidden, hidden),
+        *_classifier(hidden, num_classes),
+    )
+
+
+def mnist_cnn(in_shape, num_classes, *, width: int = 32, hidden: int = 256) -> nn.Sequential:
+    """``mnist-cnn``: a small CNN, three 3x3 convolutions and two linear layers (``w = width``).
+
+    ::
+
+        Conv2d(C, w, 3, pad 1) -> MaxPool 2 -> ReLU                   first layer (full precision by default)
+        BatchNorm2d -> Conv2d(w, 2w, 3, pad 1) -> MaxPool 2 -> ReLU   binarized
+        BatchNorm2d -> Conv2d(2w, 2w, 3, pad 1) -> ReLU               binarized
+        Flatten
+        BatchNorm1d -> Linear(2w*H/4*W/4, hidden) -> ReLU             binarized
+        BatchNorm1d -> Linear(hidden, num_classes)                    last layer (full precision by default)
+
+    Pooling early keeps the binarized convolutions at 14x14 and 7x7 for 28x28 inputs, where unfolding is cheap.
+    For 1x28x28 and 10 classes at the defaults: PARAMS parameters; the same for every order.
+    """
+    c, _, _ = in_shape
+    h, w = _spatial_after_pools(in_shape, 2, "mnist-cnn")
+    flat = 2 * width * h * w
+    return nn.Sequential(
+        nn.Conv2d(c, width, 3, padding=1), nn.MaxPool2d(POOL), nn.ReLU(),
+        *_conv_block(width, 2 * width, pool=True),
+        *_conv_block(2 * width, 2 * width, pool=False),
+        nn.Flatten(),
+        *_linear_block(flat, hidden),
+        *_classifier(hidden, num_classes),
+    )
+
+
+def cifar_vgg(in_shape, num_classes, *, width: float = 1.0) -> nn.Sequential:
+    """``cifar-vgg``: VGG-small, 128C3-128C3-MP-256C3-256C3-MP-512C3-512C3-MP-FC (channels times ``width``).
+
+    ::
+
+        Conv2d(C, 128, 3, pad 1) -> ReLU                              first layer (full precision by default)
+        BatchNorm2d -> Conv2d(128, 128, 3, pad 1) -> MaxPool 2 -> ReLU  binarized
+        BatchNorm2d -> Conv2d(128, 256, 3, pad 1) -> ReLU               binarized
+        BatchNorm2d -> Conv2d(256, 256, 3, pad 1) -> MaxPool 2 -> ReLU  binarized
+        BatchNorm2d -> Conv2d(256, 512, 3, pad 1) -> ReLU               binarized
+        BatchNorm2d -> Conv2d(512, 512, 3, pad 1) -> MaxPool 2 -> ReLU  binarized
+        Flatten
+        BatchNorm1d -> Linear(512*H/8*W/8, num_classes)                 last layer (full precision by default)
+
+    For 3x32x32 and 10 classes at ``width=1``: 4,763,990 parameters; the same for every order.
+    """
+    c, _, _ = in_shape
+    h, w = _spatial_after_pools(in_shape, 3, "cifar-vgg")
+    c1, c2, c3 = (max(1, round(base * width)) for base in (128, 256, 512))
+    return nn.Sequential(
+        nn.Conv2d(c, c1, 3, padding=1), nn.ReLU(),
+        *_conv_block(c1, c1, pool=True),
+        *_conv_block(c1, c2, pool=False),
+        *_conv_block(c2, c2, pool=True),
+        *_conv_block(c2, c3, pool=False),
+        *_conv_block(c3, c3, pool=True),
+        nn.Flatten(),
+        *_classifier(c3 * h * w, num_classes),
+    )
+
+
+MODELS: dict[str, Callable[..., nn.Sequential]] = {
+    "mnist-mlp": mnist_mlp,
+    "mnist-cnn": mnist_cnn,
+    "cifar-vgg": cifar_vgg,
+}
+
+
+def build_model(name: str, *, in_shape=(1, 28, 28), num_classes: int = 10, **kwargs) -> nn.Module:
+    """Builds a zoo model as a plain float ``nn.Sequential``.
+
+    Args:
+        name: a key of :data:`MODELS`.
+        in_shape: ``(C, H, W)`` of one standardized input.
+        num_classes: number of logits.
+        **kwargs: architecture options of the builder (e.g. ``width`` for ``cifar-vgg``).
+
+    Returns:
+        The model, in training mode.
+
+    Raises:
+        ValueError: on an unknown name, a malformed ``in_shape``/``num_classes``, or an input too small.
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS)}")
+    in_shape = tuple(int(v) for v in in_shape)
+    if len(in_shape) != 3 or min(in_shape) < 1:
+        raise ValueError(f"in_shape must be (C, H, W) with positive sizes, got {in_shape}")
+    if int(num_classes) < 1:
+        raise ValueError(f"num_classes must be positive, got {num_classes}")
+    return MODELS[name](in_shape, int(num_classes), **kwargs)
