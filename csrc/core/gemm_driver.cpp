@@ -32,16 +32,17 @@ void horq_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const 
     const std::size_t ldc = jb * K;
     std::int32_t* pc = scratch(mb * ldc).data();
     kt.bgemm(wbits + o0 * kw, mb, q.bits.data() + j0 * K * kw, jb * K, kw, pc, ldc);
-    for (std::size_t j = 0; j < jb; ++j) {
-      const std::size_t col = j0 + j;
-      const double* beta = q.betas.data() + col * K;
-      float* yj = y + (col / ppi) * m * ppi + col % ppi;
-      for (std::size_t i = 0; i < mb; ++i) {
-        const std::int32_t* c = pc + i * ldc + j * K;
+    // Output offset of each column without the o * ppi term; stores then run along a row of y.
+    std::size_t base[kJB];
+    for (std::size_t j = 0; j < jb; ++j) base[j] = ((j0 + j) / ppi) * m * ppi + (j0 + j) % ppi;
+    for (std::size_t i = 0; i < mb; ++i) {
+      const std::size_t o = o0 + i;
+      const std::int32_t* c = pc + i * ldc;
+      for (std::size_t j = 0; j < jb; ++j) {
+        const double* beta = q.betas.data() + (j0 + j) * K;
         double s = 0.0;
-        for (std::size_t k = 0; k < K; ++k) s += beta[k] * (n - 2.0 * c[k]);
-        const std::size_t o = o0 + i;
-        yj[o * ppi] = static_cast<float>(ep.coef[o] * s + ep.add[o]);
+        for (std::size_t k = 0; k < K; ++k) s += beta[k] * (n - 2.0 * c[j * K + k]);
+        y[base[j] + o * ppi] = static_cast<float>(ep.coef[o] * s + ep.add[o]);
       }
     }
   });

@@ -1,0 +1,208 @@
+"""Benchmark of the native HORQ kernels (not a test).
+
+    .venv/bin/python benchmarks/bench_kernels.py            # full run, rewrites docs/kernels_bench.json and
+                                                            # the generated table in docs/KERNELS.md
+    .venv/bin/python benchmarks/bench_kernels.py --quick    # fewer repeats, prints only
+
+Measures, at 1 and 2 threads, the median of repeated runs after a warm-up:
+* bgemm binary MAC/s (M x K bits x N) on every kernel path this CPU runs;
+* HORQ conv2d (orders 1-3, best path) against PyTorch fp32 conv2d (best of NCHW and channels_last) and
+  PyTorch's int8 quantized conv (x86 engine), batch 1, 3x3, stride 1, padding 1, C_out = C_in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from horq import kernels
+
+ROOT = Path(__file__).resolve().parents[1]
+BGEMM_SIZES = [(64, 576, 1024), (256, 2304, 1024), (512, 4608, 196), (1024, 4096, 1024)]
+CONV_SHAPES = {"S1": (64, 32), "S2": (128, 16), "S3": (256, 8), "S4": (256, 32), "S5": (512, 14)}  # (C, H=W)
+ORDERS = (1, 2, 3)
+THREADS = (1, 2)
+MARK_BEGIN, MARK_END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def median_time(fn, *, min_reps: int, min_seconds: float) -> float:
+    fn()  # warm-up (also builds caches such as the conv weight layout)
+    times, start = [], time.perf_counter()
+    while len(times) < min_reps or time.perf_counter() - start < min_seconds:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if len(times) >= 200:
+            break
+    return statistics.median(times)
+
+
+def bench_bgemm(paths, reps):
+    rng = np.random.default_rng(0)
+    rows = []
+    for m, k, n in BGEMM_SIZES:
+        a = rng.integers(0, 2**63, (m, k // 64), dtype=np.uint64)
+        b = rng.integers(0, 2**63, (n, k // 64), dtype=np.uint64)
+        for path in paths:
+            for t in THREADS:
+                kernels.set_num_threads(t)
+                sec = median_time(lambda: kernels.bgemm(a, b, k, kernel=path), **reps)
+                rows.append({"M": m, "K": k, "N": n, "path": path, "threads": t, "seconds": sec,
+                             "gmacs": m * k * n / sec / 1e9})
+                print(f"bgemm {m}x{k}x{n} {path} t={t}: {rows[-1]['gmacs']:.1f} G binary MAC/s", flush=True)
+    return rows
+
+
+def torch_setup():
+    try:
+        import torch
+    except ImportError:
+        return None, "PyTorch is not installed"
+    int8_note = None
+    try:
+        if "x86" not in torch.backends.quantized.supported_engines:
+            int8_note = f"x86 quantized engine unavailable (engines: {torch.backends.quantized.supported_engines})"
+        else:
+            torch.backends.quantized.engine = "x86"
+    except Exception as exc:  # noqa: BLE001 - report whatever went wrong
+        int8_note = f"quantized engine unavailable: {exc}"
+    return torch, int8_note
+
+
+def bench_conv(path, reps):
+    torch, int8_note = torch_setup()
+    rng = np.random.default_rng(1)
+    rows = []
+    for name, (c, hw) in CONV_SHAPES.items():
+        x = rng.standard_normal((1, c, hw, hw)).astype(np.float32)
+        w = (rng.standard_normal((c, c, 3, 3)) * 0.05).astype(np.float32)
+        pw = kernels.pack_weights(w)
+        for t in THREADS:
+            kernels.set_num_threads(t)
+            row = {"shape": name, "C": c, "HW": hw, "threads": t, "path": path}
+            for order in ORDERS:
+                row[f"horq{order}"] = median_time(
+                    lambda: kernels.conv2d(x, pw, order=order, padding=1, kernel=path), **reps)
+            if torch is not None:
+                torch.set_num_threads(t)
+                tx, tw = torch.from_numpy(x), torch.from_numpy(w)
+                with torch.no_grad():
+                    nchw = median_time(lambda: torch.nn.functional.conv2d(tx, tw, padding=1), **reps)
+                    cx, cw = tx.contiguous(memory_format=torch.channels_last), tw.contiguous(
+                        memory_format=torch.channels_last)
+                    cl = median_time(lambda: torch.nn.functional.conv2d(cx, cw, padding=1), **reps)
+                row["fp32"], row["fp32_layout"] = min(nchw, cl), "NCHW" if nchw <= cl else "channels_last"
+                if int8_note is None:
+                    try:
+                        row["int8"] = bench_int8(torch, tx, tw, reps)
+                    except Exception as exc:  # noqa: BLE001
+                        int8_note = f"int8 conv failed: {exc}"
+            rows.append(row)
+            print(f"conv {name} t={t}: " + ", ".join(f"{k}={v * 1e3:.3f}ms" for k, v in row.items()
+                                                    if isinstance(v, float)), flush=True)
+    return rows, int8_note
+
+
+def bench_int8(torch, tx, tw, reps):
+    from torch.ao.nn.quantized import Conv2d as QConv2d
+
+    c = tw.shape[0]
+    qconv = QConv2d(c, c, 3, padding=1)
+    qw = torch.quantize_per_channel(tw, tw.abs().amax(dim=(1, 2, 3)) / 127, torch.zeros(c, dtype=torch.long), 0,
+                                    torch.qint8)
+    qconv.set_weight_bias(qw, None)
+    qconv.scale, qconv.zero_point = float(tx.abs().max()) / 64, 128
+    qx = torch.quantize_per_tensor(tx, float(tx.abs().max()) / 127, 128, torch.quint8)
+    with torch.no_grad():
+        return median_time(lambda: qconv(qx), **reps)
+
+
+def cpu_model() -> str:
+    return kernels.info()["cpu"]
+
+
+def markdown(result) -> str:
+    lines = [
+        f"Generated by `.venv/bin/python benchmarks/bench_kernels.py` on {result['date']}.",
+        f"CPU: {result['cpu']} ({result['cpu_flags']}); kernel paths available: {', '.join(result['available'])}; "
+        f"PyTorch {result['torch']}. Shared 2-core machine: medians of repeated runs, expect noise.",
+        "",
+        "### bgemm (binary MAC/s = M * K * N / time)",
+        "",
+        "| M | K (bits) | N | path | threads | G binary MAC/s |",
+        "| ---: | ---: | ---: | --- | ---: | ---: |",
+    ]
+    for r in result["bgemm"]:
+        lines.append(f"| {r['M']} | {r['K']} | {r['N']} | {r['path']} | {r['threads']} | {r['gmacs']:.1f} |")
+    lines += [
+        "",
+        f"### conv 3x3, stride 1, padding 1, batch 1, C_out = C_in (HORQ path: {result['conv_path']})",
+        "",
+        "Times in ms; ratio = PyTorch fp32 time / HORQ time (> 1: HORQ is faster). int8: "
+        + (result["int8_note"] or "PyTorch quantized Conv2d, x86 engine, on a pre-quantized input.")
+        + "",
+        "",
+        "| shape | threads | HORQ o1 | HORQ o2 | HORQ o3 | fp32 (layout) | int8 | fp32/o1 | fp32/o2 | fp32/o3 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in result["conv"]:
+        desc = f"{r['shape']} {r['C']}ch {r['HW']}x{r['HW']}"
+        fp32 = r.get("fp32")
+        fp = f"{fp32 * 1e3:.3f} ({r['fp32_layout']})" if fp32 else "n/a"
+        i8 = f"{r['int8'] * 1e3:.3f}" if "int8" in r else "n/a"
+        ratios = [f"{fp32 / r[f'horq{o}']:.2f}" if fp32 else "n/a" for o in ORDERS]
+        lines.append(f"| {desc} | {r['threads']} | " + " | ".join(f"{r[f'horq{o}'] * 1e3:.3f}" for o in ORDERS)
+                     + f" | {fp} | {i8} | " + " | ".join(ratios) + " |")
+    return "\n".join(lines)
+
+
+def cpu_flags() -> str:
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split("flags", 1)[1].split("\n", 1)[0].split()
+    except (OSError, IndexError):
+        return platform.machine()
+    want = ["avx2", "popcnt", "avx512f", "avx512bw", "avx512_vpopcntdq"]
+    return " ".join(f"{f}{'+' if f in flags else '-'}" for f in want)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="few repeats, print only (no files written)")
+    ap.add_argument("--skip-bgemm", action="store_true")
+    args = ap.parse_args(argv)
+    reps = {"min_reps": 3, "min_seconds": 0.05} if args.quick else {"min_reps": 15, "min_seconds": 0.5}
+    info = kernels.info()
+    torch, _ = torch_setup()
+    result = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "available": info["available"],
+        "torch": torch.__version__ if torch is not None else None,
+        "python": sys.version.split()[0],
+        "reps": reps,
+        "bgemm": [] if args.skip_bgemm else bench_bgemm(info["available"], reps),
+        "conv_path": info["available"][0],
+    }
+    result["conv"], result["int8_note"] = bench_conv(result["conv_path"], reps)
+    table = markdown(result)
+    print(table)
+    if not args.quick:
+        (ROOT / "docs" / "kernels_bench.json").write_text(json.dumps(result, indent=2) + "\n")
+        doc = ROOT / "docs" / "KERNELS.md"
+        text = doc.read_text() if doc.exists() else f"{MARK_BEGIN}\n{MARK_END}\n"
+        head, rest = text.split(MARK_BEGIN, 1)
+        tail = rest.split(MARK_END, 1)[1]
+        doc.write_text(f"{head}{MARK_BEGIN}\n{table}\n{MARK_END}{tail}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
