@@ -152,8 +152,9 @@ def convert_(model: nn.Module, config: HORQConfig, *, filter_fn: Callable[[str, 
     if id(model) in replaced:
         return replaced[id(model)]
     # A module registered under several names is replaced under every one of them.
-    for name, module in list(model.named_modules(remove_duplicate=False)):
-        for child_name, child in list(module.named_children()):
-            if id(child) in replaced:
+    # Nothing is replaced before every check above passed, so a failed conversion leaves the model unchanged.
+    for module in list(model.modules()):
+        for child_name, child in list(module._modules.items()):  # named_children() would skip repeats
+            if child is not None and id(child) in replaced:
                 setattr(module, child_name, replaced[id(child)])
     return model
