@@ -15,7 +15,9 @@ TOL = dict(rtol=1e-10, atol=1e-12)
 
 def _data(rng, shape, zero_frac=0.2):
     x = rng.standard_normal(shape)
-    x[rng.random(shape) < zero_frac] = 0.0  # exact zeros: sign(0) = +1
+    u = rng.random(shape)
+    x[u < zero_frac] = 0.0  # exact zeros: sign(0) = +1
+    x[u < zero_frac / 2] = -0.0  # negative zeros too: -0.0 < 0 is false, so sign(-0.0) = +1
     return x
 
 

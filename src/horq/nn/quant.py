@@ -42,8 +42,10 @@ def _residual_forward(x: Tensor, order: int, dim: int, keep: bool, clip: float |
     Returns ``approx``, the lists of planes and betas (empty unless ``keep``) and the straight-through mask
     ``|x| <= clip`` (None when ``clip`` is None).
     """
-    r = x
-    mag = x.abs()
+    # Adding +0.0 turns -0.0 into +0.0, so copysign below gives sign(0) = +1 (and no later residual is -0.0:
+    # a - a rounds to +0.0). copysign(beta, r) is beta_k * H_k in one cheap pass.
+    r = x + 0.0
+    mag = r.abs()
     mask = None if clip is None else mag <= clip
     approx = None
     planes, betas = [], []
@@ -51,14 +53,13 @@ def _residual_forward(x: Tensor, order: int, dim: int, keep: bool, clip: float |
         if k:
             mag = r.abs()
         beta = mag.mean(dim=dim, keepdim=True)
-        negative = r < 0
-        step = torch.where(negative, -beta, beta)  # beta_k * H_k with sign(0) = +1
+        step = torch.copysign(beta, r)
+        if keep:
+            planes.append(sign(r))
+            betas.append(beta)
         approx = step if approx is None else approx.add_(step)
         if k + 1 < order:
             r = r - step
-        if keep:
-            planes.append(torch.ones_like(x).masked_fill_(negative, -1.0))
-            betas.append(beta)
     return approx, planes, betas, mask
 
 
@@ -67,7 +68,9 @@ class _ResidualBinarize(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, order, dim, clip, keep):
-        approx, planes, betas, mask = _residual_forward(x, order, dim, keep, clip)
+        # no mask is needed when no gradient will flow (eval mode)
+        clip_for_mask = clip if ctx.needs_input_grad[0] else None
+        approx, planes, betas, mask = _residual_forward(x, order, dim, keep, clip_for_mask)
         ctx.save_for_backward(mask)
         ctx.has_mask = mask is not None
         if not keep:
