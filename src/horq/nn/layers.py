@@ -61,6 +61,29 @@ class _HORQMixin:
     def _horq_repr(self) -> str:
         return f"order={self._order}, clip={self._clip}"
 
+    # Opt-in native inference path (horq.kernels, XNOR-popcount on CPU): set ``layer.native = True``. It runs
+    # only where it computes the same thing as the torch path -- order >= 1, float32 CPU input, no autograd
+    # (eval mode under torch.no_grad / inference_mode) -- and the torch path runs otherwise. The packed weights
+    # are cached and rebuilt whenever the weight tensor changes (data pointer or in-place version).
+    native = False
+
+    def _native_ready(self, x: Tensor) -> bool:
+        return (self.native and self._order is not None and self._order >= 1 and not self.training
+                and not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32)
+
+    def _native_weights(self):
+        from horq import kernels
+
+        key = (self.weight.data_ptr(), self.weight._version)
+        cache = getattr(self, "_native_cache", None)
+        if cache is None or cache[0] != key:
+            cache = (key, kernels.pack_weights(self.weight.detach().cpu().float().numpy()))
+            self._native_cache = cache
+        return cache[1]
+
+    def _native_bias(self):
+        return None if self.bias is None else self.bias.detach().cpu().float().numpy()
+
 
 class HORQLinear(_HORQMixin, nn.Linear):
     """``nn.Linear`` with HORQ quantization; each sample's input vector is one column.
@@ -100,6 +123,12 @@ class HORQLinear(_HORQMixin, nn.Linear):
         if self._order is None:
             return F.linear(x, self.weight, self.bias)
         self._check_finite(x)
+        if self._native_ready(x):
+            from horq import kernels
+
+            y = kernels.linear(x.detach().reshape(-1, self.in_features).numpy(), self._native_weights(),
+                               order=self._order, bias=self._native_bias())
+            return torch.from_numpy(y).reshape(*x.shape[:-1], self.out_features)
         w = binary_weight(self.weight)
         if self._order >= 1:
             x = residual_approx(x, self._order, dim=-1, clip=self._clip)
@@ -210,6 +239,14 @@ class HORQConv2d(_HORQMixin, nn.Conv2d):
         unbatched = x.dim() == 3
         if unbatched:
             x = x.unsqueeze(0)
+        pads = self._reversed_padding_repeated_twice  # [left, right, top, bottom]
+        if self._native_ready(x) and pads[0] == pads[1] and pads[2] == pads[3]:
+            from horq import kernels
+
+            y = kernels.conv2d(x.detach().numpy(), self._native_weights(), order=self._order, stride=self.stride,
+                               padding=(pads[2], pads[0]), dilation=self.dilation, bias=self._native_bias())
+            y = torch.from_numpy(y)
+            return y.squeeze(0) if unbatched else y
         xp = F.pad(x, self._reversed_padding_repeated_twice) if any(self._reversed_padding_repeated_twice) else x
         if self._order == 1:
             y = _XnorConv2d.apply(xp, w, self.stride, self.dilation, self._clip)
