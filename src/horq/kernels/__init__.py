@@ -158,7 +158,9 @@ class PackedWeights:
                 f"PackedWeights: bits must be uint64 of shape {(shape[0], words_for(n))}, got {bits.dtype} {bits.shape}"
             )
         if alpha.dtype != np.float32 or alpha.shape != (shape[0],):
-            raise ValueError(f"PackedWeights: alpha must be float32 of shape {(shape[0],)}, got {alpha.dtype} {alpha.shape}")
+            raise ValueError(
+                f"PackedWeights: alpha must be float32 of shape {(shape[0],)}, got {alpha.dtype} {alpha.shape}"
+            )
         if not np.isfinite(alpha).all():
             raise ValueError("PackedWeights: alpha contains NaN or Inf")
         if n % 64 and (bits[:, -1] >> np.uint64(n % 64)).any():
