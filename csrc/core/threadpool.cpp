@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <mutex>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 namespace horq {
@@ -22,19 +23,31 @@ int default_threads() {
   return hc ? static_cast<int>(hc) : 1;
 }
 
+// A fork()ed child (e.g. a PyTorch DataLoader worker) inherits the pool but none of its threads, and maybe a
+// mutex held by another thread of the parent; so in a process other than the one that built the pool,
+// jobs run serially on the caller's thread (same results: tasks are independent) and nothing is joined.
+// The pool is never destroyed (it lives until process exit), so no exit-time join can hang either.
 class Pool {
  public:
-  ~Pool() { resize(0); }
+  bool forked() const { return getpid() != owner_; }
 
   int threads() const { return nthreads_; }
 
   void set_threads(int n) {
+    if (forked()) {
+      nthreads_ = n;
+      return;
+    }
     std::lock_guard<std::mutex> job(job_mu_);
     resize(n - 1);
     nthreads_ = n;
   }
 
   void run(std::size_t ntasks, const std::function<void(std::size_t)>& fn) {
+    if (forked()) {
+      for (std::size_t t = 0; t < ntasks; ++t) fn(t);
+      return;
+    }
     std::lock_guard<std::mutex> job(job_mu_);
     const std::size_t helpers = workers_.size() < ntasks ? workers_.size() : ntasks - 1;
     if (ntasks <= 1 || helpers == 0) {
@@ -102,15 +115,17 @@ class Pool {
   std::uint64_t generation_ = 0;
   bool stop_ = false;
   int nthreads_ = 1;
+  const pid_t owner_ = getpid();
 
-  friend Pool& pool();
 };
 
 Pool& pool() {
-  static Pool p;
-  static std::once_flag once;
-  std::call_once(once, [] { p.set_threads(default_threads()); });
-  return p;
+  static Pool* p = [] {
+    Pool* q = new Pool;  // intentionally leaked: see the class comment
+    q->set_threads(default_threads());
+    return q;
+  }();
+  return *p;
 }
 
 }  // namespace

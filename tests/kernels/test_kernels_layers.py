@@ -149,3 +149,23 @@ def test_torch_tensors_accepted(path):
     w = torch.from_numpy(rng.standard_normal((4, 3, 3, 3)).astype(np.float32)).requires_grad_()
     got = kernels.conv2d(x, kernels.pack_weights(w), order=2, padding=1, kernel=path)
     close(got, reference.horq_conv2d(x.numpy(), w.detach().numpy(), order=2, padding=1))
+
+
+def test_forked_child_runs_serially_with_same_result():
+    # A fork()ed child (DataLoader workers) inherits no pool threads; the pool must not wait for them.
+    import multiprocessing as mp
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((1, 9, 8, 8)).astype(np.float32)
+    pw = kernels.pack_weights(rng.standard_normal((20, 9, 3, 3)).astype(np.float32))
+    kernels.set_num_threads(2)
+    parent = kernels.conv2d(x, pw, order=2, padding=1)
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        child = pool.apply_async(_conv_in_child, (x, pw.bits, pw.alpha, pw.shape)).get(timeout=60)
+    np.testing.assert_array_equal(parent, child)
+
+
+def _conv_in_child(x, bits, alpha, shape):
+    kernels.set_num_threads(2)
+    return kernels.conv2d(x, kernels.PackedWeights(bits, alpha, shape), order=2, padding=1)
