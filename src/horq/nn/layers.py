@@ -256,23 +256,34 @@ class HORQConv2d(_HORQMixin, nn.Conv2d):
             y = y + self.bias.reshape(1, -1, 1, 1)
         return y.squeeze(0) if unbatched else y
 
+    def _columns(self, xp: Tensor) -> Tensor:
+        """Receptive fields of the padded input as rows: ``(N, P, n)``, ``n`` ordered ``(c, i, j)`` like ``W_r``.
+
+        This is ``F.unfold(xp).transpose(1, 2)`` built from strided views, so the residual loop reduces over
+        contiguous memory and the matmul needs no transposed copy.
+        """
+        n_batch = xp.shape[0]
+        (kh, kw), (dh, dw), (sh, sw) = self.kernel_size, self.dilation, self.stride
+        v = xp.unfold(2, dh * (kh - 1) + 1, sh).unfold(3, dw * (kw - 1) + 1, sw)[..., ::dh, ::dw]
+        _, c, oh, ow, _, _ = v.shape
+        return v.permute(0, 2, 3, 1, 4, 5).reshape(n_batch, oh * ow, c * kh * kw), (oh, ow)
+
     def _unfold_forward(self, xp: Tensor, w: Tensor, order: int | None = None) -> Tensor:
         """The definition: unfold the padded input, binarize every column, multiply (no bias)."""
         order = self._order if order is None else order
-        n_batch, _, h, wd = xp.shape
-        kh, kw = self.kernel_size
-        oh = (h - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
-        ow = (wd - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
+        n_batch = xp.shape[0]
         w_r = w.reshape(self.out_channels, -1)
-        per_sample = w_r.shape[1] * oh * ow
-        chunk = max(1, UNFOLD_CHUNK_ELEMS // per_sample)
+        kh, kw = self.kernel_size
+        rows_per_sample = ((xp.shape[2] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1) * (
+            (xp.shape[3] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1)
+        chunk = max(1, UNFOLD_CHUNK_ELEMS // (w_r.shape[1] * rows_per_sample))
         outs = []
         for start in range(0, n_batch, chunk):
-            cols = F.unfold(xp[start:start + chunk], self.kernel_size, dilation=self.dilation, stride=self.stride)
-            cols = residual_approx(cols, order, dim=1, clip=self._clip)
-            outs.append(torch.matmul(w_r, cols))
+            cols, (oh, ow) = self._columns(xp[start:start + chunk])
+            cols = residual_approx(cols, order, dim=2, clip=self._clip)
+            outs.append(F.linear(cols, w_r))  # (chunk, P, C_out)
         y = outs[0] if len(outs) == 1 else torch.cat(outs)
-        return y.reshape(n_batch, self.out_channels, oh, ow)
+        return y.reshape(n_batch, oh, ow, self.out_channels).permute(0, 3, 1, 2).contiguous()
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, {self._horq_repr()}"
