@@ -154,20 +154,37 @@ def markdown(result) -> str:
         "",
         "Times in ms; ratio = PyTorch fp32 time / HORQ time (> 1: HORQ is faster). int8: "
         + (result["int8_note"] or "PyTorch quantized Conv2d, x86 engine, on a pre-quantized input.")
-        + "",
-        "",
-        "| shape | threads | HORQ o1 | HORQ o2 | HORQ o3 | fp32 (layout) | int8 | fp32/o1 | fp32/o2 | fp32/o3 |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        + " fp32 layout = the faster of NCHW and channels_last by median.",
     ]
-    for r in result["conv"]:
-        desc = f"{r['shape']} {r['C']}ch {r['HW']}x{r['HW']}"
-        fp32 = r.get("fp32")
-        fp = f"{fp32 * 1e3:.3f} ({r['fp32_layout']})" if fp32 else "n/a"
-        i8 = f"{r['int8'] * 1e3:.3f}" if "int8" in r else "n/a"
-        ratios = [f"{fp32 / r[f'horq{o}']:.2f}" if fp32 else "n/a" for o in ORDERS]
-        lines.append(f"| {desc} | {r['threads']} | " + " | ".join(f"{r[f'horq{o}'] * 1e3:.3f}" for o in ORDERS)
-                     + f" | {fp} | {i8} | " + " | ".join(ratios) + " |")
+    for title, suffix in (("Medians", ""), ("Fastest run of each measurement (least disturbed by other jobs)", "_best")):
+        lines += [
+            "",
+            f"{title}:",
+            "",
+            "| shape | threads | HORQ o1 | HORQ o2 | HORQ o3 | fp32 (layout) | int8 | fp32/o1 | fp32/o2 | fp32/o3 |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in result["conv"]:
+            desc = f"{r['shape']} {r['C']}ch {r['HW']}x{r['HW']}"
+            fp32 = r.get("fp32" + suffix)
+            fp = f"{fp32 * 1e3:.3f} ({r['fp32_layout']})" if fp32 else "n/a"
+            i8 = f"{r['int8' + suffix] * 1e3:.3f}" if "int8" + suffix in r else "n/a"
+            horq = [r[f"horq{o}{suffix}"] for o in ORDERS]
+            ratios = [f"{fp32 / h:.2f}" if fp32 else "n/a" for h in horq]
+            lines.append(f"| {desc} | {r['threads']} | " + " | ".join(f"{h * 1e3:.3f}" for h in horq)
+                         + f" | {fp} | {i8} | " + " | ".join(ratios) + " |")
+    lines += [
+        "",
+        "HORQ.md cost model for comparison (speedup over a float conv, ignoring the cost of betas and residuals): "
+        "S_K = 64 c N_W / (K c N_W + 64 (K + 1)) with N_W = 9: "
+        + "; ".join(f"{name} ({c}ch): " + ", ".join(f"K={k}: {model_speedup(c, 9, k):.1f}x" for k in ORDERS)
+                    for name, (c, _) in CONV_SHAPES.items()) + ".",
+    ]
     return "\n".join(lines)
+
+
+def model_speedup(c: int, nw: int, k: int) -> float:
+    return 64 * c * nw / (k * c * nw + 64 * (k + 1))
 
 
 def cpu_flags() -> str:

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from horq import bits, kernels
 
@@ -53,3 +54,15 @@ def test_bgemm_bad_inputs():
         kernels.bgemm(a, a, n=500)
     with pytest.raises(ValueError, match="non-empty"):
         kernels.bgemm(np.zeros((0, 3), np.uint64), a)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 300), st.integers(1, 9), st.integers(1, 9), st.integers(0, 2**32 - 1))
+def test_bgemm_popcount_identity_property(n, m, nb, seed):
+    # a . b over {-1, +1} (zeros count as +1) equals n - 2 popcount(a ^ b), on every available path.
+    rng = np.random.default_rng(seed)
+    a = rng.choice([-1.0, 0.0, 1.0, -0.5], size=(m, n)).astype(np.float32)
+    b = rng.choice([-1.0, 0.0, 1.0, 2.0], size=(nb, n)).astype(np.float32)
+    expect = (bits.sign(a).astype(np.int64) @ bits.sign(b).astype(np.int64).T)
+    for path in kernels.info()["available"]:
+        np.testing.assert_array_equal(kernels.bgemm(bits.pack_signs(a), bits.pack_signs(b), n, kernel=path), expect)
