@@ -2,10 +2,12 @@
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings, strategies as st
 import torch
 from torch import nn
 
 from horq import reference as ref
+from nn_helpers import near_tie
 from horq.nn import HORQConv2d, HORQLinear
 from horq.nn import layers as layers_mod
 
@@ -243,3 +245,23 @@ def test_non_finite_input_rule(bad, training):
         x[0, 1] = bad
         y = HORQLinear(4, 2, order=order).train(training)(x)
         assert not bool(torch.isfinite(y[0]).all()) and bool(torch.isfinite(y[1]).all())
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    cin=st.integers(1, 5), cout=st.integers(1, 4), h=st.integers(1, 9), w=st.integers(1, 9),
+    k=st.tuples(st.integers(1, 3), st.integers(1, 3)), stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    padding=st.tuples(st.integers(0, 2), st.integers(0, 2)), dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    order=st.sampled_from(ORDERS), seed=st.integers(0, 2**16),
+)
+def test_conv_random_configurations_match_reference(cin, cout, h, w, k, stride, padding, dilation, order, seed):
+    eff = [dilation[i] * (k[i] - 1) + 1 for i in range(2)]
+    assume(h + 2 * padding[0] >= eff[0] and w + 2 * padding[1] >= eff[1])
+    torch.manual_seed(seed)
+    layer = HORQConv2d(cin, cout, k, stride=stride, padding=padding, dilation=dilation, order=order,
+                       dtype=torch.float64)
+    x = torch.randn(1, cin, h, w, dtype=torch.float64)
+    if order is not None and order >= 2:
+        cols, _ = ref.im2col(x.numpy(), *k, stride=stride, padding=padding, dilation=dilation)
+        assume(not near_tie(cols, order, 1))  # half-padding columns can tie exactly; see near_tie
+    np.testing.assert_allclose(layer(x).detach().numpy(), _ref_conv(layer, x, order), **TOL)

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from horq import reference as ref
+from nn_helpers import near_tie
 from horq.nn import binarize_weights, binary_weight, residual_approx, residual_binarize
 
 
@@ -40,6 +41,7 @@ def _data(rng, shape, zero_frac=0.2):
 def test_residual_binarize_matches_reference(shape, order, seed, data):
     dim = data.draw(st.integers(-len(shape), len(shape) - 1))
     x = _data(np.random.default_rng(seed), tuple(shape))
+    assume(not near_tie(x, order, dim))
     approx, planes, betas = residual_binarize(torch.from_numpy(x), order, dim=dim)
     r_approx, r_planes, r_betas = ref.residual_binarize(x, order, axis=dim)
     assert planes.shape == r_planes.shape and betas.shape == r_betas.shape

@@ -221,12 +221,12 @@ class HORQConv2d(_HORQMixin, nn.Conv2d):
                 f"HORQConv2d expected input of shape (N, {self.in_channels}, H, W) or ({self.in_channels}, H, W), "
                 f"got {tuple(x.shape)}"
             )
-        pads = self._reversed_padding_repeated_twice  # [left, right, top, bottom]
-        for size, k, d, s, p in ((x.shape[-2], self.kernel_size[0], self.dilation[0], self.stride[0], pads[2] + pads[3]),
-                                 (x.shape[-1], self.kernel_size[1], self.dilation[1], self.stride[1], pads[0] + pads[1])):
-            if (size + p - d * (k - 1) - 1) // s + 1 < 1:
-                raise ValueError(f"HORQConv2d: input {tuple(x.shape[-2:])} is too small for kernel {self.kernel_size} "
-                                 f"(padding {self.padding}, dilation {self.dilation})")
+        left, right, top, bottom = self._reversed_padding_repeated_twice
+        for axis, padded in ((0, x.shape[-2] + top + bottom), (1, x.shape[-1] + left + right)):
+            k, d, s = self.kernel_size[axis], self.dilation[axis], self.stride[axis]
+            if (padded - d * (k - 1) - 1) // s + 1 < 1:
+                raise ValueError(f"HORQConv2d: input {tuple(x.shape[-2:])} is too small for kernel "
+                                 f"{self.kernel_size} (padding {self.padding}, dilation {self.dilation})")
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
