@@ -1,0 +1,130 @@
+"""Runs a packed ``.horq`` model on float32 numpy arrays; never imports torch.
+
+Backends computing the same graph: ``native`` (binary layers on :mod:`horq.kernels`, everything else on
+the numpy ops), ``numpy`` (:mod:`horq.runtime.ops`, float32 fast paths) and ``reference`` (the same ops with
+the float64 arithmetic of :mod:`horq.reference`, slow; the oracle). ``auto`` takes the native one when the
+extension imports and falls back to numpy otherwise; ``model.backend`` says which one runs and
+``model.backend_reason`` why.
+
+Example:
+    >>> import numpy as np, horq.runtime
+    >>> model = horq.runtime.load("model.horq")
+    >>> logits = model(np.zeros((8, 3, 32, 32), np.float32))
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from horq import format as hformat
+from horq.runtime import ops as np_ops
+
+BACKENDS = ("auto", "native", "numpy", "reference")
+
+
+class Model:
+    """A loaded packed model: call it on a float32 batch ``(N,) + input_shape``.
+
+    Attributes:
+        backend: ``"native"``, ``"numpy"`` or ``"reference"``: the backend that runs the binary layers.
+        backend_reason: why that backend was chosen (e.g. why ``auto`` fell back to numpy).
+        input_shape / output_shape: per-sample shapes (batch axis excluded).
+        graph: the validated :class:`horq.format.Graph`.
+        info: the file's free-form ``info`` (provenance, sizes).
+    """
+
+    def __init__(self, hfile: hformat.HorqFile, *, backend: str = "auto"):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.graph = hfile.graph
+        self.info = dict(hfile.graph.info)
+        self.input_shape = hfile.graph.input_shape
+        self.output_shape = hfile.graph.output_shape
+        native_ops, reason, use_native = {}, "requested", False
+        if backend in ("auto", "native"):
+            from horq.runtime import native
+
+            try:
+                native_ops = native.prepare_all(self.graph, hfile.tensors)
+                use_native = True
+                reason = "horq.kernels imported" if backend == "auto" else "requested"
+            except ImportError as exc:
+                if backend == "native":
+                    raise ImportError(f"native backend unavailable: {exc}") from exc
+                reason = f"native backend unavailable ({exc}); fell back to numpy"
+        self.backend = "native" if use_native else ("reference" if backend == "reference" else "numpy")
+        self.backend_reason = reason
+        self._steps = []
+        last_use = {}
+        for i, node in enumerate(self.graph.nodes):
+            for ref in node.inputs:
+                last_use[ref] = i
+        last_use[self.graph.output] = len(self.graph.nodes)
+        for i, node in enumerate(self.graph.nodes):
+            if node.name in native_ops:
+                fn, params = native_ops[node.name], None
+            else:
+                dtype = np.float64 if backend == "reference" else np.float32
+                fn, params = np_ops.OPS[node.op], np_ops.prepare(node, hfile.tensors, dtype=dtype)
+            free = tuple(ref for ref in dict.fromkeys(node.inputs) if last_use[ref] == i)
+            self._steps.append((node, fn, params, free))
+
+    def __repr__(self) -> str:
+        return (
+            f"horq.runtime.Model({len(self.graph.nodes)} nodes, input {self.input_shape}, output "
+            f"{self.output_shape}, backend={self.backend!r}: {self.backend_reason})"
+        )
+
+    def check_input(self, x) -> np.ndarray:
+        """Returns ``x`` if it is a finite float32 batch of the model's input shape.
+
+        Raises:
+            ValueError: on a non-array, a dtype other than float32, a wrong shape, an empty batch, NaN or Inf.
+        """
+        if not isinstance(x, np.ndarray):
+            raise ValueError(f"input must be a numpy array, got {type(x).__name__}")
+        if x.dtype != np.float32:
+            raise ValueError(f"input must be float32, got {x.dtype} (convert with x.astype(np.float32))")
+        want = (None,) + tuple(self.input_shape)
+        if x.ndim != len(want) or tuple(x.shape[1:]) != tuple(self.input_shape):
+            raise ValueError(f"input must have shape (N, {', '.join(map(str, self.input_shape))}), got {x.shape}")
+        if x.shape[0] < 1:
+            raise ValueError("input batch is empty")
+        if not np.isfinite(x).all():
+            raise ValueError("input contains NaN or Inf")
+        return x
+
+    def __call__(self, x) -> np.ndarray:
+        """Runs the graph on a batch and returns the float32 output ``(N,) + output_shape``."""
+        env = {hformat.INPUT: np.ascontiguousarray(self.check_input(x))}
+        for node, fn, params, free in self._steps:
+            env[node.name] = fn(node, params, *(env[r] for r in node.inputs))
+            for ref in free:
+                del env[ref]
+        return env[self.graph.output]
+
+    def predict(self, x, *, batch_size: int = 256) -> np.ndarray:
+        """Argmax class of every sample of ``x``, run in batches of ``batch_size``."""
+        x = self.check_input(x)
+        return np.concatenate([self(x[i : i + batch_size]).argmax(axis=1) for i in range(0, len(x), batch_size)])
+
+
+def load(path, *, backend: str = "auto") -> Model:
+    """Loads and validates a ``.horq`` file and prepares it to run.
+
+    Args:
+        path: the file.
+        backend: ``"auto"`` (native if available, else numpy), ``"native"``, ``"numpy"`` or ``"reference"``.
+
+    Returns:
+        A :class:`Model`.
+
+    Raises:
+        horq.format.HorqFormatError: the file is invalid.
+        ImportError: ``backend="native"`` and :mod:`horq.kernels` is unavailable.
+        ValueError: unknown backend.
+    """
+    return Model(hformat.load(path), backend=backend)
+
+
+__all__ = ["BACKENDS", "Model", "load"]

@@ -1,0 +1,154 @@
+"""Each op, exported from a one- or two-module PyTorch model, against PyTorch on awkward sizes, on every
+backend; BatchNorm folding; residual blocks; input validation."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import horq.runtime as rt
+from horq.nn import HORQConv2d, HORQLinear
+from horq.nn.export import Residual, export
+
+HAS_NATIVE = importlib.util.find_spec("horq._core") is not None
+BACKENDS = ["reference", "numpy", pytest.param("native", marks=pytest.mark.skipif(not HAS_NATIVE, reason="no native"))]
+
+
+def _bn(c, seed, dim=2):
+    g = torch.Generator().manual_seed(seed)
+    bn = (nn.BatchNorm2d if dim == 2 else nn.BatchNorm1d)(c)
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
+        bn.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+        bn.weight.copy_(torch.rand(c, generator=g) + 0.5)
+        bn.bias.copy_(torch.randn(c, generator=g) * 0.2)
+    return bn
+
+
+def _check(model, in_shape, backend, tmp_path, *, n=3, seed=0, rtol=1e-5):
+    torch.manual_seed(seed)
+    model = model.eval()
+    export(model, tmp_path / "m.horq", input_shape=in_shape)
+    x = torch.randn(n, *in_shape, generator=torch.Generator().manual_seed(seed + 1))
+    with torch.no_grad():
+        ref = model(x).numpy()
+    out = rt.load(tmp_path / "m.horq", backend=backend)(x.numpy())
+    # One layer on the very same input: only float rounding differs (1e-6 relative); no bit can flip
+    # except for a value within rounding of a threshold, which fixed seeds avoid.
+    np.testing.assert_allclose(out, ref, rtol=rtol, atol=rtol * float(np.abs(ref).max()))
+    return out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("order", [None, 0, 1, 2, 3])
+@pytest.mark.parametrize(("cin", "cout", "k", "stride", "padding", "dilation", "hw"), [
+    (7, 5, 3, 1, 1, 1, (6, 7)),       # n = 63
+    (1, 3, 8, 2, 3, 1, (9, 9)),       # n = 64, stride 2, padding wider than one
+    (13, 4, 5, 2, 2, 1, (11, 8)),     # n = 325, odd channels, stride 2
+    (5, 2, 3, 1, 2, 2, (7, 7)),       # dilation 2
+])
+def test_conv2d(backend, order, cin, cout, k, stride, padding, dilation, hw, tmp_path):
+    cls = nn.Conv2d if order is None else HORQConv2d
+    kwargs = {} if order is None else {"order": order}
+    torch.manual_seed(cin * 31 + k)
+    conv = cls(cin, cout, k, stride=stride, padding=padding, dilation=dilation, **kwargs)
+    _check(nn.Sequential(conv), (cin,) + hw, backend, tmp_path)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("order", [None, 0, 1, 2, 3])
+@pytest.mark.parametrize("n_in", [1, 65, 511])
+def test_linear(backend, order, n_in, tmp_path):
+    torch.manual_seed(n_in)
+    lin = nn.Linear(n_in, 6) if order is None else HORQLinear(n_in, 6, order=order)
+    _check(nn.Sequential(lin), (n_in,), backend, tmp_path, n=1 if n_in == 511 else 4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("module", [
+    nn.MaxPool2d(2), nn.MaxPool2d(3, stride=2, padding=1), nn.MaxPool2d(2, stride=1, dilation=2),
+    nn.AvgPool2d(2), nn.AvgPool2d(3, stride=2, padding=1), nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False),
+    nn.AdaptiveAvgPool2d(1), nn.AdaptiveAvgPool2d((1, 1)), nn.ReLU(), nn.Hardtanh(), nn.Hardtanh(-0.5, 2.0),
+    nn.Flatten(), nn.Identity(), nn.Dropout(0.5),
+], ids=repr)
+def test_parameterless_ops(backend, module, tmp_path):
+    model = nn.Sequential(module, nn.Flatten()) if not isinstance(module, nn.Flatten) else nn.Sequential(module)
+    _check(model, (3, 7, 9), backend, tmp_path)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batchnorm_folds_and_affines(backend, tmp_path):
+    """conv->BN (folded), BN->binary conv (affine node), binary conv->BN (output scale/shift), BN->linear
+    (folded), linear->BN1d (folded), and a BN alone (affine)."""
+    model = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), _bn(6, 1), nn.ReLU(), _bn(6, 2),
+        HORQConv2d(6, 6, 3, padding=1, order=2), _bn(6, 3), nn.MaxPool2d(2), nn.Hardtanh(),
+        _bn(6, 4), nn.Flatten(), _bn(6 * 4 * 4, 5, dim=1), nn.Linear(96, 12), _bn(12, 6, dim=1),
+        HORQLinear(12, 10, order=3), _bn(10, 7, dim=1),
+    )
+    _check(model, (3, 8, 8), backend, tmp_path, rtol=2e-5)
+    from horq import format as hf
+
+    ops = [n.op for n in hf.load(tmp_path / "m.horq").graph.nodes]
+    assert ops == ["conv2d", "relu", "affine", "binary_conv2d", "max_pool2d", "hardtanh", "affine", "flatten",
+                   "linear", "binary_linear"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_residual_blocks(backend, tmp_path):
+    body = nn.Sequential(_bn(4, 1), HORQConv2d(4, 4, 3, padding=1, order=2), nn.ReLU())
+    down = Residual(nn.Sequential(_bn(4, 2), HORQConv2d(4, 8, 3, stride=2, padding=1, order=1)),
+                    shortcut=nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(4, 8, 1)))
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), Residual(body), down, nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
+    _check(model, (2, 8, 8), backend, tmp_path)
+    from horq import format as hf
+
+    g = hf.load(tmp_path / "m.horq").graph
+    adds = [n for n in g.nodes if n.op == "add"]
+    assert [a.name for a in adds] == ["1.add", "2.add"] and adds[0].inputs == ("1.body.2", "0")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from horq_files import tiny_model
+
+    from horq import format as hf
+
+    path = tmp_path_factory.mktemp("tiny") / "tiny.horq"
+    hf.save(path, *tiny_model())
+    return path
+
+
+@pytest.mark.parametrize("backend", ["reference", "numpy", "auto"])
+@pytest.mark.parametrize(("x", "match"), [
+    (np.zeros((2, 2, 6, 5), np.float32), "shape"),
+    (np.zeros((2, 6, 6), np.float32), "shape"),
+    (np.zeros((0, 2, 6, 6), np.float32), "empty"),
+    (np.zeros((2, 2, 6, 6), np.float64), "float32"),
+    (np.zeros((2, 2, 6, 6), np.int32), "float32"),
+    ([[0.0]], "numpy array"),
+    (np.full((2, 2, 6, 6), np.nan, np.float32), "NaN"),
+    (np.where(np.eye(6, dtype=bool), np.inf, 0).astype(np.float32)[None, None].repeat(2, 1), "Inf"),
+], ids=["width", "rank", "empty", "float64", "int32", "list", "nan", "inf"])
+def test_bad_inputs(tiny, backend, x, match):
+    model = rt.load(tiny, backend=backend)
+    with pytest.raises(ValueError, match=match):
+        model(x)
+
+
+def test_tiny_model_all_backends_agree(tiny):
+    x = np.random.default_rng(0).standard_normal((5, 2, 6, 6)).astype(np.float32)
+    exact = rt.load(tiny, backend="reference")(x)
+    for backend in ["numpy"] + (["native"] if HAS_NATIVE else []):
+        np.testing.assert_allclose(rt.load(tiny, backend=backend)(x), exact, rtol=1e-5, atol=1e-5)
+    assert rt.load(tiny).predict(x, batch_size=2).shape == (5,)
+
+
+def test_unknown_backend(tiny):
+    with pytest.raises(ValueError, match="backend"):
+        rt.load(tiny, backend="cuda")
