@@ -15,6 +15,10 @@ COMMANDS = {
     "eval": "horq.nn.cli",
     "data": "horq.data.cli",
     "demo": "horq.demo",
+    "export": "horq.format.cli",
+    "summary": "horq.format.cli",
+    "run": "horq.runtime.cli",
+    "bench-model": "horq.runtime.cli",
 }
 
 

@@ -153,12 +153,12 @@ def _write_all(f, data: bytes) -> None:
 
 def _parse_header(data: bytes):
     if len(data) < HEADER_LEN_BYTES:
-        raise TruncatedFileError(f"file is {len(data)} bytes, shorter than the {HEADER_LEN_BYTES}-byte header length")
+        raise TruncatedFileError(f"truncated file: {len(data)} bytes, shorter than the {HEADER_LEN_BYTES}-byte header length")
     hlen = int.from_bytes(data[:HEADER_LEN_BYTES], "little")
     if hlen > MAX_HEADER_BYTES:
         raise HeaderError(f"header length {hlen} exceeds the limit of {MAX_HEADER_BYTES} bytes")
     if HEADER_LEN_BYTES + hlen > len(data):
-        raise TruncatedFileError(f"file is {len(data)} bytes but its header alone needs {HEADER_LEN_BYTES + hlen}")
+        raise TruncatedFileError(f"truncated file: {len(data)} bytes but its header alone needs {HEADER_LEN_BYTES + hlen}")
     try:
         header = json.loads(data[HEADER_LEN_BYTES : HEADER_LEN_BYTES + hlen].decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -211,7 +211,7 @@ def _tensor_layout(header: dict, data_len: int) -> dict:
             raise HeaderError(f"tensor {name!r}: data_offsets leave a gap or overlap at byte {pos}")
         pos = end
     if pos > data_len:
-        raise TruncatedFileError(f"tensor data needs {pos} bytes but only {data_len} follow the header")
+        raise TruncatedFileError(f"truncated file: tensor data needs {pos} bytes but only {data_len} follow the header")
     if pos < data_len:
         raise HeaderError(f"{data_len - pos} unexpected bytes after the tensor data")
     return layout

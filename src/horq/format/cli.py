@@ -1,0 +1,55 @@
+"""``horq export`` and ``horq summary``: write and inspect packed ``.horq`` files."""
+
+from __future__ import annotations
+
+import json
+import os
+
+
+def register(sub) -> None:
+    p = sub.add_parser("export", help="export a training checkpoint to a packed .horq file")
+    p.add_argument("checkpoint", help="checkpoint written by `horq train`")
+    p.add_argument("-o", "--output", required=True, help="destination .horq file (written atomically)")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("summary", help="per-layer size and cost table of a .horq file or a checkpoint")
+    p.add_argument("model", help=".horq file or training checkpoint")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=_summary)
+
+
+def _jsonable(v):
+    from horq.format import canonical_json
+
+    try:
+        canonical_json(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _export(args) -> int:
+    from horq.nn.checkpoint import load_model  # torch: only this command needs it
+    from horq.nn.export import export
+    from horq.summary import summarize
+
+    model, ckpt = load_model(args.checkpoint)
+    info = {k: ckpt.get(k) for k in ("model_name", "model_kwargs", "config", "epoch")}
+    info = {k: v for k, v in info.items() if v is not None and _jsonable(v)}
+    export(model, args.output, input_shape=ckpt["model_kwargs"]["in_shape"], info=info)
+    summ = summarize(args.output)
+    ratio = f", {summ.compression:.1f}x smaller than the float32 state_dict" if summ.compression else ""
+    print(f"wrote {args.output} ({os.path.getsize(args.output):,} bytes{ratio})")
+    return 0
+
+
+def _summary(args) -> int:
+    from horq.summary import format_summary, summarize
+
+    summ = summarize(args.model)
+    if args.json:
+        print(json.dumps({"rows": summ.rows, "file_bytes": summ.file_bytes, "state_dict_bytes": summ.state_dict_bytes,
+                          "compression": summ.compression, "speedup": summ.speedup}, indent=1))
+    else:
+        print(format_summary(summ))
+    return 0

@@ -1,0 +1,136 @@
+"""``horq bench-model``: a packed model on the horq runtime against the same network in PyTorch fp32.
+
+The PyTorch network is rebuilt from the file's graph (:func:`torch_module`): every layer, binary ones
+included, becomes a float32 ``F.conv2d``/``F.linear`` with the effective weights ``alpha * sign(W)``,
+i.e. what the network costs in full precision on PyTorch's (oneDNN) CPU kernels. Imports torch lazily; it
+is a benchmark, not part of the torch-free runtime.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+import horq.runtime as rt
+from horq import format as hformat
+from horq.runtime import ops as np_ops
+
+
+def torch_module(hfile: hformat.HorqFile):
+    """The graph as a float32 ``torch.nn.Module`` (eval-mode functional ops)."""
+    import torch
+    import torch.nn.functional as F
+
+    params = {}
+    for node in hfile.graph.nodes:
+        p = np_ops.prepare(node, hfile.tensors, dtype=np.float32)
+        t = {k: torch.from_numpy(np.array(v)) for k, v in p.items() if isinstance(v, np.ndarray)}
+        if "matrix" in t:
+            shape = node.attrs["shape"] if node.op in hformat.BINARY_OPS else hfile.tensors[node.tensors["weight"]].shape
+            t["weight"] = t.pop("matrix").reshape(tuple(shape))
+        params[node.name] = t
+
+    def affine_out(y, t, ndim):
+        shape = (1, -1) + (1,) * (ndim - 2)
+        if "bias" in t:
+            y = y + t["bias"].reshape(shape)
+        if "scale" in t:
+            y = y * t["scale"].reshape(shape)
+        if "shift" in t:
+            y = y + t["shift"].reshape(shape)
+        return y
+
+    def run(node, t, *xs):
+        a, x = node.attrs, xs[0]
+        if node.op in ("conv2d", "binary_conv2d"):
+            y = F.conv2d(x, t["weight"], None, a["stride"], a["padding"], a["dilation"])
+            return affine_out(y, t, 4)
+        if node.op in ("linear", "binary_linear"):
+            return affine_out(F.linear(x, t["weight"]), t, 2)
+        if node.op == "affine":
+            shape = (1, -1) + (1,) * (x.dim() - 2)
+            return x * t["scale"].reshape(shape) + t["shift"].reshape(shape)
+        if node.op == "max_pool2d":
+            return F.max_pool2d(x, a["kernel"], a["stride"], a["padding"], a["dilation"])
+        if node.op == "avg_pool2d":
+            return F.avg_pool2d(x, a["kernel"], a["stride"], a["padding"], count_include_pad=a["count_include_pad"])
+        if node.op == "global_avg_pool":
+            return x.mean(dim=(2, 3), keepdim=True)
+        if node.op == "relu":
+            return F.relu(x)
+        if node.op == "hardtanh":
+            return F.hardtanh(x, a["min_val"], a["max_val"])
+        if node.op == "flatten":
+            return x.flatten(1)
+        if node.op == "add":
+            return x + xs[1]
+        raise ValueError(f"no torch equivalent for op {node.op!r}")
+
+    class GraphModule(torch.nn.Module):
+        def forward(self, x):
+            env = {hformat.INPUT: x}
+            for node in hfile.graph.nodes:
+                env[node.name] = run(node, params[node.name], *(env[r] for r in node.inputs))
+            return env[hfile.graph.output]
+
+    return GraphModule().eval()
+
+
+def _median_seconds(fn, repeats, warmup):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_model(path, *, batches=(1, 64), threads=(1, 2), repeats=10, warmup=2, backend="native") -> list[dict]:
+    """Median latency of the horq runtime and of PyTorch fp32 for each batch size and thread count.
+
+    Returns:
+        One dict per configuration: ``batch``, ``threads``, ``horq_ms``, ``torch_ms``, ``speedup``,
+        ``backend``.
+    """
+    import torch
+
+    hfile = hformat.load(path)
+    model = rt.Model(hfile, backend=backend)
+    tmod = torch_module(hfile)
+    rng = np.random.default_rng(0)
+    rows = []
+    before = torch.get_num_threads()
+    try:
+        for nt in threads:
+            torch.set_num_threads(nt)
+            if model.backend == "native":
+                import horq.kernels
+
+                horq.kernels.set_num_threads(nt)
+            for b in batches:
+                x = rng.standard_normal((b,) + tuple(model.input_shape)).astype(np.float32)
+                xt = torch.from_numpy(x)
+                with torch.inference_mode():
+                    ref = tmod(xt).numpy()
+                    t_torch = _median_seconds(lambda: tmod(xt), repeats, warmup)
+                out = model(x)
+                t_horq = _median_seconds(lambda: model(x), repeats, warmup)
+                rows.append({"batch": b, "threads": nt, "backend": model.backend, "horq_ms": 1e3 * t_horq,
+                             "torch_ms": 1e3 * t_torch, "speedup": t_torch / t_horq,
+                             "argmax_agree": float((out.argmax(1) == ref.argmax(1)).mean()) if out.ndim == 2 else None})
+    finally:
+        torch.set_num_threads(before)
+    return rows
+
+
+def format_bench(rows) -> str:
+    lines = [f"{'batch':>5} {'threads':>7} {'horq ms':>10} {'torch fp32 ms':>14} {'speedup':>8}  backend"]
+    for r in rows:
+        lines.append(f"{r['batch']:>5} {r['threads']:>7} {r['horq_ms']:>10.2f} {r['torch_ms']:>14.2f} "
+                     f"{r['speedup']:>7.2f}x  {r['backend']}")
+    lines.append("medians after warm-up; PyTorch runs the same graph with float weights alpha*sign(W)")
+    return "\n".join(lines)

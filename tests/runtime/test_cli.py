@@ -1,0 +1,94 @@
+"""horq export / summary / run / bench-model on a small checkpoint trained on the bundled digits data."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+import horq.data
+from horq.cli import main
+from horq.nn import HORQConfig, build_model, convert_
+from horq.nn.checkpoint import atomic_torch_save
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    kwargs = {"in_shape": (1, 8, 8), "num_classes": 10}
+    config = HORQConfig(order=2, keep_first_last_fp=False, overrides={"8": 1})
+    model = build_model("mnist-cnn", **kwargs, width=8, hidden=32)
+    convert_(model, config)
+    train = horq.data.load("digits", "train")
+    x, y = torch.from_numpy(train.x), torch.from_numpy(train.y)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for step in range(60):
+        idx = torch.randint(0, len(x), (64,))
+        loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    path = tmp_path_factory.mktemp("ckpt") / "digits.pt"
+    # Only the keys export needs; the builder kwargs ride in model_kwargs like `horq train` writes them.
+    ckpt = {"model_name": "mnist-cnn", "model_kwargs": {**kwargs, "width": 8, "hidden": 32},
+            "config": config.to_dict(), "model": model.state_dict(), "epoch": 1}
+    atomic_torch_save(ckpt, path)
+    return path, model
+
+
+def test_export_summary_run(ckpt, tmp_path, capsys):
+    path, model = ckpt
+    out = tmp_path / "digits.horq"
+    assert main(["export", str(path), "-o", str(out)]) == 0
+    assert "smaller than the float32 state_dict" in capsys.readouterr().out
+
+    for src in (out, path):  # a packed file, and a checkpoint exported in memory
+        assert main(["summary", str(src)]) == 0
+        text = capsys.readouterr().out
+        assert "binary_conv2d" in text and "cost-model speedup" in text and "x smaller" in text
+    assert main(["summary", str(out), "--json"]) == 0
+    summ = json.loads(capsys.readouterr().out)
+    assert summ["file_bytes"] == out.stat().st_size and summ["compression"] > 1
+
+    test = horq.data.load("digits", "test")
+    with torch.no_grad():
+        torch_acc = (model(torch.from_numpy(test.x)).argmax(1).numpy() == test.y).mean()
+    assert torch_acc > 0.5, "the fixture should have learnt something"
+    for backend in ("numpy", "auto"):
+        assert main(["run", str(out), "--data", "digits", "--backend", backend]) == 0
+        line = capsys.readouterr().out
+        acc = float(re.search(r"accuracy ([\d.]+)%", line).group(1)) / 100
+        assert abs(acc - torch_acc) <= 1 / len(test.y) + 1e-9, line
+
+    np.save(tmp_path / "x.npy", test.x[:7])
+    assert main(["run", str(out), "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy")]) == 0
+    preds = [int(v) for v in capsys.readouterr().out.split()]
+    logits = np.load(tmp_path / "y.npy")
+    assert logits.shape == (7, 10) and logits.dtype == np.float32 and preds == logits.argmax(1).tolist()
+
+    np.save(tmp_path / "bad.npy", test.x[:2].astype(np.float64))
+    assert main(["run", str(out), "--input", str(tmp_path / "bad.npy")]) == 2
+    assert "float32" in capsys.readouterr().err
+
+
+def test_bench_model(ckpt, tmp_path, capsys):
+    path, _ = ckpt
+    out = tmp_path / "digits.horq"
+    assert main(["export", str(path), "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["bench-model", str(out), "--batch", "1", "4", "--threads", "1", "--repeats", "2",
+                 "--warmup", "1", "--backend", "auto"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:2] == ["batch", "threads"] and len(lines) == 4
+
+
+def test_errors_are_reported(tmp_path, capsys):
+    bad = tmp_path / "bad.horq"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+    assert main(["summary", str(bad)]) == 2
+    assert "truncated" in capsys.readouterr().err
