@@ -52,7 +52,7 @@ void quantize_column_avx2(double* r, std::size_t groups, std::size_t cg, int ord
           const bool neg = v < 0.0;
           word |= static_cast<word_t>(neg) << (j - i0);
           if (!last) {
-            v = neg ? v + beta : v - beta;
+            v -= beta * (1.0 - 2.0 * static_cast<double>(neg));  // exactly v -+ beta, branch-free
             rg[j] = v;
             next += std::fabs(v);
           }
