@@ -1,0 +1,108 @@
+"""``horq experiment accuracy`` and ``horq analyze residual|speedup|storage`` (see docs/RESULTS.md)."""
+
+from __future__ import annotations
+
+import argparse
+
+from horq.experiments.common import parse_order
+
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "mnist-5k", "digits")
+
+
+def _order_arg(text: str):
+    try:
+        return parse_order(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def register(sub) -> None:
+    """Adds ``experiment`` and ``analyze`` (both registered from this one module)."""
+    e = sub.add_parser("experiment", help="paper reproduction experiments")
+    esub = e.add_subparsers(dest="experiment", metavar="EXPERIMENT")
+    esub.required = True
+    a = esub.add_parser("accuracy", help="train one architecture at FP and orders 0-4; JSON, table, curves")
+    a.add_argument("--data", required=True, choices=DATASETS)
+    a.add_argument("--data-root", default=None, help="folder with the dataset files (default $HORQ_DATA)")
+    a.add_argument("--model", default=None, help="zoo model (default: cifar-vgg for cifar10, else mnist-cnn)")
+    a.add_argument("--epochs", type=int, default=3)
+    a.add_argument("--seeds", type=int, nargs="+", default=[0])
+    a.add_argument("--orders", type=_order_arg, nargs="+", default=[None, 0, 1, 2, 3, 4],
+                   help="fp and/or integer orders (default: fp 0 1 2 3 4)")
+    a.add_argument("--limit-train", type=int, default=None, help="use only the first N training images")
+    a.add_argument("--limit-test", type=int, default=None, help="use only the first N test images")
+    a.add_argument("--batch-size", type=int, default=64)
+    a.add_argument("--lr", type=float, default=2e-3)
+    a.add_argument("--threads", type=int, default=None, help="torch threads")
+    a.add_argument("--out", required=True, help="output folder")
+    a.set_defaults(func=_accuracy)
+
+    an = sub.add_parser("analyze", help="residual error, speedup and storage analyses")
+    asub = an.add_subparsers(dest="analysis", metavar="ANALYSIS")
+    asub.required = True
+    r = asub.add_parser("residual", help="||r_K||/||x|| of each binary layer's input columns, K = 1..4")
+    r.add_argument("checkpoint")
+    r.add_argument("--data", default=None, choices=DATASETS, help="default: the checkpoint's dataset")
+    r.add_argument("--data-root", default=None)
+    r.add_argument("--limit", type=int, default=256, help="test images fed through the model")
+    r.add_argument("--max-order", type=int, default=4)
+    r.add_argument("--out", required=True)
+    r.set_defaults(func=_residual)
+
+    s = asub.add_parser("speedup", help="cost model and measured native conv vs fp32 conv speedups")
+    s.add_argument("--quick", action="store_true", help="a subset of the sweep with fewer repeats")
+    s.add_argument("--kernel-sizes", type=int, nargs="+", default=None)
+    s.add_argument("--channels", type=int, nargs="+", default=None)
+    s.add_argument("--orders", type=int, nargs="+", default=None)
+    s.add_argument("--out-size", type=int, default=16, help="output height = width")
+    s.add_argument("--model-only", action="store_true", help="the cost model only, no measurement")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_speedup)
+
+    st = asub.add_parser("storage", help="bytes of a model per order: packed vs float32")
+    st.add_argument("--model", action="append", required=True, help="zoo model (repeatable)")
+    st.add_argument("--data", default="mnist", choices=DATASETS, help="gives the input shape and classes")
+    st.add_argument("--data-root", default=None)
+    st.add_argument("--orders", type=_order_arg, nargs="+", default=[None, 0, 1, 2, 3, 4])
+    st.add_argument("--out", required=True)
+    st.set_defaults(func=_storage)
+
+
+def _accuracy(args) -> int:
+    from horq.experiments.accuracy import run_accuracy
+
+    result = run_accuracy(data=args.data, out=args.out, model=args.model, epochs=args.epochs, seeds=args.seeds,
+                          orders=args.orders, limit_train=args.limit_train, limit_test=args.limit_test,
+                          data_root=args.data_root, batch_size=args.batch_size, lr=args.lr,
+                          threads=args.threads, argv=args.argv)
+    from horq.experiments.accuracy import markdown
+
+    print(markdown(result))
+    return 0
+
+
+def _residual(args) -> int:
+    from horq.experiments.residual import markdown, run_residual
+
+    result = run_residual(args.checkpoint, out=args.out, data=args.data, data_root=args.data_root,
+                          limit=args.limit, max_order=args.max_order, argv=args.argv)
+    print(markdown(result))
+    return 0
+
+
+def _speedup(args) -> int:
+    from horq.experiments.speedup import markdown, run_speedup
+
+    result = run_speedup(out=args.out, quick=args.quick, kernel_sizes=args.kernel_sizes, channels=args.channels,
+                         orders=args.orders, out_size=args.out_size, measure=not args.model_only, argv=args.argv)
+    print(markdown(result))
+    return 0
+
+
+def _storage(args) -> int:
+    from horq.experiments.storage import markdown, run_storage
+
+    result = run_storage(models=args.model, data=args.data, data_root=args.data_root, orders=args.orders,
+                         out=args.out, argv=args.argv)
+    print(markdown(result))
+    return 0

@@ -1,0 +1,164 @@
+"""``horq analyze storage``: bytes of a model per order, packed vs float32, and of its binarized activations.
+
+Weights (counted from the bit counts, with the layout DESIGN.md fixes for ``PackedWeights`` and ``.horq`` files):
+a binary layer (order 0..K) stores ``C_out * words_for(n)`` 64-bit words of signs plus one float32 ``alpha``
+per output channel (and its float32 bias); every other tensor of the state_dict (full-precision first and last
+layers, BatchNorm parameters and running statistics) stays float32. The weights are order one at every order,
+so orders 0-4 store the same bytes; what the order changes is the input side.
+
+Activations (per sample): a binary layer of order K >= 1 turns each input column (n values) into K planes of
+``words_for(n)`` words and K float32 betas; the float32 alternative is the unfolded columns (``n`` floats each).
+
+When the packed-format exporter (:func:`horq.nn.export.export`) is importable, each model is also exported
+and the real ``.horq`` file size is reported beside the count.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from pathlib import Path
+
+from horq.experiments.common import (
+    command_line,
+    machine_info,
+    machine_line,
+    order_key,
+    order_label,
+    write_json,
+    write_text,
+)
+
+FLOAT_BYTES = 4
+
+
+def _words_bytes(n: int) -> int:
+    from horq.bits import WORD_BITS, words_for
+
+    return words_for(n) * WORD_BITS // 8
+
+
+def count_bytes(model, in_shape) -> dict:
+    """Counts a (converted or float) model's bytes; ``in_shape`` = (C, H, W) of one sample.
+
+    Returns:
+        dict with ``float32_bytes`` (every float tensor of the state_dict at 4 bytes), ``packed_bytes`` (binary
+        weights as packed words + alpha), ``binary_layers``, ``fp_layers`` (names), and per-sample activation
+        bytes of the binary layers' inputs: ``act_float32_bytes`` (unfolded columns) and ``act_packed_bytes``
+        (K planes + K betas per column; equal to the float count for order 0, whose inputs stay real).
+    """
+    import torch
+    from torch import nn
+
+    state = {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
+    float32 = sum(v.numel() for v in state.values()) * FLOAT_BYTES
+    packed = float32
+    binary, fp = [], []
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    for name, m in layers.items():
+        order = getattr(m, "order", None)
+        if order is None:
+            fp.append(name)
+            continue
+        binary.append(name)
+        c_out, n = m.weight.shape[0], m.weight[0].numel()
+        packed += c_out * _words_bytes(n) + c_out * FLOAT_BYTES - m.weight.numel() * FLOAT_BYTES
+
+    act = {"float": 0, "packed": 0}
+
+    def hook(mod, inp):
+        x = inp[0]
+        if isinstance(mod, nn.Conv2d):
+            n = mod.in_channels * mod.kernel_size[0] * mod.kernel_size[1]
+            pads = mod._reversed_padding_repeated_twice
+            h = x.shape[-2] + pads[2] + pads[3]
+            w = x.shape[-1] + pads[0] + pads[1]
+            cols = ((h - mod.dilation[0] * (mod.kernel_size[0] - 1) - 1) // mod.stride[0] + 1) * (
+                (w - mod.dilation[1] * (mod.kernel_size[1] - 1) - 1) // mod.stride[1] + 1)
+        else:
+            n, cols = mod.in_features, 1
+        k = mod.order
+        act["float"] += cols * n * FLOAT_BYTES
+        act["packed"] += cols * (k * _words_bytes(n) + k * FLOAT_BYTES) if k >= 1 else cols * n * FLOAT_BYTES
+
+    hooks = [layers[n].register_forward_pre_hook(hook) for n in binary]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros((2, *in_shape)))  # batch 2: BatchNorm1d needs > 1 sample in train mode only
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return {"float32_bytes": float32, "packed_bytes": packed, "binary_layers": binary, "fp_layers": fp,
+            "act_float32_bytes": act["float"] // 2, "act_packed_bytes": act["packed"] // 2}
+
+
+def _exported_size(model, in_shape) -> tuple[int | None, str]:
+    try:
+        from horq.nn.export import export
+    except ImportError as exc:
+        return None, f"exporter not available ({exc})"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.horq"
+        try:
+            export(model.eval(), path, input_shape=tuple(in_shape))
+        except Exception as exc:  # noqa: BLE001 - report, do not fail the count
+            return None, f"export failed: {type(exc).__name__}: {exc}"
+        return path.stat().st_size, "horq.nn.export"
+
+
+def run_storage(*, models, data: str = "mnist", data_root: str | None = None, orders=(None, 0, 1, 2, 3, 4),
+                out, argv=None) -> dict:
+    """Counts (and, where possible, exports) every zoo model at every order; writes JSON and markdown."""
+    from horq.data.registry import DATASETS
+    from horq.nn.convert import HORQConfig, convert_
+    from horq.nn.zoo import build_model
+
+    if data not in DATASETS:
+        raise ValueError(f"unknown dataset {data!r}")
+    info = DATASETS[data]
+    in_shape, num_classes = tuple(info.shape), info.num_classes
+    rows = []
+    for name in models:
+        base = build_model(name, in_shape=in_shape, num_classes=num_classes)
+        for order in orders:
+            model = copy.deepcopy(base)
+            if order is not None:
+                convert_(model, HORQConfig(order=order))
+            row = {"model": name, "order": order_key(order), **count_bytes(model, in_shape)}
+            row["file_bytes"], row["file_source"] = _exported_size(model, in_shape)
+            rows.append(row)
+    result = {"command": command_line(argv) if argv is not None else None, "machine": machine_info(),
+              "data": data, "in_shape": list(in_shape), "num_classes": num_classes, "rows": rows}
+    out = Path(out)
+    write_json(out / "storage.json", result)
+    write_text(out / "storage.md", markdown(result))
+    return result
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"Command: `{result['command']}`" if result.get("command") else "",
+        "",
+        f"Machine: {machine_line(result['machine'])}",
+        "",
+        f"Input {tuple(result['in_shape'])}, {result['num_classes']} classes. Weights counted from the bit counts "
+        "(binary weights: 64-bit words of signs + float32 alpha per output channel; everything else float32, "
+        "BatchNorm statistics included). `.horq` file = the size of the file `horq.nn.export` writes (BatchNorm "
+        "folded, plus JSON graph and header), where the exporter ran. Activations: bytes of the binary layers' "
+        "input columns for one sample, float32 vs K sign planes + K betas per column.",
+        "",
+        "| model | order | binary layers | float32 weights (B) | packed weights (B) | ratio | .horq file (B) | "
+        "binary-layer inputs fp32 (B/sample) | packed (B/sample) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in result["rows"]:
+        order = None if r["order"] == "fp" else int(r["order"][1:])
+        f = f"{r['file_bytes']:,}" if r["file_bytes"] is not None else f"n/a ({r['file_source']})"
+        lines.append(
+            f"| {r['model']} | {order_label(order)} | {len(r['binary_layers'])} | {r['float32_bytes']:,} | "
+            f"{r['packed_bytes']:,} | {r['float32_bytes'] / r['packed_bytes']:.1f}x | {f} | "
+            + (f"{r['act_float32_bytes']:,} | {r['act_packed_bytes']:,} |" if r["binary_layers"] else "- | - |"))
+    return "\n".join(lines).lstrip("\n")
