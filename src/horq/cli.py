@@ -15,6 +15,8 @@ COMMANDS = {
     "eval": "horq.nn.cli",
     "data": "horq.data.cli",
     "demo": "horq.demo",
+    "experiment": "horq.experiments.cli",
+    "analyze": "horq.experiments.cli",
     "export": "horq.format.cli",
     "summary": "horq.format.cli",
     "run": "horq.runtime.cli",
