@@ -265,3 +265,13 @@ def test_conv_random_configurations_match_reference(cin, cout, h, w, k, stride, 
         cols, _ = ref.im2col(x.numpy(), *k, stride=stride, padding=padding, dilation=dilation)
         assume(not near_tie(cols, order, 1))  # half-padding columns can tie exactly; see near_tie
     np.testing.assert_allclose(layer(x).detach().numpy(), _ref_conv(layer, x, order), **TOL)
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_strided_columns_equal_unfold(case):
+    layer, x = _conv(case, 2)
+    xp = torch.nn.functional.pad(x, layer._reversed_padding_repeated_twice)
+    cols, (oh, ow) = layer._columns(xp)
+    expected = torch.nn.functional.unfold(xp, layer.kernel_size, dilation=layer.dilation, stride=layer.stride)
+    torch.testing.assert_close(cols.transpose(1, 2), expected, rtol=0, atol=0)
+    assert oh * ow == expected.shape[2]

@@ -256,8 +256,9 @@ class HORQConv2d(_HORQMixin, nn.Conv2d):
             y = y + self.bias.reshape(1, -1, 1, 1)
         return y.squeeze(0) if unbatched else y
 
-    def _columns(self, xp: Tensor) -> Tensor:
-        """Receptive fields of the padded input as rows: ``(N, P, n)``, ``n`` ordered ``(c, i, j)`` like ``W_r``.
+    def _columns(self, xp: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """Receptive fields of the padded input as rows ``(N, P, n)`` (``n`` ordered ``(c, i, j)`` like ``W_r``)
+        and the output size ``(OH, OW)``.
 
         This is ``F.unfold(xp).transpose(1, 2)`` built from strided views, so the residual loop reduces over
         contiguous memory and the matmul needs no transposed copy.
