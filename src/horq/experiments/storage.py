@@ -30,6 +30,7 @@ from horq.experiments.common import (
 )
 
 FLOAT_BYTES = 4
+BATCH = 2  # samples of the shape-probing forward pass (any size works in eval mode)
 
 
 def _words_bytes(n: int) -> int:
@@ -64,7 +65,7 @@ def count_bytes(model, in_shape) -> dict:
         c_out, n = m.weight.shape[0], m.weight[0].numel()
         packed += c_out * _words_bytes(n) + c_out * FLOAT_BYTES - m.weight.numel() * FLOAT_BYTES
 
-    act = {"float": 0, "packed": 0}
+    act = {"float": 0, "packed": 0}  # summed over the batch of BATCH samples below
 
     def hook(mod, inp):
         x = inp[0]
@@ -74,9 +75,9 @@ def count_bytes(model, in_shape) -> dict:
             h = x.shape[-2] + pads[2] + pads[3]
             w = x.shape[-1] + pads[0] + pads[1]
             cols = ((h - mod.dilation[0] * (mod.kernel_size[0] - 1) - 1) // mod.stride[0] + 1) * (
-                (w - mod.dilation[1] * (mod.kernel_size[1] - 1) - 1) // mod.stride[1] + 1)
+                (w - mod.dilation[1] * (mod.kernel_size[1] - 1) - 1) // mod.stride[1] + 1) * x.shape[0]
         else:
-            n, cols = mod.in_features, 1
+            n, cols = mod.in_features, x.numel() // mod.in_features
         k = mod.order
         act["float"] += cols * n * FLOAT_BYTES
         act["packed"] += cols * (k * _words_bytes(n) + k * FLOAT_BYTES) if k >= 1 else cols * n * FLOAT_BYTES
@@ -86,13 +87,13 @@ def count_bytes(model, in_shape) -> dict:
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros((2, *in_shape)))  # batch 2: BatchNorm1d needs > 1 sample in train mode only
+            model(torch.zeros((BATCH, *in_shape)))
     finally:
         for h in hooks:
             h.remove()
         model.train(was_training)
     return {"float32_bytes": float32, "packed_bytes": packed, "binary_layers": binary, "fp_layers": fp,
-            "act_float32_bytes": act["float"] // 2, "act_packed_bytes": act["packed"] // 2}
+            "act_float32_bytes": act["float"] // BATCH, "act_packed_bytes": act["packed"] // BATCH}
 
 
 def _exported_size(model, in_shape) -> tuple[int | None, str]:
