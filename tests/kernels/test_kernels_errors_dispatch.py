@@ -126,3 +126,16 @@ def test_set_num_threads_validation():
             kernels.set_num_threads(bad)
     kernels.set_num_threads(3)
     assert kernels.get_num_threads() == 3
+
+
+def test_kernels_import_without_torch():
+    # horq.kernels sits under horq.runtime, which must run with numpy and the extension only (STYLE.md).
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import numpy as np, horq.kernels as K\n"
+            "pw = K.pack_weights(np.ones((2, 3, 3, 3), np.float32))\n"
+            "y = K.conv2d(np.ones((1, 3, 4, 4), np.float32), pw, order=2, padding=1)\n"
+            "assert y.shape == (1, 2, 4, 4) and 'torch' not in [m for m in sys.modules if sys.modules[m]]\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
