@@ -128,30 +128,43 @@ def affine(node, params, x):
     return (x * params["scale"].reshape(shape) + params["shift"].reshape(shape)).astype(np.float32)
 
 
-def _windows(xp, node):
+def _taps(xp, node):
+    """The kernel taps of a pool: for each (i, j) the strided view of ``xp`` that tap reads, (N, C, OH, OW).
+
+    Reducing tap by tap over these views is several times faster than reducing a sliding-window view.
+    """
     a = node.attrs
     (kh, kw), (sh, sw) = a["kernel"], a["stride"]
     dh, dw = a.get("dilation", (1, 1))
     _, oh, ow = node.out_shape
-    win = sliding_window_view(xp, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(2, 3))
-    return win[:, :, : sh * (oh - 1) + 1 : sh, : sw * (ow - 1) + 1 : sw, ::dh, ::dw]
+    for i in range(kh):
+        for j in range(kw):
+            yield xp[:, :, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw]
+
+
+def _pad(x, node, value):
+    ph, pw = node.attrs["padding"]
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value) if ph or pw else x
 
 
 def max_pool2d(node, params, x):
-    ph, pw = node.attrs["padding"]
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
-    return _windows(xp, node).max(axis=(4, 5)).astype(np.float32)
+    taps = _taps(_pad(x, node, -np.inf), node)
+    out = np.array(next(taps), dtype=np.float32)
+    for t in taps:
+        np.maximum(out, t, out=out)
+    return out
 
 
 def avg_pool2d(node, params, x):
-    ph, pw = node.attrs["padding"]
-    pad = ((0, 0), (0, 0), (ph, ph), (pw, pw))
-    total = _windows(np.pad(x.astype(np.float64), pad), node).sum(axis=(4, 5))
+    taps = _taps(_pad(x, node, 0.0), node)
+    total = np.array(next(taps), dtype=np.float64)
+    for t in taps:
+        total += t
     if node.attrs["count_include_pad"]:
-        kh, kw = node.attrs["kernel"]
-        count = kh * kw
+        count = math.prod(node.attrs["kernel"])
     else:
-        count = _windows(np.pad(np.ones((1, 1) + x.shape[2:]), pad), node).sum(axis=(4, 5))
+        ones = _taps(_pad(np.ones((1, 1) + x.shape[2:]), node, 0.0), node)
+        count = sum(ones)
     return (total / count).astype(np.float32)
 
 
