@@ -152,3 +152,16 @@ def test_tiny_model_all_backends_agree(tiny):
 def test_unknown_backend(tiny):
     with pytest.raises(ValueError, match="backend"):
         rt.load(tiny, backend="cuda")
+
+
+def test_auto_falls_back_to_numpy_with_a_reason(tiny, monkeypatch):
+    from horq.runtime import native
+
+    def missing():
+        raise ImportError("No module named 'horq._core'")
+
+    monkeypatch.setattr(native, "_kernels", missing)
+    model = rt.load(tiny)
+    assert model.backend == "numpy" and "horq._core" in model.backend_reason and "fell back" in repr(model)
+    with pytest.raises(ImportError, match="native backend unavailable"):
+        rt.load(tiny, backend="native")
