@@ -50,3 +50,53 @@ def test_mutations_only_raise_format_errors(mutations):
         return
     # Accepted: then it must be fully consistent (e.g. a flip inside insignificant JSON whitespace).
     assert f.graph.output_shape == (2,)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 2**40) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8) | st.sampled_from(["input", "c1", "fc2", "relu", "add", "c2.bits"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=8,
+)
+
+
+def _paths(obj, prefix=()):
+    yield prefix
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _paths(v, prefix + (i,))
+
+
+@pytest.mark.timeout(60)
+@settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(st.data())
+def test_graph_mutations_with_valid_checksum_only_raise_format_errors(data):
+    """The checksum stops byte-level fuzzing early; here the graph itself is mutated and re-hashed, so the
+    graph validator sees type confusion, missing keys and odd values."""
+    import copy
+
+    from horq_files import raw_file
+
+    graph, tensors = tiny_model()
+    graph = copy.deepcopy(graph)
+    paths = [p for p in _paths(graph) if p]
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(paths))
+        parent = graph
+        try:
+            for k in path[:-1]:
+                parent = parent[k]
+            if data.draw(st.booleans()) or not isinstance(parent, (dict, list)):
+                parent[path[-1]] = data.draw(json_values)
+            else:
+                del parent[path[-1]]
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier mutation removed or replaced this path
+    try:
+        f = hf.parse(raw_file(graph, tensors))
+    except hf.HorqFormatError:
+        return
+    assert f.graph.nodes
