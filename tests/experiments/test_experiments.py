@@ -184,3 +184,32 @@ def test_storage_counts():
     # the 100x100 binary weight: 100 rows of 2 words (16 B) + 100 alphas, instead of 10,000 floats
     assert fp["float32_bytes"] - b["packed_bytes"] == 100 * 100 * 4 - (100 * 16 + 100 * 4)
     assert b["act_float32_bytes"] == 100 * 4 and b["act_packed_bytes"] == 2 * (16 + 4)
+
+
+def _write_cifar(root, per_batch=8, seed=0):
+    """CIFAR-10 python-format batches as the official archive lays them out (pickled dicts, bytes keys)."""
+    import pickle
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar10" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
+        batch = {b"batch_label": name.encode(), b"labels": rng.integers(0, 10, per_batch).tolist(), b"data": data,
+                 b"filenames": [b"img_%d.png" % i for i in range(per_batch)]}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    meta = {b"num_cases_per_batch": per_batch, b"label_names": [b"c%d" % i for i in range(10)], b"num_vis": 3072}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+
+
+def test_cifar10_smoke_on_generated_files(tmp_path):
+    _write_cifar(tmp_path / "root")
+    out = tmp_path / "o"
+    rc = main(["experiment", "accuracy", "--data", "cifar10", "--data-root", str(tmp_path / "root"),
+               "--model", "mnist-mlp", "--epochs", "1", "--orders", "fp", "1", "--threads", "1", "--out", str(out)])
+    assert rc == 0
+    result = json.loads((out / "accuracy.json").read_text())
+    assert result["settings"]["data"] == "cifar10" and [r["order"] for r in result["summary"]] == ["fp", "o1"]
+    assert (out / "accuracy.png").is_file() and "| 1 (XNOR) |" in (out / "accuracy.md").read_text()
