@@ -150,8 +150,10 @@ def format_summary(summ: Summary) -> str:
     out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in lines]
     bits = sum(r["weight_bits"] for r in summ.rows)
     out.append("")
-    out.append(f"total: weight bits {_fmt_count(bits)}, binary ops {_fmt_count(sum(r['binary_ops'] for r in summ.rows))}, "
-               f"float ops {_fmt_count(sum(r['float_ops'] for r in summ.rows))}")
+    binary_ops = sum(r["binary_ops"] for r in summ.rows)
+    float_ops = sum(r["float_ops"] for r in summ.rows)
+    out.append(f"total: weight bits {_fmt_count(bits)}, binary ops {_fmt_count(binary_ops)}, "
+               f"float ops {_fmt_count(float_ops)}")
     fp = [r["name"] for r in summ.rows if r["op"] in ("conv2d", "linear")]
     out.append(f"full-precision layers: {', '.join(fp) if fp else 'none'}")
     out.append(f"cost-model speedup of the conv/linear layers: {summ.speedup:.2f}x")

@@ -29,7 +29,7 @@ from horq.format.errors import (
     TruncatedFileError,
     VersionError,
 )
-from horq.format.spec import BINARY_OPS, F32, U64, Graph, validate_graph
+from horq.format.spec import BINARY_OPS, F32, MAX_RANK, U64, Graph, validate_graph
 
 FORMAT_NAME = "horq"
 FORMAT_VERSION = 1
@@ -153,12 +153,16 @@ def _write_all(f, data: bytes) -> None:
 
 def _parse_header(data: bytes):
     if len(data) < HEADER_LEN_BYTES:
-        raise TruncatedFileError(f"truncated file: {len(data)} bytes, shorter than the {HEADER_LEN_BYTES}-byte header length")
+        raise TruncatedFileError(
+            f"truncated file: {len(data)} bytes, shorter than the {HEADER_LEN_BYTES}-byte header length"
+        )
     hlen = int.from_bytes(data[:HEADER_LEN_BYTES], "little")
     if hlen > MAX_HEADER_BYTES:
         raise HeaderError(f"header length {hlen} exceeds the limit of {MAX_HEADER_BYTES} bytes")
     if HEADER_LEN_BYTES + hlen > len(data):
-        raise TruncatedFileError(f"truncated file: {len(data)} bytes but its header alone needs {HEADER_LEN_BYTES + hlen}")
+        raise TruncatedFileError(
+            f"truncated file: {len(data)} bytes but its header alone needs {HEADER_LEN_BYTES + hlen}"
+        )
     try:
         header = json.loads(data[HEADER_LEN_BYTES : HEADER_LEN_BYTES + hlen].decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -186,6 +190,10 @@ def _parse_metadata(header: dict) -> dict:
     return doc
 
 
+def _is_count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
 def _tensor_layout(header: dict, data_len: int) -> dict:
     """Checks each tensor entry and that the entries tile the data region exactly."""
     layout = {}
@@ -197,9 +205,9 @@ def _tensor_layout(header: dict, data_len: int) -> dict:
         dtype, shape, offs = entry["dtype"], entry["shape"], entry["data_offsets"]
         if dtype not in _DTYPES:
             raise TensorError(f"tensor {name!r}: dtype {dtype!r} is not allowed (F32 and U64 only)")
-        if not isinstance(shape, list) or len(shape) > 8 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        if not isinstance(shape, list) or len(shape) > MAX_RANK or not all(_is_count(d) for d in shape):
             raise HeaderError(f"tensor {name!r}: bad shape {shape!r}")
-        if not isinstance(offs, list) or len(offs) != 2 or not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offs):
+        if not isinstance(offs, list) or len(offs) != 2 or not all(_is_count(o) for o in offs):
             raise HeaderError(f"tensor {name!r}: bad data_offsets {offs!r}")
         begin, end = offs
         if end - begin != math.prod(shape) * _DTYPES[dtype].itemsize:

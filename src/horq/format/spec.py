@@ -113,7 +113,8 @@ def _tensor_shape(where, node, tshapes, role, expected):
     got = tshapes.get(role)
     if got is not None and tuple(got) != tuple(expected):
         raise TensorError(
-            f"{where}: tensor {node['tensors'][role]!r} ({role}) has shape {list(got)}, the graph needs {list(expected)}"
+            f"{where}: tensor {node['tensors'][role]!r} ({role}) has shape {list(got)}, "
+            f"the graph needs {list(expected)}"
         )
 
 
@@ -227,7 +228,9 @@ _GEOMETRY = {
     "padding": (_pair("padding", lo=0), (0, 0)),
     "dilation": (_pair("dilation", lo=1), (1, 1)),
 }
-_BINARY_TENSORS = {"bits": (U64, True), "alpha": (F32, True), "bias": (F32, False), "scale": (F32, False), "shift": (F32, False)}
+_BINARY_TENSORS = {
+    "bits": (U64, True), "alpha": (F32, True), "bias": (F32, False), "scale": (F32, False), "shift": (F32, False),
+}
 
 #: Every op of format version 1. A plain dict registry; docs/FORMAT.md describes each entry.
 OPS: dict[str, OpDef] = {

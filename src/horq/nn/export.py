@@ -212,7 +212,9 @@ def _children(path, m):
 
 def _emit_residual(b: _Builder, path, m: Residual, x) -> str:
     body = _emit_sequence(b, [(f"{path}.body" if path else "body", m.body)], x)
-    short = x if m.shortcut is None else _emit_sequence(b, [(f"{path}.shortcut" if path else "shortcut", m.shortcut)], x)
+    short = x
+    if m.shortcut is not None:
+        short = _emit_sequence(b, [(f"{path}.shortcut" if path else "shortcut", m.shortcut)], x)
     if body == x or short == body:
         raise ExportError(f"cannot export module {path!r} of type Residual: its body computes nothing")
     return b.node(f"{path}.add" if path else "add", "add", [body, short])
@@ -281,7 +283,8 @@ def export(model: nn.Module, path, *, input_shape=None, info: dict | None = None
     """
     graph, tensors = to_graph(model, input_shape=input_shape, info=info)
     hformat.save(path, graph, tensors)
-    return hformat.validate_graph(graph, {k: ("U64" if v.dtype == np.uint64 else "F32", v.shape) for k, v in tensors.items()})
+    meta = {k: ("U64" if v.dtype == np.uint64 else "F32", v.shape) for k, v in tensors.items()}
+    return hformat.validate_graph(graph, meta)
 
 
 __all__ = ["ExportError", "Residual", "export", "to_graph"]

@@ -28,7 +28,8 @@ def torch_module(hfile: hformat.HorqFile):
         p = np_ops.prepare(node, hfile.tensors, dtype=np.float32)
         t = {k: torch.from_numpy(np.array(v)) for k, v in p.items() if isinstance(v, np.ndarray)}
         if "matrix" in t:
-            shape = node.attrs["shape"] if node.op in hformat.BINARY_OPS else hfile.tensors[node.tensors["weight"]].shape
+            binary = node.op in hformat.BINARY_OPS
+            shape = node.attrs["shape"] if binary else hfile.tensors[node.tensors["weight"]].shape
             t["weight"] = t.pop("matrix").reshape(tuple(shape))
         params[node.name] = t
 
