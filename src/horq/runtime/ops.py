@@ -77,10 +77,10 @@ def quantize32(cols, order, axis):
 
 
 def _output_affine(y, params, axis_shape):
-    """``(y + bias) * scale + shift``, each term optional (the fused output of a layer, FORMAT.md)."""
+    """``(y + bias) * scale + shift`` in place on ``y``, each term optional (a layer's epilogue, FORMAT.md)."""
     for role, combine in (("bias", np.add), ("scale", np.multiply), ("shift", np.add)):
         if role in params:
-            y = combine(y, params[role].astype(y.dtype).reshape(axis_shape))
+            combine(y, params[role].astype(y.dtype).reshape(axis_shape), out=y)
     return y
 
 
@@ -97,7 +97,7 @@ def conv2d(node, params, x):
     order = a.get("order")
     _, oh, ow = node.out_shape
     geometry = {"stride": a["stride"], "padding": a["padding"], "dilation": a["dilation"]}
-    outs = []
+    y = np.empty((x.shape[0], w.shape[0], oh, ow), np.float32)
     for sl in _chunks(x.shape[0], w.shape[1] * oh * ow * (2 + (order or 0))):
         nb = sl.stop - sl.start
         if params["dtype"] == np.float64:
@@ -106,10 +106,11 @@ def conv2d(node, params, x):
             cols = cols.transpose(1, 0, 2).reshape(cols.shape[1], -1)
         else:
             cols = quantize32(im2col32(x[sl], kh, kw, **geometry), order, axis=0)  # (n, N*P)
-        # One GEMM per chunk; a broadcast batched matmul over N runs far slower in numpy.
-        outs.append((w @ cols).reshape(w.shape[0], nb, oh, ow).transpose(1, 0, 2, 3))
-    y = np.concatenate(outs)
-    return _output_affine(y, params, (1, -1, 1, 1)).astype(np.float32)
+        # One GEMM per chunk (a broadcast batched matmul over N runs far slower in numpy); the epilogue runs
+        # on the (C_out, N*P) product in place, and the transpose is the one copy into the output.
+        out = _output_affine(w @ cols, params, (-1, 1))
+        y[sl] = out.reshape(w.shape[0], nb, oh, ow).transpose(1, 0, 2, 3)
+    return y
 
 
 def linear(node, params, x):
@@ -125,7 +126,8 @@ def linear(node, params, x):
 
 def affine(node, params, x):
     shape = (1, -1) + (1,) * (x.ndim - 2)
-    return (x * params["scale"].reshape(shape) + params["shift"].reshape(shape)).astype(np.float32)
+    y = np.multiply(x, params["scale"].reshape(shape), dtype=np.float32)
+    return np.add(y, params["shift"].reshape(shape), out=y)
 
 
 def _taps(xp, node):
