@@ -84,7 +84,26 @@ def test_bench_model(ckpt, tmp_path, capsys):
     assert main(["bench-model", str(out), "--batch", "1", "4", "--threads", "1", "--repeats", "2",
                  "--warmup", "1", "--backend", "auto"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:2] == ["batch", "threads"] and len(lines) == 4
+    assert lines[0].split()[:2] == ["batch", "threads"] and len(lines) == 5
+
+    from horq.runtime.bench import bench_model, torch_module
+
+    (row,) = bench_model(out, batches=(3,), threads=(1,), repeats=1, warmup=0, backend="numpy")
+    assert row["batch"] == 3 and row["backend"] == "numpy" and row["horq_ms"] > 0 and row["torch_ms"] > 0
+    # The PyTorch twin computes the float network alpha*sign(W) (inputs not quantized): same shapes, and on an
+    # order-0 file (real inputs) the same numbers.
+    import horq.format as hf
+
+    f = hf.load(out)
+    g = dict(f.graph_json, nodes=[dict(n, attrs=dict(n.get("attrs", {}), order=0)) if n["op"] in hf.BINARY_OPS else n
+                                  for n in f.graph_json["nodes"]])
+    hf.save(tmp_path / "o0.horq", g, dict(f.tensors))
+    x = np.random.default_rng(0).standard_normal((5, 1, 8, 8)).astype(np.float32)
+    import horq.runtime as rt
+
+    with torch.no_grad():
+        ref = torch_module(hf.load(tmp_path / "o0.horq"))(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(rt.load(tmp_path / "o0.horq", backend="numpy")(x), ref, rtol=1e-4, atol=1e-5)
 
 
 def test_errors_are_reported(tmp_path, capsys):

@@ -129,9 +129,11 @@ def bench_model(path, *, batches=(1, 64), threads=(1, 2), repeats=10, warmup=2, 
 
 
 def format_bench(rows) -> str:
-    lines = [f"{'batch':>5} {'threads':>7} {'horq ms':>10} {'torch fp32 ms':>14} {'speedup':>8}  backend"]
+    lines = [f"{'batch':>5} {'threads':>7} {'horq ms':>10} {'torch fp32 ms':>14} {'speedup':>8} {'argmax':>7}  backend"]
     for r in rows:
+        agree = "-" if r["argmax_agree"] is None else f"{r['argmax_agree']:.0%}"
         lines.append(f"{r['batch']:>5} {r['threads']:>7} {r['horq_ms']:>10.2f} {r['torch_ms']:>14.2f} "
-                     f"{r['speedup']:>7.2f}x  {r['backend']}")
-    lines.append("medians after warm-up; PyTorch runs the same graph with float weights alpha*sign(W)")
+                     f"{r['speedup']:>7.2f}x {agree:>7}  {r['backend']}")
+    lines.append("medians after warm-up; PyTorch runs the same graph with float weights alpha*sign(W) (and so does\n"
+                 "not quantize inputs: 'argmax' is how often its classes agree with the packed model's)")
     return "\n".join(lines)
