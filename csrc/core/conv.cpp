@@ -5,8 +5,10 @@
 // Order 1: H_1 = sign(x) does not depend on the column and beta_1 = sum |x| / n is a box sum, so each
 // pixel is packed once (bits + sum |x|) and a column is a gather of pixel words (zero words and a zero
 // sum for padding taps) -- no float im2col at all.
-// Order >= 2: H_k (k >= 2) thresholds the residual against the column's own betas, so every column is
-// gathered (from an NHWC double copy: one memcpy per tap) and quantized by the ISA kernel (quantize.h).
+// Order >= 2: H_1 and beta_1 come the same way; H_k (k >= 2) thresholds the residual against the
+// column's own betas, so each column's passes k = 2..K read its taps in place from an NHWC float copy
+// and recompute the residual chain in double per value (quantize_taps in quantize.h) -- still no
+// im2col buffer.
 // Columns are independent, so both are split over threads in blocks of kColsPerTask.
 #include <algorithm>
 #include <atomic>
@@ -20,12 +22,6 @@ namespace horq {
 namespace {
 
 constexpr std::size_t kColsPerTask = 32;
-
-std::vector<double>& column_buffer(std::size_t n) {
-  thread_local std::vector<double> buf;
-  if (buf.size() < n) buf.resize(n);
-  return buf;
-}
 
 // Pixel index (in NHWC order) of tap (i, j) of output position `pos`, or -1 for a padding tap.
 inline long tap_pixel(const ConvGeometry& g, std::size_t img, std::size_t oy, std::size_t ox, std::size_t i,
@@ -49,41 +45,56 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
   q.bits.assign(q.ncols * order * q.kw, 0);
   q.betas.assign(q.ncols * order, 0.0);
 
-  // Per image row: NHWC double copy (order >= 2) or packed pixel signs + sum |x| (order 1). The
-  // finiteness check rides along (x * 0 is NaN exactly when x is NaN or Inf).
-  std::vector<double> xt(order >= 2 ? npix * C : 0), pix_sum(order == 1 ? npix : 0);
-  std::vector<word_t> pix_bits(order == 1 ? npix * gw : 0);
+  // Per image row: an NHWC float copy (kept for order >= 2, whose passes read the taps from it), then
+  // per pixel its packed signs (H_1) and sum |x| in double. The finiteness check rides along (x * 0 is
+  // NaN exactly when x is NaN or Inf).
+  std::vector<float> xt(order >= 2 ? npix * C : 0);
+  std::vector<double> pix_sum(npix);
+  std::vector<word_t> pix_bits(npix * gw);
   std::atomic<bool> finite{true};
   parallel_for(g.batch * H, [&](std::size_t t) {
     const float* src = x + (t / H) * C * H * W + (t % H) * W;
+    thread_local std::vector<float> row_buf;
+    float* row = xt.data() + t * W * C;
+    if (order < 2) {
+      if (row_buf.size() < W * C) row_buf.resize(W * C);
+      row = row_buf.data();
+    }
     float probe = 0.0f;
+    for (std::size_t c = 0; c < C; ++c)
+      for (std::size_t w = 0; w < W; ++w) {
+        const float v = src[c * H * W + w];
+        probe += v * 0.0f;
+        row[w * C + c] = v;
+      }
+    if (probe != 0.0f) {
+      finite.store(false);
+      return;
+    }
     for (std::size_t w = 0; w < W; ++w) {
       const std::size_t p = t * W + w;
-      if (order == 1) {
-        double sum = 0.0;
-        word_t* bits = pix_bits.data() + p * gw;
-        for (std::size_t c = 0; c < C; ++c) {
-          const float v = src[c * H * W + w];
-          probe += v * 0.0f;
-          sum += std::fabs(static_cast<double>(v));
-          bits[c / kWordBits] |= sign_bit(v) << (c % kWordBits);
+      const float* v = row + w * C;
+      word_t* bits = pix_bits.data() + p * gw;
+      double sum = 0.0;
+      for (std::size_t c0 = 0; c0 < C; c0 += kWordBits) {
+        const std::size_t c1 = std::min(C, c0 + kWordBits);
+        word_t word = 0;
+        for (std::size_t c = c0; c < c1; ++c) {
+          word |= sign_bit(v[c]) << (c - c0);
+          sum += std::fabs(static_cast<double>(v[c]));
         }
-        pix_sum[p] = sum;
-      } else {
-        double* dst = xt.data() + p * C;
-        for (std::size_t c = 0; c < C; ++c) {
-          const float v = src[c * H * W + w];
-          probe += v * 0.0f;
-          dst[c] = v;
-        }
+        bits[c0 / kWordBits] = word;
       }
+      pix_sum[p] = sum;
     }
-    if (probe != 0.0f) finite.store(false);
   });
   if (!finite.load()) throw std::invalid_argument("input contains NaN or Inf");
 
+  // Per column: H_1 is a gather of pixel words (zero words for padding taps: sign(0) = +1) and beta_1 a
+  // box sum of the pixel sums; orders >= 2 read the column's taps in place (quantize_taps).
   parallel_for(ceil_div(q.ncols, kColsPerTask), [&](std::size_t t) {
-    double* r = order >= 2 ? column_buffer(q.n).data() : nullptr;
+    thread_local std::vector<const float*> tap_ptrs;
+    if (tap_ptrs.size() < taps) tap_ptrs.resize(taps);
     const std::size_t j1 = std::min(q.ncols, (t + 1) * kColsPerTask);
     for (std::size_t col = t * kColsPerTask; col < j1; ++col) {
       const std::size_t img = col / ppi, oy = (col % ppi) / g.out_w, ox = col % g.out_w;
@@ -93,20 +104,18 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
         for (std::size_t j = 0; j < g.kw; ++j) {
           const long p = tap_pixel(g, img, oy, ox, i, j);
           const std::size_t tap = i * g.kw + j;
-          if (order == 1) {
-            if (p < 0) continue;  // padding: bits stay 0 (sign(0) = +1), adds 0 to the sum
-            std::copy_n(pix_bits.data() + static_cast<std::size_t>(p) * gw, gw, bits + tap * gw);
-            sum += pix_sum[static_cast<std::size_t>(p)];
-          } else if (p < 0) {
-            std::fill_n(r + tap * C, C, 0.0);
-          } else {
-            std::copy_n(xt.data() + static_cast<std::size_t>(p) * C, C, r + tap * C);
+          if (p < 0) {
+            tap_ptrs[tap] = nullptr;
+            continue;  // padding: H_1 words stay 0, adds 0 to the sum
           }
+          const std::size_t up = static_cast<std::size_t>(p);
+          std::copy_n(pix_bits.data() + up * gw, gw, bits + tap * gw);
+          sum += pix_sum[up];
+          if (order >= 2) tap_ptrs[tap] = xt.data() + up * C;
         }
-      if (order == 1)
-        q.betas[col] = sum / static_cast<double>(q.n);
-      else
-        kt.quantize(r, taps, C, order, bits, q.kw, q.betas.data() + col * order);
+      double* betas = q.betas.data() + col * order;
+      betas[0] = sum / static_cast<double>(q.n);
+      if (order >= 2) kt.quantize_taps(tap_ptrs.data(), taps, C, order, bits, q.kw, betas);
     }
   });
   return q;

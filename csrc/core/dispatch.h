@@ -12,6 +12,7 @@ struct KernelTable {
   const char* name;
   bgemm_fn bgemm;
   quantize_fn quantize;
+  quantize_taps_fn quantize_taps;
 };
 
 // Every path this library knows, whether or not this CPU can run it.

@@ -66,3 +66,63 @@ void quantize_column_avx2(double* r, std::size_t groups, std::size_t cg, int ord
 }
 
 }  // namespace horq
+
+namespace horq {
+
+// Taps variant (quantize.h): 4 values per step, float -> double on load, the residual chain of pass k
+// (k - 1 masked subtractions) in registers; bits by vmovmskpd. The last 0-3 values of a word run the
+// scalar rule of quantize_taps_generic.
+void quantize_taps_avx2(const float* const* taps, std::size_t ntaps, std::size_t cg, int order, word_t* bits,
+                        std::size_t ldbits, double* betas) {
+  constexpr std::size_t kLanes = 4;
+  const std::size_t n = ntaps * cg, gw = words_for(cg);
+  const __m256d sign = _mm256_set1_pd(-0.0), zero = _mm256_setzero_pd();
+  for (int k = 2; k <= order; ++k) {
+    word_t* row = bits + static_cast<std::size_t>(k - 1) * ldbits;
+    __m256d vb[kMaxOrder];
+    for (int j = 0; j + 1 < k; ++j) vb[j] = _mm256_set1_pd(betas[j]);
+    const double pad = padding_residual(betas, k);
+    __m256d acc0 = zero, acc1 = zero;
+    double sum = 0.0;
+    for (std::size_t t = 0; t < ntaps; ++t) {
+      word_t* wg = row + t * gw;
+      const float* x = taps[t];
+      if (!x) {
+        fill_padding_words(wg, cg, pad < 0.0);
+        sum += std::fabs(pad) * static_cast<double>(cg);
+        continue;
+      }
+      for (std::size_t w = 0; w < gw; ++w) {
+        const std::size_t i0 = w * kWordBits, i1 = i0 + kWordBits < cg ? i0 + kWordBits : cg;
+        word_t word = 0;
+        std::size_t i = i0;
+        for (; i + 2 * kLanes <= i1; i += 2 * kLanes) {
+          const __m256 f = _mm256_loadu_ps(x + i);
+          __m256d v0 = _mm256_cvtps_pd(_mm256_castps256_ps128(f));
+          __m256d v1 = _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1));
+          for (int j = 0; j + 1 < k; ++j) {
+            v0 = _mm256_sub_pd(v0, _mm256_xor_pd(vb[j], _mm256_and_pd(_mm256_cmp_pd(v0, zero, _CMP_LT_OQ), sign)));
+            v1 = _mm256_sub_pd(v1, _mm256_xor_pd(vb[j], _mm256_and_pd(_mm256_cmp_pd(v1, zero, _CMP_LT_OQ), sign)));
+          }
+          const word_t m0 = static_cast<word_t>(_mm256_movemask_pd(_mm256_cmp_pd(v0, zero, _CMP_LT_OQ)));
+          const word_t m1 = static_cast<word_t>(_mm256_movemask_pd(_mm256_cmp_pd(v1, zero, _CMP_LT_OQ)));
+          word |= (m0 | m1 << kLanes) << (i - i0);
+          acc0 = _mm256_add_pd(acc0, _mm256_andnot_pd(sign, v0));
+          acc1 = _mm256_add_pd(acc1, _mm256_andnot_pd(sign, v1));
+        }
+        for (; i < i1; ++i) {
+          double v = x[i];
+          for (int j = 0; j + 1 < k; ++j) v -= betas[j] * (1.0 - 2.0 * static_cast<double>(v < 0.0));
+          word |= static_cast<word_t>(v < 0.0) << (i - i0);
+          sum += std::fabs(v);
+        }
+        wg[w] = word;
+      }
+    }
+    alignas(32) double lanes[kLanes];
+    _mm256_store_pd(lanes, _mm256_add_pd(acc0, acc1));
+    betas[k - 1] = (sum + (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) / static_cast<double>(n);
+  }
+}
+
+}  // namespace horq

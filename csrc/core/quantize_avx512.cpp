@@ -4,6 +4,8 @@
 // neither set bits nor count in beta.
 #include <immintrin.h>
 
+#include <cmath>
+
 #include "core/quantize.h"
 
 namespace horq {
@@ -49,6 +51,54 @@ void quantize_column_avx512(double* r, std::size_t groups, std::size_t cg, int o
       }
     }
     beta = _mm512_reduce_add_pd(vnext) / static_cast<double>(n);
+  }
+}
+
+}  // namespace horq
+
+namespace horq {
+
+// Taps variant (quantize.h): 8 values per step from a zero-masked float load widened to double, the
+// residual chain of pass k as masked add/sub, bits straight from the compare mask; masked-off lanes
+// neither set bits nor count in beta.
+void quantize_taps_avx512(const float* const* taps, std::size_t ntaps, std::size_t cg, int order, word_t* bits,
+                          std::size_t ldbits, double* betas) {
+  constexpr std::size_t kLanes = 8;
+  const std::size_t n = ntaps * cg, gw = words_for(cg);
+  const __m512d zero = _mm512_setzero_pd();
+  for (int k = 2; k <= order; ++k) {
+    word_t* row = bits + static_cast<std::size_t>(k - 1) * ldbits;
+    __m512d vb[kMaxOrder];
+    for (int j = 0; j + 1 < k; ++j) vb[j] = _mm512_set1_pd(betas[j]);
+    const double pad = padding_residual(betas, k);
+    __m512d acc = zero;
+    double sum = 0.0;
+    for (std::size_t t = 0; t < ntaps; ++t) {
+      word_t* wg = row + t * gw;
+      const float* x = taps[t];
+      if (!x) {
+        fill_padding_words(wg, cg, pad < 0.0);
+        sum += std::fabs(pad) * static_cast<double>(cg);
+        continue;
+      }
+      for (std::size_t w = 0; w < gw; ++w) {
+        const std::size_t i0 = w * kWordBits, i1 = i0 + kWordBits < cg ? i0 + kWordBits : cg;
+        word_t word = 0;
+        for (std::size_t i = i0; i < i1; i += kLanes) {
+          const std::size_t rem = i1 - i;
+          const __mmask8 m = rem >= kLanes ? static_cast<__mmask8>(0xff) : static_cast<__mmask8>((1u << rem) - 1u);
+          __m512d v = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, x + i));
+          for (int j = 0; j + 1 < k; ++j) {
+            const __mmask8 neg = _mm512_mask_cmp_pd_mask(m, v, zero, _CMP_LT_OQ);
+            v = _mm512_mask_add_pd(_mm512_sub_pd(v, vb[j]), neg, v, vb[j]);
+          }
+          word |= static_cast<word_t>(_mm512_mask_cmp_pd_mask(m, v, zero, _CMP_LT_OQ)) << (i - i0);
+          acc = _mm512_mask_add_pd(acc, m, acc, _mm512_abs_pd(v));
+        }
+        wg[w] = word;
+      }
+    }
+    betas[k - 1] = (sum + _mm512_reduce_add_pd(acc)) / static_cast<double>(n);
   }
 }
 

@@ -54,7 +54,8 @@ GEOMETRIES = [
 ]
 
 
-@pytest.mark.parametrize("order", [1, 2, 3])
+# Orders 5 and 8 run the longest residual chains of the conv taps pass (quantize_taps) and its padding rule.
+@pytest.mark.parametrize("order", [1, 2, 3, 5, 8])
 @pytest.mark.parametrize("geom", GEOMETRIES, ids=lambda g: "x".join(map(str, g)))
 def test_conv_matches_reference(path, geom, order):
     b, c, co, h, wd, k, s, p, d = geom

@@ -1,5 +1,6 @@
 // Checks csrc/core/*_avx512.cpp (built against the emulated immintrin.h next to this file) against the
-// portable kernels: bgemm counts must be equal, quantized bits equal and betas equal to 1e-12.
+// portable kernels: bgemm counts must be equal, quantized bits equal and betas equal to 1e-12 (both the
+// stored-column and the conv taps variants of quantize).
 // Prints "OK" and exits 0 on success.
 #include <cmath>
 #include <cstdio>
@@ -45,6 +46,28 @@ int main() {
       for (int k = 0; k < order; ++k) ok = ok && std::fabs(b1[k] - b2[k]) <= 1e-12 * std::fabs(b1[k]) + 1e-300;
       if (!ok) {
         std::printf("quantize mismatch groups=%zu cg=%zu order=%d\n", groups, cg, order);
+        ++failures;
+      }
+    }
+  // Taps variant: columns of `taps` pixel groups, some of them padding (nullptr), orders 2..8, given
+  // the same H_1 row and beta_1.
+  for (auto& gc : groups_cg)
+    for (int order = 2; order <= kMaxOrder; ++order) {
+      const std::size_t ntaps = gc[0], cg = gc[1], ld = ntaps * words_for(cg);
+      std::vector<float> x(ntaps * cg);
+      for (auto& v : x) v = static_cast<float>(normal(rng));
+      if (x.size() > 2) x[1] = 0.0f, x[2] = -0.0f;
+      std::vector<const float*> taps(ntaps);
+      for (std::size_t t = 0; t < ntaps; ++t) taps[t] = (ntaps > 1 && t % 4 == 0) ? nullptr : x.data() + t * cg;
+      std::vector<double> b1(order, 0.0), b2(order, 0.0);
+      b1[0] = b2[0] = 0.75;
+      std::vector<word_t> w1(order * ld, 7), w2(order * ld, 7);
+      quantize_taps_generic(taps.data(), ntaps, cg, order, w1.data(), ld, b1.data());
+      quantize_taps_avx512(taps.data(), ntaps, cg, order, w2.data(), ld, b2.data());
+      bool ok = w1 == w2;
+      for (int k = 0; k < order; ++k) ok = ok && std::fabs(b1[k] - b2[k]) <= 1e-12 * std::fabs(b1[k]) + 1e-300;
+      if (!ok) {
+        std::printf("quantize_taps mismatch taps=%zu cg=%zu order=%d\n", ntaps, cg, order);
         ++failures;
       }
     }

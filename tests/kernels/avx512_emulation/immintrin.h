@@ -10,6 +10,7 @@
 
 struct __m512i { std::uint64_t v[8]; };
 struct __m512d { double v[8]; };
+struct __m256 { float v[8]; };
 using __mmask8 = unsigned char;
 #define _CMP_LT_OQ 0x11
 
@@ -59,6 +60,13 @@ inline __mmask8 _mm512_mask_cmp_pd_mask(__mmask8 k, __m512d a, __m512d b, int im
     if ((k >> i & 1) && imm == _CMP_LT_OQ && a.v[i] < b.v[i]) r = static_cast<__mmask8>(r | (1u << i));
   return r;
 }
+inline __m256 _mm256_maskz_loadu_ps(__mmask8 k, const void* p) {
+  __m256 r{};
+  for (int i = 0; i < 8; ++i)
+    if (k >> i & 1) std::memcpy(&r.v[i], static_cast<const char*>(p) + 4 * i, 4);
+  return r;
+}
+inline __m512d _mm512_cvtps_pd(__m256 a) { __m512d r; for (int i = 0; i < 8; ++i) r.v[i] = a.v[i]; return r; }
 inline double _mm512_reduce_add_pd(__m512d a) {
   return ((a.v[0] + a.v[4]) + (a.v[2] + a.v[6])) + ((a.v[1] + a.v[5]) + (a.v[3] + a.v[7]));
 }
