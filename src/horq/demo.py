@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
+from horq.timing import median_seconds
 
 DEFAULT_ORDERS = (None, 1, 2)
 
@@ -64,18 +64,6 @@ def _demo(args) -> int:
     return 0
 
 
-def median_seconds(fn, repeats: int, warmup: int = 5) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 def state_dict_bytes(model) -> int:
     """Bytes of the model's float32 state_dict (what ``torch.save(model.state_dict())`` stores as data)."""
     return sum(t.numel() * 4 for t in model.state_dict().values() if t.is_floating_point())
@@ -102,9 +90,9 @@ def ship(horq_model, fp_model, args, out: Path) -> None:
     one = x[:1]
     fp_model.eval()
     with torch.no_grad():
-        t_fp = median_seconds(lambda: fp_model(torch.from_numpy(one)), args.repeats)
-        t_torch_horq = median_seconds(lambda: horq_model(torch.from_numpy(one)), args.repeats)
-    t_rt = median_seconds(lambda: runtime(one), args.repeats)
+        t_fp = median_seconds(lambda: fp_model(torch.from_numpy(one)), repeats=args.repeats, warmup=5)
+        t_torch_horq = median_seconds(lambda: horq_model(torch.from_numpy(one)), repeats=args.repeats, warmup=5)
+    t_rt = median_seconds(lambda: runtime(one), repeats=args.repeats, warmup=5)
 
     print(f"\nshipped {path} with the torch-free runtime (backend {runtime.backend}: {runtime.backend_reason})")
     print(f"  packed file        {packed / 1024:9.1f} KiB  vs float32 state_dict {fp32 / 1024:.1f} KiB "

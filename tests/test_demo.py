@@ -1,0 +1,34 @@
+"""`horq demo` end to end on a cut-down run: trains three orders, ships the HORQ-2 model, reports."""
+
+import re
+
+import pytest
+
+from horq.cli import main
+from horq.timing import median_seconds, run_times
+
+
+def test_demo_small(tmp_path, capsys):
+    rc = main(["demo", "--out", str(tmp_path), "--epochs", "1", "--limit-train", "256", "--limit-test", "200",
+               "--repeats", "3", "--threads", "1"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    for label in ("full precision", "XNOR (order 1)", "HORQ order 2"):
+        assert re.search(rf"^{re.escape(label)}\s+\d+\.\d\d%", out, re.M), label
+    assert (tmp_path / "model.horq").is_file()
+    assert "backend native" in out
+    ratio = float(re.search(r"\(([\d.]+)x smaller", out).group(1))
+    assert ratio > 10  # most of mnist-cnn's weights are in binarized layers
+    agree = float(re.search(r"same prediction on ([\d.]+)%", out).group(1))
+    # The packed runtime computes the same function; only float summation order differs, which can flip a
+    # prediction only when two logits tie to within rounding.
+    assert agree >= 99.0
+
+
+def test_timing_helpers():
+    calls = []
+    times = run_times(lambda: calls.append(1), repeats=4, warmup=3)
+    assert len(times) == 4 and len(calls) == 7 and all(t >= 0 for t in times)
+    assert median_seconds(lambda: None, repeats=3) >= 0
+    with pytest.raises(ValueError, match="repeats"):
+        run_times(lambda: None, repeats=0)
