@@ -3,9 +3,9 @@
 // Arithmetic: AVX2 has no vector popcount, so each 256-bit XOR is counted with the nibble table
 // (vpshufb of a 16-entry popcount LUT on the low and high nibble of every byte). A byte then holds at
 // most 8 per step, so a byte accumulator can take kMaxByteSteps = 31 steps (31 * 8 = 248 <= 255) before
-// vpsadbw folds it into 64-bit sums. The row tail (kw % 4 words) is the last step of the last block,
-// read with a masked load (nothing past the row is touched; masked-off lanes are 0 in both operands, so
-// they add nothing). The 8 byte accumulators + 2 A rows + LUT + mask + temporaries fit 16 ymm registers.
+// vpsadbw folds it into 64-bit sums (four accumulators reduced together, sum4). The row tail (kw % 4
+// words) is counted with scalar popcnt after the vector steps, so nothing past the row is touched.
+// The 8 byte accumulators + 2 A rows + LUT + mask + temporaries fit 16 ymm registers.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -19,9 +19,16 @@ constexpr int kMR = 2, kNR = 4;
 constexpr std::size_t kWordsPerVec = 4;
 constexpr std::size_t kMaxByteSteps = 31;
 
-inline __m256i load(const word_t* p, bool masked, __m256i mask) {
-  return masked ? _mm256_maskload_epi64(reinterpret_cast<const long long*>(p), mask)
-                : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+// Full 64-bit sums of four byte-count accumulators, as one vector {c0, c1, c2, c3}: vpsadbw gives four
+// partial sums per accumulator, two unpack/add rounds and a lane swap finish them (13 vector ops for the
+// four, instead of a scalar extract chain per accumulator).
+inline __m256i sum4(__m256i c0, __m256i c1, __m256i c2, __m256i c3) {
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i s0 = _mm256_sad_epu8(c0, zero), s1 = _mm256_sad_epu8(c1, zero);
+  const __m256i s2 = _mm256_sad_epu8(c2, zero), s3 = _mm256_sad_epu8(c3, zero);
+  const __m256i t01 = _mm256_add_epi64(_mm256_unpacklo_epi64(s0, s1), _mm256_unpackhi_epi64(s0, s1));
+  const __m256i t23 = _mm256_add_epi64(_mm256_unpacklo_epi64(s2, s3), _mm256_unpackhi_epi64(s2, s3));
+  return _mm256_add_epi64(_mm256_permute2x128_si256(t01, t23, 0x20), _mm256_permute2x128_si256(t01, t23, 0x31));
 }
 
 void tile_2x4(const word_t* const* ar, const word_t* const* br, std::size_t kw, std::uint64_t (*out)[kNR]) {
@@ -31,25 +38,24 @@ void tile_2x4(const word_t* const* ar, const word_t* const* br, std::size_t kw, 
   const __m256i zero = _mm256_setzero_si256();
   const word_t* ap[kMR] = {ar[0], ar[1]};
   const word_t* bp[kNR] = {br[0], br[1], br[2], br[3]};
-  std::uint64_t sums[kMR][kNR] = {};
-  const std::size_t nfull = kw / kWordsPerVec, tail = kw % kWordsPerVec, nsteps = nfull + (tail != 0);
-  const __m256i tail_mask = _mm256_cmpgt_epi64(_mm256_set1_epi64x(static_cast<long long>(tail)),
-                                               _mm256_setr_epi64x(0, 1, 2, 3));
+  const std::size_t nvec = kw / kWordsPerVec;
+  __m256i total[kMR] = {zero, zero};
 
-  for (std::size_t v0 = 0; v0 < nsteps; v0 += kMaxByteSteps) {
-    const std::size_t v1 = std::min(nsteps, v0 + kMaxByteSteps), vfull = std::min(v1, nfull);
+  for (std::size_t v0 = 0; v0 < nvec; v0 += kMaxByteSteps) {
+    const std::size_t v1 = std::min(nvec, v0 + kMaxByteSteps);
     __m256i c[kMR][kNR];
 #pragma GCC unroll 8
     for (int i = 0; i < kMR; ++i)
 #pragma GCC unroll 8
       for (int j = 0; j < kNR; ++j) c[i][j] = zero;
-    auto step = [&](std::size_t off, bool masked) __attribute__((always_inline)) {
+    for (std::size_t v = v0; v < v1; ++v) {
+      const std::size_t off = v * kWordsPerVec;
       __m256i a[kMR];
 #pragma GCC unroll 8
-      for (int i = 0; i < kMR; ++i) a[i] = load(ap[i] + off, masked, tail_mask);
+      for (int i = 0; i < kMR; ++i) a[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ap[i] + off));
 #pragma GCC unroll 8
       for (int j = 0; j < kNR; ++j) {
-        const __m256i b = load(bp[j] + off, masked, tail_mask);
+        const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp[j] + off));
 #pragma GCC unroll 8
         for (int i = 0; i < kMR; ++i) {
           const __m256i x = _mm256_xor_si256(a[i], b);
@@ -58,19 +64,18 @@ void tile_2x4(const word_t* const* ar, const word_t* const* br, std::size_t kw, 
                                     _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(x, 4), low)));
         }
       }
-    };
-    for (std::size_t v = v0; v < vfull; ++v) step(v * kWordsPerVec, false);
-    if (v1 > nfull) step(nfull * kWordsPerVec, true);
+    }
 #pragma GCC unroll 8
-    for (int i = 0; i < kMR; ++i)
-#pragma GCC unroll 8
-      for (int j = 0; j < kNR; ++j) {
-        const __m256i s = _mm256_sad_epu8(c[i][j], zero);
-        const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-        sums[i][j] += static_cast<std::uint64_t>(_mm_cvtsi128_si64(h)) +
-                      static_cast<std::uint64_t>(_mm_extract_epi64(h, 1));
-      }
+    for (int i = 0; i < kMR; ++i) total[i] = _mm256_add_epi64(total[i], sum4(c[i][0], c[i][1], c[i][2], c[i][3]));
   }
+  alignas(32) std::uint64_t sums[kMR][kNR];
+  for (int i = 0; i < kMR; ++i) _mm256_store_si256(reinterpret_cast<__m256i*>(sums[i]), total[i]);
+  // Row tail (kw % 4 words): scalar popcnt (this file is built with -mpopcnt and dispatch requires it),
+  // cheaper than a masked vector step when only 1-3 words remain.
+  for (std::size_t w = nvec * kWordsPerVec; w < kw; ++w)
+    for (int i = 0; i < kMR; ++i)
+      for (int j = 0; j < kNR; ++j)
+        sums[i][j] += static_cast<std::uint64_t>(_mm_popcnt_u64(ap[i][w] ^ bp[j][w]));
   for (int i = 0; i < kMR; ++i)
     for (int j = 0; j < kNR; ++j) out[i][j] = sums[i][j];
 }

@@ -19,6 +19,34 @@ std::vector<std::int32_t>& scratch(std::size_t size) {
   return buf;
 }
 
+// The epilogue of one task's block, y = coef_o * sum_k beta_k (n - 2 pc) + add_o in double. The order
+// is a template argument for the common orders (KT = 1..3; KT = 0 reads it from `order`), so the k loop
+// unrolls and the j loop vectorizes; the arithmetic and its order of operations are the same for every KT,
+// hence the same result bits.
+template <int KT>
+void epilogue_block(const std::int32_t* pc, std::size_t mb, std::size_t jb, const double* betas, double n,
+                    Epilogue ep, std::size_t o0, const std::size_t* base, std::size_t ppi, bool contiguous,
+                    float* y, std::size_t order = 0) {
+  const std::size_t K = KT ? static_cast<std::size_t>(KT) : order;
+  const std::size_t ldc = jb * K;
+  float row[kJB];
+  for (std::size_t i = 0; i < mb; ++i) {
+    const std::size_t o = o0 + i;
+    const std::int32_t* c = pc + i * ldc;
+    const double coef = ep.coef[o], add = ep.add[o];
+    for (std::size_t j = 0; j < jb; ++j) {
+      double s = 0.0;
+      for (std::size_t k = 0; k < K; ++k) s += betas[j * K + k] * (n - 2.0 * c[j * K + k]);
+      row[j] = static_cast<float>(coef * s + add);
+    }
+    if (contiguous) {
+      std::copy_n(row, jb, y + base[0] + o * ppi);
+    } else {
+      for (std::size_t j = 0; j < jb; ++j) y[base[j] + o * ppi] = row[j];
+    }
+  }
+}
+
 }  // namespace
 
 void horq_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const QuantizedColumns& q,
@@ -35,15 +63,14 @@ void horq_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const 
     // Output offset of each column without the o * ppi term; stores then run along a row of y.
     std::size_t base[kJB];
     for (std::size_t j = 0; j < jb; ++j) base[j] = ((j0 + j) / ppi) * m * ppi + (j0 + j) % ppi;
-    for (std::size_t i = 0; i < mb; ++i) {
-      const std::size_t o = o0 + i;
-      const std::int32_t* c = pc + i * ldc;
-      for (std::size_t j = 0; j < jb; ++j) {
-        const double* beta = q.betas.data() + (j0 + j) * K;
-        double s = 0.0;
-        for (std::size_t k = 0; k < K; ++k) s += beta[k] * (n - 2.0 * c[j * K + k]);
-        y[base[j] + o * ppi] = static_cast<float>(ep.coef[o] * s + ep.add[o]);
-      }
+    const double* betas = q.betas.data() + j0 * K;
+    // One image's columns are contiguous in y: then a row of the block is one contiguous store.
+    const bool contiguous = base[jb - 1] == base[0] + jb - 1;
+    switch (K) {
+      case 1: epilogue_block<1>(pc, mb, jb, betas, n, ep, o0, base, ppi, contiguous, y); break;
+      case 2: epilogue_block<2>(pc, mb, jb, betas, n, ep, o0, base, ppi, contiguous, y); break;
+      case 3: epilogue_block<3>(pc, mb, jb, betas, n, ep, o0, base, ppi, contiguous, y); break;
+      default: epilogue_block<0>(pc, mb, jb, betas, n, ep, o0, base, ppi, contiguous, y, K); break;
     }
   });
 }
