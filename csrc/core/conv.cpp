@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 
 #include "core/layer.h"
@@ -22,14 +23,22 @@ namespace horq {
 namespace {
 
 constexpr std::size_t kColsPerTask = 32;
+// float exponent bits: all ones exactly for NaN and +-Inf.
+constexpr std::uint32_t kExpMask = 0x7f800000u;
 
-// Pixel index (in NHWC order) of tap (i, j) of output position `pos`, or -1 for a padding tap.
-inline long tap_pixel(const ConvGeometry& g, std::size_t img, std::size_t oy, std::size_t ox, std::size_t i,
-                      std::size_t j) {
-  const long iy = static_cast<long>(oy * g.sh + i * g.dh) - static_cast<long>(g.ph);
-  const long ix = static_cast<long>(ox * g.sw + j * g.dw) - static_cast<long>(g.pw);
-  if (iy < 0 || ix < 0 || iy >= static_cast<long>(g.height) || ix >= static_cast<long>(g.width)) return -1;
-  return static_cast<long>((img * g.height + static_cast<std::size_t>(iy)) * g.width + static_cast<std::size_t>(ix));
+// One channel of an image row into the per-pixel accumulators: sum |x| in double, the sign bit at
+// `shift`; returns 1 if a value is NaN or Inf. Plain pointers and a plain count, so it vectorizes.
+std::uint32_t pack_channel(const float* __restrict v, std::size_t W, unsigned shift, double* __restrict psum,
+                           word_t* __restrict pwords) {
+  std::uint32_t bad = 0;
+  for (std::size_t w = 0; w < W; ++w) {
+    std::uint32_t u;
+    std::memcpy(&u, v + w, sizeof u);
+    bad |= (u & kExpMask) == kExpMask ? 1u : 0u;
+    psum[w] += std::fabs(static_cast<double>(v[w]));
+    pwords[w] |= static_cast<word_t>(v[w] < 0.0f ? 1 : 0) << shift;
+  }
+  return bad;
 }
 
 }  // namespace
@@ -45,48 +54,41 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
   q.bits.assign(q.ncols * order * q.kw, 0);
   q.betas.assign(q.ncols * order, 0.0);
 
-  // Per image row: an NHWC float copy (kept for order >= 2, whose passes read the taps from it), then
-  // per pixel its packed signs (H_1) and sum |x| in double. The finiteness check rides along (x * 0 is
-  // NaN exactly when x is NaN or Inf).
+  // Per image row: an NHWC float copy (kept for order >= 2, whose passes read the taps from it), and per
+  // pixel its packed signs (H_1) and sum |x| in double. Both run along the contiguous NCHW row for one
+  // channel at a time, so every pixel has its own accumulator (the loops vectorize over w, and each
+  // pixel's sum still adds its channels in order). The finiteness check is an exponent test on the bits.
   std::vector<float> xt(order >= 2 ? npix * C : 0);
   std::vector<double> pix_sum(npix);
   std::vector<word_t> pix_bits(npix * gw);
   std::atomic<bool> finite{true};
   parallel_for(g.batch * H, [&](std::size_t t) {
     const float* src = x + (t / H) * C * H * W + (t % H) * W;
-    thread_local std::vector<float> row_buf;
-    float* row = xt.data() + t * W * C;
-    if (order < 2) {
-      if (row_buf.size() < W * C) row_buf.resize(W * C);
-      row = row_buf.data();
-    }
-    float probe = 0.0f;
-    for (std::size_t c = 0; c < C; ++c)
-      for (std::size_t w = 0; w < W; ++w) {
-        const float v = src[c * H * W + w];
-        probe += v * 0.0f;
-        row[w * C + c] = v;
-      }
-    if (probe != 0.0f) {
-      finite.store(false);
-      return;
-    }
-    for (std::size_t w = 0; w < W; ++w) {
-      const std::size_t p = t * W + w;
-      const float* v = row + w * C;
-      word_t* bits = pix_bits.data() + p * gw;
-      double sum = 0.0;
-      for (std::size_t c0 = 0; c0 < C; c0 += kWordBits) {
-        const std::size_t c1 = std::min(C, c0 + kWordBits);
-        word_t word = 0;
-        for (std::size_t c = c0; c < c1; ++c) {
-          word |= sign_bit(v[c]) << (c - c0);
-          sum += std::fabs(static_cast<double>(v[c]));
+    thread_local std::vector<double> sums;
+    thread_local std::vector<word_t> words;
+    if (sums.size() < W) sums.resize(W);
+    if (words.size() < W) words.resize(W);
+    double* __restrict psum = sums.data();
+    word_t* __restrict pwords = words.data();
+    std::fill_n(psum, W, 0.0);
+    std::uint32_t bad = 0;
+    for (std::size_t c0 = 0; c0 < C; c0 += kWordBits) {
+      const std::size_t c1 = std::min(C, c0 + kWordBits);
+      std::fill_n(pwords, W, word_t{0});
+      for (std::size_t c = c0; c < c1; ++c) {
+        const float* __restrict v = src + c * H * W;
+        const unsigned shift = static_cast<unsigned>(c - c0);
+        bad |= pack_channel(v, W, shift, psum, pwords);
+        if (order >= 2) {
+          float* __restrict dst = xt.data() + t * W * C + c;
+          for (std::size_t w = 0; w < W; ++w) dst[w * C] = v[w];
         }
-        bits[c0 / kWordBits] = word;
       }
-      pix_sum[p] = sum;
+      word_t* __restrict out = pix_bits.data() + t * W * gw + c0 / kWordBits;
+      for (std::size_t w = 0; w < W; ++w) out[w * gw] = pwords[w];
     }
+    std::copy_n(psum, W, pix_sum.data() + t * W);
+    if (bad) finite.store(false);
   });
   if (!finite.load()) throw std::invalid_argument("input contains NaN or Inf");
 
@@ -95,27 +97,44 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
   parallel_for(ceil_div(q.ncols, kColsPerTask), [&](std::size_t t) {
     thread_local std::vector<const float*> tap_ptrs;
     if (tap_ptrs.size() < taps) tap_ptrs.resize(taps);
-    const std::size_t j1 = std::min(q.ncols, (t + 1) * kColsPerTask);
-    for (std::size_t col = t * kColsPerTask; col < j1; ++col) {
-      const std::size_t img = col / ppi, oy = (col % ppi) / g.out_w, ox = col % g.out_w;
-      word_t* bits = q.bits.data() + col * order * q.kw;
+    const float** tp = tap_ptrs.data();
+    // Locals, so the loops below keep them in registers (the vectors' storage could alias otherwise).
+    const word_t* pb = pix_bits.data();
+    const double* ps = pix_sum.data();
+    const float* px = xt.data();
+    const long Hl = static_cast<long>(H), Wl = static_cast<long>(W);
+    const std::size_t kwords = q.kw, col0 = t * kColsPerTask, j1 = std::min(q.ncols, col0 + kColsPerTask);
+    const double n = static_cast<double>(q.n);
+    std::size_t img = col0 / ppi, oy = (col0 % ppi) / g.out_w, ox = col0 % g.out_w;
+    for (std::size_t col = col0; col < j1; ++col) {
+      word_t* bits = q.bits.data() + col * order * kwords;
+      const long iy0 = static_cast<long>(oy * g.sh) - static_cast<long>(g.ph);
+      const long ix0 = static_cast<long>(ox * g.sw) - static_cast<long>(g.pw);
       double sum = 0.0;
-      for (std::size_t i = 0; i < g.kh; ++i)
-        for (std::size_t j = 0; j < g.kw; ++j) {
-          const long p = tap_pixel(g, img, oy, ox, i, j);
-          const std::size_t tap = i * g.kw + j;
-          if (p < 0) {
-            tap_ptrs[tap] = nullptr;
+      std::size_t tap = 0;
+      for (std::size_t i = 0; i < g.kh; ++i) {
+        const long iy = iy0 + static_cast<long>(i * g.dh);
+        const bool row_in = iy >= 0 && iy < Hl;
+        const std::size_t row = (img * H + static_cast<std::size_t>(row_in ? iy : 0)) * W;
+        for (std::size_t j = 0; j < g.kw; ++j, ++tap) {
+          const long ix = ix0 + static_cast<long>(j * g.dw);
+          if (!row_in || ix < 0 || ix >= Wl) {
+            tp[tap] = nullptr;
             continue;  // padding: H_1 words stay 0, adds 0 to the sum
           }
-          const std::size_t up = static_cast<std::size_t>(p);
-          std::copy_n(pix_bits.data() + up * gw, gw, bits + tap * gw);
-          sum += pix_sum[up];
-          if (order >= 2) tap_ptrs[tap] = xt.data() + up * C;
+          const std::size_t up = row + static_cast<std::size_t>(ix);
+          for (std::size_t w = 0; w < gw; ++w) bits[tap * gw + w] = pb[up * gw + w];
+          sum += ps[up];
+          tp[tap] = order >= 2 ? px + up * C : nullptr;
         }
+      }
       double* betas = q.betas.data() + col * order;
-      betas[0] = sum / static_cast<double>(q.n);
-      if (order >= 2) kt.quantize_taps(tap_ptrs.data(), taps, C, order, bits, q.kw, betas);
+      betas[0] = sum / n;
+      if (order >= 2) kt.quantize_taps(tp, taps, C, order, bits, kwords, betas);
+      if (++ox == g.out_w) {
+        ox = 0;
+        if (++oy == g.out_h) oy = 0, ++img;
+      }
     }
   });
   return q;
