@@ -25,7 +25,9 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="horq", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="horq", description="horq: binarized networks with an accuracy guarantee (High-Order Residual Quantization)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     seen = set()
