@@ -133,9 +133,9 @@ def _mean_spread(values: list[float]) -> tuple[float, float | None]:
 
 
 def summarize(runs: list[dict]) -> list[dict]:
-    """One row per order (in run order): mean and sample std over seeds of the final test accuracy."""
+    """One row per order (FP first, then by order): mean and sample std over seeds of the final test accuracy."""
     rows = []
-    for key in dict.fromkeys(r["order"] for r in runs):
+    for key in sorted(dict.fromkeys(r["order"] for r in runs), key=lambda k: -1 if k == "fp" else int(k[1:])):
         mine = [r for r in runs if r["order"] == key]
         accs = [r["final_test_acc"] for r in mine]
         mean, spread = _mean_spread(accs)
