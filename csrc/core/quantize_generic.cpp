@@ -44,34 +44,71 @@ void quantize_column_generic(double* r, std::size_t groups, std::size_t cg, int 
 
 namespace horq {
 
+namespace {
+
+// One pass (order k) over a tap's words. KC = k - 1 residual steps when known at compile time (the
+// common orders), else kc. Four partial sums of |r| keep the double adds from forming one long
+// dependency chain; their order is fixed, so the result depends on nothing but the column.
+template <int KC>
+void taps_pass(const float* x, std::size_t cg, const double* betas_in, int kc, word_t* wg, double* part) {
+  const int steps = KC >= 0 ? KC : kc;
+  double betas[kMaxOrder];
+  for (int j = 0; j < steps; ++j) betas[j] = betas_in[j];
+  double p0 = part[0], p1 = part[1], p2 = part[2], p3 = part[3];
+  const std::size_t gw = words_for(cg);
+  auto residual = [&](float xv) {
+    double v = xv;
+    for (int j = 0; j < steps; ++j) v -= betas[j] * (1.0 - 2.0 * static_cast<double>(v < 0.0));
+    return v;
+  };
+  for (std::size_t w = 0; w < gw; ++w) {
+    const std::size_t i0 = w * kWordBits, i1 = i0 + kWordBits < cg ? i0 + kWordBits : cg;
+    word_t word = 0;
+    std::size_t i = i0;
+    for (; i + 4 <= i1; i += 4) {
+      const double v0 = residual(x[i]), v1 = residual(x[i + 1]), v2 = residual(x[i + 2]), v3 = residual(x[i + 3]);
+      const word_t nib = static_cast<word_t>(v0 < 0.0) | static_cast<word_t>(v1 < 0.0) << 1 |
+                         static_cast<word_t>(v2 < 0.0) << 2 | static_cast<word_t>(v3 < 0.0) << 3;
+      word |= nib << (i - i0);
+      p0 += std::fabs(v0);
+      p1 += std::fabs(v1);
+      p2 += std::fabs(v2);
+      p3 += std::fabs(v3);
+    }
+    for (; i < i1; ++i) {
+      const double v = residual(x[i]);
+      word |= static_cast<word_t>(v < 0.0) << (i - i0);
+      p0 += std::fabs(v);
+    }
+    wg[w] = word;
+  }
+  part[0] = p0, part[1] = p1, part[2] = p2, part[3] = p3;
+}
+
+}  // namespace
+
 void quantize_taps_generic(const float* const* taps, std::size_t ntaps, std::size_t cg, int order, word_t* bits,
                            std::size_t ldbits, double* betas) {
   const std::size_t n = ntaps * cg, gw = words_for(cg);
   for (int k = 2; k <= order; ++k) {
     word_t* row = bits + static_cast<std::size_t>(k - 1) * ldbits;
     const double pad = padding_residual(betas, k);
-    double sum = 0.0;
+    double part[4] = {0.0, 0.0, 0.0, 0.0}, sum = 0.0;
     for (std::size_t t = 0; t < ntaps; ++t) {
       word_t* wg = row + t * gw;
       const float* x = taps[t];
       if (!x) {
         fill_padding_words(wg, cg, pad < 0.0);
         sum += std::fabs(pad) * static_cast<double>(cg);
-        continue;
-      }
-      for (std::size_t w = 0; w < gw; ++w) {
-        const std::size_t i0 = w * kWordBits, i1 = i0 + kWordBits < cg ? i0 + kWordBits : cg;
-        word_t word = 0;
-        for (std::size_t i = i0; i < i1; ++i) {
-          double v = x[i];
-          for (int j = 0; j + 1 < k; ++j) v -= betas[j] * (1.0 - 2.0 * static_cast<double>(v < 0.0));
-          word |= static_cast<word_t>(v < 0.0) << (i - i0);
-          sum += std::fabs(v);
-        }
-        wg[w] = word;
+      } else if (k == 2) {
+        taps_pass<1>(x, cg, betas, k - 1, wg, part);
+      } else if (k == 3) {
+        taps_pass<2>(x, cg, betas, k - 1, wg, part);
+      } else {
+        taps_pass<-1>(x, cg, betas, k - 1, wg, part);
       }
     }
-    betas[k - 1] = sum / static_cast<double>(n);
+    betas[k - 1] = (sum + (part[0] + part[1]) + (part[2] + part[3])) / static_cast<double>(n);
   }
 }
 
