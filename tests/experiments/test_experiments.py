@@ -169,6 +169,9 @@ def test_speedup_measurement_tiny(tmp_path):
     assert all(r["measured"][1] > 0 for r in result["rows"])
     assert (tmp_path / "speedup_vs_channels.png").is_file() and (tmp_path / "speedup_vs_kernel.png").is_file()
     assert "| 3 | 8 |" in (tmp_path / "speedup.md").read_text()
+    (tmp_path / "speedup.md").unlink()
+    assert main(["analyze", "speedup", "--rebuild", "--out", str(tmp_path)]) == 0
+    assert "model / measured speedup" in (tmp_path / "speedup.md").read_text()
 
 
 def test_storage_counts():

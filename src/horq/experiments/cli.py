@@ -56,6 +56,7 @@ def register(sub) -> None:
     s.add_argument("--orders", type=int, nargs="+", default=None)
     s.add_argument("--out-size", type=int, default=16, help="output height = width")
     s.add_argument("--model-only", action="store_true", help="the cost model only, no measurement")
+    s.add_argument("--rebuild", action="store_true", help="rewrite OUT's table and plots from OUT/speedup.json")
     s.add_argument("--out", required=True)
     s.set_defaults(func=_speedup)
 
@@ -91,8 +92,11 @@ def _residual(args) -> int:
 
 
 def _speedup(args) -> int:
-    from horq.experiments.speedup import markdown, run_speedup
+    from horq.experiments.speedup import markdown, rebuild, run_speedup
 
+    if args.rebuild:
+        print(markdown(rebuild(args.out)))
+        return 0
     result = run_speedup(out=args.out, quick=args.quick, kernel_sizes=args.kernel_sizes, channels=args.channels,
                          orders=args.orders, out_size=args.out_size, measure=not args.model_only, argv=args.argv)
     print(markdown(result))

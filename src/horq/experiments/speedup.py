@@ -165,6 +165,8 @@ def markdown(result: dict) -> str:
             line += f" | {r['fp32_seconds'] * 1e3:.3f} ({r['fp32_layout']}) | " + " | ".join(
                 f"{_get(r['horq_seconds'], o) * 1e3:.3f}" for o in orders)
         lines.append(line + " |")
+    if s["measured"]:
+        lines += ["", "Summary (computed from the rows above):", ""] + [f"- {t}" for t in summary_lines(result)]
     if s["measured"] and all("measured_best" in r for r in result["rows"]):
         lines += ["", "Measured speedup from the fastest run of each measurement (the least disturbed by other "
                   "processes):", "", "| k | c | " + " | ".join(f"K={o}" for o in orders) + " |",
@@ -172,6 +174,39 @@ def markdown(result: dict) -> str:
         lines += [f"| {r['k']} | {r['c']} | " + " | ".join(f"{_get(r['measured_best'], o):.2f}" for o in orders)
                   + " |" for r in result["rows"]]
     return "\n".join(lines).lstrip("\n")
+
+
+def summary_lines(result: dict) -> list[str]:
+    """Model-vs-measurement facts of a measured sweep, as sentences for the markdown."""
+    import statistics
+
+    rows, orders = result["rows"], result["settings"]["orders"]
+    gap = [_get(r["model"], o) / _get(r["measured"], o) for r in rows for o in orders]
+    out = [f"model / measured speedup (medians): from {min(gap):.1f}x to {max(gap):.1f}x over all shapes and orders"]
+    for o in orders:
+        faster = [r for r in rows if _get(r["measured"], o) > 1]
+        small = [f"k={r['k']} c={r['c']}" for r in faster if r["c"] <= 64]
+        out.append(f"K={o}: HORQ faster than fp32 (median) in {len(faster)} of {len(rows)} shapes"
+                   + (f"; with c <= 64 only at {', '.join(small)}" if small else "; never with c <= 64"))
+    if 1 in orders and 2 in orders:
+        big = [r for r in rows if r["c"] >= 128]
+        if big:
+            meas = statistics.median(_get(r["measured"], 1) / _get(r["measured"], 2) for r in big)
+            model = statistics.median(_get(r["model"], 1) / _get(r["model"], 2) for r in big)
+            out.append(f"time ratio order 2 / order 1 over shapes with c >= 128: median {meas:.2f} measured vs "
+                       f"{model:.2f} in the model")
+    return out
+
+
+def rebuild(out) -> dict:
+    """Rewrites ``speedup.md`` and the PNGs of ``OUT`` from its ``speedup.json`` (no measurement)."""
+    import json
+
+    out = Path(out)
+    result = json.loads((out / "speedup.json").read_text())
+    write_text(out / "speedup.md", markdown(result))
+    plot(result, out)
+    return result
 
 
 def plot(result: dict, out: Path) -> None:
