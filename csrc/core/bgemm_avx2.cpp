@@ -5,10 +5,16 @@
 // most 8 per step, so a byte accumulator can take kMaxByteSteps = 31 steps (31 * 8 = 248 <= 255) before
 // vpsadbw folds it into 64-bit sums (four accumulators reduced together, sum4). The row tail (kw % 4
 // words) is counted with scalar popcnt after the vector steps, so nothing past the row is touched.
-// The 8 byte accumulators + 2 A rows + LUT + mask + temporaries fit 16 ymm registers.
+//
+// Nibble split: the nibble masks commute with XOR, (a ^ b) & 0x0f = (a & 0x0f) ^ (b & 0x0f) and the same
+// for (x >> 4) & 0x0f, so each row is split into its two nibble vectors once per call (split_rows) and a
+// row pair then costs 2 xor + 2 vpshufb + 2 add per 256 bits instead of 8 ops. The split is paid once per
+// row and amortized over the rows it meets; it pays from 4 vectors per row on (kSplitMinVecs), shorter
+// rows run the direct kernel. Both use 8 byte accumulators + LUT + operands within 16 ymm registers.
 #include <immintrin.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "core/bgemm.h"
 
@@ -18,6 +24,9 @@ namespace {
 constexpr int kMR = 2, kNR = 4;
 constexpr std::size_t kWordsPerVec = 4;
 constexpr std::size_t kMaxByteSteps = 31;
+// Rows of at least this many vectors take the nibble-split kernel (below that, splitting every row of
+// the block costs more than it saves: measured with 2-vector rows, kw = 9).
+constexpr std::size_t kSplitMinVecs = 4;
 
 // Full 64-bit sums of four byte-count accumulators, as one vector {c0, c1, c2, c3}: vpsadbw gives four
 // partial sums per accumulator, two unpack/add rounds and a lane swap finish them (13 vector ops for the
@@ -31,7 +40,7 @@ inline __m256i sum4(__m256i c0, __m256i c1, __m256i c2, __m256i c3) {
   return _mm256_add_epi64(_mm256_permute2x128_si256(t01, t23, 0x20), _mm256_permute2x128_si256(t01, t23, 0x31));
 }
 
-void tile_2x4(const word_t* const* ar, const word_t* const* br, std::size_t kw, std::uint64_t (*out)[kNR]) {
+void tile_2x4_direct(const word_t* const* ar, const word_t* const* br, std::size_t kw, std::uint64_t (*out)[kNR]) {
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
                                        0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i low = _mm256_set1_epi8(0x0f);
@@ -80,11 +89,104 @@ void tile_2x4(const word_t* const* ar, const word_t* const* br, std::size_t kw, 
     for (int j = 0; j < kNR; ++j) out[i][j] = sums[i][j];
 }
 
+// One 256-bit vector of a row in nibble-split form: lo = x & 0x0f.., hi = (x >> 4) & 0x0f.. per byte.
+struct alignas(32) SplitVec {
+  __m256i lo, hi;
+};
+
+// Rows of kw words -> nvec = kw / 4 split vectors each (the tail words stay in the original rows).
+void split_rows(const word_t* x, std::size_t rows, std::size_t kw, std::size_t nvec, SplitVec* out) {
+  const __m256i low = _mm256_set1_epi8(0x0f);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t v = 0; v < nvec; ++v) {
+      const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + r * kw + v * kWordsPerVec));
+      out[r * nvec + v].lo = _mm256_and_si256(w, low);
+      out[r * nvec + v].hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), low);
+    }
+}
+
+std::vector<SplitVec>& split_buffer(int which, std::size_t size) {
+  thread_local std::vector<SplitVec> bufs[2];
+  if (bufs[which].size() < size) bufs[which].resize(size);
+  return bufs[which];
+}
+
+// 2x4 tile on split rows: as[i], bs[j] point at nvec split vectors; ar/br at the original rows (tail).
+void tile_2x4_split(const SplitVec* const* as, const SplitVec* const* bs, const word_t* const* ar,
+              const word_t* const* br, std::size_t nvec, std::size_t kw, std::uint64_t (*out)[kNR]) {
+  const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                       0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i total[kMR] = {zero, zero};
+  for (std::size_t v0 = 0; v0 < nvec; v0 += kMaxByteSteps) {
+    const std::size_t v1 = std::min(nvec, v0 + kMaxByteSteps);
+    __m256i c[kMR][kNR];
+#pragma GCC unroll 8
+    for (int i = 0; i < kMR; ++i)
+#pragma GCC unroll 8
+      for (int j = 0; j < kNR; ++j) c[i][j] = zero;
+    for (std::size_t v = v0; v < v1; ++v) {
+#pragma GCC unroll 8
+      for (int j = 0; j < kNR; ++j) {
+        const __m256i blo = bs[j][v].lo, bhi = bs[j][v].hi;
+#pragma GCC unroll 8
+        for (int i = 0; i < kMR; ++i) {
+          c[i][j] = _mm256_add_epi8(c[i][j], _mm256_shuffle_epi8(lut, _mm256_xor_si256(as[i][v].lo, blo)));
+          c[i][j] = _mm256_add_epi8(c[i][j], _mm256_shuffle_epi8(lut, _mm256_xor_si256(as[i][v].hi, bhi)));
+        }
+      }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < kMR; ++i) total[i] = _mm256_add_epi64(total[i], sum4(c[i][0], c[i][1], c[i][2], c[i][3]));
+  }
+  alignas(32) std::uint64_t sums[kMR][kNR];
+  for (int i = 0; i < kMR; ++i) _mm256_store_si256(reinterpret_cast<__m256i*>(sums[i]), total[i]);
+  // Row tail (kw % 4 words): scalar popcnt (this file is built with -mpopcnt and dispatch requires it).
+  for (std::size_t w = nvec * kWordsPerVec; w < kw; ++w)
+    for (int i = 0; i < kMR; ++i)
+      for (int j = 0; j < kNR; ++j)
+        sums[i][j] += static_cast<std::uint64_t>(_mm_popcnt_u64(ar[i][w] ^ br[j][w]));
+  for (int i = 0; i < kMR; ++i)
+    for (int j = 0; j < kNR; ++j) out[i][j] = sums[i][j];
+}
+
 }  // namespace
 
 void bgemm_popcount_avx2(const word_t* a, std::size_t m, const word_t* b, std::size_t nb, std::size_t kw,
                          std::int32_t* c, std::size_t ldc) {
-  bgemm_walk<kMR, kNR>(a, m, b, nb, kw, c, ldc, tile_2x4);
+  const std::size_t nvec = kw / kWordsPerVec;
+  if (nvec < kSplitMinVecs) {
+    bgemm_walk<kMR, kNR>(a, m, b, nb, kw, c, ldc, tile_2x4_direct);
+    return;
+  }
+  SplitVec* sa = split_buffer(0, m * nvec + 1).data();
+  SplitVec* sb = split_buffer(1, nb * nvec + 1).data();
+  split_rows(a, m, kw, nvec, sa);
+  split_rows(b, nb, kw, nvec, sb);
+  // Tile walk as bgemm_walk (bgemm.h), carrying both forms of each row; edge-tile rows point at row 0.
+  for (std::size_t j0 = 0; j0 < nb; j0 += kNR) {
+    const word_t* brows[kNR];
+    const SplitVec* bsplit[kNR];
+    for (int j = 0; j < kNR; ++j) {
+      const std::size_t r = j0 + j < nb ? j0 + j : j0;
+      brows[j] = b + r * kw;
+      bsplit[j] = sb + r * nvec;
+    }
+    for (std::size_t i0 = 0; i0 < m; i0 += kMR) {
+      const word_t* arows[kMR];
+      const SplitVec* asplit[kMR];
+      for (int i = 0; i < kMR; ++i) {
+        const std::size_t r = i0 + i < m ? i0 + i : i0;
+        arows[i] = a + r * kw;
+        asplit[i] = sa + r * nvec;
+      }
+      std::uint64_t out[kMR][kNR];
+      tile_2x4_split(asplit, bsplit, arows, brows, nvec, kw, out);
+      for (int i = 0; i < kMR && i0 + i < m; ++i)
+        for (int j = 0; j < kNR && j0 + j < nb; ++j)
+          c[(i0 + i) * ldc + j0 + j] = static_cast<std::int32_t>(out[i][j]);
+    }
+  }
 }
 
 }  // namespace horq

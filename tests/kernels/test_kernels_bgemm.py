@@ -5,13 +5,17 @@ from hypothesis import given, settings, strategies as st
 from horq import bits, kernels
 
 NS = [1, 3, 31, 32, 33, 63, 64, 65, 511, 512, 513]
+# Row lengths around the AVX2 kernel's switch to its nibble-split form (4 vectors = 16 words) and its
+# tails: 190 bits = 3 words (tail only), 960 = 15 words (3 vectors + 3), 1024 = 16 words (split, no
+# tail), 1089 = 18 words (split + 2), 2304 = 36 words (a 3x3 conv over 256 channels).
+SPLIT_NS = [190, 960, 1024, 1089, 2304]
 
 
 def random_rows(rng, rows, n):
     return bits.pack_signs(rng.standard_normal((rows, n)).astype(np.float32))
 
 
-@pytest.mark.parametrize("n", NS)
+@pytest.mark.parametrize("n", NS + SPLIT_NS)
 @pytest.mark.parametrize("m,nb", [(1, 1), (3, 5), (5, 67), (130, 9)])
 def test_bgemm_matches_numpy(path, n, m, nb):
     rng = np.random.default_rng(n * 7 + m)
