@@ -5,9 +5,9 @@
 // portable file), so each XOR is counted with the SWAR tree: 2-bit, 4-bit, then byte counts
 // (each <= 8). Byte counts of kMaxByteSteps = 31 steps add up to at most 248 and cannot carry into the
 // next byte, so the horizontal sum runs once per 31 steps instead of once per word. That sum (up to
-// 8 * 248 = 1984) does not fit a byte, so bytes are first paired into 16-bit fields and the four fields
-// summed by one multiply by 0x0001000100010001 (top 16 bits). An odd last word runs the same tree on a
-// scalar.
+// 8 * 248 = 1984) does not fit a byte, so bytes are first paired into 16-bit fields (both lanes at once),
+// the two lanes added, and the four fields summed by one multiply by 0x0001000100010001 (top 16 bits).
+// An odd last word is one more step with a zero second lane.
 #include <algorithm>
 
 #include "core/bgemm.h"
@@ -31,12 +31,6 @@ inline T byte_counts(T x) {
   return (x + (x >> 4)) & kM4;
 }
 
-// Sum of the 8 byte fields of x (each <= 255).
-inline std::uint64_t sum_bytes(std::uint64_t x) {
-  x = (x & kM8) + ((x >> 8) & kM8);
-  return (x * kOnes16) >> 48;
-}
-
 inline v2u64 load(const word_t* p) {
   v2u64 v;
   __builtin_memcpy(&v, p, sizeof v);
@@ -45,26 +39,35 @@ inline v2u64 load(const word_t* p) {
 
 void tile_2x4(const word_t* const* ar, const word_t* const* br, std::size_t kw, std::uint64_t (*out)[kNR]) {
   std::uint64_t sums[kMR][kNR] = {};
-  const std::size_t nvec = kw / kWordsPerVec;
-  for (std::size_t v0 = 0; v0 < nvec; v0 += kMaxByteSteps) {
-    const std::size_t v1 = std::min(nvec, v0 + kMaxByteSteps);
+  // An odd last word is one more step with lane 1 zero in both operands (it adds nothing there), so it
+  // shares the byte accumulators and their single horizontal sum.
+  const std::size_t nvec = kw / kWordsPerVec, nsteps = nvec + kw % kWordsPerVec;
+  for (std::size_t v0 = 0; v0 < nsteps; v0 += kMaxByteSteps) {
+    const std::size_t v1 = std::min(nsteps, v0 + kMaxByteSteps), vfull = std::min(v1, nvec);
     v2u64 acc[kMR][kNR] = {};
-    for (std::size_t v = v0; v < v1; ++v) {
-      const std::size_t off = v * kWordsPerVec;
-      const v2u64 a0 = load(ar[0] + off), a1 = load(ar[1] + off);
+    auto step = [&](v2u64 a0, v2u64 a1, const v2u64* b) __attribute__((always_inline)) {
       for (int j = 0; j < kNR; ++j) {
-        const v2u64 b = load(br[j] + off);
-        acc[0][j] += byte_counts(a0 ^ b);
-        acc[1][j] += byte_counts(a1 ^ b);
+        acc[0][j] += byte_counts(a0 ^ b[j]);
+        acc[1][j] += byte_counts(a1 ^ b[j]);
       }
+    };
+    for (std::size_t v = v0; v < vfull; ++v) {
+      const std::size_t off = v * kWordsPerVec;
+      const v2u64 b[kNR] = {load(br[0] + off), load(br[1] + off), load(br[2] + off), load(br[3] + off)};
+      step(load(ar[0] + off), load(ar[1] + off), b);
     }
+    if (v1 > nvec) {
+      const std::size_t w = kw - 1;
+      const v2u64 b[kNR] = {v2u64{br[0][w], 0}, v2u64{br[1][w], 0}, v2u64{br[2][w], 0}, v2u64{br[3][w], 0}};
+      step(v2u64{ar[0][w], 0}, v2u64{ar[1][w], 0}, b);
+    }
+    // Bytes (<= 248) pair into 16-bit fields (<= 496) on both lanes at once, the lanes add (<= 992),
+    // then one multiply sums the four fields.
     for (int i = 0; i < kMR; ++i)
-      for (int j = 0; j < kNR; ++j) sums[i][j] += sum_bytes(acc[i][j][0]) + sum_bytes(acc[i][j][1]);
-  }
-  if (kw % kWordsPerVec) {
-    const std::size_t w = kw - 1;
-    for (int i = 0; i < kMR; ++i)
-      for (int j = 0; j < kNR; ++j) sums[i][j] += sum_bytes(byte_counts(ar[i][w] ^ br[j][w]));
+      for (int j = 0; j < kNR; ++j) {
+        const v2u64 f = (acc[i][j] & kM8) + ((acc[i][j] >> 8) & kM8);
+        sums[i][j] += ((f[0] + f[1]) * kOnes16) >> 48;
+      }
   }
   for (int i = 0; i < kMR; ++i)
     for (int j = 0; j < kNR; ++j) out[i][j] = sums[i][j];
