@@ -125,16 +125,20 @@ void tile_2x4_split(const SplitVec* const* as, const SplitVec* const* bs, const 
     for (int i = 0; i < kMR; ++i)
 #pragma GCC unroll 8
       for (int j = 0; j < kNR; ++j) c[i][j] = zero;
-    for (std::size_t v = v0; v < v1; ++v) {
+    // Low nibbles of the whole tile, then high nibbles: 2 A + 1 B operand live at a time, so the 8
+    // accumulators stay in registers.
+    auto half = [&](std::size_t v, __m256i SplitVec::*part) __attribute__((always_inline)) {
+      const __m256i a0 = as[0][v].*part, a1 = as[1][v].*part;
 #pragma GCC unroll 8
       for (int j = 0; j < kNR; ++j) {
-        const __m256i blo = bs[j][v].lo, bhi = bs[j][v].hi;
-#pragma GCC unroll 8
-        for (int i = 0; i < kMR; ++i) {
-          c[i][j] = _mm256_add_epi8(c[i][j], _mm256_shuffle_epi8(lut, _mm256_xor_si256(as[i][v].lo, blo)));
-          c[i][j] = _mm256_add_epi8(c[i][j], _mm256_shuffle_epi8(lut, _mm256_xor_si256(as[i][v].hi, bhi)));
-        }
+        const __m256i bj = bs[j][v].*part;
+        c[0][j] = _mm256_add_epi8(c[0][j], _mm256_shuffle_epi8(lut, _mm256_xor_si256(a0, bj)));
+        c[1][j] = _mm256_add_epi8(c[1][j], _mm256_shuffle_epi8(lut, _mm256_xor_si256(a1, bj)));
       }
+    };
+    for (std::size_t v = v0; v < v1; ++v) {
+      half(v, &SplitVec::lo);
+      half(v, &SplitVec::hi);
     }
 #pragma GCC unroll 8
     for (int i = 0; i < kMR; ++i) total[i] = _mm256_add_epi64(total[i], sum4(c[i][0], c[i][1], c[i][2], c[i][3]));
