@@ -229,7 +229,7 @@ _GEOMETRY = {
     "dilation": (_pair("dilation", lo=1), (1, 1)),
 }
 _BINARY_TENSORS = {
-    "bits": (U64, True), "alpha": (F32, True), "bias": (F32, False), "scale": (F32, False), "shift": (F32, False),
+    "bits": (U64, True), "alpha": (F32, False), "bias": (F32, False), "scale": (F32, False), "shift": (F32, False),
 }
 
 #: Every op of format version 1. A plain dict registry; docs/FORMAT.md describes each entry.

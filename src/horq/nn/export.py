@@ -7,7 +7,8 @@ graph node per computing module, in execution order, with the eval-mode semantic
   ``nn.Conv2d``/``nn.Linear`` subclass with ``order`` works) becomes ``binary_conv2d``/``binary_linear``:
   ``PackedWeights`` bits (``horq.bits.pack_signs(w.reshape(C_out, -1))``, uint64) and float32 ``alpha``.
   A BatchNorm right after it is folded into the node's output ``scale``/``shift`` (exact: it is applied
-  after the binary arithmetic).
+  after the binary arithmetic). Where it can, ``alpha`` then moves into a later per-channel scale and the
+  file stores none (:func:`_fold_alphas`, docs/FORMAT.md).
 * A full-precision ``Conv2d``/``Linear`` is stored as float32; a BatchNorm right after it is folded into
   its weight and bias, and a BatchNorm right before a full-precision ``Linear`` too (both exact up to
   float rounding; not before a convolution, whose zero padding would not see the shift).
@@ -15,6 +16,7 @@ graph node per computing module, in execution order, with the eval-mode semantic
   node with the per-channel scale and shift of its running statistics.
 * ``Dropout`` and ``Identity`` vanish; ReLU, Hardtanh, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1) and
   Flatten map to their ops. Anything else raises :class:`ExportError` naming the module's path and type.
+* Attributes equal to the op's default are left out (the file's header is part of its size).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch import nn
 
 import horq
 from horq import format as hformat
+from horq.format import spec as hspec
 from horq.bits import pack_signs
 
 
@@ -91,11 +94,42 @@ class _Builder:
             if arr is None:
                 continue
             tname = f"{name}.{role}"
-            dtype = np.uint64 if arr.dtype == np.uint64 else np.float32
-            self.tensors[tname] = np.ascontiguousarray(arr, dtype=dtype)
+            self.tensors[tname] = arr  # float64 (or uint64 bits) until finish(): folding stays exact
             refs[role] = tname
-        self.nodes.append({"name": name, "op": op, "inputs": list(inputs), "attrs": attrs or {}, "tensors": refs})
+        node = {"name": name, "op": op, "inputs": list(inputs)}
+        attrs = _compact_attrs(op, attrs or {})
+        if attrs:
+            node["attrs"] = attrs
+        if refs:
+            node["tensors"] = refs
+        self.nodes.append(node)
         return name
+
+    def finish(self) -> dict:
+        """The tensors as the file stores them: uint64 bits, everything else float32."""
+        return {k: np.ascontiguousarray(v, dtype=np.uint64 if v.dtype == np.uint64 else np.float32)
+                for k, v in self.tensors.items()}
+
+
+#: Attributes the format accepts as one integer for an equal pair.
+_PAIR_ATTRS = ("kernel", "stride", "padding", "dilation")
+
+
+def _compact_attrs(op: str, attrs: dict) -> dict:
+    """Attributes as short as the format allows: values equal to the op's default dropped, equal pairs
+    written as one integer (docs/FORMAT.md); the validator normalizes them back."""
+    out = {}
+    for key, value in attrs.items():
+        _, default = hspec.OPS[op].attrs[key]
+        if default is not hspec.REQUIRED and _normal(value) == _normal(default):
+            continue
+        pair = key in _PAIR_ATTRS and value[0] == value[1]
+        out[key] = value[0] if pair else value
+    return out
+
+
+def _normal(v):
+    return tuple(v) if isinstance(v, (list, tuple)) else v
 
 
 def _layer_node(b: _Builder, path, m, x, *, pre=None, post=None) -> str:
@@ -220,6 +254,75 @@ def _emit_residual(b: _Builder, path, m: Residual, x) -> str:
     return b.node(f"{path}.add" if path else "add", "add", [body, short])
 
 
+#: Ops that commute with a positive per-channel scale c: op(c * x) = c * op(x), channel by channel.
+_SCALE_COMMUTING = ("max_pool2d", "avg_pool2d", "global_avg_pool", "relu", "flatten")
+
+
+def _fold_alphas(b: _Builder, output: str) -> None:
+    """Moves each binary layer's ``alpha`` (> 0) into a later per-channel scale, so the file stores none.
+
+    With the epilogue ``(alpha d + bias) * scale + shift``, alpha joins ``scale`` and ``bias`` becomes
+    ``bias / alpha``. Without one, ``alpha d + bias = alpha (d + bias / alpha)`` and the factor alpha passes
+    unchanged through ops in :data:`_SCALE_COMMUTING` (each the only reader of the one before) into the next
+    ``affine`` node's scale, or into the input-channel columns of a float ``conv2d``/``linear`` (zero padding
+    stays zero); ``flatten`` maps channel c to features ``c*H*W .. (c+1)*H*W - 1``. All of it is exact up to
+    float rounding (the tensors are float64 until written). A layer whose alpha cannot move keeps it.
+    """
+    readers: dict[str, list] = {}
+    for node in b.nodes:
+        for ref in node["inputs"]:
+            readers.setdefault(ref, []).append(node)
+    for node in b.nodes:
+        refs = node.get("tensors", {})
+        if node["op"] not in hformat.BINARY_OPS or "alpha" not in refs:
+            continue
+        alpha = b.tensors[refs["alpha"]]
+        if not (alpha > 0).all():
+            continue
+        if "scale" in refs:
+            b.tensors[refs["scale"]] = b.tensors[refs["scale"]] * alpha
+        elif "shift" in refs or not _fold_forward(b, node, alpha, readers, output):
+            continue
+        if "bias" in refs:
+            b.tensors[refs["bias"]] = b.tensors[refs["bias"]] / alpha
+        del b.tensors[refs.pop("alpha")]
+
+
+def _fold_forward(b: _Builder, node, alpha, readers, output) -> bool:
+    """Multiplies the per-channel factor ``alpha`` of ``node``'s output into the first per-channel scale
+    downstream (see :func:`_fold_alphas`); False, changing nothing, where there is none."""
+    factor = alpha
+    cur = node
+    while True:
+        nxt = readers.get(cur["name"], [])
+        if cur["name"] == output or len(nxt) != 1 or len(nxt[0]["inputs"]) != 1:
+            return False
+        cur = nxt[0]
+        refs = cur.get("tensors", {})
+        if cur["op"] == "flatten":
+            factor = None  # expanded once the feature count is known
+        elif cur["op"] in _SCALE_COMMUTING:
+            continue
+        elif cur["op"] == "affine":
+            scale = b.tensors[refs["scale"]]
+            b.tensors[refs["scale"]] = scale * _per_feature(alpha, factor, scale.shape[0])
+            return True
+        elif cur["op"] in ("conv2d", "linear"):
+            w = b.tensors[refs["weight"]]
+            if cur["op"] == "conv2d" and factor is None:
+                return False
+            f = _per_feature(alpha, factor, w.shape[1])
+            b.tensors[refs["weight"]] = w * f.reshape((1, -1) + (1,) * (w.ndim - 2))
+            return True
+        else:
+            return False
+
+
+def _per_feature(alpha, factor, features):
+    """``alpha`` per channel, repeated over the ``H*W`` features of each channel after a flatten."""
+    return factor if factor is not None else np.repeat(alpha, features // alpha.shape[0])
+
+
 def _infer_input_shape(model):
     first = model
     while isinstance(first, nn.Sequential) and len(first):
@@ -250,6 +353,7 @@ def to_graph(model: nn.Module, *, input_shape=None, info: dict | None = None):
     out = _emit_sequence(b, [(p or "model", m) for p, m in root], hformat.INPUT)
     if out == hformat.INPUT:
         raise ExportError("the model computes nothing (no exportable modules)")
+    _fold_alphas(b, out)
     state_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     binary = [n["name"] for n in b.nodes if n["op"] in hformat.BINARY_OPS]
     graph_info = {
@@ -259,7 +363,7 @@ def to_graph(model: nn.Module, *, input_shape=None, info: dict | None = None):
         **(info or {}),
     }
     graph = {"input": {"shape": input_shape}, "nodes": b.nodes, "output": out, "info": graph_info}
-    return graph, b.tensors
+    return graph, b.finish()
 
 
 def export(model: nn.Module, path, *, input_shape=None, info: dict | None = None) -> hformat.Graph:

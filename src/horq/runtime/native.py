@@ -25,6 +25,12 @@ def _optional(params, role):
     return None if arr is None else np.ascontiguousarray(arr, dtype=np.float32)
 
 
+def _alpha(params, cout):
+    """The layer's alpha, or ones where the exporter folded it into a later scale (docs/FORMAT.md)."""
+    arr = params.get("alpha")
+    return np.ones(cout, np.float32) if arr is None else np.ascontiguousarray(arr, dtype=np.float32)
+
+
 def prepare_all(graph, tensors: dict) -> dict:
     """Packs every binary node for the kernels.
 
@@ -42,7 +48,7 @@ def prepare_all(graph, tensors: dict) -> dict:
         params = {role: tensors[name] for role, name in node.tensors.items()}
         pw = kernels.PackedWeights(
             np.ascontiguousarray(params["bits"], dtype=np.uint64),
-            np.ascontiguousarray(params["alpha"], dtype=np.float32),
+            _alpha(params, node.attrs["shape"][0]),
             tuple(node.attrs["shape"]),
         )
         extra = {role: _optional(params, role) for role in ("bias", "scale", "shift")}

@@ -32,12 +32,14 @@ CHUNK_FLOATS = 8 * 1024 * 1024
 
 def prepare(node, tensors: dict, *, dtype=np.float32) -> dict:
     """Turns a node's file tensors into what the ops use: weights as ``(C_out, n)`` matrices of ``dtype``
-    (binary ones unpacked to ``alpha * sign``) and ``dtype`` in ``params["dtype"]``."""
+    (binary ones unpacked to ``alpha * sign``, alpha 1 when the file has none) and ``dtype`` in ``params["dtype"]``."""
     params = {role: tensors[name] for role, name in node.tensors.items()}
     if node.op in ("binary_conv2d", "binary_linear"):
         n = math.prod(node.attrs["shape"][1:])
         signs = unpack_signs(params.pop("bits"), n).astype(dtype)
-        params["matrix"] = params.pop("alpha").astype(dtype)[:, None] * signs
+        params["matrix"] = signs
+        if "alpha" in params:  # absent: the exporter moved it into a later scale (docs/FORMAT.md)
+            signs *= params.pop("alpha").astype(dtype)[:, None]
     elif node.op in ("conv2d", "linear"):
         w = params.pop("weight")
         params["matrix"] = w.reshape(w.shape[0], -1).astype(dtype)
