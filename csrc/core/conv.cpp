@@ -103,37 +103,43 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
     const double* ps = pix_sum.data();
     const float* px = xt.data();
     const long Hl = static_cast<long>(H), Wl = static_cast<long>(W);
+    const std::size_t gwl = gw, Cl = C, Hs = H, Ws = W;  // word_t and size_t are both unsigned long: only locals are safe from aliasing the bit stores
     const std::size_t kwords = q.kw, col0 = t * kColsPerTask, j1 = std::min(q.ncols, col0 + kColsPerTask);
     const double n = static_cast<double>(q.n);
-    std::size_t img = col0 / ppi, oy = (col0 % ppi) / g.out_w, ox = col0 % g.out_w;
+    const ConvGeometry gl = g;  // a local copy, for the same reason
+    std::size_t img = col0 / ppi, oy = (col0 % ppi) / gl.out_w, ox = col0 % gl.out_w;
     for (std::size_t col = col0; col < j1; ++col) {
       word_t* bits = q.bits.data() + col * order * kwords;
-      const long iy0 = static_cast<long>(oy * g.sh) - static_cast<long>(g.ph);
-      const long ix0 = static_cast<long>(ox * g.sw) - static_cast<long>(g.pw);
+      const long iy0 = static_cast<long>(oy * gl.sh) - static_cast<long>(gl.ph);
+      const long ix0 = static_cast<long>(ox * gl.sw) - static_cast<long>(gl.pw);
       double sum = 0.0;
       std::size_t tap = 0;
-      for (std::size_t i = 0; i < g.kh; ++i) {
-        const long iy = iy0 + static_cast<long>(i * g.dh);
+      for (std::size_t i = 0; i < gl.kh; ++i) {
+        const long iy = iy0 + static_cast<long>(i * gl.dh);
         const bool row_in = iy >= 0 && iy < Hl;
-        const std::size_t row = (img * H + static_cast<std::size_t>(row_in ? iy : 0)) * W;
-        for (std::size_t j = 0; j < g.kw; ++j, ++tap) {
-          const long ix = ix0 + static_cast<long>(j * g.dw);
+        const std::size_t row = (img * Hs + static_cast<std::size_t>(row_in ? iy : 0)) * Ws;
+        for (std::size_t j = 0; j < gl.kw; ++j, ++tap) {
+          const long ix = ix0 + static_cast<long>(j * gl.dw);
           if (!row_in || ix < 0 || ix >= Wl) {
             tp[tap] = nullptr;
             continue;  // padding: H_1 words stay 0, adds 0 to the sum
           }
           const std::size_t up = row + static_cast<std::size_t>(ix);
-          for (std::size_t w = 0; w < gw; ++w) bits[tap * gw + w] = pb[up * gw + w];
+          if (gwl == 1) {
+            bits[tap] = pb[up];
+          } else {
+            for (std::size_t w = 0; w < gwl; ++w) bits[tap * gwl + w] = pb[up * gwl + w];
+          }
           sum += ps[up];
-          tp[tap] = order >= 2 ? px + up * C : nullptr;
+          tp[tap] = order >= 2 ? px + up * Cl : nullptr;
         }
       }
       double* betas = q.betas.data() + col * order;
       betas[0] = sum / n;
       if (order >= 2) kt.quantize_taps(tp, taps, C, order, bits, kwords, betas);
-      if (++ox == g.out_w) {
+      if (++ox == gl.out_w) {
         ox = 0;
-        if (++oy == g.out_h) oy = 0, ++img;
+        if (++oy == gl.out_h) oy = 0, ++img;
       }
     }
   });
