@@ -4,16 +4,19 @@
                                                             # the generated table in docs/KERNELS.md
     .venv/bin/python benchmarks/bench_kernels.py --quick    # fewer repeats, prints only
 
-Measures, at 1 and 2 threads, the median of repeated runs after a warm-up:
+Measures, at 1 and 2 threads, the median (and fastest) of repeated runs after a warm-up:
 * bgemm binary MAC/s (M x K bits x N) on every kernel path this CPU runs;
 * HORQ conv2d (orders 1-3, best path) against PyTorch fp32 conv2d (best of NCHW and channels_last) and
-  PyTorch's int8 quantized conv (x86 engine), batch 1, 3x3, stride 1, padding 1, C_out = C_in.
+  PyTorch's int8 quantized conv (x86 engine), batch 1, 3x3, stride 1, padding 1, C_out = C_in. The
+  contenders of one shape are timed round-robin, so they see the same load on a shared machine.
+The load average (os.getloadavg) before and after the run is recorded with the results.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -78,6 +81,27 @@ def torch_setup():
     return torch, int8_note
 
 
+def interleaved_times(fns: dict, *, min_reps: int, min_seconds: float) -> dict:
+    """Median and fastest seconds of each function, timed round-robin (one call of each per round).
+
+    The machine is shared, so its load drifts over seconds; interleaving gives every contender the same
+    load, which makes the ratios between them far steadier than timing one after the other.
+    """
+    for fn in fns.values():
+        fn()  # warm-up (also builds caches such as the conv weight layout)
+    times = {k: [] for k in fns}
+    start = time.perf_counter()
+    while True:
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+        n = len(times[next(iter(fns))])
+        if n >= 200 or (n >= min_reps and time.perf_counter() - start >= min_seconds * len(fns)):
+            break
+    return {k: (statistics.median(v), min(v)) for k, v in times.items()}
+
+
 def bench_conv(path, reps):
     torch, int8_note = torch_setup()
     rng = np.random.default_rng(1)
@@ -89,34 +113,41 @@ def bench_conv(path, reps):
         for t in THREADS:
             kernels.set_num_threads(t)
             row = {"shape": name, "C": c, "HW": hw, "threads": t, "path": path}
-            for order in ORDERS:
-                row[f"horq{order}"] = median_time(
-                    lambda: kernels.conv2d(x, pw, order=order, padding=1, kernel=path), **reps)
-                row[f"horq{order}_best"] = median_time.last_best
+            fns = {f"horq{order}": (lambda order=order: kernels.conv2d(x, pw, order=order, padding=1, kernel=path))
+                   for order in ORDERS}
             if torch is not None:
                 torch.set_num_threads(t)
                 tx, tw = torch.from_numpy(x), torch.from_numpy(w)
-                with torch.no_grad():
-                    nchw = median_time(lambda: torch.nn.functional.conv2d(tx, tw, padding=1), **reps)
-                    nchw_best = median_time.last_best
-                    cx, cw = tx.contiguous(memory_format=torch.channels_last), tw.contiguous(
-                        memory_format=torch.channels_last)
-                    cl = median_time(lambda: torch.nn.functional.conv2d(cx, cw, padding=1), **reps)
-                row["fp32"], row["fp32_layout"] = min(nchw, cl), "NCHW" if nchw <= cl else "channels_last"
-                row["fp32_best"] = min(nchw_best, median_time.last_best)
+                cx, cw = tx.contiguous(memory_format=torch.channels_last), tw.contiguous(
+                    memory_format=torch.channels_last)
+                fns["nchw"] = lambda: torch.nn.functional.conv2d(tx, tw, padding=1)
+                fns["cl"] = lambda: torch.nn.functional.conv2d(cx, cw, padding=1)
                 if int8_note is None:
                     try:
-                        row["int8"] = bench_int8(torch, tx, tw, reps)
-                        row["int8_best"] = median_time.last_best
+                        fns["int8"] = int8_conv(torch, tx, tw)
                     except Exception as exc:  # noqa: BLE001
                         int8_note = f"int8 conv failed: {exc}"
+            if torch is not None:
+                with torch.no_grad():
+                    res = interleaved_times(fns, **reps)
+            else:
+                res = interleaved_times(fns, **reps)
+            for order in ORDERS:
+                row[f"horq{order}"], row[f"horq{order}_best"] = res[f"horq{order}"]
+            if torch is not None:
+                (nchw, nchw_best), (cl, cl_best) = res["nchw"], res["cl"]
+                row["fp32"], row["fp32_layout"] = min(nchw, cl), "NCHW" if nchw <= cl else "channels_last"
+                row["fp32_best"] = min(nchw_best, cl_best)
+                if "int8" in res:
+                    row["int8"], row["int8_best"] = res["int8"]
             rows.append(row)
             print(f"conv {name} t={t}: " + ", ".join(f"{k}={v * 1e3:.3f}ms" for k, v in row.items()
                                                     if isinstance(v, float) and not k.endswith("_best")), flush=True)
     return rows, int8_note
 
 
-def bench_int8(torch, tx, tw, reps):
+def int8_conv(torch, tx, tw):
+    """A call running PyTorch's int8 quantized conv (x86 engine) on a pre-quantized input."""
     from torch.ao.nn.quantized import Conv2d as QConv2d
 
     c = tw.shape[0]
@@ -126,12 +157,16 @@ def bench_int8(torch, tx, tw, reps):
     qconv.set_weight_bias(qw, None)
     qconv.scale, qconv.zero_point = float(tx.abs().max()) / 64, 128
     qx = torch.quantize_per_tensor(tx, float(tx.abs().max()) / 127, 128, torch.quint8)
-    with torch.no_grad():
-        return median_time(lambda: qconv(qx), **reps)
+    return lambda: qconv(qx)
 
 
 def cpu_model() -> str:
     return kernels.info()["cpu"]
+
+
+def fmt_load(result, when: str) -> str:
+    load = result.get("loadavg_1_5_15", {}).get(when)
+    return " / ".join(f"{v:.2f}" for v in load) if load else "n/a"
 
 
 def markdown(result) -> str:
@@ -139,6 +174,7 @@ def markdown(result) -> str:
         f"Generated by `.venv/bin/python benchmarks/bench_kernels.py` on {result['date']}.",
         f"CPU: {result['cpu']} ({result['cpu_flags']}); kernel paths available: {', '.join(result['available'])}; "
         f"PyTorch {result['torch']}. Shared 2-core machine: medians of repeated runs, expect noise.",
+        f"Load average (1/5/15 min) before the run: {fmt_load(result, 'before')}; after: {fmt_load(result, 'after')}.",
         "",
         "### bgemm (binary MAC/s = M * K * N / time)",
         "",
@@ -154,7 +190,8 @@ def markdown(result) -> str:
         "",
         "Times in ms; ratio = PyTorch fp32 time / HORQ time (> 1: HORQ is faster). int8: "
         + (result["int8_note"] or "PyTorch quantized Conv2d, x86 engine, on a pre-quantized input.")
-        + " fp32 layout = the faster of NCHW and channels_last by median.",
+        + " fp32 layout = the faster of NCHW and channels_last by median. The contenders of a row are timed"
+        " round-robin (one call each per round), so they share the machine's load.",
     ]
     for title, suffix in (("Medians", ""), ("Fastest run of each measurement (least disturbed by other jobs)", "_best")):
         lines += [
@@ -201,7 +238,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="few repeats, print only (no files written)")
     ap.add_argument("--skip-bgemm", action="store_true")
     args = ap.parse_args(argv)
-    reps = {"min_reps": 3, "min_seconds": 0.05} if args.quick else {"min_reps": 15, "min_seconds": 0.5}
+    reps = {"min_reps": 3, "min_seconds": 0.05} if args.quick else {"min_reps": 20, "min_seconds": 1.0}
+    load_before = os.getloadavg()
     info = kernels.info()
     torch, _ = torch_setup()
     result = {
@@ -216,6 +254,7 @@ def main(argv=None) -> int:
         "conv_path": info["available"][0],
     }
     result["conv"], result["int8_note"] = bench_conv(result["conv_path"], reps)
+    result["loadavg_1_5_15"] = {"before": list(load_before), "after": list(os.getloadavg())}
     table = markdown(result)
     print(table)
     if not args.quick:
