@@ -10,6 +10,9 @@ Example:
     >>> import numpy as np, horq.runtime
     >>> model = horq.runtime.load("model.horq")
     >>> logits = model(np.zeros((8, 3, 32, 32), np.float32))
+
+Threads: :func:`set_num_threads` / :func:`num_threads` set the kernels' and numpy's BLAS thread pools
+together (:mod:`horq.runtime.threads`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 
 from horq import format as hformat
 from horq.runtime import ops as np_ops
+from horq.runtime.threads import num_threads, set_num_threads
 
 BACKENDS = ("auto", "native", "numpy", "reference")
 
@@ -127,4 +131,4 @@ def load(path, *, backend: str = "auto") -> Model:
     return Model(hformat.load(path), backend=backend)
 
 
-__all__ = ["BACKENDS", "Model", "load"]
+__all__ = ["BACKENDS", "Model", "load", "num_threads", "set_num_threads"]

@@ -108,23 +108,28 @@ def bench_model(path, *, batches=(1, 64), threads=(1, 2), repeats=10, warmup=2, 
     try:
         for nt in threads:
             torch.set_num_threads(nt)
-            if model.backend == "native":
-                import horq.kernels
-
-                horq.kernels.set_num_threads(nt)
-            for b in batches:
-                x = rng.standard_normal((b,) + tuple(model.input_shape)).astype(np.float32)
-                xt = torch.from_numpy(x)
-                with torch.inference_mode():
-                    ref = tmod(xt).numpy()
-                    t_torch = _median_seconds(lambda: tmod(xt), repeats, warmup)
-                out = model(x)
-                t_horq = _median_seconds(lambda: model(x), repeats, warmup)
-                rows.append({"batch": b, "threads": nt, "backend": model.backend, "horq_ms": 1e3 * t_horq,
-                             "torch_ms": 1e3 * t_torch, "speedup": t_torch / t_horq,
-                             "argmax_agree": float((out.argmax(1) == ref.argmax(1)).mean()) if out.ndim == 2 else None})
+            with rt.num_threads(nt):  # the kernels and numpy's BLAS, like PyTorch's intra-op pool
+                rows += _bench_threads(model, tmod, nt, batches, rng, repeats, warmup)
     finally:
         torch.set_num_threads(before)
+    return rows
+
+
+def _bench_threads(model, tmod, nt, batches, rng, repeats, warmup) -> list[dict]:
+    import torch
+
+    rows = []
+    for b in batches:
+        x = rng.standard_normal((b,) + tuple(model.input_shape)).astype(np.float32)
+        xt = torch.from_numpy(x)
+        with torch.inference_mode():
+            ref = tmod(xt).numpy()
+            t_torch = _median_seconds(lambda: tmod(xt), repeats, warmup)
+        out = model(x)
+        t_horq = _median_seconds(lambda: model(x), repeats, warmup)
+        rows.append({"batch": b, "threads": nt, "backend": model.backend, "horq_ms": 1e3 * t_horq,
+                     "torch_ms": 1e3 * t_torch, "speedup": t_torch / t_horq,
+                     "argmax_agree": float((out.argmax(1) == ref.argmax(1)).mean()) if out.ndim == 2 else None})
     return rows
 
 

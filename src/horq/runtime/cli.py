@@ -18,7 +18,7 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", metavar="OUT.npy", help="with --input: save the float32 outputs (logits) here")
     p.add_argument("--backend", default="auto", choices=("auto", "native", "numpy", "reference"))
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--threads", type=int, default=None, help="threads of the native kernels")
+    p.add_argument("--threads", type=int, default=None, help="threads of the native kernels and numpy's BLAS")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("bench-model", help="time a .horq model on the native runtime against PyTorch fp32 eval")
@@ -72,10 +72,9 @@ def _run(args) -> int:
 
 
 def _set_threads(model, n: int) -> None:
-    if model.backend == "native":
-        import horq.kernels
+    from horq.runtime.threads import set_num_threads
 
-        horq.kernels.set_num_threads(n)
+    set_num_threads(n)
 
 
 def _bench(args) -> int:

@@ -1,0 +1,72 @@
+"""Thread counts of everything a model runs on: the native kernels and numpy's BLAS.
+
+numpy's matmuls (float conv/linear layers, order-0 binary layers) run on its BLAS library, whose thread
+pool is separate from the kernels'. Left at its default it starts one thread per core even for a
+128x27 by 27x1024 product; on a machine busy with other work those threads wait for each other and the
+product takes 16 ms instead of 0.12 ms (measured on the project's shared 2-core machine). A runtime told
+to use n threads therefore sets both pools. The BLAS pool is set through ``threadpoolctl`` where it is
+installed (it ships with scikit-learn); without it only the kernels are set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+
+def _kernels():
+    try:
+        import horq.kernels as kernels  # noqa: PLC0415 (optional: the extension may be missing)
+    except ImportError:
+        return None
+    return kernels
+
+
+def _check(n) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"number of threads must be an integer >= 1, got {n!r}")
+    return n
+
+
+def set_num_threads(n: int) -> None:
+    """Uses ``n`` threads in the native kernels and in numpy's BLAS from now on (process-wide).
+
+    Raises:
+        ValueError: ``n`` is not an integer >= 1.
+    """
+    _check(n)
+    kernels = _kernels()
+    if kernels is not None:
+        kernels.set_num_threads(n)
+    try:
+        import threadpoolctl  # noqa: PLC0415
+    except ImportError:
+        return
+    threadpoolctl.threadpool_limits(limits=n, user_api="blas")
+
+
+@contextlib.contextmanager
+def num_threads(n: int):
+    """Context manager: ``n`` threads for the kernels and BLAS inside, the previous counts restored after.
+
+    Example:
+        >>> with horq.runtime.num_threads(1):
+        ...     logits = model(x)
+    """
+    _check(n)
+    kernels = _kernels()
+    before = kernels.get_num_threads() if kernels is not None else None
+    limits = contextlib.nullcontext()
+    try:
+        import threadpoolctl  # noqa: PLC0415
+
+        limits = threadpoolctl.threadpool_limits(limits=n, user_api="blas")
+    except ImportError:
+        pass
+    try:
+        with limits:
+            if kernels is not None:
+                kernels.set_num_threads(n)
+            yield
+    finally:
+        if kernels is not None:
+            kernels.set_num_threads(before)

@@ -1,0 +1,32 @@
+"""horq.runtime thread control: the kernels' pool and numpy's BLAS pool move together and are restored."""
+
+from __future__ import annotations
+
+import pytest
+
+import horq.runtime as rt
+
+
+def _blas_threads():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    info = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    if not info:
+        pytest.skip("no BLAS library found by threadpoolctl")
+    return [i["num_threads"] for i in info]
+
+
+def test_num_threads_sets_and_restores_both_pools():
+    kernels = pytest.importorskip("horq.kernels")
+    before_k, before_b = kernels.get_num_threads(), _blas_threads()
+    with rt.num_threads(1):
+        assert kernels.get_num_threads() == 1
+        assert _blas_threads() == [1] * len(before_b)
+    assert kernels.get_num_threads() == before_k and _blas_threads() == before_b
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_thread_counts_are_checked(bad):
+    with pytest.raises(ValueError, match="threads"):
+        rt.set_num_threads(bad)
+    with pytest.raises(ValueError, match="threads"), rt.num_threads(bad):
+        pass
