@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from horq import format as hformat
+from horq.runtime import fuse
 from horq.runtime import ops as np_ops
 from horq.runtime.threads import num_threads, set_num_threads
 
@@ -58,20 +59,16 @@ class Model:
                 reason = f"native backend unavailable ({exc}); fell back to numpy"
         self.backend = "native" if use_native else ("reference" if backend == "reference" else "numpy")
         self.backend_reason = reason
-        self._steps = []
-        last_use = {}
-        for i, node in enumerate(self.graph.nodes):
-            for ref in node.inputs:
-                last_use[ref] = i
-        last_use[self.graph.output] = len(self.graph.nodes)
-        for i, node in enumerate(self.graph.nodes):
+        steps = []
+        for node in self.graph.nodes:
             if node.name in native_ops:
-                fn, params = native_ops[node.name], None
+                fn, params = native_ops[node.name]
             else:
                 dtype = np.float64 if backend == "reference" else np.float32
                 fn, params = np_ops.OPS[node.op], np_ops.prepare(node, hfile.tensors, dtype=dtype)
-            free = tuple(ref for ref in dict.fromkeys(node.inputs) if last_use[ref] == i)
-            self._steps.append((node, fn, params, free))
+            steps.append(fuse.Step(node.name, node.op, fn, node, params, node.inputs))
+        # The reference backend is the oracle: it runs the graph exactly as written.
+        self._steps = fuse.plan(self.graph, steps, fuse=backend != "reference")
 
     def __repr__(self) -> str:
         return (
@@ -101,9 +98,9 @@ class Model:
     def __call__(self, x) -> np.ndarray:
         """Runs the graph on a batch and returns the float32 output ``(N,) + output_shape``."""
         env = {hformat.INPUT: np.ascontiguousarray(self.check_input(x))}
-        for node, fn, params, free in self._steps:
-            env[node.name] = fn(node, params, *(env[r] for r in node.inputs))
-            for ref in free:
+        for step in self._steps:
+            env[step.name] = step.fn(step.node, step.params, *[env[r] for r in step.inputs])
+            for ref in step.free:
                 del env[ref]
         return env[self.graph.output]
 

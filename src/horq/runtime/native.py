@@ -1,14 +1,20 @@
 """Native backend: binary layers run on :mod:`horq.kernels` (the C++ XNOR-popcount core).
 
 Only the binary convolutions and linear layers of order >= 1 go native (the core has no order-0 path:
-binary weights with real inputs is a float matmul); every other op is cheap next to them and runs on
-:mod:`horq.runtime.ops`. :func:`prepare_all` imports the extension lazily, so a missing or unbuilt
-extension surfaces as ImportError for the ``auto`` backend to fall back on.
+binary weights with real inputs is a float matmul); every other op runs on :mod:`horq.runtime.ops`.
+:func:`prepare_all` imports the extension lazily, so a missing or unbuilt extension surfaces as ImportError
+for the ``auto`` backend to fall back on.
+
+A native op's params hold the :class:`horq.kernels.PackedWeights` and the optional epilogue ``bias``,
+``scale``, ``shift`` (float32, per output channel), the same roles as the numpy ops' params, so that
+:mod:`horq.runtime.fuse` can compose a following per-channel affine into either.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+EPILOGUE = ("bias", "scale", "shift")
 
 
 def _kernels():
@@ -20,11 +26,6 @@ def _kernels():
     return kernels
 
 
-def _optional(params, role):
-    arr = params.get(role)
-    return None if arr is None else np.ascontiguousarray(arr, dtype=np.float32)
-
-
 def _alpha(params, cout):
     """The layer's alpha, or ones where the exporter folded it into a later scale (docs/FORMAT.md)."""
     arr = params.get("alpha")
@@ -32,10 +33,10 @@ def _alpha(params, cout):
 
 
 def prepare_all(graph, tensors: dict) -> dict:
-    """Packs every binary node for the kernels.
+    """Packs every binary node of order >= 1 for the kernels.
 
     Returns:
-        ``{node name: fn(node, params, x)}`` for the nodes that run natively.
+        ``{node name: (fn, params)}`` for the nodes that run natively; ``fn(node, params, x)``.
 
     Raises:
         ImportError: if :mod:`horq.kernels` (or its extension) cannot be imported.
@@ -45,32 +46,26 @@ def prepare_all(graph, tensors: dict) -> dict:
     for node in graph.nodes:
         if node.op not in ("binary_conv2d", "binary_linear") or node.attrs["order"] == 0:
             continue
-        params = {role: tensors[name] for role, name in node.tensors.items()}
-        pw = kernels.PackedWeights(
-            np.ascontiguousarray(params["bits"], dtype=np.uint64),
-            _alpha(params, node.attrs["shape"][0]),
+        raw = {role: tensors[name] for role, name in node.tensors.items()}
+        params = {"kernels": kernels, "pw": kernels.PackedWeights(
+            np.ascontiguousarray(raw["bits"], dtype=np.uint64), _alpha(raw, node.attrs["shape"][0]),
             tuple(node.attrs["shape"]),
-        )
-        extra = {role: _optional(params, role) for role in ("bias", "scale", "shift")}
-        if node.op == "binary_conv2d":
-            a = node.attrs
-            out[node.name] = _conv(kernels, pw, a["order"], a["stride"], a["padding"], a["dilation"], extra)
-        else:
-            out[node.name] = _linear(kernels, pw, node.attrs["order"], extra)
+        )}
+        params.update({role: np.ascontiguousarray(raw[role], dtype=np.float32) for role in EPILOGUE if role in raw})
+        out[node.name] = (conv2d if node.op == "binary_conv2d" else linear, params)
     return out
 
 
-def _conv(kernels, pw, order, stride, padding, dilation, extra):
-    def run(node, params, x):
-        return kernels.conv2d(
-            x, pw, order=order, stride=tuple(stride), padding=tuple(padding), dilation=tuple(dilation), **extra
-        )
+def conv2d(node, params, x):
+    a = node.attrs
+    return params["kernels"].conv2d(
+        x, params["pw"], order=a["order"], stride=a["stride"], padding=a["padding"], dilation=a["dilation"],
+        bias=params.get("bias"), scale=params.get("scale"), shift=params.get("shift"),
+    )
 
-    return run
 
-
-def _linear(kernels, pw, order, extra):
-    def run(node, params, x):
-        return kernels.linear(x, pw, order=order, **extra)
-
-    return run
+def linear(node, params, x):
+    return params["kernels"].linear(
+        x, params["pw"], order=node.attrs["order"],
+        bias=params.get("bias"), scale=params.get("scale"), shift=params.get("shift"),
+    )

@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from horq import reference
 from horq.bits import unpack_signs
@@ -44,6 +43,8 @@ def prepare(node, tensors: dict, *, dtype=np.float32) -> dict:
         w = params.pop("weight")
         params["matrix"] = w.reshape(w.shape[0], -1).astype(dtype)
         params["kernel"] = w.shape[2:]
+    elif node.op in ("max_pool2d", "avg_pool2d"):
+        params["taps"] = _tap_slices(node)
     params["dtype"] = np.dtype(dtype)
     return params
 
@@ -51,16 +52,23 @@ def prepare(node, tensors: dict, *, dtype=np.float32) -> dict:
 def im2col32(x, kh, kw, *, stride, padding, dilation):
     """float32 twin of :func:`horq.reference.im2col`, laid out for one GEMM: ``(C*kh*kw, N*OH*OW)``.
 
-    Rows in the reference's ``(c, i, j)`` order; column ``b*P + p`` is position ``p`` of sample ``b``.
+    Rows in the reference's ``(c, i, j)`` order; column ``b*P + p`` is position ``p`` of sample ``b``. Built
+    tap by tap (kh*kw strided copies into one buffer); padding is a zeroed buffer, not ``np.pad``, whose
+    per-call overhead alone was half the cost of a small first layer.
     """
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     n, c, h, w = x.shape
     oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
-    win = sliding_window_view(xp, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(2, 3))
-    win = win[:, :, : sh * (oh - 1) + 1 : sh, : sw * (ow - 1) + 1 : sw, ::dh, ::dw]  # (N, C, OH, OW, kh, kw)
-    cols = np.ascontiguousarray(win.transpose(1, 4, 5, 0, 2, 3), dtype=np.float32)
+    xp = x
+    if ph or pw:
+        xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), np.float32)
+        xp[:, :, ph : ph + h, pw : pw + w] = x
+    xt = xp.transpose(1, 0, 2, 3)  # (C, N, H, W): a view
+    cols = np.empty((c, kh, kw, n, oh, ow), np.float32)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, i, j] = xt[:, :, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw]
     return cols.reshape(c * kh * kw, n * oh * ow)
 
 
@@ -99,7 +107,7 @@ def conv2d(node, params, x):
     order = a.get("order")
     _, oh, ow = node.out_shape
     geometry = {"stride": a["stride"], "padding": a["padding"], "dilation": a["dilation"]}
-    y = np.empty((x.shape[0], w.shape[0], oh, ow), np.float32)
+    y = None
     for sl in _chunks(x.shape[0], w.shape[1] * oh * ow * (2 + (order or 0))):
         nb = sl.stop - sl.start
         if params["dtype"] == np.float64:
@@ -111,6 +119,10 @@ def conv2d(node, params, x):
         # One GEMM per chunk (a broadcast batched matmul over N runs far slower in numpy); the epilogue runs
         # on the (C_out, N*P) product in place, and the transpose is the one copy into the output.
         out = _output_affine(w @ cols, params, (-1, 1))
+        if nb == 1 == x.shape[0]:  # one sample: the product already is the NCHW output
+            return out.reshape(1, w.shape[0], oh, ow)
+        if y is None:
+            y = np.empty((x.shape[0], w.shape[0], oh, ow), np.float32)
         y[sl] = out.reshape(w.shape[0], nb, oh, ow).transpose(1, 0, 2, 3)
     return y
 
@@ -126,14 +138,20 @@ def linear(node, params, x):
     return _output_affine(y, params, (1, -1)).astype(np.float32)
 
 
+def _in_place(params, x):
+    """Where an elementwise op writes: over its input when the runtime's plan allows it (fuse.py)."""
+    return x if params.get("in_place") else None
+
+
 def affine(node, params, x):
     shape = (1, -1) + (1,) * (x.ndim - 2)
-    y = np.multiply(x, params["scale"].reshape(shape), dtype=np.float32)
+    y = np.multiply(x, params["scale"].reshape(shape), out=_in_place(params, x), dtype=np.float32)
     return np.add(y, params["shift"].reshape(shape), out=y)
 
 
-def _taps(xp, node):
-    """The kernel taps of a pool: for each (i, j) the strided view of ``xp`` that tap reads, (N, C, OH, OW).
+def _tap_slices(node):
+    """The kernel taps of a pool: for each (i, j) the index of the strided view of the padded input that tap
+    reads, (N, C, OH, OW). Computed once per node (:func:`prepare`).
 
     Reducing tap by tap over these views is several times faster than reducing a sliding-window view.
     """
@@ -141,47 +159,58 @@ def _taps(xp, node):
     (kh, kw), (sh, sw) = a["kernel"], a["stride"]
     dh, dw = a.get("dilation", (1, 1))
     _, oh, ow = node.out_shape
-    for i in range(kh):
-        for j in range(kw):
-            yield xp[:, :, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw]
+    return [(slice(None), slice(None), slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
+             slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)) for i in range(kh) for j in range(kw)]
 
 
 def _pad(x, node, value):
     ph, pw = node.attrs["padding"]
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value) if ph or pw else x
+    if not (ph or pw):
+        return x
+    n, c, h, w = x.shape
+    xp = np.full((n, c, h + 2 * ph, w + 2 * pw), value, x.dtype)
+    xp[:, :, ph : ph + h, pw : pw + w] = x
+    return xp
 
 
 def max_pool2d(node, params, x):
-    taps = _taps(_pad(x, node, -np.inf), node)
-    out = np.array(next(taps), dtype=np.float32)
-    for t in taps:
-        np.maximum(out, t, out=out)
+    xp = _pad(x, node, -np.inf)
+    taps = params["taps"]
+    if len(taps) == 1:
+        return np.array(xp[taps[0]], dtype=np.float32)
+    out = np.maximum(xp[taps[0]], xp[taps[1]])
+    for t in taps[2:]:
+        np.maximum(out, xp[t], out=out)
     return out
 
 
 def avg_pool2d(node, params, x):
-    taps = _taps(_pad(x, node, 0.0), node)
-    total = np.array(next(taps), dtype=np.float64)
-    for t in taps:
-        total += t
+    xp = _pad(x, node, 0.0)
+    taps = params["taps"]
+    total = np.array(xp[taps[0]], dtype=np.float64)
+    for t in taps[1:]:
+        total += xp[t]
     if node.attrs["count_include_pad"]:
         count = math.prod(node.attrs["kernel"])
     else:
-        ones = _taps(_pad(np.ones((1, 1) + x.shape[2:]), node, 0.0), node)
-        count = sum(ones)
+        ones = _pad(np.ones((1, 1) + x.shape[2:]), node, 0.0)
+        count = sum(ones[t] for t in taps)
     return (total / count).astype(np.float32)
 
 
 def global_avg_pool(node, params, x):
-    return x.astype(np.float64).mean(axis=(2, 3), keepdims=True).astype(np.float32)
+    n, c, h, w = x.shape
+    total = np.add.reduce(x.reshape(n, c, h * w), axis=2, dtype=np.float64)  # float64 sum, like the mean
+    return (total / (h * w)).astype(np.float32).reshape(n, c, 1, 1)
 
 
 def relu(node, params, x):
-    return np.maximum(x, np.float32(0))
+    return np.maximum(x, np.float32(0), out=_in_place(params, x))
 
 
 def hardtanh(node, params, x):
-    return np.clip(x, np.float32(node.attrs["min_val"]), np.float32(node.attrs["max_val"]))
+    lo, hi = np.float32(node.attrs["min_val"]), np.float32(node.attrs["max_val"])
+    return np.clip(x, lo, hi, out=_in_place(params, x))
 
 
 def flatten(node, params, x):
