@@ -81,6 +81,16 @@ def test_parameterless_ops(backend, module, tmp_path):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("module", "in_shape"), [
+    (nn.MaxPool2d(2), (3, 6, 8)), (nn.MaxPool2d(3), (2, 9, 6)), (nn.MaxPool2d((1, 2)), (2, 3, 4)),
+    (nn.MaxPool2d((3, 1)), (2, 6, 5)), (nn.MaxPool2d(1), (2, 3, 3)),
+], ids=repr)
+def test_max_pool_over_exact_tiles(backend, module, in_shape, tmp_path):
+    """Windows that tile the input exactly take the row-then-column path of horq.runtime.ops."""
+    _check(nn.Sequential(module, nn.Flatten()), in_shape, backend, tmp_path)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_batchnorm_folds_and_affines(backend, tmp_path):
     """conv->BN (folded), BN->binary conv (affine node), binary conv->BN (output scale/shift), BN->linear
     (folded), linear->BN1d (folded), and a BN alone (affine)."""
