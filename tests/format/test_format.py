@@ -41,6 +41,21 @@ def test_round_trip(tmp_path):
     assert hf.validate(path).input_shape == (2, 6, 6)
 
 
+def test_alpha_is_optional(tmp_path):
+    """A binary node without alpha (the exporter folded it into a later scale) computes with alpha = 1."""
+    import horq.runtime as rt
+
+    graph, tensors = tiny_model()
+    x = np.random.default_rng(0).standard_normal((3, 2, 6, 6)).astype(np.float32)
+    tensors["fc1.alpha"] = np.ones(3, np.float32)
+    hf.save(tmp_path / "ones.horq", graph, tensors)
+    del tensors["fc1.alpha"], graph["nodes"][-2]["tensors"]["alpha"]
+    hf.save(tmp_path / "none.horq", graph, tensors)
+    for backend in ("reference", "numpy", "auto"):
+        np.testing.assert_array_equal(rt.load(tmp_path / "none.horq", backend=backend)(x),
+                                      rt.load(tmp_path / "ones.horq", backend=backend)(x))
+
+
 def test_golden_bytes():
     data = _build()
     hlen = header_len(data)
