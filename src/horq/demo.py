@@ -92,7 +92,9 @@ def ship(horq_model, fp_model, args, out: Path) -> None:
     with torch.no_grad():
         t_fp = median_seconds(lambda: fp_model(torch.from_numpy(one)), repeats=args.repeats, warmup=5)
         t_torch_horq = median_seconds(lambda: horq_model(torch.from_numpy(one)), repeats=args.repeats, warmup=5)
-    t_rt = median_seconds(lambda: runtime(one), repeats=args.repeats, warmup=5)
+    # Same thread count for both: the runtime's kernels and numpy's BLAS get what torch uses.
+    with horq.runtime.num_threads(torch.get_num_threads()):
+        t_rt = median_seconds(lambda: runtime(one), repeats=args.repeats, warmup=5)
 
     print(f"\nshipped {path} with the torch-free runtime (backend {runtime.backend}: {runtime.backend_reason})")
     print(f"  packed file        {packed / 1024:9.1f} KiB  vs float32 state_dict {fp32 / 1024:.1f} KiB "
@@ -101,4 +103,4 @@ def ship(horq_model, fp_model, args, out: Path) -> None:
           f"   same prediction on {(rt_pred == torch_pred).mean() * 100:.2f}% of {len(y)} test images")
     print(f"  batch-1 latency    runtime {t_rt * 1e3:.3f} ms | PyTorch HORQ-2 eval {t_torch_horq * 1e3:.3f} ms | "
           f"PyTorch fp32 {t_fp * 1e3:.3f} ms (medians of {args.repeats} after warm-up, "
-          f"torch threads {torch.get_num_threads()})")
+          f"{torch.get_num_threads()} thread(s) each)")

@@ -4,13 +4,14 @@ numpy's matmuls (float conv/linear layers, order-0 binary layers) run on its BLA
 pool is separate from the kernels'. Left at its default it starts one thread per core even for a
 128x27 by 27x1024 product; on a machine busy with other work those threads wait for each other and the
 product takes 16 ms instead of 0.12 ms (measured on the project's shared 2-core machine). A runtime told
-to use n threads therefore sets both pools. The BLAS pool is set through ``threadpoolctl`` where it is
-installed (it ships with scikit-learn); without it only the kernels are set.
+to use n threads therefore sets both pools; the BLAS pool through ``threadpoolctl`` (a dependency).
 """
 
 from __future__ import annotations
 
 import contextlib
+
+import threadpoolctl
 
 
 def _kernels():
@@ -37,10 +38,6 @@ def set_num_threads(n: int) -> None:
     kernels = _kernels()
     if kernels is not None:
         kernels.set_num_threads(n)
-    try:
-        import threadpoolctl  # noqa: PLC0415
-    except ImportError:
-        return
     threadpoolctl.threadpool_limits(limits=n, user_api="blas")
 
 
@@ -55,13 +52,7 @@ def num_threads(n: int):
     _check(n)
     kernels = _kernels()
     before = kernels.get_num_threads() if kernels is not None else None
-    limits = contextlib.nullcontext()
-    try:
-        import threadpoolctl  # noqa: PLC0415
-
-        limits = threadpoolctl.threadpool_limits(limits=n, user_api="blas")
-    except ImportError:
-        pass
+    limits = threadpoolctl.threadpool_limits(limits=n, user_api="blas")
     try:
         with limits:
             if kernels is not None:
