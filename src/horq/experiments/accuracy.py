@@ -218,6 +218,7 @@ def plot(result: dict, path: Path) -> None:
     s = result["settings"]
     for ax, name in ((ax_acc, "test accuracy (%)"), (ax_loss, "test loss")):
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
     ax_acc.legend(title="order")
