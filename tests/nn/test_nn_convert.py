@@ -7,15 +7,6 @@ from torch import nn
 from horq.nn import HORQConfig, HORQConv2d, HORQLinear, convert_
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors on a shared 2-core machine: one intra-op thread is faster and does not oversubscribe."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Inner(nn.Module):
     def __init__(self):
         super().__init__()

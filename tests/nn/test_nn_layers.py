@@ -11,15 +11,6 @@ from nn_helpers import near_tie
 from horq.nn import HORQConv2d, HORQLinear
 from horq.nn import layers as layers_mod
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors on a shared 2-core machine: one intra-op thread is faster and does not oversubscribe."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 # float64 layers vs the float64 numpy reference: only summation order differs (a few ulps); random normal data
 # never puts a residual exactly on a sign tie, so the bits agree and the tolerance can be tight.
 TOL = dict(rtol=1e-9, atol=1e-10)

@@ -9,15 +9,6 @@ from horq import reference as ref
 from nn_helpers import near_tie
 from horq.nn import binarize_weights, binary_weight, residual_approx, residual_binarize
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors on a shared 2-core machine: one intra-op thread is faster and does not oversubscribe."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 # float64 everywhere a result is compared with the numpy reference: both then compute the same sums to within
 # a few ulps, and the random data below never puts a residual exactly on a sign tie.
 TOL = dict(rtol=1e-10, atol=1e-12)

@@ -6,15 +6,6 @@ from torch import nn
 
 from horq.nn import MODELS, HORQConfig, HORQConv2d, HORQLinear, build_model, convert_
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors on a shared 2-core machine: one intra-op thread is faster and does not oversubscribe."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 # Modules the exporter supports (docs/DESIGN.md).
 ALLOWED = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.Hardtanh, nn.MaxPool2d, nn.AvgPool2d,
            nn.AdaptiveAvgPool2d, nn.Flatten, nn.Sequential)

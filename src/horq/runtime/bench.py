@@ -8,14 +8,12 @@ is a benchmark, not part of the torch-free runtime.
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import numpy as np
 
 import horq.runtime as rt
 from horq import format as hformat
 from horq.runtime import ops as np_ops
+from horq.timing import median_seconds
 
 
 def torch_module(hfile: hformat.HorqFile):
@@ -79,17 +77,6 @@ def torch_module(hfile: hformat.HorqFile):
     return GraphModule().eval()
 
 
-def _median_seconds(fn, repeats, warmup):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def bench_model(path, *, batches=(1, 64), threads=(1, 2), repeats=10, warmup=2, backend="native") -> list[dict]:
     """Median latency of the horq runtime and of PyTorch fp32 for each batch size and thread count.
 
@@ -124,9 +111,9 @@ def _bench_threads(model, tmod, nt, batches, rng, repeats, warmup) -> list[dict]
         xt = torch.from_numpy(x)
         with torch.inference_mode():
             ref = tmod(xt).numpy()
-            t_torch = _median_seconds(lambda: tmod(xt), repeats, warmup)
+            t_torch = median_seconds(lambda: tmod(xt), repeats=repeats, warmup=warmup)
         out = model(x)
-        t_horq = _median_seconds(lambda: model(x), repeats, warmup)
+        t_horq = median_seconds(lambda: model(x), repeats=repeats, warmup=warmup)
         rows.append({"batch": b, "threads": nt, "backend": model.backend, "horq_ms": 1e3 * t_horq,
                      "torch_ms": 1e3 * t_torch, "speedup": t_torch / t_horq,
                      "argmax_agree": float((out.argmax(1) == ref.argmax(1)).mean()) if out.ndim == 2 else None})
