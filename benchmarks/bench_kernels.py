@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from horq import kernels
+from horq.summary import speedup
+from horq.timing import median_and_best
 
 ROOT = Path(__file__).resolve().parents[1]
 BGEMM_SIZES = [(64, 576, 1024), (256, 2304, 1024), (512, 4608, 196), (1024, 4096, 1024)]
@@ -33,20 +35,6 @@ CONV_SHAPES = {"S1": (64, 32), "S2": (128, 16), "S3": (256, 8), "S4": (256, 32),
 ORDERS = (1, 2, 3)
 THREADS = (1, 2)
 MARK_BEGIN, MARK_END = "<!-- bench:begin -->", "<!-- bench:end -->"
-
-
-def median_time(fn, *, min_reps: int, min_seconds: float) -> float:
-    """Median seconds of repeated runs after one warm-up run; the fastest run goes to median_time.last_best."""
-    fn()  # warm-up (also builds caches such as the conv weight layout)
-    times, start = [], time.perf_counter()
-    while len(times) < min_reps or time.perf_counter() - start < min_seconds:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-        if len(times) >= 200:
-            break
-    median_time.last_best = min(times)
-    return statistics.median(times)
 
 
 def bench_bgemm(paths, reps):
@@ -58,9 +46,9 @@ def bench_bgemm(paths, reps):
         for path in paths:
             for t in THREADS:
                 kernels.set_num_threads(t)
-                sec = median_time(lambda: kernels.bgemm(a, b, k, kernel=path), **reps)
+                sec, best = median_and_best(lambda: kernels.bgemm(a, b, k, kernel=path), **reps)
                 rows.append({"M": m, "K": k, "N": n, "path": path, "threads": t, "seconds": sec,
-                             "gmacs": m * k * n / sec / 1e9, "gmacs_best": m * k * n / median_time.last_best / 1e9})
+                             "gmacs": m * k * n / sec / 1e9, "gmacs_best": m * k * n / best / 1e9})
                 print(f"bgemm {m}x{k}x{n} {path} t={t}: {rows[-1]['gmacs']:.1f} G binary MAC/s", flush=True)
     return rows
 
@@ -214,14 +202,10 @@ def markdown(result) -> str:
         "",
         "HORQ.md cost model for comparison (speedup over a float conv, ignoring the cost of betas and residuals): "
         "S_K = 64 c N_W / (K c N_W + 64 (K + 1)) with N_W = 9: "
-        + "; ".join(f"{name} ({c}ch): " + ", ".join(f"K={k}: {model_speedup(c, 9, k):.1f}x" for k in ORDERS)
+        + "; ".join(f"{name} ({c}ch): " + ", ".join(f"K={k}: {speedup(k, c, 9):.1f}x" for k in ORDERS)
                     for name, (c, _) in CONV_SHAPES.items()) + ".",
     ]
     return "\n".join(lines)
-
-
-def model_speedup(c: int, nw: int, k: int) -> float:
-    return 64 * c * nw / (k * c * nw + 64 * (k + 1))
 
 
 def cpu_flags() -> str:

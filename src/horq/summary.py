@@ -26,7 +26,14 @@ LAYER_OPS = ("conv2d", "binary_conv2d", "linear", "binary_linear")
 
 
 def speedup(order: int, c: int, n_w: int) -> float:
-    """The cost model's speedup ``S_K`` of a binary layer of order ``order >= 1``."""
+    """The cost model's speedup ``S_K`` of a binary layer of order ``order >= 1`` (module docstring).
+
+    Raises:
+        ValueError: unless ``order``, ``c`` and ``n_w`` are positive integers.
+    """
+    for name, v in (("order", order), ("c", c), ("n_w", n_w)):
+        if isinstance(v, bool) or int(v) != v or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
     return WORD_BITS * c * n_w / (order * c * n_w + WORD_BITS * (order + 1))
 
 

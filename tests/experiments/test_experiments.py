@@ -5,7 +5,7 @@ import json
 import pytest
 
 from horq.cli import main
-from horq.experiments.speedup import cost_model_speedup
+from horq.summary import speedup
 
 torch = pytest.importorskip("torch")
 
@@ -20,29 +20,29 @@ torch = pytest.importorskip("torch")
     (1024, 49, 4, 64 * 50176 / (4 * 50176 + 320)),
 ])
 def test_cost_model_hand_values(c, nw, k, expected):
-    assert cost_model_speedup(c, nw, k) == pytest.approx(expected, rel=1e-12)
+    assert speedup(k, c, nw) == pytest.approx(expected, rel=1e-12)
 
 
 def test_cost_model_known_numbers():
-    assert cost_model_speedup(256, 9, 2) == pytest.approx(30.72)
-    assert cost_model_speedup(64, 9, 1) == pytest.approx(52.363636, rel=1e-6)
+    assert speedup(2, 256, 9) == pytest.approx(30.72)
+    assert speedup(1, 64, 9) == pytest.approx(52.363636, rel=1e-6)
     # large layers approach 64 / K (HORQ.md: about 58x / 30x / 20x / 15x for orders 1-4)
     for k, paper in zip((1, 2, 3, 4), (58, 30, 20, 15)):
-        assert cost_model_speedup(512, 9, k) == pytest.approx(paper, rel=0.08)
+        assert speedup(k, 512, 9) == pytest.approx(paper, rel=0.08)
 
 
 def test_cost_model_monotone():
     cs, nws, ks = [16, 32, 64, 128, 256, 512, 1024], [1, 4, 9, 16, 25, 36, 49], [1, 2, 3, 4]
     for nw in nws:
         for k in ks:
-            s = [cost_model_speedup(c, nw, k) for c in cs]
+            s = [speedup(k, c, nw) for c in cs]
             assert all(a < b for a, b in zip(s, s[1:])), (nw, k, s)  # grows with c
     for c in cs:
         for k in ks:
-            s = [cost_model_speedup(c, nw, k) for nw in nws]
+            s = [speedup(k, c, nw) for nw in nws]
             assert all(a < b for a, b in zip(s, s[1:])), (c, k, s)  # grows with N_W
         for nw in nws:
-            s = [cost_model_speedup(c, nw, k) for k in ks]
+            s = [speedup(k, c, nw) for k in ks]
             assert all(a > b for a, b in zip(s, s[1:])), (c, nw, s)  # falls with K
             assert s[0] < 64  # never beyond the word width
 
@@ -50,7 +50,7 @@ def test_cost_model_monotone():
 @pytest.mark.parametrize("bad", [(0, 9, 1), (16, 0, 1), (16, 9, 0), (16.5, 9, 1)])
 def test_cost_model_rejects_bad_args(bad):
     with pytest.raises(ValueError):
-        cost_model_speedup(*bad)
+        speedup(bad[2], bad[0], bad[1])
 
 
 # ---- accuracy experiment end to end -------------------------------------------------------------------------

@@ -12,44 +12,22 @@ Measurement: :func:`horq.kernels.conv2d` (packed weights prepared beforehand; th
 and residuals are timed, as a deployed layer pays them) against ``torch.nn.functional.conv2d`` in float32
 (the faster of NCHW and channels_last), batch 1, ``C_out = C_in``, stride 1, no padding, input
 ``(out_size + k - 1)^2`` so every kernel size gives the same ``out_size^2`` output, one thread for both.
-Times are medians after a warm-up, taken with the benchmark's own timer (benchmarks/bench_kernels.py).
+Times are medians after a warm-up, taken with :func:`horq.timing.median_and_best`.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from horq.experiments.common import command_line, machine_info, machine_line, pyplot, write_json, write_text
+from horq.summary import speedup
+from horq.timing import median_and_best
 
 WORD_BITS = 64
 FULL = {"kernel_sizes": (1, 2, 3, 4, 5, 6, 7), "channels": (16, 32, 64, 128, 256, 512, 1024), "orders": (1, 2, 3, 4)}
 QUICK = {"kernel_sizes": (1, 3, 5, 7), "channels": (16, 64, 256, 512), "orders": (1, 2, 3, 4)}
 FULL_REPS = {"min_reps": 7, "min_seconds": 0.3}
 QUICK_REPS = {"min_reps": 3, "min_seconds": 0.05}
-BENCH_SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "bench_kernels.py"
-
-
-def cost_model_speedup(c: int, nw: int, k: int) -> float:
-    """The paper's speedup of an order-``k`` HORQ convolution over a float one (HORQ.md): see module docstring.
-
-    Raises:
-        ValueError: unless ``c``, ``nw`` and ``k`` are positive integers.
-    """
-    for name, v in (("c", c), ("nw", nw), ("k", k)):
-        if isinstance(v, bool) or int(v) != v or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    return WORD_BITS * c * nw / (k * c * nw + WORD_BITS * (k + 1))
-
-
-def _bench_timer():
-    """``median_time`` from benchmarks/bench_kernels.py (one timer for the project's speed numbers)."""
-    if not BENCH_SCRIPT.is_file():
-        raise FileNotFoundError(f"the speed measurement uses {BENCH_SCRIPT}, which needs a source checkout of horq")
-    spec = importlib.util.spec_from_file_location("horq_bench_kernels", BENCH_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.median_time
 
 
 def measure_conv(c: int, k: int, orders, *, out_size: int = 16, reps=None, seed: int = 0) -> dict:
@@ -64,7 +42,6 @@ def measure_conv(c: int, k: int, orders, *, out_size: int = 16, reps=None, seed:
 
     from horq import kernels
 
-    median_time = _bench_timer()
     reps = reps or FULL_REPS
     rng = np.random.default_rng(seed)
     size = out_size + k - 1
@@ -77,8 +54,7 @@ def measure_conv(c: int, k: int, orders, *, out_size: int = 16, reps=None, seed:
     best = {}
 
     def timed(key, fn):
-        t = median_time(fn, **reps)
-        best[key] = median_time.last_best  # fastest run: the least disturbed by other processes
+        t, best[key] = median_and_best(fn, **reps)  # fastest run: the least disturbed by other processes
         return t
 
     try:
@@ -107,7 +83,7 @@ def run_speedup(*, out, quick: bool = False, kernel_sizes=None, channels=None, o
     rows = []
     for k in kernel_sizes:
         for c in channels:
-            row = {"k": k, "c": c, "model": {o: cost_model_speedup(c, k * k, o) for o in orders}}
+            row = {"k": k, "c": c, "model": {o: speedup(o, c, k * k) for o in orders}}
             if measure:
                 m = measure_conv(c, k, orders, out_size=out_size, reps=QUICK_REPS if quick else FULL_REPS)
                 row.update(fp32_seconds=m["fp32"], fp32_layout=m["fp32_layout"], horq_seconds=m["horq"],
