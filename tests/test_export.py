@@ -58,6 +58,14 @@ def test_top_level_forwarder_and_input_shape(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["m.horq"]
 
 
+def test_zoo_models_carry_their_input_shape(tmp_path):
+    from horq.nn import HORQConfig, build_model, convert_
+
+    model = convert_(build_model("mnist-cnn", in_shape=(1, 12, 12), width=4, hidden=8), HORQConfig(order=2))
+    graph = horq.export(model.eval(), tmp_path / "z.horq")  # no input_shape argument needed
+    assert graph.input_shape == (1, 12, 12)
+
+
 def test_export_is_atomic(tmp_path, monkeypatch):
     from horq.format import container
 

@@ -324,6 +324,8 @@ def _per_feature(alpha, factor, features):
 
 
 def _infer_input_shape(model):
+    if getattr(model, "input_shape", None) is not None:  # set by horq.nn.build_model
+        return tuple(model.input_shape)
     first = model
     while isinstance(first, nn.Sequential) and len(first):
         first = first[0]

@@ -148,7 +148,8 @@ def build_model(name: str, *, in_shape=(1, 28, 28), num_classes: int = 10, **kwa
         **kwargs: architecture options of the builder (e.g. ``width`` for ``cifar-vgg``).
 
     Returns:
-        The model, in training mode.
+        The model, in training mode, with ``model.input_shape = in_shape`` (so :func:`horq.export` needs no
+        ``input_shape``).
 
     Raises:
         ValueError: on an unknown name, a malformed ``in_shape``/``num_classes``, or an input too small.
@@ -160,4 +161,6 @@ def build_model(name: str, *, in_shape=(1, 28, 28), num_classes: int = 10, **kwa
         raise ValueError(f"in_shape must be (C, H, W) with positive sizes, got {in_shape}")
     if int(num_classes) < 1:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
-    return MODELS[name](in_shape, int(num_classes), **kwargs)
+    model = MODELS[name](in_shape, int(num_classes), **kwargs)
+    model.input_shape = in_shape  # per-sample shape, read by horq.export (not part of the state_dict)
+    return model
