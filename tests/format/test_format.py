@@ -31,7 +31,7 @@ def test_round_trip(tmp_path):
     path = tmp_path / "m.horq"
     hf.save(path, graph, tensors)
     f = hf.load(path)
-    assert f.version == hf.FORMAT_VERSION
+    assert f.version == 1  # no float16 tensors: still readable by version-1 readers
     assert f.graph_json == graph
     assert set(f.tensors) == set(tensors)
     for k, v in tensors.items():
@@ -137,7 +137,7 @@ def test_overlapping_offsets():
         hf.parse(len(text).to_bytes(8, "little") + text + data[8 + hlen :])
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [({"version": 2}, "version 2"), ({"version": "1"}, "version"),
+@pytest.mark.parametrize(("kwargs", "match"), [({"version": 3}, "version 3"), ({"version": "1"}, "version"),
                                                ({"fmt": "onnx"}, "not a horq file")])
 def test_wrong_version_or_format(kwargs, match):
     graph, tensors = tiny_model()
@@ -184,9 +184,40 @@ def test_wrong_dtype():
 
 def test_disallowed_dtype():
     graph, tensors = tiny_model()
-    tensors["c1.bias"] = tensors["c1.bias"].astype(np.float16)
-    with pytest.raises(hf.TensorError, match="F16"):  # rejected by the layout check, before the checksum
+    tensors["c1.bias"] = tensors["c1.bias"].astype(np.float64)
+    with pytest.raises(hf.TensorError, match="F64"):  # rejected by the layout check, before the checksum
         hf.parse(raw_file(graph, tensors, sha="0" * 64))
+
+
+def test_float16_storage_of_float_roles(tmp_path):
+    """Every float role may be stored as F16 (the loader keeps the stored dtype; the runtime upcasts); the
+    checksum covers the half-precision bytes; bits stay U64 only."""
+    graph, tensors = tiny_model()
+    half = {k: v.astype(np.float16) if v.dtype == np.float32 else v for k, v in tensors.items()}
+    path = tmp_path / "half.horq"
+    hf.save(path, graph, half)
+    f = hf.load(path)
+    assert f.version == 2
+    assert {k: v.dtype for k, v in f.tensors.items()} == {k: v.dtype for k, v in half.items()}
+    with pytest.raises(hf.VersionError, match="needs format version 2"):  # F16 in a file claiming version 1
+        hf.parse(raw_file(graph, half, version=1))
+    assert hf.parse(raw_file(graph, half, version=2)).version == 2
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01  # the last byte belongs to a float16 tensor's data
+    with pytest.raises(hf.ChecksumError):
+        hf.parse(bytes(data))
+
+    graph, tensors = tiny_model()
+    tensors["c2.bits"] = np.zeros(tensors["c2.bits"].shape, np.float16)
+    with pytest.raises(hf.TensorError, match="dtype F16, the graph needs U64"):
+        hf.parse(raw_file(graph, tensors, version=2))
+
+
+def test_float16_inf_is_rejected():
+    graph, tensors = tiny_model()
+    tensors["c2.scale"] = np.array([1.0, 2.0, np.inf, 1.0], np.float16)
+    with pytest.raises(hf.TensorError, match="c2.scale.*NaN or Inf"):
+        hf.parse(raw_file(graph, tensors, version=2))
 
 
 def test_unknown_op():

@@ -75,6 +75,15 @@ def test_export_summary_run(ckpt, tmp_path, capsys):
     assert main(["run", str(out), "--input", str(tmp_path / "bad.npy")]) == 2
     assert "float32" in capsys.readouterr().err
 
+    # --float16: a smaller file whose accuracy on the digits test set stays within two samples of PyTorch's.
+    half = tmp_path / "digits16.horq"
+    assert main(["export", str(path), "-o", str(half), "--float16"]) == 0
+    capsys.readouterr()
+    assert half.stat().st_size < out.stat().st_size
+    assert main(["run", str(half), "--data", "digits"]) == 0
+    acc = float(re.search(r"accuracy ([\d.]+)%", capsys.readouterr().out).group(1)) / 100
+    assert abs(acc - torch_acc) <= 2 / len(test.y) + 1e-9
+
 
 def test_bench_model(ckpt, tmp_path, capsys):
     path, _ = ckpt

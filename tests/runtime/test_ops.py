@@ -159,6 +159,25 @@ def test_tiny_model_all_backends_agree(tiny):
     assert rt.load(tiny).predict(x, batch_size=2).shape == (5,)
 
 
+@pytest.mark.parametrize("backend", ["reference", "numpy", pytest.param("native", marks=pytest.mark.skipif(
+    not HAS_NATIVE, reason="native extension not built"))])
+def test_float16_storage_runs_as_float32(tmp_path, backend):
+    """Stored as F16, parameters must give exactly the outputs of a float32 file holding the same (rounded)
+    values, on every backend: the runtime upcasts them and nothing else changes."""
+    from horq_files import tiny_model
+
+    from horq import format as hf
+
+    graph, tensors = tiny_model()
+    half = {k: v.astype(np.float16) if v.dtype == np.float32 else v for k, v in tensors.items()}
+    tensors = {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in half.items()}
+    hf.save(tmp_path / "f32.horq", graph, tensors)
+    hf.save(tmp_path / "f16.horq", graph, half)
+    x = np.random.default_rng(0).standard_normal((3, 2, 6, 6)).astype(np.float32)
+    out16 = rt.load(tmp_path / "f16.horq", backend=backend)(x)
+    np.testing.assert_array_equal(out16, rt.load(tmp_path / "f32.horq", backend=backend)(x))
+
+
 def test_unknown_backend(tiny):
     with pytest.raises(ValueError, match="backend"):
         rt.load(tiny, backend="cuda")

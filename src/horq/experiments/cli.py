@@ -65,6 +65,8 @@ def register(sub) -> None:
     st.add_argument("--data", default="mnist", choices=DATASETS, help="gives the input shape and classes")
     st.add_argument("--data-root", default=None)
     st.add_argument("--orders", type=_order_arg, nargs="+", default=[None, 0, 1, 2, 3, 4])
+    st.add_argument("--all-binary", action="store_true",
+                    help="binarize the first and last layers too (default: they stay full precision)")
     st.add_argument("--out", required=True)
     st.set_defaults(func=_storage)
 
@@ -107,6 +109,6 @@ def _storage(args) -> int:
     from horq.experiments.storage import markdown, run_storage
 
     result = run_storage(models=args.model, data=args.data, data_root=args.data_root, orders=args.orders,
-                         out=args.out, argv=args.argv)
+                         all_binary=args.all_binary, out=args.out, argv=args.argv)
     print(markdown(result))
     return 0

@@ -10,7 +10,8 @@ Activations (per sample): a binary layer of order K >= 1 turns each input column
 ``words_for(n)`` words and K float32 betas; the float32 alternative is the unfolded columns (``n`` floats each).
 
 When the packed-format exporter (:func:`horq.nn.export.export`) is importable, each model is also exported
-and the real ``.horq`` file size is reported beside the count.
+and the real ``.horq`` file size is reported beside the count, with float parameters stored as float32 (exact)
+and as float16 (``horq export --float16``).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def count_bytes(model, in_shape) -> dict:
             "act_float32_bytes": act["float"] // BATCH, "act_packed_bytes": act["packed"] // BATCH}
 
 
-def _exported_size(model, in_shape) -> tuple[int | None, str]:
+def _exported_size(model, in_shape, float_dtype="float32") -> tuple[int | None, str]:
     try:
         from horq.nn.export import export
     except ImportError as exc:
@@ -104,15 +105,18 @@ def _exported_size(model, in_shape) -> tuple[int | None, str]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.horq"
         try:
-            export(model.eval(), path, input_shape=tuple(in_shape))
+            export(model.eval(), path, input_shape=tuple(in_shape), float_dtype=float_dtype)
         except Exception as exc:  # noqa: BLE001 - report, do not fail the count
             return None, f"export failed: {type(exc).__name__}: {exc}"
         return path.stat().st_size, "horq.nn.export"
 
 
 def run_storage(*, models, data: str = "mnist", data_root: str | None = None, orders=(None, 0, 1, 2, 3, 4),
-                out, argv=None) -> dict:
-    """Counts (and, where possible, exports) every zoo model at every order; writes JSON and markdown."""
+                all_binary: bool = False, out, argv=None) -> dict:
+    """Counts (and, where possible, exports) every zoo model at every order; writes JSON and markdown.
+
+    ``all_binary`` binarizes the first and last layers too (HORQ.md's default keeps them full precision).
+    """
     from horq.data.registry import DATASETS
     from horq.nn.convert import HORQConfig, convert_
     from horq.nn.zoo import build_model
@@ -127,12 +131,14 @@ def run_storage(*, models, data: str = "mnist", data_root: str | None = None, or
         for order in orders:
             model = copy.deepcopy(base)
             if order is not None:
-                convert_(model, HORQConfig(order=order))
+                convert_(model, HORQConfig(order=order, keep_first_last_fp=not all_binary))
             row = {"model": name, "order": order_key(order), **count_bytes(model, in_shape)}
             row["file_bytes"], row["file_source"] = _exported_size(model, in_shape)
+            row["file16_bytes"], _ = _exported_size(model, in_shape, "float16")
             rows.append(row)
     result = {"command": command_line(argv) if argv is not None else None, "machine": machine_info(),
-              "data": data, "in_shape": list(in_shape), "num_classes": num_classes, "rows": rows}
+              "data": data, "in_shape": list(in_shape), "num_classes": num_classes, "all_binary": all_binary,
+              "rows": rows}
     out = Path(out)
     write_json(out / "storage.json", result)
     write_text(out / "storage.md", markdown(result))
@@ -145,21 +151,29 @@ def markdown(result: dict) -> str:
         "",
         f"Machine: {machine_line(result['machine'])}",
         "",
-        f"Input {tuple(result['in_shape'])}, {result['num_classes']} classes. Weights counted from the bit counts "
+        f"Input {tuple(result['in_shape'])}, {result['num_classes']} classes; "
+        + ("every layer binary" if result.get("all_binary") else "first and last layers full precision")
+        + ". Weights counted from the bit counts "
         "(binary weights: 64-bit words of signs + float32 alpha per output channel; everything else float32, "
         "BatchNorm statistics included). `.horq` file = the size of the file `horq.nn.export` writes (BatchNorm "
-        "folded, plus JSON graph and header), where the exporter ran. Activations: bytes of the binary layers' "
+        "folded, plus JSON graph and header), where the exporter ran, with float parameters in float32 and, "
+        "then in float16 (`horq export --float16`); file ratio = float32 weights / file. Activations: bytes of the binary layers' "
         "input columns for one sample, float32 vs K sign planes + K betas per column.",
         "",
         "| model | order | binary layers | float32 weights (B) | packed weights (B) | ratio | .horq file (B) | "
-        "binary-layer inputs fp32 (B/sample) | packed (B/sample) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "file ratio | .horq float16 (B) | file ratio | binary-layer inputs fp32 (B/sample) | packed (B/sample) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in result["rows"]:
         order = None if r["order"] == "fp" else int(r["order"][1:])
-        f = f"{r['file_bytes']:,}" if r["file_bytes"] is not None else f"n/a ({r['file_source']})"
+        files = []
+        for key in ("file_bytes", "file16_bytes"):
+            size = r.get(key)
+            files.append((f"{size:,}", f"{r['float32_bytes'] / size:.1f}x") if size
+                         else (f"n/a ({r['file_source']})" if key == "file_bytes" else "n/a", "-"))
         lines.append(
             f"| {r['model']} | {order_label(order)} | {len(r['binary_layers'])} | {r['float32_bytes']:,} | "
-            f"{r['packed_bytes']:,} | {r['float32_bytes'] / r['packed_bytes']:.1f}x | {f} | "
+            f"{r['packed_bytes']:,} | {r['float32_bytes'] / r['packed_bytes']:.1f}x | {files[0][0]} | {files[0][1]} | "
+            f"{files[1][0]} | {files[1][1]} | "
             + (f"{r['act_float32_bytes']:,} | {r['act_packed_bytes']:,} |" if r["binary_layers"] else "- | - |"))
     return "\n".join(lines).lstrip("\n")

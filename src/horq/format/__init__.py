@@ -10,6 +10,7 @@ Example:
 from horq.format.container import (
     FORMAT_VERSION,
     MAX_HEADER_BYTES,
+    READ_VERSIONS,
     HorqFile,
     build,
     canonical_json,
@@ -32,8 +33,8 @@ from horq.format.errors import (
 from horq.format.spec import BINARY_OPS, INPUT, OPS, Graph, Node, validate_graph
 
 __all__ = [
-    "FORMAT_VERSION", "MAX_HEADER_BYTES", "HorqFile", "build", "canonical_json", "content_hash", "load",
-    "parse", "save", "validate", "ChecksumError", "GraphError", "HeaderError", "HorqFormatError",
+    "FORMAT_VERSION", "READ_VERSIONS", "MAX_HEADER_BYTES", "HorqFile", "build", "canonical_json", "content_hash",
+    "load", "parse", "save", "validate", "ChecksumError", "GraphError", "HeaderError", "HorqFormatError",
     "TensorError", "TruncatedFileError", "UnknownOpError", "VersionError", "BINARY_OPS", "INPUT", "OPS",
     "Graph", "Node", "validate_graph",
 ]

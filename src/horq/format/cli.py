@@ -10,6 +10,8 @@ def register(sub) -> None:
     p = sub.add_parser("export", help="export a training checkpoint to a packed .horq file")
     p.add_argument("checkpoint", help="checkpoint written by `horq train`")
     p.add_argument("-o", "--output", required=True, help="destination .horq file (written atomically)")
+    p.add_argument("--float16", action="store_true",
+                   help="store float parameters in float16 (smaller file; the runtime still computes in float32)")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("summary", help="per-layer size and cost table of a .horq file or a checkpoint")
@@ -36,7 +38,8 @@ def _export(args) -> int:
     model, ckpt = load_model(args.checkpoint)
     info = {k: ckpt.get(k) for k in ("model_name", "model_kwargs", "config", "epoch")}
     info = {k: v for k, v in info.items() if v is not None and _jsonable(v)}
-    export(model, args.output, input_shape=ckpt["model_kwargs"]["in_shape"], info=info)
+    export(model, args.output, input_shape=ckpt["model_kwargs"]["in_shape"], info=info,
+           float_dtype="float16" if args.float16 else "float32")
     summ = summarize(args.output)
     ratio = f", {summ.compression:.1f}x smaller than the float32 state_dict" if summ.compression else ""
     print(f"wrote {args.output} ({os.path.getsize(args.output):,} bytes{ratio})")

@@ -3,7 +3,10 @@
 The safetensors layout is ``u64 little-endian header length | JSON header | tensor bytes``. The header's
 ``__metadata__`` has exactly one key, ``"horq"``, whose value is canonical JSON (sorted keys, no spaces)::
 
-    {"format": "horq", "version": 1, "sha256": "<hex>", "graph": {...}}
+    {"format": "horq", "version": 1 | 2, "sha256": "<hex>", "graph": {...}}
+
+Version 2 adds one thing, float16 storage of float tensors; a file that holds none is written as version 1,
+so readers of version 1 still read it.
 
 The structure is checked here before the safetensors library sees the bytes, so every defect maps to a
 specific :class:`~horq.format.errors.HorqFormatError` (a library error would be a bare exception).
@@ -29,21 +32,24 @@ from horq.format.errors import (
     TruncatedFileError,
     VersionError,
 )
-from horq.format.spec import BINARY_OPS, F32, MAX_RANK, U64, Graph, validate_graph
+from horq.format.spec import BINARY_OPS, F16, F32, MAX_RANK, U64, Graph, validate_graph
 
 FORMAT_NAME = "horq"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this reader accepts; version 1 files may not hold F16 tensors (docs/FORMAT.md, "Versioning").
+READ_VERSIONS = (1, 2)
 METADATA_KEY = "horq"
 HEADER_LEN_BYTES = 8
 #: Largest JSON header accepted; a graph of thousands of nodes fits in far less. Bounds memory on bad input.
 MAX_HEADER_BYTES = 16 * 1024 * 1024
-_DTYPES = {F32: np.dtype("<f4"), U64: np.dtype("<u8")}
+_DTYPES = {F32: np.dtype("<f4"), F16: np.dtype("<f2"), U64: np.dtype("<u8")}
 _HASH_DOMAIN = b"horq-format-v1\0"
 
 
 @dataclass(frozen=True)
 class HorqFile:
-    """A loaded, validated ``.horq`` file: the graph and its tensors (read-only numpy arrays)."""
+    """A loaded, validated ``.horq`` file: the graph and its tensors (read-only numpy arrays, in their stored
+    dtype: uint64 bits, float32 or float16 parameters)."""
 
     graph: Graph
     graph_json: dict
@@ -80,7 +86,12 @@ def _dtype_name(dtype) -> str:
     for name, dt in _DTYPES.items():
         if np.dtype(dtype) == dt or np.dtype(dtype) == dt.newbyteorder("="):
             return name
-    raise TensorError(f"unsupported tensor dtype {np.dtype(dtype)} (a .horq file holds float32 and uint64 only)")
+    raise TensorError(f"unsupported tensor dtype {np.dtype(dtype)} (a .horq file holds float32, float16 and uint64 only)")
+
+
+def file_version(tensors: dict) -> int:
+    """The lowest version that can hold ``tensors``: 2 if any is float16, else 1."""
+    return 2 if any(_dtype_name(a.dtype) == F16 for a in tensors.values()) else 1
 
 
 def check_tensor_values(graph: Graph, tensors: dict) -> None:
@@ -121,7 +132,7 @@ def build(graph_json: dict, tensors: dict) -> bytes:
     check_tensor_values(graph, arrays)
     meta = {
         "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
+        "version": file_version(arrays),
         "sha256": content_hash(graph_json, arrays),
         "graph": graph_json,
     }
@@ -136,7 +147,8 @@ def save(path, graph_json: dict, tensors: dict) -> None:
     Args:
         path: destination file.
         graph_json: the graph (see :mod:`horq.format.spec`).
-        tensors: ``{name: float32 or uint64 array}``.
+        tensors: ``{name: float32, float16 or uint64 array}``; float16 stores float parameters in half the
+            bytes (the runtime computes in float32 either way).
 
     Raises:
         HorqFormatError: if the graph or tensors are invalid.
@@ -183,8 +195,10 @@ def _parse_metadata(header: dict) -> dict:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
         raise VersionError("not a horq file: metadata 'format' is not 'horq'")
     version = doc.get("version")
-    if version != FORMAT_VERSION or isinstance(version, bool):
-        raise VersionError(f"unsupported format version {version!r}; this horq reads version {FORMAT_VERSION}")
+    if version not in READ_VERSIONS or isinstance(version, bool):
+        raise VersionError(
+            f"unsupported format version {version!r}; this horq reads versions {', '.join(map(str, READ_VERSIONS))}"
+        )
     if not isinstance(doc.get("sha256"), str) or "graph" not in doc:
         raise HeaderError("horq metadata needs 'sha256' and 'graph' entries")
     return doc
@@ -204,7 +218,7 @@ def _tensor_layout(header: dict, data_len: int) -> dict:
             raise HeaderError(f"tensor {name!r}: entry must have exactly dtype, shape, data_offsets")
         dtype, shape, offs = entry["dtype"], entry["shape"], entry["data_offsets"]
         if dtype not in _DTYPES:
-            raise TensorError(f"tensor {name!r}: dtype {dtype!r} is not allowed (F32 and U64 only)")
+            raise TensorError(f"tensor {name!r}: dtype {dtype!r} is not allowed (F32, F16 and U64 only)")
         if not isinstance(shape, list) or len(shape) > MAX_RANK or not all(_is_count(d) for d in shape):
             raise HeaderError(f"tensor {name!r}: bad shape {shape!r}")
         if not isinstance(offs, list) or len(offs) != 2 or not all(_is_count(o) for o in offs):
@@ -238,6 +252,10 @@ def parse(data: bytes) -> HorqFile:
     doc = _parse_metadata(header)
     start = HEADER_LEN_BYTES + hlen
     layout = _tensor_layout(header, len(data) - start)
+    if doc["version"] < 2:
+        half = sorted(name for name, entry in layout.items() if entry[0] == F16)
+        if half:
+            raise VersionError(f"tensor {half[0]!r} is F16, which needs format version 2; the file says version 1")
     tensors = {}
     for name, (dtype, shape, begin, end) in layout.items():
         count = math.prod(shape)

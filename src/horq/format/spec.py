@@ -29,7 +29,9 @@ MAX_RANK = 8
 MAX_DIM = 1 << 31
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.:\-/]{1,200}$")
 
-F32, U64 = "F32", "U64"
+F32, F16, U64 = "F32", "F16", "U64"
+#: Stored dtypes a role declared F32 accepts: float16 storage is upcast to float32 when a model is loaded.
+FLOAT_STORAGE = (F32, F16)
 
 
 @dataclass(frozen=True)
@@ -232,7 +234,7 @@ _BINARY_TENSORS = {
     "bits": (U64, True), "alpha": (F32, False), "bias": (F32, False), "scale": (F32, False), "shift": (F32, False),
 }
 
-#: Every op of format version 1. A plain dict registry; docs/FORMAT.md describes each entry.
+#: Every op of format versions 1 and 2 (2 added no op). A plain dict registry; docs/FORMAT.md describes each entry.
 OPS: dict[str, OpDef] = {
     "conv2d": OpDef(1, {"weight": (F32, True), "bias": (F32, False)}, dict(_GEOMETRY), _infer_conv(False)),
     "binary_conv2d": OpDef(
@@ -377,7 +379,7 @@ def _validate_node(i, raw, shapes, used_tensors, tensor_meta) -> Node:
     if not isinstance(op, str):
         raise GraphError(f"{where}: 'op' must be a string")
     if op not in OPS:
-        raise UnknownOpError(f"{where}: unknown op {op!r} (format version 1 defines: {', '.join(sorted(OPS))})")
+        raise UnknownOpError(f"{where}: unknown op {op!r} (format version 2 defines: {', '.join(sorted(OPS))})")
     opdef = OPS[op]
     where = f"node {i} ({name!r}, {op})"
 
@@ -424,8 +426,9 @@ def _validate_node(i, raw, shapes, used_tensors, tensor_meta) -> Node:
             raise TensorError(f"{where}: tensor {tname!r} is already used by {used_tensors[tname]!r}")
         used_tensors[tname] = name
         got_dtype, got_shape = tensor_meta[tname]
-        if got_dtype != dtype:
-            raise TensorError(f"{where}: tensor {tname!r} ({role}) has dtype {got_dtype}, the graph needs {dtype}")
+        if got_dtype != dtype and not (dtype == F32 and got_dtype in FLOAT_STORAGE):
+            need = "F32 or F16" if dtype == F32 else dtype
+            raise TensorError(f"{where}: tensor {tname!r} ({role}) has dtype {got_dtype}, the graph needs {need}")
         tshapes[role] = tuple(got_shape)
 
     node = {"name": name, "op": op, "inputs": inputs, "attrs": attrs, "tensors": tensors}

@@ -17,6 +17,10 @@ graph node per computing module, in execution order, with the eval-mode semantic
 * ``Dropout`` and ``Identity`` vanish; ReLU, Hardtanh, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1) and
   Flatten map to their ops. Anything else raises :class:`ExportError` naming the module's path and type.
 * Attributes equal to the op's default are left out (the file's header is part of its size).
+
+``float_dtype="float16"`` stores every float tensor (per-channel parameters and full-precision weights) in
+half precision, halving their bytes; the runtime upcasts them and computes in float32. It rounds those
+parameters (relative error <= 2**-11), so logits move slightly: docs/FORMAT.md ("Size") measures it.
 """
 
 from __future__ import annotations
@@ -105,10 +109,25 @@ class _Builder:
         self.nodes.append(node)
         return name
 
-    def finish(self) -> dict:
-        """The tensors as the file stores them: uint64 bits, everything else float32."""
-        return {k: np.ascontiguousarray(v, dtype=np.uint64 if v.dtype == np.uint64 else np.float32)
-                for k, v in self.tensors.items()}
+    def finish(self, float_dtype=np.float32) -> dict:
+        """The tensors as the file stores them: uint64 bits, everything else ``float_dtype``.
+
+        Raises:
+            ExportError: a value too large for float16 (it would become Inf), naming the tensor.
+        """
+        out = {}
+        for k, v in self.tensors.items():
+            if v.dtype == np.uint64:
+                out[k] = np.ascontiguousarray(v)
+                continue
+            v = np.asarray(v, dtype=np.float32)
+            if float_dtype == np.float16 and v.size and np.abs(v).max() > np.finfo(np.float16).max:
+                raise ExportError(
+                    f"tensor {k!r} has values up to {np.abs(v).max():.4g}, beyond float16's range "
+                    f"({np.finfo(np.float16).max:g}); export it with float_dtype='float32'"
+                )
+            out[k] = np.ascontiguousarray(v, dtype=float_dtype)
+        return out
 
 
 #: Attributes the format accepts as one integer for an equal pair.
@@ -334,7 +353,16 @@ def _infer_input_shape(model):
     raise ExportError("cannot infer the input shape of this model; pass input_shape=(C, H, W) or (F,)")
 
 
-def to_graph(model: nn.Module, *, input_shape=None, info: dict | None = None):
+_FLOAT_DTYPES = {"float32": np.float32, "float16": np.float16}
+
+
+def _float_dtype(name):
+    if name not in _FLOAT_DTYPES:
+        raise ValueError(f"float_dtype must be 'float32' or 'float16', got {name!r}")
+    return _FLOAT_DTYPES[name]
+
+
+def to_graph(model: nn.Module, *, input_shape=None, info: dict | None = None, float_dtype: str = "float32"):
     """Builds the ``.horq`` graph and tensors of ``model`` (eval-mode semantics) without writing a file.
 
     Args:
@@ -342,13 +370,17 @@ def to_graph(model: nn.Module, *, input_shape=None, info: dict | None = None):
         input_shape: per-sample input shape ``(C, H, W)`` or ``(F,)``; inferred only when the model starts
             with a Linear layer.
         info: extra provenance stored in the graph's ``info``.
+        float_dtype: ``"float32"`` (default) or ``"float16"``: how float tensors are stored.
 
     Returns:
         ``(graph_json, tensors)`` as :func:`horq.format.save` takes them.
 
     Raises:
-        ExportError: on an unsupported module (naming its path and type) or an uninferable input shape.
+        ExportError: on an unsupported module (naming its path and type), an uninferable input shape, or
+            (float16) a value beyond float16's range.
+        ValueError: an unknown ``float_dtype``.
     """
+    dtype = _float_dtype(float_dtype)
     input_shape = [int(d) for d in (input_shape if input_shape is not None else _infer_input_shape(model))]
     b = _Builder()
     root = [("", model)] if not isinstance(model, nn.Sequential) else _children("", model)
@@ -365,10 +397,11 @@ def to_graph(model: nn.Module, *, input_shape=None, info: dict | None = None):
         **(info or {}),
     }
     graph = {"input": {"shape": input_shape}, "nodes": b.nodes, "output": out, "info": graph_info}
-    return graph, b.finish()
+    return graph, b.finish(dtype)
 
 
-def export(model: nn.Module, path, *, input_shape=None, info: dict | None = None) -> hformat.Graph:
+def export(model: nn.Module, path, *, input_shape=None, info: dict | None = None,
+           float_dtype: str = "float32") -> hformat.Graph:
     """Writes ``model`` as a packed ``.horq`` file, atomically (docs/FORMAT.md).
 
     Args:
@@ -376,21 +409,27 @@ def export(model: nn.Module, path, *, input_shape=None, info: dict | None = None
         path: destination file; replaced atomically.
         input_shape: per-sample input shape (see :func:`to_graph`).
         info: extra provenance stored in the graph's ``info``.
+        float_dtype: ``"float32"`` (default, exact) or ``"float16"`` (smaller file; parameters rounded).
 
     Returns:
         The validated graph that was written.
 
     Raises:
-        ExportError: unsupported module (its path and type are named).
+        ExportError: unsupported module (its path and type are named), or a value beyond float16's range.
+        ValueError: an unknown ``float_dtype``.
         horq.format.HorqFormatError: the graph does not validate (e.g. input shape incompatible with it).
 
     Example:
         >>> horq.export(model, "model.horq", input_shape=(3, 32, 32))
     """
-    graph, tensors = to_graph(model, input_shape=input_shape, info=info)
+    graph, tensors = to_graph(model, input_shape=input_shape, info=info, float_dtype=float_dtype)
     hformat.save(path, graph, tensors)
-    meta = {k: ("U64" if v.dtype == np.uint64 else "F32", v.shape) for k, v in tensors.items()}
-    return hformat.validate_graph(graph, meta)
+    return _validated(graph, tensors)
+
+
+def _validated(graph, tensors) -> hformat.Graph:
+    names = {np.dtype(np.uint64): hspec.U64, np.dtype(np.float32): hspec.F32, np.dtype(np.float16): hspec.F16}
+    return hformat.validate_graph(graph, {k: (names[v.dtype], v.shape) for k, v in tensors.items()})
 
 
 __all__ = ["ExportError", "Residual", "export", "to_graph"]

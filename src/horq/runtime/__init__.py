@@ -27,6 +27,12 @@ from horq.runtime.threads import num_threads, set_num_threads
 BACKENDS = ("auto", "native", "numpy", "reference")
 
 
+def compute_tensors(hfile: hformat.HorqFile) -> dict:
+    """The file's tensors as the ops use them: float16-stored parameters upcast to float32 (every op computes
+    in float32, or float64 on the reference backend); others as stored."""
+    return {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in hfile.tensors.items()}
+
+
 class Model:
     """A loaded packed model: call it on a float32 batch ``(N,) + input_shape``.
 
@@ -45,12 +51,13 @@ class Model:
         self.info = dict(hfile.graph.info)
         self.input_shape = hfile.graph.input_shape
         self.output_shape = hfile.graph.output_shape
+        tensors = compute_tensors(hfile)
         native_ops, reason, use_native = {}, "requested", False
         if backend in ("auto", "native"):
             from horq.runtime import native
 
             try:
-                native_ops = native.prepare_all(self.graph, hfile.tensors)
+                native_ops = native.prepare_all(self.graph, tensors)
                 use_native = True
                 reason = "horq.kernels imported" if backend == "auto" else "requested"
             except ImportError as exc:
@@ -65,7 +72,7 @@ class Model:
                 fn, params = native_ops[node.name]
             else:
                 dtype = np.float64 if backend == "reference" else np.float32
-                fn, params = np_ops.OPS[node.op], np_ops.prepare(node, hfile.tensors, dtype=dtype)
+                fn, params = np_ops.OPS[node.op], np_ops.prepare(node, tensors, dtype=dtype)
             steps.append(fuse.Step(node.name, node.op, fn, node, params, node.inputs))
         # The reference backend is the oracle: it runs the graph exactly as written.
         self._steps = fuse.plan(self.graph, steps, fuse=backend != "reference")
@@ -128,4 +135,4 @@ def load(path, *, backend: str = "auto") -> Model:
     return Model(hformat.load(path), backend=backend)
 
 
-__all__ = ["BACKENDS", "Model", "load", "num_threads", "set_num_threads"]
+__all__ = ["BACKENDS", "Model", "compute_tensors", "load", "num_threads", "set_num_threads"]

@@ -22,8 +22,9 @@ def torch_module(hfile: hformat.HorqFile):
     import torch.nn.functional as F
 
     params = {}
+    tensors = rt.compute_tensors(hfile)
     for node in hfile.graph.nodes:
-        p = np_ops.prepare(node, hfile.tensors, dtype=np.float32)
+        p = np_ops.prepare(node, tensors, dtype=np.float32)
         t = {k: torch.from_numpy(np.array(v)) for k, v in p.items() if isinstance(v, np.ndarray)}
         if "matrix" in t:
             binary = node.op in hformat.BINARY_OPS
