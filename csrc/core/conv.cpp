@@ -8,7 +8,7 @@
 // Order >= 2: H_1 and beta_1 come the same way; H_k (k >= 2) thresholds the residual against the
 // column's own betas, so each column's passes k = 2..K read its taps in place from an NHWC float copy
 // and recompute the residual chain in double per value (quantize_taps in quantize.h) -- still no
-// im2col buffer.
+// im2col buffer. Order 2 has one threshold, beta_1, and runs an exact float32 pass (quantize_taps2).
 // Columns are independent, so both are split over threads in blocks of kColsPerTask.
 #include <algorithm>
 #include <atomic>
@@ -136,7 +136,11 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
       }
       double* betas = q.betas.data() + col * order;
       betas[0] = sum / n;
-      if (order >= 2) kt.quantize_taps(tp, taps, C, order, bits, kwords, betas);
+      if (order == 2) {
+        kt.quantize_taps2(tp, taps, C, bits, kwords, betas);
+      } else if (order > 2) {
+        kt.quantize_taps(tp, taps, C, order, bits, kwords, betas);
+      }
       if (++ox == gl.out_w) {
         ox = 0;
         if (++oy == gl.out_h) oy = 0, ++img;

@@ -7,9 +7,11 @@
 namespace horq {
 namespace {
 
-const KernelTable kGeneric{"generic", bgemm_popcount_generic, quantize_column_generic, quantize_taps_generic};
-const KernelTable kAvx2{"avx2", bgemm_popcount_avx2, quantize_column_avx2, quantize_taps_avx2};
-const KernelTable kAvx512{"avx512", bgemm_popcount_avx512, quantize_column_avx512, quantize_taps_avx512};
+const KernelTable kGeneric{"generic", bgemm_popcount_generic, quantize_column_generic, quantize_taps_generic,
+                           quantize_taps2_generic};
+const KernelTable kAvx2{"avx2", bgemm_popcount_avx2, quantize_column_avx2, quantize_taps_avx2, quantize_taps2_avx2};
+const KernelTable kAvx512{"avx512", bgemm_popcount_avx512, quantize_column_avx512, quantize_taps_avx512,
+                          quantize_taps2_avx2};
 
 bool cpu_has_avx2() {
 #if defined(__x86_64__) || defined(__i386__)

@@ -13,6 +13,7 @@ struct KernelTable {
   bgemm_fn bgemm;
   quantize_fn quantize;
   quantize_taps_fn quantize_taps;
+  quantize_taps2_fn quantize_taps2;  // conv order 2 (float32 pass; the AVX-512 table uses the AVX2 one)
 };
 
 // Every path this library knows, whether or not this CPU can run it.

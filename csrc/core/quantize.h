@@ -7,6 +7,8 @@
 // rounding of beta and r would flip bits near a threshold (a few per million values), which the float64
 // reference (horq.reference) would count as errors. With doubles only exact ties can disagree.
 #pragma once
+#include <cmath>
+
 #include "core/types.h"
 
 namespace horq {
@@ -45,6 +47,31 @@ void quantize_taps_avx2(const float* const* taps, std::size_t ntaps, std::size_t
                         std::size_t ldbits, double* betas);
 void quantize_taps_avx512(const float* const* taps, std::size_t ntaps, std::size_t cg, int order, word_t* bits,
                           std::size_t ldbits, double* betas);
+
+// Order 2 exactly, from the taps, in float32: the same H_2 bits as quantize_taps (exact, see below) and
+// beta_2 summed from float32 terms, each word's partial sum added into double (relative error ~1e-6,
+// against float32 outputs). Only beta_1 is a threshold at order 2: with x a float32 value and a = |x|,
+//     r_1 = x - beta_1 sign(x) < 0   <=>   a < ceil32(beta_1)   if x >= 0 (sign(0) = +1),
+//                                   <=>   a > floor32(beta_1)  if x < 0,
+// where ceil32/floor32 round beta_1 up/down to float32 (Threshold32), so the float compare gives the bit
+// the double chain gives, with no rounding case left over. |r_1| = |a - beta_1| for either sign.
+// betas[0] is read, betas[1] written; row 1 of bits is written.
+using quantize_taps2_fn = void (*)(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits,
+                                   std::size_t ldbits, double* betas);
+
+void quantize_taps2_generic(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits,
+                            std::size_t ldbits, double* betas);
+void quantize_taps2_avx2(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits,
+                         std::size_t ldbits, double* betas);
+
+// beta_1 rounded to float32 three ways: nearest (for |a - beta_1|), up and down (the exact thresholds).
+struct Threshold32 {
+  float nearest, up, down;
+  explicit Threshold32(double b) : nearest(static_cast<float>(b)), up(nearest), down(nearest) {
+    if (static_cast<double>(nearest) < b) up = std::nextafter(nearest, HUGE_VALF);
+    if (static_cast<double>(nearest) > b) down = std::nextafter(nearest, -HUGE_VALF);
+  }
+};
 
 // Shared by the ISA versions: a padding tap's residual chain is the same for every value of the tap.
 // Returns r_{k-1} for x = 0 under betas[0..k-2].

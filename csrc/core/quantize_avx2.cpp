@@ -125,4 +125,56 @@ void quantize_taps_avx2(const float* const* taps, std::size_t ntaps, std::size_t
   }
 }
 
+// 8 floats per step (quantize_taps2 in quantize.h): neg = x < 0, a = |x|, the bit is a > floor32(beta_1)
+// where neg and a < ceil32(beta_1) elsewhere (one blend of the two compares), |a - beta_1| is summed in
+// float lanes over one word (at most 8 steps) and then added into double lanes.
+void quantize_taps2_avx2(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits,
+                         std::size_t ldbits, double* betas) {
+  constexpr std::size_t kLanes = 8;
+  const std::size_t n = ntaps * cg, gw = words_for(cg);
+  const Threshold32 th(betas[0]);
+  const __m256 sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps();
+  const __m256 up = _mm256_set1_ps(th.up), down = _mm256_set1_ps(th.down), nearest = _mm256_set1_ps(th.nearest);
+  word_t* row = bits + ldbits;
+  __m256d acc = _mm256_setzero_pd();
+  double sum = 0.0;
+  for (std::size_t t = 0; t < ntaps; ++t) {
+    word_t* wg = row + t * gw;
+    const float* x = taps[t];
+    if (!x) {  // x = 0: r_1 = -beta_1, negative unless beta_1 = 0
+      fill_padding_words(wg, cg, betas[0] > 0.0);
+      sum += betas[0] * static_cast<double>(cg);
+      continue;
+    }
+    for (std::size_t w = 0; w < gw; ++w) {
+      const std::size_t i0 = w * kWordBits, i1 = i0 + kWordBits < cg ? i0 + kWordBits : cg;
+      word_t word = 0;
+      __m256 part = zero;
+      std::size_t i = i0;
+      for (; i + kLanes <= i1; i += kLanes) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256 a = _mm256_andnot_ps(sign, v);
+        const __m256 neg_r = _mm256_blendv_ps(_mm256_cmp_ps(a, up, _CMP_LT_OQ), _mm256_cmp_ps(a, down, _CMP_GT_OQ),
+                                              _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+        word |= static_cast<word_t>(static_cast<unsigned>(_mm256_movemask_ps(neg_r))) << (i - i0);
+        part = _mm256_add_ps(part, _mm256_andnot_ps(sign, _mm256_sub_ps(a, nearest)));
+      }
+      float tail = 0.0f;
+      for (; i < i1; ++i) {
+        const float v = x[i], a = std::fabs(v);
+        const bool neg_r = v < 0.0f ? a > th.down : a < th.up;
+        word |= static_cast<word_t>(neg_r) << (i - i0);
+        tail += std::fabs(a - th.nearest);
+      }
+      wg[w] = word;
+      acc = _mm256_add_pd(acc, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(part)),
+                                             _mm256_cvtps_pd(_mm256_extractf128_ps(part, 1))));
+      sum += static_cast<double>(tail);
+    }
+  }
+  alignas(32) double lanes[4];
+  _mm256_store_pd(lanes, acc);
+  betas[1] = (sum + (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) / static_cast<double>(n);
+}
+
 }  // namespace horq

@@ -112,4 +112,35 @@ void quantize_taps_generic(const float* const* taps, std::size_t ntaps, std::siz
   }
 }
 
+void quantize_taps2_generic(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits,
+                            std::size_t ldbits, double* betas) {
+  const std::size_t n = ntaps * cg, gw = words_for(cg);
+  const Threshold32 th(betas[0]);
+  word_t* row = bits + ldbits;
+  double sum = 0.0;
+  for (std::size_t t = 0; t < ntaps; ++t) {
+    word_t* wg = row + t * gw;
+    const float* x = taps[t];
+    if (!x) {  // x = 0: r_1 = -beta_1, negative unless beta_1 = 0
+      fill_padding_words(wg, cg, betas[0] > 0.0);
+      sum += betas[0] * static_cast<double>(cg);
+      continue;
+    }
+    for (std::size_t w = 0; w < gw; ++w) {
+      const std::size_t i0 = w * kWordBits, i1 = i0 + kWordBits < cg ? i0 + kWordBits : cg;
+      word_t word = 0;
+      float part = 0.0f;
+      for (std::size_t i = i0; i < i1; ++i) {
+        const float v = x[i], a = std::fabs(v);
+        const bool neg_r = v < 0.0f ? a > th.down : a < th.up;
+        word |= static_cast<word_t>(neg_r) << (i - i0);
+        part += std::fabs(a - th.nearest);
+      }
+      wg[w] = word;
+      sum += static_cast<double>(part);
+    }
+  }
+  betas[1] = sum / static_cast<double>(n);
+}
+
 }  // namespace horq

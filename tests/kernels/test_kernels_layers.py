@@ -1,9 +1,11 @@
 """conv2d / linear against the float64 numpy reference (horq.reference).
 
-Tolerance: the kernels binarize in double precision (same bits as the reference), count exactly in
-integers, and form sum_k beta_k * dot_k * alpha in double; the only real difference is the final rounding
-to float32 (relative 6e-8) and float32 alpha (PackedWeights stores alpha as float32: relative 6e-8). So
-rtol = 1e-5 has two orders of margin, and atol = 1e-5 * max|ref| covers outputs that cancel to near zero.
+Tolerance: the kernels binarize with the reference's bits (in double precision, or for a convolution of
+order 2 in float32 with thresholds rounded outward, which gives the same bits), count exactly in integers,
+and form sum_k beta_k * dot_k * alpha in double; what differs is the final rounding to float32 (relative
+6e-8), float32 alpha (PackedWeights stores alpha as float32: relative 6e-8) and, at conv order 2, beta_2
+summed from float32 terms (relative ~1e-7, at most ~1e-6). So rtol = 1e-5 keeps at least an order of
+margin, and atol = 1e-5 * max|ref| covers outputs that cancel to near zero.
 """
 
 import numpy as np
@@ -67,6 +69,33 @@ def test_conv_matches_reference(path, geom, order):
     got = kernels.conv2d(x, kernels.pack_weights(w), order=order, stride=s, padding=p, dilation=d, bias=bias,
                          kernel=path)
     close(got, reference.horq_conv2d(x, w, bias, order=order, stride=s, padding=p, dilation=d))
+
+
+@pytest.mark.parametrize("channels", [3, 6, 66])
+def test_conv_order2_threshold_ties(path, channels):
+    """Order 2 thresholds |x| against beta_1, which the conv computes in float32 (quantize_taps2 in
+    csrc/core/quantize.h). Every pixel here holds triples of magnitudes {1 + e, 2, 3} with e in
+    {0, +2**-23, -2**-24}: beta_1 of a 1x1 column is then exactly 2, or 2 plus or minus a third of an ulp of 1,
+    which rounds to 2 in float32. |x| = 2 is a tie, or lies on the side of beta_1 that only an outward-rounded
+    threshold gets right (rounded to nearest, 2 < beta_1 would read as 2 < 2); the result must be the
+    reference's, bit for bit (one wrong bit moves an output by 2 * beta_2 * alpha, about 1.3)."""
+    rng = np.random.default_rng(channels)
+    h, w = 4, 5
+    eps = np.array([0.0, 2.0**-23, -(2.0**-24)])[rng.integers(0, 3, (h, w))]
+    mags = np.empty((channels, h, w))
+    for t in range(channels // 3):
+        for y in range(h):
+            for xx in range(w):
+                mags[3 * t : 3 * t + 3, y, xx] = rng.permutation([1.0 + eps[y, xx], 2.0, 3.0])
+    x = (mags * rng.choice([-1.0, 1.0], mags.shape)).astype(np.float32)[None]
+    assert np.array_equal(np.abs(x).astype(np.float64), mags[None])  # every value exact in float32
+    wts = rng.choice([-1.0, 1.0], (5, channels, 1, 1)).astype(np.float32)
+    got = kernels.conv2d(x, kernels.pack_weights(wts), order=2, kernel=path)
+    close(got, reference.horq_conv2d(x, wts, order=2))
+    # The same pixels through a 3x3 kernel with padding: interior columns average nine such pixels.
+    wts3 = rng.choice([-1.0, 1.0], (4, channels, 3, 3)).astype(np.float32)
+    got = kernels.conv2d(x, kernels.pack_weights(wts3), order=2, padding=1, kernel=path)
+    close(got, reference.horq_conv2d(x, wts3, order=2, padding=1))
 
 
 def test_conv_rectangular_args_and_batchnorm_epilogue(path):
