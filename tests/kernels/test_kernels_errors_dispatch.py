@@ -139,3 +139,45 @@ def test_kernels_import_without_torch():
             "y = K.conv2d(np.ones((1, 3, 4, 4), np.float32), pw, order=2, padding=1)\n"
             "assert y.shape == (1, 2, 4, 4) and 'torch' not in [m for m in sys.modules if sys.modules[m]]\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_prepared_layers(path, conv_case, linear_case, monkeypatch):
+    """Conv2dLayer / LinearLayer: the one-shot functions' results, checks at construction and at call, and the
+    kernel path fixed when the layer is built."""
+    x, pw = conv_case
+    rng = np.random.default_rng(2)
+    bias, scale, shift = (rng.standard_normal(4).astype(np.float32) for _ in range(3))
+    layer = kernels.Conv2dLayer(pw, order=2, padding=1, stride=(1, 2), bias=bias, scale=scale, shift=shift,
+                                kernel=path)
+    want = kernels.conv2d(x, pw, order=2, padding=1, stride=(1, 2), bias=bias, scale=scale, shift=shift,
+                          kernel=path)
+    np.testing.assert_array_equal(layer(x), want)
+    np.testing.assert_array_equal(layer(x), want)  # nothing in the layer changes between calls
+    assert layer.kernel == path and layer.output_size(6, 6) == (6, 3)
+    with pytest.raises(ValueError, match="x has 2 channels"):
+        layer(x[:, :2])
+    with pytest.raises(ValueError, match="float32"):
+        layer(x.astype(np.float64))
+    with pytest.raises(ValueError, match="too small"):
+        kernels.Conv2dLayer(pw, order=1, dilation=4, kernel=path)(x)
+    with pytest.raises(ValueError, match=r"bias must have shape \(4,\)"):
+        kernels.Conv2dLayer(pw, order=1, bias=np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="order"):
+        kernels.Conv2dLayer(pw, order=9)
+    with pytest.raises(ValueError, match="4-d weight shape"):
+        kernels.Conv2dLayer(linear_case[1], order=1)
+
+    xl, pwl = linear_case
+    lin = kernels.LinearLayer(pwl, order=3, bias=bias, kernel=path)
+    np.testing.assert_array_equal(lin(xl), kernels.linear(xl, pwl, order=3, bias=bias, kernel=path))
+    with pytest.raises(ValueError, match="x has 9 features"):
+        lin(xl[:, :9])
+    with pytest.raises(ValueError, match="2-d weight shape"):
+        kernels.LinearLayer(pw, order=1)
+
+    fixed = kernels.Conv2dLayer(pw, order=1)
+    monkeypatch.setenv(kernels.KERNEL_ENV, "no-such-path")
+    assert fixed.kernel == _core.available_kernels()[0]
+    fixed(x)  # resolved at construction: the later environment change does not reach it
+    with pytest.raises(ValueError, match="unknown kernel path"):
+        kernels.Conv2dLayer(pw, order=1)

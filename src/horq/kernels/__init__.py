@@ -35,6 +35,8 @@ from horq.reference import MAX_ORDER
 
 __all__ = [
     "KERNEL_ENV",
+    "Conv2dLayer",
+    "LinearLayer",
     "PackedWeights",
     "bgemm",
     "conv2d",
@@ -272,9 +274,79 @@ def _pair(v, name: str, minimum: int):
     return int(t[0]), int(t[1])
 
 
+class Conv2dLayer:
+    """A HORQ convolution prepared once: weights, order, geometry, epilogue and kernel path checked and
+    resolved at construction, so a call only checks ``x`` and runs the core (what :func:`conv2d` does per
+    call costs tens of microseconds, visible on small layers). The kernel path is resolved here: a later
+    change of ``HORQ_KERNEL`` does not affect an existing layer.
+
+    Raises (construction):
+        ValueError: see the module docstring.
+    """
+
+    def __init__(self, pw: PackedWeights, *, order: int, stride=1, padding=0, dilation=1, bias=None, scale=None,
+                 shift=None, kernel: str | None = None):
+        self.order = _check_order(order)
+        if not isinstance(pw, PackedWeights):
+            raise ValueError(f"conv2d: weights must be PackedWeights, got {type(pw).__name__}")
+        if len(pw.shape) != 4:
+            raise ValueError(f"conv2d needs a 4-d weight shape (C_out, C, kh, kw), got {pw.shape}")
+        self.pw = pw
+        self.stride, self.padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
+        self.dilation = _pair(dilation, "dilation", 1)
+        self._coef, self._add = _epilogue(pw, bias, scale, shift)
+        self._wbits = pw.conv_bits()
+        self.kernel = _resolve_kernel(kernel)
+
+    def output_size(self, h: int, w: int) -> tuple[int, int]:
+        """``(OH, OW)`` for an ``h`` x ``w`` input; ValueError when the input is too small."""
+        _, _, kh, kw = self.pw.shape
+        (sh, sw), (ph, pw_), (dh, dw) = self.stride, self.padding, self.dilation
+        oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+        ow = (w + 2 * pw_ - dw * (kw - 1) - 1) // sw + 1
+        if oh < 1 or ow < 1:
+            raise ValueError(f"conv2d: input {h}x{w} is too small for a {kh}x{kw} kernel "
+                             f"(padding {self.padding}, dilation {self.dilation})")
+        return oh, ow
+
+    def __call__(self, x) -> np.ndarray:
+        """float32 ``(N, C_out, OH, OW)`` = ``scale * (horq_conv + bias) + shift`` for ``x`` (N, C, H, W)."""
+        x = _float_input(x, 4, "x", "(N, C, H, W)")
+        _, c, kh, kw = self.pw.shape
+        if x.shape[1] != c:
+            raise ValueError(f"conv2d: x has {x.shape[1]} channels, the weights expect {c}")
+        self.output_size(x.shape[2], x.shape[3])
+        return _core.conv2d(x, self._wbits, self._coef, self._add, kh, kw, self.stride, self.padding,
+                            self.dilation, self.order, self.kernel)
+
+
+class LinearLayer:
+    """A HORQ linear layer prepared once (see :class:`Conv2dLayer`)."""
+
+    def __init__(self, pw: PackedWeights, *, order: int, bias=None, scale=None, shift=None,
+                 kernel: str | None = None):
+        self.order = _check_order(order)
+        if not isinstance(pw, PackedWeights):
+            raise ValueError(f"linear: weights must be PackedWeights, got {type(pw).__name__}")
+        if len(pw.shape) != 2:
+            raise ValueError(f"linear needs a 2-d weight shape (out, in), got {pw.shape}")
+        self.pw = pw
+        self._coef, self._add = _epilogue(pw, bias, scale, shift)
+        self.kernel = _resolve_kernel(kernel)
+
+    def __call__(self, x) -> np.ndarray:
+        """float32 ``(N, out_features)`` = ``scale * (horq_linear + bias) + shift`` for ``x`` (N, in)."""
+        x = _float_input(x, 2, "x", "(N, in_features)")
+        if x.shape[1] != self.pw.shape[1]:
+            raise ValueError(f"linear: x has {x.shape[1]} features, the weights expect {self.pw.shape[1]}")
+        return _core.linear(x, self.pw.bits, self._coef, self._add, self.order, self.kernel)
+
+
 def conv2d(x, pw: PackedWeights, *, order: int, stride=1, padding=0, dilation=1, bias=None, scale=None,
            shift=None, kernel: str | None = None) -> np.ndarray:
     """HORQ convolution (groups = 1) of ``x`` (N, C, H, W) with packed weights (C_out, C, kh, kw).
+
+    For repeated calls with the same weights, :class:`Conv2dLayer` does the checks once.
 
     Returns:
         float32 ``(N, C_out, OH, OW)`` = ``scale * (horq_conv + bias) + shift`` (each term optional).
@@ -282,27 +354,16 @@ def conv2d(x, pw: PackedWeights, *, order: int, stride=1, padding=0, dilation=1,
     Raises:
         ValueError: see the module docstring.
     """
-    order = _check_order(order)
-    if not isinstance(pw, PackedWeights):
-        raise ValueError(f"conv2d: weights must be PackedWeights, got {type(pw).__name__}")
-    wbits = pw.conv_bits()
-    x = _float_input(x, 4, "x", "(N, C, H, W)")
-    _, c, kh, kw = pw.shape
-    if x.shape[1] != c:
-        raise ValueError(f"conv2d: x has {x.shape[1]} channels, the weights expect {c}")
-    s, p, d = _pair(stride, "stride", 1), _pair(padding, "padding", 0), _pair(dilation, "dilation", 1)
-    oh = (x.shape[2] + 2 * p[0] - d[0] * (kh - 1) - 1) // s[0] + 1
-    ow = (x.shape[3] + 2 * p[1] - d[1] * (kw - 1) - 1) // s[1] + 1
-    if oh < 1 or ow < 1:
-        raise ValueError(f"conv2d: input {x.shape[2]}x{x.shape[3]} is too small for a {kh}x{kw} kernel "
-                         f"(padding {p}, dilation {d})")
-    coef, add = _epilogue(pw, bias, scale, shift)
-    return _core.conv2d(x, wbits, coef, add, kh, kw, s, p, d, order, _resolve_kernel(kernel))
+    layer = Conv2dLayer(pw, order=order, stride=stride, padding=padding, dilation=dilation, bias=bias,
+                        scale=scale, shift=shift, kernel=kernel)
+    return layer(x)
 
 
 def linear(x, pw: PackedWeights, *, order: int, bias=None, scale=None, shift=None,
            kernel: str | None = None) -> np.ndarray:
     """HORQ linear layer of ``x`` (N, in_features) with packed weights (out_features, in_features).
+
+    For repeated calls with the same weights, :class:`LinearLayer` does the checks once.
 
     Returns:
         float32 ``(N, out_features)`` = ``scale * (horq_linear + bias) + shift`` (each term optional).
@@ -310,13 +371,4 @@ def linear(x, pw: PackedWeights, *, order: int, bias=None, scale=None, shift=Non
     Raises:
         ValueError: see the module docstring.
     """
-    order = _check_order(order)
-    if not isinstance(pw, PackedWeights):
-        raise ValueError(f"linear: weights must be PackedWeights, got {type(pw).__name__}")
-    if len(pw.shape) != 2:
-        raise ValueError(f"linear needs a 2-d weight shape (out, in), got {pw.shape}")
-    x = _float_input(x, 2, "x", "(N, in_features)")
-    if x.shape[1] != pw.shape[1]:
-        raise ValueError(f"linear: x has {x.shape[1]} features, the weights expect {pw.shape[1]}")
-    coef, add = _epilogue(pw, bias, scale, shift)
-    return _core.linear(x, pw.bits, coef, add, order, _resolve_kernel(kernel))
+    return LinearLayer(pw, order=order, bias=bias, scale=scale, shift=shift, kernel=kernel)(x)

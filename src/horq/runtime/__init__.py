@@ -76,6 +76,8 @@ class Model:
             steps.append(fuse.Step(node.name, node.op, fn, node, params, node.inputs))
         # The reference backend is the oracle: it runs the graph exactly as written.
         self._steps = fuse.plan(self.graph, steps, fuse=backend != "reference")
+        if native_ops:
+            native.finalize(self._steps)
 
     def __repr__(self) -> str:
         return (

@@ -20,7 +20,7 @@ EPILOGUE = ("bias", "scale", "shift")
 def _kernels():
     import horq.kernels as kernels  # noqa: PLC0415 (lazy on purpose: the extension may be missing)
 
-    for name in ("PackedWeights", "conv2d", "linear"):
+    for name in ("PackedWeights", "Conv2dLayer", "LinearLayer"):
         if not hasattr(kernels, name):
             raise ImportError(f"horq.kernels has no {name!r}")
     return kernels
@@ -47,25 +47,30 @@ def prepare_all(graph, tensors: dict) -> dict:
         if node.op not in ("binary_conv2d", "binary_linear") or node.attrs["order"] == 0:
             continue
         raw = {role: tensors[name] for role, name in node.tensors.items()}
-        params = {"kernels": kernels, "pw": kernels.PackedWeights(
+        pw = kernels.PackedWeights(
             np.ascontiguousarray(raw["bits"], dtype=np.uint64), _alpha(raw, node.attrs["shape"][0]),
             tuple(node.attrs["shape"]),
-        )}
-        params.update({role: np.ascontiguousarray(raw[role], dtype=np.float32) for role in EPILOGUE if role in raw})
-        out[node.name] = (conv2d if node.op == "binary_conv2d" else linear, params)
+        )
+        params = {role: np.ascontiguousarray(raw[role], dtype=np.float32) for role in EPILOGUE if role in raw}
+        params.update(kernels=kernels, pw=pw)
+        out[node.name] = (run_layer, params)
     return out
 
 
-def conv2d(node, params, x):
-    a = node.attrs
-    return params["kernels"].conv2d(
-        x, params["pw"], order=a["order"], stride=a["stride"], padding=a["padding"], dilation=a["dilation"],
-        bias=params.get("bias"), scale=params.get("scale"), shift=params.get("shift"),
-    )
+def finalize(steps) -> None:
+    """Builds each native step's prepared kernel layer (checks and epilogue done once), after
+    :func:`horq.runtime.fuse.plan` has folded any later affine into the step's ``scale``/``shift``."""
+    for step in steps:
+        if step.fn is not run_layer:
+            continue
+        p, a = step.params, step.node.attrs
+        epilogue = {role: p.get(role) for role in EPILOGUE}
+        if step.op == "binary_conv2d":
+            p["layer"] = p["kernels"].Conv2dLayer(p["pw"], order=a["order"], stride=a["stride"],
+                                                  padding=a["padding"], dilation=a["dilation"], **epilogue)
+        else:
+            p["layer"] = p["kernels"].LinearLayer(p["pw"], order=a["order"], **epilogue)
 
 
-def linear(node, params, x):
-    return params["kernels"].linear(
-        x, params["pw"], order=node.attrs["order"],
-        bias=params.get("bias"), scale=params.get("scale"), shift=params.get("shift"),
-    )
+def run_layer(node, params, x):
+    return params["layer"](x)
