@@ -103,3 +103,25 @@ def test_cli_errors_are_messages(tmp_path, capsys):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     assert main(["eval", str(tmp_path / "junk.pt")]) == 2
     assert "not a readable horq checkpoint" in capsys.readouterr().err
+
+
+def test_model_args_reach_the_model_checkpoint_and_export(tmp_path, capsys):
+    """--model-arg sets architecture options (here mnist-mlp's hidden width): the trained model has them,
+    the checkpoint rebuilds it, export and resume follow, and an unknown option is a clear error."""
+    out = tmp_path / "run"
+    rc = main(["train", "--model", "mnist-mlp", "--model-arg", "hidden=48", "--data", "digits", "--order", "2",
+               "--epochs", "1", "--limit-train", "128", "--limit-test", "50", "--threads", "1", "--no-progress",
+               "--out", str(out)])
+    assert rc == 0
+    capsys.readouterr()
+    model, ckpt = load_model(out / "last.pt")
+    assert ckpt["model_kwargs"]["hidden"] == 48
+    assert [m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear)][:2] == [48, 48]
+    assert main(["export", str(out / "last.pt"), "-o", str(tmp_path / "m.horq")]) == 0
+    with pytest.raises(ValueError, match="model options"):
+        train(TrainSettings(**TINY, model_args={"hidden": 64}, order=2, epochs=2, out=str(out), resume=True))
+    with pytest.raises(ValueError, match=r"has no option\(s\) \['depth'\].*hidden"):
+        train(TrainSettings(**TINY, model_args={"depth": 3}, order=2, epochs=1, out=str(tmp_path / "x")))
+    with pytest.raises(SystemExit) as exit_info:  # argparse's usage error
+        main(["train", "--model-arg", "hidden", "--out", str(tmp_path / "y")])
+    assert exit_info.value.code == 2 and "KEY=VALUE" in capsys.readouterr().err

@@ -22,12 +22,27 @@ def parse_order(text: str) -> int | None:
     return value
 
 
+def parse_model_arg(text: str):
+    """``KEY=VALUE`` with a number as value (int if it reads as one, else float)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"model option must be KEY=VALUE, got {text!r}")
+    for kind in (int, float):
+        try:
+            return key, kind(raw)
+        except ValueError:
+            pass
+    raise argparse.ArgumentTypeError(f"model option {key!r} needs a number, got {raw!r}")
+
+
 def register(sub) -> None:
     from horq.nn.training import DEVICES, SCHEDULES, TrainSettings
 
     d = TrainSettings()
     p = sub.add_parser("train", help="train a zoo model at full precision or HORQ order K")
     p.add_argument("--model", default=d.model, help="zoo model: mnist-mlp, mnist-cnn, cifar-vgg")
+    p.add_argument("--model-arg", action="append", type=parse_model_arg, default=[], metavar="KEY=VALUE",
+                   help="architecture option of the zoo model, repeatable (e.g. width=0.5, hidden=128)")
     p.add_argument("--data", default=d.data, help="dataset: mnist, fashion-mnist, cifar10, mnist-5k, digits")
     p.add_argument("--data-root", default=None, help="folder with the dataset files (default $HORQ_DATA)")
     p.add_argument("--order", type=parse_order, default=d.order, help="fp, 0 (binary weights), 1 (XNOR), K>=2 (HORQ)")
@@ -65,7 +80,7 @@ def settings_from_args(args):
     from horq.nn.training import TrainSettings
 
     return TrainSettings(
-        model=args.model, data=args.data, data_root=args.data_root, order=args.order, clip=args.clip,
+        model=args.model, model_args=dict(args.model_arg), data=args.data, data_root=args.data_root, order=args.order, clip=args.clip,
         keep_first_last_fp=not args.binary_first_last, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed,
         threads=args.threads, out=args.out, resume=args.resume, init_from=args.init_from,

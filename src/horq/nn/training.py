@@ -16,7 +16,7 @@ import dataclasses
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,7 @@ class TrainSettings:
     """
 
     model: str = "mnist-cnn"
+    model_args: dict = field(default_factory=dict)  # architecture options of the zoo builder (e.g. width)
     data: str = "mnist-5k"
     data_root: str | None = None
     order: int | None = 2
@@ -128,7 +129,7 @@ def build_training_model(settings: TrainSettings, in_shape, num_classes):
     from horq.nn.convert import HORQConfig, convert_
     from horq.nn.zoo import build_model
 
-    model = build_model(settings.model, in_shape=tuple(in_shape), num_classes=num_classes)
+    model = build_model(settings.model, in_shape=tuple(in_shape), num_classes=num_classes, **settings.model_args)
     config = None
     if settings.order is not None:
         config = HORQConfig(order=settings.order, clip=settings.clip, keep_first_last_fp=settings.keep_first_last_fp)
@@ -310,7 +311,8 @@ def _checkpoint(model, optimizer, scheduler, epoch, rows, settings, config, in_s
     return {
         "version": CHECKPOINT_VERSION,
         "model_name": settings.model,
-        "model_kwargs": {"in_shape": [int(s) for s in in_shape], "num_classes": int(num_classes)},
+        "model_kwargs": {**settings.model_args, "in_shape": [int(s) for s in in_shape],
+                         "num_classes": int(num_classes)},
         "config": config.to_dict() if config is not None else None,
         "model": _plain_state_dict(model),
         "optimizer": optimizer.state_dict(),
@@ -346,6 +348,11 @@ def _resume(path: Path, model, optimizer, scheduler, settings: TrainSettings):
         raise ValueError(
             f"--resume: {path} was trained as {ckpt['model_name']!r} order {ckpt['args'].get('order')}, "
             f"not {settings.model!r} order {settings.order}"
+        )
+    if ckpt["args"].get("model_args", {}) != settings.model_args:
+        raise ValueError(
+            f"--resume: {path} was trained with model options {ckpt['args'].get('model_args', {})}, "
+            f"not {settings.model_args}"
         )
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])

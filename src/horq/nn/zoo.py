@@ -12,6 +12,8 @@ on the order it is later converted to, so results at different orders compare th
 
 from __future__ import annotations
 
+import inspect
+
 from collections.abc import Callable
 
 from torch import nn
@@ -152,7 +154,8 @@ def build_model(name: str, *, in_shape=(1, 28, 28), num_classes: int = 10, **kwa
         ``input_shape``).
 
     Raises:
-        ValueError: on an unknown name, a malformed ``in_shape``/``num_classes``, or an input too small.
+        ValueError: on an unknown name or option, a malformed ``in_shape``/``num_classes``, or an input too
+            small.
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS)}")
@@ -161,6 +164,10 @@ def build_model(name: str, *, in_shape=(1, 28, 28), num_classes: int = 10, **kwa
         raise ValueError(f"in_shape must be (C, H, W) with positive sizes, got {in_shape}")
     if int(num_classes) < 1:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
+    allowed = [k for k, prm in inspect.signature(MODELS[name]).parameters.items() if prm.kind == prm.KEYWORD_ONLY]
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ValueError(f"model {name!r} has no option(s) {unknown}; its options: {allowed}")
     model = MODELS[name](in_shape, int(num_classes), **kwargs)
     model.input_shape = in_shape  # per-sample shape, read by horq.export (not part of the state_dict)
     return model
