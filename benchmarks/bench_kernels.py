@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 
 from horq import kernels
 from horq.summary import speedup
-from horq.timing import median_and_best
+from horq.timing import interleaved_times, median_and_best
 
 ROOT = Path(__file__).resolve().parents[1]
 BGEMM_SIZES = [(64, 576, 1024), (256, 2304, 1024), (512, 4608, 196), (1024, 4096, 1024)]
@@ -67,27 +66,6 @@ def torch_setup():
     except Exception as exc:  # noqa: BLE001 - report whatever went wrong
         int8_note = f"quantized engine unavailable: {exc}"
     return torch, int8_note
-
-
-def interleaved_times(fns: dict, *, min_reps: int, min_seconds: float) -> dict:
-    """Median and fastest seconds of each function, timed round-robin (one call of each per round).
-
-    The machine is shared, so its load drifts over seconds; interleaving gives every contender the same
-    load, which makes the ratios between them far steadier than timing one after the other.
-    """
-    for fn in fns.values():
-        fn()  # warm-up (also builds caches such as the conv weight layout)
-    times = {k: [] for k in fns}
-    start = time.perf_counter()
-    while True:
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-        n = len(times[next(iter(fns))])
-        if n >= 200 or (n >= min_reps and time.perf_counter() - start >= min_seconds * len(fns)):
-            break
-    return {k: (statistics.median(v), min(v)) for k, v in times.items()}
 
 
 def bench_conv(path, reps):

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from horq.cli import main
-from horq.timing import median_seconds, run_times
+from horq.timing import interleaved_times, median_seconds, run_times
 
 
 def test_demo_small(tmp_path, capsys):
@@ -32,3 +32,10 @@ def test_timing_helpers():
     assert median_seconds(lambda: None, repeats=3) >= 0
     with pytest.raises(ValueError, match="repeats"):
         run_times(lambda: None, repeats=0)
+    order = []
+    res = interleaved_times({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, min_reps=3,
+                            min_seconds=0.0)
+    assert order == ["a", "b"] * 4  # one warm-up call each, then rounds of one call each
+    assert set(res) == {"a", "b"} and all(0 <= best <= med for med, best in res.values())
+    with pytest.raises(ValueError, match="min_reps"):
+        interleaved_times({"a": lambda: None}, min_reps=0, min_seconds=0.0)

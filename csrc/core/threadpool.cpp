@@ -1,5 +1,6 @@
 // Thread pool behind parallel_for: workers sleep on a condition variable between jobs; a job is a
-// generation number plus an atomic task counter that the caller's thread also drains.
+// generation number plus an atomic task counter that the caller's thread also drains. The caller returns
+// when the tasks are done, without waiting for helpers that had not yet woken up.
 #include "core/threadpool.h"
 
 #include <atomic>
@@ -48,31 +49,46 @@ class Pool {
       for (std::size_t t = 0; t < ntasks; ++t) fn(t);
       return;
     }
-    std::lock_guard<std::mutex> job(job_mu_);
+    std::lock_guard<std::mutex> one_job(job_mu_);
     const std::size_t helpers = workers_.size() < ntasks ? workers_.size() : ntasks - 1;
     if (ntasks <= 1 || helpers == 0) {
       for (std::size_t t = 0; t < ntasks; ++t) fn(t);
       return;
     }
+    Job job{&fn, ntasks};
     {
       std::lock_guard<std::mutex> lk(mu_);
-      fn_ = &fn;
-      ntasks_ = ntasks;
-      next_.store(0);
-      active_ = helpers;
+      job_ = &job;
       helpers_ = helpers;
       ++generation_;
     }
     cv_.notify_all();
-    drain();
+    work(job);
+    // Wait for the tasks, not for the helpers: a helper still waking up when the last task is done finds
+    // no job and goes back to sleep, so a short job costs no thread wake-up latency. Helpers that did take
+    // the job are running; the job (on this stack) is released only after they have let go of it.
     std::unique_lock<std::mutex> lk(mu_);
-    done_cv_.wait(lk, [&] { return active_ == 0; });
-    fn_ = nullptr;
+    done_cv_.wait(lk, [&] { return job.done.load() == ntasks; });
+    job_ = nullptr;
+    done_cv_.wait(lk, [&] { return holders_ == 0; });
   }
 
  private:
-  void drain() {
-    for (std::size_t t = next_.fetch_add(1); t < ntasks_; t = next_.fetch_add(1)) (*fn_)(t);
+  struct Job {
+    const std::function<void(std::size_t)>* fn;
+    std::size_t ntasks;
+    std::atomic<std::size_t> next{0};
+    std::atomic<std::size_t> done{0};
+  };
+
+  void work(Job& job) {
+    for (std::size_t t = job.next.fetch_add(1); t < job.ntasks; t = job.next.fetch_add(1)) {
+      (*job.fn)(t);
+      if (job.done.fetch_add(1) + 1 == job.ntasks) {
+        std::lock_guard<std::mutex> lk(mu_);  // the caller checks `done` under mu_: no lost wake-up
+        done_cv_.notify_all();
+      }
+    }
   }
 
   void worker(std::size_t index) {
@@ -82,11 +98,13 @@ class Pool {
       cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
       if (stop_) return;
       seen = generation_;
-      if (index >= helpers_) continue;
+      if (index >= helpers_ || job_ == nullptr) continue;
+      Job* job = job_;
+      ++holders_;
       lk.unlock();
-      drain();
+      work(*job);
       lk.lock();
-      if (--active_ == 0) done_cv_.notify_one();
+      if (--holders_ == 0) done_cv_.notify_all();
     }
   }
 
@@ -107,10 +125,8 @@ class Pool {
   std::mutex mu_;
   std::condition_variable cv_, done_cv_;
   std::vector<std::thread> workers_;
-  const std::function<void(std::size_t)>* fn_ = nullptr;
-  std::size_t ntasks_ = 0;
-  std::atomic<std::size_t> next_{0};
-  std::size_t active_ = 0;
+  Job* job_ = nullptr;        // the running job, or none
+  std::size_t holders_ = 0;  // workers inside job_ right now
   std::size_t helpers_ = 0;  // only the first helpers_ workers join a job (few tasks wake few threads)
   std::uint64_t generation_ = 0;
   bool stop_ = false;

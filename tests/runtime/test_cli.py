@@ -93,12 +93,18 @@ def test_bench_model(ckpt, tmp_path, capsys):
     assert main(["bench-model", str(out), "--batch", "1", "4", "--threads", "1", "--repeats", "2",
                  "--warmup", "1", "--backend", "auto"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:2] == ["batch", "threads"] and len(lines) == 5
+    assert lines[0].split()[:2] == ["batch", "threads"] and len(lines) == 4  # header, two rows, note
+    assert [line.split()[:2] for line in lines[1:3]] == [["1", "1"], ["4", "1"]]
+
+    from horq.runtime.bench import format_bench
 
     from horq.runtime.bench import bench_model, torch_module
 
     (row,) = bench_model(out, batches=(3,), threads=(1,), repeats=1, warmup=0, backend="numpy")
     assert row["batch"] == 3 and row["backend"] == "numpy" and row["horq_ms"] > 0 and row["torch_ms"] > 0
+    assert 0 < row["horq_best_ms"] <= row["horq_ms"] and 0 < row["torch_best_ms"] <= row["torch_ms"]
+    md = format_bench([row], markdown=True).splitlines()
+    assert md[0].startswith("| batch | threads |") and md[2].startswith("| 3 | 1 |") and md[2].endswith("| numpy |")
     # The PyTorch twin computes the float network alpha*sign(W) (inputs not quantized): same shapes, and on an
     # order-0 file (real inputs) the same numbers.
     import horq.format as hf

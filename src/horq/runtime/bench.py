@@ -13,7 +13,7 @@ import numpy as np
 import horq.runtime as rt
 from horq import format as hformat
 from horq.runtime import ops as np_ops
-from horq.timing import median_seconds
+from horq.timing import interleaved_times
 
 
 def torch_module(hfile: hformat.HorqFile):
@@ -78,12 +78,17 @@ def torch_module(hfile: hformat.HorqFile):
     return GraphModule().eval()
 
 
-def bench_model(path, *, batches=(1, 64), threads=(1, 2), repeats=10, warmup=2, backend="native") -> list[dict]:
-    """Median latency of the horq runtime and of PyTorch fp32 for each batch size and thread count.
+def bench_model(path, *, batches=(1, 64), threads=(1, 2), repeats=10, warmup=2, backend="native",
+                min_seconds: float = 0.0) -> list[dict]:
+    """Latency of the horq runtime and of PyTorch fp32 for each batch size and thread count.
+
+    The two run round-robin (one call of each per round, after ``warmup`` untimed calls each), so they share
+    the machine's load; at least ``repeats`` rounds and ``min_seconds`` per contender.
 
     Returns:
-        One dict per configuration: ``batch``, ``threads``, ``horq_ms``, ``torch_ms``, ``speedup``,
-        ``backend``.
+        One dict per configuration: ``batch``, ``threads``, ``backend``, ``horq_ms`` and ``torch_ms``
+        (medians), ``horq_best_ms`` and ``torch_best_ms`` (fastest runs), ``speedup`` (of the medians),
+        ``argmax_agree``.
     """
     import torch
 
@@ -97,13 +102,13 @@ def bench_model(path, *, batches=(1, 64), threads=(1, 2), repeats=10, warmup=2, 
         for nt in threads:
             torch.set_num_threads(nt)
             with rt.num_threads(nt):  # the kernels and numpy's BLAS, like PyTorch's intra-op pool
-                rows += _bench_threads(model, tmod, nt, batches, rng, repeats, warmup)
+                rows += _bench_threads(model, tmod, nt, batches, rng, repeats, warmup, min_seconds)
     finally:
         torch.set_num_threads(before)
     return rows
 
 
-def _bench_threads(model, tmod, nt, batches, rng, repeats, warmup) -> list[dict]:
+def _bench_threads(model, tmod, nt, batches, rng, repeats, warmup, min_seconds) -> list[dict]:
     import torch
 
     rows = []
@@ -112,21 +117,37 @@ def _bench_threads(model, tmod, nt, batches, rng, repeats, warmup) -> list[dict]
         xt = torch.from_numpy(x)
         with torch.inference_mode():
             ref = tmod(xt).numpy()
-            t_torch = median_seconds(lambda: tmod(xt), repeats=repeats, warmup=warmup)
-        out = model(x)
-        t_horq = median_seconds(lambda: model(x), repeats=repeats, warmup=warmup)
+            out = model(x)
+            for _ in range(warmup):
+                tmod(xt), model(x)
+            res = interleaved_times({"horq": lambda: model(x), "torch": lambda: tmod(xt)},
+                                    min_reps=repeats, min_seconds=min_seconds)
+        (t_horq, b_horq), (t_torch, b_torch) = res["horq"], res["torch"]
         rows.append({"batch": b, "threads": nt, "backend": model.backend, "horq_ms": 1e3 * t_horq,
-                     "torch_ms": 1e3 * t_torch, "speedup": t_torch / t_horq,
+                     "torch_ms": 1e3 * t_torch, "horq_best_ms": 1e3 * b_horq, "torch_best_ms": 1e3 * b_torch,
+                     "speedup": t_torch / t_horq,
                      "argmax_agree": float((out.argmax(1) == ref.argmax(1)).mean()) if out.ndim == 2 else None})
     return rows
 
 
-def format_bench(rows) -> str:
-    lines = [f"{'batch':>5} {'threads':>7} {'horq ms':>10} {'torch fp32 ms':>14} {'speedup':>8} {'argmax':>7}  backend"]
+def format_bench(rows, *, markdown: bool = False) -> str:
+    """The rows of :func:`bench_model` as a text table (``horq bench-model``) or a markdown table."""
+    head = ["batch", "threads", "horq ms", "torch fp32 ms", "speedup", "horq fastest ms", "torch fastest ms",
+            "fastest ratio", "argmax", "backend"]
+    body = []
     for r in rows:
         agree = "-" if r["argmax_agree"] is None else f"{r['argmax_agree']:.0%}"
-        lines.append(f"{r['batch']:>5} {r['threads']:>7} {r['horq_ms']:>10.2f} {r['torch_ms']:>14.2f} "
-                     f"{r['speedup']:>7.2f}x {agree:>7}  {r['backend']}")
-    lines.append("medians after warm-up; PyTorch runs the same graph with float weights alpha*sign(W) (and so does\n"
-                 "not quantize inputs: 'argmax' is how often its classes agree with the packed model's)")
-    return "\n".join(lines)
+        body.append([str(r["batch"]), str(r["threads"]), f"{r['horq_ms']:.2f}", f"{r['torch_ms']:.2f}",
+                     f"{r['speedup']:.2f}x", f"{r['horq_best_ms']:.2f}", f"{r['torch_best_ms']:.2f}",
+                     f"{r['torch_best_ms'] / r['horq_best_ms']:.2f}x", agree, r["backend"]])
+    note = ("medians (and fastest runs) of round-robin calls after warm-up; PyTorch runs the same graph with float "
+            "weights alpha*sign(W) (so it does not quantize inputs: 'argmax' is how often its classes agree with "
+            "the packed model's)")
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + " ---: |" * (len(head) - 1) + " --- |"]
+        lines += ["| " + " | ".join(row) + " |" for row in body]
+        return "\n".join(lines + ["", note.capitalize() + "."])
+    widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(head)]
+    lines = [" ".join(h.rjust(w) for h, w in zip(head, widths))]
+    lines += [" ".join(c.rjust(w) for c, w in zip(row, widths)) for row in body]
+    return "\n".join(lines + [note])
