@@ -76,7 +76,7 @@ NB_MODULE(_core, m) {
         const std::size_t rows = bits.shape(0), taps = kh * kw;
         require(bits.shape(1) == horq::words_for(channels * taps), "bits do not match channels * kh * kw");
         horq::word_t* out;
-        auto arr = make_array<horq::word_t>({rows, taps * horq::words_for(channels)}, &out);
+        auto arr = make_array<horq::word_t>({rows, horq::conv_words(channels, taps)}, &out);
         horq::relayout_conv_weights(bits.data(), rows, channels, kh, kw, out);
         return arr;
       },
@@ -138,7 +138,7 @@ NB_MODULE(_core, m) {
         g.out_w = static_cast<std::size_t>(ew) / g.sw + 1;
         const std::size_t m = wbits.shape(0);
         check_n(g.channels * kh * kw);
-        require(wbits.shape(1) == kh * kw * horq::words_for(g.channels), "weights are not in the conv layout");
+        require(wbits.shape(1) == horq::conv_words(g.channels, kh * kw), "weights are not in the conv layout");
         require(coef.shape(0) == m && add.shape(0) == m, "epilogue length != output channels");
         require(g.batch >= 1 && m >= 1, "empty batch or weights");
         const auto& kt = horq::kernel_table(kernel);

@@ -23,6 +23,16 @@ namespace horq {
 namespace {
 
 constexpr std::size_t kColsPerTask = 32;
+
+// ORs the first `nbits` bits of src (whose bits beyond nbits are zero) into dst at bit offset `off`.
+inline void or_bits(word_t* __restrict dst, std::size_t off, const word_t* __restrict src, std::size_t nbits) {
+  for (std::size_t w = 0; w * kWordBits < nbits; ++w) {
+    const std::size_t pos = off + w * kWordBits, sh = pos % kWordBits;
+    const std::size_t len = nbits - w * kWordBits < kWordBits ? nbits - w * kWordBits : kWordBits;
+    dst[pos / kWordBits] |= src[w] << sh;
+    if (sh != 0 && sh + len > kWordBits) dst[pos / kWordBits + 1] |= src[w] >> (kWordBits - sh);
+  }
+}
 // float exponent bits: all ones exactly for NaN and +-Inf.
 constexpr std::uint32_t kExpMask = 0x7f800000u;
 
@@ -49,7 +59,8 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
   QuantizedColumns q;
   q.ncols = g.batch * ppi;
   q.n = C * taps;
-  q.kw = taps * gw;
+  const bool compact = conv_compact(C, taps);
+  q.kw = conv_words(C, taps);
   q.order = order;
   q.bits.assign(q.ncols * order * q.kw, 0);
   q.betas.assign(q.ncols * order, 0.0);
@@ -98,6 +109,10 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
     thread_local std::vector<const float*> tap_ptrs;
     if (tap_ptrs.size() < taps) tap_ptrs.resize(taps);
     const float** tp = tap_ptrs.data();
+    // Compact layout: the grouped planes of one column are built here, then packed bit by bit.
+    thread_local std::vector<word_t> grouped;
+    const std::size_t glen = taps * gw;
+    if (compact && grouped.size() < static_cast<std::size_t>(order) * glen) grouped.resize(order * glen);
     // Locals, so the loops below keep them in registers (the vectors' storage could alias otherwise).
     const word_t* pb = pix_bits.data();
     const double* ps = pix_sum.data();
@@ -109,7 +124,13 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
     const ConvGeometry gl = g;  // a local copy, for the same reason
     std::size_t img = col0 / ppi, oy = (col0 % ppi) / gl.out_w, ox = col0 % gl.out_w;
     for (std::size_t col = col0; col < j1; ++col) {
-      word_t* bits = q.bits.data() + col * order * kwords;
+      word_t* const out_bits = q.bits.data() + col * order * kwords;
+      word_t* bits = out_bits;
+      std::size_t ld = kwords;
+      if (compact) {
+        bits = grouped.data(), ld = glen;
+        std::fill_n(bits, glen, word_t{0});  // row 0 (H_1): padding taps stay zero
+      }
       const long iy0 = static_cast<long>(oy * gl.sh) - static_cast<long>(gl.ph);
       const long ix0 = static_cast<long>(ox * gl.sw) - static_cast<long>(gl.pw);
       double sum = 0.0;
@@ -137,9 +158,14 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
       double* betas = q.betas.data() + col * order;
       betas[0] = sum / n;
       if (order == 2) {
-        kt.quantize_taps2(tp, taps, C, bits, kwords, betas);
+        kt.quantize_taps2(tp, taps, C, bits, ld, betas);
       } else if (order > 2) {
-        kt.quantize_taps(tp, taps, C, order, bits, kwords, betas);
+        kt.quantize_taps(tp, taps, C, order, bits, ld, betas);
+      }
+      if (compact) {
+        for (int k = 0; k < order; ++k)
+          for (std::size_t tap_i = 0; tap_i < taps; ++tap_i)
+            or_bits(out_bits + k * kwords, tap_i * Cl, bits + k * ld + tap_i * gwl, Cl);
       }
       if (++ox == gl.out_w) {
         ox = 0;
@@ -153,15 +179,17 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
 void relayout_conv_weights(const word_t* bits, std::size_t m, std::size_t channels, std::size_t kh,
                            std::size_t kw, word_t* out) {
   const std::size_t taps = kh * kw, n = channels * taps, in_words = words_for(n), gw = words_for(channels);
+  const bool compact = conv_compact(channels, taps);
+  const std::size_t row_words = conv_words(channels, taps);
   for (std::size_t o = 0; o < m; ++o) {
     const word_t* src = bits + o * in_words;
-    word_t* dst = out + o * taps * gw;
-    std::fill(dst, dst + taps * gw, word_t{0});
+    word_t* dst = out + o * row_words;
+    std::fill(dst, dst + row_words, word_t{0});
     for (std::size_t c = 0; c < channels; ++c)
       for (std::size_t t = 0; t < taps; ++t) {
-        const std::size_t i = c * taps + t;
+        const std::size_t i = c * taps + t, j = compact ? t * channels + c : t * gw * kWordBits + c;
         const word_t bit = (src[i / kWordBits] >> (i % kWordBits)) & 1u;
-        dst[t * gw + c / kWordBits] |= bit << (c % kWordBits);
+        dst[j / kWordBits] |= bit << (j % kWordBits);
       }
   }
 }

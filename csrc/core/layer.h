@@ -41,12 +41,24 @@ struct ConvGeometry {
   std::size_t batch, channels, height, width, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w;
 };
 
-// Unfolds x (NCHW) into receptive fields, channel-major per pixel: a column is kh*kw pixel groups of C
-// values (zero padding included), quantized as in quantize.h. Throws std::invalid_argument on NaN/Inf.
+// The conv layout of a column (and of a weight row): its n = C*kh*kw bits in (i, j, c) order, either
+//   grouped:  per tap a group of words_for(C) words holding the C channel bits (the pixel's packed word(s)
+//             copied whole: cheap to build, exact when C is a multiple of 64), or
+//   compact:  bit t*C + c of one contiguous run of words_for(n) words, used when grouping would waste
+//             words (C = 3 over a 3x3 kernel: 1 word instead of 9; C = 32: 5 instead of 9).
+// Unused bits are zero in both operands either way, so the popcounts are the same.
+inline bool conv_compact(std::size_t channels, std::size_t taps) {
+  return channels % kWordBits != 0 && words_for(channels * taps) < taps * words_for(channels);
+}
+inline std::size_t conv_words(std::size_t channels, std::size_t taps) {
+  return conv_compact(channels, taps) ? words_for(channels * taps) : taps * words_for(channels);
+}
+
+// Unfolds x (NCHW) into receptive fields in the conv layout (zero padding included), quantized as in
+// quantize.h. Throws std::invalid_argument on NaN/Inf.
 QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, const ConvGeometry& g, int order);
 
-// PackedWeights bits in (c, i, j) order -> the conv layout above: per tap (i, j) a group of
-// words_for(C) words holding the C channel bits.
+// PackedWeights bits in (c, i, j) order -> the conv layout above (conv_words(C, kh*kw) words per row).
 void relayout_conv_weights(const word_t* bits, std::size_t m, std::size_t channels, std::size_t kh,
                            std::size_t kw, word_t* out);
 

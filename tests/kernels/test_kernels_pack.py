@@ -26,15 +26,20 @@ def test_native_pack_signs_matches_python():
     np.testing.assert_array_equal(_core.pack_signs(x), bits.pack_signs(x))
 
 
-@pytest.mark.parametrize("c,kh,kw", [(1, 1, 1), (3, 3, 3), (65, 3, 3), (7, 1, 5), (128, 2, 2)])
-def test_conv_relayout_groups_channels_per_tap(c, kh, kw):
+@pytest.mark.parametrize("c,kh,kw,compact", [(1, 1, 1, False), (3, 3, 3, True), (32, 3, 3, True),
+                                              (57, 3, 3, False), (65, 3, 3, True), (7, 1, 5, True),
+                                              (128, 2, 2, False), (64, 3, 3, False)])
+def test_conv_relayout(c, kh, kw, compact):
+    """The conv layout of csrc/core/layer.h: signs in (i, j, c) order, either grouped (per tap, the C channel
+    signs in words_for(C) words) or, where grouping wastes words, compact (one run of C*kh*kw bits)."""
     rng = np.random.default_rng(c)
     w = rng.standard_normal((4, c, kh, kw)).astype(np.float32)
     pw = kernels.pack_weights(w)
-    # Expected layout: for each tap (i, j), the C channel signs packed into words_for(C) words.
-    per_tap = w.transpose(0, 2, 3, 1).reshape(4, kh * kw, c)
-    expect = bits.pack_signs(per_tap).reshape(4, -1)
-    np.testing.assert_array_equal(pw.conv_bits(), expect)
+    ijc = w.transpose(0, 2, 3, 1)
+    grouped = bits.pack_signs(ijc.reshape(4, kh * kw, c)).reshape(4, -1)
+    packed = bits.pack_signs(ijc.reshape(4, -1))
+    assert (packed.shape[1] < grouped.shape[1]) == compact  # compact exactly when it saves words
+    np.testing.assert_array_equal(pw.conv_bits(), packed if compact else grouped)
 
 
 def test_packed_weights_validation():
