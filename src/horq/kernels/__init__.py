@@ -274,6 +274,15 @@ def _pair(v, name: str, minimum: int):
     return int(t[0]), int(t[1])
 
 
+def _check_weights(pw, op: str, shape_doc: str) -> PackedWeights:
+    if not isinstance(pw, PackedWeights):
+        raise ValueError(f"{op}: weights must be PackedWeights, got {type(pw).__name__}")
+    ndim = shape_doc.count(",") + 1
+    if len(pw.shape) != ndim:
+        raise ValueError(f"{op} needs a {ndim}-d weight shape {shape_doc}, got {pw.shape}")
+    return pw
+
+
 class Conv2dLayer:
     """A HORQ convolution prepared once: weights, order, geometry, epilogue and kernel path checked and
     resolved at construction, so a call only checks ``x`` and runs the core (what :func:`conv2d` does per
@@ -287,11 +296,7 @@ class Conv2dLayer:
     def __init__(self, pw: PackedWeights, *, order: int, stride=1, padding=0, dilation=1, bias=None, scale=None,
                  shift=None, kernel: str | None = None):
         self.order = _check_order(order)
-        if not isinstance(pw, PackedWeights):
-            raise ValueError(f"conv2d: weights must be PackedWeights, got {type(pw).__name__}")
-        if len(pw.shape) != 4:
-            raise ValueError(f"conv2d needs a 4-d weight shape (C_out, C, kh, kw), got {pw.shape}")
-        self.pw = pw
+        self.pw = _check_weights(pw, "conv2d", "(C_out, C, kh, kw)")
         self.stride, self.padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
         self.dilation = _pair(dilation, "dilation", 1)
         self._coef, self._add = _epilogue(pw, bias, scale, shift)
@@ -326,11 +331,7 @@ class LinearLayer:
     def __init__(self, pw: PackedWeights, *, order: int, bias=None, scale=None, shift=None,
                  kernel: str | None = None):
         self.order = _check_order(order)
-        if not isinstance(pw, PackedWeights):
-            raise ValueError(f"linear: weights must be PackedWeights, got {type(pw).__name__}")
-        if len(pw.shape) != 2:
-            raise ValueError(f"linear needs a 2-d weight shape (out, in), got {pw.shape}")
-        self.pw = pw
+        self.pw = _check_weights(pw, "linear", "(out, in)")
         self._coef, self._add = _epilogue(pw, bias, scale, shift)
         self.kernel = _resolve_kernel(kernel)
 
