@@ -20,7 +20,7 @@ COMMANDS = {
     "export": "horq.format.cli",
     "summary": "horq.format.cli",
     "run": "horq.runtime.cli",
-    "bench-model": "horq.runtime.cli",
+    "bench": "horq.runtime.cli",
 }
 
 

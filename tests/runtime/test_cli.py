@@ -1,4 +1,4 @@
-"""horq export / summary / run / bench-model on a small checkpoint trained on the bundled digits data."""
+"""horq export / summary / run / bench model on a small checkpoint trained on the bundled digits data."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def test_bench_model(ckpt, tmp_path, capsys):
     out = tmp_path / "digits.horq"
     assert main(["export", str(path), "-o", str(out)]) == 0
     capsys.readouterr()
-    assert main(["bench-model", str(out), "--batch", "1", "4", "--threads", "1", "--repeats", "2",
+    assert main(["bench", "model", str(out), "--batch", "1", "4", "--threads", "1", "--repeats", "2",
                  "--warmup", "1", "--backend", "auto"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:2] == ["batch", "threads"] and len(lines) == 4  # header, two rows, note

@@ -1,4 +1,4 @@
-"""``horq bench-model``: a packed model on the horq runtime against the same network in PyTorch fp32.
+"""``horq bench model``: a packed model on the horq runtime against the same network in PyTorch fp32.
 
 The PyTorch network is rebuilt from the file's graph (:func:`torch_module`): every layer, binary ones
 included, becomes a float32 ``F.conv2d``/``F.linear`` with the effective weights ``alpha * sign(W)``,
@@ -131,7 +131,7 @@ def _bench_threads(model, tmod, nt, batches, rng, repeats, warmup, min_seconds) 
 
 
 def format_bench(rows, *, markdown: bool = False) -> str:
-    """The rows of :func:`bench_model` as a text table (``horq bench-model``) or a markdown table."""
+    """The rows of :func:`bench_model` as a text table (``horq bench model``) or a markdown table."""
     head = ["batch", "threads", "horq ms", "torch fp32 ms", "speedup", "horq fastest ms", "torch fastest ms",
             "fastest ratio", "argmax", "backend"]
     body = []

@@ -1,4 +1,4 @@
-"""``horq run`` (accuracy on a dataset, or predictions for an array) and ``horq bench-model``."""
+"""``horq run`` (accuracy on a dataset, or predictions for an array) and ``horq bench model|kernels``."""
 
 from __future__ import annotations
 
@@ -21,7 +21,17 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=None, help="threads of the native kernels and numpy's BLAS")
     p.set_defaults(func=_run)
 
-    p = sub.add_parser("bench-model", help="time a .horq model on the native runtime against PyTorch fp32 eval")
+    bench = sub.add_parser("bench", help="benchmarks: a .horq model, or the native kernels")
+    bsub = bench.add_subparsers(dest="what", metavar="WHAT")
+    bsub.required = True
+    k = bsub.add_parser("kernels", help="binary GEMM and HORQ conv layers against PyTorch fp32 and int8")
+    k.add_argument("--quick", action="store_true", help="few repeats")
+    k.add_argument("--skip-bgemm", action="store_true")
+    k.add_argument("--json", default=None, help="write the results as JSON here")
+    k.add_argument("--doc", default=None,
+                   help="markdown file whose '<!-- bench:begin -->' ... '<!-- bench:end -->' section gets the tables")
+    k.set_defaults(func=_bench_kernels)
+    p = bsub.add_parser("model", help="time a .horq model on the runtime against PyTorch fp32 on the same graph")
     p.add_argument("model", help=".horq file")
     p.add_argument("--batch", type=int, nargs="+", default=[1, 64], help="batch sizes (default: 1 64)")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default: 1 2)")
@@ -83,4 +93,11 @@ def _bench(args) -> int:
     rows = bench_model(args.model, batches=args.batch, threads=args.threads, repeats=args.repeats,
                        warmup=args.warmup, backend=args.backend)
     print(format_bench(rows))
+    return 0
+
+
+def _bench_kernels(args) -> int:
+    from horq.kernels.bench import run
+
+    run(quick=args.quick, skip_bgemm=args.skip_bgemm, json_path=args.json, doc_path=args.doc)
     return 0
