@@ -36,7 +36,8 @@ def prepare_all(graph, tensors: dict) -> dict:
     """Packs every binary node of order >= 1 for the kernels.
 
     Returns:
-        ``{node name: (fn, params)}`` for the nodes that run natively; ``fn(node, params, x)``.
+        ``{node name: (fn, params)}`` for the nodes that run natively; ``fn(node, params, x)`` once
+        :func:`finalize` has built the layers (after fusion may have changed ``scale``/``shift``).
 
     Raises:
         ImportError: if :mod:`horq.kernels` (or its extension) cannot be imported.
