@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
+    if len(argv) >= 2 and argv[0] == "bench" and argv[1].endswith(".horq"):
+        argv.insert(1, "model")  # `horq bench model.horq` is `horq bench model model.horq`
     args = parser.parse_args(argv)
     args.argv = argv
     try:

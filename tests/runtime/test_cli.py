@@ -95,6 +95,8 @@ def test_bench_model(ckpt, tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:2] == ["batch", "threads"] and len(lines) == 4  # header, two rows, note
     assert [line.split()[:2] for line in lines[1:3]] == [["1", "1"], ["4", "1"]]
+    assert main(["bench", str(out), "--batch", "2", "--threads", "1", "--repeats", "1", "--warmup", "0"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[:2] == ["2", "1"]  # `horq bench FILE.horq` works too
 
     from horq.runtime.bench import format_bench
 
