@@ -13,10 +13,11 @@ SKIP_REASONS = {
 
 
 @pytest.fixture(params=list(_core.known_kernels()))
-def path(request):
+def path(request, record_kernel_path):
     name = request.param
     if name not in _core.available_kernels():
         pytest.skip(SKIP_REASONS.get(name, f"{name} is not available on this CPU"))
+    record_kernel_path(name)
     return name
 
 

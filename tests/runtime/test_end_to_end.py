@@ -1,8 +1,14 @@
 """End to end: PyTorch eval vs the packed numpy runtime vs the packed native runtime, on every zoo model,
-with BatchNorm made non-trivial by a few training steps and the orders None/0/1/2/3 mixed across layers."""
+with non-trivial BatchNorm and the orders None/0/1/2/3 mixed across layers.
+
+Machine-independent by construction (tests/agreement.py): parameters and inputs come from numpy's generator,
+the truth is float64 (PyTorch in float64 and the runtime's float64 reference backend), and float32 results are
+bounded by what float32 arithmetic allows.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 
 import numpy as np
@@ -11,6 +17,7 @@ import torch
 from torch import nn
 
 import horq.runtime as rt
+from agreement import assert_close_to_exact, fixed_weights_, inputs, relative_errors, torch_float64
 from horq.nn import HORQConfig, build_model, convert_
 from horq.nn.export import export
 
@@ -27,26 +34,18 @@ CASES = {
     "mnist-cnn": ("mnist-cnn", (1, 28, 28), {"width": 8, "hidden": 64}, [None, 3, 1, 0, 2]),
     "cifar-vgg": ("cifar-vgg", (3, 16, 16), {"width": 0.25}, [None, 2, 3, 1, 0, 2, None]),
 }
+# Fraction of samples with no quantization flip on their path (tests/agreement.py), per float32 backend.
+# Measured on these fixed models with every kernel path and with OpenBLAS forced to other CPU types: the
+# lowest rate was 98.7% (cifar-vgg, numpy); the bar leaves room for a machine that flips more.
+MIN_CLOSE = 0.9
 
 
-def _trained(name, in_shape, kwargs, orders, seed=0):
-    torch.manual_seed(seed)
+def _model(name, in_shape, kwargs, orders, seed=0):
     model = build_model(name, in_shape=in_shape, num_classes=10, **kwargs)
     layers = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     overrides = {n: orders[i % len(orders)] for i, n in enumerate(layers)}
     convert_(model, HORQConfig(order=2, overrides=overrides))
-    # A few steps on a learnable synthetic task: BatchNorm statistics and affine parameters move away from
-    # their identity initialization, and the logits get margins like a trained model's.
-    proj = torch.randn(int(np.prod(in_shape)), 10)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(8):
-        x = torch.randn(32, *in_shape)
-        loss = nn.functional.cross_entropy(model(x), (x.flatten(1) @ proj).argmax(1))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval(), overrides
+    return fixed_weights_(model, seed).eval(), overrides
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -61,79 +60,60 @@ def _one_torch_thread():
 @pytest.fixture(scope="module", params=sorted(CASES))
 def case(request, tmp_path_factory):
     name, in_shape, kwargs, orders = CASES[request.param]
-    model, overrides = _trained(name, in_shape, kwargs, orders)
+    model, overrides = _model(name, in_shape, kwargs, orders)
     path = tmp_path_factory.mktemp(request.param) / "m.horq"
     export(model, path, input_shape=in_shape)
     export(model, path.with_name("m16.horq"), input_shape=in_shape, float_dtype="float16")
-    x = torch.randn(N_INPUTS, *in_shape, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        logits = torch.cat([model(x[i : i + 250]) for i in range(0, N_INPUTS, 250)]).numpy()
-    return request.param, path, x.numpy(), logits, overrides
+    x = inputs(in_shape, N_INPUTS, seed=1)
+    exact = rt.load(path, backend="reference")(x)
+    return request.param, path, x, exact, model
+
+
+def test_torch_float64_matches_reference(case):
+    """PyTorch's eval-mode model and the packed file's float64 reference compute the same function.
+
+    Both are float64, so rounding between machines cannot flip a bit; they differ only because the file holds
+    float32 parameters (BatchNorm folded in float64 and rounded once on export), a relative change of ~6e-8
+    that flips a quantization bit now and then (the same flips on every machine)."""
+    label, path, x, exact, model = case
+    ref = torch_float64(model, x)
+    err = relative_errors(ref, exact)
+    assert np.median(err) <= 1e-6, f"{label}: median relative logit error {np.median(err):.3g}"
+    assert err.max() <= 0.1 and (ref.argmax(1) == exact.argmax(1)).mean() >= 0.999, label
 
 
 @pytest.mark.parametrize("backend", ["numpy", NATIVE])
-def test_runtime_matches_torch(case, backend):
-    label, path, x, ref, overrides = case
-    model = rt.load(path, backend=backend)
-    assert model.backend == backend
-    out = np.concatenate([model(x[i : i + 250]) for i in range(0, len(x), 250)])
-    assert out.shape == ref.shape and out.dtype == np.float32
-    agree = (out.argmax(1) == ref.argmax(1)).mean()
-    assert agree >= 0.999, f"{label}/{backend}: argmax agrees on {agree:.2%} of {len(x)} inputs"
-    # Tolerance. The arithmetic is the same; what differs is float32 summation order (PyTorch's matmul,
-    # numpy's, the kernels' popcounts and double-precision betas), about 1e-6 relative per layer. A binary
-    # layer of order >= 2 thresholds |r| against a column's beta, so a value within that rounding of the
-    # threshold can take the other sign; one such flip moves the outputs of its column by
-    # 2 * alpha * beta_k (a few percent of one activation) and then propagates. Flips are rare, so: most
-    # samples (no flip on their path) must match to float32 rounding of the logits, and every sample must
-    # stay within a tenth of the logit scale. Measured (1000 inputs): median error 1e-7 to 1e-6 of the scale,
-    # 97-100% of samples within 1e-5, worst 1e-2 to 6e-2 (a flip in an early convolution).
-    scale = float(np.abs(ref).max())
-    err = np.abs(out - ref).max(axis=1) / scale
-    assert np.median(err) <= 1e-5, f"{label}/{backend}: median relative logit error {np.median(err):.3g}"
-    close = (err <= 1e-5).mean()
-    assert close >= 0.97, f"{label}/{backend}: only {close:.1%} of samples match to rounding"
-    assert err.max() <= 0.1, f"{label}/{backend}: worst relative logit error {err.max():.3g}"
+def test_runtime_matches_exact(case, backend):
+    label, path, x, exact, model = case
+    m = rt.load(path, backend=backend)
+    assert m.backend == backend
+    out = np.concatenate([m(x[i : i + 250]) for i in range(0, len(x), 250)])
+    assert out.shape == exact.shape and out.dtype == np.float32
+    assert_close_to_exact(out, exact, f"{label}/{backend}", min_close=MIN_CLOSE)
 
 
 def test_float16_export(case):
     """``float_dtype="float16"`` stores the float32 export's float tensors rounded to half precision, nothing
-    else, and the model stays close to PyTorch's.
-
-    It is not exact: rounding a parameter (relative error <= 2**-11) moves pre-activations by about 1e-3 of
-    their scale, and a binary layer then flips the sign of inputs that close to zero or to a beta threshold,
-    which moves later outputs by a few percent. On these briefly trained models (1000 random inputs; small
-    logit margins) argmax agreement measured 96.6-100% and the median relative logit error 1e-4 to 1.6e-2;
-    docs/FORMAT.md measures accuracy on real test data.
-    """
+    else: the file's tensors are exactly those roundings, and the runtime computes on it exactly what it
+    computes on the float32 file with its parameters so rounded. (The accuracy cost of the rounding is
+    measured on trained models and real data in docs/FORMAT.md, not here.)"""
     from horq import format as hf
 
-    label, path, x, ref, overrides = case
+    label, path, x, exact, model = case
     f32, f16 = hf.load(path), hf.load(path.with_name("m16.horq"))
     assert f32.graph_json["nodes"] == f16.graph_json["nodes"]
+    rounded = {}
     for name, arr in f32.tensors.items():
         half = f16.tensors[name]
         if arr.dtype == np.uint64:
             assert np.array_equal(half, arr)
         else:
             assert half.dtype == np.float16 and np.array_equal(half, arr.astype(np.float16)), name
-    out = rt.load(path.with_name("m16.horq"))(x)
-    agree = (out.argmax(1) == ref.argmax(1)).mean()
-    assert agree >= 0.95, f"{label}: float16 export agrees with torch on {agree:.1%}"
-    err = np.abs(out - ref).max(axis=1) / float(np.abs(ref).max())
-    assert np.median(err) <= 0.05 and err.max() <= 0.25, f"{label}: logit errors {np.median(err):.3g}, {err.max():.3g}"
-
-
-@pytest.mark.parametrize("backend", ["numpy", NATIVE])
-def test_fast_paths_match_reference(case, backend):
-    """The float32 numpy path and the native kernels against the float64 horq.reference path."""
-    label, path, x, ref, overrides = case
-    exact = rt.load(path, backend="reference")(x[:16])
-    out = rt.load(path, backend=backend)(x[:16])
-    assert (out.argmax(1) == exact.argmax(1)).all()
-    # Same flip argument as above, on 16 samples: rounding-level agreement except where a flip occurred.
-    np.testing.assert_allclose(out, exact, rtol=0, atol=0.1 * float(np.abs(exact).max()))
-    assert np.median(np.abs(out - exact)) <= 1e-5 * float(np.abs(exact).max())
+        rounded[name] = half.astype(np.float32) if half.dtype == np.float16 else half
+    for backend in ("numpy", "native") if HAS_NATIVE else ("numpy",):
+        out16 = rt.load(path.with_name("m16.horq"), backend=backend)(x[:200])
+        out32 = rt.Model(dataclasses.replace(f32, tensors=rounded), backend=backend)(x[:200])
+        assert np.array_equal(out16, out32), f"{label}/{backend}"
 
 
 def test_auto_backend_reports_itself(case):
