@@ -97,7 +97,9 @@ def test_huge_finite_inputs_are_fine(path, linear_case):
 def test_info_and_selector(monkeypatch, linear_case):
     info = kernels.info()
     assert info["available"] == list(_core.available_kernels())
-    assert info["available"][-1] == "generic" and set(info["known"]) == {"avx512", "avx2", "generic"}
+    assert info["available"][-1] == "generic" and set(info["available"]) <= set(info["known"])
+    # x86 builds have every path; other targets (aarch64, ...) build the generic one alone (issue 12).
+    assert set(info["known"]) in ({"avx512", "avx2", "generic"}, {"generic"})
     assert info["in_use"] == info["available"][0]
     assert info["threads"] == kernels.get_num_threads() >= 1
     x, pw = linear_case

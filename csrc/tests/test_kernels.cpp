@@ -1,0 +1,491 @@
+// Every kernel path this build has -- the generic one on any target, AVX2 / AVX-512 where compiled and
+// runnable -- against scalar references written here from the definitions (types.h: the bit convention;
+// quantize.h: the residual recursion; layer.h: the layer epilogue), on the awkward sizes of STYLE.md.
+// Plain C++ on the public headers of csrc/core, no Python: tests/kernels/test_portable_build.py builds it
+// natively and cross-compiled for aarch64 (run under qemu), where it is the only test of the library.
+//
+//   horq_test_kernels [PATH ...]     (default: every path available_kernels() lists)
+//
+// Prints one line per failed case (the first kMaxReported) and a summary per path; the last line is
+// "N passed, M failed" and the exit status is 1 if anything failed.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/bitpack.h"
+#include "core/dispatch.h"
+#include "core/layer.h"
+#include "core/threadpool.h"
+
+namespace {
+
+using horq::KernelTable;
+using horq::word_t;
+using horq::words_for;
+
+const std::size_t kSizes[] = {1, 3, 31, 32, 33, 63, 64, 65, 511, 512, 513};
+const int kOrders[] = {1, 2, 3, 4};
+constexpr int kMaxReported = 40;
+// Fills output space a kernel must not write.
+constexpr word_t kSentinelWord = 0xa5a5a5a5a5a5a5a5ull;
+constexpr double kSentinelBeta = -12345.0;
+constexpr std::int32_t kSentinelCount = -7;
+// Betas are float64 means summed in another order than the reference: a few ulps apart.
+constexpr double kBetaRtol = 1e-12;
+// quantize_taps2 sums beta_2 from float32 terms, each word's (<= 64 terms) partial sum in float32:
+// relative error <= ~64 * 2^-24 = 4e-6 (quantize.h), so 1e-5.
+constexpr double kBeta2Rtol32 = 1e-5;
+// Layer outputs are float32 (relative 6e-8) of double sums whose order-2 conv beta_2 carries the 4e-6 above:
+// 1e-5 of the largest reference output keeps a margin and covers outputs that cancel to near zero.
+constexpr double kLayerRtol = 1e-5;
+
+int g_passed = 0, g_failed = 0;
+
+// One case: `error` is empty when it passed.
+void record(const std::string& path, const std::string& what, const std::string& error) {
+  if (error.empty()) {
+    ++g_passed;
+    return;
+  }
+  if (++g_failed <= kMaxReported) std::printf("FAIL [%s] %s: %s\n", path.c_str(), what.c_str(), error.c_str());
+}
+
+std::string fmt(const char* f, double a, double b) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, f, a, b);
+  return buf;
+}
+
+// splitmix64: fixed seed, the same stream on every target (std distributions are not specified bit-exactly).
+struct Rng {
+  std::uint64_t s;
+  std::uint64_t next() {
+    std::uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
+  // Mostly uniform in [-2, 2); one value in 16 is an exact zero (sign(0) = +1).
+  float value() { return next() % 16 == 0 ? 0.0f : static_cast<float>(uniform() * 4.0 - 2.0); }
+  std::vector<float> values(std::size_t count) {
+    std::vector<float> v(count);
+    for (auto& x : v) x = value();
+    return v;
+  }
+};
+
+// ---- references ----------------------------------------------------------------------------------------
+
+bool get_bit(const word_t* row, std::size_t i) { return (row[i / 64] >> (i % 64)) & 1u; }
+
+// Packs planes[i] (true = -1) for i in [begin, begin + count) into words_for(count) words.
+void ref_pack(const std::vector<bool>& plane, std::size_t begin, std::size_t count, word_t* out) {
+  for (std::size_t w = 0; w < words_for(count); ++w) out[w] = 0;
+  for (std::size_t i = 0; i < count; ++i)
+    if (plane[begin + i]) out[i / 64] |= word_t{1} << (i % 64);
+}
+
+// quantize.h's recursion as written there: beta_k = mean |r_{k-1}|, H_k = sign(r_{k-1}), r_k = r_{k-1} - beta_k H_k.
+struct RefColumn {
+  std::vector<std::vector<bool>> planes;  // planes[k][i]: H_{k+1} of value i is -1
+  std::vector<double> betas;
+};
+
+RefColumn ref_quantize(const std::vector<double>& x, int order) {
+  RefColumn c;
+  std::vector<double> r = x;
+  for (int k = 0; k < order; ++k) {
+    double sum = 0.0;
+    for (double v : r) sum += std::fabs(v);
+    const double beta = sum / static_cast<double>(r.size());
+    std::vector<bool> plane(r.size());
+    for (std::size_t i = 0; i < r.size(); ++i) {
+      plane[i] = r[i] < 0.0;
+      r[i] = plane[i] ? r[i] + beta : r[i] - beta;
+    }
+    c.planes.push_back(plane);
+    c.betas.push_back(beta);
+  }
+  return c;
+}
+
+std::string compare_beta(double got, double want, double rtol, int k) {
+  if (std::fabs(got - want) <= rtol * std::fabs(want) || got == want) return "";
+  return "beta_" + std::to_string(k + 1) + fmt(" = %.17g, reference %.17g", got, want);
+}
+
+// ---- kernel tables: bgemm, quantize_column, quantize_taps, quantize_taps2 ----------------------------------
+
+void test_bgemm(const KernelTable& kt, Rng& rng) {
+  std::vector<std::size_t> ns(std::begin(kSizes), std::end(kSizes));
+  ns.push_back(65536);  // counts up to 65536 overflow 16 bits (row 0 below is all ones against zeros)
+  const std::size_t shapes[][2] = {{1, 1}, {3, 5}, {7, 9}, {17, 13}};
+  for (std::size_t n : ns)
+    for (const auto& s : shapes) {
+      const std::size_t m = s[0], nb = s[1], kw = words_for(n), ldc = nb + 3;
+      if (n > 4096 && m > 3) continue;
+      std::vector<word_t> a(m * kw), b(nb * kw);
+      for (auto* v : {&a, &b})
+        for (std::size_t r = 0; r < v->size() / kw; ++r)
+          for (std::size_t i = 0; i < n; ++i)
+            if (rng.next() & 1u) (*v)[r * kw + i / 64] |= word_t{1} << (i % 64);
+      for (std::size_t i = 0; i < n; ++i) a[i / 64] |= word_t{1} << (i % 64);
+      for (std::size_t w = 0; w < kw; ++w) b[w] = 0;
+      std::vector<std::int32_t> c(m * ldc, kSentinelCount);
+      kt.bgemm(a.data(), m, b.data(), nb, kw, c.data(), ldc);
+      std::string err;
+      for (std::size_t i = 0; i < m && err.empty(); ++i)
+        for (std::size_t j = 0; j < ldc && err.empty(); ++j) {
+          std::int32_t want = kSentinelCount;
+          if (j < nb) {
+            want = 0;
+            for (std::size_t t = 0; t < n; ++t) want += get_bit(&a[i * kw], t) != get_bit(&b[j * kw], t);
+          }
+          if (c[i * ldc + j] != want)
+            err = fmt("c[%g][%g]", static_cast<double>(i), static_cast<double>(j)) + " = " +
+                  std::to_string(c[i * ldc + j]) + ", reference " + std::to_string(want);
+        }
+      record(kt.name, "bgemm n=" + std::to_string(n) + " m=" + std::to_string(m) + " nb=" + std::to_string(nb),
+             err);
+    }
+}
+
+// Checks `order` rows of bits (row stride ldbits, `groups` groups of cg values) against the reference planes,
+// rows [first, order); the words from groups * gw to ldbits must keep the sentinel.
+std::string compare_planes(const std::vector<word_t>& bits, std::size_t ldbits, const RefColumn& ref,
+                           std::size_t groups, std::size_t cg, int first, int order) {
+  const std::size_t gw = words_for(cg);
+  std::vector<word_t> want(gw);
+  for (int k = first; k < order; ++k) {
+    for (std::size_t g = 0; g < groups; ++g) {
+      ref_pack(ref.planes[k], g * cg, cg, want.data());
+      for (std::size_t w = 0; w < gw; ++w)
+        if (bits[k * ldbits + g * gw + w] != want[w])
+          return "H_" + std::to_string(k + 1) + " group " + std::to_string(g) + " word " + std::to_string(w) +
+                 " differs";
+    }
+    for (std::size_t w = groups * gw; w < ldbits; ++w)
+      if (bits[k * ldbits + w] != kSentinelWord) return "H_" + std::to_string(k + 1) + " wrote past its groups";
+  }
+  return "";
+}
+
+void test_quantize_column(const KernelTable& kt, Rng& rng) {
+  for (std::size_t cg : kSizes)
+    for (std::size_t groups : {std::size_t{1}, std::size_t{9}})
+      for (int order : {1, 2, 3, 4, 8})
+        for (bool zero : {false, true}) {
+          if (zero && (groups > 1 || order != 3)) continue;  // one all-zero column per size: beta_1 = 0
+          const std::size_t n = groups * cg, gw = words_for(cg), ldbits = groups * gw + 1;
+          std::vector<double> x(n, 0.0);
+          if (!zero)
+            for (auto& v : x) v = rng.value();
+          const RefColumn ref = ref_quantize(x, order);
+          std::vector<double> r = x, betas(order + 1, kSentinelBeta);
+          std::vector<word_t> bits(order * ldbits, kSentinelWord);
+          kt.quantize(r.data(), groups, cg, order, bits.data(), ldbits, betas.data());
+          std::string err = compare_planes(bits, ldbits, ref, groups, cg, 0, order);
+          for (int k = 0; k < order && err.empty(); ++k) err = compare_beta(betas[k], ref.betas[k], kBetaRtol, k);
+          if (err.empty() && betas[order] != kSentinelBeta) err = "wrote past betas[order - 1]";
+          record(kt.name, "quantize_column cg=" + std::to_string(cg) + " groups=" + std::to_string(groups) +
+                              " order=" + std::to_string(order) + (zero ? " zeros" : ""), err);
+        }
+}
+
+// A conv column of ntaps taps of cg channels; every third tap (from tap 1) is padding unless all_pad.
+struct TapColumn {
+  std::vector<std::vector<float>> data;
+  std::vector<const float*> taps;
+  std::vector<double> x;  // the column as the reference sees it, padding as zeros
+};
+
+TapColumn make_taps(Rng& rng, std::size_t ntaps, std::size_t cg, bool all_pad) {
+  TapColumn c;
+  c.data.resize(ntaps);
+  for (std::size_t t = 0; t < ntaps; ++t) {
+    const bool pad = all_pad || t % 3 == 1;
+    if (!pad) c.data[t] = rng.values(cg);
+    c.taps.push_back(pad ? nullptr : c.data[t].data());
+    for (std::size_t i = 0; i < cg; ++i) c.x.push_back(pad ? 0.0 : c.data[t][i]);
+  }
+  return c;
+}
+
+void test_quantize_taps(const KernelTable& kt, Rng& rng, bool taps2) {
+  const char* op = taps2 ? "quantize_taps2" : "quantize_taps";
+  for (std::size_t cg : kSizes)
+    for (std::size_t ntaps : {std::size_t{1}, std::size_t{4}, std::size_t{9}})
+      for (int order : {2, 3, 4, 8})
+        for (bool all_pad : {false, true}) {
+          if ((taps2 && order != 2) || (all_pad && ntaps != 4)) continue;
+          const TapColumn col = make_taps(rng, ntaps, cg, all_pad);
+          const RefColumn ref = ref_quantize(col.x, order);
+          const std::size_t ldbits = ntaps * words_for(cg) + 1;
+          std::vector<word_t> bits(order * ldbits, kSentinelWord);
+          std::vector<double> betas(order + 1, kSentinelBeta);
+          betas[0] = ref.betas[0];  // the caller's box sum
+          if (taps2) {
+            kt.quantize_taps2(col.taps.data(), ntaps, cg, bits.data(), ldbits, betas.data());
+          } else {
+            kt.quantize_taps(col.taps.data(), ntaps, cg, order, bits.data(), ldbits, betas.data());
+          }
+          std::string err = compare_planes(bits, ldbits, ref, ntaps, cg, 1, order);
+          for (std::size_t w = 0; w < ldbits && err.empty(); ++w)
+            if (bits[w] != kSentinelWord) err = "row 0 (H_1) was written";
+          for (int k = 1; k < order && err.empty(); ++k)
+            err = compare_beta(betas[k], ref.betas[k], taps2 ? kBeta2Rtol32 : kBetaRtol, k);
+          if (err.empty() && (betas[0] != ref.betas[0] || betas[order] != kSentinelBeta))
+            err = "betas outside [1, order) were written";
+          record(kt.name, std::string(op) + " cg=" + std::to_string(cg) + " taps=" + std::to_string(ntaps) +
+                              " order=" + std::to_string(order) + (all_pad ? " all padding" : ""), err);
+        }
+}
+
+// ---- layer.h drivers: linear and conv layers, bgemm_dot -------------------------------------------------
+
+struct Weights {
+  std::vector<bool> neg;  // m rows of n signs, true = -1
+  std::vector<word_t> bits;
+  std::vector<double> coef, add;
+};
+
+Weights make_weights(Rng& rng, std::size_t m, std::size_t n) {
+  Weights w;
+  w.neg.resize(m * n);
+  w.bits.assign(m * words_for(n), 0);
+  for (std::size_t o = 0; o < m; ++o) {
+    for (std::size_t i = 0; i < n; ++i) w.neg[o * n + i] = rng.value() < 0.0f;
+    ref_pack(w.neg, o * n, n, w.bits.data() + o * words_for(n));
+    w.coef.push_back(0.1 + rng.uniform());  // alpha * scale
+    w.add.push_back(rng.uniform() - 0.5);   // scale * bias + shift
+  }
+  return w;
+}
+
+// y = coef_o * sum_k beta_k (w_o . H_k) + add_o for one column.
+double ref_output(const Weights& w, std::size_t o, std::size_t n, const RefColumn& col) {
+  double s = 0.0;
+  for (std::size_t k = 0; k < col.betas.size(); ++k) {
+    long dot = 0;
+    for (std::size_t i = 0; i < n; ++i) dot += w.neg[o * n + i] == col.planes[k][i] ? 1 : -1;
+    s += col.betas[k] * static_cast<double>(dot);
+  }
+  return w.coef[o] * s + w.add[o];
+}
+
+std::string compare_outputs(const std::vector<float>& got, const std::vector<double>& want) {
+  double scale = 1.0;
+  for (double v : want) scale = std::fmax(scale, std::fabs(v));
+  for (std::size_t i = 0; i < want.size(); ++i)
+    if (!(std::fabs(got[i] - want[i]) <= kLayerRtol * scale))
+      return "y[" + std::to_string(i) + "]" + fmt(" = %.9g, reference %.9g", got[i], want[i]);
+  return "";
+}
+
+// Runs `layer` with 1 and 3 threads: the results must be bitwise identical (threadpool.h).
+template <class F>
+std::string run_threads(F layer, std::vector<float>& y) {
+  horq::set_num_threads(1);
+  std::vector<float> y1 = layer();
+  horq::set_num_threads(3);
+  y = layer();
+  if (std::memcmp(y1.data(), y.data(), y.size() * sizeof(float)) != 0) return "1 and 3 threads differ";
+  return "";
+}
+
+void test_linear(const KernelTable& kt, Rng& rng) {
+  for (std::size_t n : kSizes)
+    for (int order : kOrders)
+      for (std::size_t rows : {std::size_t{1}, std::size_t{5}}) {
+        const std::size_t m = rows == 1 ? 66 : 7;  // 66 crosses the driver's 64-output block
+        const std::vector<float> x = rng.values(rows * n);
+        const Weights w = make_weights(rng, m, n);
+        std::vector<float> y;
+        std::string err = run_threads([&] {
+          const horq::QuantizedColumns q = horq::quantize_rows(kt, x.data(), rows, n, order);
+          std::vector<float> out(rows * m);
+          horq::horq_gemm(kt, w.bits.data(), m, q, horq::Epilogue{w.coef.data(), w.add.data()}, 1, out.data());
+          return out;
+        }, y);
+        std::vector<double> want(rows * m);
+        for (std::size_t j = 0; j < rows; ++j) {
+          const RefColumn col = ref_quantize(std::vector<double>(x.begin() + j * n, x.begin() + (j + 1) * n), order);
+          for (std::size_t o = 0; o < m; ++o) want[j * m + o] = ref_output(w, o, n, col);
+        }
+        if (err.empty()) err = compare_outputs(y, want);
+        record(kt.name, "linear n=" + std::to_string(n) + " rows=" + std::to_string(rows) + " m=" +
+                            std::to_string(m) + " order=" + std::to_string(order), err);
+      }
+}
+
+struct ConvCase {
+  std::size_t batch, channels, height, width, kh, kw, sh, sw, ph, pw, dh, dw;
+};
+
+void test_conv(const KernelTable& kt, Rng& rng) {
+  const ConvCase cases[] = {
+      {2, 3, 5, 7, 3, 3, 1, 1, 1, 1, 1, 1},    // compact layout (3 channels x 9 taps in one word)
+      {1, 1, 4, 5, 1, 1, 2, 2, 0, 0, 1, 1},    // 1x1, stride 2
+      {1, 32, 6, 5, 3, 3, 2, 2, 1, 1, 1, 1},   // compact, 5 words
+      {1, 64, 5, 5, 3, 3, 1, 1, 0, 0, 1, 1},   // grouped, exact words
+      {2, 65, 4, 6, 2, 3, 1, 2, 1, 0, 2, 1},   // grouped, dilation, asymmetric everything
+      {1, 130, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1},  // 3 words per pixel
+  };
+  for (const ConvCase& c : cases)
+    for (int order : kOrders)
+      for (std::size_t m : {std::size_t{5}, std::size_t{65}}) {
+        horq::ConvGeometry g{c.batch, c.channels, c.height, c.width, c.kh, c.kw, c.sh, c.sw, c.ph, c.pw, c.dh, c.dw,
+                             0, 0};
+        g.out_h = (c.height + 2 * c.ph - c.dh * (c.kh - 1) - 1) / c.sh + 1;
+        g.out_w = (c.width + 2 * c.pw - c.dw * (c.kw - 1) - 1) / c.sw + 1;
+        const std::size_t taps = c.kh * c.kw, n = c.channels * taps, ppi = g.out_h * g.out_w;
+        const std::vector<float> x = rng.values(c.batch * c.channels * c.height * c.width);
+        const Weights w = make_weights(rng, m, n);  // PackedWeights order: (c, i, j)
+        std::vector<word_t> wl(m * horq::conv_words(c.channels, taps));
+        horq::relayout_conv_weights(w.bits.data(), m, c.channels, c.kh, c.kw, wl.data());
+        std::vector<float> y;
+        std::string err = run_threads([&] {
+          const horq::QuantizedColumns q = horq::quantize_conv_columns(kt, x.data(), g, order);
+          std::vector<float> out(c.batch * m * ppi);
+          horq::horq_gemm(kt, wl.data(), m, q, horq::Epilogue{w.coef.data(), w.add.data()}, ppi, out.data());
+          return out;
+        }, y);
+        std::vector<double> want(c.batch * m * ppi);
+        for (std::size_t b = 0; b < c.batch; ++b)
+          for (std::size_t oy = 0; oy < g.out_h; ++oy)
+            for (std::size_t ox = 0; ox < g.out_w; ++ox) {
+              std::vector<double> col;  // the receptive field in (c, i, j) order, zero padding included
+              for (std::size_t ch = 0; ch < c.channels; ++ch)
+                for (std::size_t i = 0; i < c.kh; ++i)
+                  for (std::size_t j = 0; j < c.kw; ++j) {
+                    const long iy = static_cast<long>(oy * c.sh + i * c.dh) - static_cast<long>(c.ph);
+                    const long ix = static_cast<long>(ox * c.sw + j * c.dw) - static_cast<long>(c.pw);
+                    const bool in = iy >= 0 && ix >= 0 && iy < static_cast<long>(c.height) &&
+                                    ix < static_cast<long>(c.width);
+                    col.push_back(in ? x[((b * c.channels + ch) * c.height + iy) * c.width + ix] : 0.0);
+                  }
+              const RefColumn rc = ref_quantize(col, order);
+              for (std::size_t o = 0; o < m; ++o)
+                want[(b * m + o) * ppi + oy * g.out_w + ox] = ref_output(w, o, n, rc);
+            }
+        if (err.empty()) err = compare_outputs(y, want);
+        record(kt.name, "conv C=" + std::to_string(c.channels) + " " + std::to_string(c.height) + "x" +
+                            std::to_string(c.width) + " k=" + std::to_string(c.kh) + "x" + std::to_string(c.kw) +
+                            " m=" + std::to_string(m) + " order=" + std::to_string(order), err);
+      }
+}
+
+void test_bgemm_dot(const KernelTable& kt, Rng& rng) {
+  for (std::size_t n : kSizes) {
+    const std::size_t m = 5, nb = 70, kw = words_for(n);  // 70 crosses the driver's 64-column block
+    std::vector<bool> a(m * n), b(nb * n);
+    for (std::size_t i = 0; i < a.size(); ++i) a[i] = rng.next() & 1u;
+    for (std::size_t i = 0; i < b.size(); ++i) b[i] = rng.next() & 1u;
+    std::vector<word_t> pa(m * kw), pb(nb * kw);
+    for (std::size_t i = 0; i < m; ++i) ref_pack(a, i * n, n, pa.data() + i * kw);
+    for (std::size_t j = 0; j < nb; ++j) ref_pack(b, j * n, n, pb.data() + j * kw);
+    std::vector<std::int32_t> out(m * nb);
+    horq::bgemm_dot(kt, pa.data(), m, pb.data(), nb, kw, n, out.data());
+    std::string err;
+    for (std::size_t i = 0; i < m && err.empty(); ++i)
+      for (std::size_t j = 0; j < nb && err.empty(); ++j) {
+        std::int32_t dot = 0;
+        for (std::size_t t = 0; t < n; ++t) dot += a[i * n + t] == b[j * n + t] ? 1 : -1;
+        if (out[i * nb + j] != dot) err = "out[" + std::to_string(i * nb + j) + "] = " + std::to_string(out[i * nb + j]) +
+                                          ", reference " + std::to_string(dot);
+      }
+    record(kt.name, "bgemm_dot n=" + std::to_string(n), err);
+  }
+}
+
+// ---- path-independent: sign packing and the dispatch table ---------------------------------------------
+
+void test_pack_signs(Rng& rng) {
+  for (std::size_t n : kSizes) {
+    const std::size_t rows = 3, stride = n + 2;
+    const std::vector<float> x = rng.values(rows * stride);
+    std::vector<word_t> got(rows * words_for(n), kSentinelWord), want(words_for(n));
+    horq::pack_signs_generic(x.data(), rows, n, stride, got.data());
+    std::string err;
+    for (std::size_t r = 0; r < rows && err.empty(); ++r) {
+      std::vector<bool> neg(n);
+      for (std::size_t i = 0; i < n; ++i) neg[i] = x[r * stride + i] < 0.0f;
+      ref_pack(neg, 0, n, want.data());
+      if (std::memcmp(want.data(), got.data() + r * words_for(n), want.size() * sizeof(word_t)) != 0)
+        err = "row " + std::to_string(r) + " differs";
+    }
+    record("-", "pack_signs_generic n=" + std::to_string(n), err);
+  }
+}
+
+std::string throws(const std::string& name, const std::string& needle) {
+  try {
+    horq::kernel_table(name);
+  } catch (const std::invalid_argument& e) {
+    return std::string(e.what()).find(needle) != std::string::npos ? "" : "message '" + std::string(e.what()) + "'";
+  }
+  return "kernel_table('" + name + "') did not throw";
+}
+
+void test_dispatch() {
+  const auto& known = horq::known_kernels();
+  const auto& avail = horq::available_kernels();
+  std::string err;
+  if (avail.empty() || avail.back() != "generic" || known.back() != "generic") err = "generic is not last";
+  for (const auto& p : avail) {
+    bool listed = false;
+    for (const auto& k : known) listed = listed || k == p;
+    if (!listed) err = p + " is available but not known";
+    if (horq::kernel_table(p).name != p) err = "kernel_table('" + p + "') has another name";
+  }
+  if (err.empty() && horq::kernel_table("").name != avail.front()) err = "the default is not the best available path";
+  record("-", "dispatch: available paths", err);
+  record("-", "dispatch: unknown path", throws("sse9", "unknown kernel path 'sse9'"));
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64) || defined(_M_IX86)
+  record("-", "dispatch: x86 build knows avx512, avx2, generic",
+         known == std::vector<std::string>{"avx512", "avx2", "generic"} ? "" : "known paths differ");
+#else
+  // The x86 kernels are not built for this target: only the generic path, and a clear refusal of the others.
+  record("-", "dispatch: non-x86 build knows generic only",
+         known == std::vector<std::string>{"generic"} && avail == known ? "" : "known paths differ");
+  record("-", "dispatch: avx2 is not built", throws("avx2", "'avx2' is not built into this library"));
+  record("-", "dispatch: avx512 is not built", throws("avx512", "'avx512' is not built into this library"));
+#endif
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> paths(argv + 1, argv + argc);
+  if (paths.empty()) paths = horq::available_kernels();
+  std::printf("horq_test_kernels: known paths:");
+  for (const auto& p : horq::known_kernels()) std::printf(" %s", p.c_str());
+  std::printf("; testing:");
+  for (const auto& p : paths) std::printf(" %s", p.c_str());
+  std::printf("\n");
+  Rng rng{20261201};
+  test_dispatch();
+  test_pack_signs(rng);
+  for (const auto& p : paths) {
+    const int before = g_failed + g_passed, failed_before = g_failed;
+    try {
+      const KernelTable& kt = horq::kernel_table(p);
+      test_bgemm(kt, rng);
+      test_quantize_column(kt, rng);
+      test_quantize_taps(kt, rng, false);
+      test_quantize_taps(kt, rng, true);
+      test_bgemm_dot(kt, rng);
+      test_linear(kt, rng);
+      test_conv(kt, rng);
+    } catch (const std::exception& e) {
+      record(p, "exception", e.what());
+    }
+    std::printf("%s: %d cases, %d failed\n", p.c_str(), g_failed + g_passed - before, g_failed - failed_before);
+  }
+  std::printf("%d passed, %d failed\n", g_passed, g_failed);
+  return g_failed == 0 ? 0 : 1;
+}
