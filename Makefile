@@ -11,7 +11,7 @@ BUILD_DEPS := "scikit-build-core>=0.10" "nanobind>=2.0" ninja
 STAMP := $(VENV)/.horq-installed
 NATIVE_SOURCES := $(shell find csrc -type f) CMakeLists.txt pyproject.toml
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean cross-tools
 
 install: $(STAMP)
 
@@ -28,8 +28,24 @@ $(STAMP): $(VENV)/bin/python $(NATIVE_SOURCES)
 demo: $(STAMP)
 	$(VENV)/bin/horq demo
 
-test: $(STAMP)
+test: $(STAMP) cross-tools
 	$(PY) -m pytest -q tests
+
+# tests/kernels/test_portable_build.py cross-compiles the core for aarch64 and runs its C++ test under qemu.
+# Its two Debian packages are installed where we can (root with apt-get); anywhere else, or if the install
+# fails, the test skips and says which package is missing. Nothing to do when the tools are there.
+CROSS_PACKAGES := g++-aarch64-linux-gnu qemu-user
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(CROSS_PACKAGES)
+cross-tools:
+	@if command -v aarch64-linux-gnu-g++ >/dev/null && \
+	    { command -v qemu-aarch64 || command -v qemu-aarch64-static; } >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing $(CROSS_PACKAGES) for the aarch64 portable-build test"; \
+	  { $(APT_INSTALL) >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && $(APT_INSTALL) >/dev/null 2>&1; }; } || \
+	    echo "could not install $(CROSS_PACKAGES): the aarch64 portable-build test will skip"; \
+	else \
+	  echo "aarch64 cross tools absent (not root with apt-get): the aarch64 portable-build test will skip"; \
+	fi
 
 clean:
 	rm -rf $(VENV) build
