@@ -21,10 +21,16 @@ def _state_dict_bytes(model):
     return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
 
+def _binary_grouped_conv():
+    conv = nn.Conv2d(4, 4, 3, groups=2)
+    conv.order = 2  # a conv carrying horq's order is binary; a grouped one has no binary form
+    return conv
+
+
 @pytest.mark.parametrize(("model", "match"), [
     (nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.ReLU(), nn.GELU())), r"'1\.1' of type GELU"),
-    (nn.Sequential(nn.Conv2d(4, 4, 3, groups=2)), r"'0' of type Conv2d.*groups=2"),
-    (nn.Sequential(nn.Conv2d(4, 4, 3, padding="same")), r"'0' of type Conv2d"),
+    (nn.Sequential(_binary_grouped_conv()), r"'0' of type Conv2d.*groups=2"),
+    (nn.Sequential(nn.Conv2d(4, 4, 4, padding="same")), r"'0' of type Conv2d.*unevenly"),
     (nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect")), r"'0' of type Conv2d"),
     (nn.Sequential(nn.MaxPool2d(2, ceil_mode=True)), r"'0' of type MaxPool2d.*ceil_mode"),
     (nn.Sequential(nn.Flatten(2)), r"'0' of type Flatten"),

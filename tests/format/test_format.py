@@ -137,7 +137,7 @@ def test_overlapping_offsets():
         hf.parse(len(text).to_bytes(8, "little") + text + data[8 + hlen :])
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [({"version": 3}, "version 3"), ({"version": "1"}, "version"),
+@pytest.mark.parametrize(("kwargs", "match"), [({"version": 4}, "version 4"), ({"version": "1"}, "version"),
                                                ({"fmt": "onnx"}, "not a horq file")])
 def test_wrong_version_or_format(kwargs, match):
     graph, tensors = tiny_model()

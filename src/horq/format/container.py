@@ -3,10 +3,10 @@
 The safetensors layout is ``u64 little-endian header length | JSON header | tensor bytes``. The header's
 ``__metadata__`` has exactly one key, ``"horq"``, whose value is canonical JSON (sorted keys, no spaces)::
 
-    {"format": "horq", "version": 1 | 2, "sha256": "<hex>", "graph": {...}}
+    {"format": "horq", "version": 1 | 2 | 3, "sha256": "<hex>", "graph": {...}}
 
-Version 2 adds one thing, float16 storage of float tensors; a file that holds none is written as version 1,
-so readers of version 1 still read it.
+Version 2 adds float16 storage of float tensors, version 3 the ops of ``spec.OP_VERSIONS``; a file is written
+with the lowest version that holds it, so older readers still read every file that needs nothing newer.
 
 The structure is checked here before the safetensors library sees the bytes, so every defect maps to a
 specific :class:`~horq.format.errors.HorqFormatError` (a library error would be a bare exception).
@@ -32,12 +32,12 @@ from horq.format.errors import (
     TruncatedFileError,
     VersionError,
 )
-from horq.format.spec import BINARY_OPS, F16, F32, MAX_RANK, U64, Graph, validate_graph
+from horq.format.spec import BINARY_OPS, F16, F32, MAX_RANK, U64, Graph, required_version, validate_graph
 
 FORMAT_NAME = "horq"
-FORMAT_VERSION = 2
-#: Versions this reader accepts; version 1 files may not hold F16 tensors (docs/FORMAT.md, "Versioning").
-READ_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+#: Versions this reader accepts; a file may not use what a later version added (docs/FORMAT.md, "Versioning").
+READ_VERSIONS = (1, 2, 3)
 METADATA_KEY = "horq"
 HEADER_LEN_BYTES = 8
 #: Largest JSON header accepted; a graph of thousands of nodes fits in far less. Bounds memory on bad input.
@@ -132,7 +132,7 @@ def build(graph_json: dict, tensors: dict) -> bytes:
     check_tensor_values(graph, arrays)
     meta = {
         "format": FORMAT_NAME,
-        "version": file_version(arrays),
+        "version": max(file_version(arrays), required_version(graph_json)),
         "sha256": content_hash(graph_json, arrays),
         "graph": graph_json,
     }
@@ -270,6 +270,9 @@ def parse(data: bytes) -> HorqFile:
     if digest != doc["sha256"]:
         raise ChecksumError("SHA-256 of the graph and tensor data does not match the file's metadata (corrupted file)")
     graph = validate_graph(doc["graph"], {k: (layout[k][0], layout[k][1]) for k in layout})
+    if required_version(doc["graph"]) > doc["version"]:
+        raise VersionError(f"the graph uses ops of format version {required_version(doc['graph'])}; "
+                           f"the file says version {doc['version']}")
     check_tensor_values(graph, tensors)
     # The safetensors library is the reference reader of the container; it must agree with ours.
     try:

@@ -26,6 +26,8 @@ from horq.reference import MAX_ORDER
 INPUT = "input"
 MAX_NODES = 100_000
 MAX_RANK = 8
+#: Most inputs of one variadic node (``concat``); a DenseNet block concatenates a few dozen.
+MAX_INPUTS = 1024
 MAX_DIM = 1 << 31
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.:\-/]{1,200}$")
 
@@ -36,8 +38,9 @@ FLOAT_STORAGE = (F32, F16)
 
 @dataclass(frozen=True)
 class OpDef:
-    """What one op needs: its number of inputs, tensor roles ``{role: (dtype, required)}``, attribute
-    checkers ``{name: (checker, default-or-REQUIRED)}`` and a shape function."""
+    """What one op needs: its number of inputs (:data:`VARIADIC`: two or more), tensor roles
+    ``{role: (dtype, required)}``, attribute checkers ``{name: (checker, default-or-REQUIRED)}`` and a shape
+    function."""
 
     arity: int
     tensors: dict = field(default_factory=dict)
@@ -46,6 +49,8 @@ class OpDef:
 
 
 REQUIRED = object()
+#: ``OpDef.arity`` of an op that takes two or more inputs (``concat``).
+VARIADIC = -1
 
 
 # --- attribute checkers: return the normalized value or raise GraphError -------------------------------
@@ -77,6 +82,15 @@ def _number(name):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise GraphError(f"{where}: attribute {name!r} must be a finite number, got {v!r}")
         return float(v)
+
+    return check
+
+
+def _positive_int(name):
+    def check(v, where):
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v < MAX_DIM:
+            raise GraphError(f"{where}: attribute {name!r} must be a positive integer, got {v!r}")
+        return v
 
     return check
 
@@ -144,6 +158,10 @@ def _infer_conv(binary):
             if len(wshape) != 4 or min(wshape) < 1:
                 raise TensorError(f"{where}: conv2d weight must be 4-D and non-empty, got {list(wshape)}")
             cout, cin, kh, kw = wshape
+            groups = a["groups"]
+            if cout % groups:
+                raise GraphError(f"{where}: {cout} output channels do not split into {groups} groups")
+            cin *= groups  # the weight holds C_in / groups input channels per filter
         _tensor_shape(where, node, tshapes, "bias", (cout,))
         if x[0] != cin:
             raise GraphError(f"{where}: input has {x[0]} channels, the weight expects {cin}")
@@ -218,6 +236,28 @@ def _infer_flatten(where, node, ins, tshapes):
     return (math.prod(ins[0]),)
 
 
+def _infer_prelu(where, node, ins, tshapes):
+    (x,) = ins
+    if len(x) not in (1, 3):
+        raise GraphError(f"{where}: prelu expects (C,) or (C, H, W) per sample, got {list(x)}")
+    got = tuple(tshapes["weight"])
+    if got not in ((1,), (x[0],)):
+        raise TensorError(f"{where}: tensor {node['tensors']['weight']!r} (weight) has shape {list(got)}, "
+                          f"the graph needs [1] or [{x[0]}]")
+    return x
+
+
+def _infer_concat(where, node, ins, tshapes):
+    first = ins[0]
+    if len(first) not in (1, 3):
+        raise GraphError(f"{where}: concat expects (C,) or (C, H, W) per sample, got {list(first)}")
+    for other in ins[1:]:
+        if len(other) != len(first) or tuple(other[1:]) != tuple(first[1:]):
+            raise GraphError(f"{where}: concat needs inputs equal but for the channel axis, got "
+                             f"{[list(s) for s in ins]}")
+    return (sum(s[0] for s in ins),) + tuple(first[1:])
+
+
 def _infer_add(where, node, ins, tshapes):
     a, b = ins
     if tuple(a) != tuple(b):
@@ -234,9 +274,15 @@ _BINARY_TENSORS = {
     "bits": (U64, True), "alpha": (F32, False), "bias": (F32, False), "scale": (F32, False), "shift": (F32, False),
 }
 
-#: Every op of format versions 1 and 2 (2 added no op). A plain dict registry; docs/FORMAT.md describes each entry.
+#: Every op of format versions 1 to 3 (2 added no op; 3 added those in :data:`OP_VERSIONS` and conv2d's
+#: ``groups``). A plain dict registry; docs/FORMAT.md describes each entry.
 OPS: dict[str, OpDef] = {
-    "conv2d": OpDef(1, {"weight": (F32, True), "bias": (F32, False)}, dict(_GEOMETRY), _infer_conv(False)),
+    "conv2d": OpDef(
+        1,
+        {"weight": (F32, True), "bias": (F32, False)},
+        {**_GEOMETRY, "groups": (_positive_int("groups"), 1)},
+        _infer_conv(False),
+    ),
     "binary_conv2d": OpDef(
         1,
         dict(_BINARY_TENSORS),
@@ -277,7 +323,14 @@ OPS: dict[str, OpDef] = {
     ),
     "flatten": OpDef(1, {}, {}, _infer_flatten),
     "add": OpDef(2, {}, {}, _infer_add),
+    "concat": OpDef(VARIADIC, {}, {}, _infer_concat),
+    "leaky_relu": OpDef(1, {}, {"negative_slope": (_number("negative_slope"), 0.01)}, _infer_same),
+    "prelu": OpDef(1, {"weight": (F32, True)}, {}, _infer_prelu),
 }
+
+#: The first format version that defines an op (absent: version 1); ``(op, attribute)`` for an attribute
+#: added to an older op. A file is written with the lowest version that holds it (:func:`required_version`).
+OP_VERSIONS = {"concat": 3, "leaky_relu": 3, "prelu": 3, ("conv2d", "groups"): 3}
 
 BINARY_OPS = ("binary_conv2d", "binary_linear")
 
@@ -379,12 +432,15 @@ def _validate_node(i, raw, shapes, used_tensors, tensor_meta) -> Node:
     if not isinstance(op, str):
         raise GraphError(f"{where}: 'op' must be a string")
     if op not in OPS:
-        raise UnknownOpError(f"{where}: unknown op {op!r} (format version 2 defines: {', '.join(sorted(OPS))})")
+        raise UnknownOpError(f"{where}: unknown op {op!r} (format version 3 defines: {', '.join(sorted(OPS))})")
     opdef = OPS[op]
     where = f"node {i} ({name!r}, {op})"
 
     inputs = raw.get("inputs")
-    if not isinstance(inputs, list) or len(inputs) != opdef.arity:
+    if opdef.arity == VARIADIC:
+        if not isinstance(inputs, list) or not 2 <= len(inputs) <= MAX_INPUTS:
+            raise GraphError(f"{where}: needs 2 to {MAX_INPUTS} inputs, got {inputs!r}")
+    elif not isinstance(inputs, list) or len(inputs) != opdef.arity:
         raise GraphError(f"{where}: needs exactly {opdef.arity} input(s), got {inputs!r}")
     for ref in inputs:
         if not isinstance(ref, str) or ref not in shapes:
@@ -438,3 +494,25 @@ def _validate_node(i, raw, shapes, used_tensors, tensor_meta) -> Node:
         raise GraphError(f"{where}: output shape {list(out_shape)} is too large")
     shapes[name] = out_shape
     return Node(name, op, tuple(inputs), attrs, dict(tensors), out_shape, in_shapes)
+
+
+def required_version(graph_json: dict) -> int:
+    """The lowest format version that defines every op and attribute of a (validated) graph: 1, or 3 for a
+    graph using what :data:`OP_VERSIONS` lists. (Version 2's addition, float16 storage, is a tensor dtype.)"""
+    version = 1
+    for raw in graph_json["nodes"]:
+        version = max(version, OP_VERSIONS.get(raw["op"], 1))
+        for key in raw.get("attrs", {}):
+            version = max(version, OP_VERSIONS.get((raw["op"], key), 1))
+    return version
+
+
+def infer_node(index: int, raw: dict, shapes: dict, tensor_meta: dict) -> Node:
+    """Validates one node against the shapes of the nodes before it, as :func:`validate_graph` does, and
+    records its output shape in ``shapes`` (``{"input": input shape, name: shape, ...}``). For a writer
+    that builds a graph node by node (the exporter) and wants each shape as it goes.
+
+    Raises:
+        GraphError, TensorError: as :func:`validate_graph`, for this node.
+    """
+    return _validate_node(index, raw, shapes, {}, tensor_meta)

@@ -1,22 +1,33 @@
 """Export a PyTorch model to a packed ``.horq`` file (docs/FORMAT.md): ``horq.export(model, path)``.
 
-The exporter walks ``nn.Sequential`` containers (nested ones too) and :class:`Residual` blocks and emits one
-graph node per computing module, in execution order, with the eval-mode semantics of the model:
+Any model whose eval-mode forward is made of the supported ops exports, however its ``forward`` is written:
 
-* A layer with ``order`` not None (``HORQConv2d``/``HORQLinear``, detected by the attribute, so any
-  ``nn.Conv2d``/``nn.Linear`` subclass with ``order`` works) becomes ``binary_conv2d``/``binary_linear``:
-  ``PackedWeights`` bits (``horq.bits.pack_signs(w.reshape(C_out, -1))``, uint64) and float32 ``alpha``.
-  A BatchNorm right after it is folded into the node's output ``scale``/``shift`` (exact: it is applied
-  after the binary arithmetic). Where it can, ``alpha`` then moves into a later per-channel scale and the
-  file stores none (:func:`_fold_alphas`, docs/FORMAT.md).
-* A full-precision ``Conv2d``/``Linear`` is stored as float32; a BatchNorm right after it is folded into
-  its weight and bias, and a BatchNorm right before a full-precision ``Linear`` too (both exact up to
-  float rounding; not before a convolution, whose zero padding would not see the shift).
-* Any other BatchNorm (e.g. before a binary layer, where quantization is nonlinear) becomes an ``affine``
-  node with the per-channel scale and shift of its running statistics.
-* ``Dropout`` and ``Identity`` vanish; ReLU, Hardtanh, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1) and
-  Flatten map to their ops. Anything else raises :class:`ExportError` naming the module's path and type.
-* Attributes equal to the op's default are left out (the file's header is part of its size).
+1. **Capture** (:mod:`horq.nn.trace`): ``torch.fx`` symbolic tracing, with horq's layers and PyTorch's
+   layers kept whole (why not ``torch.export``: that module's docstring).
+2. **Lower** (:mod:`horq.nn.lower`): each traced op becomes a ``.horq`` node; the format's shape inference
+   checks every node as it is added. Supported, in module and functional form: conv2d (float and binary; any
+   stride, padding, dilation; groups > 1 as a float op), linear / addmm / matmul with a constant weight,
+   batch_norm with running statistics, relu, relu6, hardtanh, clamp, leaky_relu, prelu, the sum of two
+   activations (``out += identity``), sums and products with a per-channel constant, max / avg pool 2d,
+   adaptive avg pool to 1x1, the mean over H and W, flatten / view / reshape to ``(N, -1)``, cat along
+   channels, dropout and identity (dropped). Anything computed from parameters alone (``self.w.t()``) is
+   evaluated at export. Anything else raises :class:`ExportError` naming the op, the module path and, where
+   the tracer recorded it, the source line.
+3. **Fold** (:mod:`horq.nn.fold`), exactly up to float rounding:
+
+   * A layer with ``order`` not None (``HORQConv2d``/``HORQLinear``, detected by the attribute, so any
+     ``nn.Conv2d``/``nn.Linear`` subclass with ``order`` works) becomes ``binary_conv2d``/``binary_linear``:
+     ``PackedWeights`` bits (``horq.bits.pack_signs(w.reshape(C_out, -1))``, uint64) and float32 ``alpha``.
+     A BatchNorm whose input is only read by it joins the node's output ``scale``/``shift``. Where it can,
+     ``alpha`` then moves into a later per-channel scale and the file stores none.
+   * A full-precision ``Conv2d``/``Linear`` is stored as float32; a BatchNorm after it is folded into its
+     weight and bias, and a BatchNorm right before a full-precision ``Linear`` too (not before a
+     convolution, whose zero padding would not see the shift).
+   * Any other BatchNorm (e.g. before a binary layer, where quantization is nonlinear) is an ``affine`` node.
+
+Attributes equal to the op's default are left out (the file's header is part of its size). Nodes are named
+by module path (``"layer1.0.conv1"``); an op written in a module's ``forward`` by that path and the op
+(``"layer1.0.add"``).
 
 ``float_dtype="float16"`` stores every float tensor (per-channel parameters and full-precision weights) in
 half precision, halving their bytes; the runtime upcasts them and computes in float32. It rounds those
@@ -27,22 +38,21 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
+from torch import fx, nn
 
 import horq
 from horq import format as hformat
 from horq.format import spec as hspec
-from horq.bits import pack_signs
-
-
-class ExportError(ValueError):
-    """The model contains something the ``.horq`` format cannot express."""
+from horq.nn import fold
+from horq.nn.lower import BATCH, Act, Builder, check_supported, lower_call, lower_module
+from horq.nn.trace import ROOT, ExportError, capture, describe, source_line
 
 
 class Residual(nn.Module):
     """``body(x) + shortcut(x)`` (identity shortcut when ``shortcut`` is None): horq's residual block.
 
-    Exported as the body's nodes, the shortcut's nodes (if any), and an ``add`` node.
+    Exported like any module: the body's nodes, the shortcut's nodes (if any), and an ``add`` node
+    (``"<path>.add"``).
     """
 
     def __init__(self, body: nn.Module, shortcut: nn.Module | None = None):
@@ -54,292 +64,109 @@ class Residual(nn.Module):
         return self.body(x) + (x if self.shortcut is None else self.shortcut(x))
 
 
-def _np(t) -> np.ndarray:
-    return t.detach().to("cpu", torch.float64).numpy()
+#: Ops that make random numbers: never evaluated at export, even on constants.
+_RANDOM = ("rand", "randn", "randint", "randperm", "normal", "bernoulli", "multinomial", "poisson")
 
 
-def _pair(v):
-    return [int(v), int(v)] if isinstance(v, int) else [int(e) for e in v]
+def _evaluate(gm: fx.GraphModule, node: fx.Node, args, kwargs):
+    """Runs a node whose inputs are all constants (parameters, buffers, numbers) with PyTorch."""
+    name = getattr(node.target, "__name__", str(node.target))
+    if name.lstrip("_").startswith(_RANDOM):
+        raise ExportError(f"{describe(node)}: random numbers cannot be exported")
+    args, kwargs = fx.node.map_aggregate((args, kwargs), lambda v: v.clone() if isinstance(v, torch.Tensor) else v)
+    with torch.no_grad():
+        if node.op == "call_module":
+            return gm.get_submodule(node.target)(*args, **kwargs)
+        if node.op == "call_method":
+            return getattr(args[0], node.target)(*args[1:], **kwargs)
+        return node.target(*args, **kwargs)
 
 
-def _is_binary(m) -> bool:
-    return isinstance(m, (nn.Conv2d, nn.Linear)) and getattr(m, "order", None) is not None
+def _constant(v) -> bool:
+    found = []
+    fx.node.map_aggregate(v, lambda e: found.append(e) if isinstance(e, Act) or e is BATCH else None)
+    return not found
 
 
-def _bn_affine(path, bn):
-    """Per-channel ``(scale, shift)`` (float64) of a BatchNorm in eval mode."""
-    if bn.running_mean is None or bn.running_var is None:
-        raise ExportError(f"cannot export module {path!r} of type {type(bn).__name__}: it has no running statistics")
-    scale = 1.0 / np.sqrt(_np(bn.running_var) + bn.eps)
-    shift = -_np(bn.running_mean) * scale
-    if bn.weight is not None:
-        scale, shift = scale * _np(bn.weight), shift * _np(bn.weight)
-    if bn.bias is not None:
-        shift = shift + _np(bn.bias)
-    return scale, shift
-
-
-class _Builder:
-    def __init__(self):
-        self.nodes: list[dict] = []
-        self.tensors: dict[str, np.ndarray] = {}
-        self.names: set[str] = set()
-
-    def node(self, name, op, inputs, *, attrs=None, tensors=None) -> str:
-        name = name or op
-        if name in self.names or name == hformat.INPUT:
-            i = 1
-            while f"{name}:{i}" in self.names:
-                i += 1
-            name = f"{name}:{i}"
-        self.names.add(name)
-        refs = {}
-        for role, arr in (tensors or {}).items():
-            if arr is None:
-                continue
-            tname = f"{name}.{role}"
-            self.tensors[tname] = arr  # float64 (or uint64 bits) until finish(): folding stays exact
-            refs[role] = tname
-        node = {"name": name, "op": op, "inputs": list(inputs)}
-        attrs = _compact_attrs(op, attrs or {})
-        if attrs:
-            node["attrs"] = attrs
-        if refs:
-            node["tensors"] = refs
-        self.nodes.append(node)
-        return name
-
-    def finish(self, float_dtype=np.float32) -> dict:
-        """The tensors as the file stores them: uint64 bits, everything else ``float_dtype``.
-
-        Raises:
-            ExportError: a value too large for float16 (it would become Inf), naming the tensor.
-        """
-        out = {}
-        for k, v in self.tensors.items():
-            if v.dtype == np.uint64:
-                out[k] = np.ascontiguousarray(v)
-                continue
-            v = np.asarray(v, dtype=np.float32)
-            if float_dtype == np.float16 and v.size and np.abs(v).max() > np.finfo(np.float16).max:
-                raise ExportError(
-                    f"tensor {k!r} has values up to {np.abs(v).max():.4g}, beyond float16's range "
-                    f"({np.finfo(np.float16).max:g}); export it with float_dtype='float32'"
-                )
-            out[k] = np.ascontiguousarray(v, dtype=float_dtype)
-        return out
-
-
-#: Attributes the format accepts as one integer for an equal pair.
-_PAIR_ATTRS = ("kernel", "stride", "padding", "dilation")
-
-
-def _compact_attrs(op: str, attrs: dict) -> dict:
-    """Attributes as short as the format allows: values equal to the op's default dropped, equal pairs
-    written as one integer (docs/FORMAT.md); the validator normalizes them back."""
-    out = {}
-    for key, value in attrs.items():
-        _, default = hspec.OPS[op].attrs[key]
-        if default is not hspec.REQUIRED and _normal(value) == _normal(default):
-            continue
-        pair = key in _PAIR_ATTRS and value[0] == value[1]
-        out[key] = value[0] if pair else value
-    return out
-
-
-def _normal(v):
-    return tuple(v) if isinstance(v, (list, tuple)) else v
-
-
-def _layer_node(b: _Builder, path, m, x, *, pre=None, post=None) -> str:
-    """A conv/linear node; ``pre``/``post`` are (scale, shift) of BatchNorms folded before/after it."""
-    is_conv = isinstance(m, nn.Conv2d)
-    if is_conv:
-        if m.groups != 1 or m.padding_mode != "zeros" or isinstance(m.padding, str) and m.padding != "valid":
-            raise ExportError(
-                f"cannot export module {path!r} of type {type(m).__name__}: only groups=1, zero padding given as "
-                f"integers are supported (groups={m.groups}, padding={m.padding!r}, mode={m.padding_mode!r})"
-            )
-        padding = [0, 0] if isinstance(m.padding, str) else _pair(m.padding)
-        attrs = {"stride": _pair(m.stride), "padding": padding, "dilation": _pair(m.dilation)}
-    else:
-        attrs = {}
-    w = _np(m.weight)
-    bias = None if m.bias is None else _np(m.bias)
-    cout = w.shape[0]
-    if pre is not None:  # BN before a float linear: W (s x + t) + b = (W s) x + (W t + b)
-        s, t = pre
-        bias = (0.0 if bias is None else bias) + w @ t
-        w = w * s[None, :]
-    order = getattr(m, "order", None)
-    if order is None:
-        if post is not None:  # BN after a float layer: s (W x + b) + t
-            s, t = post
-            w = w * s.reshape((-1,) + (1,) * (w.ndim - 1))
-            bias = s * (0.0 if bias is None else bias) + t
-        tensors = {"weight": w, "bias": bias}
-        op = "conv2d" if is_conv else "linear"
-    else:
-        flat = w.reshape(cout, -1)
-        tensors = {
-            "bits": pack_signs(flat),
-            "alpha": np.abs(flat).mean(axis=1),
-            "bias": bias,
-            "scale": None if post is None else post[0],
-            "shift": None if post is None else post[1],
-        }
-        attrs = {"order": int(order), "shape": [int(d) for d in w.shape], **attrs}
-        op = "binary_conv2d" if is_conv else "binary_linear"
-    return b.node(path, op, [x], attrs=attrs, tensors=tensors)
-
-
-def _simple_node(b: _Builder, path, m, x) -> str | None:
-    """Nodes of modules without parameters; None for a module that vanishes (Identity, Dropout)."""
-    where = f"cannot export module {path!r} of type {type(m).__name__}"
-    if isinstance(m, (nn.Identity, nn.Dropout)):
-        return None
-    if isinstance(m, nn.ReLU):
-        return b.node(path, "relu", [x])
-    if isinstance(m, nn.Hardtanh):
-        return b.node(path, "hardtanh", [x], attrs={"min_val": float(m.min_val), "max_val": float(m.max_val)})
-    if isinstance(m, nn.Flatten):
-        if m.start_dim != 1 or m.end_dim != -1:
-            raise ExportError(f"{where}: only Flatten(start_dim=1, end_dim=-1) is supported")
-        return b.node(path, "flatten", [x])
-    if isinstance(m, nn.MaxPool2d):
-        if m.ceil_mode or m.return_indices:
-            raise ExportError(f"{where}: ceil_mode and return_indices are not supported")
-        stride = m.stride if m.stride is not None else m.kernel_size
-        attrs = {"kernel": _pair(m.kernel_size), "stride": _pair(stride), "padding": _pair(m.padding),
-                 "dilation": _pair(m.dilation)}
-        return b.node(path, "max_pool2d", [x], attrs=attrs)
-    if isinstance(m, nn.AvgPool2d):
-        if m.ceil_mode or m.divisor_override is not None:
-            raise ExportError(f"{where}: ceil_mode and divisor_override are not supported")
-        stride = m.stride if m.stride is not None else m.kernel_size
-        attrs = {"kernel": _pair(m.kernel_size), "stride": _pair(stride), "padding": _pair(m.padding),
-                 "count_include_pad": bool(m.count_include_pad)}
-        return b.node(path, "avg_pool2d", [x], attrs=attrs)
-    if isinstance(m, nn.AdaptiveAvgPool2d):
-        if _pair(m.output_size) != [1, 1]:
-            raise ExportError(f"{where}: only output_size=1 (global average pooling) is supported")
-        return b.node(path, "global_avg_pool", [x])
-    raise ExportError(f"{where}: unsupported module")
-
-
-def _emit_sequence(b: _Builder, items, x) -> str:
-    """Emits a list of ``(path, module)`` in order, folding BatchNorms into neighbouring layers."""
-    i = 0
-    while i < len(items):
-        path, m = items[i]
-        nxt = items[i + 1] if i + 1 < len(items) else (None, None)
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            post = None
-            if isinstance(nxt[1], (nn.BatchNorm1d, nn.BatchNorm2d)):
-                post = _bn_affine(*nxt)
-                i += 1
-            x = _layer_node(b, path, m, x, post=post)
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            scale, shift = _bn_affine(path, m)
-            nm = nxt[1]
-            if isinstance(nm, nn.Linear) and not _is_binary(nm):
-                after = items[i + 2] if i + 2 < len(items) else (None, None)
-                post = _bn_affine(*after) if isinstance(after[1], (nn.BatchNorm1d, nn.BatchNorm2d)) else None
-                x = _layer_node(b, nxt[0], nm, x, pre=(scale, shift), post=post)
-                i += 1 + (post is not None)
+def _lower(gm: fx.GraphModule, b: Builder, model: nn.Module) -> tuple[str, dict]:
+    """Lowers every node of the traced graph into ``b``; returns the output node's name and every fx
+    node's lowered value."""
+    env: dict = {}
+    placeholders = 0
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            placeholders += 1
+            if placeholders == 1:
+                env[node] = Act(hformat.INPUT, b.shapes[hformat.INPUT])
+            elif node.args:  # an optional argument: its default
+                env[node] = node.args[0]
             else:
-                x = b.node(path, "affine", [x], tensors={"scale": scale, "shift": shift})
-        elif isinstance(m, Residual):
-            x = _emit_residual(b, path, m, x)
-        elif isinstance(m, nn.Sequential):
-            x = _emit_sequence(b, _children(path, m), x)
+                raise ExportError(f"cannot export module {ROOT!r} of type {type(model).__name__}: its forward "
+                                  f"takes more than one tensor ({node.name!r})")
+            continue
+        if node.op == "get_attr":
+            env[node] = _fetch(gm, node.target)
+            continue
+        args = fx.node.map_arg(node.args, lambda n: env[n])
+        kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
+        if node.op == "output":
+            return _output(model, node, args[0]), env
+        if _constant((args, kwargs)):
+            env[node] = _evaluate(gm, node, args, kwargs)
+        elif node.op == "call_module":
+            env[node] = lower_module(b, node, gm.get_submodule(node.target), args, kwargs)
         else:
-            x = _simple_node(b, path, m, x) or x
-        i += 1
-    return x
+            env[node] = lower_call(b, node, args, kwargs)
+    raise ExportError("the traced graph has no output")
 
 
-def _children(path, m):
-    return [(f"{path}.{name}" if path else name, child) for name, child in m.named_children()]
+def _fetch(gm, target: str):
+    obj = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj.detach() if isinstance(obj, torch.Tensor) else obj
 
 
-def _emit_residual(b: _Builder, path, m: Residual, x) -> str:
-    body = _emit_sequence(b, [(f"{path}.body" if path else "body", m.body)], x)
-    short = x
-    if m.shortcut is not None:
-        short = _emit_sequence(b, [(f"{path}.shortcut" if path else "shortcut", m.shortcut)], x)
-    if body == x or short == body:
-        raise ExportError(f"cannot export module {path!r} of type Residual: its body computes nothing")
-    return b.node(f"{path}.add" if path else "add", "add", [body, short])
+def _output(model, node, value) -> str:
+    where = f"cannot export module {ROOT!r} of type {type(model).__name__}"
+    if not isinstance(value, Act):
+        line = source_line(node)
+        raise ExportError(f"{where}: it must return one tensor computed from its input, got "
+                          f"{type(value).__name__}" + (f" (at {line})" if line else ""))
+    if value.ref == hformat.INPUT:
+        raise ExportError(f"{where}: the model computes nothing (its output is its input)")
+    return value.ref
 
 
-#: Ops that commute with a positive per-channel scale c: op(c * x) = c * op(x), channel by channel.
-_SCALE_COMMUTING = ("max_pool2d", "avg_pool2d", "global_avg_pool", "relu", "flatten")
+def _check_shapes(gm: fx.GraphModule, env: dict, input_shape) -> None:
+    """Runs the traced model once (eval mode, two random samples) and checks that every lowered activation
+    has the shape PyTorch computes: a lowering that changed a shape would be a wrong graph.
 
-
-def _fold_alphas(b: _Builder, output: str) -> None:
-    """Moves each binary layer's ``alpha`` (> 0) into a later per-channel scale, so the file stores none.
-
-    With the epilogue ``(alpha d + bias) * scale + shift``, alpha joins ``scale`` and ``bias`` becomes
-    ``bias / alpha``. Without one, ``alpha d + bias = alpha (d + bias / alpha)`` and the factor alpha passes
-    unchanged through ops in :data:`_SCALE_COMMUTING` (each the only reader of the one before) into the next
-    ``affine`` node's scale, or into the input-channel columns of a float ``conv2d``/``linear`` (zero padding
-    stays zero); ``flatten`` maps channel c to features ``c*H*W .. (c+1)*H*W - 1``. All of it is exact up to
-    float rounding (the tensors are float64 until written). A layer whose alpha cannot move keeps it.
+    Raises:
+        ExportError: PyTorch cannot run the model on this input shape, or a shape differs (naming the op).
     """
-    readers: dict[str, list] = {}
-    for node in b.nodes:
-        for ref in node["inputs"]:
-            readers.setdefault(ref, []).append(node)
-    for node in b.nodes:
-        refs = node.get("tensors", {})
-        if node["op"] not in hformat.BINARY_OPS or "alpha" not in refs:
-            continue
-        alpha = b.tensors[refs["alpha"]]
-        if not (alpha > 0).all():
-            continue
-        if "scale" in refs:
-            b.tensors[refs["scale"]] = b.tensors[refs["scale"]] * alpha
-        elif "shift" in refs or not _fold_forward(b, node, alpha, readers, output):
-            continue
-        if "bias" in refs:
-            b.tensors[refs["bias"]] = b.tensors[refs["bias"]] / alpha
-        del b.tensors[refs.pop("alpha")]
+    from torch.fx.passes.shape_prop import ShapeProp
 
-
-def _fold_forward(b: _Builder, node, alpha, readers, output) -> bool:
-    """Multiplies the per-channel factor ``alpha`` of ``node``'s output into the first per-channel scale
-    downstream (see :func:`_fold_alphas`); False, changing nothing, where there is none."""
-    factor = alpha
-    cur = node
-    while True:
-        nxt = readers.get(cur["name"], [])
-        if cur["name"] == output or len(nxt) != 1 or len(nxt[0]["inputs"]) != 1:
-            return False
-        cur = nxt[0]
-        refs = cur.get("tensors", {})
-        if cur["op"] == "flatten":
-            factor = None  # expanded once the feature count is known
-        elif cur["op"] in _SCALE_COMMUTING:
-            continue
-        elif cur["op"] == "affine":
-            scale = b.tensors[refs["scale"]]
-            b.tensors[refs["scale"]] = scale * _per_feature(alpha, factor, scale.shape[0])
-            return True
-        elif cur["op"] in ("conv2d", "linear"):
-            w = b.tensors[refs["weight"]]
-            if cur["op"] == "conv2d" and factor is None:
-                return False
-            f = _per_feature(alpha, factor, w.shape[1])
-            b.tensors[refs["weight"]] = w * f.reshape((1, -1) + (1,) * (w.ndim - 2))
-            return True
-        else:
-            return False
-
-
-def _per_feature(alpha, factor, features):
-    """``alpha`` per channel, repeated over the ``H*W`` features of each channel after a flatten."""
-    return factor if factor is not None else np.repeat(alpha, features // alpha.shape[0])
+    model = getattr(gm, ROOT)
+    modes = {m: m.training for m in model.modules()}
+    param = next(iter(model.parameters()), None)
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    x = torch.randn((2, *input_shape), generator=torch.Generator().manual_seed(0), dtype=dtype)
+    try:
+        model.eval()
+        with torch.no_grad():
+            ShapeProp(gm).propagate(x)
+    except Exception as exc:
+        raise ExportError(f"the model fails on an input of shape (N, {', '.join(map(str, input_shape))}): "
+                          f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+    for node, value in env.items():
+        meta = node.meta.get("tensor_meta")
+        if isinstance(value, Act) and meta is not None and tuple(meta.shape[1:]) != tuple(value.shape):
+            raise ExportError(f"{describe(node)}: lowered to shape {tuple(value.shape)} per sample, but PyTorch "
+                              f"computes {tuple(meta.shape[1:])} (an exporter bug: please report it)")
 
 
 def _infer_input_shape(model):
@@ -366,7 +193,7 @@ def to_graph(model: nn.Module, *, input_shape=None, info: dict | None = None, fl
     """Builds the ``.horq`` graph and tensors of ``model`` (eval-mode semantics) without writing a file.
 
     Args:
-        model: an ``nn.Module`` made of the supported modules (module docstring).
+        model: an ``nn.Module`` whose forward uses the supported ops (module docstring).
         input_shape: per-sample input shape ``(C, H, W)`` or ``(F,)``; inferred only when the model starts
             with a Linear layer.
         info: extra provenance stored in the graph's ``info``.
@@ -376,18 +203,20 @@ def to_graph(model: nn.Module, *, input_shape=None, info: dict | None = None, fl
         ``(graph_json, tensors)`` as :func:`horq.format.save` takes them.
 
     Raises:
-        ExportError: on an unsupported module (naming its path and type), an uninferable input shape, or
-            (float16) a value beyond float16's range.
+        ExportError: on an unsupported op or module (naming it, its module path and source line), a model
+            torch.fx cannot trace, an uninferable input shape, or (float16) a value beyond float16's range.
+        horq.format.GraphError: a layer that does not fit the shape of its input.
         ValueError: an unknown ``float_dtype``.
     """
     dtype = _float_dtype(float_dtype)
     input_shape = [int(d) for d in (input_shape if input_shape is not None else _infer_input_shape(model))]
-    b = _Builder()
-    root = [("", model)] if not isinstance(model, nn.Sequential) else _children("", model)
-    out = _emit_sequence(b, [(p or "model", m) for p, m in root], hformat.INPUT)
-    if out == hformat.INPUT:
-        raise ExportError("the model computes nothing (no exportable modules)")
-    _fold_alphas(b, out)
+    b = Builder(input_shape)
+    gm = capture(model)
+    check_supported(gm)
+    out, env = _lower(gm, b, model)
+    _check_shapes(gm, env, input_shape)
+    out = fold.fold_affines(b, out)
+    fold.fold_alphas(b, out)
     state_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     binary = [n["name"] for n in b.nodes if n["op"] in hformat.BINARY_OPS]
     graph_info = {

@@ -118,13 +118,25 @@ def conv2d(node, params, x):
             cols = quantize32(im2col32(x[sl], kh, kw, **geometry), order, axis=0)  # (n, N*P)
         # One GEMM per chunk (a broadcast batched matmul over N runs far slower in numpy); the epilogue runs
         # on the (C_out, N*P) product in place, and the transpose is the one copy into the output.
-        out = _output_affine(w @ cols, params, (-1, 1))
+        out = _output_affine(_grouped_matmul(w, cols, a.get("groups", 1)), params, (-1, 1))
         if nb == 1 == x.shape[0]:  # one sample: the product already is the NCHW output
             return out.reshape(1, w.shape[0], oh, ow)
         if y is None:
             y = np.empty((x.shape[0], w.shape[0], oh, ow), np.float32)
         y[sl] = out.reshape(w.shape[0], nb, oh, ow).transpose(1, 0, 2, 3)
     return y
+
+
+def _grouped_matmul(w, cols, groups):
+    """``w @ cols`` for a convolution of ``groups`` groups: filter block g reads the g-th block of the
+    column rows (they are ordered ``(c, i, j)``, so each group's channels are contiguous)."""
+    if groups == 1:
+        return w @ cols
+    rows, per = w.shape[0] // groups, w.shape[1]
+    out = np.empty((w.shape[0], cols.shape[1]), np.result_type(w, cols))
+    for g in range(groups):
+        np.matmul(w[g * rows : (g + 1) * rows], cols[g * per : (g + 1) * per], out=out[g * rows : (g + 1) * rows])
+    return out
 
 
 def linear(node, params, x):
@@ -240,6 +252,22 @@ def hardtanh(node, params, x):
     return np.clip(x, lo, hi, out=_in_place(params, x))
 
 
+def leaky_relu(node, params, x):
+    """``x`` where ``x >= 0``, else ``negative_slope * x`` (PyTorch multiplies in the activation's dtype)."""
+    return np.where(x >= 0, x, x * x.dtype.type(node.attrs["negative_slope"]))
+
+
+def prelu(node, params, x):
+    """``leaky_relu`` with a learned slope per channel (axis 1), or one for all channels."""
+    w = params["weight"].astype(x.dtype)
+    slope = w.reshape((1, -1) + (1,) * (x.ndim - 2)) if w.shape[0] > 1 else w.reshape(())
+    return np.where(x >= 0, x, x * slope)
+
+
+def concat(node, params, *xs):
+    return np.concatenate(xs, axis=1)
+
+
 def flatten(node, params, x):
     return x.reshape(x.shape[0], -1)
 
@@ -262,4 +290,7 @@ OPS = {
     "hardtanh": hardtanh,
     "flatten": flatten,
     "add": add,
+    "concat": concat,
+    "leaky_relu": leaky_relu,
+    "prelu": prelu,
 }
