@@ -93,7 +93,11 @@ def test_bench_model(ckpt, tmp_path, capsys):
     assert main(["bench", "model", str(out), "--batch", "1", "4", "--threads", "1", "--repeats", "2",
                  "--warmup", "1", "--backend", "auto"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:2] == ["batch", "threads"] and len(lines) == 4  # header, two rows, note
+    assert lines[0].split()[:2] == ["batch", "threads"] and lines[3] == ""  # header, two rows, then the legend
+    from horq.runtime.bench import COLUMNS
+
+    assert [line.split(":")[0] for line in lines[4 : 4 + len(COLUMNS)]] == [name for name, _ in COLUMNS]
+    assert "argmax" not in "\n".join(lines)  # no agreement column against an unquantized graph on random inputs
     assert [line.split()[:2] for line in lines[1:3]] == [["1", "1"], ["4", "1"]]
     assert main(["bench", str(out), "--batch", "2", "--threads", "1", "--repeats", "1", "--warmup", "0"]) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[:2] == ["2", "1"]  # `horq bench FILE.horq` works too
