@@ -1,6 +1,13 @@
 """The ``horq`` command line. Each subcommand lives next to the code it drives and registers itself
-here through COMMANDS (module path -> ``register(subparsers)``); heavy imports (torch) happen only inside
-the command that needs them, so ``horq run`` works on a machine without PyTorch.
+here through COMMANDS (module path -> ``register(subparsers)``). Registering never imports torch: the
+modules in COMMANDS define arguments only, and each command imports what it needs (torch for train, eval,
+export, experiment) when it runs, so ``horq --help``, ``run``, ``summary``, ``bench FILE.horq`` and ``data``
+work on a machine without PyTorch.
+
+Errors: a mistake the user can act on (a bad value, a missing or foreign file, a refused overwrite) is
+raised where it is detected as ValueError or OSError with a message naming the path or value, and printed
+here as one line with exit status 2 (argparse's usage errors exit 2 too). Ctrl-C exits 130 with one line.
+Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -11,8 +18,8 @@ import sys
 
 # A plain dict registry: name of the module that defines `register(subparsers)`.
 COMMANDS = {
-    "train": "horq.nn.cli",
-    "eval": "horq.nn.cli",
+    "train": "horq.train_cli",
+    "eval": "horq.train_cli",
     "data": "horq.data.cli",
     "demo": "horq.demo",
     "experiment": "horq.experiments.cli",
@@ -23,11 +30,29 @@ COMMANDS = {
     "bench": "horq.runtime.cli",
 }
 
+#: Exit status of a command stopped by Ctrl-C (128 + SIGINT, what shells report).
+EXIT_INTERRUPTED = 130
+#: Exit status of a usage or input error (argparse's own).
+EXIT_USAGE = 2
+
+
+def version() -> str:
+    """The installed package's version (its metadata), else the source tree's ``horq.__version__``."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("horq")
+    except metadata.PackageNotFoundError:
+        import horq
+
+        return getattr(horq, "__version__", "unknown")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="horq", description="horq: binarized networks with an accuracy guarantee (High-Order Residual Quantization)"
     )
+    parser.add_argument("--version", action="version", version=f"horq {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     seen = set()
@@ -39,19 +64,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return text or type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    if len(argv) >= 2 and argv[0] == "bench" and argv[1].endswith(".horq"):
-        argv.insert(1, "model")  # `horq bench model.horq` is `horq bench model model.horq`
+    if (len(argv) >= 2 and argv[0] == "bench" and argv[1] not in ("model", "kernels", "-h", "--help")
+            and any(a.endswith(".horq") for a in argv[1:])):
+        argv.insert(1, "model")  # `horq bench model.horq ...` is `horq bench model model.horq ...`
     args = parser.parse_args(argv)
     args.argv = argv
+    prog = f"horq {args.command}"
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        # Errors the user can act on: print the message, not a traceback.
-        print(f"horq {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt as exc:
+        detail = str(exc)
+        print(f"{prog}: interrupted" + (f": {detail}" if detail else ""), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").split(".")[0] == "torch":
+            raise
+        print(f"{prog}: error: this command needs PyTorch, which is not installed here "
+              f"(install torch, then the training extras: pip install \".[train]\"; see the README)", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, OSError) as exc:
+        # Errors the user can act on (FileNotFoundError is an OSError): the message, not a traceback.
+        print(f"{prog}: error: {_describe(exc)}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from horq.cliargs import nonnegative_int, positive_int
 from horq.timing import median_seconds
 
 DEFAULT_ORDERS = (None, 1, 2)
@@ -25,15 +26,16 @@ def order_label(order: int | None) -> str:
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="train FP / XNOR / HORQ-2 on embedded MNIST and compare")
-    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--out", default="runs/demo",
+                   help="folder for the three runs and model.horq (default runs/demo; a previous demo there is replaced)")
     p.add_argument("--model", default="mnist-cnn")
     p.add_argument("--data", default="mnist-5k")
-    p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit-train", type=int, default=None)
-    p.add_argument("--limit-test", type=int, default=None)
-    p.add_argument("--repeats", type=int, default=50, help="timed runs per latency measurement")
+    p.add_argument("--epochs", type=positive_int, default=4)
+    p.add_argument("--threads", type=positive_int, default=None)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--limit-train", type=positive_int, default=None)
+    p.add_argument("--limit-test", type=positive_int, default=None)
+    p.add_argument("--repeats", type=positive_int, default=50, help="timed runs per latency measurement")
     p.set_defaults(func=_demo)
 
 
@@ -41,6 +43,8 @@ def _demo(args) -> int:
     from horq.nn.training import TrainSettings, train
 
     out = Path(args.out)
+    if (out / "model.horq").exists() or any((out / d / "last.pt").exists() for d in ("fp", "order1", "order2")):
+        print(f"replacing the previous demo in {out}/", flush=True)
     rows, models = [], {}
     t_all = time.perf_counter()
     for order in DEFAULT_ORDERS:

@@ -125,3 +125,42 @@ def test_model_args_reach_the_model_checkpoint_and_export(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:  # argparse's usage error
         main(["train", "--model-arg", "hidden", "--out", str(tmp_path / "y")])
     assert exit_info.value.code == 2 and "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_resume_with_more_epochs_and_a_new_lr_follows_the_new_schedule(tmp_path, capsys):
+    """--resume with a larger --epochs and a new --lr: the cosine schedule is the one planned for the new values,
+    continued at the checkpoint's epoch (no epoch at learning rate 0), and metrics.json says so."""
+    import math
+
+    settings = dict(TINY, order=1, schedule="cosine", out=str(tmp_path))
+    train(TrainSettings(**{**settings, "lr": 0.01}, epochs=2))
+    train(TrainSettings(**{**settings, "lr": 0.004}, epochs=4, resume=True))
+    assert "epochs 2 -> 4, lr 0.01 -> 0.004" in capsys.readouterr().err
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    lrs = [r["lr"] for r in metrics["epochs"]]
+    cosine = [0.01, 0.01 * (1 + math.cos(math.pi / 2)) / 2] + [0.004 * (1 + math.cos(math.pi * e / 4)) / 2 for e in (2, 3)]
+    assert lrs == pytest.approx(cosine) and min(lrs) > 0
+    assert metrics["settings"]["epochs"] == 4 and metrics["settings"]["lr"] == 0.004
+    first, second = metrics["history"]
+    assert (first["start_epoch"], first["settings"]["epochs"], first["settings"]["lr"]) == (0, 2, 0.01)
+    assert second["start_epoch"] == 2 and second["changed"] == {"epochs": [2, 4], "lr": [0.01, 0.004]}
+    assert load_checkpoint(tmp_path / "last.pt")["history"] == metrics["history"]
+    with pytest.raises(ValueError, match="already completed 4 epoch"):
+        train(TrainSettings(**settings, epochs=4, resume=True))
+
+
+def test_train_cli_defaults_are_the_settings_defaults():
+    """`horq train` leaves unset flags to TrainSettings, and its help quotes the same defaults."""
+    from horq.cli import build_parser
+    from horq.nn.cli import settings_from_args
+    from horq.train_cli import DEVICES as CLI_DEVICES
+    from horq.train_cli import SCHEDULES as CLI_SCHEDULES
+
+    args = build_parser().parse_args(["train"])
+    assert settings_from_args(args) == TrainSettings()
+    assert (CLI_SCHEDULES, CLI_DEVICES) == (training.SCHEDULES, training.DEVICES)
+    d = TrainSettings()
+    text = " ".join(build_parser()._subparsers._group_actions[0].choices["train"].format_help().split())
+    for quoted in (f"(default {d.epochs})", f"(default {d.batch_size})", f"(default {d.lr})", f"(default {d.schedule})",
+                   f"{d.model} (default)", f"{d.data} (default)", f"(default {d.out})", f"default {d.order})"):
+        assert quoted in text, quoted

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from horq.cliargs import nonnegative_int, positive_float, positive_int
 from horq.experiments.common import parse_order
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "mnist-5k", "digits")
@@ -25,15 +26,15 @@ def register(sub) -> None:
     a.add_argument("--data", required=True, choices=DATASETS)
     a.add_argument("--data-root", default=None, help="folder with the dataset files (default $HORQ_DATA)")
     a.add_argument("--model", default=None, help="zoo model (default: cifar-vgg for cifar10, else mnist-cnn)")
-    a.add_argument("--epochs", type=int, default=3)
-    a.add_argument("--seeds", type=int, nargs="+", default=[0])
+    a.add_argument("--epochs", type=positive_int, default=3)
+    a.add_argument("--seeds", type=nonnegative_int, nargs="+", default=[0])
     a.add_argument("--orders", type=_order_arg, nargs="+", default=[None, 0, 1, 2, 3, 4],
                    help="fp and/or integer orders (default: fp 0 1 2 3 4)")
-    a.add_argument("--limit-train", type=int, default=None, help="use only the first N training images")
-    a.add_argument("--limit-test", type=int, default=None, help="use only the first N test images")
-    a.add_argument("--batch-size", type=int, default=64)
-    a.add_argument("--lr", type=float, default=2e-3)
-    a.add_argument("--threads", type=int, default=None, help="torch threads")
+    a.add_argument("--limit-train", type=positive_int, default=None, help="use only the first N training images")
+    a.add_argument("--limit-test", type=positive_int, default=None, help="use only the first N test images")
+    a.add_argument("--batch-size", type=positive_int, default=64)
+    a.add_argument("--lr", type=positive_float, default=2e-3)
+    a.add_argument("--threads", type=positive_int, default=None, help="torch threads")
     a.add_argument("--out", required=True, help="output folder")
     a.set_defaults(func=_accuracy)
 
@@ -44,17 +45,17 @@ def register(sub) -> None:
     r.add_argument("checkpoint")
     r.add_argument("--data", default=None, choices=DATASETS, help="default: the checkpoint's dataset")
     r.add_argument("--data-root", default=None)
-    r.add_argument("--limit", type=int, default=256, help="test images fed through the model")
-    r.add_argument("--max-order", type=int, default=4)
+    r.add_argument("--limit", type=positive_int, default=256, help="test images fed through the model")
+    r.add_argument("--max-order", type=positive_int, default=4)
     r.add_argument("--out", required=True)
     r.set_defaults(func=_residual)
 
     s = asub.add_parser("speedup", help="cost model and measured native conv vs fp32 conv speedups")
     s.add_argument("--quick", action="store_true", help="a subset of the sweep with fewer repeats")
-    s.add_argument("--kernel-sizes", type=int, nargs="+", default=None)
-    s.add_argument("--channels", type=int, nargs="+", default=None)
-    s.add_argument("--orders", type=int, nargs="+", default=None)
-    s.add_argument("--out-size", type=int, default=16, help="output height = width")
+    s.add_argument("--kernel-sizes", type=positive_int, nargs="+", default=None)
+    s.add_argument("--channels", type=positive_int, nargs="+", default=None)
+    s.add_argument("--orders", type=positive_int, nargs="+", default=None)
+    s.add_argument("--out-size", type=positive_int, default=16, help="output height = width")
     s.add_argument("--model-only", action="store_true", help="the cost model only, no measurement")
     s.add_argument("--rebuild", action="store_true", help="rewrite OUT's table and plots from OUT/speedup.json")
     s.add_argument("--out", required=True)

@@ -9,13 +9,14 @@ import os
 def register(sub) -> None:
     p = sub.add_parser("export", help="export a training checkpoint to a packed .horq file")
     p.add_argument("checkpoint", help="checkpoint written by `horq train`")
-    p.add_argument("-o", "--output", required=True, help="destination .horq file (written atomically)")
+    p.add_argument("-o", "--output", required=True,
+                   help="destination .horq file (written atomically; never the checkpoint itself or another one)")
     p.add_argument("--float16", action="store_true",
                    help="store float parameters in float16 (smaller file; the runtime still computes in float32)")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("summary", help="per-layer size and cost table of a .horq file or a checkpoint")
-    p.add_argument("model", help=".horq file or training checkpoint")
+    p.add_argument("model", help=".horq file, or a training checkpoint (needs PyTorch)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_summary)
 
@@ -30,7 +31,24 @@ def _jsonable(v):
         return False
 
 
+def check_export_paths(checkpoint, output) -> None:
+    """Refuses an export that would destroy a checkpoint: ``output`` naming the input, or another checkpoint.
+
+    Raises:
+        ValueError: naming the path and why.
+    """
+    from horq.cliargs import file_kind, same_file
+
+    if same_file(checkpoint, output):
+        raise ValueError(f"-o {output} is the checkpoint being exported; give the packed model another name "
+                         f"(e.g. -o {os.path.splitext(str(output))[0]}.horq)")
+    if os.path.isfile(output) and file_kind(output) == "checkpoint":
+        raise ValueError(f"-o {output} is a training checkpoint; export would replace it. Give another name, "
+                         f"or delete it first if you mean to")
+
+
 def _export(args) -> int:
+    check_export_paths(args.checkpoint, args.output)
     from horq.nn.checkpoint import load_model  # torch: only this command needs it
     from horq.nn.export import export
     from horq.summary import summarize
@@ -47,9 +65,15 @@ def _export(args) -> int:
 
 
 def _summary(args) -> int:
+    from horq.format import HorqFormatError
     from horq.summary import format_summary, summarize
 
-    summ = summarize(args.model)
+    if not os.path.isfile(args.model):
+        raise FileNotFoundError(2, "no such file" if not os.path.isdir(args.model) else "is a folder", args.model)
+    try:
+        summ = summarize(args.model)
+    except HorqFormatError as exc:
+        raise ValueError(f"{args.model}: {exc}") from exc
     if args.json:
         print(json.dumps({"rows": summ.rows, "file_bytes": summ.file_bytes, "state_dict_bytes": summ.state_dict_bytes,
                           "compression": summ.compression, "speedup": summ.speedup}, indent=1))

@@ -44,6 +44,9 @@ HEADER_LEN_BYTES = 8
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 _DTYPES = {F32: np.dtype("<f4"), F16: np.dtype("<f2"), U64: np.dtype("<u8")}
 _HASH_DOMAIN = b"horq-format-v1\0"
+# First bytes of a torch.save file (zip archive, or the legacy pickle with torch's magic number); read as a
+# header length, either exceeds MAX_HEADER_BYTES, so recognising them only changes that error's message.
+TORCH_MAGICS = (b"PK\x03\x04", b"\x80\x02\x8a\x0a")
 
 
 @dataclass(frozen=True)
@@ -169,8 +172,14 @@ def _parse_header(data: bytes):
             f"truncated file: {len(data)} bytes, shorter than the {HEADER_LEN_BYTES}-byte header length"
         )
     hlen = int.from_bytes(data[:HEADER_LEN_BYTES], "little")
+    if hlen > MAX_HEADER_BYTES and data[:4] in TORCH_MAGICS:
+        raise VersionError(
+            "not a .horq file: it starts like a PyTorch checkpoint (torch.save); pack it first with "
+            "`horq export CHECKPOINT -o MODEL.horq`, or use `horq eval CHECKPOINT` / `horq summary CHECKPOINT`"
+        )
     if hlen > MAX_HEADER_BYTES:
-        raise HeaderError(f"header length {hlen} exceeds the limit of {MAX_HEADER_BYTES} bytes")
+        raise HeaderError(f"not a .horq file, or a damaged one: its header length {hlen} exceeds the limit of "
+                          f"{MAX_HEADER_BYTES} bytes")
     if HEADER_LEN_BYTES + hlen > len(data):
         raise TruncatedFileError(
             f"truncated file: {len(data)} bytes but its header alone needs {HEADER_LEN_BYTES + hlen}"

@@ -49,17 +49,46 @@ def _literal_tuple(text: str):
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Loads a checkpoint dict safely (``weights_only``); clear errors for missing or foreign files."""
+    """Loads a checkpoint dict safely (``weights_only``); clear errors for missing or foreign files.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: a packed ``.horq`` model (the message names the commands that take one), or a file that
+            is not a horq checkpoint.
+    """
+    from horq.cliargs import file_kind
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if file_kind(path) == "horq":
+        raise ValueError(f"{path} is a packed .horq model, not a training checkpoint: run it with "
+                         f"`horq run {path} --data NAME` or inspect it with `horq summary {path}`")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
-        raise ValueError(f"{path}: not a readable horq checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise ValueError(f"{path}: not a readable horq checkpoint ({_load_failure(exc)})") from exc
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_name" not in ckpt:
         raise ValueError(f"{path}: not a horq checkpoint (missing 'model' / 'model_name')")
     return ckpt
+
+
+def _load_failure(exc: Exception) -> str:
+    # torch's unpickling errors recommend weights_only=False, which would run arbitrary code from the file:
+    # never pass that advice on. A damaged zip archive gets torch's first sentence, which says so.
+    text = " ".join(str(exc).split())
+    if isinstance(exc, RuntimeError) and "zip" in text.lower() and "weights_only" not in text:
+        return f"{type(exc).__name__}: {text.split('. ')[0][:200]}"
+    return f"{type(exc).__name__}: not a file written by torch.save, or one holding more than tensors and plain values"
+
+
+def check_state_fits(model, state: dict, *, source: str) -> None:
+    """Raises ValueError naming the first weight of ``state`` whose shape differs from ``model``'s."""
+    own = model.state_dict()
+    for key, value in state.items():
+        if key in own and hasattr(value, "shape") and tuple(own[key].shape) != tuple(value.shape):
+            raise ValueError(f"{source}: weight {key!r} has shape {tuple(value.shape)} but this model's is "
+                             f"{tuple(own[key].shape)} (other data shape or model options?)")
 
 
 def build_from_checkpoint(ckpt: dict):
@@ -79,6 +108,7 @@ def load_model(path: str | os.PathLike):
     """Returns ``(model, checkpoint)`` with the model rebuilt, its weights loaded, in eval mode."""
     ckpt = load_checkpoint(path)
     model = build_from_checkpoint(ckpt)
+    check_state_fits(model, ckpt["model"], source=str(path))
     model.load_state_dict(ckpt["model"])
     model.eval()
     return model, ckpt

@@ -7,7 +7,10 @@ only rank 0 shows progress bars, writes metrics files and checkpoints.
 
 Resume works at epoch boundaries: a checkpoint holds the model, optimizer, scheduler and random
 generators after ``epoch`` complete epochs, and the sampler's shuffle is a pure function of
-``(seed, epoch)``, so a resumed run repeats exactly what an uninterrupted one does.
+``(seed, epoch)``, so a resumed run repeats exactly what an uninterrupted one does. A resume may change
+``epochs``, ``lr``, ``weight_decay`` and ``schedule``: the learning-rate schedule is then rebuilt for the new
+values as if the run had been planned with them, replayed to the epoch the checkpoint ends at, and the
+checkpoint and metrics.json record each stretch of epochs with its settings (``history``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +34,7 @@ from horq.fileio import atomic_write_text
 from horq.nn.checkpoint import (
     CHECKPOINT_VERSION,
     atomic_torch_save,
+    check_state_fits,
     load_checkpoint,
     rng_state,
     set_rng_state,
@@ -36,6 +42,18 @@ from horq.nn.checkpoint import (
 
 SCHEDULES = ("cosine", "step", "none")
 DEVICES = ("auto", "cpu", "cuda")
+#: Settings a resumed run may change; everything else that shapes the model or its data must match.
+RESUME_MAY_CHANGE = ("epochs", "lr", "weight_decay", "schedule")
+#: Settings a resumed run must share with the checkpoint (besides the model, order and model options).
+RESUME_MUST_MATCH = ("clip", "keep_first_last_fp", "data")
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or another KeyboardInterrupt) during training; the message says where the last checkpoint is."""
+
+
+class TrainingDiverged(FloatingPointError, ValueError):
+    """The training loss became NaN or Inf (a ValueError too: the user can act on it, e.g. lower --lr)."""
 
 
 @dataclass(kw_only=True)
@@ -82,6 +100,10 @@ class TrainSettings:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
+        for name in ("limit_train", "limit_test"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name.replace('_', ' ')} must be >= 1 (or None for all), got {value}")
 
 
 @dataclass
@@ -129,6 +151,7 @@ def build_training_model(settings: TrainSettings, in_shape, num_classes):
     from horq.nn.convert import HORQConfig, convert_
     from horq.nn.zoo import build_model
 
+    _check_model_args(settings.model, settings.model_args)
     model = build_model(settings.model, in_shape=tuple(in_shape), num_classes=num_classes, **settings.model_args)
     config = None
     if settings.order is not None:
@@ -137,12 +160,56 @@ def build_training_model(settings: TrainSettings, in_shape, num_classes):
     return model, config
 
 
+def _check_model_args(name: str, options: dict) -> None:
+    """Zoo options are sizes: each must be > 0, and an integer where the builder's default is one."""
+    import inspect
+
+    from horq.nn.zoo import MODELS
+
+    if name not in MODELS:
+        return  # build_model names the known models
+    params = inspect.signature(MODELS[name]).parameters
+    for key, value in options.items():
+        if key not in params:
+            continue  # build_model lists the builder's options
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"model option {key}={value!r} of {name!r} must be a number > 0")
+        default = params[key].default
+        if isinstance(default, int) and not isinstance(value, int):
+            raise ValueError(f"model option {key}={value!r} of {name!r} must be an integer")
+
+
+def check_data_fits(ckpt: dict, in_shape, num_classes: int, *, what: str, data: str) -> None:
+    """Raises ValueError unless data of ``in_shape`` and ``num_classes`` fits the checkpoint's model."""
+    kwargs = ckpt.get("model_kwargs") or {}
+    want_shape, want_classes = tuple(kwargs.get("in_shape", ())), kwargs.get("num_classes")
+    if tuple(in_shape) != want_shape or (want_classes is not None and int(num_classes) != int(want_classes)):
+        def fmt(shape):
+            return "x".join(map(str, shape))
+
+        raise ValueError(f"{what} is a model for inputs {fmt(want_shape)} with {want_classes} classes, but {data} "
+                         f"has inputs {fmt(in_shape)} with {num_classes} classes")
+
+
 def _make_scheduler(optimizer, settings: TrainSettings):
     if settings.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
     if settings.schedule == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, settings.epochs // 3), gamma=0.1)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _epoch: 1.0)
+
+
+def _replay_scheduler(optimizer, settings: TrainSettings, epochs_done: int):
+    """The schedule of ``settings`` (learning rate, weight decay) after ``epochs_done`` epochs, on ``optimizer``."""
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] = settings.lr
+        group["weight_decay"] = settings.weight_decay
+    scheduler = _make_scheduler(optimizer, settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "step() before optimizer.step()": a replay, not a training step
+        for _ in range(epochs_done):
+            scheduler.step()
+    return scheduler
 
 
 def _sum_across(values: list[float], device, info: _Dist) -> list[float]:
@@ -188,13 +255,12 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, *, batch_size=256, device=
     return loss_sum / max(count, 1), correct / max(count, 1)
 
 
-def _write_metrics(out: Path, rows: list[dict], settings: TrainSettings) -> None:
+def _write_metrics(out: Path, rows: list[dict], settings: TrainSettings, history: list[dict]) -> None:
     fields = list(rows[0].keys())
     lines = [",".join(fields)] + [",".join(str(r[f]) for f in fields) for r in rows]
     atomic_write_text(out / "metrics.csv", "\n".join(lines) + "\n")
-    atomic_write_text(
-        out / "metrics.json", json.dumps({"settings": dataclasses.asdict(settings), "epochs": rows}, indent=2) + "\n"
-    )
+    doc = {"settings": dataclasses.asdict(settings), "history": history, "epochs": rows}
+    atomic_write_text(out / "metrics.json", json.dumps(doc, indent=2) + "\n")
 
 
 def train(settings: TrainSettings) -> dict:
@@ -213,7 +279,7 @@ def train(settings: TrainSettings) -> dict:
     model, config = build_training_model(settings, x_train.shape[1:], num_classes)
 
     if settings.init_from:
-        _init_from(model, settings)
+        _init_from(model, settings, x_train.shape[1:], num_classes)
     if settings.sync_bn and info.world > 1:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
@@ -221,8 +287,11 @@ def train(settings: TrainSettings) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = _make_scheduler(optimizer, settings)
     start_epoch, rows = 0, []
+    history = [{"start_epoch": 0, "settings": dataclasses.asdict(settings)}]
     if settings.resume:
-        start_epoch, rows = _resume(out / "last.pt", model, optimizer, scheduler, settings)
+        start_epoch, rows, scheduler, history = _resume(
+            out / "last.pt", model, optimizer, scheduler, settings, x_train.shape[1:], num_classes, info
+        )
 
     wrapped = model
     if info.world > 1:
@@ -234,57 +303,67 @@ def train(settings: TrainSettings) -> dict:
     )
     loader = DataLoader(TensorDataset(x_train, y_train), batch_size=settings.batch_size, sampler=sampler)
     best = max((r["test_acc"] for r in rows), default=-1.0)
-    t_start = time.perf_counter()
-    for epoch in range(start_epoch, settings.epochs):
-        sampler.set_epoch(epoch)
-        wrapped.train()
-        t0 = time.perf_counter()
-        loss_sum = correct = count = 0.0
-        batches = _progress(loader, settings, info, f"epoch {epoch + 1}/{settings.epochs}")
-        for xb, yb in batches:
-            xb, yb = xb.to(device), yb.to(device)
-            optimizer.zero_grad(set_to_none=True)
-            logits = wrapped(xb)
-            loss = F.cross_entropy(logits, yb)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} in epoch {epoch + 1}; lower --lr")
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.item() * len(yb)
-            correct += (logits.argmax(1) == yb).sum().item()
-            count += len(yb)
-            if hasattr(batches, "set_postfix"):
-                batches.set_postfix(loss=f"{loss_sum / count:.4f}", acc=f"{correct / count:.4f}")
-        loss_sum, correct, count = _sum_across([loss_sum, correct, count], device, info)
-        _average_buffers(model, info)
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        test_loss, test_acc = evaluate(model, x_test, y_test, device=device, info=info)
-        rows.append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": round(loss_sum / count, 6),
-                "train_acc": round(correct / count, 6),
-                "test_loss": round(test_loss, 6),
-                "test_acc": round(test_acc, 6),
-                "lr": lr,
-                "epoch_seconds": round(time.perf_counter() - t0, 3),
-            }
-        )
-        if info.main:
-            ckpt = _checkpoint(model, optimizer, scheduler, epoch + 1, rows, settings, config, x_train.shape[1:], num_classes)
-            atomic_torch_save(ckpt, out / "last.pt")
-            if test_acc > best:
-                best = test_acc
-                atomic_torch_save(ckpt, out / "best.pt")
-            _write_metrics(out, rows, settings)
-            if settings.progress:
-                r = rows[-1]
-                print(
-                    f"epoch {r['epoch']}: train loss {r['train_loss']:.4f} acc {r['train_acc']:.4f} | "
-                    f"test loss {r['test_loss']:.4f} acc {r['test_acc']:.4f} | {r['epoch_seconds']:.1f}s",
-                    flush=True,
-                )
+    saved = start_epoch  # epochs held by out/last.pt (when > 0)
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch, settings.epochs):
+            sampler.set_epoch(epoch)
+            wrapped.train()
+            t0 = time.perf_counter()
+            loss_sum = correct = count = 0.0
+            batches = _progress(loader, settings, info, f"epoch {epoch + 1}/{settings.epochs}")
+            for xb, yb in batches:
+                xb, yb = xb.to(device), yb.to(device)
+                optimizer.zero_grad(set_to_none=True)
+                logits = wrapped(xb)
+                loss = F.cross_entropy(logits, yb)
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(f"loss became {loss.item()} in epoch {epoch + 1}; lower --lr")
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.item() * len(yb)
+                correct += (logits.argmax(1) == yb).sum().item()
+                count += len(yb)
+                if hasattr(batches, "set_postfix"):
+                    batches.set_postfix(loss=f"{loss_sum / count:.4f}", acc=f"{correct / count:.4f}")
+            loss_sum, correct, count = _sum_across([loss_sum, correct, count], device, info)
+            _average_buffers(model, info)
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            test_loss, test_acc = evaluate(model, x_test, y_test, device=device, info=info)
+            rows.append(
+                {
+                    "epoch": epoch + 1,
+                    "train_loss": round(loss_sum / count, 6),
+                    "train_acc": round(correct / count, 6),
+                    "test_loss": round(test_loss, 6),
+                    "test_acc": round(test_acc, 6),
+                    "lr": lr,
+                    "epoch_seconds": round(time.perf_counter() - t0, 3),
+                }
+            )
+            if info.main:
+                ckpt = _checkpoint(model, optimizer, scheduler, epoch + 1, rows, settings, config, x_train.shape[1:],
+                                   num_classes, history)
+                atomic_torch_save(ckpt, out / "last.pt")
+                saved = epoch + 1
+                if test_acc > best:
+                    best = test_acc
+                    atomic_torch_save(ckpt, out / "best.pt")
+                _write_metrics(out, rows, settings, history)
+                if settings.progress:
+                    r = rows[-1]
+                    print(
+                        f"epoch {r['epoch']}: train loss {r['train_loss']:.4f} acc {r['train_acc']:.4f} | "
+                        f"test loss {r['test_loss']:.4f} acc {r['test_acc']:.4f} | {r['epoch_seconds']:.1f}s",
+                        flush=True,
+                    )
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, TrainingInterrupted):
+            raise
+        where = (f"the last checkpoint is {out / 'last.pt'} ({saved} epoch(s) done; continue with --resume)"
+                 if saved else "no epoch finished, so there is no checkpoint yet")
+        raise TrainingInterrupted(f"training stopped during epoch {epoch + 1}/{settings.epochs}; {where}") from exc
     if info.world > 1:
         dist.barrier()
     return {
@@ -307,7 +386,7 @@ def _progress(loader, settings: TrainSettings, info: _Dist, desc: str):
     return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
 
 
-def _checkpoint(model, optimizer, scheduler, epoch, rows, settings, config, in_shape, num_classes) -> dict:
+def _checkpoint(model, optimizer, scheduler, epoch, rows, settings, config, in_shape, num_classes, history) -> dict:
     return {
         "version": CHECKPOINT_VERSION,
         "model_name": settings.model,
@@ -321,6 +400,7 @@ def _checkpoint(model, optimizer, scheduler, epoch, rows, settings, config, in_s
         "rng": rng_state(),
         "metrics": rows,
         "args": dataclasses.asdict(settings),
+        "history": history,
     }
 
 
@@ -329,33 +409,57 @@ def _plain_state_dict(model) -> dict:
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
-def _init_from(model, settings: TrainSettings) -> None:
+def _init_from(model, settings: TrainSettings, in_shape, num_classes) -> None:
+    source = f"--init-from {settings.init_from}"
     ckpt = load_checkpoint(settings.init_from)
     if ckpt["model_name"] != settings.model:
-        raise ValueError(
-            f"--init-from {settings.init_from} holds a {ckpt['model_name']!r} model, not {settings.model!r}"
-        )
+        raise ValueError(f"{source} holds a {ckpt['model_name']!r} model, not {settings.model!r}")
+    check_data_fits(ckpt, in_shape, num_classes, what=source, data=settings.data)
+    check_state_fits(model, ckpt["model"], source=source)
     missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
     if missing or unexpected:
-        raise ValueError(f"--init-from {settings.init_from}: weights do not fit (missing {missing}, unexpected {unexpected})")
+        raise ValueError(f"{source}: weights do not fit (missing {missing}, unexpected {unexpected})")
 
 
-def _resume(path: Path, model, optimizer, scheduler, settings: TrainSettings):
+def _resume(path: Path, model, optimizer, scheduler, settings: TrainSettings, in_shape, num_classes, info: _Dist):
+    """Loads OUT/last.pt into the model, optimizer and generators; returns ``(epochs done, metric rows,
+    scheduler, history)``. See the module docstring for what a resume may change."""
     if not path.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {path} (train without --resume first)")
     ckpt = load_checkpoint(path)
-    if ckpt["model_name"] != settings.model or ckpt["args"].get("order") != settings.order:
+    prev = ckpt.get("args") or {}
+    if ckpt["model_name"] != settings.model or prev.get("order") != settings.order:
         raise ValueError(
-            f"--resume: {path} was trained as {ckpt['model_name']!r} order {ckpt['args'].get('order')}, "
+            f"--resume: {path} was trained as {ckpt['model_name']!r} order {prev.get('order')}, "
             f"not {settings.model!r} order {settings.order}"
         )
-    if ckpt["args"].get("model_args", {}) != settings.model_args:
+    if prev.get("model_args", {}) != settings.model_args:
         raise ValueError(
-            f"--resume: {path} was trained with model options {ckpt['args'].get('model_args', {})}, "
+            f"--resume: {path} was trained with model options {prev.get('model_args', {})}, "
             f"not {settings.model_args}"
         )
+    for key in RESUME_MUST_MATCH:
+        if key in prev and prev[key] != getattr(settings, key):
+            raise ValueError(f"--resume: {path} was trained with {key} {prev[key]!r}, not {getattr(settings, key)!r} "
+                             f"(to start from its weights on other terms, use --init-from)")
+    check_data_fits(ckpt, in_shape, num_classes, what=f"--resume: {path}", data=settings.data)
+    done = int(ckpt["epoch"])
+    if settings.epochs <= done:
+        raise ValueError(f"--resume: {path} has already completed {done} epoch(s); ask for more with --epochs "
+                         f"(the total, e.g. --epochs {done + 1})")
+    check_state_fits(model, ckpt["model"], source=f"--resume: {path}")
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
-    scheduler.load_state_dict(ckpt["scheduler"])
+    changed = {k: [prev.get(k), getattr(settings, k)] for k in RESUME_MAY_CHANGE if prev.get(k) != getattr(settings, k)}
+    if changed:
+        scheduler = _replay_scheduler(optimizer, settings, done)
+        if info.main:
+            what = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
+            print(f"resuming {path} after epoch {done} with {what}: the {settings.schedule} schedule is recomputed "
+                  f"for the new settings", file=sys.stderr, flush=True)
+    else:
+        scheduler.load_state_dict(ckpt["scheduler"])
     set_rng_state(ckpt["rng"])
-    return int(ckpt["epoch"]), list(ckpt["metrics"])
+    history = list(ckpt.get("history") or [{"start_epoch": 0, "settings": prev}])
+    history.append({"start_epoch": done, "settings": dataclasses.asdict(settings), "changed": changed})
+    return done, list(ckpt["metrics"]), scheduler, history

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
 
+from horq.cliargs import nonnegative_int, positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser("run", help="run a packed .horq model: accuracy on a dataset or predictions for an array")
-    p.add_argument("model", help=".horq file")
+    p.add_argument("model", help=".horq file (a training checkpoint goes to `horq eval`)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", metavar="NAME", help="dataset name for horq.data.load (prints accuracy)")
-    src.add_argument("--input", metavar="X.npy", help="float32 array (N, *input_shape), standardized like the data")
-    p.add_argument("--split", default="test", help="dataset split (default: test)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N samples")
+    src.add_argument("--input", metavar="X.npy",
+                     help="float32 array (N, *input_shape) or one sample, saved with np.save, standardized like the data")
+    p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
+    p.add_argument("--limit", type=positive_int, default=None, help="use only the first N samples")
     p.add_argument("-o", "--output", metavar="OUT.npy", help="with --input: save the float32 outputs (logits) here")
     p.add_argument("--backend", default="auto", choices=("auto", "native", "numpy", "reference"))
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--threads", type=int, default=None, help="threads of the native kernels and numpy's BLAS")
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="threads of the native kernels and numpy's BLAS")
     p.set_defaults(func=_run)
 
     bench = sub.add_parser("bench", help="benchmarks: a .horq model, or the native kernels")
@@ -31,31 +36,66 @@ def register(sub) -> None:
     k.add_argument("--doc", default=None,
                    help="markdown file whose '<!-- bench:begin -->' ... '<!-- bench:end -->' section gets the tables")
     k.set_defaults(func=_bench_kernels)
-    p = bsub.add_parser("model", help="time a .horq model on the runtime against PyTorch fp32 on the same graph")
+    p = bsub.add_parser("model", help="time a .horq model on the runtime (and PyTorch fp32 on the same graph, "
+                                      "if PyTorch is installed)")
     p.add_argument("model", help=".horq file")
-    p.add_argument("--batch", type=int, nargs="+", default=[1, 64], help="batch sizes (default: 1 64)")
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default: 1 2)")
-    p.add_argument("--repeats", type=int, default=10, help="timed runs per configuration (median reported)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed runs first")
+    p.add_argument("--batch", type=positive_int, nargs="+", default=[1, 64], help="batch sizes (default: 1 64)")
+    p.add_argument("--threads", type=positive_int, nargs="+", default=[1, 2], help="thread counts (default: 1 2)")
+    p.add_argument("--repeats", type=positive_int, default=10, help="timed runs per configuration (median reported)")
+    p.add_argument("--warmup", type=nonnegative_int, default=2, help="untimed runs first")
     p.add_argument("--backend", default="native", choices=("auto", "native", "numpy"))
     p.set_defaults(func=_bench)
 
 
-def _run(args) -> int:
+def load_model(path, backend: str):
+    """``horq.runtime.load`` with errors that name ``path`` (and say what to do with a checkpoint)."""
     import horq.runtime as rt
+    from horq.format import HorqFormatError
 
-    if args.batch_size < 1:
-        raise ValueError("--batch-size must be >= 1")
-    model = rt.load(args.model, backend=args.backend)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(2, "is a folder" if os.path.isdir(path) else "no such file", str(path))
+    try:
+        return rt.load(path, backend=backend)
+    except HorqFormatError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    except ImportError as exc:  # --backend native without the extension
+        raise ValueError(f"--backend {backend}: {exc}") from exc
+
+
+def read_input(path) -> np.ndarray:
+    """The array in an ``.npy`` file, with one-line errors for everything else."""
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (EOFError, ValueError) as exc:  # not an .npy file, or an object array
+        raise ValueError(f"--input {path}: not a numpy .npy array (save one with np.save)") from exc
+    if isinstance(x, np.lib.npyio.NpzFile):
+        names = ", ".join(x.files[:5]) or "none"
+        x.close()
+        raise ValueError(f"--input {path}: an .npz archive (arrays: {names}); save the one input array with np.save")
+    if x.ndim == 0:
+        raise ValueError(f"--input {path}: holds a single number; expected an array (N, C, H, W) or one sample")
+    return x
+
+
+def _run(args) -> int:
+    from horq.cliargs import same_file
+
+    if args.output and not args.input:
+        raise ValueError("-o/--output goes with --input (with --data the command prints the accuracy)")
+    for other, flag in ((args.model, "the model"), (args.input, "--input")):
+        if args.output and other and same_file(other, args.output):
+            raise ValueError(f"-o {args.output} is {flag}; write the outputs to another file")
+    model = load_model(args.model, args.backend)
     if args.threads is not None:
         _set_threads(model, args.threads)
     if args.data:
         import horq.data
 
-        if args.output:
-            raise ValueError("-o/--output goes with --input (with --data the command prints the accuracy)")
         ds = horq.data.load(args.data, args.split)
         x, y = ds.x, ds.y
+        if x.shape[1:] != tuple(model.input_shape):
+            raise ValueError(f"{args.model} takes inputs {_fmt(model.input_shape)}, but {args.data} has "
+                             f"{_fmt(x.shape[1:])}")
         if args.limit is not None:
             x, y = x[: args.limit], y[: args.limit]
         t0 = time.perf_counter()
@@ -65,20 +105,28 @@ def _run(args) -> int:
         print(f"{args.data}/{args.split}: accuracy {correct / len(y):.2%} ({correct}/{len(y)}) "
               f"backend {model.backend}, {dt:.2f} s ({len(y) / dt:,.0f} samples/s)")
         return 0
-    try:
-        x = np.load(args.input, allow_pickle=False)
-    except (EOFError, ValueError) as exc:  # not an .npy file, or an object array
-        raise ValueError(f"{args.input}: cannot read a numpy array ({exc})") from exc
+    x = read_input(args.input)
     if x.shape == tuple(model.input_shape):
         x = x[None]  # one sample
     if args.limit is not None:
         x = x[: args.limit]
+    try:
+        model.check_input(x)
+    except ValueError as exc:
+        raise ValueError(f"--input {args.input}: {exc}") from exc
     out = np.concatenate([model(x[i : i + args.batch_size]) for i in range(0, len(x), args.batch_size)])
     if args.output:
-        np.save(args.output, out)
+        from horq.fileio import atomic_open
+
+        with atomic_open(args.output, "wb") as f:  # exactly this name (np.save would append .npy)
+            np.save(f, out)
     pred = out.argmax(axis=1) if out.ndim == 2 else out
     print(" ".join(map(str, pred.tolist())) if out.ndim == 2 else f"output shape {out.shape}")
     return 0
+
+
+def _fmt(shape) -> str:
+    return "x".join(map(str, shape))
 
 
 def _set_threads(model, n: int) -> None:
@@ -90,6 +138,7 @@ def _set_threads(model, n: int) -> None:
 def _bench(args) -> int:
     from horq.runtime.bench import bench_model, format_bench
 
+    load_model(args.model, "numpy")  # a one-line error for a missing or foreign file, before any timing
     rows = bench_model(args.model, batches=args.batch, threads=args.threads, repeats=args.repeats,
                        warmup=args.warmup, backend=args.backend)
     print(format_bench(rows))

@@ -1,0 +1,114 @@
+"""What the ``horq`` commands share and that must not import torch: argparse value types, and telling a
+``.horq`` file from a training checkpoint by its first bytes.
+
+Every command registers its arguments with these, so ``horq --help`` and the torch-free commands (``run``,
+``summary``, ``bench FILE.horq``, ``data``) start without PyTorch, and a bad value is one line naming the flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+
+#: Bytes read to recognise a file (a ``.horq`` file: the 8-byte header length, then ``{``).
+SNIFF_BYTES = 9
+
+
+def _number(kind, text: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (counts, sizes, threads, epochs)."""
+    value = _number(int, text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """An integer >= 0 (warm-up runs, seeds)."""
+    value = _number(int, text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (learning rates)."""
+    value = _number(float, text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """A finite number >= 0 (weight decay, clip)."""
+    value = _number(float, text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
+def parse_order(text: str) -> int | None:
+    """CLI spelling of a layer order: ``fp``/``none``/``full`` = full precision, or an integer >= 0."""
+    if text.lower() in ("fp", "none", "full"):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"order must be 'fp' or an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"order must be 'fp' or an integer >= 0, got {text!r}")
+    return value
+
+
+def parse_model_arg(text: str):
+    """``KEY=VALUE`` with a positive finite number as value (int if it reads as one, else float)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"model option must be KEY=VALUE, got {text!r}")
+    for kind in (int, float):
+        try:
+            value = kind(raw)
+        except ValueError:
+            continue
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"model option {key!r} must be a number > 0, got {raw!r}")
+        return key, value
+    raise argparse.ArgumentTypeError(f"model option {key!r} needs a number, got {raw!r}")
+
+
+def file_kind(path) -> str | None:
+    """What a file's first bytes say it is: ``"horq"`` (a packed model: a safetensors header length within
+    bounds followed by a JSON object), ``"checkpoint"`` (a ``torch.save`` file), or None (anything else, or
+    unreadable). Only a hint for error messages; the loaders do the real checks.
+    """
+    from horq.format.container import HEADER_LEN_BYTES, MAX_HEADER_BYTES, TORCH_MAGICS
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(SNIFF_BYTES)
+    except OSError:
+        return None
+    if head[:4] in TORCH_MAGICS:  # a zip archive (torch.save since 1.6) or the legacy pickle format
+        return "checkpoint"
+    if len(head) > HEADER_LEN_BYTES and head[HEADER_LEN_BYTES:] == b"{":
+        if 0 < int.from_bytes(head[:HEADER_LEN_BYTES], "little") <= MAX_HEADER_BYTES:
+            return "horq"
+    return None
+
+
+def same_file(a, b) -> bool:
+    """True if the paths name one file (through links, ``..`` or another spelling); False if ``b`` does not exist."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
