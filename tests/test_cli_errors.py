@@ -48,6 +48,10 @@ def files(tmp_path_factory):
     np.save(root / "nan.npy", np.full((1, 1, 8, 8), np.nan, np.float32))
     np.save(root / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     (root / "junk.txt").write_text("not a model\n")
+    import torch
+
+    torch.save({"model_name": "mnist-mlp", "model": {}}, root / "partial.pt")
+    torch.save({k: v for k, v in ckpt.items() if k != "args"}, root / "no_args.pt")
     (root / "short.horq").write_bytes(b"\x10\x00\x00")
     (root / "a_file").write_text("x")
     (root / "folder").mkdir()
@@ -116,6 +120,8 @@ CASES = [
     (["eval", "{ckpt}", "--limit", "-5"], "--limit: must be an integer >= 1, got '-5'"),
     (["eval", "{ckpt}", "--threads", "0"], "--threads: must be an integer >= 1"),
     (["eval", "{ckpt}", "--split", "valid"], "--split: invalid choice"),
+    (["eval", "{root}/partial.pt"], "partial.pt: not a horq checkpoint (missing 'model_kwargs')"),
+    (["eval", "{root}/no_args.pt"], "no_args.pt does not record its dataset; name one with --data"),
     # horq export
     (["export", "{ckpt}", "-o", "{ckpt}"], "is the checkpoint being exported"),
     (["export", "{ckpt}", "-o", "{root}/folder/../run/last.pt"], "is the checkpoint being exported"),

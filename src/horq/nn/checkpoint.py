@@ -17,6 +17,8 @@ import torch
 from horq.fileio import atomic_open
 
 CHECKPOINT_VERSION = 1
+#: Keys every reader relies on (the rest is for resuming training).
+REQUIRED_KEYS = ("model_name", "model_kwargs", "model")
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
@@ -68,8 +70,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
         raise ValueError(f"{path}: not a readable horq checkpoint ({_load_failure(exc)})") from exc
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_name" not in ckpt:
-        raise ValueError(f"{path}: not a horq checkpoint (missing 'model' / 'model_name')")
+    missing = [key for key in REQUIRED_KEYS if key not in ckpt] if isinstance(ckpt, dict) else list(REQUIRED_KEYS)
+    if missing:
+        raise ValueError(f"{path}: not a horq checkpoint (missing {', '.join(map(repr, missing))})")
     return ckpt
 
 

@@ -94,8 +94,11 @@ def run_eval(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     model, ckpt = load_model(args.checkpoint)
-    name = args.data or ckpt["args"]["data"]
-    ds = load(name, args.split, root=args.data_root or ckpt["args"].get("data_root"))
+    trained = ckpt.get("args") or {}
+    name = args.data or trained.get("data")
+    if not name:
+        raise ValueError(f"{args.checkpoint} does not record its dataset; name one with --data")
+    ds = load(name, args.split, root=args.data_root or trained.get("data_root"))
     check_data_fits(ckpt, ds.x.shape[1:], ds.num_classes, what=f"{args.checkpoint}", data=name)
     x, y = torch.from_numpy(ds.x), torch.from_numpy(ds.y)
     if args.limit is not None:

@@ -138,7 +138,7 @@ def _set_threads(model, n: int) -> None:
 def _bench(args) -> int:
     from horq.runtime.bench import bench_model, format_bench
 
-    load_model(args.model, "numpy")  # a one-line error for a missing or foreign file, before any timing
+    load_model(args.model, args.backend)  # one-line errors for a missing or foreign file or backend, before timing
     rows = bench_model(args.model, batches=args.batch, threads=args.threads, repeats=args.repeats,
                        warmup=args.warmup, backend=args.backend)
     print(format_bench(rows))
