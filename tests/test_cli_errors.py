@@ -191,7 +191,7 @@ def test_cases_are_at_least_forty():
 
 def test_nothing_is_written_by_refused_commands(files):
     # The refusals above left the trained run and its files as they were.
-    from horq.cliargs import file_kind
+    from horq.fileio import file_kind
 
     assert file_kind(files / "run" / "last.pt") == "checkpoint" and file_kind(files / "run" / "best.pt") == "checkpoint"
     assert file_kind(files / "m.horq") == "horq"

@@ -83,3 +83,39 @@ def test_failed_rename_or_create_names_the_users_path(tmp_path, monkeypatch):
     with pytest.raises(PermissionError) as info:
         atomic_write_text(path, "x")
     assert info.value.filename == str(path)
+
+
+def test_file_kind_and_same_file(tmp_path):
+    import sys
+    from pathlib import Path
+
+    from horq.fileio import file_kind, same_file
+
+    sys.path.insert(0, str(Path(__file__).parent / "format"))
+    try:
+        from horq_files import tiny_model
+    finally:
+        sys.path.pop(0)
+    import horq.format
+
+    horq.format.save(tmp_path / "m.horq", *tiny_model())
+    samples = {"zip.pt": b"PK\x03\x04" + b"\0" * 40, "legacy.pt": b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.",
+               "text": b"hello world", "short": b"{}", "big_header": (2**40).to_bytes(8, "little") + b"{"}
+    for name, data in samples.items():
+        (tmp_path / name).write_bytes(data)
+    assert file_kind(tmp_path / "m.horq") == "horq"
+    assert file_kind(tmp_path / "zip.pt") == file_kind(tmp_path / "legacy.pt") == "checkpoint"
+    for name in ("text", "short", "big_header", "missing"):
+        assert file_kind(tmp_path / name) is None
+    assert file_kind(tmp_path) is None  # a folder
+    # Both torch signatures read as a header length over the limit: the loader names the right command.
+    for name in ("zip.pt", "legacy.pt"):
+        with pytest.raises(horq.format.VersionError, match="starts like a PyTorch checkpoint.*horq export"):
+            horq.format.load(tmp_path / name)
+
+    (tmp_path / "sub").mkdir()
+    assert same_file(tmp_path / "m.horq", tmp_path / "sub" / ".." / "m.horq")
+    os.symlink(tmp_path / "m.horq", tmp_path / "link.horq")
+    assert same_file(tmp_path / "link.horq", tmp_path / "m.horq")
+    assert not same_file(tmp_path / "m.horq", tmp_path / "zip.pt")
+    assert not same_file(tmp_path / "m.horq", tmp_path / "new.horq")

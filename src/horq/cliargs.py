@@ -1,7 +1,6 @@
-"""What the ``horq`` commands share and that must not import torch: argparse value types, and telling a
-``.horq`` file from a training checkpoint by its first bytes.
+"""Argparse value types the ``horq`` commands share, torch-free like every command's registration.
 
-Every command registers its arguments with these, so ``horq --help`` and the torch-free commands (``run``,
+Every command declares its arguments with these, so ``horq --help`` and the torch-free commands (``run``,
 ``summary``, ``bench FILE.horq``, ``data``) start without PyTorch, and a bad value is one line naming the flag.
 """
 
@@ -9,10 +8,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-
-#: Bytes read to recognise a file (a ``.horq`` file: the 8-byte header length, then ``{``).
-SNIFF_BYTES = 9
 
 
 def _number(kind, text: str):
@@ -84,31 +79,3 @@ def parse_model_arg(text: str):
             raise argparse.ArgumentTypeError(f"model option {key!r} must be a number > 0, got {raw!r}")
         return key, value
     raise argparse.ArgumentTypeError(f"model option {key!r} needs a number, got {raw!r}")
-
-
-def file_kind(path) -> str | None:
-    """What a file's first bytes say it is: ``"horq"`` (a packed model: a safetensors header length within
-    bounds followed by a JSON object), ``"checkpoint"`` (a ``torch.save`` file), or None (anything else, or
-    unreadable). Only a hint for error messages; the loaders do the real checks.
-    """
-    from horq.format.container import HEADER_LEN_BYTES, MAX_HEADER_BYTES, TORCH_MAGICS
-
-    try:
-        with open(path, "rb") as f:
-            head = f.read(SNIFF_BYTES)
-    except OSError:
-        return None
-    if head[:4] in TORCH_MAGICS:  # a zip archive (torch.save since 1.6) or the legacy pickle format
-        return "checkpoint"
-    if len(head) > HEADER_LEN_BYTES and head[HEADER_LEN_BYTES:] == b"{":
-        if 0 < int.from_bytes(head[:HEADER_LEN_BYTES], "little") <= MAX_HEADER_BYTES:
-            return "horq"
-    return None
-
-
-def same_file(a, b) -> bool:
-    """True if the paths name one file (through links, ``..`` or another spelling); False if ``b`` does not exist."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.realpath(a) == os.path.realpath(b)

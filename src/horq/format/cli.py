@@ -37,7 +37,7 @@ def check_export_paths(checkpoint, output) -> None:
     Raises:
         ValueError: naming the path and why.
     """
-    from horq.cliargs import file_kind, same_file
+    from horq.fileio import file_kind, same_file
 
     if same_file(checkpoint, output):
         raise ValueError(f"-o {output} is the checkpoint being exported; give the packed model another name "

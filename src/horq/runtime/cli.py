@@ -78,7 +78,7 @@ def read_input(path) -> np.ndarray:
 
 
 def _run(args) -> int:
-    from horq.cliargs import same_file
+    from horq.fileio import same_file
 
     if args.output and not args.input:
         raise ValueError("-o/--output goes with --input (with --data the command prints the accuracy)")
