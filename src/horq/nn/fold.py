@@ -74,21 +74,27 @@ def fold_affines(b, output: str) -> str:
     removed = set()
     for node in list(b.nodes):
         name = node["name"]
-        if name in removed or name == output:
+        if name in removed:
             continue
-        live = [n for n in b.nodes if n["name"] not in removed]
-        readers = _readers(live, name)
+        while node["op"] in LAYER_OPS and name != output:  # a layer takes every affine that follows it
+            live = [n for n in b.nodes if n["name"] not in removed]
+            readers = _readers(live, name)
+            if len(readers) != 1 or readers[0]["op"] != "affine":
+                break
+            (aff,) = readers
+            _post_fold(b, node, aff)
+            removed.add(aff["name"])
+            _drop(b, aff)
+            for n in live:
+                n["inputs"] = [name if r == aff["name"] else r for r in n["inputs"]]
+            output = name if output == aff["name"] else output
+        if node["op"] != "affine" or name == output:
+            continue
+        readers = _readers([n for n in b.nodes if n["name"] not in removed], name)
         if len(readers) != 1:
             continue
         (reader,) = readers
-        if node["op"] in LAYER_OPS and reader["op"] == "affine":
-            _post_fold(b, node, reader)
-            removed.add(reader["name"])
-            _drop(b, reader)
-            for n in live:
-                n["inputs"] = [name if r == reader["name"] else r for r in n["inputs"]]
-            output = name if output == reader["name"] else output
-        elif node["op"] == "affine" and reader["op"] == "linear":
+        if reader["op"] == "linear":
             _pre_fold(b, node, reader)
             removed.add(name)
             _drop(b, node)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import traceback
 
 import torch
 from torch import fx, nn
@@ -101,6 +102,9 @@ def capture(model: nn.Module) -> fx.GraphModule:
         if tracer.module_stack:
             path, typ = list(tracer.module_stack.values())[-1]
             where = f" in module {display_path(path)!r} of type {getattr(typ, '__name__', typ)}"
+        user = [f for f in traceback.extract_tb(exc.__traceback__) if _is_user_file(f.filename)]
+        if user:
+            where += f" (at {user[-1].filename}:{user[-1].lineno}: {(user[-1].line or '').strip()})"
         raise ExportError(f"cannot trace the model with torch.fx{where}: {type(exc).__name__}: {exc}") from exc
     finally:
         for m, mode in modes.items():
@@ -138,11 +142,16 @@ def source_line(node: fx.Node) -> str | None:
     found = None
     for i, line in enumerate(lines):
         m = _FRAME_RE.match(line)
-        if not m or m["file"].startswith(_TORCH_DIR) or m["file"] == __file__:
+        if not m or not _is_user_file(m["file"]):
             continue
         code = lines[i + 1].strip() if i + 1 < len(lines) and not _FRAME_RE.match(lines[i + 1]) else ""
         found = f"{m['file']}:{m['line']}: {code}" if code else f"{m['file']}:{m['line']}"
     return found
+
+
+def _is_user_file(path: str) -> bool:
+    """Not PyTorch's own code, nor the exporter's (the frames above and below the user's forward)."""
+    return not path.startswith(_TORCH_DIR) and os.path.dirname(path) != os.path.dirname(__file__)
 
 
 def op_name(node: fx.Node) -> str:
