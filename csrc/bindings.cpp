@@ -23,11 +23,13 @@ using In = nb::ndarray<const T, nb::c_contig, nb::device::cpu, Extra...>;
 
 namespace {
 
+// A new numpy array owning its buffer; zero-filled unless `zero` is false (outputs that a kernel writes
+// whole: zeroing a conv output costs a visible share of a small layer's time).
 template <class T>
-nb::ndarray<nb::numpy, T> make_array(std::initializer_list<std::size_t> shape, T** data) {
+nb::ndarray<nb::numpy, T> make_array(std::initializer_list<std::size_t> shape, T** data, bool zero = true) {
   std::size_t size = 1;
   for (auto s : shape) size *= s;
-  T* p = new T[size > 0 ? size : 1]();
+  T* p = zero ? new T[size > 0 ? size : 1]() : new T[size > 0 ? size : 1];
   nb::capsule owner(p, [](void* q) noexcept { delete[] static_cast<T*>(q); });
   *data = p;
   return nb::ndarray<nb::numpy, T>(p, shape.size(), shape.begin(), owner);
@@ -143,7 +145,7 @@ NB_MODULE(_core, m) {
         require(g.batch >= 1 && m >= 1, "empty batch or weights");
         const auto& kt = horq::kernel_table(kernel);
         float* y;
-        auto arr = make_array<float>({g.batch, m, g.out_h, g.out_w}, &y);
+        auto arr = make_array<float>({g.batch, m, g.out_h, g.out_w}, &y, false);
         nb::gil_scoped_release nogil;
         const auto q = horq::quantize_conv_columns(kt, x.data(), g, order);
         horq::horq_gemm(kt, wbits.data(), m, q, {coef.data(), add.data()}, g.out_h * g.out_w, y);
@@ -164,7 +166,7 @@ NB_MODULE(_core, m) {
         require(rows >= 1 && m >= 1, "empty batch or weights");
         const auto& kt = horq::kernel_table(kernel);
         float* y;
-        auto arr = make_array<float>({rows, m}, &y);
+        auto arr = make_array<float>({rows, m}, &y, false);
         nb::gil_scoped_release nogil;
         const auto q = horq::quantize_rows(kt, x.data(), rows, n, order);
         horq::horq_gemm(kt, wbits.data(), m, q, {coef.data(), add.data()}, 1, y);

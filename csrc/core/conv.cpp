@@ -33,24 +33,6 @@ inline void or_bits(word_t* __restrict dst, std::size_t off, const word_t* __res
     if (sh != 0 && sh + len > kWordBits) dst[pos / kWordBits + 1] |= src[w] >> (kWordBits - sh);
   }
 }
-// float exponent bits: all ones exactly for NaN and +-Inf.
-constexpr std::uint32_t kExpMask = 0x7f800000u;
-
-// One channel of an image row into the per-pixel accumulators: sum |x| in double, the sign bit at
-// `shift`; returns 1 if a value is NaN or Inf. Plain pointers and a plain count, so it vectorizes.
-std::uint32_t pack_channel(const float* __restrict v, std::size_t W, unsigned shift, double* __restrict psum,
-                           word_t* __restrict pwords) {
-  std::uint32_t bad = 0;
-  for (std::size_t w = 0; w < W; ++w) {
-    std::uint32_t u;
-    std::memcpy(&u, v + w, sizeof u);
-    bad |= (u & kExpMask) == kExpMask ? 1u : 0u;
-    psum[w] += std::fabs(static_cast<double>(v[w]));
-    pwords[w] |= static_cast<word_t>(v[w] < 0.0f ? 1 : 0) << shift;
-  }
-  return bad;
-}
-
 }  // namespace
 
 QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, const ConvGeometry& g, int order) {
@@ -75,30 +57,21 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
   std::atomic<bool> finite{true};
   parallel_for(g.batch * H, [&](std::size_t t) {
     const float* src = x + (t / H) * C * H * W + (t % H) * W;
-    thread_local std::vector<double> sums;
-    thread_local std::vector<word_t> words;
-    if (sums.size() < W) sums.resize(W);
-    if (words.size() < W) words.resize(W);
-    double* __restrict psum = sums.data();
-    word_t* __restrict pwords = words.data();
+    double* psum = pix_sum.data() + t * W;
     std::fill_n(psum, W, 0.0);
     std::uint32_t bad = 0;
     for (std::size_t c0 = 0; c0 < C; c0 += kWordBits) {
       const std::size_t c1 = std::min(C, c0 + kWordBits);
-      std::fill_n(pwords, W, word_t{0});
-      for (std::size_t c = c0; c < c1; ++c) {
-        const float* __restrict v = src + c * H * W;
-        const unsigned shift = static_cast<unsigned>(c - c0);
-        bad |= pack_channel(v, W, shift, psum, pwords);
-        if (order >= 2) {
+      bad |= kt.pack_pixels(src + c0 * H * W, H * W, c1 - c0, W, pix_bits.data() + t * W * gw + c0 / kWordBits, gw,
+                            psum);
+      if (order >= 2) {
+        for (std::size_t c = c0; c < c1; ++c) {
+          const float* __restrict v = src + c * H * W;
           float* __restrict dst = xt.data() + t * W * C + c;
           for (std::size_t w = 0; w < W; ++w) dst[w * C] = v[w];
         }
       }
-      word_t* __restrict out = pix_bits.data() + t * W * gw + c0 / kWordBits;
-      for (std::size_t w = 0; w < W; ++w) out[w * gw] = pwords[w];
     }
-    std::copy_n(psum, W, pix_sum.data() + t * W);
     if (bad) finite.store(false);
   });
   if (!finite.load()) throw std::invalid_argument("input contains NaN or Inf");

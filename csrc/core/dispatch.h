@@ -8,12 +8,26 @@
 
 namespace horq {
 
+struct QuantizedColumns;
+struct Epilogue;
+
+// One task of horq_gemm (layer.h) with the epilogue fused: outputs [o0, o0 + mb) x columns [j0, j0 + jb)
+// written into y. Paths without one run the row kernel `bgemm` and the driver's epilogue instead.
+using gemm_task_fn = void (*)(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep,
+                              std::size_t ppi, float* y, std::size_t o0, std::size_t mb, std::size_t j0,
+                              std::size_t jb);
+
+void gemm_task_avx512(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep, std::size_t ppi,
+                      float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb);
+
 struct KernelTable {
   const char* name;
   bgemm_fn bgemm;
   quantize_fn quantize;
   quantize_taps_fn quantize_taps;
   quantize_taps2_fn quantize_taps2;  // conv order 2 (float32 pass; the AVX-512 table uses the AVX2 one)
+  pack_pixels_fn pack_pixels;        // conv input: per-pixel sign words and sum |x|
+  gemm_task_fn gemm_task;            // outer-product GEMM + epilogue, or nullptr
 };
 
 // Every path this library knows, whether or not this CPU can run it.

@@ -49,8 +49,37 @@ void epilogue_block(const std::int32_t* pc, std::size_t mb, std::size_t jb, cons
 
 }  // namespace
 
+namespace {
+
+// Tasks of a path with an outer-product kernel (gemm_task): column blocks whose packed rows stay in L1
+// (about kPanelBytes), enough of them to keep every thread busy, and output blocks only when the columns
+// alone do not give each thread a few tasks (small images, e.g. 7x7 maps).
+constexpr std::size_t kPanelBytes = 32 * 1024;
+constexpr std::size_t kColAlign = 16;  // columns per kernel call at order 1
+
+void outer_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep,
+                std::size_t ppi, float* y) {
+  const std::size_t K = static_cast<std::size_t>(q.order), threads = static_cast<std::size_t>(get_num_threads());
+  const std::size_t row_bytes = K * q.kw * sizeof(word_t);
+  std::size_t jb = std::max(kColAlign, kPanelBytes / row_bytes / kColAlign * kColAlign);
+  std::size_t jblocks = ceil_div(q.ncols, jb);
+  if (threads > 1 && jblocks < 4 * threads) jblocks = std::min(4 * threads, ceil_div(q.ncols, kColAlign));
+  jb = ceil_div(ceil_div(q.ncols, jblocks), kColAlign) * kColAlign;
+  jblocks = ceil_div(q.ncols, jb);
+  std::size_t mblocks = 1;
+  while (threads > 1 && mblocks * jblocks < 4 * threads && m / (2 * mblocks) >= 32) mblocks *= 2;
+  const std::size_t mb = ceil_div(m, mblocks);
+  parallel_for(mblocks * jblocks, [&](std::size_t t) {
+    const std::size_t o0 = (t % mblocks) * mb, j0 = (t / mblocks) * jb;
+    kt.gemm_task(wbits, m, q, ep, ppi, y, o0, std::min(mb, m - o0), j0, std::min(jb, q.ncols - j0));
+  });
+}
+
+}  // namespace
+
 void horq_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const QuantizedColumns& q,
                Epilogue ep, std::size_t ppi, float* y) {
+  if (kt.gemm_task) return outer_gemm(kt, wbits, m, q, ep, ppi, y);
   const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw;
   const std::size_t mblocks = ceil_div(m, kMB), jblocks = ceil_div(q.ncols, kJB);
   const double n = static_cast<double>(q.n);

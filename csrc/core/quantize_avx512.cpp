@@ -102,4 +102,40 @@ void quantize_taps_avx512(const float* const* taps, std::size_t ntaps, std::size
   }
 }
 
+// 16 pixels at a time with their 16 words and 16 sums in registers across all channels: per channel one
+// load, a compare to a mask for the signs (ORed into the words' lanes as bit c) and one for NaN/Inf, and
+// |x| widened to double and added (per lane, in channel order: the generic sums bit for bit).
+std::uint32_t pack_pixels_avx512(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W,
+                                 word_t* words, std::size_t wstride, double* sums) {
+  const __m512i exp_mask = _mm512_set1_epi32(0x7f800000);
+  const __m512 zero = _mm512_setzero_ps();
+  __mmask16 bad = 0;
+  for (std::size_t w0 = 0; w0 < W; w0 += 16) {
+    const std::size_t rem = W - w0;
+    const __mmask16 m = rem >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << rem) - 1u);
+    __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
+    __m512d slo = _mm512_maskz_loadu_pd(static_cast<__mmask8>(m), sums + w0);
+    __m512d shi = _mm512_maskz_loadu_pd(static_cast<__mmask8>(m >> 8), sums + w0 + 8);
+    for (std::size_t c = 0; c < nchan; ++c) {
+      const __m512 v = _mm512_maskz_loadu_ps(m, src + c * cstride + w0);
+      bad |= _mm512_mask_cmpeq_epi32_mask(m, _mm512_and_si512(_mm512_castps_si512(v), exp_mask), exp_mask);
+      const __mmask16 neg = _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ);
+      const __m512i bit = _mm512_set1_epi64(static_cast<long long>(word_t{1} << c));
+      lo = _mm512_mask_or_epi64(lo, static_cast<__mmask8>(neg), lo, bit);
+      hi = _mm512_mask_or_epi64(hi, static_cast<__mmask8>(neg >> 8), hi, bit);
+      const __m512 a = _mm512_abs_ps(v);
+      slo = _mm512_add_pd(slo, _mm512_cvtps_pd(_mm512_castps512_ps256(a)));
+      shi = _mm512_add_pd(shi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(a, 1)));
+    }
+    _mm512_mask_storeu_pd(sums + w0, static_cast<__mmask8>(m), slo);
+    _mm512_mask_storeu_pd(sums + w0 + 8, static_cast<__mmask8>(m >> 8), shi);
+    alignas(64) word_t out[16];
+    _mm512_store_si512(out, lo);
+    _mm512_store_si512(out + 8, hi);
+    const std::size_t n = rem >= 16 ? 16 : rem;
+    for (std::size_t i = 0; i < n; ++i) words[(w0 + i) * wstride] = out[i];
+  }
+  return bad ? 1u : 0u;
+}
+
 }  // namespace horq

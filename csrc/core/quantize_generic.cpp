@@ -1,5 +1,6 @@
 // Portable residual binarization of one column (arithmetic derived in quantize.h), scalar double.
 #include <cmath>
+#include <cstring>
 
 #include "core/quantize.h"
 
@@ -141,6 +142,26 @@ void quantize_taps2_generic(const float* const* taps, std::size_t ntaps, std::si
     }
   }
   betas[1] = sum / static_cast<double>(n);
+}
+
+// One channel at a time along the contiguous row: every pixel has its own accumulators, so the loop
+// vectorizes over w and each pixel's sum still adds its channels in order.
+std::uint32_t pack_pixels_generic(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W,
+                                  word_t* words, std::size_t wstride, double* sums) {
+  constexpr std::uint32_t kExpMask = 0x7f800000u;  // float exponent bits: all ones for NaN and +-Inf
+  for (std::size_t w = 0; w < W; ++w) words[w * wstride] = 0;
+  std::uint32_t bad = 0;
+  for (std::size_t c = 0; c < nchan; ++c) {
+    const float* __restrict v = src + c * cstride;
+    for (std::size_t w = 0; w < W; ++w) {
+      std::uint32_t u;
+      std::memcpy(&u, v + w, sizeof u);
+      bad |= (u & kExpMask) == kExpMask ? 1u : 0u;
+      sums[w] += std::fabs(static_cast<double>(v[w]));
+      words[w * wstride] |= static_cast<word_t>(v[w] < 0.0f ? 1 : 0) << c;
+    }
+  }
+  return bad;
 }
 
 }  // namespace horq

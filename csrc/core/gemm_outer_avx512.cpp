@@ -1,0 +1,174 @@
+// AVX-512 outer-product HORQ GEMM with the epilogue fused: one task of horq_gemm (layer.h), outputs
+// [o0, o0 + mb) x columns [j0, j0 + jb), written straight into y.
+//
+// Why outer product: a row-dot-product kernel reduces each (filter, column) pair horizontally at the end of
+// its row, which costs as much as the row itself when rows are short (a 3x3 conv over 64 channels is 9
+// words, a 1x1 over 256 channels 4). Here the 64-bit lanes of a vector run over 8 columns instead: per word
+// w of the rows, MR filter words are broadcast and XORed against NV vectors of column words,
+//     acc[i][v] += popcount(broadcast(W[o_i][w]) ^ B[v][w])            (vpopcntq, 64-bit lanes)
+// so no reduction happens in the word loop and a 1-word row costs the same per MAC as a long one.
+//
+// Column panel: the task's columns are copied into groups of G octets (8 columns each); a group stores, per
+// word w, its NV = G * K vectors [(octet c, plane k) -> 8 lanes], plane k of column j being q's row
+// j * K + k. Columns past the end are zero words (computed, never stored).
+//
+// Epilogue per output o and column j, in double, with the very operations of the scalar epilogue
+// (gemm_driver.cpp): s = sum_k beta_{k,j} * (n - 2 * pc_k), y = float(coef_o * s + add_o). Lanes are columns,
+// so beta is a vector load and coef/add broadcasts; 8 consecutive columns of one image are one masked store.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "core/layer.h"
+
+namespace horq {
+namespace {
+
+constexpr std::size_t kLanes = 8;  // 64-bit lanes per zmm: columns per octet
+constexpr int kMaxAcc = 24;        // accumulators that fit the 32 zmm registers beside NV loads
+
+struct Panel {
+  std::size_t octets = 0, G = 0, NV = 0, groups = 0, kw = 0;
+  std::vector<word_t> words;   // groups x kw x NV x 8
+  std::vector<double> betas;  // octets x K x 8
+};
+
+Panel& panel_scratch() {
+  thread_local Panel p;
+  return p;
+}
+
+// Copies columns [j0, j0 + jb) of q into the panel layout described at the top. Only the lanes past jb
+// (the last octet's) are zeroed; the source rows are read in order.
+void fill_panel(const QuantizedColumns& q, std::size_t j0, std::size_t jb, std::size_t G, Panel& p) {
+  const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw;
+  p.octets = ceil_div(jb, kLanes);
+  p.G = G;
+  p.NV = G * K;
+  p.groups = ceil_div(p.octets, G);
+  p.kw = kw;
+  const std::size_t group_words = kw * p.NV * kLanes, stride = p.NV * kLanes;
+  if (p.words.size() < p.groups * group_words) p.words.resize(p.groups * group_words);
+  if (p.betas.size() < p.groups * G * K * kLanes) p.betas.resize(p.groups * G * K * kLanes);
+  if (jb < p.groups * G * kLanes) {  // lanes of missing columns: zero words and betas
+    std::fill_n(p.words.data() + (p.groups - 1) * group_words, group_words, word_t{0});
+    std::fill_n(p.betas.data() + jb / kLanes * K * kLanes, (p.groups * G - jb / kLanes) * K * kLanes, 0.0);
+  }
+  const word_t* src = q.bits.data() + j0 * K * kw;
+  const double* sb = q.betas.data() + j0 * K;
+  for (std::size_t jj = 0; jj < jb; ++jj) {
+    const std::size_t c = jj / kLanes, l = jj % kLanes;
+    word_t* dst = p.words.data() + (c / G) * group_words + (c % G) * K * kLanes + l;
+    double* db = p.betas.data() + c * K * kLanes + l;
+    for (std::size_t k = 0; k < K; ++k, src += kw, dst += kLanes) {
+      for (std::size_t w = 0; w < kw; ++w) dst[w * stride] = src[w];
+      db[k * kLanes] = *sb++;
+    }
+  }
+}
+
+// acc[i][v] = per-lane popcount sums of rows a[i] against the group's vectors v, over kw words.
+template <int MR, int NV>
+inline void outer_kernel(const word_t* const* a, const word_t* b, std::size_t kw, __m512i (&acc)[MR][NV]) {
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();
+  for (std::size_t w = 0; w < kw; ++w) {
+    __m512i bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512(b + (w * NV + v) * kLanes);
+    for (int i = 0; i < MR; ++i) {
+      const __m512i ai = _mm512_set1_epi64(static_cast<long long>(a[i][w]));
+      for (int v = 0; v < NV; ++v)
+        acc[i][v] = _mm512_add_epi64(acc[i][v], _mm512_popcnt_epi64(_mm512_xor_si512(ai, bv[v])));
+    }
+  }
+}
+
+// Where each octet's 8 columns go in y: the offset of its first column (without o * ppi) and whether the
+// valid ones are consecutive in y (one image); otherwise per-lane offsets.
+struct OctetDest {
+  std::size_t base[kLanes];
+  unsigned valid;
+  bool contiguous;
+};
+
+// Outputs [o0 + i0, o0 + i1) against every group of the panel, MR filters per kernel call (the last call's
+// rows past i1 repeat row i0 and are dropped).
+template <int MR, int NV>
+void run_rows(const word_t* wbits, const QuantizedColumns& q, const Epilogue& ep, std::size_t ppi, float* y,
+              std::size_t o0, std::size_t i0, std::size_t i1, const Panel& p, const OctetDest* dest) {
+  const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw, G = p.G;
+  const __m512d n = _mm512_set1_pd(static_cast<double>(q.n)), two = _mm512_set1_pd(2.0);
+  for (; i0 < i1; i0 += MR) {
+    const word_t* a[MR];
+    for (int i = 0; i < MR; ++i) a[i] = wbits + (o0 + (i0 + i < i1 ? i0 + i : i0)) * kw;
+    for (std::size_t g = 0; g < p.groups; ++g) {
+      __m512i acc[MR][NV];
+      outer_kernel<MR, NV>(a, p.words.data() + g * kw * NV * kLanes, kw, acc);
+      for (int i = 0; i < MR && i0 + i < i1; ++i) {
+        const std::size_t o = o0 + i0 + i;
+        const __m512d coef = _mm512_set1_pd(ep.coef[o]), add = _mm512_set1_pd(ep.add[o]);
+        for (std::size_t cg = 0; cg < G && g * G + cg < p.octets; ++cg) {
+          const std::size_t c = g * G + cg;
+          __m512d s = _mm512_setzero_pd();
+          for (std::size_t k = 0; k < K; ++k) {
+            const __m512d pc = _mm512_cvtepi64_pd(acc[i][cg * K + k]);
+            const __m512d beta = _mm512_loadu_pd(p.betas.data() + (c * K + k) * kLanes);
+            s = _mm512_add_pd(s, _mm512_mul_pd(beta, _mm512_sub_pd(n, _mm512_mul_pd(two, pc))));
+          }
+          const __m256 out = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_mul_pd(coef, s), add));
+          const OctetDest& d = dest[c];
+          if (d.contiguous) {
+            _mm256_mask_storeu_ps(y + d.base[0] + o * ppi, static_cast<__mmask8>((1u << d.valid) - 1u), out);
+          } else {
+            alignas(32) float lane[kLanes];
+            _mm256_store_ps(lane, out);
+            for (unsigned l = 0; l < d.valid; ++l) y[d.base[l] + o * ppi] = lane[l];
+          }
+        }
+      }
+    }
+  }
+}
+
+// Full MR-row calls, then 4-row calls for the rest, so at most 3 computed rows are dropped.
+template <int MR, int NV>
+void run_task(const word_t* wbits, const QuantizedColumns& q, const Epilogue& ep, std::size_t ppi, float* y,
+              std::size_t o0, std::size_t mb, const Panel& p, const OctetDest* dest) {
+  const std::size_t full = mb / MR * MR;
+  run_rows<MR, NV>(wbits, q, ep, ppi, y, o0, 0, full, p, dest);
+  if (full < mb) run_rows<(MR < 4 ? MR : 4), NV>(wbits, q, ep, ppi, y, o0, full, mb, p, dest);
+}
+
+}  // namespace
+
+void gemm_task_avx512(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep, std::size_t ppi,
+                      float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb) {
+  const std::size_t K = static_cast<std::size_t>(q.order);
+  const std::size_t G = K == 1 ? 2 : 1;  // octets per kernel call: NV = G * K vectors
+  Panel& p = panel_scratch();
+  fill_panel(q, j0, jb, G, p);
+  std::vector<OctetDest> dest(p.octets);
+  for (std::size_t c = 0; c < p.octets; ++c) {
+    OctetDest& d = dest[c];
+    d.valid = static_cast<unsigned>(std::min(kLanes, jb - c * kLanes));
+    for (unsigned l = 0; l < d.valid; ++l) {
+      const std::size_t j = j0 + c * kLanes + l;
+      d.base[l] = (j / ppi) * m * ppi + j % ppi;
+    }
+    d.contiguous = d.base[d.valid - 1] == d.base[0] + d.valid - 1;
+  }
+  switch (K) {
+    case 1: run_task<12, 2>(wbits, q, ep, ppi, y, o0, mb, p, dest.data()); break;
+    case 2: run_task<12, 2>(wbits, q, ep, ppi, y, o0, mb, p, dest.data()); break;
+    case 3: run_task<8, 3>(wbits, q, ep, ppi, y, o0, mb, p, dest.data()); break;
+    case 4: run_task<6, 4>(wbits, q, ep, ppi, y, o0, mb, p, dest.data()); break;
+    case 5: run_task<4, 5>(wbits, q, ep, ppi, y, o0, mb, p, dest.data()); break;
+    case 6: run_task<4, 6>(wbits, q, ep, ppi, y, o0, mb, p, dest.data()); break;
+    case 7: run_task<3, 7>(wbits, q, ep, ppi, y, o0, mb, p, dest.data()); break;
+    default: run_task<3, 8>(wbits, q, ep, ppi, y, o0, mb, p, dest.data()); break;
+  }
+  static_assert(12 * 2 <= kMaxAcc && 8 * 3 <= kMaxAcc && 6 * 4 <= kMaxAcc && 3 * 8 <= kMaxAcc, "register budget");
+}
+
+}  // namespace horq
