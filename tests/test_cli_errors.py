@@ -98,6 +98,7 @@ CASES = [
     (["run", "{horq}", "--data", "digits", "--limit", "0"], "--limit: must be an integer >= 1, got '0'"),
     (["run", "{horq}", "--data", "digits", "--batch-size", "0"], "--batch-size: must be an integer >= 1"),
     (["run", "{horq}", "--data", "digits", "--threads", "0"], "--threads: must be an integer >= 1"),
+    (["run", "{horq}", "--data", "digits", "--threads", "100000"], "--threads: must be at most"),
     (["run", "{horq}", "--data", "digits", "--split", "valid"], "--split: invalid choice"),
     (["run", "{horq}"], "one of the arguments --data --input is required"),
     # horq bench

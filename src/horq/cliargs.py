@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+
+#: Most threads a command accepts: far above any useful count, far below what exhausts the system.
+MAX_THREADS = max(256, 4 * (os.cpu_count() or 1))
 
 
 def _number(kind, text: str):
@@ -25,6 +29,14 @@ def positive_int(text: str) -> int:
     value = _number(int, text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def thread_count(text: str) -> int:
+    """A thread count: an integer from 1 to :data:`MAX_THREADS`."""
+    value = positive_int(text)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_THREADS} threads, got {text!r}")
     return value
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from horq.cliargs import nonnegative_int, positive_int
+from horq.cliargs import nonnegative_int, positive_int, thread_count
 from horq.timing import median_seconds
 
 DEFAULT_ORDERS = (None, 1, 2)
@@ -31,7 +31,7 @@ def register(sub) -> None:
     p.add_argument("--model", default="mnist-cnn")
     p.add_argument("--data", default="mnist-5k")
     p.add_argument("--epochs", type=positive_int, default=4)
-    p.add_argument("--threads", type=positive_int, default=None)
+    p.add_argument("--threads", type=thread_count, default=None)
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--limit-train", type=positive_int, default=None)
     p.add_argument("--limit-test", type=positive_int, default=None)

@@ -16,6 +16,7 @@ from horq.cliargs import (
     parse_order,
     positive_float,
     positive_int,
+    thread_count,
 )
 
 #: Choices of --schedule and --device (horq.nn.training checks the same; a test keeps them equal).
@@ -53,7 +54,7 @@ def register(sub) -> None:
     p.add_argument("--weight-decay", type=nonnegative_float, default=keep)
     p.add_argument("--schedule", choices=SCHEDULES, default=keep, help="learning-rate schedule (default cosine)")
     p.add_argument("--seed", type=nonnegative_int, default=keep)
-    p.add_argument("--threads", type=positive_int, default=keep, help="torch intra-op threads per process")
+    p.add_argument("--threads", type=thread_count, default=keep, help="torch intra-op threads per process")
     p.add_argument("--out", default=keep, help="run folder: checkpoints and metrics (default runs/default)")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--resume", action="store_true", help=RESUME_HELP)
@@ -75,7 +76,7 @@ def register(sub) -> None:
     e.add_argument("--data-root", default=None)
     e.add_argument("--split", default="test", choices=["train", "test"])
     e.add_argument("--limit", type=positive_int, default=None, help="use only the first N samples")
-    e.add_argument("--threads", type=positive_int, default=None)
+    e.add_argument("--threads", type=thread_count, default=None)
     e.set_defaults(func=_eval)
 
 

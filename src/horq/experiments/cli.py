@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from horq.cliargs import nonnegative_int, positive_float, positive_int
+from horq.cliargs import nonnegative_int, positive_float, positive_int, thread_count
 from horq.experiments.common import parse_order
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "mnist-5k", "digits")
@@ -34,7 +34,7 @@ def register(sub) -> None:
     a.add_argument("--limit-test", type=positive_int, default=None, help="use only the first N test images")
     a.add_argument("--batch-size", type=positive_int, default=64)
     a.add_argument("--lr", type=positive_float, default=2e-3)
-    a.add_argument("--threads", type=positive_int, default=None, help="torch threads")
+    a.add_argument("--threads", type=thread_count, default=None, help="torch threads")
     a.add_argument("--out", required=True, help="output folder")
     a.set_defaults(func=_accuracy)
 

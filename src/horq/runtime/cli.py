@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from horq.cliargs import nonnegative_int, positive_int
+from horq.cliargs import nonnegative_int, positive_int, thread_count
 
 
 def register(sub) -> None:
@@ -22,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", metavar="OUT.npy", help="with --input: save the float32 outputs (logits) here")
     p.add_argument("--backend", default="auto", choices=("auto", "native", "numpy", "reference"))
     p.add_argument("--batch-size", type=positive_int, default=256)
-    p.add_argument("--threads", type=positive_int, default=None,
+    p.add_argument("--threads", type=thread_count, default=None,
                    help="threads of the native kernels and numpy's BLAS")
     p.set_defaults(func=_run)
 
@@ -40,7 +40,7 @@ def register(sub) -> None:
                                       "if PyTorch is installed)")
     p.add_argument("model", help=".horq file")
     p.add_argument("--batch", type=positive_int, nargs="+", default=[1, 64], help="batch sizes (default: 1 64)")
-    p.add_argument("--threads", type=positive_int, nargs="+", default=[1, 2], help="thread counts (default: 1 2)")
+    p.add_argument("--threads", type=thread_count, nargs="+", default=[1, 2], help="thread counts (default: 1 2)")
     p.add_argument("--repeats", type=positive_int, default=10, help="timed runs per configuration (median reported)")
     p.add_argument("--warmup", type=nonnegative_int, default=2, help="untimed runs first")
     p.add_argument("--backend", default="native", choices=("auto", "native", "numpy"))
@@ -132,13 +132,17 @@ def _fmt(shape) -> str:
 def _set_threads(model, n: int) -> None:
     from horq.runtime.threads import set_num_threads
 
-    set_num_threads(n)
+    try:
+        set_num_threads(n)
+    except RuntimeError as exc:  # the kernels' thread pool could not start them
+        raise ValueError(f"--threads {n}: cannot start that many threads ({exc})") from exc
 
 
 def _bench(args) -> int:
     from horq.runtime.bench import bench_model, format_bench
 
     load_model(args.model, args.backend)  # one-line errors for a missing or foreign file or backend, before timing
+    _set_threads(None, max(args.threads))  # and for a thread count this machine cannot start
     rows = bench_model(args.model, batches=args.batch, threads=args.threads, repeats=args.repeats,
                        warmup=args.warmup, backend=args.backend)
     print(format_bench(rows))
