@@ -321,3 +321,59 @@ def test_atomic_write(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         hf.save(path, graph, tensors)
     assert path.read_bytes() == before and list(tmp_path.iterdir()) == [path]
+
+
+def _v3_model():
+    """tiny_model() with the ops of version 3: a grouped conv, prelu, leaky_relu and a concat."""
+    graph, tensors = tiny_model()
+    tensors["g.weight"] = (np.arange(4 * 2 * 3 * 3) % 5 - 2).astype(np.float32).reshape(4, 2, 3, 3) / 4
+    tensors["p.weight"] = np.array([0.25, -0.5, 0.125, 1.0], np.float32)
+    nodes = graph["nodes"]
+    graph["nodes"] = nodes[:3] + [
+        {"name": "g", "op": "conv2d", "inputs": ["bn"], "attrs": {"groups": 2, "padding": 1},
+         "tensors": {"weight": "g.weight"}},
+        {"name": "p", "op": "prelu", "inputs": ["g"], "tensors": {"weight": "p.weight"}},
+        {"name": "lr", "op": "leaky_relu", "inputs": ["p"], "attrs": {"negative_slope": 0.2}},
+        {"name": "cat", "op": "concat", "inputs": ["lr", "bn"]},
+        {"name": "mix", "op": "conv2d", "inputs": ["cat"], "tensors": {"weight": "mix.weight"}},
+    ] + nodes[3:]
+    nodes[3]["inputs"] = ["mix"]  # c2 reads the concat through a 1x1 conv back to 4 channels
+    tensors["mix.weight"] = np.eye(4, 8, dtype=np.float32).reshape(4, 8, 1, 1)
+    return graph, tensors
+
+
+def test_version_3_only_when_its_ops_are_used(tmp_path):
+    """A file is written with the lowest version that holds it: the new ops make it 3, float16 alone 2,
+    neither 1 (so every file older readers could read, they still can)."""
+    import horq.runtime as rt
+
+    graph, tensors = _v3_model()
+    hf.save(tmp_path / "v3.horq", graph, tensors)
+    f = hf.load(tmp_path / "v3.horq")
+    assert f.version == 3 == hf.FORMAT_VERSION and f.graph.nodes[3].attrs["groups"] == 2
+    half = {k: v.astype(np.float16) if v.dtype == np.float32 else v for k, v in tensors.items()}
+    assert hf.parse(hf.build(graph, half)).version == 3
+    assert hf.parse(hf.build(*tiny_model())).version == 1
+    for version in (1, 2):  # a file claiming an older version may not use the newer ops
+        with pytest.raises(hf.VersionError, match="format version 3; the file says version"):
+            hf.parse(raw_file(graph, tensors, version=version))
+    x = np.random.default_rng(0).standard_normal((2, 2, 6, 6)).astype(np.float32)
+    np.testing.assert_allclose(rt.load(tmp_path / "v3.horq", backend="numpy")(x),
+                               rt.load(tmp_path / "v3.horq", backend="reference")(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("mutate", "error", "match"), [
+    (lambda g, t: g["nodes"][6].update(inputs=["lr"]), hf.GraphError, "2 to 1024 inputs"),
+    (lambda g, t: g["nodes"].insert(6, {"name": "mp", "op": "max_pool2d", "inputs": ["lr"],
+                                         "attrs": {"kernel": 2, "stride": 2}}) or g["nodes"][7].update(
+        inputs=["mp", "bn"]), hf.GraphError, "equal but for the channel"),
+    (lambda g, t: t.update({"p.weight": np.ones(3, np.float32)}), hf.TensorError, r"\[1\] or \[4\]"),
+    (lambda g, t: g["nodes"][3]["attrs"].update(groups=3), hf.GraphError, "groups"),
+    (lambda g, t: g["nodes"][3]["attrs"].update(groups=0), hf.GraphError, "groups"),
+    (lambda g, t: g["nodes"][5]["attrs"].update(negative_slope="x"), hf.GraphError, "negative_slope"),
+], ids=["one-input", "shapes", "prelu-weight", "groups-split", "groups-zero", "slope"])
+def test_version_3_ops_are_validated(mutate, error, match):
+    graph, tensors = _v3_model()
+    mutate(graph, tensors)
+    with pytest.raises(error, match=match):
+        hf.parse(raw_file(graph, tensors, version=3))

@@ -100,3 +100,93 @@ def test_no_in_place_write_over_a_live_view(tmp_path):
     x0 = x.copy()
     np.testing.assert_allclose(model(x), rt.load(tmp_path / "m.horq", backend="reference")(x), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(x, x0)
+
+
+class _Handwritten(nn.Module):
+    """_vgg_block's modules called from a handwritten forward, functional ops in between."""
+
+    def __init__(self, block):
+        super().__init__()
+        self.b = block
+
+    def forward(self, x):
+        b = self.b
+        x = b[2](torch.relu(b[0](x)))
+        x = b[6](nn.functional.relu(nn.functional.max_pool2d(b[3](x), 2)))
+        x = b[7](x).relu()
+        return b[10](x.view(x.size(0), -1))
+
+
+@pytest.mark.parametrize("backend", FAST)
+def test_fusion_on_a_traced_forward(backend, tmp_path):
+    """The same plan as from nn.Sequential: the epilogue fusion sees a graph, not how it was written."""
+    export(_Handwritten(_vgg_block()).eval(), tmp_path / "m.horq", input_shape=(3, 8, 8))
+    fast, ref = rt.load(tmp_path / "m.horq", backend=backend), rt.load(tmp_path / "m.horq", backend="reference")
+    assert _ops(fast) == ["conv2d", "floor", "binary_conv2d", "max_pool2d", "floor", "binary_conv2d", "relu",
+                          "flatten", "linear"]
+    x = np.random.default_rng(0).standard_normal((5, 3, 8, 8)).astype(np.float32)
+    exact = ref(x)
+    assert np.median(np.abs(fast(x) - exact)) <= 1e-5 * np.abs(exact).max()
+
+
+def _dag_graph():
+    """Fan-out, a late reader, a three-way concat and a residual add: c is read by r1, a and the concat;
+    r1 by the concat and the add."""
+    rng = np.random.default_rng(0)
+    tensors = {"c.weight": (rng.integers(-4, 5, (4, 2, 3, 3)) / 8).astype(np.float32),
+               "a.scale": np.array([1.0, -2.0, 0.5, 1.5], np.float32), "a.shift": np.full(4, 0.25, np.float32),
+               "c2.weight": (rng.integers(-4, 5, (4, 12, 1, 1)) / 8).astype(np.float32)}
+    nodes = [
+        {"name": "c", "op": "conv2d", "inputs": ["input"], "attrs": {"padding": 1}, "tensors": {"weight": "c.weight"}},
+        {"name": "r1", "op": "relu", "inputs": ["c"]},
+        {"name": "a", "op": "affine", "inputs": ["c"], "tensors": {"scale": "a.scale", "shift": "a.shift"}},
+        {"name": "cat", "op": "concat", "inputs": ["r1", "c", "a"]},
+        {"name": "h", "op": "hardtanh", "inputs": ["cat"]},
+        {"name": "c2", "op": "conv2d", "inputs": ["h"], "tensors": {"weight": "c2.weight"}},
+        {"name": "s", "op": "add", "inputs": ["c2", "r1"]},
+        {"name": "l", "op": "leaky_relu", "inputs": ["s"], "attrs": {"negative_slope": 0.125}},
+        {"name": "g", "op": "global_avg_pool", "inputs": ["l"]},
+        {"name": "f", "op": "flatten", "inputs": ["g"]},
+    ]
+    return {"input": {"shape": [2, 5, 5]}, "nodes": nodes, "output": "f"}, tensors
+
+
+@pytest.mark.parametrize("backend", ["reference", "numpy"])
+def test_dag_frees_after_the_last_reader(backend, tmp_path):
+    """Each intermediate is dropped by the step that reads it last (never before, never kept), nothing
+    still read is overwritten in place, and the DAG computes what the reference computes."""
+    hf.save(tmp_path / "m.horq", *_dag_graph())
+    model = rt.load(tmp_path / "m.horq", backend=backend)
+    steps = model._steps
+    last = {}
+    for i, s in enumerate(steps):
+        for ref in s.inputs:
+            last[ref] = i
+    freed = [ref for s in steps for ref in s.free]
+    assert sorted(freed) == sorted(set(last) - {"f"}) and len(freed) == len(set(freed))  # each exactly once
+    for i, s in enumerate(steps):
+        assert set(s.free) == {r for r in s.inputs if last[r] == i}, s.name
+    flags = {s.name: s.params.get("in_place", False) for s in steps}
+    assert not flags["r1"] and not flags["a"]  # c is still read by the concat
+    assert flags["h"] == (backend == "numpy")  # the concat's output has no other reader
+    live, peak = {"input"}, 0
+    for s in steps:
+        live.add(s.name)
+        peak = max(peak, len(live))
+        live -= set(s.free)
+    assert live == {"f"} and peak <= 5  # the env drops even its reference to the input
+    x = np.random.default_rng(1).standard_normal((3, 2, 5, 5)).astype(np.float32)
+    x0 = x.copy()
+    exact = rt.load(tmp_path / "m.horq", backend="reference")(x)
+    np.testing.assert_allclose(model(x), exact, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(x, x0)
+    import horq.reference as R  # the same graph, by hand, in float64
+
+    _, t = _dag_graph()
+    cv = R.horq_conv2d(x.astype(np.float64), t["c.weight"].astype(np.float64), order=None, padding=1)
+    r1 = np.maximum(cv, 0)
+    a = cv * t["a.scale"][None, :, None, None] + t["a.shift"][None, :, None, None]
+    h = np.clip(np.concatenate([r1, cv, a], 1), -1, 1)
+    s = R.horq_conv2d(h, t["c2.weight"].astype(np.float64), order=None) + r1
+    want = np.where(s >= 0, s, 0.125 * s).mean((2, 3))
+    np.testing.assert_allclose(exact, want, rtol=1e-5, atol=1e-6)

@@ -194,3 +194,53 @@ def test_auto_falls_back_to_numpy_with_a_reason(tiny, monkeypatch):
     assert model.backend == "numpy" and "horq._core" in model.backend_reason and "fell back" in repr(model)
     with pytest.raises(ImportError, match="native backend unavailable"):
         rt.load(tiny, backend="native")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("module", [
+    nn.LeakyReLU(), nn.LeakyReLU(0.3), nn.ReLU6(), nn.PReLU(), nn.PReLU(3), nn.Dropout2d(0.5),
+], ids=repr)
+def test_activations_of_version_3(backend, module, tmp_path):
+    if isinstance(module, nn.PReLU):
+        with torch.no_grad():
+            module.weight.copy_(torch.linspace(-0.5, 0.7, module.weight.numel()))
+    _check(nn.Sequential(module, nn.Flatten()), (3, 7, 9), backend, tmp_path)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("cin", "cout", "groups", "k", "stride", "padding", "dilation"), [
+    (4, 6, 2, 3, 1, 1, 1), (6, 6, 6, 3, 2, 1, 1), (6, 3, 3, 1, 1, 0, 1), (4, 8, 4, 3, 1, 2, 2),
+])
+def test_grouped_conv2d(backend, cin, cout, groups, k, stride, padding, dilation, tmp_path):
+    """Grouped convolutions (depthwise too) run as a float op: one matmul per group."""
+    torch.manual_seed(cin + groups)
+    conv = nn.Conv2d(cin, cout, k, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    _check(nn.Sequential(conv, _bn(cout, 3)), (cin, 7, 6), backend, tmp_path)
+    from horq import format as hf
+
+    f = hf.load(tmp_path / "m.horq")
+    assert f.version == 3 and f.graph.nodes[0].attrs["groups"] == groups
+
+
+class _Dense(nn.Module):
+    """Concatenation along channels, with fan-out (x is read by the conv and by the concat) and a tensor
+    concatenated twice."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3, padding=1)
+        self.bn = _bn(7, 4)
+
+    def forward(self, x):
+        y = torch.relu(self.conv(x))
+        return self.bn(torch.cat([x, y, y], dim=1)).flatten(1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_concat(backend, tmp_path):
+    _check(_Dense(), (3, 5, 4), backend, tmp_path)
+    from horq import format as hf
+
+    g = hf.load(tmp_path / "m.horq").graph
+    assert [n.op for n in g.nodes] == ["conv2d", "relu", "concat", "affine", "flatten"]
+    assert g.nodes[2].inputs == ("input", "relu", "relu") and g.nodes[2].out_shape == (7, 5, 4)
