@@ -55,7 +55,7 @@ namespace {
 // (about kPanelBytes), enough of them to keep every thread busy, and output blocks only when the columns
 // alone do not give each thread a few tasks (small images, e.g. 7x7 maps).
 constexpr std::size_t kPanelBytes = 32 * 1024;
-constexpr std::size_t kColAlign = 16;  // columns per kernel call at order 1
+constexpr std::size_t kColAlign = 16;  // columns per kernel call at order 1 (two octets of 64-bit lanes)
 
 void outer_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep,
                 std::size_t ppi, float* y) {

@@ -8,8 +8,7 @@
 //     acc[i][v] += popcount(broadcast(W[o_i][w]) ^ B[v][w])            (vpopcntq, 64-bit lanes)
 // so no reduction happens in the word loop and a 1-word row costs the same per MAC as a long one.
 //
-// Column panel: the task's columns are copied into groups of G octets (8 columns each); a group stores, per
-// word w, its NV = G * K vectors [(octet c, plane k) -> 8 lanes], plane k of column j being q's row
+// Column panel: the task's columns are copied into groups of G octets (8 columns each); a group stores, per word w, its NV = G * K vectors [(octet c, plane k) -> 8 lanes], plane k of column j being q's row
 // j * K + k. Columns past the end are zero words (computed, never stored).
 //
 // Epilogue per output o and column j, in double, with the very operations of the scalar epilogue
@@ -131,13 +130,18 @@ void run_rows(const word_t* wbits, const QuantizedColumns& q, const Epilogue& ep
   }
 }
 
-// Full MR-row calls, then 4-row calls for the rest, so at most 3 computed rows are dropped.
+// Full MR-row calls, then 8- and 4-row calls for the rest, so at most 3 computed rows are dropped.
 template <int MR, int NV>
 void run_task(const word_t* wbits, const QuantizedColumns& q, const Epilogue& ep, std::size_t ppi, float* y,
               std::size_t o0, std::size_t mb, const Panel& p, const OctetDest* dest) {
-  const std::size_t full = mb / MR * MR;
-  run_rows<MR, NV>(wbits, q, ep, ppi, y, o0, 0, full, p, dest);
-  if (full < mb) run_rows<(MR < 4 ? MR : 4), NV>(wbits, q, ep, ppi, y, o0, full, mb, p, dest);
+  std::size_t done = mb / MR * MR;
+  run_rows<MR, NV>(wbits, q, ep, ppi, y, o0, 0, done, p, dest);
+  if (MR > 8 && mb - done >= 8) {
+    const std::size_t to = done + (mb - done) / 8 * 8;
+    run_rows<(MR > 8 ? 8 : MR), NV>(wbits, q, ep, ppi, y, o0, done, to, p, dest);
+    done = to;
+  }
+  if (done < mb) run_rows<(MR < 4 ? MR : 4), NV>(wbits, q, ep, ppi, y, o0, done, mb, p, dest);
 }
 
 }  // namespace
@@ -145,7 +149,9 @@ void run_task(const word_t* wbits, const QuantizedColumns& q, const Epilogue& ep
 void gemm_task_avx512(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep, std::size_t ppi,
                       float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb) {
   const std::size_t K = static_cast<std::size_t>(q.order);
-  const std::size_t G = K == 1 ? 2 : 1;  // octets per kernel call: NV = G * K vectors
+  // Octets per kernel call (NV = G * K vectors). Order 1 takes two: 12 filters x 2 vectors measured 15-20%
+  // faster than 24 x 1 (fewer broadcasts per XOR), although a short last octet then idles up to 15 lanes.
+  const std::size_t G = K == 1 ? 2 : 1;
   Panel& p = panel_scratch();
   fill_panel(q, j0, jb, G, p);
   std::vector<OctetDest> dest(p.octets);
@@ -158,6 +164,7 @@ void gemm_task_avx512(const word_t* wbits, std::size_t m, const QuantizedColumns
     }
     d.contiguous = d.base[d.valid - 1] == d.base[0] + d.valid - 1;
   }
+  // MR filters per call: as many accumulators (MR x NV) as the registers hold.
   switch (K) {
     case 1: run_task<12, 2>(wbits, q, ep, ppi, y, o0, mb, p, dest.data()); break;
     case 2: run_task<12, 2>(wbits, q, ep, ppi, y, o0, mb, p, dest.data()); break;
