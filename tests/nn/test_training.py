@@ -164,3 +164,18 @@ def test_train_cli_defaults_are_the_settings_defaults():
     for quoted in (f"(default {d.epochs})", f"(default {d.batch_size})", f"(default {d.lr})", f"(default {d.schedule})",
                    f"{d.model} (default)", f"{d.data} (default)", f"(default {d.out})", f"default {d.order})"):
         assert quoted in text, quoted
+
+
+def test_first_ctrl_c_stops_at_a_batch_boundary_second_at_once():
+    import os
+    import signal
+
+    with training._ctrl_c_between_batches(True) as stop_requested:
+        assert not stop_requested()
+        os.kill(os.getpid(), signal.SIGINT)  # delivered to this (main) thread before kill returns
+        assert stop_requested()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with training._ctrl_c_between_batches(False) as stop_requested:  # distributed ranks: the default behaviour
+        assert not stop_requested() and signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -15,10 +15,13 @@ checkpoint and metrics.json record each stretch of epochs with its settings (``h
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -304,66 +307,70 @@ def train(settings: TrainSettings) -> dict:
     loader = DataLoader(TensorDataset(x_train, y_train), batch_size=settings.batch_size, sampler=sampler)
     best = max((r["test_acc"] for r in rows), default=-1.0)
     saved = start_epoch  # epochs held by out/last.pt (when > 0)
-    epoch = start_epoch
     try:
-        for epoch in range(start_epoch, settings.epochs):
-            sampler.set_epoch(epoch)
-            wrapped.train()
-            t0 = time.perf_counter()
-            loss_sum = correct = count = 0.0
-            batches = _progress(loader, settings, info, f"epoch {epoch + 1}/{settings.epochs}")
-            for xb, yb in batches:
-                xb, yb = xb.to(device), yb.to(device)
-                optimizer.zero_grad(set_to_none=True)
-                logits = wrapped(xb)
-                loss = F.cross_entropy(logits, yb)
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(f"loss became {loss.item()} in epoch {epoch + 1}; lower --lr")
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.item() * len(yb)
-                correct += (logits.argmax(1) == yb).sum().item()
-                count += len(yb)
-                if hasattr(batches, "set_postfix"):
-                    batches.set_postfix(loss=f"{loss_sum / count:.4f}", acc=f"{correct / count:.4f}")
-            loss_sum, correct, count = _sum_across([loss_sum, correct, count], device, info)
-            _average_buffers(model, info)
-            lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()
-            test_loss, test_acc = evaluate(model, x_test, y_test, device=device, info=info)
-            rows.append(
-                {
-                    "epoch": epoch + 1,
-                    "train_loss": round(loss_sum / count, 6),
-                    "train_acc": round(correct / count, 6),
-                    "test_loss": round(test_loss, 6),
-                    "test_acc": round(test_acc, 6),
-                    "lr": lr,
-                    "epoch_seconds": round(time.perf_counter() - t0, 3),
-                }
-            )
-            if info.main:
-                ckpt = _checkpoint(model, optimizer, scheduler, epoch + 1, rows, settings, config, x_train.shape[1:],
-                                   num_classes, history)
-                atomic_torch_save(ckpt, out / "last.pt")
-                saved = epoch + 1
-                if test_acc > best:
-                    best = test_acc
-                    atomic_torch_save(ckpt, out / "best.pt")
-                _write_metrics(out, rows, settings, history)
-                if settings.progress:
-                    r = rows[-1]
-                    print(
-                        f"epoch {r['epoch']}: train loss {r['train_loss']:.4f} acc {r['train_acc']:.4f} | "
-                        f"test loss {r['test_loss']:.4f} acc {r['test_acc']:.4f} | {r['epoch_seconds']:.1f}s",
-                        flush=True,
-                    )
+        with _ctrl_c_between_batches(info.world == 1) as stop_requested:
+            for epoch in range(start_epoch, settings.epochs):
+                sampler.set_epoch(epoch)
+                wrapped.train()
+                t0 = time.perf_counter()
+                loss_sum = correct = count = 0.0
+                batches = _progress(loader, settings, info, f"epoch {epoch + 1}/{settings.epochs}")
+                for xb, yb in batches:
+                    xb, yb = xb.to(device), yb.to(device)
+                    optimizer.zero_grad(set_to_none=True)
+                    logits = wrapped(xb)
+                    loss = F.cross_entropy(logits, yb)
+                    if not torch.isfinite(loss):
+                        raise TrainingDiverged(f"loss became {loss.item()} in epoch {epoch + 1}; lower --lr")
+                    loss.backward()
+                    optimizer.step()
+                    if stop_requested():
+                        raise KeyboardInterrupt
+                    loss_sum += loss.item() * len(yb)
+                    correct += (logits.argmax(1) == yb).sum().item()
+                    count += len(yb)
+                    if hasattr(batches, "set_postfix"):
+                        batches.set_postfix(loss=f"{loss_sum / count:.4f}", acc=f"{correct / count:.4f}")
+                loss_sum, correct, count = _sum_across([loss_sum, correct, count], device, info)
+                _average_buffers(model, info)
+                lr = optimizer.param_groups[0]["lr"]
+                scheduler.step()
+                test_loss, test_acc = evaluate(model, x_test, y_test, device=device, info=info)
+                rows.append(
+                    {
+                        "epoch": epoch + 1,
+                        "train_loss": round(loss_sum / count, 6),
+                        "train_acc": round(correct / count, 6),
+                        "test_loss": round(test_loss, 6),
+                        "test_acc": round(test_acc, 6),
+                        "lr": lr,
+                        "epoch_seconds": round(time.perf_counter() - t0, 3),
+                    }
+                )
+                if info.main:
+                    ckpt = _checkpoint(model, optimizer, scheduler, epoch + 1, rows, settings, config, x_train.shape[1:],
+                                       num_classes, history)
+                    atomic_torch_save(ckpt, out / "last.pt")
+                    saved = epoch + 1
+                    if test_acc > best:
+                        best = test_acc
+                        atomic_torch_save(ckpt, out / "best.pt")
+                    _write_metrics(out, rows, settings, history)
+                    if settings.progress:
+                        r = rows[-1]
+                        print(
+                            f"epoch {r['epoch']}: train loss {r['train_loss']:.4f} acc {r['train_acc']:.4f} | "
+                            f"test loss {r['test_loss']:.4f} acc {r['test_acc']:.4f} | {r['epoch_seconds']:.1f}s",
+                            flush=True,
+                        )
+                if stop_requested():  # Ctrl-C during evaluation or saving: this epoch is kept
+                    raise KeyboardInterrupt
     except KeyboardInterrupt as exc:
         if isinstance(exc, TrainingInterrupted):
             raise
-        where = (f"the last checkpoint is {out / 'last.pt'} ({saved} epoch(s) done; continue with --resume)"
-                 if saved else "no epoch finished, so there is no checkpoint yet")
-        raise TrainingInterrupted(f"training stopped during epoch {epoch + 1}/{settings.epochs}; {where}") from exc
+        where = (f"the last checkpoint is {out / 'last.pt'} (continue with --resume)" if saved
+                 else "no epoch finished, so there is no checkpoint")
+        raise TrainingInterrupted(f"training stopped with {saved} of {settings.epochs} epochs done; {where}") from exc
     if info.world > 1:
         dist.barrier()
     return {
@@ -376,6 +383,31 @@ def train(settings: TrainSettings) -> dict:
         "world_size": info.world,
         "model": model,
     }
+
+
+@contextlib.contextmanager
+def _ctrl_c_between_batches(enabled: bool):
+    """Yields ``stop_requested()``: after the first Ctrl-C it is True, and the loop stops at the next batch boundary
+    (a KeyboardInterrupt raised inside PyTorch or a progress bar can leave them half-built, with noise on exit);
+    a second Ctrl-C interrupts at once. Only in the main thread of a single process, and only where Ctrl-C
+    would raise KeyboardInterrupt anyway: ranks of a distributed job must stop together, so they keep the default.
+    """
+    if not enabled or threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield lambda: False
+        return
+    requested = []
+
+    def on_ctrl_c(signum, frame):
+        if requested:
+            raise KeyboardInterrupt
+        requested.append(True)
+
+    signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield lambda: bool(requested)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _progress(loader, settings: TrainSettings, info: _Dist, desc: str):
