@@ -1,62 +1,132 @@
-// Checks csrc/core/*_avx512.cpp (built against the emulated immintrin.h next to this file) against the
-// portable kernels: bgemm counts must be equal, quantized bits equal and betas equal to 1e-12 (both the
-// stored-column and the conv taps variants of quantize).
+// Checks csrc/core/*_avx512.cpp against the portable kernels or a scalar reference, on awkward sizes,
+// after the intrinsics themselves (intrinsics_check.cpp):
+//   * bgemm counts equal;
+//   * quantize bits equal and betas equal to 1e-12 (the stored-column and the conv taps variants);
+//   * pack_pixels words, sums and bad flag bit for bit, with guards after every output and NaN in the gaps;
+//   * gemm_task (outer-product GEMM + epilogue) bit for bit against the scalar formula of layer.h, in the
+//     same double operation order, with guards around y to catch writes outside the task's block.
+// The inputs the kernels read end right before an inaccessible page (POSIX), so a load past the end faults:
+// types.h promises no over-read (kOverReadWords = 0), and masked loads of unselected lanes must not fault.
+// Built either against the emulated immintrin.h next to this file or against the real one (AVX-512 CPUs);
+// either way with -ffp-contract=off, so neither the reference nor the kernels are fused into FMAs.
 // Prints "OK" and exits 0 on success.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <vector>
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#include <unistd.h>
+#define HORQ_GUARD_PAGES 1
+#endif
 
 #include "core/bgemm.h"
+#include "core/layer.h"
 #include "core/quantize.h"
 
 using namespace horq;
 
-int main() {
-  std::mt19937_64 rng(42);
+int check_intrinsics();  // intrinsics_check.cpp
+
+namespace {
+
+constexpr int kMaxReports = 10;  // mismatch lines printed per check; the count covers the rest
+
+std::uint32_t bits_of(float x) { std::uint32_t u; std::memcpy(&u, &x, 4); return u; }
+std::uint64_t bits_of(double x) { std::uint64_t u; std::memcpy(&u, &x, 8); return u; }
+float float_of(std::uint32_t u) { float x; std::memcpy(&x, &u, 4); return x; }
+
+// `count` values (value-initialized) that end where an inaccessible page begins.
+template <class T>
+class PageEnd {
+ public:
+  explicit PageEnd(std::size_t count, T fill = T{}) : count_(count) {
+#ifdef HORQ_GUARD_PAGES
+    const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    bytes_ = (count * sizeof(T) + page - 1) / page * page + page;
+    base_ = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base_ == MAP_FAILED || mprotect(static_cast<char*>(base_) + bytes_ - page, page, PROT_NONE) != 0) {
+      std::perror("guard page");
+      std::exit(2);
+    }
+    data_ = reinterpret_cast<T*>(static_cast<char*>(base_) + bytes_ - page - count * sizeof(T));
+#else
+    data_ = new T[count];
+#endif
+    for (std::size_t i = 0; i < count; ++i) data_[i] = fill;
+  }
+  PageEnd(const PageEnd&) = delete;
+  PageEnd& operator=(const PageEnd&) = delete;
+  ~PageEnd() {
+#ifdef HORQ_GUARD_PAGES
+    munmap(base_, bytes_);
+#else
+    delete[] data_;
+#endif
+  }
+  T* data() { return data_; }
+  T* begin() { return data_; }
+  T* end() { return data_ + count_; }
+  T& operator[](std::size_t i) { return data_[i]; }
+
+ private:
+  std::size_t count_;
+  T* data_;
+#ifdef HORQ_GUARD_PAGES
+  void* base_;
+  std::size_t bytes_;
+#endif
+};
+
+int check_bgemm(std::mt19937_64& rng) {
   int failures = 0;
   const std::size_t kws[] = {1, 3, 7, 8, 9, 15, 16, 17, 36, 72, 1094};
   for (std::size_t kw : kws)
     for (std::size_t m : {1, 3, 4, 5, 9})
       for (std::size_t nb : {1, 4, 6, 13}) {
-        std::vector<word_t> a(m * kw), b(nb * kw);
+        PageEnd<word_t> a(m * kw), b(nb * kw);
         for (auto& w : a) w = rng();
         for (auto& w : b) w = rng() & (kw == 1094 ? ~word_t{0} : rng());
         std::vector<std::int32_t> c1(m * nb, -1), c2(m * nb, -2);
         bgemm_popcount_generic(a.data(), m, b.data(), nb, kw, c1.data(), nb);
         bgemm_popcount_avx512(a.data(), m, b.data(), nb, kw, c2.data(), nb);
-        if (c1 != c2) {
-          std::printf("bgemm mismatch kw=%zu m=%zu nb=%zu\n", kw, m, nb);
-          ++failures;
-        }
+        if (c1 != c2 && ++failures <= kMaxReports) std::printf("bgemm mismatch kw=%zu m=%zu nb=%zu\n", kw, m, nb);
       }
+  return failures;
+}
+
+int check_quantize(std::mt19937_64& rng) {
+  int failures = 0;
   std::normal_distribution<double> normal;
-  const std::size_t groups_cg[][2] = {{1, 1}, {1, 3}, {1, 63}, {1, 64}, {1, 65}, {1, 513}, {9, 3}, {9, 64}, {9, 65}, {4, 7}};
+  const std::size_t groups_cg[][2] = {{1, 1}, {1, 3},  {1, 63}, {1, 64}, {1, 65},
+                                      {1, 513}, {9, 3}, {9, 64}, {9, 65}, {4, 7}};
   for (auto& gc : groups_cg)
     for (int order = 1; order <= kMaxOrder; ++order) {
       const std::size_t groups = gc[0], cg = gc[1], n = groups * cg, ld = groups * words_for(cg);
       std::vector<double> x(n);
       for (auto& v : x) v = static_cast<float>(normal(rng));
       if (n > 2) x[1] = 0.0, x[2] = -0.0;
-      std::vector<double> r1 = x, r2 = x, b1(order), b2(order);
+      std::vector<double> r1 = x, b1(order), b2(order);
+      PageEnd<double> r2(n);
+      std::copy(x.begin(), x.end(), r2.begin());
       std::vector<word_t> w1(order * ld, 7), w2(order * ld, 9);
       quantize_column_generic(r1.data(), groups, cg, order, w1.data(), ld, b1.data());
       quantize_column_avx512(r2.data(), groups, cg, order, w2.data(), ld, b2.data());
       bool ok = w1 == w2;
       for (int k = 0; k < order; ++k) ok = ok && std::fabs(b1[k] - b2[k]) <= 1e-12 * std::fabs(b1[k]) + 1e-300;
-      if (!ok) {
+      if (!ok && ++failures <= kMaxReports)
         std::printf("quantize mismatch groups=%zu cg=%zu order=%d\n", groups, cg, order);
-        ++failures;
-      }
     }
   // Taps variant: columns of `taps` pixel groups, some of them padding (nullptr), orders 2..8, given
   // the same H_1 row and beta_1.
   for (auto& gc : groups_cg)
     for (int order = 2; order <= kMaxOrder; ++order) {
       const std::size_t ntaps = gc[0], cg = gc[1], ld = ntaps * words_for(cg);
-      std::vector<float> x(ntaps * cg);
+      PageEnd<float> x(ntaps * cg);
       for (auto& v : x) v = static_cast<float>(normal(rng));
-      if (x.size() > 2) x[1] = 0.0f, x[2] = -0.0f;
+      if (ntaps * cg > 2) x[1] = 0.0f, x[2] = -0.0f;
       std::vector<const float*> taps(ntaps);
       for (std::size_t t = 0; t < ntaps; ++t) taps[t] = (ntaps > 1 && t % 4 == 0) ? nullptr : x.data() + t * cg;
       std::vector<double> b1(order, 0.0), b2(order, 0.0);
@@ -66,11 +136,232 @@ int main() {
       quantize_taps_avx512(taps.data(), ntaps, cg, order, w2.data(), ld, b2.data());
       bool ok = w1 == w2;
       for (int k = 0; k < order; ++k) ok = ok && std::fabs(b1[k] - b2[k]) <= 1e-12 * std::fabs(b1[k]) + 1e-300;
-      if (!ok) {
+      if (!ok && ++failures <= kMaxReports)
         std::printf("quantize_taps mismatch taps=%zu cg=%zu order=%d\n", ntaps, cg, order);
-        ++failures;
-      }
     }
+  return failures;
+}
+
+// Sums agree bit for bit, except that any NaN matches any NaN: which payload an add propagates is the
+// FPU's choice, and a NaN input is reported through the bad flag, not the sums.
+bool same_sums(const std::vector<double>& a, const std::vector<double>& b) {
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (bits_of(a[i]) != bits_of(b[i]) && !(std::isnan(a[i]) && std::isnan(b[i]))) return false;
+  return true;
+}
+
+// pack_pixels: W pixels of nchan channels (channel stride W + gap), specials (NaN of both signs with
+// payloads, a signalling NaN, +-Inf) placed at random or at the very last value; the gaps hold NaN, so a
+// compare outside the selected lanes would raise the bad flag, and the last channel ends at a guard page.
+// Words are written every wstride words, the words between and after must keep their guard, and so must
+// the sums past W (read and written with masks: the sums also end at a guard page in a second copy).
+int check_pack_pixels(std::mt19937_64& rng) {
+  constexpr word_t kGuardWord = 0xa5a5a5a5a5a5a5a5u;
+  constexpr std::size_t kTail = 16;
+  const std::uint32_t specials[] = {0x7fc00000u, 0xffc00123u, 0x7f800001u, 0x7f800000u, 0xff800000u};
+  const float nan_fill = float_of(0x7fc0beefu);
+  std::normal_distribution<float> normal;
+  int failures = 0;
+  for (std::size_t W : {1, 7, 15, 16, 17, 31, 33, 56})
+    for (std::size_t nchan : {1, 3, 31, 63, 64})
+      for (std::size_t wstride : {1, 2})
+        for (int mode = 0; mode <= 2 * 5; ++mode) {  // 0: finite; then each special at random / at the end
+          const std::size_t gap = wstride == 2 ? 3 : 0, cstride = W + gap;
+          PageEnd<float> src((nchan - 1) * cstride + W, nan_fill);
+          for (std::size_t c = 0; c < nchan; ++c)
+            for (std::size_t w = 0; w < W; ++w) {
+              float v = normal(rng);
+              switch (rng() % 32) {
+                case 0: v = 0.0f; break;
+                case 1: v = -0.0f; break;
+                case 2: v = float_of(0x00000001u + static_cast<std::uint32_t>(rng() % 0x7fffff)); break;
+                case 3: v = -float_of(0x00000001u + static_cast<std::uint32_t>(rng() % 0x7fffff)); break;
+                default: break;
+              }
+              src[c * cstride + w] = v;
+            }
+          if (mode > 0) {
+            const float s = float_of(specials[(mode - 1) / 2]);
+            const bool at_end = mode % 2 == 0;
+            const std::size_t c = at_end ? nchan - 1 : rng() % nchan, w = at_end ? W - 1 : rng() % W;
+            src[c * cstride + w] = s;
+          }
+          std::vector<double> sums(W + kTail);
+          for (auto& s : sums) s = 10.0 * normal(rng) + 0.25;
+          std::vector<word_t> w1(W * wstride + kTail, kGuardWord), w2 = w1, w3 = w1;
+          std::vector<double> s1 = sums, s2 = sums;
+          PageEnd<double> s3(W);
+          std::copy(sums.begin(), sums.begin() + W, s3.begin());
+          const std::uint32_t bad1 = pack_pixels_generic(src.data(), cstride, nchan, W, w1.data(), wstride, s1.data());
+          const std::uint32_t bad2 = pack_pixels_avx512(src.data(), cstride, nchan, W, w2.data(), wstride, s2.data());
+          const std::uint32_t bad3 = pack_pixels_avx512(src.data(), cstride, nchan, W, w3.data(), wstride, s3.data());
+          bool guards = bad3 == bad2 && w3 == w2;
+          for (std::size_t i = 0; i < W; ++i) guards = guards && bits_of(s3[i]) == bits_of(s2[i]);
+          for (std::size_t i = W * wstride; i < w2.size(); ++i) guards = guards && w2[i] == kGuardWord;
+          for (std::size_t i = W; i < s2.size(); ++i) guards = guards && bits_of(s2[i]) == bits_of(sums[i]);
+          if ((bad1 != bad2 || w1 != w2 || !same_sums(s1, s2) || !guards) && ++failures <= kMaxReports)
+            std::printf("pack_pixels mismatch W=%zu nchan=%zu wstride=%zu mode=%d: bad %u/%u words %s sums %s "
+                        "guards %s\n",
+                        W, nchan, wstride, mode, bad1, bad2, w1 == w2 ? "ok" : "differ",
+                        same_sums(s1, s2) ? "ok" : "differ", guards ? "ok" : "overwritten");
+        }
+  return failures;
+}
+
+// The epilogue of layer.h for one (o, j), in the kernels' double operation order.
+float gemm_reference(const word_t* wrow, const QuantizedColumns& q, const Epilogue& ep, std::size_t o,
+                     std::size_t j) {
+  const std::size_t K = static_cast<std::size_t>(q.order);
+  double s = 0.0;
+  for (std::size_t k = 0; k < K; ++k) {
+    const word_t* h = q.bits.data() + (j * K + k) * q.kw;
+    std::int64_t pc = 0;
+    for (std::size_t w = 0; w < q.kw; ++w) pc += __builtin_popcountll(wrow[w] ^ h[w]);
+    s = s + q.betas[j * K + k] * (static_cast<double>(q.n) - 2.0 * static_cast<double>(pc));
+  }
+  return static_cast<float>(ep.coef[o] * s + ep.add[o]);
+}
+
+// gemm_task on the whole matrix and on two random sub-blocks per shape, y framed by guards; every float of
+// the frame is compared bit for bit (the guard is a NaN pattern no result can take).
+int check_gemm_task(std::mt19937_64& rng) {
+  constexpr std::uint32_t kGuard = 0x7fbadbadu;
+  constexpr std::size_t kFrame = 32;
+  std::normal_distribution<double> normal;
+  std::uniform_real_distribution<double> uniform(0.0, 2.0);
+  int failures = 0;
+  for (int K = 1; K <= kMaxOrder; ++K)
+    for (std::size_t m : {1, 3, 5, 12, 13, 16, 20, 23, 31, 64, 65})  // 20, 23: 12 + 8 (+ 3) row calls
+      for (std::size_t kw : {1, 2, 9, 17})
+        for (std::size_t ncols : {1, 7, 8, 9, 16, 17, 33}) {
+          QuantizedColumns q;
+          q.ncols = ncols;
+          q.kw = kw;
+          q.order = K;
+          q.n = (kw - 1) * kWordBits + 1 + rng() % kWordBits;
+          const std::size_t tail_bits = q.n - (kw - 1) * kWordBits;
+          const word_t last_mask = tail_bits == kWordBits ? ~word_t{0} : (word_t{1} << tail_bits) - 1;
+          auto fill_rows = [&](auto& v, std::size_t rows) {
+            for (std::size_t r = 0; r < rows; ++r)
+              for (std::size_t w = 0; w < kw; ++w) v[r * kw + w] = rng() & (w + 1 == kw ? last_mask : ~word_t{0});
+          };
+          PageEnd<word_t> wbits(m * kw);
+          fill_rows(wbits, m);
+          q.bits.resize(ncols * K * kw);
+          fill_rows(q.bits, ncols * K);
+          q.betas.resize(ncols * K);
+          for (auto& b : q.betas) b = rng() % 16 == 0 ? 0.0 : uniform(rng);
+          std::vector<double> coef(m), add(m);
+          for (auto& c : coef) c = normal(rng);
+          for (auto& a : add) a = normal(rng);
+          const Epilogue ep{coef.data(), add.data()};
+          for (std::size_t ppi : {std::size_t{1}, std::size_t{5}, ncols}) {
+            if (ppi == ncols && (ncols == 1 || ncols == 5)) continue;  // already run
+            const std::size_t ysize = ceil_div(ncols, ppi) * m * ppi;
+            for (int blk = 0; blk < 3; ++blk) {
+              std::size_t o0 = 0, mb = m, j0 = 0, jb = ncols;
+              if (blk > 0) {
+                o0 = rng() % m, mb = 1 + rng() % (m - o0), j0 = rng() % ncols, jb = 1 + rng() % (ncols - j0);
+              }
+              std::vector<float> got(ysize + 2 * kFrame, float_of(kGuard)), want = got;
+              for (std::size_t o = o0; o < o0 + mb; ++o)
+                for (std::size_t j = j0; j < j0 + jb; ++j)
+                  want[kFrame + (j / ppi) * m * ppi + o * ppi + j % ppi] =
+                      gemm_reference(wbits.data() + o * kw, q, ep, o, j);
+              gemm_task_avx512(wbits.data(), m, q, ep, ppi, got.data() + kFrame, o0, mb, j0, jb);
+              if (std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0) continue;
+              if (++failures > kMaxReports) continue;
+              std::size_t i = 0;
+              while (bits_of(got[i]) == bits_of(want[i])) ++i;
+              std::printf("gemm_task mismatch K=%d m=%zu kw=%zu n=%zu ncols=%zu ppi=%zu "
+                          "block o0=%zu mb=%zu j0=%zu jb=%zu: ",
+                          K, m, kw, q.n, ncols, ppi, o0, mb, j0, jb);
+              if (i < kFrame || i >= kFrame + ysize) {
+                std::printf("write outside y at offset %td\n",
+                            static_cast<std::ptrdiff_t>(i) - static_cast<std::ptrdiff_t>(kFrame));
+              } else {
+                const std::size_t yi = i - kFrame, img = yi / (m * ppi), o = yi % (m * ppi) / ppi;
+                const std::size_t j = img * ppi + yi % ppi;
+                std::printf("y[%zu] (o=%zu j=%zu) want %a (0x%08x) got %a (0x%08x)\n", yi, o, j, want[i],
+                            bits_of(want[i]), got[i], bits_of(got[i]));
+              }
+            }
+          }
+        }
+  return failures;
+}
+
+// Two inputs where only separately rounded operations give the reference's float (a multiply-add fused
+// by the compiler, as GCC does at -ffp-contract=fast, gives another), 9 columns x 2 outputs each, W = 0:
+//  * the final coef * s + add: s = beta_1 = 1 + 2^-30 and coef = 1 + 2^-30, so coef * s rounds to
+//    1 + 2^-29 (losing 2^-60) and add = 2^-20 + 2^-44 - (1 + 2^-29) lands exactly on the float midpoint
+//    2^-20 + 2^-44, which rounds to even, 2^-20; fused, the 2^-60 survives and it rounds up.
+//  * the sum over k: n = 3, H_1 = 111 (term -3 beta_1 = -3), beta_2 = 1 + 2^-52 (term 3 beta_2, which rounds
+//    to 3 + 2^-50), so s = 2^-50 and y = 2^50 s = 1; fused, s = 3 * 2^-52 and y = 0.75.
+// Orders above add beta = 0 terms, which leave s unchanged either way.
+int check_gemm_ties() {
+  struct Tie {
+    int min_order;
+    std::size_t n;
+    word_t h1;
+    double beta1, beta2, coef, add;
+    float want;
+  };
+  const Tie ties[] = {
+      {1, 1, 0, 1.0 + std::ldexp(1.0, -30), 0.0, 1.0 + std::ldexp(1.0, -30),
+       std::ldexp(1.0, -20) + std::ldexp(1.0, -44) - (1.0 + std::ldexp(1.0, -29)), std::ldexp(1.0f, -20)},
+      {2, 3, 7, 1.0, 1.0 + std::ldexp(1.0, -52), std::ldexp(1.0, 50), 0.0, 1.0f},
+  };
+  int failures = 0;
+  for (const Tie& t : ties)
+    for (int K = t.min_order; K <= kMaxOrder; ++K) {
+      QuantizedColumns q;
+      q.ncols = 9, q.n = t.n, q.kw = 1, q.order = K;
+      q.bits.assign(q.ncols * K, 0);
+      q.betas.assign(q.ncols * K, 0.0);
+      for (std::size_t j = 0; j < q.ncols; ++j) {
+        q.bits[j * K] = t.h1;
+        q.betas[j * K] = t.beta1;
+        if (K > 1) q.betas[j * K + 1] = t.beta2;
+      }
+      const double coef[2] = {t.coef, t.coef}, add[2] = {t.add, t.add};
+      const Epilogue ep{coef, add};
+      const std::vector<word_t> wbits(2, 0);
+      std::vector<float> y(2 * q.ncols, -1.0f);
+      gemm_task_avx512(wbits.data(), 2, q, ep, q.ncols, y.data(), 0, 2, 0, q.ncols);
+      const float ref = gemm_reference(wbits.data(), q, ep, 0, 0);
+      bool ok = bits_of(ref) == bits_of(t.want);  // the reference itself is not fused
+      for (float v : y) ok = ok && bits_of(v) == bits_of(t.want);
+      if (!ok && ++failures <= kMaxReports)
+        std::printf("gemm_task tie n=%zu K=%d: want %a, got %a (reference %a): a fused multiply-add?\n", t.n, K,
+                    t.want, y[0], ref);
+    }
+  return failures;
+}
+
+}  // namespace
+
+int main() {
+  std::mt19937_64 rng(42);
+  struct Check {
+    const char* name;
+    int (*run)(std::mt19937_64&);
+  };
+  const Check checks[] = {
+      {"intrinsics", [](std::mt19937_64&) { return check_intrinsics(); }},
+      {"bgemm", check_bgemm},
+      {"quantize", check_quantize},
+      {"pack_pixels", check_pack_pixels},
+      {"gemm_task", check_gemm_task},
+      {"gemm_task ties", [](std::mt19937_64&) { return check_gemm_ties(); }},
+  };
+  int failures = 0;
+  for (const Check& c : checks) {
+    const int f = c.run(rng);
+    std::printf("%s: %d failures\n", c.name, f);
+    std::fflush(stdout);  // a fault in the next check still shows how far it got
+    failures += f;
+  }
   std::printf(failures ? "FAILED %d\n" : "OK\n", failures);
   return failures ? 1 : 0;
 }

@@ -1,72 +1,262 @@
 // Test-only stand-in for <immintrin.h>: plain C++ versions of exactly the AVX-512 intrinsics that
-// csrc/core/*_avx512.cpp use, so their logic (tiles, masks, tails, accumulation) can be checked on a CPU
-// without AVX-512 (tests/kernels/test_kernels_avx512_emulated.py). It proves the arithmetic, not the
-// hardware encoding; real AVX-512 runs are covered by the normal tests on machines that have it.
-// Masked loads read only the lanes their mask selects, as the hardware does (fault suppression).
+// csrc/core/*_avx512.cpp use, so their logic (tiles, masks, tails, accumulation, epilogues) can be checked
+// on a CPU without AVX-512 (tests/kernels/test_kernels_avx512_emulated.py). It proves the arithmetic, not
+// the hardware encoding; the same harness is also built against the real header where the CPU has AVX-512,
+// which checks this file against the hardware.
+//
+// Lane semantics follow Intel's intrinsics guide:
+//   * masked loads read only the lanes their mask selects (fault suppression); zero-masking (maskz_) zeroes
+//     the others, merge-masking (mask_) keeps the `src` lanes;
+//   * masked stores write only the selected lanes and never touch the others;
+//   * aligned stores (store_si512, _mm256_store_ps) fault on a misaligned address, here std::abort;
+//   * compares take every _CMP_ predicate with its ordered/unordered NaN rule (the quiet/signalling
+//     variants only differ in raising an exception, which is not modelled);
+//   * conversions round to nearest even (the default MXCSR), float -> double is exact;
+//   * abs clears the sign bit (a bitwise AND, so NaN payloads are kept);
+//   * the compiler must not contract the separate mul and add intrinsics into FMAs (the test builds with
+//     -ffp-contract=off), since the hardware executes them as separately rounded instructions.
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 struct __m512i { std::uint64_t v[8]; };
 struct __m512d { double v[8]; };
+struct __m512 { float v[16]; };
 struct __m256 { float v[8]; };
 using __mmask8 = unsigned char;
-#define _CMP_LT_OQ 0x11
+using __mmask16 = unsigned short;
 
+// Compare predicates (imm8 of vcmpps/vcmppd).
+#define _CMP_EQ_OQ 0x00
+#define _CMP_LT_OS 0x01
+#define _CMP_LE_OS 0x02
+#define _CMP_UNORD_Q 0x03
+#define _CMP_NEQ_UQ 0x04
+#define _CMP_NLT_US 0x05
+#define _CMP_NLE_US 0x06
+#define _CMP_ORD_Q 0x07
+#define _CMP_EQ_UQ 0x08
+#define _CMP_NGE_US 0x09
+#define _CMP_NGT_US 0x0a
+#define _CMP_FALSE_OQ 0x0b
+#define _CMP_NEQ_OQ 0x0c
+#define _CMP_GE_OS 0x0d
+#define _CMP_GT_OS 0x0e
+#define _CMP_TRUE_UQ 0x0f
+#define _CMP_EQ_OS 0x10
+#define _CMP_LT_OQ 0x11
+#define _CMP_LE_OQ 0x12
+#define _CMP_UNORD_S 0x13
+#define _CMP_NEQ_US 0x14
+#define _CMP_NLT_UQ 0x15
+#define _CMP_NLE_UQ 0x16
+#define _CMP_ORD_S 0x17
+#define _CMP_EQ_US 0x18
+#define _CMP_NGE_UQ 0x19
+#define _CMP_NGT_UQ 0x1a
+#define _CMP_FALSE_OS 0x1b
+#define _CMP_NEQ_OS 0x1c
+#define _CMP_GE_OQ 0x1d
+#define _CMP_GT_OQ 0x1e
+#define _CMP_TRUE_US 0x1f
+
+namespace avx512_emulation {
+
+// One lane of a vcmpps/vcmppd: bits 0..3 of imm choose the relation, bit 4 only the signalling behaviour.
+template <class T>
+inline bool cmp_lane(T a, T b, int imm) {
+  const bool un = std::isnan(a) || std::isnan(b);
+  switch (imm & 0xf) {
+    case 0x0: return !un && a == b;   // EQ_O
+    case 0x1: return !un && a < b;    // LT_O
+    case 0x2: return !un && a <= b;   // LE_O
+    case 0x3: return un;              // UNORD
+    case 0x4: return un || a != b;    // NEQ_U
+    case 0x5: return un || !(a < b);  // NLT_U
+    case 0x6: return un || !(a <= b); // NLE_U
+    case 0x7: return !un;             // ORD
+    case 0x8: return un || a == b;    // EQ_U
+    case 0x9: return un || a < b;     // NGE_U
+    case 0xa: return un || a <= b;    // NGT_U
+    case 0xb: return false;           // FALSE
+    case 0xc: return !un && a != b;   // NEQ_O
+    case 0xd: return !un && a >= b;   // GE_O
+    case 0xe: return !un && a > b;    // GT_O
+    default: return true;             // TRUE
+  }
+}
+
+inline bool bit(unsigned k, int i) { return (k >> i & 1u) != 0; }
+
+inline std::uint32_t get32(const __m512i& a, int i) {
+  std::uint32_t r;
+  std::memcpy(&r, reinterpret_cast<const unsigned char*>(a.v) + 4 * i, 4);
+  return r;
+}
+inline void set32(__m512i& a, int i, std::uint32_t x) {
+  std::memcpy(reinterpret_cast<unsigned char*>(a.v) + 4 * i, &x, 4);
+}
+
+// Masked element moves between memory and a lane array: only selected lanes are touched.
+template <class T>
+inline void masked_load(T* dst, unsigned k, int lanes, const void* p) {
+  for (int i = 0; i < lanes; ++i)
+    if (bit(k, i)) std::memcpy(&dst[i], static_cast<const unsigned char*>(p) + sizeof(T) * i, sizeof(T));
+}
+template <class T>
+inline void masked_store(void* p, unsigned k, int lanes, const T* src) {
+  for (int i = 0; i < lanes; ++i)
+    if (bit(k, i)) std::memcpy(static_cast<unsigned char*>(p) + sizeof(T) * i, &src[i], sizeof(T));
+}
+inline void check_aligned(const void* p, std::uintptr_t align) {
+  if (reinterpret_cast<std::uintptr_t>(p) % align != 0) std::abort();  // #GP on the hardware
+}
+
+}  // namespace avx512_emulation
+
+// ---- 512-bit integer ----
 inline __m512i _mm512_setzero_si512() { return __m512i{}; }
+inline __m512i _mm512_set1_epi64(long long x) {
+  __m512i r;
+  for (auto& e : r.v) e = static_cast<std::uint64_t>(x);
+  return r;
+}
+inline __m512i _mm512_set1_epi32(int x) {
+  __m512i r;
+  for (int i = 0; i < 16; ++i) avx512_emulation::set32(r, i, static_cast<std::uint32_t>(x));
+  return r;
+}
 inline __m512i _mm512_loadu_si512(const void* p) { __m512i r; std::memcpy(r.v, p, sizeof r.v); return r; }
+inline void _mm512_store_si512(void* p, __m512i a) {
+  avx512_emulation::check_aligned(p, 64);
+  std::memcpy(p, a.v, sizeof a.v);
+}
 inline __m512i _mm512_maskz_loadu_epi64(__mmask8 k, const void* p) {
   __m512i r{};
-  for (int i = 0; i < 8; ++i)
-    if (k >> i & 1) std::memcpy(&r.v[i], static_cast<const char*>(p) + 8 * i, 8);
+  avx512_emulation::masked_load(r.v, k, 8, p);
   return r;
 }
 inline __m512i _mm512_xor_si512(__m512i a, __m512i b) { for (int i = 0; i < 8; ++i) a.v[i] ^= b.v[i]; return a; }
+inline __m512i _mm512_and_si512(__m512i a, __m512i b) { for (int i = 0; i < 8; ++i) a.v[i] &= b.v[i]; return a; }
+inline __m512i _mm512_mask_or_epi64(__m512i src, __mmask8 k, __m512i a, __m512i b) {
+  for (int i = 0; i < 8; ++i)
+    if (avx512_emulation::bit(k, i)) src.v[i] = a.v[i] | b.v[i];
+  return src;
+}
 inline __m512i _mm512_add_epi64(__m512i a, __m512i b) { for (int i = 0; i < 8; ++i) a.v[i] += b.v[i]; return a; }
 inline __m512i _mm512_popcnt_epi64(__m512i a) {
-  for (int i = 0; i < 8; ++i) a.v[i] = static_cast<std::uint64_t>(__builtin_popcountll(a.v[i]));
+  for (auto& e : a.v) {
+#if defined(__GNUC__)
+    e = static_cast<std::uint64_t>(__builtin_popcountll(e));
+#else
+    std::uint64_t c = 0;
+    for (std::uint64_t x = e; x; x &= x - 1) ++c;
+    e = c;
+#endif
+  }
   return a;
 }
 inline long long _mm512_reduce_add_epi64(__m512i a) {
   std::uint64_t s = 0;
-  for (int i = 0; i < 8; ++i) s += a.v[i];
+  for (std::uint64_t e : a.v) s += e;
   return static_cast<long long>(s);
 }
-
-inline __m512d _mm512_setzero_pd() { return __m512d{}; }
-inline __m512d _mm512_set1_pd(double x) { __m512d r; for (double& e : r.v) e = x; return r; }
-inline __m512d _mm512_maskz_loadu_pd(__mmask8 k, const void* p) {
-  __m512d r{};
-  for (int i = 0; i < 8; ++i)
-    if (k >> i & 1) std::memcpy(&r.v[i], static_cast<const char*>(p) + 8 * i, 8);
+inline __mmask16 _mm512_mask_cmpeq_epi32_mask(__mmask16 k, __m512i a, __m512i b) {
+  unsigned r = 0;
+  for (int i = 0; i < 16; ++i)
+    if (avx512_emulation::bit(k, i) && avx512_emulation::get32(a, i) == avx512_emulation::get32(b, i)) r |= 1u << i;
+  return static_cast<__mmask16>(r);
+}
+inline __m512i _mm512_castps_si512(__m512 a) { __m512i r; std::memcpy(r.v, a.v, sizeof r.v); return r; }
+inline __m512d _mm512_cvtepi64_pd(__m512i a) {
+  __m512d r;
+  for (int i = 0; i < 8; ++i) r.v[i] = static_cast<double>(static_cast<std::int64_t>(a.v[i]));
   return r;
 }
-inline void _mm512_mask_storeu_pd(void* p, __mmask8 k, __m512d a) {
-  for (int i = 0; i < 8; ++i)
-    if (k >> i & 1) std::memcpy(static_cast<char*>(p) + 8 * i, &a.v[i], 8);
+
+// ---- 512-bit float (16 lanes) ----
+inline __m512 _mm512_setzero_ps() { return __m512{}; }
+inline __m512 _mm512_maskz_loadu_ps(__mmask16 k, const void* p) {
+  __m512 r{};
+  avx512_emulation::masked_load(r.v, k, 16, p);
+  return r;
 }
+inline __m512 _mm512_abs_ps(__m512 a) {
+  for (float& e : a.v) {
+    std::uint32_t u;
+    std::memcpy(&u, &e, 4);
+    u &= 0x7fffffffu;
+    std::memcpy(&e, &u, 4);
+  }
+  return a;
+}
+inline __mmask16 _mm512_cmp_ps_mask(__m512 a, __m512 b, int imm) {
+  unsigned r = 0;
+  for (int i = 0; i < 16; ++i)
+    if (avx512_emulation::cmp_lane(a.v[i], b.v[i], imm)) r |= 1u << i;
+  return static_cast<__mmask16>(r);
+}
+inline __m256 _mm512_castps512_ps256(__m512 a) { __m256 r; std::memcpy(r.v, a.v, sizeof r.v); return r; }
+inline __m256 _mm512_extractf32x8_ps(__m512 a, int imm) {
+  __m256 r;
+  std::memcpy(r.v, a.v + 8 * (imm & 1), sizeof r.v);
+  return r;
+}
+
+// ---- 512-bit double ----
+inline __m512d _mm512_setzero_pd() { return __m512d{}; }
+inline __m512d _mm512_set1_pd(double x) { __m512d r; for (double& e : r.v) e = x; return r; }
+inline __m512d _mm512_loadu_pd(const void* p) { __m512d r; std::memcpy(r.v, p, sizeof r.v); return r; }
+inline __m512d _mm512_maskz_loadu_pd(__mmask8 k, const void* p) {
+  __m512d r{};
+  avx512_emulation::masked_load(r.v, k, 8, p);
+  return r;
+}
+inline void _mm512_mask_storeu_pd(void* p, __mmask8 k, __m512d a) { avx512_emulation::masked_store(p, k, 8, a.v); }
 inline __m512d _mm512_add_pd(__m512d a, __m512d b) { for (int i = 0; i < 8; ++i) a.v[i] += b.v[i]; return a; }
 inline __m512d _mm512_sub_pd(__m512d a, __m512d b) { for (int i = 0; i < 8; ++i) a.v[i] -= b.v[i]; return a; }
-inline __m512d _mm512_abs_pd(__m512d a) { for (double& e : a.v) e = std::fabs(e); return a; }
+inline __m512d _mm512_mul_pd(__m512d a, __m512d b) { for (int i = 0; i < 8; ++i) a.v[i] *= b.v[i]; return a; }
+inline __m512d _mm512_abs_pd(__m512d a) {
+  for (double& e : a.v) {
+    std::uint64_t u;
+    std::memcpy(&u, &e, 8);
+    u &= 0x7fffffffffffffffu;
+    std::memcpy(&e, &u, 8);
+  }
+  return a;
+}
 inline __m512d _mm512_mask_add_pd(__m512d src, __mmask8 k, __m512d a, __m512d b) {
   for (int i = 0; i < 8; ++i)
-    if (k >> i & 1) src.v[i] = a.v[i] + b.v[i];
+    if (avx512_emulation::bit(k, i)) src.v[i] = a.v[i] + b.v[i];
   return src;
 }
 inline __mmask8 _mm512_mask_cmp_pd_mask(__mmask8 k, __m512d a, __m512d b, int imm) {
-  __mmask8 r = 0;
+  unsigned r = 0;
   for (int i = 0; i < 8; ++i)
-    if ((k >> i & 1) && imm == _CMP_LT_OQ && a.v[i] < b.v[i]) r = static_cast<__mmask8>(r | (1u << i));
-  return r;
-}
-inline __m256 _mm256_maskz_loadu_ps(__mmask8 k, const void* p) {
-  __m256 r{};
-  for (int i = 0; i < 8; ++i)
-    if (k >> i & 1) std::memcpy(&r.v[i], static_cast<const char*>(p) + 4 * i, 4);
-  return r;
+    if (avx512_emulation::bit(k, i) && avx512_emulation::cmp_lane(a.v[i], b.v[i], imm)) r |= 1u << i;
+  return static_cast<__mmask8>(r);
 }
 inline __m512d _mm512_cvtps_pd(__m256 a) { __m512d r; for (int i = 0; i < 8; ++i) r.v[i] = a.v[i]; return r; }
+inline __m256 _mm512_cvtpd_ps(__m512d a) {
+  __m256 r;
+  for (int i = 0; i < 8; ++i) r.v[i] = static_cast<float>(a.v[i]);  // round to nearest even
+  return r;
+}
+// The order of GCC's and Clang's reduction tree (halves, then quarters, then pairs).
 inline double _mm512_reduce_add_pd(__m512d a) {
   return ((a.v[0] + a.v[4]) + (a.v[2] + a.v[6])) + ((a.v[1] + a.v[5]) + (a.v[3] + a.v[7]));
+}
+
+// ---- 256-bit float ----
+inline __m256 _mm256_maskz_loadu_ps(__mmask8 k, const void* p) {
+  __m256 r{};
+  avx512_emulation::masked_load(r.v, k, 8, p);
+  return r;
+}
+inline void _mm256_mask_storeu_ps(void* p, __mmask8 k, __m256 a) { avx512_emulation::masked_store(p, k, 8, a.v); }
+inline void _mm256_store_ps(float* p, __m256 a) {
+  avx512_emulation::check_aligned(p, 32);
+  std::memcpy(p, a.v, sizeof a.v);
 }
