@@ -152,6 +152,7 @@ def _check_shapes(gm: fx.GraphModule, env: dict, input_shape) -> None:
     param = next(iter(model.parameters()), None)
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     x = torch.randn((2, *input_shape), generator=torch.Generator().manual_seed(0), dtype=dtype)
+    x = x.to(param.device if param is not None else "cpu")
     try:
         model.eval()
         with torch.no_grad():

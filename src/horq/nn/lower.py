@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +59,8 @@ def _pair(v):
     return [int(v), int(v)] if isinstance(v, int) else [int(e) for e in v]
 
 
+_NAME_BAD = re.compile(r"[^A-Za-z0-9_.:\-/]")
+
 #: Attributes the format accepts as one integer for an equal pair.
 _PAIR_ATTRS = ("kernel", "stride", "padding", "dilation")
 
@@ -89,7 +92,7 @@ class Builder:
 
     def node(self, name, op, inputs, *, attrs=None, tensors=None) -> Act:
         """Appends a node (``name`` made unique with ``:1``, ``:2``...) and returns its output."""
-        name = name or op
+        name = _NAME_BAD.sub("_", name or op)[:180]  # module names may hold any character; the format's may not
         if name in self.shapes:
             i = 1
             while f"{name}:{i}" in self.shapes:
