@@ -183,3 +183,14 @@ def test_prepared_layers(path, conv_case, linear_case, monkeypatch):
     fixed(x)  # resolved at construction: the later environment change does not reach it
     with pytest.raises(ValueError, match="unknown kernel path"):
         kernels.Conv2dLayer(pw, order=1)
+
+
+def test_epilogue_is_not_contracted_into_fma():
+    """A float tie that a fused multiply-add rounds differently from the written mul-then-add: every path
+    must give the written operations' result (found by the AVX-512 emulation harness, which checks it too)."""
+    x = np.array([[np.float32(1 + 2.0**-23)]], np.float32)
+    coef = np.array([1 + 2.0**-30])
+    add = np.array([-(1 + 2.0**-23 + 2.0**-30) + 2.0**-20 + 2.0**-44])
+    for kernel in _core.available_kernels():
+        y = _core.linear(x, np.zeros((1, 1), np.uint64), coef, add, 1, kernel)
+        assert y[0, 0] == np.float32(2.0**-20), (kernel, float(y[0, 0]).hex())
