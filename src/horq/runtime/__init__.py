@@ -111,7 +111,7 @@ class Model:
             env[step.name] = step.fn(step.node, step.params, *[env[r] for r in step.inputs])
             for ref in step.free:
                 del env[ref]
-        return env[self.graph.output]
+        return env[self.graph.output].astype(np.float32, copy=False)  # the reference computes in float64
 
     def predict(self, x, *, batch_size: int = 256) -> np.ndarray:
         """Argmax class of every sample of ``x``, run in batches of ``batch_size``."""

@@ -13,7 +13,10 @@ output affine of a binary layer) and batch chunking, so that a column matrix sta
 :data:`CHUNK_FLOATS` values.
 
 Every op takes and returns arrays with the batch axis first; ``node`` is a validated
-:class:`horq.format.spec.Node` and ``params`` its tensors, prepared by :func:`prepare`.
+:class:`horq.format.spec.Node` and ``params`` its tensors, prepared by :func:`prepare`. Activations keep the
+precision they are computed in: float32 on the numpy path, float64 from the first layer on for the reference
+(its outputs are rounded to float32 only when the model returns them), so that it is a float64 oracle of
+the whole network, not of each layer alone.
 """
 
 from __future__ import annotations
@@ -122,7 +125,7 @@ def conv2d(node, params, x):
         if nb == 1 == x.shape[0]:  # one sample: the product already is the NCHW output
             return out.reshape(1, w.shape[0], oh, ow)
         if y is None:
-            y = np.empty((x.shape[0], w.shape[0], oh, ow), np.float32)
+            y = np.empty((x.shape[0], w.shape[0], oh, ow), out.dtype)
         y[sl] = out.reshape(w.shape[0], nb, oh, ow).transpose(1, 0, 2, 3)
     return y
 
@@ -147,7 +150,7 @@ def linear(node, params, x):
     else:
         xq = quantize32(x, order, axis=-1)
     y = xq.astype(params["dtype"]) @ params["matrix"].T
-    return _output_affine(y, params, (1, -1)).astype(np.float32)
+    return _output_affine(y, params, (1, -1)).astype(params["dtype"], copy=False)
 
 
 def _in_place(params, x):
@@ -157,7 +160,7 @@ def _in_place(params, x):
 
 def affine(node, params, x):
     shape = (1, -1) + (1,) * (x.ndim - 2)
-    y = np.multiply(x, params["scale"].reshape(shape), out=_in_place(params, x), dtype=np.float32)
+    y = np.multiply(x, params["scale"].reshape(shape), out=_in_place(params, x), dtype=x.dtype)
     return np.add(y, params["shift"].reshape(shape), out=y)
 
 
@@ -216,7 +219,7 @@ def max_pool2d(node, params, x):
     xp = _pad(x, node, -np.inf)
     taps = params["taps"]
     if len(taps) == 1:
-        return np.array(xp[taps[0]], dtype=np.float32)
+        return np.array(xp[taps[0]], dtype=x.dtype)
     out = np.maximum(xp[taps[0]], xp[taps[1]])
     for t in taps[2:]:
         np.maximum(out, xp[t], out=out)
@@ -234,13 +237,13 @@ def avg_pool2d(node, params, x):
     else:
         ones = _pad(np.ones((1, 1) + x.shape[2:]), node, 0.0)
         count = sum(ones[t] for t in taps)
-    return (total / count).astype(np.float32)
+    return (total / count).astype(x.dtype)
 
 
 def global_avg_pool(node, params, x):
     n, c, h, w = x.shape
     total = np.add.reduce(x.reshape(n, c, h * w), axis=2, dtype=np.float64)  # float64 sum, like the mean
-    return (total / (h * w)).astype(np.float32).reshape(n, c, 1, 1)
+    return (total / (h * w)).astype(x.dtype).reshape(n, c, 1, 1)
 
 
 def relu(node, params, x):
