@@ -47,5 +47,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     skipped = [p for p in info["known"] if p not in exercised]
     terminalreporter.write_line(
         f"horq: kernel paths exercised by forced-path tests: {', '.join(p for p in info['known'] if p in exercised) or 'none'}"
-        + (f"; not run on this CPU: {', '.join(skipped)}" if skipped else "")
+        + (f"; not exercised in this run: {', '.join(skipped)}" if skipped else "")
         + f"; every other native test ran the default path {info['in_use']} on {info['cpu']}")

@@ -18,7 +18,7 @@ bool always() { return true; }
 const KernelTable kAvx2{"avx2", bgemm_popcount_avx2, quantize_column_avx2, quantize_taps_avx2, quantize_taps2_avx2,
                         pack_pixels_generic, nullptr};
 const KernelTable kAvx512{"avx512", bgemm_popcount_avx512, quantize_column_avx512, quantize_taps_avx512,
-                          quantize_taps2_avx2, pack_pixels_avx512, gemm_task_avx512};
+                          quantize_taps2_avx512, pack_pixels_avx512, gemm_task_avx512};
 
 bool cpu_has_avx2() {
   __builtin_cpu_init();

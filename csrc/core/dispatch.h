@@ -25,7 +25,7 @@ struct KernelTable {
   bgemm_fn bgemm;
   quantize_fn quantize;
   quantize_taps_fn quantize_taps;
-  quantize_taps2_fn quantize_taps2;  // conv order 2 (float32 pass; the AVX-512 table uses the AVX2 one)
+  quantize_taps2_fn quantize_taps2;  // conv order 2 (exact float32 pass)
   pack_pixels_fn pack_pixels;        // conv input: per-pixel sign words and sum |x|
   gemm_task_fn gemm_task;            // outer-product GEMM + epilogue, or nullptr
 };

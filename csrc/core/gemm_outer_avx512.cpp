@@ -67,14 +67,16 @@ void fill_panel(const QuantizedColumns& q, std::size_t j0, std::size_t jb, std::
   }
 }
 
-// acc[i][v] = per-lane popcount sums of rows a[i] against the group's vectors v, over kw words.
+// acc[i][v] = per-lane popcount sums of rows a[i] against the group's vectors v, over kw words; word w's
+// vectors start at b + w * step (step = the panel's NV x 8 words; a call may use the first NV of them).
 template <int MR, int NV>
-inline void outer_kernel(const word_t* const* a, const word_t* b, std::size_t kw, __m512i (&acc)[MR][NV]) {
+inline void outer_kernel(const word_t* const* a, const word_t* b, std::size_t kw, std::size_t step,
+                         __m512i (&acc)[MR][NV]) {
   for (int i = 0; i < MR; ++i)
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();
   for (std::size_t w = 0; w < kw; ++w) {
     __m512i bv[NV];
-    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512(b + (w * NV + v) * kLanes);
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512(b + w * step + v * kLanes);
     for (int i = 0; i < MR; ++i) {
       const __m512i ai = _mm512_set1_epi64(static_cast<long long>(a[i][w]));
       for (int v = 0; v < NV; ++v)
@@ -103,7 +105,14 @@ void run_rows(const word_t* wbits, const QuantizedColumns& q, const Epilogue& ep
     for (int i = 0; i < MR; ++i) a[i] = wbits + (o0 + (i0 + i < i1 ? i0 + i : i0)) * kw;
     for (std::size_t g = 0; g < p.groups; ++g) {
       __m512i acc[MR][NV];
-      outer_kernel<MR, NV>(a, p.words.data() + g * kw * NV * kLanes, kw, acc);
+      const word_t* b = p.words.data() + g * kw * NV * kLanes;
+      if (NV == 2 && G == 2 && g * G + 1 == p.octets) {  // order 1, odd last octet: its vector alone
+        __m512i one[MR][1];
+        outer_kernel<MR, 1>(a, b, kw, NV * kLanes, one);
+        for (int i = 0; i < MR; ++i) acc[i][0] = one[i][0];
+      } else {
+        outer_kernel<MR, NV>(a, b, kw, NV * kLanes, acc);
+      }
       for (int i = 0; i < MR && i0 + i < i1; ++i) {
         const std::size_t o = o0 + i0 + i;
         const __m512d coef = _mm512_set1_pd(ep.coef[o]), add = _mm512_set1_pd(ep.add[o]);

@@ -63,6 +63,8 @@ void quantize_taps2_generic(const float* const* taps, std::size_t ntaps, std::si
                             std::size_t ldbits, double* betas);
 void quantize_taps2_avx2(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits,
                          std::size_t ldbits, double* betas);
+void quantize_taps2_avx512(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits,
+                           std::size_t ldbits, double* betas);
 
 // Pixel packing of a convolution's input (conv.cpp), for one image row and up to 64 channels:
 //     words[w * wstride] = sum_c (x_c[w] < 0) << c,   sums[w] += |x_0[w]| + |x_1[w]| + ... (double, in channel order)

@@ -138,4 +138,50 @@ std::uint32_t pack_pixels_avx512(const float* src, std::size_t cstride, std::siz
   return bad ? 1u : 0u;
 }
 
+// Order 2 of a conv column from its taps (quantize.h, quantize_taps2): the AVX2 version's exact float32
+// thresholds, 16 values per step, the H_2 bits straight from mask registers (x < 0 selects which threshold
+// applies: |x| > floor32(beta_1) for negative x, |x| < ceil32(beta_1) otherwise). beta_2 sums
+// | |x| - beta_1 | in float32 lanes per 64-value word, then in double: a different summation order from
+// the AVX2 lanes, so the paths agree to float32 rounding of beta_2 (the bits are identical).
+void quantize_taps2_avx512(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits,
+                           std::size_t ldbits, double* betas) {
+  constexpr std::size_t kLanes = 16;
+  const std::size_t n = ntaps * cg, gw = words_for(cg);
+  const Threshold32 th(betas[0]);
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512 up = _mm512_set1_ps(th.up), down = _mm512_set1_ps(th.down), nearest = _mm512_set1_ps(th.nearest);
+  word_t* row = bits + ldbits;
+  __m512d acc = _mm512_setzero_pd();
+  double sum = 0.0;
+  for (std::size_t t = 0; t < ntaps; ++t) {
+    word_t* wg = row + t * gw;
+    const float* x = taps[t];
+    if (!x) {  // x = 0: r_1 = -beta_1, negative unless beta_1 = 0
+      fill_padding_words(wg, cg, betas[0] > 0.0);
+      sum += betas[0] * static_cast<double>(cg);
+      continue;
+    }
+    for (std::size_t w = 0; w < gw; ++w) {
+      const std::size_t i0 = w * kWordBits, i1 = i0 + kWordBits < cg ? i0 + kWordBits : cg;
+      word_t word = 0;
+      __m512 part = zero;
+      for (std::size_t i = i0; i < i1; i += kLanes) {
+        const std::size_t rem = i1 - i;
+        const __mmask16 m = rem >= kLanes ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << rem) - 1u);
+        const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+        const __m512 a = _mm512_abs_ps(v);
+        const __mmask16 neg = _mm512_mask_cmp_ps_mask(m, v, zero, _CMP_LT_OQ);
+        const __mmask16 neg_r = static_cast<__mmask16>(_mm512_mask_cmp_ps_mask(neg, a, down, _CMP_GT_OQ) |
+                                                       _mm512_mask_cmp_ps_mask(static_cast<__mmask16>(m & ~neg), a, up, _CMP_LT_OQ));
+        word |= static_cast<word_t>(neg_r) << (i - i0);
+        part = _mm512_mask_add_ps(part, m, part, _mm512_abs_ps(_mm512_sub_ps(a, nearest)));
+      }
+      wg[w] = word;
+      acc = _mm512_add_pd(acc, _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(part)),
+                                             _mm512_cvtps_pd(_mm512_extractf32x8_ps(part, 1))));
+    }
+  }
+  betas[1] = (sum + _mm512_reduce_add_pd(acc)) / static_cast<double>(n);
+}
+
 }  // namespace horq

@@ -142,6 +142,37 @@ int check_quantize(std::mt19937_64& rng) {
   return failures;
 }
 
+// Order 2 from taps in float32 (quantize_taps2): the H_2 bits must equal the generic kernel's exactly (exact
+// thresholds), including values on and one ulp beside beta_1; beta_2 sums float32 terms in another lane
+// order, so it agrees to float32 summation rounding. Rows other than H_2 keep their guard words.
+int check_quantize_taps2(std::mt19937_64& rng) {
+  int failures = 0;
+  std::normal_distribution<float> normal;
+  const std::size_t taps_cg[][2] = {{1, 1}, {1, 3},  {1, 15}, {1, 16}, {1, 17}, {1, 63}, {1, 64},
+                                    {1, 65}, {9, 3}, {9, 64}, {9, 65}, {4, 7}, {9, 128}, {2, 513}};
+  for (auto& tc : taps_cg) {
+    const std::size_t ntaps = tc[0], cg = tc[1], n = ntaps * cg, ld = ntaps * words_for(cg);
+    PageEnd<float> x(n);
+    const double beta1 = 0.75;
+    for (auto& v : x) v = normal(rng);
+    for (std::size_t i = 0; i < n; i += 5) {  // on and beside the threshold, both signs
+      const float b = static_cast<float>(beta1);
+      const float near[] = {b, std::nextafter(b, 0.0f), std::nextafter(b, 2.0f), -b, 0.0f, -0.0f};
+      x[i] = near[(i / 5) % 6];
+    }
+    std::vector<const float*> taps(ntaps);
+    for (std::size_t t = 0; t < ntaps; ++t) taps[t] = (ntaps > 1 && t % 4 == 0) ? nullptr : x.data() + t * cg;
+    double b1[2] = {beta1, 0.0}, b2[2] = {beta1, 0.0};
+    std::vector<word_t> w1(2 * ld, 7), w2(2 * ld, 7);
+    quantize_taps2_generic(taps.data(), ntaps, cg, w1.data(), ld, b1);
+    quantize_taps2_avx512(taps.data(), ntaps, cg, w2.data(), ld, b2);
+    const bool ok = w1 == w2 && std::fabs(b1[1] - b2[1]) <= 1e-6 * std::fabs(b1[1]);
+    if (!ok && ++failures <= kMaxReports)
+      std::printf("quantize_taps2 mismatch taps=%zu cg=%zu beta2 %.17g vs %.17g\n", ntaps, cg, b1[1], b2[1]);
+  }
+  return failures;
+}
+
 // Sums agree bit for bit, except that any NaN matches any NaN: which payload an add propagates is the
 // FPU's choice, and a NaN input is reported through the bad flag, not the sums.
 bool same_sums(const std::vector<double>& a, const std::vector<double>& b) {
@@ -351,6 +382,7 @@ int main() {
       {"intrinsics", [](std::mt19937_64&) { return check_intrinsics(); }},
       {"bgemm", check_bgemm},
       {"quantize", check_quantize},
+      {"quantize_taps2", check_quantize_taps2},
       {"pack_pixels", check_pack_pixels},
       {"gemm_task", check_gemm_task},
       {"gemm_task ties", [](std::mt19937_64&) { return check_gemm_ties(); }},

@@ -198,6 +198,19 @@ inline __mmask16 _mm512_cmp_ps_mask(__m512 a, __m512 b, int imm) {
     if (avx512_emulation::cmp_lane(a.v[i], b.v[i], imm)) r |= 1u << i;
   return static_cast<__mmask16>(r);
 }
+inline __m512 _mm512_set1_ps(float x) { __m512 r; for (float& e : r.v) e = x; return r; }
+inline __m512 _mm512_sub_ps(__m512 a, __m512 b) { for (int i = 0; i < 16; ++i) a.v[i] -= b.v[i]; return a; }
+inline __m512 _mm512_mask_add_ps(__m512 src, __mmask16 k, __m512 a, __m512 b) {
+  for (int i = 0; i < 16; ++i)
+    if (avx512_emulation::bit(k, i)) src.v[i] = a.v[i] + b.v[i];
+  return src;
+}
+inline __mmask16 _mm512_mask_cmp_ps_mask(__mmask16 k, __m512 a, __m512 b, int imm) {
+  unsigned r = 0;
+  for (int i = 0; i < 16; ++i)
+    if (avx512_emulation::bit(k, i) && avx512_emulation::cmp_lane(a.v[i], b.v[i], imm)) r |= 1u << i;
+  return static_cast<__mmask16>(r);
+}
 inline __m256 _mm512_castps512_ps256(__m512 a) { __m256 r; std::memcpy(r.v, a.v, sizeof r.v); return r; }
 inline __m256 _mm512_extractf32x8_ps(__m512 a, int imm) {
   __m256 r;
