@@ -16,6 +16,7 @@
 #include "core/dispatch.h"
 #include "core/layer.h"
 #include "core/threadpool.h"
+#include "core/train.h"
 
 namespace nb = nanobind;
 template <class T, class... Extra>
@@ -173,4 +174,93 @@ NB_MODULE(_core, m) {
         return arr;
       },
       nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("order"), nb::arg("kernel") = "");
+  // Training (src/horq/nn/native_train.py): the forward pass of conv2d / linear that also returns the quantized
+  // columns it computed (bits (ncols, order, kw) and betas (ncols, order), owned by one heap object), and the
+  // float rebuild of a block of those columns for the weight gradient (core/train.h).
+  auto keep_columns = [](horq::QuantizedColumns&& q) {
+    auto* held = new horq::QuantizedColumns(std::move(q));
+    nb::capsule owner(held, [](void* p) noexcept { delete static_cast<horq::QuantizedColumns*>(p); });
+    const std::size_t order = static_cast<std::size_t>(held->order);
+    const std::size_t bshape[3] = {held->ncols, order, held->kw}, tshape[2] = {held->ncols, order};
+    return nb::make_tuple(nb::ndarray<nb::numpy, horq::word_t>(held->bits.data(), 3, bshape, owner),
+                          nb::ndarray<nb::numpy, double>(held->betas.data(), 2, tshape, owner));
+  };
+
+  m.def(
+      "conv2d_train",
+      [keep_columns](In<float, nb::ndim<4>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
+                     In<double, nb::ndim<1>> add, std::size_t kh, std::size_t kw,
+                     std::tuple<std::size_t, std::size_t> stride, std::tuple<std::size_t, std::size_t> padding,
+                     std::tuple<std::size_t, std::size_t> dilation, int order, const std::string& kernel) {
+        check_order(order);
+        horq::ConvGeometry g{x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw,
+                             std::get<0>(stride), std::get<1>(stride), std::get<0>(padding), std::get<1>(padding),
+                             std::get<0>(dilation), std::get<1>(dilation), 0, 0};
+        require(g.sh >= 1 && g.sw >= 1 && g.dh >= 1 && g.dw >= 1 && kh >= 1 && kw >= 1, "bad geometry");
+        const long eh = static_cast<long>(g.height + 2 * g.ph) - static_cast<long>(g.dh * (kh - 1) + 1);
+        const long ew = static_cast<long>(g.width + 2 * g.pw) - static_cast<long>(g.dw * (kw - 1) + 1);
+        require(eh >= 0 && ew >= 0, "input too small for the kernel");
+        g.out_h = static_cast<std::size_t>(eh) / g.sh + 1;
+        g.out_w = static_cast<std::size_t>(ew) / g.sw + 1;
+        const std::size_t m = wbits.shape(0);
+        check_n(g.channels * kh * kw);
+        require(wbits.shape(1) == horq::conv_words(g.channels, kh * kw), "weights are not in the conv layout");
+        require(coef.shape(0) == m && add.shape(0) == m, "epilogue length != output channels");
+        require(g.batch >= 1 && m >= 1, "empty batch or weights");
+        const auto& kt = horq::kernel_table(kernel);
+        float* y;
+        auto arr = make_array<float>({g.batch, m, g.out_h, g.out_w}, &y, false);
+        horq::QuantizedColumns q;
+        {
+          nb::gil_scoped_release nogil;
+          q = horq::quantize_conv_columns(kt, x.data(), g, order);
+          horq::horq_gemm(kt, wbits.data(), m, q, {coef.data(), add.data()}, g.out_h * g.out_w, y);
+        }
+        return nb::make_tuple(arr, keep_columns(std::move(q)));
+      },
+      nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("kh"), nb::arg("kw"),
+      nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"), nb::arg("order"), nb::arg("kernel") = "");
+
+  m.def(
+      "linear_train",
+      [keep_columns](In<float, nb::ndim<2>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
+                     In<double, nb::ndim<1>> add, int order, const std::string& kernel) {
+        check_order(order);
+        const std::size_t rows = x.shape(0), n = x.shape(1), m = wbits.shape(0);
+        check_n(n);
+        require(wbits.shape(1) == horq::words_for(n), "weights do not match in_features");
+        require(coef.shape(0) == m && add.shape(0) == m, "epilogue length != output features");
+        require(rows >= 1 && m >= 1, "empty batch or weights");
+        const auto& kt = horq::kernel_table(kernel);
+        float* y;
+        auto arr = make_array<float>({rows, m}, &y, false);
+        horq::QuantizedColumns q;
+        {
+          nb::gil_scoped_release nogil;
+          q = horq::quantize_rows(kt, x.data(), rows, n, order);
+          horq::horq_gemm(kt, wbits.data(), m, q, {coef.data(), add.data()}, 1, y);
+        }
+        return nb::make_tuple(arr, keep_columns(std::move(q)));
+      },
+      nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("order"), nb::arg("kernel") = "");
+
+  m.def(
+      "expand_columns",
+      [](In<horq::word_t, nb::ndim<3>> bits, In<double, nb::ndim<2>> betas, std::size_t groups, std::size_t cg,
+         std::size_t gw, std::size_t col0, std::size_t col1, nb::ndarray<float, nb::ndim<2>, nb::c_contig,
+         nb::device::cpu> out) {
+        const std::size_t ncols = bits.shape(0), order = bits.shape(1), ld = bits.shape(2);
+        require(order >= 1 && order <= static_cast<std::size_t>(horq::kMaxOrder), "bad order");
+        require(betas.shape(0) == ncols && betas.shape(1) == order, "betas do not match bits");
+        require(groups >= 1 && cg >= 1 && (groups == 1 || gw == horq::words_for(cg)), "bad group layout");
+        require(groups >= 1 && cg >= 1 && (groups - 1) * gw * horq::kWordBits + cg <= ld * horq::kWordBits,
+                "groups do not fit the bits");
+        require(col0 < col1 && col1 <= ncols, "bad column range");
+        require(out.shape(0) == col1 - col0 && out.shape(1) == groups * cg, "out has the wrong shape");
+        nb::gil_scoped_release nogil;
+        horq::expand_columns(bits.data(), betas.data(), ld, static_cast<int>(order), groups, cg, gw, col0, col1,
+                             out.data());
+      },
+      nb::arg("bits"), nb::arg("betas"), nb::arg("groups"), nb::arg("cg"), nb::arg("gw"), nb::arg("col0"),
+      nb::arg("col1"), nb::arg("out"));
 }

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from horq.nn import native_train
 from horq.nn.quant import binary_weight, check_clip, residual_approx, sign
 from horq.reference import check_order
 
@@ -66,6 +67,9 @@ class _HORQMixin:
     # (eval mode under torch.no_grad / inference_mode) -- and the torch path runs otherwise. The packed weights
     # are cached and rebuilt whenever the weight tensor changes (data pointer or in-place version).
     native = False
+    # Native training path (horq.nn.native_train): used when native training is enabled there and this is
+    # True; set False to keep one layer on the torch path.
+    native_train = True
 
     def _native_ready(self, x: Tensor) -> bool:
         return (self.native and self._order is not None and self._order >= 1 and not self.training
@@ -130,6 +134,8 @@ class HORQLinear(_HORQMixin, nn.Linear):
                                order=self._order, bias=self._native_bias())
             return torch.from_numpy(y).reshape(*x.shape[:-1], self.out_features)
         w = binary_weight(self.weight)
+        if native_train.applies(self, x):
+            return native_train.linear(self, x, w)
         if self._order >= 1:
             x = residual_approx(x, self._order, dim=-1, clip=self._clip)
         return F.linear(x, w, self.bias)
@@ -246,6 +252,9 @@ class HORQConv2d(_HORQMixin, nn.Conv2d):
             y = kernels.conv2d(x.detach().numpy(), self._native_weights(), order=self._order, stride=self.stride,
                                padding=(pads[2], pads[0]), dilation=self.dilation, bias=self._native_bias())
             y = torch.from_numpy(y)
+            return y.squeeze(0) if unbatched else y
+        if native_train.applies(self, x) and pads[0] == pads[1] and pads[2] == pads[3]:
+            y = native_train.conv2d(self, x, w, (pads[2], pads[0]))
             return y.squeeze(0) if unbatched else y
         xp = F.pad(x, self._reversed_padding_repeated_twice) if any(self._reversed_padding_repeated_twice) else x
         if self._order == 1:

@@ -1,0 +1,58 @@
+"""The native core's training entry points (numpy in, numpy out), used by :mod:`horq.nn.native_train`.
+
+The forward calls are :func:`horq.kernels.conv2d` / :func:`horq.kernels.linear` that also return the quantized
+columns they computed, ``bits`` uint64 ``(ncols, order, words)`` and ``betas`` float64 ``(ncols, order)``, in
+the kernels' layout (``csrc/core/layer.h``: a convolution column's values in ``(i, j, c)`` order, grouped per
+tap or compact); :func:`expand_columns` rebuilds a block of them as floats,
+``out[j, :] = sum_k beta_{k,j} H_{k,j}``, for the weight gradient (``csrc/core/train.h``).
+
+These functions trust their caller (the HORQ layers validate shapes, dtypes and finiteness first); the core
+still checks every size it indexes with.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from horq import _core
+from horq.bits import WORD_BITS, words_for
+
+
+def conv_layout(channels: int, taps: int) -> tuple[int, int, int]:
+    """``(groups, values_per_group, words_per_group)`` of a convolution column in the kernels' layout."""
+    compact = channels % WORD_BITS != 0 and words_for(channels * taps) < taps * words_for(channels)
+    if compact:
+        return 1, channels * taps, words_for(channels * taps)
+    return taps, channels, words_for(channels)
+
+
+def conv_weight_bits(rows: np.ndarray, channels: int, kh: int, kw: int) -> np.ndarray:
+    """Signs of float32 weight rows ``(C_out, C*kh*kw)`` (``(c, i, j)`` order) packed in the conv layout."""
+    return _core.relayout_conv_weights(_core.pack_signs(np.ascontiguousarray(rows)), channels, kh, kw)
+
+
+def conv2d_keep(x: np.ndarray, wbits: np.ndarray, coef: np.ndarray, add: np.ndarray, kh: int, kw: int, stride,
+                padding, dilation, order: int, kernel: str = ""):
+    """``(y, (bits, betas))``: ``y = coef * horq_conv(x) + add`` (float32 NCHW) and the quantized columns,
+    column ``j = (image * OH + oy) * OW + ox``."""
+    return _core.conv2d_train(x, wbits, coef, add, kh, kw, tuple(stride), tuple(padding), tuple(dilation), order,
+                              kernel)
+
+
+def linear_keep(x: np.ndarray, wbits: np.ndarray, coef: np.ndarray, add: np.ndarray, order: int, kernel: str = ""):
+    """``(y, (bits, betas))`` of a linear layer (one column per row of ``x``); ``wbits`` = ``pack_signs(W)``."""
+    return _core.linear_train(x, wbits, coef, add, order, kernel)
+
+
+def linear_weight_bits(rows: np.ndarray) -> np.ndarray:
+    """``pack_signs`` of float32 weight rows ``(out_features, in_features)``."""
+    return _core.pack_signs(np.ascontiguousarray(rows))
+
+
+def expand_columns(bits: np.ndarray, betas: np.ndarray, layout: tuple[int, int, int], col0: int, col1: int,
+                   out: np.ndarray) -> None:
+    """Writes columns ``[col0, col1)`` as float32 rows of ``out`` (``(col1 - col0, n)``), values in the order of
+    ``layout`` (:func:`conv_layout`, or ``(1, n, words_for(n))`` for a linear layer), each value
+    ``sum_k beta_k * (+-1)`` summed in float32 for k = 1..K."""
+    groups, cg, gw = layout
+    _core.expand_columns(bits, betas, groups, cg, gw, col0, col1, out)

@@ -1,0 +1,202 @@
+"""Training the HORQ layers on the native XNOR-popcount kernels (CPU, float32): issue 13.
+
+Forward: the layer's output comes from :mod:`horq.kernels` (the same arithmetic as the torch path,
+``alpha_o * sum_k beta_{k,j} (B_o . H_{k,j}) + bias``, HORQ.md), with the weights packed from the latent float
+weights at every call and the input's planes and betas computed once, by the kernels. The forward pass keeps
+those planes (K bits per value of the unfolded input) and betas (K per column), the straight-through mask
+``|x| <= clip`` (one byte per input value) and the effective weight ``W~ = alpha * sign(W)``; nothing the size
+of the unfolded float input is stored.
+
+Backward (the gradients of the torch path, :mod:`horq.nn.quant`):
+
+* ``grad_input = conv_transpose(grad_out, W~) * 1{|x| <= clip}`` (a linear layer: ``grad_out @ W~``, masked);
+* ``grad_W~ = G^T A`` with ``A[j] = sum_k beta_{k,j} H_{k,j}`` rebuilt from the kept bits a block of columns
+  at a time (``csrc/core/train.h``; one float GEMM whatever the order, memory bounded by the block);
+* ``grad_W`` follows from ``grad_W~`` through :func:`horq.nn.quant.binary_weight`'s own straight-through rule
+  (autograd: ``W~`` is computed by that function);
+* ``grad_bias = sum of grad_out``.
+
+When it runs: :func:`enabled` (off by default in the library; ``horq train`` turns it on unless
+``--no-native``; :func:`native_training` scopes it), the layer's ``native_train`` attribute (default True),
+order >= 1, autograd on, float32 CPU input and weights, and for a convolution symmetric padding. Everything else
+(CUDA, order 0, float64, ``padding='same'`` with an even kernel) takes the torch path, which stays the
+reference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from horq.bits import words_for
+
+# Floats in one rebuilt block of columns (16 MiB): bounds the weight gradient's temporary.
+EXPAND_CHUNK_ELEMS = 1 << 22
+
+_enabled = False
+
+
+def enabled() -> bool:
+    """Whether HORQ layers train on the native kernels where they can (see the module docstring)."""
+    return _enabled
+
+
+def set_enabled(on: bool) -> None:
+    """Turns native training on or off for every HORQ layer (process-wide)."""
+    global _enabled
+    _enabled = bool(on)
+
+
+@contextlib.contextmanager
+def native_training(on: bool = True):
+    """Context manager: native training on (or off) inside the block, the previous setting restored after.
+
+    Example:
+        >>> with native_training():
+        ...     loss = F.cross_entropy(model(x), y); loss.backward()
+    """
+    before = _enabled
+    set_enabled(on)
+    try:
+        yield
+    finally:
+        set_enabled(before)
+
+
+def applies(layer, x: Tensor) -> bool:
+    """Whether ``layer`` (a HORQ layer) runs its training forward natively for input ``x``."""
+    order = layer.order
+    return (_enabled and layer.native_train and order is not None and order >= 1 and torch.is_grad_enabled()
+            and x.device.type == "cpu" and x.dtype == torch.float32 and layer.weight.device.type == "cpu"
+            and layer.weight.dtype == torch.float32)
+
+
+def _epilogue(w_eff: Tensor, bias: Tensor | None):
+    """``coef`` = alpha (|W~| is alpha in every entry of a filter) and ``add`` = bias, float64 for the core."""
+    rows = w_eff.detach().reshape(w_eff.shape[0], -1)
+    coef = rows.abs().amax(dim=1).double().numpy()
+    add = np.zeros(rows.shape[0]) if bias is None else bias.detach().double().numpy()
+    return rows, coef, add
+
+
+def _mask(x: Tensor, clip):
+    return None if clip is None else x.abs() <= clip
+
+
+def _weight_grad(g_cols, bits, betas, layout, n: int, cols_per_step: int) -> Tensor:
+    """``G^T A`` over all columns, ``A`` rebuilt ``cols_per_step`` columns (a multiple of the columns of one
+    image or sample) at a time; ``g_cols(c0, c1)`` gives the rows ``[c0, c1)`` of G transposed, ``(C_out, c1-c0)``."""
+    from horq.kernels import train as ktrain
+
+    ncols = bits.shape[0]
+    buf = torch.empty(min(ncols, cols_per_step), n)
+    out = None
+    for c0 in range(0, ncols, cols_per_step):
+        c1 = min(ncols, c0 + cols_per_step)
+        a = buf[: c1 - c0]
+        ktrain.expand_columns(bits, betas, layout, c0, c1, a.numpy())
+        g = g_cols(c0, c1)
+        out = g @ a if out is None else out.addmm_(g, a)
+    return out
+
+
+class _NativeConv2d(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w_eff, bias, conf):
+        from horq.kernels import train as ktrain
+
+        stride, padding, dilation, order, clip = conf
+        x = x.contiguous()
+        c_out, c_in, kh, kw = w_eff.shape
+        rows, coef, add = _epilogue(w_eff, bias)
+        wbits = ktrain.conv_weight_bits(rows.numpy(), c_in, kh, kw)
+        y, (bits, betas) = ktrain.conv2d_keep(x.detach().numpy(), wbits, coef, add, kh, kw, stride, padding,
+                                              dilation, order)
+        y = torch.from_numpy(y)
+        ctx.mask = _mask(x, clip) if ctx.needs_input_grad[0] else None
+        ctx.cols = (bits, betas) if ctx.needs_input_grad[1] else None
+        ctx.conf = conf
+        ctx.x_shape = x.shape
+        ctx.save_for_backward(w_eff)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        from horq.kernels import train as ktrain
+
+        (w_eff,) = ctx.saved_tensors
+        stride, padding, dilation, _, _ = ctx.conf
+        grad = grad.contiguous()
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = torch.nn.grad.conv2d_input(ctx.x_shape, w_eff, grad, stride=stride, padding=padding,
+                                            dilation=dilation)
+            if ctx.mask is not None:
+                gx = gx.mul_(ctx.mask)
+        if ctx.needs_input_grad[1]:
+            bits, betas = ctx.cols
+            c_out, c_in, kh, kw = w_eff.shape
+            n_batch, _, oh, ow = grad.shape
+            ppi, n = oh * ow, c_in * kh * kw
+            g3 = grad.reshape(n_batch, c_out, ppi)
+            step = ppi * max(1, EXPAND_CHUNK_ELEMS // (ppi * n))
+
+            def g_cols(c0, c1):
+                return g3[c0 // ppi: c1 // ppi].transpose(0, 1).reshape(c_out, c1 - c0)
+
+            dw = _weight_grad(g_cols, bits, betas, ktrain.conv_layout(c_in, kh * kw), n, step)
+            gw = dw.reshape(c_out, kh, kw, c_in).permute(0, 3, 1, 2).contiguous()
+        if ctx.needs_input_grad[2]:
+            gb = grad.sum(dim=(0, 2, 3))
+        ctx.mask = ctx.cols = None
+        return gx, gw, gb, None
+
+
+class _NativeLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w_eff, bias, conf):
+        from horq.kernels import train as ktrain
+
+        order, clip = conf
+        x = x.contiguous()
+        rows, coef, add = _epilogue(w_eff, bias)
+        y, (bits, betas) = ktrain.linear_keep(x.detach().numpy(), ktrain.linear_weight_bits(rows.numpy()), coef,
+                                              add, order)
+        ctx.mask = _mask(x, clip) if ctx.needs_input_grad[0] else None
+        ctx.cols = (bits, betas) if ctx.needs_input_grad[1] else None
+        ctx.save_for_backward(w_eff)
+        return torch.from_numpy(y)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (w_eff,) = ctx.saved_tensors
+        grad = grad.contiguous()
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = grad @ w_eff
+            if ctx.mask is not None:
+                gx = gx.mul_(ctx.mask)
+        if ctx.needs_input_grad[1]:
+            bits, betas = ctx.cols
+            n = w_eff.shape[1]
+            step = max(1, EXPAND_CHUNK_ELEMS // n)
+            gw = _weight_grad(lambda c0, c1: grad[c0:c1].t(), bits, betas, (1, n, words_for(n)), n, step)
+        if ctx.needs_input_grad[2]:
+            gb = grad.sum(dim=0)
+        ctx.mask = ctx.cols = None
+        return gx, gw, gb, None
+
+
+def conv2d(layer, x: Tensor, w_eff: Tensor, padding: tuple[int, int]) -> Tensor:
+    """The native training forward of ``layer`` (a HORQConv2d) on a batched, finite input ``x``."""
+    conf = (tuple(layer.stride), tuple(padding), tuple(layer.dilation), layer.order, layer.clip)
+    return _NativeConv2d.apply(x, w_eff, layer.bias, conf)
+
+
+def linear(layer, x: Tensor, w_eff: Tensor) -> Tensor:
+    """The native training forward of ``layer`` (a HORQLinear) on a finite input ``(*, in_features)``."""
+    y = _NativeLinear.apply(x.reshape(-1, layer.in_features), w_eff, layer.bias, (layer.order, layer.clip))
+    return y.reshape(*x.shape[:-1], layer.out_features)
