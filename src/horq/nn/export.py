@@ -44,7 +44,9 @@ import horq
 from horq import format as hformat
 from horq.format import spec as hspec
 from horq.nn import fold
-from horq.nn.lower import BATCH, Act, Builder, check_supported, lower_call, lower_module
+from horq.nn.graph import BATCH, Act, Builder
+from horq.nn.lower import lower_module
+from horq.nn.lower_ops import check_supported, lower_call
 from horq.nn.trace import ROOT, ExportError, capture, describe, source_line
 
 
@@ -92,17 +94,9 @@ def _lower(gm: fx.GraphModule, b: Builder, model: nn.Module) -> tuple[str, dict]
     """Lowers every node of the traced graph into ``b``; returns the output node's name and every fx
     node's lowered value."""
     env: dict = {}
-    placeholders = 0
     for node in gm.graph.nodes:
-        if node.op == "placeholder":
-            placeholders += 1
-            if placeholders == 1:
-                env[node] = Act(hformat.INPUT, b.shapes[hformat.INPUT])
-            elif node.args:  # an optional argument: its default
-                env[node] = node.args[0]
-            else:
-                raise ExportError(f"cannot export module {ROOT!r} of type {type(model).__name__}: its forward "
-                                  f"takes more than one tensor ({node.name!r})")
+        if node.op == "placeholder":  # the one input of trace._Root, which calls the model with it alone
+            env[node] = Act(hformat.INPUT, b.shapes[hformat.INPUT])
             continue
         if node.op == "get_attr":
             env[node] = _fetch(gm, node.target)
