@@ -4,8 +4,10 @@ Any model whose eval-mode forward is made of the supported ops exports, however 
 
 1. **Capture** (:mod:`horq.nn.trace`): ``torch.fx`` symbolic tracing, with horq's layers and PyTorch's
    layers kept whole (why not ``torch.export``: that module's docstring).
-2. **Lower** (:mod:`horq.nn.lower`): each traced op becomes a ``.horq`` node; the format's shape inference
-   checks every node as it is added. Supported, in module and functional form: conv2d (float and binary; any
+2. **Lower** (:mod:`horq.nn.lower` for layers, :mod:`horq.nn.lower_ops` for functional ops, into a
+   :class:`horq.nn.graph.Builder`): each traced op becomes a ``.horq`` node; the format's shape inference
+   checks every node as it is added, and a run of the model on two random samples checks every shape
+   against PyTorch's. Supported, in module and functional form: conv2d (float and binary; any
    stride, padding, dilation; groups > 1 as a float op), linear / addmm / matmul with a constant weight,
    batch_norm with running statistics, relu, relu6, hardtanh, clamp, leaky_relu, prelu, the sum of two
    activations (``out += identity``), sums and products with a per-channel constant, max / avg pool 2d,
@@ -18,7 +20,7 @@ Any model whose eval-mode forward is made of the supported ops exports, however 
    * A layer with ``order`` not None (``HORQConv2d``/``HORQLinear``, detected by the attribute, so any
      ``nn.Conv2d``/``nn.Linear`` subclass with ``order`` works) becomes ``binary_conv2d``/``binary_linear``:
      ``PackedWeights`` bits (``horq.bits.pack_signs(w.reshape(C_out, -1))``, uint64) and float32 ``alpha``.
-     A BatchNorm whose input is only read by it joins the node's output ``scale``/``shift``. Where it can,
+     A BatchNorm that alone reads its output joins the node's output ``scale``/``shift``. Where it can,
      ``alpha`` then moves into a later per-channel scale and the file stores none.
    * A full-precision ``Conv2d``/``Linear`` is stored as float32; a BatchNorm after it is folded into its
      weight and bias, and a BatchNorm right before a full-precision ``Linear`` too (not before a
