@@ -44,26 +44,50 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
   const bool compact = conv_compact(C, taps);
   q.kw = conv_words(C, taps);
   q.order = order;
-  q.bits.assign(q.ncols * order * q.kw, 0);
-  q.betas.assign(q.ncols * order, 0.0);
+  // Paths with an outer-product GEMM read H_1 (and at order 1 beta_1) from a pixel image instead of a
+  // gathered copy per column (layer.h PixelImage); the compact layout keeps the gather.
+  const bool implicit = kt.gemm_task != nullptr && !compact;
+  q.implicit_h1 = implicit;
+  if (!(implicit && order == 1)) {
+    q.bits.assign(q.ncols * order * q.kw, 0);
+    q.betas.assign(q.ncols * order, 0.0);
+  }
+  PixelImage& im = q.image;
+  if (implicit) {
+    im.hp = H + 2 * g.ph, im.wp = W + 2 * g.pw, im.groups = gw, im.out_w = g.out_w, im.ppi = ppi;
+    im.sh = g.sh, im.sw = g.sw;
+    im.words.assign(g.batch * gw * im.hp * im.wp, 0);
+    im.sums.assign(g.batch * im.hp * im.wp, 0.0);
+    for (std::size_t i = 0; i < g.kh; ++i)
+      for (std::size_t j = 0; j < g.kw; ++j) {
+        const std::size_t tap_off = i * g.dh * im.wp + j * g.dw;
+        im.sum_off.push_back(static_cast<std::int64_t>(tap_off));
+        for (std::size_t w = 0; w < gw; ++w)
+          im.word_off.push_back(static_cast<std::int64_t>(w * im.hp * im.wp + tap_off));
+      }
+  }
 
   // Per image row: an NHWC float copy (kept for order >= 2, whose passes read the taps from it), and per
-  // pixel its packed signs (H_1) and sum |x| in double. Both run along the contiguous NCHW row for one
-  // channel at a time, so every pixel has its own accumulator (the loops vectorize over w, and each
-  // pixel's sum still adds its channels in order). The finiteness check is an exponent test on the bits.
+  // pixel its packed signs (H_1) and sum |x| in double (pack_pixels: each pixel's sum adds its channels in
+  // order), into the pixel image or into per-pixel arrays. The finiteness check is an exponent test.
   std::vector<float> xt(order >= 2 ? npix * C : 0);
-  std::vector<double> pix_sum(npix);
-  std::vector<word_t> pix_bits(npix * gw);
+  std::vector<double> pix_sum(implicit ? 0 : npix);
+  std::vector<word_t> pix_bits(implicit ? 0 : npix * gw);
   std::atomic<bool> finite{true};
   parallel_for(g.batch * H, [&](std::size_t t) {
-    const float* src = x + (t / H) * C * H * W + (t % H) * W;
-    double* psum = pix_sum.data() + t * W;
-    std::fill_n(psum, W, 0.0);
+    const std::size_t img = t / H, y = t % H;
+    const float* src = x + img * C * H * W + y * W;
+    double* psum = implicit ? im.sums.data() + (img * im.hp + y + g.ph) * im.wp + g.pw : pix_sum.data() + t * W;
+    if (!implicit) std::fill_n(psum, W, 0.0);
     std::uint32_t bad = 0;
     for (std::size_t c0 = 0; c0 < C; c0 += kWordBits) {
-      const std::size_t c1 = std::min(C, c0 + kWordBits);
-      bad |= kt.pack_pixels(src + c0 * H * W, H * W, c1 - c0, W, pix_bits.data() + t * W * gw + c0 / kWordBits, gw,
-                            psum);
+      const std::size_t c1 = std::min(C, c0 + kWordBits), gi = c0 / kWordBits;
+      if (implicit) {
+        word_t* row = im.words.data() + ((img * gw + gi) * im.hp + y + g.ph) * im.wp + g.pw;
+        bad |= kt.pack_pixels(src + c0 * H * W, H * W, c1 - c0, W, row, 1, psum);
+      } else {
+        bad |= kt.pack_pixels(src + c0 * H * W, H * W, c1 - c0, W, pix_bits.data() + t * W * gw + gi, gw, psum);
+      }
       if (order >= 2) {
         for (std::size_t c = c0; c < c1; ++c) {
           const float* __restrict v = src + c * H * W;
@@ -75,6 +99,7 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
     if (bad) finite.store(false);
   });
   if (!finite.load()) throw std::invalid_argument("input contains NaN or Inf");
+  if (implicit && order == 1) return q;  // the GEMM task reads H_1 and beta_1 from the image
 
   // Per column: H_1 is a gather of pixel words (zero words for padding taps: sign(0) = +1) and beta_1 a
   // box sum of the pixel sums; orders >= 2 read the column's taps in place (quantize_taps).
@@ -88,13 +113,14 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
     if (compact && grouped.size() < static_cast<std::size_t>(order) * glen) grouped.resize(order * glen);
     // Locals, so the loops below keep them in registers (the vectors' storage could alias otherwise).
     const word_t* pb = pix_bits.data();
-    const double* ps = pix_sum.data();
+    const double* ps = implicit ? im.sums.data() : pix_sum.data();
     const float* px = xt.data();
     const long Hl = static_cast<long>(H), Wl = static_cast<long>(W);
     const std::size_t gwl = gw, Cl = C, Hs = H, Ws = W;  // word_t and size_t are both unsigned long: only locals are safe from aliasing the bit stores
     const std::size_t kwords = q.kw, col0 = t * kColsPerTask, j1 = std::min(q.ncols, col0 + kColsPerTask);
     const double n = static_cast<double>(q.n);
     const ConvGeometry gl = g;  // a local copy, for the same reason
+    const std::size_t imhp = im.hp, imwp = im.wp;
     std::size_t img = col0 / ppi, oy = (col0 % ppi) / gl.out_w, ox = col0 % gl.out_w;
     for (std::size_t col = col0; col < j1; ++col) {
       word_t* const out_bits = q.bits.data() + col * order * kwords;
@@ -119,12 +145,16 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
             continue;  // padding: H_1 words stay 0, adds 0 to the sum
           }
           const std::size_t up = row + static_cast<std::size_t>(ix);
-          if (gwl == 1) {
-            bits[tap] = pb[up];
+          if (implicit) {
+            sum += ps[(img * imhp + static_cast<std::size_t>(iy) + gl.ph) * imwp + static_cast<std::size_t>(ix) + gl.pw];
           } else {
-            for (std::size_t w = 0; w < gwl; ++w) bits[tap * gwl + w] = pb[up * gwl + w];
+            if (gwl == 1) {
+              bits[tap] = pb[up];
+            } else {
+              for (std::size_t w = 0; w < gwl; ++w) bits[tap * gwl + w] = pb[up * gwl + w];
+            }
+            sum += ps[up];
           }
-          sum += ps[up];
           tp[tap] = order >= 2 ? px + up * Cl : nullptr;
         }
       }

@@ -38,6 +38,43 @@ Panel& panel_scratch() {
   return p;
 }
 
+// H_1 of columns [j0, j0 + jb) gathered from the pixel image (layer.h PixelImage) into plane 0 of the
+// panel: 8 columns' word w is one masked gather at the columns' offsets plus word_off[w]. At order 1
+// beta_1 comes the same way from the pixel sums, added in tap order like the scalar box sum (a padding
+// tap adds the border's +0.0, which leaves a non-negative sum unchanged), then divided by n.
+void fill_h1_from_image(const QuantizedColumns& q, std::size_t j0, std::size_t jb, Panel& p) {
+  const PixelImage& im = q.image;
+  const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw, G = p.G;
+  const std::size_t group_words = kw * p.NV * kLanes, stride = p.NV * kLanes;
+  const long long* words = reinterpret_cast<const long long*>(im.words.data());
+  const __m512i zero = _mm512_setzero_si512();
+  const __m512d n = _mm512_set1_pd(static_cast<double>(q.n));
+  for (std::size_t c = 0; c < p.octets; ++c) {
+    const std::size_t valid = std::min(kLanes, jb - c * kLanes);
+    const __mmask8 m = static_cast<__mmask8>((1u << valid) - 1u);
+    alignas(64) std::int64_t ow[kLanes] = {}, os[kLanes] = {};
+    for (std::size_t l = 0; l < valid; ++l) {
+      ow[l] = im.col_word(j0 + c * kLanes + l);
+      os[l] = im.col_sum(j0 + c * kLanes + l);
+    }
+    const __m512i vw = _mm512_load_si512(ow);
+    word_t* dst = p.words.data() + (c / G) * group_words + (c % G) * K * kLanes;
+    for (std::size_t w = 0; w < kw; ++w) {
+      const __m512i idx = _mm512_add_epi64(vw, _mm512_set1_epi64(im.word_off[w]));
+      _mm512_storeu_si512(dst + w * stride, _mm512_mask_i64gather_epi64(zero, m, idx, words, 8));
+    }
+    if (K == 1) {
+      const __m512i vs = _mm512_load_si512(os);
+      __m512d sum = _mm512_setzero_pd();
+      for (const std::int64_t off : im.sum_off) {
+        const __m512i idx = _mm512_add_epi64(vs, _mm512_set1_epi64(off));
+        sum = _mm512_add_pd(sum, _mm512_mask_i64gather_pd(_mm512_setzero_pd(), m, idx, im.sums.data(), 8));
+      }
+      _mm512_storeu_pd(p.betas.data() + c * kLanes, _mm512_div_pd(sum, n));
+    }
+  }
+}
+
 // Copies columns [j0, j0 + jb) of q into the panel layout described at the top. Only the lanes past jb
 // (the last octet's) are zeroed; the source rows are read in order.
 void fill_panel(const QuantizedColumns& q, std::size_t j0, std::size_t jb, std::size_t G, Panel& p) {
@@ -54,17 +91,22 @@ void fill_panel(const QuantizedColumns& q, std::size_t j0, std::size_t jb, std::
     std::fill_n(p.words.data() + (p.groups - 1) * group_words, group_words, word_t{0});
     std::fill_n(p.betas.data() + jb / kLanes * K * kLanes, (p.groups * G - jb / kLanes) * K * kLanes, 0.0);
   }
-  const word_t* src = q.bits.data() + j0 * K * kw;
-  const double* sb = q.betas.data() + j0 * K;
-  for (std::size_t jj = 0; jj < jb; ++jj) {
-    const std::size_t c = jj / kLanes, l = jj % kLanes;
-    word_t* dst = p.words.data() + (c / G) * group_words + (c % G) * K * kLanes + l;
-    double* db = p.betas.data() + c * K * kLanes + l;
-    for (std::size_t k = 0; k < K; ++k, src += kw, dst += kLanes) {
-      for (std::size_t w = 0; w < kw; ++w) dst[w * stride] = src[w];
-      db[k * kLanes] = *sb++;
+  const std::size_t k0 = q.implicit_h1 ? 1 : 0;  // planes stored as rows in q.bits
+  if (k0 < K) {
+    for (std::size_t jj = 0; jj < jb; ++jj) {
+      const std::size_t c = jj / kLanes, l = jj % kLanes;
+      const word_t* src = q.bits.data() + ((j0 + jj) * K + k0) * kw;
+      word_t* dst = p.words.data() + (c / G) * group_words + ((c % G) * K + k0) * kLanes + l;
+      for (std::size_t k = k0; k < K; ++k, src += kw, dst += kLanes)
+        for (std::size_t w = 0; w < kw; ++w) dst[w * stride] = src[w];
     }
   }
+  if (!q.betas.empty()) {
+    const double* sb = q.betas.data() + j0 * K;
+    for (std::size_t jj = 0; jj < jb; ++jj)
+      for (std::size_t k = 0; k < K; ++k) p.betas[(jj / kLanes * K + k) * kLanes + jj % kLanes] = *sb++;
+  }
+  if (q.implicit_h1) fill_h1_from_image(q, j0, jb, p);
 }
 
 // acc[i][v] = per-lane popcount sums of rows a[i] against the group's vectors v, over kw words; word w's

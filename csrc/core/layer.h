@@ -10,12 +10,36 @@
 
 namespace horq {
 
+// H_1 of convolution columns without materializing them (paths with an outer-product gemm_task, grouped
+// conv layout): every pixel's words sit once in a zero-bordered image, and column j's word w is
+//     words[col_word(j) + word_off[w]]        (zero for a padding tap: the border is zero),
+// and at order 1 its beta_1 = sum over taps t (in tap order) of sums[col_sum(j) + sum_off[t]] / n.
+struct PixelImage {
+  std::vector<word_t> words;  // [image][channel group][hp][wp]
+  std::vector<double> sums;   // [image][hp][wp]: sum |x| over the channels of each pixel
+  std::size_t hp = 0, wp = 0, groups = 0, out_w = 0, ppi = 0, sh = 0, sw = 0;
+  std::vector<std::int64_t> word_off;  // per column word (tap, group)
+  std::vector<std::int64_t> sum_off;   // per tap
+  std::int64_t col_sum(std::size_t j) const {
+    const std::size_t img = j / ppi, r = j % ppi;
+    return static_cast<std::int64_t>((img * hp + r / out_w * sh) * wp + r % out_w * sw);
+  }
+  std::int64_t col_word(std::size_t j) const {
+    const std::size_t img = j / ppi, r = j % ppi;
+    return static_cast<std::int64_t>((img * groups * hp + r / out_w * sh) * wp + r % out_w * sw);
+  }
+};
+
 // Columns after quantization: row (j * order + k) holds H_{k+1} of column j, kw words; betas likewise.
+// With `implicit_h1`, H_1 lives in `image` (row j * order of bits is unused) and at order 1 neither bits
+// nor betas are stored: the GEMM task reads both from the image.
 struct QuantizedColumns {
   std::size_t ncols = 0, n = 0, kw = 0;
   int order = 0;
   std::vector<word_t> bits;
   std::vector<double> betas;
+  bool implicit_h1 = false;
+  PixelImage image;
 };
 
 // The epilogue's per-output constants (length m each).

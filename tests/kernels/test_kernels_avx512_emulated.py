@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent / "avx512_emulation"
 CORE = ROOT / "csrc" / "core"
 SOURCES = ["bgemm_avx512.cpp", "quantize_avx512.cpp", "gemm_outer_avx512.cpp", "bgemm_generic.cpp",
-           "quantize_generic.cpp"]
+           "quantize_generic.cpp", "conv.cpp", "gemm_driver.cpp", "threadpool.cpp"]
 AVX512_FLAGS = ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vpopcntdq", "-mfma"]
 
 
@@ -38,7 +38,7 @@ def _compiler():
 
 def _build_and_run(cxx, exe, flags):
     cmd = [cxx, "-O1", "-std=c++17", "-ffp-contract=off", *flags, f"-I{ROOT / 'csrc'}", str(HERE / "harness.cpp"),
-           str(HERE / "intrinsics_check.cpp"), *(str(CORE / s) for s in SOURCES), "-o", str(exe)]
+           str(HERE / "intrinsics_check.cpp"), *(str(CORE / s) for s in SOURCES), "-pthread", "-o", str(exe)]
     build = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert build.returncode == 0, build.stderr[-4000:]
     out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)

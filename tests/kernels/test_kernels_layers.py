@@ -199,3 +199,28 @@ def test_forked_child_runs_serially_with_same_result():
 def _conv_in_child(x, bits, alpha, shape):
     kernels.set_num_threads(2)
     return kernels.conv2d(x, kernels.PackedWeights(bits, alpha, shape), order=2, padding=1)
+
+
+def test_order1_every_path_gives_the_generic_floats(path):
+    """Order 1 has no float summation that differs between paths: beta_1 adds the pixel sums in tap order
+    on every path (the AVX-512 one gathers them from a zero-bordered pixel image instead of copying each
+    column, layer.h PixelImage), the counts are exact and the epilogue's operations are spelled out (no
+    FMA contraction). So every path must give the generic path's floats bit for bit, on geometries that
+    exercise image borders, stride, dilation, column octets that span output rows and images, and the
+    compact layout (C = 3, 31)."""
+    rng = np.random.default_rng(5)
+    cases = 0
+    while cases < 40:
+        n, c = int(rng.integers(1, 3)), int(rng.choice([1, 3, 31, 64, 65, 128]))
+        h, w, k = int(rng.integers(1, 12)), int(rng.integers(1, 12)), int(rng.choice([1, 2, 3, 5]))
+        s, p, d = int(rng.integers(1, 3)), int(rng.integers(0, 3)), int(rng.integers(1, 3))
+        m = int(rng.choice([1, 5, 13, 64]))
+        if min(h, w) + 2 * p < d * (k - 1) + 1:
+            continue
+        cases += 1
+        x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+        pw = kernels.pack_weights(rng.standard_normal((m, c, k, k)).astype(np.float32))
+        args = dict(order=1, stride=s, padding=p, dilation=d)
+        want = kernels.conv2d(x, pw, kernel="generic", **args)
+        got = kernels.conv2d(x, pw, kernel=path, **args)
+        assert np.array_equal(got, want), (n, c, h, w, k, s, p, d, m)

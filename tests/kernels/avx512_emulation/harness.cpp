@@ -4,7 +4,9 @@
 //   * quantize bits equal and betas equal to 1e-12 (the stored-column and the conv taps variants);
 //   * pack_pixels words, sums and bad flag bit for bit, with guards after every output and NaN in the gaps;
 //   * gemm_task (outer-product GEMM + epilogue) bit for bit against the scalar formula of layer.h, in the
-//     same double operation order, with guards around y to catch writes outside the task's block.
+//     same double operation order, with guards around y to catch writes outside the task's block;
+//   * whole convolutions (conv.cpp + gemm_driver.cpp) with a table of the AVX-512 kernels against the
+//     generic table: the pixel image and the gathered H_1 / beta_1 of the outer-product path included.
 // The inputs the kernels read end right before an inaccessible page (POSIX), so a load past the end faults:
 // types.h promises no over-read (kOverReadWords = 0), and masked loads of unselected lanes must not fault.
 // Built either against the emulated immintrin.h next to this file or against the real one (AVX-512 CPUs);
@@ -23,8 +25,10 @@
 #endif
 
 #include "core/bgemm.h"
+#include "core/dispatch.h"
 #include "core/layer.h"
 #include "core/quantize.h"
+#include "core/threadpool.h"
 
 using namespace horq;
 
@@ -372,7 +376,63 @@ int check_gemm_ties() {
 
 }  // namespace
 
+// quantize_conv_columns + horq_gemm with the AVX-512 kernels against the generic ones on geometries with
+// image borders, stride, dilation, octets spanning rows and images, compact and grouped layouts. Order 1
+// must agree bit for bit (same sums in the same order, exact counts, written-out epilogue); orders 2-3 only
+// to rounding (beta_2 is summed in another order), so they are compared with a tolerance that a flipped
+// bit would still pass but a wrong plane or offset would not: the median relative error.
+int check_conv(std::mt19937_64& rng) {
+  const KernelTable gen{"generic", bgemm_popcount_generic, quantize_column_generic, quantize_taps_generic,
+                        quantize_taps2_generic, pack_pixels_generic, nullptr};
+  const KernelTable emu{"avx512", bgemm_popcount_avx512, quantize_column_avx512, quantize_taps_avx512,
+                        quantize_taps2_avx512, pack_pixels_avx512, gemm_task_avx512};
+  std::normal_distribution<float> normal;
+  int failures = 0;
+  for (int trial = 0; trial < 60; ++trial) {
+    const std::size_t C_choices[] = {1, 3, 31, 64, 65, 128}, m_choices[] = {1, 5, 13, 64}, k_choices[] = {1, 2, 3};
+    ConvGeometry g{};
+    g.batch = 1 + rng() % 2, g.channels = C_choices[rng() % 6], g.height = 1 + rng() % 9, g.width = 1 + rng() % 9;
+    g.kh = g.kw = k_choices[rng() % 3], g.sh = g.sw = 1 + rng() % 2, g.ph = g.pw = rng() % 2, g.dh = g.dw = 1 + rng() % 2;
+    const std::size_t span = g.dh * (g.kh - 1) + 1;
+    if (g.height + 2 * g.ph < span || g.width + 2 * g.pw < span) continue;
+    g.out_h = (g.height + 2 * g.ph - span) / g.sh + 1, g.out_w = (g.width + 2 * g.pw - span) / g.sw + 1;
+    const std::size_t m = m_choices[rng() % 4], taps = g.kh * g.kw, ppi = g.out_h * g.out_w;
+    std::vector<float> x(g.batch * g.channels * g.height * g.width);
+    for (auto& v : x) v = normal(rng);
+    std::vector<word_t> w(m * words_for(g.channels * taps)), wl(m * conv_words(g.channels, taps));
+    for (auto& v : w) v = rng();
+    for (std::size_t o = 0; o < m; ++o)  // unused bits of each row are zero
+      if ((g.channels * taps) % kWordBits) w[(o + 1) * words_for(g.channels * taps) - 1] &= (word_t{1} << ((g.channels * taps) % kWordBits)) - 1;
+    relayout_conv_weights(w.data(), m, g.channels, g.kh, g.kw, wl.data());
+    std::vector<double> coef(m), add(m);
+    for (std::size_t o = 0; o < m; ++o) coef[o] = 0.5 + normal(rng) * 0.1, add[o] = normal(rng);
+    for (int order = 1; order <= 3; ++order) {
+      std::vector<float> y1(g.batch * m * ppi), y2(y1.size());
+      const auto q1 = quantize_conv_columns(gen, x.data(), g, order);
+      horq_gemm(gen, wl.data(), m, q1, {coef.data(), add.data()}, ppi, y1.data());
+      const auto q2 = quantize_conv_columns(emu, x.data(), g, order);
+      horq_gemm(emu, wl.data(), m, q2, {coef.data(), add.data()}, ppi, y2.data());
+      bool ok;
+      if (order == 1) {
+        ok = std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float)) == 0;
+      } else {
+        std::vector<double> rel(y1.size());
+        double scale = 0.0;
+        for (float v : y1) scale = std::max(scale, static_cast<double>(std::fabs(v)));
+        for (std::size_t i = 0; i < y1.size(); ++i) rel[i] = std::fabs(y1[i] - y2[i]) / (scale + 1e-30);
+        std::nth_element(rel.begin(), rel.begin() + rel.size() / 2, rel.end());
+        ok = rel[rel.size() / 2] <= 1e-5;
+      }
+      if (!ok && ++failures <= kMaxReports)
+        std::printf("conv mismatch N=%zu C=%zu %zux%zu k=%zu s=%zu p=%zu d=%zu m=%zu order=%d\n", g.batch,
+                    g.channels, g.height, g.width, g.kh, g.sh, g.ph, g.dh, m, order);
+    }
+  }
+  return failures;
+}
+
 int main() {
+  set_num_threads(1);
   std::mt19937_64 rng(42);
   struct Check {
     const char* name;
@@ -386,6 +446,7 @@ int main() {
       {"pack_pixels", check_pack_pixels},
       {"gemm_task", check_gemm_task},
       {"gemm_task ties", [](std::mt19937_64&) { return check_gemm_ties(); }},
+      {"conv", check_conv},
   };
   int failures = 0;
   for (const Check& c : checks) {

@@ -176,6 +176,22 @@ inline __m512d _mm512_cvtepi64_pd(__m512i a) {
   return r;
 }
 
+inline __m512i _mm512_load_si512(const void* p) {
+  avx512_emulation::check_aligned(p, 64);
+  __m512i r;
+  std::memcpy(r.v, p, sizeof r.v);
+  return r;
+}
+inline void _mm512_storeu_si512(void* p, __m512i a) { std::memcpy(p, a.v, sizeof a.v); }
+// Gathers: lane i reads base + scale * index_i only where mask bit i is set, else keeps src's lane.
+inline __m512i _mm512_mask_i64gather_epi64(__m512i src, __mmask8 k, __m512i idx, const void* base, int scale) {
+  for (int i = 0; i < 8; ++i)
+    if (avx512_emulation::bit(k, i))
+      std::memcpy(&src.v[i], static_cast<const unsigned char*>(base) +
+                  static_cast<std::int64_t>(idx.v[i]) * scale, 8);
+  return src;
+}
+
 // ---- 512-bit float (16 lanes) ----
 inline __m512 _mm512_setzero_ps() { return __m512{}; }
 inline __m512 _mm512_maskz_loadu_ps(__mmask16 k, const void* p) {
@@ -228,6 +244,15 @@ inline __m512d _mm512_maskz_loadu_pd(__mmask8 k, const void* p) {
   return r;
 }
 inline void _mm512_mask_storeu_pd(void* p, __mmask8 k, __m512d a) { avx512_emulation::masked_store(p, k, 8, a.v); }
+inline void _mm512_storeu_pd(void* p, __m512d a) { std::memcpy(p, a.v, sizeof a.v); }
+inline __m512d _mm512_div_pd(__m512d a, __m512d b) { for (int i = 0; i < 8; ++i) a.v[i] /= b.v[i]; return a; }
+inline __m512d _mm512_mask_i64gather_pd(__m512d src, __mmask8 k, __m512i idx, const void* base, int scale) {
+  for (int i = 0; i < 8; ++i)
+    if (avx512_emulation::bit(k, i))
+      std::memcpy(&src.v[i], static_cast<const unsigned char*>(base) +
+                  static_cast<std::int64_t>(idx.v[i]) * scale, 8);
+  return src;
+}
 inline __m512d _mm512_add_pd(__m512d a, __m512d b) { for (int i = 0; i < 8; ++i) a.v[i] += b.v[i]; return a; }
 inline __m512d _mm512_sub_pd(__m512d a, __m512d b) { for (int i = 0; i < 8; ++i) a.v[i] -= b.v[i]; return a; }
 inline __m512d _mm512_mul_pd(__m512d a, __m512d b) { for (int i = 0; i < 8; ++i) a.v[i] *= b.v[i]; return a; }
