@@ -48,6 +48,10 @@ def register(sub) -> None:
                    help="fp, 0 (binary weights), 1 (XNOR), K>=2 (HORQ; default 2)")
     p.add_argument("--clip", type=nonnegative_float, default=keep, help="straight-through clip of the input binarizer")
     p.add_argument("--binary-first-last", action="store_true", help="binarize the first and last layers too")
+    p.add_argument("--orders", default=keep, metavar="FILE.json",
+                   help="per-layer orders: a HORQConfig.to_dict() JSON (as `horq analyze frontier` writes) or "
+                        "{\"overrides\": {LAYER: ORDER}}; its order/clip/keep_first_last_fp, when present, apply "
+                        "unless given on the command line, and must not contradict it")
     p.add_argument("--epochs", type=positive_int, default=keep, help="total epochs of the run (default 5)")
     p.add_argument("--batch-size", type=positive_int, default=keep, help="per process (default 64)")
     p.add_argument("--lr", type=positive_float, default=keep, help="initial learning rate (default 0.002)")
@@ -64,6 +68,9 @@ def register(sub) -> None:
                    help="start from the weights of a (full-precision) checkpoint of the same model and data shape")
     p.add_argument("--limit-train", type=positive_int, default=keep, help="use only the first N training images")
     p.add_argument("--limit-test", type=positive_int, default=keep, help="use only the first N test images")
+    p.add_argument("--holdout", type=positive_int, default=keep, metavar="N",
+                   help="leave out of training the N held-out samples that `horq analyze frontier --holdout N` "
+                        "measures on (a fixed seeded subset of the training split)")
     p.add_argument("--device", choices=DEVICES, default=keep)
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes")
     p.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")

@@ -10,8 +10,9 @@ from horq.data.errors import DatasetError
 from horq.data.download import fetch
 from horq.data.loaders import ArrayDataset, dataset_dir, default_root, is_present, load
 from horq.data.registry import DATASETS, DatasetInfo
+from horq.data.split import holdout_indices, split_holdout
 
 __all__ = [
     "DATASETS", "ArrayDataset", "DatasetError", "DatasetInfo", "dataset_dir", "default_root", "fetch",
-    "is_present", "load",
+    "holdout_indices", "is_present", "load", "split_holdout",
 ]

@@ -1,10 +1,10 @@
-"""``horq experiment accuracy`` and ``horq analyze residual|speedup|storage`` (see docs/RESULTS.md)."""
+"""``horq experiment accuracy`` and ``horq analyze residual|speedup|storage|frontier`` (see docs/RESULTS.md)."""
 
 from __future__ import annotations
 
 import argparse
 
-from horq.cliargs import nonnegative_int, positive_float, positive_int, thread_count
+from horq.cliargs import nonnegative_float, nonnegative_int, positive_float, positive_int, thread_count
 from horq.experiments.common import parse_order
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "mnist-5k", "digits")
@@ -71,6 +71,28 @@ def register(sub) -> None:
     st.add_argument("--out", required=True)
     st.set_defaults(func=_storage)
 
+    f = asub.add_parser("frontier", help="accuracy-latency frontier of per-layer orders; writes --orders JSON",
+                        description="Per-layer sensitivity on a held-out split of the training data (the last "
+                                    "--holdout samples; never the test split), per-layer latency on the native "
+                                    "runtime, a search over per-layer orders, the Pareto frontier and each "
+                                    "frontier point's orders as JSON for `horq train --orders FILE`.")
+    f.add_argument("checkpoint")
+    f.add_argument("--data", default=None, choices=DATASETS, help="default: the checkpoint's dataset")
+    f.add_argument("--data-root", default=None)
+    f.add_argument("--holdout", type=positive_int, default=1000,
+                   help="held-out samples: the last N of the training split (default 1000)")
+    f.add_argument("--orders", type=positive_int, nargs="+", default=[1, 2, 3], help="orders to choose from")
+    f.add_argument("--max-drop", type=nonnegative_float, default=0.5,
+                   help="chosen point: the fastest within this many accuracy points of the checkpoint's own")
+    f.add_argument("--max-candidates", type=positive_int, default=729,
+                   help="search every assignment up to this many, greedy beyond")
+    f.add_argument("--rounds", type=positive_int, default=300, help="timing rounds of the per-layer profile")
+    f.add_argument("--min-seconds", type=positive_float, default=1.0,
+                   help="whole-model timing: at least this long per model")
+    f.add_argument("--threads", type=thread_count, default=None, help="torch threads (accuracy passes)")
+    f.add_argument("--out", required=True)
+    f.set_defaults(func=_frontier)
+
 
 def _accuracy(args) -> int:
     from horq.experiments.accuracy import run_accuracy
@@ -111,5 +133,20 @@ def _storage(args) -> int:
 
     result = run_storage(models=args.model, data=args.data, data_root=args.data_root, orders=args.orders,
                          all_binary=args.all_binary, out=args.out, argv=args.argv)
+    print(markdown(result))
+    return 0
+
+
+def _frontier(args) -> int:
+    from horq.experiments.frontier import markdown, run_frontier
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    result = run_frontier(args.checkpoint, out=args.out, data=args.data, data_root=args.data_root,
+                          holdout=args.holdout, orders=args.orders, max_drop=args.max_drop,
+                          max_candidates=args.max_candidates, rounds=args.rounds, min_seconds=args.min_seconds,
+                          argv=args.argv)
     print(markdown(result))
     return 0

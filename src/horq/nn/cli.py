@@ -16,7 +16,13 @@ _SETTING_ARGS = {
     "model": "model", "data": "data", "data_root": "data_root", "order": "order", "clip": "clip",
     "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "weight_decay": "weight_decay",
     "schedule": "schedule", "seed": "seed", "threads": "threads", "out": "out", "init_from": "init_from",
-    "limit_train": "limit_train", "limit_test": "limit_test", "device": "device",
+    "limit_train": "limit_train", "limit_test": "limit_test", "holdout": "holdout", "device": "device",
+}
+#: Keys of a --orders file that are also command-line settings: option -> (given?, value) on the command line.
+_ORDERS_FILE_SETTINGS = {
+    "order": ("--order", lambda args: (hasattr(args, "order"), getattr(args, "order", None))),
+    "clip": ("--clip", lambda args: (hasattr(args, "clip"), getattr(args, "clip", None))),
+    "keep_first_last_fp": ("--binary-first-last", lambda args: (args.binary_first_last, False)),
 }
 
 
@@ -25,10 +31,55 @@ def settings_from_args(args):
     from horq.nn.training import TrainSettings
 
     given = {field: getattr(args, name) for name, field in _SETTING_ARGS.items() if hasattr(args, name)}
+    given["keep_first_last_fp"] = not args.binary_first_last
+    if getattr(args, "orders", None) is not None:
+        given.update(_orders_file_settings(args))
     return TrainSettings(
-        **given, model_args=dict(args.model_arg), keep_first_last_fp=not args.binary_first_last,
-        resume=args.resume, sync_bn=args.sync_bn, progress=not args.no_progress,
+        **given, model_args=dict(args.model_arg), resume=args.resume, sync_bn=args.sync_bn,
+        progress=not args.no_progress,
     )
+
+
+def read_orders_file(path) -> dict:
+    """The keys a ``--orders`` file gives, validated by ``HORQConfig.from_dict`` (layer names are checked
+    against the model when it is built).
+
+    Raises:
+        ValueError: unreadable JSON, not an object, unknown keys, or bad orders (the message names the file).
+        FileNotFoundError: no such file.
+    """
+    from horq.nn.convert import HORQConfig
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--orders: no file {path}")
+    try:
+        doc = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"--orders {path}: not a JSON file ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"--orders {path}: expected a JSON object such as {{\"overrides\": {{\"4\": 1}}}}, "
+                         f"got {type(doc).__name__}")
+    try:
+        HORQConfig.from_dict(doc)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--orders {path}: {exc}") from None
+    if "overrides" not in doc:
+        raise ValueError(f"--orders {path}: no \"overrides\" (layer name -> order)")
+    return doc
+
+
+def _orders_file_settings(args) -> dict:
+    doc = read_orders_file(args.orders)
+    out = {"overrides": dict(doc["overrides"])}
+    for key, (option, given) in _ORDERS_FILE_SETTINGS.items():
+        if key not in doc:
+            continue
+        on_line, value = given(args)
+        if on_line and value != doc[key]:
+            raise ValueError(f"{option} contradicts {key}={doc[key]!r} in --orders {args.orders}; leave one out")
+        out[key] = doc[key]
+    return out
 
 
 def check_out_dir(out, *, resume: bool, overwrite: bool) -> None:

@@ -119,7 +119,7 @@ def convert_(model: nn.Module, config: HORQConfig, *, filter_fn: Callable[[str, 
     names = [name for name, _ in candidates]
     unknown = sorted(set(config.overrides) - set(names))
     if unknown:
-        raise ValueError(f"convert_: overrides name no Linear/Conv2d of the model: {unknown}")
+        raise ValueError(f"convert_: overrides name no Linear/Conv2d of the model: {unknown} (its layers: {names})")
     edge = {names[0], names[-1]} if (config.keep_first_last_fp and names) else set()
 
     replaced: dict[int, nn.Module] = {}

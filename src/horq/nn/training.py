@@ -48,7 +48,7 @@ DEVICES = ("auto", "cpu", "cuda")
 #: Settings a resumed run may change; everything else that shapes the model or its data must match.
 RESUME_MAY_CHANGE = ("epochs", "lr", "weight_decay", "schedule")
 #: Settings a resumed run must share with the checkpoint (besides the model, order and model options).
-RESUME_MUST_MATCH = ("clip", "keep_first_last_fp", "data")
+RESUME_MUST_MATCH = ("clip", "keep_first_last_fp", "data", "overrides", "holdout")
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -65,6 +65,8 @@ class TrainSettings:
 
     ``batch_size`` is per process: with torchrun and N processes the global batch is N times larger.
     ``order`` None trains the full-precision network; an int converts it with HORQConfig(order=...).
+    ``overrides`` (layer name -> order, ``horq train --orders FILE``) wins over ``order`` per layer.
+    ``holdout`` leaves the held-out samples of :func:`horq.data.holdout_indices` out of training.
     """
 
     model: str = "mnist-cnn"
@@ -74,6 +76,7 @@ class TrainSettings:
     order: int | None = 2
     clip: float | None = 1.0
     keep_first_last_fp: bool = True
+    overrides: dict = field(default_factory=dict)
     epochs: int = 5
     batch_size: int = 64
     lr: float = 2e-3
@@ -86,6 +89,7 @@ class TrainSettings:
     init_from: str | None = None
     limit_train: int | None = None
     limit_test: int | None = None
+    holdout: int | None = None
     device: str = "auto"
     sync_bn: bool = False
     progress: bool = True
@@ -103,7 +107,7 @@ class TrainSettings:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
-        for name in ("limit_train", "limit_test"):
+        for name in ("limit_train", "limit_test", "holdout"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name.replace('_', ' ')} must be >= 1 (or None for all), got {value}")
@@ -144,6 +148,11 @@ def _load_split(settings: TrainSettings, split: str, limit: int | None):
 
     ds = load(settings.data, split, root=settings.data_root)
     x, y = ds.x, ds.y
+    if split == "train" and settings.holdout is not None:
+        from horq.data import split_holdout
+
+        kept, _ = split_holdout(len(y), settings.holdout)
+        x, y = x[kept], y[kept]
     if limit is not None:
         x, y = x[:limit], y[:limit]
     return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y)), ds.num_classes
@@ -157,8 +166,9 @@ def build_training_model(settings: TrainSettings, in_shape, num_classes):
     _check_model_args(settings.model, settings.model_args)
     model = build_model(settings.model, in_shape=tuple(in_shape), num_classes=num_classes, **settings.model_args)
     config = None
-    if settings.order is not None:
-        config = HORQConfig(order=settings.order, clip=settings.clip, keep_first_last_fp=settings.keep_first_last_fp)
+    if settings.order is not None or settings.overrides:
+        config = HORQConfig(order=settings.order, clip=settings.clip, keep_first_last_fp=settings.keep_first_last_fp,
+                            overrides=settings.overrides)
         convert_(model, config)
     return model, config
 
