@@ -216,6 +216,10 @@ NB_MODULE(_core, m) {
           q = horq::quantize_conv_columns(kt, x.data(), g, order);
           horq::horq_gemm(kt, wbits.data(), m, q, {coef.data(), add.data()}, g.out_h * g.out_w, y);
         }
+        {
+          nb::gil_scoped_release nogil;
+          horq::materialize_columns(q);
+        }
         return nb::make_tuple(arr, keep_columns(std::move(q)));
       },
       nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("kh"), nb::arg("kw"),
@@ -263,4 +267,33 @@ NB_MODULE(_core, m) {
       },
       nb::arg("bits"), nb::arg("betas"), nb::arg("groups"), nb::arg("cg"), nb::arg("gw"), nb::arg("col0"),
       nb::arg("col1"), nb::arg("out"));
+  m.def(
+      "binarize_weight_rows",
+      [](In<float, nb::ndim<2>> w) {
+        const std::size_t m = w.shape(0), n = w.shape(1);
+        check_n(n);
+        float *alpha, *eff;
+        horq::word_t* bits;
+        auto aalpha = make_array<float>({m}, &alpha, false);
+        auto abits = make_array<horq::word_t>({m, horq::words_for(n)}, &bits, false);
+        auto aeff = make_array<float>({m, n}, &eff, false);
+        nb::gil_scoped_release nogil;
+        horq::binarize_weight_rows(w.data(), m, n, alpha, bits, eff);
+        nb::gil_scoped_acquire gil;
+        return nb::make_tuple(aalpha, abits, aeff);
+      },
+      nb::arg("w"));
+
+  m.def(
+      "binary_weight_grad",
+      [](In<float, nb::ndim<2>> w, In<float, nb::ndim<1>> alpha, In<float, nb::ndim<2>> g, double clip) {
+        const std::size_t m = w.shape(0), n = w.shape(1);
+        require(alpha.shape(0) == m && g.shape(0) == m && g.shape(1) == n, "shapes do not match");
+        float* dw;
+        auto arr = make_array<float>({m, n}, &dw, false);
+        nb::gil_scoped_release nogil;
+        horq::binary_weight_grad(w.data(), alpha.data(), g.data(), m, n, clip, dw);
+        return arr;
+      },
+      nb::arg("w"), nb::arg("alpha"), nb::arg("g"), nb::arg("clip"));
 }

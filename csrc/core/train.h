@@ -9,9 +9,16 @@
 #pragma once
 #include <cstddef>
 
+#include "core/layer.h"
 #include "core/types.h"
 
 namespace horq {
+
+// Makes every column of q explicit (rows j * order + k of bits for every k, and betas): a path that reads H_1
+// (and at order 1 beta_1) from the pixel image (layer.h, implicit_h1) leaves them out, the backward pass needs
+// them. The words and sums are copied from the image, beta_1 summed in the GEMM task's order (taps in order,
+// then / n), so the planes and betas are those the forward pass used. The image is released.
+void materialize_columns(QuantizedColumns& q);
 
 // Columns [col0, col1) of a QuantizedColumns (layer.h) as floats: out[(j - col0) * n + i] =
 // float(sum_k beta_{k,j} * (1 - 2 bit_{k,j}(i))), the sum taken in float32 in the order k = 1..K (the
@@ -21,5 +28,15 @@ namespace horq {
 // bits: row (j * order + k) of `ldbits` words holds H_{k+1} of column j; betas: (j * order + k).
 void expand_columns(const word_t* bits, const double* betas, std::size_t ldbits, int order, std::size_t groups,
                     std::size_t cg, std::size_t gw, std::size_t col0, std::size_t col1, float* out);
+
+// The weight binarizer of the torch path (horq.nn.quant.binary_weight) on m rows of n floats, fused.
+// Forward: alpha[o] = mean_i |w[o, i]| (summed in double), bits[o] = the signs of w[o] packed (types.h, words_for(n)
+// words per row), w_eff[o, i] = alpha[o] * sign(w[o, i]) with sign(0) = +1.
+void binarize_weight_rows(const float* w, std::size_t m, std::size_t n, float* alpha, word_t* bits, float* w_eff);
+
+// Backward, for the upstream gradient g of w_eff (clip < 0: no window):
+//     dw[o, i] = alpha[o] * 1{|w[o, i]| <= clip} * g[o, i]  +  sign(w[o, i]) / n * sum_l g[o, l] sign(w[o, l]).
+void binary_weight_grad(const float* w, const float* alpha, const float* g, std::size_t m, std::size_t n,
+                        double clip, float* dw);
 
 }  // namespace horq

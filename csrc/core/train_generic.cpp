@@ -4,8 +4,11 @@
 // plane k that holds them indexes kSigns, the eight +-1 of that byte, so a block is K multiply-adds of eight
 // floats, which the compiler vectorizes without ISA-specific code; the additions run in the order k = 1..K
 // exactly as the torch path's float32 `approx` does (each +-b_k is exact, each partial sum rounds once).
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstring>
+#include <stdexcept>
 
 #include "core/threadpool.h"
 #include "core/train.h"
@@ -70,6 +73,69 @@ void expand_columns(const word_t* bits, const double* betas, std::size_t ldbits,
       float* dst = out + (j - col0) * n;
       for (std::size_t g = 0; g < groups; ++g) expand_group(planes.data(), b.data(), order, g * gw * kWordBits, cg,
                                                             dst + g * cg);
+    }
+  });
+}
+
+void materialize_columns(QuantizedColumns& q) {
+  if (!q.implicit_h1) return;
+  const std::size_t order = static_cast<std::size_t>(q.order), kw = q.kw;
+  const PixelImage& im = q.image;
+  if (im.word_off.size() != kw) throw std::logic_error("materialize_columns: pixel image does not match the columns");
+  if (q.bits.empty()) q.bits.assign(q.ncols * order * kw, 0);
+  const bool sum_betas = q.betas.empty();
+  if (sum_betas) q.betas.assign(q.ncols * order, 0.0);
+  const double n = static_cast<double>(q.n);
+  parallel_for(ceil_div(q.ncols, kColsPerTask), [&](std::size_t t) {
+    const std::size_t j1 = (t + 1) * kColsPerTask < q.ncols ? (t + 1) * kColsPerTask : q.ncols;
+    for (std::size_t j = t * kColsPerTask; j < j1; ++j) {
+      const word_t* src = im.words.data() + im.col_word(j);
+      word_t* dst = q.bits.data() + j * order * kw;
+      for (std::size_t w = 0; w < kw; ++w) dst[w] = src[im.word_off[w]];
+      if (sum_betas) {
+        const double* ps = im.sums.data() + im.col_sum(j);
+        double sum = 0.0;
+        for (const std::int64_t off : im.sum_off) sum += ps[off];
+        q.betas[j * order] = sum / n;
+      }
+    }
+  });
+  q.implicit_h1 = false;
+  q.image = PixelImage{};
+}
+
+void binarize_weight_rows(const float* w, std::size_t m, std::size_t n, float* alpha, word_t* bits, float* w_eff) {
+  const std::size_t nw = words_for(n);
+  parallel_for(m, [&](std::size_t o) {
+    const float* __restrict src = w + o * n;
+    word_t* __restrict dst = bits + o * nw;
+    double sum = 0.0;
+    for (std::size_t i = 0; i < n; ++i) sum += std::fabs(static_cast<double>(src[i]));
+    const float a = static_cast<float>(sum / static_cast<double>(n));
+    alpha[o] = a;
+    std::fill_n(dst, nw, word_t{0});
+    float* __restrict eff = w_eff + o * n;
+    for (std::size_t i = 0; i < n; ++i) {
+      const bool neg = src[i] < 0.0f;
+      dst[i / kWordBits] |= static_cast<word_t>(neg) << (i % kWordBits);
+      eff[i] = neg ? -a : a;
+    }
+  });
+}
+
+void binary_weight_grad(const float* w, const float* alpha, const float* g, std::size_t m, std::size_t n,
+                        double clip, float* dw) {
+  const float c = static_cast<float>(clip);  // as torch compares a float32 tensor with a Python float
+  parallel_for(m, [&](std::size_t o) {
+    const float* __restrict src = w + o * n;
+    const float* __restrict go = g + o * n;
+    float* __restrict out = dw + o * n;
+    double dot = 0.0;
+    for (std::size_t i = 0; i < n; ++i) dot += src[i] < 0.0f ? -static_cast<double>(go[i]) : static_cast<double>(go[i]);
+    const float via = static_cast<float>(dot / static_cast<double>(n)), a = alpha[o];
+    for (std::size_t i = 0; i < n; ++i) {
+      const float through = clip < 0.0 || std::fabs(src[i]) <= c ? a * go[i] : 0.0f;
+      out[i] = through + (src[i] < 0.0f ? -via : via);
     }
   });
 }

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from horq import _core
+from horq.kernels import _resolve_kernel
 from horq.bits import WORD_BITS, words_for
 
 
@@ -26,27 +27,35 @@ def conv_layout(channels: int, taps: int) -> tuple[int, int, int]:
     return taps, channels, words_for(channels)
 
 
-def conv_weight_bits(rows: np.ndarray, channels: int, kh: int, kw: int) -> np.ndarray:
-    """Signs of float32 weight rows ``(C_out, C*kh*kw)`` (``(c, i, j)`` order) packed in the conv layout."""
-    return _core.relayout_conv_weights(_core.pack_signs(np.ascontiguousarray(rows)), channels, kh, kw)
+def binarize_weight_rows(rows: np.ndarray):
+    """``(alpha, bits, w_eff)`` of float32 weight rows ``(C_out, n)``: ``alpha`` float32 mean ``|w|`` per row,
+    ``bits`` = ``pack_signs(rows)``, ``w_eff = alpha * sign(rows)`` (``sign(0) = +1``)."""
+    return _core.binarize_weight_rows(np.ascontiguousarray(rows))
+
+
+def binary_weight_grad(rows: np.ndarray, alpha: np.ndarray, grad: np.ndarray, clip: float | None) -> np.ndarray:
+    """Gradient of the latent weight rows from that of ``w_eff``, by :func:`horq.nn.quant.binary_weight`'s rule:
+    ``alpha * 1{|w| <= clip} * g + sign(w) / n * sum(g * sign(w))`` per row (``clip=None``: no window)."""
+    return _core.binary_weight_grad(rows, alpha, np.ascontiguousarray(grad), -1.0 if clip is None else float(clip))
+
+
+def conv_weight_bits(bits: np.ndarray, channels: int, kh: int, kw: int) -> np.ndarray:
+    """``pack_signs`` bits of weight rows (``(c, i, j)`` order) re-laid out for the conv kernel."""
+    return _core.relayout_conv_weights(bits, channels, kh, kw)
 
 
 def conv2d_keep(x: np.ndarray, wbits: np.ndarray, coef: np.ndarray, add: np.ndarray, kh: int, kw: int, stride,
-                padding, dilation, order: int, kernel: str = ""):
+                padding, dilation, order: int, kernel: str | None = None):
     """``(y, (bits, betas))``: ``y = coef * horq_conv(x) + add`` (float32 NCHW) and the quantized columns,
-    column ``j = (image * OH + oy) * OW + ox``."""
+    column ``j = (image * OH + oy) * OW + ox``; ``kernel`` as in :mod:`horq.kernels` (``HORQ_KERNEL``)."""
     return _core.conv2d_train(x, wbits, coef, add, kh, kw, tuple(stride), tuple(padding), tuple(dilation), order,
-                              kernel)
+                              _resolve_kernel(kernel))
 
 
-def linear_keep(x: np.ndarray, wbits: np.ndarray, coef: np.ndarray, add: np.ndarray, order: int, kernel: str = ""):
+def linear_keep(x: np.ndarray, wbits: np.ndarray, coef: np.ndarray, add: np.ndarray, order: int,
+                kernel: str | None = None):
     """``(y, (bits, betas))`` of a linear layer (one column per row of ``x``); ``wbits`` = ``pack_signs(W)``."""
-    return _core.linear_train(x, wbits, coef, add, order, kernel)
-
-
-def linear_weight_bits(rows: np.ndarray) -> np.ndarray:
-    """``pack_signs`` of float32 weight rows ``(out_features, in_features)``."""
-    return _core.pack_signs(np.ascontiguousarray(rows))
+    return _core.linear_train(x, wbits, coef, add, order, _resolve_kernel(kernel))
 
 
 def expand_columns(bits: np.ndarray, betas: np.ndarray, layout: tuple[int, int, int], col0: int, col1: int,

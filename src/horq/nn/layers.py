@@ -126,6 +126,8 @@ class HORQLinear(_HORQMixin, nn.Linear):
             raise ValueError(f"HORQLinear expected input of shape (*, {self.in_features}), got {tuple(x.shape)}")
         if self._order is None:
             return F.linear(x, self.weight, self.bias)
+        if native_train.applies(self, x):
+            return native_train.linear(self, x)
         self._check_finite(x)
         if self._native_ready(x):
             from horq import kernels
@@ -134,8 +136,6 @@ class HORQLinear(_HORQMixin, nn.Linear):
                                order=self._order, bias=self._native_bias())
             return torch.from_numpy(y).reshape(*x.shape[:-1], self.out_features)
         w = binary_weight(self.weight)
-        if native_train.applies(self, x):
-            return native_train.linear(self, x, w)
         if self._order >= 1:
             x = residual_approx(x, self._order, dim=-1, clip=self._clip)
         return F.linear(x, w, self.bias)
@@ -238,6 +238,10 @@ class HORQConv2d(_HORQMixin, nn.Conv2d):
         self._check_input(x)
         if self._order is None:
             return self._conv_forward(x, self.weight, self.bias)
+        pads = self._reversed_padding_repeated_twice  # [left, right, top, bottom]
+        if native_train.applies(self, x) and pads[0] == pads[1] and pads[2] == pads[3]:
+            y = native_train.conv2d(self, x.unsqueeze(0) if x.dim() == 3 else x, (pads[2], pads[0]))
+            return y.squeeze(0) if x.dim() == 3 else y
         self._check_finite(x)
         w = binary_weight(self.weight)
         if self._order == 0:
@@ -245,16 +249,12 @@ class HORQConv2d(_HORQMixin, nn.Conv2d):
         unbatched = x.dim() == 3
         if unbatched:
             x = x.unsqueeze(0)
-        pads = self._reversed_padding_repeated_twice  # [left, right, top, bottom]
         if self._native_ready(x) and pads[0] == pads[1] and pads[2] == pads[3]:
             from horq import kernels
 
             y = kernels.conv2d(x.detach().numpy(), self._native_weights(), order=self._order, stride=self.stride,
                                padding=(pads[2], pads[0]), dilation=self.dilation, bias=self._native_bias())
             y = torch.from_numpy(y)
-            return y.squeeze(0) if unbatched else y
-        if native_train.applies(self, x) and pads[0] == pads[1] and pads[2] == pads[3]:
-            y = native_train.conv2d(self, x, w, (pads[2], pads[0]))
             return y.squeeze(0) if unbatched else y
         xp = F.pad(x, self._reversed_padding_repeated_twice) if any(self._reversed_padding_repeated_twice) else x
         if self._order == 1:

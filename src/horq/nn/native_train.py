@@ -32,9 +32,10 @@ import torch
 from torch import Tensor
 
 from horq.bits import words_for
+from horq.nn.quant import WEIGHT_CLIP
 
-# Floats in one rebuilt block of columns (16 MiB): bounds the weight gradient's temporary.
-EXPAND_CHUNK_ELEMS = 1 << 22
+# Floats in one rebuilt block of columns (4 MiB; measured no slower than larger blocks): bounds the weight gradient's temporary.
+EXPAND_CHUNK_ELEMS = 1 << 20
 
 _enabled = False
 
@@ -74,12 +75,25 @@ def applies(layer, x: Tensor) -> bool:
             and layer.weight.dtype == torch.float32)
 
 
-def _epilogue(w_eff: Tensor, bias: Tensor | None):
-    """``coef`` = alpha (|W~| is alpha in every entry of a filter) and ``add`` = bias, float64 for the core."""
-    rows = w_eff.detach().reshape(w_eff.shape[0], -1)
-    coef = rows.abs().amax(dim=1).double().numpy()
-    add = np.zeros(rows.shape[0]) if bias is None else bias.detach().double().numpy()
-    return rows, coef, add
+class _Weights:
+    """The binarized weight of one forward pass: packed bits, ``alpha`` and ``W~`` (kept for the backward)."""
+
+    def __init__(self, weight: Tensor, bias: Tensor | None):
+        from horq.kernels import train as ktrain
+
+        self.rows = weight.detach().reshape(weight.shape[0], -1).contiguous()
+        alpha, self.bits, w_eff = ktrain.binarize_weight_rows(self.rows.numpy())
+        self.alpha, self.w_eff = alpha, torch.from_numpy(w_eff).reshape(weight.shape)
+        self.coef = alpha.astype(np.float64)
+        self.add = np.zeros(len(alpha)) if bias is None else bias.detach().double().numpy()
+
+    def grad(self, grad_eff: Tensor) -> Tensor:
+        """Gradient of the latent weight from that of ``W~`` (binary_weight's straight-through rule)."""
+        from horq.kernels import train as ktrain
+
+        g = ktrain.binary_weight_grad(self.rows.numpy(), self.alpha, grad_eff.reshape(self.rows.shape).numpy(),
+                                      WEIGHT_CLIP)
+        return torch.from_numpy(g).reshape(self.w_eff.shape)
 
 
 def _mask(x: Tensor, clip):
@@ -105,29 +119,29 @@ def _weight_grad(g_cols, bits, betas, layout, n: int, cols_per_step: int) -> Ten
 
 class _NativeConv2d(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, w_eff, bias, conf):
+    def forward(ctx, x, weight, bias, conf):
         from horq.kernels import train as ktrain
 
         stride, padding, dilation, order, clip = conf
         x = x.contiguous()
-        c_out, c_in, kh, kw = w_eff.shape
-        rows, coef, add = _epilogue(w_eff, bias)
-        wbits = ktrain.conv_weight_bits(rows.numpy(), c_in, kh, kw)
-        y, (bits, betas) = ktrain.conv2d_keep(x.detach().numpy(), wbits, coef, add, kh, kw, stride, padding,
+        _, c_in, kh, kw = weight.shape
+        wt = _Weights(weight, bias)
+        wbits = ktrain.conv_weight_bits(wt.bits, c_in, kh, kw)
+        y, (bits, betas) = ktrain.conv2d_keep(x.detach().numpy(), wbits, wt.coef, wt.add, kh, kw, stride, padding,
                                               dilation, order)
-        y = torch.from_numpy(y)
         ctx.mask = _mask(x, clip) if ctx.needs_input_grad[0] else None
         ctx.cols = (bits, betas) if ctx.needs_input_grad[1] else None
-        ctx.conf = conf
-        ctx.x_shape = x.shape
-        ctx.save_for_backward(w_eff)
-        return y
+        ctx.conf, ctx.x_shape, ctx.wt = conf, x.shape, wt
+        ctx.save_for_backward(weight)  # only so that autograd refuses an in-place change before backward
+        return torch.from_numpy(y)
 
     @staticmethod
     def backward(ctx, grad):
         from horq.kernels import train as ktrain
 
-        (w_eff,) = ctx.saved_tensors
+        ctx.saved_tensors  # noqa: B018 (the version check)
+        wt = ctx.wt
+        w_eff = wt.w_eff
         stride, padding, dilation, _, _ = ctx.conf
         grad = grad.contiguous()
         gx = gw = gb = None
@@ -148,31 +162,33 @@ class _NativeConv2d(torch.autograd.Function):
                 return g3[c0 // ppi: c1 // ppi].transpose(0, 1).reshape(c_out, c1 - c0)
 
             dw = _weight_grad(g_cols, bits, betas, ktrain.conv_layout(c_in, kh * kw), n, step)
-            gw = dw.reshape(c_out, kh, kw, c_in).permute(0, 3, 1, 2).contiguous()
+            gw = wt.grad(dw.reshape(c_out, kh, kw, c_in).permute(0, 3, 1, 2).contiguous())
         if ctx.needs_input_grad[2]:
             gb = grad.sum(dim=(0, 2, 3))
-        ctx.mask = ctx.cols = None
+        ctx.mask = ctx.cols = ctx.wt = None
         return gx, gw, gb, None
 
 
 class _NativeLinear(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, w_eff, bias, conf):
+    def forward(ctx, x, weight, bias, conf):
         from horq.kernels import train as ktrain
 
         order, clip = conf
         x = x.contiguous()
-        rows, coef, add = _epilogue(w_eff, bias)
-        y, (bits, betas) = ktrain.linear_keep(x.detach().numpy(), ktrain.linear_weight_bits(rows.numpy()), coef,
-                                              add, order)
+        wt = _Weights(weight, bias)
+        y, (bits, betas) = ktrain.linear_keep(x.detach().numpy(), wt.bits, wt.coef, wt.add, order)
         ctx.mask = _mask(x, clip) if ctx.needs_input_grad[0] else None
         ctx.cols = (bits, betas) if ctx.needs_input_grad[1] else None
-        ctx.save_for_backward(w_eff)
+        ctx.wt = wt
+        ctx.save_for_backward(weight)  # only so that autograd refuses an in-place change before backward
         return torch.from_numpy(y)
 
     @staticmethod
     def backward(ctx, grad):
-        (w_eff,) = ctx.saved_tensors
+        ctx.saved_tensors  # noqa: B018 (the version check)
+        wt = ctx.wt
+        w_eff = wt.w_eff
         grad = grad.contiguous()
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
@@ -183,20 +199,30 @@ class _NativeLinear(torch.autograd.Function):
             bits, betas = ctx.cols
             n = w_eff.shape[1]
             step = max(1, EXPAND_CHUNK_ELEMS // n)
-            gw = _weight_grad(lambda c0, c1: grad[c0:c1].t(), bits, betas, (1, n, words_for(n)), n, step)
+            gw = wt.grad(_weight_grad(lambda c0, c1: grad[c0:c1].t(), bits, betas, (1, n, words_for(n)), n, step))
         if ctx.needs_input_grad[2]:
             gb = grad.sum(dim=0)
-        ctx.mask = ctx.cols = None
+        ctx.mask = ctx.cols = ctx.wt = None
         return gx, gw, gb, None
 
 
-def conv2d(layer, x: Tensor, w_eff: Tensor, padding: tuple[int, int]) -> Tensor:
-    """The native training forward of ``layer`` (a HORQConv2d) on a batched, finite input ``x``."""
+def _run(layer, fn, *args):
+    try:
+        return fn.apply(*args)
+    except ValueError:
+        layer._check_finite(args[0])  # the layer's own message for NaN/Inf input (the core found one)
+        raise
+
+
+def conv2d(layer, x: Tensor, padding: tuple[int, int]) -> Tensor:
+    """The native training forward of ``layer`` (a HORQConv2d) on a batched input ``x``; ValueError on NaN/Inf."""
     conf = (tuple(layer.stride), tuple(padding), tuple(layer.dilation), layer.order, layer.clip)
-    return _NativeConv2d.apply(x, w_eff, layer.bias, conf)
+    return _run(layer, _NativeConv2d, x, layer.weight, layer.bias, conf)
 
 
-def linear(layer, x: Tensor, w_eff: Tensor) -> Tensor:
-    """The native training forward of ``layer`` (a HORQLinear) on a finite input ``(*, in_features)``."""
-    y = _NativeLinear.apply(x.reshape(-1, layer.in_features), w_eff, layer.bias, (layer.order, layer.clip))
+def linear(layer, x: Tensor) -> Tensor:
+    """The native training forward of ``layer`` (a HORQLinear) on an input ``(*, in_features)``; ValueError on
+    NaN/Inf."""
+    y = _run(layer, _NativeLinear, x.reshape(-1, layer.in_features), layer.weight, layer.bias,
+             (layer.order, layer.clip))
     return y.reshape(*x.shape[:-1], layer.out_features)
