@@ -88,6 +88,13 @@ def test_chosen_json_round_trips(frontier, run):
     model, ckpt = load_model(run / "tuned" / "last.pt")
     assert {n: m.order for n, m in binary_layers(model)} == chosen
     assert ckpt["config"]["overrides"] == chosen
+    # and side by side with the base model on the test split
+    assert main(["analyze", "frontier-check", str(run / "base" / "last.pt"), str(run / "tuned" / "last.pt"),
+                 "--labels", "base", "chosen", "--min-seconds", "0.01", "--threads", "1",
+                 "--out", str(run / "check")]) == 0
+    rows = json.loads((run / "check" / "check.json").read_text())["rows"]
+    assert [r["label"] for r in rows] == ["base", "chosen"] and rows[1]["orders"] == chosen
+    assert all(0 <= r["test_acc"] <= 1 and r["latency_ms"] > 0 for r in rows)
 
 
 def test_holdout_never_touches_the_test_split(frontier):

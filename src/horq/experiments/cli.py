@@ -93,6 +93,18 @@ def register(sub) -> None:
     f.add_argument("--out", required=True)
     f.set_defaults(func=_frontier)
 
+    fc = asub.add_parser("frontier-check", help="test accuracy and measured latency of models with per-layer orders",
+                         description="After fine-tuning frontier points: each checkpoint's test accuracy (PyTorch "
+                                     "and its exported file on the native runtime) and whole-model latency (batch "
+                                     "1, 1 thread), all timed round-robin in one process.")
+    fc.add_argument("checkpoints", nargs="+")
+    fc.add_argument("--labels", nargs="+", default=None, help="one name per checkpoint (default: its folder)")
+    fc.add_argument("--data-root", default=None)
+    fc.add_argument("--min-seconds", type=positive_float, default=3.0, help="timing: at least this long per model")
+    fc.add_argument("--threads", type=thread_count, default=None, help="torch threads (accuracy passes)")
+    fc.add_argument("--out", required=True)
+    fc.set_defaults(func=_frontier_check)
+
 
 def _accuracy(args) -> int:
     from horq.experiments.accuracy import run_accuracy
@@ -148,5 +160,18 @@ def _frontier(args) -> int:
                           holdout=args.holdout, orders=args.orders, max_drop=args.max_drop,
                           max_candidates=args.max_candidates, rounds=args.rounds, min_seconds=args.min_seconds,
                           argv=args.argv)
+    print(markdown(result))
+    return 0
+
+
+def _frontier_check(args) -> int:
+    from horq.experiments.frontier_check import markdown, run_check
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    result = run_check(args.checkpoints, out=args.out, labels=args.labels, data_root=args.data_root,
+                       min_seconds=args.min_seconds, argv=args.argv)
     print(markdown(result))
     return 0
