@@ -415,6 +415,18 @@ def test_handwritten_forward_exports_like_sequential():
     assert [n["name"] for n in g2["nodes"]][:3] == ["layers.0", "relu", "layers.3"]
 
 
+def test_chains_of_reshapes():
+    """A chain of reshapes may pass through shapes the format has no form for, if it ends in (N, -1)."""
+    def chain(self, x):
+        x = F.adaptive_avg_pool2d(x, 1).squeeze(-1).squeeze(-1)  # (N, C, 1) on the way
+        return F.linear(x.unsqueeze(1).view(x.size(0), -1), torch.ones(2, 4))
+
+    graph, _ = to_graph(nn.Sequential(nn.Conv2d(3, 4, 3), Wrap(chain)), input_shape=(3, 8, 8))
+    assert [n["op"] for n in graph["nodes"]] == ["conv2d", "global_avg_pool", "flatten", "linear"]
+    with pytest.raises(ExportError, match=r"'Tensor.view'.*\[\(2, 32\)\] per sample"):
+        to_graph(Wrap(lambda self, x: x.view(x.size(0), 2, -1).relu()), input_shape=(4, 4, 4))
+
+
 # --- what cannot be exported is named -------------------------------------------------------------------
 
 

@@ -46,7 +46,7 @@ import horq
 from horq import format as hformat
 from horq.format import spec as hspec
 from horq.nn import fold
-from horq.nn.graph import BATCH, Act, Builder
+from horq.nn.graph import BATCH, Act, Builder, View
 from horq.nn.lower import lower_module
 from horq.nn.lower_ops import check_supported, lower_call
 from horq.nn.trace import ROOT, ExportError, capture, describe, source_line
@@ -88,7 +88,7 @@ def _evaluate(gm: fx.GraphModule, node: fx.Node, args, kwargs):
 
 def _constant(v) -> bool:
     found = []
-    fx.node.map_aggregate(v, lambda e: found.append(e) if isinstance(e, Act) or e is BATCH else None)
+    fx.node.map_aggregate(v, lambda e: found.append(e) if isinstance(e, (Act, View)) or e is BATCH else None)
     return not found
 
 
@@ -125,6 +125,9 @@ def _fetch(gm, target: str):
 
 def _output(model, node, value) -> str:
     where = f"cannot export module {ROOT!r} of type {type(model).__name__}"
+    if isinstance(value, View):
+        raise ExportError(f"{where}: it returns a reshape to {value.shape} per sample; only (N, -1) flattening "
+                          "is supported")
     if not isinstance(value, Act):
         line = source_line(node)
         raise ExportError(f"{where}: it must return one tensor computed from its input, got "

@@ -22,6 +22,15 @@ class Act:
     shape: tuple
 
 
+@dataclass(frozen=True)
+class View:
+    """A reshape of the activation ``src`` to a per-sample ``shape`` the format cannot hold (``(C, 1)`` after
+    ``x.squeeze(-1)``), allowed only as a step of a chain of reshapes that ends in one it can."""
+
+    src: Act
+    shape: tuple
+
+
 class _Batch:
     def __repr__(self):
         return "BATCH"
@@ -111,4 +120,4 @@ class Builder:
         return out
 
 
-__all__ = ["Act", "BATCH", "Builder", "compact_attrs"]
+__all__ = ["Act", "BATCH", "Builder", "View", "compact_attrs"]

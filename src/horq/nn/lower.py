@@ -26,7 +26,7 @@ import torch
 from torch import fx, nn
 
 from horq.bits import pack_signs
-from horq.nn.graph import BATCH, Act, Builder
+from horq.nn.graph import BATCH, Act, Builder, View
 from horq.nn.trace import ExportError, describe, is_horq_layer, module_path, scope
 
 
@@ -58,6 +58,8 @@ class Ctx:
         return self.b.node(self.name, op, inputs, attrs=attrs, tensors=tensors)
 
     def act(self, v, what="input") -> Act:
+        if isinstance(v, View):
+            self.fail(f"its {what} is a reshape to {v.shape} per sample; only (N, -1) flattening is supported")
         if not isinstance(v, Act):
             self.fail(f"its {what} must be the model's activation, got {type(v).__name__}")
         return v
@@ -79,7 +81,8 @@ def _has_batch(v) -> bool:
 
 
 def acts_in(v) -> list:
-    if isinstance(v, Act):
+    """The activations (and views of them) in a nest of arguments."""
+    if isinstance(v, (Act, View)):
         return [v]
     if isinstance(v, (list, tuple)):
         return [a for e in v for a in acts_in(e)]
@@ -217,7 +220,9 @@ def gap_node(c, x, output_size):
 
 
 def reshape_node(c, args, kwargs, call):
-    """view / reshape / flatten / squeeze: only ``(N, -1)`` flattening (or no change) is supported.
+    """view / reshape / flatten / squeeze / unsqueeze: only ``(N, -1)`` flattening (or no change) is
+    supported, at the end of a chain of reshapes (``x.squeeze(-1).squeeze(-1)``; a step inside the chain may
+    have any shape: :class:`~horq.nn.graph.View`).
 
     The result's shape is computed by PyTorch on meta tensors for two batch sizes, so that ``x.size(0)``,
     ``-1`` and literal sizes all count, and a literal batch size (which would break other batch sizes) does
@@ -227,6 +232,7 @@ def reshape_node(c, args, kwargs, call):
     if len(acts) != 1:
         c.fail("a reshape of more than one activation")
     x = acts[0]
+    base = x.src if isinstance(x, View) else x
     outs = set()
     for n in (5, 7):
         t = torch.empty((n,) + x.shape, device="meta")
@@ -236,16 +242,34 @@ def reshape_node(c, args, kwargs, call):
         except Exception as exc:  # the reshape is impossible for this batch size
             c.fail(f"it fails for a batch of {n}: {exc}")
         outs.add(tuple(y.shape[1:]) if y.dim() >= 1 and y.shape[0] == n else ("batch axis changed",))
-    if outs == {x.shape}:
-        return x
-    if outs == {(math.prod(x.shape),)}:
-        return c.emit("flatten", [x])
+    if outs == {base.shape}:
+        return base
+    if outs == {(math.prod(base.shape),)}:
+        return base if len(base.shape) == 1 else c.emit("flatten", [base])
+    if len(outs) == 1 and c.node.users and all(is_reshape(u) for u in c.node.users):
+        return View(base, outs.pop())
     c.fail(f"reshapes (N, {', '.join(map(str, x.shape))}) to {sorted(outs, key=str)} per sample; only (N, -1) "
            "flattening is supported")
 
 
+#: The reshapes :func:`reshape_node` lowers, as methods and as functions.
+RESHAPE_METHODS = ("view", "reshape", "flatten", "squeeze", "unsqueeze")
+RESHAPE_FUNCTIONS = (torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze)
+
+
+def is_reshape(node: fx.Node) -> bool:
+    """A node that :func:`reshape_node` lowers (a link of a chain of reshapes)."""
+    if node.op == "call_method":
+        return node.target in RESHAPE_METHODS
+    if node.op == "call_function":
+        return node.target in RESHAPE_FUNCTIONS
+    if node.op == "call_module":
+        return isinstance(node.graph.owning_module.get_submodule(node.target), nn.Flatten)
+    return False
+
+
 def _substitute(v, t, n):
-    if isinstance(v, Act):
+    if isinstance(v, (Act, View)):
         return t
     if v is BATCH:
         return n

@@ -233,7 +233,7 @@ LOWER = {
 }
 
 
-_RESHAPES = {"view", "reshape", "flatten", "squeeze"}
+_RESHAPES = {"view", "reshape", "flatten", "squeeze", "unsqueeze"}
 
 
 FUNCTIONS = {
@@ -253,7 +253,7 @@ FUNCTIONS = {
     F.dropout: "dropout", F.dropout1d: "dropout", F.dropout2d: "dropout", F.alpha_dropout: "dropout",
     F.feature_alpha_dropout: "dropout", torch.dropout: "dropout",
     getattr: "getattr", operator.getitem: "getitem",
-    torch.flatten: "flatten", torch.reshape: "reshape", torch.squeeze: "squeeze",
+    torch.flatten: "flatten", torch.reshape: "reshape", torch.squeeze: "squeeze", torch.unsqueeze: "unsqueeze",
 }
 
 
@@ -262,7 +262,7 @@ METHODS = {
     "div_": "div", "relu": "relu", "relu_": "relu", "clamp": "clamp", "clamp_": "clamp", "clip": "clamp",
     "clip_": "clamp", "mean": "mean", "matmul": "matmul", "mm": "matmul", "contiguous": "identity",
     "clone": "identity", "detach": "identity", "float": "identity", "size": "size", "dim": "dim",
-    "view": "view", "reshape": "reshape", "flatten": "flatten", "squeeze": "squeeze",
+    "view": "view", "reshape": "reshape", "flatten": "flatten", "squeeze": "squeeze", "unsqueeze": "unsqueeze",
 }
 
 
