@@ -8,8 +8,8 @@
 //     acc[i][v] += popcount(broadcast(W[o_i][w]) ^ B[v][w])            (vpopcntq, 64-bit lanes)
 // so no reduction happens in the word loop and a 1-word row costs the same per MAC as a long one.
 //
-// Column panel: the task's columns are copied into groups of G octets (8 columns each); a group stores, per word w, its NV = G * K vectors [(octet c, plane k) -> 8 lanes], plane k of column j being q's row
-// j * K + k. Columns past the end are zero words (computed, never stored).
+// Column panel (outer_panel.h): the task's columns in groups of G octets of 8 columns, K planes each; with
+// an implicit_h1 q, plane 0 is gathered from the pixel image here (fill_h1_from_image).
 //
 // Epilogue per output o and column j, in double, with the very operations of the scalar epilogue
 // (gemm_driver.cpp): s = sum_k beta_{k,j} * (n - 2 * pc_k), y = float(coef_o * s + add_o). Lanes are columns,
@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/layer.h"
+#include "core/outer_panel.h"
 
 namespace horq {
 namespace {
@@ -27,15 +28,20 @@ namespace {
 constexpr std::size_t kLanes = 8;  // 64-bit lanes per zmm: columns per octet
 constexpr int kMaxAcc = 24;        // accumulators that fit the 32 zmm registers beside NV loads
 
-struct Panel {
-  std::size_t octets = 0, G = 0, NV = 0, groups = 0, kw = 0;
-  std::vector<word_t> words;   // groups x kw x NV x 8
-  std::vector<double> betas;  // octets x K x 8
+using Panel = OuterPanel<kLanes>;
+using OctetDest = LaneDest<kLanes>;
+
+struct Scratch {
+  Panel panel;
+  std::vector<OctetDest> dest;
 };
 
-Panel& panel_scratch() {
-  thread_local Panel p;
-  return p;
+// A thread's scratch, reached through a call the compiler cannot see into: inlined uses of a thread_local
+// object in position-independent code may call __tls_get_addr on every access inside the kernel loops
+// (measured: 5% of a 64-channel 56x56 conv).
+[[gnu::noinline]] Scratch& thread_scratch() {
+  thread_local Scratch s;
+  return s;
 }
 
 // H_1 of columns [j0, j0 + jb) gathered from the pixel image (layer.h PixelImage) into plane 0 of the
@@ -45,11 +51,11 @@ Panel& panel_scratch() {
 void fill_h1_from_image(const QuantizedColumns& q, std::size_t j0, std::size_t jb, Panel& p) {
   const PixelImage& im = q.image;
   const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw, G = p.G;
-  const std::size_t group_words = kw * p.NV * kLanes, stride = p.NV * kLanes;
+  const std::size_t group_words = p.group_words(), stride = p.NV * kLanes;
   const long long* words = reinterpret_cast<const long long*>(im.words.data());
   const __m512i zero = _mm512_setzero_si512();
   const __m512d n = _mm512_set1_pd(static_cast<double>(q.n));
-  for (std::size_t c = 0; c < p.octets; ++c) {
+  for (std::size_t c = 0; c < p.sets; ++c) {
     const std::size_t valid = std::min(kLanes, jb - c * kLanes);
     const __mmask8 m = static_cast<__mmask8>((1u << valid) - 1u);
     alignas(64) std::int64_t ow[kLanes] = {}, os[kLanes] = {};
@@ -75,40 +81,6 @@ void fill_h1_from_image(const QuantizedColumns& q, std::size_t j0, std::size_t j
   }
 }
 
-// Copies columns [j0, j0 + jb) of q into the panel layout described at the top. Only the lanes past jb
-// (the last octet's) are zeroed; the source rows are read in order.
-void fill_panel(const QuantizedColumns& q, std::size_t j0, std::size_t jb, std::size_t G, Panel& p) {
-  const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw;
-  p.octets = ceil_div(jb, kLanes);
-  p.G = G;
-  p.NV = G * K;
-  p.groups = ceil_div(p.octets, G);
-  p.kw = kw;
-  const std::size_t group_words = kw * p.NV * kLanes, stride = p.NV * kLanes;
-  if (p.words.size() < p.groups * group_words) p.words.resize(p.groups * group_words);
-  if (p.betas.size() < p.groups * G * K * kLanes) p.betas.resize(p.groups * G * K * kLanes);
-  if (jb < p.groups * G * kLanes) {  // lanes of missing columns: zero words and betas
-    std::fill_n(p.words.data() + (p.groups - 1) * group_words, group_words, word_t{0});
-    std::fill_n(p.betas.data() + jb / kLanes * K * kLanes, (p.groups * G - jb / kLanes) * K * kLanes, 0.0);
-  }
-  const std::size_t k0 = q.implicit_h1 ? 1 : 0;  // planes stored as rows in q.bits
-  if (k0 < K) {
-    for (std::size_t jj = 0; jj < jb; ++jj) {
-      const std::size_t c = jj / kLanes, l = jj % kLanes;
-      const word_t* src = q.bits.data() + ((j0 + jj) * K + k0) * kw;
-      word_t* dst = p.words.data() + (c / G) * group_words + ((c % G) * K + k0) * kLanes + l;
-      for (std::size_t k = k0; k < K; ++k, src += kw, dst += kLanes)
-        for (std::size_t w = 0; w < kw; ++w) dst[w * stride] = src[w];
-    }
-  }
-  if (!q.betas.empty()) {
-    const double* sb = q.betas.data() + j0 * K;
-    for (std::size_t jj = 0; jj < jb; ++jj)
-      for (std::size_t k = 0; k < K; ++k) p.betas[(jj / kLanes * K + k) * kLanes + jj % kLanes] = *sb++;
-  }
-  if (q.implicit_h1) fill_h1_from_image(q, j0, jb, p);
-}
-
 // acc[i][v] = per-lane popcount sums of rows a[i] against the group's vectors v, over kw words; word w's
 // vectors start at b + w * step (step = the panel's NV x 8 words; a call may use the first NV of them).
 template <int MR, int NV>
@@ -127,14 +99,6 @@ inline void outer_kernel(const word_t* const* a, const word_t* b, std::size_t kw
   }
 }
 
-// Where each octet's 8 columns go in y: the offset of its first column (without o * ppi) and whether the
-// valid ones are consecutive in y (one image); otherwise per-lane offsets.
-struct OctetDest {
-  std::size_t base[kLanes];
-  unsigned valid;
-  bool contiguous;
-};
-
 // Outputs [o0 + i0, o0 + i1) against every group of the panel, MR filters per kernel call (the last call's
 // rows past i1 repeat row i0 and are dropped).
 template <int MR, int NV>
@@ -148,7 +112,7 @@ void run_rows(const word_t* wbits, const QuantizedColumns& q, const Epilogue& ep
     for (std::size_t g = 0; g < p.groups; ++g) {
       __m512i acc[MR][NV];
       const word_t* b = p.words.data() + g * kw * NV * kLanes;
-      if (NV == 2 && G == 2 && g * G + 1 == p.octets) {  // order 1, odd last octet: its vector alone
+      if (NV == 2 && G == 2 && g * G + 1 == p.sets) {  // order 1, odd last octet: its vector alone
         __m512i one[MR][1];
         outer_kernel<MR, 1>(a, b, kw, NV * kLanes, one);
         for (int i = 0; i < MR; ++i) acc[i][0] = one[i][0];
@@ -158,7 +122,7 @@ void run_rows(const word_t* wbits, const QuantizedColumns& q, const Epilogue& ep
       for (int i = 0; i < MR && i0 + i < i1; ++i) {
         const std::size_t o = o0 + i0 + i;
         const __m512d coef = _mm512_set1_pd(ep.coef[o]), add = _mm512_set1_pd(ep.add[o]);
-        for (std::size_t cg = 0; cg < G && g * G + cg < p.octets; ++cg) {
+        for (std::size_t cg = 0; cg < G && g * G + cg < p.sets; ++cg) {
           const std::size_t c = g * G + cg;
           __m512d s = _mm512_setzero_pd();
           for (std::size_t k = 0; k < K; ++k) {
@@ -203,18 +167,12 @@ void gemm_task_avx512(const word_t* wbits, std::size_t m, const QuantizedColumns
   // Octets per kernel call (NV = G * K vectors). Order 1 takes two: 12 filters x 2 vectors measured 15-20%
   // faster than 24 x 1 (fewer broadcasts per XOR), although a short last octet then idles up to 15 lanes.
   const std::size_t G = K == 1 ? 2 : 1;
-  Panel& p = panel_scratch();
-  fill_panel(q, j0, jb, G, p);
-  std::vector<OctetDest> dest(p.octets);
-  for (std::size_t c = 0; c < p.octets; ++c) {
-    OctetDest& d = dest[c];
-    d.valid = static_cast<unsigned>(std::min(kLanes, jb - c * kLanes));
-    for (unsigned l = 0; l < d.valid; ++l) {
-      const std::size_t j = j0 + c * kLanes + l;
-      d.base[l] = (j / ppi) * m * ppi + j % ppi;
-    }
-    d.contiguous = d.base[d.valid - 1] == d.base[0] + d.valid - 1;
-  }
+  Scratch& scratch = thread_scratch();
+  Panel& p = scratch.panel;
+  std::vector<OctetDest>& dest = scratch.dest;
+  fill_panel_rows(q, j0, jb, G, p);
+  if (q.implicit_h1) fill_h1_from_image(q, j0, jb, p);
+  lane_dests(m, ppi, j0, jb, dest);
   // MR filters per call: as many accumulators (MR x NV) as the registers hold.
   switch (K) {
     case 1: run_task<12, 2>(wbits, q, ep, ppi, y, o0, mb, p, dest.data()); break;
