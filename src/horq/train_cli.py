@@ -74,6 +74,8 @@ def register(sub) -> None:
     p.add_argument("--device", choices=DEVICES, default=keep)
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes")
     p.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
+    p.add_argument("--no-native", action="store_true",
+                   help="train HORQ layers on the torch path (default on CPU: the native XNOR-popcount kernels)")
     p.add_argument("--nproc", type=positive_int, default=None, help="launch N processes with torchrun on this machine")
     p.set_defaults(func=_train)
 

@@ -36,7 +36,7 @@ def settings_from_args(args):
         given.update(_orders_file_settings(args))
     return TrainSettings(
         **given, model_args=dict(args.model_arg), resume=args.resume, sync_bn=args.sync_bn,
-        progress=not args.no_progress,
+        progress=not args.no_progress, native=not getattr(args, "no_native", False),
     )
 
 

@@ -93,6 +93,7 @@ class TrainSettings:
     device: str = "auto"
     sync_bn: bool = False
     progress: bool = True
+    native: bool = True  # HORQ layers train on the native kernels on CPU where they apply (horq.nn.native_train)
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -318,7 +319,7 @@ def train(settings: TrainSettings) -> dict:
     best = max((r["test_acc"] for r in rows), default=-1.0)
     saved = start_epoch  # epochs held by out/last.pt (when > 0)
     try:
-        with _ctrl_c_between_batches(info.world == 1) as stop_requested:
+        with _ctrl_c_between_batches(info.world == 1) as stop_requested, _native_path(settings, device):
             for epoch in range(start_epoch, settings.epochs):
                 sampler.set_epoch(epoch)
                 wrapped.train()
@@ -393,6 +394,18 @@ def train(settings: TrainSettings) -> dict:
         "world_size": info.world,
         "model": model,
     }
+
+
+def _native_path(settings: TrainSettings, device: torch.device):
+    """Native training (horq.nn.native_train) for the loop, on CPU unless ``settings.native`` is False; the
+    kernels then use as many threads as torch."""
+    from horq import kernels
+    from horq.nn.native_train import native_training
+
+    on = settings.native and device.type == "cpu"
+    if on:
+        kernels.set_num_threads(torch.get_num_threads())
+    return native_training(on)
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""``horq run`` (accuracy on a dataset, or predictions for an array) and ``horq bench model|kernels``."""
+"""``horq run`` (accuracy on a dataset, or predictions for an array) and ``horq bench model|kernels|training``."""
 
 from __future__ import annotations
 
@@ -45,6 +45,17 @@ def register(sub) -> None:
     p.add_argument("--warmup", type=nonnegative_int, default=2, help="untimed runs first")
     p.add_argument("--backend", default="native", choices=("auto", "native", "numpy"))
     p.set_defaults(func=_bench)
+    t = bsub.add_parser("training", help="time one optimizer step (batch 64) per order against full precision, "
+                                         "native training path (needs PyTorch)")
+    t.add_argument("--models", nargs="+", default=["mnist-cnn", "cifar-vgg"], help="zoo models")
+    t.add_argument("--orders", type=positive_int, nargs="+", default=[1, 2, 3], help="HORQ orders (default: 1 2 3)")
+    t.add_argument("--threads", type=thread_count, nargs="+", default=[1, 2], help="thread counts (default: 1 2)")
+    t.add_argument("--batch", type=positive_int, default=64)
+    t.add_argument("--repeats", type=positive_int, default=5, help="timed steps per configuration (median reported)")
+    t.add_argument("--torch-path", action="store_true", help="also time the HORQ layers' torch path")
+    t.add_argument("--memory", action="store_true",
+                   help="also the peak memory (max RSS) of a process training 2 steps, per order, against FP")
+    t.set_defaults(func=_bench_training)
 
 
 def load_model(path, backend: str):
@@ -146,6 +157,30 @@ def _bench(args) -> int:
     rows = bench_model(args.model, batches=args.batch, threads=args.threads, repeats=args.repeats,
                        warmup=args.warmup, backend=args.backend)
     print(format_bench(rows))
+    return 0
+
+
+def _bench_training(args) -> int:
+    import sys
+
+    from horq.nn.train_bench import bench_training, format_rows, peak_memory_rows  # torch
+    from horq.nn.zoo import MODELS
+
+    unknown = [m for m in args.models if m not in MODELS]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}; known: {sorted(MODELS)}")
+    _set_threads(None, max(args.threads))
+
+    def progress(row):
+        print(f"  {row['model']} threads={row['threads']} order={row['order']} {row['path']}: {row['ms']:,.0f} ms",
+              file=sys.stderr, flush=True)
+
+    rows = bench_training(args.models, orders=args.orders, threads=args.threads, batch=args.batch,
+                          repeats=args.repeats, torch_path=args.torch_path, progress=progress)
+    print(format_rows(rows))
+    if args.memory:
+        print()
+        print(peak_memory_rows(args.models, orders=args.orders, batch=args.batch, torch_path=args.torch_path))
     return 0
 
 

@@ -1,0 +1,128 @@
+"""``horq bench training``: the time of one optimizer step per order against full precision (issue 13).
+
+One step is what ``horq train`` does per batch: zero_grad, forward, cross-entropy, backward, Adam step, on a
+random standardized batch (the data does not change the arithmetic's cost). Each configuration is warmed up,
+then timed ``repeats`` times; the median is reported. HORQ rows run on the native training path
+(:mod:`horq.nn.native_train`) and, with ``torch_path=True``, also on the torch path.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from horq.nn.native_train import native_training
+
+#: Per-sample input shapes of the zoo models benchmarked by default (their datasets' shapes).
+DEFAULT_SHAPES = {"mnist-mlp": (1, 28, 28), "mnist-cnn": (1, 28, 28), "cifar-vgg": (3, 32, 32)}
+
+
+def _model(name: str, order, in_shape, num_classes: int):
+    from horq.nn.convert import HORQConfig, convert_
+    from horq.nn.zoo import build_model
+
+    torch.manual_seed(0)
+    model = build_model(name, in_shape=in_shape, num_classes=num_classes)
+    if order is not None:
+        convert_(model, HORQConfig(order=order))
+    return model.train()
+
+
+def step_time(name: str, order, *, batch: int = 64, threads: int = 1, native: bool = True, repeats: int = 5,
+              warmup: int = 2, in_shape=None, num_classes: int = 10) -> float:
+    """Median seconds of one optimizer step of zoo model ``name`` at ``order`` (None = full precision)."""
+    from horq import kernels
+
+    in_shape = tuple(in_shape or DEFAULT_SHAPES.get(name, (3, 32, 32)))
+    torch.set_num_threads(threads)
+    kernels.set_num_threads(threads)
+    model = _model(name, order, in_shape, num_classes)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn((batch, *in_shape), generator=gen)
+    y = torch.randint(0, num_classes, (batch,), generator=gen)
+    times = []
+    with native_training(native):
+        for i in range(warmup + repeats):
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_training(models, *, orders=(1, 2, 3), threads=(1, 2), batch: int = 64, repeats: int = 5,
+                   torch_path: bool = False, progress=None) -> list[dict]:
+    """Rows ``{model, threads, order, path, ms, ratio}``: ``ratio`` = step time / the FP step time."""
+    rows = []
+    for name in models:
+        for nt in threads:
+            fp = step_time(name, None, batch=batch, threads=nt, repeats=repeats)
+            rows.append(dict(model=name, threads=nt, order="FP", path="torch", ms=1e3 * fp, ratio=1.0))
+            if progress:
+                progress(rows[-1])
+            for order in orders:
+                for native in (True, False) if torch_path else (True,):
+                    t = step_time(name, order, batch=batch, threads=nt, native=native, repeats=repeats)
+                    rows.append(dict(model=name, threads=nt, order=order, path="native" if native else "torch",
+                                     ms=1e3 * t, ratio=t / fp))
+                    if progress:
+                        progress(rows[-1])
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    """A markdown table of :func:`bench_training` rows."""
+    out = ["| model | threads | order | path | step ms | x FP |", "| --- | ---: | ---: | --- | ---: | ---: |"]
+    for r in rows:
+        out.append(f"| {r['model']} | {r['threads']} | {r['order']} | {r['path']} | {r['ms']:,.0f} | "
+                   f"{r['ratio']:.2f} |")
+    return "\n".join(out)
+
+
+_MEMORY_SCRIPT = """
+import json, sys
+from horq.nn.train_bench import step_time
+name, order, native, batch = json.loads(sys.argv[1])
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key))
+before = status("VmRSS:")
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # resets the peak (VmHWM) to the current resident size: import-time peaks do not count
+step_time(name, order, batch=batch, threads=1, native=native, repeats=1, warmup=1)
+print(before, status("VmHWM:"))
+"""
+
+
+def peak_memory(name: str, order, *, native: bool = True, batch: int = 64) -> float:
+    """Peak training memory (MiB) of zoo model ``name`` at ``order``: a fresh process imports torch and horq,
+    then builds the model, its Adam state and a batch and runs two training steps; the result is its peak
+    resident memory during that (Linux ``VmHWM``, reset first) less its resident memory before (the interpreter
+    and libraries), i.e. parameters, gradients, optimizer state, the batch and everything a step
+    holds at its peak, the activations saved for backward included."""
+    out = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, json.dumps([name, order, native, batch])],
+                         check=True, capture_output=True, text=True).stdout
+    before, peak = (int(v) for v in out.split()[-2:])
+    return (peak - before) / 1024
+
+
+def peak_memory_rows(models, *, orders=(1, 2, 3), batch: int = 64, torch_path: bool = False) -> str:
+    """A markdown table of :func:`peak_memory` per model and order, with the ratio to FP."""
+    out = ["| model | order | path | peak MiB | x FP |", "| --- | ---: | --- | ---: | ---: |"]
+    for name in models:
+        fp = peak_memory(name, None, batch=batch)
+        out.append(f"| {name} | FP | torch | {fp:,.0f} | 1.00 |")
+        for order in orders:
+            for native in (True, False) if torch_path else (True,):
+                m = peak_memory(name, order, native=native, batch=batch)
+                out.append(f"| {name} | {order} | {'native' if native else 'torch'} | {m:,.0f} | {m / fp:.2f} |")
+    return "\n".join(out)
