@@ -65,7 +65,7 @@ class Ctx:
         return v
 
     def const(self, v, what):
-        if isinstance(v, Act) or _has_batch(v):
+        if acts_in(v) or _has_batch(v):
             self.fail(f"its {what} must be a constant (a parameter or buffer), not computed from the input")
         return v
 
@@ -322,7 +322,7 @@ def lower_module(b: Builder, node: fx.Node, m: nn.Module, args, kwargs):
         if m.divisor_override is not None:
             c.fail("divisor_override is not supported")
         return pool_node(c, "avg_pool2d", x, m.kernel_size, m.stride, m.padding, ceil_mode=m.ceil_mode,
-                     extra={"count_include_pad": bool(m.count_include_pad)})
+                         extra={"count_include_pad": bool(m.count_include_pad)})
     if isinstance(m, nn.AdaptiveAvgPool2d):
         return gap_node(c, x, m.output_size)
     c.fail("unsupported module")

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx
 
-from horq.nn.graph import BATCH, Act, Builder
+from horq.nn.graph import BATCH, Act, Builder, View
 from horq.nn.lower import (
     MODULES,
     Ctx,
@@ -32,7 +32,7 @@ from horq.nn.trace import ExportError, describe
 
 
 def _add(c, args, kwargs, sign=1.0):
-    a, b = args[0], args[1]
+    a, b = (c.act(v) if isinstance(v, View) else v for v in args[:2])  # a view fails, saying so
     alpha = float(kwargs.get("alpha", 1))
     if isinstance(a, Act) and isinstance(b, Act):
         if sign != 1.0 or alpha != 1.0:
@@ -47,7 +47,7 @@ def _add(c, args, kwargs, sign=1.0):
 
 
 def _mul(c, args, kwargs, divide=False):
-    a, b = args[0], args[1]
+    a, b = (c.act(v) if isinstance(v, View) else v for v in args[:2])  # a view fails, saying so
     if isinstance(a, Act) and isinstance(b, Act):
         c.fail("multiplies two activations; only a product with a per-channel constant is supported")
     if divide and not isinstance(a, Act):
@@ -181,7 +181,7 @@ def _max_pool_fn(c, args, kwargs):
     if get(6, "return_indices", False):
         c.fail("return_indices=True")
     return pool_node(c, "max_pool2d", args[0], get(1, "kernel_size", None), get(2, "stride", None),
-                 get(3, "padding", 0), get(4, "dilation", 1), get(5, "ceil_mode", False))
+                     get(3, "padding", 0), get(4, "dilation", 1), get(5, "ceil_mode", False))
 
 
 def _avg_pool_fn(c, args, kwargs):
@@ -189,8 +189,8 @@ def _avg_pool_fn(c, args, kwargs):
     if get(6, "divisor_override", None) is not None:
         c.fail("divisor_override is not supported")
     return pool_node(c, "avg_pool2d", args[0], get(1, "kernel_size", None), get(2, "stride", None),
-                 get(3, "padding", 0), ceil_mode=get(4, "ceil_mode", False),
-                 extra={"count_include_pad": bool(get(5, "count_include_pad", True))})
+                     get(3, "padding", 0), ceil_mode=get(4, "ceil_mode", False),
+                     extra={"count_include_pad": bool(get(5, "count_include_pad", True))})
 
 
 def _rsub(c, args, kwargs):
@@ -246,7 +246,7 @@ FUNCTIONS = {
     torch.clamp: "clamp", torch.clip: "clamp", torch.clamp_: "clamp",
     F.leaky_relu: "leaky_relu", F.leaky_relu_: "leaky_relu", F.prelu: "prelu",
     F.conv2d: "conv2d", F.linear: "linear", torch.addmm: "addmm", torch.matmul: "matmul", operator.matmul: "matmul",
-    torch.mm: "matmul", F.batch_norm: "batch_norm", torch.batch_norm: "batch_norm",
+    torch.mm: "matmul", F.batch_norm: "batch_norm",  # not torch.batch_norm: its arguments come in another order
     F.max_pool2d: "max_pool2d", torch.max_pool2d: "max_pool2d", F.avg_pool2d: "avg_pool2d",
     F.adaptive_avg_pool2d: "adaptive_avg_pool2d", torch._C._nn.adaptive_avg_pool2d: "adaptive_avg_pool2d",
     torch.mean: "mean", torch.cat: "cat", torch.concat: "cat", torch.concatenate: "cat",
