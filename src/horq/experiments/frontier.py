@@ -14,9 +14,11 @@ For a trained checkpoint:
    round-robin (the machine is shared, so load drift hits every order alike); medians of the rounds. A binary
    step's time covers its input quantization, the XNOR-popcount product and its fused epilogue.
 4. **Additive latency model.** ``latency(orders) = fixed + sum over binary layers of t_layer(order)``, where
-   ``fixed`` is the median time of every other step (float layers, pooling, activations, the runtime's own
-   overhead). Each frontier point and the uniform configurations are then exported and timed as whole models
-   to check it (``additive_check`` in the JSON).
+   ``fixed`` is what a whole call costs beyond its binary steps: the median of whole calls (timed in the same
+   rounds) minus the binary steps' medians, averaged over the uniform models; it holds the float layers,
+   pooling, activations and the runtime's own per-call work (input checks). Each frontier point and the
+   uniform configurations are then exported and timed as whole models to check the model (``additive_check``
+   in the JSON).
 5. **Search.** Every assignment of ``orders`` to the binary layers when there are at most ``max_candidates`` of
    them (mnist-cnn: 3 layers, 27 assignments), each one's held-out accuracy measured directly (one forward pass
    over the held-out split); otherwise a greedy descent from the highest order that lowers, at each step, the
@@ -126,7 +128,8 @@ def layer_latencies(model, layers, orders, *, input_shape, x1, rounds: int, work
     """Per-layer latency at each order and the fixed cost, from the native runtime (batch 1, 1 thread).
 
     Returns:
-        ``{"layer_ms": {layer: {order: ms}}, "fixed_ms": ms, "fixed_ms_per_order": {order: ms}}``.
+        ``{"layer_ms": {layer: {order: ms}}, "fixed_ms": ms, "fixed_ms_per_order": {order: ms},
+        "other_steps_ms_per_order": {order: ms}, "whole_ms_per_order": {order: ms}}``.
     """
     import horq.runtime
 
@@ -140,21 +143,28 @@ def layer_latencies(model, layers, orders, *, input_shape, x1, rounds: int, work
     missing = [n for n in names if n not in {s.name for s in models[orders[0]]._steps}]
     if missing:
         raise ValueError(f"binary layers {missing} have no step of their own in the exported model")
-    samples = {k: [] for k in orders}
+    samples, whole = {k: [] for k in orders}, {k: [] for k in orders}
     with horq.runtime.num_threads(1):
         for k in orders:
             _timed_forward(models[k], x1)  # warm-up (builds weight layouts)
+            models[k](x1)
         for _ in range(rounds):
             for k in orders:
                 samples[k].append(_timed_forward(models[k], x1))
-    layer_ms, fixed = {n: {} for n in names}, {}
+                t0 = time.perf_counter()
+                models[k](x1)
+                whole[k].append(time.perf_counter() - t0)
+    layer_ms, fixed, other, whole_ms = {n: {} for n in names}, {}, {}, {}
     for k in orders:
         steps = samples[k][0].keys()
         med = {s: 1e3 * statistics.median(r[s] for r in samples[k]) for s in steps}
         for n in names:
             layer_ms[n][k] = med[n]
-        fixed[k] = sum(v for s, v in med.items() if s not in names)
-    return {"layer_ms": layer_ms, "fixed_ms": statistics.mean(fixed.values()), "fixed_ms_per_order": fixed}
+        other[k] = sum(v for s, v in med.items() if s not in names)
+        whole_ms[k] = 1e3 * statistics.median(whole[k])
+        fixed[k] = whole_ms[k] - sum(layer_ms[n][k] for n in names)
+    return {"layer_ms": layer_ms, "fixed_ms": statistics.mean(fixed.values()), "fixed_ms_per_order": fixed,
+            "other_steps_ms_per_order": other, "whole_ms_per_order": whole_ms}
 
 
 def predicted_ms(assignment: dict, lat: dict) -> float:
@@ -316,6 +326,8 @@ def run_frontier(checkpoint, *, out, data=None, data_root=None, holdout: int = D
         "latency": {"layer_ms": {n: {str(k): v for k, v in d.items()} for n, d in lat["layer_ms"].items()},
                     "fixed_ms": lat["fixed_ms"],
                     "fixed_ms_per_order": {str(k): v for k, v in lat["fixed_ms_per_order"].items()},
+                    "other_steps_ms_per_order": {str(k): v for k, v in lat["other_steps_ms_per_order"].items()},
+                    "whole_ms_per_order": {str(k): v for k, v in lat["whole_ms_per_order"].items()},
                     "batch": 1, "threads": 1, "rounds": rounds},
         "search": how, "candidates": candidates, "frontier": front,
         "chosen": {**chosen, "file": "chosen.json", "max_drop_points": max_drop},
@@ -358,7 +370,9 @@ def markdown(result: dict) -> str:
     lines += [
         "",
         f"Latency per binary layer (ms; native runtime, batch 1, 1 thread, median of {lat['rounds']} rounds); "
-        f"fixed cost of every other step {lat['fixed_ms']:.3f} ms.",
+        f"fixed cost {lat['fixed_ms']:.3f} ms (a whole call minus its binary layers, mean over the uniform models; "
+        "the other steps alone: "
+        + ", ".join(f"{v:.3f}" for v in lat["other_steps_ms_per_order"].values()) + " ms).",
         "",
         "| layer | " + " | ".join(f"K={k}" for k in orders) + " |",
         "| --- | " + " | ".join("---:" for _ in orders) + " |",
