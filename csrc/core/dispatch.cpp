@@ -16,7 +16,7 @@ bool always() { return true; }
 
 #if HORQ_HAVE_X86_KERNELS
 const KernelTable kAvx2{"avx2", bgemm_popcount_avx2, quantize_column_avx2, quantize_taps_avx2, quantize_taps2_avx2,
-                        pack_pixels_generic, nullptr};
+                        pack_pixels_avx2, gemm_task_avx2};
 const KernelTable kAvx512{"avx512", bgemm_popcount_avx512, quantize_column_avx512, quantize_taps_avx512,
                           quantize_taps2_avx512, pack_pixels_avx512, gemm_task_avx512};
 

@@ -17,6 +17,8 @@ using gemm_task_fn = void (*)(const word_t* wbits, std::size_t m, const Quantize
                               std::size_t ppi, float* y, std::size_t o0, std::size_t mb, std::size_t j0,
                               std::size_t jb);
 
+void gemm_task_avx2(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep, std::size_t ppi,
+                    float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb);
 void gemm_task_avx512(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep, std::size_t ppi,
                       float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb);
 

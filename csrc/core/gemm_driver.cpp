@@ -55,6 +55,7 @@ namespace {
 // (about kPanelBytes), enough of them to keep every thread busy, and output blocks only when the columns
 // alone do not give each thread a few tasks (small images, e.g. 7x7 maps).
 constexpr std::size_t kPanelBytes = 32 * 1024;
+constexpr std::size_t kOuterMinColumns = 16;
 constexpr std::size_t kColAlign = 16;  // columns per kernel call at order 1 (two octets of 64-bit lanes)
 
 void outer_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep,
@@ -79,7 +80,9 @@ void outer_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const
 
 void horq_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const QuantizedColumns& q,
                Epilogue ep, std::size_t ppi, float* y) {
-  if (kt.gemm_task) return outer_gemm(kt, wbits, m, q, ep, ppi, y);
+  // The outer-product kernels fill vector lanes with columns: a linear layer's few samples would leave most
+  // lanes idle, so small batches take the row kernels (a conv's pixel-image columns need the outer path).
+  if (kt.gemm_task && (q.implicit_h1 || q.ncols >= kOuterMinColumns)) return outer_gemm(kt, wbits, m, q, ep, ppi, y);
   const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw;
   const std::size_t mblocks = ceil_div(m, kMB), jblocks = ceil_div(q.ncols, kJB);
   const double n = static_cast<double>(q.n);

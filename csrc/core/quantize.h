@@ -76,6 +76,8 @@ using pack_pixels_fn = std::uint32_t (*)(const float* src, std::size_t cstride, 
 
 std::uint32_t pack_pixels_generic(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W,
                                   word_t* words, std::size_t wstride, double* sums);
+std::uint32_t pack_pixels_avx2(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W,
+                               word_t* words, std::size_t wstride, double* sums);
 std::uint32_t pack_pixels_avx512(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W,
                                  word_t* words, std::size_t wstride, double* sums);
 

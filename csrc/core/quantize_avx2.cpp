@@ -177,4 +177,43 @@ void quantize_taps2_avx2(const float* const* taps, std::size_t ntaps, std::size_
   betas[1] = (sum + (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) / static_cast<double>(n);
 }
 
+// 8 pixels at a time with their 8 words and 8 sums in registers across all channels (the AVX-512 version's
+// scheme): per channel one load, a compare whose 32-bit lanes widen to 64-bit masks selecting bit c of the
+// words, an exponent test for NaN/Inf, and |x| widened to double and added per lane in channel order (the
+// generic sums bit for bit). A row's last 1-7 pixels use masked loads and stores.
+std::uint32_t pack_pixels_avx2(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W,
+                               word_t* words, std::size_t wstride, double* sums) {
+  const __m256i exp_mask = _mm256_set1_epi32(0x7f800000);
+  const __m256 zero = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
+  const __m256i lane_ids = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  __m256i bad = _mm256_setzero_si256();
+  for (std::size_t w0 = 0; w0 < W; w0 += 8) {
+    const std::size_t rem = W - w0 < 8 ? W - w0 : 8;
+    const __m256i m32 = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(rem)), lane_ids);
+    const __m256i mlo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(m32));
+    const __m256i mhi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(m32, 1));
+    __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+    __m256d slo = _mm256_maskload_pd(sums + w0, mlo), shi = _mm256_maskload_pd(sums + w0 + 4, mhi);
+    for (std::size_t c = 0; c < nchan; ++c) {
+      const __m256 v = _mm256_maskload_ps(src + c * cstride + w0, m32);
+      const __m256i e = _mm256_and_si256(_mm256_castps_si256(v), exp_mask);
+      bad = _mm256_or_si256(bad, _mm256_and_si256(_mm256_cmpeq_epi32(e, exp_mask), m32));
+      const __m256i neg = _mm256_castps_si256(_mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+      const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(word_t{1} << c));
+      lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(neg)), bit));
+      hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(neg, 1)), bit));
+      const __m256 a = _mm256_andnot_ps(sign, v);
+      slo = _mm256_add_pd(slo, _mm256_cvtps_pd(_mm256_castps256_ps128(a)));
+      shi = _mm256_add_pd(shi, _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1)));
+    }
+    _mm256_maskstore_pd(sums + w0, mlo, slo);
+    _mm256_maskstore_pd(sums + w0 + 4, mhi, shi);
+    alignas(32) word_t out[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out), lo);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out + 4), hi);
+    for (std::size_t i = 0; i < rem; ++i) words[(w0 + i) * wstride] = out[i];
+  }
+  return _mm256_testz_si256(bad, bad) ? 0u : 1u;
+}
+
 }  // namespace horq
