@@ -296,4 +296,24 @@ NB_MODULE(_core, m) {
         return arr;
       },
       nb::arg("w"), nb::arg("alpha"), nb::arg("g"), nb::arg("clip"));
+  m.def(
+      "sign_padded",
+      [](In<float, nb::ndim<4>> x, std::size_t ph, std::size_t pw) {
+        const std::size_t n = x.shape(0), c = x.shape(1), h = x.shape(2), w = x.shape(3);
+        float* out;
+        auto arr = make_array<float>({n, c, h + 2 * ph, w + 2 * pw}, &out, false);
+        nb::gil_scoped_release nogil;
+        horq::sign_padded(x.data(), n * c, h, w, ph, pw, out);
+        return arr;
+      },
+      nb::arg("x"), nb::arg("ph"), nb::arg("pw"));
+
+  m.def(
+      "clip_window",
+      [](nb::ndarray<float, nb::c_contig, nb::device::cpu> g, In<float> x, float clip) {
+        require(g.size() == x.size(), "g and x differ in size");
+        nb::gil_scoped_release nogil;
+        horq::clip_window(g.data(), x.data(), g.size(), clip);
+      },
+      nb::arg("g"), nb::arg("x"), nb::arg("clip"));
 }

@@ -39,4 +39,13 @@ void binarize_weight_rows(const float* w, std::size_t m, std::size_t n, float* a
 void binary_weight_grad(const float* w, const float* alpha, const float* g, std::size_t m, std::size_t n,
                         double clip, float* dw);
 
+// sign(x) of an NCHW float image with ph/pw zero-padding rows/columns around each plane, which get sign(0) = +1:
+// out is (planes, H + 2 ph, W + 2 pw), values +-1.0f (the order-1 planes H_1 of every column, laid out as an
+// image, for a convolution weight-gradient).
+void sign_padded(const float* x, std::size_t planes, std::size_t H, std::size_t W, std::size_t ph, std::size_t pw,
+                 float* out);
+
+// The straight-through clip window applied in place: g[i] = 0 where |x[i]| > clip.
+void clip_window(float* g, const float* x, std::size_t size, float clip);
+
 }  // namespace horq

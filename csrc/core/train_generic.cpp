@@ -104,39 +104,86 @@ void materialize_columns(QuantizedColumns& q) {
   q.image = PixelImage{};
 }
 
+// Row sums in kLanes independent double accumulators (added up in lane order at the end), so the loops
+// vectorize; the result is within double rounding of the sequential sum, far below the float32 it becomes.
+constexpr std::size_t kLanes = 8;
+
 void binarize_weight_rows(const float* w, std::size_t m, std::size_t n, float* alpha, word_t* bits, float* w_eff) {
   const std::size_t nw = words_for(n);
   parallel_for(m, [&](std::size_t o) {
     const float* __restrict src = w + o * n;
-    word_t* __restrict dst = bits + o * nw;
+    double acc[kLanes] = {};
+    std::size_t i = 0;
+    for (; i + kLanes <= n; i += kLanes)
+      for (std::size_t e = 0; e < kLanes; ++e) acc[e] += static_cast<double>(std::fabs(src[i + e]));
+    for (; i < n; ++i) acc[0] += static_cast<double>(std::fabs(src[i]));
     double sum = 0.0;
-    for (std::size_t i = 0; i < n; ++i) sum += std::fabs(static_cast<double>(src[i]));
+    for (std::size_t e = 0; e < kLanes; ++e) sum += acc[e];
     const float a = static_cast<float>(sum / static_cast<double>(n));
     alpha[o] = a;
-    std::fill_n(dst, nw, word_t{0});
+    word_t* __restrict dst = bits + o * nw;
     float* __restrict eff = w_eff + o * n;
-    for (std::size_t i = 0; i < n; ++i) {
-      const bool neg = src[i] < 0.0f;
-      dst[i / kWordBits] |= static_cast<word_t>(neg) << (i % kWordBits);
-      eff[i] = neg ? -a : a;
+    for (std::size_t wi = 0; wi < nw; ++wi) {
+      const std::size_t i0 = wi * kWordBits, len = n - i0 < kWordBits ? n - i0 : kWordBits;
+      word_t word = 0;
+      for (std::size_t b = 0; b < len; ++b) word |= static_cast<word_t>(src[i0 + b] < 0.0f) << b;
+      dst[wi] = word;
     }
+    for (std::size_t j = 0; j < n; ++j) eff[j] = src[j] < 0.0f ? -a : a;
   });
 }
 
 void binary_weight_grad(const float* w, const float* alpha, const float* g, std::size_t m, std::size_t n,
                         double clip, float* dw) {
-  const float c = static_cast<float>(clip);  // as torch compares a float32 tensor with a Python float
+  const bool window = clip >= 0.0;
+  const float c = window ? static_cast<float>(clip) : 0.0f;  // as torch compares a float32 tensor with a float
   parallel_for(m, [&](std::size_t o) {
     const float* __restrict src = w + o * n;
     const float* __restrict go = g + o * n;
     float* __restrict out = dw + o * n;
+    double acc[kLanes] = {};
+    std::size_t i = 0;
+    for (; i + kLanes <= n; i += kLanes)
+      for (std::size_t e = 0; e < kLanes; ++e)
+        acc[e] += static_cast<double>(src[i + e] < 0.0f ? -go[i + e] : go[i + e]);
+    for (; i < n; ++i) acc[0] += static_cast<double>(src[i] < 0.0f ? -go[i] : go[i]);
     double dot = 0.0;
-    for (std::size_t i = 0; i < n; ++i) dot += src[i] < 0.0f ? -static_cast<double>(go[i]) : static_cast<double>(go[i]);
+    for (std::size_t e = 0; e < kLanes; ++e) dot += acc[e];
     const float via = static_cast<float>(dot / static_cast<double>(n)), a = alpha[o];
-    for (std::size_t i = 0; i < n; ++i) {
-      const float through = clip < 0.0 || std::fabs(src[i]) <= c ? a * go[i] : 0.0f;
-      out[i] = through + (src[i] < 0.0f ? -via : via);
+    if (window) {
+      for (std::size_t j = 0; j < n; ++j)
+        out[j] = (std::fabs(src[j]) <= c ? a * go[j] : 0.0f) + (src[j] < 0.0f ? -via : via);
+    } else {
+      for (std::size_t j = 0; j < n; ++j) out[j] = a * go[j] + (src[j] < 0.0f ? -via : via);
     }
+  });
+}
+
+void sign_padded(const float* x, std::size_t planes, std::size_t H, std::size_t W, std::size_t ph, std::size_t pw,
+                 float* out) {
+  const std::size_t Hp = H + 2 * ph, Wp = W + 2 * pw;
+  parallel_for(planes, [&](std::size_t p) {
+    const float* __restrict src = x + p * H * W;
+    float* __restrict dst = out + p * Hp * Wp;
+    std::fill_n(dst, ph * Wp, 1.0f);
+    for (std::size_t r = 0; r < H; ++r) {
+      float* __restrict row = dst + (ph + r) * Wp;
+      std::fill_n(row, pw, 1.0f);
+      const float* __restrict v = src + r * W;
+      for (std::size_t c = 0; c < W; ++c) row[pw + c] = v[c] < 0.0f ? -1.0f : 1.0f;
+      std::fill_n(row + pw + W, pw, 1.0f);
+    }
+    std::fill_n(dst + (ph + H) * Wp, ph * Wp, 1.0f);
+  });
+}
+
+void clip_window(float* g, const float* x, std::size_t size, float clip) {
+  constexpr std::size_t kBlock = 1 << 14;
+  parallel_for(ceil_div(size, kBlock), [&](std::size_t t) {
+    const std::size_t i1 = (t + 1) * kBlock < size ? (t + 1) * kBlock : size;
+    float* __restrict gg = g;
+    const float* __restrict xx = x;
+    for (std::size_t i = t * kBlock; i < i1; ++i) gg[i] = std::fabs(xx[i]) <= clip ? gg[i] : 0.0f;
   });
 }
 

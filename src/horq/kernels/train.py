@@ -65,3 +65,13 @@ def expand_columns(bits: np.ndarray, betas: np.ndarray, layout: tuple[int, int, 
     ``sum_k beta_k * (+-1)`` summed in float32 for k = 1..K."""
     groups, cg, gw = layout
     _core.expand_columns(bits, betas, groups, cg, gw, col0, col1, out)
+
+
+def sign_padded(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
+    """``sign(x)`` (float32 +-1, ``sign(0) = +1``) of an NCHW array zero-padded by ``ph``/``pw``: the padding is +1."""
+    return _core.sign_padded(x, ph, pw)
+
+
+def clip_window(g: np.ndarray, x: np.ndarray, clip: float) -> None:
+    """In place: ``g[i] = 0`` where ``|x[i]| > clip`` (float32, C-contiguous, same size)."""
+    _core.clip_window(g, x, clip)

@@ -2,18 +2,20 @@
 
 Forward: the layer's output comes from :mod:`horq.kernels` (the same arithmetic as the torch path,
 ``alpha_o * sum_k beta_{k,j} (B_o . H_{k,j}) + bias``, HORQ.md), with the weights packed from the latent float
-weights at every call and the input's planes and betas computed once, by the kernels. The forward pass keeps
-those planes (K bits per value of the unfolded input) and betas (K per column), the straight-through mask
-``|x| <= clip`` (one byte per input value) and the effective weight ``W~ = alpha * sign(W)``; nothing the size
-of the unfolded float input is stored.
+weights at every call (``csrc/core/train_generic.cpp``) and the input's planes and betas computed once, by
+the kernels. The forward pass keeps the input ``x`` (as a float convolution does, for the clip window), the
+planes (K bits per value of the unfolded input) and betas (K per column) at order >= 2, beta_1 (one per column)
+at order 1, and the binarized weight; nothing the size of the unfolded float input is stored.
 
 Backward (the gradients of the torch path, :mod:`horq.nn.quant`):
 
 * ``grad_input = conv_transpose(grad_out, W~) * 1{|x| <= clip}`` (a linear layer: ``grad_out @ W~``, masked);
 * ``grad_W~ = G^T A`` with ``A[j] = sum_k beta_{k,j} H_{k,j}`` rebuilt from the kept bits a block of columns
-  at a time (``csrc/core/train.h``; one float GEMM whatever the order, memory bounded by the block);
-* ``grad_W`` follows from ``grad_W~`` through :func:`horq.nn.quant.binary_weight`'s own straight-through rule
-  (autograd: ``W~`` is computed by that function);
+  at a time (``csrc/core/train.h``; one float GEMM whatever the order, memory bounded by the block); at order 1,
+  where ``H_1 = sign(x)`` for every column, it is the convolution weight-gradient of ``sign(x_padded)`` against
+  ``grad_out * beta_1`` (PyTorch's own kernel, no columns at all);
+* ``grad_W`` follows from ``grad_W~`` by :func:`horq.nn.quant.binary_weight`'s straight-through rule, fused in
+  C++ (``alpha * 1{|W| <= 1} * g + sign(W) / n * sum(g * sign(W))`` per filter);
 * ``grad_bias = sum of grad_out``.
 
 When it runs: :func:`enabled` (off by default in the library; ``horq train`` turns it on unless
@@ -96,10 +98,6 @@ class _Weights:
         return torch.from_numpy(g).reshape(self.w_eff.shape)
 
 
-def _mask(x: Tensor, clip):
-    return None if clip is None else x.abs() <= clip
-
-
 def _weight_grad(g_cols, bits, betas, layout, n: int, cols_per_step: int) -> Tensor:
     """``G^T A`` over all columns, ``A`` rebuilt ``cols_per_step`` columns (a multiple of the columns of one
     image or sample) at a time; ``g_cols(c0, c1)`` gives the rows ``[c0, c1)`` of G transposed, ``(C_out, c1-c0)``."""
@@ -129,28 +127,37 @@ class _NativeConv2d(torch.autograd.Function):
         wbits = ktrain.conv_weight_bits(wt.bits, c_in, kh, kw)
         y, (bits, betas) = ktrain.conv2d_keep(x.detach().numpy(), wbits, wt.coef, wt.add, kh, kw, stride, padding,
                                               dilation, order)
-        ctx.mask = _mask(x, clip) if ctx.needs_input_grad[0] else None
-        ctx.cols = (bits, betas) if ctx.needs_input_grad[1] else None
         ctx.conf, ctx.x_shape, ctx.wt = conf, x.shape, wt
-        ctx.save_for_backward(weight)  # only so that autograd refuses an in-place change before backward
+        ctx.cols = ctx.beta = None
+        if order == 1:
+            # H_1 = sign(x) whatever the column: the weight gradient is an ordinary convolution weight-gradient
+            # of sign(x_padded) against grad * beta_1, from x (kept anyway, for the clip window): no columns.
+            ctx.beta = torch.from_numpy(betas.astype(np.float32)).reshape(y.shape[0], 1, *y.shape[2:])
+        elif ctx.needs_input_grad[1]:
+            ctx.cols = (bits, betas)
+        ctx.save_for_backward(weight, x.detach())  # the weight only for autograd's in-place check
         return torch.from_numpy(y)
 
     @staticmethod
     def backward(ctx, grad):
         from horq.kernels import train as ktrain
 
-        ctx.saved_tensors  # noqa: B018 (the version check)
+        saved = ctx.saved_tensors  # also the version check of the weight
         wt = ctx.wt
         w_eff = wt.w_eff
-        stride, padding, dilation, _, _ = ctx.conf
+        stride, padding, dilation, order, clip = ctx.conf
         grad = grad.contiguous()
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             gx = torch.nn.grad.conv2d_input(ctx.x_shape, w_eff, grad, stride=stride, padding=padding,
                                             dilation=dilation)
-            if ctx.mask is not None:
-                gx = gx.mul_(ctx.mask)
-        if ctx.needs_input_grad[1]:
+            if clip is not None:
+                ktrain.clip_window(gx.numpy(), saved[1].numpy(), clip)
+        if ctx.needs_input_grad[1] and order == 1:
+            sx = torch.from_numpy(ktrain.sign_padded(saved[1].numpy(), *padding))  # padding: sign(0) = +1
+            gw = wt.grad(torch.nn.grad.conv2d_weight(sx, w_eff.shape, grad * ctx.beta, stride=stride,
+                                                     dilation=dilation))
+        elif ctx.needs_input_grad[1]:
             bits, betas = ctx.cols
             c_out, c_in, kh, kw = w_eff.shape
             n_batch, _, oh, ow = grad.shape
@@ -165,7 +172,7 @@ class _NativeConv2d(torch.autograd.Function):
             gw = wt.grad(dw.reshape(c_out, kh, kw, c_in).permute(0, 3, 1, 2).contiguous())
         if ctx.needs_input_grad[2]:
             gb = grad.sum(dim=(0, 2, 3))
-        ctx.mask = ctx.cols = ctx.wt = None
+        ctx.cols = ctx.wt = ctx.beta = None
         return gx, gw, gb, None
 
 
@@ -178,23 +185,24 @@ class _NativeLinear(torch.autograd.Function):
         x = x.contiguous()
         wt = _Weights(weight, bias)
         y, (bits, betas) = ktrain.linear_keep(x.detach().numpy(), wt.bits, wt.coef, wt.add, order)
-        ctx.mask = _mask(x, clip) if ctx.needs_input_grad[0] else None
         ctx.cols = (bits, betas) if ctx.needs_input_grad[1] else None
-        ctx.wt = wt
-        ctx.save_for_backward(weight)  # only so that autograd refuses an in-place change before backward
+        ctx.wt, ctx.clip = wt, clip
+        ctx.save_for_backward(weight, x.detach())  # the weight only for autograd's in-place check
         return torch.from_numpy(y)
 
     @staticmethod
     def backward(ctx, grad):
-        ctx.saved_tensors  # noqa: B018 (the version check)
+        from horq.kernels import train as ktrain
+
+        _, x = ctx.saved_tensors
         wt = ctx.wt
         w_eff = wt.w_eff
         grad = grad.contiguous()
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             gx = grad @ w_eff
-            if ctx.mask is not None:
-                gx = gx.mul_(ctx.mask)
+            if ctx.clip is not None:
+                ktrain.clip_window(gx.numpy(), x.numpy(), ctx.clip)
         if ctx.needs_input_grad[1]:
             bits, betas = ctx.cols
             n = w_eff.shape[1]
@@ -202,7 +210,7 @@ class _NativeLinear(torch.autograd.Function):
             gw = wt.grad(_weight_grad(lambda c0, c1: grad[c0:c1].t(), bits, betas, (1, n, words_for(n)), n, step))
         if ctx.needs_input_grad[2]:
             gb = grad.sum(dim=0)
-        ctx.mask = ctx.cols = ctx.wt = None
+        ctx.cols = ctx.wt = None
         return gx, gw, gb, None
 
 
