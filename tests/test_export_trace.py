@@ -494,3 +494,16 @@ def test_output_must_be_one_activation():
         to_graph(nn.Sequential(Wrap(lambda self, x: (x, x))), input_shape=(3, 8, 8))
     with pytest.raises(ExportError, match="computes nothing"):
         to_graph(Wrap(lambda self, x: F.dropout(x, 0.0)), input_shape=(3, 8, 8))
+
+
+def test_export_leaves_the_model_as_it_was():
+    """Tracing and the shape check run the model in eval mode and restore its flags; BatchNorm statistics
+    stay, and fx's constants go on a wrapper, not on the model. The conv, the product and the BatchNorm
+    fold into one conv2d."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), Wrap(lambda self, x: x * torch.full((1, 4, 1, 1), 2.0)),
+                          nn.BatchNorm2d(4)).train()
+    attrs, state = set(vars(model[1])), {k: v.clone() for k, v in model.state_dict().items()}
+    graph, _ = to_graph(model, input_shape=(3, 4, 4))
+    assert [n["op"] for n in graph["nodes"]] == ["conv2d"]
+    assert model.training and model[2].training and set(vars(model[1])) == attrs
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
