@@ -5,11 +5,12 @@ import torch
 from torch import nn
 
 from horq.nn import MODELS, HORQConfig, HORQConv2d, HORQLinear, build_model, convert_
+from horq.nn.export import Residual
 
 # Modules the exporter supports (docs/DESIGN.md).
 ALLOWED = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.Hardtanh, nn.MaxPool2d, nn.AvgPool2d,
-           nn.AdaptiveAvgPool2d, nn.Flatten, nn.Sequential)
-SMALL = {"cifar-vgg": {"width": 0.125}}  # keeps the test fast; the structure is the same as width=1
+           nn.AdaptiveAvgPool2d, nn.Flatten, nn.Sequential, Residual)
+SMALL = {"cifar-vgg": {"width": 0.125}, "resnet18": {"width": 0.125}}  # keeps the test fast; the structure is the same as width=1
 SHAPES = [(1, 28, 28), (3, 32, 32), (1, 8, 8)]
 
 
@@ -18,7 +19,7 @@ def _params(model):
 
 
 def test_registry_and_unknown_name():
-    assert set(MODELS) == {"mnist-mlp", "mnist-cnn", "cifar-vgg"}
+    assert set(MODELS) == {"mnist-mlp", "mnist-cnn", "cifar-vgg", "resnet18"}
     with pytest.raises(ValueError, match="unknown model"):
         build_model("resnet-1000")
     with pytest.raises(ValueError, match="in_shape"):
@@ -35,10 +36,23 @@ def test_plain_float_model_of_allowed_modules(name):
         assert type(m) in ALLOWED, f"{name} uses {type(m).__name__}"
 
 
+def _flat(modules):
+    """The modules in execution order, a Residual's body then its shortcut (each as a chain ending in the
+    block's ReLU, which the test expects after the sum)."""
+    out = []
+    for m in modules:
+        if isinstance(m, Residual):
+            out += _flat(m.body) + [nn.ReLU()] + (_flat(m.shortcut) if m.shortcut is not None else [])
+        else:
+            out.append(m)
+    return out
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_binarized_layers_follow_the_block_order(name):
-    """Every layer convert_ binarizes is preceded by a BatchNorm and followed (after any pool) by a ReLU."""
-    layers = list(build_model(name, **SMALL.get(name, {})))
+    """Every layer convert_ binarizes is preceded by a BatchNorm and followed (after any pool, or after the
+    residual sum) by a ReLU."""
+    layers = _flat(build_model(name, **SMALL.get(name, {})))
     idx = [i for i, m in enumerate(layers) if isinstance(m, (nn.Linear, nn.Conv2d))]
     for i in idx[1:-1]:
         assert isinstance(layers[i - 1], (nn.BatchNorm1d, nn.BatchNorm2d))
@@ -76,3 +90,21 @@ def test_parameter_counts_in_docstrings():
     assert _params(build_model("cifar-vgg", in_shape=(3, 32, 32))) == 4_585_098
     for name, shape in (("mnist-mlp", (1, 28, 28)), ("mnist-cnn", (1, 28, 28)), ("cifar-vgg", (3, 32, 32))):
         assert f"{_params(build_model(name, in_shape=shape)):,}" in MODELS[name].__doc__
+    for shape, classes in (((3, 224, 224), 1000), ((3, 32, 32), 10)):
+        assert f"{_params(build_model('resnet18', in_shape=shape, num_classes=classes)):,}" in MODELS["resnet18"].__doc__
+
+
+def test_resnet18_layouts():
+    """224x224 gets the ImageNet stem (7x7 stride 2 + max-pool), 32x32 the CIFAR one; 19 binary convolutions
+    (16 3x3, three 1x1 stride-2 shortcuts) between a float stem and a float classifier."""
+    big, small = build_model("resnet18", in_shape=(3, 224, 224)), build_model("resnet18", in_shape=(3, 32, 32))
+    assert big[0].kernel_size == (7, 7) and big[0].stride == (2, 2) and isinstance(big[2], nn.MaxPool2d)
+    assert small[0].kernel_size == (3, 3) and not any(isinstance(m, nn.MaxPool2d) for m in small.modules())
+    convert_(small, HORQConfig(order=1))
+    convs = [m for m in small.modules() if isinstance(m, HORQConv2d)]
+    binary = [m for m in convs if m.order == 1]
+    assert len(binary) == 19 and convs[0].order is None
+    assert sorted(m.kernel_size for m in binary).count((1, 1)) == 3
+    assert all(m.stride == (2, 2) for m in binary if m.kernel_size == (1, 1))
+    with pytest.raises(ValueError, match="layout"):
+        build_model("resnet18", in_shape=(3, 32, 32), layout="vgg")

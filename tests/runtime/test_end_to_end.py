@@ -33,6 +33,8 @@ CASES = {
     "mnist-mlp-b": ("mnist-mlp", (1, 28, 28), {"hidden": 256}, [1, 0, None]),
     "mnist-cnn": ("mnist-cnn", (1, 28, 28), {"width": 8, "hidden": 64}, [None, 3, 1, 0, 2]),
     "cifar-vgg": ("cifar-vgg", (3, 16, 16), {"width": 0.25}, [None, 2, 3, 1, 0, 2, None]),
+    "resnet18": ("resnet18", (3, 16, 16), {"width": 0.125}, [None, 2, 1, 3, 0, 1, 2]),
+    "resnet18-imagenet": ("resnet18", (3, 48, 48), {"width": 0.125, "layout": "imagenet"}, [None, 1, 2, 3]),
 }
 # Fraction of samples with no quantization flip on their path (tests/agreement.py), per float32 backend.
 # Measured on these fixed models with every kernel path and with OpenBLAS forced to other CPU types: the

@@ -7,6 +7,10 @@ plus an activation). The first layer sees the standardized data directly and the
 logits; both stay full precision under the default :class:`horq.nn.HORQConfig`. An architecture never depends
 on the order it is later converted to, so results at different orders compare the same network.
 
+Residual networks (``resnet18``) keep the same order inside each block: every binarizable convolution, the
+1x1 shortcut included, reads a BatchNorm of its input, and the ReLU follows the residual sum (horq's
+:class:`horq.nn.export.Residual`).
+
 ``MODELS`` is the registry: name -> builder ``(in_shape, num_classes, **kwargs) -> nn.Sequential``.
 """
 
@@ -17,6 +21,8 @@ import inspect
 from collections.abc import Callable
 
 from torch import nn
+
+from horq.nn.export import Residual
 
 POOL = 2  # every MaxPool2d halves the spatial size (floor)
 
@@ -133,10 +139,75 @@ def cifar_vgg(in_shape, num_classes, *, width: float = 1.0) -> nn.Sequential:
     )
 
 
+def _basic_block(cin: int, cout: int, stride: int) -> list[nn.Module]:
+    """ResNet's BasicBlock in the block order: ``relu(body(x) + shortcut(x))``.
+
+    ::
+
+        body:     BatchNorm2d -> Conv2d(cin, cout, 3, stride, pad 1) -> ReLU
+                  -> BatchNorm2d -> Conv2d(cout, cout, 3, pad 1)
+        shortcut: identity, or BatchNorm2d -> Conv2d(cin, cout, 1, stride) where the shape changes
+        ReLU on the sum
+    """
+    body = nn.Sequential(
+        nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.ReLU(),
+        nn.BatchNorm2d(cout), nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+    )
+    shortcut = None
+    if stride != 1 or cin != cout:
+        shortcut = nn.Sequential(nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 1, stride=stride, bias=False))
+    return [Residual(body, shortcut), nn.ReLU()]
+
+
+#: Inputs with both sides at most this get the CIFAR layout of ``resnet18`` under ``layout="auto"``.
+SMALL_INPUT = 64
+
+
+def resnet18(in_shape, num_classes, *, width: float = 1.0, layout: str = "auto") -> nn.Sequential:
+    """``resnet18``: ResNet-18 (He et al. 2016), BasicBlocks 2-2-2-2 at 64-128-256-512 channels (times
+    ``width``), each block in the block order (:func:`_basic_block`).
+
+    ::
+
+        imagenet layout (for 224x224):
+          Conv2d(C, 64, 7, stride 2, pad 3) -> BatchNorm2d -> MaxPool(3, stride 2, pad 1) -> ReLU  (float)
+        cifar layout (for 32x32):
+          Conv2d(C, 64, 3, pad 1) -> BatchNorm2d -> ReLU                                          (float)
+        2 blocks 64ch; 2 blocks 128ch (the first stride 2); 2 blocks 256ch (stride 2); 2 blocks 512ch (stride 2)
+          binarized: 16 3x3 convolutions and three 1x1 shortcuts
+        AdaptiveAvgPool2d(1) -> Flatten
+        BatchNorm1d -> Linear(512, num_classes)                                                   (float)
+
+    The stem and the classifier are the first and last layers, full precision by default.
+
+    ``layout="auto"`` takes the cifar layout for inputs up to 64x64 (:data:`SMALL_INPUT`) and the imagenet
+    layout above. The stem's max-pool comes before its ReLU (they commute; the ReLU then touches a quarter
+    of the values). For 3x224x224 and 1000 classes at ``width=1``: 11,688,744 parameters; for 3x32x32 and
+    10 classes: 11,173,194; the same for every order.
+    """
+    if layout == "auto":
+        layout = "cifar" if max(in_shape[1:]) <= SMALL_INPUT else "imagenet"
+    if layout not in ("imagenet", "cifar"):
+        raise ValueError(f"resnet18: layout must be 'auto', 'imagenet' or 'cifar', got {layout!r}")
+    c = in_shape[0]
+    widths = [max(1, round(base * width)) for base in (64, 128, 256, 512)]
+    if layout == "imagenet":
+        stem = [nn.Conv2d(c, widths[0], 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(widths[0]),
+                nn.MaxPool2d(3, stride=2, padding=1), nn.ReLU()]
+    else:
+        stem = [nn.Conv2d(c, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()]
+    blocks, cin = [], widths[0]
+    for i, cout in enumerate(widths):
+        blocks += _basic_block(cin, cout, 1 if i == 0 else 2) + _basic_block(cout, cout, 1)
+        cin = cout
+    return nn.Sequential(*stem, *blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), *_classifier(cin, num_classes))
+
+
 MODELS: dict[str, Callable[..., nn.Sequential]] = {
     "mnist-mlp": mnist_mlp,
     "mnist-cnn": mnist_cnn,
     "cifar-vgg": cifar_vgg,
+    "resnet18": resnet18,
 }
 
 
