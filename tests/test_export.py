@@ -12,6 +12,7 @@ from torch import nn
 import horq
 from horq import format as hf
 import horq.runtime as rt
+from agreement import inputs, torch_float64
 from horq.nn import HORQConfig, HORQConv2d, HORQLinear, build_model, convert_
 from horq.nn.export import ExportError, Residual, export, to_graph
 from horq.summary import format_summary, summarize
@@ -139,12 +140,11 @@ def test_binary_layers_pack_32x(tmp_path):
 
 
 def _torch_vs_runtime(model, in_shape, path, backend="reference"):
+    """The runtime's output and PyTorch's in float64 on 64 fixed inputs (tests/agreement.py: neither depends
+    on how this machine's PyTorch rounds in float32)."""
     export(model, path, input_shape=in_shape)
-    x = torch.randn(64, *in_shape, generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        ref = model(x).numpy()
-    out = rt.load(path, backend=backend)(x.numpy())
-    return out, ref
+    x = inputs(in_shape, 64, seed=3)
+    return rt.load(path, backend=backend)(x), torch_float64(model, x)
 
 
 def _randomize_bn(model):

@@ -44,6 +44,9 @@ def register(sub) -> None:
     p.add_argument("--repeats", type=positive_int, default=10, help="timed runs per configuration (median reported)")
     p.add_argument("--warmup", type=nonnegative_int, default=2, help="untimed runs first")
     p.add_argument("--backend", default="native", choices=("auto", "native", "numpy"))
+    p.add_argument("--profile", action="store_true",
+                   help="time every node instead (first --batch and --threads value): per-node and per-op tables "
+                        "with each binary layer's binary MAC/s")
     p.set_defaults(func=_bench)
     t = bsub.add_parser("training", help="time one optimizer step (batch 64) per order against full precision, "
                                          "native training path (needs PyTorch)")
@@ -152,8 +155,17 @@ def _set_threads(model, n: int) -> None:
 def _bench(args) -> int:
     from horq.runtime.bench import bench_model, format_bench
 
-    load_model(args.model, args.backend)  # one-line errors for a missing or foreign file or backend, before timing
+    model = load_model(args.model, args.backend)  # one-line errors for a missing or foreign file or backend
     _set_threads(None, max(args.threads))  # and for a thread count this machine cannot start
+    if args.profile:
+        from horq.runtime.threads import num_threads
+
+        x = np.random.default_rng(0).standard_normal((args.batch[0], *model.input_shape)).astype(np.float32)
+        with num_threads(args.threads[0]):
+            prof = model.profile(x, repeats=args.repeats, warmup=args.warmup)
+        print(f"{args.model}: {args.threads[0]} thread(s)")
+        print(prof.format())
+        return 0
     rows = bench_model(args.model, batches=args.batch, threads=args.threads, repeats=args.repeats,
                        warmup=args.warmup, backend=args.backend)
     print(format_bench(rows))
