@@ -113,6 +113,13 @@ class Model:
                 del env[ref]
         return env[self.graph.output].astype(np.float32, copy=False)  # the reference computes in float64
 
+    def profile(self, x, *, repeats: int = 20, warmup: int = 2):
+        """Per-node times of a call on ``x`` (medians of ``repeats`` runs): a :class:`horq.runtime.profile.Profile`
+        whose ``format()`` prints the per-node and per-op tables with each binary layer's binary MAC/s."""
+        from horq.runtime.profile import profile
+
+        return profile(self, x, repeats=repeats, warmup=warmup)
+
     def predict(self, x, *, batch_size: int = 256) -> np.ndarray:
         """Argmax class of every sample of ``x``, run in batches of ``batch_size``."""
         x = self.check_input(x)

@@ -40,6 +40,7 @@ class Step:
     params: dict
     inputs: tuple
     free: tuple = field(default=())
+    fused: tuple = field(default=())  # names of graph nodes this step computes besides its own
 
 
 def floor(node, params, x):
@@ -98,7 +99,8 @@ def _fuse_affines(graph, steps):
         shape = (1, -1) + (1,) * (len(aff.node.out_shape) - 1)
         src = pool.name if pool is not None else step.name
         replaced[by_name[relu.name]] = Step(aff.name, "floor", floor, aff.node,
-                                            {"floor": t.astype(np.float32).reshape(shape)}, (src,))
+                                            {"floor": t.astype(np.float32).reshape(shape)}, (src,),
+                                            fused=(relu.name,))
         replaced[by_name[aff.name]] = None
     out = []
     for i, s in enumerate(steps):
