@@ -45,7 +45,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         return
     exercised = config.stash.get(_EXERCISED, set())
     skipped = [p for p in info["known"] if p not in exercised]
+    ran = ", ".join(p for p in info["known"] if p in exercised) or "none"
     terminalreporter.write_line(
-        f"horq: kernel paths exercised by forced-path tests: {', '.join(p for p in info['known'] if p in exercised) or 'none'}"
+        f"horq: kernel paths exercised by forced-path tests: {ran}"
         + (f"; not exercised in this run: {', '.join(skipped)}" if skipped else "")
         + f"; every other native test ran the default path {info['in_use']} on {info['cpu']}")

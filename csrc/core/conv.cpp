@@ -146,7 +146,8 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
           }
           const std::size_t up = row + static_cast<std::size_t>(ix);
           if (implicit) {
-            sum += ps[(img * imhp + static_cast<std::size_t>(iy) + gl.ph) * imwp + static_cast<std::size_t>(ix) + gl.pw];
+            const std::size_t py = static_cast<std::size_t>(iy) + gl.ph, px = static_cast<std::size_t>(ix) + gl.pw;
+            sum += ps[(img * imhp + py) * imwp + px];
           } else {
             if (gwl == 1) {
               bits[tap] = pb[up];

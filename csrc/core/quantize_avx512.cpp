@@ -171,8 +171,9 @@ void quantize_taps2_avx512(const float* const* taps, std::size_t ntaps, std::siz
         const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
         const __m512 a = _mm512_abs_ps(v);
         const __mmask16 neg = _mm512_mask_cmp_ps_mask(m, v, zero, _CMP_LT_OQ);
+        const __mmask16 pos = static_cast<__mmask16>(m & ~neg);
         const __mmask16 neg_r = static_cast<__mmask16>(_mm512_mask_cmp_ps_mask(neg, a, down, _CMP_GT_OQ) |
-                                                       _mm512_mask_cmp_ps_mask(static_cast<__mmask16>(m & ~neg), a, up, _CMP_LT_OQ));
+                                                       _mm512_mask_cmp_ps_mask(pos, a, up, _CMP_LT_OQ));
         word |= static_cast<word_t>(neg_r) << (i - i0);
         part = _mm512_mask_add_ps(part, m, part, _mm512_abs_ps(_mm512_sub_ps(a, nearest)));
       }

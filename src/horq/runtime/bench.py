@@ -46,7 +46,7 @@ def torch_module(hfile: hformat.HorqFile):
     def run(node, t, *xs):
         a, x = node.attrs, xs[0]
         if node.op in ("conv2d", "binary_conv2d"):
-            y = F.conv2d(x, t["weight"], None, a["stride"], a["padding"], a["dilation"])
+            y = F.conv2d(x, t["weight"], None, a["stride"], a["padding"], a["dilation"], a.get("groups", 1))
             return affine_out(y, t, 4)
         if node.op in ("linear", "binary_linear"):
             return affine_out(F.linear(x, t["weight"]), t, 2)
@@ -67,6 +67,13 @@ def torch_module(hfile: hformat.HorqFile):
             return x.flatten(1)
         if node.op == "add":
             return x + xs[1]
+        if node.op == "concat":
+            return torch.cat(xs, 1)
+        if node.op == "leaky_relu":
+            return F.leaky_relu(x, a["negative_slope"])
+        if node.op == "prelu":  # slope per channel (C,) or per element (C, H, W)
+            w = t["weight"]
+            return torch.where(x >= 0, x, x * w.reshape((1, *w.shape) + (1,) * (x.dim() - 1 - w.dim())))
         raise ValueError(f"no torch equivalent for op {node.op!r}")
 
     class GraphModule(torch.nn.Module):

@@ -392,7 +392,8 @@ int check_conv(std::mt19937_64& rng) {
     const std::size_t C_choices[] = {1, 3, 31, 64, 65, 128}, m_choices[] = {1, 5, 13, 64}, k_choices[] = {1, 2, 3};
     ConvGeometry g{};
     g.batch = 1 + rng() % 2, g.channels = C_choices[rng() % 6], g.height = 1 + rng() % 9, g.width = 1 + rng() % 9;
-    g.kh = g.kw = k_choices[rng() % 3], g.sh = g.sw = 1 + rng() % 2, g.ph = g.pw = rng() % 2, g.dh = g.dw = 1 + rng() % 2;
+    g.kh = g.kw = k_choices[rng() % 3], g.sh = g.sw = 1 + rng() % 2;
+    g.ph = g.pw = rng() % 2, g.dh = g.dw = 1 + rng() % 2;
     const std::size_t span = g.dh * (g.kh - 1) + 1;
     if (g.height + 2 * g.ph < span || g.width + 2 * g.pw < span) continue;
     g.out_h = (g.height + 2 * g.ph - span) / g.sh + 1, g.out_w = (g.width + 2 * g.pw - span) / g.sw + 1;
@@ -401,8 +402,9 @@ int check_conv(std::mt19937_64& rng) {
     for (auto& v : x) v = normal(rng);
     std::vector<word_t> w(m * words_for(g.channels * taps)), wl(m * conv_words(g.channels, taps));
     for (auto& v : w) v = rng();
+    const std::size_t nbits = g.channels * taps, row = words_for(nbits);
     for (std::size_t o = 0; o < m; ++o)  // unused bits of each row are zero
-      if ((g.channels * taps) % kWordBits) w[(o + 1) * words_for(g.channels * taps) - 1] &= (word_t{1} << ((g.channels * taps) % kWordBits)) - 1;
+      if (nbits % kWordBits) w[(o + 1) * row - 1] &= (word_t{1} << (nbits % kWordBits)) - 1;
     relayout_conv_weights(w.data(), m, g.channels, g.kh, g.kw, wl.data());
     std::vector<double> coef(m), add(m);
     for (std::size_t o = 0; o < m; ++o) coef[o] = 0.5 + normal(rng) * 0.1, add[o] = normal(rng);
