@@ -18,6 +18,26 @@ namespace {
 
 constexpr std::size_t kColsPerTask = 16;
 
+// Branch-free selects on the bits of floats. A conditional expression over float operations compiles to
+// branches here (GCC keeps them, as the operations could trap), which mispredict on random signs: the loops
+// below ran 40x slower that way. Integer masks keep them straight-line and vectorizable.
+inline std::uint32_t bits_of(float v) {
+  std::uint32_t u;
+  std::memcpy(&u, &v, sizeof u);
+  return u;
+}
+inline float float_of(std::uint32_t u) {
+  float v;
+  std::memcpy(&v, &u, sizeof v);
+  return v;
+}
+inline std::uint32_t mask_of(bool b) { return 0u - static_cast<std::uint32_t>(b); }
+constexpr std::uint32_t kSignBit = 0x80000000u;
+// v with its sign flipped where x < 0 (sign(x) * v with sign(0) = +1, also for x = -0.0).
+inline float times_sign(float v, float x) { return float_of(bits_of(v) ^ (mask_of(x < 0.0f) & kSignBit)); }
+// v where |x| <= clip, else +0.0.
+inline float in_window(float v, float x, float clip) { return float_of(bits_of(v) & mask_of(std::fabs(x) <= clip)); }
+
 struct SignTable {
   alignas(32) float v[256][8];
   SignTable() {
@@ -49,7 +69,7 @@ void expand_group(const word_t* const* planes, const float* b, int order, std::s
     const std::size_t bit = off + i;
     float acc = 0.0f;
     for (int k = 0; k < order; ++k) {
-      const float t = (planes[k][bit / kWordBits] >> (bit % kWordBits)) & 1u ? -b[k] : b[k];
+      const float t = float_of(bits_of(b[k]) ^ (static_cast<std::uint32_t>((planes[k][bit / kWordBits] >> (bit % kWordBits)) & 1u) << 31));
       acc = k ? acc + t : t;
     }
     out[i] = acc;
@@ -129,7 +149,7 @@ void binarize_weight_rows(const float* w, std::size_t m, std::size_t n, float* a
       for (std::size_t b = 0; b < len; ++b) word |= static_cast<word_t>(src[i0 + b] < 0.0f) << b;
       dst[wi] = word;
     }
-    for (std::size_t j = 0; j < n; ++j) eff[j] = src[j] < 0.0f ? -a : a;
+    for (std::size_t j = 0; j < n; ++j) eff[j] = times_sign(a, src[j]);
   });
 }
 
@@ -145,16 +165,15 @@ void binary_weight_grad(const float* w, const float* alpha, const float* g, std:
     std::size_t i = 0;
     for (; i + kLanes <= n; i += kLanes)
       for (std::size_t e = 0; e < kLanes; ++e)
-        acc[e] += static_cast<double>(src[i + e] < 0.0f ? -go[i + e] : go[i + e]);
-    for (; i < n; ++i) acc[0] += static_cast<double>(src[i] < 0.0f ? -go[i] : go[i]);
+        acc[e] += static_cast<double>(times_sign(go[i + e], src[i + e]));
+    for (; i < n; ++i) acc[0] += static_cast<double>(times_sign(go[i], src[i]));
     double dot = 0.0;
     for (std::size_t e = 0; e < kLanes; ++e) dot += acc[e];
     const float via = static_cast<float>(dot / static_cast<double>(n)), a = alpha[o];
     if (window) {
-      for (std::size_t j = 0; j < n; ++j)
-        out[j] = (std::fabs(src[j]) <= c ? a * go[j] : 0.0f) + (src[j] < 0.0f ? -via : via);
+      for (std::size_t j = 0; j < n; ++j) out[j] = in_window(a * go[j], src[j], c) + times_sign(via, src[j]);
     } else {
-      for (std::size_t j = 0; j < n; ++j) out[j] = a * go[j] + (src[j] < 0.0f ? -via : via);
+      for (std::size_t j = 0; j < n; ++j) out[j] = a * go[j] + times_sign(via, src[j]);
     }
   });
 }
@@ -170,7 +189,7 @@ void sign_padded(const float* x, std::size_t planes, std::size_t H, std::size_t 
       float* __restrict row = dst + (ph + r) * Wp;
       std::fill_n(row, pw, 1.0f);
       const float* __restrict v = src + r * W;
-      for (std::size_t c = 0; c < W; ++c) row[pw + c] = v[c] < 0.0f ? -1.0f : 1.0f;
+      for (std::size_t c = 0; c < W; ++c) row[pw + c] = times_sign(1.0f, v[c]);
       std::fill_n(row + pw + W, pw, 1.0f);
     }
     std::fill_n(dst + (ph + H) * Wp, ph * Wp, 1.0f);
@@ -183,7 +202,7 @@ void clip_window(float* g, const float* x, std::size_t size, float clip) {
     const std::size_t i1 = (t + 1) * kBlock < size ? (t + 1) * kBlock : size;
     float* __restrict gg = g;
     const float* __restrict xx = x;
-    for (std::size_t i = t * kBlock; i < i1; ++i) gg[i] = std::fabs(xx[i]) <= clip ? gg[i] : 0.0f;
+    for (std::size_t i = t * kBlock; i < i1; ++i) gg[i] = in_window(gg[i], xx[i], clip);
   });
 }
 
