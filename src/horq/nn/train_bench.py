@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from horq.nn.native_train import native_training
 
 #: Per-sample input shapes of the zoo models benchmarked by default (their datasets' shapes).
-DEFAULT_SHAPES = {"mnist-mlp": (1, 28, 28), "mnist-cnn": (1, 28, 28), "cifar-vgg": (3, 32, 32)}
+DEFAULT_SHAPES = {"mnist-mlp": (1, 28, 28), "mnist-cnn": (1, 28, 28), "cifar-vgg": (3, 32, 32),
+                  "resnet18": (3, 32, 32)}
 
 
 def _model(name: str, order, in_shape, num_classes: int):
@@ -34,48 +35,72 @@ def _model(name: str, order, in_shape, num_classes: int):
     return model.train()
 
 
-def step_time(name: str, order, *, batch: int = 64, threads: int = 1, native: bool = True, repeats: int = 5,
-              warmup: int = 2, in_shape=None, num_classes: int = 10) -> float:
-    """Median seconds of one optimizer step of zoo model ``name`` at ``order`` (None = full precision)."""
+class _Trainer:
+    """One configuration's model, Adam and batch; :meth:`step` runs and times one optimizer step."""
+
+    def __init__(self, name, order, *, batch, native, in_shape, num_classes=10):
+        self.model = _model(name, order, in_shape, num_classes)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        gen = torch.Generator().manual_seed(1)
+        self.x = torch.randn((batch, *in_shape), generator=gen)
+        self.y = torch.randint(0, num_classes, (batch,), generator=gen)
+        self.native = native
+
+    def step(self) -> float:
+        with native_training(self.native):
+            t0 = time.perf_counter()
+            self.opt.zero_grad(set_to_none=True)
+            F.cross_entropy(self.model(self.x), self.y).backward()
+            self.opt.step()
+            return time.perf_counter() - t0
+
+
+def _set_threads(n: int) -> None:
     from horq import kernels
 
-    in_shape = tuple(in_shape or DEFAULT_SHAPES.get(name, (3, 32, 32)))
-    torch.set_num_threads(threads)
-    kernels.set_num_threads(threads)
-    model = _model(name, order, in_shape, num_classes)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn((batch, *in_shape), generator=gen)
-    y = torch.randint(0, num_classes, (batch,), generator=gen)
-    times = []
-    with native_training(native):
-        for i in range(warmup + repeats):
-            t0 = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
-            opt.step()
-            if i >= warmup:
-                times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    torch.set_num_threads(n)
+    kernels.set_num_threads(n)
+
+
+def step_time(name: str, order, *, batch: int = 64, threads: int = 1, native: bool = True, repeats: int = 5,
+              warmup: int = 2, in_shape=None, num_classes: int = 10) -> float:
+    """Median seconds of one optimizer step of model ``name`` at ``order`` (None = full precision)."""
+    _set_threads(threads)
+    trainer = _Trainer(name, order, batch=batch, native=native, num_classes=num_classes,
+                       in_shape=tuple(in_shape or DEFAULT_SHAPES.get(name, (3, 32, 32))))
+    times = [trainer.step() for _ in range(warmup + repeats)]
+    return statistics.median(times[warmup:])
 
 
 def bench_training(models, *, orders=(1, 2, 3), threads=(1, 2), batch: int = 64, repeats: int = 5,
-                   torch_path: bool = False, progress=None) -> list[dict]:
-    """Rows ``{model, threads, order, path, ms, ratio}``: ``ratio`` = step time / the FP step time."""
+                   warmup: int = 2, torch_path: bool = False, progress=None) -> list[dict]:
+    """Rows ``{model, threads, order, path, ms, ratio}`` per model, thread count and configuration.
+
+    The configurations of one model and thread count are timed round-robin (one step each per round), so a
+    change of the machine's load hits them alike: ``ms`` is the median step time, ``ratio`` the median over
+    rounds of (step time / the FP step time of the same round).
+    """
     rows = []
     for name in models:
+        in_shape = DEFAULT_SHAPES.get(name, (3, 32, 32))
         for nt in threads:
-            fp = step_time(name, None, batch=batch, threads=nt, repeats=repeats)
-            rows.append(dict(model=name, threads=nt, order="FP", path="torch", ms=1e3 * fp, ratio=1.0))
-            if progress:
-                progress(rows[-1])
-            for order in orders:
-                for native in (True, False) if torch_path else (True,):
-                    t = step_time(name, order, batch=batch, threads=nt, native=native, repeats=repeats)
-                    rows.append(dict(model=name, threads=nt, order=order, path="native" if native else "torch",
-                                     ms=1e3 * t, ratio=t / fp))
-                    if progress:
-                        progress(rows[-1])
+            _set_threads(nt)
+            configs = [(None, False)] + [(o, nat) for o in orders for nat in ((True, False) if torch_path else (True,))]
+            trainers = [_Trainer(name, o, batch=batch, native=nat, in_shape=in_shape) for o, nat in configs]
+            times = [[] for _ in configs]
+            for r in range(warmup + repeats):
+                for i, trainer in enumerate(trainers):
+                    t = trainer.step()
+                    if r >= warmup:
+                        times[i].append(t)
+            for (order, native), ts in zip(configs, times):
+                ratios = [t / fp for t, fp in zip(ts, times[0])]
+                rows.append(dict(model=name, threads=nt, order="FP" if order is None else order,
+                                 path="native" if native else "torch", ms=1e3 * statistics.median(ts),
+                                 ratio=statistics.median(ratios)))
+                if progress:
+                    progress(rows[-1])
+            del trainers
     return rows
 
 

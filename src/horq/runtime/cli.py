@@ -50,7 +50,8 @@ def register(sub) -> None:
     p.set_defaults(func=_bench)
     t = bsub.add_parser("training", help="time one optimizer step (batch 64) per order against full precision, "
                                          "native training path (needs PyTorch)")
-    t.add_argument("--models", nargs="+", default=["mnist-cnn", "cifar-vgg"], help="zoo models")
+    t.add_argument("--models", nargs="+", default=["mnist-cnn", "cifar-vgg", "resnet18"],
+                   help="zoo models (inputs: 1x28x28 for mnist-*, else 3x32x32)")
     t.add_argument("--orders", type=positive_int, nargs="+", default=[1, 2, 3], help="HORQ orders (default: 1 2 3)")
     t.add_argument("--threads", type=thread_count, nargs="+", default=[1, 2], help="thread counts (default: 1 2)")
     t.add_argument("--batch", type=positive_int, default=64)
