@@ -86,7 +86,8 @@ def register(sub) -> None:
                    help="chosen point: the fastest within this many accuracy points of the checkpoint's own")
     f.add_argument("--max-candidates", type=positive_int, default=729,
                    help="search every assignment up to this many, greedy beyond")
-    f.add_argument("--rounds", type=positive_int, default=300, help="timing rounds of the per-layer profile")
+    f.add_argument("--rounds", type=positive_int, default=300,
+                   help="profiler runs per uniform-order model (in bursts of 10, round-robin)")
     f.add_argument("--min-seconds", type=positive_float, default=1.0,
                    help="whole-model timing: at least this long per model")
     f.add_argument("--threads", type=thread_count, default=None, help="torch threads (accuracy passes)")

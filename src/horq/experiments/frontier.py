@@ -10,9 +10,10 @@ For a trained checkpoint:
    time moves to each order in ``orders``; held-out accuracy in PyTorch, eval mode (batch-norm statistics as
    trained). Full-precision layers (by default the first and last) stay as the checkpoint has them.
 3. **Latency per layer and order.** The model is exported at each uniform order and loaded on the native
-   runtime; every step of the runtime's plan is timed separately at batch 1, 1 thread, the models timed
-   round-robin (the machine is shared, so load drift hits every order alike); medians of the rounds. A binary
-   step's time covers its input quantization, the XNOR-popcount product and its fused epilogue.
+   runtime; the runtime's per-node profiler (``Model.profile``) times every step of its plan and a whole call
+   at batch 1, 1 thread, in short bursts taken round-robin over the models (the machine is shared, so load
+   drift hits every order alike); medians of the bursts' medians. A binary step's time covers its input
+   quantization, the XNOR-popcount product and its fused epilogue.
 4. **Additive latency model.** ``latency(orders) = fixed + sum over binary layers of t_layer(order)``, where
    ``fixed`` is what a whole call costs beyond its binary steps: the median of whole calls (timed in the same
    rounds) minus the binary steps' medians, averaged over the uniform models; it holds the float layers,
@@ -109,19 +110,8 @@ def _export_runtime(model, input_shape, path: Path):
     return rt
 
 
-def _timed_forward(rt, x) -> dict:
-    """One forward pass of a runtime model, step by step: ``{step name: seconds}`` (the loop of ``Model.__call__``)."""
-    from horq import format as hformat
-
-    env = {hformat.INPUT: rt.check_input(x)}
-    times = {}
-    for step in rt._steps:
-        t0 = time.perf_counter()
-        env[step.name] = step.fn(step.node, step.params, *[env[r] for r in step.inputs])
-        times[step.name] = time.perf_counter() - t0
-        for ref in step.free:
-            del env[ref]
-    return times
+#: Profiler runs per burst (each burst gives one median per step; bursts alternate between models).
+BURST = 10
 
 
 def layer_latencies(model, layers, orders, *, input_shape, x1, rounds: int, workdir: Path) -> dict:
@@ -140,28 +130,26 @@ def layer_latencies(model, layers, orders, *, input_shape, x1, rounds: int, work
         _set_orders(layers, {n: k for n in names})
         models[k] = _export_runtime(model, input_shape, workdir / f"uniform-o{k}.horq")
     _set_orders(layers, trained)
-    missing = [n for n in names if n not in {s.name for s in models[orders[0]]._steps}]
-    if missing:
-        raise ValueError(f"binary layers {missing} have no step of their own in the exported model")
     samples, whole = {k: [] for k in orders}, {k: [] for k in orders}
     with horq.runtime.num_threads(1):
         for k in orders:
-            _timed_forward(models[k], x1)  # warm-up (builds weight layouts)
-            models[k](x1)
-        for _ in range(rounds):
+            models[k].profile(x1, repeats=1, warmup=2)  # builds weight layouts
+        for _ in range(max(1, rounds // BURST)):
             for k in orders:
-                samples[k].append(_timed_forward(models[k], x1))
-                t0 = time.perf_counter()
-                models[k](x1)
-                whole[k].append(time.perf_counter() - t0)
+                prof = models[k].profile(x1, repeats=BURST, warmup=0)
+                samples[k].append({node.name: node.ms for node in prof.nodes})
+                whole[k].append(prof.call_ms)
+    missing = [n for n in names if n not in samples[orders[0]][0]]
+    if missing:
+        raise ValueError(f"binary layers {missing} have no step of their own in the exported model")
     layer_ms, fixed, other, whole_ms = {n: {} for n in names}, {}, {}, {}
     for k in orders:
         steps = samples[k][0].keys()
-        med = {s: 1e3 * statistics.median(r[s] for r in samples[k]) for s in steps}
+        med = {s: statistics.median(r[s] for r in samples[k]) for s in steps}
         for n in names:
             layer_ms[n][k] = med[n]
         other[k] = sum(v for s, v in med.items() if s not in names)
-        whole_ms[k] = 1e3 * statistics.median(whole[k])
+        whole_ms[k] = statistics.median(whole[k])
         fixed[k] = whole_ms[k] - sum(layer_ms[n][k] for n in names)
     return {"layer_ms": layer_ms, "fixed_ms": statistics.mean(fixed.values()), "fixed_ms_per_order": fixed,
             "other_steps_ms_per_order": other, "whole_ms_per_order": whole_ms}
@@ -328,7 +316,7 @@ def run_frontier(checkpoint, *, out, data=None, data_root=None, holdout: int = D
                     "fixed_ms_per_order": {str(k): v for k, v in lat["fixed_ms_per_order"].items()},
                     "other_steps_ms_per_order": {str(k): v for k, v in lat["other_steps_ms_per_order"].items()},
                     "whole_ms_per_order": {str(k): v for k, v in lat["whole_ms_per_order"].items()},
-                    "batch": 1, "threads": 1, "rounds": rounds},
+                    "batch": 1, "threads": 1, "rounds": max(1, rounds // BURST) * BURST, "burst": BURST},
         "search": how, "candidates": candidates, "frontier": front,
         "chosen": {**chosen, "file": "chosen.json", "max_drop_points": max_drop},
         "additive_check": [{"orders": c["orders"], "predicted_ms": c["predicted_ms"],
@@ -369,7 +357,8 @@ def markdown(result: dict) -> str:
         lines.append(f"| {n} | " + " | ".join(f"{100 * result['sensitivity'][n][str(k)]:.2f}" for k in orders) + " |")
     lines += [
         "",
-        f"Latency per binary layer (ms; native runtime, batch 1, 1 thread, median of {lat['rounds']} rounds); "
+        f"Latency per binary layer (ms; native runtime's profiler, batch 1, 1 thread, {lat['rounds']} runs in "
+        f"bursts of {lat.get('burst', BURST)}, median of the bursts' medians); "
         f"fixed cost {lat['fixed_ms']:.3f} ms (a whole call minus its binary layers, mean over the uniform models; "
         "the other steps alone: "
         + ", ".join(f"{v:.3f}" for v in lat["other_steps_ms_per_order"].values()) + " ms).",
