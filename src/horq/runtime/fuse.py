@@ -52,7 +52,66 @@ def plan(graph, steps: list[Step], *, fuse: bool = True) -> list[Step]:
     """Applies the rewrites (the epilogue fusion only when ``fuse``) and fills every step's ``free``."""
     if fuse:
         steps = [_collapse_epilogue(s) for s in _fuse_affines(graph, steps)]
+        steps = _subsample_pointwise(graph, _fuse_floors(graph, steps))
     return _mark_in_place_and_free(graph, steps, in_place=fuse)
+
+
+#: Ops that take a ``params["floor"]``: ``max(op(x), floor)`` in the same pass (:func:`_fuse_floors`).
+FLOOR_OPS = ("max_pool2d", "add")
+
+
+def _sole_reader(graph, steps, readers, name):
+    idx = readers.get(name, [])
+    if name == graph.output or len(idx) != 1 or len(steps[idx[0]].inputs) != 1:
+        return None
+    return idx[0]
+
+
+def _fuse_floors(graph, steps):
+    """A ``max_pool2d`` or ``add`` whose only reader is a ``relu`` (floor 0) or a fused ``floor`` (relu +
+    affine) takes it: ``max(op(x), floor)`` in one step, named as the step it replaces. Exact (max is)."""
+    readers = _readers(steps)
+    merged, dropped = {}, set()
+    for i, step in enumerate(steps):
+        if step.op not in FLOOR_OPS or step.params.get("dtype") != np.float32 or "floor" in step.params:
+            continue
+        j = _sole_reader(graph, steps, readers, step.name)
+        if j is None or steps[j].op not in ("relu", "floor"):
+            continue
+        nxt = steps[j]
+        value = np.float32(0) if nxt.op == "relu" else nxt.params["floor"]
+        merged[j] = replace(step, name=nxt.name, params={**step.params, "floor": value},
+                            fused=step.fused + (step.name,) + nxt.fused)
+        dropped.add(i)
+    return [merged.get(i, s) for i, s in enumerate(steps) if i not in dropped]
+
+
+def _subsample_pointwise(graph, steps):
+    """A 1x1 convolution with stride (sh, sw) and no padding reads only the pixels ``x[:, :, ::sh, ::sw]``;
+    when its input is an ``affine`` read by it alone, the affine computes only those pixels and the
+    convolution runs with stride 1 on them (a ResNet's downsampling shortcut): exact, a quarter of the work
+    for stride 2, and the binary kernels pack a quarter of the pixels."""
+    readers = _readers(steps)
+    by_name = {s.name: i for i, s in enumerate(steps)}
+    out = list(steps)
+    for i, step in enumerate(steps):
+        a = step.node.attrs
+        if step.op not in LAYER_OPS[:2] or a.get("groups", 1) != 1 or tuple(a["stride"]) == (1, 1):
+            continue
+        kernel = a["shape"][2:] if step.op == "binary_conv2d" else step.params.get("kernel")
+        if tuple(kernel) != (1, 1) or any(a["padding"]) or step.inputs[0] not in by_name:
+            continue
+        k = by_name[step.inputs[0]]
+        aff = steps[k]
+        if aff.op != "affine" or _sole_reader(graph, steps, readers, aff.name) != i:
+            continue
+        sh, sw = a["stride"]
+        c, h, w = step.node.in_shapes[0]
+        small = (c, (h - 1) // sh + 1, (w - 1) // sw + 1)
+        node = replace(step.node, attrs={**a, "stride": (1, 1)}, in_shapes=(small,))
+        out[i] = replace(step, node=node)
+        out[k] = replace(aff, params={**aff.params, "subsample": (sh, sw)})
+    return out
 
 
 def _readers(steps):
@@ -126,6 +185,13 @@ def _collapse_epilogue(step):
     return replace(step, params=params)
 
 
+def _plain(step, ref, steps):
+    """True when ``ref`` is an array of ``step``'s output shape and dtype that the executor owns (not a
+    flatten view of another shape: the sum may not be written into a view of a different layout)."""
+    src = next((s for s in steps if s.name == ref), None)
+    return src is not None and src.op != "flatten" and tuple(src.node.out_shape) == tuple(step.node.out_shape)
+
+
 def _mark_in_place_and_free(graph, steps, *, in_place):
     root = {hformat.INPUT: hformat.INPUT}
     for s in steps:
@@ -139,9 +205,14 @@ def _mark_in_place_and_free(graph, steps, *, in_place):
     for i, s in enumerate(steps):
         free = tuple(ref for ref in dict.fromkeys(s.inputs) if last_use[ref] == i)
         s = replace(s, free=free)
-        if in_place and s.op in IN_PLACE_OPS:
+        if in_place and s.op in IN_PLACE_OPS and not s.params.get("subsample"):
             r = root[s.inputs[0]]
             if r != hformat.INPUT and last_alias_use[r] == i:
                 s = replace(s, params={**s.params, "in_place": True})
+        elif in_place and s.op == "add":  # over whichever addend nothing reads later
+            for k, ref in enumerate(s.inputs):
+                if root[ref] != hformat.INPUT and last_alias_use[root[ref]] == i and _plain(s, ref, steps):
+                    s = replace(s, params={**s.params, "in_place": k})
+                    break
         out.append(s)
     return out
