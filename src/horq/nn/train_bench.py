@@ -46,13 +46,14 @@ class _Trainer:
         self.y = torch.randint(0, num_classes, (batch,), generator=gen)
         self.native = native
 
-    def step(self) -> float:
+    def step(self) -> tuple[float, float]:
+        """Seconds of one step: wall clock, and CPU time of this process (all its threads)."""
         with native_training(self.native):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             self.opt.zero_grad(set_to_none=True)
             F.cross_entropy(self.model(self.x), self.y).backward()
             self.opt.step()
-            return time.perf_counter() - t0
+            return time.perf_counter() - t0, time.process_time() - c0
 
 
 def _set_threads(n: int) -> None:
@@ -68,17 +69,21 @@ def step_time(name: str, order, *, batch: int = 64, threads: int = 1, native: bo
     _set_threads(threads)
     trainer = _Trainer(name, order, batch=batch, native=native, num_classes=num_classes,
                        in_shape=tuple(in_shape or DEFAULT_SHAPES.get(name, (3, 32, 32))))
-    times = [trainer.step() for _ in range(warmup + repeats)]
+    times = [trainer.step()[0] for _ in range(warmup + repeats)]
     return statistics.median(times[warmup:])
 
 
 def bench_training(models, *, orders=(1, 2, 3), threads=(1, 2), batch: int = 64, repeats: int = 5,
                    warmup: int = 2, torch_path: bool = False, progress=None) -> list[dict]:
-    """Rows ``{model, threads, order, path, ms, ratio}`` per model, thread count and configuration.
+    """Rows ``{model, threads, order, path, ms, ratio, cpu_ms, cpu_ratio}`` per model, thread count and
+    configuration.
 
     The configurations of one model and thread count are timed round-robin (one step each per round), so a
-    change of the machine's load hits them alike: ``ms`` is the median step time, ``ratio`` the median over
-    rounds of (step time / the FP step time of the same round).
+    change of the machine's load hits them alike: ``ms`` is the median wall-clock step time, ``ratio`` the
+    median over rounds of (step time / the FP step time of the same round); ``cpu_ms`` and ``cpu_ratio`` the
+    same for the CPU time of the process, which on a shared machine does not count the time other processes
+    hold the cores (with one thread it is the step's own work; with more it also counts threads spinning
+    while they wait).
     """
     rows = []
     for name in models:
@@ -94,10 +99,12 @@ def bench_training(models, *, orders=(1, 2, 3), threads=(1, 2), batch: int = 64,
                     if r >= warmup:
                         times[i].append(t)
             for (order, native), ts in zip(configs, times):
-                ratios = [t / fp for t, fp in zip(ts, times[0])]
-                rows.append(dict(model=name, threads=nt, order="FP" if order is None else order,
-                                 path="native" if native else "torch", ms=1e3 * statistics.median(ts),
-                                 ratio=statistics.median(ratios)))
+                row = dict(model=name, threads=nt, order="FP" if order is None else order,
+                           path="native" if native else "torch")
+                for key, k in (("", 0), ("cpu_", 1)):
+                    row[key + "ms"] = 1e3 * statistics.median(t[k] for t in ts)
+                    row[key + "ratio"] = statistics.median(t[k] / fp[k] for t, fp in zip(ts, times[0]))
+                rows.append(row)
                 if progress:
                     progress(rows[-1])
             del trainers
@@ -106,10 +113,15 @@ def bench_training(models, *, orders=(1, 2, 3), threads=(1, 2), batch: int = 64,
 
 def format_rows(rows: list[dict]) -> str:
     """A markdown table of :func:`bench_training` rows."""
-    out = ["| model | threads | order | path | step ms | x FP |", "| --- | ---: | ---: | --- | ---: | ---: |"]
+    out = ["| model | threads | order | path | step ms | x FP | CPU ms | CPU x FP |",
+           "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
     for r in rows:
         out.append(f"| {r['model']} | {r['threads']} | {r['order']} | {r['path']} | {r['ms']:,.0f} | "
-                   f"{r['ratio']:.2f} |")
+                   f"{r['ratio']:.2f} | {r['cpu_ms']:,.0f} | {r['cpu_ratio']:.2f} |")
+    out.append("")
+    out.append("step ms: median wall-clock time of one optimizer step (batch forward, cross-entropy, backward, Adam); "
+               "x FP: median over rounds of the step time / the FP step of the same round; CPU: the same in "
+               "process CPU time (not counting other processes' time on a shared machine).")
     return "\n".join(out)
 
 
