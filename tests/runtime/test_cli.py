@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import horq.data
+import horq.runtime as rt
 from horq.cli import main
 from horq.nn import HORQConfig, build_model, convert_
 from horq.nn.checkpoint import atomic_torch_save
@@ -59,11 +60,15 @@ def test_export_summary_run(ckpt, tmp_path, capsys):
     with torch.no_grad():
         torch_acc = (model(torch.from_numpy(test.x)).argmax(1).numpy() == test.y).mean()
     assert torch_acc > 0.5, "the fixture should have learnt something"
+    # `horq run --data` reports what the runtime predicts. (How close the runtime is to PyTorch is the end-to-end
+    # tests' subject, against float64 truth: compared with this float32 model trained on this machine's
+    # PyTorch, the count could move by a sample or two between CPUs, which rounding decides near a tie.)
     for backend in ("numpy", "auto"):
         assert main(["run", str(out), "--data", "digits", "--backend", backend]) == 0
         line = capsys.readouterr().out
-        acc = float(re.search(r"accuracy ([\d.]+)%", line).group(1)) / 100
-        assert abs(acc - torch_acc) <= 1 / len(test.y) + 1e-9, line
+        correct = int(re.search(r"\((\d+)/(\d+)\)", line).group(1))
+        assert correct == int((rt.load(out, backend=backend).predict(test.x) == test.y).sum()), line
+        assert abs(correct / len(test.y) - torch_acc) <= 0.05, line  # same model: only near-ties may differ
 
     np.save(tmp_path / "x.npy", test.x[:7])
     assert main(["run", str(out), "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy")]) == 0
