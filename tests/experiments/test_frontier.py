@@ -159,3 +159,21 @@ def test_bad_orders_file_is_one_line(tmp_path, capsys, content, message):
 def test_missing_orders_file(tmp_path, capsys):
     rc = main(["train", *TINY, "--epochs", "1", "--orders", str(tmp_path / "none.json"), "--out", str(tmp_path / "r")])
     assert rc == 2 and "--orders: no file" in capsys.readouterr().err
+
+
+def test_resume_keeps_orders_and_holdout(tmp_path, capsys):
+    path = tmp_path / "orders.json"
+    path.write_text('{"overrides": {"4": 1}}')
+    base = [*TINY, "--limit-train", "64", "--order", "2", "--out", str(tmp_path / "run")]
+    assert main(["train", *base, "--epochs", "1", "--holdout", "100", "--orders", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["train", *base, "--epochs", "2", "--holdout", "100", "--resume"]) == 2
+    assert "overrides" in capsys.readouterr().err
+    assert main(["train", *base, "--epochs", "2", "--orders", str(path), "--resume"]) == 2
+    assert "holdout" in capsys.readouterr().err
+    assert main(["train", *base, "--epochs", "2", "--holdout", "100", "--orders", str(path), "--resume"]) == 0
+
+
+def test_holdout_as_large_as_the_training_split(tmp_path, capsys):
+    rc = main(["train", *TINY, "--epochs", "1", "--holdout", "1500", "--out", str(tmp_path / "r")])
+    assert rc == 2 and "held-out split of 1500 samples needs 1 <= k < 1500" in capsys.readouterr().err
