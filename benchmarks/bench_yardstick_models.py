@@ -1,0 +1,280 @@
+"""The yardstick's whole-model rows: zoo networks on the horq runtime at orders 1-3 against the same float
+network in PyTorch fp32 and int8 and, when the optional `openvino` package is installed (`pip install
+".[bench]"`), OpenVINO fp32, batch 1, 1 and 2 threads, in one process.
+
+    .venv/bin/python benchmarks/bench_yardstick_models.py [--threads 1 2] [--json docs/yardstick_models.json]
+                                                         [--doc docs/KERNELS.md]
+
+Models (zoo, default options, first and last layers float as `convert_` leaves them): resnet18 at 3x224x224
+(1000 classes; ImageNet layout) and 3x32x32 (10 classes; CIFAR layout), cifar-vgg (3x32x32), mnist-cnn
+(1x28x28). Contenders of a (model, threads) row are timed round-robin (horq.timing.interleaved_times), so
+they share the machine's load; medians and fastest runs are kept.
+
+* horq oK: the model converted at order K and exported (horq.export), run by horq.runtime (native backend).
+* torch fp32: the float zoo model, eval mode, inference_mode, the faster of NCHW and channels_last.
+* torch int8: torch.ao FX graph-mode static quantization of the float model (x86 engine, default qconfig
+  mapping, calibrated on a few random batches); n/a with the reason where it fails.
+* OV fp32: openvino.convert_model of the float model (example input), compiled for the CPU with
+  INFERENCE_NUM_THREADS, PERFORMANCE_HINT=LATENCY, NUM_STREAMS=1.
+
+It also profiles (Model.profile) each ResNet-18 at orders 1 and 2, 1 thread, and keeps the time per op type.
+Weights are random (seeded): only time is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import json
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import horq
+import horq.runtime as rt
+from horq import kernels
+from horq.kernels.bench import cpu_flags
+from horq.nn import HORQConfig, build_model, convert_
+from horq.timing import interleaved_times
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMAND = ".venv/bin/python benchmarks/bench_yardstick_models.py"
+# label: (zoo model, input shape, classes)
+MODELS = {
+    "resnet18-224": ("resnet18", (3, 224, 224), 1000),
+    "resnet18-32": ("resnet18", (3, 32, 32), 10),
+    "cifar-vgg": ("cifar-vgg", (3, 32, 32), 10),
+    "mnist-cnn": ("mnist-cnn", (1, 28, 28), 10),
+}
+ORDERS = (1, 2, 3)
+PROFILED = ("resnet18-224", "resnet18-32")
+BEGIN, END = "<!-- yardstick-models:begin -->", "<!-- yardstick-models:end -->"
+
+
+def float_model(name, shape, classes):
+    torch.manual_seed(0)
+    model = build_model(name, in_shape=shape, num_classes=classes).eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics, as a trained model has
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.normal_(0, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+def horq_models(model, shape, tmp) -> dict:
+    out = {}
+    for order in ORDERS:
+        m = convert_(copy.deepcopy(model), HORQConfig(order=order))
+        path = Path(tmp) / f"o{order}.horq"
+        horq.export(m.eval(), path, input_shape=shape)
+        out[order] = rt.load(path, backend="native")
+    return out
+
+
+def int8_model(model, x):
+    """FX graph-mode static quantization (x86 engine), or the reason it failed."""
+    try:
+        from torch.ao.quantization import get_default_qconfig_mapping
+        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+        torch.backends.quantized.engine = "x86"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            q = prepare_fx(copy.deepcopy(model), get_default_qconfig_mapping("x86"), (x,))
+            gen = torch.Generator().manual_seed(1)
+            with torch.no_grad():
+                for _ in range(4):
+                    q(torch.randn((4, *x.shape[1:]), generator=gen))
+            q = convert_fx(q)
+        with torch.no_grad():
+            q(x)
+        return q, None
+    except Exception as exc:  # noqa: BLE001 (any failure is reported in the table, not raised)
+        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+
+
+def openvino_models(model, x, threads):
+    """``{threads: infer_request}`` of the float model, or None when openvino is not installed."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return None, None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        converted = ov.convert_model(model, example_input=x)
+    core = ov.Core()
+    reqs = {}
+    for n in threads:
+        config = {"INFERENCE_NUM_THREADS": n, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        reqs[n] = core.compile_model(converted, "CPU", config).create_infer_request()
+    return reqs, ov.get_version()
+
+
+def bench_one(label, threads, min_seconds, log) -> tuple[list, dict, str | None, str | None]:
+    name, shape, classes = MODELS[label]
+    model = float_model(name, shape, classes)
+    x = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
+    tx = torch.from_numpy(x)
+    cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    cx = tx.contiguous(memory_format=torch.channels_last)
+    q, int8_note = int8_model(model, tx)
+    ov_reqs, ov_version = openvino_models(model, tx, threads)
+    rows, profiles = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        horq_m = horq_models(model, shape, tmp)
+        for n in threads:
+            torch.set_num_threads(n)
+            fns = {f"horq{o}": (lambda m=m: m(x)) for o, m in horq_m.items()}
+            fns["torch_nchw"] = lambda: model(tx)
+            fns["torch_cl"] = lambda: cl_model(cx)
+            if q is not None:
+                fns["torch_int8"] = lambda: q(tx)
+            if ov_reqs is not None:
+                fns["ov_fp32"] = lambda r=ov_reqs[n]: r.infer([x])
+            with rt.num_threads(n), torch.inference_mode():
+                res = interleaved_times(fns, min_reps=10, min_seconds=min_seconds)
+            times = {k: {"median": med, "best": best} for k, (med, best) in res.items()}
+            nchw, cl = times.pop("torch_nchw"), times.pop("torch_cl")
+            times["torch_fp32"] = dict(nchw if nchw["median"] <= cl["median"] else cl,
+                                       layout="NCHW" if nchw["median"] <= cl["median"] else "channels_last")
+            rows.append({"model": label, "zoo": name, "shape": list(shape), "threads": n, "times": times})
+            log(f"{label} threads={n}: " + ", ".join(f"{k}={v['median'] * 1e3:.2f}ms" for k, v in times.items()))
+        if label in PROFILED and 1 in threads:
+            with rt.num_threads(1):
+                for order in (1, 2):
+                    prof = horq_m[order].profile(x, repeats=20)
+                    profiles[f"o{order}"] = {
+                        "steps_ms": prof.steps_ms, "call_ms": prof.call_ms,
+                        "by_op": {op: {"count": v["count"], "ms": v["ms"]} for op, v in prof.by_op.items()},
+                        "nodes": [{"name": nd.name, "op": nd.op, "ms": nd.ms, "gmacs": nd.gmacs} for nd in prof.nodes],
+                    }
+                    log(f"{label} o{order} profile:\n{prof.format()}")
+    return rows, profiles, int8_note, ov_version
+
+
+def run(labels, threads, min_seconds) -> dict:
+    info = kernels.info()
+    load_before = os.getloadavg()
+    rows, profiles, int8_notes, ov_version = [], {}, {}, None
+    for label in labels:
+        r, p, note, ov_version = bench_one(label, threads, min_seconds, lambda s: print(s, flush=True))
+        rows += r
+        if p:
+            profiles[label] = p
+        if note:
+            int8_notes[label] = note
+    return {"command": COMMAND, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "cpu": info["cpu"], "cpu_flags": cpu_flags(), "kernel_path": info["in_use"], "threads": list(threads),
+            "torch": torch.__version__, "openvino": ov_version, "load_before": load_before,
+            "load_after": os.getloadavg(), "int8_notes": int8_notes, "rows": rows, "profiles": profiles}
+
+
+def _ms(row, key, stat):
+    t = row["times"].get(key)
+    return f"{t[stat] * 1e3:.2f}" if t else "n/a"
+
+
+def _ratio(row, num, den, stat):
+    a, b = row["times"].get(num), row["times"].get(den)
+    return f"{a[stat] / b[stat]:.1f}" if a and b else "n/a"
+
+
+NON_BINARY_NOTE = ("binary = the binary_conv2d/binary_linear steps (input quantization, XNOR-popcount GEMM, fused "
+                   "epilogue); everything else is the float stem and classifier and the glue between layers")
+
+
+def markdown(result: dict) -> str:
+    lb, la = result["load_before"], result["load_after"]
+    lines = [
+        f"Generated by `{result['command']}` on {result['date']}: CPU {result['cpu']} ({result['cpu_flags']}), "
+        f"horq kernel path **{result['kernel_path']}**, batch 1; PyTorch {result['torch']}; OpenVINO "
+        f"{result['openvino'] or 'not installed'}. Load average (1/5/15 min) before {lb[0]:.1f} / {lb[1]:.1f} / "
+        f"{lb[2]:.1f}, after {la[0]:.1f} / {la[1]:.1f} / {la[2]:.1f} (two shared cores). Times in ms; the "
+        "contenders of a row are timed round-robin in one process. torch fp32 is the faster of NCHW and "
+        "channels_last; torch int8 is FX graph-mode static quantization (x86 engine) of the same float model; "
+        "OV fp32 is OpenVINO on the same float model. Ratios are contender / horq order K (above 1: horq is faster).",
+    ]
+    if result["int8_notes"]:
+        lines += ["", "torch int8 n/a: " + "; ".join(f"{k}: {v}" for k, v in result["int8_notes"].items())]
+    for title, stat in (("Medians", "median"), ("Fastest runs (least disturbed by other jobs)", "best")):
+        lines += [
+            "", f"{title}:", "",
+            "| model | threads | torch fp32 | torch int8 | OV fp32 | horq o1 | horq o2 | horq o3 | fp32 / o1 "
+            "| fp32 / o2 | fp32 / o3 | OV / o1 | OV / o2 | int8 / o1 |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in result["rows"]:
+            cells = [_ms(r, k, stat) for k in ("torch_fp32", "torch_int8", "ov_fp32", "horq1", "horq2", "horq3")]
+            ratios = [_ratio(r, "torch_fp32", f"horq{o}", stat) for o in ORDERS]
+            ratios += [_ratio(r, "ov_fp32", "horq1", stat), _ratio(r, "ov_fp32", "horq2", stat),
+                       _ratio(r, "torch_int8", "horq1", stat)]
+            lines.append(f"| {r['model']} | {r['threads']} | " + " | ".join(cells + ratios) + " |")
+    by_model = {}
+    for r in result["rows"]:
+        by_model.setdefault(r["model"], {})[r["threads"]] = r
+    scaling = []
+    for label, per in by_model.items():
+        if 1 in per and 2 in per:
+            s = [f"o{o} {per[1]['times'][f'horq{o}']['best'] / per[2]['times'][f'horq{o}']['best']:.2f}x"
+                 for o in ORDERS]
+            scaling.append(f"{label}: " + ", ".join(s))
+    if scaling:
+        lines += ["", "2 threads against 1 (horq, fastest runs): " + "; ".join(scaling) + "."]
+    if result["profiles"]:
+        lines += ["", "Where a horq call's time goes (`Model.profile`, 1 thread, medians of 20 runs; % of the "
+                  f"steps' sum; {NON_BINARY_NOTE}):", "",
+                  "| model | order | steps ms | binary | float conv (stem) | max_pool2d | affine | add (+relu) "
+                  "| floor | linear | other | non-binary |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for label, per in result["profiles"].items():
+            for order, p in per.items():
+                total, by = p["steps_ms"], p["by_op"]
+                share = {op: 100 * v["ms"] / total for op, v in by.items()}
+                binary = share.get("binary_conv2d", 0) + share.get("binary_linear", 0)
+                named = ("conv2d", "max_pool2d", "affine", "add", "floor", "linear")
+                other = 100 - binary - sum(share.get(op, 0) for op in named)
+                lines.append(f"| {label} | {order[1:]} | {total:.2f} | {binary:.0f}% | "
+                             + " | ".join(f"{share.get(op, 0):.0f}%" for op in named)
+                             + f" | {other:.0f}% | {100 - binary:.0f}% |")
+    return "\n".join(lines)
+
+
+def write_doc(path: Path, text: str) -> None:
+    doc = path.read_text()
+    if BEGIN not in doc or END not in doc:
+        raise SystemExit(f"{path}: no '{BEGIN}' ... '{END}' section to replace")
+    head, rest = doc.split(BEGIN, 1)
+    path.write_text(head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--seconds", type=float, default=1.0, help="minimum timed seconds per contender and row")
+    ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--doc", type=Path, help="markdown file whose yardstick-models section gets the tables")
+    args = ap.parse_args(argv)
+    if min(args.threads) < 1:
+        ap.error(f"--threads must be >= 1, got {args.threads}")
+    before = torch.get_num_threads()
+    result = run(args.models, args.threads, args.seconds)
+    torch.set_num_threads(before)
+    text = markdown(result)
+    print(text)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    if args.doc:
+        write_doc(args.doc, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
