@@ -91,7 +91,10 @@ def test_runtime_matches_exact(case, backend):
     assert m.backend == backend
     out = np.concatenate([m(x[i : i + 250]) for i in range(0, len(x), 250)])
     assert out.shape == exact.shape and out.dtype == np.float32
-    assert_close_to_exact(out, exact, f"{label}/{backend}", min_close=MIN_CLOSE)
+    # A flip in an early layer of the 17-layer residual networks reaches the logits through many layers:
+    # measured worst 0.11 of the logit scale (avx2 path); their bound is test_export_trace's for ResNets.
+    max_error = 0.5 if label.startswith("resnet") else 0.1
+    assert_close_to_exact(out, exact, f"{label}/{backend}", min_close=MIN_CLOSE, max_error=max_error)
 
 
 def test_float16_export(case):
