@@ -45,14 +45,20 @@ def _ops(model):
     return [s.op for s in model._steps]
 
 
+def _vgg_block_plan(backend):
+    """The steps of _vgg_block: max_pool2d takes the floor (relu + affine) after it, and a layer the numpy ops
+    run (the float one; on the numpy backend the binary ones too) takes the floor or relu after it."""
+    if backend == "numpy":
+        return ["conv2d", "binary_conv2d", "max_pool2d", "binary_conv2d", "flatten", "linear"]
+    return ["conv2d", "binary_conv2d", "max_pool2d", "binary_conv2d", "relu", "flatten", "linear"]
+
+
 @pytest.mark.parametrize("backend", FAST)
 @pytest.mark.parametrize("batch", [1, 5])
 def test_relu_affine_fold_into_the_layer(backend, batch, tmp_path):
     export(_vgg_block(), tmp_path / "m.horq", input_shape=(3, 8, 8))
     fast, ref = rt.load(tmp_path / "m.horq", backend=backend), rt.load(tmp_path / "m.horq", backend="reference")
-    # max_pool2d takes the floor (relu + affine) that follows it
-    assert _ops(fast) == ["conv2d", "floor", "binary_conv2d", "max_pool2d", "binary_conv2d", "relu", "flatten",
-                          "linear"]
+    assert _ops(fast) == _vgg_block_plan(backend)
     assert "floor" not in _ops(ref)
     x = np.random.default_rng(0).standard_normal((batch, 3, 8, 8)).astype(np.float32)
     x0 = x.copy()
@@ -67,7 +73,7 @@ def test_relu_affine_fold_into_the_layer(backend, batch, tmp_path):
 def test_negative_batchnorm_scale_is_not_fused(backend, tmp_path):
     export(_vgg_block(negative=True), tmp_path / "m.horq", input_shape=(3, 8, 8))
     fast = rt.load(tmp_path / "m.horq", backend=backend)
-    assert _ops(fast)[2:6] == ["binary_conv2d", "max_pool2d", "affine", "binary_conv2d"]  # pool takes the relu
+    assert _ops(fast)[1:5] == ["binary_conv2d", "max_pool2d", "affine", "binary_conv2d"]  # pool takes the relu
     x = np.random.default_rng(1).standard_normal((4, 3, 8, 8)).astype(np.float32)
     exact = rt.load(tmp_path / "m.horq", backend="reference")(x)
     assert np.median(np.abs(fast(x) - exact)) <= 1e-5 * np.abs(exact).max()
@@ -124,8 +130,7 @@ def test_fusion_on_a_traced_forward(backend, tmp_path):
     """The same plan as from nn.Sequential: the epilogue fusion sees a graph, not how it was written."""
     export(_Handwritten(_vgg_block()).eval(), tmp_path / "m.horq", input_shape=(3, 8, 8))
     fast, ref = rt.load(tmp_path / "m.horq", backend=backend), rt.load(tmp_path / "m.horq", backend="reference")
-    assert _ops(fast) == ["conv2d", "floor", "binary_conv2d", "max_pool2d", "binary_conv2d", "relu", "flatten",
-                          "linear"]
+    assert _ops(fast) == _vgg_block_plan(backend)
     x = np.random.default_rng(0).standard_normal((5, 3, 8, 8)).astype(np.float32)
     exact = ref(x)
     assert np.median(np.abs(fast(x) - exact)) <= 1e-5 * np.abs(exact).max()
@@ -223,3 +228,23 @@ def test_resnet_glue_fusions(backend, batch, tmp_path):
     np.testing.assert_array_equal(x, x0)
     # float32 rounding; an order-2 threshold flip would move a few samples more (tests/agreement.py)
     assert np.median(np.abs(out - exact)) <= 1e-5 * np.abs(exact).max()
+
+
+@pytest.mark.parametrize("backend", FAST)
+def test_spread_channel_params_change_nothing(backend, tmp_path, monkeypatch):
+    """Per-channel affine and floor values spread over small maps at load give bitwise the same outputs."""
+    from agreement import fixed_weights_
+
+    from horq import runtime
+    from horq.nn import HORQConfig, build_model, convert_
+
+    model = build_model("resnet18", in_shape=(3, 16, 16), num_classes=4, width=0.125)
+    convert_(model, HORQConfig(order=1))
+    export(fixed_weights_(model, 5).eval(), tmp_path / "r.horq")
+    spread = rt.load(tmp_path / "r.horq", backend=backend)
+    assert all("scale_map" in s.params for s in spread._steps if s.op == "affine" and not s.params.get("subsample"))
+    monkeypatch.setattr(runtime.fuse, "SPREAD_LIMIT", 0)
+    plain = rt.load(tmp_path / "r.horq", backend=backend)
+    assert not any("scale_map" in s.params for s in plain._steps)
+    x = np.random.default_rng(0).standard_normal((3, 3, 16, 16)).astype(np.float32)
+    np.testing.assert_array_equal(spread(x), plain(x))

@@ -86,8 +86,37 @@ def test_parameterless_ops(backend, module, tmp_path):
     (nn.MaxPool2d((3, 1)), (2, 6, 5)), (nn.MaxPool2d(1), (2, 3, 3)),
 ], ids=repr)
 def test_max_pool_over_exact_tiles(backend, module, in_shape, tmp_path):
-    """Windows that tile the input exactly take the row-then-column path of horq.runtime.ops."""
+    """Windows that tile the input exactly (rows then columns in horq.runtime.ops)."""
     _check(nn.Sequential(module, nn.Flatten()), in_shape, backend, tmp_path)
+
+
+def test_separable_max_pool_geometries():
+    """The separable max-pool (padding skipped, not filled) equals PyTorch's, bit for bit, on every kernel,
+    stride, padding, dilation and ceil_mode combination on odd and even sizes; with a floor (a fused relu, or
+    per-channel relu + affine values) it is max(pool, floor)."""
+    import itertools
+    from types import SimpleNamespace
+
+    from horq.runtime import ops
+
+    rng = np.random.default_rng(0)
+    count = 0
+    for k, s, p, d, h, w, ceil in itertools.product([1, 2, 3, 5], [1, 2, 3], [0, 1, 2], [1, 2], [5, 8], [6, 7],
+                                                     [False, True]):
+        if p > k // 2 or (k - 1) * d + 1 > min(h, w) + 2 * p:
+            continue
+        x = rng.standard_normal((2, 3, h, w)).astype(np.float32)
+        ref = nn.functional.max_pool2d(torch.from_numpy(x), k, s, p, d, ceil_mode=ceil).numpy()
+        node = SimpleNamespace(attrs={"kernel": (k, k), "stride": (s, s), "padding": (p, p), "dilation": (d, d)},
+                               out_shape=ref.shape[1:])
+        np.testing.assert_array_equal(ops.max_pool2d(node, {}, x), ref)
+        np.testing.assert_array_equal(ops.max_pool2d(node, {"floor": np.float32(0)}, x), np.maximum(ref, 0))
+        floor = rng.standard_normal((1, 3, 1, 1)).astype(np.float32)
+        out = ops.max_pool2d(node, {"floor": floor}, x)
+        assert out.dtype == np.float32
+        np.testing.assert_array_equal(out, np.maximum(ref, floor))
+        count += 1
+    assert count > 300
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -136,10 +136,17 @@ def conv2d(node, params, x):
         # on the (C_out, N*P) product in place, and the transpose is the one copy into the output.
         out = _output_affine(_grouped_matmul(w, cols, a.get("groups", 1)), params, (-1, 1))
         if nb == 1 == x.shape[0]:  # one sample: the product already is the NCHW output
-            return out.reshape(1, w.shape[0], oh, ow)
+            return _floor(out.reshape(1, w.shape[0], oh, ow), params)
         if y is None:
             y = np.empty((x.shape[0], w.shape[0], oh, ow), out.dtype)
         y[sl] = out.reshape(w.shape[0], nb, oh, ow).transpose(1, 0, 2, 3)
+    return _floor(y, params)
+
+
+def _floor(y, params):
+    """``max(y, params["floor"])`` in place when :mod:`horq.runtime.fuse` gave the op a following relu."""
+    if params.get("floor") is not None:
+        np.maximum(y, params["floor"], out=y)
     return y
 
 
@@ -163,7 +170,7 @@ def linear(node, params, x):
     else:
         xq = quantize32(x, order, axis=-1)
     y = xq.astype(params["dtype"]) @ params["matrix"].T
-    return _output_affine(y, params, (1, -1)).astype(params["dtype"], copy=False)
+    return _floor(_output_affine(y, params, (1, -1)).astype(params["dtype"], copy=False), params)
 
 
 def _in_place(params, x):
@@ -179,6 +186,9 @@ def affine(node, params, x):
         sh, sw = params["subsample"]
         y = np.multiply(x[:, :, ::sh, ::sw], params["scale"].reshape(shape), dtype=x.dtype)
         return np.add(y, params["shift"].reshape(shape), out=y)
+    if "scale_map" in params:  # per-channel values spread over the map at load (fuse.spread_channel_params)
+        y = np.multiply(x, params["scale_map"], out=_in_place(params, x), dtype=x.dtype)
+        return np.add(y, params["shift_map"], out=y)
     y = np.multiply(x, params["scale"].reshape(shape), out=_in_place(params, x), dtype=x.dtype)
     return np.add(y, params["shift"].reshape(shape), out=y)
 
@@ -225,16 +235,20 @@ def _axis_max(x, axis, k, stride, pad, dil, out_len, floor):
         hi = min(out_len, (size - 1 - off) // stride + 1)
         if hi > lo:
             ranges.append((lo, hi, slice(lo * stride + off, (hi - 1) * stride + off + 1, stride)))
-    full = next((r for r in ranges if r[0] == 0 and r[1] == out_len), None)
+    full = [r for r in ranges if r[0] == 0 and r[1] == out_len][:2]
     shape = x.shape[:axis] + (out_len,) + x.shape[axis + 1 :]
-    if full is not None:
-        out = np.maximum(x[at(full[2])], floor) if floor is not None else np.array(x[at(full[2])])
+    if len(full) == 2:  # two taps cover the whole output: the first pass reads both
+        out = np.maximum(x[at(full[0][2])], x[at(full[1][2])])
+        if floor is not None:
+            np.maximum(out, floor, out=out)
+    elif full:
+        out = np.maximum(x[at(full[0][2])], floor) if floor is not None else np.array(x[at(full[0][2])])
     else:
         out = np.full(shape, -np.inf, x.dtype)
         if floor is not None:
             np.maximum(out, floor, out=out)
     for r in ranges:
-        if r is not full:
+        if not any(r is f for f in full):
             np.maximum(out[at(slice(r[0], r[1]))], x[at(r[2])], out=out[at(slice(r[0], r[1]))])
     return out
 
