@@ -107,4 +107,11 @@ inline void fill_padding_words(word_t* words, std::size_t cg, bool neg) {
   }
 }
 
+// Order 2 of a padding tap (x = 0 in all cg values): r_1 = -beta_1 is negative unless beta_1 = 0, so every
+// bit is (beta_1 > 0); the tap's part of beta_2's sum is |r_1| * cg = beta_1 * cg, returned.
+inline double order2_padding_tap(word_t* words, std::size_t cg, double beta1) {
+  fill_padding_words(words, cg, beta1 > 0.0);
+  return beta1 * static_cast<double>(cg);
+}
+
 }  // namespace horq

@@ -156,9 +156,8 @@ void quantize_taps2_avx512(const float* const* taps, std::size_t ntaps, std::siz
   for (std::size_t t = 0; t < ntaps; ++t) {
     word_t* wg = row + t * gw;
     const float* x = taps[t];
-    if (!x) {  // x = 0: r_1 = -beta_1, negative unless beta_1 = 0
-      fill_padding_words(wg, cg, betas[0] > 0.0);
-      sum += betas[0] * static_cast<double>(cg);
+    if (!x) {
+      sum += order2_padding_tap(wg, cg, betas[0]);
       continue;
     }
     for (std::size_t w = 0; w < gw; ++w) {
