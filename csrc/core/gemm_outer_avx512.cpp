@@ -59,22 +59,29 @@ void fill_h1_from_image(const QuantizedColumns& q, std::size_t j0, std::size_t j
     const std::size_t valid = std::min(kLanes, jb - c * kLanes);
     const __mmask8 m = static_cast<__mmask8>((1u << valid) - 1u);
     alignas(64) std::int64_t ow[kLanes] = {}, os[kLanes] = {};
+    bool consecutive = true;  // the octet's columns are consecutive pixels of one image row: loads, not gathers
     for (std::size_t l = 0; l < valid; ++l) {
       ow[l] = im.col_word(j0 + c * kLanes + l);
       os[l] = im.col_sum(j0 + c * kLanes + l);
+      consecutive = consecutive && ow[l] == ow[0] + static_cast<std::int64_t>(l);
     }
     const __m512i vw = _mm512_load_si512(ow);
     word_t* dst = p.words.data() + (c / G) * group_words + (c % G) * K * kLanes;
     for (std::size_t w = 0; w < kw; ++w) {
-      const __m512i idx = _mm512_add_epi64(vw, _mm512_set1_epi64(im.word_off[w]));
-      _mm512_storeu_si512(dst + w * stride, _mm512_mask_i64gather_epi64(zero, m, idx, words, 8));
+      const __m512i h1 = consecutive ? _mm512_maskz_loadu_epi64(m, words + ow[0] + im.word_off[w])
+                                     : _mm512_mask_i64gather_epi64(
+                                           zero, m, _mm512_add_epi64(vw, _mm512_set1_epi64(im.word_off[w])), words, 8);
+      _mm512_storeu_si512(dst + w * stride, h1);
     }
     if (K == 1) {
       const __m512i vs = _mm512_load_si512(os);
       __m512d sum = _mm512_setzero_pd();
       for (const std::int64_t off : im.sum_off) {
-        const __m512i idx = _mm512_add_epi64(vs, _mm512_set1_epi64(off));
-        sum = _mm512_add_pd(sum, _mm512_mask_i64gather_pd(_mm512_setzero_pd(), m, idx, im.sums.data(), 8));
+        const __m512d s1 = consecutive ? _mm512_maskz_loadu_pd(m, im.sums.data() + os[0] + off)
+                                       : _mm512_mask_i64gather_pd(_mm512_setzero_pd(), m,
+                                                                  _mm512_add_epi64(vs, _mm512_set1_epi64(off)),
+                                                                  im.sums.data(), 8);
+        sum = _mm512_add_pd(sum, s1);
       }
       _mm512_storeu_pd(p.betas.data() + c * kLanes, _mm512_div_pd(sum, n));
     }
