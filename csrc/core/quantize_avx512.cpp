@@ -179,7 +179,7 @@ void quantize_taps2_avx512(const float* const* taps, std::size_t ntaps, std::siz
   const std::size_t n = ntaps * cg, gw = words_for(cg);
   const Threshold32 th(betas[0]);
   const __m512 zero = _mm512_setzero_ps();
-  const __m512 up = _mm512_set1_ps(th.up), down = _mm512_set1_ps(th.down), nearest = _mm512_set1_ps(th.nearest);
+  const __m512 up = _mm512_set1_ps(th.up), ndown = _mm512_set1_ps(-th.down), nearest = _mm512_set1_ps(th.nearest);
   word_t* row = bits + ldbits;
   __m512d acc = _mm512_setzero_pd();
   double sum = 0.0;
@@ -198,13 +198,12 @@ void quantize_taps2_avx512(const float* const* taps, std::size_t ntaps, std::siz
         const std::size_t rem = i1 - i;
         const __mmask16 m = rem >= kLanes ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << rem) - 1u);
         const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
-        const __m512 a = _mm512_abs_ps(v);
-        const __mmask16 neg = _mm512_mask_cmp_ps_mask(m, v, zero, _CMP_LT_OQ);
-        const __mmask16 pos = static_cast<__mmask16>(m & ~neg);
-        const __mmask16 neg_r = static_cast<__mmask16>(_mm512_mask_cmp_ps_mask(neg, a, down, _CMP_GT_OQ) |
-                                                       _mm512_mask_cmp_ps_mask(pos, a, up, _CMP_LT_OQ));
+        // r_1 < 0: x < -floor32(beta_1) (negative x), or 0 <= x < ceil32(beta_1); -0.0 counts as >= 0.
+        const __mmask16 ge0 = _mm512_mask_cmp_ps_mask(m, v, zero, _CMP_GE_OQ);
+        const __mmask16 neg_r = static_cast<__mmask16>(_mm512_mask_cmp_ps_mask(m, v, ndown, _CMP_LT_OQ) |
+                                                       _mm512_mask_cmp_ps_mask(ge0, v, up, _CMP_LT_OQ));
         word |= static_cast<word_t>(neg_r) << (i - i0);
-        part = _mm512_mask_add_ps(part, m, part, _mm512_abs_ps(_mm512_sub_ps(a, nearest)));
+        part = _mm512_mask_add_ps(part, m, part, _mm512_abs_ps(_mm512_sub_ps(_mm512_abs_ps(v), nearest)));
       }
       wg[w] = word;
       acc = _mm512_add_pd(acc, _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(part)),
