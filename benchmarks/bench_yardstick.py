@@ -52,7 +52,9 @@ def openvino_setup(threads: int):
     def fp32(x, w, k, s):
         inp = ops.parameter(list(x.shape), ov.Type.f32)
         y = ops.convolution(inp, ops.constant(w), [s, s], [k // 2] * 2, [k // 2] * 2, [1, 1])
-        req = core.compile_model(ov.Model([y], [inp]), "CPU", config).create_infer_request()
+        # f32 said explicitly: left to itself OpenVINO runs bfloat16 on CPUs with AMX/AVX512_BF16
+        req = core.compile_model(ov.Model([y], [inp]), "CPU", {**config, "INFERENCE_PRECISION_HINT": "f32"}
+                                 ).create_infer_request()
         return lambda: req.infer([x])
 
     def binary(x, w, k, s):

@@ -15,7 +15,9 @@ they share the machine's load; medians and fastest runs are kept.
 * torch int8: torch.ao FX graph-mode static quantization of the float model (x86 engine, default qconfig
   mapping, calibrated on a few random batches); n/a with the reason where it fails.
 * OV fp32: openvino.convert_model of the float model (example input), compiled for the CPU with
-  INFERENCE_NUM_THREADS, PERFORMANCE_HINT=LATENCY, NUM_STREAMS=1.
+  INFERENCE_NUM_THREADS, PERFORMANCE_HINT=LATENCY, NUM_STREAMS=1 and INFERENCE_PRECISION_HINT=f32.
+  OV default: the same without the precision hint; OpenVINO then runs bfloat16 on CPUs with AMX or
+  AVX512_BF16 (recorded in the JSON), which is not an fp32 result but is what a user gets by default.
 
 It also profiles (Model.profile) each ResNet-18 at orders 1 and 2, 1 thread, and keeps the time per op type.
 Weights are random (seeded): only time is measured.
@@ -101,20 +103,26 @@ def int8_model(model, x):
 
 
 def openvino_models(model, x, threads):
-    """``{threads: infer_request}`` of the float model, or None when openvino is not installed."""
+    """``{(kind, threads): infer_request}`` of the float model, kind ``"fp32"`` (INFERENCE_PRECISION_HINT
+    f32) and ``"default"`` (OpenVINO's own choice: bfloat16 on CPUs with AVX512_BF16/AMX), and the default's
+    precision; (None, None, None) when openvino is not installed."""
     try:
         import openvino as ov
     except ImportError:
-        return None, None
+        return None, None, None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         converted = ov.convert_model(model, example_input=x)
     core = ov.Core()
-    reqs = {}
+    reqs, default_precision = {}, None
     for n in threads:
         config = {"INFERENCE_NUM_THREADS": n, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
-        reqs[n] = core.compile_model(converted, "CPU", config).create_infer_request()
-    return reqs, ov.get_version()
+        for kind, extra in (("fp32", {"INFERENCE_PRECISION_HINT": "f32"}), ("default", {})):
+            compiled = core.compile_model(converted, "CPU", {**config, **extra})
+            if kind == "default":
+                default_precision = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+            reqs[kind, n] = compiled.create_infer_request()
+    return reqs, ov.get_version(), default_precision
 
 
 def bench_one(label, threads, min_seconds, log) -> tuple[list, dict, str | None, str | None]:
@@ -125,7 +133,7 @@ def bench_one(label, threads, min_seconds, log) -> tuple[list, dict, str | None,
     cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
     cx = tx.contiguous(memory_format=torch.channels_last)
     q, int8_note = int8_model(model, tx)
-    ov_reqs, ov_version = openvino_models(model, tx, threads)
+    ov_reqs, ov_version, ov_default = openvino_models(model, tx, threads)
     rows, profiles = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         horq_m = horq_models(model, shape, tmp)
@@ -137,7 +145,8 @@ def bench_one(label, threads, min_seconds, log) -> tuple[list, dict, str | None,
             if q is not None:
                 fns["torch_int8"] = lambda: q(tx)
             if ov_reqs is not None:
-                fns["ov_fp32"] = lambda r=ov_reqs[n]: r.infer([x])
+                fns["ov_fp32"] = lambda r=ov_reqs["fp32", n]: r.infer([x])
+                fns["ov_default"] = lambda r=ov_reqs["default", n]: r.infer([x])
             with rt.num_threads(n), torch.inference_mode():
                 res = interleaved_times(fns, min_reps=10, min_seconds=min_seconds)
             times = {k: {"median": med, "best": best} for k, (med, best) in res.items()}
@@ -156,15 +165,16 @@ def bench_one(label, threads, min_seconds, log) -> tuple[list, dict, str | None,
                         "nodes": [{"name": nd.name, "op": nd.op, "ms": nd.ms, "gmacs": nd.gmacs} for nd in prof.nodes],
                     }
                     log(f"{label} o{order} profile:\n{prof.format()}")
-    return rows, profiles, int8_note, ov_version
+    return rows, profiles, int8_note, (ov_version, ov_default)
 
 
 def run(labels, threads, min_seconds) -> dict:
     info = kernels.info()
     load_before = os.getloadavg()
-    rows, profiles, int8_notes, ov_version = [], {}, {}, None
+    rows, profiles, int8_notes, (ov_version, ov_default) = [], {}, {}, (None, None)
     for label in labels:
-        r, p, note, ov_version = bench_one(label, threads, min_seconds, lambda s: print(s, flush=True))
+        r, p, note, (ov_version, ov_default) = bench_one(label, threads, min_seconds,
+                                                         lambda s: print(s, flush=True))
         rows += r
         if p:
             profiles[label] = p
@@ -172,7 +182,8 @@ def run(labels, threads, min_seconds) -> dict:
             int8_notes[label] = note
     return {"command": COMMAND, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "cpu": info["cpu"], "cpu_flags": cpu_flags(), "kernel_path": info["in_use"], "threads": list(threads),
-            "torch": torch.__version__, "openvino": ov_version, "load_before": load_before,
+            "torch": torch.__version__, "openvino": ov_version, "openvino_default_precision": ov_default,
+            "load_before": load_before,
             "load_after": os.getloadavg(), "int8_notes": int8_notes, "rows": rows, "profiles": profiles}
 
 
@@ -199,22 +210,27 @@ def markdown(result: dict) -> str:
         f"{lb[2]:.1f}, after {la[0]:.1f} / {la[1]:.1f} / {la[2]:.1f} (two shared cores). Times in ms; the "
         "contenders of a row are timed round-robin in one process. torch fp32 is the faster of NCHW and "
         "channels_last; torch int8 is FX graph-mode static quantization (x86 engine) of the same float model; "
-        "OV fp32 is OpenVINO on the same float model. Ratios are contender / horq order K (above 1: horq is faster).",
+        "OV fp32 is OpenVINO on the same float model with INFERENCE_PRECISION_HINT f32; OV default is OpenVINO "
+        f"left to choose (here it chose {result.get('openvino_default_precision') or 'n/a'}: on CPUs with "
+        "AMX/AVX512_BF16 OpenVINO runs a float model in bfloat16 unless told f32, so it is not an fp32 "
+        "result). Ratios are contender / horq order K (above 1: horq is faster).",
     ]
     if result["int8_notes"]:
         lines += ["", "torch int8 n/a: " + "; ".join(f"{k}: {v}" for k, v in result["int8_notes"].items())]
     for title, stat in (("Medians", "median"), ("Fastest runs (least disturbed by other jobs)", "best")):
         lines += [
             "", f"{title}:", "",
-            "| model | threads | torch fp32 | torch int8 | OV fp32 | horq o1 | horq o2 | horq o3 | fp32 / o1 "
-            "| fp32 / o2 | fp32 / o3 | OV / o1 | OV / o2 | int8 / o1 |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| model | threads | torch fp32 | torch int8 | OV fp32 | OV default | horq o1 | horq o2 | horq o3 "
+            "| fp32 / o1 | fp32 / o2 | fp32 / o3 | OV fp32 / o1 | OV fp32 / o2 | OV default / o1 | int8 / o1 |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+            "| ---: | ---: |",
         ]
         for r in result["rows"]:
-            cells = [_ms(r, k, stat) for k in ("torch_fp32", "torch_int8", "ov_fp32", "horq1", "horq2", "horq3")]
+            cells = [_ms(r, k, stat) for k in ("torch_fp32", "torch_int8", "ov_fp32", "ov_default", "horq1",
+                                               "horq2", "horq3")]
             ratios = [_ratio(r, "torch_fp32", f"horq{o}", stat) for o in ORDERS]
             ratios += [_ratio(r, "ov_fp32", "horq1", stat), _ratio(r, "ov_fp32", "horq2", stat),
-                       _ratio(r, "torch_int8", "horq1", stat)]
+                       _ratio(r, "ov_default", "horq1", stat), _ratio(r, "torch_int8", "horq1", stat)]
             lines.append(f"| {r['model']} | {r['threads']} | " + " | ".join(cells + ratios) + " |")
     by_model = {}
     for r in result["rows"]:
