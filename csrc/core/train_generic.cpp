@@ -1,6 +1,8 @@
-// Rebuilds quantized columns as floats for the weight gradient (train.h).
+// The training side of the binary layers (train.h): quantized columns made explicit and rebuilt as floats for
+// the weight gradient, the fused weight binarizer and its straight-through gradient, the padded signs and the
+// clip window of order 1. Portable code only: every loop is branch-free and left to the compiler's vectorizer.
 //
-// Every value is sum_k (bit_k ? -b_k : b_k) with b_k = float(beta_k). Eight values at a time: the byte of
+// Rebuilding a column: every value is sum_k (bit_k ? -b_k : b_k) with b_k = float(beta_k). Eight values at a time: the byte of
 // plane k that holds them indexes kSigns, the eight +-1 of that byte, so a block is K multiply-adds of eight
 // floats, which the compiler vectorizes without ISA-specific code; the additions run in the order k = 1..K
 // exactly as the torch path's float32 `approx` does (each +-b_k is exact, each partial sum rounds once).
@@ -69,7 +71,8 @@ void expand_group(const word_t* const* planes, const float* b, int order, std::s
     const std::size_t bit = off + i;
     float acc = 0.0f;
     for (int k = 0; k < order; ++k) {
-      const float t = float_of(bits_of(b[k]) ^ (static_cast<std::uint32_t>((planes[k][bit / kWordBits] >> (bit % kWordBits)) & 1u) << 31));
+      const auto neg = static_cast<std::uint32_t>((planes[k][bit / kWordBits] >> (bit % kWordBits)) & 1u);
+      const float t = float_of(bits_of(b[k]) ^ (neg << 31));
       acc = k ? acc + t : t;
     }
     out[i] = acc;

@@ -36,7 +36,8 @@ from torch import Tensor
 from horq.bits import words_for
 from horq.nn.quant import WEIGHT_CLIP
 
-# Floats in one rebuilt block of columns (4 MiB; measured no slower than larger blocks): bounds the weight gradient's temporary.
+# Floats in one rebuilt block of columns (4 MiB; measured no slower than larger blocks): bounds the weight
+# gradient's temporary.
 EXPAND_CHUNK_ELEMS = 1 << 20
 
 _enabled = False
