@@ -255,3 +255,22 @@ def test_training_steps_follow_the_torch_path():
     native, ref = run(True), run(False)
     assert np.allclose(native, ref, rtol=0.02), (native, ref)
     assert native[-1] < native[0]
+
+
+def test_horq_train_flag_and_loop_switch(monkeypatch, tmp_path):
+    """`horq train` trains natively by default and on the torch path with --no-native; the loop scopes it."""
+    from horq.cli import build_parser
+    from horq.nn import training
+    from horq.nn.cli import settings_from_args
+
+    assert settings_from_args(build_parser().parse_args(["train"])).native
+    assert not settings_from_args(build_parser().parse_args(["train", "--no-native"])).native
+    seen = []
+    monkeypatch.setattr(training, "evaluate", lambda *a, **k: (seen.append(native_train.enabled()), (0.0, 0.0))[1])
+    for native in (True, False):
+        settings = training.TrainSettings(model="mnist-mlp", data="digits", order=2, epochs=1, limit_train=64,
+                                          limit_test=16, progress=False, native=native, out=str(tmp_path / str(native)))
+        training.train(settings)
+    assert seen == [True, False]
+    assert not native_train.enabled()  # restored after the loop
+
