@@ -32,6 +32,7 @@ import contextlib
 import numpy as np
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from horq.bits import words_for
 from horq.nn.quant import WEIGHT_CLIP
@@ -140,6 +141,7 @@ class _NativeConv2d(torch.autograd.Function):
         return torch.from_numpy(y)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):
         from horq.kernels import train as ktrain
 
@@ -192,6 +194,7 @@ class _NativeLinear(torch.autograd.Function):
         return torch.from_numpy(y)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):
         from horq.kernels import train as ktrain
 
