@@ -36,7 +36,12 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
+
+# PyTorch's OpenMP workers spin after each call by default, holding a core the next contender of a
+# round-robin (or a profile) needs on a two-core machine; passive waiting keeps each row about its contender.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402 (after the OpenMP setting)
 
 import horq
 import horq.runtime as rt
@@ -120,7 +125,8 @@ def openvino_models(model, x, threads):
         for kind, extra in (("fp32", {"INFERENCE_PRECISION_HINT": "f32"}), ("default", {})):
             compiled = core.compile_model(converted, "CPU", {**config, **extra})
             if kind == "default":
-                default_precision = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+                hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+                default_precision = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
             reqs[kind, n] = compiled.create_infer_request()
     return reqs, ov.get_version(), default_precision
 
@@ -155,7 +161,19 @@ def bench_one(label, threads, min_seconds, log) -> tuple[list, dict, str | None,
                                        layout="NCHW" if nchw["median"] <= cl["median"] else "channels_last")
             rows.append({"model": label, "zoo": name, "shape": list(shape), "threads": n, "times": times})
             log(f"{label} threads={n}: " + ", ".join(f"{k}={v['median'] * 1e3:.2f}ms" for k, v in times.items()))
+        alone = {}  # horq's thread scaling without other libraries' worker threads in the round
+        for n in threads:
+            with rt.num_threads(n):
+                res = interleaved_times({f"horq{o}": (lambda m=m: m(x)) for o, m in horq_m.items()},
+                                        min_reps=10, min_seconds=min_seconds / 2)
+            alone[n] = {k: {"median": med, "best": best} for k, (med, best) in res.items()}
+        for row in rows:
+            row["horq_alone"] = alone[row["threads"]]
+        log(f"{label} horq alone: " + "; ".join(
+            f"{n} thread(s) " + ", ".join(f"{k}={v['best'] * 1e3:.2f}ms" for k, v in a.items())
+            for n, a in alone.items()))
         if label in PROFILED and 1 in threads:
+            torch.set_num_threads(1)
             with rt.num_threads(1):
                 for order in (1, 2):
                     prof = horq_m[order].profile(x, repeats=20)
@@ -242,7 +260,17 @@ def markdown(result: dict) -> str:
                  for o in ORDERS]
             scaling.append(f"{label}: " + ", ".join(s))
     if scaling:
-        lines += ["", "2 threads against 1 (horq, fastest runs): " + "; ".join(scaling) + "."]
+        lines += ["", "2 threads against 1 (horq in the rounds above, fastest runs): " + "; ".join(scaling) + "."]
+    alone = []
+    for label, per in by_model.items():
+        if 1 in per and 2 in per and "horq_alone" in per[1]:
+            a1, a2 = per[1]["horq_alone"], per[2]["horq_alone"]
+            alone.append(f"{label}: " + ", ".join(
+                f"o{o} {a1[f'horq{o}']['best'] * 1e3:.2f} -> {a2[f'horq{o}']['best'] * 1e3:.2f} ms "
+                f"({a1[f'horq{o}']['best'] / a2[f'horq{o}']['best']:.2f}x)" for o in ORDERS))
+    if alone:
+        lines += ["", "horq alone (its orders round-robin, no other library in the round; fastest runs, 1 -> 2 "
+                  "threads): " + "; ".join(alone) + "."]
     if result["profiles"]:
         lines += ["", "Where a horq call's time goes (`Model.profile`, 1 thread, medians of 20 runs; % of the "
                   f"steps' sum; {NON_BINARY_NOTE}):", "",
