@@ -49,6 +49,28 @@ void check_n(std::size_t n) {
   require(n < static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()) / 2, "rows too long for 32-bit counts");
 }
 
+using Pair = std::tuple<std::size_t, std::size_t>;
+
+// The geometry of a conv2d call (input N, C, H, W; kernel kh x kw; stride, padding, dilation), checked so
+// that no size passed on reads out of bounds: weights of m rows in the conv layout, m epilogue values.
+horq::ConvGeometry conv_geometry(std::size_t n, std::size_t c, std::size_t h, std::size_t w, std::size_t kh,
+                                 std::size_t kw, Pair stride, Pair padding, Pair dilation, std::size_t m,
+                                 std::size_t row_words, std::size_t ncoef, std::size_t nadd) {
+  horq::ConvGeometry g{n, c, h, w, kh, kw, std::get<0>(stride), std::get<1>(stride), std::get<0>(padding),
+                       std::get<1>(padding), std::get<0>(dilation), std::get<1>(dilation), 0, 0};
+  require(g.sh >= 1 && g.sw >= 1 && g.dh >= 1 && g.dw >= 1 && kh >= 1 && kw >= 1, "bad geometry");
+  const long eh = static_cast<long>(g.height + 2 * g.ph) - static_cast<long>(g.dh * (kh - 1) + 1);
+  const long ew = static_cast<long>(g.width + 2 * g.pw) - static_cast<long>(g.dw * (kw - 1) + 1);
+  require(eh >= 0 && ew >= 0, "input too small for the kernel");
+  g.out_h = static_cast<std::size_t>(eh) / g.sh + 1;
+  g.out_w = static_cast<std::size_t>(ew) / g.sw + 1;
+  check_n(g.channels * kh * kw);
+  require(row_words == horq::conv_words(g.channels, kh * kw), "weights are not in the conv layout");
+  require(ncoef == m && nadd == m, "epilogue length != output channels");
+  require(g.batch >= 1 && m >= 1, "empty batch or weights");
+  return g;
+}
+
 }  // namespace
 
 NB_MODULE(_core, m) {
@@ -130,20 +152,10 @@ NB_MODULE(_core, m) {
          std::tuple<std::size_t, std::size_t> padding, std::tuple<std::size_t, std::size_t> dilation, int order,
          const std::string& kernel) {
         check_order(order);
-        horq::ConvGeometry g{x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw,
-                             std::get<0>(stride), std::get<1>(stride), std::get<0>(padding), std::get<1>(padding),
-                             std::get<0>(dilation), std::get<1>(dilation), 0, 0};
-        require(g.sh >= 1 && g.sw >= 1 && g.dh >= 1 && g.dw >= 1 && kh >= 1 && kw >= 1, "bad geometry");
-        const long eh = static_cast<long>(g.height + 2 * g.ph) - static_cast<long>(g.dh * (kh - 1) + 1);
-        const long ew = static_cast<long>(g.width + 2 * g.pw) - static_cast<long>(g.dw * (kw - 1) + 1);
-        require(eh >= 0 && ew >= 0, "input too small for the kernel");
-        g.out_h = static_cast<std::size_t>(eh) / g.sh + 1;
-        g.out_w = static_cast<std::size_t>(ew) / g.sw + 1;
+        const horq::ConvGeometry g = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, stride,
+                                                   padding, dilation, wbits.shape(0), wbits.shape(1), coef.shape(0),
+                                                   add.shape(0));
         const std::size_t m = wbits.shape(0);
-        check_n(g.channels * kh * kw);
-        require(wbits.shape(1) == horq::conv_words(g.channels, kh * kw), "weights are not in the conv layout");
-        require(coef.shape(0) == m && add.shape(0) == m, "epilogue length != output channels");
-        require(g.batch >= 1 && m >= 1, "empty batch or weights");
         const auto& kt = horq::kernel_table(kernel);
         float* y;
         auto arr = make_array<float>({g.batch, m, g.out_h, g.out_w}, &y, false);
@@ -193,20 +205,10 @@ NB_MODULE(_core, m) {
                      std::tuple<std::size_t, std::size_t> stride, std::tuple<std::size_t, std::size_t> padding,
                      std::tuple<std::size_t, std::size_t> dilation, int order, const std::string& kernel) {
         check_order(order);
-        horq::ConvGeometry g{x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw,
-                             std::get<0>(stride), std::get<1>(stride), std::get<0>(padding), std::get<1>(padding),
-                             std::get<0>(dilation), std::get<1>(dilation), 0, 0};
-        require(g.sh >= 1 && g.sw >= 1 && g.dh >= 1 && g.dw >= 1 && kh >= 1 && kw >= 1, "bad geometry");
-        const long eh = static_cast<long>(g.height + 2 * g.ph) - static_cast<long>(g.dh * (kh - 1) + 1);
-        const long ew = static_cast<long>(g.width + 2 * g.pw) - static_cast<long>(g.dw * (kw - 1) + 1);
-        require(eh >= 0 && ew >= 0, "input too small for the kernel");
-        g.out_h = static_cast<std::size_t>(eh) / g.sh + 1;
-        g.out_w = static_cast<std::size_t>(ew) / g.sw + 1;
+        const horq::ConvGeometry g = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, stride,
+                                                   padding, dilation, wbits.shape(0), wbits.shape(1), coef.shape(0),
+                                                   add.shape(0));
         const std::size_t m = wbits.shape(0);
-        check_n(g.channels * kh * kw);
-        require(wbits.shape(1) == horq::conv_words(g.channels, kh * kw), "weights are not in the conv layout");
-        require(coef.shape(0) == m && add.shape(0) == m, "epilogue length != output channels");
-        require(g.batch >= 1 && m >= 1, "empty batch or weights");
         const auto& kt = horq::kernel_table(kernel);
         float* y;
         auto arr = make_array<float>({g.batch, m, g.out_h, g.out_w}, &y, false);
