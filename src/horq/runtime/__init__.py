@@ -78,6 +78,12 @@ class Model:
         self._steps = fuse.plan(self.graph, steps, fuse=backend != "reference")
         if native_ops:
             native.finalize(self._steps)
+        # The executor's program: activations in a list indexed by step (slot 0: the input), each step as a
+        # tuple, so a call does no dictionary or attribute lookups (~1 us a step, 3% of a small model).
+        slot = {hformat.INPUT: 0, **{st.name: i + 1 for i, st in enumerate(self._steps)}}
+        self._program = [(st.fn, st.node, st.params, i + 1, tuple(slot[r] for r in st.inputs),
+                          tuple(slot[r] for r in st.free)) for i, st in enumerate(self._steps)]
+        self._output_slot = slot[self.graph.output]
 
     def __repr__(self) -> str:
         return (
@@ -106,12 +112,13 @@ class Model:
 
     def __call__(self, x) -> np.ndarray:
         """Runs the graph on a batch and returns the float32 output ``(N,) + output_shape``."""
-        env = {hformat.INPUT: np.ascontiguousarray(self.check_input(x))}
-        for step in self._steps:
-            env[step.name] = step.fn(step.node, step.params, *[env[r] for r in step.inputs])
-            for ref in step.free:
-                del env[ref]
-        return env[self.graph.output].astype(np.float32, copy=False)  # the reference computes in float64
+        env = [None] * (len(self._program) + 1)
+        env[0] = np.ascontiguousarray(self.check_input(x))
+        for fn, node, params, out, ins, free in self._program:
+            env[out] = fn(node, params, env[ins[0]]) if len(ins) == 1 else fn(node, params, *[env[i] for i in ins])
+            for i in free:
+                env[i] = None
+        return env[self._output_slot].astype(np.float32, copy=False)  # the reference computes in float64
 
     def profile(self, x, *, repeats: int = 20, warmup: int = 2):
         """Per-node times of a call on ``x`` (medians of ``repeats`` runs): a :class:`horq.runtime.profile.Profile`
