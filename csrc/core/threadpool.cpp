@@ -4,6 +4,7 @@
 #include "core/threadpool.h"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
@@ -14,6 +15,8 @@
 
 namespace horq {
 namespace {
+
+constexpr std::chrono::microseconds kSpin{200};
 
 int default_threads() {
   if (const char* env = std::getenv("HORQ_NUM_THREADS")) {
@@ -91,9 +94,28 @@ class Pool {
     }
   }
 
+  // Before sleeping, a worker watches for the next job for kSpin: a network's layers call parallel_for a
+  // few times each, with short numpy steps between, and a condition-variable wake-up costs tens of
+  // microseconds on a VM -- as much as a small layer's share of work (measured: 2 threads gave 1.35-1.56x
+  // on ResNet-18 layers without it).
+  void spin(std::uint64_t seen) const {
+    const auto until = std::chrono::steady_clock::now() + kSpin;
+    while (generation_.load(std::memory_order_acquire) == seen && !stop_.load(std::memory_order_relaxed)) {
+      for (int i = 0; i < 64; ++i) cpu_relax();
+      if (std::chrono::steady_clock::now() > until) return;
+    }
+  }
+
+  static void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+
   void worker(std::size_t index) {
     std::uint64_t seen = 0;
     for (;;) {
+      spin(seen);
       std::unique_lock<std::mutex> lk(mu_);
       cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
       if (stop_) return;
@@ -128,8 +150,8 @@ class Pool {
   Job* job_ = nullptr;        // the running job, or none
   std::size_t holders_ = 0;  // workers inside job_ right now
   std::size_t helpers_ = 0;  // only the first helpers_ workers join a job (few tasks wake few threads)
-  std::uint64_t generation_ = 0;
-  bool stop_ = false;
+  std::atomic<std::uint64_t> generation_{0};  // written under mu_; read without it while spinning
+  std::atomic<bool> stop_{false};
   int nthreads_ = 1;
   const pid_t owner_ = getpid();
 
