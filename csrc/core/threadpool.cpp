@@ -16,7 +16,7 @@
 namespace horq {
 namespace {
 
-constexpr std::chrono::microseconds kSpin{200};
+constexpr std::chrono::microseconds kSpin{30};
 
 int default_threads() {
   if (const char* env = std::getenv("HORQ_NUM_THREADS")) {
@@ -94,10 +94,11 @@ class Pool {
     }
   }
 
-  // Before sleeping, a worker watches for the next job for kSpin: a network's layers call parallel_for a
-  // few times each, with short numpy steps between, and a condition-variable wake-up costs tens of
-  // microseconds on a VM -- as much as a small layer's share of work (measured: 2 threads gave 1.35-1.56x
-  // on ResNet-18 layers without it).
+  // Before sleeping, a worker watches for the next job for kSpin: a layer calls parallel_for a few times in a
+  // row, and a condition-variable wake-up costs tens of microseconds on a VM -- as much as a small layer's
+  // share of work (2 threads on ResNet-18 layers, fastest calls: 1.35-1.56x without, 1.69-1.75x with). Kept
+  // short: a longer watch (200 us) took the second core from the numpy steps between layers and made whole
+  // networks slower at 2 threads (median).
   void spin(std::uint64_t seen) const {
     const auto until = std::chrono::steady_clock::now() + kSpin;
     while (generation_.load(std::memory_order_acquire) == seen && !stop_.load(std::memory_order_relaxed)) {
