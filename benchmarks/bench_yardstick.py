@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from horq import kernels
+from horq.fileio import check_marked_section, replace_marked_section
 from horq.kernels.bench import cpu_flags, int8_conv, torch_setup
 from horq.timing import interleaved_times
 
@@ -36,7 +37,7 @@ SHAPES = {
     "s2-256ch-14": (256, 14, 3, 2),
 }
 ORDERS = (1, 2, 3)
-BEGIN, END = "<!-- yardstick:begin -->", "<!-- yardstick:end -->"
+DOC_SECTION = "yardstick"  # the generated part of --doc: <!-- yardstick:begin --> ... <!-- yardstick:end -->
 
 
 def openvino_setup(threads: int):
@@ -152,14 +153,6 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_doc(path: Path, text: str) -> None:
-    doc = path.read_text()
-    if BEGIN not in doc or END not in doc:
-        raise SystemExit(f"{path}: no '{BEGIN}' ... '{END}' section to replace")
-    head, rest = doc.split(BEGIN, 1)
-    path.write_text(head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1])
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=1)
@@ -167,6 +160,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--doc", type=Path, help="markdown file whose yardstick section gets the tables")
     args = ap.parse_args(argv)
+    if args.doc:
+        check_marked_section(args.doc, DOC_SECTION)  # before minutes of timing
     if args.threads < 1:
         ap.error(f"--threads must be >= 1, got {args.threads}")
     result = run(args.threads, args.seconds)
@@ -175,7 +170,7 @@ def main(argv=None) -> int:
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     if args.doc:
-        write_doc(args.doc, text)
+        replace_marked_section(args.doc, DOC_SECTION, text)
     return 0
 
 

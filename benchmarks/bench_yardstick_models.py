@@ -46,6 +46,7 @@ import torch  # noqa: E402 (after the OpenMP setting)
 import horq
 import horq.runtime as rt
 from horq import kernels
+from horq.fileio import check_marked_section, replace_marked_section
 from horq.kernels.bench import cpu_flags
 from horq.nn import HORQConfig, build_model, convert_
 from horq.timing import interleaved_times
@@ -61,7 +62,7 @@ MODELS = {
 }
 ORDERS = (1, 2, 3)
 PROFILED = ("resnet18-224", "resnet18-32")
-BEGIN, END = "<!-- yardstick-models:begin -->", "<!-- yardstick-models:end -->"
+DOC_SECTION = "yardstick-models"  # --doc gets the part between <!-- yardstick-models:begin/end -->
 
 
 def float_model(name, shape, classes):
@@ -290,14 +291,6 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_doc(path: Path, text: str) -> None:
-    doc = path.read_text()
-    if BEGIN not in doc or END not in doc:
-        raise SystemExit(f"{path}: no '{BEGIN}' ... '{END}' section to replace")
-    head, rest = doc.split(BEGIN, 1)
-    path.write_text(head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1])
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
@@ -306,6 +299,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--doc", type=Path, help="markdown file whose yardstick-models section gets the tables")
     args = ap.parse_args(argv)
+    if args.doc:
+        check_marked_section(args.doc, DOC_SECTION)  # before minutes of timing
     if min(args.threads) < 1:
         ap.error(f"--threads must be >= 1, got {args.threads}")
     before = torch.get_num_threads()
@@ -316,7 +311,7 @@ def main(argv=None) -> int:
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     if args.doc:
-        write_doc(args.doc, text)
+        replace_marked_section(args.doc, DOC_SECTION, text)
     return 0
 
 

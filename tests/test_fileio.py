@@ -119,3 +119,21 @@ def test_file_kind_and_same_file(tmp_path):
     assert same_file(tmp_path / "link.horq", tmp_path / "m.horq")
     assert not same_file(tmp_path / "m.horq", tmp_path / "zip.pt")
     assert not same_file(tmp_path / "m.horq", tmp_path / "new.horq")
+
+
+def test_replace_marked_section(tmp_path):
+    from horq.fileio import check_marked_section, replace_marked_section
+
+    doc = tmp_path / "d.md"
+    replace_marked_section(doc, "t", "first")  # a missing file gets just the section
+    assert doc.read_text() == "<!-- t:begin -->\nfirst\n<!-- t:end -->\n"
+    doc.write_text("head\n<!-- t:begin -->\nold\n<!-- t:end -->\ntail\n<!-- u:begin -->\nkeep\n<!-- u:end -->\n")
+    replace_marked_section(doc, "t", "new")
+    want = "head\n<!-- t:begin -->\nnew\n<!-- t:end -->\ntail\n<!-- u:begin -->\nkeep\n<!-- u:end -->\n"
+    assert doc.read_text() == want
+    doc.write_text("no markers\n")
+    with pytest.raises(ValueError, match="no <!-- t:begin -->"):
+        check_marked_section(doc, "t")
+    with pytest.raises(ValueError, match="no <!-- t:begin -->"):
+        replace_marked_section(doc, "t", "x")
+    assert doc.read_text() == "no markers\n"

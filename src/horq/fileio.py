@@ -110,3 +110,33 @@ def same_file(a, b) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+def check_marked_section(path, name: str) -> None:
+    """Raises ValueError unless ``path`` is missing or holds the ``<!-- name:begin/end -->`` markers (a
+    benchmark checks its output document before it spends minutes timing)."""
+    begin, end = _markers(name)
+    path = Path(path)
+    if path.exists():
+        text = path.read_text()
+        if begin not in text or end not in text:
+            raise ValueError(f"{path} has no {begin} ... {end} section to rewrite")
+
+
+def replace_marked_section(path, name: str, body: str) -> None:
+    """Rewrites what lies between ``<!-- name:begin -->`` and ``<!-- name:end -->`` in a markdown file
+    (generated tables in hand-written docs), atomically; a missing file is created with just the section.
+
+    Raises:
+        ValueError: the file exists without the markers.
+    """
+    begin, end = _markers(name)
+    path = Path(path)
+    check_marked_section(path, name)
+    text = path.read_text() if path.exists() else f"{begin}\n{end}\n"
+    head, rest = text.split(begin, 1)
+    atomic_write_text(path, f"{head}{begin}\n{body}\n{end}{rest.split(end, 1)[1]}")

@@ -17,7 +17,7 @@ def tiny_bench(monkeypatch):
 
 def test_bench_kernels_cli_writes_json_and_doc(tiny_bench, tmp_path, capsys):
     doc = tmp_path / "K.md"
-    doc.write_text(f"intro\n{bench.MARK_BEGIN}\nold table\n{bench.MARK_END}\nafter\n")
+    doc.write_text("intro\n<!-- bench:begin -->\nold table\n<!-- bench:end -->\nafter\n")
     out = tmp_path / "k.json"
     assert main(["bench", "kernels", "--quick", "--json", str(out), "--doc", str(doc)]) == 0
     printed = capsys.readouterr().out

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from horq import kernels
+from horq.fileio import check_marked_section, replace_marked_section
 from horq.summary import speedup
 from horq.timing import interleaved_times, median_and_best
 
@@ -33,7 +34,7 @@ BGEMM_SIZES = [(64, 576, 1024), (256, 2304, 1024), (512, 4608, 196), (1024, 4096
 CONV_SHAPES = {"S1": (64, 32), "S2": (128, 16), "S3": (256, 8), "S4": (256, 32), "S5": (512, 14)}  # (C, H=W)
 ORDERS = (1, 2, 3)
 THREADS = (1, 2)
-MARK_BEGIN, MARK_END = "<!-- bench:begin -->", "<!-- bench:end -->"
+DOC_SECTION = "bench"  # the generated part of the document: between <!-- bench:begin --> and <!-- bench:end -->
 
 
 def bench_bgemm(paths, reps):
@@ -201,11 +202,8 @@ def run(*, quick=False, skip_bgemm=False, json_path=None, doc_path=None) -> dict
     Raises:
         ValueError: ``doc_path`` exists but has no generated section (checked before anything is timed).
     """
-    doc = Path(doc_path) if doc_path else None
-    if doc is not None and doc.exists():
-        text = doc.read_text()
-        if MARK_BEGIN not in text or MARK_END not in text:
-            raise ValueError(f"{doc} has no {MARK_BEGIN} ... {MARK_END} section to rewrite")
+    if doc_path:
+        check_marked_section(doc_path, DOC_SECTION)
     reps = {"min_reps": 3, "min_seconds": 0.05} if quick else {"min_reps": 20, "min_seconds": 1.0}
     load_before = os.getloadavg()
     info = kernels.info()
@@ -227,11 +225,8 @@ def run(*, quick=False, skip_bgemm=False, json_path=None, doc_path=None) -> dict
     print(table)
     if json_path:
         Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
-    if doc is not None:
-        text = doc.read_text() if doc.exists() else f"{MARK_BEGIN}\n{MARK_END}\n"
-        head, rest = text.split(MARK_BEGIN, 1)
-        tail = rest.split(MARK_END, 1)[1]
-        doc.write_text(f"{head}{MARK_BEGIN}\n{table}\n{MARK_END}{tail}")
+    if doc_path:
+        replace_marked_section(doc_path, DOC_SECTION, table)
     return result
 
 
