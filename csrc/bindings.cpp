@@ -3,12 +3,14 @@
 // direct caller of horq._core from passing sizes that would read out of bounds.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -150,22 +152,29 @@ NB_MODULE(_core, m) {
       [](In<float, nb::ndim<4>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
          In<double, nb::ndim<1>> add, std::size_t kh, std::size_t kw, std::tuple<std::size_t, std::size_t> stride,
          std::tuple<std::size_t, std::size_t> padding, std::tuple<std::size_t, std::size_t> dilation, int order,
-         const std::string& kernel) {
+         const std::string& kernel, std::optional<In<float, nb::ndim<1>>> in_scale,
+         std::optional<In<float, nb::ndim<1>>> in_shift) {
         check_order(order);
         const horq::ConvGeometry g = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, stride,
                                                    padding, dilation, wbits.shape(0), wbits.shape(1), coef.shape(0),
                                                    add.shape(0));
         const std::size_t m = wbits.shape(0);
+        const bool affine = in_scale.has_value();
+        require(affine == in_shift.has_value(), "in_scale and in_shift go together");
+        require(!affine || (in_scale->shape(0) == g.channels && in_shift->shape(0) == g.channels),
+                "input affine length != input channels");
         const auto& kt = horq::kernel_table(kernel);
         float* y;
         auto arr = make_array<float>({g.batch, m, g.out_h, g.out_w}, &y, false);
         nb::gil_scoped_release nogil;
-        const auto q = horq::quantize_conv_columns(kt, x.data(), g, order);
+        const auto q = horq::quantize_conv_columns(kt, x.data(), g, order, affine ? in_scale->data() : nullptr,
+                                                   affine ? in_shift->data() : nullptr);
         horq::horq_gemm(kt, wbits.data(), m, q, {coef.data(), add.data()}, g.out_h * g.out_w, y);
         return arr;
       },
       nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("kh"), nb::arg("kw"),
-      nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"), nb::arg("order"), nb::arg("kernel") = "");
+      nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"), nb::arg("order"), nb::arg("kernel") = "",
+      nb::arg("in_scale") = nb::none(), nb::arg("in_shift") = nb::none());
 
   m.def(
       "linear",

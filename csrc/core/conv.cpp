@@ -35,7 +35,8 @@ inline void or_bits(word_t* __restrict dst, std::size_t off, const word_t* __res
 }
 }  // namespace
 
-QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, const ConvGeometry& g, int order) {
+QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, const ConvGeometry& g, int order,
+                                       const float* in_scale, const float* in_shift) {
   const std::size_t C = g.channels, H = g.height, W = g.width, taps = g.kh * g.kw;
   const std::size_t ppi = g.out_h * g.out_w, gw = words_for(C), npix = g.batch * H * W;
   QuantizedColumns q;
@@ -82,17 +83,25 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
     std::uint32_t bad = 0;
     for (std::size_t c0 = 0; c0 < C; c0 += kWordBits) {
       const std::size_t c1 = std::min(C, c0 + kWordBits), gi = c0 / kWordBits;
+      const float* scale = in_scale ? in_scale + c0 : nullptr;
+      const float* shift = in_scale ? in_shift + c0 : nullptr;
       if (implicit) {
         word_t* row = im.words.data() + ((img * gw + gi) * im.hp + y + g.ph) * im.wp + g.pw;
-        bad |= kt.pack_pixels(src + c0 * H * W, H * W, c1 - c0, W, row, 1, psum);
+        bad |= kt.pack_pixels(src + c0 * H * W, H * W, c1 - c0, W, row, 1, psum, scale, shift);
       } else {
-        bad |= kt.pack_pixels(src + c0 * H * W, H * W, c1 - c0, W, pix_bits.data() + t * W * gw + gi, gw, psum);
+        bad |= kt.pack_pixels(src + c0 * H * W, H * W, c1 - c0, W, pix_bits.data() + t * W * gw + gi, gw, psum,
+                              scale, shift);
       }
       if (order >= 2) {
         for (std::size_t c = c0; c < c1; ++c) {
           const float* __restrict v = src + c * H * W;
           float* __restrict dst = xt.data() + t * W * C + c;
-          for (std::size_t w = 0; w < W; ++w) dst[w * C] = v[w];
+          if (in_scale) {
+            const float a = in_scale[c], b = in_shift[c];
+            for (std::size_t w = 0; w < W; ++w) dst[w * C] = v[w] * a + b;
+          } else {
+            for (std::size_t w = 0; w < W; ++w) dst[w * C] = v[w];
+          }
         }
       }
     }

@@ -68,18 +68,24 @@ void quantize_taps2_avx512(const float* const* taps, std::size_t ntaps, std::siz
 
 // Pixel packing of a convolution's input (conv.cpp), for one image row and up to 64 channels:
 //     words[w * wstride] = sum_c (x_c[w] < 0) << c,   sums[w] += |x_0[w]| + |x_1[w]| + ... (double, in channel order)
-// for w < W, where x_c = src + c * cstride (NCHW: cstride = H * W). Returns 1 if a value is NaN or Inf
-// (its exponent bits are all ones), else 0. The channel order of the sums is fixed, so every path gives the
-// same sums bit for bit.
+// for w < W, where x_c = src + c * cstride (NCHW: cstride = H * W), or, with `scale`/`shift` (both given or
+// both nullptr), x_c = src[...] * scale[c] + shift[c] in float32 (a per-channel affine, e.g. the BatchNorm
+// before a binary layer, applied here instead of in a pass of its own; multiply then add, each rounded, as
+// a separate affine step computes it). Returns 1 if a value (after the affine) is NaN or Inf, else 0. The
+// channel order of the sums is fixed, so every path gives the same sums bit for bit.
 using pack_pixels_fn = std::uint32_t (*)(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W,
-                                         word_t* words, std::size_t wstride, double* sums);
+                                         word_t* words, std::size_t wstride, double* sums, const float* scale,
+                                         const float* shift);
 
 std::uint32_t pack_pixels_generic(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W,
-                                  word_t* words, std::size_t wstride, double* sums);
+                                  word_t* words, std::size_t wstride, double* sums, const float* scale,
+                                  const float* shift);
 std::uint32_t pack_pixels_avx2(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W,
-                               word_t* words, std::size_t wstride, double* sums);
+                               word_t* words, std::size_t wstride, double* sums, const float* scale,
+                               const float* shift);
 std::uint32_t pack_pixels_avx512(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W,
-                                 word_t* words, std::size_t wstride, double* sums);
+                                 word_t* words, std::size_t wstride, double* sums, const float* scale,
+                                 const float* shift);
 
 // beta_1 rounded to float32 three ways: nearest (for |a - beta_1|), up and down (the exact thresholds).
 struct Threshold32 {

@@ -181,7 +181,8 @@ void quantize_taps2_avx2(const float* const* taps, std::size_t ntaps, std::size_
 // words, an exponent test for NaN/Inf, and |x| widened to double and added per lane in channel order (the
 // generic sums bit for bit). A row's last 1-7 pixels use masked loads and stores.
 std::uint32_t pack_pixels_avx2(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W,
-                               word_t* words, std::size_t wstride, double* sums) {
+                               word_t* words, std::size_t wstride, double* sums, const float* scale,
+                               const float* shift) {
   const __m256i exp_mask = _mm256_set1_epi32(0x7f800000);
   const __m256 zero = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
   const __m256i lane_ids = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -194,7 +195,8 @@ std::uint32_t pack_pixels_avx2(const float* src, std::size_t cstride, std::size_
     __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
     __m256d slo = _mm256_maskload_pd(sums + w0, mlo), shi = _mm256_maskload_pd(sums + w0 + 4, mhi);
     for (std::size_t c = 0; c < nchan; ++c) {
-      const __m256 v = _mm256_maskload_ps(src + c * cstride + w0, m32);
+      __m256 v = _mm256_maskload_ps(src + c * cstride + w0, m32);
+      if (scale) v = _mm256_add_ps(_mm256_mul_ps(v, _mm256_set1_ps(scale[c])), _mm256_set1_ps(shift[c]));
       const __m256i e = _mm256_and_si256(_mm256_castps_si256(v), exp_mask);
       bad = _mm256_or_si256(bad, _mm256_and_si256(_mm256_cmpeq_epi32(e, exp_mask), m32));
       const __m256i neg = _mm256_castps_si256(_mm256_cmp_ps(v, zero, _CMP_LT_OQ));

@@ -108,7 +108,7 @@ namespace {
 // in registers across all channels; returns the NaN/Inf lanes seen.
 template <int NV>
 __mmask16 pack_block(const float* src, std::size_t cstride, std::size_t nchan, std::size_t w0, std::size_t rem,
-                     word_t* words, std::size_t wstride, double* sums) {
+                     word_t* words, std::size_t wstride, double* sums, const float* scale, const float* shift) {
   const __m512i exp_mask = _mm512_set1_epi32(0x7f800000);
   const __m512 zero = _mm512_setzero_ps();
   __mmask16 m[NV], bad = 0;
@@ -123,15 +123,17 @@ __mmask16 pack_block(const float* src, std::size_t cstride, std::size_t nchan, s
   }
   for (std::size_t c = 0; c < nchan; ++c) {
     const __m512i bit = _mm512_set1_epi64(static_cast<long long>(word_t{1} << c));
+    const __m512 a = _mm512_set1_ps(scale ? scale[c] : 1.0f), b = _mm512_set1_ps(scale ? shift[c] : 0.0f);
     for (int v = 0; v < NV; ++v) {
-      const __m512 x = _mm512_maskz_loadu_ps(m[v], src + c * cstride + w0 + 16 * v);
+      __m512 x = _mm512_maskz_loadu_ps(m[v], src + c * cstride + w0 + 16 * v);
+      if (scale) x = _mm512_add_ps(_mm512_mul_ps(x, a), b);
       bad |= _mm512_mask_cmpeq_epi32_mask(m[v], _mm512_and_si512(_mm512_castps_si512(x), exp_mask), exp_mask);
       const __mmask16 neg = _mm512_cmp_ps_mask(x, zero, _CMP_LT_OQ);
       lo[v] = _mm512_mask_or_epi64(lo[v], static_cast<__mmask8>(neg), lo[v], bit);
       hi[v] = _mm512_mask_or_epi64(hi[v], static_cast<__mmask8>(neg >> 8), hi[v], bit);
-      const __m512 a = _mm512_abs_ps(x);
-      slo[v] = _mm512_add_pd(slo[v], _mm512_cvtps_pd(_mm512_castps512_ps256(a)));
-      shi[v] = _mm512_add_pd(shi[v], _mm512_cvtps_pd(_mm512_extractf32x8_ps(a, 1)));
+      const __m512 ax = _mm512_abs_ps(x);
+      slo[v] = _mm512_add_pd(slo[v], _mm512_cvtps_pd(_mm512_castps512_ps256(ax)));
+      shi[v] = _mm512_add_pd(shi[v], _mm512_cvtps_pd(_mm512_extractf32x8_ps(ax, 1)));
     }
   }
   for (int v = 0; v < NV; ++v) {
@@ -154,15 +156,16 @@ __mmask16 pack_block(const float* src, std::size_t cstride, std::size_t nchan, s
 // load, a compare to a mask for the signs (ORed into the words' lanes as bit c), one for NaN/Inf, and |x|
 // widened to double and added per lane in channel order (the generic sums bit for bit).
 std::uint32_t pack_pixels_avx512(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W,
-                                 word_t* words, std::size_t wstride, double* sums) {
+                                 word_t* words, std::size_t wstride, double* sums, const float* scale,
+                                 const float* shift) {
   __mmask16 bad = 0;
   for (std::size_t w0 = 0; w0 < W; w0 += 64) {
     const std::size_t rem = W - w0;
     switch (rem > 48 ? 4 : rem > 32 ? 3 : rem > 16 ? 2 : 1) {
-      case 4: bad |= pack_block<4>(src, cstride, nchan, w0, rem, words, wstride, sums); break;
-      case 3: bad |= pack_block<3>(src, cstride, nchan, w0, rem, words, wstride, sums); break;
-      case 2: bad |= pack_block<2>(src, cstride, nchan, w0, rem, words, wstride, sums); break;
-      default: bad |= pack_block<1>(src, cstride, nchan, w0, rem, words, wstride, sums); break;
+      case 4: bad |= pack_block<4>(src, cstride, nchan, w0, rem, words, wstride, sums, scale, shift); break;
+      case 3: bad |= pack_block<3>(src, cstride, nchan, w0, rem, words, wstride, sums, scale, shift); break;
+      case 2: bad |= pack_block<2>(src, cstride, nchan, w0, rem, words, wstride, sums, scale, shift); break;
+      default: bad |= pack_block<1>(src, cstride, nchan, w0, rem, words, wstride, sums, scale, shift); break;
     }
   }
   return bad ? 1u : 0u;

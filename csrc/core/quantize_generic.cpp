@@ -146,18 +146,21 @@ void quantize_taps2_generic(const float* const* taps, std::size_t ntaps, std::si
 // One channel at a time along the contiguous row: every pixel has its own accumulators, so the loop
 // vectorizes over w and each pixel's sum still adds its channels in order.
 std::uint32_t pack_pixels_generic(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W,
-                                  word_t* words, std::size_t wstride, double* sums) {
+                                  word_t* words, std::size_t wstride, double* sums, const float* scale,
+                                  const float* shift) {
   constexpr std::uint32_t kExpMask = 0x7f800000u;  // float exponent bits: all ones for NaN and +-Inf
   for (std::size_t w = 0; w < W; ++w) words[w * wstride] = 0;
   std::uint32_t bad = 0;
   for (std::size_t c = 0; c < nchan; ++c) {
     const float* __restrict v = src + c * cstride;
+    const float a = scale ? scale[c] : 1.0f, b = scale ? shift[c] : 0.0f;
     for (std::size_t w = 0; w < W; ++w) {
+      const float x = scale ? v[w] * a + b : v[w];
       std::uint32_t u;
-      std::memcpy(&u, v + w, sizeof u);
+      std::memcpy(&u, &x, sizeof u);
       bad |= (u & kExpMask) == kExpMask ? 1u : 0u;
-      sums[w] += std::fabs(static_cast<double>(v[w]));
-      words[w * wstride] |= static_cast<word_t>(v[w] < 0.0f ? 1 : 0) << c;
+      sums[w] += std::fabs(static_cast<double>(x));
+      words[w * wstride] |= static_cast<word_t>(x < 0.0f ? 1 : 0) << c;
     }
   }
   return bad;

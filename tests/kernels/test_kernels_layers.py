@@ -224,3 +224,37 @@ def test_order1_every_path_gives_the_generic_floats(path):
         want = kernels.conv2d(x, pw, kernel="generic", **args)
         got = kernels.conv2d(x, pw, kernel=path, **args)
         assert np.array_equal(got, want), (n, c, h, w, k, s, p, d, m)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("geom", [(1, 64, 9, 9, 3, 1, 1), (2, 3, 7, 6, 3, 2, 1), (1, 65, 5, 5, 1, 1, 0),
+                                  (1, 128, 6, 6, 3, 1, 2)], ids=lambda g: "x".join(map(str, g)))
+def test_input_affine_is_a_separate_affine_step(path, geom, order):
+    """``in_scale``/``in_shift`` give bit for bit the layer applied to ``x * in_scale + in_shift`` computed as
+    a separate float32 step (multiply, then add: what the runtime's affine does), with negative and zero
+    scales, padding (the padded zeros are the affine's output's padding, not affine(0))."""
+    n, c, h, w, k, s, p = geom
+    rng = np.random.default_rng(c + 7 * order)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    pw = kernels.pack_weights(rng.standard_normal((5, c, k, k)).astype(np.float32))
+    sc = rng.standard_normal(c).astype(np.float32)
+    sc[::4] = 0.0
+    sh = rng.standard_normal(c).astype(np.float32)
+    shape = (1, c, 1, 1)
+    xa = np.add(np.multiply(x, sc.reshape(shape)), sh.reshape(shape))
+    want = kernels.Conv2dLayer(pw, order=order, stride=s, padding=p, kernel=path)(xa)
+    got = kernels.Conv2dLayer(pw, order=order, stride=s, padding=p, in_scale=sc, in_shift=sh, kernel=path)(x)
+    assert np.array_equal(got, want)
+
+
+def test_input_affine_errors():
+    pw = kernels.pack_weights(np.ones((2, 3, 1, 1), np.float32))
+    with pytest.raises(ValueError, match="go together"):
+        kernels.Conv2dLayer(pw, order=1, in_scale=np.ones(3, np.float32))
+    with pytest.raises(ValueError, match=r"in_shift must have shape \(3,\)"):
+        kernels.Conv2dLayer(pw, order=1, in_scale=np.ones(3), in_shift=np.ones(4))
+    with pytest.raises(ValueError, match="in_scale contains NaN"):
+        kernels.Conv2dLayer(pw, order=1, in_scale=[1, np.nan, 1], in_shift=np.zeros(3))
+    layer = kernels.Conv2dLayer(pw, order=1, in_scale=np.full(3, 1e30), in_shift=np.zeros(3))
+    with pytest.raises(ValueError, match="NaN or Inf"):  # finite input, infinite after the affine
+        layer(np.full((1, 3, 2, 2), 1e10, np.float32))

@@ -267,6 +267,23 @@ def _epilogue(pw: PackedWeights, bias, scale, shift):
     return pw.alpha.astype(np.float64) * scale, scale * bias + shift
 
 
+def _input_affine(channels: int, scale, shift) -> tuple:
+    """``(in_scale, in_shift)`` as contiguous float32 ``(C,)`` arrays, or ``(None, None)``."""
+    if scale is None and shift is None:
+        return None, None
+    if scale is None or shift is None:
+        raise ValueError("in_scale and in_shift go together")
+    out = []
+    for v, name in ((scale, "in_scale"), (shift, "in_shift")):
+        v = np.ascontiguousarray(_to_numpy(v), dtype=np.float32)
+        if v.shape != (channels,):
+            raise ValueError(f"{name} must have shape ({channels},), got {v.shape}")
+        if not np.isfinite(v).all():
+            raise ValueError(f"{name} contains NaN or Inf")
+        out.append(v)
+    return tuple(out)
+
+
 def _pair(v, name: str, minimum: int):
     t = (v, v) if np.isscalar(v) else tuple(v)
     if len(t) != 2 or any(isinstance(e, bool) or not isinstance(e, (int, np.integer)) or e < minimum for e in t):
@@ -289,17 +306,22 @@ class Conv2dLayer:
     call costs tens of microseconds, visible on small layers). The kernel path is resolved here: a later
     change of ``HORQ_KERNEL`` does not affect an existing layer.
 
+    ``in_scale``/``in_shift`` (C values each, together): the layer computes the convolution of
+    ``x * in_scale[c] + in_shift[c]`` (float32, multiply then add, as a separate affine step would), applied
+    while the input is packed instead of in a pass of its own: a BatchNorm before a binary layer.
+
     Raises (construction):
         ValueError: see the module docstring.
     """
 
     def __init__(self, pw: PackedWeights, *, order: int, stride=1, padding=0, dilation=1, bias=None, scale=None,
-                 shift=None, kernel: str | None = None):
+                 shift=None, in_scale=None, in_shift=None, kernel: str | None = None):
         self.order = _check_order(order)
         self.pw = _check_weights(pw, "conv2d", "(C_out, C, kh, kw)")
         self.stride, self.padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
         self.dilation = _pair(dilation, "dilation", 1)
         self._coef, self._add = _epilogue(pw, bias, scale, shift)
+        self._in_affine = _input_affine(pw.shape[1], in_scale, in_shift)
         self._wbits = pw.conv_bits()
         self.kernel = _resolve_kernel(kernel)
 
@@ -322,7 +344,7 @@ class Conv2dLayer:
             raise ValueError(f"conv2d: x has {x.shape[1]} channels, the weights expect {c}")
         self.output_size(x.shape[2], x.shape[3])
         return _core.conv2d(x, self._wbits, self._coef, self._add, kh, kw, self.stride, self.padding,
-                            self.dilation, self.order, self.kernel)
+                            self.dilation, self.order, self.kernel, *self._in_affine)
 
 
 class LinearLayer:

@@ -10,6 +10,8 @@ The graph is what the file says; these rewrites change how it is computed, not w
   affine become one in-place ``max(y, t)`` (:func:`floor`). Three passes over the map become one.
 * **One epilogue pass.** A numpy layer (float weights ``M``) folds its output scale into ``M``:
   ``(M x + b) s + t = (s M) x + (s b + t)``.
+* **Affine into a binary layer's input.** A native binary convolution applies an ``affine`` that only it
+  reads (the BatchNorm before it) while packing its input (:func:`_fuse_input_affines`): bitwise the same.
 * **In place.** ``relu``, ``affine``, ``hardtanh`` and that floor overwrite their input when nothing reads it
   (or a ``flatten`` view of it) later and it is not the caller's input array.
 
@@ -52,7 +54,8 @@ def plan(graph, steps: list[Step], *, fuse: bool = True) -> list[Step]:
     """Applies the rewrites (the epilogue fusion only when ``fuse``) and fills every step's ``free``."""
     if fuse:
         steps = [_collapse_epilogue(s) for s in _fuse_affines(graph, steps)]
-        steps = [spread_channel_params(s) for s in _subsample_pointwise(graph, _fuse_floors(graph, steps))]
+        steps = _subsample_pointwise(graph, _fuse_floors(graph, steps))
+        steps = [spread_channel_params(s) for s in _fuse_input_affines(graph, steps)]
     return _mark_in_place_and_free(graph, steps, in_place=fuse)
 
 
@@ -140,6 +143,28 @@ def _subsample_pointwise(graph, steps):
         out[i] = replace(step, node=node)
         out[k] = replace(aff, params={**aff.params, "subsample": (sh, sw)})
     return out
+
+
+def _fuse_input_affines(graph, steps):
+    """A native binary convolution whose input is an ``affine`` read by it alone (the BatchNorm before a
+    binary layer) applies it while packing its input (``Conv2dLayer(in_scale=, in_shift=)``: the same float32
+    multiply and add, so bitwise the same) and reads the affine's input: one pass over the map less."""
+    readers = _readers(steps)
+    by_name = {s.name: i for i, s in enumerate(steps)}
+    merged, dropped = {}, set()
+    for i, step in enumerate(steps):
+        if step.op != "binary_conv2d" or "pw" not in step.params or step.inputs[0] not in by_name:
+            continue
+        k = by_name[step.inputs[0]]
+        aff = steps[k]
+        if aff.op != "affine" or aff.params.get("subsample") or aff.params.get("dtype") != np.float32 \
+                or _sole_reader(graph, steps, readers, aff.name) != i:
+            continue
+        params = {**step.params, "in_scale": np.asarray(aff.params["scale"], np.float32),
+                  "in_shift": np.asarray(aff.params["shift"], np.float32)}
+        merged[i] = replace(step, inputs=aff.inputs, params=params, fused=aff.fused + (aff.name,) + step.fused)
+        dropped.add(k)
+    return [merged.get(i, s) for i, s in enumerate(steps) if i not in dropped]
 
 
 def _readers(steps):

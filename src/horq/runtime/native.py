@@ -60,7 +60,8 @@ def prepare_all(graph, tensors: dict) -> dict:
 
 def finalize(steps) -> None:
     """Builds each native step's prepared kernel layer (checks and epilogue done once), after
-    :func:`horq.runtime.fuse.plan` has folded any later affine into the step's ``scale``/``shift``."""
+    :func:`horq.runtime.fuse.plan` has folded any later affine into the step's ``scale``/``shift`` and an
+    earlier one into its ``in_scale``/``in_shift``."""
     for step in steps:
         if step.fn is not run_layer:
             continue
@@ -68,7 +69,8 @@ def finalize(steps) -> None:
         epilogue = {role: p.get(role) for role in EPILOGUE}
         if step.op == "binary_conv2d":
             p["layer"] = p["kernels"].Conv2dLayer(p["pw"], order=a["order"], stride=a["stride"],
-                                                  padding=a["padding"], dilation=a["dilation"], **epilogue)
+                                                  padding=a["padding"], dilation=a["dilation"], **epilogue,
+                                                  in_scale=p.get("in_scale"), in_shift=p.get("in_shift"))
         else:
             p["layer"] = p["kernels"].LinearLayer(p["pw"], order=a["order"], **epilogue)
 

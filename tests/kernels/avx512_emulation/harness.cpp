@@ -2,7 +2,8 @@
 // after the intrinsics themselves (intrinsics_check.cpp):
 //   * bgemm counts equal;
 //   * quantize bits equal and betas equal to 1e-12 (the stored-column and the conv taps variants);
-//   * pack_pixels words, sums and bad flag bit for bit, with guards after every output and NaN in the gaps;
+//   * pack_pixels words, sums and bad flag bit for bit (with and without an input affine), with guards
+//     after every output and NaN in the gaps;
 //   * gemm_task (outer-product GEMM + epilogue) bit for bit against the scalar formula of layer.h, in the
 //     same double operation order, with guards around y to catch writes outside the task's block;
 //   * whole convolutions (conv.cpp + gemm_driver.cpp) with a table of the AVX-512 kernels against the
@@ -227,9 +228,21 @@ int check_pack_pixels(std::mt19937_64& rng) {
           std::vector<double> s1 = sums, s2 = sums;
           PageEnd<double> s3(W);
           std::copy(sums.begin(), sums.begin() + W, s3.begin());
-          const std::uint32_t bad1 = pack_pixels_generic(src.data(), cstride, nchan, W, w1.data(), wstride, s1.data());
-          const std::uint32_t bad2 = pack_pixels_avx512(src.data(), cstride, nchan, W, w2.data(), wstride, s2.data());
-          const std::uint32_t bad3 = pack_pixels_avx512(src.data(), cstride, nchan, W, w3.data(), wstride, s3.data());
+          // Every other case with a per-channel input affine (negative and zero scales included).
+          std::vector<float> scale(nchan), shift(nchan);
+          for (std::size_t c = 0; c < nchan; ++c) {
+            scale[c] = c % 7 == 3 ? 0.0f : normal(rng);
+            shift[c] = 0.5f * normal(rng);
+          }
+          const bool affine = (mode + W) % 2 == 1;
+          const float* sc = affine ? scale.data() : nullptr;
+          const float* sh = affine ? shift.data() : nullptr;
+          const std::uint32_t bad1 =
+              pack_pixels_generic(src.data(), cstride, nchan, W, w1.data(), wstride, s1.data(), sc, sh);
+          const std::uint32_t bad2 =
+              pack_pixels_avx512(src.data(), cstride, nchan, W, w2.data(), wstride, s2.data(), sc, sh);
+          const std::uint32_t bad3 =
+              pack_pixels_avx512(src.data(), cstride, nchan, W, w3.data(), wstride, s3.data(), sc, sh);
           bool guards = bad3 == bad2 && w3 == w2;
           for (std::size_t i = 0; i < W; ++i) guards = guards && bits_of(s3[i]) == bits_of(s2[i]);
           for (std::size_t i = W * wstride; i < w2.size(); ++i) guards = guards && w2[i] == kGuardWord;
