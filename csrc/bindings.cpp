@@ -153,7 +153,8 @@ NB_MODULE(_core, m) {
          In<double, nb::ndim<1>> add, std::size_t kh, std::size_t kw, std::tuple<std::size_t, std::size_t> stride,
          std::tuple<std::size_t, std::size_t> padding, std::tuple<std::size_t, std::size_t> dilation, int order,
          const std::string& kernel, std::optional<In<float, nb::ndim<1>>> in_scale,
-         std::optional<In<float, nb::ndim<1>>> in_shift) {
+         std::optional<In<float, nb::ndim<1>>> in_shift, std::optional<In<float, nb::ndim<4>>> residual,
+         std::optional<In<float, nb::ndim<1>>> out_floor) {
         check_order(order);
         const horq::ConvGeometry g = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, stride,
                                                    padding, dilation, wbits.shape(0), wbits.shape(1), coef.shape(0),
@@ -163,18 +164,25 @@ NB_MODULE(_core, m) {
         require(affine == in_shift.has_value(), "in_scale and in_shift go together");
         require(!affine || (in_scale->shape(0) == g.channels && in_shift->shape(0) == g.channels),
                 "input affine length != input channels");
+        require(!residual || (residual->shape(0) == g.batch && residual->shape(1) == m &&
+                              residual->shape(2) == g.out_h && residual->shape(3) == g.out_w),
+                "residual shape != output shape");
+        require(!out_floor || out_floor->shape(0) == m, "floor length != output channels");
         const auto& kt = horq::kernel_table(kernel);
         float* y;
         auto arr = make_array<float>({g.batch, m, g.out_h, g.out_w}, &y, false);
         nb::gil_scoped_release nogil;
         const auto q = horq::quantize_conv_columns(kt, x.data(), g, order, affine ? in_scale->data() : nullptr,
                                                    affine ? in_shift->data() : nullptr);
-        horq::horq_gemm(kt, wbits.data(), m, q, {coef.data(), add.data()}, g.out_h * g.out_w, y);
+        horq::Epilogue ep{coef.data(), add.data(), residual ? residual->data() : nullptr,
+                          out_floor ? out_floor->data() : nullptr};
+        horq::horq_gemm(kt, wbits.data(), m, q, ep, g.out_h * g.out_w, y);
         return arr;
       },
       nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("kh"), nb::arg("kw"),
       nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"), nb::arg("order"), nb::arg("kernel") = "",
-      nb::arg("in_scale") = nb::none(), nb::arg("in_shift") = nb::none());
+      nb::arg("in_scale") = nb::none(), nb::arg("in_shift") = nb::none(), nb::arg("residual") = nb::none(),
+      nb::arg("out_floor") = nb::none());
 
   m.def(
       "linear",

@@ -39,7 +39,9 @@ void epilogue_block(const std::int32_t* pc, std::size_t mb, std::size_t jb, cons
       for (std::size_t k = 0; k < K; ++k) s += betas[j * K + k] * (n - 2.0 * c[j * K + k]);
       row[j] = static_cast<float>(coef * s + add);
     }
-    if (contiguous) {
+    if (ep.residual || ep.floor) {
+      for (std::size_t j = 0; j < jb; ++j) y[base[j] + o * ppi] = finish_output(row[j], ep, base[j] + o * ppi, o);
+    } else if (contiguous) {
       std::copy_n(row, jb, y + base[0] + o * ppi);
     } else {
       for (std::size_t j = 0; j < jb; ++j) y[base[j] + o * ppi] = row[j];

@@ -98,15 +98,19 @@ void run_rows(const word_t* wbits, const QuantizedColumns& q, const Epilogue& ep
             const __m256d beta = _mm256_loadu_pd(p.betas.data() + (c * K + k) * kLanes);
             s = _mm256_add_pd(s, _mm256_mul_pd(beta, _mm256_sub_pd(n, _mm256_mul_pd(two, pc))));
           }
-          const __m128 out = _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(coef, s), add));
+          __m128 out = _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(coef, s), add));
           const QuadDest& d = dest[c];
           if (d.contiguous) {
             const __m128i mask = _mm_cmpgt_epi32(_mm_set1_epi32(static_cast<int>(d.valid)), _mm_setr_epi32(0, 1, 2, 3));
-            _mm_maskstore_ps(y + d.base[0] + o * ppi, mask, out);
+            float* dst = y + d.base[0] + o * ppi;
+            if (ep.residual) out = _mm_add_ps(out, _mm_maskload_ps(ep.residual + (dst - y), mask));
+            if (ep.floor) out = _mm_max_ps(_mm_set1_ps(ep.floor[o]), out);  // floor > out ? floor : out
+            _mm_maskstore_ps(dst, mask, out);
           } else {
             alignas(16) float lane[kLanes];
             _mm_store_ps(lane, out);
-            for (unsigned l = 0; l < d.valid; ++l) y[d.base[l] + o * ppi] = lane[l];
+            for (unsigned l = 0; l < d.valid; ++l)
+              y[d.base[l] + o * ppi] = finish_output(lane[l], ep, d.base[l] + o * ppi, o);
           }
         }
       }

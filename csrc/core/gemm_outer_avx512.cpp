@@ -137,14 +137,19 @@ void run_rows(const word_t* wbits, const QuantizedColumns& q, const Epilogue& ep
             const __m512d beta = _mm512_loadu_pd(p.betas.data() + (c * K + k) * kLanes);
             s = _mm512_add_pd(s, _mm512_mul_pd(beta, _mm512_sub_pd(n, _mm512_mul_pd(two, pc))));
           }
-          const __m256 out = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_mul_pd(coef, s), add));
+          __m256 out = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_mul_pd(coef, s), add));
           const OctetDest& d = dest[c];
           if (d.contiguous) {
-            _mm256_mask_storeu_ps(y + d.base[0] + o * ppi, static_cast<__mmask8>((1u << d.valid) - 1u), out);
+            const __mmask8 valid = static_cast<__mmask8>((1u << d.valid) - 1u);
+            float* dst = y + d.base[0] + o * ppi;
+            if (ep.residual) out = _mm256_add_ps(out, _mm256_maskz_loadu_ps(valid, ep.residual + (dst - y)));
+            if (ep.floor) out = _mm256_max_ps(_mm256_set1_ps(ep.floor[o]), out);  // floor > out ? floor : out
+            _mm256_mask_storeu_ps(dst, valid, out);
           } else {
             alignas(32) float lane[kLanes];
             _mm256_store_ps(lane, out);
-            for (unsigned l = 0; l < d.valid; ++l) y[d.base[l] + o * ppi] = lane[l];
+            for (unsigned l = 0; l < d.valid; ++l)
+              y[d.base[l] + o * ppi] = finish_output(lane[l], ep, d.base[l] + o * ppi, o);
           }
         }
       }

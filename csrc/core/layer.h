@@ -43,10 +43,22 @@ struct QuantizedColumns {
 };
 
 // The epilogue's per-output constants (length m each).
+// Optionally, in float32 after that: y += residual (an array of y's layout: the sum of a residual block),
+// then y = max(floor[o], y) (a following ReLU, or ReLU + affine), as separate add and maximum steps compute
+// them (numpy's np.add and np.maximum: same roundings, NaN kept, -0.0 kept against a +0.0 floor).
 struct Epilogue {
   const double* coef;
   const double* add;
+  const float* residual = nullptr;
+  const float* floor = nullptr;
 };
+
+// The float32 part of the epilogue for one output: what a residual add and a maximum step would give.
+inline float finish_output(float v, const Epilogue& ep, std::size_t index, std::size_t o) {
+  if (ep.residual) v += ep.residual[index];
+  if (ep.floor && ep.floor[o] > v) v = ep.floor[o];
+  return v;
+}
 
 // y[(j / ppi) * m * ppi + o * ppi + j % ppi] for every column j and output o (ppi = columns per image:
 // NCHW output for a convolution, (N, m) for a linear layer with ppi = 1).

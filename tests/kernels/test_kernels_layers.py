@@ -258,3 +258,36 @@ def test_input_affine_errors():
     layer = kernels.Conv2dLayer(pw, order=1, in_scale=np.full(3, 1e30), in_shift=np.zeros(3))
     with pytest.raises(ValueError, match="NaN or Inf"):  # finite input, infinite after the affine
         layer(np.full((1, 3, 2, 2), 1e10, np.float32))
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("geom", [(1, 64, 9, 9, 3, 1, 1), (3, 3, 7, 6, 3, 2, 1), (2, 65, 5, 5, 1, 1, 0)],
+                         ids=lambda g: "x".join(map(str, g)))
+def test_residual_and_floor_are_separate_steps(path, geom, order):
+    """``layer(x, residual)`` with ``out_floor`` gives bit for bit ``np.maximum(np.add(layer(x), residual),
+    floor)``, the runtime's add and relu steps, on outputs whose column octets span images (batch > 1)."""
+    n, c, h, w, k, s, p = geom
+    rng = np.random.default_rng(c + 11 * order)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    pw = kernels.pack_weights(rng.standard_normal((7, c, k, k)).astype(np.float32))
+    floor = rng.standard_normal(7).astype(np.float32)
+    floor[::2] = 0.0
+    plain = kernels.Conv2dLayer(pw, order=order, stride=s, padding=p, kernel=path)
+    y = plain(x)
+    r = rng.standard_normal(y.shape).astype(np.float32)
+    want = np.maximum(np.add(y, r), floor.reshape(1, -1, 1, 1))
+    got = kernels.Conv2dLayer(pw, order=order, stride=s, padding=p, out_floor=floor, kernel=path)(x, r)
+    assert np.array_equal(got, want)
+    assert np.array_equal(plain(x, r), np.add(y, r))  # residual alone
+
+
+def test_residual_errors():
+    pw = kernels.pack_weights(np.ones((2, 3, 1, 1), np.float32))
+    layer = kernels.Conv2dLayer(pw, order=1)
+    x = np.ones((1, 3, 4, 4), np.float32)
+    with pytest.raises(ValueError, match=r"residual has shape \(1, 2, 4, 3\)"):
+        layer(x, np.zeros((1, 2, 4, 3), np.float32))
+    with pytest.raises(ValueError, match="residual must be float32"):
+        layer(x, np.zeros((1, 2, 4, 4)))
+    with pytest.raises(ValueError, match=r"out_floor must have shape \(2,\)"):
+        kernels.Conv2dLayer(pw, order=1, out_floor=np.zeros(3))

@@ -267,6 +267,15 @@ def _epilogue(pw: PackedWeights, bias, scale, shift):
     return pw.alpha.astype(np.float64) * scale, scale * bias + shift
 
 
+def _channel_vector(v, n: int, name: str) -> np.ndarray:
+    v = np.ascontiguousarray(_to_numpy(v), dtype=np.float32)
+    if v.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), got {v.shape}")
+    if np.isnan(v).any():
+        raise ValueError(f"{name} contains NaN")
+    return v
+
+
 def _input_affine(channels: int, scale, shift) -> tuple:
     """``(in_scale, in_shift)`` as contiguous float32 ``(C,)`` arrays, or ``(None, None)``."""
     if scale is None and shift is None:
@@ -309,19 +318,23 @@ class Conv2dLayer:
     ``in_scale``/``in_shift`` (C values each, together): the layer computes the convolution of
     ``x * in_scale[c] + in_shift[c]`` (float32, multiply then add, as a separate affine step would), applied
     while the input is packed instead of in a pass of its own: a BatchNorm before a binary layer.
+    ``out_floor`` (C_out values) and a call's ``residual`` (an array of the output's shape): the output
+    becomes ``max(out_floor, y + residual)`` in float32, as separate add and maximum steps would compute it
+    (a residual block's sum and the ReLU after it), in the kernels' output stores.
 
     Raises (construction):
         ValueError: see the module docstring.
     """
 
     def __init__(self, pw: PackedWeights, *, order: int, stride=1, padding=0, dilation=1, bias=None, scale=None,
-                 shift=None, in_scale=None, in_shift=None, kernel: str | None = None):
+                 shift=None, in_scale=None, in_shift=None, out_floor=None, kernel: str | None = None):
         self.order = _check_order(order)
         self.pw = _check_weights(pw, "conv2d", "(C_out, C, kh, kw)")
         self.stride, self.padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
         self.dilation = _pair(dilation, "dilation", 1)
         self._coef, self._add = _epilogue(pw, bias, scale, shift)
         self._in_affine = _input_affine(pw.shape[1], in_scale, in_shift)
+        self._floor = None if out_floor is None else _channel_vector(out_floor, pw.out_channels, "out_floor")
         self._wbits = pw.conv_bits()
         self.kernel = _resolve_kernel(kernel)
 
@@ -336,15 +349,21 @@ class Conv2dLayer:
                              f"(padding {self.padding}, dilation {self.dilation})")
         return oh, ow
 
-    def __call__(self, x) -> np.ndarray:
-        """float32 ``(N, C_out, OH, OW)`` = ``scale * (horq_conv + bias) + shift`` for ``x`` (N, C, H, W)."""
+    def __call__(self, x, residual=None) -> np.ndarray:
+        """float32 ``(N, C_out, OH, OW)`` = ``scale * (horq_conv + bias) + shift`` for ``x`` (N, C, H, W), plus
+        ``residual`` and floored at ``out_floor`` when given (see the class docstring)."""
         x = _float_input(x, 4, "x", "(N, C, H, W)")
         _, c, kh, kw = self.pw.shape
         if x.shape[1] != c:
             raise ValueError(f"conv2d: x has {x.shape[1]} channels, the weights expect {c}")
-        self.output_size(x.shape[2], x.shape[3])
+        oh, ow = self.output_size(x.shape[2], x.shape[3])
+        if residual is not None:
+            residual = _float_input(residual, 4, "residual", "(N, C_out, OH, OW)")
+            if residual.shape != (x.shape[0], self.pw.out_channels, oh, ow):
+                raise ValueError(f"conv2d: residual has shape {residual.shape}, the output "
+                                 f"{(x.shape[0], self.pw.out_channels, oh, ow)}")
         return _core.conv2d(x, self._wbits, self._coef, self._add, kh, kw, self.stride, self.padding,
-                            self.dilation, self.order, self.kernel, *self._in_affine)
+                            self.dilation, self.order, self.kernel, *self._in_affine, residual, self._floor)
 
 
 class LinearLayer:

@@ -12,6 +12,8 @@ The graph is what the file says; these rewrites change how it is computed, not w
   ``(M x + b) s + t = (s M) x + (s b + t)``.
 * **Affine into a binary layer's input.** A native binary convolution applies an ``affine`` that only it
   reads (the BatchNorm before it) while packing its input (:func:`_fuse_input_affines`): bitwise the same.
+* **Residual add into a binary layer's output.** A native binary convolution read only by an ``add`` adds
+  the other addend and applies the add's ReLU floor as it stores its output (:func:`_fuse_residual_adds`).
 * **In place.** ``relu``, ``affine``, ``hardtanh`` and that floor overwrite their input when nothing reads it
   (or a ``flatten`` view of it) later and it is not the caller's input array.
 
@@ -55,7 +57,8 @@ def plan(graph, steps: list[Step], *, fuse: bool = True) -> list[Step]:
     if fuse:
         steps = [_collapse_epilogue(s) for s in _fuse_affines(graph, steps)]
         steps = _subsample_pointwise(graph, _fuse_floors(graph, steps))
-        steps = [spread_channel_params(s) for s in _fuse_input_affines(graph, steps)]
+        steps = _fuse_residual_adds(graph, _fuse_input_affines(graph, steps))
+        steps = [spread_channel_params(s) for s in steps]
     return _mark_in_place_and_free(graph, steps, in_place=fuse)
 
 
@@ -163,6 +166,38 @@ def _fuse_input_affines(graph, steps):
         params = {**step.params, "in_scale": np.asarray(aff.params["scale"], np.float32),
                   "in_shift": np.asarray(aff.params["shift"], np.float32)}
         merged[i] = replace(step, inputs=aff.inputs, params=params, fused=aff.fused + (aff.name,) + step.fused)
+        dropped.add(k)
+    return [merged.get(i, s) for i, s in enumerate(steps) if i not in dropped]
+
+
+def _fuse_residual_adds(graph, steps):
+    """An ``add`` (with the ReLU floor it may have taken) of a native binary convolution read by it alone and
+    another array: the convolution adds that array and applies the floor in its output stores
+    (``Conv2dLayer(out_floor=)(x, residual)``: the same float32 add and maximum, bitwise the same), one pass
+    over the map instead of one or two. When both addends are such convolutions, the later one fuses (the
+    other's output then exists when it runs)."""
+    readers = _readers(steps)
+    by_name = {s.name: i for i, s in enumerate(steps)}
+    merged, dropped = {}, set()
+    for i, add in enumerate(steps):
+        if add.op != "add" or add.params.get("dtype") != np.float32 or add.inputs[0] == add.inputs[1]:
+            continue
+        convs = [(by_name[ref], slot) for slot, ref in enumerate(add.inputs)
+                 if ref in by_name and ref != graph.output and readers.get(ref) == [i]
+                 and steps[by_name[ref]].op == "binary_conv2d" and "pw" in steps[by_name[ref]].params
+                 and by_name[ref] not in dropped]
+        if not convs:
+            continue
+        k, slot = max(convs)
+        conv, other = steps[k], add.inputs[1 - slot]
+        params = dict(conv.params)
+        floor = add.params.get("floor")
+        if floor is not None:
+            channels = conv.node.out_shape[0]
+            params["out_floor"] = np.ascontiguousarray(
+                np.broadcast_to(np.asarray(floor, np.float32).reshape(-1), (channels,)), dtype=np.float32)
+        merged[i] = Step(add.name, conv.op, conv.fn, conv.node, params, (conv.inputs[0], other),
+                         fused=conv.fused + (conv.name,) + add.fused)
         dropped.add(k)
     return [merged.get(i, s) for i, s in enumerate(steps) if i not in dropped]
 

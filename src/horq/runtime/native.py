@@ -70,10 +70,12 @@ def finalize(steps) -> None:
         if step.op == "binary_conv2d":
             p["layer"] = p["kernels"].Conv2dLayer(p["pw"], order=a["order"], stride=a["stride"],
                                                   padding=a["padding"], dilation=a["dilation"], **epilogue,
-                                                  in_scale=p.get("in_scale"), in_shift=p.get("in_shift"))
+                                                  in_scale=p.get("in_scale"), in_shift=p.get("in_shift"),
+                                                  out_floor=p.get("out_floor"))
         else:
             p["layer"] = p["kernels"].LinearLayer(p["pw"], order=a["order"], **epilogue)
 
 
-def run_layer(node, params, x):
-    return params["layer"](x)
+def run_layer(node, params, x, residual=None):
+    """The step's prepared layer on ``x`` (and, for a convolution that took a residual add, its addend)."""
+    return params["layer"](x) if residual is None else params["layer"](x, residual)

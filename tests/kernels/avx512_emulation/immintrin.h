@@ -290,6 +290,13 @@ inline double _mm512_reduce_add_pd(__m512d a) {
 }
 
 // ---- 256-bit float ----
+inline __m256 _mm256_set1_ps(float x) { __m256 r; for (float& e : r.v) e = x; return r; }
+inline __m256 _mm256_add_ps(__m256 a, __m256 b) { for (int i = 0; i < 8; ++i) a.v[i] += b.v[i]; return a; }
+// MAXPS: the first operand where it is greater, else the second (so NaN and equal values give the second).
+inline __m256 _mm256_max_ps(__m256 a, __m256 b) {
+  for (int i = 0; i < 8; ++i) a.v[i] = a.v[i] > b.v[i] ? a.v[i] : b.v[i];
+  return a;
+}
 inline __m256 _mm256_maskz_loadu_ps(__mmask8 k, const void* p) {
   __m256 r{};
   avx512_emulation::masked_load(r.v, k, 8, p);
