@@ -26,17 +26,6 @@ constexpr std::size_t kFlushWords = 31;  // words whose byte counts fit a byte (
 using Panel = OuterPanel<kLanes>;
 using QuadDest = LaneDest<kLanes>;
 
-struct Scratch {
-  Panel panel;
-  std::vector<QuadDest> dest;
-};
-
-// See gemm_outer_avx512.cpp: a thread_local reached through an opaque call stays out of the loops.
-[[gnu::noinline]] Scratch& thread_scratch() {
-  thread_local Scratch s;
-  return s;
-}
-
 // cnt[i][v] = per-lane popcount sums (64-bit) of rows a[i] against the group's vectors v over kw words;
 // word w's vectors start at b + w * step.
 template <int MR, int NV>
@@ -139,7 +128,7 @@ void gemm_task_avx2(const word_t* wbits, std::size_t m, const QuantizedColumns& 
   const std::size_t K = static_cast<std::size_t>(q.order);
   // 16 ymm registers: MR x NV byte accumulators, NV column vectors, the broadcast, the table and the mask.
   const std::size_t G = K == 1 ? 2 : 1;
-  Scratch& scratch = thread_scratch();
+  OuterScratch<kLanes>& scratch = outer_scratch<kLanes>();
   Panel& p = scratch.panel;
   fill_panel_rows(q, j0, jb, G, p);
   if (q.implicit_h1) fill_h1_scalar(q, j0, jb, p);

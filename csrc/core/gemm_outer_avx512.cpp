@@ -31,19 +31,6 @@ constexpr int kMaxAcc = 24;        // accumulators that fit the 32 zmm registers
 using Panel = OuterPanel<kLanes>;
 using OctetDest = LaneDest<kLanes>;
 
-struct Scratch {
-  Panel panel;
-  std::vector<OctetDest> dest;
-};
-
-// A thread's scratch, reached through a call the compiler cannot see into: inlined uses of a thread_local
-// object in position-independent code may call __tls_get_addr on every access inside the kernel loops
-// (measured: 5% of a 64-channel 56x56 conv).
-[[gnu::noinline]] Scratch& thread_scratch() {
-  thread_local Scratch s;
-  return s;
-}
-
 // H_1 of columns [j0, j0 + jb) gathered from the pixel image (layer.h PixelImage) into plane 0 of the
 // panel: 8 columns' word w is one masked gather at the columns' offsets plus word_off[w]. At order 1
 // beta_1 comes the same way from the pixel sums, added in tap order like the scalar box sum (a padding
@@ -161,6 +148,7 @@ void run_rows(const word_t* wbits, const QuantizedColumns& q, const Epilogue& ep
 template <int MR, int NV>
 void run_task(const word_t* wbits, const QuantizedColumns& q, const Epilogue& ep, std::size_t ppi, float* y,
               std::size_t o0, std::size_t mb, const Panel& p, const OctetDest* dest) {
+  static_assert(MR * NV <= kMaxAcc, "accumulators beyond the register file");
   std::size_t done = mb / MR * MR;
   run_rows<MR, NV>(wbits, q, ep, ppi, y, o0, 0, done, p, dest);
   if (MR > 8 && mb - done >= 8) {
@@ -179,7 +167,7 @@ void gemm_task_avx512(const word_t* wbits, std::size_t m, const QuantizedColumns
   // Octets per kernel call (NV = G * K vectors). Order 1 takes two: 12 filters x 2 vectors measured 15-20%
   // faster than 24 x 1 (fewer broadcasts per XOR), although a short last octet then idles up to 15 lanes.
   const std::size_t G = K == 1 ? 2 : 1;
-  Scratch& scratch = thread_scratch();
+  OuterScratch<kLanes>& scratch = outer_scratch<kLanes>();
   Panel& p = scratch.panel;
   std::vector<OctetDest>& dest = scratch.dest;
   fill_panel_rows(q, j0, jb, G, p);
@@ -196,7 +184,6 @@ void gemm_task_avx512(const word_t* wbits, std::size_t m, const QuantizedColumns
     case 7: run_task<3, 7>(wbits, q, ep, ppi, y, o0, mb, p, dest.data()); break;
     default: run_task<3, 8>(wbits, q, ep, ppi, y, o0, mb, p, dest.data()); break;
   }
-  static_assert(12 * 2 <= kMaxAcc && 8 * 3 <= kMaxAcc && 6 * 4 <= kMaxAcc && 3 * 8 <= kMaxAcc, "register budget");
 }
 
 }  // namespace horq
