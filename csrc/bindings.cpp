@@ -51,6 +51,16 @@ void check_n(std::size_t n) {
   require(n < static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()) / 2, "rows too long for 32-bit counts");
 }
 
+// A linear call's sizes (rows x n input, m weight rows of row_words words, m epilogue values), checked so
+// that no size passed on reads out of bounds.
+void check_linear(std::size_t rows, std::size_t n, std::size_t m, std::size_t row_words, std::size_t ncoef,
+                  std::size_t nadd) {
+  check_n(n);
+  require(row_words == horq::words_for(n), "weights do not match in_features");
+  require(ncoef == m && nadd == m, "epilogue length != output features");
+  require(rows >= 1 && m >= 1, "empty batch or weights");
+}
+
 using Pair = std::tuple<std::size_t, std::size_t>;
 
 // The geometry of a conv2d call (input N, C, H, W; kernel kh x kw; stride, padding, dilation), checked so
@@ -190,10 +200,7 @@ NB_MODULE(_core, m) {
          In<double, nb::ndim<1>> add, int order, const std::string& kernel) {
         check_order(order);
         const std::size_t rows = x.shape(0), n = x.shape(1), m = wbits.shape(0);
-        check_n(n);
-        require(wbits.shape(1) == horq::words_for(n), "weights do not match in_features");
-        require(coef.shape(0) == m && add.shape(0) == m, "epilogue length != output features");
-        require(rows >= 1 && m >= 1, "empty batch or weights");
+        check_linear(rows, n, m, wbits.shape(1), coef.shape(0), add.shape(0));
         const auto& kt = horq::kernel_table(kernel);
         float* y;
         auto arr = make_array<float>({rows, m}, &y, false);
@@ -234,9 +241,6 @@ NB_MODULE(_core, m) {
           nb::gil_scoped_release nogil;
           q = horq::quantize_conv_columns(kt, x.data(), g, order);
           horq::horq_gemm(kt, wbits.data(), m, q, {coef.data(), add.data()}, g.out_h * g.out_w, y);
-        }
-        {
-          nb::gil_scoped_release nogil;
           horq::materialize_columns(q);
         }
         return nb::make_tuple(arr, keep_columns(std::move(q)));
@@ -250,10 +254,7 @@ NB_MODULE(_core, m) {
                      In<double, nb::ndim<1>> add, int order, const std::string& kernel) {
         check_order(order);
         const std::size_t rows = x.shape(0), n = x.shape(1), m = wbits.shape(0);
-        check_n(n);
-        require(wbits.shape(1) == horq::words_for(n), "weights do not match in_features");
-        require(coef.shape(0) == m && add.shape(0) == m, "epilogue length != output features");
-        require(rows >= 1 && m >= 1, "empty batch or weights");
+        check_linear(rows, n, m, wbits.shape(1), coef.shape(0), add.shape(0));
         const auto& kt = horq::kernel_table(kernel);
         float* y;
         auto arr = make_array<float>({rows, m}, &y, false);
