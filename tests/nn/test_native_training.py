@@ -274,3 +274,28 @@ def test_horq_train_flag_and_loop_switch(monkeypatch, tmp_path):
     assert seen == [True, False]
     assert not native_train.enabled()  # restored after the loop
 
+
+
+def test_evaluation_inside_native_training_runs_the_native_inference_path():
+    """horq train's evaluation pass (eval mode, no autograd) takes the native inference path while native
+    training is on: the same output, bitwise, as ``layer.native = True``; the torch path when it is off."""
+    torch.manual_seed(3)
+    conv = HORQConv2d(5, 7, 3, padding=1, order=2).eval()
+    lin = HORQLinear(37, 6, order=3).eval()
+    cases = [(conv, torch.randn(2, 5, 9, 9)), (lin, torch.randn(4, 37))]
+    with torch.no_grad():
+        for layer, x in cases:
+            layer(x)  # the torch path: no packed weights
+            assert getattr(layer, "_native_cache", None) is None
+            with native_training():
+                inside = layer(x)
+            assert getattr(layer, "_native_cache", None) is not None
+            layer.native = True
+            explicit = layer(x)
+            layer.native = False
+            assert torch.equal(inside, explicit)
+            layer.native_train = False
+            layer._native_cache = None
+            with native_training():
+                layer(x)
+            assert layer._native_cache is None

@@ -65,14 +65,16 @@ class _HORQMixin:
     # Opt-in native inference path (horq.kernels, XNOR-popcount on CPU): set ``layer.native = True``. It runs
     # only where it computes the same thing as the torch path -- order >= 1, float32 CPU input, no autograd
     # (eval mode under torch.no_grad / inference_mode) -- and the torch path runs otherwise. The packed weights
-    # are cached and rebuilt whenever the weight tensor changes (data pointer or in-place version).
+    # are cached and rebuilt whenever the weight tensor changes (data pointer or in-place version). While native
+    # training is enabled (horq.nn.native_train), layers with ``native_train`` take this path too, so that the
+    # evaluation passes of a native training run are native as well.
     native = False
     # Native training path (horq.nn.native_train): used when native training is enabled there and this is
     # True; set False to keep one layer on the torch path.
     native_train = True
 
     def _native_ready(self, x: Tensor) -> bool:
-        return (self.native and self._order is not None and self._order >= 1 and not self.training
+        return ((self.native or (self.native_train and native_train.enabled())) and self._order is not None and self._order >= 1 and not self.training
                 and not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32)
 
     def _native_weights(self):
