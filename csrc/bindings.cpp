@@ -14,7 +14,6 @@
 #include <stdexcept>
 #include <string>
 
-#include "core/bitpack.h"
 #include "core/dispatch.h"
 #include "core/layer.h"
 #include "core/threadpool.h"
@@ -102,7 +101,7 @@ NB_MODULE(_core, m) {
         const std::size_t rows = x.shape(0), n = x.shape(1), nw = horq::words_for(n);
         horq::word_t* out;
         auto arr = make_array<horq::word_t>({rows, nw}, &out);
-        horq::pack_signs_generic(x.data(), rows, n, n, out);
+        horq::pack_signs(x.data(), rows, n, n, out);
         return arr;
       },
       nb::arg("x"), "Packs the signs of each row of a C-contiguous float32 matrix (bit 1 = negative).");

@@ -26,4 +26,17 @@ constexpr std::size_t words_for(std::size_t n) { return ceil_div(n, kWordBits); 
 // Bit of one value under the convention above.
 inline word_t sign_bit(float x) { return x < 0.0f ? word_t{1} : word_t{0}; }
 
+// The convention applied to `rows` rows of `n` floats (row r starts at x + r * row_stride): rows of
+// words_for(n) words each, back to back in `out`. This is how weights are packed (horq._core.pack_signs);
+// inputs are packed by the fused quantizers (quantize.h), which give these bits for H_1.
+inline void pack_signs(const float* x, std::size_t rows, std::size_t n, std::size_t row_stride, word_t* out) {
+  const std::size_t nw = words_for(n);
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* src = x + r * row_stride;
+    word_t* dst = out + r * nw;
+    for (std::size_t w = 0; w < nw; ++w) dst[w] = 0;
+    for (std::size_t i = 0; i < n; ++i) dst[i / kWordBits] |= sign_bit(src[i]) << (i % kWordBits);
+  }
+}
+
 }  // namespace horq
