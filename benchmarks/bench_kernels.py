@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from horq.cli import main
+from horq.apps.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

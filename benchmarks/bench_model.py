@@ -1,7 +1,7 @@
 """Whole-model latency: the packed horq runtime against PyTorch fp32 on the same network (docs/RESULTS.md).
 
 For each model below, a zoo network is built, converted (weights' values do not change the cost), exported
-to a temporary ``.horq`` file and timed with :func:`horq.runtime.bench.bench_model`: batch 1 and 64, 1 and 2
+to a temporary ``.horq`` file and timed with :func:`horq.apps.bench_model.bench_model`: batch 1 and 64, 1 and 2
 threads, horq and PyTorch round-robin, medians and fastest runs. Writes ``OUT/model_bench.json`` and
 ``OUT/model_bench.md`` (default OUT: experiments/results/model-bench). About 2-4 minutes here.
 
@@ -23,7 +23,7 @@ import torch
 import horq
 from horq import kernels
 from horq.nn import HORQConfig, build_model, convert_
-from horq.runtime.bench import bench_model, format_bench
+from horq.apps.bench_model import bench_model, format_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = ".venv/bin/python benchmarks/bench_model.py"

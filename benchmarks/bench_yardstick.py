@@ -23,7 +23,7 @@ import numpy as np
 
 from horq import kernels
 from horq.fileio import check_marked_section, replace_marked_section
-from horq.kernels.bench import cpu_flags, int8_conv, torch_setup
+from horq.apps.bench_kernels import cpu_flags, int8_conv, torch_setup
 from horq.timing import interleaved_times
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -47,7 +47,7 @@ import horq
 import horq.runtime as rt
 from horq import kernels
 from horq.fileio import check_marked_section, replace_marked_section
-from horq.kernels.bench import cpu_flags
+from horq.apps.bench_kernels import cpu_flags
 from horq.nn import HORQConfig, build_model, convert_
 from horq.timing import interleaved_times
 

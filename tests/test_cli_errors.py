@@ -1,7 +1,7 @@
 """Every bad `horq` invocation is one line naming the path or value, exit status 2 (130 for Ctrl-C), never a
 traceback; nothing the user made is overwritten silently.
 
-Most cases run in-process through ``horq.cli.main`` (argparse's usage errors raise SystemExit(2)); a few run
+Most cases run in-process through ``horq.apps.cli.main`` (argparse's usage errors raise SystemExit(2)); a few run
 ``python -m horq`` in a subprocess, including a real SIGINT during training. The fixtures train one tiny
 digits model once per module.
 """
@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from horq.cli import main
-from horq.format.cli import check_export_paths
+from horq.apps.cli import main
+from horq.apps.export_cli import check_export_paths
 
 TINY_TRAIN = ["--model", "mnist-mlp", "--model-arg", "hidden=16", "--data", "digits", "--limit-train", "64",
               "--limit-test", "32", "--batch-size", "32", "--threads", "1", "--no-progress"]
@@ -192,7 +192,7 @@ def test_cases_are_at_least_forty():
 
 def test_nothing_is_written_by_refused_commands(files):
     # The refusals above left the trained run and its files as they were.
-    from horq.fileio import file_kind
+    from horq.format import file_kind
 
     assert file_kind(files / "run" / "last.pt") == "checkpoint" and file_kind(files / "run" / "best.pt") == "checkpoint"
     assert file_kind(files / "m.horq") == "horq"

@@ -27,7 +27,7 @@ WRAPPER = textwrap.dedent(
             return None
 
     sys.meta_path.insert(0, NoTorch())
-    from horq.cli import main
+    from horq.apps.cli import main
 
     try:
         code = main(sys.argv[1:])
@@ -65,7 +65,7 @@ def horq_without_torch(*argv) -> tuple[int, str, str, list]:
 
 
 def test_the_wrapper_blocks_torch():
-    code = WRAPPER.split("from horq.cli import main")[0] + "import torch\n"
+    code = WRAPPER.split("from horq.apps.cli import main")[0] + "import torch\n"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "ModuleNotFoundError: No module named 'torch'" in proc.stderr
 

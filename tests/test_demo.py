@@ -6,7 +6,7 @@ import pytest
 
 import horq.runtime as rt
 from agreement import assert_close_to_exact, inputs
-from horq.cli import main
+from horq.apps.cli import main
 from horq.timing import interleaved_times, median_seconds, run_times
 
 

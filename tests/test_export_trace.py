@@ -24,7 +24,7 @@ import horq.runtime as rt
 from horq import format as hf
 from horq.nn import HORQConfig, HORQConv2d, convert_
 from horq.nn.export import ExportError, export, to_graph
-from horq.summary import format_summary, summarize
+from horq.apps.summary import format_summary, summarize
 
 HAS_NATIVE = importlib.util.find_spec("horq._core") is not None
 N_INPUTS = 1000  # so that ">= 99.9% identical argmax" allows at most one disagreement
@@ -299,8 +299,8 @@ def test_summary_and_bench(case, tmp_path):
     text = format_summary(summarize(path))
     assert "layer" in text or "block" in text
     if label == "densenet":
-        return  # horq.runtime.bench rebuilds the graph in PyTorch and has no concat yet
-    from horq.runtime.bench import bench_model
+        return  # horq.apps.bench_model rebuilds the graph in PyTorch and has no concat yet
+    from horq.apps.bench_model import bench_model
 
     rows = bench_model(path, batches=(1,), threads=(1,), repeats=1, warmup=0, backend="numpy")
     assert rows[0]["horq_ms"] > 0

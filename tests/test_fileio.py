@@ -89,7 +89,8 @@ def test_file_kind_and_same_file(tmp_path):
     import sys
     from pathlib import Path
 
-    from horq.fileio import file_kind, same_file
+    from horq.fileio import same_file
+    from horq.format import file_kind
 
     sys.path.insert(0, str(Path(__file__).parent / "format"))
     try:

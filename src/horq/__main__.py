@@ -2,6 +2,6 @@
 
 import sys
 
-from horq.cli import main
+from horq.apps.cli import main
 
 sys.exit(main())

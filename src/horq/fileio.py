@@ -1,5 +1,5 @@
 """Atomic file writes: the final name holds either the old file or the whole new one, never a half file;
-and telling a packed ``.horq`` model from a training checkpoint by its first bytes (:func:`file_kind`).
+and small file helpers (same-file checks, generated sections of markdown documents).
 
 The file gets the permissions any newly created file would (``0o666`` less the process umask), not the
 ``0o600`` of a temporary file, so an exported model or a checkpoint is as readable as the user's other files;
@@ -15,8 +15,6 @@ import tempfile
 import threading
 from pathlib import Path
 
-#: Bytes read to recognise a file (a ``.horq`` file: the 8-byte header length, then ``{``).
-SNIFF_BYTES = 9
 #: Permission bits of a new file before the umask (what ``open(path, "w")`` asks for).
 NEW_FILE_MODE = 0o666
 _umask_lock = threading.Lock()
@@ -82,26 +80,6 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb"):
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_open(path, "w") as f:
         f.write(text)
-
-
-def file_kind(path) -> str | None:
-    """What a file's first bytes say it is: ``"horq"`` (a packed model: a safetensors header length within
-    bounds followed by a JSON object), ``"checkpoint"`` (a ``torch.save`` file), or None (anything else, or
-    unreadable). Only a hint for error messages; the loaders do the real checks.
-    """
-    from horq.format.container import HEADER_LEN_BYTES, MAX_HEADER_BYTES, TORCH_MAGICS
-
-    try:
-        with open(path, "rb") as f:
-            head = f.read(SNIFF_BYTES)
-    except OSError:
-        return None
-    if head[:4] in TORCH_MAGICS:  # a zip archive (torch.save since 1.6) or the legacy pickle format
-        return "checkpoint"
-    if len(head) > HEADER_LEN_BYTES and head[HEADER_LEN_BYTES:] == b"{":
-        if 0 < int.from_bytes(head[:HEADER_LEN_BYTES], "little") <= MAX_HEADER_BYTES:
-            return "horq"
-    return None
 
 
 def same_file(a, b) -> bool:

@@ -11,16 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from horq.bits import sign
-
-MAX_ORDER = 8
-
-
-def check_order(order: int | None) -> None:
-    """Raises ValueError unless ``order`` is None (full precision) or an int in [0, MAX_ORDER]."""
-    if order is None:
-        return
-    if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or not 0 <= order <= MAX_ORDER:
-        raise ValueError(f"order must be None or an integer in [0, {MAX_ORDER}], got {order!r}")
+from horq.geometry import check_order, conv_output_size, pair
 
 
 def residual_binarize(x: np.ndarray, order: int, axis: int = -1):
@@ -49,11 +40,17 @@ def residual_binarize(x: np.ndarray, order: int, axis: int = -1):
     return approx, np.stack(planes), np.stack(betas)
 
 
-def binarize_weights(w: np.ndarray):
-    """Returns ``(alpha, signs)``: ``alpha[o] = mean(|w[o]|)`` per output filter, ``signs = sign(w)``."""
+def weight_alpha(w: np.ndarray) -> np.ndarray:
+    """``alpha[o] = mean(|w[o]|)`` per output filter, in float64 (docs/MATH.md "Weights"); every weight
+    binarizer of horq (this module, the kernels' packer, the exporter) takes its scale from here."""
     w = np.asarray(w, dtype=np.float64)
-    alpha = np.abs(w.reshape(w.shape[0], -1)).mean(axis=1)
-    return alpha, sign(w).astype(np.float64)
+    return np.abs(w.reshape(w.shape[0], -1)).mean(axis=1)
+
+
+def binarize_weights(w: np.ndarray):
+    """Returns ``(alpha, signs)``: :func:`weight_alpha` and ``signs = sign(w)``."""
+    w = np.asarray(w, dtype=np.float64)
+    return weight_alpha(w), sign(w).astype(np.float64)
 
 
 def quantize_input(x_cols: np.ndarray, order: int | None, axis: int) -> np.ndarray:
@@ -72,22 +69,17 @@ def effective_weight(w: np.ndarray, order: int | None) -> np.ndarray:
     return alpha.reshape((-1,) + (1,) * (s.ndim - 1)) * s
 
 
-def _pair(v) -> tuple[int, int]:
-    return (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1]))
-
-
 def im2col(x: np.ndarray, kh: int, kw: int, *, stride=1, padding=0, dilation=1):
     """Unfolds ``x`` of shape ``(N, C, H, W)`` into ``(N, C*kh*kw, P)`` columns, zero padding included.
 
     The row order is ``(c, i, j)``, matching ``W.reshape(C_out, -1)`` of a ``(C_out, C, kh, kw)`` weight.
     Returns the columns and the output size ``(OH, OW)``.
     """
-    sh, sw = _pair(stride)
-    ph, pw = _pair(padding)
-    dh, dw = _pair(dilation)
+    sh, sw = pair(stride)
+    ph, pw = pair(padding)
+    dh, dw = pair(dilation)
     n, c, h, w = x.shape
-    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
     if oh < 1 or ow < 1:
         raise ValueError(f"input {h}x{w} is too small for a {kh}x{kw} kernel (padding {padding}, dilation {dilation})")
     xp = np.pad(np.asarray(x, dtype=np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))

@@ -5,8 +5,8 @@ import textwrap
 
 import pytest
 
-import horq.cli
-from horq.data import cli as data_cli
+import horq.apps.cli
+from horq.apps import data_cli
 
 
 def run_data(argv):
@@ -28,9 +28,9 @@ def test_info_lists_every_dataset(make_idx, capsys):
 
 def test_horq_main_runs_data_info(tmp_path, monkeypatch, capsys):
     # Only this package's command, so the test does not depend on (or import torch through) the others.
-    monkeypatch.setattr(horq.cli, "COMMANDS", {"data": "horq.data.cli"})
+    monkeypatch.setattr(horq.apps.cli, "COMMANDS", {"data": "horq.apps.data_cli"})
     monkeypatch.setenv("HORQ_DATA", str(tmp_path))
-    assert horq.cli.main(["data", "info"]) == 0
+    assert horq.apps.cli.main(["data", "info"]) == 0
     assert f"data root: {tmp_path}" in capsys.readouterr().out
 
 
@@ -60,7 +60,7 @@ BLOCK_TORCH = textwrap.dedent(
 def test_horq_data_never_imports_torch():
     code = BLOCK_TORCH + textwrap.dedent(
         """
-        import horq.data, horq.data.cli, horq.data.download, horq.data.cifar, horq.data.idx
+        import horq.data, horq.apps.data_cli, horq.data.download, horq.data.cifar, horq.data.idx
         assert attempts == [], attempts
         ds = horq.data.load("mnist-5k", "test", limit=3)
         assert ds.x.shape == (3, 1, 28, 28)

@@ -1,11 +1,11 @@
-"""horq.experiments: cost model, accuracy experiment end to end, residual guarantee, speed measurement."""
+"""horq.apps.experiments: cost model, accuracy experiment end to end, residual guarantee, speed measurement."""
 
 import json
 
 import pytest
 
-from horq.cli import main
-from horq.summary import speedup
+from horq.apps.cli import main
+from horq.apps.summary import speedup
 
 torch = pytest.importorskip("torch")
 
@@ -84,7 +84,7 @@ def test_accuracy_end_to_end(tmp_path, capsys):
 
 
 def test_accuracy_spread_over_seeds():
-    from horq.experiments.accuracy import summarize
+    from horq.apps.experiments.accuracy import summarize
 
     runs = [{"order": "o1", "seed": s, "final_test_acc": a, "train_seconds": 1.0,
              "epochs": [{"test_loss": 0.5}]} for s, a in ((0, 0.90), (1, 0.92))]
@@ -94,7 +94,7 @@ def test_accuracy_spread_over_seeds():
 
 
 def test_accuracy_targets():
-    from horq.experiments.accuracy import targets
+    from horq.apps.experiments.accuracy import targets
 
     mk = lambda o, a: {"order": o, "test_acc_mean": a, "test_error_mean": 1 - a}  # noqa: E731
     met = targets("mnist", [mk("o1", 0.980), mk("o2", 0.990)])
@@ -117,7 +117,7 @@ def test_cifar10_missing_gives_clear_message(tmp_path, capsys):
 # ---- residual guarantee ---------------------------------------------------------------------------------------
 
 def test_residual_errors_strictly_decrease(tmp_path):
-    from horq.experiments.residual import gaussian_reference, residual_errors
+    from horq.apps.experiments.residual import gaussian_reference, residual_errors
     from horq.nn import HORQConfig, build_model, convert_
 
     torch.manual_seed(0)
@@ -159,7 +159,7 @@ def test_residual_cli_on_checkpoint(tmp_path):
 
 def test_speedup_measurement_tiny(tmp_path):
     pytest.importorskip("horq._core")
-    from horq.experiments.speedup import measure_conv, run_speedup
+    from horq.apps.experiments.speedup import measure_conv, run_speedup
 
     m = measure_conv(8, 3, [1, 2], out_size=4, reps={"min_reps": 2, "min_seconds": 0.0})
     assert m["fp32"] > 0 and set(m["horq"]) == {1, 2} and all(t > 0 for t in m["horq"].values())
@@ -175,7 +175,7 @@ def test_speedup_measurement_tiny(tmp_path):
 
 
 def test_storage_counts():
-    from horq.experiments.storage import count_bytes
+    from horq.apps.experiments.storage import count_bytes
     from horq.nn import HORQConfig, build_model, convert_
 
     model = build_model("mnist-mlp", in_shape=(1, 8, 8), num_classes=10, hidden=100)

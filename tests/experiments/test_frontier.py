@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from horq.cli import main
+from horq.apps.cli import main
 from horq.data import holdout_indices, split_holdout
 
 torch = pytest.importorskip("torch")
@@ -74,7 +74,7 @@ def test_frontier_writes_everything(frontier):
 def test_chosen_json_round_trips(frontier, run):
     from horq.nn.checkpoint import load_model
     from horq.nn.convert import HORQConfig
-    from horq.experiments.frontier import binary_layers
+    from horq.apps.experiments.frontier import binary_layers
 
     out, _ = frontier
     doc = json.loads((out / "chosen.json").read_text())
@@ -113,7 +113,7 @@ def test_holdout_split_is_disjoint_and_nested():
 
 
 def test_pareto_and_greedy_search():
-    from horq.experiments.frontier import pareto, search
+    from horq.apps.experiments.frontier import pareto, search
     from horq.nn import HORQConfig, build_model, convert_
 
     c = lambda ms, acc: {"predicted_ms": ms, "holdout_acc": acc}  # noqa: E731
@@ -123,7 +123,7 @@ def test_pareto_and_greedy_search():
     torch.manual_seed(0)
     model = convert_(build_model("mnist-cnn", in_shape=(1, 8, 8), num_classes=10, width=4, hidden=16),
                      HORQConfig(order=2)).eval()
-    from horq.experiments.frontier import binary_layers
+    from horq.apps.experiments.frontier import binary_layers
 
     layers = binary_layers(model)
     lat = {"fixed_ms": 1.0, "layer_ms": {n: {1: 1.0, 2: 2.0, 3: 3.0} for n, _ in layers}}

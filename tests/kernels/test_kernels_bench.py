@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from horq.cli import main
-from horq.kernels import bench
+from horq.apps.cli import main
+from horq.apps import bench_kernels as bench
 
 
 @pytest.fixture

@@ -259,9 +259,9 @@ def test_training_steps_follow_the_torch_path():
 
 def test_horq_train_flag_and_loop_switch(monkeypatch, tmp_path):
     """`horq train` trains natively by default and on the torch path with --no-native; the loop scopes it."""
-    from horq.cli import build_parser
+    from horq.apps.cli import build_parser
     from horq.nn import training
-    from horq.nn.cli import settings_from_args
+    from horq.apps.train import settings_from_args
 
     assert settings_from_args(build_parser().parse_args(["train"])).native
     assert not settings_from_args(build_parser().parse_args(["train", "--no-native"])).native

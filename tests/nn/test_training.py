@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import horq.nn.training as training
-from horq.cli import main
+from horq.apps.cli import main
 from horq.nn.checkpoint import load_checkpoint, load_model
 from horq.nn.training import TrainSettings, train
 
@@ -151,10 +151,10 @@ def test_resume_with_more_epochs_and_a_new_lr_follows_the_new_schedule(tmp_path,
 
 def test_train_cli_defaults_are_the_settings_defaults():
     """`horq train` leaves unset flags to TrainSettings, and its help quotes the same defaults."""
-    from horq.cli import build_parser
-    from horq.nn.cli import settings_from_args
-    from horq.train_cli import DEVICES as CLI_DEVICES
-    from horq.train_cli import SCHEDULES as CLI_SCHEDULES
+    from horq.apps.cli import build_parser
+    from horq.apps.train import settings_from_args
+    from horq.apps.train_cli import DEVICES as CLI_DEVICES
+    from horq.apps.train_cli import SCHEDULES as CLI_SCHEDULES
 
     args = build_parser().parse_args(["train"])
     assert settings_from_args(args) == TrainSettings()

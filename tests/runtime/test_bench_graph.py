@@ -1,4 +1,4 @@
-"""`horq bench`'s PyTorch twin of a packed graph (runtime.bench.torch_module) covers every float op of the
+"""`horq bench`'s PyTorch twin of a packed graph (horq.apps.bench_model.torch_module) covers every float op of the
 format, version-3 ones included: it must compute what the reference backend computes."""
 
 import numpy as np
@@ -10,7 +10,7 @@ import horq.runtime as rt
 from agreement import fixed_weights_, inputs
 from horq import format as hformat
 from horq.nn.export import export
-from horq.runtime.bench import torch_module
+from horq.apps.bench_model import torch_module
 
 
 class Net(nn.Module):

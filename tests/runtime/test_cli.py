@@ -11,7 +11,7 @@ import torch
 
 import horq.data
 import horq.runtime as rt
-from horq.cli import main
+from horq.apps.cli import main
 from horq.nn import HORQConfig, build_model, convert_
 from horq.nn.checkpoint import atomic_torch_save
 
@@ -99,7 +99,7 @@ def test_bench_model(ckpt, tmp_path, capsys):
                  "--warmup", "1", "--backend", "auto"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:2] == ["batch", "threads"] and lines[3] == ""  # header, two rows, then the legend
-    from horq.runtime.bench import COLUMNS
+    from horq.apps.bench_model import COLUMNS
 
     assert [line.split(":")[0] for line in lines[4 : 4 + len(COLUMNS)]] == [name for name, _ in COLUMNS]
     assert "argmax" not in "\n".join(lines)  # no agreement column against an unquantized graph on random inputs
@@ -107,9 +107,9 @@ def test_bench_model(ckpt, tmp_path, capsys):
     assert main(["bench", str(out), "--batch", "2", "--threads", "1", "--repeats", "1", "--warmup", "0"]) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[:2] == ["2", "1"]  # `horq bench FILE.horq` works too
 
-    from horq.runtime.bench import format_bench
+    from horq.apps.bench_model import format_bench
 
-    from horq.runtime.bench import bench_model, torch_module
+    from horq.apps.bench_model import bench_model, torch_module
 
     (row,) = bench_model(out, batches=(3,), threads=(1,), repeats=1, warmup=0, backend="numpy")
     assert row["batch"] == 3 and row["backend"] == "numpy" and row["horq_ms"] > 0 and row["torch_ms"] > 0

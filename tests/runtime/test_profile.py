@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import horq.runtime as rt
-from horq.cli import main
+from horq.apps.cli import main
 from horq.nn import HORQConfig, build_model, convert_
 from horq.nn.export import export
 from horq.runtime.profile import binary_macs

@@ -1,4 +1,4 @@
-"""horq.summary: the cost model's numbers for known layers, totals, and sizes."""
+"""horq.apps.summary: the cost model's numbers for known layers, totals, and sizes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from horq_files import tiny_model
 
 from horq import format as hf
-from horq.summary import format_summary, speedup, summarize
+from horq.apps.summary import format_summary, speedup, summarize
 
 
 @pytest.mark.parametrize(("order", "expected"), [(1, 62.27), (2, 31.35), (3, 20.95), (4, 15.73)])

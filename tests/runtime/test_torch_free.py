@@ -20,7 +20,7 @@ SCRIPT = textwrap.dedent(
     sys.meta_path.insert(0, BlockTorch())
     sys.path.insert(0, sys.argv[2])
     import numpy as np
-    import horq, horq.format, horq.runtime, horq.runtime.ops, horq.runtime.native, horq.summary
+    import horq, horq.format, horq.runtime, horq.runtime.ops, horq.runtime.native, horq.apps.summary
     from horq_files import tiny_model
 
     path = sys.argv[1]
@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent(
         model = horq.runtime.load(path, backend=backend)
         y = model(np.zeros((2, 2, 6, 6), np.float32))
         assert y.shape == (2, 2), y.shape
-    horq.summary.summarize(path)
+    horq.apps.summary.summarize(path)
     try:
         import torch  # noqa: F401
     except ImportError:

@@ -15,6 +15,7 @@ from horq.format.container import (
     build,
     canonical_json,
     content_hash,
+    file_kind,
     load,
     parse,
     save,
@@ -34,7 +35,7 @@ from horq.format.spec import BINARY_OPS, INPUT, OPS, Graph, Node, validate_graph
 
 __all__ = [
     "FORMAT_VERSION", "READ_VERSIONS", "MAX_HEADER_BYTES", "HorqFile", "build", "canonical_json", "content_hash",
-    "load", "parse", "save", "validate", "ChecksumError", "GraphError", "HeaderError", "HorqFormatError",
+    "file_kind", "load", "parse", "save", "validate", "ChecksumError", "GraphError", "HeaderError", "HorqFormatError",
     "TensorError", "TruncatedFileError", "UnknownOpError", "VersionError", "BINARY_OPS", "INPUT", "OPS",
     "Graph", "Node", "validate_graph",
 ]

@@ -49,6 +49,28 @@ _HASH_DOMAIN = b"horq-format-v1\0"
 TORCH_MAGICS = (b"PK\x03\x04", b"\x80\x02\x8a\x0a")
 
 
+#: Bytes read to recognise a file (a ``.horq`` file: the 8-byte header length, then ``{``).
+SNIFF_BYTES = 9
+
+
+def file_kind(path) -> str | None:
+    """What a file's first bytes say it is: ``"horq"`` (a packed model: a safetensors header length within
+    bounds followed by a JSON object), ``"checkpoint"`` (a ``torch.save`` file), or None (anything else, or
+    unreadable). Only a hint for error messages; the loaders do the real checks.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(SNIFF_BYTES)
+    except OSError:
+        return None
+    if head[:4] in TORCH_MAGICS:  # a zip archive (torch.save since 1.6) or the legacy pickle format
+        return "checkpoint"
+    if len(head) > HEADER_LEN_BYTES and head[HEADER_LEN_BYTES:] == b"{":
+        if 0 < int.from_bytes(head[:HEADER_LEN_BYTES], "little") <= MAX_HEADER_BYTES:
+            return "horq"
+    return None
+
+
 @dataclass(frozen=True)
 class HorqFile:
     """A loaded, validated ``.horq`` file: the graph and its tensors (read-only numpy arrays, in their stored

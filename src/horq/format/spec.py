@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from horq.bits import words_for
 from horq.format.errors import GraphError, TensorError, UnknownOpError
-from horq.reference import MAX_ORDER
+from horq.geometry import MAX_ORDER, conv_output_hw
 
 INPUT = "input"
 MAX_NODES = 100_000
@@ -56,7 +56,7 @@ VARIADIC = -1
 # --- attribute checkers: return the normalized value or raise GraphError -------------------------------
 
 
-def _pair(name, *, lo):
+def _pair_attr(name, *, lo):
     def check(v, where):
         if isinstance(v, int) and not isinstance(v, bool):
             v = [v, v]
@@ -135,8 +135,7 @@ def _tensor_shape(where, node, tshapes, role, expected):
 
 
 def _conv_out(where, h, w, k, s, p, d):
-    oh = (h + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
-    ow = (w + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+    oh, ow = conv_output_hw((h, w), k, s, p, d)
     if oh < 1 or ow < 1:
         raise GraphError(f"{where}: a {h}x{w} input is too small for kernel {list(k)} (padding {list(p)})")
     return oh, ow
@@ -266,9 +265,9 @@ def _infer_add(where, node, ins, tshapes):
 
 
 _GEOMETRY = {
-    "stride": (_pair("stride", lo=1), (1, 1)),
-    "padding": (_pair("padding", lo=0), (0, 0)),
-    "dilation": (_pair("dilation", lo=1), (1, 1)),
+    "stride": (_pair_attr("stride", lo=1), (1, 1)),
+    "padding": (_pair_attr("padding", lo=0), (0, 0)),
+    "dilation": (_pair_attr("dilation", lo=1), (1, 1)),
 }
 _BINARY_TENSORS = {
     "bits": (U64, True), "alpha": (F32, False), "bias": (F32, False), "scale": (F32, False), "shift": (F32, False),
@@ -298,10 +297,10 @@ OPS: dict[str, OpDef] = {
         1,
         {},
         {
-            "kernel": (_pair("kernel", lo=1), REQUIRED),
-            "stride": (_pair("stride", lo=1), REQUIRED),
-            "padding": (_pair("padding", lo=0), (0, 0)),
-            "dilation": (_pair("dilation", lo=1), (1, 1)),
+            "kernel": (_pair_attr("kernel", lo=1), REQUIRED),
+            "stride": (_pair_attr("stride", lo=1), REQUIRED),
+            "padding": (_pair_attr("padding", lo=0), (0, 0)),
+            "dilation": (_pair_attr("dilation", lo=1), (1, 1)),
         },
         _infer_pool,
     ),
@@ -309,9 +308,9 @@ OPS: dict[str, OpDef] = {
         1,
         {},
         {
-            "kernel": (_pair("kernel", lo=1), REQUIRED),
-            "stride": (_pair("stride", lo=1), REQUIRED),
-            "padding": (_pair("padding", lo=0), (0, 0)),
+            "kernel": (_pair_attr("kernel", lo=1), REQUIRED),
+            "stride": (_pair_attr("stride", lo=1), REQUIRED),
+            "padding": (_pair_attr("padding", lo=0), (0, 0)),
             "count_include_pad": (_bool("count_include_pad"), True),
         },
         _infer_pool,

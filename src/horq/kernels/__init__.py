@@ -29,9 +29,9 @@ import platform
 
 import numpy as np
 
-from horq import _core
+from horq import _core, reference
 from horq.bits import WORD_DTYPE, pack_signs, words_for
-from horq.reference import MAX_ORDER
+from horq.geometry import MAX_ORDER, check_order, conv_output_size, pair
 
 __all__ = [
     "KERNEL_ENV",
@@ -125,16 +125,12 @@ def _float_input(x, ndim: int, name: str, shape_doc: str) -> np.ndarray:
 
 
 def _check_order(order) -> int:
-    if isinstance(order, bool) or not isinstance(order, (int, np.integer)):
-        raise ValueError(f"order must be an integer in 1..{MAX_ORDER}, got {order!r}")
-    if order == 0:
+    if order == 0 and not isinstance(order, bool):
         raise ValueError(
             "order 0 (binary weights, real-valued inputs) is not supported by the native kernels; "
             "use horq.reference.horq_conv2d / horq_linear"
         )
-    if not 1 <= order <= MAX_ORDER:
-        raise ValueError(f"order must be an integer in 1..{MAX_ORDER}, got {order}")
-    return int(order)
+    return check_order(order, lowest=1, allow_none=False)
 
 
 class PackedWeights:
@@ -206,7 +202,7 @@ def pack_weights(w) -> PackedWeights:
     if not np.issubdtype(w.dtype, np.floating) or not np.isfinite(w).all():
         raise ValueError("pack_weights: weight must be floating point without NaN or Inf")
     rows = w.reshape(w.shape[0], -1)
-    alpha = np.abs(rows.astype(np.float64)).mean(axis=1).astype(np.float32)
+    alpha = reference.weight_alpha(rows).astype(np.float32)
     return PackedWeights(pack_signs(rows), alpha, w.shape)
 
 
@@ -293,13 +289,6 @@ def _input_affine(channels: int, scale, shift) -> tuple:
     return tuple(out)
 
 
-def _pair(v, name: str, minimum: int):
-    t = (v, v) if np.isscalar(v) else tuple(v)
-    if len(t) != 2 or any(isinstance(e, bool) or not isinstance(e, (int, np.integer)) or e < minimum for e in t):
-        raise ValueError(f"{name} must be an integer >= {minimum} or a pair of them, got {v!r}")
-    return int(t[0]), int(t[1])
-
-
 def _check_weights(pw, op: str, shape_doc: str) -> PackedWeights:
     if not isinstance(pw, PackedWeights):
         raise ValueError(f"{op}: weights must be PackedWeights, got {type(pw).__name__}")
@@ -330,8 +319,8 @@ class Conv2dLayer:
                  shift=None, in_scale=None, in_shift=None, out_floor=None, kernel: str | None = None):
         self.order = _check_order(order)
         self.pw = _check_weights(pw, "conv2d", "(C_out, C, kh, kw)")
-        self.stride, self.padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
-        self.dilation = _pair(dilation, "dilation", 1)
+        self.stride, self.padding = pair(stride, "stride", minimum=1), pair(padding, "padding", minimum=0)
+        self.dilation = pair(dilation, "dilation", minimum=1)
         self._coef, self._add = _epilogue(pw, bias, scale, shift)
         self._in_affine = _input_affine(pw.shape[1], in_scale, in_shift)
         self._floor = None if out_floor is None else _channel_vector(out_floor, pw.out_channels, "out_floor")
@@ -342,8 +331,7 @@ class Conv2dLayer:
         """``(OH, OW)`` for an ``h`` x ``w`` input; ValueError when the input is too small."""
         _, _, kh, kw = self.pw.shape
         (sh, sw), (ph, pw_), (dh, dw) = self.stride, self.padding, self.dilation
-        oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-        ow = (w + 2 * pw_ - dw * (kw - 1) - 1) // sw + 1
+        oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw_, dw)
         if oh < 1 or ow < 1:
             raise ValueError(f"conv2d: input {h}x{w} is too small for a {kh}x{kw} kernel "
                              f"(padding {self.padding}, dilation {self.dilation})")

@@ -58,7 +58,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         ValueError: a packed ``.horq`` model (the message names the commands that take one), or a file that
             is not a horq checkpoint.
     """
-    from horq.fileio import file_kind
+    from horq.format import file_kind
 
     path = Path(path)
     if not path.is_file():

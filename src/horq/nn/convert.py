@@ -10,7 +10,7 @@ from torch import nn
 
 from horq.nn.layers import HORQConv2d, HORQLinear
 from horq.nn.quant import check_clip
-from horq.reference import check_order
+from horq.geometry import check_order
 
 # Exact types convert_ touches. Subclasses of nn.Linear/nn.Conv2d from elsewhere (e.g. the projection inside
 # nn.MultiheadAttention, whose forward never calls the layer) are left alone: their behaviour is not ours.

@@ -50,6 +50,7 @@ from horq.nn.graph import BATCH, Act, Builder, View
 from horq.nn.lower import lower_module
 from horq.nn.lower_ops import check_supported, lower_call
 from horq.nn.trace import ROOT, ExportError, capture, describe, source_line
+from horq.sizes import float32_state_bytes
 
 
 class Residual(nn.Module):
@@ -217,7 +218,7 @@ def to_graph(model: nn.Module, *, input_shape=None, info: dict | None = None, fl
     _check_shapes(gm, env, input_shape)
     out = fold.fold_affines(b, out)
     fold.fold_alphas(b, out)
-    state_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    state_bytes = float32_state_bytes(model.state_dict().values())
     binary = [n["name"] for n in b.nodes if n["op"] in hformat.BINARY_OPS]
     graph_info = {
         "producer": f"horq {horq.__version__}",

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from horq.nn import native_train
 from horq.nn.quant import binary_weight, check_clip, residual_approx, sign
-from horq.reference import check_order
+from horq.geometry import check_order, conv_output_hw, conv_output_size
 
 # Upper bound on the elements of one unfolded chunk (float32: 64 MiB); bounds the temporaries of the residual
 # loop of a convolution of order >= 2 by splitting the batch.
@@ -232,7 +232,7 @@ class HORQConv2d(_HORQMixin, nn.Conv2d):
         left, right, top, bottom = self._reversed_padding_repeated_twice
         for axis, padded in ((0, x.shape[-2] + top + bottom), (1, x.shape[-1] + left + right)):
             k, d, s = self.kernel_size[axis], self.dilation[axis], self.stride[axis]
-            if (padded - d * (k - 1) - 1) // s + 1 < 1:
+            if conv_output_size(padded, k, s, 0, d) < 1:
                 raise ValueError(f"HORQConv2d: input {tuple(x.shape[-2:])} is too small for kernel "
                                  f"{self.kernel_size} (padding {self.padding}, dilation {self.dilation})")
 
@@ -286,8 +286,8 @@ class HORQConv2d(_HORQMixin, nn.Conv2d):
         n_batch = xp.shape[0]
         w_r = w.reshape(self.out_channels, -1)
         kh, kw = self.kernel_size
-        rows_per_sample = ((xp.shape[2] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1) * (
-            (xp.shape[3] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1)
+        oh, ow = conv_output_hw(xp.shape[2:], (kh, kw), self.stride, (0, 0), self.dilation)
+        rows_per_sample = oh * ow
         chunk = max(1, UNFOLD_CHUNK_ELEMS // (w_r.shape[1] * rows_per_sample))
         outs = []
         for start in range(0, n_batch, chunk):

@@ -26,6 +26,8 @@ import torch
 from torch import fx, nn
 
 from horq.bits import pack_signs
+from horq.geometry import pair
+from horq.reference import weight_alpha
 from horq.nn.graph import BATCH, Act, Builder, View
 from horq.nn.trace import ExportError, describe, is_horq_layer, module_path, scope
 
@@ -35,7 +37,7 @@ def _np(t) -> np.ndarray:
 
 
 def _pair(v):
-    return [int(v), int(v)] if isinstance(v, int) else [int(e) for e in v]
+    return list(pair(v))  # JSON attributes are lists
 
 
 class Ctx:
@@ -142,7 +144,7 @@ def linear_node(c: Ctx, x, weight, bias, order=None):
 
 def _binary_tensors(w, bias):
     flat = w.reshape(w.shape[0], -1)
-    return {"bits": pack_signs(flat), "alpha": np.abs(flat).mean(axis=1), "bias": bias}
+    return {"bits": pack_signs(flat), "alpha": weight_alpha(flat), "bias": bias}
 
 
 def bn_affine(c: Ctx, mean, var, weight, bias, eps):

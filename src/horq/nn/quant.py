@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from horq.reference import check_order
+from horq.geometry import check_order
 
 # Straight-through window of the weight binarizer (XNOR-Net / BinaryNet use 1): the gradient of sign(w) is
 # taken as 1 where |w| <= WEIGHT_CLIP and 0 outside, so weights that drifted far out stop moving.

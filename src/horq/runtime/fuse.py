@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from horq import format as hformat
+from horq.geometry import conv_output_size
 
 LAYER_OPS = ("conv2d", "binary_conv2d", "linear", "binary_linear")
 #: Ops whose function may overwrite its input when ``params["in_place"]`` is set.
@@ -141,7 +142,7 @@ def _subsample_pointwise(graph, steps):
             continue
         sh, sw = a["stride"]
         c, h, w = step.node.in_shapes[0]
-        small = (c, (h - 1) // sh + 1, (w - 1) // sw + 1)
+        small = (c, conv_output_size(h, 1, sh), conv_output_size(w, 1, sw))
         node = replace(step.node, attrs={**a, "stride": (1, 1)}, in_shapes=(small,))
         out[i] = replace(step, node=node)
         out[k] = replace(aff, params={**aff.params, "subsample": (sh, sw)})

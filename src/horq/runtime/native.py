@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from horq.format import BINARY_OPS
+
 EPILOGUE = ("bias", "scale", "shift")
 
 
@@ -45,7 +47,7 @@ def prepare_all(graph, tensors: dict) -> dict:
     kernels = _kernels()
     out = {}
     for node in graph.nodes:
-        if node.op not in ("binary_conv2d", "binary_linear") or node.attrs["order"] == 0:
+        if node.op not in BINARY_OPS or node.attrs["order"] == 0:
             continue
         raw = {role: tensors[name] for role, name in node.tensors.items()}
         pw = kernels.PackedWeights(

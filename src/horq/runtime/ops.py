@@ -27,6 +27,8 @@ import numpy as np
 
 from horq import reference
 from horq.bits import unpack_signs
+from horq.format import BINARY_OPS
+from horq.geometry import conv_output_size
 
 #: Largest number of float64 values in one chunk's column matrix (about 256 MiB with the K planes).
 CHUNK_FLOATS = 8 * 1024 * 1024
@@ -36,7 +38,7 @@ def prepare(node, tensors: dict, *, dtype=np.float32) -> dict:
     """Turns a node's file tensors into what the ops use: weights as ``(C_out, n)`` matrices of ``dtype``
     (binary ones unpacked to ``alpha * sign``, alpha 1 when the file has none) and ``dtype`` in ``params["dtype"]``."""
     params = {role: tensors[name] for role, name in node.tensors.items()}
-    if node.op in ("binary_conv2d", "binary_linear"):
+    if node.op in BINARY_OPS:
         n = math.prod(node.attrs["shape"][1:])
         signs = unpack_signs(params.pop("bits"), n).astype(dtype)
         params["matrix"] = signs
@@ -61,8 +63,7 @@ def im2col32(x, kh, kw, *, stride, padding, dilation):
     """
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     n, c, h, w = x.shape
-    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
     xp = x
     if ph or pw:
         xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), np.float32)

@@ -27,7 +27,7 @@ import numpy as np
 
 from horq import kernels
 from horq.fileio import check_marked_section, replace_marked_section
-from horq.summary import speedup
+from horq.apps.summary import speedup
 from horq.timing import interleaved_times, median_and_best
 
 BGEMM_SIZES = [(64, 576, 1024), (256, 2304, 1024), (512, 4608, 196), (1024, 4096, 1024)]

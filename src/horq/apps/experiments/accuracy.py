@@ -15,7 +15,7 @@ import json
 import statistics
 from pathlib import Path
 
-from horq.experiments.common import (
+from horq.apps.experiments.common import (
     command_line,
     machine_info,
     machine_line,

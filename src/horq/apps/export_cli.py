@@ -37,7 +37,8 @@ def check_export_paths(checkpoint, output) -> None:
     Raises:
         ValueError: naming the path and why.
     """
-    from horq.fileio import file_kind, same_file
+    from horq.fileio import same_file
+    from horq.format import file_kind
 
     if same_file(checkpoint, output):
         raise ValueError(f"-o {output} is the checkpoint being exported; give the packed model another name "
@@ -51,7 +52,7 @@ def _export(args) -> int:
     check_export_paths(args.checkpoint, args.output)
     from horq.nn.checkpoint import load_model  # torch: only this command needs it
     from horq.nn.export import export
-    from horq.summary import summarize
+    from horq.apps.summary import summarize
 
     model, ckpt = load_model(args.checkpoint)
     info = {k: ckpt.get(k) for k in ("model_name", "model_kwargs", "config", "epoch")}
@@ -66,7 +67,7 @@ def _export(args) -> int:
 
 def _summary(args) -> int:
     from horq.format import HorqFormatError
-    from horq.summary import format_summary, summarize
+    from horq.apps.summary import format_summary, summarize
 
     if not os.path.isfile(args.model):
         raise FileNotFoundError(2, "no such file" if not os.path.isdir(args.model) else "is a folder", args.model)

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from horq.cliargs import nonnegative_int, positive_int, thread_count
+from horq.apps.args import nonnegative_int, positive_int, thread_count
 
 
 def register(sub) -> None:
@@ -154,7 +154,7 @@ def _set_threads(model, n: int) -> None:
 
 
 def _bench(args) -> int:
-    from horq.runtime.bench import bench_model, format_bench
+    from horq.apps.bench_model import bench_model, format_bench
 
     model = load_model(args.model, args.backend)  # one-line errors for a missing or foreign file or backend
     _set_threads(None, max(args.threads))  # and for a thread count this machine cannot start
@@ -176,7 +176,7 @@ def _bench(args) -> int:
 def _bench_training(args) -> int:
     import sys
 
-    from horq.nn.train_bench import bench_training, format_rows, peak_memory_rows  # torch
+    from horq.apps.bench_training import bench_training, format_rows, peak_memory_rows  # torch
     from horq.nn.zoo import MODELS
 
     unknown = [m for m in args.models if m not in MODELS]
@@ -198,7 +198,7 @@ def _bench_training(args) -> int:
 
 
 def _bench_kernels(args) -> int:
-    from horq.kernels.bench import run
+    from horq.apps.bench_kernels import run
 
     run(quick=args.quick, skip_bgemm=args.skip_bgemm, json_path=args.json, doc_path=args.doc)
     return 0

@@ -20,7 +20,8 @@ import copy
 import tempfile
 from pathlib import Path
 
-from horq.experiments.common import (
+from horq.sizes import FLOAT32_BYTES, float32_state_bytes
+from horq.apps.experiments.common import (
     command_line,
     machine_info,
     machine_line,
@@ -30,7 +31,7 @@ from horq.experiments.common import (
     write_text,
 )
 
-FLOAT_BYTES = 4
+FLOAT_BYTES = FLOAT32_BYTES
 BATCH = 2  # samples of the shape-probing forward pass (any size works in eval mode)
 
 
@@ -44,7 +45,7 @@ def count_bytes(model, in_shape) -> dict:
     """Counts a (converted or float) model's bytes; ``in_shape`` = (C, H, W) of one sample.
 
     Returns:
-        dict with ``float32_bytes`` (every float tensor of the state_dict at 4 bytes), ``packed_bytes`` (binary
+        dict with ``float32_bytes`` (:func:`horq.sizes.float32_state_bytes`), ``packed_bytes`` (binary
         weights as packed words + alpha), ``binary_layers``, ``fp_layers`` (names), and per-sample activation
         bytes of the binary layers' inputs: ``act_float32_bytes`` (unfolded columns) and ``act_packed_bytes``
         (K planes + K betas per column; equal to the float count for order 0, whose inputs stay real).
@@ -52,8 +53,7 @@ def count_bytes(model, in_shape) -> dict:
     import torch
     from torch import nn
 
-    state = {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
-    float32 = sum(v.numel() for v in state.values()) * FLOAT_BYTES
+    float32 = float32_state_bytes(model.state_dict().values())
     packed = float32
     binary, fp = [], []
     layers = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
@@ -75,8 +75,8 @@ def count_bytes(model, in_shape) -> dict:
             pads = mod._reversed_padding_repeated_twice
             h = x.shape[-2] + pads[2] + pads[3]
             w = x.shape[-1] + pads[0] + pads[1]
-            cols = ((h - mod.dilation[0] * (mod.kernel_size[0] - 1) - 1) // mod.stride[0] + 1) * (
-                (w - mod.dilation[1] * (mod.kernel_size[1] - 1) - 1) // mod.stride[1] + 1) * x.shape[0]
+            oh, ow = conv_output_hw((h, w), mod.kernel_size, mod.stride, (0, 0), mod.dilation)
+            cols = oh * ow * x.shape[0]
         else:
             n, cols = mod.in_features, x.numel() // mod.in_features
         k = mod.order
@@ -98,10 +98,8 @@ def count_bytes(model, in_shape) -> dict:
 
 
 def _exported_size(model, in_shape, float_dtype="float32") -> tuple[int | None, str]:
-    try:
-        from horq.nn.export import export
-    except ImportError as exc:
-        return None, f"exporter not available ({exc})"
+    from horq.nn.export import export
+
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.horq"
         try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from horq.cliargs import nonnegative_float, nonnegative_int, positive_float, positive_int, thread_count
-from horq.experiments.common import parse_order
+from horq.apps.args import nonnegative_float, nonnegative_int, positive_float, positive_int, thread_count
+from horq.apps.experiments.common import parse_order
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "mnist-5k", "digits")
 
@@ -108,20 +108,20 @@ def register(sub) -> None:
 
 
 def _accuracy(args) -> int:
-    from horq.experiments.accuracy import run_accuracy
+    from horq.apps.experiments.accuracy import run_accuracy
 
     result = run_accuracy(data=args.data, out=args.out, model=args.model, epochs=args.epochs, seeds=args.seeds,
                           orders=args.orders, limit_train=args.limit_train, limit_test=args.limit_test,
                           data_root=args.data_root, batch_size=args.batch_size, lr=args.lr,
                           threads=args.threads, argv=args.argv)
-    from horq.experiments.accuracy import markdown
+    from horq.apps.experiments.accuracy import markdown
 
     print(markdown(result))
     return 0
 
 
 def _residual(args) -> int:
-    from horq.experiments.residual import markdown, run_residual
+    from horq.apps.experiments.residual import markdown, run_residual
 
     result = run_residual(args.checkpoint, out=args.out, data=args.data, data_root=args.data_root,
                           limit=args.limit, max_order=args.max_order, argv=args.argv)
@@ -130,7 +130,7 @@ def _residual(args) -> int:
 
 
 def _speedup(args) -> int:
-    from horq.experiments.speedup import markdown, rebuild, run_speedup
+    from horq.apps.experiments.speedup import markdown, rebuild, run_speedup
 
     if args.rebuild:
         print(markdown(rebuild(args.out)))
@@ -142,7 +142,7 @@ def _speedup(args) -> int:
 
 
 def _storage(args) -> int:
-    from horq.experiments.storage import markdown, run_storage
+    from horq.apps.experiments.storage import markdown, run_storage
 
     result = run_storage(models=args.model, data=args.data, data_root=args.data_root, orders=args.orders,
                          all_binary=args.all_binary, out=args.out, argv=args.argv)
@@ -151,7 +151,7 @@ def _storage(args) -> int:
 
 
 def _frontier(args) -> int:
-    from horq.experiments.frontier import markdown, run_frontier
+    from horq.apps.experiments.frontier import markdown, run_frontier
 
     if args.threads:
         import torch
@@ -166,7 +166,7 @@ def _frontier(args) -> int:
 
 
 def _frontier_check(args) -> int:
-    from horq.experiments.frontier_check import markdown, run_check
+    from horq.apps.experiments.frontier_check import markdown, run_check
 
     if args.threads:
         import torch

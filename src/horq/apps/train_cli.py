@@ -1,5 +1,5 @@
 """Arguments of ``horq train`` and ``horq eval``, defined without importing torch (so ``horq --help`` and
-the runtime commands start without it); the commands themselves run in :mod:`horq.nn.cli`.
+the runtime commands start without it); the commands themselves run in :mod:`horq.apps.train`.
 
 Settings not given on the command line stay absent from the parsed arguments, so the run takes
 :class:`horq.nn.training.TrainSettings`' defaults: one place defines them.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from horq.cliargs import (
+from horq.apps.args import (
     nonnegative_float,
     nonnegative_int,
     parse_model_arg,
@@ -90,12 +90,12 @@ def register(sub) -> None:
 
 
 def _train(args) -> int:
-    from horq.nn.cli import run_train  # torch
+    from horq.apps.train import run_train  # torch
 
     return run_train(args)
 
 
 def _eval(args) -> int:
-    from horq.nn.cli import run_eval  # torch
+    from horq.apps.train import run_eval  # torch
 
     return run_eval(args)

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from horq.experiments.common import command_line, machine_info, machine_line, pyplot, write_json, write_text
-from horq.summary import speedup
+from horq.apps.experiments.common import command_line, machine_info, machine_line, pyplot, write_json, write_text
+from horq.apps.summary import speedup
 from horq.timing import median_and_best
 
 WORD_BITS = 64

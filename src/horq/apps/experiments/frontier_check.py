@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from horq.experiments.common import command_line, machine_info, machine_line, pyplot, write_json, write_text
+from horq.apps.experiments.common import command_line, machine_info, machine_line, pyplot, write_json, write_text
 
 
 def run_check(checkpoints, *, out, labels=None, data_root=None, min_seconds: float = 3.0, argv=None) -> dict:
@@ -22,7 +22,7 @@ def run_check(checkpoints, *, out, labels=None, data_root=None, min_seconds: flo
     import horq
     import horq.runtime
     from horq.data import load
-    from horq.experiments.frontier import binary_layers
+    from horq.apps.experiments.frontier import binary_layers
     from horq.nn.checkpoint import load_model
     from horq.nn.training import check_data_fits, evaluate
     from horq.timing import interleaved_times

@@ -127,7 +127,7 @@ def format_rows(rows: list[dict]) -> str:
 
 _MEMORY_SCRIPT = """
 import json, sys
-from horq.nn.train_bench import step_time
+from horq.apps.bench_training import step_time
 name, order, native, batch = json.loads(sys.argv[1])
 def status(key):
     with open("/proc/self/status") as f:

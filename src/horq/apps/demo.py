@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from horq.cliargs import nonnegative_int, positive_int, thread_count
+from horq.apps.args import nonnegative_int, positive_int, thread_count
 from horq.timing import median_seconds
 
 DEFAULT_ORDERS = (None, 1, 2)
@@ -69,8 +69,10 @@ def _demo(args) -> int:
 
 
 def state_dict_bytes(model) -> int:
-    """Bytes of the model's float32 state_dict (what ``torch.save(model.state_dict())`` stores as data)."""
-    return sum(t.numel() * 4 for t in model.state_dict().values() if t.is_floating_point())
+    """Bytes of the model's float32 state_dict (:func:`horq.sizes.float32_state_bytes`)."""
+    from horq.sizes import float32_state_bytes
+
+    return float32_state_bytes(model.state_dict().values())
 
 
 def ship(horq_model, fp_model, args, out: Path) -> None:

@@ -58,7 +58,7 @@ class Summary:
 
 def _layer_costs(node, tensors):
     a = node.attrs
-    if node.op in ("binary_conv2d", "binary_linear"):
+    if node.op in hformat.BINARY_OPS:
         shape = a["shape"]
     else:
         shape = tuple(tensors[node.tensors["weight"]].shape)

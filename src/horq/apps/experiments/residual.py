@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from horq.experiments.common import command_line, machine_info, machine_line, pyplot, write_json, write_text
+from horq.apps.experiments.common import command_line, machine_info, machine_line, pyplot, write_json, write_text
 
 GAUSSIAN_COLUMNS = 2048  # columns of the Gaussian reference per layer length
 

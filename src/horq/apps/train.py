@@ -1,4 +1,4 @@
-"""``horq train`` and ``horq eval``: what the commands do (their arguments are in :mod:`horq.train_cli`)."""
+"""``horq train`` and ``horq eval``: what the commands do (their arguments are in :mod:`horq.apps.train_cli`)."""
 
 from __future__ import annotations
 

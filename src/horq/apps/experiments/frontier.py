@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from horq.experiments.common import command_line, machine_info, machine_line, pyplot, write_json, write_text
+from horq.apps.experiments.common import command_line, machine_info, machine_line, pyplot, write_json, write_text
 
 DEFAULT_ORDERS = (1, 2, 3)
 DEFAULT_HOLDOUT = 1000

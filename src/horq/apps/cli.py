@@ -18,16 +18,16 @@ import sys
 
 # A plain dict registry: name of the module that defines `register(subparsers)`.
 COMMANDS = {
-    "train": "horq.train_cli",
-    "eval": "horq.train_cli",
-    "data": "horq.data.cli",
-    "demo": "horq.demo",
-    "experiment": "horq.experiments.cli",
-    "analyze": "horq.experiments.cli",
-    "export": "horq.format.cli",
-    "summary": "horq.format.cli",
-    "run": "horq.runtime.cli",
-    "bench": "horq.runtime.cli",
+    "train": "horq.apps.train_cli",
+    "eval": "horq.apps.train_cli",
+    "data": "horq.apps.data_cli",
+    "demo": "horq.apps.demo",
+    "experiment": "horq.apps.experiments.cli",
+    "analyze": "horq.apps.experiments.cli",
+    "export": "horq.apps.export_cli",
+    "summary": "horq.apps.export_cli",
+    "run": "horq.apps.run_cli",
+    "bench": "horq.apps.run_cli",
 }
 
 #: Exit status of a command stopped by Ctrl-C (128 + SIGINT, what shells report).
