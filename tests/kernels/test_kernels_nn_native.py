@@ -61,3 +61,30 @@ def test_native_falls_back_and_tracks_weight_updates():
         second = layer(x)
         expect = -first + 2 * layer.bias  # alpha * S + b  ->  -alpha * S + b
     close(second, expect)
+
+
+def test_native_path_is_the_prepared_kernel_layer_and_follows_changes():
+    """The native path runs a cached horq.kernels.Conv2dLayer (the runtime's prepared layer): bitwise the
+    output of kernels.conv2d for the layer's current weight, bias and order, rebuilt after each change."""
+    from horq import kernels
+
+    torch.manual_seed(1)
+    layer = HORQConv2d(4, 6, 3, stride=2, padding=1, order=2).eval()
+    layer.native = True
+    x = torch.randn(2, 4, 9, 7)
+
+    def expected():
+        pw = kernels.pack_weights(layer.weight.detach().numpy())
+        bias = None if layer.bias is None else layer.bias.detach().numpy()
+        return kernels.conv2d(x.numpy(), pw, order=layer.order, stride=2, padding=1, bias=bias)
+
+    with torch.no_grad():
+        for change in (lambda: None, lambda: layer.weight.mul_(-1.0), lambda: layer.bias.add_(0.5),
+                       lambda: setattr(layer, "order", 3), lambda: setattr(layer, "bias", None)):
+            change()
+            got = layer(x)
+            assert isinstance(layer._native_cache[1], kernels.Conv2dLayer)
+            np.testing.assert_array_equal(got.numpy(), expected())
+        prepared = layer._native_cache[1]
+        layer(x)
+        assert layer._native_cache[1] is prepared  # nothing changed: no rebuild

@@ -18,6 +18,8 @@ and the residual NaN. Layers of order ``None``/``0`` follow PyTorch and let NaN 
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -64,31 +66,50 @@ class _HORQMixin:
 
     # Opt-in native inference path (horq.kernels, XNOR-popcount on CPU): set ``layer.native = True``. It runs
     # only where it computes the same thing as the torch path -- order >= 1, float32 CPU input, no autograd
-    # (eval mode under torch.no_grad / inference_mode) -- and the torch path runs otherwise. The packed weights
-    # are cached and rebuilt whenever the weight tensor changes (data pointer or in-place version). While native
-    # training is enabled (horq.nn.native_train), layers with ``native_train`` take this path too, so that the
-    # evaluation passes of a native training run are native as well.
+    # (eval mode under torch.no_grad / inference_mode) -- and the torch path runs otherwise. It runs the same
+    # prepared kernel layer (horq.kernels.Conv2dLayer / LinearLayer) as the packed runtime, cached and rebuilt
+    # whenever what it was built from changes (see _native_layer). While native training is enabled
+    # (horq.nn.native_train), layers with ``native_train`` take this path too, so that the evaluation passes
+    # of a native training run are native as well.
     native = False
     # Native training path (horq.nn.native_train): used when native training is enabled there and this is
     # True; set False to keep one layer on the torch path.
     native_train = True
 
     def _native_ready(self, x: Tensor) -> bool:
-        return ((self.native or (self.native_train and native_train.enabled())) and self._order is not None and self._order >= 1 and not self.training
-                and not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32)
+        return ((self.native or (self.native_train and native_train.enabled())) and self._order is not None
+                and self._order >= 1 and not self.training and not torch.is_grad_enabled()
+                and x.device.type == "cpu" and x.dtype == torch.float32)
 
-    def _native_weights(self):
+    def _native_geometry(self) -> dict:
+        """Keyword arguments of the prepared kernel layer besides weights, order and bias."""
+        return {}
+
+    def _native_layer(self):
+        """The prepared kernel layer of this layer's weight, bias, order and geometry.
+
+        Rebuilt when any of them changes: a tensor by data pointer or in-place version (an optimizer step or
+        ``weight.mul_``), and the ``HORQ_KERNEL`` path, which a prepared layer resolves once where
+        ``horq.kernels.conv2d`` resolves it per call.
+        """
         from horq import kernels
 
-        key = (self.weight.data_ptr(), self.weight._version)
+        geometry = self._native_geometry()
+        key = (_tensor_key(self.weight), _tensor_key(self.bias), self._order, tuple(geometry.items()),
+               os.environ.get(kernels.KERNEL_ENV, ""))
         cache = getattr(self, "_native_cache", None)
         if cache is None or cache[0] != key:
-            cache = (key, kernels.pack_weights(self.weight.detach().cpu().float().numpy()))
+            pw = kernels.pack_weights(self.weight.detach().cpu().float().numpy())
+            bias = None if self.bias is None else self.bias.detach().cpu().float().numpy()
+            make = kernels.Conv2dLayer if isinstance(self, nn.Conv2d) else kernels.LinearLayer
+            cache = (key, make(pw, order=self._order, bias=bias, **geometry))
             self._native_cache = cache
         return cache[1]
 
-    def _native_bias(self):
-        return None if self.bias is None else self.bias.detach().cpu().float().numpy()
+
+def _tensor_key(t: Tensor | None) -> tuple | None:
+    """What identifies a parameter's current values: an optimizer step bumps ``_version`` in place."""
+    return None if t is None else (t.data_ptr(), t._version)
 
 
 class HORQLinear(_HORQMixin, nn.Linear):
@@ -132,10 +153,7 @@ class HORQLinear(_HORQMixin, nn.Linear):
             return native_train.linear(self, x)
         self._check_finite(x)
         if self._native_ready(x):
-            from horq import kernels
-
-            y = kernels.linear(x.detach().reshape(-1, self.in_features).numpy(), self._native_weights(),
-                               order=self._order, bias=self._native_bias())
+            y = self._native_layer()(x.detach().reshape(-1, self.in_features).numpy())
             return torch.from_numpy(y).reshape(*x.shape[:-1], self.out_features)
         w = binary_weight(self.weight)
         if self._order >= 1:
@@ -223,6 +241,10 @@ class HORQConv2d(_HORQMixin, nn.Conv2d):
         new.train(module.training)
         return new
 
+    def _native_geometry(self) -> dict:
+        pads = self._reversed_padding_repeated_twice  # [left, right, top, bottom]; symmetric where it runs
+        return {"stride": self.stride, "padding": (pads[2], pads[0]), "dilation": self.dilation}
+
     def _check_input(self, x: Tensor) -> None:
         if x.dim() not in (3, 4) or x.shape[-3] != self.in_channels:
             raise ValueError(
@@ -252,11 +274,7 @@ class HORQConv2d(_HORQMixin, nn.Conv2d):
         if unbatched:
             x = x.unsqueeze(0)
         if self._native_ready(x) and pads[0] == pads[1] and pads[2] == pads[3]:
-            from horq import kernels
-
-            y = kernels.conv2d(x.detach().numpy(), self._native_weights(), order=self._order, stride=self.stride,
-                               padding=(pads[2], pads[0]), dilation=self.dilation, bias=self._native_bias())
-            y = torch.from_numpy(y)
+            y = torch.from_numpy(self._native_layer()(x.detach().numpy()))
             return y.squeeze(0) if unbatched else y
         xp = F.pad(x, self._reversed_padding_repeated_twice) if any(self._reversed_padding_repeated_twice) else x
         if self._order == 1:
