@@ -1,4 +1,4 @@
-// Order-K residual binarization of one column, packed (HORQ.md "Inputs"):
+// Order-K residual binarization of one column, packed (docs/MATH.md "Inputs: residual binarization"):
 //   r_0 = x;  for k = 1..K:  H_k = sign(r_{k-1}),  beta_k = mean |r_{k-1}|,  r_k = r_{k-1} - beta_k H_k.
 // Since H_k = sign(r_{k-1}), r_k = r_{k-1} + beta_k where r_{k-1} < 0 and r_{k-1} - beta_k elsewhere, so one
 // pass per order packs H_k from a compare mask, updates r and sums |r_k| for beta_{k+1}.
@@ -6,9 +6,10 @@
 // The arithmetic is double precision: the bits are thresholds of the residual against zero, and float32
 // rounding of beta and r would flip bits near a threshold (a few per million values), which the float64
 // reference (horq.reference) would count as errors. With doubles only exact ties can disagree.
+//
+// Each operation has a portable version (quantize_generic.cpp, the reference the ISA versions are tested
+// against) and AVX2/AVX-512 versions; the loops they share are in quantize_walk.h.
 #pragma once
-#include <cmath>
-
 #include "core/types.h"
 
 namespace horq {
@@ -53,7 +54,7 @@ void quantize_taps_avx512(const float* const* taps, std::size_t ntaps, std::size
 // against float32 outputs). Only beta_1 is a threshold at order 2: with x a float32 value and a = |x|,
 //     r_1 = x - beta_1 sign(x) < 0   <=>   a < ceil32(beta_1)   if x >= 0 (sign(0) = +1),
 //                                   <=>   a > floor32(beta_1)  if x < 0,
-// where ceil32/floor32 round beta_1 up/down to float32 (Threshold32), so the float compare gives the bit
+// where ceil32/floor32 round beta_1 up/down to float32 (Threshold32, quantize_walk.h), so the float compare gives the bit
 // the double chain gives, with no rounding case left over. |r_1| = |a - beta_1| for either sign.
 // betas[0] is read, betas[1] written; row 1 of bits is written.
 using quantize_taps2_fn = void (*)(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits,
@@ -86,38 +87,5 @@ std::uint32_t pack_pixels_avx2(const float* src, std::size_t cstride, std::size_
 std::uint32_t pack_pixels_avx512(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W,
                                  word_t* words, std::size_t wstride, double* sums, const float* scale,
                                  const float* shift);
-
-// beta_1 rounded to float32 three ways: nearest (for |a - beta_1|), up and down (the exact thresholds).
-struct Threshold32 {
-  float nearest, up, down;
-  explicit Threshold32(double b) : nearest(static_cast<float>(b)), up(nearest), down(nearest) {
-    if (static_cast<double>(nearest) < b) up = std::nextafter(nearest, HUGE_VALF);
-    if (static_cast<double>(nearest) > b) down = std::nextafter(nearest, -HUGE_VALF);
-  }
-};
-
-// Shared by the ISA versions: a padding tap's residual chain is the same for every value of the tap.
-// Returns r_{k-1} for x = 0 under betas[0..k-2].
-inline double padding_residual(const double* betas, int k) {
-  double r = 0.0;
-  for (int j = 0; j + 1 < k; ++j) r -= betas[j] * (1.0 - 2.0 * static_cast<double>(r < 0.0));
-  return r;
-}
-
-// Packs a padding tap's bits (all values have bit `neg`) into its gw words of a row.
-inline void fill_padding_words(word_t* words, std::size_t cg, bool neg) {
-  const std::size_t gw = words_for(cg);
-  for (std::size_t w = 0; w < gw; ++w) {
-    const std::size_t nbits = cg - w * kWordBits < kWordBits ? cg - w * kWordBits : kWordBits;
-    words[w] = neg ? (nbits == kWordBits ? ~word_t{0} : (word_t{1} << nbits) - 1) : word_t{0};
-  }
-}
-
-// Order 2 of a padding tap (x = 0 in all cg values): r_1 = -beta_1 is negative unless beta_1 = 0, so every
-// bit is (beta_1 > 0); the tap's part of beta_2's sum is |r_1| * cg = beta_1 * cg, returned.
-inline double order2_padding_tap(word_t* words, std::size_t cg, double beta1) {
-  fill_padding_words(words, cg, beta1 > 0.0);
-  return beta1 * static_cast<double>(cg);
-}
 
 }  // namespace horq

@@ -1,179 +1,186 @@
-// AVX2 residual binarization of one column (arithmetic derived in quantize.h), 4 doubles per step:
-// the compare mask r < 0 gives 4 bits by vmovmskpd, the update r -= (beta with the mask's sign) is one
-// xor + sub, and |r| is an andnot of the sign bit. The last 0-3 values of a word run the scalar rule.
+// AVX2 input quantization (quantize.h; the loops around the passes below are quantize_walk.h's, the portable
+// reference is quantize_generic.cpp). Compiled with -mavx2; selected only on CPUs with AVX2.
+//
+// Arithmetic, 4 doubles (or 8 floats) per step:
+//   * H bits: the compare r < 0 gives an all-ones lane mask; vmovmskpd/vmovmskps collects the lanes' sign
+//     bits into an int, which is the next 4 (8) bits of the word, value i0 + l at bit l.
+//   * r_k = r_{k-1} - beta_k H_k: the mask ANDed with -0.0 is the sign bit where r < 0, and XORing it into
+//     beta gives -beta there and +beta elsewhere, so one subtraction computes r -+ beta, exactly the
+//     rounding of the scalar rule (quantize_generic.cpp). |r| is r with its sign bit cleared (andnot).
+//   * Sums of |r| go to 4 double lanes (two accumulators in the taps pass, added lane-wise at the end);
+//     the 0-3 (0-7) values a word leaves after its vector steps run the scalar rule into a scalar sum, and
+//     the total is scalar + (lane0 + lane1) + (lane2 + lane3): a fixed order, so the same column gives
+//     the same betas whatever the thread, but not the generic path's betas bit for bit.
+//   * Order 2 (quantize_taps2): bit = |x| > floor32(beta_1) for x < 0, |x| < ceil32(beta_1) otherwise
+//     (quantize_generic.cpp derives it), one blend of the two compares on the sign mask;
+//     | |x| - float(beta_1) | summed in float lanes over one word (at most 8 steps), then added into
+//     double lanes.
+//   * Pixel packing: per channel one masked load and a compare whose 32-bit lanes, widened to 64 bits,
+//     select bit c of 8 pixels' words; NaN/Inf is an all-ones exponent; |x| widened to double and added
+//     in channel order (the generic sums bit for bit).
 #include <immintrin.h>
 
 #include <cmath>
 
 #include "core/quantize.h"
+#include "core/quantize_walk.h"
 
 namespace horq {
+namespace {
+
+constexpr std::size_t kDoubles = 4;  // doubles per ymm
+constexpr std::size_t kFloats = 8;   // floats per ymm
+
+// s + (l0 + l1) + (l2 + l3) for the lanes l of v: the one order every AVX2 pass adds its lanes in.
+inline double add_lanes(double s, __m256d v) {
+  alignas(32) double l[kDoubles];
+  _mm256_store_pd(l, v);
+  return s + (l[0] + l[1]) + (l[2] + l[3]);
+}
+
+struct ColumnPass {
+  double beta;
+  __m256d vb, vnext = _mm256_setzero_pd();
+  double next = 0.0;
+  explicit ColumnPass(double b) : beta(b), vb(_mm256_set1_pd(b)) {}
+
+  static double abs_sum(const double* r, std::size_t n) {
+    const __m256d sign = _mm256_set1_pd(-0.0);
+    __m256d acc = _mm256_setzero_pd();
+    std::size_t i = 0;
+    for (; i + kDoubles <= n; i += kDoubles) acc = _mm256_add_pd(acc, _mm256_andnot_pd(sign, _mm256_loadu_pd(r + i)));
+    double sum = 0.0;
+    for (; i < n; ++i) sum += std::fabs(r[i]);
+    return add_lanes(sum, acc);
+  }
+
+  template <bool Update>
+  word_t word(double* rg, std::size_t i0, std::size_t i1) {
+    const __m256d sign = _mm256_set1_pd(-0.0), zero = _mm256_setzero_pd();
+    __m256d vn = vnext;  // locals: rg's stores could otherwise alias the members
+    double s = next;
+    word_t word = 0;
+    std::size_t j = i0;
+    for (; j + kDoubles <= i1; j += kDoubles) {
+      __m256d v = _mm256_loadu_pd(rg + j);
+      const __m256d neg = _mm256_cmp_pd(v, zero, _CMP_LT_OQ);
+      word |= static_cast<word_t>(_mm256_movemask_pd(neg)) << (j - i0);
+      if (Update) {
+        v = _mm256_sub_pd(v, _mm256_xor_pd(vb, _mm256_and_pd(neg, sign)));
+        _mm256_storeu_pd(rg + j, v);
+        vn = _mm256_add_pd(vn, _mm256_andnot_pd(sign, v));
+      }
+    }
+    for (; j < i1; ++j) {
+      double v = rg[j];
+      const bool neg = v < 0.0;
+      word |= static_cast<word_t>(neg) << (j - i0);
+      if (Update) {
+        v -= beta * (1.0 - 2.0 * static_cast<double>(neg));
+        rg[j] = v;
+        s += std::fabs(v);
+      }
+    }
+    vnext = vn, next = s;
+    return word;
+  }
+
+  double total() const { return add_lanes(next, vnext); }
+};
+
+// Pass k of the taps walk: 8 floats per step widened to two double vectors, the chain of `steps` masked
+// subtractions in registers.
+struct TapsPass {
+  __m256d vb[kMaxOrder];
+  double betas[kMaxOrder];
+  int steps;
+  __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+
+  TapsPass(const double* b, int nsteps) : steps(nsteps) {
+    for (int j = 0; j < steps; ++j) vb[j] = _mm256_set1_pd(b[j]), betas[j] = b[j];
+  }
+
+  word_t word(const float* x, std::size_t i0, std::size_t i1, double& sum) {
+    const __m256d sign = _mm256_set1_pd(-0.0), zero = _mm256_setzero_pd();
+    word_t word = 0;
+    std::size_t i = i0;
+    for (; i + kFloats <= i1; i += kFloats) {
+      const __m256 f = _mm256_loadu_ps(x + i);
+      __m256d v0 = _mm256_cvtps_pd(_mm256_castps256_ps128(f));
+      __m256d v1 = _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1));
+      for (int j = 0; j < steps; ++j) {
+        v0 = _mm256_sub_pd(v0, _mm256_xor_pd(vb[j], _mm256_and_pd(_mm256_cmp_pd(v0, zero, _CMP_LT_OQ), sign)));
+        v1 = _mm256_sub_pd(v1, _mm256_xor_pd(vb[j], _mm256_and_pd(_mm256_cmp_pd(v1, zero, _CMP_LT_OQ), sign)));
+      }
+      const word_t m0 = static_cast<word_t>(_mm256_movemask_pd(_mm256_cmp_pd(v0, zero, _CMP_LT_OQ)));
+      const word_t m1 = static_cast<word_t>(_mm256_movemask_pd(_mm256_cmp_pd(v1, zero, _CMP_LT_OQ)));
+      word |= (m0 | m1 << kDoubles) << (i - i0);
+      acc0 = _mm256_add_pd(acc0, _mm256_andnot_pd(sign, v0));
+      acc1 = _mm256_add_pd(acc1, _mm256_andnot_pd(sign, v1));
+    }
+    for (; i < i1; ++i) {
+      double v = x[i];
+      for (int j = 0; j < steps; ++j) v -= betas[j] * (1.0 - 2.0 * static_cast<double>(v < 0.0));
+      word |= static_cast<word_t>(v < 0.0) << (i - i0);
+      sum += std::fabs(v);
+    }
+    return word;
+  }
+
+  double total(double sum) const { return add_lanes(sum, _mm256_add_pd(acc0, acc1)); }
+};
+
+struct Taps2Pass {
+  Threshold32 th;
+  __m256 up, down, nearest;
+  __m256d acc = _mm256_setzero_pd();
+  explicit Taps2Pass(const Threshold32& t)
+      : th(t), up(_mm256_set1_ps(t.up)), down(_mm256_set1_ps(t.down)), nearest(_mm256_set1_ps(t.nearest)) {}
+
+  word_t word(const float* x, std::size_t i0, std::size_t i1, double& sum) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps();
+    word_t word = 0;
+    __m256 part = zero;
+    std::size_t i = i0;
+    for (; i + kFloats <= i1; i += kFloats) {
+      const __m256 v = _mm256_loadu_ps(x + i);
+      const __m256 a = _mm256_andnot_ps(sign, v);
+      const __m256 neg_r = _mm256_blendv_ps(_mm256_cmp_ps(a, up, _CMP_LT_OQ), _mm256_cmp_ps(a, down, _CMP_GT_OQ),
+                                            _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+      word |= static_cast<word_t>(static_cast<unsigned>(_mm256_movemask_ps(neg_r))) << (i - i0);
+      part = _mm256_add_ps(part, _mm256_andnot_ps(sign, _mm256_sub_ps(a, nearest)));
+    }
+    float tail = 0.0f;
+    for (; i < i1; ++i) {
+      const float v = x[i], a = std::fabs(v);
+      const bool neg_r = v < 0.0f ? a > th.down : a < th.up;
+      word |= static_cast<word_t>(neg_r) << (i - i0);
+      tail += std::fabs(a - th.nearest);
+    }
+    acc = _mm256_add_pd(acc, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(part)),
+                                           _mm256_cvtps_pd(_mm256_extractf128_ps(part, 1))));
+    sum += static_cast<double>(tail);
+    return word;
+  }
+
+  double total(double sum) const { return add_lanes(sum, acc); }
+};
+
+}  // namespace
 
 void quantize_column_avx2(double* r, std::size_t groups, std::size_t cg, int order, word_t* bits,
                           std::size_t ldbits, double* betas) {
-  constexpr std::size_t kLanes = 4;
-  const std::size_t n = groups * cg, gw = words_for(cg);
-  const __m256d sign = _mm256_set1_pd(-0.0), zero = _mm256_setzero_pd();
-
-  __m256d acc = zero;
-  std::size_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) acc = _mm256_add_pd(acc, _mm256_andnot_pd(sign, _mm256_loadu_pd(r + i)));
-  double sum = 0.0;
-  for (; i < n; ++i) sum += std::fabs(r[i]);
-  alignas(32) double lanes[kLanes];
-  _mm256_store_pd(lanes, acc);
-  double beta = (sum + (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) / static_cast<double>(n);
-
-  for (int k = 0; k < order; ++k) {
-    betas[k] = beta;
-    const bool last = k + 1 == order;
-    const __m256d vb = _mm256_set1_pd(beta);
-    __m256d vnext = zero;
-    double next = 0.0;
-    for (std::size_t g = 0; g < groups; ++g) {
-      double* rg = r + g * cg;
-      word_t* wg = bits + k * ldbits + g * gw;
-      for (std::size_t w = 0; w < gw; ++w) {
-        const std::size_t i0 = w * kWordBits, i1 = i0 + kWordBits < cg ? i0 + kWordBits : cg;
-        word_t word = 0;
-        std::size_t j = i0;
-        for (; j + kLanes <= i1; j += kLanes) {
-          __m256d v = _mm256_loadu_pd(rg + j);
-          const __m256d neg = _mm256_cmp_pd(v, zero, _CMP_LT_OQ);
-          word |= static_cast<word_t>(_mm256_movemask_pd(neg)) << (j - i0);
-          if (!last) {
-            v = _mm256_sub_pd(v, _mm256_xor_pd(vb, _mm256_and_pd(neg, sign)));
-            _mm256_storeu_pd(rg + j, v);
-            vnext = _mm256_add_pd(vnext, _mm256_andnot_pd(sign, v));
-          }
-        }
-        for (; j < i1; ++j) {
-          double v = rg[j];
-          const bool neg = v < 0.0;
-          word |= static_cast<word_t>(neg) << (j - i0);
-          if (!last) {
-            v -= beta * (1.0 - 2.0 * static_cast<double>(neg));  // exactly v -+ beta, branch-free
-            rg[j] = v;
-            next += std::fabs(v);
-          }
-        }
-        wg[w] = word;
-      }
-    }
-    _mm256_store_pd(lanes, vnext);
-    beta = (next + (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) / static_cast<double>(n);
-  }
+  column_walk<ColumnPass>(r, groups, cg, order, bits, ldbits, betas);
 }
 
-}  // namespace horq
-
-namespace horq {
-
-// Taps variant (quantize.h): 4 values per step, float -> double on load, the residual chain of pass k
-// (k - 1 masked subtractions) in registers; bits by vmovmskpd. The last 0-3 values of a word run the
-// scalar rule of quantize_taps_generic.
 void quantize_taps_avx2(const float* const* taps, std::size_t ntaps, std::size_t cg, int order, word_t* bits,
                         std::size_t ldbits, double* betas) {
-  constexpr std::size_t kLanes = 4;
-  const std::size_t n = ntaps * cg, gw = words_for(cg);
-  const __m256d sign = _mm256_set1_pd(-0.0), zero = _mm256_setzero_pd();
-  for (int k = 2; k <= order; ++k) {
-    word_t* row = bits + static_cast<std::size_t>(k - 1) * ldbits;
-    __m256d vb[kMaxOrder];
-    for (int j = 0; j + 1 < k; ++j) vb[j] = _mm256_set1_pd(betas[j]);
-    const double pad = padding_residual(betas, k);
-    __m256d acc0 = zero, acc1 = zero;
-    double sum = 0.0;
-    for (std::size_t t = 0; t < ntaps; ++t) {
-      word_t* wg = row + t * gw;
-      const float* x = taps[t];
-      if (!x) {
-        fill_padding_words(wg, cg, pad < 0.0);
-        sum += std::fabs(pad) * static_cast<double>(cg);
-        continue;
-      }
-      for (std::size_t w = 0; w < gw; ++w) {
-        const std::size_t i0 = w * kWordBits, i1 = i0 + kWordBits < cg ? i0 + kWordBits : cg;
-        word_t word = 0;
-        std::size_t i = i0;
-        for (; i + 2 * kLanes <= i1; i += 2 * kLanes) {
-          const __m256 f = _mm256_loadu_ps(x + i);
-          __m256d v0 = _mm256_cvtps_pd(_mm256_castps256_ps128(f));
-          __m256d v1 = _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1));
-          for (int j = 0; j + 1 < k; ++j) {
-            v0 = _mm256_sub_pd(v0, _mm256_xor_pd(vb[j], _mm256_and_pd(_mm256_cmp_pd(v0, zero, _CMP_LT_OQ), sign)));
-            v1 = _mm256_sub_pd(v1, _mm256_xor_pd(vb[j], _mm256_and_pd(_mm256_cmp_pd(v1, zero, _CMP_LT_OQ), sign)));
-          }
-          const word_t m0 = static_cast<word_t>(_mm256_movemask_pd(_mm256_cmp_pd(v0, zero, _CMP_LT_OQ)));
-          const word_t m1 = static_cast<word_t>(_mm256_movemask_pd(_mm256_cmp_pd(v1, zero, _CMP_LT_OQ)));
-          word |= (m0 | m1 << kLanes) << (i - i0);
-          acc0 = _mm256_add_pd(acc0, _mm256_andnot_pd(sign, v0));
-          acc1 = _mm256_add_pd(acc1, _mm256_andnot_pd(sign, v1));
-        }
-        for (; i < i1; ++i) {
-          double v = x[i];
-          for (int j = 0; j + 1 < k; ++j) v -= betas[j] * (1.0 - 2.0 * static_cast<double>(v < 0.0));
-          word |= static_cast<word_t>(v < 0.0) << (i - i0);
-          sum += std::fabs(v);
-        }
-        wg[w] = word;
-      }
-    }
-    alignas(32) double lanes[kLanes];
-    _mm256_store_pd(lanes, _mm256_add_pd(acc0, acc1));
-    betas[k - 1] = (sum + (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) / static_cast<double>(n);
-  }
+  taps_walk<TapsPass>(taps, ntaps, cg, order, bits, ldbits, betas);
 }
 
-// 8 floats per step (quantize_taps2 in quantize.h): neg = x < 0, a = |x|, the bit is a > floor32(beta_1)
-// where neg and a < ceil32(beta_1) elsewhere (one blend of the two compares), |a - beta_1| is summed in
-// float lanes over one word (at most 8 steps) and then added into double lanes.
 void quantize_taps2_avx2(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits,
                          std::size_t ldbits, double* betas) {
-  constexpr std::size_t kLanes = 8;
-  const std::size_t n = ntaps * cg, gw = words_for(cg);
-  const Threshold32 th(betas[0]);
-  const __m256 sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps();
-  const __m256 up = _mm256_set1_ps(th.up), down = _mm256_set1_ps(th.down), nearest = _mm256_set1_ps(th.nearest);
-  word_t* row = bits + ldbits;
-  __m256d acc = _mm256_setzero_pd();
-  double sum = 0.0;
-  for (std::size_t t = 0; t < ntaps; ++t) {
-    word_t* wg = row + t * gw;
-    const float* x = taps[t];
-    if (!x) {
-      sum += order2_padding_tap(wg, cg, betas[0]);
-      continue;
-    }
-    for (std::size_t w = 0; w < gw; ++w) {
-      const std::size_t i0 = w * kWordBits, i1 = i0 + kWordBits < cg ? i0 + kWordBits : cg;
-      word_t word = 0;
-      __m256 part = zero;
-      std::size_t i = i0;
-      for (; i + kLanes <= i1; i += kLanes) {
-        const __m256 v = _mm256_loadu_ps(x + i);
-        const __m256 a = _mm256_andnot_ps(sign, v);
-        const __m256 neg_r = _mm256_blendv_ps(_mm256_cmp_ps(a, up, _CMP_LT_OQ), _mm256_cmp_ps(a, down, _CMP_GT_OQ),
-                                              _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
-        word |= static_cast<word_t>(static_cast<unsigned>(_mm256_movemask_ps(neg_r))) << (i - i0);
-        part = _mm256_add_ps(part, _mm256_andnot_ps(sign, _mm256_sub_ps(a, nearest)));
-      }
-      float tail = 0.0f;
-      for (; i < i1; ++i) {
-        const float v = x[i], a = std::fabs(v);
-        const bool neg_r = v < 0.0f ? a > th.down : a < th.up;
-        word |= static_cast<word_t>(neg_r) << (i - i0);
-        tail += std::fabs(a - th.nearest);
-      }
-      wg[w] = word;
-      acc = _mm256_add_pd(acc, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(part)),
-                                             _mm256_cvtps_pd(_mm256_extractf128_ps(part, 1))));
-      sum += static_cast<double>(tail);
-    }
-  }
-  alignas(32) double lanes[4];
-  _mm256_store_pd(lanes, acc);
-  betas[1] = (sum + (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) / static_cast<double>(n);
+  taps2_walk<Taps2Pass>(taps, ntaps, cg, bits, ldbits, betas);
 }
 
 // 8 pixels at a time with their 8 words and 8 sums in registers across all channels (the AVX-512 version's

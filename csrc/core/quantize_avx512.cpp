@@ -1,108 +1,136 @@
-// AVX-512 residual binarization of one column (arithmetic derived in quantize.h), 8 doubles per step:
-// the compare gives the 8 bits directly as a mask register, r is updated by a masked add/sub, and the
-// last 1-7 values of a word use zero-masked loads, masked stores and a masked accumulate, so padded lanes
-// neither set bits nor count in beta.
+// AVX-512 input quantization (quantize.h; the loops around the passes below are quantize_walk.h's, the
+// portable reference is quantize_generic.cpp). Compiled with -mavx512f/bw/vl/dq; selected only when the CPU
+// and OS report AVX512F + BW + VL + DQ + VPOPCNTDQ.
+//
+// Arithmetic, 8 doubles (or 16 floats) per step, with mask registers throughout:
+//   * H bits: the compare r < 0 writes a mask register whose bit l is value i0 + l's bit: it is ORed into
+//     the word as it is, no movemask needed.
+//   * r_k = r_{k-1} - beta_k H_k: r - beta everywhere, then r + beta in the lanes of the negative mask (a
+//     masked add from r): exactly r -+ beta, the rounding of the scalar rule (quantize_generic.cpp).
+//   * Tails: the last 1-7 (1-15) values of a word use zero-masked loads, masked stores and a masked
+//     accumulate, so lanes past the row neither set bits nor count in beta, and nothing past it is read.
+//   * Sums of |r| stay in 8 double lanes until one horizontal add (_mm512_reduce_add_pd) per pass: a fixed
+//     order, but not the generic or AVX2 order, so paths agree on betas to double rounding.
+//   * Order 2 (quantize_taps2): bit = x < -floor32(beta_1), or x >= 0 and x < ceil32(beta_1) (the float
+//     thresholds derived in quantize_generic.cpp; -0.0 counts as >= 0); | |x| - float(beta_1) | summed in
+//     16 float lanes per 64-value word, then in double.
+//   * Pixel packing: up to 64 pixels' words and sums in registers across all channels; per channel a
+//     compare to a mask sets bit c of the negative pixels' words (masked OR), another finds NaN/Inf (an
+//     all-ones exponent), and |x| is widened and added in channel order (the generic sums bit for bit).
 #include <immintrin.h>
 
 #include <cmath>
 
 #include "core/quantize.h"
+#include "core/quantize_walk.h"
 
 namespace horq {
-
-void quantize_column_avx512(double* r, std::size_t groups, std::size_t cg, int order, word_t* bits,
-                            std::size_t ldbits, double* betas) {
-  constexpr std::size_t kLanes = 8;
-  const std::size_t n = groups * cg, gw = words_for(cg);
-  const __m512d zero = _mm512_setzero_pd();
-
-  __m512d acc = zero;
-  for (std::size_t i = 0; i < n; i += kLanes) {
-    const std::size_t rem = n - i;
-    const __mmask8 m = rem >= kLanes ? static_cast<__mmask8>(0xff) : static_cast<__mmask8>((1u << rem) - 1u);
-    acc = _mm512_add_pd(acc, _mm512_abs_pd(_mm512_maskz_loadu_pd(m, r + i)));
-  }
-  double beta = _mm512_reduce_add_pd(acc) / static_cast<double>(n);
-
-  for (int k = 0; k < order; ++k) {
-    betas[k] = beta;
-    const bool last = k + 1 == order;
-    const __m512d vb = _mm512_set1_pd(beta);
-    __m512d vnext = zero;
-    for (std::size_t g = 0; g < groups; ++g) {
-      double* rg = r + g * cg;
-      word_t* wg = bits + k * ldbits + g * gw;
-      for (std::size_t w = 0; w < gw; ++w) {
-        const std::size_t i0 = w * kWordBits, i1 = i0 + kWordBits < cg ? i0 + kWordBits : cg;
-        word_t word = 0;
-        for (std::size_t j = i0; j < i1; j += kLanes) {
-          const std::size_t rem = i1 - j;
-          const __mmask8 m = rem >= kLanes ? static_cast<__mmask8>(0xff) : static_cast<__mmask8>((1u << rem) - 1u);
-          __m512d v = _mm512_maskz_loadu_pd(m, rg + j);
-          const __mmask8 neg = _mm512_mask_cmp_pd_mask(m, v, zero, _CMP_LT_OQ);
-          word |= static_cast<word_t>(neg) << (j - i0);
-          if (!last) {
-            v = _mm512_mask_add_pd(_mm512_sub_pd(v, vb), neg, v, vb);
-            _mm512_mask_storeu_pd(rg + j, m, v);
-            vnext = _mm512_mask_add_pd(vnext, m, vnext, _mm512_abs_pd(v));
-          }
-        }
-        wg[w] = word;
-      }
-    }
-    beta = _mm512_reduce_add_pd(vnext) / static_cast<double>(n);
-  }
-}
-
-}  // namespace horq
-
-namespace horq {
-
-// Taps variant (quantize.h): 8 values per step from a zero-masked float load widened to double, the
-// residual chain of pass k as masked add/sub, bits straight from the compare mask; masked-off lanes
-// neither set bits nor count in beta.
-void quantize_taps_avx512(const float* const* taps, std::size_t ntaps, std::size_t cg, int order, word_t* bits,
-                          std::size_t ldbits, double* betas) {
-  constexpr std::size_t kLanes = 8;
-  const std::size_t n = ntaps * cg, gw = words_for(cg);
-  const __m512d zero = _mm512_setzero_pd();
-  for (int k = 2; k <= order; ++k) {
-    word_t* row = bits + static_cast<std::size_t>(k - 1) * ldbits;
-    __m512d vb[kMaxOrder];
-    for (int j = 0; j + 1 < k; ++j) vb[j] = _mm512_set1_pd(betas[j]);
-    const double pad = padding_residual(betas, k);
-    __m512d acc = zero;
-    double sum = 0.0;
-    for (std::size_t t = 0; t < ntaps; ++t) {
-      word_t* wg = row + t * gw;
-      const float* x = taps[t];
-      if (!x) {
-        fill_padding_words(wg, cg, pad < 0.0);
-        sum += std::fabs(pad) * static_cast<double>(cg);
-        continue;
-      }
-      for (std::size_t w = 0; w < gw; ++w) {
-        const std::size_t i0 = w * kWordBits, i1 = i0 + kWordBits < cg ? i0 + kWordBits : cg;
-        word_t word = 0;
-        for (std::size_t i = i0; i < i1; i += kLanes) {
-          const std::size_t rem = i1 - i;
-          const __mmask8 m = rem >= kLanes ? static_cast<__mmask8>(0xff) : static_cast<__mmask8>((1u << rem) - 1u);
-          __m512d v = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, x + i));
-          for (int j = 0; j + 1 < k; ++j) {
-            const __mmask8 neg = _mm512_mask_cmp_pd_mask(m, v, zero, _CMP_LT_OQ);
-            v = _mm512_mask_add_pd(_mm512_sub_pd(v, vb[j]), neg, v, vb[j]);
-          }
-          word |= static_cast<word_t>(_mm512_mask_cmp_pd_mask(m, v, zero, _CMP_LT_OQ)) << (i - i0);
-          acc = _mm512_mask_add_pd(acc, m, acc, _mm512_abs_pd(v));
-        }
-        wg[w] = word;
-      }
-    }
-    betas[k - 1] = (sum + _mm512_reduce_add_pd(acc)) / static_cast<double>(n);
-  }
-}
-
 namespace {
+
+constexpr std::size_t kDoubles = 8;  // doubles per zmm
+constexpr std::size_t kFloats = 16;  // floats per zmm
+
+// The first min(rem, 8) lanes.
+inline __mmask8 first_lanes8(std::size_t rem) {
+  return rem >= kDoubles ? static_cast<__mmask8>(0xff) : static_cast<__mmask8>((1u << rem) - 1u);
+}
+// The first min(rem, 16) lanes.
+inline __mmask16 first_lanes16(std::size_t rem) {
+  return rem >= kFloats ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << rem) - 1u);
+}
+
+struct ColumnPass {
+  __m512d vb, vnext = _mm512_setzero_pd();
+  explicit ColumnPass(double b) : vb(_mm512_set1_pd(b)) {}
+
+  static double abs_sum(const double* r, std::size_t n) {
+    __m512d acc = _mm512_setzero_pd();
+    for (std::size_t i = 0; i < n; i += kDoubles)
+      acc = _mm512_add_pd(acc, _mm512_abs_pd(_mm512_maskz_loadu_pd(first_lanes8(n - i), r + i)));
+    return _mm512_reduce_add_pd(acc);
+  }
+
+  template <bool Update>
+  word_t word(double* rg, std::size_t i0, std::size_t i1) {
+    const __m512d zero = _mm512_setzero_pd();
+    __m512d vn = vnext;  // a local: rg's stores could otherwise alias the member
+    word_t word = 0;
+    for (std::size_t j = i0; j < i1; j += kDoubles) {
+      const __mmask8 m = first_lanes8(i1 - j);
+      __m512d v = _mm512_maskz_loadu_pd(m, rg + j);
+      const __mmask8 neg = _mm512_mask_cmp_pd_mask(m, v, zero, _CMP_LT_OQ);
+      word |= static_cast<word_t>(neg) << (j - i0);
+      if (Update) {
+        v = _mm512_mask_add_pd(_mm512_sub_pd(v, vb), neg, v, vb);
+        _mm512_mask_storeu_pd(rg + j, m, v);
+        vn = _mm512_mask_add_pd(vn, m, vn, _mm512_abs_pd(v));
+      }
+    }
+    vnext = vn;
+    return word;
+  }
+
+  double total() const { return _mm512_reduce_add_pd(vnext); }
+};
+
+// Pass k of the taps walk: 8 values per step from a zero-masked float load widened to double, the chain of
+// `steps` masked add/subs in registers.
+struct TapsPass {
+  __m512d vb[kMaxOrder];
+  int steps;
+  __m512d acc = _mm512_setzero_pd();
+
+  TapsPass(const double* b, int nsteps) : steps(nsteps) {
+    for (int j = 0; j < steps; ++j) vb[j] = _mm512_set1_pd(b[j]);
+  }
+
+  word_t word(const float* x, std::size_t i0, std::size_t i1, double&) {
+    const __m512d zero = _mm512_setzero_pd();
+    word_t word = 0;
+    for (std::size_t i = i0; i < i1; i += kDoubles) {
+      const __mmask8 m = first_lanes8(i1 - i);
+      __m512d v = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, x + i));
+      for (int j = 0; j < steps; ++j) {
+        const __mmask8 neg = _mm512_mask_cmp_pd_mask(m, v, zero, _CMP_LT_OQ);
+        v = _mm512_mask_add_pd(_mm512_sub_pd(v, vb[j]), neg, v, vb[j]);
+      }
+      word |= static_cast<word_t>(_mm512_mask_cmp_pd_mask(m, v, zero, _CMP_LT_OQ)) << (i - i0);
+      acc = _mm512_mask_add_pd(acc, m, acc, _mm512_abs_pd(v));
+    }
+    return word;
+  }
+
+  double total(double sum) const { return sum + _mm512_reduce_add_pd(acc); }
+};
+
+// Order 2: x < 0 selects which threshold applies (|x| > floor32(beta_1) for negative x, written
+// x < -floor32(beta_1); x < ceil32(beta_1) otherwise).
+struct Taps2Pass {
+  __m512 up, ndown, nearest;
+  __m512d acc = _mm512_setzero_pd();
+  explicit Taps2Pass(const Threshold32& t)
+      : up(_mm512_set1_ps(t.up)), ndown(_mm512_set1_ps(-t.down)), nearest(_mm512_set1_ps(t.nearest)) {}
+
+  word_t word(const float* x, std::size_t i0, std::size_t i1, double&) {
+    const __m512 zero = _mm512_setzero_ps();
+    word_t word = 0;
+    __m512 part = zero;
+    for (std::size_t i = i0; i < i1; i += kFloats) {
+      const __mmask16 m = first_lanes16(i1 - i);
+      const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+      const __mmask16 ge0 = _mm512_mask_cmp_ps_mask(m, v, zero, _CMP_GE_OQ);
+      const __mmask16 neg_r = static_cast<__mmask16>(_mm512_mask_cmp_ps_mask(m, v, ndown, _CMP_LT_OQ) |
+                                                     _mm512_mask_cmp_ps_mask(ge0, v, up, _CMP_LT_OQ));
+      word |= static_cast<word_t>(neg_r) << (i - i0);
+      part = _mm512_mask_add_ps(part, m, part, _mm512_abs_ps(_mm512_sub_ps(_mm512_abs_ps(v), nearest)));
+    }
+    acc = _mm512_add_pd(acc, _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(part)),
+                                           _mm512_cvtps_pd(_mm512_extractf32x8_ps(part, 1))));
+    return word;
+  }
+
+  double total(double sum) const { return sum + _mm512_reduce_add_pd(acc); }
+};
 
 // One block of up to 16 * NV pixels starting at w0 (rem >= 16 * (NV - 1) + 1 of them), its words and sums
 // in registers across all channels; returns the NaN/Inf lanes seen.
@@ -150,6 +178,21 @@ __mmask16 pack_block(const float* src, std::size_t cstride, std::size_t nchan, s
 
 }  // namespace
 
+void quantize_column_avx512(double* r, std::size_t groups, std::size_t cg, int order, word_t* bits,
+                            std::size_t ldbits, double* betas) {
+  column_walk<ColumnPass>(r, groups, cg, order, bits, ldbits, betas);
+}
+
+void quantize_taps_avx512(const float* const* taps, std::size_t ntaps, std::size_t cg, int order, word_t* bits,
+                          std::size_t ldbits, double* betas) {
+  taps_walk<TapsPass>(taps, ntaps, cg, order, bits, ldbits, betas);
+}
+
+void quantize_taps2_avx512(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits,
+                           std::size_t ldbits, double* betas) {
+  taps2_walk<Taps2Pass>(taps, ntaps, cg, bits, ldbits, betas);
+}
+
 // Up to 64 pixels at a time (4 vectors) with their words and sums in registers across all channels, so a
 // channel's row is read as one run (a row of a 56-wide map in one pass, not four: the channel planes are
 // far apart, and revisiting them per 16 pixels cost TLB and cache misses). Per channel and vector: one
@@ -169,51 +212,6 @@ std::uint32_t pack_pixels_avx512(const float* src, std::size_t cstride, std::siz
     }
   }
   return bad ? 1u : 0u;
-}
-
-// Order 2 of a conv column from its taps (quantize.h, quantize_taps2): the AVX2 version's exact float32
-// thresholds, 16 values per step, the H_2 bits straight from mask registers (x < 0 selects which threshold
-// applies: |x| > floor32(beta_1) for negative x, |x| < ceil32(beta_1) otherwise). beta_2 sums
-// | |x| - beta_1 | in float32 lanes per 64-value word, then in double: a different summation order from
-// the AVX2 lanes, so the paths agree to float32 rounding of beta_2 (the bits are identical).
-void quantize_taps2_avx512(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits,
-                           std::size_t ldbits, double* betas) {
-  constexpr std::size_t kLanes = 16;
-  const std::size_t n = ntaps * cg, gw = words_for(cg);
-  const Threshold32 th(betas[0]);
-  const __m512 zero = _mm512_setzero_ps();
-  const __m512 up = _mm512_set1_ps(th.up), ndown = _mm512_set1_ps(-th.down), nearest = _mm512_set1_ps(th.nearest);
-  word_t* row = bits + ldbits;
-  __m512d acc = _mm512_setzero_pd();
-  double sum = 0.0;
-  for (std::size_t t = 0; t < ntaps; ++t) {
-    word_t* wg = row + t * gw;
-    const float* x = taps[t];
-    if (!x) {
-      sum += order2_padding_tap(wg, cg, betas[0]);
-      continue;
-    }
-    for (std::size_t w = 0; w < gw; ++w) {
-      const std::size_t i0 = w * kWordBits, i1 = i0 + kWordBits < cg ? i0 + kWordBits : cg;
-      word_t word = 0;
-      __m512 part = zero;
-      for (std::size_t i = i0; i < i1; i += kLanes) {
-        const std::size_t rem = i1 - i;
-        const __mmask16 m = rem >= kLanes ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << rem) - 1u);
-        const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
-        // r_1 < 0: x < -floor32(beta_1) (negative x), or 0 <= x < ceil32(beta_1); -0.0 counts as >= 0.
-        const __mmask16 ge0 = _mm512_mask_cmp_ps_mask(m, v, zero, _CMP_GE_OQ);
-        const __mmask16 neg_r = static_cast<__mmask16>(_mm512_mask_cmp_ps_mask(m, v, ndown, _CMP_LT_OQ) |
-                                                       _mm512_mask_cmp_ps_mask(ge0, v, up, _CMP_LT_OQ));
-        word |= static_cast<word_t>(neg_r) << (i - i0);
-        part = _mm512_mask_add_ps(part, m, part, _mm512_abs_ps(_mm512_sub_ps(_mm512_abs_ps(v), nearest)));
-      }
-      wg[w] = word;
-      acc = _mm512_add_pd(acc, _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(part)),
-                                             _mm512_cvtps_pd(_mm512_extractf32x8_ps(part, 1))));
-    }
-  }
-  betas[1] = (sum + _mm512_reduce_add_pd(acc)) / static_cast<double>(n);
 }
 
 }  // namespace horq

@@ -1,69 +1,88 @@
-// Portable residual binarization of one column (arithmetic derived in quantize.h), scalar double.
+// Portable input quantization (quantize.h): plain C++ in double, no intrinsics, always compiled. These are
+// the reference versions: csrc/tests/test_kernels.cpp and tests/kernels run every ISA path against the same
+// scalar arithmetic, and the AVX-512 emulation harness compares quantize_*_avx512 with these functions.
+//
+// Arithmetic (docs/MATH.md "Inputs: residual binarization"). With H = sign(r) and sign(0) = +1,
+//     r_k = r_{k-1} - beta_k H_k = r_{k-1} - beta_k (1 - 2 [r_{k-1} < 0]),
+// and 1 - 2 [r < 0] is exactly +-1, so the product and the subtraction round exactly as r -+ beta: the
+// residual is computed branch-free (signs are random: a branch would mispredict half the time) with the
+// very rounding of the two-branch rule, which is what the ISA versions' masked add/sub compute too.
+// beta_k = (sum_i |r_{k-1,i}|) / n in double: the bits are thresholds against zero, so a float32 beta
+// would flip bits near them. The conv passes (quantize_taps) recompute r_{k-1} from x along the same chain
+// of k - 1 steps instead of storing it, and sum |r| in four partial sums (p0..p3, added as (p0 + p1) +
+// (p2 + p3)) so the adds do not form one dependency chain; the order is fixed, so the result is too.
+// Order 2 from the taps (quantize_taps2) needs no double chain at all: for a float32 x and a = |x|,
+//     x >= 0:  r_1 = x - beta_1 < 0  <=>  a < beta_1  <=>  a < ceil32(beta_1)   (no float lies strictly
+//     x < 0:   r_1 = x + beta_1 < 0  <=>  a > beta_1  <=>  a > floor32(beta_1)   between the two roundings)
+// so float compares give the double chain's bits exactly; beta_2 sums | a - float(beta_1) | in float32 per
+// 64-value word, each word's sum then added in double (relative error ~1e-7 against float32 outputs).
 #include <cmath>
 #include <cstring>
 
 #include "core/quantize.h"
+#include "core/quantize_walk.h"
 
 namespace horq {
-
-void quantize_column_generic(double* r, std::size_t groups, std::size_t cg, int order, word_t* bits,
-                             std::size_t ldbits, double* betas) {
-  const std::size_t n = groups * cg, gw = words_for(cg);
-  double sum = 0.0;
-  for (std::size_t i = 0; i < n; ++i) sum += std::fabs(r[i]);
-  double beta = sum / static_cast<double>(n);
-  for (int k = 0; k < order; ++k) {
-    betas[k] = beta;
-    const bool last = k + 1 == order;
-    double next = 0.0;
-    for (std::size_t g = 0; g < groups; ++g) {
-      double* rg = r + g * cg;
-      word_t* wg = bits + k * ldbits + g * gw;
-      for (std::size_t w = 0; w < gw; ++w) {
-        const std::size_t i0 = w * kWordBits, i1 = i0 + kWordBits < cg ? i0 + kWordBits : cg;
-        word_t word = 0;
-        for (std::size_t i = i0; i < i1; ++i) {
-          double v = rg[i];
-          const bool neg = v < 0.0;
-          word |= static_cast<word_t>(neg) << (i - i0);
-          if (!last) {
-            // Branch-free (signs are random, a branch mispredicts half the time); 1 - 2*neg is exactly
-            // +-1, so this is exactly v -+ beta.
-            v -= beta * (1.0 - 2.0 * static_cast<double>(neg));
-            rg[i] = v;
-            next += std::fabs(v);
-          }
-        }
-        wg[w] = word;
-      }
-    }
-    beta = next / static_cast<double>(n);
-  }
-}
-
-}  // namespace horq
-
-namespace horq {
-
 namespace {
 
-// One pass (order k) over a tap's words. KC = k - 1 residual steps when known at compile time (the
-// common orders), else kc. Four partial sums of |r| keep the double adds from forming one long
-// dependency chain; their order is fixed, so the result depends on nothing but the column.
-template <int KC>
-void taps_pass(const float* x, std::size_t cg, const double* betas_in, int kc, word_t* wg, double* part) {
-  const int steps = KC >= 0 ? KC : kc;
+struct ColumnPass {
+  double beta, next = 0.0;
+  explicit ColumnPass(double b) : beta(b) {}
+
+  static double abs_sum(const double* r, std::size_t n) {
+    double sum = 0.0;
+    for (std::size_t i = 0; i < n; ++i) sum += std::fabs(r[i]);
+    return sum;
+  }
+
+  template <bool Update>
+  word_t word(double* rg, std::size_t i0, std::size_t i1) {
+    word_t word = 0;
+    double s = next;  // a local: rg's stores could otherwise alias the member
+    for (std::size_t i = i0; i < i1; ++i) {
+      double v = rg[i];
+      const bool neg = v < 0.0;
+      word |= static_cast<word_t>(neg) << (i - i0);
+      if (Update) {
+        v -= beta * (1.0 - 2.0 * static_cast<double>(neg));
+        rg[i] = v;
+        s += std::fabs(v);
+      }
+    }
+    next = s;
+    return word;
+  }
+
+  double total() const { return next; }
+};
+
+// KC = k - 1 residual steps when known at compile time (orders 2 and 3), else `steps`.
+struct TapsPass {
   double betas[kMaxOrder];
-  for (int j = 0; j < steps; ++j) betas[j] = betas_in[j];
-  double p0 = part[0], p1 = part[1], p2 = part[2], p3 = part[3];
-  const std::size_t gw = words_for(cg);
-  auto residual = [&](float xv) {
-    double v = xv;
-    for (int j = 0; j < steps; ++j) v -= betas[j] * (1.0 - 2.0 * static_cast<double>(v < 0.0));
-    return v;
-  };
-  for (std::size_t w = 0; w < gw; ++w) {
-    const std::size_t i0 = w * kWordBits, i1 = i0 + kWordBits < cg ? i0 + kWordBits : cg;
+  int steps;
+  double part[4] = {0.0, 0.0, 0.0, 0.0};
+
+  TapsPass(const double* b, int nsteps) : steps(nsteps) {
+    for (int j = 0; j < steps; ++j) betas[j] = b[j];
+  }
+
+  word_t word(const float* x, std::size_t i0, std::size_t i1, double&) {
+    switch (steps) {
+      case 1: return word_steps<1>(x, i0, i1);
+      case 2: return word_steps<2>(x, i0, i1);
+      default: return word_steps<-1>(x, i0, i1);
+    }
+  }
+
+  template <int KC>
+  word_t word_steps(const float* x, std::size_t i0, std::size_t i1) {
+    const int nsteps = KC >= 0 ? KC : steps;
+    auto residual = [&](float xv) {
+      double v = xv;
+      for (int j = 0; j < nsteps; ++j) v -= betas[j] * (1.0 - 2.0 * static_cast<double>(v < 0.0));
+      return v;
+    };
+    double p0 = part[0], p1 = part[1], p2 = part[2], p3 = part[3];
     word_t word = 0;
     std::size_t i = i0;
     for (; i + 4 <= i1; i += 4) {
@@ -81,66 +100,47 @@ void taps_pass(const float* x, std::size_t cg, const double* betas_in, int kc, w
       word |= static_cast<word_t>(v < 0.0) << (i - i0);
       p0 += std::fabs(v);
     }
-    wg[w] = word;
+    part[0] = p0, part[1] = p1, part[2] = p2, part[3] = p3;
+    return word;
   }
-  part[0] = p0, part[1] = p1, part[2] = p2, part[3] = p3;
-}
+
+  double total(double sum) const { return sum + (part[0] + part[1]) + (part[2] + part[3]); }
+};
+
+struct Taps2Pass {
+  Threshold32 th;
+
+  word_t word(const float* x, std::size_t i0, std::size_t i1, double& sum) const {
+    word_t word = 0;
+    float part = 0.0f;
+    for (std::size_t i = i0; i < i1; ++i) {
+      const float v = x[i], a = std::fabs(v);
+      const bool neg_r = v < 0.0f ? a > th.down : a < th.up;
+      word |= static_cast<word_t>(neg_r) << (i - i0);
+      part += std::fabs(a - th.nearest);
+    }
+    sum += static_cast<double>(part);
+    return word;
+  }
+
+  double total(double sum) const { return sum; }
+};
 
 }  // namespace
 
+void quantize_column_generic(double* r, std::size_t groups, std::size_t cg, int order, word_t* bits,
+                             std::size_t ldbits, double* betas) {
+  column_walk<ColumnPass>(r, groups, cg, order, bits, ldbits, betas);
+}
+
 void quantize_taps_generic(const float* const* taps, std::size_t ntaps, std::size_t cg, int order, word_t* bits,
                            std::size_t ldbits, double* betas) {
-  const std::size_t n = ntaps * cg, gw = words_for(cg);
-  for (int k = 2; k <= order; ++k) {
-    word_t* row = bits + static_cast<std::size_t>(k - 1) * ldbits;
-    const double pad = padding_residual(betas, k);
-    double part[4] = {0.0, 0.0, 0.0, 0.0}, sum = 0.0;
-    for (std::size_t t = 0; t < ntaps; ++t) {
-      word_t* wg = row + t * gw;
-      const float* x = taps[t];
-      if (!x) {
-        fill_padding_words(wg, cg, pad < 0.0);
-        sum += std::fabs(pad) * static_cast<double>(cg);
-      } else if (k == 2) {
-        taps_pass<1>(x, cg, betas, k - 1, wg, part);
-      } else if (k == 3) {
-        taps_pass<2>(x, cg, betas, k - 1, wg, part);
-      } else {
-        taps_pass<-1>(x, cg, betas, k - 1, wg, part);
-      }
-    }
-    betas[k - 1] = (sum + (part[0] + part[1]) + (part[2] + part[3])) / static_cast<double>(n);
-  }
+  taps_walk<TapsPass>(taps, ntaps, cg, order, bits, ldbits, betas);
 }
 
 void quantize_taps2_generic(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits,
                             std::size_t ldbits, double* betas) {
-  const std::size_t n = ntaps * cg, gw = words_for(cg);
-  const Threshold32 th(betas[0]);
-  word_t* row = bits + ldbits;
-  double sum = 0.0;
-  for (std::size_t t = 0; t < ntaps; ++t) {
-    word_t* wg = row + t * gw;
-    const float* x = taps[t];
-    if (!x) {
-      sum += order2_padding_tap(wg, cg, betas[0]);
-      continue;
-    }
-    for (std::size_t w = 0; w < gw; ++w) {
-      const std::size_t i0 = w * kWordBits, i1 = i0 + kWordBits < cg ? i0 + kWordBits : cg;
-      word_t word = 0;
-      float part = 0.0f;
-      for (std::size_t i = i0; i < i1; ++i) {
-        const float v = x[i], a = std::fabs(v);
-        const bool neg_r = v < 0.0f ? a > th.down : a < th.up;
-        word |= static_cast<word_t>(neg_r) << (i - i0);
-        part += std::fabs(a - th.nearest);
-      }
-      wg[w] = word;
-      sum += static_cast<double>(part);
-    }
-  }
-  betas[1] = sum / static_cast<double>(n);
+  taps2_walk<Taps2Pass>(taps, ntaps, cg, bits, ldbits, betas);
 }
 
 // One channel at a time along the contiguous row: every pixel has its own accumulators, so the loop
