@@ -23,7 +23,7 @@ if crash_at:
 
     training.evaluate = evaluate
 
-summary = train(TrainSettings(model="mnist-mlp", data="digits", limit_train=512, limit_test=200, batch_size=32,
-                              threads=1, progress=False, order=2, epochs=epochs, out=out))
-torch.save({k: v.detach().clone() for k, v in summary["model"].state_dict().items()},
-           f"{out}/rank{summary['rank']}.pt")
+result = train(TrainSettings(model="mnist-mlp", data="digits", limit_train=512, limit_test=200, batch_size=32,
+                             threads=1, progress=False, order=2, epochs=epochs, out=out))
+torch.save({k: v.detach().clone() for k, v in result.model.state_dict().items()},
+           f"{out}/rank{result.summary['rank']}.pt")

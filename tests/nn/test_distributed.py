@@ -56,7 +56,7 @@ def test_two_process_gloo_train_and_resume(tmp_path):
 def test_cuda_training_step(tmp_path):
     from horq.nn.training import TrainSettings, train
 
-    summary = train(TrainSettings(model="mnist-cnn", data="digits", limit_train=256, limit_test=64, order=2,
-                                  epochs=1, device="cuda", progress=False, out=str(tmp_path)))
-    assert next(summary["model"].parameters()).is_cuda
-    assert 0.0 <= summary["final_test_acc"] <= 1.0
+    result = train(TrainSettings(model="mnist-cnn", data="digits", limit_train=256, limit_test=64, order=2,
+                                 epochs=1, device="cuda", progress=False, out=str(tmp_path)))
+    assert next(result.model.parameters()).is_cuda
+    assert 0.0 <= result.summary["final_test_acc"] <= 1.0

@@ -21,7 +21,7 @@ def _params(model):
 
 @pytest.mark.parametrize("order", [None, 2])
 def test_loss_goes_down(tmp_path, order):
-    summary = train(TrainSettings(**TINY, order=order, epochs=3, out=str(tmp_path)))
+    summary = train(TrainSettings(**TINY, order=order, epochs=3, out=str(tmp_path))).summary
     losses = [r["train_loss"] for r in summary["epochs"]]
     assert losses[-1] < losses[0] * 0.8, losses
     assert summary["final_test_acc"] > 0.5  # 10 classes: chance is 0.1
@@ -53,11 +53,11 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
     assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 1
 
     resumed = train(TrainSettings(**settings, out=str(tmp_path / "b"), resume=True))
-    a, b = _params(straight["model"]), _params(resumed["model"])
+    a, b = _params(straight.model), _params(resumed.model)
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), f"{k} differs after resume"
-    assert [r["train_loss"] for r in resumed["epochs"]] == [r["train_loss"] for r in straight["epochs"]]
+    assert [r["train_loss"] for r in resumed.summary["epochs"]] == [r["train_loss"] for r in straight.summary["epochs"]]
 
 
 def test_resume_without_checkpoint_is_an_error(tmp_path):
@@ -66,9 +66,9 @@ def test_resume_without_checkpoint_is_an_error(tmp_path):
 
 
 def test_init_from_full_precision(tmp_path):
-    fp = train(TrainSettings(**TINY, order=None, epochs=2, out=str(tmp_path / "fp")))
+    fp = train(TrainSettings(**TINY, order=None, epochs=2, out=str(tmp_path / "fp"))).summary
     tuned = train(TrainSettings(**{**TINY, "lr": 5e-4}, order=2, epochs=1, out=str(tmp_path / "h2"),
-                                init_from=str(tmp_path / "fp" / "last.pt")))
+                                init_from=str(tmp_path / "fp" / "last.pt"))).summary
     # Starting from trained FP weights, one epoch of HORQ-2 fine-tuning is far above chance.
     assert tuned["final_test_acc"] > 0.6, (fp["final_test_acc"], tuned["final_test_acc"])
     with pytest.raises(ValueError, match="holds a 'mnist-mlp' model"):

@@ -55,8 +55,8 @@ def _demo(args) -> int:
             threads=args.threads, out=str(out / ("fp" if order is None else f"order{order}")),
             limit_train=args.limit_train, limit_test=args.limit_test,
         )
-        summary = train(settings)
-        models[order] = summary["model"]
+        result = train(settings)
+        models[order], summary = result.model, result.summary
         rows.append((label, summary["final_test_acc"], summary["train_seconds"], settings.out))
 
     print(f"\n{args.model} on {args.data}, {args.epochs} epochs, seed {args.seed} (command: horq demo)")

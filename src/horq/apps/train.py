@@ -128,9 +128,9 @@ def run_train(args) -> int:
         return subprocess.call(torchrun_command(args.nproc, _strip_nproc(argv)))
     from horq.nn.training import train
 
-    summary = train(settings)
+    summary = train(settings).summary
     if summary["rank"] == 0:
-        shown = {k: v for k, v in summary.items() if k not in ("epochs", "model")}
+        shown = {k: v for k, v in summary.items() if k != "epochs"}
         print(json.dumps(shown, indent=2))
     return 0
 

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from horq.geometry import check_order, conv_output_hw, conv_output_size
 from horq.nn import native_train
 from horq.nn.quant import binary_weight, check_clip, residual_approx, sign
-from horq.geometry import check_order, conv_output_hw, conv_output_size
 
 # Upper bound on the elements of one unfolded chunk (float32: 64 MiB); bounds the temporaries of the residual
 # loop of a convolution of order >= 2 by splitting the batch.

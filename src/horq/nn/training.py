@@ -277,8 +277,73 @@ def _write_metrics(out: Path, rows: list[dict], settings: TrainSettings, history
     atomic_write_text(out / "metrics.json", json.dumps(doc, indent=2) + "\n")
 
 
-def train(settings: TrainSettings) -> dict:
-    """Runs one training job; returns a summary (best and final test accuracy, time, paths)."""
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the trained model (unwrapped, on its device) and the run's summary."""
+
+    model: torch.nn.Module
+    summary: dict
+
+
+@dataclass
+class _Run:
+    """The state of one training job, built by :func:`_set_up` and advanced one epoch at a time."""
+
+    settings: TrainSettings
+    info: _Dist
+    device: torch.device
+    out: Path
+    model: torch.nn.Module
+    wrapped: torch.nn.Module  # the model, inside DistributedDataParallel when there are several ranks
+    config: object  # the HORQConfig the model was converted with (None: full precision)
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    sampler: DistributedSampler
+    loader: DataLoader
+    test: tuple  # (x_test, y_test)
+    in_shape: tuple
+    num_classes: int
+    history: list
+    rows: list  # one metrics row per finished epoch
+    start_epoch: int
+    best: float  # best test accuracy so far (-1 before any epoch)
+    saved: int  # epochs held by out/last.pt (when > 0)
+
+
+def train(settings: TrainSettings) -> TrainResult:
+    """Runs one training job.
+
+    Returns:
+        The trained model and a summary (best and final test accuracy, time, epochs' metrics, paths, rank).
+
+    Raises:
+        TrainingInterrupted: on Ctrl-C; the message says where the last checkpoint is.
+        TrainingDiverged: when the loss becomes NaN or Inf.
+        ValueError, FileNotFoundError: bad settings, or a checkpoint that does not fit (``resume``, ``init_from``).
+    """
+    run = _set_up(settings)
+    try:
+        with _ctrl_c_between_batches(run.info.world == 1) as stop_requested, _native_path(settings, run.device):
+            for epoch in range(run.start_epoch, settings.epochs):
+                t0 = time.perf_counter()
+                train_loss, train_acc = _train_epoch(run, epoch, stop_requested)
+                _evaluate_and_save(run, epoch, train_loss, train_acc, t0)
+                if stop_requested():  # Ctrl-C during evaluation or saving: this epoch is kept
+                    raise KeyboardInterrupt
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, TrainingInterrupted):
+            raise
+        where = (f"the last checkpoint is {run.out / 'last.pt'} (continue with --resume)" if run.saved
+                 else "no epoch finished, so there is no checkpoint")
+        raise TrainingInterrupted(f"training stopped with {run.saved} of {settings.epochs} epochs done; "
+                                  f"{where}") from exc
+    if run.info.world > 1:
+        dist.barrier()
+    return TrainResult(run.model, _summary(run))
+
+
+def _set_up(settings: TrainSettings) -> _Run:
+    """Process group, device, seeds, data, model (initialised or resumed), optimizer, schedule and loader."""
     settings.validate()
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -290,10 +355,10 @@ def train(settings: TrainSettings) -> dict:
     np.random.seed(settings.seed % 2**32)
     x_train, y_train, num_classes = _load_split(settings, "train", settings.limit_train)
     x_test, y_test, _ = _load_split(settings, "test", settings.limit_test)
-    model, config = build_training_model(settings, x_train.shape[1:], num_classes)
-
+    in_shape = tuple(x_train.shape[1:])
+    model, config = build_training_model(settings, in_shape, num_classes)
     if settings.init_from:
-        _init_from(model, settings, x_train.shape[1:], num_classes)
+        _init_from(model, settings, in_shape, num_classes)
     if settings.sync_bn and info.world > 1:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
@@ -304,95 +369,94 @@ def train(settings: TrainSettings) -> dict:
     history = [{"start_epoch": 0, "settings": dataclasses.asdict(settings)}]
     if settings.resume:
         start_epoch, rows, scheduler, history = _resume(
-            out / "last.pt", model, optimizer, scheduler, settings, x_train.shape[1:], num_classes, info
+            out / "last.pt", model, optimizer, scheduler, settings, in_shape, num_classes, info
         )
-
     wrapped = model
     if info.world > 1:
         ids = [device.index] if device.type == "cuda" else None
         wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-
     sampler = DistributedSampler(
         TensorDataset(x_train, y_train), num_replicas=info.world, rank=info.rank, shuffle=True, seed=settings.seed
     )
     loader = DataLoader(TensorDataset(x_train, y_train), batch_size=settings.batch_size, sampler=sampler)
     best = max((r["test_acc"] for r in rows), default=-1.0)
-    saved = start_epoch  # epochs held by out/last.pt (when > 0)
-    try:
-        with _ctrl_c_between_batches(info.world == 1) as stop_requested, _native_path(settings, device):
-            for epoch in range(start_epoch, settings.epochs):
-                sampler.set_epoch(epoch)
-                wrapped.train()
-                t0 = time.perf_counter()
-                loss_sum = correct = count = 0.0
-                batches = _progress(loader, settings, info, f"epoch {epoch + 1}/{settings.epochs}")
-                for xb, yb in batches:
-                    xb, yb = xb.to(device), yb.to(device)
-                    optimizer.zero_grad(set_to_none=True)
-                    logits = wrapped(xb)
-                    loss = F.cross_entropy(logits, yb)
-                    if not torch.isfinite(loss):
-                        raise TrainingDiverged(f"loss became {loss.item()} in epoch {epoch + 1}; lower --lr")
-                    loss.backward()
-                    optimizer.step()
-                    if stop_requested():
-                        raise KeyboardInterrupt
-                    loss_sum += loss.item() * len(yb)
-                    correct += (logits.argmax(1) == yb).sum().item()
-                    count += len(yb)
-                    if hasattr(batches, "set_postfix"):
-                        batches.set_postfix(loss=f"{loss_sum / count:.4f}", acc=f"{correct / count:.4f}")
-                loss_sum, correct, count = _sum_across([loss_sum, correct, count], device, info)
-                _average_buffers(model, info)
-                lr = optimizer.param_groups[0]["lr"]
-                scheduler.step()
-                test_loss, test_acc = evaluate(model, x_test, y_test, device=device, info=info)
-                rows.append(
-                    {
-                        "epoch": epoch + 1,
-                        "train_loss": round(loss_sum / count, 6),
-                        "train_acc": round(correct / count, 6),
-                        "test_loss": round(test_loss, 6),
-                        "test_acc": round(test_acc, 6),
-                        "lr": lr,
-                        "epoch_seconds": round(time.perf_counter() - t0, 3),
-                    }
-                )
-                if info.main:
-                    ckpt = _checkpoint(model, optimizer, scheduler, epoch + 1, rows, settings, config, x_train.shape[1:],
-                                       num_classes, history)
-                    atomic_torch_save(ckpt, out / "last.pt")
-                    saved = epoch + 1
-                    if test_acc > best:
-                        best = test_acc
-                        atomic_torch_save(ckpt, out / "best.pt")
-                    _write_metrics(out, rows, settings, history)
-                    if settings.progress:
-                        r = rows[-1]
-                        print(
-                            f"epoch {r['epoch']}: train loss {r['train_loss']:.4f} acc {r['train_acc']:.4f} | "
-                            f"test loss {r['test_loss']:.4f} acc {r['test_acc']:.4f} | {r['epoch_seconds']:.1f}s",
-                            flush=True,
-                        )
-                if stop_requested():  # Ctrl-C during evaluation or saving: this epoch is kept
-                    raise KeyboardInterrupt
-    except KeyboardInterrupt as exc:
-        if isinstance(exc, TrainingInterrupted):
-            raise
-        where = (f"the last checkpoint is {out / 'last.pt'} (continue with --resume)" if saved
-                 else "no epoch finished, so there is no checkpoint")
-        raise TrainingInterrupted(f"training stopped with {saved} of {settings.epochs} epochs done; {where}") from exc
-    if info.world > 1:
-        dist.barrier()
+    return _Run(settings, info, device, out, model, wrapped, config, optimizer, scheduler, sampler, loader,
+                (x_test, y_test), in_shape, num_classes, history, rows, start_epoch, best, saved=start_epoch)
+
+
+def _train_epoch(run: _Run, epoch: int, stop_requested) -> tuple[float, float]:
+    """One pass over this rank's shard; returns the epoch's ``(train loss, train accuracy)`` over all ranks."""
+    settings, device = run.settings, run.device
+    run.sampler.set_epoch(epoch)
+    run.wrapped.train()
+    loss_sum = correct = count = 0.0
+    batches = _progress(run.loader, settings, run.info, f"epoch {epoch + 1}/{settings.epochs}")
+    for xb, yb in batches:
+        xb, yb = xb.to(device), yb.to(device)
+        run.optimizer.zero_grad(set_to_none=True)
+        logits = run.wrapped(xb)
+        loss = F.cross_entropy(logits, yb)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"loss became {loss.item()} in epoch {epoch + 1}; lower --lr")
+        loss.backward()
+        run.optimizer.step()
+        if stop_requested():
+            raise KeyboardInterrupt
+        loss_sum += loss.item() * len(yb)
+        correct += (logits.argmax(1) == yb).sum().item()
+        count += len(yb)
+        if hasattr(batches, "set_postfix"):
+            batches.set_postfix(loss=f"{loss_sum / count:.4f}", acc=f"{correct / count:.4f}")
+    loss_sum, correct, count = _sum_across([loss_sum, correct, count], device, run.info)
+    _average_buffers(run.model, run.info)
+    return loss_sum / count, correct / count
+
+
+def _evaluate_and_save(run: _Run, epoch: int, train_loss: float, train_acc: float, t0: float) -> None:
+    """Steps the schedule, evaluates, records the epoch's metrics row and (rank 0) checkpoints and reports it."""
+    lr = run.optimizer.param_groups[0]["lr"]
+    run.scheduler.step()
+    test_loss, test_acc = evaluate(run.model, *run.test, device=run.device, info=run.info)
+    run.rows.append(
+        {
+            "epoch": epoch + 1,
+            "train_loss": round(train_loss, 6),
+            "train_acc": round(train_acc, 6),
+            "test_loss": round(test_loss, 6),
+            "test_acc": round(test_acc, 6),
+            "lr": lr,
+            "epoch_seconds": round(time.perf_counter() - t0, 3),
+        }
+    )
+    if not run.info.main:
+        return
+    ckpt = _checkpoint(run.model, run.optimizer, run.scheduler, epoch + 1, run.rows, run.settings, run.config,
+                       run.in_shape, run.num_classes, run.history)
+    atomic_torch_save(ckpt, run.out / "last.pt")
+    run.saved = epoch + 1
+    if test_acc > run.best:
+        run.best = test_acc
+        atomic_torch_save(ckpt, run.out / "best.pt")
+    _write_metrics(run.out, run.rows, run.settings, run.history)
+    if run.settings.progress:
+        r = run.rows[-1]
+        print(
+            f"epoch {r['epoch']}: train loss {r['train_loss']:.4f} acc {r['train_acc']:.4f} | "
+            f"test loss {r['test_loss']:.4f} acc {r['test_acc']:.4f} | {r['epoch_seconds']:.1f}s",
+            flush=True,
+        )
+
+
+def _summary(run: _Run) -> dict:
+    rows = run.rows
     return {
-        "out": str(out),
+        "out": str(run.out),
         "final_test_acc": rows[-1]["test_acc"] if rows else None,
-        "best_test_acc": best if rows else None,
+        "best_test_acc": run.best if rows else None,
         "train_seconds": round(sum(r["epoch_seconds"] for r in rows), 3),
         "epochs": rows,
-        "rank": info.rank,
-        "world_size": info.world,
-        "model": model,
+        "rank": run.info.rank,
+        "world_size": run.info.world,
     }
 
 

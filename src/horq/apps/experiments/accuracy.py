@@ -111,7 +111,7 @@ def run_accuracy(*, data: str, out, model: str | None = None, epochs: int = 3, s
                                      batch_size=batch_size, lr=lr, seed=seed, threads=threads,
                                      out=str(_run_dir(out, order, seed)), limit_train=limit_train,
                                      limit_test=limit_test, progress=False, schedule="cosine")
-            summary = _reuse(Path(settings.out), settings) or train(settings)
+            summary = _reuse(Path(settings.out), settings) or train(settings).summary
             run = {"order": order_key(order), "seed": seed, "final_test_acc": summary["final_test_acc"],
                    "train_seconds": summary["train_seconds"], "epochs": summary["epochs"],
                    "checkpoint": str(Path(settings.out) / "last.pt"), "reused": bool(summary.get("reused"))}
