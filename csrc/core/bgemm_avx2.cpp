@@ -1,4 +1,5 @@
-// AVX2 binary GEMM, 2x4 register tile (compiled with -mavx2; selected only when the CPU has AVX2).
+// AVX2 binary GEMM (bgemm.h), 2x4 register tile (compiled with -mavx2; selected only when the CPU has AVX2
+// and POPCNT). Counts popcount(a ^ b) for a . b = n - 2 popcount(a ^ b); bgemm_generic.cpp is the reference.
 //
 // Arithmetic: AVX2 has no vector popcount, so each 256-bit XOR is counted with the nibble table
 // (vpshufb of a 16-entry popcount LUT on the low and high nibble of every byte). A byte then holds at
@@ -94,6 +95,12 @@ struct alignas(32) SplitVec {
   __m256i lo, hi;
 };
 
+// A row in both forms, as the tile walk hands it to the split kernel.
+struct SplitRow {
+  const SplitVec* split;
+  const word_t* words;
+};
+
 // Rows of kw words -> nvec = kw / 4 split vectors each (the tail words stay in the original rows).
 void split_rows(const word_t* x, std::size_t rows, std::size_t kw, std::size_t nvec, SplitVec* out) {
   const __m256i low = _mm256_set1_epi8(0x0f);
@@ -113,7 +120,7 @@ std::vector<SplitVec>& split_buffer(int which, std::size_t size) {
 
 // 2x4 tile on split rows: as[i], bs[j] point at nvec split vectors; ar/br at the original rows (tail).
 void tile_2x4_split(const SplitVec* const* as, const SplitVec* const* bs, const word_t* const* ar,
-              const word_t* const* br, std::size_t nvec, std::size_t kw, std::uint64_t (*out)[kNR]) {
+                    const word_t* const* br, std::size_t nvec, std::size_t kw, std::uint64_t (*out)[kNR]) {
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
                                        0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i zero = _mm256_setzero_si256();
@@ -160,37 +167,24 @@ void bgemm_popcount_avx2(const word_t* a, std::size_t m, const word_t* b, std::s
                          std::int32_t* c, std::size_t ldc) {
   const std::size_t nvec = kw / kWordsPerVec;
   if (nvec < kSplitMinVecs) {
-    bgemm_walk<kMR, kNR>(a, m, b, nb, kw, c, ldc, tile_2x4_direct);
+    bgemm_walk_words<kMR, kNR, tile_2x4_direct>(a, m, b, nb, kw, c, ldc);
     return;
   }
   SplitVec* sa = split_buffer(0, m * nvec + 1).data();
   SplitVec* sb = split_buffer(1, nb * nvec + 1).data();
   split_rows(a, m, kw, nvec, sa);
   split_rows(b, nb, kw, nvec, sb);
-  // Tile walk as bgemm_walk (bgemm.h), carrying both forms of each row; edge-tile rows point at row 0.
-  for (std::size_t j0 = 0; j0 < nb; j0 += kNR) {
-    const word_t* brows[kNR];
-    const SplitVec* bsplit[kNR];
-    for (int j = 0; j < kNR; ++j) {
-      const std::size_t r = j0 + j < nb ? j0 + j : j0;
-      brows[j] = b + r * kw;
-      bsplit[j] = sb + r * nvec;
-    }
-    for (std::size_t i0 = 0; i0 < m; i0 += kMR) {
-      const word_t* arows[kMR];
-      const SplitVec* asplit[kMR];
-      for (int i = 0; i < kMR; ++i) {
-        const std::size_t r = i0 + i < m ? i0 + i : i0;
-        arows[i] = a + r * kw;
-        asplit[i] = sa + r * nvec;
-      }
-      std::uint64_t out[kMR][kNR];
-      tile_2x4_split(asplit, bsplit, arows, brows, nvec, kw, out);
-      for (int i = 0; i < kMR && i0 + i < m; ++i)
-        for (int j = 0; j < kNR && j0 + j < nb; ++j)
-          c[(i0 + i) * ldc + j0 + j] = static_cast<std::int32_t>(out[i][j]);
-    }
-  }
+  // The walk hands each row in both forms (its split vectors, and its words for the tail).
+  bgemm_walk<kMR, kNR>(
+      m, nb, c, ldc, [=](std::size_t r) { return SplitRow{sa + r * nvec, a + r * kw}; },
+      [=](std::size_t r) { return SplitRow{sb + r * nvec, b + r * kw}; },
+      [=](const SplitRow* ar, const SplitRow* br, std::uint64_t (*out)[kNR]) {
+        const SplitVec* as[kMR] = {ar[0].split, ar[1].split};
+        const SplitVec* bs[kNR] = {br[0].split, br[1].split, br[2].split, br[3].split};
+        const word_t* aw[kMR] = {ar[0].words, ar[1].words};
+        const word_t* bw[kNR] = {br[0].words, br[1].words, br[2].words, br[3].words};
+        tile_2x4_split(as, bs, aw, bw, nvec, kw, out);
+      });
 }
 
 }  // namespace horq

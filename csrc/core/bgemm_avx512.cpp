@@ -1,9 +1,14 @@
-// AVX-512 binary GEMM, 4x4 register tile (compiled with -mavx512f/bw/vpopcntdq; selected only when the
-// CPU and OS report AVX512F + AVX512BW + AVX512_VPOPCNTDQ).
+// AVX-512 binary GEMM (bgemm.h), 4x4 register tile (compiled with -mavx512f/bw/vl/dq/vpopcntdq; selected
+// only when the CPU and OS report AVX512F + BW + VL + DQ + VPOPCNTDQ). Counts popcount(a ^ b) for
+// a . b = n - 2 popcount(a ^ b); bgemm_generic.cpp is the reference.
 //
 // Arithmetic: vpopcntq counts each 64-bit lane of a 512-bit XOR directly, and the counts are summed in
-// 64-bit lanes (no overflow for any row length). The row tail (kw % 8 words) is read with a zero-masked
-// load, so nothing past the row is touched. 16 accumulators + 4 A rows + 1 B row fit the 32 zmm registers.
+// 64-bit lanes (no overflow for any row length); one horizontal add per pair at the end of the row. The
+// row tail (kw % 8 words) is read with a zero-masked load (zero words XOR to zero and count nothing), so
+// nothing past the row is touched.
+//
+// Tile: 4x4 = 16 accumulators + 4 A rows + 1 B row = 21 of the 32 zmm registers; each loaded vector
+// feeds 4 XORs, twice the reuse of a 2x4 tile.
 #include <immintrin.h>
 
 #include "core/bgemm.h"
@@ -50,7 +55,7 @@ void tile_4x4(const word_t* const* ar, const word_t* const* br, std::size_t kw, 
 
 void bgemm_popcount_avx512(const word_t* a, std::size_t m, const word_t* b, std::size_t nb, std::size_t kw,
                            std::int32_t* c, std::size_t ldc) {
-  bgemm_walk<kMR, kNR>(a, m, b, nb, kw, c, ldc, tile_4x4);
+  bgemm_walk_words<kMR, kNR, tile_4x4>(a, m, b, nb, kw, c, ldc);
 }
 
 }  // namespace horq

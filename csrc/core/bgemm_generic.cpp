@@ -1,7 +1,12 @@
-// Portable binary GEMM, 2x4 register tile, in GCC/Clang vector extensions (two 64-bit lanes: SSE2 on
-// the x86-64 baseline, NEON on AArch64) -- no ISA flags, no intrinsics.
+// Portable binary GEMM (bgemm.h), 2x4 register tile, in GCC/Clang vector extensions (two 64-bit lanes:
+// SSE2 on the x86-64 baseline, NEON on AArch64) -- no ISA flags, no intrinsics, always compiled. It is the
+// reference the ISA versions are tested against (csrc/tests/test_kernels.cpp, tests/kernels on every path,
+// the AVX-512 emulation harness), itself checked against a scalar popcount.
 //
-// Arithmetic: the x86-64 baseline has no popcount instruction (and -mpopcnt is not allowed in a
+// Tile: 2 A rows x 4 B rows = 8 accumulators, each A and B vector loaded once per step and used 4 or 2
+// times; larger tiles spill on the 16 vector registers of SSE2/NEON-class targets.
+//
+// Arithmetic (a . b = n - 2 popcount(a ^ b), bgemm.h): the x86-64 baseline has no popcount instruction (and -mpopcnt is not allowed in a
 // portable file), so each XOR is counted with the SWAR tree: 2-bit, 4-bit, then byte counts
 // (each <= 8). Byte counts of kMaxByteSteps = 31 steps add up to at most 248 and cannot carry into the
 // next byte, so the horizontal sum runs once per 31 steps instead of once per word. That sum (up to
@@ -77,7 +82,7 @@ void tile_2x4(const word_t* const* ar, const word_t* const* br, std::size_t kw, 
 
 void bgemm_popcount_generic(const word_t* a, std::size_t m, const word_t* b, std::size_t nb, std::size_t kw,
                             std::int32_t* c, std::size_t ldc) {
-  bgemm_walk<kMR, kNR>(a, m, b, nb, kw, c, ldc, tile_2x4);
+  bgemm_walk_words<kMR, kNR, tile_2x4>(a, m, b, nb, kw, c, ldc);
 }
 
 }  // namespace horq
