@@ -22,8 +22,8 @@ import torch
 
 import horq
 from horq import kernels
-from horq.nn import HORQConfig, build_model, convert_
 from horq.apps.bench_model import bench_model, format_bench
+from horq.nn import HORQConfig, build_model, convert_
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = ".venv/bin/python benchmarks/bench_model.py"

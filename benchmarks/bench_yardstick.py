@@ -17,13 +17,14 @@ import argparse
 import datetime
 import json
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from horq import kernels
-from horq.fileio import check_marked_section, replace_marked_section
 from horq.apps.bench_kernels import cpu_flags, int8_conv, torch_setup
+from horq.fileio import check_marked_section, replace_marked_section
 from horq.timing import interleaved_times
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,13 +85,13 @@ def run(threads: int, min_seconds: float) -> dict:
         w = (rng.standard_normal((c, c, k, k)) * 0.05).astype(np.float32)
         pw = kernels.pack_weights(w)
         layers = {o: kernels.Conv2dLayer(pw, order=o, stride=s, padding=k // 2) for o in ORDERS}
-        fns = {f"horq{o}": (lambda o=o: layers[o](x)) for o in ORDERS}
+        fns = {f"horq{o}": partial(layers[o], x) for o in ORDERS}
         if torch is not None:
             torch.set_num_threads(threads)
             tx, tw = torch.from_numpy(x), torch.from_numpy(w)
             cx, cw = (t.contiguous(memory_format=torch.channels_last) for t in (tx, tw))
-            fns["torch_nchw"] = lambda: torch.nn.functional.conv2d(tx, tw, stride=s, padding=k // 2)
-            fns["torch_cl"] = lambda: torch.nn.functional.conv2d(cx, cw, stride=s, padding=k // 2)
+            fns["torch_nchw"] = partial(torch.nn.functional.conv2d, tx, tw, stride=s, padding=k // 2)
+            fns["torch_cl"] = partial(torch.nn.functional.conv2d, cx, cw, stride=s, padding=k // 2)
             if int8_note is None and s == 1 and k == 3:
                 fns["torch_int8"] = int8_conv(torch, tx, tw)
         if ov is not None:

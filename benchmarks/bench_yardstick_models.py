@@ -46,8 +46,8 @@ import torch  # noqa: E402 (after the OpenMP setting)
 import horq
 import horq.runtime as rt
 from horq import kernels
-from horq.fileio import check_marked_section, replace_marked_section
 from horq.apps.bench_kernels import cpu_flags
+from horq.fileio import check_marked_section, replace_marked_section
 from horq.nn import HORQConfig, build_model, convert_
 from horq.timing import interleaved_times
 

@@ -90,7 +90,8 @@ def test_command_works_without_torch(packed, argv, expected):
 
 
 def test_run_output_and_bench_table_without_torch(packed):
-    code, out, err, _ = horq_without_torch("run", packed / "m.horq", "--input", packed / "x.npy", "-o", packed / "y.npy")
+    code, out, err, _ = horq_without_torch("run", packed / "m.horq", "--input", packed / "x.npy",
+                                           "-o", packed / "y.npy")
     assert code == 0 and np.load(packed / "y.npy").shape == (2, 10)
     code, out, err, _ = horq_without_torch("bench", packed / "m.horq", "--batch", "2", "--threads", "1",
                                            "--repeats", "1", "--warmup", "0", "--backend", "numpy")

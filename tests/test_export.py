@@ -10,12 +10,12 @@ import torch
 from torch import nn
 
 import horq
-from horq import format as hf
 import horq.runtime as rt
 from agreement import inputs, torch_float64
+from horq import format as hf
+from horq.apps.summary import format_summary, summarize
 from horq.nn import HORQConfig, HORQConv2d, HORQLinear, build_model, convert_
 from horq.nn.export import ExportError, Residual, export, to_graph
-from horq.apps.summary import format_summary, summarize
 
 
 def _state_dict_bytes(model):

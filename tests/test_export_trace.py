@@ -22,11 +22,12 @@ from torch import nn
 import horq
 import horq.runtime as rt
 from horq import format as hf
+from horq.apps.summary import format_summary, summarize
 from horq.nn import HORQConfig, HORQConv2d, convert_
 from horq.nn.export import ExportError, export, to_graph
-from horq.apps.summary import format_summary, summarize
 
 HAS_NATIVE = importlib.util.find_spec("horq._core") is not None
+NEEDS_NATIVE = pytest.mark.skipif(not HAS_NATIVE, reason="no native")
 N_INPUTS = 1000  # so that ">= 99.9% identical argmax" allows at most one disagreement
 ROUNDING = 1e-5  # relative logit error of a sample with no quantization flip on its path (float32: ~1e-7)
 
@@ -269,7 +270,7 @@ def case(request, tmp_path_factory):
 
 
 @pytest.mark.parametrize("backend", ["reference", "numpy",
-                                     pytest.param("native", marks=pytest.mark.skipif(not HAS_NATIVE, reason="no native"))])
+                                     pytest.param("native", marks=NEEDS_NATIVE)])
 def test_runtime_agrees_with_torch(case, backend):
     label, model, path, x, exact = case
     m = rt.load(path, backend=backend)
@@ -368,7 +369,7 @@ def _set_from_numpy_(model, seed):
 
 
 @pytest.mark.parametrize("backend", ["reference", "numpy",
-                                     pytest.param("native", marks=pytest.mark.skipif(not HAS_NATIVE, reason="no native"))])
+                                     pytest.param("native", marks=NEEDS_NATIVE)])
 def test_functional_ops(backend, tmp_path):
     model = _set_from_numpy_(Functional(), 3).eval()
     path = tmp_path / "f.horq"
@@ -409,7 +410,7 @@ def test_handwritten_forward_exports_like_sequential():
     g2, t2 = to_graph(Net(seq).eval(), input_shape=(3, 8, 8))
     assert [n["op"] for n in g1["nodes"]] == [n["op"] for n in g2["nodes"]]
     assert [n.get("tensors", {}).keys() for n in g1["nodes"]] == [n.get("tensors", {}).keys() for n in g2["nodes"]]
-    for n1, n2 in zip(g1["nodes"], g2["nodes"]):
+    for n1, n2 in zip(g1["nodes"], g2["nodes"], strict=True):
         for role in n1.get("tensors", {}):
             np.testing.assert_array_equal(t1[n1["tensors"][role]], t2[n2["tensors"][role]])
     assert [n["name"] for n in g2["nodes"]][:3] == ["layers.0", "relu", "layers.3"]

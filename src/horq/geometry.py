@@ -22,7 +22,8 @@ def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, 
 
 def conv_output_hw(hw, kernel, stride=(1, 1), padding=(0, 0), dilation=(1, 1)) -> tuple[int, int]:
     """``(OH, OW)`` of a 2-d convolution; every argument is a pair."""
-    return tuple(conv_output_size(hw[i], kernel[i], stride[i], padding[i], dilation[i]) for i in range(2))
+    oh = conv_output_size(hw[0], kernel[0], stride[0], padding[0], dilation[0])
+    return oh, conv_output_size(hw[1], kernel[1], stride[1], padding[1], dilation[1])
 
 
 def _is_int(v) -> bool:

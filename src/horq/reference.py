@@ -1,7 +1,7 @@
-"""Plain numpy reference of the HORQ arithmetic (../shared/HORQ.md), used by the numpy runtime and as
+"""Plain numpy reference of the HORQ arithmetic (docs/MATH.md), used by the numpy runtime and as
 the independent reference that the PyTorch layers and the native kernels are tested against.
 
-Shapes follow HORQ.md: a convolution is ``Y = W_r X_r`` with ``W_r`` of shape ``(C_out, n)``,
+Shapes follow docs/MATH.md: a convolution is ``Y = W_r X_r`` with ``W_r`` of shape ``(C_out, n)``,
 ``n = C_in * kh * kw``, and the unfolded input ``X_r`` of shape ``(n, P)``; every column of ``X_r``
 (one receptive field, zero padding included) gets its own betas.
 """
@@ -86,7 +86,8 @@ def im2col(x: np.ndarray, kh: int, kw: int, *, stride=1, padding=0, dilation=1):
     cols = np.empty((n, c, kh, kw, oh, ow), dtype=np.float64)
     for i in range(kh):
         for j in range(kw):
-            cols[:, :, i, j] = xp[:, :, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw]
+            rows = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh)
+            cols[:, :, i, j] = xp[:, :, rows, j * dw : j * dw + sw * (ow - 1) + 1 : sw]
     return cols.reshape(n, c * kh * kw, oh * ow), (oh, ow)
 
 

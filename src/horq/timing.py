@@ -30,7 +30,8 @@ def median_and_best(fn, *, min_reps: int, min_seconds: float, max_reps: int = 20
     ``min_seconds`` of them (at most ``max_reps``). The fastest run is the one least disturbed by other work.
     """
     fn()  # warm-up (also builds caches such as a conv weight layout)
-    times, start = [], time.perf_counter()
+    times: list[float] = []
+    start = time.perf_counter()
     while len(times) < min_reps or time.perf_counter() - start < min_seconds:
         t0 = time.perf_counter()
         fn()
@@ -51,7 +52,7 @@ def interleaved_times(fns: dict, *, min_reps: int, min_seconds: float, max_reps:
         raise ValueError(f"min_reps must be >= 1, got {min_reps}")
     for fn in fns.values():
         fn()  # warm-up (also builds caches such as the conv weight layout)
-    times = {k: [] for k in fns}
+    times: dict[str, list[float]] = {k: [] for k in fns}
     start = time.perf_counter()
     while True:
         for k, fn in fns.items():

@@ -1,6 +1,7 @@
 """horq.apps.experiments: cost model, accuracy experiment end to end, residual guarantee, speed measurement."""
 
 import json
+from itertools import pairwise
 
 import pytest
 
@@ -26,8 +27,9 @@ def test_cost_model_hand_values(c, nw, k, expected):
 def test_cost_model_known_numbers():
     assert speedup(2, 256, 9) == pytest.approx(30.72)
     assert speedup(1, 64, 9) == pytest.approx(52.363636, rel=1e-6)
-    # large layers approach 64 / K (HORQ.md: about 58x / 30x / 20x / 15x for orders 1-4)
-    for k, paper in zip((1, 2, 3, 4), (58, 30, 20, 15)):
+    # large layers approach 64 / K (docs/MATH.md "Cost model": the paper's 58x / 30x / 20x / 15x for orders 1-4
+    # are the model's c = 128 values)
+    for k, paper in zip((1, 2, 3, 4), (58, 30, 20, 15), strict=True):
         assert speedup(k, 512, 9) == pytest.approx(paper, rel=0.08)
 
 
@@ -36,14 +38,14 @@ def test_cost_model_monotone():
     for nw in nws:
         for k in ks:
             s = [speedup(k, c, nw) for c in cs]
-            assert all(a < b for a, b in zip(s, s[1:])), (nw, k, s)  # grows with c
+            assert all(a < b for a, b in pairwise(s)), (nw, k, s)  # grows with c
     for c in cs:
         for k in ks:
             s = [speedup(k, c, nw) for nw in nws]
-            assert all(a < b for a, b in zip(s, s[1:])), (c, k, s)  # grows with N_W
+            assert all(a < b for a, b in pairwise(s)), (c, k, s)  # grows with N_W
         for nw in nws:
             s = [speedup(k, c, nw) for k in ks]
-            assert all(a > b for a, b in zip(s, s[1:])), (c, nw, s)  # falls with K
+            assert all(a > b for a, b in pairwise(s)), (c, nw, s)  # falls with K
             assert s[0] < 64  # never beyond the word width
 
 
@@ -132,10 +134,10 @@ def test_residual_errors_strictly_decrease(tmp_path):
     for r in layers:
         for key in ("rel_error", "rel_error_pooled"):
             e = r[key]
-            assert 0 < e[-1] and all(a > b for a, b in zip(e, e[1:])), (r["name"], key, e)
+            assert 0 < e[-1] and all(a > b for a, b in pairwise(e)), (r["name"], key, e)
             assert e[0] < 1.0
     g = gaussian_reference(512, 4)
-    # HORQ.md: relative squared error about 0.36, 0.13, 0.058, 0.033 for Gaussian data
+    # docs/MATH.md "The error identity": relative squared error about 0.36, 0.13, 0.058, 0.033 for Gaussian data
     assert [v * v for v in g] == pytest.approx([0.36, 0.13, 0.058, 0.033], abs=0.01)
 
 
@@ -151,7 +153,7 @@ def test_residual_cli_on_checkpoint(tmp_path):
     (layer,) = result["layers"]  # mnist-mlp has one binary layer
     assert layer["n"] == 512 and layer["columns"] == 32
     e = layer["rel_error"]
-    assert all(a > b for a, b in zip(e, e[1:]))
+    assert all(a > b for a, b in pairwise(e))
     assert (tmp_path / "res" / "residual.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -5,6 +5,7 @@ split, the search on hand-made candidates, and one-line errors for bad --orders 
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -62,7 +63,7 @@ def test_frontier_writes_everything(frontier):
         assert all(v > 0 for v in result["latency"]["layer_ms"][name].values())
     front = result["frontier"]
     assert front and all(a["predicted_ms"] <= b["predicted_ms"] and a["holdout_acc"] < b["holdout_acc"]
-                         for a, b in zip(front, front[1:]))
+                         for a, b in pairwise(front))
     assert all(c["measured_ms"] > 0 for c in result["additive_check"])
     png = (out / "frontier.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
@@ -72,9 +73,9 @@ def test_frontier_writes_everything(frontier):
 
 
 def test_chosen_json_round_trips(frontier, run):
+    from horq.apps.experiments.frontier import binary_layers
     from horq.nn.checkpoint import load_model
     from horq.nn.convert import HORQConfig
-    from horq.apps.experiments.frontier import binary_layers
 
     out, _ = frontier
     doc = json.loads((out / "chosen.json").read_text())

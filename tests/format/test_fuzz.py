@@ -4,8 +4,9 @@ or raise a HorqFormatError."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
 from horq_files import tiny_model
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from horq import format as hf
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from horq.apps.cli import main
 from horq.apps import bench_kernels as bench
+from horq.apps.cli import main
 
 
 @pytest.fixture

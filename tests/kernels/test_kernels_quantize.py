@@ -24,7 +24,8 @@ def test_quantize_pack_matches_reference(path, n, order):
 
 
 def test_error_identity_from_betas(path):
-    # HORQ.md: ||r_k||^2 = ||r_{k-1}||^2 - n beta_k^2, so the approximation error shrinks with every order.
+    # docs/MATH.md "The error identity": ||r_k||^2 = ||r_{k-1}||^2 - n beta_k^2, so the approximation error
+    # shrinks with every order.
     rng = np.random.default_rng(5)
     n = 777
     cols = rng.standard_normal((4, n)).astype(np.float32)

@@ -21,8 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from horq import _core
-from horq.nn import HORQConfig, HORQConv2d, HORQLinear, convert_
-from horq.nn import native_train
+from horq.nn import HORQConfig, HORQConv2d, HORQLinear, convert_, native_train
 from horq.nn.native_train import native_training
 
 TOL = 5e-5
@@ -68,7 +67,7 @@ def _check_layer(layer, x, seed):
         y, grads, native = _run(layer, x, g)
     assert native, "native path not taken"
     _close(y, y_ref, "output")
-    for name, got, want in zip(("grad_input", "grad_weight", "grad_bias"), grads, grads_ref):
+    for name, got, want in zip(("grad_input", "grad_weight", "grad_bias"), grads, grads_ref, strict=True):
         if want is None:
             assert got is None
         else:
@@ -165,7 +164,7 @@ def test_model_loss_and_every_gradient_match():
         loss = F.cross_entropy(model(x), y)
         loss.backward()
     assert abs(loss.item() - loss_ref.item()) <= TOL * abs(loss_ref.item())
-    for (name, p), p_ref in zip(model.named_parameters(), ref.parameters()):
+    for (name, p), p_ref in zip(model.named_parameters(), ref.parameters(), strict=True):
         _close(p.grad, p_ref.grad, name)
 
 
@@ -260,8 +259,8 @@ def test_training_steps_follow_the_torch_path():
 def test_horq_train_flag_and_loop_switch(monkeypatch, tmp_path):
     """`horq train` trains natively by default and on the torch path with --no-native; the loop scopes it."""
     from horq.apps.cli import build_parser
-    from horq.nn import training
     from horq.apps.train import settings_from_args
+    from horq.nn import training
 
     assert settings_from_args(build_parser().parse_args(["train"])).native
     assert not settings_from_args(build_parser().parse_args(["train", "--no-native"])).native

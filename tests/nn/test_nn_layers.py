@@ -2,12 +2,13 @@
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings, strategies as st
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from nn_helpers import near_tie
 from torch import nn
 
 from horq import reference as ref
-from nn_helpers import near_tie
 from horq.nn import HORQConv2d, HORQLinear
 from horq.nn import layers as layers_mod
 

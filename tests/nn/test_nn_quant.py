@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from nn_helpers import near_tie
 
 from horq import reference as ref
-from nn_helpers import near_tie
 from horq.nn import binarize_weights, binary_weight, residual_approx, residual_binarize
 
 # float64 everywhere a result is compared with the numpy reference: both then compute the same sums to within
@@ -74,7 +75,7 @@ def test_error_identity_and_strict_decrease(n):
 def test_relative_error_gaussian():
     x = torch.randn(200, 4096, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     errs = [float(((x - residual_binarize(x, k, dim=1)[0]) ** 2).sum() / (x**2).sum()) for k in range(1, 5)]
-    # HORQ.md: about 0.36, 0.13, 0.058, 0.033 for Gaussian data
+    # docs/MATH.md "The error identity": about 0.36, 0.13, 0.058, 0.033 for Gaussian data
     np.testing.assert_allclose(errs, [0.363, 0.132, 0.058, 0.033], rtol=0.08)
     assert errs == sorted(errs, reverse=True)
 

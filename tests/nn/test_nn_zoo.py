@@ -10,7 +10,8 @@ from horq.nn.export import Residual
 # Modules the exporter supports (docs/DESIGN.md).
 ALLOWED = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.Hardtanh, nn.MaxPool2d, nn.AvgPool2d,
            nn.AdaptiveAvgPool2d, nn.Flatten, nn.Sequential, Residual)
-SMALL = {"cifar-vgg": {"width": 0.125}, "resnet18": {"width": 0.125}}  # keeps the test fast; the structure is the same as width=1
+# Keeps the test fast; the structure is the same as width=1.
+SMALL = {"cifar-vgg": {"width": 0.125}, "resnet18": {"width": 0.125}}
 SHAPES = [(1, 28, 28), (3, 32, 32), (1, 8, 8)]
 
 
@@ -91,7 +92,8 @@ def test_parameter_counts_in_docstrings():
     for name, shape in (("mnist-mlp", (1, 28, 28)), ("mnist-cnn", (1, 28, 28)), ("cifar-vgg", (3, 32, 32))):
         assert f"{_params(build_model(name, in_shape=shape)):,}" in MODELS[name].__doc__
     for shape, classes in (((3, 224, 224), 1000), ((3, 32, 32), 10)):
-        assert f"{_params(build_model('resnet18', in_shape=shape, num_classes=classes)):,}" in MODELS["resnet18"].__doc__
+        count = _params(build_model("resnet18", in_shape=shape, num_classes=classes))
+        assert f"{count:,}" in MODELS["resnet18"].__doc__
 
 
 def test_resnet18_layouts():

@@ -138,7 +138,8 @@ def test_resume_with_more_epochs_and_a_new_lr_follows_the_new_schedule(tmp_path,
     assert "epochs 2 -> 4, lr 0.01 -> 0.004" in capsys.readouterr().err
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     lrs = [r["lr"] for r in metrics["epochs"]]
-    cosine = [0.01, 0.01 * (1 + math.cos(math.pi / 2)) / 2] + [0.004 * (1 + math.cos(math.pi * e / 4)) / 2 for e in (2, 3)]
+    cosine = [0.01, 0.01 * (1 + math.cos(math.pi / 2)) / 2]
+    cosine += [0.004 * (1 + math.cos(math.pi * e / 4)) / 2 for e in (2, 3)]
     assert lrs == pytest.approx(cosine) and min(lrs) > 0
     assert metrics["settings"]["epochs"] == 4 and metrics["settings"]["lr"] == 0.004
     first, second = metrics["history"]

@@ -27,7 +27,7 @@ def ckpt(tmp_path_factory):
     x, y = torch.from_numpy(train.x), torch.from_numpy(train.y)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
-    for step in range(60):
+    for _ in range(60):
         idx = torch.randint(0, len(x), (64,))
         loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
         opt.zero_grad()
@@ -107,9 +107,7 @@ def test_bench_model(ckpt, tmp_path, capsys):
     assert main(["bench", str(out), "--batch", "2", "--threads", "1", "--repeats", "1", "--warmup", "0"]) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[:2] == ["2", "1"]  # `horq bench FILE.horq` works too
 
-    from horq.apps.bench_model import format_bench
-
-    from horq.apps.bench_model import bench_model, torch_module
+    from horq.apps.bench_model import bench_model, format_bench, torch_module
 
     (row,) = bench_model(out, batches=(3,), threads=(1,), repeats=1, warmup=0, backend="numpy")
     assert row["batch"] == 3 and row["backend"] == "numpy" and row["horq_ms"] > 0 and row["torch_ms"] > 0

@@ -11,7 +11,7 @@ from horq.apps.summary import format_summary, speedup, summarize
 
 @pytest.mark.parametrize(("order", "expected"), [(1, 62.27), (2, 31.35), (3, 20.95), (4, 15.73)])
 def test_speedup_formula_on_a_large_layer(order, expected):
-    # HORQ.md: about 58x / 30x / 20x / 15x for orders 1-4 on large layers (c = 512, 3x3).
+    # docs/MATH.md "Cost model": 3x3 over c = 512 gives about 62x / 31x / 21x / 16x for orders 1-4.
     assert speedup(order, 512, 9) == pytest.approx(expected, abs=0.01)
     assert speedup(order, 512, 9) < speedup(order, 1024, 9) < 64 / order
 

@@ -21,13 +21,14 @@ import os
 import platform
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from horq import kernels
-from horq.fileio import check_marked_section, replace_marked_section
 from horq.apps.summary import speedup
+from horq.fileio import check_marked_section, replace_marked_section
 from horq.timing import interleaved_times, median_and_best
 
 BGEMM_SIZES = [(64, 576, 1024), (256, 2304, 1024), (512, 4608, 196), (1024, 4096, 1024)]
@@ -46,7 +47,7 @@ def bench_bgemm(paths, reps):
         for path in paths:
             for t in THREADS:
                 kernels.set_num_threads(t)
-                sec, best = median_and_best(lambda: kernels.bgemm(a, b, k, kernel=path), **reps)
+                sec, best = median_and_best(partial(kernels.bgemm, a, b, k, kernel=path), **reps)
                 rows.append({"M": m, "K": k, "N": n, "path": path, "threads": t, "seconds": sec,
                              "gmacs": m * k * n / sec / 1e9, "gmacs_best": m * k * n / best / 1e9})
                 print(f"bgemm {m}x{k}x{n} {path} t={t}: {rows[-1]['gmacs']:.1f} G binary MAC/s", flush=True)
@@ -80,15 +81,15 @@ def bench_conv(path, reps):
         for t in THREADS:
             kernels.set_num_threads(t)
             row = {"shape": name, "C": c, "HW": hw, "threads": t, "path": path}
-            fns = {f"horq{order}": (lambda order=order: kernels.conv2d(x, pw, order=order, padding=1, kernel=path))
+            fns = {f"horq{order}": partial(kernels.conv2d, x, pw, order=order, padding=1, kernel=path)
                    for order in ORDERS}
             if torch is not None:
                 torch.set_num_threads(t)
                 tx, tw = torch.from_numpy(x), torch.from_numpy(w)
                 cx, cw = tx.contiguous(memory_format=torch.channels_last), tw.contiguous(
                     memory_format=torch.channels_last)
-                fns["nchw"] = lambda: torch.nn.functional.conv2d(tx, tw, padding=1)
-                fns["cl"] = lambda: torch.nn.functional.conv2d(cx, cw, padding=1)
+                fns["nchw"] = partial(torch.nn.functional.conv2d, tx, tw, padding=1)
+                fns["cl"] = partial(torch.nn.functional.conv2d, cx, cw, padding=1)
                 if int8_note is None:
                     try:
                         fns["int8"] = int8_conv(torch, tx, tw)
@@ -160,7 +161,8 @@ def markdown(result) -> str:
         + " fp32 layout = the faster of NCHW and channels_last by median. The contenders of a row are timed"
         " round-robin (one call each per round), so they share the machine's load.",
     ]
-    for title, suffix in (("Medians", ""), ("Fastest run of each measurement (least disturbed by other jobs)", "_best")):
+    fastest = "Fastest run of each measurement (least disturbed by other jobs)"
+    for title, suffix in (("Medians", ""), (fastest, "_best")):
         lines += [
             "",
             f"{title}:",
@@ -179,7 +181,7 @@ def markdown(result) -> str:
                          + f" | {fp} | {i8} | " + " | ".join(ratios) + " |")
     lines += [
         "",
-        "HORQ.md cost model for comparison (speedup over a float conv, ignoring the cost of betas and residuals): "
+        "docs/MATH.md cost model for comparison (speedup over a float conv, ignoring the cost of betas and residuals): "
         "S_K = 64 c N_W / (K c N_W + 64 (K + 1)) with N_W = 9: "
         + "; ".join(f"{name} ({c}ch): " + ", ".join(f"K={k}: {speedup(k, c, 9):.1f}x" for k in ORDERS)
                     for name, (c, _) in CONV_SHAPES.items()) + ".",

@@ -98,12 +98,12 @@ def bench_training(models, *, orders=(1, 2, 3), threads=(1, 2), batch: int = 64,
                     t = trainer.step()
                     if r >= warmup:
                         times[i].append(t)
-            for (order, native), ts in zip(configs, times):
+            for (order, native), ts in zip(configs, times, strict=True):
                 row = dict(model=name, threads=nt, order="FP" if order is None else order,
                            path="native" if native else "torch")
                 for key, k in (("", 0), ("cpu_", 1)):
                     row[key + "ms"] = 1e3 * statistics.median(t[k] for t in ts)
-                    row[key + "ratio"] = statistics.median(t[k] / fp[k] for t, fp in zip(ts, times[0]))
+                    row[key + "ratio"] = statistics.median(t[k] / fp[k] for t, fp in zip(ts, times[0], strict=True))
                 rows.append(row)
                 if progress:
                     progress(rows[-1])

@@ -50,7 +50,8 @@ def version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="horq", description="horq: binarized networks with an accuracy guarantee (High-Order Residual Quantization)"
+        prog="horq",
+        description="horq: binarized networks with an accuracy guarantee (High-Order Residual Quantization)",
     )
     parser.add_argument("--version", action="version", version=f"horq {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

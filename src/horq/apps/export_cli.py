@@ -50,9 +50,9 @@ def check_export_paths(checkpoint, output) -> None:
 
 def _export(args) -> int:
     check_export_paths(args.checkpoint, args.output)
+    from horq.apps.summary import summarize
     from horq.nn.checkpoint import load_model  # torch: only this command needs it
     from horq.nn.export import export
-    from horq.apps.summary import summarize
 
     model, ckpt = load_model(args.checkpoint)
     info = {k: ckpt.get(k) for k in ("model_name", "model_kwargs", "config", "epoch")}
@@ -66,8 +66,8 @@ def _export(args) -> int:
 
 
 def _summary(args) -> int:
-    from horq.format import HorqFormatError
     from horq.apps.summary import format_summary, summarize
+    from horq.format import HorqFormatError
 
     if not os.path.isfile(args.model):
         raise FileNotFoundError(2, "no such file" if not os.path.isdir(args.model) else "is a folder", args.model)

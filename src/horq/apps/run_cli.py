@@ -16,7 +16,8 @@ def register(sub) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", metavar="NAME", help="dataset name for horq.data.load (prints accuracy)")
     src.add_argument("--input", metavar="X.npy",
-                     help="float32 array (N, *input_shape) or one sample, saved with np.save, standardized like the data")
+                     help="float32 array (N, *input_shape) or one sample, saved with np.save, standardized like "
+                          "the data")
     p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
     p.add_argument("--limit", type=positive_int, default=None, help="use only the first N samples")
     p.add_argument("-o", "--output", metavar="OUT.npy", help="with --input: save the float32 outputs (logits) here")

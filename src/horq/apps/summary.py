@@ -1,6 +1,6 @@
 """Per-layer size and cost report of a packed model (``horq summary``); no torch unless given a checkpoint.
 
-Cost model (../shared/HORQ.md): a binary layer of order K >= 1 does ``K * C_out * n * P`` one-bit
+Cost model (docs/MATH.md): a binary layer of order K >= 1 does ``K * C_out * n * P`` one-bit
 multiply-accumulates (``n = C_in * kh * kw``, ``P`` output positions; XNOR + popcount, 64 per word
 operation) plus ``(K + 1) * C_out * P`` float operations (scaling by the betas and alpha). Counting a word
 operation like one float multiply-accumulate gives the paper's speedup over the float layer,
@@ -153,8 +153,8 @@ def format_summary(summ: Summary) -> str:
                       _fmt_count(r["bytes"]), _fmt_count(r["binary_ops"]), _fmt_count(r["float_ops"]),
                       "-" if r["speedup"] is None else f"{r['speedup']:.1f}x"])
     widths = [max(len(h), *(len(row[i]) for row in lines)) for i, h in enumerate(head)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
-    out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in lines]
+    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
+    out += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in lines]
     bits = sum(r["weight_bits"] for r in summ.rows)
     out.append("")
     binary_ops = sum(r["binary_ops"] for r in summ.rows)

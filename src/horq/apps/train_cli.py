@@ -25,7 +25,8 @@ DEVICES = ("auto", "cpu", "cuda")
 
 RESUME_HELP = (
     "continue the run in OUT from OUT/last.pt. The model, its options, the order, --clip, --binary-first-last "
-    "and the data must be those of the run; --epochs, --lr, --weight-decay and --schedule may change: the learning-rate schedule is then "
+    "and the data must be those of the run; --epochs, --lr, --weight-decay and --schedule may change: the "
+    "learning-rate schedule is then "
     "recomputed for the new values (as if the run had been planned with them from the start) and continues "
     "at the epoch the checkpoint ends at; OUT/metrics.json records the settings of each stretch of epochs "
     "('history') and every epoch's real learning rate. --epochs must exceed the epochs already done."

@@ -6,8 +6,8 @@ known about each dataset; ``fetch`` (also ``horq data fetch``) downloads and ver
 ship with a Python package.
 """
 
-from horq.data.errors import DatasetError
 from horq.data.download import fetch
+from horq.data.errors import DatasetError
 from horq.data.loaders import ArrayDataset, dataset_dir, default_root, is_present, load
 from horq.data.registry import DATASETS, DatasetInfo
 from horq.data.split import holdout_indices, split_holdout

@@ -222,7 +222,10 @@ def extract_tar(archive: Path, into: Path) -> None:
                     continue
                 out = into.joinpath(*parts)
                 out.parent.mkdir(parents=True, exist_ok=True)
-                with tar.extractfile(member) as src, open(out, "wb") as dst:
+                src = tar.extractfile(member)
+                if src is None:  # not a regular file's data (checked above; tarfile's type allows it)
+                    continue
+                with src, open(out, "wb") as dst:
                     shutil.copyfileobj(src, dst, CHUNK)
     except (tarfile.TarError, EOFError, zlib.error) as exc:
         raise FetchError(f"{archive}: unreadable archive ({exc})") from exc

@@ -17,7 +17,7 @@ CIFAR10_CLASSES = (
 )
 
 # The four IDX files, by their standard (uncompressed) names; ``<name>.gz`` is accepted as well.
-IDX_FILES = {
+IDX_FILES: dict[str, tuple[str, ...]] = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }

@@ -42,7 +42,7 @@ METADATA_KEY = "horq"
 HEADER_LEN_BYTES = 8
 #: Largest JSON header accepted; a graph of thousands of nodes fits in far less. Bounds memory on bad input.
 MAX_HEADER_BYTES = 16 * 1024 * 1024
-_DTYPES = {F32: np.dtype("<f4"), F16: np.dtype("<f2"), U64: np.dtype("<u8")}
+_DTYPES: dict[str, np.dtype] = {F32: np.dtype("<f4"), F16: np.dtype("<f2"), U64: np.dtype("<u8")}
 _HASH_DOMAIN = b"horq-format-v1\0"
 # First bytes of a torch.save file (zip archive, or the legacy pickle with torch's magic number); read as a
 # header length, either exceeds MAX_HEADER_BYTES, so recognising them only changes that error's message.
@@ -111,7 +111,8 @@ def _dtype_name(dtype) -> str:
     for name, dt in _DTYPES.items():
         if np.dtype(dtype) == dt or np.dtype(dtype) == dt.newbyteorder("="):
             return name
-    raise TensorError(f"unsupported tensor dtype {np.dtype(dtype)} (a .horq file holds float32, float16 and uint64 only)")
+    raise TensorError(f"unsupported tensor dtype {np.dtype(dtype)} "
+                      "(a .horq file holds float32, float16 and uint64 only)")
 
 
 def file_version(tensors: dict) -> int:
@@ -288,7 +289,7 @@ def parse(data: bytes) -> HorqFile:
         if half:
             raise VersionError(f"tensor {half[0]!r} is F16, which needs format version 2; the file says version 1")
     tensors = {}
-    for name, (dtype, shape, begin, end) in layout.items():
+    for name, (dtype, shape, begin, _end) in layout.items():
         count = math.prod(shape)
         if count == 0:
             tensors[name] = np.zeros(shape, _DTYPES[dtype])

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from horq.bits import words_for
 from horq.format.errors import GraphError, TensorError, UnknownOpError
@@ -45,7 +47,7 @@ class OpDef:
     arity: int
     tensors: dict = field(default_factory=dict)
     attrs: dict = field(default_factory=dict)
-    infer: object = None
+    infer: Callable[..., Any] | None = None
 
 
 REQUIRED = object()
@@ -488,6 +490,7 @@ def _validate_node(i, raw, shapes, used_tensors, tensor_meta) -> Node:
 
     node = {"name": name, "op": op, "inputs": inputs, "attrs": attrs, "tensors": tensors}
     in_shapes = tuple(shapes[r] for r in inputs)
+    assert opdef.infer is not None, op  # every op in OPS has a shape function
     out_shape = tuple(opdef.infer(where, node, in_shapes, tshapes))
     if math.prod(out_shape) >= MAX_DIM:
         raise GraphError(f"{where}: output shape {list(out_shape)} is too large")

@@ -1,6 +1,6 @@
 """Python face of the native XNOR-popcount core ``horq._core`` (numpy in, numpy out, float32).
 
-Arithmetic (../shared/HORQ.md): weights are ``alpha_o * sign(W_o)``; every input column (a receptive field
+Arithmetic (docs/MATH.md): weights are ``alpha_o * sign(W_o)``; every input column (a receptive field
 of a convolution, zero padding included, or one sample of a linear layer) is residual-binarized to ``order``
 planes ``H_k`` with one ``beta_k`` each, and
 
@@ -29,9 +29,10 @@ import platform
 
 import numpy as np
 
-from horq import _core, reference
+import horq._core as _core
+from horq import reference
 from horq.bits import WORD_DTYPE, pack_signs, words_for
-from horq.geometry import MAX_ORDER, check_order, conv_output_size, pair
+from horq.geometry import check_order, conv_output_size, pair
 
 __all__ = [
     "KERNEL_ENV",
@@ -130,7 +131,9 @@ def _check_order(order) -> int:
             "order 0 (binary weights, real-valued inputs) is not supported by the native kernels; "
             "use horq.reference.horq_conv2d / horq_linear"
         )
-    return check_order(order, lowest=1, allow_none=False)
+    checked = check_order(order, lowest=1, allow_none=False)
+    assert checked is not None  # allow_none=False
+    return checked
 
 
 class PackedWeights:
@@ -210,7 +213,7 @@ def quantize_pack(cols, order: int, *, kernel: str | None = None):
     """Order-K residual binarization of each row of ``cols``, packed (the kernels' input side).
 
     Args:
-        cols: float32 ``(P, n)``; each row is one column in HORQ.md's sense.
+        cols: float32 ``(P, n)``; each row is one column in docs/MATH.md's sense.
         order: 1..8.
         kernel: path override (see module docstring).
 

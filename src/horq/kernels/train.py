@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from horq import _core
-from horq.kernels import _resolve_kernel
 from horq.bits import WORD_BITS, words_for
+from horq.kernels import _resolve_kernel
 
 
 def conv_layout(channels: int, taps: int) -> tuple[int, int, int]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from torch import nn
 
+from horq.geometry import check_order
 from horq.nn.layers import HORQConv2d, HORQLinear
 from horq.nn.quant import check_clip
-from horq.geometry import check_order
 
 # Exact types convert_ touches. Subclasses of nn.Linear/nn.Conv2d from elsewhere (e.g. the projection inside
 # nn.MultiheadAttention, whose forward never calls the layer) are left alone: their behaviour is not ours.
@@ -145,7 +146,7 @@ def convert_(model: nn.Module, config: HORQConfig, *, filter_fn: Callable[[str, 
             raise ValueError(f"convert_: {name!r} has {problem}, which HORQConv2d does not support; "
                              "exclude it with filter_fn or give it order None in overrides")
         cls = HORQLinear if type(module) is nn.Linear else HORQConv2d
-        replaced[id(module)] = cls.from_float(module, order=order, clip=config.clip)
+        replaced[id(module)] = cls.from_float(cast(Any, module), order=order, clip=config.clip)
 
     if not replaced:
         return model

@@ -38,6 +38,8 @@ parameters (relative error <= 2**-11), so logits move slightly: docs/FORMAT.md (
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import numpy as np
 import torch
 from torch import fx, nn
@@ -80,11 +82,12 @@ def _evaluate(gm: fx.GraphModule, node: fx.Node, args, kwargs):
         raise ExportError(f"{describe(node)}: random numbers cannot be exported")
     args, kwargs = fx.node.map_aggregate((args, kwargs), lambda v: v.clone() if isinstance(v, torch.Tensor) else v)
     with torch.no_grad():
+        target = cast(Any, node.target)  # a str for modules and methods, a callable for functions
         if node.op == "call_module":
-            return gm.get_submodule(node.target)(*args, **kwargs)
+            return gm.get_submodule(target)(*args, **kwargs)
         if node.op == "call_method":
-            return getattr(args[0], node.target)(*args[1:], **kwargs)
-        return node.target(*args, **kwargs)
+            return getattr(args[0], target)(*args[1:], **kwargs)
+        return target(*args, **kwargs)
 
 
 def _constant(v) -> bool:

@@ -1,6 +1,6 @@
 """HORQ layers: drop-in subclasses of ``nn.Linear`` and ``nn.Conv2d`` (same parameters, same state_dict keys).
 
-``order`` selects what the layer computes (HORQ.md):
+``order`` selects what the layer computes (docs/MATH.md):
 
 * ``None``: full precision (exactly the parent class).
 * ``0``: binary weights ``alpha * sign(W)``, real inputs (BWN).
@@ -78,7 +78,7 @@ class _HORQMixin:
 
     def _native_ready(self, x: Tensor) -> bool:
         return ((self.native or (self.native_train and native_train.enabled())) and self._order is not None
-                and self._order >= 1 and not self.training and not torch.is_grad_enabled()
+                and self._order >= 1 and not getattr(self, "training", False) and not torch.is_grad_enabled()
                 and x.device.type == "cpu" and x.dtype == torch.float32)
 
     def _native_geometry(self) -> dict:
@@ -201,7 +201,7 @@ class HORQConv2d(_HORQMixin, nn.Conv2d):
     """``nn.Conv2d`` with HORQ quantization; each receptive field (zero padding included) is one column.
 
     Zero padding is applied before the input is quantized, so the padded zeros of a border column get
-    ``sign(0) = +1`` and count in ``n = C_in * kh * kw`` (HORQ.md, "Padding"). Order 1 runs as two convolutions
+    ``sign(0) = +1`` and count in ``n = C_in * kh * kw`` (docs/MATH.md "Padding"). Order 1 runs as two convolutions
     (signs and a box sum for the betas); order >= 2 unfolds the input and binarizes every column.
 
     Args:
@@ -310,7 +310,7 @@ class HORQConv2d(_HORQMixin, nn.Conv2d):
         outs = []
         for start in range(0, n_batch, chunk):
             cols, (oh, ow) = self._columns(xp[start:start + chunk])
-            cols = residual_approx(cols, order, dim=2, clip=self._clip)
+            cols = residual_approx(cols, order, dim=2, clip=self._clip)  # type: ignore[arg-type]  # K >= 2 here
             outs.append(F.linear(cols, w_r))  # (chunk, P, C_out)
         y = outs[0] if len(outs) == 1 else torch.cat(outs)
         return y.reshape(n_batch, oh, ow, self.out_channels).permute(0, 3, 1, 2).contiguous()

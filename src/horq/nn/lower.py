@@ -20,6 +20,7 @@ checked here are the ones the runtime will run.
 from __future__ import annotations
 
 import math
+from typing import NoReturn, cast
 
 import numpy as np
 import torch
@@ -27,9 +28,9 @@ from torch import fx, nn
 
 from horq.bits import pack_signs
 from horq.geometry import pair
-from horq.reference import weight_alpha
 from horq.nn.graph import BATCH, Act, Builder, View
 from horq.nn.trace import ExportError, describe, is_horq_layer, module_path, scope
+from horq.reference import weight_alpha
 
 
 def _np(t) -> np.ndarray:
@@ -49,11 +50,11 @@ class Ctx:
     @property
     def name(self) -> str:
         if self.node.op == "call_module":
-            return module_path(self.node.target) or "model"
+            return module_path(cast(str, self.node.target)) or "model"
         path, _ = scope(self.node)
         return f"{path}.{self.key}" if path else self.key
 
-    def fail(self, reason: str):
+    def fail(self, reason: str) -> NoReturn:
         raise ExportError(f"{describe(self.node, self.module)}: {reason}")
 
     def emit(self, op, inputs, *, attrs=None, tensors=None) -> Act:
@@ -266,7 +267,8 @@ def is_reshape(node: fx.Node) -> bool:
     if node.op == "call_function":
         return node.target in RESHAPE_FUNCTIONS
     if node.op == "call_module":
-        return isinstance(node.graph.owning_module.get_submodule(node.target), nn.Flatten)
+        owner = cast(fx.GraphModule, node.graph.owning_module)
+        return isinstance(owner.get_submodule(cast(str, node.target)), nn.Flatten)
     return False
 
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import operator
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -268,15 +269,13 @@ METHODS = {
 
 def lower_call(b: Builder, node: fx.Node, args, kwargs):
     """Lowers a ``call_function``/``call_method`` node whose arguments are already lowered values."""
-    if node.op == "call_method":
-        key = METHODS.get(node.target)
-    else:
-        key = FUNCTIONS.get(node.target)
+    target = cast(Any, node.target)  # a method name for call_method, a callable for call_function
+    key = METHODS.get(target) if node.op == "call_method" else FUNCTIONS.get(target)
     c = Ctx(b, node, None, key or "op")
     if key in _RESHAPES:
         if node.op == "call_method":
-            return reshape_node(c, args, kwargs, lambda t, *a, **k: getattr(t, node.target)(*a, **k))
-        return reshape_node(c, args, kwargs, node.target)
+            return reshape_node(c, args, kwargs, lambda t, *a, **k: getattr(t, target)(*a, **k))
+        return reshape_node(c, args, kwargs, target)
     if key is None:
         c.fail("unsupported op")
     if not acts_in((args, kwargs)) and key not in ("getitem",):
@@ -291,7 +290,7 @@ def check_supported(gm: fx.GraphModule) -> None:
     Raises:
         ExportError: an unsupported op or module, with its module path and source line.
     """
-    dependent = set()
+    dependent: set[fx.Node] = set()
     for node in gm.graph.nodes:
         if node.op == "placeholder" and not dependent:
             dependent.add(node)

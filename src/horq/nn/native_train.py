@@ -1,7 +1,7 @@
 """Training the HORQ layers on the native XNOR-popcount kernels (CPU, float32): issue 13.
 
 Forward: the layer's output comes from :mod:`horq.kernels` (the same arithmetic as the torch path,
-``alpha_o * sum_k beta_{k,j} (B_o . H_{k,j}) + bias``, HORQ.md), with the weights packed from the latent float
+``alpha_o * sum_k beta_{k,j} (B_o . H_{k,j}) + bias``, docs/MATH.md), with the weights packed from the latent float
 weights at every call (``csrc/core/train_generic.cpp``) and the input's planes and betas computed once, by
 the kernels. The forward pass keeps the input ``x`` (as a float convolution does, for the clip window), the
 planes (K bits per value of the unfolded input) and betas (K per column) at order >= 2, beta_1 (one per column)
@@ -114,6 +114,7 @@ def _weight_grad(g_cols, bits, betas, layout, n: int, cols_per_step: int) -> Ten
         ktrain.expand_columns(bits, betas, layout, c0, c1, a.numpy())
         g = g_cols(c0, c1)
         out = g @ a if out is None else out.addmm_(g, a)
+    assert out is not None  # ncols >= 1
     return out
 
 

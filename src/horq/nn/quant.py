@@ -1,4 +1,4 @@
-"""Quantizers of HORQ (Li et al., ICCV 2017; ../../../shared/HORQ.md) with straight-through gradients.
+"""Quantizers of HORQ (Li et al., ICCV 2017; docs/MATH.md) with straight-through gradients.
 
 * :func:`residual_binarize` / :func:`residual_approx`: order-K residual binarization of the inputs, one scale
   per column per order.
@@ -37,7 +37,7 @@ def sign(x: Tensor) -> Tensor:
 
 
 def _residual_forward(x: Tensor, order: int, dim: int, keep: bool, clip: float | None = None):
-    """The forward arithmetic of HORQ.md.
+    """The forward arithmetic of docs/MATH.md.
 
     Returns ``approx``, the lists of planes and betas (empty unless ``keep``) and the straight-through mask
     ``|x| <= clip`` (None when ``clip`` is None).
@@ -64,7 +64,7 @@ def _residual_forward(x: Tensor, order: int, dim: int, keep: bool, clip: float |
 
 
 class _ResidualBinarize(torch.autograd.Function):
-    """Forward: HORQ.md's residual binarization. Backward: straight-through, masked to ``|x| <= clip``."""
+    """Forward: docs/MATH.md's residual binarization. Backward: straight-through, masked to ``|x| <= clip``."""
 
     @staticmethod
     def forward(ctx, x, order, dim, clip, keep):
@@ -98,11 +98,12 @@ def _check_order_at_least_one(order) -> None:
 def residual_binarize(x: Tensor, order: int, *, dim: int, clip: float | None = 1.0):
     """Order-K residual binarization of ``x``; every slice of ``x`` along ``dim`` is one column.
 
-    Forward (HORQ.md): ``r_0 = x``; for k = 1..K: ``H_k = sign(r_{k-1})`` (``sign(0) = +1``),
+    Forward (docs/MATH.md "Inputs: residual binarization"): ``r_0 = x``; for k = 1..K:
+    ``H_k = sign(r_{k-1})`` (``sign(0) = +1``),
     ``beta_k = mean(|r_{k-1}|)`` over the column, ``r_k = r_{k-1} - beta_k H_k``; ``approx = sum_k beta_k H_k``.
     Then ``||r_k||^2 = ||r_{k-1}||^2 - n beta_k^2`` (n = column length): the error shrinks with every order.
 
-    Gradient (straight-through estimator; the paper's exact rule is not available, HORQ.md):
+    Gradient (straight-through estimator; the paper's exact rule is not available, docs/MATH.md "Gradients"):
     ``d approx / d x = 1`` where ``|x| <= clip`` and 0 elsewhere, elementwise; the betas are treated as
     constants. ``clip=None`` passes the gradient everywhere. ``planes`` and ``betas`` carry no gradient.
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import traceback
+from typing import Any, cast
 
 import torch
 from torch import fx, nn
@@ -44,7 +45,7 @@ def _torch_base_forward(m: nn.Module):
     """The ``forward`` of the nearest PyTorch (``torch.nn``) class in ``m``'s hierarchy, or None."""
     for cls in type(m).__mro__:
         if cls.__module__.startswith(("torch.nn.", "torch.ao.nn.")) and cls is not nn.Module:
-            return cls.forward
+            return cast(Any, cls).forward
     return None
 
 
@@ -171,7 +172,7 @@ def op_name(node: fx.Node) -> str:
 def describe(node: fx.Node, module: nn.Module | None = None) -> str:
     """The start of an error message about ``node``: what it is, where in the model, and the source line."""
     if node.op == "call_module":
-        text = f"cannot export module {display_path(node.target)!r} of type {type(module).__name__}"
+        text = f"cannot export module {display_path(cast(str, node.target))!r} of type {type(module).__name__}"
     else:
         path, typ = scope(node)
         text = f"cannot export op {op_name(node)!r} in module {path or ROOT!r} of type {typ}"

@@ -297,7 +297,7 @@ class _Run:
     wrapped: torch.nn.Module  # the model, inside DistributedDataParallel when there are several ranks
     config: object  # the HORQConfig the model was converted with (None: full precision)
     optimizer: torch.optim.Optimizer
-    scheduler: object
+    scheduler: torch.optim.lr_scheduler.LRScheduler
     sampler: DistributedSampler
     loader: DataLoader
     test: tuple  # (x_test, y_test)
@@ -375,7 +375,7 @@ def _set_up(settings: TrainSettings) -> _Run:
     if info.world > 1:
         ids = [device.index] if device.type == "cuda" else None
         wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    sampler = DistributedSampler(
+    sampler: DistributedSampler = DistributedSampler(
         TensorDataset(x_train, y_train), num_replicas=info.world, rank=info.rank, shuffle=True, seed=settings.seed
     )
     loader = DataLoader(TensorDataset(x_train, y_train), batch_size=settings.batch_size, sampler=sampler)
@@ -483,7 +483,7 @@ def _ctrl_c_between_batches(enabled: bool):
             signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         yield lambda: False
         return
-    requested = []
+    requested: list[bool] = []
 
     def on_ctrl_c(signum, frame):
         if requested:
@@ -530,6 +530,7 @@ def _plain_state_dict(model) -> dict:
 
 def _init_from(model, settings: TrainSettings, in_shape, num_classes) -> None:
     source = f"--init-from {settings.init_from}"
+    assert settings.init_from is not None
     ckpt = load_checkpoint(settings.init_from)
     if ckpt["model_name"] != settings.model:
         raise ValueError(f"{source} holds a {ckpt['model_name']!r} model, not {settings.model!r}")

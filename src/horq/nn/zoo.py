@@ -1,4 +1,4 @@
-"""Model zoo: plain float models whose binarizable layers sit in HORQ.md's block order.
+"""Model zoo: plain float models whose binarizable layers sit in the block order of docs/MATH.md "Network blocks".
 
 Every block that :func:`horq.nn.convert_` binarizes is ``BatchNorm -> [input quantization, inside the layer]
 -> Conv2d/Linear -> (MaxPool) -> ReLU``: the BatchNorm centres the input (the sign of a post-ReLU activation
@@ -17,7 +17,6 @@ Residual networks (``resnet18``) keep the same order inside each block: every bi
 from __future__ import annotations
 
 import inspect
-
 from collections.abc import Callable
 
 from torch import nn

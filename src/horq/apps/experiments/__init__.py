@@ -4,7 +4,7 @@
   orders 0-4; JSON, a markdown table and a PNG of the learning curves.
 * :mod:`horq.apps.experiments.residual`: the error guarantee measured on a trained model, ``||r_K|| / ||x||`` of
   every binary layer's real input columns for K = 1..4.
-* :mod:`horq.apps.experiments.speedup`: HORQ.md's cost model beside measured native-conv vs fp32-conv speedups.
+* :mod:`horq.apps.experiments.speedup`: docs/MATH.md's cost model beside measured native-conv vs fp32-conv speedups.
 * :mod:`horq.apps.experiments.storage`: bytes of a model, packed vs float32, and of its quantized activations.
 
 This is an application layer like :mod:`horq.apps.cli`: it imports torch lazily, inside the functions that train

@@ -29,7 +29,7 @@ from horq.apps.experiments.common import (
 DEFAULT_MODEL = {"cifar10": "cifar-vgg"}  # every other dataset: mnist-cnn
 DEFAULT_ORDERS = (None, 0, 1, 2, 3, 4)
 
-# Targets from ../../../shared/HORQ.md ("Reported results"), reported against, met or not.
+# Targets from docs/MATH.md ("Reported results"), reported against, met or not.
 MNIST_ORDER2_MAX_ERROR = 0.0125  # HORQ order 2 about 1.25% test error on MNIST (XNOR about 1.96%)
 FASHION_MIN_GAP_CLOSED = 0.5  # order 2 should close at least half of the XNOR-to-FP accuracy gap
 
@@ -149,7 +149,8 @@ def summarize(runs: list[dict]) -> list[dict]:
 
 
 def targets(data: str, summary: list[dict]) -> list[dict]:
-    """HORQ.md's targets for this dataset, each with the measured value and whether it is met."""
+    """The targets of docs/MATH.md "Reported results" for this dataset, each with the measured value and whether
+    it is met."""
     by = {r["order"]: r for r in summary}
     out = []
     if data == "mnist" and "o2" in by:
@@ -195,7 +196,7 @@ def markdown(result: dict) -> str:
                      f"{_pct(r['test_error_mean'], r['test_acc_std'])} | {r['test_loss_mean']:.4f} | "
                      f"{r['train_seconds_mean']:.1f} | {', '.join(f'{a * 100:.2f}' for a in r['test_acc'])} |")
     if result.get("targets"):
-        lines += ["", "Targets (HORQ.md):", ""]
+        lines += ["", 'Targets (docs/MATH.md "Reported results"):', ""]
         lines += [f"- {t['target']}: {t['value']} — {'met' if t['met'] else 'NOT met'}" for t in result["targets"]]
     return "\n".join(lines).lstrip("\n")
 
@@ -209,11 +210,12 @@ def plot(result: dict, path: Path) -> None:
         epochs = [row["epoch"] for row in runs[0]["epochs"]]
         for ax, field, scale in ((ax_acc, "test_acc", 100.0), (ax_loss, "test_loss", 1.0)):
             per_seed = [[row[field] * scale for row in x["epochs"]] for x in runs]
-            mean = [statistics.fmean(v) for v in zip(*per_seed)]
+            by_epoch = list(zip(*per_seed, strict=True))  # every seed ran the same epochs
+            mean = [statistics.fmean(v) for v in by_epoch]
             order = None if r["order"] == "fp" else int(r["order"][1:])
             (line,) = ax.plot(epochs, mean, marker="o", label=order_label(order))
             if len(per_seed) > 1:
-                ax.fill_between(epochs, [min(v) for v in zip(*per_seed)], [max(v) for v in zip(*per_seed)],
+                ax.fill_between(epochs, [min(v) for v in by_epoch], [max(v) for v in by_epoch],
                                 color=line.get_color(), alpha=0.2)
     s = result["settings"]
     for ax, name in ((ax_acc, "test accuracy (%)"), (ax_loss, "test loss")):

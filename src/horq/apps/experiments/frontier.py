@@ -197,7 +197,7 @@ def search(model, layers, orders, lat: dict, x, y, *, max_candidates: int) -> tu
     try:
         if len(orders) ** len(names) <= max_candidates:
             for combo in itertools.product(orders, repeat=len(names)):
-                measure(dict(zip(names, combo)))
+                measure(dict(zip(names, combo, strict=True)))
             how = f"exhaustive: all {len(orders)}^{len(names)} = {len(seen)} assignments"
         else:
             ladder = sorted(orders)
@@ -292,7 +292,7 @@ def run_frontier(checkpoint, *, out, data=None, data_root=None, holdout: int = D
         checked = front + [u for u in uniform if u not in front]
         measured = measure_whole(model, layers, [c["orders"] for c in checked], input_shape=input_shape, x1=x1,
                                  min_seconds=min_seconds, workdir=Path(tmp))
-    for c, ms in zip(checked, measured):
+    for c, ms in zip(checked, measured, strict=True):
         c["measured_ms"] = ms
     eligible = [c for c in front if c["holdout_acc"] >= base_acc - max_drop / 100]
     chosen = eligible[0] if eligible else front[-1]

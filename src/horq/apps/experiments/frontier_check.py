@@ -21,8 +21,8 @@ def run_check(checkpoints, *, out, labels=None, data_root=None, min_seconds: flo
 
     import horq
     import horq.runtime
-    from horq.data import load
     from horq.apps.experiments.frontier import binary_layers
+    from horq.data import load
     from horq.nn.checkpoint import load_model
     from horq.nn.training import check_data_fits, evaluate
     from horq.timing import interleaved_times
@@ -32,7 +32,7 @@ def run_check(checkpoints, *, out, labels=None, data_root=None, min_seconds: flo
         raise ValueError(f"--labels: {len(labels)} labels for {len(checkpoints)} checkpoints")
     rows, fns, data = [], {}, None
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (path, label) in enumerate(zip(checkpoints, labels)):
+        for i, (path, label) in enumerate(zip(checkpoints, labels, strict=True)):
             model, ckpt = load_model(path)
             args = ckpt.get("args") or {}
             if data is None:

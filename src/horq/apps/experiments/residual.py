@@ -1,7 +1,7 @@
 """``horq analyze residual``: HORQ's error guarantee measured on the real inputs of a trained model.
 
 For every binary layer (a ``HORQConv2d``/``HORQLinear`` with ``order`` not None) a forward pre-hook takes the
-layer's real input during an eval-mode pass over test images, forms its columns exactly as HORQ.md defines
+layer's real input during an eval-mode pass over test images, forms its columns exactly as docs/MATH.md defines
 them (a linear layer: one sample's input vector; a convolution: one receptive field of the zero-padded input,
 ``n = C_in * kh * kw``), and measures for K = 1..max_order
 
@@ -12,7 +12,8 @@ them (a linear layer: one sample's input vector; a convolution: one receptive fi
 where ``r_K = x - residual_approx(x, K)`` uses the project's quantizer (:func:`horq.nn.quant.residual_approx`).
 A model without binary layers (a full-precision checkpoint) is analysed at the layers ``HORQConfig``'s default
 would binarize (every Conv2d/Linear but the first and the last). A reference row gives the same numbers for
-standard Gaussian columns of each layer's length (HORQ.md: relative squared error about 0.36, 0.13, 0.058,
+standard Gaussian columns of each layer's length (docs/MATH.md "The error identity": relative squared error
+about 0.36, 0.13, 0.058,
 0.033 for K = 1..4).
 """
 
@@ -27,7 +28,7 @@ GAUSSIAN_COLUMNS = 2048  # columns of the Gaussian reference per layer length
 
 
 def _columns(layer, x):
-    """The layer's input as rows of HORQ.md columns: ``(num_columns, n)``."""
+    """The layer's input as rows of docs/MATH.md columns: ``(num_columns, n)``."""
     import torch.nn.functional as F
     from torch import nn
 
@@ -183,7 +184,7 @@ def markdown(result: dict) -> str:
         "| --- | --- | ---: | ---: | " + " | ".join("---:" for _ in ks) + " |",
     ]
     for r in result["layers"]:
-        vals = " | ".join(f"{a:.4f} ({b:.4f})" for a, b in zip(r["rel_error"], r["rel_error_pooled"]))
+        vals = " | ".join(f"{a:.4f} ({b:.4f})" for a, b in zip(r["rel_error"], r["rel_error_pooled"], strict=True))
         gauss = " | ".join(f"{g:.4f}" for g in r["gaussian_rel_error"])
         lines.append(f"| {r['name']} | {r['type']} | {r['n']} | {r['columns']} | {vals} |")
         lines.append(f"| (Gaussian, n={r['n']}) | | | | {gauss} |")

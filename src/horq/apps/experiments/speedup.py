@@ -1,6 +1,6 @@
-"""``horq analyze speedup``: HORQ.md's cost model next to measured native-conv speedups.
+"""``horq analyze speedup``: docs/MATH.md's cost model next to measured native-conv speedups.
 
-Cost model (HORQ.md, "Cost model"): a binary dot product of length ``c * N_W`` costs about ``c N_W / 64``
+Cost model (docs/MATH.md "Cost model"): a binary dot product of length ``c * N_W`` costs about ``c N_W / 64``
 word operations and each output adds ``K + 1`` non-binary ones (the K beta scalings and alpha), against
 ``c N_W`` multiply-adds of a float convolution:
 
@@ -190,12 +190,12 @@ def plot(result: dict, out: Path) -> None:
     plt = pyplot()
     s = result["settings"]
     orders = s["orders"]
-    for name, xkey, lkey, xs, ls, xlabel in (
+    for name, xkey, lkey, _xs, ls, xlabel in (
         ("speedup_vs_channels.png", "c", "k", s["channels"], s["kernel_sizes"], "input channels c (= output)"),
         ("speedup_vs_kernel.png", "k", "c", s["kernel_sizes"], s["channels"], "kernel size k (N_W = k^2)"),
     ):
         fig, axes = plt.subplots(1, len(orders), figsize=(4.2 * len(orders), 4), sharey=True, squeeze=False)
-        for ax, o in zip(axes[0], orders):
+        for ax, o in zip(axes[0], orders, strict=True):
             for lv in ls:
                 pts = sorted((r[xkey], r) for r in result["rows"] if r[lkey] == lv)
                 xv = [p[0] for p in pts]

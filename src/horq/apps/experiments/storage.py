@@ -20,7 +20,6 @@ import copy
 import tempfile
 from pathlib import Path
 
-from horq.sizes import FLOAT32_BYTES, float32_state_bytes
 from horq.apps.experiments.common import (
     command_line,
     machine_info,
@@ -30,6 +29,8 @@ from horq.apps.experiments.common import (
     write_json,
     write_text,
 )
+from horq.geometry import conv_output_hw
+from horq.sizes import FLOAT32_BYTES, float32_state_bytes
 
 FLOAT_BYTES = FLOAT32_BYTES
 BATCH = 2  # samples of the shape-probing forward pass (any size works in eval mode)
@@ -113,7 +114,8 @@ def run_storage(*, models, data: str = "mnist", data_root: str | None = None, or
                 all_binary: bool = False, out, argv=None) -> dict:
     """Counts (and, where possible, exports) every zoo model at every order; writes JSON and markdown.
 
-    ``all_binary`` binarizes the first and last layers too (HORQ.md's default keeps them full precision).
+    ``all_binary`` binarizes the first and last layers too (docs/MATH.md "Network blocks": by default they stay
+    full precision).
     """
     from horq.data.registry import DATASETS
     from horq.nn.convert import HORQConfig, convert_
@@ -155,7 +157,8 @@ def markdown(result: dict) -> str:
         "(binary weights: 64-bit words of signs + float32 alpha per output channel; everything else float32, "
         "BatchNorm statistics included). `.horq` file = the size of the file `horq.nn.export` writes (BatchNorm "
         "folded, plus JSON graph and header), where the exporter ran, with float parameters in float32 and, "
-        "then in float16 (`horq export --float16`); file ratio = float32 weights / file. Activations: bytes of the binary layers' "
+        "then in float16 (`horq export --float16`); file ratio = float32 weights / file. "
+        "Activations: bytes of the binary layers' "
         "input columns for one sample, float32 vs K sign planes + K betas per column.",
         "",
         "| model | order | binary layers | float32 weights (B) | packed weights (B) | ratio | .horq file (B) | "
