@@ -1,19 +1,24 @@
-// Convolution input side. HORQ.md: a column is one receptive field, zero padding included (padded zeros
-// are part of the column, get sign(0) = +1 and count in n); the kernels lay a column out channel-major
-// per pixel, (i, j, c), each pixel's C channels in words_for(C) words, matching relayout_conv_weights.
+// Convolution input side: every output position's receptive field is one column of n = C * kh * kw values,
+// residual-binarized as in quantize.h, in the conv layout of layer.h ((i, j, c) order, grouped or compact).
 //
-// Order 1: H_1 = sign(x) does not depend on the column and beta_1 = sum |x| / n is a box sum, so each
-// pixel is packed once (bits + sum |x|) and a column is a gather of pixel words (zero words and a zero
-// sum for padding taps) -- no float im2col at all.
-// Order >= 2: H_1 and beta_1 come the same way; H_k (k >= 2) thresholds the residual against the
-// column's own betas, so each column's passes k = 2..K read its taps in place from an NHWC float copy
-// and recompute the residual chain in double per value (quantize_taps in quantize.h) -- still no
-// im2col buffer. Order 2 has one threshold, beta_1, and runs an exact float32 pass (quantize_taps2).
-// Columns are independent, so both are split over threads in blocks of kColsPerTask.
+// Arithmetic (docs/MATH.md "Inputs: residual binarization", "Padding"): padded zeros are part of the column,
+// so they count in n, get sign(0) = +1 (bit 0) and add |0| = 0 to beta_1's sum.
+//   * H_1 = sign(x) does not depend on the column, so every input pixel is packed once (pack_pixels: its C
+//     sign bits, and sum_c |x_c| in double in channel order); a column's H_1 is then a gather of pixel
+//     words (zero words for padding taps) and beta_1 = (sum over taps of the pixel sums, in tap order) / n,
+//     a box sum. No float im2col is built.
+//   * Orders k >= 2 threshold the residual against the column's own betas (a pixel gets different bits in
+//     overlapping columns), so each column's passes k = 2..K read its taps in place from an NHWC float copy
+//     of the input and recompute the residual chain per value (quantize_taps; order 2: the exact float32
+//     pass quantize_taps2). Padding taps are nullptr: every value of such a tap has the same residual.
+//   * Optional input affine x * in_scale[c] + in_shift[c] (a folded BatchNorm), float32 multiply then add,
+//     applied on the fly both where pixels are packed and where the NHWC copy is written, so H_1, beta_1
+//     and the taps all see the same float values a separate affine step would produce.
+// Paths with an outer-product GEMM (and the grouped layout) keep the packed pixels as a zero-bordered image
+// the GEMM reads H_1 from (layer.h PixelImage); at order 1 nothing per column is stored at all.
+// Pixel rows and column blocks are independent tasks, so results do not depend on the thread count.
 #include <algorithm>
 #include <atomic>
-#include <cmath>
-#include <cstring>
 #include <stdexcept>
 
 #include "core/layer.h"
@@ -33,158 +38,210 @@ inline void or_bits(word_t* __restrict dst, std::size_t off, const word_t* __res
     if (sh != 0 && sh + len > kWordBits) dst[pos / kWordBits + 1] |= src[w] >> (kWordBits - sh);
   }
 }
+
+// The zero-bordered pixel image's geometry and the offsets of a column's words and sums in it.
+void init_pixel_image(PixelImage& im, const ConvGeometry& g) {
+  const std::size_t gw = words_for(g.channels);
+  im.hp = g.height + 2 * g.ph, im.wp = g.width + 2 * g.pw, im.groups = gw, im.out_w = g.out_w;
+  im.ppi = g.out_h * g.out_w, im.sh = g.sh, im.sw = g.sw;
+  im.words.assign(g.batch * gw * im.hp * im.wp, 0);
+  im.sums.assign(g.batch * im.hp * im.wp, 0.0);
+  for (std::size_t i = 0; i < g.kh; ++i)
+    for (std::size_t j = 0; j < g.kw; ++j) {
+      const std::size_t tap_off = i * g.dh * im.wp + j * g.dw;
+      im.sum_off.push_back(static_cast<std::int64_t>(tap_off));
+      for (std::size_t w = 0; w < gw; ++w) im.word_off.push_back(static_cast<std::int64_t>(w * im.hp * im.wp + tap_off));
+    }
+}
+
+// q's sizes and storage. Paths with an outer-product GEMM read H_1 (and at order 1 beta_1) from the pixel
+// image instead of a gathered copy per column; the compact layout keeps the gather.
+QuantizedColumns empty_columns(const KernelTable& kt, const ConvGeometry& g, int order) {
+  const std::size_t taps = g.kh * g.kw;
+  QuantizedColumns q;
+  q.ncols = g.batch * g.out_h * g.out_w;
+  q.n = g.channels * taps;
+  q.kw = conv_words(g.channels, taps);
+  q.order = order;
+  q.implicit_h1 = kt.gemm_task != nullptr && !conv_compact(g.channels, taps);
+  if (!(q.implicit_h1 && order == 1)) {
+    q.bits.assign(q.ncols * order * q.kw, 0);
+    q.betas.assign(q.ncols * order, 0.0);
+  }
+  if (q.implicit_h1) init_pixel_image(q.image, g);
+  return q;
+}
+
+// What the pixel pass writes besides the image: the NHWC float copy (order >= 2) and, without an image,
+// every pixel's gw words and sum.
+struct PixelPlanes {
+  std::vector<float> xt;
+  std::vector<double> sums;
+  std::vector<word_t> bits;
+};
+
+// Channels [c0, c1) of one image row (src: channel c's row at src + c * plane) into the NHWC copy dst
+// (pixel w's channels at dst + w * C), through the input affine when there is one.
+void copy_row_nhwc(const float* src, std::size_t plane, std::size_t W, std::size_t C, std::size_t c0, std::size_t c1,
+                   const float* in_scale, const float* in_shift, float* dst) {
+  for (std::size_t c = c0; c < c1; ++c) {
+    const float* __restrict v = src + c * plane;
+    float* __restrict d = dst + c;
+    if (in_scale) {
+      const float a = in_scale[c], b = in_shift[c];
+      for (std::size_t w = 0; w < W; ++w) d[w * C] = v[w] * a + b;
+    } else {
+      for (std::size_t w = 0; w < W; ++w) d[w * C] = v[w];
+    }
+  }
+}
+
+// Image row t (image t / H, row t % H): its pixels' H_1 words and sums, 64 channels per pack_pixels call,
+// into the pixel image or the planes, and its NHWC copy for order >= 2. Returns nonzero on NaN or Inf.
+std::uint32_t pack_input_row(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* in_scale,
+                             const float* in_shift, std::size_t t, QuantizedColumns& q, PixelPlanes& pp) {
+  const std::size_t C = g.channels, H = g.height, W = g.width, gw = words_for(C);
+  const std::size_t img = t / H, y = t % H;
+  const float* src = x + img * C * H * W + y * W;
+  PixelImage& im = q.image;
+  const bool implicit = q.implicit_h1;
+  double* psum = implicit ? im.sums.data() + (img * im.hp + y + g.ph) * im.wp + g.pw : pp.sums.data() + t * W;
+  if (!implicit) std::fill_n(psum, W, 0.0);
+  std::uint32_t bad = 0;
+  for (std::size_t c0 = 0; c0 < C; c0 += kWordBits) {
+    const std::size_t c1 = std::min(C, c0 + kWordBits), gi = c0 / kWordBits;
+    const float* scale = in_scale ? in_scale + c0 : nullptr;
+    const float* shift = in_scale ? in_shift + c0 : nullptr;
+    if (implicit) {
+      word_t* row = im.words.data() + ((img * gw + gi) * im.hp + y + g.ph) * im.wp + g.pw;
+      bad |= kt.pack_pixels(src + c0 * H * W, H * W, c1 - c0, W, row, 1, psum, scale, shift);
+    } else {
+      bad |= kt.pack_pixels(src + c0 * H * W, H * W, c1 - c0, W, pp.bits.data() + t * W * gw + gi, gw, psum, scale,
+                            shift);
+    }
+    if (q.order >= 2) copy_row_nhwc(src, H * W, W, C, c0, c1, in_scale, in_shift, pp.xt.data() + t * W * C);
+  }
+  return bad;
+}
+
+// Every pixel of x packed (and copied), one task per image row. Throws on NaN or Inf.
+PixelPlanes pack_input(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* in_scale,
+                       const float* in_shift, QuantizedColumns& q) {
+  const std::size_t npix = g.batch * g.height * g.width, gw = words_for(g.channels);
+  PixelPlanes pp;
+  pp.xt.resize(q.order >= 2 ? npix * g.channels : 0);
+  pp.sums.resize(q.implicit_h1 ? 0 : npix);
+  pp.bits.resize(q.implicit_h1 ? 0 : npix * gw);
+  std::atomic<bool> finite{true};
+  parallel_for(g.batch * g.height, [&](std::size_t t) {
+    if (pack_input_row(kt, x, g, in_scale, in_shift, t, q, pp)) finite.store(false);
+  });
+  if (!finite.load()) throw std::invalid_argument("input contains NaN or Inf");
+  return pp;
+}
+
+// What the column pass reads, fixed for the call. Each task works on a local copy: word_t and size_t are
+// both unsigned long, so the stores of bits could otherwise alias any size read through a pointer, and the
+// compiler would reload them per tap.
+struct ColumnSource {
+  ConvGeometry g;
+  std::size_t taps, gw, kwords, ppi, imhp, imwp;
+  int order;
+  bool compact, implicit;
+  double n;
+  const word_t* pix_bits;  // per pixel gw words (no image)
+  const double* sums;      // pixel sums: the image's, or per pixel
+  const float* xt;         // the NHWC copy (order >= 2)
+};
+
+// Column (img, oy, ox): tap t's pointer into the NHWC copy in tp[t] (nullptr for a padding tap, or at order
+// 1), H_1's words gathered into `bits` unless the image holds them (padding taps stay zero), and the sum of
+// the taps' pixel sums in tap order (beta_1 * n) returned.
+[[gnu::always_inline]] inline double gather_column(const ColumnSource& s, std::size_t img, std::size_t oy,
+                                                   std::size_t ox, word_t* bits, const float** tp) {
+  const ConvGeometry& g = s.g;
+  const long H = static_cast<long>(g.height), W = static_cast<long>(g.width);
+  const long iy0 = static_cast<long>(oy * g.sh) - static_cast<long>(g.ph);
+  const long ix0 = static_cast<long>(ox * g.sw) - static_cast<long>(g.pw);
+  double sum = 0.0;
+  std::size_t tap = 0;
+  for (std::size_t i = 0; i < g.kh; ++i) {
+    const long iy = iy0 + static_cast<long>(i * g.dh);
+    const bool row_in = iy >= 0 && iy < H;
+    const std::size_t row = (img * g.height + static_cast<std::size_t>(row_in ? iy : 0)) * g.width;
+    for (std::size_t j = 0; j < g.kw; ++j, ++tap) {
+      const long ix = ix0 + static_cast<long>(j * g.dw);
+      if (!row_in || ix < 0 || ix >= W) {
+        tp[tap] = nullptr;
+        continue;  // padding: H_1 words stay 0, adds 0 to the sum
+      }
+      const std::size_t up = row + static_cast<std::size_t>(ix);
+      if (s.implicit) {
+        const std::size_t py = static_cast<std::size_t>(iy) + g.ph, px = static_cast<std::size_t>(ix) + g.pw;
+        sum += s.sums[(img * s.imhp + py) * s.imwp + px];
+      } else {
+        if (s.gw == 1) {
+          bits[tap] = s.pix_bits[up];
+        } else {
+          for (std::size_t w = 0; w < s.gw; ++w) bits[tap * s.gw + w] = s.pix_bits[up * s.gw + w];
+        }
+        sum += s.sums[up];
+      }
+      tp[tap] = s.order >= 2 ? s.xt + up * g.channels : nullptr;
+    }
+  }
+  return sum;
+}
+
+// Columns [col0, col1): per column beta_1 and H_1 (gather_column), orders >= 2 from the taps, and in the
+// compact layout the grouped planes (built in a scratch buffer) shifted into the column's rows.
+void quantize_column_block(const KernelTable& kt, const ColumnSource& source, QuantizedColumns& q, std::size_t col0,
+                           std::size_t col1) {
+  const ColumnSource s = source;
+  thread_local std::vector<const float*> tap_ptrs;
+  if (tap_ptrs.size() < s.taps) tap_ptrs.resize(s.taps);
+  const float** tp = tap_ptrs.data();
+  thread_local std::vector<word_t> grouped;
+  const std::size_t glen = s.taps * s.gw, order = static_cast<std::size_t>(s.order);
+  if (s.compact && grouped.size() < order * glen) grouped.resize(order * glen);
+  std::size_t img = col0 / s.ppi, oy = (col0 % s.ppi) / s.g.out_w, ox = col0 % s.g.out_w;
+  for (std::size_t col = col0; col < col1; ++col) {
+    word_t* const out_bits = q.bits.data() + col * order * s.kwords;
+    word_t* bits = s.compact ? grouped.data() : out_bits;
+    const std::size_t ld = s.compact ? glen : s.kwords;
+    if (s.compact) std::fill_n(bits, glen, word_t{0});  // row 0 (H_1): padding taps stay zero
+    double* betas = q.betas.data() + col * order;
+    betas[0] = gather_column(s, img, oy, ox, bits, tp) / s.n;
+    if (s.order == 2) {
+      kt.quantize_taps2(tp, s.taps, s.g.channels, bits, ld, betas);
+    } else if (s.order > 2) {
+      kt.quantize_taps(tp, s.taps, s.g.channels, s.order, bits, ld, betas);
+    }
+    if (s.compact) {
+      for (std::size_t k = 0; k < order; ++k)
+        for (std::size_t t = 0; t < s.taps; ++t)
+          or_bits(out_bits + k * s.kwords, t * s.g.channels, bits + k * ld + t * s.gw, s.g.channels);
+    }
+    if (++ox == s.g.out_w) {
+      ox = 0;
+      if (++oy == s.g.out_h) oy = 0, ++img;
+    }
+  }
+}
+
 }  // namespace
 
 QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, const ConvGeometry& g, int order,
                                        const float* in_scale, const float* in_shift) {
-  const std::size_t C = g.channels, H = g.height, W = g.width, taps = g.kh * g.kw;
-  const std::size_t ppi = g.out_h * g.out_w, gw = words_for(C), npix = g.batch * H * W;
-  QuantizedColumns q;
-  q.ncols = g.batch * ppi;
-  q.n = C * taps;
-  const bool compact = conv_compact(C, taps);
-  q.kw = conv_words(C, taps);
-  q.order = order;
-  // Paths with an outer-product GEMM read H_1 (and at order 1 beta_1) from a pixel image instead of a
-  // gathered copy per column (layer.h PixelImage); the compact layout keeps the gather.
-  const bool implicit = kt.gemm_task != nullptr && !compact;
-  q.implicit_h1 = implicit;
-  if (!(implicit && order == 1)) {
-    q.bits.assign(q.ncols * order * q.kw, 0);
-    q.betas.assign(q.ncols * order, 0.0);
-  }
-  PixelImage& im = q.image;
-  if (implicit) {
-    im.hp = H + 2 * g.ph, im.wp = W + 2 * g.pw, im.groups = gw, im.out_w = g.out_w, im.ppi = ppi;
-    im.sh = g.sh, im.sw = g.sw;
-    im.words.assign(g.batch * gw * im.hp * im.wp, 0);
-    im.sums.assign(g.batch * im.hp * im.wp, 0.0);
-    for (std::size_t i = 0; i < g.kh; ++i)
-      for (std::size_t j = 0; j < g.kw; ++j) {
-        const std::size_t tap_off = i * g.dh * im.wp + j * g.dw;
-        im.sum_off.push_back(static_cast<std::int64_t>(tap_off));
-        for (std::size_t w = 0; w < gw; ++w)
-          im.word_off.push_back(static_cast<std::int64_t>(w * im.hp * im.wp + tap_off));
-      }
-  }
-
-  // Per image row: an NHWC float copy (kept for order >= 2, whose passes read the taps from it), and per
-  // pixel its packed signs (H_1) and sum |x| in double (pack_pixels: each pixel's sum adds its channels in
-  // order), into the pixel image or into per-pixel arrays. The finiteness check is an exponent test.
-  std::vector<float> xt(order >= 2 ? npix * C : 0);
-  std::vector<double> pix_sum(implicit ? 0 : npix);
-  std::vector<word_t> pix_bits(implicit ? 0 : npix * gw);
-  std::atomic<bool> finite{true};
-  parallel_for(g.batch * H, [&](std::size_t t) {
-    const std::size_t img = t / H, y = t % H;
-    const float* src = x + img * C * H * W + y * W;
-    double* psum = implicit ? im.sums.data() + (img * im.hp + y + g.ph) * im.wp + g.pw : pix_sum.data() + t * W;
-    if (!implicit) std::fill_n(psum, W, 0.0);
-    std::uint32_t bad = 0;
-    for (std::size_t c0 = 0; c0 < C; c0 += kWordBits) {
-      const std::size_t c1 = std::min(C, c0 + kWordBits), gi = c0 / kWordBits;
-      const float* scale = in_scale ? in_scale + c0 : nullptr;
-      const float* shift = in_scale ? in_shift + c0 : nullptr;
-      if (implicit) {
-        word_t* row = im.words.data() + ((img * gw + gi) * im.hp + y + g.ph) * im.wp + g.pw;
-        bad |= kt.pack_pixels(src + c0 * H * W, H * W, c1 - c0, W, row, 1, psum, scale, shift);
-      } else {
-        bad |= kt.pack_pixels(src + c0 * H * W, H * W, c1 - c0, W, pix_bits.data() + t * W * gw + gi, gw, psum,
-                              scale, shift);
-      }
-      if (order >= 2) {
-        for (std::size_t c = c0; c < c1; ++c) {
-          const float* __restrict v = src + c * H * W;
-          float* __restrict dst = xt.data() + t * W * C + c;
-          if (in_scale) {
-            const float a = in_scale[c], b = in_shift[c];
-            for (std::size_t w = 0; w < W; ++w) dst[w * C] = v[w] * a + b;
-          } else {
-            for (std::size_t w = 0; w < W; ++w) dst[w * C] = v[w];
-          }
-        }
-      }
-    }
-    if (bad) finite.store(false);
-  });
-  if (!finite.load()) throw std::invalid_argument("input contains NaN or Inf");
-  if (implicit && order == 1) return q;  // the GEMM task reads H_1 and beta_1 from the image
-
-  // Per column: H_1 is a gather of pixel words (zero words for padding taps: sign(0) = +1) and beta_1 a
-  // box sum of the pixel sums; orders >= 2 read the column's taps in place (quantize_taps).
+  QuantizedColumns q = empty_columns(kt, g, order);
+  const PixelPlanes pp = pack_input(kt, x, g, in_scale, in_shift, q);
+  if (q.implicit_h1 && order == 1) return q;  // the GEMM task reads H_1 and beta_1 from the image
+  const std::size_t taps = g.kh * g.kw;
+  const ColumnSource source{g, taps, words_for(g.channels), q.kw, g.out_h * g.out_w, q.image.hp, q.image.wp, order,
+                            conv_compact(g.channels, taps), q.implicit_h1, static_cast<double>(q.n),
+                            pp.bits.data(), q.implicit_h1 ? q.image.sums.data() : pp.sums.data(), pp.xt.data()};
   parallel_for(ceil_div(q.ncols, kColsPerTask), [&](std::size_t t) {
-    thread_local std::vector<const float*> tap_ptrs;
-    if (tap_ptrs.size() < taps) tap_ptrs.resize(taps);
-    const float** tp = tap_ptrs.data();
-    // Compact layout: the grouped planes of one column are built here, then packed bit by bit.
-    thread_local std::vector<word_t> grouped;
-    const std::size_t glen = taps * gw;
-    if (compact && grouped.size() < static_cast<std::size_t>(order) * glen) grouped.resize(order * glen);
-    // Locals, so the loops below keep them in registers (the vectors' storage could alias otherwise).
-    const word_t* pb = pix_bits.data();
-    const double* ps = implicit ? im.sums.data() : pix_sum.data();
-    const float* px = xt.data();
-    const long Hl = static_cast<long>(H), Wl = static_cast<long>(W);
-    const std::size_t gwl = gw, Cl = C, Hs = H, Ws = W;  // word_t and size_t are both unsigned long: only locals are safe from aliasing the bit stores
-    const std::size_t kwords = q.kw, col0 = t * kColsPerTask, j1 = std::min(q.ncols, col0 + kColsPerTask);
-    const double n = static_cast<double>(q.n);
-    const ConvGeometry gl = g;  // a local copy, for the same reason
-    const std::size_t imhp = im.hp, imwp = im.wp;
-    std::size_t img = col0 / ppi, oy = (col0 % ppi) / gl.out_w, ox = col0 % gl.out_w;
-    for (std::size_t col = col0; col < j1; ++col) {
-      word_t* const out_bits = q.bits.data() + col * order * kwords;
-      word_t* bits = out_bits;
-      std::size_t ld = kwords;
-      if (compact) {
-        bits = grouped.data(), ld = glen;
-        std::fill_n(bits, glen, word_t{0});  // row 0 (H_1): padding taps stay zero
-      }
-      const long iy0 = static_cast<long>(oy * gl.sh) - static_cast<long>(gl.ph);
-      const long ix0 = static_cast<long>(ox * gl.sw) - static_cast<long>(gl.pw);
-      double sum = 0.0;
-      std::size_t tap = 0;
-      for (std::size_t i = 0; i < gl.kh; ++i) {
-        const long iy = iy0 + static_cast<long>(i * gl.dh);
-        const bool row_in = iy >= 0 && iy < Hl;
-        const std::size_t row = (img * Hs + static_cast<std::size_t>(row_in ? iy : 0)) * Ws;
-        for (std::size_t j = 0; j < gl.kw; ++j, ++tap) {
-          const long ix = ix0 + static_cast<long>(j * gl.dw);
-          if (!row_in || ix < 0 || ix >= Wl) {
-            tp[tap] = nullptr;
-            continue;  // padding: H_1 words stay 0, adds 0 to the sum
-          }
-          const std::size_t up = row + static_cast<std::size_t>(ix);
-          if (implicit) {
-            const std::size_t py = static_cast<std::size_t>(iy) + gl.ph, px = static_cast<std::size_t>(ix) + gl.pw;
-            sum += ps[(img * imhp + py) * imwp + px];
-          } else {
-            if (gwl == 1) {
-              bits[tap] = pb[up];
-            } else {
-              for (std::size_t w = 0; w < gwl; ++w) bits[tap * gwl + w] = pb[up * gwl + w];
-            }
-            sum += ps[up];
-          }
-          tp[tap] = order >= 2 ? px + up * Cl : nullptr;
-        }
-      }
-      double* betas = q.betas.data() + col * order;
-      betas[0] = sum / n;
-      if (order == 2) {
-        kt.quantize_taps2(tp, taps, C, bits, ld, betas);
-      } else if (order > 2) {
-        kt.quantize_taps(tp, taps, C, order, bits, ld, betas);
-      }
-      if (compact) {
-        for (int k = 0; k < order; ++k)
-          for (std::size_t tap_i = 0; tap_i < taps; ++tap_i)
-            or_bits(out_bits + k * kwords, tap_i * Cl, bits + k * ld + tap_i * gwl, Cl);
-      }
-      if (++ox == gl.out_w) {
-        ox = 0;
-        if (++oy == gl.out_h) oy = 0, ++img;
-      }
-    }
+    quantize_column_block(kt, source, q, t * kColsPerTask, std::min(q.ncols, (t + 1) * kColsPerTask));
   });
   return q;
 }
