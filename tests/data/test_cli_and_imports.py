@@ -28,7 +28,7 @@ def test_info_lists_every_dataset(make_idx, capsys):
 
 def test_horq_main_runs_data_info(tmp_path, monkeypatch, capsys):
     # Only this package's command, so the test does not depend on (or import torch through) the others.
-    monkeypatch.setattr(horq.apps.cli, "COMMANDS", {"data": "horq.apps.data_cli"})
+    monkeypatch.setattr(horq.apps.cli, "COMMAND_MODULES", ("horq.apps.data_cli",))
     monkeypatch.setenv("HORQ_DATA", str(tmp_path))
     assert horq.apps.cli.main(["data", "info"]) == 0
     assert f"data root: {tmp_path}" in capsys.readouterr().out

@@ -1,6 +1,6 @@
-"""The ``horq`` command line. Each subcommand lives next to the code it drives and registers itself
-here through COMMANDS (module path -> ``register(subparsers)``). Registering never imports torch: the
-modules in COMMANDS define arguments only, and each command imports what it needs (torch for train, eval,
+"""The ``horq`` command line. Each group of subcommands has its module in :mod:`horq.apps`, listed in
+COMMAND_MODULES (each defines ``register(subparsers)``). Registering never imports torch: the
+modules in COMMAND_MODULES define arguments only, and each command imports what it needs (torch for train, eval,
 export, experiment) when it runs, so ``horq --help``, ``run``, ``summary``, ``bench FILE.horq`` and ``data``
 work on a machine without PyTorch.
 
@@ -16,19 +16,15 @@ import argparse
 import importlib
 import sys
 
-# A plain dict registry: name of the module that defines `register(subparsers)`.
-COMMANDS = {
-    "train": "horq.apps.train_cli",
-    "eval": "horq.apps.train_cli",
-    "data": "horq.apps.data_cli",
-    "demo": "horq.apps.demo",
-    "experiment": "horq.apps.experiments.cli",
-    "analyze": "horq.apps.experiments.cli",
-    "export": "horq.apps.export_cli",
-    "summary": "horq.apps.export_cli",
-    "run": "horq.apps.run_cli",
-    "bench": "horq.apps.run_cli",
-}
+# The registry: modules that each define `register(subparsers)` for their commands (in brackets).
+COMMAND_MODULES = (
+    "horq.apps.train_cli",  # train, eval
+    "horq.apps.data_cli",  # data
+    "horq.apps.demo",  # demo
+    "horq.apps.experiments.cli",  # experiment, analyze
+    "horq.apps.export_cli",  # export, summary
+    "horq.apps.run_cli",  # run, bench
+)
 
 #: Exit status of a command stopped by Ctrl-C (128 + SIGINT, what shells report).
 EXIT_INTERRUPTED = 130
@@ -56,11 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"horq {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    seen = set()
-    for module_name in COMMANDS.values():
-        if module_name in seen:
-            continue
-        seen.add(module_name)
+    for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(sub)
     return parser
 

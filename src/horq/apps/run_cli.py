@@ -103,7 +103,7 @@ def _run(args) -> int:
             raise ValueError(f"-o {args.output} is {flag}; write the outputs to another file")
     model = load_model(args.model, args.backend)
     if args.threads is not None:
-        _set_threads(model, args.threads)
+        _set_threads(args.threads)
     if args.data:
         import horq.data
 
@@ -145,7 +145,7 @@ def _fmt(shape) -> str:
     return "x".join(map(str, shape))
 
 
-def _set_threads(model, n: int) -> None:
+def _set_threads(n: int) -> None:
     from horq.runtime.threads import set_num_threads
 
     try:
@@ -158,7 +158,7 @@ def _bench(args) -> int:
     from horq.apps.bench_model import bench_model, format_bench
 
     model = load_model(args.model, args.backend)  # one-line errors for a missing or foreign file or backend
-    _set_threads(None, max(args.threads))  # and for a thread count this machine cannot start
+    _set_threads(max(args.threads))  # and for a thread count this machine cannot start
     if args.profile:
         from horq.runtime.threads import num_threads
 
@@ -183,7 +183,7 @@ def _bench_training(args) -> int:
     unknown = [m for m in args.models if m not in MODELS]
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}; known: {sorted(MODELS)}")
-    _set_threads(None, max(args.threads))
+    _set_threads(max(args.threads))
 
     def progress(row):
         print(f"  {row['model']} threads={row['threads']} order={row['order']} {row['path']}: {row['ms']:,.0f} ms",
