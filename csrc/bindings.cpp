@@ -82,11 +82,64 @@ horq::ConvGeometry conv_geometry(std::size_t n, std::size_t c, std::size_t h, st
   return g;
 }
 
-}  // namespace
+// ---- kernels and threads ---------------------------------------------------------------------------------
 
-NB_MODULE(_core, m) {
-  m.doc() = "horq native core: bit packing and XNOR-popcount kernels";
+using WordArray = nb::ndarray<nb::numpy, horq::word_t>;
+using FloatArray = nb::ndarray<nb::numpy, float>;
+using Optional1 = std::optional<In<float, nb::ndim<1>>>;
 
+WordArray pack_signs(In<float, nb::ndim<2>> x) {
+  const std::size_t rows = x.shape(0), n = x.shape(1), nw = horq::words_for(n);
+  horq::word_t* out;
+  auto arr = make_array<horq::word_t>({rows, nw}, &out);
+  horq::pack_signs(x.data(), rows, n, n, out);
+  return arr;
+}
+
+WordArray relayout_conv_weights(In<horq::word_t, nb::ndim<2>> bits, std::size_t channels, std::size_t kh,
+                                std::size_t kw) {
+  const std::size_t rows = bits.shape(0), taps = kh * kw;
+  require(bits.shape(1) == horq::words_for(channels * taps), "bits do not match channels * kh * kw");
+  horq::word_t* out;
+  auto arr = make_array<horq::word_t>({rows, horq::conv_words(channels, taps)}, &out);
+  horq::relayout_conv_weights(bits.data(), rows, channels, kh, kw, out);
+  return arr;
+}
+
+nb::tuple quantize_pack(In<float, nb::ndim<2>> cols, int order, const std::string& kernel) {
+  check_order(order);
+  const std::size_t rows = cols.shape(0), n = cols.shape(1);
+  check_n(n);
+  const auto& kt = horq::kernel_table(kernel);
+  horq::QuantizedColumns q;
+  {
+    nb::gil_scoped_release nogil;
+    q = horq::quantize_rows(kt, cols.data(), rows, n, order);
+  }
+  horq::word_t* bits;
+  double* betas;
+  auto abits = make_array<horq::word_t>({rows, static_cast<std::size_t>(order), q.kw}, &bits);
+  auto abetas = make_array<double>({rows, static_cast<std::size_t>(order)}, &betas);
+  std::memcpy(bits, q.bits.data(), q.bits.size() * sizeof(horq::word_t));
+  std::memcpy(betas, q.betas.data(), q.betas.size() * sizeof(double));
+  return nb::make_tuple(abits, abetas);
+}
+
+nb::ndarray<nb::numpy, std::int32_t> bgemm(In<horq::word_t, nb::ndim<2>> a, In<horq::word_t, nb::ndim<2>> b,
+                                           std::size_t n, const std::string& kernel) {
+  const std::size_t rows = a.shape(0), cols = b.shape(0), kw = a.shape(1);
+  require(b.shape(1) == kw, "a and b rows have different word counts");
+  require(n <= kw * horq::kWordBits && horq::words_for(n) == kw, "n does not match the word count");
+  check_n(n);
+  const auto& kt = horq::kernel_table(kernel);
+  std::int32_t* out;
+  auto arr = make_array<std::int32_t>({rows, cols}, &out);
+  nb::gil_scoped_release nogil;
+  horq::bgemm_dot(kt, a.data(), rows, b.data(), cols, kw, n, out);
+  return arr;
+}
+
+void def_kernels(nb::module_& m) {
   m.def("available_kernels", [] { return horq::available_kernels(); }, "Paths this CPU can run, best first.");
   m.def("known_kernels", [] { return horq::known_kernels(); }, "Every path the library has.");
   m.def("get_num_threads", &horq::get_num_threads);
@@ -94,245 +147,193 @@ NB_MODULE(_core, m) {
     require(n >= 1, "number of threads must be >= 1");
     horq::set_num_threads(n);
   });
+  m.def("pack_signs", &pack_signs, nb::arg("x"),
+        "Packs the signs of each row of a C-contiguous float32 matrix (bit 1 = negative).");
+  m.def("relayout_conv_weights", &relayout_conv_weights, nb::arg("bits"), nb::arg("channels"), nb::arg("kh"),
+        nb::arg("kw"));
+  m.def("quantize_pack", &quantize_pack, nb::arg("cols"), nb::arg("order"), nb::arg("kernel") = "");
+  m.def("bgemm", &bgemm, nb::arg("a"), nb::arg("b"), nb::arg("n"), nb::arg("kernel") = "");
+}
 
-  m.def(
-      "pack_signs",
-      [](In<float, nb::ndim<2>> x) {
-        const std::size_t rows = x.shape(0), n = x.shape(1), nw = horq::words_for(n);
-        horq::word_t* out;
-        auto arr = make_array<horq::word_t>({rows, nw}, &out);
-        horq::pack_signs(x.data(), rows, n, n, out);
-        return arr;
-      },
-      nb::arg("x"), "Packs the signs of each row of a C-contiguous float32 matrix (bit 1 = negative).");
+// ---- layers --------------------------------------------------------------------------------------------
 
-  m.def(
-      "relayout_conv_weights",
-      [](In<horq::word_t, nb::ndim<2>> bits, std::size_t channels, std::size_t kh, std::size_t kw) {
-        const std::size_t rows = bits.shape(0), taps = kh * kw;
-        require(bits.shape(1) == horq::words_for(channels * taps), "bits do not match channels * kh * kw");
-        horq::word_t* out;
-        auto arr = make_array<horq::word_t>({rows, horq::conv_words(channels, taps)}, &out);
-        horq::relayout_conv_weights(bits.data(), rows, channels, kh, kw, out);
-        return arr;
-      },
-      nb::arg("bits"), nb::arg("channels"), nb::arg("kh"), nb::arg("kw"));
+FloatArray conv2d(In<float, nb::ndim<4>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
+                  In<double, nb::ndim<1>> add, std::size_t kh, std::size_t kw, Pair stride, Pair padding,
+                  Pair dilation, int order, const std::string& kernel, Optional1 in_scale, Optional1 in_shift,
+                  std::optional<In<float, nb::ndim<4>>> residual, Optional1 out_floor) {
+  check_order(order);
+  const horq::ConvGeometry g = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, stride, padding,
+                                             dilation, wbits.shape(0), wbits.shape(1), coef.shape(0), add.shape(0));
+  const std::size_t m = wbits.shape(0);
+  const bool affine = in_scale.has_value();
+  require(affine == in_shift.has_value(), "in_scale and in_shift go together");
+  require(!affine || (in_scale->shape(0) == g.channels && in_shift->shape(0) == g.channels),
+          "input affine length != input channels");
+  require(!residual || (residual->shape(0) == g.batch && residual->shape(1) == m && residual->shape(2) == g.out_h &&
+                        residual->shape(3) == g.out_w),
+          "residual shape != output shape");
+  require(!out_floor || out_floor->shape(0) == m, "floor length != output channels");
+  const auto& kt = horq::kernel_table(kernel);
+  float* y;
+  auto arr = make_array<float>({g.batch, m, g.out_h, g.out_w}, &y, false);
+  nb::gil_scoped_release nogil;
+  const auto q = horq::quantize_conv_columns(kt, x.data(), g, order, affine ? in_scale->data() : nullptr,
+                                             affine ? in_shift->data() : nullptr);
+  horq::Epilogue ep{coef.data(), add.data(), residual ? residual->data() : nullptr,
+                    out_floor ? out_floor->data() : nullptr};
+  horq::horq_gemm(kt, wbits.data(), m, q, ep, g.out_h * g.out_w, y);
+  return arr;
+}
 
-  m.def(
-      "quantize_pack",
-      [](In<float, nb::ndim<2>> cols, int order, const std::string& kernel) {
-        check_order(order);
-        const std::size_t rows = cols.shape(0), n = cols.shape(1);
-        check_n(n);
-        const auto& kt = horq::kernel_table(kernel);
-        horq::QuantizedColumns q;
-        {
-          nb::gil_scoped_release nogil;
-          q = horq::quantize_rows(kt, cols.data(), rows, n, order);
-        }
-        horq::word_t* bits;
-        double* betas;
-        auto abits = make_array<horq::word_t>({rows, static_cast<std::size_t>(order), q.kw}, &bits);
-        auto abetas = make_array<double>({rows, static_cast<std::size_t>(order)}, &betas);
-        std::memcpy(bits, q.bits.data(), q.bits.size() * sizeof(horq::word_t));
-        std::memcpy(betas, q.betas.data(), q.betas.size() * sizeof(double));
-        return nb::make_tuple(abits, abetas);
-      },
-      nb::arg("cols"), nb::arg("order"), nb::arg("kernel") = "");
+FloatArray linear(In<float, nb::ndim<2>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
+                  In<double, nb::ndim<1>> add, int order, const std::string& kernel) {
+  check_order(order);
+  const std::size_t rows = x.shape(0), n = x.shape(1), m = wbits.shape(0);
+  check_linear(rows, n, m, wbits.shape(1), coef.shape(0), add.shape(0));
+  const auto& kt = horq::kernel_table(kernel);
+  float* y;
+  auto arr = make_array<float>({rows, m}, &y, false);
+  nb::gil_scoped_release nogil;
+  const auto q = horq::quantize_rows(kt, x.data(), rows, n, order);
+  horq::horq_gemm(kt, wbits.data(), m, q, {coef.data(), add.data()}, 1, y);
+  return arr;
+}
 
-  m.def(
-      "bgemm",
-      [](In<horq::word_t, nb::ndim<2>> a, In<horq::word_t, nb::ndim<2>> b, std::size_t n, const std::string& kernel) {
-        const std::size_t rows = a.shape(0), cols = b.shape(0), kw = a.shape(1);
-        require(b.shape(1) == kw, "a and b rows have different word counts");
-        require(n <= kw * horq::kWordBits && horq::words_for(n) == kw, "n does not match the word count");
-        check_n(n);
-        const auto& kt = horq::kernel_table(kernel);
-        std::int32_t* out;
-        auto arr = make_array<std::int32_t>({rows, cols}, &out);
-        nb::gil_scoped_release nogil;
-        horq::bgemm_dot(kt, a.data(), rows, b.data(), cols, kw, n, out);
-        return arr;
-      },
-      nb::arg("a"), nb::arg("b"), nb::arg("n"), nb::arg("kernel") = "");
+void def_layers(nb::module_& m) {
+  m.def("conv2d", &conv2d, nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("kh"),
+        nb::arg("kw"), nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"), nb::arg("order"),
+        nb::arg("kernel") = "", nb::arg("in_scale") = nb::none(), nb::arg("in_shift") = nb::none(),
+        nb::arg("residual") = nb::none(), nb::arg("out_floor") = nb::none());
+  m.def("linear", &linear, nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("order"),
+        nb::arg("kernel") = "");
+}
 
-  m.def(
-      "conv2d",
-      [](In<float, nb::ndim<4>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
-         In<double, nb::ndim<1>> add, std::size_t kh, std::size_t kw, std::tuple<std::size_t, std::size_t> stride,
-         std::tuple<std::size_t, std::size_t> padding, std::tuple<std::size_t, std::size_t> dilation, int order,
-         const std::string& kernel, std::optional<In<float, nb::ndim<1>>> in_scale,
-         std::optional<In<float, nb::ndim<1>>> in_shift, std::optional<In<float, nb::ndim<4>>> residual,
-         std::optional<In<float, nb::ndim<1>>> out_floor) {
-        check_order(order);
-        const horq::ConvGeometry g = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, stride,
-                                                   padding, dilation, wbits.shape(0), wbits.shape(1), coef.shape(0),
-                                                   add.shape(0));
-        const std::size_t m = wbits.shape(0);
-        const bool affine = in_scale.has_value();
-        require(affine == in_shift.has_value(), "in_scale and in_shift go together");
-        require(!affine || (in_scale->shape(0) == g.channels && in_shift->shape(0) == g.channels),
-                "input affine length != input channels");
-        require(!residual || (residual->shape(0) == g.batch && residual->shape(1) == m &&
-                              residual->shape(2) == g.out_h && residual->shape(3) == g.out_w),
-                "residual shape != output shape");
-        require(!out_floor || out_floor->shape(0) == m, "floor length != output channels");
-        const auto& kt = horq::kernel_table(kernel);
-        float* y;
-        auto arr = make_array<float>({g.batch, m, g.out_h, g.out_w}, &y, false);
-        nb::gil_scoped_release nogil;
-        const auto q = horq::quantize_conv_columns(kt, x.data(), g, order, affine ? in_scale->data() : nullptr,
-                                                   affine ? in_shift->data() : nullptr);
-        horq::Epilogue ep{coef.data(), add.data(), residual ? residual->data() : nullptr,
-                          out_floor ? out_floor->data() : nullptr};
-        horq::horq_gemm(kt, wbits.data(), m, q, ep, g.out_h * g.out_w, y);
-        return arr;
-      },
-      nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("kh"), nb::arg("kw"),
-      nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"), nb::arg("order"), nb::arg("kernel") = "",
-      nb::arg("in_scale") = nb::none(), nb::arg("in_shift") = nb::none(), nb::arg("residual") = nb::none(),
-      nb::arg("out_floor") = nb::none());
+// ---- training (src/horq/nn/native_train.py) ------------------------------------------------------------
+// The forward pass of conv2d / linear that also returns the quantized columns it computed (bits (ncols,
+// order, kw) and betas (ncols, order), owned by one heap object), and the float rebuild of a block of those
+// columns for the weight gradient (core/train.h), plus the weight binarizer and the STE helpers.
 
-  m.def(
-      "linear",
-      [](In<float, nb::ndim<2>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
-         In<double, nb::ndim<1>> add, int order, const std::string& kernel) {
-        check_order(order);
-        const std::size_t rows = x.shape(0), n = x.shape(1), m = wbits.shape(0);
-        check_linear(rows, n, m, wbits.shape(1), coef.shape(0), add.shape(0));
-        const auto& kt = horq::kernel_table(kernel);
-        float* y;
-        auto arr = make_array<float>({rows, m}, &y, false);
-        nb::gil_scoped_release nogil;
-        const auto q = horq::quantize_rows(kt, x.data(), rows, n, order);
-        horq::horq_gemm(kt, wbits.data(), m, q, {coef.data(), add.data()}, 1, y);
-        return arr;
-      },
-      nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("order"), nb::arg("kernel") = "");
-  // Training (src/horq/nn/native_train.py): the forward pass of conv2d / linear that also returns the quantized
-  // columns it computed (bits (ncols, order, kw) and betas (ncols, order), owned by one heap object), and the
-  // float rebuild of a block of those columns for the weight gradient (core/train.h).
-  auto keep_columns = [](horq::QuantizedColumns&& q) {
-    auto* held = new horq::QuantizedColumns(std::move(q));
-    nb::capsule owner(held, [](void* p) noexcept { delete static_cast<horq::QuantizedColumns*>(p); });
-    const std::size_t order = static_cast<std::size_t>(held->order);
-    const std::size_t bshape[3] = {held->ncols, order, held->kw}, tshape[2] = {held->ncols, order};
-    return nb::make_tuple(nb::ndarray<nb::numpy, horq::word_t>(held->bits.data(), 3, bshape, owner),
-                          nb::ndarray<nb::numpy, double>(held->betas.data(), 2, tshape, owner));
-  };
+nb::tuple keep_columns(horq::QuantizedColumns&& q) {
+  auto* held = new horq::QuantizedColumns(std::move(q));
+  nb::capsule owner(held, [](void* p) noexcept { delete static_cast<horq::QuantizedColumns*>(p); });
+  const std::size_t order = static_cast<std::size_t>(held->order);
+  const std::size_t bshape[3] = {held->ncols, order, held->kw}, tshape[2] = {held->ncols, order};
+  return nb::make_tuple(nb::ndarray<nb::numpy, horq::word_t>(held->bits.data(), 3, bshape, owner),
+                        nb::ndarray<nb::numpy, double>(held->betas.data(), 2, tshape, owner));
+}
 
-  m.def(
-      "conv2d_train",
-      [keep_columns](In<float, nb::ndim<4>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
-                     In<double, nb::ndim<1>> add, std::size_t kh, std::size_t kw,
-                     std::tuple<std::size_t, std::size_t> stride, std::tuple<std::size_t, std::size_t> padding,
-                     std::tuple<std::size_t, std::size_t> dilation, int order, const std::string& kernel) {
-        check_order(order);
-        const horq::ConvGeometry g = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, stride,
-                                                   padding, dilation, wbits.shape(0), wbits.shape(1), coef.shape(0),
-                                                   add.shape(0));
-        const std::size_t m = wbits.shape(0);
-        const auto& kt = horq::kernel_table(kernel);
-        float* y;
-        auto arr = make_array<float>({g.batch, m, g.out_h, g.out_w}, &y, false);
-        horq::QuantizedColumns q;
-        {
-          nb::gil_scoped_release nogil;
-          q = horq::quantize_conv_columns(kt, x.data(), g, order);
-          horq::horq_gemm(kt, wbits.data(), m, q, {coef.data(), add.data()}, g.out_h * g.out_w, y);
-          horq::materialize_columns(q);
-        }
-        return nb::make_tuple(arr, keep_columns(std::move(q)));
-      },
-      nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("kh"), nb::arg("kw"),
-      nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"), nb::arg("order"), nb::arg("kernel") = "");
+nb::tuple conv2d_train(In<float, nb::ndim<4>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
+                       In<double, nb::ndim<1>> add, std::size_t kh, std::size_t kw, Pair stride, Pair padding,
+                       Pair dilation, int order, const std::string& kernel) {
+  check_order(order);
+  const horq::ConvGeometry g = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, stride, padding,
+                                             dilation, wbits.shape(0), wbits.shape(1), coef.shape(0), add.shape(0));
+  const std::size_t m = wbits.shape(0);
+  const auto& kt = horq::kernel_table(kernel);
+  float* y;
+  auto arr = make_array<float>({g.batch, m, g.out_h, g.out_w}, &y, false);
+  horq::QuantizedColumns q;
+  {
+    nb::gil_scoped_release nogil;
+    q = horq::quantize_conv_columns(kt, x.data(), g, order);
+    horq::horq_gemm(kt, wbits.data(), m, q, {coef.data(), add.data()}, g.out_h * g.out_w, y);
+    horq::materialize_columns(q);
+  }
+  return nb::make_tuple(arr, keep_columns(std::move(q)));
+}
 
-  m.def(
-      "linear_train",
-      [keep_columns](In<float, nb::ndim<2>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
-                     In<double, nb::ndim<1>> add, int order, const std::string& kernel) {
-        check_order(order);
-        const std::size_t rows = x.shape(0), n = x.shape(1), m = wbits.shape(0);
-        check_linear(rows, n, m, wbits.shape(1), coef.shape(0), add.shape(0));
-        const auto& kt = horq::kernel_table(kernel);
-        float* y;
-        auto arr = make_array<float>({rows, m}, &y, false);
-        horq::QuantizedColumns q;
-        {
-          nb::gil_scoped_release nogil;
-          q = horq::quantize_rows(kt, x.data(), rows, n, order);
-          horq::horq_gemm(kt, wbits.data(), m, q, {coef.data(), add.data()}, 1, y);
-        }
-        return nb::make_tuple(arr, keep_columns(std::move(q)));
-      },
-      nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("order"), nb::arg("kernel") = "");
+nb::tuple linear_train(In<float, nb::ndim<2>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
+                       In<double, nb::ndim<1>> add, int order, const std::string& kernel) {
+  check_order(order);
+  const std::size_t rows = x.shape(0), n = x.shape(1), m = wbits.shape(0);
+  check_linear(rows, n, m, wbits.shape(1), coef.shape(0), add.shape(0));
+  const auto& kt = horq::kernel_table(kernel);
+  float* y;
+  auto arr = make_array<float>({rows, m}, &y, false);
+  horq::QuantizedColumns q;
+  {
+    nb::gil_scoped_release nogil;
+    q = horq::quantize_rows(kt, x.data(), rows, n, order);
+    horq::horq_gemm(kt, wbits.data(), m, q, {coef.data(), add.data()}, 1, y);
+  }
+  return nb::make_tuple(arr, keep_columns(std::move(q)));
+}
 
-  m.def(
-      "expand_columns",
-      [](In<horq::word_t, nb::ndim<3>> bits, In<double, nb::ndim<2>> betas, std::size_t groups, std::size_t cg,
-         std::size_t gw, std::size_t col0, std::size_t col1, nb::ndarray<float, nb::ndim<2>, nb::c_contig,
-         nb::device::cpu> out) {
-        const std::size_t ncols = bits.shape(0), order = bits.shape(1), ld = bits.shape(2);
-        require(order >= 1 && order <= static_cast<std::size_t>(horq::kMaxOrder), "bad order");
-        require(betas.shape(0) == ncols && betas.shape(1) == order, "betas do not match bits");
-        require(groups >= 1 && cg >= 1 && (groups == 1 || gw == horq::words_for(cg)), "bad group layout");
-        require(groups >= 1 && cg >= 1 && (groups - 1) * gw * horq::kWordBits + cg <= ld * horq::kWordBits,
-                "groups do not fit the bits");
-        require(col0 < col1 && col1 <= ncols, "bad column range");
-        require(out.shape(0) == col1 - col0 && out.shape(1) == groups * cg, "out has the wrong shape");
-        nb::gil_scoped_release nogil;
-        horq::expand_columns(bits.data(), betas.data(), ld, static_cast<int>(order), groups, cg, gw, col0, col1,
-                             out.data());
-      },
-      nb::arg("bits"), nb::arg("betas"), nb::arg("groups"), nb::arg("cg"), nb::arg("gw"), nb::arg("col0"),
-      nb::arg("col1"), nb::arg("out"));
-  m.def(
-      "binarize_weight_rows",
-      [](In<float, nb::ndim<2>> w) {
-        const std::size_t m = w.shape(0), n = w.shape(1);
-        check_n(n);
-        float *alpha, *eff;
-        horq::word_t* bits;
-        auto aalpha = make_array<float>({m}, &alpha, false);
-        auto abits = make_array<horq::word_t>({m, horq::words_for(n)}, &bits, false);
-        auto aeff = make_array<float>({m, n}, &eff, false);
-        nb::gil_scoped_release nogil;
-        horq::binarize_weight_rows(w.data(), m, n, alpha, bits, eff);
-        nb::gil_scoped_acquire gil;
-        return nb::make_tuple(aalpha, abits, aeff);
-      },
-      nb::arg("w"));
+void expand_columns(In<horq::word_t, nb::ndim<3>> bits, In<double, nb::ndim<2>> betas, std::size_t groups,
+                    std::size_t cg, std::size_t gw, std::size_t col0, std::size_t col1,
+                    nb::ndarray<float, nb::ndim<2>, nb::c_contig, nb::device::cpu> out) {
+  const std::size_t ncols = bits.shape(0), order = bits.shape(1), ld = bits.shape(2);
+  require(order >= 1 && order <= static_cast<std::size_t>(horq::kMaxOrder), "bad order");
+  require(betas.shape(0) == ncols && betas.shape(1) == order, "betas do not match bits");
+  require(groups >= 1 && cg >= 1 && (groups == 1 || gw == horq::words_for(cg)), "bad group layout");
+  require(groups >= 1 && cg >= 1 && (groups - 1) * gw * horq::kWordBits + cg <= ld * horq::kWordBits,
+          "groups do not fit the bits");
+  require(col0 < col1 && col1 <= ncols, "bad column range");
+  require(out.shape(0) == col1 - col0 && out.shape(1) == groups * cg, "out has the wrong shape");
+  nb::gil_scoped_release nogil;
+  horq::expand_columns(bits.data(), betas.data(), ld, static_cast<int>(order), groups, cg, gw, col0, col1,
+                       out.data());
+}
 
-  m.def(
-      "binary_weight_grad",
-      [](In<float, nb::ndim<2>> w, In<float, nb::ndim<1>> alpha, In<float, nb::ndim<2>> g, double clip) {
-        const std::size_t m = w.shape(0), n = w.shape(1);
-        require(alpha.shape(0) == m && g.shape(0) == m && g.shape(1) == n, "shapes do not match");
-        float* dw;
-        auto arr = make_array<float>({m, n}, &dw, false);
-        nb::gil_scoped_release nogil;
-        horq::binary_weight_grad(w.data(), alpha.data(), g.data(), m, n, clip, dw);
-        return arr;
-      },
-      nb::arg("w"), nb::arg("alpha"), nb::arg("g"), nb::arg("clip"));
-  m.def(
-      "sign_padded",
-      [](In<float, nb::ndim<4>> x, std::size_t ph, std::size_t pw) {
-        const std::size_t n = x.shape(0), c = x.shape(1), h = x.shape(2), w = x.shape(3);
-        float* out;
-        auto arr = make_array<float>({n, c, h + 2 * ph, w + 2 * pw}, &out, false);
-        nb::gil_scoped_release nogil;
-        horq::sign_padded(x.data(), n * c, h, w, ph, pw, out);
-        return arr;
-      },
-      nb::arg("x"), nb::arg("ph"), nb::arg("pw"));
+nb::tuple binarize_weight_rows(In<float, nb::ndim<2>> w) {
+  const std::size_t m = w.shape(0), n = w.shape(1);
+  check_n(n);
+  float *alpha, *eff;
+  horq::word_t* bits;
+  auto aalpha = make_array<float>({m}, &alpha, false);
+  auto abits = make_array<horq::word_t>({m, horq::words_for(n)}, &bits, false);
+  auto aeff = make_array<float>({m, n}, &eff, false);
+  nb::gil_scoped_release nogil;
+  horq::binarize_weight_rows(w.data(), m, n, alpha, bits, eff);
+  nb::gil_scoped_acquire gil;
+  return nb::make_tuple(aalpha, abits, aeff);
+}
 
-  m.def(
-      "clip_window",
-      [](nb::ndarray<float, nb::c_contig, nb::device::cpu> g, In<float> x, float clip) {
-        require(g.size() == x.size(), "g and x differ in size");
-        nb::gil_scoped_release nogil;
-        horq::clip_window(g.data(), x.data(), g.size(), clip);
-      },
-      nb::arg("g"), nb::arg("x"), nb::arg("clip"));
+FloatArray binary_weight_grad(In<float, nb::ndim<2>> w, In<float, nb::ndim<1>> alpha, In<float, nb::ndim<2>> g,
+                              double clip) {
+  const std::size_t m = w.shape(0), n = w.shape(1);
+  require(alpha.shape(0) == m && g.shape(0) == m && g.shape(1) == n, "shapes do not match");
+  float* dw;
+  auto arr = make_array<float>({m, n}, &dw, false);
+  nb::gil_scoped_release nogil;
+  horq::binary_weight_grad(w.data(), alpha.data(), g.data(), m, n, clip, dw);
+  return arr;
+}
+
+FloatArray sign_padded(In<float, nb::ndim<4>> x, std::size_t ph, std::size_t pw) {
+  const std::size_t n = x.shape(0), c = x.shape(1), h = x.shape(2), w = x.shape(3);
+  float* out;
+  auto arr = make_array<float>({n, c, h + 2 * ph, w + 2 * pw}, &out, false);
+  nb::gil_scoped_release nogil;
+  horq::sign_padded(x.data(), n * c, h, w, ph, pw, out);
+  return arr;
+}
+
+void clip_window(nb::ndarray<float, nb::c_contig, nb::device::cpu> g, In<float> x, float clip) {
+  require(g.size() == x.size(), "g and x differ in size");
+  nb::gil_scoped_release nogil;
+  horq::clip_window(g.data(), x.data(), g.size(), clip);
+}
+
+void def_training(nb::module_& m) {
+  m.def("conv2d_train", &conv2d_train, nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"),
+        nb::arg("kh"), nb::arg("kw"), nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"), nb::arg("order"),
+        nb::arg("kernel") = "");
+  m.def("linear_train", &linear_train, nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"),
+        nb::arg("order"), nb::arg("kernel") = "");
+  m.def("expand_columns", &expand_columns, nb::arg("bits"), nb::arg("betas"), nb::arg("groups"), nb::arg("cg"),
+        nb::arg("gw"), nb::arg("col0"), nb::arg("col1"), nb::arg("out"));
+  m.def("binarize_weight_rows", &binarize_weight_rows, nb::arg("w"));
+  m.def("binary_weight_grad", &binary_weight_grad, nb::arg("w"), nb::arg("alpha"), nb::arg("g"), nb::arg("clip"));
+  m.def("sign_padded", &sign_padded, nb::arg("x"), nb::arg("ph"), nb::arg("pw"));
+  m.def("clip_window", &clip_window, nb::arg("g"), nb::arg("x"), nb::arg("clip"));
+}
+
+}  // namespace
+
+NB_MODULE(_core, m) {
+  m.doc() = "horq native core: bit packing and XNOR-popcount kernels";
+  def_kernels(m);
+  def_layers(m);
+  def_training(m);
 }
