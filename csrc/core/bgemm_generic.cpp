@@ -1,7 +1,8 @@
 // Portable binary GEMM (bgemm.h), 2x4 register tile, in GCC/Clang vector extensions (two 64-bit lanes:
 // SSE2 on the x86-64 baseline, NEON on AArch64) -- no ISA flags, no intrinsics, always compiled. It is the
-// reference the ISA versions are tested against (csrc/tests/test_kernels.cpp, tests/kernels on every path,
-// the AVX-512 emulation harness), itself checked against a scalar popcount.
+// portable reference of the operation: the ISA versions must give its counts (the AVX-512 emulation harness
+// compares bgemm_popcount_avx512 with it directly), and csrc/tests/test_kernels.cpp and tests/kernels run
+// every path, this one included, against scalar models of the definition.
 //
 // Tile: 2 A rows x 4 B rows = 8 accumulators, each A and B vector loaded once per step and used 4 or 2
 // times; larger tiles spill on the 16 vector registers of SSE2/NEON-class targets.

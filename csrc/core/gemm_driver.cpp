@@ -1,7 +1,20 @@
-// Blocking and threading of the binary GEMM. Work is cut into (kMB outputs x kJB columns) tasks; a task
-// counts popcounts for its block into a thread-local scratch tile (B block: kJB * order rows, L1/L2
-// resident; A block streams from L2) and applies the epilogue in double precision. No task depends on
-// another, so the result does not depend on the thread count.
+// The binary GEMM of a layer (horq_gemm, layer.h): blocking, threading, and the epilogue of the paths that
+// have no outer-product kernel (generic; AVX2/AVX-512 for a linear layer's small batches).
+//
+// Arithmetic (docs/MATH.md "Output"): with a . b = n - 2 popcount(a ^ b) (bgemm.h), output o of column j is
+//     y = alpha_o * sum_k beta_{k,j} (n - 2 pc_k) * scale_o + (scale_o * bias_o + shift_o) = coef_o * s + add_o,
+// coef = alpha * scale and add = scale * bias + shift formed once by the caller (a folded bias and BatchNorm).
+// Rounding order, which every path's epilogue repeats (outer_panel.h): pc_k, 2 pc_k and n - 2 pc_k are exact
+// integers in double; s starts at 0.0 and adds beta_k * (n - 2 pc_k) for k = 1..K in order, the product and
+// the sum each rounded; then coef * s rounded, + add rounded, and one conversion to float32 (to nearest).
+// The core is built with -ffp-contract=off: an FMA would round mul + add once, and the bits would then
+// depend on the machine. After that, in float32, the optional residual add and floor (finish_output).
+//
+// Row-kernel tasks: kMB = 64 outputs x kJB = 16 columns. The B block (16 columns x K planes) stays in L1
+// while the 64 filter rows stream from L2, and the block's counts fit a 64 x 16K int32 scratch tile (4 KiB
+// per order). Outer-product tasks: column blocks whose packed rows fill about kPanelBytes (L1), outputs
+// split only when the columns alone leave threads idle. No two tasks write the same output and each output
+// is computed the same way on any thread, so the result does not depend on the thread count.
 #include <algorithm>
 
 #include "core/layer.h"
@@ -48,10 +61,6 @@ void epilogue_block(const std::int32_t* pc, std::size_t mb, std::size_t jb, cons
     }
   }
 }
-
-}  // namespace
-
-namespace {
 
 // Tasks of a path with an outer-product kernel (gemm_task): column blocks whose packed rows stay in L1
 // (about kPanelBytes), enough of them to keep every thread busy, and output blocks only when the columns

@@ -1,5 +1,5 @@
 // HORQ layers on packed weights: quantize every input column (quantize.h), binary GEMM against the
-// weights (bgemm.h), then the per-output epilogue
+// weights (bgemm.h), then the per-output epilogue (docs/MATH.md "Output"; its rounding order: gemm_driver.cpp)
 //     y[o, j] = coef[o] * sum_k beta_{k,j} * (n - 2 * popcount(B_o ^ H_{k,j})) + add[o]
 // where coef = alpha * scale and add = scale * bias + shift fold the bias and a BatchNorm epilogue.
 #pragma once

@@ -1,5 +1,12 @@
-// Linear layer input side: each sample's vector is one column (HORQ.md "Notation"), quantized as one
-// group so its bits line up with the PackedWeights rows unchanged.
+// Linear layer input side (docs/MATH.md "Notation"): one sample's whole input vector is one column of
+// n = in_features values, quantized as a single group so its bits line up with the PackedWeights rows
+// unchanged (no re-layout, unlike a convolution's).
+//
+// Arithmetic: the stored-residual kernel (quantize_column, quantize.h): the row is copied to double, r_0 = x,
+// then per order k: H_k = sign(r_{k-1}) packed, beta_k = mean |r_{k-1}|, r_k = r_{k-1} -+ beta_k in place.
+// The column is the row itself, so there is nothing to gather and one pass per order streams it. beta_1 =
+// mean |x| in double cannot overflow for finite float32 values (n * 3.4e38 << 1.8e308), so a non-finite
+// beta_1 means the row held NaN or Inf: that is the finiteness check, at no extra pass.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -25,7 +32,6 @@ QuantizedColumns quantize_rows(const KernelTable& kt, const float* x, std::size_
     std::copy(x + j * n, x + (j + 1) * n, buf.begin());
     double* beta = q.betas.data() + j * order;
     kt.quantize(buf.data(), 1, n, order, q.bits.data() + j * order * q.kw, q.kw, beta);
-    // beta_1 = mean |x| in double cannot overflow for float inputs, so it is finite iff x is.
     if (!std::isfinite(beta[0])) finite.store(false);
   });
   if (!finite.load()) throw std::invalid_argument("input contains NaN or Inf");

@@ -1,6 +1,8 @@
 // Portable input quantization (quantize.h): plain C++ in double, no intrinsics, always compiled. These are
-// the reference versions: csrc/tests/test_kernels.cpp and tests/kernels run every ISA path against the same
-// scalar arithmetic, and the AVX-512 emulation harness compares quantize_*_avx512 with these functions.
+// the portable references of the operations: the ISA versions must give their bits (and their betas to
+// rounding; the AVX-512 emulation harness compares quantize_*_avx512 and pack_pixels_avx512 with them
+// directly), and csrc/tests/test_kernels.cpp and tests/kernels run every path, this one included, against
+// scalar models of the definitions.
 //
 // Arithmetic (docs/MATH.md "Inputs: residual binarization"). With H = sign(r) and sign(0) = +1,
 //     r_k = r_{k-1} - beta_k H_k = r_{k-1} - beta_k (1 - 2 [r_{k-1} < 0]),

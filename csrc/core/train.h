@@ -2,7 +2,7 @@
 // columns the forward pass quantized.
 //
 // The straight-through weight gradient of a binary layer is dW~ = G^T A, where G holds the output gradients
-// (one row per column j) and A the quantized input, A[j, :] = sum_k beta_{k,j} H_{k,j} (HORQ.md "Inputs";
+// (one row per column j) and A the quantized input, A[j, :] = sum_k beta_{k,j} H_{k,j} (docs/MATH.md "Inputs: residual binarization", "Gradients";
 // the betas are constants in the backward pass). A is rebuilt here from the packed bits and betas the forward
 // pass kept -- K bits and K doubles per column instead of a float copy of the unfolded input -- a block of
 // columns at a time, so the caller's float GEMM G^T A never holds more than one block.

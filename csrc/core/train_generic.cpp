@@ -1,6 +1,14 @@
 // The training side of the binary layers (train.h): quantized columns made explicit and rebuilt as floats for
 // the weight gradient, the fused weight binarizer and its straight-through gradient, the padded signs and the
-// clip window of order 1. Portable code only: every loop is branch-free and left to the compiler's vectorizer.
+// clip window of order 1. Portable code only (there are no ISA versions of these): every loop is branch-free
+// and left to the compiler's vectorizer.
+//
+// Weights (docs/MATH.md "Weights", "Gradients"): alpha_o = mean_i |w_oi|, summed in 8 double lanes added in
+// lane order (so the loop vectorizes) and rounded to float32 once; w_eff = alpha * sign(w) is alpha with
+// w's sign bit where w < 0 (exact: no multiply). The straight-through gradient of w_eff = alpha(w) sign(w),
+//     dw_oi = alpha_o 1{|w_oi| <= clip} g_oi + sign(w_oi) / n * sum_l g_ol sign(w_ol),
+// takes the first term through sign (clipped STE) and the second through alpha = mean |w| (d|w_l|/dw_i =
+// sign(w_i) when l = i); the dot product is summed in double lanes like alpha, then rounded to float32.
 //
 // Rebuilding a column: every value is sum_k (bit_k ? -b_k : b_k) with b_k = float(beta_k). Eight values at a time: the byte of
 // plane k that holds them indexes kSigns, the eight +-1 of that byte, so a block is K multiply-adds of eight

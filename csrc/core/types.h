@@ -4,7 +4,9 @@
 //   * bits fill each 64-bit word least-significant bit first; value i of a row lives in
 //     word i / 64, bit i % 64;
 //   * the unused bits of a row's last word are zero in every operand;
-//   * for two packed rows a, b of n values:  a . b = n - 2 * popcount(a XOR b).
+//   * for two packed rows a, b of n values:  a . b = n - 2 * popcount(a XOR b)  (derived in bgemm.h).
+//
+// docs/MATH.md "Bit convention" states the same rules for the maths; src/horq/bits.py for Python.
 //
 // Kernels never over-read: rows are packed back to back with no padding words, and SIMD tails use
 // masked loads (kOverReadWords = 0 documents that promise).
@@ -17,7 +19,8 @@ namespace horq {
 using word_t = std::uint64_t;
 constexpr int kWordBits = 64;
 constexpr std::size_t kOverReadWords = 0;
-// Highest input order the kernels accept (HORQ.md: order in 1..8 for binary inputs).
+// Highest input order the kernels accept: orders 1..kMaxOrder binarize the input (docs/MATH.md "Network
+// blocks"; order 0, binary weights with real inputs, is not run natively).
 constexpr int kMaxOrder = 8;
 
 constexpr std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }

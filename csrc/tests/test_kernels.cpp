@@ -1,5 +1,5 @@
 // Every kernel path this build has -- the generic one on any target, AVX2 / AVX-512 where compiled and
-// runnable -- against scalar references written here from the definitions (types.h: the bit convention;
+// runnable -- against scalar models written here from the definitions (types.h: the bit convention;
 // quantize.h: the residual recursion; layer.h: the layer epilogue), on the awkward sizes of STYLE.md.
 // Plain C++ on the public headers of csrc/core, no Python: tests/kernels/test_portable_build.py builds it
 // natively and cross-compiled for aarch64 (run under qemu), where it is the only test of the library.
@@ -32,13 +32,13 @@ constexpr int kMaxReported = 40;
 constexpr word_t kSentinelWord = 0xa5a5a5a5a5a5a5a5ull;
 constexpr double kSentinelBeta = -12345.0;
 constexpr std::int32_t kSentinelCount = -7;
-// Betas are float64 means summed in another order than the reference: a few ulps apart.
+// Betas are float64 means summed in another order than the model: a few ulps apart.
 constexpr double kBetaRtol = 1e-12;
 // quantize_taps2 sums beta_2 from float32 terms, each word's (<= 64 terms) partial sum in float32:
 // relative error <= ~64 * 2^-24 = 4e-6 (quantize.h), so 1e-5.
 constexpr double kBeta2Rtol32 = 1e-5;
 // Layer outputs are float32 (relative 6e-8) of double sums whose order-2 conv beta_2 carries the 4e-6 above:
-// 1e-5 of the largest reference output keeps a margin and covers outputs that cancel to near zero.
+// 1e-5 of the largest expected output keeps a margin and covers outputs that cancel to near zero.
 constexpr double kLayerRtol = 1e-5;
 
 int g_passed = 0, g_failed = 0;
@@ -77,25 +77,25 @@ struct Rng {
   }
 };
 
-// ---- references ----------------------------------------------------------------------------------------
+// ---- scalar models -------------------------------------------------------------------------------------
 
 bool get_bit(const word_t* row, std::size_t i) { return (row[i / 64] >> (i % 64)) & 1u; }
 
 // Packs planes[i] (true = -1) for i in [begin, begin + count) into words_for(count) words.
-void ref_pack(const std::vector<bool>& plane, std::size_t begin, std::size_t count, word_t* out) {
+void model_pack(const std::vector<bool>& plane, std::size_t begin, std::size_t count, word_t* out) {
   for (std::size_t w = 0; w < words_for(count); ++w) out[w] = 0;
   for (std::size_t i = 0; i < count; ++i)
     if (plane[begin + i]) out[i / 64] |= word_t{1} << (i % 64);
 }
 
 // quantize.h's recursion as written there: beta_k = mean |r_{k-1}|, H_k = sign(r_{k-1}), r_k = r_{k-1} - beta_k H_k.
-struct RefColumn {
+struct ModelColumn {
   std::vector<std::vector<bool>> planes;  // planes[k][i]: H_{k+1} of value i is -1
   std::vector<double> betas;
 };
 
-RefColumn ref_quantize(const std::vector<double>& x, int order) {
-  RefColumn c;
+ModelColumn model_quantize(const std::vector<double>& x, int order) {
+  ModelColumn c;
   std::vector<double> r = x;
   for (int k = 0; k < order; ++k) {
     double sum = 0.0;
@@ -114,7 +114,7 @@ RefColumn ref_quantize(const std::vector<double>& x, int order) {
 
 std::string compare_beta(double got, double want, double rtol, int k) {
   if (std::fabs(got - want) <= rtol * std::fabs(want) || got == want) return "";
-  return "beta_" + std::to_string(k + 1) + fmt(" = %.17g, reference %.17g", got, want);
+  return "beta_" + std::to_string(k + 1) + fmt(" = %.17g, expected %.17g", got, want);
 }
 
 // ---- kernel tables: bgemm, quantize_column, quantize_taps, quantize_taps2 ----------------------------------
@@ -146,22 +146,22 @@ void test_bgemm(const KernelTable& kt, Rng& rng) {
           }
           if (c[i * ldc + j] != want)
             err = fmt("c[%g][%g]", static_cast<double>(i), static_cast<double>(j)) + " = " +
-                  std::to_string(c[i * ldc + j]) + ", reference " + std::to_string(want);
+                  std::to_string(c[i * ldc + j]) + ", expected " + std::to_string(want);
         }
       record(kt.name, "bgemm n=" + std::to_string(n) + " m=" + std::to_string(m) + " nb=" + std::to_string(nb),
              err);
     }
 }
 
-// Checks `order` rows of bits (row stride ldbits, `groups` groups of cg values) against the reference planes,
+// Checks `order` rows of bits (row stride ldbits, `groups` groups of cg values) against the model planes,
 // rows [first, order); the words from groups * gw to ldbits must keep the sentinel.
-std::string compare_planes(const std::vector<word_t>& bits, std::size_t ldbits, const RefColumn& ref,
+std::string compare_planes(const std::vector<word_t>& bits, std::size_t ldbits, const ModelColumn& ref,
                            std::size_t groups, std::size_t cg, int first, int order) {
   const std::size_t gw = words_for(cg);
   std::vector<word_t> want(gw);
   for (int k = first; k < order; ++k) {
     for (std::size_t g = 0; g < groups; ++g) {
-      ref_pack(ref.planes[k], g * cg, cg, want.data());
+      model_pack(ref.planes[k], g * cg, cg, want.data());
       for (std::size_t w = 0; w < gw; ++w)
         if (bits[k * ldbits + g * gw + w] != want[w])
           return "H_" + std::to_string(k + 1) + " group " + std::to_string(g) + " word " + std::to_string(w) +
@@ -183,7 +183,7 @@ void test_quantize_column(const KernelTable& kt, Rng& rng) {
           std::vector<double> x(n, 0.0);
           if (!zero)
             for (auto& v : x) v = rng.value();
-          const RefColumn ref = ref_quantize(x, order);
+          const ModelColumn ref = model_quantize(x, order);
           std::vector<double> r = x, betas(order + 1, kSentinelBeta);
           std::vector<word_t> bits(order * ldbits, kSentinelWord);
           kt.quantize(r.data(), groups, cg, order, bits.data(), ldbits, betas.data());
@@ -199,7 +199,7 @@ void test_quantize_column(const KernelTable& kt, Rng& rng) {
 struct TapColumn {
   std::vector<std::vector<float>> data;
   std::vector<const float*> taps;
-  std::vector<double> x;  // the column as the reference sees it, padding as zeros
+  std::vector<double> x;  // the column as the model sees it, padding as zeros
 };
 
 TapColumn make_taps(Rng& rng, std::size_t ntaps, std::size_t cg, bool all_pad) {
@@ -222,7 +222,7 @@ void test_quantize_taps(const KernelTable& kt, Rng& rng, bool taps2) {
         for (bool all_pad : {false, true}) {
           if ((taps2 && order != 2) || (all_pad && ntaps != 4)) continue;
           const TapColumn col = make_taps(rng, ntaps, cg, all_pad);
-          const RefColumn ref = ref_quantize(col.x, order);
+          const ModelColumn ref = model_quantize(col.x, order);
           const std::size_t ldbits = ntaps * words_for(cg) + 1;
           std::vector<word_t> bits(order * ldbits, kSentinelWord);
           std::vector<double> betas(order + 1, kSentinelBeta);
@@ -258,7 +258,7 @@ Weights make_weights(Rng& rng, std::size_t m, std::size_t n) {
   w.bits.assign(m * words_for(n), 0);
   for (std::size_t o = 0; o < m; ++o) {
     for (std::size_t i = 0; i < n; ++i) w.neg[o * n + i] = rng.value() < 0.0f;
-    ref_pack(w.neg, o * n, n, w.bits.data() + o * words_for(n));
+    model_pack(w.neg, o * n, n, w.bits.data() + o * words_for(n));
     w.coef.push_back(0.1 + rng.uniform());  // alpha * scale
     w.add.push_back(rng.uniform() - 0.5);   // scale * bias + shift
   }
@@ -266,7 +266,7 @@ Weights make_weights(Rng& rng, std::size_t m, std::size_t n) {
 }
 
 // y = coef_o * sum_k beta_k (w_o . H_k) + add_o for one column.
-double ref_output(const Weights& w, std::size_t o, std::size_t n, const RefColumn& col) {
+double model_output(const Weights& w, std::size_t o, std::size_t n, const ModelColumn& col) {
   double s = 0.0;
   for (std::size_t k = 0; k < col.betas.size(); ++k) {
     long dot = 0;
@@ -281,7 +281,7 @@ std::string compare_outputs(const std::vector<float>& got, const std::vector<dou
   for (double v : want) scale = std::fmax(scale, std::fabs(v));
   for (std::size_t i = 0; i < want.size(); ++i)
     if (!(std::fabs(got[i] - want[i]) <= kLayerRtol * scale))
-      return "y[" + std::to_string(i) + "]" + fmt(" = %.9g, reference %.9g", got[i], want[i]);
+      return "y[" + std::to_string(i) + "]" + fmt(" = %.9g, expected %.9g", got[i], want[i]);
   return "";
 }
 
@@ -312,8 +312,8 @@ void test_linear(const KernelTable& kt, Rng& rng) {
         }, y);
         std::vector<double> want(rows * m);
         for (std::size_t j = 0; j < rows; ++j) {
-          const RefColumn col = ref_quantize(std::vector<double>(x.begin() + j * n, x.begin() + (j + 1) * n), order);
-          for (std::size_t o = 0; o < m; ++o) want[j * m + o] = ref_output(w, o, n, col);
+          const ModelColumn col = model_quantize(std::vector<double>(x.begin() + j * n, x.begin() + (j + 1) * n), order);
+          for (std::size_t o = 0; o < m; ++o) want[j * m + o] = model_output(w, o, n, col);
         }
         if (err.empty()) err = compare_outputs(y, want);
         record(kt.name, "linear n=" + std::to_string(n) + " rows=" + std::to_string(rows) + " m=" +
@@ -367,9 +367,9 @@ void test_conv(const KernelTable& kt, Rng& rng) {
                                     ix < static_cast<long>(c.width);
                     col.push_back(in ? x[((b * c.channels + ch) * c.height + iy) * c.width + ix] : 0.0);
                   }
-              const RefColumn rc = ref_quantize(col, order);
+              const ModelColumn rc = model_quantize(col, order);
               for (std::size_t o = 0; o < m; ++o)
-                want[(b * m + o) * ppi + oy * g.out_w + ox] = ref_output(w, o, n, rc);
+                want[(b * m + o) * ppi + oy * g.out_w + ox] = model_output(w, o, n, rc);
             }
         if (err.empty()) err = compare_outputs(y, want);
         record(kt.name, "conv C=" + std::to_string(c.channels) + " " + std::to_string(c.height) + "x" +
@@ -385,8 +385,8 @@ void test_bgemm_dot(const KernelTable& kt, Rng& rng) {
     for (std::size_t i = 0; i < a.size(); ++i) a[i] = rng.next() & 1u;
     for (std::size_t i = 0; i < b.size(); ++i) b[i] = rng.next() & 1u;
     std::vector<word_t> pa(m * kw), pb(nb * kw);
-    for (std::size_t i = 0; i < m; ++i) ref_pack(a, i * n, n, pa.data() + i * kw);
-    for (std::size_t j = 0; j < nb; ++j) ref_pack(b, j * n, n, pb.data() + j * kw);
+    for (std::size_t i = 0; i < m; ++i) model_pack(a, i * n, n, pa.data() + i * kw);
+    for (std::size_t j = 0; j < nb; ++j) model_pack(b, j * n, n, pb.data() + j * kw);
     std::vector<std::int32_t> out(m * nb);
     horq::bgemm_dot(kt, pa.data(), m, pb.data(), nb, kw, n, out.data());
     std::string err;
@@ -395,7 +395,7 @@ void test_bgemm_dot(const KernelTable& kt, Rng& rng) {
         std::int32_t dot = 0;
         for (std::size_t t = 0; t < n; ++t) dot += a[i * n + t] == b[j * n + t] ? 1 : -1;
         if (out[i * nb + j] != dot) err = "out[" + std::to_string(i * nb + j) + "] = " + std::to_string(out[i * nb + j]) +
-                                          ", reference " + std::to_string(dot);
+                                          ", expected " + std::to_string(dot);
       }
     record(kt.name, "bgemm_dot n=" + std::to_string(n), err);
   }
@@ -413,7 +413,7 @@ void test_pack_signs(Rng& rng) {
     for (std::size_t r = 0; r < rows && err.empty(); ++r) {
       std::vector<bool> neg(n);
       for (std::size_t i = 0; i < n; ++i) neg[i] = x[r * stride + i] < 0.0f;
-      ref_pack(neg, 0, n, want.data());
+      model_pack(neg, 0, n, want.data());
       if (std::memcmp(want.data(), got.data() + r * words_for(n), want.size() * sizeof(word_t)) != 0)
         err = "row " + std::to_string(r) + " differs";
     }
