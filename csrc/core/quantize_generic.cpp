@@ -18,6 +18,9 @@
 //     x < 0:   r_1 = x + beta_1 < 0  <=>  a > beta_1  <=>  a > floor32(beta_1)   between the two roundings)
 // so float compares give the double chain's bits exactly; beta_2 sums | a - float(beta_1) | in float32 per
 // 64-value word, each word's sum then added in double (relative error ~1e-7 against float32 outputs).
+// Pixel packing (pack_pixels): a pixel's H_1 word is bit c = [x_c < 0] over its <= 64 channels, its sum
+// sum_c |x_c| is added in double in channel order (every path keeps that order, so the sums agree bit for
+// bit), and NaN/Inf is an all-ones float exponent, tested on the bits so no float compare chain is needed.
 #include <cmath>
 #include <cstring>
 
