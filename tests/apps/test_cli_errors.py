@@ -218,7 +218,7 @@ def test_eval_and_init_from_on_data_of_another_shape(files, capsys):
 
 
 def test_run_refuses_data_of_another_shape(files, capsys, tmp_path):
-    sys.path.insert(0, str(Path(__file__).parent / "format"))
+    sys.path.insert(0, str(Path(__file__).parents[1] / "format"))
     try:
         from horq_files import tiny_model
     finally:
