@@ -9,8 +9,8 @@ from torch import nn
 import horq.runtime as rt
 from agreement import fixed_weights_, inputs
 from horq import format as hformat
-from horq.nn.export import export
 from horq.apps.bench_model import torch_module
+from horq.nn.export import export
 
 
 class Net(nn.Module):
@@ -41,3 +41,11 @@ def test_torch_twin_matches_reference(tmp_path):
         twin = torch_module(hformat.load(path))(torch.from_numpy(x)).numpy()
     # Float ops only (no quantization threshold to flip): float32 rounding of a few layers.
     np.testing.assert_allclose(twin, exact, rtol=0, atol=1e-5 * float(np.abs(exact).max()))
+
+
+def test_torch_ops_cover_every_op_of_the_graph_as_written():
+    """The twin runs the runtime's unfused plan, so it needs exactly the ops the reference backend has."""
+    from horq.apps.bench_model import torch_ops
+    from horq.runtime import reference_ops
+
+    assert set(torch_ops()) == set(reference_ops.OPS)

@@ -213,7 +213,6 @@ def test_resnet_glue_fusions(backend, batch, tmp_path):
     relu (in place over the body's output), and each 1x1 stride-2 shortcut runs at stride 1 on the pixels its
     affine computed; the result stays the reference's to float rounding."""
     from agreement import fixed_weights_
-
     from horq.nn import HORQConfig, build_model, convert_
 
     model = build_model("resnet18", in_shape=(3, 40, 40), num_classes=4, width=0.125, layout="imagenet")
@@ -247,7 +246,6 @@ def test_resnet_glue_fusions(backend, batch, tmp_path):
 def test_spread_channel_params_change_nothing(backend, tmp_path, monkeypatch):
     """Per-channel affine and floor values spread over small maps at load give bitwise the same outputs."""
     from agreement import fixed_weights_
-
     from horq import runtime
     from horq.nn import HORQConfig, build_model, convert_
 

@@ -71,7 +71,8 @@ def test_linear(backend, order, n_in, tmp_path):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("module", [
     nn.MaxPool2d(2), nn.MaxPool2d(3, stride=2, padding=1), nn.MaxPool2d(2, stride=1, dilation=2),
-    nn.AvgPool2d(2), nn.AvgPool2d(3, stride=2, padding=1), nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False),
+    nn.AvgPool2d(2), nn.AvgPool2d(3, stride=2, padding=1),
+    nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False),
     nn.AdaptiveAvgPool2d(1), nn.AdaptiveAvgPool2d((1, 1)), nn.ReLU(), nn.Hardtanh(), nn.Hardtanh(-0.5, 2.0),
     nn.Flatten(), nn.Identity(), nn.Dropout(0.5),
 ], ids=repr)
@@ -207,6 +208,14 @@ def test_float16_storage_runs_as_float32(tmp_path, backend):
     np.testing.assert_array_equal(out16, rt.load(tmp_path / "f32.horq", backend=backend)(x))
 
 
+def test_reference_activations_are_float64(tiny):
+    """The oracle computes in float64 from the first layer on; only the returned output is float32."""
+    x = np.random.default_rng(0).standard_normal((2, 2, 6, 6)).astype(np.float32)
+    ref, fast = rt.load(tiny, backend="reference"), rt.load(tiny, backend="numpy")
+    assert ref._program(x).dtype == np.float64 and ref(x).dtype == np.float32
+    assert fast._program(x).dtype == np.float32
+
+
 def test_unknown_backend(tiny):
     with pytest.raises(ValueError, match="backend"):
         rt.load(tiny, backend="cuda")
@@ -218,7 +227,7 @@ def test_auto_falls_back_to_numpy_with_a_reason(tiny, monkeypatch):
     def missing():
         raise ImportError("No module named 'horq._core'")
 
-    monkeypatch.setattr(native, "_kernels", missing)
+    monkeypatch.setattr(native, "import_kernels", missing)
     model = rt.load(tiny)
     assert model.backend == "numpy" and "horq._core" in model.backend_reason and "fell back" in repr(model)
     with pytest.raises(ImportError, match="native backend unavailable"):

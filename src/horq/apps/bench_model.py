@@ -1,87 +1,104 @@
 """``horq bench model``: a packed model on the horq runtime against the same network in PyTorch fp32.
 
-The PyTorch network is rebuilt from the file's graph (:func:`torch_module`): every layer, binary ones
-included, becomes a float32 ``F.conv2d``/``F.linear`` with the effective weights ``alpha * sign(W)``,
-i.e. what the network costs in full precision on PyTorch's (oneDNN) CPU kernels. Imports torch lazily, and
+The PyTorch network is the file's graph run by the runtime's own plan and executor with PyTorch ops
+(:func:`torch_module`, :func:`torch_ops`): every layer, binary ones included, becomes a float32
+``F.conv2d``/``F.linear`` with the effective weights ``alpha * sign(W)``, i.e. what the network costs in
+full precision on PyTorch's (oneDNN) CPU kernels. Imports torch lazily, and
 without PyTorch times the runtime alone; it is a benchmark, not part of the torch-free runtime. The inputs
 are random, so nothing here compares predictions: accuracy is ``horq run FILE --data NAME``'s job.
 """
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 import horq.runtime as rt
 from horq import format as hformat
+from horq.runtime import fuse
 from horq.runtime import ops as np_ops
+from horq.runtime.program import Program
 from horq.timing import interleaved_times
 
 
-def torch_module(hfile: hformat.HorqFile):
-    """The graph as a float32 ``torch.nn.Module`` (eval-mode functional ops)."""
+def torch_ops() -> dict:
+    """The ``.horq`` ops in PyTorch float32: op name -> function(node, params, *inputs), the torch twin of
+    :data:`horq.runtime.ops.OPS` (params as :func:`_torch_params` makes them)."""
     import torch
     import torch.nn.functional as F
 
-    params = {}
-    tensors = rt.compute_tensors(hfile)
-    for node in hfile.graph.nodes:
-        p = np_ops.prepare(node, tensors, dtype=np.float32)
-        t = {k: torch.from_numpy(np.array(v)) for k, v in p.items() if isinstance(v, np.ndarray)}
-        if "matrix" in t:
-            binary = node.op in hformat.BINARY_OPS
-            shape = node.attrs["shape"] if binary else hfile.tensors[node.tensors["weight"]].shape
-            t["weight"] = t.pop("matrix").reshape(tuple(shape))
-        params[node.name] = t
-
-    def affine_out(y, t, ndim):
-        shape = (1, -1) + (1,) * (ndim - 2)
-        if "bias" in t:
-            y = y + t["bias"].reshape(shape)
-        if "scale" in t:
-            y = y * t["scale"].reshape(shape)
-        if "shift" in t:
-            y = y + t["shift"].reshape(shape)
+    def affine_out(y, t):
+        shape = (1, -1) + (1,) * (y.dim() - 2)
+        for role, combine in (("bias", torch.add), ("scale", torch.mul), ("shift", torch.add)):
+            if role in t:
+                y = combine(y, t[role].reshape(shape))
         return y
 
-    def run(node, t, *xs):
-        a, x = node.attrs, xs[0]
-        if node.op in ("conv2d", "binary_conv2d"):
-            y = F.conv2d(x, t["weight"], None, a["stride"], a["padding"], a["dilation"], a.get("groups", 1))
-            return affine_out(y, t, 4)
-        if node.op in ("linear", "binary_linear"):
-            return affine_out(F.linear(x, t["weight"]), t, 2)
-        if node.op == "affine":
-            shape = (1, -1) + (1,) * (x.dim() - 2)
-            return x * t["scale"].reshape(shape) + t["shift"].reshape(shape)
+    def conv2d(node, t, x):
+        a = node.attrs
+        return affine_out(F.conv2d(x, t["weight"], None, a["stride"], a["padding"], a["dilation"],
+                                   a.get("groups", 1)), t)
+
+    def prelu(node, t, x):  # slope per channel (C,) or per element (C, H, W)
+        w = t["weight"]
+        return torch.where(x >= 0, x, x * w.reshape((1, *w.shape) + (1,) * (x.dim() - 1 - w.dim())))
+
+    def affine(node, t, x):
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return x * t["scale"].reshape(shape) + t["shift"].reshape(shape)
+
+    def pool(node, t, x):
+        a = node.attrs
         if node.op == "max_pool2d":
             return F.max_pool2d(x, a["kernel"], a["stride"], a["padding"], a["dilation"])
-        if node.op == "avg_pool2d":
-            return F.avg_pool2d(x, a["kernel"], a["stride"], a["padding"], count_include_pad=a["count_include_pad"])
-        if node.op == "global_avg_pool":
-            return x.mean(dim=(2, 3), keepdim=True)
-        if node.op == "relu":
-            return F.relu(x)
-        if node.op == "hardtanh":
-            return F.hardtanh(x, a["min_val"], a["max_val"])
-        if node.op == "flatten":
-            return x.flatten(1)
-        if node.op == "add":
-            return x + xs[1]
-        if node.op == "concat":
-            return torch.cat(xs, 1)
-        if node.op == "leaky_relu":
-            return F.leaky_relu(x, a["negative_slope"])
-        if node.op == "prelu":  # slope per channel (C,) or per element (C, H, W)
-            w = t["weight"]
-            return torch.where(x >= 0, x, x * w.reshape((1, *w.shape) + (1,) * (x.dim() - 1 - w.dim())))
-        raise ValueError(f"no torch equivalent for op {node.op!r}")
+        return F.avg_pool2d(x, a["kernel"], a["stride"], a["padding"], count_include_pad=a["count_include_pad"])
+
+    linear = lambda node, t, x: affine_out(F.linear(x, t["weight"]), t)  # noqa: E731
+    return {
+        "conv2d": conv2d, "binary_conv2d": conv2d, "linear": linear, "binary_linear": linear, "affine": affine,
+        "max_pool2d": pool, "avg_pool2d": pool, "prelu": prelu,
+        "global_avg_pool": lambda node, t, x: x.mean(dim=(2, 3), keepdim=True),
+        "relu": lambda node, t, x: F.relu(x),
+        "hardtanh": lambda node, t, x: F.hardtanh(x, node.attrs["min_val"], node.attrs["max_val"]),
+        "flatten": lambda node, t, x: x.flatten(1),
+        "add": lambda node, t, a, b: a + b,
+        "concat": lambda node, t, *xs: torch.cat(xs, 1),
+        "leaky_relu": lambda node, t, x: F.leaky_relu(x, node.attrs["negative_slope"]),
+    }
+
+
+def _torch_params(step) -> dict:
+    """A planned step's arrays as float32 tensors; a layer's weights as its ``weight``, binary ones the
+    effective ``alpha * sign(W)`` (:func:`horq.runtime.ops.weight_matrix`) in the layer's shape."""
+    import torch
+
+    params = dict(step.params)
+    if step.op in ("binary_conv2d", "binary_linear"):
+        params = {k: v for k, v in params.items() if k not in ("bits", "alpha")}
+        params["weight"] = np_ops.weight_matrix(step.node, step.params, np.float32).reshape(step.node.attrs["shape"])
+    return {k: torch.from_numpy(np.array(v, np.float32)) for k, v in params.items()}
+
+
+def torch_module(hfile: hformat.HorqFile):
+    """The graph as a float32 ``torch.nn.Module`` (eval-mode functional ops): the runtime's own plan of the
+    graph as written and its executor (:class:`horq.runtime.program.Program`), each step built on
+    :func:`torch_ops`."""
+    import torch
+
+    table = torch_ops()
+
+    def build(step):
+        if step.op not in table:
+            raise ValueError(f"no torch equivalent for op {step.op!r}")
+        return functools.partial(table[step.op], step.node, _torch_params(step))
+
+    steps = fuse.plan(hfile.graph, rt.compute_tensors(hfile), fuse=False)  # no numpy-specific rewrites
+    program = Program(steps, build, hfile.graph.output)
 
     class GraphModule(torch.nn.Module):
         def forward(self, x):
-            env = {hformat.INPUT: x}
-            for node in hfile.graph.nodes:
-                env[node.name] = run(node, params[node.name], *(env[r] for r in node.inputs))
-            return env[hfile.graph.output]
+            return program(x)
 
     return GraphModule().eval()
 
@@ -133,13 +150,12 @@ def _bench_threads(model, tmod, nt, batches, rng, repeats, warmup, min_seconds) 
     rows = []
     for b in batches:
         x = rng.standard_normal((b,) + tuple(model.input_shape)).astype(np.float32)
-        calls = {"horq": lambda: model(x)}
+        calls = {"horq": functools.partial(model, x)}
         guard = contextlib.nullcontext()
         if tmod is not None:
             import torch
 
-            xt = torch.from_numpy(x)
-            calls["torch"] = lambda: tmod(xt)
+            calls["torch"] = functools.partial(tmod, torch.from_numpy(x))
             guard = torch.inference_mode()
         with guard:
             for _ in range(warmup):
@@ -193,6 +209,6 @@ def format_bench(rows, *, markdown: bool = False) -> str:
         lines += ["| " + " | ".join(row) + " |" for row in body]
         return "\n".join(lines + [""] + [f"- {line}" for line in legend])
     widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(head)]
-    lines = [" ".join(h.rjust(w) for h, w in zip(head, widths))]
-    lines += [" ".join(c.rjust(w) for c, w in zip(row, widths)) for row in body]
+    lines = [" ".join(h.rjust(w) for h, w in zip(head, widths, strict=True))]
+    lines += [" ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in body]
     return "\n".join(lines + [""] + legend)

@@ -1,10 +1,14 @@
 """Runs a packed ``.horq`` model on float32 numpy arrays; never imports torch.
 
 Backends computing the same graph: ``native`` (binary layers on :mod:`horq.kernels`, everything else on
-the numpy ops), ``numpy`` (:mod:`horq.runtime.ops`, float32 fast paths) and ``reference`` (the same ops with
-the float64 arithmetic of :mod:`horq.reference`, slow; the oracle). ``auto`` takes the native one when the
-extension imports and falls back to numpy otherwise; ``model.backend`` says which one runs and
-``model.backend_reason`` why.
+the numpy ops; :mod:`horq.runtime.native`), ``numpy`` (:mod:`horq.runtime.ops`, float32 fast paths) and
+``reference`` (:mod:`horq.runtime.reference_ops`, the float64 arithmetic of :mod:`horq.reference`, slow; the
+oracle). ``auto`` takes the native one when the extension imports and falls back to numpy otherwise;
+``model.backend`` says which one runs and ``model.backend_reason`` why.
+
+Loading a model plans it on the graph first (:func:`horq.runtime.fuse.plan`: the steps and their fusions,
+knowing only which nodes run natively), then the backend builds each step's callable once, and
+:class:`horq.runtime.program.Program` runs them.
 
 Example:
     >>> import numpy as np, horq.runtime
@@ -20,8 +24,9 @@ from __future__ import annotations
 import numpy as np
 
 from horq import format as hformat
-from horq.runtime import fuse
+from horq.runtime import fuse, native, reference_ops
 from horq.runtime import ops as np_ops
+from horq.runtime.program import Program
 from horq.runtime.threads import num_threads, set_num_threads
 
 BACKENDS = ("auto", "native", "numpy", "reference")
@@ -31,6 +36,32 @@ def compute_tensors(hfile: hformat.HorqFile) -> dict:
     """The file's tensors as the ops use them: float16-stored parameters upcast to float32 (every op computes
     in float32, or float64 on the reference backend); others as stored."""
     return {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in hfile.tensors.items()}
+
+
+def _choose(backend: str):
+    """``(kernels module or None, backend name, reason)`` for a requested backend.
+
+    Raises:
+        ImportError: ``backend="native"`` and :mod:`horq.kernels` is unavailable.
+    """
+    if backend not in ("auto", "native"):
+        return None, backend, "requested"
+    try:
+        kernels = native.import_kernels()
+    except ImportError as exc:
+        if backend == "native":
+            raise ImportError(f"native backend unavailable: {exc}") from exc
+        return None, "numpy", f"native backend unavailable ({exc}); fell back to numpy"
+    return kernels, "native", "horq.kernels imported" if backend == "auto" else "requested"
+
+
+def _builder(backend: str, kernels):
+    """The backend's ``build(step) -> fn``: native steps on the kernels, the rest on the numpy ops."""
+    if backend == "reference":
+        return reference_ops.build
+    if backend == "numpy":
+        return np_ops.build
+    return lambda step: native.build(step, kernels) if step.native else np_ops.build(step)
 
 
 class Model:
@@ -51,39 +82,11 @@ class Model:
         self.info = dict(hfile.graph.info)
         self.input_shape = hfile.graph.input_shape
         self.output_shape = hfile.graph.output_shape
-        tensors = compute_tensors(hfile)
-        native_ops, reason, use_native = {}, "requested", False
-        if backend in ("auto", "native"):
-            from horq.runtime import native
-
-            try:
-                native_ops = native.prepare_all(self.graph, tensors)
-                use_native = True
-                reason = "horq.kernels imported" if backend == "auto" else "requested"
-            except ImportError as exc:
-                if backend == "native":
-                    raise ImportError(f"native backend unavailable: {exc}") from exc
-                reason = f"native backend unavailable ({exc}); fell back to numpy"
-        self.backend = "native" if use_native else ("reference" if backend == "reference" else "numpy")
-        self.backend_reason = reason
-        steps = []
-        for node in self.graph.nodes:
-            if node.name in native_ops:
-                fn, params = native_ops[node.name]
-            else:
-                dtype = np.float64 if backend == "reference" else np.float32
-                fn, params = np_ops.OPS[node.op], np_ops.prepare(node, tensors, dtype=dtype)
-            steps.append(fuse.Step(node.name, node.op, fn, node, params, node.inputs))
-        # The reference backend is the oracle: it runs the graph exactly as written.
-        self._steps = fuse.plan(self.graph, steps, fuse=backend != "reference")
-        if native_ops:
-            native.finalize(self._steps)
-        # The executor's program: activations in a list indexed by step (slot 0: the input), each step as a
-        # tuple, so a call does no dictionary or attribute lookups (~1 us a step, 3% of a small model).
-        slot = {hformat.INPUT: 0, **{st.name: i + 1 for i, st in enumerate(self._steps)}}
-        self._program = [(st.fn, st.node, st.params, i + 1, tuple(slot[r] for r in st.inputs),
-                          tuple(slot[r] for r in st.free)) for i, st in enumerate(self._steps)]
-        self._output_slot = slot[self.graph.output]
+        kernels, self.backend, self.backend_reason = _choose(backend)
+        on_kernels = {n.name for n in self.graph.nodes if native.runs_natively(n)} if kernels else set()
+        # The reference backend is the oracle: it runs the graph as written.
+        self._steps = fuse.plan(self.graph, compute_tensors(hfile), native=on_kernels, fuse=backend != "reference")
+        self._program = Program(self._steps, _builder(self.backend, kernels), self.graph.output)
 
     def __repr__(self) -> str:
         return (
@@ -112,13 +115,8 @@ class Model:
 
     def __call__(self, x) -> np.ndarray:
         """Runs the graph on a batch and returns the float32 output ``(N,) + output_shape``."""
-        env = [None] * (len(self._program) + 1)
-        env[0] = np.ascontiguousarray(self.check_input(x))
-        for fn, node, params, out, ins, free in self._program:
-            env[out] = fn(node, params, env[ins[0]]) if len(ins) == 1 else fn(node, params, *[env[i] for i in ins])
-            for i in free:
-                env[i] = None
-        return env[self._output_slot].astype(np.float32, copy=False)  # the reference computes in float64
+        y = self._program(np.ascontiguousarray(self.check_input(x)))
+        return y.astype(np.float32, copy=False)  # the reference computes in float64
 
     def profile(self, x, *, repeats: int = 20, warmup: int = 2):
         """Per-node times of a call on ``x`` (medians of ``repeats`` runs): a :class:`horq.runtime.profile.Profile`

@@ -1,4 +1,10 @@
-"""Load-time rewrites of a model's steps that save passes over the activations (numpy and native backends).
+"""The plan: a model's steps, computed from its graph and tensors before any backend exists.
+
+:func:`plan` turns the graph's nodes into :class:`Step` s (each a node's parameters as the file's tensors by
+role, or a node with the nodes fused into it) and rewrites them to save passes over the activations; a
+backend then builds each step's callable once (:mod:`horq.runtime.ops`, :mod:`horq.runtime.reference_ops`,
+:mod:`horq.runtime.native`). The plan knows one thing about the backend: which nodes run natively, because
+two rewrites need the kernels' fused input affine and residual add.
 
 The graph is what the file says; these rewrites change how it is computed, not what, up to float rounding:
 
@@ -7,9 +13,8 @@ The graph is what the file says; these rewrites change how it is computed, not w
   scales ``s >= 0``: ``s relu(z) + t = max(s z + t, t)``, and ``max_pool2d`` commutes with the increasing
   per-channel map ``z -> s z + t`` (exactly: float rounding is monotone). So ``s``, ``t`` join the layer's
   output affine (``(y + bias) scale + shift`` becomes ``(y + bias)(scale s) + (shift s + t)``), and relu +
-  affine become one in-place ``max(y, t)`` (:func:`floor`). Three passes over the map become one.
-* **One epilogue pass.** A numpy layer (float weights ``M``) folds its output scale into ``M``:
-  ``(M x + b) s + t = (s M) x + (s b + t)``.
+  affine become one in-place ``max(y, t)`` (a ``floor`` step). Three passes over the map become one. (The
+  numpy backend then folds the whole epilogue into its weights: :func:`horq.runtime.ops.build`.)
 * **Affine into a binary layer's input.** A native binary convolution applies an ``affine`` that only it
   reads (the BatchNorm before it) while packing its input (:func:`_fuse_input_affines`): bitwise the same.
 * **Residual add into a binary layer's output.** A native binary convolution read only by an ``add`` adds
@@ -17,7 +22,7 @@ The graph is what the file says; these rewrites change how it is computed, not w
 * **In place.** ``relu``, ``affine``, ``hardtanh`` and that floor overwrite their input when nothing reads it
   (or a ``flatten`` view of it) later and it is not the caller's input array.
 
-The reference backend (the oracle) runs the graph as written.
+The reference backend (the oracle) runs the graph as written: ``plan(..., fuse=False)``.
 """
 
 from __future__ import annotations
@@ -36,28 +41,38 @@ IN_PLACE_OPS = ("relu", "affine", "hardtanh", "floor")
 
 @dataclass
 class Step:
-    """One call of the runtime: ``env[name] = fn(node, params, *env[inputs])``, then ``free`` is dropped."""
+    """One call of the runtime: ``env[name] = op(node, params, *env[inputs])``, then ``free`` is dropped.
+
+    ``params`` are plain arrays and values (the node's file tensors by role, as rewritten by the plan);
+    ``native`` says the step is a binary layer the native backend runs on :mod:`horq.kernels`.
+    """
 
     name: str
     op: str
-    fn: object
     node: object
     params: dict
     inputs: tuple
     free: tuple = field(default=())
     fused: tuple = field(default=())  # names of graph nodes this step computes besides its own
+    native: bool = False
 
 
-def floor(node, params, x):
-    """``max(x, t[c])`` per channel (axis 1); the relu + affine of a fused chain."""
-    return np.maximum(x, params["floor"], out=x if params.get("in_place") else None)
+def plan(graph, tensors: dict, *, native=frozenset(), fuse: bool = True) -> list[Step]:
+    """The steps that compute ``graph``, in execution order.
 
+    Args:
+        graph: a validated :class:`horq.format.Graph`.
+        tensors: its tensors by name, as the ops compute with them (:func:`horq.runtime.compute_tensors`).
+        native: names of the nodes the backend runs on the kernels (they may take the native-only fusions).
+        fuse: apply the rewrites (off for the reference backend, which runs the graph as written).
 
-def plan(graph, steps: list[Step], *, fuse: bool = True) -> list[Step]:
-    """Applies the rewrites (the epilogue fusion only when ``fuse``) and fills every step's ``free``."""
+    Returns:
+        The steps, each with its ``free`` list filled (and ``in_place`` flags when ``fuse``).
+    """
+    steps = [Step(node.name, node.op, node, {role: tensors[name] for role, name in node.tensors.items()},
+                  node.inputs, native=node.name in native) for node in graph.nodes]
     if fuse:
-        steps = [_collapse_epilogue(s) for s in _fuse_affines(graph, steps)]
-        steps = _subsample_pointwise(graph, _fuse_floors(graph, steps))
+        steps = _subsample_pointwise(graph, _fuse_floors(graph, _fuse_affines(graph, steps)))
         steps = _fuse_residual_adds(graph, _fuse_input_affines(graph, steps))
         steps = [spread_channel_params(s) for s in steps]
     return _mark_in_place_and_free(graph, steps, in_place=fuse)
@@ -73,7 +88,7 @@ def spread_channel_params(step):
     as with a broadcast ``(1, C, 1, 1)`` one (measured on 16-1024-pixel maps; no gain on larger maps,
     which are bound by memory traffic). Same values, same arithmetic, so results are bitwise unchanged."""
     shape = tuple(step.node.out_shape)
-    if len(shape) != 3 or np.prod(shape) > SPREAD_LIMIT or step.params.get("dtype") not in (None, np.float32):
+    if len(shape) != 3 or np.prod(shape) > SPREAD_LIMIT:
         return step
     p = step.params
     if step.op == "affine" and not p.get("subsample"):
@@ -88,7 +103,7 @@ def spread_channel_params(step):
 
 
 #: Ops that take a ``params["floor"]``: ``max(op(x), floor)`` in the same step (:func:`_fuse_floors`); so do
-#: the numpy backend's conv/linear layers (float ones on every backend), after their epilogue.
+#: the conv/linear layers the numpy ops run (float ones on every backend), after their epilogue.
 FLOOR_OPS = ("max_pool2d", "add")
 
 
@@ -106,9 +121,8 @@ def _fuse_floors(graph, steps):
     readers = _readers(steps)
     merged, dropped = {}, set()
     for i, step in enumerate(steps):
-        numpy_layer = step.op in LAYER_OPS and "matrix" in step.params  # not a native binary layer
-        if not (step.op in FLOOR_OPS or numpy_layer) or step.params.get("dtype") != np.float32 \
-                or "floor" in step.params:
+        numpy_layer = step.op in LAYER_OPS and not step.native
+        if not (step.op in FLOOR_OPS or numpy_layer) or "floor" in step.params:
             continue
         j = _sole_reader(graph, steps, readers, step.name)
         if j is None or steps[j].op not in ("relu", "floor"):
@@ -133,7 +147,7 @@ def _subsample_pointwise(graph, steps):
         a = step.node.attrs
         if step.op not in LAYER_OPS[:2] or a.get("groups", 1) != 1 or tuple(a["stride"]) == (1, 1):
             continue
-        kernel = a["shape"][2:] if step.op == "binary_conv2d" else step.params.get("kernel")
+        kernel = a["shape"][2:] if step.op == "binary_conv2d" else step.params["weight"].shape[2:]
         if tuple(kernel) != (1, 1) or any(a["padding"]) or step.inputs[0] not in by_name:
             continue
         k = by_name[step.inputs[0]]
@@ -157,12 +171,11 @@ def _fuse_input_affines(graph, steps):
     by_name = {s.name: i for i, s in enumerate(steps)}
     merged, dropped = {}, set()
     for i, step in enumerate(steps):
-        if step.op != "binary_conv2d" or "pw" not in step.params or step.inputs[0] not in by_name:
+        if step.op != "binary_conv2d" or not step.native or step.inputs[0] not in by_name:
             continue
         k = by_name[step.inputs[0]]
         aff = steps[k]
-        if aff.op != "affine" or aff.params.get("subsample") or aff.params.get("dtype") != np.float32 \
-                or _sole_reader(graph, steps, readers, aff.name) != i:
+        if aff.op != "affine" or aff.params.get("subsample") or _sole_reader(graph, steps, readers, aff.name) != i:
             continue
         params = {**step.params, "in_scale": np.asarray(aff.params["scale"], np.float32),
                   "in_shift": np.asarray(aff.params["shift"], np.float32)}
@@ -181,11 +194,11 @@ def _fuse_residual_adds(graph, steps):
     by_name = {s.name: i for i, s in enumerate(steps)}
     merged, dropped = {}, set()
     for i, add in enumerate(steps):
-        if add.op != "add" or add.params.get("dtype") != np.float32 or add.inputs[0] == add.inputs[1]:
+        if add.op != "add" or add.inputs[0] == add.inputs[1]:
             continue
         convs = [(by_name[ref], slot) for slot, ref in enumerate(add.inputs)
                  if ref in by_name and ref != graph.output and readers.get(ref) == [i]
-                 and steps[by_name[ref]].op == "binary_conv2d" and "pw" in steps[by_name[ref]].params
+                 and steps[by_name[ref]].op == "binary_conv2d" and steps[by_name[ref]].native
                  and by_name[ref] not in dropped]
         if not convs:
             continue
@@ -197,8 +210,8 @@ def _fuse_residual_adds(graph, steps):
             channels = conv.node.out_shape[0]
             params["out_floor"] = np.ascontiguousarray(
                 np.broadcast_to(np.asarray(floor, np.float32).reshape(-1), (channels,)), dtype=np.float32)
-        merged[i] = Step(add.name, conv.op, conv.fn, conv.node, params, (conv.inputs[0], other),
-                         fused=conv.fused + (conv.name,) + add.fused)
+        merged[i] = replace(conv, name=add.name, params=params, inputs=(conv.inputs[0], other),
+                            fused=conv.fused + (conv.name,) + add.fused)
         dropped.add(k)
     return [merged.get(i, s) for i, s in enumerate(steps) if i not in dropped]
 
@@ -212,6 +225,8 @@ def _readers(steps):
 
 
 def _fuse_affines(graph, steps):
+    """A layer's (``max_pool2d`` ->) ``relu`` -> ``affine`` with scales ``s >= 0``: ``s``, ``t`` join the
+    layer's output affine and relu + affine become one ``floor`` step (the module docstring's first rewrite)."""
     readers = _readers(steps)
     by_name = {s.name: i for i, s in enumerate(steps)}
 
@@ -223,7 +238,7 @@ def _fuse_affines(graph, steps):
 
     replaced: dict[int, Step | None] = {}
     for step in steps:
-        if step.op not in LAYER_OPS or "dtype" in step.params and step.params["dtype"] != np.float32:
+        if step.op not in LAYER_OPS:
             continue
         pool = sole_reader(step.name)
         relu = pool if pool is not None and pool.op == "relu" else None
@@ -246,7 +261,7 @@ def _fuse_affines(graph, steps):
         replaced[by_name[step.name]] = replace(step, params=params)
         shape = (1, -1) + (1,) * (len(aff.node.out_shape) - 1)
         src = pool.name if pool is not None else step.name
-        replaced[by_name[relu.name]] = Step(aff.name, "floor", floor, aff.node,
+        replaced[by_name[relu.name]] = Step(aff.name, "floor", aff.node,
                                             {"floor": t.astype(np.float32).reshape(shape)}, (src,),
                                             fused=(relu.name,))
         replaced[by_name[aff.name]] = None
@@ -256,22 +271,6 @@ def _fuse_affines(graph, steps):
         if s is not None:
             out.append(s)
     return out
-
-
-def _collapse_epilogue(step):
-    """A numpy layer (float weights ``M``) computes ``(M x + b) s + t`` as ``(s M) x + (s b + t)``: one pass
-    over its output instead of three."""
-    p = step.params
-    if "matrix" not in p or p.get("dtype") != np.float32 or not ("scale" in p or "shift" in p):
-        return step
-    rows = p["matrix"].shape[0]
-    s = np.broadcast_to(np.asarray(p.get("scale", 1.0), np.float64), (rows,))
-    t = np.broadcast_to(np.asarray(p.get("shift", 0.0), np.float64), (rows,))
-    b = np.broadcast_to(np.asarray(p.get("bias", 0.0), np.float64), (rows,))
-    params = {k: v for k, v in p.items() if k not in ("scale", "shift")}
-    params["matrix"] = (p["matrix"] * s[:, None]).astype(np.float32)
-    params["bias"] = (b * s + t).astype(np.float32)
-    return replace(step, params=params)
 
 
 def _plain(step, ref, steps):

@@ -1,56 +1,83 @@
-"""numpy implementations of the ``.horq`` ops, built on :mod:`horq.reference`.
+"""The numpy backend: the ``.horq`` ops in float32, the arithmetic of :mod:`horq.reference`.
 
-Two precisions share everything but the convolution/linear core:
+The HORQ layers compute :mod:`horq.reference`'s definition (im2col, residual input quantization, weights
+``alpha * sign``) in float32 with a strided-view im2col and an in-place residual loop: several times faster
+than the float64 reference backend (:mod:`horq.runtime.reference_ops`, which spends its time on float64
+copies and on stacking every plane) and a quarter of the memory. Tests pin the two together.
 
-* ``reference`` (float64): the HORQ arithmetic is :mod:`horq.reference`'s own ``im2col``,
-  ``quantize_input`` and effective weights; the independent check of the other backends.
-* ``numpy`` (float32 fast path): the same definition computed in float32 with a strided-view im2col and
-  an in-place residual loop, several times faster and a quarter of the memory (the reference path spends
-  its time on float64 copies and on stacking every plane). Tests pin it to the reference path.
+The ops that compute in their input's dtype (:data:`SHARED_OPS`: pools, activations, affine, add, concat,
+flatten) serve both backends, and so do :func:`prepare` and the convolution driver :func:`convolve`. What
+this module adds to the reference is what it does not cover (pools, activations, affine, the fused output
+affine of a binary layer) and batch chunking, so that a column matrix stays within :data:`CHUNK_FLOATS`
+values.
 
-What this module adds to the reference is what it does not cover (pools, activations, affine, the fused
-output affine of a binary layer) and batch chunking, so that a column matrix stays within
-:data:`CHUNK_FLOATS` values.
-
-Every op takes and returns arrays with the batch axis first; ``node`` is a validated
-:class:`horq.format.spec.Node` and ``params`` its tensors, prepared by :func:`prepare`. Activations keep the
-precision they are computed in: float32 on the numpy path, float64 from the first layer on for the reference
-(its outputs are rounded to float32 only when the model returns them), so that it is a float64 oracle of
-the whole network, not of each layer alone.
+Every op takes and returns arrays with the batch axis first: ``op(node, params, *inputs)``, ``node`` a
+validated :class:`horq.format.spec.Node` and ``params`` its parameters as :func:`prepare` made them from a
+planned step's (:mod:`horq.runtime.fuse`); :func:`build` binds them to the step's op once.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
-from horq import reference
 from horq.bits import unpack_signs
 from horq.format import BINARY_OPS
 from horq.geometry import conv_output_size
+from horq.runtime.fuse import LAYER_OPS
 
 #: Largest number of float64 values in one chunk's column matrix (about 256 MiB with the K planes).
 CHUNK_FLOATS = 8 * 1024 * 1024
 
 
-def prepare(node, tensors: dict, *, dtype=np.float32) -> dict:
-    """Turns a node's file tensors into what the ops use: weights as ``(C_out, n)`` matrices of ``dtype``
-    (binary ones unpacked to ``alpha * sign``, alpha 1 when the file has none) and ``dtype`` in ``params["dtype"]``."""
-    params = {role: tensors[name] for role, name in node.tensors.items()}
-    if node.op in BINARY_OPS:
-        n = math.prod(node.attrs["shape"][1:])
-        signs = unpack_signs(params.pop("bits"), n).astype(dtype)
-        params["matrix"] = signs
-        if "alpha" in params:  # absent: the exporter moved it into a later scale (docs/FORMAT.md)
-            signs *= params.pop("alpha").astype(dtype)[:, None]
-    elif node.op in ("conv2d", "linear"):
-        w = params.pop("weight")
-        params["matrix"] = w.reshape(w.shape[0], -1).astype(dtype)
-        params["kernel"] = w.shape[2:]
+def build(step):
+    """The planned step as a call ``fn(*inputs)`` on the float32 ops: its parameters prepared once, a layer's
+    output affine folded into its weights (:func:`_collapse_epilogue`)."""
+    return functools.partial(OPS[step.op], step.node, _collapse_epilogue(prepare(step.node, step.params)))
+
+
+def prepare(node, params: dict, *, dtype=np.float32) -> dict:
+    """A step's parameters as the ops use them: a layer's weights as its ``matrix`` of ``dtype``
+    (:func:`weight_matrix`; a float convolution's ``kernel`` size beside it), a pool's ``taps``; the rest
+    as given."""
+    params = dict(params)
+    if node.op in LAYER_OPS:
+        params["matrix"] = weight_matrix(node, params, dtype)
+        if node.op == "conv2d":
+            params["kernel"] = params["weight"].shape[2:]
+        for role in ("bits", "alpha", "weight"):
+            params.pop(role, None)
     elif node.op in ("max_pool2d", "avg_pool2d"):
         params["taps"] = _tap_slices(node)
-    params["dtype"] = np.dtype(dtype)
+    return params
+
+
+def weight_matrix(node, params: dict, dtype) -> np.ndarray:
+    """A layer's weights as a ``(C_out, n)`` matrix of ``dtype``; binary ones unpacked to ``alpha * sign``,
+    alpha 1 when the file has none (the exporter moved it into a later scale, docs/FORMAT.md)."""
+    if node.op in BINARY_OPS:
+        signs = unpack_signs(params["bits"], math.prod(node.attrs["shape"][1:])).astype(dtype)
+        if "alpha" in params:
+            signs *= params["alpha"].astype(dtype)[:, None]
+        return signs
+    w = params["weight"]
+    return w.reshape(w.shape[0], -1).astype(dtype)
+
+
+def _collapse_epilogue(p):
+    """A layer (float weights ``M``) computes ``(M x + b) s + t`` as ``(s M) x + (s b + t)``: one pass over
+    its output instead of three."""
+    if "matrix" not in p or not ("scale" in p or "shift" in p):
+        return p
+    rows = p["matrix"].shape[0]
+    s = np.broadcast_to(np.asarray(p.get("scale", 1.0), np.float64), (rows,))
+    t = np.broadcast_to(np.asarray(p.get("shift", 0.0), np.float64), (rows,))
+    b = np.broadcast_to(np.asarray(p.get("bias", 0.0), np.float64), (rows,))
+    params = {k: v for k, v in p.items() if k not in ("scale", "shift")}
+    params["matrix"] = (p["matrix"] * s[:, None]).astype(np.float32)
+    params["bias"] = (b * s + t).astype(np.float32)
     return params
 
 
@@ -103,7 +130,7 @@ def quantize32(cols, order, axis):
     return approx
 
 
-def _output_affine(y, params, axis_shape):
+def output_affine(y, params, axis_shape):
     """``(y + bias) * scale + shift`` in place on ``y``, each term optional (a layer's epilogue, FORMAT.md)."""
     for role, combine in (("bias", np.add), ("scale", np.multiply), ("shift", np.add)):
         if role in params:
@@ -117,7 +144,18 @@ def _chunks(n_batch, per_sample):
 
 
 def conv2d(node, params, x):
-    """Float (``conv2d``) or HORQ (``binary_conv2d``) convolution: quantize each unfolded column, then matmul."""
+    """Float (``conv2d``) or HORQ (``binary_conv2d``) convolution in float32: quantize each unfolded column,
+    then matmul."""
+    return convolve(node, params, x, _columns32)
+
+
+def _columns32(x, kh, kw, order, geometry):
+    return quantize32(im2col32(x, kh, kw, **geometry), order, axis=0)  # (n, N*P)
+
+
+def convolve(node, params, x, columns):
+    """A convolution whose quantized column matrix ``(n, N*P)`` of a batch chunk is ``columns(x_chunk, kh,
+    kw, order, geometry)``: the precision is the columns' (float32 here, float64 in reference_ops)."""
     a = node.attrs
     w = params["matrix"]
     kh, kw = a["shape"][2:] if node.op == "binary_conv2d" else params["kernel"]
@@ -127,15 +165,10 @@ def conv2d(node, params, x):
     y = None
     for sl in _chunks(x.shape[0], w.shape[1] * oh * ow * (2 + (order or 0))):
         nb = sl.stop - sl.start
-        if params["dtype"] == np.float64:
-            cols, _ = reference.im2col(x[sl], kh, kw, **geometry)
-            cols = reference.quantize_input(cols, order, axis=1)  # (N, n, P)
-            cols = cols.transpose(1, 0, 2).reshape(cols.shape[1], -1)
-        else:
-            cols = quantize32(im2col32(x[sl], kh, kw, **geometry), order, axis=0)  # (n, N*P)
+        cols = columns(x[sl], kh, kw, order, geometry)
         # One GEMM per chunk (a broadcast batched matmul over N runs far slower in numpy); the epilogue runs
         # on the (C_out, N*P) product in place, and the transpose is the one copy into the output.
-        out = _output_affine(_grouped_matmul(w, cols, a.get("groups", 1)), params, (-1, 1))
+        out = output_affine(grouped_matmul(w, cols, a.get("groups", 1)), params, (-1, 1))
         if nb == 1 == x.shape[0]:  # one sample: the product already is the NCHW output
             return _floor(out.reshape(1, w.shape[0], oh, ow), params)
         if y is None:
@@ -151,7 +184,7 @@ def _floor(y, params):
     return y
 
 
-def _grouped_matmul(w, cols, groups):
+def grouped_matmul(w, cols, groups):
     """``w @ cols`` for a convolution of ``groups`` groups: filter block g reads the g-th block of the
     column rows (they are ordered ``(c, i, j)``, so each group's channels are contiguous)."""
     if groups == 1:
@@ -164,14 +197,16 @@ def _grouped_matmul(w, cols, groups):
 
 
 def linear(node, params, x):
-    """Float (``linear``) or HORQ (``binary_linear``) fully connected layer; each sample is one column."""
-    order = node.attrs.get("order")
-    if params["dtype"] == np.float64:
-        xq = reference.quantize_input(x, order, axis=-1)
-    else:
-        xq = quantize32(x, order, axis=-1)
-    y = xq.astype(params["dtype"]) @ params["matrix"].T
-    return _floor(_output_affine(y, params, (1, -1)).astype(params["dtype"], copy=False), params)
+    """Float (``linear``) or HORQ (``binary_linear``) fully connected layer in float32; each sample is one
+    column."""
+    xq = quantize32(x, node.attrs.get("order"), axis=-1)
+    y = xq.astype(np.float32) @ params["matrix"].T
+    return _floor(output_affine(y, params, (1, -1)), params)
+
+
+def floor(node, params, x):
+    """``max(x, t[c])`` per channel (axis 1): the relu + affine that :mod:`horq.runtime.fuse` fused."""
+    return np.maximum(x, params["floor"], out=_in_place(params, x))
 
 
 def _in_place(params, x):
@@ -196,7 +231,7 @@ def affine(node, params, x):
 
 def _tap_slices(node):
     """The kernel taps of a pool: for each (i, j) the index of the strided view of the padded input that tap
-    reads, (N, C, OH, OW). Computed once per node (:func:`prepare`).
+    reads, (N, C, OH, OW). Computed once per step (:func:`prepare`).
 
     Reducing tap by tap over these views is several times faster than reducing a sliding-window view.
     """
@@ -326,12 +361,9 @@ def add(node, params, a, b):
     return out
 
 
-#: op name -> function(node, params, *inputs); the runtime's dispatch table (a plain dict).
-OPS = {
-    "conv2d": conv2d,
-    "binary_conv2d": conv2d,
-    "linear": linear,
-    "binary_linear": linear,
+#: The ops that compute in their input's dtype (float32 here, float64 on the reference backend):
+#: op name -> function(node, params, *inputs).
+SHARED_OPS = {
     "affine": affine,
     "max_pool2d": max_pool2d,
     "avg_pool2d": avg_pool2d,
@@ -343,4 +375,14 @@ OPS = {
     "concat": concat,
     "leaky_relu": leaky_relu,
     "prelu": prelu,
+}
+
+#: The numpy backend's dispatch table (a plain dict), ``floor`` included (a fused relu + affine).
+OPS = {
+    **SHARED_OPS,
+    "conv2d": conv2d,
+    "binary_conv2d": conv2d,
+    "linear": linear,
+    "binary_linear": linear,
+    "floor": floor,
 }

@@ -1,9 +1,9 @@
 """Per-node profile of a loaded model (``Model.profile(x)``, ``horq bench FILE.horq --profile``).
 
 Each repeat runs the model's steps (the load-time plan of :mod:`horq.runtime.fuse`, so a node fused into
-another appears as that step's ``fused`` list) with a clock read around every step, and times one plain
-call of the model in the same round, so the table can be checked against the whole call: the steps' sum
-leaves out only the input check and the executor's dictionary work.
+another appears as that step's ``fused`` list; each step's call as the backend built it) with a clock read
+around every step, and times one plain call of the model in the same round, so the table can be checked
+against the whole call: the steps' sum leaves out only the input check and the executor's bookkeeping.
 
 Binary layers get their effective binary MAC rate: ``order * C_out * (C_in kh kw) * OH OW * N`` for a
 convolution (``order * out * in * N`` for a linear layer) over the step's time, i.e. every order counts its
@@ -83,7 +83,7 @@ def _table(head, rows, markdown):
         return "\n".join(out + ["| " + " | ".join(r) + " |" for r in rows])
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
     just = [str.ljust, str.ljust, str.rjust] + [str.rjust] * (len(head) - 3)
-    fmt = lambda r: "  ".join(j(c, w) for j, c, w in zip(just, r, widths)).rstrip()  # noqa: E731
+    fmt = lambda r: "  ".join(j(c, w) for j, c, w in zip(just, r, widths, strict=True)).rstrip()  # noqa: E731
     return "\n".join([fmt(head)] + [fmt(r) for r in rows])
 
 
@@ -94,6 +94,30 @@ def binary_macs(node, batch: int) -> int | None:
     shape = node.attrs["shape"]
     positions = math.prod(node.out_shape[1:]) if node.op == "binary_conv2d" else 1
     return node.attrs["order"] * shape[0] * math.prod(shape[1:]) * positions * batch
+
+
+def _run_steps(model, x, repeats, warmup):
+    """Per-step times and output shapes of ``repeats`` runs of the model's program (a clock around every
+    call), and the times of as many whole calls, after ``warmup`` untimed rounds."""
+    program = model._program
+    times, shapes, whole = [[] for _ in program.calls], [None] * len(program.calls), []
+    for r in range(warmup + repeats):
+        env = [x] + [None] * len(program.calls)
+        for i, (fn, out, ins, free) in enumerate(program.calls):
+            args = [env[k] for k in ins]
+            t0 = time.perf_counter()
+            env[out] = fn(*args)
+            dt = time.perf_counter() - t0
+            for k in free:
+                env[k] = None
+            if r >= warmup:
+                times[i].append(dt)
+                shapes[i] = tuple(env[out].shape)
+        t0 = time.perf_counter()
+        model(x)
+        if r >= warmup:
+            whole.append(time.perf_counter() - t0)
+    return times, shapes, whole
 
 
 def profile(model, x, *, repeats: int = 20, warmup: int = 2) -> Profile:
@@ -111,29 +135,11 @@ def profile(model, x, *, repeats: int = 20, warmup: int = 2) -> Profile:
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     x = np.ascontiguousarray(model.check_input(x))
+    times, shapes, calls = _run_steps(model, x, repeats, warmup)
     steps = model._steps
-    times = [[] for _ in steps]
-    shapes = [None] * len(steps)
-    calls = []
-    for r in range(warmup + repeats):
-        env = {hformat.INPUT: x}
-        for i, step in enumerate(steps):
-            args = [env[ref] for ref in step.inputs]
-            t0 = time.perf_counter()
-            out = step.fn(step.node, step.params, *args)
-            dt = time.perf_counter() - t0
-            env[step.name] = out
-            for ref in step.free:
-                del env[ref]
-            if r >= warmup:
-                times[i].append(dt)
-                shapes[i] = tuple(out.shape)
-        t0 = time.perf_counter()
-        model(x)
-        if r >= warmup:
-            calls.append(time.perf_counter() - t0)
-    nodes, by_op = [], {}
-    for step, ts, shape in zip(steps, times, shapes):
+    nodes: list[NodeTime] = []
+    by_op: dict = {}
+    for step, ts, shape in zip(steps, times, shapes, strict=True):
         nt = NodeTime(step.name, step.op, shape, 1e3 * statistics.median(ts), tuple(step.fused),
                       binary_macs(step.node, x.shape[0]) if step.op in hformat.BINARY_OPS else None)
         nodes.append(nt)
