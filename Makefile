@@ -28,7 +28,10 @@ $(STAMP): $(VENV)/bin/python $(NATIVE_SOURCES)
 demo: $(STAMP)
 	$(VENV)/bin/horq demo
 
+# Lint and type checks first (seconds), then the tests; configuration in pyproject.toml.
 test: $(STAMP) cross-tools
+	$(PY) -m ruff check src tests benchmarks experiments
+	$(PY) -m mypy
 	$(PY) -m pytest -q tests
 
 # tests/kernels/test_portable_build.py cross-compiles the core for aarch64 and runs its C++ test under qemu.
