@@ -18,10 +18,10 @@ from pathlib import Path
 from horq.apps.experiments.common import (
     command_line,
     machine_info,
-    machine_line,
     order_key,
     order_label,
     pyplot,
+    report_header,
     write_json,
     write_text,
 )
@@ -178,10 +178,7 @@ def _pct(mean: float, spread: float | None) -> str:
 def markdown(result: dict) -> str:
     s = result["settings"]
     lines = [
-        f"Command: `{result['command']}`" if result.get("command") else "",
-        "",
-        f"Machine: {machine_line(result['machine'])}",
-        "",
+        *report_header(result),
         f"Model `{s['model']}` on `{s['data']}`; {s['epochs']} epoch(s), Adam lr {s['lr']} with cosine decay, "
         f"batch {s['batch_size']}, training images: {s['limit_train'] or 'all'}, test images: "
         f"{s['limit_test'] or 'all'}; seeds {s['seeds']}. Accuracy = last epoch's test accuracy"

@@ -79,6 +79,12 @@ def machine_line(m: dict) -> str:
             f"(available: {m['kernel_paths']}); PyTorch {m.get('torch')}.")
 
 
+def report_header(result: dict) -> list[str]:
+    """The first lines of every experiment's markdown: the command that produced it and the machine."""
+    return [f"Command: `{result['command']}`" if result.get("command") else "", "",
+            f"Machine: {machine_line(result['machine'])}", ""]
+
+
 def command_line(argv: list[str] | None) -> str:
     """The ``horq ...`` command that produced a result, for the reader to rerun."""
     return "horq " + " ".join(shlex.quote(a) for a in (argv or []))

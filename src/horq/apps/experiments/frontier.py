@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from horq.apps.experiments.common import command_line, machine_info, machine_line, pyplot, write_json, write_text
+from horq.apps.experiments.common import command_line, machine_info, pyplot, report_header, write_json, write_text
 
 DEFAULT_ORDERS = (1, 2, 3)
 DEFAULT_HOLDOUT = 1000
@@ -338,10 +338,7 @@ def markdown(result: dict) -> str:
     h = result["holdout"]
     lat = result["latency"]
     lines = [
-        f"Command: `{result['command']}`" if result.get("command") else "",
-        "",
-        f"Machine: {machine_line(result['machine'])}",
-        "",
+        *report_header(result),
         f"Checkpoint `{result['checkpoint']}` ({result['model']}, trained orders "
         f"{_orders_text(result['trained_orders'])} for layers {', '.join(names)}). Held-out split: "
         f"`{h['definition']}` of the `{h['data']}` training split ({h['samples']} of {h['train_size']} samples; "

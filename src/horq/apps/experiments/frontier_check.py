@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from horq.apps.experiments.common import command_line, machine_info, machine_line, pyplot, write_json, write_text
+from horq.apps.experiments.common import command_line, machine_info, pyplot, report_header, write_json, write_text
 
 
 def run_check(checkpoints, *, out, labels=None, data_root=None, min_seconds: float = 3.0, argv=None) -> dict:
@@ -68,10 +68,7 @@ def run_check(checkpoints, *, out, labels=None, data_root=None, min_seconds: flo
 
 def markdown(result: dict) -> str:
     lines = [
-        f"Command: `{result['command']}`" if result.get("command") else "",
-        "",
-        f"Machine: {machine_line(result['machine'])}",
-        "",
+        *report_header(result),
         f"`{result['data']}` test split ({result['test_samples']} samples). Latency: the whole exported model on "
         "the native runtime, batch 1, 1 thread, median (fastest run in brackets), all models timed round-robin.",
         "",

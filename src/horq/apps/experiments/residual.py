@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from horq.apps.experiments.common import command_line, machine_info, machine_line, pyplot, write_json, write_text
+from horq.apps.experiments.common import command_line, machine_info, pyplot, report_header, write_json, write_text
 
 GAUSSIAN_COLUMNS = 2048  # columns of the Gaussian reference per layer length
 
@@ -171,10 +171,7 @@ def run_residual(checkpoint, *, out, data: str | None = None, data_root: str | N
 def markdown(result: dict) -> str:
     ks = range(1, result["max_order"] + 1)
     lines = [
-        f"Command: `{result['command']}`" if result.get("command") else "",
-        "",
-        f"Machine: {machine_line(result['machine'])}",
-        "",
+        *report_header(result),
         f"Checkpoint `{result['checkpoint']}` ({result['model']}, trained at order {result['trained_order']}); "
         f"{result['images']} `{result['data']}` test images; {result['layers_taken']}. Mean over columns of "
         "||r_K|| / ||x|| (pooled sqrt(sum ||r_K||^2 / sum ||x||^2) in brackets); Gaussian = the same for "

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from horq.apps.experiments.common import command_line, machine_info, machine_line, pyplot, write_json, write_text
+from horq.apps.experiments.common import command_line, machine_info, pyplot, report_header, write_json, write_text
 from horq.apps.summary import speedup
 from horq.timing import median_and_best
 
@@ -117,10 +117,7 @@ def markdown(result: dict) -> str:
     s = result["settings"]
     orders = s["orders"]
     lines = [
-        f"Command: `{result['command']}`" if result.get("command") else "",
-        "",
-        f"Machine: {machine_line(result['machine'])}",
-        "",
+        *report_header(result),
         f"Convolution k x k, C_in = C_out = c, output {s['out_size']}x{s['out_size']}, batch 1, 1 thread. "
         "Model: S_K = 64 c N_W / (K c N_W + 64 (K + 1)). Measured: PyTorch fp32 conv2d median time / native HORQ "
         "conv2d median time" + (f" (medians of at least {s['reps']['min_reps']} runs after a warm-up)." if s["measured"]

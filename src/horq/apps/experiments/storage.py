@@ -23,9 +23,9 @@ from pathlib import Path
 from horq.apps.experiments.common import (
     command_line,
     machine_info,
-    machine_line,
     order_key,
     order_label,
+    report_header,
     write_json,
     write_text,
 )
@@ -147,10 +147,7 @@ def run_storage(*, models, data: str = "mnist", data_root: str | None = None, or
 
 def markdown(result: dict) -> str:
     lines = [
-        f"Command: `{result['command']}`" if result.get("command") else "",
-        "",
-        f"Machine: {machine_line(result['machine'])}",
-        "",
+        *report_header(result),
         f"Input {tuple(result['in_shape'])}, {result['num_classes']} classes; "
         + ("every layer binary" if result.get("all_binary") else "first and last layers full precision")
         + ". Weights counted from the bit counts "
