@@ -140,7 +140,8 @@ def run_eval(args) -> int:
 
     from horq.data import load
     from horq.nn.checkpoint import load_model
-    from horq.nn.training import check_data_fits, evaluate
+    from horq.nn.resume import check_data_fits
+    from horq.nn.training import evaluate
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -24,7 +24,8 @@ def run_check(checkpoints, *, out, labels=None, data_root=None, min_seconds: flo
     from horq.apps.experiments.frontier import binary_layers
     from horq.data import load
     from horq.nn.checkpoint import load_model
-    from horq.nn.training import check_data_fits, evaluate
+    from horq.nn.resume import check_data_fits
+    from horq.nn.training import evaluate
     from horq.timing import interleaved_times
 
     labels = list(labels) if labels else [Path(c).parent.name for c in checkpoints]
