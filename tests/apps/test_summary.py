@@ -36,3 +36,25 @@ def test_rows_and_totals(tmp_path):
     assert summ.file_bytes == path.stat().st_size and summ.state_dict_bytes is None
     text = format_summary(summ)
     assert "binary_conv2d" in text and "full-precision layers: c1, fc2" in text and "state_dict" not in text
+
+
+def test_concat_and_flatten_do_no_arithmetic(tmp_path):
+    """A concatenation copies and a flatten is a view: no float operations, unlike a ReLU on the same map."""
+    graph, tensors = tiny_model()
+    graph["nodes"][1:1] = [{"name": "cat", "op": "concat", "inputs": ["c1", "c1"]},
+                           {"name": "catr", "op": "relu", "inputs": ["cat"]}]
+    graph["output"] = "catr"
+    graph["nodes"] = graph["nodes"][:3]
+    path = tmp_path / "cat.horq"
+    hf.save(path, graph, {k: v for k, v in tensors.items() if k.startswith("c1.")})
+    rows = {r["name"]: r for r in summarize(path).rows}
+    assert rows["cat"]["float_ops"] == 0
+    assert rows["catr"]["float_ops"] == 8 * 6 * 6  # 8 channels after the concatenation
+    rows = {r["name"]: r for r in summarize(_saved(tmp_path)).rows}
+    assert rows["fl"]["float_ops"] == 0
+
+
+def _saved(tmp_path):
+    path = tmp_path / "tiny.horq"
+    hf.save(path, *tiny_model())
+    return path

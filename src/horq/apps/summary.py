@@ -85,7 +85,7 @@ def _other_float_ops(node):
         return out * math.prod(node.attrs["kernel"])
     if node.op == "global_avg_pool":
         return math.prod(node.in_shapes[0])
-    if node.op == "flatten":
+    if node.op in ("flatten", "concat"):  # a view, or a copy: no arithmetic
         return 0
     return out * (2 if node.op == "affine" else 1)
 
