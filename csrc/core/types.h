@@ -19,8 +19,8 @@ namespace horq {
 using word_t = std::uint64_t;
 constexpr int kWordBits = 64;
 constexpr std::size_t kOverReadWords = 0;
-// Highest input order the kernels accept: orders 1..kMaxOrder binarize the input (docs/MATH.md "Network
-// blocks"; order 0, binary weights with real inputs, is not run natively).
+// Highest input order the kernels accept: orders 1..kMaxOrder binarize the input; order 0 (binary weights,
+// real inputs) is not run natively (docs/MATH.md "Inputs: residual binarization").
 constexpr int kMaxOrder = 8;
 
 constexpr std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
