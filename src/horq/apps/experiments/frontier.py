@@ -250,13 +250,36 @@ def run_frontier(checkpoint, *, out, data=None, data_root=None, holdout: int = D
                  rounds: int = DEFAULT_ROUNDS, min_seconds: float = 1.0, argv=None) -> dict:
     """Sensitivity, per-layer latency, search and frontier of a checkpoint; writes JSON, markdown, PNG and the
     frontier points' orders (module docstring). Returns the result dict."""
+    orders = sorted(set(orders))
+    if not orders or orders[0] < 1:
+        raise ValueError(f"--orders must be integers >= 1 (the native kernels' orders), got {orders}")
+    setup = _frontier_setup(checkpoint, data, data_root, holdout)
+    t0 = time.perf_counter()
+    found = _explore(setup, orders, max_candidates=max_candidates, rounds=rounds, min_seconds=min_seconds)
+    eligible = [c for c in found["front"] if c["holdout_acc"] >= found["base_acc"] - max_drop / 100]
+    chosen = eligible[0] if eligible else found["front"][-1]
+    out = Path(out)
+    ckpt = setup["ckpt"]
+    (out / "orders").mkdir(parents=True, exist_ok=True)
+    for i, c in enumerate(found["front"]):
+        c["file"] = f"orders/frontier-{i}.json"
+        write_json(out / c["file"], overrides_config(ckpt["config"], c["orders"]))
+    write_json(out / "chosen.json", overrides_config(ckpt["config"], chosen["orders"]))
+    result = _frontier_result(setup, found, orders, chosen, max_drop, rounds, argv)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    write_json(out / "frontier.json", result)
+    write_text(out / "frontier.md", markdown(result))
+    plot(result, out / "frontier.png")
+    return result
+
+
+def _frontier_setup(checkpoint, data, data_root, holdout: int) -> dict:
+    """The checkpoint's model, its binary layers and the held-out split to measure on (ValueError when the
+    checkpoint has nothing to choose or no dataset)."""
     import torch
 
     from horq.nn.checkpoint import load_model
 
-    orders = sorted(set(orders))
-    if not orders or orders[0] < 1:
-        raise ValueError(f"--orders must be integers >= 1 (the native kernels' orders), got {orders}")
     model, ckpt = load_model(checkpoint)
     if ckpt.get("config") is None:
         raise ValueError(f"{checkpoint} is a full-precision model: train or fine-tune it at an order first "
@@ -269,64 +292,66 @@ def run_frontier(checkpoint, *, out, data=None, data_root=None, holdout: int = D
     if data is None:
         raise ValueError(f"{checkpoint} does not record its dataset; name it with --data")
     hx, hy, split = load_holdout(data, holdout=holdout, data_root=data_root or args.get("data_root"))
-    trained_holdout = args.get("holdout")
-    seen_by_training = args.get("data") == data and (trained_holdout or 0) < holdout
+    seen_by_training = args.get("data") == data and (args.get("holdout") or 0) < holdout
     if seen_by_training:
         print(f"warning: {checkpoint} was trained on the {holdout} held-out samples of the {data} training split; "
               f"train with --holdout {holdout} to keep them unseen", file=sys.stderr)
-    x, y = torch.from_numpy(hx.copy()), torch.from_numpy(hy.copy())
-    input_shape = tuple(int(d) for d in ckpt["model_kwargs"]["in_shape"])
-    x1 = hx[:1].copy()
-    trained = {n: m.order for n, m in layers}
+    return {"checkpoint": checkpoint, "model": model, "ckpt": ckpt, "layers": layers,
+            "x": torch.from_numpy(hx.copy()), "y": torch.from_numpy(hy.copy()), "x1": hx[:1].copy(),
+            "input_shape": tuple(int(d) for d in ckpt["model_kwargs"]["in_shape"]),
+            "split": split, "seen_by_training": seen_by_training, "trained_holdout": args.get("holdout"),
+            "trained": {n: m.order for n, m in layers}}
 
-    t0 = time.perf_counter()
+
+def _explore(setup: dict, orders, *, max_candidates: int, rounds: int, min_seconds: float) -> dict:
+    """Sensitivity, per-layer latencies, the search, its Pareto frontier, and the whole-model times of the
+    frontier and uniform-order points."""
+    model, layers, x, y = setup["model"], setup["layers"], setup["x"], setup["y"]
     base_acc = _accuracy(model, x, y)
-    sens = sensitivity(model, layers, trained, orders, x, y)
+    sens = sensitivity(model, layers, setup["trained"], orders, x, y)
     with tempfile.TemporaryDirectory() as tmp:
-        lat = layer_latencies(model, layers, orders, input_shape=input_shape, x1=x1, rounds=rounds,
-                              workdir=Path(tmp))
+        lat = layer_latencies(model, layers, orders, input_shape=setup["input_shape"], x1=setup["x1"],
+                              rounds=rounds, workdir=Path(tmp))
         candidates, how = search(model, layers, orders, lat, x, y, max_candidates=max_candidates)
         front = pareto(candidates)
         uniform = [next(c for c in candidates if set(c["orders"].values()) == {k}) for k in orders
                    if any(set(c["orders"].values()) == {k} for c in candidates)]
         checked = front + [u for u in uniform if u not in front]
-        measured = measure_whole(model, layers, [c["orders"] for c in checked], input_shape=input_shape, x1=x1,
-                                 min_seconds=min_seconds, workdir=Path(tmp))
+        measured = measure_whole(model, layers, [c["orders"] for c in checked], input_shape=setup["input_shape"],
+                                 x1=setup["x1"], min_seconds=min_seconds, workdir=Path(tmp))
     for c, ms in zip(checked, measured, strict=True):
         c["measured_ms"] = ms
-    eligible = [c for c in front if c["holdout_acc"] >= base_acc - max_drop / 100]
-    chosen = eligible[0] if eligible else front[-1]
+    return {"base_acc": base_acc, "sens": sens, "lat": lat, "candidates": candidates, "how": how,
+            "front": front, "checked": checked}
 
-    out = Path(out)
-    (out / "orders").mkdir(parents=True, exist_ok=True)
-    for i, c in enumerate(front):
-        c["file"] = f"orders/frontier-{i}.json"
-        write_json(out / c["file"], overrides_config(ckpt["config"], c["orders"]))
-    write_json(out / "chosen.json", overrides_config(ckpt["config"], chosen["orders"]))
-    result = {
+
+def _frontier_result(setup: dict, found: dict, orders, chosen: dict, max_drop: float, rounds: int, argv) -> dict:
+    """The JSON document of a frontier run (string keys for the orders)."""
+    ckpt, lat = setup["ckpt"], found["lat"]
+
+    def keyed(d):
+        return {str(k): v for k, v in d.items()}
+
+    return {
         "command": command_line(argv) if argv is not None else None,
         "machine": machine_info(),
-        "checkpoint": str(checkpoint), "model": ckpt.get("model_name"), "config": ckpt["config"],
-        "holdout": {**split, "seen_in_training": seen_by_training, "checkpoint_holdout": trained_holdout},
-        "orders": orders, "layers": list(trained), "trained_orders": trained,
-        "holdout_acc_as_trained": base_acc,
-        "sensitivity": {n: {str(k): v for k, v in d.items()} for n, d in sens.items()},
-        "latency": {"layer_ms": {n: {str(k): v for k, v in d.items()} for n, d in lat["layer_ms"].items()},
+        "checkpoint": str(setup["checkpoint"]), "model": ckpt.get("model_name"), "config": ckpt["config"],
+        "holdout": {**setup["split"], "seen_in_training": setup["seen_by_training"],
+                    "checkpoint_holdout": setup["trained_holdout"]},
+        "orders": orders, "layers": list(setup["trained"]), "trained_orders": setup["trained"],
+        "holdout_acc_as_trained": found["base_acc"],
+        "sensitivity": {n: keyed(d) for n, d in found["sens"].items()},
+        "latency": {"layer_ms": {n: keyed(d) for n, d in lat["layer_ms"].items()},
                     "fixed_ms": lat["fixed_ms"],
-                    "fixed_ms_per_order": {str(k): v for k, v in lat["fixed_ms_per_order"].items()},
-                    "other_steps_ms_per_order": {str(k): v for k, v in lat["other_steps_ms_per_order"].items()},
-                    "whole_ms_per_order": {str(k): v for k, v in lat["whole_ms_per_order"].items()},
+                    "fixed_ms_per_order": keyed(lat["fixed_ms_per_order"]),
+                    "other_steps_ms_per_order": keyed(lat["other_steps_ms_per_order"]),
+                    "whole_ms_per_order": keyed(lat["whole_ms_per_order"]),
                     "batch": 1, "threads": 1, "rounds": max(1, rounds // BURST) * BURST, "burst": BURST},
-        "search": how, "candidates": candidates, "frontier": front,
+        "search": found["how"], "candidates": found["candidates"], "frontier": found["front"],
         "chosen": {**chosen, "file": "chosen.json", "max_drop_points": max_drop},
         "additive_check": [{"orders": c["orders"], "predicted_ms": c["predicted_ms"],
-                            "measured_ms": c["measured_ms"]} for c in checked],
-        "seconds": round(time.perf_counter() - t0, 1),
+                            "measured_ms": c["measured_ms"]} for c in found["checked"]],
     }
-    write_json(out / "frontier.json", result)
-    write_text(out / "frontier.md", markdown(result))
-    plot(result, out / "frontier.png")
-    return result
 
 
 def _orders_text(orders: dict) -> str:
