@@ -417,6 +417,22 @@ def validate_graph(graph, tensor_meta: dict) -> Graph:
 
 
 def _validate_node(i, raw, shapes, used_tensors, tensor_meta) -> Node:
+    where, name, op, opdef = _node_identity(i, raw, shapes)
+    inputs = _node_inputs(where, raw, opdef, shapes)
+    attrs = _node_attrs(where, raw, opdef)
+    tensors, tshapes = _node_tensors(where, name, raw, opdef, used_tensors, tensor_meta)
+    node = {"name": name, "op": op, "inputs": inputs, "attrs": attrs, "tensors": tensors}
+    in_shapes = tuple(shapes[r] for r in inputs)
+    assert opdef.infer is not None, op  # every op in OPS has a shape function
+    out_shape = tuple(opdef.infer(where, node, in_shapes, tshapes))
+    if math.prod(out_shape) >= MAX_DIM:
+        raise GraphError(f"{where}: output shape {list(out_shape)} is too large")
+    shapes[name] = out_shape
+    return Node(name, op, tuple(inputs), attrs, dict(tensors), out_shape, in_shapes)
+
+
+def _node_identity(i, raw, shapes):
+    """``(where, name, op, opdef)`` of node ``i``: a JSON object with known keys, a new valid name, a known op."""
     where = f"node {i}"
     if not isinstance(raw, dict):
         raise GraphError(f"{where}: must be a JSON object")
@@ -434,9 +450,10 @@ def _validate_node(i, raw, shapes, used_tensors, tensor_meta) -> Node:
         raise GraphError(f"{where}: 'op' must be a string")
     if op not in OPS:
         raise UnknownOpError(f"{where}: unknown op {op!r} (format version 3 defines: {', '.join(sorted(OPS))})")
-    opdef = OPS[op]
-    where = f"node {i} ({name!r}, {op})"
+    return f"node {i} ({name!r}, {op})", name, op, OPS[op]
 
+
+def _node_inputs(where, raw, opdef, shapes) -> list:
     inputs = raw.get("inputs")
     if opdef.arity == VARIADIC:
         if not isinstance(inputs, list) or not 2 <= len(inputs) <= MAX_INPUTS:
@@ -446,7 +463,10 @@ def _validate_node(i, raw, shapes, used_tensors, tensor_meta) -> Node:
     for ref in inputs:
         if not isinstance(ref, str) or ref not in shapes:
             raise GraphError(f"{where}: input {ref!r} is neither 'input' nor an earlier node")
+    return inputs
 
+
+def _node_attrs(where, raw, opdef) -> dict:
     attrs_raw = raw.get("attrs", {})
     if not isinstance(attrs_raw, dict):
         raise GraphError(f"{where}: 'attrs' must be an object")
@@ -461,7 +481,12 @@ def _validate_node(i, raw, shapes, used_tensors, tensor_meta) -> Node:
             raise GraphError(f"{where}: missing attribute {key!r}")
         else:
             attrs[key] = default
+    return attrs
 
+
+def _node_tensors(where, name, raw, opdef, used_tensors, tensor_meta) -> tuple[dict, dict]:
+    """The node's ``{role: tensor name}`` and ``{role: shape}``: known roles, present in the file, each tensor
+    used once, of the dtype the role needs."""
     tensors = raw.get("tensors", {})
     if not isinstance(tensors, dict):
         raise GraphError(f"{where}: 'tensors' must be an object")
@@ -487,15 +512,7 @@ def _validate_node(i, raw, shapes, used_tensors, tensor_meta) -> Node:
             need = "F32 or F16" if dtype == F32 else dtype
             raise TensorError(f"{where}: tensor {tname!r} ({role}) has dtype {got_dtype}, the graph needs {need}")
         tshapes[role] = tuple(got_shape)
-
-    node = {"name": name, "op": op, "inputs": inputs, "attrs": attrs, "tensors": tensors}
-    in_shapes = tuple(shapes[r] for r in inputs)
-    assert opdef.infer is not None, op  # every op in OPS has a shape function
-    out_shape = tuple(opdef.infer(where, node, in_shapes, tshapes))
-    if math.prod(out_shape) >= MAX_DIM:
-        raise GraphError(f"{where}: output shape {list(out_shape)} is too large")
-    shapes[name] = out_shape
-    return Node(name, op, tuple(inputs), attrs, dict(tensors), out_shape, in_shapes)
+    return tensors, tshapes
 
 
 def required_version(graph_json: dict) -> int:
