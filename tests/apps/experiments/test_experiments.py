@@ -107,6 +107,25 @@ def test_accuracy_targets():
     assert not fashion["met"]  # 40% of the gap closed
 
 
+def test_full_length_targets_from_ten_epochs():
+    from horq.apps.experiments.accuracy import targets
+
+    def mk(o, accs):
+        return {"order": o, "seeds": [0, 1], "test_acc": accs, "test_acc_mean": sum(accs) / 2,
+                "test_error_mean": 1 - sum(accs) / 2}
+
+    rows = [mk("o1", [0.991, 0.995]), mk("o2", [0.992, 0.994])]  # order 2 worse than XNOR in seed 1
+    assert len(targets("mnist", rows, epochs=9)) == 2
+    full = targets("mnist", rows, epochs=10)
+    assert [t["met"] for t in full[:2]] == [True, False] and "seed 1: 0.60% vs 0.50%" in full[1]["value"]
+    rows = [mk("fp", [0.93, 0.93]), mk("o1", [0.90, 0.90]), mk("o2", [0.921, 0.921])]
+    within, closed = targets("fashion-mnist", rows, epochs=10)[:2]
+    assert within["met"] and closed["met"]  # 0.9 points below FP, 70% of the gap
+    rows[2] = mk("o2", [0.919, 0.919])
+    within, closed = targets("fashion-mnist", rows, epochs=10)[:2]
+    assert not within["met"] and not closed["met"]  # 1.1 points below FP, 63% of the gap
+
+
 def test_cifar10_missing_gives_clear_message(tmp_path, capsys):
     rc = main(["experiment", "accuracy", "--data", "cifar10", "--data-root", str(tmp_path), "--epochs", "1",
                "--out", str(tmp_path / "o")])
