@@ -221,3 +221,18 @@ def test_cifar10_official_archive(tmp_path, monkeypatch, make_cifar, archive_ok)
         with pytest.raises(DatasetError, match="cifar-10-python.tar.gz: md5 mismatch"):
             fetch("cifar10", dest, log=lambda _: None)
         assert not (dest / "cifar10").exists()
+
+
+def test_padded_variant_fetches_its_source(tmp_path, monkeypatch):
+    calls, lines = [], []
+    real = download.fetch
+
+    def spy(name, dest=None, *, log):
+        calls.append(name)
+        if name == "fashion-mnist":
+            return tmp_path / "fetched"
+        return real(name, dest, log=log)
+
+    monkeypatch.setattr(download, "fetch", spy)
+    assert download.fetch("fashion-mnist-32", tmp_path, log=lines.append) == tmp_path / "fetched"
+    assert calls == ["fashion-mnist-32", "fashion-mnist"] and "reads the files of fashion-mnist" in lines[0]

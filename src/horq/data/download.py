@@ -166,6 +166,10 @@ def fetch(name: str, dest: str | os.PathLike | None = None, *,
         raise DatasetError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
     if not DATASETS[name].fetchable:
         raise DatasetError(f"{name} ships with a Python package (see `horq data info`); nothing to fetch")
+    origin = DATASETS[name].source
+    if origin:
+        log(f"{name} reads the files of {origin}")
+        return fetch(origin, dest, log=log)
     root = Path(dest).expanduser() if dest is not None else default_root()
     target = dataset_dir(name, root)
     digests = expected_digests(name)

