@@ -16,6 +16,8 @@ import argparse
 import importlib
 import sys
 
+from horq.apps.run_cli import expand_bench_shortcut
+
 # The registry: modules that each define `register(subparsers)` for their commands (in brackets).
 COMMAND_MODULES = (
     "horq.apps.train_cli",  # train, eval
@@ -66,10 +68,7 @@ def _describe(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if (len(argv) >= 2 and argv[0] == "bench" and argv[1] not in ("model", "kernels", "-h", "--help")
-            and any(a.endswith(".horq") for a in argv[1:])):
-        argv.insert(1, "model")  # `horq bench model.horq ...` is `horq bench model model.horq ...`
+    argv = expand_bench_shortcut(sys.argv[1:] if argv is None else list(argv))
     args = parser.parse_args(argv)
     args.argv = argv
     prog = f"horq {args.command}"

@@ -9,6 +9,18 @@ import numpy as np
 
 from horq.apps.args import nonnegative_int, positive_int, thread_count
 
+#: The subcommands of ``horq bench``, and the help flags, which a file name must not shadow.
+BENCH_WORDS = ("model", "kernels", "training", "-h", "--help")
+
+
+def expand_bench_shortcut(argv: list[str]) -> list[str]:
+    """``horq bench FILE.horq ...`` means ``horq bench model FILE.horq ...`` (the README's form). argparse
+    chooses a subcommand by its name, never by a file, so the shortcut is expanded before parsing."""
+    if (len(argv) >= 2 and argv[0] == "bench" and argv[1] not in BENCH_WORDS
+            and any(a.endswith(".horq") for a in argv[1:])):
+        return [argv[0], "model", *argv[1:]]
+    return argv
+
 
 def register(sub) -> None:
     p = sub.add_parser("run", help="run a packed .horq model: accuracy on a dataset or predictions for an array")
