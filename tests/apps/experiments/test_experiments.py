@@ -85,6 +85,23 @@ def test_accuracy_end_to_end(tmp_path, capsys):
     assert all(r["reused"] for r in json.loads((out / "accuracy.json").read_text())["runs"])
 
 
+def test_accuracy_model_options_are_part_of_the_recipe(tmp_path, capsys):
+    """--model-arg reaches the zoo builder, is recorded, and a run with other options is not reused."""
+    import torch
+
+    out = tmp_path / "acc"
+    base = ["experiment", "accuracy", "--data", "digits", "--model", "mnist-mlp", "--epochs", "1", "--orders", "fp",
+            "--limit-train", "128", "--limit-test", "50", "--threads", "1", "--out", str(out)]
+    assert main([*base, "--model-arg", "hidden=16"]) == 0
+    result = json.loads((out / "accuracy.json").read_text())
+    assert result["settings"]["model_args"] == {"hidden": 16}
+    assert "`mnist-mlp` (hidden=16) on `digits`" in (out / "accuracy.md").read_text()
+    state = torch.load(out / "runs" / "fp-s0" / "last.pt", weights_only=False)["model"]
+    assert any(t.shape[0] == 16 for t in state.values() if t.dim() == 2)
+    assert main([*base, "--model-arg", "hidden=24"]) == 0
+    assert not any(r["reused"] for r in json.loads((out / "accuracy.json").read_text())["runs"])
+
+
 def test_accuracy_spread_over_seeds():
     from horq.apps.experiments.accuracy import summarize
 

@@ -75,7 +75,7 @@ def _reuse(run_dir: Path, settings) -> dict | None:
 
 def run_accuracy(*, data: str, out, model: str | None = None, epochs: int = 3, seeds=(0,), orders=DEFAULT_ORDERS,
                  limit_train: int | None = None, limit_test: int | None = None, data_root: str | None = None,
-                 batch_size: int = 64, lr: float = 2e-3, threads: int | None = None, argv=None,
+                 batch_size: int = 64, lr: float = 2e-3, threads: int | None = None, model_args=None, argv=None,
                  progress: bool = True) -> dict:
     """Trains every (order, seed) pair and writes the JSON, markdown and PNG outputs.
 
@@ -84,6 +84,7 @@ def run_accuracy(*, data: str, out, model: str | None = None, epochs: int = 3, s
         out: output folder.
         model: zoo model (default ``cifar-vgg`` for cifar10, else ``mnist-cnn``).
         epochs, batch_size, lr, threads, limit_train, limit_test: the recipe, identical for every run.
+        model_args: the zoo builder's options (e.g. ``{"width": 0.5}``), the same for every run.
         seeds: one run per seed and order.
         orders: ``None`` (full precision) and/or integers >= 0.
         argv: the CLI arguments, recorded as the command that produced the result.
@@ -104,7 +105,8 @@ def run_accuracy(*, data: str, out, model: str | None = None, epochs: int = 3, s
     result = {
         "command": command_line(argv) if argv is not None else None,
         "machine": machine_info(),
-        "settings": {"data": data, "model": model, "epochs": epochs, "seeds": list(seeds),
+        "settings": {"data": data, "model": model, "model_args": dict(model_args or {}), "epochs": epochs,
+                     "seeds": list(seeds),
                      "orders": [order_key(o) for o in orders], "limit_train": limit_train, "limit_test": limit_test,
                      "batch_size": batch_size, "lr": lr, "schedule": "cosine", "optimizer": "Adam",
                      "threads": threads, "data_root": data_root},
@@ -112,7 +114,8 @@ def run_accuracy(*, data: str, out, model: str | None = None, epochs: int = 3, s
     }
     for order in orders:
         for seed in seeds:
-            settings = TrainSettings(model=model, data=data, data_root=data_root, order=order, epochs=epochs,
+            settings = TrainSettings(model=model, model_args=dict(model_args or {}), data=data, data_root=data_root,
+                                     order=order, epochs=epochs,
                                      batch_size=batch_size, lr=lr, seed=seed, threads=threads,
                                      out=str(_run_dir(out, order, seed)), limit_train=limit_train,
                                      limit_test=limit_test, progress=False, schedule="cosine")
@@ -206,6 +209,10 @@ def _full_length_targets(data: str, by: dict) -> list[dict]:
     return out
 
 
+def _options(model_args: dict | None) -> str:
+    return f" ({', '.join(f'{k}={v}' for k, v in model_args.items())})" if model_args else ""
+
+
 def _pct(mean: float, spread: float | None) -> str:
     return f"{mean * 100:.2f}" + (f" ± {spread * 100:.2f}" if spread is not None else "")
 
@@ -214,7 +221,8 @@ def markdown(result: dict) -> str:
     s = result["settings"]
     lines = [
         *report_header(result),
-        f"Model `{s['model']}` on `{s['data']}`; {s['epochs']} epoch(s), Adam lr {s['lr']} with cosine decay, "
+        f"Model `{s['model']}`{_options(s.get('model_args'))} on `{s['data']}`; {s['epochs']} epoch(s), Adam lr "
+        f"{s['lr']} with cosine decay, "
         f"batch {s['batch_size']}, training images: {s['limit_train'] or 'all'}, test images: "
         f"{s['limit_test'] or 'all'}; seeds {s['seeds']}. Accuracy = last epoch's test accuracy"
         + ("; mean ± sample standard deviation over seeds." if len(s["seeds"]) > 1 else "."),

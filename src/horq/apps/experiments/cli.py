@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from horq.apps.args import nonnegative_float, nonnegative_int, positive_float, positive_int, thread_count
+from horq.apps.args import (
+    nonnegative_float,
+    nonnegative_int,
+    parse_model_arg,
+    positive_float,
+    positive_int,
+    thread_count,
+)
 from horq.apps.experiments.common import parse_order
+from horq.data.registry import DATASETS as REGISTRY
 
-DATASETS = ("mnist", "fashion-mnist", "cifar10", "mnist-5k", "digits")
+DATASETS = tuple(REGISTRY)
 
 
 def _order_arg(text: str):
@@ -26,6 +34,8 @@ def register(sub) -> None:
     a.add_argument("--data", required=True, choices=DATASETS)
     a.add_argument("--data-root", default=None, help="folder with the dataset files (default $HORQ_DATA)")
     a.add_argument("--model", default=None, help="zoo model (default: cifar-vgg for cifar10, else mnist-cnn)")
+    a.add_argument("--model-arg", action="append", type=parse_model_arg, default=[], metavar="KEY=VALUE",
+                   help="architecture option of the zoo model, repeatable (e.g. width=0.5)")
     a.add_argument("--epochs", type=positive_int, default=3)
     a.add_argument("--seeds", type=nonnegative_int, nargs="+", default=[0])
     a.add_argument("--orders", type=_order_arg, nargs="+", default=[None, 0, 1, 2, 3, 4],
@@ -113,7 +123,7 @@ def _accuracy(args) -> int:
     result = run_accuracy(data=args.data, out=args.out, model=args.model, epochs=args.epochs, seeds=args.seeds,
                           orders=args.orders, limit_train=args.limit_train, limit_test=args.limit_test,
                           data_root=args.data_root, batch_size=args.batch_size, lr=args.lr,
-                          threads=args.threads, argv=args.argv)
+                          threads=args.threads, model_args=dict(args.model_arg), argv=args.argv)
     from horq.apps.experiments.accuracy import markdown
 
     print(markdown(result))
