@@ -29,22 +29,33 @@ def path(tmp_path_factory):
     return out
 
 
+def _profile(model, x):
+    # One BLAS thread: on the shared 2-core machine a second one stalls some calls ~10 ms (horq.runtime.threads),
+    # which the whole call's median catches and the per-step medians filter out.
+    with rt.num_threads(1):
+        return model.profile(x, repeats=3, warmup=1)
+
+
+def _within_band(prof) -> bool:
+    return prof.call_ms / 4 <= prof.steps_ms <= 4 * prof.call_ms
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_every_node_appears_and_the_table_adds_up(path, backend):
     model = rt.load(path, backend=backend)
     x = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
-    # One BLAS thread: on the shared 2-core machine a second one stalls some calls ~10 ms (horq.runtime.threads),
-    # which the whole call's median catches and the per-step medians filter out.
-    with rt.num_threads(1):
-        prof = model.profile(x, repeats=3, warmup=1)
+    prof = _profile(model, x)
     covered = [n.name for n in prof.nodes] + [f for n in prof.nodes for f in n.fused]
     assert sorted(covered) == sorted(node.name for node in model.graph.nodes)
     assert [n.name for n in prof.nodes] == [s.name for s in model._steps]  # execution order
     assert prof.nodes[-1].shape == (2, 5) and all(n.ms >= 0 for n in prof.nodes)
     assert sum(v["ms"] for v in prof.by_op.values()) == pytest.approx(prof.steps_ms)
     assert sum(v["count"] for v in prof.by_op.values()) == len(prof.nodes)
-    # The steps are the call minus the executor's bookkeeping; a shared machine's noise allows a wide band.
-    assert prof.call_ms / 4 <= prof.steps_ms <= 4 * prof.call_ms
+    # The steps are the call minus the executor's bookkeeping; a shared machine's noise allows a wide band. A
+    # process preempted through most of the few timed calls can still leave one median far off, so the band
+    # gets three profiles to hold in (a steps sum truly out of scale with the call fails all three).
+    assert _within_band(prof) or any(_within_band(_profile(model, x)) for _ in range(2)), (prof.call_ms,
+                                                                                             prof.steps_ms)
     binary = [n for n in prof.nodes if n.op == "binary_conv2d"]
     assert len(binary) == 19 and all(n.gmacs is not None and n.gmacs > 0 for n in binary)
     assert all(n.gmacs is None for n in prof.nodes if n.op != "binary_conv2d")
