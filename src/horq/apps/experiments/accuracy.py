@@ -22,8 +22,8 @@ from horq.apps.experiments.common import (
     order_label,
     pyplot,
     report_header,
+    save_report,
     write_json,
-    write_text,
 )
 
 DEFAULT_MODEL = {"cifar10": "cifar-vgg"}  # every other dataset: mnist-cnn
@@ -130,9 +130,7 @@ def run_accuracy(*, data: str, out, model: str | None = None, epochs: int = 3, s
             result["summary"] = summarize(result["runs"])
             write_json(out / "accuracy.json", result)
     result["targets"] = targets(data, result["summary"], epochs=epochs)
-    write_json(out / "accuracy.json", result)
-    write_text(out / "accuracy.md", markdown(result))
-    plot(result, out / "accuracy.png")
+    save_report(out, "accuracy", result, markdown, plot)
     return result
 
 

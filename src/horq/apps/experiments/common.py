@@ -85,6 +85,15 @@ def report_header(result: dict) -> list[str]:
             f"Machine: {machine_line(result['machine'])}", ""]
 
 
+def save_report(out: Path, stem: str, result: dict, markdown, plot=None) -> None:
+    """Writes an experiment's ``STEM.json`` (every number), ``STEM.md`` (``markdown(result)``) and, with a
+    ``plot(result, path)``, ``STEM.png`` into ``out``."""
+    write_json(out / f"{stem}.json", result)
+    write_text(out / f"{stem}.md", markdown(result))
+    if plot is not None:
+        plot(result, out / f"{stem}.png")
+
+
 def command_line(argv: list[str] | None) -> str:
     """The ``horq ...`` command that produced a result, for the reader to rerun."""
     return "horq " + " ".join(shlex.quote(a) for a in (argv or []))

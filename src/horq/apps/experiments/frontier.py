@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from horq.apps.experiments.common import command_line, machine_info, pyplot, report_header, write_json, write_text
+from horq.apps.experiments.common import command_line, machine_info, pyplot, report_header, save_report, write_json
 
 DEFAULT_ORDERS = (1, 2, 3)
 DEFAULT_HOLDOUT = 1000
@@ -267,9 +267,7 @@ def run_frontier(checkpoint, *, out, data=None, data_root=None, holdout: int = D
     write_json(out / "chosen.json", overrides_config(ckpt["config"], chosen["orders"]))
     result = _frontier_result(setup, found, orders, chosen, max_drop, rounds, argv)
     result["seconds"] = round(time.perf_counter() - t0, 1)
-    write_json(out / "frontier.json", result)
-    write_text(out / "frontier.md", markdown(result))
-    plot(result, out / "frontier.png")
+    save_report(out, "frontier", result, markdown, plot)
     return result
 
 

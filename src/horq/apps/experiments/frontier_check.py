@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from horq.apps.experiments.common import command_line, machine_info, pyplot, report_header, write_json, write_text
+from horq.apps.experiments.common import command_line, machine_info, pyplot, report_header, save_report
 
 
 def run_check(checkpoints, *, out, labels=None, data_root=None, min_seconds: float = 3.0, argv=None) -> dict:
@@ -61,9 +61,7 @@ def run_check(checkpoints, *, out, labels=None, data_root=None, min_seconds: flo
     result = {"command": command_line(argv) if argv is not None else None, "machine": machine_info(),
               "data": data, "test_samples": int(len(y)), "rows": rows}
     out = Path(out)
-    write_json(out / "check.json", result)
-    write_text(out / "check.md", markdown(result))
-    plot(result, out / "check.png")
+    save_report(out, "check", result, markdown, plot)
     return result
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from horq.apps.experiments.common import command_line, machine_info, pyplot, report_header, write_json, write_text
+from horq.apps.experiments.common import command_line, machine_info, pyplot, report_header, save_report
 
 GAUSSIAN_COLUMNS = 2048  # columns of the Gaussian reference per layer length
 
@@ -162,9 +162,7 @@ def run_residual(checkpoint, *, out, data: str | None = None, data_root: str | N
         "layers": layers,
     }
     out = Path(out)
-    write_json(out / "residual.json", result)
-    write_text(out / "residual.md", markdown(result))
-    plot(result, out / "residual.png")
+    save_report(out, "residual", result, markdown, plot)
     return result
 
 

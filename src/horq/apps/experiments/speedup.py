@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from horq.apps.experiments.common import command_line, machine_info, pyplot, report_header, write_json, write_text
+from horq.apps.experiments.common import command_line, machine_info, pyplot, report_header, save_report, write_text
 from horq.apps.summary import speedup
 from horq.timing import median_and_best
 
@@ -102,9 +102,8 @@ def run_speedup(*, out, quick: bool = False, kernel_sizes=None, channels=None, o
         "rows": rows,
     }
     out = Path(out)
-    write_json(out / "speedup.json", result)
-    write_text(out / "speedup.md", markdown(result))
-    plot(result, out)
+    save_report(out, "speedup", result, markdown)
+    plot(result, out)  # two figures, named in plot()
     return result
 
 

@@ -20,15 +20,7 @@ import copy
 import tempfile
 from pathlib import Path
 
-from horq.apps.experiments.common import (
-    command_line,
-    machine_info,
-    order_key,
-    order_label,
-    report_header,
-    write_json,
-    write_text,
-)
+from horq.apps.experiments.common import command_line, machine_info, order_key, order_label, report_header, save_report
 from horq.geometry import conv_output_hw
 from horq.sizes import FLOAT32_BYTES, float32_state_bytes
 
@@ -140,8 +132,7 @@ def run_storage(*, models, data: str = "mnist", data_root: str | None = None, or
               "data": data, "in_shape": list(in_shape), "num_classes": num_classes, "all_binary": all_binary,
               "rows": rows}
     out = Path(out)
-    write_json(out / "storage.json", result)
-    write_text(out / "storage.md", markdown(result))
+    save_report(out, "storage", result, markdown)
     return result
 
 
