@@ -13,6 +13,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "core/dispatch.h"
 #include "core/layer.h"
@@ -185,18 +186,30 @@ FloatArray conv2d(In<float, nb::ndim<4>> x, In<horq::word_t, nb::ndim<2>> wbits,
   return arr;
 }
 
-FloatArray linear(In<float, nb::ndim<2>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
-                  In<double, nb::ndim<1>> add, int order, const std::string& kernel) {
+// The checked linear call of both bindings: each row of x is one column, quantized, then multiplied; the
+// quantized columns are what a training step keeps for its weight gradient.
+std::pair<FloatArray, horq::QuantizedColumns> run_linear(In<float, nb::ndim<2>> x,
+                                                         In<horq::word_t, nb::ndim<2>> wbits,
+                                                         In<double, nb::ndim<1>> coef, In<double, nb::ndim<1>> add,
+                                                         int order, const std::string& kernel) {
   check_order(order);
   const std::size_t rows = x.shape(0), n = x.shape(1), m = wbits.shape(0);
   check_linear(rows, n, m, wbits.shape(1), coef.shape(0), add.shape(0));
   const auto& kt = horq::kernel_table(kernel);
   float* y;
   auto arr = make_array<float>({rows, m}, &y, false);
-  nb::gil_scoped_release nogil;
-  const auto q = horq::quantize_rows(kt, x.data(), rows, n, order);
-  horq::horq_gemm(kt, wbits.data(), m, q, {coef.data(), add.data()}, 1, y);
-  return arr;
+  horq::QuantizedColumns q;
+  {
+    nb::gil_scoped_release nogil;
+    q = horq::quantize_rows(kt, x.data(), rows, n, order);
+    horq::horq_gemm(kt, wbits.data(), m, q, {coef.data(), add.data()}, 1, y);
+  }
+  return {std::move(arr), std::move(q)};
+}
+
+FloatArray linear(In<float, nb::ndim<2>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
+                  In<double, nb::ndim<1>> add, int order, const std::string& kernel) {
+  return run_linear(x, wbits, coef, add, order, kernel).first;
 }
 
 void def_layers(nb::module_& m) {
@@ -244,18 +257,7 @@ nb::tuple conv2d_train(In<float, nb::ndim<4>> x, In<horq::word_t, nb::ndim<2>> w
 
 nb::tuple linear_train(In<float, nb::ndim<2>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
                        In<double, nb::ndim<1>> add, int order, const std::string& kernel) {
-  check_order(order);
-  const std::size_t rows = x.shape(0), n = x.shape(1), m = wbits.shape(0);
-  check_linear(rows, n, m, wbits.shape(1), coef.shape(0), add.shape(0));
-  const auto& kt = horq::kernel_table(kernel);
-  float* y;
-  auto arr = make_array<float>({rows, m}, &y, false);
-  horq::QuantizedColumns q;
-  {
-    nb::gil_scoped_release nogil;
-    q = horq::quantize_rows(kt, x.data(), rows, n, order);
-    horq::horq_gemm(kt, wbits.data(), m, q, {coef.data(), add.data()}, 1, y);
-  }
+  auto [arr, q] = run_linear(x, wbits, coef, add, order, kernel);
   return nb::make_tuple(arr, keep_columns(std::move(q)));
 }
 
