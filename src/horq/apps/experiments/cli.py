@@ -160,13 +160,18 @@ def _storage(args) -> int:
     return 0
 
 
+def _torch_threads(n: int | None) -> None:
+    """PyTorch's thread count for the commands that evaluate checkpoints (None: its default)."""
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
 def _frontier(args) -> int:
     from horq.apps.experiments.frontier import markdown, run_frontier
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _torch_threads(args.threads)
     result = run_frontier(args.checkpoint, out=args.out, data=args.data, data_root=args.data_root,
                           holdout=args.holdout, orders=args.orders, max_drop=args.max_drop,
                           max_candidates=args.max_candidates, rounds=args.rounds, min_seconds=args.min_seconds,
@@ -178,10 +183,7 @@ def _frontier(args) -> int:
 def _frontier_check(args) -> int:
     from horq.apps.experiments.frontier_check import markdown, run_check
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _torch_threads(args.threads)
     result = run_check(args.checkpoints, out=args.out, labels=args.labels, data_root=args.data_root,
                        min_seconds=args.min_seconds, argv=args.argv)
     print(markdown(result))
