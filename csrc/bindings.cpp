@@ -302,19 +302,84 @@ FloatArray binary_weight_grad(In<float, nb::ndim<2>> w, In<float, nb::ndim<1>> a
   return arr;
 }
 
-FloatArray sign_padded(In<float, nb::ndim<4>> x, std::size_t ph, std::size_t pw) {
-  const std::size_t n = x.shape(0), c = x.shape(1), h = x.shape(2), w = x.shape(3);
-  float* out;
-  auto arr = make_array<float>({n, c, h + 2 * ph, w + 2 * pw}, &out, false);
-  nb::gil_scoped_release nogil;
-  horq::sign_padded(x.data(), n * c, h, w, ph, pw, out);
-  return arr;
-}
-
 void clip_window(nb::ndarray<float, nb::c_contig, nb::device::cpu> g, In<float> x, float clip) {
   require(g.size() == x.size(), "g and x differ in size");
   nb::gil_scoped_release nogil;
   horq::clip_window(g.data(), x.data(), g.size(), clip);
+}
+
+// ---- backward products on packed signs (core/sign_gemm.h, core/train.h) ----------------------------------
+
+// out (J, M) = sum_r rscale[r] * a[r, :] * s_j(r); s is word-block-major (words_for(R), J).
+FloatArray sign_gemm(In<float, nb::ndim<2>> a, In<horq::word_t, nb::ndim<2>> s, Optional1 rscale,
+                     const std::string& kernel) {
+  const std::size_t R = a.shape(0), M = a.shape(1), J = s.shape(1);
+  require(R >= 1 && s.shape(0) == horq::words_for(R), "s must have words_for(R) word rows");
+  require(!rscale || rscale->shape(0) == R, "rscale must have R values");
+  const auto& kt = horq::kernel_table(kernel);
+  float* out;
+  auto arr = make_array<float>({J, M}, &out, false);
+  nb::gil_scoped_release nogil;
+  std::vector<const float*> rows(R);
+  for (std::size_t r = 0; r < R; ++r) rows[r] = a.data() + r * M;
+  horq::sign_gemm(kt, horq::SignGemm{rows.data(), rscale ? rscale->data() : nullptr, R, M, s.data(), J, out, M,
+                                     false});
+  return arr;
+}
+
+WordArray transpose_planes(In<horq::word_t, nb::ndim<3>> bits, int k) {
+  const std::size_t ncols = bits.shape(0), order = bits.shape(1), ld = bits.shape(2);
+  require(ncols >= 1 && k >= 0 && static_cast<std::size_t>(k) < order, "bad plane");
+  horq::word_t* out;
+  auto arr = make_array<horq::word_t>({horq::words_for(ncols), ld * horq::kWordBits}, &out, false);
+  nb::gil_scoped_release nogil;
+  horq::transpose_planes(bits.data(), ncols, static_cast<int>(order), ld, k, out);
+  return arr;
+}
+
+FloatArray planes_weight_grad(In<float, nb::ndim<2>> g, In<horq::word_t, nb::ndim<3>> bits,
+                              In<double, nb::ndim<2>> betas, const std::string& kernel) {
+  const std::size_t ncols = bits.shape(0), order = bits.shape(1), ld = bits.shape(2), M = g.shape(1);
+  require(ncols >= 1 && g.shape(0) == ncols, "g must have one row per column");
+  require(order >= 1 && order <= static_cast<std::size_t>(horq::kMaxOrder), "bad order");
+  require(betas.shape(0) == ncols && betas.shape(1) == order, "betas do not match bits");
+  const auto& kt = horq::kernel_table(kernel);
+  float* out;
+  auto arr = make_array<float>({ld * horq::kWordBits, M}, &out, false);
+  nb::gil_scoped_release nogil;
+  horq::planes_weight_grad(kt, g.data(), M, bits.data(), betas.data(), ncols, static_cast<int>(order), ld, out);
+  return arr;
+}
+
+FloatArray conv_input_grad(In<float, nb::ndim<4>> g, In<float, nb::ndim<1>> alpha, In<float, nb::ndim<2>> w,
+                           In<float, nb::ndim<4>> x, std::size_t kh, std::size_t kw, Pair stride, Pair padding,
+                           Pair dilation, float clip, const std::string& kernel) {
+  const std::size_t m = w.shape(0);
+  const horq::ConvGeometry geo = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, stride,
+                                               padding, dilation, m, horq::conv_words(x.shape(1), kh * kw), m, m);
+  require(w.shape(1) == geo.channels * kh * kw, "w must have C * kh * kw columns");
+  require(alpha.shape(0) == m, "alpha must have one value per filter");
+  require(g.shape(0) == geo.batch && g.shape(1) == m && g.shape(2) == geo.out_h && g.shape(3) == geo.out_w,
+          "g does not have the output's shape");
+  const auto& kt = horq::kernel_table(kernel);
+  float* gx;
+  auto arr = make_array<float>({geo.batch, geo.channels, geo.height, geo.width}, &gx, false);
+  nb::gil_scoped_release nogil;
+  horq::conv_input_grad(kt, g.data(), alpha.data(), w.data(), geo, m, x.data(), clip, gx);
+  return arr;
+}
+
+FloatArray linear_input_grad(In<float, nb::ndim<2>> g, In<float, nb::ndim<1>> alpha, In<float, nb::ndim<2>> w,
+                             In<float, nb::ndim<2>> x, float clip, const std::string& kernel) {
+  const std::size_t N = x.shape(0), n = x.shape(1), O = w.shape(0);
+  require(N >= 1 && O >= 1 && n >= 1 && w.shape(1) == n, "w must be (out_features, in_features)");
+  require(g.shape(0) == N && g.shape(1) == O && alpha.shape(0) == O, "g or alpha do not match");
+  const auto& kt = horq::kernel_table(kernel);
+  float* gx;
+  auto arr = make_array<float>({N, n}, &gx, false);
+  nb::gil_scoped_release nogil;
+  horq::linear_input_grad(kt, g.data(), alpha.data(), w.data(), N, O, n, x.data(), clip, gx);
+  return arr;
 }
 
 void def_training(nb::module_& m) {
@@ -327,8 +392,17 @@ void def_training(nb::module_& m) {
         nb::arg("gw"), nb::arg("col0"), nb::arg("col1"), nb::arg("out"));
   m.def("binarize_weight_rows", &binarize_weight_rows, nb::arg("w"));
   m.def("binary_weight_grad", &binary_weight_grad, nb::arg("w"), nb::arg("alpha"), nb::arg("g"), nb::arg("clip"));
-  m.def("sign_padded", &sign_padded, nb::arg("x"), nb::arg("ph"), nb::arg("pw"));
   m.def("clip_window", &clip_window, nb::arg("g"), nb::arg("x"), nb::arg("clip"));
+  m.def("sign_gemm", &sign_gemm, nb::arg("a"), nb::arg("s"), nb::arg("rscale").none() = nb::none(),
+        nb::arg("kernel") = "");
+  m.def("transpose_planes", &transpose_planes, nb::arg("bits"), nb::arg("k"));
+  m.def("planes_weight_grad", &planes_weight_grad, nb::arg("g"), nb::arg("bits"), nb::arg("betas"),
+        nb::arg("kernel") = "");
+  m.def("conv_input_grad", &conv_input_grad, nb::arg("g"), nb::arg("alpha"), nb::arg("w"), nb::arg("x"),
+        nb::arg("kh"), nb::arg("kw"), nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"),
+        nb::arg("clip"), nb::arg("kernel") = "");
+  m.def("linear_input_grad", &linear_input_grad, nb::arg("g"), nb::arg("alpha"), nb::arg("w"), nb::arg("x"),
+        nb::arg("clip"), nb::arg("kernel") = "");
 }
 
 }  // namespace

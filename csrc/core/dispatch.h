@@ -5,6 +5,7 @@
 
 #include "core/bgemm.h"
 #include "core/quantize.h"
+#include "core/sign_gemm.h"
 
 namespace horq {
 
@@ -30,6 +31,7 @@ struct KernelTable {
   quantize_taps2_fn quantize_taps2;  // conv order 2 (exact float32 pass)
   pack_pixels_fn pack_pixels;        // conv input: per-pixel sign words and sum |x|
   gemm_task_fn gemm_task;            // outer-product GEMM + epilogue, or nullptr
+  sign_gemm_fn sign_gemm;            // float-by-sign product of the backward pass
 };
 
 // Every path this library knows, whether or not this CPU can run it.

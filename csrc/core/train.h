@@ -39,13 +39,37 @@ void binarize_weight_rows(const float* w, std::size_t m, std::size_t n, float* a
 void binary_weight_grad(const float* w, const float* alpha, const float* g, std::size_t m, std::size_t n,
                         double clip, float* dw);
 
-// sign(x) of an NCHW float image with ph/pw zero-padding rows/columns around each plane, which get sign(0) = +1:
-// out is (planes, H + 2 ph, W + 2 pw), values +-1.0f (the order-1 planes H_1 of every column, laid out as an
-// image, for a convolution weight-gradient).
-void sign_padded(const float* x, std::size_t planes, std::size_t H, std::size_t W, std::size_t ph, std::size_t pw,
-                 float* out);
-
 // The straight-through clip window applied in place: g[i] = 0 where |x[i]| > clip.
 void clip_window(float* g, const float* x, std::size_t size, float clip);
+
+// ---- backward products on packed signs (train_backward.cpp; the product itself: sign_gemm.h) ----------
+
+// sign_gemm over all of p's outputs, threaded (tasks of 64 lanes x 128 sign rows).
+void sign_gemm(const KernelTable& kt, const SignGemm& p);
+
+// Bit transpose of plane k of `ncols` columns (row (j * order + k) of `ldbits` words holds column j's plane
+// k, as QuantizedColumns stores them): s becomes the sign rows of sign_gemm, one row per bit position b of a
+// column (J = ldbits * 64 rows), row b's bit j = bit b of column j, word-block-major (s[w * J + b] holds
+// columns 64w .. 64w+63; bits past ncols are zero). s has words_for(ncols) * J words.
+void transpose_planes(const word_t* bits, std::size_t ncols, int order, std::size_t ldbits, int k, word_t* s);
+
+// The weight gradient of a binary layer from the planes its forward pass kept (docs/MATH.md "Gradients"):
+//     out[b * M + m] = sum_k sum_j g[j * M + m] * float(beta_{k,j}) * (bit b of H_{k,j} ? -1 : +1)
+// for every bit position b of a column (ldbits * 64 rows; the caller picks the rows of real values out of
+// the column layout) and m < M (the output gradient of column j is row j of g, M floats).
+void planes_weight_grad(const KernelTable& kt, const float* g, std::size_t M, const word_t* bits,
+                        const double* betas, std::size_t ncols, int order, std::size_t ldbits, float* out);
+
+// Input gradient of a binary convolution (any stride, padding, dilation), clip window fused (clip < 0: none):
+//     gx[n, c, y, x] = 1{|x_in| <= clip} * sum over (o, i, j, oy, ox) with oy sh + i dh = y + ph and
+//                      ox sw + j dw = x + pw of g[n, o, oy, ox] * alpha[o] * sign(w[o, c, i, j])
+// (sign(0) = +1). g is (N, O, OH, OW), w the latent weight rows (O, C * KH * KW), x and gx (N, C, H, W).
+void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, const float* w, const ConvGeometry& geo,
+                     std::size_t m, const float* x, float clip, float* gx);
+
+// Input gradient of a linear layer (g (N, O), w the latent rows (O, n), x and gx (N, n)), clip fused:
+//     gx[r, i] = 1{|x[r, i]| <= clip} * sum_o g[r, o] * alpha[o] * sign(w[o, i]).
+void linear_input_grad(const KernelTable& kt, const float* g, const float* alpha, const float* w, std::size_t N,
+                       std::size_t O, std::size_t n, const float* x, float clip, float* gx);
 
 }  // namespace horq

@@ -1,7 +1,7 @@
 // The training side of the binary layers (train.h): quantized columns made explicit and rebuilt as floats for
-// the weight gradient, the fused weight binarizer and its straight-through gradient, the padded signs and the
-// clip window of order 1. Portable code only (there are no ISA versions of these): every loop is branch-free
-// and left to the compiler's vectorizer.
+// the weight gradient, the fused weight binarizer and its straight-through gradient, and the clip window.
+// Portable code only (there are no ISA versions of these): every loop is branch-free and left to the
+// compiler's vectorizer.
 //
 // Weights (docs/MATH.md "Weights", "Gradients"): alpha_o = mean_i |w_oi|, summed in 8 double lanes added in
 // lane order (so the loop vectorizes) and rounded to float32 once; w_eff = alpha * sign(w) is alpha with
@@ -20,6 +20,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "core/float_bits.h"
 #include "core/threadpool.h"
 #include "core/train.h"
 
@@ -27,26 +28,6 @@ namespace horq {
 namespace {
 
 constexpr std::size_t kColsPerTask = 16;
-
-// Branch-free selects on the bits of floats. A conditional expression over float operations compiles to
-// branches here (GCC keeps them, as the operations could trap), which mispredict on random signs: the loops
-// below ran 40x slower that way. Integer masks keep them straight-line and vectorizable.
-inline std::uint32_t bits_of(float v) {
-  std::uint32_t u;
-  std::memcpy(&u, &v, sizeof u);
-  return u;
-}
-inline float float_of(std::uint32_t u) {
-  float v;
-  std::memcpy(&v, &u, sizeof v);
-  return v;
-}
-inline std::uint32_t mask_of(bool b) { return 0u - static_cast<std::uint32_t>(b); }
-constexpr std::uint32_t kSignBit = 0x80000000u;
-// v with its sign flipped where x < 0 (sign(x) * v with sign(0) = +1, also for x = -0.0).
-inline float times_sign(float v, float x) { return float_of(bits_of(v) ^ (mask_of(x < 0.0f) & kSignBit)); }
-// v where |x| <= clip, else +0.0.
-inline float in_window(float v, float x, float clip) { return float_of(bits_of(v) & mask_of(std::fabs(x) <= clip)); }
 
 struct SignTable {
   alignas(32) float v[256][8];
@@ -186,24 +167,6 @@ void binary_weight_grad(const float* w, const float* alpha, const float* g, std:
     } else {
       for (std::size_t j = 0; j < n; ++j) out[j] = a * go[j] + times_sign(via, src[j]);
     }
-  });
-}
-
-void sign_padded(const float* x, std::size_t planes, std::size_t H, std::size_t W, std::size_t ph, std::size_t pw,
-                 float* out) {
-  const std::size_t Hp = H + 2 * ph, Wp = W + 2 * pw;
-  parallel_for(planes, [&](std::size_t p) {
-    const float* __restrict src = x + p * H * W;
-    float* __restrict dst = out + p * Hp * Wp;
-    std::fill_n(dst, ph * Wp, 1.0f);
-    for (std::size_t r = 0; r < H; ++r) {
-      float* __restrict row = dst + (ph + r) * Wp;
-      std::fill_n(row, pw, 1.0f);
-      const float* __restrict v = src + r * W;
-      for (std::size_t c = 0; c < W; ++c) row[pw + c] = times_sign(1.0f, v[c]);
-      std::fill_n(row + pw + W, pw, 1.0f);
-    }
-    std::fill_n(dst + (ph + H) * Wp, ph * Wp, 1.0f);
   });
 }
 

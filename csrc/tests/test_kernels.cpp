@@ -18,6 +18,7 @@
 #include "core/dispatch.h"
 #include "core/layer.h"
 #include "core/threadpool.h"
+#include "core/train.h"
 
 namespace {
 
@@ -401,6 +402,45 @@ void test_bgemm_dot(const KernelTable& kt, Rng& rng) {
   }
 }
 
+// The backward pass's float-by-sign product (sign_gemm.h) against the definition summed in double: random
+// floats and signs, the sizes of kSizes for the reduction (R) and the lanes (M), with and without row
+// scales, threaded; float32 sums of R terms of size ~1 stay within R * 2^-24 of the double sum relative to
+// the sum of |terms|, so the check allows 1e-6 * sum |terms| + 1e-30.
+void test_sign_gemm(const KernelTable& kt, Rng& rng) {
+  for (std::size_t R : kSizes)
+    for (std::size_t M : {std::size_t{1}, std::size_t{17}, std::size_t{64}, std::size_t{65}}) {
+      const std::size_t J = 37;
+      std::vector<float> a(R * M), scale(R);
+      for (auto& v : a) v = rng.value();
+      for (auto& v : scale) v = rng.value();
+      std::vector<word_t> s(words_for(R) * J);
+      for (auto& v : s) v = rng.next();
+      std::vector<const float*> rows(R);
+      for (std::size_t r = 0; r < R; ++r) rows[r] = a.data() + r * M;
+      for (int scaled = 0; scaled < 2; ++scaled) {
+        std::vector<float> out(J * M, -7.0f);
+        horq::sign_gemm(kt, horq::SignGemm{rows.data(), scaled ? scale.data() : nullptr, R, M, s.data(), J, out.data(),
+                                           M, false});
+        std::string err;
+        for (std::size_t j = 0; j < J && err.empty(); ++j)
+          for (std::size_t m = 0; m < M && err.empty(); ++m) {
+            double want = 0.0, mag = 0.0;
+            for (std::size_t r = 0; r < R; ++r) {
+              const bool neg = (s[(r / 64) * J + j] >> (r % 64)) & 1u;
+              const double t = static_cast<double>(a[r * M + m]) * (scaled ? scale[r] : 1.0f);
+              want += neg ? -t : t;
+              mag += std::fabs(t);
+            }
+            if (std::fabs(out[j * M + m] - want) > 1e-6 * mag + 1e-30)
+              err = "out[" + std::to_string(j) + ", " + std::to_string(m) + "] = " + std::to_string(out[j * M + m]) +
+                    ", expected " + std::to_string(want);
+          }
+        record(kt.name, "sign_gemm R=" + std::to_string(R) + " M=" + std::to_string(M) +
+                            (scaled ? " scaled" : ""), err);
+      }
+    }
+}
+
 // ---- path-independent: sign packing and the dispatch table ---------------------------------------------
 
 void test_pack_signs(Rng& rng) {
@@ -480,6 +520,7 @@ int main(int argc, char** argv) {
       test_bgemm_dot(kt, rng);
       test_linear(kt, rng);
       test_conv(kt, rng);
+      test_sign_gemm(kt, rng);
     } catch (const std::exception& e) {
       record(p, "exception", e.what());
     }

@@ -83,7 +83,21 @@ CONV_CASES = [
     (64, 9, 3, 1, 1, 1, 6, 7),  # grouped layout, one word per tap
     (70, 4, 1, 1, 0, 1, 5, 5),  # 1x1: one tap of two words
     (130, 3, 3, 2, 2, 1, 5, 6),  # three words per tap, wide padding
+    # Input gradient as a float-by-sign product (native_train.sign_input_grad); the cases above take PyTorch's.
+    (8, 5, 3, 1, 1, 1, 5, 18),  # 18 output columns
+    (6, 130, 3, 2, 1, 1, 7, 9),  # 130 output channels, stride 2
+    (3, 129, (3, 2), 1, (2, 0), 2, 9, 8),  # dilation, asymmetric kernel and padding
 ]
+
+
+def test_input_grad_paths_are_both_exercised():
+    def out_width(k, s, p, d, w):
+        last = lambda v: v if isinstance(v, int) else v[1]  # noqa: E731
+        return (w + 2 * last(p) - d * (last(k) - 1) - 1) // s + 1
+
+    chosen = {native_train.sign_input_grad(c_out, out_width(k, s, p, d, w))
+              for _, c_out, k, s, p, d, _, w in CONV_CASES}
+    assert chosen == {True, False}
 
 
 @pytest.mark.parametrize("order", [1, 2, 3, 4])

@@ -3,8 +3,9 @@
 The forward calls are :func:`horq.kernels.conv2d` / :func:`horq.kernels.linear` that also return the quantized
 columns they computed, ``bits`` uint64 ``(ncols, order, words)`` and ``betas`` float64 ``(ncols, order)``, in
 the kernels' layout (``csrc/core/layer.h``: a convolution column's values in ``(i, j, c)`` order, grouped per
-tap or compact); :func:`expand_columns` rebuilds a block of them as floats,
-``out[j, :] = sum_k beta_{k,j} H_{k,j}``, for the weight gradient (``csrc/core/train.h``).
+tap or compact). :func:`planes_weight_grad` (order 1) or :func:`expand_columns` (``out[j, :] = sum_k beta_{k,j}
+H_{k,j}``, a block of columns as floats) take them to the weight gradient; :func:`conv_input_grad` and
+:func:`linear_input_grad` give the input gradient. The products with packed signs are ``csrc/core/sign_gemm.h``.
 
 These functions trust their caller (the HORQ layers validate shapes, dtypes and finiteness first); the core
 still checks every size it indexes with.
@@ -67,9 +68,32 @@ def expand_columns(bits: np.ndarray, betas: np.ndarray, layout: tuple[int, int, 
     _core.expand_columns(bits, betas, groups, cg, gw, col0, col1, out)
 
 
-def sign_padded(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
-    """``sign(x)`` (float32 +-1, ``sign(0) = +1``) of an NCHW array zero-padded by ``ph``/``pw``: the padding is +1."""
-    return _core.sign_padded(x, ph, pw)
+def layout_rows(layout: tuple[int, int, int]) -> np.ndarray:
+    """The bit positions of a column's ``n`` values, in value order, for ``layout`` (:func:`conv_layout`, or
+    ``(1, n, words_for(n))`` for a linear layer): the rows of :func:`planes_weight_grad`'s output to keep."""
+    groups, cg, gw = layout
+    return (np.arange(groups)[:, None] * (gw * WORD_BITS) + np.arange(cg)[None, :]).reshape(-1)
+
+
+def planes_weight_grad(g: np.ndarray, bits: np.ndarray, betas: np.ndarray, kernel: str | None = None) -> np.ndarray:
+    """``out[b, m] = sum_k sum_j g[j, m] * float(beta_{k,j}) * (bit b of H_{k,j} ? -1 : +1)``: the weight
+    gradient ``G^T A`` for every bit position ``b`` of a column (``words * 64`` rows), from the rows of ``G``
+    (one per column, float32 ``(ncols, M)``) and the kept planes (``csrc/core/train.h``)."""
+    return _core.planes_weight_grad(g, bits, betas, _resolve_kernel(kernel))
+
+
+def conv_input_grad(g: np.ndarray, alpha: np.ndarray, rows: np.ndarray, x: np.ndarray, kh: int, kw: int, stride,
+                    padding, dilation, clip: float | None, kernel: str | None = None) -> np.ndarray:
+    """Input gradient of a binary convolution through ``W~ = alpha * sign(rows)`` (latent weight rows
+    ``(C_out, C_in * kh * kw)``), times the clip window of ``x`` (``clip=None``: none); float32 NCHW."""
+    return _core.conv_input_grad(g, alpha, rows, x, kh, kw, tuple(stride), tuple(padding), tuple(dilation),
+                                 -1.0 if clip is None else float(clip), _resolve_kernel(kernel))
+
+
+def linear_input_grad(g: np.ndarray, alpha: np.ndarray, rows: np.ndarray, x: np.ndarray, clip: float | None,
+                      kernel: str | None = None) -> np.ndarray:
+    """Input gradient of a binary linear layer, ``(g @ (alpha * sign(rows))) * 1{|x| <= clip}``."""
+    return _core.linear_input_grad(g, alpha, rows, x, -1.0 if clip is None else float(clip), _resolve_kernel(kernel))
 
 
 def clip_window(g: np.ndarray, x: np.ndarray, clip: float) -> None:

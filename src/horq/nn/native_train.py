@@ -4,16 +4,19 @@ Forward: the layer's output comes from :mod:`horq.kernels` (the same arithmetic 
 ``alpha_o * sum_k beta_{k,j} (B_o . H_{k,j}) + bias``, docs/MATH.md), with the weights packed from the latent float
 weights at every call (``csrc/core/train_generic.cpp``) and the input's planes and betas computed once, by
 the kernels. The forward pass keeps the input ``x`` (as a float convolution does, for the clip window), the
-planes (K bits per value of the unfolded input) and betas (K per column) at order >= 2, beta_1 (one per column)
-at order 1, and the binarized weight; nothing the size of the unfolded float input is stored.
+planes (K bits per value of the unfolded input) and betas (K per column), and the binarized weight; nothing
+the size of the unfolded float input is stored.
 
-Backward (the gradients of the torch path, :mod:`horq.nn.quant`):
+Backward (the gradients of the torch path, :mod:`horq.nn.quant`), as products of float gradients with the
+packed signs (``csrc/core/sign_gemm.h``: a table lookup per four terms instead of four multiply-adds):
 
-* ``grad_input = conv_transpose(grad_out, W~) * 1{|x| <= clip}`` (a linear layer: ``grad_out @ W~``, masked);
-* ``grad_W~ = G^T A`` with ``A[j] = sum_k beta_{k,j} H_{k,j}`` rebuilt from the kept bits a block of columns
-  at a time (``csrc/core/train.h``; one float GEMM whatever the order, memory bounded by the block); at order 1,
-  where ``H_1 = sign(x)`` for every column, it is the convolution weight-gradient of ``sign(x_padded)`` against
-  ``grad_out * beta_1`` (PyTorch's own kernel, no columns at all);
+* ``grad_input = conv_transpose(grad_out, W~) * 1{|x| <= clip}`` with ``W~ = alpha * sign(W)``: sign(W)
+  against ``grad_out`` scaled by alpha, folded into the input's grid block by block, clip window fused (a
+  linear layer: ``grad_out @ W~``, masked); small convolutions (:func:`sign_input_grad`) take PyTorch's
+  ``conv2d_input`` instead;
+* ``grad_W~ = G^T A`` with ``A[j] = sum_k beta_{k,j} H_{k,j}``: one product per plane, the kept planes
+  transposed to run along the columns and ``beta_{k,j}`` the scale of column j's gradient
+  (``csrc/core/train_backward.cpp``); nothing the size of the unfolded float input is built;
 * ``grad_W`` follows from ``grad_W~`` by :func:`horq.nn.quant.binary_weight`'s straight-through rule, fused in
   C++ (``alpha * 1{|W| <= 1} * g + sign(W) / n * sum(g * sign(W))`` per filter);
 * ``grad_bias = sum of grad_out``.
@@ -79,6 +82,15 @@ def applies(layer, x: Tensor) -> bool:
             and layer.weight.dtype == torch.float32)
 
 
+def sign_input_grad(c_out: int, out_width: int) -> bool:
+    """Whether a convolution's input gradient runs as a float-by-sign product (else PyTorch's ``conv2d_input``
+    through ``W~``, then the clip window). The product sums over the ``c_out`` output channels and folds each
+    row of ``out_width`` outputs into the input grid separately, so it pays when the sum is long or the rows
+    are: measured 1.2-1.6x faster than PyTorch's kernel from 128 output channels or 16 output columns up, and
+    0.8-1.0x on 64 channels at 14x14 and 7x7 (mnist-cnn's layers; docs/TRAINING.md)."""
+    return c_out >= 128 or out_width >= 16
+
+
 class _Weights:
     """The binarized weight of one forward pass: packed bits, ``alpha`` and ``W~`` (kept for the backward)."""
 
@@ -118,6 +130,21 @@ def _weight_grad(g_cols, bits, betas, layout, n: int, cols_per_step: int) -> Ten
     return out
 
 
+def _columns_weight_grad(g_rows: Tensor, cols, layout: tuple[int, int, int]) -> Tensor:
+    """``G^T A`` (``(C_out, n)``, the column layout's value order) from the rows of ``G`` (one per column) and
+    the kept planes ``cols = (bits, betas)``: at order 1 one float-by-sign product, at order >= 2 (a product per
+    plane would cost K times that) one float GEMM against ``A`` rebuilt a block of columns at a time."""
+    from horq.kernels import train as ktrain
+
+    bits, betas = cols
+    if bits.shape[1] == 1:
+        out = torch.from_numpy(ktrain.planes_weight_grad(g_rows.contiguous().numpy(), bits, betas))
+        return out[torch.from_numpy(ktrain.layout_rows(layout))].t()
+    n = layout[0] * layout[1]
+    step = max(1, EXPAND_CHUNK_ELEMS // n)
+    return _weight_grad(lambda c0, c1: g_rows[c0:c1].t(), bits, betas, layout, n, step)
+
+
 class _NativeConv2d(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, conf):
@@ -131,13 +158,7 @@ class _NativeConv2d(torch.autograd.Function):
         y, (bits, betas) = ktrain.conv2d_keep(x.detach().numpy(), wbits, wt.coef, wt.add, kh, kw, stride, padding,
                                               dilation, order)
         ctx.conf, ctx.x_shape, ctx.wt = conf, x.shape, wt
-        ctx.cols = ctx.beta = None
-        if order == 1:
-            # H_1 = sign(x) whatever the column: the weight gradient is an ordinary convolution weight-gradient
-            # of sign(x_padded) against grad * beta_1, from x (kept anyway, for the clip window): no columns.
-            ctx.beta = torch.from_numpy(betas.astype(np.float32)).reshape(y.shape[0], 1, *y.shape[2:])
-        elif ctx.needs_input_grad[1]:
-            ctx.cols = (bits, betas)
+        ctx.cols = (bits, betas) if ctx.needs_input_grad[1] else None
         ctx.save_for_backward(weight, x.detach())  # the weight only for autograd's in-place check
         return torch.from_numpy(y)
 
@@ -150,33 +171,26 @@ class _NativeConv2d(torch.autograd.Function):
         wt = ctx.wt
         w_eff = wt.w_eff
         stride, padding, dilation, order, clip = ctx.conf
+        c_out, c_in, kh, kw = w_eff.shape
         grad = grad.contiguous()
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
-            gx = torch.nn.grad.conv2d_input(ctx.x_shape, w_eff, grad, stride=stride, padding=padding,
-                                            dilation=dilation)
-            if clip is not None:
-                ktrain.clip_window(gx.numpy(), saved[1].numpy(), clip)
-        if ctx.needs_input_grad[1] and order == 1:
-            sx = torch.from_numpy(ktrain.sign_padded(saved[1].numpy(), *padding))  # padding: sign(0) = +1
-            gw = wt.grad(torch.nn.grad.conv2d_weight(sx, w_eff.shape, grad * ctx.beta, stride=stride,
-                                                     dilation=dilation))
-        elif ctx.needs_input_grad[1]:
-            bits, betas = ctx.cols
-            c_out, c_in, kh, kw = w_eff.shape
-            n_batch, _, oh, ow = grad.shape
-            ppi, n = oh * ow, c_in * kh * kw
-            g3 = grad.reshape(n_batch, c_out, ppi)
-            step = ppi * max(1, EXPAND_CHUNK_ELEMS // (ppi * n))
-
-            def g_cols(c0, c1):
-                return g3[c0 // ppi: c1 // ppi].transpose(0, 1).reshape(c_out, c1 - c0)
-
-            dw = _weight_grad(g_cols, bits, betas, ktrain.conv_layout(c_in, kh * kw), n, step)
+            x = saved[1]
+            if sign_input_grad(c_out, grad.shape[3]):
+                gx = torch.from_numpy(ktrain.conv_input_grad(grad.numpy(), wt.alpha, wt.rows.numpy(), x.numpy(), kh, kw,
+                                                             stride, padding, dilation, clip))
+            else:
+                gx = torch.nn.grad.conv2d_input(ctx.x_shape, w_eff, grad, stride=stride, padding=padding,
+                                                dilation=dilation)
+                if clip is not None:
+                    ktrain.clip_window(gx.numpy(), x.numpy(), clip)
+        if ctx.needs_input_grad[1]:
+            g_rows = grad.permute(0, 2, 3, 1).reshape(-1, c_out)  # row j = column j = (image, oy, ox)
+            dw = _columns_weight_grad(g_rows, ctx.cols, ktrain.conv_layout(c_in, kh * kw))
             gw = wt.grad(dw.reshape(c_out, kh, kw, c_in).permute(0, 3, 1, 2).contiguous())
         if ctx.needs_input_grad[2]:
             gb = grad.sum(dim=(0, 2, 3))
-        ctx.cols = ctx.wt = ctx.beta = None
+        ctx.cols = ctx.wt = None
         return gx, gw, gb, None
 
 
@@ -205,14 +219,11 @@ class _NativeLinear(torch.autograd.Function):
         grad = grad.contiguous()
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
-            gx = grad @ w_eff
-            if ctx.clip is not None:
-                ktrain.clip_window(gx.numpy(), x.numpy(), ctx.clip)
+            gx = torch.from_numpy(ktrain.linear_input_grad(grad.numpy(), wt.alpha, wt.rows.numpy(), x.numpy(),
+                                                           ctx.clip))
         if ctx.needs_input_grad[1]:
-            bits, betas = ctx.cols
             n = w_eff.shape[1]
-            step = max(1, EXPAND_CHUNK_ELEMS // n)
-            gw = wt.grad(_weight_grad(lambda c0, c1: grad[c0:c1].t(), bits, betas, (1, n, words_for(n)), n, step))
+            gw = wt.grad(_columns_weight_grad(grad, ctx.cols, (1, n, words_for(n))))
         if ctx.needs_input_grad[2]:
             gb = grad.sum(dim=0)
         ctx.cols = ctx.wt = None

@@ -7,7 +7,10 @@
 //   * gemm_task (outer-product GEMM + epilogue) bit for bit against the scalar formula of layer.h, in the
 //     same double operation order, with guards around y to catch writes outside the task's block;
 //   * whole convolutions (conv.cpp + gemm_driver.cpp) with a table of the AVX-512 kernels against the
-//     generic table: the pixel image and the gathered H_1 / beta_1 of the outer-product path included.
+//     generic table: the pixel image and the gathered H_1 / beta_1 of the outer-product path included;
+//   * sign_gemm (the backward pass's float-by-sign product) bit for bit against the generic path, with and
+//     without row scales, over lane counts around 16/32/64 and reduction lengths around 32/64, with guards
+//     after the outputs of the task's block.
 // The inputs the kernels read end right before an inaccessible page (POSIX), so a load past the end faults:
 // types.h promises no over-read (kOverReadWords = 0), and masked loads of unselected lanes must not fault.
 // Built either against the emulated immintrin.h next to this file or against the real one (AVX-512 CPUs);
@@ -17,6 +20,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <vector>
 #if defined(__unix__) || defined(__APPLE__)
@@ -29,6 +33,7 @@
 #include "core/dispatch.h"
 #include "core/layer.h"
 #include "core/quantize.h"
+#include "core/sign_gemm.h"
 #include "core/threadpool.h"
 
 using namespace horq;
@@ -446,6 +451,41 @@ int check_conv(std::mt19937_64& rng) {
   return failures;
 }
 
+int check_sign_gemm(std::mt19937_64& rng) {
+  std::normal_distribution<float> normal;
+  int failures = 0;
+  const std::size_t Rs[] = {1, 3, 4, 31, 32, 33, 63, 64, 65, 130}, Ms[] = {1, 15, 16, 17, 33, 64, 65, 100, 129};
+  for (std::size_t R : Rs)
+    for (std::size_t M : Ms) {
+      const std::size_t J = 1 + rng() % 40, words = words_for(R);
+      // Each a row ends at a guard page: a read past lane M - 1 faults.
+      std::vector<std::unique_ptr<PageEnd<float>>> arows;
+      std::vector<const float*> rows(R);
+      for (std::size_t r = 0; r < R; ++r) {
+        arows.push_back(std::make_unique<PageEnd<float>>(M));
+        for (std::size_t m = 0; m < M; ++m) arows[r]->data()[m] = normal(rng);
+        rows[r] = arows[r]->data();
+      }
+      std::vector<float> scale(R);
+      for (auto& v : scale) v = normal(rng);
+      std::vector<word_t> sbits(words * J);
+      for (auto& v : sbits) v = rng();  // bits past R are set too: they must not matter
+      for (int scaled = 0; scaled < 2; ++scaled) {
+        const std::size_t ldo = M + 3;  // guards after each output row
+        std::vector<float> want(J * ldo, -7.0f), got(J * ldo, -7.0f);
+        const float* sc = scaled ? scale.data() : nullptr;
+        sign_gemm_generic(SignGemm{rows.data(), sc, R, M, sbits.data(), J, want.data(), ldo, false}, 0, M, 0, J);
+        sign_gemm_avx512(SignGemm{rows.data(), sc, R, M, sbits.data(), J, got.data(), ldo, false}, 0, M, 0, J);
+        // Accumulating into the previous result: the same sums again, added.
+        sign_gemm_generic(SignGemm{rows.data(), sc, R, M, sbits.data(), J, want.data(), ldo, true}, 0, M, 0, J);
+        sign_gemm_avx512(SignGemm{rows.data(), sc, R, M, sbits.data(), J, got.data(), ldo, true}, 0, M, 0, J);
+        if (std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) != 0 && ++failures <= kMaxReports)
+          std::printf("sign_gemm mismatch R=%zu M=%zu J=%zu scaled=%d\n", R, M, J, scaled);
+      }
+    }
+  return failures;
+}
+
 int main() {
   set_num_threads(1);
   std::mt19937_64 rng(42);
@@ -462,6 +502,7 @@ int main() {
       {"gemm_task", check_gemm_task},
       {"gemm_task ties", [](std::mt19937_64&) { return check_gemm_ties(); }},
       {"conv", check_conv},
+      {"sign_gemm", check_sign_gemm},
   };
   int failures = 0;
   for (const Check& c : checks) {

@@ -194,6 +194,17 @@ inline __m512i _mm512_mask_i64gather_epi64(__m512i src, __mmask8 k, __m512i idx,
 
 // ---- 512-bit float (16 lanes) ----
 inline __m512 _mm512_setzero_ps() { return __m512{}; }
+inline __m512 _mm512_load_ps(const void* p) {
+  avx512_emulation::check_aligned(p, 64);
+  __m512 r;
+  std::memcpy(r.v, p, sizeof r.v);
+  return r;
+}
+inline void _mm512_store_ps(void* p, __m512 a) {
+  avx512_emulation::check_aligned(p, 64);
+  std::memcpy(p, a.v, sizeof a.v);
+}
+inline void _mm512_mask_storeu_ps(void* p, __mmask16 k, __m512 a) { avx512_emulation::masked_store(p, k, 16, a.v); }
 inline __m512 _mm512_maskz_loadu_ps(__mmask16 k, const void* p) {
   __m512 r{};
   avx512_emulation::masked_load(r.v, k, 16, p);

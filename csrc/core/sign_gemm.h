@@ -1,0 +1,53 @@
+// Float-by-sign products, the backward pass of a binary layer (core/train.h, src/horq/nn/native_train.py).
+//
+// Both gradients of a binary layer multiply a float matrix by a +-1 matrix: the input gradient by the
+// binarized weights sign(W) (alpha folded into the floats), the weight gradient by the input's planes H_k
+// (beta_k folded in). A float GEMM spends one multiply-add per term; here the +-1 operand stays packed and
+// four reduction terms cost one table lookup. For rows r0..r0+3 of the float operand, a table of the 16
+// signed sums
+//     T[b][m] = sum_{i<4} (bit i of b ? -1 : +1) * scale_{r0+i} * a_{r0+i}[m]
+// is built once (16 vector adds) and then serves every sign row j: the nibble of row j's bits at r0 picks
+// T[b], one vector add for four terms, against four multiply-adds. With hundreds of sign rows per table the
+// build is a few percent and the product runs at up to 4x a float GEMM's arithmetic on the same vectors.
+//
+// The sum runs over r in order, a nibble (four terms, combined in the table's order) at a time, and in
+// float32 throughout: a different rounding order from a float GEMM, the same mathematics (the tests allow
+// float tolerance). An output is computed by one task whatever the thread count, so results are bitwise
+// identical at every thread count; the ISA versions differ in their float roundings only by the order in
+// which the 16 nibble sums of one 64-bit word are added (generic: the AVX2 order).
+#pragma once
+#include <cstddef>
+
+#include "core/types.h"
+
+namespace horq {
+
+// out[j * ldo + m] = (accumulate ? out[j * ldo + m] : 0) + sum_{r < R} scale_r * a_r[m] * s_j(r)
+// for m in [m0, m1) and j in [j0, j1), where
+//   a_r = arows[r], R pointers each valid for the m range read (floats; r's beyond R count as zero),
+//   scale_r = rscale ? rscale[r] : 1,
+//   s_j(r) = -1 if bit r of sign row j is set, else +1 (types.h: bit 1 is -1), sign rows stored
+//            word-block-major: word w (bits 64w..64w+63) of row j at s[w * J + j], words_for(R) words per row;
+//            bits past R are ignored.
+struct SignGemm {
+  const float* const* arows;
+  const float* rscale;  // nullptr: every scale 1
+  std::size_t R, M;
+  const word_t* s;
+  std::size_t J;
+  float* out;
+  std::size_t ldo;
+  bool accumulate;
+};
+
+// One task: outputs [m0, m1) x [j0, j1), single-threaded.
+using sign_gemm_fn = void (*)(const SignGemm& p, std::size_t m0, std::size_t m1, std::size_t j0, std::size_t j1);
+
+void sign_gemm_generic(const SignGemm& p, std::size_t m0, std::size_t m1, std::size_t j0, std::size_t j1);
+void sign_gemm_avx2(const SignGemm& p, std::size_t m0, std::size_t m1, std::size_t j0, std::size_t j1);
+void sign_gemm_avx512(const SignGemm& p, std::size_t m0, std::size_t m1, std::size_t j0, std::size_t j1);
+
+// Output columns (m) one task covers: every path's register block.
+constexpr std::size_t kSignGemmMB = 32;
+
+}  // namespace horq

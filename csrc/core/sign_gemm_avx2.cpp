@@ -1,0 +1,36 @@
+// sign_gemm (sign_gemm.h) on AVX2: 8-lane vectors in blocks of 32 lanes (tables of 16 KiB, half a typical
+// L1 data cache), masked loads and stores at the edge. Operation order: sign_gemm_walk.h (the same bits as
+// the generic path).
+#include <immintrin.h>
+
+#include "core/sign_gemm_walk.h"
+
+namespace horq {
+namespace {
+
+struct Avx2 {
+  static constexpr int kLanes = 8;
+  using reg = __m256;
+  static __m256i mask(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static reg zero() { return _mm256_setzero_ps(); }
+  static reg load(const float* p) { return _mm256_load_ps(p); }
+  static void store(float* p, reg r) { _mm256_store_ps(p, r); }
+  static reg load_part(const float* p, int n) { return n >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mask(n)); }
+  static void store_part(float* p, reg r, int n) {
+    if (n >= 8) _mm256_storeu_ps(p, r);
+    else _mm256_maskstore_ps(p, mask(n), r);
+  }
+  static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
+  static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
+  static reg mul_scalar(reg a, float s) { return _mm256_mul_ps(a, _mm256_set1_ps(s)); }
+};
+
+}  // namespace
+
+void sign_gemm_avx2(const SignGemm& p, std::size_t m0, std::size_t m1, std::size_t j0, std::size_t j1) {
+  sign_gemm_walk<Avx2, 4>(p, m0, m1, j0, j1);
+}
+
+}  // namespace horq

@@ -1,0 +1,34 @@
+// sign_gemm (sign_gemm.h) on AVX-512: 16-lane vectors, blocks of 64 lanes (tables of 32 KiB) where a task
+// has them, 32 and 16 for narrower ones; masked loads and stores at the edge. Operation order:
+// sign_gemm_walk.h (the same bits as the generic path).
+#include <immintrin.h>
+
+#include "core/sign_gemm_walk.h"
+
+namespace horq {
+namespace {
+
+struct Avx512 {
+  static constexpr int kLanes = 16;
+  using reg = __m512;
+  static __mmask16 mask(int n) { return static_cast<__mmask16>(n >= 16 ? 0xffffu : (1u << n) - 1u); }
+  static reg zero() { return _mm512_setzero_ps(); }
+  static reg load(const float* p) { return _mm512_load_ps(p); }
+  static void store(float* p, reg r) { _mm512_store_ps(p, r); }
+  static reg load_part(const float* p, int n) { return _mm512_maskz_loadu_ps(mask(n), p); }
+  static void store_part(float* p, reg r, int n) { _mm512_mask_storeu_ps(p, mask(n), r); }
+  static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
+  static reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
+  static reg mul_scalar(reg a, float s) { return _mm512_mul_ps(a, _mm512_set1_ps(s)); }
+};
+
+}  // namespace
+
+void sign_gemm_avx512(const SignGemm& p, std::size_t m0, std::size_t m1, std::size_t j0, std::size_t j1) {
+  std::size_t m = m0;
+  for (; m + 64 <= m1; m += 64) sign_gemm_walk<Avx512, 4>(p, m, m + 64, j0, j1);
+  if (m1 - m > 16) sign_gemm_walk<Avx512, 2>(p, m, m1, j0, j1);
+  else if (m < m1) sign_gemm_walk<Avx512, 1>(p, m, m1, j0, j1);
+}
+
+}  // namespace horq

@@ -1,0 +1,43 @@
+// sign_gemm (sign_gemm.h) in portable C++: the reference the ISA versions are tested against. Vectors are
+// 8-float vector-extension values; the operation order is sign_gemm_walk.h's.
+#include <cstring>
+
+#include "core/sign_gemm_walk.h"
+
+namespace horq {
+namespace {
+
+// GCC / Clang vector extensions: plain C++ arithmetic on 8 floats that the compiler maps to whatever SIMD
+// the target has (two SSE registers on baseline x86-64, NEON on aarch64), element-wise IEEE float32 either way.
+struct Portable {
+  static constexpr int kLanes = 8;
+  typedef float reg __attribute__((vector_size(32)));
+  static reg zero() { return reg{}; }
+  static reg load(const float* p) {
+    reg r;
+    std::memcpy(&r, p, sizeof r);
+    return r;
+  }
+  static void store(float* p, reg r) { std::memcpy(p, &r, sizeof r); }
+  static reg load_part(const float* p, int n) {
+    if (n == kLanes) return load(p);
+    reg r{};
+    for (int l = 0; l < n; ++l) r[l] = p[l];
+    return r;
+  }
+  static void store_part(float* p, reg r, int n) {
+    if (n == kLanes) return store(p, r);
+    for (int l = 0; l < n; ++l) p[l] = r[l];
+  }
+  static reg add(reg a, reg b) { return a + b; }
+  static reg sub(reg a, reg b) { return a - b; }
+  static reg mul_scalar(reg a, float s) { return a * s; }
+};
+
+}  // namespace
+
+void sign_gemm_generic(const SignGemm& p, std::size_t m0, std::size_t m1, std::size_t j0, std::size_t j1) {
+  sign_gemm_walk<Portable, 4>(p, m0, m1, j0, j1);
+}
+
+}  // namespace horq

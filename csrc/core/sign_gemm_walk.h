@@ -1,0 +1,96 @@
+// The loop every path of sign_gemm (sign_gemm.h) shares, inlined into each ISA file with its vector type.
+//
+// The order of the float operations is fixed here, the same for every path, so all paths give the same
+// bits: for output (j, m), with acc = the old output (accumulate) or +0,
+//     for each half-word of 32 reduction rows r0 = 0, 32, 64, ...:
+//         nibble g = 0..7 of row j's bits at r0 picks T_g[b] (the table of rows r0+4g .. r0+4g+3),
+//         E = ((T_0 + T_2) + T_4) + T_6,  O = ((T_1 + T_3) + T_5) + T_7,  acc = acc + (E + O);
+// and a table is T[0] = (v_0 + v_1) + (v_2 + v_3), T[b] = T[b & (b-1)] - (v_i + v_i) with i the lowest set
+// bit of b, over v_i = a_{r}[m] * scale_r (just a_r[m] without scales; 0 for r >= R).
+//
+// Blocking: a task's outputs are walked in blocks of NV vectors of lanes (m), and for each block the tables of
+// one half-word (8 tables x 16 entries x NV vectors: 16 KiB at 32 lanes) are built and then used by every
+// sign row of the task, so the float operand is read once per block of lanes (the driver keeps a task's
+// rows few enough for its outputs to stay in the L2 cache). Rows of `s` are read one word per row per
+// half-word, contiguous in j (the word-block-major layout).
+#pragma once
+#include <algorithm>
+#include <cstddef>
+
+#include "core/sign_gemm.h"
+
+namespace horq {
+
+// V: the vector traits of one path (reg, kLanes, zero, load (aligned), load_part / store_part (the first n
+// lanes, the rest zero / untouched), add, sub, mul_scalar).
+template <class V, int NV>
+[[gnu::always_inline]] inline void sign_gemm_block(const SignGemm& p, std::size_t mb, std::size_t nlanes,
+                                                   std::size_t j0, std::size_t j1) {
+  using reg = typename V::reg;
+  constexpr int L = V::kLanes;
+  alignas(64) float table[8][16][NV * L];
+  const std::size_t R = p.R;
+  int part[NV];  // lanes of each vector inside the block
+  for (int q = 0; q < NV; ++q) {
+    const std::ptrdiff_t left = static_cast<std::ptrdiff_t>(nlanes) - q * L;
+    part[q] = static_cast<int>(std::clamp<std::ptrdiff_t>(left, 0, L));
+  }
+  for (std::size_t r0 = 0; r0 < R; r0 += 32) {
+    for (int g = 0; g < 8; ++g) {
+      reg v[4][NV];
+      for (int i = 0; i < 4; ++i) {
+        const std::size_t r = r0 + 4 * g + i;
+        for (int q = 0; q < NV; ++q) {
+          if (r >= R || part[q] == 0) {
+            v[i][q] = V::zero();
+            continue;
+          }
+          const reg x = V::load_part(p.arows[r] + mb + q * L, part[q]);
+          v[i][q] = p.rscale ? V::mul_scalar(x, p.rscale[r]) : x;
+        }
+      }
+      for (int q = 0; q < NV; ++q) {
+        V::store(table[g][0] + q * L, V::add(V::add(v[0][q], v[1][q]), V::add(v[2][q], v[3][q])));
+        for (int b = 1; b < 16; ++b) {
+          const int i = __builtin_ctz(static_cast<unsigned>(b));
+          V::store(table[g][b] + q * L, V::sub(V::load(table[g][b & (b - 1)] + q * L), V::add(v[i][q], v[i][q])));
+        }
+      }
+    }
+    const word_t* srow = p.s + (r0 / kWordBits) * p.J;
+    const unsigned shift = static_cast<unsigned>(r0 % kWordBits);
+    const bool first = r0 == 0 && !p.accumulate;
+    for (std::size_t j = j0; j < j1; ++j) {
+      const word_t w = srow[j] >> shift;
+      reg e[NV], o[NV];
+      for (int q = 0; q < NV; ++q) {
+        e[q] = V::add(V::load(table[0][w & 15] + q * L), V::load(table[2][(w >> 8) & 15] + q * L));
+        o[q] = V::add(V::load(table[1][(w >> 4) & 15] + q * L), V::load(table[3][(w >> 12) & 15] + q * L));
+      }
+      for (int q = 0; q < NV; ++q) {
+        e[q] = V::add(e[q], V::load(table[4][(w >> 16) & 15] + q * L));
+        o[q] = V::add(o[q], V::load(table[5][(w >> 20) & 15] + q * L));
+      }
+      for (int q = 0; q < NV; ++q) {
+        e[q] = V::add(e[q], V::load(table[6][(w >> 24) & 15] + q * L));
+        o[q] = V::add(o[q], V::load(table[7][(w >> 28) & 15] + q * L));
+      }
+      float* dst = p.out + j * p.ldo + mb;
+      for (int q = 0; q < NV; ++q) {
+        if (part[q] == 0) continue;
+        const reg acc = first ? V::zero() : V::load_part(dst + q * L, part[q]);
+        V::store_part(dst + q * L, V::add(acc, V::add(e[q], o[q])), part[q]);
+      }
+    }
+  }
+}
+
+// A task: outputs [m0, m1) x [j0, j1) in blocks of NV * kLanes lanes (the last block masked).
+template <class V, int NV>
+[[gnu::always_inline]] inline void sign_gemm_walk(const SignGemm& p, std::size_t m0, std::size_t m1,
+                                                  std::size_t j0, std::size_t j1) {
+  constexpr std::size_t B = static_cast<std::size_t>(NV) * V::kLanes;
+  for (std::size_t mb = m0; mb < m1; mb += B) sign_gemm_block<V, NV>(p, mb, std::min(B, m1 - mb), j0, j1);
+}
+
+}  // namespace horq

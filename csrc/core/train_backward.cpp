@@ -1,0 +1,205 @@
+// The backward products of a binary layer on packed signs (train.h; the product: sign_gemm.h).
+//
+// Weight gradient: dW~ = G^T A with A = sum_k beta_k H_k (docs/MATH.md "Gradients"), i.e. one float-by-sign
+// product per plane, reduction over the columns j: the planes the forward pass kept (bits along a column's
+// values) are transposed 64x64 bits at a time into sign rows along the columns, and beta_{k,j} becomes the
+// row scale of G's row j. Input gradient: the binarized weight is alpha_o * sign(W), so the product is
+// sign(W) against G with alpha as the row scale. For a convolution the reduction runs over the output
+// channels o, the lanes over the output positions and the sign rows over (c, tap), so one table of four
+// channels serves all C * kh * kw rows; each block of 64 positions is folded into the padded input grid
+// (position (oy, ox) of row (c, tap (i, j)) adds at (oy sh + i dh, ox sw + j dw)) while it is in cache, so no
+// column matrix is ever whole.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#include "core/float_bits.h"
+#include "core/threadpool.h"
+#include "core/train.h"
+
+namespace horq {
+namespace {
+
+// In place: bit c of row r becomes bit r of row c (rows and columns 0..63, bit i of a word = column i).
+// Block swaps of size 32, 16, ..., 1: the top-right j x j block of each 2j x 2j block trades places with the
+// bottom-left one.
+void transpose64(word_t* a) {
+  word_t mask = 0x00000000FFFFFFFFull;
+  for (unsigned j = 32; j != 0; j >>= 1, mask ^= mask << j) {
+    for (unsigned k = 0; k < 64; k = ((k | j) + 1) & ~j) {
+      const word_t t = ((a[k] >> j) ^ a[k | j]) & mask;
+      a[k] ^= t << j;
+      a[k | j] ^= t;
+    }
+  }
+}
+
+
+// Sign rows of a weight matrix's transpose: row j (one per value of a weight row, j < n), bit o is
+// sign(w[o, j]), word-block-major (s[(o / 64) * n + j]).
+std::vector<word_t> weight_sign_rows_by_value(const float* w, std::size_t O, std::size_t n) {
+  std::vector<word_t> s(words_for(O) * n, 0);
+  for (std::size_t o = 0; o < O; ++o) {
+    word_t* dst = s.data() + (o / kWordBits) * n;
+    const float* src = w + o * n;
+    for (std::size_t j = 0; j < n; ++j) dst[j] |= static_cast<word_t>(src[j] < 0.0f) << (o % kWordBits);
+  }
+  return s;
+}
+
+}  // namespace
+
+void sign_gemm(const KernelTable& kt, const SignGemm& p) {
+  // Tasks of 64 lanes by a share of the sign rows: every task reads its lanes of the float operand once
+  // (all R rows), so rows are split only as far as the threads need work (two tasks each) and the
+  // outputs of one task stay in L2 (<= 1024 rows x 64 lanes). No output is shared between tasks: the split
+  // does not change any result.
+  constexpr std::size_t kMTask = 64, kMaxJTask = 1024, kMinJTask = 64;
+  if (p.M == 0 || p.J == 0) return;
+  const std::size_t mt = ceil_div(p.M, kMTask), want = 2 * static_cast<std::size_t>(get_num_threads());
+  const std::size_t jt = std::min(ceil_div(p.J, kMinJTask), std::max(ceil_div(p.J, kMaxJTask), ceil_div(want, mt)));
+  const std::size_t jstep = ceil_div(p.J, jt);
+  parallel_for(mt * jt, [&](std::size_t t) {
+    const std::size_t m0 = (t / jt) * kMTask, j0 = (t % jt) * jstep;
+    if (j0 < p.J) kt.sign_gemm(p, m0, std::min(p.M, m0 + kMTask), j0, std::min(p.J, j0 + jstep));
+  });
+}
+
+void transpose_planes(const word_t* bits, std::size_t ncols, int order, std::size_t ldbits, int k, word_t* s) {
+  const std::size_t J = ldbits * kWordBits, blocks = words_for(ncols);
+  parallel_for(blocks, [&](std::size_t w) {
+    alignas(64) word_t a[64];
+    const std::size_t c0 = w * kWordBits, nc = std::min<std::size_t>(kWordBits, ncols - c0);
+    for (std::size_t u = 0; u < ldbits; ++u) {
+      for (std::size_t i = 0; i < 64; ++i)
+        a[i] = i < nc ? bits[((c0 + i) * static_cast<std::size_t>(order) + static_cast<std::size_t>(k)) * ldbits + u] : 0;
+      transpose64(a);
+      std::memcpy(s + w * J + u * kWordBits, a, sizeof a);
+    }
+  });
+}
+
+void planes_weight_grad(const KernelTable& kt, const float* g, std::size_t M, const word_t* bits,
+                        const double* betas, std::size_t ncols, int order, std::size_t ldbits, float* out) {
+  const std::size_t J = ldbits * kWordBits;
+  std::vector<word_t> s(words_for(ncols) * J);
+  std::vector<const float*> rows(ncols);
+  std::vector<float> scale(ncols);
+  for (std::size_t j = 0; j < ncols; ++j) rows[j] = g + j * M;
+  for (int k = 0; k < order; ++k) {
+    transpose_planes(bits, ncols, order, ldbits, k, s.data());
+    for (std::size_t j = 0; j < ncols; ++j) scale[j] = static_cast<float>(betas[j * order + k]);
+    sign_gemm(kt, SignGemm{rows.data(), scale.data(), ncols, M, s.data(), J, out, M, k > 0});
+  }
+}
+
+void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, const float* w, const ConvGeometry& geo,
+                     std::size_t m, const float* x, float clip, float* gx) {
+  const std::size_t T = geo.kh * geo.kw, C = geo.channels, H = geo.height, W = geo.width, N = geo.batch;
+  const std::size_t OW = geo.out_w, P = geo.out_h * OW, J = C * T;
+  // The product: reduction over o, lanes over output positions, one sign row per (c, tap).
+  const std::vector<word_t> s = weight_sign_rows_by_value(w, m, J);
+  // Lanes: an image's positions, straight from g; images smaller than a lane block are first copied side by
+  // side (o, image * P + position) so that a block holds several.
+  constexpr std::size_t kLanes = 64;
+  const bool grouped = P < kLanes;
+  const std::size_t per_task = grouped ? kLanes / P : 1, tasks = ceil_div(N, per_task);
+  std::vector<float> gq;
+  if (grouped) {
+    gq.resize(m * N * P);
+    parallel_for(m, [&](std::size_t o) {
+      for (std::size_t n = 0; n < N; ++n) std::copy_n(g + (n * m + o) * P, P, gq.data() + o * N * P + n * P);
+    });
+  }
+  // The gradient lands on the padded input grid first (Hg x Wg per image and channel: every tap of every
+  // output is inside it, so the fold needs no bounds), then the padding is cropped away.
+  const std::size_t Hg = (geo.out_h - 1) * geo.sh + (geo.kh - 1) * geo.dh + 1;
+  const std::size_t Wg = (OW - 1) * geo.sw + (geo.kw - 1) * geo.dw + 1, Pz = Hg * Wg;
+  const std::size_t rows_per_chunk = T * std::max<std::size_t>(1, 576 / T);  // a chunk's outputs stay in L2
+  // Offset of row j = (c, tap (i, j)) on an image's grid: channel plane plus the tap's shift.
+  std::vector<std::size_t> row_off(J);
+  for (std::size_t j = 0; j < J; ++j) {
+    const std::size_t c = j / T, t = j % T;
+    row_off[j] = c * Pz + t / geo.kw * geo.dh * Wg + t % geo.kw * geo.dw;
+  }
+  std::vector<float> gz(N * C * Pz);
+  // Tasks own whole images (all writes of an image's lanes land in its planes); the split depends on the
+  // shapes only, so every sum runs in one order at any thread count.
+  parallel_for(tasks, [&](std::size_t task) {
+    const std::size_t n_begin = task * per_task, n_end = std::min(N, n_begin + per_task);
+    std::fill_n(gz.data() + n_begin * C * Pz, (n_end - n_begin) * C * Pz, 0.0f);
+    std::vector<float> buf(std::min(J, rows_per_chunk) * kLanes);
+    std::vector<const float*> rows(m);
+    struct Run {
+      std::size_t lane, len, at;  // lanes [lane, lane + len) go to gz[at + row_off[j] + k * sw]
+    };
+    std::vector<Run> runs;
+    const std::size_t q_begin = grouped ? n_begin * P : 0, q_end = grouped ? n_end * P : P;
+    for (std::size_t q0 = q_begin; q0 < q_end; q0 += kLanes) {
+      const std::size_t lanes = std::min(kLanes, q_end - q0);
+      for (std::size_t o = 0; o < m; ++o)
+        rows[o] = grouped ? gq.data() + o * N * P + q0 : g + (n_begin * m + o) * P + q0;
+      runs.clear();  // the block's lanes as runs along ox: lane (image, oy, ox) lands at (oy sh, ox sw) + tap
+      for (std::size_t q = 0; q < lanes;) {
+        const std::size_t at = q0 + q, n = grouped ? at / P : n_begin, oy = at % P / OW, ox = at % OW;
+        const std::size_t len = std::min(OW - ox, lanes - q);
+        runs.push_back({q, len, n * C * Pz + oy * geo.sh * Wg + ox * geo.sw});
+        q += len;
+      }
+      for (std::size_t j0 = 0; j0 < J; j0 += rows_per_chunk) {
+        const std::size_t nj = std::min(rows_per_chunk, J - j0);
+        kt.sign_gemm(SignGemm{rows.data(), alpha, m, lanes, s.data() + j0, J, buf.data(), kLanes, false}, 0, lanes,
+                     0, nj);
+        for (std::size_t jr = 0; jr < nj; ++jr)  // row by row: a row of buf stays in L1 over its runs
+          for (const Run& r : runs) {
+            float* __restrict dst = gz.data() + r.at + row_off[j0 + jr];
+            const float* __restrict src = buf.data() + jr * kLanes + r.lane;
+            if (geo.sw == 1) {
+              for (std::size_t u = 0; u < r.len; ++u) dst[u] += src[u];
+            } else {
+              for (std::size_t u = 0; u < r.len; ++u) dst[u * geo.sw] += src[u];
+            }
+          }
+      }
+    }
+    // Crop to the input (rows / columns no tap reaches get 0) with the clip window.
+    for (std::size_t nc = n_begin * C; nc < n_end * C; ++nc)
+      for (std::size_t y = 0; y < H; ++y) {
+        const std::size_t at = (nc * H + y) * W, Y = y + geo.ph;
+        float* __restrict dst = gx + at;
+        const float* __restrict xin = x + at;
+        if (Y >= Hg) {
+          std::fill_n(dst, W, 0.0f);
+          continue;
+        }
+        const float* __restrict src = gz.data() + nc * Pz + Y * Wg + geo.pw;
+        const std::size_t inside = geo.pw < Wg ? std::min(W, Wg - geo.pw) : 0;
+        if (clip >= 0.0f) {
+          for (std::size_t k = 0; k < inside; ++k) dst[k] = in_window(src[k], xin[k], clip);
+        } else {
+          std::copy_n(src, inside, dst);
+        }
+        std::fill_n(dst + inside, W - inside, 0.0f);
+      }
+  });
+}
+
+void linear_input_grad(const KernelTable& kt, const float* g, const float* alpha, const float* w, std::size_t N,
+                       std::size_t O, std::size_t n, const float* x, float clip, float* gx) {
+  std::vector<float> gt(O * N);
+  for (std::size_t r = 0; r < N; ++r)
+    for (std::size_t o = 0; o < O; ++o) gt[o * N + r] = g[r * O + o];
+  const std::vector<word_t> s = weight_sign_rows_by_value(w, O, n);
+  std::vector<const float*> rows(O);
+  for (std::size_t o = 0; o < O; ++o) rows[o] = gt.data() + o * N;
+  std::vector<float> out(n * N);
+  sign_gemm(kt, SignGemm{rows.data(), alpha, O, N, s.data(), n, out.data(), N, false});
+  parallel_for(N, [&](std::size_t r) {
+    for (std::size_t i = 0; i < n; ++i)
+      gx[r * n + i] = clip < 0.0f ? out[i * N + r] : in_window(out[i * N + r], x[r * n + i], clip);
+  });
+}
+
+}  // namespace horq

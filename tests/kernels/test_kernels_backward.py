@@ -1,0 +1,177 @@
+"""The backward products on packed signs (csrc/core/sign_gemm.h, train_backward.cpp) against float64 numpy /
+PyTorch references, on every kernel path, on awkward sizes.
+
+Tolerance: every output is a float32 sum of R terms taken a nibble at a time; its error against the float64
+sum is below ~R * 2^-24 of the sum of |terms|, far under 1e-5 of the largest output for the sizes here, while
+one wrong sign (a flipped bit) moves an output by about 2 / sqrt(R) of its scale: ``TOL = 1e-5`` relative to
+the largest reference value tells them apart. Paths and thread counts must agree bit for bit (the operation
+order is fixed in sign_gemm_walk.h and no output is split between tasks).
+"""
+
+import numpy as np
+import pytest
+
+from horq import _core, kernels
+from horq.kernels import train as ktrain
+
+torch = pytest.importorskip("torch")
+
+TOL = 1e-5
+
+
+def _close(got, ref, what):
+    ref = np.asarray(ref, dtype=np.float64)
+    err = float(np.abs(np.asarray(got, dtype=np.float64) - ref).max())
+    scale = float(np.abs(ref).max())
+    assert err <= TOL * scale + 1e-30, f"{what}: max error {err:.3g} > {TOL} x {scale:.3g}"
+
+
+def _sign_rows(neg: np.ndarray) -> np.ndarray:
+    """Bool (J, R), True = -1, -> sign rows word-block-major: (words_for(R), J) uint64."""
+    j, r = neg.shape
+    padded = np.zeros((j, -(-r // 64) * 64), dtype=bool)
+    padded[:, :r] = neg
+    return np.ascontiguousarray(np.packbits(padded, axis=1, bitorder="little").view(np.uint64).T)
+
+
+@pytest.mark.parametrize("R", [1, 3, 4, 31, 32, 33, 63, 64, 65, 513])
+@pytest.mark.parametrize("M", [1, 15, 16, 17, 33, 64, 65, 100])
+def test_sign_gemm_every_path(path, R, M):
+    rng = np.random.default_rng(R * 1000 + M)
+    J = 1 + (R * 7 + M) % 70
+    a = rng.standard_normal((R, M)).astype(np.float32)
+    scale = rng.standard_normal(R).astype(np.float32)
+    neg = rng.integers(0, 2, (J, R)).astype(bool)
+    s = _sign_rows(neg)
+    if R % 64:  # bits past R are ignored
+        s[-1] |= ~np.uint64(0) << np.uint64(R % 64)
+    signs = np.where(neg, -1.0, 1.0)
+    _close(_core.sign_gemm(a, s, None, path), signs @ a.astype(np.float64), "unscaled")
+    got = _core.sign_gemm(a, s, scale, path)
+    _close(got, signs @ (a.astype(np.float64) * scale[:, None]), "scaled")
+    np.testing.assert_array_equal(got, _core.sign_gemm(a, s, scale, "generic"))
+
+
+def test_sign_gemm_same_bits_at_any_thread_count(path):
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((300, 200)).astype(np.float32)
+    s = _sign_rows(rng.integers(0, 2, (1500, 300)).astype(bool))
+    kernels.set_num_threads(1)
+    one = _core.sign_gemm(a, s, None, path)
+    kernels.set_num_threads(2)
+    np.testing.assert_array_equal(_core.sign_gemm(a, s, None, path), one)
+
+
+@pytest.mark.parametrize("ncols,order,words", [(1, 1, 1), (63, 2, 1), (64, 1, 2), (65, 3, 3), (200, 4, 2)])
+def test_transpose_planes(ncols, order, words):
+    rng = np.random.default_rng(ncols)
+    bits = rng.integers(0, 2**63, (ncols, order, words), dtype=np.uint64)
+    unpacked = np.unpackbits(bits.view(np.uint8), axis=-1, bitorder="little").reshape(ncols, order, words * 64)
+    for k in range(order):
+        s = _core.transpose_planes(bits, k)
+        assert s.shape == (-(-ncols // 64), words * 64)
+        back = np.unpackbits(np.ascontiguousarray(s.T).view(np.uint8), axis=1, bitorder="little")[:, :ncols]
+        np.testing.assert_array_equal(back.T, unpacked[:, k, :])
+        rest = np.unpackbits(np.ascontiguousarray(s.T).view(np.uint8), axis=1, bitorder="little")[:, ncols:]
+        assert not rest.any()  # bits past ncols are zero
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("c_in,c_out,k", [(3, 5, 3), (33, 7, 3), (64, 65, 3), (130, 9, 1)])
+def test_planes_weight_grad_matches_expanded_columns(path, order, c_in, c_out, k):
+    rng = np.random.default_rng(c_in + order)
+    x = rng.standard_normal((2, c_in, 6, 5)).astype(np.float32)
+    rows = rng.standard_normal((c_out, c_in * k * k)).astype(np.float32)
+    alpha, bits, _ = ktrain.binarize_weight_rows(rows)
+    wbits = ktrain.conv_weight_bits(bits, c_in, k, k)
+    _, (cb, cbet) = ktrain.conv2d_keep(x, wbits, alpha.astype(np.float64), np.zeros(c_out), k, k, (1, 1), (1, 1),
+                                       (1, 1), order)
+    layout = ktrain.conv_layout(c_in, k * k)
+    cols = np.zeros((cb.shape[0], layout[0] * layout[1]), np.float32)
+    ktrain.expand_columns(cb, cbet, layout, 0, cb.shape[0], cols)
+    g = rng.standard_normal((cb.shape[0], c_out)).astype(np.float32)
+    got = ktrain.planes_weight_grad(g, cb, cbet, kernel=path)[ktrain.layout_rows(layout)]
+    _close(got.T, g.T.astype(np.float64) @ cols.astype(np.float64), "G^T A")
+
+
+CONV_CASES = [
+    # (N, C_in, H, W, C_out, kernel, stride, padding, dilation)
+    (1, 1, 1, 1, 1, 1, 1, 0, 1),
+    (2, 3, 5, 7, 4, 3, 1, 1, 1),
+    (1, 65, 9, 8, 33, (3, 2), 1, (0, 1), 1),
+    (3, 16, 7, 7, 70, 3, 1, (2, 0), (2, 1)),
+    (2, 64, 14, 14, 64, 3, 1, 1, 1),  # 196 positions: several lane blocks per image
+    (2, 7, 17, 18, 129, 3, 2, 1, 1),  # stride 2, three words of output channels
+    (3, 5, 12, 11, 6, 3, 2, 0, 2),  # stride 2, dilation, no padding: input rows no tap reaches
+    (5, 3, 4, 4, 2, 1, 2, 0, 1),  # 1x1 stride 2: a strided shortcut
+    (1, 5, 6, 6, 3, 5, 1, 3, 1),  # 5x5, padding wider than the kernel needs
+]
+
+
+@pytest.mark.parametrize("clip", [None, 0.5])
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "n{}-c{}-{}x{}-o{}-k{}-s{}-p{}-d{}".format(*c))
+def test_conv_input_grad_matches_torch(path, case, clip):
+    n, c, h, w, o, k, s, p, d = case
+    (kh, kw), st, pad, dil = (v if isinstance(v, tuple) else (v, v) for v in (k, s, p, d))
+    rng = np.random.default_rng(h * w + o)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    rows = rng.standard_normal((o, c * kh * kw)).astype(np.float32)
+    alpha = np.abs(rows).mean(axis=1).astype(np.float32)
+    w_eff = (alpha[:, None] * np.where(rows < 0, -1.0, 1.0)).reshape(o, c, kh, kw)
+    oh = (h + 2 * pad[0] - dil[0] * (kh - 1) - 1) // st[0] + 1
+    ow = (w + 2 * pad[1] - dil[1] * (kw - 1) - 1) // st[1] + 1
+    g = rng.standard_normal((n, o, oh, ow)).astype(np.float32)
+    ref = torch.nn.grad.conv2d_input(x.shape, torch.from_numpy(w_eff), torch.from_numpy(g).double(), stride=st,
+                                     padding=pad, dilation=dil).numpy()
+    if clip is not None:
+        ref = ref * (np.abs(x) <= clip)
+    got = ktrain.conv_input_grad(g, alpha, rows, x, kh, kw, st, pad, dil, clip, kernel=path)
+    _close(got, ref, "grad_input")
+    if clip is not None:
+        assert np.all(got[np.abs(x) > clip] == 0)
+    np.testing.assert_array_equal(got, ktrain.conv_input_grad(g, alpha, rows, x, kh, kw, st, pad, dil, clip,
+                                                              kernel="generic"))
+
+
+def test_conv_input_grad_same_bits_at_any_thread_count(path):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((5, 20, 9, 9)).astype(np.float32)
+    rows = rng.standard_normal((130, 20 * 9)).astype(np.float32)
+    alpha = np.abs(rows).mean(axis=1).astype(np.float32)
+    g = rng.standard_normal((5, 130, 9, 9)).astype(np.float32)
+    kernels.set_num_threads(1)
+    one = ktrain.conv_input_grad(g, alpha, rows, x, 3, 3, (1, 1), (1, 1), (1, 1), None, kernel=path)
+    kernels.set_num_threads(2)
+    np.testing.assert_array_equal(ktrain.conv_input_grad(g, alpha, rows, x, 3, 3, (1, 1), (1, 1), (1, 1), None,
+                                                         kernel=path), one)
+
+
+@pytest.mark.parametrize("batch,n_out,n_in", [(1, 1, 1), (3, 7, 65), (64, 130, 513)])
+def test_linear_input_grad(path, batch, n_out, n_in):
+    rng = np.random.default_rng(n_in)
+    x = rng.standard_normal((batch, n_in)).astype(np.float32)
+    rows = rng.standard_normal((n_out, n_in)).astype(np.float32)
+    alpha = np.abs(rows).mean(axis=1).astype(np.float32)
+    g = rng.standard_normal((batch, n_out)).astype(np.float32)
+    ref = g.astype(np.float64) @ (alpha[:, None] * np.where(rows < 0, -1.0, 1.0))
+    _close(ktrain.linear_input_grad(g, alpha, rows, x, None, kernel=path), ref, "no window")
+    got = ktrain.linear_input_grad(g, alpha, rows, x, 0.7, kernel=path)
+    _close(got, ref * (np.abs(x) <= 0.7), "window")
+
+
+def test_bad_sizes_are_refused():
+    a = np.zeros((70, 4), np.float32)
+    with pytest.raises(ValueError, match="words_for"):
+        _core.sign_gemm(a, np.zeros((1, 3), np.uint64))  # 70 rows need two words
+    with pytest.raises(ValueError, match="rscale"):
+        _core.sign_gemm(a, np.zeros((2, 3), np.uint64), np.ones(3, np.float32))
+    x = np.zeros((1, 2, 5, 5), np.float32)
+    rows = np.zeros((3, 18), np.float32)
+    with pytest.raises(ValueError, match="output's shape"):
+        ktrain.conv_input_grad(np.zeros((1, 3, 4, 4), np.float32), np.ones(3, np.float32), rows, x, 3, 3, (1, 1),
+                               (1, 1), (1, 1), None)
+    with pytest.raises(ValueError, match="C \\* kh \\* kw"):
+        ktrain.conv_input_grad(np.zeros((1, 3, 5, 5), np.float32), np.ones(3, np.float32), rows[:, :9], x, 3, 3,
+                               (1, 1), (1, 1), (1, 1), None)
+    with pytest.raises(ValueError, match="one row per column"):
+        _core.planes_weight_grad(np.zeros((3, 2), np.float32), np.zeros((4, 1, 1), np.uint64), np.zeros((4, 1)))
