@@ -30,7 +30,7 @@ struct Avx2 {
 }  // namespace
 
 void sign_gemm_avx2(const SignGemm& p, std::size_t m0, std::size_t m1, std::size_t j0, std::size_t j1) {
-  sign_gemm_walk<Avx2, 4>(p, m0, m1, j0, j1);
+  sign_gemm_walk<Avx2, 4, 1>(p, m0, m1, j0, j1);
 }
 
 }  // namespace horq

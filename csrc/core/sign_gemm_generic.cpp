@@ -37,7 +37,7 @@ struct Portable {
 }  // namespace
 
 void sign_gemm_generic(const SignGemm& p, std::size_t m0, std::size_t m1, std::size_t j0, std::size_t j1) {
-  sign_gemm_walk<Portable, 4>(p, m0, m1, j0, j1);
+  sign_gemm_walk<Portable, 4, 1>(p, m0, m1, j0, j1);
 }
 
 }  // namespace horq

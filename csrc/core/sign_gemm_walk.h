@@ -22,21 +22,23 @@
 namespace horq {
 
 // V: the vector traits of one path (reg, kLanes, zero, load (aligned), load_part / store_part (the first n
-// lanes, the rest zero / untouched), add, sub, mul_scalar).
-template <class V, int NV>
+// lanes, the rest zero / untouched), add, sub, mul_scalar). HW: half-words per step (1 or 2): the tables of
+// HW half-words are built together and a sign row's accumulator stays in registers across them, which halves
+// the loads and stores of the outputs at HW = 2 (the operation order is the same either way).
+template <class V, int NV, int HW>
 [[gnu::always_inline]] inline void sign_gemm_block(const SignGemm& p, std::size_t mb, std::size_t nlanes,
                                                    std::size_t j0, std::size_t j1) {
   using reg = typename V::reg;
-  constexpr int L = V::kLanes;
-  alignas(64) float table[8][16][NV * L];
+  constexpr int L = V::kLanes, G = 8 * HW;
+  alignas(64) float table[G][16][NV * L];
   const std::size_t R = p.R;
   int part[NV];  // lanes of each vector inside the block
   for (int q = 0; q < NV; ++q) {
     const std::ptrdiff_t left = static_cast<std::ptrdiff_t>(nlanes) - q * L;
     part[q] = static_cast<int>(std::clamp<std::ptrdiff_t>(left, 0, L));
   }
-  for (std::size_t r0 = 0; r0 < R; r0 += 32) {
-    for (int g = 0; g < 8; ++g) {
+  for (std::size_t r0 = 0; r0 < R; r0 += 32 * HW) {
+    for (int g = 0; g < G; ++g) {
       reg v[4][NV];
       for (int i = 0; i < 4; ++i) {
         const std::size_t r = r0 + 4 * g + i;
@@ -57,40 +59,46 @@ template <class V, int NV>
         }
       }
     }
+    // Half-words of this step that hold rows (< R): a second half-word past R is skipped, as if absent.
+    const int halves = HW == 1 || r0 + 32 < R ? HW : 1;
     const word_t* srow = p.s + (r0 / kWordBits) * p.J;
     const unsigned shift = static_cast<unsigned>(r0 % kWordBits);
     const bool first = r0 == 0 && !p.accumulate;
     for (std::size_t j = j0; j < j1; ++j) {
-      const word_t w = srow[j] >> shift;
-      reg e[NV], o[NV];
-      for (int q = 0; q < NV; ++q) {
-        e[q] = V::add(V::load(table[0][w & 15] + q * L), V::load(table[2][(w >> 8) & 15] + q * L));
-        o[q] = V::add(V::load(table[1][(w >> 4) & 15] + q * L), V::load(table[3][(w >> 12) & 15] + q * L));
-      }
-      for (int q = 0; q < NV; ++q) {
-        e[q] = V::add(e[q], V::load(table[4][(w >> 16) & 15] + q * L));
-        o[q] = V::add(o[q], V::load(table[5][(w >> 20) & 15] + q * L));
-      }
-      for (int q = 0; q < NV; ++q) {
-        e[q] = V::add(e[q], V::load(table[6][(w >> 24) & 15] + q * L));
-        o[q] = V::add(o[q], V::load(table[7][(w >> 28) & 15] + q * L));
-      }
+      const word_t word = srow[j] >> shift;
       float* dst = p.out + j * p.ldo + mb;
-      for (int q = 0; q < NV; ++q) {
-        if (part[q] == 0) continue;
-        const reg acc = first ? V::zero() : V::load_part(dst + q * L, part[q]);
-        V::store_part(dst + q * L, V::add(acc, V::add(e[q], o[q])), part[q]);
+      reg acc[NV];
+      for (int q = 0; q < NV; ++q) acc[q] = first || part[q] == 0 ? V::zero() : V::load_part(dst + q * L, part[q]);
+      for (int h = 0; h < halves; ++h) {
+        const word_t w = word >> (32 * h);
+        const float(*t)[16][NV * L] = table + 8 * h;
+        reg e[NV], o[NV];
+        for (int q = 0; q < NV; ++q) {
+          e[q] = V::add(V::load(t[0][w & 15] + q * L), V::load(t[2][(w >> 8) & 15] + q * L));
+          o[q] = V::add(V::load(t[1][(w >> 4) & 15] + q * L), V::load(t[3][(w >> 12) & 15] + q * L));
+        }
+        for (int q = 0; q < NV; ++q) {
+          e[q] = V::add(e[q], V::load(t[4][(w >> 16) & 15] + q * L));
+          o[q] = V::add(o[q], V::load(t[5][(w >> 20) & 15] + q * L));
+        }
+        for (int q = 0; q < NV; ++q) {
+          e[q] = V::add(e[q], V::load(t[6][(w >> 24) & 15] + q * L));
+          o[q] = V::add(o[q], V::load(t[7][(w >> 28) & 15] + q * L));
+        }
+        for (int q = 0; q < NV; ++q) acc[q] = V::add(acc[q], V::add(e[q], o[q]));
       }
+      for (int q = 0; q < NV; ++q)
+        if (part[q] != 0) V::store_part(dst + q * L, acc[q], part[q]);
     }
   }
 }
 
 // A task: outputs [m0, m1) x [j0, j1) in blocks of NV * kLanes lanes (the last block masked).
-template <class V, int NV>
+template <class V, int NV, int HW>
 [[gnu::always_inline]] inline void sign_gemm_walk(const SignGemm& p, std::size_t m0, std::size_t m1,
                                                   std::size_t j0, std::size_t j1) {
   constexpr std::size_t B = static_cast<std::size_t>(NV) * V::kLanes;
-  for (std::size_t mb = m0; mb < m1; mb += B) sign_gemm_block<V, NV>(p, mb, std::min(B, m1 - mb), j0, j1);
+  for (std::size_t mb = m0; mb < m1; mb += B) sign_gemm_block<V, NV, HW>(p, mb, std::min(B, m1 - mb), j0, j1);
 }
 
 }  // namespace horq
