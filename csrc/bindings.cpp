@@ -337,17 +337,24 @@ WordArray transpose_planes(In<horq::word_t, nb::ndim<3>> bits, int k) {
   return arr;
 }
 
+// The weight gradient from the kept planes, gathered into PyTorch's weight order (M, groups * cg).
 FloatArray planes_weight_grad(In<float, nb::ndim<2>> g, In<horq::word_t, nb::ndim<3>> bits,
-                              In<double, nb::ndim<2>> betas, const std::string& kernel) {
+                              In<double, nb::ndim<2>> betas, std::size_t groups, std::size_t cg, std::size_t gw,
+                              std::size_t taps, const std::string& kernel) {
   const std::size_t ncols = bits.shape(0), order = bits.shape(1), ld = bits.shape(2), M = g.shape(1);
   require(ncols >= 1 && g.shape(0) == ncols, "g must have one row per column");
   require(order >= 1 && order <= static_cast<std::size_t>(horq::kMaxOrder), "bad order");
   require(betas.shape(0) == ncols && betas.shape(1) == order, "betas do not match bits");
+  require(groups >= 1 && cg >= 1 && taps >= 1 && (groups * cg) % taps == 0, "bad layout");
+  require((groups - 1) * gw * horq::kWordBits + cg <= ld * horq::kWordBits, "layout does not fit the bits");
   const auto& kt = horq::kernel_table(kernel);
-  float* out;
-  auto arr = make_array<float>({ld * horq::kWordBits, M}, &out, false);
+  float* dw;
+  auto arr = make_array<float>({M, groups * cg}, &dw, false);
   nb::gil_scoped_release nogil;
-  horq::planes_weight_grad(kt, g.data(), M, bits.data(), betas.data(), ncols, static_cast<int>(order), ld, out);
+  std::vector<float> out(ld * horq::kWordBits * M);
+  horq::planes_weight_grad(kt, g.data(), M, bits.data(), betas.data(), ncols, static_cast<int>(order), ld,
+                           out.data());
+  horq::gather_weight_grad(out.data(), M, groups, cg, gw, taps, dw);
   return arr;
 }
 
@@ -397,7 +404,7 @@ void def_training(nb::module_& m) {
         nb::arg("kernel") = "");
   m.def("transpose_planes", &transpose_planes, nb::arg("bits"), nb::arg("k"));
   m.def("planes_weight_grad", &planes_weight_grad, nb::arg("g"), nb::arg("bits"), nb::arg("betas"),
-        nb::arg("kernel") = "");
+        nb::arg("groups"), nb::arg("cg"), nb::arg("gw"), nb::arg("taps"), nb::arg("kernel") = "");
   m.def("conv_input_grad", &conv_input_grad, nb::arg("g"), nb::arg("alpha"), nb::arg("w"), nb::arg("x"),
         nb::arg("kh"), nb::arg("kw"), nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"),
         nb::arg("clip"), nb::arg("kernel") = "");

@@ -60,6 +60,13 @@ void transpose_planes(const word_t* bits, std::size_t ncols, int order, std::siz
 void planes_weight_grad(const KernelTable& kt, const float* g, std::size_t M, const word_t* bits,
                         const double* betas, std::size_t ncols, int order, std::size_t ldbits, float* out);
 
+// The rows of planes_weight_grad's output (bit positions b, M values each) that hold a column's values, as
+// the weight gradient (M, C * taps) in PyTorch's weight order: dw[m, c * taps + t] = out[b(t * C + c), m],
+// where value v of a column sits at bit b(v) = (v / cg) * gw * 64 + v % cg (layer.h's conv layout: groups of
+// cg values, gw words each; a linear layer is one group of cg = n values, taps = 1).
+void gather_weight_grad(const float* out, std::size_t M, std::size_t groups, std::size_t cg, std::size_t gw,
+                        std::size_t taps, float* dw);
+
 // Input gradient of a binary convolution (any stride, padding, dilation), clip window fused (clip < 0: none):
 //     gx[n, c, y, x] = 1{|x_in| <= clip} * sum over (o, i, j, oy, ox) with oy sh + i dh = y + ph and
 //                      ox sw + j dw = x + pw of g[n, o, oy, ox] * alpha[o] * sign(w[o, c, i, j])

@@ -95,6 +95,21 @@ void planes_weight_grad(const KernelTable& kt, const float* g, std::size_t M, co
   }
 }
 
+void gather_weight_grad(const float* out, std::size_t M, std::size_t groups, std::size_t cg, std::size_t gw,
+                        std::size_t taps, float* dw) {
+  const std::size_t n = groups * cg, C = n / taps;
+  constexpr std::size_t kTile = 16;  // values x outputs per tile: reads and writes stay in cache lines
+  parallel_for(ceil_div(M, kTile), [&](std::size_t t) {
+    const std::size_t m0 = t * kTile, m1 = std::min(M, m0 + kTile);
+    for (std::size_t v0 = 0; v0 < n; v0 += kTile)
+      for (std::size_t v = v0; v < std::min(n, v0 + kTile); ++v) {
+        const float* src = out + ((v / cg) * gw * kWordBits + v % cg) * M;
+        const std::size_t col = (v % C) * taps + v / C;  // value v = tap * C + c
+        for (std::size_t m = m0; m < m1; ++m) dw[m * n + col] = src[m];
+      }
+  });
+}
+
 void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, const float* w, const ConvGeometry& geo,
                      std::size_t m, const float* x, float clip, float* gx) {
   const std::size_t T = geo.kh * geo.kw, C = geo.channels, H = geo.height, W = geo.width, N = geo.batch;
@@ -196,9 +211,22 @@ void linear_input_grad(const KernelTable& kt, const float* g, const float* alpha
   for (std::size_t o = 0; o < O; ++o) rows[o] = gt.data() + o * N;
   std::vector<float> out(n * N);
   sign_gemm(kt, SignGemm{rows.data(), alpha, O, N, s.data(), n, out.data(), N, false});
-  parallel_for(N, [&](std::size_t r) {
-    for (std::size_t i = 0; i < n; ++i)
-      gx[r * n + i] = clip < 0.0f ? out[i * N + r] : in_window(out[i * N + r], x[r * n + i], clip);
+  // gx = out^T, in 32 x 32 tiles (out is (n, N)), the clip window applied on the way.
+  constexpr std::size_t kTile = 32;
+  parallel_for(ceil_div(n, kTile), [&](std::size_t t) {
+    const std::size_t i0 = t * kTile, i1 = std::min(n, i0 + kTile);
+    for (std::size_t r0 = 0; r0 < N; r0 += kTile) {
+      const std::size_t r1 = std::min(N, r0 + kTile);
+      for (std::size_t r = r0; r < r1; ++r) {
+        float* __restrict dst = gx + r * n;
+        const float* __restrict xr = x + r * n;
+        if (clip < 0.0f) {
+          for (std::size_t i = i0; i < i1; ++i) dst[i] = out[i * N + r];
+        } else {
+          for (std::size_t i = i0; i < i1; ++i) dst[i] = in_window(out[i * N + r], xr[i], clip);
+        }
+      }
+    }
   });
 }
 

@@ -90,8 +90,9 @@ def test_planes_weight_grad_matches_expanded_columns(path, order, c_in, c_out, k
     cols = np.zeros((cb.shape[0], layout[0] * layout[1]), np.float32)
     ktrain.expand_columns(cb, cbet, layout, 0, cb.shape[0], cols)
     g = rng.standard_normal((cb.shape[0], c_out)).astype(np.float32)
-    got = ktrain.planes_weight_grad(g, cb, cbet, kernel=path)[ktrain.layout_rows(layout)]
-    _close(got.T, g.T.astype(np.float64) @ cols.astype(np.float64), "G^T A")
+    got = ktrain.planes_weight_grad(g, cb, cbet, layout, k * k, kernel=path)  # (c, tap) order
+    want = (g.T.astype(np.float64) @ cols.astype(np.float64)).reshape(c_out, k * k, c_in).transpose(0, 2, 1)
+    _close(got, want.reshape(c_out, -1), "G^T A")
 
 
 CONV_CASES = [
@@ -174,4 +175,8 @@ def test_bad_sizes_are_refused():
         ktrain.conv_input_grad(np.zeros((1, 3, 5, 5), np.float32), np.ones(3, np.float32), rows[:, :9], x, 3, 3,
                                (1, 1), (1, 1), (1, 1), None)
     with pytest.raises(ValueError, match="one row per column"):
-        _core.planes_weight_grad(np.zeros((3, 2), np.float32), np.zeros((4, 1, 1), np.uint64), np.zeros((4, 1)))
+        _core.planes_weight_grad(np.zeros((3, 2), np.float32), np.zeros((4, 1, 1), np.uint64), np.zeros((4, 1)),
+                                 1, 64, 1, 1)
+    with pytest.raises(ValueError, match="does not fit"):
+        _core.planes_weight_grad(np.zeros((4, 2), np.float32), np.zeros((4, 1, 1), np.uint64), np.zeros((4, 1)),
+                                 2, 64, 1, 2)

@@ -68,18 +68,15 @@ def expand_columns(bits: np.ndarray, betas: np.ndarray, layout: tuple[int, int, 
     _core.expand_columns(bits, betas, groups, cg, gw, col0, col1, out)
 
 
-def layout_rows(layout: tuple[int, int, int]) -> np.ndarray:
-    """The bit positions of a column's ``n`` values, in value order, for ``layout`` (:func:`conv_layout`, or
-    ``(1, n, words_for(n))`` for a linear layer): the rows of :func:`planes_weight_grad`'s output to keep."""
+def planes_weight_grad(g: np.ndarray, bits: np.ndarray, betas: np.ndarray, layout: tuple[int, int, int], taps: int,
+                       kernel: str | None = None) -> np.ndarray:
+    """The weight gradient ``G^T A`` with ``A[j] = sum_k beta_{k,j} H_{k,j}`` from the rows of ``G`` (one per
+    column, float32 ``(ncols, M)``) and the kept planes, as float32 ``(M, n)`` in PyTorch's weight order
+    (``(c, tap)`` for a convolution of ``taps`` taps: the column ``layout`` of :func:`conv_layout`; ``(1, n,
+    words_for(n))`` and ``taps=1`` for a linear layer): one float-by-sign product per plane
+    (``csrc/core/train.h``)."""
     groups, cg, gw = layout
-    return (np.arange(groups)[:, None] * (gw * WORD_BITS) + np.arange(cg)[None, :]).reshape(-1)
-
-
-def planes_weight_grad(g: np.ndarray, bits: np.ndarray, betas: np.ndarray, kernel: str | None = None) -> np.ndarray:
-    """``out[b, m] = sum_k sum_j g[j, m] * float(beta_{k,j}) * (bit b of H_{k,j} ? -1 : +1)``: the weight
-    gradient ``G^T A`` for every bit position ``b`` of a column (``words * 64`` rows), from the rows of ``G``
-    (one per column, float32 ``(ncols, M)``) and the kept planes (``csrc/core/train.h``)."""
-    return _core.planes_weight_grad(g, bits, betas, _resolve_kernel(kernel))
+    return _core.planes_weight_grad(g, bits, betas, groups, cg, gw, taps, _resolve_kernel(kernel))
 
 
 def conv_input_grad(g: np.ndarray, alpha: np.ndarray, rows: np.ndarray, x: np.ndarray, kh: int, kw: int, stride,

@@ -130,19 +130,20 @@ def _weight_grad(g_cols, bits, betas, layout, n: int, cols_per_step: int) -> Ten
     return out
 
 
-def _columns_weight_grad(g_rows: Tensor, cols, layout: tuple[int, int, int]) -> Tensor:
-    """``G^T A`` (``(C_out, n)``, the column layout's value order) from the rows of ``G`` (one per column) and
-    the kept planes ``cols = (bits, betas)``: at order 1 one float-by-sign product, at order >= 2 (a product per
-    plane would cost K times that) one float GEMM against ``A`` rebuilt a block of columns at a time."""
+def _columns_weight_grad(g_rows: Tensor, cols, layout: tuple[int, int, int], taps: int) -> Tensor:
+    """``G^T A`` as ``(C_out, n)`` in PyTorch's weight order (``(c, tap)``), from the rows of ``G`` (one per
+    column) and the kept planes ``cols = (bits, betas)``: at order 1 one float-by-sign product, at order >= 2
+    (a product per plane would cost K times that) one float GEMM against ``A`` rebuilt a block of columns at a
+    time."""
     from horq.kernels import train as ktrain
 
     bits, betas = cols
     if bits.shape[1] == 1:
-        out = torch.from_numpy(ktrain.planes_weight_grad(g_rows.contiguous().numpy(), bits, betas))
-        return out[torch.from_numpy(ktrain.layout_rows(layout))].t()
+        return torch.from_numpy(ktrain.planes_weight_grad(g_rows.contiguous().numpy(), bits, betas, layout, taps))
     n = layout[0] * layout[1]
     step = max(1, EXPAND_CHUNK_ELEMS // n)
-    return _weight_grad(lambda c0, c1: g_rows[c0:c1].t(), bits, betas, layout, n, step)
+    dw = _weight_grad(lambda c0, c1: g_rows[c0:c1].t(), bits, betas, layout, n, step)  # (tap, c) order
+    return dw.reshape(dw.shape[0], taps, n // taps).transpose(1, 2).reshape(dw.shape[0], n)
 
 
 class _NativeConv2d(torch.autograd.Function):
@@ -186,8 +187,7 @@ class _NativeConv2d(torch.autograd.Function):
                     ktrain.clip_window(gx.numpy(), x.numpy(), clip)
         if ctx.needs_input_grad[1]:
             g_rows = grad.permute(0, 2, 3, 1).reshape(-1, c_out)  # row j = column j = (image, oy, ox)
-            dw = _columns_weight_grad(g_rows, ctx.cols, ktrain.conv_layout(c_in, kh * kw))
-            gw = wt.grad(dw.reshape(c_out, kh, kw, c_in).permute(0, 3, 1, 2).contiguous())
+            gw = wt.grad(_columns_weight_grad(g_rows, ctx.cols, ktrain.conv_layout(c_in, kh * kw), kh * kw))
         if ctx.needs_input_grad[2]:
             gb = grad.sum(dim=(0, 2, 3))
         ctx.cols = ctx.wt = None
@@ -223,7 +223,7 @@ class _NativeLinear(torch.autograd.Function):
                                                            ctx.clip))
         if ctx.needs_input_grad[1]:
             n = w_eff.shape[1]
-            gw = wt.grad(_columns_weight_grad(grad, ctx.cols, (1, n, words_for(n))))
+            gw = wt.grad(_columns_weight_grad(grad, ctx.cols, (1, n, words_for(n)), 1))
         if ctx.needs_input_grad[2]:
             gb = grad.sum(dim=0)
         ctx.cols = ctx.wt = None
