@@ -10,6 +10,7 @@
 
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -277,17 +278,20 @@ void expand_columns(In<horq::word_t, nb::ndim<3>> bits, In<double, nb::ndim<2>> 
                        out.data());
 }
 
-nb::tuple binarize_weight_rows(In<float, nb::ndim<2>> w) {
+// (alpha, bits, w_eff) of weight rows; w_eff is None unless asked for (the native backward does without it).
+nb::tuple binarize_weight_rows(In<float, nb::ndim<2>> w, bool with_eff) {
   const std::size_t m = w.shape(0), n = w.shape(1);
   check_n(n);
-  float *alpha, *eff;
+  float *alpha, *eff = nullptr;
   horq::word_t* bits;
   auto aalpha = make_array<float>({m}, &alpha, false);
   auto abits = make_array<horq::word_t>({m, horq::words_for(n)}, &bits, false);
-  auto aeff = make_array<float>({m, n}, &eff, false);
-  nb::gil_scoped_release nogil;
-  horq::binarize_weight_rows(w.data(), m, n, alpha, bits, eff);
-  nb::gil_scoped_acquire gil;
+  std::optional<FloatArray> aeff;
+  if (with_eff) aeff = make_array<float>({m, n}, &eff, false);
+  {
+    nb::gil_scoped_release nogil;
+    horq::binarize_weight_rows(w.data(), m, n, alpha, bits, eff);
+  }
   return nb::make_tuple(aalpha, abits, aeff);
 }
 
@@ -351,10 +355,10 @@ FloatArray planes_weight_grad(In<float, nb::ndim<2>> g, In<horq::word_t, nb::ndi
   float* dw;
   auto arr = make_array<float>({M, groups * cg}, &dw, false);
   nb::gil_scoped_release nogil;
-  std::vector<float> out(ld * horq::kWordBits * M);
+  std::unique_ptr<float[]> out(new float[ld * horq::kWordBits * M]);  // written whole: not zeroed
   horq::planes_weight_grad(kt, g.data(), M, bits.data(), betas.data(), ncols, static_cast<int>(order), ld,
-                           out.data());
-  horq::gather_weight_grad(out.data(), M, groups, cg, gw, taps, dw);
+                           out.get());
+  horq::gather_weight_grad(out.get(), M, groups, cg, gw, taps, dw);
   return arr;
 }
 
@@ -397,7 +401,7 @@ void def_training(nb::module_& m) {
         nb::arg("order"), nb::arg("kernel") = "");
   m.def("expand_columns", &expand_columns, nb::arg("bits"), nb::arg("betas"), nb::arg("groups"), nb::arg("cg"),
         nb::arg("gw"), nb::arg("col0"), nb::arg("col1"), nb::arg("out"));
-  m.def("binarize_weight_rows", &binarize_weight_rows, nb::arg("w"));
+  m.def("binarize_weight_rows", &binarize_weight_rows, nb::arg("w"), nb::arg("with_eff") = true);
   m.def("binary_weight_grad", &binary_weight_grad, nb::arg("w"), nb::arg("alpha"), nb::arg("g"), nb::arg("clip"));
   m.def("clip_window", &clip_window, nb::arg("g"), nb::arg("x"), nb::arg("clip"));
   m.def("sign_gemm", &sign_gemm, nb::arg("a"), nb::arg("s"), nb::arg("rscale").none() = nb::none(),

@@ -31,7 +31,7 @@ void expand_columns(const word_t* bits, const double* betas, std::size_t ldbits,
 
 // The weight binarizer of the torch path (horq.nn.quant.binary_weight) on m rows of n floats, fused.
 // Forward: alpha[o] = mean_i |w[o, i]| (summed in double), bits[o] = the signs of w[o] packed (types.h, words_for(n)
-// words per row), w_eff[o, i] = alpha[o] * sign(w[o, i]) with sign(0) = +1.
+// words per row), w_eff[o, i] = alpha[o] * sign(w[o, i]) with sign(0) = +1 (w_eff may be nullptr: not written).
 void binarize_weight_rows(const float* w, std::size_t m, std::size_t n, float* alpha, word_t* bits, float* w_eff);
 
 // Backward, for the upstream gradient g of w_eff (clip < 0: no window):

@@ -98,15 +98,18 @@ void planes_weight_grad(const KernelTable& kt, const float* g, std::size_t M, co
 void gather_weight_grad(const float* out, std::size_t M, std::size_t groups, std::size_t cg, std::size_t gw,
                         std::size_t taps, float* dw) {
   const std::size_t n = groups * cg, C = n / taps;
-  constexpr std::size_t kTile = 16;  // values x outputs per tile: reads and writes stay in cache lines
-  parallel_for(ceil_div(M, kTile), [&](std::size_t t) {
-    const std::size_t m0 = t * kTile, m1 = std::min(M, m0 + kTile);
-    for (std::size_t v0 = 0; v0 < n; v0 += kTile)
-      for (std::size_t v = v0; v < std::min(n, v0 + kTile); ++v) {
-        const float* src = out + ((v / cg) * gw * kWordBits + v % cg) * M;
-        const std::size_t col = (v % C) * taps + v / C;  // value v = tap * C + c
-        for (std::size_t m = m0; m < m1; ++m) dw[m * n + col] = src[m];
-      }
+  // 16 x 16 tiles: a tile's 16 source rows are read 16 outputs at a time and its rows of dw written a cache
+  // line at a time.
+  constexpr std::size_t kTile = 16;
+  parallel_for(ceil_div(n, kTile), [&](std::size_t t) {
+    const std::size_t col0 = t * kTile, cols = std::min(kTile, n - col0);
+    const float* src[kTile];
+    for (std::size_t k = 0; k < cols; ++k) {
+      const std::size_t col = col0 + k, v = (col % taps) * C + col / taps;  // dw column (c, tap): value tap * C + c
+      src[k] = out + ((v / cg) * gw * kWordBits + v % cg) * M;
+    }
+    for (std::size_t m = 0; m < M; ++m)
+      for (std::size_t k = 0; k < cols; ++k) dw[m * n + col0 + k] = src[k][m];
   });
 }
 

@@ -134,14 +134,15 @@ void binarize_weight_rows(const float* w, std::size_t m, std::size_t n, float* a
     const float a = static_cast<float>(sum / static_cast<double>(n));
     alpha[o] = a;
     word_t* __restrict dst = bits + o * nw;
-    float* __restrict eff = w_eff + o * n;
+    float* __restrict eff = w_eff ? w_eff + o * n : nullptr;
     for (std::size_t wi = 0; wi < nw; ++wi) {
       const std::size_t i0 = wi * kWordBits, len = n - i0 < kWordBits ? n - i0 : kWordBits;
       word_t word = 0;
       for (std::size_t b = 0; b < len; ++b) word |= static_cast<word_t>(src[i0 + b] < 0.0f) << b;
       dst[wi] = word;
     }
-    for (std::size_t j = 0; j < n; ++j) eff[j] = times_sign(a, src[j]);
+    if (eff)
+      for (std::size_t j = 0; j < n; ++j) eff[j] = times_sign(a, src[j]);
   });
 }
 

@@ -28,10 +28,11 @@ def conv_layout(channels: int, taps: int) -> tuple[int, int, int]:
     return taps, channels, words_for(channels)
 
 
-def binarize_weight_rows(rows: np.ndarray):
+def binarize_weight_rows(rows: np.ndarray, with_eff: bool = True):
     """``(alpha, bits, w_eff)`` of float32 weight rows ``(C_out, n)``: ``alpha`` float32 mean ``|w|`` per row,
-    ``bits`` = ``pack_signs(rows)``, ``w_eff = alpha * sign(rows)`` (``sign(0) = +1``)."""
-    return _core.binarize_weight_rows(np.ascontiguousarray(rows))
+    ``bits`` = ``pack_signs(rows)``, ``w_eff = alpha * sign(rows)`` (``sign(0) = +1``; None unless
+    ``with_eff``)."""
+    return _core.binarize_weight_rows(np.ascontiguousarray(rows), with_eff)
 
 
 def binary_weight_grad(rows: np.ndarray, alpha: np.ndarray, grad: np.ndarray, clip: float | None) -> np.ndarray:

@@ -92,16 +92,22 @@ def sign_input_grad(c_out: int, out_width: int) -> bool:
 
 
 class _Weights:
-    """The binarized weight of one forward pass: packed bits, ``alpha`` and ``W~`` (kept for the backward)."""
+    """The binarized weight of one forward pass: packed bits and ``alpha`` (kept for the backward), and
+    ``W~ = alpha * sign(W)`` on demand (:meth:`w_eff`: only PyTorch's ``conv2d_input`` fallback needs it)."""
 
     def __init__(self, weight: Tensor, bias: Tensor | None):
         from horq.kernels import train as ktrain
 
+        self.shape = weight.shape
         self.rows = weight.detach().reshape(weight.shape[0], -1).contiguous()
-        alpha, self.bits, w_eff = ktrain.binarize_weight_rows(self.rows.numpy())
-        self.alpha, self.w_eff = alpha, torch.from_numpy(w_eff).reshape(weight.shape)
-        self.coef = alpha.astype(np.float64)
-        self.add = np.zeros(len(alpha)) if bias is None else bias.detach().double().numpy()
+        self.alpha, self.bits, _ = ktrain.binarize_weight_rows(self.rows.numpy(), with_eff=False)
+        self.coef = self.alpha.astype(np.float64)
+        self.add = np.zeros(len(self.alpha)) if bias is None else bias.detach().double().numpy()
+
+    def w_eff(self) -> Tensor:
+        from horq.kernels import train as ktrain
+
+        return torch.from_numpy(ktrain.binarize_weight_rows(self.rows.numpy())[2]).reshape(self.shape)
 
     def grad(self, grad_eff: Tensor) -> Tensor:
         """Gradient of the latent weight from that of ``W~`` (binary_weight's straight-through rule)."""
@@ -109,7 +115,7 @@ class _Weights:
 
         g = ktrain.binary_weight_grad(self.rows.numpy(), self.alpha, grad_eff.reshape(self.rows.shape).numpy(),
                                       WEIGHT_CLIP)
-        return torch.from_numpy(g).reshape(self.w_eff.shape)
+        return torch.from_numpy(g).reshape(self.shape)
 
 
 def _weight_grad(g_cols, bits, betas, layout, n: int, cols_per_step: int) -> Tensor:
@@ -170,9 +176,8 @@ class _NativeConv2d(torch.autograd.Function):
 
         saved = ctx.saved_tensors  # also the version check of the weight
         wt = ctx.wt
-        w_eff = wt.w_eff
         stride, padding, dilation, order, clip = ctx.conf
-        c_out, c_in, kh, kw = w_eff.shape
+        c_out, c_in, kh, kw = wt.shape
         grad = grad.contiguous()
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
@@ -181,7 +186,7 @@ class _NativeConv2d(torch.autograd.Function):
                 gx = torch.from_numpy(ktrain.conv_input_grad(grad.numpy(), wt.alpha, wt.rows.numpy(), x.numpy(), kh, kw,
                                                              stride, padding, dilation, clip))
             else:
-                gx = torch.nn.grad.conv2d_input(ctx.x_shape, w_eff, grad, stride=stride, padding=padding,
+                gx = torch.nn.grad.conv2d_input(ctx.x_shape, wt.w_eff(), grad, stride=stride, padding=padding,
                                                 dilation=dilation)
                 if clip is not None:
                     ktrain.clip_window(gx.numpy(), x.numpy(), clip)
@@ -215,14 +220,13 @@ class _NativeLinear(torch.autograd.Function):
 
         _, x = ctx.saved_tensors
         wt = ctx.wt
-        w_eff = wt.w_eff
         grad = grad.contiguous()
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             gx = torch.from_numpy(ktrain.linear_input_grad(grad.numpy(), wt.alpha, wt.rows.numpy(), x.numpy(),
                                                            ctx.clip))
         if ctx.needs_input_grad[1]:
-            n = w_eff.shape[1]
+            n = wt.rows.shape[1]
             gw = wt.grad(_columns_weight_grad(grad, ctx.cols, (1, n, words_for(n)), 1))
         if ctx.needs_input_grad[2]:
             gb = grad.sum(dim=0)
