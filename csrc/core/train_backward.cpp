@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <vector>
 
@@ -35,7 +36,6 @@ void transpose64(word_t* a) {
     }
   }
 }
-
 
 // Sign rows of a weight matrix's transpose: row j (one per value of a weight row, j < n), bit o is
 // sign(w[o, j]), word-block-major (s[(o / 64) * n + j]).
@@ -72,9 +72,9 @@ void transpose_planes(const word_t* bits, std::size_t ncols, int order, std::siz
   parallel_for(blocks, [&](std::size_t w) {
     alignas(64) word_t a[64];
     const std::size_t c0 = w * kWordBits, nc = std::min<std::size_t>(kWordBits, ncols - c0);
+    const std::size_t K = static_cast<std::size_t>(order), kk = static_cast<std::size_t>(k);
     for (std::size_t u = 0; u < ldbits; ++u) {
-      for (std::size_t i = 0; i < 64; ++i)
-        a[i] = i < nc ? bits[((c0 + i) * static_cast<std::size_t>(order) + static_cast<std::size_t>(k)) * ldbits + u] : 0;
+      for (std::size_t i = 0; i < 64; ++i) a[i] = i < nc ? bits[((c0 + i) * K + kk) * ldbits + u] : 0;
       transpose64(a);
       std::memcpy(s + w * J + u * kWordBits, a, sizeof a);
     }
@@ -142,12 +142,12 @@ void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, 
     const std::size_t c = j / T, t = j % T;
     row_off[j] = c * Pz + t / geo.kw * geo.dh * Wg + t % geo.kw * geo.dw;
   }
-  std::vector<float> gz(N * C * Pz);
+  std::unique_ptr<float[]> gz(new float[N * C * Pz]);  // each task zeroes its images' planes
   // Tasks own whole images (all writes of an image's lanes land in its planes); the split depends on the
   // shapes only, so every sum runs in one order at any thread count.
   parallel_for(tasks, [&](std::size_t task) {
     const std::size_t n_begin = task * per_task, n_end = std::min(N, n_begin + per_task);
-    std::fill_n(gz.data() + n_begin * C * Pz, (n_end - n_begin) * C * Pz, 0.0f);
+    std::fill_n(gz.get() + n_begin * C * Pz, (n_end - n_begin) * C * Pz, 0.0f);
     std::vector<float> buf(std::min(J, rows_per_chunk) * kLanes);
     std::vector<const float*> rows(m);
     struct Run {
@@ -172,7 +172,7 @@ void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, 
                      0, nj);
         for (std::size_t jr = 0; jr < nj; ++jr)  // row by row: a row of buf stays in L1 over its runs
           for (const Run& r : runs) {
-            float* __restrict dst = gz.data() + r.at + row_off[j0 + jr];
+            float* __restrict dst = gz.get() + r.at + row_off[j0 + jr];
             const float* __restrict src = buf.data() + jr * kLanes + r.lane;
             if (geo.sw == 1) {
               for (std::size_t u = 0; u < r.len; ++u) dst[u] += src[u];
@@ -192,7 +192,7 @@ void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, 
           std::fill_n(dst, W, 0.0f);
           continue;
         }
-        const float* __restrict src = gz.data() + nc * Pz + Y * Wg + geo.pw;
+        const float* __restrict src = gz.get() + nc * Pz + Y * Wg + geo.pw;
         const std::size_t inside = geo.pw < Wg ? std::min(W, Wg - geo.pw) : 0;
         if (clip >= 0.0f) {
           for (std::size_t k = 0; k < inside; ++k) dst[k] = in_window(src[k], xin[k], clip);
