@@ -2,10 +2,12 @@
 // columns the forward pass quantized.
 //
 // The straight-through weight gradient of a binary layer is dW~ = G^T A, where G holds the output gradients
-// (one row per column j) and A the quantized input, A[j, :] = sum_k beta_{k,j} H_{k,j} (docs/MATH.md "Inputs: residual binarization", "Gradients";
-// the betas are constants in the backward pass). A is rebuilt here from the packed bits and betas the forward
-// pass kept -- K bits and K doubles per column instead of a float copy of the unfolded input -- a block of
-// columns at a time, so the caller's float GEMM G^T A never holds more than one block.
+// (one row per column j) and A the quantized input, A[j, :] = sum_k beta_{k,j} H_{k,j} (docs/MATH.md "Inputs:
+// residual binarization", "Gradients"; the betas are constants in the backward pass). The forward pass keeps
+// K bits and K doubles per column instead of a float copy of the unfolded input. From them, either A is
+// rebuilt a block of columns at a time for the caller's float GEMM (expand_columns), or G^T A is computed as
+// one float-by-sign product per plane (planes_weight_grad, below; the product: sign_gemm.h); the input
+// gradient is such a product too (conv_input_grad, linear_input_grad).
 #pragma once
 #include <cstddef>
 

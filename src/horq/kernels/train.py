@@ -3,7 +3,7 @@
 The forward calls are :func:`horq.kernels.conv2d` / :func:`horq.kernels.linear` that also return the quantized
 columns they computed, ``bits`` uint64 ``(ncols, order, words)`` and ``betas`` float64 ``(ncols, order)``, in
 the kernels' layout (``csrc/core/layer.h``: a convolution column's values in ``(i, j, c)`` order, grouped per
-tap or compact). :func:`planes_weight_grad` (order 1) or :func:`expand_columns` (``out[j, :] = sum_k beta_{k,j}
+tap or compact). :func:`planes_weight_grad` (orders 1 and 2) or :func:`expand_columns` (``out[j, :] = sum_k beta_{k,j}
 H_{k,j}``, a block of columns as floats) take them to the weight gradient; :func:`conv_input_grad` and
 :func:`linear_input_grad` give the input gradient. The products with packed signs are ``csrc/core/sign_gemm.h``.
 
