@@ -1,0 +1,52 @@
+"""Where one training step's time goes: PyTorch's profiler over optimizer steps of a zoo model (the step that
+`horq bench training` times: batch 64, forward, cross-entropy, backward, Adam), self CPU time per op.
+
+    .venv/bin/python benchmarks/profile_training.py --model mnist-cnn --order fp
+    .venv/bin/python benchmarks/profile_training.py --model cifar-vgg --order 1 --threads 2
+
+The native binary layers show as _NativeConv2d / _NativeLinear (forward) and their Backward nodes; everything
+else is PyTorch's own ops. The profiler adds its own overhead per op, so shares matter more than the totals.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from horq.apps.bench_training import DEFAULT_SHAPES, _set_threads, _Trainer
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="mnist-cnn")
+    ap.add_argument("--order", default="fp", help="fp, or a HORQ order 1-8")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=3, help="profiled steps (after two warm-up steps)")
+    ap.add_argument("--no-native", action="store_true", help="the layers' torch path instead of the native one")
+    ap.add_argument("--rows", type=int, default=15)
+    args = ap.parse_args(argv)
+    order = None if args.order == "fp" else int(args.order)
+    _set_threads(args.threads)
+    trainer = _Trainer(args.model, order, batch=64, native=not args.no_native,
+                       in_shape=DEFAULT_SHAPES.get(args.model, (3, 32, 32)))
+    for _ in range(2):
+        trainer.step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(args.steps):
+            trainer.step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    print(f"{args.model}, order {args.order}, {args.threads} thread(s), {args.steps} steps: self CPU "
+          f"{total / 1e3 / args.steps:.1f} ms per step")
+    print("| op | self CPU ms per step | share |")
+    print("| --- | ---: | ---: |")
+    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[: args.rows]:
+        print(f"| {e.key} | {e.self_cpu_time_total / 1e3 / args.steps:.1f} | "
+              f"{100 * e.self_cpu_time_total / total:.0f}% |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
