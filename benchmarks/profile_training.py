@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
 from torch.profiler import ProfilerActivity, profile
 
 from horq.apps.bench_training import DEFAULT_SHAPES, _set_threads, _Trainer
