@@ -1,0 +1,53 @@
+// One HORQ convolution (3x3, stride 1, padding 1, batch 1, C_in = C_out, random weights) in a loop on the C++
+// core alone, for `perf` with symbols: the Python extension is stripped (nanobind's release builds), so a
+// profile of benchmarks/profile_conv.py shows the core's internal functions as bare addresses, while the static
+// core library that `make install` leaves in build/ keeps them.
+//
+//   g++ -O2 -std=c++17 -Icsrc benchmarks/profile_conv_core.cpp build/cp311-cp311-linux_x86_64/libhorq_core.a
+//       -pthread -o /tmp/profile_conv_core       (one line)
+//   perf record -o /tmp/perf.data /tmp/profile_conv_core 64 56 2      # channels, size, order [, seconds]
+//   perf report -i /tmp/perf.data --no-children --sort symbol
+//
+// Prints the fastest call; the best kernel path this CPU has (HORQ_KERNEL is not read here), 1 thread.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <vector>
+
+#include "core/dispatch.h"
+#include "core/layer.h"
+#include "core/threadpool.h"
+
+int main(int argc, char** argv) {
+  const std::size_t c = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 64;
+  const std::size_t s = argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 56;
+  const int order = argc > 3 ? std::atoi(argv[3]) : 2;
+  const double seconds = argc > 4 ? std::atof(argv[4]) : 4.0;
+  horq::set_num_threads(1);
+  const horq::KernelTable& kt = horq::kernel_table("");
+  const horq::ConvGeometry g{1, c, s, s, 3, 3, 1, 1, 1, 1, 1, 1, s, s};
+  std::mt19937_64 rng(1);
+  std::normal_distribution<float> normal;
+  std::vector<float> x(c * s * s);
+  for (auto& v : x) v = normal(rng);
+  const std::size_t words = horq::conv_words(c, 9);
+  std::vector<horq::word_t> w(c * words);
+  for (auto& v : w) v = rng();
+  std::vector<double> coef(c, 0.5), add(c, 0.0);
+  std::vector<float> y(c * s * s);
+  double best = 1e30;
+  long calls = 0;
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < end) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const horq::QuantizedColumns q = horq::quantize_conv_columns(kt, x.data(), g, order);
+    horq::horq_gemm(kt, w.data(), c, q, {coef.data(), add.data()}, s * s, y.data());
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    ++calls;
+  }
+  std::printf("%ld calls, fastest %.3f ms (%s, %zu channels, %zux%zu, order %d, 1 thread)\n", calls, best * 1e3,
+              kt.name, c, s, s, order);
+  return 0;
+}
