@@ -362,13 +362,14 @@ FloatArray planes_weight_grad(In<float, nb::ndim<2>> g, In<horq::word_t, nb::ndi
   return arr;
 }
 
-FloatArray conv_input_grad(In<float, nb::ndim<4>> g, In<float, nb::ndim<1>> alpha, In<float, nb::ndim<2>> w,
-                           In<float, nb::ndim<4>> x, std::size_t kh, std::size_t kw, Pair stride, Pair padding,
-                           Pair dilation, float clip, const std::string& kernel) {
-  const std::size_t m = w.shape(0);
+FloatArray conv_input_grad(In<float, nb::ndim<4>> g, In<float, nb::ndim<1>> alpha,
+                           In<horq::word_t, nb::ndim<2>> wbits, In<float, nb::ndim<4>> x, std::size_t kh,
+                           std::size_t kw, Pair stride, Pair padding, Pair dilation, float clip,
+                           const std::string& kernel) {
+  const std::size_t m = wbits.shape(0);
   const horq::ConvGeometry geo = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, stride,
                                                padding, dilation, m, horq::conv_words(x.shape(1), kh * kw), m, m);
-  require(w.shape(1) == geo.channels * kh * kw, "w must have C * kh * kw columns");
+  require(wbits.shape(1) == horq::words_for(geo.channels * kh * kw), "wbits must have words_for(C * kh * kw) words");
   require(alpha.shape(0) == m, "alpha must have one value per filter");
   require(g.shape(0) == geo.batch && g.shape(1) == m && g.shape(2) == geo.out_h && g.shape(3) == geo.out_w,
           "g does not have the output's shape");
@@ -376,20 +377,22 @@ FloatArray conv_input_grad(In<float, nb::ndim<4>> g, In<float, nb::ndim<1>> alph
   float* gx;
   auto arr = make_array<float>({geo.batch, geo.channels, geo.height, geo.width}, &gx, false);
   nb::gil_scoped_release nogil;
-  horq::conv_input_grad(kt, g.data(), alpha.data(), w.data(), geo, m, x.data(), clip, gx);
+  horq::conv_input_grad(kt, g.data(), alpha.data(), wbits.data(), geo, m, x.data(), clip, gx);
   return arr;
 }
 
-FloatArray linear_input_grad(In<float, nb::ndim<2>> g, In<float, nb::ndim<1>> alpha, In<float, nb::ndim<2>> w,
-                             In<float, nb::ndim<2>> x, float clip, const std::string& kernel) {
-  const std::size_t N = x.shape(0), n = x.shape(1), O = w.shape(0);
-  require(N >= 1 && O >= 1 && n >= 1 && w.shape(1) == n, "w must be (out_features, in_features)");
+FloatArray linear_input_grad(In<float, nb::ndim<2>> g, In<float, nb::ndim<1>> alpha,
+                             In<horq::word_t, nb::ndim<2>> wbits, In<float, nb::ndim<2>> x, float clip,
+                             const std::string& kernel) {
+  const std::size_t N = x.shape(0), n = x.shape(1), O = wbits.shape(0);
+  require(N >= 1 && O >= 1 && n >= 1 && wbits.shape(1) == horq::words_for(n),
+          "wbits must be (out_features, words_for(in_features))");
   require(g.shape(0) == N && g.shape(1) == O && alpha.shape(0) == O, "g or alpha do not match");
   const auto& kt = horq::kernel_table(kernel);
   float* gx;
   auto arr = make_array<float>({N, n}, &gx, false);
   nb::gil_scoped_release nogil;
-  horq::linear_input_grad(kt, g.data(), alpha.data(), w.data(), N, O, n, x.data(), clip, gx);
+  horq::linear_input_grad(kt, g.data(), alpha.data(), wbits.data(), N, O, n, x.data(), clip, gx);
   return arr;
 }
 
@@ -409,10 +412,10 @@ void def_training(nb::module_& m) {
   m.def("transpose_planes", &transpose_planes, nb::arg("bits"), nb::arg("k"));
   m.def("planes_weight_grad", &planes_weight_grad, nb::arg("g"), nb::arg("bits"), nb::arg("betas"),
         nb::arg("groups"), nb::arg("cg"), nb::arg("gw"), nb::arg("taps"), nb::arg("kernel") = "");
-  m.def("conv_input_grad", &conv_input_grad, nb::arg("g"), nb::arg("alpha"), nb::arg("w"), nb::arg("x"),
+  m.def("conv_input_grad", &conv_input_grad, nb::arg("g"), nb::arg("alpha"), nb::arg("wbits"), nb::arg("x"),
         nb::arg("kh"), nb::arg("kw"), nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"),
         nb::arg("clip"), nb::arg("kernel") = "");
-  m.def("linear_input_grad", &linear_input_grad, nb::arg("g"), nb::arg("alpha"), nb::arg("w"), nb::arg("x"),
+  m.def("linear_input_grad", &linear_input_grad, nb::arg("g"), nb::arg("alpha"), nb::arg("wbits"), nb::arg("x"),
         nb::arg("clip"), nb::arg("kernel") = "");
 }
 

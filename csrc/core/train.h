@@ -46,7 +46,7 @@ void clip_window(float* g, const float* x, std::size_t size, float clip);
 
 // ---- backward products on packed signs (train_backward.cpp; the product itself: sign_gemm.h) ----------
 
-// sign_gemm over all of p's outputs, threaded (tasks of 64 lanes x 128 sign rows).
+// sign_gemm over all of p's outputs (rows j < p.J), threaded: tasks of 64 lanes by a share of the sign rows.
 void sign_gemm(const KernelTable& kt, const SignGemm& p);
 
 // Bit transpose of plane k of `ncols` columns (row (j * order + k) of `ldbits` words holds column j's plane
@@ -72,13 +72,15 @@ void gather_weight_grad(const float* out, std::size_t M, std::size_t groups, std
 // Input gradient of a binary convolution (any stride, padding, dilation), clip window fused (clip < 0: none):
 //     gx[n, c, y, x] = 1{|x_in| <= clip} * sum over (o, i, j, oy, ox) with oy sh + i dh = y + ph and
 //                      ox sw + j dw = x + pw of g[n, o, oy, ox] * alpha[o] * sign(w[o, c, i, j])
-// (sign(0) = +1). g is (N, O, OH, OW), w the latent weight rows (O, C * KH * KW), x and gx (N, C, H, W).
-void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, const float* w, const ConvGeometry& geo,
-                     std::size_t m, const float* x, float clip, float* gx);
+// (sign(0) = +1). g is (N, O, OH, OW); wbits the packed signs of the weight rows (O rows in PyTorch's
+// (c, i, j) order, words_for(C * KH * KW) words each: binarize_weight_rows' bits); x and gx (N, C, H, W).
+void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, const word_t* wbits,
+                     const ConvGeometry& geo, std::size_t m, const float* x, float clip, float* gx);
 
-// Input gradient of a linear layer (g (N, O), w the latent rows (O, n), x and gx (N, n)), clip fused:
+// Input gradient of a linear layer (g (N, O), wbits the packed signs of the weight rows (O, words_for(n)),
+// x and gx (N, n)), clip fused:
 //     gx[r, i] = 1{|x[r, i]| <= clip} * sum_o g[r, o] * alpha[o] * sign(w[o, i]).
-void linear_input_grad(const KernelTable& kt, const float* g, const float* alpha, const float* w, std::size_t N,
+void linear_input_grad(const KernelTable& kt, const float* g, const float* alpha, const word_t* wbits, std::size_t N,
                        std::size_t O, std::size_t n, const float* x, float clip, float* gx);
 
 }  // namespace horq

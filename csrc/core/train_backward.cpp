@@ -37,15 +37,13 @@ void transpose64(word_t* a) {
   }
 }
 
-// Sign rows of a weight matrix's transpose: row j (one per value of a weight row, j < n), bit o is
-// sign(w[o, j]), word-block-major (s[(o / 64) * n + j]).
-std::vector<word_t> weight_sign_rows_by_value(const float* w, std::size_t O, std::size_t n) {
-  std::vector<word_t> s(words_for(O) * n, 0);
-  for (std::size_t o = 0; o < O; ++o) {
-    word_t* dst = s.data() + (o / kWordBits) * n;
-    const float* src = w + o * n;
-    for (std::size_t j = 0; j < n; ++j) dst[j] |= static_cast<word_t>(src[j] < 0.0f) << (o % kWordBits);
-  }
+// The sign rows of an input gradient: the weight rows' packed signs (m rows of words_for(n) words, as
+// binarize_weight_rows packs them) transposed, so that row j (one per value of a weight row) holds bit o =
+// sign(w[o, j]). Word-block-major with row stride words_for(n) * 64 (transpose_planes with one plane).
+std::vector<word_t> weight_sign_rows(const word_t* wbits, std::size_t m, std::size_t n) {
+  const std::size_t ld = words_for(n);
+  std::vector<word_t> s(words_for(m) * ld * kWordBits);
+  transpose_planes(wbits, m, 1, ld, 0, s.data());
   return s;
 }
 
@@ -113,12 +111,13 @@ void gather_weight_grad(const float* out, std::size_t M, std::size_t groups, std
   });
 }
 
-void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, const float* w, const ConvGeometry& geo,
-                     std::size_t m, const float* x, float clip, float* gx) {
+void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, const word_t* wbits,
+                     const ConvGeometry& geo, std::size_t m, const float* x, float clip, float* gx) {
   const std::size_t T = geo.kh * geo.kw, C = geo.channels, H = geo.height, W = geo.width, N = geo.batch;
   const std::size_t OW = geo.out_w, P = geo.out_h * OW, J = C * T;
   // The product: reduction over o, lanes over output positions, one sign row per (c, tap).
-  const std::vector<word_t> s = weight_sign_rows_by_value(w, m, J);
+  const std::vector<word_t> s = weight_sign_rows(wbits, m, J);
+  const std::size_t lds = words_for(J) * kWordBits;  // the sign rows' stride
   // Lanes: an image's positions, straight from g; images smaller than a lane block are first copied side by
   // side (o, image * P + position) so that a block holds several.
   constexpr std::size_t kLanes = 64;
@@ -168,8 +167,8 @@ void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, 
       }
       for (std::size_t j0 = 0; j0 < J; j0 += rows_per_chunk) {
         const std::size_t nj = std::min(rows_per_chunk, J - j0);
-        kt.sign_gemm(SignGemm{rows.data(), alpha, m, lanes, s.data() + j0, J, buf.data(), kLanes, false}, 0, lanes,
-                     0, nj);
+        kt.sign_gemm(SignGemm{rows.data(), alpha, m, lanes, s.data() + j0, lds, buf.data(), kLanes, false}, 0,
+                     lanes, 0, nj);
         for (std::size_t jr = 0; jr < nj; ++jr)  // row by row: a row of buf stays in L1 over its runs
           for (const Run& r : runs) {
             float* __restrict dst = gz.get() + r.at + row_off[j0 + jr];
@@ -204,16 +203,18 @@ void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, 
   });
 }
 
-void linear_input_grad(const KernelTable& kt, const float* g, const float* alpha, const float* w, std::size_t N,
+void linear_input_grad(const KernelTable& kt, const float* g, const float* alpha, const word_t* wbits, std::size_t N,
                        std::size_t O, std::size_t n, const float* x, float clip, float* gx) {
   std::vector<float> gt(O * N);
   for (std::size_t r = 0; r < N; ++r)
     for (std::size_t o = 0; o < O; ++o) gt[o * N + r] = g[r * O + o];
-  const std::vector<word_t> s = weight_sign_rows_by_value(w, O, n);
+  const std::vector<word_t> s = weight_sign_rows(wbits, O, n);
   std::vector<const float*> rows(O);
   for (std::size_t o = 0; o < O; ++o) rows[o] = gt.data() + o * N;
-  std::vector<float> out(n * N);
-  sign_gemm(kt, SignGemm{rows.data(), alpha, O, N, s.data(), n, out.data(), N, false});
+  // One output row per sign row, the words_for(n) * 64 - n past the values included (computed, not read).
+  const std::size_t J = words_for(n) * kWordBits;
+  std::vector<float> out(J * N);
+  sign_gemm(kt, SignGemm{rows.data(), alpha, O, N, s.data(), J, out.data(), N, false});
   // gx = out^T, in 32 x 32 tiles (out is (n, N)), the clip window applied on the way.
   constexpr std::size_t kTile = 32;
   parallel_for(ceil_div(n, kTile), [&](std::size_t t) {

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from horq import _core, kernels
+from horq.bits import pack_signs
 from horq.kernels import train as ktrain
 
 torch = pytest.importorskip("torch")
@@ -126,11 +127,12 @@ def test_conv_input_grad_matches_torch(path, case, clip):
                                      padding=pad, dilation=dil).numpy()
     if clip is not None:
         ref = ref * (np.abs(x) <= clip)
-    got = ktrain.conv_input_grad(g, alpha, rows, x, kh, kw, st, pad, dil, clip, kernel=path)
+    bits = pack_signs(rows)
+    got = ktrain.conv_input_grad(g, alpha, bits, x, kh, kw, st, pad, dil, clip, kernel=path)
     _close(got, ref, "grad_input")
     if clip is not None:
         assert np.all(got[np.abs(x) > clip] == 0)
-    np.testing.assert_array_equal(got, ktrain.conv_input_grad(g, alpha, rows, x, kh, kw, st, pad, dil, clip,
+    np.testing.assert_array_equal(got, ktrain.conv_input_grad(g, alpha, bits, x, kh, kw, st, pad, dil, clip,
                                                               kernel="generic"))
 
 
@@ -141,9 +143,10 @@ def test_conv_input_grad_same_bits_at_any_thread_count(path):
     alpha = np.abs(rows).mean(axis=1).astype(np.float32)
     g = rng.standard_normal((5, 130, 9, 9)).astype(np.float32)
     kernels.set_num_threads(1)
-    one = ktrain.conv_input_grad(g, alpha, rows, x, 3, 3, (1, 1), (1, 1), (1, 1), None, kernel=path)
+    bits = pack_signs(rows)
+    one = ktrain.conv_input_grad(g, alpha, bits, x, 3, 3, (1, 1), (1, 1), (1, 1), None, kernel=path)
     kernels.set_num_threads(2)
-    np.testing.assert_array_equal(ktrain.conv_input_grad(g, alpha, rows, x, 3, 3, (1, 1), (1, 1), (1, 1), None,
+    np.testing.assert_array_equal(ktrain.conv_input_grad(g, alpha, bits, x, 3, 3, (1, 1), (1, 1), (1, 1), None,
                                                          kernel=path), one)
 
 
@@ -155,8 +158,8 @@ def test_linear_input_grad(path, batch, n_out, n_in):
     alpha = np.abs(rows).mean(axis=1).astype(np.float32)
     g = rng.standard_normal((batch, n_out)).astype(np.float32)
     ref = g.astype(np.float64) @ (alpha[:, None] * np.where(rows < 0, -1.0, 1.0))
-    _close(ktrain.linear_input_grad(g, alpha, rows, x, None, kernel=path), ref, "no window")
-    got = ktrain.linear_input_grad(g, alpha, rows, x, 0.7, kernel=path)
+    _close(ktrain.linear_input_grad(g, alpha, pack_signs(rows), x, None, kernel=path), ref, "no window")
+    got = ktrain.linear_input_grad(g, alpha, pack_signs(rows), x, 0.7, kernel=path)
     _close(got, ref * (np.abs(x) <= 0.7), "window")
 
 
@@ -167,13 +170,13 @@ def test_bad_sizes_are_refused():
     with pytest.raises(ValueError, match="rscale"):
         _core.sign_gemm(a, np.zeros((2, 3), np.uint64), np.ones(3, np.float32))
     x = np.zeros((1, 2, 5, 5), np.float32)
-    rows = np.zeros((3, 18), np.float32)
+    bits = np.zeros((3, 1), np.uint64)  # 18 signs per filter: one word
     with pytest.raises(ValueError, match="output's shape"):
-        ktrain.conv_input_grad(np.zeros((1, 3, 4, 4), np.float32), np.ones(3, np.float32), rows, x, 3, 3, (1, 1),
+        ktrain.conv_input_grad(np.zeros((1, 3, 4, 4), np.float32), np.ones(3, np.float32), bits, x, 3, 3, (1, 1),
                                (1, 1), (1, 1), None)
-    with pytest.raises(ValueError, match="C \\* kh \\* kw"):
-        ktrain.conv_input_grad(np.zeros((1, 3, 5, 5), np.float32), np.ones(3, np.float32), rows[:, :9], x, 3, 3,
-                               (1, 1), (1, 1), (1, 1), None)
+    with pytest.raises(ValueError, match="words_for\\(C \\* kh \\* kw\\)"):
+        ktrain.conv_input_grad(np.zeros((1, 3, 5, 5), np.float32), np.ones(3, np.float32), np.zeros((3, 2), np.uint64),
+                               x, 3, 3, (1, 1), (1, 1), (1, 1), None)
     with pytest.raises(ValueError, match="one row per column"):
         _core.planes_weight_grad(np.zeros((3, 2), np.float32), np.zeros((4, 1, 1), np.uint64), np.zeros((4, 1)),
                                  1, 64, 1, 1)

@@ -80,18 +80,20 @@ def planes_weight_grad(g: np.ndarray, bits: np.ndarray, betas: np.ndarray, layou
     return _core.planes_weight_grad(g, bits, betas, groups, cg, gw, taps, _resolve_kernel(kernel))
 
 
-def conv_input_grad(g: np.ndarray, alpha: np.ndarray, rows: np.ndarray, x: np.ndarray, kh: int, kw: int, stride,
+def conv_input_grad(g: np.ndarray, alpha: np.ndarray, bits: np.ndarray, x: np.ndarray, kh: int, kw: int, stride,
                     padding, dilation, clip: float | None, kernel: str | None = None) -> np.ndarray:
-    """Input gradient of a binary convolution through ``W~ = alpha * sign(rows)`` (latent weight rows
-    ``(C_out, C_in * kh * kw)``), times the clip window of ``x`` (``clip=None``: none); float32 NCHW."""
-    return _core.conv_input_grad(g, alpha, rows, x, kh, kw, tuple(stride), tuple(padding), tuple(dilation),
+    """Input gradient of a binary convolution through ``W~ = alpha * sign(W)``, given ``bits`` = ``pack_signs``
+    of the weight rows ``(C_out, C_in * kh * kw)`` (:func:`binarize_weight_rows`' bits), times the clip window
+    of ``x`` (``clip=None``: none); float32 NCHW."""
+    return _core.conv_input_grad(g, alpha, bits, x, kh, kw, tuple(stride), tuple(padding), tuple(dilation),
                                  -1.0 if clip is None else float(clip), _resolve_kernel(kernel))
 
 
-def linear_input_grad(g: np.ndarray, alpha: np.ndarray, rows: np.ndarray, x: np.ndarray, clip: float | None,
+def linear_input_grad(g: np.ndarray, alpha: np.ndarray, bits: np.ndarray, x: np.ndarray, clip: float | None,
                       kernel: str | None = None) -> np.ndarray:
-    """Input gradient of a binary linear layer, ``(g @ (alpha * sign(rows))) * 1{|x| <= clip}``."""
-    return _core.linear_input_grad(g, alpha, rows, x, -1.0 if clip is None else float(clip), _resolve_kernel(kernel))
+    """Input gradient of a binary linear layer, ``(g @ (alpha * sign(W))) * 1{|x| <= clip}``, given ``bits`` =
+    ``pack_signs(W)``."""
+    return _core.linear_input_grad(g, alpha, bits, x, -1.0 if clip is None else float(clip), _resolve_kernel(kernel))
 
 
 def clip_window(g: np.ndarray, x: np.ndarray, clip: float) -> None:

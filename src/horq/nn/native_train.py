@@ -106,9 +106,8 @@ class _Weights:
         self.add = np.zeros(len(self.alpha)) if bias is None else bias.detach().double().numpy()
 
     def w_eff(self) -> Tensor:
-        from horq.kernels import train as ktrain
-
-        return torch.from_numpy(ktrain.binarize_weight_rows(self.rows.numpy())[2]).reshape(self.shape)
+        a = torch.from_numpy(self.alpha)[:, None]
+        return torch.where(self.rows < 0, -a, a).reshape(self.shape)  # sign(0) = sign(-0.0) = +1
 
     def grad(self, grad_eff: Tensor) -> Tensor:
         """Gradient of the latent weight from that of ``W~`` (binary_weight's straight-through rule)."""
@@ -184,7 +183,7 @@ class _NativeConv2d(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             x = saved[1]
             if sign_input_grad(c_out, grad.shape[3]):
-                gx = torch.from_numpy(ktrain.conv_input_grad(grad.numpy(), wt.alpha, wt.rows.numpy(), x.numpy(), kh, kw,
+                gx = torch.from_numpy(ktrain.conv_input_grad(grad.numpy(), wt.alpha, wt.bits, x.numpy(), kh, kw,
                                                              stride, padding, dilation, clip))
             else:
                 gx = torch.nn.grad.conv2d_input(ctx.x_shape, wt.w_eff(), grad, stride=stride, padding=padding,
@@ -224,8 +223,7 @@ class _NativeLinear(torch.autograd.Function):
         grad = grad.contiguous()
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
-            gx = torch.from_numpy(ktrain.linear_input_grad(grad.numpy(), wt.alpha, wt.rows.numpy(), x.numpy(),
-                                                           ctx.clip))
+            gx = torch.from_numpy(ktrain.linear_input_grad(grad.numpy(), wt.alpha, wt.bits, x.numpy(), ctx.clip))
         if ctx.needs_input_grad[1]:
             n = wt.rows.shape[1]
             gw = wt.grad(_columns_weight_grad(grad, ctx.cols, (1, n, words_for(n)), 1))
