@@ -1,6 +1,6 @@
 // sign_gemm (sign_gemm.h) on AVX-512: 16-lane vectors, blocks of 64 lanes where a task has them (two
-// half-words per step: 64 KiB of tables, measured 5-30% faster than one half-word on a Sapphire Rapids core,
-// the outputs loaded and stored half as often), 32 and 16 lanes for narrower ones; masked loads and stores
+// half-words per step: 64 KiB of tables, the outputs loaded and stored half as often; it was the faster of
+// the two on a Sapphire Rapids core in a one-off comparison), 32 and 16 lanes for narrower ones; masked loads and stores
 // at the edge. Operation order: sign_gemm_walk.h (the same bits as the generic path).
 #include <immintrin.h>
 

@@ -87,8 +87,8 @@ def sign_input_grad(c_out: int, out_width: int) -> bool:
     """Whether a convolution's input gradient runs as a float-by-sign product (else PyTorch's ``conv2d_input``
     through ``W~``, then the clip window). The product sums over the ``c_out`` output channels and folds each
     row of ``out_width`` outputs into the input grid separately, so it pays when the sum is long or the rows
-    are: measured 1.2-1.6x faster than PyTorch's kernel from 128 output channels or 16 output columns up, and
-    0.8-1.0x on 64 channels at 14x14 and 7x7 (mnist-cnn's layers; docs/TRAINING.md)."""
+    are: 1.6-1.7x PyTorch's speed on cifar-vgg's layers (128-512 channels), 1.0x and 0.66x on mnist-cnn's
+    (64 channels at 14x14 and 7x7), ``python benchmarks/bench_backward.py`` (docs/TRAINING.md)."""
     return c_out >= 128 or out_width >= 16
 
 
@@ -139,8 +139,9 @@ def _weight_grad(g_cols, bits, betas, layout, n: int, cols_per_step: int) -> Ten
 def _columns_weight_grad(g_rows: Tensor, cols, layout: tuple[int, int, int], taps: int) -> Tensor:
     """``G^T A`` as ``(C_out, n)`` in PyTorch's weight order (``(c, tap)``), from the rows of ``G`` (one per
     column) and the kept planes ``cols = (bits, betas)``: one float-by-sign product per plane at orders 1 and 2,
-    and from order 3 (where K products cost more; measured on cifar-vgg's layers: 0.5x, 0.9x and ~1.4x the
-    float GEMM at K = 1, 2, 3) one float GEMM against ``A`` rebuilt a block of columns at a time."""
+    and from order 3 (where K products cost more: on cifar-vgg's layers 0.5x, 0.85-1.03x and 1.2-1.5x the time of
+    the rebuilt-columns GEMM at K = 1, 2, 3, ``python benchmarks/bench_backward.py``) one float GEMM against
+    ``A`` rebuilt a block of columns at a time."""
     from horq.kernels import train as ktrain
 
     bits, betas = cols

@@ -1,0 +1,91 @@
+"""The backward products of native training, layer by layer, against PyTorch's float kernels on the same shapes:
+the input gradient (horq.kernels.train.conv_input_grad against torch.nn.grad.conv2d_input) and the weight
+gradient (planes_weight_grad, one float-by-sign product per plane, and the rebuilt-columns float GEMM of
+native_train._weight_grad, against torch.nn.grad.conv2d_weight), batch 64, 3x3 stride 1 padding 1, 1 thread,
+contenders round-robin, medians in ms.
+
+    .venv/bin/python benchmarks/bench_backward.py [--repeats 5]
+
+Layers: cifar-vgg's five binary convolutions and mnist-cnn's two (their channels and sizes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from horq import kernels
+from horq.kernels import train as ktrain
+from horq.nn.native_train import EXPAND_CHUNK_ELEMS, _weight_grad
+
+LAYERS = [  # (model, C_in, C_out, size)
+    ("cifar-vgg", 128, 128, 32), ("cifar-vgg", 128, 256, 16), ("cifar-vgg", 256, 256, 16),
+    ("cifar-vgg", 256, 512, 8), ("cifar-vgg", 512, 512, 8), ("mnist-cnn", 32, 64, 14), ("mnist-cnn", 64, 64, 7),
+]
+
+
+def _medians(fns: dict, repeats: int) -> dict:
+    for f in fns.values():
+        f()
+    times: dict = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
+
+
+def _layer_row(model: str, c: int, o: int, s: int, rng, repeats: int) -> str:
+    x = rng.standard_normal((64, c, s, s)).astype(np.float32)
+    rows = rng.standard_normal((o, c * 9)).astype(np.float32)
+    alpha, bits, w_eff = ktrain.binarize_weight_rows(rows)
+    wt = torch.from_numpy(w_eff).reshape(o, c, 3, 3)
+    wbits = ktrain.conv_weight_bits(bits, c, 3, 3)
+    g = torch.from_numpy(rng.standard_normal((64, o, s, s)).astype(np.float32))
+    g_rows = g.permute(0, 2, 3, 1).reshape(-1, o).contiguous()
+    layout, n = ktrain.conv_layout(c, 9), c * 9
+    fns = {
+        "in": lambda: ktrain.conv_input_grad(g.numpy(), alpha, bits, x, 3, 3, (1, 1), (1, 1), (1, 1), 1.0),
+        "in_torch": lambda: torch.nn.grad.conv2d_input(x.shape, wt, g, padding=1),
+        "w_torch": lambda: torch.nn.grad.conv2d_weight(torch.from_numpy(x), wt.shape, g, padding=1),
+    }
+
+    def products(cols):
+        return lambda: ktrain.planes_weight_grad(g_rows.numpy(), *cols, layout, 9)
+
+    def columns_gemm(cols):
+        return lambda: _weight_grad(lambda c0, c1: g_rows[c0:c1].t(), *cols, layout, n, max(1, EXPAND_CHUNK_ELEMS // n))
+
+    for k in (1, 2, 3):
+        _, cols = ktrain.conv2d_keep(x, wbits, alpha.astype(np.float64), np.zeros(o), 3, 3, (1, 1), (1, 1), (1, 1), k)
+        fns[f"w{k}"], fns[f"e{k}"] = products(cols), columns_gemm(cols)
+    m = _medians(fns, repeats)
+    return (f"| {model} {c}->{o} {s}x{s} | {m['in']:.1f} | {m['in_torch']:.1f} | {m['in_torch'] / m['in']:.2f} | "
+            f"{m['w1']:.1f} | {m['w2']:.1f} | {m['w3']:.1f} | {m['e1']:.1f} | {m['e2']:.1f} | {m['e3']:.1f} | "
+            f"{m['w_torch']:.1f} | {m['w_torch'] / m['w1']:.2f} | {m['w_torch'] / m['w2']:.2f} |")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    kernels.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    print("| layer | input grad: horq | torch | ratio | weight grad K=1 | K=2 | K=3 | columns+GEMM K=1 | K=2 | K=3 "
+          "| torch | torch / K=1 | torch / K=2 |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for layer in LAYERS:
+        print(_layer_row(*layer, rng, args.repeats))
+    print(f"\n{kernels.info()['cpu']}, kernel path {kernels.info()['in_use']}, 1 thread, batch 64, medians of "
+          f"{args.repeats} round-robin runs (ms).")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
