@@ -1,7 +1,8 @@
 """The backward products of native training, layer by layer, against PyTorch's float kernels on the same shapes:
-the input gradient (horq.kernels.train.conv_input_grad against torch.nn.grad.conv2d_input) and the weight
-gradient (planes_weight_grad, one float-by-sign product per plane, and the rebuilt-columns float GEMM of
-native_train._weight_grad, against torch.nn.grad.conv2d_weight), batch 64, 3x3 stride 1 padding 1, 1 thread,
+the input gradient (horq.kernels.train.conv_input_grad against PyTorch's own convolution backward,
+aten.convolution_backward, asked for the input gradient) and the weight gradient (planes_weight_grad, one
+float-by-sign product per plane, and the rebuilt-columns float GEMM of native_train._weight_grad, against the
+same backward asked for the weight gradient), batch 64, 3x3 stride 1 padding 1, 1 thread,
 contenders round-robin, medians in ms.
 
     .venv/bin/python benchmarks/bench_backward.py [--repeats 5]
@@ -20,7 +21,7 @@ import torch
 
 from horq import kernels
 from horq.kernels import train as ktrain
-from horq.nn.native_train import EXPAND_CHUNK_ELEMS, _weight_grad
+from horq.nn.native_train import EXPAND_CHUNK_ELEMS, _torch_input_grad, _weight_grad
 
 LAYERS = [  # (model, C_in, C_out, size)
     ("cifar-vgg", 128, 128, 32), ("cifar-vgg", 128, 256, 16), ("cifar-vgg", 256, 256, 16),
@@ -48,11 +49,13 @@ def _layer_row(model: str, c: int, o: int, s: int, rng, repeats: int) -> str:
     wbits = ktrain.conv_weight_bits(bits, c, 3, 3)
     g = torch.from_numpy(rng.standard_normal((64, o, s, s)).astype(np.float32))
     g_rows = g.permute(0, 2, 3, 1).reshape(-1, o).contiguous()
+    xt = torch.from_numpy(x)
     layout, n = ktrain.conv_layout(c, 9), c * 9
     fns = {
         "in": lambda: ktrain.conv_input_grad(g.numpy(), alpha, bits, x, 3, 3, (1, 1), (1, 1), (1, 1), 1.0),
-        "in_torch": lambda: torch.nn.grad.conv2d_input(x.shape, wt, g, padding=1),
-        "w_torch": lambda: torch.nn.grad.conv2d_weight(torch.from_numpy(x), wt.shape, g, padding=1),
+        "in_torch": lambda: _torch_input_grad(g, xt, wt, (1, 1), (1, 1), (1, 1)),
+        "w_torch": lambda: torch.ops.aten.convolution_backward(g, xt, wt, None, (1, 1), (1, 1), (1, 1), False, (0, 0),
+                                                               1, (False, True, False))[1],
     }
 
     def products(cols):

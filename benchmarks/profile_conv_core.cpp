@@ -5,10 +5,12 @@
 //
 //   g++ -O2 -std=c++17 -Icsrc benchmarks/profile_conv_core.cpp build/cp311-cp311-linux_x86_64/libhorq_core.a
 //       -pthread -o /tmp/profile_conv_core       (one line)
-//   perf record -o /tmp/perf.data /tmp/profile_conv_core 64 56 2      # channels, size, order [, seconds]
+//   perf record -o /tmp/perf.data /tmp/profile_conv_core 64 56 2      # channels, size, order [, seconds
+//                                                                      #  [, batch [, train]]]
 //   perf report -i /tmp/perf.data --no-children --sort symbol
 //
-// Prints the fastest call; the best kernel path this CPU has (HORQ_KERNEL is not read here), 1 thread.
+// With a batch and `train` = 1, each call also makes the columns explicit for the backward pass
+// (materialize_columns, as the native training forward does). Prints the fastest call; the best kernel path this CPU has (HORQ_KERNEL is not read here), 1 thread.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -19,35 +21,39 @@
 #include "core/dispatch.h"
 #include "core/layer.h"
 #include "core/threadpool.h"
+#include "core/train.h"
 
 int main(int argc, char** argv) {
   const std::size_t c = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 64;
   const std::size_t s = argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 56;
   const int order = argc > 3 ? std::atoi(argv[3]) : 2;
   const double seconds = argc > 4 ? std::atof(argv[4]) : 4.0;
+  const std::size_t batch = argc > 5 ? std::strtoul(argv[5], nullptr, 10) : 1;
+  const bool train = argc > 6 && std::atoi(argv[6]) != 0;
   horq::set_num_threads(1);
   const horq::KernelTable& kt = horq::kernel_table("");
-  const horq::ConvGeometry g{1, c, s, s, 3, 3, 1, 1, 1, 1, 1, 1, s, s};
+  const horq::ConvGeometry g{batch, c, s, s, 3, 3, 1, 1, 1, 1, 1, 1, s, s};
   std::mt19937_64 rng(1);
   std::normal_distribution<float> normal;
-  std::vector<float> x(c * s * s);
+  std::vector<float> x(batch * c * s * s);
   for (auto& v : x) v = normal(rng);
   const std::size_t words = horq::conv_words(c, 9);
   std::vector<horq::word_t> w(c * words);
   for (auto& v : w) v = rng();
   std::vector<double> coef(c, 0.5), add(c, 0.0);
-  std::vector<float> y(c * s * s);
+  std::vector<float> y(batch * c * s * s);
   double best = 1e30;
   long calls = 0;
   const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   while (std::chrono::steady_clock::now() < end) {
     const auto t0 = std::chrono::steady_clock::now();
-    const horq::QuantizedColumns q = horq::quantize_conv_columns(kt, x.data(), g, order);
+    horq::QuantizedColumns q = horq::quantize_conv_columns(kt, x.data(), g, order);
     horq::horq_gemm(kt, w.data(), c, q, {coef.data(), add.data()}, s * s, y.data());
+    if (train) horq::materialize_columns(q);
     best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     ++calls;
   }
-  std::printf("%ld calls, fastest %.3f ms (%s, %zu channels, %zux%zu, order %d, 1 thread)\n", calls, best * 1e3,
-              kt.name, c, s, s, order);
+  std::printf("%ld calls, fastest %.3f ms (%s, %zu channels, %zux%zu, order %d, batch %zu%s, 1 thread)\n", calls,
+              best * 1e3, kt.name, c, s, s, order, batch, train ? ", columns made explicit" : "");
   return 0;
 }

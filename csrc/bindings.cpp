@@ -279,7 +279,7 @@ void expand_columns(In<horq::word_t, nb::ndim<3>> bits, In<double, nb::ndim<2>> 
 }
 
 // (alpha, bits, w_eff) of weight rows; w_eff is None unless asked for (the native backward does without it).
-nb::tuple binarize_weight_rows(In<float, nb::ndim<2>> w, bool with_eff) {
+nb::tuple binarize_weight_rows(In<float, nb::ndim<2>> w, bool with_eff, const std::string& kernel) {
   const std::size_t m = w.shape(0), n = w.shape(1);
   check_n(n);
   float *alpha, *eff = nullptr;
@@ -288,21 +288,23 @@ nb::tuple binarize_weight_rows(In<float, nb::ndim<2>> w, bool with_eff) {
   auto abits = make_array<horq::word_t>({m, horq::words_for(n)}, &bits, false);
   std::optional<FloatArray> aeff;
   if (with_eff) aeff = make_array<float>({m, n}, &eff, false);
+  const auto& kt = horq::kernel_table(kernel);
   {
     nb::gil_scoped_release nogil;
-    horq::binarize_weight_rows(w.data(), m, n, alpha, bits, eff);
+    horq::binarize_weight_rows(kt, w.data(), m, n, alpha, bits, eff);
   }
   return nb::make_tuple(aalpha, abits, aeff);
 }
 
 FloatArray binary_weight_grad(In<float, nb::ndim<2>> w, In<float, nb::ndim<1>> alpha, In<float, nb::ndim<2>> g,
-                              double clip) {
+                              double clip, const std::string& kernel) {
   const std::size_t m = w.shape(0), n = w.shape(1);
   require(alpha.shape(0) == m && g.shape(0) == m && g.shape(1) == n, "shapes do not match");
+  const auto& kt = horq::kernel_table(kernel);
   float* dw;
   auto arr = make_array<float>({m, n}, &dw, false);
   nb::gil_scoped_release nogil;
-  horq::binary_weight_grad(w.data(), alpha.data(), g.data(), m, n, clip, dw);
+  horq::binary_weight_grad(kt, w.data(), alpha.data(), g.data(), m, n, clip, dw);
   return arr;
 }
 
@@ -404,8 +406,10 @@ void def_training(nb::module_& m) {
         nb::arg("order"), nb::arg("kernel") = "");
   m.def("expand_columns", &expand_columns, nb::arg("bits"), nb::arg("betas"), nb::arg("groups"), nb::arg("cg"),
         nb::arg("gw"), nb::arg("col0"), nb::arg("col1"), nb::arg("out"));
-  m.def("binarize_weight_rows", &binarize_weight_rows, nb::arg("w"), nb::arg("with_eff") = true);
-  m.def("binary_weight_grad", &binary_weight_grad, nb::arg("w"), nb::arg("alpha"), nb::arg("g"), nb::arg("clip"));
+  m.def("binarize_weight_rows", &binarize_weight_rows, nb::arg("w"), nb::arg("with_eff") = true,
+        nb::arg("kernel") = "");
+  m.def("binary_weight_grad", &binary_weight_grad, nb::arg("w"), nb::arg("alpha"), nb::arg("g"), nb::arg("clip"),
+        nb::arg("kernel") = "");
   m.def("clip_window", &clip_window, nb::arg("g"), nb::arg("x"), nb::arg("clip"));
   m.def("sign_gemm", &sign_gemm, nb::arg("a"), nb::arg("s"), nb::arg("rscale").none() = nb::none(),
         nb::arg("kernel") = "");

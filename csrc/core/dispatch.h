@@ -6,6 +6,7 @@
 #include "core/bgemm.h"
 #include "core/quantize.h"
 #include "core/sign_gemm.h"
+#include "core/weight_rows.h"
 
 namespace horq {
 
@@ -32,6 +33,8 @@ struct KernelTable {
   pack_pixels_fn pack_pixels;        // conv input: per-pixel sign words and sum |x|
   gemm_task_fn gemm_task;            // outer-product GEMM + epilogue, or nullptr
   sign_gemm_fn sign_gemm;            // float-by-sign product of the backward pass
+  binarize_rows_fn binarize_rows;    // training: the latent weights binarized
+  weight_grad_fn weight_grad;        // training: their straight-through gradient
 };
 
 // Every path this library knows, whether or not this CPU can run it.

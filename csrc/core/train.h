@@ -34,12 +34,15 @@ void expand_columns(const word_t* bits, const double* betas, std::size_t ldbits,
 // The weight binarizer of the torch path (horq.nn.quant.binary_weight) on m rows of n floats, fused.
 // Forward: alpha[o] = mean_i |w[o, i]| (summed in double), bits[o] = the signs of w[o] packed (types.h, words_for(n)
 // words per row), w_eff[o, i] = alpha[o] * sign(w[o, i]) with sign(0) = +1 (w_eff may be nullptr: not written).
-void binarize_weight_rows(const float* w, std::size_t m, std::size_t n, float* alpha, word_t* bits, float* w_eff);
+// (kt.binarize_rows: weight_rows.h.)
+void binarize_weight_rows(const KernelTable& kt, const float* w, std::size_t m, std::size_t n, float* alpha,
+                          word_t* bits, float* w_eff);
 
 // Backward, for the upstream gradient g of w_eff (clip < 0: no window):
 //     dw[o, i] = alpha[o] * 1{|w[o, i]| <= clip} * g[o, i]  +  sign(w[o, i]) / n * sum_l g[o, l] sign(w[o, l]).
-void binary_weight_grad(const float* w, const float* alpha, const float* g, std::size_t m, std::size_t n,
-                        double clip, float* dw);
+// (kt.weight_grad: weight_rows.h.)
+void binary_weight_grad(const KernelTable& kt, const float* w, const float* alpha, const float* g, std::size_t m,
+                        std::size_t n, double clip, float* dw);
 
 // The straight-through clip window applied in place: g[i] = 0 where |x[i]| > clip.
 void clip_window(float* g, const float* x, std::size_t size, float clip);

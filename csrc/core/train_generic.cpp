@@ -3,12 +3,7 @@
 // Portable code only (there are no ISA versions of these): every loop is branch-free and left to the
 // compiler's vectorizer.
 //
-// Weights (docs/MATH.md "Weights", "Gradients"): alpha_o = mean_i |w_oi|, summed in 8 double lanes added in
-// lane order (so the loop vectorizes) and rounded to float32 once; w_eff = alpha * sign(w) is alpha with
-// w's sign bit where w < 0 (exact: no multiply). The straight-through gradient of w_eff = alpha(w) sign(w),
-//     dw_oi = alpha_o 1{|w_oi| <= clip} g_oi + sign(w_oi) / n * sum_l g_ol sign(w_ol),
-// takes the first term through sign (clipped STE) and the second through alpha = mean |w| (d|w_l|/dw_i =
-// sign(w_i) when l = i); the dot product is summed in double lanes like alpha, then rounded to float32.
+// The weight binarizer and its gradient are per ISA (weight_rows.h; dispatched through the KernelTable).
 //
 // Rebuilding a column: every value is sum_k (bit_k ? -b_k : b_k) with b_k = float(beta_k). Eight values at a time: the byte of
 // plane k that holds them indexes kSigns, the eight +-1 of that byte, so a block is K multiply-adds of eight
@@ -116,59 +111,14 @@ void materialize_columns(QuantizedColumns& q) {
   q.image = PixelImage{};
 }
 
-// Row sums in kLanes independent double accumulators (added up in lane order at the end), so the loops
-// vectorize; the result is within double rounding of the sequential sum, far below the float32 it becomes.
-constexpr std::size_t kLanes = 8;
-
-void binarize_weight_rows(const float* w, std::size_t m, std::size_t n, float* alpha, word_t* bits, float* w_eff) {
-  const std::size_t nw = words_for(n);
-  parallel_for(m, [&](std::size_t o) {
-    const float* __restrict src = w + o * n;
-    double acc[kLanes] = {};
-    std::size_t i = 0;
-    for (; i + kLanes <= n; i += kLanes)
-      for (std::size_t e = 0; e < kLanes; ++e) acc[e] += static_cast<double>(std::fabs(src[i + e]));
-    for (; i < n; ++i) acc[0] += static_cast<double>(std::fabs(src[i]));
-    double sum = 0.0;
-    for (std::size_t e = 0; e < kLanes; ++e) sum += acc[e];
-    const float a = static_cast<float>(sum / static_cast<double>(n));
-    alpha[o] = a;
-    word_t* __restrict dst = bits + o * nw;
-    float* __restrict eff = w_eff ? w_eff + o * n : nullptr;
-    for (std::size_t wi = 0; wi < nw; ++wi) {
-      const std::size_t i0 = wi * kWordBits, len = n - i0 < kWordBits ? n - i0 : kWordBits;
-      word_t word = 0;
-      for (std::size_t b = 0; b < len; ++b) word |= static_cast<word_t>(src[i0 + b] < 0.0f) << b;
-      dst[wi] = word;
-    }
-    if (eff)
-      for (std::size_t j = 0; j < n; ++j) eff[j] = times_sign(a, src[j]);
-  });
+void binarize_weight_rows(const KernelTable& kt, const float* w, std::size_t m, std::size_t n, float* alpha,
+                          word_t* bits, float* w_eff) {
+  kt.binarize_rows(w, m, n, alpha, bits, w_eff);
 }
 
-void binary_weight_grad(const float* w, const float* alpha, const float* g, std::size_t m, std::size_t n,
-                        double clip, float* dw) {
-  const bool window = clip >= 0.0;
-  const float c = window ? static_cast<float>(clip) : 0.0f;  // as torch compares a float32 tensor with a float
-  parallel_for(m, [&](std::size_t o) {
-    const float* __restrict src = w + o * n;
-    const float* __restrict go = g + o * n;
-    float* __restrict out = dw + o * n;
-    double acc[kLanes] = {};
-    std::size_t i = 0;
-    for (; i + kLanes <= n; i += kLanes)
-      for (std::size_t e = 0; e < kLanes; ++e)
-        acc[e] += static_cast<double>(times_sign(go[i + e], src[i + e]));
-    for (; i < n; ++i) acc[0] += static_cast<double>(times_sign(go[i], src[i]));
-    double dot = 0.0;
-    for (std::size_t e = 0; e < kLanes; ++e) dot += acc[e];
-    const float via = static_cast<float>(dot / static_cast<double>(n)), a = alpha[o];
-    if (window) {
-      for (std::size_t j = 0; j < n; ++j) out[j] = in_window(a * go[j], src[j], c) + times_sign(via, src[j]);
-    } else {
-      for (std::size_t j = 0; j < n; ++j) out[j] = a * go[j] + times_sign(via, src[j]);
-    }
-  });
+void binary_weight_grad(const KernelTable& kt, const float* w, const float* alpha, const float* g, std::size_t m,
+                        std::size_t n, double clip, float* dw) {
+  kt.weight_grad(w, alpha, g, m, n, clip, dw);
 }
 
 void clip_window(float* g, const float* x, std::size_t size, float clip) {

@@ -163,6 +163,36 @@ def test_linear_input_grad(path, batch, n_out, n_in):
     _close(got, ref * (np.abs(x) <= 0.7), "window")
 
 
+@pytest.mark.parametrize("m,n", [(1, 1), (3, 7), (2, 15), (2, 16), (2, 17), (4, 63), (4, 64), (4, 65), (3, 129),
+                                 (256, 3136)])
+def test_weight_binarizer_and_gradient_every_path(path, m, n):
+    # The weight side of a training step (csrc/core/weight_rows.h): alpha, the packed signs and w_eff against
+    # numpy, the straight-through gradient against float64 numpy, and every path bit for bit like generic.
+    rng = np.random.default_rng(m * 1000 + n)
+    w = rng.standard_normal((m, n)).astype(np.float32)
+    w.reshape(-1)[::5] = 0.0
+    w.reshape(-1)[1::7] = -0.0  # sign(-0.0) = +1: bit 0
+    w.reshape(-1)[2::9] = 1.0  # on the clip window's edge
+    g = rng.standard_normal((m, n)).astype(np.float32)
+    alpha, bits, eff = ktrain.binarize_weight_rows(w, kernel=path)
+    np.testing.assert_array_equal(bits, pack_signs(w))
+    ref_alpha = np.abs(w.astype(np.float64)).mean(axis=1)
+    np.testing.assert_allclose(alpha, ref_alpha, rtol=1e-6)
+    signs = np.where(w < 0, -1.0, 1.0)
+    np.testing.assert_array_equal(eff, (alpha[:, None] * signs).astype(np.float32))
+    a64 = alpha.astype(np.float64)[:, None]
+    for clip in (1.0, None):
+        got = ktrain.binary_weight_grad(w, alpha, g, clip, kernel=path)
+        window = np.ones_like(w, dtype=bool) if clip is None else np.abs(w) <= clip
+        ref = a64 * window * g + signs * (g * signs).sum(axis=1, keepdims=True) / n
+        _close(got, ref, f"weight gradient, clip {clip}")
+        np.testing.assert_array_equal(got, ktrain.binary_weight_grad(w, alpha, g, clip, kernel="generic"))
+    g_alpha, g_bits, g_eff = ktrain.binarize_weight_rows(w, kernel="generic")
+    np.testing.assert_array_equal(alpha, g_alpha)
+    np.testing.assert_array_equal(bits, g_bits)
+    np.testing.assert_array_equal(eff.view(np.uint32), g_eff.view(np.uint32))
+
+
 def test_bad_sizes_are_refused():
     a = np.zeros((70, 4), np.float32)
     with pytest.raises(ValueError, match="words_for"):

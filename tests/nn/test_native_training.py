@@ -100,9 +100,20 @@ def test_input_grad_paths_are_both_exercised():
     assert chosen == {True, False}
 
 
+# The weight gradient's two routes (native_train._columns_weight_grad): float-by-sign products per plane from
+# PLANES_MIN_COLS columns at orders 1-2, else the rebuilt-columns GEMM. The small cases here have fewer columns,
+# so each runs once as it is and once with the products forced.
+@pytest.fixture
+def planes_from(request, monkeypatch):
+    if request.param is not None:
+        monkeypatch.setattr(native_train, "PLANES_MIN_COLS", request.param)
+    return request.param
+
+
+@pytest.mark.parametrize("planes_from", [None, 0], ids=["default-route", "products"], indirect=True)
 @pytest.mark.parametrize("order", [1, 2, 3, 4])
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "c{}-o{}-k{}-s{}-p{}-d{}".format(*c[:6]))
-def test_conv_matches_float64_torch_path(case, order):
+def test_conv_matches_float64_torch_path(case, order, planes_from):
     c_in, c_out, k, s, p, d, h, w = case
     torch.manual_seed(0)
     layer = HORQConv2d(c_in, c_out, k, stride=s, padding=p, dilation=d, order=order)
@@ -120,9 +131,10 @@ def test_conv_batch_1_and_64_every_path(order, monkeypatch):
             _check_layer(layer, _rand(np.random.default_rng(batch), (batch, 32, 8, 8)), batch)
 
 
+@pytest.mark.parametrize("planes_from", [None, 0], ids=["default-route", "products"], indirect=True)
 @pytest.mark.parametrize("order", [1, 2, 3, 4])
 @pytest.mark.parametrize("n_in", [1, 33, 64, 65, 513])
-def test_linear_matches_float64_torch_path(n_in, order):
+def test_linear_matches_float64_torch_path(n_in, order, planes_from):
     torch.manual_seed(2)
     layer = HORQLinear(n_in, 7, order=order)
     _check_layer(layer, _rand(np.random.default_rng(n_in), (3, 4, n_in)), n_in)

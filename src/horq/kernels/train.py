@@ -28,17 +28,20 @@ def conv_layout(channels: int, taps: int) -> tuple[int, int, int]:
     return taps, channels, words_for(channels)
 
 
-def binarize_weight_rows(rows: np.ndarray, with_eff: bool = True):
+def binarize_weight_rows(rows: np.ndarray, with_eff: bool = True, kernel: str | None = None):
     """``(alpha, bits, w_eff)`` of float32 weight rows ``(C_out, n)``: ``alpha`` float32 mean ``|w|`` per row,
     ``bits`` = ``pack_signs(rows)``, ``w_eff = alpha * sign(rows)`` (``sign(0) = +1``; None unless
-    ``with_eff``)."""
-    return _core.binarize_weight_rows(np.ascontiguousarray(rows), with_eff)
+    ``with_eff``). Every kernel path gives the same bits."""
+    return _core.binarize_weight_rows(np.ascontiguousarray(rows), with_eff, _resolve_kernel(kernel))
 
 
-def binary_weight_grad(rows: np.ndarray, alpha: np.ndarray, grad: np.ndarray, clip: float | None) -> np.ndarray:
+def binary_weight_grad(rows: np.ndarray, alpha: np.ndarray, grad: np.ndarray, clip: float | None,
+                       kernel: str | None = None) -> np.ndarray:
     """Gradient of the latent weight rows from that of ``w_eff``, by :func:`horq.nn.quant.binary_weight`'s rule:
-    ``alpha * 1{|w| <= clip} * g + sign(w) / n * sum(g * sign(w))`` per row (``clip=None``: no window)."""
-    return _core.binary_weight_grad(rows, alpha, np.ascontiguousarray(grad), -1.0 if clip is None else float(clip))
+    ``alpha * 1{|w| <= clip} * g + sign(w) / n * sum(g * sign(w))`` per row (``clip=None``: no window). Every
+    kernel path gives the same bits."""
+    return _core.binary_weight_grad(rows, alpha, np.ascontiguousarray(grad), -1.0 if clip is None else float(clip),
+                                    _resolve_kernel(kernel))
 
 
 def conv_weight_bits(bits: np.ndarray, channels: int, kh: int, kw: int) -> np.ndarray:

@@ -12,12 +12,13 @@ packed signs (``csrc/core/sign_gemm.h``: a table lookup per four terms instead o
 
 * ``grad_input = conv_transpose(grad_out, W~) * 1{|x| <= clip}`` with ``W~ = alpha * sign(W)``: sign(W)
   against ``grad_out`` scaled by alpha, folded into the input's grid block by block, clip window fused (a
-  linear layer: ``grad_out @ W~``, masked); small convolutions (:func:`sign_input_grad`) take PyTorch's
-  ``conv2d_input`` instead;
+  linear layer: ``grad_out @ W~``, masked); small convolutions (:func:`sign_input_grad`) take PyTorch's own
+  input gradient (``convolution_backward``) through ``W~`` instead;
 * ``grad_W~ = G^T A`` with ``A[j] = sum_k beta_{k,j} H_{k,j}``: at orders 1 and 2 one product per plane, the
   kept planes transposed to run along the columns and ``beta_{k,j}`` the scale of column j's gradient
-  (``csrc/core/train_backward.cpp``); from order 3 one float GEMM against ``A`` rebuilt 4 MiB of columns at a
-  time; nothing the size of the unfolded float input is built;
+  (``csrc/core/train_backward.cpp``); from order 3, and for layers of fewer than :data:`PLANES_MIN_COLS`
+  columns (a linear layer at batch 64), one float GEMM against ``A`` rebuilt 4 MiB of columns at a time;
+  nothing the size of the unfolded float input is built;
 * ``grad_W`` follows from ``grad_W~`` by :func:`horq.nn.quant.binary_weight`'s straight-through rule, fused in
   C++ (``alpha * 1{|W| <= 1} * g + sign(W) / n * sum(g * sign(W))`` per filter);
 * ``grad_bias = sum of grad_out``.
@@ -44,6 +45,11 @@ from horq.nn.quant import WEIGHT_CLIP
 # Floats in one rebuilt block of columns (4 MiB; measured no slower than larger blocks): bounds the weight
 # gradient's temporary.
 EXPAND_CHUNK_ELEMS = 1 << 20
+# Columns from which the weight gradient runs as float-by-sign products (orders 1-2). A linear layer at batch 64
+# has 64 columns: a reduction of 64 terms into an (n_in x n_out) output, where the product's per-output work
+# (and its transpose into PyTorch's order) costs more than one float GEMM against the rebuilt columns: mnist-cnn's
+# 3136 x 256 layer in a training step took 2.3 / 3.7 ms at orders 1 / 2 as products, ~1 ms as the GEMM.
+PLANES_MIN_COLS = 1000
 
 _enabled = False
 
@@ -84,17 +90,17 @@ def applies(layer, x: Tensor) -> bool:
 
 
 def sign_input_grad(c_out: int, out_width: int) -> bool:
-    """Whether a convolution's input gradient runs as a float-by-sign product (else PyTorch's ``conv2d_input``
+    """Whether a convolution's input gradient runs as a float-by-sign product (else PyTorch's input gradient
     through ``W~``, then the clip window). The product sums over the ``c_out`` output channels and folds each
     row of ``out_width`` outputs into the input grid separately, so it pays when the sum is long or the rows
-    are: 1.6-1.7x PyTorch's speed on cifar-vgg's layers (128-512 channels), 1.0x and 0.66x on mnist-cnn's
+    are: 1.5-1.7x PyTorch's speed on cifar-vgg's layers (128-512 channels), 0.95x and 0.62x on mnist-cnn's
     (64 channels at 14x14 and 7x7), ``python benchmarks/bench_backward.py`` (docs/TRAINING.md)."""
     return c_out >= 128 or out_width >= 16
 
 
 class _Weights:
     """The binarized weight of one forward pass: packed bits and ``alpha`` (kept for the backward), and
-    ``W~ = alpha * sign(W)`` on demand (:meth:`w_eff`: only PyTorch's ``conv2d_input`` fallback needs it)."""
+    ``W~ = alpha * sign(W)`` on demand (:meth:`w_eff`: only the PyTorch input-gradient fallback needs it)."""
 
     def __init__(self, weight: Tensor, bias: Tensor | None):
         from horq.kernels import train as ktrain
@@ -138,19 +144,25 @@ def _weight_grad(g_cols, bits, betas, layout, n: int, cols_per_step: int) -> Ten
 
 def _columns_weight_grad(g_rows: Tensor, cols, layout: tuple[int, int, int], taps: int) -> Tensor:
     """``G^T A`` as ``(C_out, n)`` in PyTorch's weight order (``(c, tap)``), from the rows of ``G`` (one per
-    column) and the kept planes ``cols = (bits, betas)``: one float-by-sign product per plane at orders 1 and 2,
-    and from order 3 (where K products cost more: on cifar-vgg's layers 0.5x, 0.85-1.03x and 1.2-1.5x the time of
-    the rebuilt-columns GEMM at K = 1, 2, 3, ``python benchmarks/bench_backward.py``) one float GEMM against
-    ``A`` rebuilt a block of columns at a time."""
+    column) and the kept planes ``cols = (bits, betas)``: one float-by-sign product per plane at orders 1 and 2
+    from :data:`PLANES_MIN_COLS` columns; otherwise (where K products cost more: on cifar-vgg's layers 0.48-0.53x,
+    0.83-0.97x and 1.2-1.4x the time of the rebuilt-columns GEMM at K = 1, 2, 3, ``python
+    benchmarks/bench_backward.py``) one float GEMM against ``A`` rebuilt a block of columns at a time."""
     from horq.kernels import train as ktrain
 
     bits, betas = cols
-    if bits.shape[1] <= 2:
+    if bits.shape[1] <= 2 and bits.shape[0] >= PLANES_MIN_COLS:
         return torch.from_numpy(ktrain.planes_weight_grad(g_rows.contiguous().numpy(), bits, betas, layout, taps))
     n = layout[0] * layout[1]
     step = max(1, EXPAND_CHUNK_ELEMS // n)
     dw = _weight_grad(lambda c0, c1: g_rows[c0:c1].t(), bits, betas, layout, n, step)  # (tap, c) order
     return dw.reshape(dw.shape[0], taps, n // taps).transpose(1, 2).reshape(dw.shape[0], n)
+
+
+def _torch_input_grad(grad: Tensor, x: Tensor, w: Tensor, stride, padding, dilation) -> Tensor:
+    """PyTorch's input gradient of ``conv2d(x, w)``, as its own backward computes it."""
+    return torch.ops.aten.convolution_backward(grad, x, w, None, stride, padding, dilation, False, (0, 0), 1,
+                                               (True, False, False))[0]
 
 
 class _NativeConv2d(torch.autograd.Function):
@@ -187,8 +199,7 @@ class _NativeConv2d(torch.autograd.Function):
                 gx = torch.from_numpy(ktrain.conv_input_grad(grad.numpy(), wt.alpha, wt.bits, x.numpy(), kh, kw,
                                                              stride, padding, dilation, clip))
             else:
-                gx = torch.nn.grad.conv2d_input(ctx.x_shape, wt.w_eff(), grad, stride=stride, padding=padding,
-                                                dilation=dilation)
+                gx = _torch_input_grad(grad, x, wt.w_eff(), stride, padding, dilation)
                 if clip is not None:
                     ktrain.clip_window(gx.numpy(), x.numpy(), clip)
         if ctx.needs_input_grad[1]:

@@ -486,6 +486,39 @@ int check_sign_gemm(std::mt19937_64& rng) {
   return failures;
 }
 
+// The weight binarizer and its gradient (weight_rows.h): rows of every length around the 16-value vectors and
+// 64-bit words, ending at a guard page, with zeros and -0.0 (bit 0) among the values; bit for bit like generic.
+int check_weight_rows(std::mt19937_64& rng) {
+  std::normal_distribution<float> normal;
+  int failures = 0;
+  const std::size_t ns[] = {1, 7, 15, 16, 17, 31, 63, 64, 65, 100, 129};
+  for (std::size_t n : ns) {
+    const std::size_t m = 3, nw = words_for(n);
+    PageEnd<float> w(m * n), g(m * n);
+    for (std::size_t i = 0; i < m * n; ++i) {
+      w.data()[i] = i % 5 == 0 ? 0.0f : i % 7 == 1 ? -0.0f : normal(rng);
+      g.data()[i] = normal(rng);
+    }
+    std::vector<float> alpha[2], eff[2], dw[2];
+    std::vector<word_t> bits[2];
+    for (int p = 0; p < 2; ++p) {
+      alpha[p].assign(m, -7.0f);
+      eff[p].assign(m * n, -7.0f);
+      dw[p].assign(m * n, -7.0f);
+      bits[p].assign(m * nw, ~word_t{0});
+      auto binarize = p ? binarize_rows_avx512 : binarize_rows_generic;
+      auto grad = p ? weight_grad_avx512 : weight_grad_generic;
+      binarize(w.data(), m, n, alpha[p].data(), bits[p].data(), eff[p].data());
+      grad(w.data(), alpha[p].data(), g.data(), m, n, 1.0, dw[p].data());
+    }
+    const bool same = alpha[0] == alpha[1] && bits[0] == bits[1] &&
+                      std::memcmp(eff[0].data(), eff[1].data(), eff[0].size() * sizeof(float)) == 0 &&
+                      std::memcmp(dw[0].data(), dw[1].data(), dw[0].size() * sizeof(float)) == 0;
+    if (!same && ++failures <= kMaxReports) std::printf("weight rows mismatch n=%zu\n", n);
+  }
+  return failures;
+}
+
 int main() {
   set_num_threads(1);
   std::mt19937_64 rng(42);
@@ -503,6 +536,7 @@ int main() {
       {"gemm_task ties", [](std::mt19937_64&) { return check_gemm_ties(); }},
       {"conv", check_conv},
       {"sign_gemm", check_sign_gemm},
+      {"weight_rows", check_weight_rows},
   };
   int failures = 0;
   for (const Check& c : checks) {
