@@ -33,6 +33,7 @@ struct KernelTable {
   pack_pixels_fn pack_pixels;        // conv input: per-pixel sign words and sum |x|
   gemm_task_fn gemm_task;            // outer-product GEMM + epilogue, or nullptr
   sign_gemm_fn sign_gemm;            // float-by-sign product of the backward pass
+  fold_rows_fn fold_rows;            // its blocks folded into a convolution's input grid
   binarize_rows_fn binarize_rows;    // training: the latent weights binarized
   weight_grad_fn weight_grad;        // training: their straight-through gradient
 };

@@ -47,6 +47,34 @@ void sign_gemm_generic(const SignGemm& p, std::size_t m0, std::size_t m1, std::s
 void sign_gemm_avx2(const SignGemm& p, std::size_t m0, std::size_t m1, std::size_t j0, std::size_t j1);
 void sign_gemm_avx512(const SignGemm& p, std::size_t m0, std::size_t m1, std::size_t j0, std::size_t j1);
 
+// The input gradient's fold (train_backward.cpp conv_input_grad). A block of the product holds, for each sign
+// row (c, t) of `channels` channels and T = kh * kw taps t = (i, j) (row c * T + t of buf, ldb floats), the
+// gradient of a block of output positions. The positions form runs along output rows: run r's lanes
+// [lane, lane + len) are the outputs at grid offset `at` (image, oy * sh, ox0 * sw) and the next len - 1 along
+// the row, and tap (i, j) of output u lands on the padded input grid at
+//     grid[c * Pz + i * dh * Wg + j * dw + r.at + u * sw]  +=  buf[(c * T + i * kw + j) * ldb + r.lane + u].
+// Every grid value gets its terms in tap order (t = i * kw + j), on every path: the same bits. With unit strides
+// along the row (sw = dw = 1) the walk loads a stretch of a grid row once per tap row i and adds its kw taps as
+// shifted, masked loads of buf (one load/store of the grid per three taps at kw = 3), and visits the channels
+// innermost, so a stretch is stored long before any load overlaps it (a vector load that overlaps a recent
+// masked store waits for it: updating per tap made the fold as slow as the product). Other strides add one
+// value at a time.
+struct FoldRun {
+  std::size_t lane, len, at;
+};
+struct Fold {
+  const float* buf;  // readable from 16 floats before to 16 floats after each row's lanes (masked loads)
+  std::size_t ldb, channels, kh, kw, dh, dw, sw, Wg, Pz;
+  const FoldRun* runs;
+  std::size_t nruns;
+  float* grid;  // the plane of the block's first channel in image 0 (r.at adds the image and position)
+};
+using fold_rows_fn = void (*)(const Fold& f);
+
+void fold_rows_generic(const Fold& f);
+void fold_rows_avx2(const Fold& f);
+void fold_rows_avx512(const Fold& f);
+
 // Output columns (m) one task covers: every path's register block.
 constexpr std::size_t kSignGemmMB = 32;
 

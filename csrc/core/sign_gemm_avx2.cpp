@@ -25,6 +25,13 @@ struct Avx2 {
   static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
   static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
   static reg mul_scalar(reg a, float s) { return _mm256_mul_ps(a, _mm256_set1_ps(s)); }
+  using lane_mask = __m256i;
+  static lane_mask lanes(std::ptrdiff_t lo, std::ptrdiff_t hi) {
+    return _mm256_andnot_si256(mask(static_cast<int>(lo)), mask(static_cast<int>(hi)));
+  }
+  static reg add_masked(reg acc, const float* p, lane_mask k) {
+    return _mm256_blendv_ps(acc, _mm256_add_ps(acc, _mm256_maskload_ps(p, k)), _mm256_castsi256_ps(k));
+  }
 };
 
 }  // namespace
@@ -32,5 +39,7 @@ struct Avx2 {
 void sign_gemm_avx2(const SignGemm& p, std::size_t m0, std::size_t m1, std::size_t j0, std::size_t j1) {
   sign_gemm_walk<Avx2, 4, 1>(p, m0, m1, j0, j1);
 }
+
+void fold_rows_avx2(const Fold& f) { fold_rows_walk<Avx2>(f); }
 
 }  // namespace horq

@@ -21,6 +21,13 @@ struct Avx512 {
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
   static reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
   static reg mul_scalar(reg a, float s) { return _mm512_mul_ps(a, _mm512_set1_ps(s)); }
+  using lane_mask = __mmask16;
+  static lane_mask lanes(std::ptrdiff_t lo, std::ptrdiff_t hi) {
+    return static_cast<__mmask16>(mask(static_cast<int>(hi)) & ~mask(static_cast<int>(lo)));
+  }
+  static reg add_masked(reg acc, const float* p, lane_mask k) {
+    return _mm512_mask_add_ps(acc, k, acc, _mm512_maskz_loadu_ps(k, p));
+  }
 };
 
 }  // namespace
@@ -31,5 +38,7 @@ void sign_gemm_avx512(const SignGemm& p, std::size_t m0, std::size_t m1, std::si
   if (m1 - m > 16) sign_gemm_walk<Avx512, 2, 1>(p, m, m1, j0, j1);
   else if (m < m1) sign_gemm_walk<Avx512, 1, 1>(p, m, m1, j0, j1);
 }
+
+void fold_rows_avx512(const Fold& f) { fold_rows_walk<Avx512>(f); }
 
 }  // namespace horq

@@ -32,6 +32,14 @@ struct Portable {
   static reg add(reg a, reg b) { return a + b; }
   static reg sub(reg a, reg b) { return a - b; }
   static reg mul_scalar(reg a, float s) { return a * s; }
+  struct lane_mask {
+    std::ptrdiff_t lo, hi;
+  };
+  static lane_mask lanes(std::ptrdiff_t lo, std::ptrdiff_t hi) { return {lo, hi}; }
+  static reg add_masked(reg acc, const float* p, lane_mask k) {
+    for (std::ptrdiff_t l = k.lo; l < k.hi; ++l) acc[l] += p[l];
+    return acc;
+  }
 };
 
 }  // namespace
@@ -39,5 +47,7 @@ struct Portable {
 void sign_gemm_generic(const SignGemm& p, std::size_t m0, std::size_t m1, std::size_t j0, std::size_t j1) {
   sign_gemm_walk<Portable, 4, 1>(p, m0, m1, j0, j1);
 }
+
+void fold_rows_generic(const Fold& f) { fold_rows_walk<Portable>(f); }
 
 }  // namespace horq

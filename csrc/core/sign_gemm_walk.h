@@ -93,6 +93,55 @@ template <class V, int NV, int HW>
   }
 }
 
+// fold_rows (sign_gemm.h). V::lanes(lo, hi): a mask of lanes lo <= l < hi; V::add_masked(acc, p, mask):
+// acc + p[l] in the mask's lanes, acc elsewhere, reading nothing outside them.
+template <class V>
+[[gnu::always_inline]] inline void fold_rows_walk(const Fold& f) {
+  using reg = typename V::reg;
+  using lane_mask = typename V::lane_mask;
+  constexpr std::ptrdiff_t L = V::kLanes;
+  constexpr std::size_t kMaxKw = 16;  // wider kernels take the value-at-a-time loop (the same order)
+  const std::size_t T = f.kh * f.kw;
+  if (f.sw != 1 || f.dw != 1 || f.kw > kMaxKw) {
+    for (std::size_t i = 0; i < f.kh; ++i)
+      for (std::size_t k = 0; k < f.nruns; ++k)
+        for (std::size_t c = 0; c < f.channels; ++c)
+          for (std::size_t j = 0; j < f.kw; ++j) {
+            const FoldRun& r = f.runs[k];
+            float* dst = f.grid + c * f.Pz + i * f.dh * f.Wg + j * f.dw + r.at;
+            const float* src = f.buf + (c * T + i * f.kw + j) * f.ldb + r.lane;
+            for (std::size_t u = 0; u < r.len; ++u) dst[u * f.sw] += src[u];
+          }
+    return;
+  }
+  const std::ptrdiff_t kw = static_cast<std::ptrdiff_t>(f.kw), ldb = static_cast<std::ptrdiff_t>(f.ldb);
+  lane_mask masks[kMaxKw];
+  std::ptrdiff_t from[kMaxKw];  // buf offset of lane 0 for tap j, relative to the channel's row of tap (i, 0)
+  for (std::size_t i = 0; i < f.kh; ++i)
+    for (std::size_t k = 0; k < f.nruns; ++k) {
+      const FoldRun& r = f.runs[k];
+      const std::ptrdiff_t len = static_cast<std::ptrdiff_t>(r.len), span = len + kw - 1;
+      for (std::ptrdiff_t x0 = 0; x0 < span; x0 += L) {
+        // Grid value x0 + l of the row takes output x0 + l - j of tap j when that is in [0, len).
+        std::ptrdiff_t nt = 0;
+        for (std::ptrdiff_t j = 0; j < kw; ++j) {
+          const std::ptrdiff_t lo = std::max<std::ptrdiff_t>(0, j - x0), hi = std::min(L, len + j - x0);
+          if (lo >= hi) continue;
+          masks[nt] = V::lanes(lo, hi);
+          from[nt++] = j * ldb + static_cast<std::ptrdiff_t>(r.lane) + x0 - j;
+        }
+        const int n = static_cast<int>(std::min(L, span - x0));
+        float* dst = f.grid + i * f.dh * f.Wg + r.at + x0;
+        const float* src = f.buf + static_cast<std::ptrdiff_t>(i * f.kw) * ldb;
+        for (std::size_t c = 0; c < f.channels; ++c, dst += f.Pz, src += static_cast<std::ptrdiff_t>(T) * ldb) {
+          reg acc = V::load_part(dst, n);
+          for (std::ptrdiff_t t = 0; t < nt; ++t) acc = V::add_masked(acc, src + from[t], masks[t]);
+          V::store_part(dst, acc, n);
+        }
+      }
+    }
+}
+
 // A task: outputs [m0, m1) x [j0, j1) in blocks of NV * kLanes lanes (the last block masked).
 template <class V, int NV, int HW>
 [[gnu::always_inline]] inline void sign_gemm_walk(const SignGemm& p, std::size_t m0, std::size_t m1,

@@ -120,7 +120,7 @@ void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, 
   const std::size_t lds = words_for(J) * kWordBits;  // the sign rows' stride
   // Lanes: an image's positions, straight from g; images smaller than a lane block are first copied side by
   // side (o, image * P + position) so that a block holds several.
-  constexpr std::size_t kLanes = 64;
+  constexpr std::size_t kLanes = 64, kMargin = 16;
   const bool grouped = P < kLanes;
   const std::size_t per_task = grouped ? kLanes / P : 1, tasks = ceil_div(N, per_task);
   std::vector<float> gq;
@@ -135,24 +135,17 @@ void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, 
   const std::size_t Hg = (geo.out_h - 1) * geo.sh + (geo.kh - 1) * geo.dh + 1;
   const std::size_t Wg = (OW - 1) * geo.sw + (geo.kw - 1) * geo.dw + 1, Pz = Hg * Wg;
   const std::size_t rows_per_chunk = T * std::max<std::size_t>(1, 576 / T);  // a chunk's outputs stay in L2
-  // Offset of row j = (c, tap (i, j)) on an image's grid: channel plane plus the tap's shift.
-  std::vector<std::size_t> row_off(J);
-  for (std::size_t j = 0; j < J; ++j) {
-    const std::size_t c = j / T, t = j % T;
-    row_off[j] = c * Pz + t / geo.kw * geo.dh * Wg + t % geo.kw * geo.dw;
-  }
   std::unique_ptr<float[]> gz(new float[N * C * Pz]);  // each task zeroes its images' planes
   // Tasks own whole images (all writes of an image's lanes land in its planes); the split depends on the
   // shapes only, so every sum runs in one order at any thread count.
   parallel_for(tasks, [&](std::size_t task) {
     const std::size_t n_begin = task * per_task, n_end = std::min(N, n_begin + per_task);
     std::fill_n(gz.get() + n_begin * C * Pz, (n_end - n_begin) * C * Pz, 0.0f);
-    std::vector<float> buf(std::min(J, rows_per_chunk) * kLanes);
+    // buf: the product's rows of a chunk, with a vector's margin before and after (the fold's masked loads).
+    std::vector<float> bufmem(std::min(J, rows_per_chunk) * kLanes + 2 * kMargin);
+    float* const buf = bufmem.data() + kMargin;
     std::vector<const float*> rows(m);
-    struct Run {
-      std::size_t lane, len, at;  // lanes [lane, lane + len) go to gz[at + row_off[j] + k * sw]
-    };
-    std::vector<Run> runs;
+    std::vector<FoldRun> runs;  // the block's lanes along output rows (sign_gemm.h, Fold)
     const std::size_t q_begin = grouped ? n_begin * P : 0, q_end = grouped ? n_end * P : P;
     for (std::size_t q0 = q_begin; q0 < q_end; q0 += kLanes) {
       const std::size_t lanes = std::min(kLanes, q_end - q0);
@@ -167,18 +160,10 @@ void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, 
       }
       for (std::size_t j0 = 0; j0 < J; j0 += rows_per_chunk) {
         const std::size_t nj = std::min(rows_per_chunk, J - j0);
-        kt.sign_gemm(SignGemm{rows.data(), alpha, m, lanes, s.data() + j0, lds, buf.data(), kLanes, false}, 0,
-                     lanes, 0, nj);
-        for (std::size_t jr = 0; jr < nj; ++jr)  // row by row: a row of buf stays in L1 over its runs
-          for (const Run& r : runs) {
-            float* __restrict dst = gz.get() + r.at + row_off[j0 + jr];
-            const float* __restrict src = buf.data() + jr * kLanes + r.lane;
-            if (geo.sw == 1) {
-              for (std::size_t u = 0; u < r.len; ++u) dst[u] += src[u];
-            } else {
-              for (std::size_t u = 0; u < r.len; ++u) dst[u * geo.sw] += src[u];
-            }
-          }
+        kt.sign_gemm(SignGemm{rows.data(), alpha, m, lanes, s.data() + j0, lds, buf, kLanes, false}, 0, lanes, 0,
+                     nj);
+        kt.fold_rows(Fold{buf, kLanes, nj / T, geo.kh, geo.kw, geo.dh, geo.dw, geo.sw, Wg, Pz, runs.data(), runs.size(),
+                          gz.get() + j0 / T * Pz});
       }
     }
     // Crop to the input (rows / columns no tap reaches get 0) with the clip window.

@@ -92,10 +92,10 @@ def applies(layer, x: Tensor) -> bool:
 def sign_input_grad(c_out: int, out_width: int) -> bool:
     """Whether a convolution's input gradient runs as a float-by-sign product (else PyTorch's input gradient
     through ``W~``, then the clip window). The product sums over the ``c_out`` output channels and folds each
-    row of ``out_width`` outputs into the input grid separately, so it pays when the sum is long or the rows
-    are: 1.5-1.7x PyTorch's speed on cifar-vgg's layers (128-512 channels), 0.95x and 0.62x on mnist-cnn's
-    (64 channels at 14x14 and 7x7), ``python benchmarks/bench_backward.py`` (docs/TRAINING.md)."""
-    return c_out >= 128 or out_width >= 16
+    row of ``out_width`` outputs into the input grid, so it pays when the sum is long or the rows are: 1.6-1.7x
+    PyTorch's speed on cifar-vgg's layers (128-512 channels), 1.23x and 0.69x on mnist-cnn's (64 channels, rows
+    of 14 and 7), ``python benchmarks/bench_backward.py`` (docs/TRAINING.md)."""
+    return c_out >= 128 or out_width >= 14
 
 
 class _Weights:

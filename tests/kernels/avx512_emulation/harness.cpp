@@ -486,6 +486,43 @@ int check_sign_gemm(std::mt19937_64& rng) {
   return failures;
 }
 
+// The input gradient's fold (sign_gemm.h, Fold): random blocks of runs on padded grids, unit and wider strides,
+// kernels 1-5 wide, runs shorter and longer than a vector; the grid (with guard values around it) bit for bit
+// like the generic walk, and the buffer read only within its rows' margins (it ends at a guard page).
+int check_fold(std::mt19937_64& rng) {
+  std::normal_distribution<float> normal;
+  int failures = 0;
+  for (int trial = 0; trial < 200; ++trial) {
+    const std::size_t kh = 1 + rng() % 3, kw = 1 + rng() % 5, sw = 1 + rng() % 2, dw = 1 + rng() % 2 * (rng() % 3 == 0);
+    const std::size_t dh = 1 + rng() % 2, OW = 1 + rng() % 40, OH = 1 + rng() % 3, channels = 1 + rng() % 4;
+    const std::size_t Wg = (OW - 1) * sw + (kw - 1) * dw + 1, Hg = (OH - 1) + (kh - 1) * dh + 1, Pz = Hg * Wg;
+    const std::size_t lanes = 64, ldb = lanes, margin = 16, T = kh * kw;
+    // Runs: the block's lanes along the output rows (one image), starting part way into a row.
+    std::vector<FoldRun> runs;
+    const std::size_t first = rng() % OW;
+    for (std::size_t q = 0, pos = first; q < lanes && pos < OW * OH;) {
+      const std::size_t oy = pos / OW, ox = pos % OW, len = std::min(OW - ox, lanes - q);
+      runs.push_back({q, len, oy * Wg + ox * sw});
+      q += len, pos += len;
+    }
+    PageEnd<float> buf(channels * T * ldb + 2 * margin);
+    for (std::size_t i = 0; i < channels * T * ldb + 2 * margin; ++i) buf.data()[i] = normal(rng);
+    const std::size_t guard = 7;
+    std::vector<float> want(channels * Pz + 2 * guard), got;
+    for (auto& v : want) v = normal(rng);
+    got = want;
+    for (int p = 0; p < 2; ++p) {
+      float* grid = (p ? got : want).data() + guard;
+      const Fold f{buf.data() + margin, ldb, channels, kh, kw, dh, dw, sw, Wg, Pz, runs.data(), runs.size(), grid};
+      if (p) fold_rows_avx512(f);
+      else fold_rows_generic(f);
+    }
+    if (std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) != 0 && ++failures <= kMaxReports)
+      std::printf("fold mismatch kh=%zu kw=%zu sw=%zu dw=%zu OW=%zu\n", kh, kw, sw, dw, OW);
+  }
+  return failures;
+}
+
 // The weight binarizer and its gradient (weight_rows.h): rows of every length around the 16-value vectors and
 // 64-bit words, ending at a guard page, with zeros and -0.0 (bit 0) among the values; bit for bit like generic.
 int check_weight_rows(std::mt19937_64& rng) {
@@ -536,6 +573,7 @@ int main() {
       {"gemm_task ties", [](std::mt19937_64&) { return check_gemm_ties(); }},
       {"conv", check_conv},
       {"sign_gemm", check_sign_gemm},
+      {"fold", check_fold},
       {"weight_rows", check_weight_rows},
   };
   int failures = 0;
