@@ -80,22 +80,6 @@ struct PixelPlanes {
   std::vector<word_t> bits;
 };
 
-// Channels [c0, c1) of one image row (src: channel c's row at src + c * plane) into the NHWC copy dst
-// (pixel w's channels at dst + w * C), through the input affine when there is one.
-void copy_row_nhwc(const float* src, std::size_t plane, std::size_t W, std::size_t C, std::size_t c0, std::size_t c1,
-                   const float* in_scale, const float* in_shift, float* dst) {
-  for (std::size_t c = c0; c < c1; ++c) {
-    const float* __restrict v = src + c * plane;
-    float* __restrict d = dst + c;
-    if (in_scale) {
-      const float a = in_scale[c], b = in_shift[c];
-      for (std::size_t w = 0; w < W; ++w) d[w * C] = v[w] * a + b;
-    } else {
-      for (std::size_t w = 0; w < W; ++w) d[w * C] = v[w];
-    }
-  }
-}
-
 // Image row t (image t / H, row t % H): its pixels' H_1 words and sums, 64 channels per pack_pixels call,
 // into the pixel image or the planes, and its NHWC copy for order >= 2. Returns nonzero on NaN or Inf.
 std::uint32_t pack_input_row(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* in_scale,
@@ -119,7 +103,8 @@ std::uint32_t pack_input_row(const KernelTable& kt, const float* x, const ConvGe
       bad |= kt.pack_pixels(src + c0 * H * W, H * W, c1 - c0, W, pp.bits.data() + t * W * gw + gi, gw, psum, scale,
                             shift);
     }
-    if (q.order >= 2) copy_row_nhwc(src, H * W, W, C, c0, c1, in_scale, in_shift, pp.xt.data() + t * W * C);
+    if (q.order >= 2) kt.to_nhwc(src + c0 * H * W, H * W, c1 - c0, W, scale, shift, pp.xt.data() + t * W * C + c0,
+                                 C);
   }
   return bad;
 }

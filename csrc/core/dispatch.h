@@ -31,6 +31,7 @@ struct KernelTable {
   quantize_taps_fn quantize_taps;
   quantize_taps2_fn quantize_taps2;  // conv order 2 (exact float32 pass)
   pack_pixels_fn pack_pixels;        // conv input: per-pixel sign words and sum |x|
+  to_nhwc_fn to_nhwc;                // conv input at order >= 2: the NHWC float copy
   gemm_task_fn gemm_task;            // outer-product GEMM + epilogue, or nullptr
   sign_gemm_fn sign_gemm;            // float-by-sign product of the backward pass
   fold_rows_fn fold_rows;            // its blocks folded into a convolution's input grid

@@ -88,4 +88,19 @@ std::uint32_t pack_pixels_avx512(const float* src, std::size_t cstride, std::siz
                                  word_t* words, std::size_t wstride, double* sums, const float* scale,
                                  const float* shift);
 
+// The NHWC float copy of a convolution's input at order >= 2 (the taps quantize_taps2 / quantize_taps read), for
+// one image row and `nchan` channels:
+//     dst[w * ldd + c] = x_c[w]   for w < W, c < nchan,
+// x_c as for pack_pixels (src + c * cstride, through the affine when scale/shift are given, multiply then add).
+// The same floats on every path; AVX-512 / AVX2 transpose 16 x 16 / 8 x 8 blocks in registers.
+using to_nhwc_fn = void (*)(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W, const float* scale,
+                            const float* shift, float* dst, std::size_t ldd);
+
+void to_nhwc_generic(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W, const float* scale,
+                     const float* shift, float* dst, std::size_t ldd);
+void to_nhwc_avx2(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W, const float* scale,
+                  const float* shift, float* dst, std::size_t ldd);
+void to_nhwc_avx512(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W, const float* scale,
+                    const float* shift, float* dst, std::size_t ldd);
+
 }  // namespace horq

@@ -166,6 +166,36 @@ struct Taps2Pass {
   double total(double sum) const { return add_lanes(sum, acc); }
 };
 
+// 8 x 8 transpose: rows interleaved at 32- and 64-bit granularity inside 128-bit lanes, then the lanes exchanged
+// (three rounds of 8 shuffles), after the affine (multiply then add, as the scalar copy rounds).
+struct Nhwc8 {
+  static constexpr std::size_t kBlock = 8;
+  static void transpose(const float* const* rows, const float* scale, const float* shift, float* dst,
+                        std::size_t ldd) {
+    __m256 r[8], t[8];
+    for (int i = 0; i < 8; ++i) {
+      r[i] = _mm256_loadu_ps(rows[i]);
+      if (scale) r[i] = _mm256_add_ps(_mm256_mul_ps(r[i], _mm256_set1_ps(scale[i])), _mm256_set1_ps(shift[i]));
+    }
+    for (int i = 0; i < 8; i += 2) {
+      t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4)
+      for (int j = 0; j < 2; ++j) {
+        r[i + j] = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t[i + j]), _mm256_castps_pd(t[i + j + 2])));
+        r[i + j + 2] =
+            _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t[i + j]), _mm256_castps_pd(t[i + j + 2])));
+      }
+    for (int j = 0; j < 4; ++j) {
+      t[j] = _mm256_permute2f128_ps(r[j], r[j + 4], 0x20);
+      t[j + 4] = _mm256_permute2f128_ps(r[j], r[j + 4], 0x31);
+    }
+    // t[k] holds the 8 channels of pixel 4 (k / 4) + {0, 2, 1, 3}[k % 4].
+    for (int k = 0; k < 8; ++k) _mm256_storeu_ps(dst + (k & ~3 | (k & 1) << 1 | (k >> 1 & 1)) * ldd, t[k]);
+  }
+};
+
 }  // namespace
 
 void quantize_column_avx2(double* r, std::size_t groups, std::size_t cg, int order, word_t* bits,
@@ -180,7 +210,7 @@ void quantize_taps_avx2(const float* const* taps, std::size_t ntaps, std::size_t
 
 void quantize_taps2_avx2(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits,
                          std::size_t ldbits, double* betas) {
-  taps2_walk<Taps2Pass>(taps, ntaps, cg, bits, ldbits, betas);
+  taps2_walk(taps, ntaps, cg, bits, ldbits, betas, Taps2Pass{Threshold32(betas[0])});
 }
 
 // 8 pixels at a time with their 8 words and 8 sums in registers across all channels (the AVX-512 version's
@@ -222,6 +252,11 @@ std::uint32_t pack_pixels_avx2(const float* src, std::size_t cstride, std::size_
     for (std::size_t i = 0; i < rem; ++i) words[(w0 + i) * wstride] = out[i];
   }
   return _mm256_testz_si256(bad, bad) ? 0u : 1u;
+}
+
+void to_nhwc_avx2(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W, const float* scale,
+                  const float* shift, float* dst, std::size_t ldd) {
+  to_nhwc_walk<Nhwc8>(src, cstride, nchan, W, scale, shift, dst, ldd);
 }
 
 }  // namespace horq

@@ -103,6 +103,67 @@ struct TapsPass {
   double total(double sum) const { return sum + _mm512_reduce_add_pd(acc); }
 };
 
+// Order 2 when beta_1 is not a float32 value (up = down + 1 ulp; the other case takes Taps2Pass below):
+// with a = |x| and L = (a < up) (= a < beta_1 = a <= down),
+//     H_2 = (x < 0) XOR L          (x >= 0: a < up;  x < 0: a > down = NOT(a <= down)),
+// and, as beta_1 is the mean of the column's |x| (padding zeros included),
+//     sum |a - beta_1| = 2 sum_{a < beta_1} (beta_1 - a) = 2 (m beta_1 - S)
+// over the m values of L and their sum S of a. So per 16 values: |x|, two compares, a mask xor and one masked
+// add of a (against three compares, |x| twice and a subtraction for |a - beta_1|). The padding taps are all in L
+// (a = 0 < beta_1) with S = 0: the walk's `sum` holds beta_1 * cg per padding tap, their (m beta_1 - S), so
+// total(sum) = 2 (m beta_1 - S + sum). The terms of S are float32 sums of up to four values per lane, added
+// into double per word, like Taps2Pass's; m beta_1 - S then loses what S's relative error (~1e-7) costs
+// against the difference (typically a third of m beta_1).
+struct Taps2BelowPass {
+  __m512 up;
+  double beta1;
+  __m512d acc = _mm512_setzero_pd();
+  std::uint64_t below = 0;  // m
+  Taps2BelowPass(const Threshold32& t, double b) : up(_mm512_set1_ps(t.up)), beta1(b) {}
+
+  word_t word(const float* x, std::size_t i0, std::size_t i1, double&) {
+    const __m512 zero = _mm512_setzero_ps();
+    word_t h1 = 0, l = 0;
+    __m512 part = zero;
+    if (i1 - i0 == kWordBits) {  // a whole word: four vectors, no lane masks, the sums in two chains
+      __mmask16 lm[4], hm[4];
+      __m512 a[4];
+      for (int q = 0; q < 4; ++q) {
+        const __m512 v = _mm512_loadu_ps(x + i0 + 16 * q);
+        a[q] = _mm512_abs_ps(v);
+        lm[q] = _mm512_cmp_ps_mask(a[q], up, _CMP_LT_OQ);
+        hm[q] = _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ);
+      }
+      for (int q = 0; q < 4; ++q) {
+        l |= static_cast<word_t>(lm[q]) << (16 * q);
+        h1 |= static_cast<word_t>(hm[q]) << (16 * q);
+      }
+      part = _mm512_add_ps(_mm512_maskz_add_ps(lm[0] | lm[1], _mm512_maskz_mov_ps(lm[0], a[0]),
+                                               _mm512_maskz_mov_ps(lm[1], a[1])),
+                           _mm512_maskz_add_ps(lm[2] | lm[3], _mm512_maskz_mov_ps(lm[2], a[2]),
+                                               _mm512_maskz_mov_ps(lm[3], a[3])));
+      i0 = i1;
+    }
+    for (std::size_t i = i0; i < i1; i += kFloats) {
+      const __mmask16 m = first_lanes16(i1 - i);
+      const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+      const __m512 a = _mm512_abs_ps(v);
+      const __mmask16 lm = _mm512_mask_cmp_ps_mask(m, a, up, _CMP_LT_OQ);
+      h1 |= static_cast<word_t>(_mm512_mask_cmp_ps_mask(m, v, zero, _CMP_LT_OQ)) << (i - i0);
+      l |= static_cast<word_t>(lm) << (i - i0);
+      part = _mm512_mask_add_ps(part, lm, part, a);
+    }
+    below += static_cast<std::uint64_t>(__builtin_popcountll(l));
+    acc = _mm512_add_pd(acc, _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(part)),
+                                           _mm512_cvtps_pd(_mm512_extractf32x8_ps(part, 1))));
+    return h1 ^ l;
+  }
+
+  double total(double sum) const {
+    return 2.0 * (static_cast<double>(below) * beta1 - _mm512_reduce_add_pd(acc) + sum);
+  }
+};
+
 // Order 2: x < 0 selects which threshold applies (|x| > floor32(beta_1) for negative x, written
 // x < -floor32(beta_1); x < ceil32(beta_1) otherwise).
 struct Taps2Pass {
@@ -180,7 +241,47 @@ __mmask16 pack_block(const float* src, std::size_t cstride, std::size_t nchan, s
   return bad;
 }
 
+// 16 x 16 transpose: rows interleaved at 32- and 64-bit granularity inside 128-bit lanes, then 128-bit lanes
+// exchanged twice (four rounds of 16 shuffles), after the affine (multiply then add, as the scalar copy rounds).
+struct Nhwc16 {
+  static constexpr std::size_t kBlock = 16;
+  static void transpose(const float* const* rows, const float* scale, const float* shift, float* dst,
+                        std::size_t ldd) {
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; ++i) {
+      r[i] = _mm512_loadu_ps(rows[i]);
+      if (scale) r[i] = _mm512_add_ps(_mm512_mul_ps(r[i], _mm512_set1_ps(scale[i])), _mm512_set1_ps(shift[i]));
+    }
+    for (int i = 0; i < 16; i += 2) {
+      t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4)
+      for (int j = 0; j < 2; ++j) {
+        r[i + j] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + j]), _mm512_castps_pd(t[i + j + 2])));
+        r[i + j + 2] =
+            _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + j]), _mm512_castps_pd(t[i + j + 2])));
+      }
+    for (int i = 0; i < 16; i += 8)
+      for (int j = 0; j < 4; ++j) {
+        t[i + j] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0x88);
+        t[i + j + 4] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0xdd);
+      }
+    for (int j = 0; j < 8; ++j) {
+      r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
+      r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
+    }
+    // r[k] holds the 16 channels of pixel 4 (k / 4) + {0, 2, 1, 3}[k % 4].
+    for (int k = 0; k < 16; ++k) _mm512_storeu_ps(dst + (k & ~3 | (k & 1) << 1 | (k >> 1 & 1)) * ldd, r[k]);
+  }
+};
+
 }  // namespace
+
+void to_nhwc_avx512(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W, const float* scale,
+                    const float* shift, float* dst, std::size_t ldd) {
+  to_nhwc_walk<Nhwc16>(src, cstride, nchan, W, scale, shift, dst, ldd);
+}
 
 void quantize_column_avx512(double* r, std::size_t groups, std::size_t cg, int order, word_t* bits,
                             std::size_t ldbits, double* betas) {
@@ -194,7 +295,12 @@ void quantize_taps_avx512(const float* const* taps, std::size_t ntaps, std::size
 
 void quantize_taps2_avx512(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits,
                            std::size_t ldbits, double* betas) {
-  taps2_walk<Taps2Pass>(taps, ntaps, cg, bits, ldbits, betas);
+  const Threshold32 th(betas[0]);
+  if (th.up != th.down) {
+    taps2_walk(taps, ntaps, cg, bits, ldbits, betas, Taps2BelowPass(th, betas[0]));
+  } else {
+    taps2_walk(taps, ntaps, cg, bits, ldbits, betas, Taps2Pass(th));
+  }
 }
 
 // Up to 64 pixels at a time (4 vectors) with their words and sums in registers across all channels, so a

@@ -145,7 +145,7 @@ void quantize_taps_generic(const float* const* taps, std::size_t ntaps, std::siz
 
 void quantize_taps2_generic(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits,
                             std::size_t ldbits, double* betas) {
-  taps2_walk<Taps2Pass>(taps, ntaps, cg, bits, ldbits, betas);
+  taps2_walk(taps, ntaps, cg, bits, ldbits, betas, Taps2Pass{Threshold32(betas[0])});
 }
 
 // One channel at a time along the contiguous row: every pixel has its own accumulators, so the loop
@@ -169,6 +169,12 @@ std::uint32_t pack_pixels_generic(const float* src, std::size_t cstride, std::si
     }
   }
   return bad;
+}
+
+void to_nhwc_generic(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W, const float* scale,
+                     const float* shift, float* dst, std::size_t ldd) {
+  for (std::size_t c = 0; c < nchan; ++c)
+    for (std::size_t w = 0; w < W; ++w) dst[w * ldd + c] = nhwc_value(src, cstride, c, w, scale, shift);
 }
 
 }  // namespace horq

@@ -8,6 +8,8 @@
 // path's sums depend on nothing but the column (not on threads or on the tap's position in memory).
 #pragma once
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 #include "core/quantize.h"
 
@@ -85,14 +87,21 @@ void taps_walk(const float* const* taps, std::size_t ntaps, std::size_t cg, int 
   }
 }
 
-// beta_1 rounded to float32 three ways: nearest (for |a - beta_1|), up and down (the exact thresholds of
-// quantize_taps2, quantize.h).
+// beta_1 (>= 0, not NaN: a mean of |x| over finite values) rounded to float32 three ways: nearest (for
+// |a - beta_1|), up and down (the exact thresholds of quantize_taps2, quantize.h). The neighbours of a
+// non-negative float are its bit pattern plus or minus one (0 -> the least denormal, FLT_MAX -> inf, inf ->
+// FLT_MAX), which is what std::nextafter gives, without its library call once per column.
 struct Threshold32 {
   float nearest, up, down;
   explicit Threshold32(double b) : nearest(static_cast<float>(b)), up(nearest), down(nearest) {
-    if (static_cast<double>(nearest) < b) up = std::nextafter(nearest, HUGE_VALF);
-    if (static_cast<double>(nearest) > b) down = std::nextafter(nearest, -HUGE_VALF);
+    std::uint32_t u;
+    std::memcpy(&u, &nearest, sizeof u);
+    if (static_cast<double>(nearest) < b) step(up, u + 1);
+    if (static_cast<double>(nearest) > b) step(down, u - 1);
   }
+
+ private:
+  static void step(float& f, std::uint32_t u) { std::memcpy(&f, &u, sizeof f); }
 };
 
 // Order 2 of a padding tap (x = 0 in all cg values): r_1 = -beta_1 is negative unless beta_1 = 0, so every
@@ -102,13 +111,13 @@ inline double order2_padding_tap(word_t* words, std::size_t cg, double beta1) {
   return beta1 * static_cast<double>(cg);
 }
 
-// quantize_taps2_*: Pass(th) from beta_1's thresholds; word(x, i0, i1, sum) packs H_2 of x[i0..i1) and
-// sums | |x| - beta_1 |; total(sum) as for taps_walk.
+// quantize_taps2_*: `pass` made from beta_1 (its thresholds); word(x, i0, i1, sum) packs H_2 of x[i0..i1) and
+// sums what the pass needs for beta_2; total(sum) = sum | |x| - beta_1 | over the column, with `sum` holding
+// beta_1 * cg per padding tap (their | |x| - beta_1 |).
 template <class Pass>
 void taps2_walk(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits, std::size_t ldbits,
-                double* betas) {
+                double* betas, Pass pass) {
   const std::size_t n = ntaps * cg, gw = words_for(cg);
-  Pass pass{Threshold32(betas[0])};
   word_t* row = bits + ldbits;
   double sum = 0.0;
   for (std::size_t t = 0; t < ntaps; ++t) {
@@ -121,6 +130,36 @@ void taps2_walk(const float* const* taps, std::size_t ntaps, std::size_t cg, wor
     for (std::size_t w = 0; w < gw; ++w) wg[w] = pass.word(x, w * kWordBits, word_end(w, cg), sum);
   }
   betas[1] = pass.total(sum) / static_cast<double>(n);
+}
+
+// to_nhwc (quantize.h) for blocks of B channels x B pixels, V's transpose in registers for whole blocks
+// (V::transpose(const float* const* rows, const float* scale, const float* shift, float* dst, ldd): B rows of B
+// values, each through its channel's affine when scale is given, written as B rows of B values at dst with
+// stride ldd), the edges value by value.
+inline float nhwc_value(const float* src, std::size_t cstride, std::size_t c, std::size_t w, const float* scale,
+                        const float* shift) {
+  const float v = src[c * cstride + w];
+  return scale ? v * scale[c] + shift[c] : v;
+}
+
+template <class V>
+void to_nhwc_walk(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W, const float* scale,
+                  const float* shift, float* dst, std::size_t ldd) {
+  constexpr std::size_t B = V::kBlock;
+  const std::size_t cb = nchan / B * B, wb = W / B * B;
+  for (std::size_t c0 = 0; c0 < cb; c0 += B) {
+    const float* rows[B];
+    for (std::size_t c = 0; c < B; ++c) rows[c] = src + (c0 + c) * cstride;
+    for (std::size_t w0 = 0; w0 < wb; w0 += B) {
+      const float* at[B];
+      for (std::size_t c = 0; c < B; ++c) at[c] = rows[c] + w0;
+      V::transpose(at, scale ? scale + c0 : nullptr, scale ? shift + c0 : nullptr, dst + w0 * ldd + c0, ldd);
+    }
+    for (std::size_t w = wb; w < W; ++w)
+      for (std::size_t c = c0; c < c0 + B; ++c) dst[w * ldd + c] = nhwc_value(src, cstride, c, w, scale, shift);
+  }
+  for (std::size_t c = cb; c < nchan; ++c)
+    for (std::size_t w = 0; w < W; ++w) dst[w * ldd + c] = nhwc_value(src, cstride, c, w, scale, shift);
 }
 
 }  // namespace horq

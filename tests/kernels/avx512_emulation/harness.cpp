@@ -401,9 +401,9 @@ int check_gemm_ties() {
 // bit would still pass but a wrong plane or offset would not: the median relative error.
 int check_conv(std::mt19937_64& rng) {
   const KernelTable gen{"generic", bgemm_popcount_generic, quantize_column_generic, quantize_taps_generic,
-                        quantize_taps2_generic, pack_pixels_generic, nullptr};
+                        quantize_taps2_generic, pack_pixels_generic, to_nhwc_generic, nullptr};
   const KernelTable emu{"avx512", bgemm_popcount_avx512, quantize_column_avx512, quantize_taps_avx512,
-                        quantize_taps2_avx512, pack_pixels_avx512, gemm_task_avx512};
+                        quantize_taps2_avx512, pack_pixels_avx512, to_nhwc_avx512, gemm_task_avx512};
   std::normal_distribution<float> normal;
   int failures = 0;
   for (int trial = 0; trial < 60; ++trial) {
@@ -483,6 +483,30 @@ int check_sign_gemm(std::mt19937_64& rng) {
           std::printf("sign_gemm mismatch R=%zu M=%zu J=%zu scaled=%d\n", R, M, J, scaled);
       }
     }
+  return failures;
+}
+
+// The NHWC copy (quantize.h to_nhwc): channel counts and row widths around the 16 x 16 blocks, with and without
+// the affine, into rows with guard values between them; every value as the generic copy writes it.
+int check_to_nhwc(std::mt19937_64& rng) {
+  std::normal_distribution<float> normal;
+  int failures = 0;
+  for (std::size_t nchan : {1, 15, 16, 17, 33, 64})
+    for (std::size_t W : {1, 7, 16, 31, 56})
+      for (int affine = 0; affine < 2; ++affine) {
+        const std::size_t cstride = W + 3, ldd = nchan + 5;
+        PageEnd<float> src(nchan * cstride);
+        for (std::size_t i = 0; i < nchan * cstride; ++i) src.data()[i] = normal(rng);
+        std::vector<float> scale(nchan), shift(nchan);
+        for (std::size_t c = 0; c < nchan; ++c) scale[c] = normal(rng), shift[c] = normal(rng);
+        std::vector<float> want(W * ldd, -7.0f), got(W * ldd, -7.0f);
+        const float* sc = affine ? scale.data() : nullptr;
+        const float* sh = affine ? shift.data() : nullptr;
+        to_nhwc_generic(src.data(), cstride, nchan, W, sc, sh, want.data(), ldd);
+        to_nhwc_avx512(src.data(), cstride, nchan, W, sc, sh, got.data(), ldd);
+        if (std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) != 0 && ++failures <= kMaxReports)
+          std::printf("to_nhwc mismatch nchan=%zu W=%zu affine=%d\n", nchan, W, affine);
+      }
   return failures;
 }
 
@@ -573,6 +597,7 @@ int main() {
       {"gemm_task ties", [](std::mt19937_64&) { return check_gemm_ties(); }},
       {"conv", check_conv},
       {"sign_gemm", check_sign_gemm},
+      {"to_nhwc", check_to_nhwc},
       {"fold", check_fold},
       {"weight_rows", check_weight_rows},
   };

@@ -240,6 +240,38 @@ inline __mmask16 _mm512_mask_cmp_ps_mask(__mmask16 k, __m512 a, __m512 b, int im
     if (avx512_emulation::bit(k, i) && avx512_emulation::cmp_lane(a.v[i], b.v[i], imm)) r |= 1u << i;
   return static_cast<__mmask16>(r);
 }
+inline __m512 _mm512_loadu_ps(const void* p) { __m512 r; std::memcpy(r.v, p, sizeof r.v); return r; }
+inline void _mm512_storeu_ps(void* p, __m512 a) { std::memcpy(p, a.v, sizeof a.v); }
+inline __m512 _mm512_maskz_mov_ps(__mmask16 k, __m512 a) {
+  for (int i = 0; i < 16; ++i)
+    if (!avx512_emulation::bit(k, i)) a.v[i] = 0.0f;
+  return a;
+}
+inline __m512 _mm512_maskz_add_ps(__mmask16 k, __m512 a, __m512 b) {
+  __m512 r{};
+  for (int i = 0; i < 16; ++i)
+    if (avx512_emulation::bit(k, i)) r.v[i] = a.v[i] + b.v[i];
+  return r;
+}
+// Interleaves inside each 128-bit lane: lo takes elements 0 and 1 of a and b, hi elements 2 and 3.
+inline __m512 _mm512_unpacklo_ps(__m512 a, __m512 b) {
+  __m512 r;
+  for (int l = 0; l < 4; ++l)
+    for (int e = 0; e < 2; ++e) r.v[4 * l + 2 * e] = a.v[4 * l + e], r.v[4 * l + 2 * e + 1] = b.v[4 * l + e];
+  return r;
+}
+inline __m512 _mm512_unpackhi_ps(__m512 a, __m512 b) {
+  __m512 r;
+  for (int l = 0; l < 4; ++l)
+    for (int e = 0; e < 2; ++e) r.v[4 * l + 2 * e] = a.v[4 * l + 2 + e], r.v[4 * l + 2 * e + 1] = b.v[4 * l + 2 + e];
+  return r;
+}
+// 128-bit lanes: lanes 0-1 from a, 2-3 from b, each chosen by two bits of imm.
+inline __m512 _mm512_shuffle_f32x4(__m512 a, __m512 b, int imm) {
+  __m512 r;
+  for (int l = 0; l < 4; ++l) std::memcpy(r.v + 4 * l, (l < 2 ? a : b).v + 4 * (imm >> (2 * l) & 3), 16);
+  return r;
+}
 inline __m256 _mm512_castps512_ps256(__m512 a) { __m256 r; std::memcpy(r.v, a.v, sizeof r.v); return r; }
 inline __m256 _mm512_extractf32x8_ps(__m512 a, int imm) {
   __m256 r;
@@ -251,6 +283,17 @@ inline __m256 _mm512_extractf32x8_ps(__m512 a, int imm) {
 inline __m512d _mm512_setzero_pd() { return __m512d{}; }
 inline __m512d _mm512_set1_pd(double x) { __m512d r; for (double& e : r.v) e = x; return r; }
 inline __m512d _mm512_loadu_pd(const void* p) { __m512d r; std::memcpy(r.v, p, sizeof r.v); return r; }
+inline __m512d _mm512_castps_pd(__m512 a) { __m512d r; std::memcpy(r.v, a.v, sizeof r.v); return r; }
+inline __m512 _mm512_castpd_ps(__m512d a) { __m512 r; std::memcpy(r.v, a.v, sizeof r.v); return r; }
+// Inside each 128-bit lane: lo takes element 0 of a and of b, hi element 1.
+inline __m512d _mm512_unpacklo_pd(__m512d a, __m512d b) {
+  for (int l = 0; l < 4; ++l) a.v[2 * l + 1] = b.v[2 * l];
+  return a;
+}
+inline __m512d _mm512_unpackhi_pd(__m512d a, __m512d b) {
+  for (int l = 0; l < 4; ++l) a.v[2 * l] = a.v[2 * l + 1], a.v[2 * l + 1] = b.v[2 * l + 1];
+  return a;
+}
 inline __m512d _mm512_maskz_loadu_pd(__mmask8 k, const void* p) {
   __m512d r{};
   avx512_emulation::masked_load(r.v, k, 8, p);
