@@ -111,21 +111,30 @@ struct TapsPass {
 // over the m values of L and their sum S of a. So per 16 values: |x|, two compares, a mask xor and one masked
 // add of a (against three compares, |x| twice and a subtraction for |a - beta_1|). The padding taps are all in L
 // (a = 0 < beta_1) with S = 0: the walk's `sum` holds beta_1 * cg per padding tap, their (m beta_1 - S), so
-// total(sum) = 2 (m beta_1 - S + sum). The terms of S are float32 sums of up to four values per lane, added
-// into double per word, like Taps2Pass's; m beta_1 - S then loses what S's relative error (~1e-7) costs
-// against the difference (typically a third of m beta_1).
+// total(sum) = 2 (m beta_1 - S + sum). The terms of S are float32 sums of up to four values per lane (as in
+// Taps2Pass's words; here up to four vectors, across words when they are short), added into double; m beta_1 - S
+// then loses what S's relative error (~1e-7) costs against the difference (typically a third of m beta_1).
 struct Taps2BelowPass {
   __m512 up;
   double beta1;
   __m512d acc = _mm512_setzero_pd();
-  std::uint64_t below = 0;  // m
+  __m512 part = _mm512_setzero_ps();  // float sums of up to four values per lane, then into acc
+  int pending = 0;                    // vectors added to part since it was last flushed into acc
+  std::uint64_t below = 0;            // m
   Taps2BelowPass(const Threshold32& t, double b) : up(_mm512_set1_ps(t.up)), beta1(b) {}
+
+  void flush() {
+    acc = _mm512_add_pd(acc, _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(part)),
+                                           _mm512_cvtps_pd(_mm512_extractf32x8_ps(part, 1))));
+    part = _mm512_setzero_ps();
+    pending = 0;
+  }
 
   word_t word(const float* x, std::size_t i0, std::size_t i1, double&) {
     const __m512 zero = _mm512_setzero_ps();
     word_t h1 = 0, l = 0;
-    __m512 part = zero;
-    if (i1 - i0 == kWordBits) {  // a whole word: four vectors, no lane masks, the sums in two chains
+    const std::size_t len = i1 - i0;
+    if (len == kWordBits) {  // a whole word: four vectors, no lane masks, the sums in two chains
       __mmask16 lm[4], hm[4];
       __m512 a[4];
       for (int q = 0; q < 4; ++q) {
@@ -138,28 +147,32 @@ struct Taps2BelowPass {
         l |= static_cast<word_t>(lm[q]) << (16 * q);
         h1 |= static_cast<word_t>(hm[q]) << (16 * q);
       }
+      if (pending) flush();
       part = _mm512_add_ps(_mm512_maskz_add_ps(lm[0] | lm[1], _mm512_maskz_mov_ps(lm[0], a[0]),
                                                _mm512_maskz_mov_ps(lm[1], a[1])),
                            _mm512_maskz_add_ps(lm[2] | lm[3], _mm512_maskz_mov_ps(lm[2], a[2]),
                                                _mm512_maskz_mov_ps(lm[3], a[3])));
-      i0 = i1;
-    }
-    for (std::size_t i = i0; i < i1; i += kFloats) {
-      const __mmask16 m = first_lanes16(i1 - i);
-      const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
-      const __m512 a = _mm512_abs_ps(v);
-      const __mmask16 lm = _mm512_mask_cmp_ps_mask(m, a, up, _CMP_LT_OQ);
-      h1 |= static_cast<word_t>(_mm512_mask_cmp_ps_mask(m, v, zero, _CMP_LT_OQ)) << (i - i0);
-      l |= static_cast<word_t>(lm) << (i - i0);
-      part = _mm512_mask_add_ps(part, lm, part, a);
+      pending = 4;
+    } else {
+      const int nv = static_cast<int>(ceil_div(len, kFloats));
+      if (pending + nv > 4) flush();
+      for (std::size_t i = i0; i < i1; i += kFloats) {
+        const __mmask16 m = first_lanes16(i1 - i);
+        const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+        const __m512 a = _mm512_abs_ps(v);
+        const __mmask16 lm = _mm512_mask_cmp_ps_mask(m, a, up, _CMP_LT_OQ);
+        h1 |= static_cast<word_t>(_mm512_mask_cmp_ps_mask(m, v, zero, _CMP_LT_OQ)) << (i - i0);
+        l |= static_cast<word_t>(lm) << (i - i0);
+        part = _mm512_mask_add_ps(part, lm, part, a);
+      }
+      pending += nv;
     }
     below += static_cast<std::uint64_t>(__builtin_popcountll(l));
-    acc = _mm512_add_pd(acc, _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(part)),
-                                           _mm512_cvtps_pd(_mm512_extractf32x8_ps(part, 1))));
     return h1 ^ l;
   }
 
-  double total(double sum) const {
+  double total(double sum) {
+    flush();
     return 2.0 * (static_cast<double>(below) * beta1 - _mm512_reduce_add_pd(acc) + sum);
   }
 };
