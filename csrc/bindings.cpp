@@ -264,7 +264,7 @@ nb::tuple linear_train(In<float, nb::ndim<2>> x, In<horq::word_t, nb::ndim<2>> w
 
 void expand_columns(In<horq::word_t, nb::ndim<3>> bits, In<double, nb::ndim<2>> betas, std::size_t groups,
                     std::size_t cg, std::size_t gw, std::size_t col0, std::size_t col1,
-                    nb::ndarray<float, nb::ndim<2>, nb::c_contig, nb::device::cpu> out) {
+                    nb::ndarray<float, nb::ndim<2>, nb::c_contig, nb::device::cpu> out, const std::string& kernel) {
   const std::size_t ncols = bits.shape(0), order = bits.shape(1), ld = bits.shape(2);
   require(order >= 1 && order <= static_cast<std::size_t>(horq::kMaxOrder), "bad order");
   require(betas.shape(0) == ncols && betas.shape(1) == order, "betas do not match bits");
@@ -273,8 +273,9 @@ void expand_columns(In<horq::word_t, nb::ndim<3>> bits, In<double, nb::ndim<2>> 
           "groups do not fit the bits");
   require(col0 < col1 && col1 <= ncols, "bad column range");
   require(out.shape(0) == col1 - col0 && out.shape(1) == groups * cg, "out has the wrong shape");
+  const auto& kt = horq::kernel_table(kernel);
   nb::gil_scoped_release nogil;
-  horq::expand_columns(bits.data(), betas.data(), ld, static_cast<int>(order), groups, cg, gw, col0, col1,
+  horq::expand_columns(kt, bits.data(), betas.data(), ld, static_cast<int>(order), groups, cg, gw, col0, col1,
                        out.data());
 }
 
@@ -405,7 +406,8 @@ void def_training(nb::module_& m) {
   m.def("linear_train", &linear_train, nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"),
         nb::arg("order"), nb::arg("kernel") = "");
   m.def("expand_columns", &expand_columns, nb::arg("bits"), nb::arg("betas"), nb::arg("groups"), nb::arg("cg"),
-        nb::arg("gw"), nb::arg("col0"), nb::arg("col1"), nb::arg("out"));
+        nb::arg("gw"), nb::arg("col0"), nb::arg("col1"), nb::arg("out"),
+        nb::arg("kernel") = "");
   m.def("binarize_weight_rows", &binarize_weight_rows, nb::arg("w"), nb::arg("with_eff") = true,
         nb::arg("kernel") = "");
   m.def("binary_weight_grad", &binary_weight_grad, nb::arg("w"), nb::arg("alpha"), nb::arg("g"), nb::arg("clip"),

@@ -35,6 +35,7 @@ struct KernelTable {
   gemm_task_fn gemm_task;            // outer-product GEMM + epilogue, or nullptr
   sign_gemm_fn sign_gemm;            // float-by-sign product of the backward pass
   fold_rows_fn fold_rows;            // its blocks folded into a convolution's input grid
+  expand_column_fn expand_column;    // kept planes rebuilt as floats (weight gradient, GEMM route)
   binarize_rows_fn binarize_rows;    // training: the latent weights binarized
   weight_grad_fn weight_grad;        // training: their straight-through gradient
 };

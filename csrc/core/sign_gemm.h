@@ -75,6 +75,21 @@ void fold_rows_generic(const Fold& f);
 void fold_rows_avx2(const Fold& f);
 void fold_rows_avx512(const Fold& f);
 
+// One kept column rebuilt as floats (train.h expand_columns, the GEMM route of the weight gradient): `groups`
+// groups of cg values, group g's bits starting at bit g * gw * 64 of each plane,
+//     out[g * cg + i] = float(sum_{k < order} (bit g * gw * 64 + i of planes[k] ? -b[k] : b[k]))   for i < cg,
+// summed in float32 in the order k = 0, 1, ... (each +-b[k] is exact; the torch path's order), so every path
+// gives the same bits.
+using expand_column_fn = void (*)(const word_t* const* planes, const float* b, int order, std::size_t groups,
+                                  std::size_t cg, std::size_t gw, float* out);
+
+void expand_column_generic(const word_t* const* planes, const float* b, int order, std::size_t groups,
+                           std::size_t cg, std::size_t gw, float* out);
+void expand_column_avx2(const word_t* const* planes, const float* b, int order, std::size_t groups, std::size_t cg,
+                        std::size_t gw, float* out);
+void expand_column_avx512(const word_t* const* planes, const float* b, int order, std::size_t groups,
+                          std::size_t cg, std::size_t gw, float* out);
+
 // Output columns (m) one task covers: every path's register block.
 constexpr std::size_t kSignGemmMB = 32;
 

@@ -25,6 +25,11 @@ struct Avx2 {
   static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
   static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
   static reg mul_scalar(reg a, float s) { return _mm256_mul_ps(a, _mm256_set1_ps(s)); }
+  static reg signed_value(unsigned bits, float b) {
+    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    const __m256i set = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(static_cast<int>(bits)), bit), bit);
+    return _mm256_xor_ps(_mm256_set1_ps(b), _mm256_and_ps(_mm256_castsi256_ps(set), _mm256_set1_ps(-0.0f)));
+  }
   using lane_mask = __m256i;
   static lane_mask lanes(std::ptrdiff_t lo, std::ptrdiff_t hi) {
     return _mm256_andnot_si256(mask(static_cast<int>(lo)), mask(static_cast<int>(hi)));
@@ -41,5 +46,10 @@ void sign_gemm_avx2(const SignGemm& p, std::size_t m0, std::size_t m1, std::size
 }
 
 void fold_rows_avx2(const Fold& f) { fold_rows_walk<Avx2>(f); }
+
+void expand_column_avx2(const word_t* const* planes, const float* b, int order, std::size_t groups,
+                        std::size_t cg, std::size_t gw, float* out) {
+  expand_column_walk<Avx2>(planes, b, order, groups, cg, gw, out);
+}
 
 }  // namespace horq

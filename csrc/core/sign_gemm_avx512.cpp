@@ -21,6 +21,9 @@ struct Avx512 {
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
   static reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
   static reg mul_scalar(reg a, float s) { return _mm512_mul_ps(a, _mm512_set1_ps(s)); }
+  static reg signed_value(unsigned bits, float b) {
+    return _mm512_mask_blend_ps(static_cast<__mmask16>(bits), _mm512_set1_ps(b), _mm512_set1_ps(-b));
+  }
   using lane_mask = __mmask16;
   static lane_mask lanes(std::ptrdiff_t lo, std::ptrdiff_t hi) {
     return static_cast<__mmask16>(mask(static_cast<int>(hi)) & ~mask(static_cast<int>(lo)));
@@ -40,5 +43,10 @@ void sign_gemm_avx512(const SignGemm& p, std::size_t m0, std::size_t m1, std::si
 }
 
 void fold_rows_avx512(const Fold& f) { fold_rows_walk<Avx512>(f); }
+
+void expand_column_avx512(const word_t* const* planes, const float* b, int order, std::size_t groups,
+                          std::size_t cg, std::size_t gw, float* out) {
+  expand_column_walk<Avx512>(planes, b, order, groups, cg, gw, out);
+}
 
 }  // namespace horq

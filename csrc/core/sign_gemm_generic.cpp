@@ -32,6 +32,11 @@ struct Portable {
   static reg add(reg a, reg b) { return a + b; }
   static reg sub(reg a, reg b) { return a - b; }
   static reg mul_scalar(reg a, float s) { return a * s; }
+  static reg signed_value(unsigned bits, float b) {
+    reg r;
+    for (int l = 0; l < kLanes; ++l) r[l] = bits >> l & 1u ? -b : b;
+    return r;
+  }
   struct lane_mask {
     std::ptrdiff_t lo, hi;
   };
@@ -49,5 +54,10 @@ void sign_gemm_generic(const SignGemm& p, std::size_t m0, std::size_t m1, std::s
 }
 
 void fold_rows_generic(const Fold& f) { fold_rows_walk<Portable>(f); }
+
+void expand_column_generic(const word_t* const* planes, const float* b, int order, std::size_t groups,
+                           std::size_t cg, std::size_t gw, float* out) {
+  expand_column_walk<Portable>(planes, b, order, groups, cg, gw, out);
+}
 
 }  // namespace horq

@@ -142,6 +142,25 @@ template <class V>
     }
 }
 
+// expand_column (sign_gemm.h): V::kLanes values at a time (a divisor of 64, so a step never crosses a word),
+// each plane's bits for them as a lane mask; V::signed_value(bits, b): b in lanes whose bit is clear, -b where
+// set.
+template <class V>
+[[gnu::always_inline]] inline void expand_column_walk(const word_t* const* planes, const float* b, int order,
+                                                      std::size_t groups, std::size_t cg, std::size_t gw,
+                                                      float* out) {
+  constexpr std::size_t L = V::kLanes;
+  constexpr word_t kMask = (word_t{1} << L) - 1;
+  for (std::size_t g = 0; g < groups; ++g, out += cg)
+    for (std::size_t i = 0; i < cg; i += L) {
+      const std::size_t pos = g * gw * kWordBits + i, w = pos / kWordBits, sh = pos % kWordBits;
+      auto acc = V::signed_value(static_cast<unsigned>((planes[0][w] >> sh) & kMask), b[0]);
+      for (int k = 1; k < order; ++k)
+        acc = V::add(acc, V::signed_value(static_cast<unsigned>((planes[k][w] >> sh) & kMask), b[k]));
+      V::store_part(out + i, acc, static_cast<int>(std::min(L, cg - i)));
+    }
+}
+
 // A task: outputs [m0, m1) x [j0, j1) in blocks of NV * kLanes lanes (the last block masked).
 template <class V, int NV, int HW>
 [[gnu::always_inline]] inline void sign_gemm_walk(const SignGemm& p, std::size_t m0, std::size_t m1,

@@ -28,8 +28,9 @@ void materialize_columns(QuantizedColumns& q);
 // order the bits store them: `groups` groups of `cg` bits, group g starting at word g * gw (the conv layout
 // of layer.h: groups = kh*kw taps of C channels, gw = words_for(C); or one group of n bits, compact/linear).
 // bits: row (j * order + k) of `ldbits` words holds H_{k+1} of column j; betas: (j * order + k).
-void expand_columns(const word_t* bits, const double* betas, std::size_t ldbits, int order, std::size_t groups,
-                    std::size_t cg, std::size_t gw, std::size_t col0, std::size_t col1, float* out);
+void expand_columns(const KernelTable& kt, const word_t* bits, const double* betas, std::size_t ldbits, int order,
+                    std::size_t groups, std::size_t cg, std::size_t gw, std::size_t col0, std::size_t col1,
+                    float* out);
 
 // The weight binarizer of the torch path (horq.nn.quant.binary_weight) on m rows of n floats, fused.
 // Forward: alpha[o] = mean_i |w[o, i]| (summed in double), bits[o] = the signs of w[o] packed (types.h, words_for(n)

@@ -4,11 +4,11 @@ csrc/core/bgemm_avx512.cpp, quantize_avx512.cpp, gemm_outer_avx512.cpp, sign_gem
 weight_rows_avx512.cpp are compiled against a plain-C++ stand-in for the intrinsics they use
 (avx512_emulation/immintrin.h) and checked by avx512_emulation/harness.cpp against the portable kernels or a
 scalar reference on awkward sizes: row tails of 1..7 words, edge tiles, n > 65535, orders 1..8, channel tails;
-pack_pixels, the outer-product GEMM, the backward pass's float-by-sign product and fold, and the weight
-binarizer and its gradient bit for bit, with guard values around every output, NaN/Inf/-0.0 inputs, sub-blocks
-of the GEMM whose columns span images, and inputs that end at an inaccessible page (no over-read). Where the
-CPU has AVX-512 the same harness is also built against the real <immintrin.h>, so the emulation is validated
-against the hardware.
+pack_pixels, the NHWC copy, the outer-product GEMM, the backward pass's float-by-sign product, fold and rebuilt
+columns, and the weight binarizer and its gradient bit for bit, with guard values around every output,
+NaN/Inf/-0.0 inputs, sub-blocks of the GEMM whose columns span images, and inputs that end at an inaccessible
+page (no over-read). Where the CPU has AVX-512 the same harness is also built against the real <immintrin.h>,
+so the emulation is validated against the hardware.
 
 Both builds use -ffp-contract=off: the kernels' epilogue must round every multiply and add separately to
 match the scalar epilogue bit for bit, and the harness has inputs at float ties that a fused multiply-add

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from horq import _core, kernels
-from horq.bits import pack_signs
+from horq.bits import pack_signs, words_for
 from horq.kernels import train as ktrain
 
 torch = pytest.importorskip("torch")
@@ -75,6 +75,30 @@ def test_transpose_planes(ncols, order, words):
         np.testing.assert_array_equal(back.T, unpacked[:, k, :])
         rest = np.unpackbits(np.ascontiguousarray(s.T).view(np.uint8), axis=1, bitorder="little")[:, ncols:]
         assert not rest.any()  # bits past ncols are zero
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 5])
+@pytest.mark.parametrize("layout", [(1, 1, 1), (1, 7, 1), (1, 200, 4), (3, 5, 1), (9, 64, 1), (2, 70, 2),
+                                    (4, 17, 1)])
+def test_expand_columns_every_path(path, order, layout):
+    # Each value is float32 sum_k (bit ? -b_k : b_k) added in the order k = 1..K (as the torch path's float32
+    # approximation), and every path gives those bits; a zero beta rebuilds as -0.0 where its bit is set.
+    groups, cg, gw = layout
+    rng = np.random.default_rng(groups * 100 + cg + order)
+    ncols, ld = 37, (groups - 1) * gw + words_for(cg)
+    bits = rng.integers(0, 2**63, (ncols, order, ld), dtype=np.uint64)
+    bits |= rng.integers(0, 2, (ncols, order, ld), dtype=np.uint64) << np.uint64(63)
+    betas = np.abs(rng.standard_normal((ncols, order)))
+    betas[3] = 0.0
+    got = np.zeros((ncols - 5, groups * cg), np.float32)
+    ktrain.expand_columns(bits, betas, layout, 5, ncols, got, kernel=path)
+    unpacked = np.unpackbits(bits.view(np.uint8), axis=-1, bitorder="little").reshape(ncols, order, ld * 64)
+    idx = np.concatenate([g * gw * 64 + np.arange(cg) for g in range(groups)])
+    want = np.zeros((ncols, groups * cg), np.float32)
+    for k in range(order):
+        term = np.where(unpacked[:, k, idx] == 1, -1.0, 1.0).astype(np.float32) * betas[:, k : k + 1].astype(np.float32)
+        want = term if k == 0 else want + term
+    np.testing.assert_array_equal(got.view(np.uint32), want[5:].view(np.uint32))
 
 
 @pytest.mark.parametrize("order", [1, 2, 3])

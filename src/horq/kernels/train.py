@@ -64,12 +64,12 @@ def linear_keep(x: np.ndarray, wbits: np.ndarray, coef: np.ndarray, add: np.ndar
 
 
 def expand_columns(bits: np.ndarray, betas: np.ndarray, layout: tuple[int, int, int], col0: int, col1: int,
-                   out: np.ndarray) -> None:
+                   out: np.ndarray, kernel: str | None = None) -> None:
     """Writes columns ``[col0, col1)`` as float32 rows of ``out`` (``(col1 - col0, n)``), values in the order of
     ``layout`` (:func:`conv_layout`, or ``(1, n, words_for(n))`` for a linear layer), each value
     ``sum_k beta_k * (+-1)`` summed in float32 for k = 1..K."""
     groups, cg, gw = layout
-    _core.expand_columns(bits, betas, groups, cg, gw, col0, col1, out)
+    _core.expand_columns(bits, betas, groups, cg, gw, col0, col1, out, _resolve_kernel(kernel))
 
 
 def planes_weight_grad(g: np.ndarray, bits: np.ndarray, betas: np.ndarray, layout: tuple[int, int, int], taps: int,

@@ -510,6 +510,32 @@ int check_to_nhwc(std::mt19937_64& rng) {
   return failures;
 }
 
+// Kept planes rebuilt as floats (sign_gemm.h expand_column): one and two groups, lengths around 16 and 64,
+// orders 1-5, a zero beta (-0.0 where a bit is set); bit for bit like the generic walk, nothing written past
+// the column.
+int check_expand_column(std::mt19937_64& rng) {
+  int failures = 0;
+  for (std::size_t cg : {1, 7, 15, 16, 17, 33, 64, 65, 130})
+    for (int order = 1; order <= 5; ++order)
+      for (std::size_t groups : {1, 2}) {
+        const std::size_t gw = (cg + 63) / 64, words = groups * gw;
+        std::vector<std::vector<word_t>> planes(order, std::vector<word_t>(words));
+        std::vector<const word_t*> ptr(order);
+        std::vector<float> b(order);
+        for (int k = 0; k < order; ++k) {
+          for (auto& w : planes[k]) w = rng();
+          ptr[k] = planes[k].data();
+          b[k] = k == 1 ? 0.0f : static_cast<float>(rng() % 1000) / 337.0f;
+        }
+        std::vector<float> want(groups * cg + 3, -7.0f), got(groups * cg + 3, -7.0f);
+        expand_column_generic(ptr.data(), b.data(), order, groups, cg, gw, want.data());
+        expand_column_avx512(ptr.data(), b.data(), order, groups, cg, gw, got.data());
+        if (std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) != 0 && ++failures <= kMaxReports)
+          std::printf("expand_column mismatch cg=%zu order=%d groups=%zu\n", cg, order, groups);
+      }
+  return failures;
+}
+
 // The input gradient's fold (sign_gemm.h, Fold): random blocks of runs on padded grids, unit and wider strides,
 // kernels 1-5 wide, runs shorter and longer than a vector; the grid (with guard values around it) bit for bit
 // like the generic walk, and the buffer read only within its rows' margins (it ends at a guard page).
@@ -599,6 +625,7 @@ int main() {
       {"sign_gemm", check_sign_gemm},
       {"to_nhwc", check_to_nhwc},
       {"fold", check_fold},
+      {"expand_column", check_expand_column},
       {"weight_rows", check_weight_rows},
   };
   int failures = 0;

@@ -242,6 +242,11 @@ inline __mmask16 _mm512_mask_cmp_ps_mask(__mmask16 k, __m512 a, __m512 b, int im
 }
 inline __m512 _mm512_loadu_ps(const void* p) { __m512 r; std::memcpy(r.v, p, sizeof r.v); return r; }
 inline void _mm512_storeu_ps(void* p, __m512 a) { std::memcpy(p, a.v, sizeof a.v); }
+inline __m512 _mm512_mask_blend_ps(__mmask16 k, __m512 a, __m512 b) {
+  for (int i = 0; i < 16; ++i)
+    if (avx512_emulation::bit(k, i)) a.v[i] = b.v[i];
+  return a;
+}
 inline __m512 _mm512_maskz_mov_ps(__mmask16 k, __m512 a) {
   for (int i = 0; i < 16; ++i)
     if (!avx512_emulation::bit(k, i)) a.v[i] = 0.0f;
