@@ -14,11 +14,11 @@ packed signs (``csrc/core/sign_gemm.h``: a table lookup per four terms instead o
   against ``grad_out`` scaled by alpha, folded into the input's grid block by block, clip window fused (a
   linear layer: ``grad_out @ W~``, masked); small convolutions (:func:`sign_input_grad`) take PyTorch's own
   input gradient (``convolution_backward``) through ``W~`` instead;
-* ``grad_W~ = G^T A`` with ``A[j] = sum_k beta_{k,j} H_{k,j}``: at orders 1 and 2 one product per plane, the
-  kept planes transposed to run along the columns and ``beta_{k,j}`` the scale of column j's gradient
-  (``csrc/core/train_backward.cpp``); from order 3, and for layers of fewer than :data:`PLANES_MIN_COLS`
-  columns (a linear layer at batch 64), one float GEMM against ``A`` rebuilt 4 MiB of columns at a time;
-  nothing the size of the unfolded float input is built;
+* ``grad_W~ = G^T A`` with ``A[j] = sum_k beta_{k,j} H_{k,j}``: at order 1 one product, the kept plane
+  transposed to run along the columns and ``beta_{1,j}`` the scale of column j's gradient
+  (``csrc/core/train_backward.cpp``); from order 2, and for layers of fewer than :data:`PLANES_MIN_COLS`
+  columns (a linear layer at batch 64), one float GEMM against ``A`` rebuilt 4 MiB of columns at a time
+  (``expand_column``, ``csrc/core/sign_gemm.h``); nothing the size of the unfolded float input is built;
 * ``grad_W`` follows from ``grad_W~`` by :func:`horq.nn.quant.binary_weight`'s straight-through rule, fused in
   C++ (``alpha * 1{|W| <= 1} * g + sign(W) / n * sum(g * sign(W))`` per filter);
 * ``grad_bias = sum of grad_out``.
@@ -45,10 +45,10 @@ from horq.nn.quant import WEIGHT_CLIP
 # Floats in one rebuilt block of columns (4 MiB; measured no slower than larger blocks): bounds the weight
 # gradient's temporary.
 EXPAND_CHUNK_ELEMS = 1 << 20
-# Columns from which the weight gradient runs as float-by-sign products (orders 1-2). A linear layer at batch 64
+# Columns from which the weight gradient at order 1 runs as a float-by-sign product. A linear layer at batch 64
 # has 64 columns: a reduction of 64 terms into an (n_in x n_out) output, where the product's per-output work
 # (and its transpose into PyTorch's order) costs more than one float GEMM against the rebuilt columns: mnist-cnn's
-# 3136 x 256 layer in a training step took 2.3 / 3.7 ms at orders 1 / 2 as products, ~1 ms as the GEMM.
+# 3136 x 256 layer in a training step took 2.3 ms at order 1 as the product, ~1 ms as the GEMM.
 PLANES_MIN_COLS = 1000
 
 _enabled = False
@@ -92,8 +92,8 @@ def applies(layer, x: Tensor) -> bool:
 def sign_input_grad(c_out: int, out_width: int) -> bool:
     """Whether a convolution's input gradient runs as a float-by-sign product (else PyTorch's input gradient
     through ``W~``, then the clip window). The product sums over the ``c_out`` output channels and folds each
-    row of ``out_width`` outputs into the input grid, so it pays when the sum is long or the rows are: 1.6-1.7x
-    PyTorch's speed on cifar-vgg's layers (128-512 channels), 1.23x and 0.69x on mnist-cnn's (64 channels, rows
+    row of ``out_width`` outputs into the input grid, so it pays when the sum is long or the rows are: 1.55-1.76x
+    PyTorch's speed on cifar-vgg's layers (128-512 channels), 1.20x and 0.75x on mnist-cnn's (64 channels, rows
     of 14 and 7), ``python benchmarks/bench_backward.py`` (docs/TRAINING.md)."""
     return c_out >= 128 or out_width >= 14
 
@@ -144,14 +144,15 @@ def _weight_grad(g_cols, bits, betas, layout, n: int, cols_per_step: int) -> Ten
 
 def _columns_weight_grad(g_rows: Tensor, cols, layout: tuple[int, int, int], taps: int) -> Tensor:
     """``G^T A`` as ``(C_out, n)`` in PyTorch's weight order (``(c, tap)``), from the rows of ``G`` (one per
-    column) and the kept planes ``cols = (bits, betas)``: one float-by-sign product per plane at orders 1 and 2
-    from :data:`PLANES_MIN_COLS` columns; otherwise (where K products cost more: on cifar-vgg's layers 0.48-0.53x,
-    0.83-0.97x and 1.2-1.4x the time of the rebuilt-columns GEMM at K = 1, 2, 3, ``python
-    benchmarks/bench_backward.py``) one float GEMM against ``A`` rebuilt a block of columns at a time."""
+    column) and the kept planes ``cols = (bits, betas)``: at order 1 from :data:`PLANES_MIN_COLS` columns one
+    float-by-sign product; otherwise one float GEMM against ``A`` rebuilt a block of columns at a time (K
+    products per plane cost more: on cifar-vgg's layers 0.49-0.57x, 0.96-1.11x and 1.4-1.6x the time of the
+    rebuilt-columns GEMM at K = 1, 2, 3; mnist-cnn's 0.87x and 1.2x at K = 2, ``python
+    benchmarks/bench_backward.py``)."""
     from horq.kernels import train as ktrain
 
     bits, betas = cols
-    if bits.shape[1] <= 2 and bits.shape[0] >= PLANES_MIN_COLS:
+    if bits.shape[1] == 1 and bits.shape[0] >= PLANES_MIN_COLS:
         return torch.from_numpy(ktrain.planes_weight_grad(g_rows.contiguous().numpy(), bits, betas, layout, taps))
     n = layout[0] * layout[1]
     step = max(1, EXPAND_CHUNK_ELEMS // n)
