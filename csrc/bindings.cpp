@@ -18,6 +18,7 @@
 
 #include "core/dispatch.h"
 #include "core/layer.h"
+#include "core/pool.h"
 #include "core/threadpool.h"
 #include "core/train.h"
 
@@ -309,6 +310,26 @@ FloatArray binary_weight_grad(In<float, nb::ndim<2>> w, In<float, nb::ndim<1>> a
   return arr;
 }
 
+// Max pooling of an NCHW float32 map into (N, C, out_h, out_w), max with `floor` (none, one value or one per
+// channel): the runtime's max_pool2d (pool.h).
+FloatArray max_pool2d(In<float, nb::ndim<4>> x, std::size_t kh, std::size_t kw, Pair stride, Pair padding,
+                      Pair dilation, std::size_t out_h, std::size_t out_w, Optional1 floor) {
+  horq::ConvGeometry g{x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, std::get<0>(stride),
+                       std::get<1>(stride), std::get<0>(padding), std::get<1>(padding), std::get<0>(dilation),
+                       std::get<1>(dilation), out_h, out_w};
+  require(kh >= 1 && kw >= 1 && g.sh >= 1 && g.sw >= 1 && g.dh >= 1 && g.dw >= 1, "bad pooling geometry");
+  require(out_h >= 1 && out_w >= 1 && (out_h - 1) * g.sh <= g.height + 2 * g.ph &&
+              (out_w - 1) * g.sw <= g.width + 2 * g.pw,
+          "pooling output size does not fit the input");
+  const std::size_t nfloor = floor ? floor->shape(0) : 0;
+  require(!floor || nfloor == 1 || nfloor == g.channels, "floor must hold one value or one per channel");
+  float* y;
+  auto arr = make_array<float>({g.batch, g.channels, out_h, out_w}, &y, false);
+  nb::gil_scoped_release nogil;
+  horq::max_pool2d(x.data(), g, floor ? floor->data() : nullptr, nfloor, y);
+  return arr;
+}
+
 void clip_window(nb::ndarray<float, nb::c_contig, nb::device::cpu> g, In<float> x, float clip) {
   require(g.size() == x.size(), "g and x differ in size");
   nb::gil_scoped_release nogil;
@@ -412,6 +433,9 @@ void def_training(nb::module_& m) {
         nb::arg("kernel") = "");
   m.def("binary_weight_grad", &binary_weight_grad, nb::arg("w"), nb::arg("alpha"), nb::arg("g"), nb::arg("clip"),
         nb::arg("kernel") = "");
+  m.def("max_pool2d", &max_pool2d, nb::arg("x"), nb::arg("kh"), nb::arg("kw"), nb::arg("stride"),
+        nb::arg("padding"), nb::arg("dilation"), nb::arg("out_h"), nb::arg("out_w"),
+        nb::arg("floor").none() = nb::none());
   m.def("clip_window", &clip_window, nb::arg("g"), nb::arg("x"), nb::arg("clip"));
   m.def("sign_gemm", &sign_gemm, nb::arg("a"), nb::arg("s"), nb::arg("rscale").none() = nb::none(),
         nb::arg("kernel") = "");

@@ -44,6 +44,7 @@ __all__ = [
     "get_num_threads",
     "info",
     "linear",
+    "max_pool2d",
     "pack_weights",
     "quantize_pack",
     "set_num_threads",
@@ -405,3 +406,24 @@ def linear(x, pw: PackedWeights, *, order: int, bias=None, scale=None, shift=Non
         ValueError: see the module docstring.
     """
     return LinearLayer(pw, order=order, bias=bias, scale=scale, shift=shift, kernel=kernel)(x)
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, *, out_size=None, floor=None) -> np.ndarray:
+    """Max pooling of ``x`` (N, C, H, W) float32 in the native core (PyTorch's ``max_pool2d`` arithmetic:
+    padding taps are skipped, a NaN in a window gives NaN), optionally ``max(floor, pool(x))`` with ``floor``
+    one value or one per channel (a following ReLU, or ReLU + affine, as the runtime fuses it).
+
+    ``stride`` defaults to ``kernel_size``; ``out_size`` (OH, OW) to the floor-mode size (give it for ceil
+    mode). Threaded over the (image, channel) planes.
+
+    Raises:
+        ValueError: a non-float32 or non-4-d ``x``, a bad geometry, or a ``floor`` of another length.
+    """
+    x = _float_input(x, 4, "x", "(N, C, H, W)")
+    kh, kw = pair(kernel_size, "kernel_size", minimum=1)
+    sh, sw = pair(kernel_size if stride is None else stride, "stride", minimum=1)
+    (ph, pw), (dh, dw) = pair(padding, "padding"), pair(dilation, "dilation", minimum=1)
+    if out_size is None:
+        out_size = (conv_output_size(x.shape[2], kh, sh, ph, dh), conv_output_size(x.shape[3], kw, sw, pw, dw))
+    fl = None if floor is None else np.ascontiguousarray(np.asarray(floor, np.float32).reshape(-1))
+    return _core.max_pool2d(x, kh, kw, (sh, sw), (ph, pw), (dh, dw), int(out_size[0]), int(out_size[1]), fl)

@@ -61,7 +61,7 @@ def _builder(backend: str, kernels):
         return reference_ops.build
     if backend == "numpy":
         return np_ops.build
-    return lambda step: native.build(step, kernels) if step.native else np_ops.build(step)
+    return lambda step: native.build_step(step, kernels)
 
 
 class Model:

@@ -96,6 +96,8 @@ def spread_channel_params(step):
             p[k].astype(np.float32).reshape(1, -1, 1, 1), (1,) + shape)) for k in ("scale", "shift")}
         return replace(step, params={**p, **spread})
     floor_value = p.get("floor")
+    if step.op == "max_pool2d":  # the native backend's pool takes one floor per channel (native.max_pool2d)
+        return step
     if isinstance(floor_value, np.ndarray) and floor_value.ndim == 4 and floor_value.shape[2:] == (1, 1):
         spread = np.ascontiguousarray(np.broadcast_to(floor_value, (1,) + shape))
         return replace(step, params={**p, "floor": spread})

@@ -1,9 +1,10 @@
 """Native backend: binary layers run on :mod:`horq.kernels` (the C++ XNOR-popcount core).
 
 Only the binary convolutions and linear layers of order >= 1 go native (:func:`runs_natively`; the core has
-no order-0 path: binary weights with real inputs is a float matmul); every other step runs on
-:mod:`horq.runtime.ops`. :func:`import_kernels` imports the extension lazily, so a missing or unbuilt
-extension surfaces as ImportError for the ``auto`` backend to fall back on.
+no order-0 path: binary weights with real inputs is a float matmul), and max pooling runs in the core
+(:func:`max_pool2d`); every other step runs on :mod:`horq.runtime.ops`. :func:`import_kernels` imports the
+extension lazily, so a missing or unbuilt extension surfaces as ImportError for the ``auto`` backend to fall
+back on.
 
 :func:`build` turns a planned native step (its file tensors ``bits`` and ``alpha``, the epilogue ``bias``,
 ``scale``, ``shift`` as :mod:`horq.runtime.fuse` composed them, and the ``in_scale``/``in_shift`` and
@@ -12,9 +13,12 @@ extension surfaces as ImportError for the ``auto`` backend to fall back on.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from horq.format import BINARY_OPS
+from horq.runtime import ops as np_ops
 
 EPILOGUE = ("bias", "scale", "shift")
 
@@ -60,3 +64,26 @@ def build(step, kernels):
                                    dilation=a["dilation"], **epilogue, in_scale=p.get("in_scale"),
                                    in_shift=p.get("in_shift"), out_floor=p.get("out_floor"))
     return kernels.LinearLayer(pw, order=a["order"], **epilogue)
+
+
+def max_pool2d(kernels, node, params, x):
+    """A ``max_pool2d`` step in the native core (:func:`horq.kernels.max_pool2d`: one pass per output row instead
+    of numpy's one pass per tap), with its fused floor (one value or one per channel); the same values as
+    :func:`horq.runtime.ops.max_pool2d` (a maximum is exact), which takes anything but a float32 map."""
+    floor = params.get("floor")
+    if x.dtype != np.float32 or not (floor is None or np.ndim(floor) == 0 or np.shape(floor)[2:] == (1, 1)):
+        return np_ops.max_pool2d(node, params, x)
+    a = node.attrs
+    _, oh, ow = node.out_shape
+    return kernels.max_pool2d(x, a["kernel"], a["stride"], a["padding"], a.get("dilation", (1, 1)),
+                              out_size=(oh, ow), floor=floor)
+
+
+def build_step(step, kernels):
+    """The native backend's callable for any planned step: binary layers on the kernels (:func:`build`),
+    max pooling in the core (:func:`max_pool2d`), everything else on the numpy ops."""
+    if step.native:
+        return build(step, kernels)
+    if step.op == "max_pool2d":
+        return functools.partial(max_pool2d, kernels, step.node, dict(step.params))
+    return np_ops.build(step)

@@ -1,0 +1,17 @@
+// Max pooling for the runtime's float32 glue (src/horq/runtime/ops.py max_pool2d on the native backend): one
+// pass per output row in C++ instead of numpy's one pass per tap over the whole map.
+#pragma once
+#include <cstddef>
+
+#include "core/layer.h"
+
+namespace horq {
+
+// y[n, c, oy, ox] = max(floor_c, max over the taps (i, j) inside x of x[n, c, oy sh - ph + i dh, ox sw - pw + j dw])
+// for x (N, C, H, W) and y (N, C, out_h, out_w) as in `g` (its kh, kw, strides, padding, dilation and output
+// size; channels, batch; out_channels unused). Padding taps are skipped (never -inf); a window with no tap
+// inside x gives -inf (then the floor). floor: nullptr (none), one value (nfloor = 1) or one per channel
+// (nfloor = C). A NaN in a window gives NaN, as numpy.maximum does. Threaded over the (n, c) planes.
+void max_pool2d(const float* x, const ConvGeometry& g, const float* floor, std::size_t nfloor, float* y);
+
+}  // namespace horq
