@@ -1,0 +1,79 @@
+"""kernels.max_pool2d (csrc/core/pool.cpp), the native backend's max pooling, against a numpy definition:
+maxima are exact, so results must be equal value for value (NaN where a window holds one)."""
+
+import numpy as np
+import pytest
+
+from horq import kernels
+
+
+def _reference(x, k, s, p, d, out_size, floor=None):
+    """max over the taps inside x (padding skipped), then max with floor; -inf for a window with no tap."""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = k, s, p, d
+    oh, ow = out_size
+    y = np.full((n, c, oh, ow), -np.inf, np.float32)
+    for oy in range(oh):
+        for ox in range(ow):
+            for i in range(kh):
+                for j in range(kw):
+                    iy, ix = oy * sh - ph + i * dh, ox * sw - pw + j * dw
+                    if 0 <= iy < h and 0 <= ix < w:
+                        y[:, :, oy, ox] = np.maximum(y[:, :, oy, ox], x[:, :, iy, ix])
+    if floor is not None:
+        y = np.maximum(y, np.asarray(floor, np.float32).reshape(1, -1, 1, 1))
+    return y
+
+
+CASES = [
+    # (N, C, H, W, kernel, stride, padding, dilation)
+    (1, 1, 1, 1, (1, 1), (1, 1), (0, 0), (1, 1)),
+    (2, 3, 7, 9, (2, 2), (2, 2), (0, 0), (1, 1)),
+    (1, 5, 17, 16, (3, 3), (2, 2), (1, 1), (1, 1)),  # the ResNet stem's pool on an odd map
+    (2, 4, 9, 11, (3, 2), (1, 2), (1, 1), (1, 1)),
+    (1, 2, 12, 13, (3, 3), (2, 3), (1, 0), (2, 2)),  # dilation
+    (3, 1, 5, 40, (1, 5), (1, 4), (0, 2), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "n{}-c{}-{}x{}-k{}-s{}-p{}-d{}".format(*c))
+def test_max_pool_matches_definition(case):
+    n, c, h, w, k, s, p, d = case
+    rng = np.random.default_rng(h * w + c)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    oh = (h + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+    ow = (w + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+    np.testing.assert_array_equal(kernels.max_pool2d(x, k, s, p, d), _reference(x, k, s, p, d, (oh, ow)))
+    # ceil mode: one more output row / column, whose window may reach past the input
+    out = (oh + 1, ow + 1)
+    np.testing.assert_array_equal(kernels.max_pool2d(x, k, s, p, d, out_size=out), _reference(x, k, s, p, d, out))
+    floor = rng.standard_normal(c).astype(np.float32)
+    np.testing.assert_array_equal(kernels.max_pool2d(x, k, s, p, d, floor=floor),
+                                  _reference(x, k, s, p, d, (oh, ow), floor))
+    np.testing.assert_array_equal(kernels.max_pool2d(x, k, s, p, d, floor=0.0),
+                                  _reference(x, k, s, p, d, (oh, ow), [0.0] * c))
+
+
+def test_nan_spreads_to_its_windows_only():
+    x = np.arange(2 * 6 * 6, dtype=np.float32).reshape(1, 2, 6, 6)
+    x[0, 1, 2, 3] = np.nan
+    y = kernels.max_pool2d(x, 3, 2, 1, floor=0.0)
+    ref = _reference(x, (3, 3), (2, 2), (1, 1), (1, 1), (3, 3), [0.0, 0.0])
+    np.testing.assert_array_equal(y, ref)  # NaN where the reference has it, equal elsewhere
+    assert np.isnan(y[0, 1]).sum() == 2 and not np.isnan(y[0, 0]).any()  # windows (1, 1) and (1, 2)
+
+
+def test_bad_input_is_refused():
+    x = np.zeros((1, 2, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="float32"):
+        kernels.max_pool2d(x.astype(np.float64), 2)
+    with pytest.raises(ValueError, match="dimensions"):
+        kernels.max_pool2d(x[0], 2)
+    with pytest.raises(ValueError, match="kernel_size"):
+        kernels.max_pool2d(x, 0)
+    with pytest.raises(ValueError, match="floor"):
+        kernels.max_pool2d(x, 2, floor=[0.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match="output size"):
+        kernels.max_pool2d(x, 2, out_size=(9, 1))
+    with pytest.raises(ValueError, match="output size"):
+        kernels.max_pool2d(x, 5)
