@@ -14,9 +14,9 @@ packed signs (``csrc/core/sign_gemm.h``: a table lookup per four terms instead o
   against ``grad_out`` scaled by alpha, folded into the input's grid block by block, clip window fused (a
   linear layer: ``grad_out @ W~``, masked); small convolutions (:func:`sign_input_grad`) take PyTorch's own
   input gradient (``convolution_backward``) through ``W~`` instead;
-* ``grad_W~ = G^T A`` with ``A[j] = sum_k beta_{k,j} H_{k,j}``: at order 1 one product, the kept plane
-  transposed to run along the columns and ``beta_{1,j}`` the scale of column j's gradient
-  (``csrc/core/train_backward.cpp``); from order 2, and for layers of fewer than :data:`PLANES_MIN_COLS`
+* ``grad_W~ = G^T A`` with ``A[j] = sum_k beta_{k,j} H_{k,j}``: at orders 1 and 2 one product per plane, the
+  kept planes transposed to run along the columns and ``beta_{k,j}`` the scale of column j's gradient
+  (``csrc/core/train_backward.cpp``); from order 3, and for layers of fewer than :data:`PLANES_MIN_COLS`
   columns (a linear layer at batch 64), one float GEMM against ``A`` rebuilt 4 MiB of columns at a time
   (``expand_column``, ``csrc/core/sign_gemm.h``); nothing the size of the unfolded float input is built;
 * ``grad_W`` follows from ``grad_W~`` by :func:`horq.nn.quant.binary_weight`'s straight-through rule, fused in
@@ -45,11 +45,16 @@ from horq.nn.quant import WEIGHT_CLIP
 # Floats in one rebuilt block of columns (4 MiB; measured no slower than larger blocks): bounds the weight
 # gradient's temporary.
 EXPAND_CHUNK_ELEMS = 1 << 20
-# Columns from which the weight gradient at order 1 runs as a float-by-sign product. A linear layer at batch 64
+# Columns from which the weight gradient runs as float-by-sign products. A linear layer at batch 64
 # has 64 columns: a reduction of 64 terms into an (n_in x n_out) output, where the product's per-output work
 # (and its transpose into PyTorch's order) costs more than one float GEMM against the rebuilt columns: mnist-cnn's
 # 3136 x 256 layer in a training step took 2.3 ms at order 1 as the product, ~1 ms as the GEMM.
 PLANES_MIN_COLS = 1000
+# Highest order whose weight gradient runs as products (one per plane). At K = 2 the layer benchmark puts the
+# products at 0.87-1.20x the rebuilt-columns GEMM's time, but whole training steps ran faster with them (their
+# output is a few KiB where the GEMM route writes every column as floats): cifar-vgg order 2 at 0.76x / 0.75x the
+# FP step at 2 / 1 threads against 0.84x / 0.76x, mnist-cnn 1.09x against 1.14x (same process, round-robin).
+PLANES_MAX_ORDER = 2
 
 _enabled = False
 
@@ -144,15 +149,15 @@ def _weight_grad(g_cols, bits, betas, layout, n: int, cols_per_step: int) -> Ten
 
 def _columns_weight_grad(g_rows: Tensor, cols, layout: tuple[int, int, int], taps: int) -> Tensor:
     """``G^T A`` as ``(C_out, n)`` in PyTorch's weight order (``(c, tap)``), from the rows of ``G`` (one per
-    column) and the kept planes ``cols = (bits, betas)``: at order 1 from :data:`PLANES_MIN_COLS` columns one
-    float-by-sign product; otherwise one float GEMM against ``A`` rebuilt a block of columns at a time (K
-    products per plane cost more: on cifar-vgg's layers 0.49-0.57x, 0.96-1.11x and 1.4-1.6x the time of the
-    rebuilt-columns GEMM at K = 1, 2, 3; mnist-cnn's 0.87x and 1.2x at K = 2, ``python
+    column) and the kept planes ``cols = (bits, betas)``: up to order :data:`PLANES_MAX_ORDER`, from
+    :data:`PLANES_MIN_COLS` columns, one float-by-sign product per plane; otherwise one float GEMM against ``A``
+    rebuilt a block of columns at a time (K products cost more from K = 3: on cifar-vgg's layers 0.49-0.57x,
+    0.96-1.11x and 1.4-1.6x the time of the rebuilt-columns GEMM at K = 1, 2, 3, ``python
     benchmarks/bench_backward.py``)."""
     from horq.kernels import train as ktrain
 
     bits, betas = cols
-    if bits.shape[1] == 1 and bits.shape[0] >= PLANES_MIN_COLS:
+    if bits.shape[1] <= PLANES_MAX_ORDER and bits.shape[0] >= PLANES_MIN_COLS:
         return torch.from_numpy(ktrain.planes_weight_grad(g_rows.contiguous().numpy(), bits, betas, layout, taps))
     n = layout[0] * layout[1]
     step = max(1, EXPAND_CHUNK_ELEMS // n)
