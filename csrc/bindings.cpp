@@ -351,7 +351,8 @@ FloatArray sign_gemm(In<float, nb::ndim<2>> a, In<horq::word_t, nb::ndim<2>> s, 
   std::vector<const float*> rows(R);
   for (std::size_t r = 0; r < R; ++r) rows[r] = a.data() + r * M;
   horq::sign_gemm(kt, horq::SignGemm{rows.data(), rscale ? rscale->data() : nullptr, R, M, s.data(), J, out, M,
-                                     false});
+                                     false},
+                  J);
   return arr;
 }
 
@@ -380,8 +381,9 @@ FloatArray planes_weight_grad(In<float, nb::ndim<2>> g, In<horq::word_t, nb::ndi
   auto arr = make_array<float>({M, groups * cg}, &dw, false);
   nb::gil_scoped_release nogil;
   std::unique_ptr<float[]> out(new float[ld * horq::kWordBits * M]);  // written whole: not zeroed
+  // Bit positions up to the last value's (a compact or linear layout's trailing padding is not computed).
   horq::planes_weight_grad(kt, g.data(), M, bits.data(), betas.data(), ncols, static_cast<int>(order), ld,
-                           out.get());
+                           (groups - 1) * gw * horq::kWordBits + cg, out.get());
   horq::gather_weight_grad(out.get(), M, groups, cg, gw, taps, dw);
   return arr;
 }

@@ -50,8 +50,9 @@ void clip_window(float* g, const float* x, std::size_t size, float clip);
 
 // ---- backward products on packed signs (train_backward.cpp; the product itself: sign_gemm.h) ----------
 
-// sign_gemm over all of p's outputs (rows j < p.J), threaded: tasks of 64 lanes by a share of the sign rows.
-void sign_gemm(const KernelTable& kt, const SignGemm& p);
+// sign_gemm over p's outputs of rows j < rows (rows <= p.J; the rest are not written), threaded: tasks of 64
+// lanes by a share of the sign rows.
+void sign_gemm(const KernelTable& kt, const SignGemm& p, std::size_t rows);
 
 // Bit transpose of plane k of `ncols` columns (row (j * order + k) of `ldbits` words holds column j's plane
 // k, as QuantizedColumns stores them): s becomes the sign rows of sign_gemm, one row per bit position b of a
@@ -61,10 +62,13 @@ void transpose_planes(const word_t* bits, std::size_t ncols, int order, std::siz
 
 // The weight gradient of a binary layer from the planes its forward pass kept (docs/MATH.md "Gradients"):
 //     out[b * M + m] = sum_k sum_j g[j * M + m] * float(beta_{k,j}) * (bit b of H_{k,j} ? -1 : +1)
-// for every bit position b of a column (ldbits * 64 rows; the caller picks the rows of real values out of
-// the column layout) and m < M (the output gradient of column j is row j of g, M floats).
+// for the bit positions b < rows of a column (rows <= ldbits * 64: the caller passes one past the last position
+// that holds a value, so a compact or linear layout's trailing padding bits are not computed; positions
+// between groups are, and the caller picks the rows of real values out of the column layout) and m < M (the
+// output gradient of column j is row j of g, M floats).
 void planes_weight_grad(const KernelTable& kt, const float* g, std::size_t M, const word_t* bits,
-                        const double* betas, std::size_t ncols, int order, std::size_t ldbits, float* out);
+                        const double* betas, std::size_t ncols, int order, std::size_t ldbits, std::size_t rows,
+                        float* out);
 
 // The rows of planes_weight_grad's output (bit positions b, M values each) that hold a column's values, as
 // the weight gradient (M, C * taps) in PyTorch's weight order: dw[m, c * taps + t] = out[b(t * C + c), m],

@@ -49,20 +49,21 @@ std::vector<word_t> weight_sign_rows(const word_t* wbits, std::size_t m, std::si
 
 }  // namespace
 
-void sign_gemm(const KernelTable& kt, const SignGemm& p) {
+void sign_gemm(const KernelTable& kt, const SignGemm& p, std::size_t rows) {
   // Tasks of 64 lanes by a share of the sign rows: every task reads its lanes of the float operand once
   // (all R rows) and builds their tables, so rows are split only as far as the threads need work (one task
   // each: a second task per thread repeats the tables, which cost mnist-cnn's 64-lane weight gradients 10-20%)
   // and the outputs of one task stay in L2 (<= 1024 rows x 64 lanes). No output is shared between tasks: the
   // split does not change any result.
   constexpr std::size_t kMTask = 64, kMaxJTask = 1024, kMinJTask = 64;
-  if (p.M == 0 || p.J == 0) return;
+  rows = std::min(rows, p.J);
+  if (p.M == 0 || rows == 0) return;
   const std::size_t mt = ceil_div(p.M, kMTask), want = static_cast<std::size_t>(get_num_threads());
-  const std::size_t jt = std::min(ceil_div(p.J, kMinJTask), std::max(ceil_div(p.J, kMaxJTask), ceil_div(want, mt)));
-  const std::size_t jstep = ceil_div(p.J, jt);
+  const std::size_t jt = std::min(ceil_div(rows, kMinJTask), std::max(ceil_div(rows, kMaxJTask), ceil_div(want, mt)));
+  const std::size_t jstep = ceil_div(rows, jt);
   parallel_for(mt * jt, [&](std::size_t t) {
     const std::size_t m0 = (t / jt) * kMTask, j0 = (t % jt) * jstep;
-    if (j0 < p.J) kt.sign_gemm(p, m0, std::min(p.M, m0 + kMTask), j0, std::min(p.J, j0 + jstep));
+    if (j0 < rows) kt.sign_gemm(p, m0, std::min(p.M, m0 + kMTask), j0, std::min(rows, j0 + jstep));
   });
 }
 
@@ -81,16 +82,17 @@ void transpose_planes(const word_t* bits, std::size_t ncols, int order, std::siz
 }
 
 void planes_weight_grad(const KernelTable& kt, const float* g, std::size_t M, const word_t* bits,
-                        const double* betas, std::size_t ncols, int order, std::size_t ldbits, float* out) {
+                        const double* betas, std::size_t ncols, int order, std::size_t ldbits, std::size_t rows,
+                        float* out) {
   const std::size_t J = ldbits * kWordBits;
   std::vector<word_t> s(words_for(ncols) * J);
-  std::vector<const float*> rows(ncols);
+  std::vector<const float*> arows(ncols);
   std::vector<float> scale(ncols);
-  for (std::size_t j = 0; j < ncols; ++j) rows[j] = g + j * M;
+  for (std::size_t j = 0; j < ncols; ++j) arows[j] = g + j * M;
   for (int k = 0; k < order; ++k) {
     transpose_planes(bits, ncols, order, ldbits, k, s.data());
     for (std::size_t j = 0; j < ncols; ++j) scale[j] = static_cast<float>(betas[j * order + k]);
-    sign_gemm(kt, SignGemm{rows.data(), scale.data(), ncols, M, s.data(), J, out, M, k > 0});
+    sign_gemm(kt, SignGemm{arows.data(), scale.data(), ncols, M, s.data(), J, out, M, k > 0}, rows);
   }
 }
 
@@ -159,7 +161,7 @@ void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, 
         runs.push_back({q, len, n * C * Pz + oy * geo.sh * Wg + ox * geo.sw});
         q += len;
       }
-      for (std::size_t j0 = 0; j0 < J; j0 += rows_per_chunk) {
+      for (std::size_t j0 = 0; j0 < J; j0 += rows_per_chunk) {  // J = C * T: no padding rows here
         const std::size_t nj = std::min(rows_per_chunk, J - j0);
         kt.sign_gemm(SignGemm{rows.data(), alpha, m, lanes, s.data() + j0, lds, buf, kLanes, false}, 0, lanes, 0,
                      nj);
@@ -197,10 +199,10 @@ void linear_input_grad(const KernelTable& kt, const float* g, const float* alpha
   const std::vector<word_t> s = weight_sign_rows(wbits, O, n);
   std::vector<const float*> rows(O);
   for (std::size_t o = 0; o < O; ++o) rows[o] = gt.data() + o * N;
-  // One output row per sign row, the words_for(n) * 64 - n past the values included (computed, not read).
+  // One output row per value (the sign rows past n, padding of the last word, are not computed).
   const std::size_t J = words_for(n) * kWordBits;
-  std::vector<float> out(J * N);
-  sign_gemm(kt, SignGemm{rows.data(), alpha, O, N, s.data(), J, out.data(), N, false});
+  std::vector<float> out(n * N);
+  sign_gemm(kt, SignGemm{rows.data(), alpha, O, N, s.data(), J, out.data(), N, false}, n);
   // gx = out^T, in 32 x 32 tiles (out is (n, N)), the clip window applied on the way.
   constexpr std::size_t kTile = 32;
   parallel_for(ceil_div(n, kTile), [&](std::size_t t) {

@@ -404,8 +404,9 @@ void test_bgemm_dot(const KernelTable& kt, Rng& rng) {
 
 // The backward pass's float-by-sign product (sign_gemm.h) against the definition summed in double: random
 // floats and signs, the sizes of kSizes for the reduction (R) and the lanes (M), with and without row
-// scales, threaded; float32 sums of R terms of size ~1 stay within R * 2^-24 of the double sum relative to
-// the sum of |terms|, so the check allows 1e-6 * sum |terms| + 1e-30.
+// scales, threaded, all rows or a leading part of them (the rest untouched); float32 sums of R terms of size ~1
+// stay within R * 2^-24 of the double sum relative to the sum of |terms|, so the check allows
+// 1e-6 * sum |terms| + 1e-30.
 void test_sign_gemm(const KernelTable& kt, Rng& rng) {
   for (std::size_t R : kSizes)
     for (std::size_t M : {std::size_t{1}, std::size_t{17}, std::size_t{64}, std::size_t{65}}) {
@@ -418,11 +419,17 @@ void test_sign_gemm(const KernelTable& kt, Rng& rng) {
       std::vector<const float*> rows(R);
       for (std::size_t r = 0; r < R; ++r) rows[r] = a.data() + r * M;
       for (int scaled = 0; scaled < 2; ++scaled) {
+        // Scaled: all J rows; unscaled: the first 30 only, the rest must stay untouched.
+        const std::size_t rows_done = scaled ? J : 30;
         std::vector<float> out(J * M, -7.0f);
         horq::sign_gemm(kt, horq::SignGemm{rows.data(), scaled ? scale.data() : nullptr, R, M, s.data(), J, out.data(),
-                                           M, false});
+                                           M, false},
+                        rows_done);
         std::string err;
-        for (std::size_t j = 0; j < J && err.empty(); ++j)
+        for (std::size_t j = rows_done; j < J && err.empty(); ++j)
+          for (std::size_t m = 0; m < M && err.empty(); ++m)
+            if (out[j * M + m] != -7.0f) err = "row " + std::to_string(j) + " past the rows asked for was written";
+        for (std::size_t j = 0; j < rows_done && err.empty(); ++j)
           for (std::size_t m = 0; m < M && err.empty(); ++m) {
             double want = 0.0, mag = 0.0;
             for (std::size_t r = 0; r < R; ++r) {
