@@ -50,10 +50,10 @@ EXPAND_CHUNK_ELEMS = 1 << 20
 # (and its transpose into PyTorch's order) costs more than one float GEMM against the rebuilt columns: mnist-cnn's
 # 3136 x 256 layer in a training step took 2.3 ms at order 1 as the product, ~1 ms as the GEMM.
 PLANES_MIN_COLS = 1000
-# Highest order whose weight gradient runs as products (one per plane). At K = 2 the layer benchmark puts the
-# products at 0.87-1.20x the rebuilt-columns GEMM's time, but whole training steps ran faster with them (their
-# output is a few KiB where the GEMM route writes every column as floats): cifar-vgg order 2 at 0.76x / 0.75x the
-# FP step at 2 / 1 threads against 0.84x / 0.76x, mnist-cnn 1.09x against 1.14x (same process, round-robin).
+# Highest order whose weight gradient runs as products (one per plane). At K = 2 the products take 0.93-1.06x the
+# rebuilt-columns GEMM's time on cifar-vgg's layers and 0.69-0.94x on mnist-cnn's (bench_backward), and whole
+# training steps ran faster with them (their output is a few KiB where the GEMM route writes every column as
+# floats): cifar-vgg order 2 at 0.76x / 0.75x the FP step at 2 / 1 threads against 0.84x / 0.76x.
 PLANES_MAX_ORDER = 2
 
 _enabled = False
@@ -97,9 +97,9 @@ def applies(layer, x: Tensor) -> bool:
 def sign_input_grad(c_out: int, out_width: int) -> bool:
     """Whether a convolution's input gradient runs as a float-by-sign product (else PyTorch's input gradient
     through ``W~``, then the clip window). The product sums over the ``c_out`` output channels and folds each
-    row of ``out_width`` outputs into the input grid, so it pays when the sum is long or the rows are: 1.55-1.76x
-    PyTorch's speed on cifar-vgg's layers (128-512 channels), 1.20x and 0.75x on mnist-cnn's (64 channels, rows
-    of 14 and 7), ``python benchmarks/bench_backward.py`` (docs/TRAINING.md)."""
+    row of ``out_width`` outputs into the input grid, so it pays when the sum is long or the rows are: 1.50-1.83x
+    PyTorch's speed on cifar-vgg's layers (128-512 channels), 1.22x and 1.05x on mnist-cnn's (64 channels, rows
+    of 14 and 7: at 7, parity, PyTorch's is kept), ``python benchmarks/bench_backward.py`` (docs/TRAINING.md)."""
     return c_out >= 128 or out_width >= 14
 
 
@@ -151,8 +151,8 @@ def _columns_weight_grad(g_rows: Tensor, cols, layout: tuple[int, int, int], tap
     """``G^T A`` as ``(C_out, n)`` in PyTorch's weight order (``(c, tap)``), from the rows of ``G`` (one per
     column) and the kept planes ``cols = (bits, betas)``: up to order :data:`PLANES_MAX_ORDER`, from
     :data:`PLANES_MIN_COLS` columns, one float-by-sign product per plane; otherwise one float GEMM against ``A``
-    rebuilt a block of columns at a time (K products cost more from K = 3: on cifar-vgg's layers 0.49-0.57x,
-    0.96-1.11x and 1.4-1.6x the time of the rebuilt-columns GEMM at K = 1, 2, 3, ``python
+    rebuilt a block of columns at a time (K products cost more from K = 3: on cifar-vgg's layers 0.50-0.56x,
+    0.93-1.06x and 1.4-1.55x the time of the rebuilt-columns GEMM at K = 1, 2, 3, ``python
     benchmarks/bench_backward.py``)."""
     from horq.kernels import train as ktrain
 
