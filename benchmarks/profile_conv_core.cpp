@@ -1,4 +1,4 @@
-// One HORQ convolution (3x3, stride 1, padding 1, batch 1, C_in = C_out, random weights) in a loop on the C++
+// One HORQ convolution (3x3 or k x k with k / 2 padding, stride 1, C_in = C_out, random weights) in a loop on the C++
 // core alone, for `perf` with symbols: the Python extension is stripped (nanobind's release builds), so a
 // profile of benchmarks/profile_conv.py shows the core's internal functions as bare addresses, while the static
 // core library that `make install` leaves in build/ keeps them.
@@ -6,7 +6,7 @@
 //   g++ -O2 -std=c++17 -Icsrc benchmarks/profile_conv_core.cpp build/cp311-cp311-linux_x86_64/libhorq_core.a
 //       -pthread -o /tmp/profile_conv_core       (one line)
 //   perf record -o /tmp/perf.data /tmp/profile_conv_core 64 56 2      # channels, size, order [, seconds
-//                                                                      #  [, batch [, train]]]
+//                                                                      #  [, batch [, train [, kernel]]]]
 //   perf report -i /tmp/perf.data --no-children --sort symbol
 //
 // With a batch and `train` = 1, each call also makes the columns explicit for the backward pass
@@ -30,14 +30,15 @@ int main(int argc, char** argv) {
   const double seconds = argc > 4 ? std::atof(argv[4]) : 4.0;
   const std::size_t batch = argc > 5 ? std::strtoul(argv[5], nullptr, 10) : 1;
   const bool train = argc > 6 && std::atoi(argv[6]) != 0;
+  const std::size_t k = argc > 7 ? std::strtoul(argv[7], nullptr, 10) : 3, pad = k / 2;  // k x k, "same" padding
   horq::set_num_threads(1);
   const horq::KernelTable& kt = horq::kernel_table("");
-  const horq::ConvGeometry g{batch, c, s, s, 3, 3, 1, 1, 1, 1, 1, 1, s, s};
+  const horq::ConvGeometry g{batch, c, s, s, k, k, 1, 1, pad, pad, 1, 1, s, s};
   std::mt19937_64 rng(1);
   std::normal_distribution<float> normal;
   std::vector<float> x(batch * c * s * s);
   for (auto& v : x) v = normal(rng);
-  const std::size_t words = horq::conv_words(c, 9);
+  const std::size_t words = horq::conv_words(c, k * k);
   std::vector<horq::word_t> w(c * words);
   for (auto& v : w) v = rng();
   std::vector<double> coef(c, 0.5), add(c, 0.0);
@@ -53,7 +54,7 @@ int main(int argc, char** argv) {
     best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     ++calls;
   }
-  std::printf("%ld calls, fastest %.3f ms (%s, %zu channels, %zux%zu, order %d, batch %zu%s, 1 thread)\n", calls,
-              best * 1e3, kt.name, c, s, s, order, batch, train ? ", columns made explicit" : "");
+  std::printf("%ld calls, fastest %.3f ms (%s, %zux%zu kernel, %zu channels, %zux%zu, order %d, batch %zu%s, 1 thread)\n",
+              calls, best * 1e3, kt.name, k, k, c, s, s, order, batch, train ? ", columns made explicit" : "");
   return 0;
 }
