@@ -293,7 +293,7 @@ nb::tuple binarize_weight_rows(In<float, nb::ndim<2>> w, bool with_eff, const st
   const auto& kt = horq::kernel_table(kernel);
   {
     nb::gil_scoped_release nogil;
-    horq::binarize_weight_rows(kt, w.data(), m, n, alpha, bits, eff);
+    kt.binarize_rows(w.data(), m, n, alpha, bits, eff);
   }
   return nb::make_tuple(aalpha, abits, aeff);
 }
@@ -306,7 +306,7 @@ FloatArray binary_weight_grad(In<float, nb::ndim<2>> w, In<float, nb::ndim<1>> a
   float* dw;
   auto arr = make_array<float>({m, n}, &dw, false);
   nb::gil_scoped_release nogil;
-  horq::binary_weight_grad(kt, w.data(), alpha.data(), g.data(), m, n, clip, dw);
+  kt.weight_grad(w.data(), alpha.data(), g.data(), m, n, clip, dw);
   return arr;
 }
 

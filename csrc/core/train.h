@@ -32,18 +32,8 @@ void expand_columns(const KernelTable& kt, const word_t* bits, const double* bet
                     std::size_t groups, std::size_t cg, std::size_t gw, std::size_t col0, std::size_t col1,
                     float* out);
 
-// The weight binarizer of the torch path (horq.nn.quant.binary_weight) on m rows of n floats, fused.
-// Forward: alpha[o] = mean_i |w[o, i]| (summed in double), bits[o] = the signs of w[o] packed (types.h, words_for(n)
-// words per row), w_eff[o, i] = alpha[o] * sign(w[o, i]) with sign(0) = +1 (w_eff may be nullptr: not written).
-// (kt.binarize_rows: weight_rows.h.)
-void binarize_weight_rows(const KernelTable& kt, const float* w, std::size_t m, std::size_t n, float* alpha,
-                          word_t* bits, float* w_eff);
-
-// Backward, for the upstream gradient g of w_eff (clip < 0: no window):
-//     dw[o, i] = alpha[o] * 1{|w[o, i]| <= clip} * g[o, i]  +  sign(w[o, i]) / n * sum_l g[o, l] sign(w[o, l]).
-// (kt.weight_grad: weight_rows.h.)
-void binary_weight_grad(const KernelTable& kt, const float* w, const float* alpha, const float* g, std::size_t m,
-                        std::size_t n, double clip, float* dw);
+// The weight binarizer of the torch path (horq.nn.quant.binary_weight) and its straight-through gradient are
+// per ISA: KernelTable::binarize_rows and ::weight_grad (weight_rows.h).
 
 // The straight-through clip window applied in place: g[i] = 0 where |x[i]| > clip.
 void clip_window(float* g, const float* x, std::size_t size, float clip);
@@ -81,7 +71,7 @@ void gather_weight_grad(const float* out, std::size_t M, std::size_t groups, std
 //     gx[n, c, y, x] = 1{|x_in| <= clip} * sum over (o, i, j, oy, ox) with oy sh + i dh = y + ph and
 //                      ox sw + j dw = x + pw of g[n, o, oy, ox] * alpha[o] * sign(w[o, c, i, j])
 // (sign(0) = +1). g is (N, O, OH, OW); wbits the packed signs of the weight rows (O rows in PyTorch's
-// (c, i, j) order, words_for(C * KH * KW) words each: binarize_weight_rows' bits); x and gx (N, C, H, W).
+// (c, i, j) order, words_for(C * KH * KW) words each: KernelTable::binarize_rows' bits); x and gx (N, C, H, W).
 void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, const word_t* wbits,
                      const ConvGeometry& geo, std::size_t m, const float* x, float clip, float* gx);
 

@@ -38,7 +38,7 @@ void transpose64(word_t* a) {
 }
 
 // The sign rows of an input gradient: the weight rows' packed signs (m rows of words_for(n) words, as
-// binarize_weight_rows packs them) transposed, so that row j (one per value of a weight row) holds bit o =
+// KernelTable::binarize_rows packs them) transposed, so that row j (one per value of a weight row) holds bit o =
 // sign(w[o, j]). Word-block-major with row stride words_for(n) * 64 (transpose_planes with one plane).
 std::vector<word_t> weight_sign_rows(const word_t* wbits, std::size_t m, std::size_t n) {
   const std::size_t ld = words_for(n);

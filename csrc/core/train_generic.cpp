@@ -1,9 +1,6 @@
 // The training side of the binary layers (train.h): quantized columns made explicit and rebuilt as floats for
-// the weight gradient, the fused weight binarizer and its straight-through gradient, and the clip window.
-// Portable code only (there are no ISA versions of these): every loop is branch-free and left to the
-// compiler's vectorizer.
-//
-// The weight binarizer and its gradient are per ISA (weight_rows.h; dispatched through the KernelTable).
+// the weight gradient, and the clip window. Portable code; the per-value loops are branch-free (float_bits.h)
+// and left to the compiler's vectorizer. (The weight binarizer and its gradient are per ISA: weight_rows.h.)
 //
 // Rebuilding a column: every value is sum_k (bit_k ? -b_k : b_k) with b_k = float(beta_k), a column at a time by
 // the path's expand_column (sign_gemm.h), in the order k = 1..K exactly as the torch path's float32 `approx` does.
@@ -68,16 +65,6 @@ void materialize_columns(QuantizedColumns& q) {
   });
   q.implicit_h1 = false;
   q.image = PixelImage{};
-}
-
-void binarize_weight_rows(const KernelTable& kt, const float* w, std::size_t m, std::size_t n, float* alpha,
-                          word_t* bits, float* w_eff) {
-  kt.binarize_rows(w, m, n, alpha, bits, w_eff);
-}
-
-void binary_weight_grad(const KernelTable& kt, const float* w, const float* alpha, const float* g, std::size_t m,
-                        std::size_t n, double clip, float* dw) {
-  kt.weight_grad(w, alpha, g, m, n, clip, dw);
 }
 
 void clip_window(float* g, const float* x, std::size_t size, float clip) {

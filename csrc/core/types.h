@@ -37,8 +37,12 @@ inline void pack_signs(const float* x, std::size_t rows, std::size_t n, std::siz
   for (std::size_t r = 0; r < rows; ++r) {
     const float* src = x + r * row_stride;
     word_t* dst = out + r * nw;
-    for (std::size_t w = 0; w < nw; ++w) dst[w] = 0;
-    for (std::size_t i = 0; i < n; ++i) dst[i / kWordBits] |= sign_bit(src[i]) << (i % kWordBits);
+    for (std::size_t w = 0; w < nw; ++w) {  // each word built in a register, then stored once
+      const std::size_t i0 = w * kWordBits, len = n - i0 < kWordBits ? n - i0 : kWordBits;
+      word_t word = 0;
+      for (std::size_t b = 0; b < len; ++b) word |= sign_bit(src[i0 + b]) << b;
+      dst[w] = word;
+    }
   }
 }
 

@@ -4,15 +4,9 @@
 namespace horq {
 namespace {
 
+// The bit convention's own packing (types.h pack_signs), one row.
 struct PackGeneric {
-  static void run(const float* src, std::size_t n, word_t* dst) {
-    for (std::size_t w = 0; w < words_for(n); ++w) {
-      const std::size_t i0 = w * kWordBits, len = n - i0 < kWordBits ? n - i0 : kWordBits;
-      word_t word = 0;
-      for (std::size_t b = 0; b < len; ++b) word |= static_cast<word_t>(src[i0 + b] < 0.0f) << b;
-      dst[w] = word;
-    }
-  }
+  static void run(const float* src, std::size_t n, word_t* dst) { pack_signs(src, 1, n, n, dst); }
 };
 
 }  // namespace

@@ -183,7 +183,7 @@ class _NativeConv2d(torch.autograd.Function):
         wbits = ktrain.conv_weight_bits(wt.bits, c_in, kh, kw)
         y, (bits, betas) = ktrain.conv2d_keep(x.detach().numpy(), wbits, wt.coef, wt.add, kh, kw, stride, padding,
                                               dilation, order)
-        ctx.conf, ctx.x_shape, ctx.wt = conf, x.shape, wt
+        ctx.conf, ctx.wt = conf, wt
         ctx.cols = (bits, betas) if ctx.needs_input_grad[1] else None
         ctx.save_for_backward(weight, x.detach())  # the weight only for autograd's in-place check
         return torch.from_numpy(y)
