@@ -16,10 +16,14 @@
 //     and the taps all see the same float values a separate affine step would produce.
 // Paths with an outer-product GEMM (and the grouped layout) keep the packed pixels as a zero-bordered image
 // the GEMM reads H_1 from (layer.h PixelImage); at order 1 nothing per column is stored at all.
+// A strided 1x1 convolution (no padding) packs only the pixels it reads (strided_pointwise).
 // Pixel rows and column blocks are independent tasks, so results do not depend on the thread count.
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
+#include <cstring>
 #include <stdexcept>
+#include <vector>
 
 #include "core/layer.h"
 #include "core/threadpool.h"
@@ -214,10 +218,48 @@ void quantize_column_block(const KernelTable& kt, const ColumnSource& source, Qu
   }
 }
 
+// A 1x1 convolution with a stride and no padding reads only the pixels x[:, :, ::sh, ::sw] (a ResNet's
+// downsampling shortcut); they are copied out (one task per image channel) and convolved at stride 1: the same
+// columns, a 1/(sh*sw) of the pixels to pack. The pixels it skips are still checked for NaN/Inf (after the
+// input affine, as packing checks the others), so the outcome does not depend on the geometry.
+bool strided_pointwise(const ConvGeometry& g) {
+  return g.kh == 1 && g.kw == 1 && g.ph == 0 && g.pw == 0 && (g.sh > 1 || g.sw > 1);
+}
+
+std::vector<float> subsample(const float* x, const ConvGeometry& g, const float* in_scale, const float* in_shift) {
+  const std::size_t oh = g.out_h, ow = g.out_w, plane = g.height * g.width;
+  std::vector<float> out(g.batch * g.channels * oh * ow);
+  std::atomic<bool> finite{true};
+  parallel_for(g.batch * g.channels, [&](std::size_t p) {
+    const float* src = x + p * plane;
+    const std::size_t c = p % g.channels;
+    const float a = in_scale ? in_scale[c] : 1.0f, b = in_scale ? in_shift[c] : 0.0f;
+    std::uint32_t bad = 0;
+    for (std::size_t i = 0; i < plane; ++i) {
+      const float v = in_scale ? src[i] * a + b : src[i];
+      std::uint32_t u;
+      std::memcpy(&u, &v, sizeof u);
+      bad |= (u & 0x7f800000u) == 0x7f800000u;  // all-ones exponent: Inf or NaN
+    }
+    if (bad) finite.store(false);
+    float* dst = out.data() + p * oh * ow;
+    for (std::size_t y = 0; y < oh; ++y)
+      for (std::size_t i = 0; i < ow; ++i) dst[y * ow + i] = src[y * g.sh * g.width + i * g.sw];
+  });
+  if (!finite.load()) throw std::invalid_argument("input contains NaN or Inf");
+  return out;
+}
+
 }  // namespace
 
 QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, const ConvGeometry& g, int order,
                                        const float* in_scale, const float* in_shift) {
+  if (strided_pointwise(g)) {
+    ConvGeometry unit = g;
+    unit.height = g.out_h, unit.width = g.out_w, unit.sh = unit.sw = 1;
+    const std::vector<float> xs = subsample(x, g, in_scale, in_shift);
+    return quantize_conv_columns(kt, xs.data(), unit, order, in_scale, in_shift);
+  }
   QuantizedColumns q = empty_columns(kt, g, order);
   const PixelPlanes pp = pack_input(kt, x, g, in_scale, in_shift, q);
   if (q.implicit_h1 && order == 1) return q;  // the GEMM task reads H_1 and beta_1 from the image

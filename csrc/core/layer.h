@@ -93,7 +93,7 @@ inline std::size_t conv_words(std::size_t channels, std::size_t taps) {
 // Unfolds x (NCHW) into receptive fields in the conv layout (zero padding included), quantized as in
 // quantize.h. With in_scale/in_shift (C values each, or both nullptr) the input is first mapped per channel,
 // x * in_scale[c] + in_shift[c] in float32 (multiply, then add, each rounded: what a separate affine step
-// computes), on the fly. Throws std::invalid_argument on NaN/Inf (after the affine).
+// computes), on the fly. Throws std::invalid_argument on NaN/Inf (after the affine) anywhere in x.
 QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, const ConvGeometry& g, int order,
                                        const float* in_scale = nullptr, const float* in_shift = nullptr);
 

@@ -291,3 +291,58 @@ def test_residual_errors():
         layer(x, np.zeros((1, 2, 4, 4)))
     with pytest.raises(ValueError, match=r"out_floor must have shape \(2,\)"):
         kernels.Conv2dLayer(pw, order=1, out_floor=np.zeros(3))
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("geom", [(1, 64, 9, 9, 3, 1, 1), (3, 3, 7, 6, 3, 2, 1), (2, 65, 5, 5, 1, 2, 0)],
+                         ids=lambda g: "x".join(map(str, g)))
+def test_floor_alone_is_a_separate_maximum_step(path, geom, order):
+    """``out_floor`` without a residual gives bit for bit ``np.maximum(layer(x), floor)``: the runtime's relu or
+    floor step after a binary convolution, which horq.runtime.fuse folds into the layer."""
+    n, c, h, w, k, s, p = geom
+    rng = np.random.default_rng(c + 13 * order)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    pw = kernels.pack_weights(rng.standard_normal((6, c, k, k)).astype(np.float32))
+    floor = rng.standard_normal(6).astype(np.float32)
+    floor[::3] = 0.0
+    want = np.maximum(kernels.Conv2dLayer(pw, order=order, stride=s, padding=p, kernel=path)(x),
+                      floor.reshape(1, -1, 1, 1))
+    got = kernels.Conv2dLayer(pw, order=order, stride=s, padding=p, out_floor=floor, kernel=path)(x)
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("geom", [(2, 64, 9, 9, (2, 2)), (1, 65, 8, 11, (2, 3)), (3, 7, 5, 4, (3, 1)),
+                                  (1, 128, 7, 7, (2, 2))], ids=lambda g: "x".join(map(str, g[:4])) + f"s{g[4]}")
+def test_strided_pointwise_conv_reads_only_its_pixels(path, geom, order):
+    """A 1x1 convolution with a stride and no padding (a ResNet shortcut) packs only x[:, :, ::sh, ::sw]: bit for
+    bit the stride-1 layer on those pixels (input affine and floor included) and the reference's values; NaN or
+    Inf is still reported wherever it is (tests/kernels/test_kernels_errors_dispatch.py's rule), including a
+    skipped pixel that only the input affine makes infinite."""
+    n, c, h, w, (sh, sw) = geom
+    rng = np.random.default_rng(c + 5 * order + sh)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((9, c, 1, 1)).astype(np.float32)
+    pw = kernels.pack_weights(wt)
+    sc, shift = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    floor = np.zeros(9, np.float32)
+    layer = kernels.Conv2dLayer(pw, order=order, stride=(sh, sw), in_scale=sc, in_shift=shift, out_floor=floor,
+                                kernel=path)
+    unit = kernels.Conv2dLayer(pw, order=order, in_scale=sc, in_shift=shift, out_floor=floor, kernel=path)
+    got = layer(x)
+    assert np.array_equal(got, unit(np.ascontiguousarray(x[:, :, ::sh, ::sw])))
+    xa = x * sc.reshape(1, -1, 1, 1) + shift.reshape(1, -1, 1, 1)
+    close(kernels.conv2d(x, pw, order=order, stride=(sh, sw), kernel=path),
+          reference.horq_conv2d(x, wt, order=order, stride=(sh, sw)))
+    close(got, np.maximum(reference.horq_conv2d(xa, wt, order=order, stride=(sh, sw)), 0.0))
+    for bad in ((-1, c // 2, 1, 1), (-1, c - 1, sh, 0)):  # a pixel it skips at any stride >= 2, one it reads
+        xb = x.copy()
+        xb[bad] = np.nan
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            layer(xb)
+    huge = kernels.Conv2dLayer(pw, order=order, stride=(sh, sw), in_scale=np.full(c, 1e30, np.float32),
+                               in_shift=shift, kernel=path)
+    xb = np.zeros_like(x)
+    xb[0, 0, h - 1, w - 1] = 1e10  # finite, infinite after the affine; skipped unless the stride reaches it
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        huge(xb)

@@ -17,6 +17,8 @@ The graph is what the file says; these rewrites change how it is computed, not w
   numpy backend then folds the whole epilogue into its weights: :func:`horq.runtime.ops.build`.)
 * **Affine into a binary layer's input.** A native binary convolution applies an ``affine`` that only it
   reads (the BatchNorm before it) while packing its input (:func:`_fuse_input_affines`): bitwise the same.
+* **Floor into a binary layer's output.** A native binary convolution read only by a ``relu`` or ``floor``
+  applies that maximum as it stores its output (:func:`_fuse_floors`): bitwise the same.
 * **Residual add into a binary layer's output.** A native binary convolution read only by an ``add`` adds
   the other addend and applies the add's ReLU floor as it stores its output (:func:`_fuse_residual_adds`).
 * **In place.** ``relu``, ``affine``, ``hardtanh`` and that floor overwrite their input when nothing reads it
@@ -117,22 +119,29 @@ def _sole_reader(graph, steps, readers, name):
 
 
 def _fuse_floors(graph, steps):
-    """A ``max_pool2d``, ``add`` or numpy-run layer whose only reader is a ``relu`` (floor 0) or a fused
-    ``floor`` (relu + affine) takes it: ``max(op(x), floor)`` in one step, named as the step it replaces.
-    Exact (max is)."""
+    """A ``max_pool2d``, ``add``, numpy-run layer or native binary convolution whose only reader is a ``relu``
+    (floor 0) or a fused ``floor`` (relu + affine) takes it: ``max(op(x), floor)`` in one step, named as the
+    step it replaces. The native convolution applies it as it stores its output (``Conv2dLayer(out_floor=)``,
+    one value per output channel: the same float32 maximum as the floor step). Exact (max is)."""
     readers = _readers(steps)
     merged, dropped = {}, set()
     for i, step in enumerate(steps):
         numpy_layer = step.op in LAYER_OPS and not step.native
-        if not (step.op in FLOOR_OPS or numpy_layer) or "floor" in step.params:
+        native_conv = step.op == "binary_conv2d" and step.native
+        if not (step.op in FLOOR_OPS or numpy_layer or native_conv) or "floor" in step.params:
             continue
         j = _sole_reader(graph, steps, readers, step.name)
         if j is None or steps[j].op not in ("relu", "floor"):
             continue
         nxt = steps[j]
         value = np.float32(0) if nxt.op == "relu" else nxt.params["floor"]
-        merged[j] = replace(step, name=nxt.name, params={**step.params, "floor": value},
-                            fused=step.fused + (step.name,) + nxt.fused)
+        if native_conv:
+            channels = step.node.out_shape[0]
+            params = {**step.params, "out_floor": np.ascontiguousarray(
+                np.broadcast_to(np.asarray(value, np.float32).reshape(-1), (channels,)), dtype=np.float32)}
+        else:
+            params = {**step.params, "floor": value}
+        merged[j] = replace(step, name=nxt.name, params=params, fused=step.fused + (step.name,) + nxt.fused)
         dropped.add(i)
     return [merged.get(i, s) for i, s in enumerate(steps) if i not in dropped]
 
@@ -141,13 +150,14 @@ def _subsample_pointwise(graph, steps):
     """A 1x1 convolution with stride (sh, sw) and no padding reads only the pixels ``x[:, :, ::sh, ::sw]``;
     when its input is an ``affine`` read by it alone, the affine computes only those pixels and the
     convolution runs with stride 1 on them (a ResNet's downsampling shortcut): exact, a quarter of the work
-    for stride 2, and the binary kernels pack a quarter of the pixels."""
+    for stride 2. Not for a native binary convolution: the kernels subsample such an input themselves and
+    take the affine into their input packing (:func:`_fuse_input_affines`), one numpy pass less."""
     readers = _readers(steps)
     by_name = {s.name: i for i, s in enumerate(steps)}
     out = list(steps)
     for i, step in enumerate(steps):
         a = step.node.attrs
-        if step.op not in LAYER_OPS[:2] or a.get("groups", 1) != 1 or tuple(a["stride"]) == (1, 1):
+        if step.op not in LAYER_OPS[:2] or a.get("groups", 1) != 1 or tuple(a["stride"]) == (1, 1) or step.native:
             continue
         kernel = a["shape"][2:] if step.op == "binary_conv2d" else step.params["weight"].shape[2:]
         if tuple(kernel) != (1, 1) or any(a["padding"]) or step.inputs[0] not in by_name:
@@ -191,7 +201,8 @@ def _fuse_residual_adds(graph, steps):
     another array: the convolution adds that array and applies the floor in its output stores
     (``Conv2dLayer(out_floor=)(x, residual)``: the same float32 add and maximum, bitwise the same), one pass
     over the map instead of one or two. When both addends are such convolutions, the later one fuses (the
-    other's output then exists when it runs)."""
+    other's output then exists when it runs). A convolution that took a floor of its own (which comes before
+    the add) does not."""
     readers = _readers(steps)
     by_name = {s.name: i for i, s in enumerate(steps)}
     merged, dropped = {}, set()
@@ -201,7 +212,7 @@ def _fuse_residual_adds(graph, steps):
         convs = [(by_name[ref], slot) for slot, ref in enumerate(add.inputs)
                  if ref in by_name and ref != graph.output and readers.get(ref) == [i]
                  and steps[by_name[ref]].op == "binary_conv2d" and steps[by_name[ref]].native
-                 and by_name[ref] not in dropped]
+                 and "out_floor" not in steps[by_name[ref]].params and by_name[ref] not in dropped]
         if not convs:
             continue
         k, slot = max(convs)
