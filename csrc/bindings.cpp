@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "core/dispatch.h"
+#include "core/float_conv.h"
 #include "core/layer.h"
 #include "core/pool.h"
 #include "core/threadpool.h"
@@ -330,6 +331,34 @@ FloatArray max_pool2d(In<float, nb::ndim<4>> x, std::size_t kh, std::size_t kw, 
   return arr;
 }
 
+// A full-precision convolution of an NCHW float32 map with weights w (m x C*kh*kw, rows in (c, i, j) order),
+// then + bias and max(., floor) per output channel: the runtime's float conv2d step (float_conv.h).
+FloatArray float_conv2d(In<float, nb::ndim<4>> x, In<float, nb::ndim<2>> w, std::size_t kh, std::size_t kw,
+                        Pair stride, Pair padding, Pair dilation, Optional1 bias, Optional1 floor,
+                        const std::string& kernel) {
+  const std::size_t m = w.shape(0);
+  horq::ConvGeometry g{x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, std::get<0>(stride),
+                       std::get<1>(stride), std::get<0>(padding), std::get<1>(padding), std::get<0>(dilation),
+                       std::get<1>(dilation), 0, 0};
+  require(g.sh >= 1 && g.sw >= 1 && g.dh >= 1 && g.dw >= 1 && kh >= 1 && kw >= 1, "bad geometry");
+  const long eh = static_cast<long>(g.height + 2 * g.ph) - static_cast<long>(g.dh * (kh - 1) + 1);
+  const long ew = static_cast<long>(g.width + 2 * g.pw) - static_cast<long>(g.dw * (kw - 1) + 1);
+  require(eh >= 0 && ew >= 0, "input too small for the kernel");
+  g.out_h = static_cast<std::size_t>(eh) / g.sh + 1;
+  g.out_w = static_cast<std::size_t>(ew) / g.sw + 1;
+  require(g.batch >= 1 && g.channels >= 1 && m >= 1, "empty batch, channels or weights");
+  require(w.shape(1) == g.channels * kh * kw, "weights have C*kh*kw != x's channels times the kernel size");
+  require(!bias || bias->shape(0) == m, "bias length != output channels");
+  require(!floor || floor->shape(0) == m, "floor length != output channels");
+  const auto& kt = horq::kernel_table(kernel);
+  float* y;
+  auto arr = make_array<float>({g.batch, m, g.out_h, g.out_w}, &y, false);
+  nb::gil_scoped_release nogil;
+  horq::float_conv2d(kt, x.data(), g, w.data(), m, bias ? bias->data() : nullptr, floor ? floor->data() : nullptr,
+                     y);
+  return arr;
+}
+
 void clip_window(nb::ndarray<float, nb::c_contig, nb::device::cpu> g, In<float> x, float clip) {
   require(g.size() == x.size(), "g and x differ in size");
   nb::gil_scoped_release nogil;
@@ -434,6 +463,9 @@ void def_training(nb::module_& m) {
   m.def("binarize_weight_rows", &binarize_weight_rows, nb::arg("w"), nb::arg("with_eff") = true,
         nb::arg("kernel") = "");
   m.def("binary_weight_grad", &binary_weight_grad, nb::arg("w"), nb::arg("alpha"), nb::arg("g"), nb::arg("clip"),
+        nb::arg("kernel") = "");
+  m.def("float_conv2d", &float_conv2d, nb::arg("x"), nb::arg("w"), nb::arg("kh"), nb::arg("kw"), nb::arg("stride"),
+        nb::arg("padding"), nb::arg("dilation"), nb::arg("bias") = nb::none(), nb::arg("floor") = nb::none(),
         nb::arg("kernel") = "");
   m.def("max_pool2d", &max_pool2d, nb::arg("x"), nb::arg("kh"), nb::arg("kw"), nb::arg("stride"),
         nb::arg("padding"), nb::arg("dilation"), nb::arg("out_h"), nb::arg("out_w"),

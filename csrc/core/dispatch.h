@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "core/bgemm.h"
+#include "core/float_conv.h"
 #include "core/quantize.h"
 #include "core/sign_gemm.h"
 #include "core/weight_rows.h"
@@ -38,6 +39,7 @@ struct KernelTable {
   expand_column_fn expand_column;    // kept planes rebuilt as floats (weight gradient, GEMM route)
   binarize_rows_fn binarize_rows;    // training: the latent weights binarized
   weight_grad_fn weight_grad;        // training: their straight-through gradient
+  float_conv_row_fn float_conv_row;  // a full-precision convolution's output row (float_conv.h)
 };
 
 // Every path this library knows, whether or not this CPU can run it.

@@ -41,6 +41,7 @@ __all__ = [
     "PackedWeights",
     "bgemm",
     "conv2d",
+    "float_conv2d",
     "get_num_threads",
     "info",
     "linear",
@@ -406,6 +407,44 @@ def linear(x, pw: PackedWeights, *, order: int, bias=None, scale=None, shift=Non
         ValueError: see the module docstring.
     """
     return LinearLayer(pw, order=order, bias=bias, scale=scale, shift=shift, kernel=kernel)(x)
+
+
+def float_conv2d(x, weight, *, stride=1, padding=0, dilation=1, bias=None, floor=None,
+                 kernel: str | None = None) -> np.ndarray:
+    """Full-precision convolution (groups = 1) of ``x`` (N, C, H, W) with float ``weight`` (C_out, C, kh, kw),
+    then ``+ bias`` and ``max(., floor)`` per output channel (each optional; ``floor`` one value or one per
+    channel): the runtime's float ``conv2d`` step for a network's first layer.
+
+    Computed directly from the input, without an unfolded column matrix (core/float_conv.h): each output is
+    the products summed in the reference's (c, i, j) order in float32, with fused multiply-adds on the avx2 and
+    avx512 paths (which give the same bits) and multiply-then-add on generic (agreeing to float rounding);
+    bitwise the same at any thread count. Fastest where C * kh * kw is small and the output rows wide; NaN
+    and Inf propagate as in any float convolution.
+
+    Raises:
+        ValueError: non-float32 or wrongly shaped ``x`` / ``weight`` / ``bias`` / ``floor``, or a bad geometry.
+    """
+    x = _float_input(x, 4, "x", "(N, C, H, W)")
+    w = _float_input(weight, 4, "weight", "(C_out, C, kh, kw)")
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(f"float_conv2d: x has {x.shape[1]} channels, the weights expect {w.shape[1]}")
+    m, _, kh, kw = w.shape
+    (sh, sw), (ph, pw) = pair(stride, "stride", minimum=1), pair(padding, "padding")
+    dh, dw = pair(dilation, "dilation", minimum=1)
+    for size, k, pad, dil, axis in ((x.shape[2], kh, ph, dh, "height"), (x.shape[3], kw, pw, dw, "width")):
+        if size + 2 * pad < dil * (k - 1) + 1:
+            raise ValueError(f"float_conv2d: input {axis} {size} (padding {pad}) is smaller than the kernel")
+    b = None if bias is None else np.ascontiguousarray(_to_numpy(bias), dtype=np.float32)
+    if b is not None and b.shape != (m,):
+        raise ValueError(f"bias must have shape ({m},), got {b.shape}")
+    fl = None
+    if floor is not None:
+        fl = np.asarray(_to_numpy(floor), np.float32).reshape(-1)
+        if fl.size not in (1, m):
+            raise ValueError(f"floor must hold one value or one per output channel ({m}), got {fl.size}")
+        fl = np.ascontiguousarray(np.broadcast_to(fl, (m,)))
+    return _core.float_conv2d(x, w.reshape(m, -1), kh, kw, (sh, sw), (ph, pw), (dh, dw), b, fl,
+                              _resolve_kernel(kernel))
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, *, out_size=None, floor=None) -> np.ndarray:

@@ -1,10 +1,11 @@
 """Native backend: binary layers run on :mod:`horq.kernels` (the C++ XNOR-popcount core).
 
 Only the binary convolutions and linear layers of order >= 1 go native (:func:`runs_natively`; the core has
-no order-0 path: binary weights with real inputs is a float matmul), and max pooling runs in the core
-(:func:`max_pool2d`); every other step runs on :mod:`horq.runtime.ops`. :func:`import_kernels` imports the
-extension lazily, so a missing or unbuilt extension surfaces as ImportError for the ``auto`` backend to fall
-back on.
+no order-0 path: binary weights with real inputs is a float matmul); max pooling and the float convolutions
+with a small receptive field (a network's first layer: :func:`float_conv_runs_natively`) also run in the core
+(:func:`max_pool2d`, :func:`float_conv2d`); every other step runs on :mod:`horq.runtime.ops`.
+:func:`import_kernels` imports the extension lazily, so a missing or unbuilt extension surfaces as ImportError
+for the ``auto`` backend to fall back on.
 
 :func:`build` turns a planned native step (its file tensors ``bits`` and ``alpha``, the epilogue ``bias``,
 ``scale``, ``shift`` as :mod:`horq.runtime.fuse` composed them, and the ``in_scale``/``in_shift`` and
@@ -14,6 +15,7 @@ back on.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -79,11 +81,48 @@ def max_pool2d(kernels, node, params, x):
                               out_size=(oh, ow), floor=floor)
 
 
+#: A float convolution (groups 1) runs in the core when its receptive field C * kh * kw has at most this many
+#: values and its output rows are at least FLOAT_CONV_MIN_WIDTH wide; elsewhere numpy's im2col + BLAS GEMM is
+#: faster (wide filters reread per row block, rows narrower than a vector). Measured on both x86 paths by
+#: `python benchmarks/bench_float_conv.py` (docs/KERNELS.md, round 6).
+FLOAT_CONV_MAX_FIELD = 512
+FLOAT_CONV_MIN_WIDTH = 16
+
+
+def float_conv_runs_natively(step) -> bool:
+    """True for the planned float ``conv2d`` steps :func:`float_conv2d` takes (see FLOAT_CONV_MAX_FIELD)."""
+    node = step.node
+    if node.op != "conv2d" or node.attrs.get("groups", 1) != 1:
+        return False
+    field = math.prod(np.shape(step.params["weight"])[1:])  # C * kh * kw
+    return field <= FLOAT_CONV_MAX_FIELD and node.out_shape[2] >= FLOAT_CONV_MIN_WIDTH
+
+
+def float_conv2d(kernels, node, params, x):
+    """A float ``conv2d`` step in the core (:func:`horq.kernels.float_conv2d`), with the epilogue the numpy op
+    would apply: the output affine folded into the weights and bias (:func:`horq.runtime.ops.build`'s
+    parameters), then the fused floor; the same values as :func:`horq.runtime.ops.conv2d` to float rounding."""
+    if x.dtype != np.float32:
+        return np_ops.conv2d(node, params, x)
+    a = node.attrs
+    floor = params.get("floor")
+    if floor is not None and np.ndim(floor) == 4:  # per channel, maybe spread over the map at load
+        floor = np.asarray(floor)[0, :, 0, 0]
+    return kernels.float_conv2d(x, params["weight4"], stride=a["stride"], padding=a["padding"],
+                                dilation=a["dilation"], bias=params.get("bias"), floor=floor)
+
+
 def build_step(step, kernels):
     """The native backend's callable for any planned step: binary layers on the kernels (:func:`build`),
-    max pooling in the core (:func:`max_pool2d`), everything else on the numpy ops."""
+    max pooling and small float convolutions in the core (:func:`max_pool2d`, :func:`float_conv2d`),
+    everything else on the numpy ops."""
     if step.native:
         return build(step, kernels)
     if step.op == "max_pool2d":
         return functools.partial(max_pool2d, kernels, step.node, dict(step.params))
+    if float_conv_runs_natively(step):
+        params = np_ops.prepared(step)
+        params["weight4"] = np.ascontiguousarray(
+            params["matrix"].reshape(params["matrix"].shape[0], step.node.in_shapes[0][0], *params["kernel"]))
+        return functools.partial(float_conv2d, kernels, step.node, params)
     return np_ops.build(step)

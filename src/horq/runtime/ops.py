@@ -35,7 +35,12 @@ CHUNK_FLOATS = 8 * 1024 * 1024
 def build(step):
     """The planned step as a call ``fn(*inputs)`` on the float32 ops: its parameters prepared once, a layer's
     output affine folded into its weights (:func:`_collapse_epilogue`)."""
-    return functools.partial(OPS[step.op], step.node, _collapse_epilogue(prepare(step.node, step.params)))
+    return functools.partial(OPS[step.op], step.node, prepared(step))
+
+
+def prepared(step) -> dict:
+    """The parameters :func:`build` gives the step's op: :func:`prepare`, then the epilogue collapsed."""
+    return _collapse_epilogue(prepare(step.node, step.params))
 
 
 def prepare(node, params: dict, *, dtype=np.float32) -> dict:

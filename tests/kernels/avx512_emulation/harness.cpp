@@ -31,6 +31,7 @@
 
 #include "core/bgemm.h"
 #include "core/dispatch.h"
+#include "core/float_conv.h"
 #include "core/layer.h"
 #include "core/quantize.h"
 #include "core/sign_gemm.h"
@@ -606,6 +607,67 @@ int check_weight_rows(std::mt19937_64& rng) {
   return failures;
 }
 
+// float_conv2d (the runtime's float first layer) with the AVX-512 row kernel against a scalar chain of fused
+// multiply-adds in the same (c, i, j) order, then + bias and the floor: equal bit for bit, on geometries with
+// output rows around the 16-lane vectors (tails, blocks of several vectors), strides, padding, dilation,
+// channel counts that are not whole 4-row blocks, batches, zero weights with a -0.0 bias, and NaN propagation.
+int check_float_conv(std::mt19937_64& rng) {
+  KernelTable emu{};
+  emu.name = "avx512";
+  emu.float_conv_row = float_conv_row_avx512;
+  std::normal_distribution<float> normal;
+  int failures = 0;
+  for (int trial = 0; trial < 80; ++trial) {
+    const std::size_t widths[] = {1, 5, 15, 16, 17, 31, 33, 48, 97, 113};
+    ConvGeometry g{};
+    g.batch = 1 + rng() % 3, g.channels = 1 + rng() % 5, g.height = 1 + rng() % 6, g.width = widths[rng() % 10];
+    g.kh = 1 + rng() % 5, g.kw = 1 + rng() % 5, g.sh = 1 + rng() % 3, g.sw = 1 + rng() % 3;
+    g.ph = rng() % 3, g.pw = rng() % 3, g.dh = 1 + rng() % 2, g.dw = 1 + rng() % 2;
+    const std::size_t sph = g.dh * (g.kh - 1) + 1, spw = g.dw * (g.kw - 1) + 1;
+    if (g.height + 2 * g.ph < sph || g.width + 2 * g.pw < spw) continue;
+    g.out_h = (g.height + 2 * g.ph - sph) / g.sh + 1, g.out_w = (g.width + 2 * g.pw - spw) / g.sw + 1;
+    const std::size_t m = 1 + rng() % 11, k = g.channels * g.kh * g.kw;
+    std::vector<float> x(g.batch * g.channels * g.height * g.width), w(m * k), bias(m), floor(m);
+    for (auto& v : x) v = normal(rng);
+    for (auto& v : w) v = normal(rng);
+    for (auto& v : bias) v = normal(rng);
+    for (std::size_t o = 0; o < m; ++o) floor[o] = o % 3 == 0 ? 0.0f : normal(rng);
+    if (trial % 7 == 0) x[rng() % x.size()] = std::nanf("");
+    if (trial % 5 == 0) std::fill(bias.begin(), bias.end(), -0.0f), std::fill(w.begin(), w.end(), 0.0f);
+    const bool with_bias = trial % 3 != 1, with_floor = trial % 2 == 0;
+    const std::size_t ny = g.batch * m * g.out_h * g.out_w;
+    std::vector<float> got(ny + 2, 1234.5f), want(ny);
+    float_conv2d(emu, x.data(), g, w.data(), m, with_bias ? bias.data() : nullptr, with_floor ? floor.data() : nullptr,
+                 got.data() + 1);
+    for (std::size_t n = 0; n < g.batch; ++n)
+      for (std::size_t o = 0; o < m; ++o)
+        for (std::size_t oy = 0; oy < g.out_h; ++oy)
+          for (std::size_t ox = 0; ox < g.out_w; ++ox) {
+            float acc = 0.0f;
+            for (std::size_t c = 0; c < g.channels; ++c)
+              for (std::size_t i = 0; i < g.kh; ++i)
+                for (std::size_t j = 0; j < g.kw; ++j) {
+                  const long iy = static_cast<long>(oy * g.sh + i * g.dh) - static_cast<long>(g.ph);
+                  const long ix = static_cast<long>(ox * g.sw + j * g.dw) - static_cast<long>(g.pw);
+                  const bool in = iy >= 0 && ix >= 0 && iy < static_cast<long>(g.height) &&
+                                  ix < static_cast<long>(g.width);
+                  const float xv = in ? x[((n * g.channels + c) * g.height + static_cast<std::size_t>(iy)) * g.width +
+                                          static_cast<std::size_t>(ix)]
+                                      : 0.0f;
+                  acc = std::fma(w[o * k + (c * g.kh + i) * g.kw + j], xv, acc);
+                }
+            if (with_bias) acc += bias[o];
+            if (with_floor && floor[o] > acc) acc = floor[o];
+            want[((n * m + o) * g.out_h + oy) * g.out_w + ox] = acc;
+          }
+    const bool guards = got[0] == 1234.5f && got[ny + 1] == 1234.5f;
+    if ((!guards || std::memcmp(got.data() + 1, want.data(), ny * sizeof(float)) != 0) && ++failures <= kMaxReports)
+      std::printf("float_conv mismatch C=%zu %zux%zu k=%zux%zu s=%zu,%zu p=%zu,%zu d=%zu,%zu m=%zu batch=%zu\n",
+                  g.channels, g.height, g.width, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, m, g.batch);
+  }
+  return failures;
+}
+
 int main() {
   set_num_threads(1);
   std::mt19937_64 rng(42);
@@ -627,6 +689,7 @@ int main() {
       {"fold", check_fold},
       {"expand_column", check_expand_column},
       {"weight_rows", check_weight_rows},
+      {"float_conv", check_float_conv},
   };
   int failures = 0;
   for (const Check& c : checks) {

@@ -229,6 +229,11 @@ inline __m512 _mm512_set1_ps(float x) { __m512 r; for (float& e : r.v) e = x; re
 inline __m512 _mm512_sub_ps(__m512 a, __m512 b) { for (int i = 0; i < 16; ++i) a.v[i] -= b.v[i]; return a; }
 inline __m512 _mm512_add_ps(__m512 a, __m512 b) { for (int i = 0; i < 16; ++i) a.v[i] += b.v[i]; return a; }
 inline __m512 _mm512_mul_ps(__m512 a, __m512 b) { for (int i = 0; i < 16; ++i) a.v[i] *= b.v[i]; return a; }
+// a * b + c rounded once (std::fma), as the hardware's fused multiply-add.
+inline __m512 _mm512_fmadd_ps(__m512 a, __m512 b, __m512 c) {
+  for (int i = 0; i < 16; ++i) c.v[i] = std::fma(a.v[i], b.v[i], c.v[i]);
+  return c;
+}
 inline __m512 _mm512_mask_add_ps(__m512 src, __mmask16 k, __m512 a, __m512 b) {
   for (int i = 0; i < 16; ++i)
     if (avx512_emulation::bit(k, i)) src.v[i] = a.v[i] + b.v[i];

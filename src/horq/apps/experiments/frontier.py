@@ -137,7 +137,9 @@ def layer_latencies(model, layers, orders, *, input_shape, x1, rounds: int, work
         for _ in range(max(1, rounds // BURST)):
             for k in orders:
                 prof = models[k].profile(x1, repeats=BURST, warmup=0)
-                samples[k].append({node.name: node.ms for node in prof.nodes})
+                # A binary layer's step may carry a following step's name (the runtime fused a relu or a
+                # residual add into it); the layer's time is that step's, keyed by the layer.
+                samples[k].append({_layer_of(node, names): node.ms for node in prof.nodes})
                 whole[k].append(prof.call_ms)
     missing = [n for n in names if n not in samples[orders[0]][0]]
     if missing:
@@ -153,6 +155,12 @@ def layer_latencies(model, layers, orders, *, input_shape, x1, rounds: int, work
         fixed[k] = whole_ms[k] - sum(layer_ms[n][k] for n in names)
     return {"layer_ms": layer_ms, "fixed_ms": statistics.mean(fixed.values()), "fixed_ms_per_order": fixed,
             "other_steps_ms_per_order": other, "whole_ms_per_order": whole_ms}
+
+
+def _layer_of(node, names) -> str:
+    """The binary layer a profiled step computes (its own name or one it fused), else the step's name."""
+    own = [n for n in (node.name, *node.fused) if n in names]
+    return own[0] if len(own) == 1 else node.name
 
 
 def predicted_ms(assignment: dict, lat: dict) -> float:

@@ -1,0 +1,131 @@
+// Float convolution for the runtime's full-precision layers (a network's first layer: few input channels, a large
+// map), computed directly from the input instead of through an unfolded column matrix and a BLAS GEMM: for a 7x7
+// stride-2 stem over 3x224x224 the unfolded matrix is 147 x 12544 floats (7.4 MB), written once and read back
+// by the GEMM, slower than the arithmetic itself.
+//
+// Layout. The input of each image is copied once, zero-padded, with every row split into its sw column phases
+// (xp[c][r][phase][u] = padded x[c][r][u sw + phase]), so the input values that the output pixels ox, ox + 1,
+// ... read through one tap are consecutive floats of one phase row at any stride. Weights are transposed to
+// blocks of kFloatConvRows output channels, wt[o / R][k][o % R] (k = (c, i, j), the reference's order; o padded
+// with zeros to a whole block), so a block's weights are read in one contiguous run.
+//
+// Arithmetic. Output (o, oy, ox) = sum over k of w[o][k] x_k, the products added in k order into one float32
+// accumulator per output (SIMD lanes run over output pixels; each output is one lane's chain): the AVX2 and
+// AVX-512 paths use fused multiply-adds and give the same bits; the portable path multiplies, then adds (one
+// rounding more per term), so it agrees with them to float rounding. Then, as the runtime's numpy steps do,
+// y += bias[o] and y = max(y, floor[o]) in float32 (numpy.maximum's rule: NaN kept). Each output row is one
+// task, so results do not depend on the thread count.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "core/types.h"
+
+namespace horq {
+
+// What every output row of one call reads (float_conv.cpp builds it).
+struct FloatConvPlan {
+  std::size_t k = 0;           // taps of a receptive field: C * kh * kw
+  std::size_t m = 0, mp = 0;   // output channels, and padded to the ISA block height
+  std::size_t oh = 0, ow = 0;  // output size
+  std::size_t row_step = 0;    // floats between the phase rows of output rows oy and oy + 1 (sh * sw * U)
+  std::vector<std::int64_t> koff;  // per tap: its phase row and column offset in an image's copy
+  std::vector<float> wt;           // (mp / kFloatConvRows) x k x kFloatConvRows
+  const float* bias = nullptr;     // m values or nullptr
+  const float* floor = nullptr;    // m values or nullptr
+};
+
+// One output row oy of one image: xp is that image's padded phase copy, y the image's (m, oh, ow) output.
+using float_conv_row_fn = void (*)(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y);
+
+void float_conv_row_generic(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y);
+void float_conv_row_avx2(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y);
+void float_conv_row_avx512(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y);
+
+// Block height (output channels per register block) of each path; FloatConvPlan::mp is m rounded up to it.
+constexpr std::size_t kFloatConvRows = 4;
+
+struct KernelTable;
+struct ConvGeometry;
+
+// y (N, m, out_h, out_w) = the convolution of x (N, C, H, W) in geometry g with weights w (m x C*kh*kw, rows in
+// (c, i, j) order), then + bias and max(., floor) per output channel (each optional). Groups are not taken.
+void float_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,
+                  const float* bias, const float* floor, float* y);
+
+namespace float_conv {
+
+// V: a SIMD register of V::kLanes floats with zero(), load(p), set1(v), madd(a, b, acc) (acc + a * b, fused or
+// not as the path says) and store(p, r).
+template <class V, int P>
+[[gnu::always_inline]] inline void block(const float* in, const std::int64_t* koff, const float* wt, std::size_t k,
+                                         float* out, std::size_t ld) {
+  constexpr int R = static_cast<int>(kFloatConvRows);
+  constexpr std::size_t L = V::kLanes;
+  typename V::reg acc[R][P];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int q = 0; q < P; ++q) acc[r][q] = V::zero();
+  for (std::size_t t = 0; t < k; ++t) {
+    const float* src = in + koff[t];
+    const float* wk = wt + t * R;
+    typename V::reg v[P];
+#pragma GCC unroll 8
+    for (int q = 0; q < P; ++q) v[q] = V::load(src + q * L);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const typename V::reg w = V::set1(wk[r]);
+#pragma GCC unroll 8
+      for (int q = 0; q < P; ++q) acc[r][q] = V::madd(w, v[q], acc[r][q]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int q = 0; q < P; ++q) V::store(out + r * ld + q * L, acc[r][q]);
+}
+
+// The row: blocks of kFloatConvRows channels x up to PMAX vectors of pixels (the row's vectors split evenly into
+// blocks), each computed into a scratch tile, then the epilogue into y.
+template <class V, int PMAX>
+void row(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y) {
+  constexpr std::size_t L = V::kLanes, R = kFloatConvRows, LD = PMAX * L;
+  const std::size_t nv = ceil_div(p.ow, L), per = ceil_div(nv, ceil_div(nv, PMAX));
+  const float* in = xp + oy * p.row_step;
+  alignas(64) float tile[R * LD];
+  for (std::size_t o0 = 0; o0 < p.m; o0 += R) {
+    const float* wt = p.wt.data() + o0 * p.k;
+    for (std::size_t v0 = 0; v0 < nv; v0 += per) {
+      const std::size_t pv = nv - v0 < per ? nv - v0 : per;
+      const float* at = in + v0 * L;
+      switch (pv) {  // pv <= PMAX <= 8
+        case 1: block<V, 1>(at, p.koff.data(), wt, p.k, tile, LD); break;
+        case 2: if constexpr (PMAX >= 2) block<V, 2>(at, p.koff.data(), wt, p.k, tile, LD); break;
+        case 3: if constexpr (PMAX >= 3) block<V, 3>(at, p.koff.data(), wt, p.k, tile, LD); break;
+        case 4: if constexpr (PMAX >= 4) block<V, 4>(at, p.koff.data(), wt, p.k, tile, LD); break;
+        case 5: if constexpr (PMAX >= 5) block<V, 5>(at, p.koff.data(), wt, p.k, tile, LD); break;
+        case 6: if constexpr (PMAX >= 6) block<V, 6>(at, p.koff.data(), wt, p.k, tile, LD); break;
+        case 7: if constexpr (PMAX >= 7) block<V, 7>(at, p.koff.data(), wt, p.k, tile, LD); break;
+        default: if constexpr (PMAX >= 8) block<V, 8>(at, p.koff.data(), wt, p.k, tile, LD); break;
+      }
+      const std::size_t x0 = v0 * L, x1 = (v0 + pv) * L < p.ow ? (v0 + pv) * L : p.ow;
+      for (std::size_t r = 0; r < R && o0 + r < p.m; ++r) {
+        const std::size_t o = o0 + r;
+        const float* __restrict t = tile + r * LD;
+        float* __restrict dst = y + (o * p.oh + oy) * p.ow;
+        const float b = p.bias ? p.bias[o] : 0.0f, f = p.floor ? p.floor[o] : 0.0f;
+        for (std::size_t x = x0; x < x1; ++x) {
+          float v = t[x - x0];
+          if (p.bias) v += b;
+          if (p.floor && f > v) v = f;
+          dst[x] = v;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace float_conv
+}  // namespace horq

@@ -1,0 +1,117 @@
+"""kernels.float_conv2d (csrc/core/float_conv.h), the native backend's float first layer, against the float64
+reference convolution; the avx2 and avx512 paths (both fused multiply-adds in the same order) bit for bit equal;
+every path bitwise the same at any thread count. The AVX-512 row kernel's exact bits are also checked against
+a scalar chain of fused multiply-adds under tests/kernels/test_kernels_avx512_emulated.py.
+
+Tolerance: each output is a float32 sum of C*kh*kw products; its rounding error is below ~K * 2^-24 of the sum
+of |w x|, so the error is measured against that magnitude (np.abs(w) convolved with np.abs(x)).
+"""
+
+import numpy as np
+import pytest
+
+from horq import _core, kernels, reference
+
+CASES = [
+    # (N, C, H, W, C_out, (kh, kw), stride, padding, dilation)
+    (1, 3, 37, 41, 64, (7, 7), (2, 2), (3, 3), (1, 1)),  # a ResNet stem on an odd map
+    (2, 3, 16, 16, 5, (3, 3), (1, 1), (1, 1), (1, 1)),  # 16 pixels: one AVX-512 vector per row
+    (1, 1, 9, 17, 4, (3, 3), (1, 1), (1, 1), (1, 1)),  # 17: a vector and one pixel
+    (3, 2, 6, 33, 9, (2, 5), (1, 2), (0, 2), (2, 1)),  # rectangular kernel, mixed stride / dilation
+    (1, 5, 8, 15, 13, (1, 1), (3, 1), (0, 0), (1, 1)),  # 1x1, 15 pixels: a tail only
+    (1, 4, 5, 113, 7, (3, 3), (1, 1), (2, 2), (2, 2)),  # 113 pixels: several vectors per block and a tail
+    (2, 1, 3, 3, 1, (3, 3), (1, 1), (1, 1), (1, 1)),  # one output channel, tiny map
+]
+
+
+def _reference(x, w, stride, padding, dilation, bias=None, floor=None):
+    y = reference.horq_conv2d(x.astype(np.float64), w.astype(np.float64),
+                              None if bias is None else bias.astype(np.float64), order=None, stride=stride,
+                              padding=padding, dilation=dilation)
+    scale = reference.horq_conv2d(np.abs(x).astype(np.float64), np.abs(w).astype(np.float64), order=None,
+                                  stride=stride, padding=padding, dilation=dilation)
+    if floor is not None:
+        y = np.maximum(y, np.asarray(floor, np.float64).reshape(1, -1, 1, 1))
+    return y, scale
+
+
+def _case(case, seed):
+    n, c, h, w_, m, (kh, kw), *_ = case
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, c, h, w_)).astype(np.float32),
+            rng.standard_normal((m, c, kh, kw)).astype(np.float32), rng.standard_normal(m).astype(np.float32))
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "n{}-c{}-{}x{}-m{}-k{}-s{}-p{}-d{}".format(*c))
+def test_float_conv_matches_reference(path, case):
+    x, w, b = _case(case, sum(case[:5]))
+    stride, padding, dilation = case[6:]
+    floor = np.where(np.arange(w.shape[0]) % 2 == 0, 0.0, -0.25).astype(np.float32)
+    for bias, fl in ((None, None), (b, None), (b, floor), (None, np.float32(0.0))):
+        got = kernels.float_conv2d(x, w, stride=stride, padding=padding, dilation=dilation, bias=bias, floor=fl,
+                                   kernel=path)
+        want, scale = _reference(x, w, stride, padding, dilation, bias, fl)
+        assert got.dtype == np.float32 and got.shape == want.shape
+        assert (np.abs(got - want) <= 1e-6 * (scale + np.abs(want)) + 1e-30).all()
+        if fl is not None:
+            assert (got >= np.asarray(fl).reshape(1, -1, 1, 1)).all()
+
+
+def test_fused_paths_agree_bit_for_bit():
+    fused = [p for p in ("avx2", "avx512") if p in _core.available_kernels()]
+    if len(fused) < 2:
+        pytest.skip(f"needs both the avx2 and avx512 paths; this CPU runs {_core.available_kernels()}")
+    for case in CASES:
+        x, w, b = _case(case, 7)
+        args = dict(stride=case[6], padding=case[7], dilation=case[8], bias=b)
+        assert np.array_equal(kernels.float_conv2d(x, w, kernel="avx2", **args),
+                              kernels.float_conv2d(x, w, kernel="avx512", **args))
+
+
+def test_threads_bitwise_identical(path):
+    x, w, b = _case(CASES[0], 3)
+    x = np.concatenate([x, x[:, :, ::-1]])
+    kernels.set_num_threads(1)
+    one = kernels.float_conv2d(x, w, stride=2, padding=3, bias=b, kernel=path)
+    kernels.set_num_threads(2)
+    assert np.array_equal(kernels.float_conv2d(x, w, stride=2, padding=3, bias=b, kernel=path), one)
+
+
+def test_large_batch_in_chunks(path):
+    """The padded copies are made ~32 MB of images at a time: a batch that needs several chunks gives each image
+    what it gives alone."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((7, 64, 128, 128)).astype(np.float32)  # ~4.9 MB of copy per image: 2 chunks
+    w = rng.standard_normal((2, 64, 3, 3)).astype(np.float32)
+    whole = kernels.float_conv2d(x, w, padding=1, kernel=path)
+    for i in (0, 6):
+        assert np.array_equal(whole[i:i + 1], kernels.float_conv2d(x[i:i + 1], w, padding=1, kernel=path))
+
+
+def test_nan_propagates_and_non_contiguous_input(path):
+    x, w, _ = _case(CASES[1], 5)
+    view = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)  # same values, other strides
+    assert np.array_equal(kernels.float_conv2d(view, w, padding=1, kernel=path),
+                          kernels.float_conv2d(x, w, padding=1, kernel=path))
+    x[0, 1, 4, 4] = np.nan
+    y = kernels.float_conv2d(x, w, padding=1, kernel=path)
+    assert np.isnan(y[0, :, 3:6, 3:6]).all() and not np.isnan(y[1]).any() and not np.isnan(y[0, :, 0]).any()
+
+
+def test_errors():
+    x = np.zeros((1, 3, 5, 5), np.float32)
+    w = np.zeros((4, 3, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="x has 2 channels, the weights expect 3"):
+        kernels.float_conv2d(np.zeros((1, 2, 5, 5), np.float32), w)
+    with pytest.raises(ValueError, match="x must be float32"):
+        kernels.float_conv2d(x.astype(np.float64), w)
+    with pytest.raises(ValueError, match="weight must have 4 dimensions"):
+        kernels.float_conv2d(x, w[0])
+    with pytest.raises(ValueError, match=r"bias must have shape \(4,\)"):
+        kernels.float_conv2d(x, w, bias=np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="floor must hold one value or one per output channel"):
+        kernels.float_conv2d(x, w, floor=np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="smaller than the kernel"):
+        kernels.float_conv2d(np.zeros((1, 3, 2, 5), np.float32), w)
+    with pytest.raises(ValueError, match="stride"):
+        kernels.float_conv2d(x, w, stride=0)

@@ -1,0 +1,65 @@
+"""The native backend runs small float convolutions (a network's first layers) in the core
+(horq.runtime.native.float_conv2d -> horq.kernels.float_conv2d) with the epilogue and floor the numpy op would
+apply, and leaves the others to numpy's im2col + BLAS; results stay the reference's to float rounding."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import horq.runtime as rt
+from horq.nn.export import export
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("horq._core") is None, reason="no native extension")
+
+
+def _bn(c, seed):
+    g = torch.Generator().manual_seed(seed)
+    bn = nn.BatchNorm2d(c)
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.randn(c, generator=g))
+        bn.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+        bn.weight.copy_(torch.rand(c, generator=g) + 0.5)
+        bn.bias.copy_(torch.randn(c, generator=g))
+    return bn
+
+
+def _model():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 7, stride=2, padding=3, bias=False), _bn(8, 1), nn.ReLU(),  # field 147, 20 wide: core
+        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),  # field 72: core, relu as its floor
+        nn.Conv2d(16, 40, 3, padding=1),  # field 144: core, no floor
+        nn.Conv2d(40, 8, 4, stride=2, padding=1),  # field 640 > FLOAT_CONV_MAX_FIELD: numpy
+        nn.Conv2d(8, 4, 3, padding=1),  # 10 wide < FLOAT_CONV_MIN_WIDTH: numpy
+        nn.Flatten(), nn.Linear(4 * 10 * 10, 3),
+    ).eval()
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_small_float_convs_run_in_the_core(batch, tmp_path, monkeypatch):
+    import horq.kernels as kernels
+
+    export(_model(), tmp_path / "m.horq", input_shape=(3, 40, 40))
+    calls = []
+    real = kernels.float_conv2d
+
+    def counting(x, weight, **kw):
+        calls.append(weight.shape)
+        return real(x, weight, **kw)
+
+    monkeypatch.setattr(kernels, "float_conv2d", counting)
+    fast = rt.load(tmp_path / "m.horq", backend="native")
+    plain, ref = rt.load(tmp_path / "m.horq", backend="numpy"), rt.load(tmp_path / "m.horq", backend="reference")
+    assert [s.op for s in fast._steps].count("conv2d") == 5 and "relu" not in [s.op for s in fast._steps]
+    x = np.random.default_rng(batch).standard_normal((batch, 3, 40, 40)).astype(np.float32)
+    out = fast(x)
+    assert calls == [(8, 3, 7, 7), (16, 8, 3, 3), (40, 16, 3, 3)]
+    exact = ref(x)
+    np.testing.assert_allclose(out, exact, rtol=1e-4, atol=1e-4 * np.abs(exact).max())
+    np.testing.assert_allclose(out, plain(x), rtol=1e-4, atol=1e-4 * np.abs(exact).max())
+
