@@ -135,3 +135,27 @@ def test_errors_are_reported(tmp_path, capsys):
     bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
     assert main(["summary", str(bad)]) == 2
     assert "truncated" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("layout", [[], ["--channels-last"]])
+def test_bench_training(layout, capsys, monkeypatch):
+    """`horq bench training` times FP and each order on the same model and batch (channels_last: all of them in
+    that memory format) and prints one row per configuration with the ratio to FP."""
+    import horq.apps.bench_training as bt
+
+    formats = []
+    real = bt._Trainer.step
+
+    def step(self):
+        nhwc = [p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+                for p in self.model.parameters() if p.dim() == 4 and p.shape[1] > 1]  # (a 1-channel map is both)
+        formats.append(bool(nhwc) and all(nhwc))
+        return real(self)
+
+    monkeypatch.setattr(bt._Trainer, "step", step)
+    assert main(["bench", "training", "--models", "mnist-cnn", "--orders", "1", "--threads", "1", "--batch", "4",
+                 "--repeats", "1", *layout]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| mnist-cnn |")]
+    assert [r.split("|")[3:5] for r in rows] == [[" FP ", " torch "], [" 1 ", " native "]]
+    assert float(rows[0].split("|")[6]) == 1.0 and float(rows[1].split("|")[6]) > 0
+    assert len(formats) == 6 and set(formats) == {bool(layout)}  # 2 warm-up steps + 1 timed, per configuration

@@ -166,8 +166,10 @@ def test_zero_weights_and_inputs_follow_sign_zero_plus_one():
     _check_layer(layer, x, 6)
 
 
-def test_model_loss_and_every_gradient_match():
-    """A small network at order 1: the loss and the gradient of every parameter, BatchNorms included.
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_model_loss_and_every_gradient_match(channels_last):
+    """A small network at order 1: the loss and the gradient of every parameter, BatchNorms included; also with
+    the model and the batch in PyTorch's channels_last memory format (NHWC strides reach the native layers).
 
     No max-pooling after a binary layer: its outputs are alpha * beta * (integer), so neighbours tie or nearly
     tie, and float32 and float64 may pick different maxima (a routing difference, not an arithmetic one).
@@ -186,6 +188,10 @@ def test_model_loss_and_every_gradient_match():
     ref = copy.deepcopy(model).double()
     loss_ref = F.cross_entropy(ref(x.double()), y)
     loss_ref.backward()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)  # 1 channel: the first conv's output is NHWC
+        assert not model[0](x).is_contiguous()
     with native_training():
         loss = F.cross_entropy(model(x), y)
         loss.backward()

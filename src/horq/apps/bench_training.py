@@ -38,11 +38,15 @@ def _model(name: str, order, in_shape, num_classes: int):
 class _Trainer:
     """One configuration's model, Adam and batch; :meth:`step` runs and times one optimizer step."""
 
-    def __init__(self, name, order, *, batch, native, in_shape, num_classes=10):
+    def __init__(self, name, order, *, batch, native, in_shape, num_classes=10, channels_last=False):
         self.model = _model(name, order, in_shape, num_classes)
+        if channels_last:  # PyTorch's NHWC kernels: parameters (4-d weights) and the batch
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         gen = torch.Generator().manual_seed(1)
         self.x = torch.randn((batch, *in_shape), generator=gen)
+        if channels_last:
+            self.x = self.x.contiguous(memory_format=torch.channels_last)
         self.y = torch.randint(0, num_classes, (batch,), generator=gen)
         self.native = native
 
@@ -74,9 +78,11 @@ def step_time(name: str, order, *, batch: int = 64, threads: int = 1, native: bo
 
 
 def bench_training(models, *, orders=(1, 2, 3), threads=(1, 2), batch: int = 64, repeats: int = 5,
-                   warmup: int = 2, torch_path: bool = False, progress=None) -> list[dict]:
+                   warmup: int = 2, torch_path: bool = False, channels_last: bool = False,
+                   progress=None) -> list[dict]:
     """Rows ``{model, threads, order, path, ms, ratio, cpu_ms, cpu_ratio}`` per model, thread count and
-    configuration.
+    configuration. ``channels_last``: every configuration (FP included) keeps its model and batch in PyTorch's
+    channels_last memory format, whose NHWC kernels make some float models' steps faster.
 
     The configurations of one model and thread count are timed round-robin (one step each per round), so a
     change of the machine's load hits them alike: ``ms`` is the median wall-clock step time, ``ratio`` the
@@ -91,7 +97,8 @@ def bench_training(models, *, orders=(1, 2, 3), threads=(1, 2), batch: int = 64,
         for nt in threads:
             _set_threads(nt)
             configs = [(None, False)] + [(o, nat) for o in orders for nat in ((True, False) if torch_path else (True,))]
-            trainers = [_Trainer(name, o, batch=batch, native=nat, in_shape=in_shape) for o, nat in configs]
+            trainers = [_Trainer(name, o, batch=batch, native=nat, in_shape=in_shape, channels_last=channels_last)
+                        for o, nat in configs]
             times = [[] for _ in configs]
             for r in range(warmup + repeats):
                 for i, trainer in enumerate(trainers):

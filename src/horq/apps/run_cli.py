@@ -70,6 +70,8 @@ def register(sub) -> None:
     t.add_argument("--batch", type=positive_int, default=64)
     t.add_argument("--repeats", type=positive_int, default=5, help="timed steps per configuration (median reported)")
     t.add_argument("--torch-path", action="store_true", help="also time the HORQ layers' torch path")
+    t.add_argument("--channels-last", action="store_true",
+                   help="every configuration, FP included, in PyTorch's channels_last memory format")
     t.add_argument("--memory", action="store_true",
                    help="also the peak memory (max RSS) of a process training 2 steps, per order, against FP")
     t.set_defaults(func=_bench_training)
@@ -202,7 +204,8 @@ def _bench_training(args) -> int:
               file=sys.stderr, flush=True)
 
     rows = bench_training(args.models, orders=args.orders, threads=args.threads, batch=args.batch,
-                          repeats=args.repeats, torch_path=args.torch_path, progress=progress)
+                          repeats=args.repeats, torch_path=args.torch_path, channels_last=args.channels_last,
+                          progress=progress)
     print(format_rows(rows))
     if args.memory:
         print()
