@@ -193,7 +193,9 @@ def test_model_loss_and_every_gradient_match(channels_last):
         x = x.contiguous(memory_format=torch.channels_last)  # 1 channel: the first conv's output is NHWC
         assert not model[0](x).is_contiguous()
     with native_training():
-        loss = F.cross_entropy(model(x), y)
+        out = model[:5](x)  # through the first binary convolution and its ReLU
+        assert out.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        loss = F.cross_entropy(model[5:](out), y)
         loss.backward()
     assert abs(loss.item() - loss_ref.item()) <= TOL * abs(loss_ref.item())
     for (name, p), p_ref in zip(model.named_parameters(), ref.parameters(), strict=True):

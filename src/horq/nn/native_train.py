@@ -171,12 +171,23 @@ def _torch_input_grad(grad: Tensor, x: Tensor, w: Tensor, stride, padding, dilat
                                                (True, False, False))[0]
 
 
+def _channels_last(t: Tensor) -> bool:
+    """True for a 4-d tensor laid out NHWC (PyTorch's channels_last) and not also plain NCHW."""
+    return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+
+
 class _NativeConv2d(torch.autograd.Function):
+    """The kernels take and give NCHW arrays. As torch.nn.Conv2d does, the output (and in backward the input's
+    gradient) is channels_last when the input or the weight is, so the layers around keep PyTorch's NHWC
+    kernels; the weight gradient reads the output gradient as (pixels, channels) rows, a free view of an NHWC
+    gradient."""
+
     @staticmethod
     def forward(ctx, x, weight, bias, conf):
         from horq.kernels import train as ktrain
 
         stride, padding, dilation, order, clip = conf
+        ctx.channels_last = _channels_last(x) or _channels_last(weight)
         x = x.contiguous()
         _, c_in, kh, kw = weight.shape
         wt = _Weights(weight, bias)
@@ -186,7 +197,8 @@ class _NativeConv2d(torch.autograd.Function):
         ctx.conf, ctx.wt = conf, wt
         ctx.cols = (bits, betas) if ctx.needs_input_grad[1] else None
         ctx.save_for_backward(weight, x.detach())  # the weight only for autograd's in-place check
-        return torch.from_numpy(y)
+        y = torch.from_numpy(y)
+        return y.contiguous(memory_format=torch.channels_last) if ctx.channels_last else y
 
     @staticmethod
     @once_differentiable
@@ -197,17 +209,18 @@ class _NativeConv2d(torch.autograd.Function):
         wt = ctx.wt
         stride, padding, dilation, order, clip = ctx.conf
         c_out, c_in, kh, kw = wt.shape
-        grad = grad.contiguous()
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             x = saved[1]
             if sign_input_grad(c_out, grad.shape[3]):
-                gx = torch.from_numpy(ktrain.conv_input_grad(grad.numpy(), wt.alpha, wt.bits, x.numpy(), kh, kw,
-                                                             stride, padding, dilation, clip))
+                gx = torch.from_numpy(ktrain.conv_input_grad(grad.contiguous().numpy(), wt.alpha, wt.bits, x.numpy(),
+                                                             kh, kw, stride, padding, dilation, clip))
             else:
-                gx = _torch_input_grad(grad, x, wt.w_eff(), stride, padding, dilation)
+                gx = _torch_input_grad(grad.contiguous(), x, wt.w_eff(), stride, padding, dilation)
                 if clip is not None:
                     ktrain.clip_window(gx.numpy(), x.numpy(), clip)
+            if ctx.channels_last:
+                gx = gx.contiguous(memory_format=torch.channels_last)
         if ctx.needs_input_grad[1]:
             g_rows = grad.permute(0, 2, 3, 1).reshape(-1, c_out)  # row j = column j = (image, oy, ox)
             gw = wt.grad(_columns_weight_grad(g_rows, ctx.cols, ktrain.conv_layout(c_in, kh * kw), kh * kw))
