@@ -68,9 +68,9 @@ using Pair = std::tuple<std::size_t, std::size_t>;
 
 // The geometry of a conv2d call (input N, C, H, W; kernel kh x kw; stride, padding, dilation), checked so
 // that no size passed on reads out of bounds: weights of m rows in the conv layout, m epilogue values.
-horq::ConvGeometry conv_geometry(std::size_t n, std::size_t c, std::size_t h, std::size_t w, std::size_t kh,
-                                 std::size_t kw, Pair stride, Pair padding, Pair dilation, std::size_t m,
-                                 std::size_t row_words, std::size_t ncoef, std::size_t nadd) {
+// A convolution's geometry with its output size, checked (any convolution, float or binary).
+horq::ConvGeometry output_geometry(std::size_t n, std::size_t c, std::size_t h, std::size_t w, std::size_t kh,
+                                   std::size_t kw, Pair stride, Pair padding, Pair dilation) {
   horq::ConvGeometry g{n, c, h, w, kh, kw, std::get<0>(stride), std::get<1>(stride), std::get<0>(padding),
                        std::get<1>(padding), std::get<0>(dilation), std::get<1>(dilation), 0, 0};
   require(g.sh >= 1 && g.sw >= 1 && g.dh >= 1 && g.dw >= 1 && kh >= 1 && kw >= 1, "bad geometry");
@@ -79,6 +79,13 @@ horq::ConvGeometry conv_geometry(std::size_t n, std::size_t c, std::size_t h, st
   require(eh >= 0 && ew >= 0, "input too small for the kernel");
   g.out_h = static_cast<std::size_t>(eh) / g.sh + 1;
   g.out_w = static_cast<std::size_t>(ew) / g.sw + 1;
+  return g;
+}
+
+horq::ConvGeometry conv_geometry(std::size_t n, std::size_t c, std::size_t h, std::size_t w, std::size_t kh,
+                                 std::size_t kw, Pair stride, Pair padding, Pair dilation, std::size_t m,
+                                 std::size_t row_words, std::size_t ncoef, std::size_t nadd) {
+  const horq::ConvGeometry g = output_geometry(n, c, h, w, kh, kw, stride, padding, dilation);
   check_n(g.channels * kh * kw);
   require(row_words == horq::conv_words(g.channels, kh * kw), "weights are not in the conv layout");
   require(ncoef == m && nadd == m, "epilogue length != output channels");
@@ -337,15 +344,8 @@ FloatArray float_conv2d(In<float, nb::ndim<4>> x, In<float, nb::ndim<2>> w, std:
                         Pair stride, Pair padding, Pair dilation, Optional1 bias, Optional1 floor,
                         const std::string& kernel) {
   const std::size_t m = w.shape(0);
-  horq::ConvGeometry g{x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, std::get<0>(stride),
-                       std::get<1>(stride), std::get<0>(padding), std::get<1>(padding), std::get<0>(dilation),
-                       std::get<1>(dilation), 0, 0};
-  require(g.sh >= 1 && g.sw >= 1 && g.dh >= 1 && g.dw >= 1 && kh >= 1 && kw >= 1, "bad geometry");
-  const long eh = static_cast<long>(g.height + 2 * g.ph) - static_cast<long>(g.dh * (kh - 1) + 1);
-  const long ew = static_cast<long>(g.width + 2 * g.pw) - static_cast<long>(g.dw * (kw - 1) + 1);
-  require(eh >= 0 && ew >= 0, "input too small for the kernel");
-  g.out_h = static_cast<std::size_t>(eh) / g.sh + 1;
-  g.out_w = static_cast<std::size_t>(ew) / g.sw + 1;
+  const horq::ConvGeometry g =
+      output_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, stride, padding, dilation);
   require(g.batch >= 1 && g.channels >= 1 && m >= 1, "empty batch, channels or weights");
   require(w.shape(1) == g.channels * kh * kw, "weights have C*kh*kw != x's channels times the kernel size");
   require(!bias || bias->shape(0) == m, "bias length != output channels");
