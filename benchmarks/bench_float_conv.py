@@ -1,7 +1,8 @@
-"""Float convolutions on the native backend: horq.kernels.float_conv2d (csrc/core/float_conv.h) on each x86 path
+"""Float convolutions on the native backend: horq.kernels.float_conv2d (csrc/core/float_conv.h) on each kernel path
 against what the numpy backend does (ops.im2col32, one BLAS GEMM, the bias added), batch 1, 1 thread, timed
-round-robin in one process; the shapes decide horq.runtime.native's rule (FLOAT_CONV_MAX_FIELD: receptive
-fields C*kh*kw up to 512 values, FLOAT_CONV_MIN_WIDTH: output rows at least 16 wide).
+round-robin in one process; the shapes decide horq.runtime.native's rule (FLOAT_CONV_PATHS: avx2 and avx512,
+FLOAT_CONV_MAX_FIELD: receptive fields C*kh*kw up to 512 values, FLOAT_CONV_MIN_WIDTH: output rows at least 16
+wide).
 
     .venv/bin/python benchmarks/bench_float_conv.py [--seconds 0.5] [--doc docs/KERNELS.md]
 
@@ -48,7 +49,7 @@ SHAPES = [
 def run(seconds: float) -> list[dict]:
     kernels.set_num_threads(1)
     threadpoolctl.threadpool_limits(limits=1, user_api="blas")
-    paths = [p for p in ("avx2", "avx512") if p in kernels.info()["available"]]
+    paths = [p for p in ("generic", "avx2", "avx512") if p in kernels.info()["available"]]
     rows = []
     rng = np.random.default_rng(0)
     for label, n, c, h, m, k, s, p in SHAPES:
@@ -80,7 +81,7 @@ def markdown(rows, paths) -> str:
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"`{COMMAND}` ({date}, {kernels.info()['cpu']}, {cpu_flags()}, 1 thread, batch 1 unless said, "
              f"load average {load:.1f}; medians of round-robin runs, ms):", "",
-             "| shape | C*kh*kw | out width | runs in the core | numpy im2col + BLAS | "
+             "| shape | C*kh*kw | out width | in the core (avx2, avx512) | numpy im2col + BLAS | "
              + " | ".join(f"core, {p}" for p in paths) + " | " + " | ".join(f"numpy / {p}" for p in paths) + " |",
              "| --- | ---: | ---: | --- | ---: | " + " | ".join("---:" for _ in paths * 2) + " |"]
     for r in rows:
@@ -98,7 +99,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.doc:
         check_marked_section(args.doc, DOC_SECTION)
-    paths = [p for p in ("avx2", "avx512") if p in kernels.info()["available"]]
+    paths = [p for p in ("generic", "avx2", "avx512") if p in kernels.info()["available"]]
     rows = run(args.seconds)
     text = markdown(rows, paths)
     print(text)

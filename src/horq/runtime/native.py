@@ -81,18 +81,22 @@ def max_pool2d(kernels, node, params, x):
                               out_size=(oh, ow), floor=floor)
 
 
-#: A float convolution (groups 1) runs in the core when its receptive field C * kh * kw has at most this many
-#: values and its output rows are at least FLOAT_CONV_MIN_WIDTH wide; elsewhere numpy's im2col + BLAS GEMM is
-#: faster (wide filters reread per row block, rows narrower than a vector). Measured on both x86 paths by
-#: `python benchmarks/bench_float_conv.py` (docs/KERNELS.md, round 6).
+#: A float convolution (groups 1) runs in the core when the kernel path in use is one of FLOAT_CONV_PATHS, its
+#: receptive field C * kh * kw has at most FLOAT_CONV_MAX_FIELD values and its output rows are at least
+#: FLOAT_CONV_MIN_WIDTH wide; elsewhere numpy's im2col + BLAS GEMM is faster (wide filters reread per row
+#: block, rows narrower than a vector; the portable path, without fused multiply-adds or wide registers, ran
+#: about half as fast as numpy everywhere). Measured by `python benchmarks/bench_float_conv.py` (docs/KERNELS.md,
+#: round 6).
+FLOAT_CONV_PATHS = ("avx2", "avx512")
 FLOAT_CONV_MAX_FIELD = 512
 FLOAT_CONV_MIN_WIDTH = 16
 
 
-def float_conv_runs_natively(step) -> bool:
-    """True for the planned float ``conv2d`` steps :func:`float_conv2d` takes (see FLOAT_CONV_MAX_FIELD)."""
+def float_conv_runs_natively(step, kernel_path: str) -> bool:
+    """True for the planned float ``conv2d`` steps :func:`float_conv2d` takes on ``kernel_path`` (see
+    FLOAT_CONV_PATHS)."""
     node = step.node
-    if node.op != "conv2d" or node.attrs.get("groups", 1) != 1:
+    if kernel_path not in FLOAT_CONV_PATHS or node.op != "conv2d" or node.attrs.get("groups", 1) != 1:
         return False
     field = math.prod(np.shape(step.params["weight"])[1:])  # C * kh * kw
     return field <= FLOAT_CONV_MAX_FIELD and node.out_shape[2] >= FLOAT_CONV_MIN_WIDTH
@@ -120,7 +124,7 @@ def build_step(step, kernels):
         return build(step, kernels)
     if step.op == "max_pool2d":
         return functools.partial(max_pool2d, kernels, step.node, dict(step.params))
-    if float_conv_runs_natively(step):
+    if float_conv_runs_natively(step, kernels.info()["in_use"]):
         params = np_ops.prepared(step)
         params["weight4"] = np.ascontiguousarray(
             params["matrix"].reshape(params["matrix"].shape[0], step.node.in_shapes[0][0], *params["kernel"]))
