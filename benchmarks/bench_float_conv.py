@@ -1,7 +1,7 @@
 """Float convolutions on the native backend: horq.kernels.float_conv2d (csrc/core/float_conv.h) on each kernel path
 against what the numpy backend does (ops.im2col32, one BLAS GEMM, the bias added), batch 1, 1 thread, timed
 round-robin in one process; the shapes decide horq.runtime.native's rule (FLOAT_CONV_PATHS: avx2 and avx512,
-FLOAT_CONV_MAX_FIELD: receptive fields C*kh*kw up to 512 values, FLOAT_CONV_MIN_WIDTH: output rows at least 16
+FLOAT_CONV_MAX_FIELD: receptive fields C*kh*kw up to 576 values, FLOAT_CONV_MIN_WIDTH: output rows at least 16
 wide).
 
     .venv/bin/python benchmarks/bench_float_conv.py [--seconds 0.5] [--doc docs/KERNELS.md]

@@ -88,7 +88,7 @@ def max_pool2d(kernels, node, params, x):
 #: about half as fast as numpy everywhere). Measured by `python benchmarks/bench_float_conv.py` (docs/KERNELS.md,
 #: round 6).
 FLOAT_CONV_PATHS = ("avx2", "avx512")
-FLOAT_CONV_MAX_FIELD = 512
+FLOAT_CONV_MAX_FIELD = 576  # a 3x3 kernel over 64 channels
 FLOAT_CONV_MIN_WIDTH = 16
 
 
