@@ -21,7 +21,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <cstring>
 #include <stdexcept>
 #include <vector>
 
@@ -235,12 +234,7 @@ std::vector<float> subsample(const float* x, const ConvGeometry& g, const float*
     const std::size_t c = p % g.channels;
     const float a = in_scale ? in_scale[c] : 1.0f, b = in_scale ? in_shift[c] : 0.0f;
     std::uint32_t bad = 0;
-    for (std::size_t i = 0; i < plane; ++i) {
-      const float v = in_scale ? src[i] * a + b : src[i];
-      std::uint32_t u;
-      std::memcpy(&u, &v, sizeof u);
-      bad |= (u & 0x7f800000u) == 0x7f800000u;  // all-ones exponent: Inf or NaN
-    }
+    for (std::size_t i = 0; i < plane; ++i) bad |= non_finite(in_scale ? src[i] * a + b : src[i]);
     if (bad) finite.store(false);
     float* dst = out.data() + p * oh * ow;
     for (std::size_t y = 0; y < oh; ++y)

@@ -15,13 +15,13 @@ void float_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, 
   const std::size_t C = g.channels, H = g.height, W = g.width, taps = g.kh * g.kw;
   const std::size_t hp = H + 2 * g.ph, wp = W + 2 * g.pw, sw = g.sw;
   // A phase row holds every padded column of its phase and what the widest vector block reads past the last
-  // output pixel (the row kernel computes whole vectors of 16 pixels; the copy's zeros feed the unused lanes).
-  const std::size_t vec_cols = ceil_div(g.out_w, 16) * 16;
+  // output pixel (the row kernel computes whole vectors; the copy's zeros feed the unused lanes).
+  const std::size_t vec_cols = ceil_div(g.out_w, kFloatConvMaxLanes) * kFloatConvMaxLanes;
   const std::size_t u = std::max(ceil_div(wp, sw), (g.kw - 1) * g.dw / sw + vec_cols);
   const std::size_t image = C * hp * sw * u;
 
   FloatConvPlan p;
-  p.k = C * taps, p.m = m, p.mp = ceil_div(m, kFloatConvRows) * kFloatConvRows;
+  p.k = C * taps, p.m = m;
   p.oh = g.out_h, p.ow = g.out_w, p.row_step = g.sh * sw * u, p.bias = bias, p.floor = floor;
   p.koff.resize(p.k);
   for (std::size_t c = 0; c < C; ++c)
@@ -30,7 +30,7 @@ void float_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, 
         const std::size_t row = c * hp + i * g.dh, col = j * g.dw;
         p.koff[(c * g.kh + i) * g.kw + j] = static_cast<std::int64_t>((row * sw + col % sw) * u + col / sw);
       }
-  p.wt.assign(p.k * p.mp, 0.0f);
+  p.wt.assign(ceil_div(m, kFloatConvRows) * kFloatConvRows * p.k, 0.0f);  // the last block zero-padded
   for (std::size_t o = 0; o < m; ++o)
     for (std::size_t t = 0; t < p.k; ++t)
       p.wt[(o / kFloatConvRows * p.k + t) * kFloatConvRows + o % kFloatConvRows] = w[o * p.k + t];

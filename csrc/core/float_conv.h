@@ -27,11 +27,11 @@ namespace horq {
 // What every output row of one call reads (float_conv.cpp builds it).
 struct FloatConvPlan {
   std::size_t k = 0;           // taps of a receptive field: C * kh * kw
-  std::size_t m = 0, mp = 0;   // output channels, and padded to the ISA block height
+  std::size_t m = 0;           // output channels
   std::size_t oh = 0, ow = 0;  // output size
   std::size_t row_step = 0;    // floats between the phase rows of output rows oy and oy + 1 (sh * sw * U)
   std::vector<std::int64_t> koff;  // per tap: its phase row and column offset in an image's copy
-  std::vector<float> wt;           // (mp / kFloatConvRows) x k x kFloatConvRows
+  std::vector<float> wt;           // ceil(m / kFloatConvRows) x k x kFloatConvRows
   const float* bias = nullptr;     // m values or nullptr
   const float* floor = nullptr;    // m values or nullptr
 };
@@ -43,8 +43,11 @@ void float_conv_row_generic(const FloatConvPlan& p, const float* xp, std::size_t
 void float_conv_row_avx2(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y);
 void float_conv_row_avx512(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y);
 
-// Block height (output channels per register block) of each path; FloatConvPlan::mp is m rounded up to it.
+// Block height (output channels per register block) of each path.
 constexpr std::size_t kFloatConvRows = 4;
+// The widest path's floats per register: an image's copy holds zeros up to whole vectors of this many output
+// pixels past the last one (row() reads them into unused lanes).
+constexpr std::size_t kFloatConvMaxLanes = 16;
 
 struct KernelTable;
 struct ConvGeometry;
@@ -92,6 +95,7 @@ template <class V, int P>
 template <class V, int PMAX>
 void row(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y) {
   constexpr std::size_t L = V::kLanes, R = kFloatConvRows, LD = PMAX * L;
+  static_assert(L <= kFloatConvMaxLanes && kFloatConvMaxLanes % L == 0, "the copy's slack covers whole vectors");
   const std::size_t nv = ceil_div(p.ow, L), per = ceil_div(nv, ceil_div(nv, PMAX));
   const float* in = xp + oy * p.row_step;
   alignas(64) float tile[R * LD];

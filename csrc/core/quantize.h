@@ -10,9 +10,21 @@
 // Each operation has a portable version (quantize_generic.cpp, the reference the ISA versions are tested
 // against) and AVX2/AVX-512 versions; the loops they share are in quantize_walk.h.
 #pragma once
+#include <cstdint>
+#include <cstring>
+
 #include "core/types.h"
 
 namespace horq {
+
+// 1 when x is NaN or +-Inf (its exponent bits all ones), else 0: the input check of the convolution's
+// packing (a branch-free integer test, so the loops around it vectorize).
+inline std::uint32_t non_finite(float x) {
+  constexpr std::uint32_t kExpMask = 0x7f800000u;
+  std::uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return (u & kExpMask) == kExpMask ? 1u : 0u;
+}
 
 // r: the column, `groups * cg` values, group g at r + g * cg (a conv column is kh*kw pixel groups of C
 // channels; a linear column is one group). Overwritten with residuals.

@@ -22,7 +22,6 @@
 // sum_c |x_c| is added in double in channel order (every path keeps that order, so the sums agree bit for
 // bit), and NaN/Inf is an all-ones float exponent, tested on the bits so no float compare chain is needed.
 #include <cmath>
-#include <cstring>
 
 #include "core/quantize.h"
 #include "core/quantize_walk.h"
@@ -153,7 +152,6 @@ void quantize_taps2_generic(const float* const* taps, std::size_t ntaps, std::si
 std::uint32_t pack_pixels_generic(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W,
                                   word_t* words, std::size_t wstride, double* sums, const float* scale,
                                   const float* shift) {
-  constexpr std::uint32_t kExpMask = 0x7f800000u;  // float exponent bits: all ones for NaN and +-Inf
   for (std::size_t w = 0; w < W; ++w) words[w * wstride] = 0;
   std::uint32_t bad = 0;
   for (std::size_t c = 0; c < nchan; ++c) {
@@ -161,9 +159,7 @@ std::uint32_t pack_pixels_generic(const float* src, std::size_t cstride, std::si
     const float a = scale ? scale[c] : 1.0f, b = scale ? shift[c] : 0.0f;
     for (std::size_t w = 0; w < W; ++w) {
       const float x = scale ? v[w] * a + b : v[w];
-      std::uint32_t u;
-      std::memcpy(&u, &x, sizeof u);
-      bad |= (u & kExpMask) == kExpMask ? 1u : 0u;
+      bad |= non_finite(x);
       sums[w] += std::fabs(static_cast<double>(x));
       words[w * wstride] |= static_cast<word_t>(x < 0.0f ? 1 : 0) << c;
     }

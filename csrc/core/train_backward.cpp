@@ -125,9 +125,10 @@ void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, 
   // side (o, image * P + position) and a task takes ~16 blocks' worth of them, its blocks running across image
   // boundaries (7x7 maps: 4% of lanes idle, against 23% with one image per block). The split depends on the
   // shapes only (an output's fold order follows the blocks), so results are the same at any thread count.
-  constexpr std::size_t kLanes = 64, kMargin = 16;
+  constexpr std::size_t kLanes = 64, kMargin = 16, kBlocksPerTask = 16;
   const bool grouped = P < kLanes;
-  const std::size_t per_task = grouped ? std::max<std::size_t>(1, 16 * kLanes / P) : 1, tasks = ceil_div(N, per_task);
+  const std::size_t per_task = grouped ? std::max<std::size_t>(1, kBlocksPerTask * kLanes / P) : 1;
+  const std::size_t tasks = ceil_div(N, per_task);
   std::vector<float> gq;
   if (grouped) {
     gq.resize(m * N * P);

@@ -431,9 +431,9 @@ def float_conv2d(x, weight, *, stride=1, padding=0, dilation=1, bias=None, floor
     m, _, kh, kw = w.shape
     (sh, sw), (ph, pw) = pair(stride, "stride", minimum=1), pair(padding, "padding")
     dh, dw = pair(dilation, "dilation", minimum=1)
-    for size, k, pad, dil, axis in ((x.shape[2], kh, ph, dh, "height"), (x.shape[3], kw, pw, dw, "width")):
-        if size + 2 * pad < dil * (k - 1) + 1:
-            raise ValueError(f"float_conv2d: input {axis} {size} (padding {pad}) is smaller than the kernel")
+    if conv_output_size(x.shape[2], kh, sh, ph, dh) < 1 or conv_output_size(x.shape[3], kw, sw, pw, dw) < 1:
+        raise ValueError(f"float_conv2d: input {x.shape[2]}x{x.shape[3]} (padding {(ph, pw)}, dilation {(dh, dw)}) "
+                         f"is smaller than the kernel ({kh}x{kw})")
     b = None if bias is None else np.ascontiguousarray(_to_numpy(bias), dtype=np.float32)
     if b is not None and b.shape != (m,):
         raise ValueError(f"bias must have shape ({m},), got {b.shape}")

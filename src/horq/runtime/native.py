@@ -102,18 +102,17 @@ def float_conv_runs_natively(step, kernel_path: str) -> bool:
     return field <= FLOAT_CONV_MAX_FIELD and node.out_shape[2] >= FLOAT_CONV_MIN_WIDTH
 
 
-def float_conv2d(kernels, node, params, x):
-    """A float ``conv2d`` step in the core (:func:`horq.kernels.float_conv2d`), with the epilogue the numpy op
-    would apply: the output affine folded into the weights and bias (:func:`horq.runtime.ops.build`'s
-    parameters), then the fused floor; the same values as :func:`horq.runtime.ops.conv2d` to float rounding."""
+def float_conv2d(kernels, node, params, x, *, kernel_path=None):
+    """A float ``conv2d`` step in the core (:func:`horq.kernels.float_conv2d`, on ``kernel_path``), with the
+    epilogue the numpy op would apply: the output affine folded into the weights and bias
+    (:func:`horq.runtime.ops.build`'s parameters), then the fused floor; the same values as
+    :func:`horq.runtime.ops.conv2d` to float rounding."""
     if x.dtype != np.float32:
         return np_ops.conv2d(node, params, x)
     a = node.attrs
-    floor = params.get("floor")
-    if floor is not None and np.ndim(floor) == 4:  # per channel, maybe spread over the map at load
-        floor = np.asarray(floor)[0, :, 0, 0]
     return kernels.float_conv2d(x, params["weight4"], stride=a["stride"], padding=a["padding"],
-                                dilation=a["dilation"], bias=params.get("bias"), floor=floor)
+                                dilation=a["dilation"], bias=params.get("bias"), floor=params["channel_floor"],
+                                kernel=kernel_path)
 
 
 def build_step(step, kernels):
@@ -124,9 +123,12 @@ def build_step(step, kernels):
         return build(step, kernels)
     if step.op == "max_pool2d":
         return functools.partial(max_pool2d, kernels, step.node, dict(step.params))
-    if float_conv_runs_natively(step, kernels.info()["in_use"]):
+    # The kernel path is resolved when the step is built (as a binary layer's is), for float convs only.
+    if step.op == "conv2d" and float_conv_runs_natively(step, path := kernels.info()["in_use"]):
         params = np_ops.prepared(step)
         params["weight4"] = np.ascontiguousarray(
             params["matrix"].reshape(params["matrix"].shape[0], step.node.in_shapes[0][0], *params["kernel"]))
-        return functools.partial(float_conv2d, kernels, step.node, params)
+        floor = params.get("floor")  # one value, or per channel as (1, C, 1, 1), maybe spread over the map at load
+        params["channel_floor"] = np.asarray(floor)[0, :, 0, 0] if np.ndim(floor) == 4 else floor
+        return functools.partial(float_conv2d, kernels, step.node, params, kernel_path=path)
     return np_ops.build(step)
