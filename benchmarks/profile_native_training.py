@@ -4,6 +4,7 @@ step `horq bench training` times: batch 64, forward, cross-entropy, backward, Ad
 input shape, ms per step.
 
     .venv/bin/python benchmarks/profile_native_training.py --model mnist-cnn --order 2 [--threads 1] [--steps 20]
+        [--channels-last]
 
 Complements benchmarks/profile_training.py (PyTorch's profiler, per op): this one names the C++ kernel and
 the layer shape behind each native node.
@@ -43,6 +44,7 @@ def main(argv=None) -> int:
     ap.add_argument("--order", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=20, help="timed steps (after three warm-up steps)")
+    ap.add_argument("--channels-last", action="store_true", help="model and batch in channels_last")
     args = ap.parse_args(argv)
     _set_threads(args.threads)
     totals: dict = collections.defaultdict(float)
@@ -50,7 +52,7 @@ def main(argv=None) -> int:
         _wrap(ktrain, name, totals)
     _wrap(native_train, "_torch_input_grad", totals)
     trainer = _Trainer(args.model, args.order, batch=64, native=True,
-                       in_shape=DEFAULT_SHAPES.get(args.model, (3, 32, 32)))
+                       in_shape=DEFAULT_SHAPES.get(args.model, (3, 32, 32)), channels_last=args.channels_last)
     for _ in range(3):
         trainer.step()
     totals.clear()

@@ -3,6 +3,7 @@
 
     .venv/bin/python benchmarks/profile_training.py --model mnist-cnn --order fp
     .venv/bin/python benchmarks/profile_training.py --model cifar-vgg --order 1 --threads 2
+    .venv/bin/python benchmarks/profile_training.py --model mnist-cnn --order 1 --channels-last
 
 The native binary layers show as _NativeConv2d / _NativeLinear (forward) and their Backward nodes; everything
 else is PyTorch's own ops. The profiler adds its own overhead per op, so shares matter more than the totals.
@@ -25,11 +26,12 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=3, help="profiled steps (after two warm-up steps)")
     ap.add_argument("--no-native", action="store_true", help="the layers' torch path instead of the native one")
     ap.add_argument("--rows", type=int, default=15)
+    ap.add_argument("--channels-last", action="store_true", help="model and batch in channels_last")
     args = ap.parse_args(argv)
     order = None if args.order == "fp" else int(args.order)
     _set_threads(args.threads)
     trainer = _Trainer(args.model, order, batch=64, native=not args.no_native,
-                       in_shape=DEFAULT_SHAPES.get(args.model, (3, 32, 32)))
+                       in_shape=DEFAULT_SHAPES.get(args.model, (3, 32, 32)), channels_last=args.channels_last)
     for _ in range(2):
         trainer.step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:

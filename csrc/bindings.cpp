@@ -245,21 +245,28 @@ nb::tuple keep_columns(horq::QuantizedColumns&& q) {
                         nb::ndarray<nb::numpy, double>(held->betas.data(), 2, tshape, owner));
 }
 
+// channels_last: x is (N, H, W, C) and y (N, OH, OW, M) (PyTorch's channels_last, as NHWC arrays); the
+// columns are the same.
 nb::tuple conv2d_train(In<float, nb::ndim<4>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
                        In<double, nb::ndim<1>> add, std::size_t kh, std::size_t kw, Pair stride, Pair padding,
-                       Pair dilation, int order, const std::string& kernel) {
+                       Pair dilation, int order, bool channels_last, const std::string& kernel) {
   check_order(order);
-  const horq::ConvGeometry g = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, stride, padding,
-                                             dilation, wbits.shape(0), wbits.shape(1), coef.shape(0), add.shape(0));
+  const std::size_t c = x.shape(channels_last ? 3 : 1), h = x.shape(channels_last ? 1 : 2),
+                    w = x.shape(channels_last ? 2 : 3);
+  horq::ConvGeometry g = conv_geometry(x.shape(0), c, h, w, kh, kw, stride, padding, dilation, wbits.shape(0),
+                                       wbits.shape(1), coef.shape(0), add.shape(0));
+  g.nhwc = channels_last;
   const std::size_t m = wbits.shape(0);
   const auto& kt = horq::kernel_table(kernel);
   float* y;
-  auto arr = make_array<float>({g.batch, m, g.out_h, g.out_w}, &y, false);
+  auto arr = channels_last ? make_array<float>({g.batch, g.out_h, g.out_w, m}, &y, false)
+                           : make_array<float>({g.batch, m, g.out_h, g.out_w}, &y, false);
   horq::QuantizedColumns q;
   {
     nb::gil_scoped_release nogil;
     q = horq::quantize_conv_columns(kt, x.data(), g, order);
-    horq::horq_gemm(kt, wbits.data(), m, q, {coef.data(), add.data()}, g.out_h * g.out_w, y);
+    // One image's pixels per channel plane (NCHW), or every column's m outputs in a row (NHWC: a linear layer's).
+    horq::horq_gemm(kt, wbits.data(), m, q, {coef.data(), add.data()}, channels_last ? 1 : g.out_h * g.out_w, y);
     horq::materialize_columns(q);
   }
   return nb::make_tuple(arr, keep_columns(std::move(q)));
@@ -417,20 +424,23 @@ FloatArray planes_weight_grad(In<float, nb::ndim<2>> g, In<horq::word_t, nb::ndi
   return arr;
 }
 
+// channels_last: g, x and the result NHWC ((N, OH, OW, M), (N, H, W, C)).
 FloatArray conv_input_grad(In<float, nb::ndim<4>> g, In<float, nb::ndim<1>> alpha,
                            In<horq::word_t, nb::ndim<2>> wbits, In<float, nb::ndim<4>> x, std::size_t kh,
-                           std::size_t kw, Pair stride, Pair padding, Pair dilation, float clip,
+                           std::size_t kw, Pair stride, Pair padding, Pair dilation, float clip, bool channels_last,
                            const std::string& kernel) {
-  const std::size_t m = wbits.shape(0);
-  const horq::ConvGeometry geo = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, stride,
-                                               padding, dilation, m, horq::conv_words(x.shape(1), kh * kw), m, m);
+  const std::size_t m = wbits.shape(0), cx = channels_last ? 3 : 1, hx = channels_last ? 1 : 2;
+  horq::ConvGeometry geo = conv_geometry(x.shape(0), x.shape(cx), x.shape(hx), x.shape(hx + 1), kh, kw, stride,
+                                         padding, dilation, m, horq::conv_words(x.shape(cx), kh * kw), m, m);
+  geo.nhwc = channels_last;
   require(wbits.shape(1) == horq::words_for(geo.channels * kh * kw), "wbits must have words_for(C * kh * kw) words");
   require(alpha.shape(0) == m, "alpha must have one value per filter");
-  require(g.shape(0) == geo.batch && g.shape(1) == m && g.shape(2) == geo.out_h && g.shape(3) == geo.out_w,
+  require(g.shape(0) == geo.batch && g.shape(cx) == m && g.shape(hx) == geo.out_h && g.shape(hx + 1) == geo.out_w,
           "g does not have the output's shape");
   const auto& kt = horq::kernel_table(kernel);
   float* gx;
-  auto arr = make_array<float>({geo.batch, geo.channels, geo.height, geo.width}, &gx, false);
+  auto arr = channels_last ? make_array<float>({geo.batch, geo.height, geo.width, geo.channels}, &gx, false)
+                           : make_array<float>({geo.batch, geo.channels, geo.height, geo.width}, &gx, false);
   nb::gil_scoped_release nogil;
   horq::conv_input_grad(kt, g.data(), alpha.data(), wbits.data(), geo, m, x.data(), clip, gx);
   return arr;
@@ -454,7 +464,7 @@ FloatArray linear_input_grad(In<float, nb::ndim<2>> g, In<float, nb::ndim<1>> al
 void def_training(nb::module_& m) {
   m.def("conv2d_train", &conv2d_train, nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"),
         nb::arg("kh"), nb::arg("kw"), nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"), nb::arg("order"),
-        nb::arg("kernel") = "");
+        nb::arg("channels_last") = false, nb::arg("kernel") = "");
   m.def("linear_train", &linear_train, nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"),
         nb::arg("order"), nb::arg("kernel") = "");
   m.def("expand_columns", &expand_columns, nb::arg("bits"), nb::arg("betas"), nb::arg("groups"), nb::arg("cg"),
@@ -478,7 +488,7 @@ void def_training(nb::module_& m) {
         nb::arg("groups"), nb::arg("cg"), nb::arg("gw"), nb::arg("taps"), nb::arg("kernel") = "");
   m.def("conv_input_grad", &conv_input_grad, nb::arg("g"), nb::arg("alpha"), nb::arg("wbits"), nb::arg("x"),
         nb::arg("kh"), nb::arg("kw"), nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"),
-        nb::arg("clip"), nb::arg("kernel") = "");
+        nb::arg("clip"), nb::arg("channels_last") = false, nb::arg("kernel") = "");
   m.def("linear_input_grad", &linear_input_grad, nb::arg("g"), nb::arg("alpha"), nb::arg("wbits"), nb::arg("x"),
         nb::arg("clip"), nb::arg("kernel") = "");
 }

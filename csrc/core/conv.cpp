@@ -83,15 +83,22 @@ struct PixelPlanes {
   std::vector<word_t> bits;
 };
 
-// Image row t (image t / H, row t % H): its pixels' H_1 words and sums, 64 channels per pack_pixels call,
-// into the pixel image or the planes, and its NHWC copy for order >= 2. Returns nonzero on NaN or Inf.
-std::uint32_t pack_input_row(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* in_scale,
-                             const float* in_shift, std::size_t t, QuantizedColumns& q, PixelPlanes& pp) {
+// Whether the column pass reads its taps from an NHWC float copy of the input (orders >= 2) rather than from
+// the input itself (NHWC, no affine: already the copy).
+bool copies_nhwc(const ConvGeometry& g, int order, const float* in_scale) {
+  return order >= 2 && !(g.nhwc && in_scale == nullptr);
+}
+
+// Image row t (image t / H, row t % H) at src, its channels cstride floats apart (an NCHW image, or an NHWC one
+// transposed to channel planes): its pixels' H_1 words and sums, 64 channels per pack_pixels call, into the
+// pixel image or the planes, and its NHWC copy for order >= 2. Returns nonzero on NaN or Inf.
+std::uint32_t pack_input_row(const KernelTable& kt, const float* src, std::size_t cstride, const ConvGeometry& g,
+                             const float* in_scale, const float* in_shift, std::size_t t, QuantizedColumns& q,
+                             PixelPlanes& pp) {
   const std::size_t C = g.channels, H = g.height, W = g.width, gw = words_for(C);
   const std::size_t img = t / H, y = t % H;
-  const float* src = x + img * C * H * W + y * W;
   PixelImage& im = q.image;
-  const bool implicit = q.implicit_h1;
+  const bool implicit = q.implicit_h1, copy = copies_nhwc(g, q.order, in_scale);
   double* psum = implicit ? im.sums.data() + (img * im.hp + y + g.ph) * im.wp + g.pw : pp.sums.data() + t * W;
   if (!implicit) std::fill_n(psum, W, 0.0);
   std::uint32_t bad = 0;
@@ -99,31 +106,47 @@ std::uint32_t pack_input_row(const KernelTable& kt, const float* x, const ConvGe
     const std::size_t c1 = std::min(C, c0 + kWordBits), gi = c0 / kWordBits;
     const float* scale = in_scale ? in_scale + c0 : nullptr;
     const float* shift = in_scale ? in_shift + c0 : nullptr;
+    const float* rows = src + c0 * cstride;
     if (implicit) {
-      word_t* row = im.words.data() + ((img * gw + gi) * im.hp + y + g.ph) * im.wp + g.pw;
-      bad |= kt.pack_pixels(src + c0 * H * W, H * W, c1 - c0, W, row, 1, psum, scale, shift);
+      word_t* words = im.words.data() + ((img * gw + gi) * im.hp + y + g.ph) * im.wp + g.pw;
+      bad |= kt.pack_pixels(rows, cstride, c1 - c0, W, words, 1, psum, scale, shift);
     } else {
-      bad |= kt.pack_pixels(src + c0 * H * W, H * W, c1 - c0, W, pp.bits.data() + t * W * gw + gi, gw, psum, scale,
-                            shift);
+      bad |= kt.pack_pixels(rows, cstride, c1 - c0, W, pp.bits.data() + t * W * gw + gi, gw, psum, scale, shift);
     }
-    if (q.order >= 2) kt.to_nhwc(src + c0 * H * W, H * W, c1 - c0, W, scale, shift, pp.xt.data() + t * W * C + c0,
-                                 C);
+    if (copy) kt.to_nhwc(rows, cstride, c1 - c0, W, scale, shift, pp.xt.data() + t * W * C + c0, C);
   }
   return bad;
 }
 
-// Every pixel of x packed (and copied), one task per image row. Throws on NaN or Inf.
+// Every pixel of x packed (and copied): one task per image row of an NCHW input; one per image of an NHWC
+// input, which is first transposed to channel planes (in cache for the maps binary layers see; a row alone is
+// often narrower than the transpose's 16-pixel blocks), then packed row by row the same way. Throws on NaN or
+// Inf.
 PixelPlanes pack_input(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* in_scale,
                        const float* in_shift, QuantizedColumns& q) {
-  const std::size_t npix = g.batch * g.height * g.width, gw = words_for(g.channels);
+  const std::size_t C = g.channels, H = g.height, W = g.width, plane = H * W;
+  const std::size_t npix = g.batch * plane, gw = words_for(C);
   PixelPlanes pp;
-  pp.xt.resize(q.order >= 2 ? npix * g.channels : 0);
+  pp.xt.resize(copies_nhwc(g, q.order, in_scale) ? npix * C : 0);
   pp.sums.resize(q.implicit_h1 ? 0 : npix);
   pp.bits.resize(q.implicit_h1 ? 0 : npix * gw);
   std::atomic<bool> finite{true};
-  parallel_for(g.batch * g.height, [&](std::size_t t) {
-    if (pack_input_row(kt, x, g, in_scale, in_shift, t, q, pp)) finite.store(false);
-  });
+  if (g.nhwc) {
+    parallel_for(g.batch, [&](std::size_t img) {
+      thread_local std::vector<float> planes;
+      if (planes.size() < C * plane) planes.resize(C * plane);
+      kt.to_nhwc(x + img * plane * C, C, plane, C, nullptr, nullptr, planes.data(), plane);  // (HW x C) -> (C x HW)
+      std::uint32_t bad = 0;
+      for (std::size_t y = 0; y < H; ++y)
+        bad |= pack_input_row(kt, planes.data() + y * W, plane, g, in_scale, in_shift, img * H + y, q, pp);
+      if (bad) finite.store(false);
+    });
+  } else {
+    parallel_for(g.batch * H, [&](std::size_t t) {
+      const float* src = x + (t / H) * C * plane + (t % H) * W;
+      if (pack_input_row(kt, src, plane, g, in_scale, in_shift, t, q, pp)) finite.store(false);
+    });
+  }
   if (!finite.load()) throw std::invalid_argument("input contains NaN or Inf");
   return pp;
 }
@@ -225,21 +248,38 @@ bool strided_pointwise(const ConvGeometry& g) {
   return g.kh == 1 && g.kw == 1 && g.ph == 0 && g.pw == 0 && (g.sh > 1 || g.sw > 1);
 }
 
+// The subsampled pixels, NCHW (x NCHW or NHWC).
 std::vector<float> subsample(const float* x, const ConvGeometry& g, const float* in_scale, const float* in_shift) {
-  const std::size_t oh = g.out_h, ow = g.out_w, plane = g.height * g.width;
-  std::vector<float> out(g.batch * g.channels * oh * ow);
+  const std::size_t C = g.channels, oh = g.out_h, ow = g.out_w, plane = g.height * g.width;
+  std::vector<float> out(g.batch * C * oh * ow);
   std::atomic<bool> finite{true};
-  parallel_for(g.batch * g.channels, [&](std::size_t p) {
-    const float* src = x + p * plane;
-    const std::size_t c = p % g.channels;
-    const float a = in_scale ? in_scale[c] : 1.0f, b = in_scale ? in_shift[c] : 0.0f;
-    std::uint32_t bad = 0;
-    for (std::size_t i = 0; i < plane; ++i) bad |= non_finite(in_scale ? src[i] * a + b : src[i]);
-    if (bad) finite.store(false);
-    float* dst = out.data() + p * oh * ow;
-    for (std::size_t y = 0; y < oh; ++y)
-      for (std::size_t i = 0; i < ow; ++i) dst[y * ow + i] = src[y * g.sh * g.width + i * g.sw];
-  });
+  const auto value = [&](const float* src, std::size_t i, std::size_t c) {
+    return in_scale ? src[i] * in_scale[c] + in_shift[c] : src[i];
+  };
+  if (g.nhwc) {
+    parallel_for(g.batch, [&](std::size_t img) {  // one task per image: its pixels' channels are contiguous
+      const float* src = x + img * plane * C;
+      std::uint32_t bad = 0;
+      for (std::size_t p = 0; p < plane; ++p)
+        for (std::size_t c = 0; c < C; ++c) bad |= non_finite(value(src, p * C + c, c));
+      if (bad) finite.store(false);
+      float* dst = out.data() + img * C * oh * ow;
+      for (std::size_t y = 0; y < oh; ++y)
+        for (std::size_t i = 0; i < ow; ++i)
+          for (std::size_t c = 0; c < C; ++c) dst[(c * oh + y) * ow + i] = src[(y * g.sh * g.width + i * g.sw) * C + c];
+    });
+  } else {
+    parallel_for(g.batch * C, [&](std::size_t p) {  // one task per image channel
+      const float* src = x + p * plane;
+      const std::size_t c = p % C;
+      std::uint32_t bad = 0;
+      for (std::size_t i = 0; i < plane; ++i) bad |= non_finite(value(src, i, c));
+      if (bad) finite.store(false);
+      float* dst = out.data() + p * oh * ow;
+      for (std::size_t y = 0; y < oh; ++y)
+        for (std::size_t i = 0; i < ow; ++i) dst[y * ow + i] = src[y * g.sh * g.width + i * g.sw];
+    });
+  }
   if (!finite.load()) throw std::invalid_argument("input contains NaN or Inf");
   return out;
 }
@@ -250,7 +290,7 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
                                        const float* in_scale, const float* in_shift) {
   if (strided_pointwise(g)) {
     ConvGeometry unit = g;
-    unit.height = g.out_h, unit.width = g.out_w, unit.sh = unit.sw = 1;
+    unit.height = g.out_h, unit.width = g.out_w, unit.sh = unit.sw = 1, unit.nhwc = false;
     const std::vector<float> xs = subsample(x, g, in_scale, in_shift);
     return quantize_conv_columns(kt, xs.data(), unit, order, in_scale, in_shift);
   }
@@ -260,7 +300,8 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
   const std::size_t taps = g.kh * g.kw;
   const ColumnSource source{g, taps, words_for(g.channels), q.kw, g.out_h * g.out_w, q.image.hp, q.image.wp, order,
                             conv_compact(g.channels, taps), q.implicit_h1, static_cast<double>(q.n),
-                            pp.bits.data(), q.implicit_h1 ? q.image.sums.data() : pp.sums.data(), pp.xt.data()};
+                            pp.bits.data(), q.implicit_h1 ? q.image.sums.data() : pp.sums.data(),
+                            copies_nhwc(g, order, in_scale) ? pp.xt.data() : x};
   parallel_for(ceil_div(q.ncols, kColsPerTask), [&](std::size_t t) {
     quantize_column_block(kt, source, q, t * kColsPerTask, std::min(q.ncols, (t + 1) * kColsPerTask));
   });

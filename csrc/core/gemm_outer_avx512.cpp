@@ -120,10 +120,14 @@ struct Avx512Outer {
       if (ep.residual) out = _mm256_add_ps(out, _mm256_maskz_loadu_ps(valid, ep.residual + (dst - y)));
       if (ep.floor) out = _mm256_max_ps(_mm256_set1_ps(ep.floor[o]), out);  // floor > out ? floor : out
       _mm256_mask_storeu_ps(dst, valid, out);
-    } else {
-      alignas(32) float lane[kLanes];
-      _mm256_store_ps(lane, out);
-      for (unsigned l = 0; l < d.valid; ++l) y[d.base[l] + o * ppi] = finish_output(lane[l], ep, d.base[l] + o * ppi, o);
+    } else {  // lanes apart in y (across images; an NHWC output or a linear layer's: m apart): scattered
+      const __mmask8 valid = static_cast<__mmask8>((1u << d.valid) - 1u);
+      static_assert(sizeof d.base[0] == 8, "lane offsets are read as 64-bit indices");
+      const __m512i at = _mm512_loadu_si512(d.base);
+      if (ep.residual)
+        out = _mm256_add_ps(out, _mm512_mask_i64gather_ps(_mm256_setzero_ps(), valid, at, ep.residual + o * ppi, 4));
+      if (ep.floor) out = _mm256_max_ps(_mm256_set1_ps(ep.floor[o]), out);
+      _mm512_mask_i64scatter_ps(y + o * ppi, valid, at, out, 4);
     }
   }
 };

@@ -75,6 +75,9 @@ QuantizedColumns quantize_rows(const KernelTable& kt, const float* x, std::size_
 
 struct ConvGeometry {
   std::size_t batch, channels, height, width, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w;
+  // The input (and a training step's input gradient) stored NHWC, (batch, height, width, channels), instead of
+  // NCHW: PyTorch's channels_last. The columns and everything computed from them are the same either way.
+  bool nhwc = false;
 };
 
 // The conv layout of a column (and of a weight row): its n = C*kh*kw bits in (i, j, c) order, either
@@ -90,7 +93,7 @@ inline std::size_t conv_words(std::size_t channels, std::size_t taps) {
   return conv_compact(channels, taps) ? words_for(channels * taps) : taps * words_for(channels);
 }
 
-// Unfolds x (NCHW) into receptive fields in the conv layout (zero padding included), quantized as in
+// Unfolds x (NCHW, or NHWC with g.nhwc) into receptive fields in the conv layout (zero padding included), quantized as in
 // quantize.h. With in_scale/in_shift (C values each, or both nullptr) the input is first mapped per channel,
 // x * in_scale[c] + in_shift[c] in float32 (multiply, then add, each rounded: what a separate affine step
 // computes), on the fly. Throws std::invalid_argument on NaN/Inf (after the affine) anywhere in x.

@@ -72,6 +72,7 @@ void gather_weight_grad(const float* out, std::size_t M, std::size_t groups, std
 //                      ox sw + j dw = x + pw of g[n, o, oy, ox] * alpha[o] * sign(w[o, c, i, j])
 // (sign(0) = +1). g is (N, O, OH, OW); wbits the packed signs of the weight rows (O rows in PyTorch's
 // (c, i, j) order, words_for(C * KH * KW) words each: KernelTable::binarize_rows' bits); x and gx (N, C, H, W).
+// With geo.nhwc, g, x and gx are NHWC instead ((N, OH, OW, O), (N, H, W, C)): the same values.
 void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, const word_t* wbits,
                      const ConvGeometry& geo, std::size_t m, const float* x, float clip, float* gx);
 

@@ -114,23 +114,67 @@ void gather_weight_grad(const float* out, std::size_t M, std::size_t groups, std
   });
 }
 
+namespace {
+
+// Crops image n's gradient from the padded grid gz (C planes of Hg x Wg) into gx, NCHW or NHWC as geo says (NHWC:
+// each row's channel runs transposed in registers, to_nhwc), with the clip window of x (same layout as gx; clip
+// < 0: none). Rows and columns no tap reaches get 0.
+void crop_input_grad(const KernelTable& kt, const ConvGeometry& geo, std::size_t Hg, std::size_t Wg, const float* gz,
+                     std::size_t n, const float* x, float clip, float* gx) {
+  const std::size_t C = geo.channels, H = geo.height, W = geo.width, Pz = Hg * Wg;
+  const std::size_t inside = geo.pw < Wg ? std::min(W, Wg - geo.pw) : 0;  // columns a tap reaches
+  for (std::size_t y = 0; y < H; ++y) {
+    const std::size_t Y = y + geo.ph;
+    const bool reached = Y < Hg;
+    if (geo.nhwc) {
+      const std::size_t at = (n * H + y) * W * C, len = reached ? inside * C : 0;
+      float* __restrict dst = gx + at;
+      const float* __restrict xin = x + at;
+      if (len) kt.to_nhwc(gz + n * C * Pz + Y * Wg + geo.pw, Pz, C, inside, nullptr, nullptr, dst, C);
+      if (clip >= 0.0f)
+        for (std::size_t k = 0; k < len; ++k) dst[k] = in_window(dst[k], xin[k], clip);
+      std::fill_n(dst + len, W * C - len, 0.0f);
+      continue;
+    }
+    for (std::size_t c = 0; c < C; ++c) {
+      const std::size_t at = ((n * C + c) * H + y) * W;
+      float* __restrict dst = gx + at;
+      const float* __restrict xin = x + at;
+      if (!reached) {
+        std::fill_n(dst, W, 0.0f);
+        continue;
+      }
+      const float* __restrict src = gz + (n * C + c) * Pz + Y * Wg + geo.pw;
+      if (clip >= 0.0f) {
+        for (std::size_t k = 0; k < inside; ++k) dst[k] = in_window(src[k], xin[k], clip);
+      } else {
+        std::copy_n(src, inside, dst);
+      }
+      std::fill_n(dst + inside, W - inside, 0.0f);
+    }
+  }
+}
+
+}  // namespace
+
 void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, const word_t* wbits,
                      const ConvGeometry& geo, std::size_t m, const float* x, float clip, float* gx) {
-  const std::size_t T = geo.kh * geo.kw, C = geo.channels, H = geo.height, W = geo.width, N = geo.batch;
+  const std::size_t T = geo.kh * geo.kw, C = geo.channels, N = geo.batch;
   const std::size_t OW = geo.out_w, P = geo.out_h * OW, J = C * T;
   // The product: reduction over o, lanes over output positions, one sign row per (c, tap).
   const std::vector<word_t> s = weight_sign_rows(wbits, m, J);
   const std::size_t lds = words_for(J) * kWordBits;  // the sign rows' stride
-  // Lanes: an image's positions, straight from g; images smaller than a lane block are first copied side by
-  // side (o, image * P + position) and a task takes ~16 blocks' worth of them, its blocks running across image
-  // boundaries (7x7 maps: 4% of lanes idle, against 23% with one image per block). The split depends on the
-  // shapes only (an output's fold order follows the blocks), so results are the same at any thread count.
+  // Lanes: an image's positions, straight from an NCHW g; images smaller than a lane block are first copied side
+  // by side (o, image * P + position) and a task takes ~16 blocks' worth of them, its blocks running across image
+  // boundaries (7x7 maps: 4% of lanes idle, against 23% with one image per block). An NHWC g (position-major, as
+  // if side by side already) is transposed a block of lanes at a time. The split depends on the shapes only (an
+  // output's fold order follows the blocks), so results are the same at any thread count and in either layout.
   constexpr std::size_t kLanes = 64, kMargin = 16, kBlocksPerTask = 16;
   const bool grouped = P < kLanes;
   const std::size_t per_task = grouped ? std::max<std::size_t>(1, kBlocksPerTask * kLanes / P) : 1;
   const std::size_t tasks = ceil_div(N, per_task);
   std::vector<float> gq;
-  if (grouped) {
+  if (grouped && !geo.nhwc) {
     gq.resize(m * N * P);
     parallel_for(m, [&](std::size_t o) {
       for (std::size_t n = 0; n < N; ++n) std::copy_n(g + (n * m + o) * P, P, gq.data() + o * N * P + n * P);
@@ -150,13 +194,20 @@ void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, 
     // buf: the product's rows of a chunk, with a vector's margin before and after (the fold's masked loads).
     std::vector<float> bufmem(std::min(J, rows_per_chunk) * kLanes + 2 * kMargin);
     float* const buf = bufmem.data() + kMargin;
+    std::vector<float> lanes_t(geo.nhwc ? m * kLanes : 0);  // an NHWC block of lanes as rows (o, lane)
     std::vector<const float*> rows(m);
     std::vector<FoldRun> runs;  // the block's lanes along output rows (sign_gemm.h, Fold)
     const std::size_t q_begin = grouped ? n_begin * P : 0, q_end = grouped ? n_end * P : P;
     for (std::size_t q0 = q_begin; q0 < q_end; q0 += kLanes) {
       const std::size_t lanes = std::min(kLanes, q_end - q0);
-      for (std::size_t o = 0; o < m; ++o)
-        rows[o] = grouped ? gq.data() + o * N * P + q0 : g + (n_begin * m + o) * P + q0;
+      if (geo.nhwc) {
+        const float* gl = g + ((grouped ? 0 : n_begin * P) + q0) * m;  // lane l's m gradients at gl + l * m
+        kt.to_nhwc(gl, m, lanes, m, nullptr, nullptr, lanes_t.data(), kLanes);  // (lanes x m) -> (m x lanes)
+        for (std::size_t o = 0; o < m; ++o) rows[o] = lanes_t.data() + o * kLanes;
+      } else {
+        for (std::size_t o = 0; o < m; ++o)
+          rows[o] = grouped ? gq.data() + o * N * P + q0 : g + (n_begin * m + o) * P + q0;
+      }
       runs.clear();  // the block's lanes as runs along ox: lane (image, oy, ox) lands at (oy sh, ox sw) + tap
       for (std::size_t q = 0; q < lanes;) {
         const std::size_t at = q0 + q, n = grouped ? at / P : n_begin, oy = at % P / OW, ox = at % OW;
@@ -172,25 +223,7 @@ void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, 
                           gz.get() + j0 / T * Pz});
       }
     }
-    // Crop to the input (rows / columns no tap reaches get 0) with the clip window.
-    for (std::size_t nc = n_begin * C; nc < n_end * C; ++nc)
-      for (std::size_t y = 0; y < H; ++y) {
-        const std::size_t at = (nc * H + y) * W, Y = y + geo.ph;
-        float* __restrict dst = gx + at;
-        const float* __restrict xin = x + at;
-        if (Y >= Hg) {
-          std::fill_n(dst, W, 0.0f);
-          continue;
-        }
-        const float* __restrict src = gz.get() + nc * Pz + Y * Wg + geo.pw;
-        const std::size_t inside = geo.pw < Wg ? std::min(W, Wg - geo.pw) : 0;
-        if (clip >= 0.0f) {
-          for (std::size_t k = 0; k < inside; ++k) dst[k] = in_window(src[k], xin[k], clip);
-        } else {
-          std::copy_n(src, inside, dst);
-        }
-        std::fill_n(dst + inside, W - inside, 0.0f);
-      }
+    for (std::size_t n = n_begin; n < n_end; ++n) crop_input_grad(kt, geo, Hg, Wg, gz.get(), n, x, clip, gx);
   });
 }
 

@@ -160,6 +160,67 @@ def test_conv_input_grad_matches_torch(path, case, clip):
                                                               kernel="generic"))
 
 
+def _nhwc(a):
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1))
+
+
+@pytest.mark.parametrize("clip", [None, 0.5])
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "n{}-c{}-{}x{}-o{}-k{}-s{}-p{}-d{}".format(*c))
+def test_conv_input_grad_channels_last_is_the_same(path, case, clip):
+    """NHWC gradient, input and result (channels_last): the NCHW result's values bit for bit (the same sums in
+    the same order; only where they are read and written differs)."""
+    n, c, h, w, o, k, s, p, d = case
+    (kh, kw), st, pad, dil = (v if isinstance(v, tuple) else (v, v) for v in (k, s, p, d))
+    rng = np.random.default_rng(h * w + o + 1)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    rows = rng.standard_normal((o, c * kh * kw)).astype(np.float32)
+    alpha = np.abs(rows).mean(axis=1).astype(np.float32)
+    oh = (h + 2 * pad[0] - dil[0] * (kh - 1) - 1) // st[0] + 1
+    ow = (w + 2 * pad[1] - dil[1] * (kw - 1) - 1) // st[1] + 1
+    g = rng.standard_normal((n, o, oh, ow)).astype(np.float32)
+    bits = pack_signs(rows)
+    want = ktrain.conv_input_grad(g, alpha, bits, x, kh, kw, st, pad, dil, clip, kernel=path)
+    got = ktrain.conv_input_grad(_nhwc(g), alpha, bits, _nhwc(x), kh, kw, st, pad, dil, clip, kernel=path,
+                                 channels_last=True)
+    assert got.shape == (n, h, w, c)
+    np.testing.assert_array_equal(got, _nhwc(want))
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "n{}-c{}-{}x{}-o{}-k{}-s{}-p{}-d{}".format(*c))
+def test_conv2d_keep_channels_last_is_the_same(path, case, order):
+    """The training forward on an NHWC input with an NHWC output: the NCHW call's output, planes and betas bit
+    for bit (the 1x1 stride-2 case subsamples an NHWC input)."""
+    n, c, h, w, o, k, s, p, d = case
+    (kh, kw), st, pad, dil = (v if isinstance(v, tuple) else (v, v) for v in (k, s, p, d))
+    rng = np.random.default_rng(h * w + o + order)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    rows = rng.standard_normal((o, c * kh * kw)).astype(np.float32)
+    alpha, bits, _ = ktrain.binarize_weight_rows(rows, with_eff=False)
+    wbits = ktrain.conv_weight_bits(bits, c, kh, kw)
+    coef, add = alpha.astype(np.float64), rng.standard_normal(o)
+    y, (planes, betas) = ktrain.conv2d_keep(x, wbits, coef, add, kh, kw, st, pad, dil, order, kernel=path)
+    y2, (planes2, betas2) = ktrain.conv2d_keep(_nhwc(x), wbits, coef, add, kh, kw, st, pad, dil, order, kernel=path,
+                                               channels_last=True)
+    assert y2.shape == (n, y.shape[2], y.shape[3], o)
+    np.testing.assert_array_equal(y2, _nhwc(y))
+    np.testing.assert_array_equal(planes2, planes)
+    np.testing.assert_array_equal(betas2, betas)
+
+
+@pytest.mark.parametrize("k,stride", [(3, 1), (1, 2)], ids=["3x3", "1x1-stride2"])
+def test_conv2d_keep_channels_last_refuses_non_finite(path, k, stride):
+    """NaN/Inf anywhere in an NHWC input is an error, also in a pixel a strided 1x1 convolution skips."""
+    x = np.zeros((2, 5, 6, 3), np.float32)  # NHWC
+    x[1, 3, 3, 2] = np.nan  # odd row and column: not read at stride 2
+    rows = np.ones((4, 3 * k * k), np.float32)
+    alpha, bits, _ = ktrain.binarize_weight_rows(rows, with_eff=False)
+    wbits = ktrain.conv_weight_bits(bits, 3, k, k)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        ktrain.conv2d_keep(x, wbits, alpha.astype(np.float64), np.zeros(4), k, k, (stride, stride), (0, 0), (1, 1), 1,
+                           kernel=path, channels_last=True)
+
+
 def test_conv_input_grad_same_bits_at_any_thread_count(path):
     rng = np.random.default_rng(9)
     x = rng.standard_normal((5, 20, 9, 9)).astype(np.float32)
@@ -228,6 +289,9 @@ def test_bad_sizes_are_refused():
     with pytest.raises(ValueError, match="output's shape"):
         ktrain.conv_input_grad(np.zeros((1, 3, 4, 4), np.float32), np.ones(3, np.float32), bits, x, 3, 3, (1, 1),
                                (1, 1), (1, 1), None)
+    with pytest.raises(ValueError, match="output's shape"):  # an NCHW gradient where channels_last wants NHWC
+        ktrain.conv_input_grad(np.zeros((1, 3, 5, 5), np.float32), np.ones(3, np.float32), bits,
+                               x.transpose(0, 2, 3, 1).copy(), 3, 3, (1, 1), (1, 1), (1, 1), None, channels_last=True)
     with pytest.raises(ValueError, match="words_for\\(C \\* kh \\* kw\\)"):
         ktrain.conv_input_grad(np.zeros((1, 3, 5, 5), np.float32), np.ones(3, np.float32), np.zeros((3, 2), np.uint64),
                                x, 3, 3, (1, 1), (1, 1), (1, 1), None)

@@ -121,6 +121,59 @@ def test_conv_matches_float64_torch_path(case, order, planes_from):
     _check_layer(layer, x, order)
 
 
+@pytest.mark.parametrize("order", [1, 2])
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "c{}-o{}-k{}-s{}-p{}-d{}".format(*c[:6]))
+def test_conv_channels_last_reads_and_writes_nhwc(case, order):
+    """A channels_last layer and input: the kernels take and give NHWC memory (no layout copies), the output and
+    the input gradient come back channels_last as torch.nn.Conv2d's do, every value matches the float64 torch
+    path, and the output is the NCHW native call's bit for bit."""
+    c_in, c_out, k, s, p, d, h, w = case
+    torch.manual_seed(0)
+    layer = HORQConv2d(c_in, c_out, k, stride=s, padding=p, dilation=d, order=order)
+    x = _rand(np.random.default_rng(order), (2, c_in, h, w))
+    with native_training():
+        y_nchw = layer(x).detach()
+    layer = layer.to(memory_format=torch.channels_last)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    _check_layer(layer, x_cl, order)
+    with native_training():
+        xg = x_cl.clone().requires_grad_(True)
+        y = layer(xg)
+        y.backward(torch.ones_like(y))
+    with torch.no_grad():  # the memory format torch.nn.Conv2d gives (NCHW when C_in = 1: both formats at once)
+        y_torch = F.conv2d(x_cl, layer.weight, None, layer.stride, layer.padding, layer.dilation)
+        want_cl = y_torch.is_contiguous(memory_format=torch.channels_last)
+    layout = torch.channels_last if want_cl else torch.contiguous_format
+    assert y.is_contiguous(memory_format=layout) and xg.grad.is_contiguous(memory_format=layout)
+    assert torch.equal(y.detach(), y_nchw)
+
+
+def test_channels_last_rule_is_torch_convolutions():
+    """native_train._channels_last picks the output memory format torch.nn.functional.conv2d picks, on plain,
+    channels_last (``.contiguous``), restrided (as ``Module.to`` does) and ambiguous (one channel, 1x1 maps)
+    inputs and weights."""
+    cl = torch.channels_last
+
+    def variants(shape):
+        t = torch.randn(shape)
+        restrided = torch.empty_strided(shape, (shape[1] * shape[2] * shape[3], 1, shape[3] * shape[1], shape[1]))
+        return [t, t.contiguous(memory_format=cl), restrided.copy_(t)]
+
+    checked = 0
+    for x_shape, w_shape in [((2, 1, 5, 6), (3, 1, 3, 3)), ((2, 4, 5, 6), (3, 4, 3, 3)), ((2, 4, 1, 1), (3, 4, 1, 1)),
+                             ((1, 3, 4, 4), (1, 3, 1, 1))]:
+        for x in variants(x_shape):
+            for w in variants(w_shape):
+                y = F.conv2d(x, w, padding=w.shape[-1] // 2)
+                if y.is_contiguous() and y.is_contiguous(memory_format=cl):
+                    continue  # the output is both at once: nothing to tell apart
+                want = y.is_contiguous(memory_format=cl)
+                got = native_train._channels_last(x) or native_train._channels_last(w)
+                assert got == want, (x.shape, x.stride(), w.shape, w.stride())
+                checked += 1
+    assert checked >= 15
+
+
 @pytest.mark.parametrize("order", [1, 2, 3])
 def test_conv_batch_1_and_64_every_path(order, monkeypatch):
     torch.manual_seed(1)

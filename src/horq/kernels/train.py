@@ -50,11 +50,13 @@ def conv_weight_bits(bits: np.ndarray, channels: int, kh: int, kw: int) -> np.nd
 
 
 def conv2d_keep(x: np.ndarray, wbits: np.ndarray, coef: np.ndarray, add: np.ndarray, kh: int, kw: int, stride,
-                padding, dilation, order: int, kernel: str | None = None):
+                padding, dilation, order: int, kernel: str | None = None, *, channels_last: bool = False):
     """``(y, (bits, betas))``: ``y = coef * horq_conv(x) + add`` (float32 NCHW) and the quantized columns,
-    column ``j = (image * OH + oy) * OW + ox``; ``kernel`` as in :mod:`horq.kernels` (``HORQ_KERNEL``)."""
+    column ``j = (image * OH + oy) * OW + ox``; ``kernel`` as in :mod:`horq.kernels` (``HORQ_KERNEL``).
+    ``channels_last``: ``x`` is NHWC ``(N, H, W, C)`` and ``y`` comes back NHWC ``(N, OH, OW, C_out)`` (the
+    memory of PyTorch's channels_last tensors); the columns are the same."""
     return _core.conv2d_train(x, wbits, coef, add, kh, kw, tuple(stride), tuple(padding), tuple(dilation), order,
-                              _resolve_kernel(kernel))
+                              channels_last, _resolve_kernel(kernel))
 
 
 def linear_keep(x: np.ndarray, wbits: np.ndarray, coef: np.ndarray, add: np.ndarray, order: int,
@@ -84,12 +86,13 @@ def planes_weight_grad(g: np.ndarray, bits: np.ndarray, betas: np.ndarray, layou
 
 
 def conv_input_grad(g: np.ndarray, alpha: np.ndarray, bits: np.ndarray, x: np.ndarray, kh: int, kw: int, stride,
-                    padding, dilation, clip: float | None, kernel: str | None = None) -> np.ndarray:
+                    padding, dilation, clip: float | None, kernel: str | None = None, *,
+                    channels_last: bool = False) -> np.ndarray:
     """Input gradient of a binary convolution through ``W~ = alpha * sign(W)``, given ``bits`` = ``pack_signs``
     of the weight rows ``(C_out, C_in * kh * kw)`` (:func:`binarize_weight_rows`' bits), times the clip window
-    of ``x`` (``clip=None``: none); float32 NCHW."""
+    of ``x`` (``clip=None``: none); float32 NCHW, or with ``channels_last`` ``g``, ``x`` and the result NHWC."""
     return _core.conv_input_grad(g, alpha, bits, x, kh, kw, tuple(stride), tuple(padding), tuple(dilation),
-                                 -1.0 if clip is None else float(clip), _resolve_kernel(kernel))
+                                 -1.0 if clip is None else float(clip), channels_last, _resolve_kernel(kernel))
 
 
 def linear_input_grad(g: np.ndarray, alpha: np.ndarray, bits: np.ndarray, x: np.ndarray, clip: float | None,

@@ -172,33 +172,58 @@ def _torch_input_grad(grad: Tensor, x: Tensor, w: Tensor, stride, padding, dilat
 
 
 def _channels_last(t: Tensor) -> bool:
-    """True for a 4-d tensor laid out NHWC (PyTorch's channels_last) and not also plain NCHW."""
-    return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+    """Whether PyTorch takes ``t``'s strides for channels_last (its ``suggest_memory_format`` rule, which a
+    convolution follows for its input and weight): the strides grow in the order C, W, H, N, and a tensor that
+    is NCHW-contiguous as well counts as NCHW (a size-1 channel dimension)."""
+    if t.dim() != 4 or t.stride(1) == 0:
+        return False
+    least = 0
+    for d in (1, 3, 2, 0):
+        if t.shape[d] == 0 or t.stride(d) < least or (d == 0 and least == t.stride(1)):
+            return False
+        least = t.stride(d) * max(1, t.shape[d])
+    return True
+
+
+def _layout(t: Tensor, channels_last: bool) -> Tensor:
+    """``t`` contiguous in the given memory format (no copy when it already is)."""
+    return t.contiguous(memory_format=torch.channels_last) if channels_last else t.contiguous()
+
+
+def _array(t: Tensor, channels_last: bool) -> np.ndarray:
+    """The memory of ``t`` (laid out by :func:`_layout`) as the kernels read it: NCHW, or an NHWC array."""
+    t = t.detach()
+    return t.permute(0, 2, 3, 1).numpy() if channels_last else t.numpy()
+
+
+def _tensor(a: np.ndarray, channels_last: bool) -> Tensor:
+    """A kernel's NCHW or NHWC array as an NCHW-shaped tensor (channels_last strides for NHWC), no copy."""
+    t = torch.from_numpy(a)
+    return t.permute(0, 3, 1, 2) if channels_last else t
 
 
 class _NativeConv2d(torch.autograd.Function):
-    """The kernels take and give NCHW arrays. As torch.nn.Conv2d does, the output (and in backward the input's
-    gradient) is channels_last when the input or the weight is, so the layers around keep PyTorch's NHWC
-    kernels; the weight gradient reads the output gradient as (pixels, channels) rows, a free view of an NHWC
-    gradient."""
+    """As torch.nn.Conv2d does, the output (and in backward the input's gradient) is channels_last when the input
+    or the weight is, so the layers around keep PyTorch's NHWC kernels: the kernels then read and write NHWC
+    memory directly (the columns are the same), and the weight gradient reads the output gradient as (pixels,
+    channels) rows, a free view of an NHWC gradient."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, conf):
         from horq.kernels import train as ktrain
 
         stride, padding, dilation, order, clip = conf
-        ctx.channels_last = _channels_last(x) or _channels_last(weight)
-        x = x.contiguous()
+        cl = ctx.channels_last = _channels_last(x) or _channels_last(weight)
+        x = _layout(x, cl)
         _, c_in, kh, kw = weight.shape
         wt = _Weights(weight, bias)
         wbits = ktrain.conv_weight_bits(wt.bits, c_in, kh, kw)
-        y, (bits, betas) = ktrain.conv2d_keep(x.detach().numpy(), wbits, wt.coef, wt.add, kh, kw, stride, padding,
-                                              dilation, order)
+        y, (bits, betas) = ktrain.conv2d_keep(_array(x, cl), wbits, wt.coef, wt.add, kh, kw, stride, padding,
+                                              dilation, order, channels_last=cl)
         ctx.conf, ctx.wt = conf, wt
         ctx.cols = (bits, betas) if ctx.needs_input_grad[1] else None
         ctx.save_for_backward(weight, x.detach())  # the weight only for autograd's in-place check
-        y = torch.from_numpy(y)
-        return y.contiguous(memory_format=torch.channels_last) if ctx.channels_last else y
+        return _tensor(y, cl)
 
     @staticmethod
     @once_differentiable
@@ -206,21 +231,20 @@ class _NativeConv2d(torch.autograd.Function):
         from horq.kernels import train as ktrain
 
         saved = ctx.saved_tensors  # also the version check of the weight
-        wt = ctx.wt
+        wt, cl = ctx.wt, ctx.channels_last
         stride, padding, dilation, order, clip = ctx.conf
         c_out, c_in, kh, kw = wt.shape
         gx = gw = gb = None
+        grad = _layout(grad, cl)
         if ctx.needs_input_grad[0]:
-            x = saved[1]
+            x = saved[1]  # laid out as forward's input: channels_last when cl
             if sign_input_grad(c_out, grad.shape[3]):
-                gx = torch.from_numpy(ktrain.conv_input_grad(grad.contiguous().numpy(), wt.alpha, wt.bits, x.numpy(),
-                                                             kh, kw, stride, padding, dilation, clip))
+                gx = _tensor(ktrain.conv_input_grad(_array(grad, cl), wt.alpha, wt.bits, _array(x, cl), kh, kw, stride,
+                                                    padding, dilation, clip, channels_last=cl), cl)
             else:
-                gx = _torch_input_grad(grad.contiguous(), x, wt.w_eff(), stride, padding, dilation)
+                gx = _layout(_torch_input_grad(grad, x, wt.w_eff(), stride, padding, dilation), cl)
                 if clip is not None:
-                    ktrain.clip_window(gx.numpy(), x.numpy(), clip)
-            if ctx.channels_last:
-                gx = gx.contiguous(memory_format=torch.channels_last)
+                    ktrain.clip_window(_array(gx, cl), _array(x, cl), clip)
         if ctx.needs_input_grad[1]:
             g_rows = grad.permute(0, 2, 3, 1).reshape(-1, c_out)  # row j = column j = (image, oy, ox)
             gw = wt.grad(_columns_weight_grad(g_rows, ctx.cols, ktrain.conv_layout(c_in, kh * kw), kh * kw))

@@ -308,20 +308,27 @@ int check_gemm_task(std::mt19937_64& rng) {
           std::vector<double> coef(m), add(m);
           for (auto& c : coef) c = normal(rng);
           for (auto& a : add) a = normal(rng);
-          const Epilogue ep{coef.data(), add.data()};
+          std::vector<float> floor(m);
+          for (auto& f : floor) f = static_cast<float>(normal(rng));
           for (std::size_t ppi : {std::size_t{1}, std::size_t{5}, ncols}) {
             if (ppi == ncols && (ncols == 1 || ncols == 5)) continue;  // already run
             const std::size_t ysize = ceil_div(ncols, ppi) * m * ppi;
+            std::vector<float> residual(ysize);
+            for (auto& r : residual) r = static_cast<float>(normal(rng));
             for (int blk = 0; blk < 3; ++blk) {
               std::size_t o0 = 0, mb = m, j0 = 0, jb = ncols;
               if (blk > 0) {
                 o0 = rng() % m, mb = 1 + rng() % (m - o0), j0 = rng() % ncols, jb = 1 + rng() % (ncols - j0);
               }
+              // The last block adds a residual and takes a floor (contiguous lanes and scattered ones).
+              const Epilogue ep = blk == 2 ? Epilogue{coef.data(), add.data(), residual.data(), floor.data()}
+                                           : Epilogue{coef.data(), add.data()};
               std::vector<float> got(ysize + 2 * kFrame, float_of(kGuard)), want = got;
               for (std::size_t o = o0; o < o0 + mb; ++o)
-                for (std::size_t j = j0; j < j0 + jb; ++j)
-                  want[kFrame + (j / ppi) * m * ppi + o * ppi + j % ppi] =
-                      gemm_reference(wbits.data() + o * kw, q, ep, o, j);
+                for (std::size_t j = j0; j < j0 + jb; ++j) {
+                  const std::size_t at = (j / ppi) * m * ppi + o * ppi + j % ppi;
+                  want[kFrame + at] = finish_output(gemm_reference(wbits.data() + o * kw, q, ep, o, j), ep, at, o);
+                }
               gemm_task_avx512(wbits.data(), m, q, ep, ppi, got.data() + kFrame, o0, mb, j0, jb);
               if (std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0) continue;
               if (++failures > kMaxReports) continue;

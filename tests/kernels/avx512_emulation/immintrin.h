@@ -367,6 +367,21 @@ inline __m256 _mm256_maskz_loadu_ps(__mmask8 k, const void* p) {
   return r;
 }
 inline void _mm256_mask_storeu_ps(void* p, __mmask8 k, __m256 a) { avx512_emulation::masked_store(p, k, 8, a.v); }
+inline __m256 _mm256_setzero_ps() { return __m256{}; }
+// Gather / scatter of 8 floats at base + scale * index_i (64-bit indices), only where mask bit i is set (the
+// gather keeps src's lane elsewhere; the scatter writes nothing there).
+inline __m256 _mm512_mask_i64gather_ps(__m256 src, __mmask8 k, __m512i idx, const void* base, int scale) {
+  for (int i = 0; i < 8; ++i)
+    if (avx512_emulation::bit(k, i))
+      std::memcpy(&src.v[i], static_cast<const unsigned char*>(base) +
+                  static_cast<std::int64_t>(idx.v[i]) * scale, 4);
+  return src;
+}
+inline void _mm512_mask_i64scatter_ps(void* base, __mmask8 k, __m512i idx, __m256 a, int scale) {
+  for (int i = 0; i < 8; ++i)
+    if (avx512_emulation::bit(k, i))
+      std::memcpy(static_cast<unsigned char*>(base) + static_cast<std::int64_t>(idx.v[i]) * scale, &a.v[i], 4);
+}
 inline void _mm256_store_ps(float* p, __m256 a) {
   avx512_emulation::check_aligned(p, 32);
   std::memcpy(p, a.v, sizeof a.v);
