@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <vector>
 
@@ -78,7 +79,7 @@ QuantizedColumns empty_columns(const KernelTable& kt, const ConvGeometry& g, int
 // What the pixel pass writes besides the image: the NHWC float copy (order >= 2) and, without an image,
 // every pixel's gw words and sum.
 struct PixelPlanes {
-  std::vector<float> xt;
+  std::unique_ptr<float[]> xt;  // every value written by the pixel pass: not zeroed first
   std::vector<double> sums;
   std::vector<word_t> bits;
 };
@@ -113,7 +114,7 @@ std::uint32_t pack_input_row(const KernelTable& kt, const float* src, std::size_
     } else {
       bad |= kt.pack_pixels(rows, cstride, c1 - c0, W, pp.bits.data() + t * W * gw + gi, gw, psum, scale, shift);
     }
-    if (copy) kt.to_nhwc(rows, cstride, c1 - c0, W, scale, shift, pp.xt.data() + t * W * C + c0, C);
+    if (copy) kt.to_nhwc(rows, cstride, c1 - c0, W, scale, shift, pp.xt.get() + t * W * C + c0, C);
   }
   return bad;
 }
@@ -127,7 +128,7 @@ PixelPlanes pack_input(const KernelTable& kt, const float* x, const ConvGeometry
   const std::size_t C = g.channels, H = g.height, W = g.width, plane = H * W;
   const std::size_t npix = g.batch * plane, gw = words_for(C);
   PixelPlanes pp;
-  pp.xt.resize(copies_nhwc(g, q.order, in_scale) ? npix * C : 0);
+  if (copies_nhwc(g, q.order, in_scale)) pp.xt.reset(new float[npix * C]);
   pp.sums.resize(q.implicit_h1 ? 0 : npix);
   pp.bits.resize(q.implicit_h1 ? 0 : npix * gw);
   std::atomic<bool> finite{true};
@@ -160,14 +161,15 @@ struct ColumnSource {
   int order;
   bool compact, implicit;
   double n;
-  const word_t* pix_bits;  // per pixel gw words (no image)
-  const double* sums;      // pixel sums: the image's, or per pixel
-  const float* xt;         // the NHWC copy (order >= 2)
+  const word_t* pix_bits;   // per pixel gw words (no image)
+  const word_t* img_words;  // the image's words (with an image)
+  const double* sums;       // pixel sums: the image's, or per pixel
+  const float* xt;          // the NHWC copy (order >= 2)
 };
 
 // Column (img, oy, ox): tap t's pointer into the NHWC copy in tp[t] (nullptr for a padding tap, or at order
-// 1), H_1's words gathered into `bits` unless the image holds them (padding taps stay zero), and the sum of
-// the taps' pixel sums in tap order (beta_1 * n) returned.
+// 1), H_1's words gathered into `bits` (from the image only at orders >= 2, whose passes read them; padding taps
+// stay zero), and the sum of the taps' pixel sums in tap order (beta_1 * n) returned.
 [[gnu::always_inline]] inline double gather_column(const ColumnSource& s, std::size_t img, std::size_t oy,
                                                    std::size_t ox, word_t* bits, const float** tp) {
   const ConvGeometry& g = s.g;
@@ -190,6 +192,10 @@ struct ColumnSource {
       if (s.implicit) {
         const std::size_t py = static_cast<std::size_t>(iy) + g.ph, px = static_cast<std::size_t>(ix) + g.pw;
         sum += s.sums[(img * s.imhp + py) * s.imwp + px];
+        // The GEMM reads H_1 from the image; the passes of orders >= 2 read it here (quantize_taps2: H_2 = H_1 ^ L).
+        if (s.order >= 2)
+          for (std::size_t w = 0; w < s.gw; ++w)
+            bits[tap * s.gw + w] = s.img_words[((img * s.gw + w) * s.imhp + py) * s.imwp + px];
       } else {
         if (s.gw == 1) {
           bits[tap] = s.pix_bits[up];
@@ -300,8 +306,8 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
   const std::size_t taps = g.kh * g.kw;
   const ColumnSource source{g, taps, words_for(g.channels), q.kw, g.out_h * g.out_w, q.image.hp, q.image.wp, order,
                             conv_compact(g.channels, taps), q.implicit_h1, static_cast<double>(q.n),
-                            pp.bits.data(), q.implicit_h1 ? q.image.sums.data() : pp.sums.data(),
-                            copies_nhwc(g, order, in_scale) ? pp.xt.data() : x};
+                            pp.bits.data(), q.image.words.data(), q.implicit_h1 ? q.image.sums.data() : pp.sums.data(),
+                            copies_nhwc(g, order, in_scale) ? pp.xt.get() : x};
   parallel_for(ceil_div(q.ncols, kColsPerTask), [&](std::size_t t) {
     quantize_column_block(kt, source, q, t * kColsPerTask, std::min(q.ncols, (t + 1) * kColsPerTask));
   });

@@ -31,8 +31,9 @@ struct PixelImage {
 };
 
 // Columns after quantization: row (j * order + k) holds H_{k+1} of column j, kw words; betas likewise.
-// With `implicit_h1`, H_1 lives in `image` (row j * order of bits is unused) and at order 1 neither bits
-// nor betas are stored: the GEMM task reads both from the image.
+// With `implicit_h1`, H_1 lives in `image` (the GEMM reads it there; row j * order of bits holds a copy at
+// orders >= 2, for the passes that compute H_2 from it) and at order 1 neither bits nor betas are stored: the
+// GEMM task reads both from the image.
 struct QuantizedColumns {
   std::size_t ncols = 0, n = 0, kw = 0;
   int order = 0;
@@ -93,10 +94,10 @@ inline std::size_t conv_words(std::size_t channels, std::size_t taps) {
   return conv_compact(channels, taps) ? words_for(channels * taps) : taps * words_for(channels);
 }
 
-// Unfolds x (NCHW, or NHWC with g.nhwc) into receptive fields in the conv layout (zero padding included), quantized as in
-// quantize.h. With in_scale/in_shift (C values each, or both nullptr) the input is first mapped per channel,
-// x * in_scale[c] + in_shift[c] in float32 (multiply, then add, each rounded: what a separate affine step
-// computes), on the fly. Throws std::invalid_argument on NaN/Inf (after the affine) anywhere in x.
+// Unfolds x (NCHW, or NHWC with g.nhwc) into receptive fields in the conv layout (zero padding included),
+// quantized as in quantize.h. With in_scale/in_shift (C values each, or both nullptr) the input is first mapped
+// per channel, x * in_scale[c] + in_shift[c] in float32 (multiply, then add, each rounded: what a separate affine
+// step computes), on the fly. Throws std::invalid_argument on NaN/Inf (after the affine) anywhere in x.
 QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, const ConvGeometry& g, int order,
                                        const float* in_scale = nullptr, const float* in_shift = nullptr);
 

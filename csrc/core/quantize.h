@@ -68,7 +68,9 @@ void quantize_taps_avx512(const float* const* taps, std::size_t ntaps, std::size
 //                                   <=>   a > floor32(beta_1)  if x < 0,
 // where ceil32/floor32 round beta_1 up/down to float32 (Threshold32, quantize_walk.h), so the float compare gives the bit
 // the double chain gives, with no rounding case left over. |r_1| = |a - beta_1| for either sign.
-// betas[0] is read, betas[1] written; row 1 of bits is written.
+// betas[0] is read, betas[1] written; row 0 of bits is read, not written: it must hold H_1 of the taps (the caller
+// gathers it; zero words for padding taps), which a pass may use for the signs of x (H_2 = H_1 XOR L);
+// row 1 of bits is written.
 using quantize_taps2_fn = void (*)(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits,
                                    std::size_t ldbits, double* betas);
 

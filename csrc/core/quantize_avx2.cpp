@@ -137,7 +137,7 @@ struct Taps2Pass {
   explicit Taps2Pass(const Threshold32& t)
       : th(t), up(_mm256_set1_ps(t.up)), down(_mm256_set1_ps(t.down)), nearest(_mm256_set1_ps(t.nearest)) {}
 
-  word_t word(const float* x, std::size_t i0, std::size_t i1, double& sum) {
+  word_t word(const float* x, std::size_t i0, std::size_t i1, double& sum, word_t /*h1*/) {
     const __m256 sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps();
     word_t word = 0;
     __m256 part = zero;

@@ -108,9 +108,10 @@ struct TapsPass {
 //     H_2 = (x < 0) XOR L          (x >= 0: a < up;  x < 0: a > down = NOT(a <= down)),
 // and, as beta_1 is the mean of the column's |x| (padding zeros included),
 //     sum |a - beta_1| = 2 sum_{a < beta_1} (beta_1 - a) = 2 (m beta_1 - S)
-// over the m values of L and their sum S of a. So per 16 values: |x|, two compares, a mask xor and one masked
-// add of a (against three compares, |x| twice and a subtraction for |a - beta_1|). The padding taps are all in L
-// (a = 0 < beta_1) with S = 0: the walk's `sum` holds beta_1 * cg per padding tap, their (m beta_1 - S), so
+// over the m values of L and their sum S of a. So per 16 values: |x|, one compare and one masked add of a
+// (against three compares, |x| twice and a subtraction for |a - beta_1|), and per word one xor with H_1's word,
+// which the walk hands over (the bits of x < 0: packed from the same float values). The padding taps are all
+// in L (a = 0 < beta_1) with S = 0: the walk's `sum` holds beta_1 * cg per padding tap, their (m beta_1 - S), so
 // total(sum) = 2 (m beta_1 - S + sum). The terms of S are float32 sums of up to four values per lane (as in
 // Taps2Pass's words; here up to four vectors, across words when they are short), added into double; m beta_1 - S
 // then loses what S's relative error (~1e-7) costs against the difference (typically a third of m beta_1).
@@ -130,23 +131,17 @@ struct Taps2BelowPass {
     pending = 0;
   }
 
-  word_t word(const float* x, std::size_t i0, std::size_t i1, double&) {
-    const __m512 zero = _mm512_setzero_ps();
-    word_t h1 = 0, l = 0;
+  word_t word(const float* x, std::size_t i0, std::size_t i1, double&, word_t h1) {
+    word_t l = 0;
     const std::size_t len = i1 - i0;
     if (len == kWordBits) {  // a whole word: four vectors, no lane masks, the sums in two chains
-      __mmask16 lm[4], hm[4];
+      __mmask16 lm[4];
       __m512 a[4];
       for (int q = 0; q < 4; ++q) {
-        const __m512 v = _mm512_loadu_ps(x + i0 + 16 * q);
-        a[q] = _mm512_abs_ps(v);
+        a[q] = _mm512_abs_ps(_mm512_loadu_ps(x + i0 + 16 * q));
         lm[q] = _mm512_cmp_ps_mask(a[q], up, _CMP_LT_OQ);
-        hm[q] = _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ);
       }
-      for (int q = 0; q < 4; ++q) {
-        l |= static_cast<word_t>(lm[q]) << (16 * q);
-        h1 |= static_cast<word_t>(hm[q]) << (16 * q);
-      }
+      for (int q = 0; q < 4; ++q) l |= static_cast<word_t>(lm[q]) << (16 * q);
       if (pending) flush();
       part = _mm512_add_ps(_mm512_maskz_add_ps(lm[0] | lm[1], _mm512_maskz_mov_ps(lm[0], a[0]),
                                                _mm512_maskz_mov_ps(lm[1], a[1])),
@@ -158,10 +153,8 @@ struct Taps2BelowPass {
       if (pending + nv > 4) flush();
       for (std::size_t i = i0; i < i1; i += kFloats) {
         const __mmask16 m = first_lanes16(i1 - i);
-        const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
-        const __m512 a = _mm512_abs_ps(v);
+        const __m512 a = _mm512_abs_ps(_mm512_maskz_loadu_ps(m, x + i));
         const __mmask16 lm = _mm512_mask_cmp_ps_mask(m, a, up, _CMP_LT_OQ);
-        h1 |= static_cast<word_t>(_mm512_mask_cmp_ps_mask(m, v, zero, _CMP_LT_OQ)) << (i - i0);
         l |= static_cast<word_t>(lm) << (i - i0);
         part = _mm512_mask_add_ps(part, lm, part, a);
       }
@@ -185,7 +178,7 @@ struct Taps2Pass {
   explicit Taps2Pass(const Threshold32& t)
       : up(_mm512_set1_ps(t.up)), ndown(_mm512_set1_ps(-t.down)), nearest(_mm512_set1_ps(t.nearest)) {}
 
-  word_t word(const float* x, std::size_t i0, std::size_t i1, double&) {
+  word_t word(const float* x, std::size_t i0, std::size_t i1, double&, word_t /*h1*/) {
     const __m512 zero = _mm512_setzero_ps();
     word_t word = 0;
     __m512 part = zero;

@@ -114,7 +114,7 @@ struct TapsPass {
 struct Taps2Pass {
   Threshold32 th;
 
-  word_t word(const float* x, std::size_t i0, std::size_t i1, double& sum) const {
+  word_t word(const float* x, std::size_t i0, std::size_t i1, double& sum, word_t /*h1*/) const {
     word_t word = 0;
     float part = 0.0f;
     for (std::size_t i = i0; i < i1; ++i) {

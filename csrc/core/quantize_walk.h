@@ -111,9 +111,10 @@ inline double order2_padding_tap(word_t* words, std::size_t cg, double beta1) {
   return beta1 * static_cast<double>(cg);
 }
 
-// quantize_taps2_*: `pass` made from beta_1 (its thresholds); word(x, i0, i1, sum) packs H_2 of x[i0..i1) and
-// sums what the pass needs for beta_2; total(sum) = sum | |x| - beta_1 | over the column, with `sum` holding
-// beta_1 * cg per padding tap (their | |x| - beta_1 |).
+// quantize_taps2_*: `pass` made from beta_1 (its thresholds); word(x, i0, i1, sum, h1) packs H_2 of x[i0..i1)
+// and sums what the pass needs for beta_2, given h1 = the word of H_1 (row 0 of bits) that holds those values'
+// signs (a pass may use it instead of comparing x with 0); total(sum) = sum | |x| - beta_1 | over the column,
+// with `sum` holding beta_1 * cg per padding tap (their | |x| - beta_1 |).
 template <class Pass>
 void taps2_walk(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits, std::size_t ldbits,
                 double* betas, Pass pass) {
@@ -127,7 +128,8 @@ void taps2_walk(const float* const* taps, std::size_t ntaps, std::size_t cg, wor
       sum += order2_padding_tap(wg, cg, betas[0]);
       continue;
     }
-    for (std::size_t w = 0; w < gw; ++w) wg[w] = pass.word(x, w * kWordBits, word_end(w, cg), sum);
+    const word_t* h1 = bits + t * gw;
+    for (std::size_t w = 0; w < gw; ++w) wg[w] = pass.word(x, w * kWordBits, word_end(w, cg), sum, h1[w]);
   }
   betas[1] = pass.total(sum) / static_cast<double>(n);
 }

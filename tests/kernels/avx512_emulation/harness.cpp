@@ -34,6 +34,7 @@
 #include "core/float_conv.h"
 #include "core/layer.h"
 #include "core/quantize.h"
+#include "core/quantize_walk.h"
 #include "core/sign_gemm.h"
 #include "core/threadpool.h"
 
@@ -155,31 +156,54 @@ int check_quantize(std::mt19937_64& rng) {
 
 // Order 2 from taps in float32 (quantize_taps2): the H_2 bits must equal the generic kernel's exactly (exact
 // thresholds), including values on and one ulp beside beta_1; beta_2 sums float32 terms in another lane
-// order, so it agrees to float32 summation rounding. Rows other than H_2 keep their guard words.
+// order, so it agrees to float32 summation rounding. Rows other than H_2 keep their guard words (row 0 holds
+// H_1, which the passes read). Two cases per shape: beta_1 = 0.75, a float32 value (Taps2Pass), and beta_1 the
+// column's true mean of |x|, between two float32 values (Taps2BelowPass, whose sum relies on beta_1 being
+// that mean), with values placed on the float32 neighbours of beta_1.
 int check_quantize_taps2(std::mt19937_64& rng) {
   int failures = 0;
   std::normal_distribution<float> normal;
   const std::size_t taps_cg[][2] = {{1, 1}, {1, 3},  {1, 15}, {1, 16}, {1, 17}, {1, 63}, {1, 64},
                                     {1, 65}, {9, 3}, {9, 64}, {9, 65}, {4, 7}, {9, 128}, {2, 513}};
   for (auto& tc : taps_cg) {
-    const std::size_t ntaps = tc[0], cg = tc[1], n = ntaps * cg, ld = ntaps * words_for(cg);
-    PageEnd<float> x(n);
-    const double beta1 = 0.75;
-    for (auto& v : x) v = normal(rng);
-    for (std::size_t i = 0; i < n; i += 5) {  // on and beside the threshold, both signs
-      const float b = static_cast<float>(beta1);
-      const float near[] = {b, std::nextafter(b, 0.0f), std::nextafter(b, 2.0f), -b, 0.0f, -0.0f};
-      x[i] = near[(i / 5) % 6];
+    for (const bool mean : {false, true}) {
+      const std::size_t ntaps = tc[0], cg = tc[1], n = ntaps * cg, gw = words_for(cg), ld = ntaps * gw;
+      PageEnd<float> x(n);
+      for (auto& v : x) v = normal(rng);
+      std::vector<const float*> taps(ntaps);
+      for (std::size_t t = 0; t < ntaps; ++t) taps[t] = (ntaps > 1 && t % 4 == 0) ? nullptr : x.data() + t * cg;
+      const auto column_mean = [&] {
+        double sum = 0.0;
+        for (std::size_t t = 0; t < ntaps; ++t)
+          for (std::size_t i = 0; taps[t] && i < cg; ++i) sum += std::fabs(static_cast<double>(taps[t][i]));
+        return sum / static_cast<double>(n);
+      };
+      double beta1 = mean ? column_mean() : 0.75;
+      for (int round = 0; round < (mean ? 4 : 1); ++round) {  // the neighbours of the mean move the mean a little
+        const Threshold32 th(beta1);
+        for (std::size_t i = 0; i < n; i += 5) {  // on and beside the threshold, both signs
+          const float near[] = {th.nearest, th.down, th.up, -th.down, 0.0f, -0.0f,
+                                std::nextafter(th.nearest, 0.0f), -std::nextafter(th.up, 2.0f)};
+          x[i] = near[(i / 5) % 8];
+        }
+        if (mean) beta1 = column_mean();
+      }
+      double b1[2] = {beta1, 0.0}, b2[2] = {beta1, 0.0};
+      std::vector<word_t> w1(2 * ld, 7);
+      for (std::size_t t = 0; t < ntaps; ++t) {  // row 0: H_1 as the caller gathers it (zero for padding taps)
+        std::fill_n(w1.begin() + t * gw, gw, word_t{0});
+        if (!taps[t]) continue;
+        for (std::size_t i = 0; i < cg; ++i)
+          w1[t * gw + i / 64] |= static_cast<word_t>(taps[t][i] < 0.0f) << (i % 64);
+      }
+      std::vector<word_t> w2 = w1;
+      quantize_taps2_generic(taps.data(), ntaps, cg, w1.data(), ld, b1);
+      quantize_taps2_avx512(taps.data(), ntaps, cg, w2.data(), ld, b2);
+      const bool ok = w1 == w2 && std::fabs(b1[1] - b2[1]) <= 1e-6 * std::fabs(b1[1]);
+      if (!ok && ++failures <= kMaxReports)
+        std::printf("quantize_taps2 mismatch taps=%zu cg=%zu beta1 %.17g beta2 %.17g vs %.17g\n", ntaps, cg, beta1,
+                    b1[1], b2[1]);
     }
-    std::vector<const float*> taps(ntaps);
-    for (std::size_t t = 0; t < ntaps; ++t) taps[t] = (ntaps > 1 && t % 4 == 0) ? nullptr : x.data() + t * cg;
-    double b1[2] = {beta1, 0.0}, b2[2] = {beta1, 0.0};
-    std::vector<word_t> w1(2 * ld, 7), w2(2 * ld, 7);
-    quantize_taps2_generic(taps.data(), ntaps, cg, w1.data(), ld, b1);
-    quantize_taps2_avx512(taps.data(), ntaps, cg, w2.data(), ld, b2);
-    const bool ok = w1 == w2 && std::fabs(b1[1] - b2[1]) <= 1e-6 * std::fabs(b1[1]);
-    if (!ok && ++failures <= kMaxReports)
-      std::printf("quantize_taps2 mismatch taps=%zu cg=%zu beta2 %.17g vs %.17g\n", ntaps, cg, b1[1], b2[1]);
   }
   return failures;
 }
