@@ -190,7 +190,7 @@ def test_conv_input_grad_channels_last_is_the_same(path, case, clip):
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "n{}-c{}-{}x{}-o{}-k{}-s{}-p{}-d{}".format(*c))
 def test_conv2d_keep_channels_last_is_the_same(path, case, order):
     """The training forward on an NHWC input with an NHWC output: the NCHW call's output, planes and betas bit
-    for bit (the 1x1 stride-2 case subsamples an NHWC input)."""
+    for bit."""
     n, c, h, w, o, k, s, p, d = case
     (kh, kw), st, pad, dil = (v if isinstance(v, tuple) else (v, v) for v in (k, s, p, d))
     rng = np.random.default_rng(h * w + o + order)

@@ -315,7 +315,7 @@ def test_floor_alone_is_a_separate_maximum_step(path, geom, order):
 @pytest.mark.parametrize("geom", [(2, 64, 9, 9, (2, 2)), (1, 65, 8, 11, (2, 3)), (3, 7, 5, 4, (3, 1)),
                                   (1, 128, 7, 7, (2, 2))], ids=lambda g: "x".join(map(str, g[:4])) + f"s{g[4]}")
 def test_strided_pointwise_conv_reads_only_its_pixels(path, geom, order):
-    """A 1x1 convolution with a stride and no padding (a ResNet shortcut) packs only x[:, :, ::sh, ::sw]: bit for
+    """A 1x1 convolution with a stride and no padding (a ResNet shortcut) reads only x[:, :, ::sh, ::sw]: bit for
     bit the stride-1 layer on those pixels (input affine and floor included) and the reference's values; NaN or
     Inf is still reported wherever it is (tests/kernels/test_kernels_errors_dispatch.py's rule), including a
     skipped pixel that only the input affine makes infinite."""

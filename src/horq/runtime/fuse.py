@@ -150,8 +150,8 @@ def _subsample_pointwise(graph, steps):
     """A 1x1 convolution with stride (sh, sw) and no padding reads only the pixels ``x[:, :, ::sh, ::sw]``;
     when its input is an ``affine`` read by it alone, the affine computes only those pixels and the
     convolution runs with stride 1 on them (a ResNet's downsampling shortcut): exact, a quarter of the work
-    for stride 2. Not for a native binary convolution: the kernels subsample such an input themselves and
-    take the affine into their input packing (:func:`_fuse_input_affines`), one numpy pass less."""
+    for stride 2. Not for a native binary convolution: the kernels read such an input at its stride and take
+    the affine into their input packing (:func:`_fuse_input_affines`), one numpy pass less."""
     readers = _readers(steps)
     by_name = {s.name: i for i, s in enumerate(steps)}
     out = list(steps)
