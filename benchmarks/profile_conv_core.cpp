@@ -6,11 +6,12 @@
 //   g++ -O2 -std=c++17 -Icsrc benchmarks/profile_conv_core.cpp build/cp311-cp311-linux_x86_64/libhorq_core.a
 //       -pthread -o /tmp/profile_conv_core       (one line)
 //   perf record -o /tmp/perf.data /tmp/profile_conv_core 64 56 2      # channels, size, order [, seconds
-//                                                                      #  [, batch [, train [, kernel]]]]
+//                                                     #  [, batch [, train [, kernel size [, path]]]]]
 //   perf report -i /tmp/perf.data --no-children --sort symbol
 //
 // With a batch and `train` = 1, each call also makes the columns explicit for the backward pass
-// (materialize_columns, as the native training forward does). Prints the fastest call; the best kernel path this CPU has (HORQ_KERNEL is not read here), 1 thread.
+// (materialize_columns, as the native training forward does). Prints the fastest call, 1 thread, on the best kernel
+// path this CPU has unless a path (avx512, avx2, generic) is named (HORQ_KERNEL is not read here).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -32,7 +33,7 @@ int main(int argc, char** argv) {
   const bool train = argc > 6 && std::atoi(argv[6]) != 0;
   const std::size_t k = argc > 7 ? std::strtoul(argv[7], nullptr, 10) : 3, pad = k / 2;  // k x k, "same" padding
   horq::set_num_threads(1);
-  const horq::KernelTable& kt = horq::kernel_table("");
+  const horq::KernelTable& kt = horq::kernel_table(argc > 8 ? argv[8] : "");
   const horq::ConvGeometry g{batch, c, s, s, k, k, 1, 1, pad, pad, 1, 1, s, s};
   std::mt19937_64 rng(1);
   std::normal_distribution<float> normal;

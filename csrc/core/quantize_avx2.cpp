@@ -14,7 +14,9 @@
 //   * Order 2 (quantize_taps2): bit = |x| > floor32(beta_1) for x < 0, |x| < ceil32(beta_1) otherwise
 //     (quantize_generic.cpp derives it), one blend of the two compares on the sign mask;
 //     | |x| - float(beta_1) | summed in float lanes over one word (at most 8 steps), then added into
-//     double lanes.
+//     double lanes. When beta_1 is not a float32 value (nearly always), the cheaper pass of
+//     quantize_avx512.cpp's Taps2BelowPass: H_2 = H_1 XOR (|x| < ceil32(beta_1)) with H_1's word from the walk,
+//     and beta_2 from the sum of the |x| below beta_1.
 //   * Pixel packing: per channel one masked load and a compare whose 32-bit lanes, widened to 64 bits,
 //     select bit c of 8 pixels' words; NaN/Inf is an all-ones exponent; |x| widened to double and added
 //     in channel order (the generic sums bit for bit).
@@ -130,6 +132,47 @@ struct TapsPass {
   double total(double sum) const { return add_lanes(sum, _mm256_add_pd(acc0, acc1)); }
 };
 
+// Order 2 when beta_1 is not a float32 value: with a = |x| and L = (a < up), H_2 = H_1 XOR L and
+// sum |a - beta_1| = 2 (m beta_1 - S) over the m values of L and their sum S of a (beta_1 being the column's
+// mean of a; the derivation, padding taps included: quantize_avx512.cpp's Taps2BelowPass). Per 8 values |x|, one
+// compare and a masked add; S in float lanes over one word (at most 8 steps), then into double lanes.
+struct Taps2BelowPass {
+  float up_s;
+  __m256 up;
+  double beta1;
+  __m256d acc = _mm256_setzero_pd();
+  double tail = 0.0;        // S of the values past each word's last full vector
+  std::uint64_t below = 0;  // m
+  Taps2BelowPass(const Threshold32& t, double b) : up_s(t.up), up(_mm256_set1_ps(t.up)), beta1(b) {}
+
+  word_t word(const float* x, std::size_t i0, std::size_t i1, double&, word_t h1) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    word_t l = 0;
+    __m256 part = _mm256_setzero_ps();
+    std::size_t i = i0;
+    for (; i + kFloats <= i1; i += kFloats) {
+      const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i));
+      const __m256 lm = _mm256_cmp_ps(a, up, _CMP_LT_OQ);
+      l |= static_cast<word_t>(static_cast<unsigned>(_mm256_movemask_ps(lm))) << (i - i0);
+      part = _mm256_add_ps(part, _mm256_and_ps(lm, a));
+    }
+    float t = 0.0f;
+    for (; i < i1; ++i) {
+      const float a = std::fabs(x[i]);
+      if (a < up_s) l |= word_t{1} << (i - i0), t += a;
+    }
+    acc = _mm256_add_pd(acc, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(part)),
+                                           _mm256_cvtps_pd(_mm256_extractf128_ps(part, 1))));
+    tail += static_cast<double>(t);
+    below += static_cast<std::uint64_t>(__builtin_popcountll(l));
+    return h1 ^ l;
+  }
+
+  double total(double sum) const {
+    return 2.0 * (static_cast<double>(below) * beta1 - add_lanes(tail, acc) + sum);
+  }
+};
+
 struct Taps2Pass {
   Threshold32 th;
   __m256 up, down, nearest;
@@ -210,7 +253,12 @@ void quantize_taps_avx2(const float* const* taps, std::size_t ntaps, std::size_t
 
 void quantize_taps2_avx2(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits,
                          std::size_t ldbits, double* betas) {
-  taps2_walk(taps, ntaps, cg, bits, ldbits, betas, Taps2Pass{Threshold32(betas[0])});
+  const Threshold32 th(betas[0]);
+  if (th.up != th.down) {
+    taps2_walk(taps, ntaps, cg, bits, ldbits, betas, Taps2BelowPass(th, betas[0]));
+  } else {
+    taps2_walk(taps, ntaps, cg, bits, ldbits, betas, Taps2Pass{th});
+  }
 }
 
 // 8 pixels at a time with their 8 words and 8 sums in registers across all channels (the AVX-512 version's
