@@ -61,61 +61,77 @@ namespace float_conv {
 
 // V: a SIMD register of V::kLanes floats with zero(), load(p), set1(v), madd(a, b, acc) (acc + a * b, fused or
 // not as the path says) and store(p, r).
-template <class V, int P>
+// B consecutive weight blocks (B * kFloatConvRows channels, block b's weights at wt + b * k * kFloatConvRows)
+// against P vectors of pixels.
+template <class V, int B, int P>
 [[gnu::always_inline]] inline void block(const float* in, const std::int64_t* koff, const float* wt, std::size_t k,
                                          float* out, std::size_t ld) {
-  constexpr int R = static_cast<int>(kFloatConvRows);
+  constexpr int R = static_cast<int>(kFloatConvRows), BR = B * R;
   constexpr std::size_t L = V::kLanes;
-  typename V::reg acc[R][P];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
+  typename V::reg acc[BR][P];
+#pragma GCC unroll 16
+  for (int r = 0; r < BR; ++r)
 #pragma GCC unroll 8
     for (int q = 0; q < P; ++q) acc[r][q] = V::zero();
   for (std::size_t t = 0; t < k; ++t) {
     const float* src = in + koff[t];
-    const float* wk = wt + t * R;
     typename V::reg v[P];
 #pragma GCC unroll 8
     for (int q = 0; q < P; ++q) v[q] = V::load(src + q * L);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const typename V::reg w = V::set1(wk[r]);
+#pragma GCC unroll 16
+    for (int r = 0; r < BR; ++r) {
+      const typename V::reg w = V::set1(wt[(r / R) * k * R + t * R + r % R]);
 #pragma GCC unroll 8
       for (int q = 0; q < P; ++q) acc[r][q] = V::madd(w, v[q], acc[r][q]);
     }
   }
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
+  for (int r = 0; r < BR; ++r)
 #pragma GCC unroll 8
     for (int q = 0; q < P; ++q) V::store(out + r * ld + q * L, acc[r][q]);
 }
 
-// The row: blocks of kFloatConvRows channels x up to PMAX vectors of pixels (the row's vectors split evenly into
-// blocks), each computed into a scratch tile, then the epilogue into y.
-template <class V, int PMAX>
+// block<V, B, pv>, pv <= PMAX <= 8.
+template <class V, int B, int PMAX>
+[[gnu::always_inline]] inline void dispatch(std::size_t pv, const float* at, const std::int64_t* koff, const float* wt,
+                                            std::size_t k, float* tile, std::size_t ld) {
+  switch (pv) {
+    case 1: block<V, B, 1>(at, koff, wt, k, tile, ld); break;
+    case 2: if constexpr (PMAX >= 2) block<V, B, 2>(at, koff, wt, k, tile, ld); break;
+    case 3: if constexpr (PMAX >= 3) block<V, B, 3>(at, koff, wt, k, tile, ld); break;
+    case 4: if constexpr (PMAX >= 4) block<V, B, 4>(at, koff, wt, k, tile, ld); break;
+    case 5: if constexpr (PMAX >= 5) block<V, B, 5>(at, koff, wt, k, tile, ld); break;
+    case 6: if constexpr (PMAX >= 6) block<V, B, 6>(at, koff, wt, k, tile, ld); break;
+    case 7: if constexpr (PMAX >= 7) block<V, B, 7>(at, koff, wt, k, tile, ld); break;
+    default: if constexpr (PMAX >= 8) block<V, B, 8>(at, koff, wt, k, tile, ld); break;
+  }
+}
+
+// The row: blocks of B * kFloatConvRows channels (B = 1 for the last channels when fewer remain) x up to PMAX
+// vectors of pixels (the row's vectors split evenly into blocks), each computed into a scratch tile, then the
+// epilogue into y.
+template <class V, int B, int PMAX>
 void row(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y) {
   constexpr std::size_t L = V::kLanes, R = kFloatConvRows, LD = PMAX * L;
   static_assert(L <= kFloatConvMaxLanes && kFloatConvMaxLanes % L == 0, "the copy's slack covers whole vectors");
-  const std::size_t nv = ceil_div(p.ow, L), per = ceil_div(nv, ceil_div(nv, PMAX));
+  // The row's nv vectors in nb blocks as even as they go: the first nv % nb take one vector more.
+  const std::size_t nv = ceil_div(p.ow, L), nb = ceil_div(nv, PMAX), base = nv / nb, extra = nv % nb;
   const float* in = xp + oy * p.row_step;
-  alignas(64) float tile[R * LD];
-  for (std::size_t o0 = 0; o0 < p.m; o0 += R) {
+  alignas(64) float tile[B * R * LD];
+  for (std::size_t o0 = 0; o0 < p.m;) {
     const float* wt = p.wt.data() + o0 * p.k;
-    for (std::size_t v0 = 0; v0 < nv; v0 += per) {
-      const std::size_t pv = nv - v0 < per ? nv - v0 : per;
+    const bool wide = B > 1 && p.m - o0 >= B * R;
+    const std::size_t rows = wide ? B * R : R;
+    for (std::size_t bi = 0, v0 = 0; bi < nb; ++bi) {
+      const std::size_t pv = base + (bi < extra ? 1 : 0);
       const float* at = in + v0 * L;
-      switch (pv) {  // pv <= PMAX <= 8
-        case 1: block<V, 1>(at, p.koff.data(), wt, p.k, tile, LD); break;
-        case 2: if constexpr (PMAX >= 2) block<V, 2>(at, p.koff.data(), wt, p.k, tile, LD); break;
-        case 3: if constexpr (PMAX >= 3) block<V, 3>(at, p.koff.data(), wt, p.k, tile, LD); break;
-        case 4: if constexpr (PMAX >= 4) block<V, 4>(at, p.koff.data(), wt, p.k, tile, LD); break;
-        case 5: if constexpr (PMAX >= 5) block<V, 5>(at, p.koff.data(), wt, p.k, tile, LD); break;
-        case 6: if constexpr (PMAX >= 6) block<V, 6>(at, p.koff.data(), wt, p.k, tile, LD); break;
-        case 7: if constexpr (PMAX >= 7) block<V, 7>(at, p.koff.data(), wt, p.k, tile, LD); break;
-        default: if constexpr (PMAX >= 8) block<V, 8>(at, p.koff.data(), wt, p.k, tile, LD); break;
+      if (wide) {
+        dispatch<V, B, PMAX>(pv, at, p.koff.data(), wt, p.k, tile, LD);
+      } else {
+        dispatch<V, 1, PMAX>(pv, at, p.koff.data(), wt, p.k, tile, LD);
       }
       const std::size_t x0 = v0 * L, x1 = (v0 + pv) * L < p.ow ? (v0 + pv) * L : p.ow;
-      for (std::size_t r = 0; r < R && o0 + r < p.m; ++r) {
+      for (std::size_t r = 0; r < rows && o0 + r < p.m; ++r) {
         const std::size_t o = o0 + r;
         const float* __restrict t = tile + r * LD;
         float* __restrict dst = y + (o * p.oh + oy) * p.ow;
@@ -127,7 +143,9 @@ void row(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y) {
           dst[x] = v;
         }
       }
+      v0 += pv;
     }
+    o0 += rows;
   }
 }
 

@@ -20,7 +20,7 @@ struct Avx2 {
 }  // namespace
 
 void float_conv_row_avx2(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y) {
-  float_conv::row<Avx2, 3>(p, xp, oy, y);
+  float_conv::row<Avx2, 1, 3>(p, xp, oy, y);
 }
 
 }  // namespace horq

@@ -26,7 +26,7 @@ struct Vec4 {
 }  // namespace
 
 void float_conv_row_generic(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y) {
-  float_conv::row<Vec4, 2>(p, xp, oy, y);
+  float_conv::row<Vec4, 1, 2>(p, xp, oy, y);
 }
 
 }  // namespace horq
