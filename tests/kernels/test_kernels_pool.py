@@ -63,6 +63,22 @@ def test_nan_spreads_to_its_windows_only():
     assert np.isnan(y[0, 1]).sum() == 2 and not np.isnan(y[0, 0]).any()  # windows (1, 1) and (1, 2)
 
 
+def test_two_by_two_pool_is_the_general_pool():
+    """The 2 x 2 stride-2 pool (its own loop, csrc/core/pool.cpp) gives the general loop's bits: the same operations
+    in the same order, so also -0.0 against +0.0 (which equality cannot tell apart) and NaN in its windows only."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 5, 10, 13)).astype(np.float32)
+    x[0, 0, :2, :2] = [[0.0, -0.0], [-0.0, 0.0]]
+    x[1, 2, 4, 6] = np.nan
+    x[2, 4, 9, 12] = np.nan  # a row and a column the windows do not reach (10 x 13 -> 5 x 6)
+    for floor in (None, 0.0, rng.standard_normal(5).astype(np.float32)):
+        fast = kernels.max_pool2d(x, 2, 2, 0, floor=floor)
+        general = kernels.max_pool2d(x, 2, 2, 0, floor=floor, out_size=(5, 7))[:, :, :, :6]  # ceil mode: general
+        assert fast.shape == (3, 5, 5, 6)
+        np.testing.assert_array_equal(fast.view(np.uint32), general.view(np.uint32))
+        assert np.isnan(fast).sum() == 1 and np.isnan(fast[1, 2, 2, 3])
+
+
 def test_bad_input_is_refused():
     x = np.zeros((1, 2, 4, 4), np.float32)
     with pytest.raises(ValueError, match="float32"):
