@@ -9,12 +9,11 @@ repeated calls after warm-up, ms (Python call included).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 
 from horq import kernels
+from horq.timing import median_seconds
 
 POOLS = [  # (label, shape, kernel, stride, padding, floor per channel)
     ("cifar-vgg pool 1", (1, 128, 32, 32), 2, 2, 0, False),
@@ -27,14 +26,7 @@ SHORTCUTS = [(64, 128, 56), (128, 256, 28), (256, 512, 14)]  # (C_in, C_out, inp
 
 
 def _median_ms(fn, repeats: int) -> float:
-    for _ in range(10):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+    return 1e3 * median_seconds(fn, repeats=repeats, warmup=10)
 
 
 def main(argv=None) -> int:
