@@ -45,6 +45,29 @@ inline void or_bits(word_t* __restrict dst, std::size_t off, const word_t* __res
   }
 }
 
+// A column's grouped rows (per tap gw words holding its C channel bits, bits past C zero) into its compact rows
+// (bit t * C + c of kwords words; layer.h), rows 0..order-1. When C divides 64 no tap's bits straddle a word, and
+// each word is the OR of 64 / C taps' words, shifted into place (mnist-cnn's 32-channel layer: two taps per word);
+// otherwise bit runs are ORed in (or_bits, into rows the caller zeroed).
+void compact_column(word_t* out, std::size_t kwords, const word_t* grouped, std::size_t ld, std::size_t taps,
+                    std::size_t C, std::size_t gw, std::size_t order) {
+  if (gw == 1 && kWordBits % C == 0) {
+    const std::size_t per = kWordBits / C;
+    for (std::size_t k = 0; k < order; ++k) {
+      const word_t* g = grouped + k * ld;
+      word_t* o = out + k * kwords;
+      for (std::size_t w = 0, t = 0; w < kwords; ++w) {
+        word_t v = 0;
+        for (std::size_t i = 0; i < per && t < taps; ++i, ++t) v |= g[t] << (i * C);
+        o[w] = v;
+      }
+    }
+    return;
+  }
+  for (std::size_t k = 0; k < order; ++k)
+    for (std::size_t t = 0; t < taps; ++t) or_bits(out + k * kwords, t * C, grouped + k * ld + t * gw, C);
+}
+
 // The zero-bordered pixel image's geometry and the offsets of a column's words and sums in it.
 void init_pixel_image(PixelImage& im, const ConvGeometry& g) {
   const std::size_t gw = words_for(g.channels);
@@ -236,11 +259,7 @@ void quantize_column_block(const KernelTable& kt, const ColumnSource& source, Qu
     } else if (s.order > 2) {
       kt.quantize_taps(tp, s.taps, s.g.channels, s.order, bits, ld, betas);
     }
-    if (s.compact) {
-      for (std::size_t k = 0; k < order; ++k)
-        for (std::size_t t = 0; t < s.taps; ++t)
-          or_bits(out_bits + k * s.kwords, t * s.g.channels, bits + k * ld + t * s.gw, s.g.channels);
-    }
+    if (s.compact) compact_column(out_bits, s.kwords, bits, ld, s.taps, s.g.channels, s.gw, order);
     if (++ox == s.g.out_w) {
       ox = 0;
       if (++oy == s.g.out_h) oy = 0, ++img;

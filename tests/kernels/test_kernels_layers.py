@@ -53,6 +53,8 @@ GEOMETRIES = [
     (1, 129, 66, 6, 7, 3, 1, 1, 1),  # two words per pixel, C_out beyond one 64-row block
     (3, 1, 3, 5, 5, 5, 1, 2, 1),  # n = 25, one channel
     (1, 64, 70, 9, 9, 3, 1, 1, 1),  # exact word per pixel; 81 columns (several column blocks)
+    (2, 32, 9, 6, 7, 3, 1, 1, 1),  # compact layout, two taps per word (C divides 64)
+    (1, 16, 5, 5, 6, 3, 2, 1, 1),  # compact, four taps per word and a last word of one tap; stride 2
 ]
 
 
