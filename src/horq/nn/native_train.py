@@ -172,9 +172,11 @@ def _torch_input_grad(grad: Tensor, x: Tensor, w: Tensor, stride, padding, dilat
 
 
 def _channels_last(t: Tensor) -> bool:
-    """Whether PyTorch takes ``t``'s strides for channels_last (its ``suggest_memory_format`` rule, which a
-    convolution follows for its input and weight): the strides grow in the order C, W, H, N, and a tensor that
-    is NCHW-contiguous as well counts as NCHW (a size-1 channel dimension)."""
+    """Whether ``t``'s strides read as channels_last under PyTorch's own rule (``suggest_memory_format``, which a
+    convolution follows for its input and weight): each stride, in the order C, W, H, N, at least the extent of
+    the dimensions before it, with PyTorch's tie-break to NCHW when N's stride equals C's. A one-channel tensor
+    counts by its actual strides (``.contiguous(memory_format=...)`` leaves an NCHW one as it is; ``Module.to``
+    restrides it), as it does for PyTorch."""
     if t.dim() != 4 or t.stride(1) == 0:
         return False
     least = 0
