@@ -97,6 +97,29 @@ def test_cli_train_and_eval(tmp_path, capsys):
     assert ev["n"] == 100 and ev["accuracy"] == pytest.approx(summary["final_test_acc"], abs=1e-6)
 
 
+def test_channels_last_training_and_its_checkpoint(tmp_path, capsys):
+    """`horq train --channels-last`: the convolutional model and its batches in channels_last (the native binary
+    layers then read and write NHWC memory), the run learns, and its checkpoint holds the trained values (in
+    whatever layout) and loads into a plain model as any other."""
+    out = tmp_path / "cl"
+    rc = main(["train", "--model", "mnist-cnn", "--data", "digits", "--order", "2", "--epochs", "3", "--limit-train",
+               "512", "--limit-test", "200", "--batch-size", "32", "--threads", "1", "--no-progress",
+               "--channels-last", "--out", str(out)])
+    assert rc == 0
+    assert json.loads(capsys.readouterr().out)["final_test_acc"] > 0.5  # 10 classes: chance is 0.1
+    metrics = json.loads((out / "metrics.json").read_text())
+    losses = [r["train_loss"] for r in metrics["epochs"]]
+    assert losses[-1] < losses[0] * 0.8, losses
+    assert metrics["settings"]["channels_last"] is True
+    ckpt = load_checkpoint(out / "last.pt")
+    conv_weights = [v for k, v in ckpt["model"].items() if v.dim() == 4 and v.shape[1] > 1]
+    assert conv_weights and all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+                                for w in conv_weights)  # trained in channels_last
+    model, _ = load_model(out / "last.pt")
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, ckpt["model"][name]), name
+
+
 def test_cli_errors_are_messages(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "missing.pt")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err

@@ -37,6 +37,7 @@ def settings_from_args(args):
     return TrainSettings(
         **given, model_args=dict(args.model_arg), resume=args.resume, sync_bn=args.sync_bn,
         progress=not args.no_progress, native=not getattr(args, "no_native", False),
+        channels_last=getattr(args, "channels_last", False),
     )
 
 

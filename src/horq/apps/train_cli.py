@@ -78,6 +78,9 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
     p.add_argument("--no-native", action="store_true",
                    help="train HORQ layers on the torch path (default on CPU: the native XNOR-popcount kernels)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="model and batches in PyTorch's channels_last (NHWC) memory format: faster steps for "
+                        "convolutional models on CPU (docs/TRAINING.md); the results differ only by float rounding")
     p.add_argument("--nproc", type=positive_int, default=None, help="launch N processes with torchrun on this machine")
     p.set_defaults(func=_train)
 

@@ -83,6 +83,9 @@ class TrainSettings:
     sync_bn: bool = False
     progress: bool = True
     native: bool = True  # HORQ layers train on the native kernels on CPU where they apply (horq.nn.native_train)
+    # The model and every training batch in PyTorch's channels_last memory format: its NHWC kernels, which the
+    # native binary layers read and write directly (docs/TRAINING.md "Against FP in channels_last").
+    channels_last: bool = False
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -318,6 +321,8 @@ def _set_up(settings: TrainSettings) -> _Run:
     if settings.sync_bn and info.world > 1:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
+    if settings.channels_last:
+        model.to(memory_format=torch.channels_last)
 
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = make_scheduler(optimizer, settings)
@@ -349,6 +354,8 @@ def _train_epoch(run: _Run, epoch: int, stop_requested) -> tuple[float, float]:
     batches = _progress(run.loader, settings, run.info, f"epoch {epoch + 1}/{settings.epochs}")
     for xb, yb in batches:
         xb, yb = xb.to(device), yb.to(device)
+        if settings.channels_last and xb.dim() == 4:
+            xb = xb.contiguous(memory_format=torch.channels_last)
         run.optimizer.zero_grad(set_to_none=True)
         logits = run.wrapped(xb)
         loss = F.cross_entropy(logits, yb)
