@@ -245,22 +245,30 @@ nb::tuple keep_columns(horq::QuantizedColumns&& q) {
                         nb::ndarray<nb::numpy, double>(held->betas.data(), 2, tshape, owner));
 }
 
+// The axes of a 4-d map's channels, rows and columns: NCHW, or NHWC with channels_last (PyTorch's channels_last
+// memory as an array), and a new (uninitialized) float32 map of (n, c, h, w) laid out the same way.
+struct MapAxes {
+  std::size_t c, h, w;
+};
+MapAxes map_axes(bool channels_last) { return channels_last ? MapAxes{3, 1, 2} : MapAxes{1, 2, 3}; }
+FloatArray new_map(std::size_t n, std::size_t c, std::size_t h, std::size_t w, bool channels_last, float** data) {
+  return channels_last ? make_array<float>({n, h, w, c}, data, false) : make_array<float>({n, c, h, w}, data, false);
+}
+
 // channels_last: x is (N, H, W, C) and y (N, OH, OW, M) (PyTorch's channels_last, as NHWC arrays); the
 // columns are the same.
 nb::tuple conv2d_train(In<float, nb::ndim<4>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
                        In<double, nb::ndim<1>> add, std::size_t kh, std::size_t kw, Pair stride, Pair padding,
                        Pair dilation, int order, bool channels_last, const std::string& kernel) {
   check_order(order);
-  const std::size_t c = x.shape(channels_last ? 3 : 1), h = x.shape(channels_last ? 1 : 2),
-                    w = x.shape(channels_last ? 2 : 3);
-  horq::ConvGeometry g = conv_geometry(x.shape(0), c, h, w, kh, kw, stride, padding, dilation, wbits.shape(0),
-                                       wbits.shape(1), coef.shape(0), add.shape(0));
+  const MapAxes ax = map_axes(channels_last);
+  horq::ConvGeometry g = conv_geometry(x.shape(0), x.shape(ax.c), x.shape(ax.h), x.shape(ax.w), kh, kw, stride,
+                                       padding, dilation, wbits.shape(0), wbits.shape(1), coef.shape(0), add.shape(0));
   g.nhwc = channels_last;
   const std::size_t m = wbits.shape(0);
   const auto& kt = horq::kernel_table(kernel);
   float* y;
-  auto arr = channels_last ? make_array<float>({g.batch, g.out_h, g.out_w, m}, &y, false)
-                           : make_array<float>({g.batch, m, g.out_h, g.out_w}, &y, false);
+  auto arr = new_map(g.batch, m, g.out_h, g.out_w, channels_last, &y);
   horq::QuantizedColumns q;
   {
     nb::gil_scoped_release nogil;
@@ -429,18 +437,19 @@ FloatArray conv_input_grad(In<float, nb::ndim<4>> g, In<float, nb::ndim<1>> alph
                            In<horq::word_t, nb::ndim<2>> wbits, In<float, nb::ndim<4>> x, std::size_t kh,
                            std::size_t kw, Pair stride, Pair padding, Pair dilation, float clip, bool channels_last,
                            const std::string& kernel) {
-  const std::size_t m = wbits.shape(0), cx = channels_last ? 3 : 1, hx = channels_last ? 1 : 2;
-  horq::ConvGeometry geo = conv_geometry(x.shape(0), x.shape(cx), x.shape(hx), x.shape(hx + 1), kh, kw, stride,
-                                         padding, dilation, m, horq::conv_words(x.shape(cx), kh * kw), m, m);
+  const std::size_t m = wbits.shape(0);
+  const MapAxes ax = map_axes(channels_last);
+  horq::ConvGeometry geo = conv_geometry(x.shape(0), x.shape(ax.c), x.shape(ax.h), x.shape(ax.w), kh, kw, stride,
+                                         padding, dilation, m, horq::conv_words(x.shape(ax.c), kh * kw), m, m);
   geo.nhwc = channels_last;
   require(wbits.shape(1) == horq::words_for(geo.channels * kh * kw), "wbits must have words_for(C * kh * kw) words");
   require(alpha.shape(0) == m, "alpha must have one value per filter");
-  require(g.shape(0) == geo.batch && g.shape(cx) == m && g.shape(hx) == geo.out_h && g.shape(hx + 1) == geo.out_w,
+  require(g.shape(0) == geo.batch && g.shape(ax.c) == m && g.shape(ax.h) == geo.out_h &&
+              g.shape(ax.w) == geo.out_w,
           "g does not have the output's shape");
   const auto& kt = horq::kernel_table(kernel);
   float* gx;
-  auto arr = channels_last ? make_array<float>({geo.batch, geo.height, geo.width, geo.channels}, &gx, false)
-                           : make_array<float>({geo.batch, geo.channels, geo.height, geo.width}, &gx, false);
+  auto arr = new_map(geo.batch, geo.channels, geo.height, geo.width, channels_last, &gx);
   nb::gil_scoped_release nogil;
   horq::conv_input_grad(kt, g.data(), alpha.data(), wbits.data(), geo, m, x.data(), clip, gx);
   return arr;

@@ -193,8 +193,8 @@ struct ColumnSource {
 };
 
 // Column (img, oy, ox): tap t's pointer into the NHWC copy in tp[t] (nullptr for a padding tap, or at order
-// 1), H_1's words gathered into `bits` (from the image only at orders >= 2, whose passes read them; padding taps
-// stay zero), and the sum of the taps' pixel sums in tap order (beta_1 * n) returned.
+// 1), H_1's words gathered into `bits` (from the image only at order 2, whose pass reads them; padding taps stay
+// zero), and the sum of the taps' pixel sums in tap order (beta_1 * n) returned.
 [[gnu::always_inline]] inline double gather_column(const ColumnSource& s, std::size_t img, std::size_t oy,
                                                    std::size_t ox, word_t* bits, const float** tp) {
   const ConvGeometry& g = s.g;
@@ -217,8 +217,8 @@ struct ColumnSource {
       if (s.implicit) {
         const std::size_t py = static_cast<std::size_t>(iy) + g.ph, px = static_cast<std::size_t>(ix) + g.pw;
         sum += s.sums[(img * s.imhp + py) * s.imwp + px];
-        // The GEMM reads H_1 from the image; the passes of orders >= 2 read it here (quantize_taps2: H_2 = H_1 ^ L).
-        if (s.order >= 2)
+        // The GEMM reads H_1 from the image; order 2's pass reads it here (quantize_taps2: H_2 = H_1 ^ L).
+        if (s.order == 2)
           for (std::size_t w = 0; w < s.gw; ++w)
             bits[tap * s.gw + w] = s.img_words[((img * s.gw + w) * s.imhp + py) * s.imwp + px];
       } else {

@@ -50,67 +50,69 @@ void max_pool2d(const float* x, const ConvGeometry& g, const float* floor, std::
     joff[j] = static_cast<long>(j * g.dw) - static_cast<long>(g.pw);
     tap_range(joff[j], g.sw, W, OW, jlo[j], jhi[j]);
   }
-  // Tasks of whole planes, enough of them together to outweigh a task's overhead on small maps (512 planes of 8 x 8).
+  // Tasks of whole planes, enough of them together to outweigh a task's overhead on small maps (512 planes of 8 x 8);
+  // each plane with its floor (-inf: none, which leaves every value as it is).
   constexpr std::size_t kTaskValues = 16384;
-  const std::size_t planes = g.batch * C, per_task = std::max<std::size_t>(1, kTaskValues / std::max<std::size_t>(1, H * W));
+  const std::size_t planes = g.batch * C;
+  const std::size_t per_task = std::max<std::size_t>(1, kTaskValues / std::max<std::size_t>(1, H * W));
+  const auto each_plane = [&](auto&& fn) {
+    parallel_for(ceil_div(planes, per_task), [&](std::size_t task) {
+      for (std::size_t plane = task * per_task; plane < std::min(planes, (task + 1) * per_task); ++plane)
+        fn(plane, floor ? floor[nfloor == 1 ? 0 : plane % C] : kNegInf);
+    });
+  };
   if (g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && g.dh == 1 && g.dw == 1 &&
       2 * OH <= H && 2 * OW <= W) {
     // 2 x 2 windows at stride 2 (VGG's and most CNNs' pools): every window inside x, one pass, the operations of
     // the general path below in its order (rows first, then columns, then the floor), so the same bits.
-    parallel_for(ceil_div(planes, per_task), [&](std::size_t task) {
-      for (std::size_t plane = task * per_task; plane < std::min(planes, (task + 1) * per_task); ++plane) {
-        const float fl = floor ? floor[nfloor == 1 ? 0 : plane % C] : kNegInf;
-        for (std::size_t oy = 0; oy < OH; ++oy) {
-          const float* __restrict a = x + (plane * H + 2 * oy) * W;
-          const float* __restrict b = a + W;
-          float* __restrict out = y + (plane * OH + oy) * OW;
-          for (std::size_t ox = 0; ox < OW; ++ox) {
-            const float m = nan_max(nan_max(a[2 * ox], b[2 * ox]), nan_max(a[2 * ox + 1], b[2 * ox + 1]));
-            out[ox] = floor ? nan_max(m, fl) : m;
-          }
+    each_plane([&](std::size_t plane, float fl) {
+      for (std::size_t oy = 0; oy < OH; ++oy) {
+        const float* __restrict a = x + (plane * H + 2 * oy) * W;
+        const float* __restrict b = a + W;
+        float* __restrict out = y + (plane * OH + oy) * OW;
+        for (std::size_t ox = 0; ox < OW; ++ox) {
+          const float m = nan_max(nan_max(a[2 * ox], b[2 * ox]), nan_max(a[2 * ox + 1], b[2 * ox + 1]));
+          out[ox] = floor ? nan_max(m, fl) : m;
         }
       }
     });
     return;
   }
-  parallel_for(ceil_div(planes, per_task), [&](std::size_t task) {
+  each_plane([&](std::size_t plane, float fl) {
     thread_local std::vector<float> row;
     if (row.size() < W) row.resize(W);
-    for (std::size_t plane = task * per_task; plane < std::min(planes, (task + 1) * per_task); ++plane) {
-      const float* src = x + plane * H * W;
-      float* dst = y + plane * OH * OW;
-      const float fl = floor ? floor[nfloor == 1 ? 0 : plane % C] : kNegInf;
-      for (std::size_t oy = 0; oy < OH; ++oy) {
-        // The kernel's rows inside x, maxed into `row`.
-        bool any = false;
-        for (std::size_t i = 0; i < g.kh; ++i) {
-          const long iy = static_cast<long>(oy * g.sh + i * g.dh) - static_cast<long>(g.ph);
-          if (iy < 0 || iy >= static_cast<long>(H)) continue;
-          const float* __restrict in = src + static_cast<std::size_t>(iy) * W;
-          float* __restrict r = row.data();
-          if (!any) {
-            std::copy_n(in, W, r);
-            any = true;
-          } else {
-            for (std::size_t w = 0; w < W; ++w) r[w] = nan_max(r[w], in[w]);
-          }
+    const float* src = x + plane * H * W;
+    float* dst = y + plane * OH * OW;
+    for (std::size_t oy = 0; oy < OH; ++oy) {
+      // The kernel's rows inside x, maxed into `row`.
+      bool any = false;
+      for (std::size_t i = 0; i < g.kh; ++i) {
+        const long iy = static_cast<long>(oy * g.sh + i * g.dh) - static_cast<long>(g.ph);
+        if (iy < 0 || iy >= static_cast<long>(H)) continue;
+        const float* __restrict in = src + static_cast<std::size_t>(iy) * W;
+        float* __restrict r = row.data();
+        if (!any) {
+          std::copy_n(in, W, r);
+          any = true;
+        } else {
+          for (std::size_t w = 0; w < W; ++w) r[w] = nan_max(r[w], in[w]);
         }
-        float* __restrict out = dst + oy * OW;
-        std::fill_n(out, OW, kNegInf);
-        if (any) {
-          for (std::size_t j = 0; j < g.kw; ++j) {  // the input column is inside x for ox in [jlo, jhi)
-            if (g.sw == 2) {
-              column_tap<2>(out, row.data(), jlo[j], jhi[j], joff[j], 2);
-            } else if (g.sw == 1) {
-              column_tap<1>(out, row.data(), jlo[j], jhi[j], joff[j], 1);
-            } else {
-              column_tap<0>(out, row.data(), jlo[j], jhi[j], joff[j], g.sw);
-            }
-          }
-        }
-        if (floor)
-          for (std::size_t ox = 0; ox < OW; ++ox) out[ox] = nan_max(out[ox], fl);
       }
+      float* __restrict out = dst + oy * OW;
+      std::fill_n(out, OW, kNegInf);
+      if (any) {
+        for (std::size_t j = 0; j < g.kw; ++j) {  // the input column is inside x for ox in [jlo, jhi)
+          if (g.sw == 2) {
+            column_tap<2>(out, row.data(), jlo[j], jhi[j], joff[j], 2);
+          } else if (g.sw == 1) {
+            column_tap<1>(out, row.data(), jlo[j], jhi[j], joff[j], 1);
+          } else {
+            column_tap<0>(out, row.data(), jlo[j], jhi[j], joff[j], g.sw);
+          }
+        }
+      }
+      if (floor)
+        for (std::size_t ox = 0; ox < OW; ++ox) out[ox] = nan_max(out[ox], fl);
     }
   });
 }

@@ -47,6 +47,45 @@ std::vector<word_t> weight_sign_rows(const word_t* wbits, std::size_t m, std::si
   return s;
 }
 
+// Crops image n's gradient from the padded grid gz (C planes of Hg x Wg) into gx, NCHW or NHWC as geo says (NHWC:
+// each row's channel runs transposed in registers, to_nhwc), with the clip window of x (same layout as gx; clip
+// < 0: none). Rows and columns no tap reaches get 0.
+void crop_input_grad(const KernelTable& kt, const ConvGeometry& geo, std::size_t Hg, std::size_t Wg, const float* gz,
+                     std::size_t n, const float* x, float clip, float* gx) {
+  const std::size_t C = geo.channels, H = geo.height, W = geo.width, Pz = Hg * Wg;
+  const std::size_t inside = geo.pw < Wg ? std::min(W, Wg - geo.pw) : 0;  // columns a tap reaches
+  for (std::size_t y = 0; y < H; ++y) {
+    const std::size_t Y = y + geo.ph;
+    const bool reached = Y < Hg;
+    if (geo.nhwc) {
+      const std::size_t at = (n * H + y) * W * C, len = reached ? inside * C : 0;
+      float* __restrict dst = gx + at;
+      const float* __restrict xin = x + at;
+      if (len) kt.to_nhwc(gz + n * C * Pz + Y * Wg + geo.pw, Pz, C, inside, nullptr, nullptr, dst, C);
+      if (clip >= 0.0f)
+        for (std::size_t k = 0; k < len; ++k) dst[k] = in_window(dst[k], xin[k], clip);
+      std::fill_n(dst + len, W * C - len, 0.0f);
+      continue;
+    }
+    for (std::size_t c = 0; c < C; ++c) {
+      const std::size_t at = ((n * C + c) * H + y) * W;
+      float* __restrict dst = gx + at;
+      const float* __restrict xin = x + at;
+      if (!reached) {
+        std::fill_n(dst, W, 0.0f);
+        continue;
+      }
+      const float* __restrict src = gz + (n * C + c) * Pz + Y * Wg + geo.pw;
+      if (clip >= 0.0f) {
+        for (std::size_t k = 0; k < inside; ++k) dst[k] = in_window(src[k], xin[k], clip);
+      } else {
+        std::copy_n(src, inside, dst);
+      }
+      std::fill_n(dst + inside, W - inside, 0.0f);
+    }
+  }
+}
+
 }  // namespace
 
 void sign_gemm(const KernelTable& kt, const SignGemm& p, std::size_t rows) {
@@ -113,49 +152,6 @@ void gather_weight_grad(const float* out, std::size_t M, std::size_t groups, std
       for (std::size_t k = 0; k < cols; ++k) dw[m * n + col0 + k] = src[k][m];
   });
 }
-
-namespace {
-
-// Crops image n's gradient from the padded grid gz (C planes of Hg x Wg) into gx, NCHW or NHWC as geo says (NHWC:
-// each row's channel runs transposed in registers, to_nhwc), with the clip window of x (same layout as gx; clip
-// < 0: none). Rows and columns no tap reaches get 0.
-void crop_input_grad(const KernelTable& kt, const ConvGeometry& geo, std::size_t Hg, std::size_t Wg, const float* gz,
-                     std::size_t n, const float* x, float clip, float* gx) {
-  const std::size_t C = geo.channels, H = geo.height, W = geo.width, Pz = Hg * Wg;
-  const std::size_t inside = geo.pw < Wg ? std::min(W, Wg - geo.pw) : 0;  // columns a tap reaches
-  for (std::size_t y = 0; y < H; ++y) {
-    const std::size_t Y = y + geo.ph;
-    const bool reached = Y < Hg;
-    if (geo.nhwc) {
-      const std::size_t at = (n * H + y) * W * C, len = reached ? inside * C : 0;
-      float* __restrict dst = gx + at;
-      const float* __restrict xin = x + at;
-      if (len) kt.to_nhwc(gz + n * C * Pz + Y * Wg + geo.pw, Pz, C, inside, nullptr, nullptr, dst, C);
-      if (clip >= 0.0f)
-        for (std::size_t k = 0; k < len; ++k) dst[k] = in_window(dst[k], xin[k], clip);
-      std::fill_n(dst + len, W * C - len, 0.0f);
-      continue;
-    }
-    for (std::size_t c = 0; c < C; ++c) {
-      const std::size_t at = ((n * C + c) * H + y) * W;
-      float* __restrict dst = gx + at;
-      const float* __restrict xin = x + at;
-      if (!reached) {
-        std::fill_n(dst, W, 0.0f);
-        continue;
-      }
-      const float* __restrict src = gz + (n * C + c) * Pz + Y * Wg + geo.pw;
-      if (clip >= 0.0f) {
-        for (std::size_t k = 0; k < inside; ++k) dst[k] = in_window(src[k], xin[k], clip);
-      } else {
-        std::copy_n(src, inside, dst);
-      }
-      std::fill_n(dst + inside, W - inside, 0.0f);
-    }
-  }
-}
-
-}  // namespace
 
 void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, const word_t* wbits,
                      const ConvGeometry& geo, std::size_t m, const float* x, float clip, float* gx) {

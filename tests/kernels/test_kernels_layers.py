@@ -263,24 +263,27 @@ def test_input_affine_errors():
 
 
 @pytest.mark.parametrize("order", [1, 2, 3])
-@pytest.mark.parametrize("geom", [(1, 64, 9, 9, 3, 1, 1), (3, 3, 7, 6, 3, 2, 1), (2, 65, 5, 5, 1, 1, 0)],
+@pytest.mark.parametrize("geom", [(1, 64, 9, 9, 3, 1, 1), (3, 3, 7, 6, 3, 2, 1), (2, 65, 5, 5, 1, 1, 0),
+                                  (2, 65, 5, 5, 1, 2, 0)],
                          ids=lambda g: "x".join(map(str, g)))
 def test_residual_and_floor_are_separate_steps(path, geom, order):
     """``layer(x, residual)`` with ``out_floor`` gives bit for bit ``np.maximum(np.add(layer(x), residual),
-    floor)``, the runtime's add and relu steps, on outputs whose column octets span images (batch > 1)."""
+    floor)``, the runtime's add and relu steps, on outputs whose column octets span images (batch > 1); each alone
+    gives its step too: ``np.add(layer(x), residual)``, and ``np.maximum(layer(x), floor)`` (the runtime's relu or
+    floor step after a binary convolution, which horq.runtime.fuse folds into the layer)."""
     n, c, h, w, k, s, p = geom
-    rng = np.random.default_rng(c + 11 * order)
+    rng = np.random.default_rng(c + 11 * order + s)
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)
     pw = kernels.pack_weights(rng.standard_normal((7, c, k, k)).astype(np.float32))
     floor = rng.standard_normal(7).astype(np.float32)
     floor[::2] = 0.0
     plain = kernels.Conv2dLayer(pw, order=order, stride=s, padding=p, kernel=path)
+    floored = kernels.Conv2dLayer(pw, order=order, stride=s, padding=p, out_floor=floor, kernel=path)
     y = plain(x)
     r = rng.standard_normal(y.shape).astype(np.float32)
-    want = np.maximum(np.add(y, r), floor.reshape(1, -1, 1, 1))
-    got = kernels.Conv2dLayer(pw, order=order, stride=s, padding=p, out_floor=floor, kernel=path)(x, r)
-    assert np.array_equal(got, want)
+    assert np.array_equal(floored(x, r), np.maximum(np.add(y, r), floor.reshape(1, -1, 1, 1)))
     assert np.array_equal(plain(x, r), np.add(y, r))  # residual alone
+    assert np.array_equal(floored(x), np.maximum(y, floor.reshape(1, -1, 1, 1)))  # floor alone
 
 
 def test_residual_errors():
@@ -293,24 +296,6 @@ def test_residual_errors():
         layer(x, np.zeros((1, 2, 4, 4)))
     with pytest.raises(ValueError, match=r"out_floor must have shape \(2,\)"):
         kernels.Conv2dLayer(pw, order=1, out_floor=np.zeros(3))
-
-
-@pytest.mark.parametrize("order", [1, 2, 3])
-@pytest.mark.parametrize("geom", [(1, 64, 9, 9, 3, 1, 1), (3, 3, 7, 6, 3, 2, 1), (2, 65, 5, 5, 1, 2, 0)],
-                         ids=lambda g: "x".join(map(str, g)))
-def test_floor_alone_is_a_separate_maximum_step(path, geom, order):
-    """``out_floor`` without a residual gives bit for bit ``np.maximum(layer(x), floor)``: the runtime's relu or
-    floor step after a binary convolution, which horq.runtime.fuse folds into the layer."""
-    n, c, h, w, k, s, p = geom
-    rng = np.random.default_rng(c + 13 * order)
-    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
-    pw = kernels.pack_weights(rng.standard_normal((6, c, k, k)).astype(np.float32))
-    floor = rng.standard_normal(6).astype(np.float32)
-    floor[::3] = 0.0
-    want = np.maximum(kernels.Conv2dLayer(pw, order=order, stride=s, padding=p, kernel=path)(x),
-                      floor.reshape(1, -1, 1, 1))
-    got = kernels.Conv2dLayer(pw, order=order, stride=s, padding=p, out_floor=floor, kernel=path)(x)
-    assert np.array_equal(got, want)
 
 
 @pytest.mark.parametrize("order", [1, 2, 3])
