@@ -35,14 +35,15 @@ void fill_h1_from_image(const QuantizedColumns& q, std::size_t j0, std::size_t j
   const long long* words = reinterpret_cast<const long long*>(im.words.data());
   const __m512i zero = _mm512_setzero_si512();
   const __m512d n = _mm512_set1_pd(static_cast<double>(q.n));
+  PixelCursor at(im, j0);
   for (std::size_t c = 0; c < p.sets; ++c) {
     const std::size_t valid = std::min(kLanes, jb - c * kLanes);
     const __mmask8 m = static_cast<__mmask8>((1u << valid) - 1u);
     alignas(64) std::int64_t ow[kLanes] = {}, os[kLanes] = {};
     bool consecutive = true;  // the octet's columns are consecutive pixels of one image row: loads, not gathers
-    for (std::size_t l = 0; l < valid; ++l) {
-      ow[l] = im.col_word(j0 + c * kLanes + l);
-      os[l] = im.col_sum(j0 + c * kLanes + l);
+    for (std::size_t l = 0; l < valid; ++l, at.next()) {
+      ow[l] = at.word();
+      os[l] = at.sum();
       consecutive = consecutive && ow[l] == ow[0] + static_cast<std::int64_t>(l);
     }
     const __m512i vw = _mm512_load_si512(ow);

@@ -12,21 +12,34 @@ namespace horq {
 
 // H_1 of convolution columns without materializing them (paths with an outer-product gemm_task, grouped
 // conv layout): every pixel's words sit once in a zero-bordered image, and column j's word w is
-//     words[col_word(j) + word_off[w]]        (zero for a padding tap: the border is zero),
-// and at order 1 its beta_1 = sum over taps t (in tap order) of sums[col_sum(j) + sum_off[t]] / n.
+//     words[word(j) + word_off[w]]        (zero for a padding tap: the border is zero),
+// and at order 1 its beta_1 = sum over taps t (in tap order) of sums[sum(j) + sum_off[t]] / n, with word(j)
+// and sum(j) the offsets of the column's first tap (PixelCursor below).
 struct PixelImage {
   std::vector<word_t> words;  // [image][channel group][hp][wp]
   std::vector<double> sums;   // [image][hp][wp]: sum |x| over the channels of each pixel
   std::size_t hp = 0, wp = 0, groups = 0, out_w = 0, ppi = 0, sh = 0, sw = 0;
   std::vector<std::int64_t> word_off;  // per column word (tap, group)
   std::vector<std::int64_t> sum_off;   // per tap
-  std::int64_t col_sum(std::size_t j) const {
-    const std::size_t img = j / ppi, r = j % ppi;
-    return static_cast<std::int64_t>((img * hp + r / out_w * sh) * wp + r % out_w * sw);
+};
+
+// word(j) / sum(j) (above) of consecutive columns j, j + 1, ... (next()): two divisions at the start instead of
+// four per column (64-bit divisions per lane were most of the order-1 H_1 gather of a 64-channel layer).
+struct PixelCursor {
+  const PixelImage& im;
+  std::size_t img, r, oy, ox;  // column j = pixel (oy, ox), the r-th of image img
+  PixelCursor(const PixelImage& image, std::size_t j)
+      : im(image), img(j / image.ppi), r(j % image.ppi), oy(r / image.out_w), ox(r % image.out_w) {}
+  std::int64_t word() const {
+    return static_cast<std::int64_t>((img * im.groups * im.hp + oy * im.sh) * im.wp + ox * im.sw);
   }
-  std::int64_t col_word(std::size_t j) const {
-    const std::size_t img = j / ppi, r = j % ppi;
-    return static_cast<std::int64_t>((img * groups * hp + r / out_w * sh) * wp + r % out_w * sw);
+  std::int64_t sum() const { return static_cast<std::int64_t>((img * im.hp + oy * im.sh) * im.wp + ox * im.sw); }
+  void next() {
+    if (++r == im.ppi) {
+      r = oy = ox = 0, ++img;
+    } else if (++ox == im.out_w) {
+      ox = 0, ++oy;
+    }
   }
 };
 

@@ -75,13 +75,14 @@ void fill_h1_scalar(const QuantizedColumns& q, std::size_t j0, std::size_t jb, O
   const PixelImage& im = q.image;
   const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw, G = p.G, gwords = p.group_words();
   const std::size_t stride = p.NV * L;
-  for (std::size_t jj = 0; jj < jb; ++jj) {
+  PixelCursor at(im, j0);
+  for (std::size_t jj = 0; jj < jb; ++jj, at.next()) {
     const std::size_t c = jj / L, l = jj % L;
-    const word_t* src = im.words.data() + im.col_word(j0 + jj);
+    const word_t* src = im.words.data() + at.word();
     word_t* dst = p.words.data() + (c / G) * gwords + (c % G) * K * L + l;
     for (std::size_t w = 0; w < kw; ++w) dst[w * stride] = src[im.word_off[w]];
     if (K == 1) {
-      const double* sums = im.sums.data() + im.col_sum(j0 + jj);
+      const double* sums = im.sums.data() + at.sum();
       double s = 0.0;
       for (const std::int64_t off : im.sum_off) s += sums[off];
       p.betas[c * L + l] = s / static_cast<double>(q.n);

@@ -51,12 +51,13 @@ void materialize_columns(QuantizedColumns& q) {
   const double n = static_cast<double>(q.n);
   parallel_for(ceil_div(q.ncols, kColsPerTask), [&](std::size_t t) {
     const std::size_t j1 = (t + 1) * kColsPerTask < q.ncols ? (t + 1) * kColsPerTask : q.ncols;
-    for (std::size_t j = t * kColsPerTask; j < j1; ++j) {
-      const word_t* src = im.words.data() + im.col_word(j);
+    PixelCursor at(im, t * kColsPerTask);
+    for (std::size_t j = t * kColsPerTask; j < j1; ++j, at.next()) {
+      const word_t* src = im.words.data() + at.word();
       word_t* dst = q.bits.data() + j * order * kw;
       for (std::size_t w = 0; w < kw; ++w) dst[w] = src[im.word_off[w]];
       if (sum_betas) {
-        const double* ps = im.sums.data() + im.col_sum(j);
+        const double* ps = im.sums.data() + at.sum();
         double sum = 0.0;
         for (const std::int64_t off : im.sum_off) sum += ps[off];
         q.betas[j * order] = sum / n;
