@@ -8,7 +8,9 @@ network in PyTorch fp32 and int8 and, when the optional `openvino` package is in
 Models (zoo, default options, first and last layers float as `convert_` leaves them): resnet18 at 3x224x224
 (1000 classes; ImageNet layout) and 3x32x32 (10 classes; CIFAR layout), cifar-vgg (3x32x32), mnist-cnn
 (1x28x28). Contenders of a (model, threads) row are timed round-robin (horq.timing.interleaved_times), so
-they share the machine's load; medians and fastest runs are kept.
+they share the machine's load; medians and fastest runs are kept. Twice: cold (one call of each contender per
+round: each call finds the caches full of the others' data) and warm (rounds of WARM_BLOCK calls of each, the
+first of each not counted: a model called in a loop).
 
 * horq oK: the model converted at order K and exported (horq.export), run by horq.runtime (native backend).
 * torch fp32: the float zoo model, eval mode, inference_mode, the faster of NCHW and channels_last.
@@ -61,6 +63,7 @@ MODELS = {
     "mnist-cnn": ("mnist-cnn", (1, 28, 28), 10),
 }
 ORDERS = (1, 2, 3)
+WARM_BLOCK = 4  # warm timing: rounds of 4 calls per contender, the first of each not counted
 PROFILED = ("resnet18-224", "resnet18-32")
 DOC_SECTION = "yardstick-models"  # --doc gets the part between <!-- yardstick-models:begin/end -->
 
@@ -155,13 +158,18 @@ def bench_one(label, threads, min_seconds, log) -> tuple[list, dict, str | None,
                 fns["ov_fp32"] = lambda r=ov_reqs["fp32", n]: r.infer([x])
                 fns["ov_default"] = lambda r=ov_reqs["default", n]: r.infer([x])
             with rt.num_threads(n), torch.inference_mode():
-                res = interleaved_times(fns, min_reps=10, min_seconds=min_seconds)
-            times = {k: {"median": med, "best": best} for k, (med, best) in res.items()}
-            nchw, cl = times.pop("torch_nchw"), times.pop("torch_cl")
-            times["torch_fp32"] = dict(nchw if nchw["median"] <= cl["median"] else cl,
-                                       layout="NCHW" if nchw["median"] <= cl["median"] else "channels_last")
-            rows.append({"model": label, "zoo": name, "shape": list(shape), "threads": n, "times": times})
-            log(f"{label} threads={n}: " + ", ".join(f"{k}={v['median'] * 1e3:.2f}ms" for k, v in times.items()))
+                cold = interleaved_times(fns, min_reps=10, min_seconds=min_seconds)
+                warm = interleaved_times(fns, min_reps=5, min_seconds=min_seconds / 2, block=WARM_BLOCK)
+            row = {"model": label, "zoo": name, "shape": list(shape), "threads": n}
+            for key, res in (("times", cold), ("warm", warm)):
+                times = {k: {"median": med, "best": best} for k, (med, best) in res.items()}
+                nchw, cl = times.pop("torch_nchw"), times.pop("torch_cl")
+                times["torch_fp32"] = dict(nchw if nchw["median"] <= cl["median"] else cl,
+                                           layout="NCHW" if nchw["median"] <= cl["median"] else "channels_last")
+                row[key] = times
+                log(f"{label} threads={n} {'cold' if key == 'times' else 'warm'}: "
+                    + ", ".join(f"{k}={v['median'] * 1e3:.2f}ms" for k, v in times.items()))
+            rows.append(row)
         alone = {}  # horq's thread scaling without other libraries' worker threads in the round
         for n in threads:
             with rt.num_threads(n):
@@ -206,13 +214,13 @@ def run(labels, threads, min_seconds) -> dict:
             "load_after": os.getloadavg(), "int8_notes": int8_notes, "rows": rows, "profiles": profiles}
 
 
-def _ms(row, key, stat):
-    t = row["times"].get(key)
+def _ms(row, key, stat, timing="times"):
+    t = row.get(timing, {}).get(key)
     return f"{t[stat] * 1e3:.2f}" if t else "n/a"
 
 
-def _ratio(row, num, den, stat):
-    a, b = row["times"].get(num), row["times"].get(den)
+def _ratio(row, num, den, stat, timing="times"):
+    a, b = row.get(timing, {}).get(num), row.get(timing, {}).get(den)
     return f"{a[stat] / b[stat]:.1f}" if a and b else "n/a"
 
 
@@ -227,16 +235,26 @@ def markdown(result: dict) -> str:
         f"horq kernel path **{result['kernel_path']}**, batch 1; PyTorch {result['torch']}; OpenVINO "
         f"{result['openvino'] or 'not installed'}. Load average (1/5/15 min) before {lb[0]:.1f} / {lb[1]:.1f} / "
         f"{lb[2]:.1f}, after {la[0]:.1f} / {la[1]:.1f} / {la[2]:.1f} (two shared cores). Times in ms; the "
-        "contenders of a row are timed round-robin in one process. torch fp32 is the faster of NCHW and "
-        "channels_last; torch int8 is FX graph-mode static quantization (x86 engine) of the same float model; "
-        "OV fp32 is OpenVINO on the same float model with INFERENCE_PRECISION_HINT f32; OV default is OpenVINO "
-        f"left to choose (here it chose {result.get('openvino_default_precision') or 'n/a'}: on CPUs with "
-        "AMX/AVX512_BF16 OpenVINO runs a float model in bfloat16 unless told f32, so it is not an fp32 "
-        "result). Ratios are contender / horq order K (above 1: horq is faster).",
+        "contenders of a row are timed round-robin in one process: cold, one call of each per round, so every "
+        "call finds the caches holding the other contenders' data (horq's binary weights, 1.4 MB for ResNet-18, "
+        "would stay in a core's L2 between calls; a float model's 45 MB does not in any case); warm, rounds of "
+        f"{WARM_BLOCK} calls of each, the first of each not counted (a model called in a loop). torch fp32 is "
+        "the faster of NCHW and channels_last; torch int8 is FX graph-mode static quantization (x86 engine) of "
+        "the same float model; OV fp32 is OpenVINO on the same float model with INFERENCE_PRECISION_HINT f32; "
+        "OV default is OpenVINO left to choose (here it chose "
+        f"{result.get('openvino_default_precision') or 'n/a'}: on CPUs with AMX/AVX512_BF16 OpenVINO runs a "
+        "float model in bfloat16 unless told f32, so it is not an fp32 result). Ratios are contender / horq "
+        "order K (above 1: horq is faster).",
     ]
     if result["int8_notes"]:
         lines += ["", "torch int8 n/a: " + "; ".join(f"{k}: {v}" for k, v in result["int8_notes"].items())]
-    for title, stat in (("Medians", "median"), ("Fastest runs (least disturbed by other jobs)", "best")):
+    tables = (("Medians, cold", "median", "times"), ("Fastest runs, cold (least disturbed by other jobs)", "best",
+                                                      "times"),
+              (f"Medians, warm (rounds of {WARM_BLOCK} calls per contender, the first of each not counted)", "median",
+               "warm"))
+    for title, stat, timing in tables:
+        if not any(timing in r for r in result["rows"]):
+            continue
         lines += [
             "", f"{title}:", "",
             "| model | threads | torch fp32 | torch int8 | OV fp32 | OV default | horq o1 | horq o2 | horq o3 "
@@ -245,11 +263,11 @@ def markdown(result: dict) -> str:
             "| ---: | ---: |",
         ]
         for r in result["rows"]:
-            cells = [_ms(r, k, stat) for k in ("torch_fp32", "torch_int8", "ov_fp32", "ov_default", "horq1",
-                                               "horq2", "horq3")]
-            ratios = [_ratio(r, "torch_fp32", f"horq{o}", stat) for o in ORDERS]
-            ratios += [_ratio(r, "ov_fp32", "horq1", stat), _ratio(r, "ov_fp32", "horq2", stat),
-                       _ratio(r, "ov_default", "horq1", stat), _ratio(r, "torch_int8", "horq1", stat)]
+            cells = [_ms(r, k, stat, timing) for k in ("torch_fp32", "torch_int8", "ov_fp32", "ov_default", "horq1",
+                                                       "horq2", "horq3")]
+            ratios = [_ratio(r, "torch_fp32", f"horq{o}", stat, timing) for o in ORDERS]
+            ratios += [_ratio(r, "ov_fp32", "horq1", stat, timing), _ratio(r, "ov_fp32", "horq2", stat, timing),
+                       _ratio(r, "ov_default", "horq1", stat, timing), _ratio(r, "torch_int8", "horq1", stat, timing)]
             lines.append(f"| {r['model']} | {r['threads']} | " + " | ".join(cells + ratios) + " |")
     by_model = {}
     for r in result["rows"]:

@@ -41,25 +41,32 @@ def median_and_best(fn, *, min_reps: int, min_seconds: float, max_reps: int = 20
     return statistics.median(times), min(times)
 
 
-def interleaved_times(fns: dict, *, min_reps: int, min_seconds: float, max_reps: int = 200) -> dict:
-    """``{name: (median, fastest)}`` seconds of each function, timed round-robin (one call of each per round),
-    after one warm-up call each; at least ``min_reps`` rounds and ``min_seconds`` per function.
+def interleaved_times(fns: dict, *, min_reps: int, min_seconds: float, max_reps: int = 200, block: int = 1) -> dict:
+    """``{name: (median, fastest)}`` seconds of each function, timed round-robin (``block`` calls of each per
+    round), after one warm-up call each; at least ``min_reps`` rounds and ``min_seconds`` per function.
 
     The machine is shared, so its load drifts over seconds; interleaving gives every contender the same
-    load, which makes the ratios between them far steadier than timing one after the other.
+    load, which makes the ratios between them far steadier than timing one after the other. With ``block`` 1
+    each call follows the other contenders' calls, so it finds the caches holding their data ("cold": what a
+    model meets between other heavy work); with ``block`` > 1 only the calls after the first of each block are
+    counted, each following a call of the same function ("warm": a model called in a loop).
     """
     if min_reps < 1:
         raise ValueError(f"min_reps must be >= 1, got {min_reps}")
+    if block < 1:
+        raise ValueError(f"block must be >= 1, got {block}")
     for fn in fns.values():
         fn()  # warm-up (also builds caches such as the conv weight layout)
     times: dict[str, list[float]] = {k: [] for k in fns}
-    start = time.perf_counter()
+    start, rounds = time.perf_counter(), 0
     while True:
         for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-        n = len(times[next(iter(fns))])
-        if n >= max_reps or (n >= min_reps and time.perf_counter() - start >= min_seconds * len(fns)):
+            for i in range(block):
+                t0 = time.perf_counter()
+                fn()
+                if block == 1 or i > 0:
+                    times[k].append(time.perf_counter() - t0)
+        rounds += 1
+        if rounds >= max_reps or (rounds >= min_reps and time.perf_counter() - start >= min_seconds * len(fns)):
             break
     return {k: (statistics.median(v), min(v)) for k, v in times.items()}

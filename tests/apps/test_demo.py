@@ -1,6 +1,7 @@
 """`horq demo` end to end on a cut-down run: trains three orders, ships the HORQ-2 model, reports."""
 
 import re
+import time
 
 import pytest
 
@@ -45,3 +46,20 @@ def test_timing_helpers():
     assert set(res) == {"a", "b"} and all(0 <= best <= med for med, best in res.values())
     with pytest.raises(ValueError, match="min_reps"):
         interleaved_times({"a": lambda: None}, min_reps=0, min_seconds=0.0)
+
+
+def test_interleaved_blocks_count_the_calls_after_the_first():
+    # block=3: rounds of three calls of each function, the first call of each block not timed ("warm" timing).
+    order, calls = [], []
+
+    def slow_first():  # the first call of every block (after the warm-up call) is slow
+        calls.append(1)
+        if len(calls) > 1 and (len(calls) - 2) % 3 == 0:
+            time.sleep(0.05)
+
+    res = interleaved_times({"a": slow_first, "b": lambda: order.append("b")}, min_reps=2, min_seconds=0.0,
+                            block=3)
+    assert len(calls) == 1 + 2 * 3 and order == ["b"] * (1 + 2 * 3)
+    assert res["a"][0] < 0.02  # only the fast calls were counted
+    with pytest.raises(ValueError, match="block"):
+        interleaved_times({"a": lambda: None}, min_reps=1, min_seconds=0.0, block=0)
