@@ -6,12 +6,15 @@
 //   g++ -O2 -std=c++17 -Icsrc benchmarks/profile_conv_core.cpp build/cp311-cp311-linux_x86_64/libhorq_core.a
 //       -pthread -o /tmp/profile_conv_core       (one line)
 //   perf record -o /tmp/perf.data /tmp/profile_conv_core 64 56 2      # channels, size, order [, seconds
-//                                                     #  [, batch [, train [, kernel size [, path]]]]]
+//                                                     #  [, batch [, train [, kernel size [, path [, flush MB]]]]]]
 //   perf report -i /tmp/perf.data --no-children --sort symbol
 //
 // With a batch and `train` = 1, each call also makes the columns explicit for the backward pass
 // (materialize_columns, as the native training forward does). Prints the fastest call, 1 thread, on the best kernel
-// path this CPU has unless a path (avx512, avx2, generic) is named (HORQ_KERNEL is not read here).
+// path this CPU has unless a path (avx512, avx2, generic) is named (HORQ_KERNEL is not read here), and the median
+// call. With `flush MB` > 0, that many MB of another buffer are written before every call (untimed), so each call
+// finds its weights, input and output evicted from the caches, as in a network whose other layers ran between
+// (a "cold" call; 0, the default: every call after the first finds them cached).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -44,18 +47,21 @@ int main(int argc, char** argv) {
   for (auto& v : w) v = rng();
   std::vector<double> coef(c, 0.5), add(c, 0.0);
   std::vector<float> y(batch * c * s * s);
-  double best = 1e30;
-  long calls = 0;
+  std::vector<char> flush((argc > 9 ? std::strtoul(argv[9], nullptr, 10) : 0) << 20);
+  std::vector<double> times;
   const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   while (std::chrono::steady_clock::now() < end) {
+    for (std::size_t i = 0; i < flush.size(); i += 64) ++flush[i];
     const auto t0 = std::chrono::steady_clock::now();
     horq::QuantizedColumns q = horq::quantize_conv_columns(kt, x.data(), g, order);
     horq::horq_gemm(kt, w.data(), c, q, {coef.data(), add.data()}, s * s, y.data());
     if (train) horq::materialize_columns(q);
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    ++calls;
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
-  std::printf("%ld calls, fastest %.3f ms (%s, %zux%zu kernel, %zu channels, %zux%zu, order %d, batch %zu%s, 1 thread)\n",
-              calls, best * 1e3, kt.name, k, k, c, s, s, order, batch, train ? ", columns made explicit" : "");
+  std::sort(times.begin(), times.end());
+  std::printf("%zu calls, fastest %.3f ms, median %.3f ms (%s, %zux%zu kernel, %zu channels, %zux%zu, order %d, batch "
+              "%zu%s, 1 thread%s)\n",
+              times.size(), times.front() * 1e3, times[times.size() / 2] * 1e3, kt.name, k, k, c, s, s, order, batch,
+              train ? ", columns made explicit" : "", flush.empty() ? "" : ", caches flushed before each call");
   return 0;
 }

@@ -213,11 +213,14 @@ struct Taps2Pass {
 // (three rounds of 8 shuffles), after the affine (multiply then add, as the scalar copy rounds).
 struct Nhwc8 {
   static constexpr std::size_t kBlock = 8;
-  static void transpose(const float* const* rows, const float* scale, const float* shift, float* dst,
+  static void transpose(const float* const* rows, std::size_t n, const float* scale, const float* shift, float* dst,
                         std::size_t ldd) {
     __m256 r[8], t[8];
+    // n <= 8 pixels: lanes below n loaded (a masked load reads nothing past them), the others zero.
+    const __m256i m =
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     for (int i = 0; i < 8; ++i) {
-      r[i] = _mm256_loadu_ps(rows[i]);
+      r[i] = _mm256_maskload_ps(rows[i], m);
       if (scale) r[i] = _mm256_add_ps(_mm256_mul_ps(r[i], _mm256_set1_ps(scale[i])), _mm256_set1_ps(shift[i]));
     }
     for (int i = 0; i < 8; i += 2) {
@@ -235,7 +238,10 @@ struct Nhwc8 {
       t[j + 4] = _mm256_permute2f128_ps(r[j], r[j + 4], 0x31);
     }
     // t[k] holds the 8 channels of pixel 4 (k / 4) + {0, 2, 1, 3}[k % 4].
-    for (int k = 0; k < 8; ++k) _mm256_storeu_ps(dst + (k & ~3 | (k & 1) << 1 | (k >> 1 & 1)) * ldd, t[k]);
+    for (int k = 0; k < 8; ++k) {
+      const std::size_t px = static_cast<std::size_t>(k & ~3 | (k & 1) << 1 | (k >> 1 & 1));
+      if (px < n) _mm256_storeu_ps(dst + px * ldd, t[k]);
+    }
   }
 };
 

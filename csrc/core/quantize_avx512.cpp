@@ -251,11 +251,12 @@ __mmask16 pack_block(const float* src, std::size_t cstride, std::size_t nchan, s
 // exchanged twice (four rounds of 16 shuffles), after the affine (multiply then add, as the scalar copy rounds).
 struct Nhwc16 {
   static constexpr std::size_t kBlock = 16;
-  static void transpose(const float* const* rows, const float* scale, const float* shift, float* dst,
+  static void transpose(const float* const* rows, std::size_t n, const float* scale, const float* shift, float* dst,
                         std::size_t ldd) {
     __m512 r[16], t[16];
+    const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);  // n <= 16 pixels
     for (int i = 0; i < 16; ++i) {
-      r[i] = _mm512_loadu_ps(rows[i]);
+      r[i] = _mm512_maskz_loadu_ps(m, rows[i]);
       if (scale) r[i] = _mm512_add_ps(_mm512_mul_ps(r[i], _mm512_set1_ps(scale[i])), _mm512_set1_ps(shift[i]));
     }
     for (int i = 0; i < 16; i += 2) {
@@ -278,7 +279,10 @@ struct Nhwc16 {
       r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
     }
     // r[k] holds the 16 channels of pixel 4 (k / 4) + {0, 2, 1, 3}[k % 4].
-    for (int k = 0; k < 16; ++k) _mm512_storeu_ps(dst + (k & ~3 | (k & 1) << 1 | (k >> 1 & 1)) * ldd, r[k]);
+    for (int k = 0; k < 16; ++k) {
+      const std::size_t px = static_cast<std::size_t>(k & ~3 | (k & 1) << 1 | (k >> 1 & 1));
+      if (px < n) _mm512_storeu_ps(dst + px * ldd, r[k]);
+    }
   }
 };
 

@@ -134,10 +134,11 @@ void taps2_walk(const float* const* taps, std::size_t ntaps, std::size_t cg, wor
   betas[1] = pass.total(sum) / static_cast<double>(n);
 }
 
-// to_nhwc (quantize.h) for blocks of B channels x B pixels, V's transpose in registers for whole blocks
-// (V::transpose(const float* const* rows, const float* scale, const float* shift, float* dst, ldd): B rows of B
-// values, each through its channel's affine when scale is given, written as B rows of B values at dst with
-// stride ldd), the edges value by value.
+// to_nhwc (quantize.h) for blocks of B channels x B pixels, V's transpose in registers
+// (V::transpose(const float* const* rows, n, const float* scale, const float* shift, float* dst, ldd): B rows of
+// n <= B values, each through its channel's affine when scale is given, written as n rows of B values at dst with
+// stride ldd; a row's tail of fewer than B pixels is one such call with masked loads), the channels past the
+// last whole block of B value by value.
 inline float nhwc_value(const float* src, std::size_t cstride, std::size_t c, std::size_t w, const float* scale,
                         const float* shift) {
   const float v = src[c * cstride + w];
@@ -152,13 +153,12 @@ void to_nhwc_walk(const float* src, std::size_t cstride, std::size_t nchan, std:
   for (std::size_t c0 = 0; c0 < cb; c0 += B) {
     const float* rows[B];
     for (std::size_t c = 0; c < B; ++c) rows[c] = src + (c0 + c) * cstride;
-    for (std::size_t w0 = 0; w0 < wb; w0 += B) {
+    for (std::size_t w0 = 0; w0 < W; w0 += B) {
       const float* at[B];
       for (std::size_t c = 0; c < B; ++c) at[c] = rows[c] + w0;
-      V::transpose(at, scale ? scale + c0 : nullptr, scale ? shift + c0 : nullptr, dst + w0 * ldd + c0, ldd);
+      V::transpose(at, w0 < wb ? B : W - wb, scale ? scale + c0 : nullptr, scale ? shift + c0 : nullptr,
+                   dst + w0 * ldd + c0, ldd);
     }
-    for (std::size_t w = wb; w < W; ++w)
-      for (std::size_t c = c0; c < c0 + B; ++c) dst[w * ldd + c] = nhwc_value(src, cstride, c, w, scale, shift);
   }
   for (std::size_t c = cb; c < nchan; ++c)
     for (std::size_t w = 0; w < W; ++w) dst[w * ldd + c] = nhwc_value(src, cstride, c, w, scale, shift);
