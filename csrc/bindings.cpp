@@ -333,31 +333,40 @@ FloatArray binary_weight_grad(In<float, nb::ndim<2>> w, In<float, nb::ndim<1>> a
   return arr;
 }
 
-// Max pooling of an NCHW float32 map into (N, C, out_h, out_w), max with `floor` (none, one value or one per
-// channel): the runtime's max_pool2d (pool.h).
-FloatArray max_pool2d(In<float, nb::ndim<4>> x, std::size_t kh, std::size_t kw, Pair stride, Pair padding,
-                      Pair dilation, std::size_t out_h, std::size_t out_w, Optional1 floor) {
-  horq::ConvGeometry g{x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, std::get<0>(stride),
-                       std::get<1>(stride), std::get<0>(padding), std::get<1>(padding), std::get<0>(dilation),
-                       std::get<1>(dilation), out_h, out_w};
+// A pooling geometry over (n, c, h, w) maps, checked: the pooling window and the output size (any size up to
+// ceil mode's: every output's window starts inside the padded input).
+horq::ConvGeometry pool_geometry(std::size_t n, std::size_t c, std::size_t h, std::size_t w, std::size_t kh,
+                                 std::size_t kw, Pair stride, Pair padding, Pair dilation, std::size_t out_h,
+                                 std::size_t out_w) {
+  horq::ConvGeometry g{n, c, h, w, kh, kw, std::get<0>(stride), std::get<1>(stride), std::get<0>(padding),
+                       std::get<1>(padding), std::get<0>(dilation), std::get<1>(dilation), out_h, out_w};
   require(kh >= 1 && kw >= 1 && g.sh >= 1 && g.sw >= 1 && g.dh >= 1 && g.dw >= 1, "bad pooling geometry");
   require(out_h >= 1 && out_w >= 1 && (out_h - 1) * g.sh <= g.height + 2 * g.ph &&
               (out_w - 1) * g.sw <= g.width + 2 * g.pw,
           "pooling output size does not fit the input");
+  return g;
+}
+
+// Max pooling of an NCHW float32 map into (N, C, out_h, out_w), max with `floor` (none, one value or one per
+// channel): the runtime's max_pool2d (pool.h).
+FloatArray max_pool2d(In<float, nb::ndim<4>> x, std::size_t kh, std::size_t kw, Pair stride, Pair padding,
+                      Pair dilation, std::size_t out_h, std::size_t out_w, Optional1 floor, const std::string& kernel) {
+  const horq::ConvGeometry g = pool_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, stride, padding,
+                                             dilation, out_h, out_w);
   const std::size_t nfloor = floor ? floor->shape(0) : 0;
   require(!floor || nfloor == 1 || nfloor == g.channels, "floor must hold one value or one per channel");
+  const auto& kt = horq::kernel_table(kernel);
   float* y;
   auto arr = make_array<float>({g.batch, g.channels, out_h, out_w}, &y, false);
   nb::gil_scoped_release nogil;
-  horq::max_pool2d(x.data(), g, floor ? floor->data() : nullptr, nfloor, y);
+  horq::max_pool2d(kt, x.data(), g, floor ? floor->data() : nullptr, nfloor, y);
   return arr;
 }
 
-// A full-precision convolution of an NCHW float32 map with weights w (m x C*kh*kw, rows in (c, i, j) order),
-// then + bias and max(., floor) per output channel: the runtime's float conv2d step (float_conv.h).
-FloatArray float_conv2d(In<float, nb::ndim<4>> x, In<float, nb::ndim<2>> w, std::size_t kh, std::size_t kw,
-                        Pair stride, Pair padding, Pair dilation, Optional1 bias, Optional1 floor,
-                        const std::string& kernel) {
+// The checked geometry of a float convolution of x with weights w (m x C*kh*kw) and its output channels.
+horq::ConvGeometry float_conv_geometry(const In<float, nb::ndim<4>>& x, const In<float, nb::ndim<2>>& w,
+                                       std::size_t kh, std::size_t kw, Pair stride, Pair padding, Pair dilation,
+                                       const Optional1& bias, const Optional1& floor) {
   const std::size_t m = w.shape(0);
   const horq::ConvGeometry g =
       output_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, stride, padding, dilation);
@@ -365,12 +374,43 @@ FloatArray float_conv2d(In<float, nb::ndim<4>> x, In<float, nb::ndim<2>> w, std:
   require(w.shape(1) == g.channels * kh * kw, "weights have C*kh*kw != x's channels times the kernel size");
   require(!bias || bias->shape(0) == m, "bias length != output channels");
   require(!floor || floor->shape(0) == m, "floor length != output channels");
+  return g;
+}
+
+// A full-precision convolution of an NCHW float32 map with weights w (m x C*kh*kw, rows in (c, i, j) order),
+// then + bias and max(., floor) per output channel: the runtime's float conv2d step (float_conv.h).
+FloatArray float_conv2d(In<float, nb::ndim<4>> x, In<float, nb::ndim<2>> w, std::size_t kh, std::size_t kw,
+                        Pair stride, Pair padding, Pair dilation, Optional1 bias, Optional1 floor,
+                        const std::string& kernel) {
+  const horq::ConvGeometry g = float_conv_geometry(x, w, kh, kw, stride, padding, dilation, bias, floor);
+  const std::size_t m = w.shape(0);
   const auto& kt = horq::kernel_table(kernel);
   float* y;
   auto arr = make_array<float>({g.batch, m, g.out_h, g.out_w}, &y, false);
   nb::gil_scoped_release nogil;
   horq::float_conv2d(kt, x.data(), g, w.data(), m, bias ? bias->data() : nullptr, floor ? floor->data() : nullptr,
                      y);
+  return arr;
+}
+
+// float_conv2d, then max_pool2d of its output (pooling geometry pkh .. pout_w, floor pool_floor), in one call
+// (float_conv.h float_conv2d_pool): the runtime's float conv2d step with a max_pool2d fused into it.
+FloatArray float_conv2d_pool(In<float, nb::ndim<4>> x, In<float, nb::ndim<2>> w, std::size_t kh, std::size_t kw,
+                             Pair stride, Pair padding, Pair dilation, Optional1 bias, Optional1 floor,
+                             std::size_t pkh, std::size_t pkw, Pair pstride, Pair ppadding, Pair pdilation,
+                             std::size_t pout_h, std::size_t pout_w, Optional1 pool_floor, const std::string& kernel) {
+  const horq::ConvGeometry g = float_conv_geometry(x, w, kh, kw, stride, padding, dilation, bias, floor);
+  const std::size_t m = w.shape(0);
+  const horq::ConvGeometry pg =
+      pool_geometry(g.batch, m, g.out_h, g.out_w, pkh, pkw, pstride, ppadding, pdilation, pout_h, pout_w);
+  const std::size_t npf = pool_floor ? pool_floor->shape(0) : 0;
+  require(!pool_floor || npf == 1 || npf == m, "pool_floor must hold one value or one per output channel");
+  const auto& kt = horq::kernel_table(kernel);
+  float* y;
+  auto arr = make_array<float>({g.batch, m, pout_h, pout_w}, &y, false);
+  nb::gil_scoped_release nogil;
+  horq::float_conv2d_pool(kt, x.data(), g, w.data(), m, bias ? bias->data() : nullptr,
+                          floor ? floor->data() : nullptr, pg, pool_floor ? pool_floor->data() : nullptr, npf, y);
   return arr;
 }
 
@@ -486,9 +526,13 @@ void def_training(nb::module_& m) {
   m.def("float_conv2d", &float_conv2d, nb::arg("x"), nb::arg("w"), nb::arg("kh"), nb::arg("kw"), nb::arg("stride"),
         nb::arg("padding"), nb::arg("dilation"), nb::arg("bias") = nb::none(), nb::arg("floor") = nb::none(),
         nb::arg("kernel") = "");
+  m.def("float_conv2d_pool", &float_conv2d_pool, nb::arg("x"), nb::arg("w"), nb::arg("kh"), nb::arg("kw"),
+        nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"), nb::arg("bias").none(), nb::arg("floor").none(),
+        nb::arg("pkh"), nb::arg("pkw"), nb::arg("pstride"), nb::arg("ppadding"), nb::arg("pdilation"),
+        nb::arg("pout_h"), nb::arg("pout_w"), nb::arg("pool_floor").none(), nb::arg("kernel") = "");
   m.def("max_pool2d", &max_pool2d, nb::arg("x"), nb::arg("kh"), nb::arg("kw"), nb::arg("stride"),
         nb::arg("padding"), nb::arg("dilation"), nb::arg("out_h"), nb::arg("out_w"),
-        nb::arg("floor").none() = nb::none());
+        nb::arg("floor").none() = nb::none(), nb::arg("kernel") = "");
   m.def("clip_window", &clip_window, nb::arg("g"), nb::arg("x"), nb::arg("clip"));
   m.def("sign_gemm", &sign_gemm, nb::arg("a"), nb::arg("s"), nb::arg("rscale").none() = nb::none(),
         nb::arg("kernel") = "");

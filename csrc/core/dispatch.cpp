@@ -13,7 +13,8 @@ const KernelTable kGeneric{"generic",           bgemm_popcount_generic, quantize
                            quantize_taps_generic, quantize_taps2_generic, pack_pixels_generic,
                            to_nhwc_generic,       nullptr,                sign_gemm_generic,
                            fold_rows_generic,     expand_column_generic,  binarize_rows_generic,
-                           weight_grad_generic,   float_conv_row_generic};
+                           weight_grad_generic,   float_conv_row_generic, pool_row_generic,
+                           pool2x2_plane_generic};
 
 bool always() { return true; }
 
@@ -21,11 +22,12 @@ bool always() { return true; }
 const KernelTable kAvx2{"avx2",          bgemm_popcount_avx2, quantize_column_avx2, quantize_taps_avx2,
                         quantize_taps2_avx2, pack_pixels_avx2,    to_nhwc_avx2,         gemm_task_avx2,
                         sign_gemm_avx2,      fold_rows_avx2,      expand_column_avx2,   binarize_rows_avx2,
-                        weight_grad_avx2,    float_conv_row_avx2};
+                        weight_grad_avx2,    float_conv_row_avx2,  pool_row_avx2,        pool2x2_plane_avx2};
 const KernelTable kAvx512{"avx512",          bgemm_popcount_avx512, quantize_column_avx512, quantize_taps_avx512,
                           quantize_taps2_avx512, pack_pixels_avx512,    to_nhwc_avx512,         gemm_task_avx512,
                           sign_gemm_avx512,      fold_rows_avx512,      expand_column_avx512,   binarize_rows_avx512,
-                          weight_grad_avx512,    float_conv_row_avx512};
+                          weight_grad_avx512,    float_conv_row_avx512,  pool_row_avx512,
+                          pool2x2_plane_avx512};
 
 bool cpu_has_avx2() {
   __builtin_cpu_init();

@@ -29,6 +29,7 @@ struct FloatConvPlan {
   std::size_t k = 0;           // taps of a receptive field: C * kh * kw
   std::size_t m = 0;           // output channels
   std::size_t oh = 0, ow = 0;  // output size
+  std::size_t y_plane = 0;     // floats between two output channels of the row's output (oh * ow in y)
   std::size_t row_step = 0;    // floats between the phase rows of output rows oy and oy + 1 (sh * sw * U)
   std::vector<std::int64_t> koff;  // per tap: its phase row and column offset in an image's copy
   std::vector<float> wt;           // ceil(m / kFloatConvRows) x k x kFloatConvRows
@@ -36,7 +37,8 @@ struct FloatConvPlan {
   const float* floor = nullptr;    // m values or nullptr
 };
 
-// One output row oy of one image: xp is that image's padded phase copy, y the image's (m, oh, ow) output.
+// One output row oy of one image: xp is that image's padded phase copy; channel o's ow values go to
+// y + o * p.y_plane.
 using float_conv_row_fn = void (*)(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y);
 
 void float_conv_row_generic(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y);
@@ -56,6 +58,14 @@ struct ConvGeometry;
 // (c, i, j) order), then + bias and max(., floor) per output channel (each optional). Groups are not taken.
 void float_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,
                   const float* bias, const float* floor, float* y);
+
+// float_conv2d, then max_pool2d (pool.h) of its output in geometry pg (pg.height/width = g.out_h/out_w,
+// pg.channels = m) with the pool's floor (nullptr, one value or m): y (N, m, pg.out_h, pg.out_w), bitwise the two
+// calls' result. The convolution's rows go through a ring of the rows one pooled row reads, in cache, instead
+// of the whole map through memory (a ResNet stem's 64 x 112 x 112 output is 3.2 MB).
+void float_conv2d_pool(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,
+                       const float* bias, const float* floor, const ConvGeometry& pg, const float* pool_floor,
+                       std::size_t npool_floor, float* y);
 
 namespace float_conv {
 
@@ -134,7 +144,7 @@ void row(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y) {
       for (std::size_t r = 0; r < rows && o0 + r < p.m; ++r) {
         const std::size_t o = o0 + r;
         const float* __restrict t = tile + r * LD;
-        float* __restrict dst = y + (o * p.oh + oy) * p.ow;
+        float* __restrict dst = y + o * p.y_plane;
         const float b = p.bias ? p.bias[o] : 0.0f, f = p.floor ? p.floor[o] : 0.0f;
         for (std::size_t x = x0; x < x1; ++x) {
           float v = t[x - x0];

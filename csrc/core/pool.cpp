@@ -1,33 +1,15 @@
-// Max pooling (pool.h): per output row, the maximum over the kernel's rows (contiguous, vectorized by the
-// compiler) into a row buffer, then over its columns, then the floor.
+// Max pooling (pool.h): tasks of planes; per output row, the path's pool_row (pool_walk.h: the maximum over the
+// kernel's rows into a row buffer, then over its columns, then the floor), or a 2 x 2 pool's whole plane.
 #include "core/pool.h"
 
 #include <algorithm>
-#include <limits>
 #include <vector>
 
+#include "core/dispatch.h"
 #include "core/threadpool.h"
 
 namespace horq {
 namespace {
-
-// numpy.maximum's rule: NaN if either is NaN, else the larger (b when they compare equal). Written as a select the
-// compiler maps to maxps (a > b ? a : b; b when unordered) and a NaN blend, so the loops below vectorize without
-// branches (a branch per compare of random data mispredicts half the time).
-inline float nan_max(float a, float b) {
-  const float m = a > b ? a : b;
-  return a != a ? a : m;
-}
-
-// out[ox] = nan_max(out[ox], r[ox * stride + off]) for ox in [lo, hi); S = the stride when it is a compile-time
-// constant (1 and 2: contiguous and pairwise loads the compiler vectorizes), 0 for any other.
-template <std::size_t S>
-void column_tap(float* __restrict out, const float* __restrict r, std::size_t lo, std::size_t hi, long off,
-                std::size_t stride) {
-  const std::size_t s = S ? S : stride;
-  const float* at = r + off;
-  for (std::size_t ox = lo; ox < hi; ++ox) out[ox] = nan_max(out[ox], at[ox * s]);
-}
 
 // The output indices o in [lo, hi) whose tap at offset `off` (input index o * stride + off) lies in [0, size).
 void tap_range(long off, std::size_t stride, std::size_t size, std::size_t out_len, std::size_t& lo,
@@ -40,79 +22,52 @@ void tap_range(long off, std::size_t stride, std::size_t size, std::size_t out_l
 
 }  // namespace
 
-void max_pool2d(const float* x, const ConvGeometry& g, const float* floor, std::size_t nfloor, float* y) {
-  const std::size_t H = g.height, W = g.width, OH = g.out_h, OW = g.out_w, C = g.channels;
-  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-  // Per column tap j: the output range it reaches and its input offset.
-  std::vector<std::size_t> jlo(g.kw), jhi(g.kw);
-  std::vector<long> joff(g.kw);
+PoolColumns pool_columns(const ConvGeometry& g) {
+  PoolColumns pc;
+  pc.lo.resize(g.kw), pc.hi.resize(g.kw), pc.off.resize(g.kw);
+  pc.sw = g.sw, pc.width = g.width, pc.out_w = g.out_w;
   for (std::size_t j = 0; j < g.kw; ++j) {
-    joff[j] = static_cast<long>(j * g.dw) - static_cast<long>(g.pw);
-    tap_range(joff[j], g.sw, W, OW, jlo[j], jhi[j]);
+    pc.off[j] = static_cast<long>(j * g.dw) - static_cast<long>(g.pw);
+    tap_range(pc.off[j], g.sw, g.width, g.out_w, pc.lo[j], pc.hi[j]);
   }
+  return pc;
+}
+
+void max_pool2d(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* floor, std::size_t nfloor,
+                float* y) {
+  const std::size_t H = g.height, W = g.width, OH = g.out_h, OW = g.out_w, C = g.channels;
   // Tasks of whole planes, enough of them together to outweigh a task's overhead on small maps (512 planes of 8 x 8);
-  // each plane with its floor (-inf: none, which leaves every value as it is).
+  // each plane with its floor.
   constexpr std::size_t kTaskValues = 16384;
   const std::size_t planes = g.batch * C;
   const std::size_t per_task = std::max<std::size_t>(1, kTaskValues / std::max<std::size_t>(1, H * W));
   const auto each_plane = [&](auto&& fn) {
     parallel_for(ceil_div(planes, per_task), [&](std::size_t task) {
       for (std::size_t plane = task * per_task; plane < std::min(planes, (task + 1) * per_task); ++plane)
-        fn(plane, floor ? floor[nfloor == 1 ? 0 : plane % C] : kNegInf);
+        fn(plane, floor ? floor[nfloor == 1 ? 0 : plane % C] : 0.0f);
     });
   };
   if (g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && g.dh == 1 && g.dw == 1 &&
       2 * OH <= H && 2 * OW <= W) {
-    // 2 x 2 windows at stride 2 (VGG's and most CNNs' pools): every window inside x, one pass, the operations of
-    // the general path below in its order (rows first, then columns, then the floor), so the same bits.
+    // 2 x 2 windows at stride 2 (VGG's and most CNNs' pools): every window inside x, one pass.
     each_plane([&](std::size_t plane, float fl) {
-      for (std::size_t oy = 0; oy < OH; ++oy) {
-        const float* __restrict a = x + (plane * H + 2 * oy) * W;
-        const float* __restrict b = a + W;
-        float* __restrict out = y + (plane * OH + oy) * OW;
-        for (std::size_t ox = 0; ox < OW; ++ox) {
-          const float m = nan_max(nan_max(a[2 * ox], b[2 * ox]), nan_max(a[2 * ox + 1], b[2 * ox + 1]));
-          out[ox] = floor ? nan_max(m, fl) : m;
-        }
-      }
+      kt.pool2x2_plane(x + plane * H * W, W, OH, OW, floor != nullptr, fl, y + plane * OH * OW);
     });
     return;
   }
+  const PoolColumns pc = pool_columns(g);
   each_plane([&](std::size_t plane, float fl) {
     thread_local std::vector<float> row;
+    thread_local std::vector<const float*> rows;
     if (row.size() < W) row.resize(W);
+    rows.resize(g.kh);
     const float* src = x + plane * H * W;
-    float* dst = y + plane * OH * OW;
     for (std::size_t oy = 0; oy < OH; ++oy) {
-      // The kernel's rows inside x, maxed into `row`.
-      bool any = false;
       for (std::size_t i = 0; i < g.kh; ++i) {
         const long iy = static_cast<long>(oy * g.sh + i * g.dh) - static_cast<long>(g.ph);
-        if (iy < 0 || iy >= static_cast<long>(H)) continue;
-        const float* __restrict in = src + static_cast<std::size_t>(iy) * W;
-        float* __restrict r = row.data();
-        if (!any) {
-          std::copy_n(in, W, r);
-          any = true;
-        } else {
-          for (std::size_t w = 0; w < W; ++w) r[w] = nan_max(r[w], in[w]);
-        }
+        rows[i] = iy < 0 || iy >= static_cast<long>(H) ? nullptr : src + static_cast<std::size_t>(iy) * W;
       }
-      float* __restrict out = dst + oy * OW;
-      std::fill_n(out, OW, kNegInf);
-      if (any) {
-        for (std::size_t j = 0; j < g.kw; ++j) {  // the input column is inside x for ox in [jlo, jhi)
-          if (g.sw == 2) {
-            column_tap<2>(out, row.data(), jlo[j], jhi[j], joff[j], 2);
-          } else if (g.sw == 1) {
-            column_tap<1>(out, row.data(), jlo[j], jhi[j], joff[j], 1);
-          } else {
-            column_tap<0>(out, row.data(), jlo[j], jhi[j], joff[j], g.sw);
-          }
-        }
-      }
-      if (floor)
-        for (std::size_t ox = 0; ox < OW; ++ox) out[ox] = nan_max(out[ox], fl);
+      kt.pool_row(rows.data(), g.kh, pc, floor != nullptr, fl, row.data(), y + (plane * OH + oy) * OW);
     }
   });
 }

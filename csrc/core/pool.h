@@ -4,14 +4,21 @@
 #include <cstddef>
 
 #include "core/layer.h"
+#include "core/pool_row.h"
 
 namespace horq {
+
+struct KernelTable;
 
 // y[n, c, oy, ox] = max(floor_c, max over the taps (i, j) inside x of x[n, c, oy sh - ph + i dh, ox sw - pw + j dw])
 // for x (N, C, H, W) and y (N, C, out_h, out_w) as in `g` (its kh, kw, strides, padding, dilation and output
 // size; channels, batch; out_channels unused). Padding taps are skipped (never -inf); a window with no tap
 // inside x gives -inf (then the floor). floor: nullptr (none), one value (nfloor = 1) or one per channel
 // (nfloor = C). A NaN in a window gives NaN, as numpy.maximum does. Threaded over the (n, c) planes.
-void max_pool2d(const float* x, const ConvGeometry& g, const float* floor, std::size_t nfloor, float* y);
+void max_pool2d(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* floor, std::size_t nfloor,
+                float* y);
+
+// The column taps of g (pool_row.h).
+PoolColumns pool_columns(const ConvGeometry& g);
 
 }  // namespace horq

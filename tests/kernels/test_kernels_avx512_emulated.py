@@ -29,7 +29,7 @@ CORE = ROOT / "csrc" / "core"
 SOURCES = ["bgemm_avx512.cpp", "quantize_avx512.cpp", "gemm_outer_avx512.cpp", "sign_gemm_avx512.cpp",
            "weight_rows_avx512.cpp", "float_conv_avx512.cpp", "bgemm_generic.cpp", "quantize_generic.cpp",
            "sign_gemm_generic.cpp", "weight_rows_generic.cpp", "conv.cpp", "gemm_driver.cpp", "float_conv.cpp",
-           "threadpool.cpp"]
+           "pool.cpp", "threadpool.cpp"]
 AVX512_FLAGS = ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vpopcntdq", "-mfma"]
 
 

@@ -115,3 +115,44 @@ def test_errors():
         kernels.float_conv2d(np.zeros((1, 3, 2, 5), np.float32), w)
     with pytest.raises(ValueError, match="stride"):
         kernels.float_conv2d(x, w, stride=0)
+
+
+POOLED = [
+    # (N, C, H, W, C_out, kernel, stride, padding), then the pool's (kernel, stride, padding, dilation)
+    ((1, 3, 45, 38, 20, 7, 2, 3), (3, 2, 1, 1)),  # a ResNet stem and its pool, odd sizes
+    ((2, 1, 28, 28, 9, 3, 1, 1), (2, 2, 0, 1)),  # mnist-cnn's first layer and pool
+    ((3, 2, 17, 21, 5, 3, 2, 0), (3, 3, 1, 2)),  # pool stride > its span's rows skipped, dilation
+    ((1, 4, 12, 12, 6, 1, 1, 0), (1, 1, 0, 1)),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", POOLED, ids=lambda c: "x{}-pool{}".format(*c))
+def test_pooled_conv_is_conv_then_pool(path, case, threads):
+    """float_conv2d(pool=) pools the convolution's rows as they come (a ring of rows per task; bands of pooled
+    rows per thread): bitwise max_pool2d(float_conv2d(...)), NaN and the floors included, at any thread count."""
+    (n, c, h, w, m, k, s, p), (pk, ps, pp, pd) = case
+    kernels.set_num_threads(threads)
+    rng = np.random.default_rng(h * w)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    x[0, 0, h // 2, w // 3] = np.nan
+    wt = rng.standard_normal((m, c, k, k)).astype(np.float32)
+    bias, floor = rng.standard_normal(m).astype(np.float32), rng.standard_normal(m).astype(np.float32)
+    for pool_floor in (None, 0.0, rng.standard_normal(m).astype(np.float32)):
+        conv = kernels.float_conv2d(x, wt, stride=s, padding=p, bias=bias, floor=floor, kernel=path)
+        want = kernels.max_pool2d(conv, pk, ps, pp, pd, floor=pool_floor, kernel=path)
+        got = kernels.float_conv2d(x, wt, stride=s, padding=p, bias=bias, floor=floor, kernel=path,
+                                   pool={"kernel_size": pk, "stride": ps, "padding": pp, "dilation": pd,
+                                         "floor": pool_floor})
+        assert np.isnan(want).any()
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_pooled_conv_refuses_bad_pools():
+    x, w = np.zeros((1, 2, 8, 8), np.float32), np.zeros((3, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="kernel_size"):
+        kernels.float_conv2d(x, w, pool={"size": 2})
+    with pytest.raises(ValueError, match="pool_floor"):
+        kernels.float_conv2d(x, w, pool={"kernel_size": 2, "floor": [0.0, 1.0]})
+    with pytest.raises(ValueError, match="output size"):
+        kernels.float_conv2d(x, w, pool={"kernel_size": 2, "out_size": (9, 1)})

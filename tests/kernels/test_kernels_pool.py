@@ -93,3 +93,19 @@ def test_bad_input_is_refused():
         kernels.max_pool2d(x, 2, out_size=(9, 1))
     with pytest.raises(ValueError, match="output size"):
         kernels.max_pool2d(x, 5)
+
+
+@pytest.mark.parametrize("width", [13, 16, 40, 112])  # 2 x 2 outputs per row below and above a vector of 16
+def test_every_path_pools_the_same_bits(path, width):
+    """Each path compiles the pool's loops at its own vector width (pool_walk.h; the AVX-512 2 x 2 loop hands rows
+    of fewer than 16 outputs to the AVX2 one): maxima are exact, so every path gives the generic path's bits,
+    -0.0 and NaN included."""
+    rng = np.random.default_rng(width)
+    x = rng.standard_normal((2, 3, 9, width)).astype(np.float32)
+    x[0, 0, 0, :4] = [0.0, -0.0, -0.0, 0.0]
+    x[1, 2, 3, width // 2] = np.nan
+    for floor in (None, 0.0, rng.standard_normal(3).astype(np.float32)):
+        for geometry in ((2, 2, 0, 1), (3, 2, 1, 1), (3, 1, 1, 2), (2, 3, 0, 1)):
+            want = kernels.max_pool2d(x, *geometry, floor=floor, kernel="generic")
+            got = kernels.max_pool2d(x, *geometry, floor=floor, kernel=path)
+            np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))

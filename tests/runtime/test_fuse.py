@@ -207,11 +207,11 @@ def test_dag_frees_after_the_last_reader(backend, tmp_path):
 @pytest.mark.parametrize("backend", FAST)
 @pytest.mark.parametrize("batch", [1, 3])
 def test_resnet_glue_fusions(backend, batch, tmp_path):
-    """The zoo ResNet-18 (ImageNet layout, narrow): the stem's max-pool takes its relu, each residual add its
-    relu (in place over the body's output), and each 1x1 stride-2 shortcut runs at stride 1 on the pixels its
-    affine computed -- on the native backend the shortcut convolution takes the affine and subsamples its
-    input itself, and each body's first convolution takes the relu (+ BatchNorm) floor after it; the result
-    stays the reference's to float rounding."""
+    """The zoo ResNet-18 (ImageNet layout, narrow): the stem's max-pool takes its relu and joins the stem
+    convolution (one step, named as the pool), each residual add its relu (in place over the body's output), and
+    each 1x1 stride-2 shortcut runs at stride 1 on the pixels its affine computed -- on the native backend the
+    shortcut convolution takes the affine and subsamples its input itself, and each body's first convolution
+    takes the relu (+ BatchNorm) floor after it; the result stays the reference's to float rounding."""
     from agreement import fixed_weights_
     from horq.nn import HORQConfig, build_model, convert_
 
@@ -220,7 +220,9 @@ def test_resnet_glue_fusions(backend, batch, tmp_path):
     export(fixed_weights_(model, 3).eval(), tmp_path / "r.horq")
     fast, ref = rt.load(tmp_path / "r.horq", backend=backend), rt.load(tmp_path / "r.horq", backend="reference")
     steps = {s.name: s for s in fast._steps}
-    assert steps["3"].op == "max_pool2d" and steps["3"].fused == ("2",) and steps["3"].params["floor"] == 0
+    stem = steps["3"]
+    assert stem.op == "conv2d" and stem.fused == ("0", "2") and "0" not in steps
+    assert stem.params["pool"][0].op == "max_pool2d" and stem.params["pool"][1]["floor"] == 0
     adds = [s for s in fast._steps if s.op == "add"]
     # On the native backend a binary convolution read only by the add takes it, floor included (the add's
     # name, two inputs): fuse._fuse_residual_adds.
@@ -266,3 +268,25 @@ def test_spread_channel_params_change_nothing(backend, tmp_path, monkeypatch):
     assert not any("scale_map" in s.params for s in plain._steps)
     x = np.random.default_rng(0).standard_normal((3, 3, 16, 16)).astype(np.float32)
     np.testing.assert_array_equal(spread(x), plain(x))
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("batch", [1, 3])
+def test_pool_fused_into_a_float_conv_changes_no_bit(backend, batch, tmp_path, monkeypatch):
+    """fuse._fuse_pools: the stem's convolution and its max-pool as one step give the unfused plan's outputs bit
+    for bit (the native backend pools the convolution's rows in the core as they come, kernels.float_conv2d(pool=));
+    a convolution read by anything else keeps its own step."""
+    from agreement import fixed_weights_
+    from horq.nn import HORQConfig, build_model, convert_
+    from horq.runtime import fuse
+
+    model = build_model("resnet18", in_shape=(3, 40, 40), num_classes=4, width=0.125, layout="imagenet")
+    convert_(model, HORQConfig(order=1))
+    export(fixed_weights_(model, 5).eval(), tmp_path / "r.horq")
+    fused = rt.load(tmp_path / "r.horq", backend=backend)
+    monkeypatch.setattr(fuse, "_fuse_pools", lambda graph, steps: steps)
+    unfused = rt.load(tmp_path / "r.horq", backend=backend)
+    assert [s.op for s in fused._steps].count("max_pool2d") == 0
+    assert [s.op for s in unfused._steps][:2] == ["conv2d", "max_pool2d"]
+    x = np.random.default_rng(1).standard_normal((batch, 3, 40, 40)).astype(np.float32)
+    np.testing.assert_array_equal(fused(x).view(np.uint32), unfused(x).view(np.uint32))

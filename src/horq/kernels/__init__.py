@@ -409,7 +409,7 @@ def linear(x, pw: PackedWeights, *, order: int, bias=None, scale=None, shift=Non
     return LinearLayer(pw, order=order, bias=bias, scale=scale, shift=shift, kernel=kernel)(x)
 
 
-def float_conv2d(x, weight, *, stride=1, padding=0, dilation=1, bias=None, floor=None,
+def float_conv2d(x, weight, *, stride=1, padding=0, dilation=1, bias=None, floor=None, pool=None,
                  kernel: str | None = None) -> np.ndarray:
     """Full-precision convolution (groups = 1) of ``x`` (N, C, H, W) with float ``weight`` (C_out, C, kh, kw),
     then ``+ bias`` and ``max(., floor)`` per output channel (each optional; ``floor`` one value or one per
@@ -420,6 +420,11 @@ def float_conv2d(x, weight, *, stride=1, padding=0, dilation=1, bias=None, floor
     avx512 paths (which give the same bits) and multiply-then-add on generic (agreeing to float rounding);
     bitwise the same at any thread count. Fastest where C * kh * kw is small and the output rows wide; NaN
     and Inf propagate as in any float convolution.
+
+    ``pool``: a dict of :func:`max_pool2d`'s arguments (``kernel_size``; ``stride``, ``padding``, ``dilation``,
+    ``out_size``, ``floor`` optional) to pool the output in the same call, bitwise ``max_pool2d(float_conv2d(...),
+    **pool)``: the convolution's rows are pooled as they are computed, from a few rows in cache instead of the
+    whole map (a ResNet stem's 64 x 112 x 112 output is 3.2 MB).
 
     Raises:
         ValueError: non-float32 or wrongly shaped ``x`` / ``weight`` / ``bias`` / ``floor``, or a bad geometry.
@@ -443,17 +448,35 @@ def float_conv2d(x, weight, *, stride=1, padding=0, dilation=1, bias=None, floor
         if fl.size not in (1, m):
             raise ValueError(f"floor must hold one value or one per output channel ({m}), got {fl.size}")
         fl = np.ascontiguousarray(np.broadcast_to(fl, (m,)))
-    return _core.float_conv2d(x, w.reshape(m, -1), kh, kw, (sh, sw), (ph, pw), (dh, dw), b, fl,
-                              _resolve_kernel(kernel))
+    if pool is None:
+        return _core.float_conv2d(x, w.reshape(m, -1), kh, kw, (sh, sw), (ph, pw), (dh, dw), b, fl,
+                                  _resolve_kernel(kernel))
+    unknown = set(pool) - {"kernel_size", "stride", "padding", "dilation", "out_size", "floor"}
+    if "kernel_size" not in pool or unknown:
+        raise ValueError(f"pool must give kernel_size and may give stride, padding, dilation, out_size, floor; got "
+                         f"{sorted(pool)}")
+    oh, ow = conv_output_size(x.shape[2], kh, sh, ph, dh), conv_output_size(x.shape[3], kw, sw, pw, dw)
+    pkh, pkw = pair(pool["kernel_size"], "pool kernel_size", minimum=1)
+    psh, psw = pair(pool.get("stride") or pool["kernel_size"], "pool stride", minimum=1)
+    (pph, ppw), (pdh, pdw) = pair(pool.get("padding", 0), "pool padding"), pair(pool.get("dilation", 1),
+                                                                               "pool dilation", minimum=1)
+    pout = pool.get("out_size") or (conv_output_size(oh, pkh, psh, pph, pdh), conv_output_size(ow, pkw, psw, ppw, pdw))
+    pfl = pool.get("floor")
+    pfl = None if pfl is None else np.ascontiguousarray(np.asarray(pfl, np.float32).reshape(-1))
+    return _core.float_conv2d_pool(x, w.reshape(m, -1), kh, kw, (sh, sw), (ph, pw), (dh, dw), b, fl, pkh, pkw,
+                                   (psh, psw), (pph, ppw), (pdh, pdw), int(pout[0]), int(pout[1]), pfl,
+                                   _resolve_kernel(kernel))
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, *, out_size=None, floor=None) -> np.ndarray:
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, *, out_size=None, floor=None,
+               kernel: str | None = None) -> np.ndarray:
     """Max pooling of ``x`` (N, C, H, W) float32 in the native core (PyTorch's ``max_pool2d`` arithmetic:
     padding taps are skipped, a NaN in a window gives NaN), optionally ``max(floor, pool(x))`` with ``floor``
     one value or one per channel (a following ReLU, or ReLU + affine, as the runtime fuses it).
 
     ``stride`` defaults to ``kernel_size``; ``out_size`` (OH, OW) to the floor-mode size (give it for ceil
-    mode). Threaded over the (image, channel) planes.
+    mode). Threaded over the (image, channel) planes. Every kernel path gives the same bits (maxima are exact);
+    ``kernel`` picks the path whose vector width the loops use.
 
     Raises:
         ValueError: a non-float32 or non-4-d ``x``, a bad geometry, or a ``floor`` of another length.
@@ -465,4 +488,5 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, *, out_size=N
     if out_size is None:
         out_size = (conv_output_size(x.shape[2], kh, sh, ph, dh), conv_output_size(x.shape[3], kw, sw, pw, dw))
     fl = None if floor is None else np.ascontiguousarray(np.asarray(floor, np.float32).reshape(-1))
-    return _core.max_pool2d(x, kh, kw, (sh, sw), (ph, pw), (dh, dw), int(out_size[0]), int(out_size[1]), fl)
+    return _core.max_pool2d(x, kh, kw, (sh, sw), (ph, pw), (dh, dw), int(out_size[0]), int(out_size[1]), fl,
+                            _resolve_kernel(kernel))

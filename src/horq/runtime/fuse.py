@@ -21,6 +21,9 @@ The graph is what the file says; these rewrites change how it is computed, not w
   applies that maximum as it stores its output (:func:`_fuse_floors`): bitwise the same.
 * **Residual add into a binary layer's output.** A native binary convolution read only by an ``add`` adds
   the other addend and applies the add's ReLU floor as it stores its output (:func:`_fuse_residual_adds`).
+* **Pool into a float convolution.** A float ``conv2d`` read only by a ``max_pool2d`` computes the pool too
+  (:func:`_fuse_pools`; the native backend pools its rows as they come, from a few rows in cache,
+  ``kernels.float_conv2d(pool=)``): the same operations, bitwise the same.
 * **In place.** ``relu``, ``affine``, ``hardtanh`` and that floor overwrite their input when nothing reads it
   (or a ``flatten`` view of it) later and it is not the caller's input array.
 
@@ -74,7 +77,7 @@ def plan(graph, tensors: dict, *, native=frozenset(), fuse: bool = True) -> list
     steps = [Step(node.name, node.op, node, {role: tensors[name] for role, name in node.tensors.items()},
                   node.inputs, native=node.name in native) for node in graph.nodes]
     if fuse:
-        steps = _subsample_pointwise(graph, _fuse_floors(graph, _fuse_affines(graph, steps)))
+        steps = _subsample_pointwise(graph, _fuse_pools(graph, _fuse_floors(graph, _fuse_affines(graph, steps))))
         steps = _fuse_residual_adds(graph, _fuse_input_affines(graph, steps))
         steps = [spread_channel_params(s) for s in steps]
     return _mark_in_place_and_free(graph, steps, in_place=fuse)
@@ -142,6 +145,25 @@ def _fuse_floors(graph, steps):
         else:
             params = {**step.params, "floor": value}
         merged[j] = replace(step, name=nxt.name, params=params, fused=step.fused + (step.name,) + nxt.fused)
+        dropped.add(i)
+    return [merged.get(i, s) for i, s in enumerate(steps) if i not in dropped]
+
+
+def _fuse_pools(graph, steps):
+    """A float ``conv2d`` (one group) whose only reader is a ``max_pool2d`` takes it: one step, named as the pool,
+    with ``params["pool"] = (pool node, pool params)`` (its floor included); the ops compute the convolution and
+    then the pool, the native backend both in one call. Exact (the same operations)."""
+    readers = _readers(steps)
+    merged, dropped = {}, set()
+    for i, step in enumerate(steps):
+        if step.op != "conv2d" or step.node.attrs.get("groups", 1) != 1 or "pool" in step.params:
+            continue
+        j = _sole_reader(graph, steps, readers, step.name)
+        if j is None or steps[j].op != "max_pool2d":
+            continue
+        pool = steps[j]
+        merged[j] = replace(step, name=pool.name, params={**step.params, "pool": (pool.node, pool.params)},
+                            fused=step.fused + (step.name,) + pool.fused)
         dropped.add(i)
     return [merged.get(i, s) for i, s in enumerate(steps) if i not in dropped]
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -73,7 +74,7 @@ def max_pool2d(kernels, node, params, x):
     of numpy's one pass per tap), with its fused floor (one value or one per channel); the same values as
     :func:`horq.runtime.ops.max_pool2d` (a maximum is exact), which takes anything but a float32 map."""
     floor = params.get("floor")
-    if x.dtype != np.float32 or not (floor is None or np.ndim(floor) == 0 or np.shape(floor)[2:] == (1, 1)):
+    if x.dtype != np.float32 or not _core_floor(floor):
         return np_ops.max_pool2d(node, params, x)
     a = node.attrs
     _, oh, ow = node.out_shape
@@ -105,14 +106,29 @@ def float_conv_runs_natively(step, kernel_path: str) -> bool:
 def float_conv2d(kernels, node, params, x, *, kernel_path=None):
     """A float ``conv2d`` step in the core (:func:`horq.kernels.float_conv2d`, on ``kernel_path``), with the
     epilogue the numpy op would apply: the output affine folded into the weights and bias
-    (:func:`horq.runtime.ops.build`'s parameters), then the fused floor; the same values as
-    :func:`horq.runtime.ops.conv2d` to float rounding."""
+    (:func:`horq.runtime.ops.build`'s parameters), then the fused floor, then a fused ``max_pool2d``, pooled
+    in the same call when the core takes its floor; the same values as :func:`horq.runtime.ops.conv2d` to float
+    rounding."""
     if x.dtype != np.float32:
         return np_ops.conv2d(node, params, x)
     a = node.attrs
-    return kernels.float_conv2d(x, params["weight4"], stride=a["stride"], padding=a["padding"],
-                                dilation=a["dilation"], bias=params.get("bias"), floor=params["channel_floor"],
-                                kernel=kernel_path)
+    conv = {"stride": a["stride"], "padding": a["padding"], "dilation": a["dilation"], "bias": params.get("bias"),
+            "floor": params["channel_floor"], "kernel": kernel_path}
+    pool = params.get("pool")
+    if pool is None:
+        return kernels.float_conv2d(x, params["weight4"], **conv)
+    pnode, pparams = pool
+    if not _core_floor(pparams.get("floor")):
+        return max_pool2d(kernels, pnode, pparams, kernels.float_conv2d(x, params["weight4"], **conv))
+    pa = pnode.attrs
+    return kernels.float_conv2d(x, params["weight4"], **conv, pool={
+        "kernel_size": pa["kernel"], "stride": pa["stride"], "padding": pa["padding"],
+        "dilation": pa.get("dilation", (1, 1)), "out_size": tuple(pnode.out_shape[1:]), "floor": pparams.get("floor")})
+
+
+def _core_floor(floor) -> bool:
+    """Whether the core's pooling takes this fused floor: none, one value, or one per channel."""
+    return floor is None or np.ndim(floor) == 0 or np.shape(floor)[2:] == (1, 1)
 
 
 def build_step(step, kernels):
@@ -131,4 +147,8 @@ def build_step(step, kernels):
         floor = params.get("floor")  # one value, or per channel as (1, C, 1, 1), maybe spread over the map at load
         params["channel_floor"] = np.asarray(floor)[0, :, 0, 0] if np.ndim(floor) == 4 else floor
         return functools.partial(float_conv2d, kernels, step.node, params, kernel_path=path)
+    if step.op == "conv2d" and "pool" in step.params:  # numpy's convolution, then the core's pool
+        pnode, pparams = step.params["pool"]
+        conv = np_ops.build(replace(step, params={k: v for k, v in step.params.items() if k != "pool"}))
+        return lambda x: max_pool2d(kernels, pnode, dict(pparams), conv(x))
     return np_ops.build(step)

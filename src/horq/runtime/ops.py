@@ -150,8 +150,10 @@ def _chunks(n_batch, per_sample):
 
 def conv2d(node, params, x):
     """Float (``conv2d``) or HORQ (``binary_conv2d``) convolution in float32: quantize each unfolded column,
-    then matmul."""
-    return convolve(node, params, x, _columns32)
+    then matmul; then the ``max_pool2d`` fused into it, if any (``params["pool"]``, :mod:`horq.runtime.fuse`)."""
+    y = convolve(node, params, x, _columns32)
+    pool = params.get("pool")
+    return y if pool is None else max_pool2d(pool[0], pool[1], y)
 
 
 def _columns32(x, kh, kw, order, geometry):
