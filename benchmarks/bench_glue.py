@@ -1,7 +1,8 @@
 """The glue of whole binary networks on the native core, call by call: max pooling (kernels.max_pool2d) on the
-pools of cifar-vgg, ResNet-18 and a mnist-cnn training batch, and ResNet-18's 1x1 stride-2 shortcut
-convolutions with their BatchNorm affine and residual add fused (kernels.Conv2dLayer), 1 thread, medians of
-repeated calls after warm-up, ms (Python call included).
+pools of cifar-vgg, ResNet-18 and a mnist-cnn training batch, ResNet-18's float stem with its pool (two calls, and
+one: kernels.float_conv2d(pool=)), and ResNet-18's 1x1 stride-2 shortcut convolutions with their BatchNorm affine
+and residual add fused (kernels.Conv2dLayer), 1 thread, medians of repeated calls after warm-up, ms (Python call
+included), on the kernel path in use (HORQ_KERNEL picks another).
 
     .venv/bin/python benchmarks/bench_glue.py [--repeats 300]
 """
@@ -43,6 +44,18 @@ def main(argv=None) -> int:
         fl = np.zeros(shape[1], np.float32) if floor else None
         ms = _median_ms(lambda: kernels.max_pool2d(x, k, s, p, floor=fl), args.repeats)  # noqa: B023
         print(f"| max_pool2d {label} | {'x'.join(map(str, shape))} | {ms:.3f} |")
+    x = rng.standard_normal((1, 3, 224, 224)).astype(np.float32)
+    w = rng.standard_normal((64, 3, 7, 7)).astype(np.float32)
+    bias, zero = rng.standard_normal(64).astype(np.float32), np.zeros(64, np.float32)
+    stem = {"stride": 2, "padding": 3, "bias": bias}
+    calls = {
+        "two calls": lambda: kernels.max_pool2d(kernels.float_conv2d(x, w, **stem), 3, 2, 1, floor=zero),
+        "one call": lambda: kernels.float_conv2d(x, w, **stem, pool={"kernel_size": 3, "stride": 2, "padding": 1,
+                                                                     "floor": zero}),
+    }
+    for label, fn in calls.items():
+        ms = _median_ms(fn, max(20, args.repeats // 10))
+        print(f"| ResNet-18 224 stem conv 7x7/2 + ReLU + max_pool2d 3x3/2, {label} | 1x3x224x224 | {ms:.3f} |")
     for c, m, h in SHORTCUTS:
         x = rng.standard_normal((1, c, h, h)).astype(np.float32)
         pw = kernels.pack_weights(rng.standard_normal((m, c, 1, 1)).astype(np.float32))

@@ -293,7 +293,8 @@ def markdown(result: dict) -> str:
     if result["profiles"]:
         lines += ["", "Where a horq call's time goes (`Model.profile`, 1 thread, medians of 20 runs; % of the "
                   f"steps' sum; {NON_BINARY_NOTE}):", "",
-                  "| model | order | steps ms | binary | float conv (stem) | max_pool2d | affine | add (+relu) "
+                  "| model | order | steps ms | binary | float conv (stem; its pool fused, round 8) | max_pool2d "
+                  "| affine | add (+relu) "
                   "| floor | linear | other | non-binary |",
                   "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for label, per in result["profiles"].items():
