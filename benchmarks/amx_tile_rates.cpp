@@ -41,11 +41,22 @@ void write_tiles(std::int8_t* b, int tiles, long seed) {
     _mm512_storeu_si512(b + i * 64, _mm512_add_epi8(v, _mm512_set1_epi8(static_cast<char>(i))));
 }
 
-void block(const std::int8_t* b) {
+void zero_accumulators() {
   _tile_zero(0);
   _tile_zero(1);
   _tile_zero(2);
   _tile_zero(3);
+}
+
+void store_accumulators() {
+  _tile_stored(0, c_out, 64);
+  _tile_stored(1, c_out + 256, 64);
+  _tile_stored(2, c_out + 512, 64);
+  _tile_stored(3, c_out + 768, 64);
+}
+
+void block(const std::int8_t* b) {
+  zero_accumulators();
   for (int w = 0; w < kWords; ++w) {
     _tile_loadd(4, a_tiles + w * kTile, 64);
     _tile_loadd(6, b + w * kTile, 64);
@@ -56,10 +67,7 @@ void block(const std::int8_t* b) {
     _tile_dpbssd(2, 4, 7);
     _tile_dpbssd(3, 5, 7);
   }
-  _tile_stored(0, c_out, 64);
-  _tile_stored(1, c_out + 256, 64);
-  _tile_stored(2, c_out + 512, 64);
-  _tile_stored(3, c_out + 768, 64);
+  store_accumulators();
 }
 
 template <class F>
@@ -97,20 +105,14 @@ int main() {
     _tile_loadd(6, b_tiles, 64);
     _tile_loadd(7, b_tiles + kTile, 64);
     for (long i = 0; i < kBlocks; ++i) {
-      _tile_zero(0);
-      _tile_zero(1);
-      _tile_zero(2);
-      _tile_zero(3);
+      zero_accumulators();
       for (int w = 0; w < kWords; ++w) {
         _tile_dpbssd(0, 4, 6);
         _tile_dpbssd(1, 5, 6);
         _tile_dpbssd(2, 4, 7);
         _tile_dpbssd(3, 5, 7);
       }
-      _tile_stored(0, c_out, 64);
-      _tile_stored(1, c_out + 256, 64);
-      _tile_stored(2, c_out + 512, 64);
-      _tile_stored(3, c_out + 768, 64);
+      store_accumulators();
     }
   });
   report("loads, L1", dots, [] {
