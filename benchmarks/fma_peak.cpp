@@ -9,8 +9,11 @@
 #include <cstdio>
 
 int main() {
-  __m512 a0 = _mm512_set1_ps(0.1f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0,
-         a9 = a0, a10 = a0, a11 = a0;
+  // Distinct starting values: twelve identical chains would be folded into one by the compiler.
+  __m512 a0 = _mm512_set1_ps(0.01f), a1 = _mm512_set1_ps(0.02f), a2 = _mm512_set1_ps(0.03f),
+         a3 = _mm512_set1_ps(0.04f), a4 = _mm512_set1_ps(0.05f), a5 = _mm512_set1_ps(0.06f),
+         a6 = _mm512_set1_ps(0.07f), a7 = _mm512_set1_ps(0.08f), a8 = _mm512_set1_ps(0.09f),
+         a9 = _mm512_set1_ps(0.10f), a10 = _mm512_set1_ps(0.11f), a11 = _mm512_set1_ps(0.12f);
   const __m512 m = _mm512_set1_ps(0.5f), b = _mm512_set1_ps(0.25f);
   constexpr long kIters = 100000000;
   const auto t0 = std::chrono::steady_clock::now();
