@@ -9,25 +9,40 @@
 namespace horq {
 namespace {
 
-const KernelTable kGeneric{"generic",           bgemm_popcount_generic, quantize_column_generic,
-                           quantize_taps_generic, quantize_taps2_generic, pack_pixels_generic,
-                           to_nhwc_generic,       nullptr,                sign_gemm_generic,
-                           fold_rows_generic,     expand_column_generic,  binarize_rows_generic,
-                           weight_grad_generic,   float_conv_row_generic, pool_row_generic,
-                           pool2x2_plane_generic};
+// A path's table, every member set by name from the functions that end in _<isa> (dispatch.h and the headers it
+// includes declare them); the GEMM task is given, as the generic path has none.
+#define HORQ_KERNEL_TABLE(isa, task)                \
+  [] {                                              \
+    KernelTable t{};                                \
+    t.name = #isa;                                  \
+    t.bgemm = bgemm_popcount_##isa;                 \
+    t.quantize = quantize_column_##isa;             \
+    t.quantize_taps = quantize_taps_##isa;          \
+    t.quantize_taps2 = quantize_taps2_##isa;        \
+    t.pack_pixels = pack_pixels_##isa;              \
+    t.to_nhwc = to_nhwc_##isa;                      \
+    t.gemm_task = task;                             \
+    t.sign_gemm = sign_gemm_##isa;                  \
+    t.fold_rows = fold_rows_##isa;                  \
+    t.expand_column = expand_column_##isa;          \
+    t.binarize_rows = binarize_rows_##isa;          \
+    t.weight_grad = weight_grad_##isa;              \
+    t.float_conv_row = float_conv_row_##isa;        \
+    t.pool_row = pool_row_##isa;                    \
+    t.pool2x2_plane = pool2x2_plane_##isa;          \
+    return t;                                       \
+  }()
+
+static_assert(sizeof(KernelTable) == 16 * sizeof(void*),
+              "a member added to KernelTable must be set in HORQ_KERNEL_TABLE (and counted here)");
+
+const KernelTable kGeneric = HORQ_KERNEL_TABLE(generic, nullptr);
 
 bool always() { return true; }
 
 #if HORQ_HAVE_X86_KERNELS
-const KernelTable kAvx2{"avx2",          bgemm_popcount_avx2, quantize_column_avx2, quantize_taps_avx2,
-                        quantize_taps2_avx2, pack_pixels_avx2,    to_nhwc_avx2,         gemm_task_avx2,
-                        sign_gemm_avx2,      fold_rows_avx2,      expand_column_avx2,   binarize_rows_avx2,
-                        weight_grad_avx2,    float_conv_row_avx2,  pool_row_avx2,        pool2x2_plane_avx2};
-const KernelTable kAvx512{"avx512",          bgemm_popcount_avx512, quantize_column_avx512, quantize_taps_avx512,
-                          quantize_taps2_avx512, pack_pixels_avx512,    to_nhwc_avx512,         gemm_task_avx512,
-                          sign_gemm_avx512,      fold_rows_avx512,      expand_column_avx512,   binarize_rows_avx512,
-                          weight_grad_avx512,    float_conv_row_avx512,  pool_row_avx512,
-                          pool2x2_plane_avx512};
+const KernelTable kAvx2 = HORQ_KERNEL_TABLE(avx2, gemm_task_avx2);
+const KernelTable kAvx512 = HORQ_KERNEL_TABLE(avx512, gemm_task_avx512);
 
 bool cpu_has_avx2() {
   __builtin_cpu_init();

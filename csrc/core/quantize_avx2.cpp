@@ -239,7 +239,7 @@ struct Nhwc8 {
     }
     // t[k] holds the 8 channels of pixel 4 (k / 4) + {0, 2, 1, 3}[k % 4].
     for (int k = 0; k < 8; ++k) {
-      const std::size_t px = static_cast<std::size_t>(k & ~3 | (k & 1) << 1 | (k >> 1 & 1));
+      const std::size_t px = static_cast<std::size_t>((k & ~3) | (k & 1) << 1 | (k >> 1 & 1));
       if (px < n) _mm256_storeu_ps(dst + px * ldd, t[k]);
     }
   }

@@ -280,7 +280,7 @@ struct Nhwc16 {
     }
     // r[k] holds the 16 channels of pixel 4 (k / 4) + {0, 2, 1, 3}[k % 4].
     for (int k = 0; k < 16; ++k) {
-      const std::size_t px = static_cast<std::size_t>(k & ~3 | (k & 1) << 1 | (k >> 1 & 1));
+      const std::size_t px = static_cast<std::size_t>((k & ~3) | (k & 1) << 1 | (k >> 1 & 1));
       if (px < n) _mm512_storeu_ps(dst + px * ldd, r[k]);
     }
   }
