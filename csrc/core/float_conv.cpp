@@ -13,6 +13,8 @@ namespace horq {
 
 namespace {
 
+constexpr std::size_t kCopyTaskFloats = 8192;  // input floats per task of the padded phase copy
+
 // The plan of a call (float_conv.h) and the size of one image's padded phase copy.
 FloatConvPlan make_plan(const ConvGeometry& g, const float* w, std::size_t m, const float* bias, const float* floor,
                         std::size_t& image) {
@@ -53,14 +55,19 @@ void each_chunk(const float* x, const ConvGeometry& g, std::size_t image, Run&& 
   for (std::size_t n0 = 0; n0 < g.batch; n0 += chunk) {
     const std::size_t nb = std::min(chunk, g.batch - n0);
     std::fill(xp.begin(), xp.begin() + static_cast<std::ptrdiff_t>(nb * image), 0.0f);
-    parallel_for(nb * C * H, [&](std::size_t t) {  // input row t: image, channel, row
-      const std::size_t n = t / (C * H), c = t / H % C, r = t % H;
-      const float* src = x + (n0 * C * H + t) * W;
-      float* dst = xp.data() + n * image + ((c * hp + r + g.ph) * sw) * u;
-      for (std::size_t ph = 0; ph < sw; ++ph) {  // padded column pc = v sw + ph holds src[pc - pw]
-        const std::size_t v0 = g.pw > ph ? ceil_div(g.pw - ph, sw) : 0, v1 = ceil_div(g.pw + W - ph, sw);
-        float* __restrict out = dst + ph * u;
-        for (std::size_t v = v0; v < v1; ++v) out[v] = src[v * sw + ph - g.pw];
+    // Input rows t (image, channel, row), several per task: a row is a few dozen floats, less than what
+    // handing a task to another thread costs.
+    const std::size_t rows = nb * C * H, per_task = std::max<std::size_t>(1, kCopyTaskFloats / W);
+    parallel_for(ceil_div(rows, per_task), [&](std::size_t task) {
+      for (std::size_t t = task * per_task; t < std::min(rows, (task + 1) * per_task); ++t) {
+        const std::size_t n = t / (C * H), c = t / H % C, r = t % H;
+        const float* src = x + (n0 * C * H + t) * W;
+        float* dst = xp.data() + n * image + ((c * hp + r + g.ph) * sw) * u;
+        for (std::size_t ph = 0; ph < sw; ++ph) {  // padded column pc = v sw + ph holds src[pc - pw]
+          const std::size_t v0 = g.pw > ph ? ceil_div(g.pw - ph, sw) : 0, v1 = ceil_div(g.pw + W - ph, sw);
+          float* __restrict out = dst + ph * u;
+          for (std::size_t v = v0; v < v1; ++v) out[v] = src[v * sw + ph - g.pw];
+        }
       }
     });
     run(n0, nb, xp.data());
@@ -74,10 +81,16 @@ void float_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, 
   std::size_t image = 0;
   const FloatConvPlan p = make_plan(g, w, m, bias, floor, image);
   const std::size_t plane = g.out_h * g.out_w;
+  // Tasks of consecutive output rows: with one row per task, neighbouring rows went to different threads, which
+  // then wrote the cache lines two rows share in every channel (2 threads ran a 32x32 stem slower than 1).
+  const std::size_t threads = static_cast<std::size_t>(get_num_threads());
+  const std::size_t bands = std::min(g.out_h, threads == 1 ? std::size_t{1} : 4 * threads);
+  const std::size_t per_band = ceil_div(g.out_h, bands);
   each_chunk(x, g, image, [&](std::size_t n0, std::size_t nb, const float* xp) {
-    parallel_for(nb * g.out_h, [&](std::size_t t) {
-      const std::size_t n = t / g.out_h, oy = t % g.out_h;
-      kt.float_conv_row(p, xp + n * image, oy, y + (n0 + n) * m * plane + oy * g.out_w);
+    parallel_for(nb * bands, [&](std::size_t t) {
+      const std::size_t n = t / bands, oy0 = t % bands * per_band;
+      for (std::size_t oy = oy0; oy < std::min(g.out_h, oy0 + per_band); ++oy)
+        kt.float_conv_row(p, xp + n * image, oy, y + (n0 + n) * m * plane + oy * g.out_w);
     });
   });
 }

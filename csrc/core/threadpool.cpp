@@ -69,11 +69,18 @@ class Pool {
     work(job);
     // Wait for the tasks, not for the helpers: a helper still waking up when the last task is done finds
     // no job and goes back to sleep, so a short job costs no thread wake-up latency. Helpers that did take
-    // the job are running; the job (on this stack) is released only after they have let go of it.
+    // the job are running; the job (on this stack) is released only after they have let go of it. Both waits
+    // first watch the counters for kSpin (a helper's last task, or its leaving a job whose tasks were all
+    // taken, is usually microseconds away; sleeping on the condition variable and being woken costs tens of
+    // microseconds on a VM, more than a small layer's whole job), then sleep.
+    watch([&] { return job.done.load() == ntasks; });
     std::unique_lock<std::mutex> lk(mu_);
     done_cv_.wait(lk, [&] { return job.done.load() == ntasks; });
     job_ = nullptr;
-    done_cv_.wait(lk, [&] { return holders_ == 0; });
+    lk.unlock();
+    watch([&] { return holders_.load() == 0; });
+    lk.lock();
+    done_cv_.wait(lk, [&] { return holders_.load() == 0; });
   }
 
  private:
@@ -103,6 +110,16 @@ class Pool {
     const auto until = std::chrono::steady_clock::now() + kSpin;
     while (generation_.load(std::memory_order_acquire) == seen && !stop_.load(std::memory_order_relaxed)) {
       for (int i = 0; i < 64; ++i) cpu_relax();
+      if (std::chrono::steady_clock::now() > until) return;
+    }
+  }
+
+  // Returns when ready() holds or after kSpin.
+  template <class Ready>
+  static void watch(Ready&& ready) {
+    const auto until = std::chrono::steady_clock::now() + kSpin;
+    while (!ready()) {
+      for (int i = 0; i < 8; ++i) cpu_relax();
       if (std::chrono::steady_clock::now() > until) return;
     }
   }
@@ -149,7 +166,7 @@ class Pool {
   std::condition_variable cv_, done_cv_;
   std::vector<std::thread> workers_;
   Job* job_ = nullptr;        // the running job, or none
-  std::size_t holders_ = 0;  // workers inside job_ right now
+  std::atomic<std::size_t> holders_{0};  // workers inside job_ right now (changed under mu_, watched without it)
   std::size_t helpers_ = 0;  // only the first helpers_ workers join a job (few tasks wake few threads)
   std::atomic<std::uint64_t> generation_{0};  // written under mu_; read without it while spinning
   std::atomic<bool> stop_{false};
