@@ -188,6 +188,7 @@ FloatArray conv2d(In<float, nb::ndim<4>> x, In<horq::word_t, nb::ndim<2>> wbits,
   float* y;
   auto arr = make_array<float>({g.batch, m, g.out_h, g.out_w}, &y, false);
   nb::gil_scoped_release nogil;
+  const horq::SerialScope serial(horq::small_binary_job(m, g.batch * g.out_h * g.out_w, order, wbits.shape(1)));
   const auto q = horq::quantize_conv_columns(kt, x.data(), g, order, affine ? in_scale->data() : nullptr,
                                              affine ? in_shift->data() : nullptr);
   horq::Epilogue ep{coef.data(), add.data(), residual ? residual->data() : nullptr,
@@ -211,6 +212,7 @@ std::pair<FloatArray, horq::QuantizedColumns> run_linear(In<float, nb::ndim<2>> 
   horq::QuantizedColumns q;
   {
     nb::gil_scoped_release nogil;
+    const horq::SerialScope serial(horq::small_binary_job(m, rows, order, wbits.shape(1)));
     q = horq::quantize_rows(kt, x.data(), rows, n, order);
     horq::horq_gemm(kt, wbits.data(), m, q, {coef.data(), add.data()}, 1, y);
   }

@@ -74,6 +74,15 @@ inline float finish_output(float v, const Epilogue& ep, std::size_t index, std::
   return v;
 }
 
+// Binary layers with less work than this (output channels x columns x order x row words) run on the calling
+// thread alone (SerialScope): waking a helper costs more than it saves. On the development machine (Model.profile
+// at 1 and 2 threads) mnist-cnn's layers (28K-63K words, 12-31 us) ran slower at 2 threads than at 1, ResNet-18
+// 32x32's (590K words, 30-110 us) faster (docs/KERNELS.md round 8).
+constexpr std::size_t kParallelMinWords = 200000;
+inline bool small_binary_job(std::size_t m, std::size_t ncols, int order, std::size_t kw) {
+  return m * ncols * static_cast<std::size_t>(order) * kw < kParallelMinWords;
+}
+
 // y[(j / ppi) * m * ppi + o * ppi + j % ppi] for every column j and output o (ppi = columns per image:
 // NCHW output for a convolution, (N, m) for a linear layer with ppi = 1).
 void horq_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const QuantizedColumns& q,

@@ -190,6 +190,19 @@ int get_num_threads() { return pool().threads(); }
 
 void set_num_threads(int n) { pool().set_threads(n < 1 ? 1 : n); }
 
-void parallel_for(std::size_t ntasks, const std::function<void(std::size_t)>& fn) { pool().run(ntasks, fn); }
+namespace {
+thread_local bool t_serial = false;
+}  // namespace
+
+SerialScope::SerialScope(bool serial) : previous_(t_serial) { t_serial = t_serial || serial; }
+SerialScope::~SerialScope() { t_serial = previous_; }
+
+void parallel_for(std::size_t ntasks, const std::function<void(std::size_t)>& fn) {
+  if (t_serial) {
+    for (std::size_t t = 0; t < ntasks; ++t) fn(t);
+    return;
+  }
+  pool().run(ntasks, fn);
+}
 
 }  // namespace horq

@@ -16,4 +16,17 @@ void set_num_threads(int n);  // n >= 1
 // fn must not throw. Calls from several caller threads are serialized.
 void parallel_for(std::size_t ntasks, const std::function<void(std::size_t)>& fn);
 
+// While one is alive on a thread, parallel_for calls from that thread run every task on it when `serial`: for
+// jobs smaller than what waking a helper thread costs (the same results: tasks are independent).
+class SerialScope {
+ public:
+  explicit SerialScope(bool serial);
+  ~SerialScope();
+  SerialScope(const SerialScope&) = delete;
+  SerialScope& operator=(const SerialScope&) = delete;
+
+ private:
+  bool previous_;
+};
+
 }  // namespace horq
