@@ -7,6 +7,8 @@
 //   g++ -O2 -std=c++17 -Icsrc benchmarks/threadpool_scaling.cpp build/cp311-cp311-linux_x86_64/libhorq_core.a
 //       -pthread -o /tmp/threadpool_scaling     (one line; the static core that `make install` leaves in build/)
 //   /tmp/threadpool_scaling [work per call, default 100000 multiply-adds] [tasks per call, default 2]
+//                           [serial multiply-adds between calls, default 2000: ~2 us; 200000, ~200 us, lets the
+//                            idle helper fall asleep before the next call]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -30,6 +32,7 @@ void burn(long n) {
 int main(int argc, char** argv) {
   const long work = argc > 1 ? std::atol(argv[1]) : 100000;
   const long tasks = argc > 2 ? std::atol(argv[2]) : 2;
+  const long gap = argc > 3 ? std::atol(argv[3]) : 2000;  // serial multiply-adds between calls
   constexpr int kCalls = 3000;
   for (int threads = 1; threads <= 2; ++threads) {
     horq::set_num_threads(threads);
@@ -38,7 +41,7 @@ int main(int argc, char** argv) {
       const auto t0 = std::chrono::steady_clock::now();
       horq::parallel_for(static_cast<std::size_t>(tasks), [&](std::size_t) { burn(work / tasks); });
       us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
-      burn(2000);  // the serial step between two layers
+      burn(gap);  // the serial step between two layers
     }
     std::sort(us.begin(), us.end());
     std::printf("%d thread(s): p10 %.1f  median %.1f  p90 %.1f us per call\n", threads, us[kCalls / 10],
