@@ -365,6 +365,17 @@ FloatArray max_pool2d(In<float, nb::ndim<4>> x, std::size_t kh, std::size_t kw, 
   return arr;
 }
 
+// Global average pooling of an NCHW float32 map into (N, C, 1, 1) (pool.h global_avg_pool).
+FloatArray global_avg_pool(In<float, nb::ndim<4>> x) {
+  const std::size_t n = x.shape(0), c = x.shape(1), hw = x.shape(2) * x.shape(3);
+  require(n >= 1 && c >= 1 && hw >= 1, "empty input");
+  float* y;
+  auto arr = make_array<float>({n, c, 1, 1}, &y, false);
+  nb::gil_scoped_release nogil;
+  horq::global_avg_pool(x.data(), n * c, hw, y);
+  return arr;
+}
+
 // The checked geometry of a float convolution of x with weights w (m x C*kh*kw) and its output channels.
 horq::ConvGeometry float_conv_geometry(const In<float, nb::ndim<4>>& x, const In<float, nb::ndim<2>>& w,
                                        std::size_t kh, std::size_t kw, Pair stride, Pair padding, Pair dilation,
@@ -532,6 +543,7 @@ void def_training(nb::module_& m) {
         nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"), nb::arg("bias").none(), nb::arg("floor").none(),
         nb::arg("pkh"), nb::arg("pkw"), nb::arg("pstride"), nb::arg("ppadding"), nb::arg("pdilation"),
         nb::arg("pout_h"), nb::arg("pout_w"), nb::arg("pool_floor").none(), nb::arg("kernel") = "");
+  m.def("global_avg_pool", &global_avg_pool, nb::arg("x"));
   m.def("max_pool2d", &max_pool2d, nb::arg("x"), nb::arg("kh"), nb::arg("kw"), nb::arg("stride"),
         nb::arg("padding"), nb::arg("dilation"), nb::arg("out_h"), nb::arg("out_w"),
         nb::arg("floor").none() = nb::none(), nb::arg("kernel") = "");

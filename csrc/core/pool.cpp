@@ -20,7 +20,38 @@ void tap_range(long off, std::size_t stride, std::size_t size, std::size_t out_l
   if (hi < lo) hi = lo;
 }
 
+// numpy's pairwise summation of n floats in double (its DOUBLE_pairwise_sum on a float32 row cast to double).
+double pairwise_sum(const float* a, std::size_t n) {
+  if (n < 8) {
+    double r = 0.0;
+    for (std::size_t i = 0; i < n; ++i) r += static_cast<double>(a[i]);
+    return r;
+  }
+  if (n <= 128) {
+    double r[8];
+    for (std::size_t j = 0; j < 8; ++j) r[j] = static_cast<double>(a[j]);
+    std::size_t i = 8;
+    for (; i < n - n % 8; i += 8)
+      for (std::size_t j = 0; j < 8; ++j) r[j] += static_cast<double>(a[i + j]);
+    double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+    for (; i < n; ++i) res += static_cast<double>(a[i]);
+    return res;
+  }
+  std::size_t n2 = n / 2;
+  n2 -= n2 % 8;
+  return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
+}
+
 }  // namespace
+
+void global_avg_pool(const float* x, std::size_t planes, std::size_t hw, float* y) {
+  constexpr std::size_t kTaskValues = 16384;
+  const std::size_t per_task = std::max<std::size_t>(1, kTaskValues / std::max<std::size_t>(1, hw));
+  parallel_for(ceil_div(planes, per_task), [&](std::size_t task) {
+    for (std::size_t p = task * per_task; p < std::min(planes, (task + 1) * per_task); ++p)
+      y[p] = static_cast<float>(pairwise_sum(x + p * hw, hw) / static_cast<double>(hw));
+  });
+}
 
 PoolColumns pool_columns(const ConvGeometry& g) {
   PoolColumns pc;

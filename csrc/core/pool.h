@@ -18,6 +18,12 @@ struct KernelTable;
 void max_pool2d(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* floor, std::size_t nfloor,
                 float* y);
 
+// y[p] = float(sum of the hw values of x's plane p, in double, / hw) for `planes` planes: global average pooling.
+// Each plane's sum is numpy's pairwise summation (runs of 8 partial sums, halves above 128 values), so the result
+// is numpy.add.reduce(..., dtype=float64)'s wherever numpy sums a plane in one pass (planes that fit its 8192-value
+// buffer whole); elsewhere it differs from numpy's in rounding only. Threaded over planes.
+void global_avg_pool(const float* x, std::size_t planes, std::size_t hw, float* y);
+
 // The column taps of g (pool_row.h).
 PoolColumns pool_columns(const ConvGeometry& g);
 

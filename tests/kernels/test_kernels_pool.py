@@ -109,3 +109,39 @@ def test_every_path_pools_the_same_bits(path, width):
             want = kernels.max_pool2d(x, *geometry, floor=floor, kernel="generic")
             got = kernels.max_pool2d(x, *geometry, floor=floor, kernel=path)
             np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (1, 7), (2, 4), (3, 3), (1, 9), (4, 4), (7, 7), (8, 16), (1, 129), (10, 20),
+                                (14, 14), (17, 19), (64, 64)])
+def test_global_avg_pool_is_numpys(hw):
+    """kernels.global_avg_pool sums each plane in double in numpy's pairwise order (runs of 8 partial sums, halves
+    above 128 values), so it gives the runtime's numpy op bit for bit on planes numpy sums in one pass (up to its
+    8192-value buffer), on values whose sum depends on the order; NaN and Inf propagate to their plane only."""
+    from horq.runtime import ops
+
+    rng = np.random.default_rng(hw[0] * 100 + hw[1])
+    n = hw[0] * hw[1]
+    x = rng.standard_normal((3, 5, n)).astype(np.float32)
+    # Pairs +-1e20 among small values: what the double sum keeps of the small ones depends on where each pair
+    # cancels, i.e. on the summation order, and shows in the float32 mean.
+    for row in x.reshape(15, n):
+        at = rng.permutation(n)[: 2 * (n // 4)]
+        row[at[: len(at) // 2]], row[at[len(at) // 2 :]] = 1e20, -1e20
+    x = x.reshape(3, 5, *hw)
+    want = ops.global_avg_pool(None, None, x)
+    got = kernels.global_avg_pool(x)
+    assert got.shape == (3, 5, 1, 1) and got.dtype == np.float32
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    x[1, 2, 0, 0], x[2, 4, -1, -1] = np.nan, np.inf
+    got = kernels.global_avg_pool(x)
+    assert np.isnan(got[1, 2, 0, 0]) and got[2, 4, 0, 0] == np.inf
+    assert np.isfinite(np.delete(got.ravel(), [1 * 5 + 2, 2 * 5 + 4])).all()
+
+
+def test_global_avg_pool_refuses_bad_input():
+    with pytest.raises(ValueError, match="float32"):
+        kernels.global_avg_pool(np.zeros((1, 2, 3, 3)))
+    with pytest.raises(ValueError, match="dimensions"):
+        kernels.global_avg_pool(np.zeros((2, 3, 3), np.float32))
+    with pytest.raises(ValueError, match="empty"):
+        kernels.global_avg_pool(np.zeros((0, 2, 3, 3), np.float32))

@@ -43,6 +43,7 @@ __all__ = [
     "conv2d",
     "float_conv2d",
     "get_num_threads",
+    "global_avg_pool",
     "info",
     "linear",
     "max_pool2d",
@@ -466,6 +467,17 @@ def float_conv2d(x, weight, *, stride=1, padding=0, dilation=1, bias=None, floor
     return _core.float_conv2d_pool(x, w.reshape(m, -1), kh, kw, (sh, sw), (ph, pw), (dh, dw), b, fl, pkh, pkw,
                                    (psh, psw), (pph, ppw), (pdh, pdw), int(pout[0]), int(pout[1]), pfl,
                                    _resolve_kernel(kernel))
+
+
+def global_avg_pool(x) -> np.ndarray:
+    """The mean of each (H, W) plane of ``x`` (N, C, H, W) float32 as (N, C, 1, 1) float32, summed in double in
+    numpy's pairwise order (the result of ``np.add.reduce(..., dtype=np.float64) / (H * W)`` wherever numpy sums a
+    plane in one pass; within rounding elsewhere). Threaded over the planes.
+
+    Raises:
+        ValueError: a non-float32, non-4-d or empty ``x``.
+    """
+    return _core.global_avg_pool(_float_input(x, 4, "x", "(N, C, H, W)"))
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, *, out_size=None, floor=None,
