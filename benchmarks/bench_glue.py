@@ -1,8 +1,9 @@
 """The glue of whole binary networks on the native core, call by call: max pooling (kernels.max_pool2d) on the
 pools of cifar-vgg, ResNet-18 and a mnist-cnn training batch, ResNet-18's float stem with its pool (two calls, and
-one: kernels.float_conv2d(pool=)), and ResNet-18's 1x1 stride-2 shortcut convolutions with their BatchNorm affine
-and residual add fused (kernels.Conv2dLayer), 1 thread, medians of repeated calls after warm-up, ms (Python call
-included), on the kernel path in use (HORQ_KERNEL picks another).
+one: kernels.float_conv2d(pool=)), global average pooling (numpy's op and kernels.global_avg_pool), and
+ResNet-18's 1x1 stride-2 shortcut convolutions with their BatchNorm affine and residual add fused
+(kernels.Conv2dLayer), 1 thread, medians of repeated calls after warm-up, ms (Python call included), on the
+kernel path in use (HORQ_KERNEL picks another).
 
     .venv/bin/python benchmarks/bench_glue.py [--repeats 300]
 """
@@ -56,6 +57,13 @@ def main(argv=None) -> int:
     for label, fn in calls.items():
         ms = _median_ms(fn, max(20, args.repeats // 10))
         print(f"| ResNet-18 224 stem conv 7x7/2 + ReLU + max_pool2d 3x3/2, {label} | 1x3x224x224 | {ms:.3f} |")
+    from horq.runtime import ops  # the numpy op the native backend replaces
+
+    x = rng.standard_normal((1, 512, 4, 4)).astype(np.float32)
+    for label, fn in (("numpy", lambda: ops.global_avg_pool(None, None, x)),
+                      ("kernels", lambda: kernels.global_avg_pool(x))):
+        ms = _median_ms(fn, args.repeats)
+        print(f"| global_avg_pool ResNet-18 32x32, {label} | 1x512x4x4 | {ms:.4f} |")
     for c, m, h in SHORTCUTS:
         x = rng.standard_normal((1, c, h, h)).astype(np.float32)
         pw = kernels.pack_weights(rng.standard_normal((m, c, 1, 1)).astype(np.float32))
