@@ -57,17 +57,14 @@ void each_chunk(const float* x, const ConvGeometry& g, std::size_t image, Run&& 
     std::fill(xp.begin(), xp.begin() + static_cast<std::ptrdiff_t>(nb * image), 0.0f);
     // Input rows t (image, channel, row), several per task: a row is a few dozen floats, less than what
     // handing a task to another thread costs.
-    const std::size_t rows = nb * C * H, per_task = std::max<std::size_t>(1, kCopyTaskFloats / W);
-    parallel_for(ceil_div(rows, per_task), [&](std::size_t task) {
-      for (std::size_t t = task * per_task; t < std::min(rows, (task + 1) * per_task); ++t) {
-        const std::size_t n = t / (C * H), c = t / H % C, r = t % H;
-        const float* src = x + (n0 * C * H + t) * W;
-        float* dst = xp.data() + n * image + ((c * hp + r + g.ph) * sw) * u;
-        for (std::size_t ph = 0; ph < sw; ++ph) {  // padded column pc = v sw + ph holds src[pc - pw]
-          const std::size_t v0 = g.pw > ph ? ceil_div(g.pw - ph, sw) : 0, v1 = ceil_div(g.pw + W - ph, sw);
-          float* __restrict out = dst + ph * u;
-          for (std::size_t v = v0; v < v1; ++v) out[v] = src[v * sw + ph - g.pw];
-        }
+    parallel_for_items(nb * C * H, kCopyTaskFloats / W, [&](std::size_t t) {
+      const std::size_t n = t / (C * H), c = t / H % C, r = t % H;
+      const float* src = x + (n0 * C * H + t) * W;
+      float* dst = xp.data() + n * image + ((c * hp + r + g.ph) * sw) * u;
+      for (std::size_t ph = 0; ph < sw; ++ph) {  // padded column pc = v sw + ph holds src[pc - pw]
+        const std::size_t v0 = g.pw > ph ? ceil_div(g.pw - ph, sw) : 0, v1 = ceil_div(g.pw + W - ph, sw);
+        float* __restrict out = dst + ph * u;
+        for (std::size_t v = v0; v < v1; ++v) out[v] = src[v * sw + ph - g.pw];
       }
     });
     run(n0, nb, xp.data());

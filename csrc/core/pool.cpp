@@ -11,6 +11,12 @@
 namespace horq {
 namespace {
 
+// Planes per task: enough of them together to outweigh a task's overhead on small maps (512 planes of 8 x 8).
+std::size_t planes_per_task(std::size_t plane_values) {
+  constexpr std::size_t kTaskValues = 16384;
+  return std::max<std::size_t>(1, kTaskValues / std::max<std::size_t>(1, plane_values));
+}
+
 // The output indices o in [lo, hi) whose tap at offset `off` (input index o * stride + off) lies in [0, size).
 void tap_range(long off, std::size_t stride, std::size_t size, std::size_t out_len, std::size_t& lo,
                std::size_t& hi) {
@@ -45,11 +51,8 @@ double pairwise_sum(const float* a, std::size_t n) {
 }  // namespace
 
 void global_avg_pool(const float* x, std::size_t planes, std::size_t hw, float* y) {
-  constexpr std::size_t kTaskValues = 16384;
-  const std::size_t per_task = std::max<std::size_t>(1, kTaskValues / std::max<std::size_t>(1, hw));
-  parallel_for(ceil_div(planes, per_task), [&](std::size_t task) {
-    for (std::size_t p = task * per_task; p < std::min(planes, (task + 1) * per_task); ++p)
-      y[p] = static_cast<float>(pairwise_sum(x + p * hw, hw) / static_cast<double>(hw));
+  parallel_for_items(planes, planes_per_task(hw), [&](std::size_t p) {
+    y[p] = static_cast<float>(pairwise_sum(x + p * hw, hw) / static_cast<double>(hw));
   });
 }
 
@@ -67,15 +70,10 @@ PoolColumns pool_columns(const ConvGeometry& g) {
 void max_pool2d(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* floor, std::size_t nfloor,
                 float* y) {
   const std::size_t H = g.height, W = g.width, OH = g.out_h, OW = g.out_w, C = g.channels;
-  // Tasks of whole planes, enough of them together to outweigh a task's overhead on small maps (512 planes of 8 x 8);
-  // each plane with its floor.
-  constexpr std::size_t kTaskValues = 16384;
-  const std::size_t planes = g.batch * C;
-  const std::size_t per_task = std::max<std::size_t>(1, kTaskValues / std::max<std::size_t>(1, H * W));
+  // Tasks of whole planes, each plane with its floor.
   const auto each_plane = [&](auto&& fn) {
-    parallel_for(ceil_div(planes, per_task), [&](std::size_t task) {
-      for (std::size_t plane = task * per_task; plane < std::min(planes, (task + 1) * per_task); ++plane)
-        fn(plane, floor ? floor[nfloor == 1 ? 0 : plane % C] : 0.0f);
+    parallel_for_items(g.batch * C, planes_per_task(H * W), [&](std::size_t plane) {
+      fn(plane, floor ? floor[nfloor == 1 ? 0 : plane % C] : 0.0f);
     });
   };
   if (g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && g.dh == 1 && g.dw == 1 &&

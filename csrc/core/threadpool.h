@@ -16,6 +16,17 @@ void set_num_threads(int n);  // n >= 1
 // fn must not throw. Calls from several caller threads are serialized.
 void parallel_for(std::size_t ntasks, const std::function<void(std::size_t)>& fn);
 
+// fn(i) for items i in [0, n), in tasks of per_task consecutive items (at least one), for items too small to be
+// a task each; a task's items run in order on one thread.
+template <class Fn>
+void parallel_for_items(std::size_t n, std::size_t per_task, Fn&& fn) {
+  per_task = per_task ? per_task : 1;
+  parallel_for((n + per_task - 1) / per_task, [&](std::size_t task) {
+    const std::size_t end = (task + 1) * per_task < n ? (task + 1) * per_task : n;
+    for (std::size_t i = task * per_task; i < end; ++i) fn(i);
+  });
+}
+
 // While one is alive on a thread, parallel_for calls from that thread run every task on it when `serial`: for
 // jobs smaller than what waking a helper thread costs (the same results: tasks are independent).
 class SerialScope {

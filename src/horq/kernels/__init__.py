@@ -457,16 +457,9 @@ def float_conv2d(x, weight, *, stride=1, padding=0, dilation=1, bias=None, floor
         raise ValueError(f"pool must give kernel_size and may give stride, padding, dilation, out_size, floor; got "
                          f"{sorted(pool)}")
     oh, ow = conv_output_size(x.shape[2], kh, sh, ph, dh), conv_output_size(x.shape[3], kw, sw, pw, dw)
-    pkh, pkw = pair(pool["kernel_size"], "pool kernel_size", minimum=1)
-    psh, psw = pair(pool.get("stride") or pool["kernel_size"], "pool stride", minimum=1)
-    (pph, ppw), (pdh, pdw) = pair(pool.get("padding", 0), "pool padding"), pair(pool.get("dilation", 1),
-                                                                               "pool dilation", minimum=1)
-    pout = pool.get("out_size") or (conv_output_size(oh, pkh, psh, pph, pdh), conv_output_size(ow, pkw, psw, ppw, pdw))
-    pfl = pool.get("floor")
-    pfl = None if pfl is None else np.ascontiguousarray(np.asarray(pfl, np.float32).reshape(-1))
+    (pkh, pkw), pstride, ppadding, pdilation, (poh, pow_), pfl = _pool_geometry(oh, ow, **pool, what="pool ")
     return _core.float_conv2d_pool(x, w.reshape(m, -1), kh, kw, (sh, sw), (ph, pw), (dh, dw), b, fl, pkh, pkw,
-                                   (psh, psw), (pph, ppw), (pdh, pdw), int(pout[0]), int(pout[1]), pfl,
-                                   _resolve_kernel(kernel))
+                                   pstride, ppadding, pdilation, poh, pow_, pfl, _resolve_kernel(kernel))
 
 
 def global_avg_pool(x) -> np.ndarray:
@@ -494,11 +487,19 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, *, out_size=N
         ValueError: a non-float32 or non-4-d ``x``, a bad geometry, or a ``floor`` of another length.
     """
     x = _float_input(x, 4, "x", "(N, C, H, W)")
-    kh, kw = pair(kernel_size, "kernel_size", minimum=1)
-    sh, sw = pair(kernel_size if stride is None else stride, "stride", minimum=1)
-    (ph, pw), (dh, dw) = pair(padding, "padding"), pair(dilation, "dilation", minimum=1)
+    (kh, kw), s, p, d, (oh, ow), fl = _pool_geometry(x.shape[2], x.shape[3], kernel_size, stride, padding, dilation,
+                                                     out_size, floor)
+    return _core.max_pool2d(x, kh, kw, s, p, d, oh, ow, fl, _resolve_kernel(kernel))
+
+
+def _pool_geometry(h, w, kernel_size, stride=None, padding=0, dilation=1, out_size=None, floor=None, *, what=""):
+    """A max pool's arguments over an (h, w) map, checked and as the core takes them: ``((kh, kw), stride, padding,
+    dilation, (oh, ow), floor)``, ``stride`` defaulting to ``kernel_size``, ``out_size`` to the floor-mode size,
+    ``floor`` a contiguous float32 vector or None; ``what`` prefixes the argument names in errors."""
+    kh, kw = pair(kernel_size, f"{what}kernel_size", minimum=1)
+    sh, sw = pair(kernel_size if stride is None else stride, f"{what}stride", minimum=1)
+    (ph, pw), (dh, dw) = pair(padding, f"{what}padding"), pair(dilation, f"{what}dilation", minimum=1)
     if out_size is None:
-        out_size = (conv_output_size(x.shape[2], kh, sh, ph, dh), conv_output_size(x.shape[3], kw, sw, pw, dw))
+        out_size = (conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw))
     fl = None if floor is None else np.ascontiguousarray(np.asarray(floor, np.float32).reshape(-1))
-    return _core.max_pool2d(x, kh, kw, (sh, sw), (ph, pw), (dh, dw), int(out_size[0]), int(out_size[1]), fl,
-                            _resolve_kernel(kernel))
+    return (kh, kw), (sh, sw), (ph, pw), (dh, dw), (int(out_size[0]), int(out_size[1])), fl
