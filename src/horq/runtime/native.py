@@ -73,13 +73,17 @@ def max_pool2d(kernels, node, params, x):
     """A ``max_pool2d`` step in the native core (:func:`horq.kernels.max_pool2d`: one pass per output row instead
     of numpy's one pass per tap), with its fused floor (one value or one per channel); the same values as
     :func:`horq.runtime.ops.max_pool2d` (a maximum is exact), which takes anything but a float32 map."""
-    floor = params.get("floor")
-    if x.dtype != np.float32 or not _core_floor(floor):
+    if x.dtype != np.float32 or not _core_floor(params.get("floor")):
         return np_ops.max_pool2d(node, params, x)
+    return kernels.max_pool2d(x, **_pool_args(node, params))
+
+
+def _pool_args(node, params) -> dict:
+    """A ``max_pool2d`` node's arguments as :func:`horq.kernels.max_pool2d` (and ``float_conv2d(pool=)``) take
+    them, its fused floor included."""
     a = node.attrs
-    _, oh, ow = node.out_shape
-    return kernels.max_pool2d(x, a["kernel"], a["stride"], a["padding"], a.get("dilation", (1, 1)),
-                              out_size=(oh, ow), floor=floor)
+    return {"kernel_size": a["kernel"], "stride": a["stride"], "padding": a["padding"],
+            "dilation": a.get("dilation", (1, 1)), "out_size": tuple(node.out_shape[1:]), "floor": params.get("floor")}
 
 
 def global_avg_pool(kernels, x):
@@ -129,10 +133,7 @@ def float_conv2d(kernels, node, params, x, *, kernel_path=None):
     pnode, pparams = pool
     if not _core_floor(pparams.get("floor")):
         return max_pool2d(kernels, pnode, pparams, kernels.float_conv2d(x, params["weight4"], **conv))
-    pa = pnode.attrs
-    return kernels.float_conv2d(x, params["weight4"], **conv, pool={
-        "kernel_size": pa["kernel"], "stride": pa["stride"], "padding": pa["padding"],
-        "dilation": pa.get("dilation", (1, 1)), "out_size": tuple(pnode.out_shape[1:]), "floor": pparams.get("floor")})
+    return kernels.float_conv2d(x, params["weight4"], **conv, pool=_pool_args(pnode, pparams))
 
 
 def _core_floor(floor) -> bool:
