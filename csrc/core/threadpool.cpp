@@ -73,14 +73,12 @@ class Pool {
     // first watch the counters for kSpin (a helper's last task, or its leaving a job whose tasks were all
     // taken, is usually microseconds away; sleeping on the condition variable and being woken costs tens of
     // microseconds on a VM, more than a small layer's whole job), then sleep.
-    watch([&] { return job.done.load() == ntasks; });
-    std::unique_lock<std::mutex> lk(mu_);
-    done_cv_.wait(lk, [&] { return job.done.load() == ntasks; });
-    job_ = nullptr;
-    lk.unlock();
-    watch([&] { return holders_.load() == 0; });
-    lk.lock();
-    done_cv_.wait(lk, [&] { return holders_.load() == 0; });
+    settle([&] { return job.done.load() == ntasks; });
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      job_ = nullptr;
+    }
+    settle([&] { return holders_.load() == 0; });
   }
 
  private:
@@ -107,21 +105,27 @@ class Pool {
   // short: a longer watch (200 us) took the second core from the numpy steps between layers and made whole
   // networks slower at 2 threads (median).
   void spin(std::uint64_t seen) const {
+    watch([&] { return generation_.load(std::memory_order_acquire) != seen || stop_.load(std::memory_order_relaxed); },
+          64);
+  }
+
+  // Returns when ready() holds or after kSpin, checking it every `pauses` pause instructions.
+  template <class Ready>
+  static void watch(Ready&& ready, int pauses) {
     const auto until = std::chrono::steady_clock::now() + kSpin;
-    while (generation_.load(std::memory_order_acquire) == seen && !stop_.load(std::memory_order_relaxed)) {
-      for (int i = 0; i < 64; ++i) cpu_relax();
+    while (!ready()) {
+      for (int i = 0; i < pauses; ++i) cpu_relax();
       if (std::chrono::steady_clock::now() > until) return;
     }
   }
 
-  // Returns when ready() holds or after kSpin.
+  // The caller's wait for ready() (read under mu_, changed by the helpers under it): watched first, then asleep on
+  // done_cv_.
   template <class Ready>
-  static void watch(Ready&& ready) {
-    const auto until = std::chrono::steady_clock::now() + kSpin;
-    while (!ready()) {
-      for (int i = 0; i < 8; ++i) cpu_relax();
-      if (std::chrono::steady_clock::now() > until) return;
-    }
+  void settle(Ready&& ready) {
+    watch(ready, 8);
+    std::unique_lock<std::mutex> lk(mu_);
+    done_cv_.wait(lk, ready);
   }
 
   static void cpu_relax() {
