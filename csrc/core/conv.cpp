@@ -246,24 +246,20 @@ void quantize_column_block(const KernelTable& kt, const ColumnSource& source, Qu
   thread_local std::vector<word_t> grouped;
   const std::size_t glen = s.taps * s.gw, order = static_cast<std::size_t>(s.order);
   if (s.compact && grouped.size() < order * glen) grouped.resize(order * glen);
-  std::size_t img = col0 / s.ppi, oy = (col0 % s.ppi) / s.g.out_w, ox = col0 % s.g.out_w;
-  for (std::size_t col = col0; col < col1; ++col) {
+  ColumnCursor at(s.ppi, s.g.out_w, col0);
+  for (std::size_t col = col0; col < col1; ++col, at.next()) {
     word_t* const out_bits = q.bits.data() + col * order * s.kwords;
     word_t* bits = s.compact ? grouped.data() : out_bits;
     const std::size_t ld = s.compact ? glen : s.kwords;
     if (s.compact) std::fill_n(bits, glen, word_t{0});  // row 0 (H_1): padding taps stay zero
     double* betas = q.betas.data() + col * order;
-    betas[0] = gather_column(s, img, oy, ox, bits, tp) / s.n;
+    betas[0] = gather_column(s, at.img, at.oy, at.ox, bits, tp) / s.n;
     if (s.order == 2) {
       kt.quantize_taps2(tp, s.taps, s.g.channels, bits, ld, betas);
     } else if (s.order > 2) {
       kt.quantize_taps(tp, s.taps, s.g.channels, s.order, bits, ld, betas);
     }
     if (s.compact) compact_column(out_bits, s.kwords, bits, ld, s.taps, s.g.channels, s.gw, order);
-    if (++ox == s.g.out_w) {
-      ox = 0;
-      if (++oy == s.g.out_h) oy = 0, ++img;
-    }
   }
 }
 

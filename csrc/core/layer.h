@@ -23,24 +23,30 @@ struct PixelImage {
   std::vector<std::int64_t> sum_off;   // per tap
 };
 
-// word(j) / sum(j) (above) of consecutive columns j, j + 1, ... (next()): two divisions at the start instead of
-// four per column (64-bit divisions per lane were most of the order-1 H_1 gather of a 64-channel layer).
-struct PixelCursor {
+// Column j of a convolution's output, image img and pixel r = oy * out_w + ox of it, stepped to column j + 1 by
+// next() without a division (64-bit divisions per column were most of the order-1 H_1 gather of a 64-channel
+// layer). With out_w = ppi it is just (img, r): a linear layer's or any column-major walk.
+struct ColumnCursor {
+  std::size_t ppi, out_w, img, r, oy, ox;
+  ColumnCursor(std::size_t pixels_per_image, std::size_t width, std::size_t j)
+      : ppi(pixels_per_image), out_w(width), img(j / ppi), r(j % ppi), oy(r / out_w), ox(r % out_w) {}
+  void next() {
+    if (++r == ppi) {
+      r = oy = ox = 0, ++img;
+    } else if (++ox == out_w) {
+      ox = 0, ++oy;
+    }
+  }
+};
+
+// word(j) / sum(j) (above) of consecutive columns j, j + 1, ... (next()).
+struct PixelCursor : ColumnCursor {
   const PixelImage& im;
-  std::size_t img, r, oy, ox;  // column j = pixel (oy, ox), the r-th of image img
-  PixelCursor(const PixelImage& image, std::size_t j)
-      : im(image), img(j / image.ppi), r(j % image.ppi), oy(r / image.out_w), ox(r % image.out_w) {}
+  PixelCursor(const PixelImage& image, std::size_t j) : ColumnCursor(image.ppi, image.out_w, j), im(image) {}
   std::int64_t word() const {
     return static_cast<std::int64_t>((img * im.groups * im.hp + oy * im.sh) * im.wp + ox * im.sw);
   }
   std::int64_t sum() const { return static_cast<std::int64_t>((img * im.hp + oy * im.sh) * im.wp + ox * im.sw); }
-  void next() {
-    if (++r == im.ppi) {
-      r = oy = ox = 0, ++img;
-    } else if (++ox == im.out_w) {
-      ox = 0, ++oy;
-    }
-  }
 };
 
 // Columns after quantization: row (j * order + k) holds H_{k+1} of column j, kw words; betas likewise.

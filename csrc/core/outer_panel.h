@@ -121,14 +121,11 @@ struct LaneDest {
 template <std::size_t L>
 void lane_dests(std::size_t m, std::size_t ppi, std::size_t j0, std::size_t jb, std::vector<LaneDest<L>>& out) {
   out.resize(ceil_div(jb, L));
-  std::size_t img = j0 / ppi, r = j0 % ppi;  // column j0 + jj is pixel r of image img (no division per lane)
+  ColumnCursor at(ppi, ppi, j0);  // column j0 + jj is pixel at.r of image at.img
   for (std::size_t c = 0; c < out.size(); ++c) {
     LaneDest<L>& d = out[c];
     d.valid = static_cast<unsigned>(std::min(L, jb - c * L));
-    for (unsigned l = 0; l < d.valid; ++l) {
-      d.base[l] = img * m * ppi + r;
-      if (++r == ppi) r = 0, ++img;
-    }
+    for (unsigned l = 0; l < d.valid; ++l, at.next()) d.base[l] = at.img * m * ppi + at.r;
     d.contiguous = d.base[d.valid - 1] == d.base[0] + d.valid - 1;
   }
 }
