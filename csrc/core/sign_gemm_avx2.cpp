@@ -17,6 +17,8 @@ struct Avx2 {
   static reg zero() { return _mm256_setzero_ps(); }
   static reg load(const float* p) { return _mm256_load_ps(p); }
   static void store(float* p, reg r) { _mm256_store_ps(p, r); }
+  static reg loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static void storeu(float* p, reg r) { _mm256_storeu_ps(p, r); }
   static reg load_part(const float* p, int n) { return n >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mask(n)); }
   static void store_part(float* p, reg r, int n) {
     if (n >= 8) _mm256_storeu_ps(p, r);
@@ -42,7 +44,7 @@ struct Avx2 {
 }  // namespace
 
 void sign_gemm_avx2(const SignGemm& p, std::size_t m0, std::size_t m1, std::size_t j0, std::size_t j1) {
-  sign_gemm_walk<Avx2, 4, 1>(p, m0, m1, j0, j1);
+  sign_gemm_walk<Avx2, 4>(p, m0, m1, j0, j1);
 }
 
 void fold_rows_avx2(const Fold& f) { fold_rows_walk<Avx2>(f); }

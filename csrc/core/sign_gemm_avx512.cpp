@@ -1,7 +1,6 @@
-// sign_gemm (sign_gemm.h) on AVX-512: 16-lane vectors, blocks of 64 lanes where a task has them (two
-// half-words per step: 64 KiB of tables, the outputs loaded and stored half as often; it was the faster of
-// the two on a Sapphire Rapids core in a one-off comparison), 32 and 16 lanes for narrower ones; masked loads and stores
-// at the edge. Operation order: sign_gemm_walk.h (the same bits as the generic path).
+// sign_gemm (sign_gemm.h) on AVX-512: 16-lane vectors, blocks of 64 lanes where a task has them (32 KiB of
+// tables: inside L1; sign_gemm_walk.h says why one half-word per step), 32 and 16 lanes for narrower ones;
+// masked loads and stores at the edge. Operation order: sign_gemm_walk.h (the same bits as the generic path).
 #include <immintrin.h>
 
 #include "core/sign_gemm_walk.h"
@@ -16,6 +15,8 @@ struct Avx512 {
   static reg zero() { return _mm512_setzero_ps(); }
   static reg load(const float* p) { return _mm512_load_ps(p); }
   static void store(float* p, reg r) { _mm512_store_ps(p, r); }
+  static reg loadu(const float* p) { return _mm512_loadu_ps(p); }
+  static void storeu(float* p, reg r) { _mm512_storeu_ps(p, r); }
   static reg load_part(const float* p, int n) { return _mm512_maskz_loadu_ps(mask(n), p); }
   static void store_part(float* p, reg r, int n) { _mm512_mask_storeu_ps(p, mask(n), r); }
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
@@ -37,9 +38,9 @@ struct Avx512 {
 
 void sign_gemm_avx512(const SignGemm& p, std::size_t m0, std::size_t m1, std::size_t j0, std::size_t j1) {
   std::size_t m = m0;
-  for (; m + 64 <= m1; m += 64) sign_gemm_walk<Avx512, 4, 2>(p, m, m + 64, j0, j1);
-  if (m1 - m > 16) sign_gemm_walk<Avx512, 2, 1>(p, m, m1, j0, j1);
-  else if (m < m1) sign_gemm_walk<Avx512, 1, 1>(p, m, m1, j0, j1);
+  for (; m + 64 <= m1; m += 64) sign_gemm_walk<Avx512, 4>(p, m, m + 64, j0, j1);
+  if (m1 - m > 16) sign_gemm_walk<Avx512, 2>(p, m, m1, j0, j1);
+  else if (m < m1) sign_gemm_walk<Avx512, 1>(p, m, m1, j0, j1);
 }
 
 void fold_rows_avx512(const Fold& f) { fold_rows_walk<Avx512>(f); }

@@ -19,6 +19,8 @@ struct Portable {
     return r;
   }
   static void store(float* p, reg r) { std::memcpy(p, &r, sizeof r); }
+  static reg loadu(const float* p) { return load(p); }
+  static void storeu(float* p, reg r) { store(p, r); }
   static reg load_part(const float* p, int n) {
     if (n == kLanes) return load(p);
     reg r{};
@@ -50,7 +52,7 @@ struct Portable {
 }  // namespace
 
 void sign_gemm_generic(const SignGemm& p, std::size_t m0, std::size_t m1, std::size_t j0, std::size_t j1) {
-  sign_gemm_walk<Portable, 4, 1>(p, m0, m1, j0, j1);
+  sign_gemm_walk<Portable, 4>(p, m0, m1, j0, j1);
 }
 
 void fold_rows_generic(const Fold& f) { fold_rows_walk<Portable>(f); }

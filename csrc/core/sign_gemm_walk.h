@@ -9,10 +9,16 @@
 // bit of b, over v_i = a_{r}[m] * scale_r (just a_r[m] without scales; 0 for r >= R).
 //
 // Blocking: a task's outputs are walked in blocks of NV vectors of lanes (m), and for each block the tables of
-// one half-word (8 tables x 16 entries x NV vectors: 16 KiB at 32 lanes) are built and then used by every
-// sign row of the task, so the float operand is read once per block of lanes (the driver keeps a task's
-// rows few enough for its outputs to stay in the L2 cache). Rows of `s` are read one word per row per
-// half-word, contiguous in j (the word-block-major layout).
+// one half-word (8 tables x 16 entries x NV vectors: 32 KiB at 64 lanes, inside a core's L1 data cache) are
+// built and then used by every sign row of the task, so the float operand is read once per block of lanes (the
+// driver keeps a task's rows few enough for its outputs to stay in the L2 cache). Rows of `s` are read one word
+// per row per half-word, contiguous in j (the word-block-major layout).
+//
+// Measured on a Sapphire Rapids core (round 9 of docs/KERNELS.md; the cycle counts are /tmp microbenchmarks'):
+// two half-words per step (64 KiB of tables, outputs loaded and stored half as often) lost to one, as the
+// tables no longer fit in L1 (their build then writes lines that are not there and the lookups miss); and with
+// the row loop inlined into the block GCC formed all sixteen table addresses of a row up front and spilled
+// them, so it is a function of its own (sign_rows).
 #pragma once
 #include <algorithm>
 #include <cstddef>
@@ -21,75 +27,108 @@
 
 namespace horq {
 
-// V: the vector traits of one path (reg, kLanes, zero, load (aligned), load_part / store_part (the first n
-// lanes, the rest zero / untouched), add, sub, mul_scalar). HW: half-words per step (1 or 2): the tables of
-// HW half-words are built together and a sign row's accumulator stays in registers across them, which halves
-// the loads and stores of the outputs at HW = 2 (the operation order is the same either way).
-template <class V, int NV, int HW>
+// The sign rows j0..j1 of one half-word step of sign_gemm_block against its tables (table g, entry b at
+// tables + (g * 16 + b) * NV * L). FULL: every lane of the block present (plain loads and stores, no per-row
+// tests), the common case, compiled apart; the same operations either way. A function of its own, so the few
+// values the loop needs stay in registers.
+template <class V, int NV>
+struct SignRows {
+  const float* tables;
+  const word_t* srow;
+  unsigned shift;
+  float* out;  // the block's first lane of output row 0
+  std::size_t ldo;
+  const int* part;
+  bool first;  // no earlier value to add to
+};
+
+template <class V, int NV, bool FULL>
+[[gnu::noinline]] void sign_rows(const SignRows<V, NV> sr, std::size_t j0, std::size_t j1) {
+  using reg = typename V::reg;
+  constexpr int L = V::kLanes;
+  constexpr std::size_t kEntry = static_cast<std::size_t>(NV) * L;
+  for (std::size_t j = j0; j < j1; ++j) {
+    const word_t word = sr.srow[j] >> sr.shift;
+    float* dst = sr.out + j * sr.ldo;
+    reg acc[NV];
+    for (int q = 0; q < NV; ++q) {
+      if (sr.first) acc[q] = V::zero();
+      else if (FULL) acc[q] = V::loadu(dst + q * L);
+      else acc[q] = sr.part[q] == 0 ? V::zero() : V::load_part(dst + q * L, sr.part[q]);
+    }
+    // Nibble by nibble; per lane the order is E = ((T_0 + T_2) + T_4) + T_6 and O likewise (see above).
+    reg e[NV], o[NV];
+    for (int g = 0; g < 8; ++g) {
+      const float* te = sr.tables + (g * 16 + ((word >> (4 * g)) & 15)) * kEntry;
+      for (int q = 0; q < NV; ++q) {
+        const reg x = V::load(te + q * L);
+        if (g == 0) e[q] = x;
+        else if (g == 1) o[q] = x;
+        else if (g % 2 == 0) e[q] = V::add(e[q], x);
+        else o[q] = V::add(o[q], x);
+      }
+    }
+    for (int q = 0; q < NV; ++q) acc[q] = V::add(acc[q], V::add(e[q], o[q]));
+    for (int q = 0; q < NV; ++q) {
+      if (FULL) V::storeu(dst + q * L, acc[q]);
+      else if (sr.part[q] != 0) V::store_part(dst + q * L, acc[q], sr.part[q]);
+    }
+  }
+}
+
+// V: the vector traits of one path (reg, kLanes, zero, load (aligned), loadu / storeu (unaligned), load_part /
+// store_part (the first n lanes, the rest zero / untouched), add, sub, mul_scalar).
+template <class V, int NV>
 [[gnu::always_inline]] inline void sign_gemm_block(const SignGemm& p, std::size_t mb, std::size_t nlanes,
                                                    std::size_t j0, std::size_t j1) {
   using reg = typename V::reg;
-  constexpr int L = V::kLanes, G = 8 * HW;
-  alignas(64) float table[G][16][NV * L];
+  constexpr int L = V::kLanes;
+  alignas(64) float table[8][16][NV * L];
   const std::size_t R = p.R;
   int part[NV];  // lanes of each vector inside the block
   for (int q = 0; q < NV; ++q) {
     const std::ptrdiff_t left = static_cast<std::ptrdiff_t>(nlanes) - q * L;
     part[q] = static_cast<int>(std::clamp<std::ptrdiff_t>(left, 0, L));
   }
-  for (std::size_t r0 = 0; r0 < R; r0 += 32 * HW) {
-    for (int g = 0; g < G; ++g) {
-      reg v[4][NV];
-      for (int i = 0; i < 4; ++i) {
-        const std::size_t r = r0 + 4 * g + i;
-        for (int q = 0; q < NV; ++q) {
-          if (r >= R || part[q] == 0) {
-            v[i][q] = V::zero();
+  const float* const rscale = p.rscale;
+  for (std::size_t r0 = 0; r0 < R; r0 += 32) {
+    for (int g = 0; g < 8; ++g) {
+      const std::size_t rg = r0 + 4 * g;
+      for (int q = 0; q < NV; ++q) {
+        float* const tq = table[g][0] + q * L;
+        if (part[q] == 0 || rg >= R) {  // lanes past the block or rows past R: every entry 0
+          for (int b = 0; b < 16; ++b) V::store(tq + b * NV * L, V::zero());
+          continue;
+        }
+        reg v[4];
+        for (int i = 0; i < 4; ++i) {
+          const std::size_t r = rg + i;
+          if (r >= R) {
+            v[i] = V::zero();
             continue;
           }
           const reg x = V::load_part(p.arows[r] + mb + q * L, part[q]);
-          v[i][q] = p.rscale ? V::mul_scalar(x, p.rscale[r]) : x;
+          v[i] = rscale ? V::mul_scalar(x, rscale[r]) : x;
         }
-      }
-      for (int q = 0; q < NV; ++q) {
-        V::store(table[g][0] + q * L, V::add(V::add(v[0][q], v[1][q]), V::add(v[2][q], v[3][q])));
+        // The entries in registers (each from an earlier one), stored once: no entry is read back from memory.
+        reg t[16];
+        t[0] = V::add(V::add(v[0], v[1]), V::add(v[2], v[3]));
+        V::store(tq, t[0]);
         for (int b = 1; b < 16; ++b) {
           const int i = __builtin_ctz(static_cast<unsigned>(b));
-          V::store(table[g][b] + q * L, V::sub(V::load(table[g][b & (b - 1)] + q * L), V::add(v[i][q], v[i][q])));
+          t[b] = V::sub(t[b & (b - 1)], V::add(v[i], v[i]));
+          V::store(tq + b * NV * L, t[b]);
         }
       }
     }
-    // Half-words of this step that hold rows (< R): a second half-word past R is skipped, as if absent.
-    const int halves = HW == 1 || r0 + 32 < R ? HW : 1;
     const word_t* srow = p.s + (r0 / kWordBits) * p.J;
     const unsigned shift = static_cast<unsigned>(r0 % kWordBits);
     const bool first = r0 == 0 && !p.accumulate;
-    for (std::size_t j = j0; j < j1; ++j) {
-      const word_t word = srow[j] >> shift;
-      float* dst = p.out + j * p.ldo + mb;
-      reg acc[NV];
-      for (int q = 0; q < NV; ++q) acc[q] = first || part[q] == 0 ? V::zero() : V::load_part(dst + q * L, part[q]);
-      for (int h = 0; h < halves; ++h) {
-        const word_t w = word >> (32 * h);
-        const float(*t)[16][NV * L] = table + 8 * h;
-        reg e[NV], o[NV];
-        for (int q = 0; q < NV; ++q) {
-          e[q] = V::add(V::load(t[0][w & 15] + q * L), V::load(t[2][(w >> 8) & 15] + q * L));
-          o[q] = V::add(V::load(t[1][(w >> 4) & 15] + q * L), V::load(t[3][(w >> 12) & 15] + q * L));
-        }
-        for (int q = 0; q < NV; ++q) {
-          e[q] = V::add(e[q], V::load(t[4][(w >> 16) & 15] + q * L));
-          o[q] = V::add(o[q], V::load(t[5][(w >> 20) & 15] + q * L));
-        }
-        for (int q = 0; q < NV; ++q) {
-          e[q] = V::add(e[q], V::load(t[6][(w >> 24) & 15] + q * L));
-          o[q] = V::add(o[q], V::load(t[7][(w >> 28) & 15] + q * L));
-        }
-        for (int q = 0; q < NV; ++q) acc[q] = V::add(acc[q], V::add(e[q], o[q]));
-      }
-      for (int q = 0; q < NV; ++q)
-        if (part[q] != 0) V::store_part(dst + q * L, acc[q], part[q]);
-    }
+    const SignRows<V, NV> sr{&table[0][0][0], srow, shift, p.out + mb, p.ldo, part, first};
+    if (nlanes == static_cast<std::size_t>(NV * L))
+      sign_rows<V, NV, true>(sr, j0, j1);
+    else
+      sign_rows<V, NV, false>(sr, j0, j1);
   }
 }
 
@@ -162,11 +201,11 @@ template <class V>
 }
 
 // A task: outputs [m0, m1) x [j0, j1) in blocks of NV * kLanes lanes (the last block masked).
-template <class V, int NV, int HW>
+template <class V, int NV>
 [[gnu::always_inline]] inline void sign_gemm_walk(const SignGemm& p, std::size_t m0, std::size_t m1,
                                                   std::size_t j0, std::size_t j1) {
   constexpr std::size_t B = static_cast<std::size_t>(NV) * V::kLanes;
-  for (std::size_t mb = m0; mb < m1; mb += B) sign_gemm_block<V, NV, HW>(p, mb, std::min(B, m1 - mb), j0, j1);
+  for (std::size_t mb = m0; mb < m1; mb += B) sign_gemm_block<V, NV>(p, mb, std::min(B, m1 - mb), j0, j1);
 }
 
 }  // namespace horq
