@@ -453,13 +453,14 @@ FloatArray sign_gemm(In<float, nb::ndim<2>> a, In<horq::word_t, nb::ndim<2>> s, 
   return arr;
 }
 
-WordArray transpose_planes(In<horq::word_t, nb::ndim<3>> bits, int k) {
+WordArray transpose_planes(In<horq::word_t, nb::ndim<3>> bits, int k, const std::string& kernel) {
   const std::size_t ncols = bits.shape(0), order = bits.shape(1), ld = bits.shape(2);
   require(ncols >= 1 && k >= 0 && static_cast<std::size_t>(k) < order, "bad plane");
   horq::word_t* out;
+  const auto& kt = horq::kernel_table(kernel);
   auto arr = make_array<horq::word_t>({horq::words_for(ncols), ld * horq::kWordBits}, &out, false);
   nb::gil_scoped_release nogil;
-  horq::transpose_planes(bits.data(), ncols, static_cast<int>(order), ld, k, out);
+  horq::transpose_planes(kt, bits.data(), ncols, static_cast<int>(order), ld, k, out);
   return arr;
 }
 
@@ -550,7 +551,7 @@ void def_training(nb::module_& m) {
   m.def("clip_window", &clip_window, nb::arg("g"), nb::arg("x"), nb::arg("clip"));
   m.def("sign_gemm", &sign_gemm, nb::arg("a"), nb::arg("s"), nb::arg("rscale").none() = nb::none(),
         nb::arg("kernel") = "");
-  m.def("transpose_planes", &transpose_planes, nb::arg("bits"), nb::arg("k"));
+  m.def("transpose_planes", &transpose_planes, nb::arg("bits"), nb::arg("k"), nb::arg("kernel") = "");
   m.def("planes_weight_grad", &planes_weight_grad, nb::arg("g"), nb::arg("bits"), nb::arg("betas"),
         nb::arg("groups"), nb::arg("cg"), nb::arg("gw"), nb::arg("taps"), nb::arg("kernel") = "");
   m.def("conv_input_grad", &conv_input_grad, nb::arg("g"), nb::arg("alpha"), nb::arg("wbits"), nb::arg("x"),

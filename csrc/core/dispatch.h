@@ -43,6 +43,7 @@ struct KernelTable {
   float_conv_row_fn float_conv_row;  // a full-precision convolution's output row (float_conv.h)
   pool_row_fn pool_row;              // one output row of max pooling (pool.h)
   pool2x2_plane_fn pool2x2_plane;    // one plane of a 2 x 2 stride-2 max pool
+  transpose64_fn transpose64;        // a 64 x 64 bit transpose (the weight gradient's planes)
 };
 
 // Every path this library knows, whether or not this CPU can run it.

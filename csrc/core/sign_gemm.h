@@ -90,6 +90,17 @@ void expand_column_avx2(const word_t* const* planes, const float* b, int order, 
 void expand_column_avx512(const word_t* const* planes, const float* b, int order, std::size_t groups,
                           std::size_t cg, std::size_t gw, float* out);
 
+// A 64 x 64 bit matrix transposed in place (the weight gradient's plane transposes, train_backward.cpp
+// transpose_planes): bit c of word r becomes bit r of word c (bit i of a word = column i). Every path does the
+// same six block-swap levels (swap the top-right j x j block of each 2j x 2j block with the bottom-left one,
+// j = 32, 16, ..., 1); the vector paths do a level's word pairs a register at a time (pairs j words apart in
+// different registers while j >= the register's words, else within one register through a lane permute).
+using transpose64_fn = void (*)(word_t* a);
+
+void transpose64_generic(word_t* a);
+void transpose64_avx2(word_t* a);
+void transpose64_avx512(word_t* a);
+
 // Output columns (m) one task covers: every path's register block.
 constexpr std::size_t kSignGemmMB = 32;
 

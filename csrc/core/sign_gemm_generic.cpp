@@ -62,4 +62,16 @@ void expand_column_generic(const word_t* const* planes, const float* b, int orde
   expand_column_walk<Portable>(planes, b, order, groups, cg, gw, out);
 }
 
+// Level j: pairs (k, k | j) for every k without bit j; mask = the low j bits of each 2j-bit group.
+void transpose64_generic(word_t* a) {
+  word_t mask = 0x00000000FFFFFFFFull;
+  for (unsigned j = 32; j != 0; j >>= 1, mask ^= mask << j) {
+    for (unsigned k = 0; k < 64; k = ((k | j) + 1) & ~j) {
+      const word_t t = ((a[k] >> j) ^ a[k | j]) & mask;
+      a[k] ^= t << j;
+      a[k | j] ^= t;
+    }
+  }
+}
+
 }  // namespace horq

@@ -48,7 +48,8 @@ void sign_gemm(const KernelTable& kt, const SignGemm& p, std::size_t rows);
 // k, as QuantizedColumns stores them): s becomes the sign rows of sign_gemm, one row per bit position b of a
 // column (J = ldbits * 64 rows), row b's bit j = bit b of column j, word-block-major (s[w * J + b] holds
 // columns 64w .. 64w+63; bits past ncols are zero). s has words_for(ncols) * J words.
-void transpose_planes(const word_t* bits, std::size_t ncols, int order, std::size_t ldbits, int k, word_t* s);
+void transpose_planes(const KernelTable& kt, const word_t* bits, std::size_t ncols, int order, std::size_t ldbits,
+                      int k, word_t* s);
 
 // The weight gradient of a binary layer from the planes its forward pass kept (docs/MATH.md "Gradients"):
 //     out[b * M + m] = sum_k sum_j g[j * M + m] * float(beta_{k,j}) * (bit b of H_{k,j} ? -1 : +1)

@@ -23,27 +23,13 @@
 namespace horq {
 namespace {
 
-// In place: bit c of row r becomes bit r of row c (rows and columns 0..63, bit i of a word = column i).
-// Block swaps of size 32, 16, ..., 1: the top-right j x j block of each 2j x 2j block trades places with the
-// bottom-left one.
-void transpose64(word_t* a) {
-  word_t mask = 0x00000000FFFFFFFFull;
-  for (unsigned j = 32; j != 0; j >>= 1, mask ^= mask << j) {
-    for (unsigned k = 0; k < 64; k = ((k | j) + 1) & ~j) {
-      const word_t t = ((a[k] >> j) ^ a[k | j]) & mask;
-      a[k] ^= t << j;
-      a[k | j] ^= t;
-    }
-  }
-}
-
 // The sign rows of an input gradient: the weight rows' packed signs (m rows of words_for(n) words, as
 // KernelTable::binarize_rows packs them) transposed, so that row j (one per value of a weight row) holds bit o =
 // sign(w[o, j]). Word-block-major with row stride words_for(n) * 64 (transpose_planes with one plane).
-std::vector<word_t> weight_sign_rows(const word_t* wbits, std::size_t m, std::size_t n) {
+std::vector<word_t> weight_sign_rows(const KernelTable& kt, const word_t* wbits, std::size_t m, std::size_t n) {
   const std::size_t ld = words_for(n);
   std::vector<word_t> s(words_for(m) * ld * kWordBits);
-  transpose_planes(wbits, m, 1, ld, 0, s.data());
+  transpose_planes(kt, wbits, m, 1, ld, 0, s.data());
   return s;
 }
 
@@ -106,7 +92,8 @@ void sign_gemm(const KernelTable& kt, const SignGemm& p, std::size_t rows) {
   });
 }
 
-void transpose_planes(const word_t* bits, std::size_t ncols, int order, std::size_t ldbits, int k, word_t* s) {
+void transpose_planes(const KernelTable& kt, const word_t* bits, std::size_t ncols, int order, std::size_t ldbits, int k,
+                      word_t* s) {
   const std::size_t J = ldbits * kWordBits, blocks = words_for(ncols);
   parallel_for(blocks, [&](std::size_t w) {
     alignas(64) word_t a[64];
@@ -114,7 +101,7 @@ void transpose_planes(const word_t* bits, std::size_t ncols, int order, std::siz
     const std::size_t K = static_cast<std::size_t>(order), kk = static_cast<std::size_t>(k);
     for (std::size_t u = 0; u < ldbits; ++u) {
       for (std::size_t i = 0; i < 64; ++i) a[i] = i < nc ? bits[((c0 + i) * K + kk) * ldbits + u] : 0;
-      transpose64(a);
+      kt.transpose64(a);
       std::memcpy(s + w * J + u * kWordBits, a, sizeof a);
     }
   });
@@ -129,7 +116,7 @@ void planes_weight_grad(const KernelTable& kt, const float* g, std::size_t M, co
   std::vector<float> scale(ncols);
   for (std::size_t j = 0; j < ncols; ++j) arows[j] = g + j * M;
   for (int k = 0; k < order; ++k) {
-    transpose_planes(bits, ncols, order, ldbits, k, s.data());
+    transpose_planes(kt, bits, ncols, order, ldbits, k, s.data());
     for (std::size_t j = 0; j < ncols; ++j) scale[j] = static_cast<float>(betas[j * order + k]);
     sign_gemm(kt, SignGemm{arows.data(), scale.data(), ncols, M, s.data(), J, out, M, k > 0}, rows);
   }
@@ -158,7 +145,7 @@ void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, 
   const std::size_t T = geo.kh * geo.kw, C = geo.channels, N = geo.batch;
   const std::size_t OW = geo.out_w, P = geo.out_h * OW, J = C * T;
   // The product: reduction over o, lanes over output positions, one sign row per (c, tap).
-  const std::vector<word_t> s = weight_sign_rows(wbits, m, J);
+  const std::vector<word_t> s = weight_sign_rows(kt, wbits, m, J);
   const std::size_t lds = words_for(J) * kWordBits;  // the sign rows' stride
   // Lanes: an image's positions, straight from an NCHW g; images smaller than a lane block are first copied side
   // by side (o, image * P + position) and a task takes ~16 blocks' worth of them, its blocks running across image
@@ -228,7 +215,7 @@ void linear_input_grad(const KernelTable& kt, const float* g, const float* alpha
   std::vector<float> gt(O * N);
   for (std::size_t r = 0; r < N; ++r)
     for (std::size_t o = 0; o < O; ++o) gt[o * N + r] = g[r * O + o];
-  const std::vector<word_t> s = weight_sign_rows(wbits, O, n);
+  const std::vector<word_t> s = weight_sign_rows(kt, wbits, O, n);
   std::vector<const float*> rows(O);
   for (std::size_t o = 0; o < O; ++o) rows[o] = gt.data() + o * N;
   // One output row per value (the sign rows past n, padding of the last word, are not computed).

@@ -64,12 +64,12 @@ def test_sign_gemm_same_bits_at_any_thread_count(path):
 
 
 @pytest.mark.parametrize("ncols,order,words", [(1, 1, 1), (63, 2, 1), (64, 1, 2), (65, 3, 3), (200, 4, 2)])
-def test_transpose_planes(ncols, order, words):
+def test_transpose_planes(path, ncols, order, words):
     rng = np.random.default_rng(ncols)
     bits = rng.integers(0, 2**63, (ncols, order, words), dtype=np.uint64)
     unpacked = np.unpackbits(bits.view(np.uint8), axis=-1, bitorder="little").reshape(ncols, order, words * 64)
     for k in range(order):
-        s = _core.transpose_planes(bits, k)
+        s = _core.transpose_planes(bits, k, path)
         assert s.shape == (-(-ncols // 64), words * 64)
         back = np.unpackbits(np.ascontiguousarray(s.T).view(np.uint8), axis=1, bitorder="little")[:, :ncols]
         np.testing.assert_array_equal(back.T, unpacked[:, k, :])

@@ -568,6 +568,26 @@ int check_expand_column(std::mt19937_64& rng) {
   return failures;
 }
 
+// The 64 x 64 bit transpose (sign_gemm.h transpose64): random, single-bit and all-ones matrices, bit for bit like
+// the generic path and like the definition (bit c of word r <-> bit r of word c).
+int check_transpose64(std::mt19937_64& rng) {
+  int failures = 0;
+  for (int trial = 0; trial < 300; ++trial) {
+    word_t a[64], want[64], got[64];
+    for (int r = 0; r < 64; ++r)
+      a[r] = trial == 0 ? ~word_t{0} : trial < 65 ? (r == trial - 1 ? word_t{1} << (trial * 7 % 64) : 0) : rng();
+    std::memcpy(want, a, sizeof a);
+    std::memcpy(got, a, sizeof a);
+    transpose64_generic(want);
+    transpose64_avx512(got);
+    bool ok = std::memcmp(want, got, sizeof got) == 0;
+    for (int r = 0; r < 64 && ok; ++r)
+      for (int c = 0; c < 64; ++c) ok = ok && ((got[c] >> r & 1) == (a[r] >> c & 1));
+    if (!ok && ++failures <= kMaxReports) std::printf("transpose64 mismatch, trial %d\n", trial);
+  }
+  return failures;
+}
+
 // The input gradient's fold (sign_gemm.h, Fold): random blocks of runs on padded grids, unit and wider strides,
 // kernels 1-5 wide, runs shorter and longer than a vector; the grid (with guard values around it) bit for bit
 // like the generic walk, and the buffer read only within its rows' margins (it ends at a guard page).
@@ -719,6 +739,7 @@ int main() {
       {"to_nhwc", check_to_nhwc},
       {"fold", check_fold},
       {"expand_column", check_expand_column},
+      {"transpose64", check_transpose64},
       {"weight_rows", check_weight_rows},
       {"float_conv", check_float_conv},
   };

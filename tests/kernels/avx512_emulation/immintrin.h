@@ -21,6 +21,10 @@
 #include <cstdlib>
 #include <cstring>
 
+#ifndef _MM_SHUFFLE
+#define _MM_SHUFFLE(z, y, x, w) (((z) << 6) | ((y) << 4) | ((x) << 2) | (w))
+#endif
+
 struct __m512i { std::uint64_t v[8]; };
 struct __m512d { double v[8]; };
 struct __m512 { float v[16]; };
@@ -140,6 +144,33 @@ inline __m512i _mm512_maskz_loadu_epi64(__mmask8 k, const void* p) {
 }
 inline __m512i _mm512_xor_si512(__m512i a, __m512i b) { for (int i = 0; i < 8; ++i) a.v[i] ^= b.v[i]; return a; }
 inline __m512i _mm512_and_si512(__m512i a, __m512i b) { for (int i = 0; i < 8; ++i) a.v[i] &= b.v[i]; return a; }
+// Shifts of each 64-bit lane; a count above 63 gives 0.
+inline __m512i _mm512_srli_epi64(__m512i a, unsigned n) {
+  for (auto& e : a.v) e = n > 63 ? 0 : e >> n;
+  return a;
+}
+inline __m512i _mm512_slli_epi64(__m512i a, unsigned n) {
+  for (auto& e : a.v) e = n > 63 ? 0 : e << n;
+  return a;
+}
+inline __m512i _mm512_mask_blend_epi64(__mmask8 k, __m512i a, __m512i b) {
+  for (int i = 0; i < 8; ++i)
+    if (avx512_emulation::bit(k, i)) a.v[i] = b.v[i];
+  return a;
+}
+// 128-bit lanes (two words): lanes 0-1 from a, 2-3 from b, each chosen by two bits of imm.
+inline __m512i _mm512_shuffle_i64x2(__m512i a, __m512i b, int imm) {
+  __m512i r;
+  for (int l = 0; l < 4; ++l) std::memcpy(r.v + 2 * l, (l < 2 ? a : b).v + 2 * (imm >> (2 * l) & 3), 16);
+  return r;
+}
+// Inside each 256-bit half: word i takes word (imm >> 2i) & 3 of the same half.
+inline __m512i _mm512_permutex_epi64(__m512i a, int imm) {
+  __m512i r;
+  for (int h = 0; h < 2; ++h)
+    for (int i = 0; i < 4; ++i) r.v[4 * h + i] = a.v[4 * h + (imm >> (2 * i) & 3)];
+  return r;
+}
 inline __m512i _mm512_mask_or_epi64(__m512i src, __mmask8 k, __m512i a, __m512i b) {
   for (int i = 0; i < 8; ++i)
     if (avx512_emulation::bit(k, i)) src.v[i] = a.v[i] | b.v[i];

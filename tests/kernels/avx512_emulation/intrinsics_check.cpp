@@ -126,6 +126,29 @@ void check_integer() {
 
   _mm512_store_si512(out, _mm512_setzero_si512());
   expect(out[0] == 0 && out[7] == 0, "_mm512_setzero_si512");
+
+  _mm512_store_si512(out, _mm512_srli_epi64(vx, 4));
+  ok = true;
+  for (int i = 0; i < 8; ++i) ok = ok && out[i] == x[i] >> 4;  // logical: no sign bits shifted in
+  expect(ok, "_mm512_srli_epi64");
+  _mm512_store_si512(out, _mm512_slli_epi64(vx, 63));
+  ok = true;
+  for (int i = 0; i < 8; ++i) ok = ok && out[i] == x[i] << 63;
+  expect(ok, "_mm512_slli_epi64");
+
+  const __m512i vy = _mm512_add_epi64(vx, _mm512_set1_epi64(1000));
+  std::uint64_t y[8];
+  for (int i = 0; i < 8; ++i) y[i] = x[i] + 1000;
+  _mm512_store_si512(out, _mm512_mask_blend_epi64(0x96, vx, vy));
+  ok = true;
+  for (int i = 0; i < 8; ++i) ok = ok && out[i] == (0x96 >> i & 1 ? y[i] : x[i]);
+  expect(ok, "_mm512_mask_blend_epi64");
+  _mm512_store_si512(out, _mm512_shuffle_i64x2(vx, vy, _MM_SHUFFLE(0, 3, 1, 2)));  // lanes 2, 1 of x; 3, 0 of y
+  const std::uint64_t want_sh[8] = {x[4], x[5], x[2], x[3], y[6], y[7], y[0], y[1]};
+  expect(std::memcmp(out, want_sh, sizeof out) == 0, "_mm512_shuffle_i64x2");
+  _mm512_store_si512(out, _mm512_permutex_epi64(vx, _MM_SHUFFLE(0, 0, 3, 1)));  // words 1, 3, 0, 0 of each half
+  const std::uint64_t want_pm[8] = {x[1], x[3], x[0], x[0], x[5], x[7], x[4], x[4]};
+  expect(std::memcmp(out, want_pm, sizeof out) == 0, "_mm512_permutex_epi64");
 }
 
 void check_float_lanes() {
