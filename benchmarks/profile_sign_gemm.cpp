@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
   const std::size_t ncols = std::strtoul(argv[2], nullptr, 10), M = std::strtoul(argv[3], nullptr, 10),
                     ld = std::strtoul(argv[4], nullptr, 10);
   const int order = std::atoi(argv[5]);
-  std::vector<float> g(ncols * M), out(ld * kWordBits * M);
+  std::vector<float> g(ncols * M), out(ld * kWordBits * weight_grad_stride(M));
   for (float& v : g) v = uniform();
   std::vector<word_t> bits(ncols * static_cast<std::size_t>(order) * ld);
   for (word_t& w : bits) w = rng();

@@ -478,7 +478,8 @@ FloatArray planes_weight_grad(In<float, nb::ndim<2>> g, In<horq::word_t, nb::ndi
   float* dw;
   auto arr = make_array<float>({M, groups * cg}, &dw, false);
   nb::gil_scoped_release nogil;
-  std::unique_ptr<float[]> out(new float[ld * horq::kWordBits * M]);  // written whole: not zeroed
+  // Written where it is read (the stride's padding never is): not zeroed.
+  std::unique_ptr<float[]> out(new float[ld * horq::kWordBits * horq::weight_grad_stride(M)]);
   // Bit positions up to the last value's (a compact or linear layout's trailing padding is not computed).
   horq::planes_weight_grad(kt, g.data(), M, bits.data(), betas.data(), ncols, static_cast<int>(order), ld,
                            (groups - 1) * gw * horq::kWordBits + cg, out.get());

@@ -51,8 +51,15 @@ void sign_gemm(const KernelTable& kt, const SignGemm& p, std::size_t rows);
 void transpose_planes(const KernelTable& kt, const word_t* bits, std::size_t ncols, int order, std::size_t ldbits,
                       int k, word_t* s);
 
+// The row stride of planes_weight_grad's output for M values a row: M, or past it where M floats are a multiple
+// of 512 bytes or more, since rows a power of two of kilobytes apart share a few L1 sets and the product's
+// 64-lane slices of them evict each other (R=4096 M=512 J=1024 sign_gemm 24 -> 13 ms with a 64-byte pad;
+// benchmarks/profile_sign_gemm.cpp, round 9 of docs/KERNELS.md).
+inline std::size_t weight_grad_stride(std::size_t M) { return M >= 128 && M % 128 == 0 ? M + 16 : M; }
+
 // The weight gradient of a binary layer from the planes its forward pass kept (docs/MATH.md "Gradients"):
-//     out[b * M + m] = sum_k sum_j g[j * M + m] * float(beta_{k,j}) * (bit b of H_{k,j} ? -1 : +1)
+//     out[b * ldo + m] = sum_k sum_j g[j * M + m] * float(beta_{k,j}) * (bit b of H_{k,j} ? -1 : +1),
+// ldo = weight_grad_stride(M),
 // for the bit positions b < rows of a column (rows <= ldbits * 64: the caller passes one past the last position
 // that holds a value, so a compact or linear layout's trailing padding bits are not computed; positions
 // between groups are, and the caller picks the rows of real values out of the column layout) and m < M (the
@@ -61,8 +68,9 @@ void planes_weight_grad(const KernelTable& kt, const float* g, std::size_t M, co
                         const double* betas, std::size_t ncols, int order, std::size_t ldbits, std::size_t rows,
                         float* out);
 
-// The rows of planes_weight_grad's output (bit positions b, M values each) that hold a column's values, as
-// the weight gradient (M, C * taps) in PyTorch's weight order: dw[m, c * taps + t] = out[b(t * C + c), m],
+// The rows of planes_weight_grad's output (bit positions b, M values each, weight_grad_stride(M) apart) that hold
+// a column's values, as the weight gradient (M, C * taps) in PyTorch's weight order: dw[m, c * taps + t] =
+// out[b(t * C + c), m],
 // where value v of a column sits at bit b(v) = (v / cg) * gw * 64 + v % cg (layer.h's conv layout: groups of
 // cg values, gw words each; a linear layer is one group of cg = n values, taps = 1).
 void gather_weight_grad(const float* out, std::size_t M, std::size_t groups, std::size_t cg, std::size_t gw,

@@ -118,13 +118,14 @@ void planes_weight_grad(const KernelTable& kt, const float* g, std::size_t M, co
   for (int k = 0; k < order; ++k) {
     transpose_planes(kt, bits, ncols, order, ldbits, k, s.data());
     for (std::size_t j = 0; j < ncols; ++j) scale[j] = static_cast<float>(betas[j * order + k]);
-    sign_gemm(kt, SignGemm{arows.data(), scale.data(), ncols, M, s.data(), J, out, M, k > 0}, rows);
+    sign_gemm(kt, SignGemm{arows.data(), scale.data(), ncols, M, s.data(), J, out, weight_grad_stride(M), k > 0},
+              rows);
   }
 }
 
 void gather_weight_grad(const float* out, std::size_t M, std::size_t groups, std::size_t cg, std::size_t gw,
                         std::size_t taps, float* dw) {
-  const std::size_t n = groups * cg, C = n / taps;
+  const std::size_t n = groups * cg, C = n / taps, ldo = weight_grad_stride(M);
   // 16 x 16 tiles: a tile's 16 source rows are read 16 outputs at a time and its rows of dw written a cache
   // line at a time.
   constexpr std::size_t kTile = 16;
@@ -133,7 +134,7 @@ void gather_weight_grad(const float* out, std::size_t M, std::size_t groups, std
     const float* src[kTile];
     for (std::size_t k = 0; k < cols; ++k) {
       const std::size_t col = col0 + k, v = (col % taps) * C + col / taps;  // dw column (c, tap): value tap * C + c
-      src[k] = out + ((v / cg) * gw * kWordBits + v % cg) * M;
+      src[k] = out + ((v / cg) * gw * kWordBits + v % cg) * ldo;
     }
     for (std::size_t m = 0; m < M; ++m)
       for (std::size_t k = 0; k < cols; ++k) dw[m * n + col0 + k] = src[k][m];

@@ -102,8 +102,9 @@ def test_expand_columns_every_path(path, order, layout):
 
 
 @pytest.mark.parametrize("order", [1, 2, 3])
-@pytest.mark.parametrize("c_in,c_out,k", [(3, 5, 3), (33, 7, 3), (64, 65, 3), (130, 9, 1)])
+@pytest.mark.parametrize("c_in,c_out,k", [(3, 5, 3), (33, 7, 3), (64, 65, 3), (130, 9, 1), (16, 128, 3), (40, 256, 1)])
 def test_planes_weight_grad_matches_expanded_columns(path, order, c_in, c_out, k):
+    """Output widths of 128 and 256 take the padded row stride of the product (train.h weight_grad_stride)."""
     rng = np.random.default_rng(c_in + order)
     x = rng.standard_normal((2, c_in, 6, 5)).astype(np.float32)
     rows = rng.standard_normal((c_out, c_in * k * k)).astype(np.float32)
