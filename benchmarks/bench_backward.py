@@ -21,7 +21,7 @@ import torch
 
 from horq import kernels
 from horq.kernels import train as ktrain
-from horq.nn.native_train import EXPAND_CHUNK_ELEMS, _torch_input_grad, _weight_grad
+from horq.nn.native_train import _torch_input_grad, _weight_grad, expand_step
 
 LAYERS = [  # (model, C_in, C_out, size)
     ("cifar-vgg", 128, 128, 32), ("cifar-vgg", 128, 256, 16), ("cifar-vgg", 256, 256, 16),
@@ -62,7 +62,7 @@ def _layer_row(model: str, c: int, o: int, s: int, rng, repeats: int) -> str:
         return lambda: ktrain.planes_weight_grad(g_rows.numpy(), *cols, layout, 9)
 
     def columns_gemm(cols):
-        return lambda: _weight_grad(lambda c0, c1: g_rows[c0:c1].t(), *cols, layout, n, max(1, EXPAND_CHUNK_ELEMS // n))
+        return lambda: _weight_grad(lambda c0, c1: g_rows[c0:c1].t(), *cols, layout, n, expand_step(n))
 
     for k in (1, 2, 3):
         _, cols = ktrain.conv2d_keep(x, wbits, alpha.astype(np.float64), np.zeros(o), 3, 3, (1, 1), (1, 1), (1, 1), k)

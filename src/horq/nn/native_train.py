@@ -42,9 +42,14 @@ from torch.autograd.function import once_differentiable
 from horq.bits import words_for
 from horq.nn.quant import WEIGHT_CLIP
 
-# Floats in one rebuilt block of columns (4 MiB; measured no slower than larger blocks): bounds the weight
-# gradient's temporary.
-EXPAND_CHUNK_ELEMS = 1 << 20
+# The weight gradient's rebuilt columns (orders above PLANES_MAX_ORDER, and linear layers) go a block at a time:
+# EXPAND_CHUNK_ELEMS floats (1 MiB, so the block is still in L2 when the GEMM reads it), but at least
+# EXPAND_MIN_COLS columns (the GEMM's reduction; wide columns, e.g. 4608 values at 512 channels, would otherwise
+# make it short). In mnist-cnn's order-3 training step (`python benchmarks/profile_training.py --model mnist-cnn
+# --order 3`, three runs each way) 4 MiB blocks took 8.8-10.3 ms of _NativeConv2dBackward self time and 7.6-7.8
+# of GEMM, these 7.4-8.4 and 7.1-7.5.
+EXPAND_CHUNK_ELEMS = 1 << 18
+EXPAND_MIN_COLS = 256
 # Columns from which the weight gradient runs as float-by-sign products. A linear layer at batch 64
 # has 64 columns: a reduction of 64 terms into an (n_in x n_out) output, where the product's per-output work
 # (and its transpose into PyTorch's order) costs more than one float GEMM against the rebuilt columns: mnist-cnn's
@@ -129,9 +134,14 @@ class _Weights:
         return torch.from_numpy(g).reshape(self.shape)
 
 
+def expand_step(n: int) -> int:
+    """Columns of ``n`` values rebuilt per block of the weight gradient's GEMM route (see EXPAND_CHUNK_ELEMS)."""
+    return max(EXPAND_MIN_COLS, EXPAND_CHUNK_ELEMS // n)
+
+
 def _weight_grad(g_cols, bits, betas, layout, n: int, cols_per_step: int) -> Tensor:
-    """``G^T A`` over all columns, ``A`` rebuilt ``cols_per_step`` columns (a multiple of the columns of one
-    image or sample) at a time; ``g_cols(c0, c1)`` gives the rows ``[c0, c1)`` of G transposed, ``(C_out, c1-c0)``."""
+    """``G^T A`` over all columns, ``A`` rebuilt ``cols_per_step`` columns at a time; ``g_cols(c0, c1)`` gives
+    the rows ``[c0, c1)`` of G transposed, ``(C_out, c1-c0)``."""
     from horq.kernels import train as ktrain
 
     ncols = bits.shape[0]
@@ -160,7 +170,7 @@ def _columns_weight_grad(g_rows: Tensor, cols, layout: tuple[int, int, int], tap
     if bits.shape[1] <= PLANES_MAX_ORDER and bits.shape[0] >= PLANES_MIN_COLS:
         return torch.from_numpy(ktrain.planes_weight_grad(g_rows.contiguous().numpy(), bits, betas, layout, taps))
     n = layout[0] * layout[1]
-    step = max(1, EXPAND_CHUNK_ELEMS // n)
+    step = expand_step(n)
     dw = _weight_grad(lambda c0, c1: g_rows[c0:c1].t(), bits, betas, layout, n, step)  # (tap, c) order
     return dw.reshape(dw.shape[0], taps, n // taps).transpose(1, 2).reshape(dw.shape[0], n)
 
