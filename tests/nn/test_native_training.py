@@ -110,6 +110,20 @@ def planes_from(request, monkeypatch):
     return request.param
 
 
+def test_planes_order_depends_on_path_and_width(monkeypatch):
+    """Order 2's weight gradient takes the products on avx512 at any width, elsewhere below PLANES_WIDE_OUT
+    output channels only (both routes are checked against the float64 torch path below)."""
+    from horq import _core
+
+    wide = native_train.PLANES_WIDE_OUT
+    monkeypatch.setenv("HORQ_KERNEL", "generic")
+    assert native_train._planes_max_order(wide - 1) == 2
+    assert native_train._planes_max_order(wide) == 1
+    if "avx512" in _core.available_kernels():
+        monkeypatch.setenv("HORQ_KERNEL", "avx512")
+        assert native_train._planes_max_order(wide) == 2
+
+
 @pytest.mark.parametrize("planes_from", [None, 0], ids=["default-route", "products"], indirect=True)
 @pytest.mark.parametrize("order", [1, 2, 3, 4])
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "c{}-o{}-k{}-s{}-p{}-d{}".format(*c[:6]))

@@ -60,6 +60,13 @@ PLANES_MIN_COLS = 1000
 # training steps ran faster with them (their output is a few KiB where the GEMM route writes every column as
 # floats): cifar-vgg order 2 at 0.76x / 0.75x the FP step at 2 / 1 threads against 0.84x / 0.76x.
 PLANES_MAX_ORDER = 2
+# Output channels from which, on kernel paths other than avx512, order 2 takes the GEMM route instead: the AVX2
+# product runs at about half the AVX-512 one's rate per term where PyTorch's float GEMM loses less, so there the K = 2
+# products took 1.15-1.29x the GEMM route's time on cifar-vgg's layers (128-512 channels) and 0.77-0.86x on
+# mnist-cnn's (64); whole order-2 steps at HORQ_KERNEL=avx2 (`ATEN_CPU_CAPABILITY=avx2`, in-process A/B, medians
+# of 5): cifar-vgg 2112 -> 1935 ms, resnet18 2317 -> 2239, mnist-cnn (64 channels, products kept) 72.3 against
+# 74.4 with the GEMM route; on avx512 cifar-vgg's products stay faster (1498 against 1598 ms).
+PLANES_WIDE_OUT = 128
 
 _enabled = False
 
@@ -157,9 +164,19 @@ def _weight_grad(g_cols, bits, betas, layout, n: int, cols_per_step: int) -> Ten
     return out
 
 
+def _planes_max_order(c_out: int) -> int:
+    """The highest order whose weight gradient runs as float-by-sign products, for ``c_out`` output channels on
+    the kernel path in use (PLANES_MAX_ORDER, PLANES_WIDE_OUT)."""
+    from horq.kernels import _resolve_kernel
+
+    if c_out >= PLANES_WIDE_OUT and _resolve_kernel(None) != "avx512":
+        return min(PLANES_MAX_ORDER, 1)
+    return PLANES_MAX_ORDER
+
+
 def _columns_weight_grad(g_rows: Tensor, cols, layout: tuple[int, int, int], taps: int) -> Tensor:
     """``G^T A`` as ``(C_out, n)`` in PyTorch's weight order (``(c, tap)``), from the rows of ``G`` (one per
-    column) and the kept planes ``cols = (bits, betas)``: up to order :data:`PLANES_MAX_ORDER`, from
+    column) and the kept planes ``cols = (bits, betas)``: up to order :func:`_planes_max_order`, from
     :data:`PLANES_MIN_COLS` columns, one float-by-sign product per plane; otherwise one float GEMM against ``A``
     rebuilt a block of columns at a time (K products cost more from K = 3: on cifar-vgg's layers 0.50-0.56x,
     0.93-1.06x and 1.4-1.55x the time of the rebuilt-columns GEMM at K = 1, 2, 3, ``python
@@ -167,7 +184,7 @@ def _columns_weight_grad(g_rows: Tensor, cols, layout: tuple[int, int, int], tap
     from horq.kernels import train as ktrain
 
     bits, betas = cols
-    if bits.shape[1] <= PLANES_MAX_ORDER and bits.shape[0] >= PLANES_MIN_COLS:
+    if bits.shape[1] <= _planes_max_order(g_rows.shape[1]) and bits.shape[0] >= PLANES_MIN_COLS:
         return torch.from_numpy(ktrain.planes_weight_grad(g_rows.contiguous().numpy(), bits, betas, layout, taps))
     n = layout[0] * layout[1]
     step = expand_step(n)
