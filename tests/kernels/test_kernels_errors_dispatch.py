@@ -185,6 +185,34 @@ def test_prepared_layers(path, conv_case, linear_case, monkeypatch):
         kernels.Conv2dLayer(pw, order=1)
 
 
+def test_prepared_conv_layer_checks_after_a_good_call(path, conv_case):
+    """After a call that passed the checks, a call with arrays of the same shapes goes straight to the core: it
+    must give the same result, and every other input must still be refused with its own message (the core
+    checks shapes and NaN/Inf itself)."""
+    x, pw = conv_case
+    layer = kernels.Conv2dLayer(pw, order=1, padding=1, out_floor=np.zeros(4, np.float32), kernel=path)
+    want = layer(x)
+    np.testing.assert_array_equal(layer(x), want)
+    r = np.random.default_rng(3).standard_normal(want.shape).astype(np.float32)
+    with_r = layer(x, r)
+    np.testing.assert_array_equal(layer(x, r), with_r)
+    np.testing.assert_array_equal(layer(x), want)  # the residual is not kept from the call before
+    with pytest.raises(ValueError, match="residual has shape"):
+        layer(x, r[:, :3])
+    with pytest.raises(ValueError, match="float32"):
+        layer(x.astype(np.float64))
+    with pytest.raises(ValueError, match="float32"):
+        layer(x, r.astype(np.float64))
+    bad = x.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        layer(bad)
+    strided = np.zeros((x.shape[0], x.shape[1], x.shape[2], 2 * x.shape[3]), np.float32)[..., ::2]
+    strided[...] = x
+    np.testing.assert_array_equal(layer(strided), want)  # a view of the same shape: copied, same result
+    np.testing.assert_array_equal(layer(x[:1]), want[:1])  # another batch size: checked again
+
+
 def test_epilogue_is_not_contracted_into_fma():
     """A float tie that a fused multiply-add rounds differently from the written mul-then-add: every path
     must give the written operations' result (found by the AVX-512 emulation harness, which checks it too)."""
