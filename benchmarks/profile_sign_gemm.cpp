@@ -10,6 +10,9 @@
 //   /tmp/profile_sign_gemm wgrad ncols M words order [seconds [path]]
 //       planes_weight_grad, the weight gradient from `order` kept planes of `ncols` columns of `words` words
 //       against a (ncols, M) float gradient (mnist-cnn's 32 -> 64 layer at batch 64: wgrad 12544 64 5 2), 1 thread
+//   /tmp/profile_sign_gemm igrad N C S M [seconds [path]]
+//       conv_input_grad of a 3x3 stride-1 padding-1 convolution, C -> M channels on S x S maps, batch N, no clip
+//       window (mnist-cnn's 32 -> 64 layer at batch 64: igrad 64 32 14 64), 1 thread
 //   perf record -o /tmp/perf.data /tmp/profile_sign_gemm ...; perf report -i /tmp/perf.data --sort symbol
 //
 // Random operands, 1 thread, the best kernel path unless one is named (avx512, avx2, generic).
@@ -23,6 +26,7 @@
 #include <vector>
 
 #include "core/dispatch.h"
+#include "core/layer.h"
 #include "core/threadpool.h"
 #include "core/train.h"
 
@@ -45,7 +49,8 @@ double median_seconds(double secs, F&& call) {
 
 int usage() {
   std::fprintf(stderr, "usage: profile_sign_gemm product R M J [seconds [path]]\n"
-                       "       profile_sign_gemm wgrad ncols M words order [seconds [path]]\n");
+                       "       profile_sign_gemm wgrad ncols M words order [seconds [path]]\n"
+                       "       profile_sign_gemm igrad N C S M [seconds [path]]\n");
   return 2;
 }
 
@@ -56,7 +61,7 @@ int main(int argc, char** argv) {
   if (argc < 5) return usage();
   const std::string mode = argv[1];
   const bool product = mode == "product";
-  if (!product && (mode != "wgrad" || argc < 6)) return usage();
+  if (!product && ((mode != "wgrad" && mode != "igrad") || argc < 6)) return usage();
   const int extra = product ? 5 : 6;  // first optional argument
   const double secs = argc > extra ? std::atof(argv[extra]) : 2.0;
   const KernelTable& kt = kernel_table(argc > extra + 1 ? argv[extra + 1] : "");
@@ -79,6 +84,26 @@ int main(int argc, char** argv) {
     const double steps = static_cast<double>(J) * (static_cast<double>(R) / 64) * (static_cast<double>(M) / 64);
     std::printf("%s sign_gemm R=%zu M=%zu J=%zu: median %.3f ms, %.2f ns = %.0f cycles at 3.15 GHz per step\n",
                 kt.name, R, M, J, t * 1e3, t / steps * 1e9, t / steps * 3.15e9);
+    return 0;
+  }
+  if (mode == "igrad") {
+    const std::size_t N = std::strtoul(argv[2], nullptr, 10), C = std::strtoul(argv[3], nullptr, 10),
+                      S = std::strtoul(argv[4], nullptr, 10), M = std::strtoul(argv[5], nullptr, 10);
+    const ConvGeometry geo{N, C, S, S, 3, 3, 1, 1, 1, 1, 1, 1, S, S};
+    const std::size_t n = C * 9, words = words_for(n);
+    std::vector<float> g(N * M * S * S), x(N * C * S * S), gx(x.size()), alpha(M, 0.5f);
+    for (float& v : g) v = uniform();
+    for (float& v : x) v = uniform();
+    std::vector<word_t> wbits(M * words);
+    for (std::size_t o = 0; o < M; ++o)
+      for (std::size_t w = 0; w < words; ++w) {
+        const std::size_t valid = std::min<std::size_t>(kWordBits, n - w * kWordBits);
+        wbits[o * words + w] = rng() & (valid == kWordBits ? ~word_t{0} : (word_t{1} << valid) - 1);
+      }
+    const double t = median_seconds(secs, [&] {
+      conv_input_grad(kt, g.data(), alpha.data(), wbits.data(), geo, M, x.data(), -1.0f, gx.data());
+    });
+    std::printf("%s conv_input_grad N=%zu C=%zu S=%zu M=%zu: median %.3f ms\n", kt.name, N, C, S, M, t * 1e3);
     return 0;
   }
   const std::size_t ncols = std::strtoul(argv[2], nullptr, 10), M = std::strtoul(argv[3], nullptr, 10),
