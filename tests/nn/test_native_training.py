@@ -135,6 +135,22 @@ def test_conv_matches_float64_torch_path(case, order, planes_from):
     _check_layer(layer, x, order)
 
 
+@pytest.mark.parametrize("order", [1, 3])
+@pytest.mark.parametrize("case", [CONV_CASES[1], CONV_CASES[3], CONV_CASES[6]], ids=["c3", "c33", "c130"])
+def test_conv_weight_gradient_in_many_blocks(case, order, monkeypatch):
+    """The GEMM route's columns rebuilt a few at a time (native_train.expand_step): blocks of 7 columns, the last
+    one short, give the float64 torch path's gradients as one block does."""
+    monkeypatch.setattr(native_train, "EXPAND_MIN_COLS", 7)
+    monkeypatch.setattr(native_train, "EXPAND_CHUNK_ELEMS", 1)
+    monkeypatch.setattr(native_train, "PLANES_MIN_COLS", 10**9)  # the GEMM route at order 1 too
+    c_in, c_out, k, s, p, d, h, w = case
+    assert native_train.expand_step(c_in * 9) == 7
+    torch.manual_seed(0)
+    layer = HORQConv2d(c_in, c_out, k, stride=s, padding=p, dilation=d, order=order)
+    x = _rand(np.random.default_rng(order), (2, c_in, h, w))
+    _check_layer(layer, x, order)
+
+
 @pytest.mark.parametrize("order", [1, 2])
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "c{}-o{}-k{}-s{}-p{}-d{}".format(*c[:6]))
 def test_conv_channels_last_reads_and_writes_nhwc(case, order):
