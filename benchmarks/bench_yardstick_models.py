@@ -79,9 +79,9 @@ def float_model(name, shape, classes):
     return model
 
 
-def horq_models(model, shape, tmp) -> dict:
+def horq_models(model, shape, tmp, orders=ORDERS) -> dict:
     out = {}
-    for order in ORDERS:
+    for order in orders:
         m = convert_(copy.deepcopy(model), HORQConfig(order=order))
         path = Path(tmp) / f"o{order}.horq"
         horq.export(m.eval(), path, input_shape=shape)

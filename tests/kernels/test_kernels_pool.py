@@ -95,6 +95,28 @@ def test_bad_input_is_refused():
         kernels.max_pool2d(x, 5)
 
 
+def test_prepared_pool_is_max_pool2d_and_checks_new_shapes():
+    """kernels.MaxPool2d (the runtime's pool steps): max_pool2d's results; after a good call, arrays of the same
+    shape go straight to the core, and anything else is checked again."""
+    rng = np.random.default_rng(7)
+    floor = rng.standard_normal(3).astype(np.float32)
+    pool = kernels.MaxPool2d(3, 2, 1, floor=floor)
+    for shape in [(2, 3, 9, 8), (2, 3, 9, 8), (1, 3, 5, 12), (2, 3, 9, 8)]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        np.testing.assert_array_equal(pool(x), kernels.max_pool2d(x, 3, 2, 1, floor=floor))
+    x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    pool(x)
+    with pytest.raises(ValueError, match="float32"):
+        pool(x.astype(np.float64))
+    with pytest.raises(ValueError, match="floor"):
+        pool(rng.standard_normal((2, 4, 9, 8)).astype(np.float32))  # 4 channels against 3 floors
+    view = np.zeros((2, 3, 9, 16), np.float32)[..., ::2]
+    view[...] = x
+    np.testing.assert_array_equal(pool(view), pool(x))  # a non-contiguous view of the same shape: copied
+    with pytest.raises(ValueError, match="kernel_size"):
+        kernels.MaxPool2d(0)(x)
+
+
 @pytest.mark.parametrize("width", [13, 16, 40, 112])  # 2 x 2 outputs per row below and above a vector of 16
 def test_every_path_pools_the_same_bits(path, width):
     """Each path compiles the pool's loops at its own vector width (pool_walk.h; the AVX-512 2 x 2 loop hands rows

@@ -38,6 +38,7 @@ __all__ = [
     "KERNEL_ENV",
     "Conv2dLayer",
     "LinearLayer",
+    "MaxPool2d",
     "PackedWeights",
     "bgemm",
     "conv2d",
@@ -504,6 +505,34 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, *, out_size=N
     (kh, kw), s, p, d, (oh, ow), fl = _pool_geometry(x.shape[2], x.shape[3], kernel_size, stride, padding, dilation,
                                                      out_size, floor)
     return _core.max_pool2d(x, kh, kw, s, p, d, oh, ow, fl, _resolve_kernel(kernel))
+
+
+class MaxPool2d:
+    """:func:`max_pool2d` prepared once: the arguments kept and the kernel path resolved at construction (a later
+    change of ``HORQ_KERNEL`` does not affect it), the geometry checked at the first call of each input shape; a
+    call with a contiguous float32 numpy array of the last call's shape goes straight to the core (the argument
+    parsing of :func:`max_pool2d` costs ~10 us a call, more than pooling a small map; the runtime's pool steps
+    are these).
+
+    Raises (at a call): ValueError as :func:`max_pool2d`.
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, *, out_size=None, floor=None,
+                 kernel: str | None = None):
+        self._spec = (kernel_size, stride, padding, dilation, out_size, floor)
+        self.kernel = _resolve_kernel(kernel)
+        self._shape: tuple | None = None  # the input shape the arguments below were checked for
+        self._args: tuple = ()
+
+    def __call__(self, x) -> np.ndarray:
+        if type(x) is np.ndarray and x.shape == self._shape and x.dtype == _F32 and x.flags.c_contiguous:
+            return _core.max_pool2d(x, *self._args)
+        x = _float_input(x, 4, "x", "(N, C, H, W)")
+        (kh, kw), s, p, d, (oh, ow), fl = _pool_geometry(x.shape[2], x.shape[3], *self._spec)
+        args = (kh, kw, s, p, d, oh, ow, fl, self.kernel)
+        y = _core.max_pool2d(x, *args)
+        self._shape, self._args = x.shape, args
+        return y
 
 
 def _pool_geometry(h, w, kernel_size, stride=None, padding=0, dilation=1, out_size=None, floor=None, *, what=""):

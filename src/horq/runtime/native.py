@@ -34,7 +34,7 @@ def import_kernels():
     """
     import horq.kernels as kernels  # noqa: PLC0415 (lazy on purpose: the extension may be missing)
 
-    for name in ("PackedWeights", "Conv2dLayer", "LinearLayer"):
+    for name in ("PackedWeights", "Conv2dLayer", "LinearLayer", "MaxPool2d"):
         if not hasattr(kernels, name):
             raise ImportError(f"horq.kernels has no {name!r}")
     return kernels
@@ -76,6 +76,15 @@ def max_pool2d(kernels, node, params, x):
     if x.dtype != np.float32 or not _core_floor(params.get("floor")):
         return np_ops.max_pool2d(node, params, x)
     return kernels.max_pool2d(x, **_pool_args(node, params))
+
+
+def _pool_step(kernels, node, params):
+    """A planned ``max_pool2d`` step: the core's pool prepared once (:class:`horq.kernels.MaxPool2d`, the kernel path
+    resolved now, as a binary layer's is), numpy's op for what :func:`max_pool2d` leaves to it."""
+    if not _core_floor(params.get("floor")):
+        return functools.partial(np_ops.max_pool2d, node, params)
+    pool = kernels.MaxPool2d(**_pool_args(node, params))
+    return lambda x: pool(x) if x.dtype == np.float32 else np_ops.max_pool2d(node, params, x)
 
 
 def _pool_args(node, params) -> dict:
@@ -148,7 +157,7 @@ def build_step(step, kernels):
     if step.native:
         return build(step, kernels)
     if step.op == "max_pool2d":
-        return functools.partial(max_pool2d, kernels, step.node, dict(step.params))
+        return _pool_step(kernels, step.node, dict(step.params))
     if step.op == "global_avg_pool":
         return functools.partial(global_avg_pool, kernels)
     # The kernel path is resolved when the step is built (as a binary layer's is), for float convs only.

@@ -1,0 +1,52 @@
+"""Where one of the yardstick's whole models spends a call: the model built, converted at one order and exported
+as benchmarks/bench_yardstick_models.py does (random weights, non-trivial BatchNorm statistics), loaded on the
+native runtime and profiled per node (``Model.profile``), 1 thread, batch 1; then the median of plain calls.
+
+    .venv/bin/python benchmarks/profile_model.py [--model resnet18-32] [--order 1] [--repeats 50]
+
+Models: the keys of bench_yardstick_models.MODELS (resnet18-224, resnet18-32, cifar-vgg, mnist-cnn).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_yardstick_models as yardstick  # noqa: E402
+
+from horq import kernels  # noqa: E402
+from horq.runtime import threads  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="resnet18-32", choices=sorted(yardstick.MODELS))
+    ap.add_argument("--order", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=50)
+    args = ap.parse_args(argv)
+    threads.set_num_threads(1)
+    name, shape, classes = yardstick.MODELS[args.model]
+    model = yardstick.float_model(name, shape, classes)
+    with tempfile.TemporaryDirectory() as tmp:
+        horq_model = yardstick.horq_models(model, shape, tmp, orders=(args.order,))[args.order]
+    x = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
+    print(f"{args.model}, order {args.order}, kernel path {kernels.info()['in_use']}, 1 thread, batch 1")
+    print(horq_model.profile(x, repeats=args.repeats).format())
+    times = []
+    for _ in range(args.repeats * 4):
+        t0 = time.perf_counter()
+        horq_model(x)
+        times.append(time.perf_counter() - t0)
+    print(f"plain calls: median {1e3 * statistics.median(times):.3f} ms over {len(times)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
