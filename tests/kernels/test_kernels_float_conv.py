@@ -156,3 +156,24 @@ def test_pooled_conv_refuses_bad_pools():
         kernels.float_conv2d(x, w, pool={"kernel_size": 2, "floor": [0.0, 1.0]})
     with pytest.raises(ValueError, match="output size"):
         kernels.float_conv2d(x, w, pool={"kernel_size": 2, "out_size": (9, 1)})
+
+
+def test_prepared_float_conv_is_float_conv2d(path):
+    """kernels.FloatConv2d (the runtime's float first layers): float_conv2d's bits, with and without a fused pool;
+    after a good call, arrays of the same shape go straight to the core, and anything else is checked again."""
+    rng = np.random.default_rng(11)
+    w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
+    bias, floor = rng.standard_normal(5).astype(np.float32), rng.standard_normal(5).astype(np.float32)
+    args = {"stride": 1, "padding": 1, "bias": bias, "floor": floor, "kernel": path}
+    pool = {"kernel_size": 2, "floor": np.zeros(5, np.float32)}
+    plain, pooled = kernels.FloatConv2d(w, **args), kernels.FloatConv2d(w, **args, pool=pool)
+    for shape in [(2, 3, 20, 18), (2, 3, 20, 18), (1, 3, 9, 33), (2, 3, 20, 18)]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        np.testing.assert_array_equal(plain(x), kernels.float_conv2d(x, w, **args))
+        np.testing.assert_array_equal(pooled(x), kernels.float_conv2d(x, w, **args, pool=pool))
+    with pytest.raises(ValueError, match="float32"):
+        plain(x.astype(np.float64))
+    with pytest.raises(ValueError, match="channels"):
+        plain(rng.standard_normal((2, 4, 20, 18)).astype(np.float32))
+    with pytest.raises(ValueError, match="smaller than the kernel"):
+        kernels.FloatConv2d(w, kernel=path)(np.zeros((1, 3, 2, 2), np.float32))

@@ -1,5 +1,5 @@
 """The native backend runs small float convolutions (a network's first layers) in the core
-(horq.runtime.native.float_conv2d -> horq.kernels.float_conv2d) with the epilogue and floor the numpy op would
+(horq.runtime.native.float_conv_step -> horq.kernels.FloatConv2d) with the epilogue and floor the numpy op would
 apply, and leaves the others to numpy's im2col + BLAS; results stay the reference's to float rounding."""
 
 from __future__ import annotations
@@ -54,13 +54,13 @@ def test_small_float_convs_run_in_the_core(batch, path, tmp_path, monkeypatch):
 
     export(_model(), tmp_path / "m.horq", input_shape=(3, 40, 40))
     calls = []
-    real = kernels.float_conv2d
 
-    def counting(x, weight, **kw):
-        calls.append(weight.shape)
-        return real(x, weight, **kw)
+    class Counting(kernels.FloatConv2d):
+        def __call__(self, x):
+            calls.append(self.weight.shape)
+            return super().__call__(x)
 
-    monkeypatch.setattr(kernels, "float_conv2d", counting)
+    monkeypatch.setattr(kernels, "FloatConv2d", Counting)
     fast = rt.load(tmp_path / "m.horq", backend="native")
     plain, ref = rt.load(tmp_path / "m.horq", backend="numpy"), rt.load(tmp_path / "m.horq", backend="reference")
     assert [s.op for s in fast._steps].count("conv2d") == 5 and "relu" not in [s.op for s in fast._steps]

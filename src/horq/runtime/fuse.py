@@ -100,7 +100,7 @@ def spread_channel_params(step):
         spread = {f"{k}_map": np.ascontiguousarray(np.broadcast_to(
             p[k].astype(np.float32).reshape(1, -1, 1, 1), (1,) + shape)) for k in ("scale", "shift")}
         return replace(step, params={**p, **spread})
-    if step.op == "max_pool2d":  # the native backend's pool takes one floor per channel (native.max_pool2d)
+    if step.op == "max_pool2d":  # the native backend's pool takes one floor per channel (native._pool_step)
         return step
     floor_value = p.get("floor")
     if isinstance(floor_value, np.ndarray) and floor_value.ndim == 4 and floor_value.shape[2:] == (1, 1):

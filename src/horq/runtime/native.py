@@ -34,7 +34,7 @@ def import_kernels():
     """
     import horq.kernels as kernels  # noqa: PLC0415 (lazy on purpose: the extension may be missing)
 
-    for name in ("PackedWeights", "Conv2dLayer", "LinearLayer", "MaxPool2d"):
+    for name in ("PackedWeights", "Conv2dLayer", "LinearLayer", "MaxPool2d", "FloatConv2d"):
         if not hasattr(kernels, name):
             raise ImportError(f"horq.kernels has no {name!r}")
     return kernels
@@ -69,18 +69,11 @@ def build(step, kernels):
     return kernels.LinearLayer(pw, order=a["order"], **epilogue)
 
 
-def max_pool2d(kernels, node, params, x):
-    """A ``max_pool2d`` step in the native core (:func:`horq.kernels.max_pool2d`: one pass per output row instead
-    of numpy's one pass per tap), with its fused floor (one value or one per channel); the same values as
-    :func:`horq.runtime.ops.max_pool2d` (a maximum is exact), which takes anything but a float32 map."""
-    if x.dtype != np.float32 or not _core_floor(params.get("floor")):
-        return np_ops.max_pool2d(node, params, x)
-    return kernels.max_pool2d(x, **_pool_args(node, params))
-
-
 def _pool_step(kernels, node, params):
-    """A planned ``max_pool2d`` step: the core's pool prepared once (:class:`horq.kernels.MaxPool2d`, the kernel path
-    resolved now, as a binary layer's is), numpy's op for what :func:`max_pool2d` leaves to it."""
+    """A planned ``max_pool2d`` step in the native core (:class:`horq.kernels.MaxPool2d`, prepared now, the kernel
+    path resolved as a binary layer's is: one pass per output row instead of numpy's one pass per tap), with its
+    fused floor (one value or one per channel); the same values as :func:`horq.runtime.ops.max_pool2d` (a maximum
+    is exact), which takes anything but a float32 map and other floors."""
     if not _core_floor(params.get("floor")):
         return functools.partial(np_ops.max_pool2d, node, params)
     pool = kernels.MaxPool2d(**_pool_args(node, params))
@@ -125,24 +118,29 @@ def float_conv_runs_natively(step, kernel_path: str) -> bool:
     return field <= FLOAT_CONV_MAX_FIELD and node.out_shape[2] >= FLOAT_CONV_MIN_WIDTH
 
 
-def float_conv2d(kernels, node, params, x, *, kernel_path=None):
-    """A float ``conv2d`` step in the core (:func:`horq.kernels.float_conv2d`, on ``kernel_path``), with the
-    epilogue the numpy op would apply: the output affine folded into the weights and bias
-    (:func:`horq.runtime.ops.build`'s parameters), then the fused floor, then a fused ``max_pool2d``, pooled
-    in the same call when the core takes its floor; the same values as :func:`horq.runtime.ops.conv2d` to float
-    rounding."""
-    if x.dtype != np.float32:
-        return np_ops.conv2d(node, params, x)
+def float_conv_step(kernels, node, params, kernel_path: str):
+    """A planned float ``conv2d`` step in the core (:class:`horq.kernels.FloatConv2d`, prepared now on
+    ``kernel_path``), with the epilogue the numpy op would apply: the output affine folded into the weights and bias
+    (:func:`horq.runtime.ops.build`'s parameters), then the fused floor, then a fused ``max_pool2d``, pooled in the
+    same call when the core takes its floor; the same values as :func:`horq.runtime.ops.conv2d` to float rounding
+    (numpy's op for a non-float32 input)."""
     a = node.attrs
     conv = {"stride": a["stride"], "padding": a["padding"], "dilation": a["dilation"], "bias": params.get("bias"),
             "floor": params["channel_floor"], "kernel": kernel_path}
-    pool = params.get("pool")
-    if pool is None:
-        return kernels.float_conv2d(x, params["weight4"], **conv)
-    pnode, pparams = pool
-    if not _core_floor(pparams.get("floor")):
-        return max_pool2d(kernels, pnode, pparams, kernels.float_conv2d(x, params["weight4"], **conv))
-    return kernels.float_conv2d(x, params["weight4"], **conv, pool=_pool_args(pnode, pparams))
+    pool, after = params.get("pool"), None
+    if pool is not None and _core_floor(pool[1].get("floor")):
+        conv["pool"] = _pool_args(*pool)
+    elif pool is not None:
+        after = _pool_step(kernels, pool[0], dict(pool[1]))
+    fc = kernels.FloatConv2d(params["weight4"], **conv)
+
+    def run(x):
+        if x.dtype != np.float32:
+            return np_ops.conv2d(node, params, x)
+        y = fc(x)
+        return y if after is None else after(y)
+
+    return run
 
 
 def _core_floor(floor) -> bool:
@@ -167,9 +165,10 @@ def build_step(step, kernels):
             params["matrix"].reshape(params["matrix"].shape[0], step.node.in_shapes[0][0], *params["kernel"]))
         floor = params.get("floor")  # one value, or per channel as (1, C, 1, 1), maybe spread over the map at load
         params["channel_floor"] = np.asarray(floor)[0, :, 0, 0] if np.ndim(floor) == 4 else floor
-        return functools.partial(float_conv2d, kernels, step.node, params, kernel_path=path)
+        return float_conv_step(kernels, step.node, params, path)
     if step.op == "conv2d" and "pool" in step.params:  # numpy's convolution, then the core's pool
         pnode, pparams = step.params["pool"]
         conv = np_ops.build(replace(step, params={k: v for k, v in step.params.items() if k != "pool"}))
-        return lambda x: max_pool2d(kernels, pnode, dict(pparams), conv(x))
+        pool = _pool_step(kernels, pnode, dict(pparams))
+        return lambda x: pool(conv(x))
     return np_ops.build(step)
