@@ -168,10 +168,12 @@ void def_kernels(nb::module_& m) {
 
 // ---- layers --------------------------------------------------------------------------------------------
 
-FloatArray conv2d(In<float, nb::ndim<4>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
-                  In<double, nb::ndim<1>> add, std::size_t kh, std::size_t kw, Pair stride, Pair padding,
-                  Pair dilation, int order, const std::string& kernel, Optional1 in_scale, Optional1 in_shift,
-                  std::optional<In<float, nb::ndim<4>>> residual, Optional1 out_floor) {
+// The checked convolution of both bindings (conv2d, and PreparedConv's call).
+FloatArray run_conv2d(const In<float, nb::ndim<4>>& x, const In<horq::word_t, nb::ndim<2>>& wbits,
+                      const In<double, nb::ndim<1>>& coef, const In<double, nb::ndim<1>>& add, std::size_t kh,
+                      std::size_t kw, Pair stride, Pair padding, Pair dilation, int order, const horq::KernelTable& kt,
+                      const Optional1& in_scale, const Optional1& in_shift,
+                      const std::optional<In<float, nb::ndim<4>>>& residual, const Optional1& out_floor) {
   check_order(order);
   const horq::ConvGeometry g = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, stride, padding,
                                              dilation, wbits.shape(0), wbits.shape(1), coef.shape(0), add.shape(0));
@@ -184,7 +186,6 @@ FloatArray conv2d(In<float, nb::ndim<4>> x, In<horq::word_t, nb::ndim<2>> wbits,
                         residual->shape(3) == g.out_w),
           "residual shape != output shape");
   require(!out_floor || out_floor->shape(0) == m, "floor length != output channels");
-  const auto& kt = horq::kernel_table(kernel);
   float* y;
   auto arr = make_array<float>({g.batch, m, g.out_h, g.out_w}, &y, false);
   nb::gil_scoped_release nogil;
@@ -196,6 +197,48 @@ FloatArray conv2d(In<float, nb::ndim<4>> x, In<horq::word_t, nb::ndim<2>> wbits,
   horq::horq_gemm(kt, wbits.data(), m, q, ep, g.out_h * g.out_w, y);
   return arr;
 }
+
+FloatArray conv2d(In<float, nb::ndim<4>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
+                  In<double, nb::ndim<1>> add, std::size_t kh, std::size_t kw, Pair stride, Pair padding,
+                  Pair dilation, int order, const std::string& kernel, Optional1 in_scale, Optional1 in_shift,
+                  std::optional<In<float, nb::ndim<4>>> residual, Optional1 out_floor) {
+  return run_conv2d(x, wbits, coef, add, kh, kw, stride, padding, dilation, order, horq::kernel_table(kernel),
+                    in_scale, in_shift, residual, out_floor);
+}
+
+// conv2d with everything but the input (and residual) given once: the arrays held (references, not copies) and
+// the kernel path resolved at construction, so a call converts two arguments instead of fifteen (~2 us a binary
+// step; horq.kernels.Conv2dLayer's calls). Every check of conv2d still runs per call.
+class PreparedConv {
+ public:
+  PreparedConv(In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef, In<double, nb::ndim<1>> add,
+               std::size_t channels, std::size_t kh, std::size_t kw, Pair stride, Pair padding, Pair dilation,
+               int order, const std::string& kernel, Optional1 in_scale, Optional1 in_shift, Optional1 out_floor)
+      : wbits_(std::move(wbits)), coef_(std::move(coef)), add_(std::move(add)), channels_(channels), kh_(kh), kw_(kw),
+        stride_(stride),
+        padding_(padding), dilation_(dilation), order_(order), kt_(&horq::kernel_table(kernel)),
+        in_scale_(std::move(in_scale)), in_shift_(std::move(in_shift)), out_floor_(std::move(out_floor)) {
+    check_order(order);
+    require(wbits_.shape(1) == horq::conv_words(channels, kh * kw), "weights are not in the conv layout");
+  }
+
+  // The weights' words do not tell every channel count apart (27 and 18 values are one word each): the
+  // channels are given at construction and checked here.
+  FloatArray operator()(In<float, nb::ndim<4>> x, std::optional<In<float, nb::ndim<4>>> residual) const {
+    require(x.shape(1) == channels_, "x does not have the weights' input channels");
+    return run_conv2d(x, wbits_, coef_, add_, kh_, kw_, stride_, padding_, dilation_, order_, *kt_, in_scale_,
+                      in_shift_, residual, out_floor_);
+  }
+
+ private:
+  In<horq::word_t, nb::ndim<2>> wbits_;
+  In<double, nb::ndim<1>> coef_, add_;
+  std::size_t channels_, kh_, kw_;
+  Pair stride_, padding_, dilation_;
+  int order_;
+  const horq::KernelTable* kt_;
+  Optional1 in_scale_, in_shift_, out_floor_;
+};
 
 // The checked linear call of both bindings: each row of x is one column, quantized, then multiplied; the
 // quantized columns are what a training step keeps for its weight gradient.
@@ -231,6 +274,15 @@ void def_layers(nb::module_& m) {
         nb::arg("residual") = nb::none(), nb::arg("out_floor") = nb::none());
   m.def("linear", &linear, nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("order"),
         nb::arg("kernel") = "");
+  nb::class_<PreparedConv>(m, "PreparedConv")
+      .def(nb::init<In<horq::word_t, nb::ndim<2>>, In<double, nb::ndim<1>>, In<double, nb::ndim<1>>, std::size_t,
+                    std::size_t, std::size_t, Pair, Pair, Pair, int, const std::string&, Optional1, Optional1,
+                    Optional1>(),
+           nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("channels"), nb::arg("kh"), nb::arg("kw"),
+           nb::arg("stride"),
+           nb::arg("padding"), nb::arg("dilation"), nb::arg("order"), nb::arg("kernel") = "",
+           nb::arg("in_scale") = nb::none(), nb::arg("in_shift") = nb::none(), nb::arg("out_floor") = nb::none())
+      .def("__call__", &PreparedConv::operator(), nb::arg("x"), nb::arg("residual") = nb::none());
 }
 
 // ---- training (src/horq/nn/native_train.py) ------------------------------------------------------------

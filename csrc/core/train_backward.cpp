@@ -92,8 +92,8 @@ void sign_gemm(const KernelTable& kt, const SignGemm& p, std::size_t rows) {
   });
 }
 
-void transpose_planes(const KernelTable& kt, const word_t* bits, std::size_t ncols, int order, std::size_t ldbits, int k,
-                      word_t* s) {
+void transpose_planes(const KernelTable& kt, const word_t* bits, std::size_t ncols, int order, std::size_t ldbits,
+                      int k, word_t* s) {
   const std::size_t J = ldbits * kWordBits, blocks = words_for(ncols);
   parallel_for(blocks, [&](std::size_t w) {
     alignas(64) word_t a[64];

@@ -213,6 +213,32 @@ def test_prepared_conv_layer_checks_after_a_good_call(path, conv_case):
     np.testing.assert_array_equal(layer(x[:1]), want[:1])  # another batch size: checked again
 
 
+def test_core_prepared_conv_holds_its_arrays(path, conv_case):
+    """_core.PreparedConv (Conv2dLayer's call): conv2d's bits from arrays it was given once and holds (they may be
+    the only references left), and conv2d's checks on every call."""
+    import gc
+
+    x, pw = conv_case
+    layer = kernels.Conv2dLayer(pw, order=2, padding=1, kernel=path)
+    want = kernels.conv2d(x, pw, order=2, padding=1, kernel=path)
+    prepared = _core.PreparedConv(pw.conv_bits().copy(), layer._coef.copy(), layer._add.copy(), 3, 3, 3, (1, 1),
+                                  (1, 1), (1, 1), 2, path)
+    gc.collect()
+    np.testing.assert_array_equal(prepared(x), want)
+    with pytest.raises(ValueError, match="input channels"):
+        prepared(x[:, :2].copy())  # 18 values a column, one word as 27 are: only the channel count tells
+    with pytest.raises(ValueError):
+        prepared(x, np.zeros((1, 1, 1, 1), np.float32))  # a residual of another shape
+    bad = x.copy()
+    bad[0, 0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        prepared(bad)
+    with pytest.raises(ValueError):
+        _core.PreparedConv(pw.conv_bits(), layer._coef, layer._add, 3, 3, 3, (1, 1), (1, 1), (1, 1), 9, path)
+    with pytest.raises(ValueError, match="conv layout"):
+        _core.PreparedConv(pw.conv_bits(), layer._coef, layer._add, 30, 3, 3, (1, 1), (1, 1), (1, 1), 1, path)
+
+
 def test_epilogue_is_not_contracted_into_fma():
     """A float tie that a fused multiply-add rounds differently from the written mul-then-add: every path
     must give the written operations' result (found by the AVX-512 emulation harness, which checks it too)."""
