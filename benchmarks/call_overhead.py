@@ -7,22 +7,14 @@ functions and the raw core call, on inputs so small that the arithmetic is a few
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from horq import _core, kernels
+from horq.timing import median_seconds
 
 
 def median_us(fn, n: int = 20000) -> float:
-    for _ in range(200):
-        fn()
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)) * 1e6
+    return median_seconds(fn, repeats=n, warmup=200) * 1e6
 
 
 def main() -> int:
