@@ -59,6 +59,12 @@ KERNEL_ENV = "HORQ_KERNEL"
 _F32 = np.dtype(np.float32)
 
 
+def _ready(a, shape) -> bool:
+    """Whether ``a`` goes to the core as it is: a contiguous float32 numpy array of ``shape``, the shape a prepared
+    call last checked (the prepared layers' fast path; the core checks shapes and values again)."""
+    return type(a) is np.ndarray and a.shape == shape and a.dtype == _F32 and a.flags.c_contiguous
+
+
 def _resolve_kernel(kernel: str | None) -> str:
     name = kernel if kernel is not None else os.environ.get(KERNEL_ENV, "")
     if not name:
@@ -358,10 +364,8 @@ class Conv2dLayer:
         # Arrays of the shapes the last call checked, already contiguous float32 numpy: straight to the core, which
         # checks every shape again (a runtime model calls each layer with one shape; the Python checks cost a
         # few microseconds, ~2% of a ResNet-18 32x32 call).
-        if (type(x) is np.ndarray and x.shape == self._checked[0] and x.dtype == _F32 and x.flags.c_contiguous
-                and (residual is None if self._checked[1] is None else
-                     type(residual) is np.ndarray and residual.shape == self._checked[1]
-                     and residual.dtype == _F32 and residual.flags.c_contiguous)):
+        if _ready(x, self._checked[0]) and (residual is None if self._checked[1] is None else
+                                             _ready(residual, self._checked[1])):
             return self._core(x, residual)
         x = _float_input(x, 4, "x", "(N, C, H, W)")
         _, c, kh, kw = self.pw.shape
@@ -448,14 +452,13 @@ def float_conv2d(x, weight, *, stride=1, padding=0, dilation=1, bias=None, floor
     Raises:
         ValueError: non-float32 or wrongly shaped ``x`` / ``weight`` / ``bias`` / ``floor``, or a bad geometry.
     """
-    x = _float_input(x, 4, "x", "(N, C, H, W)")
-    fn, args = _float_conv_call(x, weight, stride, padding, dilation, bias, floor, pool, _resolve_kernel(kernel))
-    return fn(x, *args)
+    return FloatConv2d(weight, stride=stride, padding=padding, dilation=dilation, bias=bias, floor=floor, pool=pool,
+                       kernel=kernel)(x)
 
 
 def _float_conv_call(x, weight, stride, padding, dilation, bias, floor, pool, kernel: str):
     """:func:`float_conv2d`'s arguments checked against ``x`` (already a float32 4-d array): the core function and
-    its arguments after ``x``."""
+    its arguments after ``x`` (FloatConv2d's _prepare)."""
     w = _float_input(weight, 4, "weight", "(C_out, C, kh, kw)")
     if w.shape[1] != x.shape[1]:
         raise ValueError(f"float_conv2d: x has {x.shape[1]} channels, the weights expect {w.shape[1]}")
@@ -486,7 +489,29 @@ def _float_conv_call(x, weight, stride, padding, dilation, bias, floor, pool, ke
                                      pstride, ppadding, pdilation, poh, pow_, pfl, kernel)
 
 
-class FloatConv2d:
+class _PreparedCall:
+    """A core call on an (N, C, H, W) float32 map whose other arguments are checked and formed once per input
+    shape (``_prepare(x) -> (core function, its arguments after x)``): a call with a contiguous float32 numpy
+    array of the last call's shape goes straight to the core."""
+
+    _shape: tuple | None = None  # the input shape the call below was formed for
+    _fn: Any = None
+    _args: tuple = ()
+
+    def _prepare(self, x) -> tuple:
+        raise NotImplementedError
+
+    def __call__(self, x) -> np.ndarray:
+        if _ready(x, self._shape):
+            return self._fn(x, *self._args)
+        x = _float_input(x, 4, "x", "(N, C, H, W)")
+        fn, args = self._prepare(x)
+        y = fn(x, *args)
+        self._shape, self._fn, self._args = x.shape, fn, args
+        return y
+
+
+class FloatConv2d(_PreparedCall):
     """:func:`float_conv2d` prepared once: the arguments kept and the kernel path resolved at construction, checked at
     the first call of each input shape; a call with a contiguous float32 numpy array of the last call's shape goes
     straight to the core (the runtime's float first layers; the argument parsing costs ~10 us a call).
@@ -499,18 +524,9 @@ class FloatConv2d:
         self.weight = weight
         self._spec = (weight, stride, padding, dilation, bias, floor, pool)
         self.kernel = _resolve_kernel(kernel)
-        self._shape: tuple | None = None  # the input shape the call below was checked for
-        self._fn: Any = None  # the core function for that shape (float_conv2d or float_conv2d_pool)
-        self._args: tuple = ()
 
-    def __call__(self, x) -> np.ndarray:
-        if type(x) is np.ndarray and x.shape == self._shape and x.dtype == _F32 and x.flags.c_contiguous:
-            return self._fn(x, *self._args)
-        x = _float_input(x, 4, "x", "(N, C, H, W)")
-        fn, args = _float_conv_call(x, *self._spec, self.kernel)
-        y = fn(x, *args)
-        self._shape, self._fn, self._args = x.shape, fn, args
-        return y
+    def _prepare(self, x) -> tuple:
+        return _float_conv_call(x, *self._spec, self.kernel)
 
 
 def global_avg_pool(x) -> np.ndarray:
@@ -537,18 +553,14 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, *, out_size=N
     Raises:
         ValueError: a non-float32 or non-4-d ``x``, a bad geometry, or a ``floor`` of another length.
     """
-    x = _float_input(x, 4, "x", "(N, C, H, W)")
-    (kh, kw), s, p, d, (oh, ow), fl = _pool_geometry(x.shape[2], x.shape[3], kernel_size, stride, padding, dilation,
-                                                     out_size, floor)
-    return _core.max_pool2d(x, kh, kw, s, p, d, oh, ow, fl, _resolve_kernel(kernel))
+    return MaxPool2d(kernel_size, stride, padding, dilation, out_size=out_size, floor=floor, kernel=kernel)(x)
 
 
-class MaxPool2d:
+class MaxPool2d(_PreparedCall):
     """:func:`max_pool2d` prepared once: the arguments kept and the kernel path resolved at construction (a later
     change of ``HORQ_KERNEL`` does not affect it), the geometry checked at the first call of each input shape; a
     call with a contiguous float32 numpy array of the last call's shape goes straight to the core (the argument
-    parsing of :func:`max_pool2d` costs ~10 us a call, more than pooling a small map; the runtime's pool steps
-    are these).
+    parsing costs ~10 us a call, more than pooling a small map; the runtime's pool steps are these).
 
     Raises (at a call): ValueError as :func:`max_pool2d`.
     """
@@ -557,18 +569,10 @@ class MaxPool2d:
                  kernel: str | None = None):
         self._spec = (kernel_size, stride, padding, dilation, out_size, floor)
         self.kernel = _resolve_kernel(kernel)
-        self._shape: tuple | None = None  # the input shape the arguments below were checked for
-        self._args: tuple = ()
 
-    def __call__(self, x) -> np.ndarray:
-        if type(x) is np.ndarray and x.shape == self._shape and x.dtype == _F32 and x.flags.c_contiguous:
-            return _core.max_pool2d(x, *self._args)
-        x = _float_input(x, 4, "x", "(N, C, H, W)")
+    def _prepare(self, x) -> tuple:
         (kh, kw), s, p, d, (oh, ow), fl = _pool_geometry(x.shape[2], x.shape[3], *self._spec)
-        args = (kh, kw, s, p, d, oh, ow, fl, self.kernel)
-        y = _core.max_pool2d(x, *args)
-        self._shape, self._args = x.shape, args
-        return y
+        return _core.max_pool2d, (kh, kw, s, p, d, oh, ow, fl, self.kernel)
 
 
 def _pool_geometry(h, w, kernel_size, stride=None, padding=0, dilation=1, out_size=None, floor=None, *, what=""):
