@@ -215,8 +215,7 @@ class PreparedConv {
                std::size_t channels, std::size_t kh, std::size_t kw, Pair stride, Pair padding, Pair dilation,
                int order, const std::string& kernel, Optional1 in_scale, Optional1 in_shift, Optional1 out_floor)
       : wbits_(std::move(wbits)), coef_(std::move(coef)), add_(std::move(add)), channels_(channels), kh_(kh), kw_(kw),
-        stride_(stride),
-        padding_(padding), dilation_(dilation), order_(order), kt_(&horq::kernel_table(kernel)),
+        stride_(stride), padding_(padding), dilation_(dilation), order_(order), kt_(&horq::kernel_table(kernel)),
         in_scale_(std::move(in_scale)), in_shift_(std::move(in_shift)), out_floor_(std::move(out_floor)) {
     check_order(order);
     require(wbits_.shape(1) == horq::conv_words(channels, kh * kw), "weights are not in the conv layout");
@@ -279,8 +278,7 @@ void def_layers(nb::module_& m) {
                     std::size_t, std::size_t, Pair, Pair, Pair, int, const std::string&, Optional1, Optional1,
                     Optional1>(),
            nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("channels"), nb::arg("kh"), nb::arg("kw"),
-           nb::arg("stride"),
-           nb::arg("padding"), nb::arg("dilation"), nb::arg("order"), nb::arg("kernel") = "",
+           nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"), nb::arg("order"), nb::arg("kernel") = "",
            nb::arg("in_scale") = nb::none(), nb::arg("in_shift") = nb::none(), nb::arg("out_floor") = nb::none())
       .def("__call__", &PreparedConv::operator(), nb::arg("x"), nb::arg("residual") = nb::none());
 }

@@ -56,46 +56,30 @@ void expand_column_avx2(const word_t* const* planes, const float* b, int order, 
 
 namespace {
 
-// Level j's swap of the pair (a, b): t = ((a >> j) ^ b) & mask, a ^= t << j, b ^= t (transpose64_generic).
-template <int J>
-inline void swap_pair(__m256i& a, __m256i& b, __m256i mask) {
-  const __m256i t = _mm256_and_si256(_mm256_xor_si256(_mm256_srli_epi64(a, J), b), mask);
-  a = _mm256_xor_si256(a, _mm256_slli_epi64(t, J));
-  b = _mm256_xor_si256(b, t);
-}
-
-// Level j < 4: the pairs are lanes j apart in one register; `partner` has lanes k and k ^ j exchanged, and the
-// lanes with bit j set hold the pair's b (HIGH: their 32-bit halves, as a blend_epi32 mask).
-template <int J, int HIGH>
-inline __m256i swap_lanes(__m256i r, __m256i partner, __m256i mask) {
-  const __m256i a = _mm256_blend_epi32(r, partner, HIGH), b = _mm256_blend_epi32(partner, r, HIGH);
-  const __m256i t = _mm256_and_si256(_mm256_xor_si256(_mm256_srli_epi64(a, J), b), mask);
-  return _mm256_xor_si256(r, _mm256_blend_epi32(_mm256_slli_epi64(t, J), t, HIGH));
-}
+// Four words a register (sign_gemm_walk.h transpose64_walk): levels 2 and 1 inside it, HIGH the 32-bit halves of
+// the lanes with bit j set as a blend_epi32 mask.
+struct Words4 {
+  using reg = __m256i;
+  static constexpr int kWords = 4;
+  static reg load(const word_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static void store(word_t* p, reg r) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), r); }
+  static reg set1(word_t v) { return _mm256_set1_epi64x(static_cast<long long>(v)); }
+  template <unsigned J>
+  static reg srli(reg r) { return _mm256_srli_epi64(r, J); }
+  template <unsigned J>
+  static reg slli(reg r) { return _mm256_slli_epi64(r, J); }
+  static reg xor_(reg a, reg b) { return _mm256_xor_si256(a, b); }
+  static reg and_(reg a, reg b) { return _mm256_and_si256(a, b); }
+  template <unsigned J>
+  static reg partner(reg r) {
+    return _mm256_permute4x64_epi64(r, J == 2 ? _MM_SHUFFLE(1, 0, 3, 2) : _MM_SHUFFLE(2, 3, 0, 1));
+  }
+  template <unsigned J>
+  static reg high(reg x, reg y) { return _mm256_blend_epi32(x, y, J == 2 ? 0xF0 : 0xCC); }
+};
 
 }  // namespace
 
-// Sixteen registers of four words: levels 32, 16, 8, 4 pair registers 8, 4, 2, 1 apart; levels 2, 1 pair lanes.
-void transpose64_avx2(word_t* a) {
-  __m256i r[16];
-  for (int i = 0; i < 16; ++i) r[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 4 * i));
-  const __m256i m32 = _mm256_set1_epi64x(0x00000000FFFFFFFFll), m16 = _mm256_set1_epi64x(0x0000FFFF0000FFFFll);
-  const __m256i m8 = _mm256_set1_epi64x(0x00FF00FF00FF00FFll), m4 = _mm256_set1_epi64x(0x0F0F0F0F0F0F0F0Fll);
-  const __m256i m2 = _mm256_set1_epi64x(0x3333333333333333ll), m1 = _mm256_set1_epi64x(0x5555555555555555ll);
-  for (int i = 0; i < 16; ++i)
-    if (!(i & 8)) swap_pair<32>(r[i], r[i + 8], m32);
-  for (int i = 0; i < 16; ++i)
-    if (!(i & 4)) swap_pair<16>(r[i], r[i + 4], m16);
-  for (int i = 0; i < 16; ++i)
-    if (!(i & 2)) swap_pair<8>(r[i], r[i + 2], m8);
-  for (int i = 0; i < 16; ++i)
-    if (!(i & 1)) swap_pair<4>(r[i], r[i + 1], m4);
-  for (int i = 0; i < 16; ++i) {
-    __m256i x = r[i];
-    x = swap_lanes<2, 0xF0>(x, _mm256_permute4x64_epi64(x, _MM_SHUFFLE(1, 0, 3, 2)), m2);
-    x = swap_lanes<1, 0xCC>(x, _mm256_permute4x64_epi64(x, _MM_SHUFFLE(2, 3, 0, 1)), m1);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(a + 4 * i), x);
-  }
-}
+void transpose64_avx2(word_t* a) { transpose64_walk<Words4>(a); }
 
 }  // namespace horq

@@ -52,42 +52,32 @@ void expand_column_avx512(const word_t* const* planes, const float* b, int order
 
 namespace {
 
-// Level j's swap of the pair (a, b): t = ((a >> j) ^ b) & mask, a ^= t << j, b ^= t (transpose64_generic).
-template <unsigned J>
-inline void swap_pair(__m512i& a, __m512i& b, __m512i mask) {
-  const __m512i t = _mm512_and_si512(_mm512_xor_si512(_mm512_srli_epi64(a, J), b), mask);
-  a = _mm512_xor_si512(a, _mm512_slli_epi64(t, J));
-  b = _mm512_xor_si512(b, t);
-}
-
-// Level j < 8: the pairs are lanes j apart in one register. Each lane sees its partner through `partner` (the
-// register with lanes k and k ^ j exchanged); the lanes with bit j set (`high`) hold the pair's b.
-template <unsigned J>
-inline __m512i swap_lanes(__m512i r, __m512i partner, __mmask8 high, __m512i mask) {
-  const __m512i a = _mm512_mask_blend_epi64(high, r, partner), b = _mm512_mask_blend_epi64(high, partner, r);
-  const __m512i t = _mm512_and_si512(_mm512_xor_si512(_mm512_srli_epi64(a, J), b), mask);
-  return _mm512_xor_si512(r, _mm512_mask_blend_epi64(high, _mm512_slli_epi64(t, J), t));
-}
+// Eight words a register (sign_gemm_walk.h transpose64_walk): levels 4, 2 and 1 inside it.
+struct Words8 {
+  using reg = __m512i;
+  static constexpr int kWords = 8;
+  static reg load(const word_t* p) { return _mm512_loadu_si512(p); }
+  static void store(word_t* p, reg r) { _mm512_storeu_si512(p, r); }
+  static reg set1(word_t v) { return _mm512_set1_epi64(static_cast<long long>(v)); }
+  template <unsigned J>
+  static reg srli(reg r) { return _mm512_srli_epi64(r, J); }
+  template <unsigned J>
+  static reg slli(reg r) { return _mm512_slli_epi64(r, J); }
+  static reg xor_(reg a, reg b) { return _mm512_xor_si512(a, b); }
+  static reg and_(reg a, reg b) { return _mm512_and_si512(a, b); }
+  template <unsigned J>
+  static reg partner(reg r) {
+    if constexpr (J == 4) return _mm512_shuffle_i64x2(r, r, _MM_SHUFFLE(1, 0, 3, 2));
+    else return _mm512_permutex_epi64(r, J == 2 ? _MM_SHUFFLE(1, 0, 3, 2) : _MM_SHUFFLE(2, 3, 0, 1));
+  }
+  template <unsigned J>
+  static reg high(reg x, reg y) {
+    return _mm512_mask_blend_epi64(static_cast<__mmask8>(J == 4 ? 0xF0 : J == 2 ? 0xCC : 0xAA), x, y);
+  }
+};
 
 }  // namespace
 
-// Eight registers of eight words: levels 32, 16, 8 pair registers 4, 2, 1 apart; levels 4, 2, 1 pair lanes.
-void transpose64_avx512(word_t* a) {
-  __m512i r[8];
-  for (int i = 0; i < 8; ++i) r[i] = _mm512_loadu_si512(a + 8 * i);
-  const __m512i m32 = _mm512_set1_epi64(0x00000000FFFFFFFFll), m16 = _mm512_set1_epi64(0x0000FFFF0000FFFFll);
-  const __m512i m8 = _mm512_set1_epi64(0x00FF00FF00FF00FFll), m4 = _mm512_set1_epi64(0x0F0F0F0F0F0F0F0Fll);
-  const __m512i m2 = _mm512_set1_epi64(0x3333333333333333ll), m1 = _mm512_set1_epi64(0x5555555555555555ll);
-  for (int i = 0; i < 4; ++i) swap_pair<32>(r[i], r[i + 4], m32);
-  for (int i : {0, 1, 4, 5}) swap_pair<16>(r[i], r[i + 2], m16);
-  for (int i : {0, 2, 4, 6}) swap_pair<8>(r[i], r[i + 1], m8);
-  for (int i = 0; i < 8; ++i) {
-    __m512i x = r[i];
-    x = swap_lanes<4>(x, _mm512_shuffle_i64x2(x, x, _MM_SHUFFLE(1, 0, 3, 2)), 0xF0, m4);
-    x = swap_lanes<2>(x, _mm512_permutex_epi64(x, _MM_SHUFFLE(1, 0, 3, 2)), 0xCC, m2);
-    x = swap_lanes<1>(x, _mm512_permutex_epi64(x, _MM_SHUFFLE(2, 3, 0, 1)), 0xAA, m1);
-    _mm512_storeu_si512(a + 8 * i, x);
-  }
-}
+void transpose64_avx512(word_t* a) { transpose64_walk<Words8>(a); }
 
 }  // namespace horq

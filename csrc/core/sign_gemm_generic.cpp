@@ -62,16 +62,25 @@ void expand_column_generic(const word_t* const* planes, const float* b, int orde
   expand_column_walk<Portable>(planes, b, order, groups, cg, gw, out);
 }
 
-// Level j: pairs (k, k | j) for every k without bit j; mask = the low j bits of each 2j-bit group.
-void transpose64_generic(word_t* a) {
-  word_t mask = 0x00000000FFFFFFFFull;
-  for (unsigned j = 32; j != 0; j >>= 1, mask ^= mask << j) {
-    for (unsigned k = 0; k < 64; k = ((k | j) + 1) & ~j) {
-      const word_t t = ((a[k] >> j) ^ a[k | j]) & mask;
-      a[k] ^= t << j;
-      a[k | j] ^= t;
-    }
-  }
-}
+namespace {
+
+// One word a register: every level pairs whole words (sign_gemm_walk.h transpose64_walk).
+struct Words {
+  using reg = word_t;
+  static constexpr int kWords = 1;
+  static reg load(const word_t* p) { return *p; }
+  static void store(word_t* p, reg r) { *p = r; }
+  static reg set1(word_t v) { return v; }
+  template <unsigned J>
+  static reg srli(reg r) { return r >> J; }
+  template <unsigned J>
+  static reg slli(reg r) { return r << J; }
+  static reg xor_(reg a, reg b) { return a ^ b; }
+  static reg and_(reg a, reg b) { return a & b; }
+};
+
+}  // namespace
+
+void transpose64_generic(word_t* a) { transpose64_walk<Words>(a); }
 
 }  // namespace horq

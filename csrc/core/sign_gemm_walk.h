@@ -14,7 +14,7 @@
 // driver keeps a task's rows few enough for its outputs to stay in the L2 cache). Rows of `s` are read one word
 // per row per half-word, contiguous in j (the word-block-major layout).
 //
-// Measured on a Sapphire Rapids core (round 9 of docs/KERNELS.md; the cycle counts are /tmp microbenchmarks'):
+// Measured on a Sapphire Rapids core (round 9 of docs/KERNELS.md, benchmarks/profile_sign_gemm.cpp):
 // two half-words per step (64 KiB of tables, outputs loaded and stored half as often) lost to one, as the
 // tables no longer fit in L1 (their build then writes lines that are not there and the lookups miss); and with
 // the row loop inlined into the block GCC formed all sixteen table addresses of a row up front and spilled
@@ -31,7 +31,6 @@ namespace horq {
 // tables + (g * 16 + b) * NV * L). FULL: every lane of the block present (plain loads and stores, no per-row
 // tests), the common case, compiled apart; the same operations either way. A function of its own, so the few
 // values the loop needs stay in registers.
-template <class V, int NV>
 struct SignRows {
   const float* tables;
   const word_t* srow;
@@ -43,7 +42,7 @@ struct SignRows {
 };
 
 template <class V, int NV, bool FULL>
-[[gnu::noinline]] void sign_rows(const SignRows<V, NV> sr, std::size_t j0, std::size_t j1) {
+[[gnu::noinline]] void sign_rows(const SignRows sr, std::size_t j0, std::size_t j1) {
   using reg = typename V::reg;
   constexpr int L = V::kLanes;
   constexpr std::size_t kEntry = static_cast<std::size_t>(NV) * L;
@@ -124,7 +123,7 @@ template <class V, int NV>
     const word_t* srow = p.s + (r0 / kWordBits) * p.J;
     const unsigned shift = static_cast<unsigned>(r0 % kWordBits);
     const bool first = r0 == 0 && !p.accumulate;
-    const SignRows<V, NV> sr{&table[0][0][0], srow, shift, p.out + mb, p.ldo, part, first};
+    const SignRows sr{&table[0][0][0], srow, shift, p.out + mb, p.ldo, part, first};
     if (nlanes == static_cast<std::size_t>(NV * L))
       sign_rows<V, NV, true>(sr, j0, j1);
     else
@@ -198,6 +197,52 @@ template <class V>
         acc = V::add(acc, V::signed_value(static_cast<unsigned>((planes[k][w] >> sh) & kMask), b[k]));
       V::store_part(out + i, acc, static_cast<int>(std::min(L, cg - i)));
     }
+}
+
+// transpose64 (sign_gemm.h) on registers of T::kWords words (1 on the generic path): level j swaps the pairs of
+// words k, k + j (k without bit j) as t = ((a >> j) ^ b) & mask, a ^= t << j, b ^= t, with mask the low j bits of
+// each 2j-bit group. While j >= kWords a pair is two registers j / kWords apart; below, a register's own lanes
+// (T::partner<j>: lanes k and k ^ j exchanged; T::high<j>(x, y): y in the lanes with bit j set, the pair's b).
+// T: reg, kWords, load, store, set1, srli<j>, slli<j>, xor_, and_, and for kWords > 1 partner<j> and high<j>.
+template <class T, unsigned J>
+[[gnu::always_inline]] inline void transpose64_level(typename T::reg* r) {
+  using reg = typename T::reg;
+  constexpr int W = T::kWords, R = 64 / W;
+  // Bit i of the mask is set where bit i of the word's column index has bit log2(J) clear.
+  constexpr word_t kMask = J == 32 ? 0x00000000FFFFFFFFull : J == 16 ? 0x0000FFFF0000FFFFull
+                         : J == 8  ? 0x00FF00FF00FF00FFull : J == 4  ? 0x0F0F0F0F0F0F0F0Full
+                         : J == 2  ? 0x3333333333333333ull : 0x5555555555555555ull;
+  const reg mask = T::set1(kMask);
+  if constexpr (J >= static_cast<unsigned>(W)) {
+    constexpr int d = static_cast<int>(J) / W;
+    for (int i = 0; i < R; ++i) {
+      if (i & d) continue;
+      const reg t = T::and_(T::xor_(T::template srli<J>(r[i]), r[i + d]), mask);
+      r[i] = T::xor_(r[i], T::template slli<J>(t));
+      r[i + d] = T::xor_(r[i + d], t);
+    }
+  } else {
+    for (int i = 0; i < R; ++i) {
+      const reg p = T::template partner<J>(r[i]);
+      const reg a = T::template high<J>(r[i], p), b = T::template high<J>(p, r[i]);
+      const reg t = T::and_(T::xor_(T::template srli<J>(a), b), mask);
+      r[i] = T::xor_(r[i], T::template high<J>(T::template slli<J>(t), t));
+    }
+  }
+}
+
+template <class T>
+[[gnu::always_inline]] inline void transpose64_walk(word_t* a) {
+  constexpr int W = T::kWords, R = 64 / W;
+  typename T::reg r[R];
+  for (int i = 0; i < R; ++i) r[i] = T::load(a + W * i);
+  transpose64_level<T, 32>(r);
+  transpose64_level<T, 16>(r);
+  transpose64_level<T, 8>(r);
+  transpose64_level<T, 4>(r);
+  transpose64_level<T, 2>(r);
+  transpose64_level<T, 1>(r);
+  for (int i = 0; i < R; ++i) T::store(a + W * i, r[i]);
 }
 
 // A task: outputs [m0, m1) x [j0, j1) in blocks of NV * kLanes lanes (the last block masked).
