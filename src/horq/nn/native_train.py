@@ -62,10 +62,10 @@ PLANES_MIN_COLS = 1000
 PLANES_MAX_ORDER = 2
 # Output channels from which, on kernel paths other than avx512, order 2 takes the GEMM route instead: the AVX2
 # product runs at about half the AVX-512 one's rate per term where PyTorch's float GEMM loses less, so there the K = 2
-# products took 1.15-1.29x the GEMM route's time on cifar-vgg's layers (128-512 channels) and 0.77-0.86x on
-# mnist-cnn's (64); whole order-2 steps at HORQ_KERNEL=avx2 (`ATEN_CPU_CAPABILITY=avx2`, in-process A/B, medians
-# of 5): cifar-vgg 2112 -> 1935 ms, resnet18 2317 -> 2239, mnist-cnn (64 channels, products kept) 72.3 against
-# 74.4 with the GEMM route; on avx512 cifar-vgg's products stay faster (1498 against 1598 ms).
+# products took 1.15-1.29x the GEMM route's time on cifar-vgg's layers (128-512 channels) and 0.76-0.86x on
+# mnist-cnn's (64), while on avx512 0.81-0.95x on cifar-vgg's (`python benchmarks/bench_backward.py`, with and
+# without HORQ_KERNEL=avx2 ATEN_CPU_CAPABILITY=avx2). cifar-vgg's order-2 step at HORQ_KERNEL=avx2, `horq bench
+# training`: 0.97x FP before, 0.91x after (docs/TRAINING.md).
 PLANES_WIDE_OUT = 128
 
 _enabled = False
