@@ -109,10 +109,16 @@ struct PixelPlanes {
   std::vector<word_t> bits;
 };
 
+// Whether order 2 runs on whole columns read from zero-bordered images (quantize_image2): with the pixel image
+// and whole words per tap. Its NHWC copy then has the image's border (`padded` below).
+bool image_columns(const QuantizedColumns& q, const ConvGeometry& g) {
+  return q.implicit_h1 && q.order == 2 && g.channels % kWordBits == 0;
+}
+
 // Whether the column pass reads its taps from an NHWC float copy of the input (orders >= 2) rather than from
-// the input itself (NHWC, no affine: already the copy).
-bool copies_nhwc(const ConvGeometry& g, int order, const float* in_scale) {
-  return order >= 2 && !(g.nhwc && in_scale == nullptr);
+// the input itself (NHWC, no affine: already the copy, unless the copy needs the border).
+bool copies_nhwc(const QuantizedColumns& q, const ConvGeometry& g, const float* in_scale) {
+  return q.order >= 2 && (!(g.nhwc && in_scale == nullptr) || image_columns(q, g));
 }
 
 // Image row t (image t / H, row t % H) at src, its channels cstride floats apart (an NCHW image, or an NHWC one
@@ -124,7 +130,11 @@ std::uint32_t pack_input_row(const KernelTable& kt, const float* src, std::size_
   const std::size_t C = g.channels, H = g.height, W = g.width, gw = words_for(C);
   const std::size_t img = t / H, y = t % H;
   PixelImage& im = q.image;
-  const bool implicit = q.implicit_h1, copy = copies_nhwc(g, q.order, in_scale);
+  const bool implicit = q.implicit_h1, copy = copies_nhwc(q, g, in_scale);
+  // The copy's row: with the image's border (image_columns) or packed.
+  float* xrow = !copy                       ? nullptr
+                : image_columns(q, g) ? pp.xt.get() + ((img * im.hp + y + g.ph) * im.wp + g.pw) * C
+                                            : pp.xt.get() + t * W * C;
   double* psum = implicit ? im.sums.data() + (img * im.hp + y + g.ph) * im.wp + g.pw : pp.sums.data() + t * W;
   if (!implicit) std::fill_n(psum, W, 0.0);
   std::uint32_t bad = 0;
@@ -139,7 +149,7 @@ std::uint32_t pack_input_row(const KernelTable& kt, const float* src, std::size_
     } else {
       bad |= kt.pack_pixels(rows, cstride, c1 - c0, W, pp.bits.data() + t * W * gw + gi, gw, psum, scale, shift);
     }
-    if (copy) kt.to_nhwc(rows, cstride, c1 - c0, W, scale, shift, pp.xt.get() + t * W * C + c0, C);
+    if (copy) kt.to_nhwc(rows, cstride, c1 - c0, W, scale, shift, xrow + c0, C);
   }
   return bad;
 }
@@ -153,7 +163,21 @@ PixelPlanes pack_input(const KernelTable& kt, const float* x, const ConvGeometry
   const std::size_t C = g.channels, H = g.height, W = g.width, plane = H * W;
   const std::size_t npix = g.batch * plane, gw = words_for(C);
   PixelPlanes pp;
-  if (copies_nhwc(g, q.order, in_scale)) pp.xt.reset(new float[npix * C]);
+  if (image_columns(q, g)) {  // zero-bordered: the border zeroed here, the rest written by the pixel pass
+    const std::size_t hp = q.image.hp, wp = q.image.wp, row = wp * C;
+    pp.xt.reset(new float[g.batch * hp * row]);
+    for (std::size_t img = 0; img < g.batch; ++img) {
+      float* xi = pp.xt.get() + img * hp * row;
+      std::fill_n(xi, g.ph * row, 0.0f);
+      std::fill_n(xi + (g.ph + H) * row, (hp - g.ph - H) * row, 0.0f);
+      for (std::size_t y = g.ph; y < g.ph + H; ++y) {
+        std::fill_n(xi + y * row, g.pw * C, 0.0f);
+        std::fill_n(xi + y * row + (g.pw + W) * C, (wp - g.pw - W) * C, 0.0f);
+      }
+    }
+  } else if (copies_nhwc(q, g, in_scale)) {
+    pp.xt.reset(new float[npix * C]);
+  }
   pp.sums.resize(q.implicit_h1 ? 0 : npix);
   pp.bits.resize(q.implicit_h1 ? 0 : npix * gw);
   std::atomic<bool> finite{true};
@@ -190,6 +214,7 @@ struct ColumnSource {
   const word_t* img_words;  // the image's words (with an image)
   const double* sums;       // pixel sums: the image's, or per pixel
   const float* xt;          // the NHWC copy (order >= 2)
+  const std::int64_t* x_off;  // with image_columns: per tap, its offset in that copy (floats)
 };
 
 // Column (img, oy, ox): tap t's pointer into the NHWC copy in tp[t] (nullptr for a padding tap, or at order
@@ -246,6 +271,16 @@ void quantize_column_block(const KernelTable& kt, const ColumnSource& source, Qu
   thread_local std::vector<word_t> grouped;
   const std::size_t glen = s.taps * s.gw, order = static_cast<std::size_t>(s.order);
   if (s.compact && grouped.size() < order * glen) grouped.resize(order * glen);
+  if (image_columns(q, s.g)) {  // order 2 from the zero-bordered images, the block's columns in one call
+    std::int64_t pix[kColsPerTask], word[kColsPerTask];
+    PixelCursor at(q.image, col0);
+    for (std::size_t col = col0; col < col1; ++col, at.next()) pix[col - col0] = at.sum(), word[col - col0] = at.word();
+    const ImageColumns im{s.xt,           q.image.words.data(), q.image.sums.data(), q.image.sum_off.data(),
+                          s.x_off,          q.image.word_off.data(), s.taps, s.g.channels, s.n};
+    kt.quantize_image2(im, pix, word, col1 - col0, q.bits.data() + (col0 * 2 + 1) * s.kwords, 2 * s.kwords,
+                       q.betas.data() + col0 * 2);
+    return;
+  }
   ColumnCursor at(s.ppi, s.g.out_w, col0);
   for (std::size_t col = col0; col < col1; ++col, at.next()) {
     word_t* const out_bits = q.bits.data() + col * order * s.kwords;
@@ -271,10 +306,13 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
   const PixelPlanes pp = pack_input(kt, x, g, in_scale, in_shift, q);
   if (q.implicit_h1 && order == 1) return q;  // the GEMM task reads H_1 and beta_1 from the image
   const std::size_t taps = g.kh * g.kw;
+  std::vector<std::int64_t> x_off;
+  if (image_columns(q, g))
+    for (const std::int64_t off : q.image.sum_off) x_off.push_back(off * static_cast<std::int64_t>(g.channels));
   const ColumnSource source{g, taps, words_for(g.channels), q.kw, g.out_h * g.out_w, q.image.hp, q.image.wp, order,
                             conv_compact(g.channels, taps), q.implicit_h1, static_cast<double>(q.n),
                             pp.bits.data(), q.image.words.data(), q.implicit_h1 ? q.image.sums.data() : pp.sums.data(),
-                            copies_nhwc(g, order, in_scale) ? pp.xt.get() : x};
+                            copies_nhwc(q, g, in_scale) ? pp.xt.get() : x, x_off.data()};
   parallel_for(ceil_div(q.ncols, kColsPerTask), [&](std::size_t t) {
     quantize_column_block(kt, source, q, t * kColsPerTask, std::min(q.ncols, (t + 1) * kColsPerTask));
   });

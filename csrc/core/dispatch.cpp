@@ -19,6 +19,7 @@ namespace {
     t.quantize = quantize_column_##isa;             \
     t.quantize_taps = quantize_taps_##isa;          \
     t.quantize_taps2 = quantize_taps2_##isa;        \
+    t.quantize_image2 = quantize_image2_##isa;      \
     t.pack_pixels = pack_pixels_##isa;              \
     t.to_nhwc = to_nhwc_##isa;                      \
     t.gemm_task = task;                             \
@@ -34,7 +35,7 @@ namespace {
     return t;                                       \
   }()
 
-static_assert(sizeof(KernelTable) == 17 * sizeof(void*),
+static_assert(sizeof(KernelTable) == 18 * sizeof(void*),
               "a member added to KernelTable must be set in HORQ_KERNEL_TABLE (and counted here)");
 
 const KernelTable kGeneric = HORQ_KERNEL_TABLE(generic, nullptr);

@@ -267,6 +267,11 @@ void quantize_taps2_avx2(const float* const* taps, std::size_t ntaps, std::size_
   }
 }
 
+void quantize_image2_avx2(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word,
+                             std::size_t count, word_t* bits, std::size_t ldbits, double* betas) {
+  image2_walk<Taps2BelowPass, Taps2Pass>(im, pix, word, count, bits, ldbits, betas);
+}
+
 // 8 pixels at a time with their 8 words and 8 sums in registers across all channels (the AVX-512 version's
 // scheme): per channel one load, a compare whose 32-bit lanes widen to 64-bit masks selecting bit c of the
 // words, an exponent test for NaN/Inf, and |x| widened to double and added per lane in channel order (the

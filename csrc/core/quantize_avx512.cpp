@@ -143,10 +143,8 @@ struct Taps2BelowPass {
       }
       for (int q = 0; q < 4; ++q) l |= static_cast<word_t>(lm[q]) << (16 * q);
       if (pending) flush();
-      part = _mm512_add_ps(_mm512_maskz_add_ps(lm[0] | lm[1], _mm512_maskz_mov_ps(lm[0], a[0]),
-                                               _mm512_maskz_mov_ps(lm[1], a[1])),
-                           _mm512_maskz_add_ps(lm[2] | lm[3], _mm512_maskz_mov_ps(lm[2], a[2]),
-                                               _mm512_maskz_mov_ps(lm[3], a[3])));
+      part = _mm512_maskz_mov_ps(lm[0], a[0]);  // one chain per word: the words' chains overlap
+      for (int q = 1; q < 4; ++q) part = _mm512_mask_add_ps(part, lm[q], part, a[q]);
       pending = 4;
     } else {
       const int nv = static_cast<int>(ceil_div(len, kFloats));
@@ -311,6 +309,11 @@ void quantize_taps2_avx512(const float* const* taps, std::size_t ntaps, std::siz
   } else {
     taps2_walk(taps, ntaps, cg, bits, ldbits, betas, Taps2Pass(th));
   }
+}
+
+void quantize_image2_avx512(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word,
+                               std::size_t count, word_t* bits, std::size_t ldbits, double* betas) {
+  image2_walk<Taps2BelowPass, Taps2Pass>(im, pix, word, count, bits, ldbits, betas);
 }
 
 // Up to 64 pixels at a time (4 vectors) with their words and sums in registers across all channels, so a

@@ -130,6 +130,11 @@ struct Taps2Pass {
   double total(double sum) const { return sum; }
 };
 
+// Taps2Pass for either case of beta_1 (image2_walk's two pass types).
+struct Image2Pass : Taps2Pass {
+  explicit Image2Pass(const Threshold32& t, double = 0.0) : Taps2Pass{t} {}
+};
+
 }  // namespace
 
 void quantize_column_generic(double* r, std::size_t groups, std::size_t cg, int order, word_t* bits,
@@ -145,6 +150,11 @@ void quantize_taps_generic(const float* const* taps, std::size_t ntaps, std::siz
 void quantize_taps2_generic(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits,
                             std::size_t ldbits, double* betas) {
   taps2_walk(taps, ntaps, cg, bits, ldbits, betas, Taps2Pass{Threshold32(betas[0])});
+}
+
+void quantize_image2_generic(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word,
+                             std::size_t count, word_t* bits, std::size_t ldbits, double* betas) {
+  image2_walk<Image2Pass, Image2Pass>(im, pix, word, count, bits, ldbits, betas);
 }
 
 // One channel at a time along the contiguous row: every pixel has its own accumulators, so the loop

@@ -93,15 +93,21 @@ void taps_walk(const float* const* taps, std::size_t ntaps, std::size_t cg, int 
 // FLT_MAX), which is what std::nextafter gives, without its library call once per column.
 struct Threshold32 {
   float nearest, up, down;
-  explicit Threshold32(double b) : nearest(static_cast<float>(b)), up(nearest), down(nearest) {
+  // Branch-free (which way beta_1 rounds is a coin toss per column: branches on it were mispredicted half the time).
+  explicit Threshold32(double b) : nearest(static_cast<float>(b)) {
     std::uint32_t u;
     std::memcpy(&u, &nearest, sizeof u);
-    if (static_cast<double>(nearest) < b) step(up, u + 1);
-    if (static_cast<double>(nearest) > b) step(down, u - 1);
+    const double n = static_cast<double>(nearest);
+    up = from_bits(u + static_cast<std::uint32_t>(n < b));
+    down = from_bits(u - static_cast<std::uint32_t>(n > b));
   }
 
  private:
-  static void step(float& f, std::uint32_t u) { std::memcpy(&f, &u, sizeof f); }
+  static float from_bits(std::uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+  }
 };
 
 // Order 2 of a padding tap (x = 0 in all cg values): r_1 = -beta_1 is negative unless beta_1 = 0, so every
@@ -132,6 +138,39 @@ void taps2_walk(const float* const* taps, std::size_t ntaps, std::size_t cg, wor
     for (std::size_t w = 0; w < gw; ++w) wg[w] = pass.word(x, w * kWordBits, word_end(w, cg), sum, h1[w]);
   }
   betas[1] = pass.total(sum) / static_cast<double>(n);
+}
+
+// quantize_image2_* (quantize.h): per column the box sum, then Below(th, beta_1) (a taps2 pass for beta_1 between
+// two floats) or Exact(th) (beta_1 a float32 value) over the column's whole words in tap order.
+template <class Pass>
+double image2_taps(Pass pass, const ImageColumns& im, const float* x, const word_t* words, word_t* row) {
+  const std::size_t gw = im.C / kWordBits;
+  double sum = 0.0;
+  for (std::size_t t = 0; t < im.taps; ++t) {
+    const float* xt = x + im.x_off[t];
+    for (std::size_t w = 0; w < gw; ++w)
+      row[t * gw + w] = pass.word(xt, w * kWordBits, (w + 1) * kWordBits, sum, words[im.word_off[t * gw + w]]);
+  }
+  return pass.total(sum);
+}
+
+template <class Below, class Exact>
+void image2_walk(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word, std::size_t count,
+                 word_t* bits, std::size_t ldbits, double* betas) {
+  for (std::size_t i = 0; i < count; ++i) {
+    const double* sums = im.sums + pix[i];
+    double s = 0.0;
+    for (std::size_t t = 0; t < im.taps; ++t) s += sums[im.pix_off[t]];
+    const double beta1 = s / im.n;
+    const Threshold32 th(beta1);
+    const float* x = im.x + pix[i] * static_cast<std::int64_t>(im.C);
+    const word_t* words = im.words + word[i];
+    word_t* row = bits + i * ldbits;
+    const double total = th.up != th.down ? image2_taps(Below(th, beta1), im, x, words, row)
+                                          : image2_taps(Exact(th), im, x, words, row);
+    betas[2 * i] = beta1;
+    betas[2 * i + 1] = total / im.n;
+  }
 }
 
 // to_nhwc (quantize.h) for blocks of B channels x B pixels, V's transpose in registers

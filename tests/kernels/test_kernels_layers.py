@@ -55,6 +55,9 @@ GEOMETRIES = [
     (1, 64, 70, 9, 9, 3, 1, 1, 1),  # exact word per pixel; 81 columns (several column blocks)
     (2, 32, 9, 6, 7, 3, 1, 1, 1),  # compact layout, two taps per word (C divides 64)
     (1, 16, 5, 5, 6, 3, 2, 1, 1),  # compact, four taps per word and a last word of one tap; stride 2
+    # Whole words per tap: order 2 reads its columns from zero-bordered images on the AVX paths (quantize_image2)
+    (2, 64, 7, 8, 7, 3, 2, 1, 1),  # stride 2, two images
+    (1, 128, 7, 6, 5, 3, 1, 2, 2),  # two words per tap, dilation 2, padding 2
 ]
 
 
@@ -73,14 +76,15 @@ def test_conv_matches_reference(path, geom, order):
     close(got, reference.horq_conv2d(x, w, bias, order=order, stride=s, padding=p, dilation=d))
 
 
-@pytest.mark.parametrize("channels", [3, 6, 66])
+@pytest.mark.parametrize("channels", [3, 6, 66, 192])
 def test_conv_order2_threshold_ties(path, channels):
     """Order 2 thresholds |x| against beta_1, which the conv computes in float32 (quantize_taps2 in
     csrc/core/quantize.h). Every pixel here holds triples of magnitudes {1 + e, 2, 3} with e in
     {0, +2**-23, -2**-24}: beta_1 of a 1x1 column is then exactly 2, or 2 plus or minus a third of an ulp of 1,
     which rounds to 2 in float32. |x| = 2 is a tie, or lies on the side of beta_1 that only an outward-rounded
     threshold gets right (rounded to nearest, 2 < beta_1 would read as 2 < 2); the result must be the
-    reference's, bit for bit (one wrong bit moves an output by 2 * beta_2 * alpha, about 1.3)."""
+    reference's, bit for bit (one wrong bit moves an output by 2 * beta_2 * alpha, about 1.3). 192 channels
+    (whole words per tap) take the AVX paths' zero-bordered image route for order 2."""
     rng = np.random.default_rng(channels)
     h, w = 4, 5
     eps = np.array([0.0, 2.0**-23, -(2.0**-24)])[rng.integers(0, 3, (h, w))]
