@@ -109,10 +109,10 @@ struct PixelPlanes {
   std::vector<word_t> bits;
 };
 
-// Whether order 2 runs on whole columns read from zero-bordered images (quantize_image2): with the pixel image
-// and whole words per tap. Its NHWC copy then has the image's border (`padded` below).
+// Whether orders >= 2 run on whole columns read from zero-bordered images (quantize_image): with the pixel image
+// and whole words per tap. The NHWC copy then has the image's border.
 bool image_columns(const QuantizedColumns& q, const ConvGeometry& g) {
-  return q.implicit_h1 && q.order == 2 && g.channels % kWordBits == 0;
+  return q.implicit_h1 && q.order >= 2 && g.channels % kWordBits == 0;
 }
 
 // Whether the column pass reads its taps from an NHWC float copy of the input (orders >= 2) rather than from
@@ -271,14 +271,14 @@ void quantize_column_block(const KernelTable& kt, const ColumnSource& source, Qu
   thread_local std::vector<word_t> grouped;
   const std::size_t glen = s.taps * s.gw, order = static_cast<std::size_t>(s.order);
   if (s.compact && grouped.size() < order * glen) grouped.resize(order * glen);
-  if (image_columns(q, s.g)) {  // order 2 from the zero-bordered images, the block's columns in one call
+  if (image_columns(q, s.g)) {  // orders >= 2 from the zero-bordered images, the block's columns in one call
     std::int64_t pix[kColsPerTask], word[kColsPerTask];
     PixelCursor at(q.image, col0);
     for (std::size_t col = col0; col < col1; ++col, at.next()) pix[col - col0] = at.sum(), word[col - col0] = at.word();
     const ImageColumns im{s.xt,           q.image.words.data(), q.image.sums.data(), q.image.sum_off.data(),
                           s.x_off,          q.image.word_off.data(), s.taps, s.g.channels, s.n};
-    kt.quantize_image2(im, pix, word, col1 - col0, q.bits.data() + (col0 * 2 + 1) * s.kwords, 2 * s.kwords,
-                       q.betas.data() + col0 * 2);
+    kt.quantize_image(im, pix, word, col1 - col0, s.order, q.bits.data() + (col0 * order + 1) * s.kwords,
+                      order * s.kwords, q.betas.data() + col0 * order);
     return;
   }
   ColumnCursor at(s.ppi, s.g.out_w, col0);

@@ -32,7 +32,7 @@ struct KernelTable {
   quantize_fn quantize;
   quantize_taps_fn quantize_taps;
   quantize_taps2_fn quantize_taps2;  // conv order 2 (exact float32 pass)
-  quantize_image2_fn quantize_image2;  // the same for runs of columns read from zero-bordered images
+  quantize_image_fn quantize_image;  // conv orders >= 2, runs of columns read from zero-bordered images
   pack_pixels_fn pack_pixels;        // conv input: per-pixel sign words and sum |x|
   to_nhwc_fn to_nhwc;                // conv input at order >= 2: the NHWC float copy
   gemm_task_fn gemm_task;            // outer-product GEMM + epilogue, or nullptr

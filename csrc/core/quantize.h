@@ -81,17 +81,19 @@ void quantize_taps2_avx2(const float* const* taps, std::size_t ntaps, std::size_
 void quantize_taps2_avx512(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits,
                            std::size_t ldbits, double* betas);
 
-// Order 2 of a run of convolution columns whose taps are all read from zero-bordered images (conv.cpp, on paths
-// whose GEMM reads H_1 from the pixel image, layer.h PixelImage), C a multiple of 64 (whole words per tap):
+// Orders 2..order of a run of convolution columns whose taps are all read from zero-bordered images (conv.cpp, on
+// paths whose GEMM reads H_1 from the pixel image, layer.h PixelImage), C a multiple of 64 (whole words per tap):
 //   * x: the input's NHWC float copy with the same zero border as the pixel image (padded pixel p's C values at
 //     x + p * C), so a padding tap reads C zeros, which give the padding's bits and sums with no special case;
 //   * words / sums: the pixel image (H_1 words and per-pixel sums of |x|).
 // Column i's first tap is padded pixel pix[i] and its words start at word[i]; tap t adds pix_off[t] pixels
-// (x_off[t] = pix_off[t] * C floats; word group g of it word_off[t * C / 64 + g]). Per column: beta_1 = (the taps' pixel sums added in tap order) / n, the
-// box sum of the order-1 GEMM and of quantize_taps2's callers, bit for bit; then what quantize_taps2 computes
-// from beta_1 and the taps (H_2 bits exactly, beta_2 to float32 summation rounding). Writes betas[2 i] = beta_1,
-// betas[2 i + 1] = beta_2 and H_2 into the kw = taps * C / 64 words at bits + i * ldbits. One call per run of
-// columns keeps the per-column set-up (the box sum, the thresholds, the passes' registers) inside one loop.
+// (x_off[t] = pix_off[t] * C floats; word group g of it word_off[t * C / 64 + g]). Per column: beta_1 = (the taps'
+// pixel sums added in tap order) / n, the box sum of the order-1 GEMM and of the per-column route, bit for bit;
+// then order 2 as quantize_taps2 computes it from beta_1 (H_2 bits exactly, beta_2 to float32 summation rounding)
+// and orders 3..order as quantize_taps does (each value's residual chain recomputed in double). Writes
+// betas[order * i + k] = beta_{k+1} (k = 0..order-1) and H_2..H_order, kw = taps * C / 64 words each, into the rows
+// at bits + i * ldbits (H_k at + (k - 2) * kw); H_1 is not written (the GEMM reads it from the image). One call per
+// run of columns keeps the per-column set-up (the box sum, the thresholds, the passes' registers) in one loop.
 struct ImageColumns {
   const float* x;
   const word_t* words;
@@ -103,15 +105,15 @@ struct ImageColumns {
   double n;  // taps * C
 };
 
-using quantize_image2_fn = void (*)(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word,
-                                    std::size_t count, word_t* bits, std::size_t ldbits, double* betas);
+using quantize_image_fn = void (*)(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word,
+                                   std::size_t count, int order, word_t* bits, std::size_t ldbits, double* betas);
 
-void quantize_image2_generic(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word,
-                             std::size_t count, word_t* bits, std::size_t ldbits, double* betas);
-void quantize_image2_avx2(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word,
-                          std::size_t count, word_t* bits, std::size_t ldbits, double* betas);
-void quantize_image2_avx512(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word,
-                            std::size_t count, word_t* bits, std::size_t ldbits, double* betas);
+void quantize_image_generic(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word,
+                             std::size_t count, int order, word_t* bits, std::size_t ldbits, double* betas);
+void quantize_image_avx2(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word,
+                          std::size_t count, int order, word_t* bits, std::size_t ldbits, double* betas);
+void quantize_image_avx512(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word,
+                            std::size_t count, int order, word_t* bits, std::size_t ldbits, double* betas);
 
 // Pixel packing of a convolution's input (conv.cpp), for one image row and up to 64 channels:
 //     words[w * wstride] = sum_c (x_c[w] < 0) << c,   sums[w] += |x_0[w]| + |x_1[w]| + ... (double, in channel order)

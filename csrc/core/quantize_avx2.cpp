@@ -267,9 +267,9 @@ void quantize_taps2_avx2(const float* const* taps, std::size_t ntaps, std::size_
   }
 }
 
-void quantize_image2_avx2(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word,
-                             std::size_t count, word_t* bits, std::size_t ldbits, double* betas) {
-  image2_walk<Taps2BelowPass, Taps2Pass>(im, pix, word, count, bits, ldbits, betas);
+void quantize_image_avx2(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word,
+                         std::size_t count, int order, word_t* bits, std::size_t ldbits, double* betas) {
+  image_walk<Taps2BelowPass, Taps2Pass, TapsPass>(im, pix, word, count, order, bits, ldbits, betas);
 }
 
 // 8 pixels at a time with their 8 words and 8 sums in registers across all channels (the AVX-512 version's

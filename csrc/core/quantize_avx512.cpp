@@ -311,9 +311,9 @@ void quantize_taps2_avx512(const float* const* taps, std::size_t ntaps, std::siz
   }
 }
 
-void quantize_image2_avx512(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word,
-                               std::size_t count, word_t* bits, std::size_t ldbits, double* betas) {
-  image2_walk<Taps2BelowPass, Taps2Pass>(im, pix, word, count, bits, ldbits, betas);
+void quantize_image_avx512(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word,
+                           std::size_t count, int order, word_t* bits, std::size_t ldbits, double* betas) {
+  image_walk<Taps2BelowPass, Taps2Pass, TapsPass>(im, pix, word, count, order, bits, ldbits, betas);
 }
 
 // Up to 64 pixels at a time (4 vectors) with their words and sums in registers across all channels, so a

@@ -152,9 +152,9 @@ void quantize_taps2_generic(const float* const* taps, std::size_t ntaps, std::si
   taps2_walk(taps, ntaps, cg, bits, ldbits, betas, Taps2Pass{Threshold32(betas[0])});
 }
 
-void quantize_image2_generic(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word,
-                             std::size_t count, word_t* bits, std::size_t ldbits, double* betas) {
-  image2_walk<Image2Pass, Image2Pass>(im, pix, word, count, bits, ldbits, betas);
+void quantize_image_generic(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word,
+                            std::size_t count, int order, word_t* bits, std::size_t ldbits, double* betas) {
+  image_walk<Image2Pass, Image2Pass, TapsPass>(im, pix, word, count, order, bits, ldbits, betas);
 }
 
 // One channel at a time along the contiguous row: every pixel has its own accumulators, so the loop

@@ -140,36 +140,51 @@ void taps2_walk(const float* const* taps, std::size_t ntaps, std::size_t cg, wor
   betas[1] = pass.total(sum) / static_cast<double>(n);
 }
 
-// quantize_image2_* (quantize.h): per column the box sum, then Below(th, beta_1) (a taps2 pass for beta_1 between
-// two floats) or Exact(th) (beta_1 a float32 value) over the column's whole words in tap order.
+// quantize_image_* (quantize.h): per column the box sum, then order 2 with Below(th, beta_1) (a taps2 pass for
+// beta_1 between two floats) or Exact(th) (beta_1 a float32 value), then orders 3.. with Chain(betas, k - 1) (a
+// taps pass), each over the column's whole words in tap order.
 template <class Pass>
-double image2_taps(Pass pass, const ImageColumns& im, const float* x, const word_t* words, word_t* row) {
+double image_taps(Pass pass, const ImageColumns& im, const float* x, const word_t* words, word_t* row) {
   const std::size_t gw = im.C / kWordBits;
   double sum = 0.0;
   for (std::size_t t = 0; t < im.taps; ++t) {
     const float* xt = x + im.x_off[t];
-    for (std::size_t w = 0; w < gw; ++w)
-      row[t * gw + w] = pass.word(xt, w * kWordBits, (w + 1) * kWordBits, sum, words[im.word_off[t * gw + w]]);
+    for (std::size_t w = 0; w < gw; ++w) {
+      const word_t h1 = words ? words[im.word_off[t * gw + w]] : 0;
+      row[t * gw + w] = pass.word(xt, w * kWordBits, (w + 1) * kWordBits, sum, h1);
+    }
   }
   return pass.total(sum);
 }
 
-template <class Below, class Exact>
-void image2_walk(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word, std::size_t count,
-                 word_t* bits, std::size_t ldbits, double* betas) {
+// A taps pass (word(x, i0, i1, sum)) in image_taps' form.
+template <class Chain>
+struct ChainWords {
+  Chain pass;
+  word_t word(const float* x, std::size_t i0, std::size_t i1, double& sum, word_t) { return pass.word(x, i0, i1, sum); }
+  double total(double sum) const { return pass.total(sum); }
+};
+
+template <class Below, class Exact, class Chain>
+void image_walk(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word, std::size_t count,
+                int order, word_t* bits, std::size_t ldbits, double* betas) {
+  const std::size_t kw = im.taps * (im.C / kWordBits);
   for (std::size_t i = 0; i < count; ++i) {
     const double* sums = im.sums + pix[i];
     double s = 0.0;
     for (std::size_t t = 0; t < im.taps; ++t) s += sums[im.pix_off[t]];
-    const double beta1 = s / im.n;
-    const Threshold32 th(beta1);
+    double* b = betas + i * static_cast<std::size_t>(order);
+    b[0] = s / im.n;
+    const Threshold32 th(b[0]);
     const float* x = im.x + pix[i] * static_cast<std::int64_t>(im.C);
     const word_t* words = im.words + word[i];
     word_t* row = bits + i * ldbits;
-    const double total = th.up != th.down ? image2_taps(Below(th, beta1), im, x, words, row)
-                                          : image2_taps(Exact(th), im, x, words, row);
-    betas[2 * i] = beta1;
-    betas[2 * i + 1] = total / im.n;
+    const double total = th.up != th.down ? image_taps(Below(th, b[0]), im, x, words, row)
+                                          : image_taps(Exact(th), im, x, words, row);
+    b[1] = total / im.n;
+    for (int k = 3; k <= order; ++k)
+      b[k - 1] = image_taps(ChainWords<Chain>{Chain(b, k - 1)}, im, x, nullptr,
+                            row + static_cast<std::size_t>(k - 2) * kw) / im.n;
   }
 }
 

@@ -433,10 +433,10 @@ int check_gemm_ties() {
 // bit would still pass but a wrong plane or offset would not: the median relative error.
 int check_conv(std::mt19937_64& rng) {
   const KernelTable gen{"generic",           bgemm_popcount_generic,  quantize_column_generic, quantize_taps_generic,
-                        quantize_taps2_generic, quantize_image2_generic, pack_pixels_generic,  to_nhwc_generic,
+                        quantize_taps2_generic, quantize_image_generic, pack_pixels_generic,  to_nhwc_generic,
                         nullptr};
   const KernelTable emu{"avx512",          bgemm_popcount_avx512,  quantize_column_avx512, quantize_taps_avx512,
-                        quantize_taps2_avx512, quantize_image2_avx512, pack_pixels_avx512,  to_nhwc_avx512,
+                        quantize_taps2_avx512, quantize_image_avx512, pack_pixels_avx512,  to_nhwc_avx512,
                         gemm_task_avx512};
   std::normal_distribution<float> normal;
   int failures = 0;
