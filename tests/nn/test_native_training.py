@@ -105,23 +105,35 @@ def test_input_grad_paths_are_both_exercised():
 # so each runs once as it is and once with the products forced.
 @pytest.fixture
 def planes_from(request, monkeypatch):
-    if request.param is not None:
+    if request.param is not None:  # the products at every order, whatever the machine's default route
         monkeypatch.setattr(native_train, "PLANES_MIN_COLS", request.param)
+        monkeypatch.setattr(native_train, "_planes_max_order", lambda c_out: 8)
     return request.param
 
 
-def test_planes_order_depends_on_path_and_width(monkeypatch):
+@pytest.mark.parametrize("vendor", ["GenuineIntel", "AuthenticAMD", ""])
+def test_planes_order_depends_on_path_width_and_vendor(monkeypatch, vendor):
     """Order 2's weight gradient takes the products on avx512 at any width, elsewhere below PLANES_WIDE_OUT
-    output channels only (both routes are checked against the float64 torch path below)."""
-    from horq import _core
+    output channels only; order 3 on the avx512 path of AMD CPUs (both routes are checked against the float64
+    torch path below)."""
+    from horq import _core, kernels
 
+    monkeypatch.setattr(kernels, "cpu_vendor", lambda: vendor)
     wide = native_train.PLANES_WIDE_OUT
     monkeypatch.setenv("HORQ_KERNEL", "generic")
     assert native_train._planes_max_order(wide - 1) == 2
     assert native_train._planes_max_order(wide) == 1
     if "avx512" in _core.available_kernels():
         monkeypatch.setenv("HORQ_KERNEL", "avx512")
-        assert native_train._planes_max_order(wide) == 2
+        assert native_train._planes_max_order(wide) == (3 if vendor == "AuthenticAMD" else 2)
+        assert native_train._planes_max_order(wide - 1) == (3 if vendor == "AuthenticAMD" else 2)
+
+
+def test_cpu_vendor_is_reported():
+    from horq import kernels
+
+    assert kernels.info()["vendor"] == kernels.cpu_vendor()
+    assert isinstance(kernels.cpu_vendor(), str)
 
 
 @pytest.mark.parametrize("planes_from", [None, 0], ids=["default-route", "products"], indirect=True)

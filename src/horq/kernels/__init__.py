@@ -24,6 +24,7 @@ Rules pinned by the tests:
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from typing import Any
@@ -77,15 +78,25 @@ def _resolve_kernel(kernel: str | None) -> str:
     return name
 
 
-def _cpu_model() -> str:
+def _cpuinfo_field(name: str) -> str | None:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.split(":", 1)[0].strip() == name:
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def _cpu_model() -> str:
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+@functools.cache
+def cpu_vendor() -> str:
+    """The CPU's vendor string as the OS reports it (``GenuineIntel``, ``AuthenticAMD``; empty if unknown)."""
+    return _cpuinfo_field("vendor_id") or ""
 
 
 def info() -> dict:
@@ -93,8 +104,8 @@ def info() -> dict:
 
     Returns:
         dict with ``available`` (paths this CPU can run, best first), ``known`` (all paths the library has),
-        ``in_use`` (the path a call without ``kernel=`` takes now, honouring ``HORQ_KERNEL``), ``threads``
-        and ``cpu`` (model name).
+        ``in_use`` (the path a call without ``kernel=`` takes now, honouring ``HORQ_KERNEL``), ``threads``,
+        ``cpu`` (model name) and ``vendor`` (cpu_vendor()).
     """
     try:
         in_use = _resolve_kernel(None)
@@ -106,6 +117,7 @@ def info() -> dict:
         "in_use": in_use,
         "threads": _core.get_num_threads(),
         "cpu": _cpu_model(),
+        "vendor": cpu_vendor(),
     }
 
 

@@ -60,6 +60,11 @@ PLANES_MIN_COLS = 1000
 # training steps ran faster with them (their output is a few KiB where the GEMM route writes every column as
 # floats): cifar-vgg order 2 at 0.76x / 0.75x the FP step at 2 / 1 threads against 0.84x / 0.76x.
 PLANES_MAX_ORDER = 2
+# The same on the avx512 path of AMD CPUs: there the products at K = 3 took 0.60-0.94x the rebuilt-columns GEMM's
+# time on cifar-vgg's and mnist-cnn's layers (on the Intel Xeon of docs/KERNELS.md 1.4-1.55x), and the order-3
+# training step of the 32x32 ResNet-18 went from 1.24x / 1.31x the FP step (1 / 2 threads) to 0.95x / 1.08x
+# (AMD EPYC, Zen 5; `python benchmarks/bench_backward.py`, `horq bench training`, docs/TRAINING.md).
+PLANES_MAX_ORDER_AMD = 3
 # Output channels from which, on kernel paths other than avx512, order 2 takes the GEMM route instead: the AVX2
 # product runs at about half the AVX-512 one's rate per term where PyTorch's float GEMM loses less, so there the K = 2
 # products took 1.15-1.29x the GEMM route's time on cifar-vgg's layers (128-512 channels) and 0.76-0.86x on
@@ -166,11 +171,14 @@ def _weight_grad(g_cols, bits, betas, layout, n: int, cols_per_step: int) -> Ten
 
 def _planes_max_order(c_out: int) -> int:
     """The highest order whose weight gradient runs as float-by-sign products, for ``c_out`` output channels on
-    the kernel path in use (PLANES_MAX_ORDER, PLANES_WIDE_OUT)."""
-    from horq.kernels import _resolve_kernel
+    the kernel path in use and this CPU (PLANES_MAX_ORDER, PLANES_MAX_ORDER_AMD, PLANES_WIDE_OUT)."""
+    from horq.kernels import _resolve_kernel, cpu_vendor
 
-    if c_out >= PLANES_WIDE_OUT and _resolve_kernel(None) != "avx512":
+    path = _resolve_kernel(None)
+    if c_out >= PLANES_WIDE_OUT and path != "avx512":
         return min(PLANES_MAX_ORDER, 1)
+    if path == "avx512" and cpu_vendor() == "AuthenticAMD":
+        return PLANES_MAX_ORDER_AMD
     return PLANES_MAX_ORDER
 
 
