@@ -1,8 +1,9 @@
 """Where one of the yardstick's whole models spends a call: the model built, converted at one order and exported
 as benchmarks/bench_yardstick_models.py does (random weights, non-trivial BatchNorm statistics), loaded on the
-native runtime and profiled per node (``Model.profile``), 1 thread, batch 1; then the median of plain calls.
+native runtime and profiled per node (``Model.profile``), 1 thread unless --threads, batch 1; then the median of plain
+calls.
 
-    .venv/bin/python benchmarks/profile_model.py [--model resnet18-32] [--order 1] [--repeats 50]
+    .venv/bin/python benchmarks/profile_model.py [--model resnet18-32] [--order 1] [--repeats 50] [--threads 1]
 
 Models: the keys of bench_yardstick_models.MODELS (resnet18-224, resnet18-32, cifar-vgg, mnist-cnn).
 """
@@ -30,14 +31,16 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="resnet18-32", choices=sorted(yardstick.MODELS))
     ap.add_argument("--order", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
-    threads.set_num_threads(1)
+    threads.set_num_threads(args.threads)
     name, shape, classes = yardstick.MODELS[args.model]
     model = yardstick.float_model(name, shape, classes)
     with tempfile.TemporaryDirectory() as tmp:
         horq_model = yardstick.horq_models(model, shape, tmp, orders=(args.order,))[args.order]
     x = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
-    print(f"{args.model}, order {args.order}, kernel path {kernels.info()['in_use']}, 1 thread, batch 1")
+    path = kernels.info()["in_use"]
+    print(f"{args.model}, order {args.order}, kernel path {path}, {args.threads} thread(s), batch 1")
     print(horq_model.profile(x, repeats=args.repeats).format())
     times = []
     for _ in range(args.repeats * 4):

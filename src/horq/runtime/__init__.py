@@ -15,8 +15,8 @@ Example:
     >>> model = horq.runtime.load("model.horq")
     >>> logits = model(np.zeros((8, 3, 32, 32), np.float32))
 
-Threads: :func:`set_num_threads` / :func:`num_threads` set the kernels' and numpy's BLAS thread pools
-together (:mod:`horq.runtime.threads`).
+Threads: :func:`set_num_threads` / :func:`num_threads` set the kernels' thread pool and numpy's BLAS pool
+together, BLAS at one thread unless asked (its idle threads spin and slow the kernels; :mod:`horq.runtime.threads`).
 """
 
 from __future__ import annotations

@@ -1,10 +1,16 @@
 """Thread counts of everything a model runs on: the native kernels and numpy's BLAS.
 
-numpy's matmuls (float conv/linear layers, order-0 binary layers) run on its BLAS library, whose thread
-pool is separate from the kernels'. Left at its default it starts one thread per core even for a
-128x27 by 27x1024 product; on a machine busy with other work those threads wait for each other and the
-product takes 16 ms instead of 0.12 ms (measured on the project's shared 2-core machine). A runtime told
-to use n threads therefore sets both pools; the BLAS pool through ``threadpoolctl`` (a dependency).
+numpy's matmuls (float linear layers, float convolutions the native core does not take, order-0 binary layers)
+run on its BLAS library, whose thread pool is separate from the kernels'. Left at its default it starts one
+thread per core even for a 128x27 by 27x1024 product; on a machine busy with other work those threads wait for
+each other and the product takes 16 ms instead of 0.12 ms (measured on the project's shared 2-core machine).
+And after each product its idle threads keep spinning for a while (OpenBLAS), holding the cores the kernels'
+own threads need in the layers that follow: a binary ResNet-18 at 224x224, order 1, 2 threads, ran its
+float stem 2.4x slower than at 1 thread after the previous call's 1000-way classifier (`python
+benchmarks/profile_model.py --model resnet18-224 --threads 2`, docs/KERNELS.md round 10). A runtime told to use
+n threads therefore sets the kernels' pool to n and the BLAS pool to ``blas`` threads, 1 unless asked (the
+runtime's BLAS products are a network's first and last layers at inference batch sizes), through
+``threadpoolctl`` (a dependency).
 """
 
 from __future__ import annotations
@@ -28,31 +34,34 @@ def _check(n) -> int:
     return n
 
 
-def set_num_threads(n: int) -> None:
-    """Uses ``n`` threads in the native kernels and in numpy's BLAS from now on (process-wide).
+def set_num_threads(n: int, *, blas: int = 1) -> None:
+    """Uses ``n`` threads in the native kernels and ``blas`` in numpy's BLAS from now on (process-wide).
 
     Raises:
-        ValueError: ``n`` is not an integer >= 1.
+        ValueError: ``n`` or ``blas`` is not an integer >= 1.
     """
     _check(n)
+    _check(blas)
     kernels = _kernels()
     if kernels is not None:
         kernels.set_num_threads(n)
-    threadpoolctl.threadpool_limits(limits=n, user_api="blas")
+    threadpoolctl.threadpool_limits(limits=blas, user_api="blas")
 
 
 @contextlib.contextmanager
-def num_threads(n: int):
-    """Context manager: ``n`` threads for the kernels and BLAS inside, the previous counts restored after.
+def num_threads(n: int, *, blas: int = 1):
+    """Context manager: ``n`` threads for the kernels and ``blas`` for numpy's BLAS inside, the previous counts
+    restored after.
 
     Example:
-        >>> with horq.runtime.num_threads(1):
+        >>> with horq.runtime.num_threads(2):
         ...     logits = model(x)
     """
     _check(n)
+    _check(blas)
     kernels = _kernels()
     before = kernels.get_num_threads() if kernels is not None else None
-    limits = threadpoolctl.threadpool_limits(limits=n, user_api="blas")
+    limits = threadpoolctl.threadpool_limits(limits=blas, user_api="blas")
     try:
         with limits:
             if kernels is not None:
