@@ -40,8 +40,9 @@ int main(int argc, char** argv) {
   const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   while (std::chrono::steady_clock::now() < end) {
     const auto t0 = std::chrono::steady_clock::now();
-    const horq::QuantizedColumns q = horq::quantize_conv_columns(kt, x.data(), g, order, affine ? scale.data() : nullptr,
-                                                                 affine ? shift.data() : nullptr);
+    const float* sc = affine ? scale.data() : nullptr;
+    const float* sh = affine ? shift.data() : nullptr;
+    const horq::QuantizedColumns q = horq::quantize_conv_columns(kt, x.data(), g, order, sc, sh);
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(times.begin(), times.end());

@@ -11,6 +11,9 @@
 //     overlapping columns), so each column's passes k = 2..K read its taps in place from an NHWC float copy
 //     of the input and recompute the residual chain per value (quantize_taps; order 2: the exact float32
 //     pass quantize_taps2). Padding taps are nullptr: every value of such a tap has the same residual.
+//     With the pixel image and whole words per tap (C a multiple of 64: image_columns), the copy has the
+//     image's zero border instead, so padding taps are read like any other, H_1 comes from the image, and a
+//     task's columns go to quantize_image in one call.
 //   * Optional input affine x * in_scale[c] + in_shift[c] (a folded BatchNorm), float32 multiply then add,
 //     applied on the fly both where pixels are packed and where the NHWC copy is written, so H_1, beta_1
 //     and the taps all see the same float values a separate affine step would produce.
@@ -131,10 +134,10 @@ std::uint32_t pack_input_row(const KernelTable& kt, const float* src, std::size_
   const std::size_t img = t / H, y = t % H;
   PixelImage& im = q.image;
   const bool implicit = q.implicit_h1, copy = copies_nhwc(q, g, in_scale);
-  // The copy's row: with the image's border (image_columns) or packed.
-  float* xrow = !copy                       ? nullptr
-                : image_columns(q, g) ? pp.xt.get() + ((img * im.hp + y + g.ph) * im.wp + g.pw) * C
-                                            : pp.xt.get() + t * W * C;
+  // The copy's row: inside the image's border (image_columns) or packed.
+  float* xrow = nullptr;
+  if (copy)
+    xrow = image_columns(q, g) ? pp.xt.get() + ((img * im.hp + y + g.ph) * im.wp + g.pw) * C : pp.xt.get() + t * W * C;
   double* psum = implicit ? im.sums.data() + (img * im.hp + y + g.ph) * im.wp + g.pw : pp.sums.data() + t * W;
   if (!implicit) std::fill_n(psum, W, 0.0);
   std::uint32_t bad = 0;
@@ -275,8 +278,9 @@ void quantize_column_block(const KernelTable& kt, const ColumnSource& source, Qu
     std::int64_t pix[kColsPerTask], word[kColsPerTask];
     PixelCursor at(q.image, col0);
     for (std::size_t col = col0; col < col1; ++col, at.next()) pix[col - col0] = at.sum(), word[col - col0] = at.word();
-    const ImageColumns im{s.xt,           q.image.words.data(), q.image.sums.data(), q.image.sum_off.data(),
-                          s.x_off,          q.image.word_off.data(), s.taps, s.g.channels, s.n};
+    const ImageColumns im{s.xt,    q.image.words.data(),    q.image.sums.data(), q.image.sum_off.data(),
+                          s.x_off, q.image.word_off.data(), s.taps,              s.g.channels,
+                          s.n};
     kt.quantize_image(im, pix, word, col1 - col0, s.order, q.bits.data() + (col0 * order + 1) * s.kwords,
                       order * s.kwords, q.betas.data() + col0 * order);
     return;

@@ -19,7 +19,7 @@ namespace {
     t.quantize = quantize_column_##isa;             \
     t.quantize_taps = quantize_taps_##isa;          \
     t.quantize_taps2 = quantize_taps2_##isa;        \
-    t.quantize_image = quantize_image_##isa;      \
+    t.quantize_image = quantize_image_##isa;        \
     t.pack_pixels = pack_pixels_##isa;              \
     t.to_nhwc = to_nhwc_##isa;                      \
     t.gemm_task = task;                             \

@@ -51,8 +51,8 @@ struct PixelCursor : ColumnCursor {
 
 // Columns after quantization: row (j * order + k) holds H_{k+1} of column j, kw words; betas likewise.
 // With `implicit_h1`, H_1 lives in `image` (the GEMM reads it there; row j * order of bits holds a copy at
-// order 2, for the pass that computes H_2 from it) and at order 1 neither bits nor betas are stored: the
-// GEMM task reads both from the image.
+// order 2 where the per-column route computes H_2 from it, and stays zero on the image route, conv.cpp) and at
+// order 1 neither bits nor betas are stored: the GEMM task reads both from the image.
 struct QuantizedColumns {
   std::size_t ncols = 0, n = 0, kw = 0;
   int order = 0;

@@ -130,9 +130,9 @@ struct Taps2Pass {
   double total(double sum) const { return sum; }
 };
 
-// Taps2Pass for either case of beta_1 (image2_walk's two pass types).
-struct Image2Pass : Taps2Pass {
-  explicit Image2Pass(const Threshold32& t, double = 0.0) : Taps2Pass{t} {}
+// Taps2Pass for either case of beta_1 (image_walk's two order-2 pass types).
+struct ImagePass : Taps2Pass {
+  explicit ImagePass(const Threshold32& t, double = 0.0) : Taps2Pass{t} {}
 };
 
 }  // namespace
@@ -154,7 +154,7 @@ void quantize_taps2_generic(const float* const* taps, std::size_t ntaps, std::si
 
 void quantize_image_generic(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word,
                             std::size_t count, int order, word_t* bits, std::size_t ldbits, double* betas) {
-  image_walk<Image2Pass, Image2Pass, TapsPass>(im, pix, word, count, order, bits, ldbits, betas);
+  image_walk<ImagePass, ImagePass, TapsPass>(im, pix, word, count, order, bits, ldbits, betas);
 }
 
 // One channel at a time along the contiguous row: every pixel has its own accumulators, so the loop
