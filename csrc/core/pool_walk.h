@@ -29,37 +29,81 @@ inline void column_tap(float* __restrict out, const float* __restrict r, std::si
   for (std::size_t ox = lo; ox < hi; ++ox) out[ox] = nan_max(out[ox], at[ox * s]);
 }
 
-// pool_row (pool.h): the kernel's rows inside the input maxed into scratch, then its column taps, then the floor.
+// The three taps of a 3-wide window at stride S (offsets o, o + d, o + 2d) and the floor for ox in [lo, hi), in the
+// order of the general loop below (-inf, then each tap, then the floor; nan_max(-inf, v) is v bit for bit, NaN and
+// -0.0 included), one pass over the outputs instead of one per tap.
+template <std::size_t S>
+inline void three_taps(float* __restrict out, const float* __restrict r, std::size_t lo, std::size_t hi, long o, long d,
+                       bool has_floor, float floor) {
+  const float* a = r + o;
+  const float* b = a + d;
+  const float* c = b + d;
+  for (std::size_t ox = lo; ox < hi; ++ox) {
+    const float m = nan_max(nan_max(a[ox * S], b[ox * S]), c[ox * S]);
+    out[ox] = has_floor ? nan_max(m, floor) : m;
+  }
+}
+
+// pool_row (pool.h): the kernel's rows inside the input maxed together (into scratch; a lone row is read in place),
+// then its column taps, then the floor. Windows of three columns at stride 1 or 2 (ResNet stems' 3x3 stride-2 pools)
+// take every column all three taps reach in one pass (three_taps), the rest tap by tap.
 inline void row(const float* const* rows, std::size_t kh, const PoolColumns& pc, bool has_floor, float floor,
                 float* scratch, float* out) {
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   const std::size_t W = pc.width, OW = pc.out_w;
-  bool any = false;
+  const float* src = nullptr;  // the rows' maximum
   for (std::size_t i = 0; i < kh; ++i) {
     const float* __restrict in = rows[i];
     if (!in) continue;
-    float* __restrict r = scratch;
-    if (!any) {
-      std::copy_n(in, W, r);
-      any = true;
+    if (!src) {
+      src = in;
     } else {
-      for (std::size_t w = 0; w < W; ++w) r[w] = nan_max(r[w], in[w]);
+      float* __restrict r = scratch;
+      const float* __restrict prev = src;
+      for (std::size_t w = 0; w < W; ++w) r[w] = nan_max(prev[w], in[w]);
+      src = scratch;
     }
   }
-  std::fill_n(out, OW, kNegInf);
-  if (any) {
-    for (std::size_t j = 0; j < pc.off.size(); ++j) {  // the input column is inside x for ox in [lo, hi)
+  if (!src) {
+    for (std::size_t ox = 0; ox < OW; ++ox) out[ox] = has_floor ? nan_max(kNegInf, floor) : kNegInf;
+    return;
+  }
+  std::size_t lo = 0, hi = 0;  // the outputs every tap reaches (three_taps), when it applies
+  const bool three = pc.off.size() == 3 && (pc.sw == 1 || pc.sw == 2) && pc.off[1] - pc.off[0] == pc.off[2] - pc.off[1];
+  if (three) {
+    lo = std::max({pc.lo[0], pc.lo[1], pc.lo[2]});
+    hi = std::max(lo, std::min({pc.hi[0], pc.hi[1], pc.hi[2]}));
+  }
+  // The other outputs tap by tap: -inf, each tap whose column lies inside the row, then the floor.
+  const auto general = [&](std::size_t a, std::size_t b) {
+    if (a >= b) return;
+    std::fill(out + a, out + b, kNegInf);
+    for (std::size_t j = 0; j < pc.off.size(); ++j) {  // the input column is inside x for ox in [lo[j], hi[j])
+      const std::size_t l = std::max(a, pc.lo[j]), h = std::min(b, pc.hi[j]);
+      if (l >= h) continue;
       if (pc.sw == 2) {
-        column_tap<2>(out, scratch, pc.lo[j], pc.hi[j], pc.off[j], 2);
+        column_tap<2>(out, src, l, h, pc.off[j], 2);
       } else if (pc.sw == 1) {
-        column_tap<1>(out, scratch, pc.lo[j], pc.hi[j], pc.off[j], 1);
+        column_tap<1>(out, src, l, h, pc.off[j], 1);
       } else {
-        column_tap<0>(out, scratch, pc.lo[j], pc.hi[j], pc.off[j], pc.sw);
+        column_tap<0>(out, src, l, h, pc.off[j], pc.sw);
       }
     }
+    if (has_floor)
+      for (std::size_t ox = a; ox < b; ++ox) out[ox] = nan_max(out[ox], floor);
+  };
+  if (lo < hi) {
+    const long d = pc.off[1] - pc.off[0];
+    if (pc.sw == 2) {
+      three_taps<2>(out, src, lo, hi, pc.off[0], d, has_floor, floor);
+    } else {
+      three_taps<1>(out, src, lo, hi, pc.off[0], d, has_floor, floor);
+    }
+    general(0, lo);
+    general(hi, OW);
+  } else {
+    general(0, OW);
   }
-  if (has_floor)
-    for (std::size_t ox = 0; ox < OW; ++ox) out[ox] = nan_max(out[ox], floor);
 }
 
 // pool2x2_plane (pool.h): 2 x 2 windows at stride 2, every window inside the plane, the operations of row() in its
