@@ -1,4 +1,5 @@
-// One HORQ convolution (3x3 or k x k with k / 2 padding, stride 1, C_in = C_out, random weights) in a loop on the C++
+// One HORQ convolution (3x3 or k x k with k / 2 padding, stride 1 and C_in = C_out unless a stride is given: then
+// C_out = 2 C_in, a ResNet downsampling layer; random weights) in a loop on the C++
 // core alone, for `perf` with symbols: the Python extension is stripped (nanobind's release builds), so a
 // profile of benchmarks/profile_conv.py shows the core's internal functions as bare addresses, while the static
 // core library that `make install` leaves in build/ keeps them.
@@ -6,7 +7,7 @@
 //   g++ -O2 -std=c++17 -Icsrc benchmarks/profile_conv_core.cpp build/cp311-cp311-linux_x86_64/libhorq_core.a
 //       -pthread -o /tmp/profile_conv_core       (one line)
 //   perf record -o /tmp/perf.data /tmp/profile_conv_core 64 56 2      # channels, size, order [, seconds
-//                                                     #  [, batch [, train [, kernel size [, path [, flush MB]]]]]]
+//                                       #  [, batch [, train [, kernel size [, path [, flush MB [, stride]]]]]]]
 //   perf report -i /tmp/perf.data --no-children --sort symbol
 //
 // With a batch and `train` = 1, each call also makes the columns explicit for the backward pass
@@ -37,16 +38,19 @@ int main(int argc, char** argv) {
   const std::size_t k = argc > 7 ? std::strtoul(argv[7], nullptr, 10) : 3, pad = k / 2;  // k x k, "same" padding
   horq::set_num_threads(1);
   const horq::KernelTable& kt = horq::kernel_table(argc > 8 ? argv[8] : "");
-  const horq::ConvGeometry g{batch, c, s, s, k, k, 1, 1, pad, pad, 1, 1, s, s};
+  // Stride (argument 11): padding k / 2 either way, so a stride-2 1x1 is a ResNet shortcut with C_out = 2 C_in.
+  const std::size_t st = argc > 10 ? std::strtoul(argv[10], nullptr, 10) : 1, os = (s + 2 * pad - k) / st + 1;
+  const std::size_t m = st == 1 ? c : 2 * c;
+  const horq::ConvGeometry g{batch, c, s, s, k, k, st, st, pad, pad, 1, 1, os, os};
   std::mt19937_64 rng(1);
   std::normal_distribution<float> normal;
   std::vector<float> x(batch * c * s * s);
   for (auto& v : x) v = normal(rng);
   const std::size_t words = horq::conv_words(c, k * k);
-  std::vector<horq::word_t> w(c * words);
+  std::vector<horq::word_t> w(m * words);
   for (auto& v : w) v = rng();
-  std::vector<double> coef(c, 0.5), add(c, 0.0);
-  std::vector<float> y(batch * c * s * s);
+  std::vector<double> coef(m, 0.5), add(m, 0.0);
+  std::vector<float> y(batch * m * os * os);
   std::vector<char> flush((argc > 9 ? std::strtoul(argv[9], nullptr, 10) : 0) << 20);
   std::vector<double> times;
   const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
@@ -54,14 +58,14 @@ int main(int argc, char** argv) {
     for (std::size_t i = 0; i < flush.size(); i += 64) ++flush[i];
     const auto t0 = std::chrono::steady_clock::now();
     horq::QuantizedColumns q = horq::quantize_conv_columns(kt, x.data(), g, order);
-    horq::horq_gemm(kt, w.data(), c, q, {coef.data(), add.data()}, s * s, y.data());
+    horq::horq_gemm(kt, w.data(), m, q, {coef.data(), add.data()}, os * os, y.data());
     if (train) horq::materialize_columns(q);
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(times.begin(), times.end());
-  std::printf("%zu calls, fastest %.3f ms, median %.3f ms (%s, %zux%zu kernel, %zu channels, %zux%zu, order %d, batch "
-              "%zu%s, 1 thread%s)\n",
-              times.size(), times.front() * 1e3, times[times.size() / 2] * 1e3, kt.name, k, k, c, s, s, order, batch,
-              train ? ", columns made explicit" : "", flush.empty() ? "" : ", caches flushed before each call");
+  std::printf("%zu calls, fastest %.3f ms, median %.3f ms (%s, %zux%zu kernel, stride %zu, %zu -> %zu channels, %zux%zu, "
+              "order %d, batch %zu%s, 1 thread%s)\n",
+              times.size(), times.front() * 1e3, times[times.size() / 2] * 1e3, kt.name, k, k, st, c, m, s, s, order,
+              batch, train ? ", columns made explicit" : "", flush.empty() ? "" : ", caches flushed before each call");
   return 0;
 }
