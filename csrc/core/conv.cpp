@@ -86,6 +86,12 @@ void init_pixel_image(PixelImage& im, const ConvGeometry& g) {
     }
 }
 
+// Whether orders >= 2 run on whole columns read from zero-bordered images (quantize_image): with the pixel image
+// and whole words per tap. The NHWC copy then has the image's border.
+bool image_columns(const QuantizedColumns& q, const ConvGeometry& g) {
+  return q.implicit_h1 && q.order >= 2 && g.channels % kWordBits == 0;
+}
+
 // q's sizes and storage. Paths with an outer-product GEMM read H_1 (and at order 1 beta_1) from the pixel
 // image instead of a gathered copy per column; the compact layout keeps the gather.
 QuantizedColumns empty_columns(const KernelTable& kt, const ConvGeometry& g, int order) {
@@ -96,7 +102,10 @@ QuantizedColumns empty_columns(const KernelTable& kt, const ConvGeometry& g, int
   q.kw = conv_words(g.channels, taps);
   q.order = order;
   q.implicit_h1 = kt.gemm_task != nullptr && !conv_compact(g.channels, taps);
-  if (!(q.implicit_h1 && order == 1)) {
+  if (image_columns(q, g)) {  // every beta and every word of the rows H_2.. written there; H_1's rows unused
+    q.bits.resize(q.ncols * order * q.kw);
+    q.betas.resize(q.ncols * order);
+  } else if (!(q.implicit_h1 && order == 1)) {
     q.bits.assign(q.ncols * order * q.kw, 0);
     q.betas.assign(q.ncols * order, 0.0);
   }
@@ -111,12 +120,6 @@ struct PixelPlanes {
   std::vector<double> sums;
   std::vector<word_t> bits;
 };
-
-// Whether orders >= 2 run on whole columns read from zero-bordered images (quantize_image): with the pixel image
-// and whole words per tap. The NHWC copy then has the image's border.
-bool image_columns(const QuantizedColumns& q, const ConvGeometry& g) {
-  return q.implicit_h1 && q.order >= 2 && g.channels % kWordBits == 0;
-}
 
 // Whether the column pass reads its taps from an NHWC float copy of the input (orders >= 2) rather than from
 // the input itself (NHWC, no affine: already the copy, unless the copy needs the border).

@@ -4,6 +4,8 @@
 // where coef = alpha * scale and add = scale * bias + shift fold the bias and a BatchNorm epilogue.
 #pragma once
 #include <cstddef>
+#include <memory>
+#include <utility>
 #include <vector>
 
 #include "core/dispatch.h"
@@ -53,11 +55,35 @@ struct PixelCursor : ColumnCursor {
 // With `implicit_h1`, H_1 lives in `image` (the GEMM reads it there; row j * order of bits holds a copy at
 // order 2 where the per-column route computes H_2 from it, and stays zero on the image route, conv.cpp) and at
 // order 1 neither bits nor betas are stored: the GEMM task reads both from the image.
+// An allocator that default-initializes: resize() leaves the new elements as they are (for buffers every element
+// of which is written before it is read); assign(n, v) still writes v.
+template <class T>
+struct UninitAllocator : std::allocator<T> {
+  template <class U>
+  struct rebind {
+    using other = UninitAllocator<U>;
+  };
+  UninitAllocator() = default;
+  template <class U>
+  UninitAllocator(const UninitAllocator<U>&) noexcept {}
+  template <class U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+
 struct QuantizedColumns {
   std::size_t ncols = 0, n = 0, kw = 0;
   int order = 0;
-  std::vector<word_t> bits;
-  std::vector<double> betas;
+  // Zeroed where they are made (assign), except on the convolution's image route (conv.cpp), which writes every
+  // beta and every word of rows H_2.. and leaves the rows of H_1 unwritten (the GEMM reads H_1 from the image;
+  // materialize_columns writes them).
+  std::vector<word_t, UninitAllocator<word_t>> bits;
+  std::vector<double, UninitAllocator<double>> betas;
   bool implicit_h1 = false;
   PixelImage image;
 };
