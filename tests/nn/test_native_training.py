@@ -114,15 +114,15 @@ def planes_from(request, monkeypatch):
 @pytest.mark.parametrize("vendor", ["GenuineIntel", "AuthenticAMD", ""])
 def test_planes_order_depends_on_path_width_and_vendor(monkeypatch, vendor):
     """Order 2's weight gradient takes the products on avx512 at any width, elsewhere below PLANES_WIDE_OUT
-    output channels only; order 3 on the avx512 path of AMD CPUs (both routes are checked against the float64
-    torch path below)."""
+    output channels only (on AMD CPUs at any width); order 3 on the avx512 path of AMD CPUs (both routes are
+    checked against the float64 torch path below)."""
     from horq import _core, kernels
 
     monkeypatch.setattr(kernels, "cpu_vendor", lambda: vendor)
     wide = native_train.PLANES_WIDE_OUT
     monkeypatch.setenv("HORQ_KERNEL", "generic")
     assert native_train._planes_max_order(wide - 1) == 2
-    assert native_train._planes_max_order(wide) == 1
+    assert native_train._planes_max_order(wide) == (2 if vendor == "AuthenticAMD" else 1)
     if "avx512" in _core.available_kernels():
         monkeypatch.setenv("HORQ_KERNEL", "avx512")
         assert native_train._planes_max_order(wide) == (3 if vendor == "AuthenticAMD" else 2)

@@ -63,14 +63,16 @@ PLANES_MAX_ORDER = 2
 # The same on the avx512 path of AMD CPUs: there the products at K = 3 took 0.60-0.94x the rebuilt-columns GEMM's
 # time on cifar-vgg's and mnist-cnn's layers (on the Intel Xeon of docs/KERNELS.md 1.4-1.55x), and the order-3
 # training step of the 32x32 ResNet-18 went from 1.24x / 1.31x the FP step (1 / 2 threads) to 0.95x / 1.08x
-# (AMD EPYC, Zen 5; `python benchmarks/bench_backward.py`, `horq bench training`, docs/TRAINING.md).
+# (AMD EPYC, Zen 5; `python benchmarks/bench_backward.py`, `horq bench training`, docs/TRAINING.md). PyTorch's float
+# GEMM (MKL) runs relatively slower on that CPU than on the Xeon, which moves the balance towards the products.
 PLANES_MAX_ORDER_AMD = 3
-# Output channels from which, on kernel paths other than avx512, order 2 takes the GEMM route instead: the AVX2
-# product runs at about half the AVX-512 one's rate per term where PyTorch's float GEMM loses less, so there the K = 2
-# products took 1.15-1.29x the GEMM route's time on cifar-vgg's layers (128-512 channels) and 0.76-0.86x on
-# mnist-cnn's (64), while on avx512 0.81-0.95x on cifar-vgg's (`python benchmarks/bench_backward.py`, with and
-# without HORQ_KERNEL=avx2 ATEN_CPU_CAPABILITY=avx2). cifar-vgg's order-2 step at HORQ_KERNEL=avx2, `horq bench
-# training`: 0.97x FP before, 0.91x after (docs/TRAINING.md).
+# Output channels from which, on kernel paths other than avx512 of CPUs other than AMD's, order 2 takes the GEMM
+# route instead: the AVX2 product runs at about half the AVX-512 one's rate per term where PyTorch's float GEMM
+# loses less, so on the Intel Xeon the K = 2 products took 1.15-1.29x the GEMM route's time on cifar-vgg's layers
+# (128-512 channels) and 0.76-0.86x on mnist-cnn's (64), while on avx512 0.81-0.95x on cifar-vgg's (`python
+# benchmarks/bench_backward.py`, with and without HORQ_KERNEL=avx2 ATEN_CPU_CAPABILITY=avx2). cifar-vgg's order-2
+# step at HORQ_KERNEL=avx2, `horq bench training`: 0.97x FP before, 0.91x after (docs/TRAINING.md). On the AMD EPYC
+# (Zen 5) the avx2 K = 2 products took 0.70-0.81x the GEMM route's time on the same layers: there they stay.
 PLANES_WIDE_OUT = 128
 
 _enabled = False
@@ -174,11 +176,11 @@ def _planes_max_order(c_out: int) -> int:
     the kernel path in use and this CPU (PLANES_MAX_ORDER, PLANES_MAX_ORDER_AMD, PLANES_WIDE_OUT)."""
     from horq.kernels import _resolve_kernel, cpu_vendor
 
-    path = _resolve_kernel(None)
-    if c_out >= PLANES_WIDE_OUT and path != "avx512":
+    path, amd = _resolve_kernel(None), cpu_vendor() == "AuthenticAMD"
+    if path == "avx512":
+        return PLANES_MAX_ORDER_AMD if amd else PLANES_MAX_ORDER
+    if c_out >= PLANES_WIDE_OUT and not amd:
         return min(PLANES_MAX_ORDER, 1)
-    if path == "avx512" and cpu_vendor() == "AuthenticAMD":
-        return PLANES_MAX_ORDER_AMD
     return PLANES_MAX_ORDER
 
 
