@@ -79,8 +79,7 @@ inline void row(const float* const* rows, std::size_t kh, const PoolColumns& pc,
     if (a >= b) return;
     std::fill(out + a, out + b, kNegInf);
     for (std::size_t j = 0; j < pc.off.size(); ++j) {  // the input column is inside x for ox in [lo[j], hi[j])
-      const std::size_t l = std::max(a, pc.lo[j]), h = std::min(b, pc.hi[j]);
-      if (l >= h) continue;
+      const std::size_t l = std::max(a, pc.lo[j]), h = std::min(b, pc.hi[j]);  // empty when l >= h
       if (pc.sw == 2) {
         column_tap<2>(out, src, l, h, pc.off[j], 2);
       } else if (pc.sw == 1) {

@@ -190,10 +190,10 @@ def markdown(result) -> str:
 
 
 def cpu_flags() -> str:
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split("flags", 1)[1].split("\n", 1)[0].split()
-    except (OSError, IndexError):
+    line = kernels._cpuinfo_field("flags")
+    if line is None:
         return platform.machine()
+    flags = line.split()
     want = ["avx2", "popcnt", "avx512f", "avx512bw", "avx512_vpopcntdq"]
     return " ".join(f"{f}{'+' if f in flags else '-'}" for f in want)
 
