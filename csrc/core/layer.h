@@ -51,10 +51,6 @@ struct PixelCursor : ColumnCursor {
   std::int64_t sum() const { return static_cast<std::int64_t>((img * im.hp + oy * im.sh) * im.wp + ox * im.sw); }
 };
 
-// Columns after quantization: row (j * order + k) holds H_{k+1} of column j, kw words; betas likewise.
-// With `implicit_h1`, H_1 lives in `image` (the GEMM reads it there; row j * order of bits holds a copy at
-// order 2 where the per-column route computes H_2 from it, and stays zero on the image route, conv.cpp) and at
-// order 1 neither bits nor betas are stored: the GEMM task reads both from the image.
 // An allocator that default-initializes: resize() leaves the new elements as they are (for buffers every element
 // of which is written before it is read); assign(n, v) still writes v.
 template <class T>
@@ -76,6 +72,10 @@ struct UninitAllocator : std::allocator<T> {
   }
 };
 
+// Columns after quantization: row (j * order + k) holds H_{k+1} of column j, kw words; betas likewise.
+// With `implicit_h1`, H_1 lives in `image` (the GEMM reads it there; row j * order of bits holds a copy at
+// order 2 where the per-column route computes H_2 from it, and is left unwritten on the image route, conv.cpp) and at
+// order 1 neither bits nor betas are stored: the GEMM task reads both from the image.
 struct QuantizedColumns {
   std::size_t ncols = 0, n = 0, kw = 0;
   int order = 0;
