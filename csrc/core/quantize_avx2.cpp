@@ -275,7 +275,8 @@ void quantize_image_avx2(const ImageColumns& im, const std::int64_t* pix, const 
 // 8 pixels at a time with their 8 words and 8 sums in registers across all channels (the AVX-512 version's
 // scheme): per channel one load, a compare whose 32-bit lanes widen to 64-bit masks selecting bit c of the
 // words, an exponent test for NaN/Inf, and |x| widened to double and added per lane in channel order (the
-// generic sums bit for bit). A row's last 1-7 pixels use masked loads and stores.
+// generic sums bit for bit). A row's last 1-7 pixels use masked loads and stores (plain stores
+// elsewhere: AMD CPUs microcode masked stores).
 std::uint32_t pack_pixels_avx2(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W,
                                word_t* words, std::size_t wstride, double* sums, const float* scale,
                                const float* shift) {
@@ -303,8 +304,13 @@ std::uint32_t pack_pixels_avx2(const float* src, std::size_t cstride, std::size_
       slo = _mm256_add_pd(slo, _mm256_cvtps_pd(_mm256_castps256_ps128(a)));
       shi = _mm256_add_pd(shi, _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1)));
     }
-    _mm256_maskstore_pd(sums + w0, mlo, slo);
-    _mm256_maskstore_pd(sums + w0 + 4, mhi, shi);
+    if (rem == 8) {  // plain stores where they can be: AMD CPUs microcode masked stores
+      _mm256_storeu_pd(sums + w0, slo);
+      _mm256_storeu_pd(sums + w0 + 4, shi);
+    } else {
+      _mm256_maskstore_pd(sums + w0, mlo, slo);
+      _mm256_maskstore_pd(sums + w0 + 4, mhi, shi);
+    }
     alignas(32) word_t out[8];
     _mm256_store_si256(reinterpret_cast<__m256i*>(out), lo);
     _mm256_store_si256(reinterpret_cast<__m256i*>(out + 4), hi);

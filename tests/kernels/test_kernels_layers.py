@@ -55,6 +55,8 @@ GEOMETRIES = [
     (1, 64, 70, 9, 9, 3, 1, 1, 1),  # exact word per pixel; 81 columns (several column blocks)
     (2, 32, 9, 6, 7, 3, 1, 1, 1),  # compact layout, two taps per word (C divides 64)
     (1, 16, 5, 5, 6, 3, 2, 1, 1),  # compact, four taps per word and a last word of one tap; stride 2
+    (2, 32, 5, 7, 6, 3, 1, 2, 2),  # compact, dilation 2 + padding 2: border columns of many shapes
+    (3, 8, 4, 6, 5, 3, 2, 0, 1),  # compact, eight taps per word, no padding (every column inside)
     # Whole words per tap: order 2 reads its columns from zero-bordered images on the AVX paths (quantize_image2)
     (2, 64, 7, 8, 7, 3, 2, 1, 1),  # stride 2, two images
     (1, 128, 7, 6, 5, 3, 1, 2, 2),  # two words per tap, dilation 2, padding 2
