@@ -77,6 +77,16 @@ def test_transpose_planes(path, ncols, order, words):
         assert not rest.any()  # bits past ncols are zero
 
 
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 5, 7), (3, 9, 4, 4), (2, 64, 14, 14), (1, 17, 1, 33),
+                                   (2, 130, 3, 3), (0, 4, 2, 2)])
+def test_nchw_rows_every_path(path, shape):
+    """The NCHW gradient's pixels as rows (the weight gradient's order): a copy, exact, on sizes around the
+    8 x 8 / 16 x 16 register transposes."""
+    x = np.random.default_rng(sum(shape)).standard_normal(shape).astype(np.float32)
+    got = ktrain.nchw_rows(x, kernel=path)
+    np.testing.assert_array_equal(got, x.transpose(0, 2, 3, 1).reshape(-1, shape[1]))
+
+
 @pytest.mark.parametrize("order", [1, 2, 3, 5])
 @pytest.mark.parametrize("layout", [(1, 1, 1), (1, 7, 1), (1, 200, 4), (3, 5, 1), (9, 64, 1), (2, 70, 2),
                                     (4, 17, 1)])

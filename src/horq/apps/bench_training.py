@@ -17,6 +17,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from horq.heap import keep_freed_memory
 from horq.nn.native_train import native_training
 
 #: Per-sample input shapes of the zoo models benchmarked by default (their datasets' shapes).
@@ -63,6 +64,7 @@ class _Trainer:
 def _set_threads(n: int) -> None:
     from horq import kernels
 
+    keep_freed_memory()  # what `horq train` runs under, for every configuration alike (horq/heap.py)
     torch.set_num_threads(n)
     kernels.set_num_threads(n)
 

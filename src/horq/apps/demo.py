@@ -41,8 +41,10 @@ def register(sub) -> None:
 
 
 def _demo(args) -> int:
+    from horq.heap import keep_freed_memory
     from horq.nn.training import TrainSettings, train
 
+    keep_freed_memory()  # as `horq train` does (horq/heap.py)
     out = Path(args.out)
     if (out / "model.horq").exists() or any((out / d / "last.pt").exists() for d in ("fp", "order1", "order2")):
         print(f"replacing the previous demo in {out}/", flush=True)

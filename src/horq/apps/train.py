@@ -127,8 +127,10 @@ def run_train(args) -> int:
             raise ValueError("--nproc launches torchrun itself; do not use it under torchrun")
         argv = args.argv[args.argv.index("train") + 1 :]
         return subprocess.call(torchrun_command(args.nproc, _strip_nproc(argv)))
+    from horq.heap import keep_freed_memory
     from horq.nn.training import train
 
+    keep_freed_memory()  # the steps reuse their memory instead of faulting in fresh pages (horq/heap.py)
     summary = train(settings).summary
     if summary["rank"] == 0:
         shown = {k: v for k, v in summary.items() if k != "epochs"}

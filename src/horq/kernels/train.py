@@ -102,6 +102,12 @@ def linear_input_grad(g: np.ndarray, alpha: np.ndarray, bits: np.ndarray, x: np.
     return _core.linear_input_grad(g, alpha, bits, x, -1.0 if clip is None else float(clip), _resolve_kernel(kernel))
 
 
+def nchw_rows(x: np.ndarray, kernel: str | None = None) -> np.ndarray:
+    """An NCHW float32 map's pixels as rows, ``(N * H * W, C)`` (``x.transpose(0, 2, 3, 1).reshape(-1, C)``,
+    copied by the kernels' in-register transposes): the row order :func:`planes_weight_grad` reads."""
+    return _core.nchw_rows(x, _resolve_kernel(kernel))
+
+
 def clip_window(g: np.ndarray, x: np.ndarray, clip: float) -> None:
     """In place: ``g[i] = 0`` where ``|x[i]| > clip`` (float32, C-contiguous, same size)."""
     _core.clip_window(g, x, clip)

@@ -285,7 +285,11 @@ class _NativeConv2d(torch.autograd.Function):
                 if clip is not None:
                     ktrain.clip_window(_array(gx, cl), _array(x, cl), clip)
         if ctx.needs_input_grad[1]:
-            g_rows = grad.permute(0, 2, 3, 1).reshape(-1, c_out)  # row j = column j = (image, oy, ox)
+            # row j = column j = (image, oy, ox): a free view of an NHWC gradient, the kernels' transpose of NCHW
+            if cl:
+                g_rows = grad.permute(0, 2, 3, 1).reshape(-1, c_out)
+            else:
+                g_rows = torch.from_numpy(ktrain.nchw_rows(grad.numpy()))
             gw = wt.grad(_columns_weight_grad(g_rows, ctx.cols, ktrain.conv_layout(c_in, kh * kw), kh * kw))
         if ctx.needs_input_grad[2]:
             gb = grad.sum(dim=(0, 2, 3))
