@@ -83,11 +83,22 @@ CONV_CASES = [
     (64, 9, 3, 1, 1, 1, 6, 7),  # grouped layout, one word per tap
     (70, 4, 1, 1, 0, 1, 5, 5),  # 1x1: one tap of two words
     (130, 3, 3, 2, 2, 1, 5, 6),  # three words per tap, wide padding
-    # Input gradient as a float-by-sign product (native_train.sign_input_grad); the cases above take PyTorch's.
+    # Input gradient as a float-by-sign product (native_train.sign_input_grad); the cases above take PyTorch's
+    # (on CPUs without AVX-512 the two with rows of 7 take the product too).
     (8, 5, 3, 1, 1, 1, 5, 18),  # 18 output columns
     (6, 130, 3, 2, 1, 1, 7, 9),  # 130 output channels, stride 2
     (3, 129, (3, 2), 1, (2, 0), 2, 9, 8),  # dilation, asymmetric kernel and padding
 ]
+
+
+@pytest.mark.parametrize("avx512", [True, False])
+def test_input_grad_rule_per_cpu(monkeypatch, avx512):
+    """Rows of 7 take the product only where PyTorch's float kernels lack AVX-512; 128+ channels or rows of 14
+    everywhere."""
+    monkeypatch.setattr(native_train, "_avx512_cpu", lambda: avx512)
+    assert native_train.sign_input_grad(64, 14) and native_train.sign_input_grad(128, 1)
+    assert native_train.sign_input_grad(64, 7) is (not avx512)
+    assert not native_train.sign_input_grad(64, 6) and not native_train.sign_input_grad(127, 6)
 
 
 def test_input_grad_paths_are_both_exercised():
