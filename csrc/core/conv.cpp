@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "core/layer.h"
+#include "core/prefetch.h"
 #include "core/threadpool.h"
 
 namespace horq {
@@ -167,14 +168,6 @@ std::uint32_t pack_input_row(const KernelTable& kt, const float* src, std::size_
 // 2.07-2.45 -> 1.95-1.97 ms).
 constexpr std::size_t kPackAhead = 2;
 
-void prefetch_row(const float* src, std::size_t cstride, std::size_t C, std::size_t W) {
-  constexpr std::size_t kLineFloats = 64 / sizeof(float);
-  for (std::size_t c = 0; c < C; ++c, src += cstride) {
-    for (std::size_t i = 0; i < W; i += kLineFloats) __builtin_prefetch(src + i);
-    __builtin_prefetch(src + W - 1);
-  }
-}
-
 // Every pixel of x packed (and copied): one task per image row of an NCHW input; one per image of an NHWC
 // input, which is first transposed to channel planes (in cache for the maps binary layers see; a row alone is
 // often narrower than the transpose's 16-pixel blocks), then packed row by row the same way. Throws on NaN or
@@ -217,7 +210,7 @@ PixelPlanes pack_input(const KernelTable& kt, const float* x, const ConvGeometry
     parallel_for(rows, [&](std::size_t t) {
       const auto row_at = [&](std::size_t r) { return x + (r / H) * C * plane + (r % H) * W; };
       const float* src = row_at(t);
-      if (t + kPackAhead < rows) prefetch_row(row_at(t + kPackAhead), plane, C, W);
+      if (t + kPackAhead < rows) prefetch_rows(row_at(t + kPackAhead), plane, C, W);
       if (pack_input_row(kt, src, plane, g, in_scale, in_shift, t, q, pp)) finite.store(false);
     });
   }
