@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 #: Layer of each top-level unit, lowest first; a module may import its own unit and any lower layer.
 LAYERS = {
-    "horq.bits": 0, "horq.geometry": 0, "horq.sizes": 0, "horq.fileio": 0, "horq.timing": 0,
+    "horq.bits": 0, "horq.geometry": 0, "horq.sizes": 0, "horq.fileio": 0, "horq.timing": 0, "horq.heap": 0,
     "horq.reference": 1,
     "horq._core": 2, "horq.kernels": 3, "horq.format": 3, "horq.data": 3,
     "horq.runtime": 4,
@@ -26,7 +26,7 @@ LAYERS = {
 #: Modules outside their unit's folder: ``python -m horq`` is the command line.
 PLACED = {"horq.__main__": "horq.apps"}
 #: Units that must never import torch (lazily or not).
-TORCH_FREE = ("horq.bits", "horq.geometry", "horq.sizes", "horq.fileio", "horq.timing", "horq.reference",
+TORCH_FREE = ("horq.bits", "horq.geometry", "horq.sizes", "horq.fileio", "horq.timing", "horq.heap", "horq.reference",
               "horq.kernels", "horq.format", "horq.data", "horq.runtime")
 #: The package root is a facade (``__version__``; ``horq.export`` forwards to ``horq.nn.export`` when called):
 #: anything may import it, and its own lazy import is exempt.
