@@ -484,8 +484,9 @@ void clip_window(nb::ndarray<float, nb::c_contig, nb::device::cpu> g, In<float> 
 }
 
 // (N, C, H, W) -> (N * H * W, C): an NCHW map's pixels as rows, the order the weight gradient reads an output
-// gradient in (one image per task, the path's in-register transposes of to_nhwc; PyTorch's permuted copy of
-// mnist-cnn's 64 x 64 x 14 x 14 gradient took 4 ms on an AMD EPYC Zen 3).
+// gradient in (one image per task, the path's in-register transposes of to_nhwc: 0.32 ms for mnist-cnn's
+// 64 x 64 x 14 x 14 gradient on an AMD EPYC Zen 3, where PyTorch's permuted copy took 0.70 ms alone and 4 ms
+// per step inside a training step).
 FloatArray nchw_rows(In<float, nb::ndim<4>> x, const std::string& kernel) {
   const std::size_t N = x.shape(0), C = x.shape(1), P = x.shape(2) * x.shape(3);
   const auto& kt = horq::kernel_table(kernel);

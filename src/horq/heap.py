@@ -3,15 +3,15 @@
 A training step allocates and frees the same tens of megabytes every step (activations, gradients, the native
 kernels' outputs). glibc's malloc returns the top of its heap to the system whenever more than its trim threshold
 lies free there, and maps large blocks afresh each time, so the next step touches new pages: each first touch is a
-page fault and a zeroed page. On an AMD EPYC (Zen 3), mnist-cnn at batch 64 took ~3,700 page faults per step in
-full precision and ~2,700 at order 1 (native), 10% of the step in the kernel; with the settings below, ~20-300
-(``python benchmarks/heap_faults.py``).
+page fault and a zeroed page. On an AMD EPYC (Zen 3), mnist-cnn at batch 64 took 2,000-4,500 page faults per
+step (full precision and orders 1-3 on the native path), with the settings below 0-256, and its steps 10-20% less
+time (``python benchmarks/heap_faults.py``; docs/TRAINING.md).
 
 :func:`keep_freed_memory` sets glibc's thresholds once per process: blocks up to 32 MiB (glibc's largest mmap
 threshold on 64-bit) come from the heap, and the heap's top is returned to the system only beyond 1 GiB free.
 The process's peak memory is what its steps hold at once, as before; it just keeps that much mapped. ``horq
-train`` and ``horq bench training`` call it (the latter for every configuration alike, full precision included);
-elsewhere (other C libraries, macOS, Windows) it does nothing.
+train``, ``horq demo`` and ``horq bench training`` call it (the last for every configuration alike, full precision
+included); elsewhere (other C libraries, macOS, Windows) it does nothing.
 """
 
 from __future__ import annotations
