@@ -63,8 +63,8 @@ int main(int argc, char** argv) {
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(times.begin(), times.end());
-  std::printf("%zu calls, fastest %.3f ms, median %.3f ms (%s, %zux%zu kernel, stride %zu, %zu -> %zu channels, %zux%zu, "
-              "order %d, batch %zu%s, 1 thread%s)\n",
+  std::printf("%zu calls, fastest %.3f ms, median %.3f ms (%s, %zux%zu kernel, stride %zu, %zu -> %zu channels, "
+              "%zux%zu, order %d, batch %zu%s, 1 thread%s)\n",
               times.size(), times.front() * 1e3, times[times.size() / 2] * 1e3, kt.name, k, k, st, c, m, s, s, order,
               batch, train ? ", columns made explicit" : "", flush.empty() ? "" : ", caches flushed before each call");
   return 0;

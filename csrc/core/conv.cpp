@@ -207,8 +207,8 @@ PixelPlanes pack_input(const KernelTable& kt, const float* x, const ConvGeometry
     });
   } else {
     const std::size_t rows = g.batch * H;
+    const auto row_at = [&](std::size_t r) { return x + (r / H) * C * plane + (r % H) * W; };
     parallel_for(rows, [&](std::size_t t) {
-      const auto row_at = [&](std::size_t r) { return x + (r / H) * C * plane + (r % H) * W; };
       const float* src = row_at(t);
       if (t + kPackAhead < rows) prefetch_rows(row_at(t + kPackAhead), plane, C, W);
       if (pack_input_row(kt, src, plane, g, in_scale, in_shift, t, q, pp)) finite.store(false);

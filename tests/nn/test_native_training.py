@@ -95,7 +95,9 @@ CONV_CASES = [
 def test_input_grad_rule_per_cpu(monkeypatch, avx512):
     """Rows of 7 take the product only where PyTorch's float kernels lack AVX-512; 128+ channels or rows of 14
     everywhere."""
-    monkeypatch.setattr(native_train, "_avx512_cpu", lambda: avx512)
+    from horq import kernels
+
+    monkeypatch.setattr(kernels, "cpu_flags", lambda: frozenset({"avx2", "avx512f"} if avx512 else {"avx2"}))
     assert native_train.sign_input_grad(64, 14) and native_train.sign_input_grad(128, 1)
     assert native_train.sign_input_grad(64, 7) is (not avx512)
     assert not native_train.sign_input_grad(64, 6) and not native_train.sign_input_grad(127, 6)
@@ -145,6 +147,21 @@ def test_cpu_vendor_is_reported():
 
     assert kernels.info()["vendor"] == kernels.cpu_vendor()
     assert isinstance(kernels.cpu_vendor(), str)
+
+
+def test_cpu_flags_agree_with_the_core():
+    """The flags sign_input_grad reads: where the OS reports them, the core's avx2 / avx512 paths imply them."""
+    import os
+
+    from horq import _core, kernels
+
+    flags = kernels.cpu_flags()
+    assert isinstance(flags, frozenset)
+    if not os.path.exists("/proc/cpuinfo"):
+        return
+    assert flags
+    avail = _core.available_kernels()
+    assert ("avx2" not in avail or "avx2" in flags) and ("avx512" not in avail or "avx512f" in flags)
 
 
 @pytest.mark.parametrize("planes_from", [None, 0], ids=["default-route", "products"], indirect=True)

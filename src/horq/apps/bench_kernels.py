@@ -190,10 +190,9 @@ def markdown(result) -> str:
 
 
 def cpu_flags() -> str:
-    line = kernels._cpuinfo_field("flags")
-    if line is None:
+    flags = kernels.cpu_flags()
+    if not flags:
         return platform.machine()
-    flags = line.split()
     want = ["avx2", "popcnt", "avx512f", "avx512bw", "avx512_vpopcntdq"]
     return " ".join(f"{f}{'+' if f in flags else '-'}" for f in want)
 

@@ -94,6 +94,12 @@ def _cpu_model() -> str:
 
 
 @functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as the OS reports them (Linux's ``avx2``, ``avx512f``, ...; empty if unknown)."""
+    return frozenset((_cpuinfo_field("flags") or "").split())
+
+
+@functools.cache
 def cpu_vendor() -> str:
     """The CPU's vendor string as the OS reports it (``GenuineIntel``, ``AuthenticAMD``; empty if unknown)."""
     return _cpuinfo_field("vendor_id") or ""

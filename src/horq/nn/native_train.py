@@ -33,7 +33,6 @@ reference.
 from __future__ import annotations
 
 import contextlib
-import functools
 
 import numpy as np
 import torch
@@ -121,14 +120,6 @@ SIGN_INPUT_MIN_WIDTH = 14
 SIGN_INPUT_MIN_WIDTH_AVX2_CPU = 7
 
 
-@functools.cache
-def _avx512_cpu() -> bool:
-    """Whether the CPU reports AVX-512 (Linux's flags; elsewhere taken as no)."""
-    from horq.kernels import _cpuinfo_field
-
-    return "avx512f" in (_cpuinfo_field("flags") or "").split()
-
-
 def sign_input_grad(c_out: int, out_width: int) -> bool:
     """Whether a convolution's input gradient runs as a float-by-sign product (else PyTorch's input gradient
     through ``W~``, then the clip window). The product sums over the ``c_out`` output channels and folds each
@@ -136,8 +127,11 @@ def sign_input_grad(c_out: int, out_width: int) -> bool:
     PyTorch's speed on cifar-vgg's layers (128-512 channels), 1.22x and 1.05x on mnist-cnn's (64 channels, rows
     of 14 and 7: at 7, parity, PyTorch's is kept) on AVX-512 CPUs; on an AVX2-only AMD EPYC (Zen 3), against
     PyTorch's AVX2 kernels, 1.53-2.16x, 1.33x and 1.22x (rows of 7 too), ``python benchmarks/bench_backward.py``
-    (docs/TRAINING.md)."""
-    return c_out >= 128 or out_width >= (SIGN_INPUT_MIN_WIDTH if _avx512_cpu() else SIGN_INPUT_MIN_WIDTH_AVX2_CPU)
+    (docs/TRAINING.md). AVX-512 as the CPU reports it (``kernels.cpu_flags``; unknown counts as without)."""
+    from horq.kernels import cpu_flags
+
+    avx512 = "avx512f" in cpu_flags()
+    return c_out >= 128 or out_width >= (SIGN_INPUT_MIN_WIDTH if avx512 else SIGN_INPUT_MIN_WIDTH_AVX2_CPU)
 
 
 class _Weights:
