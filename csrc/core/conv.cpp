@@ -161,6 +161,57 @@ std::uint32_t pack_input_row(const KernelTable& kt, const float* src, std::size_
   return bad;
 }
 
+// NCHW image img at src (its channels cstride = H * W floats apart), plane by plane: its pixels' H_1 words and
+// sums as pack_input_row gives them row by row, but each 64-channel group in one pack_pixels call over the whole
+// plane (W' = H * W pixels: the kernels read a long stretch channel by channel, one sequential stream each),
+// into the per-pixel words and sums, or into a buffer whose rows then go into the zero-bordered pixel image; then
+// the NHWC copy row by row (order >= 2) from the planes just read. The same words, sums and copy.
+std::uint32_t pack_input_image(const KernelTable& kt, const float* src, const ConvGeometry& g, const float* in_scale,
+                               const float* in_shift, std::size_t img, QuantizedColumns& q, PixelPlanes& pp) {
+  const std::size_t C = g.channels, H = g.height, W = g.width, P = H * W, gw = words_for(C);
+  PixelImage& im = q.image;
+  const bool implicit = q.implicit_h1;
+  thread_local std::vector<word_t> words;
+  thread_local std::vector<double> sums;
+  if (implicit) {
+    words.resize(P);
+    sums.assign(P, 0.0);
+  } else {
+    std::fill_n(pp.sums.data() + img * P, P, 0.0);
+  }
+  double* psum = implicit ? sums.data() : pp.sums.data() + img * P;
+  std::uint32_t bad = 0;
+  for (std::size_t c0 = 0; c0 < C; c0 += kWordBits) {
+    const std::size_t c1 = std::min(C, c0 + kWordBits), gi = c0 / kWordBits;
+    const float* scale = in_scale ? in_scale + c0 : nullptr;
+    const float* shift = in_scale ? in_shift + c0 : nullptr;
+    if (!implicit) {
+      bad |= kt.pack_pixels(src + c0 * P, P, c1 - c0, P, pp.bits.data() + img * P * gw + gi, gw, psum, scale, shift);
+      continue;
+    }
+    bad |= kt.pack_pixels(src + c0 * P, P, c1 - c0, P, words.data(), 1, psum, scale, shift);
+    for (std::size_t y = 0; y < H; ++y)
+      std::copy_n(words.data() + y * W, W, im.words.data() + ((img * gw + gi) * im.hp + y + g.ph) * im.wp + g.pw);
+  }
+  if (implicit)
+    for (std::size_t y = 0; y < H; ++y)
+      std::copy_n(sums.data() + y * W, W, im.sums.data() + (img * im.hp + y + g.ph) * im.wp + g.pw);
+  if (copies_nhwc(q, g, in_scale)) {
+    for (std::size_t y = 0; y < H; ++y) {
+      float* xrow = image_columns(q, g) ? pp.xt.get() + ((img * im.hp + y + g.ph) * im.wp + g.pw) * C
+                                        : pp.xt.get() + (img * H + y) * W * C;
+      for (std::size_t c0 = 0; c0 < C; c0 += kWordBits)
+        kt.to_nhwc(src + c0 * P + y * W, P, std::min(C, c0 + kWordBits) - c0, W, in_scale ? in_scale + c0 : nullptr,
+                   in_scale ? in_shift + c0 : nullptr, xrow + c0, C);
+    }
+  }
+  return bad;
+}
+
+// Images per thread from which an NCHW input is packed image by image (pack_input_image) rather than row by row
+// (each thread then still has several tasks).
+constexpr std::size_t kImagesPerThread = 4;
+
 // An NCHW image row's C channel segments (W floats each, cstride apart) requested into the cache ahead of its
 // pack: one row of a channel is one or two cache lines of a different plane per channel, a pattern the hardware
 // prefetchers do not follow when rows are short (64 x 32 x 14 x 14 on an AMD EPYC Zen 3, profile_conv_core
@@ -168,10 +219,11 @@ std::uint32_t pack_input_row(const KernelTable& kt, const float* src, std::size_
 // 2.07-2.45 -> 1.95-1.97 ms).
 constexpr std::size_t kPackAhead = 2;
 
-// Every pixel of x packed (and copied): one task per image row of an NCHW input; one per image of an NHWC
-// input, which is first transposed to channel planes (in cache for the maps binary layers see; a row alone is
-// often narrower than the transpose's 16-pixel blocks), then packed row by row the same way. Throws on NaN or
-// Inf.
+// Every pixel of x packed (and copied): one task per image of an NHWC input, which is first transposed to channel
+// planes (in cache for the maps binary layers see; a row alone is often narrower than the transpose's 16-pixel
+// blocks), then packed plane by plane (pack_input_image); the same per image of an NCHW input with at least
+// kImagesPerThread images per thread, else one task per image row (pack_input_row: a batch-1 layer still splits
+// across threads). Every way gives the same words, sums and copy. Throws on NaN or Inf.
 PixelPlanes pack_input(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* in_scale,
                        const float* in_shift, QuantizedColumns& q) {
   const std::size_t C = g.channels, H = g.height, W = g.width, plane = H * W;
@@ -200,10 +252,11 @@ PixelPlanes pack_input(const KernelTable& kt, const float* x, const ConvGeometry
       thread_local std::vector<float> planes;
       if (planes.size() < C * plane) planes.resize(C * plane);
       kt.to_nhwc(x + img * plane * C, C, plane, C, nullptr, nullptr, planes.data(), plane);  // (HW x C) -> (C x HW)
-      std::uint32_t bad = 0;
-      for (std::size_t y = 0; y < H; ++y)
-        bad |= pack_input_row(kt, planes.data() + y * W, plane, g, in_scale, in_shift, img * H + y, q, pp);
-      if (bad) finite.store(false);
+      if (pack_input_image(kt, planes.data(), g, in_scale, in_shift, img, q, pp)) finite.store(false);
+    });
+  } else if (g.batch >= kImagesPerThread * static_cast<std::size_t>(get_num_threads())) {
+    parallel_for(g.batch, [&](std::size_t img) {
+      if (pack_input_image(kt, x + img * C * plane, g, in_scale, in_shift, img, q, pp)) finite.store(false);
     });
   } else {
     const std::size_t rows = g.batch * H;

@@ -22,6 +22,7 @@
 //     in channel order (the generic sums bit for bit).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/quantize.h"
@@ -277,9 +278,62 @@ void quantize_image_avx2(const ImageColumns& im, const std::int64_t* pix, const 
 // words, an exponent test for NaN/Inf, and |x| widened to double and added per lane in channel order (the
 // generic sums bit for bit). A row's last 1-7 pixels use masked loads and stores (plain stores
 // elsewhere: AMD CPUs microcode masked stores).
+//
+// A long stretch (W >= kPlanePixels: a whole image plane, conv.cpp pack_input_image) goes channel by channel
+// instead, kPlaneChunk pixels at a time with their words and sums in a local buffer: each channel's part is then
+// one sequential stream. Across all channels at once, as below, a 64 x 32 x 14 x 14 input is 32 short streams at a
+// time, which the hardware prefetchers do not follow: on an AMD EPYC Zen 3 the pass alone took ~2x as long (medians),
+// and mnist-cnn's layers at batch 64 with the columns kept (profile_conv_core 32 14 K 0.4 64 1, and 64 7) went
+// 2.67 -> 1.61 ms (order 1) and 5.41 -> 3.81 ms (order 2) on the 14x14 maps, 3.77 -> 2.35 ms (order 2) on the 7x7
+// ones (first quartiles of 8-12 alternated runs). The same operations per pixel and channel, in the same order:
+// the same words and sums.
+constexpr std::size_t kPlanePixels = 32, kPlaneChunk = 256;
+
+std::uint32_t pack_plane_chunks(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W,
+                                word_t* words, std::size_t wstride, double* sums, const float* scale,
+                                const float* shift) {
+  const __m256i exp_mask = _mm256_set1_epi32(0x7f800000);
+  const __m256 zero = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
+  const __m256i lane_ids = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  alignas(32) word_t wbuf[kPlaneChunk];
+  alignas(32) double sbuf[kPlaneChunk];
+  __m256i bad = _mm256_setzero_si256();
+  for (std::size_t p0 = 0; p0 < W; p0 += kPlaneChunk) {
+    const std::size_t pn = std::min(kPlaneChunk, W - p0), full = pn / 8 * 8;
+    std::fill_n(wbuf, kPlaneChunk, word_t{0});
+    std::copy_n(sums + p0, pn, sbuf);
+    std::fill(sbuf + pn, sbuf + kPlaneChunk, 0.0);
+    const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(pn - full)), lane_ids);
+    for (std::size_t c = 0; c < nchan; ++c) {
+      const float* x = src + c * cstride + p0;
+      const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(word_t{1} << c));
+      const __m256 a = scale ? _mm256_set1_ps(scale[c]) : zero, b = scale ? _mm256_set1_ps(shift[c]) : zero;
+      for (std::size_t i = 0; i < pn; i += 8) {
+        __m256 v = i < full ? _mm256_loadu_ps(x + i) : _mm256_maskload_ps(x + i, tail);  // zeros past the end
+        if (scale) v = _mm256_add_ps(_mm256_mul_ps(v, a), b);
+        const __m256i e = _mm256_and_si256(_mm256_castps_si256(v), exp_mask);
+        bad = _mm256_or_si256(bad, _mm256_cmpeq_epi32(e, exp_mask));
+        const __m256i neg = _mm256_castps_si256(_mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+        __m256i* wd = reinterpret_cast<__m256i*>(wbuf + i);
+        wd[0] = _mm256_or_si256(wd[0], _mm256_and_si256(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(neg)), bit));
+        wd[1] = _mm256_or_si256(wd[1],
+                                _mm256_and_si256(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(neg, 1)), bit));
+        const __m256 m = _mm256_andnot_ps(sign, v);
+        _mm256_store_pd(sbuf + i, _mm256_add_pd(_mm256_load_pd(sbuf + i), _mm256_cvtps_pd(_mm256_castps256_ps128(m))));
+        _mm256_store_pd(sbuf + i + 4,
+                        _mm256_add_pd(_mm256_load_pd(sbuf + i + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(m, 1))));
+      }
+    }
+    std::copy_n(sbuf, pn, sums + p0);
+    for (std::size_t i = 0; i < pn; ++i) words[(p0 + i) * wstride] = wbuf[i];
+  }
+  return _mm256_testz_si256(bad, bad) ? 0u : 1u;
+}
+
 std::uint32_t pack_pixels_avx2(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W,
                                word_t* words, std::size_t wstride, double* sums, const float* scale,
                                const float* shift) {
+  if (W >= kPlanePixels) return pack_plane_chunks(src, cstride, nchan, W, words, wstride, sums, scale, shift);
   const __m256i exp_mask = _mm256_set1_epi32(0x7f800000);
   const __m256 zero = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
   const __m256i lane_ids = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);

@@ -78,6 +78,49 @@ def test_conv_matches_reference(path, geom, order):
     close(got, reference.horq_conv2d(x, w, bias, order=order, stride=s, padding=p, dilation=d))
 
 
+# A batch of NCHW images is packed image by image, plane by plane (conv.cpp pack_input_image, from 4 images per
+# thread), a single image row by row across its channels (pack_input_row): both must give the same bits.
+BATCH_GEOMETRIES = [
+    # (C_in, C_out, H, W, k, padding)
+    (32, 9, 14, 14, 3, 1),  # compact layout (mnist-cnn's 32-channel layer): planes of 196 pixels, chunks + tail
+    (64, 5, 7, 7, 3, 1),  # whole words per tap, zero-bordered image: planes of 49 pixels
+    (129, 4, 17, 18, 3, 1),  # three words per pixel, planes of 306 pixels (two chunks, a tail of 2)
+    (5, 3, 9, 9, 1, 0),  # one partial word, 1x1
+]
+
+
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("geom", BATCH_GEOMETRIES, ids=lambda g: "x".join(map(str, g)))
+def test_conv_batch_same_bits_as_single_images(path, geom, order, affine):
+    c, co, h, wd, k, p = geom
+    rng = np.random.default_rng(sum(geom) + order)
+    x = rng.standard_normal((17, c, h, wd)).astype(np.float32)
+    x[3, :, 2, 5] = 0.0  # exact zeros
+    w = rng.standard_normal((co, c, k, k)).astype(np.float32)
+    kw = dict(order=order, padding=p, bias=rng.standard_normal(co).astype(np.float32), kernel=path)
+    if affine:  # a folded BatchNorm before the layer, applied in the pixel pass
+        kw.update(in_scale=rng.uniform(0.5, 2.0, c).astype(np.float32),
+                  in_shift=rng.normal(0, 0.3, c).astype(np.float32))
+    layer = kernels.Conv2dLayer(kernels.pack_weights(w), **kw)
+    threads = kernels.get_num_threads()
+    try:
+        kernels.set_num_threads(1)  # 17 images: the batch goes image by image at 1 to 4 threads
+        whole = layer(x)
+        kernels.set_num_threads(2)
+        assert np.array_equal(layer(x), whole)
+        singles = np.concatenate([layer(x[i : i + 1]) for i in range(len(x))])
+    finally:
+        kernels.set_num_threads(threads)
+    assert np.array_equal(whole, singles)
+    xin = x * kw["in_scale"][:, None, None] + kw["in_shift"][:, None, None] if affine else x
+    close(whole, reference.horq_conv2d(xin.astype(np.float32), w, kw["bias"], order=order, padding=p))
+    bad = x.copy()
+    bad[11, c - 1, h - 1, wd - 1] = np.nan  # the last value of a later image
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        layer(bad)
+
+
 @pytest.mark.parametrize("channels", [3, 6, 66, 192])
 def test_conv_order2_threshold_ties(path, channels):
     """Order 2 thresholds |x| against beta_1, which the conv computes in float32 (quantize_taps2 in
