@@ -137,7 +137,8 @@ CONV_CASES = [
     (2, 3, 5, 7, 4, 3, 1, 1, 1),
     (1, 65, 9, 8, 33, (3, 2), 1, (0, 1), 1),
     (3, 16, 7, 7, 70, 3, 1, (2, 0), (2, 1)),
-    (2, 64, 14, 14, 64, 3, 1, 1, 1),  # 196 positions: several lane blocks per image
+    (2, 64, 14, 14, 64, 3, 1, 1, 1),  # 196 positions: images side by side (a last block of 4 lanes alone)
+    (2, 8, 10, 10, 16, 3, 1, 1, 1),  # 100 positions: two lane blocks per image, the second of 36
     (2, 7, 17, 18, 129, 3, 2, 1, 1),  # stride 2, three words of output channels
     (3, 5, 12, 11, 6, 3, 2, 0, 2),  # stride 2, dilation, no padding: input rows no tap reaches
     (5, 3, 4, 4, 2, 1, 2, 0, 1),  # 1x1 stride 2: a strided shortcut
@@ -232,12 +233,15 @@ def test_conv2d_keep_channels_last_refuses_non_finite(path, k, stride):
                            kernel=path, channels_last=True)
 
 
-def test_conv_input_grad_same_bits_at_any_thread_count(path):
+# 10x10: one image per task; 9x9 (81 positions: a second lane block of 17) and 7x7: images side by side, 12 and 20
+# of them per task, so 40 images are several tasks.
+@pytest.mark.parametrize("n,size", [(5, 10), (40, 9), (45, 7)])
+def test_conv_input_grad_same_bits_at_any_thread_count(path, n, size):
     rng = np.random.default_rng(9)
-    x = rng.standard_normal((5, 20, 9, 9)).astype(np.float32)
+    x = rng.standard_normal((n, 20, size, size)).astype(np.float32)
     rows = rng.standard_normal((130, 20 * 9)).astype(np.float32)
     alpha = np.abs(rows).mean(axis=1).astype(np.float32)
-    g = rng.standard_normal((5, 130, 9, 9)).astype(np.float32)
+    g = rng.standard_normal((n, 130, size, size)).astype(np.float32)
     kernels.set_num_threads(1)
     bits = pack_signs(rows)
     one = ktrain.conv_input_grad(g, alpha, bits, x, 3, 3, (1, 1), (1, 1), (1, 1), None, kernel=path)
