@@ -8,11 +8,11 @@
 // and a table is T[0] = (v_0 + v_1) + (v_2 + v_3), T[b] = T[b & (b-1)] - (v_i + v_i) with i the lowest set
 // bit of b, over v_i = a_{r}[m] * scale_r (just a_r[m] without scales; 0 for r >= R).
 //
-// Blocking: a task's outputs are walked in blocks of NV vectors of lanes (m), and for each block the tables of
-// one half-word (8 tables x 16 entries x NV vectors: 32 KiB at 64 lanes, inside a core's L1 data cache) are
-// built and then used by every sign row of the task, so the float operand is read once per block of lanes (the
-// driver keeps a task's rows few enough for its outputs to stay in the L2 cache). Rows of `s` are read one word
-// per row per half-word, contiguous in j (the word-block-major layout).
+// Blocking: a task's outputs are walked half-word by half-word, and within one in blocks of NV vectors of lanes
+// (m): for each block the tables of the half-word (8 tables x 16 entries x NV vectors: 32 KiB at 64 lanes, inside
+// a core's L1 data cache) are built and then used by every sign row of the task, so the float operand is read
+// once (the driver keeps a task's rows few enough for its outputs to stay in the L2 cache). Rows of `s` are read
+// one word per row per half-word, contiguous in j (the word-block-major layout).
 //
 // Measured on a Sapphire Rapids core (round 9 of docs/KERNELS.md, benchmarks/profile_sign_gemm.cpp):
 // two half-words per step (64 KiB of tables, outputs loaded and stored half as often) lost to one, as the
@@ -75,11 +75,12 @@ template <class V, int NV, bool FULL>
   }
 }
 
-// V: the vector traits of one path (reg, kLanes, zero, load (aligned), loadu / storeu (unaligned), load_part /
-// store_part (the first n lanes, the rest zero / untouched), add, sub, mul_scalar).
+// One half-word step (the float rows r0 .. r0 + 31) of a block of lanes at mb: its tables built, then used by
+// every sign row of the task. V: the vector traits of one path (reg, kLanes, zero, load (aligned), loadu / storeu
+// (unaligned), load_part / store_part (the first n lanes, the rest zero / untouched), add, sub, mul_scalar).
 template <class V, int NV>
 [[gnu::always_inline]] inline void sign_gemm_block(const SignGemm& p, std::size_t mb, std::size_t nlanes,
-                                                   std::size_t j0, std::size_t j1) {
+                                                   std::size_t r0, std::size_t j0, std::size_t j1) {
   using reg = typename V::reg;
   constexpr int L = V::kLanes;
   alignas(64) float table[8][16][NV * L];
@@ -90,45 +91,43 @@ template <class V, int NV>
     part[q] = static_cast<int>(std::clamp<std::ptrdiff_t>(left, 0, L));
   }
   const float* const rscale = p.rscale;
-  for (std::size_t r0 = 0; r0 < R; r0 += 32) {
-    for (int g = 0; g < 8; ++g) {
-      const std::size_t rg = r0 + 4 * g;
-      for (int q = 0; q < NV; ++q) {
-        float* const tq = table[g][0] + q * L;
-        if (part[q] == 0 || rg >= R) {  // lanes past the block or rows past R: every entry 0
-          for (int b = 0; b < 16; ++b) V::store(tq + b * NV * L, V::zero());
+  for (int g = 0; g < 8; ++g) {
+    const std::size_t rg = r0 + 4 * g;
+    for (int q = 0; q < NV; ++q) {
+      float* const tq = table[g][0] + q * L;
+      if (part[q] == 0 || rg >= R) {  // lanes past the block or rows past R: every entry 0
+        for (int b = 0; b < 16; ++b) V::store(tq + b * NV * L, V::zero());
+        continue;
+      }
+      reg v[4];
+      for (int i = 0; i < 4; ++i) {
+        const std::size_t r = rg + i;
+        if (r >= R) {
+          v[i] = V::zero();
           continue;
         }
-        reg v[4];
-        for (int i = 0; i < 4; ++i) {
-          const std::size_t r = rg + i;
-          if (r >= R) {
-            v[i] = V::zero();
-            continue;
-          }
-          const reg x = V::load_part(p.arows[r] + mb + q * L, part[q]);
-          v[i] = rscale ? V::mul_scalar(x, rscale[r]) : x;
-        }
-        // The entries in registers (each from an earlier one), stored once: no entry is read back from memory.
-        reg t[16];
-        t[0] = V::add(V::add(v[0], v[1]), V::add(v[2], v[3]));
-        V::store(tq, t[0]);
-        for (int b = 1; b < 16; ++b) {
-          const int i = __builtin_ctz(static_cast<unsigned>(b));
-          t[b] = V::sub(t[b & (b - 1)], V::add(v[i], v[i]));
-          V::store(tq + b * NV * L, t[b]);
-        }
+        const reg x = V::load_part(p.arows[r] + mb + q * L, part[q]);
+        v[i] = rscale ? V::mul_scalar(x, rscale[r]) : x;
+      }
+      // The entries in registers (each from an earlier one), stored once: no entry is read back from memory.
+      reg t[16];
+      t[0] = V::add(V::add(v[0], v[1]), V::add(v[2], v[3]));
+      V::store(tq, t[0]);
+      for (int b = 1; b < 16; ++b) {
+        const int i = __builtin_ctz(static_cast<unsigned>(b));
+        t[b] = V::sub(t[b & (b - 1)], V::add(v[i], v[i]));
+        V::store(tq + b * NV * L, t[b]);
       }
     }
-    const word_t* srow = p.s + (r0 / kWordBits) * p.J;
-    const unsigned shift = static_cast<unsigned>(r0 % kWordBits);
-    const bool first = r0 == 0 && !p.accumulate;
-    const SignRows sr{&table[0][0][0], srow, shift, p.out + mb, p.ldo, part, first};
-    if (nlanes == static_cast<std::size_t>(NV * L))
-      sign_rows<V, NV, true>(sr, j0, j1);
-    else
-      sign_rows<V, NV, false>(sr, j0, j1);
   }
+  const word_t* srow = p.s + (r0 / kWordBits) * p.J;
+  const unsigned shift = static_cast<unsigned>(r0 % kWordBits);
+  const bool first = r0 == 0 && !p.accumulate;
+  const SignRows sr{&table[0][0][0], srow, shift, p.out + mb, p.ldo, part, first};
+  if (nlanes == static_cast<std::size_t>(NV * L))
+    sign_rows<V, NV, true>(sr, j0, j1);
+  else
+    sign_rows<V, NV, false>(sr, j0, j1);
 }
 
 // fold_rows (sign_gemm.h). V::lanes(lo, hi): a mask of lanes lo <= l < hi; V::add_masked(acc, p, mask):
@@ -245,12 +244,16 @@ template <class T>
   for (int i = 0; i < R; ++i) T::store(a + W * i, r[i]);
 }
 
-// A task: outputs [m0, m1) x [j0, j1) in blocks of NV * kLanes lanes (the last block masked).
+// A task: outputs [m0, m1) x [j0, j1) in blocks of NV * kLanes lanes (the last block masked), half-word by
+// half-word, each half-word's blocks in turn: a float row's lanes in [m0, m1) are read together (a task's 64 lanes
+// on AVX2 are two blocks; one block after the other read each row twice, half of it at a time, and the table
+// builds waited on those reads). The order of the sums of each output does not change.
 template <class V, int NV>
 [[gnu::always_inline]] inline void sign_gemm_walk(const SignGemm& p, std::size_t m0, std::size_t m1,
                                                   std::size_t j0, std::size_t j1) {
   constexpr std::size_t B = static_cast<std::size_t>(NV) * V::kLanes;
-  for (std::size_t mb = m0; mb < m1; mb += B) sign_gemm_block<V, NV>(p, mb, std::min(B, m1 - mb), j0, j1);
+  for (std::size_t r0 = 0; r0 < p.R; r0 += 32)
+    for (std::size_t mb = m0; mb < m1; mb += B) sign_gemm_block<V, NV>(p, mb, std::min(B, m1 - mb), r0, j0, j1);
 }
 
 }  // namespace horq

@@ -154,7 +154,7 @@ void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, 
   const std::vector<word_t> s = weight_sign_rows(kt, wbits, m, J);
   const std::size_t lds = words_for(J) * kWordBits;  // the sign rows' stride
   // Lanes: an image's positions, straight from an NCHW g; images smaller than a lane block, or whose last block
-  // would be less than half full, are first copied side by side (o, image * P + position) and a task takes ~16
+  // would be less than half full, are first copied side by side (below) and a task takes ~16
   // blocks' worth of them, its blocks running across image boundaries (7x7 maps: 4% of lanes idle, against 23% with
   // one image per block; 14x14 maps: 196 positions, whose fourth block had 4 lanes: the product's full cost for 4
   // lanes; mnist-cnn's 14x14 input gradient at batch 64, `profile_sign_gemm igrad 64 32 14 64` on an AMD EPYC Zen
@@ -165,13 +165,6 @@ void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, 
   const bool grouped = P < kLanes || (P % kLanes != 0 && P % kLanes * 2 < kLanes);
   const std::size_t per_task = grouped ? std::max<std::size_t>(1, kBlocksPerTask * kLanes / P) : 1;
   const std::size_t tasks = ceil_div(N, per_task);
-  std::vector<float> gq;
-  if (grouped && !geo.nhwc) {
-    gq.resize(m * N * P);
-    parallel_for(m, [&](std::size_t o) {
-      for (std::size_t n = 0; n < N; ++n) std::copy_n(g + (n * m + o) * P, P, gq.data() + o * N * P + n * P);
-    });
-  }
   // The gradient lands on the padded input grid first (Hg x Wg per image and channel: every tap of every
   // output is inside it, so the fold needs no bounds), then the padding is cropped away.
   const std::size_t Hg = (geo.out_h - 1) * geo.sh + (geo.kh - 1) * geo.dh + 1;
@@ -190,6 +183,22 @@ void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, 
     std::vector<const float*> rows(m);
     std::vector<FoldRun> runs;  // the block's lanes along output rows (sign_gemm.h, Fold)
     const std::size_t q_begin = grouped ? n_begin * P : 0, q_end = grouped ? n_end * P : P;
+    // Side by side from an NCHW g: the task's images copied block by block, (block, o, lane), reading their part of
+    // g (one contiguous stretch) in order; each block's rows are then one contiguous stretch too. (Read in place,
+    // a block's rows are m short stretches of m different planes, and the product's table build waited on them.)
+    std::vector<float> blocks;
+    if (grouped && !geo.nhwc) {
+      blocks.resize(ceil_div(q_end - q_begin, kLanes) * m * kLanes);
+      for (std::size_t n = n_begin; n < n_end; ++n)
+        for (std::size_t o = 0; o < m; ++o) {
+          const float* src = g + (n * m + o) * P;
+          for (std::size_t p = 0, q = (n - n_begin) * P; p < P;) {  // q: the lane in the task
+            const std::size_t len = std::min(P - p, kLanes - q % kLanes);
+            std::copy_n(src + p, len, blocks.data() + (q / kLanes * m + o) * kLanes + q % kLanes);
+            p += len, q += len;
+          }
+        }
+    }
     for (std::size_t q0 = q_begin; q0 < q_end; q0 += kLanes) {
       const std::size_t lanes = std::min(kLanes, q_end - q0);
       if (geo.nhwc) {
@@ -198,7 +207,8 @@ void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, 
         for (std::size_t o = 0; o < m; ++o) rows[o] = lanes_t.data() + o * kLanes;
       } else {
         for (std::size_t o = 0; o < m; ++o)
-          rows[o] = grouped ? gq.data() + o * N * P + q0 : g + (n_begin * m + o) * P + q0;
+          rows[o] = grouped ? blocks.data() + ((q0 - q_begin) / kLanes * m + o) * kLanes
+                            : g + (n_begin * m + o) * P + q0;
       }
       runs.clear();  // the block's lanes as runs along ox: lane (image, oy, ox) lands at (oy sh, ox sw) + tap
       for (std::size_t q = 0; q < lanes;) {
