@@ -68,6 +68,10 @@ struct Fold {
   const FoldRun* runs;
   std::size_t nruns;
   float* grid;  // the plane of the block's first channel in image 0 (r.at adds the image and position)
+  // One past the last float the fold may touch (the caller's planes): a stretch shorter than a vector (the end of
+  // a narrow row) whose whole vector lies before it is loaded and stored whole, its other lanes written back as
+  // they were read, instead of masked (AMD CPUs microcode masked stores, and a masked load waits on them).
+  const float* end;
 };
 using fold_rows_fn = void (*)(const Fold& f);
 

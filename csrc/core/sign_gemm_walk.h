@@ -170,10 +170,12 @@ template <class V>
         const int n = static_cast<int>(std::min(L, span - x0));
         float* dst = f.grid + i * f.dh * f.Wg + r.at + x0;
         const float* src = f.buf + static_cast<std::ptrdiff_t>(i * f.kw) * ldb;
+        const bool whole = n == L || dst + (f.channels - 1) * f.Pz + L <= f.end;
         for (std::size_t c = 0; c < f.channels; ++c, dst += f.Pz, src += static_cast<std::ptrdiff_t>(T) * ldb) {
-          reg acc = V::load_part(dst, n);
+          reg acc = whole ? V::loadu(dst) : V::load_part(dst, n);
           for (std::ptrdiff_t t = 0; t < nt; ++t) acc = V::add_masked(acc, src + from[t], masks[t]);
-          V::store_part(dst, acc, n);
+          if (whole) V::storeu(dst, acc);
+          else V::store_part(dst, acc, n);
         }
       }
     }

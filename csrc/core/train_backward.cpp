@@ -222,7 +222,7 @@ void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, 
         kt.sign_gemm(SignGemm{rows.data(), alpha, m, lanes, s.data() + j0, lds, buf, kLanes, false}, 0, lanes, 0,
                      nj);
         kt.fold_rows(Fold{buf, kLanes, nj / T, geo.kh, geo.kw, geo.dh, geo.dw, geo.sw, Wg, Pz, runs.data(), runs.size(),
-                          gz.get() + j0 / T * Pz});
+                          gz.get() + j0 / T * Pz, gz.get() + n_end * C * Pz});
       }
     }
     for (std::size_t n = n_begin; n < n_end; ++n) crop_input_grad(kt, geo, Hg, Wg, gz.get(), n, x, clip, gx);
