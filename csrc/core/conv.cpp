@@ -128,6 +128,13 @@ bool copies_nhwc(const QuantizedColumns& q, const ConvGeometry& g, const float* 
   return q.order >= 2 && (!(g.nhwc && in_scale == nullptr) || image_columns(q, g));
 }
 
+// Row y of image img in the NHWC float copy: inside the image's zero border (image_columns) or packed.
+float* nhwc_row(const QuantizedColumns& q, const ConvGeometry& g, PixelPlanes& pp, std::size_t img, std::size_t y) {
+  const PixelImage& im = q.image;
+  return image_columns(q, g) ? pp.xt.get() + ((img * im.hp + y + g.ph) * im.wp + g.pw) * g.channels
+                             : pp.xt.get() + (img * g.height + y) * g.width * g.channels;
+}
+
 // Image row t (image t / H, row t % H) at src, its channels cstride floats apart (an NCHW image, or an NHWC one
 // transposed to channel planes): its pixels' H_1 words and sums, 64 channels per pack_pixels call, into the
 // pixel image or the planes, and its NHWC copy for order >= 2. Returns nonzero on NaN or Inf.
@@ -138,10 +145,7 @@ std::uint32_t pack_input_row(const KernelTable& kt, const float* src, std::size_
   const std::size_t img = t / H, y = t % H;
   PixelImage& im = q.image;
   const bool implicit = q.implicit_h1, copy = copies_nhwc(q, g, in_scale);
-  // The copy's row: inside the image's border (image_columns) or packed.
-  float* xrow = nullptr;
-  if (copy)
-    xrow = image_columns(q, g) ? pp.xt.get() + ((img * im.hp + y + g.ph) * im.wp + g.pw) * C : pp.xt.get() + t * W * C;
+  float* xrow = copy ? nhwc_row(q, g, pp, img, y) : nullptr;
   double* psum = implicit ? im.sums.data() + (img * im.hp + y + g.ph) * im.wp + g.pw : pp.sums.data() + t * W;
   if (!implicit) std::fill_n(psum, W, 0.0);
   std::uint32_t bad = 0;
@@ -161,11 +165,12 @@ std::uint32_t pack_input_row(const KernelTable& kt, const float* src, std::size_
   return bad;
 }
 
-// NCHW image img at src (its channels cstride = H * W floats apart), plane by plane: its pixels' H_1 words and
-// sums as pack_input_row gives them row by row, but each 64-channel group in one pack_pixels call over the whole
-// plane (W' = H * W pixels: the kernels read a long stretch channel by channel, one sequential stream each),
-// into the per-pixel words and sums, or into a buffer whose rows then go into the zero-bordered pixel image; then
-// the NHWC copy row by row (order >= 2) from the planes just read. The same words, sums and copy.
+// Image img as channel planes at src (NCHW, or an NHWC image transposed to planes), plane by plane: its pixels'
+// H_1 words and sums as pack_input_row gives them row by row, but each 64-channel group in one pack_pixels call
+// over the whole plane (W' = H * W pixels: the kernels read a long stretch channel by channel, one sequential
+// stream each), into the per-pixel words and sums, or into a buffer whose rows then go into the zero-bordered
+// pixel image; then the NHWC copy row by row (order >= 2) from the planes just read. The same words, sums and
+// copy.
 std::uint32_t pack_input_image(const KernelTable& kt, const float* src, const ConvGeometry& g, const float* in_scale,
                                const float* in_shift, std::size_t img, QuantizedColumns& q, PixelPlanes& pp) {
   const std::size_t C = g.channels, H = g.height, W = g.width, P = H * W, gw = words_for(C);
@@ -198,8 +203,7 @@ std::uint32_t pack_input_image(const KernelTable& kt, const float* src, const Co
       std::copy_n(sums.data() + y * W, W, im.sums.data() + (img * im.hp + y + g.ph) * im.wp + g.pw);
   if (copies_nhwc(q, g, in_scale)) {
     for (std::size_t y = 0; y < H; ++y) {
-      float* xrow = image_columns(q, g) ? pp.xt.get() + ((img * im.hp + y + g.ph) * im.wp + g.pw) * C
-                                        : pp.xt.get() + (img * H + y) * W * C;
+      float* xrow = nhwc_row(q, g, pp, img, y);
       for (std::size_t c0 = 0; c0 < C; c0 += kWordBits)
         kt.to_nhwc(src + c0 * P + y * W, P, std::min(C, c0 + kWordBits) - c0, W, in_scale ? in_scale + c0 : nullptr,
                    in_scale ? in_shift + c0 : nullptr, xrow + c0, C);
