@@ -169,13 +169,13 @@ std::uint32_t pack_input_row(const KernelTable& kt, const float* src, std::size_
 // H_1 words and sums as pack_input_row gives them row by row, but each 64-channel group in one pack_pixels call
 // over the whole plane (W' = H * W pixels: the kernels read a long stretch channel by channel, one sequential
 // stream each), into the per-pixel words and sums, or into a buffer whose rows then go into the zero-bordered
-// pixel image; then the NHWC copy row by row (order >= 2) from the planes just read. The same words, sums and
-// copy.
+// pixel image, and each group's part of the NHWC copy (order >= 2) row by row from the planes just read. The same
+// words, sums and copy.
 std::uint32_t pack_input_image(const KernelTable& kt, const float* src, const ConvGeometry& g, const float* in_scale,
                                const float* in_shift, std::size_t img, QuantizedColumns& q, PixelPlanes& pp) {
   const std::size_t C = g.channels, H = g.height, W = g.width, P = H * W, gw = words_for(C);
   PixelImage& im = q.image;
-  const bool implicit = q.implicit_h1;
+  const bool implicit = q.implicit_h1, copy = copies_nhwc(q, g, in_scale);
   thread_local std::vector<word_t> words;
   thread_local std::vector<double> sums;
   if (implicit) {
@@ -190,25 +190,20 @@ std::uint32_t pack_input_image(const KernelTable& kt, const float* src, const Co
     const std::size_t c1 = std::min(C, c0 + kWordBits), gi = c0 / kWordBits;
     const float* scale = in_scale ? in_scale + c0 : nullptr;
     const float* shift = in_scale ? in_shift + c0 : nullptr;
-    if (!implicit) {
+    if (implicit) {
+      bad |= kt.pack_pixels(src + c0 * P, P, c1 - c0, P, words.data(), 1, psum, scale, shift);
+      for (std::size_t y = 0; y < H; ++y)
+        std::copy_n(words.data() + y * W, W, im.words.data() + ((img * gw + gi) * im.hp + y + g.ph) * im.wp + g.pw);
+    } else {
       bad |= kt.pack_pixels(src + c0 * P, P, c1 - c0, P, pp.bits.data() + img * P * gw + gi, gw, psum, scale, shift);
-      continue;
     }
-    bad |= kt.pack_pixels(src + c0 * P, P, c1 - c0, P, words.data(), 1, psum, scale, shift);
-    for (std::size_t y = 0; y < H; ++y)
-      std::copy_n(words.data() + y * W, W, im.words.data() + ((img * gw + gi) * im.hp + y + g.ph) * im.wp + g.pw);
+    if (copy)  // the group's planes, just read
+      for (std::size_t y = 0; y < H; ++y)
+        kt.to_nhwc(src + c0 * P + y * W, P, c1 - c0, W, scale, shift, nhwc_row(q, g, pp, img, y) + c0, C);
   }
   if (implicit)
     for (std::size_t y = 0; y < H; ++y)
       std::copy_n(sums.data() + y * W, W, im.sums.data() + (img * im.hp + y + g.ph) * im.wp + g.pw);
-  if (copies_nhwc(q, g, in_scale)) {
-    for (std::size_t y = 0; y < H; ++y) {
-      float* xrow = nhwc_row(q, g, pp, img, y);
-      for (std::size_t c0 = 0; c0 < C; c0 += kWordBits)
-        kt.to_nhwc(src + c0 * P + y * W, P, std::min(C, c0 + kWordBits) - c0, W, in_scale ? in_scale + c0 : nullptr,
-                   in_scale ? in_shift + c0 : nullptr, xrow + c0, C);
-    }
-  }
   return bad;
 }
 
@@ -217,10 +212,11 @@ std::uint32_t pack_input_image(const KernelTable& kt, const float* src, const Co
 constexpr std::size_t kImagesPerThread = 4;
 
 // An NCHW image row's C channel segments (W floats each, cstride apart) requested into the cache ahead of its
-// pack: one row of a channel is one or two cache lines of a different plane per channel, a pattern the hardware
-// prefetchers do not follow when rows are short (64 x 32 x 14 x 14 on an AMD EPYC Zen 3, profile_conv_core
-// 32 14 1 2 64: the pixel pass waited on its loads, 33% -> 10% of the layer's samples, its fastest call
-// 2.07-2.45 -> 1.95-1.97 ms).
+// pack, on the row-by-row path (batches too small for pack_input_image): one row of a channel is one or two cache
+// lines of a different plane per channel, a pattern the hardware prefetchers do not follow when rows are short.
+// Measured when every NCHW batch went row by row (64 x 32 x 14 x 14 on an AMD EPYC Zen 3, profile_conv_core 32 14 1
+// 2 64: the pixel pass waited on its loads, 33% -> 10% of the layer's samples, its fastest call 2.07-2.45 ->
+// 1.95-1.97 ms); such a batch now goes plane by plane.
 constexpr std::size_t kPackAhead = 2;
 
 // Every pixel of x packed (and copied): one task per image of an NHWC input, which is first transposed to channel

@@ -79,17 +79,18 @@ struct Avx2Outer {
       s = _mm256_add_pd(s, _mm256_mul_pd(beta, _mm256_sub_pd(vn, _mm256_mul_pd(two, pc))));
     }
     __m128 out = _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(coef), s), _mm256_set1_pd(add)));
-    if (d.contiguous && d.valid == kLanes) {  // plain load and store: AMD CPUs microcode vmaskmovps stores
-      float* dst = y + d.base[0] + o * ppi;
-      if (ep.residual) out = _mm_add_ps(out, _mm_loadu_ps(ep.residual + (dst - y)));
-      if (ep.floor) out = _mm_max_ps(_mm_set1_ps(ep.floor[o]), out);  // floor > out ? floor : out
-      _mm_storeu_ps(dst, out);
-    } else if (d.contiguous) {
+    if (d.contiguous) {
+      // Masked only for a lane set's last columns: AMD CPUs microcode vmaskmovps stores.
+      const bool whole = d.valid == kLanes;
       const __m128i mask = _mm_cmpgt_epi32(_mm_set1_epi32(static_cast<int>(d.valid)), _mm_setr_epi32(0, 1, 2, 3));
       float* dst = y + d.base[0] + o * ppi;
-      if (ep.residual) out = _mm_add_ps(out, _mm_maskload_ps(ep.residual + (dst - y), mask));
-      if (ep.floor) out = _mm_max_ps(_mm_set1_ps(ep.floor[o]), out);
-      _mm_maskstore_ps(dst, mask, out);
+      if (ep.residual) {
+        const float* r = ep.residual + (dst - y);
+        out = _mm_add_ps(out, whole ? _mm_loadu_ps(r) : _mm_maskload_ps(r, mask));
+      }
+      if (ep.floor) out = _mm_max_ps(_mm_set1_ps(ep.floor[o]), out);  // floor > out ? floor : out
+      if (whole) _mm_storeu_ps(dst, out);
+      else _mm_maskstore_ps(dst, mask, out);
     } else {
       alignas(16) float lane[kLanes];
       _mm_store_ps(lane, out);

@@ -289,11 +289,27 @@ void quantize_image_avx2(const ImageColumns& im, const std::int64_t* pix, const 
 // the same words and sums.
 constexpr std::size_t kPlanePixels = 32, kPlaneChunk = 256;
 
+namespace {
+
+// The per-channel step of both loops: one channel's values v of 8 pixels (after the affine) into the pixels' words
+// (bit: bit c in every 64-bit lane; lo pixels 0-3, hi 4-7) and sums (|v| widened to double and added, slo / shi).
+// Returns the lanes whose value is NaN or Inf (an all-ones exponent).
+[[gnu::always_inline]] inline __m256i pack_channel(__m256 v, __m256i bit, __m256i& lo, __m256i& hi, __m256d& slo,
+                                                   __m256d& shi) {
+  const __m256i exp_mask = _mm256_set1_epi32(0x7f800000);
+  const __m256i neg = _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
+  lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(neg)), bit));
+  hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(neg, 1)), bit));
+  const __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
+  slo = _mm256_add_pd(slo, _mm256_cvtps_pd(_mm256_castps256_ps128(a)));
+  shi = _mm256_add_pd(shi, _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1)));
+  return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_castps_si256(v), exp_mask), exp_mask);
+}
+
 std::uint32_t pack_plane_chunks(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W,
                                 word_t* words, std::size_t wstride, double* sums, const float* scale,
                                 const float* shift) {
-  const __m256i exp_mask = _mm256_set1_epi32(0x7f800000);
-  const __m256 zero = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
+  const __m256 zero = _mm256_setzero_ps();
   const __m256i lane_ids = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   alignas(32) word_t wbuf[kPlaneChunk];
   alignas(32) double sbuf[kPlaneChunk];
@@ -311,17 +327,9 @@ std::uint32_t pack_plane_chunks(const float* src, std::size_t cstride, std::size
       for (std::size_t i = 0; i < pn; i += 8) {
         __m256 v = i < full ? _mm256_loadu_ps(x + i) : _mm256_maskload_ps(x + i, tail);  // zeros past the end
         if (scale) v = _mm256_add_ps(_mm256_mul_ps(v, a), b);
-        const __m256i e = _mm256_and_si256(_mm256_castps_si256(v), exp_mask);
-        bad = _mm256_or_si256(bad, _mm256_cmpeq_epi32(e, exp_mask));
-        const __m256i neg = _mm256_castps_si256(_mm256_cmp_ps(v, zero, _CMP_LT_OQ));
         __m256i* wd = reinterpret_cast<__m256i*>(wbuf + i);
-        wd[0] = _mm256_or_si256(wd[0], _mm256_and_si256(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(neg)), bit));
-        wd[1] = _mm256_or_si256(wd[1],
-                                _mm256_and_si256(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(neg, 1)), bit));
-        const __m256 m = _mm256_andnot_ps(sign, v);
-        _mm256_store_pd(sbuf + i, _mm256_add_pd(_mm256_load_pd(sbuf + i), _mm256_cvtps_pd(_mm256_castps256_ps128(m))));
-        _mm256_store_pd(sbuf + i + 4,
-                        _mm256_add_pd(_mm256_load_pd(sbuf + i + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(m, 1))));
+        __m256d* sd = reinterpret_cast<__m256d*>(sbuf + i);
+        bad = _mm256_or_si256(bad, pack_channel(v, bit, wd[0], wd[1], sd[0], sd[1]));
       }
     }
     std::copy_n(sbuf, pn, sums + p0);
@@ -330,12 +338,12 @@ std::uint32_t pack_plane_chunks(const float* src, std::size_t cstride, std::size
   return _mm256_testz_si256(bad, bad) ? 0u : 1u;
 }
 
+}  // namespace
+
 std::uint32_t pack_pixels_avx2(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W,
                                word_t* words, std::size_t wstride, double* sums, const float* scale,
                                const float* shift) {
   if (W >= kPlanePixels) return pack_plane_chunks(src, cstride, nchan, W, words, wstride, sums, scale, shift);
-  const __m256i exp_mask = _mm256_set1_epi32(0x7f800000);
-  const __m256 zero = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
   const __m256i lane_ids = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   __m256i bad = _mm256_setzero_si256();
   for (std::size_t w0 = 0; w0 < W; w0 += 8) {
@@ -348,15 +356,8 @@ std::uint32_t pack_pixels_avx2(const float* src, std::size_t cstride, std::size_
     for (std::size_t c = 0; c < nchan; ++c) {
       __m256 v = _mm256_maskload_ps(src + c * cstride + w0, m32);
       if (scale) v = _mm256_add_ps(_mm256_mul_ps(v, _mm256_set1_ps(scale[c])), _mm256_set1_ps(shift[c]));
-      const __m256i e = _mm256_and_si256(_mm256_castps_si256(v), exp_mask);
-      bad = _mm256_or_si256(bad, _mm256_and_si256(_mm256_cmpeq_epi32(e, exp_mask), m32));
-      const __m256i neg = _mm256_castps_si256(_mm256_cmp_ps(v, zero, _CMP_LT_OQ));
       const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(word_t{1} << c));
-      lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(neg)), bit));
-      hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(neg, 1)), bit));
-      const __m256 a = _mm256_andnot_ps(sign, v);
-      slo = _mm256_add_pd(slo, _mm256_cvtps_pd(_mm256_castps256_ps128(a)));
-      shi = _mm256_add_pd(shi, _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1)));
+      bad = _mm256_or_si256(bad, _mm256_and_si256(pack_channel(v, bit, lo, hi, slo, shi), m32));
     }
     if (rem == 8) {  // plain stores where they can be: AMD CPUs microcode masked stores
       _mm256_storeu_pd(sums + w0, slo);

@@ -154,11 +154,11 @@ void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, 
   const std::vector<word_t> s = weight_sign_rows(kt, wbits, m, J);
   const std::size_t lds = words_for(J) * kWordBits;  // the sign rows' stride
   // Lanes: an image's positions, straight from an NCHW g; images smaller than a lane block, or whose last block
-  // would be less than half full, are first copied side by side (below) and a task takes ~16
-  // blocks' worth of them, its blocks running across image boundaries (7x7 maps: 4% of lanes idle, against 23% with
-  // one image per block; 14x14 maps: 196 positions, whose fourth block had 4 lanes: the product's full cost for 4
-  // lanes; mnist-cnn's 14x14 input gradient at batch 64, `profile_sign_gemm igrad 64 32 14 64` on an AMD EPYC Zen
-  // 3: 5.22 -> 4.58 ms, first quartiles of 24 alternated runs, the copy included). An NHWC g (position-major, as
+  // would be less than half full, are first copied side by side (below) and a task takes ~16 blocks' worth of
+  // them, its blocks running across image boundaries (7x7 maps: 4% of lanes idle, against 23% with one image per
+  // block; 14x14 maps: 196 positions, whose fourth block had 4 lanes: the product's full cost for 4 lanes;
+  // mnist-cnn's 14x14 input gradient at batch 64, `profile_sign_gemm igrad 64 32 14 64` on an AMD EPYC Zen 3: 5.22
+  // -> 4.58 ms, first quartiles of 24 alternated runs, the copy included). An NHWC g (position-major, as
   // if side by side already) is transposed a block of lanes at a time. The split depends on the shapes only (an
   // output's fold order follows the blocks), so results are the same at any thread count and in either layout.
   constexpr std::size_t kLanes = 64, kMargin = 16, kBlocksPerTask = 16;
@@ -186,15 +186,15 @@ void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, 
     // Side by side from an NCHW g: the task's images copied block by block, (block, o, lane), reading their part of
     // g (one contiguous stretch) in order; each block's rows are then one contiguous stretch too. (Read in place,
     // a block's rows are m short stretches of m different planes, and the product's table build waited on them.)
-    std::vector<float> blocks;
+    std::unique_ptr<float[]> blocks;  // not zeroed: the product reads only the lanes copied
     if (grouped && !geo.nhwc) {
-      blocks.resize(ceil_div(q_end - q_begin, kLanes) * m * kLanes);
+      blocks.reset(new float[ceil_div(q_end - q_begin, kLanes) * m * kLanes]);
       for (std::size_t n = n_begin; n < n_end; ++n)
         for (std::size_t o = 0; o < m; ++o) {
           const float* src = g + (n * m + o) * P;
           for (std::size_t p = 0, q = (n - n_begin) * P; p < P;) {  // q: the lane in the task
             const std::size_t len = std::min(P - p, kLanes - q % kLanes);
-            std::copy_n(src + p, len, blocks.data() + (q / kLanes * m + o) * kLanes + q % kLanes);
+            std::copy_n(src + p, len, blocks.get() + (q / kLanes * m + o) * kLanes + q % kLanes);
             p += len, q += len;
           }
         }
@@ -207,7 +207,7 @@ void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, 
         for (std::size_t o = 0; o < m; ++o) rows[o] = lanes_t.data() + o * kLanes;
       } else {
         for (std::size_t o = 0; o < m; ++o)
-          rows[o] = grouped ? blocks.data() + ((q0 - q_begin) / kLanes * m + o) * kLanes
+          rows[o] = grouped ? blocks.get() + ((q0 - q_begin) / kLanes * m + o) * kLanes
                             : g + (n_begin * m + o) * P + q0;
       }
       runs.clear();  // the block's lanes as runs along ox: lane (image, oy, ox) lands at (oy sh, ox sw) + tap
