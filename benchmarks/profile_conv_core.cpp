@@ -7,7 +7,7 @@
 //   g++ -O2 -std=c++17 -Icsrc benchmarks/profile_conv_core.cpp build/cp311-cp311-linux_x86_64/libhorq_core.a
 //       -pthread -o /tmp/profile_conv_core       (one line)
 //   perf record -o /tmp/perf.data /tmp/profile_conv_core 64 56 2      # channels, size, order [, seconds
-//                                       #  [, batch [, train [, kernel size [, path [, flush MB [, stride]]]]]]]
+//                                 #  [, batch [, train [, kernel size [, path [, flush MB [, stride [, nhwc]]]]]]]]
 //   perf report -i /tmp/perf.data --no-children --sort symbol
 //
 // With a batch and `train` = 1, each call also makes the columns explicit for the backward pass
@@ -41,7 +41,8 @@ int main(int argc, char** argv) {
   // Stride (argument 11): padding k / 2 either way, so a stride-2 1x1 is a ResNet shortcut with C_out = 2 C_in.
   const std::size_t st = argc > 10 ? std::strtoul(argv[10], nullptr, 10) : 1, os = (s + 2 * pad - k) / st + 1;
   const std::size_t m = st == 1 ? c : 2 * c;
-  const horq::ConvGeometry g{batch, c, s, s, k, k, st, st, pad, pad, 1, 1, os, os};
+  horq::ConvGeometry g{batch, c, s, s, k, k, st, st, pad, pad, 1, 1, os, os};
+  g.nhwc = argc > 11 && std::atoi(argv[11]) != 0;  // argument 12: the input NHWC (the runtime's layout)
   std::mt19937_64 rng(1);
   std::normal_distribution<float> normal;
   std::vector<float> x(batch * c * s * s);
@@ -64,8 +65,9 @@ int main(int argc, char** argv) {
   }
   std::sort(times.begin(), times.end());
   std::printf("%zu calls, fastest %.3f ms, median %.3f ms (%s, %zux%zu kernel, stride %zu, %zu -> %zu channels, "
-              "%zux%zu, order %d, batch %zu%s, 1 thread%s)\n",
+              "%zux%zu, order %d, batch %zu%s, 1 thread%s%s)\n",
               times.size(), times.front() * 1e3, times[times.size() / 2] * 1e3, kt.name, k, k, st, c, m, s, s, order,
-              batch, train ? ", columns made explicit" : "", flush.empty() ? "" : ", caches flushed before each call");
+              batch, train ? ", columns made explicit" : "", flush.empty() ? "" : ", caches flushed before each call",
+              g.nhwc ? ", NHWC input" : "");
   return 0;
 }

@@ -282,10 +282,10 @@ void quantize_image_avx2(const ImageColumns& im, const std::int64_t* pix, const 
 // A long stretch (W >= kPlanePixels: a whole image plane, conv.cpp pack_input_image) goes channel by channel
 // instead, kPlaneChunk pixels at a time with their words and sums in a local buffer: each channel's part is then
 // one sequential stream. Across all channels at once, as below, a 64 x 32 x 14 x 14 input is 32 short streams at a
-// time, which the hardware prefetchers do not follow: on an AMD EPYC Zen 3 the pass alone took ~2x as long (medians),
-// and mnist-cnn's layers at batch 64 with the columns kept (profile_conv_core 32 14 K 0.4 64 1, and 64 7) went
-// 2.67 -> 1.61 ms (order 1) and 5.41 -> 3.81 ms (order 2) on the 14x14 maps, 3.77 -> 2.35 ms (order 2) on the 7x7
-// ones (first quartiles of 8-12 alternated runs). The same operations per pixel and channel, in the same order:
+// time, which the hardware prefetchers do not follow: on an AMD EPYC Zen 3, layers of mnist-cnn's shapes at batch
+// 64 with the columns kept (profile_conv_core 32 14 K 0.4 64 1, and 64 7 K 0.4 64 1) went 2.67 -> 1.61 ms (order 1)
+// and 5.41 -> 3.81 ms (order 2) on the 14x14 maps, 3.77 -> 2.35 ms (order 2) on the 7x7 ones (first quartiles of
+// 8-12 alternated runs; docs/KERNELS.md round 12). The same operations per pixel and channel, in the same order:
 // the same words and sums.
 constexpr std::size_t kPlanePixels = 32, kPlaneChunk = 256;
 
