@@ -5,9 +5,11 @@ float-by-sign product per plane, and the rebuilt-columns float GEMM of native_tr
 same backward asked for the weight gradient), batch 64, 3x3 stride 1 padding 1, 1 thread,
 contenders round-robin, medians in ms.
 
-    .venv/bin/python benchmarks/bench_backward.py [--repeats 5]
+    .venv/bin/python benchmarks/bench_backward.py [--repeats 5] [--linear]
 
-Layers: cifar-vgg's five binary convolutions and mnist-cnn's two (their channels and sizes).
+Layers: cifar-vgg's five binary convolutions and mnist-cnn's two (their channels and sizes); with --linear instead
+the binary linear layers of mnist-cnn (3136 -> 256) and mnist-mlp (512 -> 512), batch 64, against PyTorch's GEMMs
+(the input gradient g @ W~ then the clip window; the weight gradient g^T x).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from horq import kernels
 from horq.kernels import train as ktrain
 from horq.nn.native_train import _torch_input_grad, _weight_grad, expand_step
 
+LINEAR_LAYERS = [("mnist-cnn", 3136, 256), ("mnist-mlp", 512, 512)]  # (model, n_in, n_out)
 LAYERS = [  # (model, C_in, C_out, size)
     ("cifar-vgg", 128, 128, 32), ("cifar-vgg", 128, 256, 16), ("cifar-vgg", 256, 256, 16),
     ("cifar-vgg", 256, 512, 8), ("cifar-vgg", 512, 512, 8), ("mnist-cnn", 32, 64, 14), ("mnist-cnn", 64, 64, 7),
@@ -73,9 +76,35 @@ def _layer_row(model: str, c: int, o: int, s: int, rng, repeats: int) -> str:
             f"{m['w_torch']:.1f} | {m['w_torch'] / m['w1']:.2f} | {m['w_torch'] / m['w2']:.2f} |")
 
 
+def _linear_row(model: str, n: int, o: int, rng, repeats: int) -> str:
+    from horq.bits import words_for
+
+    x = rng.standard_normal((64, n)).astype(np.float32)
+    rows = rng.standard_normal((o, n)).astype(np.float32)
+    alpha, bits, w_eff = ktrain.binarize_weight_rows(rows)
+    g = torch.from_numpy(rng.standard_normal((64, o)).astype(np.float32))
+    xt, wt = torch.from_numpy(x), torch.from_numpy(w_eff)
+    layout = (1, n, words_for(n))
+    fns = {
+        "in": lambda: ktrain.linear_input_grad(g.numpy(), alpha, bits, x, 1.0),
+        "in_torch": lambda: (g @ wt) * (xt.abs() <= 1.0),
+        "w_torch": lambda: g.t() @ xt,
+    }
+    for k in (1, 2, 3):
+        _, (cb, cbet) = ktrain.linear_keep(x, bits, alpha.astype(np.float64), np.zeros(o), k)
+        fns[f"w{k}"] = (lambda cb=cb, cbet=cbet: ktrain.planes_weight_grad(g.numpy(), cb, cbet, layout, 1))
+        fns[f"e{k}"] = (lambda cb=cb, cbet=cbet: _weight_grad(lambda c0, c1: g[c0:c1].t(), cb, cbet, layout, n,
+                                                               expand_step(n)))
+    m = _medians(fns, repeats)
+    return (f"| {model} {n}->{o} | {m['in']:.2f} | {m['in_torch']:.2f} | {m['in_torch'] / m['in']:.2f} | "
+            f"{m['w1']:.2f} | {m['w2']:.2f} | {m['w3']:.2f} | {m['e1']:.2f} | {m['e2']:.2f} | {m['e3']:.2f} | "
+            f"{m['w_torch']:.2f} | {m['w_torch'] / m['w1']:.2f} | {m['w_torch'] / m['w2']:.2f} |")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--linear", action="store_true", help="the linear layers instead of the convolutions")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     kernels.set_num_threads(1)
@@ -83,8 +112,8 @@ def main(argv=None) -> int:
     print("| layer | input grad: horq | torch | ratio | weight grad K=1 | K=2 | K=3 | columns+GEMM K=1 | K=2 | K=3 "
           "| torch | torch / K=1 | torch / K=2 |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for layer in LAYERS:
-        print(_layer_row(*layer, rng, args.repeats))
+    for layer in LINEAR_LAYERS if args.linear else LAYERS:
+        print(_linear_row(*layer, rng, args.repeats) if args.linear else _layer_row(*layer, rng, args.repeats))
     print(f"\n{kernels.info()['cpu']}, kernel path {kernels.info()['in_use']}, 1 thread, batch 64, medians of "
           f"{args.repeats} round-robin runs (ms).")
     return 0

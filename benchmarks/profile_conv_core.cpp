@@ -7,7 +7,8 @@
 //   g++ -O2 -std=c++17 -Icsrc benchmarks/profile_conv_core.cpp build/cp311-cp311-linux_x86_64/libhorq_core.a
 //       -pthread -o /tmp/profile_conv_core       (one line)
 //   perf record -o /tmp/perf.data /tmp/profile_conv_core 64 56 2      # channels, size, order [, seconds
-//                                 #  [, batch [, train [, kernel size [, path [, flush MB [, stride [, nhwc]]]]]]]]
+//                                 #  [, batch [, train [, kernel size [, path [, flush MB [, stride [, nhwc
+//                                 #  [, C_out]]]]]]]]]
 //   perf report -i /tmp/perf.data --no-children --sort symbol
 //
 // With a batch and `train` = 1, each call also makes the columns explicit for the backward pass
@@ -40,7 +41,8 @@ int main(int argc, char** argv) {
   const horq::KernelTable& kt = horq::kernel_table(argc > 8 ? argv[8] : "");
   // Stride (argument 11): padding k / 2 either way, so a stride-2 1x1 is a ResNet shortcut with C_out = 2 C_in.
   const std::size_t st = argc > 10 ? std::strtoul(argv[10], nullptr, 10) : 1, os = (s + 2 * pad - k) / st + 1;
-  const std::size_t m = st == 1 ? c : 2 * c;
+  // Argument 13: the output channels, when given (mnist-cnn's 32 -> 64 layer); else as above.
+  const std::size_t m = argc > 12 ? std::strtoul(argv[12], nullptr, 10) : st == 1 ? c : 2 * c;
   horq::ConvGeometry g{batch, c, s, s, k, k, st, st, pad, pad, 1, 1, os, os};
   g.nhwc = argc > 11 && std::atoi(argv[11]) != 0;  // argument 12: the input NHWC (the runtime's layout)
   std::mt19937_64 rng(1);

@@ -13,6 +13,9 @@
 //   /tmp/profile_sign_gemm igrad N C S M [seconds [path]]
 //       conv_input_grad of a 3x3 stride-1 padding-1 convolution, C -> M channels on S x S maps, batch N, no clip
 //       window (mnist-cnn's 32 -> 64 layer at batch 64: igrad 64 32 14 64), 1 thread
+//   /tmp/profile_sign_gemm lgrad N O n [seconds [path]]
+//       linear_input_grad of a linear layer n -> O at batch N with the clip window (mnist-cnn's 3136 -> 256 layer
+//       at batch 64: lgrad 64 256 3136), 1 thread
 //   perf record -o /tmp/perf.data /tmp/profile_sign_gemm ...; perf report -i /tmp/perf.data --sort symbol
 //
 // Random operands, 1 thread, the best kernel path unless one is named (avx512, avx2, generic).
@@ -50,7 +53,8 @@ double median_seconds(double secs, F&& call) {
 int usage() {
   std::fprintf(stderr, "usage: profile_sign_gemm product R M J [seconds [path]]\n"
                        "       profile_sign_gemm wgrad ncols M words order [seconds [path]]\n"
-                       "       profile_sign_gemm igrad N C S M [seconds [path]]\n");
+                       "       profile_sign_gemm igrad N C S M [seconds [path]]\n"
+                       "       profile_sign_gemm lgrad N O n [seconds [path]]\n");
   return 2;
 }
 
@@ -60,9 +64,9 @@ int main(int argc, char** argv) {
   using namespace horq;
   if (argc < 5) return usage();
   const std::string mode = argv[1];
-  const bool product = mode == "product";
-  if (!product && ((mode != "wgrad" && mode != "igrad") || argc < 6)) return usage();
-  const int extra = product ? 5 : 6;  // first optional argument
+  const bool product = mode == "product", lgrad = mode == "lgrad";
+  if (!product && !lgrad && ((mode != "wgrad" && mode != "igrad") || argc < 6)) return usage();
+  const int extra = product || lgrad ? 5 : 6;  // first optional argument
   const double secs = argc > extra ? std::atof(argv[extra]) : 2.0;
   const KernelTable& kt = kernel_table(argc > extra + 1 ? argv[extra + 1] : "");
   set_num_threads(1);
@@ -84,6 +88,20 @@ int main(int argc, char** argv) {
     const double steps = static_cast<double>(J) * (static_cast<double>(R) / 64) * (static_cast<double>(M) / 64);
     std::printf("%s sign_gemm R=%zu M=%zu J=%zu: median %.3f ms, %.2f ns = %.0f cycles at 3.15 GHz per step\n",
                 kt.name, R, M, J, t * 1e3, t / steps * 1e9, t / steps * 3.15e9);
+    return 0;
+  }
+  if (lgrad) {
+    const std::size_t N = std::strtoul(argv[2], nullptr, 10), O = std::strtoul(argv[3], nullptr, 10),
+                      n = std::strtoul(argv[4], nullptr, 10), words = words_for(n);
+    std::vector<float> g(N * O), x(N * n), gx(x.size()), alpha(O, 0.5f);
+    for (float& v : g) v = uniform();
+    for (float& v : x) v = 2.5f * uniform();  // about 1 in 5 outside the clip window
+    std::vector<word_t> wbits(O * words);
+    for (word_t& w : wbits) w = rng();
+    const double t = median_seconds(secs, [&] {
+      linear_input_grad(kt, g.data(), alpha.data(), wbits.data(), N, O, n, x.data(), 1.0f, gx.data());
+    });
+    std::printf("%s linear_input_grad N=%zu O=%zu n=%zu: median %.3f ms\n", kt.name, N, O, n, t * 1e3);
     return 0;
   }
   if (mode == "igrad") {

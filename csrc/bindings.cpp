@@ -487,18 +487,30 @@ void clip_window(nb::ndarray<float, nb::c_contig, nb::device::cpu> g, In<float> 
 // gradient in (one image per task, the path's in-register transposes of to_nhwc: 0.32 ms for mnist-cnn's
 // 64 x 64 x 14 x 14 gradient on an AMD EPYC Zen 3, where PyTorch's permuted copy took 0.70 ms alone and 4 ms
 // per step inside a training step).
-FloatArray nchw_rows(In<float, nb::ndim<4>> x, const std::string& kernel) {
+// With `sums`, also each channel's sum over the batch (a convolution's bias gradient), float32 from double: per
+// image and channel in plane_sums' order, then over the images in order, so the same bits at any thread count.
+nb::tuple nchw_rows(In<float, nb::ndim<4>> x, bool sums, const std::string& kernel) {
   const std::size_t N = x.shape(0), C = x.shape(1), P = x.shape(2) * x.shape(3);
   const auto& kt = horq::kernel_table(kernel);
-  float* out;
+  float *out, *total = nullptr;
   auto arr = make_array<float>({N * P, C}, &out, false);
-  if (N * P * C == 0) return arr;
-  nb::gil_scoped_release nogil;
-  const float* src = x.data();
-  horq::parallel_for(N, [&](std::size_t i) {
-    kt.to_nhwc(src + i * C * P, P, C, P, nullptr, nullptr, out + i * P * C, C);
-  });
-  return arr;
+  std::optional<FloatArray> asums;
+  if (sums) asums = make_array<float>({C}, &total, false);
+  {
+    nb::gil_scoped_release nogil;
+    const float* src = x.data();
+    std::vector<double> part(sums ? N * C : 0);
+    horq::parallel_for(N, [&](std::size_t i) {
+      kt.to_nhwc(src + i * C * P, P, C, P, nullptr, nullptr, out + i * P * C, C);
+      if (sums) horq::plane_sums(src + i * C * P, C, P, part.data() + i * C);  // the image just read: in cache
+    });
+    for (std::size_t c = 0; c < C && sums; ++c) {
+      double s = 0.0;
+      for (std::size_t i = 0; i < N; ++i) s += part[i * C + c];
+      total[c] = static_cast<float>(s);
+    }
+  }
+  return nb::make_tuple(arr, asums);
 }
 
 // ---- backward products on packed signs (core/sign_gemm.h, core/train.h) ----------------------------------
@@ -546,6 +558,11 @@ FloatArray planes_weight_grad(In<float, nb::ndim<2>> g, In<horq::word_t, nb::ndi
   float* dw;
   auto arr = make_array<float>({M, groups * cg}, &dw, false);
   nb::gil_scoped_release nogil;
+  if (groups == 1 && taps == 1) {  // PyTorch's order is the product's transposed: done block by block
+    horq::planes_weight_grad_rows(kt, g.data(), M, bits.data(), betas.data(), ncols, static_cast<int>(order), ld, cg,
+                                  dw);
+    return arr;
+  }
   // Written where it is read (the stride's padding never is): not zeroed.
   std::unique_ptr<float[]> out(new float[ld * horq::kWordBits * horq::weight_grad_stride(M)]);
   // Bit positions up to the last value's (a compact or linear layout's trailing padding is not computed).
@@ -618,7 +635,7 @@ void def_training(nb::module_& m) {
         nb::arg("padding"), nb::arg("dilation"), nb::arg("out_h"), nb::arg("out_w"),
         nb::arg("floor").none() = nb::none(), nb::arg("kernel") = "");
   m.def("clip_window", &clip_window, nb::arg("g"), nb::arg("x"), nb::arg("clip"));
-  m.def("nchw_rows", &nchw_rows, nb::arg("x"), nb::arg("kernel") = "");
+  m.def("nchw_rows", &nchw_rows, nb::arg("x"), nb::arg("sums") = false, nb::arg("kernel") = "");
   m.def("sign_gemm", &sign_gemm, nb::arg("a"), nb::arg("s"), nb::arg("rscale").none() = nb::none(),
         nb::arg("kernel") = "");
   m.def("transpose_planes", &transpose_planes, nb::arg("bits"), nb::arg("k"), nb::arg("kernel") = "");

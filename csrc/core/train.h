@@ -38,6 +38,11 @@ void expand_columns(const KernelTable& kt, const word_t* bits, const double* bet
 // The straight-through clip window applied in place: g[i] = 0 where |x[i]| > clip.
 void clip_window(float* g, const float* x, std::size_t size, float clip);
 
+// The sum of each of `planes` planes of P floats (out[i] = sum of x[i * P .. i * P + P)), in double and in one fixed
+// order on every path and thread count: 16 running sums over the values p = l mod 16, added in order l = 0..15
+// at the end (a bias gradient's per-image partial sums, bindings.cpp nchw_rows). Single-threaded.
+void plane_sums(const float* x, std::size_t planes, std::size_t P, double* out);
+
 // ---- backward products on packed signs (train_backward.cpp; the product itself: sign_gemm.h) ----------
 
 // sign_gemm over p's outputs of rows j < rows (rows <= p.J; the rest are not written), threaded: tasks of 64
@@ -67,6 +72,12 @@ inline std::size_t weight_grad_stride(std::size_t M) { return M >= 128 && M % 12
 void planes_weight_grad(const KernelTable& kt, const float* g, std::size_t M, const word_t* bits,
                         const double* betas, std::size_t ncols, int order, std::size_t ldbits, std::size_t rows,
                         float* out);
+
+// planes_weight_grad for a column of one group of n values and one tap (a linear layer, a 1 x 1 convolution), written
+// straight into the weight gradient dw (M, n): dw[m, b] = out[b, m] of planes_weight_grad, the same bits.
+void planes_weight_grad_rows(const KernelTable& kt, const float* g, std::size_t M, const word_t* bits,
+                             const double* betas, std::size_t ncols, int order, std::size_t ldbits, std::size_t n,
+                             float* dw);
 
 // The rows of planes_weight_grad's output (bit positions b, M values each, weight_grad_stride(M) apart) that hold
 // a column's values, as the weight gradient (M, C * taps) in PyTorch's weight order: dw[m, c * taps + t] =

@@ -78,4 +78,18 @@ void clip_window(float* g, const float* x, std::size_t size, float clip) {
   });
 }
 
+void plane_sums(const float* x, std::size_t planes, std::size_t P, double* out) {
+  constexpr std::size_t kRunning = 16;  // independent sums: the adds overlap instead of waiting on each other
+  for (std::size_t i = 0; i < planes; ++i, x += P) {
+    double acc[kRunning] = {};
+    std::size_t p = 0;
+    for (; p + kRunning <= P; p += kRunning)
+      for (std::size_t l = 0; l < kRunning; ++l) acc[l] += static_cast<double>(x[p + l]);
+    for (std::size_t l = 0; p + l < P; ++l) acc[l] += static_cast<double>(x[p + l]);
+    double s = 0.0;
+    for (const double a : acc) s += a;
+    out[i] = s;
+  }
+}
+
 }  // namespace horq

@@ -87,6 +87,29 @@ def test_nchw_rows_every_path(path, shape):
     np.testing.assert_array_equal(got, x.transpose(0, 2, 3, 1).reshape(-1, shape[1]))
 
 
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 5, 7), (3, 9, 4, 4), (64, 64, 14, 14), (1, 17, 1, 33),
+                                   (5, 130, 3, 3), (0, 4, 2, 2)])
+def test_nchw_rows_channel_sums(path, shape):
+    """With sums=True the rows are the same copy and each channel's sum over the batch (the bias gradient) comes
+    with them: within float32 rounding of the float64 sum, the same bits at 1 and 2 threads and on every path."""
+    from horq import kernels
+
+    x = (np.random.default_rng(sum(shape)).standard_normal(shape) + 3).astype(np.float32)  # sums far from 0
+    rows, sums = ktrain.nchw_rows(x, kernel=path, sums=True)
+    np.testing.assert_array_equal(rows, x.transpose(0, 2, 3, 1).reshape(-1, shape[1]))
+    assert sums.dtype == np.float32 and sums.shape == (shape[1],)
+    exact = x.astype(np.float64).sum((0, 2, 3))
+    np.testing.assert_allclose(sums, exact, rtol=1e-6, atol=1e-6 * np.abs(x).sum((0, 2, 3)).max(initial=0))
+    before = kernels.get_num_threads()
+    try:
+        for threads in (1, 2):
+            kernels.set_num_threads(threads)
+            for other in ("generic", path):
+                np.testing.assert_array_equal(ktrain.nchw_rows(x, kernel=other, sums=True)[1], sums)
+    finally:
+        kernels.set_num_threads(before)
+
+
 @pytest.mark.parametrize("order", [1, 2, 3, 5])
 @pytest.mark.parametrize("layout", [(1, 1, 1), (1, 7, 1), (1, 200, 4), (3, 5, 1), (9, 64, 1), (2, 70, 2),
                                     (4, 17, 1)])

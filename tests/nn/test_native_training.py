@@ -114,11 +114,14 @@ def test_input_grad_paths_are_both_exercised():
 
 
 # The weight gradient's two routes (native_train._columns_weight_grad): float-by-sign products per plane from
-# PLANES_MIN_COLS columns at orders 1-2, else the rebuilt-columns GEMM. The small cases here have fewer columns,
-# so each runs once as it is and once with the products forced.
+# PLANES_MIN_COLS columns at orders 1-2 and at order 1 (PLANES_ANY_COLS_ORDER) whatever the columns, else the
+# rebuilt-columns GEMM. Each case runs as it is, with the products forced and (where asked) with the GEMM forced.
 @pytest.fixture
 def planes_from(request, monkeypatch):
-    if request.param is not None:  # the products at every order, whatever the machine's default route
+    if request.param == "gemm":
+        monkeypatch.setattr(native_train, "PLANES_MIN_COLS", 10**9)
+        monkeypatch.setattr(native_train, "PLANES_ANY_COLS_ORDER", 0)
+    elif request.param is not None:  # the products at every order, whatever the machine's default route
         monkeypatch.setattr(native_train, "PLANES_MIN_COLS", request.param)
         monkeypatch.setattr(native_train, "_planes_max_order", lambda c_out: 8)
     return request.param
@@ -183,6 +186,7 @@ def test_conv_weight_gradient_in_many_blocks(case, order, monkeypatch):
     monkeypatch.setattr(native_train, "EXPAND_MIN_COLS", 7)
     monkeypatch.setattr(native_train, "EXPAND_CHUNK_ELEMS", 1)
     monkeypatch.setattr(native_train, "PLANES_MIN_COLS", 10**9)  # the GEMM route at order 1 too
+    monkeypatch.setattr(native_train, "PLANES_ANY_COLS_ORDER", 0)
     c_in, c_out, k, s, p, d, h, w = case
     assert native_train.expand_step(c_in * 9) == 7
     torch.manual_seed(0)
@@ -254,12 +258,15 @@ def test_conv_batch_1_and_64_every_path(order, monkeypatch):
             _check_layer(layer, _rand(np.random.default_rng(batch), (batch, 32, 8, 8)), batch)
 
 
-@pytest.mark.parametrize("planes_from", [None, 0], ids=["default-route", "products"], indirect=True)
+@pytest.mark.parametrize("planes_from", [None, 0, "gemm"], ids=["default-route", "products", "gemm"], indirect=True)
 @pytest.mark.parametrize("order", [1, 2, 3, 4])
+@pytest.mark.parametrize("n_out", [7, 40])
 @pytest.mark.parametrize("n_in", [1, 33, 64, 65, 513])
-def test_linear_matches_float64_torch_path(n_in, order, planes_from):
+def test_linear_matches_float64_torch_path(n_in, n_out, order, planes_from):
+    """Input widths around 64-bit words, outputs under and over the 8 x 8 / 16 x 16 register transposes that
+    give the products' weight gradient PyTorch's order."""
     torch.manual_seed(2)
-    layer = HORQLinear(n_in, 7, order=order)
+    layer = HORQLinear(n_in, n_out, order=order)
     _check_layer(layer, _rand(np.random.default_rng(n_in), (3, 4, n_in)), n_in)
 
 

@@ -102,10 +102,13 @@ def linear_input_grad(g: np.ndarray, alpha: np.ndarray, bits: np.ndarray, x: np.
     return _core.linear_input_grad(g, alpha, bits, x, -1.0 if clip is None else float(clip), _resolve_kernel(kernel))
 
 
-def nchw_rows(x: np.ndarray, kernel: str | None = None) -> np.ndarray:
+def nchw_rows(x: np.ndarray, kernel: str | None = None, *, sums: bool = False):
     """An NCHW float32 map's pixels as rows, ``(N * H * W, C)`` (``x.transpose(0, 2, 3, 1).reshape(-1, C)``,
-    copied by the kernels' in-register transposes): the row order :func:`planes_weight_grad` reads."""
-    return _core.nchw_rows(x, _resolve_kernel(kernel))
+    copied by the kernels' in-register transposes): the row order :func:`planes_weight_grad` reads. With
+    ``sums``, ``(rows, channel_sums)``: also ``x.sum((0, 2, 3))`` (a bias gradient) as float32, summed in double in
+    one fixed order (per image and channel, then over the images), the same bits on every path and thread count."""
+    rows, total = _core.nchw_rows(x, sums, _resolve_kernel(kernel))
+    return (rows, total) if sums else rows
 
 
 def clip_window(g: np.ndarray, x: np.ndarray, clip: float) -> None:
