@@ -22,7 +22,8 @@ from horq.apps.bench_training import DEFAULT_SHAPES, _set_threads, _Trainer
 from horq.kernels import train as ktrain
 
 KERNELS = ["binarize_weight_rows", "binary_weight_grad", "conv2d_keep", "linear_keep", "planes_weight_grad",
-           "conv_input_grad", "linear_input_grad", "expand_columns", "clip_window"]
+           "conv_input_grad", "linear_input_grad", "linear_weight_grad", "expand_columns", "clip_window",
+           "nchw_rows"]
 
 
 def _wrap(module, name: str, totals: dict) -> None:

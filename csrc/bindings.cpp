@@ -572,6 +572,28 @@ FloatArray planes_weight_grad(In<float, nb::ndim<2>> g, In<horq::word_t, nb::ndi
   return arr;
 }
 
+// The latent weights' gradient of a linear layer from its kept planes (one product per plane, then weight_grad's
+// straight-through rule), (M, n) with w's shape.
+FloatArray linear_weight_grad(In<float, nb::ndim<2>> g, In<horq::word_t, nb::ndim<3>> bits,
+                              In<double, nb::ndim<2>> betas, In<float, nb::ndim<2>> w, In<float, nb::ndim<1>> alpha,
+                              double clip, const std::string& kernel) {
+  const std::size_t ncols = bits.shape(0), order = bits.shape(1), ld = bits.shape(2), M = g.shape(1);
+  const std::size_t n = w.shape(1);
+  require(ncols >= 1 && g.shape(0) == ncols, "g must have one row per column");
+  require(order >= 1 && order <= static_cast<std::size_t>(horq::kMaxOrder), "bad order");
+  require(betas.shape(0) == ncols && betas.shape(1) == order, "betas do not match bits");
+  require(w.shape(0) == M && alpha.shape(0) == M, "w and alpha must have one row per output of g");
+  require(n >= 1 && horq::words_for(n) == ld, "w's rows do not match the bits");
+  const auto& kt = horq::kernel_table(kernel);
+  float* dw;
+  auto arr = make_array<float>({M, n}, &dw, false);
+  nb::gil_scoped_release nogil;
+  const horq::LatentWeights latent{w.data(), alpha.data(), clip};
+  horq::planes_weight_grad_rows(kt, g.data(), M, bits.data(), betas.data(), ncols, static_cast<int>(order), ld, n, dw,
+                                &latent);
+  return arr;
+}
+
 // channels_last: g, x and the result NHWC ((N, OH, OW, M), (N, H, W, C)).
 FloatArray conv_input_grad(In<float, nb::ndim<4>> g, In<float, nb::ndim<1>> alpha,
                            In<horq::word_t, nb::ndim<2>> wbits, In<float, nb::ndim<4>> x, std::size_t kh,
@@ -641,6 +663,8 @@ void def_training(nb::module_& m) {
   m.def("transpose_planes", &transpose_planes, nb::arg("bits"), nb::arg("k"), nb::arg("kernel") = "");
   m.def("planes_weight_grad", &planes_weight_grad, nb::arg("g"), nb::arg("bits"), nb::arg("betas"),
         nb::arg("groups"), nb::arg("cg"), nb::arg("gw"), nb::arg("taps"), nb::arg("kernel") = "");
+  m.def("linear_weight_grad", &linear_weight_grad, nb::arg("g"), nb::arg("bits"), nb::arg("betas"), nb::arg("w"),
+        nb::arg("alpha"), nb::arg("clip"), nb::arg("kernel") = "");
   m.def("conv_input_grad", &conv_input_grad, nb::arg("g"), nb::arg("alpha"), nb::arg("wbits"), nb::arg("x"),
         nb::arg("kh"), nb::arg("kw"), nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"),
         nb::arg("clip"), nb::arg("channels_last") = false, nb::arg("kernel") = "");

@@ -73,11 +73,21 @@ void planes_weight_grad(const KernelTable& kt, const float* g, std::size_t M, co
                         const double* betas, std::size_t ncols, int order, std::size_t ldbits, std::size_t rows,
                         float* out);
 
-// planes_weight_grad for a column of one group of n values and one tap (a linear layer, a 1 x 1 convolution), written
-// straight into the weight gradient dw (M, n): dw[m, b] = out[b, m] of planes_weight_grad, the same bits.
+// The latent float weights behind a binary layer's weight (w: M rows of n floats, alpha: M), and the clip of
+// KernelTable::weight_grad (< 0: none), for planes_weight_grad_rows.
+struct LatentWeights {
+  const float* w;
+  const float* alpha;
+  double clip;
+};
+
+// planes_weight_grad for a column of one group of n values and one tap (a linear layer, a 1 x 1 convolution),
+// written straight into the weight gradient dw (M, n): dw[m, b] = out[b, m] of planes_weight_grad, the same bits.
+// With `latent`, dw is instead the gradient of the latent weights, KernelTable::weight_grad of that (the same
+// bits as calling it after).
 void planes_weight_grad_rows(const KernelTable& kt, const float* g, std::size_t M, const word_t* bits,
                              const double* betas, std::size_t ncols, int order, std::size_t ldbits, std::size_t n,
-                             float* dw);
+                             float* dw, const LatentWeights* latent = nullptr);
 
 // The rows of planes_weight_grad's output (bit positions b, M values each, weight_grad_stride(M) apart) that hold
 // a column's values, as the weight gradient (M, C * taps) in PyTorch's weight order: dw[m, c * taps + t] =

@@ -130,12 +130,14 @@ void planes_weight_grad(const KernelTable& kt, const float* g, std::size_t M, co
 
 void planes_weight_grad_rows(const KernelTable& kt, const float* g, std::size_t M, const word_t* bits,
                              const double* betas, std::size_t ncols, int order, std::size_t ldbits, std::size_t n,
-                             float* dw) {
-  // Tasks of 64 lanes (outputs m) by kRows bit positions: each computes its block of every plane's product in a
-  // local buffer (kRows x 64 floats, in L2) and transposes it into dw while it is there, so no (n x M) matrix goes
-  // through memory and back (mnist-cnn's 3136 x 256 layer: 3.4 MB each way). Per output the same operations as
-  // planes_weight_grad's (one sign_gemm per plane, in plane order, each over all columns): the same bits.
-  constexpr std::size_t kLanes = 64, kRows = 512;
+                             float* dw, const LatentWeights* latent) {
+  // Tasks of kOut outputs m, each over all n bit positions kRows at a time: a block of every plane's product in a
+  // local buffer (kRows x kOut floats, in L1/L2), transposed into the task's rows of dW~ while it is there, so no
+  // (n x M) matrix goes through memory and back (mnist-cnn's 3136 x 256 layer: 3.4 MB each way). With `latent`,
+  // the task's rows of dW~ stay in a local buffer (kOut x n floats, L2) and go through KernelTable::weight_grad
+  // from there. Per output the same operations as planes_weight_grad's (one sign_gemm per plane, in plane order,
+  // each over all columns; a lane's sums do not depend on which lanes share its block): the same bits.
+  constexpr std::size_t kOut = 32, kRows = 512;
   const std::size_t K = static_cast<std::size_t>(order), J = ldbits * kWordBits, wc = words_for(ncols);
   std::vector<word_t> s(K * wc * J);
   std::vector<float> scale(K * ncols);
@@ -143,18 +145,25 @@ void planes_weight_grad_rows(const KernelTable& kt, const float* g, std::size_t 
     transpose_planes(kt, bits, ncols, order, ldbits, static_cast<int>(k), s.data() + k * wc * J);
     for (std::size_t j = 0; j < ncols; ++j) scale[k * ncols + j] = static_cast<float>(betas[j * K + k]);
   }
-  const std::size_t mt = ceil_div(M, kLanes), jt = ceil_div(n, kRows);
-  parallel_for(mt * jt, [&](std::size_t t) {
-    const std::size_t m0 = t % mt * kLanes, lanes = std::min(kLanes, M - m0);
-    const std::size_t j0 = t / mt * kRows, rows = std::min(kRows, n - j0);
+  parallel_for(ceil_div(M, kOut), [&](std::size_t t) {
+    const std::size_t m0 = t * kOut, lanes = std::min(kOut, M - m0);
     std::vector<const float*> arows(ncols);
     for (std::size_t j = 0; j < ncols; ++j) arows[j] = g + j * M + m0;
-    std::unique_ptr<float[]> local(new float[rows * kLanes]);  // row b - j0, lane m - m0; every lane written
-    for (std::size_t k = 0; k < K; ++k)
-      kt.sign_gemm(SignGemm{arows.data(), scale.data() + k * ncols, ncols, lanes, s.data() + k * wc * J + j0, J,
-                            local.get(), kLanes, k > 0},
-                   0, lanes, 0, rows);
-    kt.to_nhwc(local.get(), kLanes, rows, lanes, nullptr, nullptr, dw + m0 * n + j0, n);
+    std::unique_ptr<float[]> block(new float[kRows * kOut]);  // row b - j0, lane m - m0; every lane written
+    std::unique_ptr<float[]> own(latent ? new float[lanes * n] : nullptr);
+    float* const rows = latent ? own.get() : dw + m0 * n;  // the task's rows of dW~, n floats each
+    for (std::size_t j0 = 0; j0 < n; j0 += kRows) {
+      const std::size_t nj = std::min(kRows, n - j0);
+      for (std::size_t k = 0; k < K; ++k)
+        kt.sign_gemm(SignGemm{arows.data(), scale.data() + k * ncols, ncols, lanes, s.data() + k * wc * J + j0, J,
+                              block.get(), kOut, k > 0},
+                     0, lanes, 0, nj);
+      kt.to_nhwc(block.get(), kOut, nj, lanes, nullptr, nullptr, rows + j0, n);
+    }
+    if (latent) {
+      SerialScope serial(true);  // inside a task: weight_grad's own parallel_for runs here
+      kt.weight_grad(latent->w + m0 * n, latent->alpha + m0, rows, lanes, n, latent->clip, dw + m0 * n);
+    }
   });
 }
 

@@ -154,6 +154,34 @@ def test_planes_weight_grad_matches_expanded_columns(path, order, c_in, c_out, k
     _close(got, want.reshape(c_out, -1), "G^T A")
 
 
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("m,n,batch", [(1, 1, 1), (7, 65, 3), (33, 63, 64), (64, 600, 17), (70, 1100, 5)])
+def test_linear_weight_grad_is_products_then_ste(path, order, m, n, batch):
+    """The fused weight gradient of a linear layer (products, transposed block by block, then the STE rule of
+    the latent weights) gives the bits of planes_weight_grad followed by binary_weight_grad, at 1 and 2 threads."""
+    rng = np.random.default_rng(m * n + order)
+    x = rng.standard_normal((batch, n)).astype(np.float32)
+    rows = (1.5 * rng.standard_normal((m, n))).astype(np.float32)  # some |w| > 1: the clip window matters
+    alpha, bits, _ = ktrain.binarize_weight_rows(rows)
+    _, (cb, cbet) = ktrain.linear_keep(x, bits, alpha.astype(np.float64), np.zeros(m), order)
+    g = rng.standard_normal((batch, m)).astype(np.float32)
+    before = kernels.get_num_threads()
+    try:
+        for clip in (None, 1.0):
+            want = ktrain.binary_weight_grad(rows, alpha, ktrain.planes_weight_grad(g, cb, cbet, (1, n, words_for(n)),
+                                                                                    1, kernel=path), clip, kernel=path)
+            for threads in (1, 2):
+                kernels.set_num_threads(threads)
+                got = ktrain.linear_weight_grad(g, cb, cbet, rows, alpha, clip, kernel=path)
+                np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    finally:
+        kernels.set_num_threads(before)
+    with pytest.raises(ValueError, match="one row per output"):
+        ktrain.linear_weight_grad(g, cb, cbet, np.zeros((m + 1, n), np.float32), alpha, None)
+    with pytest.raises(ValueError, match="do not match the bits"):
+        ktrain.linear_weight_grad(g, cb, cbet, np.zeros((m, n + 64), np.float32), alpha, None)
+
+
 CONV_CASES = [
     # (N, C_in, H, W, C_out, kernel, stride, padding, dilation)
     (1, 1, 1, 1, 1, 1, 1, 0, 1),

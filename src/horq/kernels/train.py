@@ -85,6 +85,15 @@ def planes_weight_grad(g: np.ndarray, bits: np.ndarray, betas: np.ndarray, layou
     return _core.planes_weight_grad(g, bits, betas, groups, cg, gw, taps, _resolve_kernel(kernel))
 
 
+def linear_weight_grad(g: np.ndarray, bits: np.ndarray, betas: np.ndarray, rows: np.ndarray, alpha: np.ndarray,
+                       clip: float | None, kernel: str | None = None) -> np.ndarray:
+    """The gradient of a binary linear layer's latent weights ``rows`` (``(M, n)``, binarized to ``alpha * sign``)
+    from the rows of ``G`` (``(ncols, M)``) and the kept planes: :func:`planes_weight_grad`'s ``G^T A`` through
+    :func:`binary_weight_grad`'s straight-through rule, in one pass (the same bits as the two calls)."""
+    return _core.linear_weight_grad(g, bits, betas, rows, alpha, -1.0 if clip is None else float(clip),
+                                    _resolve_kernel(kernel))
+
+
 def conv_input_grad(g: np.ndarray, alpha: np.ndarray, bits: np.ndarray, x: np.ndarray, kh: int, kw: int, stride,
                     padding, dilation, clip: float | None, kernel: str | None = None, *,
                     channels_last: bool = False) -> np.ndarray:

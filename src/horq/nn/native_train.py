@@ -16,12 +16,11 @@ packed signs (``csrc/core/sign_gemm.h``: a table lookup per four terms instead o
   input gradient (``convolution_backward``) through ``W~`` instead;
 * ``grad_W~ = G^T A`` with ``A[j] = sum_k beta_{k,j} H_{k,j}``: at orders 1 and 2 one product per plane, the
   kept planes transposed to run along the columns and ``beta_{k,j}`` the scale of column j's gradient
-  (``csrc/core/train_backward.cpp``); from order 3, and at order 2 for layers of fewer than
-  :data:`PLANES_MIN_COLS` columns (a linear layer at batch 64), one float GEMM against ``A`` rebuilt 4 MiB of
-  columns at a time (``expand_column``, ``csrc/core/sign_gemm.h``); nothing the size of the unfolded float input
-  is built;
+  (``csrc/core/train_backward.cpp``); from order 3, one float GEMM against ``A`` rebuilt 4 MiB of columns at a
+  time (``expand_column``, ``csrc/core/sign_gemm.h``); nothing the size of the unfolded float input is built;
 * ``grad_W`` follows from ``grad_W~`` by :func:`horq.nn.quant.binary_weight`'s straight-through rule, fused in
-  C++ (``alpha * 1{|W| <= 1} * g + sign(W) / n * sum(g * sign(W))`` per filter);
+  C++ (``alpha * 1{|W| <= 1} * g + sign(W) / n * sum(g * sign(W))`` per filter; for a linear layer whose weight
+  gradient runs as products, in the same pass as them);
 * ``grad_bias = sum of grad_out`` (for an NCHW convolution in double, summed while its rows are transposed).
 
 When it runs: :func:`enabled` (off by default in the library; ``horq train`` turns it on unless
@@ -51,17 +50,19 @@ from horq.nn.quant import WEIGHT_CLIP
 # of GEMM, these 7.4-8.4 and 7.1-7.5.
 EXPAND_CHUNK_ELEMS = 1 << 18
 EXPAND_MIN_COLS = 256
-# Columns from which the weight gradient runs as float-by-sign products at orders >= 2. A linear layer at batch 64
-# has 64 columns: a reduction of 64 terms into an (n_in x n_out) output, where K products' per-output work costs as
-# much as one float GEMM against the rebuilt columns from K = 2: mnist-cnn's 3136 -> 256 layer 2.27 ms against
-# 2.25 at K = 2, 3.14 against 2.30 at K = 3 (below).
+# Columns from which the weight gradient runs as float-by-sign products above order PLANES_ANY_COLS_ORDER. A linear
+# layer at batch 64 has 64 columns: a reduction of 64 terms into an (n_in x n_out) output, where K products'
+# per-output work costs more than one float GEMM against the rebuilt columns from K = 3: mnist-cnn's 3136 -> 256
+# layer 2.75 ms against 2.13 (below).
 PLANES_MIN_COLS = 1000
-# Orders up to which the products run whatever the number of columns. At order 1, one product, each block of it
-# transposed into PyTorch's order while in cache (csrc/core/train_backward.cpp planes_weight_grad_rows): mnist-cnn's
-# 3136 -> 256 layer 1.46 ms against 2.17 for the GEMM route, mnist-mlp's 512 -> 512 0.45 against 0.68 (AMD EPYC
-# Zen 3, avx2, 1 thread, medians of 20 round-robin runs, `python benchmarks/bench_backward.py --linear --repeats
-# 20`; inside mnist-cnn's training step, 2.4 -> 1.5 ms).
-PLANES_ANY_COLS_ORDER = 1
+# Orders up to which the products run whatever the number of columns. Each block of a product is transposed into
+# PyTorch's order while in cache, and for a linear layer the latent weights' STE rule follows on it in the same pass
+# (csrc/core/train_backward.cpp planes_weight_grad_rows): mnist-cnn's 3136 -> 256 layer 1.19 / 1.79 ms at K = 1 / 2
+# against 1.89 / 1.99 for the GEMM route, mnist-mlp's 512 -> 512 0.45 / 0.70 against 0.75 / 0.70 (AMD EPYC Zen 3,
+# avx2, 1 thread, medians of 20 round-robin runs, `python benchmarks/bench_backward.py --linear --repeats 20`); in
+# mnist-cnn's order-1 training step the products and the STE rule took 1.7 ms against 2.4 + 1.2 ms before
+# (`python benchmarks/profile_native_training.py --model mnist-cnn --order 1 --steps 30`).
+PLANES_ANY_COLS_ORDER = 2
 # Highest order whose weight gradient runs as products (one per plane). At K = 2 the products take 0.93-1.06x the
 # rebuilt-columns GEMM's time on cifar-vgg's layers and 0.69-0.94x on mnist-cnn's (bench_backward), and whole
 # training steps ran faster with them (their output is a few KiB where the GEMM route writes every column as
@@ -203,18 +204,24 @@ def _planes_max_order(c_out: int) -> int:
     return PLANES_MAX_ORDER
 
 
+def _products(bits: np.ndarray, c_out: int) -> bool:
+    """Whether the weight gradient from kept planes ``bits`` (``(ncols, order, words)``) runs as float-by-sign
+    products (else the rebuilt-columns GEMM): see :func:`_columns_weight_grad`."""
+    ncols, order = bits.shape[0], bits.shape[1]
+    return order <= _planes_max_order(c_out) and (ncols >= PLANES_MIN_COLS or order <= PLANES_ANY_COLS_ORDER)
+
+
 def _columns_weight_grad(g_rows: Tensor, cols, layout: tuple[int, int, int], taps: int) -> Tensor:
     """``G^T A`` as ``(C_out, n)`` in PyTorch's weight order (``(c, tap)``), from the rows of ``G`` (one per
     column) and the kept planes ``cols = (bits, betas)``: up to order :func:`_planes_max_order`, from
-    :data:`PLANES_MIN_COLS` columns (at order 1 from any number), one float-by-sign product per plane; otherwise
-    one float GEMM against ``A`` rebuilt a block of columns at a time (K products cost more from K = 3: on
-    cifar-vgg's layers 0.50-0.56x, 0.93-1.06x and 1.4-1.55x the time of the rebuilt-columns GEMM at K = 1, 2, 3,
-    ``python benchmarks/bench_backward.py``)."""
+    :data:`PLANES_MIN_COLS` columns (up to :data:`PLANES_ANY_COLS_ORDER` from any number), one float-by-sign
+    product per plane; otherwise one float GEMM against ``A`` rebuilt a block of columns at a time (K products cost
+    more from K = 3: on cifar-vgg's layers 0.50-0.56x, 0.93-1.06x and 1.4-1.55x the time of the rebuilt-columns
+    GEMM at K = 1, 2, 3, ``python benchmarks/bench_backward.py``)."""
     from horq.kernels import train as ktrain
 
     bits, betas = cols
-    order, ncols = bits.shape[1], bits.shape[0]
-    if order <= _planes_max_order(g_rows.shape[1]) and (ncols >= PLANES_MIN_COLS or order <= PLANES_ANY_COLS_ORDER):
+    if _products(bits, g_rows.shape[1]):
         return torch.from_numpy(ktrain.planes_weight_grad(g_rows.contiguous().numpy(), bits, betas, layout, taps))
     n = layout[0] * layout[1]
     step = expand_step(n)
@@ -348,7 +355,11 @@ class _NativeLinear(torch.autograd.Function):
             gx = torch.from_numpy(ktrain.linear_input_grad(grad.numpy(), wt.alpha, wt.bits, x.numpy(), ctx.clip))
         if ctx.needs_input_grad[1]:
             n = wt.rows.shape[1]
-            gw = wt.grad(_columns_weight_grad(grad, ctx.cols, (1, n, words_for(n)), 1))
+            if _products(ctx.cols[0], grad.shape[1]):  # the products and the weight's STE rule in one pass
+                gw = torch.from_numpy(ktrain.linear_weight_grad(grad.numpy(), *ctx.cols, wt.rows.numpy(), wt.alpha,
+                                                                WEIGHT_CLIP)).reshape(wt.shape)
+            else:
+                gw = wt.grad(_columns_weight_grad(grad, ctx.cols, (1, n, words_for(n)), 1))
         if ctx.needs_input_grad[2]:
             gb = grad.sum(dim=0)
         ctx.cols = ctx.wt = None
