@@ -154,6 +154,35 @@ def test_planes_weight_grad_matches_expanded_columns(path, order, c_in, c_out, k
     _close(got, want.reshape(c_out, -1), "G^T A")
 
 
+@pytest.mark.parametrize("order", [1, 2])
+@pytest.mark.parametrize("c_in,c_out,size", [(3, 5, 50), (32, 64, 41), (16, 130, 33)])
+def test_planes_weight_grad_many_columns_any_threads(path, order, c_in, c_out, size):
+    """Few outputs over thousands of columns (2 x size^2), the weight gradient's usual shape: within float tolerance
+    of the float64 G^T A, and the same bits at 1 and 2 threads (which split the product's rows differently)."""
+    rng = np.random.default_rng(size + order)
+    x = rng.standard_normal((2, c_in, size, size)).astype(np.float32)
+    rows = rng.standard_normal((c_out, c_in * 9)).astype(np.float32)
+    alpha, bits, _ = ktrain.binarize_weight_rows(rows)
+    wbits = ktrain.conv_weight_bits(bits, c_in, 3, 3)
+    _, (cb, cbet) = ktrain.conv2d_keep(x, wbits, alpha.astype(np.float64), np.zeros(c_out), 3, 3, (1, 1), (1, 1),
+                                       (1, 1), order)
+    assert cb.shape[0] > 2048
+    layout = ktrain.conv_layout(c_in, 9)
+    cols = np.zeros((cb.shape[0], layout[0] * layout[1]), np.float32)
+    ktrain.expand_columns(cb, cbet, layout, 0, cb.shape[0], cols)
+    g = rng.standard_normal((cb.shape[0], c_out)).astype(np.float32)
+    want = (g.T.astype(np.float64) @ cols.astype(np.float64)).reshape(c_out, 9, c_in).transpose(0, 2, 1)
+    before = kernels.get_num_threads()
+    try:
+        kernels.set_num_threads(1)
+        got = ktrain.planes_weight_grad(g, cb, cbet, layout, 9, kernel=path)
+        _close(got, want.reshape(c_out, -1), "G^T A")
+        kernels.set_num_threads(2)
+        np.testing.assert_array_equal(ktrain.planes_weight_grad(g, cb, cbet, layout, 9, kernel=path), got)
+    finally:
+        kernels.set_num_threads(before)
+
+
 @pytest.mark.parametrize("order", [1, 2, 3])
 @pytest.mark.parametrize("m,n,batch", [(1, 1, 1), (7, 65, 3), (33, 63, 64), (64, 600, 17), (70, 1100, 5)])
 def test_linear_weight_grad_is_products_then_ste(path, order, m, n, batch):
