@@ -323,7 +323,8 @@ class _NativeConv2d(torch.autograd.Function):
         grad = _layout(grad, cl)
         # The weight gradient first, while the output gradient the layer above just wrote is still in cache: its
         # transpose (nchw_rows) of mnist-cnn's 14x14 gradient took 1.2 ms after the input gradient, 0.9 ms before it
-        # (first quartiles over 30 alternated steps, AMD EPYC Zen 3); the input gradient's time did not change.
+        # (first quartiles over 30 alternated steps, AMD EPYC Zen 3, benchmarks/ab_native_steps.py against a
+        # module flag for the order, since removed); the input gradient's time did not change.
         if ctx.needs_input_grad[1]:
             gw, gb = _conv_weight_grad(ctx, grad, wt, cl)
         if ctx.needs_input_grad[0]:
