@@ -46,6 +46,13 @@ template <class V, int NV, bool FULL>
   using reg = typename V::reg;
   constexpr int L = V::kLanes;
   constexpr std::size_t kEntry = static_cast<std::size_t>(NV) * L;
+  // A nibble's entry is (word >> 4g) & 15 entries into table g: as a byte offset, one shift and one mask of the word
+  // (an entry's bytes are a power of two), where (nibble + 16 g) * bytes took a shift, a mask, an add and a second
+  // shift per nibble, which the loop's integer ops then queued on.
+  constexpr unsigned kShift = static_cast<unsigned>(__builtin_ctzll(kEntry * sizeof(float)));
+  static_assert((std::size_t{1} << kShift) == kEntry * sizeof(float), "a table entry's bytes must be a power of two");
+  constexpr word_t kMask = word_t{15} << kShift;
+  const char* const tbytes = reinterpret_cast<const char*>(sr.tables);
   for (std::size_t j = j0; j < j1; ++j) {
     const word_t word = sr.srow[j] >> sr.shift;
     float* dst = sr.out + j * sr.ldo;
@@ -58,7 +65,9 @@ template <class V, int NV, bool FULL>
     // Nibble by nibble; per lane the order is E = ((T_0 + T_2) + T_4) + T_6 and O likewise (see above).
     reg e[NV], o[NV];
     for (int g = 0; g < 8; ++g) {
-      const float* te = sr.tables + (g * 16 + ((word >> (4 * g)) & 15)) * kEntry;
+      const unsigned up = 4 * static_cast<unsigned>(g);  // the nibble's place in the word
+      const word_t off = up >= kShift ? (word >> (up - kShift)) & kMask : (word << (kShift - up)) & kMask;
+      const float* te = reinterpret_cast<const float*>(tbytes + ((static_cast<std::size_t>(g) * 16) << kShift) + off);
       for (int q = 0; q < NV; ++q) {
         const reg x = V::load(te + q * L);
         if (g == 0) e[q] = x;
