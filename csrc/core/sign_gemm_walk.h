@@ -46,9 +46,9 @@ template <class V, int NV, bool FULL>
   using reg = typename V::reg;
   constexpr int L = V::kLanes;
   constexpr std::size_t kEntry = static_cast<std::size_t>(NV) * L;
-  // A nibble's entry is (word >> 4g) & 15 entries into table g: as a byte offset, one shift and one mask of the word
-  // (an entry's bytes are a power of two), where (nibble + 16 g) * bytes took a shift, a mask, an add and a second
-  // shift per nibble, which the loop's integer ops then queued on.
+  // A nibble's entry is (word >> 4g) & 15 entries into table g: as a byte offset, one rotation and one mask of the
+  // word (an entry's bytes are a power of two), where (nibble + 16 g) * bytes took a copy, a shift, a mask, an add
+  // and a second shift per nibble, which the loop's integer ops then queued on.
   constexpr unsigned kShift = static_cast<unsigned>(__builtin_ctzll(kEntry * sizeof(float)));
   static_assert((std::size_t{1} << kShift) == kEntry * sizeof(float), "a table entry's bytes must be a power of two");
   constexpr word_t kMask = word_t{15} << kShift;
@@ -65,8 +65,10 @@ template <class V, int NV, bool FULL>
     // Nibble by nibble; per lane the order is E = ((T_0 + T_2) + T_4) + T_6 and O likewise (see above).
     reg e[NV], o[NV];
     for (int g = 0; g < 8; ++g) {
-      const unsigned up = 4 * static_cast<unsigned>(g);  // the nibble's place in the word
-      const word_t off = up >= kShift ? (word >> (up - kShift)) & kMask : (word << (kShift - up)) & kMask;
+      // A rotation (rorx with BMI2: no copy of the word first); the bits it wraps around fall outside the mask.
+      constexpr unsigned kBits = 64;
+      const unsigned r = (4 * static_cast<unsigned>(g) + kBits - kShift) % kBits;
+      const word_t off = ((word >> r) | (word << ((kBits - r) % kBits))) & kMask;
       const float* te = reinterpret_cast<const float*>(tbytes + ((static_cast<std::size_t>(g) * 16) << kShift) + off);
       for (int q = 0; q < NV; ++q) {
         const reg x = V::load(te + q * L);
