@@ -193,8 +193,8 @@ void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, 
   const std::vector<word_t> s = weight_sign_rows(kt, wbits, m, J);
   const std::size_t lds = words_for(J) * kWordBits;  // the sign rows' stride
   // Lanes: an image's positions, straight from an NCHW g; images smaller than a lane block, or whose last block
-  // would be less than half full, are first copied side by side (below) and a task takes ~16 blocks' worth of
-  // them, its blocks running across image boundaries (7x7 maps: 4% of lanes idle, against 23% with one image per
+  // would be less than half full, are first copied side by side (below) and a task takes up to 16 blocks' worth
+  // of them, its blocks running across image boundaries (7x7 maps: 4% of lanes idle, against 23% with one image per
   // block; 14x14 maps: 196 positions, whose fourth block had 4 lanes: the product's full cost for 4 lanes;
   // mnist-cnn's 14x14 input gradient at batch 64, `profile_sign_gemm igrad 64 32 14 64` on an AMD EPYC Zen 3: 5.22
   // -> 4.58 ms, first quartiles of 24 alternated runs, the copy included). An NHWC g (position-major, as
@@ -202,7 +202,12 @@ void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, 
   // output's fold order follows the blocks), so results are the same at any thread count and in either layout.
   constexpr std::size_t kLanes = 64, kMargin = 16, kBlocksPerTask = 16;
   const bool grouped = P < kLanes || (P % kLanes != 0 && P % kLanes * 2 < kLanes);
-  const std::size_t per_task = grouped ? std::max<std::size_t>(1, kBlocksPerTask * kLanes / P) : 1;
+  // Grouped images go in tasks of equal size, a multiple of four of them where the batch allows: mnist-cnn's 7x7
+  // maps at batch 64 were 20 + 20 + 20 + 4 images, which kept one of two threads on 40 of them; now 4 x 16
+  // (`profile_sign_gemm igrad 64 64 7 64` at 2 threads, AMD EPYC Zen 3: 1.07 -> 0.90 ms, first quartiles of 10
+  // alternated runs; 1 thread and the 14x14 layer unchanged).
+  const std::size_t most = grouped ? std::max<std::size_t>(1, kBlocksPerTask * kLanes / P) : 1;
+  const std::size_t per_task = grouped ? ceil_div(N, std::min(N, ceil_div(ceil_div(N, most), 4) * 4)) : 1;
   const std::size_t tasks = ceil_div(N, per_task);
   // The gradient lands on the padded input grid first (Hg x Wg per image and channel: every tap of every
   // output is inside it, so the fold needs no bounds), then the padding is cropped away.

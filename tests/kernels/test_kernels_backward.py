@@ -313,8 +313,8 @@ def test_conv2d_keep_channels_last_refuses_non_finite(path, k, stride):
                            kernel=path, channels_last=True)
 
 
-# 10x10: one image per task; 9x9 (81 positions: a second lane block of 17) and 7x7: images side by side, 12 and 20
-# of them per task, so 40 images are several tasks.
+# 10x10: one image per task; 9x9 (81 positions: a second lane block of 17) and 7x7: images side by side in tasks of
+# equal size (at most 12 and 20 images; 40 images: 4 tasks of 10, 45: 12 + 12 + 12 + 9), several per thread.
 @pytest.mark.parametrize("n,size", [(5, 10), (40, 9), (45, 7)])
 def test_conv_input_grad_same_bits_at_any_thread_count(path, n, size):
     rng = np.random.default_rng(9)
