@@ -12,11 +12,11 @@
 //   perf report -i /tmp/perf.data --no-children --sort symbol
 //
 // With a batch and `train` = 1, each call also makes the columns explicit for the backward pass
-// (materialize_columns, as the native training forward does). Prints the fastest call, 1 thread, on the best kernel
-// path this CPU has unless a path (avx512, avx2, generic) is named (HORQ_KERNEL is not read here), and the median
-// call. With `flush MB` > 0, that many MB of another buffer are written before every call (untimed), so each call
-// finds its weights, input and output evicted from the caches, as in a network whose other layers ran between
-// (a "cold" call; 0, the default: every call after the first finds them cached).
+// (materialize_columns, as the native training forward does). Prints the fastest call, 1 thread (HORQ_NUM_THREADS=N:
+// N), on the best kernel path this CPU has unless a path (avx512, avx2, generic) is named (HORQ_KERNEL is not read
+// here), and the median call. With `flush MB` > 0, that many MB of another buffer are written before every call
+// (untimed), so each call finds its weights, input and output evicted from the caches, as in a network whose other
+// layers ran between (a "cold" call; 0, the default: every call after the first finds them cached).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -37,7 +37,8 @@ int main(int argc, char** argv) {
   const std::size_t batch = argc > 5 ? std::strtoul(argv[5], nullptr, 10) : 1;
   const bool train = argc > 6 && std::atoi(argv[6]) != 0;
   const std::size_t k = argc > 7 ? std::strtoul(argv[7], nullptr, 10) : 3, pad = k / 2;  // k x k, "same" padding
-  horq::set_num_threads(1);
+  // 1 thread unless HORQ_NUM_THREADS says otherwise (the library's own default would take every core).
+  horq::set_num_threads(std::getenv("HORQ_NUM_THREADS") ? std::atoi(std::getenv("HORQ_NUM_THREADS")) : 1);
   const horq::KernelTable& kt = horq::kernel_table(argc > 8 ? argv[8] : "");
   // Stride (argument 11): padding k / 2 either way, so a stride-2 1x1 is a ResNet shortcut with C_out = 2 C_in.
   const std::size_t st = argc > 10 ? std::strtoul(argv[10], nullptr, 10) : 1, os = (s + 2 * pad - k) / st + 1;
@@ -67,9 +68,10 @@ int main(int argc, char** argv) {
   }
   std::sort(times.begin(), times.end());
   std::printf("%zu calls, fastest %.3f ms, median %.3f ms (%s, %zux%zu kernel, stride %zu, %zu -> %zu channels, "
-              "%zux%zu, order %d, batch %zu%s, 1 thread%s%s)\n",
+              "%zux%zu, order %d, batch %zu%s, %d thread(s)%s%s)\n",
               times.size(), times.front() * 1e3, times[times.size() / 2] * 1e3, kt.name, k, k, st, c, m, s, s, order,
-              batch, train ? ", columns made explicit" : "", flush.empty() ? "" : ", caches flushed before each call",
+              batch, train ? ", columns made explicit" : "", horq::get_num_threads(),
+              flush.empty() ? "" : ", caches flushed before each call",
               g.nhwc ? ", NHWC input" : "");
   return 0;
 }

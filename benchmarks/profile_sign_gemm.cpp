@@ -18,7 +18,8 @@
 //       at batch 64: lgrad 64 256 3136), 1 thread
 //   perf record -o /tmp/perf.data /tmp/profile_sign_gemm ...; perf report -i /tmp/perf.data --sort symbol
 //
-// Random operands, 1 thread, the best kernel path unless one is named (avx512, avx2, generic).
+// Random operands, 1 thread (HORQ_NUM_THREADS=N: N), the best kernel path unless one is named (avx512, avx2,
+// generic).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -69,7 +70,8 @@ int main(int argc, char** argv) {
   const int extra = product || lgrad ? 5 : 6;  // first optional argument
   const double secs = argc > extra ? std::atof(argv[extra]) : 2.0;
   const KernelTable& kt = kernel_table(argc > extra + 1 ? argv[extra + 1] : "");
-  set_num_threads(1);
+  // 1 thread unless HORQ_NUM_THREADS says otherwise (the library's own default would take every core).
+  set_num_threads(std::getenv("HORQ_NUM_THREADS") ? std::atoi(std::getenv("HORQ_NUM_THREADS")) : 1);
   std::mt19937_64 rng(1);
   auto uniform = [&] { return static_cast<float>(rng() % 1000) / 1000.0f - 0.5f; };
   if (product) {

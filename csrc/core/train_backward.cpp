@@ -204,7 +204,7 @@ void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, 
   const bool grouped = P < kLanes || (P % kLanes != 0 && P % kLanes * 2 < kLanes);
   // Grouped images go in tasks of equal size, a multiple of four of them where the batch allows: mnist-cnn's 7x7
   // maps at batch 64 were 20 + 20 + 20 + 4 images, which kept one of two threads on 40 of them; now 4 x 16
-  // (`profile_sign_gemm igrad 64 64 7 64` at 2 threads, AMD EPYC Zen 3: 1.07 -> 0.90 ms, first quartiles of 10
+  // (`HORQ_NUM_THREADS=2 profile_sign_gemm igrad 64 64 7 64`, AMD EPYC Zen 3: 1.07 -> 0.90 ms, first quartiles of 10
   // alternated runs; 1 thread and the 14x14 layer unchanged).
   const std::size_t most = grouped ? std::max<std::size_t>(1, kBlocksPerTask * kLanes / P) : 1;
   const std::size_t per_task = grouped ? ceil_div(N, std::min(N, ceil_div(ceil_div(N, most), 4) * 4)) : 1;
