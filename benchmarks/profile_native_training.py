@@ -19,6 +19,7 @@ import time
 
 import horq.nn.native_train as native_train
 from horq.apps.bench_training import DEFAULT_SHAPES, _set_threads, _Trainer
+from horq.heap import keep_freed_memory
 from horq.kernels import train as ktrain
 
 KERNELS = ["binarize_weight_rows", "binary_weight_grad", "conv2d_keep", "linear_keep", "planes_weight_grad",
@@ -48,6 +49,7 @@ def main(argv=None) -> int:
     ap.add_argument("--channels-last", action="store_true", help="model and batch in channels_last")
     args = ap.parse_args(argv)
     _set_threads(args.threads)
+    keep_freed_memory()  # as `horq train` and `horq bench training` run (horq/heap.py)
     totals: dict = collections.defaultdict(float)
     for name in KERNELS:
         _wrap(ktrain, name, totals)

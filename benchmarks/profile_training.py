@@ -17,6 +17,7 @@ import argparse
 from torch.profiler import ProfilerActivity, profile
 
 from horq.apps.bench_training import DEFAULT_SHAPES, _set_threads, _Trainer
+from horq.heap import keep_freed_memory
 
 
 def main(argv=None) -> int:
@@ -32,6 +33,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     order = None if args.order == "fp" else int(args.order)
     _set_threads(args.threads)
+    keep_freed_memory()  # as `horq train` and `horq bench training` run (horq/heap.py)
     trainer = _Trainer(args.model, order, batch=64, native=not args.no_native,
                        in_shape=DEFAULT_SHAPES.get(args.model, (3, 32, 32)), channels_last=args.channels_last)
     for _ in range(2):
