@@ -206,8 +206,9 @@ void conv_input_grad(const KernelTable& kt, const float* g, const float* alpha, 
   // maps at batch 64 were 20 + 20 + 20 + 4 images, which kept one of two threads on 40 of them; now 4 x 16
   // (`HORQ_NUM_THREADS=2 profile_sign_gemm igrad 64 64 7 64`, AMD EPYC Zen 3: 1.07 -> 0.90 ms, first quartiles of 10
   // alternated runs; 1 thread and the 14x14 layer unchanged).
-  const std::size_t most = grouped ? std::max<std::size_t>(1, kBlocksPerTask * kLanes / P) : 1;
-  const std::size_t per_task = grouped ? ceil_div(N, std::min(N, ceil_div(ceil_div(N, most), 4) * 4)) : 1;
+  const std::size_t most = std::max<std::size_t>(1, kBlocksPerTask * kLanes / P);  // images a grouped task may take
+  const std::size_t even = std::min(N, ceil_div(ceil_div(N, most), 4) * 4);          // grouped tasks, rounded up
+  const std::size_t per_task = grouped ? ceil_div(N, even) : 1;
   const std::size_t tasks = ceil_div(N, per_task);
   // The gradient lands on the padded input grid first (Hg x Wg per image and channel: every tap of every
   // output is inside it, so the fold needs no bounds), then the padding is cropped away.
