@@ -6,10 +6,11 @@
 // A byte gains at most 8 per word, so byte counts are summed over up to kFlushWords = 31 words (8 * 31 =
 // 248 <= 255) before vpsadbw adds the 8 bytes of each 64-bit lane into 64-bit counts.
 //
-// Epilogue: the counts never reach 2^52, so a count converts to double exactly by the exponent trick: OR
-// the bits of 2^52 into it (a double 2^52 + count, exact) and subtract 2^52. Then the epilogue's operations
-// in order (outer_panel.h) on 4 columns at once; 4 consecutive columns of one image are one store (masked only
-// for a lane set's last 1-3 columns: AMD CPUs microcode masked stores, ~10x the time of a plain one).
+// Epilogue: n - 2 * count is an integer far below 2^51 in magnitude, so it converts to double exactly by the
+// exponent trick (signed_count below). Then the epilogue's operations in order (outer_panel.h) on 4 columns at
+// once; 4 consecutive columns of one image are one store (masked only for a lane set's last 1-3 columns: AMD CPUs
+// microcode masked stores, ~10x the time of a plain one). A register block whose lane sets are all such whole
+// stores takes store_block, the rest store.
 //
 // Register blocks (kRows): the 16 ymm registers hold MR x NV byte accumulators, NV column vectors, the
 // broadcast, the table and the nibble mask, so MR x NV stays near 8 (4 x 2 at orders 1-2).
@@ -62,35 +63,107 @@ struct Avx2Outer {
     }
   }
 
+  // Plane 0 of an implicit_h1 q (and at order 1 beta_1), fill_h1_scalar's values: a lane set of 4 consecutive
+  // pixels of one image row (stride 1, away from row ends: nearly all of them) takes one load and one store per
+  // word, and its 4 betas one vector add per tap in tap order (the scalar box sum of each lane), then / n;
+  // any other lane set goes lane by lane.
   static void fill_h1(const QuantizedColumns& q, std::size_t j0, std::size_t jb, OuterPanel<kLanes>& p) {
-    fill_h1_scalar(q, j0, jb, p);
+    const PixelImage& im = q.image;
+    const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw, G = p.G, gwords = p.group_words();
+    const std::size_t stride = p.NV * kLanes;
+    const __m256d n = _mm256_set1_pd(static_cast<double>(q.n));
+    PixelCursor at(im, j0);
+    for (std::size_t c = 0; c < p.sets; ++c) {
+      const std::size_t valid = std::min(kLanes, jb - c * kLanes);
+      std::int64_t ow[kLanes], os[kLanes];
+      bool consecutive = valid == kLanes;
+      for (std::size_t l = 0; l < valid; ++l, at.next()) {
+        ow[l] = at.word(), os[l] = at.sum();
+        consecutive = consecutive && ow[l] == ow[0] + static_cast<std::int64_t>(l) &&
+                      os[l] == os[0] + static_cast<std::int64_t>(l);
+      }
+      word_t* dst = p.words.data() + (c / G) * gwords + (c % G) * K * kLanes;
+      if (consecutive) {
+        const word_t* src = im.words.data() + ow[0];
+        for (std::size_t w = 0; w < kw; ++w)
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + w * stride),
+                              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + im.word_off[w])));
+        if (K == 1) {
+          const double* sums = im.sums.data() + os[0];
+          __m256d sum = _mm256_setzero_pd();
+          for (const std::int64_t off : im.sum_off) sum = _mm256_add_pd(sum, _mm256_loadu_pd(sums + off));
+          _mm256_storeu_pd(p.betas.data() + c * kLanes, _mm256_div_pd(sum, n));
+        }
+        continue;
+      }
+      for (std::size_t l = 0; l < valid; ++l) {
+        const word_t* src = im.words.data() + ow[l];
+        for (std::size_t w = 0; w < kw; ++w) dst[w * stride + l] = src[im.word_off[w]];
+        if (K == 1) {
+          double s = 0.0;
+          for (const std::int64_t off : im.sum_off) s += im.sums[static_cast<std::size_t>(os[l] + off)];
+          p.betas[c * kLanes + l] = s / static_cast<double>(q.n);
+        }
+      }
+    }
+  }
+
+  // n - 2 pc of 4 lanes as doubles, exactly: |n - 2 pc| < 2^51, so (the bits of 2^52 + 2^51) + n - 2 pc are
+  // the bits of the double 2^52 + 2^51 + (n - 2 pc), from which 2^52 + 2^51 subtracts exactly. nbits: the bits
+  // of 2^52 + 2^51 + n.
+  static __m256i count_bits(double n) { return _mm256_set1_epi64x(0x4338000000000000LL + static_cast<long long>(n)); }
+  static __m256d signed_count(__m256i cnt, __m256i nbits) {
+    const __m256i t = _mm256_sub_epi64(nbits, _mm256_add_epi64(cnt, cnt));
+    return _mm256_sub_pd(_mm256_castsi256_pd(t), _mm256_set1_pd(6755399441055744.0));
+  }
+
+  // The epilogue of a whole register block: MR filters x G lane sets, each lane set 4 consecutive columns of
+  // one image (LaneDest::whole), every filter a real output. The same operations per output as store, with the
+  // betas loaded and the count constants made once per block and coef/add broadcast once per filter
+  // (per-store, that overhead cost as much as the arithmetic: 64-channel 3x3 layers, 9-word rows).
+  template <int MR, int G, int K>
+  static void store_block(const __m256i (*cnt)[G * K], const double* betas, double n, const double* coef,
+                          const double* add, const LaneDest<kLanes>* dest, const Epilogue& ep, std::size_t o,
+                          std::size_t ppi, float* y) {
+    const __m256i nbits = count_bits(n);
+    __m256d beta[G * K];
+    for (int v = 0; v < G * K; ++v) beta[v] = _mm256_loadu_pd(betas + v * kLanes);
+    const float* residual = ep.residual;
+    const float* floor = ep.floor;
+    for (int i = 0; i < MR; ++i) {
+      const __m256d c = _mm256_set1_pd(coef[i]), a = _mm256_set1_pd(add[i]);
+      float* row = y + (o + i) * ppi;
+      for (int cg = 0; cg < G; ++cg) {
+        __m256d s = _mm256_setzero_pd();
+        for (int k = 0; k < K; ++k)
+          s = _mm256_add_pd(s, _mm256_mul_pd(beta[cg * K + k], signed_count(cnt[i][cg * K + k], nbits)));
+        __m128 out = _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(c, s), a));
+        float* dst = row + dest[cg].base[0];
+        if (residual) out = _mm_add_ps(out, _mm_loadu_ps(residual + (dst - y)));
+        if (floor) out = _mm_max_ps(_mm_set1_ps(floor[o + i]), out);  // floor > out ? floor : out
+        _mm_storeu_ps(dst, out);
+      }
+    }
   }
 
   template <int K>
   static void store(const __m256i* cnt, const double* betas, double n, double coef, double add,
                     const LaneDest<kLanes>& d, const Epilogue& ep, std::size_t o, std::size_t ppi, float* y) {
-    const __m256i magic_i = _mm256_set1_epi64x(0x4330000000000000LL);  // the bits of 2^52
-    const __m256d magic = _mm256_set1_pd(4503599627370496.0);
-    const __m256d vn = _mm256_set1_pd(n), two = _mm256_set1_pd(2.0);
+    const __m256i nbits = count_bits(n);
     __m256d s = _mm256_setzero_pd();
-    for (int k = 0; k < K; ++k) {
-      const __m256d pc = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(cnt[k], magic_i)), magic);
-      const __m256d beta = _mm256_loadu_pd(betas + k * kLanes);
-      s = _mm256_add_pd(s, _mm256_mul_pd(beta, _mm256_sub_pd(vn, _mm256_mul_pd(two, pc))));
-    }
+    for (int k = 0; k < K; ++k)
+      s = _mm256_add_pd(s, _mm256_mul_pd(_mm256_loadu_pd(betas + k * kLanes), signed_count(cnt[k], nbits)));
     __m128 out = _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(coef), s), _mm256_set1_pd(add)));
-    if (d.contiguous) {
-      // Masked only for a lane set's last columns: AMD CPUs microcode vmaskmovps stores.
-      const bool whole = d.valid == kLanes;
-      const __m128i mask = _mm_cmpgt_epi32(_mm_set1_epi32(static_cast<int>(d.valid)), _mm_setr_epi32(0, 1, 2, 3));
-      float* dst = y + d.base[0] + o * ppi;
-      if (ep.residual) {
-        const float* r = ep.residual + (dst - y);
-        out = _mm_add_ps(out, whole ? _mm_loadu_ps(r) : _mm_maskload_ps(r, mask));
-      }
+    float* dst = y + d.base[0] + o * ppi;
+    if (d.whole) {  // the common case: 4 consecutive columns of one image, one plain store
+      if (ep.residual) out = _mm_add_ps(out, _mm_loadu_ps(ep.residual + (dst - y)));
       if (ep.floor) out = _mm_max_ps(_mm_set1_ps(ep.floor[o]), out);  // floor > out ? floor : out
-      if (whole) _mm_storeu_ps(dst, out);
-      else _mm_maskstore_ps(dst, mask, out);
+      _mm_storeu_ps(dst, out);
+    } else if (d.contiguous) {  // a lane set's last 1-3 columns: masked (AMD CPUs microcode vmaskmovps stores)
+      const __m128i mask = _mm_cmpgt_epi32(_mm_set1_epi32(static_cast<int>(d.valid)), _mm_setr_epi32(0, 1, 2, 3));
+      if (ep.residual) out = _mm_add_ps(out, _mm_maskload_ps(ep.residual + (dst - y), mask));
+      if (ep.floor) out = _mm_max_ps(_mm_set1_ps(ep.floor[o]), out);
+      _mm_maskstore_ps(dst, mask, out);
     } else {
       alignas(16) float lane[kLanes];
       _mm_store_ps(lane, out);

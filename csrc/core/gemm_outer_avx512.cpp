@@ -104,6 +104,16 @@ struct Avx512Outer {
     fill_h1_from_image(q, j0, jb, p);
   }
 
+  // A whole register block (outer_panel.h): the per-lane-set store of each of its outputs.
+  template <int MR, int G, int K>
+  static void store_block(const __m512i (*cnt)[G * K], const double* betas, double n, const double* coef,
+                          const double* add, const LaneDest<kLanes>* dest, const Epilogue& ep, std::size_t o,
+                          std::size_t ppi, float* y) {
+    for (int i = 0; i < MR; ++i)
+      for (int cg = 0; cg < G; ++cg)
+        store<K>(cnt[i] + cg * K, betas + cg * K * kLanes, n, coef[i], add[i], dest[cg], ep, o + i, ppi, y);
+  }
+
   template <int K>
   static void store(const __m512i* cnt, const double* betas, double n, double coef, double add,
                     const LaneDest<kLanes>& d, const Epilogue& ep, std::size_t o, std::size_t ppi, float* y) {

@@ -115,7 +115,7 @@ template <std::size_t L>
 struct LaneDest {
   std::size_t base[L];
   unsigned valid;
-  bool contiguous;
+  bool contiguous, whole;  // whole: contiguous and all L lanes valid (one plain vector store)
 };
 
 template <std::size_t L>
@@ -127,6 +127,7 @@ void lane_dests(std::size_t m, std::size_t ppi, std::size_t j0, std::size_t jb, 
     d.valid = static_cast<unsigned>(std::min(L, jb - c * L));
     for (unsigned l = 0; l < d.valid; ++l, at.next()) d.base[l] = at.img * m * ppi + at.r;
     d.contiguous = d.base[d.valid - 1] == d.base[0] + d.valid - 1;
+    d.whole = d.contiguous && d.valid == L;
   }
 }
 
@@ -140,6 +141,9 @@ void lane_dests(std::size_t m, std::size_t ppi, std::size_t j0, std::size_t jb, 
 //   fill_h1(q, j0, jb, panel)      plane 0 (and at order 1 the betas) of an implicit_h1 q
 //   store<K>(cnt, betas, n, coef, add, dest, ep, o, ppi, y)   the epilogue above for one output o and one
 //                                  lane set: K counts, K x kLanes betas, written where dest says
+//   store_block<MR, G, K>(cnt, betas, n, coef, add, dest, ep, o, ppi, y)   the same for a whole register block
+//                                  (filters o.. o + MR - 1, coef and add from there; the group's G lane sets,
+//                                  each LaneDest::whole), computing what store would for each output
 //
 // The panel holds G lane sets per group: two at order 1, so a kernel call reads 2 vectors per broadcast
 // filter word (on AVX-512, 12 filters x 2 vectors measured 15-20% faster than 24 x 1: fewer broadcasts per
@@ -168,6 +172,14 @@ void outer_rows(const word_t* wbits, const QuantizedColumns& q, const Epilogue& 
         for (int i = 0; i < MR; ++i) cnt[i][0] = one[i][0];
       } else {
         Isa::template counts<MR, NV>(a, b, kw, NV * L, cnt);
+      }
+      bool whole = i0 + MR <= i1 && (g + 1) * G <= p.sets;  // every filter real, every lane set whole
+      for (std::size_t cg = 0; cg < G && whole; ++cg) whole = dest[g * G + cg].whole;
+      if (whole) {
+        Isa::template store_block<MR, static_cast<int>(G), K>(cnt, p.betas.data() + g * G * K * L, n,
+                                                              ep.coef + o0 + i0, ep.add + o0 + i0, dest + g * G, ep,
+                                                              o0 + i0, ppi, y);
+        continue;
       }
       for (int i = 0; i < MR && i0 + i < i1; ++i) {
         const std::size_t o = o0 + i0 + i;
