@@ -167,7 +167,10 @@ struct Avx2Outer {
     } else {
       alignas(16) float lane[kLanes];
       _mm_store_ps(lane, out);
-      for (unsigned l = 0; l < d.valid; ++l) y[d.base[l] + o * ppi] = finish_output(lane[l], ep, d.base[l] + o * ppi, o);
+      for (unsigned l = 0; l < d.valid; ++l) {
+        const std::size_t at = d.base[l] + o * ppi;
+        y[at] = finish_output(lane[l], ep, at, o);
+      }
     }
   }
 };
