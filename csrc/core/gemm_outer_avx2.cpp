@@ -1,9 +1,13 @@
 // AVX2 half of the outer-product HORQ GEMM task (outer_panel.h: the task, its panel and its epilogue's
 // arithmetic); 4 columns per ymm (64-bit lanes). Compiled with -mavx2; selected only on CPUs with AVX2.
 //
-// Counts: AVX2 has no vector popcount, so each 64-bit lane of a XOR is counted with the nibble table,
-//     x = broadcast(W[o][w]) ^ B[v][w];   cnt8 += lut[x & 0x0f] + lut[(x >> 4) & 0x0f]     (vpshufb, bytes)
-// A byte gains at most 8 per word, so byte counts are summed over up to kFlushWords = 31 words (8 * 31 =
+// Counts: AVX2 has no vector popcount, so each 64-bit lane of a XOR is counted with the nibble table. Weight rows
+// and panel vectors are both stored split into their low and high nibbles (prepare_rows, prepare_panel), and
+// nibble(a ^ b) = nibble(a) ^ nibble(b), so per 256 bits
+//     cnt8 += lut[Wlo[o][w] ^ Blo[v][w]] + lut[Whi[o][w] ^ Bhi[v][w]]      (vpshufb, bytes)
+// is two XORs, two lookups and two byte adds: 6 operations instead of the 8 that splitting each XOR costs (AND,
+// shift, AND). Measured on an AMD EPYC Zen 3 (a standalone copy of the loop on 9-word rows): ~375 -> ~470 G binary
+// MAC/s. A byte gains at most 8 per word, so byte counts are summed over up to kFlushWords = 31 words (8 * 31 =
 // 248 <= 255) before vpsadbw adds the 8 bytes of each 64-bit lane into 64-bit counts.
 //
 // Epilogue: n - 2 * count is an integer far below 2^51 in magnitude, so it converts to double exactly by the
@@ -12,8 +16,9 @@
 // microcode masked stores, ~10x the time of a plain one). A register block whose lane sets are all such whole
 // stores takes store_block, the rest store.
 //
-// Register blocks (kRows): the 16 ymm registers hold MR x NV byte accumulators, NV column vectors, the
-// broadcast, the table and the nibble mask, so MR x NV stays near 8 (4 x 2 at orders 1-2).
+// Register blocks (kRows): the 16 ymm registers hold MR x NV byte accumulators, 2 NV column vectors, two
+// broadcasts and the table: 3 x 2 at orders 1-2, 2 x 3 at order 3, one filter from order 4 (standalone, 9-word
+// rows: 3 x 2 and 2 x 3 ~465-490 G; 4 x 2 ~410 G, its accumulators spilled).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -26,17 +31,56 @@ namespace {
 
 struct Avx2Outer {
   static constexpr std::size_t kLanes = 4;  // 64-bit lanes per ymm: columns per lane set
-  static constexpr int kRows[kMaxOrder + 1] = {0, 4, 4, 3, 2, 2, 1, 1, 1};
+  static constexpr int kRows[kMaxOrder + 1] = {0, 3, 3, 2, 1, 1, 1, 1, 1};
   static constexpr int kMidRows = 2, kLastRows = 1;  // a task's last rows: pairs, then one: none dropped
   static constexpr std::size_t kFlushWords = 31;    // words whose byte counts fit a byte (8 per word)
+  static constexpr std::size_t kSplit = 2;          // each word as its low nibbles, then its high nibbles
   using Count = __m256i;
 
+  // Every byte of n words as its two nibbles: lo[w] = x & 0x0f.., hi[w] = (x >> 4) & 0x0f.. (in place when
+  // lo == x). XOR acts on nibbles separately, so nibble(a ^ b) = nibble(a) ^ nibble(b): with both operands
+  // stored split, a count needs no masking or shifting in the kernel (6 operations per 256 bits, not 8).
+  static void split_words(const word_t* x, std::size_t n, word_t* lo, word_t* hi) {
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    std::size_t w = 0;
+    for (; w + kLanes <= n; w += kLanes) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + w));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo + w), _mm256_and_si256(v, low));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + w), _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
+    }
+    for (; w < n; ++w) {
+      const word_t v = x[w];
+      lo[w] = v & 0x0f0f0f0f0f0f0f0fULL, hi[w] = (v >> 4) & 0x0f0f0f0f0f0f0f0fULL;
+    }
+  }
+
+  // The panel's NV vectors of each word into their low-nibble copy (in place) and high-nibble copy after it.
+  static void prepare_panel(OuterPanel<kLanes>& p) {
+    const std::size_t nv = p.NV * kLanes, step = p.word_step();
+    for (std::size_t at = 0; at < p.groups * p.group_words(); at += step) {
+      word_t* v = p.words.data() + at;
+      split_words(v, nv, v, v + nv);
+    }
+  }
+
+  // A register block's MR rows, each rewritten as its kw low-nibble words then its kw high-nibble words.
+  template <int MR>
+  static void prepare_rows(const word_t* (&a)[MR], std::size_t kw, word_t* buf) {
+    for (int i = 0; i < MR; ++i) {
+      word_t* row = buf + static_cast<std::size_t>(i) * 2 * kw;
+      split_words(a[i], kw, row, row + kw);
+      a[i] = row;
+    }
+  }
+
+  // Rows a[i] (low nibbles at a[i][w], high at a[i][kw + w]) against a group's vectors (word w's low-nibble
+  // vectors at b + w * step, the high-nibble ones `copy` words after them).
   template <int MR, int NV>
-  static void counts(const word_t* const* a, const word_t* b, std::size_t kw, std::size_t step,
+  static void counts(const word_t* const* a, const word_t* b, std::size_t kw, std::size_t step, std::size_t copy,
                      __m256i (&cnt)[MR][NV]) {
     const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1,
                                          2, 2, 3, 2, 3, 3, 4);
-    const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+    const __m256i zero = _mm256_setzero_si256();
     for (int i = 0; i < MR; ++i)
       for (int v = 0; v < NV; ++v) cnt[i][v] = zero;
     for (std::size_t w0 = 0; w0 < kw; w0 += kFlushWords) {
@@ -45,16 +89,17 @@ struct Avx2Outer {
       for (int i = 0; i < MR; ++i)
         for (int v = 0; v < NV; ++v) acc[i][v] = zero;
       for (std::size_t w = w0; w < w1; ++w) {
-        __m256i bv[NV];
-        for (int v = 0; v < NV; ++v)
-          bv[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + w * step + v * kLanes));
+        __m256i lo[NV], hi[NV];
+        for (int v = 0; v < NV; ++v) {
+          lo[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + w * step + v * kLanes));
+          hi[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + w * step + copy + v * kLanes));
+        }
         for (int i = 0; i < MR; ++i) {
-          const __m256i ai = _mm256_set1_epi64x(static_cast<long long>(a[i][w]));
+          const __m256i al = _mm256_set1_epi64x(static_cast<long long>(a[i][w]));
+          const __m256i ah = _mm256_set1_epi64x(static_cast<long long>(a[i][kw + w]));
           for (int v = 0; v < NV; ++v) {
-            const __m256i x = _mm256_xor_si256(ai, bv[v]);
-            const __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(x, low));
-            const __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(x, 4), low));
-            acc[i][v] = _mm256_add_epi8(acc[i][v], _mm256_add_epi8(lo, hi));
+            acc[i][v] = _mm256_add_epi8(acc[i][v], _mm256_shuffle_epi8(lut, _mm256_xor_si256(al, lo[v])));
+            acc[i][v] = _mm256_add_epi8(acc[i][v], _mm256_shuffle_epi8(lut, _mm256_xor_si256(ah, hi[v])));
           }
         }
       }
@@ -70,7 +115,7 @@ struct Avx2Outer {
   static void fill_h1(const QuantizedColumns& q, std::size_t j0, std::size_t jb, OuterPanel<kLanes>& p) {
     const PixelImage& im = q.image;
     const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw, G = p.G, gwords = p.group_words();
-    const std::size_t stride = p.NV * kLanes;
+    const std::size_t stride = p.word_step();
     const __m256d n = _mm256_set1_pd(static_cast<double>(q.n));
     PixelCursor at(im, j0);
     for (std::size_t c = 0; c < p.sets; ++c) {

@@ -31,7 +31,7 @@ constexpr int kMaxAcc = 24;        // accumulators that fit the 32 zmm registers
 void fill_h1_from_image(const QuantizedColumns& q, std::size_t j0, std::size_t jb, OuterPanel<kLanes>& p) {
   const PixelImage& im = q.image;
   const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw, G = p.G;
-  const std::size_t group_words = p.group_words(), stride = p.NV * kLanes;
+  const std::size_t group_words = p.group_words(), stride = p.word_step();
   const long long* words = reinterpret_cast<const long long*>(im.words.data());
   const __m512i zero = _mm512_setzero_si512();
   const __m512d n = _mm512_set1_pd(static_cast<double>(q.n));
@@ -93,9 +93,14 @@ struct Avx512Outer {
   static constexpr int kRows[kMaxOrder + 1] = {0, 12, 12, 8, 6, 4, 4, 3, 3};
   static constexpr int kMidRows = 8, kLastRows = 4;  // a task's last rows: eights, then fours (<= 3 dropped)
   using Count = __m512i;
+  static constexpr std::size_t kSplit = 1;  // vpopcntq counts whole words: panel and rows as filled
+
+  static void prepare_panel(OuterPanel<kLanes>&) {}
+  template <int MR>
+  static void prepare_rows(const word_t* (&)[MR], std::size_t, word_t*) {}
 
   template <int MR, int NV>
-  static void counts(const word_t* const* a, const word_t* b, std::size_t kw, std::size_t step,
+  static void counts(const word_t* const* a, const word_t* b, std::size_t kw, std::size_t step, std::size_t,
                      __m512i (&cnt)[MR][NV]) {
     outer_kernel<MR, NV>(a, b, kw, step, cnt);
   }

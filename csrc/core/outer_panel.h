@@ -20,7 +20,10 @@
 // Panel: columns in groups of G "lane sets" of L columns (L = 64-bit lanes per vector: 8 for AVX-512, 4 for
 // AVX2). A group stores, per row word w, its NV = G * K vectors [(lane set c, plane k) -> L lanes]; plane k
 // of column j is q's row j * K + k, or for plane 0 of an implicit_h1 q the pixel image's words (layer.h).
-// Lanes past the task's columns hold zero words and zero betas (computed, never stored).
+// Lanes past the task's columns hold zero words and zero betas (computed, never stored). An ISA that counts
+// nibbles (Isa::kSplit = 2: AVX2) keeps two copies of each word's NV vectors, filled with the words and then
+// rewritten by Isa::prepare_panel (the low and high nibbles of every byte); its weight rows likewise
+// (Isa::prepare_rows, a register block's rows at a time).
 #pragma once
 #include <algorithm>
 #include <cstddef>
@@ -32,19 +35,21 @@ namespace horq {
 
 template <std::size_t L>
 struct OuterPanel {
-  std::size_t sets = 0, G = 0, NV = 0, groups = 0, kw = 0;
-  std::vector<word_t> words;  // groups x kw x NV x L
+  std::size_t sets = 0, G = 0, NV = 0, groups = 0, kw = 0, split = 1;
+  std::vector<word_t> words;  // groups x kw x split x NV x L
   std::vector<double> betas;  // sets x K x L
-  std::size_t group_words() const { return kw * NV * L; }
+  std::size_t word_step() const { return split * NV * L; }  // from word w's vectors to word w + 1's
+  std::size_t group_words() const { return kw * word_step(); }
 };
 
 // Fills the panel for columns [j0, j0 + jb) from q's stored rows and betas. With q.implicit_h1, plane 0 (and
 // at order 1 the betas) is left for the caller: fill_h1_scalar or an ISA's gathers.
 template <std::size_t L>
-void fill_panel_rows(const QuantizedColumns& q, std::size_t j0, std::size_t jb, std::size_t G, OuterPanel<L>& p) {
+void fill_panel_rows(const QuantizedColumns& q, std::size_t j0, std::size_t jb, std::size_t G, std::size_t split,
+                     OuterPanel<L>& p) {
   const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw;
-  p.sets = ceil_div(jb, L), p.G = G, p.NV = G * K, p.groups = ceil_div(p.sets, G), p.kw = kw;
-  const std::size_t gwords = p.group_words(), stride = p.NV * L;
+  p.sets = ceil_div(jb, L), p.G = G, p.NV = G * K, p.groups = ceil_div(p.sets, G), p.kw = kw, p.split = split;
+  const std::size_t gwords = p.group_words(), stride = p.word_step();
   if (p.words.size() < p.groups * gwords) p.words.resize(p.groups * gwords);
   if (p.betas.size() < p.groups * G * K * L) p.betas.resize(p.groups * G * K * L);
   if (jb < p.groups * G * L) {  // lanes of missing columns: zero words and betas
@@ -74,7 +79,7 @@ template <std::size_t L>
 void fill_h1_scalar(const QuantizedColumns& q, std::size_t j0, std::size_t jb, OuterPanel<L>& p) {
   const PixelImage& im = q.image;
   const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw, G = p.G, gwords = p.group_words();
-  const std::size_t stride = p.NV * L;
+  const std::size_t stride = p.word_step();
   PixelCursor at(im, j0);
   for (std::size_t jj = 0; jj < jb; ++jj, at.next()) {
     const std::size_t c = jj / L, l = jj % L;
@@ -100,6 +105,7 @@ template <std::size_t L>
 struct OuterScratch {
   OuterPanel<L> panel;
   std::vector<LaneDest<L>> dest;
+  std::vector<word_t> rows;  // a register block's weight rows as Isa::prepare_rows rewrites them
 };
 
 template <std::size_t L>
@@ -136,8 +142,13 @@ void lane_dests(std::size_t m, std::size_t ppi, std::size_t j0, std::size_t jb, 
 //   kRows[K]                       filters per kernel call at order K (its register budget), K = 1..kMaxOrder
 //   kMidRows, kLastRows            the calls that finish a task's last mb % kRows[K] filters (outer_run_task)
 //   Count                          a vector of per-lane 64-bit counts
-//   counts<MR, NV>(a, b, kw, step, cnt)   cnt[i][v] = per-lane popcounts of rows a[i] against the vectors v
-//                                  of a panel group (word w's vectors at b + w * step; the first NV of them)
+//   kSplit                         copies of each panel vector (1, or 2 for an ISA that counts nibbles)
+//   prepare_panel(panel)           rewrites the filled panel for counts (nothing at kSplit = 1)
+//   prepare_rows<MR>(a, kw, buf)   points a[i] at its row rewritten for counts in buf (2 * MR * kw words), or
+//                                  leaves it
+//   counts<MR, NV>(a, b, kw, step, copy, cnt)   cnt[i][v] = per-lane popcounts of rows a[i] against the
+//                                  vectors v of a panel group (word w's vectors at b + w * step; the first NV of
+//                                  them; a second copy of each `copy` words further at kSplit = 2)
 //   fill_h1(q, j0, jb, panel)      plane 0 (and at order 1 the betas) of an implicit_h1 q
 //   store<K>(cnt, betas, n, coef, add, dest, ep, o, ppi, y)   the epilogue above for one output o and one
 //                                  lane set: K counts, K x kLanes betas, written where dest says
@@ -155,23 +166,24 @@ constexpr int kPanelSets = K == 1 ? 2 : 1;
 template <class Isa, int MR, int K>
 void outer_rows(const word_t* wbits, const QuantizedColumns& q, const Epilogue& ep, std::size_t ppi, float* y,
                 std::size_t o0, std::size_t i0, std::size_t i1, const OuterPanel<Isa::kLanes>& p,
-                const LaneDest<Isa::kLanes>* dest) {
+                const LaneDest<Isa::kLanes>* dest, word_t* rows) {
   constexpr std::size_t L = Isa::kLanes, G = kPanelSets<K>;
   constexpr int NV = static_cast<int>(G) * K;
-  const std::size_t kw = q.kw;
+  const std::size_t kw = q.kw, step = p.word_step();
   const double n = static_cast<double>(q.n);
   for (; i0 < i1; i0 += MR) {
     const word_t* a[MR];  // rows past i1 repeat row i0: computed, not stored
     for (int i = 0; i < MR; ++i) a[i] = wbits + (o0 + (i0 + i < i1 ? i0 + i : i0)) * kw;
+    Isa::template prepare_rows<MR>(a, kw, rows);
     for (std::size_t g = 0; g < p.groups; ++g) {
       typename Isa::Count cnt[MR][NV];
       const word_t* b = p.words.data() + g * p.group_words();
       if (G == 2 && g * G + 1 == p.sets) {  // order 1, odd last lane set: its vector alone
         typename Isa::Count one[MR][1];
-        Isa::template counts<MR, 1>(a, b, kw, NV * L, one);
+        Isa::template counts<MR, 1>(a, b, kw, step, NV * L, one);
         for (int i = 0; i < MR; ++i) cnt[i][0] = one[i][0];
       } else {
-        Isa::template counts<MR, NV>(a, b, kw, NV * L, cnt);
+        Isa::template counts<MR, NV>(a, b, kw, step, NV * L, cnt);
       }
       bool whole = i0 + MR <= i1 && (g + 1) * G <= p.sets;  // every filter real, every lane set whole
       for (std::size_t cg = 0; cg < G && whole; ++cg) whole = dest[g * G + cg].whole;
@@ -198,16 +210,24 @@ void outer_rows(const word_t* wbits, const QuantizedColumns& q, const Epilogue& 
 template <class Isa, int K>
 void outer_run_task(const word_t* wbits, const QuantizedColumns& q, const Epilogue& ep, std::size_t ppi, float* y,
                     std::size_t o0, std::size_t mb, const OuterPanel<Isa::kLanes>& p,
-                    const LaneDest<Isa::kLanes>* dest) {
+                    const LaneDest<Isa::kLanes>* dest, word_t* rows) {
   constexpr int MR = Isa::kRows[K], kMid = Isa::kMidRows, kLast = Isa::kLastRows;
   std::size_t done = mb / MR * MR;
-  outer_rows<Isa, MR, K>(wbits, q, ep, ppi, y, o0, 0, done, p, dest);
+  outer_rows<Isa, MR, K>(wbits, q, ep, ppi, y, o0, 0, done, p, dest, rows);
   if (MR > kMid && mb - done >= kMid) {
     const std::size_t to = done + (mb - done) / kMid * kMid;
-    outer_rows<Isa, (MR > kMid ? kMid : MR), K>(wbits, q, ep, ppi, y, o0, done, to, p, dest);
+    outer_rows<Isa, (MR > kMid ? kMid : MR), K>(wbits, q, ep, ppi, y, o0, done, to, p, dest, rows);
     done = to;
   }
-  if (done < mb) outer_rows<Isa, (MR < kLast ? MR : kLast), K>(wbits, q, ep, ppi, y, o0, done, mb, p, dest);
+  if (done < mb) outer_rows<Isa, (MR < kLast ? MR : kLast), K>(wbits, q, ep, ppi, y, o0, done, mb, p, dest, rows);
+}
+
+// The most filters of any kernel call (Isa::kRows).
+template <class Isa>
+constexpr std::size_t max_rows() {
+  int r = 0;
+  for (int k = 1; k <= kMaxOrder; ++k) r = Isa::kRows[k] > r ? Isa::kRows[k] : r;
+  return static_cast<std::size_t>(r);
 }
 
 // One task (dispatch.h gemm_task_fn), specialized on the order so that the epilogue's k loop unrolls.
@@ -218,20 +238,24 @@ void outer_task(const word_t* wbits, std::size_t m, const QuantizedColumns& q, E
   const int K = q.order;
   OuterScratch<L>& scratch = outer_scratch<L>();
   OuterPanel<L>& p = scratch.panel;
-  fill_panel_rows(q, j0, jb, K == 1 ? kPanelSets<1> : kPanelSets<2>, p);
+  fill_panel_rows(q, j0, jb, K == 1 ? kPanelSets<1> : kPanelSets<2>, Isa::kSplit, p);
   if (q.implicit_h1) Isa::fill_h1(q, j0, jb, p);
+  Isa::prepare_panel(p);
   lane_dests(m, ppi, j0, jb, scratch.dest);
   const LaneDest<L>* dest = scratch.dest.data();
+  if (Isa::kSplit > 1 && scratch.rows.size() < Isa::kSplit * max_rows<Isa>() * q.kw)
+    scratch.rows.resize(Isa::kSplit * max_rows<Isa>() * q.kw);
+  word_t* rows = scratch.rows.data();
   static_assert(kMaxOrder == 8, "one case per order below");
   switch (K) {
-    case 1: outer_run_task<Isa, 1>(wbits, q, ep, ppi, y, o0, mb, p, dest); break;
-    case 2: outer_run_task<Isa, 2>(wbits, q, ep, ppi, y, o0, mb, p, dest); break;
-    case 3: outer_run_task<Isa, 3>(wbits, q, ep, ppi, y, o0, mb, p, dest); break;
-    case 4: outer_run_task<Isa, 4>(wbits, q, ep, ppi, y, o0, mb, p, dest); break;
-    case 5: outer_run_task<Isa, 5>(wbits, q, ep, ppi, y, o0, mb, p, dest); break;
-    case 6: outer_run_task<Isa, 6>(wbits, q, ep, ppi, y, o0, mb, p, dest); break;
-    case 7: outer_run_task<Isa, 7>(wbits, q, ep, ppi, y, o0, mb, p, dest); break;
-    default: outer_run_task<Isa, 8>(wbits, q, ep, ppi, y, o0, mb, p, dest); break;
+    case 1: outer_run_task<Isa, 1>(wbits, q, ep, ppi, y, o0, mb, p, dest, rows); break;
+    case 2: outer_run_task<Isa, 2>(wbits, q, ep, ppi, y, o0, mb, p, dest, rows); break;
+    case 3: outer_run_task<Isa, 3>(wbits, q, ep, ppi, y, o0, mb, p, dest, rows); break;
+    case 4: outer_run_task<Isa, 4>(wbits, q, ep, ppi, y, o0, mb, p, dest, rows); break;
+    case 5: outer_run_task<Isa, 5>(wbits, q, ep, ppi, y, o0, mb, p, dest, rows); break;
+    case 6: outer_run_task<Isa, 6>(wbits, q, ep, ppi, y, o0, mb, p, dest, rows); break;
+    case 7: outer_run_task<Isa, 7>(wbits, q, ep, ppi, y, o0, mb, p, dest, rows); break;
+    default: outer_run_task<Isa, 8>(wbits, q, ep, ppi, y, o0, mb, p, dest, rows); break;
   }
 }
 
