@@ -19,7 +19,8 @@
 //     and beta_2 from the sum of the |x| below beta_1.
 //   * Pixel packing: per channel one masked load and a compare whose 32-bit lanes, widened to 64 bits,
 //     select bit c of 8 pixels' words; NaN/Inf is an all-ones exponent; |x| widened to double and added
-//     in channel order (the generic sums bit for bit).
+//     in channel order (the generic sums bit for bit). Long stretches (pack_plane_chunks) take each channel's
+//     8 bits from vmovmskps instead, transposed into words at the end, and find NaN/Inf in the sums.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -326,36 +327,60 @@ namespace {
   return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_castps_si256(v), exp_mask), exp_mask);
 }
 
+// Per chunk pixel block of 8, bit c of its pixels' words as one byte per channel (bit l: pixel l of the block),
+// from one compare and vmovmskps; at the chunk's end, bit l of 32 such bytes (channels 32 h .. 32 h + 31) moved to
+// each byte's top bit by a 16-bit shift (the neighbouring byte's bits land below it) and collected by
+// vpmovmskb: the 32-bit half h of pixel l's word. NaN or Inf shows in the pixel's sum of |v| (a finite float's
+// |v| is below 2^128, so 64 of them add to a finite double): one test per pixel instead of one per value.
 std::uint32_t pack_plane_chunks(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W,
                                 word_t* words, std::size_t wstride, double* sums, const float* scale,
                                 const float* shift) {
-  const __m256 zero = _mm256_setzero_ps();
+  constexpr std::size_t kBlocks = kPlaneChunk / 8;
+  const __m256 zero = _mm256_setzero_ps(), absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   const __m256i lane_ids = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  alignas(32) word_t wbuf[kPlaneChunk];
+  const __m256d inf = _mm256_set1_pd(HUGE_VAL);
+  alignas(32) std::uint8_t mbuf[kBlocks][kWordBits];
   alignas(32) double sbuf[kPlaneChunk];
-  __m256i bad = _mm256_setzero_si256();
+  __m256d bad = _mm256_setzero_pd();
   for (std::size_t p0 = 0; p0 < W; p0 += kPlaneChunk) {
-    const std::size_t pn = std::min(kPlaneChunk, W - p0), full = pn / 8 * 8;
-    std::fill_n(wbuf, kPlaneChunk, word_t{0});
+    const std::size_t pn = std::min(kPlaneChunk, W - p0), full = pn / 8 * 8, nb = (pn + 7) / 8;
+    if (nchan < kWordBits)
+      for (std::size_t b = 0; b < nb; ++b) std::fill(mbuf[b] + nchan, mbuf[b] + kWordBits, std::uint8_t{0});
     std::copy_n(sums + p0, pn, sbuf);
     std::fill(sbuf + pn, sbuf + kPlaneChunk, 0.0);
     const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(pn - full)), lane_ids);
     for (std::size_t c = 0; c < nchan; ++c) {
       const float* x = src + c * cstride + p0;
-      const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(word_t{1} << c));
       const __m256 a = scale ? _mm256_set1_ps(scale[c]) : zero, b = scale ? _mm256_set1_ps(shift[c]) : zero;
       for (std::size_t i = 0; i < pn; i += 8) {
         __m256 v = i < full ? _mm256_loadu_ps(x + i) : _mm256_maskload_ps(x + i, tail);  // zeros past the end
         if (scale) v = _mm256_add_ps(_mm256_mul_ps(v, a), b);
-        __m256i* wd = reinterpret_cast<__m256i*>(wbuf + i);
+        mbuf[i / 8][c] = static_cast<std::uint8_t>(_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_LT_OQ)));
+        const __m256 av = _mm256_and_ps(v, absmask);
         __m256d* sd = reinterpret_cast<__m256d*>(sbuf + i);
-        bad = _mm256_or_si256(bad, pack_channel(v, bit, wd[0], wd[1], sd[0], sd[1]));
+        sd[0] = _mm256_add_pd(sd[0], _mm256_cvtps_pd(_mm256_castps256_ps128(av)));
+        sd[1] = _mm256_add_pd(sd[1], _mm256_cvtps_pd(_mm256_extractf128_ps(av, 1)));
       }
     }
+    for (std::size_t i = 0; i < pn; i += 4) {  // |sum| < inf is false for Inf and NaN
+      const __m256d sv = _mm256_load_pd(sbuf + i);
+      bad = _mm256_or_pd(bad, _mm256_cmp_pd(_mm256_andnot_pd(_mm256_set1_pd(-0.0), sv), inf, _CMP_NLT_UQ));
+    }
     std::copy_n(sbuf, pn, sums + p0);
-    for (std::size_t i = 0; i < pn; ++i) words[(p0 + i) * wstride] = wbuf[i];
+    for (std::size_t b = 0; b < nb; ++b) {
+      const __m256i lo = _mm256_load_si256(reinterpret_cast<const __m256i*>(mbuf[b]));
+      const __m256i hi = _mm256_load_si256(reinterpret_cast<const __m256i*>(mbuf[b] + 32));
+      word_t* out = words + (p0 + b * 8) * wstride;
+      const std::size_t nl = std::min<std::size_t>(8, pn - b * 8);
+      for (std::size_t l = 0; l < nl; ++l) {
+        const int sh = 7 - static_cast<int>(l);
+        const auto wlo = static_cast<std::uint32_t>(_mm256_movemask_epi8(_mm256_slli_epi16(lo, sh)));
+        const auto whi = static_cast<std::uint32_t>(_mm256_movemask_epi8(_mm256_slli_epi16(hi, sh)));
+        out[l * wstride] = static_cast<word_t>(wlo) | static_cast<word_t>(whi) << 32;
+      }
+    }
   }
-  return _mm256_testz_si256(bad, bad) ? 0u : 1u;
+  return _mm256_movemask_pd(bad) ? 1u : 0u;
 }
 
 }  // namespace
