@@ -173,22 +173,31 @@ struct Avx2Outer {
     const __m256i nbits = count_bits(n);
     __m256d beta[G * K];
     for (int v = 0; v < G * K; ++v) beta[v] = _mm256_loadu_pd(betas + v * kLanes);
-    const float* residual = ep.residual;
-    const float* floor = ep.floor;
+    __m128 out[MR][G];
     for (int i = 0; i < MR; ++i) {
       const __m256d c = _mm256_set1_pd(coef[i]), a = _mm256_set1_pd(add[i]);
-      float* row = y + (o + i) * ppi;
       for (int cg = 0; cg < G; ++cg) {
         __m256d s = _mm256_setzero_pd();
         for (int k = 0; k < K; ++k)
           s = _mm256_add_pd(s, _mm256_mul_pd(beta[cg * K + k], signed_count(cnt[i][cg * K + k], nbits)));
-        __m128 out = _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(c, s), a));
-        float* dst = row + dest[cg].base[0];
-        if (residual) out = _mm_add_ps(out, _mm_loadu_ps(residual + (dst - y)));
-        if (floor) out = _mm_max_ps(_mm_set1_ps(floor[o + i]), out);  // floor > out ? floor : out
-        _mm_storeu_ps(dst, out);
+        out[i][cg] = _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(c, s), a));
       }
     }
+    float* dst[G];
+    for (int cg = 0; cg < G; ++cg) dst[cg] = y + o * ppi + dest[cg].base[0];
+    if (ep.residual) {
+      const float* r[G];
+      for (int cg = 0; cg < G; ++cg) r[cg] = ep.residual + (dst[cg] - y);
+      for (int i = 0; i < MR; ++i)
+        for (int cg = 0; cg < G; ++cg) out[i][cg] = _mm_add_ps(out[i][cg], _mm_loadu_ps(r[cg] + i * ppi));
+    }
+    if (ep.floor)
+      for (int i = 0; i < MR; ++i) {
+        const __m128 f = _mm_set1_ps(ep.floor[o + i]);
+        for (int cg = 0; cg < G; ++cg) out[i][cg] = _mm_max_ps(f, out[i][cg]);  // floor > out ? floor : out
+      }
+    for (int i = 0; i < MR; ++i)
+      for (int cg = 0; cg < G; ++cg) _mm_storeu_ps(dst[cg] + i * ppi, out[i][cg]);
   }
 
   template <int K>
