@@ -169,12 +169,17 @@ template <class Below, class Exact, class Chain>
 void image_walk(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word, std::size_t count,
                 int order, word_t* bits, std::size_t ldbits, double* betas) {
   const std::size_t kw = im.taps * (im.C / kWordBits);
+  // Every column's beta_1 first: its box sum and division are a chain of ~40 cycles that the passes of a column
+  // wait on, and one column's passes are more instructions than the CPU looks ahead, so computed inside the
+  // column loop it would stall every column; here the chains of consecutive columns overlap.
   for (std::size_t i = 0; i < count; ++i) {
     const double* sums = im.sums + pix[i];
     double s = 0.0;
     for (std::size_t t = 0; t < im.taps; ++t) s += sums[im.pix_off[t]];
+    betas[i * static_cast<std::size_t>(order)] = s / im.n;
+  }
+  for (std::size_t i = 0; i < count; ++i) {
     double* b = betas + i * static_cast<std::size_t>(order);
-    b[0] = s / im.n;
     const Threshold32 th(b[0]);
     const float* x = im.x + pix[i] * static_cast<std::int64_t>(im.C);
     const word_t* words = im.words + word[i];
