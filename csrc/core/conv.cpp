@@ -211,6 +211,13 @@ std::uint32_t pack_input_image(const KernelTable& kt, const float* src, const Co
 // (each thread then still has several tasks).
 constexpr std::size_t kImagesPerThread = 4;
 
+// On one thread an image's rows need no splitting: an NCHW image of rows at least this wide is packed plane by
+// plane too (one sequential stream per channel instead of a row's C short ones). Narrower maps stay row by row,
+// as fast or faster there (AVX2 path, 1 thread, AMD EPYC Zen 3, docs/KERNELS.md round 13: 64ch 56x56 0.497 ->
+// 0.475 ms, 64ch 32x32 0.164 -> 0.153, 1x1 256ch 28x28 0.333 -> 0.311; with rows of 7-16 pixels it measured
+// 1-7% slower: 512ch 7x7, 256ch 14x14, 128ch 16x16).
+constexpr std::size_t kPlaneRowsMinWidth = 24;
+
 // An NCHW image row's C channel segments (W floats each, cstride apart) requested into the cache ahead of its
 // pack, on the row-by-row path (batches too small for pack_input_image): one row of a channel is one or two cache
 // lines of a different plane per channel, a pattern the hardware prefetchers do not follow when rows are short.
@@ -222,8 +229,8 @@ constexpr std::size_t kPackAhead = 2;
 // Every pixel of x packed (and copied): one task per image of an NHWC input, which is first transposed to channel
 // planes (in cache for the maps binary layers see; a row alone is often narrower than the transpose's 16-pixel
 // blocks), then packed plane by plane (pack_input_image); the same per image of an NCHW input with at least
-// kImagesPerThread images per thread, else one task per image row (pack_input_row: a batch-1 layer still splits
-// across threads). Every way gives the same words, sums and copy. Throws on NaN or Inf.
+// kImagesPerThread images per thread, or on one thread with rows of at least kPlaneRowsMinWidth pixels, else one
+// task per image row (pack_input_row: a batch-1 layer still splits across threads). Every way gives the same words, sums and copy. Throws on NaN or Inf.
 PixelPlanes pack_input(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* in_scale,
                        const float* in_shift, QuantizedColumns& q) {
   const std::size_t C = g.channels, H = g.height, W = g.width, plane = H * W;
@@ -254,7 +261,8 @@ PixelPlanes pack_input(const KernelTable& kt, const float* x, const ConvGeometry
       kt.to_nhwc(x + img * plane * C, C, plane, C, nullptr, nullptr, planes.data(), plane);  // (HW x C) -> (C x HW)
       if (pack_input_image(kt, planes.data(), g, in_scale, in_shift, img, q, pp)) finite.store(false);
     });
-  } else if (g.batch >= kImagesPerThread * static_cast<std::size_t>(get_num_threads())) {
+  } else if ((get_num_threads() == 1 && W >= kPlaneRowsMinWidth) ||
+             g.batch >= kImagesPerThread * static_cast<std::size_t>(get_num_threads())) {
     parallel_for(g.batch, [&](std::size_t img) {
       if (pack_input_image(kt, x + img * C * plane, g, in_scale, in_shift, img, q, pp)) finite.store(false);
     });

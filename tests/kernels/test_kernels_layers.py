@@ -79,13 +79,16 @@ def test_conv_matches_reference(path, geom, order):
 
 
 # A batch of NCHW images is packed image by image, plane by plane (conv.cpp pack_input_image, from 4 images per
-# thread), a single image row by row across its channels (pack_input_row): both must give the same bits.
+# thread), a single image row by row across its channels (pack_input_row) at 2 threads, and at 1 thread plane by
+# plane too when its rows are at least 24 pixels wide: every way must give the same bits.
 BATCH_GEOMETRIES = [
     # (C_in, C_out, H, W, k, padding)
     (32, 9, 14, 14, 3, 1),  # compact layout (mnist-cnn's 32-channel layer): planes of 196 pixels, chunks + tail
     (64, 5, 7, 7, 3, 1),  # whole words per tap, zero-bordered image: planes of 49 pixels
     (129, 4, 17, 18, 3, 1),  # three words per pixel, planes of 306 pixels (two chunks, a tail of 2)
     (5, 3, 9, 9, 1, 0),  # one partial word, 1x1
+    (64, 4, 5, 30, 3, 1),  # rows of 30 pixels: a single image plane by plane at 1 thread
+    (3, 4, 11, 25, 3, 1),  # the same in the compact layout (3 channels), planes of 275 pixels
 ]
 
 
@@ -107,12 +110,14 @@ def test_conv_batch_same_bits_as_single_images(path, geom, order, affine):
     try:
         kernels.set_num_threads(1)  # 17 images: the batch goes image by image at 1 to 4 threads
         whole = layer(x)
+        singles1 = np.concatenate([layer(x[i : i + 1]) for i in range(len(x))])
         kernels.set_num_threads(2)
         assert np.array_equal(layer(x), whole)
         singles = np.concatenate([layer(x[i : i + 1]) for i in range(len(x))])
     finally:
         kernels.set_num_threads(threads)
     assert np.array_equal(whole, singles)
+    assert np.array_equal(singles1, singles)
     xin = x * kw["in_scale"][:, None, None] + kw["in_shift"][:, None, None] if affine else x
     close(whole, reference.horq_conv2d(xin.astype(np.float32), w, kw["bias"], order=order, padding=p))
     bad = x.copy()
