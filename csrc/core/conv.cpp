@@ -165,76 +165,84 @@ std::uint32_t pack_input_row(const KernelTable& kt, const float* src, std::size_
   return bad;
 }
 
-// Image img as channel planes at src (NCHW, or an NHWC image transposed to planes), plane by plane: its pixels'
-// H_1 words and sums as pack_input_row gives them row by row, but each 64-channel group in one pack_pixels call
-// over the whole plane (W' = H * W pixels: the kernels read a long stretch channel by channel, one sequential
-// stream each), into the per-pixel words and sums, or into a buffer whose rows then go into the zero-bordered
-// pixel image, and each group's part of the NHWC copy (order >= 2) row by row from the planes just read. The same
-// words, sums and copy.
-std::uint32_t pack_input_image(const KernelTable& kt, const float* src, const ConvGeometry& g, const float* in_scale,
-                               const float* in_shift, std::size_t img, QuantizedColumns& q, PixelPlanes& pp) {
+// Rows [y0, y1) of image img as channel planes at src (NCHW, or an NHWC image transposed to planes), plane by
+// plane: its pixels' H_1 words and sums as pack_input_row gives them row by row, but each 64-channel group in one
+// pack_pixels call over the band (W' = (y1 - y0) * W pixels, contiguous in each plane: the kernels read a long
+// stretch channel by channel, one sequential stream each), into the per-pixel words and sums, or into a buffer
+// whose rows then go into the zero-bordered pixel image, and each group's part of the NHWC copy (order >= 2) row
+// by row from the planes just read. The same words, sums and copy.
+std::uint32_t pack_input_band(const KernelTable& kt, const float* src, const ConvGeometry& g, const float* in_scale,
+                              const float* in_shift, std::size_t img, std::size_t y0, std::size_t y1,
+                              QuantizedColumns& q, PixelPlanes& pp) {
   const std::size_t C = g.channels, H = g.height, W = g.width, P = H * W, gw = words_for(C);
+  const std::size_t B = (y1 - y0) * W, p0 = img * P + y0 * W;  // the band's pixels, its first one in the batch
   PixelImage& im = q.image;
   const bool implicit = q.implicit_h1, copy = copies_nhwc(q, g, in_scale);
   thread_local std::vector<word_t> words;
   thread_local std::vector<double> sums;
   if (implicit) {
-    words.resize(P);
-    sums.assign(P, 0.0);
+    words.resize(B);
+    sums.assign(B, 0.0);
   } else {
-    std::fill_n(pp.sums.data() + img * P, P, 0.0);
+    std::fill_n(pp.sums.data() + p0, B, 0.0);
   }
-  double* psum = implicit ? sums.data() : pp.sums.data() + img * P;
+  double* psum = implicit ? sums.data() : pp.sums.data() + p0;
   std::uint32_t bad = 0;
   for (std::size_t c0 = 0; c0 < C; c0 += kWordBits) {
     const std::size_t c1 = std::min(C, c0 + kWordBits), gi = c0 / kWordBits;
     const float* scale = in_scale ? in_scale + c0 : nullptr;
     const float* shift = in_scale ? in_shift + c0 : nullptr;
+    const float* band = src + c0 * P + y0 * W;
     if (implicit) {
-      bad |= kt.pack_pixels(src + c0 * P, P, c1 - c0, P, words.data(), 1, psum, scale, shift);
-      for (std::size_t y = 0; y < H; ++y)
-        std::copy_n(words.data() + y * W, W, im.words.data() + ((img * gw + gi) * im.hp + y + g.ph) * im.wp + g.pw);
+      bad |= kt.pack_pixels(band, P, c1 - c0, B, words.data(), 1, psum, scale, shift);
+      for (std::size_t y = y0; y < y1; ++y)
+        std::copy_n(words.data() + (y - y0) * W, W,
+                    im.words.data() + ((img * gw + gi) * im.hp + y + g.ph) * im.wp + g.pw);
     } else {
-      bad |= kt.pack_pixels(src + c0 * P, P, c1 - c0, P, pp.bits.data() + img * P * gw + gi, gw, psum, scale, shift);
+      bad |= kt.pack_pixels(band, P, c1 - c0, B, pp.bits.data() + p0 * gw + gi, gw, psum, scale, shift);
     }
     if (copy)  // the group's planes, just read
-      for (std::size_t y = 0; y < H; ++y)
+      for (std::size_t y = y0; y < y1; ++y)
         kt.to_nhwc(src + c0 * P + y * W, P, c1 - c0, W, scale, shift, nhwc_row(q, g, pp, img, y) + c0, C);
   }
   if (implicit)
-    for (std::size_t y = 0; y < H; ++y)
-      std::copy_n(sums.data() + y * W, W, im.sums.data() + (img * im.hp + y + g.ph) * im.wp + g.pw);
+    for (std::size_t y = y0; y < y1; ++y)
+      std::copy_n(sums.data() + (y - y0) * W, W, im.sums.data() + (img * im.hp + y + g.ph) * im.wp + g.pw);
   return bad;
 }
 
-// Images per thread from which an NCHW input is packed image by image (pack_input_image) rather than row by row
+// Images per thread from which an NCHW input is packed image by image (pack_input_band) rather than row by row
 // (each thread then still has several tasks).
 constexpr std::size_t kImagesPerThread = 4;
 
-// On one thread an image's rows need no splitting: an NCHW image of rows at least this wide is packed plane by
-// plane too (one sequential stream per channel instead of a row's C short ones). Narrower maps stay row by row,
-// as fast or faster there (AVX2 path, 1 thread, AMD EPYC Zen 3, docs/KERNELS.md round 13: 64ch 56x56 0.497 ->
-// 0.475 ms, 64ch 32x32 0.164 -> 0.153, 1x1 256ch 28x28 0.333 -> 0.311; with rows of 7-16 pixels it measured
-// 1-7% slower: 512ch 7x7, 256ch 14x14, 128ch 16x16).
+// Fewer images with rows at least this wide are packed plane by plane too (one sequential stream per channel
+// instead of a row's C short ones): whole images on one thread, else bands of rows, kBandsPerThread per thread.
+// Narrower maps stay row by row, as fast or faster there (AVX2 path, AMD EPYC Zen 3, docs/KERNELS.md round 13; 1
+// thread: 64ch 56x56 0.497 -> 0.475 ms, 64ch 32x32 0.164 -> 0.153, 1x1 256ch 28x28 0.333 -> 0.311, and with rows
+// of 7-16 pixels 1-7% slower: 512ch 7x7, 256ch 14x14, 128ch 16x16; 2 threads, bands: 64ch 56x56 0.258 -> 0.252,
+// 64ch 32x32 0.092 -> 0.088, 128ch 28x28 0.206 -> 0.198).
 constexpr std::size_t kPlaneRowsMinWidth = 24;
+constexpr std::size_t kBandsPerThread = 2;
 
-// An NCHW image row's C channel segments (W floats each, cstride apart) requested into the cache ahead of its
-// pack, on the row-by-row path (batches too small for pack_input_image): one row of a channel is one or two cache
-// lines of a different plane per channel, a pattern the hardware prefetchers do not follow when rows are short.
-// Measured when every NCHW batch went row by row (64 x 32 x 14 x 14 on an AMD EPYC Zen 3, profile_conv_core 32 14 1
-// 2 64: the pixel pass waited on its loads, 33% -> 10% of the layer's samples, its fastest call 2.07-2.45 ->
-// 1.95-1.97 ms); such a batch now goes plane by plane.
+// An NCHW image row's C channel segments (W floats each, cstride apart) requested into the cache ahead of its pack, on
+// the row-by-row path (batches too small for pack_input_band's images, rows too narrow for its bands): one row of a
+// channel is one or two cache lines of a different plane per channel, a pattern the hardware prefetchers do not follow
+// when rows are short. Measured when every NCHW batch went row by row (64 x 32 x 14 x 14 on an AMD EPYC Zen 3,
+// profile_conv_core 32 14 1 2 64: the pixel pass waited on its loads, 33% -> 10% of the layer's samples, its fastest
+// call 2.07-2.45 -> 1.95-1.97 ms); such a batch now goes plane by plane.
 constexpr std::size_t kPackAhead = 2;
 
 // Every pixel of x packed (and copied): one task per image of an NHWC input, which is first transposed to channel
 // planes (in cache for the maps binary layers see; a row alone is often narrower than the transpose's 16-pixel
-// blocks), then packed plane by plane (pack_input_image); the same per image of an NCHW input with at least
-// kImagesPerThread images per thread, or on one thread with rows of at least kPlaneRowsMinWidth pixels, else one
-// task per image row (pack_input_row: a batch-1 layer still splits across threads). Every way gives the same words, sums and copy. Throws on NaN or Inf.
+// blocks), then packed plane by plane (pack_input_band over all its rows); the same per image of an NCHW input with
+// at least kImagesPerThread images per thread, or on one thread with rows of at least kPlaneRowsMinWidth pixels;
+// else, with rows that wide, bands of rows plane by plane, kBandsPerThread per thread; else one task per image row
+// (pack_input_row). Every way gives the same words, sums and copy. Throws on NaN or Inf.
 PixelPlanes pack_input(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* in_scale,
                        const float* in_shift, QuantizedColumns& q) {
   const std::size_t C = g.channels, H = g.height, W = g.width, plane = H * W;
   const std::size_t npix = g.batch * plane, gw = words_for(C);
+  const std::size_t threads = static_cast<std::size_t>(get_num_threads());
   PixelPlanes pp;
   if (image_columns(q, g)) {  // zero-bordered: the border zeroed here, the rest written by the pixel pass
     const std::size_t hp = q.image.hp, wp = q.image.wp, row = wp * C;
@@ -259,12 +267,20 @@ PixelPlanes pack_input(const KernelTable& kt, const float* x, const ConvGeometry
       thread_local std::vector<float> planes;
       if (planes.size() < C * plane) planes.resize(C * plane);
       kt.to_nhwc(x + img * plane * C, C, plane, C, nullptr, nullptr, planes.data(), plane);  // (HW x C) -> (C x HW)
-      if (pack_input_image(kt, planes.data(), g, in_scale, in_shift, img, q, pp)) finite.store(false);
+      if (pack_input_band(kt, planes.data(), g, in_scale, in_shift, img, 0, H, q, pp)) finite.store(false);
     });
-  } else if ((get_num_threads() == 1 && W >= kPlaneRowsMinWidth) ||
-             g.batch >= kImagesPerThread * static_cast<std::size_t>(get_num_threads())) {
+  } else if (g.batch >= kImagesPerThread * threads || (threads == 1 && W >= kPlaneRowsMinWidth)) {
     parallel_for(g.batch, [&](std::size_t img) {
-      if (pack_input_image(kt, x + img * C * plane, g, in_scale, in_shift, img, q, pp)) finite.store(false);
+      if (pack_input_band(kt, x + img * C * plane, g, in_scale, in_shift, img, 0, H, q, pp)) finite.store(false);
+    });
+  } else if (W >= kPlaneRowsMinWidth) {  // bands of rows, about kBandsPerThread per thread
+    const std::size_t per = std::min(H, ceil_div(kBandsPerThread * threads, g.batch));  // bands per image
+    const std::size_t rows = ceil_div(H, per);  // rows per band
+    const std::size_t bands = ceil_div(H, rows);
+    parallel_for(g.batch * bands, [&](std::size_t t) {
+      const std::size_t img = t / bands, y0 = t % bands * rows;
+      if (pack_input_band(kt, x + img * C * plane, g, in_scale, in_shift, img, y0, std::min(H, y0 + rows), q, pp))
+        finite.store(false);
     });
   } else {
     const std::size_t rows = g.batch * H;

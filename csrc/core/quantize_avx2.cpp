@@ -300,16 +300,16 @@ void quantize_image_avx2(const ImageColumns& im, const std::int64_t* pix, const 
 // generic sums bit for bit). A row's last 1-7 pixels use masked loads and stores (plain stores
 // elsewhere: AMD CPUs microcode masked stores).
 //
-// A stretch of W >= kPlanePixels (a whole image plane, conv.cpp pack_input_image, or a row) goes channel by channel
-// instead, kPlaneChunk pixels at a time with their words and sums in a local buffer: each channel's part is then
-// one sequential stream. Across all channels at once, as below, a 64 x 32 x 14 x 14 input is 32 short streams at a
-// time, which the hardware prefetchers do not follow: on an AMD EPYC Zen 3, layers of mnist-cnn's shapes at batch
-// 64 with the columns kept (profile_conv_core 32 14 K 0.4 64 1, and 64 7 K 0.4 64 1) went 2.67 -> 1.61 ms (order 1)
-// and 5.41 -> 3.81 ms (order 2) on the 14x14 maps, 3.77 -> 2.35 ms (order 2) on the 7x7 ones (first quartiles of
-// 8-12 alternated runs; docs/KERNELS.md round 12). The same operations per pixel and channel, in the same order:
-// the same words and sums. Since the chunks take their bits from vmovmskps (round 13), a batch-1 row of 8 or more
-// pixels goes that way too (1x1 256ch 28x28: `profile_conv_core 256 28 1 0.3 1 0 1` 0.366 -> 0.341 ms); rows of
-// 1-7 pixels stay faster below.
+// A stretch of W >= kPlanePixels (image planes or bands of rows, conv.cpp pack_input_band, or a row) goes channel by
+// channel instead, kPlaneChunk pixels at a time with their words and sums in a local buffer: each channel's part is
+// then one sequential stream. Across all channels at once, as below, a 64 x 32 x 14 x 14 input is 32 short streams at a
+// time, which the hardware prefetchers do not follow: on an AMD EPYC Zen 3, layers of mnist-cnn's shapes at batch 64
+// with the columns kept (profile_conv_core 32 14 K 0.4 64 1, and 64 7 K 0.4 64 1) went 2.67 -> 1.61 ms (order 1) and
+// 5.41 -> 3.81 ms (order 2) on the 14x14 maps, 3.77 -> 2.35 ms (order 2) on the 7x7 ones (first quartiles of 8-12
+// alternated runs; docs/KERNELS.md round 12). The same operations per pixel and channel, in the same order: the same
+// words and sums. Since the chunks take their bits from vmovmskps (round 13), a batch-1 row of 8 or more pixels goes
+// that way too (1x1 256ch 28x28: `profile_conv_core 256 28 1 0.3 1 0 1` 0.366 -> 0.341 ms); rows of 1-7 pixels stay
+// faster below.
 constexpr std::size_t kPlanePixels = 8, kPlaneChunk = 256;
 
 namespace {

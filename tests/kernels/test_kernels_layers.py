@@ -78,9 +78,10 @@ def test_conv_matches_reference(path, geom, order):
     close(got, reference.horq_conv2d(x, w, bias, order=order, stride=s, padding=p, dilation=d))
 
 
-# A batch of NCHW images is packed image by image, plane by plane (conv.cpp pack_input_image, from 4 images per
-# thread), a single image row by row across its channels (pack_input_row) at 2 threads, and at 1 thread plane by
-# plane too when its rows are at least 24 pixels wide: every way must give the same bits.
+# A batch of NCHW images is packed image by image, plane by plane (conv.cpp pack_input_band, from 4 images per
+# thread); fewer images with rows at least 24 pixels wide go plane by plane too, whole images on 1 thread and bands
+# of rows on 2, and narrower ones row by row across their channels (pack_input_row): every way must give the same
+# bits.
 BATCH_GEOMETRIES = [
     # (C_in, C_out, H, W, k, padding)
     (32, 9, 14, 14, 3, 1),  # compact layout (mnist-cnn's 32-channel layer): planes of 196 pixels, chunks + tail
@@ -113,6 +114,7 @@ def test_conv_batch_same_bits_as_single_images(path, geom, order, affine):
         singles1 = np.concatenate([layer(x[i : i + 1]) for i in range(len(x))])
         kernels.set_num_threads(2)
         assert np.array_equal(layer(x), whole)
+        assert np.array_equal(layer(x[:3]), whole[:3])  # 3 images at 2 threads: bands of rows when wide enough
         singles = np.concatenate([layer(x[i : i + 1]) for i in range(len(x))])
     finally:
         kernels.set_num_threads(threads)
