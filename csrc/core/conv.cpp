@@ -83,7 +83,8 @@ void init_pixel_image(PixelImage& im, const ConvGeometry& g) {
     for (std::size_t j = 0; j < g.kw; ++j) {
       const std::size_t tap_off = i * g.dh * im.wp + j * g.dw;
       im.sum_off.push_back(static_cast<std::int64_t>(tap_off));
-      for (std::size_t w = 0; w < gw; ++w) im.word_off.push_back(static_cast<std::int64_t>(w * im.hp * im.wp + tap_off));
+      for (std::size_t w = 0; w < gw; ++w)
+        im.word_off.push_back(static_cast<std::int64_t>(w * im.hp * im.wp + tap_off));
     }
 }
 
