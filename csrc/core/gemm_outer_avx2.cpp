@@ -54,8 +54,10 @@ struct Avx2Outer {
     }
   }
 
-  // The panel's NV vectors of each word into their low-nibble copy (in place) and high-nibble copy after it.
+  // The panel's NV vectors of each word into their low-nibble copy (in place) and high-nibble copy after it, unless
+  // fill_h1 wrote them so (order 1: plane 0 is the whole panel).
   static void prepare_panel(OuterPanel<kLanes>& p) {
+    if (p.prepared) return;
     const std::size_t nv = p.NV * kLanes, step = p.word_step();
     for (std::size_t at = 0; at < p.groups * p.group_words(); at += step) {
       word_t* v = p.words.data() + at;
@@ -111,11 +113,13 @@ struct Avx2Outer {
   // Plane 0 of an implicit_h1 q (and at order 1 beta_1), fill_h1_scalar's values: a lane set of 4 consecutive
   // pixels of one image row (stride 1, away from row ends: nearly all of them) takes one load and one store per
   // word, and its 4 betas one vector add per tap in tap order (the scalar box sum of each lane), then / n;
-  // any other lane set goes lane by lane.
+  // any other lane set goes lane by lane. At order 1 (plane 0 is the whole panel) each word goes in already split
+  // (prepare_panel's two copies), and the panel is marked prepared.
   static void fill_h1(const QuantizedColumns& q, std::size_t j0, std::size_t jb, OuterPanel<kLanes>& p) {
     const PixelImage& im = q.image;
     const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw, G = p.G, gwords = p.group_words();
-    const std::size_t stride = p.word_step();
+    const std::size_t stride = p.word_step(), copy = p.NV * kLanes;
+    const __m256i low = _mm256_set1_epi8(0x0f);
     const __m256d n = _mm256_set1_pd(static_cast<double>(q.n));
     PixelCursor at(im, j0);
     for (std::size_t c = 0; c < p.sets; ++c) {
@@ -130,9 +134,17 @@ struct Avx2Outer {
       word_t* dst = p.words.data() + (c / G) * gwords + (c % G) * K * kLanes;
       if (consecutive) {
         const word_t* src = im.words.data() + ow[0];
-        for (std::size_t w = 0; w < kw; ++w)
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + w * stride),
-                              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + im.word_off[w])));
+        for (std::size_t w = 0; w < kw; ++w) {
+          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + im.word_off[w]));
+          __m256i* out = reinterpret_cast<__m256i*>(dst + w * stride);
+          if (K == 1) {
+            _mm256_storeu_si256(out, _mm256_and_si256(v, low));
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + w * stride + copy),
+                                _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
+          } else {
+            _mm256_storeu_si256(out, v);
+          }
+        }
         if (K == 1) {
           const double* sums = im.sums.data() + os[0];
           __m256d sum = _mm256_setzero_pd();
@@ -143,7 +155,14 @@ struct Avx2Outer {
       }
       for (std::size_t l = 0; l < valid; ++l) {
         const word_t* src = im.words.data() + ow[l];
-        for (std::size_t w = 0; w < kw; ++w) dst[w * stride + l] = src[im.word_off[w]];
+        for (std::size_t w = 0; w < kw; ++w) {
+          const word_t v = src[im.word_off[w]];
+          if (K == 1) {
+            split_words(&v, 1, dst + w * stride + l, dst + w * stride + copy + l);
+          } else {
+            dst[w * stride + l] = v;
+          }
+        }
         if (K == 1) {
           double s = 0.0;
           for (const std::int64_t off : im.sum_off) s += im.sums[static_cast<std::size_t>(os[l] + off)];
@@ -151,6 +170,7 @@ struct Avx2Outer {
         }
       }
     }
+    p.prepared = K == 1;
   }
 
   // n - 2 pc of 4 lanes as doubles, exactly: |n - 2 pc| < 2^51, so (the bits of 2^52 + 2^51) + n - 2 pc are

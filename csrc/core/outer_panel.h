@@ -36,6 +36,7 @@ namespace horq {
 template <std::size_t L>
 struct OuterPanel {
   std::size_t sets = 0, G = 0, NV = 0, groups = 0, kw = 0, split = 1;
+  bool prepared = false;  // the words already as Isa::prepare_panel leaves them (an ISA's fill_h1 may do that)
   std::vector<word_t> words;  // groups x kw x split x NV x L
   std::vector<double> betas;  // sets x K x L
   std::size_t word_step() const { return split * NV * L; }  // from word w's vectors to word w + 1's
@@ -49,6 +50,7 @@ void fill_panel_rows(const QuantizedColumns& q, std::size_t j0, std::size_t jb, 
                      OuterPanel<L>& p) {
   const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw;
   p.sets = ceil_div(jb, L), p.G = G, p.NV = G * K, p.groups = ceil_div(p.sets, G), p.kw = kw, p.split = split;
+  p.prepared = false;
   const std::size_t gwords = p.group_words(), stride = p.word_step();
   if (p.words.size() < p.groups * gwords) p.words.resize(p.groups * gwords);
   if (p.betas.size() < p.groups * G * K * L) p.betas.resize(p.groups * G * K * L);
