@@ -45,7 +45,7 @@ int main(int argc, char** argv) {
   // Argument 13: the output channels, when given (mnist-cnn's 32 -> 64 layer); else as above.
   const std::size_t m = argc > 12 ? std::strtoul(argv[12], nullptr, 10) : st == 1 ? c : 2 * c;
   horq::ConvGeometry g{batch, c, s, s, k, k, st, st, pad, pad, 1, 1, os, os};
-  g.nhwc = argc > 11 && std::atoi(argv[11]) != 0;  // argument 12: the input NHWC (the runtime's layout)
+  g.nhwc = argc > 11 && std::atoi(argv[11]) != 0;  // argument 12: an NHWC input (channels_last training's)
   std::mt19937_64 rng(1);
   std::normal_distribution<float> normal;
   std::vector<float> x(batch * c * s * s);
