@@ -32,6 +32,17 @@ def test_linear_matches_reference(path, n, order):
     close(got, reference.horq_linear(x, w, bias, order=order))
 
 
+@pytest.mark.parametrize("order", [1, 2, 4])
+@pytest.mark.parametrize("n", [2047, 4000])
+def test_linear_batch_long_rows_match_reference(path, n, order):
+    # 40 rows take the outer-product kernels (columns in vector lanes), rows of 32 and 63 words
+    rng = np.random.default_rng(n + 5 * order)
+    x = rng.standard_normal((40, n)).astype(np.float32)
+    w = rng.standard_normal((11, n)).astype(np.float32)
+    got = kernels.linear(x, kernels.pack_weights(w), order=order, kernel=path)
+    close(got, reference.horq_linear(x, w, None, order=order))
+
+
 @pytest.mark.parametrize("order", [1, 2, 3])
 @pytest.mark.parametrize("n", NS)
 def test_conv1x1_matches_reference(path, n, order):
@@ -60,6 +71,9 @@ GEOMETRIES = [
     # Whole words per tap: order 2 reads its columns from zero-bordered images on the AVX paths (quantize_image2)
     (2, 64, 7, 8, 7, 3, 2, 1, 1),  # stride 2, two images
     (1, 128, 7, 6, 5, 3, 1, 2, 2),  # two words per tap, dilation 2, padding 2
+    # Rows past 31 words: the AVX2 count's byte counters flushed more than once per output (8 bits a word)
+    (1, 250, 7, 5, 5, 3, 1, 1, 1),  # four words per pixel, 36 per row
+    (2, 448, 5, 4, 3, 3, 1, 1, 1),  # seven whole words per tap, 63 per row
 ]
 
 
