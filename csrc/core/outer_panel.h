@@ -145,13 +145,15 @@ void lane_dests(std::size_t m, std::size_t ppi, std::size_t j0, std::size_t jb, 
 //   kMidRows, kLastRows            the calls that finish a task's last mb % kRows[K] filters (outer_run_task)
 //   Count                          a vector of per-lane 64-bit counts
 //   kSplit                         copies of each panel vector (1, or 2 for an ISA that counts nibbles)
-//   prepare_panel(panel)           rewrites the filled panel for counts (nothing at kSplit = 1)
+//   prepare_panel(panel)           rewrites the filled panel for counts (nothing at kSplit = 1, or when
+//                                  panel.prepared)
 //   prepare_rows<MR>(a, kw, buf)   points a[i] at its row rewritten for counts in buf (2 * MR * kw words), or
 //                                  leaves it
 //   counts<MR, NV>(a, b, kw, step, copy, cnt)   cnt[i][v] = per-lane popcounts of rows a[i] against the
 //                                  vectors v of a panel group (word w's vectors at b + w * step; the first NV of
 //                                  them; a second copy of each `copy` words further at kSplit = 2)
-//   fill_h1(q, j0, jb, panel)      plane 0 (and at order 1 the betas) of an implicit_h1 q
+//   fill_h1(q, j0, jb, panel)      plane 0 (and at order 1 the betas) of an implicit_h1 q; it may write the
+//                                  words as prepare_panel leaves them and set panel.prepared
 //   store<K>(cnt, betas, n, coef, add, dest, ep, o, ppi, y)   the epilogue above for one output o and one
 //                                  lane set: K counts, K x kLanes betas, written where dest says
 //   store_block<MR, G, K>(cnt, betas, n, coef, add, dest, ep, o, ppi, y)   the same for a whole register block
