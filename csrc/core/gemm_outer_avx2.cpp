@@ -6,8 +6,8 @@
 // nibble(a ^ b) = nibble(a) ^ nibble(b), so per 256 bits
 //     cnt8 += lut[Wlo[o][w] ^ Blo[v][w]] + lut[Whi[o][w] ^ Bhi[v][w]]      (vpshufb, bytes)
 // is two XORs, two lookups and two byte adds: 6 operations instead of the 8 that splitting each XOR costs (AND,
-// shift, AND). Measured on an AMD EPYC Zen 3 (a standalone copy of the loop on 9-word rows): ~375 -> ~470 G binary
-// MAC/s. A byte gains at most 8 per word, so byte counts are summed over up to kFlushWords = 31 words (8 * 31 =
+// shift, AND). On an AMD EPYC Zen 3, the loops alone on 9-word rows (benchmarks/count_kernels.cpp): 3 x 2 blocks
+// ~370 -> ~500 G binary MAC/s. A byte gains at most 8 per word, so byte counts are summed over up to kFlushWords = 31 words (8 * 31 =
 // 248 <= 255) before vpsadbw adds the 8 bytes of each 64-bit lane into 64-bit counts.
 //
 // Epilogue: n - 2 * count is an integer far below 2^51 in magnitude, so it converts to double exactly by the
@@ -17,8 +17,8 @@
 // stores takes store_block, the rest store.
 //
 // Register blocks (kRows): the 16 ymm registers hold MR x NV byte accumulators, 2 NV column vectors, two
-// broadcasts and the table: 3 x 2 at orders 1-2, 2 x 3 at order 3, one filter from order 4 (standalone, 9-word
-// rows: 3 x 2 and 2 x 3 ~465-490 G; 4 x 2 ~410 G, its accumulators spilled).
+// broadcasts and the table: 3 x 2 at orders 1-2, 2 x 3 at order 3, one filter from order 4 (the same tool: 3 x 2
+// ~500 G, 2 x 3 ~515 G, 1 x 4 ~525 G, 4 x 2 ~415 G: more than the 16 registers hold).
 #include <immintrin.h>
 
 #include <algorithm>
