@@ -7,8 +7,8 @@
 //     cnt8 += lut[Wlo[o][w] ^ Blo[v][w]] + lut[Whi[o][w] ^ Bhi[v][w]]      (vpshufb, bytes)
 // is two XORs, two lookups and two byte adds: 6 operations instead of the 8 that splitting each XOR costs (AND,
 // shift, AND). On an AMD EPYC Zen 3, the loops alone on 9-word rows (benchmarks/count_kernels.cpp): 3 x 2 blocks
-// ~370 -> ~500 G binary MAC/s. A byte gains at most 8 per word, so byte counts are summed over up to kFlushWords = 31 words (8 * 31 =
-// 248 <= 255) before vpsadbw adds the 8 bytes of each 64-bit lane into 64-bit counts.
+// ~370 -> ~500 G binary MAC/s. A byte gains at most 8 per word, so byte counts are summed over up to kFlushWords =
+// 31 words (8 * 31 = 248 <= 255) before vpsadbw adds the 8 bytes of each 64-bit lane into 64-bit counts.
 //
 // Epilogue: n - 2 * count is an integer far below 2^51 in magnitude, so it converts to double exactly by the
 // exponent trick (signed_count below). Then the epilogue's operations in order (outer_panel.h) on 4 columns at
