@@ -216,12 +216,12 @@ std::uint32_t pack_input_band(const KernelTable& kt, const float* src, const Con
 // (each thread then still has several tasks).
 constexpr std::size_t kImagesPerThread = 4;
 
-// Fewer images with rows at least this wide are packed plane by plane too (one sequential stream per channel
-// instead of a row's C short ones): whole images on one thread, else bands of rows, kBandsPerThread per thread.
-// Narrower maps stay row by row, as fast or faster there (AVX2 path, AMD EPYC Zen 3, docs/KERNELS.md round 13; 1
-// thread: 64ch 56x56 0.497 -> 0.475 ms, 64ch 32x32 0.164 -> 0.153, 1x1 256ch 28x28 0.333 -> 0.311, and with rows
-// of 7-16 pixels slower (a build not kept): 512ch 7x7, 256ch 14x14, 128ch 16x16; 2 threads, bands: 64ch 56x56 0.258 -> 0.252,
-// 64ch 32x32 0.092 -> 0.088, 128ch 28x28 0.206 -> 0.198).
+// Fewer images with rows at least this wide are packed plane by plane too (one sequential stream per channel instead of
+// a row's C short ones): whole images on one thread, else bands of rows, kBandsPerThread per thread. Narrower maps stay
+// row by row, as fast or faster there (AVX2 path, AMD EPYC Zen 3, docs/KERNELS.md round 13; 1 thread: 64ch 56x56 0.497
+// -> 0.475 ms, 64ch 32x32 0.164 -> 0.153, 1x1 256ch 28x28 0.333 -> 0.311, and with rows of 7-16 pixels slower (a build
+// not kept): 512ch 7x7, 256ch 14x14, 128ch 16x16; 2 threads, bands: 64ch 56x56 0.258 -> 0.252, 64ch 32x32 0.092 ->
+// 0.088, 128ch 28x28 0.206 -> 0.198).
 constexpr std::size_t kPlaneRowsMinWidth = 24;
 constexpr std::size_t kBandsPerThread = 2;
 
