@@ -54,8 +54,49 @@ struct Avx2Outer {
     }
   }
 
+  // q's stored planes (rows j * K + k of q.bits, from plane 1 with an implicit_h1 q) into the panel, already split:
+  // 4 columns' rows 4 words at a time, a 4 x 4 transpose of 64-bit words in registers, each word vector then stored
+  // as its two nibble copies; partial lane sets and a row's last 1-3 words word by word.
+  static constexpr bool kRowsFill = true;
+  static void fill_rows(const QuantizedColumns& q, std::size_t j0, std::size_t jb, OuterPanel<kLanes>& p) {
+    const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw, G = p.G, gwords = p.group_words();
+    const std::size_t stride = p.word_step(), copy = p.NV * kLanes, k0 = q.implicit_h1 ? 1 : 0;
+    p.prepared = true;  // with fill_h1, which writes plane 0 split too
+    if (k0 >= K) return;
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    const auto put = [&](word_t* dst, __m256i v) {  // one word's 4 lanes as its two nibble copies
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm256_and_si256(v, low));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + copy), _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
+    };
+    for (std::size_t c = 0; c < p.sets; ++c) {
+      const std::size_t valid = std::min(kLanes, jb - c * kLanes);
+      for (std::size_t k = k0; k < K; ++k) {
+        word_t* dst = p.words.data() + (c / G) * gwords + ((c % G) * K + k) * kLanes;
+        const word_t* src[kLanes];
+        for (std::size_t l = 0; l < valid; ++l) src[l] = q.bits.data() + ((j0 + c * kLanes + l) * K + k) * kw;
+        std::size_t w = 0;
+        if (valid == kLanes) {
+          for (; w + 4 <= kw; w += 4) {
+            __m256i r[kLanes];
+            for (std::size_t l = 0; l < kLanes; ++l)
+              r[l] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src[l] + w));
+            const __m256i t0 = _mm256_unpacklo_epi64(r[0], r[1]), t1 = _mm256_unpackhi_epi64(r[0], r[1]);
+            const __m256i t2 = _mm256_unpacklo_epi64(r[2], r[3]), t3 = _mm256_unpackhi_epi64(r[2], r[3]);
+            put(dst + w * stride, _mm256_permute2x128_si256(t0, t2, 0x20));
+            put(dst + (w + 1) * stride, _mm256_permute2x128_si256(t1, t3, 0x20));
+            put(dst + (w + 2) * stride, _mm256_permute2x128_si256(t0, t2, 0x31));
+            put(dst + (w + 3) * stride, _mm256_permute2x128_si256(t1, t3, 0x31));
+          }
+        }
+        for (; w < kw; ++w)
+          for (std::size_t l = 0; l < valid; ++l)
+            split_words(src[l] + w, 1, dst + w * stride + l, dst + w * stride + copy + l);
+      }
+    }
+  }
+
   // The panel's NV vectors of each word into their low-nibble copy (in place) and high-nibble copy after it, unless
-  // fill_h1 wrote them so (order 1: plane 0 is the whole panel).
+  // fill_rows and fill_h1 wrote them so (as they do: kept for a panel filled otherwise).
   static void prepare_panel(OuterPanel<kLanes>& p) {
     if (p.prepared) return;
     const std::size_t nv = p.NV * kLanes, step = p.word_step();
@@ -113,8 +154,8 @@ struct Avx2Outer {
   // Plane 0 of an implicit_h1 q (and at order 1 beta_1), fill_h1_scalar's values: a lane set of 4 consecutive
   // pixels of one image row (stride 1, away from row ends: nearly all of them) takes one load and one store per
   // word, and its 4 betas one vector add per tap in tap order (the scalar box sum of each lane), then / n;
-  // any other lane set goes lane by lane. At order 1 (plane 0 is the whole panel) each word goes in already split
-  // (prepare_panel's two copies), and the panel is marked prepared.
+  // any other lane set goes lane by lane. Each word goes in already split (prepare_panel's two copies), as fill_rows
+  // writes the other planes: the panel is then prepared.
   static void fill_h1(const QuantizedColumns& q, std::size_t j0, std::size_t jb, OuterPanel<kLanes>& p) {
     const PixelImage& im = q.image;
     const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw, G = p.G, gwords = p.group_words();
@@ -136,14 +177,9 @@ struct Avx2Outer {
         const word_t* src = im.words.data() + ow[0];
         for (std::size_t w = 0; w < kw; ++w) {
           const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + im.word_off[w]));
-          __m256i* out = reinterpret_cast<__m256i*>(dst + w * stride);
-          if (K == 1) {
-            _mm256_storeu_si256(out, _mm256_and_si256(v, low));
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + w * stride + copy),
-                                _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
-          } else {
-            _mm256_storeu_si256(out, v);
-          }
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + w * stride), _mm256_and_si256(v, low));
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + w * stride + copy),
+                              _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
         }
         if (K == 1) {
           const double* sums = im.sums.data() + os[0];
@@ -155,14 +191,8 @@ struct Avx2Outer {
       }
       for (std::size_t l = 0; l < valid; ++l) {
         const word_t* src = im.words.data() + ow[l];
-        for (std::size_t w = 0; w < kw; ++w) {
-          const word_t v = src[im.word_off[w]];
-          if (K == 1) {
-            split_words(&v, 1, dst + w * stride + l, dst + w * stride + copy + l);
-          } else {
-            dst[w * stride + l] = v;
-          }
-        }
+        for (std::size_t w = 0; w < kw; ++w)
+          split_words(src + im.word_off[w], 1, dst + w * stride + l, dst + w * stride + copy + l);
         if (K == 1) {
           double s = 0.0;
           for (const std::int64_t off : im.sum_off) s += im.sums[static_cast<std::size_t>(os[l] + off)];
@@ -170,7 +200,7 @@ struct Avx2Outer {
         }
       }
     }
-    p.prepared = K == 1;
+    p.prepared = true;
   }
 
   // n - 2 pc of 4 lanes as doubles, exactly: |n - 2 pc| < 2^51, so (the bits of 2^52 + 2^51) + n - 2 pc are

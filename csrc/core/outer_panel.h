@@ -43,11 +43,12 @@ struct OuterPanel {
   std::size_t group_words() const { return kw * word_step(); }
 };
 
-// Fills the panel for columns [j0, j0 + jb) from q's stored rows and betas. With q.implicit_h1, plane 0 (and
-// at order 1 the betas) is left for the caller: fill_h1_scalar or an ISA's gathers.
+// Fills the panel for columns [j0, j0 + jb) from q's stored rows and betas (the rows only with copy_rows: else
+// the ISA's fill_rows copies them). With q.implicit_h1, plane 0 (and at order 1 the betas) is left for the caller:
+// fill_h1_scalar or an ISA's gathers.
 template <std::size_t L>
 void fill_panel_rows(const QuantizedColumns& q, std::size_t j0, std::size_t jb, std::size_t G, std::size_t split,
-                     OuterPanel<L>& p) {
+                     bool copy_rows, OuterPanel<L>& p) {
   const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw;
   p.sets = ceil_div(jb, L), p.G = G, p.NV = G * K, p.groups = ceil_div(p.sets, G), p.kw = kw, p.split = split;
   p.prepared = false;
@@ -59,7 +60,7 @@ void fill_panel_rows(const QuantizedColumns& q, std::size_t j0, std::size_t jb, 
     std::fill_n(p.betas.data() + jb / L * K * L, (p.groups * G - jb / L) * K * L, 0.0);
   }
   const std::size_t k0 = q.implicit_h1 ? 1 : 0;  // planes stored as rows in q.bits
-  if (k0 < K) {
+  if (copy_rows && k0 < K) {
     for (std::size_t jj = 0; jj < jb; ++jj) {
       const std::size_t c = jj / L, l = jj % L;
       const word_t* src = q.bits.data() + ((j0 + jj) * K + k0) * kw;
@@ -147,6 +148,8 @@ void lane_dests(std::size_t m, std::size_t ppi, std::size_t j0, std::size_t jb, 
 //   kSplit                         copies of each panel vector (1, or 2 for an ISA that counts nibbles)
 //   prepare_panel(panel)           rewrites the filled panel for counts (nothing at kSplit = 1, or when
 //                                  panel.prepared)
+//   kRowsFill                      whether fill_rows(q, j0, jb, panel) copies q's stored planes into the panel
+//                                  (as prepare_panel would leave them) instead of fill_panel_rows
 //   prepare_rows<MR>(a, kw, buf)   points a[i] at its row rewritten for counts in buf (2 * MR * kw words), or
 //                                  leaves it
 //   counts<MR, NV>(a, b, kw, step, copy, cnt)   cnt[i][v] = per-lane popcounts of rows a[i] against the
@@ -242,7 +245,8 @@ void outer_task(const word_t* wbits, std::size_t m, const QuantizedColumns& q, E
   const int K = q.order;
   OuterScratch<L>& scratch = outer_scratch<L>();
   OuterPanel<L>& p = scratch.panel;
-  fill_panel_rows(q, j0, jb, K == 1 ? kPanelSets<1> : kPanelSets<2>, Isa::kSplit, p);
+  fill_panel_rows(q, j0, jb, K == 1 ? kPanelSets<1> : kPanelSets<2>, Isa::kSplit, !Isa::kRowsFill, p);
+  if constexpr (Isa::kRowsFill) Isa::fill_rows(q, j0, jb, p);
   if (q.implicit_h1) Isa::fill_h1(q, j0, jb, p);
   Isa::prepare_panel(p);
   lane_dests(m, ppi, j0, jb, scratch.dest);
