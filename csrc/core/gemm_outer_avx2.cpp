@@ -216,14 +216,14 @@ struct Avx2Outer {
   // one image (LaneDest::whole), every filter a real output. The same operations per output as store, with the
   // betas loaded and the count constants made once per block and coef/add broadcast once per filter
   // (per-store, that overhead cost as much as the arithmetic: 64-channel 3x3 layers, 9-word rows).
+  // A register block's outputs (MR filters x G lane sets of 4 columns) before the float32 steps: per output the
+  // same operations as store.
   template <int MR, int G, int K>
-  static void store_block(const __m256i (*cnt)[G * K], const double* betas, double n, const double* coef,
-                          const double* add, const LaneDest<kLanes>* dest, const Epilogue& ep, std::size_t o,
-                          std::size_t ppi, float* y) {
+  static void block_outputs(const __m256i (*cnt)[G * K], const double* betas, double n, const double* coef,
+                            const double* add, __m128 (&out)[MR][G]) {
     const __m256i nbits = count_bits(n);
     __m256d beta[G * K];
     for (int v = 0; v < G * K; ++v) beta[v] = _mm256_loadu_pd(betas + v * kLanes);
-    __m128 out[MR][G];
     for (int i = 0; i < MR; ++i) {
       const __m256d c = _mm256_set1_pd(coef[i]), a = _mm256_set1_pd(add[i]);
       for (int cg = 0; cg < G; ++cg) {
@@ -233,6 +233,18 @@ struct Avx2Outer {
         out[i][cg] = _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(c, s), a));
       }
     }
+  }
+
+  // The epilogue of a whole register block: MR filters x G lane sets, each lane set 4 consecutive columns of
+  // one image (LaneDest::whole), every filter a real output. The same operations per output as store, with the
+  // betas loaded and the count constants made once per block and coef/add broadcast once per filter
+  // (per-store, that overhead cost as much as the arithmetic: 64-channel 3x3 layers, 9-word rows).
+  template <int MR, int G, int K>
+  static void store_block(const __m256i (*cnt)[G * K], const double* betas, double n, const double* coef,
+                          const double* add, const LaneDest<kLanes>* dest, const Epilogue& ep, std::size_t o,
+                          std::size_t ppi, float* y) {
+    __m128 out[MR][G];
+    block_outputs<MR, G, K>(cnt, betas, n, coef, add, out);
     float* dst[G];
     for (int cg = 0; cg < G; ++cg) dst[cg] = y + o * ppi + dest[cg].base[0];
     if (ep.residual) {
@@ -248,6 +260,34 @@ struct Avx2Outer {
       }
     for (int i = 0; i < MR; ++i)
       for (int cg = 0; cg < G; ++cg) _mm_storeu_ps(dst[cg] + i * ppi, out[i][cg]);
+  }
+
+  // A register block of an NHWC output (each lane set LaneDest::columns; no residual, no floor): the block's
+  // outputs as store_block computes them, each lane set's 4 x MR transposed in registers so that a column's MR
+  // filters, consecutive in y, go out as one or two plain stores instead of lane by lane.
+  template <int MR, int G, int K>
+  static void store_columns(const __m256i (*cnt)[G * K], const double* betas, double n, const double* coef,
+                            const double* add, const LaneDest<kLanes>* dest, const Epilogue&, std::size_t o,
+                            std::size_t, float* y) {
+    static_assert(MR >= 1 && MR <= 4, "a column's filters fill at most one xmm");
+    __m128 out[MR][G];
+    block_outputs<MR, G, K>(cnt, betas, n, coef, add, out);
+    for (int cg = 0; cg < G; ++cg) {
+      __m128 col[kLanes] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
+      for (int i = 0; i < MR; ++i) col[i] = out[i][cg];  // row i: filter o + i's 4 columns
+      _MM_TRANSPOSE4_PS(col[0], col[1], col[2], col[3]);  // now col[l]: column l's filters o .. o + 3
+      for (std::size_t l = 0; l < kLanes; ++l) {
+        float* dst = y + dest[cg].base[l] + o;
+        if (MR == 4) {
+          _mm_storeu_ps(dst, col[l]);
+        } else if (MR >= 2) {
+          _mm_storel_pi(reinterpret_cast<__m64*>(dst), col[l]);
+          if (MR == 3) _mm_store_ss(dst + 2, _mm_movehl_ps(col[l], col[l]));
+        } else {
+          _mm_store_ss(dst, col[l]);
+        }
+      }
+    }
   }
 
   template <int K>

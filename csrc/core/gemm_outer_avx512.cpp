@@ -121,6 +121,14 @@ struct Avx512Outer {
         store<K>(cnt[i] + cg * K, betas + cg * K * kLanes, n, coef[i], add[i], dest[cg], ep, o + i, ppi, y);
   }
 
+  // A block of an NHWC output (outer_panel.h): the per-lane-set store (its scatter) of each of its outputs.
+  template <int MR, int G, int K>
+  static void store_columns(const __m512i (*cnt)[G * K], const double* betas, double n, const double* coef,
+                            const double* add, const LaneDest<kLanes>* dest, const Epilogue& ep, std::size_t o,
+                            std::size_t ppi, float* y) {
+    store_block<MR, G, K>(cnt, betas, n, coef, add, dest, ep, o, ppi, y);
+  }
+
   template <int K>
   static void store(const __m512i* cnt, const double* betas, double n, double coef, double add,
                     const LaneDest<kLanes>& d, const Epilogue& ep, std::size_t o, std::size_t ppi, float* y) {

@@ -125,6 +125,7 @@ struct LaneDest {
   std::size_t base[L];
   unsigned valid;
   bool contiguous, whole;  // whole: contiguous and all L lanes valid (one plain vector store)
+  bool columns;            // all L lanes valid, each its own column of an NHWC output (ppi = 1: m floats apart)
 };
 
 template <std::size_t L>
@@ -137,6 +138,7 @@ void lane_dests(std::size_t m, std::size_t ppi, std::size_t j0, std::size_t jb, 
     for (unsigned l = 0; l < d.valid; ++l, at.next()) d.base[l] = at.img * m * ppi + at.r;
     d.contiguous = d.base[d.valid - 1] == d.base[0] + d.valid - 1;
     d.whole = d.contiguous && d.valid == L;
+    d.columns = ppi == 1 && d.valid == L;
   }
 }
 
@@ -162,6 +164,9 @@ void lane_dests(std::size_t m, std::size_t ppi, std::size_t j0, std::size_t jb, 
 //   store_block<MR, G, K>(cnt, betas, n, coef, add, dest, ep, o, ppi, y)   the same for a whole register block
 //                                  (filters o.. o + MR - 1, coef and add from there; the group's G lane sets,
 //                                  each LaneDest::whole), computing what store would for each output
+//   store_columns<MR, G, K>(...)   the same arguments, for a block whose lane sets are each LaneDest::columns and
+//                                  an epilogue without residual or floor (an NHWC output: a column's MR filters
+//                                  are MR consecutive floats)
 //
 // The panel holds G lane sets per group: two at order 1, so a kernel call reads 2 vectors per broadcast
 // filter word (on AVX-512, 12 filters x 2 vectors measured 15-20% faster than 24 x 1: fewer broadcasts per
@@ -198,6 +203,14 @@ void outer_rows(const word_t* wbits, const QuantizedColumns& q, const Epilogue& 
         Isa::template store_block<MR, static_cast<int>(G), K>(cnt, p.betas.data() + g * G * K * L, n,
                                                               ep.coef + o0 + i0, ep.add + o0 + i0, dest + g * G, ep,
                                                               o0 + i0, ppi, y);
+        continue;
+      }
+      bool columns = !whole && ep.residual == nullptr && ep.floor == nullptr && i0 + MR <= i1 && (g + 1) * G <= p.sets;
+      for (std::size_t cg = 0; cg < G && columns; ++cg) columns = dest[g * G + cg].columns;
+      if (columns) {
+        Isa::template store_columns<MR, static_cast<int>(G), K>(cnt, p.betas.data() + g * G * K * L, n,
+                                                                ep.coef + o0 + i0, ep.add + o0 + i0, dest + g * G, ep,
+                                                                o0 + i0, ppi, y);
         continue;
       }
       for (int i = 0; i < MR && i0 + i < i1; ++i) {
