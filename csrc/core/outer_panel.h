@@ -197,20 +197,22 @@ void outer_rows(const word_t* wbits, const QuantizedColumns& q, const Epilogue& 
       } else {
         Isa::template counts<MR, NV>(a, b, kw, step, NV * L, cnt);
       }
-      bool whole = i0 + MR <= i1 && (g + 1) * G <= p.sets;  // every filter real, every lane set whole
-      for (std::size_t cg = 0; cg < G && whole; ++cg) whole = dest[g * G + cg].whole;
+      // Every filter real and every lane set whole in y: store_block; or every lane set an NHWC output's columns,
+      // with no residual or floor: store_columns; else output by output.
+      bool whole = i0 + MR <= i1 && (g + 1) * G <= p.sets, columns = whole && !ep.residual && !ep.floor;
+      for (std::size_t cg = 0; cg < G; ++cg) {
+        whole = whole && dest[g * G + cg].whole;
+        columns = columns && dest[g * G + cg].columns;
+      }
+      const double* betas = p.betas.data() + g * G * K * L;
+      const double *coef = ep.coef + o0 + i0, *add = ep.add + o0 + i0;
+      constexpr int kG = static_cast<int>(G);
       if (whole) {
-        Isa::template store_block<MR, static_cast<int>(G), K>(cnt, p.betas.data() + g * G * K * L, n,
-                                                              ep.coef + o0 + i0, ep.add + o0 + i0, dest + g * G, ep,
-                                                              o0 + i0, ppi, y);
+        Isa::template store_block<MR, kG, K>(cnt, betas, n, coef, add, dest + g * G, ep, o0 + i0, ppi, y);
         continue;
       }
-      bool columns = !whole && ep.residual == nullptr && ep.floor == nullptr && i0 + MR <= i1 && (g + 1) * G <= p.sets;
-      for (std::size_t cg = 0; cg < G && columns; ++cg) columns = dest[g * G + cg].columns;
       if (columns) {
-        Isa::template store_columns<MR, static_cast<int>(G), K>(cnt, p.betas.data() + g * G * K * L, n,
-                                                                ep.coef + o0 + i0, ep.add + o0 + i0, dest + g * G, ep,
-                                                                o0 + i0, ppi, y);
+        Isa::template store_columns<MR, kG, K>(cnt, betas, n, coef, add, dest + g * G, ep, o0 + i0, ppi, y);
         continue;
       }
       for (int i = 0; i < MR && i0 + i < i1; ++i) {
