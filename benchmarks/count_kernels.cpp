@@ -28,12 +28,23 @@ constexpr int kLanes = 4;
 const __m256i kLut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2,
                                       2, 3, 2, 3, 3, 4);
 
+// acc = 0, and out = acc (row-major) after a variant's loop.
+template <int A, int B>
+void clear(__m256i (&acc)[A][B]) {
+  for (int i = 0; i < A; ++i)
+    for (int v = 0; v < B; ++v) acc[i][v] = _mm256_setzero_si256();
+}
+template <int A, int B>
+void store_all(const __m256i (&acc)[A][B], __m256i* out) {
+  for (int i = 0; i < A; ++i)
+    for (int v = 0; v < B; ++v) out[i * B + v] = acc[i][v];
+}
+
 template <int MR, int NV>
 __attribute__((noinline)) void whole(const word* a, const word* b, std::size_t kw, __m256i* out) {
   const __m256i low = _mm256_set1_epi8(0x0f);
   __m256i acc[MR][NV];
-  for (int i = 0; i < MR; ++i)
-    for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_si256();
+  clear(acc);
   for (std::size_t w = 0; w < kw; ++w) {
     __m256i bv[NV];
     for (int v = 0; v < NV; ++v)
@@ -48,16 +59,14 @@ __attribute__((noinline)) void whole(const word* a, const word* b, std::size_t k
       }
     }
   }
-  for (int i = 0; i < MR; ++i)
-    for (int v = 0; v < NV; ++v) out[i * NV + v] = acc[i][v];
+  store_all(acc, out);
 }
 
 // a: row i's low nibbles at a[2 i kw + w], high at a[2 i kw + kw + w]; b: word w's NV low vectors, then NV high.
 template <int MR, int NV>
 __attribute__((noinline)) void split(const word* a, const word* b, std::size_t kw, __m256i* out) {
   __m256i acc[MR][NV];
-  for (int i = 0; i < MR; ++i)
-    for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_si256();
+  clear(acc);
   for (std::size_t w = 0; w < kw; ++w) {
     __m256i lo[NV], hi[NV];
     for (int v = 0; v < NV; ++v) {
@@ -73,8 +82,7 @@ __attribute__((noinline)) void split(const word* a, const word* b, std::size_t k
       }
     }
   }
-  for (int i = 0; i < MR; ++i)
-    for (int v = 0; v < NV; ++v) out[i * NV + v] = acc[i][v];
+  store_all(acc, out);
 }
 
 // tables: 16 rows of 16 bytes, row t = popcount(t ^ x) for x = 0..15; woff: per filter and nibble position, 16 x
@@ -83,8 +91,7 @@ template <int MR, int NC>
 __attribute__((noinline)) void table(const std::uint8_t* tables, const std::uint32_t* woff, std::size_t groups,
                                      const std::uint8_t* cols, __m256i* out) {
   __m256i acc[MR][NC];
-  for (int i = 0; i < MR; ++i)
-    for (int v = 0; v < NC; ++v) acc[i][v] = _mm256_setzero_si256();
+  clear(acc);
   for (std::size_t g = 0; g < groups; ++g) {
     __m256i idx[NC];
     for (int v = 0; v < NC; ++v)
@@ -95,8 +102,7 @@ __attribute__((noinline)) void table(const std::uint8_t* tables, const std::uint
       for (int v = 0; v < NC; ++v) acc[i][v] = _mm256_add_epi8(acc[i][v], _mm256_shuffle_epi8(t, idx[v]));
     }
   }
-  for (int i = 0; i < MR; ++i)
-    for (int v = 0; v < NC; ++v) out[i * NC + v] = acc[i][v];
+  store_all(acc, out);
 }
 
 template <class F>

@@ -2,7 +2,7 @@
 // arithmetic); 4 columns per ymm (64-bit lanes). Compiled with -mavx2; selected only on CPUs with AVX2.
 //
 // Counts: AVX2 has no vector popcount, so each 64-bit lane of a XOR is counted with the nibble table. Weight rows
-// and panel vectors are both stored split into their low and high nibbles (prepare_rows, prepare_panel), and
+// and panel vectors are both stored split into their low and high nibbles (prepare_rows, fill_rows, fill_h1), and
 // nibble(a ^ b) = nibble(a) ^ nibble(b), so per 256 bits
 //     cnt8 += lut[Wlo[o][w] ^ Blo[v][w]] + lut[Whi[o][w] ^ Bhi[v][w]]      (vpshufb, bytes)
 // is two XORs, two lookups and two byte adds: 6 operations instead of the 8 that splitting each XOR costs (AND,
@@ -37,17 +37,20 @@ struct Avx2Outer {
   static constexpr std::size_t kSplit = 2;          // each word as its low nibbles, then its high nibbles
   using Count = __m256i;
 
-  // Every byte of n words as its two nibbles: lo[w] = x & 0x0f.., hi[w] = (x >> 4) & 0x0f.. (in place when
-  // lo == x). XOR acts on nibbles separately, so nibble(a ^ b) = nibble(a) ^ nibble(b): with both operands
-  // stored split, a count needs no masking or shifting in the kernel (6 operations per 256 bits, not 8).
-  static void split_words(const word_t* x, std::size_t n, word_t* lo, word_t* hi) {
+  // Every byte of the 4 words in v as its two nibbles, stored at lo and hi: lo = v & 0x0f.., hi = (v >> 4) & 0x0f...
+  // XOR acts on nibbles separately, so nibble(a ^ b) = nibble(a) ^ nibble(b): with both operands stored split, a
+  // count needs no masking or shifting in the kernel (6 operations per 256 bits, not 8).
+  static void store_split(word_t* lo, word_t* hi, __m256i v) {
     const __m256i low = _mm256_set1_epi8(0x0f);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo), _mm256_and_si256(v, low));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi), _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
+  }
+
+  // store_split for n words from x, 4 at a time, the last 1-3 one by one.
+  static void split_words(const word_t* x, std::size_t n, word_t* lo, word_t* hi) {
     std::size_t w = 0;
-    for (; w + kLanes <= n; w += kLanes) {
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + w));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo + w), _mm256_and_si256(v, low));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + w), _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
-    }
+    for (; w + kLanes <= n; w += kLanes)
+      store_split(lo + w, hi + w, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + w)));
     for (; w < n; ++w) {
       const word_t v = x[w];
       lo[w] = v & 0x0f0f0f0f0f0f0f0fULL, hi[w] = (v >> 4) & 0x0f0f0f0f0f0f0f0fULL;
@@ -57,17 +60,11 @@ struct Avx2Outer {
   // q's stored planes (rows j * K + k of q.bits, from plane 1 with an implicit_h1 q) into the panel, already split:
   // 4 columns' rows 4 words at a time, a 4 x 4 transpose of 64-bit words in registers, each word vector then stored
   // as its two nibble copies; partial lane sets and a row's last 1-3 words word by word.
-  static constexpr bool kRowsFill = true;
   static void fill_rows(const QuantizedColumns& q, std::size_t j0, std::size_t jb, OuterPanel<kLanes>& p) {
     const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw, G = p.G, gwords = p.group_words();
     const std::size_t stride = p.word_step(), copy = p.NV * kLanes, k0 = q.implicit_h1 ? 1 : 0;
-    p.prepared = true;  // with fill_h1, which writes plane 0 split too
     if (k0 >= K) return;
-    const __m256i low = _mm256_set1_epi8(0x0f);
-    const auto put = [&](word_t* dst, __m256i v) {  // one word's 4 lanes as its two nibble copies
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm256_and_si256(v, low));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + copy), _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
-    };
+    const auto put = [&](word_t* dst, __m256i v) { store_split(dst, dst + copy, v); };
     for (std::size_t c = 0; c < p.sets; ++c) {
       const std::size_t valid = std::min(kLanes, jb - c * kLanes);
       for (std::size_t k = k0; k < K; ++k) {
@@ -92,17 +89,6 @@ struct Avx2Outer {
           for (std::size_t l = 0; l < valid; ++l)
             split_words(src[l] + w, 1, dst + w * stride + l, dst + w * stride + copy + l);
       }
-    }
-  }
-
-  // The panel's NV vectors of each word into their low-nibble copy (in place) and high-nibble copy after it, unless
-  // fill_rows and fill_h1 wrote them so (as they do: kept for a panel filled otherwise).
-  static void prepare_panel(OuterPanel<kLanes>& p) {
-    if (p.prepared) return;
-    const std::size_t nv = p.NV * kLanes, step = p.word_step();
-    for (std::size_t at = 0; at < p.groups * p.group_words(); at += step) {
-      word_t* v = p.words.data() + at;
-      split_words(v, nv, v, v + nv);
     }
   }
 
@@ -154,13 +140,12 @@ struct Avx2Outer {
   // Plane 0 of an implicit_h1 q (and at order 1 beta_1), fill_h1_scalar's values: a lane set of 4 consecutive
   // pixels of one image row (stride 1, away from row ends: nearly all of them) takes one load and one store per
   // word, and its 4 betas one vector add per tap in tap order (the scalar box sum of each lane), then / n;
-  // any other lane set goes lane by lane. Each word goes in already split (prepare_panel's two copies), as fill_rows
-  // writes the other planes: the panel is then prepared.
+  // any other lane set goes lane by lane. Each word goes in split into its two nibble copies, as fill_rows writes
+  // the other planes.
   static void fill_h1(const QuantizedColumns& q, std::size_t j0, std::size_t jb, OuterPanel<kLanes>& p) {
     const PixelImage& im = q.image;
     const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw, G = p.G, gwords = p.group_words();
     const std::size_t stride = p.word_step(), copy = p.NV * kLanes;
-    const __m256i low = _mm256_set1_epi8(0x0f);
     const __m256d n = _mm256_set1_pd(static_cast<double>(q.n));
     PixelCursor at(im, j0);
     for (std::size_t c = 0; c < p.sets; ++c) {
@@ -175,12 +160,9 @@ struct Avx2Outer {
       word_t* dst = p.words.data() + (c / G) * gwords + (c % G) * K * kLanes;
       if (consecutive) {
         const word_t* src = im.words.data() + ow[0];
-        for (std::size_t w = 0; w < kw; ++w) {
-          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + im.word_off[w]));
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + w * stride), _mm256_and_si256(v, low));
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + w * stride + copy),
-                              _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
-        }
+        for (std::size_t w = 0; w < kw; ++w)
+          store_split(dst + w * stride, dst + w * stride + copy,
+                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + im.word_off[w])));
         if (K == 1) {
           const double* sums = im.sums.data() + os[0];
           __m256d sum = _mm256_setzero_pd();
@@ -200,7 +182,6 @@ struct Avx2Outer {
         }
       }
     }
-    p.prepared = true;
   }
 
   // n - 2 pc of 4 lanes as doubles, exactly: |n - 2 pc| < 2^51, so (the bits of 2^52 + 2^51) + n - 2 pc are
@@ -212,12 +193,17 @@ struct Avx2Outer {
     return _mm256_sub_pd(_mm256_castsi256_pd(t), _mm256_set1_pd(6755399441055744.0));
   }
 
-  // The epilogue of a whole register block: MR filters x G lane sets, each lane set 4 consecutive columns of
-  // one image (LaneDest::whole), every filter a real output. The same operations per output as store, with the
-  // betas loaded and the count constants made once per block and coef/add broadcast once per filter
-  // (per-store, that overhead cost as much as the arithmetic: 64-channel 3x3 layers, 9-word rows).
-  // A register block's outputs (MR filters x G lane sets of 4 columns) before the float32 steps: per output the
-  // same operations as store.
+  // The epilogue's double-precision part for one filter and one lane set (outer_panel.h's order): K counts, their
+  // betas, the filter's coef and add broadcast; the 4 outputs before the float32 steps.
+  template <int K>
+  static __m128 lane_set_output(const __m256i* cnt, const __m256d* beta, __m256i nbits, __m256d coef, __m256d add) {
+    __m256d s = _mm256_setzero_pd();
+    for (int k = 0; k < K; ++k) s = _mm256_add_pd(s, _mm256_mul_pd(beta[k], signed_count(cnt[k], nbits)));
+    return _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(coef, s), add));
+  }
+
+  // A register block's outputs (MR filters x G lane sets of 4 columns) before the float32 steps, the betas loaded
+  // and the count constants made once per block, coef/add broadcast once per filter.
   template <int MR, int G, int K>
   static void block_outputs(const __m256i (*cnt)[G * K], const double* betas, double n, const double* coef,
                             const double* add, __m128 (&out)[MR][G]) {
@@ -226,12 +212,7 @@ struct Avx2Outer {
     for (int v = 0; v < G * K; ++v) beta[v] = _mm256_loadu_pd(betas + v * kLanes);
     for (int i = 0; i < MR; ++i) {
       const __m256d c = _mm256_set1_pd(coef[i]), a = _mm256_set1_pd(add[i]);
-      for (int cg = 0; cg < G; ++cg) {
-        __m256d s = _mm256_setzero_pd();
-        for (int k = 0; k < K; ++k)
-          s = _mm256_add_pd(s, _mm256_mul_pd(beta[cg * K + k], signed_count(cnt[i][cg * K + k], nbits)));
-        out[i][cg] = _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(c, s), a));
-      }
+      for (int cg = 0; cg < G; ++cg) out[i][cg] = lane_set_output<K>(cnt[i] + cg * K, beta + cg * K, nbits, c, a);
     }
   }
 
@@ -293,11 +274,9 @@ struct Avx2Outer {
   template <int K>
   static void store(const __m256i* cnt, const double* betas, double n, double coef, double add,
                     const LaneDest<kLanes>& d, const Epilogue& ep, std::size_t o, std::size_t ppi, float* y) {
-    const __m256i nbits = count_bits(n);
-    __m256d s = _mm256_setzero_pd();
-    for (int k = 0; k < K; ++k)
-      s = _mm256_add_pd(s, _mm256_mul_pd(_mm256_loadu_pd(betas + k * kLanes), signed_count(cnt[k], nbits)));
-    __m128 out = _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(coef), s), _mm256_set1_pd(add)));
+    __m256d beta[K];
+    for (int k = 0; k < K; ++k) beta[k] = _mm256_loadu_pd(betas + k * kLanes);
+    __m128 out = lane_set_output<K>(cnt, beta, count_bits(n), _mm256_set1_pd(coef), _mm256_set1_pd(add));
     float* dst = y + d.base[0] + o * ppi;
     if (d.whole) {  // the common case: 4 consecutive columns of one image, one plain store
       if (ep.residual) out = _mm_add_ps(out, _mm_loadu_ps(ep.residual + (dst - y)));

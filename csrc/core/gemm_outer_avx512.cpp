@@ -94,10 +94,7 @@ struct Avx512Outer {
   static constexpr int kMidRows = 8, kLastRows = 4;  // a task's last rows: eights, then fours (<= 3 dropped)
   using Count = __m512i;
   static constexpr std::size_t kSplit = 1;  // vpopcntq counts whole words: panel and rows as filled
-  static constexpr bool kRowsFill = false;  // fill_panel_rows copies the stored planes
-  static void fill_rows(const QuantizedColumns&, std::size_t, std::size_t, OuterPanel<kLanes>&) {}
 
-  static void prepare_panel(OuterPanel<kLanes>&) {}
   template <int MR>
   static void prepare_rows(const word_t* (&)[MR], std::size_t, word_t*) {}
 

@@ -21,9 +21,9 @@
 // AVX2). A group stores, per row word w, its NV = G * K vectors [(lane set c, plane k) -> L lanes]; plane k
 // of column j is q's row j * K + k, or for plane 0 of an implicit_h1 q the pixel image's words (layer.h).
 // Lanes past the task's columns hold zero words and zero betas (computed, never stored). An ISA that counts
-// nibbles (Isa::kSplit = 2: AVX2) keeps two copies of each word's NV vectors, filled with the words and then
-// rewritten by Isa::prepare_panel (the low and high nibbles of every byte); its weight rows likewise
-// (Isa::prepare_rows, a register block's rows at a time).
+// nibbles (Isa::kSplit = 2: AVX2) keeps two copies of each word's NV vectors, the low and the high nibbles of every
+// byte, written so by its fill_rows and fill_h1; its weight rows likewise (Isa::prepare_rows, a register block's
+// rows at a time).
 #pragma once
 #include <algorithm>
 #include <cstddef>
@@ -36,22 +36,20 @@ namespace horq {
 template <std::size_t L>
 struct OuterPanel {
   std::size_t sets = 0, G = 0, NV = 0, groups = 0, kw = 0, split = 1;
-  bool prepared = false;  // the words already as Isa::prepare_panel leaves them (an ISA's fill_h1 may do that)
   std::vector<word_t> words;  // groups x kw x split x NV x L
   std::vector<double> betas;  // sets x K x L
   std::size_t word_step() const { return split * NV * L; }  // from word w's vectors to word w + 1's
   std::size_t group_words() const { return kw * word_step(); }
 };
 
-// Fills the panel for columns [j0, j0 + jb) from q's stored rows and betas (the rows only with copy_rows: else
-// the ISA's fill_rows copies them). With q.implicit_h1, plane 0 (and at order 1 the betas) is left for the caller:
-// fill_h1_scalar or an ISA's gathers.
+// Fills the panel for columns [j0, j0 + jb) from q's stored rows and betas (the rows only with copy_rows: a split
+// panel's come from the ISA's fill_rows). With q.implicit_h1, plane 0 (and at order 1 the betas) is left for the
+// caller: fill_h1_scalar or an ISA's gathers.
 template <std::size_t L>
 void fill_panel_rows(const QuantizedColumns& q, std::size_t j0, std::size_t jb, std::size_t G, std::size_t split,
                      bool copy_rows, OuterPanel<L>& p) {
   const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw;
   p.sets = ceil_div(jb, L), p.G = G, p.NV = G * K, p.groups = ceil_div(p.sets, G), p.kw = kw, p.split = split;
-  p.prepared = false;
   const std::size_t gwords = p.group_words(), stride = p.word_step();
   if (p.words.size() < p.groups * gwords) p.words.resize(p.groups * gwords);
   if (p.betas.size() < p.groups * G * K * L) p.betas.resize(p.groups * G * K * L);
@@ -148,17 +146,14 @@ void lane_dests(std::size_t m, std::size_t ppi, std::size_t j0, std::size_t jb, 
 //   kMidRows, kLastRows            the calls that finish a task's last mb % kRows[K] filters (outer_run_task)
 //   Count                          a vector of per-lane 64-bit counts
 //   kSplit                         copies of each panel vector (1, or 2 for an ISA that counts nibbles)
-//   prepare_panel(panel)           rewrites the filled panel for counts (nothing at kSplit = 1, or when
-//                                  panel.prepared)
-//   kRowsFill                      whether fill_rows(q, j0, jb, panel) copies q's stored planes into the panel
-//                                  (as prepare_panel would leave them) instead of fill_panel_rows
+//   fill_rows(q, j0, jb, panel)    at kSplit = 2: q's stored planes into the panel, split (fill_panel_rows copies
+//                                  them at kSplit = 1)
 //   prepare_rows<MR>(a, kw, buf)   points a[i] at its row rewritten for counts in buf (2 * MR * kw words), or
 //                                  leaves it
 //   counts<MR, NV>(a, b, kw, step, copy, cnt)   cnt[i][v] = per-lane popcounts of rows a[i] against the
 //                                  vectors v of a panel group (word w's vectors at b + w * step; the first NV of
 //                                  them; a second copy of each `copy` words further at kSplit = 2)
-//   fill_h1(q, j0, jb, panel)      plane 0 (and at order 1 the betas) of an implicit_h1 q; it may write the
-//                                  words as prepare_panel leaves them and set panel.prepared
+//   fill_h1(q, j0, jb, panel)      plane 0 (and at order 1 the betas) of an implicit_h1 q (split at kSplit = 2)
 //   store<K>(cnt, betas, n, coef, add, dest, ep, o, ppi, y)   the epilogue above for one output o and one
 //                                  lane set: K counts, K x kLanes betas, written where dest says
 //   store_block<MR, G, K>(cnt, betas, n, coef, add, dest, ep, o, ppi, y)   the same for a whole register block
@@ -260,10 +255,9 @@ void outer_task(const word_t* wbits, std::size_t m, const QuantizedColumns& q, E
   const int K = q.order;
   OuterScratch<L>& scratch = outer_scratch<L>();
   OuterPanel<L>& p = scratch.panel;
-  fill_panel_rows(q, j0, jb, K == 1 ? kPanelSets<1> : kPanelSets<2>, Isa::kSplit, !Isa::kRowsFill, p);
-  if constexpr (Isa::kRowsFill) Isa::fill_rows(q, j0, jb, p);
+  fill_panel_rows(q, j0, jb, K == 1 ? kPanelSets<1> : kPanelSets<2>, Isa::kSplit, Isa::kSplit == 1, p);
+  if constexpr (Isa::kSplit > 1) Isa::fill_rows(q, j0, jb, p);
   if (q.implicit_h1) Isa::fill_h1(q, j0, jb, p);
-  Isa::prepare_panel(p);
   lane_dests(m, ppi, j0, jb, scratch.dest);
   const LaneDest<L>* dest = scratch.dest.data();
   if (Isa::kSplit > 1 && scratch.rows.size() < Isa::kSplit * max_rows<Isa>() * q.kw)
