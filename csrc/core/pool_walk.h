@@ -44,9 +44,24 @@ inline void three_taps(float* __restrict out, const float* __restrict r, std::si
   }
 }
 
+// A path's explicit loops for the two hot steps of row() below, each doing a prefix of its range and returning
+// where it stopped (row() finishes the rest with the loops above): Portable does none (the compiler vectorizes
+// the loops above); pool_avx2.cpp's does most of both. Every one computes nan_max in the same operand order, so
+// the same bits.
+//   max_rows(prev, in, n, r)    r[w] = nan_max(prev[w], in[w]) for w in [0, k), returns k <= n
+//   three_taps2(out, r, lo, hi, o, width, has_floor, floor)   three_taps<2> with d = 1 for ox in [lo, k), reading
+//                               no input column at or past `width`, returns k in [lo, hi]
+struct Portable {
+  static std::size_t max_rows(const float*, const float*, std::size_t, float*) { return 0; }
+  static std::size_t three_taps2(float*, const float*, std::size_t lo, std::size_t, long, std::size_t, bool, float) {
+    return lo;
+  }
+};
+
 // pool_row (pool.h): the kernel's rows inside the input maxed together (into scratch; a lone row is read in place),
 // then its column taps, then the floor. Windows of three columns at stride 1 or 2 (ResNet stems' 3x3 stride-2 pools)
 // take every column all three taps reach in one pass (three_taps), the rest tap by tap.
+template <class Ops = Portable>
 inline void row(const float* const* rows, std::size_t kh, const PoolColumns& pc, bool has_floor, float floor,
                 float* scratch, float* out) {
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
@@ -60,7 +75,7 @@ inline void row(const float* const* rows, std::size_t kh, const PoolColumns& pc,
     } else {
       float* __restrict r = scratch;
       const float* __restrict prev = src;
-      for (std::size_t w = 0; w < W; ++w) r[w] = nan_max(prev[w], in[w]);
+      for (std::size_t w = Ops::max_rows(prev, in, W, r); w < W; ++w) r[w] = nan_max(prev[w], in[w]);
       src = scratch;
     }
   }
@@ -94,7 +109,8 @@ inline void row(const float* const* rows, std::size_t kh, const PoolColumns& pc,
   if (lo < hi) {
     const long d = pc.off[1] - pc.off[0];
     if (pc.sw == 2) {
-      three_taps<2>(out, src, lo, hi, pc.off[0], d, has_floor, floor);
+      const std::size_t done = d == 1 ? Ops::three_taps2(out, src, lo, hi, pc.off[0], W, has_floor, floor) : lo;
+      three_taps<2>(out, src, done, hi, pc.off[0], d, has_floor, floor);
     } else {
       three_taps<1>(out, src, lo, hi, pc.off[0], d, has_floor, floor);
     }

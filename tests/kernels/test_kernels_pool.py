@@ -133,6 +133,25 @@ def test_every_path_pools_the_same_bits(path, width):
             np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
+@pytest.mark.parametrize("width", [37, 112])
+def test_nan_payloads_and_zero_signs_pool_the_same_bits(path, width):
+    """Many NaNs of distinct payloads (which one a window keeps depends on the order its maxima are taken in) and
+    signed zeros (max(+0, -0) keeps its second operand) in every row: the paths' explicit loops (pool_avx2.cpp)
+    keep the generic path's bits."""
+    rng = np.random.default_rng(width + 1)
+    x = rng.standard_normal((1, 4, 11, width)).astype(np.float32)
+    x[rng.random(x.shape) < 0.3] = 0.0
+    x[rng.random(x.shape) < 0.3] *= -1.0  # -0.0 among the zeros
+    bits = x.view(np.uint32)
+    nan = rng.random(x.shape) < 0.08
+    bits[nan] = 0x7FC00000 | rng.integers(1, 1 << 22, size=int(nan.sum()), dtype=np.uint32)
+    for floor in (None, 0.0, -0.0):
+        for geometry in ((3, 2, 1, 1), (3, 2, 0, 1), (2, 2, 0, 1)):
+            want = kernels.max_pool2d(x, *geometry, floor=floor, kernel="generic")
+            got = kernels.max_pool2d(x, *geometry, floor=floor, kernel=path)
+            np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
 @pytest.mark.parametrize("hw", [(1, 1), (1, 7), (2, 4), (3, 3), (1, 9), (4, 4), (7, 7), (8, 16), (1, 129), (10, 20),
                                 (14, 14), (17, 19), (64, 64)])
 def test_global_avg_pool_is_numpys(hw):
