@@ -158,6 +158,10 @@ void def_kernels(nb::module_& m) {
     require(n >= 1, "number of threads must be >= 1");
     horq::set_num_threads(n);
   });
+  m.def("_set_avx2_table_gemm", &horq::set_avx2_table_gemm, nb::arg("on"),
+        "Test and benchmark switch: the AVX2 path's table GEMM kernel where it applies (default), or its outer "
+        "kernel everywhere (the same bits).");
+  m.def("_avx2_table_gemm", &horq::avx2_table_gemm);
   m.def("pack_signs", &pack_signs, nb::arg("x"),
         "Packs the signs of each row of a C-contiguous float32 matrix (bit 1 = negative).");
   m.def("relayout_conv_weights", &relayout_conv_weights, nb::arg("bits"), nb::arg("channels"), nb::arg("kh"),

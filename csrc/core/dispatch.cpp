@@ -4,6 +4,7 @@
 // elsewhere (aarch64, ...) the library has the generic path alone and says so when asked for another.
 #include "core/dispatch.h"
 
+#include <atomic>
 #include <stdexcept>
 
 namespace horq {
@@ -39,6 +40,8 @@ static_assert(sizeof(KernelTable) == 18 * sizeof(void*),
               "a member added to KernelTable must be set in HORQ_KERNEL_TABLE (and counted here)");
 
 const KernelTable kGeneric = HORQ_KERNEL_TABLE(generic, nullptr);
+
+std::atomic<bool> avx2_table{true};
 
 bool always() { return true; }
 
@@ -127,5 +130,8 @@ const KernelTable& kernel_table(const std::string& name) {
   throw std::invalid_argument("kernel path '" + want + "' is not supported by this CPU (available: " + join(avail) +
                               ")");
 }
+
+void set_avx2_table_gemm(bool on) { avx2_table.store(on, std::memory_order_relaxed); }
+bool avx2_table_gemm() { return avx2_table.load(std::memory_order_relaxed); }
 
 }  // namespace horq

@@ -47,6 +47,12 @@ struct KernelTable {
   transpose64_fn transpose64;        // a 64 x 64 bit transpose (the weight gradient's planes)
 };
 
+// Whether the AVX2 path's GEMM tasks take its table kernel where it applies (gemm_outer_avx2.cpp; on by default) or
+// its outer-product kernel everywhere. Both give the same bits: the switch is there to compare them (tests, A/B
+// timing).
+void set_avx2_table_gemm(bool on);
+bool avx2_table_gemm();
+
 // Every path this library knows, whether or not this CPU can run it.
 const std::vector<std::string>& known_kernels();
 // The paths this CPU (and OS) can run, best first; "generic" is always last.

@@ -1,5 +1,6 @@
 // AVX2 half of the outer-product HORQ GEMM task (outer_panel.h: the task, its panel and its epilogue's
-// arithmetic); 4 columns per ymm (64-bit lanes). Compiled with -mavx2; selected only on CPUs with AVX2.
+// arithmetic); 4 columns per ymm (64-bit lanes). Compiled with -mavx2; selected only on CPUs with AVX2. Tasks of
+// orders 1-2 with enough columns take the table kernel at the end of this file instead (same bits).
 //
 // Counts: AVX2 has no vector popcount, so each 64-bit lane of a XOR is counted with the nibble table. Weight rows
 // and panel vectors are both stored split into their low and high nibbles (prepare_rows, fill_rows, fill_h1), and
@@ -22,7 +23,10 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <vector>
 
+#include "core/dispatch.h"
 #include "core/layer.h"
 #include "core/outer_panel.h"
 
@@ -276,7 +280,12 @@ struct Avx2Outer {
                     const LaneDest<kLanes>& d, const Epilogue& ep, std::size_t o, std::size_t ppi, float* y) {
     __m256d beta[K];
     for (int k = 0; k < K; ++k) beta[k] = _mm256_loadu_pd(betas + k * kLanes);
-    __m128 out = lane_set_output<K>(cnt, beta, count_bits(n), _mm256_set1_pd(coef), _mm256_set1_pd(add));
+    put(lane_set_output<K>(cnt, beta, count_bits(n), _mm256_set1_pd(coef), _mm256_set1_pd(add)), d, ep, o, ppi, y);
+  }
+
+  // A lane set's 4 outputs (before the float32 steps) into y where d says, with the residual and floor.
+  static void put(__m128 out, const LaneDest<kLanes>& d, const Epilogue& ep, std::size_t o, std::size_t ppi,
+                  float* y) {
     float* dst = y + d.base[0] + o * ppi;
     if (d.whole) {  // the common case: 4 consecutive columns of one image, one plain store
       if (ep.residual) out = _mm_add_ps(out, _mm_loadu_ps(ep.residual + (dst - y)));
@@ -298,10 +307,339 @@ struct Avx2Outer {
   }
 };
 
+// ---------------------------------------------------------------------------------------------------------------
+// Table GEMM: counts without the XOR. popcount(w ^ x) over a nibble pair is row w of a 16 x 16 table at column x, so
+// with each filter's nibbles turned into table rows, one vpshufb looks up 32 nibble counts of 32 columns at once:
+//     cnt8[i][v] += shuffle(row(W[o_i] nibble p), X_v[p])       (X_v[p]: nibble p of 32 columns, one per byte)
+// two operations per 128 binary MACs against the split kernel's three (XOR, lookup, add). Per nibble position p,
+// MR table rows (a byte offset each, 16 x the nibble, into the 256-byte table, broadcast to both 128-bit halves) go
+// against NV vectors of 32 column nibbles. The 9-word rows of benchmarks/count_kernels.cpp: "table 3 x 3" ~660 G
+// binary MAC/s against "split 3 x 2" ~500 G on an AMD EPYC Zen 3.
+//
+// Layout. Nibble position p = 2 b + h of a word: byte b, low (h = 0) or high nibble; a row has P = 16 kw positions.
+// Filter rows become P byte offsets each (weight_offsets); the columns of a block (up to kBlockVectors vectors of
+// 32 columns x one plane) become a panel [p][v] of 32 bytes, byte c the nibble of column c (transpose32: the 32
+// columns' words transposed as bytes in registers, then split into nibbles). A byte counts at most 4 per position,
+// so byte counts are widened into 16-bit ones every kFlush = 63 positions (vpunpck*bw: columns 0-7 and 16-23 in
+// the first half, 8-15 and 24-31 in the second); rows of n < 65536 bits, so 16 bits hold every count.
+//
+// Epilogue: each lane set of 4 columns' 16-bit counts widened to 64-bit lanes go through Avx2Outer::store, the outer
+// kernel's epilogue (same operations, same bits; it handles every kind of destination). Orders 1 and 2.
+namespace table {
+
+constexpr std::size_t kCols = 32;     // columns per vector
+constexpr std::size_t kFlush = 63;    // positions whose byte counts (<= 4 each) fit a byte
+constexpr std::size_t kBlockVectors = 3;
+constexpr std::size_t kPanelBytes = 32 * 1024;
+
+struct Tables {
+  alignas(64) std::uint8_t t[256];  // row w (16 bytes at 16 w): popcount(w ^ x) for x = 0..15
+  Tables() {
+    for (int w = 0; w < 16; ++w)
+      for (int x = 0; x < 16; ++x) t[16 * w + x] = static_cast<std::uint8_t>(__builtin_popcount(w ^ x));
+  }
+};
+const Tables kTables;
+
+// The P byte offsets (16 x nibble p) of each of `count` rows of kw words, row after row.
+void weight_offsets(const word_t* rows, std::size_t count, std::size_t kw, std::uint8_t* out) {
+  const __m128i lo_mask = _mm_set1_epi8(0x0f), hi_mask = _mm_set1_epi8(static_cast<char>(0xf0));
+  for (std::size_t i = 0; i < count * kw; ++i) {
+    const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(rows + i));
+    // Nibbles are below 16: shifting 16-bit lanes by 4 keeps each in its byte.
+    const __m128i lo = _mm_slli_epi16(_mm_and_si128(v, lo_mask), 4), hi = _mm_and_si128(v, hi_mask);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16 * i), _mm_unpacklo_epi8(lo, hi));
+  }
+}
+
+// Word w of 32 columns (w[c], c = 0..31) as 16 vectors of 32 bytes (byte c: nibble p of column c), vector p at
+// out + p * stride. Loads put columns 2k, 2k + 1 in the low half of register k and 16 + 2k, 17 + 2k in the high one,
+// so that after three rounds of unpacks (16-, 32-, 64-bit) each byte b's register holds columns 0-15 low, 16-31 high.
+void transpose32(const word_t* w, std::uint8_t* out, std::size_t stride) {
+  const __m256i pairs = _mm256_setr_epi8(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15, 0, 8, 1, 9, 2, 10, 3,
+                                         11, 4, 12, 5, 13, 6, 14, 7, 15);
+  __m256i a[8], b[8], c[8];
+  for (int k = 0; k < 8; ++k)  // 16-bit unit i of a half: byte i of its two columns
+    a[k] = _mm256_shuffle_epi8(_mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(w + 16 + 2 * k),
+                                                   reinterpret_cast<const __m128i*>(w + 2 * k)),
+                               pairs);
+  for (int k = 0; k < 8; k += 2) {  // 32-bit unit: byte i of 4 columns (4 (k / 2) ..), bytes 0-3, then 4-7
+    b[k] = _mm256_unpacklo_epi16(a[k], a[k + 1]);
+    b[k + 1] = _mm256_unpackhi_epi16(a[k], a[k + 1]);
+  }
+  for (int k = 0; k < 8; k += 4)  // 64-bit unit: byte i of 8 columns; c[k + j]: bytes 2 j, 2 j + 1
+    for (int j = 0; j < 2; ++j) {
+      c[k + 2 * j] = _mm256_unpacklo_epi32(b[k + j], b[k + 2 + j]);
+      c[k + 2 * j + 1] = _mm256_unpackhi_epi32(b[k + j], b[k + 2 + j]);
+    }
+  const __m256i low = _mm256_set1_epi8(0x0f);
+  for (int j = 0; j < 4; ++j)
+    for (int h = 0; h < 2; ++h) {  // byte 2 j + h of all 32 columns
+      const __m256i v = h ? _mm256_unpackhi_epi64(c[j], c[4 + j]) : _mm256_unpacklo_epi64(c[j], c[4 + j]);
+      const std::size_t byte = static_cast<std::size_t>(2 * j + h);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 2 * byte * stride), _mm256_and_si256(v, low));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + (2 * byte + 1) * stride),
+                          _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
+    }
+}
+
+// acc[i][v] += the byte counts of positions [p0, p1) (panel: position p0's vectors). In assembly for the blocks the
+// tasks use: GCC kept one of the nine accumulators of the 3 x 3 block on the stack (a store and a reload on every
+// position's chain: the loop ran at two thirds of this speed). Registers ymm11-15 hold the column vectors, the table
+// row and the lookups; the accumulators take what is left.
+#define HORQ_ROW(W, A0, A1, A2)                                    \
+  "movzbl (%[" #W "],%[p]), %%eax\n\t"                            \
+  "vbroadcasti128 (%[tab],%%rax), %%ymm14\n\t"                    \
+  "vpshufb %%ymm11, %%ymm14, %%ymm15\n\t"                         \
+  "vpaddb %%ymm15, %[" #A0 "], %[" #A0 "]\n\t"                     \
+  "vpshufb %%ymm12, %%ymm14, %%ymm15\n\t"                         \
+  "vpaddb %%ymm15, %[" #A1 "], %[" #A1 "]\n\t" A2
+#define HORQ_THIRD(A2)                                             \
+  "vpshufb %%ymm13, %%ymm14, %%ymm15\n\t"                         \
+  "vpaddb %%ymm15, %[" #A2 "], %[" #A2 "]\n\t"
+
+template <int MR, int NV>
+void positions(const std::uint8_t* const* woff, const std::uint8_t* panel, std::size_t p0, std::size_t p1,
+               __m256i (&acc)[MR][NV]);
+
+template <>
+void positions<3, 3>(const std::uint8_t* const* woff, const std::uint8_t* panel, std::size_t p0, std::size_t p1,
+                     __m256i (&acc)[3][3]) {
+  if (p0 == p1) return;
+  __m256i a00 = acc[0][0], a01 = acc[0][1], a02 = acc[0][2], a10 = acc[1][0], a11 = acc[1][1], a12 = acc[1][2];
+  __m256i a20 = acc[2][0], a21 = acc[2][1], a22 = acc[2][2];
+  // p counts up from -(p1 - p0) to 0 against row pointers at p1 (one register fewer than p and p1).
+  std::ptrdiff_t p = static_cast<std::ptrdiff_t>(p0) - static_cast<std::ptrdiff_t>(p1);
+  asm("1:\n\t"
+      "vmovdqa (%[x]), %%ymm11\n\t"
+      "vmovdqa 32(%[x]), %%ymm12\n\t"
+      "vmovdqa 64(%[x]), %%ymm13\n\t"
+      HORQ_ROW(w0, a00, a01, HORQ_THIRD(a02))
+      HORQ_ROW(w1, a10, a11, HORQ_THIRD(a12))
+      HORQ_ROW(w2, a20, a21, HORQ_THIRD(a22))
+      "add $96, %[x]\n\t"
+      "inc %[p]\n\t"
+      "jnz 1b\n\t"
+      : [a00] "+x"(a00), [a01] "+x"(a01), [a02] "+x"(a02), [a10] "+x"(a10), [a11] "+x"(a11), [a12] "+x"(a12),
+        [a20] "+x"(a20), [a21] "+x"(a21), [a22] "+x"(a22), [x] "+r"(panel), [p] "+r"(p)
+      : [w0] "r"(woff[0] + p1), [w1] "r"(woff[1] + p1), [w2] "r"(woff[2] + p1), [tab] "r"(kTables.t)
+      : "rax", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
+  acc[0][0] = a00, acc[0][1] = a01, acc[0][2] = a02, acc[1][0] = a10, acc[1][1] = a11, acc[1][2] = a12;
+  acc[2][0] = a20, acc[2][1] = a21, acc[2][2] = a22;
+}
+
+template <>
+void positions<5, 2>(const std::uint8_t* const* woff, const std::uint8_t* panel, std::size_t p0, std::size_t p1,
+                     __m256i (&acc)[5][2]) {
+  if (p0 == p1) return;
+  __m256i a00 = acc[0][0], a01 = acc[0][1], a10 = acc[1][0], a11 = acc[1][1], a20 = acc[2][0], a21 = acc[2][1];
+  __m256i a30 = acc[3][0], a31 = acc[3][1], a40 = acc[4][0], a41 = acc[4][1];
+  std::ptrdiff_t p = static_cast<std::ptrdiff_t>(p0) - static_cast<std::ptrdiff_t>(p1);  // as above
+  asm("1:\n\t"
+      "vmovdqa (%[x]), %%ymm11\n\t"
+      "vmovdqa 32(%[x]), %%ymm12\n\t"
+      HORQ_ROW(w0, a00, a01, "") HORQ_ROW(w1, a10, a11, "") HORQ_ROW(w2, a20, a21, "")
+      HORQ_ROW(w3, a30, a31, "") HORQ_ROW(w4, a40, a41, "")
+      "add $64, %[x]\n\t"
+      "inc %[p]\n\t"
+      "jnz 1b\n\t"
+      : [a00] "+x"(a00), [a01] "+x"(a01), [a10] "+x"(a10), [a11] "+x"(a11), [a20] "+x"(a20), [a21] "+x"(a21),
+        [a30] "+x"(a30), [a31] "+x"(a31), [a40] "+x"(a40), [a41] "+x"(a41), [x] "+r"(panel), [p] "+r"(p)
+      : [w0] "r"(woff[0] + p1), [w1] "r"(woff[1] + p1), [w2] "r"(woff[2] + p1), [w3] "r"(woff[3] + p1),
+        [w4] "r"(woff[4] + p1), [tab] "r"(kTables.t)
+      : "rax", "xmm11", "xmm12", "xmm14", "xmm15", "cc", "memory");
+  acc[0][0] = a00, acc[0][1] = a01, acc[1][0] = a10, acc[1][1] = a11, acc[2][0] = a20, acc[2][1] = a21;
+  acc[3][0] = a30, acc[3][1] = a31, acc[4][0] = a40, acc[4][1] = a41;
+}
+#undef HORQ_THIRD
+#undef HORQ_ROW
+
+// 16-bit counts of MR rows x NV column vectors over P positions; cnt[i][v][h]: h = 0 columns 0-7 | 16-23, h = 1
+// columns 8-15 | 24-31.
+template <int MR, int NV>
+void counts(const std::uint8_t* const* woff, const std::uint8_t* panel, std::size_t P, __m256i (&cnt)[MR][NV][2]) {
+  const __m256i zero = _mm256_setzero_si256();
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) cnt[i][v][0] = cnt[i][v][1] = zero;
+  for (std::size_t p0 = 0; p0 < P; p0 += kFlush) {
+    const std::size_t p1 = std::min(P, p0 + kFlush);
+    __m256i acc[MR][NV];
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < NV; ++v) acc[i][v] = zero;
+    positions<MR, NV>(woff, panel + p0 * NV * kCols, p0, p1, acc);
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < NV; ++v) {
+        cnt[i][v][0] = _mm256_add_epi16(cnt[i][v][0], _mm256_unpacklo_epi8(acc[i][v], zero));
+        cnt[i][v][1] = _mm256_add_epi16(cnt[i][v][1], _mm256_unpackhi_epi8(acc[i][v], zero));
+      }
+  }
+}
+
+// The 32 columns' outputs of one filter (before the float32 steps), out[s] for lane set s (columns 4 s .. 4 s + 3):
+// Avx2Outer::lane_set_output's operations in its order, from the K planes' 16-bit counts c[k] (counts' layout:
+// columns 8 b .. 8 b + 7 in half b & 1, 128-bit lane b >> 1). n - 2 pc is formed in 32-bit lanes and converted to
+// double exactly, as signed_count gives it; bq: the betas of lane set s and plane k at (s K + k) 4.
+template <int K>
+inline void group_outputs(const __m256i (*c)[2], const double* bq, __m256i n, __m256d coef, __m256d add,
+                          __m128 (&out)[kCols / 4]) {
+  for (int b = 0; b < 4; ++b) {
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    for (int k = 0; k < K; ++k) {
+      const __m256i h = c[k][b & 1];
+      const __m128i u = b & 2 ? _mm256_extracti128_si256(h, 1) : _mm256_castsi256_si128(h);
+      const __m256i x = _mm256_sub_epi32(n, _mm256_slli_epi32(_mm256_cvtepu16_epi32(u), 1));
+      s0 = _mm256_add_pd(s0, _mm256_mul_pd(_mm256_loadu_pd(bq + (2 * b * K + k) * 4),
+                                           _mm256_cvtepi32_pd(_mm256_castsi256_si128(x))));
+      s1 = _mm256_add_pd(s1, _mm256_mul_pd(_mm256_loadu_pd(bq + ((2 * b + 1) * K + k) * 4),
+                                           _mm256_cvtepi32_pd(_mm256_extracti128_si256(x, 1))));
+    }
+    out[2 * b] = _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(coef, s0), add));
+    out[2 * b + 1] = _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(coef, s1), add));
+  }
+}
+
+struct Scratch {
+  std::vector<std::uint8_t, UninitAllocator<std::uint8_t>> woff, panel;
+  std::vector<double> betas;  // per lane set s of a block and plane k: 4 lanes at (s K + k) 4
+  std::vector<LaneDest<4>> dest;
+  std::vector<std::int64_t> word_at;  // per column of a block: its first word in the pixel image (plane 0)
+};
+
+[[gnu::noinline]] Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
+// Block shapes (MR filters x G groups of 32 columns, NV = G K vectors; MR x NV + NV + 2 of the 16 registers):
+// order 1, 3 x 3, or 5 x 2 where a 3-group panel would pass kSmallPanel (its panel and the weights' offsets then
+// left L1: 128ch 28x28 ran slower than the outer kernel); order 2, 5 x (1 group x 2 planes).
+constexpr std::size_t kSmallPanel = 16 * 1024;
+
+// Whether a task takes the table kernel: orders 1-2, rows below 2^16 bits, a block's panel within kPanelBytes, a
+// channel-major output (ppi > 1: the NHWC outputs of training stay with store_columns), and enough columns.
+bool applies(const QuantizedColumns& q, std::size_t ppi, std::size_t jb) {
+  const std::size_t K = static_cast<std::size_t>(q.order);
+  if (K < 1 || K > 2 || q.n >= 65536 || ppi == 1 || jb < 2 * kCols) return false;
+  return 16 * q.kw * 2 * kCols <= kPanelBytes;
+}
+
+template <int K, int MR, std::size_t G>
+void task(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const Epilogue& ep, std::size_t ppi,
+          float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb) {
+  constexpr std::size_t NV = G * K, L = Avx2Outer::kLanes;
+  const std::size_t kw = q.kw, P = 16 * kw, bcols = G * kCols;
+  const double n = static_cast<double>(q.n);
+  Scratch& sc = scratch();
+  sc.woff.resize(mb * P);
+  weight_offsets(wbits + o0 * kw, mb, kw, sc.woff.data());
+  sc.panel.resize(P * NV * kCols + 32);
+  std::uint8_t* panel = sc.panel.data() + (32 - reinterpret_cast<std::uintptr_t>(sc.panel.data()) % 32) % 32;
+  sc.betas.resize(bcols / L * K * L);
+  sc.word_at.resize(bcols);
+  const PixelImage& im = q.image;
+  alignas(32) word_t gather[kCols];
+  for (std::size_t c0 = 0; c0 < jb; c0 += bcols) {
+    const std::size_t nc = std::min(bcols, jb - c0), sets = ceil_div(nc, L);
+    // The block's panel: per vector (group g, plane k) and word w, the 32 columns' words (zero past nc) transposed.
+    if (q.implicit_h1) {
+      PixelCursor at(im, j0 + c0);
+      for (std::size_t c = 0; c < nc; ++c, at.next()) sc.word_at[c] = at.word();
+    }
+    for (std::size_t g = 0; g < G; ++g)
+      for (std::size_t k = 0; k < static_cast<std::size_t>(K); ++k) {
+        std::uint8_t* out = panel + (g * K + k) * kCols;
+        const std::size_t first = g * kCols, valid = nc > first ? std::min(kCols, nc - first) : 0;
+        const bool image = q.implicit_h1 && k == 0;
+        bool run = image && valid == kCols;  // 32 consecutive words of the image (one row of one image)
+        for (std::size_t c = 1; run && c < kCols; ++c)
+          run = sc.word_at[first + c] == sc.word_at[first] + static_cast<std::int64_t>(c);
+        for (std::size_t w = 0; w < kw; ++w) {
+          const word_t* src = gather;
+          if (run) {
+            src = im.words.data() + sc.word_at[first] + im.word_off[w];
+          } else {
+            for (std::size_t c = 0; c < valid; ++c)
+              gather[c] = image ? im.words[static_cast<std::size_t>(sc.word_at[first + c] + im.word_off[w])]
+                                : q.bits[((j0 + c0 + first + c) * K + k) * kw + w];
+            std::fill(gather + valid, gather + kCols, word_t{0});
+          }
+          transpose32(src, out + 16 * w * NV * kCols, NV * kCols);
+        }
+      }
+    // Its betas, lane set by lane set: stored, or at order 1 with the image the box sum in tap order / n.
+    double* bq = sc.betas.data();
+    if (q.implicit_h1 && K == 1) {
+      PixelCursor at(im, j0 + c0);
+      for (std::size_t c = 0; c < sets * L; ++c) {
+        if (c >= nc) {
+          bq[c] = 0.0;
+          continue;
+        }
+        const double* sums = im.sums.data() + at.sum();
+        double s = 0.0;
+        for (const std::int64_t off : im.sum_off) s += sums[off];
+        bq[c] = s / n;
+        at.next();
+      }
+    } else {
+      for (std::size_t c = 0; c < sets * L; ++c)
+        for (std::size_t k = 0; k < static_cast<std::size_t>(K); ++k)
+          bq[(c / L * K + k) * L + c % L] = c < nc ? q.betas[(j0 + c0 + c) * K + k] : 0.0;
+    }
+    lane_dests(m, ppi, j0 + c0, nc, sc.dest);
+    bool run[G];  // group g's 32 columns whole and consecutive in y: one run of stores per filter
+    for (std::size_t g = 0; g < G; ++g) {
+      const std::size_t s0 = g * (kCols / L);
+      run[g] = s0 + kCols / L <= sets;
+      for (std::size_t s = s0; run[g] && s < s0 + kCols / L; ++s)
+        run[g] = sc.dest[s].whole && sc.dest[s].base[0] == sc.dest[s0].base[0] + (s - s0) * L;
+    }
+    for (std::size_t i0 = 0; i0 < mb; i0 += MR) {
+      const std::uint8_t* woff[MR];
+      for (int i = 0; i < MR; ++i) woff[i] = sc.woff.data() + (i0 + i < mb ? i0 + i : i0) * P;
+      __m256i cnt[MR][NV][2];
+      counts<MR, static_cast<int>(NV)>(woff, panel, P, cnt);
+      const __m256i nvec = _mm256_set1_epi32(static_cast<int>(q.n));
+      for (int i = 0; i < MR && i0 + i < mb; ++i) {
+        const std::size_t o = o0 + i0 + i;
+        const __m256d coef = _mm256_set1_pd(ep.coef[o]), add = _mm256_set1_pd(ep.add[o]);
+        for (std::size_t g = 0; g * kCols < nc; ++g) {
+          __m128 out[kCols / L];
+          group_outputs<K>(cnt[i] + g * K, bq + g * (kCols / L) * K * L, nvec, coef, add, out);
+          const std::size_t s0 = g * (kCols / L);
+          if (run[g]) {  // 32 consecutive outputs of one image
+            float* dst = y + o * ppi + sc.dest[s0].base[0];
+            if (ep.residual) {
+              const float* r = ep.residual + (dst - y);
+              for (std::size_t l = 0; l < kCols / L; ++l) out[l] = _mm_add_ps(out[l], _mm_loadu_ps(r + 4 * l));
+            }
+            if (ep.floor) {
+              const __m128 f = _mm_set1_ps(ep.floor[o]);
+              for (std::size_t l = 0; l < kCols / L; ++l) out[l] = _mm_max_ps(f, out[l]);  // floor > out ? floor : out
+            }
+            for (std::size_t l = 0; l < kCols / L; ++l) _mm_storeu_ps(dst + 4 * l, out[l]);
+            continue;
+          }
+          for (std::size_t s = s0; s < std::min(sets, s0 + kCols / L); ++s)
+            Avx2Outer::put(out[s - s0], sc.dest[s], ep, o, ppi, y);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace table
+
 }  // namespace
 
 void gemm_task_avx2(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep, std::size_t ppi,
                     float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb) {
+  if (avx2_table_gemm() && table::applies(q, ppi, jb)) {
+    if (q.order == 2) return table::task<2, 5, 1>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb);
+    if (16 * q.kw * 3 * table::kCols <= table::kSmallPanel)
+      return table::task<1, 3, 3>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb);
+    return table::task<1, 5, 2>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb);
+  }
   outer_task<Avx2Outer>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb);
 }
 

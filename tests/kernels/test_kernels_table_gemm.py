@@ -1,0 +1,87 @@
+"""The AVX2 path's table GEMM (csrc/core/gemm_outer_avx2.cpp, namespace table): where it applies (orders 1-2,
+channel-major outputs, tasks of 64 or more columns) it must give the outer-product kernel's bits, which the rest of
+the suite checks against the reference; `_core._set_avx2_table_gemm(False)` makes every task take the outer kernel.
+
+The shapes reach each part of it: blocks of 3 x 32 columns (order 1, rows up to 5 words) and of 2 x 32 (longer
+rows), order 2's blocks of 32 columns x 2 planes; 32-column groups cut by the task's last column, groups that run
+across images (small maps, batch > 1) and across image rows; filter counts below and between the register blocks (3,
+5); rows of 1 word (1x1), 2, 4, 5, 9, 18 and 27 words (byte counts widened into 16 bits every 63 nibble positions:
+up to 7 times); the compact layout's stored planes (32 channels); stride 2 and no padding; the residual and floor
+epilogue; 1 and 2 threads (at 2, the smaller shapes' tasks fall below 64 columns and both sides run the outer
+kernel; the last shape's do not)."""
+
+import numpy as np
+import pytest
+
+from horq import _core, kernels, reference
+
+pytestmark = pytest.mark.skipif("avx2" not in _core.available_kernels(), reason="needs the AVX2 path")
+
+GEOMETRIES = [
+    # (batch, C_in, C_out, H, W, k, stride, padding)
+    (1, 64, 64, 20, 20, 3, 1, 1),  # 400 columns: blocks of 96, a last partial group
+    (2, 64, 13, 9, 9, 3, 1, 1),  # 162 columns: groups across the two images
+    (3, 64, 5, 7, 7, 3, 1, 1),  # 147 columns of 7-pixel rows
+    (1, 128, 7, 17, 19, 3, 1, 1),  # 18-word rows: 2-group blocks
+    (1, 256, 10, 12, 12, 1, 1, 0),  # 1x1, 4-word rows
+    (1, 64, 3, 30, 30, 1, 1, 0),  # 1-word rows, 3 filters
+    (1, 128, 11, 13, 13, 1, 1, 0),  # 2-word rows
+    (1, 64, 11, 30, 30, 3, 2, 1),  # stride 2
+    (2, 64, 6, 11, 10, 3, 1, 0),  # no padding
+    (1, 32, 9, 16, 16, 3, 1, 1),  # compact layout: 5-word rows from stored planes
+    (1, 192, 4, 10, 11, 3, 1, 1),  # three words per pixel
+    (2, 64, 8, 24, 24, 3, 1, 1),  # 1152 columns: tasks of 64 or more at 2 threads too
+]
+
+
+def _layers(pw, order, s, p, floor):
+    return (kernels.Conv2dLayer(pw, order=order, stride=s, padding=p, kernel="avx2"),
+            kernels.Conv2dLayer(pw, order=order, stride=s, padding=p, out_floor=floor, kernel="avx2"))
+
+
+@pytest.fixture
+def outer_kernel():
+    """Run the block with the table kernel off; it is back on afterwards whatever happens."""
+
+    class Switch:
+        def __enter__(self):
+            _core._set_avx2_table_gemm(False)
+
+        def __exit__(self, *exc):
+            _core._set_avx2_table_gemm(True)
+
+    yield Switch()
+    _core._set_avx2_table_gemm(True)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("order", [1, 2])
+@pytest.mark.parametrize("geom", GEOMETRIES, ids=lambda g: "x".join(map(str, g)))
+def test_table_kernel_gives_the_outer_kernels_bits(geom, order, threads, outer_kernel):
+    b, c, co, h, w, k, s, p = geom
+    rng = np.random.default_rng(sum(geom) + 7 * order)
+    x = rng.standard_normal((b, c, h, w)).astype(np.float32)
+    x[0, :, 0, :3] = 0.0  # zeros: sign +1, |x| = 0
+    wt = rng.standard_normal((co, c, k, k)).astype(np.float32)
+    pw = kernels.pack_weights(wt)
+    floor = rng.standard_normal(co).astype(np.float32)
+    floor[::2] = 0.0
+    kernels.set_num_threads(threads)
+    plain, floored = _layers(pw, order, s, p, floor)
+    y = plain(x)
+    r = rng.standard_normal(y.shape).astype(np.float32)
+    got = (y, floored(x, r), plain(x, r))
+    with outer_kernel:
+        plain, floored = _layers(pw, order, s, p, floor)
+        want = (plain(x), floored(x, r), plain(x, r))
+    for g, wnt in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g.view(np.uint32), wnt.view(np.uint32))
+    ref = reference.horq_conv2d(x, wt, order=order, stride=s, padding=p)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5 * max(1.0, float(np.abs(ref).max())))
+
+
+def test_switch_reports_its_state(outer_kernel):
+    assert _core._avx2_table_gemm()
+    with outer_kernel:
+        assert not _core._avx2_table_gemm()
+    assert _core._avx2_table_gemm()
