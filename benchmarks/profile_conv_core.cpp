@@ -12,7 +12,8 @@
 //   perf report -i /tmp/perf.data --no-children --sort symbol
 //
 // With a batch and `train` = 1, each call also makes the columns explicit for the backward pass
-// (materialize_columns, as the native training forward does). Prints the fastest call, 1 thread (HORQ_NUM_THREADS=N:
+// (materialize_columns, as the native training forward does). HORQ_AVX2_TABLE=0 puts every AVX2 task on the outer
+// kernel instead of the table kernel where it applies. Prints the fastest call, 1 thread (HORQ_NUM_THREADS=N:
 // N), on the best kernel path this CPU has unless a path (avx512, avx2, generic) is named (HORQ_KERNEL is not read
 // here), and the median call. With `flush MB` > 0, that many MB of another buffer are written before every call
 // (untimed), so each call finds its weights, input and output evicted from the caches, as in a network whose other
@@ -39,6 +40,8 @@ int main(int argc, char** argv) {
   const std::size_t k = argc > 7 ? std::strtoul(argv[7], nullptr, 10) : 3, pad = k / 2;  // k x k, "same" padding
   // 1 thread unless HORQ_NUM_THREADS says otherwise (the library's own default would take every core).
   horq::set_num_threads(std::getenv("HORQ_NUM_THREADS") ? std::atoi(std::getenv("HORQ_NUM_THREADS")) : 1);
+  // HORQ_AVX2_TABLE=0: the AVX2 path's outer kernel on every task (dispatch.h set_avx2_table_gemm), for A/B runs.
+  if (const char* t = std::getenv("HORQ_AVX2_TABLE")) horq::set_avx2_table_gemm(std::atoi(t) != 0);
   const horq::KernelTable& kt = horq::kernel_table(argc > 8 ? argv[8] : "");
   // Stride (argument 11): padding k / 2 either way, so a stride-2 1x1 is a ResNet shortcut with C_out = 2 C_in.
   const std::size_t st = argc > 10 ? std::strtoul(argv[10], nullptr, 10) : 1, os = (s + 2 * pad - k) / st + 1;

@@ -503,6 +503,7 @@ struct Scratch {
   std::vector<double> betas;  // per lane set s of a block and plane k: 4 lanes at (s K + k) 4
   std::vector<LaneDest<4>> dest;
   std::vector<std::int64_t> word_at;  // per column of a block: its first word in the pixel image (plane 0)
+  std::vector<unsigned char> run;     // per group of a superblock: 32 consecutive outputs in y
 };
 
 [[gnu::noinline]] Scratch& scratch() {
@@ -523,105 +524,127 @@ bool applies(const QuantizedColumns& q, std::size_t ppi, std::size_t jb) {
   return 16 * q.kw * 2 * kCols <= kPanelBytes;
 }
 
+// Column blocks per superblock: the blocks' panels are built first, then each register block of filters runs over all
+// of them, so a filter's outputs go out in runs of about kSuperColumns floats (runs of one block's 96 made the
+// layer's 64 output planes as many short write streams: 64ch 56x56 lost half its gain when the output was not in
+// cache).
+constexpr std::size_t kSuperColumns = 384;
+
+// A block's panel (vector (g, k) of position p at panel + (p NV + g K + k) 32) from columns [c0, c0 + nc) of the
+// task, its betas (bq) and where its columns' first words lie in the pixel image (word_at, plane 0 of an image q).
+template <int K, std::size_t G>
+void build_block(const QuantizedColumns& q, std::size_t j0, std::size_t c0, std::size_t nc, std::uint8_t* panel,
+                 double* bq, std::int64_t* word_at) {
+  constexpr std::size_t NV = G * K, L = Avx2Outer::kLanes;
+  const std::size_t kw = q.kw, sets = ceil_div(nc, L);
+  const double n = static_cast<double>(q.n);
+  const PixelImage& im = q.image;
+  alignas(32) word_t gather[kCols];
+  if (q.implicit_h1) {
+    PixelCursor at(im, j0 + c0);
+    for (std::size_t c = 0; c < nc; ++c, at.next()) word_at[c] = at.word();
+  }
+  for (std::size_t g = 0; g < G; ++g)
+    for (std::size_t k = 0; k < static_cast<std::size_t>(K); ++k) {
+      std::uint8_t* out = panel + (g * K + k) * kCols;
+      const std::size_t first = g * kCols, valid = nc > first ? std::min(kCols, nc - first) : 0;
+      const bool image = q.implicit_h1 && k == 0;
+      bool run = image && valid == kCols;  // 32 consecutive words of the image (one row of one image)
+      for (std::size_t c = 1; run && c < kCols; ++c)
+        run = word_at[first + c] == word_at[first] + static_cast<std::int64_t>(c);
+      for (std::size_t w = 0; w < kw; ++w) {
+        const word_t* src = gather;
+        if (run) {
+          src = im.words.data() + word_at[first] + im.word_off[w];
+        } else {
+          for (std::size_t c = 0; c < valid; ++c)
+            gather[c] = image ? im.words[static_cast<std::size_t>(word_at[first + c] + im.word_off[w])]
+                              : q.bits[((j0 + c0 + first + c) * K + k) * kw + w];
+          std::fill(gather + valid, gather + kCols, word_t{0});
+        }
+        transpose32(src, out + 16 * w * NV * kCols, NV * kCols);
+      }
+    }
+  // Betas, lane set by lane set: stored, or at order 1 with the image the box sum in tap order / n.
+  if (q.implicit_h1 && K == 1) {
+    PixelCursor at(im, j0 + c0);
+    for (std::size_t c = 0; c < sets * L; ++c) {
+      if (c >= nc) {
+        bq[c] = 0.0;
+        continue;
+      }
+      const double* sums = im.sums.data() + at.sum();
+      double s = 0.0;
+      for (const std::int64_t off : im.sum_off) s += sums[off];
+      bq[c] = s / n;
+      at.next();
+    }
+  } else {
+    for (std::size_t c = 0; c < sets * L; ++c)
+      for (std::size_t k = 0; k < static_cast<std::size_t>(K); ++k)
+        bq[(c / L * K + k) * L + c % L] = c < nc ? q.betas[(j0 + c0 + c) * K + k] : 0.0;
+  }
+}
+
 template <int K, int MR, std::size_t G>
 void task(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const Epilogue& ep, std::size_t ppi,
           float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb) {
-  constexpr std::size_t NV = G * K, L = Avx2Outer::kLanes;
+  constexpr std::size_t NV = G * K, L = Avx2Outer::kLanes, S = kCols / L;  // S: lane sets per group
   const std::size_t kw = q.kw, P = 16 * kw, bcols = G * kCols;
-  const double n = static_cast<double>(q.n);
+  const std::size_t blocks = std::max<std::size_t>(1, kSuperColumns / bcols), pbytes = P * NV * kCols;
   Scratch& sc = scratch();
   sc.woff.resize(mb * P);
   weight_offsets(wbits + o0 * kw, mb, kw, sc.woff.data());
-  sc.panel.resize(P * NV * kCols + 32);
-  std::uint8_t* panel = sc.panel.data() + (32 - reinterpret_cast<std::uintptr_t>(sc.panel.data()) % 32) % 32;
-  sc.betas.resize(bcols / L * K * L);
+  sc.panel.resize(blocks * pbytes + 32);
+  std::uint8_t* panels = sc.panel.data() + (32 - reinterpret_cast<std::uintptr_t>(sc.panel.data()) % 32) % 32;
+  sc.betas.resize(blocks * bcols * K);
   sc.word_at.resize(bcols);
-  const PixelImage& im = q.image;
-  alignas(32) word_t gather[kCols];
-  for (std::size_t c0 = 0; c0 < jb; c0 += bcols) {
-    const std::size_t nc = std::min(bcols, jb - c0), sets = ceil_div(nc, L);
-    // The block's panel: per vector (group g, plane k) and word w, the 32 columns' words (zero past nc) transposed.
-    if (q.implicit_h1) {
-      PixelCursor at(im, j0 + c0);
-      for (std::size_t c = 0; c < nc; ++c, at.next()) sc.word_at[c] = at.word();
-    }
-    for (std::size_t g = 0; g < G; ++g)
-      for (std::size_t k = 0; k < static_cast<std::size_t>(K); ++k) {
-        std::uint8_t* out = panel + (g * K + k) * kCols;
-        const std::size_t first = g * kCols, valid = nc > first ? std::min(kCols, nc - first) : 0;
-        const bool image = q.implicit_h1 && k == 0;
-        bool run = image && valid == kCols;  // 32 consecutive words of the image (one row of one image)
-        for (std::size_t c = 1; run && c < kCols; ++c)
-          run = sc.word_at[first + c] == sc.word_at[first] + static_cast<std::int64_t>(c);
-        for (std::size_t w = 0; w < kw; ++w) {
-          const word_t* src = gather;
-          if (run) {
-            src = im.words.data() + sc.word_at[first] + im.word_off[w];
-          } else {
-            for (std::size_t c = 0; c < valid; ++c)
-              gather[c] = image ? im.words[static_cast<std::size_t>(sc.word_at[first + c] + im.word_off[w])]
-                                : q.bits[((j0 + c0 + first + c) * K + k) * kw + w];
-            std::fill(gather + valid, gather + kCols, word_t{0});
-          }
-          transpose32(src, out + 16 * w * NV * kCols, NV * kCols);
-        }
-      }
-    // Its betas, lane set by lane set: stored, or at order 1 with the image the box sum in tap order / n.
-    double* bq = sc.betas.data();
-    if (q.implicit_h1 && K == 1) {
-      PixelCursor at(im, j0 + c0);
-      for (std::size_t c = 0; c < sets * L; ++c) {
-        if (c >= nc) {
-          bq[c] = 0.0;
-          continue;
-        }
-        const double* sums = im.sums.data() + at.sum();
-        double s = 0.0;
-        for (const std::int64_t off : im.sum_off) s += sums[off];
-        bq[c] = s / n;
-        at.next();
-      }
-    } else {
-      for (std::size_t c = 0; c < sets * L; ++c)
-        for (std::size_t k = 0; k < static_cast<std::size_t>(K); ++k)
-          bq[(c / L * K + k) * L + c % L] = c < nc ? q.betas[(j0 + c0 + c) * K + k] : 0.0;
-    }
-    lane_dests(m, ppi, j0 + c0, nc, sc.dest);
-    bool run[G];  // group g's 32 columns whole and consecutive in y: one run of stores per filter
-    for (std::size_t g = 0; g < G; ++g) {
-      const std::size_t s0 = g * (kCols / L);
-      run[g] = s0 + kCols / L <= sets;
-      for (std::size_t s = s0; run[g] && s < s0 + kCols / L; ++s)
-        run[g] = sc.dest[s].whole && sc.dest[s].base[0] == sc.dest[s0].base[0] + (s - s0) * L;
+  sc.run.resize(blocks * G);
+  const __m256i nvec = _mm256_set1_epi32(static_cast<int>(q.n));
+  for (std::size_t c0 = 0; c0 < jb; c0 += blocks * bcols) {
+    const std::size_t snc = std::min(blocks * bcols, jb - c0), nb = ceil_div(snc, bcols);
+    for (std::size_t b = 0; b < nb; ++b)
+      build_block<K, G>(q, j0, c0 + b * bcols, std::min(bcols, snc - b * bcols), panels + b * pbytes,
+                        sc.betas.data() + b * bcols * K, sc.word_at.data());
+    lane_dests(m, ppi, j0 + c0, snc, sc.dest);
+    const std::size_t sets = sc.dest.size();
+    for (std::size_t g = 0; g < nb * G; ++g) {  // group g's 32 columns whole and consecutive in y: one run of stores
+      const std::size_t s0 = g * S;
+      bool run = s0 + S <= sets;
+      for (std::size_t s = s0; run && s < s0 + S; ++s)
+        run = sc.dest[s].whole && sc.dest[s].base[0] == sc.dest[s0].base[0] + (s - s0) * L;
+      sc.run[g] = run;
     }
     for (std::size_t i0 = 0; i0 < mb; i0 += MR) {
       const std::uint8_t* woff[MR];
       for (int i = 0; i < MR; ++i) woff[i] = sc.woff.data() + (i0 + i < mb ? i0 + i : i0) * P;
-      __m256i cnt[MR][NV][2];
-      counts<MR, static_cast<int>(NV)>(woff, panel, P, cnt);
-      const __m256i nvec = _mm256_set1_epi32(static_cast<int>(q.n));
-      for (int i = 0; i < MR && i0 + i < mb; ++i) {
-        const std::size_t o = o0 + i0 + i;
-        const __m256d coef = _mm256_set1_pd(ep.coef[o]), add = _mm256_set1_pd(ep.add[o]);
-        for (std::size_t g = 0; g * kCols < nc; ++g) {
-          __m128 out[kCols / L];
-          group_outputs<K>(cnt[i] + g * K, bq + g * (kCols / L) * K * L, nvec, coef, add, out);
-          const std::size_t s0 = g * (kCols / L);
-          if (run[g]) {  // 32 consecutive outputs of one image
-            float* dst = y + o * ppi + sc.dest[s0].base[0];
-            if (ep.residual) {
-              const float* r = ep.residual + (dst - y);
-              for (std::size_t l = 0; l < kCols / L; ++l) out[l] = _mm_add_ps(out[l], _mm_loadu_ps(r + 4 * l));
+      for (std::size_t b = 0; b < nb; ++b) {
+        __m256i cnt[MR][NV][2];
+        counts<MR, static_cast<int>(NV)>(woff, panels + b * pbytes, P, cnt);
+        const double* bq = sc.betas.data() + b * bcols * K;
+        for (int i = 0; i < MR && i0 + i < mb; ++i) {
+          const std::size_t o = o0 + i0 + i;
+          const __m256d coef = _mm256_set1_pd(ep.coef[o]), add = _mm256_set1_pd(ep.add[o]);
+          for (std::size_t g = 0; g < G && (b * G + g) * S < sets; ++g) {
+            __m128 out[S];
+            group_outputs<K>(cnt[i] + g * K, bq + g * S * K * L, nvec, coef, add, out);
+            const std::size_t s0 = (b * G + g) * S;
+            if (sc.run[b * G + g]) {  // 32 consecutive outputs of one image
+              float* dst = y + o * ppi + sc.dest[s0].base[0];
+              if (ep.residual) {
+                const float* r = ep.residual + (dst - y);
+                for (std::size_t l = 0; l < S; ++l) out[l] = _mm_add_ps(out[l], _mm_loadu_ps(r + 4 * l));
+              }
+              if (ep.floor) {
+                const __m128 f = _mm_set1_ps(ep.floor[o]);
+                for (std::size_t l = 0; l < S; ++l) out[l] = _mm_max_ps(f, out[l]);  // floor > out ? floor : out
+              }
+              for (std::size_t l = 0; l < S; ++l) _mm_storeu_ps(dst + 4 * l, out[l]);
+              continue;
             }
-            if (ep.floor) {
-              const __m128 f = _mm_set1_ps(ep.floor[o]);
-              for (std::size_t l = 0; l < kCols / L; ++l) out[l] = _mm_max_ps(f, out[l]);  // floor > out ? floor : out
-            }
-            for (std::size_t l = 0; l < kCols / L; ++l) _mm_storeu_ps(dst + 4 * l, out[l]);
-            continue;
+            for (std::size_t s = s0; s < std::min(sets, s0 + S); ++s)
+              Avx2Outer::put(out[s - s0], sc.dest[s], ep, o, ppi, y);
           }
-          for (std::size_t s = s0; s < std::min(sets, s0 + kCols / L); ++s)
-            Avx2Outer::put(out[s - s0], sc.dest[s], ep, o, ppi, y);
         }
       }
     }
