@@ -517,10 +517,11 @@ struct Scratch {
 constexpr std::size_t kSmallPanel = 16 * 1024;
 
 // Whether a task takes the table kernel: orders 1-2, rows below 2^16 bits, a block's panel within kPanelBytes, a
-// channel-major output (ppi > 1: the NHWC outputs of training stay with store_columns), and enough columns.
+// channel-major output (ppi > 1: the NHWC outputs of training stay with store_columns), and at least a 3-group block's
+// columns.
 bool applies(const QuantizedColumns& q, std::size_t ppi, std::size_t jb) {
   const std::size_t K = static_cast<std::size_t>(q.order);
-  if (K < 1 || K > 2 || q.n >= 65536 || ppi == 1 || jb < 2 * kCols) return false;
+  if (K < 1 || K > 2 || q.n >= 65536 || ppi == 1 || jb < 3 * kCols) return false;
   return 16 * q.kw * 2 * kCols <= kPanelBytes;
 }
 
@@ -657,11 +658,21 @@ void task(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const E
 
 void gemm_task_avx2(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep, std::size_t ppi,
                     float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb) {
+  // The table kernel takes whole blocks (a block computes all its 64-96 columns however few are real); the last
+  // columns of a task that fill no block go to the outer kernel (2 threads split a 56x56 map into 392-column tasks:
+  // 384 + 8).
   if (avx2_table_gemm() && table::applies(q, ppi, jb)) {
-    if (q.order == 2) return table::task<2, 5, 1>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb);
-    if (16 * q.kw * 3 * table::kCols <= table::kSmallPanel)
-      return table::task<1, 3, 3>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb);
-    return table::task<1, 5, 2>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb);
+    const bool three = q.order == 1 && 16 * q.kw * 3 * table::kCols <= table::kSmallPanel;
+    const std::size_t bcols = (three ? 3 : q.order == 1 ? 2 : 1) * table::kCols, main = jb / bcols * bcols;
+    if (q.order == 2) {
+      table::task<2, 5, 1>(wbits, m, q, ep, ppi, y, o0, mb, j0, main);
+    } else if (three) {
+      table::task<1, 3, 3>(wbits, m, q, ep, ppi, y, o0, mb, j0, main);
+    } else {
+      table::task<1, 5, 2>(wbits, m, q, ep, ppi, y, o0, mb, j0, main);
+    }
+    if (main == jb) return;
+    j0 += main, jb -= main;
   }
   outer_task<Avx2Outer>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb);
 }
