@@ -330,7 +330,11 @@ namespace table {
 constexpr std::size_t kCols = 32;     // columns per vector
 constexpr std::size_t kFlush = 63;    // positions whose byte counts (<= 4 each) fit a byte
 constexpr std::size_t kBlockVectors = 3;
-constexpr std::size_t kPanelBytes = 32 * 1024;
+// The largest panel of a 2-vector block (one of the block shapes below) with which a task takes the table kernel, by
+// order: at order 1, 256ch 14x14 (36-word rows, 36 KB) gained 3%, 512ch 7x7 did not run it (49 columns); at order 2,
+// 256ch 14x14 gained 9% and 512ch 7x7 (72-word rows, 72 KB) ran as fast as the outer kernel (AMD EPYC Zen 3).
+constexpr std::size_t kPanelBytes = 40 * 1024;
+constexpr std::size_t kPanelBytes2 = 80 * 1024;
 
 struct Tables {
   alignas(64) std::uint8_t t[256];  // row w (16 bytes at 16 w): popcount(w ^ x) for x = 0..15
@@ -521,8 +525,9 @@ constexpr std::size_t kSmallPanel = 16 * 1024;
 // columns.
 bool applies(const QuantizedColumns& q, std::size_t ppi, std::size_t jb) {
   const std::size_t K = static_cast<std::size_t>(q.order);
-  if (K < 1 || K > 2 || q.n >= 65536 || ppi == 1 || jb < 3 * kCols) return false;
-  return 16 * q.kw * 2 * kCols <= kPanelBytes;
+  if (K < 1 || K > 2 || q.n >= 65536 || ppi == 1) return false;
+  if (K == 2) return jb >= kCols && 16 * q.kw * 2 * kCols <= kPanelBytes2;
+  return jb >= 3 * kCols && 16 * q.kw * 2 * kCols <= kPanelBytes;
 }
 
 // Column blocks per superblock: the blocks' panels are built first, then each register block of filters runs over all

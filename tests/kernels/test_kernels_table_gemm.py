@@ -1,14 +1,15 @@
 """The AVX2 path's table GEMM (csrc/core/gemm_outer_avx2.cpp, namespace table): where it applies (orders 1-2,
-channel-major outputs, tasks of 64 or more columns) it must give the outer-product kernel's bits, which the rest of
-the suite checks against the reference; `_core._set_avx2_table_gemm(False)` makes every task take the outer kernel.
+channel-major outputs, tasks of at least one block: 96 columns at order 1, 32 at order 2) it must give the
+outer-product kernel's bits, which the rest of the suite checks against the reference;
+`_core._set_avx2_table_gemm(False)` makes every task take the outer kernel.
 
-The shapes reach each part of it: blocks of 3 x 32 columns (order 1, rows up to 5 words) and of 2 x 32 (longer
-rows), order 2's blocks of 32 columns x 2 planes; 32-column groups cut by the task's last column, groups that run
-across images (small maps, batch > 1) and across image rows; filter counts below and between the register blocks (3,
-5); rows of 1 word (1x1), 2, 4, 5, 9, 18 and 27 words (byte counts widened into 16 bits every 63 nibble positions:
-up to 7 times); the compact layout's stored planes (32 channels); stride 2 and no padding; the residual and floor
-epilogue; 1 and 2 threads (at 2, the smaller shapes' tasks fall below 64 columns and both sides run the outer
-kernel; the last shape's do not)."""
+The shapes reach each part of it: blocks of 3 x 32 columns (order 1, rows up to 10 words) and of 2 x 32 (longer
+rows), order 2's blocks of 32 columns x 2 planes; superblocks of several blocks; 32-column groups cut by the task's
+last column, groups that run across images (small maps, batch > 1) and across image rows; a task's last columns that
+fill no block (to the outer kernel); filter counts below and between the register blocks (3, 5); rows of 1 word (1x1),
+2, 4, 5, 9, 18, 27, 36 and 72 words (byte counts widened into 16 bits every 63 nibble positions: up to 19 times); the
+compact layout's stored planes (32 channels); stride 2 and no padding; the residual and floor epilogue; 1 and 2
+threads (at 2, the smaller maps' tasks fall below a block and both sides run the outer kernel)."""
 
 import numpy as np
 import pytest
@@ -31,6 +32,8 @@ GEOMETRIES = [
     (1, 32, 9, 16, 16, 3, 1, 1),  # compact layout: 5-word rows from stored planes
     (1, 192, 4, 10, 11, 3, 1, 1),  # three words per pixel
     (2, 64, 8, 24, 24, 3, 1, 1),  # 1152 columns: tasks of 64 or more at 2 threads too
+    (1, 256, 4, 12, 12, 3, 1, 1),  # 36-word rows (order 1: 2-group blocks at the panel limit)
+    (1, 512, 3, 7, 7, 3, 1, 1),  # 72-word rows, 49 columns: order 2's table (32 columns) and the outer kernel
 ]
 
 
