@@ -663,19 +663,18 @@ void task(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const E
 
 void gemm_task_avx2(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep, std::size_t ppi,
                     float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb) {
-  // The table kernel takes whole blocks (a block computes all its 64-96 columns however few are real); the last
+  // The table kernel takes whole blocks (a block computes all its 32-96 columns however few are real); the last
   // columns of a task that fill no block go to the outer kernel (2 threads split a 56x56 map into 392-column tasks:
-  // 384 + 8).
+  // 384 + 8; 1 thread into 448: 384 in 3-group blocks, 64 in a 2-group one).
   if (avx2_table_gemm() && table::applies(q, ppi, jb)) {
+    // Order 1: 3-group blocks where their panel is small, then 2-group ones (for a task's last 64-95 columns too).
     const bool three = q.order == 1 && 16 * q.kw * 3 * table::kCols <= table::kSmallPanel;
-    const std::size_t bcols = (three ? 3 : q.order == 1 ? 2 : 1) * table::kCols, main = jb / bcols * bcols;
-    if (q.order == 2) {
-      table::task<2, 5, 1>(wbits, m, q, ep, ppi, y, o0, mb, j0, main);
-    } else if (three) {
-      table::task<1, 3, 3>(wbits, m, q, ep, ppi, y, o0, mb, j0, main);
-    } else {
-      table::task<1, 5, 2>(wbits, m, q, ep, ppi, y, o0, mb, j0, main);
-    }
+    std::size_t main = three ? jb / (3 * table::kCols) * (3 * table::kCols) : 0;
+    if (main) table::task<1, 3, 3>(wbits, m, q, ep, ppi, y, o0, mb, j0, main);
+    const std::size_t bcols = (q.order == 1 ? 2 : 1) * table::kCols, more = (jb - main) / bcols * bcols;
+    if (more && q.order == 2) table::task<2, 5, 1>(wbits, m, q, ep, ppi, y, o0, mb, j0 + main, more);
+    if (more && q.order == 1) table::task<1, 5, 2>(wbits, m, q, ep, ppi, y, o0, mb, j0 + main, more);
+    main += more;
     if (main == jb) return;
     j0 += main, jb -= main;
   }
