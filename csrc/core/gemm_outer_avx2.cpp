@@ -479,13 +479,13 @@ void counts(const std::uint8_t* const* woff, const std::uint8_t* panel, std::siz
   }
 }
 
-// The 32 columns' outputs of one filter (before the float32 steps), out[s] for lane set s (columns 4 s .. 4 s + 3):
+// The 32 columns' outputs of one filter (before the float32 steps), sink(s, out) for lane set s (columns 4 s .. 4 s + 3):
 // Avx2Outer::lane_set_output's operations in its order, from the K planes' 16-bit counts c[k] (counts' layout:
 // columns 8 b .. 8 b + 7 in half b & 1, 128-bit lane b >> 1). n - 2 pc is formed in 32-bit lanes and converted to
 // double exactly, as signed_count gives it; bq: the betas of lane set s and plane k at (s K + k) 4.
-template <int K>
+template <int K, class Sink>
 inline void group_outputs(const __m256i (*c)[2], const double* bq, __m256i n, __m256d coef, __m256d add,
-                          __m128 (&out)[kCols / 4]) {
+                          Sink&& sink) {
   for (int b = 0; b < 4; ++b) {
     __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
     for (int k = 0; k < K; ++k) {
@@ -497,8 +497,8 @@ inline void group_outputs(const __m256i (*c)[2], const double* bq, __m256i n, __
       s1 = _mm256_add_pd(s1, _mm256_mul_pd(_mm256_loadu_pd(bq + ((2 * b + 1) * K + k) * 4),
                                            _mm256_cvtepi32_pd(_mm256_extracti128_si256(x, 1))));
     }
-    out[2 * b] = _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(coef, s0), add));
-    out[2 * b + 1] = _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(coef, s1), add));
+    sink(2 * b, _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(coef, s0), add)));
+    sink(2 * b + 1, _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(coef, s1), add)));
   }
 }
 
@@ -632,24 +632,23 @@ void task(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const E
           const std::size_t o = o0 + i0 + i;
           const __m256d coef = _mm256_set1_pd(ep.coef[o]), add = _mm256_set1_pd(ep.add[o]);
           for (std::size_t g = 0; g < G && (b * G + g) * S < sets; ++g) {
-            __m128 out[S];
-            group_outputs<K>(cnt[i] + g * K, bq + g * S * K * L, nvec, coef, add, out);
+            const double* bg = bq + g * S * K * L;
             const std::size_t s0 = (b * G + g) * S;
-            if (sc.run[b * G + g]) {  // 32 consecutive outputs of one image
+            if (sc.run[b * G + g]) {  // 32 consecutive outputs of one image, each lane set stored as it comes
               float* dst = y + o * ppi + sc.dest[s0].base[0];
-              if (ep.residual) {
-                const float* r = ep.residual + (dst - y);
-                for (std::size_t l = 0; l < S; ++l) out[l] = _mm_add_ps(out[l], _mm_loadu_ps(r + 4 * l));
-              }
-              if (ep.floor) {
-                const __m128 f = _mm_set1_ps(ep.floor[o]);
-                for (std::size_t l = 0; l < S; ++l) out[l] = _mm_max_ps(f, out[l]);  // floor > out ? floor : out
-              }
-              for (std::size_t l = 0; l < S; ++l) _mm_storeu_ps(dst + 4 * l, out[l]);
+              const float* r = ep.residual ? ep.residual + (dst - y) : nullptr;
+              const __m128 f = _mm_set1_ps(ep.floor ? ep.floor[o] : 0.0f);
+              group_outputs<K>(cnt[i] + g * K, bg, nvec, coef, add, [&](int l, __m128 v) {
+                if (r) v = _mm_add_ps(v, _mm_loadu_ps(r + 4 * l));
+                if (ep.floor) v = _mm_max_ps(f, v);  // floor > v ? floor : v
+                _mm_storeu_ps(dst + 4 * l, v);
+              });
               continue;
             }
-            for (std::size_t s = s0; s < std::min(sets, s0 + S); ++s)
-              Avx2Outer::put(out[s - s0], sc.dest[s], ep, o, ppi, y);
+            group_outputs<K>(cnt[i] + g * K, bg, nvec, coef, add, [&](int l, __m128 v) {
+              const std::size_t s = s0 + static_cast<std::size_t>(l);
+              if (s < sets) Avx2Outer::put(v, sc.dest[s], ep, o, ppi, y);
+            });
           }
         }
       }
