@@ -330,11 +330,10 @@ namespace table {
 constexpr std::size_t kCols = 32;     // columns per vector
 constexpr std::size_t kFlush = 63;    // positions whose byte counts (<= 4 each) fit a byte
 constexpr std::size_t kBlockVectors = 3;
-// The largest panel of a 2-vector block (one of the block shapes below) with which a task takes the table kernel, by
-// order: at order 1, 256ch 14x14 (36-word rows, 36 KB) gained 3%, 512ch 7x7 did not run it (49 columns); at order 2,
-// 256ch 14x14 gained 9% and 512ch 7x7 (72-word rows, 72 KB) ran as fast as the outer kernel (AMD EPYC Zen 3).
-constexpr std::size_t kPanelBytes = 40 * 1024;
-constexpr std::size_t kPanelBytes2 = 80 * 1024;
+// The largest panel of a 2-vector block (the block shapes below) with which a task takes the table kernel: 256ch 14x14
+// (36-word rows, 36 KB) gained 6% at order 1 and 9% at order 2, 512ch 7x7 (72-word rows, 72 KB; 49 columns, a block
+// of 64 at order 1) ran as fast as the outer kernel at both (AMD EPYC Zen 3, profile_conv_core with HORQ_AVX2_TABLE).
+constexpr std::size_t kPanelBytes = 80 * 1024;
 
 struct Tables {
   alignas(64) std::uint8_t t[256];  // row w (16 bytes at 16 w): popcount(w ^ x) for x = 0..15
@@ -521,13 +520,12 @@ struct Scratch {
 constexpr std::size_t kSmallPanel = 16 * 1024;
 
 // Whether a task takes the table kernel: orders 1-2, rows below 2^16 bits, a block's panel within kPanelBytes, a
-// channel-major output (ppi > 1: the NHWC outputs of training stay with store_columns), and at least a 3-group block's
-// columns.
+// channel-major output (ppi > 1: the NHWC outputs of training stay with store_columns), and enough columns.
 bool applies(const QuantizedColumns& q, std::size_t ppi, std::size_t jb) {
   const std::size_t K = static_cast<std::size_t>(q.order);
   if (K < 1 || K > 2 || q.n >= 65536 || ppi == 1) return false;
-  if (K == 2) return jb >= kCols && 16 * q.kw * 2 * kCols <= kPanelBytes2;
-  return jb >= 3 * kCols && 16 * q.kw * 2 * kCols <= kPanelBytes;
+  if (16 * q.kw * 2 * kCols > kPanelBytes) return false;
+  return K == 2 ? jb >= kCols : 4 * jb >= 3 * 2 * kCols;  // a block, at order 1 one of 64 columns 3/4 full
 }
 
 // Column blocks per superblock: the blocks' panels are built first, then each register block of filters runs over all
@@ -670,7 +668,9 @@ void gemm_task_avx2(const word_t* wbits, std::size_t m, const QuantizedColumns& 
     const bool three = q.order == 1 && 16 * q.kw * 3 * table::kCols <= table::kSmallPanel;
     std::size_t main = three ? jb / (3 * table::kCols) * (3 * table::kCols) : 0;
     if (main) table::task<1, 3, 3>(wbits, m, q, ep, ppi, y, o0, mb, j0, main);
-    const std::size_t bcols = (q.order == 1 ? 2 : 1) * table::kCols, more = (jb - main) / bcols * bcols;
+    const std::size_t bcols = (q.order == 1 ? 2 : 1) * table::kCols;
+    std::size_t more = (jb - main) / bcols * bcols;
+    if (4 * (jb - main - more) >= 3 * bcols) more = jb - main;  // a last block at least 3/4 full
     if (more && q.order == 2) table::task<2, 5, 1>(wbits, m, q, ep, ppi, y, o0, mb, j0 + main, more);
     if (more && q.order == 1) table::task<1, 5, 2>(wbits, m, q, ep, ppi, y, o0, mb, j0 + main, more);
     main += more;
