@@ -23,6 +23,11 @@ using gemm_task_fn = void (*)(const word_t* wbits, std::size_t m, const Quantize
 
 void gemm_task_avx2(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep, std::size_t ppi,
                     float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb);
+
+// The columns per task a path's gemm_task wants for q (before the driver splits them further for threads), or 0 for
+// the driver's own choice (gemm_driver.cpp: a column panel of about 32 KB).
+using gemm_columns_fn = std::size_t (*)(const QuantizedColumns& q, std::size_t ppi);
+std::size_t gemm_columns_avx2(const QuantizedColumns& q, std::size_t ppi);
 void gemm_task_avx512(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep, std::size_t ppi,
                       float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb);
 
@@ -36,6 +41,7 @@ struct KernelTable {
   pack_pixels_fn pack_pixels;        // conv input: per-pixel sign words and sum |x|
   to_nhwc_fn to_nhwc;                // conv input at order >= 2: the NHWC float copy
   gemm_task_fn gemm_task;            // outer-product GEMM + epilogue, or nullptr
+  gemm_columns_fn gemm_columns;      // its preferred task size, or nullptr
   sign_gemm_fn sign_gemm;            // float-by-sign product of the backward pass
   fold_rows_fn fold_rows;            // its blocks folded into a convolution's input grid
   expand_column_fn expand_column;    // kept planes rebuilt as floats (weight gradient, GEMM route)

@@ -63,8 +63,9 @@ void epilogue_block(const std::int32_t* pc, std::size_t mb, std::size_t jb, cons
 }
 
 // Tasks of a path with an outer-product kernel (gemm_task): column blocks whose packed rows stay in L1
-// (about kPanelBytes), enough of them to keep every thread busy, and output blocks only when the columns
-// alone do not give each thread a few tasks (small images, e.g. 7x7 maps).
+// (about kPanelBytes) unless the path asks for other sizes (gemm_columns), enough of them to keep every thread
+// busy, and output blocks only when the columns alone do not give each thread a few tasks (small images, e.g. 7x7
+// maps).
 constexpr std::size_t kPanelBytes = 32 * 1024;
 constexpr std::size_t kOuterMinColumns = 16;
 constexpr std::size_t kColAlign = 16;  // columns per kernel call at order 1 (two octets of 64-bit lanes)
@@ -74,6 +75,8 @@ void outer_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const
   const std::size_t K = static_cast<std::size_t>(q.order), threads = static_cast<std::size_t>(get_num_threads());
   const std::size_t row_bytes = K * q.kw * sizeof(word_t);
   std::size_t jb = std::max(kColAlign, kPanelBytes / row_bytes / kColAlign * kColAlign);
+  if (kt.gemm_columns)
+    if (const std::size_t want = kt.gemm_columns(q, ppi)) jb = want;
   std::size_t jblocks = ceil_div(q.ncols, jb);
   if (threads > 1 && jblocks < 4 * threads) jblocks = std::min(4 * threads, ceil_div(q.ncols, kColAlign));
   jb = ceil_div(ceil_div(q.ncols, jblocks), kColAlign) * kColAlign;

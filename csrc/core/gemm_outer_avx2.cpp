@@ -658,6 +658,16 @@ void task(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const E
 
 }  // namespace
 
+// Where the table kernel applies, all columns in one task (the driver still splits them for threads): it builds
+// its panels a superblock at a time however many columns a task has, and a task's own work (its filters' table
+// offsets, the last columns no block takes) is then done once. 1 thread against ~32 KB tasks (profile_conv_core,
+// order 1 / 2): 128ch 28x28 0.304 -> 0.290 / 0.680 -> 0.647 ms, 256ch 14x14 0.288 -> 0.257 / 0.607 -> 0.54, 512ch
+// 7x7 0.305 / 0.633 -> 0.571 (its 49 columns had been two tasks for the outer kernel), 64ch 56x56 0.411 -> 0.414 /
+// 0.955 -> 0.946.
+std::size_t gemm_columns_avx2(const QuantizedColumns& q, std::size_t ppi) {
+  return avx2_table_gemm() && table::applies(q, ppi, q.ncols) ? q.ncols : 0;
+}
+
 void gemm_task_avx2(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep, std::size_t ppi,
                     float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb) {
   // The table kernel takes whole blocks (a block computes all its 32-96 columns however few are real); the last
