@@ -23,6 +23,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -482,7 +483,11 @@ void counts(const std::uint8_t* const* woff, const std::uint8_t* panel, std::siz
 // Avx2Outer::lane_set_output's operations in its order, from the K planes' 16-bit counts c[k] (counts' layout:
 // columns 8 b .. 8 b + 7 in half b & 1, 128-bit lane b >> 1). n - 2 pc is formed in 32-bit lanes and converted to
 // double exactly, as signed_count gives it; bq: the betas of lane set s and plane k at (s K + k) 4.
-template <int K, class Sink>
+//
+// NoNegZeroAdd: no filter's add is -0.0, and then s starts from the first product instead of 0.0 + it. They differ
+// only when that product is -0.0 (s then -0.0, not +0.0), which changes coef * s to the other zero and nothing else:
+// the sum with add (+0.0 or nonzero) is the same either way, and the float32 steps after it see the same value.
+template <int K, bool NoNegZeroAdd, class Sink>
 inline void group_outputs(const __m256i (*c)[2], const double* bq, __m256i n, __m256d coef, __m256d add,
                           Sink&& sink) {
   for (int b = 0; b < 4; ++b) {
@@ -491,10 +496,12 @@ inline void group_outputs(const __m256i (*c)[2], const double* bq, __m256i n, __
       const __m256i h = c[k][b & 1];
       const __m128i u = b & 2 ? _mm256_extracti128_si256(h, 1) : _mm256_castsi256_si128(h);
       const __m256i x = _mm256_sub_epi32(n, _mm256_slli_epi32(_mm256_cvtepu16_epi32(u), 1));
-      s0 = _mm256_add_pd(s0, _mm256_mul_pd(_mm256_loadu_pd(bq + (2 * b * K + k) * 4),
-                                           _mm256_cvtepi32_pd(_mm256_castsi256_si128(x))));
-      s1 = _mm256_add_pd(s1, _mm256_mul_pd(_mm256_loadu_pd(bq + ((2 * b + 1) * K + k) * 4),
-                                           _mm256_cvtepi32_pd(_mm256_extracti128_si256(x, 1))));
+      const __m256d p0 = _mm256_mul_pd(_mm256_loadu_pd(bq + (2 * b * K + k) * 4),
+                                       _mm256_cvtepi32_pd(_mm256_castsi256_si128(x)));
+      const __m256d p1 = _mm256_mul_pd(_mm256_loadu_pd(bq + ((2 * b + 1) * K + k) * 4),
+                                       _mm256_cvtepi32_pd(_mm256_extracti128_si256(x, 1)));
+      s0 = NoNegZeroAdd && k == 0 ? p0 : _mm256_add_pd(s0, p0);
+      s1 = NoNegZeroAdd && k == 0 ? p1 : _mm256_add_pd(s1, p1);
     }
     sink(2 * b, _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(coef, s0), add)));
     sink(2 * b + 1, _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(coef, s1), add)));
@@ -590,7 +597,7 @@ void build_block(const QuantizedColumns& q, std::size_t j0, std::size_t c0, std:
   }
 }
 
-template <int K, int MR, std::size_t G>
+template <int K, int MR, std::size_t G, bool NoNegZeroAdd>
 void task(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const Epilogue& ep, std::size_t ppi,
           float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb) {
   constexpr std::size_t NV = G * K, L = Avx2Outer::kLanes, S = kCols / L;  // S: lane sets per group
@@ -636,14 +643,14 @@ void task(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const E
               float* dst = y + o * ppi + sc.dest[s0].base[0];
               const float* r = ep.residual ? ep.residual + (dst - y) : nullptr;
               const __m128 f = _mm_set1_ps(ep.floor ? ep.floor[o] : 0.0f);
-              group_outputs<K>(cnt[i] + g * K, bg, nvec, coef, add, [&](int l, __m128 v) {
+              group_outputs<K, NoNegZeroAdd>(cnt[i] + g * K, bg, nvec, coef, add, [&](int l, __m128 v) {
                 if (r) v = _mm_add_ps(v, _mm_loadu_ps(r + 4 * l));
                 if (ep.floor) v = _mm_max_ps(f, v);  // floor > v ? floor : v
                 _mm_storeu_ps(dst + 4 * l, v);
               });
               continue;
             }
-            group_outputs<K>(cnt[i] + g * K, bg, nvec, coef, add, [&](int l, __m128 v) {
+            group_outputs<K, NoNegZeroAdd>(cnt[i] + g * K, bg, nvec, coef, add, [&](int l, __m128 v) {
               const std::size_t s = s0 + static_cast<std::size_t>(l);
               if (s < sets) Avx2Outer::put(v, sc.dest[s], ep, o, ppi, y);
             });
@@ -652,6 +659,16 @@ void task(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const E
       }
     }
   }
+}
+
+// task with the first product of each output as its sum's start where no filter's add is -0.0.
+template <int K, int MR, std::size_t G>
+void run(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const Epilogue& ep, std::size_t ppi, float* y,
+         std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb) {
+  bool neg_zero = false;
+  for (std::size_t o = o0; o < o0 + mb; ++o) neg_zero = neg_zero || (ep.add[o] == 0.0 && std::signbit(ep.add[o]));
+  if (neg_zero) return task<K, MR, G, false>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb);
+  task<K, MR, G, true>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb);
 }
 
 }  // namespace table
@@ -677,12 +694,12 @@ void gemm_task_avx2(const word_t* wbits, std::size_t m, const QuantizedColumns& 
     // Order 1: 3-group blocks where their panel is small, then 2-group ones (for a task's last 64-95 columns too).
     const bool three = q.order == 1 && 16 * q.kw * 3 * table::kCols <= table::kSmallPanel;
     std::size_t main = three ? jb / (3 * table::kCols) * (3 * table::kCols) : 0;
-    if (main) table::task<1, 3, 3>(wbits, m, q, ep, ppi, y, o0, mb, j0, main);
+    if (main) table::run<1, 3, 3>(wbits, m, q, ep, ppi, y, o0, mb, j0, main);
     const std::size_t bcols = (q.order == 1 ? 2 : 1) * table::kCols;
     std::size_t more = (jb - main) / bcols * bcols;
     if (4 * (jb - main - more) >= 3 * bcols) more = jb - main;  // a last block at least 3/4 full
-    if (more && q.order == 2) table::task<2, 5, 1>(wbits, m, q, ep, ppi, y, o0, mb, j0 + main, more);
-    if (more && q.order == 1) table::task<1, 5, 2>(wbits, m, q, ep, ppi, y, o0, mb, j0 + main, more);
+    if (more && q.order == 2) table::run<2, 5, 1>(wbits, m, q, ep, ppi, y, o0, mb, j0 + main, more);
+    if (more && q.order == 1) table::run<1, 5, 2>(wbits, m, q, ep, ppi, y, o0, mb, j0 + main, more);
     main += more;
     if (main == jb) return;
     j0 += main, jb -= main;

@@ -88,3 +88,24 @@ def test_switch_reports_its_state(outer_kernel):
     with outer_kernel:
         assert not _core._avx2_table_gemm()
     assert _core._avx2_table_gemm()
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_negative_zero_add_keeps_its_zeros(order, outer_kernel):
+    """Filters whose add (scale * bias + shift) is -0.0, over windows of zeros (beta = 0, so beta * (n - 2 pc) is
+    -0.0 where n - 2 pc < 0): the table kernel then starts each sum from 0.0 as the outer kernel does, and the
+    outputs' zeros keep their signs (a sum started from the first product would give -0.0 * coef + -0.0 = -0.0
+    there)."""
+    rng = np.random.default_rng(order)
+    c, co = 64, 6
+    x = rng.standard_normal((1, c, 20, 20)).astype(np.float32)
+    x[:, :, 4:12, :] = 0.0  # rows of zero pixels: whole 3x3 windows of them
+    pw = kernels.pack_weights(rng.standard_normal((co, c, 3, 3)).astype(np.float32))
+    neg = np.full(co, -0.0, np.float32)
+    neg[::2] = rng.standard_normal(3).astype(np.float32)  # some filters' add -0.0, the others' not
+    layer = kernels.Conv2dLayer(pw, order=order, padding=1, bias=neg, shift=neg, kernel="avx2")
+    got = layer(x)
+    with outer_kernel:
+        want = kernels.Conv2dLayer(pw, order=order, padding=1, bias=neg, shift=neg, kernel="avx2")(x)
+    assert (want[0, 1::2] == 0).any()  # zero outputs of the -0.0 filters: +0.0 (+0.0 * coef + -0.0)
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
