@@ -6,10 +6,11 @@ kernel's bits, which the rest of the suite checks against the reference;
 The shapes reach each part of it: blocks of 3 x 32 columns (order 1, rows up to 10 words) and of 2 x 32 (longer
 rows), order 2's blocks of 32 columns x 2 planes; superblocks of several blocks; 32-column groups cut by the task's
 last column, groups that run across images (small maps, batch > 1) and across image rows; a task's last columns that
-fill no block (to the outer kernel) or one 3/4 full; filter counts below and between the register blocks (3, 5); rows of 1 word (1x1),
-2, 4, 5, 9, 18, 27, 36 and 72 words (byte counts widened into 16 bits every 63 nibble positions: up to 19 times); the
-compact layout's stored planes (32 channels); stride 2 and no padding; the residual and floor epilogue; 1 and 2
-threads (at 2, the smaller maps' tasks fall below a block and both sides run the outer kernel)."""
+fill no block (to the outer kernel) or one 3/4 full; filter counts below and between the register blocks (3, 5);
+rows of 1 word (1x1), 2, 4, 5, 9, 18, 27, 36 and 72 words (byte counts widened into 16 bits every 63 nibble
+positions: up to 19 times); the compact layout's stored planes (32 channels); stride 2 and no padding; the residual
+and floor epilogue; 1 and 2 threads (at 2, the smaller maps' tasks fall below a block and both sides run the outer
+kernel)."""
 
 import numpy as np
 import pytest
