@@ -480,9 +480,9 @@ void counts(const std::uint8_t* const* woff, const std::uint8_t* panel, std::siz
 }
 
 // The 32 columns' outputs of one filter (before the float32 steps), sink(s, out) for lane set s (columns 4 s ..
-// 4 s + 3): Avx2Outer::lane_set_output's operations in its order, from the K planes' 16-bit counts c[k] (counts' layout:
-// columns 8 b .. 8 b + 7 in half b & 1, 128-bit lane b >> 1). n - 2 pc is formed in 32-bit lanes and converted to
-// double exactly, as signed_count gives it; bq: the betas of lane set s and plane k at (s K + k) 4.
+// 4 s + 3): Avx2Outer::lane_set_output's operations in its order, from the K planes' 16-bit counts c[k] (counts'
+// layout: columns 8 b .. 8 b + 7 in half b & 1, 128-bit lane b >> 1). n - 2 pc is formed in 32-bit lanes and
+// converted to double exactly, as signed_count gives it; bq: the betas of lane set s and plane k at (s K + k) 4.
 //
 // NoNegZeroAdd: no filter's add is -0.0, and then s starts from the first product instead of 0.0 + it. They differ
 // only when that product is -0.0 (s then -0.0, not +0.0), which changes coef * s to the other zero and nothing else:
