@@ -332,8 +332,8 @@ constexpr std::size_t kCols = 32;     // columns per vector
 constexpr std::size_t kFlush = 63;    // positions whose byte counts (<= 4 each) fit a byte
 constexpr std::size_t kBlockVectors = 3;
 // The largest panel of a 2-vector block (the block shapes below) with which a task takes the table kernel: 256ch 14x14
-// (36-word rows, 36 KB) gained 6% at order 1 and 9% at order 2, 512ch 7x7 (72-word rows, 72 KB; 49 columns, a block
-// of 64 at order 1) ran as fast as the outer kernel at both (AMD EPYC Zen 3, profile_conv_core with HORQ_AVX2_TABLE).
+// (36-word rows, 36 KB) gained 6% at order 1 and 9% at order 2 (AMD EPYC Zen 3, profile_conv_core with
+// HORQ_AVX2_TABLE), 512ch 7x7 (72-word rows, 72 KB) 10% at order 2 once its 49 columns were one task.
 constexpr std::size_t kPanelBytes = 80 * 1024;
 
 struct Tables {
@@ -532,7 +532,10 @@ bool applies(const QuantizedColumns& q, std::size_t ppi, std::size_t jb) {
   const std::size_t K = static_cast<std::size_t>(q.order);
   if (K < 1 || K > 2 || q.n >= 65536 || ppi == 1) return false;
   if (16 * q.kw * 2 * kCols > kPanelBytes) return false;
-  return K == 2 ? jb >= kCols : 4 * jb >= 3 * 2 * kCols;  // a block, at order 1 one of 64 columns 3/4 full
+  // A block, at order 1 of 64 columns (512ch 7x7 at order 1: its 49 columns in a 64-column block ran as fast as the
+  // outer kernel from cache, 10% slower with its 72-word weight rows evicted: their table offsets, twice their size,
+  // then went through memory too).
+  return jb >= (K == 2 ? 1 : 2) * kCols;
 }
 
 // Column blocks per superblock: the blocks' panels are built first, then each register block of filters runs over all
@@ -697,7 +700,7 @@ void gemm_task_avx2(const word_t* wbits, std::size_t m, const QuantizedColumns& 
     if (main) table::run<1, 3, 3>(wbits, m, q, ep, ppi, y, o0, mb, j0, main);
     const std::size_t bcols = (q.order == 1 ? 2 : 1) * table::kCols;
     std::size_t more = (jb - main) / bcols * bcols;
-    if (4 * (jb - main - more) >= 3 * bcols) more = jb - main;  // a last block at least 3/4 full
+    if (4 * (jb - main - more) >= 3 * bcols) more = jb - main;  // a last block at least 3/4 full as well
     if (more && q.order == 2) table::run<2, 5, 1>(wbits, m, q, ep, ppi, y, o0, mb, j0 + main, more);
     if (more && q.order == 1) table::run<1, 5, 2>(wbits, m, q, ep, ppi, y, o0, mb, j0 + main, more);
     main += more;

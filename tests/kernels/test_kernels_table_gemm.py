@@ -1,5 +1,5 @@
 """The AVX2 path's table GEMM (csrc/core/gemm_outer_avx2.cpp, namespace table): where it applies (orders 1-2,
-channel-major outputs, tasks of at least 48 columns at order 1, 32 at order 2) it must give the outer-product
+channel-major outputs, tasks of at least 64 columns at order 1, 32 at order 2) it must give the outer-product
 kernel's bits, which the rest of the suite checks against the reference;
 `_core._set_avx2_table_gemm(False)` makes every task take the outer kernel.
 
@@ -34,7 +34,7 @@ GEOMETRIES = [
     (1, 192, 4, 10, 11, 3, 1, 1),  # three words per pixel
     (2, 64, 8, 24, 24, 3, 1, 1),  # 1152 columns: tasks of 64 or more at 2 threads too
     (1, 256, 4, 12, 12, 3, 1, 1),  # 36-word rows (order 1: 2-group blocks at the panel limit)
-    (1, 512, 3, 7, 7, 3, 1, 1),  # 72-word rows, 49 columns: order 2's table (32 columns) and the outer kernel
+    (1, 512, 3, 7, 7, 3, 1, 1),  # 72-word rows, 49 columns: order 2's table (a block 3/4 full), order 1's outer
 ]
 
 
