@@ -34,7 +34,7 @@ GEOMETRIES = [
     (1, 192, 4, 10, 11, 3, 1, 1),  # three words per pixel
     (2, 64, 8, 24, 24, 3, 1, 1),  # 1152 columns: tasks of 64 or more at 2 threads too
     (1, 256, 4, 12, 12, 3, 1, 1),  # 36-word rows (order 1: 2-group blocks at the panel limit)
-    (1, 512, 3, 7, 7, 3, 1, 1),  # 72-word rows, 49 columns: order 2's table (a block 3/4 full), order 1's outer
+    (1, 512, 3, 7, 7, 3, 1, 1),  # 72-word rows, 49 columns: order 2's table for 32 of them, order 1's outer
 ]
 
 
