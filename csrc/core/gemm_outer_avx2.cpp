@@ -514,6 +514,7 @@ struct Scratch {
   std::vector<LaneDest<4>> dest;
   std::vector<std::int64_t> word_at;  // per column of a block: its first word in the pixel image (plane 0)
   std::vector<unsigned char> run;     // per group of a superblock: 32 consecutive outputs in y
+  std::vector<word_t> words;          // a group's stored rows by word (rows_by_word)
 };
 
 [[gnu::noinline]] Scratch& scratch() {
@@ -546,9 +547,37 @@ constexpr std::size_t kSuperColumns = 384;
 
 // A block's panel (vector (g, k) of position p at panel + (p NV + g K + k) 32) from columns [c0, c0 + nc) of the
 // task, its betas (bq) and where its columns' first words lie in the pixel image (word_at, plane 0 of an image q).
+// The first n of 32 rows of kw words (row c at rows + c * ld) as kw runs of 32 words (out + w * 32: word w of each
+// row; zero for rows n..31): 4 rows x 4 words transposed in registers (as Avx2Outer::fill_rows does), a row's
+// last 1-3 words and a last 1-3 rows word by word.
+void rows_by_word(const word_t* rows, std::size_t ld, std::size_t kw, std::size_t n, word_t* out) {
+  std::size_t c = 0;
+  for (; c + 4 <= n; c += 4) {
+    const word_t* r = rows + c * ld;
+    std::size_t w = 0;
+    for (; w + 4 <= kw; w += 4) {
+      __m256i v[4];
+      for (std::size_t i = 0; i < 4; ++i) v[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r + i * ld + w));
+      const __m256i t0 = _mm256_unpacklo_epi64(v[0], v[1]), t1 = _mm256_unpackhi_epi64(v[0], v[1]);
+      const __m256i t2 = _mm256_unpacklo_epi64(v[2], v[3]), t3 = _mm256_unpackhi_epi64(v[2], v[3]);
+      const auto put = [&](std::size_t word, __m256i x) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + word * kCols + c), x);
+      };
+      put(w, _mm256_permute2x128_si256(t0, t2, 0x20));
+      put(w + 1, _mm256_permute2x128_si256(t1, t3, 0x20));
+      put(w + 2, _mm256_permute2x128_si256(t0, t2, 0x31));
+      put(w + 3, _mm256_permute2x128_si256(t1, t3, 0x31));
+    }
+    for (; w < kw; ++w)
+      for (std::size_t i = 0; i < 4; ++i) out[w * kCols + c + i] = r[i * ld + w];
+  }
+  for (; c < kCols; ++c)
+    for (std::size_t w = 0; w < kw; ++w) out[w * kCols + c] = c < n ? rows[c * ld + w] : word_t{0};
+}
+
 template <int K, std::size_t G>
 void build_block(const QuantizedColumns& q, std::size_t j0, std::size_t c0, std::size_t nc, std::uint8_t* panel,
-                 double* bq, std::int64_t* word_at) {
+                 double* bq, std::int64_t* word_at, word_t* words) {
   constexpr std::size_t NV = G * K, L = Avx2Outer::kLanes;
   const std::size_t kw = q.kw, sets = ceil_div(nc, L);
   const double n = static_cast<double>(q.n);
@@ -566,14 +595,18 @@ void build_block(const QuantizedColumns& q, std::size_t j0, std::size_t c0, std:
       bool run = image && valid == kCols;  // 32 consecutive words of the image (one row of one image)
       for (std::size_t c = 1; run && c < kCols; ++c)
         run = word_at[first + c] == word_at[first] + static_cast<std::int64_t>(c);
+      if (!image) {  // stored rows: all kw words of the 32 columns at once, 4 columns x 4 words per transpose
+        rows_by_word(q.bits.data() + ((j0 + c0 + first) * K + k) * kw, K * kw, kw, valid, words);
+        for (std::size_t w = 0; w < kw; ++w) transpose32(words + w * kCols, out + 16 * w * NV * kCols, NV * kCols);
+        continue;
+      }
       for (std::size_t w = 0; w < kw; ++w) {
         const word_t* src = gather;
         if (run) {
           src = im.words.data() + word_at[first] + im.word_off[w];
         } else {
           for (std::size_t c = 0; c < valid; ++c)
-            gather[c] = image ? im.words[static_cast<std::size_t>(word_at[first + c] + im.word_off[w])]
-                              : q.bits[((j0 + c0 + first + c) * K + k) * kw + w];
+            gather[c] = im.words[static_cast<std::size_t>(word_at[first + c] + im.word_off[w])];
           std::fill(gather + valid, gather + kCols, word_t{0});
         }
         transpose32(src, out + 16 * w * NV * kCols, NV * kCols);
@@ -613,13 +646,14 @@ void task(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const E
   std::uint8_t* panels = sc.panel.data() + (32 - reinterpret_cast<std::uintptr_t>(sc.panel.data()) % 32) % 32;
   sc.betas.resize(blocks * bcols * K);
   sc.word_at.resize(bcols);
+  sc.words.resize(kw * kCols);
   sc.run.resize(blocks * G);
   const __m256i nvec = _mm256_set1_epi32(static_cast<int>(q.n));
   for (std::size_t c0 = 0; c0 < jb; c0 += blocks * bcols) {
     const std::size_t snc = std::min(blocks * bcols, jb - c0), nb = ceil_div(snc, bcols);
     for (std::size_t b = 0; b < nb; ++b)
       build_block<K, G>(q, j0, c0 + b * bcols, std::min(bcols, snc - b * bcols), panels + b * pbytes,
-                        sc.betas.data() + b * bcols * K, sc.word_at.data());
+                        sc.betas.data() + b * bcols * K, sc.word_at.data(), sc.words.data());
     lane_dests(m, ppi, j0 + c0, snc, sc.dest);
     const std::size_t sets = sc.dest.size();
     for (std::size_t g = 0; g < nb * G; ++g) {  // group g's 32 columns whole and consecutive in y: one run of stores

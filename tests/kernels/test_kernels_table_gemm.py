@@ -6,11 +6,11 @@ kernel's bits, which the rest of the suite checks against the reference;
 The shapes reach each part of it: blocks of 3 x 32 columns (order 1, rows up to 10 words) and of 2 x 32 (longer
 rows), order 2's blocks of 32 columns x 2 planes; superblocks of several blocks; 32-column groups cut by the task's
 last column, groups that run across images (small maps, batch > 1) and across image rows; a task's last columns that
-fill no block (to the outer kernel) or one 3/4 full; filter counts below and between the register blocks (3, 5);
-rows of 1 word (1x1), 2, 4, 5, 9, 18, 27, 36 and 72 words (byte counts widened into 16 bits every 63 nibble
-positions: up to 19 times); the compact layout's stored planes (32 channels); stride 2 and no padding; the residual
-and floor epilogue; 1 and 2 threads (at 2, the smaller maps' tasks fall below a block and both sides run the outer
-kernel)."""
+fill no block (to the outer kernel) or one at least 3/4 full (stored rows of 24-31 columns); filter counts below and
+between the register blocks (3, 5); rows of 1 word (1x1), 2, 4, 5, 9, 18, 27, 36 and 72 words (byte counts widened
+into 16 bits every 63 nibble positions: up to 19 times); the compact layout's stored planes (32 channels); stride 2
+and no padding; the residual and floor epilogue; 1 and 2 threads (at 2, the smaller maps' tasks fall below a block
+and both sides run the outer kernel)."""
 
 import numpy as np
 import pytest
@@ -35,6 +35,8 @@ GEOMETRIES = [
     (2, 64, 8, 24, 24, 3, 1, 1),  # 1152 columns: tasks of 64 or more at 2 threads too
     (1, 256, 4, 12, 12, 3, 1, 1),  # 36-word rows (order 1: 2-group blocks at the panel limit)
     (1, 512, 3, 7, 7, 3, 1, 1),  # 72-word rows, 49 columns: order 2's table for 32 of them, order 1's outer
+    (1, 64, 5, 7, 9, 3, 1, 1),  # 63 columns: order 2's second block 31/32 full (stored rows of 31 columns)
+    (1, 32, 4, 10, 15, 3, 1, 1),  # compact, 150 columns: order 1's 96 + a 64-column block 54/64 full
 ]
 
 
