@@ -718,8 +718,14 @@ void run(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const Ep
 // order 1 / 2): 128ch 28x28 0.304 -> 0.290 / 0.680 -> 0.647 ms, 256ch 14x14 0.288 -> 0.257 / 0.607 -> 0.54, 512ch
 // 7x7 0.305 / 0.633 -> 0.571 (its 49 columns had been two tasks for the outer kernel), 64ch 56x56 0.411 -> 0.414 /
 // 0.955 -> 0.946.
+// The outer kernel takes a layer whose quantized columns fit 64 KB in one task too (its split panel then 128 KB):
+// 512ch 7x7 order 1, 49 columns of 72 words, 0.305 -> 0.297 ms as one task instead of two; orders 1-3 of 128ch and
+// 256ch 14x14 and 512ch 7x7 order 3 unchanged, and at 128 KB 512ch 7x7 order 3 ran 10% slower.
+constexpr std::size_t kOneTaskBytes = 64 * 1024;
+
 std::size_t gemm_columns_avx2(const QuantizedColumns& q, std::size_t ppi) {
-  return avx2_table_gemm() && table::applies(q, ppi, q.ncols) ? q.ncols : 0;
+  if (avx2_table_gemm() && table::applies(q, ppi, q.ncols)) return q.ncols;
+  return q.ncols * static_cast<std::size_t>(q.order) * q.kw * sizeof(word_t) <= kOneTaskBytes ? q.ncols : 0;
 }
 
 void gemm_task_avx2(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep, std::size_t ppi,
