@@ -10,7 +10,8 @@
 //   whole  MR x NV   words as stored; per 256 bits XOR, AND, shift, AND, two table lookups, two byte adds (8 ops)
 //   split  MR x NV   weights and columns stored as low and high nibbles; XOR, lookup, add twice (6 ops)
 //   table  MR x NC   tables of popcount(w_nibble ^ x) per weight nibble, the columns' nibbles (one per byte,
-//                    32 columns a vector) as vpshufb indices: one lookup and one add per 128 binary MACs
+//                    32 columns a vector) as vpshufb indices: one lookup and one add per 128 binary MACs (the
+//                    loop of gemm_outer_avx2.cpp's table kernel since round 14, there in assembly)
 #include <immintrin.h>
 
 #include <chrono>
