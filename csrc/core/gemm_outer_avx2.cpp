@@ -318,19 +318,21 @@ struct Avx2Outer {
 // binary MAC/s against "split 3 x 2" ~500 G on an AMD EPYC Zen 3.
 //
 // Layout. Nibble position p = 2 b + h of a word: byte b, low (h = 0) or high nibble; a row has P = 16 kw positions.
-// Filter rows become P byte offsets each (weight_offsets); the columns of a block (up to kBlockVectors vectors of
-// 32 columns x one plane) become a panel [p][v] of 32 bytes, byte c the nibble of column c (transpose32: the 32
-// columns' words transposed as bytes in registers, then split into nibbles). A byte counts at most 4 per position,
-// so byte counts are widened into 16-bit ones every kFlush = 63 positions (vpunpck*bw: columns 0-7 and 16-23 in
-// the first half, 8-15 and 24-31 in the second); rows of n < 65536 bits, so 16 bits hold every count.
+// Filter rows become P byte offsets each (weight_offsets, once per task); the columns of a block (G groups of 32
+// columns x K planes: NV vectors) become a panel [p][v] of 32 bytes, byte c the nibble of column c (transpose32: 32
+// columns' words transposed as bytes in registers, then split into nibbles; stored planes first gathered by word,
+// rows_by_word). A byte counts at most 4 per position, so byte counts are widened into 16-bit ones every kFlush = 63
+// positions (vpunpck*bw: columns 0-7 and 16-23 in the first half, 8-15 and 24-31 in the second); rows of n < 65536
+// bits, so 16 bits hold every count. A task builds the panels of a superblock of blocks, then runs each register
+// block of filters over all of them (task, kSuperColumns).
 //
-// Epilogue: each lane set of 4 columns' 16-bit counts widened to 64-bit lanes go through Avx2Outer::store, the outer
-// kernel's epilogue (same operations, same bits; it handles every kind of destination). Orders 1 and 2.
+// Epilogue: the outer kernel's operations in its order on a group's 8 lane sets at once (group_outputs), each group
+// of 32 consecutive outputs stored as computed, any other destination through Avx2Outer::put (the outer kernel's);
+// same bits. Orders 1 and 2; gemm_task_avx2 below decides which tasks (and which of their columns) take it.
 namespace table {
 
-constexpr std::size_t kCols = 32;     // columns per vector
-constexpr std::size_t kFlush = 63;    // positions whose byte counts (<= 4 each) fit a byte
-constexpr std::size_t kBlockVectors = 3;
+constexpr std::size_t kCols = 32;   // columns per vector
+constexpr std::size_t kFlush = 63;  // positions whose byte counts (<= 4 each) fit a byte
 // The largest panel of a 2-vector block (the block shapes below) with which a task takes the table kernel: 256ch 14x14
 // (36-word rows, 36 KB) gained 6% at order 1 and 9% at order 2 (AMD EPYC Zen 3, profile_conv_core with
 // HORQ_AVX2_TABLE), 512ch 7x7 (72-word rows, 72 KB) 10% at order 2 once its 49 columns were one task.
