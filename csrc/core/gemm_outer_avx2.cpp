@@ -82,12 +82,8 @@ struct Avx2Outer {
             __m256i r[kLanes];
             for (std::size_t l = 0; l < kLanes; ++l)
               r[l] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src[l] + w));
-            const __m256i t0 = _mm256_unpacklo_epi64(r[0], r[1]), t1 = _mm256_unpackhi_epi64(r[0], r[1]);
-            const __m256i t2 = _mm256_unpacklo_epi64(r[2], r[3]), t3 = _mm256_unpackhi_epi64(r[2], r[3]);
-            put(dst + w * stride, _mm256_permute2x128_si256(t0, t2, 0x20));
-            put(dst + (w + 1) * stride, _mm256_permute2x128_si256(t1, t3, 0x20));
-            put(dst + (w + 2) * stride, _mm256_permute2x128_si256(t0, t2, 0x31));
-            put(dst + (w + 3) * stride, _mm256_permute2x128_si256(t1, t3, 0x31));
+            transpose4x4(r);
+            for (std::size_t j = 0; j < 4; ++j) put(dst + (w + j) * stride, r[j]);
           }
         }
         for (; w < kw; ++w)
@@ -95,6 +91,15 @@ struct Avx2Outer {
             split_words(src[l] + w, 1, dst + w * stride + l, dst + w * stride + copy + l);
       }
     }
+  }
+
+  // Four rows of 4 words each (r[i]: words w .. w + 3 of row i) as four vectors of one word of the 4 rows each
+  // (r[j]: word w + j of rows 0-3), 64-bit words transposed in registers.
+  static void transpose4x4(__m256i (&r)[4]) {
+    const __m256i t0 = _mm256_unpacklo_epi64(r[0], r[1]), t1 = _mm256_unpackhi_epi64(r[0], r[1]);
+    const __m256i t2 = _mm256_unpacklo_epi64(r[2], r[3]), t3 = _mm256_unpackhi_epi64(r[2], r[3]);
+    r[0] = _mm256_permute2x128_si256(t0, t2, 0x20), r[1] = _mm256_permute2x128_si256(t1, t3, 0x20);
+    r[2] = _mm256_permute2x128_si256(t0, t2, 0x31), r[3] = _mm256_permute2x128_si256(t1, t3, 0x31);
   }
 
   // A register block's MR rows, each rewritten as its kw low-nibble words then its kw high-nibble words.
@@ -180,11 +185,7 @@ struct Avx2Outer {
         const word_t* src = im.words.data() + ow[l];
         for (std::size_t w = 0; w < kw; ++w)
           split_words(src + im.word_off[w], 1, dst + w * stride + l, dst + w * stride + copy + l);
-        if (K == 1) {
-          double s = 0.0;
-          for (const std::int64_t off : im.sum_off) s += im.sums[static_cast<std::size_t>(os[l] + off)];
-          p.betas[c * kLanes + l] = s / static_cast<double>(q.n);
-        }
+        if (K == 1) p.betas[c * kLanes + l] = box_beta(im, os[l], static_cast<double>(q.n));
       }
     }
   }
@@ -547,11 +548,9 @@ bool applies(const QuantizedColumns& q, std::size_t ppi, std::size_t jb) {
 // cache).
 constexpr std::size_t kSuperColumns = 384;
 
-// A block's panel (vector (g, k) of position p at panel + (p NV + g K + k) 32) from columns [c0, c0 + nc) of the
-// task, its betas (bq) and where its columns' first words lie in the pixel image (word_at, plane 0 of an image q).
 // The first n of 32 rows of kw words (row c at rows + c * ld) as kw runs of 32 words (out + w * 32: word w of each
-// row; zero for rows n..31): 4 rows x 4 words transposed in registers (as Avx2Outer::fill_rows does), a row's
-// last 1-3 words and a last 1-3 rows word by word.
+// row; zero for rows n..31): 4 rows x 4 words transposed in registers (Avx2Outer::transpose4x4), a row's last 1-3
+// words and a last 1-3 rows word by word.
 void rows_by_word(const word_t* rows, std::size_t ld, std::size_t kw, std::size_t n, word_t* out) {
   std::size_t c = 0;
   for (; c + 4 <= n; c += 4) {
@@ -560,15 +559,9 @@ void rows_by_word(const word_t* rows, std::size_t ld, std::size_t kw, std::size_
     for (; w + 4 <= kw; w += 4) {
       __m256i v[4];
       for (std::size_t i = 0; i < 4; ++i) v[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r + i * ld + w));
-      const __m256i t0 = _mm256_unpacklo_epi64(v[0], v[1]), t1 = _mm256_unpackhi_epi64(v[0], v[1]);
-      const __m256i t2 = _mm256_unpacklo_epi64(v[2], v[3]), t3 = _mm256_unpackhi_epi64(v[2], v[3]);
-      const auto put = [&](std::size_t word, __m256i x) {
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + word * kCols + c), x);
-      };
-      put(w, _mm256_permute2x128_si256(t0, t2, 0x20));
-      put(w + 1, _mm256_permute2x128_si256(t1, t3, 0x20));
-      put(w + 2, _mm256_permute2x128_si256(t0, t2, 0x31));
-      put(w + 3, _mm256_permute2x128_si256(t1, t3, 0x31));
+      Avx2Outer::transpose4x4(v);
+      for (std::size_t j = 0; j < 4; ++j)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + (w + j) * kCols + c), v[j]);
     }
     for (; w < kw; ++w)
       for (std::size_t i = 0; i < 4; ++i) out[w * kCols + c + i] = r[i * ld + w];
@@ -577,6 +570,9 @@ void rows_by_word(const word_t* rows, std::size_t ld, std::size_t kw, std::size_
     for (std::size_t w = 0; w < kw; ++w) out[w * kCols + c] = c < n ? rows[c * ld + w] : word_t{0};
 }
 
+// A block's panel (vector (g, k) of position p at panel + (p NV + g K + k) 32) from columns [c0, c0 + nc) of the
+// task, its betas (bq) and where its columns' first words lie in the pixel image (word_at, plane 0 of an image q);
+// words: scratch for rows_by_word.
 template <int K, std::size_t G>
 void build_block(const QuantizedColumns& q, std::size_t j0, std::size_t c0, std::size_t nc, std::uint8_t* panel,
                  double* bq, std::int64_t* word_at, word_t* words) {
@@ -593,15 +589,14 @@ void build_block(const QuantizedColumns& q, std::size_t j0, std::size_t c0, std:
     for (std::size_t k = 0; k < static_cast<std::size_t>(K); ++k) {
       std::uint8_t* out = panel + (g * K + k) * kCols;
       const std::size_t first = g * kCols, valid = nc > first ? std::min(kCols, nc - first) : 0;
-      const bool image = q.implicit_h1 && k == 0;
-      bool run = image && valid == kCols;  // 32 consecutive words of the image (one row of one image)
-      for (std::size_t c = 1; run && c < kCols; ++c)
-        run = word_at[first + c] == word_at[first] + static_cast<std::int64_t>(c);
-      if (!image) {  // stored rows: all kw words of the 32 columns at once, 4 columns x 4 words per transpose
+      if (!(q.implicit_h1 && k == 0)) {  // stored rows: all kw words of the 32 columns at once
         rows_by_word(q.bits.data() + ((j0 + c0 + first) * K + k) * kw, K * kw, kw, valid, words);
         for (std::size_t w = 0; w < kw; ++w) transpose32(words + w * kCols, out + 16 * w * NV * kCols, NV * kCols);
         continue;
       }
+      bool run = valid == kCols;  // 32 consecutive words of the image (one row of one image)
+      for (std::size_t c = 1; run && c < kCols; ++c)
+        run = word_at[first + c] == word_at[first] + static_cast<std::int64_t>(c);
       for (std::size_t w = 0; w < kw; ++w) {
         const word_t* src = gather;
         if (run) {
@@ -622,10 +617,7 @@ void build_block(const QuantizedColumns& q, std::size_t j0, std::size_t c0, std:
         bq[c] = 0.0;
         continue;
       }
-      const double* sums = im.sums.data() + at.sum();
-      double s = 0.0;
-      for (const std::int64_t off : im.sum_off) s += sums[off];
-      bq[c] = s / n;
+      bq[c] = box_beta(im, at.sum(), n);
       at.next();
     }
   } else {

@@ -51,6 +51,15 @@ struct PixelCursor : ColumnCursor {
   std::int64_t sum() const { return static_cast<std::int64_t>((img * im.hp + oy * im.sh) * im.wp + ox * im.sw); }
 };
 
+// beta_1 of an order-1 column whose first tap's pixel sum is at im.sums[at] (PixelCursor::sum): its taps' pixel sums
+// added in tap order, then / n (the box sum every path computes, lane by lane where it vectorizes).
+inline double box_beta(const PixelImage& im, std::int64_t at, double n) {
+  const double* sums = im.sums.data() + at;
+  double s = 0.0;
+  for (const std::int64_t off : im.sum_off) s += sums[off];
+  return s / n;
+}
+
 // An allocator that default-initializes: resize() leaves the new elements as they are (for buffers every element
 // of which is written before it is read); assign(n, v) still writes v.
 template <class T>

@@ -87,12 +87,7 @@ void fill_h1_scalar(const QuantizedColumns& q, std::size_t j0, std::size_t jb, O
     const word_t* src = im.words.data() + at.word();
     word_t* dst = p.words.data() + (c / G) * gwords + (c % G) * K * L + l;
     for (std::size_t w = 0; w < kw; ++w) dst[w * stride] = src[im.word_off[w]];
-    if (K == 1) {
-      const double* sums = im.sums.data() + at.sum();
-      double s = 0.0;
-      for (const std::int64_t off : im.sum_off) s += sums[off];
-      p.betas[c * L + l] = s / static_cast<double>(q.n);
-    }
+    if (K == 1) p.betas[c * L + l] = box_beta(im, at.sum(), static_cast<double>(q.n));
   }
 }
 

@@ -56,12 +56,7 @@ void materialize_columns(QuantizedColumns& q) {
       const word_t* src = im.words.data() + at.word();
       word_t* dst = q.bits.data() + j * order * kw;
       for (std::size_t w = 0; w < kw; ++w) dst[w] = src[im.word_off[w]];
-      if (sum_betas) {
-        const double* ps = im.sums.data() + at.sum();
-        double sum = 0.0;
-        for (const std::int64_t off : im.sum_off) sum += ps[off];
-        q.betas[j * order] = sum / n;
-      }
+      if (sum_betas) q.betas[j * order] = box_beta(im, at.sum(), n);
     }
   });
   q.implicit_h1 = false;
