@@ -329,6 +329,37 @@ namespace {
   return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_castps_si256(v), exp_mask), exp_mask);
 }
 
+// Channels [c, c + N) of a chunk's pn pixels from p0 (pack_plane_chunks): per block of 8 pixels, each channel's sign
+// bits into mbuf's byte and its |v| widened to double and added to the pixels' sums in sbuf, the N channels in order
+// in registers (each pixel's sum loaded and stored once per N channels: per channel, those loads and stores had been
+// a third of the step's operations; the same sums). tail: the lanes of a last partial block.
+template <std::size_t N>
+[[gnu::always_inline]] inline void pack_gang(const float* src, std::size_t cstride, std::size_t c, std::size_t p0,
+                                             std::size_t pn, __m256i tail, const float* scale, const float* shift,
+                                             std::uint8_t (*mbuf)[kWordBits], double* sbuf) {
+  const __m256 zero = _mm256_setzero_ps(), absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const std::size_t full = pn / 8 * 8;
+  const float* x[N];
+  __m256 a[N], b[N];
+  for (std::size_t g = 0; g < N; ++g) {
+    x[g] = src + (c + g) * cstride + p0;
+    a[g] = scale ? _mm256_set1_ps(scale[c + g]) : zero, b[g] = scale ? _mm256_set1_ps(shift[c + g]) : zero;
+  }
+  for (std::size_t i = 0; i < pn; i += 8) {
+    __m256d* sd = reinterpret_cast<__m256d*>(sbuf + i);
+    __m256d s0 = sd[0], s1 = sd[1];
+    for (std::size_t g = 0; g < N; ++g) {
+      __m256 v = i < full ? _mm256_loadu_ps(x[g] + i) : _mm256_maskload_ps(x[g] + i, tail);  // zeros past the end
+      if (scale) v = _mm256_add_ps(_mm256_mul_ps(v, a[g]), b[g]);
+      mbuf[i / 8][c + g] = static_cast<std::uint8_t>(_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_LT_OQ)));
+      const __m256 av = _mm256_and_ps(v, absmask);
+      s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(av)));
+      s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(av, 1)));
+    }
+    sd[0] = s0, sd[1] = s1;
+  }
+}
+
 // Per chunk pixel block of 8, bit c of its pixels' words as one byte per channel (bit l: pixel l of the block),
 // from one compare and vmovmskps; at the chunk's end, bit l of 32 such bytes (channels 32 h .. 32 h + 31) moved to
 // each byte's top bit by a 16-bit shift (the neighbouring byte's bits land below it) and collected by
@@ -338,7 +369,6 @@ std::uint32_t pack_plane_chunks(const float* src, std::size_t cstride, std::size
                                 word_t* words, std::size_t wstride, double* sums, const float* scale,
                                 const float* shift) {
   constexpr std::size_t kBlocks = kPlaneChunk / 8;
-  const __m256 zero = _mm256_setzero_ps(), absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   const __m256i lane_ids = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256d inf = _mm256_set1_pd(HUGE_VAL);
   alignas(32) std::uint8_t mbuf[kBlocks][kWordBits];
@@ -351,44 +381,14 @@ std::uint32_t pack_plane_chunks(const float* src, std::size_t cstride, std::size
     std::copy_n(sums + p0, pn, sbuf);
     std::fill(sbuf + pn, sbuf + kPlaneChunk, 0.0);
     const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(pn - full)), lane_ids);
-    // kGang channels at a time: each pixel's sum loaded and stored once per gang, its channels' |v| added in channel
-    // order in registers (the same sums; per channel, two loads and two stores of the sums had been a third of the
-    // step's operations).
-    constexpr std::size_t kGang = 4;
+    // Four channels at a time (pack_gang), the last 1-3 as one smaller gang.
     std::size_t c = 0;
-    for (; c + kGang <= nchan; c += kGang) {
-      const float* x[kGang];
-      __m256 a[kGang], b[kGang];
-      for (std::size_t g = 0; g < kGang; ++g) {
-        x[g] = src + (c + g) * cstride + p0;
-        a[g] = scale ? _mm256_set1_ps(scale[c + g]) : zero, b[g] = scale ? _mm256_set1_ps(shift[c + g]) : zero;
-      }
-      for (std::size_t i = 0; i < pn; i += 8) {
-        __m256d* sd = reinterpret_cast<__m256d*>(sbuf + i);
-        __m256d s0 = sd[0], s1 = sd[1];
-        for (std::size_t g = 0; g < kGang; ++g) {
-          __m256 v = i < full ? _mm256_loadu_ps(x[g] + i) : _mm256_maskload_ps(x[g] + i, tail);  // zeros past the end
-          if (scale) v = _mm256_add_ps(_mm256_mul_ps(v, a[g]), b[g]);
-          mbuf[i / 8][c + g] = static_cast<std::uint8_t>(_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_LT_OQ)));
-          const __m256 av = _mm256_and_ps(v, absmask);
-          s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(av)));
-          s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(av, 1)));
-        }
-        sd[0] = s0, sd[1] = s1;
-      }
-    }
-    for (; c < nchan; ++c) {
-      const float* x = src + c * cstride + p0;
-      const __m256 a = scale ? _mm256_set1_ps(scale[c]) : zero, b = scale ? _mm256_set1_ps(shift[c]) : zero;
-      for (std::size_t i = 0; i < pn; i += 8) {
-        __m256 v = i < full ? _mm256_loadu_ps(x + i) : _mm256_maskload_ps(x + i, tail);  // zeros past the end
-        if (scale) v = _mm256_add_ps(_mm256_mul_ps(v, a), b);
-        mbuf[i / 8][c] = static_cast<std::uint8_t>(_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_LT_OQ)));
-        const __m256 av = _mm256_and_ps(v, absmask);
-        __m256d* sd = reinterpret_cast<__m256d*>(sbuf + i);
-        sd[0] = _mm256_add_pd(sd[0], _mm256_cvtps_pd(_mm256_castps256_ps128(av)));
-        sd[1] = _mm256_add_pd(sd[1], _mm256_cvtps_pd(_mm256_extractf128_ps(av, 1)));
-      }
+    for (; c + 4 <= nchan; c += 4) pack_gang<4>(src, cstride, c, p0, pn, tail, scale, shift, mbuf, sbuf);
+    switch (nchan - c) {
+      case 3: pack_gang<3>(src, cstride, c, p0, pn, tail, scale, shift, mbuf, sbuf); break;
+      case 2: pack_gang<2>(src, cstride, c, p0, pn, tail, scale, shift, mbuf, sbuf); break;
+      case 1: pack_gang<1>(src, cstride, c, p0, pn, tail, scale, shift, mbuf, sbuf); break;
+      default: break;
     }
     for (std::size_t i = 0; i < pn; i += 4) {  // |sum| < inf is false for Inf and NaN
       const __m256d sv = _mm256_load_pd(sbuf + i);
