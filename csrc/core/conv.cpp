@@ -270,12 +270,10 @@ PixelPlanes pack_input(const KernelTable& kt, const float* x, const ConvGeometry
       kt.to_nhwc(x + img * plane * C, C, plane, C, nullptr, nullptr, planes.data(), plane);  // (HW x C) -> (C x HW)
       if (pack_input_band(kt, planes.data(), g, in_scale, in_shift, img, 0, H, q, pp)) finite.store(false);
     });
-  } else if (g.batch >= kImagesPerThread * threads || (threads == 1 && W >= kPlaneRowsMinWidth)) {
-    parallel_for(g.batch, [&](std::size_t img) {
-      if (pack_input_band(kt, x + img * C * plane, g, in_scale, in_shift, img, 0, H, q, pp)) finite.store(false);
-    });
-  } else if (W >= kPlaneRowsMinWidth) {  // bands of rows, about kBandsPerThread per thread
-    const std::size_t per = std::min(H, ceil_div(kBandsPerThread * threads, g.batch));  // bands per image
+  } else if (g.batch >= kImagesPerThread * threads || W >= kPlaneRowsMinWidth) {
+    // Whole images (enough of them, or one thread), else bands of rows, about kBandsPerThread per thread.
+    const bool whole = g.batch >= kImagesPerThread * threads || threads == 1;
+    const std::size_t per = whole ? 1 : std::min(H, ceil_div(kBandsPerThread * threads, g.batch));  // bands per image
     const std::size_t rows = ceil_div(H, per);  // rows per band
     const std::size_t bands = ceil_div(H, rows);
     parallel_for(g.batch * bands, [&](std::size_t t) {
