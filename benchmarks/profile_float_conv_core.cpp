@@ -2,16 +2,18 @@
 // C++ core alone, in a loop: the fastest and median call, 1 thread, on a kernel path (default: the best this CPU
 // has). For `perf` with symbols and for A/B builds of the row kernels (docs/KERNELS.md round 8). With `pool` = 1
 // the stem's 3x3 stride-2 max pool (padding 1, a floor of 0: the ReLU before it) runs in the same call, as the
-// runtime runs it (float_conv2d_pool: 64x56x56 out).
+// runtime runs it (float_conv2d_pool: 64x56x56 out). `algorithm` picks FloatConvAlgorithm (float_conv.h): auto
+// (default), direct or winograd.
 //
 //   g++ -O2 -std=c++17 -Icsrc benchmarks/profile_float_conv_core.cpp build/cp311-cp311-linux_x86_64/libhorq_core.a
 //       -pthread -o /tmp/profile_float_conv_core       (one line)
-//   /tmp/profile_float_conv_core [path [seconds [pool]]]
+//   /tmp/profile_float_conv_core [path [seconds [pool [algorithm]]]]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/dispatch.h"
@@ -24,6 +26,10 @@ int main(int argc, char** argv) {
   const horq::KernelTable& kt = horq::kernel_table(argc > 1 ? argv[1] : "");
   const double seconds = argc > 2 ? std::atof(argv[2]) : 2.0;
   const bool pool = argc > 3 && std::atoi(argv[3]) != 0;
+  const std::string name = argc > 4 ? argv[4] : "auto";
+  const horq::FloatConvAlgorithm algorithm = name == "direct"     ? horq::FloatConvAlgorithm::direct
+                                             : name == "winograd" ? horq::FloatConvAlgorithm::winograd
+                                                                  : horq::FloatConvAlgorithm::automatic;
   const horq::ConvGeometry pg{1, 64, 112, 112, 3, 3, 2, 2, 1, 1, 1, 1, 56, 56};
   const float zero = 0.0f;
   const horq::ConvGeometry g{1, 3, 224, 224, 7, 7, 2, 2, 3, 3, 1, 1, 112, 112};
@@ -37,15 +43,15 @@ int main(int argc, char** argv) {
   while (std::chrono::steady_clock::now() < end) {
     const auto t0 = std::chrono::steady_clock::now();
     if (pool) {
-      horq::float_conv2d_pool(kt, x.data(), g, w.data(), 64, nullptr, nullptr, pg, &zero, 1, y.data());
+      horq::float_conv2d_pool(kt, x.data(), g, w.data(), 64, nullptr, nullptr, pg, &zero, 1, y.data(), algorithm);
     } else {
-      horq::float_conv2d(kt, x.data(), g, w.data(), 64, nullptr, nullptr, y.data());
+      horq::float_conv2d(kt, x.data(), g, w.data(), 64, nullptr, nullptr, y.data(), algorithm);
     }
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(times.begin(), times.end());
-  std::printf("%zu calls, fastest %.3f ms, median %.3f ms (%s, ResNet-18 stem 3x224x224 -> 64x112x112%s, 1 thread)\n",
-              times.size(), times.front() * 1e3, times[times.size() / 2] * 1e3, kt.name,
+  std::printf("%zu calls, fastest %.3f ms, median %.3f ms (%s, %s, ResNet-18 stem 3x224x224 -> 64x112x112%s, 1 "
+              "thread)\n", times.size(), times.front() * 1e3, times[times.size() / 2] * 1e3, kt.name, name.c_str(),
               pool ? ", pooled to 64x56x56" : "");
   return 0;
 }

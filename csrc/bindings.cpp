@@ -444,19 +444,28 @@ horq::ConvGeometry float_conv_geometry(const In<float, nb::ndim<4>>& x, const In
   return g;
 }
 
+// FloatConvAlgorithm (float_conv.h) by name: "auto", "direct" or "winograd".
+horq::FloatConvAlgorithm float_conv_algorithm(const std::string& name) {
+  if (name == "auto") return horq::FloatConvAlgorithm::automatic;
+  if (name == "direct") return horq::FloatConvAlgorithm::direct;
+  if (name == "winograd") return horq::FloatConvAlgorithm::winograd;
+  throw std::invalid_argument("algorithm must be 'auto', 'direct' or 'winograd', got '" + name + "'");
+}
+
 // A full-precision convolution of an NCHW float32 map with weights w (m x C*kh*kw, rows in (c, i, j) order),
 // then + bias and max(., floor) per output channel: the runtime's float conv2d step (float_conv.h).
 FloatArray float_conv2d(In<float, nb::ndim<4>> x, In<float, nb::ndim<2>> w, std::size_t kh, std::size_t kw,
                         Pair stride, Pair padding, Pair dilation, Optional1 bias, Optional1 floor,
-                        const std::string& kernel) {
+                        const std::string& kernel, const std::string& algorithm) {
   const horq::ConvGeometry g = float_conv_geometry(x, w, kh, kw, stride, padding, dilation, bias, floor);
   const std::size_t m = w.shape(0);
   const auto& kt = horq::kernel_table(kernel);
+  const horq::FloatConvAlgorithm algo = float_conv_algorithm(algorithm);
   float* y;
   auto arr = make_array<float>({g.batch, m, g.out_h, g.out_w}, &y, false);
   nb::gil_scoped_release nogil;
   horq::float_conv2d(kt, x.data(), g, w.data(), m, bias ? bias->data() : nullptr, floor ? floor->data() : nullptr,
-                     y);
+                     y, algo);
   return arr;
 }
 
@@ -465,7 +474,8 @@ FloatArray float_conv2d(In<float, nb::ndim<4>> x, In<float, nb::ndim<2>> w, std:
 FloatArray float_conv2d_pool(In<float, nb::ndim<4>> x, In<float, nb::ndim<2>> w, std::size_t kh, std::size_t kw,
                              Pair stride, Pair padding, Pair dilation, Optional1 bias, Optional1 floor,
                              std::size_t pkh, std::size_t pkw, Pair pstride, Pair ppadding, Pair pdilation,
-                             std::size_t pout_h, std::size_t pout_w, Optional1 pool_floor, const std::string& kernel) {
+                             std::size_t pout_h, std::size_t pout_w, Optional1 pool_floor, const std::string& kernel,
+                             const std::string& algorithm) {
   const horq::ConvGeometry g = float_conv_geometry(x, w, kh, kw, stride, padding, dilation, bias, floor);
   const std::size_t m = w.shape(0);
   const horq::ConvGeometry pg =
@@ -473,11 +483,13 @@ FloatArray float_conv2d_pool(In<float, nb::ndim<4>> x, In<float, nb::ndim<2>> w,
   const std::size_t npf = pool_floor ? pool_floor->shape(0) : 0;
   require(!pool_floor || npf == 1 || npf == m, "pool_floor must hold one value or one per output channel");
   const auto& kt = horq::kernel_table(kernel);
+  const horq::FloatConvAlgorithm algo = float_conv_algorithm(algorithm);
   float* y;
   auto arr = make_array<float>({g.batch, m, pout_h, pout_w}, &y, false);
   nb::gil_scoped_release nogil;
   horq::float_conv2d_pool(kt, x.data(), g, w.data(), m, bias ? bias->data() : nullptr,
-                          floor ? floor->data() : nullptr, pg, pool_floor ? pool_floor->data() : nullptr, npf, y);
+                          floor ? floor->data() : nullptr, pg, pool_floor ? pool_floor->data() : nullptr, npf, y,
+                          algo);
   return arr;
 }
 
@@ -651,11 +663,12 @@ void def_training(nb::module_& m) {
         nb::arg("kernel") = "");
   m.def("float_conv2d", &float_conv2d, nb::arg("x"), nb::arg("w"), nb::arg("kh"), nb::arg("kw"), nb::arg("stride"),
         nb::arg("padding"), nb::arg("dilation"), nb::arg("bias") = nb::none(), nb::arg("floor") = nb::none(),
-        nb::arg("kernel") = "");
+        nb::arg("kernel") = "", nb::arg("algorithm") = "auto");
   m.def("float_conv2d_pool", &float_conv2d_pool, nb::arg("x"), nb::arg("w"), nb::arg("kh"), nb::arg("kw"),
         nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"), nb::arg("bias").none(), nb::arg("floor").none(),
         nb::arg("pkh"), nb::arg("pkw"), nb::arg("pstride"), nb::arg("ppadding"), nb::arg("pdilation"),
-        nb::arg("pout_h"), nb::arg("pout_w"), nb::arg("pool_floor").none(), nb::arg("kernel") = "");
+        nb::arg("pout_h"), nb::arg("pout_w"), nb::arg("pool_floor").none(), nb::arg("kernel") = "",
+        nb::arg("algorithm") = "auto");
   m.def("global_avg_pool", &global_avg_pool, nb::arg("x"));
   m.def("max_pool2d", &max_pool2d, nb::arg("x"), nb::arg("kh"), nb::arg("kw"), nb::arg("stride"),
         nb::arg("padding"), nb::arg("dilation"), nb::arg("out_h"), nb::arg("out_w"),

@@ -1,10 +1,14 @@
 // float_conv2d (float_conv.h): the plan and each image's padded phase copy, then one task per output row on the
-// path's row kernel; float_conv2d_pool: the same rows through a ring per task, pooled as they come.
+// path's row kernel; float_conv2d_pool: the same rows through a ring per task, pooled as they come. With Winograd
+// tiles (float_conv_winograd.h) the same two drivers run on tile rows, three output rows at a time.
 #include "core/float_conv.h"
 
 #include <algorithm>
+#include <cmath>
+#include <stdexcept>
 
 #include "core/dispatch.h"
+#include "core/float_conv_winograd.h"
 #include "core/layer.h"
 #include "core/pool.h"
 #include "core/threadpool.h"
@@ -71,10 +75,204 @@ void each_chunk(const float* x, const ConvGeometry& g, std::size_t image, Run&& 
   }
 }
 
+// ---- Winograd tiles ----
+
+constexpr std::size_t kCheckTaskFloats = 65536;  // values per task of the finite-and-bounded check
+
+// Whether every one of n values is finite with |v| <= winograd::kLimit.
+bool within_limit(const float* v, std::size_t n) {
+  const std::size_t tasks = ceil_div(n, kCheckTaskFloats);
+  std::vector<unsigned char> bad(tasks, 0);
+  parallel_for(tasks, [&](std::size_t t) {
+    const std::size_t i1 = std::min(n, (t + 1) * kCheckTaskFloats);
+    unsigned char b = 0;
+    for (std::size_t i = t * kCheckTaskFloats; i < i1; ++i) b |= !(std::fabs(v[i]) <= winograd::kLimit);
+    bad[t] = b;
+  });
+  return std::none_of(bad.begin(), bad.end(), [](unsigned char b) { return b != 0; });
+}
+
+// The tiles' plan (float_conv_winograd.h): the copy's sizes and U = G w' G^T per output and phase channel.
+WinogradPlan make_winograd_plan(const ConvGeometry& g, const float* w, std::size_t m, const float* bias,
+                                const float* floor) {
+  using namespace winograd;
+  WinogradPlan p;
+  const std::size_t s = g.sh, C = g.channels, cq = C * s * s, R = kFloatConvRows, m4 = ceil_div(m, R);
+  p.stride = s, p.cq = cq, p.m = m, p.oh = g.out_h, p.ow = g.out_w;
+  p.tile_rows = ceil_div(g.out_h, kOut);
+  p.tile_cols = ceil_div(ceil_div(g.out_w, kOut), kFloatConvMaxLanes) * kFloatConvMaxLanes;
+  p.q_rows = kOut * p.tile_rows + kOut;
+  p.q_cols = p.tile_cols + 1;
+  p.bias = bias, p.floor = floor;
+  p.u.assign(kXi * m4 * cq * R, 0.0f);  // the last block's missing channels zero
+  for (std::size_t o = 0; o < m; ++o)
+    for (std::size_t c2 = 0; c2 < cq; ++c2) {
+      const std::size_t c = c2 / (s * s), pr = c2 / s % s, pc = c2 % s;
+      double sub[kTap][kTap] = {};  // w'[a][b] = w[o][c][a s + pr][b s + pc]
+      for (std::size_t a = 0; a < kTap; ++a)
+        for (std::size_t b = 0; b < kTap; ++b)
+          if (a * s + pr < g.kh && b * s + pc < g.kw)
+            sub[a][b] = w[((o * C + c) * g.kh + a * s + pr) * g.kw + b * s + pc];
+      double gw[kTile][kTap] = {};  // G w'
+      for (std::size_t k = 0; k < kTile; ++k)
+        for (std::size_t b = 0; b < kTap; ++b)
+          for (std::size_t a = 0; a < kTap; ++a) gw[k][b] += kG[k][a] * sub[a][b];
+      for (std::size_t k = 0; k < kTile; ++k)
+        for (std::size_t l = 0; l < kTile; ++l) {
+          double v = 0.0;
+          for (std::size_t b = 0; b < kTap; ++b) v += gw[k][b] * kG[l][b];
+          p.u[(((k * kTile + l) * m4 + o / R) * cq + c2) * R + o % R] = static_cast<float>(v);
+        }
+    }
+  return p;
+}
+
+// For up to ~32 MB of images at a time: their copies (float_conv_winograd.h's layout), then run(n0, nb, q) for
+// images [n0, n0 + nb) with q their copies.
+template <class Run>
+void each_winograd_chunk(const float* x, const ConvGeometry& g, const WinogradPlan& p, Run&& run) {
+  const std::size_t C = g.channels, H = g.height, W = g.width, s = p.stride, cq = p.cq, qc = p.q_cols;
+  const std::size_t image = p.image();
+  const std::size_t chunk = std::max<std::size_t>(1, (std::size_t{32} << 20) / (image * sizeof(float)));
+  std::vector<float> q(std::min(chunk, g.batch) * image);
+  for (std::size_t n0 = 0; n0 < g.batch; n0 += chunk) {
+    const std::size_t nb = std::min(chunk, g.batch - n0);
+    // Runs t = (image, c', u), several per task: 3 q_cols floats each.
+    parallel_for_items(nb * cq * p.q_rows, kCopyTaskFloats / (3 * qc), [&](std::size_t t) {
+      const std::size_t n = t / (cq * p.q_rows), c2 = t / p.q_rows % cq, u = t % p.q_rows;
+      const std::size_t c = c2 / (s * s), pr = c2 / s % s, pc = c2 % s;
+      float* __restrict dst = q.data() + n * image + (c2 * p.q_rows + u) * 3 * qc;
+      const long r = static_cast<long>(u * s + pr) - static_cast<long>(g.ph);
+      if (r < 0 || r >= static_cast<long>(H)) {
+        std::fill(dst, dst + 3 * qc, 0.0f);
+        return;
+      }
+      const float* src = x + ((n0 + n) * C + c) * H * W + static_cast<std::size_t>(r) * W;
+      for (std::size_t rho = 0; rho < 3; ++rho) {
+        // Q column 3 v + rho = padded column (3 v + rho) s + pc = x column 3 s v + off: in [0, W) for v in [v0, v1).
+        const long off = static_cast<long>(rho * s + pc) - static_cast<long>(g.pw), step = static_cast<long>(3 * s);
+        const long w = static_cast<long>(W);
+        const long lo = off >= 0 ? 0 : (step - 1 - off) / step;    // the first v with 3 s v + off >= 0
+        const long hi = w > off ? (w - off + step - 1) / step : 0;  // the first v with 3 s v + off >= W
+        const std::size_t v0 = std::min(qc, static_cast<std::size_t>(lo));
+        const std::size_t v1 = std::max(v0, std::min(qc, static_cast<std::size_t>(hi)));
+        float* __restrict run = dst + rho * qc;
+        std::fill(run, run + v0, 0.0f);
+        const float* at = src + off;
+        for (std::size_t v = v0; v < v1; ++v) run[v] = at[static_cast<long>(v) * step];
+        std::fill(run + v1, run + qc, 0.0f);
+      }
+    });
+    run(n0, nb, q.data());
+  }
+}
+
+// Whether this call runs on the tiles (FloatConvAlgorithm, float_conv.h).
+bool use_winograd(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,
+                  FloatConvAlgorithm algorithm) {
+  if (algorithm == FloatConvAlgorithm::direct) return false;
+  if (algorithm == FloatConvAlgorithm::winograd && !float_conv_winograd_geometry(g))
+    throw std::invalid_argument("float_conv2d: the Winograd tiles take dilation 1, one stride of 1 or 2, kernels of at "
+                                "most 4 x stride and at most 16 channels x stride^2");
+  if (algorithm == FloatConvAlgorithm::automatic &&
+      (kt.float_conv_tiles == float_conv_tiles_generic || !float_conv_winograd_geometry(g) ||
+       !float_conv_winograd_pays(g)))
+    return false;
+  return within_limit(w, m * g.channels * g.kh * g.kw) &&
+         within_limit(x, g.batch * g.channels * g.height * g.width);
+}
+
+void winograd_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,
+                     const float* bias, const float* floor, float* y) {
+  const WinogradPlan p = make_winograd_plan(g, w, m, bias, floor);
+  const std::size_t OH = g.out_h, OW = g.out_w, plane = OH * OW, wd = p.width(), image = p.image();
+  const std::size_t threads = static_cast<std::size_t>(get_num_threads());
+  const std::size_t bands = std::min(p.tile_rows, threads == 1 ? std::size_t{1} : 4 * threads);
+  const std::size_t per_band = ceil_div(p.tile_rows, bands);
+  each_winograd_chunk(x, g, p, [&](std::size_t n0, std::size_t nb, const float* q) {
+    parallel_for(nb * bands, [&](std::size_t t) {
+      const std::size_t n = t / bands, ty0 = t % bands * per_band;
+      thread_local std::vector<float> buf;  // 3 rows x m channels x width
+      if (buf.size() < 3 * m * wd) buf.resize(3 * m * wd);
+      float* const rows[3] = {buf.data(), buf.data() + wd, buf.data() + 2 * wd};
+      for (std::size_t ty = ty0; ty < std::min(p.tile_rows, ty0 + per_band); ++ty) {
+        kt.float_conv_tiles(p, q + n * image, ty, rows, 3 * wd);
+        for (std::size_t i = 0; i < winograd::kOut && 3 * ty + i < OH; ++i)
+          for (std::size_t o = 0; o < m; ++o)
+            std::copy_n(rows[i] + o * 3 * wd, OW, y + ((n0 + n) * m + o) * plane + (3 * ty + i) * OW);
+      }
+    });
+  });
+}
+
+void winograd_conv2d_pool(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w,
+                          std::size_t m, const float* bias, const float* floor, const ConvGeometry& pg,
+                          const float* pool_floor, std::size_t npool_floor, float* y) {
+  const WinogradPlan p = make_winograd_plan(g, w, m, bias, floor);
+  const std::size_t OH = g.out_h, POH = pg.out_h, POW = pg.out_w, wd = p.width(), image = p.image();
+  // A pooled row reads `span` conv rows; a tile row writes 3 more: conv row r lives in ring slot r % ring rows.
+  // After the tile rows up to conv row e, the rows still to be read are > e - span, and the next tile row writes
+  // e + 1 .. e + 3, whose slots held rows <= e + 3 - ring = e - span: none still needed.
+  const std::size_t span = (pg.kh - 1) * pg.dh + 1, ring_rows = span + winograd::kOut;
+  const PoolColumns pc = pool_columns(pg);
+  const std::size_t threads = static_cast<std::size_t>(get_num_threads());
+  each_winograd_chunk(x, g, p, [&](std::size_t n0, std::size_t nb, const float* q) {
+    const std::size_t bands = threads == 1 ? 1 : std::min(POH, ceil_div(2 * threads, nb));
+    const std::size_t per_band = ceil_div(POH, bands);
+    parallel_for(nb * bands, [&](std::size_t t) {
+      const std::size_t n = t / bands, py0 = t % bands * per_band, py1 = std::min(POH, py0 + per_band);
+      thread_local std::vector<float> ring, scratch;
+      thread_local std::vector<const float*> rows;
+      if (ring.size() < m * ring_rows * wd) ring.resize(m * ring_rows * wd);
+      if (scratch.size() < g.out_w) scratch.resize(g.out_w);
+      rows.resize(pg.kh);
+      long next = -1;  // the first tile row not yet computed (-1: none yet)
+      for (std::size_t py = py0; py < py1; ++py) {
+        const long first = static_cast<long>(py * pg.sh) - static_cast<long>(pg.ph);
+        const long last = std::min(first + static_cast<long>(span) - 1, static_cast<long>(OH) - 1);
+        if (next < 0) next = std::max(first, 0L) / static_cast<long>(winograd::kOut);
+        for (; next * static_cast<long>(winograd::kOut) <= last; ++next) {
+          const std::size_t ty = static_cast<std::size_t>(next);
+          float* const out[3] = {ring.data() + (3 * ty) % ring_rows * wd, ring.data() + (3 * ty + 1) % ring_rows * wd,
+                                 ring.data() + (3 * ty + 2) % ring_rows * wd};
+          kt.float_conv_tiles(p, q + n * image, ty, out, ring_rows * wd);
+        }
+        for (std::size_t c = 0; c < m; ++c) {
+          for (std::size_t i = 0; i < pg.kh; ++i) {
+            const long iy = first + static_cast<long>(i * pg.dh);
+            rows[i] = iy < 0 || iy >= static_cast<long>(OH)
+                          ? nullptr
+                          : ring.data() + (c * ring_rows + static_cast<std::size_t>(iy) % ring_rows) * wd;
+          }
+          const float fl = pool_floor ? pool_floor[npool_floor == 1 ? 0 : c] : 0.0f;
+          kt.pool_row(rows.data(), pg.kh, pc, pool_floor != nullptr, fl, scratch.data(),
+                      y + (((n0 + n) * m + c) * POH + py) * POW);
+        }
+      }
+    });
+  });
+}
+
 }  // namespace
 
+bool float_conv_winograd_geometry(const ConvGeometry& g) {
+  const std::size_t s = g.sh;
+  return g.dh == 1 && g.dw == 1 && g.sw == s && (s == 1 || s == 2) && g.kh <= winograd::kTap * s &&
+         g.kw <= winograd::kTap * s && g.channels * s * s <= winograd::kMaxPhaseChannels;
+}
+
+bool float_conv_winograd_pays(const ConvGeometry& g) {
+  // The tiles' 4 C s^2 multiply-adds per output and their transforms against the direct C kh kw: a ResNet stem (7x7,
+  // stride 2: 147 -> 48) gains; a 3x3 stride-1 stem (27 -> 12) ran 2x slower at 32x32 (docs/KERNELS.md round 15).
+  return 2 * g.kh * g.kw >= 5 * winograd::kTap * g.sh * g.sw;
+}
+
 void float_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,
-                  const float* bias, const float* floor, float* y) {
+                  const float* bias, const float* floor, float* y, FloatConvAlgorithm algorithm) {
+  if (use_winograd(kt, x, g, w, m, algorithm)) {
+    winograd_conv2d(kt, x, g, w, m, bias, floor, y);
+    return;
+  }
   std::size_t image = 0;
   const FloatConvPlan p = make_plan(g, w, m, bias, floor, image);
   const std::size_t plane = g.out_h * g.out_w;
@@ -94,7 +292,11 @@ void float_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, 
 
 void float_conv2d_pool(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,
                        const float* bias, const float* floor, const ConvGeometry& pg, const float* pool_floor,
-                       std::size_t npool_floor, float* y) {
+                       std::size_t npool_floor, float* y, FloatConvAlgorithm algorithm) {
+  if (use_winograd(kt, x, g, w, m, algorithm)) {
+    winograd_conv2d_pool(kt, x, g, w, m, bias, floor, pg, pool_floor, npool_floor, y);
+    return;
+  }
   std::size_t image = 0;
   FloatConvPlan p = make_plan(g, w, m, bias, floor, image);
   const std::size_t OH = g.out_h, OW = g.out_w, POH = pg.out_h, POW = pg.out_w;

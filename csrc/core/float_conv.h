@@ -54,18 +54,34 @@ constexpr std::size_t kFloatConvMaxLanes = 16;
 struct KernelTable;
 struct ConvGeometry;
 
+// How a call computes: `direct` as above; `winograd` by Winograd F(3x3, 4x4) tiles (float_conv_winograd.h; the
+// geometry must allow it: float_conv_winograd_geometry) wherever every input and weight is finite and below its
+// bound, else direct; `automatic` picks winograd on the avx2 and avx512 paths where the geometry allows it and it
+// saves at least 60% of the multiply-adds (float_conv_winograd_pays), else direct.
+enum class FloatConvAlgorithm { automatic, direct, winograd };
+
+// Whether the Winograd tiles take geometry g: dilation 1, one stride s in {1, 2} both ways, kh and kw <= 4 s and
+// C * s * s <= 16 phase channels.
+bool float_conv_winograd_geometry(const ConvGeometry& g);
+// Whether `automatic` takes them there (the direct kernel's C * kh * kw multiply-adds per output at least 2.5 times
+// the tiles' 4 C s^2).
+bool float_conv_winograd_pays(const ConvGeometry& g);
+
 // y (N, m, out_h, out_w) = the convolution of x (N, C, H, W) in geometry g with weights w (m x C*kh*kw, rows in
 // (c, i, j) order), then + bias and max(., floor) per output channel (each optional). Groups are not taken.
+// Throws std::invalid_argument for FloatConvAlgorithm::winograd on a geometry it does not take.
 void float_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,
-                  const float* bias, const float* floor, float* y);
+                  const float* bias, const float* floor, float* y,
+                  FloatConvAlgorithm algorithm = FloatConvAlgorithm::automatic);
 
 // float_conv2d, then max_pool2d (pool.h) of its output in geometry pg (pg.height/width = g.out_h/out_w,
 // pg.channels = m) with the pool's floor (nullptr, one value or m): y (N, m, pg.out_h, pg.out_w), bitwise the two
-// calls' result. The convolution's rows go through a ring of the rows one pooled row reads, in cache, instead
-// of the whole map through memory (a ResNet stem's 64 x 112 x 112 output is 3.2 MB).
+// calls' result (with the same algorithm). The convolution's rows go through a ring of the rows one pooled row
+// reads, in cache, instead of the whole map through memory (a ResNet stem's 64 x 112 x 112 output is 3.2 MB).
 void float_conv2d_pool(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,
                        const float* bias, const float* floor, const ConvGeometry& pg, const float* pool_floor,
-                       std::size_t npool_floor, float* y);
+                       std::size_t npool_floor, float* y,
+                       FloatConvAlgorithm algorithm = FloatConvAlgorithm::automatic);
 
 namespace float_conv {
 

@@ -1,6 +1,11 @@
 // float_conv.h's row kernel, portable: four-float "registers" as plain arrays (the compiler vectorizes what it
-// can), multiply then add.
+// can), multiply then add. The Winograd tile row (float_conv_winograd.h) on one-float "registers" with std::fma:
+// per lane the x86 paths' operations, so their reference bit for bit (slow; float_conv.cpp does not pick it on
+// its own).
+#include <cmath>
+
 #include "core/float_conv.h"
+#include "core/float_conv_winograd.h"
 
 namespace horq {
 namespace {
@@ -23,10 +28,30 @@ struct Vec4 {
   }
 };
 
+struct Fma1 {
+  static constexpr std::size_t kLanes = 1;
+  using reg = float;
+  static reg zero() { return 0.0f; }
+  static reg load(const float* p) { return *p; }
+  static reg set1(float a) { return a; }
+  static reg madd(reg a, reg b, reg c) { return std::fma(a, b, c); }
+  static void store(float* p, reg r) { *p = r; }
+  static reg add(reg a, reg b) { return a + b; }
+  static reg sub(reg a, reg b) { return a - b; }
+  static reg mul(reg a, reg b) { return a * b; }
+  static reg max(reg a, reg b) { return a > b ? a : b; }
+  static void store3(float* p, reg a, reg b, reg c) { p[0] = a, p[1] = b, p[2] = c; }
+};
+
 }  // namespace
 
 void float_conv_row_generic(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y) {
   float_conv::row<Vec4, 1, 2>(p, xp, oy, y);
+}
+
+void float_conv_tiles_generic(const WinogradPlan& p, const float* q, std::size_t ty, float* const rows[3],
+                              std::size_t ch_stride) {
+  winograd::tiles<Fma1, 1, 2>(p, q, ty, rows, ch_stride);
 }
 
 }  // namespace horq

@@ -5,6 +5,12 @@ a scalar chain of fused multiply-adds under tests/kernels/test_kernels_avx512_em
 
 Tolerance: each output is a float32 sum of C*kh*kw products; its rounding error is below ~K * 2^-24 of the sum
 of |w x|, so the error is measured against that magnitude (np.abs(w) convolved with np.abs(x)).
+
+Winograd tiles (algorithm="winograd", core/float_conv_winograd.h): against the same float64 reference within
+WINOGRAD_TOLERANCE of that magnitude (their transforms add rounding of their own: measured up to ~2.5e-6 on a 3x3
+kernel, ~1e-6 on a 7x7 stride-2 one); the avx2 and avx512 paths bit for bit the generic path's scalar reference
+(the same operations per lane, std::fma for the fused ones); any thread count and the fused pool bitwise; inputs
+with NaN, Inf or huge values computed directly.
 """
 
 import numpy as np
@@ -49,7 +55,7 @@ def test_float_conv_matches_reference(path, case):
     floor = np.where(np.arange(w.shape[0]) % 2 == 0, 0.0, -0.25).astype(np.float32)
     for bias, fl in ((None, None), (b, None), (b, floor), (None, np.float32(0.0))):
         got = kernels.float_conv2d(x, w, stride=stride, padding=padding, dilation=dilation, bias=bias, floor=fl,
-                                   kernel=path)
+                                   kernel=path, algorithm="direct")
         want, scale = _reference(x, w, stride, padding, dilation, bias, fl)
         assert got.dtype == np.float32 and got.shape == want.shape
         assert (np.abs(got - want) <= 1e-6 * (scale + np.abs(want)) + 1e-30).all()
@@ -177,3 +183,121 @@ def test_prepared_float_conv_is_float_conv2d(path):
         plain(rng.standard_normal((2, 4, 20, 18)).astype(np.float32))
     with pytest.raises(ValueError, match="smaller than the kernel"):
         kernels.FloatConv2d(w, kernel=path)(np.zeros((1, 3, 2, 2), np.float32))
+
+
+WINOGRAD_TOLERANCE = 5e-6
+WINOGRAD_CASES = [
+    # (N, C, H, W, C_out, (kh, kw), stride, padding)
+    (1, 3, 224, 224, 64, (7, 7), 2, 3),  # the ResNet-18 stem
+    (1, 3, 37, 41, 61, (7, 7), 2, 3),  # odd map, channels not a multiple of 4 or 8
+    (2, 2, 11, 13, 7, (8, 8), 2, 1),  # 8x8 stride 2: full 4x4 sub-kernels
+    (1, 4, 5, 6, 3, (5, 3), 2, 2),  # rectangular kernel: sub-kernels 3x2 and 2x1 in 4x4 tiles; 2x3 output
+    (3, 1, 9, 17, 4, (3, 3), 1, 1),  # stride 1: one phase
+    (1, 16, 30, 50, 9, (4, 4), 1, 0),  # 16 phase channels (the most the tiles take), 4x4 stride 1
+    (1, 3, 100, 20, 33, (2, 4), 1, (0, 3)),  # 49 tile columns past 3 vectors of 16; 33 output channels
+    (1, 3, 8, 8, 1, (6, 6), 2, 0),  # one output channel, a 2x2 output in one tile
+]
+
+
+def _winograd_case(case, seed):
+    n, c, h, w_, m, (kh, kw), *_ = case
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, c, h, w_)).astype(np.float32),
+            rng.standard_normal((m, c, kh, kw)).astype(np.float32), rng.standard_normal(m).astype(np.float32))
+
+
+@pytest.mark.parametrize("case", WINOGRAD_CASES, ids=lambda c: "n{}-c{}-{}x{}-m{}-k{}-s{}-p{}".format(*c))
+def test_winograd_matches_reference(path, case):
+    x, w, b = _winograd_case(case, sum(case[:5]))
+    stride, padding = case[6:]
+    floor = np.where(np.arange(w.shape[0]) % 3 == 0, 0.0, -0.5).astype(np.float32)
+    for bias, fl in ((None, None), (b, floor)):
+        got = kernels.float_conv2d(x, w, stride=stride, padding=padding, bias=bias, floor=fl, kernel=path,
+                                   algorithm="winograd")
+        want, scale = _reference(x, w, stride, padding, 1, bias, fl)
+        assert got.dtype == np.float32 and got.shape == want.shape
+        err = np.abs(got - want) / (scale + np.abs(want) + 1e-30)
+        assert err.max() <= WINOGRAD_TOLERANCE, err.max()
+        if fl is not None:
+            assert (got >= fl.reshape(1, -1, 1, 1)).all()
+
+
+def test_winograd_paths_are_the_scalar_reference_bit_for_bit():
+    """avx2 and avx512 (where this CPU runs them) against the generic path's scalar tiles, with bias and floor."""
+    fast = [p for p in ("avx2", "avx512") if p in _core.available_kernels()]
+    if not fast:
+        pytest.skip(f"no x86 SIMD path on this CPU ({_core.available_kernels()})")
+    for case in WINOGRAD_CASES[1:]:
+        x, w, b = _winograd_case(case, 5)
+        args = dict(stride=case[6], padding=case[7], bias=b, floor=0.0, algorithm="winograd")
+        want = kernels.float_conv2d(x, w, kernel="generic", **args)
+        for p in fast:
+            np.testing.assert_array_equal(kernels.float_conv2d(x, w, kernel=p, **args).view(np.uint32),
+                                          want.view(np.uint32))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_winograd_threads_and_pool_bitwise(path, threads):
+    """Tiles are global (tile row ty = output rows 3ty..3ty+2 whichever task computes it): any thread count gives
+    the same bits, and the fused pool is max_pool2d of the plain call."""
+    x, w, b = _winograd_case((3, 3, 45, 38, 20, (7, 7), 2, 3), 9)
+    kernels.set_num_threads(1)
+    one = kernels.float_conv2d(x, w, stride=2, padding=3, bias=b, floor=0.0, kernel=path, algorithm="winograd")
+    kernels.set_num_threads(threads)
+    args = dict(stride=2, padding=3, bias=b, floor=0.0, kernel=path, algorithm="winograd")
+    np.testing.assert_array_equal(kernels.float_conv2d(x, w, **args), one)
+    for pool in ({"kernel_size": 3, "stride": 2, "padding": 1}, {"kernel_size": 2, "floor": 0.25},
+                 {"kernel_size": 3, "stride": 3, "padding": 1, "dilation": 2}):
+        want = kernels.max_pool2d(one, pool["kernel_size"], pool.get("stride"), pool.get("padding", 0),
+                                  pool.get("dilation", 1), floor=pool.get("floor"), kernel=path)
+        np.testing.assert_array_equal(kernels.float_conv2d(x, w, **args, pool=pool), want)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 3e12])
+def test_winograd_leaves_nonfinite_and_huge_values_to_the_direct_kernel(path, bad):
+    """A NaN or Inf would reach every output of its tiles through the transforms (and huge values could overflow
+    them): such inputs and weights are computed directly, bit for bit the direct call."""
+    x, w, b = _winograd_case((1, 3, 30, 30, 8, (7, 7), 2, 3), 2)
+    x[0, 1, 10, 11] = bad
+    args = dict(stride=2, padding=3, bias=b, kernel=path)
+    want = kernels.float_conv2d(x, w, **args, algorithm="direct")
+    np.testing.assert_array_equal(kernels.float_conv2d(x, w, **args, algorithm="winograd"), want)
+    if np.isnan(bad):
+        assert np.isnan(want[0, :, 5, 5]).all() and not np.isnan(want[0, :, 0, 0]).any()
+    x, w, _ = _winograd_case((1, 3, 30, 30, 8, (7, 7), 2, 3), 2)
+    w[3, 2, 1, 1] = bad
+    np.testing.assert_array_equal(kernels.float_conv2d(x, w, **args, algorithm="winograd"),
+                                  kernels.float_conv2d(x, w, **args, algorithm="direct"))
+
+
+def test_auto_takes_winograd_where_it_pays(path):
+    """"auto": the tiles on the avx2 and avx512 paths for a ResNet stem (147 -> 48 multiply-adds per output), the
+    direct kernel for a 3x3 stride-1 stem (27 -> 12 with the transforms ran slower) and on generic."""
+    x, w, _ = _winograd_case((1, 3, 40, 40, 8, (7, 7), 2, 3), 1)
+    auto = kernels.float_conv2d(x, w, stride=2, padding=3, kernel=path)
+    chosen = "direct" if path == "generic" else "winograd"
+    np.testing.assert_array_equal(auto, kernels.float_conv2d(x, w, stride=2, padding=3, kernel=path,
+                                                             algorithm=chosen))
+    assert not np.array_equal(kernels.float_conv2d(x, w, stride=2, padding=3, kernel=path, algorithm="direct"),
+                              kernels.float_conv2d(x, w, stride=2, padding=3, kernel=path, algorithm="winograd"))
+    x, w, _ = _winograd_case((1, 3, 40, 40, 8, (3, 3), 1, 1), 1)
+    np.testing.assert_array_equal(kernels.float_conv2d(x, w, padding=1, kernel=path),
+                                  kernels.float_conv2d(x, w, padding=1, kernel=path, algorithm="direct"))
+
+
+def test_winograd_errors():
+    x = np.zeros((1, 3, 20, 20), np.float32)
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        kernels.float_conv2d(x, np.zeros((4, 3, 3, 3), np.float32), algorithm="fft")
+    for w, kwargs in ((np.zeros((4, 3, 3, 3), np.float32), {"dilation": 2}),
+                      (np.zeros((4, 3, 3, 3), np.float32), {"stride": 3}),
+                      (np.zeros((4, 3, 3, 3), np.float32), {"stride": (1, 2)}),
+                      (np.zeros((4, 3, 5, 5), np.float32), {"stride": 1}),
+                      (np.zeros((4, 3, 9, 3), np.float32), {"stride": 2}),
+                      (np.zeros((4, 5, 3, 3), np.float32), {"stride": 2})):
+        with pytest.raises(ValueError, match="Winograd tiles take"):
+            kernels.float_conv2d(x[:, :1].repeat(w.shape[1], 1), w, algorithm="winograd", **kwargs)
+    with pytest.raises(ValueError, match="algorithm must be"):
+        _core.float_conv2d(x, np.zeros((4, 27), np.float32), 3, 3, (1, 1), (0, 0), (1, 1), algorithm="x")
+    with pytest.raises(ValueError, match="Winograd tiles take"):
+        _core.float_conv2d(x, np.zeros((4, 27), np.float32), 3, 3, (1, 1), (0, 0), (2, 2), algorithm="winograd")

@@ -32,6 +32,7 @@
 #include "core/bgemm.h"
 #include "core/dispatch.h"
 #include "core/float_conv.h"
+#include "core/float_conv_winograd.h"
 #include "core/layer.h"
 #include "core/quantize.h"
 #include "core/quantize_walk.h"
@@ -693,7 +694,7 @@ int check_float_conv(std::mt19937_64& rng) {
     const std::size_t ny = g.batch * m * g.out_h * g.out_w;
     std::vector<float> got(ny + 2, 1234.5f), want(ny);
     float_conv2d(emu, x.data(), g, w.data(), m, with_bias ? bias.data() : nullptr, with_floor ? floor.data() : nullptr,
-                 got.data() + 1);
+                 got.data() + 1, FloatConvAlgorithm::direct);
     for (std::size_t n = 0; n < g.batch; ++n)
       for (std::size_t o = 0; o < m; ++o)
         for (std::size_t oy = 0; oy < g.out_h; ++oy)
@@ -723,6 +724,50 @@ int check_float_conv(std::mt19937_64& rng) {
   return failures;
 }
 
+// float_conv2d's Winograd tiles (float_conv_winograd.h) with the AVX-512 tile row against the generic path's
+// scalar tiles (std::fma for the fused operations): equal bit for bit, guard values intact, on strides 1 and 2,
+// kernels up to 4 x stride (rectangular, sub-kernels of every size), 1..16 phase channels, output widths whose tile
+// columns fall around the 16-lane vectors (1 to 3 vectors), channel counts that are not whole 8-channel blocks,
+// batches, bias and floor.
+int check_float_conv_winograd(std::mt19937_64& rng) {
+  KernelTable emu{}, gen{};
+  emu.name = "avx512", gen.name = "generic";
+  emu.float_conv_row = float_conv_row_avx512, gen.float_conv_row = float_conv_row_generic;
+  emu.float_conv_tiles = float_conv_tiles_avx512, gen.float_conv_tiles = float_conv_tiles_generic;
+  std::normal_distribution<float> normal;
+  int failures = 0;
+  for (int trial = 0; trial < 60; ++trial) {
+    const std::size_t widths[] = {1, 4, 40, 45, 46, 48, 49, 96, 100, 143, 146};
+    ConvGeometry g{};
+    g.sh = g.sw = 1 + rng() % 2, g.dh = g.dw = 1;
+    g.batch = 1 + rng() % 2, g.channels = 1 + rng() % (16 / (g.sh * g.sh));
+    g.kh = 1 + rng() % (4 * g.sh), g.kw = 1 + rng() % (4 * g.sw), g.ph = rng() % 3, g.pw = rng() % 3;
+    const std::size_t ow = widths[rng() % 11], oh = 1 + rng() % 8;
+    g.height = (oh - 1) * g.sh + g.kh, g.width = (ow - 1) * g.sw + g.kw;  // before padding: out = ow, oh ...
+    g.height = g.height > 2 * g.ph ? g.height - 2 * g.ph : g.height;    // ... or a little more with it
+    g.width = g.width > 2 * g.pw ? g.width - 2 * g.pw : g.width;
+    if (g.height + 2 * g.ph < g.kh || g.width + 2 * g.pw < g.kw) continue;
+    g.out_h = (g.height + 2 * g.ph - g.kh) / g.sh + 1, g.out_w = (g.width + 2 * g.pw - g.kw) / g.sw + 1;
+    const std::size_t m = 1 + rng() % 19, k = g.channels * g.kh * g.kw;
+    std::vector<float> x(g.batch * g.channels * g.height * g.width), w(m * k), bias(m), floor(m);
+    for (auto& v : x) v = normal(rng);
+    for (auto& v : w) v = normal(rng);
+    for (auto& v : bias) v = normal(rng);
+    for (std::size_t o = 0; o < m; ++o) floor[o] = o % 3 == 0 ? 0.0f : normal(rng);
+    const bool with_bias = trial % 3 != 1, with_floor = trial % 2 == 0;
+    const std::size_t ny = g.batch * m * g.out_h * g.out_w;
+    std::vector<float> got(ny + 2, 1234.5f), want(ny + 2, 1234.5f);
+    for (auto* run : {&got, &want})
+      float_conv2d(run == &got ? emu : gen, x.data(), g, w.data(), m, with_bias ? bias.data() : nullptr,
+                   with_floor ? floor.data() : nullptr, run->data() + 1, FloatConvAlgorithm::winograd);
+    const bool guards = got[0] == 1234.5f && got[ny + 1] == 1234.5f;
+    if ((!guards || std::memcmp(got.data(), want.data(), (ny + 2) * sizeof(float)) != 0) && ++failures <= kMaxReports)
+      std::printf("float_conv winograd mismatch C=%zu %zux%zu k=%zux%zu s=%zu p=%zu,%zu m=%zu batch=%zu\n",
+                  g.channels, g.height, g.width, g.kh, g.kw, g.sh, g.ph, g.pw, m, g.batch);
+  }
+  return failures;
+}
+
 int main() {
   set_num_threads(1);
   std::mt19937_64 rng(42);
@@ -746,6 +791,7 @@ int main() {
       {"transpose64", check_transpose64},
       {"weight_rows", check_weight_rows},
       {"float_conv", check_float_conv},
+      {"float_conv winograd", check_float_conv_winograd},
   };
   int failures = 0;
   for (const Check& c : checks) {

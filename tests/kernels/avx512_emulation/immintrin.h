@@ -283,6 +283,19 @@ inline __m512 _mm512_mask_blend_ps(__mmask16 k, __m512 a, __m512 b) {
     if (avx512_emulation::bit(k, i)) a.v[i] = b.v[i];
   return a;
 }
+// MAXPS: a > b ? a : b per lane, so b where either is NaN (and b for +-0.0 against each other).
+inline __m512 _mm512_max_ps(__m512 a, __m512 b) {
+  for (int i = 0; i < 16; ++i) a.v[i] = a.v[i] > b.v[i] ? a.v[i] : b.v[i];
+  return a;
+}
+// VPERMPS: lane i of the result is lane (idx's int32 lane i) & 15 of a.
+inline __m512 _mm512_permutexvar_ps(__m512i idx, __m512 a) {
+  std::uint32_t lanes[16];
+  std::memcpy(lanes, idx.v, sizeof lanes);
+  __m512 r;
+  for (int i = 0; i < 16; ++i) r.v[i] = a.v[lanes[i] & 15u];
+  return r;
+}
 inline __m512 _mm512_maskz_mov_ps(__mmask16 k, __m512 a) {
   for (int i = 0; i < 16; ++i)
     if (!avx512_emulation::bit(k, i)) a.v[i] = 0.0f;

@@ -176,6 +176,23 @@ void check_float_lanes() {
   expect(std::memcmp(lo, fin, 32) == 0 && std::memcmp(hi, fin + 8, 32) == 0,
          "_mm512_castps512_ps256 / _mm512_extractf32x8_ps (lane order)");
 
+  // MAXPS returns its second operand unless the first is greater: NaN in either, and +-0.0, give the second.
+  alignas(64) static const std::int32_t rotate[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 0x2f, 0x10};
+  const __m512 rot = _mm512_permutexvar_ps(_mm512_loadu_si512(rotate), v);  // lane i: v[i + 1], then v[15], v[0]
+  _mm512_store_si512(out, _mm512_castps_si512(rot));
+  ok = out[14] == fin[15] && out[15] == fin[0];
+  for (int i = 0; i < 14; ++i) ok = ok && out[i] == fin[i + 1];
+  expect(ok, "_mm512_permutexvar_ps (index bits above the lane number ignored)");
+  _mm512_store_si512(out, _mm512_castps_si512(_mm512_max_ps(v, rot)));
+  ok = true;
+  for (int i = 0; i < 16; ++i) {
+    float a, b;
+    std::memcpy(&a, &fin[i], 4), std::memcpy(&b, &fin[i == 14 ? 15 : i == 15 ? 0 : i + 1], 4);
+    const float want = a > b ? a : b;
+    ok = ok && std::memcmp(&out[i], &want, 4) == 0;
+  }
+  expect(ok, "_mm512_max_ps (NaN and signed zeros: the second operand)");
+
   _mm512_store_si512(out, _mm512_castps_si512(_mm512_maskz_loadu_ps(0x8421, fin)));
   ok = true;
   for (int i = 0; i < 16; ++i) ok = ok && out[i] == (0x8421 >> i & 1 ? fin[i] : 0u);

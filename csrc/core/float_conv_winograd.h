@@ -1,0 +1,205 @@
+// Winograd F(3x3, 4x4) for the float first layer (float_conv.h): a ResNet stem's 7x7 stride-2 convolution over 3
+// channels is 147 multiply-adds per output; here 48, plus the transforms, which the 64 output channels share.
+//
+// Stride phases. A stride-s convolution is the sum over the s * s phases (pr, pc) of stride-1 convolutions: phase
+// channel c' = (c * s + pr) * s + pc reads Q[c'][u][v] = padded x[c][u s + pr][v s + pc] through the sub-kernel
+// w'[c'][a][b] = w[c][a s + pr][b s + pc] (zero where a s + pr >= kh or b s + pc >= kw). With kh, kw <= 4 s every
+// sub-kernel fits 4 x 4: a 7x7 stride-2 kernel over 3 channels is a 4x4 stride-1 kernel over 12 phase channels.
+//
+// Tiles. Output rows and columns go in tiles of 3 x 3 (tile (ty, tx) = outputs 3 ty + i, 3 tx + j), each read from
+// 6 x 6 inputs d = Q[c'][3 ty + a][3 tx + b]. With the points 0, 1, -1, 2, -1/2 and infinity:
+//   V = BT d BT^T (per tile and phase channel), U = G w' G^T (per output and phase channel, once per call, in
+//   double), M[o] = sum over c' of U[o][c'] * V[c'] (36 elementwise sums: 36 small GEMMs over the tiles), and the
+//   outputs Y[o] = AT M[o] AT^T (3 x 3).
+// These points gave the smallest error of the sets tried (0, +-1, +-2; 0, +-1, +-1/2; ...): on 12 channels of
+// random normal data the float32 result stays within ~4e-7 of sum |w x| (a direct float32 sum of 147 products:
+// ~1e-7 typical, 147 * 2^-24 bound); tests/kernels/test_kernels_float_conv.py checks it against float64.
+//
+// Arithmetic. Each transform is a fixed sequence of adds, subtracts, multiplies and fused multiply-adds by the
+// constants below (combine()), the GEMM a chain of fused multiply-adds in c' order per output lane: every path
+// runs the same operations per lane, so avx2 and avx512 give the same bits, and the generic path (a scalar with
+// std::fma) is their reference. Then + bias and max(., floor) as in the direct kernel.
+//
+// Layout. Each image is copied once as q[((c' * q_rows + u) * 3 + rho) * q_cols + w] = Q[c'][u][3 w + rho], zeros
+// outside the padded input, so the inputs that consecutive tiles read through one (a, b) are consecutive floats;
+// SIMD lanes run over tile columns.
+//
+// A NaN or Inf would spread through a tile's transforms to outputs that do not read it, and huge values could
+// overflow them: float_conv.cpp uses this path only when every input and weight is finite and below kLimit.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "core/float_conv.h"
+
+namespace horq {
+
+struct WinogradPlan {
+  std::size_t stride = 1;      // s, both directions
+  std::size_t cq = 0;          // phase channels: C * s * s
+  std::size_t m = 0;           // output channels
+  std::size_t oh = 0, ow = 0;  // output size
+  std::size_t tile_rows = 0;   // ceil(oh / 3)
+  std::size_t tile_cols = 0;   // ceil(ow / 3) rounded up to whole vectors of kFloatConvMaxLanes
+  std::size_t q_rows = 0;      // rows u of a phase channel in the copy: 3 * tile_rows + 3
+  std::size_t q_cols = 0;      // floats of one (c', u, rho) run of the copy: tile_cols + 1
+  std::vector<float> u;        // 36 x ceil(m / kFloatConvRows) x cq x kFloatConvRows transformed weights
+  const float* bias = nullptr;  // m values or nullptr
+  const float* floor = nullptr;  // m values or nullptr
+
+  std::size_t image() const { return cq * q_rows * 3 * q_cols; }  // floats of one image's copy
+  std::size_t width() const { return 3 * tile_cols; }             // floats of an output row the kernel writes
+};
+
+// Tile row ty of one image (q: its copy): output rows 3 ty + i (i < 3) of channel o go to rows[i] + o * ch_stride,
+// width() floats each (columns past ow are computed from the copy's zeros and are the caller's scratch).
+using float_conv_tiles_fn = void (*)(const WinogradPlan& p, const float* q, std::size_t ty, float* const rows[3],
+                                     std::size_t ch_stride);
+
+void float_conv_tiles_generic(const WinogradPlan& p, const float* q, std::size_t ty, float* const rows[3],
+                              std::size_t ch_stride);
+void float_conv_tiles_avx2(const WinogradPlan& p, const float* q, std::size_t ty, float* const rows[3],
+                           std::size_t ch_stride);
+void float_conv_tiles_avx512(const WinogradPlan& p, const float* q, std::size_t ty, float* const rows[3],
+                             std::size_t ch_stride);
+
+namespace winograd {
+
+constexpr std::size_t kTile = 6, kOut = 3, kTap = 4, kXi = kTile * kTile;
+constexpr std::size_t kMaxPhaseChannels = 16;  // C * s * s that the path takes (a stem: 3 channels at stride 2)
+constexpr float kLimit = 0x1p40f;              // |input|, |weight| bound: the transforms stay far from overflow
+
+// Input transform: row k of BT holds the coefficients of prod over the other finite points l != k of (x - p_l)
+// (the last row: of all five), so V's rows are the input polynomial's values at the points.
+constexpr float kBT[kTile][kTile] = {
+    {1.0f, 1.5f, -2.0f, -1.5f, 1.0f, 0.0f},  {0.0f, -1.0f, -2.5f, -0.5f, 1.0f, 0.0f},
+    {0.0f, 1.0f, 0.5f, -2.5f, 1.0f, 0.0f},   {0.0f, -0.5f, -1.0f, 0.5f, 1.0f, 0.0f},
+    {0.0f, 2.0f, -1.0f, -2.0f, 1.0f, 0.0f},  {0.0f, 1.0f, 1.5f, -2.0f, -1.5f, 1.0f}};
+// Output transform: the points' powers 0..2 (infinity: the leading coefficient, in the last row only).
+constexpr float kAT[kOut][kTile] = {
+    {1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 0.0f},
+    {0.0f, 1.0f, -1.0f, 2.0f, -0.5f, 0.0f},
+    {0.0f, 1.0f, 1.0f, 4.0f, 0.25f, 1.0f}};
+// Weight transform, in double: row k = p_k^j / prod over l != k of (p_k - p_l); infinity's row picks the last tap.
+constexpr double kG[kTile][kTap] = {{1.0, 0.0, 0.0, 0.0},
+                                    {-1.0 / 3, -1.0 / 3, -1.0 / 3, -1.0 / 3},
+                                    {1.0 / 3, -1.0 / 3, 1.0 / 3, -1.0 / 3},
+                                    {1.0 / 15, 2.0 / 15, 4.0 / 15, 8.0 / 15},
+                                    {-16.0 / 15, 8.0 / 15, -4.0 / 15, 2.0 / 15},
+                                    {0.0, 0.0, 0.0, 1.0}};
+
+// sum over k of c[k] * v[k] for the nonzero c[k], in k order: the first term v[k], -v[k] (0 - v[k]) or c * v[k];
+// each later one an add or subtract (c = +-1) or a fused multiply-add. V also has add, sub and mul.
+template <class V, std::size_t N>
+[[gnu::always_inline]] inline typename V::reg combine(const float (&c)[N], const typename V::reg (&v)[N]) {
+  typename V::reg acc = V::zero();
+  bool first = true;
+#pragma GCC unroll 8
+  for (std::size_t k = 0; k < N; ++k) {
+    if (c[k] == 0.0f) continue;
+    if (first) {
+      acc = c[k] == 1.0f ? v[k] : c[k] == -1.0f ? V::sub(V::zero(), v[k]) : V::mul(V::set1(c[k]), v[k]);
+    } else {
+      acc = c[k] == 1.0f ? V::add(acc, v[k]) : c[k] == -1.0f ? V::sub(acc, v[k]) : V::madd(V::set1(c[k]), v[k], acc);
+    }
+    first = false;
+  }
+  return acc;
+}
+
+// The tile row (float_conv_tiles_fn) with V's lanes over tile columns: the input transform of every tile and phase
+// channel into a per-thread buffer, then per block of B * kFloatConvRows output channels and up to PMAX vectors of
+// tiles the 36 GEMMs (float_conv::block, the phase channels as its taps) and the output transform. V also has
+// max(a, b) (a > b ? a : b per lane, else b: NaN in b kept) and store3(p, a, b, c) (a0 b0 c0 a1 b1 c1 ... at p).
+template <class V, int B, int PMAX>
+void tiles(const WinogradPlan& p, const float* q, std::size_t ty, float* const rows[3], std::size_t ch_stride) {
+  using reg = typename V::reg;
+  constexpr std::size_t L = V::kLanes, R = kFloatConvRows, BR = B * R, PL = PMAX * L;
+  static_assert(kFloatConvMaxLanes % L == 0, "whole vectors of tiles");
+  const std::size_t cq = p.cq, tc = p.tile_cols, nv = tc / L, qc = p.q_cols, m4 = ceil_div(p.m, R);
+  // Both buffers start on a cache line (vector loads and stores within one line: a split one costs two).
+  constexpr std::size_t kLine = 16;  // floats per 64-byte line
+  thread_local std::vector<float> vbuf, mbuf;
+  if (vbuf.size() < kXi * cq * tc + kLine) vbuf.resize(kXi * cq * tc + kLine);
+  if (mbuf.size() < kXi * BR * PL + kLine) mbuf.resize(kXi * BR * PL + kLine);
+  const auto line_start = [](std::vector<float>& buf) {
+    const std::size_t at = reinterpret_cast<std::uintptr_t>(buf.data()) / sizeof(float) % kLine;
+    return buf.data() + (kLine - at) % kLine;
+  };
+  float* const vb = line_start(vbuf);
+  float* const mb = line_start(mbuf);
+
+  // V[(k, l)][c'][tiles] = (BT d BT^T)[k][l].
+  for (std::size_t c = 0; c < cq; ++c)
+    for (std::size_t v = 0; v < nv; ++v) {
+      const float* base = q + (c * p.q_rows + 3 * ty) * 3 * qc + v * L;
+      reg t[kTile][kTile];  // t[k][b] = sum over a of BT[k][a] d[a][b]
+#pragma GCC unroll 6
+      for (std::size_t b = 0; b < kTile; ++b) {
+        reg d[kTile];
+#pragma GCC unroll 6
+        for (std::size_t a = 0; a < kTile; ++a) d[a] = V::load(base + (a * 3 + b % 3) * qc + b / 3);
+#pragma GCC unroll 6
+        for (std::size_t k = 0; k < kTile; ++k) t[k][b] = combine<V>(kBT[k], d);
+      }
+#pragma GCC unroll 6
+      for (std::size_t k = 0; k < kTile; ++k)
+#pragma GCC unroll 6
+        for (std::size_t l = 0; l < kTile; ++l)
+          V::store(vb + ((k * kTile + l) * cq + c) * tc + v * L, combine<V>(kBT[l], t[k]));
+    }
+
+  std::int64_t koff[kMaxPhaseChannels];
+  for (std::size_t c = 0; c < cq; ++c) koff[c] = static_cast<std::int64_t>(c * tc);
+  const std::size_t nb = ceil_div(nv, PMAX), base = nv / nb, extra = nv % nb;
+  for (std::size_t o0 = 0; o0 < p.m;) {
+    const bool wide = B > 1 && p.m - o0 >= BR;
+    const std::size_t nrows = wide ? BR : R;
+    for (std::size_t bi = 0, v0 = 0; bi < nb; ++bi) {
+      const std::size_t pv = base + (bi < extra ? 1 : 0);
+      for (std::size_t xi = 0; xi < kXi; ++xi) {
+        const float* wt = p.u.data() + (xi * m4 + o0 / R) * cq * R;
+        const float* in = vb + xi * cq * tc + v0 * L;
+        if (wide) {
+          float_conv::dispatch<V, B, PMAX>(pv, in, koff, wt, cq, mb + xi * BR * PL, PL);
+        } else {
+          float_conv::dispatch<V, 1, PMAX>(pv, in, koff, wt, cq, mb + xi * BR * PL, PL);
+        }
+      }
+      for (std::size_t r = 0; r < nrows && o0 + r < p.m; ++r) {
+        const std::size_t o = o0 + r;
+        const reg bias = V::set1(p.bias ? p.bias[o] : 0.0f), floor = V::set1(p.floor ? p.floor[o] : 0.0f);
+        for (std::size_t qv = 0; qv < pv; ++qv) {
+          const float* mm = mb + r * PL + qv * L;
+          reg s[kOut][kTile];  // s[i][l] = sum over k of AT[i][k] M[k][l]
+#pragma GCC unroll 6
+          for (std::size_t l = 0; l < kTile; ++l) {
+            reg col[kTile];
+#pragma GCC unroll 6
+            for (std::size_t k = 0; k < kTile; ++k) col[k] = V::load(mm + (k * kTile + l) * BR * PL);
+#pragma GCC unroll 3
+            for (std::size_t i = 0; i < kOut; ++i) s[i][l] = combine<V>(kAT[i], col);
+          }
+          const std::size_t x0 = 3 * (v0 + qv) * L;
+#pragma GCC unroll 3
+          for (std::size_t i = 0; i < kOut; ++i) {
+            reg y[kOut];
+#pragma GCC unroll 3
+            for (std::size_t j = 0; j < kOut; ++j) {
+              y[j] = combine<V>(kAT[j], s[i]);
+              if (p.bias) y[j] = V::add(y[j], bias);
+              if (p.floor) y[j] = V::max(floor, y[j]);
+            }
+            V::store3(rows[i] + o * ch_stride + x0, y[0], y[1], y[2]);
+          }
+        }
+      }
+      v0 += pv;
+    }
+    o0 += nrows;
+  }
+}
+
+}  // namespace winograd
+}  // namespace horq
