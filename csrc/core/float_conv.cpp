@@ -100,7 +100,8 @@ WinogradPlan make_winograd_plan(const ConvGeometry& g, const float* w, std::size
   const std::size_t s = g.sh, C = g.channels, cq = C * s * s, R = kFloatConvRows, m4 = ceil_div(m, R);
   p.stride = s, p.cq = cq, p.m = m, p.oh = g.out_h, p.ow = g.out_w;
   p.tile_rows = ceil_div(g.out_h, kOut);
-  p.tile_cols = ceil_div(ceil_div(g.out_w, kOut), kFloatConvMaxLanes) * kFloatConvMaxLanes;
+  p.tiles_x = ceil_div(g.out_w, kOut);
+  p.tile_cols = ceil_div(p.tiles_x, kFloatConvMaxLanes) * kFloatConvMaxLanes;
   p.q_rows = kOut * p.tile_rows + kOut;
   p.q_cols = p.tile_cols + 1;
   p.bias = bias, p.floor = floor;

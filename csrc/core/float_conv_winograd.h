@@ -41,7 +41,8 @@ struct WinogradPlan {
   std::size_t m = 0;           // output channels
   std::size_t oh = 0, ow = 0;  // output size
   std::size_t tile_rows = 0;   // ceil(oh / 3)
-  std::size_t tile_cols = 0;   // ceil(ow / 3) rounded up to whole vectors of kFloatConvMaxLanes
+  std::size_t tiles_x = 0;     // tile columns: ceil(ow / 3); a path computes them in whole vectors of its lanes
+  std::size_t tile_cols = 0;   // tiles_x rounded up to whole vectors of kFloatConvMaxLanes: what any path reads
   std::size_t q_rows = 0;      // rows u of a phase channel in the copy: 3 * tile_rows + 3
   std::size_t q_cols = 0;      // floats of one (c', u, rho) run of the copy: tile_cols + 1
   std::vector<float> u;        // 36 x ceil(m / kFloatConvRows) x cq x kFloatConvRows transformed weights
@@ -117,7 +118,8 @@ void tiles(const WinogradPlan& p, const float* q, std::size_t ty, float* const r
   using reg = typename V::reg;
   constexpr std::size_t L = V::kLanes, R = kFloatConvRows, BR = B * R, PL = PMAX * L;
   static_assert(kFloatConvMaxLanes % L == 0, "whole vectors of tiles");
-  const std::size_t cq = p.cq, tc = p.tile_cols, nv = tc / L, qc = p.q_cols, m4 = ceil_div(p.m, R);
+  // tc: the tile columns this path computes (whole vectors; with 8 lanes a 112-pixel row's 38 tiles are 40, not 48).
+  const std::size_t nv = ceil_div(p.tiles_x, L), tc = nv * L, cq = p.cq, qc = p.q_cols, m4 = ceil_div(p.m, R);
   // Both buffers start on a cache line (vector loads and stores within one line: a split one costs two).
   constexpr std::size_t kLine = 16;  // floats per 64-byte line
   thread_local std::vector<float> vbuf, mbuf;
