@@ -77,19 +77,11 @@ void each_chunk(const float* x, const ConvGeometry& g, std::size_t image, Run&& 
 
 // ---- Winograd tiles ----
 
-constexpr std::size_t kCheckTaskFloats = 65536;  // values per task of the finite-and-bounded check
-
 // Whether every one of n values is finite with |v| <= winograd::kLimit.
 bool within_limit(const float* v, std::size_t n) {
-  const std::size_t tasks = ceil_div(n, kCheckTaskFloats);
-  std::vector<unsigned char> bad(tasks, 0);
-  parallel_for(tasks, [&](std::size_t t) {
-    const std::size_t i1 = std::min(n, (t + 1) * kCheckTaskFloats);
-    unsigned char b = 0;
-    for (std::size_t i = t * kCheckTaskFloats; i < i1; ++i) b |= !(std::fabs(v[i]) <= winograd::kLimit);
-    bad[t] = b;
-  });
-  return std::none_of(bad.begin(), bad.end(), [](unsigned char b) { return b != 0; });
+  unsigned char bad = 0;
+  for (std::size_t i = 0; i < n; ++i) bad |= !(std::fabs(v[i]) <= winograd::kLimit);
+  return bad == 0;
 }
 
 // The tiles' plan (float_conv_winograd.h): the copy's sizes and U = G w' G^T per output and phase channel.
@@ -129,47 +121,64 @@ WinogradPlan make_winograd_plan(const ConvGeometry& g, const float* w, std::size
 }
 
 // For up to ~32 MB of images at a time: their copies (float_conv_winograd.h's layout), then run(n0, nb, q) for
-// images [n0, n0 + nb) with q their copies.
-template <class Run>
-void each_winograd_chunk(const float* x, const ConvGeometry& g, const WinogradPlan& p, Run&& run) {
+// images [n0, n0 + nb) with q their copies; where a copied value is NaN, Inf or above winograd::kLimit,
+// direct(n0, nb) for those images instead (the tiles would spread it, or overflow).
+template <class Run, class Direct>
+void each_winograd_chunk(const float* x, const ConvGeometry& g, const WinogradPlan& p, Run&& run, Direct&& direct) {
   const std::size_t C = g.channels, H = g.height, W = g.width, s = p.stride, cq = p.cq, qc = p.q_cols;
   const std::size_t image = p.image();
   const std::size_t chunk = std::max<std::size_t>(1, (std::size_t{32} << 20) / (image * sizeof(float)));
   std::vector<float> q(std::min(chunk, g.batch) * image);
+  const std::size_t per_task = std::max<std::size_t>(1, kCopyTaskFloats / (3 * qc));
+  std::vector<unsigned char> bad;
   for (std::size_t n0 = 0; n0 < g.batch; n0 += chunk) {
-    const std::size_t nb = std::min(chunk, g.batch - n0);
-    // Runs t = (image, c', u), several per task: 3 q_cols floats each.
-    parallel_for_items(nb * cq * p.q_rows, kCopyTaskFloats / (3 * qc), [&](std::size_t t) {
-      const std::size_t n = t / (cq * p.q_rows), c2 = t / p.q_rows % cq, u = t % p.q_rows;
-      const std::size_t c = c2 / (s * s), pr = c2 / s % s, pc = c2 % s;
-      float* __restrict dst = q.data() + n * image + (c2 * p.q_rows + u) * 3 * qc;
-      const long r = static_cast<long>(u * s + pr) - static_cast<long>(g.ph);
-      if (r < 0 || r >= static_cast<long>(H)) {
-        std::fill(dst, dst + 3 * qc, 0.0f);
-        return;
+    const std::size_t nb = std::min(chunk, g.batch - n0), runs = nb * cq * p.q_rows;
+    bad.assign(ceil_div(runs, per_task), 0);
+    // Runs t = (image, c', u), per_task per task: 3 q_cols floats each.
+    parallel_for(bad.size(), [&](std::size_t task) {
+      unsigned char out_of_range = 0;
+      for (std::size_t t = task * per_task; t < std::min(runs, (task + 1) * per_task); ++t) {
+        const std::size_t n = t / (cq * p.q_rows), c2 = t / p.q_rows % cq, u = t % p.q_rows;
+        const std::size_t c = c2 / (s * s), pr = c2 / s % s, pc = c2 % s;
+        float* __restrict dst = q.data() + n * image + (c2 * p.q_rows + u) * 3 * qc;
+        const long r = static_cast<long>(u * s + pr) - static_cast<long>(g.ph);
+        if (r < 0 || r >= static_cast<long>(H)) {
+          std::fill(dst, dst + 3 * qc, 0.0f);
+          continue;
+        }
+        const float* src = x + ((n0 + n) * C + c) * H * W + static_cast<std::size_t>(r) * W;
+        for (std::size_t rho = 0; rho < 3; ++rho) {
+          // Q column 3 v + rho = padded column (3 v + rho) s + pc = x column 3 s v + off: in [0, W) for v in [v0,
+          // v1).
+          const long off = static_cast<long>(rho * s + pc) - static_cast<long>(g.pw), step = static_cast<long>(3 * s);
+          const long w = static_cast<long>(W);
+          const long lo = off >= 0 ? 0 : (step - 1 - off) / step;    // the first v with 3 s v + off >= 0
+          const long hi = w > off ? (w - off + step - 1) / step : 0;  // the first v with 3 s v + off >= W
+          const std::size_t v0 = std::min(qc, static_cast<std::size_t>(lo));
+          const std::size_t v1 = std::max(v0, std::min(qc, static_cast<std::size_t>(hi)));
+          float* __restrict run_out = dst + rho * qc;
+          std::fill(run_out, run_out + v0, 0.0f);
+          const float* at = src + off;
+          for (std::size_t v = v0; v < v1; ++v) {
+            const float value = at[static_cast<long>(v) * step];
+            out_of_range |= !(std::fabs(value) <= winograd::kLimit);
+            run_out[v] = value;
+          }
+          std::fill(run_out + v1, run_out + qc, 0.0f);
+        }
       }
-      const float* src = x + ((n0 + n) * C + c) * H * W + static_cast<std::size_t>(r) * W;
-      for (std::size_t rho = 0; rho < 3; ++rho) {
-        // Q column 3 v + rho = padded column (3 v + rho) s + pc = x column 3 s v + off: in [0, W) for v in [v0, v1).
-        const long off = static_cast<long>(rho * s + pc) - static_cast<long>(g.pw), step = static_cast<long>(3 * s);
-        const long w = static_cast<long>(W);
-        const long lo = off >= 0 ? 0 : (step - 1 - off) / step;    // the first v with 3 s v + off >= 0
-        const long hi = w > off ? (w - off + step - 1) / step : 0;  // the first v with 3 s v + off >= W
-        const std::size_t v0 = std::min(qc, static_cast<std::size_t>(lo));
-        const std::size_t v1 = std::max(v0, std::min(qc, static_cast<std::size_t>(hi)));
-        float* __restrict run = dst + rho * qc;
-        std::fill(run, run + v0, 0.0f);
-        const float* at = src + off;
-        for (std::size_t v = v0; v < v1; ++v) run[v] = at[static_cast<long>(v) * step];
-        std::fill(run + v1, run + qc, 0.0f);
-      }
+      bad[task] = out_of_range;
     });
-    run(n0, nb, q.data());
+    if (std::none_of(bad.begin(), bad.end(), [](unsigned char b) { return b != 0; })) {
+      run(n0, nb, q.data());
+    } else {
+      direct(n0, nb);
+    }
   }
 }
 
-// Whether this call runs on the tiles (FloatConvAlgorithm, float_conv.h).
-bool use_winograd(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,
+// Whether this call tries the tiles (FloatConvAlgorithm, float_conv.h; the inputs are checked as they are copied).
+bool use_winograd(const KernelTable& kt, const ConvGeometry& g, const float* w, std::size_t m,
                   FloatConvAlgorithm algorithm) {
   if (algorithm == FloatConvAlgorithm::direct) return false;
   if (algorithm == FloatConvAlgorithm::winograd && !float_conv_winograd_geometry(g))
@@ -179,8 +188,14 @@ bool use_winograd(const KernelTable& kt, const float* x, const ConvGeometry& g, 
       (kt.float_conv_tiles == float_conv_tiles_generic || !float_conv_winograd_geometry(g) ||
        !float_conv_winograd_pays(g)))
     return false;
-  return within_limit(w, m * g.channels * g.kh * g.kw) &&
-         within_limit(x, g.batch * g.channels * g.height * g.width);
+  return within_limit(w, m * g.channels * g.kh * g.kw);
+}
+
+// Images [n0, n0 + nb) of x's batch as a call of their own (their input and output offsets, batch nb).
+ConvGeometry sub_batch(const ConvGeometry& g, std::size_t nb) {
+  ConvGeometry sub = g;
+  sub.batch = nb;
+  return sub;
 }
 
 void winograd_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,
@@ -203,6 +218,9 @@ void winograd_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& 
             std::copy_n(rows[i] + o * 3 * wd, OW, y + ((n0 + n) * m + o) * plane + (3 * ty + i) * OW);
       }
     });
+  }, [&](std::size_t n0, std::size_t nb) {
+    float_conv2d(kt, x + n0 * g.channels * g.height * g.width, sub_batch(g, nb), w, m, bias, floor,
+                 y + n0 * m * plane, FloatConvAlgorithm::direct);
   });
 }
 
@@ -251,6 +269,9 @@ void winograd_conv2d_pool(const KernelTable& kt, const float* x, const ConvGeome
         }
       }
     });
+  }, [&](std::size_t n0, std::size_t nb) {
+    float_conv2d_pool(kt, x + n0 * g.channels * g.height * g.width, sub_batch(g, nb), w, m, bias, floor,
+                      sub_batch(pg, nb), pool_floor, npool_floor, y + n0 * m * POH * POW, FloatConvAlgorithm::direct);
   });
 }
 
@@ -270,7 +291,7 @@ bool float_conv_winograd_pays(const ConvGeometry& g) {
 
 void float_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,
                   const float* bias, const float* floor, float* y, FloatConvAlgorithm algorithm) {
-  if (use_winograd(kt, x, g, w, m, algorithm)) {
+  if (use_winograd(kt, g, w, m, algorithm)) {
     winograd_conv2d(kt, x, g, w, m, bias, floor, y);
     return;
   }
@@ -294,7 +315,7 @@ void float_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, 
 void float_conv2d_pool(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,
                        const float* bias, const float* floor, const ConvGeometry& pg, const float* pool_floor,
                        std::size_t npool_floor, float* y, FloatConvAlgorithm algorithm) {
-  if (use_winograd(kt, x, g, w, m, algorithm)) {
+  if (use_winograd(kt, g, w, m, algorithm)) {
     winograd_conv2d_pool(kt, x, g, w, m, bias, floor, pg, pool_floor, npool_floor, y);
     return;
   }

@@ -301,3 +301,17 @@ def test_winograd_errors():
         _core.float_conv2d(x, np.zeros((4, 27), np.float32), 3, 3, (1, 1), (0, 0), (1, 1), algorithm="x")
     with pytest.raises(ValueError, match="Winograd tiles take"):
         _core.float_conv2d(x, np.zeros((4, 27), np.float32), 3, 3, (1, 1), (0, 0), (2, 2), algorithm="winograd")
+
+
+def test_winograd_falls_back_per_chunk_of_images():
+    """The copies are made ~32 MB of images at a time and checked as they are made: a NaN in the second chunk
+    sends that chunk (only) to the direct kernel."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((7, 4, 512, 512)).astype(np.float32)  # ~4.9 MB of tile copy per image: chunks of 6 + 1
+    w = rng.standard_normal((2, 4, 7, 7)).astype(np.float32)
+    x[6, 2, 100, 200] = np.nan
+    args = dict(stride=2, padding=3, algorithm="winograd")
+    got = kernels.float_conv2d(x, w, **args)
+    np.testing.assert_array_equal(got[:6], kernels.float_conv2d(x[:6], w, **args))
+    np.testing.assert_array_equal(got[6:], kernels.float_conv2d(x[6:], w, stride=2, padding=3, algorithm="direct"))
+    assert np.isnan(got[6]).sum() == 2 * 3 * 3 and not np.isnan(got[:6]).any()  # a 3 x 3 window per channel
