@@ -55,8 +55,8 @@ struct KernelTable;
 struct ConvGeometry;
 
 // How a call computes: `direct` as above; `winograd` by Winograd F(3x3, 4x4) tiles (float_conv_winograd.h; the
-// geometry must allow it: float_conv_winograd_geometry) wherever every input and weight is finite and below its
-// bound, else direct; `automatic` picks winograd on the avx2 and avx512 paths where the geometry allows it and it
+// geometry must allow it: float_conv_winograd_geometry) where the weights and the inputs a chunk of images reads
+// are finite and below winograd::kLimit, else directly (the whole call, or that chunk); `automatic` picks winograd on the avx2 and avx512 paths where the geometry allows it and it
 // saves at least 60% of the multiply-adds (float_conv_winograd_pays), else direct.
 enum class FloatConvAlgorithm { automatic, direct, winograd };
 

@@ -466,8 +466,9 @@ def float_conv2d(x, weight, *, stride=1, padding=0, dilation=1, bias=None, floor
     phases (core/float_conv_winograd.h; dilation 1, one stride of 1 or 2, kh and kw at most 4 x stride, C x
     stride^2 at most 16: a ResNet stem's 7x7 stride-2 kernel over 3 channels takes 48 multiply-adds per output
     instead of 147), within ~1e-6 of sum |w x| of the exact result, the same bits on avx2 and avx512 (generic: a
-    scalar reference, slow); where an input or weight is NaN, Inf or above 2^40 in magnitude the call computes
-    directly. ``"auto"`` (default): winograd on the avx2 and avx512 paths where it applies and saves at least 60%
+    scalar reference, slow); where a weight is NaN, Inf or above 2^40 in magnitude the call computes directly, and
+    so do the images of a chunk (~32 MB of tile copies) where an input they read is (the tiles would spread a NaN
+    to outputs that do not read it). ``"auto"`` (default): winograd on the avx2 and avx512 paths where it applies and saves at least 60%
     of the multiply-adds (kh * kw >= 10 * stride^2), else direct.
 
     ``pool``: a dict of :func:`max_pool2d`'s arguments (``kernel_size``; ``stride``, ``padding``, ``dilation``,
