@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 
 #include "core/dispatch.h"
@@ -185,7 +186,7 @@ bool use_winograd(const KernelTable& kt, const ConvGeometry& g, const float* w, 
     throw std::invalid_argument("float_conv2d: the Winograd tiles take dilation 1, one stride of 1 or 2, kernels of at "
                                 "most 4 x stride and at most 16 channels x stride^2");
   if (algorithm == FloatConvAlgorithm::automatic &&
-      (kt.float_conv_tiles == float_conv_tiles_generic || !float_conv_winograd_geometry(g) ||
+      (std::strcmp(kt.name, "avx2") != 0 || !float_conv_winograd_geometry(g) ||
        !float_conv_winograd_pays(g)))
     return false;
   return within_limit(w, m * g.channels * g.kh * g.kw);

@@ -468,8 +468,9 @@ def float_conv2d(x, weight, *, stride=1, padding=0, dilation=1, bias=None, floor
     instead of 147), within ~1e-6 of sum |w x| of the exact result, the same bits on avx2 and avx512 (generic: a
     scalar reference, slow); where a weight is NaN, Inf or above 2^40 in magnitude the call computes directly, and
     so do the images of a chunk (~32 MB of tile copies) where an input they read is (the tiles would spread a NaN
-    to outputs that do not read it). ``"auto"`` (default): winograd on the avx2 and avx512 paths where it applies and saves at least 60%
-    of the multiply-adds (kh * kw >= 10 * stride^2), else direct.
+    to outputs that do not read it). ``"auto"`` (default): winograd on the avx2 path (measured faster there,
+    docs/KERNELS.md round 15; the avx512 tiles are tested but not yet timed) where it applies and saves at least
+    60% of the multiply-adds (kh * kw >= 10 * stride^2), else direct.
 
     ``pool``: a dict of :func:`max_pool2d`'s arguments (``kernel_size``; ``stride``, ``padding``, ``dilation``,
     ``out_size``, ``floor`` optional) to pool the output in the same call, bitwise ``max_pool2d(float_conv2d(...),
