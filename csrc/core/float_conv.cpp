@@ -95,7 +95,7 @@ WinogradPlan make_winograd_plan(const ConvGeometry& g, const float* w, std::size
   p.tile_rows = ceil_div(g.out_h, kOut);
   p.tiles_x = ceil_div(g.out_w, kOut);
   p.tile_cols = ceil_div(p.tiles_x, kFloatConvMaxLanes) * kFloatConvMaxLanes;
-  p.q_rows = kOut * p.tile_rows + kOut;
+  p.q_rows = kOut * p.tile_rows + kTile - kOut;  // tile row ty reads rows kOut ty .. kOut ty + kTile - 1
   p.q_cols = p.tile_cols + 1;
   p.bias = bias, p.floor = floor;
   p.u.assign(kXi * m4 * cq * R, 0.0f);  // the last block's missing channels zero
@@ -130,31 +130,32 @@ void each_winograd_chunk(const float* x, const ConvGeometry& g, const WinogradPl
   const std::size_t image = p.image();
   const std::size_t chunk = std::max<std::size_t>(1, (std::size_t{32} << 20) / (image * sizeof(float)));
   std::vector<float> q(std::min(chunk, g.batch) * image);
-  const std::size_t per_task = std::max<std::size_t>(1, kCopyTaskFloats / (3 * qc));
+  const std::size_t per_task = std::max<std::size_t>(1, kCopyTaskFloats / (winograd::kOut * qc));
   std::vector<unsigned char> bad;
   for (std::size_t n0 = 0; n0 < g.batch; n0 += chunk) {
     const std::size_t nb = std::min(chunk, g.batch - n0), runs = nb * cq * p.q_rows;
     bad.assign(ceil_div(runs, per_task), 0);
-    // Runs t = (image, c', u), per_task per task: 3 q_cols floats each.
+    // Runs t = (image, c', u), per_task per task: kOut q_cols floats each.
     parallel_for(bad.size(), [&](std::size_t task) {
       unsigned char out_of_range = 0;
       for (std::size_t t = task * per_task; t < std::min(runs, (task + 1) * per_task); ++t) {
         const std::size_t n = t / (cq * p.q_rows), c2 = t / p.q_rows % cq, u = t % p.q_rows;
         const std::size_t c = c2 / (s * s), pr = c2 / s % s, pc = c2 % s;
-        float* __restrict dst = q.data() + n * image + (c2 * p.q_rows + u) * 3 * qc;
+        float* __restrict dst = q.data() + n * image + (c2 * p.q_rows + u) * winograd::kOut * qc;
         const long r = static_cast<long>(u * s + pr) - static_cast<long>(g.ph);
         if (r < 0 || r >= static_cast<long>(H)) {
-          std::fill(dst, dst + 3 * qc, 0.0f);
+          std::fill(dst, dst + winograd::kOut * qc, 0.0f);
           continue;
         }
         const float* src = x + ((n0 + n) * C + c) * H * W + static_cast<std::size_t>(r) * W;
-        for (std::size_t rho = 0; rho < 3; ++rho) {
-          // Q column 3 v + rho = padded column (3 v + rho) s + pc = x column 3 s v + off: in [0, W) for v in [v0,
-          // v1).
-          const long off = static_cast<long>(rho * s + pc) - static_cast<long>(g.pw), step = static_cast<long>(3 * s);
+        for (std::size_t rho = 0; rho < winograd::kOut; ++rho) {
+          // Q column kOut v + rho = padded column (kOut v + rho) s + pc = x column step v + off (step = kOut s): in
+          // [0, W) for v in [v0, v1).
+          const long off = static_cast<long>(rho * s + pc) - static_cast<long>(g.pw);
+          const long step = static_cast<long>(winograd::kOut * s);
           const long w = static_cast<long>(W);
-          const long lo = off >= 0 ? 0 : (step - 1 - off) / step;    // the first v with 3 s v + off >= 0
-          const long hi = w > off ? (w - off + step - 1) / step : 0;  // the first v with 3 s v + off >= W
+          const long lo = off >= 0 ? 0 : (step - 1 - off) / step;    // the first v with step v + off >= 0
+          const long hi = w > off ? (w - off + step - 1) / step : 0;  // the first v with step v + off >= W
           const std::size_t v0 = std::min(qc, static_cast<std::size_t>(lo));
           const std::size_t v1 = std::max(v0, std::min(qc, static_cast<std::size_t>(hi)));
           float* __restrict run_out = dst + rho * qc;
@@ -209,14 +210,16 @@ void winograd_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& 
   each_winograd_chunk(x, g, p, [&](std::size_t n0, std::size_t nb, const float* q) {
     parallel_for(nb * bands, [&](std::size_t t) {
       const std::size_t n = t / bands, ty0 = t % bands * per_band;
-      thread_local std::vector<float> buf;  // 3 rows x m channels x width
-      if (buf.size() < 3 * m * wd) buf.resize(3 * m * wd);
-      float* const rows[3] = {buf.data(), buf.data() + wd, buf.data() + 2 * wd};
+      constexpr std::size_t kOut = winograd::kOut;
+      thread_local std::vector<float> buf;  // kOut rows x m channels x width
+      if (buf.size() < kOut * m * wd) buf.resize(kOut * m * wd);
+      float* rows[kOut];
+      for (std::size_t i = 0; i < kOut; ++i) rows[i] = buf.data() + i * wd;
       for (std::size_t ty = ty0; ty < std::min(p.tile_rows, ty0 + per_band); ++ty) {
-        kt.float_conv_tiles(p, q + n * image, ty, rows, 3 * wd);
-        for (std::size_t i = 0; i < winograd::kOut && 3 * ty + i < OH; ++i)
+        kt.float_conv_tiles(p, q + n * image, ty, rows, kOut * wd);
+        for (std::size_t i = 0; i < kOut && kOut * ty + i < OH; ++i)
           for (std::size_t o = 0; o < m; ++o)
-            std::copy_n(rows[i] + o * 3 * wd, OW, y + ((n0 + n) * m + o) * plane + (3 * ty + i) * OW);
+            std::copy_n(rows[i] + o * kOut * wd, OW, y + ((n0 + n) * m + o) * plane + (kOut * ty + i) * OW);
       }
     });
   }, [&](std::size_t n0, std::size_t nb) {
@@ -253,8 +256,9 @@ void winograd_conv2d_pool(const KernelTable& kt, const float* x, const ConvGeome
         if (next < 0) next = std::max(first, 0L) / static_cast<long>(winograd::kOut);
         for (; next * static_cast<long>(winograd::kOut) <= last; ++next) {
           const std::size_t ty = static_cast<std::size_t>(next);
-          float* const out[3] = {ring.data() + (3 * ty) % ring_rows * wd, ring.data() + (3 * ty + 1) % ring_rows * wd,
-                                 ring.data() + (3 * ty + 2) % ring_rows * wd};
+          float* out[winograd::kOut];
+          for (std::size_t i = 0; i < winograd::kOut; ++i)
+            out[i] = ring.data() + (winograd::kOut * ty + i) % ring_rows * wd;
           kt.float_conv_tiles(p, q + n * image, ty, out, ring_rows * wd);
         }
         for (std::size_t c = 0; c < m; ++c) {
@@ -285,8 +289,9 @@ bool float_conv_winograd_geometry(const ConvGeometry& g) {
 }
 
 bool float_conv_winograd_pays(const ConvGeometry& g) {
-  // The tiles' 4 C s^2 multiply-adds per output and their transforms against the direct C kh kw: a ResNet stem (7x7,
-  // stride 2: 147 -> 48) gains; a 3x3 stride-1 stem (27 -> 12) ran 2x slower at 32x32 (docs/KERNELS.md round 15).
+  // The tiles' 49 / 16 C s^2 multiply-adds per output and their transforms against the direct C kh kw: a ResNet
+  // stem (7x7, stride 2: 147 -> ~37) gains; a 3x3 stride-1 stem (27 -> ~9) ran 1.7x slower at 32x32 (docs/KERNELS.md
+  // round 15).
   return 2 * g.kh * g.kw >= 5 * winograd::kTap * g.sh * g.sw;
 }
 

@@ -54,19 +54,19 @@ constexpr std::size_t kFloatConvMaxLanes = 16;
 struct KernelTable;
 struct ConvGeometry;
 
-// How a call computes: `direct` as above; `winograd` by Winograd F(3x3, 4x4) tiles (float_conv_winograd.h; the
+// How a call computes: `direct` as above; `winograd` by Winograd F(4x4, 4x4) tiles (float_conv_winograd.h; the
 // geometry must allow it: float_conv_winograd_geometry) where the weights and the inputs a chunk of images reads
 // are finite and below winograd::kLimit, else directly (the whole call, or that chunk); `automatic` picks winograd
 // on the avx2 path (where the tiles were measured faster: docs/KERNELS.md round 15; avx512's are tested under
-// emulation but not yet timed) where the geometry allows it and it saves at least 60% of the multiply-adds
-// (float_conv_winograd_pays), else direct.
+// emulation but not yet timed) where the geometry allows it and kh * kw >= 10 s^2 (float_conv_winograd_pays), else
+// direct.
 enum class FloatConvAlgorithm { automatic, direct, winograd };
 
 // Whether the Winograd tiles take geometry g: dilation 1, one stride s in {1, 2} both ways, kh and kw <= 4 s and
 // C * s * s <= 16 phase channels.
 bool float_conv_winograd_geometry(const ConvGeometry& g);
-// Whether `automatic` takes them there (the direct kernel's C * kh * kw multiply-adds per output at least 2.5 times
-// the tiles' 4 C s^2).
+// Whether `automatic` takes them there (kh * kw >= 10 s^2: the direct kernel's C * kh * kw multiply-adds per
+// output at least ~3.3 times the tiles' 49 / 16 C s^2, the transforms' cost on top).
 bool float_conv_winograd_pays(const ConvGeometry& g);
 
 // y (N, m, out_h, out_w) = the convolution of x (N, C, H, W) in geometry g with weights w (m x C*kh*kw, rows in

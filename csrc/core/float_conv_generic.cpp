@@ -40,7 +40,7 @@ struct Fma1 {
   static reg sub(reg a, reg b) { return a - b; }
   static reg mul(reg a, reg b) { return a * b; }
   static reg max(reg a, reg b) { return a > b ? a : b; }
-  static void store3(float* p, reg a, reg b, reg c) { p[0] = a, p[1] = b, p[2] = c; }
+  static void store4(float* p, reg a, reg b, reg c, reg d) { p[0] = a, p[1] = b, p[2] = c, p[3] = d; }
 };
 
 }  // namespace
@@ -49,7 +49,7 @@ void float_conv_row_generic(const FloatConvPlan& p, const float* xp, std::size_t
   float_conv::row<Vec4, 1, 2>(p, xp, oy, y);
 }
 
-void float_conv_tiles_generic(const WinogradPlan& p, const float* q, std::size_t ty, float* const rows[3],
+void float_conv_tiles_generic(const WinogradPlan& p, const float* q, std::size_t ty, float* const rows[kWinogradOut],
                               std::size_t ch_stride) {
   winograd::tiles<Fma1, 1, 2>(p, q, ty, rows, ch_stride);
 }
