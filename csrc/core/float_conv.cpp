@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 
 #include "core/dispatch.h"
@@ -129,7 +130,8 @@ void each_winograd_chunk(const float* x, const ConvGeometry& g, const WinogradPl
   const std::size_t C = g.channels, H = g.height, W = g.width, s = p.stride, cq = p.cq, qc = p.q_cols;
   const std::size_t image = p.image();
   const std::size_t chunk = std::max<std::size_t>(1, (std::size_t{32} << 20) / (image * sizeof(float)));
-  std::vector<float> q(std::min(chunk, g.batch) * image);
+  // Not zeroed first: the copy writes every float of it (zeros outside the input included).
+  const std::unique_ptr<float[]> q(new float[std::min(chunk, g.batch) * image]);
   const std::size_t per_task = std::max<std::size_t>(1, kCopyTaskFloats / (winograd::kOut * qc));
   std::vector<unsigned char> bad;
   for (std::size_t n0 = 0; n0 < g.batch; n0 += chunk) {
@@ -141,7 +143,7 @@ void each_winograd_chunk(const float* x, const ConvGeometry& g, const WinogradPl
       for (std::size_t t = task * per_task; t < std::min(runs, (task + 1) * per_task); ++t) {
         const std::size_t n = t / (cq * p.q_rows), c2 = t / p.q_rows % cq, u = t % p.q_rows;
         const std::size_t c = c2 / (s * s), pr = c2 / s % s, pc = c2 % s;
-        float* __restrict dst = q.data() + n * image + (c2 * p.q_rows + u) * winograd::kOut * qc;
+        float* __restrict dst = q.get() + n * image + (c2 * p.q_rows + u) * winograd::kOut * qc;
         const long r = static_cast<long>(u * s + pr) - static_cast<long>(g.ph);
         if (r < 0 || r >= static_cast<long>(H)) {
           std::fill(dst, dst + winograd::kOut * qc, 0.0f);
@@ -172,7 +174,7 @@ void each_winograd_chunk(const float* x, const ConvGeometry& g, const WinogradPl
       bad[task] = out_of_range;
     });
     if (std::none_of(bad.begin(), bad.end(), [](unsigned char b) { return b != 0; })) {
-      run(n0, nb, q.data());
+      run(n0, nb, q.get());
     } else {
       direct(n0, nb);
     }
