@@ -122,54 +122,72 @@ WinogradPlan make_winograd_plan(const ConvGeometry& g, const float* w, std::size
   return p;
 }
 
+// One padded input row (image n's channel c, padded row r = u s + pr) into the copy: its s column phases pc, each as
+// kOut runs rho of q_cols floats (float_conv_winograd.h: Q[c'][u][kOut w + rho] = padded column (kOut w + rho) s +
+// pc). Padded column step w + j (step = kOut s) goes to phase j % s, run j / s, float w: read in order, STEP at a
+// time, each to its own run. Returns whether any value read is NaN, Inf or above winograd::kLimit.
+template <std::size_t STEP>
+unsigned char copy_row(const float* src, std::size_t W, std::size_t pw, std::size_t s, std::size_t qc,
+                       float* const* runs) {
+  unsigned char out_of_range = 0;
+  const auto put = [&](std::size_t w, std::size_t j, float value) { runs[j][w] = value; };
+  // w in [w0, w1): every padded column step w + j inside the input (pw <= step w, step w + step - 1 < W + pw).
+  const std::size_t w0 = ceil_div(pw, STEP), w1 = std::max(w0, std::min(qc, (W + pw) / STEP));
+  const auto edge = [&](std::size_t w) {
+    for (std::size_t j = 0; j < STEP; ++j) {
+      const std::size_t pcol = STEP * w + j;
+      const float value = pcol >= pw && pcol - pw < W ? src[pcol - pw] : 0.0f;
+      out_of_range |= !(std::fabs(value) <= winograd::kLimit);
+      put(w, j, value);
+    }
+  };
+  for (std::size_t w = 0; w < std::min(w0, qc); ++w) edge(w);
+  for (std::size_t w = w0; w < w1; ++w) {
+    const float* at = src + STEP * w - pw;
+    for (std::size_t j = 0; j < STEP; ++j) {
+      out_of_range |= !(std::fabs(at[j]) <= winograd::kLimit);
+      put(w, j, at[j]);
+    }
+  }
+  for (std::size_t w = w1; w < qc; ++w) edge(w);
+  (void)s;
+  return out_of_range;
+}
+
 // For up to ~32 MB of images at a time: their copies (float_conv_winograd.h's layout), then run(n0, nb, q) for
 // images [n0, n0 + nb) with q their copies; where a copied value is NaN, Inf or above winograd::kLimit,
 // direct(n0, nb) for those images instead (the tiles would spread it, or overflow).
 template <class Run, class Direct>
 void each_winograd_chunk(const float* x, const ConvGeometry& g, const WinogradPlan& p, Run&& run, Direct&& direct) {
-  const std::size_t C = g.channels, H = g.height, W = g.width, s = p.stride, cq = p.cq, qc = p.q_cols;
-  const std::size_t image = p.image();
+  constexpr std::size_t kOut = winograd::kOut;
+  const std::size_t C = g.channels, H = g.height, W = g.width, s = p.stride, qc = p.q_cols, step = kOut * s;
+  const std::size_t image = p.image(), prows = p.q_rows * s;  // padded rows per channel in the copy
   const std::size_t chunk = std::max<std::size_t>(1, (std::size_t{32} << 20) / (image * sizeof(float)));
   // Not zeroed first: the copy writes every float of it (zeros outside the input included).
   const std::unique_ptr<float[]> q(new float[std::min(chunk, g.batch) * image]);
-  const std::size_t per_task = std::max<std::size_t>(1, kCopyTaskFloats / (winograd::kOut * qc));
+  const std::size_t per_task = std::max<std::size_t>(1, kCopyTaskFloats / (step * qc));
   std::vector<unsigned char> bad;
   for (std::size_t n0 = 0; n0 < g.batch; n0 += chunk) {
-    const std::size_t nb = std::min(chunk, g.batch - n0), runs = nb * cq * p.q_rows;
-    bad.assign(ceil_div(runs, per_task), 0);
-    // Runs t = (image, c', u), per_task per task: kOut q_cols floats each.
+    const std::size_t nb = std::min(chunk, g.batch - n0), rows = nb * C * prows;
+    bad.assign(ceil_div(rows, per_task), 0);
+    // Padded rows t = (image, c, u s + pr), per_task per task: s phases x kOut runs of q_cols floats each.
     parallel_for(bad.size(), [&](std::size_t task) {
       unsigned char out_of_range = 0;
-      for (std::size_t t = task * per_task; t < std::min(runs, (task + 1) * per_task); ++t) {
-        const std::size_t n = t / (cq * p.q_rows), c2 = t / p.q_rows % cq, u = t % p.q_rows;
-        const std::size_t c = c2 / (s * s), pr = c2 / s % s, pc = c2 % s;
-        float* __restrict dst = q.get() + n * image + (c2 * p.q_rows + u) * winograd::kOut * qc;
-        const long r = static_cast<long>(u * s + pr) - static_cast<long>(g.ph);
+      float* runs[kOut * 2];  // run j: phase j % s, rho j / s (s <= 2)
+      for (std::size_t t = task * per_task; t < std::min(rows, (task + 1) * per_task); ++t) {
+        const std::size_t n = t / (C * prows), c = t / prows % C, prow = t % prows, u = prow / s, pr = prow % s;
+        for (std::size_t j = 0; j < step; ++j) {
+          const std::size_t c2 = (c * s + pr) * s + j % s;
+          runs[j] = q.get() + n * image + ((c2 * p.q_rows + u) * kOut + j / s) * qc;
+        }
+        const long r = static_cast<long>(prow) - static_cast<long>(g.ph);
         if (r < 0 || r >= static_cast<long>(H)) {
-          std::fill(dst, dst + winograd::kOut * qc, 0.0f);
+          for (std::size_t j = 0; j < step; ++j) std::fill(runs[j], runs[j] + qc, 0.0f);
           continue;
         }
         const float* src = x + ((n0 + n) * C + c) * H * W + static_cast<std::size_t>(r) * W;
-        for (std::size_t rho = 0; rho < winograd::kOut; ++rho) {
-          // Q column kOut v + rho = padded column (kOut v + rho) s + pc = x column step v + off (step = kOut s): in
-          // [0, W) for v in [v0, v1).
-          const long off = static_cast<long>(rho * s + pc) - static_cast<long>(g.pw);
-          const long step = static_cast<long>(winograd::kOut * s);
-          const long w = static_cast<long>(W);
-          const long lo = off >= 0 ? 0 : (step - 1 - off) / step;    // the first v with step v + off >= 0
-          const long hi = w > off ? (w - off + step - 1) / step : 0;  // the first v with step v + off >= W
-          const std::size_t v0 = std::min(qc, static_cast<std::size_t>(lo));
-          const std::size_t v1 = std::max(v0, std::min(qc, static_cast<std::size_t>(hi)));
-          float* __restrict run_out = dst + rho * qc;
-          std::fill(run_out, run_out + v0, 0.0f);
-          const float* at = src + off;
-          for (std::size_t v = v0; v < v1; ++v) {
-            const float value = at[static_cast<long>(v) * step];
-            out_of_range |= !(std::fabs(value) <= winograd::kLimit);
-            run_out[v] = value;
-          }
-          std::fill(run_out + v1, run_out + qc, 0.0f);
-        }
+        out_of_range |= step == 2 * kOut ? copy_row<2 * kOut>(src, W, g.pw, s, qc, runs)
+                                         : copy_row<kOut>(src, W, g.pw, s, qc, runs);
       }
       bad[task] = out_of_range;
     });
