@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 
 #include "core/dispatch.h"
@@ -86,20 +87,12 @@ bool within_limit(const float* v, std::size_t n) {
   return bad == 0;
 }
 
-// The tiles' plan (float_conv_winograd.h): the copy's sizes and U = G w' G^T per output and phase channel.
-WinogradPlan make_winograd_plan(const ConvGeometry& g, const float* w, std::size_t m, const float* bias,
-                                const float* floor) {
+// U = G w' G^T per output and phase channel (float_conv_winograd.h), for weights w of geometry g: 49 x ceil(m / 4) x
+// cq x 4 floats, the last block's missing channels zero.
+std::vector<float> transform_weights(const ConvGeometry& g, const float* w, std::size_t m) {
   using namespace winograd;
-  WinogradPlan p;
   const std::size_t s = g.sh, C = g.channels, cq = C * s * s, R = kFloatConvRows, m4 = ceil_div(m, R);
-  p.stride = s, p.cq = cq, p.m = m, p.oh = g.out_h, p.ow = g.out_w;
-  p.tile_rows = ceil_div(g.out_h, kOut);
-  p.tiles_x = ceil_div(g.out_w, kOut);
-  p.tile_cols = ceil_div(p.tiles_x, kFloatConvMaxLanes) * kFloatConvMaxLanes;
-  p.q_rows = kOut * p.tile_rows + kTile - kOut;  // tile row ty reads rows kOut ty .. kOut ty + kTile - 1
-  p.q_cols = p.tile_cols + 1;
-  p.bias = bias, p.floor = floor;
-  p.u.assign(kXi * m4 * cq * R, 0.0f);  // the last block's missing channels zero
+  std::vector<float> u(kXi * m4 * cq * R, 0.0f);
   for (std::size_t o = 0; o < m; ++o)
     for (std::size_t c2 = 0; c2 < cq; ++c2) {
       const std::size_t c = c2 / (s * s), pr = c2 / s % s, pc = c2 % s;
@@ -116,9 +109,58 @@ WinogradPlan make_winograd_plan(const ConvGeometry& g, const float* w, std::size
         for (std::size_t l = 0; l < kTile; ++l) {
           double v = 0.0;
           for (std::size_t b = 0; b < kTap; ++b) v += gw[k][b] * kG[l][b];
-          p.u[(((k * kTile + l) * m4 + o / R) * cq + c2) * R + o % R] = static_cast<float>(v);
+          u[(((k * kTile + l) * m4 + o / R) * cq + c2) * R + o % R] = static_cast<float>(v);
         }
     }
+  return u;
+}
+
+// transform_weights, kept for the last few weight tensors (a network's layer calls with the same weights every time:
+// the transform is ~4% of a ResNet stem's call) and matched by content, so changed weights are transformed again.
+std::shared_ptr<const std::vector<float>> transformed_weights(const ConvGeometry& g, const float* w, std::size_t m) {
+  struct Entry {
+    std::size_t m, channels, kh, kw, stride;
+    std::vector<float> w;
+    std::shared_ptr<const std::vector<float>> u;
+  };
+  constexpr std::size_t kKept = 4;
+  static std::mutex mu;
+  static std::vector<Entry> recent;  // most recently used last
+  const std::size_t n = m * g.channels * g.kh * g.kw;
+  const auto same = [&](const Entry& e) {
+    return e.m == m && e.channels == g.channels && e.kh == g.kh && e.kw == g.kw && e.stride == g.sh &&
+           std::memcmp(e.w.data(), w, n * sizeof(float)) == 0;
+  };
+  {
+    const std::lock_guard<std::mutex> lock(mu);
+    const auto hit = std::find_if(recent.begin(), recent.end(), same);
+    if (hit != recent.end()) {
+      std::rotate(hit, hit + 1, recent.end());
+      return recent.back().u;
+    }
+  }
+  auto u = std::make_shared<const std::vector<float>>(transform_weights(g, w, m));
+  const std::lock_guard<std::mutex> lock(mu);
+  recent.push_back(Entry{m, g.channels, g.kh, g.kw, g.sh, std::vector<float>(w, w + n), u});
+  if (recent.size() > kKept) recent.erase(recent.begin());
+  return u;
+}
+
+// The tiles' plan (float_conv_winograd.h): the copy's sizes and the transformed weights.
+WinogradPlan make_winograd_plan(const ConvGeometry& g, const float* w, std::size_t m, const float* bias,
+                                const float* floor) {
+  using namespace winograd;
+  WinogradPlan p;
+  const std::size_t s = g.sh;
+  p.stride = s, p.cq = g.channels * s * s, p.m = m, p.oh = g.out_h, p.ow = g.out_w;
+  p.tile_rows = ceil_div(g.out_h, kOut);
+  p.tiles_x = ceil_div(g.out_w, kOut);
+  p.tile_cols = ceil_div(p.tiles_x, kFloatConvMaxLanes) * kFloatConvMaxLanes;
+  p.q_rows = kOut * p.tile_rows + kTile - kOut;  // tile row ty reads rows kOut ty .. kOut ty + kTile - 1
+  p.q_cols = p.tile_cols + 1;
+  p.bias = bias, p.floor = floor;
+  p.weights = transformed_weights(g, w, m);
+  p.u = p.weights->data();
   return p;
 }
 

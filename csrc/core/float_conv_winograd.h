@@ -33,6 +33,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "core/float_conv.h"
@@ -52,7 +53,8 @@ struct WinogradPlan {
   std::size_t tile_cols = 0;   // tiles_x rounded up to whole vectors of kFloatConvMaxLanes: what any path reads
   std::size_t q_rows = 0;      // rows u of a phase channel in the copy: 4 * tile_rows + 3
   std::size_t q_cols = 0;      // floats of one (c', u, rho) run of the copy: tile_cols + 1
-  std::vector<float> u;        // 49 x ceil(m / kFloatConvRows) x cq x kFloatConvRows transformed weights
+  std::shared_ptr<const std::vector<float>> weights;  // the transformed weights (float_conv.cpp keeps recent ones)
+  const float* u = nullptr;    // their floats: 49 x ceil(m / kFloatConvRows) x cq x kFloatConvRows
   const float* bias = nullptr;  // m values or nullptr
   const float* floor = nullptr;  // m values or nullptr
 
@@ -171,7 +173,7 @@ void tiles(const WinogradPlan& p, const float* q, std::size_t ty, float* const r
     for (std::size_t bi = 0, v0 = 0; bi < nb; ++bi) {
       const std::size_t pv = base + (bi < extra ? 1 : 0);
       for (std::size_t xi = 0; xi < kXi; ++xi) {
-        const float* wt = p.u.data() + (xi * m4 + o0 / R) * cq * R;
+        const float* wt = p.u + (xi * m4 + o0 / R) * cq * R;
         const float* in = vb + xi * cq * tc + v0 * L;
         if (wide) {
           float_conv::dispatch<V, B, PMAX>(pv, in, koff, wt, cq, mb + xi * BR * PL, PL);

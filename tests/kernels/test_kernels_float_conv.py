@@ -322,3 +322,22 @@ def test_winograd_falls_back_per_chunk_of_images():
     np.testing.assert_array_equal(got[8:], kernels.float_conv2d(x[8:], w, stride=2, padding=3, algorithm="direct"))
     assert not np.array_equal(got[:1], kernels.float_conv2d(x[:1], w, stride=2, padding=3, algorithm="direct"))
     assert np.isnan(got[8]).sum() == 2 * 3 * 3 and not np.isnan(got[:8]).any()  # a 3 x 3 window per channel
+
+
+def test_winograd_weights_transformed_again_when_they_change(path):
+    """The core keeps the transformed weights of the last few tensors, matched by content: weights changed in
+    place, and more tensors than it keeps, still give each call its own weights' result."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 3, 30, 30)).astype(np.float32)
+    ws = [rng.standard_normal((5, 3, 7, 7)).astype(np.float32) for _ in range(6)]
+    args = dict(stride=2, padding=3, kernel=path, algorithm="winograd")
+    first = [kernels.float_conv2d(x, w, **args) for w in ws]
+    for w, want in zip(ws[::-1] + ws, first[::-1] + first, strict=True):
+        np.testing.assert_array_equal(kernels.float_conv2d(x, w, **args), want)
+    w = ws[0]
+    w[2, 1, 3, 3] += 1.0  # same array, new values
+    got = kernels.float_conv2d(x, w, **args)
+    assert not np.array_equal(got, first[0])
+    np.testing.assert_array_equal(got, kernels.float_conv2d(x, w.copy(), **args))
+    want, scale = _reference(x, w, 2, 3, 1)
+    assert (np.abs(got - want) / (scale + np.abs(want)) <= WINOGRAD_TOLERANCE).all()
