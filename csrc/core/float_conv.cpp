@@ -78,6 +78,48 @@ void each_chunk(const float* x, const ConvGeometry& g, std::size_t image, Run&& 
   }
 }
 
+// The pooled rows (pool geometry pg over a convolution's m x out_h x out_w output) of images [n0, n0 + nb), into
+// y. Bands of pooled rows per image: one at one thread (every conv row computed once), else enough for the threads
+// (a band recomputes the conv rows it shares with the band before it). Each task's conv rows go through a ring of
+// ring_rows rows of `width` floats per channel (conv row r in slot r % ring_rows, channel c's rows ring_rows * width
+// floats apart): fill(n, first, last, ring, next) puts the conv rows up to `last` that are not there yet into it,
+// `next` its own progress within the task (-1 at the start of a band); rows below `first` are not read again. The
+// rows are the same whichever task computes them, so the output does not depend on the thread count.
+template <class Fill>
+void pool_bands(const KernelTable& kt, const ConvGeometry& g, const ConvGeometry& pg, std::size_t m,
+                const float* pool_floor, std::size_t npool_floor, float* y, std::size_t n0, std::size_t nb,
+                std::size_t ring_rows, std::size_t width, Fill&& fill) {
+  const std::size_t OH = g.out_h, POH = pg.out_h, POW = pg.out_w, span = (pg.kh - 1) * pg.dh + 1;
+  const PoolColumns pc = pool_columns(pg);
+  const std::size_t threads = static_cast<std::size_t>(get_num_threads());
+  const std::size_t bands = threads == 1 ? 1 : std::min(POH, ceil_div(2 * threads, nb));
+  const std::size_t per_band = ceil_div(POH, bands);
+  parallel_for(nb * bands, [&](std::size_t t) {
+    const std::size_t n = t / bands, py0 = t % bands * per_band, py1 = std::min(POH, py0 + per_band);
+    thread_local std::vector<float> ring, scratch;
+    thread_local std::vector<const float*> rows;
+    if (ring.size() < m * ring_rows * width) ring.resize(m * ring_rows * width);
+    if (scratch.size() < g.out_w) scratch.resize(g.out_w);
+    rows.resize(pg.kh);
+    long next = -1;
+    for (std::size_t py = py0; py < py1; ++py) {
+      const long first = static_cast<long>(py * pg.sh) - static_cast<long>(pg.ph);
+      fill(n, first, std::min(first + static_cast<long>(span) - 1, static_cast<long>(OH) - 1), ring.data(), next);
+      for (std::size_t c = 0; c < m; ++c) {
+        for (std::size_t i = 0; i < pg.kh; ++i) {
+          const long iy = first + static_cast<long>(i * pg.dh);
+          rows[i] = iy < 0 || iy >= static_cast<long>(OH)
+                        ? nullptr
+                        : ring.data() + (c * ring_rows + static_cast<std::size_t>(iy) % ring_rows) * width;
+        }
+        const float fl = pool_floor ? pool_floor[npool_floor == 1 ? 0 : c] : 0.0f;
+        kt.pool_row(rows.data(), pg.kh, pc, pool_floor != nullptr, fl, scratch.data(),
+                    y + (((n0 + n) * m + c) * POH + py) * POW);
+      }
+    }
+  });
+}
+
 // ---- Winograd tiles ----
 
 // Whether every one of n values is finite with |v| <= winograd::kLimit.
@@ -293,49 +335,25 @@ void winograd_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& 
 void winograd_conv2d_pool(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w,
                           std::size_t m, const float* bias, const float* floor, const ConvGeometry& pg,
                           const float* pool_floor, std::size_t npool_floor, float* y) {
+  constexpr std::size_t kOut = winograd::kOut;
   const WinogradPlan p = make_winograd_plan(g, w, m, bias, floor);
-  const std::size_t OH = g.out_h, POH = pg.out_h, POW = pg.out_w, wd = p.width(), image = p.image();
-  // A pooled row reads `span` conv rows; a tile row writes 3 more: conv row r lives in ring slot r % ring rows.
-  // After the tile rows up to conv row e, the rows still to be read are > e - span, and the next tile row writes
-  // e + 1 .. e + 3, whose slots held rows <= e + 3 - ring = e - span: none still needed.
-  const std::size_t span = (pg.kh - 1) * pg.dh + 1, ring_rows = span + winograd::kOut;
-  const PoolColumns pc = pool_columns(pg);
-  const std::size_t threads = static_cast<std::size_t>(get_num_threads());
+  const std::size_t POH = pg.out_h, POW = pg.out_w, wd = p.width(), image = p.image();
+  // A pooled row reads `span` conv rows; a tile row writes kOut more. After the tile rows up to conv row e, the rows
+  // still to be read are > e - span, and the next tile row writes e + 1 .. e + kOut, whose slots held rows <= e +
+  // kOut - ring = e - span: none still needed.
+  const std::size_t ring_rows = (pg.kh - 1) * pg.dh + 1 + kOut;
   each_winograd_chunk(x, g, p, [&](std::size_t n0, std::size_t nb, const float* q) {
-    const std::size_t bands = threads == 1 ? 1 : std::min(POH, ceil_div(2 * threads, nb));
-    const std::size_t per_band = ceil_div(POH, bands);
-    parallel_for(nb * bands, [&](std::size_t t) {
-      const std::size_t n = t / bands, py0 = t % bands * per_band, py1 = std::min(POH, py0 + per_band);
-      thread_local std::vector<float> ring, scratch;
-      thread_local std::vector<const float*> rows;
-      if (ring.size() < m * ring_rows * wd) ring.resize(m * ring_rows * wd);
-      if (scratch.size() < g.out_w) scratch.resize(g.out_w);
-      rows.resize(pg.kh);
-      long next = -1;  // the first tile row not yet computed (-1: none yet)
-      for (std::size_t py = py0; py < py1; ++py) {
-        const long first = static_cast<long>(py * pg.sh) - static_cast<long>(pg.ph);
-        const long last = std::min(first + static_cast<long>(span) - 1, static_cast<long>(OH) - 1);
-        if (next < 0) next = std::max(first, 0L) / static_cast<long>(winograd::kOut);
-        for (; next * static_cast<long>(winograd::kOut) <= last; ++next) {
-          const std::size_t ty = static_cast<std::size_t>(next);
-          float* out[winograd::kOut];
-          for (std::size_t i = 0; i < winograd::kOut; ++i)
-            out[i] = ring.data() + (winograd::kOut * ty + i) % ring_rows * wd;
-          kt.float_conv_tiles(p, q + n * image, ty, out, ring_rows * wd);
-        }
-        for (std::size_t c = 0; c < m; ++c) {
-          for (std::size_t i = 0; i < pg.kh; ++i) {
-            const long iy = first + static_cast<long>(i * pg.dh);
-            rows[i] = iy < 0 || iy >= static_cast<long>(OH)
-                          ? nullptr
-                          : ring.data() + (c * ring_rows + static_cast<std::size_t>(iy) % ring_rows) * wd;
-          }
-          const float fl = pool_floor ? pool_floor[npool_floor == 1 ? 0 : c] : 0.0f;
-          kt.pool_row(rows.data(), pg.kh, pc, pool_floor != nullptr, fl, scratch.data(),
-                      y + (((n0 + n) * m + c) * POH + py) * POW);
-        }
-      }
-    });
+    // next: the first tile row not yet computed.
+    pool_bands(kt, g, pg, m, pool_floor, npool_floor, y, n0, nb, ring_rows, wd,
+               [&](std::size_t n, long first, long last, float* ring, long& next) {
+                 if (next < 0) next = std::max(first, 0L) / static_cast<long>(kOut);
+                 for (; next * static_cast<long>(kOut) <= last; ++next) {
+                   const std::size_t ty = static_cast<std::size_t>(next);
+                   float* out[kOut];
+                   for (std::size_t i = 0; i < kOut; ++i) out[i] = ring + (kOut * ty + i) % ring_rows * wd;
+                   kt.float_conv_tiles(p, q + n * image, ty, out, ring_rows * wd);
+                 }
+               });
   }, [&](std::size_t n0, std::size_t nb) {
     float_conv2d_pool(kt, x + n0 * g.channels * g.height * g.width, sub_batch(g, nb), w, m, bias, floor,
                       sub_batch(pg, nb), pool_floor, npool_floor, y + n0 * m * POH * POW, FloatConvAlgorithm::direct);
@@ -389,47 +407,20 @@ void float_conv2d_pool(const KernelTable& kt, const float* x, const ConvGeometry
   }
   std::size_t image = 0;
   FloatConvPlan p = make_plan(g, w, m, bias, floor, image);
-  const std::size_t OH = g.out_h, OW = g.out_w, POH = pg.out_h, POW = pg.out_w;
+  const std::size_t OW = g.out_w;
   // The conv rows one pooled row reads span `span` rows: conv row r lives in slot r % span of a task's ring.
   const std::size_t span = (pg.kh - 1) * pg.dh + 1;
   p.y_plane = span * OW;
-  const PoolColumns pc = pool_columns(pg);
-  // Bands of pooled rows per image: one at one thread (every conv row computed once), else enough for the
-  // threads (a band recomputes the conv rows it shares with the band before it). The rows are the same either
-  // way, so the output does not depend on the thread count.
-  const std::size_t threads = static_cast<std::size_t>(get_num_threads());
   each_chunk(x, g, image, [&](std::size_t n0, std::size_t nb, const float* xp) {
-    const std::size_t bands = threads == 1 ? 1 : std::min(POH, ceil_div(2 * threads, nb));
-    const std::size_t per_band = ceil_div(POH, bands);
-    parallel_for(nb * bands, [&](std::size_t t) {
-      const std::size_t n = t / bands, py0 = t % bands * per_band, py1 = std::min(POH, py0 + per_band);
-      thread_local std::vector<float> ring, scratch;
-      thread_local std::vector<const float*> rows;
-      if (ring.size() < m * span * OW) ring.resize(m * span * OW);
-      if (scratch.size() < OW) scratch.resize(OW);
-      rows.resize(pg.kh);
-      long next = 0;  // the first conv row not yet in the ring
-      for (std::size_t py = py0; py < py1; ++py) {
-        const long first = static_cast<long>(py * pg.sh) - static_cast<long>(pg.ph);
-        for (long r = std::max(next, first); r <= first + static_cast<long>(span) - 1; ++r) {
-          if (r < 0 || r >= static_cast<long>(OH)) continue;
-          const std::size_t ur = static_cast<std::size_t>(r);
-          kt.float_conv_row(p, xp + n * image, ur, ring.data() + ur % span * OW);
-          next = r + 1;
-        }
-        for (std::size_t c = 0; c < m; ++c) {
-          for (std::size_t i = 0; i < pg.kh; ++i) {
-            const long iy = first + static_cast<long>(i * pg.dh);
-            rows[i] = iy < 0 || iy >= static_cast<long>(OH)
-                          ? nullptr
-                          : ring.data() + (c * span + static_cast<std::size_t>(iy) % span) * OW;
-          }
-          const float fl = pool_floor ? pool_floor[npool_floor == 1 ? 0 : c] : 0.0f;
-          kt.pool_row(rows.data(), pg.kh, pc, pool_floor != nullptr, fl, scratch.data(),
-                   y + (((n0 + n) * m + c) * POH + py) * POW);
-        }
-      }
-    });
+    // next: the first conv row not yet in the ring.
+    pool_bands(kt, g, pg, m, pool_floor, npool_floor, y, n0, nb, span, OW,
+               [&](std::size_t n, long first, long last, float* ring, long& next) {
+                 for (long r = std::max({next, first, 0L}); r <= last; ++r) {
+                   const std::size_t ur = static_cast<std::size_t>(r);
+                   kt.float_conv_row(p, xp + n * image, ur, ring + ur % span * OW);
+                   next = r + 1;
+                 }
+               });
   });
 }
 
