@@ -9,15 +9,11 @@ that the two are compared under the same machine state: per round, for each sett
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ab_common  # noqa: E402
 import bench_yardstick_models as yardstick  # noqa: E402
 
 from horq import _core, kernels  # noqa: E402
@@ -40,27 +36,15 @@ def main(argv=None) -> int:
           f"rounds x {args.calls} calls per setting")
     print("| model | order | outer kernel ms | table kernel ms | table / outer |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    for key in args.models:
-        name, shape, classes = yardstick.MODELS[key]
-        model = yardstick.float_model(name, shape, classes)
-        with tempfile.TemporaryDirectory() as tmp:
-            horq_models = yardstick.horq_models(model, shape, tmp, orders=tuple(args.orders))
-        x = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
+    for key, x, horq_models in ab_common.yardstick_models(args.models, args.orders):
         for order in args.orders:
-            m = horq_models[order]
-            times: dict[bool, list[float]] = {False: [], True: []}
             try:
-                for _ in range(args.rounds):
-                    for on in (False, True):
-                        _core._set_avx2_table_gemm(on)
-                        m(x)
-                        for _ in range(args.calls):
-                            t0 = time.perf_counter()
-                            m(x)
-                            times[on].append(time.perf_counter() - t0)
+                res = ab_common.alternate(horq_models[order], x, {
+                    "outer": lambda: _core._set_avx2_table_gemm(False),
+                    "table": lambda: _core._set_avx2_table_gemm(True)}, args.rounds, args.calls)
             finally:
                 _core._set_avx2_table_gemm(True)
-            outer, table = (1e3 * statistics.median(times[on]) for on in (False, True))
+            outer, table = res["outer"][0], res["table"][0]
             print(f"| {key} | {order} | {outer:.2f} | {table:.2f} | {table / outer:.3f} |")
     return 0
 

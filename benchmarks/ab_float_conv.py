@@ -1,9 +1,9 @@
 """Whole yardstick models with their float first layers computed directly and by Winograd tiles, alternated in one
 process (each of the model's ``kernels.FloatConv2d`` steps re-prepared with ``algorithm="direct"`` or
-``"winograd"``; layers the tiles do not take stay direct), so that the two are compared under the same machine
-state: per round, for each setting, one untimed call and then ``--calls`` timed ones; medians over the rounds'
-timed calls. Also the largest difference between the two settings' outputs (they agree to float rounding in the
-first layer; a binary layer after it may flip a sign where an input sits at its threshold).
+``"winograd"``; layers the tiles do not take stay direct; ab_common.alternate: per round, for each setting, one
+untimed call and then ``--calls`` timed ones; medians over the rounds' timed calls). Also the largest difference
+between the two settings' outputs (they agree to float rounding in the first layer; a binary layer after it may
+flip a sign where an input sits at its threshold).
 
     .venv/bin/python benchmarks/ab_float_conv.py [--models resnet18-224] [--orders 1 2] [--threads 1] [--rounds 15]
 """
@@ -11,15 +11,13 @@ first layer; a binary layer after it may flip a sign where an input sits at its 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ab_common  # noqa: E402
 import bench_yardstick_models as yardstick  # noqa: E402
 
 from horq import kernels  # noqa: E402
@@ -54,29 +52,15 @@ def main(argv=None) -> int:
           f"rounds x {args.calls} calls per setting")
     print("| model | order | direct ms | winograd ms | winograd / direct | max abs output difference |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for key in args.models:
-        name, shape, classes = yardstick.MODELS[key]
-        model = yardstick.float_model(name, shape, classes)
-        with tempfile.TemporaryDirectory() as tmp:
-            horq_models = yardstick.horq_models(model, shape, tmp, orders=tuple(args.orders))
-        x = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
+    for key, x, horq_models in ab_common.yardstick_models(args.models, args.orders):
         for order in args.orders:
-            m = horq_models[order]
-            times: dict[str, list[float]] = {"direct": [], "winograd": []}
-            outputs = {}
             try:
-                for _ in range(args.rounds):
-                    for algorithm in times:
-                        _set(algorithm)
-                        outputs[algorithm] = np.asarray(m(x))
-                        for _ in range(args.calls):
-                            t0 = time.perf_counter()
-                            m(x)
-                            times[algorithm].append(time.perf_counter() - t0)
+                res = ab_common.alternate(horq_models[order], x, {
+                    "direct": lambda: _set("direct"), "winograd": lambda: _set("winograd")}, args.rounds, args.calls)
             finally:
                 _set("auto")
-            direct, wino = (1e3 * statistics.median(times[a]) for a in ("direct", "winograd"))
-            diff = float(np.max(np.abs(outputs["direct"] - outputs["winograd"])))
+            (direct, y_direct), (wino, y_wino) = res["direct"], res["winograd"]
+            diff = float(np.max(np.abs(y_direct - y_wino)))
             print(f"| {key} | {order} | {direct:.2f} | {wino:.2f} | {wino / direct:.3f} | {diff:.3g} |")
     return 0
 
