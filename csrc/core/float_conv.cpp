@@ -369,10 +369,11 @@ bool float_conv_winograd_geometry(const ConvGeometry& g) {
 }
 
 bool float_conv_winograd_pays(const ConvGeometry& g) {
-  // The tiles' 49 / 16 C s^2 multiply-adds per output and their transforms against the direct C kh kw: a ResNet
-  // stem (7x7, stride 2: 147 -> ~37) gains; a 3x3 stride-1 stem (27 -> ~9) ran 1.7x slower at 32x32 (docs/KERNELS.md
-  // round 15).
-  return 2 * g.kh * g.kw >= 5 * winograd::kTap * g.sh * g.sw;
+  // The tiles' 4 C s^2 multiply-adds per output and their transforms against the direct C kh kw: a ResNet stem
+  // (7x7, stride 2: 147 -> 48) gains from 224x224 down to 64x64 inputs; a 3x3 stride-1 stem (27 -> 12) ran 1.7x slower
+  // at 32x32, and so did the 7x7 stride-2 one on a 32x32 input (16 outputs a row: 6 tiles in a vector of 8)
+  // (docs/KERNELS.md round 15).
+  return 2 * g.kh * g.kw >= 5 * winograd::kTap * g.sh * g.sw && g.out_w >= 8 * winograd::kOut;
 }
 
 void float_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,

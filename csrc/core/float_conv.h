@@ -57,7 +57,7 @@ constexpr std::size_t kFloatConvMaxLanes = 16;
 struct KernelTable;
 struct ConvGeometry;
 
-// How a call computes: `direct` as above; `winograd` by Winograd F(4x4, 4x4) tiles (float_conv_winograd.h; the
+// How a call computes: `direct` as above; `winograd` by Winograd F(3x3, 4x4) tiles (float_conv_winograd.h; the
 // geometry must allow it: float_conv_winograd_geometry) where the weights and the inputs a chunk of images reads
 // are finite and below winograd::kLimit, else directly (the whole call, or that chunk); `automatic` picks winograd
 // on the avx2 path (where the tiles were measured faster: docs/KERNELS.md round 15; avx512's are tested under
@@ -69,7 +69,8 @@ enum class FloatConvAlgorithm { automatic, direct, winograd };
 // C * s * s <= 16 phase channels.
 bool float_conv_winograd_geometry(const ConvGeometry& g);
 // Whether `automatic` takes them there (kh * kw >= 10 s^2: the direct kernel's C * kh * kw multiply-adds per
-// output at least ~3.3 times the tiles' 49 / 16 C s^2, the transforms' cost on top).
+// output at least 2.5 times the tiles' 4 C s^2, the transforms' cost on top) and out_w >= 24 (8 tiles: a whole
+// AVX2 vector of them; a 16-wide ResNet stem output ran slower on the tiles).
 bool float_conv_winograd_pays(const ConvGeometry& g);
 
 // y (N, m, out_h, out_w) = the convolution of x (N, C, H, W) in geometry g with weights w (m x C*kh*kw, rows in

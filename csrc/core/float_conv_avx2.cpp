@@ -21,17 +21,21 @@ struct Avx2 {
   static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
   static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
   static reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
-  // a0 b0 c0 d0 a1 b1 c1 d1 ... a7 b7 c7 d7: a 4 x 8 transpose (pairs interleaved, then the pairs' pairs, then
-  // the 128-bit halves put in order).
-  static void store4(float* p, reg a, reg b, reg c, reg d) {
-    const __m256 ab_lo = _mm256_unpacklo_ps(a, b), ab_hi = _mm256_unpackhi_ps(a, b);  // a0 b0 a1 b1 | a4 b4 a5 b5
-    const __m256 cd_lo = _mm256_unpacklo_ps(c, d), cd_hi = _mm256_unpackhi_ps(c, d);
-    const __m256 q0 = _mm256_shuffle_ps(ab_lo, cd_lo, 0x44), q1 = _mm256_shuffle_ps(ab_lo, cd_lo, 0xee);  // x0 | x4
-    const __m256 q2 = _mm256_shuffle_ps(ab_hi, cd_hi, 0x44), q3 = _mm256_shuffle_ps(ab_hi, cd_hi, 0xee);  // x2 | x6
-    _mm256_storeu_ps(p, _mm256_permute2f128_ps(q0, q1, 0x20));
-    _mm256_storeu_ps(p + 8, _mm256_permute2f128_ps(q2, q3, 0x20));
-    _mm256_storeu_ps(p + 16, _mm256_permute2f128_ps(q0, q1, 0x31));
-    _mm256_storeu_ps(p + 24, _mm256_permute2f128_ps(q2, q3, 0x31));
+  // a0 b0 c0 a1 b1 c1 ... a7 b7 c7: output vector k holds floats 8 k .. 8 k + 7 of the run, float f from source
+  // f % 3 at lane f / 3; one lane permute of each source per output vector, then two blends.
+  static void store3(float* p, reg a, reg b, reg c) {
+    const __m256i i0 = _mm256_setr_epi32(0, 0, 0, 1, 1, 1, 2, 2), i1 = _mm256_setr_epi32(2, 3, 3, 3, 4, 4, 4, 5),
+                  i2 = _mm256_setr_epi32(5, 5, 6, 6, 6, 7, 7, 7);
+    // Source of float f = 8 k + lane: f % 3 == 0 -> a, 1 -> b, 2 -> c (blend masks: lanes from b, lanes from c).
+    _mm256_storeu_ps(p, _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(a, i0),
+                                                        _mm256_permutevar8x32_ps(b, i0), 0x92),
+                                        _mm256_permutevar8x32_ps(c, i0), 0x24));
+    _mm256_storeu_ps(p + 8, _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(a, i1),
+                                                            _mm256_permutevar8x32_ps(b, i1), 0x24),
+                                            _mm256_permutevar8x32_ps(c, i1), 0x49));
+    _mm256_storeu_ps(p + 16, _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(a, i2),
+                                                             _mm256_permutevar8x32_ps(b, i2), 0x49),
+                                             _mm256_permutevar8x32_ps(c, i2), 0x92));
   }
 };
 

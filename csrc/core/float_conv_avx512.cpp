@@ -25,21 +25,19 @@ struct Avx512 {
   static reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
   static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
   static reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
-  // a0 b0 c0 d0 a1 b1 c1 d1 ... a15 b15 c15 d15: output vector k holds floats 16 k .. 16 k + 15 of the run, float f
-  // from source f % 4 at lane f / 4; one lane permute of each source per output vector, then three masked blends.
-  static void store4(float* p, reg a, reg b, reg c, reg d) {
-    alignas(64) static constexpr std::int32_t kIndex[4][16] = {
-        {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3},
-        {4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7},
-        {8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11},
-        {12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15}};
-    // Lanes whose float comes from b (f % 4 == 1), c (2) and d (3): the same in every output vector.
-    constexpr __mmask16 kFromB = 0x2222, kFromC = 0x4444, kFromD = 0x8888;
-    for (int k = 0; k < 4; ++k) {
+  // a0 b0 c0 a1 b1 c1 ... a15 b15 c15: output vector k holds floats 16 k .. 16 k + 15 of the run, float f from
+  // source f % 3 at lane f / 3; one lane permute of each source per output vector, then two masked blends.
+  static void store3(float* p, reg a, reg b, reg c) {
+    alignas(64) static constexpr std::int32_t kIndex[3][16] = {
+        {0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 5},
+        {5, 5, 6, 6, 6, 7, 7, 7, 8, 8, 8, 9, 9, 9, 10, 10},
+        {10, 11, 11, 11, 12, 12, 12, 13, 13, 13, 14, 14, 14, 15, 15, 15}};
+    // Lanes whose float comes from b (f % 3 == 1) and from c (f % 3 == 2), per output vector.
+    static constexpr __mmask16 kFromB[3] = {0x2492, 0x9249, 0x4924}, kFromC[3] = {0x4924, 0x2492, 0x9249};
+    for (int k = 0; k < 3; ++k) {
       const __m512i idx = _mm512_loadu_si512(kIndex[k]);
-      reg r = _mm512_mask_blend_ps(kFromB, _mm512_permutexvar_ps(idx, a), _mm512_permutexvar_ps(idx, b));
-      r = _mm512_mask_blend_ps(kFromC, r, _mm512_permutexvar_ps(idx, c));
-      _mm512_storeu_ps(p + 16 * k, _mm512_mask_blend_ps(kFromD, r, _mm512_permutexvar_ps(idx, d)));
+      const reg ab = _mm512_mask_blend_ps(kFromB[k], _mm512_permutexvar_ps(idx, a), _mm512_permutexvar_ps(idx, b));
+      _mm512_storeu_ps(p + 16 * k, _mm512_mask_blend_ps(kFromC[k], ab, _mm512_permutexvar_ps(idx, c)));
     }
   }
 };
