@@ -129,7 +129,7 @@ bool within_limit(const float* v, std::size_t n) {
   return bad == 0;
 }
 
-// U = G w' G^T per output and phase channel (float_conv_winograd.h), for weights w of geometry g: 49 x ceil(m / 4) x
+// U = G w' G^T per output and phase channel (float_conv_winograd.h), for weights w of geometry g: 36 x ceil(m / 4) x
 // cq x 4 floats, the last block's missing channels zero.
 std::vector<float> transform_weights(const ConvGeometry& g, const float* w, std::size_t m) {
   using namespace winograd;
