@@ -211,8 +211,7 @@ WinogradPlan make_winograd_plan(const ConvGeometry& g, const float* w, std::size
 // pc). Padded column step w + j (step = kOut s) goes to phase j % s, run j / s, float w: read in order, STEP at a
 // time, each to its own run. Returns whether any value read is NaN, Inf or above winograd::kLimit.
 template <std::size_t STEP>
-unsigned char copy_row(const float* src, std::size_t W, std::size_t pw, std::size_t s, std::size_t qc,
-                       float* const* runs) {
+unsigned char copy_row(const float* src, std::size_t W, std::size_t pw, std::size_t qc, float* const* runs) {
   unsigned char out_of_range = 0;
   const auto put = [&](std::size_t w, std::size_t j, float value) { runs[j][w] = value; };
   // w in [w0, w1): every padded column step w + j inside the input (pw <= step w, step w + step - 1 < W + pw).
@@ -234,7 +233,6 @@ unsigned char copy_row(const float* src, std::size_t W, std::size_t pw, std::siz
     }
   }
   for (std::size_t w = w1; w < qc; ++w) edge(w);
-  (void)s;
   return out_of_range;
 }
 
@@ -270,8 +268,8 @@ void each_winograd_chunk(const float* x, const ConvGeometry& g, const WinogradPl
           continue;
         }
         const float* src = x + ((n0 + n) * C + c) * H * W + static_cast<std::size_t>(r) * W;
-        out_of_range |= step == 2 * kOut ? copy_row<2 * kOut>(src, W, g.pw, s, qc, runs)
-                                         : copy_row<kOut>(src, W, g.pw, s, qc, runs);
+        out_of_range |= step == 2 * kOut ? copy_row<2 * kOut>(src, W, g.pw, qc, runs)
+                                         : copy_row<kOut>(src, W, g.pw, qc, runs);
       }
       bad[task] = out_of_range;
     });
