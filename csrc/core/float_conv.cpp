@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 
 #include "core/dispatch.h"
 #include "core/float_conv_winograd.h"
@@ -194,7 +195,7 @@ WinogradPlan make_winograd_plan(const ConvGeometry& g, const float* w, std::size
   using namespace winograd;
   WinogradPlan p;
   const std::size_t s = g.sh;
-  p.stride = s, p.cq = g.channels * s * s, p.m = m, p.oh = g.out_h, p.ow = g.out_w;
+  p.stride = s, p.cq = g.channels * s * s, p.m = m;
   p.tile_rows = ceil_div(g.out_h, kOut);
   p.tiles_x = ceil_div(g.out_w, kOut);
   p.tile_cols = ceil_div(p.tiles_x, kFloatConvMaxLanes) * kFloatConvMaxLanes;
@@ -202,7 +203,6 @@ WinogradPlan make_winograd_plan(const ConvGeometry& g, const float* w, std::size
   p.q_cols = p.tile_cols + 1;
   p.bias = bias, p.floor = floor;
   p.weights = transformed_weights(g, w, m);
-  p.u = p.weights->data();
   return p;
 }
 
@@ -286,8 +286,11 @@ bool use_winograd(const KernelTable& kt, const ConvGeometry& g, const float* w, 
                   FloatConvAlgorithm algorithm) {
   if (algorithm == FloatConvAlgorithm::direct) return false;
   if (algorithm == FloatConvAlgorithm::winograd && !float_conv_winograd_geometry(g))
-    throw std::invalid_argument("float_conv2d: the Winograd tiles take dilation 1, one stride of 1 or 2, kernels of at "
-                                "most 4 x stride and at most 16 channels x stride^2");
+    throw std::invalid_argument(
+        "float_conv2d: the Winograd tiles take dilation 1, one stride of 1 or 2, kernels of at most 4 x stride and at "
+        "most 16 channels x stride^2; got " + std::to_string(g.channels) + " channels, kernel " +
+        std::to_string(g.kh) + "x" + std::to_string(g.kw) + ", stride (" + std::to_string(g.sh) + ", " +
+        std::to_string(g.sw) + "), dilation (" + std::to_string(g.dh) + ", " + std::to_string(g.dw) + ")");
   if (algorithm == FloatConvAlgorithm::automatic &&
       (std::strcmp(kt.name, "avx2") != 0 || !float_conv_winograd_geometry(g) ||
        !float_conv_winograd_pays(g)))

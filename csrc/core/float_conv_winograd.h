@@ -49,14 +49,13 @@ struct WinogradPlan {
   std::size_t stride = 1;      // s, both directions
   std::size_t cq = 0;          // phase channels: C * s * s
   std::size_t m = 0;           // output channels
-  std::size_t oh = 0, ow = 0;  // output size
   std::size_t tile_rows = 0;   // ceil(oh / 3)
   std::size_t tiles_x = 0;     // tile columns: ceil(ow / 3); a path computes them in whole vectors of its lanes
   std::size_t tile_cols = 0;   // tiles_x rounded up to whole vectors of kFloatConvMaxLanes: what any path reads
   std::size_t q_rows = 0;      // rows u of a phase channel in the copy: 3 * tile_rows + 3
   std::size_t q_cols = 0;      // floats of one (c', u, rho) run of the copy: tile_cols + 1
-  std::shared_ptr<const std::vector<float>> weights;  // the transformed weights (float_conv.cpp keeps recent ones)
-  const float* u = nullptr;    // their floats: 36 x ceil(m / kFloatConvRows) x cq x kFloatConvRows
+  // The transformed weights, 36 x ceil(m / kFloatConvRows) x cq x kFloatConvRows (float_conv.cpp keeps recent ones).
+  std::shared_ptr<const std::vector<float>> weights;
   const float* bias = nullptr;  // m values or nullptr
   const float* floor = nullptr;  // m values or nullptr
 
@@ -131,6 +130,7 @@ void tiles(const WinogradPlan& p, const float* q, std::size_t ty, float* const r
   static_assert(kFloatConvMaxLanes % L == 0, "whole vectors of tiles");
   // tc: the tile columns this path computes (whole vectors; with 8 lanes a 112-pixel row's 38 tiles are 40, not 48).
   const std::size_t nv = ceil_div(p.tiles_x, L), tc = nv * L, cq = p.cq, qc = p.q_cols, m4 = ceil_div(p.m, R);
+  const float* const u = p.weights->data();
   // Both buffers start on a cache line (vector loads and stores within one line: a split one costs two).
   constexpr std::size_t kLine = 16;  // floats per 64-byte line
   thread_local std::vector<float> vbuf, mbuf;
@@ -172,7 +172,7 @@ void tiles(const WinogradPlan& p, const float* q, std::size_t ty, float* const r
     for (std::size_t bi = 0, v0 = 0; bi < nb; ++bi) {
       const std::size_t pv = base + (bi < extra ? 1 : 0);
       for (std::size_t xi = 0; xi < kXi; ++xi) {
-        const float* wt = p.u + (xi * m4 + o0 / R) * cq * R;
+        const float* wt = u + (xi * m4 + o0 / R) * cq * R;
         const float* in = vb + xi * cq * tc + v0 * L;
         if (wide) {
           float_conv::dispatch<V, B, PMAX>(pv, in, koff, wt, cq, mb + xi * BR * PL, PL);

@@ -466,10 +466,9 @@ def float_conv2d(x, weight, *, stride=1, padding=0, dilation=1, bias=None, floor
     phases (core/float_conv_winograd.h; dilation 1, one stride of 1 or 2, kh and kw at most 4 x stride, C x
     stride^2 at most 16: a ResNet stem's 7x7 stride-2 kernel over 3 channels takes 48 multiply-adds per output
     instead of 147), within ~1e-6 of sum |w x| of the exact result on such a stem (a few 1e-6 on kernels of a few
-    taps), the same bits on avx2 and avx512 (generic: a
-    scalar reference, slow); where a weight is NaN, Inf or above 2^40 in magnitude the call computes directly, and
-    so do the images of a chunk (~32 MB of tile copies) where an input they read is (the tiles would spread a NaN
-    to outputs that do not read it). ``"auto"`` (default): winograd on the avx2 path (measured faster there,
+    taps), the same bits on avx2 and avx512 (generic: a scalar reference, slow); where a weight is NaN, Inf or
+    above 2^40 in magnitude the call computes directly, and so do the images of a chunk (~32 MB of tile copies)
+    where an input they read is (the tiles would spread a NaN to outputs that do not read it). ``"auto"`` (default): winograd on the avx2 path (measured faster there,
     docs/KERNELS.md round 15; the avx512 tiles are tested but not yet timed) where it applies and kh * kw >= 10 *
     stride^2 and the output is at least 24 wide (a 7x7 stride-2 stem from 64x64 inputs up; a 3x3 stride-1 one, or a
     16-wide output, ran slower on the tiles), else direct.
@@ -513,11 +512,6 @@ def _float_conv_call(x, weight, stride, padding, dilation, bias, floor, pool, ke
         fl = np.ascontiguousarray(np.broadcast_to(fl, (m,)))
     if algorithm not in FLOAT_CONV_ALGORITHMS:
         raise ValueError(f"algorithm must be one of {FLOAT_CONV_ALGORITHMS}, got {algorithm!r}")
-    if algorithm == "winograd" and not (dh == dw == 1 and sh == sw in (1, 2) and max(kh, kw) <= 4 * sh
-                                        and x.shape[1] * sh * sh <= 16):
-        raise ValueError(f"float_conv2d: the Winograd tiles take dilation 1, one stride of 1 or 2, kernels of at most "
-                         f"4 x stride and at most 16 channels x stride^2; got {x.shape[1]} channels, kernel "
-                         f"{kh}x{kw}, stride {(sh, sw)}, dilation {(dh, dw)}")
     if pool is None:
         return _core.float_conv2d, (w.reshape(m, -1), kh, kw, (sh, sw), (ph, pw), (dh, dw), b, fl, kernel,
                                     algorithm)
