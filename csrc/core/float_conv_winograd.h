@@ -12,10 +12,10 @@
 //   V = BT d BT^T (per tile and phase channel), U = G w' G^T (per output and phase channel, in double), M[o] = sum
 //   over c' of U[o][c'] * V[c'] (36 elementwise sums: 36 small GEMMs over the tiles), and the outputs Y[o] = AT M[o]
 //   AT^T (3 x 3).
-// Error (tests/kernels/test_kernels_float_conv.py checks it against float64): on 12 phase channels of random normal
-// data the float32 result stays within ~4e-7 of sum |w x| (~9e-7 on the ResNet stem; a direct float32 sum of 147
-// products: ~1e-7 typical, 147 * 2^-24 bound), more against a small kernel's sum (~2.5e-6 for 3x3). These points
-// gave the smallest error of the sets tried. Tiles of 4 x 4 (F(4x4, 4x4), 7 x 7 inputs) ran the stem ~15% faster
+// Error (tests/kernels/test_kernels_float_conv.py bounds it against float64 at 5e-6 of sum |w x|): ~9e-7 of sum |w x|
+// on the ResNet stem (the direct float32 sum: ~2e-7, 147 * 2^-24 bound), more against a small kernel's sum (~1.6e-6
+// on a 3x3 stem; `benchmarks/bench_float_conv.py --winograd` prints both). These points gave the smallest error of
+// the sets tried. Tiles of 4 x 4 (F(4x4, 4x4), 7 x 7 inputs) ran the stem ~15% faster
 // with ~2.5x the error, and then an order-2 ResNet-34 behind a float stem took another argmax than float64 PyTorch
 // on 2 of 1000 inputs (tests/test_export_trace.py allows 1; none here, as with the direct kernel): not kept
 // (docs/KERNELS.md round 15).
