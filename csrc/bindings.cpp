@@ -193,7 +193,8 @@ FloatArray run_conv2d(const In<float, nb::ndim<4>>& x, const In<horq::word_t, nb
   float* y;
   auto arr = make_array<float>({g.batch, m, g.out_h, g.out_w}, &y, false);
   nb::gil_scoped_release nogil;
-  const horq::SerialScope serial(horq::small_binary_job(m, g.batch * g.out_h * g.out_w, order, wbits.shape(1)));
+  const horq::SerialScope serial(
+      horq::small_binary_job(m, g.batch * g.out_h * g.out_w, order, wbits.shape(1), x.size()));
   const auto q = horq::quantize_conv_columns(kt, x.data(), g, order, affine ? in_scale->data() : nullptr,
                                              affine ? in_shift->data() : nullptr);
   horq::Epilogue ep{coef.data(), add.data(), residual ? residual->data() : nullptr,
@@ -258,7 +259,7 @@ std::pair<FloatArray, horq::QuantizedColumns> run_linear(In<float, nb::ndim<2>> 
   horq::QuantizedColumns q;
   {
     nb::gil_scoped_release nogil;
-    const horq::SerialScope serial(horq::small_binary_job(m, rows, order, wbits.shape(1)));
+    const horq::SerialScope serial(horq::small_binary_job(m, rows, order, wbits.shape(1), x.size()));
     q = horq::quantize_rows(kt, x.data(), rows, n, order);
     horq::horq_gemm(kt, wbits.data(), m, q, {coef.data(), add.data()}, 1, y);
   }

@@ -12,7 +12,7 @@ namespace {
 
 // A path's table, every member set by name from the functions that end in _<isa> (dispatch.h and the headers it
 // includes declare them); the GEMM task and its task-size hook are given, as the generic path has neither.
-#define HORQ_KERNEL_TABLE(isa, task, columns)       \
+#define HORQ_KERNEL_TABLE(isa, task, split)         \
   [] {                                              \
     KernelTable t{};                                \
     t.name = #isa;                                  \
@@ -24,7 +24,7 @@ namespace {
     t.pack_pixels = pack_pixels_##isa;              \
     t.to_nhwc = to_nhwc_##isa;                      \
     t.gemm_task = task;                             \
-    t.gemm_columns = columns;                       \
+    t.gemm_split = split;                           \
     t.sign_gemm = sign_gemm_##isa;                  \
     t.fold_rows = fold_rows_##isa;                  \
     t.expand_column = expand_column_##isa;          \
@@ -48,7 +48,7 @@ std::atomic<bool> avx2_table{true};
 bool always() { return true; }
 
 #if HORQ_HAVE_X86_KERNELS
-const KernelTable kAvx2 = HORQ_KERNEL_TABLE(avx2, gemm_task_avx2, gemm_columns_avx2);
+const KernelTable kAvx2 = HORQ_KERNEL_TABLE(avx2, gemm_task_avx2, gemm_split_avx2);
 const KernelTable kAvx512 = HORQ_KERNEL_TABLE(avx512, gemm_task_avx512, nullptr);
 
 bool cpu_has_avx2() {

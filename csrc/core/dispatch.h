@@ -25,10 +25,14 @@ using gemm_task_fn = void (*)(const word_t* wbits, std::size_t m, const Quantize
 void gemm_task_avx2(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep, std::size_t ppi,
                     float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb);
 
-// The columns per task a path's gemm_task wants for q (before the driver splits them further for threads), or 0 for
-// the driver's own choice (gemm_driver.cpp: a column panel of about 32 KB).
-using gemm_columns_fn = std::size_t (*)(const QuantizedColumns& q, std::size_t ppi);
-std::size_t gemm_columns_avx2(const QuantizedColumns& q, std::size_t ppi);
+// How a path's gemm_task wants the m filters x q's columns cut into tasks on `threads` threads (gemm_driver.cpp):
+// `columns` per task (0: the driver's own choice, a column panel of about 32 KB) and `filter_blocks`, the filters cut
+// into that many blocks, with 0 letting the driver cut columns and filters further until every thread has a few tasks.
+struct GemmSplit {
+  std::size_t columns = 0, filter_blocks = 0;
+};
+using gemm_split_fn = GemmSplit (*)(const QuantizedColumns& q, std::size_t ppi, std::size_t m, std::size_t threads);
+GemmSplit gemm_split_avx2(const QuantizedColumns& q, std::size_t ppi, std::size_t m, std::size_t threads);
 void gemm_task_avx512(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep, std::size_t ppi,
                       float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb);
 
@@ -42,7 +46,7 @@ struct KernelTable {
   pack_pixels_fn pack_pixels;        // conv input: per-pixel sign words and sum |x|
   to_nhwc_fn to_nhwc;                // conv input at order >= 2: the NHWC float copy
   gemm_task_fn gemm_task;            // outer-product GEMM + epilogue, or nullptr
-  gemm_columns_fn gemm_columns;      // its preferred task size, or nullptr
+  gemm_split_fn gemm_split;          // its preferred tasks, or nullptr
   sign_gemm_fn sign_gemm;            // float-by-sign product of the backward pass
   fold_rows_fn fold_rows;            // its blocks folded into a convolution's input grid
   expand_column_fn expand_column;    // kept planes rebuilt as floats (weight gradient, GEMM route)

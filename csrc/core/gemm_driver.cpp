@@ -75,14 +75,16 @@ void outer_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const
   const std::size_t K = static_cast<std::size_t>(q.order), threads = static_cast<std::size_t>(get_num_threads());
   const std::size_t row_bytes = K * q.kw * sizeof(word_t);
   std::size_t jb = std::max(kColAlign, kPanelBytes / row_bytes / kColAlign * kColAlign);
-  if (kt.gemm_columns)
-    if (const std::size_t want = kt.gemm_columns(q, ppi)) jb = want;
-  std::size_t jblocks = ceil_div(q.ncols, jb);
-  if (threads > 1 && jblocks < 4 * threads) jblocks = std::min(4 * threads, ceil_div(q.ncols, kColAlign));
-  jb = ceil_div(ceil_div(q.ncols, jblocks), kColAlign) * kColAlign;
-  jblocks = ceil_div(q.ncols, jb);
-  std::size_t mblocks = 1;
-  while (threads > 1 && mblocks * jblocks < 4 * threads && m / (2 * mblocks) >= 32) mblocks *= 2;
+  const GemmSplit want = kt.gemm_split ? kt.gemm_split(q, ppi, m, threads) : GemmSplit{};
+  if (want.columns) jb = want.columns;
+  std::size_t jblocks = ceil_div(q.ncols, jb), mblocks = want.filter_blocks;
+  if (!mblocks) {
+    if (threads > 1 && jblocks < 4 * threads) jblocks = std::min(4 * threads, ceil_div(q.ncols, kColAlign));
+    jb = ceil_div(ceil_div(q.ncols, jblocks), kColAlign) * kColAlign;
+    jblocks = ceil_div(q.ncols, jb);
+    mblocks = 1;
+    while (threads > 1 && mblocks * jblocks < 4 * threads && m / (2 * mblocks) >= 32) mblocks *= 2;
+  }
   const std::size_t mb = ceil_div(m, mblocks);
   parallel_for(mblocks * jblocks, [&](std::size_t t) {
     const std::size_t o0 = (t % mblocks) * mb, j0 = (t / mblocks) * jb;

@@ -530,6 +530,12 @@ struct Scratch {
 // left L1: 128ch 28x28 ran slower than the outer kernel); order 2, 5 x (1 group x 2 planes).
 constexpr std::size_t kSmallPanel = 16 * 1024;
 
+// The columns of a task's main blocks: order 1, 3 groups of 32 where their panel is small (else 2); order 2, one.
+std::size_t block_columns(const QuantizedColumns& q) {
+  const bool three = q.order == 1 && 16 * q.kw * 3 * kCols <= kSmallPanel;
+  return (three ? 3 : q.order == 1 ? 2 : 1) * kCols;
+}
+
 // Whether a task takes the table kernel: orders 1-2, rows below 2^16 bits, a block's panel within kPanelBytes, a
 // channel-major output (ppi > 1: the NHWC outputs of training stay with store_columns), and enough columns.
 bool applies(const QuantizedColumns& q, std::size_t ppi, std::size_t jb) {
@@ -706,7 +712,7 @@ void run(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const Ep
 
 }  // namespace
 
-// Where the table kernel applies, all columns in one task (the driver still splits them for threads): it builds
+// Where the table kernel applies, on one thread all columns in one task: it builds
 // its panels a superblock at a time however many columns a task has, and a task's own work (its filters' table
 // offsets, the last columns no block takes) is then done once. 1 thread against ~32 KB tasks (profile_conv_core,
 // order 1 / 2): 128ch 28x28 0.304 -> 0.290 / 0.680 -> 0.647 ms, 256ch 14x14 0.288 -> 0.257 / 0.607 -> 0.54, 512ch
@@ -717,9 +723,23 @@ void run(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const Ep
 // 256ch 14x14 and 512ch 7x7 order 3 unchanged, and at 128 KB 512ch 7x7 order 3 ran 10% slower.
 constexpr std::size_t kOneTaskBytes = 64 * 1024;
 
-std::size_t gemm_columns_avx2(const QuantizedColumns& q, std::size_t ppi) {
-  if (avx2_table_gemm() && table::applies(q, ppi, q.ncols)) return q.ncols;
-  return q.ncols * static_cast<std::size_t>(q.order) * q.kw * sizeof(word_t) <= kOneTaskBytes ? q.ncols : 0;
+// On T threads, T tasks of whole blocks where the blocks split evenly (or are many): the driver's default, ~4 T
+// tasks of multiples of 16 columns, left each task a partial block for the outer kernel and its own table offsets (2
+// threads, 56x56: 400-column tasks, 384 + 16); else the filters in T blocks, each over every column (a 14x14 map's 3
+// two-group blocks do not split evenly, and in 32-column tasks had left the table kernel for the outer one). 2
+// threads, profile_conv_core, order 1 (AMD EPYC Zen 3, 2026-12-03): 64ch 56x56 0.209 -> 0.202 ms, 128ch 28x28 0.180
+// -> 0.154, 256ch 14x14 0.174 -> 0.138 (filters split), 1x1 256ch 28x28 0.140 -> 0.127, the stride-2 1x1 shortcut
+// 64 -> 128 0.070 -> 0.062; order 2, 128ch 28x28 0.380 -> 0.359.
+GemmSplit gemm_split_avx2(const QuantizedColumns& q, std::size_t ppi, std::size_t m, std::size_t threads) {
+  if (avx2_table_gemm() && table::applies(q, ppi, q.ncols)) {
+    if (threads <= 1) return {q.ncols, 1};
+    const std::size_t block = table::block_columns(q), blocks = q.ncols / block;
+    if (blocks >= threads && (blocks % threads == 0 || blocks >= 4 * threads))
+      return {ceil_div(blocks, threads) * block, 1};
+    if (m >= 16 * threads) return {q.ncols, threads};
+    return {q.ncols, 0};
+  }
+  return {q.ncols * static_cast<std::size_t>(q.order) * q.kw * sizeof(word_t) <= kOneTaskBytes ? q.ncols : 0, 0};
 }
 
 void gemm_task_avx2(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep, std::size_t ppi,
@@ -729,7 +749,7 @@ void gemm_task_avx2(const word_t* wbits, std::size_t m, const QuantizedColumns& 
   // 384 + 8; 1 thread into 448: 384 in 3-group blocks, 64 in a 2-group one).
   if (avx2_table_gemm() && table::applies(q, ppi, jb)) {
     // Order 1: 3-group blocks where their panel is small, then 2-group ones (for a task's last 64-95 columns too).
-    const bool three = q.order == 1 && 16 * q.kw * 3 * table::kCols <= table::kSmallPanel;
+    const bool three = table::block_columns(q) == 3 * table::kCols;
     std::size_t main = three ? jb / (3 * table::kCols) * (3 * table::kCols) : 0;
     if (main) table::run<1, 3, 3>(wbits, m, q, ep, ppi, y, o0, mb, j0, main);
     const std::size_t bcols = (q.order == 1 ? 2 : 1) * table::kCols;

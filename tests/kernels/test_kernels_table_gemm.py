@@ -9,8 +9,9 @@ last column, groups that run across images (small maps, batch > 1) and across im
 fill no block (to the outer kernel) or one at least 3/4 full (stored rows of 24-31 columns); filter counts below and
 between the register blocks (3, 5); rows of 1 word (1x1), 2, 4, 5, 9, 18, 27, 36 and 72 words (byte counts widened
 into 16 bits every 63 nibble positions: up to 19 times); the compact layout's stored planes (32 channels); stride 2
-and no padding; the residual and floor epilogue; 1 and 2 threads (at 2, the smaller maps' tasks fall below a block
-and both sides run the outer kernel)."""
+and no padding; the residual and floor epilogue; 1, 2 and 3 threads, whose tasks (gemm_split_avx2) are a share of
+the whole blocks each, the filters split into blocks over every column, or the driver's own split (where it leaves a
+task below a block, both sides run the outer kernel)."""
 
 import numpy as np
 import pytest
@@ -37,6 +38,10 @@ GEOMETRIES = [
     (1, 512, 3, 7, 7, 3, 1, 1),  # 72-word rows, 49 columns: order 2's table for 32 of them, order 1's outer
     (1, 64, 5, 7, 9, 3, 1, 1),  # 63 columns: order 2's second block 31/32 full (stored rows of 31 columns)
     (1, 32, 4, 10, 15, 3, 1, 1),  # compact, 150 columns: order 1's 96 + a 64-column block 54/64 full
+    # Threads: 3 blocks of 64 at order 1 (filters split at 2 threads, a block each at 3), 6 of 32 at order 2
+    (1, 256, 37, 14, 14, 3, 1, 1),
+    (1, 64, 40, 28, 28, 3, 1, 1),  # 8 blocks of 96 + 16 columns: 4 a task at 2 threads, the driver's split at 3
+    (1, 128, 50, 17, 19, 3, 1, 1),  # 5 blocks of 64: filters split at 2 and 3 threads
 ]
 
 
@@ -60,7 +65,7 @@ def outer_kernel():
     _core._set_avx2_table_gemm(True)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("order", [1, 2])
 @pytest.mark.parametrize("geom", GEOMETRIES, ids=lambda g: "x".join(map(str, g)))
 def test_table_kernel_gives_the_outer_kernels_bits(geom, order, threads, outer_kernel):
