@@ -727,9 +727,9 @@ constexpr std::size_t kOneTaskBytes = 64 * 1024;
 // tasks of multiples of 16 columns, left each task a partial block for the outer kernel and its own table offsets (2
 // threads, 56x56: 400-column tasks, 384 + 16); else the filters in T blocks, each over every column (a 14x14 map's 3
 // two-group blocks do not split evenly, and in 32-column tasks had left the table kernel for the outer one). 2
-// threads, profile_conv_core, order 1 (AMD EPYC Zen 3, 2026-12-03): 64ch 56x56 0.209 -> 0.202 ms, 128ch 28x28 0.180
-// -> 0.154, 256ch 14x14 0.174 -> 0.138 (filters split), 1x1 256ch 28x28 0.140 -> 0.127, the stride-2 1x1 shortcut
-// 64 -> 128 0.070 -> 0.062; order 2, 128ch 28x28 0.380 -> 0.359.
+// threads, profile_conv_core, fastest calls, order 1 (AMD EPYC Zen 3, docs/KERNELS.md round 16): 128ch 28x28 0.181
+// -> 0.156 ms, 256ch 14x14 0.177 -> 0.139 (filters split), 1x1 256ch 28x28 0.137 -> 0.127, the stride-2 1x1 shortcut
+// 64 -> 128 0.066 -> 0.057; order 2, 128ch 28x28 0.370 -> 0.349.
 GemmSplit gemm_split_avx2(const QuantizedColumns& q, std::size_t ppi, std::size_t m, std::size_t threads) {
   if (avx2_table_gemm() && table::applies(q, ppi, q.ncols)) {
     if (threads <= 1) return {q.ncols, 1};

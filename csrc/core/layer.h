@@ -118,10 +118,10 @@ inline float finish_output(float v, const Epilogue& ep, std::size_t index, std::
 // Binary layers with less work than this (output channels x columns x order x row words, plus the input's values,
 // which the pixel pass reads) run on the calling thread alone (SerialScope): waking a helper would cost more than it
 // saves. Round 8 set 200K words of GEMM work alone (mnist-cnn's 28K-63K-word layers then ran slower at 2 threads);
-// with today's kernels and pool, the rules alternated in one process (whole models at 2 threads, warm, AMD EPYC Zen 3,
-// 2026-12-03) ran faster the lower the bound, down to none at all: mnist-cnn order 1 / 2 0.146 / 0.189 -> 0.132 / 0.157
-// ms, ResNet-18 32x32 1.264 -> 1.243, 224x224 4.70 -> 4.59; a stride-2 1x1 shortcut (100K words, 50K-200K input values,
-// ~0.06-0.11 ms) runs 1.5-1.6x faster on 2 threads than on the caller's alone. Kept: a bound for the tiniest jobs.
+// with today's kernels and pool, the rules alternated in one process (whole models at 2 threads, AMD EPYC Zen 3,
+// docs/KERNELS.md round 16) ran every model faster the lower the bound, down to none, mnist-cnn included, and a
+// stride-2 1x1 shortcut (100K words, 50K-200K input values) no longer runs on one thread. Kept: a bound for the
+// tiniest jobs.
 constexpr std::size_t kParallelMinWork = 10000;
 inline bool small_binary_job(std::size_t m, std::size_t ncols, int order, std::size_t kw, std::size_t inputs) {
   return m * ncols * static_cast<std::size_t>(order) * kw + inputs < kParallelMinWork;
