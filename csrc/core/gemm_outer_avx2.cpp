@@ -745,8 +745,8 @@ GemmSplit gemm_split_avx2(const QuantizedColumns& q, std::size_t ppi, std::size_
 void gemm_task_avx2(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep, std::size_t ppi,
                     float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb) {
   // The table kernel takes whole blocks (a block computes all its 32-96 columns however few are real); the last
-  // columns of a task that fill no block go to the outer kernel (2 threads split a 56x56 map into 392-column tasks:
-  // 384 + 8; 1 thread into 448: 384 in 3-group blocks, 64 in a 2-group one).
+  // columns of a task that fill no block go to the outer kernel (gemm_split_avx2 gives tasks whole blocks but for a
+  // layer's last columns: a 56x56 map's 3136 are 32 blocks of 96 and a 2-group block of 64).
   if (avx2_table_gemm() && table::applies(q, ppi, jb)) {
     // Order 1: 3-group blocks where their panel is small, then 2-group ones (for a task's last 64-95 columns too).
     const bool three = table::block_columns(q) == 3 * table::kCols;
