@@ -7,13 +7,17 @@ binary convolution (opset1 binary_convolution, xnor-popcount), on the same shape
 Rows: daBNN's ResNet-18 layer suite (3x3, stride 1, C_in = C_out: 64ch 56x56, 128ch 28x28, 256ch 14x14, 512ch
 7x7, 115.6 M binary MACs each), a 1x1 conv (256ch 28x28) and a stride-2 3x3 conv (256ch 14x14), batch 1.
 Each row's contenders are timed round-robin (horq.timing.interleaved_times), so they share the machine's load;
-the table keeps medians and fastest runs. OpenVINO's binary conv takes a {0, 1} float input (it binarizes it
+twice: cold (one call of each per round, so each call finds the caches holding the other contenders' data) and
+warm (rounds of WARM_BLOCK calls of each, the first of each not counted: a layer called in a loop, or inside a
+network where its input comes from the layer before). The tables keep cold medians and fastest runs and warm
+medians. OpenVINO's binary conv takes a {0, 1} float input (it binarizes it
 itself) and u1 weights; its output is not compared (its arithmetic differs), only its time.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import sys
@@ -38,6 +42,7 @@ SHAPES = {
     "s2-256ch-14": (256, 14, 3, 2),
 }
 ORDERS = (1, 2, 3)
+WARM_BLOCK = 4  # warm timing: rounds of 4 calls per contender, the first of each not counted
 DOC_SECTION = "yardstick"  # the generated part of --doc: <!-- yardstick:begin --> ... <!-- yardstick:end -->
 
 
@@ -96,33 +101,33 @@ def run(threads: int, min_seconds: float) -> dict:
                 fns["torch_int8"] = int8_conv(torch, tx, tw)
         if ov is not None:
             fns["ov_fp32"], fns["ov_binary"] = ov["fp32"](x, w, k, s), ov["binary"](x, w, k, s)
-        if torch is not None:
-            with torch.no_grad():
-                res = interleaved_times(fns, min_reps=20, min_seconds=min_seconds)
-        else:
-            res = interleaved_times(fns, min_reps=20, min_seconds=min_seconds)
+        with torch.no_grad() if torch is not None else contextlib.nullcontext():
+            cold = interleaved_times(fns, min_reps=20, min_seconds=min_seconds)
+            warm = interleaved_times(fns, min_reps=5, min_seconds=min_seconds / 2, block=WARM_BLOCK)
         oh = (hw + 2 * (k // 2) - k) // s + 1
-        row = {"shape": name, "C": c, "HW": hw, "k": k, "stride": s, "macs": c * c * k * k * oh * oh,
-               "times": {key: {"median": med, "best": best} for key, (med, best) in res.items()}}
-        if "torch_nchw" in row["times"]:
-            nchw, cl = row["times"].pop("torch_nchw"), row["times"].pop("torch_cl")
-            row["times"]["torch_fp32"] = nchw if nchw["median"] <= cl["median"] else cl
+        row = {"shape": name, "C": c, "HW": hw, "k": k, "stride": s, "macs": c * c * k * k * oh * oh}
+        for timing, res in (("times", cold), ("warm", warm)):
+            times = {key: {"median": med, "best": best} for key, (med, best) in res.items()}
+            if "torch_nchw" in times:
+                nchw, cl = times.pop("torch_nchw"), times.pop("torch_cl")
+                times["torch_fp32"] = nchw if nchw["median"] <= cl["median"] else cl
+            row[timing] = times
+            print(f"{name} {'cold' if timing == 'times' else 'warm'}: "
+                  + ", ".join(f"{key}={v['median'] * 1e3:.3f}ms" for key, v in times.items()), flush=True)
         rows.append(row)
-        print(f"{name}: " + ", ".join(f"{key}={v['median'] * 1e3:.3f}ms" for key, v in row["times"].items()),
-              flush=True)
     info = kernels.info()
     return {"date": datetime.date.today().isoformat(), "cpu": info["cpu"], "cpu_flags": cpu_flags(),
             "kernel_path": info["in_use"], "threads": threads, "torch": getattr(torch, "__version__", None),
             "int8_note": int8_note, "openvino": ov["version"] if ov else None, "rows": rows}
 
 
-def _ms(row, key, stat):
-    t = row["times"].get(key)
+def _ms(row, key, stat, timing="times"):
+    t = row.get(timing, {}).get(key)
     return f"{t[stat] * 1e3:.3f}" if t else "n/a"
 
 
-def _ratio(row, num, den, stat):
-    a, b = row["times"].get(num), row["times"].get(den)
+def _ratio(row, num, den, stat, timing="times"):
+    a, b = row.get(timing, {}).get(num), row.get(timing, {}).get(den)
     return f"{a[stat] / b[stat]:.2f}" if a and b else "n/a"
 
 
@@ -132,10 +137,18 @@ def markdown(result: dict) -> str:
         f"{result['date']}: CPU {result['cpu']} ({result['cpu_flags']}), horq kernel path "
         f"**{result['kernel_path']}**, {result['threads']} thread(s), batch 1; PyTorch {result['torch']}; "
         f"OpenVINO {result['openvino'] or 'not installed'}. Times in ms; the contenders of a row are timed "
-        "round-robin in one process. torch fp32 is the faster of NCHW and channels_last; int8 is PyTorch's "
+        "round-robin in one process, cold (one call of each per round: each call finds the caches holding the "
+        f"other contenders' data) and warm (rounds of {WARM_BLOCK} calls of each, the first not counted: a layer "
+        "called in a loop). torch fp32 is the faster of NCHW and channels_last; int8 is PyTorch's "
         "quantized conv (x86 engine), 3x3 stride-1 rows only.",
     ]
-    for title, stat in (("Medians", "median"), ("Fastest runs (least disturbed by other jobs)", "best")):
+    tables = (("Medians, cold", "median", "times"), ("Fastest runs, cold (least disturbed by other jobs)", "best",
+                                                      "times"),
+              (f"Medians, warm (rounds of {WARM_BLOCK} calls per contender, the first of each not counted)", "median",
+               "warm"))
+    for title, stat, timing in tables:
+        if not any(timing in r for r in result["rows"]):
+            continue
         lines += [
             "",
             f"{title}:",
@@ -145,12 +158,14 @@ def markdown(result: dict) -> str:
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for r in result["rows"]:
-            tmac = r["macs"] / r["times"]["horq1"][stat] / 1e12
+            if timing not in r:
+                continue
+            tmac = r["macs"] / r[timing]["horq1"][stat] / 1e12
             lines.append(
-                f"| {r['shape']} | " + " | ".join(_ms(r, key, stat) for key in (
+                f"| {r['shape']} | " + " | ".join(_ms(r, key, stat, timing) for key in (
                     "torch_fp32", "torch_int8", "ov_fp32", "ov_binary", "horq1", "horq2", "horq3"))
-                + f" | {_ratio(r, 'ov_binary', 'horq1', stat)} | {_ratio(r, 'horq2', 'horq1', stat)} "
-                f"| {_ratio(r, 'torch_fp32', 'horq1', stat)} | {tmac:.2f} |")
+                + f" | {_ratio(r, 'ov_binary', 'horq1', stat, timing)} | {_ratio(r, 'horq2', 'horq1', stat, timing)} "
+                f"| {_ratio(r, 'torch_fp32', 'horq1', stat, timing)} | {tmac:.2f} |")
     return "\n".join(lines)
 
 
