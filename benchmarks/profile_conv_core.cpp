@@ -15,7 +15,8 @@
 // (materialize_columns, as the native training forward does). HORQ_AVX2_TABLE=0 puts every AVX2 task on the outer
 // kernel instead of the table kernel where it applies. Prints the fastest call, 1 thread (HORQ_NUM_THREADS=N:
 // N), on the best kernel path this CPU has unless a path (avx512, avx2, generic) is named (HORQ_KERNEL is not read
-// here), and the median call. With `flush MB` > 0, that many MB of another buffer are written before every call
+// here), the median call and the median of its input quantization alone (quantize_conv_columns; the rest is the
+// GEMM with its epilogue). With `flush MB` > 0, that many MB of another buffer are written before every call
 // (untimed), so each call finds its weights, input and output evicted from the caches, as in a network whose other
 // layers ran between (a "cold" call; 0, the default: every call after the first finds them cached).
 #include <algorithm>
@@ -59,20 +60,23 @@ int main(int argc, char** argv) {
   std::vector<double> coef(m, 0.5), add(m, 0.0);
   std::vector<float> y(batch * m * os * os);
   std::vector<char> flush((argc > 9 ? std::strtoul(argv[9], nullptr, 10) : 0) << 20);
-  std::vector<double> times;
+  std::vector<double> times, quantize_times;  // whole calls; their input quantization alone
   const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   while (std::chrono::steady_clock::now() < end) {
     for (std::size_t i = 0; i < flush.size(); i += 64) ++flush[i];
     const auto t0 = std::chrono::steady_clock::now();
     horq::QuantizedColumns q = horq::quantize_conv_columns(kt, x.data(), g, order);
+    quantize_times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     horq::horq_gemm(kt, w.data(), m, q, {coef.data(), add.data()}, os * os, y.data());
     if (train) horq::materialize_columns(q);
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(times.begin(), times.end());
-  std::printf("%zu calls, fastest %.3f ms, median %.3f ms (%s, %zux%zu kernel, stride %zu, %zu -> %zu channels, "
-              "%zux%zu, order %d, batch %zu%s, %d thread(s)%s%s)\n",
-              times.size(), times.front() * 1e3, times[times.size() / 2] * 1e3, kt.name, k, k, st, c, m, s, s, order,
+  std::sort(quantize_times.begin(), quantize_times.end());
+  std::printf("%zu calls, fastest %.3f ms, median %.3f ms, of which input quantization %.3f (median) (%s, %zux%zu "
+              "kernel, stride %zu, %zu -> %zu channels, %zux%zu, order %d, batch %zu%s, %d thread(s)%s%s)\n",
+              times.size(), times.front() * 1e3, times[times.size() / 2] * 1e3,
+              quantize_times[quantize_times.size() / 2] * 1e3, kt.name, k, k, st, c, m, s, s, order,
               batch, train ? ", columns made explicit" : "", horq::get_num_threads(),
               flush.empty() ? "" : ", caches flushed before each call",
               g.nhwc ? ", NHWC input" : "");
