@@ -43,6 +43,11 @@ SHAPES = {
 }
 ORDERS = (1, 2, 3)
 WARM_BLOCK = 4  # warm timing: rounds of 4 calls per contender, the first of each not counted
+# The tables both yardstick scripts print (this one and bench_yardstick_models.py): (title, statistic, the rows' key
+# of the timing: "times" cold, "warm").
+TABLES = (("Medians, cold", "median", "times"), ("Fastest runs, cold (least disturbed by other jobs)", "best", "times"),
+          (f"Medians, warm (rounds of {WARM_BLOCK} calls per contender, the first of each not counted)", "median",
+           "warm"))
 DOC_SECTION = "yardstick"  # the generated part of --doc: <!-- yardstick:begin --> ... <!-- yardstick:end -->
 
 
@@ -142,11 +147,7 @@ def markdown(result: dict) -> str:
         "called in a loop). torch fp32 is the faster of NCHW and channels_last; int8 is PyTorch's "
         "quantized conv (x86 engine), 3x3 stride-1 rows only.",
     ]
-    tables = (("Medians, cold", "median", "times"), ("Fastest runs, cold (least disturbed by other jobs)", "best",
-                                                      "times"),
-              (f"Medians, warm (rounds of {WARM_BLOCK} calls per contender, the first of each not counted)", "median",
-               "warm"))
-    for title, stat, timing in tables:
+    for title, stat, timing in TABLES:
         if not any(timing in r for r in result["rows"]):
             continue
         lines += [

@@ -53,6 +53,9 @@ from horq.fileio import check_marked_section, replace_marked_section
 from horq.nn import HORQConfig, build_model, convert_
 from horq.timing import interleaved_times
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_yardstick import TABLES, WARM_BLOCK  # noqa: E402 (the layer yardstick beside this file)
+
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = ".venv/bin/python benchmarks/bench_yardstick_models.py"
 # label: (zoo model, input shape, classes)
@@ -63,7 +66,6 @@ MODELS = {
     "mnist-cnn": ("mnist-cnn", (1, 28, 28), 10),
 }
 ORDERS = (1, 2, 3)
-WARM_BLOCK = 4  # warm timing: rounds of 4 calls per contender, the first of each not counted
 PROFILED = ("resnet18-224", "resnet18-32")
 DOC_SECTION = "yardstick-models"  # --doc gets the part between <!-- yardstick-models:begin/end -->
 
@@ -248,11 +250,7 @@ def markdown(result: dict) -> str:
     ]
     if result["int8_notes"]:
         lines += ["", "torch int8 n/a: " + "; ".join(f"{k}: {v}" for k, v in result["int8_notes"].items())]
-    tables = (("Medians, cold", "median", "times"), ("Fastest runs, cold (least disturbed by other jobs)", "best",
-                                                      "times"),
-              (f"Medians, warm (rounds of {WARM_BLOCK} calls per contender, the first of each not counted)", "median",
-               "warm"))
-    for title, stat, timing in tables:
+    for title, stat, timing in TABLES:
         if not any(timing in r for r in result["rows"]):
             continue
         lines += [
