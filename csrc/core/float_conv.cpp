@@ -79,6 +79,14 @@ void each_chunk(const float* x, const ConvGeometry& g, std::size_t image, Run&& 
   }
 }
 
+// The bands of consecutive rows (output rows, or tile rows) an unpooled call's tasks take per image: one at one thread,
+// else 4 per thread. With one row per task, neighbouring rows went to different threads, which then wrote the cache
+// lines two rows share in every channel (2 threads ran a 32x32 stem slower than 1).
+std::size_t row_bands(std::size_t rows) {
+  const std::size_t threads = static_cast<std::size_t>(get_num_threads());
+  return std::min(rows, threads == 1 ? std::size_t{1} : 4 * threads);
+}
+
 // The pooled rows (pool geometry pg over a convolution's m x out_h x out_w output) of images [n0, n0 + nb), into
 // y. Bands of pooled rows per image: one at one thread (every conv row computed once), else enough for the threads
 // (a band recomputes the conv rows it shares with the band before it). Each task's conv rows go through a ring of
@@ -309,9 +317,7 @@ void winograd_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& 
                      const float* bias, const float* floor, float* y) {
   const WinogradPlan p = make_winograd_plan(g, w, m, bias, floor);
   const std::size_t OH = g.out_h, OW = g.out_w, plane = OH * OW, wd = p.width(), image = p.image();
-  const std::size_t threads = static_cast<std::size_t>(get_num_threads());
-  const std::size_t bands = std::min(p.tile_rows, threads == 1 ? std::size_t{1} : 4 * threads);
-  const std::size_t per_band = ceil_div(p.tile_rows, bands);
+  const std::size_t bands = row_bands(p.tile_rows), per_band = ceil_div(p.tile_rows, bands);
   each_winograd_chunk(x, g, p, [&](std::size_t n0, std::size_t nb, const float* q) {
     parallel_for(nb * bands, [&](std::size_t t) {
       const std::size_t n = t / bands, ty0 = t % bands * per_band;
@@ -386,11 +392,7 @@ void float_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, 
   std::size_t image = 0;
   const FloatConvPlan p = make_plan(g, w, m, bias, floor, image);
   const std::size_t plane = g.out_h * g.out_w;
-  // Tasks of consecutive output rows: with one row per task, neighbouring rows went to different threads, which
-  // then wrote the cache lines two rows share in every channel (2 threads ran a 32x32 stem slower than 1).
-  const std::size_t threads = static_cast<std::size_t>(get_num_threads());
-  const std::size_t bands = std::min(g.out_h, threads == 1 ? std::size_t{1} : 4 * threads);
-  const std::size_t per_band = ceil_div(g.out_h, bands);
+  const std::size_t bands = row_bands(g.out_h), per_band = ceil_div(g.out_h, bands);
   each_chunk(x, g, image, [&](std::size_t n0, std::size_t nb, const float* xp) {
     parallel_for(nb * bands, [&](std::size_t t) {
       const std::size_t n = t / bands, oy0 = t % bands * per_band;
