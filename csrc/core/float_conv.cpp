@@ -300,8 +300,7 @@ bool use_winograd(const KernelTable& kt, const ConvGeometry& g, const float* w, 
         std::to_string(g.kh) + "x" + std::to_string(g.kw) + ", stride (" + std::to_string(g.sh) + ", " +
         std::to_string(g.sw) + "), dilation (" + std::to_string(g.dh) + ", " + std::to_string(g.dw) + ")");
   if (algorithm == FloatConvAlgorithm::automatic &&
-      (std::strcmp(kt.name, "avx2") != 0 || !float_conv_winograd_geometry(g) ||
-       !float_conv_winograd_pays(g)))
+      (std::strcmp(kt.name, "generic") == 0 || !float_conv_winograd_geometry(g) || !float_conv_winograd_pays(g)))
     return false;
   return within_limit(w, m * g.channels * g.kh * g.kw);
 }

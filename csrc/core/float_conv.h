@@ -60,9 +60,9 @@ struct ConvGeometry;
 // How a call computes: `direct` as above; `winograd` by Winograd F(3x3, 4x4) tiles (float_conv_winograd.h; the
 // geometry must allow it: float_conv_winograd_geometry) where the weights and the inputs a chunk of images reads
 // are finite and below winograd::kLimit, else directly (the whole call, or that chunk); `automatic` picks winograd
-// on the avx2 path (where the tiles were measured faster: docs/KERNELS.md round 15; avx512's are tested under
-// emulation but not yet timed) where the geometry allows it and it pays (float_conv_winograd_pays: kh * kw >= 10
-// s^2, out_w >= 24), else direct.
+// on the avx2 and avx512 paths (the tiles measured faster on both: docs/KERNELS.md rounds 15 and 17; generic's are
+// a scalar reference) where the geometry allows it and it pays (float_conv_winograd_pays: kh * kw >= 10 s^2,
+// out_w >= 24), else direct.
 enum class FloatConvAlgorithm { automatic, direct, winograd };
 
 // Whether the Winograd tiles take geometry g: dilation 1, one stride s in {1, 2} both ways, kh and kw <= 4 s and

@@ -469,8 +469,8 @@ def float_conv2d(x, weight, *, stride=1, padding=0, dilation=1, bias=None, floor
     taps), the same bits on avx2 and avx512 (generic: a scalar reference, slow); where a weight is NaN, Inf or
     above 2^40 in magnitude the call computes directly, and so do the images of a chunk (~32 MB of tile copies)
     where an input they read is (the tiles would spread a NaN to outputs that do not read it). ``"auto"``
-    (default): winograd on the avx2 path (measured faster there, docs/KERNELS.md round 15; the avx512 tiles are
-    tested but not yet timed) where it applies and kh * kw >= 10 * stride^2 and the output is at least 24 wide (a
+    (default): winograd on the avx2 and avx512 paths (measured faster on both, docs/KERNELS.md rounds 15 and 17)
+    where it applies and kh * kw >= 10 * stride^2 and the output is at least 24 wide (a
     7x7 stride-2 stem from 64x64 inputs up; a 3x3 stride-1 one, or a
     16-wide output, ran slower on the tiles), else direct.
 
