@@ -84,22 +84,17 @@ CONV_CASES = [
     (70, 4, 1, 1, 0, 1, 5, 5),  # 1x1: one tap of two words
     (130, 3, 3, 2, 2, 1, 5, 6),  # three words per tap, wide padding
     # Input gradient as a float-by-sign product (native_train.sign_input_grad); the cases above take PyTorch's
-    # (on CPUs without AVX-512 the two with rows of 7 take the product too).
+    # but for the three with rows of 7 or more.
     (8, 5, 3, 1, 1, 1, 5, 18),  # 18 output columns
     (6, 130, 3, 2, 1, 1, 7, 9),  # 130 output channels, stride 2
     (3, 129, (3, 2), 1, (2, 0), 2, 9, 8),  # dilation, asymmetric kernel and padding
 ]
 
 
-@pytest.mark.parametrize("avx512", [True, False])
-def test_input_grad_rule_per_cpu(monkeypatch, avx512):
-    """Rows of 7 take the product only where PyTorch's float kernels lack AVX-512; 128+ channels or rows of 14
-    everywhere."""
-    from horq import kernels
-
-    monkeypatch.setattr(kernels, "cpu_flags", lambda: frozenset({"avx2", "avx512f"} if avx512 else {"avx2"}))
+def test_input_grad_rule():
+    """The product from 128 output channels, or from rows of 7 outputs, on any CPU."""
     assert native_train.sign_input_grad(64, 14) and native_train.sign_input_grad(128, 1)
-    assert native_train.sign_input_grad(64, 7) is (not avx512)
+    assert native_train.sign_input_grad(64, 7)
     assert not native_train.sign_input_grad(64, 6) and not native_train.sign_input_grad(127, 6)
 
 
@@ -153,7 +148,8 @@ def test_cpu_vendor_is_reported():
 
 
 def test_cpu_flags_agree_with_the_core():
-    """The flags sign_input_grad reads: where the OS reports them, the core's avx2 / avx512 paths imply them."""
+    """kernels.cpu_flags (the benchmarks' CPU line): where the OS reports them, the core's avx2 / avx512 paths imply
+    them."""
     import os
 
     from horq import _core, kernels

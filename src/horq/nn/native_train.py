@@ -122,24 +122,19 @@ def applies(layer, x: Tensor) -> bool:
 
 
 # Output rows from which a convolution with fewer than 128 output channels takes its input gradient as the
-# float-by-sign product (sign_input_grad): on CPUs with AVX-512, whose PyTorch float kernels use it, and on those
-# without (PyTorch's kernels AVX2 there too).
-SIGN_INPUT_MIN_WIDTH = 14
-SIGN_INPUT_MIN_WIDTH_AVX2_CPU = 7
+# float-by-sign product (sign_input_grad), on every CPU measured.
+SIGN_INPUT_MIN_WIDTH = 7
 
 
 def sign_input_grad(c_out: int, out_width: int) -> bool:
     """Whether a convolution's input gradient runs as a float-by-sign product (else PyTorch's input gradient
     through ``W~``, then the clip window). The product sums over the ``c_out`` output channels and folds each
-    row of ``out_width`` outputs into the input grid, so it pays when the sum is long or the rows are: 1.50-1.83x
-    PyTorch's speed on cifar-vgg's layers (128-512 channels), 1.22x and 1.05x on mnist-cnn's (64 channels, rows
-    of 14 and 7: at 7, parity, PyTorch's is kept) on AVX-512 CPUs; on an AVX2-only AMD EPYC (Zen 3), against
-    PyTorch's AVX2 kernels, 1.53-2.16x, 1.33x and 1.22x (rows of 7 too), ``python benchmarks/bench_backward.py``
-    (docs/TRAINING.md). AVX-512 as the CPU reports it (``kernels.cpu_flags``; unknown counts as without)."""
-    from horq.kernels import cpu_flags
-
-    avx512 = "avx512f" in cpu_flags()
-    return c_out >= 128 or out_width >= (SIGN_INPUT_MIN_WIDTH if avx512 else SIGN_INPUT_MIN_WIDTH_AVX2_CPU)
+    row of ``out_width`` outputs into the input grid, so it pays when the sum is long or the rows are
+    (``python benchmarks/bench_backward.py``, docs/TRAINING.md): on cifar-vgg's layers (128-512 channels) 1.50-1.83x
+    PyTorch's speed on an AVX-512 Intel Xeon and a Zen 5 EPYC, 1.70-2.02x on a Zen 4 EPYC (AVX-512 too), 1.53-2.16x on
+    an AVX2-only Zen 3 EPYC; on mnist-cnn's (64 channels, rows of 14 and 7) 1.22x / 1.05x, 1.75x / 1.37x and 1.33x /
+    1.22x. Narrower rows than 7 with fewer than 128 channels keep PyTorch's."""
+    return c_out >= 128 or out_width >= SIGN_INPUT_MIN_WIDTH
 
 
 class _Weights:
