@@ -108,14 +108,37 @@ struct Avx512Outer {
     fill_h1_from_image(q, j0, jb, p);
   }
 
-  // A whole register block (outer_panel.h): the per-lane-set store of each of its outputs.
+  // A whole register block (outer_panel.h: MR real filters x G lane sets, each 8 consecutive columns of one
+  // image): per output the operations of store, with the betas loaded once per block, coef / add / floor
+  // broadcast once per filter, n - 2 pc formed in the integer lanes (exact, as in double: both are integers far
+  // below 2^53) and converted once, plain stores (store re-derived each of these per output, and branched on its
+  // destination's kind).
   template <int MR, int G, int K>
   static void store_block(const __m512i (*cnt)[G * K], const double* betas, double n, const double* coef,
                           const double* add, const LaneDest<kLanes>* dest, const Epilogue& ep, std::size_t o,
                           std::size_t ppi, float* y) {
-    for (int i = 0; i < MR; ++i)
-      for (int cg = 0; cg < G; ++cg)
-        store<K>(cnt[i] + cg * K, betas + cg * K * kLanes, n, coef[i], add[i], dest[cg], ep, o + i, ppi, y);
+    constexpr __mmask8 kAll = 0xff;
+    const __m512i vn = _mm512_set1_epi64(static_cast<long long>(n));
+    __m512d beta[G * K];
+    for (int v = 0; v < G * K; ++v) beta[v] = _mm512_loadu_pd(betas + v * kLanes);
+    std::size_t at[G];  // lane set cg's first output of filter o in y
+    for (int cg = 0; cg < G; ++cg) at[cg] = o * ppi + dest[cg].base[0];
+    for (int i = 0; i < MR; ++i) {
+      const __m512d c = _mm512_set1_pd(coef[i]), a = _mm512_set1_pd(add[i]);
+      for (int cg = 0; cg < G; ++cg) {
+        __m512d s = _mm512_setzero_pd();
+        for (int k = 0; k < K; ++k) {
+          const __m512i pc = cnt[i][cg * K + k];
+          const __m512d t = _mm512_cvtepi64_pd(_mm512_sub_epi64(vn, _mm512_add_epi64(pc, pc)));
+          s = _mm512_add_pd(s, _mm512_mul_pd(beta[cg * K + k], t));
+        }
+        __m256 out = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_mul_pd(c, s), a));
+        const std::size_t off = at[cg] + static_cast<std::size_t>(i) * ppi;
+        if (ep.residual) out = _mm256_add_ps(out, _mm256_maskz_loadu_ps(kAll, ep.residual + off));
+        if (ep.floor) out = _mm256_max_ps(_mm256_set1_ps(ep.floor[o + i]), out);  // floor > out ? floor : out
+        _mm256_mask_storeu_ps(y + off, kAll, out);  // all lanes (masked forms: the emulation harness's set)
+      }
+    }
   }
 
   // A block of an NHWC output (outer_panel.h): the per-lane-set store (its scatter) of each of its outputs.
@@ -123,7 +146,9 @@ struct Avx512Outer {
   static void store_columns(const __m512i (*cnt)[G * K], const double* betas, double n, const double* coef,
                             const double* add, const LaneDest<kLanes>* dest, const Epilogue& ep, std::size_t o,
                             std::size_t ppi, float* y) {
-    store_block<MR, G, K>(cnt, betas, n, coef, add, dest, ep, o, ppi, y);
+    for (int i = 0; i < MR; ++i)
+      for (int cg = 0; cg < G; ++cg)
+        store<K>(cnt[i] + cg * K, betas + cg * K * kLanes, n, coef[i], add[i], dest[cg], ep, o + i, ppi, y);
   }
 
   template <int K>

@@ -177,6 +177,7 @@ inline __m512i _mm512_mask_or_epi64(__m512i src, __mmask8 k, __m512i a, __m512i 
   return src;
 }
 inline __m512i _mm512_add_epi64(__m512i a, __m512i b) { for (int i = 0; i < 8; ++i) a.v[i] += b.v[i]; return a; }
+inline __m512i _mm512_sub_epi64(__m512i a, __m512i b) { for (int i = 0; i < 8; ++i) a.v[i] -= b.v[i]; return a; }
 inline __m512i _mm512_popcnt_epi64(__m512i a) {
   for (auto& e : a.v) {
 #if defined(__GNUC__)
