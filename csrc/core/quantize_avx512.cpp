@@ -15,8 +15,8 @@
 //     thresholds derived in quantize_generic.cpp; -0.0 counts as >= 0); | |x| - float(beta_1) | summed in
 //     16 float lanes per 64-value word, then in double.
 //   * Pixel packing: up to 64 pixels' words and sums in registers across all channels; per channel a
-//     compare to a mask sets bit c of the negative pixels' words (masked OR), another finds NaN/Inf (an
-//     all-ones exponent), and |x| is widened and added in channel order (the generic sums bit for bit).
+//     compare to a mask sets bit c of the negative pixels' words (masked OR) and |x| is widened and added in
+//     channel order (the generic sums bit for bit); a NaN/Inf value shows as a sum that is not finite.
 #include <immintrin.h>
 
 #include <cmath>
@@ -198,12 +198,13 @@ struct Taps2Pass {
 };
 
 // One block of up to 16 * NV pixels starting at w0 (rem >= 16 * (NV - 1) + 1 of them), its words and sums
-// in registers across all channels; returns the NaN/Inf lanes seen.
+// in registers across all channels; returns the lanes whose sum is not finite: those with a NaN or Inf value
+// (|x| of finite floats adds up to a finite double over any channel count, and a NaN or Inf value makes the
+// double sum NaN or +Inf), found once per block instead of by one exponent test per value.
 template <int NV>
 __mmask16 pack_block(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W, std::size_t w0,
                      std::size_t rem,
                      word_t* words, std::size_t wstride, double* sums, const float* scale, const float* shift) {
-  const __m512i exp_mask = _mm512_set1_epi32(0x7f800000);
   const __m512 zero = _mm512_setzero_ps();
   __mmask16 m[NV], bad = 0;
   __m512i lo[NV], hi[NV];
@@ -224,7 +225,6 @@ __mmask16 pack_block(const float* src, std::size_t cstride, std::size_t nchan, s
       __builtin_prefetch(src + c * cstride + w0 + 16 * v + 2 * W);
       __m512 x = _mm512_maskz_loadu_ps(m[v], src + c * cstride + w0 + 16 * v);
       if (scale) x = _mm512_add_ps(_mm512_mul_ps(x, a), b);
-      bad |= _mm512_mask_cmpeq_epi32_mask(m[v], _mm512_and_si512(_mm512_castps_si512(x), exp_mask), exp_mask);
       const __mmask16 neg = _mm512_cmp_ps_mask(x, zero, _CMP_LT_OQ);
       lo[v] = _mm512_mask_or_epi64(lo[v], static_cast<__mmask8>(neg), lo[v], bit);
       hi[v] = _mm512_mask_or_epi64(hi[v], static_cast<__mmask8>(neg >> 8), hi[v], bit);
@@ -233,7 +233,11 @@ __mmask16 pack_block(const float* src, std::size_t cstride, std::size_t nchan, s
       shi[v] = _mm512_add_pd(shi[v], _mm512_cvtps_pd(_mm512_extractf32x8_ps(ax, 1)));
     }
   }
+  const __m512d inf = _mm512_set1_pd(HUGE_VAL);
   for (int v = 0; v < NV; ++v) {
+    const __mmask8 bad_lo = _mm512_mask_cmp_pd_mask(static_cast<__mmask8>(m[v]), slo[v], inf, _CMP_NLT_UQ);
+    const __mmask8 bad_hi = _mm512_mask_cmp_pd_mask(static_cast<__mmask8>(m[v] >> 8), shi[v], inf, _CMP_NLT_UQ);
+    bad |= static_cast<__mmask16>(bad_lo | (static_cast<unsigned>(bad_hi) << 8));
     _mm512_mask_storeu_pd(sums + w0 + 16 * v, static_cast<__mmask8>(m[v]), slo[v]);
     _mm512_mask_storeu_pd(sums + w0 + 16 * v + 8, static_cast<__mmask8>(m[v] >> 8), shi[v]);
     alignas(64) word_t out[16];
@@ -319,8 +323,8 @@ void quantize_image_avx512(const ImageColumns& im, const std::int64_t* pix, cons
 // Up to 64 pixels at a time (4 vectors) with their words and sums in registers across all channels, so a
 // channel's row is read as one run (a row of a 56-wide map in one pass, not four: the channel planes are
 // far apart, and revisiting them per 16 pixels cost TLB and cache misses). Per channel and vector: one
-// load, a compare to a mask for the signs (ORed into the words' lanes as bit c), one for NaN/Inf, and |x|
-// widened to double and added per lane in channel order (the generic sums bit for bit).
+// load, a compare to a mask for the signs (ORed into the words' lanes as bit c), and |x| widened to double and
+// added per lane in channel order (the generic sums bit for bit; NaN/Inf found in them, pack_block).
 std::uint32_t pack_pixels_avx512(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W,
                                  word_t* words, std::size_t wstride, double* sums, const float* scale,
                                  const float* shift) {
