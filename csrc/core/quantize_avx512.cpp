@@ -201,51 +201,79 @@ struct Taps2Pass {
 // in registers across all channels; returns the lanes whose sum is not finite: those with a NaN or Inf value
 // (|x| of finite floats adds up to a finite double over any channel count, and a NaN or Inf value makes the
 // double sum NaN or +Inf), found once per block instead of by one exponent test per value.
+// One vector of a block: 16 pixels' words (lanes 0-7 and 8-15), their sums, and which of them are real.
+struct PixelVec {
+  __m512i lo, hi;
+  __m512d slo, shi;
+  __mmask16 m;
+};
+
+[[gnu::always_inline]] inline void pixel_start(PixelVec& p, std::size_t r, const double* sums) {
+  p.m = r >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << r) - 1u);
+  p.lo = p.hi = _mm512_setzero_si512();
+  p.slo = _mm512_maskz_loadu_pd(static_cast<__mmask8>(p.m), sums);
+  p.shi = _mm512_maskz_loadu_pd(static_cast<__mmask8>(p.m >> 8), sums + 8);
+}
+
+// Channel c of the vector's 16 pixels (at x): the sign into bit c of their words, |x| into their sums.
+[[gnu::always_inline]] inline void pixel_channel(PixelVec& p, const float* x, std::size_t W, __m512i bit, bool affine,
+                                                 __m512 a, __m512 b) {
+  // The same pixels two image rows below, for the tasks that follow: a channel's rows are far apart, and
+  // from memory (a batch's input) the hardware prefetchers did not follow 64 such streams.
+  __builtin_prefetch(x + 2 * W);
+  __m512 v = _mm512_maskz_loadu_ps(p.m, x);
+  if (affine) v = _mm512_add_ps(_mm512_mul_ps(v, a), b);
+  const __mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
+  p.lo = _mm512_mask_or_epi64(p.lo, static_cast<__mmask8>(neg), p.lo, bit);
+  p.hi = _mm512_mask_or_epi64(p.hi, static_cast<__mmask8>(neg >> 8), p.hi, bit);
+  const __m512 ax = _mm512_abs_ps(v);
+  p.slo = _mm512_add_pd(p.slo, _mm512_cvtps_pd(_mm512_castps512_ps256(ax)));
+  p.shi = _mm512_add_pd(p.shi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(ax, 1)));
+}
+
+// The vector's sums and words out; returns its lanes whose sum is not finite.
+inline __mmask16 pixel_finish(const PixelVec& p, std::size_t r, double* sums, word_t* words, std::size_t wstride) {
+  const __m512d inf = _mm512_set1_pd(HUGE_VAL);
+  const __mmask8 bad_lo = _mm512_mask_cmp_pd_mask(static_cast<__mmask8>(p.m), p.slo, inf, _CMP_NLT_UQ);
+  const __mmask8 bad_hi = _mm512_mask_cmp_pd_mask(static_cast<__mmask8>(p.m >> 8), p.shi, inf, _CMP_NLT_UQ);
+  _mm512_mask_storeu_pd(sums, static_cast<__mmask8>(p.m), p.slo);
+  _mm512_mask_storeu_pd(sums + 8, static_cast<__mmask8>(p.m >> 8), p.shi);
+  alignas(64) word_t out[16];
+  _mm512_store_si512(out, p.lo);
+  _mm512_store_si512(out + 8, p.hi);
+  const std::size_t n = r >= 16 ? 16 : r;
+  for (std::size_t i = 0; i < n; ++i) words[i * wstride] = out[i];
+  return static_cast<__mmask16>(bad_lo | (static_cast<unsigned>(bad_hi) << 8));
+}
+
+// One block of up to 16 * NV pixels starting at w0 (rem >= 16 * (NV - 1) + 1 of them), its words and sums
+// in registers across all channels (four named vectors, not an array: GCC kept an array of them in memory and
+// stored every accumulator back after each channel); returns the lanes whose sum is not finite: those with a NaN
+// or Inf value (|x| of finite floats adds up to a finite double over any channel count, and a NaN or Inf value
+// makes the double sum NaN or +Inf), found once per block instead of by one exponent test per value.
 template <int NV>
 __mmask16 pack_block(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W, std::size_t w0,
                      std::size_t rem,
                      word_t* words, std::size_t wstride, double* sums, const float* scale, const float* shift) {
-  const __m512 zero = _mm512_setzero_ps();
-  __mmask16 m[NV], bad = 0;
-  __m512i lo[NV], hi[NV];
-  __m512d slo[NV], shi[NV];
-  for (int v = 0; v < NV; ++v) {
-    const std::size_t r = rem - 16 * v;
-    m[v] = r >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << r) - 1u);
-    lo[v] = hi[v] = _mm512_setzero_si512();
-    slo[v] = _mm512_maskz_loadu_pd(static_cast<__mmask8>(m[v]), sums + w0 + 16 * v);
-    shi[v] = _mm512_maskz_loadu_pd(static_cast<__mmask8>(m[v] >> 8), sums + w0 + 16 * v + 8);
-  }
+  static_assert(NV >= 1 && NV <= 4, "one to four vectors");
+  PixelVec p0, p1, p2, p3;
+  pixel_start(p0, rem, sums + w0);
+  if (NV > 1) pixel_start(p1, rem - 16, sums + w0 + 16);
+  if (NV > 2) pixel_start(p2, rem - 32, sums + w0 + 32);
+  if (NV > 3) pixel_start(p3, rem - 48, sums + w0 + 48);
   for (std::size_t c = 0; c < nchan; ++c) {
     const __m512i bit = _mm512_set1_epi64(static_cast<long long>(word_t{1} << c));
     const __m512 a = _mm512_set1_ps(scale ? scale[c] : 1.0f), b = _mm512_set1_ps(scale ? shift[c] : 0.0f);
-    for (int v = 0; v < NV; ++v) {
-      // The same pixels two image rows below, for the tasks that follow: a channel's rows are far apart, and
-      // from memory (a batch's input) the hardware prefetchers did not follow 64 such streams.
-      __builtin_prefetch(src + c * cstride + w0 + 16 * v + 2 * W);
-      __m512 x = _mm512_maskz_loadu_ps(m[v], src + c * cstride + w0 + 16 * v);
-      if (scale) x = _mm512_add_ps(_mm512_mul_ps(x, a), b);
-      const __mmask16 neg = _mm512_cmp_ps_mask(x, zero, _CMP_LT_OQ);
-      lo[v] = _mm512_mask_or_epi64(lo[v], static_cast<__mmask8>(neg), lo[v], bit);
-      hi[v] = _mm512_mask_or_epi64(hi[v], static_cast<__mmask8>(neg >> 8), hi[v], bit);
-      const __m512 ax = _mm512_abs_ps(x);
-      slo[v] = _mm512_add_pd(slo[v], _mm512_cvtps_pd(_mm512_castps512_ps256(ax)));
-      shi[v] = _mm512_add_pd(shi[v], _mm512_cvtps_pd(_mm512_extractf32x8_ps(ax, 1)));
-    }
+    const float* x = src + c * cstride + w0;
+    pixel_channel(p0, x, W, bit, scale != nullptr, a, b);
+    if (NV > 1) pixel_channel(p1, x + 16, W, bit, scale != nullptr, a, b);
+    if (NV > 2) pixel_channel(p2, x + 32, W, bit, scale != nullptr, a, b);
+    if (NV > 3) pixel_channel(p3, x + 48, W, bit, scale != nullptr, a, b);
   }
-  const __m512d inf = _mm512_set1_pd(HUGE_VAL);
-  for (int v = 0; v < NV; ++v) {
-    const __mmask8 bad_lo = _mm512_mask_cmp_pd_mask(static_cast<__mmask8>(m[v]), slo[v], inf, _CMP_NLT_UQ);
-    const __mmask8 bad_hi = _mm512_mask_cmp_pd_mask(static_cast<__mmask8>(m[v] >> 8), shi[v], inf, _CMP_NLT_UQ);
-    bad |= static_cast<__mmask16>(bad_lo | (static_cast<unsigned>(bad_hi) << 8));
-    _mm512_mask_storeu_pd(sums + w0 + 16 * v, static_cast<__mmask8>(m[v]), slo[v]);
-    _mm512_mask_storeu_pd(sums + w0 + 16 * v + 8, static_cast<__mmask8>(m[v] >> 8), shi[v]);
-    alignas(64) word_t out[16];
-    _mm512_store_si512(out, lo[v]);
-    _mm512_store_si512(out + 8, hi[v]);
-    const std::size_t r = rem - 16 * v, n = r >= 16 ? 16 : r;
-    for (std::size_t i = 0; i < n; ++i) words[(w0 + 16 * v + i) * wstride] = out[i];
-  }
+  __mmask16 bad = pixel_finish(p0, rem, sums + w0, words + w0 * wstride, wstride);
+  if (NV > 1) bad |= pixel_finish(p1, rem - 16, sums + w0 + 16, words + (w0 + 16) * wstride, wstride);
+  if (NV > 2) bad |= pixel_finish(p2, rem - 32, sums + w0 + 32, words + (w0 + 32) * wstride, wstride);
+  if (NV > 3) bad |= pixel_finish(p3, rem - 48, sums + w0 + 48, words + (w0 + 48) * wstride, wstride);
   return bad;
 }
 
