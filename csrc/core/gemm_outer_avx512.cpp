@@ -5,9 +5,9 @@
 // Counts: vpopcntq counts every 64-bit lane of broadcast(W[o][w]) ^ B[v][w] directly, added in 64-bit
 // lanes: no flush, no overflow for any row length.
 //
-// Epilogue: vcvtqq2pd converts the counts to double exactly (they are far below 2^53), then the epilogue's
-// operations in order (outer_panel.h) on 8 columns at once; 8 consecutive columns of one image are one
-// masked store. With an implicit_h1 q, plane 0 comes from the pixel image by masked gathers (fill_h1).
+// Epilogue: n - 2 pc in the integer lanes, which vcvtqq2pd converts to double exactly (far below 2^53), then the
+// epilogue's operations in order (outer_panel.h) on 8 columns at once (lane_set_output); 8 consecutive columns of
+// one image are one masked store. With an implicit_h1 q, plane 0 comes from the pixel image by masked gathers (fill_h1).
 //
 // Register blocks (kRows): MR x NV accumulators (at most kMaxAcc = 24) beside the NV column vectors and the
 // broadcast fit the 32 zmm registers: 12 x 2 at orders 1-2, the K planes of one octet at higher orders.
@@ -108,10 +108,22 @@ struct Avx512Outer {
     fill_h1_from_image(q, j0, jb, p);
   }
 
+  // The epilogue's double-precision part for one filter and one lane set (outer_panel.h's order): K counts, their
+  // betas, the filter's coef and add broadcast; the 8 outputs before the float32 steps. n - 2 pc is formed in the
+  // integer lanes and converted once (exact, as in double: both are integers far below 2^53).
+  template <int K>
+  static __m256 lane_set_output(const __m512i* cnt, const __m512d* beta, __m512i vn, __m512d coef, __m512d add) {
+    __m512d s = _mm512_setzero_pd();
+    for (int k = 0; k < K; ++k) {
+      const __m512d t = _mm512_cvtepi64_pd(_mm512_sub_epi64(vn, _mm512_add_epi64(cnt[k], cnt[k])));
+      s = _mm512_add_pd(s, _mm512_mul_pd(beta[k], t));
+    }
+    return _mm512_cvtpd_ps(_mm512_add_pd(_mm512_mul_pd(coef, s), add));
+  }
+
   // A whole register block (outer_panel.h: MR real filters x G lane sets, each 8 consecutive columns of one
   // image): per output the operations of store, with the betas loaded once per block, coef / add / floor
-  // broadcast once per filter, n - 2 pc formed in the integer lanes (exact, as in double: both are integers far
-  // below 2^53) and converted once, plain stores (store re-derived each of these per output, and branched on its
+  // broadcast once per filter and plain stores (store re-derived each of these per output, and branched on its
   // destination's kind).
   template <int MR, int G, int K>
   static void store_block(const __m512i (*cnt)[G * K], const double* betas, double n, const double* coef,
@@ -126,13 +138,7 @@ struct Avx512Outer {
     for (int i = 0; i < MR; ++i) {
       const __m512d c = _mm512_set1_pd(coef[i]), a = _mm512_set1_pd(add[i]);
       for (int cg = 0; cg < G; ++cg) {
-        __m512d s = _mm512_setzero_pd();
-        for (int k = 0; k < K; ++k) {
-          const __m512i pc = cnt[i][cg * K + k];
-          const __m512d t = _mm512_cvtepi64_pd(_mm512_sub_epi64(vn, _mm512_add_epi64(pc, pc)));
-          s = _mm512_add_pd(s, _mm512_mul_pd(beta[cg * K + k], t));
-        }
-        __m256 out = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_mul_pd(c, s), a));
+        __m256 out = lane_set_output<K>(cnt[i] + cg * K, beta + cg * K, vn, c, a);
         const std::size_t off = at[cg] + static_cast<std::size_t>(i) * ppi;
         if (ep.residual) out = _mm256_add_ps(out, _mm256_maskz_loadu_ps(kAll, ep.residual + off));
         if (ep.floor) out = _mm256_max_ps(_mm256_set1_ps(ep.floor[o + i]), out);  // floor > out ? floor : out
@@ -154,14 +160,10 @@ struct Avx512Outer {
   template <int K>
   static void store(const __m512i* cnt, const double* betas, double n, double coef, double add,
                     const LaneDest<kLanes>& d, const Epilogue& ep, std::size_t o, std::size_t ppi, float* y) {
-    const __m512d vn = _mm512_set1_pd(n), two = _mm512_set1_pd(2.0);
-    __m512d s = _mm512_setzero_pd();
-    for (int k = 0; k < K; ++k) {
-      const __m512d pc = _mm512_cvtepi64_pd(cnt[k]);
-      const __m512d beta = _mm512_loadu_pd(betas + k * kLanes);
-      s = _mm512_add_pd(s, _mm512_mul_pd(beta, _mm512_sub_pd(vn, _mm512_mul_pd(two, pc))));
-    }
-    __m256 out = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_mul_pd(_mm512_set1_pd(coef), s), _mm512_set1_pd(add)));
+    __m512d beta[K];
+    for (int k = 0; k < K; ++k) beta[k] = _mm512_loadu_pd(betas + k * kLanes);
+    __m256 out = lane_set_output<K>(cnt, beta, _mm512_set1_epi64(static_cast<long long>(n)), _mm512_set1_pd(coef),
+                                    _mm512_set1_pd(add));
     if (d.contiguous) {
       const __mmask8 valid = static_cast<__mmask8>((1u << d.valid) - 1u);
       float* dst = y + d.base[0] + o * ppi;

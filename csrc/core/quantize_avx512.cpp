@@ -197,10 +197,6 @@ struct Taps2Pass {
   double total(double sum) const { return sum + _mm512_reduce_add_pd(acc); }
 };
 
-// One block of up to 16 * NV pixels starting at w0 (rem >= 16 * (NV - 1) + 1 of them), its words and sums
-// in registers across all channels; returns the lanes whose sum is not finite: those with a NaN or Inf value
-// (|x| of finite floats adds up to a finite double over any channel count, and a NaN or Inf value makes the
-// double sum NaN or +Inf), found once per block instead of by one exponent test per value.
 // One vector of a block: 16 pixels' words (lanes 0-7 and 8-15), their sums, and which of them are real.
 struct PixelVec {
   __m512i lo, hi;
