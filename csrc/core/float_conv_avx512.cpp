@@ -2,12 +2,18 @@
 // registers (24 accumulators; a 112-pixel row is blocks of 3, 2 and 2 registers). Per tap 3 pixel loads serve 24
 // multiply-adds (with 4 channels x 6 registers: 6 loads, often split across cache lines, for 24); measured on
 // ResNet-18's 7x7 stem 2.10 -> 1.84 ms, a 64 -> 64 3x3 at 56x56 2.54 -> 2.24 ms (benchmarks/bench_float_conv.py
-// shapes, 1 thread; 12 channels x 2 registers: 1.94 and 2.11 ms).
+// shapes, 1 thread; 12 channels x 2 registers: 1.94 and 2.11 ms). The Winograd tiles: blocks of 8 channels x up to
+// 3 registers of 16 tiles, and a row's last 1-8 tiles after whole registers on an 8-lane register
+// (float_conv_avx2_reg.h): the ResNet-18 stem's 38 tiles a row take 40 lanes of work instead of 48. On an AMD EPYC
+// Zen 4 its stem with the pool (benchmarks/profile_float_conv_core.cpp, auto, pool 1; three alternated runs of two
+// builds) went 1.77-1.88 -> 1.56-1.63 ms fastest, 2.33-2.47 -> 2.19-2.33 ms median (16 channels x 1 register on the
+// tail: level).
 #include <immintrin.h>
 
 #include <cstdint>
 
 #include "core/float_conv.h"
+#include "core/float_conv_avx2_reg.h"
 #include "core/float_conv_winograd.h"
 
 namespace horq {
@@ -42,6 +48,8 @@ struct Avx512 {
   }
 };
 
+constexpr int kHalfBlocks = 2;
+
 }  // namespace
 
 void float_conv_row_avx512(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y) {
@@ -50,7 +58,15 @@ void float_conv_row_avx512(const FloatConvPlan& p, const float* xp, std::size_t 
 
 void float_conv_tiles_avx512(const WinogradPlan& p, const float* q, std::size_t ty, float* const rows[kWinogradOut],
                              std::size_t ch_stride) {
-  winograd::tiles<Avx512, 2, 3>(p, q, ty, rows, ch_stride);
+  // A row's last tiles that fill at most half a register go on 8-lane registers (a 112-pixel row: 38 tiles as 2
+  // zmm + 1 ymm, 40 lanes of work instead of 48).
+  const std::size_t whole = p.tiles_x / Avx512::kLanes * Avx512::kLanes, rest = p.tiles_x - whole;
+  if (rest == 0 || rest > float_conv_avx2::Avx2::kLanes || whole == 0) {
+    winograd::tiles<Avx512, 2, 3>(p, q, ty, rows, ch_stride, 0, p.tiles_x);
+    return;
+  }
+  winograd::tiles<Avx512, 2, 3>(p, q, ty, rows, ch_stride, 0, whole);
+  winograd::tiles<float_conv_avx2::Avx2, kHalfBlocks, 1>(p, q, ty, rows, ch_stride, whole, p.tiles_x);
 }
 
 }  // namespace horq

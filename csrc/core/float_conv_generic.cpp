@@ -51,7 +51,7 @@ void float_conv_row_generic(const FloatConvPlan& p, const float* xp, std::size_t
 
 void float_conv_tiles_generic(const WinogradPlan& p, const float* q, std::size_t ty, float* const rows[kWinogradOut],
                               std::size_t ch_stride) {
-  winograd::tiles<Fma1, 1, 2>(p, q, ty, rows, ch_stride);
+  winograd::tiles<Fma1, 1, 2>(p, q, ty, rows, ch_stride, 0, p.tiles_x);
 }
 
 }  // namespace horq

@@ -118,18 +118,21 @@ template <class V, std::size_t N>
   return acc;
 }
 
-// The tile row (float_conv_tiles_fn) with V's lanes over tile columns: the input transform of every tile and phase
-// channel into a per-thread buffer, then per block of B * kFloatConvRows output channels and up to PMAX vectors of
-// tiles the 36 GEMMs (float_conv::block, the phase channels as its taps) and the output transform. V also has
-// max(a, b) (a > b ? a : b per lane, else b: NaN in b kept) and store3(p, a, b, c) (a0 b0 c0 a1 b1 c1 ... at p).
+// Tile columns [t0, t1) of the tile row (float_conv_tiles_fn; t0 a multiple of L) with V's lanes over tile columns:
+// the input transform of every tile and phase channel into a per-thread buffer, then per block of B *
+// kFloatConvRows output channels and up to PMAX vectors of tiles the 36 GEMMs (float_conv::block, the phase
+// channels as its taps) and the output transform. V also has max(a, b) (a > b ? a : b per lane, else b: NaN in b
+// kept) and store3(p, a, b, c) (a0 b0 c0 a1 b1 c1 ... at p). The tiles of a column are computed alike whatever
+// range or lane count takes them, so a path may split a row between two register widths.
 template <class V, int B, int PMAX>
 void tiles(const WinogradPlan& p, const float* q, std::size_t ty, float* const rows[kWinogradOut],
-           std::size_t ch_stride) {
+           std::size_t ch_stride, std::size_t t0, std::size_t t1) {
   using reg = typename V::reg;
   constexpr std::size_t L = V::kLanes, R = kFloatConvRows, BR = B * R, PL = PMAX * L;
   static_assert(kFloatConvMaxLanes % L == 0, "whole vectors of tiles");
-  // tc: the tile columns this path computes (whole vectors; with 8 lanes a 112-pixel row's 38 tiles are 40, not 48).
-  const std::size_t nv = ceil_div(p.tiles_x, L), tc = nv * L, cq = p.cq, qc = p.q_cols, m4 = ceil_div(p.m, R);
+  // tc: the tile columns this call computes (whole vectors; with 8 lanes a 112-pixel row's 38 tiles are 40, not 48).
+  const std::size_t nv = ceil_div(t1 - t0, L), tc = nv * L, cq = p.cq, qc = p.q_cols, m4 = ceil_div(p.m, R);
+  q += t0;
   const float* const u = p.weights->data();
   // Both buffers start on a cache line (vector loads and stores within one line: a split one costs two).
   constexpr std::size_t kLine = 16;  // floats per 64-byte line
@@ -194,7 +197,7 @@ void tiles(const WinogradPlan& p, const float* q, std::size_t ty, float* const r
 #pragma GCC unroll 3
             for (std::size_t i = 0; i < kOut; ++i) s[i][l] = combine<V>(kAT[i], col);
           }
-          const std::size_t x0 = kOut * (v0 + qv) * L;
+          const std::size_t x0 = kOut * (t0 + (v0 + qv) * L);
 #pragma GCC unroll 3
           for (std::size_t i = 0; i < kOut; ++i) {
             reg y[kOut];

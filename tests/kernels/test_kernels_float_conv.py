@@ -199,7 +199,7 @@ WINOGRAD_CASES = [
     (1, 4, 5, 6, 3, (5, 3), 2, 2),  # rectangular kernel: sub-kernels 3x2 and 2x1 in 4x4 tiles; 2x3 output
     (3, 1, 9, 17, 4, (3, 3), 1, 1),  # stride 1: one phase
     (1, 16, 30, 50, 9, (4, 4), 1, 0),  # 16 phase channels (the most the tiles take), 4x4 stride 1
-    (1, 3, 100, 20, 33, (2, 4), 1, (0, 3)),  # 49 tile columns past 3 vectors of 16; 33 output channels
+    (1, 3, 20, 143, 33, (2, 4), 1, (0, 3)),  # 49 tile columns: 3 zmm vectors and 1 more (avx512: on a ymm); 33 out
     (1, 3, 8, 8, 1, (6, 6), 2, 0),  # one output channel, a 2x2 output in one tile
 ]
 

@@ -727,8 +727,8 @@ int check_float_conv(std::mt19937_64& rng) {
 // float_conv2d's Winograd tiles (float_conv_winograd.h) with the AVX-512 tile row against the generic path's
 // scalar tiles (std::fma for the fused operations): equal bit for bit, guard values intact, on strides 1 and 2,
 // kernels up to 4 x stride (rectangular, sub-kernels of every size), 1..16 phase channels, output widths whose tile
-// columns fall around the 16-lane vectors (1 to 3 vectors), channel counts that are not whole 8-channel blocks,
-// batches, bias and floor.
+// columns fall around the 16-lane vectors (1 to 3 vectors; 17, 34 and 49 columns end on the 8-lane tail), channel
+// counts that are not whole 8-channel blocks, batches, bias and floor.
 int check_float_conv_winograd(std::mt19937_64& rng) {
   KernelTable emu{}, gen{};
   emu.name = "avx512", gen.name = "generic";

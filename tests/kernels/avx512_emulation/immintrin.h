@@ -29,6 +29,7 @@ struct __m512i { std::uint64_t v[8]; };
 struct __m512d { double v[8]; };
 struct __m512 { float v[16]; };
 struct __m256 { float v[8]; };
+struct __m256i { std::uint32_t v[8]; };
 using __mmask8 = unsigned char;
 using __mmask16 = unsigned short;
 
@@ -413,6 +414,33 @@ inline __m256 _mm256_maskz_loadu_ps(__mmask8 k, const void* p) {
 }
 inline void _mm256_mask_storeu_ps(void* p, __mmask8 k, __m256 a) { avx512_emulation::masked_store(p, k, 8, a.v); }
 inline __m256 _mm256_setzero_ps() { return __m256{}; }
+// The 8-lane float register of float_conv_avx2_reg.h, which the AVX-512 Winograd tiles also run on.
+inline __m256 _mm256_loadu_ps(const float* p) { __m256 r; std::memcpy(r.v, p, sizeof r.v); return r; }
+inline void _mm256_storeu_ps(float* p, __m256 a) { std::memcpy(p, a.v, sizeof a.v); }
+inline __m256 _mm256_sub_ps(__m256 a, __m256 b) { for (int i = 0; i < 8; ++i) a.v[i] -= b.v[i]; return a; }
+inline __m256 _mm256_mul_ps(__m256 a, __m256 b) { for (int i = 0; i < 8; ++i) a.v[i] *= b.v[i]; return a; }
+inline __m256 _mm256_fmadd_ps(__m256 a, __m256 b, __m256 c) {
+  for (int i = 0; i < 8; ++i) c.v[i] = std::fma(a.v[i], b.v[i], c.v[i]);
+  return c;
+}
+inline __m256i _mm256_setr_epi32(int e0, int e1, int e2, int e3, int e4, int e5, int e6, int e7) {
+  const int e[8] = {e0, e1, e2, e3, e4, e5, e6, e7};
+  __m256i r;
+  for (int i = 0; i < 8; ++i) r.v[i] = static_cast<std::uint32_t>(e[i]);
+  return r;
+}
+// Lane i of the result: a's lane idx[i] mod 8.
+inline __m256 _mm256_permutevar8x32_ps(__m256 a, __m256i idx) {
+  __m256 r;
+  for (int i = 0; i < 8; ++i) r.v[i] = a.v[idx.v[i] & 7u];
+  return r;
+}
+// Lane i from b where bit i of the immediate is set, else from a.
+inline __m256 _mm256_blend_ps(__m256 a, __m256 b, int imm) {
+  for (int i = 0; i < 8; ++i)
+    if ((imm >> i) & 1) a.v[i] = b.v[i];
+  return a;
+}
 // Gather / scatter of 8 floats at base + scale * index_i (64-bit indices), only where mask bit i is set (the
 // gather keeps src's lane elsewhere; the scatter writes nothing there).
 inline __m256 _mm512_mask_i64gather_ps(__m256 src, __mmask8 k, __m512i idx, const void* base, int scale) {

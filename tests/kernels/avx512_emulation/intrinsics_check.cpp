@@ -220,6 +220,32 @@ void check_float_lanes() {
   _mm512_mask_storeu_pd(r, 0xff, _mm512_sub_pd(_mm512_mul_pd(vp, vq), _mm512_add_pd(vp, _mm512_setzero_pd())));
   for (int i = 0; i < 8; ++i) ok = ok && r[i] == p[i] * q[i] - p[i];
   expect(ok, "_mm512_mask_add_pd (merge-masking) / _mm512_add_pd / _mm512_sub_pd / _mm512_mul_pd");
+
+  // The 8-lane register of the Winograd tiles' last columns: lane permute (index bits above 3 ignored), immediate
+  // blend (bit i: lane i from the second operand), one rounding in fmadd, separately rounded mul and sub.
+  const float f1 = 1 + std::ldexp(1.0f, -23);  // f1 * f1 - f1 rounds differently when fused
+  const float fa[8] = {f1, 2, 3, 4, 5, 6, 7, 8}, fb[8] = {f1, -1, 0.5f, 0.25f, 3, -2, 1e30f, 0};
+  float fr[8];
+  const __m256 va = _mm256_loadu_ps(fa), vb = _mm256_loadu_ps(fb);
+  _mm256_storeu_ps(fr, _mm256_permutevar8x32_ps(va, _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0x18)));
+  ok = fr[7] == fa[0];
+  for (int i = 0; i < 7; ++i) ok = ok && fr[i] == fa[7 - i];
+  expect(ok, "_mm256_permutevar8x32_ps / _mm256_setr_epi32 / _mm256_loadu_ps / _mm256_storeu_ps");
+  _mm256_storeu_ps(fr, _mm256_blend_ps(va, vb, 0x92));
+  ok = true;
+  for (int i = 0; i < 8; ++i) ok = ok && fr[i] == (0x92 >> i & 1 ? fb[i] : fa[i]);
+  expect(ok, "_mm256_blend_ps");
+  _mm256_storeu_ps(fr, _mm256_fmadd_ps(va, vb, _mm256_sub_ps(_mm256_setzero_ps(), va)));
+  ok = true;
+  for (int i = 0; i < 8; ++i) ok = ok && fr[i] == std::fma(fa[i], fb[i], -fa[i]);
+  volatile float sq = f1 * f1;
+  ok = ok && fr[0] != sq - f1;  // the fused result differs from the twice-rounded one here
+  _mm256_storeu_ps(fr, _mm256_sub_ps(_mm256_mul_ps(va, vb), va));
+  for (int i = 0; i < 8; ++i) {
+    volatile float prod = fa[i] * fb[i];  // rounded to float before the subtraction
+    ok = ok && fr[i] == prod - fa[i];
+  }
+  expect(ok, "_mm256_fmadd_ps (one rounding) / _mm256_mul_ps / _mm256_sub_ps");
 }
 
 void check_masked_stores() {
