@@ -93,11 +93,12 @@ std::size_t row_bands(std::size_t rows) {
 // ring_rows rows of `width` floats per channel (conv row r in slot r % ring_rows, channel c's rows ring_rows * width
 // floats apart): fill(n, first, last, ring, next) puts the conv rows up to `last` that are not there yet into it,
 // `next` its own progress within the task (-1 at the start of a band); rows below `first` are not read again. The
-// rows are the same whichever task computes them, so the output does not depend on the thread count.
+// rows are the same whichever task computes them, so the output does not depend on the thread count. no_nan: the
+// conv rows hold no NaN (pool_row_fn).
 template <class Fill>
 void pool_bands(const KernelTable& kt, const ConvGeometry& g, const ConvGeometry& pg, std::size_t m,
                 const float* pool_floor, std::size_t npool_floor, float* y, std::size_t n0, std::size_t nb,
-                std::size_t ring_rows, std::size_t width, Fill&& fill) {
+                std::size_t ring_rows, std::size_t width, bool no_nan, Fill&& fill) {
   const std::size_t OH = g.out_h, POH = pg.out_h, POW = pg.out_w, span = (pg.kh - 1) * pg.dh + 1;
   const PoolColumns pc = pool_columns(pg);
   const std::size_t threads = static_cast<std::size_t>(get_num_threads());
@@ -122,7 +123,7 @@ void pool_bands(const KernelTable& kt, const ConvGeometry& g, const ConvGeometry
                         : ring.data() + (c * ring_rows + static_cast<std::size_t>(iy) % ring_rows) * width;
         }
         const float fl = pool_floor ? pool_floor[npool_floor == 1 ? 0 : c] : 0.0f;
-        kt.pool_row(rows.data(), pg.kh, pc, pool_floor != nullptr, fl, scratch.data(),
+        kt.pool_row(rows.data(), pg.kh, pc, pool_floor != nullptr, fl, no_nan, scratch.data(),
                     y + (((n0 + n) * m + c) * POH + py) * POW);
       }
     }
@@ -130,6 +131,11 @@ void pool_bands(const KernelTable& kt, const ConvGeometry& g, const ConvGeometry
 }
 
 // ---- Winograd tiles ----
+
+// Whether any of the n values at v (none when v is nullptr) is NaN.
+bool has_nan(const float* v, std::size_t n) {
+  return v && std::any_of(v, v + n, [](float a) { return a != a; });
+}
 
 // Whether every one of n values is finite with |v| <= winograd::kLimit.
 bool within_limit(const float* v, std::size_t n) {
@@ -348,9 +354,13 @@ void winograd_conv2d_pool(const KernelTable& kt, const float* x, const ConvGeome
   // still to be read are > e - span, and the next tile row writes e + 1 .. e + kOut, whose slots held rows <= e +
   // kOut - ring = e - span: none still needed.
   const std::size_t ring_rows = (pg.kh - 1) * pg.dh + 1 + kOut;
+  // The tiles' outputs are never NaN where bias and floor hold none (their inputs and weights are finite and far
+  // from overflow, float_conv_winograd.h): the pool then skips NaN's blend (on an AMD EPYC Zen 4 the stem with its
+  // pool, profile_float_conv_core, 1.61 -> 1.47 ms fastest).
+  const bool no_nan = !has_nan(bias, m) && !has_nan(floor, m);
   each_winograd_chunk(x, g, p, [&](std::size_t n0, std::size_t nb, const float* q) {
     // next: the first tile row not yet computed.
-    pool_bands(kt, g, pg, m, pool_floor, npool_floor, y, n0, nb, ring_rows, wd,
+    pool_bands(kt, g, pg, m, pool_floor, npool_floor, y, n0, nb, ring_rows, wd, no_nan,
                [&](std::size_t n, long first, long last, float* ring, long& next) {
                  if (next < 0) next = std::max(first, 0L) / static_cast<long>(kOut);
                  for (; next * static_cast<long>(kOut) <= last; ++next) {
@@ -416,7 +426,7 @@ void float_conv2d_pool(const KernelTable& kt, const float* x, const ConvGeometry
   p.y_plane = span * OW;
   each_chunk(x, g, image, [&](std::size_t n0, std::size_t nb, const float* xp) {
     // next: the first conv row not yet in the ring.
-    pool_bands(kt, g, pg, m, pool_floor, npool_floor, y, n0, nb, span, OW,
+    pool_bands(kt, g, pg, m, pool_floor, npool_floor, y, n0, nb, span, OW, false,
                [&](std::size_t n, long first, long last, float* ring, long& next) {
                  for (long r = std::max({next, first, 0L}); r <= last; ++r) {
                    const std::size_t ur = static_cast<std::size_t>(r);

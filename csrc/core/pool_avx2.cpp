@@ -20,6 +20,12 @@ inline __m256 nan_max8(__m256 a, __m256 b) {
   return _mm256_blendv_ps(_mm256_max_ps(a, b), a, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
 }
 
+// pool_walk::pool_max on 8 lanes: vmaxps alone where a is never NaN.
+template <bool kNoNan>
+inline __m256 pool_max8(__m256 a, __m256 b) {
+  return kNoNan ? _mm256_max_ps(a, b) : nan_max8(a, b);
+}
+
 // Floats 2i + o of x[0..15] for i = 0..7 (o = 0: even, 1: odd).
 template <int O>
 inline __m256 deinterleave(const float* x) {
@@ -29,12 +35,15 @@ inline __m256 deinterleave(const float* x) {
 }
 
 struct Avx2Ops {
+  template <bool kNoNan>
   static std::size_t max_rows(const float* prev, const float* in, std::size_t n, float* r) {
     std::size_t w = 0;
-    for (; w + 8 <= n; w += 8) _mm256_storeu_ps(r + w, nan_max8(_mm256_loadu_ps(prev + w), _mm256_loadu_ps(in + w)));
+    for (; w + 8 <= n; w += 8)
+      _mm256_storeu_ps(r + w, pool_max8<kNoNan>(_mm256_loadu_ps(prev + w), _mm256_loadu_ps(in + w)));
     return w;
   }
 
+  template <bool kNoNan>
   static std::size_t three_taps2(float* out, const float* r, std::size_t lo, std::size_t hi, long o, std::size_t width,
                                  bool has_floor, float floor) {
     const __m256 f = _mm256_set1_ps(floor);
@@ -42,8 +51,8 @@ struct Avx2Ops {
     // 8 outputs read columns 2 ox + o .. 2 ox + o + 17 (the last vector's two extra floats unused): all below width.
     for (; ox + 8 <= hi && static_cast<long>(2 * ox) + o + 18 <= static_cast<long>(width); ox += 8) {
       const float* a = r + static_cast<long>(2 * ox) + o;
-      __m256 m = nan_max8(nan_max8(deinterleave<0>(a), deinterleave<1>(a)), deinterleave<0>(a + 2));
-      if (has_floor) m = nan_max8(m, f);
+      __m256 m = pool_max8<kNoNan>(pool_max8<kNoNan>(deinterleave<0>(a), deinterleave<1>(a)), deinterleave<0>(a + 2));
+      if (has_floor) m = pool_max8<kNoNan>(m, f);
       _mm256_storeu_ps(out + ox, m);
     }
     return ox;
@@ -53,8 +62,9 @@ struct Avx2Ops {
 }  // namespace
 
 void pool_row_avx2(const float* const* rows, std::size_t kh, const PoolColumns& pc, bool has_floor, float floor,
-                   float* scratch, float* out) {
-  pool_walk::row<Avx2Ops>(rows, kh, pc, has_floor, floor, scratch, out);
+                   bool no_nan, float* scratch, float* out) {
+  if (no_nan) return pool_walk::row<Avx2Ops, true>(rows, kh, pc, has_floor, floor, scratch, out);
+  pool_walk::row<Avx2Ops, false>(rows, kh, pc, has_floor, floor, scratch, out);
 }
 
 void pool2x2_plane_avx2(const float* x, std::size_t W, std::size_t OH, std::size_t OW, bool has_floor, float floor,

@@ -16,18 +16,19 @@ struct PoolColumns {
 
 // One output row of max_pool2d: rows[i] the input row of kernel row i, nullptr where it lies outside the input
 // (skipped); scratch holds `width` floats; then max(floor, .) when has_floor. The general path of max_pool2d.
+// no_nan: the caller knows that no value of the rows is NaN (maxima without NaN's blend; the same values).
 using pool_row_fn = void (*)(const float* const* rows, std::size_t kh, const PoolColumns& pc, bool has_floor,
-                             float floor, float* scratch, float* out);
+                             float floor, bool no_nan, float* scratch, float* out);
 // One (H x W) plane pooled by 2 x 2 windows at stride 2 into (OH x OW), 2 OH <= H and 2 OW <= W.
 using pool2x2_plane_fn = void (*)(const float* x, std::size_t W, std::size_t OH, std::size_t OW, bool has_floor,
                                   float floor, float* y);
 
 void pool_row_generic(const float* const* rows, std::size_t kh, const PoolColumns& pc, bool has_floor, float floor,
-                      float* scratch, float* out);
+                      bool no_nan, float* scratch, float* out);
 void pool_row_avx2(const float* const* rows, std::size_t kh, const PoolColumns& pc, bool has_floor, float floor,
-                   float* scratch, float* out);
+                   bool no_nan, float* scratch, float* out);
 void pool_row_avx512(const float* const* rows, std::size_t kh, const PoolColumns& pc, bool has_floor, float floor,
-                     float* scratch, float* out);
+                     bool no_nan, float* scratch, float* out);
 void pool2x2_plane_generic(const float* x, std::size_t W, std::size_t OH, std::size_t OW, bool has_floor,
                            float floor, float* y);
 void pool2x2_plane_avx2(const float* x, std::size_t W, std::size_t OH, std::size_t OW, bool has_floor, float floor,

@@ -19,40 +19,49 @@ inline float nan_max(float a, float b) {
   return a != a ? a : m;
 }
 
-// out[ox] = nan_max(out[ox], r[ox * stride + off]) for ox in [lo, hi); S = the stride when it is a compile-time
+// nan_max where the caller knows that no value it pools is NaN (kNoNan: a > b ? a : b, one maxps, the same value
+// whenever a is not NaN), else nan_max.
+template <bool kNoNan>
+inline float pool_max(float a, float b) {
+  return kNoNan ? (a > b ? a : b) : nan_max(a, b);
+}
+
+// out[ox] = pool_max(out[ox], r[ox * stride + off]) for ox in [lo, hi); S = the stride when it is a compile-time
 // constant (1 and 2: contiguous and pairwise loads the compiler vectorizes), 0 for any other.
-template <std::size_t S>
+template <std::size_t S, bool kNoNan>
 inline void column_tap(float* __restrict out, const float* __restrict r, std::size_t lo, std::size_t hi, long off,
                        std::size_t stride) {
   const std::size_t s = S ? S : stride;
   const float* at = r + off;
-  for (std::size_t ox = lo; ox < hi; ++ox) out[ox] = nan_max(out[ox], at[ox * s]);
+  for (std::size_t ox = lo; ox < hi; ++ox) out[ox] = pool_max<kNoNan>(out[ox], at[ox * s]);
 }
 
 // The three taps of a 3-wide window at stride S (offsets o, o + d, o + 2d) and the floor for ox in [lo, hi), in the
 // order of the general loop below (-inf, then each tap, then the floor; nan_max(-inf, v) is v bit for bit, NaN and
 // -0.0 included), one pass over the outputs instead of one per tap.
-template <std::size_t S>
+template <std::size_t S, bool kNoNan>
 inline void three_taps(float* __restrict out, const float* __restrict r, std::size_t lo, std::size_t hi, long o, long d,
                        bool has_floor, float floor) {
   const float* a = r + o;
   const float* b = a + d;
   const float* c = b + d;
   for (std::size_t ox = lo; ox < hi; ++ox) {
-    const float m = nan_max(nan_max(a[ox * S], b[ox * S]), c[ox * S]);
-    out[ox] = has_floor ? nan_max(m, floor) : m;
+    const float m = pool_max<kNoNan>(pool_max<kNoNan>(a[ox * S], b[ox * S]), c[ox * S]);
+    out[ox] = has_floor ? pool_max<kNoNan>(m, floor) : m;
   }
 }
 
 // A path's explicit loops for the two hot steps of row() below, each doing a prefix of its range and returning
 // where it stopped (row() finishes the rest with the loops above): Portable does none (the compiler vectorizes
-// the loops above); pool_avx2.cpp's does most of both. Every one computes nan_max in the same operand order, so
+// the loops above); pool_avx2.cpp's does most of both. Every one computes pool_max in the same operand order, so
 // the same bits.
-//   max_rows(prev, in, n, r)    r[w] = nan_max(prev[w], in[w]) for w in [0, k), returns k <= n
-//   three_taps2(out, r, lo, hi, o, width, has_floor, floor)   three_taps<2> with d = 1 for ox in [lo, k), reading
-//                               no input column at or past `width`, returns k in [lo, hi]
+//   max_rows<kNoNan>(prev, in, n, r)    r[w] = pool_max<kNoNan>(prev[w], in[w]) for w in [0, k), returns k <= n
+//   three_taps2<kNoNan>(out, r, lo, hi, o, width, has_floor, floor)   three_taps<2, kNoNan> with d = 1 for ox in
+//                               [lo, k), reading no input column at or past `width`, returns k in [lo, hi]
 struct Portable {
+  template <bool kNoNan>
   static std::size_t max_rows(const float*, const float*, std::size_t, float*) { return 0; }
+  template <bool kNoNan>
   static std::size_t three_taps2(float*, const float*, std::size_t lo, std::size_t, long, std::size_t, bool, float) {
     return lo;
   }
@@ -60,8 +69,9 @@ struct Portable {
 
 // pool_row (pool.h): the kernel's rows inside the input maxed together (into scratch; a lone row is read in place),
 // then its column taps, then the floor. Windows of three columns at stride 1 or 2 (ResNet stems' 3x3 stride-2 pools)
-// take every column all three taps reach in one pass (three_taps), the rest tap by tap.
-template <class Ops = Portable>
+// take every column all three taps reach in one pass (three_taps), the rest tap by tap. kNoNan: the caller knows
+// that no input value is NaN (every maximum then has a non-NaN first operand: pool_max's plain compare).
+template <class Ops = Portable, bool kNoNan = false>
 inline void row(const float* const* rows, std::size_t kh, const PoolColumns& pc, bool has_floor, float floor,
                 float* scratch, float* out) {
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
@@ -75,7 +85,8 @@ inline void row(const float* const* rows, std::size_t kh, const PoolColumns& pc,
     } else {
       float* __restrict r = scratch;
       const float* __restrict prev = src;
-      for (std::size_t w = Ops::max_rows(prev, in, W, r); w < W; ++w) r[w] = nan_max(prev[w], in[w]);
+      for (std::size_t w = Ops::template max_rows<kNoNan>(prev, in, W, r); w < W; ++w)
+        r[w] = pool_max<kNoNan>(prev[w], in[w]);
       src = scratch;
     }
   }
@@ -96,23 +107,24 @@ inline void row(const float* const* rows, std::size_t kh, const PoolColumns& pc,
     for (std::size_t j = 0; j < pc.off.size(); ++j) {  // the input column is inside x for ox in [lo[j], hi[j])
       const std::size_t l = std::max(a, pc.lo[j]), h = std::min(b, pc.hi[j]);  // empty when l >= h
       if (pc.sw == 2) {
-        column_tap<2>(out, src, l, h, pc.off[j], 2);
+        column_tap<2, kNoNan>(out, src, l, h, pc.off[j], 2);
       } else if (pc.sw == 1) {
-        column_tap<1>(out, src, l, h, pc.off[j], 1);
+        column_tap<1, kNoNan>(out, src, l, h, pc.off[j], 1);
       } else {
-        column_tap<0>(out, src, l, h, pc.off[j], pc.sw);
+        column_tap<0, kNoNan>(out, src, l, h, pc.off[j], pc.sw);
       }
     }
     if (has_floor)
-      for (std::size_t ox = a; ox < b; ++ox) out[ox] = nan_max(out[ox], floor);
+      for (std::size_t ox = a; ox < b; ++ox) out[ox] = pool_max<kNoNan>(out[ox], floor);
   };
   if (lo < hi) {
     const long d = pc.off[1] - pc.off[0];
     if (pc.sw == 2) {
-      const std::size_t done = d == 1 ? Ops::three_taps2(out, src, lo, hi, pc.off[0], W, has_floor, floor) : lo;
-      three_taps<2>(out, src, done, hi, pc.off[0], d, has_floor, floor);
+      const std::size_t done =
+          d == 1 ? Ops::template three_taps2<kNoNan>(out, src, lo, hi, pc.off[0], W, has_floor, floor) : lo;
+      three_taps<2, kNoNan>(out, src, done, hi, pc.off[0], d, has_floor, floor);
     } else {
-      three_taps<1>(out, src, lo, hi, pc.off[0], d, has_floor, floor);
+      three_taps<1, kNoNan>(out, src, lo, hi, pc.off[0], d, has_floor, floor);
     }
     general(0, lo);
     general(hi, OW);

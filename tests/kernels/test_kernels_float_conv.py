@@ -258,6 +258,27 @@ def test_winograd_threads_and_pool_bitwise(path, threads):
         np.testing.assert_array_equal(kernels.float_conv2d(x, w, **args, pool=pool), want)
 
 
+def test_winograd_pool_keeps_nan_from_bias_and_floor(path):
+    """The fused pool skips NaN's blend only where the tiles' outputs cannot be NaN: a NaN bias or floor channel
+    (and an infinite bias) still pools as max_pool2d does, bit for bit, the other channels alike."""
+    x, w, b = _winograd_case((1, 3, 45, 38, 6, (7, 7), 2, 3), 4)
+    b[1], b[4] = np.nan, np.inf
+    floor = np.array([0.0, 0.0, np.nan, -0.5, 0.0, 0.0], np.float32)
+    args = dict(stride=2, padding=3, bias=b, floor=floor, kernel=path, algorithm="winograd")
+    plain = kernels.float_conv2d(x, w, **args)
+    assert np.isnan(plain[:, 1]).all() and np.isinf(plain[:, 4]).all()
+    for pool in ({"kernel_size": 3, "stride": 2, "padding": 1}, {"kernel_size": 3, "stride": 2, "padding": 1,
+                                                                "floor": 0.25}):
+        want = kernels.max_pool2d(plain, 3, 2, 1, floor=pool.get("floor"), kernel=path)
+        got = kernels.float_conv2d(x, w, **args, pool=pool)
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    finite = dict(args, bias=np.nan_to_num(b, nan=0.5, posinf=1.0), floor=np.nan_to_num(floor))
+    pool = {"kernel_size": 3, "stride": 2, "padding": 1}
+    want = kernels.max_pool2d(kernels.float_conv2d(x, w, **finite), 3, 2, 1, kernel=path)
+    np.testing.assert_array_equal(kernels.float_conv2d(x, w, **finite, pool=pool).view(np.uint32),
+                                  want.view(np.uint32))
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 3e12])
 def test_winograd_leaves_nonfinite_and_huge_values_to_the_direct_kernel(path, bad):
     """A NaN or Inf would reach every output of its tiles through the transforms (and huge values could overflow
