@@ -8,7 +8,7 @@
 //       -pthread -o /tmp/profile_conv_core       (one line)
 //   perf record -o /tmp/perf.data /tmp/profile_conv_core 64 56 2      # channels, size, order [, seconds
 //                                 #  [, batch [, train [, kernel size [, path [, flush MB [, stride [, nhwc
-//                                 #  [, C_out]]]]]]]]]
+//                                 #  [, C_out [, residual]]]]]]]]]]
 //   perf report -i /tmp/perf.data --no-children --sort symbol
 //
 // With a batch and `train` = 1, each call also makes the columns explicit for the backward pass
@@ -59,6 +59,13 @@ int main(int argc, char** argv) {
   for (auto& v : w) v = rng();
   std::vector<double> coef(m, 0.5), add(m, 0.0);
   std::vector<float> y(batch * m * os * os);
+  // Argument 14 = 1: the epilogue of a residual block's second convolution, + a residual map of the output's size,
+  // then a floor of 0 (the ReLU after the add), as the runtime fuses them.
+  const bool residual = argc > 13 && std::atoi(argv[13]) != 0;
+  std::vector<float> res(residual ? y.size() : 0), floor(residual ? m : 0, 0.0f);
+  for (auto& v : res) v = normal(rng);
+  const horq::Epilogue ep{coef.data(), add.data(), residual ? res.data() : nullptr,
+                          residual ? floor.data() : nullptr};
   std::vector<char> flush((argc > 9 ? std::strtoul(argv[9], nullptr, 10) : 0) << 20);
   std::vector<double> times, quantize_times;  // whole calls; their input quantization alone
   const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
@@ -67,18 +74,18 @@ int main(int argc, char** argv) {
     const auto t0 = std::chrono::steady_clock::now();
     horq::QuantizedColumns q = horq::quantize_conv_columns(kt, x.data(), g, order);
     quantize_times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    horq::horq_gemm(kt, w.data(), m, q, {coef.data(), add.data()}, os * os, y.data());
+    horq::horq_gemm(kt, w.data(), m, q, ep, os * os, y.data());
     if (train) horq::materialize_columns(q);
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(times.begin(), times.end());
   std::sort(quantize_times.begin(), quantize_times.end());
   std::printf("%zu calls, fastest %.3f ms, median %.3f ms, of which input quantization %.3f (median) (%s, %zux%zu "
-              "kernel, stride %zu, %zu -> %zu channels, %zux%zu, order %d, batch %zu%s, %d thread(s)%s%s)\n",
+              "kernel, stride %zu, %zu -> %zu channels, %zux%zu, order %d, batch %zu%s, %d thread(s)%s%s%s)\n",
               times.size(), times.front() * 1e3, times[times.size() / 2] * 1e3,
               quantize_times[quantize_times.size() / 2] * 1e3, kt.name, k, k, st, c, m, s, s, order,
               batch, train ? ", columns made explicit" : "", horq::get_num_threads(),
               flush.empty() ? "" : ", caches flushed before each call",
-              g.nhwc ? ", NHWC input" : "");
+              g.nhwc ? ", NHWC input" : "", residual ? ", + residual and floor" : "");
   return 0;
 }
