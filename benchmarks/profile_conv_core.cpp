@@ -8,7 +8,7 @@
 //       -pthread -o /tmp/profile_conv_core       (one line)
 //   perf record -o /tmp/perf.data /tmp/profile_conv_core 64 56 2      # channels, size, order [, seconds
 //                                 #  [, batch [, train [, kernel size [, path [, flush MB [, stride [, nhwc
-//                                 #  [, C_out [, residual]]]]]]]]]]
+//                                 #  [, C_out [, residual [, rewrite]]]]]]]]]]]
 //   perf report -i /tmp/perf.data --no-children --sort symbol
 //
 // With a batch and `train` = 1, each call also makes the columns explicit for the backward pass
@@ -66,11 +66,18 @@ int main(int argc, char** argv) {
   for (auto& v : res) v = normal(rng);
   const horq::Epilogue ep{coef.data(), add.data(), residual ? res.data() : nullptr,
                           residual ? floor.data() : nullptr};
+  // Argument 15 = 1: before each call the calling thread writes the input (and residual) anew, as a network's
+  // previous layer would: at 2 threads the helper then reads lines another core has just modified.
+  const bool rewrite = argc > 14 && std::atoi(argv[14]) != 0;
   std::vector<char> flush((argc > 9 ? std::strtoul(argv[9], nullptr, 10) : 0) << 20);
   std::vector<double> times, quantize_times;  // whole calls; their input quantization alone
   const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   while (std::chrono::steady_clock::now() < end) {
     for (std::size_t i = 0; i < flush.size(); i += 64) ++flush[i];
+    if (rewrite) {  // every input value (and the residual's) written anew by this thread, untimed
+      for (auto& v : x) v = -v;
+      for (auto& v : res) v = -v;
+    }
     const auto t0 = std::chrono::steady_clock::now();
     horq::QuantizedColumns q = horq::quantize_conv_columns(kt, x.data(), g, order);
     quantize_times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -81,11 +88,12 @@ int main(int argc, char** argv) {
   std::sort(times.begin(), times.end());
   std::sort(quantize_times.begin(), quantize_times.end());
   std::printf("%zu calls, fastest %.3f ms, median %.3f ms, of which input quantization %.3f (median) (%s, %zux%zu "
-              "kernel, stride %zu, %zu -> %zu channels, %zux%zu, order %d, batch %zu%s, %d thread(s)%s%s%s)\n",
+              "kernel, stride %zu, %zu -> %zu channels, %zux%zu, order %d, batch %zu%s, %d thread(s)%s%s%s%s)\n",
               times.size(), times.front() * 1e3, times[times.size() / 2] * 1e3,
               quantize_times[quantize_times.size() / 2] * 1e3, kt.name, k, k, st, c, m, s, s, order,
               batch, train ? ", columns made explicit" : "", horq::get_num_threads(),
               flush.empty() ? "" : ", caches flushed before each call",
-              g.nhwc ? ", NHWC input" : "", residual ? ", + residual and floor" : "");
+              g.nhwc ? ", NHWC input" : "", residual ? ", + residual and floor" : "",
+              rewrite ? ", input rewritten before each call" : "");
   return 0;
 }
