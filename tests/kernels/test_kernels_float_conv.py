@@ -290,6 +290,15 @@ def test_winograd_leaves_nonfinite_and_huge_values_to_the_direct_kernel(path, ba
     np.testing.assert_array_equal(kernels.float_conv2d(x, w, **args, algorithm="winograd"), want)
     if np.isnan(bad):
         assert np.isnan(want[0, :, 5, 5]).all() and not np.isnan(want[0, :, 0, 0]).any()
+    # At every column of a row: the copy checks the values it moves in blocks of four stride-2 steps (24 columns)
+    # and the rest one by one; each must see it.
+    x, w, b = _winograd_case((1, 3, 9, 61, 4, (7, 7), 2, 3), 3)
+    row_args = dict(args, bias=b)
+    for col in range(x.shape[3]):
+        xb = x.copy()
+        xb[0, 2, 4, col] = bad
+        np.testing.assert_array_equal(kernels.float_conv2d(xb, w, **row_args, algorithm="winograd"),
+                                      kernels.float_conv2d(xb, w, **row_args, algorithm="direct"))
     x, w, _ = _winograd_case((1, 3, 30, 30, 8, (7, 7), 2, 3), 2)
     w[3, 2, 1, 1] = bad
     np.testing.assert_array_equal(kernels.float_conv2d(x, w, **args, algorithm="winograd"),
