@@ -63,8 +63,7 @@ struct Avx2Ops {
 
 void pool_row_avx2(const float* const* rows, std::size_t kh, const PoolColumns& pc, bool has_floor, float floor,
                    bool no_nan, float* scratch, float* out) {
-  if (no_nan) return pool_walk::row<Avx2Ops, true>(rows, kh, pc, has_floor, floor, scratch, out);
-  pool_walk::row<Avx2Ops, false>(rows, kh, pc, has_floor, floor, scratch, out);
+  pool_walk::row<Avx2Ops>(rows, kh, pc, has_floor, floor, no_nan, scratch, out);
 }
 
 void pool2x2_plane_avx2(const float* x, std::size_t W, std::size_t OH, std::size_t OW, bool has_floor, float floor,

@@ -51,8 +51,8 @@ inline void three_taps(float* __restrict out, const float* __restrict r, std::si
   }
 }
 
-// A path's explicit loops for the two hot steps of row() below, each doing a prefix of its range and returning
-// where it stopped (row() finishes the rest with the loops above): Portable does none (the compiler vectorizes
+// A path's explicit loops for the two hot steps of row_pass() below, each doing a prefix of its range and returning
+// where it stopped (row_pass() finishes the rest with the loops above): Portable does none (the compiler vectorizes
 // the loops above); pool_avx2.cpp's does most of both. Every one computes pool_max in the same operand order, so
 // the same bits.
 //   max_rows<kNoNan>(prev, in, n, r)    r[w] = pool_max<kNoNan>(prev[w], in[w]) for w in [0, k), returns k <= n
@@ -67,13 +67,14 @@ struct Portable {
   }
 };
 
-// pool_row (pool.h): the kernel's rows inside the input maxed together (into scratch; a lone row is read in place),
-// then its column taps, then the floor. Windows of three columns at stride 1 or 2 (ResNet stems' 3x3 stride-2 pools)
-// take every column all three taps reach in one pass (three_taps), the rest tap by tap. kNoNan: the caller knows
-// that no input value is NaN (every maximum then has a non-NaN first operand: pool_max's plain compare).
-template <class Ops = Portable, bool kNoNan = false>
-inline void row(const float* const* rows, std::size_t kh, const PoolColumns& pc, bool has_floor, float floor,
-                float* scratch, float* out) {
+// One output row of pool_row (pool.h): the kernel's rows inside the input maxed together (into scratch; a lone row
+// is read in place), then its column taps, then the floor. Windows of three columns at stride 1 or 2 (ResNet stems'
+// 3x3 stride-2 pools) take every column all three taps reach in one pass (three_taps), the rest tap by tap. kNoNan:
+// the caller knows that no input value is NaN (every maximum then has a non-NaN first operand: pool_max's plain
+// compare).
+template <class Ops, bool kNoNan>
+inline void row_pass(const float* const* rows, std::size_t kh, const PoolColumns& pc, bool has_floor, float floor,
+                     float* scratch, float* out) {
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   const std::size_t W = pc.width, OW = pc.out_w;
   const float* src = nullptr;  // the rows' maximum
@@ -133,7 +134,18 @@ inline void row(const float* const* rows, std::size_t kh, const PoolColumns& pc,
   }
 }
 
-// pool2x2_plane (pool.h): 2 x 2 windows at stride 2, every window inside the plane, the operations of row() in its
+// pool_row (pool_row_fn) on a path's Ops: row_pass with kNoNan = no_nan.
+template <class Ops = Portable>
+inline void row(const float* const* rows, std::size_t kh, const PoolColumns& pc, bool has_floor, float floor,
+                bool no_nan, float* scratch, float* out) {
+  if (no_nan) {
+    row_pass<Ops, true>(rows, kh, pc, has_floor, floor, scratch, out);
+  } else {
+    row_pass<Ops, false>(rows, kh, pc, has_floor, floor, scratch, out);
+  }
+}
+
+// pool2x2_plane (pool.h): 2 x 2 windows at stride 2, every window inside the plane, the operations of row_pass() in its
 // order (rows first, then columns, then the floor), so the same bits.
 inline void plane2x2(const float* x, std::size_t W, std::size_t OH, std::size_t OW, bool has_floor, float floor,
                      float* y) {
