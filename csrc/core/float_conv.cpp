@@ -385,8 +385,8 @@ void winograd_conv2d_pool(const KernelTable& kt, const float* x, const ConvGeome
   // kOut - ring = e - span: none still needed.
   const std::size_t ring_rows = (pg.kh - 1) * pg.dh + 1 + kOut;
   // The tiles' outputs are never NaN where bias and floor hold none (their inputs and weights are finite and far
-  // from overflow, float_conv_winograd.h): the pool then skips NaN's blend (on an AMD EPYC Zen 4 the stem with its
-  // pool, profile_float_conv_core, 1.61 -> 1.47 ms fastest).
+  // from overflow, float_conv_winograd.h): the pool then skips NaN's blend (on an AMD EPYC Zen 4 the pool's share of
+  // the stem in `perf` of profile_float_conv_core, 16.8% -> 13.3%; docs/KERNELS.md round 18).
   const bool no_nan = !has_nan(bias, m) && !has_nan(floor, m);
   each_winograd_chunk(x, g, p, [&](std::size_t n0, std::size_t nb, const float* q) {
     // next: the first tile row not yet computed.

@@ -7,7 +7,8 @@
 //
 // Epilogue: n - 2 pc in the integer lanes, which vcvtqq2pd converts to double exactly (far below 2^53), then the
 // epilogue's operations in order (outer_panel.h) on 8 columns at once (lane_set_output); 8 consecutive columns of
-// one image are one masked store. With an implicit_h1 q, plane 0 comes from the pixel image by masked gathers (fill_h1).
+// one image are one masked store. With an implicit_h1 q, plane 0 comes from the pixel image by masked gathers
+// (fill_h1).
 //
 // Register blocks (kRows): MR x NV accumulators (at most kMaxAcc = 24) beside the NV column vectors and the
 // broadcast fit the 32 zmm registers: 12 x 2 at orders 1-2, the K planes of one octet at higher orders.
