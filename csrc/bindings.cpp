@@ -18,6 +18,7 @@
 
 #include "core/dispatch.h"
 #include "core/float_conv.h"
+#include "core/float_linear.h"
 #include "core/layer.h"
 #include "core/pool.h"
 #include "core/threadpool.h"
@@ -420,6 +421,24 @@ FloatArray max_pool2d(In<float, nb::ndim<4>> x, std::size_t kh, std::size_t kw, 
   return arr;
 }
 
+// A float linear layer on a few samples: x (rows, n) against w (m, n), then + bias and max(., floor) per output
+// (float_linear.h); the runtime's float classifier at small batches.
+FloatArray float_linear(In<float, nb::ndim<2>> x, In<float, nb::ndim<2>> w, Optional1 bias, Optional1 floor,
+                        const std::string& kernel) {
+  const std::size_t rows = x.shape(0), n = x.shape(1), m = w.shape(0);
+  require(rows >= 1 && n >= 1 && m >= 1, "empty input or weights");
+  require(w.shape(1) == n, "weights have a row length other than x's features");
+  require(!bias || bias->shape(0) == m, "bias length != outputs");
+  require(!floor || floor->shape(0) == m, "floor length != outputs");
+  const auto& kt = horq::kernel_table(kernel);
+  float* y;
+  auto arr = make_array<float>({rows, m}, &y, false);
+  nb::gil_scoped_release nogil;
+  horq::float_linear(kt, x.data(), rows, n, w.data(), m, bias ? bias->data() : nullptr,
+                     floor ? floor->data() : nullptr, y);
+  return arr;
+}
+
 // Global average pooling of an NCHW float32 map into (N, C, 1, 1) (pool.h global_avg_pool).
 FloatArray global_avg_pool(In<float, nb::ndim<4>> x) {
   const std::size_t n = x.shape(0), c = x.shape(1), hw = x.shape(2) * x.shape(3);
@@ -670,6 +689,8 @@ void def_training(nb::module_& m) {
         nb::arg("pkh"), nb::arg("pkw"), nb::arg("pstride"), nb::arg("ppadding"), nb::arg("pdilation"),
         nb::arg("pout_h"), nb::arg("pout_w"), nb::arg("pool_floor").none(), nb::arg("kernel") = "",
         nb::arg("algorithm") = "auto");
+  m.def("float_linear", &float_linear, nb::arg("x"), nb::arg("w"), nb::arg("bias").none(), nb::arg("floor").none(),
+        nb::arg("kernel") = "");
   m.def("global_avg_pool", &global_avg_pool, nb::arg("x"));
   m.def("max_pool2d", &max_pool2d, nb::arg("x"), nb::arg("kh"), nb::arg("kw"), nb::arg("stride"),
         nb::arg("padding"), nb::arg("dilation"), nb::arg("out_h"), nb::arg("out_w"),

@@ -32,13 +32,14 @@ namespace {
     t.weight_grad = weight_grad_##isa;              \
     t.float_conv_row = float_conv_row_##isa;        \
     t.float_conv_tiles = float_conv_tiles_##isa;    \
+    t.float_dots = float_dots_##isa;                \
     t.pool_row = pool_row_##isa;                    \
     t.pool2x2_plane = pool2x2_plane_##isa;          \
     t.transpose64 = transpose64_##isa;              \
     return t;                                       \
   }()
 
-static_assert(sizeof(KernelTable) == 20 * sizeof(void*),
+static_assert(sizeof(KernelTable) == 21 * sizeof(void*),
               "a member added to KernelTable must be set in HORQ_KERNEL_TABLE (and counted here)");
 
 const KernelTable kGeneric = HORQ_KERNEL_TABLE(generic, nullptr, nullptr);

@@ -6,6 +6,7 @@
 #include "core/bgemm.h"
 #include "core/float_conv.h"
 #include "core/float_conv_winograd.h"
+#include "core/float_linear.h"
 #include "core/pool_row.h"
 #include "core/quantize.h"
 #include "core/sign_gemm.h"
@@ -54,6 +55,7 @@ struct KernelTable {
   weight_grad_fn weight_grad;        // training: their straight-through gradient
   float_conv_row_fn float_conv_row;  // a full-precision convolution's output row (float_conv.h)
   float_conv_tiles_fn float_conv_tiles;  // its Winograd tile row (float_conv_winograd.h)
+  float_dots_fn float_dots;          // a float linear layer's dot products (float_linear.h)
   pool_row_fn pool_row;              // one output row of max pooling (pool.h)
   pool2x2_plane_fn pool2x2_plane;    // one plane of a 2 x 2 stride-2 max pool
   transpose64_fn transpose64;        // a 64 x 64 bit transpose (the weight gradient's planes)

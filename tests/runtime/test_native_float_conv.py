@@ -1,6 +1,7 @@
 """The native backend runs small float convolutions (a network's first layers) in the core
 (horq.runtime.native.float_conv_step -> horq.kernels.FloatConv2d) with the epilogue and floor the numpy op would
-apply, and leaves the others to numpy's im2col + BLAS; results stay the reference's to float rounding."""
+apply, and leaves the others to numpy's im2col + BLAS; so with large float linear layers at small batches
+(float_linear_step -> horq.kernels.FloatLinear); results stay the reference's to float rounding."""
 
 from __future__ import annotations
 
@@ -71,3 +72,52 @@ def test_small_float_convs_run_in_the_core(batch, path, tmp_path, monkeypatch):
     np.testing.assert_allclose(out, exact, rtol=1e-4, atol=1e-4 * np.abs(exact).max())
     np.testing.assert_allclose(out, plain(x), rtol=1e-4, atol=1e-4 * np.abs(exact).max())
 
+
+
+def _classifier_model():
+    torch.manual_seed(1)
+    return nn.Sequential(
+        nn.Linear(300, 256), _bn1d(256, 2), nn.ReLU(),  # 76,800 weights: core, BatchNorm folded, relu as its floor
+        nn.Linear(256, 200),  # 51,200 < FLOAT_LINEAR_MIN_WEIGHTS: numpy
+    ).eval()
+
+
+def _bn1d(c, seed):
+    g = torch.Generator().manual_seed(seed)
+    bn = nn.BatchNorm1d(c)
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.randn(c, generator=g))
+        bn.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+        bn.weight.copy_(torch.randn(c, generator=g))  # some negative scales: folded into the layer before all the same
+        bn.bias.copy_(torch.randn(c, generator=g))
+    return bn
+
+
+@pytest.mark.parametrize("batch", [1, native.FLOAT_LINEAR_MAX_ROWS, native.FLOAT_LINEAR_MAX_ROWS + 1])
+@pytest.mark.parametrize("path", [None, "generic"])
+def test_float_linear_layers_run_in_the_core(batch, path, tmp_path, monkeypatch):
+    """A large float linear layer at up to FLOAT_LINEAR_MAX_ROWS rows runs in the core on the avx2 and avx512 paths
+    (horq.kernels.FloatLinear), more rows and small layers on numpy; the values stay the reference's to float
+    rounding either way."""
+    import horq.kernels as kernels
+
+    if path is not None:
+        monkeypatch.setenv(kernels.KERNEL_ENV, path)
+    in_core = kernels.info()["in_use"] in native.FLOAT_CONV_PATHS and batch <= native.FLOAT_LINEAR_MAX_ROWS
+    export(_classifier_model(), tmp_path / "m.horq", input_shape=(300,))
+    calls = []
+
+    class Counting(kernels.FloatLinear):
+        def __call__(self, x):
+            calls.append(self.weight.shape)
+            return super().__call__(x)
+
+    monkeypatch.setattr(kernels, "FloatLinear", Counting)
+    fast = rt.load(tmp_path / "m.horq", backend="native")
+    plain, ref = rt.load(tmp_path / "m.horq", backend="numpy"), rt.load(tmp_path / "m.horq", backend="reference")
+    x = np.random.default_rng(batch).standard_normal((batch, 300)).astype(np.float32)
+    out = fast(x)
+    assert calls == ([(256, 300)] if in_core else [])
+    exact = ref(x)
+    np.testing.assert_allclose(out, exact, rtol=1e-4, atol=1e-4 * np.abs(exact).max())
+    np.testing.assert_allclose(out, plain(x), rtol=1e-4, atol=1e-4 * np.abs(exact).max())

@@ -45,7 +45,9 @@ __all__ = [
     "PackedWeights",
     "bgemm",
     "conv2d",
+    "FloatLinear",
     "float_conv2d",
+    "float_linear",
     "get_num_threads",
     "global_avg_pool",
     "info",
@@ -565,6 +567,54 @@ class FloatConv2d(_PreparedCall):
 
     def _prepare(self, x) -> tuple:
         return _float_conv_call(x, *self._spec, self.kernel, self.algorithm)
+
+
+def float_linear(x, weight, *, bias=None, floor=None, kernel: str | None = None) -> np.ndarray:
+    """Full-precision fully connected layer: ``max(x @ weight.T + bias, floor)`` of ``x`` (rows, n) float32 and
+    ``weight`` (m, n) float32, ``bias`` and ``floor`` optional (one value or one per output): the runtime's float
+    classifier at inference batch sizes.
+
+    Each output is a dot product in a fixed order (core/float_linear.h: 32 partial sums by fused multiply-add, folded
+    in halves), the same bits on every kernel path and thread count, within float32 rounding of the exact result as
+    any float product is; NaN and Inf propagate as in numpy. Blocks of outputs go to the kernels' threads. Meant for a
+    few rows: the weights are streamed once per call and each row's products run one output at a time, where a BLAS
+    matrix product (numpy) blocks for many.
+
+    Raises:
+        ValueError: non-float32 or non-2-d ``x`` / ``weight``, a row length other than ``weight``'s, or a ``bias`` /
+            ``floor`` of another length.
+    """
+    return FloatLinear(weight, bias=bias, floor=floor, kernel=kernel)(x)
+
+
+class FloatLinear:
+    """:func:`float_linear` prepared once: the weights, bias and floor checked and kept, the kernel path resolved at
+    construction; a call with a contiguous float32 numpy array of the weights' row length goes straight to the core.
+
+    Raises (at a call): ValueError as :func:`float_linear`.
+    """
+
+    def __init__(self, weight, *, bias=None, floor=None, kernel: str | None = None):
+        self.weight = _float_input(weight, 2, "weight", "(m, n)")
+        m = self.weight.shape[0]
+        self.bias = self._per_output(bias, "bias", m)
+        self.floor = self._per_output(floor, "floor", m)
+        self.kernel = _resolve_kernel(kernel)
+
+    @staticmethod
+    def _per_output(v, name: str, m: int):
+        if v is None:
+            return None
+        v = np.asarray(_to_numpy(v), np.float32).reshape(-1)
+        if v.size not in (1, m):
+            raise ValueError(f"{name} must hold one value or one per output ({m}), got {v.size}")
+        return np.ascontiguousarray(np.broadcast_to(v, (m,)))
+
+    def __call__(self, x) -> np.ndarray:
+        x = _float_input(x, 2, "x", "(rows, n)")
+        if x.shape[1] != self.weight.shape[1]:
+            raise ValueError(f"float_linear: x has {x.shape[1]} features, the weights expect {self.weight.shape[1]}")
+        return _core.float_linear(x, self.weight, self.bias, self.floor, self.kernel)
 
 
 def global_avg_pool(x) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 Only the binary convolutions and linear layers of order >= 1 go native (:func:`runs_natively`; the core has
 no order-0 path: binary weights with real inputs is a float matmul); max pooling and the float convolutions
-with a small receptive field (a network's first layer: :func:`float_conv_runs_natively`) also run in the core
-(:func:`max_pool2d`, :func:`float_conv2d`); every other step runs on :mod:`horq.runtime.ops`.
+with a small receptive field (a network's first layer: :func:`float_conv_runs_natively`) and the float linear
+layers of small batches (a network's classifier: :func:`float_linear_step`) also run in the core
+(:func:`max_pool2d`, :func:`float_conv2d`, :func:`float_linear`); every other step runs on :mod:`horq.runtime.ops`.
 :func:`import_kernels` imports the extension lazily, so a missing or unbuilt extension surfaces as ImportError
 for the ``auto`` backend to fall back on.
 
@@ -143,6 +144,41 @@ def float_conv_step(kernels, node, params, kernel_path: str):
     return run
 
 
+#: A float linear layer (or an order-0 binary one: a float product with the signs unpacked) of at least
+#: FLOAT_LINEAR_MIN_WEIGHTS weights runs in the core (:class:`horq.kernels.FloatLinear`) on FLOAT_CONV_PATHS for
+#: inputs of at most FLOAT_LINEAR_MAX_ROWS rows: there the product streams its weights, which numpy's BLAS read
+#: more slowly from memory (ResNet-18's 1000 x 512 classifier, one row: ~1.8x) and on one thread only (threads.py),
+#: and its products for 2-8 rows ran 2-6x slower. More rows go to numpy's blocked matrix product; a smaller layer
+#: (a 10-way classifier) to numpy too, whose call costs a few microseconds less. Measured by
+#: `python benchmarks/bench_float_linear.py` (docs/KERNELS.md round 19).
+FLOAT_LINEAR_MAX_ROWS = 16
+FLOAT_LINEAR_MIN_WEIGHTS = 1 << 16
+
+
+def float_linear_step(kernels, node, params, kernel_path: str):
+    """A planned float ``linear`` step in the core for up to FLOAT_LINEAR_MAX_ROWS rows
+    (:class:`horq.kernels.FloatLinear`, prepared now on ``kernel_path``), with the numpy op's epilogue: the output
+    affine folded into the weights and bias (:func:`horq.runtime.ops.build`'s parameters), then the fused floor; the
+    same values as :func:`horq.runtime.ops.linear` to float rounding. numpy's op for more rows, a non-float32 or
+    non-2-d input."""
+    fl = kernels.FloatLinear(params["matrix"], bias=params.get("bias"), floor=params.get("floor"), kernel=kernel_path)
+
+    def run(x):
+        if x.dtype != np.float32 or x.ndim != 2 or x.shape[0] > FLOAT_LINEAR_MAX_ROWS:
+            return np_ops.linear(node, params, x)
+        return fl(x)
+
+    return run
+
+
+def _float_linear_runs_natively(step, kernel_path: str) -> bool:
+    node, floor = step.node, step.params.get("floor")
+    float_product = node.op == "linear" or (node.op == "binary_linear" and not node.attrs.get("order"))
+    per_output = floor is None or np.size(floor) in (1, node.out_shape[-1])
+    large = node.in_shapes[0][-1] * node.out_shape[-1] >= FLOAT_LINEAR_MIN_WEIGHTS
+    return kernel_path in FLOAT_CONV_PATHS and float_product and per_output and large
+
+
 def _core_floor(floor) -> bool:
     """Whether the core's pooling takes this fused floor: none, one value, or one per channel."""
     return floor is None or np.ndim(floor) == 0 or np.shape(floor)[2:] == (1, 1)
@@ -166,6 +202,8 @@ def build_step(step, kernels):
         floor = params.get("floor")  # one value, or per channel as (1, C, 1, 1), maybe spread over the map at load
         params["channel_floor"] = np.asarray(floor)[0, :, 0, 0] if np.ndim(floor) == 4 else floor
         return float_conv_step(kernels, step.node, params, path)
+    if step.op in ("linear", "binary_linear") and _float_linear_runs_natively(step, path := kernels.info()["in_use"]):
+        return float_linear_step(kernels, step.node, np_ops.prepared(step), path)
     if step.op == "conv2d" and "pool" in step.params:  # numpy's convolution, then the core's pool
         pnode, pparams = step.params["pool"]
         conv = np_ops.build(replace(step, params={k: v for k, v in step.params.items() if k != "pool"}))
