@@ -42,6 +42,29 @@ def _model():
     ).eval()
 
 
+def _counted_run(model, x, layer: str, tmp_path, monkeypatch):
+    """``model`` exported and run on ``x`` by the native backend with ``horq.kernels.<layer>`` counting its calls
+    (their weight shapes), checked against the reference and numpy backends to float rounding; returns the calls and
+    the native model."""
+    import horq.kernels as kernels
+
+    export(model, tmp_path / "m.horq", input_shape=x.shape[1:])
+    calls = []
+
+    class Counting(getattr(kernels, layer)):
+        def __call__(self, x):
+            calls.append(self.weight.shape)
+            return super().__call__(x)
+
+    monkeypatch.setattr(kernels, layer, Counting)
+    fast = rt.load(tmp_path / "m.horq", backend="native")
+    plain, ref = rt.load(tmp_path / "m.horq", backend="numpy"), rt.load(tmp_path / "m.horq", backend="reference")
+    out, exact = fast(x), ref(x)
+    np.testing.assert_allclose(out, exact, rtol=1e-4, atol=1e-4 * np.abs(exact).max())
+    np.testing.assert_allclose(out, plain(x), rtol=1e-4, atol=1e-4 * np.abs(exact).max())
+    return calls, fast
+
+
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("path", [None, "generic"])
 def test_small_float_convs_run_in_the_core(batch, path, tmp_path, monkeypatch):
@@ -53,24 +76,10 @@ def test_small_float_convs_run_in_the_core(batch, path, tmp_path, monkeypatch):
         monkeypatch.setenv(kernels.KERNEL_ENV, path)
     in_core = kernels.info()["in_use"] in native.FLOAT_CONV_PATHS
 
-    export(_model(), tmp_path / "m.horq", input_shape=(3, 40, 40))
-    calls = []
-
-    class Counting(kernels.FloatConv2d):
-        def __call__(self, x):
-            calls.append(self.weight.shape)
-            return super().__call__(x)
-
-    monkeypatch.setattr(kernels, "FloatConv2d", Counting)
-    fast = rt.load(tmp_path / "m.horq", backend="native")
-    plain, ref = rt.load(tmp_path / "m.horq", backend="numpy"), rt.load(tmp_path / "m.horq", backend="reference")
-    assert [s.op for s in fast._steps].count("conv2d") == 5 and "relu" not in [s.op for s in fast._steps]
     x = np.random.default_rng(batch).standard_normal((batch, 3, 40, 40)).astype(np.float32)
-    out = fast(x)
+    calls, fast = _counted_run(_model(), x, "FloatConv2d", tmp_path, monkeypatch)
+    assert [s.op for s in fast._steps].count("conv2d") == 5 and "relu" not in [s.op for s in fast._steps]
     assert calls == ([(8, 3, 7, 7), (16, 8, 3, 3), (40, 16, 3, 3)] if in_core else [])
-    exact = ref(x)
-    np.testing.assert_allclose(out, exact, rtol=1e-4, atol=1e-4 * np.abs(exact).max())
-    np.testing.assert_allclose(out, plain(x), rtol=1e-4, atol=1e-4 * np.abs(exact).max())
 
 
 
@@ -104,20 +113,6 @@ def test_float_linear_layers_run_in_the_core(batch, path, tmp_path, monkeypatch)
     if path is not None:
         monkeypatch.setenv(kernels.KERNEL_ENV, path)
     in_core = kernels.info()["in_use"] in native.FLOAT_CONV_PATHS and batch <= native.FLOAT_LINEAR_MAX_ROWS
-    export(_classifier_model(), tmp_path / "m.horq", input_shape=(300,))
-    calls = []
-
-    class Counting(kernels.FloatLinear):
-        def __call__(self, x):
-            calls.append(self.weight.shape)
-            return super().__call__(x)
-
-    monkeypatch.setattr(kernels, "FloatLinear", Counting)
-    fast = rt.load(tmp_path / "m.horq", backend="native")
-    plain, ref = rt.load(tmp_path / "m.horq", backend="numpy"), rt.load(tmp_path / "m.horq", backend="reference")
     x = np.random.default_rng(batch).standard_normal((batch, 300)).astype(np.float32)
-    out = fast(x)
+    calls, _ = _counted_run(_classifier_model(), x, "FloatLinear", tmp_path, monkeypatch)
     assert calls == ([(256, 300)] if in_core else [])
-    exact = ref(x)
-    np.testing.assert_allclose(out, exact, rtol=1e-4, atol=1e-4 * np.abs(exact).max())
-    np.testing.assert_allclose(out, plain(x), rtol=1e-4, atol=1e-4 * np.abs(exact).max())
