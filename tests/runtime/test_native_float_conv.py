@@ -19,13 +19,14 @@ from horq.runtime import native
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("horq._core") is None, reason="no native extension")
 
 
-def _bn(c, seed):
+def _bn(c, seed, kind=nn.BatchNorm2d, negative=False):
+    """A BatchNorm with random statistics and affine (some negative scales with ``negative``)."""
     g = torch.Generator().manual_seed(seed)
-    bn = nn.BatchNorm2d(c)
+    bn = kind(c)
     with torch.no_grad():
         bn.running_mean.copy_(torch.randn(c, generator=g))
         bn.running_var.copy_(torch.rand(c, generator=g) + 0.5)
-        bn.weight.copy_(torch.rand(c, generator=g) + 0.5)
+        bn.weight.copy_(torch.randn(c, generator=g) if negative else torch.rand(c, generator=g) + 0.5)
         bn.bias.copy_(torch.randn(c, generator=g))
     return bn
 
@@ -82,24 +83,13 @@ def test_small_float_convs_run_in_the_core(batch, path, tmp_path, monkeypatch):
     assert calls == ([(8, 3, 7, 7), (16, 8, 3, 3), (40, 16, 3, 3)] if in_core else [])
 
 
-
 def _classifier_model():
     torch.manual_seed(1)
     return nn.Sequential(
-        nn.Linear(300, 256), _bn1d(256, 2), nn.ReLU(),  # 76,800 weights: core, BatchNorm folded, relu as its floor
+        nn.Linear(300, 256), _bn(256, 2, nn.BatchNorm1d, negative=True), nn.ReLU(),  # 76,800 weights: core,
+        # the BatchNorm folded into it (negative scales too), the relu its floor
         nn.Linear(256, 200),  # 51,200 < FLOAT_LINEAR_MIN_WEIGHTS: numpy
     ).eval()
-
-
-def _bn1d(c, seed):
-    g = torch.Generator().manual_seed(seed)
-    bn = nn.BatchNorm1d(c)
-    with torch.no_grad():
-        bn.running_mean.copy_(torch.randn(c, generator=g))
-        bn.running_var.copy_(torch.rand(c, generator=g) + 0.5)
-        bn.weight.copy_(torch.randn(c, generator=g))  # some negative scales: folded into the layer before all the same
-        bn.bias.copy_(torch.randn(c, generator=g))
-    return bn
 
 
 @pytest.mark.parametrize("batch", [1, native.FLOAT_LINEAR_MAX_ROWS, native.FLOAT_LINEAR_MAX_ROWS + 1])
