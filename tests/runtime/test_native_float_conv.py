@@ -106,3 +106,20 @@ def test_float_linear_layers_run_in_the_core(batch, path, tmp_path, monkeypatch)
     x = np.random.default_rng(batch).standard_normal((batch, 300)).astype(np.float32)
     calls, _ = _counted_run(_classifier_model(), x, "FloatLinear", tmp_path, monkeypatch)
     assert calls == ([(256, 300)] if in_core else [])
+
+
+@pytest.mark.parametrize("path", [None, "generic"])
+def test_order0_linear_layers_run_in_the_core(path, tmp_path, monkeypatch):
+    """An order-0 binary linear layer (binary weights, real inputs) is a float product with the signs unpacked: the
+    same core call as a float one, to float rounding of the reference."""
+    import horq.kernels as kernels
+    from horq.nn import HORQLinear
+
+    if path is not None:
+        monkeypatch.setenv(kernels.KERNEL_ENV, path)
+    in_core = kernels.info()["in_use"] in native.FLOAT_CONV_PATHS
+    torch.manual_seed(3)
+    model = nn.Sequential(HORQLinear(300, 256, order=0), nn.ReLU(), nn.Linear(256, 10)).eval()
+    x = np.random.default_rng(4).standard_normal((2, 300)).astype(np.float32)
+    calls, _ = _counted_run(model, x, "FloatLinear", tmp_path, monkeypatch)
+    assert calls == ([(256, 300)] if in_core else [])
