@@ -492,6 +492,21 @@ def float_conv2d(x, weight, *, stride=1, padding=0, dilation=1, bias=None, floor
 FLOAT_CONV_ALGORITHMS = ("auto", "direct", "winograd")
 
 
+def _per_output(v, name: str, m: int, unit: str = "output"):
+    """``v`` (None, one value, or one per each of ``m`` outputs) as a contiguous float32 vector of ``m`` values, or
+    None; ``name`` and ``unit`` word the error.
+
+    Raises:
+        ValueError: ``v`` holds neither one value nor ``m``.
+    """
+    if v is None:
+        return None
+    v = np.asarray(_to_numpy(v), np.float32).reshape(-1)
+    if v.size not in (1, m):
+        raise ValueError(f"{name} must hold one value or one per {unit} ({m}), got {v.size}")
+    return np.ascontiguousarray(np.broadcast_to(v, (m,)))
+
+
 def _float_conv_call(x, weight, stride, padding, dilation, bias, floor, pool, kernel: str, algorithm: str):
     """:func:`float_conv2d`'s arguments checked against ``x`` (already a float32 4-d array): the core function and
     its arguments after ``x`` (FloatConv2d's _prepare)."""
@@ -507,12 +522,7 @@ def _float_conv_call(x, weight, stride, padding, dilation, bias, floor, pool, ke
     b = None if bias is None else np.ascontiguousarray(_to_numpy(bias), dtype=np.float32)
     if b is not None and b.shape != (m,):
         raise ValueError(f"bias must have shape ({m},), got {b.shape}")
-    fl = None
-    if floor is not None:
-        fl = np.asarray(_to_numpy(floor), np.float32).reshape(-1)
-        if fl.size not in (1, m):
-            raise ValueError(f"floor must hold one value or one per output channel ({m}), got {fl.size}")
-        fl = np.ascontiguousarray(np.broadcast_to(fl, (m,)))
+    fl = _per_output(floor, "floor", m, "output channel")
     if algorithm not in FLOAT_CONV_ALGORITHMS:
         raise ValueError(f"algorithm must be one of {FLOAT_CONV_ALGORITHMS}, got {algorithm!r}")
     if pool is None:
@@ -597,18 +607,9 @@ class FloatLinear:
     def __init__(self, weight, *, bias=None, floor=None, kernel: str | None = None):
         self.weight = _float_input(weight, 2, "weight", "(m, n)")
         m = self.weight.shape[0]
-        self.bias = self._per_output(bias, "bias", m)
-        self.floor = self._per_output(floor, "floor", m)
+        self.bias = _per_output(bias, "bias", m)
+        self.floor = _per_output(floor, "floor", m)
         self.kernel = _resolve_kernel(kernel)
-
-    @staticmethod
-    def _per_output(v, name: str, m: int):
-        if v is None:
-            return None
-        v = np.asarray(_to_numpy(v), np.float32).reshape(-1)
-        if v.size not in (1, m):
-            raise ValueError(f"{name} must hold one value or one per output ({m}), got {v.size}")
-        return np.ascontiguousarray(np.broadcast_to(v, (m,)))
 
     def __call__(self, x) -> np.ndarray:
         x = _float_input(x, 2, "x", "(rows, n)")
