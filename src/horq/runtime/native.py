@@ -1,10 +1,11 @@
 """Native backend: binary layers run on :mod:`horq.kernels` (the C++ XNOR-popcount core).
 
 Only the binary convolutions and linear layers of order >= 1 go native (:func:`runs_natively`; the core has
-no order-0 path: binary weights with real inputs is a float matmul); max pooling and the float convolutions
-with a small receptive field (a network's first layer: :func:`float_conv_runs_natively`) and the float linear
-layers of small batches (a network's classifier: :func:`float_linear_step`) also run in the core
-(:func:`max_pool2d`, :func:`float_conv2d`, :func:`float_linear`); every other step runs on :mod:`horq.runtime.ops`.
+no order-0 binary path: binary weights with real inputs is a float matmul); max pooling and the float
+convolutions with a small receptive field (a network's first layer: :func:`float_conv_runs_natively`) and the
+large float linear layers of small batches, order-0 ones included (a network's classifier:
+:func:`float_linear_step`), also run in the core (:func:`max_pool2d`, :func:`float_conv2d`, :func:`float_linear`);
+every other step runs on :mod:`horq.runtime.ops`.
 :func:`import_kernels` imports the extension lazily, so a missing or unbuilt extension surfaces as ImportError
 for the ``auto`` backend to fall back on.
 
