@@ -148,12 +148,12 @@ bool within_limit(const float* v, std::size_t n) {
   return bad == 0;
 }
 
-// U = G w' G^T per output and phase channel (float_conv_winograd.h), for weights w of geometry g: 36 x ceil(m / 4) x
-// cq x 4 floats, the last block's missing channels zero.
-std::vector<float> transform_weights(const ConvGeometry& g, const float* w, std::size_t m) {
+// U = G w' G^T per output and phase channel (float_conv_winograd.h), for weights w of geometry g, without the phase
+// channels whose U is zero at an element for every output (WinogradWeights).
+WinogradWeights transform_weights(const ConvGeometry& g, const float* w, std::size_t m) {
   using namespace winograd;
   const std::size_t s = g.sh, C = g.channels, cq = C * s * s, R = kFloatConvRows, m4 = ceil_div(m, R);
-  std::vector<float> u(kXi * m4 * cq * R, 0.0f);
+  std::vector<float> u(kXi * m4 * cq * R, 0.0f);  // every phase channel: 36 x m4 x cq x R
   for (std::size_t o = 0; o < m; ++o)
     for (std::size_t c2 = 0; c2 < cq; ++c2) {
       const std::size_t c = c2 / (s * s), pr = c2 / s % s, pc = c2 % s;
@@ -173,16 +173,34 @@ std::vector<float> transform_weights(const ConvGeometry& g, const float* w, std:
           u[(((k * kTile + l) * m4 + o / R) * cq + c2) * R + o % R] = static_cast<float>(v);
         }
     }
-  return u;
+  WinogradWeights out;
+  const auto full = [&](std::size_t xi, std::size_t b, std::size_t c2) {
+    return u.data() + ((xi * m4 + b) * cq + c2) * R;
+  };
+  for (std::size_t xi = 0; xi < kXi; ++xi) {
+    out.offset[xi] = out.u.size();
+    for (std::size_t c2 = 0; c2 < cq; ++c2) {
+      bool zero = true;
+      for (std::size_t b = 0; b < m4; ++b)
+        for (std::size_t r = 0; r < R; ++r) zero = zero && full(xi, b, c2)[r] == 0.0f;
+      if (!zero) out.channels[xi][out.count[xi]++] = static_cast<std::uint8_t>(c2);
+    }
+    for (std::size_t b = 0; b < m4; ++b)
+      for (std::size_t t = 0; t < out.count[xi]; ++t) {
+        const float* src = full(xi, b, out.channels[xi][t]);
+        out.u.insert(out.u.end(), src, src + R);
+      }
+  }
+  return out;
 }
 
 // transform_weights, kept for the last few weight tensors (a network's layer calls with the same weights every time:
 // the transform is ~4% of a ResNet stem's call) and matched by content, so changed weights are transformed again.
-std::shared_ptr<const std::vector<float>> transformed_weights(const ConvGeometry& g, const float* w, std::size_t m) {
+std::shared_ptr<const WinogradWeights> transformed_weights(const ConvGeometry& g, const float* w, std::size_t m) {
   struct Entry {
     std::size_t m, channels, kh, kw, stride;
     std::vector<float> w;
-    std::shared_ptr<const std::vector<float>> u;
+    std::shared_ptr<const WinogradWeights> u;
   };
   constexpr std::size_t kKept = 4;
   static std::mutex mu;
@@ -200,7 +218,7 @@ std::shared_ptr<const std::vector<float>> transformed_weights(const ConvGeometry
       return recent.back().u;
     }
   }
-  auto u = std::make_shared<const std::vector<float>>(transform_weights(g, w, m));
+  auto u = std::make_shared<const WinogradWeights>(transform_weights(g, w, m));
   const std::lock_guard<std::mutex> lock(mu);
   recent.push_back(Entry{m, g.channels, g.kh, g.kw, g.sh, std::vector<float>(w, w + n), u});
   if (recent.size() > kKept) recent.erase(recent.begin());

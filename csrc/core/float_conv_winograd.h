@@ -1,6 +1,6 @@
 // Winograd F(3x3, 4x4) for the float first layer (float_conv.h): a ResNet stem's 7x7 stride-2 convolution over 3
-// channels is 147 multiply-adds per output; here 12 * 36 / 9 = 48, plus the transforms, which the 64 output channels
-// share.
+// channels is 147 multiply-adds per output; here at most 12 * 36 / 9 = 48 (363 / 9 ~ 40.3 without the products of
+// zero transformed weights, WinogradWeights), plus the transforms, which the 64 output channels share.
 //
 // Stride phases. A stride-s convolution is the sum over the s * s phases (pr, pc) of stride-1 convolutions: phase
 // channel c' = (c * s + pr) * s + pc reads Q[c'][u][v] = padded x[c][u s + pr][v s + pc] through the sub-kernel
@@ -45,6 +45,25 @@ namespace horq {
 // Output rows (and columns) per tile: a tile row writes this many output rows.
 constexpr std::size_t kWinogradOut = 3;
 
+namespace winograd {
+constexpr std::size_t kOut = kWinogradOut, kTap = 4, kTile = kOut + kTap - 1, kXi = kTile * kTile;
+constexpr std::size_t kMaxPhaseChannels = 16;  // C * s * s that the path takes (a stem: 3 channels at stride 2)
+constexpr float kLimit = 0x1p40f;              // |input|, |weight| bound: the transforms stay far from overflow
+}  // namespace winograd
+
+// U = G w' G^T without the phase channels whose U is zero at a transform element for every output: those
+// products add nothing, and skipping them leaves every sum's bits as they were (M's chain starts at +0.0 and
+// adds finite products, so it is never -0.0, and x + (+-0.0) is x for any other x). At the point infinity U is
+// w''s last tap, zero for a phase whose sub-kernel has 3 taps: a 7x7 stride-2 stem needs 363 products per tile
+// and output channel, not 36 x 12 = 432.
+struct WinogradWeights {
+  // Element xi's phase channels that count, in c' order, and their weights: u + offset[xi] holds
+  // ceil(m / kFloatConvRows) blocks of count[xi] x kFloatConvRows floats (the last block's missing outputs zero).
+  std::size_t offset[winograd::kXi] = {}, count[winograd::kXi] = {};
+  std::uint8_t channels[winograd::kXi][winograd::kMaxPhaseChannels] = {};
+  std::vector<float> u;
+};
+
 struct WinogradPlan {
   std::size_t stride = 1;      // s, both directions
   std::size_t cq = 0;          // phase channels: C * s * s
@@ -54,8 +73,8 @@ struct WinogradPlan {
   std::size_t tile_cols = 0;   // tiles_x rounded up to whole vectors of kFloatConvMaxLanes: what any path reads
   std::size_t q_rows = 0;      // rows u of a phase channel in the copy: 3 * tile_rows + 3
   std::size_t q_cols = 0;      // floats of one (c', u, rho) run of the copy: tile_cols + 1
-  // The transformed weights, 36 x ceil(m / kFloatConvRows) x cq x kFloatConvRows (float_conv.cpp keeps recent ones).
-  std::shared_ptr<const std::vector<float>> weights;
+  // The transformed weights (float_conv.cpp keeps recent ones).
+  std::shared_ptr<const WinogradWeights> weights;
   const float* bias = nullptr;  // m values or nullptr
   const float* floor = nullptr;  // m values or nullptr
 
@@ -76,10 +95,6 @@ void float_conv_tiles_avx512(const WinogradPlan& p, const float* q, std::size_t 
                              std::size_t ch_stride);
 
 namespace winograd {
-
-constexpr std::size_t kOut = kWinogradOut, kTap = 4, kTile = kOut + kTap - 1, kXi = kTile * kTile;
-constexpr std::size_t kMaxPhaseChannels = 16;  // C * s * s that the path takes (a stem: 3 channels at stride 2)
-constexpr float kLimit = 0x1p40f;              // |input|, |weight| bound: the transforms stay far from overflow
 
 // Input transform: row k of BT holds the coefficients of prod over the other finite points l != k of (x - p_l)
 // (the last row: of all five), so V's rows are the input polynomial's values at the points.
@@ -131,9 +146,9 @@ void tiles(const WinogradPlan& p, const float* q, std::size_t ty, float* const r
   constexpr std::size_t L = V::kLanes, R = kFloatConvRows, BR = B * R, PL = PMAX * L;
   static_assert(kFloatConvMaxLanes % L == 0, "whole vectors of tiles");
   // tc: the tile columns this call computes (whole vectors; with 8 lanes a 112-pixel row's 38 tiles are 40, not 48).
-  const std::size_t nv = ceil_div(t1 - t0, L), tc = nv * L, cq = p.cq, qc = p.q_cols, m4 = ceil_div(p.m, R);
+  const std::size_t nv = ceil_div(t1 - t0, L), tc = nv * L, cq = p.cq, qc = p.q_cols;
   q += t0;
-  const float* const u = p.weights->data();
+  const WinogradWeights& uw = *p.weights;
   // Both buffers start on a cache line (vector loads and stores within one line: a split one costs two).
   constexpr std::size_t kLine = 16;  // floats per 64-byte line
   thread_local std::vector<float> vbuf, mbuf;
@@ -166,8 +181,9 @@ void tiles(const WinogradPlan& p, const float* q, std::size_t ty, float* const r
           V::store(vb + ((k * kTile + l) * cq + c) * tc + v * L, combine<V>(kBT[l], t[k]));
     }
 
-  std::int64_t koff[kMaxPhaseChannels];
-  for (std::size_t c = 0; c < cq; ++c) koff[c] = static_cast<std::int64_t>(c * tc);
+  std::int64_t koff[kXi][kMaxPhaseChannels];  // element xi's phase channels that count, as offsets into its V
+  for (std::size_t xi = 0; xi < kXi; ++xi)
+    for (std::size_t t = 0; t < uw.count[xi]; ++t) koff[xi][t] = static_cast<std::int64_t>(uw.channels[xi][t] * tc);
   const std::size_t nb = ceil_div(nv, PMAX), base = nv / nb, extra = nv % nb;
   for (std::size_t o0 = 0; o0 < p.m;) {
     const bool wide = B > 1 && p.m - o0 >= BR;
@@ -175,12 +191,13 @@ void tiles(const WinogradPlan& p, const float* q, std::size_t ty, float* const r
     for (std::size_t bi = 0, v0 = 0; bi < nb; ++bi) {
       const std::size_t pv = base + (bi < extra ? 1 : 0);
       for (std::size_t xi = 0; xi < kXi; ++xi) {
-        const float* wt = u + (xi * m4 + o0 / R) * cq * R;
+        const std::size_t k = uw.count[xi];
+        const float* wt = uw.u.data() + uw.offset[xi] + o0 / R * k * R;
         const float* in = vb + xi * cq * tc + v0 * L;
         if (wide) {
-          float_conv::dispatch<V, B, PMAX>(pv, in, koff, wt, cq, mb + xi * BR * PL, PL);
+          float_conv::dispatch<V, B, PMAX>(pv, in, koff[xi], wt, k, mb + xi * BR * PL, PL);
         } else {
-          float_conv::dispatch<V, 1, PMAX>(pv, in, koff, wt, cq, mb + xi * BR * PL, PL);
+          float_conv::dispatch<V, 1, PMAX>(pv, in, koff[xi], wt, k, mb + xi * BR * PL, PL);
         }
       }
       for (std::size_t r = 0; r < nrows && o0 + r < p.m; ++r) {

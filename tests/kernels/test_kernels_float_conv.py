@@ -357,6 +357,26 @@ def test_winograd_falls_back_per_chunk_of_images():
     assert np.isnan(got[8]).sum() == 2 * 3 * 3 and not np.isnan(got[:8]).any()  # a 3 x 3 window per channel
 
 
+def test_winograd_skips_only_phase_channels_zero_for_every_output(path):
+    """The tiles leave out a phase channel's products at a transform element where its transformed weights are
+    zero for every output (core/float_conv_winograd.h WinogradWeights): a 7x7 stride-2 kernel's 3-tap phases at the
+    point infinity, and here a whole input channel. A channel zero for some outputs only (the first block of 4
+    outputs) still counts for the others; the values read through skipped channels change nothing."""
+    x, w, b = _winograd_case((1, 3, 40, 37, 9, (7, 7), 2, 3), 12)
+    w[:, 1] = 0.0  # input channel 1: zero everywhere, its 4 phase channels skipped at every element
+    w[:4, 2] = 0.0  # input channel 2: zero for outputs 0-3 only
+    args = dict(stride=2, padding=3, bias=b, kernel=path, algorithm="winograd")
+    got = kernels.float_conv2d(x, w, **args)
+    want, scale = _reference(x, w, 2, 3, 1, b)
+    assert (np.abs(got - want) / (scale + np.abs(want)) <= WINOGRAD_TOLERANCE).all()
+    x2 = x.copy()
+    x2[:, 1] = np.random.default_rng(1).standard_normal(x2[:, 1].shape)
+    np.testing.assert_array_equal(kernels.float_conv2d(x2, w, **args).view(np.uint32), got.view(np.uint32))
+    x2[:, 2] += 1.0  # outputs 4.. read channel 2, outputs 0-3 do not
+    changed = kernels.float_conv2d(x2, w, **args) != got
+    assert changed[:, 4:].all(axis=(2, 3)).any() and not changed[:, :4].any()
+
+
 def test_winograd_weights_transformed_again_when_they_change(path):
     """The core keeps the transformed weights of the last few tensors, matched by content: weights changed in
     place, and more tensors than it keeps, still give each call its own weights' result."""

@@ -464,17 +464,17 @@ def float_conv2d(x, weight, *, stride=1, padding=0, dilation=1, bias=None, floor
     bitwise the same at any thread count. Fastest where C * kh * kw is small and the output rows wide; NaN
     and Inf propagate as in any float convolution.
 
-    ``algorithm``: ``"direct"`` as above; ``"winograd"``: Winograd F(3x3, 4x4) tiles over the input's stride
-    phases (core/float_conv_winograd.h; dilation 1, one stride of 1 or 2, kh and kw at most 4 x stride, C x
-    stride^2 at most 16: a ResNet stem's 7x7 stride-2 kernel over 3 channels takes 48 multiply-adds per output
-    instead of 147), within ~1e-6 of sum |w x| of the exact result on such a stem (a few 1e-6 on kernels of a few
-    taps), the same bits on avx2 and avx512 (generic: a scalar reference, slow); where a weight is NaN, Inf or
-    above 2^40 in magnitude the call computes directly, and so do the images of a chunk (~32 MB of tile copies)
-    where an input they read is (the tiles would spread a NaN to outputs that do not read it). ``"auto"``
-    (default): winograd on the avx2 and avx512 paths (measured faster on both, docs/KERNELS.md rounds 15 and 17)
-    where it applies and kh * kw >= 10 * stride^2 and the output is at least 24 wide (a
-    7x7 stride-2 stem from 64x64 inputs up; a 3x3 stride-1 one, or a
-    16-wide output, ran slower on the tiles), else direct.
+    ``algorithm``: ``"direct"`` as above; ``"winograd"``: Winograd F(3x3, 4x4) tiles over the input's stride phases
+    (core/float_conv_winograd.h; dilation 1, one stride of 1 or 2, kh and kw at most 4 x stride, C x stride^2 at
+    most 16: a ResNet stem's 7x7 stride-2 kernel over 3 channels takes ~40 multiply-adds per output instead of 147:
+    48, less the products of transformed weights that are zero for every output), within ~1e-6 of sum |w x| of the
+    exact result on such a stem (a few 1e-6 on kernels of a few taps), the same bits on avx2 and avx512 (generic: a
+    scalar reference, slow); where a weight is NaN, Inf or above 2^40 in magnitude the call computes directly, and
+    so do the images of a chunk (~32 MB of tile copies) where an input they read is (the tiles would spread a NaN to
+    outputs that do not read it). ``"auto"`` (default): winograd on the avx2 and avx512 paths (measured faster on
+    both, docs/KERNELS.md rounds 15 and 17) where it applies and kh * kw >= 10 * stride^2 and the output is at least
+    24 wide (a 7x7 stride-2 stem from 64x64 inputs up; a 3x3 stride-1 one, or a 16-wide output, ran slower on the
+    tiles), else direct.
 
     ``pool``: a dict of :func:`max_pool2d`'s arguments (``kernel_size``; ``stride``, ``padding``, ``dilation``,
     ``out_size``, ``floor`` optional) to pool the output in the same call, bitwise ``max_pool2d(float_conv2d(...),
