@@ -119,17 +119,14 @@ void pool_bands(const KernelTable& kt, const ConvGeometry& g, const ConvGeometry
     for (std::size_t py = py0; py < py1; ++py) {
       const long first = static_cast<long>(py * pg.sh) - static_cast<long>(pg.ph);
       fill(n, first, std::min(first + static_cast<long>(span) - 1, static_cast<long>(OH) - 1), ring.data(), next);
-      for (std::size_t c = 0; c < m; ++c) {
-        for (std::size_t i = 0; i < pg.kh; ++i) {
-          const long iy = first + static_cast<long>(i * pg.dh);
-          rows[i] = iy < 0 || iy >= static_cast<long>(OH)
-                        ? nullptr
-                        : ring.data() + (c * ring_rows + static_cast<std::size_t>(iy) % ring_rows) * width;
-        }
-        const float fl = pool_floor ? pool_floor[npool_floor == 1 ? 0 : c] : 0.0f;
-        kt.pool_row(rows.data(), pg.kh, pc, pool_floor != nullptr, fl, no_nan, scratch.data(),
-                    y + (((n0 + n) * m + c) * POH + py) * POW);
+      for (std::size_t i = 0; i < pg.kh; ++i) {  // channel 0's rows; channel c's are c * ring_rows * width further
+        const long iy = first + static_cast<long>(i * pg.dh);
+        rows[i] = iy < 0 || iy >= static_cast<long>(OH)
+                      ? nullptr
+                      : ring.data() + static_cast<std::size_t>(iy) % ring_rows * width;
       }
+      kt.pool_row(rows.data(), pg.kh, pc, pool_floor, npool_floor, no_nan, scratch.data(),
+                  y + ((n0 + n) * m * POH + py) * POW, m, ring_rows * width, POH * POW);
     }
   });
 }

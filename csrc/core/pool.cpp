@@ -96,7 +96,8 @@ void max_pool2d(const KernelTable& kt, const float* x, const ConvGeometry& g, co
         const long iy = static_cast<long>(oy * g.sh + i * g.dh) - static_cast<long>(g.ph);
         rows[i] = iy < 0 || iy >= static_cast<long>(H) ? nullptr : src + static_cast<std::size_t>(iy) * W;
       }
-      kt.pool_row(rows.data(), g.kh, pc, floor != nullptr, fl, false, row.data(), y + (plane * OH + oy) * OW);
+      kt.pool_row(rows.data(), g.kh, pc, floor ? &fl : nullptr, 1, false, row.data(), y + (plane * OH + oy) * OW, 1,
+                  0, 0);
     }
   });
 }

@@ -14,21 +14,28 @@ struct PoolColumns {
   std::size_t sw = 1, width = 0, out_w = 0;
 };
 
-// One output row of max_pool2d: rows[i] the input row of kernel row i, nullptr where it lies outside the input
-// (skipped); scratch holds `width` floats; then max(floor, .) when has_floor. The general path of max_pool2d.
-// no_nan: the caller knows that no value of the rows is NaN (maxima without NaN's blend; the same values).
-using pool_row_fn = void (*)(const float* const* rows, std::size_t kh, const PoolColumns& pc, bool has_floor,
-                             float floor, bool no_nan, float* scratch, float* out);
+// One output row of max_pool2d in each of `planes` planes: plane p's kernel row i is rows[i] + p * in_stride
+// (rows[i] nullptr where it lies outside the input: skipped), its output row out + p * out_stride; scratch holds
+// `width` floats; then max(floor, .) where floor is given (nfloor values: one for every plane, or one per plane).
+// The general path of max_pool2d; a ResNet stem's fused pool calls it once per output row for all 64 channels (the
+// column geometry's setup done once, not per channel). no_nan: the caller knows that no value of the rows is NaN
+// (maxima without NaN's blend; the same values).
+using pool_row_fn = void (*)(const float* const* rows, std::size_t kh, const PoolColumns& pc, const float* floor,
+                             std::size_t nfloor, bool no_nan, float* scratch, float* out, std::size_t planes,
+                             std::size_t in_stride, std::size_t out_stride);
 // One (H x W) plane pooled by 2 x 2 windows at stride 2 into (OH x OW), 2 OH <= H and 2 OW <= W.
 using pool2x2_plane_fn = void (*)(const float* x, std::size_t W, std::size_t OH, std::size_t OW, bool has_floor,
                                   float floor, float* y);
 
-void pool_row_generic(const float* const* rows, std::size_t kh, const PoolColumns& pc, bool has_floor, float floor,
-                      bool no_nan, float* scratch, float* out);
-void pool_row_avx2(const float* const* rows, std::size_t kh, const PoolColumns& pc, bool has_floor, float floor,
-                   bool no_nan, float* scratch, float* out);
-void pool_row_avx512(const float* const* rows, std::size_t kh, const PoolColumns& pc, bool has_floor, float floor,
-                     bool no_nan, float* scratch, float* out);
+void pool_row_generic(const float* const* rows, std::size_t kh, const PoolColumns& pc, const float* floor,
+                      std::size_t nfloor, bool no_nan, float* scratch, float* out, std::size_t planes,
+                      std::size_t in_stride, std::size_t out_stride);
+void pool_row_avx2(const float* const* rows, std::size_t kh, const PoolColumns& pc, const float* floor,
+                   std::size_t nfloor, bool no_nan, float* scratch, float* out, std::size_t planes,
+                   std::size_t in_stride, std::size_t out_stride);
+void pool_row_avx512(const float* const* rows, std::size_t kh, const PoolColumns& pc, const float* floor,
+                     std::size_t nfloor, bool no_nan, float* scratch, float* out, std::size_t planes,
+                     std::size_t in_stride, std::size_t out_stride);
 void pool2x2_plane_generic(const float* x, std::size_t W, std::size_t OH, std::size_t OW, bool has_floor,
                            float floor, float* y);
 void pool2x2_plane_avx2(const float* x, std::size_t W, std::size_t OH, std::size_t OW, bool has_floor, float floor,

@@ -67,20 +67,33 @@ struct Portable {
   }
 };
 
-// One output row of pool_row (pool.h): the kernel's rows inside the input maxed together (into scratch; a lone row
-// is read in place), then its column taps, then the floor. Windows of three columns at stride 1 or 2 (ResNet stems'
-// 3x3 stride-2 pools) take every column all three taps reach in one pass (three_taps), the rest tap by tap. kNoNan:
-// the caller knows that no input value is NaN (every maximum then has a non-NaN first operand: pool_max's plain
-// compare).
+// The column geometry's part that is the same for every row: where all three taps of a 3-wide window apply.
+struct Taps {
+  bool three = false;
+  std::size_t lo = 0, hi = 0;  // the outputs every tap reaches (three_taps), when it applies
+  explicit Taps(const PoolColumns& pc) {
+    three = pc.off.size() == 3 && (pc.sw == 1 || pc.sw == 2) && pc.off[1] - pc.off[0] == pc.off[2] - pc.off[1];
+    if (three) {
+      lo = std::max({pc.lo[0], pc.lo[1], pc.lo[2]});
+      hi = std::max(lo, std::min({pc.hi[0], pc.hi[1], pc.hi[2]}));
+    }
+  }
+};
+
+// One output row of pool_row (pool.h) in one plane, whose kernel rows are rows[i] + at: the kernel's rows inside the
+// input maxed together (into scratch; a lone row is read in place), then its column taps, then the floor. Windows of
+// three columns at stride 1 or 2 (ResNet stems' 3x3 stride-2 pools) take every column all three taps reach in one pass
+// (three_taps), the rest tap by tap. kNoNan: the caller knows that no input value is NaN (every maximum then has a
+// non-NaN first operand: pool_max's plain compare).
 template <class Ops, bool kNoNan>
-inline void row_pass(const float* const* rows, std::size_t kh, const PoolColumns& pc, bool has_floor, float floor,
-                     float* scratch, float* out) {
+inline void row_pass(const float* const* rows, std::size_t at, std::size_t kh, const PoolColumns& pc, const Taps& tp,
+                     bool has_floor, float floor, float* scratch, float* out) {
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   const std::size_t W = pc.width, OW = pc.out_w;
   const float* src = nullptr;  // the rows' maximum
   for (std::size_t i = 0; i < kh; ++i) {
-    const float* __restrict in = rows[i];
-    if (!in) continue;
+    if (!rows[i]) continue;
+    const float* __restrict in = rows[i] + at;
     if (!src) {
       src = in;
     } else {
@@ -95,12 +108,7 @@ inline void row_pass(const float* const* rows, std::size_t kh, const PoolColumns
     for (std::size_t ox = 0; ox < OW; ++ox) out[ox] = has_floor ? nan_max(kNegInf, floor) : kNegInf;
     return;
   }
-  std::size_t lo = 0, hi = 0;  // the outputs every tap reaches (three_taps), when it applies
-  const bool three = pc.off.size() == 3 && (pc.sw == 1 || pc.sw == 2) && pc.off[1] - pc.off[0] == pc.off[2] - pc.off[1];
-  if (three) {
-    lo = std::max({pc.lo[0], pc.lo[1], pc.lo[2]});
-    hi = std::max(lo, std::min({pc.hi[0], pc.hi[1], pc.hi[2]}));
-  }
+  const std::size_t lo = tp.lo, hi = tp.hi;
   // The other outputs tap by tap: -inf, each tap whose column lies inside the row, then the floor.
   const auto general = [&](std::size_t a, std::size_t b) {
     if (a >= b) return;
@@ -134,14 +142,26 @@ inline void row_pass(const float* const* rows, std::size_t kh, const PoolColumns
   }
 }
 
-// pool_row (pool_row_fn) on a path's Ops: row_pass with kNoNan = no_nan.
+// pool_row (pool_row_fn) on a path's Ops: row_pass with kNoNan = no_nan, plane by plane.
+template <class Ops, bool kNoNan>
+inline void planes_pass(const float* const* rows, std::size_t kh, const PoolColumns& pc, const float* floor,
+                        std::size_t nfloor, float* scratch, float* out, std::size_t planes, std::size_t in_stride,
+                        std::size_t out_stride) {
+  const Taps tp(pc);
+  for (std::size_t p = 0; p < planes; ++p) {
+    row_pass<Ops, kNoNan>(rows, p * in_stride, kh, pc, tp, floor != nullptr, floor ? floor[nfloor == 1 ? 0 : p] : 0.0f,
+                          scratch, out + p * out_stride);
+  }
+}
+
 template <class Ops = Portable>
-inline void row(const float* const* rows, std::size_t kh, const PoolColumns& pc, bool has_floor, float floor,
-                bool no_nan, float* scratch, float* out) {
+inline void row(const float* const* rows, std::size_t kh, const PoolColumns& pc, const float* floor, std::size_t nfloor,
+                bool no_nan, float* scratch, float* out, std::size_t planes, std::size_t in_stride,
+                std::size_t out_stride) {
   if (no_nan) {
-    row_pass<Ops, true>(rows, kh, pc, has_floor, floor, scratch, out);
+    planes_pass<Ops, true>(rows, kh, pc, floor, nfloor, scratch, out, planes, in_stride, out_stride);
   } else {
-    row_pass<Ops, false>(rows, kh, pc, has_floor, floor, scratch, out);
+    planes_pass<Ops, false>(rows, kh, pc, floor, nfloor, scratch, out, planes, in_stride, out_stride);
   }
 }
 
