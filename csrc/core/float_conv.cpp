@@ -8,6 +8,7 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -222,6 +223,8 @@ std::shared_ptr<const WinogradWeights> transformed_weights(const ConvGeometry& g
   return u;
 }
 
+}  // namespace
+
 // The tiles' plan (float_conv_winograd.h): the copy's sizes and the transformed weights.
 WinogradPlan make_winograd_plan(const ConvGeometry& g, const float* w, std::size_t m, const float* bias,
                                 const float* floor) {
@@ -236,8 +239,12 @@ WinogradPlan make_winograd_plan(const ConvGeometry& g, const float* w, std::size
   p.q_cols = p.tile_cols + 1;
   p.bias = bias, p.floor = floor;
   p.weights = transformed_weights(g, w, m);
+  static std::atomic<std::uint64_t> plans{0};
+  p.id = ++plans;
   return p;
 }
+
+namespace {
 
 // One padded input row (image n's channel c, padded row r = u s + pr) into the copy: its s column phases pc, each as
 // kOut runs rho of q_cols floats (float_conv_winograd.h: Q[c'][u][kOut w + rho] = padded column (kOut w + rho) s +

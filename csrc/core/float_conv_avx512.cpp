@@ -3,14 +3,17 @@
 // multiply-adds (with 4 channels x 6 registers: 6 loads, often split across cache lines, for 24); measured on
 // ResNet-18's 7x7 stem 2.10 -> 1.84 ms, a 64 -> 64 3x3 at 56x56 2.54 -> 2.24 ms (benchmarks/bench_float_conv.py
 // shapes, 1 thread; 12 channels x 2 registers: 1.94 and 2.11 ms). The Winograd tiles: blocks of 8 channels x up to
-// 3 registers of 16 tiles, and a row's last 1-8 tiles after whole registers on an 8-lane register
-// (float_conv_avx2_reg.h): the ResNet-18 stem's 38 tiles a row take 40 lanes of work instead of 48. On an AMD EPYC
-// Zen 4 its stem with the pool (benchmarks/profile_float_conv_core.cpp, auto, pool 1; three alternated runs of two
-// builds) went 1.77-1.88 -> 1.56-1.63 ms fastest, 2.33-2.47 -> 2.19-2.33 ms median (16 channels x 1 register on the
-// tail: level).
+// 3 registers of 16 tiles, and a row's last 1-8 tiles after whole registers with the next tile row's in one
+// register (lanes 0-7 and 8-15; float_conv_tiles_avx512 keeps the next row's for its call), or on an 8-lane
+// register (float_conv_avx2_reg.h) for a last tile row: the ResNet-18 stem's 38 tiles a row take 32 + 8 lanes of
+// work instead of 48 (round 18: 1.77-1.88 -> 1.56-1.63 ms fastest for the stem with its pool on an AMD EPYC Zen 4,
+// benchmarks/profile_float_conv_core.cpp, three alternated runs), and two rows' tails one 16-lane register instead of
+// two 8-lane ones (round 20: 1.30-1.34 -> 1.27-1.29 ms fastest, six alternated pairs; docs/KERNELS.md).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "core/float_conv.h"
 #include "core/float_conv_avx2_reg.h"
@@ -46,12 +49,26 @@ struct Avx512 {
       _mm512_storeu_ps(p + 16 * k, _mm512_mask_blend_ps(kFromC[k], ab, _mm512_permutexvar_ps(idx, c)));
     }
   }
+  // A pair of tile rows (winograd::TilePair): lanes 0-7 from p, lanes 8-15 from p2 (masked loads: no float outside
+  // the two halves is read).
+  static reg load_pair(const float* p, const float* p2) {
+    return _mm512_mask_blend_ps(0xff00, _mm512_maskz_loadu_ps(0x00ff, p), _mm512_maskz_loadu_ps(0xff00, p2 - 8));
+  }
+  // store3's 48 floats: the first 24 (lanes 0-7) at p, the last 24 at p2.
+  static void store3_pair(float* p, float* p2, reg a, reg b, reg c) {
+    alignas(64) float all[48];
+    store3(all, a, b, c);
+    const reg mid = _mm512_load_ps(all + 16);
+    _mm512_storeu_ps(p, _mm512_load_ps(all));
+    _mm512_mask_storeu_ps(p + 16, 0x00ff, mid);
+    _mm512_mask_storeu_ps(p2 - 8, 0xff00, mid);
+    _mm512_storeu_ps(p2 + 8, _mm512_load_ps(all + 32));
+  }
 };
 
-// The 8-lane tail's register block: 16 output channels x 1 vector (16 of the 32 registers AVX-512 gives 8-lane
-// vectors too; the AVX2 path's 16 registers take 4 x 3). Against 8 channels, the stem with its pool
-// (`profile_float_conv_core avx512 1.5 1`, eight alternated pairs, docs/KERNELS.md round 20): the fastest call
-// 0.5-6% faster in every pair.
+// The tails' register blocks: 16 output channels x 1 vector (16 accumulators of the 32 registers; the AVX2 path's 16
+// registers take 4 x 3). Against 8 channels, on 8-lane tails, the stem with its pool (`profile_float_conv_core avx512
+// 1.5 1`, eight alternated pairs, docs/KERNELS.md round 20): the fastest call 0.5-6% faster in every pair.
 constexpr int kHalfBlocks = 4;
 
 }  // namespace
@@ -60,16 +77,58 @@ void float_conv_row_avx512(const FloatConvPlan& p, const float* xp, std::size_t 
   float_conv::row<Avx512, 2, 3>(p, xp, oy, y);
 }
 
+namespace {
+
+// The 8-lane tail's outputs of the next tile row, computed with this one's (tiles on a pair of rows), kept per
+// thread for the call that asks for that row: the plan (unique per call), the image's copy and the row.
+struct TailRow {
+  std::uint64_t plan = 0;
+  const float* q = nullptr;
+  std::size_t ty = 0;
+  bool valid = false;
+  std::vector<float> out;  // kWinogradOut x m x kTailFloats
+};
+
+constexpr std::size_t kTailFloats = kWinogradOut * 8;  // what an 8-lane store3 writes
+
+[[gnu::noinline]] TailRow& tail_row() {
+  thread_local TailRow t;
+  return t;
+}
+
+}  // namespace
+
 void float_conv_tiles_avx512(const WinogradPlan& p, const float* q, std::size_t ty, float* const rows[kWinogradOut],
                              std::size_t ch_stride) {
-  // A row's last tiles that fill at most half a register go on 8-lane registers (a 112-pixel row: 38 tiles as 2
-  // zmm + 1 ymm, 40 lanes of work instead of 48).
+  // A row's last tiles that fill at most half a register: with the next tile row's last tiles in one zmm (12 of 16
+  // lanes for a 112-pixel row's last 6 tiles: 32 + 6 per row, not 32 + 8 on an 8-lane register), or on an 8-lane
+  // register for a last tile row.
   const std::size_t whole = p.tiles_x / Avx512::kLanes * Avx512::kLanes, rest = p.tiles_x - whole;
   if (rest == 0 || rest > float_conv_avx2::Avx2::kLanes || whole == 0) {
     winograd::tiles<Avx512, 2, 3>(p, q, ty, rows, ch_stride, 0, p.tiles_x);
     return;
   }
   winograd::tiles<Avx512, 2, 3>(p, q, ty, rows, ch_stride, 0, whole);
+  TailRow& t = tail_row();
+  const std::size_t x0 = kWinogradOut * whole;
+  if (t.valid && t.plan == p.id && t.q == q && t.ty == ty) {
+    for (std::size_t i = 0; i < kWinogradOut; ++i)
+      for (std::size_t o = 0; o < p.m; ++o)
+        std::copy_n(t.out.data() + (i * p.m + o) * kTailFloats, kTailFloats, rows[i] + o * ch_stride + x0);
+    t.valid = false;
+    return;
+  }
+  if (ty + 1 < p.tile_rows) {
+    if (t.out.size() < kWinogradOut * p.m * kTailFloats) t.out.resize(kWinogradOut * p.m * kTailFloats);
+    winograd::TilePair pair;
+    pair.in_off = static_cast<std::ptrdiff_t>(kWinogradOut * kWinogradOut * p.q_cols);  // kOut rows u further
+    for (std::size_t i = 0; i < kWinogradOut; ++i) pair.rows[i] = t.out.data() + i * p.m * kTailFloats;
+    pair.ch_stride = kTailFloats;
+    t.valid = false;
+    winograd::tiles<Avx512, kHalfBlocks, 1, true>(p, q, ty, rows, ch_stride, whole, p.tiles_x, &pair);
+    t.plan = p.id, t.q = q, t.ty = ty + 1, t.valid = true;
+    return;
+  }
   winograd::tiles<float_conv_avx2::Avx2, kHalfBlocks, 1>(p, q, ty, rows, ch_stride, whole, p.tiles_x);
 }
 

@@ -77,6 +77,7 @@ struct WinogradPlan {
   std::shared_ptr<const WinogradWeights> weights;
   const float* bias = nullptr;  // m values or nullptr
   const float* floor = nullptr;  // m values or nullptr
+  std::uint64_t id = 0;  // unique per plan (a path may keep a tile row's results for the next call of the same plan)
 
   std::size_t image() const { return cq * q_rows * kWinogradOut * q_cols; }  // floats of one image's copy
   std::size_t width() const { return kWinogradOut * tile_cols; }  // floats of an output row the kernel writes
@@ -86,6 +87,10 @@ struct WinogradPlan {
 // width() floats each (columns past ow are computed from the copy's zeros and are the caller's scratch).
 using float_conv_tiles_fn = void (*)(const WinogradPlan& p, const float* q, std::size_t ty,
                                      float* const rows[kWinogradOut], std::size_t ch_stride);
+
+// The tiles' plan for weights w (m x C*kh*kw) of geometry g (float_conv_winograd_geometry), with a new id.
+WinogradPlan make_winograd_plan(const ConvGeometry& g, const float* w, std::size_t m, const float* bias,
+                                const float* floor);
 
 void float_conv_tiles_generic(const WinogradPlan& p, const float* q, std::size_t ty, float* const rows[kWinogradOut],
                               std::size_t ch_stride);
@@ -133,20 +138,31 @@ template <class V, std::size_t N>
   return acc;
 }
 
+// With a pair, tiles() computes tile columns [t0, t1) (t1 - t0 <= L / 2) of tile rows ty and ty + 1 at once: lanes
+// 0..L/2-1 row ty's, the others row ty + 1's, whose input is in_off floats further in the copy and whose outputs go
+// to rows[i] + o * ch_stride. V then also has load_pair(p, p2) (half a vector from each) and store3_pair(p, p2, a,
+// b, c) (store3's first half at p, its second at p2).
+struct TilePair {
+  std::ptrdiff_t in_off = 0;
+  float* rows[kWinogradOut] = {};
+  std::size_t ch_stride = 0;
+};
+
 // Tile columns [t0, t1) of the tile row (float_conv_tiles_fn; t0 a multiple of L) with V's lanes over tile columns:
 // the input transform of every tile and phase channel into a per-thread buffer, then per block of B *
 // kFloatConvRows output channels and up to PMAX vectors of tiles the 36 GEMMs (float_conv::block, the phase
 // channels as its taps) and the output transform. V also has max(a, b) (a > b ? a : b per lane, else b: NaN in b
 // kept) and store3(p, a, b, c) (a0 b0 c0 a1 b1 c1 ... at p). The tiles of a column are computed alike whatever
 // range or lane count takes them, so a path may split a row between two register widths.
-template <class V, int B, int PMAX>
+template <class V, int B, int PMAX, bool kPair = false>
 void tiles(const WinogradPlan& p, const float* q, std::size_t ty, float* const rows[kWinogradOut],
-           std::size_t ch_stride, std::size_t t0, std::size_t t1) {
+           std::size_t ch_stride, std::size_t t0, std::size_t t1, const TilePair* pair = nullptr) {
   using reg = typename V::reg;
   constexpr std::size_t L = V::kLanes, R = kFloatConvRows, BR = B * R, PL = PMAX * L;
   static_assert(kFloatConvMaxLanes % L == 0, "whole vectors of tiles");
+  static_assert(!kPair || PMAX == 1, "a pair of rows is one vector");
   // tc: the tile columns this call computes (whole vectors; with 8 lanes a 112-pixel row's 38 tiles are 40, not 48).
-  const std::size_t nv = ceil_div(t1 - t0, L), tc = nv * L, cq = p.cq, qc = p.q_cols;
+  const std::size_t nv = kPair ? 1 : ceil_div(t1 - t0, L), tc = nv * L, cq = p.cq, qc = p.q_cols;
   q += t0;
   const WinogradWeights& uw = *p.weights;
   // Both buffers start on a cache line (vector loads and stores within one line: a split one costs two).
@@ -170,7 +186,14 @@ void tiles(const WinogradPlan& p, const float* q, std::size_t ty, float* const r
       for (std::size_t b = 0; b < kTile; ++b) {
         reg d[kTile];
 #pragma GCC unroll 8
-        for (std::size_t a = 0; a < kTile; ++a) d[a] = V::load(base + (a * kOut + b % kOut) * qc + b / kOut);
+        for (std::size_t a = 0; a < kTile; ++a) {
+          const float* at = base + (a * kOut + b % kOut) * qc + b / kOut;
+          if constexpr (kPair) {
+            d[a] = V::load_pair(at, at + pair->in_off);
+          } else {
+            d[a] = V::load(at);
+          }
+        }
 #pragma GCC unroll 8
         for (std::size_t k = 0; k < kTile; ++k) t[k][b] = combine<V>(kBT[k], d);
       }
@@ -224,7 +247,11 @@ void tiles(const WinogradPlan& p, const float* q, std::size_t ty, float* const r
               if (p.bias) y[j] = V::add(y[j], bias);
               if (p.floor) y[j] = V::max(floor, y[j]);
             }
-            V::store3(rows[i] + o * ch_stride + x0, y[0], y[1], y[2]);
+            if constexpr (kPair) {
+              V::store3_pair(rows[i] + o * ch_stride + x0, pair->rows[i] + o * pair->ch_stride, y[0], y[1], y[2]);
+            } else {
+              V::store3(rows[i] + o * ch_stride + x0, y[0], y[1], y[2]);
+            }
           }
         }
       }

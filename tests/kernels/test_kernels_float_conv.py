@@ -377,6 +377,27 @@ def test_winograd_skips_only_phase_channels_zero_for_every_output(path):
     assert changed[:, 4:].all(axis=(2, 3)).any() and not changed[:, :4].any()
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_winograd_calls_in_turn_are_each_their_own(path, threads):
+    """The avx512 path computes a tile row's last tiles together with the next row's and keeps those for the next
+    call of its thread (core/float_conv_avx512.cpp TailRow): calls on different images of one shape in turn, pooled
+    or not, each give the generic path's bits, images of a batch too."""
+    rng = np.random.default_rng(21)
+    xs = [rng.standard_normal((1, 3, 57, 100)).astype(np.float32) for _ in range(2)]  # 17 tile columns, 10 rows
+    w = rng.standard_normal((20, 3, 7, 7)).astype(np.float32)
+    args = dict(stride=2, padding=3, algorithm="winograd")
+    pools = (None, dict(kernel_size=3, stride=2, padding=1))
+    want = {(i, k): kernels.float_conv2d(x, w, pool=pool, kernel="generic", **args)
+            for i, x in enumerate(xs) for k, pool in enumerate(pools)}
+    kernels.set_num_threads(threads)
+    for _ in range(2):
+        for (i, k), expected in want.items():
+            got = kernels.float_conv2d(xs[i], w, pool=pools[k], kernel=path, **args)
+            np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
+    both = kernels.float_conv2d(np.concatenate(xs), w, kernel=path, **args)
+    np.testing.assert_array_equal(both.view(np.uint32), np.concatenate([want[0, 0], want[1, 0]]).view(np.uint32))
+
+
 def test_winograd_weights_transformed_again_when_they_change(path):
     """The core keeps the transformed weights of the last few tensors, matched by content: weights changed in
     place, and more tensors than it keeps, still give each call its own weights' result."""

@@ -768,6 +768,53 @@ int check_float_conv_winograd(std::mt19937_64& rng) {
   return failures;
 }
 
+// The avx512 tiles compute a row's last tiles with the next row's and keep those for the next call of the thread
+// (float_conv_avx512.cpp TailRow): a later call with another plan, or another copy, must not take them.
+int check_winograd_tail_rows(std::mt19937_64& rng) {
+  std::normal_distribution<float> normal;
+  ConvGeometry g{};
+  g.batch = 1, g.channels = 3, g.kh = g.kw = 7, g.sh = g.sw = 2, g.ph = g.pw = 3, g.dh = g.dw = 1;
+  g.height = 23, g.width = 199, g.out_h = 12, g.out_w = 100;  // 34 tile columns (32 + 2), 4 tile rows
+  const std::size_t m = 20;
+  std::vector<float> w(m * 3 * 49), bias(m);
+  for (auto& v : w) v = normal(rng);
+  for (auto& v : bias) v = normal(rng);
+  int failures = 0;
+  const auto row = [&](const WinogradPlan& p, const float* q, std::size_t ty, bool emulated) {
+    const std::size_t wd = p.width();
+    std::vector<float> out(kWinogradOut * m * wd, 0.0f);
+    float* rows[kWinogradOut];
+    for (std::size_t i = 0; i < kWinogradOut; ++i) rows[i] = out.data() + i * wd;
+    (emulated ? float_conv_tiles_avx512 : float_conv_tiles_generic)(p, q, ty, rows, kWinogradOut * wd);
+    std::vector<float> kept;  // the real output columns only
+    for (std::size_t i = 0; i < kWinogradOut; ++i)
+      for (std::size_t o = 0; o < m; ++o) kept.insert(kept.end(), rows[i] + o * kWinogradOut * wd,
+                                                      rows[i] + o * kWinogradOut * wd + g.out_w);
+    return kept;
+  };
+  const WinogradPlan a = make_winograd_plan(g, w.data(), m, bias.data(), nullptr);
+  std::vector<float> q1(a.image()), q2(a.image());
+  for (auto& v : q1) v = normal(rng);
+  for (auto& v : q2) v = normal(rng);
+  const auto check = [&](const char* what, const WinogradPlan& p, const float* q, std::size_t ty) {
+    if (row(p, q, ty, true) != row(p, q, ty, false) && ++failures <= kMaxReports)
+      std::printf("winograd tail rows mismatch: %s, tile row %zu\n", what, ty);
+  };
+  check("plan a, first row", a, q1.data(), 0);  // leaves row 1 of (a, q1) kept
+  check("plan a, row 1 kept", a, q1.data(), 1);
+  row(a, q1.data(), 0, true);  // row 1 of (a, q1) kept again
+  for (auto& v : q1) v = normal(rng);  // the same copy's memory, new values, a new plan
+  const WinogradPlan b = make_winograd_plan(g, w.data(), m, bias.data(), nullptr);
+  check("a new plan on the same memory", b, q1.data(), 1);  // leaves row 2 of (b, q1) kept
+  check("plan b, row 2 kept", b, q1.data(), 2);
+  row(b, q2.data(), 2, true);  // row 3 of (b, q2) kept
+  check("another copy", b, q1.data(), 3);
+  check("plan b, row 3 kept", b, q2.data(), 3);
+  row(b, q2.data(), 0, true);  // row 1 of (b, q2) kept
+  check("another row", b, q2.data(), 2);
+  return failures;
+}
+
 int main() {
   set_num_threads(1);
   std::mt19937_64 rng(42);
@@ -792,6 +839,7 @@ int main() {
       {"weight_rows", check_weight_rows},
       {"float_conv", check_float_conv},
       {"float_conv winograd", check_float_conv_winograd},
+      {"winograd tail rows", check_winograd_tail_rows},
   };
   int failures = 0;
   for (const Check& c : checks) {
