@@ -89,7 +89,7 @@ struct TailRow {
   std::vector<float> out;  // kWinogradOut x m x kTailFloats
 };
 
-constexpr std::size_t kTailFloats = kWinogradOut * 8;  // what an 8-lane store3 writes
+constexpr std::size_t kTailFloats = kWinogradOut * Avx512::kLanes / 2;  // what half a register's store3 writes
 
 [[gnu::noinline]] TailRow& tail_row() {
   thread_local TailRow t;
@@ -124,7 +124,6 @@ void float_conv_tiles_avx512(const WinogradPlan& p, const float* q, std::size_t 
     pair.in_off = static_cast<std::ptrdiff_t>(kWinogradOut * kWinogradOut * p.q_cols);  // kOut rows u further
     for (std::size_t i = 0; i < kWinogradOut; ++i) pair.rows[i] = t.out.data() + i * p.m * kTailFloats;
     pair.ch_stride = kTailFloats;
-    t.valid = false;
     winograd::tiles<Avx512, kHalfBlocks, 1, true>(p, q, ty, rows, ch_stride, whole, p.tiles_x, &pair);
     t.plan = p.id, t.q = q, t.ty = ty + 1, t.valid = true;
     return;

@@ -69,11 +69,9 @@ struct Portable {
 
 // The column geometry's part that is the same for every row: where all three taps of a 3-wide window apply.
 struct Taps {
-  bool three = false;
-  std::size_t lo = 0, hi = 0;  // the outputs every tap reaches (three_taps), when it applies
+  std::size_t lo = 0, hi = 0;  // the outputs every tap reaches (three_taps), when it applies; else none (lo == hi)
   explicit Taps(const PoolColumns& pc) {
-    three = pc.off.size() == 3 && (pc.sw == 1 || pc.sw == 2) && pc.off[1] - pc.off[0] == pc.off[2] - pc.off[1];
-    if (three) {
+    if (pc.off.size() == 3 && (pc.sw == 1 || pc.sw == 2) && pc.off[1] - pc.off[0] == pc.off[2] - pc.off[1]) {
       lo = std::max({pc.lo[0], pc.lo[1], pc.lo[2]});
       hi = std::max(lo, std::min({pc.hi[0], pc.hi[1], pc.hi[2]}));
     }
