@@ -190,9 +190,18 @@ struct Taps2BelowPass {
     return h1 ^ l;
   }
 
-  double total(double sum) const {
-    return 2.0 * (static_cast<double>(below) * beta1 - add_lanes(tail, acc) + sum);
+  // The pass's sums unreduced (quantize_walk.h image_walk reduces them after a group of columns) and the total.
+  struct Partial {
+    __m256d acc;
+    double tail;
+    std::uint64_t below;
+    double sum;
+  };
+  Partial partial(double sum) const { return {acc, tail, below, sum}; }
+  static double total_of(const Partial& p, double beta1) {
+    return 2.0 * (static_cast<double>(p.below) * beta1 - add_lanes(p.tail, p.acc) + p.sum);
   }
+  double total(double sum) const { return total_of(partial(sum), beta1); }
 };
 
 struct Taps2Pass {

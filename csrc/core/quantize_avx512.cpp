@@ -113,8 +113,9 @@ struct TapsPass {
 // which the walk hands over (the bits of x < 0: packed from the same float values). The padding taps are all
 // in L (a = 0 < beta_1) with S = 0: the walk's `sum` holds beta_1 * cg per padding tap, their (m beta_1 - S), so
 // total(sum) = 2 (m beta_1 - S + sum). The terms of S are float32 sums of up to four values per lane (as in
-// Taps2Pass's words; here up to four vectors, across words when they are short), added into double; m beta_1 - S
-// then loses what S's relative error (~1e-7) costs against the difference (typically a third of m beta_1).
+// Taps2Pass's words; here up to four vectors, across words when they are short), or of eight for the image walk's
+// pairs of whole words (words2), added into double; m beta_1 - S then loses what S's relative error (~1e-7)
+// costs against the difference (typically a third of m beta_1).
 struct Taps2BelowPass {
   __m512 up;
   double beta1;
@@ -134,17 +135,9 @@ struct Taps2BelowPass {
   word_t word(const float* x, std::size_t i0, std::size_t i1, double&, word_t h1) {
     word_t l = 0;
     const std::size_t len = i1 - i0;
-    if (len == kWordBits) {  // a whole word: four vectors, no lane masks, the sums in two chains
-      __mmask16 lm[4];
-      __m512 a[4];
-      for (int q = 0; q < 4; ++q) {
-        a[q] = _mm512_abs_ps(_mm512_loadu_ps(x + i0 + 16 * q));
-        lm[q] = _mm512_cmp_ps_mask(a[q], up, _CMP_LT_OQ);
-      }
-      for (int q = 0; q < 4; ++q) l |= static_cast<word_t>(lm[q]) << (16 * q);
+    if (len == kWordBits) {  // a whole word: four vectors, no lane masks, the sums in a chain of their own
       if (pending) flush();
-      part = _mm512_maskz_mov_ps(lm[0], a[0]);  // one chain per word: the words' chains overlap
-      for (int q = 1; q < 4; ++q) part = _mm512_mask_add_ps(part, lm[q], part, a[q]);
+      l = whole(x + i0, part);
       pending = 4;
     } else {
       const int nv = static_cast<int>(ceil_div(len, kFloats));
@@ -162,10 +155,47 @@ struct Taps2BelowPass {
     return h1 ^ l;
   }
 
-  double total(double sum) {
+  // Two whole words (the image walk's columns, quantize_walk.h image_words), their sums in a chain each, added
+  // in float and widened once: eight values per lane per float sum. Needs nothing pending (the image walk calls
+  // word() only for a column's last odd word).
+  void words2(const float* x0, const float* x1, word_t h0, word_t h1, word_t* out) {
+    __m512 p0, p1;
+    const word_t l0 = whole(x0, p0), l1 = whole(x1, p1);
+    part = _mm512_add_ps(p0, p1);
     flush();
-    return 2.0 * (static_cast<double>(below) * beta1 - _mm512_reduce_add_pd(acc) + sum);
+    below += static_cast<std::uint64_t>(__builtin_popcountll(l0) + __builtin_popcountll(l1));
+    out[0] = h0 ^ l0;
+    out[1] = h1 ^ l1;
   }
+
+  // L of 64 values at p as a word (the four compares' masks joined by kunpck), s = their a in L added per lane.
+  word_t whole(const float* p, __m512& s) const {
+    __m512 a[4];
+    __mmask16 lm[4];
+    for (int q = 0; q < 4; ++q) {
+      a[q] = _mm512_abs_ps(_mm512_loadu_ps(p + 16 * q));
+      lm[q] = _mm512_cmp_ps_mask(a[q], up, _CMP_LT_OQ);
+    }
+    s = _mm512_maskz_mov_ps(lm[0], a[0]);
+    for (int q = 1; q < 4; ++q) s = _mm512_mask_add_ps(s, lm[q], s, a[q]);
+    return _cvtmask64_u64(_mm512_kunpackd(static_cast<__mmask64>(_mm512_kunpackw(lm[3], lm[2])),
+                                          static_cast<__mmask64>(_mm512_kunpackw(lm[1], lm[0]))));
+  }
+
+  // The pass's sums unreduced (quantize_walk.h image_walk reduces them after a group of columns) and the total.
+  struct Partial {
+    __m512d acc;
+    std::uint64_t below;
+    double sum;
+  };
+  Partial partial(double sum) {
+    if (pending) flush();
+    return {acc, below, sum};
+  }
+  static double total_of(const Partial& p, double beta1) {
+    return 2.0 * (static_cast<double>(p.below) * beta1 - _mm512_reduce_add_pd(p.acc) + p.sum);
+  }
+  double total(double sum) { return total_of(partial(sum), beta1); }
 };
 
 // Order 2: x < 0 selects which threshold applies (|x| > floor32(beta_1) for negative x, written

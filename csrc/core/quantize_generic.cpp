@@ -133,6 +133,11 @@ struct Taps2Pass {
 // Taps2Pass for either case of beta_1 (image_walk's two order-2 pass types).
 struct ImagePass : Taps2Pass {
   explicit ImagePass(const Threshold32& t, double = 0.0) : Taps2Pass{t} {}
+  struct Partial {
+    double total;
+  };
+  Partial partial(double sum) const { return {total(sum)}; }
+  static double total_of(const Partial& p, double) { return p.total; }
 };
 
 }  // namespace

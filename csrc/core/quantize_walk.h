@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "core/quantize.h"
 
@@ -142,22 +143,43 @@ void taps2_walk(const float* const* taps, std::size_t ntaps, std::size_t cg, wor
 
 // quantize_image_* (quantize.h): per column the box sum, then order 2 with Below(th, beta_1) (a taps2 pass for
 // beta_1 between two floats) or Exact(th) (beta_1 a float32 value), then orders 3.. with Chain(betas, k - 1) (a
-// taps pass), each over the column's whole words in tap order.
+// taps pass), each over the column's whole words in tap order. image_words runs a pass over a column's words (a
+// pass with words2(x0, x1, h0, h1, out) gets them two at a time) and returns the walk's `sum` for the pass's total
+// (zero: an image column has no padding taps). Below also has partial(sum) (its sums, unreduced) and
+// total_of(partial, beta_1) (its total from them).
+template <class Pass, class = void>
+struct HasWords2 : std::false_type {};
 template <class Pass>
-double image_taps(Pass pass, const ImageColumns& im, const float* x, const word_t* words, word_t* row) {
+struct HasWords2<Pass, std::void_t<decltype(&Pass::words2)>> : std::true_type {};
+
+template <class Pass>
+double image_words(Pass& pass, const ImageColumns& im, const float* x, const word_t* words, word_t* row) {
   const std::size_t gw = im.C / kWordBits;
   double sum = 0.0;
-  for (std::size_t t = 0; t < im.taps; ++t) {
-    const float* xt = x + im.x_off[t];
-    for (std::size_t w = 0; w < gw; ++w) {
-      const word_t h1 = words ? words[im.word_off[t * gw + w]] : 0;
-      row[t * gw + w] = pass.word(xt, w * kWordBits, (w + 1) * kWordBits, sum, h1);
+  if constexpr (HasWords2<Pass>::value) {
+    // Word j of the column in tap-major order; whole words, two at a time.
+    const std::size_t nw = im.taps * gw;
+    auto at = [&](std::size_t j) {
+      const std::size_t t = j / gw;
+      return x + im.x_off[t] + (j - t * gw) * kWordBits;
+    };
+    std::size_t j = 0;
+    for (; j + 2 <= nw; j += 2)
+      pass.words2(at(j), at(j + 1), words[im.word_off[j]], words[im.word_off[j + 1]], row + j);
+    if (j < nw) row[j] = pass.word(at(j), 0, kWordBits, sum, words[im.word_off[j]]);
+  } else {
+    for (std::size_t t = 0; t < im.taps; ++t) {
+      const float* xt = x + im.x_off[t];
+      for (std::size_t w = 0; w < gw; ++w) {
+        const word_t h1 = words ? words[im.word_off[t * gw + w]] : 0;
+        row[t * gw + w] = pass.word(xt, w * kWordBits, (w + 1) * kWordBits, sum, h1);
+      }
     }
   }
-  return pass.total(sum);
+  return sum;
 }
 
-// A taps pass (word(x, i0, i1, sum)) in image_taps' form.
+// A taps pass (word(x, i0, i1, sum)) in image_words' form.
 template <class Chain>
 struct ChainWords {
   Chain pass;
@@ -165,10 +187,13 @@ struct ChainWords {
   double total(double sum) const { return pass.total(sum); }
 };
 
+// Columns per group of image_walk's order-2 passes.
+constexpr std::size_t kImageGroup = 16;
+
 template <class Below, class Exact, class Chain>
 void image_walk(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word, std::size_t count,
                 int order, word_t* bits, std::size_t ldbits, double* betas) {
-  const std::size_t kw = im.taps * (im.C / kWordBits);
+  const std::size_t kw = im.taps * (im.C / kWordBits), ord = static_cast<std::size_t>(order);
   // Every column's beta_1 first: its box sum and division are a chain of ~40 cycles that the passes of a column
   // wait on, and one column's passes are more instructions than the CPU looks ahead, so computed inside the
   // column loop it would stall every column; here the chains of consecutive columns overlap.
@@ -176,20 +201,43 @@ void image_walk(const ImageColumns& im, const std::int64_t* pix, const std::int6
     const double* sums = im.sums + pix[i];
     double s = 0.0;
     for (std::size_t t = 0; t < im.taps; ++t) s += sums[im.pix_off[t]];
-    betas[i * static_cast<std::size_t>(order)] = s / im.n;
+    betas[i * ord] = s / im.n;
   }
-  for (std::size_t i = 0; i < count; ++i) {
-    double* b = betas + i * static_cast<std::size_t>(order);
-    const Threshold32 th(b[0]);
+  // Order 2 in groups of columns, each Below pass's total (a reduction and a division: the same kind of chain)
+  // taken after the group's last column, so those chains overlap the next columns' words too. (Exact, beta_1 a
+  // float32 value, is rare: its total is taken at once.)
+  typename Below::Partial partial[kImageGroup];
+  bool below[kImageGroup];
+  for (std::size_t i0 = 0; i0 < count; i0 += kImageGroup) {
+    const std::size_t g = count - i0 < kImageGroup ? count - i0 : kImageGroup;
+    for (std::size_t q = 0; q < g; ++q) {
+      const std::size_t i = i0 + q;
+      double* b = betas + i * ord;
+      const Threshold32 th(b[0]);
+      const float* x = im.x + pix[i] * static_cast<std::int64_t>(im.C);
+      const word_t* words = im.words + word[i];
+      word_t* row = bits + i * ldbits;
+      below[q] = th.up != th.down;
+      if (below[q]) {
+        Below pass(th, b[0]);
+        partial[q] = pass.partial(image_words(pass, im, x, words, row));
+      } else {
+        Exact pass(th);
+        b[1] = pass.total(image_words(pass, im, x, words, row)) / im.n;
+      }
+    }
+    for (std::size_t q = 0; q < g; ++q)
+      if (below[q]) betas[(i0 + q) * ord + 1] = Below::total_of(partial[q], betas[(i0 + q) * ord]) / im.n;
+  }
+  for (std::size_t i = 0; i < count && order > 2; ++i) {
+    double* b = betas + i * ord;
     const float* x = im.x + pix[i] * static_cast<std::int64_t>(im.C);
-    const word_t* words = im.words + word[i];
     word_t* row = bits + i * ldbits;
-    const double total = th.up != th.down ? image_taps(Below(th, b[0]), im, x, words, row)
-                                          : image_taps(Exact(th), im, x, words, row);
-    b[1] = total / im.n;
-    for (int k = 3; k <= order; ++k)
-      b[k - 1] = image_taps(ChainWords<Chain>{Chain(b, k - 1)}, im, x, nullptr,
-                            row + static_cast<std::size_t>(k - 2) * kw) / im.n;
+    for (int k = 3; k <= order; ++k) {
+      ChainWords<Chain> pass{Chain(b, k - 1)};
+      word_t* rk = row + static_cast<std::size_t>(k - 2) * kw;
+      b[k - 1] = pass.total(image_words(pass, im, x, nullptr, rk)) / im.n;
+    }
   }
 }
 

@@ -32,6 +32,8 @@ struct __m256 { float v[8]; };
 struct __m256i { std::uint32_t v[8]; };
 using __mmask8 = unsigned char;
 using __mmask16 = unsigned short;
+using __mmask32 = unsigned int;
+using __mmask64 = unsigned long long;
 
 // Compare predicates (imm8 of vcmpps/vcmppd).
 #define _CMP_EQ_OQ 0x00
@@ -459,3 +461,10 @@ inline void _mm256_store_ps(float* p, __m256 a) {
   avx512_emulation::check_aligned(p, 32);
   std::memcpy(p, a.v, sizeof a.v);
 }
+
+// Mask registers: kunpckwd / kunpckdq put the low half of the first operand above the low half of the second.
+inline __mmask32 _mm512_kunpackw(__mmask32 hi, __mmask32 lo) { return (hi & 0xffffu) << 16 | (lo & 0xffffu); }
+inline __mmask64 _mm512_kunpackd(__mmask64 hi, __mmask64 lo) {
+  return (hi & 0xffffffffu) << 32 | (lo & 0xffffffffu);
+}
+inline unsigned long long _cvtmask64_u64(__mmask64 k) { return k; }

@@ -149,6 +149,13 @@ void check_integer() {
   _mm512_store_si512(out, _mm512_permutex_epi64(vx, _MM_SHUFFLE(0, 0, 3, 1)));  // words 1, 3, 0, 0 of each half
   const std::uint64_t want_pm[8] = {x[1], x[3], x[0], x[0], x[5], x[7], x[4], x[4]};
   expect(std::memcmp(out, want_pm, sizeof out) == 0, "_mm512_permutex_epi64");
+
+  // The high halves of the operands are dropped, and the first operand goes above the second.
+  const __mmask32 w = _mm512_kunpackw(static_cast<__mmask32>(0xdead1234u), static_cast<__mmask32>(0xbeef8765u));
+  expect(w == 0x12348765u, "_mm512_kunpackw");
+  const __mmask64 d = _mm512_kunpackd(static_cast<__mmask64>(0xffffffff89abcdefull),
+                                      static_cast<__mmask64>(0x1234567801234567ull));
+  expect(_cvtmask64_u64(d) == 0x89abcdef01234567ull, "_mm512_kunpackd / _cvtmask64_u64");
 }
 
 void check_float_lanes() {
