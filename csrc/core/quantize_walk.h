@@ -157,16 +157,22 @@ double image_words(Pass& pass, const ImageColumns& im, const float* x, const wor
   const std::size_t gw = im.C / kWordBits;
   double sum = 0.0;
   if constexpr (HasWords2<Pass>::value) {
-    // Word j of the column in tap-major order; whole words, two at a time.
+    // Word j of the column in tap-major order (word w of tap t, stepped without a division); whole words, two at
+    // a time.
     const std::size_t nw = im.taps * gw;
-    auto at = [&](std::size_t j) {
-      const std::size_t t = j / gw;
-      return x + im.x_off[t] + (j - t * gw) * kWordBits;
+    std::size_t t = 0, w = 0;
+    auto next = [&] {
+      const float* p = x + im.x_off[t] + w * kWordBits;
+      if (++w == gw) w = 0, ++t;
+      return p;
     };
     std::size_t j = 0;
-    for (; j + 2 <= nw; j += 2)
-      pass.words2(at(j), at(j + 1), words[im.word_off[j]], words[im.word_off[j + 1]], row + j);
-    if (j < nw) row[j] = pass.word(at(j), 0, kWordBits, sum, words[im.word_off[j]]);
+    for (; j + 2 <= nw; j += 2) {
+      const float* x0 = next();
+      const float* x1 = next();
+      pass.words2(x0, x1, words[im.word_off[j]], words[im.word_off[j + 1]], row + j);
+    }
+    if (j < nw) row[j] = pass.word(next(), 0, kWordBits, sum, words[im.word_off[j]]);
   } else {
     for (std::size_t t = 0; t < im.taps; ++t) {
       const float* xt = x + im.x_off[t];
