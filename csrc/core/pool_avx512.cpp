@@ -1,13 +1,8 @@
-// Max pooling's loops (pool_walk.h) vectorized by the compiler for the AVX-512 (compiled with the AVX-512 flags) path.
+// 2 x 2 max pooling (pool_walk.h) vectorized by the compiler for the AVX-512 path (compiled with the AVX-512 flags);
+// pool_row_avx512 is in pool_rows_avx512.cpp.
 #include "core/pool_walk.h"
 
 namespace horq {
-
-void pool_row_avx512(const float* const* rows, std::size_t kh, const PoolColumns& pc, const float* floor,
-                     std::size_t nfloor, bool no_nan, float* scratch, float* out, std::size_t planes,
-                     std::size_t in_stride, std::size_t out_stride) {
-  pool_walk::row(rows, kh, pc, floor, nfloor, no_nan, scratch, out, planes, in_stride, out_stride);
-}
 
 void pool2x2_plane_avx512(const float* x, std::size_t W, std::size_t OH, std::size_t OW, bool has_floor, float floor,
                               float* y) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <limits>
+#include <type_traits>
 
 #include "core/pool_row.h"
 
@@ -67,6 +68,16 @@ struct Portable {
   }
 };
 
+// Whether a path's Ops has row3s2<kNoNan>(a, b, c, W, OW, has_floor, floor, out): a whole output row of a 3x3
+// stride-2 window with one column of padding each side (column taps at -1, 0, +1: ResNet stems' pool) from its three
+// kernel rows a, b, c (W floats each), every operation of row_pass() below in its order, so the same bits: per column
+// the rows' maximum pool_max(pool_max(a, b), c); per output pool_max(pool_max(t_-1, t_0), t_+1), a tap outside the row
+// read as -inf (pool_max(-inf, v) and pool_max(v, -inf) are v, as skipping the tap leaves it), then the floor.
+template <class Ops, class = void>
+struct HasRow3s2 : std::false_type {};
+template <class Ops>
+struct HasRow3s2<Ops, std::void_t<decltype(&Ops::template row3s2<true>)>> : std::true_type {};
+
 // The column geometry's part that is the same for every row: where all three taps of a 3-wide window apply.
 struct Taps {
   std::size_t lo = 0, hi = 0;  // the outputs every tap reaches (three_taps), when it applies; else none (lo == hi)
@@ -90,6 +101,12 @@ inline void row_pass(const float* const* rows, std::size_t at, std::size_t kh, c
   const std::size_t W = pc.width, OW = pc.out_w;
   const float* src = nullptr;  // the rows' maximum
   const bool three = kh == 3 && rows[0] && rows[1] && rows[2];
+  if constexpr (HasRow3s2<Ops>::value) {
+    if (three && pc.sw == 2 && pc.off.size() == 3 && pc.off[0] == -1 && pc.off[1] == 0 && pc.off[2] == 1) {
+      Ops::template row3s2<kNoNan>(rows[0] + at, rows[1] + at, rows[2] + at, W, OW, has_floor, floor, out);
+      return;
+    }
+  }
   if (three) {
     // Three rows in one pass (the two passes' maxima in their order: the same bits), reading each row once and
     // writing scratch once instead of twice.

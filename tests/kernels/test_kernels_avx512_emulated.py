@@ -1,14 +1,14 @@
 """The AVX-512 kernels' logic on a CPU without AVX-512, and the emulation checked against the hardware.
 
 csrc/core/bgemm_avx512.cpp, quantize_avx512.cpp, gemm_outer_avx512.cpp, sign_gemm_avx512.cpp,
-weight_rows_avx512.cpp and float_conv_avx512.cpp are compiled against a plain-C++ stand-in for the intrinsics
-they use (avx512_emulation/immintrin.h) and checked by avx512_emulation/harness.cpp against the portable kernels
-or a scalar reference on awkward sizes: row tails of 1..7 words, edge tiles, n > 65535, orders 1..8, channel
-tails; pack_pixels, the NHWC copy, the outer-product GEMM, the backward pass's float-by-sign product, fold and
-rebuilt columns, the weight binarizer and its gradient, the float convolution's row kernel and its Winograd tiles
-(against the generic path's scalar tiles) bit for bit, with guard values around every output, NaN/Inf/-0.0
-inputs, sub-blocks of the GEMM whose columns span images, and inputs that end at an inaccessible page (no
-over-read). Where the CPU has AVX-512 the same harness is also built
+weight_rows_avx512.cpp, float_conv_avx512.cpp and pool_rows_avx512.cpp are compiled against a plain-C++ stand-in
+for the intrinsics they use (avx512_emulation/immintrin.h) and checked by avx512_emulation/harness.cpp against the
+portable kernels or a scalar reference on awkward sizes: row tails of 1..7 words, edge tiles, n > 65535, orders
+1..8, channel tails; pack_pixels, the NHWC copy, the outer-product GEMM, the backward pass's float-by-sign product,
+fold and rebuilt columns, the weight binarizer and its gradient, the float convolution's row kernel and its Winograd
+tiles (against the generic path's scalar tiles) and max pooling's rows bit for bit, with guard values around every
+output, NaN/Inf/-0.0 inputs, sub-blocks of the GEMM whose columns span images, and inputs that end at an
+inaccessible page (no over-read). Where the CPU has AVX-512 the same harness is also built
 against the real <immintrin.h>, so the emulation is validated against the hardware.
 
 Both builds use -ffp-contract=off: the kernels' epilogue must round every multiply and add separately to
@@ -31,7 +31,7 @@ SOURCES = ["bgemm_avx512.cpp", "quantize_avx512.cpp", "gemm_outer_avx512.cpp", "
            "weight_rows_avx512.cpp", "float_conv_avx512.cpp", "bgemm_generic.cpp", "quantize_generic.cpp",
            "sign_gemm_generic.cpp", "weight_rows_generic.cpp", "float_conv_generic.cpp", "conv.cpp", "gemm_driver.cpp",
            "float_conv.cpp",
-           "pool.cpp", "threadpool.cpp"]
+           "pool.cpp", "pool_generic.cpp", "pool_rows_avx512.cpp", "threadpool.cpp"]
 AVX512_FLAGS = ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vpopcntdq", "-mfma"]
 
 

@@ -468,3 +468,48 @@ inline __mmask64 _mm512_kunpackd(__mmask64 hi, __mmask64 lo) {
   return (hi & 0xffffffffu) << 32 | (lo & 0xffffffffu);
 }
 inline unsigned long long _cvtmask64_u64(__mmask64 k) { return k; }
+
+// Permutes and moves of the pool's rows (pool_rows_avx512.cpp).
+inline __m512i _mm512_setr_epi32(int e0, int e1, int e2, int e3, int e4, int e5, int e6, int e7, int e8, int e9,
+                                 int e10, int e11, int e12, int e13, int e14, int e15) {
+  const int e[16] = {e0, e1, e2, e3, e4, e5, e6, e7, e8, e9, e10, e11, e12, e13, e14, e15};
+  __m512i r;
+  std::memcpy(r.v, e, sizeof e);
+  return r;
+}
+inline __m512 _mm512_castsi512_ps(__m512i a) {
+  __m512 r;
+  std::memcpy(r.v, a.v, sizeof r.v);
+  return r;
+}
+// VPERMT2PS: lane i is lane (idx_i & 15) of a when bit 4 of idx_i is clear, of b when it is set.
+inline __m512 _mm512_permutex2var_ps(__m512 a, __m512i idx, __m512 b) {
+  std::uint32_t lanes[16];
+  std::memcpy(lanes, idx.v, sizeof lanes);
+  __m512 r;
+  for (int i = 0; i < 16; ++i) r.v[i] = (lanes[i] & 16u) ? b.v[lanes[i] & 15u] : a.v[lanes[i] & 15u];
+  return r;
+}
+// VALIGND: the 32 lanes b (low) then a (high), shifted down by imm lanes; the low 16 returned.
+inline __m512i _mm512_alignr_epi32(__m512i a, __m512i b, int imm) {
+  std::uint32_t lo[16], hi[16], out[16];
+  std::memcpy(lo, b.v, sizeof lo);
+  std::memcpy(hi, a.v, sizeof hi);
+  const int s = imm & 15;
+  for (int i = 0; i < 16; ++i) out[i] = i + s < 16 ? lo[i + s] : hi[i + s - 16];
+  __m512i r;
+  std::memcpy(r.v, out, sizeof out);
+  return r;
+}
+inline __m512 _mm512_mask_mov_ps(__m512 src, __mmask16 k, __m512 a) {
+  for (int i = 0; i < 16; ++i)
+    if (avx512_emulation::bit(k, i)) src.v[i] = a.v[i];
+  return src;
+}
+// Merge-masked load: unselected lanes keep src and are not read.
+inline __m512 _mm512_mask_loadu_ps(__m512 src, __mmask16 k, const void* p) {
+  const float* f = static_cast<const float*>(p);
+  for (int i = 0; i < 16; ++i)
+    if (avx512_emulation::bit(k, i)) std::memcpy(&src.v[i], f + i, sizeof(float));
+  return src;
+}

@@ -158,6 +158,31 @@ void check_integer() {
   expect(_cvtmask64_u64(d) == 0x89abcdef01234567ull, "_mm512_kunpackd / _cvtmask64_u64");
 }
 
+// The pool's permutes and masked moves, on lanes that name themselves (lane i of a is i, of b 100 + i).
+void check_permutes() {
+  alignas(64) float av[16], bv[16], out[16];
+  for (int i = 0; i < 16; ++i) av[i] = static_cast<float>(i), bv[i] = static_cast<float>(100 + i);
+  const __m512 a = _mm512_loadu_ps(av), b = _mm512_loadu_ps(bv);
+  // Index bit 4 picks b; higher bits are ignored.
+  const __m512i idx = _mm512_setr_epi32(0, 17, 2, 31, 15, 16, 32 + 3, 64 + 18, 5, 21, 6, 22, 7, 23, 8, 24);
+  _mm512_storeu_ps(out, _mm512_permutex2var_ps(a, idx, b));
+  const float want_p[16] = {0, 101, 2, 115, 15, 100, 3, 102, 5, 105, 6, 106, 7, 107, 8, 108};
+  expect(std::memcmp(out, want_p, sizeof out) == 0, "_mm512_permutex2var_ps / _mm512_setr_epi32");
+  // valignd: b's lanes from 15 on, then a's.
+  _mm512_storeu_ps(out, _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(a), _mm512_castps_si512(b), 15)));
+  bool ok = out[0] == 115.0f;
+  for (int i = 1; i < 16; ++i) ok = ok && out[i] == static_cast<float>(i - 1);
+  expect(ok, "_mm512_alignr_epi32 / _mm512_castsi512_ps");
+  _mm512_storeu_ps(out, _mm512_mask_mov_ps(a, 0x8001, b));
+  ok = true;
+  for (int i = 0; i < 16; ++i) ok = ok && out[i] == ((i == 0 || i == 15) ? bv[i] : av[i]);
+  expect(ok, "_mm512_mask_mov_ps (merge-masking)");
+  _mm512_storeu_ps(out, _mm512_mask_loadu_ps(b, 0x00ff, av));
+  ok = true;
+  for (int i = 0; i < 16; ++i) ok = ok && out[i] == (i < 8 ? av[i] : bv[i]);
+  expect(ok, "_mm512_mask_loadu_ps (merge-masking)");
+}
+
 void check_float_lanes() {
   const std::uint32_t fin[16] = {0x80000000u, 0xffc00123u, 0xff800000u, 0xbf800000u, 0x3f800000u, 0x7f800001u,
                                  0x00000001u, 0x807fffffu, 0x40490fdbu, 0xc0490fdbu, 0x7f800000u, 0x00000000u,
@@ -297,6 +322,8 @@ void check_fault_suppression() {
   ok = ok && v[0] == 2.0f && v[15] == 0.0f;
   _mm256_store_ps(v, _mm256_maskz_loadu_ps(0x01, f));
   ok = ok && v[0] == 2.0f && v[7] == 0.0f;
+  _mm512_store_si512(v, _mm512_castps_si512(_mm512_mask_loadu_ps(_mm512_set1_ps(-1.0f), 0x0001, f)));
+  ok = ok && v[0] == 2.0f && v[15] == -1.0f;
   expect(ok, "masked loads next to an inaccessible page");
   munmap(base, 2 * page);
 #endif
@@ -311,6 +338,7 @@ int check_intrinsics() {
   check_integer();
   check_float_lanes();
   check_masked_stores();
+  check_permutes();
   check_fault_suppression();
   return failures;
 }
