@@ -1,6 +1,7 @@
 // Max pooling's loops (pool_walk.h) for the AVX2 path (compiled with -mavx2): the rows' maximum and the three column
 // taps of a stride-2 window (ResNet stems' 3x3 stride-2 pool) in explicit intrinsics, the rest vectorized by the
-// compiler.
+// compiler; with one column of padding and all three kernel rows inside the image, a whole row in registers
+// (row3s2, as pool_rows_avx512.cpp on 8 lanes).
 //
 // nan_max(a, b) = (a > b ? a : b), or a when a is NaN: vmaxps(a, b) is the first part exactly (b when unordered or
 // both zero), and a blend on the unordered compare of a with itself the second. The three taps of 8 outputs are the
@@ -10,6 +11,8 @@
 // stem with its pool on an AMD EPYC Zen 3 (`profile_float_conv_core avx2 1.5 1`, conv included, medians of 4
 // alternated runs): 3.08-3.10 -> 3.01-3.03 ms.
 #include <immintrin.h>
+
+#include <limits>
 
 #include "core/pool_walk.h"
 
@@ -26,12 +29,24 @@ inline __m256 pool_max8(__m256 a, __m256 b) {
   return kNoNan ? _mm256_max_ps(a, b) : nan_max8(a, b);
 }
 
-// Floats 2i + o of x[0..15] for i = 0..7 (o = 0: even, 1: odd).
+// Floats 2i + o of lo, hi (16 consecutive floats) for i = 0..7 (o = 0: even, 1: odd).
 template <int O>
-inline __m256 deinterleave(const float* x) {
-  const __m256 lo = _mm256_loadu_ps(x), hi = _mm256_loadu_ps(x + 8);
+inline __m256 deinterleave(__m256 lo, __m256 hi) {
   const __m256 t = _mm256_shuffle_ps(lo, hi, O ? 0xdd : 0x88);  // lo 2i+o | hi 2i+o, per 128-bit half
   return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), 0xd8));
+}
+
+template <int O>
+inline __m256 deinterleave(const float* x) {
+  return deinterleave<O>(_mm256_loadu_ps(x), _mm256_loadu_ps(x + 8));
+}
+
+// Floats x[0..7], -inf in the lanes at and past n (n < 8; those are not read).
+inline __m256 load_below(const float* x, long n) {
+  const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n < 0 ? 0 : n)),
+                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  return _mm256_blendv_ps(_mm256_set1_ps(-std::numeric_limits<float>::infinity()), _mm256_maskload_ps(x, m),
+                          _mm256_castsi256_ps(m));
 }
 
 struct Avx2Ops {
@@ -41,6 +56,42 @@ struct Avx2Ops {
     for (; w + 8 <= n; w += 8)
       _mm256_storeu_ps(r + w, pool_max8<kNoNan>(_mm256_loadu_ps(prev + w), _mm256_loadu_ps(in + w)));
     return w;
+  }
+
+  // pool_walk.h HasRow3s2: a 3x3 stride-2 row with one column of padding, 8 outputs at a time in registers (the
+  // rows' maximum, its even and odd columns, the columns to the left from the odd ones rotated by one lane with the
+  // last of the 8 outputs before; -inf for the padding and past the row's end).
+  template <bool kNoNan>
+  static void row3s2(const float* a, const float* b, const float* c, std::size_t W, std::size_t OW, bool has_floor,
+                     float floor, float* out) {
+    const __m256 f = _mm256_set1_ps(floor), ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+    const __m256i rotate = _mm256_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6);
+    const auto rows_max = [&](std::size_t col) {  // columns col .. col + 7, -inf from column W on
+      const long n = static_cast<long>(W) - static_cast<long>(col);
+      if (n >= 8)
+        return pool_max8<kNoNan>(pool_max8<kNoNan>(_mm256_loadu_ps(a + col), _mm256_loadu_ps(b + col)),
+                                 _mm256_loadu_ps(c + col));
+      return pool_max8<kNoNan>(pool_max8<kNoNan>(load_below(a + col, n), load_below(b + col, n)),
+                               load_below(c + col, n));
+    };
+    __m256 before = ninf;  // the previous 8 outputs' right taps: lane 7 is column 2 ox - 1 (-inf: the padding)
+    for (std::size_t ox = 0; ox < OW; ox += 8) {
+      const __m256 u0 = rows_max(2 * ox), u1 = rows_max(2 * ox + 8);
+      const __m256 mid = deinterleave<0>(u0, u1), right = deinterleave<1>(u0, u1);
+      const __m256 left = _mm256_blend_ps(_mm256_permutevar8x32_ps(right, rotate),
+                                          _mm256_permutevar8x32_ps(before, rotate), 0x01);
+      __m256 y = pool_max8<kNoNan>(pool_max8<kNoNan>(left, mid), right);
+      if (has_floor) y = pool_max8<kNoNan>(y, f);
+      const std::size_t n = OW - ox;
+      if (n >= 8) {
+        _mm256_storeu_ps(out + ox, y);
+      } else {
+        alignas(32) float tail[8];
+        _mm256_store_ps(tail, y);
+        for (std::size_t i = 0; i < n; ++i) out[ox + i] = tail[i];
+      }
+      before = right;
+    }
   }
 
   template <bool kNoNan>

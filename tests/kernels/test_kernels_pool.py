@@ -117,7 +117,7 @@ def test_prepared_pool_is_max_pool2d_and_checks_new_shapes():
         kernels.MaxPool2d(0)(x)
 
 
-@pytest.mark.parametrize("width", [13, 16, 40, 112])  # 2 x 2 outputs per row below and above a vector of 16
+@pytest.mark.parametrize("width", [13, 16, 17, 33, 40, 112])  # outputs per row around vectors of 8 and 16
 def test_every_path_pools_the_same_bits(path, width):
     """Each path compiles the pool's loops at its own vector width (pool_walk.h; the AVX-512 2 x 2 loop hands rows
     of fewer than 16 outputs to the AVX2 one): maxima are exact, so every path gives the generic path's bits,
