@@ -193,8 +193,9 @@ struct ChainWords {
   double total(double sum) const { return pass.total(sum); }
 };
 
-// Columns per group of image_walk's order-2 passes.
-constexpr std::size_t kImageGroup = 16;
+// Columns per group of image_walk's order-2 passes (8 ran 64-channel layers a few percent faster than 4, 16 or 32:
+// docs/KERNELS.md round 21).
+constexpr std::size_t kImageGroup = 8;
 
 template <class Below, class Exact, class Chain>
 void image_walk(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word, std::size_t count,
