@@ -196,6 +196,72 @@ struct Taps2BelowPass {
     return 2.0 * (static_cast<double>(p.below) * beta1 - _mm512_reduce_add_pd(p.acc) + p.sum);
   }
   double total(double sum) { return total_of(partial(sum), beta1); }
+
+  // Three columns side by side (quantize_walk.h image_walk, where takes_triple(gw) and the columns' top-left pixels
+  // are consecutive in a 3 x 3 window of gw whole words per pixel): each window row's five pixels are loaded and made
+  // |x| once for the columns whose taps they are (of a row's nine loads per word, four saved), and each column gets
+  // what its own pass computes, in its word order (word w of tap t is its word t gw + w): the words two at a time
+  // added in float32 and widened once (words2), an odd last one alone (word). The same bits and sums as three
+  // passes (the emulation harness's "conv image" check compares them bit for bit). With 8 words per pixel the
+  // unrolled walk was no faster than three passes: those keep them.
+  static bool takes_triple(std::size_t gw) { return gw == 1 || gw == 2 || gw == 4; }
+  static void triple(const Threshold32* th, const float* x, std::int64_t xrow, const word_t* h1, std::int64_t wrow,
+                     std::int64_t wplane, std::size_t gw, word_t* const* rows, Partial* out) {
+    switch (gw) {
+      case 1: triple_words<1>(th, x, xrow, h1, wrow, wplane, rows, out); break;
+      case 2: triple_words<2>(th, x, xrow, h1, wrow, wplane, rows, out); break;
+      default: triple_words<4>(th, x, xrow, h1, wrow, wplane, rows, out); break;
+    }
+  }
+
+  // triple() with GW words per pixel (unrolled: with gw known only at run time it was slower than three passes).
+  template <std::size_t GW>
+  [[gnu::noinline]] static void triple_words(const Threshold32* th, const float* x, std::int64_t xrow, const word_t* h1,
+                           std::int64_t wrow, std::int64_t wplane, word_t* const* rows, Partial* out) {
+    constexpr std::size_t gw = GW, nw = 9 * gw, C = gw * kWordBits;
+    __m512 up[3], prev[3];
+    __m512d acc[3];
+    std::uint64_t below[3] = {0, 0, 0};
+    for (int q = 0; q < 3; ++q) {
+      up[q] = _mm512_set1_ps(th[q].up);
+      acc[q] = _mm512_setzero_pd();
+      prev[q] = _mm512_setzero_ps();
+    }
+#pragma GCC unroll 3
+    for (int r = 0; r < 3; ++r) {
+#pragma GCC unroll 5
+      for (int p = 0; p < 5; ++p) {
+        const float* xp = x + r * xrow + static_cast<std::int64_t>(p * C);
+        const word_t* hp = h1 + r * wrow + p;
+#pragma GCC unroll 4
+        for (std::size_t w = 0; w < gw; ++w) {
+          __m512 a[4];
+          for (int v = 0; v < 4; ++v) a[v] = _mm512_abs_ps(_mm512_loadu_ps(xp + w * kWordBits + 16 * v));
+          const word_t hw = hp[static_cast<std::int64_t>(w) * wplane];
+#pragma GCC unroll 3
+          for (int q = p < 2 ? 0 : p - 2; q <= (p < 2 ? p : 2); ++q) {
+            const std::size_t j = static_cast<std::size_t>(r * 3 + p - q) * gw + w;  // this word's place in column q
+            __mmask16 lm[4];
+            for (int v = 0; v < 4; ++v) lm[v] = _mm512_cmp_ps_mask(a[v], up[q], _CMP_LT_OQ);
+            __m512 sum = _mm512_maskz_mov_ps(lm[0], a[0]);
+            for (int v = 1; v < 4; ++v) sum = _mm512_mask_add_ps(sum, lm[v], sum, a[v]);
+            const word_t l = _cvtmask64_u64(_mm512_kunpackd(static_cast<__mmask64>(_mm512_kunpackw(lm[3], lm[2])),
+                                                            static_cast<__mmask64>(_mm512_kunpackw(lm[1], lm[0]))));
+            below[q] += static_cast<std::uint64_t>(__builtin_popcountll(l));
+            rows[q][j] = hw ^ l;
+            if (j % 2 == 0 && j + 1 < nw) {  // the first of a pair
+              prev[q] = sum;
+              continue;
+            }
+            const __m512 part = j % 2 == 0 ? sum : _mm512_add_ps(prev[q], sum);
+            acc[q] = _mm512_add_pd(acc[q], _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(part)),
+                                                         _mm512_cvtps_pd(_mm512_extractf32x8_ps(part, 1))));
+          }
+        }
+      }
+    }
+    for (int q = 0; q < 3; ++q) out[q] = {acc[q], below[q], 0.0};
+  }
 };
 
 // Order 2: x < 0 selects which threshold applies (|x| > floor32(beta_1) for negative x, written

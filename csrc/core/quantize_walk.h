@@ -197,6 +197,29 @@ struct ChainWords {
 // docs/KERNELS.md round 21).
 constexpr std::size_t kImageGroup = 8;
 
+template <class Pass, class = void>
+struct HasTriple : std::false_type {};
+template <class Pass>
+struct HasTriple<Pass, std::void_t<decltype(&Pass::triple)>> : std::true_type {};
+
+// Whether an image's 9 taps are a 3 x 3 window (dilation 1) of pixels of whole words: tap (r, j) is r rows and j pixels
+// from tap 0 in the NHWC copy, and its word w is w planes, r rows and j pixels from tap 0's first word in the image.
+inline bool triple_geometry(const ImageColumns& im) {
+  if (im.taps != 9 || im.C % kWordBits != 0) return false;
+  const std::size_t gw = im.C / kWordBits;
+  const std::int64_t C = static_cast<std::int64_t>(im.C), xrow = im.x_off[3] - im.x_off[0];
+  const std::int64_t wrow = im.word_off[3 * gw] - im.word_off[0], wplane = gw > 1 ? im.word_off[1] - im.word_off[0] : 0;
+  for (std::int64_t r = 0; r < 3; ++r)
+    for (std::int64_t j = 0; j < 3; ++j) {
+      const std::size_t t = static_cast<std::size_t>(r * 3 + j);
+      if (im.x_off[t] != im.x_off[0] + r * xrow + j * C) return false;
+      for (std::size_t w = 0; w < gw; ++w)
+        if (im.word_off[t * gw + w] != im.word_off[0] + static_cast<std::int64_t>(w) * wplane + r * wrow + j)
+          return false;
+    }
+  return true;
+}
+
 template <class Below, class Exact, class Chain>
 void image_walk(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word, std::size_t count,
                 int order, word_t* bits, std::size_t ldbits, double* betas) {
@@ -212,13 +235,37 @@ void image_walk(const ImageColumns& im, const std::int64_t* pix, const std::int6
   }
   // Order 2 in groups of columns, each Below pass's total (a reduction and a division: the same kind of chain)
   // taken after the group's last column, so those chains overlap the next columns' words too. (Exact, beta_1 a
-  // float32 value, is rare: its total is taken at once.)
-  typename Below::Partial partial[kImageGroup];
-  bool below[kImageGroup];
-  for (std::size_t i0 = 0; i0 < count; i0 += kImageGroup) {
-    const std::size_t g = count - i0 < kImageGroup ? count - i0 : kImageGroup;
+  // float32 value, is rare: its total is taken at once.) A Below with triple(...) takes three adjacent columns of
+  // a 3 x 3 window at once where it can (groups of 9 then): their passes share the loads of the pixels they share.
+  constexpr bool kTriple = HasTriple<Below>::value;
+  constexpr std::size_t kGroup = kTriple ? 9 : kImageGroup;
+  const std::size_t gw = im.C / kWordBits;
+  bool triples = false;
+  if constexpr (kTriple) triples = Below::takes_triple(gw) && triple_geometry(im);
+  const std::int64_t xrow = triples ? im.x_off[3] - im.x_off[0] : 0;
+  const std::int64_t wrow = triples ? im.word_off[3 * gw] - im.word_off[0] : 0;
+  const std::int64_t wplane = triples && gw > 1 ? im.word_off[1] - im.word_off[0] : 0;
+  typename Below::Partial partial[kGroup];
+  bool below[kGroup];
+  for (std::size_t i0 = 0; i0 < count; i0 += kGroup) {
+    const std::size_t g = count - i0 < kGroup ? count - i0 : kGroup;
     for (std::size_t q = 0; q < g; ++q) {
       const std::size_t i = i0 + q;
+      if constexpr (kTriple) {
+        if (triples && q + 3 <= g && pix[i + 1] == pix[i] + 1 && pix[i + 2] == pix[i] + 2 &&
+            word[i + 1] == word[i] + 1 && word[i + 2] == word[i] + 2) {
+          const Threshold32 th[3] = {Threshold32(betas[i * ord]), Threshold32(betas[(i + 1) * ord]),
+                                     Threshold32(betas[(i + 2) * ord])};
+          if (th[0].up != th[0].down && th[1].up != th[1].down && th[2].up != th[2].down) {
+            word_t* const rows[3] = {bits + i * ldbits, bits + (i + 1) * ldbits, bits + (i + 2) * ldbits};
+            Below::triple(th, im.x + pix[i] * static_cast<std::int64_t>(im.C) + im.x_off[0], xrow,
+                          im.words + word[i] + im.word_off[0], wrow, wplane, gw, rows, partial + q);
+            below[q] = below[q + 1] = below[q + 2] = true;
+            q += 2;
+            continue;
+          }
+        }
+      }
       double* b = betas + i * ord;
       const Threshold32 th(b[0]);
       const float* x = im.x + pix[i] * static_cast<std::int64_t>(im.C);

@@ -488,6 +488,72 @@ int check_conv(std::mt19937_64& rng) {
   return failures;
 }
 
+// quantize_image_avx512 one column per call: its three-column passes (quantize_walk.h image_walk) never apply.
+void quantize_image_avx512_singly(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word,
+                                  std::size_t count, int order, word_t* bits, std::size_t ldbits, double* betas) {
+  for (std::size_t i = 0; i < count; ++i)
+    quantize_image_avx512(im, pix + i, word + i, 1, order, bits + i * ldbits, ldbits, betas + i * order);
+}
+
+// The image route of orders 2-3 (3 x 3 windows over whole words of channels: quantize_image, which takes three
+// adjacent columns at once where it can) against the same kernel one column at a time, bit for bit (rows H_2.. and
+// every beta: the same operations in the same order per column), and against the generic taps (bits exact, betas to
+// float32 summation rounding): channel counts of one, two, three, four and eight words, widths around multiples of
+// three columns, padding 0/1, stride and dilation 1/2 (which take the single-column passes), one and two images; a
+// tenth of the values zero, so that some columns are all zeros (beta_1 = 0, a float32 value: the exact pass).
+int check_conv_image(std::mt19937_64& rng) {
+  const KernelTable gen{"generic",           bgemm_popcount_generic,  quantize_column_generic, quantize_taps_generic,
+                        quantize_taps2_generic, quantize_image_generic, pack_pixels_generic,  to_nhwc_generic,
+                        nullptr};
+  const KernelTable emu{"avx512",          bgemm_popcount_avx512,  quantize_column_avx512, quantize_taps_avx512,
+                        quantize_taps2_avx512, quantize_image_avx512, pack_pixels_avx512,  to_nhwc_avx512,
+                        gemm_task_avx512};
+  KernelTable one = emu;
+  one.quantize_image = quantize_image_avx512_singly;
+  std::normal_distribution<float> normal;
+  int failures = 0;
+  const std::size_t Cs[] = {64, 128, 192, 256, 512}, sizes[][2] = {{3, 3}, {3, 7}, {5, 8}, {9, 4}, {6, 11}, {4, 14}};
+  for (std::size_t C : Cs)
+    for (auto& hw : sizes)
+      for (int variant = 0; variant < 4; ++variant) {
+        ConvGeometry g{};
+        g.batch = 1 + (variant & 1), g.channels = C, g.height = hw[0], g.width = hw[1], g.kh = g.kw = 3;
+        g.ph = g.pw = variant == 2 ? 0 : 1;
+        g.sh = g.sw = variant == 3 ? 2 : 1;
+        g.dh = g.dw = variant == 3 && C == 64 ? 2 : 1;
+        const std::size_t span = g.dh * 2 + 1;
+        if (g.height + 2 * g.ph < span || g.width + 2 * g.pw < span) continue;
+        g.out_h = (g.height + 2 * g.ph - span) / g.sh + 1, g.out_w = (g.width + 2 * g.pw - span) / g.sw + 1;
+        std::vector<float> x(g.batch * C * g.height * g.width);
+        for (auto& v : x) v = rng() % 10 == 0 ? 0.0f : normal(rng);
+        if (variant == 1)  // an image's first rows all zero: whole columns with beta_1 = 0
+          std::fill_n(x.begin(), C * g.height * g.width / 2, 0.0f);
+        for (int order = 2; order <= 3; ++order) {
+          const auto qe = quantize_conv_columns(emu, x.data(), g, order);
+          const auto qo = quantize_conv_columns(one, x.data(), g, order);
+          const auto qg = quantize_conv_columns(gen, x.data(), g, order);
+          const std::size_t K = static_cast<std::size_t>(order), kw = qe.kw;
+          bool same = true, close = true;
+          for (std::size_t j = 0; j < qe.ncols; ++j)
+            for (std::size_t k = 1; k < K; ++k) {
+              for (std::size_t w = 0; w < kw; ++w) {
+                const std::size_t at = (j * K + k) * kw + w;
+                same = same && qe.bits[at] == qo.bits[at];
+                close = close && qe.bits[at] == qg.bits[at];
+              }
+              const double be = qe.betas[j * K + k], bo = qo.betas[j * K + k], bg = qg.betas[j * K + k];
+              same = same && bits_of(be) == bits_of(bo);
+              close = close && std::fabs(be - bg) <= 1e-6 * std::fabs(bg) + 1e-30;
+            }
+          if ((!same || !close) && ++failures <= kMaxReports)
+            std::printf("conv image mismatch (%s) N=%zu C=%zu %zux%zu s=%zu p=%zu d=%zu order=%d\n",
+                        same ? "generic" : "one column at a time", g.batch, C, g.height, g.width, g.sh, g.ph, g.dh,
+                        order);
+        }
+      }
+  return failures;
+}
+
 int check_sign_gemm(std::mt19937_64& rng) {
   std::normal_distribution<float> normal;
   int failures = 0;
@@ -880,6 +946,7 @@ int main() {
       {"gemm_task", check_gemm_task},
       {"gemm_task ties", [](std::mt19937_64&) { return check_gemm_ties(); }},
       {"conv", check_conv},
+      {"conv image", check_conv_image},
       {"sign_gemm", check_sign_gemm},
       {"to_nhwc", check_to_nhwc},
       {"pool rows", check_pool_rows},
