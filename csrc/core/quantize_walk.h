@@ -197,6 +197,9 @@ struct ChainWords {
 // docs/KERNELS.md round 21).
 constexpr std::size_t kImageGroup = 8;
 
+// Columns whose box sums image_walk adds side by side.
+constexpr std::size_t kBoxLanes = 8;
+
 template <class Pass, class = void>
 struct HasTriple : std::false_type {};
 template <class Pass>
@@ -226,8 +229,22 @@ void image_walk(const ImageColumns& im, const std::int64_t* pix, const std::int6
   const std::size_t kw = im.taps * (im.C / kWordBits), ord = static_cast<std::size_t>(order);
   // Every column's beta_1 first: its box sum and division are a chain of ~40 cycles that the passes of a column
   // wait on, and one column's passes are more instructions than the CPU looks ahead, so computed inside the
-  // column loop it would stall every column; here the chains of consecutive columns overlap.
-  for (std::size_t i = 0; i < count; ++i) {
+  // column loop it would stall every column; here eight columns' chains run side by side (each its taps in tap
+  // order: the same sums), their pixel sums consecutive where the columns' pixels are.
+  std::size_t i = 0;
+  for (; i + kBoxLanes <= count; i += kBoxLanes) {
+    double s[kBoxLanes] = {};
+    if (pix[i + kBoxLanes - 1] == pix[i] + static_cast<std::int64_t>(kBoxLanes - 1)) {
+      const double* sums = im.sums + pix[i];
+      for (std::size_t t = 0; t < im.taps; ++t)
+        for (std::size_t l = 0; l < kBoxLanes; ++l) s[l] += sums[im.pix_off[t] + static_cast<std::int64_t>(l)];
+    } else {
+      for (std::size_t t = 0; t < im.taps; ++t)
+        for (std::size_t l = 0; l < kBoxLanes; ++l) s[l] += im.sums[pix[i + l] + im.pix_off[t]];
+    }
+    for (std::size_t l = 0; l < kBoxLanes; ++l) betas[(i + l) * ord] = s[l] / im.n;
+  }
+  for (; i < count; ++i) {
     const double* sums = im.sums + pix[i];
     double s = 0.0;
     for (std::size_t t = 0; t < im.taps; ++t) s += sums[im.pix_off[t]];
