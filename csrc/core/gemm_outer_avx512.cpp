@@ -7,8 +7,8 @@
 //
 // Epilogue: n - 2 pc in the integer lanes, which vcvtqq2pd converts to double exactly (far below 2^53), then the
 // epilogue's operations in order (outer_panel.h) on 8 columns at once (lane_set_output); 8 consecutive columns of
-// one image are one masked store. With an implicit_h1 q, plane 0 comes from the pixel image by masked gathers
-// (fill_h1).
+// one image are one masked store. With an implicit_h1 q, plane 0 comes from the pixel image, read in place or by masked
+// gathers (fill_h1).
 //
 // Register blocks (kRows): MR x NV accumulators (at most kMaxAcc = 24) beside the NV column vectors and the
 // broadcast fit the 32 zmm registers: 12 x 2 at orders 1-2, the K planes of one octet at higher orders.
@@ -25,8 +25,11 @@ namespace {
 constexpr std::size_t kLanes = 8;  // 64-bit lanes per zmm: columns per octet
 constexpr int kMaxAcc = 24;        // accumulators that fit the 32 zmm registers beside NV loads
 
-// H_1 of columns [j0, j0 + jb) gathered from the pixel image (layer.h PixelImage) into plane 0 of the
-// panel: 8 columns' word w is one masked gather at the columns' offsets plus word_off[w]. At order 1
+// H_1 of columns [j0, j0 + jb) from the pixel image (layer.h PixelImage): a lane set of 8 consecutive pixels is
+// left in place (OuterPanel::h1: the kernel reads its word w at the first pixel's word plus word_off[w]; the copy
+// into the panel was 225 KB of stores a call on a 64-channel 56x56 layer), any other is gathered into plane 0 of the
+// panel (8 columns'
+// word w one masked gather at the columns' offsets plus word_off[w]). At order 1
 // beta_1 comes the same way from the pixel sums, added in tap order like the scalar box sum (a padding
 // tap adds the border's +0.0, which leaves a non-negative sum unchanged), then divided by n.
 void fill_h1_from_image(const QuantizedColumns& q, std::size_t j0, std::size_t jb, OuterPanel<kLanes>& p) {
@@ -36,6 +39,7 @@ void fill_h1_from_image(const QuantizedColumns& q, std::size_t j0, std::size_t j
   const long long* words = reinterpret_cast<const long long*>(im.words.data());
   const __m512i zero = _mm512_setzero_si512();
   const __m512d n = _mm512_set1_pd(static_cast<double>(q.n));
+  p.h1_off = im.word_off.data();
   PixelCursor at(im, j0);
   for (std::size_t c = 0; c < p.sets; ++c) {
     const std::size_t valid = std::min(kLanes, jb - c * kLanes);
@@ -48,12 +52,16 @@ void fill_h1_from_image(const QuantizedColumns& q, std::size_t j0, std::size_t j
       consecutive = consecutive && ow[l] == ow[0] + static_cast<std::int64_t>(l);
     }
     const __m512i vw = _mm512_load_si512(ow);
-    word_t* dst = p.words.data() + (c / G) * group_words + (c % G) * K * kLanes;
-    for (std::size_t w = 0; w < kw; ++w) {
+    if (consecutive && valid == kLanes) {  // read in place by the kernel (OuterPanel::h1)
+      p.h1[c] = im.words.data() + ow[0];
+    } else {
+      word_t* dst = p.words.data() + (c / G) * group_words + (c % G) * K * kLanes;
+      for (std::size_t w = 0; w < kw; ++w) {
       const __m512i h1 = consecutive ? _mm512_maskz_loadu_epi64(m, words + ow[0] + im.word_off[w])
                                      : _mm512_mask_i64gather_epi64(
                                            zero, m, _mm512_add_epi64(vw, _mm512_set1_epi64(im.word_off[w])), words, 8);
-      _mm512_storeu_si512(dst + w * stride, h1);
+        _mm512_storeu_si512(dst + w * stride, h1);
+      }
     }
     if (K == 1) {
       const __m512i vs = _mm512_load_si512(os);
@@ -70,17 +78,17 @@ void fill_h1_from_image(const QuantizedColumns& q, std::size_t j0, std::size_t j
   }
 }
 
-// acc[i][v] = per-lane popcount sums of rows a[i] against the group's vectors v, over kw words; word w's
-// vectors start at b + w * step (step = the panel's NV x 8 words; a call may use the first NV of them).
+// acc[i][v] = per-lane popcount sums of rows a[i] against vectors v over kw words, word w's vector v at
+// src[v] + off[v][w] (outer_panel.h counts_direct: a panel's vectors, or plane 0 read in place from the pixel image).
 template <int MR, int NV>
-inline void outer_kernel(const word_t* const* a, const word_t* b, std::size_t kw, std::size_t step,
-                         __m512i (&acc)[MR][NV]) {
+inline void outer_kernel(const word_t* const* a, const word_t* const* src, const std::int64_t* const* off,
+                                std::size_t kw, __m512i (&acc)[MR][NV]) {
   static_assert(MR * NV <= kMaxAcc, "accumulators beyond the register file");
   for (int i = 0; i < MR; ++i)
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();
   for (std::size_t w = 0; w < kw; ++w) {
     __m512i bv[NV];
-    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512(b + w * step + v * kLanes);
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512(src[v] + off[v][w]);
     for (int i = 0; i < MR; ++i) {
       const __m512i ai = _mm512_set1_epi64(static_cast<long long>(a[i][w]));
       for (int v = 0; v < NV; ++v)
@@ -95,14 +103,15 @@ struct Avx512Outer {
   static constexpr int kMidRows = 8, kLastRows = 4;  // a task's last rows: eights, then fours (<= 3 dropped)
   using Count = __m512i;
   static constexpr std::size_t kSplit = 1;  // vpopcntq counts whole words: panel and rows as filled
+  static constexpr bool kCountsDirect = true;
 
   template <int MR>
   static void prepare_rows(const word_t* (&)[MR], std::size_t, word_t*) {}
 
   template <int MR, int NV>
-  static void counts(const word_t* const* a, const word_t* b, std::size_t kw, std::size_t step, std::size_t,
-                     __m512i (&cnt)[MR][NV]) {
-    outer_kernel<MR, NV>(a, b, kw, step, cnt);
+  static void counts_direct(const word_t* const* a, const word_t* const* src, const std::int64_t* const* off,
+                            std::size_t kw, __m512i (&cnt)[MR][NV]) {
+    outer_kernel<MR, NV>(a, src, off, kw, cnt);
   }
 
   static void fill_h1(const QuantizedColumns& q, std::size_t j0, std::size_t jb, OuterPanel<kLanes>& p) {

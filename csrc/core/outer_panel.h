@@ -38,6 +38,12 @@ struct OuterPanel {
   std::size_t sets = 0, G = 0, NV = 0, groups = 0, kw = 0, split = 1;
   std::vector<word_t> words;  // groups x kw x split x NV x L
   std::vector<double> betas;  // sets x K x L
+  // An ISA with counts_direct may read a lane set's plane 0 in place, from the pixel image (its L columns consecutive
+  // pixels: word w of all L at h1[c] + h1_off[w]); h1[c] is nullptr where words holds it.
+  // step_off[w] = w * word_step().
+  std::vector<const word_t*> h1;
+  const std::int64_t* h1_off = nullptr;
+  std::vector<std::int64_t> step_off;
   std::size_t word_step() const { return split * NV * L; }  // from word w's vectors to word w + 1's
   std::size_t group_words() const { return kw * word_step(); }
 };
@@ -52,6 +58,9 @@ void fill_panel_rows(const QuantizedColumns& q, std::size_t j0, std::size_t jb, 
   p.sets = ceil_div(jb, L), p.G = G, p.NV = G * K, p.groups = ceil_div(p.sets, G), p.kw = kw, p.split = split;
   const std::size_t gwords = p.group_words(), stride = p.word_step();
   if (p.words.size() < p.groups * gwords) p.words.resize(p.groups * gwords);
+  p.h1.assign(p.sets, nullptr);
+  p.step_off.resize(kw);
+  for (std::size_t w = 0; w < kw; ++w) p.step_off[w] = static_cast<std::int64_t>(w * stride);
   if (p.betas.size() < p.groups * G * K * L) p.betas.resize(p.groups * G * K * L);
   if (jb < p.groups * G * L) {  // lanes of missing columns: zero words and betas
     std::fill_n(p.words.data() + (p.groups - 1) * gwords, gwords, word_t{0});
@@ -147,7 +156,8 @@ void lane_dests(std::size_t m, std::size_t ppi, std::size_t j0, std::size_t jb, 
 //                                  leaves it
 //   counts<MR, NV>(a, b, kw, step, copy, cnt)   cnt[i][v] = per-lane popcounts of rows a[i] against the
 //                                  vectors v of a panel group (word w's vectors at b + w * step; the first NV of
-//                                  them; a second copy of each `copy` words further at kSplit = 2)
+//                                  them; a second copy of each `copy` words further at kSplit = 2); or, with
+//                                  kCountsDirect = true, counts_direct (HasCountsDirect below)
 //   fill_h1(q, j0, jb, panel)      plane 0 (and at order 1 the betas) of an implicit_h1 q (split at kSplit = 2)
 //   store<K>(cnt, betas, n, coef, add, dest, ep, o, ppi, y)   the epilogue above for one output o and one
 //                                  lane set: K counts, K x kLanes betas, written where dest says
@@ -163,6 +173,14 @@ void lane_dests(std::size_t m, std::size_t ppi, std::size_t j0, std::size_t jb, 
 // XOR), one at higher orders, whose K planes already give NV = K vectors.
 template <int K>
 constexpr int kPanelSets = K == 1 ? 2 : 1;
+
+// An ISA with kCountsDirect = true has counts_direct<MR, NV>(a, src, off, kw, cnt), whose vector v of word w is at
+// src[v] + off[v][w]: outer_rows then reads the lane sets whose plane 0 the panel left in place (OuterPanel::h1) from
+// there, and every other vector from the panel.
+template <class Isa, class = void>
+struct HasCountsDirect : std::false_type {};
+template <class Isa>
+struct HasCountsDirect<Isa, std::enable_if_t<Isa::kCountsDirect>> : std::true_type {};
 
 // Outputs [o0 + i0, o0 + i1) against every group of the panel, MR filters per kernel call.
 template <class Isa, int MR, int K>
@@ -180,7 +198,24 @@ void outer_rows(const word_t* wbits, const QuantizedColumns& q, const Epilogue& 
     for (std::size_t g = 0; g < p.groups; ++g) {
       typename Isa::Count cnt[MR][NV];
       const word_t* b = p.words.data() + g * p.group_words();
-      if (G == 2 && g * G + 1 == p.sets) {  // order 1, odd last lane set: its vector alone
+      const bool odd = G == 2 && g * G + 1 == p.sets;  // order 1, odd last lane set: its vector alone
+      if constexpr (HasCountsDirect<Isa>::value) {  // each vector from the image (OuterPanel::h1) or the panel
+        const word_t* src[NV];
+        const std::int64_t* off[NV];
+        for (int v = 0; v < NV; ++v) {
+          const std::size_t c = g * G + static_cast<std::size_t>(v) / K;
+          const bool in_image = v % K == 0 && c < p.sets && p.h1[c];
+          src[v] = in_image ? p.h1[c] : b + static_cast<std::size_t>(v) * L;
+          off[v] = in_image ? p.h1_off : p.step_off.data();
+        }
+        if (odd) {
+          typename Isa::Count one[MR][1];
+          Isa::template counts_direct<MR, 1>(a, src, off, kw, one);
+          for (int i = 0; i < MR; ++i) cnt[i][0] = one[i][0];
+        } else {
+          Isa::template counts_direct<MR, NV>(a, src, off, kw, cnt);
+        }
+      } else if (odd) {
         typename Isa::Count one[MR][1];
         Isa::template counts<MR, 1>(a, b, kw, step, NV * L, one);
         for (int i = 0; i < MR; ++i) cnt[i][0] = one[i][0];
