@@ -429,18 +429,25 @@ int check_gemm_ties() {
 
 }  // namespace
 
+// The kernels a convolution's quantization and GEMM take, on the generic and the AVX-512 path.
+KernelTable generic_conv_table() {
+  return {"generic",           bgemm_popcount_generic,  quantize_column_generic, quantize_taps_generic,
+          quantize_taps2_generic, quantize_image_generic, pack_pixels_generic,  to_nhwc_generic,
+          nullptr};
+}
+KernelTable avx512_conv_table() {
+  return {"avx512",          bgemm_popcount_avx512,  quantize_column_avx512, quantize_taps_avx512,
+          quantize_taps2_avx512, quantize_image_avx512, pack_pixels_avx512,  to_nhwc_avx512,
+          gemm_task_avx512};
+}
+
 // quantize_conv_columns + horq_gemm with the AVX-512 kernels against the generic ones on geometries with
 // image borders, stride, dilation, octets spanning rows and images, compact and grouped layouts. Order 1
 // must agree bit for bit (same sums in the same order, exact counts, written-out epilogue); orders 2-3 only
 // to rounding (beta_2 is summed in another order), so they are compared with a tolerance that a flipped
 // bit would still pass but a wrong plane or offset would not: the median relative error.
 int check_conv(std::mt19937_64& rng) {
-  const KernelTable gen{"generic",           bgemm_popcount_generic,  quantize_column_generic, quantize_taps_generic,
-                        quantize_taps2_generic, quantize_image_generic, pack_pixels_generic,  to_nhwc_generic,
-                        nullptr};
-  const KernelTable emu{"avx512",          bgemm_popcount_avx512,  quantize_column_avx512, quantize_taps_avx512,
-                        quantize_taps2_avx512, quantize_image_avx512, pack_pixels_avx512,  to_nhwc_avx512,
-                        gemm_task_avx512};
+  const KernelTable gen = generic_conv_table(), emu = avx512_conv_table();
   std::normal_distribution<float> normal;
   int failures = 0;
   for (int trial = 0; trial < 60; ++trial) {
@@ -502,12 +509,7 @@ void quantize_image_avx512_singly(const ImageColumns& im, const std::int64_t* pi
 // three columns, padding 0/1, stride and dilation 1/2 (which take the single-column passes), one and two images; a
 // tenth of the values zero, so that some columns are all zeros (beta_1 = 0, a float32 value: the exact pass).
 int check_conv_image(std::mt19937_64& rng) {
-  const KernelTable gen{"generic",           bgemm_popcount_generic,  quantize_column_generic, quantize_taps_generic,
-                        quantize_taps2_generic, quantize_image_generic, pack_pixels_generic,  to_nhwc_generic,
-                        nullptr};
-  const KernelTable emu{"avx512",          bgemm_popcount_avx512,  quantize_column_avx512, quantize_taps_avx512,
-                        quantize_taps2_avx512, quantize_image_avx512, pack_pixels_avx512,  to_nhwc_avx512,
-                        gemm_task_avx512};
+  const KernelTable gen = generic_conv_table(), emu = avx512_conv_table();
   KernelTable one = emu;
   one.quantize_image = quantize_image_avx512_singly;
   std::normal_distribution<float> normal;
