@@ -216,8 +216,9 @@ struct Taps2BelowPass {
 
   // triple() with GW words per pixel (unrolled: with gw known only at run time it was slower than three passes).
   template <std::size_t GW>
-  [[gnu::noinline]] static void triple_words(const Threshold32* th, const float* x, std::int64_t xrow, const word_t* h1,
-                           std::int64_t wrow, std::int64_t wplane, word_t* const* rows, Partial* out) {
+  [[gnu::noinline]] static void triple_words(const Threshold32* th, const float* x, std::int64_t xrow,
+                                             const word_t* h1, std::int64_t wrow, std::int64_t wplane,
+                                             word_t* const* rows, Partial* out) {
     constexpr std::size_t gw = GW, nw = 9 * gw, C = gw * kWordBits;
     __m512 up[3], prev[3];
     __m512d acc[3];

@@ -234,6 +234,7 @@ void image_walk(const ImageColumns& im, const std::int64_t* pix, const std::int6
   std::size_t i = 0;
   for (; i + kBoxLanes <= count; i += kBoxLanes) {
     double s[kBoxLanes] = {};
+    // Offsets grow by at least one from column to column, so the last one's settles whether all are consecutive.
     if (pix[i + kBoxLanes - 1] == pix[i] + static_cast<std::int64_t>(kBoxLanes - 1)) {
       const double* sums = im.sums + pix[i];
       for (std::size_t t = 0; t < im.taps; ++t)
