@@ -28,8 +28,7 @@ constexpr int kMaxAcc = 24;        // accumulators that fit the 32 zmm registers
 // H_1 of columns [j0, j0 + jb) from the pixel image (layer.h PixelImage): a lane set of 8 consecutive pixels is
 // left in place (OuterPanel::h1: the kernel reads its word w at the first pixel's word plus word_off[w]; the copy
 // into the panel was 225 KB of stores a call on a 64-channel 56x56 layer), any other is gathered into plane 0 of the
-// panel (8 columns'
-// word w one masked gather at the columns' offsets plus word_off[w]). At order 1
+// panel (8 columns' word w one masked gather at the columns' offsets plus word_off[w]). At order 1
 // beta_1 comes the same way from the pixel sums, added in tap order like the scalar box sum (a padding
 // tap adds the border's +0.0, which leaves a non-negative sum unchanged), then divided by n.
 void fill_h1_from_image(const QuantizedColumns& q, std::size_t j0, std::size_t jb, OuterPanel<kLanes>& p) {
@@ -57,9 +56,9 @@ void fill_h1_from_image(const QuantizedColumns& q, std::size_t j0, std::size_t j
     } else {
       word_t* dst = p.words.data() + (c / G) * group_words + (c % G) * K * kLanes;
       for (std::size_t w = 0; w < kw; ++w) {
-      const __m512i h1 = consecutive ? _mm512_maskz_loadu_epi64(m, words + ow[0] + im.word_off[w])
-                                     : _mm512_mask_i64gather_epi64(
-                                           zero, m, _mm512_add_epi64(vw, _mm512_set1_epi64(im.word_off[w])), words, 8);
+        const __m512i at = _mm512_add_epi64(vw, _mm512_set1_epi64(im.word_off[w]));
+        const __m512i h1 = consecutive ? _mm512_maskz_loadu_epi64(m, words + ow[0] + im.word_off[w])
+                                       : _mm512_mask_i64gather_epi64(zero, m, at, words, 8);
         _mm512_storeu_si512(dst + w * stride, h1);
       }
     }
@@ -82,7 +81,7 @@ void fill_h1_from_image(const QuantizedColumns& q, std::size_t j0, std::size_t j
 // src[v] + off[v][w] (outer_panel.h counts_direct: a panel's vectors, or plane 0 read in place from the pixel image).
 template <int MR, int NV>
 inline void outer_kernel(const word_t* const* a, const word_t* const* src, const std::int64_t* const* off,
-                                std::size_t kw, __m512i (&acc)[MR][NV]) {
+                         std::size_t kw, __m512i (&acc)[MR][NV]) {
   static_assert(MR * NV <= kMaxAcc, "accumulators beyond the register file");
   for (int i = 0; i < MR; ++i)
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();

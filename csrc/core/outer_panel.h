@@ -182,6 +182,27 @@ struct HasCountsDirect : std::false_type {};
 template <class Isa>
 struct HasCountsDirect<Isa, std::enable_if_t<Isa::kCountsDirect>> : std::true_type {};
 
+// Where a kernel call finds a group's vectors: the panel's (b, step, copy: Isa::counts), or with counts_direct
+// vector v of word w at src[v] + off[v][w].
+template <int NV>
+struct GroupSource {
+  const word_t* b;
+  std::size_t step, copy;
+  const word_t* src[NV];
+  const std::int64_t* off[NV];
+};
+
+// cnt = the counts of rows a against the first N vectors of a group (Isa::counts or counts_direct).
+template <class Isa, int MR, int N, int NV>
+void group_counts(const word_t* const* a, const GroupSource<NV>& from, std::size_t kw,
+                  typename Isa::Count (&cnt)[MR][N]) {
+  if constexpr (HasCountsDirect<Isa>::value) {
+    Isa::template counts_direct<MR, N>(a, from.src, from.off, kw, cnt);
+  } else {
+    Isa::template counts<MR, N>(a, from.b, kw, from.step, from.copy, cnt);
+  }
+}
+
 // Outputs [o0 + i0, o0 + i1) against every group of the panel, MR filters per kernel call.
 template <class Isa, int MR, int K>
 void outer_rows(const word_t* wbits, const QuantizedColumns& q, const Epilogue& ep, std::size_t ppi, float* y,
@@ -198,29 +219,22 @@ void outer_rows(const word_t* wbits, const QuantizedColumns& q, const Epilogue& 
     for (std::size_t g = 0; g < p.groups; ++g) {
       typename Isa::Count cnt[MR][NV];
       const word_t* b = p.words.data() + g * p.group_words();
-      const bool odd = G == 2 && g * G + 1 == p.sets;  // order 1, odd last lane set: its vector alone
-      if constexpr (HasCountsDirect<Isa>::value) {  // each vector from the image (OuterPanel::h1) or the panel
-        const word_t* src[NV];
-        const std::int64_t* off[NV];
+      // The group's vectors: with counts_direct each from the image (OuterPanel::h1) or the panel, else the panel's.
+      GroupSource<NV> from{b, step, NV * L, {}, {}};
+      if constexpr (HasCountsDirect<Isa>::value) {
         for (int v = 0; v < NV; ++v) {
           const std::size_t c = g * G + static_cast<std::size_t>(v) / K;
           const bool in_image = v % K == 0 && c < p.sets && p.h1[c];
-          src[v] = in_image ? p.h1[c] : b + static_cast<std::size_t>(v) * L;
-          off[v] = in_image ? p.h1_off : p.step_off.data();
+          from.src[v] = in_image ? p.h1[c] : b + static_cast<std::size_t>(v) * L;
+          from.off[v] = in_image ? p.h1_off : p.step_off.data();
         }
-        if (odd) {
-          typename Isa::Count one[MR][1];
-          Isa::template counts_direct<MR, 1>(a, src, off, kw, one);
-          for (int i = 0; i < MR; ++i) cnt[i][0] = one[i][0];
-        } else {
-          Isa::template counts_direct<MR, NV>(a, src, off, kw, cnt);
-        }
-      } else if (odd) {
+      }
+      if (G == 2 && g * G + 1 == p.sets) {  // order 1, odd last lane set: its vector alone
         typename Isa::Count one[MR][1];
-        Isa::template counts<MR, 1>(a, b, kw, step, NV * L, one);
+        group_counts<Isa, MR, 1>(a, from, kw, one);
         for (int i = 0; i < MR; ++i) cnt[i][0] = one[i][0];
       } else {
-        Isa::template counts<MR, NV>(a, b, kw, step, NV * L, cnt);
+        group_counts<Isa, MR, NV>(a, from, kw, cnt);
       }
       // Every filter real and every lane set whole in y: store_block; or every lane set an NHWC output's columns,
       // with no residual or floor: store_columns; else output by output.

@@ -125,9 +125,14 @@ struct Taps2BelowPass {
   std::uint64_t below = 0;            // m
   Taps2BelowPass(const Threshold32& t, double b) : up(_mm512_set1_ps(t.up)), beta1(b) {}
 
+  // sums + (part's low 8 lanes + its high 8), widened to double.
+  static __m512d widen_add(__m512d sums, __m512 part) {
+    return _mm512_add_pd(sums, _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(part)),
+                                             _mm512_cvtps_pd(_mm512_extractf32x8_ps(part, 1))));
+  }
+
   void flush() {
-    acc = _mm512_add_pd(acc, _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(part)),
-                                           _mm512_cvtps_pd(_mm512_extractf32x8_ps(part, 1))));
+    acc = widen_add(acc, part);
     part = _mm512_setzero_ps();
     pending = 0;
   }
@@ -168,14 +173,18 @@ struct Taps2BelowPass {
     out[1] = h1 ^ l1;
   }
 
-  // L of 64 values at p as a word (the four compares' masks joined by kunpck), s = their a in L added per lane.
+  // L of 64 values at p as a word, s = their a in L added per lane (below_word).
   word_t whole(const float* p, __m512& s) const {
     __m512 a[4];
+    for (int q = 0; q < 4; ++q) a[q] = _mm512_abs_ps(_mm512_loadu_ps(p + 16 * q));
+    return below_word(a, up, s);
+  }
+
+  // L of the 64 values a (|x|, 16 a vector) against `up` as a word (the four compares' masks joined by kunpck), and
+  // s = the a in L added per lane.
+  static word_t below_word(const __m512 (&a)[4], __m512 up, __m512& s) {
     __mmask16 lm[4];
-    for (int q = 0; q < 4; ++q) {
-      a[q] = _mm512_abs_ps(_mm512_loadu_ps(p + 16 * q));
-      lm[q] = _mm512_cmp_ps_mask(a[q], up, _CMP_LT_OQ);
-    }
+    for (int q = 0; q < 4; ++q) lm[q] = _mm512_cmp_ps_mask(a[q], up, _CMP_LT_OQ);
     s = _mm512_maskz_mov_ps(lm[0], a[0]);
     for (int q = 1; q < 4; ++q) s = _mm512_mask_add_ps(s, lm[q], s, a[q]);
     return _cvtmask64_u64(_mm512_kunpackd(static_cast<__mmask64>(_mm512_kunpackw(lm[3], lm[2])),
@@ -222,7 +231,7 @@ struct Taps2BelowPass {
     constexpr std::size_t gw = GW, nw = 9 * gw, C = gw * kWordBits;
     __m512 up[3], prev[3];
     __m512d acc[3];
-    std::uint64_t below[3] = {0, 0, 0};
+    std::uint64_t count[3] = {0, 0, 0};  // each column's m
     for (int q = 0; q < 3; ++q) {
       up[q] = _mm512_set1_ps(th[q].up);
       acc[q] = _mm512_setzero_pd();
@@ -242,26 +251,20 @@ struct Taps2BelowPass {
 #pragma GCC unroll 3
           for (int q = p < 2 ? 0 : p - 2; q <= (p < 2 ? p : 2); ++q) {
             const std::size_t j = static_cast<std::size_t>(r * 3 + p - q) * gw + w;  // this word's place in column q
-            __mmask16 lm[4];
-            for (int v = 0; v < 4; ++v) lm[v] = _mm512_cmp_ps_mask(a[v], up[q], _CMP_LT_OQ);
-            __m512 sum = _mm512_maskz_mov_ps(lm[0], a[0]);
-            for (int v = 1; v < 4; ++v) sum = _mm512_mask_add_ps(sum, lm[v], sum, a[v]);
-            const word_t l = _cvtmask64_u64(_mm512_kunpackd(static_cast<__mmask64>(_mm512_kunpackw(lm[3], lm[2])),
-                                                            static_cast<__mmask64>(_mm512_kunpackw(lm[1], lm[0]))));
-            below[q] += static_cast<std::uint64_t>(__builtin_popcountll(l));
+            __m512 sum;
+            const word_t l = below_word(a, up[q], sum);
+            count[q] += static_cast<std::uint64_t>(__builtin_popcountll(l));
             rows[q][j] = hw ^ l;
             if (j % 2 == 0 && j + 1 < nw) {  // the first of a pair
               prev[q] = sum;
               continue;
             }
-            const __m512 part = j % 2 == 0 ? sum : _mm512_add_ps(prev[q], sum);
-            acc[q] = _mm512_add_pd(acc[q], _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(part)),
-                                                         _mm512_cvtps_pd(_mm512_extractf32x8_ps(part, 1))));
+            acc[q] = widen_add(acc[q], j % 2 == 0 ? sum : _mm512_add_ps(prev[q], sum));
           }
         }
       }
     }
-    for (int q = 0; q < 3; ++q) out[q] = {acc[q], below[q], 0.0};
+    for (int q = 0; q < 3; ++q) out[q] = {acc[q], count[q], 0.0};
   }
 };
 

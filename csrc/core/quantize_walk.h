@@ -205,9 +205,16 @@ struct HasTriple : std::false_type {};
 template <class Pass>
 struct HasTriple<Pass, std::void_t<decltype(&Pass::triple)>> : std::true_type {};
 
-// Whether an image's 9 taps are a 3 x 3 window (dilation 1) of pixels of whole words: tap (r, j) is r rows and j pixels
-// from tap 0 in the NHWC copy, and its word w is w planes, r rows and j pixels from tap 0's first word in the image.
-inline bool triple_geometry(const ImageColumns& im) {
+// A 3 x 3 window's steps (image_walk's triples): from a tap to the one a row below, in the NHWC copy's floats
+// (xrow) and in the image's words (wrow), and from a pixel's word w to its word w + 1 (wplane: a plane of the image).
+struct TripleStrides {
+  std::int64_t xrow = 0, wrow = 0, wplane = 0;
+};
+
+// Whether an image's 9 taps are a 3 x 3 window (dilation 1) of pixels of whole words, and then its strides in `s`:
+// tap (r, j) is r rows and j pixels from tap 0 in the NHWC copy, and its word w is w planes, r rows and j pixels
+// from tap 0's first word in the image.
+inline bool triple_geometry(const ImageColumns& im, TripleStrides& s) {
   if (im.taps != 9 || im.C % kWordBits != 0) return false;
   const std::size_t gw = im.C / kWordBits;
   const std::int64_t C = static_cast<std::int64_t>(im.C), xrow = im.x_off[3] - im.x_off[0];
@@ -220,6 +227,7 @@ inline bool triple_geometry(const ImageColumns& im) {
         if (im.word_off[t * gw + w] != im.word_off[0] + static_cast<std::int64_t>(w) * wplane + r * wrow + j)
           return false;
     }
+  s = {xrow, wrow, wplane};
   return true;
 }
 
@@ -259,10 +267,8 @@ void image_walk(const ImageColumns& im, const std::int64_t* pix, const std::int6
   constexpr std::size_t kGroup = kTriple ? 9 : kImageGroup;
   const std::size_t gw = im.C / kWordBits;
   bool triples = false;
-  if constexpr (kTriple) triples = Below::takes_triple(gw) && triple_geometry(im);
-  const std::int64_t xrow = triples ? im.x_off[3] - im.x_off[0] : 0;
-  const std::int64_t wrow = triples ? im.word_off[3 * gw] - im.word_off[0] : 0;
-  const std::int64_t wplane = triples && gw > 1 ? im.word_off[1] - im.word_off[0] : 0;
+  TripleStrides st;
+  if constexpr (kTriple) triples = Below::takes_triple(gw) && triple_geometry(im, st);
   typename Below::Partial partial[kGroup];
   bool below[kGroup];
   for (std::size_t i0 = 0; i0 < count; i0 += kGroup) {
@@ -276,8 +282,8 @@ void image_walk(const ImageColumns& im, const std::int64_t* pix, const std::int6
                                      Threshold32(betas[(i + 2) * ord])};
           if (th[0].up != th[0].down && th[1].up != th[1].down && th[2].up != th[2].down) {
             word_t* const rows[3] = {bits + i * ldbits, bits + (i + 1) * ldbits, bits + (i + 2) * ldbits};
-            Below::triple(th, im.x + pix[i] * static_cast<std::int64_t>(im.C) + im.x_off[0], xrow,
-                          im.words + word[i] + im.word_off[0], wrow, wplane, gw, rows, partial + q);
+            Below::triple(th, im.x + pix[i] * static_cast<std::int64_t>(im.C) + im.x_off[0], st.xrow,
+                          im.words + word[i] + im.word_off[0], st.wrow, st.wplane, gw, rows, partial + q);
             below[q] = below[q + 1] = below[q + 2] = true;
             q += 2;
             continue;
