@@ -1,6 +1,6 @@
 // ResNet-18's 7x7 stride-2 stem (3 -> 64 channels, 224x224, batch 1, random weights) through float_conv2d on the
-// C++ core alone, in a loop: the fastest and median call, 1 thread, on a kernel path (default: the best this CPU
-// has). For `perf` with symbols and for A/B builds of the row kernels (docs/KERNELS.md round 8). With `pool` = 1
+// C++ core alone, in a loop: the fastest and median call, 1 thread (HORQ_NUM_THREADS=N: N), on a kernel path
+// (default: the best this CPU has). For `perf` with symbols and for A/B builds of the row kernels (docs/KERNELS.md round 8). With `pool` = 1
 // the stem's 3x3 stride-2 max pool (padding 1, a floor of 0: the ReLU before it) runs in the same call, as the
 // runtime runs it (float_conv2d_pool: 64x56x56 out). `algorithm` picks FloatConvAlgorithm (float_conv.h): auto
 // (default), direct or winograd.
@@ -22,7 +22,8 @@
 #include "core/threadpool.h"
 
 int main(int argc, char** argv) {
-  horq::set_num_threads(1);
+  const int threads = std::getenv("HORQ_NUM_THREADS") ? std::atoi(std::getenv("HORQ_NUM_THREADS")) : 1;
+  horq::set_num_threads(threads);
   const horq::KernelTable& kt = horq::kernel_table(argc > 1 ? argv[1] : "");
   const double seconds = argc > 2 ? std::atof(argv[2]) : 2.0;
   const bool pool = argc > 3 && std::atoi(argv[3]) != 0;
@@ -50,8 +51,8 @@ int main(int argc, char** argv) {
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(times.begin(), times.end());
-  std::printf("%zu calls, fastest %.3f ms, median %.3f ms (%s, %s, ResNet-18 stem 3x224x224 -> 64x112x112%s, 1 "
-              "thread)\n", times.size(), times.front() * 1e3, times[times.size() / 2] * 1e3, kt.name, name.c_str(),
-              pool ? ", pooled to 64x56x56" : "");
+  std::printf("%zu calls, fastest %.3f ms, median %.3f ms (%s, %s, ResNet-18 stem 3x224x224 -> 64x112x112%s, %d "
+              "thread(s))\n", times.size(), times.front() * 1e3, times[times.size() / 2] * 1e3, kt.name, name.c_str(),
+              pool ? ", pooled to 64x56x56" : "", threads);
   return 0;
 }
