@@ -1,9 +1,9 @@
 // ResNet-18's 7x7 stride-2 stem (3 -> 64 channels, 224x224, batch 1, random weights) through float_conv2d on the
 // C++ core alone, in a loop: the fastest and median call, 1 thread (HORQ_NUM_THREADS=N: N), on a kernel path
-// (default: the best this CPU has). For `perf` with symbols and for A/B builds of the row kernels (docs/KERNELS.md round 8). With `pool` = 1
-// the stem's 3x3 stride-2 max pool (padding 1, a floor of 0: the ReLU before it) runs in the same call, as the
-// runtime runs it (float_conv2d_pool: 64x56x56 out). `algorithm` picks FloatConvAlgorithm (float_conv.h): auto
-// (default), direct or winograd.
+// (default: the best this CPU has). For `perf` with symbols and for A/B builds of the row kernels (docs/KERNELS.md
+// round 8). With `pool` = 1 the stem's 3x3 stride-2 max pool (padding 1, a floor of 0: the ReLU before it) runs in
+// the same call, as the runtime runs it (float_conv2d_pool: 64x56x56 out). `algorithm` picks FloatConvAlgorithm
+// (float_conv.h): auto (default), direct or winograd.
 //
 //   g++ -O2 -std=c++17 -Icsrc benchmarks/profile_float_conv_core.cpp build/cp311-cp311-linux_x86_64/libhorq_core.a
 //       -pthread -o /tmp/profile_float_conv_core       (one line)
