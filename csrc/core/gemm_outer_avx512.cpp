@@ -77,6 +77,28 @@ void fill_h1_from_image(const QuantizedColumns& q, std::size_t j0, std::size_t j
   }
 }
 
+// Eight rows of 8 words each (r[i]: words w .. w + 7 of row i) as eight vectors of one word of the 8 rows each
+// (r[j]: word w + j of rows 0-7), 64-bit words transposed in registers: pairs of rows interleaved word by word,
+// then 128-bit lanes gathered in two rounds.
+inline void transpose8x8(__m512i (&r)[8]) {
+  __m512 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    const __m512d a = _mm512_castps_pd(_mm512_castsi512_ps(r[i])), b = _mm512_castps_pd(_mm512_castsi512_ps(r[i + 1]));
+    t[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));      // words 0, 2, 4, 6 of rows i, i + 1
+    t[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));  // words 1, 3, 5, 7
+  }
+  for (int h = 0; h < 8; h += 4)  // rows h .. h + 3: u[h + j] holds words j and j + 4 (j = 0, 2, 1, 3 in that order)
+    for (int j = 0; j < 2; ++j) {
+      u[h + 2 * j] = _mm512_shuffle_f32x4(t[h + j], t[h + j + 2], 0x88);
+      u[h + 2 * j + 1] = _mm512_shuffle_f32x4(t[h + j], t[h + j + 2], 0xdd);
+    }
+  constexpr int kWord[4] = {0, 2, 1, 3};  // u[i]'s first word
+  for (int i = 0; i < 4; ++i) {
+    r[kWord[i]] = _mm512_castps_si512(_mm512_shuffle_f32x4(u[i], u[i + 4], 0x88));
+    r[kWord[i] + 4] = _mm512_castps_si512(_mm512_shuffle_f32x4(u[i], u[i + 4], 0xdd));
+  }
+}
+
 // acc[i][v] = per-lane popcount sums of rows a[i] against vectors v over kw words, word w's vector v at
 // src[v] + off[v][w] (outer_panel.h counts_direct: a panel's vectors, or plane 0 read in place from the pixel image).
 template <int MR, int NV>
@@ -115,6 +137,37 @@ struct Avx512Outer {
 
   static void fill_h1(const QuantizedColumns& q, std::size_t j0, std::size_t jb, OuterPanel<kLanes>& p) {
     fill_h1_from_image(q, j0, jb, p);
+  }
+
+  // q's stored planes (rows j * K + k of q.bits, from plane 1 with an implicit_h1 q) into the panel: a lane set's 8
+  // rows 8 words at a time (a row's last kw % 8 words by masked loads), transposed in registers, each word's vector
+  // one store; a partial lane set word by word. Order 2 (profile_conv_core 64 56 2 and 128 28 2, fastest calls,
+  // alternated with the word-by-word copy: 1-2% faster; most of what is left is reading the rows from L2, which a
+  // fill skipped altogether would save: ~3% at 64 channels, docs/KERNELS.md round 23).
+  static void fill_rows(const QuantizedColumns& q, std::size_t j0, std::size_t jb, OuterPanel<kLanes>& p) {
+    const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw, G = p.G, gwords = p.group_words();
+    const std::size_t stride = p.word_step(), k0 = q.implicit_h1 ? 1 : 0;
+    for (std::size_t c = 0; c < p.sets; ++c) {
+      const std::size_t valid = std::min(kLanes, jb - c * kLanes);
+      for (std::size_t k = k0; k < K; ++k) {
+        word_t* dst = p.words.data() + (c / G) * gwords + ((c % G) * K + k) * kLanes;
+        const word_t* src[kLanes];
+        for (std::size_t l = 0; l < valid; ++l) src[l] = q.bits.data() + ((j0 + c * kLanes + l) * K + k) * kw;
+        if (valid < kLanes) {
+          for (std::size_t w = 0; w < kw; ++w)
+            for (std::size_t l = 0; l < valid; ++l) dst[w * stride + l] = src[l][w];
+          continue;
+        }
+        for (std::size_t w = 0; w < kw; w += kLanes) {
+          const std::size_t nw = std::min(kLanes, kw - w);
+          const __mmask8 m = static_cast<__mmask8>((1u << nw) - 1u);
+          __m512i r[kLanes];
+          for (std::size_t l = 0; l < kLanes; ++l) r[l] = _mm512_maskz_loadu_epi64(m, src[l] + w);
+          transpose8x8(r);
+          for (std::size_t j = 0; j < nw; ++j) _mm512_storeu_si512(dst + (w + j) * stride, r[j]);
+        }
+      }
+    }
   }
 
   // The epilogue's double-precision part for one filter and one lane set (outer_panel.h's order): K counts, their

@@ -150,8 +150,8 @@ void lane_dests(std::size_t m, std::size_t ppi, std::size_t j0, std::size_t jb, 
 //   kMidRows, kLastRows            the calls that finish a task's last mb % kRows[K] filters (outer_run_task)
 //   Count                          a vector of per-lane 64-bit counts
 //   kSplit                         copies of each panel vector (1, or 2 for an ISA that counts nibbles)
-//   fill_rows(q, j0, jb, panel)    at kSplit = 2: q's stored planes into the panel, split (fill_panel_rows copies
-//                                  them at kSplit = 1)
+//   fill_rows(q, j0, jb, panel)    optional (required at kSplit = 2): q's stored planes into the panel (split at
+//                                  kSplit = 2); without it fill_panel_rows copies them word by word
 //   prepare_rows<MR>(a, kw, buf)   points a[i] at its row rewritten for counts in buf (2 * MR * kw words), or
 //                                  leaves it
 //   counts<MR, NV>(a, b, kw, step, copy, cnt)   cnt[i][v] = per-lane popcounts of rows a[i] against the
@@ -173,6 +173,12 @@ void lane_dests(std::size_t m, std::size_t ppi, std::size_t j0, std::size_t jb, 
 // XOR), one at higher orders, whose K planes already give NV = K vectors.
 template <int K>
 constexpr int kPanelSets = K == 1 ? 2 : 1;
+
+// Whether an ISA has its own fill_rows.
+template <class Isa, class = void>
+struct HasFillRows : std::false_type {};
+template <class Isa>
+struct HasFillRows<Isa, std::void_t<decltype(&Isa::fill_rows)>> : std::true_type {};
 
 // An ISA with kCountsDirect = true has counts_direct<MR, NV>(a, src, off, kw, cnt), whose vector v of word w is at
 // src[v] + off[v][w]: outer_rows then reads the lane sets whose plane 0 the panel left in place (OuterPanel::h1) from
@@ -299,8 +305,8 @@ void outer_task(const word_t* wbits, std::size_t m, const QuantizedColumns& q, E
   const int K = q.order;
   OuterScratch<L>& scratch = outer_scratch<L>();
   OuterPanel<L>& p = scratch.panel;
-  fill_panel_rows(q, j0, jb, K == 1 ? kPanelSets<1> : kPanelSets<2>, Isa::kSplit, Isa::kSplit == 1, p);
-  if constexpr (Isa::kSplit > 1) Isa::fill_rows(q, j0, jb, p);
+  fill_panel_rows(q, j0, jb, K == 1 ? kPanelSets<1> : kPanelSets<2>, Isa::kSplit, !HasFillRows<Isa>::value, p);
+  if constexpr (HasFillRows<Isa>::value) Isa::fill_rows(q, j0, jb, p);
   if (q.implicit_h1) Isa::fill_h1(q, j0, jb, p);
   lane_dests(m, ppi, j0, jb, scratch.dest);
   const LaneDest<L>* dest = scratch.dest.data();

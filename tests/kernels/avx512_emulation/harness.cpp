@@ -313,7 +313,7 @@ int check_gemm_task(std::mt19937_64& rng) {
   int failures = 0;
   for (int K = 1; K <= kMaxOrder; ++K)
     for (std::size_t m : {1, 3, 5, 12, 13, 16, 20, 23, 31, 64, 65})  // 20, 23: 12 + 8 (+ 3) row calls
-      for (std::size_t kw : {1, 2, 9, 17})
+      for (std::size_t kw : {1, 2, 8, 9, 17})  // 8, 9, 17: fill_rows' whole and masked 8-word blocks
         for (std::size_t ncols : {1, 7, 8, 9, 16, 17, 33}) {
           QuantizedColumns q;
           q.ncols = ncols;
