@@ -3,11 +3,13 @@
 // (default: the best this CPU has). For `perf` with symbols and for A/B builds of the row kernels (docs/KERNELS.md
 // round 8). With `pool` = 1 the stem's 3x3 stride-2 max pool (padding 1, a floor of 0: the ReLU before it) runs in
 // the same call, as the runtime runs it (float_conv2d_pool: 64x56x56 out). `algorithm` picks FloatConvAlgorithm
-// (float_conv.h): auto (default), direct or winograd.
+// (float_conv.h): auto (default), direct or winograd. With `flush MB` > 0, that many MB of another buffer are written
+// before every call (untimed), so each call finds its input, weights and buffers evicted from the caches (a "cold"
+// call, as when other work ran between).
 //
 //   g++ -O2 -std=c++17 -Icsrc benchmarks/profile_float_conv_core.cpp build/cp311-cp311-linux_x86_64/libhorq_core.a
 //       -pthread -o /tmp/profile_float_conv_core       (one line)
-//   /tmp/profile_float_conv_core [path [seconds [pool [algorithm]]]]
+//   /tmp/profile_float_conv_core [path [seconds [pool [algorithm [flush MB]]]]]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -39,9 +41,11 @@ int main(int argc, char** argv) {
   std::normal_distribution<float> normal;
   for (auto& v : x) v = normal(rng);
   for (auto& v : w) v = normal(rng);
+  std::vector<char> flush((argc > 5 ? std::strtoul(argv[5], nullptr, 10) : 0) << 20);
   std::vector<double> times;
   const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   while (std::chrono::steady_clock::now() < end) {
+    for (std::size_t i = 0; i < flush.size(); i += 64) ++flush[i];
     const auto t0 = std::chrono::steady_clock::now();
     if (pool) {
       horq::float_conv2d_pool(kt, x.data(), g, w.data(), 64, nullptr, nullptr, pg, &zero, 1, y.data(), algorithm);
@@ -52,7 +56,7 @@ int main(int argc, char** argv) {
   }
   std::sort(times.begin(), times.end());
   std::printf("%zu calls, fastest %.3f ms, median %.3f ms (%s, %s, ResNet-18 stem 3x224x224 -> 64x112x112%s, %d "
-              "thread(s))\n", times.size(), times.front() * 1e3, times[times.size() / 2] * 1e3, kt.name, name.c_str(),
-              pool ? ", pooled to 64x56x56" : "", threads);
+              "thread(s)%s)\n", times.size(), times.front() * 1e3, times[times.size() / 2] * 1e3, kt.name, name.c_str(),
+              pool ? ", pooled to 64x56x56" : "", threads, flush.empty() ? "" : ", caches flushed before each call");
   return 0;
 }
