@@ -8,7 +8,8 @@
 //       -pthread -o /tmp/threadpool_scaling     (one line; the static core that `make install` leaves in build/)
 //   /tmp/threadpool_scaling [work per call, default 100000 multiply-adds] [tasks per call, default 2]
 //                           [serial multiply-adds between calls, default 2000: ~2 us; 200000, ~200 us, lets the
-//                            idle helper fall asleep before the next call]
+//                            idle helper stop watching for the next call (it dozes: threadpool.cpp kDoze);
+//                            20000000, ~20 ms, lets it fall asleep]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>

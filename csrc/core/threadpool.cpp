@@ -1,7 +1,12 @@
-// Thread pool behind parallel_for: workers sleep on a condition variable between jobs; a job is a
-// generation number plus an atomic task counter that the caller's thread also drains. The caller returns
-// when the tasks are done, without waiting for helpers that had not yet woken up.
+// Thread pool behind parallel_for: workers watch for the next job, then doze, then sleep on a condition variable;
+// a job is a generation number plus the range of tasks not yet taken, which the caller's thread drains from the
+// front and the helpers from the back. The caller returns when the tasks are done, without waiting for helpers that
+// had not yet woken up.
 #include "core/threadpool.h"
+
+#if defined(__linux__)
+#include <sys/prctl.h>
+#endif
 
 #include <atomic>
 #include <chrono>
@@ -17,6 +22,17 @@ namespace horq {
 namespace {
 
 constexpr std::chrono::microseconds kSpin{30};
+
+// After kSpin a worker dozes for kDoze before it sleeps: it checks for a job, then sleeps kDozeStep (a timer, ~50 us
+// on a VM even with 1 us of timer slack), and so on. A worker asleep on the condition variable costs the caller that
+// wakes it a system call and, on a VM, an interrupt to a halted virtual CPU: ~12 us before the caller's own first
+// task (a throwaway test on the 2-vCPU AMD EPYC Zen 4, median of 400), so a 50 us job after a pause ran slower at 2
+// threads than at 1. A dozing worker needs no wake-up: the caller only bumps the generation, and the worker joins at
+// its next check (the caller does not wait for it: a short job is done by then). `threadpool_scaling 30000 2 GAP`
+// (1 thread: 49 us) at 2 threads, medians (p10), sleeping -> dozing: GAP 200000 (~0.2 ms) 56-59 (51-55) -> 49 (29-30)
+// us, GAP 2000000 60-62 (57) -> 50-51 (36) us; GAP 2000 (watching) 26-27 us either way. docs/KERNELS.md round 23.
+constexpr std::chrono::milliseconds kDoze{10};
+constexpr std::chrono::microseconds kDozeStep{20};
 
 int default_threads() {
   if (const char* env = std::getenv("HORQ_NUM_THREADS")) {
@@ -58,7 +74,22 @@ class Pool {
       for (std::size_t t = 0; t < ntasks; ++t) fn(t);
       return;
     }
+    if (ntasks > kMaxJobTasks) {  // the job's range holds 32-bit task numbers: larger counts in parts
+      for (std::size_t t0 = 0; t0 < ntasks; t0 += kMaxJobTasks) {
+        const std::size_t n = ntasks - t0 < kMaxJobTasks ? ntasks - t0 : kMaxJobTasks;
+        run_locked(n, [&](std::size_t t) { fn(t0 + t); }, helpers);
+      }
+      return;
+    }
+    run_locked(ntasks, fn, helpers);
+  }
+
+ private:
+  static constexpr std::size_t kMaxJobTasks = 0xffffffffu;
+
+  void run_locked(std::size_t ntasks, const std::function<void(std::size_t)>& fn, std::size_t helpers) {
     Job job{&fn, ntasks};
+    job.range.store(static_cast<std::uint64_t>(ntasks));  // [0, ntasks)
     {
       std::lock_guard<std::mutex> lk(mu_);
       job_ = &job;
@@ -66,9 +97,9 @@ class Pool {
       ++generation_;
     }
     cv_.notify_all();
-    work(job);
+    work(job, true);
     // Wait for the tasks, not for the helpers: a helper still waking up when the last task is done finds
-    // no job and goes back to sleep, so a short job costs no thread wake-up latency. Helpers that did take
+    // no job and goes back to waiting, so a short job costs no thread wake-up latency. Helpers that did take
     // the job are running; the job (on this stack) is released only after they have let go of it. Both waits
     // first watch the counters for kSpin (a helper's last task, or its leaving a job whose tasks were all
     // taken, is usually microseconds away; sleeping on the condition variable and being woken costs tens of
@@ -81,16 +112,32 @@ class Pool {
     settle([&] { return holders_.load() == 0; });
   }
 
- private:
   struct Job {
     const std::function<void(std::size_t)>* fn;
     std::size_t ntasks;
-    std::atomic<std::size_t> next{0};
+    // Tasks [front, back) not yet taken, as front << 32 | back. The caller takes from the front and the helpers
+    // from the back, so in consecutive jobs over the same data (a layer's pixel pass and its GEMM; the next layer's,
+    // which reads that output) each thread mostly keeps the same part: at 2 threads fewer cache lines move between
+    // the cores (a 64-channel layer in a loop much faster, round 22; whole networks at 2 threads alternated in one
+    // process against a single shared counter: ResNet-18 32x32 and cifar-vgg a few percent faster in most runs,
+    // ResNet-18 224x224 level; round 23).
+    std::atomic<std::uint64_t> range{0};
     std::atomic<std::size_t> done{0};
   };
 
-  void work(Job& job) {
-    for (std::size_t t = job.next.fetch_add(1); t < job.ntasks; t = job.next.fetch_add(1)) {
+  // The next task for the caller (front) or a helper, or ntasks when none is left.
+  static std::size_t take(Job& job, bool front) {
+    std::uint64_t r = job.range.load(std::memory_order_relaxed);
+    for (;;) {
+      const std::uint64_t f = r >> 32, b = r & 0xffffffffu;
+      if (f >= b) return job.ntasks;
+      const std::uint64_t next = front ? ((f + 1) << 32 | b) : (f << 32 | (b - 1));
+      if (job.range.compare_exchange_weak(r, next)) return static_cast<std::size_t>(front ? f : b - 1);
+    }
+  }
+
+  void work(Job& job, bool front) {
+    for (std::size_t t = take(job, front); t < job.ntasks; t = take(job, front)) {
       (*job.fn)(t);
       if (job.done.fetch_add(1) + 1 == job.ntasks) {
         std::lock_guard<std::mutex> lk(mu_);  // the caller checks `done` under mu_: no lost wake-up
@@ -134,10 +181,22 @@ class Pool {
 #endif
   }
 
+  // kDoze of checks for the next job with kDozeStep sleeps between (see kDoze).
+  void doze(std::uint64_t seen) const {
+    const auto until = std::chrono::steady_clock::now() + kDoze;
+    while (generation_.load(std::memory_order_acquire) == seen && !stop_.load(std::memory_order_relaxed) &&
+           std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(kDozeStep);
+  }
+
   void worker(std::size_t index) {
+#if defined(__linux__)
+    prctl(PR_SET_TIMERSLACK, 1000UL);  // 1 us: doze's sleeps as short as the timer allows (default slack 50 us)
+#endif
     std::uint64_t seen = 0;
     for (;;) {
       spin(seen);
+      doze(seen);
       std::unique_lock<std::mutex> lk(mu_);
       cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
       if (stop_) return;
@@ -146,7 +205,7 @@ class Pool {
       Job* job = job_;
       ++holders_;
       lk.unlock();
-      work(*job);
+      work(*job, false);
       lk.lock();
       if (--holders_ == 0) done_cv_.notify_all();
     }

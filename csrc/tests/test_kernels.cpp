@@ -8,11 +8,14 @@
 //
 // Prints one line per failed case (the first kMaxReported) and a summary per path; the last line is
 // "N passed, M failed" and the exit status is 1 if anything failed.
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/dispatch.h"
@@ -506,6 +509,38 @@ void test_dispatch() {
 #endif
 }
 
+// parallel_for (threadpool.h) runs every task exactly once, whatever the thread count and however long the helpers
+// have been idle: back-to-back jobs (helpers watching), after a pause of a few milliseconds (dozing) and after one
+// longer than the doze (asleep on the condition variable); task counts around the thread counts and larger.
+void test_parallel_for() {
+  const int restore = horq::get_num_threads();
+  for (int threads : {1, 2, 3, 5}) {
+    horq::set_num_threads(threads);
+    std::string err;
+    for (int pause_ms : {0, 3, 25})
+      for (std::size_t ntasks : {0, 1, 2, 3, 4, 5, 7, 8, 9, 64, 1000}) {
+        if (pause_ms) std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
+        std::vector<std::atomic<int>> runs(ntasks);
+        for (auto& r : runs) r.store(0);
+        horq::parallel_for(ntasks, [&](std::size_t t) { runs[t].fetch_add(1); });
+        for (std::size_t t = 0; t < ntasks && err.empty(); ++t)
+          if (runs[t].load() != 1)
+            err = "task " + std::to_string(t) + " of " + std::to_string(ntasks) + " ran " +
+                  std::to_string(runs[t].load()) + " times (pause " + std::to_string(pause_ms) + " ms)";
+      }
+    for (int rep = 0; rep < 200 && err.empty(); ++rep) {  // many short jobs in a row: tasks taken from both ends
+      std::vector<std::atomic<int>> runs(37);
+      for (auto& r : runs) r.store(0);
+      horq::parallel_for(runs.size(), [&](std::size_t t) { runs[t].fetch_add(1); });
+      for (std::size_t t = 0; t < runs.size() && err.empty(); ++t)
+        if (runs[t].load() != 1) err = "repeat " + std::to_string(rep) + ": task " + std::to_string(t) + " ran " +
+                                       std::to_string(runs[t].load()) + " times";
+    }
+    record("-", "parallel_for, " + std::to_string(threads) + " thread(s)", err);
+  }
+  horq::set_num_threads(restore);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -518,6 +553,7 @@ int main(int argc, char** argv) {
   std::printf("\n");
   Rng rng{20261201};
   test_dispatch();
+  test_parallel_for();
   test_pack_signs(rng);
   for (const auto& p : paths) {
     const int before = g_failed + g_passed, failed_before = g_failed;
