@@ -66,31 +66,23 @@ struct Avx2Outer {
   // 4 columns' rows 4 words at a time, a 4 x 4 transpose of 64-bit words in registers, each word vector then stored
   // as its two nibble copies; partial lane sets and a row's last 1-3 words word by word.
   static void fill_rows(const QuantizedColumns& q, std::size_t j0, std::size_t jb, OuterPanel<kLanes>& p) {
-    const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw, G = p.G, gwords = p.group_words();
-    const std::size_t stride = p.word_step(), copy = p.NV * kLanes, k0 = q.implicit_h1 ? 1 : 0;
-    if (k0 >= K) return;
+    const std::size_t kw = q.kw, stride = p.word_step(), copy = p.NV * kLanes;
     const auto put = [&](word_t* dst, __m256i v) { store_split(dst, dst + copy, v); };
-    for (std::size_t c = 0; c < p.sets; ++c) {
-      const std::size_t valid = std::min(kLanes, jb - c * kLanes);
-      for (std::size_t k = k0; k < K; ++k) {
-        word_t* dst = p.words.data() + (c / G) * gwords + ((c % G) * K + k) * kLanes;
-        const word_t* src[kLanes];
-        for (std::size_t l = 0; l < valid; ++l) src[l] = q.bits.data() + ((j0 + c * kLanes + l) * K + k) * kw;
-        std::size_t w = 0;
-        if (valid == kLanes) {
-          for (; w + 4 <= kw; w += 4) {
-            __m256i r[kLanes];
-            for (std::size_t l = 0; l < kLanes; ++l)
-              r[l] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src[l] + w));
-            transpose4x4(r);
-            for (std::size_t j = 0; j < 4; ++j) put(dst + (w + j) * stride, r[j]);
-          }
+    each_stored_row_set(q, j0, jb, p, [&](word_t* dst, const word_t* const* src, std::size_t valid) {
+      std::size_t w = 0;
+      if (valid == kLanes) {
+        for (; w + 4 <= kw; w += 4) {
+          __m256i r[kLanes];
+          for (std::size_t l = 0; l < kLanes; ++l)
+            r[l] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src[l] + w));
+          transpose4x4(r);
+          for (std::size_t j = 0; j < 4; ++j) put(dst + (w + j) * stride, r[j]);
         }
-        for (; w < kw; ++w)
-          for (std::size_t l = 0; l < valid; ++l)
-            split_words(src[l] + w, 1, dst + w * stride + l, dst + w * stride + copy + l);
       }
-    }
+      for (; w < kw; ++w)
+        for (std::size_t l = 0; l < valid; ++l)
+          split_words(src[l] + w, 1, dst + w * stride + l, dst + w * stride + copy + l);
+    });
   }
 
   // Four rows of 4 words each (r[i]: words w .. w + 3 of row i) as four vectors of one word of the 4 rows each

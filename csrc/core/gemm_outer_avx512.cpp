@@ -145,29 +145,22 @@ struct Avx512Outer {
   // alternated with the word-by-word copy: 1-2% faster; most of what is left is reading the rows from L2, which a
   // fill skipped altogether would save: ~3% at 64 channels, docs/KERNELS.md round 23).
   static void fill_rows(const QuantizedColumns& q, std::size_t j0, std::size_t jb, OuterPanel<kLanes>& p) {
-    const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw, G = p.G, gwords = p.group_words();
-    const std::size_t stride = p.word_step(), k0 = q.implicit_h1 ? 1 : 0;
-    for (std::size_t c = 0; c < p.sets; ++c) {
-      const std::size_t valid = std::min(kLanes, jb - c * kLanes);
-      for (std::size_t k = k0; k < K; ++k) {
-        word_t* dst = p.words.data() + (c / G) * gwords + ((c % G) * K + k) * kLanes;
-        const word_t* src[kLanes];
-        for (std::size_t l = 0; l < valid; ++l) src[l] = q.bits.data() + ((j0 + c * kLanes + l) * K + k) * kw;
-        if (valid < kLanes) {
-          for (std::size_t w = 0; w < kw; ++w)
-            for (std::size_t l = 0; l < valid; ++l) dst[w * stride + l] = src[l][w];
-          continue;
-        }
-        for (std::size_t w = 0; w < kw; w += kLanes) {
-          const std::size_t nw = std::min(kLanes, kw - w);
-          const __mmask8 m = static_cast<__mmask8>((1u << nw) - 1u);
-          __m512i r[kLanes];
-          for (std::size_t l = 0; l < kLanes; ++l) r[l] = _mm512_maskz_loadu_epi64(m, src[l] + w);
-          transpose8x8(r);
-          for (std::size_t j = 0; j < nw; ++j) _mm512_storeu_si512(dst + (w + j) * stride, r[j]);
-        }
+    const std::size_t kw = q.kw, stride = p.word_step();
+    each_stored_row_set(q, j0, jb, p, [&](word_t* dst, const word_t* const* src, std::size_t valid) {
+      if (valid < kLanes) {
+        for (std::size_t w = 0; w < kw; ++w)
+          for (std::size_t l = 0; l < valid; ++l) dst[w * stride + l] = src[l][w];
+        return;
       }
-    }
+      for (std::size_t w = 0; w < kw; w += kLanes) {
+        const std::size_t nw = std::min(kLanes, kw - w);
+        const __mmask8 m = static_cast<__mmask8>((1u << nw) - 1u);
+        __m512i r[kLanes];
+        for (std::size_t l = 0; l < kLanes; ++l) r[l] = _mm512_maskz_loadu_epi64(m, src[l] + w);
+        transpose8x8(r);
+        for (std::size_t j = 0; j < nw; ++j) _mm512_storeu_si512(dst + (w + j) * stride, r[j]);
+      }
+    });
   }
 
   // The epilogue's double-precision part for one filter and one lane set (outer_panel.h's order): K counts, their

@@ -83,6 +83,22 @@ void fill_panel_rows(const QuantizedColumns& q, std::size_t j0, std::size_t jb, 
   }
 }
 
+// For each lane set c of the panel and each plane k that q stores as rows (from plane 1 with an implicit_h1 q):
+// fn(dst, src, valid), dst the panel's vector of plane k, word 0 (word w at dst + w * word_step(); lane l at + l),
+// src[l] row j0 + c L + l of q.bits for the set's `valid` columns. The loop of the ISAs' fill_rows.
+template <std::size_t L, class Fn>
+void each_stored_row_set(const QuantizedColumns& q, std::size_t j0, std::size_t jb, OuterPanel<L>& p, Fn&& fn) {
+  const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw, G = p.G, gwords = p.group_words();
+  for (std::size_t c = 0; c < p.sets; ++c) {
+    const std::size_t valid = std::min(L, jb - c * L);
+    for (std::size_t k = q.implicit_h1 ? 1 : 0; k < K; ++k) {
+      const word_t* src[L];
+      for (std::size_t l = 0; l < valid; ++l) src[l] = q.bits.data() + ((j0 + c * L + l) * K + k) * kw;
+      fn(p.words.data() + (c / G) * gwords + ((c % G) * K + k) * L, src, valid);
+    }
+  }
+}
+
 // Plane 0 from the pixel image, one lane at a time; at order 1 beta_1 is the pixel sums added in tap order
 // (the scalar box sum of conv.cpp), divided by n.
 template <std::size_t L>
