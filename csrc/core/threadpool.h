@@ -1,6 +1,6 @@
-// A small persistent thread pool. parallel_for hands out task indices from an atomic counter; every task
-// writes a disjoint part of the output and computes it the same way whatever thread runs it, so results
-// are bitwise identical for any thread count.
+// A small persistent thread pool. parallel_for hands out task indices from one atomic range (the caller's thread
+// from the front, the helpers from the back); every task writes a disjoint part of the output and computes it the
+// same way whatever thread runs it, so results are bitwise identical for any thread count.
 #pragma once
 #include <cstddef>
 #include <functional>
