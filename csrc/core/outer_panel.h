@@ -48,12 +48,12 @@ struct OuterPanel {
   std::size_t group_words() const { return kw * word_step(); }
 };
 
-// Fills the panel for columns [j0, j0 + jb) from q's stored rows and betas (the rows only with copy_rows: a split
-// panel's come from the ISA's fill_rows). With q.implicit_h1, plane 0 (and at order 1 the betas) is left for the
-// caller: fill_h1_scalar or an ISA's gathers.
+// Sets the panel up for columns [j0, j0 + jb): its shape, zero words and betas in the lanes past the columns, and
+// q's betas. The ISA's fill_rows writes q's stored rows (each_stored_row_set), and with q.implicit_h1 its fill_h1
+// plane 0 (and at order 1 the betas).
 template <std::size_t L>
-void fill_panel_rows(const QuantizedColumns& q, std::size_t j0, std::size_t jb, std::size_t G, std::size_t split,
-                     bool copy_rows, OuterPanel<L>& p) {
+void prepare_panel(const QuantizedColumns& q, std::size_t j0, std::size_t jb, std::size_t G, std::size_t split,
+                   OuterPanel<L>& p) {
   const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw;
   p.sets = ceil_div(jb, L), p.G = G, p.NV = G * K, p.groups = ceil_div(p.sets, G), p.kw = kw, p.split = split;
   const std::size_t gwords = p.group_words(), stride = p.word_step();
@@ -65,16 +65,6 @@ void fill_panel_rows(const QuantizedColumns& q, std::size_t j0, std::size_t jb, 
   if (jb < p.groups * G * L) {  // lanes of missing columns: zero words and betas
     std::fill_n(p.words.data() + (p.groups - 1) * gwords, gwords, word_t{0});
     std::fill_n(p.betas.data() + jb / L * K * L, (p.groups * G - jb / L) * K * L, 0.0);
-  }
-  const std::size_t k0 = q.implicit_h1 ? 1 : 0;  // planes stored as rows in q.bits
-  if (copy_rows && k0 < K) {
-    for (std::size_t jj = 0; jj < jb; ++jj) {
-      const std::size_t c = jj / L, l = jj % L;
-      const word_t* src = q.bits.data() + ((j0 + jj) * K + k0) * kw;
-      word_t* dst = p.words.data() + (c / G) * gwords + ((c % G) * K + k0) * L + l;
-      for (std::size_t k = k0; k < K; ++k, src += kw, dst += L)
-        for (std::size_t w = 0; w < kw; ++w) dst[w * stride] = src[w];
-    }
   }
   if (!q.betas.empty()) {
     const double* sb = q.betas.data() + j0 * K;
@@ -166,8 +156,7 @@ void lane_dests(std::size_t m, std::size_t ppi, std::size_t j0, std::size_t jb, 
 //   kMidRows, kLastRows            the calls that finish a task's last mb % kRows[K] filters (outer_run_task)
 //   Count                          a vector of per-lane 64-bit counts
 //   kSplit                         copies of each panel vector (1, or 2 for an ISA that counts nibbles)
-//   fill_rows(q, j0, jb, panel)    optional (required at kSplit = 2): q's stored planes into the panel (split at
-//                                  kSplit = 2); without it fill_panel_rows copies them word by word
+//   fill_rows(q, j0, jb, panel)    q's stored planes into the panel (each_stored_row_set; split at kSplit = 2)
 //   prepare_rows<MR>(a, kw, buf)   points a[i] at its row rewritten for counts in buf (2 * MR * kw words), or
 //                                  leaves it
 //   counts<MR, NV>(a, b, kw, step, copy, cnt)   cnt[i][v] = per-lane popcounts of rows a[i] against the
@@ -189,12 +178,6 @@ void lane_dests(std::size_t m, std::size_t ppi, std::size_t j0, std::size_t jb, 
 // XOR), one at higher orders, whose K planes already give NV = K vectors.
 template <int K>
 constexpr int kPanelSets = K == 1 ? 2 : 1;
-
-// Whether an ISA has its own fill_rows.
-template <class Isa, class = void>
-struct HasFillRows : std::false_type {};
-template <class Isa>
-struct HasFillRows<Isa, std::void_t<decltype(&Isa::fill_rows)>> : std::true_type {};
 
 // An ISA with kCountsDirect = true has counts_direct<MR, NV>(a, src, off, kw, cnt), whose vector v of word w is at
 // src[v] + off[v][w]: outer_rows then reads the lane sets whose plane 0 the panel left in place (OuterPanel::h1) from
@@ -321,8 +304,8 @@ void outer_task(const word_t* wbits, std::size_t m, const QuantizedColumns& q, E
   const int K = q.order;
   OuterScratch<L>& scratch = outer_scratch<L>();
   OuterPanel<L>& p = scratch.panel;
-  fill_panel_rows(q, j0, jb, K == 1 ? kPanelSets<1> : kPanelSets<2>, Isa::kSplit, !HasFillRows<Isa>::value, p);
-  if constexpr (HasFillRows<Isa>::value) Isa::fill_rows(q, j0, jb, p);
+  prepare_panel(q, j0, jb, K == 1 ? kPanelSets<1> : kPanelSets<2>, Isa::kSplit, p);
+  Isa::fill_rows(q, j0, jb, p);
   if (q.implicit_h1) Isa::fill_h1(q, j0, jb, p);
   lane_dests(m, ppi, j0, jb, scratch.dest);
   const LaneDest<L>* dest = scratch.dest.data();

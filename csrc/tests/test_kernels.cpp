@@ -513,6 +513,17 @@ void test_dispatch() {
 // have been idle: back-to-back jobs (helpers watching), after a pause of a few milliseconds (dozing) and after one
 // longer than the doze (asleep on the condition variable); task counts around the thread counts and larger.
 void test_parallel_for() {
+  // "" when parallel_for ran each of ntasks tasks once, else which one it did not.
+  const auto once = [](std::size_t ntasks) -> std::string {
+    std::vector<std::atomic<int>> runs(ntasks);
+    for (auto& r : runs) r.store(0);
+    horq::parallel_for(ntasks, [&](std::size_t t) { runs[t].fetch_add(1); });
+    for (std::size_t t = 0; t < ntasks; ++t)
+      if (runs[t].load() != 1)
+        return "task " + std::to_string(t) + " of " + std::to_string(ntasks) + " ran " +
+               std::to_string(runs[t].load()) + " times";
+    return "";
+  };
   const int restore = horq::get_num_threads();
   for (int threads : {1, 2, 3, 5}) {
     horq::set_num_threads(threads);
@@ -520,21 +531,12 @@ void test_parallel_for() {
     for (int pause_ms : {0, 3, 25})
       for (std::size_t ntasks : {0, 1, 2, 3, 4, 5, 7, 8, 9, 64, 1000}) {
         if (pause_ms) std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
-        std::vector<std::atomic<int>> runs(ntasks);
-        for (auto& r : runs) r.store(0);
-        horq::parallel_for(ntasks, [&](std::size_t t) { runs[t].fetch_add(1); });
-        for (std::size_t t = 0; t < ntasks && err.empty(); ++t)
-          if (runs[t].load() != 1)
-            err = "task " + std::to_string(t) + " of " + std::to_string(ntasks) + " ran " +
-                  std::to_string(runs[t].load()) + " times (pause " + std::to_string(pause_ms) + " ms)";
+        const std::string e = once(ntasks);
+        if (err.empty() && !e.empty()) err = e + " (pause " + std::to_string(pause_ms) + " ms)";
       }
     for (int rep = 0; rep < 200 && err.empty(); ++rep) {  // many short jobs in a row: tasks taken from both ends
-      std::vector<std::atomic<int>> runs(37);
-      for (auto& r : runs) r.store(0);
-      horq::parallel_for(runs.size(), [&](std::size_t t) { runs[t].fetch_add(1); });
-      for (std::size_t t = 0; t < runs.size() && err.empty(); ++t)
-        if (runs[t].load() != 1) err = "repeat " + std::to_string(rep) + ": task " + std::to_string(t) + " ran " +
-                                       std::to_string(runs[t].load()) + " times";
+      const std::string e = once(37);
+      if (!e.empty()) err = "repeat " + std::to_string(rep) + ": " + e;
     }
     record("-", "parallel_for, " + std::to_string(threads) + " thread(s)", err);
   }
