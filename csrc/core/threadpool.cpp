@@ -23,14 +23,15 @@ namespace {
 
 constexpr std::chrono::microseconds kSpin{30};
 
-// After kSpin a worker dozes for kDoze before it sleeps: it checks for a job, then sleeps kDozeStep (a timer, ~50 us
-// on a VM even with 1 us of timer slack), and so on. A worker asleep on the condition variable costs the caller that
-// wakes it a system call and, on a VM, an interrupt to a halted virtual CPU, before the caller's own first task, so
-// a 50 us job after a pause ran slower at 2 threads than at 1 (it still does after a pause longer than the doze:
-// `threadpool_scaling 30000 2 20000000`, 66-79 us on the 2-vCPU AMD EPYC Zen 4). A dozing worker needs no wake-up: the caller only bumps the generation, and the worker joins at
-// its next check (the caller does not wait for it: a short job is done by then). `threadpool_scaling 30000 2 GAP`
-// (1 thread: 49 us) at 2 threads, medians (p10), sleeping -> dozing: GAP 200000 (~0.2 ms) 56-59 (51-55) -> 49 (29-30)
-// us, GAP 2000000 60-62 (57) -> 50-51 (36) us; GAP 2000 (watching) 26-27 us either way. docs/KERNELS.md round 23.
+// After kSpin a worker dozes for kDoze before it sleeps: it checks for a job, then sleeps kDozeStep (a timer, ~50 us on
+// a VM even with 1 us of timer slack), and so on. A worker asleep on the condition variable costs the caller that wakes
+// it a system call and, on a VM, an interrupt to a halted virtual CPU, before the caller's own first task, so a 50 us
+// job after a pause ran slower at 2 threads than at 1 (it still does after a pause longer than the doze:
+// `threadpool_scaling 30000 2 20000000`, 66-79 us on the 2-vCPU AMD EPYC Zen 4). A dozing worker needs no wake-up: the
+// caller only bumps the generation, and the worker joins at its next check (the caller does not wait for it: a short
+// job is done by then). `threadpool_scaling 30000 2 GAP` (1 thread: 49 us) at 2 threads, medians (p10), sleeping ->
+// dozing: GAP 200000 (~0.2 ms) 56-59 (51-55) -> 49 (29-30) us, GAP 2000000 60-62 (57) -> 50-51 (36) us; GAP 2000
+// (watching) 26-27 us either way. docs/KERNELS.md round 23.
 constexpr std::chrono::milliseconds kDoze{10};
 constexpr std::chrono::microseconds kDozeStep{20};
 
