@@ -93,8 +93,11 @@ std::size_t row_bands(std::size_t rows) {
 }
 
 // The pooled rows (pool geometry pg over a convolution's m x out_h x out_w output) of images [n0, n0 + nb), into
-// y. Bands of pooled rows per image: one at one thread (every conv row computed once), else enough for the threads
-// (a band recomputes the conv rows it shares with the band before it). Each task's conv rows go through a ring of
+// y. Bands of pooled rows per image: one at one thread (every conv row computed once), else one per thread, split over
+// the images (a band recomputes the conv rows it shares with the band before it: with the Winograd tiles, a whole
+// tile row, 3 of ResNet-18's 112 conv rows, so 2 bands per thread did ~8% more work at 2 threads than 1 band; the
+// stem with its pool at 2 threads, fastest calls of alternated calls in one process, 0.642-0.658 -> 0.613-0.624 ms,
+// docs/KERNELS.md round 24). Each task's conv rows go through a ring of
 // ring_rows rows of `width` floats per channel (conv row r in slot r % ring_rows, channel c's rows ring_rows * width
 // floats apart): fill(n, first, last, ring, next) puts the conv rows up to `last` that are not there yet into it,
 // `next` its own progress within the task (-1 at the start of a band); rows below `first` are not read again. The
@@ -107,7 +110,7 @@ void pool_bands(const KernelTable& kt, const ConvGeometry& g, const ConvGeometry
   const std::size_t OH = g.out_h, POH = pg.out_h, POW = pg.out_w, span = (pg.kh - 1) * pg.dh + 1;
   const PoolColumns pc = pool_columns(pg);
   const std::size_t threads = static_cast<std::size_t>(get_num_threads());
-  const std::size_t bands = threads == 1 ? 1 : std::min(POH, ceil_div(2 * threads, nb));
+  const std::size_t bands = std::min(POH, ceil_div(threads, nb));
   const std::size_t per_band = ceil_div(POH, bands);
   parallel_for(nb * bands, [&](std::size_t t) {
     const std::size_t n = t / bands, py0 = t % bands * per_band, py1 = std::min(POH, py0 + per_band);
