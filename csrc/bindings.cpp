@@ -212,10 +212,26 @@ FloatArray conv2d(In<float, nb::ndim<4>> x, In<horq::word_t, nb::ndim<2>> wbits,
                     in_scale, in_shift, residual, out_floor);
 }
 
+// A prepared runtime step that a StepChain (below) runs without going through Python: run(x, second) is the step's
+// output for its input x (and `second`, a binary convolution's residual, or None), or a null object when an input is
+// not an array this step takes without a conversion (a C-contiguous float32 array of its rank), for the chain to call
+// the step's Python function instead (which converts, falls back or raises, as a step run alone would).
+class CoreStep {
+ public:
+  virtual ~CoreStep() = default;
+  virtual nb::object run(nb::handle x, nb::handle second) const = 0;
+};
+
+// x as the array type T, without conversion; false when it is not one.
+template <class T>
+bool as_input(nb::handle x, T& out) {
+  return nb::try_cast<T>(x, out, false);
+}
+
 // conv2d with everything but the input (and residual) given once: the arrays held (references, not copies) and
 // the kernel path resolved at construction, so a call converts two arguments instead of fifteen (~2 us a binary
 // step; horq.kernels.Conv2dLayer's calls). Every check of conv2d still runs per call.
-class PreparedConv {
+class PreparedConv : public CoreStep {
  public:
   PreparedConv(In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef, In<double, nb::ndim<1>> add,
                std::size_t channels, std::size_t kh, std::size_t kw, Pair stride, Pair padding, Pair dilation,
@@ -233,6 +249,14 @@ class PreparedConv {
     require(x.shape(1) == channels_, "x does not have the weights' input channels");
     return run_conv2d(x, wbits_, coef_, add_, kh_, kw_, stride_, padding_, dilation_, order_, *kt_, in_scale_,
                       in_shift_, residual, out_floor_);
+  }
+
+  nb::object run(nb::handle x, nb::handle second) const override {
+    In<float, nb::ndim<4>> in;
+    std::optional<In<float, nb::ndim<4>>> residual;
+    if (!as_input(x, in)) return {};
+    if (!second.is_none() && !as_input(second, residual.emplace())) return {};
+    return nb::cast((*this)(in, residual));
   }
 
  private:
@@ -279,7 +303,8 @@ void def_layers(nb::module_& m) {
         nb::arg("residual") = nb::none(), nb::arg("out_floor") = nb::none());
   m.def("linear", &linear, nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("order"),
         nb::arg("kernel") = "");
-  nb::class_<PreparedConv>(m, "PreparedConv")
+  nb::class_<CoreStep>(m, "CoreStep");  // the base of the steps a StepChain runs (def_chain)
+  nb::class_<PreparedConv, CoreStep>(m, "PreparedConv")
       .def(nb::init<In<horq::word_t, nb::ndim<2>>, In<double, nb::ndim<1>>, In<double, nb::ndim<1>>, std::size_t,
                     std::size_t, std::size_t, Pair, Pair, Pair, int, const std::string&, Optional1, Optional1,
                     Optional1>(),
@@ -474,13 +499,11 @@ horq::FloatConvAlgorithm float_conv_algorithm(const std::string& name) {
 
 // A full-precision convolution of an NCHW float32 map with weights w (m x C*kh*kw, rows in (c, i, j) order),
 // then + bias and max(., floor) per output channel: the runtime's float conv2d step (float_conv.h).
-FloatArray float_conv2d(In<float, nb::ndim<4>> x, In<float, nb::ndim<2>> w, std::size_t kh, std::size_t kw,
-                        Pair stride, Pair padding, Pair dilation, Optional1 bias, Optional1 floor,
-                        const std::string& kernel, const std::string& algorithm) {
+FloatArray run_float_conv2d(const In<float, nb::ndim<4>>& x, const In<float, nb::ndim<2>>& w, std::size_t kh,
+                            std::size_t kw, Pair stride, Pair padding, Pair dilation, const Optional1& bias,
+                            const Optional1& floor, const horq::KernelTable& kt, horq::FloatConvAlgorithm algo) {
   const horq::ConvGeometry g = float_conv_geometry(x, w, kh, kw, stride, padding, dilation, bias, floor);
   const std::size_t m = w.shape(0);
-  const auto& kt = horq::kernel_table(kernel);
-  const horq::FloatConvAlgorithm algo = float_conv_algorithm(algorithm);
   float* y;
   auto arr = make_array<float>({g.batch, m, g.out_h, g.out_w}, &y, false);
   nb::gil_scoped_release nogil;
@@ -489,21 +512,30 @@ FloatArray float_conv2d(In<float, nb::ndim<4>> x, In<float, nb::ndim<2>> w, std:
   return arr;
 }
 
+FloatArray float_conv2d(In<float, nb::ndim<4>> x, In<float, nb::ndim<2>> w, std::size_t kh, std::size_t kw,
+                        Pair stride, Pair padding, Pair dilation, Optional1 bias, Optional1 floor,
+                        const std::string& kernel, const std::string& algorithm) {
+  return run_float_conv2d(x, w, kh, kw, stride, padding, dilation, bias, floor, horq::kernel_table(kernel),
+                          float_conv_algorithm(algorithm));
+}
+
+// A pooling's arguments as float_conv2d_pool takes them after the convolution's: kh, kw, stride, padding, dilation,
+// the output's height and width, and the floor.
+using PoolArgs = std::tuple<std::size_t, std::size_t, Pair, Pair, Pair, std::size_t, std::size_t, Optional1>;
+
 // float_conv2d, then max_pool2d of its output (pooling geometry pkh .. pout_w, floor pool_floor), in one call
 // (float_conv.h float_conv2d_pool): the runtime's float conv2d step with a max_pool2d fused into it.
-FloatArray float_conv2d_pool(In<float, nb::ndim<4>> x, In<float, nb::ndim<2>> w, std::size_t kh, std::size_t kw,
-                             Pair stride, Pair padding, Pair dilation, Optional1 bias, Optional1 floor,
-                             std::size_t pkh, std::size_t pkw, Pair pstride, Pair ppadding, Pair pdilation,
-                             std::size_t pout_h, std::size_t pout_w, Optional1 pool_floor, const std::string& kernel,
-                             const std::string& algorithm) {
+FloatArray run_float_conv2d_pool(const In<float, nb::ndim<4>>& x, const In<float, nb::ndim<2>>& w, std::size_t kh,
+                                 std::size_t kw, Pair stride, Pair padding, Pair dilation, const Optional1& bias,
+                                 const Optional1& floor, const PoolArgs& pool, const horq::KernelTable& kt,
+                                 horq::FloatConvAlgorithm algo) {
   const horq::ConvGeometry g = float_conv_geometry(x, w, kh, kw, stride, padding, dilation, bias, floor);
   const std::size_t m = w.shape(0);
+  const auto& [pkh, pkw, pstride, ppadding, pdilation, pout_h, pout_w, pool_floor] = pool;
   const horq::ConvGeometry pg =
       pool_geometry(g.batch, m, g.out_h, g.out_w, pkh, pkw, pstride, ppadding, pdilation, pout_h, pout_w);
   const std::size_t npf = pool_floor ? pool_floor->shape(0) : 0;
   require(!pool_floor || npf == 1 || npf == m, "pool_floor must hold one value or one per output channel");
-  const auto& kt = horq::kernel_table(kernel);
-  const horq::FloatConvAlgorithm algo = float_conv_algorithm(algorithm);
   float* y;
   auto arr = make_array<float>({g.batch, m, pout_h, pout_w}, &y, false);
   nb::gil_scoped_release nogil;
@@ -511,6 +543,16 @@ FloatArray float_conv2d_pool(In<float, nb::ndim<4>> x, In<float, nb::ndim<2>> w,
                           floor ? floor->data() : nullptr, pg, pool_floor ? pool_floor->data() : nullptr, npf, y,
                           algo);
   return arr;
+}
+
+FloatArray float_conv2d_pool(In<float, nb::ndim<4>> x, In<float, nb::ndim<2>> w, std::size_t kh, std::size_t kw,
+                             Pair stride, Pair padding, Pair dilation, Optional1 bias, Optional1 floor,
+                             std::size_t pkh, std::size_t pkw, Pair pstride, Pair ppadding, Pair pdilation,
+                             std::size_t pout_h, std::size_t pout_w, Optional1 pool_floor, const std::string& kernel,
+                             const std::string& algorithm) {
+  return run_float_conv2d_pool(x, w, kh, kw, stride, padding, dilation, bias, floor,
+                               PoolArgs{pkh, pkw, pstride, ppadding, pdilation, pout_h, pout_w, pool_floor},
+                               horq::kernel_table(kernel), float_conv_algorithm(algorithm));
 }
 
 void clip_window(nb::ndarray<float, nb::c_contig, nb::device::cpu> g, In<float> x, float clip) {
@@ -668,6 +710,117 @@ FloatArray linear_input_grad(In<float, nb::ndim<2>> g, In<float, nb::ndim<1>> al
   return arr;
 }
 
+// ---- runtime steps chained in C++ (src/horq/runtime/program.py) ----------------------------------------------
+// A runtime call goes through Python once per step (the executor's loop, the layer's wrapper, nanobind's dispatch
+// and argument conversion: a few microseconds a step, serial at any thread count). Runs of consecutive steps that
+// have a CoreStep go through a StepChain instead: one Python call for the run.
+
+// float_conv2d (or float_conv2d_pool) with everything but x given once: the runtime's float convolution step, its
+// fused pool included.
+class FloatConvStep : public CoreStep {
+ public:
+  FloatConvStep(In<float, nb::ndim<2>> w, std::size_t kh, std::size_t kw, Pair stride, Pair padding, Pair dilation,
+                Optional1 bias, Optional1 floor, std::optional<PoolArgs> pool, const std::string& kernel,
+                const std::string& algorithm)
+      : w_(std::move(w)), kh_(kh), kw_(kw), stride_(stride), padding_(padding), dilation_(dilation),
+        bias_(std::move(bias)), floor_(std::move(floor)), pool_(std::move(pool)), kt_(&horq::kernel_table(kernel)),
+        algo_(float_conv_algorithm(algorithm)) {}
+
+  nb::object run(nb::handle x, nb::handle) const override {
+    In<float, nb::ndim<4>> in;
+    if (!as_input(x, in)) return {};
+    return nb::cast(pool_ ? run_float_conv2d_pool(in, w_, kh_, kw_, stride_, padding_, dilation_, bias_, floor_,
+                                                  *pool_, *kt_, algo_)
+                          : run_float_conv2d(in, w_, kh_, kw_, stride_, padding_, dilation_, bias_, floor_, *kt_,
+                                             algo_));
+  }
+
+ private:
+  In<float, nb::ndim<2>> w_;
+  std::size_t kh_, kw_;
+  Pair stride_, padding_, dilation_;
+  Optional1 bias_, floor_;
+  std::optional<PoolArgs> pool_;
+  const horq::KernelTable* kt_;
+  horq::FloatConvAlgorithm algo_;
+};
+
+class GlobalAvgPoolStep : public CoreStep {
+ public:
+  nb::object run(nb::handle x, nb::handle) const override {
+    In<float, nb::ndim<4>> in;
+    if (!as_input(x, in)) return {};
+    return nb::cast(global_avg_pool(in));
+  }
+};
+
+// Steps run in order on the executor's slots (program.py Program: slot 0 the input, slot i + 1 step i's output):
+// each entry (core step, Python function, output slot, input slots, slots freed after it) reads its one or two
+// inputs from env, writes its output there and sets the freed slots to None, as the executor's loop does; where the
+// core step does not take an input (CoreStep::run), the Python function runs instead.
+class StepChain {
+ public:
+  explicit StepChain(nb::list steps) {
+    for (nb::handle item : steps) {
+      const auto [step, fn, out, ins, free] =
+          nb::cast<std::tuple<nb::object, nb::object, std::size_t, std::vector<std::size_t>,
+                              std::vector<std::size_t>>>(item);
+      require(ins.size() == 1 || ins.size() == 2, "a chained step takes one or two inputs");
+      if (!nb::isinstance<CoreStep>(step)) throw nb::type_error("a chained step must be a CoreStep");
+      entries_.push_back({step, nb::cast<const CoreStep*>(step), fn, out, ins, free});
+    }
+  }
+
+  void operator()(nb::list env) const {
+    PyObject* const list = env.ptr();
+    const std::size_t slots = env.size();
+    const auto slot = [&](std::size_t i) { return nb::handle(PyList_GET_ITEM(list, static_cast<Py_ssize_t>(i))); };
+    for (const Entry& e : entries_) {
+      require(e.out < slots && e.ins[0] < slots && e.ins.back() < slots, "a chained step's slot is out of range");
+      const nb::handle x = slot(e.ins[0]), second = e.ins.size() > 1 ? slot(e.ins[1]) : nb::none();
+      nb::object y = e.step->run(x, second);
+      if (!y.is_valid()) y = e.ins.size() > 1 ? e.fn(x, second) : e.fn(x);
+      PyList_SetItem(list, static_cast<Py_ssize_t>(e.out), y.release().ptr());  // steals the reference
+      for (const std::size_t i : e.free)
+        if (i < slots) PyList_SetItem(list, static_cast<Py_ssize_t>(i), nb::none().release().ptr());
+    }
+  }
+
+ private:
+  struct Entry {
+    nb::object owner;  // keeps the step alive
+    const CoreStep* step;
+    nb::object fn;
+    std::size_t out;
+    std::vector<std::size_t> ins, free;
+  };
+  std::vector<Entry> entries_;
+};
+
+// A one-input step called on its own (tests): its output, or TypeError for an input it does not take.
+template <class Step>
+nb::object call_step(const Step& step, nb::handle x) {
+  nb::object y = step.run(x, nb::none());
+  if (!y.is_valid()) throw nb::type_error("x must be a C-contiguous float32 array of the step's rank");
+  return y;
+}
+
+void def_chain(nb::module_& m) {
+  nb::class_<FloatConvStep, CoreStep>(m, "FloatConvStep")
+      .def(nb::init<In<float, nb::ndim<2>>, std::size_t, std::size_t, Pair, Pair, Pair, Optional1, Optional1,
+                    std::optional<PoolArgs>, const std::string&, const std::string&>(),
+           nb::arg("w"), nb::arg("kh"), nb::arg("kw"), nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"),
+           nb::arg("bias").none(), nb::arg("floor").none(), nb::arg("pool").none(), nb::arg("kernel") = "",
+           nb::arg("algorithm") = "auto")
+      .def("__call__", &call_step<FloatConvStep>, nb::arg("x"));
+  nb::class_<GlobalAvgPoolStep, CoreStep>(m, "GlobalAvgPoolStep")
+      .def(nb::init<>())
+      .def("__call__", &call_step<GlobalAvgPoolStep>, nb::arg("x"));
+  nb::class_<StepChain>(m, "StepChain")
+      .def(nb::init<nb::list>(), nb::arg("steps"))
+      .def("__call__", &StepChain::operator(), nb::arg("env"));
+}
+
 void def_training(nb::module_& m) {
   m.def("conv2d_train", &conv2d_train, nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"),
         nb::arg("kh"), nb::arg("kw"), nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"), nb::arg("order"),
@@ -718,4 +871,5 @@ NB_MODULE(_core, m) {
   def_kernels(m);
   def_layers(m);
   def_training(m);
+  def_chain(m);
 }

@@ -50,6 +50,8 @@ __all__ = [
     "float_linear",
     "get_num_threads",
     "global_avg_pool",
+    "GlobalAvgPoolStep",
+    "StepChain",
     "info",
     "linear",
     "max_pool2d",
@@ -60,6 +62,13 @@ __all__ = [
 
 KERNEL_ENV = "HORQ_KERNEL"
 _F32 = np.dtype(np.float32)
+
+#: ``StepChain([(step, fn, out, ins, free), ...])(env)``: runs prepared steps of a runtime program on its slots in one
+#: call (:class:`horq.runtime.program.Program`): ``step`` a core step object (a layer's ``core_step``), ``fn`` the
+#: step's Python callable, run instead where the core step does not take an input (not a C-contiguous float32 array).
+StepChain = _core.StepChain
+#: :func:`global_avg_pool` as a core step object for a :data:`StepChain` (callable on a float32 contiguous map).
+GlobalAvgPoolStep = _core.GlobalAvgPoolStep
 
 
 def _ready(a, shape) -> bool:
@@ -368,6 +377,12 @@ class Conv2dLayer:
                                         self.dilation, self.order, self.kernel, *self._in_affine, self._floor)
         self._checked = (None, None)  # the shapes of x and residual of the last call that passed the checks
 
+    @property
+    def core_step(self):
+        """The core's prepared layer, which a runtime program runs without a Python call
+        (:class:`horq.runtime.program.Program`); it checks shapes, not the messages this object's call gives."""
+        return self._core
+
     def output_size(self, h: int, w: int) -> tuple[int, int]:
         """``(OH, OW)`` for an ``h`` x ``w`` input; ValueError when the input is too small."""
         _, _, kh, kw = self.pw.shape
@@ -510,6 +525,16 @@ def _per_output(v, name: str, m: int, unit: str = "output"):
 def _float_conv_call(x, weight, stride, padding, dilation, bias, floor, pool, kernel: str, algorithm: str):
     """:func:`float_conv2d`'s arguments checked against ``x`` (already a float32 4-d array): the core function and
     its arguments after ``x`` (FloatConv2d's _prepare)."""
+    conv, pool_args = _float_conv_args(x, weight, stride, padding, dilation, bias, floor, pool, algorithm)
+    if pool_args is None:
+        return _core.float_conv2d, (*conv, kernel, algorithm)
+    return _core.float_conv2d_pool, (*conv, *pool_args, kernel, algorithm)
+
+
+def _float_conv_args(x, weight, stride, padding, dilation, bias, floor, pool, algorithm: str):
+    """``(conv, pool)``: :func:`float_conv2d`'s arguments checked against ``x``, the core's convolution arguments
+    after ``x`` (weights as rows, kh, kw, stride, padding, dilation, bias, floor) and its pooling arguments (kh, kw,
+    stride, padding, dilation, output height and width, floor; None without a pool)."""
     w = _float_input(weight, 4, "weight", "(C_out, C, kh, kw)")
     if w.shape[1] != x.shape[1]:
         raise ValueError(f"float_conv2d: x has {x.shape[1]} channels, the weights expect {w.shape[1]}")
@@ -525,17 +550,16 @@ def _float_conv_call(x, weight, stride, padding, dilation, bias, floor, pool, ke
     fl = _per_output(floor, "floor", m, "output channel")
     if algorithm not in FLOAT_CONV_ALGORITHMS:
         raise ValueError(f"algorithm must be one of {FLOAT_CONV_ALGORITHMS}, got {algorithm!r}")
+    conv = (w.reshape(m, -1), kh, kw, (sh, sw), (ph, pw), (dh, dw), b, fl)
     if pool is None:
-        return _core.float_conv2d, (w.reshape(m, -1), kh, kw, (sh, sw), (ph, pw), (dh, dw), b, fl, kernel,
-                                    algorithm)
+        return conv, None
     unknown = set(pool) - {"kernel_size", "stride", "padding", "dilation", "out_size", "floor"}
     if "kernel_size" not in pool or unknown:
         raise ValueError(f"pool must give kernel_size and may give stride, padding, dilation, out_size, floor; got "
                          f"{sorted(pool)}")
     oh, ow = conv_output_size(x.shape[2], kh, sh, ph, dh), conv_output_size(x.shape[3], kw, sw, pw, dw)
     (pkh, pkw), pstride, ppadding, pdilation, (poh, pow_), pfl = _pool_geometry(oh, ow, **pool, what="pool ")
-    return _core.float_conv2d_pool, (w.reshape(m, -1), kh, kw, (sh, sw), (ph, pw), (dh, dw), b, fl, pkh, pkw,
-                                     pstride, ppadding, pdilation, poh, pow_, pfl, kernel, algorithm)
+    return conv, (pkh, pkw, pstride, ppadding, pdilation, poh, pow_, pfl)
 
 
 class _PreparedCall:
@@ -577,6 +601,18 @@ class FloatConv2d(_PreparedCall):
 
     def _prepare(self, x) -> tuple:
         return _float_conv_call(x, *self._spec, self.kernel, self.algorithm)
+
+    def core_step(self, in_shape):
+        """This convolution for inputs of per-sample shape ``in_shape`` (C, H, W) as the core's step object, which a
+        runtime program runs without a Python call (:class:`horq.runtime.program.Program`): the same call as this
+        object's on a float32 contiguous input of that shape.
+
+        Raises:
+            ValueError: as a call on an input of that shape would.
+        """
+        dummy = np.empty((1, *in_shape), np.float32)
+        conv, pool = _float_conv_args(dummy, *self._spec, self.algorithm)
+        return _core.FloatConvStep(*conv, pool, self.kernel, self.algorithm)
 
 
 def float_linear(x, weight, *, bias=None, floor=None, kernel: str | None = None) -> np.ndarray:

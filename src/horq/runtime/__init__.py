@@ -86,7 +86,8 @@ class Model:
         on_kernels = {n.name for n in self.graph.nodes if native.runs_natively(n)} if kernels else set()
         # The reference backend is the oracle: it runs the graph as written.
         self._steps = fuse.plan(self.graph, compute_tensors(hfile), native=on_kernels, fuse=backend != "reference")
-        self._program = Program(self._steps, _builder(self.backend, kernels), self.graph.output)
+        self._program = Program(self._steps, _builder(self.backend, kernels), self.graph.output,
+                                chain=native.chain(kernels) if self.backend == "native" else None)
 
     def __repr__(self) -> str:
         return (

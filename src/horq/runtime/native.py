@@ -36,7 +36,7 @@ def import_kernels():
     """
     import horq.kernels as kernels  # noqa: PLC0415 (lazy on purpose: the extension may be missing)
 
-    for name in ("PackedWeights", "Conv2dLayer", "LinearLayer", "MaxPool2d", "FloatConv2d"):
+    for name in ("PackedWeights", "Conv2dLayer", "LinearLayer", "MaxPool2d", "FloatConv2d", "StepChain"):
         if not hasattr(kernels, name):
             raise ImportError(f"horq.kernels has no {name!r}")
     return kernels
@@ -142,6 +142,8 @@ def float_conv_step(kernels, node, params, kernel_path: str):
         y = fc(x)
         return y if after is None else after(y)
 
+    if after is None:  # the whole step in one core call: a chain can run it (horq.runtime.program)
+        run.core_step = fc.core_step(node.in_shapes[0])
     return run
 
 
@@ -185,6 +187,13 @@ def _core_floor(floor) -> bool:
     return floor is None or np.ndim(floor) == 0 or np.shape(floor)[2:] == (1, 1)
 
 
+def chain(kernels):
+    """The factory of the runs of steps that go through the core in one call (:class:`horq.runtime.program.Program`):
+    steps whose callable has a ``core_step`` (binary convolutions, float convolutions with their fused pool, global
+    average pooling)."""
+    return kernels.StepChain
+
+
 def build_step(step, kernels):
     """The native backend's callable for any planned step: binary layers on the kernels (:func:`build`),
     max pooling and small float convolutions in the core (:func:`max_pool2d`, :func:`float_conv2d`),
@@ -194,7 +203,9 @@ def build_step(step, kernels):
     if step.op == "max_pool2d":
         return _pool_step(kernels, step.node, dict(step.params))
     if step.op == "global_avg_pool":
-        return functools.partial(global_avg_pool, kernels)
+        fn = functools.partial(global_avg_pool, kernels)
+        fn.core_step = kernels.GlobalAvgPoolStep()
+        return fn
     # The kernel path is resolved when the step is built (as a binary layer's is), for float convs only.
     if step.op == "conv2d" and float_conv_runs_natively(step, path := kernels.info()["in_use"]):
         params = np_ops.prepared(step)

@@ -1,0 +1,129 @@
+"""The native backend runs consecutive core steps in one call (horq.runtime.program.Program with
+horq.runtime.native.chain -> horq.kernels.StepChain): the same values as running the program's calls one by one from
+Python, the Python callable wherever the core step does not take an input, errors raised as a step alone raises them."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+import horq.runtime as rt
+from horq.nn import HORQConfig, build_model, convert_
+from horq.nn.export import export
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("horq._core") is None, reason="no native extension")
+
+
+def _step_by_step(model, x):
+    """The program's calls run one by one from Python, as an unchained program runs them."""
+    prog = model._program
+    env = [None] * (len(prog.calls) + 1)
+    env[0] = x
+    for fn, out, ins, free in prog.calls:
+        env[out] = fn(*[env[i] for i in ins])
+        for i in free:
+            env[i] = None
+    return env[prog.output]
+
+
+def _resnet(tmp_path, shape, order):
+    torch.manual_seed(0)
+    model = build_model("resnet18", in_shape=shape, num_classes=7, width=0.25).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+    convert_(model, HORQConfig(order=order))
+    export(model, tmp_path / "m.horq", input_shape=shape)
+    return rt.load(tmp_path / "m.horq", backend="native")
+
+
+@pytest.mark.parametrize("order", [1, 2])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_chained_resnet_equals_step_by_step(order, batch, threads, tmp_path):
+    """A ResNet-18 (float stem with its pool, binary blocks with their residual adds, global pooling): the stem to
+    the global pooling is one chain, and its output is the step-by-step output bit for bit."""
+    from horq.kernels import StepChain
+
+    model = _resnet(tmp_path, (3, 64, 64), order)
+    ops = [s.op for s in model._steps]
+    kinds = [type(r).__name__ for r in model._program.runs]
+    assert kinds[0] == "StepChain" and ops[0] == "conv2d" and "max_pool2d" not in ops  # the pool inside the stem
+    assert isinstance(model._program.runs[0], StepChain)
+    chained = len(model._program.calls) - (len(kinds) - 1)  # steps inside the one chain
+    assert chained == ops.index("global_avg_pool") + 1
+    x = np.random.default_rng(batch).standard_normal((batch, 3, 64, 64)).astype(np.float32)
+    with rt.threads.num_threads(threads):
+        np.testing.assert_array_equal(model(x), _step_by_step(model, x))
+
+
+def test_chain_calls_python_where_the_core_step_does_not_take_the_input():
+    """A float64 map is not the core step's input: the Python callable runs instead (as the runtime's numpy ops do
+    for other dtypes); a float32 one goes to the core step, whose output the Python callable does not produce."""
+    from horq.kernels import GlobalAvgPoolStep, StepChain
+
+    seen = []
+
+    def fn(x):
+        seen.append(x.dtype)
+        return np.full((x.shape[0], x.shape[1], 1, 1), -1.0, x.dtype)
+
+    chain = StepChain([(GlobalAvgPoolStep(), fn, 1, [0], [0]), (GlobalAvgPoolStep(), fn, 2, [1], [])])
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float64).reshape(2, 3, 4, 5)
+    env = [x, None, None]
+    chain(env)
+    assert seen == [np.float64, np.float64] and env[0] is None
+    np.testing.assert_array_equal(env[2], -np.ones((2, 3, 1, 1)))
+    env = [x.astype(np.float32), None, None]
+    chain(env)
+    assert len(seen) == 2 and env[2].dtype == np.float32
+    np.testing.assert_allclose(env[1][..., 0, 0], x.mean(axis=(2, 3)), rtol=1e-6)
+
+
+def test_chain_raises_as_its_steps_do():
+    """A NaN reaches a chained binary convolution: its ValueError comes out of the chain; bad slots and non-core
+    steps are refused."""
+    import horq.kernels as kernels
+
+    rng = np.random.default_rng(0)
+    pw = kernels.pack_weights(rng.standard_normal((4, 3, 3, 3)).astype(np.float32))
+    conv = kernels.Conv2dLayer(pw, order=1, padding=1)
+    chain = kernels.StepChain([(conv.core_step, conv, 1, [0], []), (kernels.GlobalAvgPoolStep(), None, 2, [1], [])])
+    x = rng.standard_normal((1, 3, 5, 5)).astype(np.float32)
+    env = [x, None, None]
+    chain(env)
+    np.testing.assert_array_equal(env[1], conv(x))
+    with pytest.raises(ValueError, match="slot"):
+        chain([x, None])  # the second step's output slot
+    x[0, 1, 2, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        chain([x, None, None])
+    with pytest.raises(TypeError, match="CoreStep"):
+        kernels.StepChain([(conv, conv, 1, [0], [])])
+    with pytest.raises(ValueError, match="one or two inputs"):
+        kernels.StepChain([(conv.core_step, conv, 1, [], [])])
+
+
+@pytest.mark.parametrize("pool", [None, {"kernel_size": 3, "stride": 2, "padding": 1, "floor": 0.0}])
+def test_float_conv_core_step_is_the_layer(pool):
+    """FloatConv2d.core_step(shape) computes what the layer's own call does, bit for bit, and takes nothing but a
+    C-contiguous float32 map (TypeError on its own; a chain calls Python instead)."""
+    import horq.kernels as kernels
+
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((8, 3, 7, 7)).astype(np.float32)
+    layer = kernels.FloatConv2d(w, stride=2, padding=3, bias=rng.standard_normal(8).astype(np.float32), pool=pool)
+    step = layer.core_step((3, 40, 40))
+    x = rng.standard_normal((2, 3, 40, 40)).astype(np.float32)
+    np.testing.assert_array_equal(step(x), layer(x))
+    with pytest.raises(TypeError, match="float32"):
+        step(x.astype(np.float64))
+    with pytest.raises(TypeError, match="float32"):
+        step(np.asfortranarray(x))
+    with pytest.raises(ValueError):
+        step(x[:, :2].copy())  # two channels: the core's shape check
