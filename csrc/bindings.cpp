@@ -432,13 +432,13 @@ horq::ConvGeometry pool_geometry(std::size_t n, std::size_t c, std::size_t h, st
 
 // Max pooling of an NCHW float32 map into (N, C, out_h, out_w), max with `floor` (none, one value or one per
 // channel): the runtime's max_pool2d (pool.h).
-FloatArray max_pool2d(In<float, nb::ndim<4>> x, std::size_t kh, std::size_t kw, Pair stride, Pair padding,
-                      Pair dilation, std::size_t out_h, std::size_t out_w, Optional1 floor, const std::string& kernel) {
+FloatArray run_max_pool2d(const In<float, nb::ndim<4>>& x, std::size_t kh, std::size_t kw, Pair stride, Pair padding,
+                          Pair dilation, std::size_t out_h, std::size_t out_w, const Optional1& floor,
+                          const horq::KernelTable& kt) {
   const horq::ConvGeometry g = pool_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, stride, padding,
                                              dilation, out_h, out_w);
   const std::size_t nfloor = floor ? floor->shape(0) : 0;
   require(!floor || nfloor == 1 || nfloor == g.channels, "floor must hold one value or one per channel");
-  const auto& kt = horq::kernel_table(kernel);
   float* y;
   auto arr = make_array<float>({g.batch, g.channels, out_h, out_w}, &y, false);
   nb::gil_scoped_release nogil;
@@ -446,22 +446,31 @@ FloatArray max_pool2d(In<float, nb::ndim<4>> x, std::size_t kh, std::size_t kw, 
   return arr;
 }
 
+FloatArray max_pool2d(In<float, nb::ndim<4>> x, std::size_t kh, std::size_t kw, Pair stride, Pair padding,
+                      Pair dilation, std::size_t out_h, std::size_t out_w, Optional1 floor, const std::string& kernel) {
+  return run_max_pool2d(x, kh, kw, stride, padding, dilation, out_h, out_w, floor, horq::kernel_table(kernel));
+}
+
 // A float linear layer on a few samples: x (rows, n) against w (m, n), then + bias and max(., floor) per output
 // (float_linear.h); the runtime's float classifier at small batches.
-FloatArray float_linear(In<float, nb::ndim<2>> x, In<float, nb::ndim<2>> w, Optional1 bias, Optional1 floor,
-                        const std::string& kernel) {
+FloatArray run_float_linear(const In<float, nb::ndim<2>>& x, const In<float, nb::ndim<2>>& w, const Optional1& bias,
+                            const Optional1& floor, const horq::KernelTable& kt) {
   const std::size_t rows = x.shape(0), n = x.shape(1), m = w.shape(0);
   require(rows >= 1 && n >= 1 && m >= 1, "empty input or weights");
   require(w.shape(1) == n, "weights have a row length other than x's features");
   require(!bias || bias->shape(0) == m, "bias length != outputs");
   require(!floor || floor->shape(0) == m, "floor length != outputs");
-  const auto& kt = horq::kernel_table(kernel);
   float* y;
   auto arr = make_array<float>({rows, m}, &y, false);
   nb::gil_scoped_release nogil;
   horq::float_linear(kt, x.data(), rows, n, w.data(), m, bias ? bias->data() : nullptr,
                      floor ? floor->data() : nullptr, y);
   return arr;
+}
+
+FloatArray float_linear(In<float, nb::ndim<2>> x, In<float, nb::ndim<2>> w, Optional1 bias, Optional1 floor,
+                        const std::string& kernel) {
+  return run_float_linear(x, w, bias, floor, horq::kernel_table(kernel));
 }
 
 // Global average pooling of an NCHW float32 map into (N, C, 1, 1) (pool.h global_avg_pool).
@@ -754,6 +763,62 @@ class GlobalAvgPoolStep : public CoreStep {
   }
 };
 
+// max_pool2d with everything but x given once: the runtime's max_pool2d step (its fused floor included).
+class PoolStep : public CoreStep {
+ public:
+  PoolStep(std::size_t kh, std::size_t kw, Pair stride, Pair padding, Pair dilation, std::size_t out_h,
+           std::size_t out_w, Optional1 floor, const std::string& kernel)
+      : kh_(kh), kw_(kw), stride_(stride), padding_(padding), dilation_(dilation), out_h_(out_h), out_w_(out_w),
+        floor_(std::move(floor)), kt_(&horq::kernel_table(kernel)) {}
+
+  nb::object run(nb::handle x, nb::handle) const override {
+    In<float, nb::ndim<4>> in;
+    if (!as_input(x, in)) return {};
+    return nb::cast(run_max_pool2d(in, kh_, kw_, stride_, padding_, dilation_, out_h_, out_w_, floor_, *kt_));
+  }
+
+ private:
+  std::size_t kh_, kw_;
+  Pair stride_, padding_, dilation_;
+  std::size_t out_h_, out_w_;
+  Optional1 floor_;
+  const horq::KernelTable* kt_;
+};
+
+// float_linear with the weights, bias and floor given once, for inputs of at most max_rows rows (more go to the
+// step's Python function: the runtime hands larger batches to numpy's matrix product).
+class FloatLinearStep : public CoreStep {
+ public:
+  FloatLinearStep(In<float, nb::ndim<2>> w, Optional1 bias, Optional1 floor, const std::string& kernel,
+                  std::size_t max_rows)
+      : w_(std::move(w)), bias_(std::move(bias)), floor_(std::move(floor)), kt_(&horq::kernel_table(kernel)),
+        max_rows_(max_rows) {}
+
+  nb::object run(nb::handle x, nb::handle) const override {
+    In<float, nb::ndim<2>> in;
+    if (!as_input(x, in) || in.shape(0) > max_rows_) return {};
+    return nb::cast(run_float_linear(in, w_, bias_, floor_, *kt_));
+  }
+
+ private:
+  In<float, nb::ndim<2>> w_;
+  Optional1 bias_, floor_;
+  const horq::KernelTable* kt_;
+  std::size_t max_rows_;
+};
+
+// The runtime's flatten of a C-contiguous float32 array (N, ...): a view of it as (N, rest), as numpy's reshape
+// gives (the view keeps the array alive).
+class FlattenStep : public CoreStep {
+ public:
+  nb::object run(nb::handle x, nb::handle) const override {
+    nb::ndarray<float, nb::c_contig, nb::device::cpu> in;
+    if (!as_input(x, in) || in.ndim() < 1 || in.shape(0) == 0) return {};
+    const std::size_t shape[2] = {in.shape(0), in.size() / in.shape(0)};
+    return nb::cast(FloatArray(in.data(), 2, shape, x));
+  }
+};
+
 // Steps run in order on the executor's slots (program.py Program: slot 0 the input, slot i + 1 step i's output):
 // each entry (core step, Python function, output slot, input slots, slots freed after it) reads its one or two
 // inputs from env, writes its output there and sets the freed slots to None, as the executor's loop does; where the
@@ -801,7 +866,7 @@ class StepChain {
 template <class Step>
 nb::object call_step(const Step& step, nb::handle x) {
   nb::object y = step.run(x, nb::none());
-  if (!y.is_valid()) throw nb::type_error("x must be a C-contiguous float32 array of the step's rank");
+  if (!y.is_valid()) throw nb::type_error("x must be a C-contiguous float32 array the step takes (its rank; rows)");
   return y;
 }
 
@@ -816,6 +881,19 @@ void def_chain(nb::module_& m) {
   nb::class_<GlobalAvgPoolStep, CoreStep>(m, "GlobalAvgPoolStep")
       .def(nb::init<>())
       .def("__call__", &call_step<GlobalAvgPoolStep>, nb::arg("x"));
+  nb::class_<PoolStep, CoreStep>(m, "PoolStep")
+      .def(nb::init<std::size_t, std::size_t, Pair, Pair, Pair, std::size_t, std::size_t, Optional1,
+                    const std::string&>(),
+           nb::arg("kh"), nb::arg("kw"), nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"), nb::arg("out_h"),
+           nb::arg("out_w"), nb::arg("floor").none(), nb::arg("kernel") = "")
+      .def("__call__", &call_step<PoolStep>, nb::arg("x"));
+  nb::class_<FloatLinearStep, CoreStep>(m, "FloatLinearStep")
+      .def(nb::init<In<float, nb::ndim<2>>, Optional1, Optional1, const std::string&, std::size_t>(), nb::arg("w"),
+           nb::arg("bias").none(), nb::arg("floor").none(), nb::arg("kernel") = "", nb::arg("max_rows"))
+      .def("__call__", &call_step<FloatLinearStep>, nb::arg("x"));
+  nb::class_<FlattenStep, CoreStep>(m, "FlattenStep")
+      .def(nb::init<>())
+      .def("__call__", &call_step<FlattenStep>, nb::arg("x"));
   nb::class_<StepChain>(m, "StepChain")
       .def(nb::init<nb::list>(), nb::arg("steps"))
       .def("__call__", &StepChain::operator(), nb::arg("env"));

@@ -46,17 +46,19 @@ def _resnet(tmp_path, shape, order):
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_chained_resnet_equals_step_by_step(order, batch, threads, tmp_path):
-    """A ResNet-18 (float stem with its pool, binary blocks with their residual adds, global pooling): the stem to
-    the global pooling is one chain, and its output is the step-by-step output bit for bit."""
-    from horq.kernels import StepChain
+    """A ResNet-18 (float stem with its pool, binary blocks with their residual adds, global pooling, flatten): all
+    but its small classifier (numpy's) is one chain (and the stem, where the kernel path runs float convolutions on
+    numpy), and its output is the step-by-step output bit for bit."""
+    import horq.kernels as kernels
+    from horq.runtime.native import FLOAT_CONV_PATHS
 
     model = _resnet(tmp_path, (3, 64, 64), order)
     ops = [s.op for s in model._steps]
     kinds = [type(r).__name__ for r in model._program.runs]
-    assert kinds[0] == "StepChain" and ops[0] == "conv2d" and "max_pool2d" not in ops  # the pool inside the stem
-    assert isinstance(model._program.runs[0], StepChain)
-    chained = len(model._program.calls) - (len(kinds) - 1)  # steps inside the one chain
-    assert chained == ops.index("global_avg_pool") + 1
+    assert ops[0] == "conv2d" and "max_pool2d" not in ops and ops[-2:] == ["flatten", "linear"]  # pool in the stem
+    stem_in_core = kernels.info()["in_use"] in FLOAT_CONV_PATHS
+    assert kinds == (["StepChain", "tuple"] if stem_in_core else ["tuple", "StepChain", "tuple"])
+    assert isinstance(model._program.runs[0 if stem_in_core else 1], kernels.StepChain)
     x = np.random.default_rng(batch).standard_normal((batch, 3, 64, 64)).astype(np.float32)
     with rt.threads.num_threads(threads):
         np.testing.assert_array_equal(model(x), _step_by_step(model, x))
@@ -127,3 +129,65 @@ def test_float_conv_core_step_is_the_layer(pool):
         step(np.asfortranarray(x))
     with pytest.raises(ValueError):
         step(x[:, :2].copy())  # two channels: the core's shape check
+
+
+def test_pool_flatten_and_linear_core_steps_are_the_layers():
+    """MaxPool2d.core_step and FloatLinear.core_step compute what the layers' own calls do, bit for bit; the linear
+    step takes at most its max_rows rows (TypeError on its own beyond: a chain calls Python); FlattenStep is a view
+    of its input as (N, rest), as numpy's reshape."""
+    import horq.kernels as kernels
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 5, 9, 11)).astype(np.float32)
+    pool = kernels.MaxPool2d(3, 2, padding=1, floor=rng.standard_normal(5).astype(np.float32))
+    np.testing.assert_array_equal(pool.core_step((5, 9, 11))(x), pool(x))
+    flat = kernels.FlattenStep()(x)
+    assert flat.shape == (2, 5 * 9 * 11) and np.shares_memory(flat, x)
+    np.testing.assert_array_equal(flat, x.reshape(2, -1))
+    w = rng.standard_normal((300, 495)).astype(np.float32)
+    lin = kernels.FloatLinear(w, bias=rng.standard_normal(300).astype(np.float32), floor=0.0)
+    step = lin.core_step(3)
+    np.testing.assert_array_equal(step(flat), lin(flat))
+    with pytest.raises(TypeError, match="rows"):
+        step(np.concatenate([flat, flat]))  # 4 rows > 3
+
+
+def test_chained_vgg_and_mnist_models_equal_step_by_step(tmp_path):
+    """Zoo models with core max pools between binary layers, a flatten, numpy steps between core steps (mnist-cnn's
+    affine and relu around its binary linear layer): the same outputs chained as step by step, at batches on both
+    sides of the float linear step's row bound."""
+    from horq.runtime.native import FLOAT_LINEAR_MAX_ROWS
+
+    for name, shape in (("cifar-vgg", (3, 32, 32)), ("mnist-cnn", (1, 28, 28))):
+        torch.manual_seed(0)
+        model = build_model(name, in_shape=shape, num_classes=10).eval()
+        convert_(model, HORQConfig(order=2))
+        export(model, tmp_path / f"{name}.horq", input_shape=shape)
+        rtm = rt.load(tmp_path / f"{name}.horq", backend="native")
+        assert any(type(r).__name__ == "StepChain" for r in rtm._program.runs)
+        for batch in (1, FLOAT_LINEAR_MAX_ROWS + 1):
+            x = np.random.default_rng(batch).standard_normal((batch, *shape)).astype(np.float32)
+            np.testing.assert_array_equal(rtm(x), _step_by_step(rtm, x))
+
+
+@pytest.mark.parametrize("batch", [1, 17])
+def test_chained_float_linear_hands_large_batches_to_python(batch, tmp_path, monkeypatch):
+    """A float network whose every step is a core step (convolution, flatten, a large linear layer: on the paths
+    that run float layers in the core, forced here) is one chain; at more rows than the core linear step takes, the
+    chain runs the step's Python function (numpy's product): the same outputs as step by step either way."""
+    import horq.kernels as kernels
+    from horq.runtime.native import FLOAT_CONV_PATHS, FLOAT_LINEAR_MAX_ROWS
+
+    paths = [p for p in kernels.info()["available"] if p in FLOAT_CONV_PATHS]
+    if not paths:
+        pytest.skip("this CPU has no kernel path that runs float layers in the core")
+    monkeypatch.setenv(kernels.KERNEL_ENV, paths[-1])
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(8 * 16 * 16, 64)).eval()
+    export(model, tmp_path / "f.horq", input_shape=(3, 16, 16))
+    rtm = rt.load(tmp_path / "f.horq", backend="native")
+    assert [type(r).__name__ for r in rtm._program.runs] == ["StepChain"]
+    assert (batch > FLOAT_LINEAR_MAX_ROWS) == (batch == 17)
+    x = np.random.default_rng(batch).standard_normal((batch, 3, 16, 16)).astype(np.float32)
+    np.testing.assert_array_equal(rtm(x), _step_by_step(rtm, x))

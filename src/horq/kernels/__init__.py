@@ -50,6 +50,7 @@ __all__ = [
     "float_linear",
     "get_num_threads",
     "global_avg_pool",
+    "FlattenStep",
     "GlobalAvgPoolStep",
     "StepChain",
     "info",
@@ -69,6 +70,8 @@ _F32 = np.dtype(np.float32)
 StepChain = _core.StepChain
 #: :func:`global_avg_pool` as a core step object for a :data:`StepChain` (callable on a float32 contiguous map).
 GlobalAvgPoolStep = _core.GlobalAvgPoolStep
+#: A flatten to (N, rest) as a core step object: a view of a C-contiguous float32 array, as numpy's reshape gives.
+FlattenStep = _core.FlattenStep
 
 
 def _ready(a, shape) -> bool:
@@ -653,6 +656,11 @@ class FloatLinear:
             raise ValueError(f"float_linear: x has {x.shape[1]} features, the weights expect {self.weight.shape[1]}")
         return _core.float_linear(x, self.weight, self.bias, self.floor, self.kernel)
 
+    def core_step(self, max_rows: int):
+        """This layer as the core's step object (see :meth:`FloatConv2d.core_step`), for inputs of up to ``max_rows``
+        rows (a chain hands larger ones to the step's Python function)."""
+        return _core.FloatLinearStep(self.weight, self.bias, self.floor, self.kernel, max_rows)
+
 
 def global_avg_pool(x) -> np.ndarray:
     """The mean of each (H, W) plane of ``x`` (N, C, H, W) float32 as (N, C, 1, 1) float32, summed in double in
@@ -698,6 +706,12 @@ class MaxPool2d(_PreparedCall):
     def _prepare(self, x) -> tuple:
         (kh, kw), s, p, d, (oh, ow), fl = _pool_geometry(x.shape[2], x.shape[3], *self._spec)
         return _core.max_pool2d, (kh, kw, s, p, d, oh, ow, fl, self.kernel)
+
+    def core_step(self, in_shape):
+        """This pool for inputs of per-sample shape ``in_shape`` (C, H, W) as the core's step object (see
+        :meth:`FloatConv2d.core_step`)."""
+        (kh, kw), s, p, d, (oh, ow), fl = _pool_geometry(in_shape[1], in_shape[2], *self._spec)
+        return _core.PoolStep(kh, kw, s, p, d, oh, ow, fl, self.kernel)
 
 
 def _pool_geometry(h, w, kernel_size, stride=None, padding=0, dilation=1, out_size=None, floor=None, *, what=""):

@@ -79,7 +79,12 @@ def _pool_step(kernels, node, params):
     if not _core_floor(params.get("floor")):
         return functools.partial(np_ops.max_pool2d, node, params)
     pool = kernels.MaxPool2d(**_pool_args(node, params))
-    return lambda x: pool(x) if x.dtype == np.float32 else np_ops.max_pool2d(node, params, x)
+
+    def run(x):
+        return pool(x) if x.dtype == np.float32 else np_ops.max_pool2d(node, params, x)
+
+    run.core_step = pool.core_step(node.in_shapes[0])
+    return run
 
 
 def _pool_args(node, params) -> dict:
@@ -171,6 +176,7 @@ def float_linear_step(kernels, node, params, kernel_path: str):
             return np_ops.linear(node, params, x)
         return fl(x)
 
+    run.core_step = fl.core_step(FLOAT_LINEAR_MAX_ROWS)
     return run
 
 
@@ -189,8 +195,8 @@ def _core_floor(floor) -> bool:
 
 def chain(kernels):
     """The factory of the runs of steps that go through the core in one call (:class:`horq.runtime.program.Program`):
-    steps whose callable has a ``core_step`` (binary convolutions, float convolutions with their fused pool, global
-    average pooling)."""
+    steps whose callable has a ``core_step`` (binary convolutions, float convolutions with their fused pool, max
+    pooling, global average pooling, flatten, the core's float linear layers)."""
     return kernels.StepChain
 
 
@@ -221,4 +227,7 @@ def build_step(step, kernels):
         conv = np_ops.build(replace(step, params={k: v for k, v in step.params.items() if k != "pool"}))
         pool = _pool_step(kernels, pnode, dict(pparams))
         return lambda x: pool(conv(x))
-    return np_ops.build(step)
+    fn = np_ops.build(step)
+    if step.op == "flatten":
+        fn.core_step = kernels.FlattenStep()
+    return fn
