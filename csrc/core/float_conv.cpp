@@ -95,9 +95,9 @@ std::size_t row_bands(std::size_t rows) {
 // The pooled rows (pool geometry pg over a convolution's m x out_h x out_w output) of images [n0, n0 + nb), into
 // y. Bands of pooled rows per image: one at one thread (every conv row computed once), else one per thread, split over
 // the images (a band recomputes the conv rows it shares with the band before it: with the Winograd tiles, a whole
-// tile row, 3 of ResNet-18's 112 conv rows, so 2 bands per thread did ~8% more work at 2 threads than 1 band; the
-// stem with its pool at 2 threads, fastest calls of alternated calls in one process, 0.642-0.658 -> 0.613-0.624 ms,
-// docs/KERNELS.md round 24). Each task's conv rows go through a ring of
+// tile row, 3 of ResNet-18's 112 conv rows, so 2 bands per thread did ~8% more work at 2 threads than 1 band;
+// `HORQ_NUM_THREADS=2 profile_float_conv_core "" 1.5 1`, fastest calls, 0.643-0.651 -> 0.614-0.619 ms, docs/KERNELS.md
+// round 24). Each task's conv rows go through a ring of
 // ring_rows rows of `width` floats per channel (conv row r in slot r % ring_rows, channel c's rows ring_rows * width
 // floats apart): fill(n, first, last, ring, next) puts the conv rows up to `last` that are not there yet into it,
 // `next` its own progress within the task (-1 at the start of a band); rows below `first` are not read again. The
