@@ -208,17 +208,21 @@ def test_non_contiguous_inputs(path):
 def test_threads_bitwise_identical(path, order, channels):
     rng = np.random.default_rng(7)
     x = rng.standard_normal((3, channels, 13, 11)).astype(np.float32)
-    pw = kernels.pack_weights(rng.standard_normal((70, channels, 3, 3)).astype(np.float32))
+    w = rng.standard_normal((70, channels, 3, 3)).astype(np.float32)
+    pw = kernels.pack_weights(w)
     xl = rng.standard_normal((5, 513)).astype(np.float32)
     pl = kernels.pack_weights(rng.standard_normal((130, 513)).astype(np.float32))
+    x7 = rng.standard_normal((1, channels, 7, 7)).astype(np.float32)  # 49 columns: 3 blocks of 16, 17 columns
     out = {}
     for t in (1, 2):
         kernels.set_num_threads(t)
         assert kernels.get_num_threads() == t
         out[t] = (kernels.conv2d(x, pw, order=order, padding=1, kernel=path),
-                  kernels.linear(xl, pl, order=order, kernel=path))
-    np.testing.assert_array_equal(out[1][0], out[2][0])
-    np.testing.assert_array_equal(out[1][1], out[2][1])
+                  kernels.linear(xl, pl, order=order, kernel=path),
+                  kernels.conv2d(x7, pw, order=order, padding=1, kernel=path))
+    for a, b in zip(out[1], out[2]):
+        np.testing.assert_array_equal(a, b)
+    close(out[2][2], reference.horq_conv2d(x7, w, order=order, padding=1))
 
 
 def test_linear_overflows_16_bit_accumulator(path):
