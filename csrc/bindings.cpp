@@ -42,12 +42,15 @@ nb::ndarray<nb::numpy, T> make_array(std::initializer_list<std::size_t> shape, T
   return nb::ndarray<nb::numpy, T>(p, shape.size(), shape.begin(), owner);
 }
 
-void require(bool ok, const std::string& msg) {
+// The message is a C string, made into the exception's only on failure: a std::string parameter cost a string (and
+// for most messages a heap allocation) per check, ~10 checks a binary step (~0.3 us of a chained step's ~2.5).
+void require(bool ok, const char* msg) {
   if (!ok) throw std::invalid_argument(msg);
 }
 
 void check_order(int order) {
-  require(order >= 1 && order <= horq::kMaxOrder, "order must be in 1.." + std::to_string(horq::kMaxOrder));
+  if (order < 1 || order > horq::kMaxOrder)
+    throw std::invalid_argument("order must be in 1.." + std::to_string(horq::kMaxOrder));
 }
 
 void check_n(std::size_t n) {
