@@ -72,13 +72,35 @@ void compact_column(word_t* out, std::size_t kwords, const word_t* grouped, std:
     for (std::size_t t = 0; t < taps; ++t) or_bits(out + k * kwords, t * C, grouped + k * ld + t * gw, C);
 }
 
-// The zero-bordered pixel image's geometry and the offsets of a column's words and sums in it.
+// The border of `count` planes of hp x wp values around their H x W inside at (ph, pw) set to zero.
+template <class T>
+void zero_border(T* planes, std::size_t count, std::size_t hp, std::size_t wp, std::size_t ph, std::size_t pw,
+                 std::size_t H, std::size_t W) {
+  for (std::size_t i = 0; i < count; ++i) {
+    T* p = planes + i * hp * wp;
+    std::fill_n(p, ph * wp, T{0});
+    std::fill_n(p + (ph + H) * wp, (hp - ph - H) * wp, T{0});
+    for (std::size_t y = ph; y < ph + H && wp > W; ++y) {
+      std::fill_n(p + y * wp, pw, T{0});
+      std::fill_n(p + y * wp + pw + W, wp - pw - W, T{0});
+    }
+  }
+}
+
+// The zero-bordered pixel image's geometry and the offsets of a column's words and sums in it. Only the border is
+// zeroed here, on the calling thread; the pixel pass's tasks write the rest. Zeroing the whole image (lines the other
+// core last read) was most of the serial time from a binary layer's call to its pixel pass at 2 threads: 2.8-3.7 ->
+// 1.6-1.8 us (a throwaway timing of ResNet-18 224x224's layers, docs/KERNELS.md round 24).
 void init_pixel_image(PixelImage& im, const ConvGeometry& g) {
   const std::size_t gw = words_for(g.channels);
   im.hp = g.height + 2 * g.ph, im.wp = g.width + 2 * g.pw, im.groups = gw, im.out_w = g.out_w;
   im.ppi = g.out_h * g.out_w, im.sh = g.sh, im.sw = g.sw;
-  im.words.assign(g.batch * gw * im.hp * im.wp, 0);
-  im.sums.assign(g.batch * im.hp * im.wp, 0.0);
+  im.words.resize(g.batch * gw * im.hp * im.wp);
+  im.sums.resize(g.batch * im.hp * im.wp);
+  zero_border(im.words.data(), g.batch * gw, im.hp, im.wp, g.ph, g.pw, g.height, g.width);
+  zero_border(im.sums.data(), g.batch, im.hp, im.wp, g.ph, g.pw, g.height, g.width);
+  im.sum_off.reserve(g.kh * g.kw);
+  im.word_off.reserve(g.kh * g.kw * gw);
   for (std::size_t i = 0; i < g.kh; ++i)
     for (std::size_t j = 0; j < g.kw; ++j) {
       const std::size_t tap_off = i * g.dh * im.wp + j * g.dw;
@@ -148,7 +170,7 @@ std::uint32_t pack_input_row(const KernelTable& kt, const float* src, std::size_
   const bool implicit = q.implicit_h1, copy = copies_nhwc(q, g, in_scale);
   float* xrow = copy ? nhwc_row(q, g, pp, img, y) : nullptr;
   double* psum = implicit ? im.sums.data() + (img * im.hp + y + g.ph) * im.wp + g.pw : pp.sums.data() + t * W;
-  if (!implicit) std::fill_n(psum, W, 0.0);
+  std::fill_n(psum, W, 0.0);  // pack_pixels adds each channel group's share
   std::uint32_t bad = 0;
   for (std::size_t c0 = 0; c0 < C; c0 += kWordBits) {
     const std::size_t c1 = std::min(C, c0 + kWordBits), gi = c0 / kWordBits;

@@ -12,14 +12,36 @@
 
 namespace horq {
 
+// An allocator that default-initializes: resize() leaves the new elements as they are (for buffers every element
+// of which is written before it is read); assign(n, v) still writes v.
+template <class T>
+struct UninitAllocator : std::allocator<T> {
+  template <class U>
+  struct rebind {
+    using other = UninitAllocator<U>;
+  };
+  UninitAllocator() = default;
+  template <class U>
+  UninitAllocator(const UninitAllocator<U>&) noexcept {}
+  template <class U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+
 // H_1 of convolution columns without materializing them (paths with an outer-product gemm_task, grouped
 // conv layout): every pixel's words sit once in a zero-bordered image, and column j's word w is
 //     words[word(j) + word_off[w]]        (zero for a padding tap: the border is zero),
 // and at order 1 its beta_1 = sum over taps t (in tap order) of sums[sum(j) + sum_off[t]] / n, with word(j)
 // and sum(j) the offsets of the column's first tap (PixelCursor below).
+// Its border is zeroed where it is made (conv.cpp init_pixel_image); the pixel pass writes the rest.
 struct PixelImage {
-  std::vector<word_t> words;  // [image][channel group][hp][wp]
-  std::vector<double> sums;   // [image][hp][wp]: sum |x| over the channels of each pixel
+  std::vector<word_t, UninitAllocator<word_t>> words;  // [image][channel group][hp][wp]
+  std::vector<double, UninitAllocator<double>> sums;   // [image][hp][wp]: sum |x| over the channels of each pixel
   std::size_t hp = 0, wp = 0, groups = 0, out_w = 0, ppi = 0, sh = 0, sw = 0;
   std::vector<std::int64_t> word_off;  // per column word (tap, group)
   std::vector<std::int64_t> sum_off;   // per tap
@@ -59,27 +81,6 @@ inline double box_beta(const PixelImage& im, std::int64_t at, double n) {
   for (const std::int64_t off : im.sum_off) s += sums[off];
   return s / n;
 }
-
-// An allocator that default-initializes: resize() leaves the new elements as they are (for buffers every element
-// of which is written before it is read); assign(n, v) still writes v.
-template <class T>
-struct UninitAllocator : std::allocator<T> {
-  template <class U>
-  struct rebind {
-    using other = UninitAllocator<U>;
-  };
-  UninitAllocator() = default;
-  template <class U>
-  UninitAllocator(const UninitAllocator<U>&) noexcept {}
-  template <class U>
-  void construct(U* p) noexcept {
-    ::new (static_cast<void*>(p)) U;
-  }
-  template <class U, class... Args>
-  void construct(U* p, Args&&... args) {
-    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
-  }
-};
 
 // Columns after quantization: row (j * order + k) holds H_{k+1} of column j, kw words; betas likewise.
 // With `implicit_h1`, H_1 lives in `image` (the GEMM reads it there; row j * order of bits holds a copy at
