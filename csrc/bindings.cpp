@@ -926,6 +926,10 @@ void def_training(nb::module_& m) {
   m.def("float_linear", &float_linear, nb::arg("x"), nb::arg("w"), nb::arg("bias").none(), nb::arg("floor").none(),
         nb::arg("kernel") = "");
   m.def("global_avg_pool", &global_avg_pool, nb::arg("x"));
+  m.def("all_finite", [](In<float> x) {
+    nb::gil_scoped_release nogil;
+    return horq::all_finite(x.data(), x.size());
+  }, nb::arg("x"));
   m.def("max_pool2d", &max_pool2d, nb::arg("x"), nb::arg("kh"), nb::arg("kw"), nb::arg("stride"),
         nb::arg("padding"), nb::arg("dilation"), nb::arg("out_h"), nb::arg("out_w"),
         nb::arg("floor").none() = nb::none(), nb::arg("kernel") = "");

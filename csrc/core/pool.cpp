@@ -3,6 +3,9 @@
 #include "core/pool.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "core/dispatch.h"
@@ -54,6 +57,43 @@ void global_avg_pool(const float* x, std::size_t planes, std::size_t hw, float* 
   parallel_for_items(planes, planes_per_task(hw), [&](std::size_t p) {
     y[p] = static_cast<float>(pairwise_sum(x + p * hw, hw) / static_cast<double>(hw));
   });
+}
+
+namespace {
+
+// 1 when some value of x[0, n) is NaN or +-Inf, else 0.
+std::uint32_t any_non_finite(const float* x, std::size_t n) {
+  constexpr std::uint32_t kExponent = 0x7f800000u;
+  constexpr std::size_t kLanes = 16;  // independent ORs: no chain through one accumulator
+  std::uint32_t bad[kLanes] = {};
+  std::size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (std::size_t l = 0; l < kLanes; ++l) {
+      std::uint32_t u;
+      std::memcpy(&u, x + i + l, sizeof u);
+      bad[l] |= static_cast<std::uint32_t>((u & kExponent) == kExponent);
+    }
+  std::uint32_t any = 0;
+  for (; i < n; ++i) {
+    std::uint32_t u;
+    std::memcpy(&u, x + i, sizeof u);
+    any |= static_cast<std::uint32_t>((u & kExponent) == kExponent);
+  }
+  for (const std::uint32_t b : bad) any |= b;
+  return any;
+}
+
+constexpr std::size_t kFiniteBlock = std::size_t{1} << 15;  // values per task
+
+}  // namespace
+
+bool all_finite(const float* x, std::size_t n) {
+  std::atomic<std::uint32_t> bad{0};
+  parallel_for(ceil_div(n, kFiniteBlock), [&](std::size_t t) {
+    const std::size_t i0 = t * kFiniteBlock;
+    if (any_non_finite(x + i0, std::min(kFiniteBlock, n - i0))) bad.store(1, std::memory_order_relaxed);
+  });
+  return bad.load() == 0;
 }
 
 PoolColumns pool_columns(const ConvGeometry& g) {

@@ -24,6 +24,12 @@ void max_pool2d(const KernelTable& kt, const float* x, const ConvGeometry& g, co
 // buffer whole); elsewhere it differs from numpy's in rounding only. Threaded over planes.
 void global_avg_pool(const float* x, std::size_t planes, std::size_t hw, float* y);
 
+// Whether none of the n values at x is NaN or +-Inf: a runtime model's input check. The exponent bits of every value
+// are tested as integers in 16 independent lanes (a loop the compiler vectorizes at the build's baseline), in blocks
+// across the threads: on a 3 x 224 x 224 input just evicted by a model's call, numpy's isfinite(x).all() took ~85 us
+// (it writes a mask, then reads it again), serial time before a call's first layer (docs/KERNELS.md round 24).
+bool all_finite(const float* x, std::size_t n);
+
 // The column taps of g (pool_row.h).
 PoolColumns pool_columns(const ConvGeometry& g);
 

@@ -174,7 +174,8 @@ def tiny(tmp_path_factory):
     ([[0.0]], "numpy array"),
     (np.full((2, 2, 6, 6), np.nan, np.float32), "NaN"),
     (np.where(np.eye(6, dtype=bool), np.inf, 0).astype(np.float32)[None, None].repeat(2, 1), "Inf"),
-], ids=["width", "rank", "empty", "float64", "int32", "list", "nan", "inf"])
+    (np.pad(np.zeros(143, np.float32), (0, 1), constant_values=-np.inf).reshape(2, 2, 6, 6), "Inf"),
+], ids=["width", "rank", "empty", "float64", "int32", "list", "nan", "inf", "last value -inf"])
 def test_bad_inputs(tiny, backend, x, match):
     model = rt.load(tiny, backend=backend)
     with pytest.raises(ValueError, match=match):

@@ -38,6 +38,7 @@ from horq.geometry import check_order, conv_output_size, pair
 
 __all__ = [
     "KERNEL_ENV",
+    "all_finite",
     "Conv2dLayer",
     "FloatConv2d",
     "LinearLayer",
@@ -660,6 +661,19 @@ class FloatLinear:
         """This layer as the core's step object (see :meth:`FloatConv2d.core_step`), for inputs of up to ``max_rows``
         rows (a chain hands larger ones to the step's Python function)."""
         return _core.FloatLinearStep(self.weight, self.bias, self.floor, self.kernel, max_rows)
+
+
+def all_finite(x) -> bool:
+    """Whether no value of the float32 array ``x`` is NaN or +-Inf: ``np.isfinite(x).all()`` without its mask (the
+    runtime's input check; blocks of values across the kernels' threads). A non-contiguous ``x`` is copied first.
+
+    Raises:
+        ValueError: a non-float32 ``x``.
+    """
+    x = _to_numpy(x)
+    if x.dtype != _F32:
+        raise ValueError(f"all_finite: x must be a float32 array, got {x.dtype}")
+    return bool(_core.all_finite(np.ascontiguousarray(x)))
 
 
 def global_avg_pool(x) -> np.ndarray:
