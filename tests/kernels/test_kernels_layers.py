@@ -220,7 +220,7 @@ def test_threads_bitwise_identical(path, order, channels):
         out[t] = (kernels.conv2d(x, pw, order=order, padding=1, kernel=path),
                   kernels.linear(xl, pl, order=order, kernel=path),
                   kernels.conv2d(x7, pw, order=order, padding=1, kernel=path))
-    for a, b in zip(out[1], out[2]):
+    for a, b in zip(out[1], out[2], strict=True):
         np.testing.assert_array_equal(a, b)
     close(out[2][2], reference.horq_conv2d(x7, w, order=order, padding=1))
 

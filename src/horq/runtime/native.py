@@ -83,8 +83,7 @@ def _pool_step(kernels, node, params):
     def run(x):
         return pool(x) if x.dtype == np.float32 else np_ops.max_pool2d(node, params, x)
 
-    run.core_step = pool.core_step(node.in_shapes[0])
-    return run
+    return _with_core_step(run, pool.core_step(node.in_shapes[0]))
 
 
 def _pool_args(node, params) -> dict:
@@ -148,7 +147,7 @@ def float_conv_step(kernels, node, params, kernel_path: str):
         return y if after is None else after(y)
 
     if after is None:  # the whole step in one core call: a chain can run it (horq.runtime.program)
-        run.core_step = fc.core_step(node.in_shapes[0])
+        return _with_core_step(run, fc.core_step(node.in_shapes[0]))
     return run
 
 
@@ -176,8 +175,7 @@ def float_linear_step(kernels, node, params, kernel_path: str):
             return np_ops.linear(node, params, x)
         return fl(x)
 
-    run.core_step = fl.core_step(FLOAT_LINEAR_MAX_ROWS)
-    return run
+    return _with_core_step(run, fl.core_step(FLOAT_LINEAR_MAX_ROWS))
 
 
 def _float_linear_runs_natively(step, kernel_path: str) -> bool:
@@ -191,6 +189,12 @@ def _float_linear_runs_natively(step, kernel_path: str) -> bool:
 def _core_floor(floor) -> bool:
     """Whether the core's pooling takes this fused floor: none, one value, or one per channel."""
     return floor is None or np.ndim(floor) == 0 or np.shape(floor)[2:] == (1, 1)
+
+
+def _with_core_step(fn, core_step):
+    """``fn`` marked with the core step object that a chain runs in its place (:func:`chain`)."""
+    fn.core_step = core_step  # a function's or partial's attribute
+    return fn
 
 
 def chain(kernels):
@@ -209,9 +213,7 @@ def build_step(step, kernels):
     if step.op == "max_pool2d":
         return _pool_step(kernels, step.node, dict(step.params))
     if step.op == "global_avg_pool":
-        fn = functools.partial(global_avg_pool, kernels)
-        fn.core_step = kernels.GlobalAvgPoolStep()
-        return fn
+        return _with_core_step(functools.partial(global_avg_pool, kernels), kernels.GlobalAvgPoolStep())
     # The kernel path is resolved when the step is built (as a binary layer's is), for float convs only.
     if step.op == "conv2d" and float_conv_runs_natively(step, path := kernels.info()["in_use"]):
         params = np_ops.prepared(step)
@@ -228,6 +230,4 @@ def build_step(step, kernels):
         pool = _pool_step(kernels, pnode, dict(pparams))
         return lambda x: pool(conv(x))
     fn = np_ops.build(step)
-    if step.op == "flatten":
-        fn.core_step = kernels.FlattenStep()
-    return fn
+    return _with_core_step(fn, kernels.FlattenStep()) if step.op == "flatten" else fn
