@@ -191,3 +191,17 @@ def test_chained_float_linear_hands_large_batches_to_python(batch, tmp_path, mon
     assert (batch > FLOAT_LINEAR_MAX_ROWS) == (batch == 17)
     x = np.random.default_rng(batch).standard_normal((batch, 3, 16, 16)).astype(np.float32)
     np.testing.assert_array_equal(rtm(x), _step_by_step(rtm, x))
+
+
+def test_chained_model_called_from_several_threads(tmp_path):
+    """Python threads calling one native model at once (the kernels release the GIL; their jobs from several callers
+    run one at a time): every output is the single-threaded caller's, bit for bit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = _resnet(tmp_path, (3, 32, 32), 2)
+    xs = [np.random.default_rng(i).standard_normal((1 + i % 3, 3, 32, 32)).astype(np.float32) for i in range(8)]
+    want = [model(x) for x in xs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(lambda i: model(xs[i % 8]), range(48)))
+    for i, y in enumerate(got):
+        np.testing.assert_array_equal(y, want[i % 8])
