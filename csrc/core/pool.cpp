@@ -5,10 +5,10 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 #include "core/dispatch.h"
+#include "core/quantize.h"
 #include "core/threadpool.h"
 
 namespace horq {
@@ -61,24 +61,15 @@ void global_avg_pool(const float* x, std::size_t planes, std::size_t hw, float* 
 
 namespace {
 
-// 1 when some value of x[0, n) is NaN or +-Inf, else 0.
+// 1 when some value of x[0, n) is NaN or +-Inf, else 0 (quantize.h non_finite on each).
 std::uint32_t any_non_finite(const float* x, std::size_t n) {
-  constexpr std::uint32_t kExponent = 0x7f800000u;
   constexpr std::size_t kLanes = 16;  // independent ORs: no chain through one accumulator
   std::uint32_t bad[kLanes] = {};
   std::size_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
-    for (std::size_t l = 0; l < kLanes; ++l) {
-      std::uint32_t u;
-      std::memcpy(&u, x + i + l, sizeof u);
-      bad[l] |= static_cast<std::uint32_t>((u & kExponent) == kExponent);
-    }
+    for (std::size_t l = 0; l < kLanes; ++l) bad[l] |= non_finite(x[i + l]);
   std::uint32_t any = 0;
-  for (; i < n; ++i) {
-    std::uint32_t u;
-    std::memcpy(&u, x + i, sizeof u);
-    any |= static_cast<std::uint32_t>((u & kExponent) == kExponent);
-  }
+  for (; i < n; ++i) any |= non_finite(x[i]);
   for (const std::uint32_t b : bad) any |= b;
   return any;
 }

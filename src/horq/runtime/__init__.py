@@ -83,8 +83,8 @@ class Model:
         self.input_shape = hfile.graph.input_shape
         self.output_shape = hfile.graph.output_shape
         kernels, self.backend, self.backend_reason = _choose(backend)
-        # The input check's finiteness test: the core's where the native backend runs (no mask array; ~85 us -> ~15
-        # us before a ResNet-18 224x224 call, docs/KERNELS.md round 24), numpy's otherwise.
+        # The input check's finiteness test: the core's where the native backend runs (no mask array; right after a
+        # ResNet-18 224x224 call 72-89 us -> 47 us at 1 thread, 32 at 2, docs/KERNELS.md round 24), numpy's otherwise.
         self._all_finite = kernels.all_finite if kernels is not None else (lambda a: bool(np.isfinite(a).all()))
         on_kernels = {n.name for n in self.graph.nodes if native.runs_natively(n)} if kernels else set()
         # The reference backend is the oracle: it runs the graph as written.
