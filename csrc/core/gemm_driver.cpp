@@ -83,7 +83,8 @@ void outer_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const
     jb = ceil_div(ceil_div(q.ncols, jblocks), kColAlign) * kColAlign;
     jblocks = ceil_div(q.ncols, jb);
     // A last block of fewer than kColAlign columns joins the one before (a 7x7 map's 49 columns went as 16 / 16 / 16 /
-    // 1, three real tasks per filter block: 512 channels at 2 threads ~7% slower, docs/KERNELS.md round 24).
+    // 1, three real tasks per filter block: `HORQ_NUM_THREADS=2 profile_conv_core 512 7 1` slower in 7 of 7
+    // alternated pairs, docs/KERNELS.md round 24).
     if (jblocks > 1 && q.ncols - (jblocks - 1) * jb < kColAlign) --jblocks;
     mblocks = 1;
     while (threads > 1 && mblocks * jblocks < 4 * threads && m / (2 * mblocks) >= 32) mblocks *= 2;
