@@ -15,7 +15,7 @@
 #include <cstdlib>
 #include <mutex>
 #include <thread>
-#include <unistd.h>
+#include <pthread.h>
 #include <vector>
 
 namespace horq {
@@ -44,13 +44,18 @@ int default_threads() {
   return hc ? static_cast<int>(hc) : 1;
 }
 
+// Set in a fork()ed child of a process that had built the pool (a pthread_atfork handler, registered when the pool is
+// built). The pool asked getpid() on every job before, a system call (~3 us a call of a 32x32 ResNet-18's ~40 jobs in
+// a VM, `perf record`, docs/KERNELS.md round 25); a flag costs a load.
+std::atomic<bool> g_forked_child{false};
+
 // A fork()ed child (e.g. a PyTorch DataLoader worker) inherits the pool but none of its threads, and maybe a
 // mutex held by another thread of the parent; so in a process other than the one that built the pool,
 // jobs run serially on the caller's thread (same results: tasks are independent) and nothing is joined.
 // The pool is never destroyed (it lives until process exit), so no exit-time join can hang either.
 class Pool {
  public:
-  bool forked() const { return getpid() != owner_; }
+  static bool forked() { return g_forked_child.load(std::memory_order_relaxed); }
 
   int threads() const { return nthreads_; }
 
@@ -235,12 +240,12 @@ class Pool {
   std::atomic<std::uint64_t> generation_{0};  // written under mu_; read without it while spinning
   std::atomic<bool> stop_{false};
   int nthreads_ = 1;
-  const pid_t owner_ = getpid();
 
 };
 
 Pool& pool() {
   static Pool* p = [] {
+    pthread_atfork(nullptr, nullptr, [] { g_forked_child.store(true, std::memory_order_relaxed); });
     Pool* q = new Pool;  // intentionally leaked: see the class comment
     q->set_threads(default_threads());
     return q;

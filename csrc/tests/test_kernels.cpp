@@ -8,6 +8,10 @@
 //
 // Prints one line per failed case (the first kMaxReported) and a summary per path; the last line is
 // "N passed, M failed" and the exit status is 1 if anything failed.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -543,6 +547,47 @@ void test_parallel_for() {
   horq::set_num_threads(restore);
 }
 
+// A child fork()ed while a job holds the pool (here from inside one of its tasks, with the other thread still in the
+// job) inherits a locked job mutex and no helper: its parallel_for must run serially, not wait on them. The child runs
+// a job and exits 0; one that hangs is killed after 10 s and the case fails.
+void test_fork_in_job() {
+  const int restore = horq::get_num_threads();
+  horq::set_num_threads(2);
+  std::string err;
+  std::atomic<int> forked{0};
+  pid_t child = -1;
+  horq::parallel_for(2, [&](std::size_t) {
+    if (forked.fetch_add(1) != 0) {  // the second task waits until the child exists, so the job is still running
+      while (forked.load() < 3) std::this_thread::yield();
+      return;
+    }
+    child = fork();
+    if (child == 0) {
+      std::atomic<int> sum{0};
+      horq::parallel_for(16, [&](std::size_t t) { sum.fetch_add(static_cast<int>(t)); });
+      _exit(sum.load() == 120 ? 0 : 1);
+    }
+    forked.store(3);
+  });
+  if (child < 0) {
+    err = "fork failed";
+  } else {
+    int status = 0;
+    for (int waited_ms = 0; waited_ms < 10000; waited_ms += 10) {
+      if (waitpid(child, &status, WNOHANG) == child) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      if (waited_ms + 10 >= 10000) {
+        kill(child, SIGKILL);
+        waitpid(child, &status, 0);
+        err = "the child's parallel_for hung";
+      }
+    }
+    if (err.empty() && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) err = "the child's job went wrong";
+  }
+  record("-", "parallel_for in a child forked during a job", err);
+  horq::set_num_threads(restore);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -556,6 +601,7 @@ int main(int argc, char** argv) {
   Rng rng{20261201};
   test_dispatch();
   test_parallel_for();
+  test_fork_in_job();
   test_pack_signs(rng);
   for (const auto& p : paths) {
     const int before = g_failed + g_passed, failed_before = g_failed;
