@@ -21,7 +21,7 @@
 namespace horq {
 namespace {
 
-constexpr std::chrono::microseconds kSpin{30};
+constexpr std::chrono::microseconds kSpin{150};
 
 // After kSpin a worker dozes for kDoze before it sleeps: it checks for a job, then sleeps kDozeStep (a timer, ~50 us on
 // a VM even with 1 us of timer slack), and so on. A worker asleep on the condition variable costs the caller that wakes
@@ -154,9 +154,13 @@ class Pool {
 
   // Before sleeping, a worker watches for the next job for kSpin: a layer calls parallel_for a few times in a
   // row, and a condition-variable wake-up costs tens of microseconds on a VM -- as much as a small layer's
-  // share of work (2 threads on ResNet-18 layers, fastest calls: 1.35-1.56x without, 1.69-1.75x with). Kept
-  // short: a longer watch (200 us) took the second core from the numpy steps between layers and made whole
-  // networks slower at 2 threads (median).
+  // share of work (2 threads on ResNet-18 layers, fastest calls: 1.35-1.56x without, 1.69-1.75x with). 150 us
+  // rather than 30: the gap between two calls of a model in a loop (Python around the call, ~30-100 us) had
+  // outlasted the watch, so a call's first jobs (the stem) ran before the dozing helper came
+  // (`threadpool_scaling 30000 2 50000`, a ~0.1 ms gap: 2-thread median 55.8 -> 29.7 us, as slow as 1 thread
+  // before; ResNet-18 32x32, 224x224 and cifar-vgg at 2 threads 1-3% faster, mnist-cnn level: docs/KERNELS.md
+  // round 25). A watch of 200 us had made whole networks slower at 2 threads when numpy steps ran between the
+  // layers (it took the second core from them); the runtime's chains now run those layers' steps in the core.
   void spin(std::uint64_t seen) const {
     watch([&] { return generation_.load(std::memory_order_acquire) != seen || stop_.load(std::memory_order_relaxed); },
           64);
