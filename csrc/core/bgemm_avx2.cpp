@@ -163,8 +163,35 @@ void tile_2x4_split(const SplitVec* const* as, const SplitVec* const* bs, const 
 
 }  // namespace
 
+// One or two columns (a linear layer's single sample at orders 1-2: one column per order): the 2 x 4 tiles would
+// count 4 columns and split every weight row per call, so each row's words meet the columns' with scalar popcnt
+// instead, 4 words a step into independent sums. The same counts (exact integers). Binary linear layers at batch 1,
+// order 1 (LinearLayer calls, 1 thread, AMD EPYC Zen 3; a throwaway script, minima of 4 runs' medians): 256 x 3136
+// 19.0 -> 11.2 us, 1000 x 512 16.4 -> 12.9, 4096 x 4096 278 -> 124; two columns (order 2, or a batch of 2) 290 ->
+// 224 and 21.3 -> 18.1; three (order 3) slower than the tiles (281 -> 315): kept on them. docs/KERNELS.md round 25.
+namespace {
+constexpr std::size_t kFewColumns = 2;
+
+void few_columns(const word_t* a, std::size_t m, const word_t* b, std::size_t nb, std::size_t kw, std::int32_t* c,
+                 std::size_t ldc) {
+  for (std::size_t i = 0; i < m; ++i) {
+    const word_t* ar = a + i * kw;
+    for (std::size_t j = 0; j < nb; ++j) {
+      const word_t* br = b + j * kw;
+      std::uint64_t s[4] = {0, 0, 0, 0};
+      std::size_t w = 0;
+      for (; w + 4 <= kw; w += 4)
+        for (int u = 0; u < 4; ++u) s[u] += static_cast<std::uint64_t>(__builtin_popcountll(ar[w + u] ^ br[w + u]));
+      for (; w < kw; ++w) s[0] += static_cast<std::uint64_t>(__builtin_popcountll(ar[w] ^ br[w]));
+      c[i * ldc + j] = static_cast<std::int32_t>(s[0] + s[1] + s[2] + s[3]);
+    }
+  }
+}
+}  // namespace
+
 void bgemm_popcount_avx2(const word_t* a, std::size_t m, const word_t* b, std::size_t nb, std::size_t kw,
                          std::int32_t* c, std::size_t ldc) {
+  if (nb <= kFewColumns) return few_columns(a, m, b, nb, kw, c, ldc);
   const std::size_t nvec = kw / kWordsPerVec;
   if (nvec < kSplitMinVecs) {
     bgemm_walk_words<kMR, kNR, tile_2x4_direct>(a, m, b, nb, kw, c, ldc);
