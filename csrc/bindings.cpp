@@ -274,14 +274,22 @@ class PreparedConv : public CoreStep {
 };
 
 // The checked linear call of both bindings: each row of x is one column, quantized, then multiplied; the
-// quantized columns are what a training step keeps for its weight gradient.
+// quantized columns are what a training step keeps for its weight gradient. in_scale / in_shift (n values, together)
+// and out_floor (m values) as conv2d's: the input affine applied as the rows are quantized, the floor in the stores.
 std::pair<FloatArray, horq::QuantizedColumns> run_linear(In<float, nb::ndim<2>> x,
                                                          In<horq::word_t, nb::ndim<2>> wbits,
                                                          In<double, nb::ndim<1>> coef, In<double, nb::ndim<1>> add,
-                                                         int order, const std::string& kernel) {
+                                                         int order, const std::string& kernel,
+                                                         const Optional1& in_scale = std::nullopt,
+                                                         const Optional1& in_shift = std::nullopt,
+                                                         const Optional1& out_floor = std::nullopt) {
   check_order(order);
   const std::size_t rows = x.shape(0), n = x.shape(1), m = wbits.shape(0);
   check_linear(rows, n, m, wbits.shape(1), coef.shape(0), add.shape(0));
+  const bool affine = in_scale.has_value();
+  require(affine == in_shift.has_value(), "in_scale and in_shift go together");
+  require(!affine || (in_scale->shape(0) == n && in_shift->shape(0) == n), "input affine length != in_features");
+  require(!out_floor || out_floor->shape(0) == m, "floor length != out_features");
   const auto& kt = horq::kernel_table(kernel);
   float* y;
   auto arr = make_array<float>({rows, m}, &y, false);
@@ -289,15 +297,18 @@ std::pair<FloatArray, horq::QuantizedColumns> run_linear(In<float, nb::ndim<2>> 
   {
     nb::gil_scoped_release nogil;
     const horq::SerialScope serial(horq::small_binary_job(m, rows, order, wbits.shape(1), x.size()));
-    q = horq::quantize_rows(kt, x.data(), rows, n, order);
-    horq::horq_gemm(kt, wbits.data(), m, q, {coef.data(), add.data()}, 1, y);
+    q = horq::quantize_rows(kt, x.data(), rows, n, order, affine ? in_scale->data() : nullptr,
+                            affine ? in_shift->data() : nullptr);
+    horq::horq_gemm(kt, wbits.data(), m, q, {coef.data(), add.data(), nullptr, out_floor ? out_floor->data() : nullptr},
+                    1, y);
   }
   return {std::move(arr), std::move(q)};
 }
 
 FloatArray linear(In<float, nb::ndim<2>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
-                  In<double, nb::ndim<1>> add, int order, const std::string& kernel) {
-  return run_linear(x, wbits, coef, add, order, kernel).first;
+                  In<double, nb::ndim<1>> add, int order, const std::string& kernel, Optional1 in_scale,
+                  Optional1 in_shift, Optional1 out_floor) {
+  return run_linear(x, wbits, coef, add, order, kernel, in_scale, in_shift, out_floor).first;
 }
 
 void def_layers(nb::module_& m) {
@@ -306,7 +317,8 @@ void def_layers(nb::module_& m) {
         nb::arg("kernel") = "", nb::arg("in_scale") = nb::none(), nb::arg("in_shift") = nb::none(),
         nb::arg("residual") = nb::none(), nb::arg("out_floor") = nb::none());
   m.def("linear", &linear, nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("order"),
-        nb::arg("kernel") = "");
+        nb::arg("kernel") = "", nb::arg("in_scale") = nb::none(), nb::arg("in_shift") = nb::none(),
+        nb::arg("out_floor") = nb::none());
   nb::class_<CoreStep>(m, "CoreStep");  // the base of the steps a StepChain runs (def_chain)
   nb::class_<PreparedConv, CoreStep>(m, "PreparedConv")
       .def(nb::init<In<horq::word_t, nb::ndim<2>>, In<double, nb::ndim<1>>, In<double, nb::ndim<1>>, std::size_t,

@@ -139,7 +139,8 @@ void bgemm_dot(const KernelTable& kt, const word_t* a, std::size_t m, const word
 
 // Rows of `rows` x `n` floats quantized to `order` planes, one group per row (a linear layer's input).
 // Throws std::invalid_argument if x holds NaN or Inf.
-QuantizedColumns quantize_rows(const KernelTable& kt, const float* x, std::size_t rows, std::size_t n, int order);
+QuantizedColumns quantize_rows(const KernelTable& kt, const float* x, std::size_t rows, std::size_t n, int order,
+                               const float* in_scale = nullptr, const float* in_shift = nullptr);
 
 struct ConvGeometry {
   std::size_t batch, channels, height, width, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w;

@@ -408,3 +408,44 @@ def test_strided_pointwise_conv_reads_only_its_pixels(path, geom, order):
     xb[0, 0, h - 1, w - 1] = 1e10  # finite, infinite after the affine; skipped unless the stride reaches it
     with pytest.raises(ValueError, match="NaN or Inf"):
         huge(xb)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("shape", [(1, 64, 7), (1, 3136, 256), (2, 65, 9), (20, 130, 33), (3, 1, 5)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_linear_input_affine_and_floor_are_separate_steps(path, shape, order):
+    """A linear layer's ``in_scale``/``in_shift`` and ``out_floor`` give bit for bit the layer applied to ``x *
+    in_scale + in_shift`` computed as a separate float32 step (multiply, then add), then ``np.maximum(., floor)``:
+    batches of 1-2 (the few-column counts of the avx2 path) and 20 (the tiles, the outer kernels), rows around
+    64-bit words, negative and zero scales, floors above and below the outputs."""
+    n, k, m = shape
+    rng = np.random.default_rng(k + 11 * order)
+    x = rng.standard_normal((n, k)).astype(np.float32)
+    pw = kernels.pack_weights(rng.standard_normal((m, k)).astype(np.float32))
+    sc = rng.standard_normal(k).astype(np.float32)
+    sc[::4] = 0.0
+    sh = rng.standard_normal(k).astype(np.float32)
+    floor = rng.standard_normal(m).astype(np.float32)
+    epi = dict(bias=rng.standard_normal(m).astype(np.float32), scale=rng.uniform(0.5, 2, m).astype(np.float32))
+    plain = kernels.LinearLayer(pw, order=order, kernel=path, **epi)
+    want = np.maximum(plain(np.add(np.multiply(x, sc), sh)), floor)
+    fused = kernels.LinearLayer(pw, order=order, in_scale=sc, in_shift=sh, out_floor=floor, kernel=path, **epi)
+    got = fused(x)
+    assert np.array_equal(got, want)
+    assert np.array_equal(plain(x), kernels.LinearLayer(pw, order=order, kernel="generic", **epi)(x))
+    assert (got == floor).any() and (got > floor).any()  # the floor both taken and not
+
+
+def test_linear_input_affine_and_floor_errors():
+    pw = kernels.pack_weights(np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match="go together"):
+        kernels.LinearLayer(pw, order=1, in_shift=np.ones(3, np.float32))
+    with pytest.raises(ValueError, match=r"in_scale must have shape \(3,\)"):
+        kernels.LinearLayer(pw, order=1, in_scale=np.ones(2), in_shift=np.ones(3))
+    with pytest.raises(ValueError, match=r"out_floor must have shape \(2,\)"):
+        kernels.LinearLayer(pw, order=1, out_floor=np.zeros(3))
+    with pytest.raises(ValueError, match="out_floor contains NaN"):
+        kernels.LinearLayer(pw, order=1, out_floor=[0, np.nan])
+    layer = kernels.LinearLayer(pw, order=1, in_scale=np.full(3, 1e30), in_shift=np.zeros(3))
+    with pytest.raises(ValueError, match="NaN or Inf"):  # finite input, infinite after the affine
+        layer(np.full((1, 3), 1e10, np.float32))

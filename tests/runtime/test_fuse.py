@@ -12,7 +12,7 @@ from torch import nn
 
 import horq.runtime as rt
 from horq import format as hf
-from horq.nn import HORQConv2d
+from horq.nn import HORQConv2d, HORQLinear
 from horq.nn.export import export
 
 HAS_NATIVE = importlib.util.find_spec("horq._core") is not None
@@ -290,3 +290,35 @@ def test_pool_fused_into_a_float_conv_changes_no_bit(backend, batch, tmp_path, m
     assert [s.op for s in unfused._steps][:2] == ["conv2d", "max_pool2d"]
     x = np.random.default_rng(1).standard_normal((batch, 3, 40, 40)).astype(np.float32)
     np.testing.assert_array_equal(fused(x).view(np.uint32), unfused(x).view(np.uint32))
+
+
+def _bn1d(c, seed):
+    g = torch.Generator().manual_seed(seed)
+    bn = nn.BatchNorm1d(c)
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
+        bn.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+        bn.weight.copy_(torch.randn(c, generator=g))  # negative scales too: the input affine takes any sign
+        bn.bias.copy_(torch.randn(c, generator=g) * 0.2)
+    return bn
+
+
+@pytest.mark.skipif(not HAS_NATIVE, reason="no native")
+@pytest.mark.parametrize("order", [1, 2])
+@pytest.mark.parametrize("batch", [1, 5])
+def test_binary_linear_takes_its_input_affine_and_relu(order, batch, tmp_path):
+    """A binary MLP's BatchNorm before a binary linear layer and the ReLU after it (and its BatchNorm, in the
+    epilogue) run inside the native layer (``LinearLayer(in_scale=, in_shift=, out_floor=)``), no numpy pass
+    left between flatten and the classifier; the same results as the reference backend to float rounding."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Flatten(), _bn1d(48, 1), HORQLinear(48, 32, order=order), _bn1d(32, 2), nn.ReLU(),
+                          nn.Linear(32, 3)).eval()
+    export(model, tmp_path / "m.horq", input_shape=(3, 4, 4))
+    fast = rt.load(tmp_path / "m.horq", backend="native")
+    assert _ops(fast) == ["flatten", "binary_linear", "linear"]
+    layer = fast._steps[1]
+    assert layer.params["in_scale"].shape == (48,) and (layer.params["in_scale"] < 0).any()
+    assert (layer.params["out_floor"] == 0).all()
+    x = np.random.default_rng(4).standard_normal((batch, 3, 4, 4)).astype(np.float32)
+    exact = rt.load(tmp_path / "m.horq", backend="reference")(x)
+    assert np.median(np.abs(fast(x) - exact)) <= 1e-5 * np.abs(exact).max()

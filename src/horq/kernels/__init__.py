@@ -422,21 +422,32 @@ class Conv2dLayer:
 
 
 class LinearLayer:
-    """A HORQ linear layer prepared once (see :class:`Conv2dLayer`)."""
+    """A HORQ linear layer prepared once (see :class:`Conv2dLayer`).
 
-    def __init__(self, pw: PackedWeights, *, order: int, bias=None, scale=None, shift=None,
-                 kernel: str | None = None):
+    ``in_scale``/``in_shift`` (in_features values each, together): the layer multiplies
+    ``x * in_scale[i] + in_shift[i]`` (float32, multiply then add, as a separate affine step would), applied as
+    the input rows are quantized: a BatchNorm before a binary linear layer. ``out_floor`` (out_features values):
+    the output becomes ``max(out_floor, y)`` in float32, as a separate maximum step would (the ReLU after the
+    layer), in the kernels' output stores.
+    """
+
+    def __init__(self, pw: PackedWeights, *, order: int, bias=None, scale=None, shift=None, in_scale=None,
+                 in_shift=None, out_floor=None, kernel: str | None = None):
         self.order = _check_order(order)
         self.pw = _check_weights(pw, "linear", "(out, in)")
         self._coef, self._add = _epilogue(pw, bias, scale, shift)
+        self._in_affine = _input_affine(pw.shape[1], in_scale, in_shift)
+        self._floor = None if out_floor is None else _channel_vector(out_floor, pw.out_channels, "out_floor")
         self.kernel = _resolve_kernel(kernel)
 
     def __call__(self, x) -> np.ndarray:
-        """float32 ``(N, out_features)`` = ``scale * (horq_linear + bias) + shift`` for ``x`` (N, in)."""
+        """float32 ``(N, out_features)`` = ``scale * (horq_linear + bias) + shift`` for ``x`` (N, in), floored at
+        ``out_floor`` when given (see the class docstring)."""
         x = _float_input(x, 2, "x", "(N, in_features)")
         if x.shape[1] != self.pw.shape[1]:
             raise ValueError(f"linear: x has {x.shape[1]} features, the weights expect {self.pw.shape[1]}")
-        return _core.linear(x, self.pw.bits, self._coef, self._add, self.order, self.kernel)
+        return _core.linear(x, self.pw.bits, self._coef, self._add, self.order, self.kernel, *self._in_affine,
+                            self._floor)
 
 
 def conv2d(x, pw: PackedWeights, *, order: int, stride=1, padding=0, dilation=1, bias=None, scale=None,

@@ -15,10 +15,11 @@ The graph is what the file says; these rewrites change how it is computed, not w
   output affine (``(y + bias) scale + shift`` becomes ``(y + bias)(scale s) + (shift s + t)``), and relu +
   affine become one in-place ``max(y, t)`` (a ``floor`` step). Three passes over the map become one. (The
   numpy backend then folds the whole epilogue into its weights: :func:`horq.runtime.ops.build`.)
-* **Affine into a binary layer's input.** A native binary convolution applies an ``affine`` that only it
-  reads (the BatchNorm before it) while packing its input (:func:`_fuse_input_affines`): bitwise the same.
-* **Floor into a binary layer's output.** A native binary convolution read only by a ``relu`` or ``floor``
-  applies that maximum as it stores its output (:func:`_fuse_floors`): bitwise the same.
+* **Affine into a binary layer's input.** A native binary convolution or linear layer applies an ``affine``
+  that only it reads (the BatchNorm before it) while packing or quantizing its input
+  (:func:`_fuse_input_affines`): bitwise the same.
+* **Floor into a binary layer's output.** A native binary convolution or linear layer read only by a ``relu``
+  or ``floor`` applies that maximum as it stores its output (:func:`_fuse_floors`): bitwise the same.
 * **Residual add into a binary layer's output.** A native binary convolution read only by an ``add`` adds
   the other addend and applies the add's ReLU floor as it stores its output (:func:`_fuse_residual_adds`).
 * **Pool into a float convolution.** A float ``conv2d`` read only by a ``max_pool2d`` computes the pool too
@@ -122,24 +123,27 @@ def _sole_reader(graph, steps, readers, name):
 
 
 def _fuse_floors(graph, steps):
-    """A ``max_pool2d``, ``add``, numpy-run layer or native binary convolution whose only reader is a ``relu``
-    (floor 0) or a fused ``floor`` (relu + affine) takes it: ``max(op(x), floor)`` in one step, named as the
-    step it replaces. The native convolution applies it as it stores its output (``Conv2dLayer(out_floor=)``,
-    one value per output channel: the same float32 maximum as the floor step). Exact (max is)."""
+    """A ``max_pool2d``, ``add``, numpy-run layer or native binary convolution or linear layer whose only reader
+    is a ``relu`` (floor 0) or a fused ``floor`` (relu + affine) takes it: ``max(op(x), floor)`` in one step,
+    named as the step it replaces. The native layer applies it as it stores its output (``Conv2dLayer`` /
+    ``LinearLayer(out_floor=)``, one value per output channel or feature: the same float32 maximum as the floor
+    step). Exact (max is)."""
     readers = _readers(steps)
     merged, dropped = {}, set()
     for i, step in enumerate(steps):
         numpy_layer = step.op in LAYER_OPS and not step.native
-        native_conv = step.op == "binary_conv2d" and step.native
-        if not (step.op in FLOOR_OPS or numpy_layer or native_conv) or "floor" in step.params:
+        native_layer = step.op in ("binary_conv2d", "binary_linear") and step.native
+        if not (step.op in FLOOR_OPS or numpy_layer or native_layer) or "floor" in step.params:
             continue
         j = _sole_reader(graph, steps, readers, step.name)
         if j is None or steps[j].op not in ("relu", "floor"):
             continue
         nxt = steps[j]
         value = np.float32(0) if nxt.op == "relu" else nxt.params["floor"]
-        if native_conv:
+        if native_layer:
             channels = step.node.out_shape[0]
+            if np.size(value) not in (1, channels):  # one value per output channel (feature) or one for all
+                continue
             params = {**step.params, "out_floor": np.ascontiguousarray(
                 np.broadcast_to(np.asarray(value, np.float32).reshape(-1), (channels,)), dtype=np.float32)}
         else:
@@ -198,21 +202,25 @@ def _subsample_pointwise(graph, steps):
 
 
 def _fuse_input_affines(graph, steps):
-    """A native binary convolution whose input is an ``affine`` read by it alone (the BatchNorm before a
-    binary layer) applies it while packing its input (``Conv2dLayer(in_scale=, in_shift=)``: the same float32
-    multiply and add, so bitwise the same) and reads the affine's input: one pass over the map less."""
+    """A native binary convolution or linear layer whose input is an ``affine`` read by it alone (the BatchNorm
+    before a binary layer), with one scale and shift per input channel or feature, applies it while packing or
+    quantizing its input (``Conv2dLayer`` / ``LinearLayer(in_scale=, in_shift=)``: the same float32 multiply and
+    add, so bitwise the same) and reads the affine's input: one pass over the activations less."""
     readers = _readers(steps)
     by_name = {s.name: i for i, s in enumerate(steps)}
     merged, dropped = {}, set()
     for i, step in enumerate(steps):
-        if step.op != "binary_conv2d" or not step.native or step.inputs[0] not in by_name:
+        if step.op not in ("binary_conv2d", "binary_linear") or not step.native or step.inputs[0] not in by_name:
             continue
         k = by_name[step.inputs[0]]
         aff = steps[k]
         if aff.op != "affine" or aff.params.get("subsample") or _sole_reader(graph, steps, readers, aff.name) != i:
             continue
-        params = {**step.params, "in_scale": np.asarray(aff.params["scale"], np.float32),
-                  "in_shift": np.asarray(aff.params["shift"], np.float32)}
+        features = step.node.in_shapes[0][0]  # channels, or a linear layer's in_features
+        scale, shift = (np.asarray(aff.params[k_], np.float32) for k_ in ("scale", "shift"))
+        if scale.size != features or shift.size != features:
+            continue
+        params = {**step.params, "in_scale": scale.reshape(-1), "in_shift": shift.reshape(-1)}
         merged[i] = replace(step, inputs=aff.inputs, params=params, fused=aff.fused + (aff.name,) + step.fused)
         dropped.add(k)
     return [merged.get(i, s) for i, s in enumerate(steps) if i not in dropped]

@@ -68,7 +68,8 @@ def build(step, kernels):
         return kernels.Conv2dLayer(pw, order=a["order"], stride=a["stride"], padding=a["padding"],
                                    dilation=a["dilation"], **epilogue, in_scale=p.get("in_scale"),
                                    in_shift=p.get("in_shift"), out_floor=p.get("out_floor"))
-    return kernels.LinearLayer(pw, order=a["order"], **epilogue)
+    return kernels.LinearLayer(pw, order=a["order"], **epilogue, in_scale=p.get("in_scale"), in_shift=p.get("in_shift"),
+                               out_floor=p.get("out_floor"))
 
 
 def _pool_step(kernels, node, params):
