@@ -108,6 +108,23 @@ struct Avx2Ops {
     }
     return ox;
   }
+
+  // The two taps of 8 outputs of a 2-wide stride-2 window (2 x 2 pools) are the even and odd columns of 16
+  // consecutive inputs: two loads, then as three_taps2.
+  template <bool kNoNan>
+  static std::size_t two_taps2(float* out, const float* r, std::size_t lo, std::size_t hi, long o, std::size_t width,
+                               bool has_floor, float floor) {
+    const __m256 f = _mm256_set1_ps(floor);
+    std::size_t ox = lo;
+    // 8 outputs read columns 2 ox + o .. 2 ox + o + 15: all below width.
+    for (; ox + 8 <= hi && static_cast<long>(2 * ox) + o + 16 <= static_cast<long>(width); ox += 8) {
+      const float* a = r + static_cast<long>(2 * ox) + o;
+      __m256 m = pool_max8<kNoNan>(deinterleave<0>(a), deinterleave<1>(a));
+      if (has_floor) m = pool_max8<kNoNan>(m, f);
+      _mm256_storeu_ps(out + ox, m);
+    }
+    return ox;
+  }
 };
 
 }  // namespace

@@ -52,18 +52,36 @@ inline void three_taps(float* __restrict out, const float* __restrict r, std::si
   }
 }
 
-// A path's explicit loops for the two hot steps of row_pass() below, each doing a prefix of its range and returning
+// The two taps of a 2-wide window at stride S (offsets o, o + d) and the floor for ox in [lo, hi), in the general
+// loop's order as three_taps: pool_max(tap_o, tap_o+d), then the floor (2 x 2 pools, as in a small CNN's stem).
+template <std::size_t S, bool kNoNan>
+inline void two_taps(float* __restrict out, const float* __restrict r, std::size_t lo, std::size_t hi, long o, long d,
+                     bool has_floor, float floor) {
+  const float* a = r + o;
+  const float* b = a + d;
+  for (std::size_t ox = lo; ox < hi; ++ox) {
+    const float m = pool_max<kNoNan>(a[ox * S], b[ox * S]);
+    out[ox] = has_floor ? pool_max<kNoNan>(m, floor) : m;
+  }
+}
+
+// A path's explicit loops for the hot steps of row_pass() below, each doing a prefix of its range and returning
 // where it stopped (row_pass() finishes the rest with the loops above): Portable does none (the compiler vectorizes
 // the loops above); pool_avx2.cpp's does most of both. Every one computes pool_max in the same operand order, so
 // the same bits.
 //   max_rows<kNoNan>(prev, in, n, r)    r[w] = pool_max<kNoNan>(prev[w], in[w]) for w in [0, k), returns k <= n
 //   three_taps2<kNoNan>(out, r, lo, hi, o, width, has_floor, floor)   three_taps<2, kNoNan> with d = 1 for ox in
 //                               [lo, k), reading no input column at or past `width`, returns k in [lo, hi]
+//   two_taps2<kNoNan>(out, r, lo, hi, o, width, has_floor, floor)     two_taps<2, kNoNan> with d = 1, the same way
 struct Portable {
   template <bool kNoNan>
   static std::size_t max_rows(const float*, const float*, std::size_t, float*) { return 0; }
   template <bool kNoNan>
   static std::size_t three_taps2(float*, const float*, std::size_t lo, std::size_t, long, std::size_t, bool, float) {
+    return lo;
+  }
+  template <bool kNoNan>
+  static std::size_t two_taps2(float*, const float*, std::size_t lo, std::size_t, long, std::size_t, bool, float) {
     return lo;
   }
 };
@@ -78,13 +96,16 @@ struct HasRow3s2 : std::false_type {};
 template <class Ops>
 struct HasRow3s2<Ops, std::void_t<decltype(&Ops::template row3s2<true>)>> : std::true_type {};
 
-// The column geometry's part that is the same for every row: where all three taps of a 3-wide window apply.
+// The column geometry's part that is the same for every row: where all taps of a 2- or 3-wide window apply.
 struct Taps {
-  std::size_t lo = 0, hi = 0;  // the outputs every tap reaches (three_taps), when it applies; else none (lo == hi)
+  std::size_t lo = 0, hi = 0;  // the outputs every tap reaches (three_taps, two_taps), when one applies; else none
   explicit Taps(const PoolColumns& pc) {
     if (pc.off.size() == 3 && (pc.sw == 1 || pc.sw == 2) && pc.off[1] - pc.off[0] == pc.off[2] - pc.off[1]) {
       lo = std::max({pc.lo[0], pc.lo[1], pc.lo[2]});
       hi = std::max(lo, std::min({pc.hi[0], pc.hi[1], pc.hi[2]}));
+    } else if (pc.off.size() == 2 && (pc.sw == 1 || pc.sw == 2)) {
+      lo = std::max(pc.lo[0], pc.lo[1]);
+      hi = std::max(lo, std::min(pc.hi[0], pc.hi[1]));
     }
   }
 };
@@ -154,7 +175,13 @@ inline void row_pass(const float* const* rows, std::size_t at, std::size_t kh, c
   };
   if (lo < hi) {
     const long d = pc.off[1] - pc.off[0];
-    if (pc.sw == 2) {
+    if (pc.off.size() == 2 && pc.sw == 2) {
+      const std::size_t done =
+          d == 1 ? Ops::template two_taps2<kNoNan>(out, src, lo, hi, pc.off[0], W, has_floor, floor) : lo;
+      two_taps<2, kNoNan>(out, src, done, hi, pc.off[0], d, has_floor, floor);
+    } else if (pc.off.size() == 2) {
+      two_taps<1, kNoNan>(out, src, lo, hi, pc.off[0], d, has_floor, floor);
+    } else if (pc.sw == 2) {
       const std::size_t done =
           d == 1 ? Ops::template three_taps2<kNoNan>(out, src, lo, hi, pc.off[0], W, has_floor, floor) : lo;
       three_taps<2, kNoNan>(out, src, done, hi, pc.off[0], d, has_floor, floor);

@@ -186,3 +186,29 @@ def test_global_avg_pool_refuses_bad_input():
         kernels.global_avg_pool(np.zeros((2, 3, 3), np.float32))
     with pytest.raises(ValueError, match="empty"):
         kernels.global_avg_pool(np.zeros((0, 2, 3, 3), np.float32))
+
+
+@pytest.mark.parametrize("width", [17, 37, 112])
+def test_two_wide_windows_of_the_row_walk_pool_the_same_bits(path, width):
+    """2-wide windows in the row walk (pool_walk.h two_taps; pool_avx2.cpp two_taps2, 8 outputs a step), which the
+    fused pools of float convolutions and ceil-mode 2 x 2 pools take: every path gives the generic path's bits, NaN
+    payloads (which one a window keeps depends on the order of its maxima) and signed zeros included, and the
+    definition's values."""
+    rng = np.random.default_rng(width + 2)
+    x = rng.standard_normal((1, 3, 7, width)).astype(np.float32)
+    x[rng.random(x.shape) < 0.3] = 0.0
+    x[rng.random(x.shape) < 0.3] *= -1.0
+    bits = x.view(np.uint32)
+    nan = rng.random(x.shape) < 0.05
+    bits[nan] = 0x7FC00000 | rng.integers(1, 1 << 22, size=int(nan.sum()), dtype=np.uint32)
+    oh, ow = 4, (width + 1) // 2  # ceil mode: the walk, not the 2 x 2 plane loop
+    for floor in (None, 0.0, -0.0, rng.standard_normal(3).astype(np.float32)):
+        for stride in (2, 1):
+            out = (oh, ow) if stride == 2 else (6, width - 1)
+            want = kernels.max_pool2d(x, 2, stride, 0, floor=floor, out_size=out, kernel="generic")
+            got = kernels.max_pool2d(x, 2, stride, 0, floor=floor, out_size=out, kernel=path)
+            np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+            ref = _reference(x, (2, 2), (stride, stride), (0, 0), (1, 1), out, floor if np.ndim(floor) else
+                             None if floor is None else [floor] * 3)
+            assert np.array_equal(np.isnan(got), np.isnan(ref)) and np.array_equal(got[~np.isnan(got)],
+                                                                                   ref[~np.isnan(ref)])
