@@ -45,8 +45,8 @@ int default_threads() {
 }
 
 // Set in a fork()ed child of a process that had built the pool (a pthread_atfork handler, registered when the pool is
-// built). The pool asked getpid() on every job before, a system call (~3 us a call of a 32x32 ResNet-18's ~40 jobs in
-// a VM, `perf record`, docs/KERNELS.md round 25); a flag costs a load.
+// built). The pool asked getpid() on every job before, a system call of ~0.2 us in a VM: ~8 us of a ResNet-18 call's
+// ~40 jobs (docs/KERNELS.md round 25); a flag costs a load.
 std::atomic<bool> g_forked_child{false};
 
 // A fork()ed child (e.g. a PyTorch DataLoader worker) inherits the pool but none of its threads, and maybe a
