@@ -94,36 +94,36 @@ struct Avx2Ops {
     }
   }
 
-  template <bool kNoNan>
-  static std::size_t three_taps2(float* out, const float* r, std::size_t lo, std::size_t hi, long o, std::size_t width,
-                                 bool has_floor, float floor) {
+  // pool_walk.h three_taps2 / two_taps2: the T = 3 or 2 taps of 8 outputs of a T-wide stride-2 window are the even
+  // and odd columns of 16 consecutive inputs and, for the third, the even ones of the 16 after the next two.
+  template <int T, bool kNoNan>
+  static std::size_t stride2_taps(float* out, const float* r, std::size_t lo, std::size_t hi, long o,
+                                  std::size_t width, bool has_floor, float floor) {
     const __m256 f = _mm256_set1_ps(floor);
+    // 8 outputs read columns 2 ox + o .. 2 ox + o + 15 (T = 2) or + 17 (T = 3: the last vector's two extra floats
+    // unused): all below width.
+    constexpr long kReach = T == 3 ? 18 : 16;
     std::size_t ox = lo;
-    // 8 outputs read columns 2 ox + o .. 2 ox + o + 17 (the last vector's two extra floats unused): all below width.
-    for (; ox + 8 <= hi && static_cast<long>(2 * ox) + o + 18 <= static_cast<long>(width); ox += 8) {
+    for (; ox + 8 <= hi && static_cast<long>(2 * ox) + o + kReach <= static_cast<long>(width); ox += 8) {
       const float* a = r + static_cast<long>(2 * ox) + o;
-      __m256 m = pool_max8<kNoNan>(pool_max8<kNoNan>(deinterleave<0>(a), deinterleave<1>(a)), deinterleave<0>(a + 2));
+      __m256 m = pool_max8<kNoNan>(deinterleave<0>(a), deinterleave<1>(a));
+      if constexpr (T == 3) m = pool_max8<kNoNan>(m, deinterleave<0>(a + 2));
       if (has_floor) m = pool_max8<kNoNan>(m, f);
       _mm256_storeu_ps(out + ox, m);
     }
     return ox;
   }
 
-  // The two taps of 8 outputs of a 2-wide stride-2 window (2 x 2 pools) are the even and odd columns of 16
-  // consecutive inputs: two loads, then as three_taps2.
+  template <bool kNoNan>
+  static std::size_t three_taps2(float* out, const float* r, std::size_t lo, std::size_t hi, long o, std::size_t width,
+                                 bool has_floor, float floor) {
+    return stride2_taps<3, kNoNan>(out, r, lo, hi, o, width, has_floor, floor);
+  }
+
   template <bool kNoNan>
   static std::size_t two_taps2(float* out, const float* r, std::size_t lo, std::size_t hi, long o, std::size_t width,
                                bool has_floor, float floor) {
-    const __m256 f = _mm256_set1_ps(floor);
-    std::size_t ox = lo;
-    // 8 outputs read columns 2 ox + o .. 2 ox + o + 15: all below width.
-    for (; ox + 8 <= hi && static_cast<long>(2 * ox) + o + 16 <= static_cast<long>(width); ox += 8) {
-      const float* a = r + static_cast<long>(2 * ox) + o;
-      __m256 m = pool_max8<kNoNan>(deinterleave<0>(a), deinterleave<1>(a));
-      if (has_floor) m = pool_max8<kNoNan>(m, f);
-      _mm256_storeu_ps(out + ox, m);
-    }
-    return ox;
+    return stride2_taps<2, kNoNan>(out, r, lo, hi, o, width, has_floor, floor);
   }
 };
 
