@@ -142,8 +142,8 @@ def _fuse_floors(graph, steps):
         value = np.float32(0) if nxt.op == "relu" else nxt.params["floor"]
         if native_layer:
             channels = step.node.out_shape[0]
-            if np.size(value) not in (1, channels):  # one value per output channel (feature) or one for all
-                continue
+            if np.size(value) not in (1, channels) or (step.op == "binary_linear" and len(step.node.out_shape) != 1):
+                continue  # one value per output channel (feature) or one for all; a linear layer's (N, F) output
             params = {**step.params, "out_floor": np.ascontiguousarray(
                 np.broadcast_to(np.asarray(value, np.float32).reshape(-1), (channels,)), dtype=np.float32)}
         else:
@@ -216,9 +216,11 @@ def _fuse_input_affines(graph, steps):
         aff = steps[k]
         if aff.op != "affine" or aff.params.get("subsample") or _sole_reader(graph, steps, readers, aff.name) != i:
             continue
-        features = step.node.in_shapes[0][0]  # channels, or a linear layer's in_features
+        in_shape = step.node.in_shapes[0]  # (C, H, W), or a linear layer's (in_features,)
+        if step.op == "binary_linear" and len(in_shape) != 1:
+            continue
         scale, shift = (np.asarray(aff.params[k_], np.float32) for k_ in ("scale", "shift"))
-        if scale.size != features or shift.size != features:
+        if scale.size != in_shape[0] or shift.size != in_shape[0]:
             continue
         params = {**step.params, "in_scale": scale.reshape(-1), "in_shift": shift.reshape(-1)}
         merged[i] = replace(step, inputs=aff.inputs, params=params, fused=aff.fused + (aff.name,) + step.fused)
