@@ -276,10 +276,11 @@ class PreparedConv : public CoreStep {
 // The checked linear call of both bindings: each row of x is one column, quantized, then multiplied; the
 // quantized columns are what a training step keeps for its weight gradient. in_scale / in_shift (n values, together)
 // and out_floor (m values) as conv2d's: the input affine applied as the rows are quantized, the floor in the stores.
-std::pair<FloatArray, horq::QuantizedColumns> run_linear(In<float, nb::ndim<2>> x,
-                                                         In<horq::word_t, nb::ndim<2>> wbits,
-                                                         In<double, nb::ndim<1>> coef, In<double, nb::ndim<1>> add,
-                                                         int order, const std::string& kernel,
+std::pair<FloatArray, horq::QuantizedColumns> run_linear(const In<float, nb::ndim<2>>& x,
+                                                         const In<horq::word_t, nb::ndim<2>>& wbits,
+                                                         const In<double, nb::ndim<1>>& coef,
+                                                         const In<double, nb::ndim<1>>& add, int order,
+                                                         const horq::KernelTable& kt,
                                                          const Optional1& in_scale = std::nullopt,
                                                          const Optional1& in_shift = std::nullopt,
                                                          const Optional1& out_floor = std::nullopt) {
@@ -290,7 +291,6 @@ std::pair<FloatArray, horq::QuantizedColumns> run_linear(In<float, nb::ndim<2>> 
   require(affine == in_shift.has_value(), "in_scale and in_shift go together");
   require(!affine || (in_scale->shape(0) == n && in_shift->shape(0) == n), "input affine length != in_features");
   require(!out_floor || out_floor->shape(0) == m, "floor length != out_features");
-  const auto& kt = horq::kernel_table(kernel);
   float* y;
   auto arr = make_array<float>({rows, m}, &y, false);
   horq::QuantizedColumns q;
@@ -308,8 +308,42 @@ std::pair<FloatArray, horq::QuantizedColumns> run_linear(In<float, nb::ndim<2>> 
 FloatArray linear(In<float, nb::ndim<2>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
                   In<double, nb::ndim<1>> add, int order, const std::string& kernel, Optional1 in_scale,
                   Optional1 in_shift, Optional1 out_floor) {
-  return run_linear(x, wbits, coef, add, order, kernel, in_scale, in_shift, out_floor).first;
+  return run_linear(x, wbits, coef, add, order, horq::kernel_table(kernel), in_scale, in_shift, out_floor).first;
 }
+
+// linear with everything but the input given once, as PreparedConv: the runtime's binary linear steps, which a
+// StepChain runs with the steps around them (horq.kernels.LinearLayer's calls).
+class PreparedLinear : public CoreStep {
+ public:
+  PreparedLinear(In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef, In<double, nb::ndim<1>> add,
+                 std::size_t in_features, int order, const std::string& kernel, Optional1 in_scale, Optional1 in_shift,
+                 Optional1 out_floor)
+      : wbits_(std::move(wbits)), coef_(std::move(coef)), add_(std::move(add)), in_features_(in_features),
+        order_(order), kt_(&horq::kernel_table(kernel)), in_scale_(std::move(in_scale)), in_shift_(std::move(in_shift)),
+        out_floor_(std::move(out_floor)) {
+    check_order(order);
+    require(wbits_.shape(1) == horq::words_for(in_features), "weights are not in_features bits a row");
+  }
+
+  FloatArray operator()(In<float, nb::ndim<2>> x) const {
+    require(x.shape(1) == in_features_, "x does not have the weights' in_features");
+    return run_linear(x, wbits_, coef_, add_, order_, *kt_, in_scale_, in_shift_, out_floor_).first;
+  }
+
+  nb::object run(nb::handle x, nb::handle second) const override {
+    In<float, nb::ndim<2>> in;
+    if (!second.is_none() || !as_input(x, in)) return {};
+    return nb::cast((*this)(in));
+  }
+
+ private:
+  In<horq::word_t, nb::ndim<2>> wbits_;
+  In<double, nb::ndim<1>> coef_, add_;
+  std::size_t in_features_;
+  int order_;
+  const horq::KernelTable* kt_;
+  Optional1 in_scale_, in_shift_, out_floor_;
+};
 
 void def_layers(nb::module_& m) {
   m.def("conv2d", &conv2d, nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("kh"),
@@ -328,6 +362,13 @@ void def_layers(nb::module_& m) {
            nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"), nb::arg("order"), nb::arg("kernel") = "",
            nb::arg("in_scale") = nb::none(), nb::arg("in_shift") = nb::none(), nb::arg("out_floor") = nb::none())
       .def("__call__", &PreparedConv::operator(), nb::arg("x"), nb::arg("residual") = nb::none());
+  nb::class_<PreparedLinear, CoreStep>(m, "PreparedLinear")
+      .def(nb::init<In<horq::word_t, nb::ndim<2>>, In<double, nb::ndim<1>>, In<double, nb::ndim<1>>, std::size_t, int,
+                    const std::string&, Optional1, Optional1, Optional1>(),
+           nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("in_features"), nb::arg("order"),
+           nb::arg("kernel") = "", nb::arg("in_scale") = nb::none(), nb::arg("in_shift") = nb::none(),
+           nb::arg("out_floor") = nb::none())
+      .def("__call__", &PreparedLinear::operator(), nb::arg("x"));
 }
 
 // ---- training (src/horq/nn/native_train.py) ------------------------------------------------------------
@@ -381,7 +422,7 @@ nb::tuple conv2d_train(In<float, nb::ndim<4>> x, In<horq::word_t, nb::ndim<2>> w
 
 nb::tuple linear_train(In<float, nb::ndim<2>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
                        In<double, nb::ndim<1>> add, int order, const std::string& kernel) {
-  auto [arr, q] = run_linear(x, wbits, coef, add, order, kernel);
+  auto [arr, q] = run_linear(x, wbits, coef, add, order, horq::kernel_table(kernel));
   return nb::make_tuple(arr, keep_columns(std::move(q)));
 }
 

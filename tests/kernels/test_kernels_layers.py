@@ -449,3 +449,28 @@ def test_linear_input_affine_and_floor_errors():
     layer = kernels.LinearLayer(pw, order=1, in_scale=np.full(3, 1e30), in_shift=np.zeros(3))
     with pytest.raises(ValueError, match="NaN or Inf"):  # finite input, infinite after the affine
         layer(np.full((1, 3), 1e10, np.float32))
+
+
+def test_prepared_linear_is_the_layer_and_checks_new_shapes():
+    """LinearLayer's core object (the runtime chains it with the steps around it): the layer's outputs; after a good
+    call, arrays of the same shape go straight to it, anything else is checked again in Python, and the core object
+    refuses a wrong width itself."""
+    rng = np.random.default_rng(12)
+    pw = kernels.pack_weights(rng.standard_normal((7, 70)).astype(np.float32))
+    layer = kernels.LinearLayer(pw, order=2, in_scale=rng.uniform(0.5, 2, 70), in_shift=np.zeros(70),
+                                out_floor=np.zeros(7))
+    x = rng.standard_normal((3, 70)).astype(np.float32)
+    want = kernels.linear(np.multiply(x, layer._in_affine[0]) + layer._in_affine[1], pw, order=2)
+    np.testing.assert_array_equal(layer(x), np.maximum(want, np.float32(0)))
+    np.testing.assert_array_equal(layer.core_step(x), layer(x))
+    view = np.zeros((3, 140), np.float32)[:, ::2]
+    view[...] = x
+    np.testing.assert_array_equal(layer(view), layer(x))  # a strided view of the last shape: copied, then checked
+    with pytest.raises(ValueError, match="float32"):
+        layer(x.astype(np.float64))
+    with pytest.raises(ValueError, match="70"):
+        layer(np.zeros((3, 69), np.float32))
+    with pytest.raises(ValueError, match="in_features"):
+        layer.core_step(np.zeros((3, 69), np.float32))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        layer(np.full((3, 70), np.nan, np.float32))

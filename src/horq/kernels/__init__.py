@@ -439,15 +439,28 @@ class LinearLayer:
         self._in_affine = _input_affine(pw.shape[1], in_scale, in_shift)
         self._floor = None if out_floor is None else _channel_vector(out_floor, pw.out_channels, "out_floor")
         self.kernel = _resolve_kernel(kernel)
+        # The core's prepared call (as Conv2dLayer's), which a runtime program also runs within a chain of steps.
+        self._core = _core.PreparedLinear(pw.bits, self._coef, self._add, pw.shape[1], self.order, self.kernel,
+                                          *self._in_affine, self._floor)
+        self._checked = None  # the shape of x of the last call that passed the checks
+
+    @property
+    def core_step(self):
+        """The core's prepared layer, which a runtime program runs without a Python call
+        (:class:`horq.runtime.program.Program`); it checks shapes, not the messages this object's call gives."""
+        return self._core
 
     def __call__(self, x) -> np.ndarray:
         """float32 ``(N, out_features)`` = ``scale * (horq_linear + bias) + shift`` for ``x`` (N, in), floored at
         ``out_floor`` when given (see the class docstring)."""
+        if _ready(x, self._checked):
+            return self._core(x)
         x = _float_input(x, 2, "x", "(N, in_features)")
         if x.shape[1] != self.pw.shape[1]:
             raise ValueError(f"linear: x has {x.shape[1]} features, the weights expect {self.pw.shape[1]}")
-        return _core.linear(x, self.pw.bits, self._coef, self._add, self.order, self.kernel, *self._in_affine,
-                            self._floor)
+        y = self._core(x)
+        self._checked = x.shape
+        return y
 
 
 def conv2d(x, pw: PackedWeights, *, order: int, stride=1, padding=0, dilation=1, bias=None, scale=None,
