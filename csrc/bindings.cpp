@@ -306,9 +306,8 @@ std::pair<FloatArray, horq::QuantizedColumns> run_linear(const In<float, nb::ndi
 }
 
 FloatArray linear(In<float, nb::ndim<2>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
-                  In<double, nb::ndim<1>> add, int order, const std::string& kernel, Optional1 in_scale,
-                  Optional1 in_shift, Optional1 out_floor) {
-  return run_linear(x, wbits, coef, add, order, horq::kernel_table(kernel), in_scale, in_shift, out_floor).first;
+                  In<double, nb::ndim<1>> add, int order, const std::string& kernel) {
+  return run_linear(x, wbits, coef, add, order, horq::kernel_table(kernel)).first;
 }
 
 // linear with everything but the input given once, as PreparedConv: the runtime's binary linear steps, which a
@@ -351,8 +350,7 @@ void def_layers(nb::module_& m) {
         nb::arg("kernel") = "", nb::arg("in_scale") = nb::none(), nb::arg("in_shift") = nb::none(),
         nb::arg("residual") = nb::none(), nb::arg("out_floor") = nb::none());
   m.def("linear", &linear, nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("order"),
-        nb::arg("kernel") = "", nb::arg("in_scale") = nb::none(), nb::arg("in_shift") = nb::none(),
-        nb::arg("out_floor") = nb::none());
+        nb::arg("kernel") = "");
   nb::class_<CoreStep>(m, "CoreStep");  // the base of the steps a StepChain runs (def_chain)
   nb::class_<PreparedConv, CoreStep>(m, "PreparedConv")
       .def(nb::init<In<horq::word_t, nb::ndim<2>>, In<double, nb::ndim<1>>, In<double, nb::ndim<1>>, std::size_t,

@@ -219,7 +219,7 @@ def _fuse_input_affines(graph, steps):
         in_shape = step.node.in_shapes[0]  # (C, H, W), or a linear layer's (in_features,)
         if step.op == "binary_linear" and len(in_shape) != 1:
             continue
-        scale, shift = (np.asarray(aff.params[k_], np.float32) for k_ in ("scale", "shift"))
+        scale, shift = (np.asarray(aff.params[role], np.float32) for role in ("scale", "shift"))
         if scale.size != in_shape[0] or shift.size != in_shape[0]:
             continue
         params = {**step.params, "in_scale": scale.reshape(-1), "in_shift": shift.reshape(-1)}
