@@ -171,19 +171,24 @@ struct Taps2BelowPass {
     return h1 ^ l;
   }
 
-  // A whole word (every word of a channel count that 64 divides, as in the image walk): word's steps unrolled,
-  // without its tail (whose float sum would add +0.0 to `tail`, which changes nothing: tail is never -0.0).
+  // A whole word (every word of a channel count that 64 divides, as in the image walk): word's steps unrolled, its
+  // masked |x| in four float sums (vectors v and v + 4 into sum v % 4, then (s0 + s1) + (s2 + s3)) rather than one
+  // chain of eight adds: a word's chain of dependent adds had been about as long as its other work (64 channels 56x56,
+  // `profile_quantize_core 64 56 2 1`, fastest calls 300-306 -> 279-287 us: docs/KERNELS.md round 26). The sums of a
+  // column are still a function of its values alone.
   word_t whole_word(const float* x, word_t h1) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     word_t l = 0;
-    __m256 part = _mm256_setzero_ps();
+    __m256 s[4];
 #pragma GCC unroll 8
     for (std::size_t i = 0; i < kWordBits; i += kFloats) {
       const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i));
       const __m256 lm = _mm256_cmp_ps(a, up, _CMP_LT_OQ);
       l |= static_cast<word_t>(static_cast<unsigned>(_mm256_movemask_ps(lm))) << i;
-      part = _mm256_add_ps(part, _mm256_and_ps(lm, a));
+      const std::size_t v = i / kFloats;
+      s[v % 4] = v < 4 ? _mm256_and_ps(lm, a) : _mm256_add_ps(s[v % 4], _mm256_and_ps(lm, a));
     }
+    const __m256 part = _mm256_add_ps(_mm256_add_ps(s[0], s[1]), _mm256_add_ps(s[2], s[3]));
     acc = _mm256_add_pd(acc, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(part)),
                                            _mm256_cvtps_pd(_mm256_extractf128_ps(part, 1))));
     below += static_cast<std::uint64_t>(__builtin_popcountll(l));
