@@ -96,6 +96,14 @@ struct HasRow3s2 : std::false_type {};
 template <class Ops>
 struct HasRow3s2<Ops, std::void_t<decltype(&Ops::template row3s2<true>)>> : std::true_type {};
 
+// Whether a path's Ops has row2s2<kNoNan>(a, b, W, OW, has_floor, floor, out): a whole output row of a 2x2 stride-2
+// window without padding, every window inside the row (2 OW <= W), from its two kernel rows a, b, in row_pass()'s
+// order below: the rows' maximum pool_max(a, b) per column, per output pool_max(t_0, t_1), then the floor.
+template <class Ops, class = void>
+struct HasRow2s2 : std::false_type {};
+template <class Ops>
+struct HasRow2s2<Ops, std::void_t<decltype(&Ops::template row2s2<true>)>> : std::true_type {};
+
 // The column geometry's part that is the same for every row: where all taps of a 2- or 3-wide window apply.
 struct Taps {
   std::size_t lo = 0, hi = 0;  // the outputs every tap reaches (three_taps, two_taps), when one applies; else none
@@ -125,6 +133,13 @@ inline void row_pass(const float* const* rows, std::size_t at, std::size_t kh, c
   if constexpr (HasRow3s2<Ops>::value) {
     if (three && pc.sw == 2 && pc.off.size() == 3 && pc.off[0] == -1 && pc.off[1] == 0 && pc.off[2] == 1) {
       Ops::template row3s2<kNoNan>(rows[0] + at, rows[1] + at, rows[2] + at, W, OW, has_floor, floor, out);
+      return;
+    }
+  }
+  if constexpr (HasRow2s2<Ops>::value) {
+    if (kh == 2 && rows[0] && rows[1] && pc.sw == 2 && pc.off.size() == 2 && pc.off[0] == 0 && pc.off[1] == 1 &&
+        2 * OW <= W) {
+      Ops::template row2s2<kNoNan>(rows[0] + at, rows[1] + at, W, OW, has_floor, floor, out);
       return;
     }
   }

@@ -212,3 +212,40 @@ def test_two_wide_windows_of_the_row_walk_pool_the_same_bits(path, width):
                              None if floor is None else [floor] * 3)
             assert np.array_equal(np.isnan(got), np.isnan(ref)) and np.array_equal(got[~np.isnan(got)],
                                                                                    ref[~np.isnan(ref)])
+
+
+@pytest.mark.parametrize("width", [2, 4, 6, 8, 9, 10, 14, 15, 16, 18, 30, 31])
+@pytest.mark.parametrize("height", [7, 8])
+def test_two_by_two_windows_of_narrow_rows_pool_the_same_bits(path, width, height):
+    """2 x 2 stride-2 windows on rows of 1-15 outputs (pool_avx2.cpp: masked loads below 8 outputs, two output rows a
+    vector at 4, a last step that overlaps the one before above 8), through the plane loop (floor mode) and through
+    the row walk (ceil mode in height only: every window of a row inside it, the last row's windows cut): every path
+    gives the generic path's bits, NaN payloads and signed zeros included, the definition's values, and nothing is
+    written outside the output."""
+    rng = np.random.default_rng(100 * width + height)
+    x = rng.standard_normal((2, 3, height, width)).astype(np.float32)
+    x[rng.random(x.shape) < 0.3] = 0.0
+    x[rng.random(x.shape) < 0.3] *= -1.0
+    bits = x.view(np.uint32)
+    nan = rng.random(x.shape) < 0.05
+    bits[nan] = 0x7FC00000 | rng.integers(1, 1 << 22, size=int(nan.sum()), dtype=np.uint32)
+    ow = width // 2
+    for floor in (None, 0.0, -0.0, rng.standard_normal(3).astype(np.float32)):
+        for out in ((height // 2, ow), ((height + 1) // 2, ow)):
+            want = kernels.max_pool2d(x, 2, 2, 0, floor=floor, out_size=out, kernel="generic")
+            got = kernels.max_pool2d(x, 2, 2, 0, floor=floor, out_size=out, kernel=path)
+            np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+            ref = _reference(x, (2, 2), (2, 2), (0, 0), (1, 1), out, floor if np.ndim(floor) else
+                             None if floor is None else [floor] * 3)
+            assert np.array_equal(np.isnan(got), np.isnan(ref)) and np.array_equal(got[~np.isnan(got)],
+                                                                                   ref[~np.isnan(ref)])
+    # The prepared pool writes into an array of its own: the planes' outputs only (a store past a plane's last
+    # output would change the next plane's first ones, which run as other tasks at 2 threads).
+    kernels.set_num_threads(2)
+    try:
+        for _ in range(3):
+            got = kernels.MaxPool2d(2, kernel=path)(x)
+            np.testing.assert_array_equal(got.view(np.uint32),
+                                          kernels.max_pool2d(x, 2, kernel="generic").view(np.uint32))
+    finally:
+        kernels.set_num_threads(1)
