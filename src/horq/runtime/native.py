@@ -152,15 +152,15 @@ def float_conv_step(kernels, node, params, kernel_path: str):
     return run
 
 
-#: A float linear layer (or an order-0 binary one: a float product with the signs unpacked) of at least
-#: FLOAT_LINEAR_MIN_WEIGHTS weights runs in the core (:class:`horq.kernels.FloatLinear`) on FLOAT_CONV_PATHS for
-#: inputs of at most FLOAT_LINEAR_MAX_ROWS rows: there the product streams its weights, which numpy's BLAS read
-#: more slowly from memory (ResNet-18's 1000 x 512 classifier, one row: ~1.8x) and on one thread only (threads.py),
-#: and its products for 2-8 rows ran 2-6x slower. More rows go to numpy's blocked matrix product; a smaller layer
-#: (a 10-way classifier) to numpy too, whose call costs a few microseconds less. Measured by
-#: `python benchmarks/bench_float_linear.py` (docs/KERNELS.md round 19).
+#: A float linear layer (or an order-0 binary one: a float product with the signs unpacked) runs in the core
+#: (:class:`horq.kernels.FloatLinear`) on FLOAT_CONV_PATHS for inputs of at most FLOAT_LINEAR_MAX_ROWS rows: there the
+#: product streams its weights, which numpy's BLAS read more slowly from memory (ResNet-18's 1000 x 512 classifier,
+#: one row: ~1.8x) and on one thread only (threads.py), and its products for 2-8 rows ran 2-6x slower. More rows go to
+#: numpy's blocked matrix product. Measured by `python benchmarks/bench_float_linear.py` (docs/KERNELS.md round 19).
+#: Small layers (a 10-way classifier) run in the core too: called alone, as fast as numpy's op (2.8 us either way
+#: for 256 -> 10), and at the end of a chain of core steps (horq.runtime.program) one call fewer from Python:
+#: mnist-cnn 0.081 -> 0.072 ms a call (docs/KERNELS.md round 26).
 FLOAT_LINEAR_MAX_ROWS = 16
-FLOAT_LINEAR_MIN_WEIGHTS = 1 << 16
 
 
 def float_linear_step(kernels, node, params, kernel_path: str):
@@ -183,8 +183,7 @@ def _float_linear_runs_natively(step, kernel_path: str) -> bool:
     node, floor = step.node, step.params.get("floor")
     float_product = node.op == "linear" or (node.op == "binary_linear" and not node.attrs.get("order"))
     per_output = floor is None or np.size(floor) in (1, node.out_shape[-1])
-    large = node.in_shapes[0][-1] * node.out_shape[-1] >= FLOAT_LINEAR_MIN_WEIGHTS
-    return kernel_path in FLOAT_CONV_PATHS and float_product and per_output and large
+    return kernel_path in FLOAT_CONV_PATHS and float_product and per_output
 
 
 def _core_floor(floor) -> bool:
