@@ -182,13 +182,13 @@ inline __m256 pairs8(__m256 r0, __m256 r1, __m256 f) {
   return kFloor ? nan_max8(m, f) : m;
 }
 
-// pool_walk.h plane2x2 in explicit intrinsics: per output row, 8 outputs from 16 floats of each input row; a row of
-// at least 8 outputs in whole steps of 8, its last outputs by a step that ends at the row's end (recomputing a few
-// outputs of the step before, with the same operations); a row of fewer than 8 by masked loads (the lanes past its
-// 2 OW inputs read as zeros, their outputs unused) and one store of 8 lanes whose extra lanes the next rows
-// overwrite, where those 8 lie inside the plane's outputs, else through a buffer (nothing past the plane's outputs
-// is written). The compiler's
-// loop had gathered the stride-2 columns and blended NaNs a float at a time.
+// pool_walk.h plane2x2 in explicit intrinsics (the compiler's loop had gathered the stride-2 columns and blended NaNs
+// a float at a time): per output row, 8 outputs from 16 floats of each input row; a row of at least 8 outputs in
+// whole steps of 8, its last outputs by a step that ends at the row's end (recomputing a few outputs of the step
+// before, with the same operations); rows of 4 outputs two to a register; other rows of fewer than 8 by masked loads
+// (the lanes past their 2 OW inputs read as zeros, their outputs unused) and one store of 8 lanes whose extra lanes
+// the next rows overwrite, where those 8 lie inside the plane's outputs, else through a buffer (nothing past the
+// plane's outputs is written).
 template <bool kFloor>
 void plane2x2(const float* x, std::size_t W, std::size_t OH, std::size_t OW, float floor, float* y) {
   const __m256 f = _mm256_set1_ps(floor);
