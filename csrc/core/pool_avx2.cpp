@@ -51,6 +51,52 @@ inline __m256 load_below(const float* x, long n) {
                           _mm256_castsi256_ps(m));
 }
 
+// 2 x 2 stride-2 windows (pool_walk.h row_pass's and plane2x2's order of maxima): 8 outputs from r0, r1, the maxima
+// of a window's two kernel rows over 16 consecutive columns (floats 0-7 and 8-15): the even and odd columns' maximum,
+// then the floor.
+template <bool kNoNan>
+inline __m256 pairs8(__m256 r0, __m256 r1, bool has_floor, __m256 f) {
+  const __m256 m = pool_max8<kNoNan>(deinterleave<0>(r0, r1), deinterleave<1>(r0, r1));
+  return has_floor ? pool_max8<kNoNan>(m, f) : m;
+}
+
+// Outputs ox .. ox + 7 of a row from its kernel rows a, b (columns 2 ox .. 2 ox + 15).
+template <bool kNoNan>
+inline __m256 pairs_at(const float* a, const float* b, std::size_t ox, bool has_floor, __m256 f) {
+  const __m256 r0 = pool_max8<kNoNan>(_mm256_loadu_ps(a + 2 * ox), _mm256_loadu_ps(b + 2 * ox));
+  const __m256 r1 = pool_max8<kNoNan>(_mm256_loadu_ps(a + 2 * ox + 8), _mm256_loadu_ps(b + 2 * ox + 8));
+  return pairs8<kNoNan>(r0, r1, has_floor, f);
+}
+
+// A row of OW >= 8 outputs into out: whole steps of 8, and a last one that ends at the row's end (recomputing a few
+// outputs of the step before with the same operations). Reads columns below 2 OW.
+template <bool kNoNan>
+inline void pairs_row(const float* a, const float* b, std::size_t OW, bool has_floor, __m256 f, float* out) {
+  std::size_t ox = 0;
+  for (; ox + 8 <= OW; ox += 8) _mm256_storeu_ps(out + ox, pairs_at<kNoNan>(a, b, ox, has_floor, f));
+  if (ox < OW) _mm256_storeu_ps(out + OW - 8, pairs_at<kNoNan>(a, b, OW - 8, has_floor, f));
+}
+
+// The OW < 8 outputs of a row in lanes 0 .. OW - 1, by masked loads of its 2 OW columns (zeros past them, in lanes
+// whose outputs are not used).
+template <bool kNoNan>
+inline __m256 pairs_short(const float* a, const float* b, std::size_t OW, bool has_floor, __m256 f) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const int n = static_cast<int>(2 * OW);
+  const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
+  const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8), lane);
+  const __m256 r0 = pool_max8<kNoNan>(_mm256_maskload_ps(a, m0), _mm256_maskload_ps(b, m0));
+  const __m256 r1 = pool_max8<kNoNan>(_mm256_maskload_ps(a + 8, m1), _mm256_maskload_ps(b + 8, m1));
+  return pairs8<kNoNan>(r0, r1, has_floor, f);
+}
+
+// The first n < 8 lanes of v to out (nothing past them written).
+inline void store_first(float* out, __m256 v, std::size_t n) {
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, v);
+  for (std::size_t i = 0; i < n; ++i) out[i] = lanes[i];
+}
+
 struct Avx2Ops {
   template <bool kNoNan>
   static std::size_t max_rows(const float* prev, const float* in, std::size_t n, float* r) {
@@ -96,39 +142,17 @@ struct Avx2Ops {
     }
   }
 
-  // pool_walk.h HasRow2s2: 8 outputs a step from 16 floats of each row (the rows' maximum, its even and odd columns),
-  // a row of at least 8 outputs in whole steps and a last one that ends at the row's end (recomputing a few outputs
-  // with the same operations); fewer than 8 by masked loads (zeros past the 2 OW inputs, their lanes unused) and a
-  // buffer.
+  // pool_walk.h HasRow2s2: pairs_row, or pairs_short for fewer than 8 outputs.
   template <bool kNoNan>
   static void row2s2(const float* a, const float* b, std::size_t W, std::size_t OW, bool has_floor, float floor,
                      float* out) {
-    (void)W;  // 2 OW <= W: every load below stays inside the row
+    (void)W;  // 2 OW <= W: every load stays inside the row
     const __m256 f = _mm256_set1_ps(floor);
-    const auto outputs = [&](__m256 r0, __m256 r1) {
-      const __m256 m = pool_max8<kNoNan>(deinterleave<0>(r0, r1), deinterleave<1>(r0, r1));
-      return has_floor ? pool_max8<kNoNan>(m, f) : m;
-    };
     if (OW >= 8) {
-      const auto step = [&](std::size_t ox) {
-        const __m256 r0 = pool_max8<kNoNan>(_mm256_loadu_ps(a + 2 * ox), _mm256_loadu_ps(b + 2 * ox));
-        const __m256 r1 = pool_max8<kNoNan>(_mm256_loadu_ps(a + 2 * ox + 8), _mm256_loadu_ps(b + 2 * ox + 8));
-        _mm256_storeu_ps(out + ox, outputs(r0, r1));
-      };
-      std::size_t ox = 0;
-      for (; ox + 8 <= OW; ox += 8) step(ox);
-      if (ox < OW) step(OW - 8);
-      return;
+      pairs_row<kNoNan>(a, b, OW, has_floor, f, out);
+    } else {
+      store_first(out, pairs_short<kNoNan>(a, b, OW, has_floor, f), OW);
     }
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const int n = static_cast<int>(2 * OW);
-    const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
-    const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8), lane);
-    const __m256 r0 = pool_max8<kNoNan>(_mm256_maskload_ps(a, m0), _mm256_maskload_ps(b, m0));
-    const __m256 r1 = pool_max8<kNoNan>(_mm256_maskload_ps(a + 8, m1), _mm256_maskload_ps(b + 8, m1));
-    alignas(32) float tail[8];
-    _mm256_store_ps(tail, outputs(r0, r1));
-    for (std::size_t i = 0; i < OW; ++i) out[i] = tail[i];
   }
 
   // pool_walk.h three_taps2 / two_taps2: the T = 3 or 2 taps of 8 outputs of a T-wide stride-2 window are the even
@@ -174,71 +198,38 @@ void pool_row_avx2(const float* const* rows, std::size_t kh, const PoolColumns& 
 
 namespace {
 
-// 8 outputs of a 2 x 2 stride-2 window from 16 floats of each of its two rows (r0, r1 the rows' maxima of floats 0-7
-// and 8-15): the even and odd columns' maximum, then the floor, as plane2x2 orders them.
-template <bool kFloor>
-inline __m256 pairs8(__m256 r0, __m256 r1, __m256 f) {
-  const __m256 m = nan_max8(deinterleave<0>(r0, r1), deinterleave<1>(r0, r1));
-  return kFloor ? nan_max8(m, f) : m;
-}
-
 // pool_walk.h plane2x2 in explicit intrinsics (the compiler's loop had gathered the stride-2 columns and blended NaNs
-// a float at a time): per output row, 8 outputs from 16 floats of each input row; a row of at least 8 outputs in
-// whole steps of 8, its last outputs by a step that ends at the row's end (recomputing a few outputs of the step
-// before, with the same operations); rows of 4 outputs two to a register; other rows of fewer than 8 by masked loads
-// (the lanes past their 2 OW inputs read as zeros, their outputs unused) and one store of 8 lanes whose extra lanes
-// the next rows overwrite, where those 8 lie inside the plane's outputs, else through a buffer (nothing past the
-// plane's outputs is written).
-template <bool kFloor>
-void plane2x2(const float* x, std::size_t W, std::size_t OH, std::size_t OW, float floor, float* y) {
+// a float at a time): rows of at least 8 outputs by pairs_row; rows of 4 outputs two to a register; other rows of
+// fewer than 8 by pairs_short and one store of 8 lanes whose extra lanes the next rows overwrite, where those 8 lie
+// inside the plane's outputs, else store_first (nothing past the plane's outputs is written).
+void plane2x2(const float* x, std::size_t W, std::size_t OH, std::size_t OW, bool has_floor, float floor, float* y) {
   const __m256 f = _mm256_set1_ps(floor);
   if (OW >= 8) {
-    for (std::size_t oy = 0; oy < OH; ++oy) {
-      const float* a = x + 2 * oy * W;
-      const float* b = a + W;
-      float* out = y + oy * OW;
-      const auto step = [&](std::size_t ox) {
-        const __m256 r0 = nan_max8(_mm256_loadu_ps(a + 2 * ox), _mm256_loadu_ps(b + 2 * ox));
-        const __m256 r1 = nan_max8(_mm256_loadu_ps(a + 2 * ox + 8), _mm256_loadu_ps(b + 2 * ox + 8));
-        _mm256_storeu_ps(out + ox, pairs8<kFloor>(r0, r1, f));
-      };
-      std::size_t ox = 0;
-      for (; ox + 8 <= OW; ox += 8) step(ox);
-      if (ox < OW) step(OW - 8);
-    }
+    for (std::size_t oy = 0; oy < OH; ++oy)
+      pairs_row<false>(x + 2 * oy * W, x + (2 * oy + 1) * W, OW, has_floor, f, y + oy * OW);
     return;
   }
-  if (OW == 4) {  // two output rows a vector (the first 8 floats of both input rows of each)
+  if (OW == 4) {  // the first 8 floats of both kernel rows of two output rows
     std::size_t oy = 0;
     for (; oy + 2 <= OH; oy += 2) {
       const float* a = x + 2 * oy * W;
       const __m256 r0 = nan_max8(_mm256_loadu_ps(a), _mm256_loadu_ps(a + W));
       const __m256 r1 = nan_max8(_mm256_loadu_ps(a + 2 * W), _mm256_loadu_ps(a + 3 * W));
-      _mm256_storeu_ps(y + oy * OW, pairs8<kFloor>(r0, r1, f));
+      _mm256_storeu_ps(y + oy * OW, pairs8<false>(r0, r1, has_floor, f));
     }
     if (oy < OH) {
       const float* a = x + 2 * oy * W;
       const __m256 r0 = nan_max8(_mm256_loadu_ps(a), _mm256_loadu_ps(a + W));
-      _mm_storeu_ps(y + oy * OW, _mm256_castps256_ps128(pairs8<kFloor>(r0, r0, f)));
+      _mm_storeu_ps(y + oy * OW, _mm256_castps256_ps128(pairs8<false>(r0, r0, has_floor, f)));
     }
     return;
   }
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const int n = static_cast<int>(2 * OW);  // 2..14 inputs a row
-  const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
-  const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8), lane);
   for (std::size_t oy = 0; oy < OH; ++oy) {
-    const float* a = x + 2 * oy * W;
-    const float* b = a + W;
-    const __m256 r0 = nan_max8(_mm256_maskload_ps(a, m0), _mm256_maskload_ps(b, m0));
-    const __m256 r1 = nan_max8(_mm256_maskload_ps(a + 8, m1), _mm256_maskload_ps(b + 8, m1));
-    const __m256 v = pairs8<kFloor>(r0, r1, f);
+    const __m256 v = pairs_short<false>(x + 2 * oy * W, x + (2 * oy + 1) * W, OW, has_floor, f);
     if (oy * OW + 8 <= OH * OW) {  // 8 lanes inside the plane's outputs
       _mm256_storeu_ps(y + oy * OW, v);
     } else {
-      alignas(32) float last[8];
-      _mm256_store_ps(last, v);
-      for (std::size_t i = 0; i < OW; ++i) y[oy * OW + i] = last[i];
+      store_first(y + oy * OW, v, OW);
     }
   }
 }
@@ -247,11 +238,7 @@ void plane2x2(const float* x, std::size_t W, std::size_t OH, std::size_t OW, flo
 
 void pool2x2_plane_avx2(const float* x, std::size_t W, std::size_t OH, std::size_t OW, bool has_floor, float floor,
                         float* y) {
-  if (has_floor) {
-    plane2x2<true>(x, W, OH, OW, floor, y);
-  } else {
-    plane2x2<false>(x, W, OH, OW, floor, y);
-  }
+  plane2x2(x, W, OH, OW, has_floor, floor, y);
 }
 
 }  // namespace horq
