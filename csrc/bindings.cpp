@@ -104,6 +104,15 @@ using WordArray = nb::ndarray<nb::numpy, horq::word_t>;
 using FloatArray = nb::ndarray<nb::numpy, float>;
 using Optional1 = std::optional<In<float, nb::ndim<1>>>;
 
+// Whether a layer call takes an input affine (a BatchNorm before it): in_scale and in_shift both given, n values each
+// (n: input channels or features; else the error `length`), or neither.
+bool input_affine(const Optional1& in_scale, const Optional1& in_shift, std::size_t n, const char* length) {
+  const bool affine = in_scale.has_value();
+  require(affine == in_shift.has_value(), "in_scale and in_shift go together");
+  require(!affine || (in_scale->shape(0) == n && in_shift->shape(0) == n), length);
+  return affine;
+}
+
 WordArray pack_signs(In<float, nb::ndim<2>> x) {
   const std::size_t rows = x.shape(0), n = x.shape(1), nw = horq::words_for(n);
   horq::word_t* out;
@@ -187,10 +196,7 @@ FloatArray run_conv2d(const In<float, nb::ndim<4>>& x, const In<horq::word_t, nb
   const horq::ConvGeometry g = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, stride, padding,
                                              dilation, wbits.shape(0), wbits.shape(1), coef.shape(0), add.shape(0));
   const std::size_t m = wbits.shape(0);
-  const bool affine = in_scale.has_value();
-  require(affine == in_shift.has_value(), "in_scale and in_shift go together");
-  require(!affine || (in_scale->shape(0) == g.channels && in_shift->shape(0) == g.channels),
-          "input affine length != input channels");
+  const bool affine = input_affine(in_scale, in_shift, g.channels, "input affine length != input channels");
   require(!residual || (residual->shape(0) == g.batch && residual->shape(1) == m && residual->shape(2) == g.out_h &&
                         residual->shape(3) == g.out_w),
           "residual shape != output shape");
@@ -287,9 +293,7 @@ std::pair<FloatArray, horq::QuantizedColumns> run_linear(const In<float, nb::ndi
   check_order(order);
   const std::size_t rows = x.shape(0), n = x.shape(1), m = wbits.shape(0);
   check_linear(rows, n, m, wbits.shape(1), coef.shape(0), add.shape(0));
-  const bool affine = in_scale.has_value();
-  require(affine == in_shift.has_value(), "in_scale and in_shift go together");
-  require(!affine || (in_scale->shape(0) == n && in_shift->shape(0) == n), "input affine length != in_features");
+  const bool affine = input_affine(in_scale, in_shift, n, "input affine length != in_features");
   require(!out_floor || out_floor->shape(0) == m, "floor length != out_features");
   float* y;
   auto arr = make_array<float>({rows, m}, &y, false);
