@@ -64,12 +64,11 @@ def build(step, kernels):
     alpha = np.ones(cout, np.float32) if p.get("alpha") is None else _f32(p["alpha"])  # absent: FORMAT.md
     pw = kernels.PackedWeights(np.ascontiguousarray(p["bits"], dtype=np.uint64), alpha, tuple(a["shape"]))
     epilogue = {role: _f32(p.get(role)) for role in EPILOGUE}
+    fused = {role: p.get(role) for role in ("in_scale", "in_shift", "out_floor")}  # fuse.py's input affine and floor
     if step.op == "binary_conv2d":
         return kernels.Conv2dLayer(pw, order=a["order"], stride=a["stride"], padding=a["padding"],
-                                   dilation=a["dilation"], **epilogue, in_scale=p.get("in_scale"),
-                                   in_shift=p.get("in_shift"), out_floor=p.get("out_floor"))
-    return kernels.LinearLayer(pw, order=a["order"], **epilogue, in_scale=p.get("in_scale"), in_shift=p.get("in_shift"),
-                               out_floor=p.get("out_floor"))
+                                   dilation=a["dilation"], **epilogue, **fused)
+    return kernels.LinearLayer(pw, order=a["order"], **epilogue, **fused)
 
 
 def _pool_step(kernels, node, params):
