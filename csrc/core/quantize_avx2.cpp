@@ -245,12 +245,16 @@ struct Taps2Pass {
   double total(double sum) const { return add_lanes(sum, acc); }
 };
 
-// 8 x 8 transpose: rows interleaved at 32- and 64-bit granularity inside 128-bit lanes, then the lanes exchanged
-// (three rounds of 8 shuffles), after the affine (multiply then add, as the scalar copy rounds).
+// 8 x 8 transpose. A whole block (8 pixels): register i holds pixels 0-3 of rows i and i + 4 (and register i + 4 their
+// pixels 4-7), one 128-bit half from each, so that two rounds of unpacks inside the 128-bit lanes (32-, then 64-bit)
+// leave each pixel's 8 channels in one register: no lane exchange (vperm2f128, one a cycle) is left. A short block (n
+// < 8 pixels): masked loads (nothing past the n is read), then the rows interleaved and the lanes exchanged. Each
+// value takes the affine (multiply then add, as the scalar copy rounds) as it is loaded.
 struct Nhwc8 {
   static constexpr std::size_t kBlock = 8;
   static void transpose(const float* const* rows, std::size_t n, const float* scale, const float* shift, float* dst,
                         std::size_t ldd) {
+    if (n == 8) return whole(rows, scale, shift, dst, ldd);
     __m256 r[8], t[8];
     // n <= 8 pixels: lanes below n loaded (a masked load reads nothing past them), the others zero.
     const __m256i m =
@@ -277,6 +281,36 @@ struct Nhwc8 {
     for (int k = 0; k < 8; ++k) {
       const std::size_t px = static_cast<std::size_t>((k & ~3) | (k & 1) << 1 | (k >> 1 & 1));
       if (px < n) _mm256_storeu_ps(dst + px * ldd, t[k]);
+    }
+  }
+
+ private:
+  static void whole(const float* const* rows, const float* scale, const float* shift, float* dst, std::size_t ldd) {
+    __m256 r[8], t[8];
+    for (int h = 0; h < 2; ++h)  // r[4 h + i]: pixels 4 h .. 4 h + 3 of row i (low half) and of row i + 4 (high)
+      for (int i = 0; i < 4; ++i) {
+        __m256 v = _mm256_loadu2_m128(rows[i + 4] + 4 * h, rows[i] + 4 * h);
+        if (scale)
+          v = _mm256_add_ps(_mm256_mul_ps(v, _mm256_setr_m128(_mm_set1_ps(scale[i]), _mm_set1_ps(scale[i + 4]))),
+                            _mm256_setr_m128(_mm_set1_ps(shift[i]), _mm_set1_ps(shift[i + 4])));
+        r[4 * h + i] = v;
+      }
+    for (int h = 0; h < 8; h += 4) {
+      // 32-bit: rows (0, 1) and (2, 3) of each half interleaved; then 64-bit: pixel p's channels 0-3 | 4-7.
+      t[h] = _mm256_unpacklo_ps(r[h], r[h + 1]);
+      t[h + 1] = _mm256_unpackhi_ps(r[h], r[h + 1]);
+      t[h + 2] = _mm256_unpacklo_ps(r[h + 2], r[h + 3]);
+      t[h + 3] = _mm256_unpackhi_ps(r[h + 2], r[h + 3]);
+      const auto lo = [](__m256 a, __m256 b) {
+        return _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(a), _mm256_castps_pd(b)));
+      };
+      const auto hi = [](__m256 a, __m256 b) {
+        return _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(a), _mm256_castps_pd(b)));
+      };
+      _mm256_storeu_ps(dst + (h + 0) * ldd, lo(t[h], t[h + 2]));
+      _mm256_storeu_ps(dst + (h + 1) * ldd, hi(t[h], t[h + 2]));
+      _mm256_storeu_ps(dst + (h + 2) * ldd, lo(t[h + 1], t[h + 3]));
+      _mm256_storeu_ps(dst + (h + 3) * ldd, hi(t[h + 1], t[h + 3]));
     }
   }
 };
