@@ -122,6 +122,11 @@ def _sole_reader(graph, steps, readers, name):
     return idx[0]
 
 
+def _native_binary(step) -> bool:
+    """Whether ``step`` is a binary convolution or linear layer that runs on the native kernels."""
+    return step.op in hformat.BINARY_OPS and step.native
+
+
 def _fuse_floors(graph, steps):
     """A ``max_pool2d``, ``add``, numpy-run layer or native binary convolution or linear layer whose only reader
     is a ``relu`` (floor 0) or a fused ``floor`` (relu + affine) takes it: ``max(op(x), floor)`` in one step,
@@ -132,7 +137,7 @@ def _fuse_floors(graph, steps):
     merged, dropped = {}, set()
     for i, step in enumerate(steps):
         numpy_layer = step.op in LAYER_OPS and not step.native
-        native_layer = step.op in ("binary_conv2d", "binary_linear") and step.native
+        native_layer = _native_binary(step)
         if not (step.op in FLOOR_OPS or numpy_layer or native_layer) or "floor" in step.params:
             continue
         j = _sole_reader(graph, steps, readers, step.name)
@@ -210,7 +215,7 @@ def _fuse_input_affines(graph, steps):
     by_name = {s.name: i for i, s in enumerate(steps)}
     merged, dropped = {}, set()
     for i, step in enumerate(steps):
-        if step.op not in ("binary_conv2d", "binary_linear") or not step.native or step.inputs[0] not in by_name:
+        if not _native_binary(step) or step.inputs[0] not in by_name:
             continue
         k = by_name[step.inputs[0]]
         aff = steps[k]
