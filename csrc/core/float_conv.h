@@ -94,18 +94,20 @@ namespace float_conv {
 // V: a SIMD register of V::kLanes floats with zero(), load(p), set1(v), madd(a, b, acc) (acc + a * b, fused or
 // not as the path says) and store(p, r).
 // B consecutive weight blocks (B * kFloatConvRows channels, block b's weights at wt + b * k * kFloatConvRows)
-// against P vectors of pixels.
-template <class V, int B, int P>
+// against P vectors of pixels. With K > 0, k is K and its loop over the taps unrolled (the Winograd tiles' 3, 6 or 12
+// phase channels per transform element, float_conv_winograd.h).
+template <class V, int B, int P, int K = 0>
 [[gnu::always_inline]] inline void block(const float* in, const std::int64_t* koff, const float* wt, std::size_t k,
                                          float* out, std::size_t ld) {
   constexpr int R = static_cast<int>(kFloatConvRows), BR = B * R;
   constexpr std::size_t L = V::kLanes;
+  if constexpr (K > 0) k = K;
   typename V::reg acc[BR][P];
 #pragma GCC unroll 16
   for (int r = 0; r < BR; ++r)
 #pragma GCC unroll 8
     for (int q = 0; q < P; ++q) acc[r][q] = V::zero();
-  for (std::size_t t = 0; t < k; ++t) {
+  const auto tap = [&](std::size_t t) __attribute__((always_inline)) {
     const float* src = in + koff[t];
     typename V::reg v[P];
 #pragma GCC unroll 8
@@ -116,6 +118,12 @@ template <class V, int B, int P>
 #pragma GCC unroll 8
       for (int q = 0; q < P; ++q) acc[r][q] = V::madd(w, v[q], acc[r][q]);
     }
+  };
+  if constexpr (K > 0) {
+#pragma GCC unroll 16
+    for (std::size_t t = 0; t < static_cast<std::size_t>(K); ++t) tap(t);
+  } else {
+    for (std::size_t t = 0; t < k; ++t) tap(t);
   }
 #pragma GCC unroll 16
   for (int r = 0; r < BR; ++r)

@@ -148,6 +148,26 @@ struct TilePair {
   std::size_t ch_stride = 0;
 };
 
+// A stem's GEMMs (3 channels at stride 2: 12, 6 or 3 phase channels per transform element, 2 or 3 vectors of tiles)
+// with the phase-channel loop unrolled (float_conv::block with K = k): the same operations in the same order as the
+// loop, whose ~10 steps per call had cost ~3% of the pooled stem (docs/KERNELS.md round 27). Returns false (nothing
+// done) for other shapes.
+template <class V>
+[[gnu::always_inline]] inline bool unrolled_block(std::size_t pv, std::size_t k, const float* in,
+                                                  const std::int64_t* koff, const float* wt, float* out,
+                                                  std::size_t ld) {
+  using float_conv::block;
+  switch (pv * 100 + k) {
+    case 312: block<V, 1, 3, 12>(in, koff, wt, k, out, ld); return true;
+    case 306: block<V, 1, 3, 6>(in, koff, wt, k, out, ld); return true;
+    case 303: block<V, 1, 3, 3>(in, koff, wt, k, out, ld); return true;
+    case 212: block<V, 1, 2, 12>(in, koff, wt, k, out, ld); return true;
+    case 206: block<V, 1, 2, 6>(in, koff, wt, k, out, ld); return true;
+    case 203: block<V, 1, 2, 3>(in, koff, wt, k, out, ld); return true;
+    default: return false;
+  }
+}
+
 // Tile columns [t0, t1) of the tile row (float_conv_tiles_fn; t0 a multiple of L) with V's lanes over tile columns:
 // the input transform of every tile and phase channel into a per-thread buffer, then per block of B *
 // kFloatConvRows output channels and up to PMAX vectors of tiles the 36 GEMMs (float_conv::block, the phase
@@ -217,10 +237,11 @@ void tiles(const WinogradPlan& p, const float* q, std::size_t ty, float* const r
         const std::size_t k = uw.count[xi];
         const float* wt = uw.u.data() + uw.offset[xi] + o0 / R * k * R;
         const float* in = vb + xi * cq * tc + v0 * L;
+        float* const mxi = mb + xi * BR * PL;
         if (wide) {
-          float_conv::dispatch<V, B, PMAX>(pv, in, koff[xi], wt, k, mb + xi * BR * PL, PL);
-        } else {
-          float_conv::dispatch<V, 1, PMAX>(pv, in, koff[xi], wt, k, mb + xi * BR * PL, PL);
+          float_conv::dispatch<V, B, PMAX>(pv, in, koff[xi], wt, k, mxi, PL);
+        } else if (!unrolled_block<V>(pv, k, in, koff[xi], wt, mxi, PL)) {
+          float_conv::dispatch<V, 1, PMAX>(pv, in, koff[xi], wt, k, mxi, PL);
         }
       }
       for (std::size_t r = 0; r < nrows && o0 + r < p.m; ++r) {
