@@ -25,21 +25,22 @@ struct Avx2 {
   static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
   static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
   static reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
-  // a0 b0 c0 a1 b1 c1 ... a7 b7 c7: output vector k holds floats 8 k .. 8 k + 7 of the run, float f from source
-  // f % 3 at lane f / 3; one lane permute of each source per output vector, then two blends.
+  // a0 b0 c0 a1 b1 c1 ... a7 b7 c7. Inside each 128-bit lane (sources' floats 4 h .. 4 h + 3), in-lane shuffles
+  // give the lane's 12 outputs as three 4-float parts r0, r1, r2 (r0 = a b c a, r1 = b c a b, r2 = c a b c); the
+  // lanes' parts then go to the three output vectors by two 128-bit permutes and a blend: (r0, r1) of the low lane,
+  // (r2 of the low, r0 of the high), (r1, r2) of the high.
   static void store3(float* p, reg a, reg b, reg c) {
-    const __m256i i0 = _mm256_setr_epi32(0, 0, 0, 1, 1, 1, 2, 2), i1 = _mm256_setr_epi32(2, 3, 3, 3, 4, 4, 4, 5),
-                  i2 = _mm256_setr_epi32(5, 5, 6, 6, 6, 7, 7, 7);
-    // Source of float f = 8 k + lane: f % 3 == 0 -> a, 1 -> b, 2 -> c (blend masks: lanes from b, lanes from c).
-    _mm256_storeu_ps(p, _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(a, i0),
-                                                        _mm256_permutevar8x32_ps(b, i0), 0x92),
-                                        _mm256_permutevar8x32_ps(c, i0), 0x24));
-    _mm256_storeu_ps(p + 8, _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(a, i1),
-                                                            _mm256_permutevar8x32_ps(b, i1), 0x24),
-                                            _mm256_permutevar8x32_ps(c, i1), 0x49));
-    _mm256_storeu_ps(p + 16, _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(a, i2),
-                                                             _mm256_permutevar8x32_ps(b, i2), 0x49),
-                                             _mm256_permutevar8x32_ps(c, i2), 0x92));
+    const __m256 lo = _mm256_unpacklo_ps(a, b), hi = _mm256_unpackhi_ps(a, b);  // a0 b0 a1 b1 | a2 b2 a3 b3
+    const __m256 c0a1 = _mm256_shuffle_ps(c, lo, _MM_SHUFFLE(2, 2, 0, 0));        // c0 c0 a1 a1
+    const __m256 r0 = _mm256_shuffle_ps(lo, c0a1, _MM_SHUFFLE(2, 0, 1, 0));       // a0 b0 c0 a1
+    const __m256 b1c1 = _mm256_shuffle_ps(lo, c, _MM_SHUFFLE(1, 1, 3, 3));        // b1 b1 c1 c1
+    const __m256 r1 = _mm256_shuffle_ps(b1c1, hi, _MM_SHUFFLE(1, 0, 2, 0));       // b1 c1 a2 b2
+    const __m256 c2a3 = _mm256_shuffle_ps(c, hi, _MM_SHUFFLE(2, 2, 2, 2));        // c2 c2 a3 a3
+    const __m256 b3c3 = _mm256_shuffle_ps(hi, c, _MM_SHUFFLE(3, 3, 3, 3));        // b3 b3 c3 c3
+    const __m256 r2 = _mm256_shuffle_ps(c2a3, b3c3, _MM_SHUFFLE(2, 0, 2, 0));     // c2 a3 b3 c3
+    _mm256_storeu_ps(p, _mm256_permute2f128_ps(r0, r1, 0x20));
+    _mm256_storeu_ps(p + 8, _mm256_blend_ps(r2, r0, 0xf0));
+    _mm256_storeu_ps(p + 16, _mm256_permute2f128_ps(r1, r2, 0x31));
   }
 };
 

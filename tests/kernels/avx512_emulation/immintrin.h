@@ -443,6 +443,37 @@ inline __m256 _mm256_blend_ps(__m256 a, __m256 b, int imm) {
     if ((imm >> i) & 1) a.v[i] = b.v[i];
   return a;
 }
+// Inside each 128-bit half h (lanes 4 h .. 4 h + 3): unpacklo interleaves the halves' lanes 0, 1 of a and b (a0 b0 a1
+// b1), unpackhi their lanes 2, 3; shuffle takes lanes imm[1:0], imm[3:2] of a's half and imm[5:4], imm[7:6] of b's.
+inline __m256 _mm256_unpacklo_ps(__m256 a, __m256 b) {
+  __m256 r;
+  for (int h = 0; h < 8; h += 4)
+    for (int i = 0; i < 2; ++i) r.v[h + 2 * i] = a.v[h + i], r.v[h + 2 * i + 1] = b.v[h + i];
+  return r;
+}
+inline __m256 _mm256_unpackhi_ps(__m256 a, __m256 b) {
+  __m256 r;
+  for (int h = 0; h < 8; h += 4)
+    for (int i = 0; i < 2; ++i) r.v[h + 2 * i] = a.v[h + 2 + i], r.v[h + 2 * i + 1] = b.v[h + 2 + i];
+  return r;
+}
+inline __m256 _mm256_shuffle_ps(__m256 a, __m256 b, int imm) {
+  __m256 r;
+  for (int h = 0; h < 8; h += 4)
+    for (int i = 0; i < 4; ++i) r.v[h + i] = (i < 2 ? a : b).v[h + (imm >> (2 * i) & 3)];
+  return r;
+}
+// Each 128-bit half of the result: imm[1:0] (low) / imm[5:4] (high) selects a's low, a's high, b's low or b's high
+// half; bit 3 (low) / bit 7 (high) zeroes it instead.
+inline __m256 _mm256_permute2f128_ps(__m256 a, __m256 b, int imm) {
+  __m256 r;
+  for (int h = 0; h < 2; ++h) {
+    const int sel = imm >> (4 * h) & 0xf;
+    const __m256& src = sel & 2 ? b : a;
+    for (int i = 0; i < 4; ++i) r.v[4 * h + i] = sel & 8 ? 0.0f : src.v[4 * (sel & 1) + i];
+  }
+  return r;
+}
 // Gather / scatter of 8 floats at base + scale * index_i (64-bit indices), only where mask bit i is set (the
 // gather keeps src's lane elsewhere; the scatter writes nothing there).
 inline __m256 _mm512_mask_i64gather_ps(__m256 src, __mmask8 k, __m512i idx, const void* base, int scale) {

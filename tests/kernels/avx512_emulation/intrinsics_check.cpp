@@ -267,6 +267,26 @@ void check_float_lanes() {
   ok = true;
   for (int i = 0; i < 8; ++i) ok = ok && fr[i] == (0x92 >> i & 1 ? fb[i] : fa[i]);
   expect(ok, "_mm256_blend_ps");
+  // In-lane interleaves and shuffles, 128-bit permutes (store3's 3-way interleave).
+  _mm256_storeu_ps(fr, _mm256_unpacklo_ps(va, vb));
+  ok = true;
+  for (int i = 0; i < 8; ++i) ok = ok && fr[i] == (i % 2 ? fb : fa)[i / 4 * 4 + i % 4 / 2];
+  _mm256_storeu_ps(fr, _mm256_unpackhi_ps(va, vb));
+  for (int i = 0; i < 8; ++i) ok = ok && fr[i] == (i % 2 ? fb : fa)[i / 4 * 4 + 2 + i % 4 / 2];
+  expect(ok, "_mm256_unpacklo_ps / _mm256_unpackhi_ps");
+  _mm256_storeu_ps(fr, _mm256_shuffle_ps(va, vb, _MM_SHUFFLE(1, 3, 0, 2)));
+  ok = true;
+  for (int h = 0; h < 8; h += 4) {
+    const int sel[4] = {2, 0, 3, 1};
+    for (int i = 0; i < 4; ++i) ok = ok && fr[h + i] == (i < 2 ? fa : fb)[h + sel[i]];
+  }
+  expect(ok, "_mm256_shuffle_ps");
+  _mm256_storeu_ps(fr, _mm256_permute2f128_ps(va, vb, 0x31));
+  ok = true;
+  for (int i = 0; i < 4; ++i) ok = ok && fr[i] == fa[4 + i] && fr[4 + i] == fb[4 + i];
+  _mm256_storeu_ps(fr, _mm256_permute2f128_ps(va, vb, 0x82));
+  for (int i = 0; i < 4; ++i) ok = ok && fr[i] == fb[i] && fr[4 + i] == 0.0f;
+  expect(ok, "_mm256_permute2f128_ps");
   _mm256_storeu_ps(fr, _mm256_fmadd_ps(va, vb, _mm256_sub_ps(_mm256_setzero_ps(), va)));
   ok = true;
   for (int i = 0; i < 8; ++i) ok = ok && fr[i] == std::fma(fa[i], fb[i], -fa[i]);
