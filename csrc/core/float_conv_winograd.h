@@ -150,7 +150,7 @@ struct TilePair {
 
 // A stem's GEMMs (3 channels at stride 2: 12, 6 or 3 phase channels per transform element, 2 or 3 vectors of tiles)
 // with the phase-channel loop unrolled (float_conv::block with K = k): the same operations in the same order as the
-// loop, whose ~10 steps per call had cost ~3% of the pooled stem (docs/KERNELS.md round 27). Returns false (nothing
+// loop, whose ~10 steps per call had cost ~2% of the pooled stem (docs/KERNELS.md round 27). Returns false (nothing
 // done) for other shapes.
 template <class V>
 [[gnu::always_inline]] inline bool unrolled_block(std::size_t pv, std::size_t k, const float* in,
