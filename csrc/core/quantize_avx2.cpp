@@ -287,14 +287,17 @@ struct Nhwc8 {
  private:
   static void whole(const float* const* rows, const float* scale, const float* shift, float* dst, std::size_t ldd) {
     __m256 r[8], t[8];
-    for (int h = 0; h < 2; ++h)  // r[4 h + i]: pixels 4 h .. 4 h + 3 of row i (low half) and of row i + 4 (high)
-      for (int i = 0; i < 4; ++i) {
-        __m256 v = _mm256_loadu2_m128(rows[i + 4] + 4 * h, rows[i] + 4 * h);
-        if (scale)
-          v = _mm256_add_ps(_mm256_mul_ps(v, _mm256_setr_m128(_mm_set1_ps(scale[i]), _mm_set1_ps(scale[i + 4]))),
-                            _mm256_setr_m128(_mm_set1_ps(shift[i]), _mm_set1_ps(shift[i + 4])));
-        r[4 * h + i] = v;
+    for (int i = 0; i < 4; ++i) {  // r[4 h + i]: pixels 4 h .. 4 h + 3 of row i (low half) and of row i + 4 (high)
+      __m256 sc = _mm256_setzero_ps(), sh = sc;  // rows i and i + 4's affine, one value per half
+      if (scale) {
+        sc = _mm256_setr_m128(_mm_set1_ps(scale[i]), _mm_set1_ps(scale[i + 4]));
+        sh = _mm256_setr_m128(_mm_set1_ps(shift[i]), _mm_set1_ps(shift[i + 4]));
       }
+      for (int h = 0; h < 2; ++h) {
+        const __m256 v = _mm256_loadu2_m128(rows[i + 4] + 4 * h, rows[i] + 4 * h);
+        r[4 * h + i] = scale ? _mm256_add_ps(_mm256_mul_ps(v, sc), sh) : v;
+      }
+    }
     for (int h = 0; h < 8; h += 4) {
       // 32-bit: rows (0, 1) and (2, 3) of each half interleaved; then 64-bit: pixel p's channels 0-3 | 4-7.
       t[h] = _mm256_unpacklo_ps(r[h], r[h + 1]);
