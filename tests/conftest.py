@@ -12,6 +12,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 _EXERCISED = pytest.StashKey[set]()
 
 
+@pytest.fixture(autouse=True)
+def _cpu_unless_marked_cuda(request, monkeypatch):
+    """Every test runs as on CI, on the CPU, also on a machine with a GPU (where `--device auto` and `horq demo`
+    would otherwise train on it, with other rounding and speed); tests marked `cuda` (tests/nn/test_cuda.py)
+    see the GPU. Subprocesses get CUDA_VISIBLE_DEVICES empty; this process, torch.cuda.is_available False."""
+    if request.node.get_closest_marker("cuda"):
+        return
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
 @pytest.fixture(scope="session")
 def record_kernel_path(request):
     """Notes a kernel path that a test forced (tests/kernels' `path` fixture), for the closing summary."""

@@ -52,6 +52,7 @@ def test_two_process_gloo_train_and_resume(tmp_path):
     assert _equal(final["model"], r0), "resumed DDP run differs from the uninterrupted one"
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 def test_cuda_training_step(tmp_path):
     from horq.nn.training import TrainSettings, train

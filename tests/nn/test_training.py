@@ -203,3 +203,44 @@ def test_first_ctrl_c_stops_at_a_batch_boundary_second_at_once():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     with training._ctrl_c_between_batches(False) as stop_requested:  # distributed ranks: the default behaviour
         assert not stop_requested() and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_more_processes_than_gpus_is_an_error_before_any_process_starts(tmp_path, capsys, monkeypatch):
+    """NCCL refuses two ranks on one GPU: `--nproc` beyond the GPUs torch sees with `--device cuda` (or that
+    without a GPU) is a one-line error, checked before torchrun starts; `--device auto` takes CUDA only where
+    every process gets a GPU, and the CPU otherwise."""
+    monkeypatch.setattr(training.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(training.torch.cuda, "device_count", lambda: 1)
+    launched = []
+    monkeypatch.setattr("subprocess.call", lambda *a, **k: launched.append(a) or 0)
+    rc = main(["train", "--nproc", "2", "--device", "cuda", "--model", "mnist-mlp", "--data", "digits",
+               "--epochs", "1", "--no-progress", "--out", str(tmp_path)])
+    assert rc == 2
+    assert "2 processes on CUDA need one GPU each, but torch sees 1 on this machine" in capsys.readouterr().err
+    assert not launched
+    for device in ("cpu", "auto"):
+        assert main(["train", "--nproc", "2", "--device", device, "--model", "mnist-mlp", "--data", "digits",
+                     "--epochs", "1", "--no-progress", "--out", str(tmp_path)]) == 0
+    assert len(launched) == 2  # CPU processes need no GPU (the launch itself is stubbed here)
+    assert training.device_kind("auto") == "cuda" and training.device_kind("auto", 2) == "cpu"
+    training.check_gpus_for("cuda", 1)
+    monkeypatch.setattr(training.torch.cuda, "is_available", lambda: False)
+    assert training.device_kind("auto") == "cpu"
+    with pytest.raises(ValueError, match="--device cuda was asked for, but torch sees no CUDA device"):
+        training.check_gpus_for("cuda", 1)
+    training.check_gpus_for("cpu", 8)
+
+
+def test_full_float32_is_nothing_on_cpu_and_gpu_generators_are_optional():
+    from horq.nn.checkpoint import rng_state, set_rng_state
+
+    with training.full_float32(torch.device("cpu")):
+        pass
+    state = rng_state()
+    if not torch.cuda.is_initialized():
+        assert "cuda" not in state
+    # a checkpoint written on more GPUs than this machine has (or on a GPU, read on CPU): the GPUs' generators
+    # are skipped, the rest restored
+    expected = torch.rand(3)
+    set_rng_state({**state, "cuda": [torch.zeros(16, dtype=torch.uint8)] * 9})
+    assert torch.equal(torch.rand(3), expected)

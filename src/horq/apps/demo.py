@@ -86,6 +86,8 @@ def ship(horq_model, fp_model, args, out: Path) -> None:
     import horq.runtime
     from horq.data import load
 
+    # Trained on CUDA where torch sees a GPU: what ships, and what the runtime is compared with, runs on CPU.
+    horq_model, fp_model = horq_model.cpu(), fp_model.cpu()
     test = load(args.data, "test")
     x, y = test.x[: args.limit_test], test.y[: args.limit_test]
     path = out / "model.horq"

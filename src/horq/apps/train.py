@@ -125,6 +125,9 @@ def run_train(args) -> int:
     if args.nproc is not None:
         if "WORLD_SIZE" in os.environ:
             raise ValueError("--nproc launches torchrun itself; do not use it under torchrun")
+        from horq.nn.training import check_gpus_for, device_kind
+
+        check_gpus_for(device_kind(settings.device, args.nproc), args.nproc)  # before torchrun starts any process
         argv = args.argv[args.argv.index("train") + 1 :]
         return subprocess.call(torchrun_command(args.nproc, _strip_nproc(argv)))
     from horq.heap import keep_freed_memory

@@ -31,15 +31,23 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
 def rng_state() -> dict:
     """The state of every random generator training uses, as plain values and tensors."""
     np_state = cast(tuple, np.random.get_state())  # the legacy tuple form (the default)
-    return {
+    state = {
         "torch": torch.get_rng_state(),
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])],
         "python": repr(random.getstate()),
     }
+    if torch.cuda.is_initialized():  # a run on the GPU: its generators too (one per device)
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def set_rng_state(state: dict) -> None:
+    """Restores :func:`rng_state`; the GPUs' generators only where the checkpoint has them for as many devices
+    as torch sees (a GPU run resumed on CPU does without them)."""
     torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
     random.setstate(_literal_tuple(state["python"]))

@@ -117,23 +117,74 @@ class _Dist:
         return self.rank == 0
 
 
-def _setup_distributed(device_kind: str) -> _Dist:
+def device_kind(device: str, processes: int = 1) -> str:
+    """``"cuda"`` or ``"cpu"`` for a ``--device`` choice and the number of processes on this machine: ``auto``
+    takes CUDA when torch sees a GPU for every process, and the CPU otherwise."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() and torch.cuda.device_count() >= processes else "cpu"
+    return device
+
+
+def check_gpus_for(kind: str, processes: int) -> None:
+    """Raises ValueError unless ``processes`` processes of one machine can each have a GPU of their own (NCCL
+    refuses two ranks on one GPU) when ``kind`` is ``"cuda"``."""
+    if kind != "cuda":
+        return
+    if not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but torch sees no CUDA device")
+    gpus = torch.cuda.device_count()
+    if processes > gpus:
+        raise ValueError(f"{processes} processes on CUDA need one GPU each, but torch sees {gpus} on this machine; "
+                         f"use --nproc {gpus} or fewer, or --device cpu")
+
+
+def _setup_distributed(kind: str) -> _Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     info = _Dist(world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
+        check_gpus_for(kind, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        dist.init_process_group(backend="nccl" if kind == "cuda" else "gloo")
     return info
 
 
 def _resolve_device(kind: str, info: _Dist) -> torch.device:
-    if kind == "auto":
-        kind = "cuda" if torch.cuda.is_available() else "cpu"
     if kind == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda was asked for, but torch sees no CUDA device")
-        torch.cuda.set_device(info.local_rank % torch.cuda.device_count())
+        check_gpus_for(kind, info.local_rank + 1)
+        torch.cuda.set_device(info.local_rank)
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def full_float32(device: torch.device):
+    """Float32 convolutions and matrix products in full float32 on CUDA (PyTorch's default lets cuDNN
+    convolutions round their inputs to TF32, 10 mantissa bits), for the duration; nothing changes on CPU.
+
+    HORQ's betas are box sums of ``|x|`` and its outputs sums of ``beta * (B . H)``: in TF32 a model evaluated on
+    the GPU would disagree with its exported file (computed in float32 and float64 on CPU) by more than float32
+    rounding. The previous settings are restored on exit.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    cudnn_conv = getattr(torch.backends.cudnn, "conv", None)
+    if cudnn_conv is not None and hasattr(cudnn_conv, "fp32_precision"):  # torch >= 2.9: the per-op settings
+        places = [cudnn_conv, torch.backends.cuda.matmul]
+        saved = [place.fp32_precision for place in places]
+        try:
+            for place in places:
+                place.fp32_precision = "ieee"
+            yield
+        finally:
+            for place, value in zip(places, saved, strict=True):
+                place.fp32_precision = value
+        return
+    saved_flags = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    try:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved_flags
 
 
 def _load_split(settings: TrainSettings, split: str, limit: int | None):
@@ -282,7 +333,8 @@ def train(settings: TrainSettings) -> TrainResult:
     """
     run = _set_up(settings)
     try:
-        with _ctrl_c_between_batches(run.info.world == 1) as stop_requested, _native_path(settings, run.device):
+        with (_ctrl_c_between_batches(run.info.world == 1) as stop_requested, _native_path(settings, run.device),
+              full_float32(run.device)):
             for epoch in range(run.start_epoch, settings.epochs):
                 t0 = time.perf_counter()
                 train_loss, train_acc = _train_epoch(run, epoch, stop_requested)
@@ -306,8 +358,9 @@ def _set_up(settings: TrainSettings) -> _Run:
     settings.validate()
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    info = _setup_distributed("cuda" if settings.device == "cuda" else "cpu")
-    device = _resolve_device(settings.device, info)
+    kind = device_kind(settings.device, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    info = _setup_distributed(kind)
+    device = _resolve_device(kind, info)
     out = Path(settings.out)
 
     torch.manual_seed(settings.seed)

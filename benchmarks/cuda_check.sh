@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The checks that need a GPU, as one script for a borrowed GPU machine (its python3 has a CUDA torch, nanobind,
+# scikit-build-core, cmake, ninja, pytest, pytest-xdist, hypothesis, scikit-learn; no network):
+#
+#   OUT=/some/folder bash benchmarks/cuda_check.sh
+#
+# 1. the machine (GPU, CPU model and flags, torch), 2. horq built and installed into that python,
+# 3. the CUDA tests (tests marked `cuda`: tests/nn/test_cuda.py and the CUDA step of test_distributed.py),
+# 4. `horq demo` trained on the GPU (--device auto) on the embedded digits, shipped and run on CPU,
+# 5. the whole suite beside the GPU (every unmarked test hides it, as CI has none) on the host CPU's kernel path.
+# Each step writes OUT/<step>.log and has its own time limit; the exit status is the number of failed steps.
+set -u
+OUT=${OUT:-/tmp/cuda_check}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+PY=${PY:-python3}
+failed=0
+
+step() {  # step NAME SECONDS COMMAND...
+    local name=$1 secs=$2
+    shift 2
+    local t0=$SECONDS
+    timeout "$secs" "$@" >"$OUT/$name.log" 2>&1
+    local rc=$?
+    echo "== $name: rc $rc in $((SECONDS - t0)) s" | tee -a "$OUT/summary.txt"
+    tail -n 4 "$OUT/$name.log" | tee -a "$OUT/summary.txt"
+    [ "$rc" = 0 ] || failed=$((failed + 1))
+    return $rc
+}
+
+machine() {
+    date -u
+    nvidia-smi -L
+    lscpu | grep -E "Model name|^CPU\(s\)|Vendor ID"
+    grep -o -w -E "avx2|avx512f|avx512bw|avx512vl|avx512_vpopcntdq|avx512_vnni|amx_tile" /proc/cpuinfo | sort | uniq -c
+    "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
+}
+
+machine >"$OUT/machine.log" 2>&1
+cat "$OUT/machine.log" >>"$OUT/summary.txt"
+step build 240 "$PY" -m pip install --no-deps --no-build-isolation --no-index -v . || exit 99
+step cuda_tests 240 "$PY" -m pytest -q -p no:cacheprovider -m cuda -rA tests/nn
+step demo 180 "$PY" -m horq demo --data digits --epochs 2 --repeats 20 --out "$OUT/demo_run"
+rm -rf "$OUT/demo_run"
+step suite 420 "$PY" -m pytest -q -p no:cacheprovider -n 14 --dist loadfile -ra tests
+# 6. where the host CPU has AVX-512: the yardstick layers and ResNet-18 at 1 thread on the avx512 path (OpenVINO is
+# not installed there: horq against PyTorch fp32 / int8 only)
+if grep -q -w avx512f /proc/cpuinfo; then
+    step yardstick 150 "$PY" benchmarks/bench_yardstick.py --seconds 0.5 --json "$OUT/yardstick.json"
+    step yardstick_models 150 "$PY" benchmarks/bench_yardstick_models.py --models resnet18-224 --threads 1 \
+        --seconds 0.5 --json "$OUT/yardstick_models.json"
+fi
+exit $failed
