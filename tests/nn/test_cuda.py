@@ -72,14 +72,15 @@ def test_conv_on_the_gpu_matches_the_reference_and_the_cpu_gradients(case, order
     want = _ref_conv(layer, x, order)
     grads = {}
     for dev in ("cpu", "cuda"):
-        layer.to(dev).zero_grad()
+        layer.zero_grad()  # the CPU pass's gradients stay where they are (Module.to moves a .grad in place)
+        layer.to(dev)
         xd = x.detach().to(dev, copy=True).requires_grad_(True)
         y = layer(xd)
         assert y.device.type == dev
         y.backward(torch.ones_like(y) * 0.5 + torch.arange(y.numel(), device=dev).reshape(y.shape) % 3)
         if dev == "cuda":
             np.testing.assert_allclose(y.detach().cpu().numpy(), want, **TOL)
-        grads[dev] = [xd.grad.cpu(), layer.weight.grad.cpu()]
+        grads[dev] = [xd.grad.cpu().clone(), layer.weight.grad.cpu().clone()]
     for a, b in zip(grads["cpu"], grads["cuda"], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
 
