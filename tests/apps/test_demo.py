@@ -19,6 +19,7 @@ def test_demo_small(tmp_path, capsys):
     for label in ("full precision", "XNOR (order 1)", "HORQ order 2"):
         assert re.search(rf"^{re.escape(label)}\s+\d+\.\d\d%", out, re.M), label
     assert (tmp_path / "model.horq").is_file()
+    assert "trained on cpu (command: horq demo)" in out  # tests hide any GPU (tests/conftest.py)
     assert "backend native" in out
     ratio = float(re.search(r"\(([\d.]+)x smaller", out).group(1))
     assert ratio > 10  # most of mnist-cnn's weights are in binarized layers

@@ -200,6 +200,7 @@ def test_cli_gpu_run_evaluates_and_exports_where_no_gpu_is_seen(tmp_path, capsys
                "--limit-train", "512", "--limit-test", "300", "--device", "cuda", "--no-progress", "--out", str(out)])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
+    assert summary["device"] == f"cuda:{torch.cuda.current_device()}"
     model, _ = load_model(out / "last.pt")
     assert not next(model.parameters()).is_cuda
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="")

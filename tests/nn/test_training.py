@@ -92,6 +92,7 @@ def test_cli_train_and_eval(tmp_path, capsys):
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["world_size"] == 1 and 0.0 <= summary["final_test_acc"] <= 1.0
+    assert summary["device"] == "cpu"  # `auto` where no GPU is seen (tests/conftest.py hides one)
     assert main(["eval", str(tmp_path / "last.pt"), "--limit", "100"]) == 0
     ev = json.loads(capsys.readouterr().out)
     assert ev["n"] == 100 and ev["accuracy"] == pytest.approx(summary["final_test_acc"], abs=1e-6)

@@ -48,7 +48,7 @@ def _demo(args) -> int:
     out = Path(args.out)
     if (out / "model.horq").exists() or any((out / d / "last.pt").exists() for d in ("fp", "order1", "order2")):
         print(f"replacing the previous demo in {out}/", flush=True)
-    rows, models = [], {}
+    rows, models, devices = [], {}, set()
     t_all = time.perf_counter()
     for order in DEFAULT_ORDERS:
         label = order_label(order)
@@ -60,9 +60,11 @@ def _demo(args) -> int:
         )
         result = train(settings)
         models[order], summary = result.model, result.summary
+        devices.add(summary["device"])
         rows.append((label, summary["final_test_acc"], summary["train_seconds"], settings.out))
 
-    print(f"\n{args.model} on {args.data}, {args.epochs} epochs, seed {args.seed} (command: horq demo)")
+    print(f"\n{args.model} on {args.data}, {args.epochs} epochs, seed {args.seed}, trained on "
+          f"{', '.join(sorted(devices))} (command: horq demo)")
     print(f"{'model':<26} {'test acc':>9} {'test err':>9} {'train s':>8}")
     for label, acc, secs, _ in rows:
         print(f"{label:<26} {acc * 100:8.2f}% {100 - acc * 100:8.2f}% {secs:8.1f}")

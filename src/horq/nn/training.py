@@ -473,6 +473,7 @@ def _summary(run: _Run) -> dict:
         "epochs": rows,
         "rank": run.info.rank,
         "world_size": run.info.world,
+        "device": str(run.device),
     }
 
 
