@@ -226,3 +226,25 @@ def test_more_processes_than_gpus_is_a_clear_error(tmp_path, capsys):
                "--epochs", "1", "--no-progress", "--out", str(tmp_path)])
     assert rc == 2
     assert f"{n} processes on CUDA need one GPU each" in capsys.readouterr().err
+
+
+def test_convert_and_export_a_model_that_lives_on_the_gpu(tmp_path):
+    """`convert_` keeps a GPU model's parameters on the GPU (the HORQ layers take them over), and `horq.export`
+    reads a model where it lives: the file is the one the same model on CPU gives, bit for bit."""
+    import horq
+    from horq.nn import HORQConfig, convert_
+    from horq.nn.zoo import build_model
+
+    torch.manual_seed(0)
+    model = build_model("resnet18", in_shape=(3, 32, 32), num_classes=10).cuda()
+    convert_(model, HORQConfig(order=2))
+    assert all(p.is_cuda for p in model.parameters())
+    assert any(isinstance(m, HORQConv2d) for m in model.modules())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        y = model.eval()(x.cuda())
+    assert y.is_cuda and y.shape == (2, 10)
+    on_gpu, on_cpu = tmp_path / "gpu.horq", tmp_path / "cpu.horq"
+    horq.export(model, on_gpu, input_shape=(3, 32, 32))
+    horq.export(model.cpu(), on_cpu, input_shape=(3, 32, 32))
+    assert on_gpu.read_bytes() == on_cpu.read_bytes()
