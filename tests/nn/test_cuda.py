@@ -13,9 +13,9 @@ import sys
 import numpy as np
 import pytest
 import torch
+from nn_helpers import run_interrupted_and_resumed
 from test_nn_layers import CONV_CASES, TOL, _conv, _ref_conv
 
-import horq.nn.training as training
 from horq import reference as ref
 from horq.apps.cli import main
 from horq.nn import HORQConv2d, HORQLinear
@@ -173,22 +173,8 @@ def test_gpu_resume_continues_exactly(tmp_path, monkeypatch):
     """mnist-mlp (matrix products and elementwise steps, deterministic on one GPU): a run interrupted after its
     first epoch and resumed ends with the parameters of the uninterrupted one."""
     settings = dict(TINY, model="mnist-mlp", order=2, epochs=2, device="cuda")
-    straight = train(TrainSettings(**settings, out=str(tmp_path / "a")))
-    real_evaluate, calls = training.evaluate, []
-
-    def crashing_evaluate(*a, **k):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt("simulated interruption")
-        return real_evaluate(*a, **k)
-
-    monkeypatch.setattr(training, "evaluate", crashing_evaluate)
-    with pytest.raises(KeyboardInterrupt):
-        train(TrainSettings(**settings, out=str(tmp_path / "b")))
-    monkeypatch.setattr(training, "evaluate", real_evaluate)
-    ckpt = load_checkpoint(tmp_path / "b" / "last.pt")
+    straight, ckpt, resumed = run_interrupted_and_resumed(settings, tmp_path, monkeypatch)
     assert ckpt["epoch"] == 1 and len(ckpt["rng"]["cuda"]) == torch.cuda.device_count()
-    resumed = train(TrainSettings(**settings, out=str(tmp_path / "b"), resume=True))
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     for k in a:
         assert torch.equal(a[k], b[k]), f"{k} differs after resume"

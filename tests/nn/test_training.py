@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from nn_helpers import run_interrupted_and_resumed
 
 import horq.nn.training as training
 from horq.apps.cli import main
@@ -34,25 +35,8 @@ def test_loss_goes_down(tmp_path, order):
 
 def test_resume_continues_exactly(tmp_path, monkeypatch):
     settings = dict(TINY, order=1, epochs=3, schedule="cosine")
-    straight = train(TrainSettings(**settings, out=str(tmp_path / "a")))
-
-    # Crash during the second epoch's evaluation: last.pt then holds the state after epoch 1.
-    calls = {"n": 0}
-    real_evaluate = training.evaluate
-
-    def crashing_evaluate(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt("simulated interruption")
-        return real_evaluate(*a, **k)
-
-    monkeypatch.setattr(training, "evaluate", crashing_evaluate)
-    with pytest.raises(KeyboardInterrupt):
-        train(TrainSettings(**settings, out=str(tmp_path / "b")))
-    monkeypatch.setattr(training, "evaluate", real_evaluate)
-    assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 1
-
-    resumed = train(TrainSettings(**settings, out=str(tmp_path / "b"), resume=True))
+    straight, interrupted, resumed = run_interrupted_and_resumed(settings, tmp_path, monkeypatch)
+    assert interrupted["epoch"] == 1
     a, b = _params(straight.model), _params(resumed.model)
     assert a.keys() == b.keys()
     for k in a:
