@@ -607,17 +607,29 @@ void build_block(const QuantizedColumns& q, std::size_t j0, std::size_t c0, std:
         transpose32(src, out + 16 * w * NV * kCols, NV * kCols);
       }
     }
-  // Betas, lane set by lane set: stored, or at order 1 with the image the box sum in tap order / n.
+  // Betas, lane set by lane set: stored, or at order 1 with the image the box sum in tap order / n (box_beta), four
+  // columns at once where their first taps' pixel sums are consecutive (a stride-1 row, as in the outer kernel's
+  // panels): the same adds per lane in the same order and the same division, so the same bits. One column at a time,
+  // the chain of adds and the division's latency made this loop ~6% of a 64ch 56x56 order-1 layer.
   if (q.implicit_h1 && K == 1) {
+    std::int64_t sum_at[G * kCols];
     PixelCursor at(im, j0 + c0);
-    for (std::size_t c = 0; c < sets * L; ++c) {
-      if (c >= nc) {
-        bq[c] = 0.0;
-        continue;
+    for (std::size_t c = 0; c < nc; ++c, at.next()) sum_at[c] = at.sum();
+    const __m256d vn = _mm256_set1_pd(n);
+    std::size_t c = 0;
+    for (; c + 4 <= nc; c += 4) {
+      const std::int64_t a = sum_at[c];
+      if (sum_at[c + 1] == a + 1 && sum_at[c + 2] == a + 2 && sum_at[c + 3] == a + 3) {
+        const double* sums = im.sums.data() + a;
+        __m256d sum = _mm256_setzero_pd();
+        for (const std::int64_t off : im.sum_off) sum = _mm256_add_pd(sum, _mm256_loadu_pd(sums + off));
+        _mm256_storeu_pd(bq + c, _mm256_div_pd(sum, vn));
+      } else {
+        for (std::size_t i = 0; i < 4; ++i) bq[c + i] = box_beta(im, sum_at[c + i], n);
       }
-      bq[c] = box_beta(im, at.sum(), n);
-      at.next();
     }
+    for (; c < nc; ++c) bq[c] = box_beta(im, sum_at[c], n);
+    for (; c < sets * L; ++c) bq[c] = 0.0;
   } else {
     for (std::size_t c = 0; c < sets * L; ++c)
       for (std::size_t k = 0; k < static_cast<std::size_t>(K); ++k)
