@@ -40,7 +40,7 @@ machine() {
     lscpu | grep -E "Model name|^CPU\(s\)|Vendor ID"
     grep -m 2 -E "^(cpu family|model)\s" /proc/cpuinfo
     grep -o -w -E "avx2|avx512f|avx512bw|avx512vl|avx512_vpopcntdq|avx512_vnni|amx_tile" /proc/cpuinfo | sort | uniq -c
-    "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
+    "$PY" -c "import torch as t; print('torch', t.__version__, 'cuda', t.version.cuda, t.cuda.get_device_name(0))"
 }
 
 machine >"$OUT/machine.log" 2>&1
