@@ -34,6 +34,15 @@
 namespace horq {
 namespace {
 
+// box_beta (layer.h) of 4 columns whose first taps' pixel sums are consecutive, from im.sums[at]: one vector add per
+// tap in tap order (each lane the scalar box sum), then / n (in every lane); box_beta's bits.
+inline __m256d box_betas4(const PixelImage& im, std::int64_t at, __m256d n) {
+  const double* sums = im.sums.data() + at;
+  __m256d sum = _mm256_setzero_pd();
+  for (const std::int64_t off : im.sum_off) sum = _mm256_add_pd(sum, _mm256_loadu_pd(sums + off));
+  return _mm256_div_pd(sum, n);
+}
+
 struct Avx2Outer {
   static constexpr std::size_t kLanes = 4;  // 64-bit lanes per ymm: columns per lane set
   static constexpr int kRows[kMaxOrder + 1] = {0, 3, 3, 2, 1, 1, 1, 1, 1};
@@ -165,12 +174,7 @@ struct Avx2Outer {
         for (std::size_t w = 0; w < kw; ++w)
           store_split(dst + w * stride, dst + w * stride + copy,
                       _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + im.word_off[w])));
-        if (K == 1) {
-          const double* sums = im.sums.data() + os[0];
-          __m256d sum = _mm256_setzero_pd();
-          for (const std::int64_t off : im.sum_off) sum = _mm256_add_pd(sum, _mm256_loadu_pd(sums + off));
-          _mm256_storeu_pd(p.betas.data() + c * kLanes, _mm256_div_pd(sum, n));
-        }
+        if (K == 1) _mm256_storeu_pd(p.betas.data() + c * kLanes, box_betas4(im, os[0], n));
         continue;
       }
       for (std::size_t l = 0; l < valid; ++l) {
@@ -620,10 +624,7 @@ void build_block(const QuantizedColumns& q, std::size_t j0, std::size_t c0, std:
     for (; c + 4 <= nc; c += 4) {
       const std::int64_t a = sum_at[c];
       if (sum_at[c + 1] == a + 1 && sum_at[c + 2] == a + 2 && sum_at[c + 3] == a + 3) {
-        const double* sums = im.sums.data() + a;
-        __m256d sum = _mm256_setzero_pd();
-        for (const std::int64_t off : im.sum_off) sum = _mm256_add_pd(sum, _mm256_loadu_pd(sums + off));
-        _mm256_storeu_pd(bq + c, _mm256_div_pd(sum, vn));
+        _mm256_storeu_pd(bq + c, box_betas4(im, a, vn));
       } else {
         for (std::size_t i = 0; i < 4; ++i) bq[c + i] = box_beta(im, sum_at[c + i], n);
       }
