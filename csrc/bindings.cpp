@@ -191,7 +191,8 @@ FloatArray run_conv2d(const In<float, nb::ndim<4>>& x, const In<horq::word_t, nb
                       const In<double, nb::ndim<1>>& coef, const In<double, nb::ndim<1>>& add, std::size_t kh,
                       std::size_t kw, Pair stride, Pair padding, Pair dilation, int order, const horq::KernelTable& kt,
                       const Optional1& in_scale, const Optional1& in_shift,
-                      const std::optional<In<float, nb::ndim<4>>>& residual, const Optional1& out_floor) {
+                      const std::optional<In<float, nb::ndim<4>>>& residual, const Optional1& out_floor,
+                      horq::WeightCache* cache = nullptr) {
   check_order(order);
   const horq::ConvGeometry g = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, stride, padding,
                                              dilation, wbits.shape(0), wbits.shape(1), coef.shape(0), add.shape(0));
@@ -210,7 +211,7 @@ FloatArray run_conv2d(const In<float, nb::ndim<4>>& x, const In<horq::word_t, nb
                                              affine ? in_shift->data() : nullptr);
   horq::Epilogue ep{coef.data(), add.data(), residual ? residual->data() : nullptr,
                     out_floor ? out_floor->data() : nullptr};
-  horq::horq_gemm(kt, wbits.data(), m, q, ep, g.out_h * g.out_w, y);
+  horq::horq_gemm(kt, wbits.data(), m, q, ep, g.out_h * g.out_w, y, cache);
   return arr;
 }
 
@@ -258,7 +259,7 @@ class PreparedConv : public CoreStep {
   FloatArray operator()(In<float, nb::ndim<4>> x, std::optional<In<float, nb::ndim<4>>> residual) const {
     require(x.shape(1) == channels_, "x does not have the weights' input channels");
     return run_conv2d(x, wbits_, coef_, add_, kh_, kw_, stride_, padding_, dilation_, order_, *kt_, in_scale_,
-                      in_shift_, residual, out_floor_);
+                      in_shift_, residual, out_floor_, cache_.get());
   }
 
   nb::object run(nb::handle x, nb::handle second) const override {
@@ -277,6 +278,7 @@ class PreparedConv : public CoreStep {
   int order_;
   const horq::KernelTable* kt_;
   Optional1 in_scale_, in_shift_, out_floor_;
+  std::unique_ptr<horq::WeightCache> cache_ = std::make_unique<horq::WeightCache>();  // of wbits_, which stays
 };
 
 // The checked linear call of both bindings: each row of x is one column, quantized, then multiplied; the

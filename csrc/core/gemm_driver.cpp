@@ -71,7 +71,7 @@ constexpr std::size_t kOuterMinColumns = 16;
 constexpr std::size_t kColAlign = 16;  // columns per kernel call at order 1 (two octets of 64-bit lanes)
 
 void outer_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep,
-                std::size_t ppi, float* y) {
+                std::size_t ppi, float* y, WeightCache* cache) {
   const std::size_t K = static_cast<std::size_t>(q.order), threads = static_cast<std::size_t>(get_num_threads());
   const std::size_t row_bytes = K * q.kw * sizeof(word_t);
   std::size_t jb = std::max(kColAlign, kPanelBytes / row_bytes / kColAlign * kColAlign);
@@ -93,17 +93,17 @@ void outer_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const
   parallel_for(mblocks * jblocks, [&](std::size_t t) {
     const std::size_t o0 = (t % mblocks) * mb, j0 = (t / mblocks) * jb;
     const std::size_t n = t / mblocks + 1 == jblocks ? q.ncols - j0 : jb;  // the last block: every column left
-    kt.gemm_task(wbits, m, q, ep, ppi, y, o0, std::min(mb, m - o0), j0, n);
+    kt.gemm_task(wbits, m, q, ep, ppi, y, o0, std::min(mb, m - o0), j0, n, cache);
   });
 }
 
 }  // namespace
 
 void horq_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const QuantizedColumns& q,
-               Epilogue ep, std::size_t ppi, float* y) {
+               Epilogue ep, std::size_t ppi, float* y, WeightCache* cache) {
   // The outer-product kernels fill vector lanes with columns: a linear layer's few samples would leave most
   // lanes idle, so small batches take the row kernels (a conv's pixel-image columns need the outer path).
-  if (kt.gemm_task && (q.implicit_h1 || q.ncols >= kOuterMinColumns)) return outer_gemm(kt, wbits, m, q, ep, ppi, y);
+  if (kt.gemm_task && (q.implicit_h1 || q.ncols >= kOuterMinColumns)) return outer_gemm(kt, wbits, m, q, ep, ppi, y, cache);
   const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw;
   const std::size_t mblocks = ceil_div(m, kMB), jblocks = ceil_div(q.ncols, kJB);
   const double n = static_cast<double>(q.n);

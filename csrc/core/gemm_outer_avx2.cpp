@@ -1,6 +1,7 @@
 // AVX2 half of the outer-product HORQ GEMM task (outer_panel.h: the task, its panel and its epilogue's
 // arithmetic); 4 columns per ymm (64-bit lanes). Compiled with -mavx2; selected only on CPUs with AVX2. Tasks of
-// orders 1-2 with enough columns take the table kernel at the end of this file instead (same bits).
+// orders 1-2 with enough columns take the table kernel at the end of this file instead, and order-1 tasks of 16-63
+// columns of long rows its filters-in-lanes form (same bits).
 //
 // Counts: AVX2 has no vector popcount, so each 64-bit lane of a XOR is counted with the nibble table. Weight rows
 // and panel vectors are both stored split into their low and high nibbles (prepare_rows, fill_rows, fill_h1), and
@@ -454,6 +455,28 @@ void positions<5, 2>(const std::uint8_t* const* woff, const std::uint8_t* panel,
   acc[0][0] = a00, acc[0][1] = a01, acc[1][0] = a10, acc[1][1] = a11, acc[2][0] = a20, acc[2][1] = a21;
   acc[3][0] = a30, acc[3][1] = a31, acc[4][0] = a40, acc[4][1] = a41;
 }
+template <>
+void positions<4, 2>(const std::uint8_t* const* woff, const std::uint8_t* panel, std::size_t p0, std::size_t p1,
+                     __m256i (&acc)[4][2]) {
+  if (p0 == p1) return;
+  __m256i a00 = acc[0][0], a01 = acc[0][1], a10 = acc[1][0], a11 = acc[1][1], a20 = acc[2][0], a21 = acc[2][1];
+  __m256i a30 = acc[3][0], a31 = acc[3][1];
+  std::ptrdiff_t p = static_cast<std::ptrdiff_t>(p0) - static_cast<std::ptrdiff_t>(p1);  // as above
+  asm("1:\n\t"
+      "vmovdqa (%[x]), %%ymm11\n\t"
+      "vmovdqa 32(%[x]), %%ymm12\n\t"
+      HORQ_ROW(w0, a00, a01, "") HORQ_ROW(w1, a10, a11, "") HORQ_ROW(w2, a20, a21, "") HORQ_ROW(w3, a30, a31, "")
+      "add $64, %[x]\n\t"
+      "inc %[p]\n\t"
+      "jnz 1b\n\t"
+      : [a00] "+x"(a00), [a01] "+x"(a01), [a10] "+x"(a10), [a11] "+x"(a11), [a20] "+x"(a20), [a21] "+x"(a21),
+        [a30] "+x"(a30), [a31] "+x"(a31), [x] "+r"(panel), [p] "+r"(p)
+      : [w0] "r"(woff[0] + p1), [w1] "r"(woff[1] + p1), [w2] "r"(woff[2] + p1), [w3] "r"(woff[3] + p1),
+        [tab] "r"(kTables.t)
+      : "rax", "xmm11", "xmm12", "xmm14", "xmm15", "cc", "memory");
+  acc[0][0] = a00, acc[0][1] = a01, acc[1][0] = a10, acc[1][1] = a11, acc[2][0] = a20, acc[2][1] = a21;
+  acc[3][0] = a30, acc[3][1] = a31;
+}
 #undef HORQ_THIRD
 #undef HORQ_ROW
 
@@ -514,6 +537,10 @@ struct Scratch {
   std::vector<std::int64_t> word_at;  // per column of a block: its first word in the pixel image (plane 0)
   std::vector<unsigned char> run;     // per group of a superblock: 32 consecutive outputs in y
   std::vector<word_t> words;          // a group's stored rows by word (rows_by_word)
+  // by_filters: the task's columns' rows and their table offsets, their betas
+  std::vector<word_t, UninitAllocator<word_t>> crows;
+  std::vector<std::uint8_t, UninitAllocator<std::uint8_t>> coff;
+  std::vector<double> cbetas;
 };
 
 [[gnu::noinline]] Scratch& scratch() {
@@ -713,6 +740,153 @@ void run(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const Ep
   task<K, MR, G, true>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb);
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Filters in the lanes: order-1 tasks with fewer columns than a block (ResNet-18's 7x7 and 4x4 maps: 49 and 16
+// columns, which a 64-column block would compute a quarter and three quarters idle) swap the roles. popcount(w ^ x) is
+// symmetric, so the same table serves with each column's nibbles as table rows (its P byte offsets, weight_offsets
+// over the column's gathered words) and 32 filters' nibbles as the vpshufb indices (a panel of NV = 2 vectors per
+// position, 64 filters: transpose32 over the filter rows, as build_block does for stored column rows). A register block
+// is one lane set's 4 columns against the 64 filters (positions<4, 2>), so a task's columns are computed whole but for
+// the last lane set's 1-3. Per filter block (its panel, P x 64 bytes, stays in L2) every lane set of the task runs.
+//
+// Epilogue: the outer kernel's operations in its order on 4 filters of one column at once (beta broadcast, coef and
+// add loaded; n - 2 pc in 32-bit lanes, converted exactly), then a 4 x 4 transpose gives each filter its lane set's 4
+// columns for Avx2Outer::put (residual, floor, whichever store the destinations allow): the same bits.
+constexpr std::size_t kFilterBlock = 2 * kCols;  // filters per block: NV = 2 vectors of 32
+
+// Whether a task takes the filter-lane kernel: order 1, rows below 2^16 bits, a filter block's panel within
+// kPanelBytes, a channel-major output, too few columns for a block of the column-lane kernel but at least kMinColumns,
+// and rows of at least kMinWords. Single layers against the outer kernel (a throwaway Python loop over
+// kernels.Conv2dLayer, 256 KB written between calls, fastest of 1,500, AMD EPYC Zen 3): 3x3 512ch 7x7 -8%, 256 ->
+// 512 stride 2 to 7x7 -8%, 256ch 4x4 -5%, 128ch 4x4 -2%, but 128ch 7x7 (18-word rows) level or slower, 64ch 7x7
+// (9 words) +5%, 1x1 layers (4-8 words) +6-15%: on short rows the filter panels and the transposing epilogue cost
+// more than the counts save. A task's last few columns (a 14x14 map's 196 = 3 blocks of 64 + 4) stay with the outer
+// kernel too, rather than read every filter block's panel for one lane set.
+constexpr std::size_t kMinColumns = 16, kMinWords = 32;
+bool applies_by_filters(const QuantizedColumns& q, std::size_t ppi, std::size_t jb) {
+  if (q.order != 1 || q.n >= 65536 || ppi == 1 || q.kw < kMinWords) return false;
+  return 16 * q.kw * kFilterBlock <= kPanelBytes && jb >= kMinColumns && jb < 2 * kCols;
+}
+
+// Bytes of one filter block's panel: P positions x NV vectors of 32 filters.
+std::size_t filter_panel_bytes(std::size_t kw) { return 16 * kw * kFilterBlock; }
+
+// The panel of `count` <= kFilterBlock filter rows (kw words each, from rows): vector v of nibble position p at
+// panel + (p NV + v) 32, byte l filter 32 v + l's nibble p (0 past count).
+void build_filter_panel(const word_t* rows, std::size_t count, std::size_t kw, std::uint8_t* panel) {
+  constexpr std::size_t NV = kFilterBlock / kCols;
+  Scratch& sc = scratch();
+  sc.words.resize(kw * kCols);
+  for (std::size_t v = 0; v < NV; ++v) {
+    const std::size_t valid = count > v * kCols ? std::min(kCols, count - v * kCols) : 0;
+    rows_by_word(valid ? rows + v * kCols * kw : rows, kw, kw, valid, sc.words.data());
+    for (std::size_t w = 0; w < kw; ++w)
+      transpose32(sc.words.data() + w * kCols, panel + 16 * w * NV * kCols + v * kCols, NV * kCols);
+  }
+}
+
+// Every filter block's panel of a layer's m filters (block b at the result + b filter_panel_bytes(kw)), built into
+// the cache by the first task that asks (the others wait for it) and read by every later one.
+const std::uint8_t* filter_panels(const word_t* wbits, std::size_t m, std::size_t kw, WeightCache& cache) {
+  std::call_once(cache.filter_panels_once, [&] {
+    const std::size_t blocks = ceil_div(m, kFilterBlock), pbytes = filter_panel_bytes(kw);
+    cache.filter_panels.resize(blocks * pbytes + 32);
+    cache.filter_panels_at = (32 - reinterpret_cast<std::uintptr_t>(cache.filter_panels.data()) % 32) % 32;
+    for (std::size_t b = 0; b < blocks; ++b)
+      build_filter_panel(wbits + b * kFilterBlock * kw, std::min(kFilterBlock, m - b * kFilterBlock), kw,
+                         cache.filter_panels.data() + cache.filter_panels_at + b * pbytes);
+  });
+  return cache.filter_panels.data() + cache.filter_panels_at;
+}
+
+template <bool NoNegZeroAdd>
+void task_by_filters(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const Epilogue& ep,
+                     std::size_t ppi, float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb,
+                     WeightCache* cache) {
+  constexpr std::size_t L = Avx2Outer::kLanes, NV = kFilterBlock / kCols;
+  const std::size_t kw = q.kw, P = 16 * kw, sets = ceil_div(jb, L), ncol = sets * L;
+  const double n = static_cast<double>(q.n);
+  Scratch& sc = scratch();
+  // The columns' rows (zero rows past jb: their outputs are never stored) and betas.
+  sc.crows.resize(ncol * kw);
+  sc.cbetas.assign(ncol, 0.0);
+  word_t* rows = sc.crows.data();
+  if (q.implicit_h1) {
+    const PixelImage& im = q.image;
+    PixelCursor at(im, j0);
+    for (std::size_t c = 0; c < jb; ++c, at.next()) {
+      const word_t* src = im.words.data() + at.word();
+      for (std::size_t w = 0; w < kw; ++w) rows[c * kw + w] = src[im.word_off[w]];
+      sc.cbetas[c] = box_beta(im, at.sum(), n);
+    }
+  } else {
+    std::copy_n(q.bits.data() + j0 * kw, jb * kw, rows);
+    std::copy_n(q.betas.data() + j0, jb, sc.cbetas.data());
+  }
+  std::fill(rows + jb * kw, rows + ncol * kw, word_t{0});
+  sc.coff.resize(ncol * P);
+  weight_offsets(rows, ncol, kw, sc.coff.data());
+  lane_dests(m, ppi, j0, jb, sc.dest);
+  // The filter blocks' panels: the layer's, kept in its cache, where this task's filters start a block of them;
+  // else built here, a block at a time.
+  const std::size_t pbytes = filter_panel_bytes(kw);
+  const std::uint8_t* cached = cache && o0 % kFilterBlock == 0 ? filter_panels(wbits, m, kw, *cache) : nullptr;
+  std::uint8_t* built = nullptr;
+  if (!cached) {
+    sc.panel.resize(pbytes + 32);
+    built = sc.panel.data() + (32 - reinterpret_cast<std::uintptr_t>(sc.panel.data()) % 32) % 32;
+  }
+  const __m256i nvec = _mm256_set1_epi32(static_cast<int>(q.n));
+  const __m256d zero = _mm256_setzero_pd();
+  for (std::size_t f0 = 0; f0 < mb; f0 += kFilterBlock) {
+    const std::size_t nf = std::min(kFilterBlock, mb - f0), o = o0 + f0;
+    const std::uint8_t* panel = cached ? cached + o / kFilterBlock * pbytes : built;
+    if (!cached) build_filter_panel(wbits + o * kw, nf, kw, built);
+    alignas(32) double coef[kFilterBlock] = {}, add[kFilterBlock] = {};
+    std::copy_n(ep.coef + o, nf, coef);
+    std::copy_n(ep.add + o, nf, add);
+    for (std::size_t s = 0; s < sets; ++s) {
+      const std::uint8_t* coff[L];
+      for (std::size_t r = 0; r < L; ++r) coff[r] = sc.coff.data() + (s * L + r) * P;
+      __m256i cnt[L][NV][2];
+      counts<static_cast<int>(L), static_cast<int>(NV)>(coff, panel, P, cnt);
+      __m256d beta[L];
+      for (std::size_t r = 0; r < L; ++r) beta[r] = _mm256_set1_pd(sc.cbetas[s * L + r]);
+      // 8 filters at a time (f = 32 v + 8 b: cnt[.][v][b & 1], 128-bit half b >> 1), as two sets of 4.
+      for (std::size_t f = 0; f < nf; f += 8) {
+        const std::size_t v = f / kCols, b = f % kCols / 8;
+        __m128 out[2][L];
+        for (std::size_t r = 0; r < L; ++r) {
+          const __m256i h = cnt[r][v][b & 1];
+          const __m128i u = b & 2 ? _mm256_extracti128_si256(h, 1) : _mm256_castsi256_si128(h);
+          const __m256i x = _mm256_sub_epi32(nvec, _mm256_slli_epi32(_mm256_cvtepu16_epi32(u), 1));
+          for (std::size_t half = 0; half < 2; ++half) {
+            const __m256d p = _mm256_mul_pd(beta[r], _mm256_cvtepi32_pd(half ? _mm256_extracti128_si256(x, 1)
+                                                                             : _mm256_castsi256_si128(x)));
+            const __m256d sum = NoNegZeroAdd ? p : _mm256_add_pd(zero, p);
+            out[half][r] = _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(_mm256_load_pd(coef + f + 4 * half), sum),
+                                                         _mm256_load_pd(add + f + 4 * half)));
+          }
+        }
+        for (std::size_t half = 0; half < 2; ++half) {
+          _MM_TRANSPOSE4_PS(out[half][0], out[half][1], out[half][2], out[half][3]);  // [i]: filter i's 4 columns
+          for (std::size_t i = 0; i < 4 && f + 4 * half + i < nf; ++i)
+            Avx2Outer::put(out[half][i], sc.dest[s], ep, o + f + 4 * half + i, ppi, y);
+        }
+      }
+    }
+  }
+}
+
+void run_by_filters(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const Epilogue& ep,
+                    std::size_t ppi, float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb,
+                    WeightCache* cache) {
+  bool neg_zero = false;
+  for (std::size_t o = o0; o < o0 + mb; ++o) neg_zero = neg_zero || (ep.add[o] == 0.0 && std::signbit(ep.add[o]));
+  if (neg_zero) return task_by_filters<false>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb, cache);
+  task_by_filters<true>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb, cache);
+}
+
 }  // namespace table
 
 }  // namespace
@@ -727,6 +901,7 @@ void run(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const Ep
 // 512ch 7x7 order 1, 49 columns of 72 words, 0.305 -> 0.297 ms as one task instead of two; orders 1-3 of 128ch and
 // 256ch 14x14 and 512ch 7x7 order 3 unchanged, and at 128 KB 512ch 7x7 order 3 ran 10% slower.
 constexpr std::size_t kOneTaskBytes = 64 * 1024;
+
 
 // On T threads, T tasks of whole blocks where the blocks split evenly (or are many): the driver's default, ~4 T
 // tasks of multiples of 16 columns, left each task a partial block for the outer kernel and its own table offsets (2
@@ -744,14 +919,20 @@ GemmSplit gemm_split_avx2(const QuantizedColumns& q, std::size_t ppi, std::size_
     if (m >= 16 * threads) return {q.ncols, threads};
     return {q.ncols, 0};
   }
+  // The filter-lane kernel: every column in each task, the filters in T blocks (each task gathers and offsets all the
+  // columns itself; with the driver's ~4 T tasks of 64 filters that was done 8 times at 2 threads): 2 threads, 512ch
+  // 7x7 0.159 -> 0.140 ms, 512ch 4x4 0.054 -> 0.049 (throwaway Python loop over kernels.Conv2dLayer; the outer
+  // kernel 0.19 and 0.060).
+  if (avx2_table_gemm() && table::applies_by_filters(q, ppi, q.ncols)) return {q.ncols, threads};
   return {q.ncols * static_cast<std::size_t>(q.order) * q.kw * sizeof(word_t) <= kOneTaskBytes ? q.ncols : 0, 0};
 }
 
 void gemm_task_avx2(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep, std::size_t ppi,
-                    float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb) {
+                    float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb, WeightCache* cache) {
   // The table kernel takes whole blocks (a block computes all its 32-96 columns however few are real); the last
   // columns of a task that fill no block go to the outer kernel (gemm_split_avx2 gives tasks whole blocks but for a
-  // layer's last columns: a 56x56 map's 3136 are 32 blocks of 96 and a 2-group block of 64).
+  // layer's last columns: a 56x56 map's 3136 are 32 blocks of 96 and a 2-group block of 64), or where there are
+  // 16-63 of them at order 1 (a 7x7 or 4x4 map's, on long rows) to the table kernel with the filters in the lanes.
   if (avx2_table_gemm() && table::applies(q, ppi, jb)) {
     // Order 1: 3-group blocks where their panel is small, then 2-group ones (for a task's last 64-95 columns too).
     const bool three = table::block_columns(q) == 3 * table::kCols;
@@ -766,6 +947,8 @@ void gemm_task_avx2(const word_t* wbits, std::size_t m, const QuantizedColumns& 
     if (main == jb) return;
     j0 += main, jb -= main;
   }
+  if (avx2_table_gemm() && table::applies_by_filters(q, ppi, jb))
+    return table::run_by_filters(wbits, m, q, ep, ppi, y, o0, mb, j0, jb, cache);
   outer_task<Avx2Outer>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb);
 }
 

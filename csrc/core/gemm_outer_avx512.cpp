@@ -240,7 +240,7 @@ struct Avx512Outer {
 }  // namespace
 
 void gemm_task_avx512(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep, std::size_t ppi,
-                      float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb) {
+                      float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb, WeightCache*) {
   outer_task<Avx512Outer>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb);
 }
 

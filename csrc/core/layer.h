@@ -5,6 +5,7 @@
 #pragma once
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <utility>
 #include <vector>
 
@@ -128,10 +129,20 @@ inline bool small_binary_job(std::size_t m, std::size_t ncols, int order, std::s
   return m * ncols * static_cast<std::size_t>(order) * kw + inputs < kParallelMinWork;
 }
 
+// What a path derives from a layer's weights once and keeps for the calls after: a prepared layer (bindings.cpp
+// PreparedConv), whose weights never change, owns one and hands it to every call. Today the AVX2 path's filter-lane
+// panels (gemm_outer_avx2.cpp), built by the first call that takes that kernel; calls without a cache build what they
+// need per task.
+struct WeightCache {
+  std::once_flag filter_panels_once;
+  std::vector<std::uint8_t, UninitAllocator<std::uint8_t>> filter_panels;  // from filter_panels_at: 32-byte aligned
+  std::size_t filter_panels_at = 0;
+};
+
 // y[(j / ppi) * m * ppi + o * ppi + j % ppi] for every column j and output o (ppi = columns per image:
 // NCHW output for a convolution, (N, m) for a linear layer with ppi = 1).
 void horq_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const QuantizedColumns& q,
-               Epilogue ep, std::size_t ppi, float* y);
+               Epilogue ep, std::size_t ppi, float* y, WeightCache* cache = nullptr);
 
 // out[i * nb + j] = n - 2 * popcount(a_i ^ b_j) (rows of kw words), threaded.
 void bgemm_dot(const KernelTable& kt, const word_t* a, std::size_t m, const word_t* b, std::size_t nb,

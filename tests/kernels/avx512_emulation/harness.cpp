@@ -356,7 +356,7 @@ int check_gemm_task(std::mt19937_64& rng) {
                   const std::size_t at = (j / ppi) * m * ppi + o * ppi + j % ppi;
                   want[kFrame + at] = finish_output(gemm_reference(wbits.data() + o * kw, q, ep, o, j), ep, at, o);
                 }
-              gemm_task_avx512(wbits.data(), m, q, ep, ppi, got.data() + kFrame, o0, mb, j0, jb);
+              gemm_task_avx512(wbits.data(), m, q, ep, ppi, got.data() + kFrame, o0, mb, j0, jb, nullptr);
               if (std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0) continue;
               if (++failures > kMaxReports) continue;
               std::size_t i = 0;
@@ -416,7 +416,7 @@ int check_gemm_ties() {
       const Epilogue ep{coef, add};
       const std::vector<word_t> wbits(2, 0);
       std::vector<float> y(2 * q.ncols, -1.0f);
-      gemm_task_avx512(wbits.data(), 2, q, ep, q.ncols, y.data(), 0, 2, 0, q.ncols);
+      gemm_task_avx512(wbits.data(), 2, q, ep, q.ncols, y.data(), 0, 2, 0, q.ncols, nullptr);
       const float ref = gemm_reference(wbits.data(), q, ep, 0, 0);
       bool ok = bits_of(ref) == bits_of(t.want);  // the reference itself is not fused
       for (float v : y) ok = ok && bits_of(v) == bits_of(t.want);
