@@ -764,7 +764,7 @@ constexpr std::size_t kFilterBlock = 2 * kCols;  // filters per block: NV = 2 ve
 // kernel too, rather than read every filter block's panel for one lane set.
 constexpr std::size_t kMinColumns = 16, kMinWords = 32;
 bool applies_by_filters(const QuantizedColumns& q, std::size_t ppi, std::size_t jb) {
-  if (q.order != 1 || q.n >= 65536 || ppi == 1 || q.kw < kMinWords) return false;
+  if (q.order < 1 || q.order > 2 || q.n >= 65536 || ppi == 1 || q.kw < kMinWords) return false;
   return 16 * q.kw * kFilterBlock <= kPanelBytes && jb >= kMinColumns && jb < 2 * kCols;
 }
 
@@ -799,33 +799,36 @@ const std::uint8_t* filter_panels(const word_t* wbits, std::size_t m, std::size_
   return cache.filter_panels.data() + cache.filter_panels_at;
 }
 
-template <bool NoNegZeroAdd>
+template <int K, bool NoNegZeroAdd>
 void task_by_filters(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const Epilogue& ep,
                      std::size_t ppi, float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb,
                      WeightCache* cache) {
-  constexpr std::size_t L = Avx2Outer::kLanes, NV = kFilterBlock / kCols;
+  constexpr std::size_t L = Avx2Outer::kLanes, NV = kFilterBlock / kCols, R = L * K;  // R: rows of a lane set
+  constexpr std::size_t MR = 4, CB = MR / K;  // a kernel call's rows: CB columns' K planes
   const std::size_t kw = q.kw, P = 16 * kw, sets = ceil_div(jb, L), ncol = sets * L;
   const double n = static_cast<double>(q.n);
   Scratch& sc = scratch();
-  // The columns' rows (zero rows past jb: their outputs are never stored) and betas.
-  sc.crows.resize(ncol * kw);
-  sc.cbetas.assign(ncol, 0.0);
+  // The columns' rows (column c's plane k at row c K + k; zero rows past jb: their outputs are never stored) and betas.
+  sc.crows.resize(ncol * K * kw);
+  sc.cbetas.assign(ncol * K, 0.0);
   word_t* rows = sc.crows.data();
+  for (std::size_t k = 0; k < K; ++k)
+    if (!(q.implicit_h1 && k == 0))
+      for (std::size_t c = 0; c < jb; ++c)
+        std::copy_n(q.bits.data() + ((j0 + c) * K + k) * kw, kw, rows + (c * K + k) * kw);
   if (q.implicit_h1) {
     const PixelImage& im = q.image;
     PixelCursor at(im, j0);
     for (std::size_t c = 0; c < jb; ++c, at.next()) {
       const word_t* src = im.words.data() + at.word();
-      for (std::size_t w = 0; w < kw; ++w) rows[c * kw + w] = src[im.word_off[w]];
-      sc.cbetas[c] = box_beta(im, at.sum(), n);
+      for (std::size_t w = 0; w < kw; ++w) rows[c * K * kw + w] = src[im.word_off[w]];
+      if (K == 1) sc.cbetas[c] = box_beta(im, at.sum(), n);
     }
-  } else {
-    std::copy_n(q.bits.data() + j0 * kw, jb * kw, rows);
-    std::copy_n(q.betas.data() + j0, jb, sc.cbetas.data());
   }
-  std::fill(rows + jb * kw, rows + ncol * kw, word_t{0});
-  sc.coff.resize(ncol * P);
-  weight_offsets(rows, ncol, kw, sc.coff.data());
+  if (!(q.implicit_h1 && K == 1)) std::copy_n(q.betas.data() + j0 * K, jb * K, sc.cbetas.data());
+  std::fill(rows + jb * K * kw, rows + ncol * K * kw, word_t{0});
+  sc.coff.resize(ncol * K * P);
+  weight_offsets(rows, ncol * K, kw, sc.coff.data());
   lane_dests(m, ppi, j0, jb, sc.dest);
   // The filter blocks' panels: the layer's, kept in its cache, where this task's filters start a block of them;
   // else built here, a block at a time.
@@ -846,27 +849,34 @@ void task_by_filters(const word_t* wbits, std::size_t m, const QuantizedColumns&
     std::copy_n(ep.coef + o, nf, coef);
     std::copy_n(ep.add + o, nf, add);
     for (std::size_t s = 0; s < sets; ++s) {
-      const std::uint8_t* coff[L];
-      for (std::size_t r = 0; r < L; ++r) coff[r] = sc.coff.data() + (s * L + r) * P;
-      __m256i cnt[L][NV][2];
-      counts<static_cast<int>(L), static_cast<int>(NV)>(coff, panel, P, cnt);
-      __m256d beta[L];
-      for (std::size_t r = 0; r < L; ++r) beta[r] = _mm256_set1_pd(sc.cbetas[s * L + r]);
+      __m256i cnt[R][NV][2];  // row c K + k: column c of the lane set, plane k
+      for (std::size_t r0 = 0; r0 < R; r0 += MR) {
+        const std::uint8_t* coff[MR];
+        for (std::size_t r = 0; r < MR; ++r) coff[r] = sc.coff.data() + (s * R + r0 + r) * P;
+        counts<static_cast<int>(MR), static_cast<int>(NV)>(
+            coff, panel, P, *reinterpret_cast<__m256i(*)[MR][NV][2]>(cnt + r0));
+      }
+      __m256d beta[R];
+      for (std::size_t r = 0; r < R; ++r) beta[r] = _mm256_set1_pd(sc.cbetas[s * R + r]);
       // 8 filters at a time (f = 32 v + 8 b: cnt[.][v][b & 1], 128-bit half b >> 1), as two sets of 4.
       for (std::size_t f = 0; f < nf; f += 8) {
         const std::size_t v = f / kCols, b = f % kCols / 8;
         __m128 out[2][L];
-        for (std::size_t r = 0; r < L; ++r) {
-          const __m256i h = cnt[r][v][b & 1];
-          const __m128i u = b & 2 ? _mm256_extracti128_si256(h, 1) : _mm256_castsi256_si128(h);
-          const __m256i x = _mm256_sub_epi32(nvec, _mm256_slli_epi32(_mm256_cvtepu16_epi32(u), 1));
-          for (std::size_t half = 0; half < 2; ++half) {
-            const __m256d p = _mm256_mul_pd(beta[r], _mm256_cvtepi32_pd(half ? _mm256_extracti128_si256(x, 1)
-                                                                             : _mm256_castsi256_si128(x)));
-            const __m256d sum = NoNegZeroAdd ? p : _mm256_add_pd(zero, p);
-            out[half][r] = _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(_mm256_load_pd(coef + f + 4 * half), sum),
-                                                         _mm256_load_pd(add + f + 4 * half)));
+        for (std::size_t c = 0; c < L; ++c) {
+          __m256d sum[2];
+          for (std::size_t k = 0; k < K; ++k) {
+            const __m256i h = cnt[c * K + k][v][b & 1];
+            const __m128i u = b & 2 ? _mm256_extracti128_si256(h, 1) : _mm256_castsi256_si128(h);
+            const __m256i x = _mm256_sub_epi32(nvec, _mm256_slli_epi32(_mm256_cvtepu16_epi32(u), 1));
+            for (std::size_t half = 0; half < 2; ++half) {
+              const __m128i xh = half ? _mm256_extracti128_si256(x, 1) : _mm256_castsi256_si128(x);
+              const __m256d p = _mm256_mul_pd(beta[c * K + k], _mm256_cvtepi32_pd(xh));
+              sum[half] = k > 0 ? _mm256_add_pd(sum[half], p) : NoNegZeroAdd ? p : _mm256_add_pd(zero, p);
+            }
           }
+          for (std::size_t half = 0; half < 2; ++half)
+            out[half][c] = _mm256_cvtpd_ps(_mm256_add_pd(
+                _mm256_mul_pd(_mm256_load_pd(coef + f + 4 * half), sum[half]), _mm256_load_pd(add + f + 4 * half)));
         }
         for (std::size_t half = 0; half < 2; ++half) {
           _MM_TRANSPOSE4_PS(out[half][0], out[half][1], out[half][2], out[half][3]);  // [i]: filter i's 4 columns
@@ -883,8 +893,12 @@ void run_by_filters(const word_t* wbits, std::size_t m, const QuantizedColumns& 
                     WeightCache* cache) {
   bool neg_zero = false;
   for (std::size_t o = o0; o < o0 + mb; ++o) neg_zero = neg_zero || (ep.add[o] == 0.0 && std::signbit(ep.add[o]));
-  if (neg_zero) return task_by_filters<false>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb, cache);
-  task_by_filters<true>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb, cache);
+  if (q.order == 2) {
+    if (neg_zero) return task_by_filters<2, false>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb, cache);
+    return task_by_filters<2, true>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb, cache);
+  }
+  if (neg_zero) return task_by_filters<1, false>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb, cache);
+  task_by_filters<1, true>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb, cache);
 }
 
 }  // namespace table
@@ -911,6 +925,11 @@ constexpr std::size_t kOneTaskBytes = 64 * 1024;
 // -> 0.156 ms, 256ch 14x14 0.177 -> 0.139 (filters split), 1x1 256ch 28x28 0.137 -> 0.127, the stride-2 1x1 shortcut
 // 64 -> 128 0.066 -> 0.057; order 2, 128ch 28x28 0.370 -> 0.349.
 GemmSplit gemm_split_avx2(const QuantizedColumns& q, std::size_t ppi, std::size_t m, std::size_t threads) {
+  // The filter-lane kernel: every column in each task, the filters in T blocks (each task gathers and offsets all the
+  // columns itself; with the driver's ~4 T tasks of 64 filters that was done 8 times at 2 threads): 2 threads, 512ch
+  // 7x7 0.159 -> 0.140 ms, 512ch 4x4 0.054 -> 0.049 (throwaway Python loop over kernels.Conv2dLayer; the outer
+  // kernel 0.19 and 0.060).
+  if (avx2_table_gemm() && table::applies_by_filters(q, ppi, q.ncols)) return {q.ncols, threads};
   if (avx2_table_gemm() && table::applies(q, ppi, q.ncols)) {
     if (threads <= 1) return {q.ncols, 1};
     const std::size_t block = table::block_columns(q), blocks = q.ncols / block;
@@ -919,11 +938,6 @@ GemmSplit gemm_split_avx2(const QuantizedColumns& q, std::size_t ppi, std::size_
     if (m >= 16 * threads) return {q.ncols, threads};
     return {q.ncols, 0};
   }
-  // The filter-lane kernel: every column in each task, the filters in T blocks (each task gathers and offsets all the
-  // columns itself; with the driver's ~4 T tasks of 64 filters that was done 8 times at 2 threads): 2 threads, 512ch
-  // 7x7 0.159 -> 0.140 ms, 512ch 4x4 0.054 -> 0.049 (throwaway Python loop over kernels.Conv2dLayer; the outer
-  // kernel 0.19 and 0.060).
-  if (avx2_table_gemm() && table::applies_by_filters(q, ppi, q.ncols)) return {q.ncols, threads};
   return {q.ncols * static_cast<std::size_t>(q.order) * q.kw * sizeof(word_t) <= kOneTaskBytes ? q.ncols : 0, 0};
 }
 
@@ -933,6 +947,8 @@ void gemm_task_avx2(const word_t* wbits, std::size_t m, const QuantizedColumns& 
   // columns of a task that fill no block go to the outer kernel (gemm_split_avx2 gives tasks whole blocks but for a
   // layer's last columns: a 56x56 map's 3136 are 32 blocks of 96 and a 2-group block of 64), or where there are
   // 16-63 of them at order 1 (a 7x7 or 4x4 map's, on long rows) to the table kernel with the filters in the lanes.
+  if (avx2_table_gemm() && table::applies_by_filters(q, ppi, jb))
+    return table::run_by_filters(wbits, m, q, ep, ppi, y, o0, mb, j0, jb, cache);
   if (avx2_table_gemm() && table::applies(q, ppi, jb)) {
     // Order 1: 3-group blocks where their panel is small, then 2-group ones (for a task's last 64-95 columns too).
     const bool three = table::block_columns(q) == 3 * table::kCols;

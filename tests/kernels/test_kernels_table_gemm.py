@@ -7,7 +7,7 @@ The shapes reach each part of it: blocks of 3 x 32 columns (order 1, rows up to 
 order 2's blocks of 32 columns x 2 planes; superblocks of several blocks; 32-column groups cut by the task's last
 column, groups that run across images (small maps, batch > 1) and across image rows; a task's last columns that fill no
 block (to the outer kernel) or one at least 3/4 full (stored rows of 24-31 columns); filter counts below and between the
-register blocks (3, 5); tasks of order 1 with 16-63 columns of rows of 32 words or more, which take the filters-in-lanes
+register blocks (3, 5); tasks of 16-63 columns of rows of 32 words or more, which take the filters-in-lanes
 table kernel (64 filters a block, whole and partial, lane sets across images and rows, the filter panels kept in a
 prepared layer's cache or built per task); rows of 1 word (1x1), 2, 4, 5, 9, 18, 27, 36 and 72 words (byte counts
 widened into 16 bits every 63 nibble positions: up to 19 times); the compact layout's stored planes (32 channels);
@@ -44,8 +44,7 @@ GEOMETRIES = [
     (1, 256, 37, 14, 14, 3, 1, 1),
     (1, 64, 40, 28, 28, 3, 1, 1),  # 8 blocks of 96 + 16 columns: 4 a task at 2 threads, the driver's split at 3
     (1, 128, 50, 17, 19, 3, 1, 1),  # 5 blocks of 64: filters split at 2 and 3 threads
-    # Order 1, 16-63 columns of rows of 32 words or more: filters in the lanes (blocks of 64 filters x a lane set of 4
-    # columns); order 2's table or outer kernel
+    # 16-63 columns of rows of 32 words or more: filters in the lanes (blocks of 64 filters x a lane set of 4 columns)
     (1, 512, 64, 7, 7, 3, 1, 1),  # 49 columns: 12 whole lane sets and one of 1
     (1, 512, 70, 4, 4, 3, 1, 1),  # 16 columns, a second filter block of 6
     (2, 256, 40, 5, 5, 3, 1, 1),  # 50 columns across two images: a lane set split between them
@@ -135,24 +134,25 @@ FILTER_LANE_GEOMETRIES = [g for g in GEOMETRIES if g[1] >= 256 or g[5] == 9]
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("order", [1, 2])
 @pytest.mark.parametrize("geom", FILTER_LANE_GEOMETRIES, ids=lambda g: "x".join(map(str, g)))
-def test_filter_panels_kept_by_a_layer_give_the_same_bits(geom, threads):
+def test_filter_panels_kept_by_a_layer_give_the_same_bits(geom, order, threads):
     """A prepared layer keeps the filter-lane kernel's filter panels after its first call; the unprepared core call
     (no cache) builds them per task. Both, and every later call of the layer, give the same bits."""
     b, c, co, h, w, k, s, p = geom
-    rng = np.random.default_rng(sum(geom))
+    rng = np.random.default_rng(sum(geom) + order)
     x = rng.standard_normal((b, c, h, w)).astype(np.float32)
     wt = rng.standard_normal((co, c, k, k)).astype(np.float32)
     pw = kernels.pack_weights(wt)
     kernels.set_num_threads(threads)
-    layer = kernels.Conv2dLayer(pw, order=1, stride=s, padding=p, kernel="avx2")
+    layer = kernels.Conv2dLayer(pw, order=order, stride=s, padding=p, kernel="avx2")
     coef = pw.alpha.astype(np.float64)
-    uncached = _core.conv2d(x, pw.conv_bits(), coef, np.zeros(co), k, k, (s, s), (p, p), (1, 1), 1, "avx2")
+    uncached = _core.conv2d(x, pw.conv_bits(), coef, np.zeros(co), k, k, (s, s), (p, p), (1, 1), order, "avx2")
     first = layer(x)
     x2 = rng.standard_normal(x.shape).astype(np.float32)
     second = layer(x2)
     np.testing.assert_array_equal(first.view(np.uint32), uncached.view(np.uint32))
-    want2 = _core.conv2d(x2, pw.conv_bits(), coef, np.zeros(co), k, k, (s, s), (p, p), (1, 1), 1, "avx2")
+    want2 = _core.conv2d(x2, pw.conv_bits(), coef, np.zeros(co), k, k, (s, s), (p, p), (1, 1), order, "avx2")
     np.testing.assert_array_equal(second.view(np.uint32), want2.view(np.uint32))
-    ref = reference.horq_conv2d(x2, wt, order=1, stride=s, padding=p)
+    ref = reference.horq_conv2d(x2, wt, order=order, stride=s, padding=p)
     np.testing.assert_allclose(second, ref, rtol=1e-5, atol=1e-5 * max(1.0, float(np.abs(ref).max())))
