@@ -13,12 +13,14 @@
 //
 // With a batch and `train` = 1, each call also makes the columns explicit for the backward pass
 // (materialize_columns, as the native training forward does). HORQ_AVX2_TABLE=0 puts every AVX2 task on the outer
-// kernel instead of the table kernel where it applies. Prints the fastest call, 1 thread (HORQ_NUM_THREADS=N:
-// N), on the best kernel path this CPU has unless a path (avx512, avx2, generic) is named (HORQ_KERNEL is not read
-// here), the median call and the median of its input quantization alone (quantize_conv_columns; the rest is the
-// GEMM with its epilogue). With `flush MB` > 0, that many MB of another buffer are written before every call
-// (untimed), so each call finds its weights, input and output evicted from the caches, as in a network whose other
-// layers ran between (a "cold" call; 0, the default: every call after the first finds them cached).
+// kernel instead of the table kernel (both its forms) where it applies. The calls share a WeightCache, as a runtime
+// layer's do (the filter-lane table kernel's panels are built by the first). Prints the fastest call, 1 thread
+// (HORQ_NUM_THREADS=N: N), on the best kernel path this CPU has unless a path (avx512, avx2, generic) is named
+// (HORQ_KERNEL is not read here), the median call and the median of its input quantization alone
+// (quantize_conv_columns; the rest is the GEMM with its epilogue). With `flush MB` > 0, that many MB of another
+// buffer are written before every call (untimed), so each call finds its weights, input and output evicted from the
+// caches, as in a network whose other layers ran between (a "cold" call; 0, the default: every call after the first
+// finds them cached).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
