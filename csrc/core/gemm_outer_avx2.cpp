@@ -741,23 +741,25 @@ void run(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const Ep
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Filters in the lanes: order-1 tasks with fewer columns than a block (ResNet-18's 7x7 and 4x4 maps: 49 and 16
-// columns, which a 64-column block would compute a quarter and three quarters idle) swap the roles. popcount(w ^ x) is
+// Filters in the lanes: tasks with fewer columns than a block (ResNet-18's 7x7 and 4x4 maps: 49 and 16 columns, which
+// order 1's 64-column blocks would compute a quarter and three quarters idle, order 2's 32-column ones 15 of 64 lanes
+// idle at 7x7) swap the roles. popcount(w ^ x) is
 // symmetric, so the same table serves with each column's nibbles as table rows (its P byte offsets, weight_offsets
 // over the column's gathered words) and 32 filters' nibbles as the vpshufb indices (a panel of NV = 2 vectors per
 // position, 64 filters: transpose32 over the filter rows, as build_block does for stored column rows). A register block
-// is one lane set's 4 columns against the 64 filters (positions<4, 2>), so a task's columns are computed whole but for
-// the last lane set's 1-3. Per filter block (its panel, P x 64 bytes, stays in L2) every lane set of the task runs.
+// is one lane set's 4 columns against the 64 filters (positions<4, 2>; at order 2 two calls, each 2 columns x 2
+// planes), so a task's columns are computed whole but for the last lane set's 1-3. Per filter block (its panel, P x 64
+// bytes, stays in L2) every lane set of the task runs.
 //
 // Epilogue: the outer kernel's operations in its order on 4 filters of one column at once (beta broadcast, coef and
 // add loaded; n - 2 pc in 32-bit lanes, converted exactly), then a 4 x 4 transpose gives each filter its lane set's 4
 // columns for Avx2Outer::put (residual, floor, whichever store the destinations allow): the same bits.
 constexpr std::size_t kFilterBlock = 2 * kCols;  // filters per block: NV = 2 vectors of 32
 
-// Whether a task takes the filter-lane kernel: order 1, rows below 2^16 bits, a filter block's panel within
+// Whether a task takes the filter-lane kernel: orders 1-2, rows below 2^16 bits, a filter block's panel within
 // kPanelBytes, a channel-major output, too few columns for a block of the column-lane kernel but at least kMinColumns,
 // and rows of at least kMinWords. Single layers against the outer kernel (a throwaway Python loop over
-// kernels.Conv2dLayer, 256 KB written between calls, fastest of 1,500, AMD EPYC Zen 3): 3x3 512ch 7x7 -8%, 256 ->
+// kernels.Conv2dLayer, 1 MB written between calls, fastest of 1,500, AMD EPYC Zen 3): 3x3 512ch 7x7 -8%, 256 ->
 // 512 stride 2 to 7x7 -8%, 256ch 4x4 -5%, 128ch 4x4 -2%, but 128ch 7x7 (18-word rows) level or slower, 64ch 7x7
 // (9 words) +5%, 1x1 layers (4-8 words) +6-15%: on short rows the filter panels and the transposing epilogue cost
 // more than the counts save. A task's last few columns (a 14x14 map's 196 = 3 blocks of 64 + 4) stay with the outer
