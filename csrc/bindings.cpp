@@ -241,7 +241,9 @@ bool as_input(nb::handle x, T& out) {
 
 // conv2d with everything but the input (and residual) given once: the arrays held (references, not copies) and
 // the kernel path resolved at construction, so a call converts two arguments instead of fifteen (~2 us a binary
-// step; horq.kernels.Conv2dLayer's calls). Every check of conv2d still runs per call.
+// step; horq.kernels.Conv2dLayer's calls). Every check of conv2d still runs per call. What a kernel path derives
+// from the weights is kept between calls (cache_), so their words must not change while the object lives
+// (PackedWeights.conv_bits hands out a read-only array).
 class PreparedConv : public CoreStep {
  public:
   PreparedConv(In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef, In<double, nb::ndim<1>> add,

@@ -40,6 +40,7 @@ def test_conv_relayout(c, kh, kw, compact):
     packed = bits.pack_signs(ijc.reshape(4, -1))
     assert (packed.shape[1] < grouped.shape[1]) == compact  # compact exactly when it saves words
     np.testing.assert_array_equal(pw.conv_bits(), packed if compact else grouped)
+    assert not pw.conv_bits().flags.writeable  # a prepared layer keeps what it derives from them
 
 
 def test_packed_weights_validation():

@@ -227,12 +227,14 @@ class PackedWeights:
         return int(np.prod(self.shape[1:]))
 
     def conv_bits(self) -> np.ndarray:
-        """The bits re-laid out for the conv kernel (per tap, ``words_for(C_in)`` words of channels); cached."""
+        """The bits re-laid out for the conv kernel (per tap, ``words_for(C_in)`` words of channels); cached, and
+        read-only: a prepared layer keeps what its kernel path derives from them (the AVX2 filter panels)."""
         if len(self.shape) != 4:
             raise ValueError(f"conv2d needs a 4-d weight shape (C_out, C_in, kh, kw), got {self.shape}")
         if self._conv_bits is None:
             _, c, kh, kw = self.shape
             self._conv_bits = _core.relayout_conv_weights(self.bits, c, kh, kw)
+            self._conv_bits.flags.writeable = False
         return self._conv_bits
 
     def __repr__(self) -> str:
