@@ -1,7 +1,7 @@
 // AVX2 half of the outer-product HORQ GEMM task (outer_panel.h: the task, its panel and its epilogue's
 // arithmetic); 4 columns per ymm (64-bit lanes). Compiled with -mavx2; selected only on CPUs with AVX2. Tasks of
-// orders 1-2 with enough columns take the table kernel at the end of this file instead, and order-1 tasks of 16-63
-// columns of long rows its filters-in-lanes form (same bits).
+// orders 1-2 with enough columns take the table kernel at the end of this file instead, and tasks of 16-63 columns
+// of long rows its filters-in-lanes form (same bits).
 //
 // Counts: AVX2 has no vector popcount, so each 64-bit lane of a XOR is counted with the nibble table. Weight rows
 // and panel vectors are both stored split into their low and high nibbles (prepare_rows, fill_rows, fill_h1), and
@@ -455,6 +455,7 @@ void positions<5, 2>(const std::uint8_t* const* woff, const std::uint8_t* panel,
   acc[0][0] = a00, acc[0][1] = a01, acc[1][0] = a10, acc[1][1] = a11, acc[2][0] = a20, acc[2][1] = a21;
   acc[3][0] = a30, acc[3][1] = a31, acc[4][0] = a40, acc[4][1] = a41;
 }
+
 template <>
 void positions<4, 2>(const std::uint8_t* const* woff, const std::uint8_t* panel, std::size_t p0, std::size_t p1,
                      __m256i (&acc)[4][2]) {
@@ -743,13 +744,12 @@ void run(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const Ep
 // ---------------------------------------------------------------------------------------------------------------
 // Filters in the lanes: tasks with fewer columns than a block (ResNet-18's 7x7 and 4x4 maps: 49 and 16 columns, which
 // order 1's 64-column blocks would compute a quarter and three quarters idle, order 2's 32-column ones 15 of 64 lanes
-// idle at 7x7) swap the roles. popcount(w ^ x) is
-// symmetric, so the same table serves with each column's nibbles as table rows (its P byte offsets, weight_offsets
-// over the column's gathered words) and 32 filters' nibbles as the vpshufb indices (a panel of NV = 2 vectors per
-// position, 64 filters: transpose32 over the filter rows, as build_block does for stored column rows). A register block
-// is one lane set's 4 columns against the 64 filters (positions<4, 2>; at order 2 two calls, each 2 columns x 2
-// planes), so a task's columns are computed whole but for the last lane set's 1-3. Per filter block (its panel, P x 64
-// bytes, stays in L2) every lane set of the task runs.
+// idle at 7x7) swap the roles. popcount(w ^ x) is symmetric, so the same table serves with each column's nibbles as
+// table rows (its P byte offsets, weight_offsets over the column's gathered words) and 32 filters' nibbles as the
+// vpshufb indices (a panel of NV = 2 vectors per position, 64 filters: transpose32 over the filter rows, as
+// build_block does for stored column rows). A register block is one lane set's 4 columns against the 64 filters
+// (positions<4, 2>; at order 2 two calls, each 2 columns x 2 planes), so a task's columns are computed whole but for
+// the last lane set's 1-3. Per filter block (its panel, P x 64 bytes, stays in L2) every lane set of the task runs.
 //
 // Epilogue: the outer kernel's operations in its order on 4 filters of one column at once (beta broadcast, coef and
 // add loaded; n - 2 pc in 32-bit lanes, converted exactly), then a 4 x 4 transpose gives each filter its lane set's 4
@@ -806,7 +806,7 @@ void task_by_filters(const word_t* wbits, std::size_t m, const QuantizedColumns&
                      std::size_t ppi, float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb,
                      WeightCache* cache) {
   constexpr std::size_t L = Avx2Outer::kLanes, NV = kFilterBlock / kCols, R = L * K;  // R: rows of a lane set
-  constexpr std::size_t MR = 4, CB = MR / K;  // a kernel call's rows: CB columns' K planes
+  constexpr std::size_t MR = 4;  // a kernel call's rows: 4 / K columns' K planes
   const std::size_t kw = q.kw, P = 16 * kw, sets = ceil_div(jb, L), ncol = sets * L;
   const double n = static_cast<double>(q.n);
   Scratch& sc = scratch();
@@ -918,7 +918,6 @@ void run_by_filters(const word_t* wbits, std::size_t m, const QuantizedColumns& 
 // 256ch 14x14 and 512ch 7x7 order 3 unchanged, and at 128 KB 512ch 7x7 order 3 ran 10% slower.
 constexpr std::size_t kOneTaskBytes = 64 * 1024;
 
-
 // On T threads, T tasks of whole blocks where the blocks split evenly (or are many): the driver's default, ~4 T
 // tasks of multiples of 16 columns, left each task a partial block for the outer kernel and its own table offsets (2
 // threads, 56x56: 400-column tasks, 384 + 16); else the filters in T blocks, each over every column (a 14x14 map's 3
@@ -945,10 +944,11 @@ GemmSplit gemm_split_avx2(const QuantizedColumns& q, std::size_t ppi, std::size_
 
 void gemm_task_avx2(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep, std::size_t ppi,
                     float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb, WeightCache* cache) {
-  // The table kernel takes whole blocks (a block computes all its 32-96 columns however few are real); the last
-  // columns of a task that fill no block go to the outer kernel (gemm_split_avx2 gives tasks whole blocks but for a
-  // layer's last columns: a 56x56 map's 3136 are 32 blocks of 96 and a 2-group block of 64), or where there are
-  // 16-63 of them at order 1 (a 7x7 or 4x4 map's, on long rows) to the table kernel with the filters in the lanes.
+  // A task of 16-63 columns on long rows (a 7x7 or 4x4 map's) takes the table kernel with the filters in the lanes.
+  // Otherwise the table kernel takes whole blocks (a block computes all its 32-96 columns however few are real); the
+  // last columns of a task that fill no block go to the filter-lane form where it applies, else to the outer kernel
+  // (gemm_split_avx2 gives tasks whole blocks but for a layer's last columns: a 56x56 map's 3136 are 32 blocks of 96
+  // and a 2-group block of 64).
   if (avx2_table_gemm() && table::applies_by_filters(q, ppi, jb))
     return table::run_by_filters(wbits, m, q, ep, ppi, y, o0, mb, j0, jb, cache);
   if (avx2_table_gemm() && table::applies(q, ppi, jb)) {
