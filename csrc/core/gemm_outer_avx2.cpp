@@ -934,6 +934,13 @@ GemmSplit gemm_split_avx2(const QuantizedColumns& q, std::size_t ppi, std::size_
   if (avx2_table_gemm() && table::applies(q, ppi, q.ncols)) {
     if (threads <= 1) return {q.ncols, 1};
     const std::size_t block = table::block_columns(q), blocks = q.ncols / block;
+    // Blocks that split evenly but leave 32 or more columns: T equal tasks, each with its share of them (a task of
+    // the last columns alone went to whichever thread came first, the other then idle: 64ch 32x32's 1024 columns ran
+    // as 480 / 480 / 64, the stride-2 64 -> 128 layer's 256 as 96 / 96 / 64). 2 threads, profile_conv_core, fastest
+    // calls of four alternated pairs (AMD EPYC Zen 3, docs/KERNELS.md round 29): 64ch 32x32 0.067-0.069 -> 0.063-0.064
+    // ms, the stride-2 layer 0.045 -> 0.036; 1 thread and 64ch 56x56 unchanged.
+    if (blocks >= threads && blocks % threads == 0 && q.ncols % block >= table::kCols)
+      return {ceil_div(ceil_div(q.ncols, threads), Avx2Outer::kLanes) * Avx2Outer::kLanes, 1};
     if (blocks >= threads && (blocks % threads == 0 || blocks >= 4 * threads))
       return {ceil_div(blocks, threads) * block, 1};
     if (m >= 16 * threads) return {q.ncols, threads};
@@ -955,6 +962,9 @@ void gemm_task_avx2(const word_t* wbits, std::size_t m, const QuantizedColumns& 
     // Order 1: 3-group blocks where their panel is small, then 2-group ones (for a task's last 64-95 columns too).
     const bool three = table::block_columns(q) == 3 * table::kCols;
     std::size_t main = three ? jb / (3 * table::kCols) * (3 * table::kCols) : 0;
+    // 32-47 columns past the 3-group blocks, which would go to the outer kernel: one 3-group block fewer, so that
+    // 2-group blocks take them (a 128-column task: 2 x 64 instead of 96 + 32).
+    if (main && jb - main >= table::kCols && jb - main < 3 * table::kCols / 2) main -= 3 * table::kCols;
     if (main) table::run<1, 3, 3>(wbits, m, q, ep, ppi, y, o0, mb, j0, main);
     const std::size_t bcols = (q.order == 1 ? 2 : 1) * table::kCols;
     std::size_t more = (jb - main) / bcols * bcols;

@@ -44,6 +44,8 @@ GEOMETRIES = [
     (1, 256, 37, 14, 14, 3, 1, 1),
     (1, 64, 40, 28, 28, 3, 1, 1),  # 8 blocks of 96 + 16 columns: 4 a task at 2 threads, the driver's split at 3
     (1, 128, 50, 17, 19, 3, 1, 1),  # 5 blocks of 64: filters split at 2 and 3 threads
+    (1, 64, 7, 16, 8, 3, 1, 1),  # 128 columns: two blocks of 64 rather than 96 + 32 on the outer kernel
+    (1, 64, 9, 32, 32, 3, 1, 1),  # 1024 columns: at 2 threads two tasks of 512 (4 blocks of 96 + 2 of 64)
     # 16-63 columns of rows of 32 words or more: filters in the lanes (blocks of 64 filters x a lane set of 4 columns)
     (1, 512, 64, 7, 7, 3, 1, 1),  # 49 columns: 12 whole lane sets and one of 1
     (1, 512, 70, 4, 4, 3, 1, 1),  # 16 columns, a second filter block of 6
