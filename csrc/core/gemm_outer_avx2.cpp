@@ -934,12 +934,13 @@ GemmSplit gemm_split_avx2(const QuantizedColumns& q, std::size_t ppi, std::size_
   if (avx2_table_gemm() && table::applies(q, ppi, q.ncols)) {
     if (threads <= 1) return {q.ncols, 1};
     const std::size_t block = table::block_columns(q), blocks = q.ncols / block;
-    // Blocks that split evenly but leave 32 or more columns: T equal tasks, each with its share of them (a task of
-    // the last columns alone went to whichever thread came first, the other then idle: 64ch 32x32's 1024 columns ran
-    // as 480 / 480 / 64, the stride-2 64 -> 128 layer's 256 as 96 / 96 / 64). 2 threads, profile_conv_core, fastest
-    // calls of four alternated pairs (AMD EPYC Zen 3, docs/KERNELS.md round 29): 64ch 32x32 0.067-0.069 -> 0.063-0.064
-    // ms, the stride-2 layer 0.045 -> 0.036; 1 thread and 64ch 56x56 unchanged.
-    if (blocks >= threads && blocks % threads == 0 && q.ncols % block >= table::kCols)
+    // Blocks that split evenly but leave columns: T equal tasks, each with its share of them (a task of the last
+    // columns alone went to whichever thread came first, the other then idle: 64ch 32x32's 1024 columns ran as 480 /
+    // 480 / 64, the stride-2 64 -> 128 layer's 256 as 96 / 96 / 64, 128ch 28x28's 784 as 384 / 384 / 16). 2 threads,
+    // profile_conv_core, fastest calls of four alternated pairs (AMD EPYC Zen 3, docs/KERNELS.md round 29): 64ch
+    // 32x32 0.067-0.069 -> 0.063-0.064 ms, the stride-2 layer 0.045 -> 0.036, 128ch 28x28 0.149-0.151 -> 0.144-0.145,
+    // 1x1 256ch 28x28 0.126-0.127 -> 0.123; 1 thread and 64ch 56x56 unchanged.
+    if (blocks >= threads && blocks % threads == 0 && q.ncols % block != 0)
       return {ceil_div(ceil_div(q.ncols, threads), Avx2Outer::kLanes) * Avx2Outer::kLanes, 1};
     if (blocks >= threads && (blocks % threads == 0 || blocks >= 4 * threads))
       return {ceil_div(blocks, threads) * block, 1};
