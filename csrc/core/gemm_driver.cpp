@@ -103,7 +103,8 @@ void horq_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const 
                Epilogue ep, std::size_t ppi, float* y, WeightCache* cache) {
   // The outer-product kernels fill vector lanes with columns: a linear layer's few samples would leave most
   // lanes idle, so small batches take the row kernels (a conv's pixel-image columns need the outer path).
-  if (kt.gemm_task && (q.implicit_h1 || q.ncols >= kOuterMinColumns)) return outer_gemm(kt, wbits, m, q, ep, ppi, y, cache);
+  if (kt.gemm_task && (q.implicit_h1 || q.ncols >= kOuterMinColumns))
+    return outer_gemm(kt, wbits, m, q, ep, ppi, y, cache);
   const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw;
   const std::size_t mblocks = ceil_div(m, kMB), jblocks = ceil_div(q.ncols, kJB);
   const double n = static_cast<double>(q.n);
