@@ -44,6 +44,27 @@ inline __m256d box_betas4(const PixelImage& im, std::int64_t at, __m256d n) {
   return _mm256_div_pd(sum, n);
 }
 
+// The order-1 betas of nc columns from column j of an image, box_beta's each: four at a time where their first taps'
+// pixel sums are consecutive (a stride-1 row) by box_betas4, the same adds per lane in the same order and the same
+// division, so the same bits. One column at a time, the chain of adds and the division's latency had made the table
+// kernel's betas ~6% of a 64ch 56x56 order-1 layer.
+void box_betas(const PixelImage& im, std::size_t j, std::size_t nc, double n, double* out) {
+  const __m256d vn = _mm256_set1_pd(n);
+  PixelCursor at(im, j);
+  std::size_t c = 0;
+  for (; c + 4 <= nc; c += 4) {
+    std::int64_t sum_at[4];
+    for (std::int64_t& a : sum_at) a = at.sum(), at.next();
+    const std::int64_t a = sum_at[0];
+    if (sum_at[1] == a + 1 && sum_at[2] == a + 2 && sum_at[3] == a + 3) {
+      _mm256_storeu_pd(out + c, box_betas4(im, a, vn));
+    } else {
+      for (std::size_t i = 0; i < 4; ++i) out[c + i] = box_beta(im, sum_at[i], n);
+    }
+  }
+  for (; c < nc; ++c, at.next()) out[c] = box_beta(im, at.sum(), n);
+}
+
 struct Avx2Outer {
   static constexpr std::size_t kLanes = 4;  // 64-bit lanes per ymm: columns per lane set
   static constexpr int kRows[kMaxOrder + 1] = {0, 3, 3, 2, 1, 1, 1, 1, 1};
@@ -600,6 +621,15 @@ void rows_by_word(const word_t* rows, std::size_t ld, std::size_t kw, std::size_
     for (std::size_t w = 0; w < kw; ++w) out[w * kCols + c] = c < n ? rows[c * ld + w] : word_t{0};
 }
 
+// 32 rows of kw words (the first `valid` at rows, ld words apart; zero rows after them) as nibble vectors: word w's 16
+// positions at out + 16 w stride, one every stride bytes (rows_by_word, then transpose32 word by word; words: scratch
+// of kw x 32 words).
+void stored_rows_panel(const word_t* rows, std::size_t ld, std::size_t kw, std::size_t valid, word_t* words,
+                       std::uint8_t* out, std::size_t stride) {
+  rows_by_word(rows, ld, kw, valid, words);
+  for (std::size_t w = 0; w < kw; ++w) transpose32(words + w * kCols, out + 16 * w * stride, stride);
+}
+
 // A block's panel (vector (g, k) of position p at panel + (p NV + g K + k) 32) from columns [c0, c0 + nc) of the
 // task, its betas (bq) and where its columns' first words lie in the pixel image (word_at, plane 0 of an image q);
 // words: scratch for rows_by_word.
@@ -620,8 +650,8 @@ void build_block(const QuantizedColumns& q, std::size_t j0, std::size_t c0, std:
       std::uint8_t* out = panel + (g * K + k) * kCols;
       const std::size_t first = g * kCols, valid = nc > first ? std::min(kCols, nc - first) : 0;
       if (!(q.implicit_h1 && k == 0)) {  // stored rows: all kw words of the 32 columns at once
-        rows_by_word(q.bits.data() + ((j0 + c0 + first) * K + k) * kw, K * kw, kw, valid, words);
-        for (std::size_t w = 0; w < kw; ++w) transpose32(words + w * kCols, out + 16 * w * NV * kCols, NV * kCols);
+        stored_rows_panel(q.bits.data() + ((j0 + c0 + first) * K + k) * kw, K * kw, kw, valid, words, out,
+                          NV * kCols);
         continue;
       }
       bool run = valid == kCols;  // 32 consecutive words of the image (one row of one image)
@@ -639,26 +669,10 @@ void build_block(const QuantizedColumns& q, std::size_t j0, std::size_t c0, std:
         transpose32(src, out + 16 * w * NV * kCols, NV * kCols);
       }
     }
-  // Betas, lane set by lane set: stored, or at order 1 with the image the box sum in tap order / n (box_beta), four
-  // columns at once where their first taps' pixel sums are consecutive (a stride-1 row, as in the outer kernel's
-  // panels): the same adds per lane in the same order and the same division, so the same bits. One column at a time,
-  // the chain of adds and the division's latency made this loop ~6% of a 64ch 56x56 order-1 layer.
+  // Betas, lane set by lane set: stored, or at order 1 with the image the box sums (box_betas).
   if (q.implicit_h1 && K == 1) {
-    std::int64_t sum_at[G * kCols];
-    PixelCursor at(im, j0 + c0);
-    for (std::size_t c = 0; c < nc; ++c, at.next()) sum_at[c] = at.sum();
-    const __m256d vn = _mm256_set1_pd(n);
-    std::size_t c = 0;
-    for (; c + 4 <= nc; c += 4) {
-      const std::int64_t a = sum_at[c];
-      if (sum_at[c + 1] == a + 1 && sum_at[c + 2] == a + 2 && sum_at[c + 3] == a + 3) {
-        _mm256_storeu_pd(bq + c, box_betas4(im, a, vn));
-      } else {
-        for (std::size_t i = 0; i < 4; ++i) bq[c + i] = box_beta(im, sum_at[c + i], n);
-      }
-    }
-    for (; c < nc; ++c) bq[c] = box_beta(im, sum_at[c], n);
-    for (; c < sets * L; ++c) bq[c] = 0.0;
+    box_betas(im, j0 + c0, nc, n, bq);
+    std::fill(bq + nc, bq + sets * L, 0.0);
   } else {
     for (std::size_t c = 0; c < sets * L; ++c)
       for (std::size_t k = 0; k < static_cast<std::size_t>(K); ++k)
@@ -731,13 +745,18 @@ void task(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const E
   }
 }
 
+// Whether a filter of [o0, o0 + mb) has an add of -0.0 (then a task starts its sums from 0.0, group_outputs).
+bool any_negative_zero_add(const Epilogue& ep, std::size_t o0, std::size_t mb) {
+  for (std::size_t o = o0; o < o0 + mb; ++o)
+    if (ep.add[o] == 0.0 && std::signbit(ep.add[o])) return true;
+  return false;
+}
+
 // task with the first product of each output as its sum's start where no filter's add is -0.0.
 template <int K, int MR, std::size_t G>
 void run(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const Epilogue& ep, std::size_t ppi, float* y,
          std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb) {
-  bool neg_zero = false;
-  for (std::size_t o = o0; o < o0 + mb; ++o) neg_zero = neg_zero || (ep.add[o] == 0.0 && std::signbit(ep.add[o]));
-  if (neg_zero) return task<K, MR, G, false>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb);
+  if (any_negative_zero_add(ep, o0, mb)) return task<K, MR, G, false>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb);
   task<K, MR, G, true>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb);
 }
 
@@ -781,9 +800,8 @@ void build_filter_panel(const word_t* rows, std::size_t count, std::size_t kw, s
   sc.words.resize(kw * kCols);
   for (std::size_t v = 0; v < NV; ++v) {
     const std::size_t valid = count > v * kCols ? std::min(kCols, count - v * kCols) : 0;
-    rows_by_word(valid ? rows + v * kCols * kw : rows, kw, kw, valid, sc.words.data());
-    for (std::size_t w = 0; w < kw; ++w)
-      transpose32(sc.words.data() + w * kCols, panel + 16 * w * NV * kCols + v * kCols, NV * kCols);
+    stored_rows_panel(valid ? rows + v * kCols * kw : rows, kw, kw, valid, sc.words.data(), panel + v * kCols,
+                      NV * kCols);
   }
 }
 
@@ -824,8 +842,8 @@ void task_by_filters(const word_t* wbits, std::size_t m, const QuantizedColumns&
     for (std::size_t c = 0; c < jb; ++c, at.next()) {
       const word_t* src = im.words.data() + at.word();
       for (std::size_t w = 0; w < kw; ++w) rows[c * K * kw + w] = src[im.word_off[w]];
-      if (K == 1) sc.cbetas[c] = box_beta(im, at.sum(), n);
     }
+    if (K == 1) box_betas(im, j0, jb, n, sc.cbetas.data());
   }
   if (!(q.implicit_h1 && K == 1)) std::copy_n(q.betas.data() + j0 * K, jb * K, sc.cbetas.data());
   std::fill(rows + jb * K * kw, rows + ncol * K * kw, word_t{0});
@@ -851,12 +869,11 @@ void task_by_filters(const word_t* wbits, std::size_t m, const QuantizedColumns&
     std::copy_n(ep.coef + o, nf, coef);
     std::copy_n(ep.add + o, nf, add);
     for (std::size_t s = 0; s < sets; ++s) {
-      __m256i cnt[R][NV][2];  // row c K + k: column c of the lane set, plane k
-      for (std::size_t r0 = 0; r0 < R; r0 += MR) {
+      __m256i cnt[K][MR][NV][2];  // row r = c K + k (column c of the lane set, plane k) at cnt[r / MR][r % MR]
+      for (std::size_t call = 0; call < K; ++call) {
         const std::uint8_t* coff[MR];
-        for (std::size_t r = 0; r < MR; ++r) coff[r] = sc.coff.data() + (s * R + r0 + r) * P;
-        counts<static_cast<int>(MR), static_cast<int>(NV)>(
-            coff, panel, P, *reinterpret_cast<__m256i(*)[MR][NV][2]>(cnt + r0));
+        for (std::size_t r = 0; r < MR; ++r) coff[r] = sc.coff.data() + (s * R + call * MR + r) * P;
+        counts<static_cast<int>(MR), static_cast<int>(NV)>(coff, panel, P, cnt[call]);
       }
       __m256d beta[R];
       for (std::size_t r = 0; r < R; ++r) beta[r] = _mm256_set1_pd(sc.cbetas[s * R + r]);
@@ -867,7 +884,7 @@ void task_by_filters(const word_t* wbits, std::size_t m, const QuantizedColumns&
         for (std::size_t c = 0; c < L; ++c) {
           __m256d sum[2];
           for (std::size_t k = 0; k < K; ++k) {
-            const __m256i h = cnt[c * K + k][v][b & 1];
+            const __m256i h = cnt[(c * K + k) / MR][(c * K + k) % MR][v][b & 1];
             const __m128i u = b & 2 ? _mm256_extracti128_si256(h, 1) : _mm256_castsi256_si128(h);
             const __m256i x = _mm256_sub_epi32(nvec, _mm256_slli_epi32(_mm256_cvtepu16_epi32(u), 1));
             for (std::size_t half = 0; half < 2; ++half) {
@@ -893,8 +910,7 @@ void task_by_filters(const word_t* wbits, std::size_t m, const QuantizedColumns&
 void run_by_filters(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const Epilogue& ep,
                     std::size_t ppi, float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb,
                     WeightCache* cache) {
-  bool neg_zero = false;
-  for (std::size_t o = o0; o < o0 + mb; ++o) neg_zero = neg_zero || (ep.add[o] == 0.0 && std::signbit(ep.add[o]));
+  const bool neg_zero = any_negative_zero_add(ep, o0, mb);
   if (q.order == 2) {
     if (neg_zero) return task_by_filters<2, false>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb, cache);
     return task_by_filters<2, true>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb, cache);
@@ -957,9 +973,7 @@ void gemm_task_avx2(const word_t* wbits, std::size_t m, const QuantizedColumns& 
   // last columns of a task that fill no block go to the filter-lane form where it applies, else to the outer kernel
   // (gemm_split_avx2 gives tasks whole blocks but for a layer's last columns: a 56x56 map's 3136 are 32 blocks of 96
   // and a 2-group block of 64).
-  if (avx2_table_gemm() && table::applies_by_filters(q, ppi, jb))
-    return table::run_by_filters(wbits, m, q, ep, ppi, y, o0, mb, j0, jb, cache);
-  if (avx2_table_gemm() && table::applies(q, ppi, jb)) {
+  if (avx2_table_gemm() && !table::applies_by_filters(q, ppi, jb) && table::applies(q, ppi, jb)) {
     // Order 1: 3-group blocks where their panel is small, then 2-group ones (for a task's last 64-95 columns too).
     const bool three = table::block_columns(q) == 3 * table::kCols;
     std::size_t main = three ? jb / (3 * table::kCols) * (3 * table::kCols) : 0;

@@ -36,8 +36,6 @@ GEOMETRIES = [
     (1, 32, 9, 16, 16, 3, 1, 1),  # compact layout: 5-word rows from stored planes
     (1, 192, 4, 10, 11, 3, 1, 1),  # three words per pixel
     (2, 64, 8, 24, 24, 3, 1, 1),  # 1152 columns: tasks of 64 or more at 2 threads too
-    (1, 256, 4, 12, 12, 3, 1, 1),  # 36-word rows (order 1: 2-group blocks at the panel limit)
-    (1, 512, 3, 7, 7, 3, 1, 1),  # 72-word rows, 49 columns: order 2's table for 32 of them, order 1's outer
     (1, 64, 5, 7, 9, 3, 1, 1),  # 63 columns: order 2's second block 31/32 full (stored rows of 31 columns)
     (1, 32, 4, 10, 15, 3, 1, 1),  # compact, 150 columns: order 1's 96 + a 64-column block 54/64 full
     # Threads: 3 blocks of 64 at order 1 (filters split at 2 threads, a block each at 3), 6 of 32 at order 2
@@ -46,7 +44,10 @@ GEOMETRIES = [
     (1, 128, 50, 17, 19, 3, 1, 1),  # 5 blocks of 64: filters split at 2 and 3 threads
     (1, 64, 7, 16, 8, 3, 1, 1),  # 128 columns: two blocks of 64 rather than 96 + 32 on the outer kernel
     (1, 64, 9, 32, 32, 3, 1, 1),  # 1024 columns: at 2 threads two tasks of 512 (4 blocks of 96 + 2 of 64)
-    # 16-63 columns of rows of 32 words or more: filters in the lanes (blocks of 64 filters x a lane set of 4 columns)
+]
+# 16-63 columns of rows of 32 words or more: filters in the lanes (blocks of 64 filters x a lane set of 4 columns)
+FILTER_LANE_GEOMETRIES = [
+    (1, 512, 3, 7, 7, 3, 1, 1),  # 72-word rows, 49 columns, 3 filters
     (1, 512, 64, 7, 7, 3, 1, 1),  # 49 columns: 12 whole lane sets and one of 1
     (1, 512, 70, 4, 4, 3, 1, 1),  # 16 columns, a second filter block of 6
     (2, 256, 40, 5, 5, 3, 1, 1),  # 50 columns across two images: a lane set split between them
@@ -54,7 +55,10 @@ GEOMETRIES = [
     (4, 256, 8, 2, 2, 3, 1, 1),  # 16 columns, an image of 4 per lane set
     (1, 256, 100, 14, 14, 3, 2, 1),  # 49 columns, 100 filters: at 2 threads tasks of 50 (not on a block's start)
     (1, 32, 24, 6, 6, 9, 1, 4),  # 9x9 over 32 channels, 41-word rows
+    # 36-word rows, 144 columns: at order 1 two 2-group blocks at the panel limit, then the last 16 in the lanes
+    (1, 256, 4, 12, 12, 3, 1, 1),
 ]
+GEOMETRIES += FILTER_LANE_GEOMETRIES
 
 
 def _layers(pw, order, s, p, floor):
@@ -130,9 +134,6 @@ def test_negative_zero_add_keeps_its_zeros(order, c, size, outer_kernel):
         want = kernels.Conv2dLayer(pw, order=order, padding=1, bias=neg, shift=neg, kernel="avx2")(x)
     assert (want[0, 1::2] == 0).any()  # zero outputs of the -0.0 filters: +0.0 (+0.0 * coef + -0.0)
     np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
-
-
-FILTER_LANE_GEOMETRIES = [g for g in GEOMETRIES if g[1] >= 256 or g[5] == 9]
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
