@@ -572,25 +572,27 @@ struct Scratch {
 
 // Block shapes (MR filters x G groups of 32 columns, NV = G K vectors; MR x NV + NV + 2 of the 16 registers):
 // order 1, 3 x 3, or 5 x 2 where a 3-group panel would pass kSmallPanel (its panel and the weights' offsets then
-// left L1: 128ch 28x28 ran slower than the outer kernel); order 2, 5 x (1 group x 2 planes).
+// left L1: 128ch 28x28 ran slower than the outer kernel); order 2, 5 x (1 group x 2 planes); order 3, 3 x (1 group x
+// 3 planes), order 1's register block with the planes in place of the groups.
 constexpr std::size_t kSmallPanel = 16 * 1024;
 
-// The columns of a task's main blocks: order 1, 3 groups of 32 where their panel is small (else 2); order 2, one.
+// The columns of a task's main blocks: order 1, 3 groups of 32 where their panel is small (else 2); orders 2-3, one.
 std::size_t block_columns(const QuantizedColumns& q) {
   const bool three = q.order == 1 && 16 * q.kw * 3 * kCols <= kSmallPanel;
   return (three ? 3 : q.order == 1 ? 2 : 1) * kCols;
 }
 
-// Whether a task takes the table kernel: orders 1-2, rows below 2^16 bits, a block's panel within kPanelBytes, a
-// channel-major output (ppi > 1: the NHWC outputs of training stay with store_columns), and enough columns.
+// Whether a task takes the table kernel: orders 1-3, rows below 2^16 bits, a block's panel within kPanelBytes (2
+// vectors a position, order 3's 3), a channel-major output (ppi > 1: the NHWC outputs of training stay with
+// store_columns), and enough columns.
 bool applies(const QuantizedColumns& q, std::size_t ppi, std::size_t jb) {
   const std::size_t K = static_cast<std::size_t>(q.order);
-  if (K < 1 || K > 2 || q.n >= 65536 || ppi == 1) return false;
-  if (16 * q.kw * 2 * kCols > kPanelBytes) return false;
+  if (K < 1 || K > 3 || q.n >= 65536 || ppi == 1) return false;
+  if (16 * q.kw * (K == 3 ? 3 : 2) * kCols > kPanelBytes) return false;
   // A block, at order 1 of 64 columns (512ch 7x7 at order 1: its 49 columns in a 64-column block ran as fast as the
   // outer kernel from cache, 10% slower with its 72-word weight rows evicted: their table offsets, twice their size,
   // then went through memory too).
-  return jb >= (K == 2 ? 1 : 2) * kCols;
+  return jb >= (K >= 2 ? 1 : 2) * kCols;
 }
 
 // Column blocks per superblock: the blocks' panels are built first, then each register block of filters runs over all
@@ -984,6 +986,7 @@ void gemm_task_avx2(const word_t* wbits, std::size_t m, const QuantizedColumns& 
     const std::size_t bcols = (q.order == 1 ? 2 : 1) * table::kCols;
     std::size_t more = (jb - main) / bcols * bcols;
     if (4 * (jb - main - more) >= 3 * bcols) more = jb - main;  // a last block at least 3/4 full as well
+    if (more && q.order == 3) table::run<3, 3, 1>(wbits, m, q, ep, ppi, y, o0, mb, j0 + main, more);
     if (more && q.order == 2) table::run<2, 5, 1>(wbits, m, q, ep, ppi, y, o0, mb, j0 + main, more);
     if (more && q.order == 1) table::run<1, 5, 2>(wbits, m, q, ep, ppi, y, o0, mb, j0 + main, more);
     main += more;

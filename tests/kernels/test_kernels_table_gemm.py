@@ -1,10 +1,11 @@
-"""The AVX2 path's table GEMM (csrc/core/gemm_outer_avx2.cpp, namespace table): where it applies (orders 1-2,
-channel-major outputs, tasks of at least 64 columns at order 1, 32 at order 2) it must give the outer-product
+"""The AVX2 path's table GEMM (csrc/core/gemm_outer_avx2.cpp, namespace table): where it applies (orders 1-3,
+channel-major outputs, tasks of at least 64 columns at order 1, 32 at orders 2-3) it must give the outer-product
 kernel's bits, which the rest of the suite checks against the reference; `_core._set_avx2_table_gemm(False)` makes
 every task take the outer kernel.
 
 The shapes reach each part of it: blocks of 3 x 32 columns (order 1, rows up to 10 words) and of 2 x 32 (longer rows),
-order 2's blocks of 32 columns x 2 planes; superblocks of several blocks; 32-column groups cut by the task's last
+order 2's blocks of 32 columns x 2 planes, order 3's of 32 columns x 3 planes (rows up to 36 words: 72-word ones
+stay with the outer kernel); superblocks of several blocks; 32-column groups cut by the task's last
 column, groups that run across images (small maps, batch > 1) and across image rows; a task's last columns that fill no
 block (to the outer kernel) or one at least 3/4 full (stored rows of 24-31 columns); filter counts below and between the
 register blocks (3, 5); tasks of 16-63 columns of rows of 32 words or more, which take the filters-in-lanes
@@ -82,7 +83,7 @@ def outer_kernel():
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-@pytest.mark.parametrize("order", [1, 2])
+@pytest.mark.parametrize("order", [1, 2, 3])
 @pytest.mark.parametrize("geom", GEOMETRIES, ids=lambda g: "x".join(map(str, g)))
 def test_table_kernel_gives_the_outer_kernels_bits(geom, order, threads, outer_kernel):
     b, c, co, h, w, k, s, p = geom
@@ -115,7 +116,7 @@ def test_switch_reports_its_state(outer_kernel):
 
 
 @pytest.mark.parametrize("c, size", [(64, 20), (256, 7)], ids=["columns-in-lanes", "filters-in-lanes"])
-@pytest.mark.parametrize("order", [1, 2])
+@pytest.mark.parametrize("order", [1, 2, 3])
 def test_negative_zero_add_keeps_its_zeros(order, c, size, outer_kernel):
     """Filters whose add (scale * bias + shift) is -0.0, over windows of zeros (beta = 0, so beta * (n - 2 pc) is
     -0.0 where n - 2 pc < 0): the table kernel then starts each sum from 0.0 as the outer kernel does, and the
