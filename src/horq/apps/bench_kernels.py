@@ -7,9 +7,11 @@
 
 Measures, at 1 and 2 threads, the median (and fastest) of repeated runs after a warm-up:
 * bgemm binary MAC/s (M x K bits x N) on every kernel path this CPU runs;
-* HORQ conv2d (orders 1-3, best path) against PyTorch fp32 conv2d (best of NCHW and channels_last) and
-  PyTorch's int8 quantized conv (x86 engine), batch 1, 3x3, stride 1, padding 1, C_out = C_in. The
-  contenders of one shape are timed round-robin, so they see the same load on a shared machine.
+* HORQ convolutions (orders 1-3, best path; a ``Conv2dLayer`` prepared once, as the runtime prepares a network's
+  layers at load: ``kernels.conv2d`` would add its per-call checks and weight preparation, tens of microseconds)
+  against PyTorch fp32 conv2d (best of NCHW and channels_last) and PyTorch's int8 quantized conv (x86 engine),
+  batch 1, 3x3, stride 1, padding 1, C_out = C_in. The contenders of one shape are timed round-robin, so they see
+  the same load on a shared machine.
 The load average (os.getloadavg) before and after the run is recorded with the results. PyTorch is
 optional: without it only the HORQ columns are filled.
 """
@@ -81,7 +83,7 @@ def bench_conv(path, reps):
         for t in THREADS:
             kernels.set_num_threads(t)
             row = {"shape": name, "C": c, "HW": hw, "threads": t, "path": path}
-            fns = {f"horq{order}": partial(kernels.conv2d, x, pw, order=order, padding=1, kernel=path)
+            fns = {f"horq{order}": partial(kernels.Conv2dLayer(pw, order=order, padding=1, kernel=path), x)
                    for order in ORDERS}
             if torch is not None:
                 torch.set_num_threads(t)
@@ -156,7 +158,8 @@ def markdown(result) -> str:
         "",
         f"### conv 3x3, stride 1, padding 1, batch 1, C_out = C_in (HORQ path: {result['conv_path']})",
         "",
-        "Times in ms; ratio = PyTorch fp32 time / HORQ time (> 1: HORQ is faster). int8: "
+        "Times in ms; HORQ: a `kernels.Conv2dLayer` prepared once (as the runtime's layers are), one call per"
+        " run; ratio = PyTorch fp32 time / HORQ time (> 1: HORQ is faster). int8: "
         + (result["int8_note"] or "PyTorch quantized Conv2d, x86 engine, on a pre-quantized input.")
         + " fp32 layout = the faster of NCHW and channels_last by median. The contenders of a row are timed"
         " round-robin (one call each per round), so they share the machine's load.",
