@@ -209,6 +209,39 @@ struct Taps2BelowPass {
   double total(double sum) const { return total_of(partial(sum), beta1); }
 };
 
+// Order 3 from Threshold3 (quantize_walk.h): per 8 values |x|, N = (lo < |x| < hi) from two compares, H_3 = H_2 XOR N;
+// |r_2| as | | |x| - beta_1 | - beta_2 | in float32 (beta_1, beta_2 rounded to float32; relative error ~1e-7 a term,
+// against the double chain's), summed as whole_word sums: four float sums a word, then into double lanes. A third of
+// the double chain's instructions (its 8 values: two conversions and two masked subtractions per half).
+struct Taps3Pass {
+  __m256 lo, hi, b1, b2;
+  __m256d acc = _mm256_setzero_pd();
+  Taps3Pass(const Threshold3& t, double beta1, double beta2)
+      : lo(_mm256_set1_ps(t.lo)), hi(_mm256_set1_ps(t.hi)), b1(_mm256_set1_ps(static_cast<float>(beta1))),
+        b2(_mm256_set1_ps(static_cast<float>(beta2))) {}
+
+  word_t word(const float* x, word_t h2) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    word_t n = 0;
+    __m256 s[4];
+#pragma GCC unroll 8
+    for (std::size_t i = 0; i < kWordBits; i += kFloats) {
+      const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i));
+      const __m256 in = _mm256_and_ps(_mm256_cmp_ps(a, lo, _CMP_GT_OQ), _mm256_cmp_ps(a, hi, _CMP_LT_OQ));
+      n |= static_cast<word_t>(static_cast<unsigned>(_mm256_movemask_ps(in))) << i;
+      const __m256 e = _mm256_andnot_ps(sign, _mm256_sub_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(a, b1)), b2));
+      const std::size_t v = i / kFloats;
+      s[v % 4] = v < 4 ? e : _mm256_add_ps(s[v % 4], e);
+    }
+    const __m256 part = _mm256_add_ps(_mm256_add_ps(s[0], s[1]), _mm256_add_ps(s[2], s[3]));
+    acc = _mm256_add_pd(acc, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(part)),
+                                           _mm256_cvtps_pd(_mm256_extractf128_ps(part, 1))));
+    return h2 ^ n;
+  }
+
+  double total() const { return add_lanes(0.0, acc); }
+};
+
 struct Taps2Pass {
   Threshold32 th;
   __m256 up, down, nearest;
@@ -342,7 +375,7 @@ void quantize_taps2_avx2(const float* const* taps, std::size_t ntaps, std::size_
 
 void quantize_image_avx2(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word,
                          std::size_t count, int order, word_t* bits, std::size_t ldbits, double* betas) {
-  image_walk<Taps2BelowPass, Taps2Pass, TapsPass>(im, pix, word, count, order, bits, ldbits, betas);
+  image_walk<Taps2BelowPass, Taps2Pass, TapsPass, Taps3Pass>(im, pix, word, count, order, bits, ldbits, betas);
 }
 
 // 8 pixels at a time with their 8 words and 8 sums in registers across all channels (the AVX-512 version's

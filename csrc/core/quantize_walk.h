@@ -111,6 +111,57 @@ struct Threshold32 {
   }
 };
 
+// Order 3 of a column from float32 thresholds, given its beta_1, beta_2 and H_2 (the double chain's bits, as order 2's
+// passes give them). With a = |x|, the chain's |r_1| = fl64(|a - beta_1|) for either sign of x (round to nearest is
+// symmetric), and r_2 = r_1 -+ beta_2 is fl64(|r_1| - beta_2) where r_1 >= 0 (H_2 = 0), its negative where r_1 < 0
+// (H_2 = 1); so H_3 = (r_2 < 0) is N = (|r_1| < beta_2) where H_2 = 0 and (|r_1| > beta_2) where H_2 = 1. Where no
+// float32 a gives |r_1| = beta_2 exactly, the second is not-N, and H_3 = H_2 XOR N. N is a float32 band: fl64(a -
+// beta_1) and fl64(beta_1 - a) are monotone in a, so N <=> lo < a < hi for hi the least float32 above beta_1 with
+// fl64(hi - beta_1) >= beta_2 and lo the greatest below it with fl64(beta_1 - lo) >= beta_2 (-1 when even a = 0 is
+// nearer: every a >= 0 is above it). By that monotony the a with |r_1| = beta_2, if any, are a run starting at hi or
+// one ending at lo, so checking those two settles it: `ok` is false where either ties, where beta_2 is not positive
+// and where a search took more than its bound of steps; the caller then runs the double chain. The searches take a
+// step or two from float32(beta_1 +- beta_2).
+struct Threshold3 {
+  float lo = -1.0f, hi = 0.0f;
+  bool ok = false;
+  Threshold3(double b1, double b2) {
+    if (!(b2 > 0.0) || !(b1 >= 0.0) || !(b1 + b2 < 1e38)) return;
+    const auto above = [&](float a) {  // a is past the band's top
+      const double d = static_cast<double>(a);
+      return d > b1 && d - b1 >= b2;
+    };
+    const auto below = [&](float a) {  // a >= 0 is under the band's bottom
+      const double d = static_cast<double>(a);
+      return d < b1 && b1 - d >= b2;
+    };
+    constexpr int kSteps = 64;  // a bound on the searches (each takes a step or two)
+    int steps = 0;
+    float h = static_cast<float>(b1 + b2);
+    while (!above(h) && ++steps < kSteps) h = step(h, 1);
+    while (h > 0.0f && above(step(h, -1)) && ++steps < kSteps) h = step(h, -1);
+    float l = -1.0f;
+    if (below(0.0f)) {
+      l = b1 - b2 > 0.0 ? static_cast<float>(b1 - b2) : 0.0f;
+      while (!below(l) && ++steps < kSteps) l = step(l, -1);
+      while (below(step(l, 1)) && ++steps < kSteps) l = step(l, 1);
+    }
+    lo = l, hi = h;
+    ok = steps < kSteps && static_cast<double>(h) - b1 != b2 && !(l >= 0.0f && b1 - static_cast<double>(l) == b2);
+  }
+
+ private:
+  // The float32 neighbour of a >= 0 (up for dir 1, down for -1; down from 0 stays 0).
+  static float step(float a, int dir) {
+    std::uint32_t u;
+    std::memcpy(&u, &a, sizeof u);
+    if (dir < 0 && u == 0) return a;
+    u = dir > 0 ? u + 1 : u - 1;
+    std::memcpy(&a, &u, sizeof a);
+    return a;
+  }
+};
+
 // Order 2 of a padding tap (x = 0 in all cg values): r_1 = -beta_1 is negative unless beta_1 = 0, so every
 // bit is (beta_1 > 0); the tap's part of beta_2's sum is |r_1| * cg = beta_1 * cg, returned.
 inline double order2_padding_tap(word_t* words, std::size_t cg, double beta1) {
@@ -231,7 +282,9 @@ inline bool triple_geometry(const ImageColumns& im, TripleStrides& s) {
   return true;
 }
 
-template <class Below, class Exact, class Chain>
+// Third: a pass for order 3 from Threshold3 (Third(th, beta_1, beta_2); word(x, h2) = H_3 of the whole word of 64
+// values at x given the word h2 of their H_2; total() = sum |r_2| over the column), or void: the double chain.
+template <class Below, class Exact, class Chain, class Third = void>
 void image_walk(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word, std::size_t count,
                 int order, word_t* bits, std::size_t ldbits, double* betas) {
   const std::size_t kw = im.taps * (im.C / kWordBits), ord = static_cast<std::size_t>(order);
@@ -311,7 +364,18 @@ void image_walk(const ImageColumns& im, const std::int64_t* pix, const std::int6
     double* b = betas + i * ord;
     const float* x = im.x + pix[i] * static_cast<std::int64_t>(im.C);
     word_t* row = bits + i * ldbits;
-    for (int k = 3; k <= order; ++k) {
+    int k = 3;
+    if constexpr (!std::is_void_v<Third>) {
+      const Threshold3 th(b[0], b[1]);
+      if (th.ok) {  // H_3 from H_2's words (row) into row + kw, tap by tap
+        Third pass(th, b[0], b[1]);
+        for (std::size_t t = 0, j = 0; t < im.taps; ++t)
+          for (std::size_t w = 0; w < gw; ++w, ++j) row[kw + j] = pass.word(x + im.x_off[t] + w * kWordBits, row[j]);
+        b[2] = pass.total() / im.n;
+        k = 4;
+      }
+    }
+    for (; k <= order; ++k) {
       ChainWords<Chain> pass{Chain(b, k - 1)};
       word_t* rk = row + static_cast<std::size_t>(k - 2) * kw;
       b[k - 1] = pass.total(image_words(pass, im, x, nullptr, rk)) / im.n;

@@ -24,6 +24,7 @@
 
 #include "core/dispatch.h"
 #include "core/layer.h"
+#include "core/quantize_walk.h"
 #include "core/threadpool.h"
 #include "core/train.h"
 
@@ -460,6 +461,49 @@ void test_sign_gemm(const KernelTable& kt, Rng& rng) {
 
 // ---- path-independent: sign packing and the dispatch table ---------------------------------------------
 
+// Threshold3 (quantize_walk.h): for (beta_1, beta_2) pairs, random and crafted (dyadic pairs whose band edges beta_1 +-
+// beta_2 are float32 values that tie exactly; edges far apart or below zero; tiny beta_2 against a large beta_1), every
+// float32 a >= 0 within 200 steps of either edge (and 0) has, where `ok`, lo < a < hi exactly when the double chain's
+// fl64(|a - beta_1|) < beta_2, and `ok` is false where one of those a gives equality; the random pairs nearly all `ok`
+// (the dyadic ones tie by design).
+void test_threshold3(Rng& rng) {
+  std::vector<std::pair<double, double>> pairs = {{2.0, 1.0},       {1.0625, 0.9375}, {0.515625, 0.515625},
+                                                  {0.3, 0.456789},  {1e6 + 0.3, 1e-3}, {0.7978123, 0.45678912},
+                                                  {1.0, 0x1p-30},   {0.0, 0.5},        {5.0, 5.0},
+                                                  {1.0 + 0x1p-30, 0.875 + 0x1p-30}};  // ties at lo = 0.125 only
+  for (int i = 0; i < 400; ++i) {
+    const double b1 = rng.uniform() * (i % 3 == 0 ? 100.0 : 2.0);
+    pairs.push_back({b1, b1 * (0.1 + 2.0 * rng.uniform())});
+    // Edges on float32 values: beta_1 and beta_2 short binary fractions (ties at hi and lo).
+    pairs.push_back({std::ldexp(std::floor(rng.uniform() * 4096.0), -10),
+                     std::ldexp(1.0 + std::floor(rng.uniform() * 512.0), -9)});
+  }
+  std::string err;
+  std::size_t oks = 0;
+  for (const auto& [b1, b2] : pairs) {
+    const horq::Threshold3 th(b1, b2);
+    bool tie = false, wrong = false;
+    const auto check = [&](float a) {
+      const double d = std::fabs(static_cast<double>(a) - b1);
+      tie = tie || d == b2;
+      if ((th.lo < a && a < th.hi) != (d < b2)) wrong = true;
+    };
+    const auto around = [&](double at) {
+      float f = static_cast<float>(std::max(0.0, at));
+      for (int k = 0; k < 200 && f > 0.0f; ++k) f = std::nextafter(f, 0.0f);
+      for (int k = 0; k < 400; ++k, f = std::nextafter(f, 1e38f)) check(f);
+    };
+    around(b1 + b2);
+    around(b1 - b2);
+    check(0.0f);
+    oks += th.ok && b2 != std::ldexp(std::floor(std::ldexp(b2, 9)), -9);  // a random pair's
+    if (((th.ok && wrong) || (tie && th.ok)) && err.empty())
+      err = fmt("beta_1 %.17g, beta_2 %.17g: ", b1, b2) + (wrong ? "a value on the wrong side" : "ok with a tie");
+  }
+  if (err.empty() && oks < 390) err = "only " + std::to_string(oks) + " of 400 random pairs ok";
+  record("-", "Threshold3 band edges", err);
+}
+
 void test_pack_signs(Rng& rng) {
   for (std::size_t n : kSizes) {
     const std::size_t rows = 3, stride = n + 2;
@@ -603,6 +647,7 @@ int main(int argc, char** argv) {
   test_parallel_for();
   test_fork_in_job();
   test_pack_signs(rng);
+  test_threshold3(rng);
   for (const auto& p : paths) {
     const int before = g_failed + g_passed, failed_before = g_failed;
     try {
