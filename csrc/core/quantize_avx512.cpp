@@ -268,6 +268,34 @@ struct Taps2BelowPass {
   }
 };
 
+// Order 3 from Threshold3 (quantize_walk.h), as quantize_avx2.cpp's Taps3Pass: per 16 values |x|, N = (lo < |x| < hi)
+// from two compares (the masks joined by kunpck), H_3 = H_2 XOR N; |r_2| as | | |x| - beta_1 | - beta_2 | in float32,
+// a word's four vectors added in float, then widened into double lanes.
+struct Taps3Pass {
+  __m512 lo, hi, b1, b2;
+  __m512d acc = _mm512_setzero_pd();
+  Taps3Pass(const Threshold3& t, double beta1, double beta2)
+      : lo(_mm512_set1_ps(t.lo)), hi(_mm512_set1_ps(t.hi)), b1(_mm512_set1_ps(static_cast<float>(beta1))),
+        b2(_mm512_set1_ps(static_cast<float>(beta2))) {}
+
+  word_t word(const float* x, word_t h2) {
+    __mmask16 in[4];
+    __m512 e[4];
+    for (int q = 0; q < 4; ++q) {
+      const __m512 a = _mm512_abs_ps(_mm512_loadu_ps(x + 16 * q));
+      in[q] = _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(a, lo, _CMP_GT_OQ), a, hi, _CMP_LT_OQ);
+      e[q] = _mm512_abs_ps(_mm512_sub_ps(_mm512_abs_ps(_mm512_sub_ps(a, b1)), b2));
+    }
+    const __m512 part = _mm512_add_ps(_mm512_add_ps(e[0], e[1]), _mm512_add_ps(e[2], e[3]));
+    acc = _mm512_add_pd(acc, _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(part)),
+                                           _mm512_cvtps_pd(_mm512_extractf32x8_ps(part, 1))));
+    return h2 ^ _cvtmask64_u64(_mm512_kunpackd(static_cast<__mmask64>(_mm512_kunpackw(in[3], in[2])),
+                                               static_cast<__mmask64>(_mm512_kunpackw(in[1], in[0]))));
+  }
+
+  double total() const { return _mm512_reduce_add_pd(acc); }
+};
+
 // Order 2: x < 0 selects which threshold applies (|x| > floor32(beta_1) for negative x, written
 // x < -floor32(beta_1); x < ceil32(beta_1) otherwise).
 struct Taps2Pass {
@@ -441,7 +469,7 @@ void quantize_taps2_avx512(const float* const* taps, std::size_t ntaps, std::siz
 
 void quantize_image_avx512(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word,
                            std::size_t count, int order, word_t* bits, std::size_t ldbits, double* betas) {
-  image_walk<Taps2BelowPass, Taps2Pass, TapsPass>(im, pix, word, count, order, bits, ldbits, betas);
+  image_walk<Taps2BelowPass, Taps2Pass, TapsPass, Taps3Pass>(im, pix, word, count, order, bits, ldbits, betas);
 }
 
 // Up to 64 pixels at a time (4 vectors) with their words and sums in registers across all channels, so a
