@@ -582,13 +582,15 @@ std::size_t block_columns(const QuantizedColumns& q) {
   return (three ? 3 : q.order == 1 ? 2 : 1) * kCols;
 }
 
-// Whether a task takes the table kernel: orders 1-3, rows below 2^16 bits, a block's panel within kPanelBytes (2
-// vectors a position, order 3's 3), a channel-major output (ppi > 1: the NHWC outputs of training stay with
-// store_columns), and enough columns.
+// Whether a task takes the table kernel: orders 1-3, rows below 2^16 bits, a 2-vector block's panel within kPanelBytes
+// (order 3's 3-vector blocks then up to 1.5 times that: 512ch 3x3's 72-word rows, 110 KB, ran faster than on the
+// outer kernel, profile_conv_core 512 7 3 fastest 1.066 -> 0.883 ms, 512 14 3 4.06 -> 2.92, the same with 4 MB
+// flushed between calls and 0.519 -> 0.432 at 2 threads), a channel-major output (ppi > 1: the NHWC outputs of
+// training stay with store_columns), and enough columns.
 bool applies(const QuantizedColumns& q, std::size_t ppi, std::size_t jb) {
   const std::size_t K = static_cast<std::size_t>(q.order);
   if (K < 1 || K > 3 || q.n >= 65536 || ppi == 1) return false;
-  if (16 * q.kw * (K == 3 ? 3 : 2) * kCols > kPanelBytes) return false;
+  if (16 * q.kw * 2 * kCols > kPanelBytes) return false;
   // A block, at order 1 of 64 columns (512ch 7x7 at order 1: its 49 columns in a 64-column block ran as fast as the
   // outer kernel from cache, 10% slower with its 72-word weight rows evicted: their table offsets, twice their size,
   // then went through memory too).

@@ -4,8 +4,7 @@ kernel's bits, which the rest of the suite checks against the reference; `_core.
 every task take the outer kernel.
 
 The shapes reach each part of it: blocks of 3 x 32 columns (order 1, rows up to 10 words) and of 2 x 32 (longer rows),
-order 2's blocks of 32 columns x 2 planes, order 3's of 32 columns x 3 planes (rows up to 36 words: 72-word ones
-stay with the outer kernel); superblocks of several blocks; 32-column groups cut by the task's last
+order 2's blocks of 32 columns x 2 planes, order 3's of 32 columns x 3 planes; superblocks of several blocks; 32-column groups cut by the task's last
 column, groups that run across images (small maps, batch > 1) and across image rows; a task's last columns that fill no
 block (to the outer kernel) or one at least 3/4 full (stored rows of 24-31 columns); filter counts below and between the
 register blocks (3, 5); tasks of 16-63 columns of rows of 32 words or more, which take the filters-in-lanes
