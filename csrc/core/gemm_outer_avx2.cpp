@@ -1,6 +1,6 @@
 // AVX2 half of the outer-product HORQ GEMM task (outer_panel.h: the task, its panel and its epilogue's
 // arithmetic); 4 columns per ymm (64-bit lanes). Compiled with -mavx2; selected only on CPUs with AVX2. Tasks of
-// orders 1-2 with enough columns take the table kernel at the end of this file instead, and tasks of 16-63 columns
+// orders 1-3 with enough columns take the table kernel at the end of this file instead, and tasks of 16-63 columns
 // of long rows its filters-in-lanes form (same bits).
 //
 // Counts: AVX2 has no vector popcount, so each 64-bit lane of a XOR is counted with the nibble table. Weight rows
@@ -773,13 +773,14 @@ void run(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const Ep
 // build_block does for stored column rows). A register block is one lane set's 4 columns against the 64 filters
 // (positions<4, 2>; at order 2 two calls, each 2 columns x 2 planes), so a task's columns are computed whole but for
 // the last lane set's 1-3. Per filter block (its panel, P x 64 bytes, stays in L2) every lane set of the task runs.
+// Order 3: three calls of 4 rows (a lane set's 4 columns x 3 planes), the same panel.
 //
 // Epilogue: the outer kernel's operations in its order on 4 filters of one column at once (beta broadcast, coef and
 // add loaded; n - 2 pc in 32-bit lanes, converted exactly), then a 4 x 4 transpose gives each filter its lane set's 4
 // columns for Avx2Outer::put (residual, floor, whichever store the destinations allow): the same bits.
 constexpr std::size_t kFilterBlock = 2 * kCols;  // filters per block: NV = 2 vectors of 32
 
-// Whether a task takes the filter-lane kernel: orders 1-2, rows below 2^16 bits, a filter block's panel within
+// Whether a task takes the filter-lane kernel: orders 1-3, rows below 2^16 bits, a filter block's panel within
 // kPanelBytes, a channel-major output, too few columns for a block of the column-lane kernel but at least kMinColumns,
 // and rows of at least kMinWords. Single layers against the outer kernel (a throwaway Python loop over
 // kernels.Conv2dLayer, 1 MB written between calls, fastest of 1,500, AMD EPYC Zen 3): 3x3 512ch 7x7 -8%, 256 ->
@@ -789,7 +790,7 @@ constexpr std::size_t kFilterBlock = 2 * kCols;  // filters per block: NV = 2 ve
 // kernel too, rather than read every filter block's panel for one lane set.
 constexpr std::size_t kMinColumns = 16, kMinWords = 32;
 bool applies_by_filters(const QuantizedColumns& q, std::size_t ppi, std::size_t jb) {
-  if (q.order < 1 || q.order > 2 || q.n >= 65536 || ppi == 1 || q.kw < kMinWords) return false;
+  if (q.order < 1 || q.order > 3 || q.n >= 65536 || ppi == 1 || q.kw < kMinWords) return false;
   return 16 * q.kw * kFilterBlock <= kPanelBytes && jb >= kMinColumns && jb < 2 * kCols;
 }
 
@@ -915,6 +916,10 @@ void run_by_filters(const word_t* wbits, std::size_t m, const QuantizedColumns& 
                     std::size_t ppi, float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb,
                     WeightCache* cache) {
   const bool neg_zero = any_negative_zero_add(ep, o0, mb);
+  if (q.order == 3) {
+    if (neg_zero) return task_by_filters<3, false>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb, cache);
+    return task_by_filters<3, true>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb, cache);
+  }
   if (q.order == 2) {
     if (neg_zero) return task_by_filters<2, false>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb, cache);
     return task_by_filters<2, true>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb, cache);

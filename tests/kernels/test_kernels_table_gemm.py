@@ -8,7 +8,7 @@ order 2's blocks of 32 columns x 2 planes, order 3's of 32 columns x 3 planes; s
 column, groups that run across images (small maps, batch > 1) and across image rows; a task's last columns that fill no
 block (to the outer kernel) or one at least 3/4 full (stored rows of 24-31 columns); filter counts below and between the
 register blocks (3, 5); tasks of 16-63 columns of rows of 32 words or more, which take the filters-in-lanes
-table kernel (64 filters a block, whole and partial, lane sets across images and rows, the filter panels kept in a
+table kernel (orders 1-3) (64 filters a block, whole and partial, lane sets across images and rows, the filter panels kept in a
 prepared layer's cache or built per task); rows of 1 word (1x1), 2, 4, 5, 9, 18, 27, 36 and 72 words (byte counts
 widened into 16 bits every 63 nibble positions: up to 19 times); the compact layout's stored planes (32 channels);
 stride 2 and no padding; the residual and floor epilogue; 1, 2 and 3 threads, whose tasks (gemm_split_avx2) are a share
@@ -137,7 +137,7 @@ def test_negative_zero_add_keeps_its_zeros(order, c, size, outer_kernel):
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-@pytest.mark.parametrize("order", [1, 2])
+@pytest.mark.parametrize("order", [1, 2, 3])
 @pytest.mark.parametrize("geom", FILTER_LANE_GEOMETRIES, ids=lambda g: "x".join(map(str, g)))
 def test_filter_panels_kept_by_a_layer_give_the_same_bits(geom, order, threads):
     """A prepared layer keeps the filter-lane kernel's filter panels after its first call; the unprepared core call
