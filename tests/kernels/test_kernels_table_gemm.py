@@ -4,16 +4,16 @@ kernel's bits, which the rest of the suite checks against the reference; `_core.
 every task take the outer kernel.
 
 The shapes reach each part of it: blocks of 3 x 32 columns (order 1, rows up to 10 words) and of 2 x 32 (longer rows),
-order 2's blocks of 32 columns x 2 planes, order 3's of 32 columns x 3 planes; superblocks of several blocks; 32-column groups cut by the task's last
-column, groups that run across images (small maps, batch > 1) and across image rows; a task's last columns that fill no
-block (to the outer kernel) or one at least 3/4 full (stored rows of 24-31 columns); filter counts below and between the
-register blocks (3, 5); tasks of 16-63 columns of rows of 32 words or more, which take the filters-in-lanes
-table kernel (orders 1-3) (64 filters a block, whole and partial, lane sets across images and rows, the filter panels kept in a
-prepared layer's cache or built per task); rows of 1 word (1x1), 2, 4, 5, 9, 18, 27, 36 and 72 words (byte counts
-widened into 16 bits every 63 nibble positions: up to 19 times); the compact layout's stored planes (32 channels);
-stride 2 and no padding; the residual and floor epilogue; 1, 2 and 3 threads, whose tasks (gemm_split_avx2) are a share
-of the whole blocks each, the filters split into blocks over every column, or the driver's own split (where it leaves a
-task below a block, both sides run the outer kernel)."""
+order 2's blocks of 32 columns x 2 planes, order 3's of 32 columns x 3 planes; superblocks of several blocks; 32-column
+groups cut by the task's last column, groups that run across images (small maps, batch > 1) and across image rows; a
+task's last columns that fill no block (to the outer kernel) or one at least 3/4 full (stored rows of 24-31 columns);
+filter counts below and between the register blocks (3, 5); tasks of 16-63 columns of rows of 32 words or more, which
+take the filters-in-lanes table kernel at orders 1-3 (64 filters a block, whole and partial, lane sets across images
+and rows, the filter panels kept in a prepared layer's cache or built per task); rows of 1 word (1x1), 2, 4, 5, 9, 18,
+27, 36 and 72 words (byte counts widened into 16 bits every 63 nibble positions: up to 19 times); the compact layout's
+stored planes (32 channels); stride 2 and no padding; the residual and floor epilogue; 1, 2 and 3 threads, whose tasks
+(gemm_split_avx2) are a share of the whole blocks each, the filters split into blocks over every column, or the
+driver's own split (where it leaves a task below a block, both sides run the outer kernel)."""
 
 import numpy as np
 import pytest
