@@ -35,6 +35,28 @@ namespace {
 constexpr std::size_t kDoubles = 4;  // doubles per ymm
 constexpr std::size_t kFloats = 8;   // floats per ymm
 
+// A whole word of 64 values at x, 8 vectors of |x|: f(a, term) returns a vector's compare mask and sets its term; the
+// masks' lanes become the word returned (value i at bit i), and the terms go into four float sums (vectors v and v + 4
+// into sum v % 4, rather than one chain of eight dependent adds), added as (s0 + s1) + (s2 + s3) and widened into the
+// double lanes of acc.
+template <class F>
+inline word_t whole_word_walk(const float* x, __m256d& acc, F&& f) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  word_t bits = 0;
+  __m256 s[4];
+#pragma GCC unroll 8
+  for (std::size_t v = 0; v < kWordBits / kFloats; ++v) {
+    __m256 term;
+    const __m256 m = f(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + v * kFloats)), term);
+    bits |= static_cast<word_t>(static_cast<unsigned>(_mm256_movemask_ps(m))) << (v * kFloats);
+    s[v % 4] = v < 4 ? term : _mm256_add_ps(s[v % 4], term);
+  }
+  const __m256 part = _mm256_add_ps(_mm256_add_ps(s[0], s[1]), _mm256_add_ps(s[2], s[3]));
+  acc = _mm256_add_pd(acc, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(part)),
+                                         _mm256_cvtps_pd(_mm256_extractf128_ps(part, 1))));
+  return bits;
+}
+
 // s + (l0 + l1) + (l2 + l3) for the lanes l of v: the one order every AVX2 pass adds its lanes in.
 inline double add_lanes(double s, __m256d v) {
   alignas(32) double l[kDoubles];
@@ -177,20 +199,11 @@ struct Taps2BelowPass {
   // `profile_quantize_core 64 56 2 1`, fastest calls 300-306 -> 279-287 us: docs/KERNELS.md round 26). The sums of a
   // column are still a function of its values alone.
   word_t whole_word(const float* x, word_t h1) {
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    word_t l = 0;
-    __m256 s[4];
-#pragma GCC unroll 8
-    for (std::size_t i = 0; i < kWordBits; i += kFloats) {
-      const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i));
+    const word_t l = whole_word_walk(x, acc, [&](__m256 a, __m256& term) {
       const __m256 lm = _mm256_cmp_ps(a, up, _CMP_LT_OQ);
-      l |= static_cast<word_t>(static_cast<unsigned>(_mm256_movemask_ps(lm))) << i;
-      const std::size_t v = i / kFloats;
-      s[v % 4] = v < 4 ? _mm256_and_ps(lm, a) : _mm256_add_ps(s[v % 4], _mm256_and_ps(lm, a));
-    }
-    const __m256 part = _mm256_add_ps(_mm256_add_ps(s[0], s[1]), _mm256_add_ps(s[2], s[3]));
-    acc = _mm256_add_pd(acc, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(part)),
-                                           _mm256_cvtps_pd(_mm256_extractf128_ps(part, 1))));
+      term = _mm256_and_ps(lm, a);
+      return lm;
+    });
     below += static_cast<std::uint64_t>(__builtin_popcountll(l));
     return h1 ^ l;
   }
@@ -222,21 +235,10 @@ struct Taps3Pass {
 
   word_t word(const float* x, word_t h2) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
-    word_t n = 0;
-    __m256 s[4];
-#pragma GCC unroll 8
-    for (std::size_t i = 0; i < kWordBits; i += kFloats) {
-      const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i));
-      const __m256 in = _mm256_and_ps(_mm256_cmp_ps(a, lo, _CMP_GT_OQ), _mm256_cmp_ps(a, hi, _CMP_LT_OQ));
-      n |= static_cast<word_t>(static_cast<unsigned>(_mm256_movemask_ps(in))) << i;
-      const __m256 e = _mm256_andnot_ps(sign, _mm256_sub_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(a, b1)), b2));
-      const std::size_t v = i / kFloats;
-      s[v % 4] = v < 4 ? e : _mm256_add_ps(s[v % 4], e);
-    }
-    const __m256 part = _mm256_add_ps(_mm256_add_ps(s[0], s[1]), _mm256_add_ps(s[2], s[3]));
-    acc = _mm256_add_pd(acc, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(part)),
-                                           _mm256_cvtps_pd(_mm256_extractf128_ps(part, 1))));
-    return h2 ^ n;
+    return h2 ^ whole_word_walk(x, acc, [&](__m256 a, __m256& term) {
+             term = _mm256_andnot_ps(sign, _mm256_sub_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(a, b1)), b2));
+             return _mm256_and_ps(_mm256_cmp_ps(a, lo, _CMP_GT_OQ), _mm256_cmp_ps(a, hi, _CMP_LT_OQ));
+           });
   }
 
   double total() const { return add_lanes(0.0, acc); }
