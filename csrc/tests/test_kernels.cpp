@@ -470,7 +470,10 @@ void test_threshold3(Rng& rng) {
   std::vector<std::pair<double, double>> pairs = {{2.0, 1.0},       {1.0625, 0.9375}, {0.515625, 0.515625},
                                                   {0.3, 0.456789},  {1e6 + 0.3, 1e-3}, {0.7978123, 0.45678912},
                                                   {1.0, 0x1p-30},   {0.0, 0.5},        {5.0, 5.0},
-                                                  {1.0 + 0x1p-30, 0.875 + 0x1p-30}};  // ties at lo = 0.125 only
+                                                  {1.0 + 0x1p-30, 0.875 + 0x1p-30},  // ties at lo = 0.125 only
+                                                  // far from 1: huge, tiny, subnormal, one edge far off the other
+                                                  {1e30, 3e29}, {1e-30, 4e-31}, {3e-39, 1e-39},
+                                                  {1e20, 1e-10}, {1e-10, 1e20}, {2e38, 1e38}};
   for (int i = 0; i < 400; ++i) {
     const double b1 = rng.uniform() * (i % 3 == 0 ? 100.0 : 2.0);
     pairs.push_back({b1, b1 * (0.1 + 2.0 * rng.uniform())});

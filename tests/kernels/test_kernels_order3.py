@@ -116,3 +116,13 @@ def test_one_sided_ties(path, counts, a, b1, b2):
     wt = rng.standard_normal((3, 64, 3, 3)).astype(np.float32)
     betas = _check_chain(x, wt, 3, path, padding=0)
     assert np.all(betas[:, 0] == b1) and np.all(betas[:, 1] == b2)
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-20, 1e20, 1e30])
+def test_far_from_one(path, scale):
+    """Values scaled far from 1 (the band edges are then float32 values of that size; the thresholds' searches step
+    through them the same way)."""
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((1, 64, 7, 7)) * scale).astype(np.float32)
+    wt = rng.standard_normal((3, 64, 3, 3)).astype(np.float32)
+    _check_chain(x, wt, 3, path)
