@@ -10,7 +10,8 @@
 //   * Orders k >= 2 threshold the residual against the column's own betas (a pixel gets different bits in
 //     overlapping columns), so each column's passes k = 2..K read its taps in place from an NHWC float copy
 //     of the input and recompute the residual chain per value (quantize_taps; order 2: the exact float32
-//     pass quantize_taps2). Padding taps are nullptr: every value of such a tap has the same residual.
+//     pass quantize_taps2; order 3 on the avx2 path: quantize_taps2, then quantize_taps3's float32 thresholds).
+//     Padding taps are nullptr: every value of such a tap has the same residual.
 //     With the pixel image and whole words per tap (C a multiple of 64: image_columns), the copy has the
 //     image's zero border instead, so padding taps are read like any other, H_1 comes from the image, and a
 //     task's columns go to quantize_image in one call.
@@ -324,6 +325,7 @@ struct ColumnSource {
   std::size_t taps, gw, kwords, ppi, imhp, imwp;
   int order;
   bool compact, implicit;
+  bool taps3;  // order 3 by quantize_taps2 + quantize_taps3 (the path has it)
   double n;
   const word_t* pix_bits;   // per pixel gw words (no image)
   const word_t* img_words;  // the image's words (with an image)
@@ -357,8 +359,9 @@ struct ColumnSource {
       if (s.implicit) {
         const std::size_t py = static_cast<std::size_t>(iy) + g.ph, px = static_cast<std::size_t>(ix) + g.pw;
         sum += s.sums[(img * s.imhp + py) * s.imwp + px];
-        // The GEMM reads H_1 from the image; order 2's pass reads it here (quantize_taps2: H_2 = H_1 ^ L).
-        if (s.order == 2)
+        // The GEMM reads H_1 from the image; order 2's pass reads it here (quantize_taps2: H_2 = H_1 ^ L), also
+        // where order 3 starts with it (quantize_column_block).
+        if (s.order == 2 || s.taps3)
           for (std::size_t w = 0; w < s.gw; ++w)
             bits[tap * s.gw + w] = s.img_words[((img * s.gw + w) * s.imhp + py) * s.imwp + px];
       } else {
@@ -447,6 +450,10 @@ void quantize_column_block(const KernelTable& kt, const ColumnSource& source, Qu
     betas[0] = gather_column(s, at.img, at.oy, at.ox, bits, tp) / s.n;
     if (s.order == 2) {
       kt.quantize_taps2(tp, s.taps, s.g.channels, bits, ld, betas);
+    } else if (s.taps3) {  // order 3: the float32 passes, or the chain where the thresholds do not apply
+      kt.quantize_taps2(tp, s.taps, s.g.channels, bits, ld, betas);
+      if (!kt.quantize_taps3(tp, s.taps, s.g.channels, bits, ld, betas))
+        kt.quantize_taps(tp, s.taps, s.g.channels, s.order, bits, ld, betas);
     } else if (s.order > 2) {
       kt.quantize_taps(tp, s.taps, s.g.channels, s.order, bits, ld, betas);
     }
@@ -466,7 +473,8 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
   if (image_columns(q, g))
     for (const std::int64_t off : q.image.sum_off) x_off.push_back(off * static_cast<std::int64_t>(g.channels));
   const ColumnSource source{g, taps, words_for(g.channels), q.kw, g.out_h * g.out_w, q.image.hp, q.image.wp, order,
-                            conv_compact(g.channels, taps), q.implicit_h1, static_cast<double>(q.n),
+                            conv_compact(g.channels, taps), q.implicit_h1, order == 3 && kt.quantize_taps3,
+                            static_cast<double>(q.n),
                             pp.bits.data(), q.image.words.data(), q.implicit_h1 ? q.image.sums.data() : pp.sums.data(),
                             copies_nhwc(q, g, in_scale) ? pp.xt.get() : x, x_off.data()};
   parallel_for(ceil_div(q.ncols, kColsPerTask), [&](std::size_t t) {

@@ -20,6 +20,7 @@ namespace {
     t.quantize = quantize_column_##isa;             \
     t.quantize_taps = quantize_taps_##isa;          \
     t.quantize_taps2 = quantize_taps2_##isa;        \
+    t.quantize_taps3 = nullptr;                     \
     t.quantize_image = quantize_image_##isa;        \
     t.pack_pixels = pack_pixels_##isa;              \
     t.to_nhwc = to_nhwc_##isa;                      \
@@ -39,7 +40,7 @@ namespace {
     return t;                                       \
   }()
 
-static_assert(sizeof(KernelTable) == 21 * sizeof(void*),
+static_assert(sizeof(KernelTable) == 22 * sizeof(void*),
               "a member added to KernelTable must be set in HORQ_KERNEL_TABLE (and counted here)");
 
 const KernelTable kGeneric = HORQ_KERNEL_TABLE(generic, nullptr, nullptr);
@@ -49,7 +50,11 @@ std::atomic<bool> avx2_table{true};
 bool always() { return true; }
 
 #if HORQ_HAVE_X86_KERNELS
-const KernelTable kAvx2 = HORQ_KERNEL_TABLE(avx2, gemm_task_avx2, gemm_split_avx2);
+const KernelTable kAvx2 = [] {
+  KernelTable t = HORQ_KERNEL_TABLE(avx2, gemm_task_avx2, gemm_split_avx2);
+  t.quantize_taps3 = quantize_taps3_avx2;  // the one path with it (quantize.h)
+  return t;
+}();
 const KernelTable kAvx512 = HORQ_KERNEL_TABLE(avx512, gemm_task_avx512, nullptr);
 
 bool cpu_has_avx2() {

@@ -241,7 +241,40 @@ struct Taps3Pass {
            });
   }
 
-  double total() const { return add_lanes(0.0, acc); }
+  // Values [i0, i1) of a word (taps3_walk: channel counts that 64 does not divide): whole words as above, else the
+  // word's whole vectors into one float sum and its last 1-7 values one by one (the same tests, in float32) into a
+  // scalar one.
+  word_t word(const float* x, std::size_t i0, std::size_t i1, word_t h2) {
+    if (i1 - i0 == kWordBits) return word(x + i0, h2);
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    word_t n = 0;
+    __m256 part = _mm256_setzero_ps();
+    std::size_t i = i0;
+    for (; i + kFloats <= i1; i += kFloats) {
+      const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i));
+      const __m256 in = _mm256_and_ps(_mm256_cmp_ps(a, lo, _CMP_GT_OQ), _mm256_cmp_ps(a, hi, _CMP_LT_OQ));
+      n |= static_cast<word_t>(static_cast<unsigned>(_mm256_movemask_ps(in))) << (i - i0);
+      part = _mm256_add_ps(
+          part, _mm256_andnot_ps(sign, _mm256_sub_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(a, b1)), b2)));
+    }
+    const float l = _mm256_cvtss_f32(lo), h = _mm256_cvtss_f32(hi);
+    const float f1 = _mm256_cvtss_f32(b1), f2 = _mm256_cvtss_f32(b2);
+    float t = 0.0f;
+    for (; i < i1; ++i) {
+      const float a = std::fabs(x[i]);
+      n |= static_cast<word_t>(l < a && a < h) << (i - i0);
+      t += std::fabs(std::fabs(a - f1) - f2);
+    }
+    acc = _mm256_add_pd(acc, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(part)),
+                                           _mm256_cvtps_pd(_mm256_extractf128_ps(part, 1))));
+    tail += static_cast<double>(t);
+    return h2 ^ n;
+  }
+
+  double total(double sum = 0.0) const { return add_lanes(sum + tail, acc); }
+
+ private:
+  double tail = 0.0;  // the partial words' last values
 };
 
 struct Taps2Pass {
@@ -363,6 +396,11 @@ void quantize_column_avx2(double* r, std::size_t groups, std::size_t cg, int ord
 void quantize_taps_avx2(const float* const* taps, std::size_t ntaps, std::size_t cg, int order, word_t* bits,
                         std::size_t ldbits, double* betas) {
   taps_walk<TapsPass>(taps, ntaps, cg, order, bits, ldbits, betas);
+}
+
+bool quantize_taps3_avx2(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits,
+                         std::size_t ldbits, double* betas) {
+  return taps3_walk<Taps3Pass>(taps, ntaps, cg, bits, ldbits, betas);
 }
 
 void quantize_taps2_avx2(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits,

@@ -162,6 +162,37 @@ struct Threshold3 {
   }
 };
 
+// quantize_taps3_* (quantize.h): Pass(th, beta_1, beta_2) as image_walk's Third, with word(x, i0, i1, h2) for the
+// values [i0, i1) of a word (any count) and total(sum) adding `sum` (the padding taps' |r_2|). A padding tap's values
+// are all 0: H_3 = H_2 XOR N(0) (no tie at 0: Threshold3's checks), |r_2| the chain's for x = 0.
+template <class Pass>
+bool taps3_walk(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits, std::size_t ldbits,
+                double* betas) {
+  const Threshold3 th(betas[0], betas[1]);
+  if (!th.ok) return false;
+  const std::size_t n = ntaps * cg, gw = words_for(cg);
+  const word_t* row2 = bits + ldbits;
+  word_t* row3 = bits + 2 * ldbits;
+  const bool zero_in = th.lo < 0.0f && 0.0f < th.hi;
+  const double pad = std::fabs(padding_residual(betas, 3));
+  Pass pass(th, betas[0], betas[1]);
+  double sum = 0.0;
+  for (std::size_t t = 0; t < ntaps; ++t) {
+    const word_t* h2 = row2 + t * gw;
+    word_t* out = row3 + t * gw;
+    const float* x = taps[t];
+    if (!x) {
+      fill_padding_words(out, cg, zero_in);
+      for (std::size_t w = 0; w < gw; ++w) out[w] ^= h2[w];
+      sum += pad * static_cast<double>(cg);
+      continue;
+    }
+    for (std::size_t w = 0; w < gw; ++w) out[w] = pass.word(x, w * kWordBits, word_end(w, cg), h2[w]);
+  }
+  betas[2] = pass.total(sum) / static_cast<double>(n);
+  return true;
+}
+
 // Order 2 of a padding tap (x = 0 in all cg values): r_1 = -beta_1 is negative unless beta_1 = 0, so every
 // bit is (beta_1 > 0); the tap's part of beta_2's sum is |r_1| * cg = beta_1 * cg, returned.
 inline double order2_padding_tap(word_t* words, std::size_t cg, double beta1) {

@@ -6,6 +6,9 @@ Taps3Pass; the double chain elsewhere and where the thresholds could tie); each 
 summation rounding (2e-6 of beta_1 here: relative to the values' scale, which a beta_2 of values clustered around
 beta_1 is far below).
 
+The channel counts reach both routes: multiples of 64 (the zero-bordered image, every word whole) and others (one
+column at a time, padding taps as nullptr, words cut short: the AVX2 path's order 3 there from quantize_taps3).
+
 Inputs: random values; magnitudes a few float32 steps apart around 1 (beta_1 +- beta_2 then falls among the values
 themselves, so the thresholds' last step decides bits); magnitudes 1 and 3 (beta_1 = 2, |r_1| = 1 = beta_2 for every
 value: the tie the float32 thresholds cannot express, left to the double chain); one magnitude (beta_2 = 0); zeros and
@@ -35,11 +38,18 @@ def _windows(x, k, stride, padding):
 
 
 def _words(h):
-    """Bits (columns, taps, C) packed as the grouped conv layout's words (C a multiple of 64: bit c of tap t's
-    word c // 64)."""
+    """Bits (columns, taps, C) packed as the conv layout's words (csrc/core/layer.h conv_compact): grouped, each tap's
+    C bits in words of their own, or compact, bit t C + c of one run, where that takes fewer words."""
     cols, taps, c = h.shape
-    packed = np.packbits(h.reshape(cols, taps, c // 64, 64), axis=-1, bitorder="little")
-    return packed.reshape(cols, taps * c // 64, 8).copy().view(np.uint64).reshape(cols, -1)
+    gw, nw = -(-c // 64), -(-(c * taps) // 64)
+    if c % 64 and nw < taps * gw:  # compact
+        flat = np.zeros((cols, nw * 64), bool)
+        flat[:, :taps * c] = h.reshape(cols, -1)
+    else:
+        flat = np.zeros((cols, taps, gw * 64), bool)
+        flat[:, :, :c] = h
+    packed = np.packbits(flat.reshape(cols, -1, 64), axis=-1, bitorder="little")
+    return packed.copy().view(np.uint64).reshape(cols, -1)
 
 
 def _check_chain(x, wt, order, path, stride=1, padding=1):
@@ -59,7 +69,10 @@ def _check_chain(x, wt, order, path, stride=1, padding=1):
 
 @pytest.mark.parametrize("order", [3, 4])
 @pytest.mark.parametrize("geom", [(1, 64, 9, 9, 3, 1, 1), (2, 128, 6, 7, 3, 1, 1), (1, 64, 11, 10, 3, 2, 1),
-                                  (1, 192, 5, 5, 3, 1, 0), (1, 64, 8, 8, 1, 1, 0)],
+                                  (1, 192, 5, 5, 3, 1, 0), (1, 64, 8, 8, 1, 1, 0),
+                                  # channel counts 64 does not divide: the per-column route (compact or partial words)
+                                  (1, 32, 9, 9, 3, 1, 1), (2, 96, 8, 7, 3, 1, 1), (1, 96, 6, 6, 1, 1, 0),
+                                  (2, 3, 10, 10, 3, 1, 1), (1, 65, 7, 6, 3, 2, 1), (1, 100, 5, 5, 1, 1, 0)],
                          ids=lambda g: "x".join(map(str, g)))
 def test_random_columns_follow_the_chain(path, geom, order):
     n, c, h, w, k, s, p = geom

@@ -429,16 +429,17 @@ int check_gemm_ties() {
 
 }  // namespace
 
-// The kernels a convolution's quantization and GEMM take, on the generic and the AVX-512 path.
+// The kernels a convolution's quantization and GEMM take, on the generic and the AVX-512 path (neither has
+// quantize_taps3).
 KernelTable generic_conv_table() {
   return {"generic",           bgemm_popcount_generic,  quantize_column_generic, quantize_taps_generic,
-          quantize_taps2_generic, quantize_image_generic, pack_pixels_generic,  to_nhwc_generic,
-          nullptr};
+          quantize_taps2_generic, nullptr,                quantize_image_generic,  pack_pixels_generic,
+          to_nhwc_generic,        nullptr};
 }
 KernelTable avx512_conv_table() {
   return {"avx512",          bgemm_popcount_avx512,  quantize_column_avx512, quantize_taps_avx512,
-          quantize_taps2_avx512, quantize_image_avx512, pack_pixels_avx512,  to_nhwc_avx512,
-          gemm_task_avx512};
+          quantize_taps2_avx512, nullptr,               quantize_image_avx512,  pack_pixels_avx512,
+          to_nhwc_avx512,        gemm_task_avx512};
 }
 
 // quantize_conv_columns + horq_gemm with the AVX-512 kernels against the generic ones on geometries with
