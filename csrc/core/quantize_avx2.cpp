@@ -57,6 +57,22 @@ inline word_t whole_word_walk(const float* x, __m256d& acc, F&& f) {
   return bits;
 }
 
+// The whole vectors of values [i, i1) of a word starting at value i0 (a word cut short): f as for whole_word_walk; the
+// masks' lanes as bits (value j at bit j - i0) returned, the terms added into `part` in order, and i left at the first
+// value after them.
+template <class F>
+inline word_t vector_steps(const float* x, std::size_t i0, std::size_t& i, std::size_t i1, __m256& part, F&& f) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  word_t bits = 0;
+  for (; i + kFloats <= i1; i += kFloats) {
+    __m256 term;
+    const __m256 m = f(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), term);
+    bits |= static_cast<word_t>(static_cast<unsigned>(_mm256_movemask_ps(m))) << (i - i0);
+    part = _mm256_add_ps(part, term);
+  }
+  return bits;
+}
+
 // s + (l0 + l1) + (l2 + l3) for the lanes l of v: the one order every AVX2 pass adds its lanes in.
 inline double add_lanes(double s, __m256d v) {
   alignas(32) double l[kDoubles];
@@ -171,16 +187,13 @@ struct Taps2BelowPass {
 
   word_t word(const float* x, std::size_t i0, std::size_t i1, double&, word_t h1) {
     if (i1 - i0 == kWordBits) return whole_word(x + i0, h1);
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    word_t l = 0;
     __m256 part = _mm256_setzero_ps();
     std::size_t i = i0;
-    for (; i + kFloats <= i1; i += kFloats) {
-      const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i));
+    word_t l = vector_steps(x, i0, i, i1, part, [&](__m256 a, __m256& term) {
       const __m256 lm = _mm256_cmp_ps(a, up, _CMP_LT_OQ);
-      l |= static_cast<word_t>(static_cast<unsigned>(_mm256_movemask_ps(lm))) << (i - i0);
-      part = _mm256_add_ps(part, _mm256_and_ps(lm, a));
-    }
+      term = _mm256_and_ps(lm, a);
+      return lm;
+    });
     float t = 0.0f;
     for (; i < i1; ++i) {
       const float a = std::fabs(x[i]);
@@ -247,16 +260,12 @@ struct Taps3Pass {
   word_t word(const float* x, std::size_t i0, std::size_t i1, word_t h2) {
     if (i1 - i0 == kWordBits) return word(x + i0, h2);
     const __m256 sign = _mm256_set1_ps(-0.0f);
-    word_t n = 0;
     __m256 part = _mm256_setzero_ps();
     std::size_t i = i0;
-    for (; i + kFloats <= i1; i += kFloats) {
-      const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i));
-      const __m256 in = _mm256_and_ps(_mm256_cmp_ps(a, lo, _CMP_GT_OQ), _mm256_cmp_ps(a, hi, _CMP_LT_OQ));
-      n |= static_cast<word_t>(static_cast<unsigned>(_mm256_movemask_ps(in))) << (i - i0);
-      part = _mm256_add_ps(
-          part, _mm256_andnot_ps(sign, _mm256_sub_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(a, b1)), b2)));
-    }
+    word_t n = vector_steps(x, i0, i, i1, part, [&](__m256 a, __m256& term) {
+      term = _mm256_andnot_ps(sign, _mm256_sub_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(a, b1)), b2));
+      return _mm256_and_ps(_mm256_cmp_ps(a, lo, _CMP_GT_OQ), _mm256_cmp_ps(a, hi, _CMP_LT_OQ));
+    });
     const float l = _mm256_cvtss_f32(lo), h = _mm256_cvtss_f32(hi);
     const float f1 = _mm256_cvtss_f32(b1), f2 = _mm256_cvtss_f32(b2);
     float t = 0.0f;
