@@ -35,6 +35,13 @@ namespace {
 constexpr std::size_t kDoubles = 4;  // doubles per ymm
 constexpr std::size_t kFloats = 8;   // floats per ymm
 
+// acc + the 8 float lanes of part, widened to double (lanes l and l + 4 into double lane l): how every pass adds a
+// word's float sums into its double accumulator.
+inline __m256d widen_add(__m256d acc, __m256 part) {
+  return _mm256_add_pd(acc, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(part)),
+                                          _mm256_cvtps_pd(_mm256_extractf128_ps(part, 1))));
+}
+
 // A whole word of 64 values at x, 8 vectors of |x|: f(a, term) returns a vector's compare mask and sets its term; the
 // masks' lanes become the word returned (value i at bit i), and the terms go into four float sums (vectors v and v + 4
 // into sum v % 4, rather than one chain of eight dependent adds), added as (s0 + s1) + (s2 + s3) and widened into the
@@ -51,9 +58,7 @@ inline word_t whole_word_walk(const float* x, __m256d& acc, F&& f) {
     bits |= static_cast<word_t>(static_cast<unsigned>(_mm256_movemask_ps(m))) << (v * kFloats);
     s[v % 4] = v < 4 ? term : _mm256_add_ps(s[v % 4], term);
   }
-  const __m256 part = _mm256_add_ps(_mm256_add_ps(s[0], s[1]), _mm256_add_ps(s[2], s[3]));
-  acc = _mm256_add_pd(acc, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(part)),
-                                         _mm256_cvtps_pd(_mm256_extractf128_ps(part, 1))));
+  acc = widen_add(acc, _mm256_add_ps(_mm256_add_ps(s[0], s[1]), _mm256_add_ps(s[2], s[3])));
   return bits;
 }
 
@@ -199,8 +204,7 @@ struct Taps2BelowPass {
       const float a = std::fabs(x[i]);
       if (a < up_s) l |= word_t{1} << (i - i0), t += a;
     }
-    acc = _mm256_add_pd(acc, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(part)),
-                                           _mm256_cvtps_pd(_mm256_extractf128_ps(part, 1))));
+    acc = widen_add(acc, part);
     tail += static_cast<double>(t);
     below += static_cast<std::uint64_t>(__builtin_popcountll(l));
     return h1 ^ l;
@@ -246,12 +250,15 @@ struct Taps3Pass {
       : lo(_mm256_set1_ps(t.lo)), hi(_mm256_set1_ps(t.hi)), b1(_mm256_set1_ps(static_cast<float>(beta1))),
         b2(_mm256_set1_ps(static_cast<float>(beta2))) {}
 
-  word_t word(const float* x, word_t h2) {
+  // N of 8 values a = |x| as a lane mask, and their | |a - beta_1| - beta_2 | in term.
+  __m256 band(__m256 a, __m256& term) const {
     const __m256 sign = _mm256_set1_ps(-0.0f);
-    return h2 ^ whole_word_walk(x, acc, [&](__m256 a, __m256& term) {
-             term = _mm256_andnot_ps(sign, _mm256_sub_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(a, b1)), b2));
-             return _mm256_and_ps(_mm256_cmp_ps(a, lo, _CMP_GT_OQ), _mm256_cmp_ps(a, hi, _CMP_LT_OQ));
-           });
+    term = _mm256_andnot_ps(sign, _mm256_sub_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(a, b1)), b2));
+    return _mm256_and_ps(_mm256_cmp_ps(a, lo, _CMP_GT_OQ), _mm256_cmp_ps(a, hi, _CMP_LT_OQ));
+  }
+
+  word_t word(const float* x, word_t h2) {
+    return h2 ^ whole_word_walk(x, acc, [&](__m256 a, __m256& term) { return band(a, term); });
   }
 
   // Values [i0, i1) of a word (taps3_walk: channel counts that 64 does not divide): whole words as above, else the
@@ -259,13 +266,9 @@ struct Taps3Pass {
   // scalar one.
   word_t word(const float* x, std::size_t i0, std::size_t i1, word_t h2) {
     if (i1 - i0 == kWordBits) return word(x + i0, h2);
-    const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 part = _mm256_setzero_ps();
     std::size_t i = i0;
-    word_t n = vector_steps(x, i0, i, i1, part, [&](__m256 a, __m256& term) {
-      term = _mm256_andnot_ps(sign, _mm256_sub_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(a, b1)), b2));
-      return _mm256_and_ps(_mm256_cmp_ps(a, lo, _CMP_GT_OQ), _mm256_cmp_ps(a, hi, _CMP_LT_OQ));
-    });
+    word_t n = vector_steps(x, i0, i, i1, part, [&](__m256 a, __m256& term) { return band(a, term); });
     const float l = _mm256_cvtss_f32(lo), h = _mm256_cvtss_f32(hi);
     const float f1 = _mm256_cvtss_f32(b1), f2 = _mm256_cvtss_f32(b2);
     float t = 0.0f;
@@ -274,8 +277,7 @@ struct Taps3Pass {
       n |= static_cast<word_t>(l < a && a < h) << (i - i0);
       t += std::fabs(std::fabs(a - f1) - f2);
     }
-    acc = _mm256_add_pd(acc, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(part)),
-                                           _mm256_cvtps_pd(_mm256_extractf128_ps(part, 1))));
+    acc = widen_add(acc, part);
     tail += static_cast<double>(t);
     return h2 ^ n;
   }
@@ -313,8 +315,7 @@ struct Taps2Pass {
       word |= static_cast<word_t>(neg_r) << (i - i0);
       tail += std::fabs(a - th.nearest);
     }
-    acc = _mm256_add_pd(acc, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(part)),
-                                           _mm256_cvtps_pd(_mm256_extractf128_ps(part, 1))));
+    acc = widen_add(acc, part);
     sum += static_cast<double>(tail);
     return word;
   }
