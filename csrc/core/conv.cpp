@@ -15,6 +15,8 @@
 //     With the pixel image and whole words per tap (C a multiple of 64: image_columns), the copy has the
 //     image's zero border instead, so padding taps are read like any other, H_1 comes from the image, and a
 //     task's columns go to quantize_image in one call.
+//     On the avx2 path a 3 x 3 window at stride 1 takes order 2 from per-pixel bands instead (band2_columns,
+//     quantize.h Band2Row): each pixel compared once with its readers' least and greatest threshold.
 //   * Optional input affine x * in_scale[c] + in_shift[c] (a folded BatchNorm), float32 multiply then add,
 //     applied on the fly both where pixels are packed and where the NHWC copy is written, so H_1, beta_1
 //     and the taps all see the same float values a separate affine step would produce.
@@ -26,12 +28,15 @@
 // Pixel rows and column blocks are independent tasks, so results do not depend on the thread count.
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <vector>
 
 #include "core/layer.h"
+#include "core/quantize_walk.h"
 #include "core/prefetch.h"
 #include "core/threadpool.h"
 
@@ -461,6 +466,88 @@ void quantize_column_block(const KernelTable& kt, const ColumnSource& source, Qu
   }
 }
 
+// Whether the columns' order 2 comes from per-pixel bands (quantize.h Band2Row): on the image route, a 3 x 3 window
+// at stride 1 and dilation 1 (each pixel read by up to 9 columns), where the path has the kernels.
+bool band2_route(const KernelTable& kt, const QuantizedColumns& q, const ConvGeometry& g) {
+  return kt.band2_pixels && image_columns(q, g) && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 &&
+         g.dw == 1;
+}
+
+// Every column's beta_1 (the box sum, as image_walk computes it) and thresholds into the grids of quantize.h, then
+// every padded pixel's slots (band2_pixels, a task per pixel row), then the columns (band2_columns, kColsPerTask a
+// task). Each stage reads only what the one before wrote in full, so no result depends on the tasks or threads.
+void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumns& q) {
+  const ConvGeometry& g = s.g;
+  const PixelImage& im = q.image;
+  const std::size_t C = g.channels, gw = C / kWordBits, order = static_cast<std::size_t>(s.order);
+  const std::size_t oh = g.out_h, ow = g.out_w, hp = im.hp, wp = im.wp, gs = ow + 5, grid = (oh + 4) * gs;
+  const std::size_t pixels = g.batch * hp * wp;
+  thread_local std::vector<float, UninitAllocator<float>> pos_buf, neg_buf;
+  thread_local std::vector<word_t, UninitAllocator<word_t>> l_buf;
+  thread_local std::vector<double, UninitAllocator<double>> sb_buf;
+  pos_buf.assign(g.batch * grid, std::numeric_limits<float>::infinity());
+  neg_buf.assign(g.batch * grid, -std::numeric_limits<float>::infinity());
+  l_buf.resize(pixels * gw * kBand2Slots);
+  sb_buf.resize(pixels * kBand2Slots);
+  float* const pos = pos_buf.data();
+  float* const neg = neg_buf.data();
+  word_t* const l = l_buf.data();
+  double* const sb = sb_buf.data();
+  std::atomic<bool> exact{false};
+  parallel_for(g.batch * oh, [&](std::size_t t) {
+    const std::size_t img = t / oh, oy = t % oh;
+    const std::int64_t at = static_cast<std::int64_t>((img * hp + oy) * wp);
+    const std::size_t cell = img * grid + (oy + 2) * gs + 2;
+    double* betas = q.betas.data() + (t * ow) * order;
+    bool any = false;
+    for (std::size_t ox0 = 0; ox0 < ow; ox0 += kBoxLanes) {
+      // kBoxLanes columns' box sums side by side (each in tap order: box_beta's sums), as image_walk adds them
+      const std::size_t nl = std::min(kBoxLanes, ow - ox0);
+      const double* sums = im.sums.data() + at + static_cast<std::int64_t>(ox0);
+      double box[kBoxLanes] = {};
+      for (const std::int64_t off : im.sum_off)
+        for (std::size_t j = 0; j < kBoxLanes; ++j) box[j] += j < nl ? sums[off + static_cast<std::int64_t>(j)] : 0.0;
+      for (std::size_t j = 0; j < nl; ++j) {
+        const std::size_t ox = ox0 + j;
+        const double b = box[j] / s.n;
+        betas[ox * order] = b;
+        const Threshold32 th(b);
+        const bool e = th.up == th.down;  // beta_1 is a float32 value
+        pos[cell + ox] = th.up;
+        neg[cell + ox] = e ? std::nextafter(th.up, std::numeric_limits<float>::infinity()) : th.up;
+        any |= e;
+      }
+    }
+    if (any) exact.store(true, std::memory_order_relaxed);
+  });
+  const bool any_exact = exact.load();
+  parallel_for(g.batch * hp, [&](std::size_t t) {
+    const std::size_t img = t / hp, py = t % hp;
+    Band2Row r{};
+    r.x = s.xt + t * wp * C;
+    r.C = C, r.wp = wp;
+    for (std::size_t k = 0; k < 3; ++k) {
+      r.pos[k] = pos + img * grid + (py + 2 - k) * gs;
+      r.neg[k] = neg + img * grid + (py + 2 - k) * gs;
+    }
+    r.exact = any_exact;
+    r.l = l + t * wp * gw * kBand2Slots;
+    r.sb = sb + t * wp * kBand2Slots;
+    kt.band2_pixels(r);
+  });
+  const ImageColumns ic{s.xt,    im.words.data(),    im.sums.data(), im.sum_off.data(),
+                        s.x_off, im.word_off.data(), s.taps,         C,
+                        s.n};
+  parallel_for(ceil_div(q.ncols, kColsPerTask), [&](std::size_t t) {
+    const std::size_t col0 = t * kColsPerTask, col1 = std::min(q.ncols, col0 + kColsPerTask);
+    std::int64_t pix[kColsPerTask], word[kColsPerTask];
+    PixelCursor at(im, col0);
+    for (std::size_t col = col0; col < col1; ++col, at.next()) pix[col - col0] = at.sum(), word[col - col0] = at.word();
+    kt.band2_columns(ic, l, sb, pix, word, col1 - col0, s.order, q.bits.data() + (col0 * order + 1) * s.kwords,
+                     order * s.kwords, q.betas.data() + col0 * order);
+  });
+}
+
 }  // namespace
 
 QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, const ConvGeometry& g, int order,
@@ -477,6 +564,10 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
                             static_cast<double>(q.n),
                             pp.bits.data(), q.image.words.data(), q.implicit_h1 ? q.image.sums.data() : pp.sums.data(),
                             copies_nhwc(q, g, in_scale) ? pp.xt.get() : x, x_off.data()};
+  if (band2_route(kt, q, g)) {
+    band2_columns(kt, source, q);
+    return q;
+  }
   parallel_for(ceil_div(q.ncols, kColsPerTask), [&](std::size_t t) {
     quantize_column_block(kt, source, q, t * kColsPerTask, std::min(q.ncols, (t + 1) * kColsPerTask));
   });

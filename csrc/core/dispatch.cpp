@@ -37,10 +37,12 @@ namespace {
     t.pool_row = pool_row_##isa;                    \
     t.pool2x2_plane = pool2x2_plane_##isa;          \
     t.transpose64 = transpose64_##isa;              \
+    t.band2_pixels = nullptr;                       \
+    t.band2_columns = nullptr;                      \
     return t;                                       \
   }()
 
-static_assert(sizeof(KernelTable) == 22 * sizeof(void*),
+static_assert(sizeof(KernelTable) == 24 * sizeof(void*),
               "a member added to KernelTable must be set in HORQ_KERNEL_TABLE (and counted here)");
 
 const KernelTable kGeneric = HORQ_KERNEL_TABLE(generic, nullptr, nullptr);
@@ -53,6 +55,8 @@ bool always() { return true; }
 const KernelTable kAvx2 = [] {
   KernelTable t = HORQ_KERNEL_TABLE(avx2, gemm_task_avx2, gemm_split_avx2);
   t.quantize_taps3 = quantize_taps3_avx2;  // the one path with it (quantize.h)
+  t.band2_pixels = band2_pixels_avx2;      // and with these
+  t.band2_columns = band2_columns_avx2;
   return t;
 }();
 const KernelTable kAvx512 = HORQ_KERNEL_TABLE(avx512, gemm_task_avx512, nullptr);

@@ -126,6 +126,49 @@ void quantize_image_avx2(const ImageColumns& im, const std::int64_t* pix, const 
 void quantize_image_avx512(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word,
                             std::size_t count, int order, word_t* bits, std::size_t ldbits, double* betas);
 
+// Order 2 of a 3 x 3, stride-1, dilation-1 convolution on the image route from per-pixel bands (conv.cpp
+// band2_columns; the AVX2 path only, KernelTable::band2_pixels and band2_columns are nullptr elsewhere). A pixel is
+// read by up to 9 columns, and H_2 = H_1 XOR (|x| < up_j) for column j's threshold up_j (Threshold32's
+// ceil32(beta_1), quantize_taps2): values below every reader's threshold (|x| < L, L the least of them) have the same
+// bit in all its columns, as have values at or above the greatest (U); only values in the band L <= |x| < U (a few
+// of 64 where neighbouring columns' beta_1 differ by a few percent) are compared with each reader's threshold. So
+// each pixel is read once (band2_pixels), not once per column that reads it, and each column gathers its taps' words
+// and sums (band2_columns). The bits are quantize_taps2's exactly; beta_2 = 2 (n_l beta_1 - S_l) / n, with S_l the
+// sum of the |x| whose bit L is set: per tap the values below L summed in float32 lanes (rounded to double once per
+// pixel) plus the band's values below up_j in double, so its rounding (float32 terms, as quantize_taps2's) depends
+// on the pixel's readers as well as on the column, but not on threads or tasks (L and U come from every reader of
+// the pixel). A column whose beta_1 is a float32 value b (rare; beta_1 = 0 included) has pos = b, neg = the float
+// above b: the tie |x| = b takes bit (x < 0), as quantize_taps2's exact pass gives it.
+//
+// Thresholds come as a grid per image of (out_h + 4) rows x gs >= out_w + 5 floats, column (oy, ox) at row oy + 2 and
+// index ox + 2, the border +inf in `pos` and -inf in `neg` (no column): padded pixel (py, px)'s readers in window row
+// q (q = 0..2; column row py - q) are grid row py - q + 2 at px + j, j = 0..2, and the column reading it through tap
+// (q, s) is j = 2 - s. Slot 4 q + j of a pixel's 12 (slot 4 q + 3 unused) holds that reader's word of L-bits and sum.
+struct Band2Row {
+  const float* x;       // the padded row's NHWC copy: wp pixels of C values
+  std::size_t C, wp;
+  const float* pos[3];  // grid rows py - q + 2 (q = 0..2)
+  const float* neg[3];
+  bool exact;           // some column of the layer has exact thresholds (neg differs from pos)
+  word_t* l;            // per pixel, word w of 64 channels, slot: l[(px * C / 64 + w) * 12 + slot]
+  double* sb;           // per pixel and slot: sb[px * 12 + slot]
+};
+using band2_pixels_fn = void (*)(const Band2Row& row);
+void band2_pixels_avx2(const Band2Row& row);
+
+// quantize_image's work for such columns from band2_pixels' words and sums (l, sb: the whole batch's padded pixels in
+// the layout above, pixel index = the pixel image's sums index): betas[order * i] (beta_1) is read, every other beta
+// and the rows H_2.. written as quantize_image writes them (orders 3.. as it computes them).
+using band2_columns_fn = void (*)(const ImageColumns& im, const word_t* l, const double* sb, const std::int64_t* pix,
+                                  const std::int64_t* word, std::size_t count, int order, word_t* bits,
+                                  std::size_t ldbits, double* betas);
+void band2_columns_avx2(const ImageColumns& im, const word_t* l, const double* sb, const std::int64_t* pix,
+                        const std::int64_t* word, std::size_t count, int order, word_t* bits, std::size_t ldbits,
+                        double* betas);
+
+// Slots per pixel in Band2Row's l and sb.
+constexpr std::size_t kBand2Slots = 12;
+
 // Pixel packing of a convolution's input (conv.cpp), for one image row and up to 64 channels:
 //     words[w * wstride] = sum_c (x_c[w] < 0) << c,   sums[w] += |x_0[w]| + |x_1[w]| + ... (double, in channel order)
 // for w < W, where x_c = src + c * cstride (NCHW: cstride = H * W), or, with `scale`/`shift` (both given or

@@ -428,6 +428,93 @@ void quantize_image_avx2(const ImageColumns& im, const std::int64_t* pix, const 
   image_walk<Taps2BelowPass, Taps2Pass, TapsPass, Taps3Pass>(im, pix, word, count, order, bits, ldbits, betas);
 }
 
+namespace {
+
+// Lanes 0..2 of v reduced by f (min or max).
+template <class F>
+inline float lanes3(__m128 v, F&& f) {
+  const __m128 a = f(v, _mm_shuffle_ps(v, v, _MM_SHUFFLE(1, 1, 1, 1)));
+  return _mm_cvtss_f32(f(a, _mm_shuffle_ps(v, v, _MM_SHUFFLE(2, 2, 2, 2))));
+}
+
+// One pixel of band2_pixels_avx2: the readers' thresholds tp / tn (slot 4 q + j in lane j of tp[q]) and their least
+// (lo) and greatest (hi).
+template <bool Exact>
+void band2_pixel(const float* x, std::size_t gw, const __m256d* tp, const __m256d* tn, float lo, float hi, word_t* l,
+                 double* sb) {
+  const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+  __m256d acc = _mm256_setzero_pd(), bs[3] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+  for (std::size_t w = 0; w < gw; ++w) {
+    const float* xw = x + w * kWordBits;
+    // whole_word_walk's steps with a second compare: bits of |x| < lo and of |x| < hi, the |x| < lo in four float sums
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    word_t low = 0, under_hi = 0;
+    __m256 s4[4];
+#pragma GCC unroll 8
+    for (std::size_t v = 0; v < kWordBits / kFloats; ++v) {
+      const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(xw + v * kFloats));
+      const __m256 m = _mm256_cmp_ps(a, vlo, _CMP_LT_OQ);
+      low |= static_cast<word_t>(static_cast<unsigned>(_mm256_movemask_ps(m))) << (v * kFloats);
+      under_hi |= static_cast<word_t>(static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(a, vhi, _CMP_LT_OQ))))
+                  << (v * kFloats);
+      const __m256 term = _mm256_and_ps(m, a);
+      s4[v % 4] = v < 4 ? term : _mm256_add_ps(s4[v % 4], term);
+    }
+    acc = widen_add(acc, _mm256_add_ps(_mm256_add_ps(s4[0], s4[1]), _mm256_add_ps(s4[2], s4[3])));
+    word_t band = under_hi & ~low;
+    __m256i sel[3] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+    while (band) {
+      const unsigned c = static_cast<unsigned>(__builtin_ctzll(band));
+      band &= band - 1;
+      const float v = xw[c];
+      const __m256d a = _mm256_set1_pd(std::fabs(static_cast<double>(v)));
+      const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(word_t{1} << c));
+      const __m256d* t = Exact && v < 0.0f ? tn : tp;
+      for (int q = 0; q < 3; ++q) {
+        const __m256d m = _mm256_cmp_pd(a, t[q], _CMP_LT_OQ);
+        sel[q] = _mm256_or_si256(sel[q], _mm256_and_si256(_mm256_castpd_si256(m), bit));
+        bs[q] = _mm256_add_pd(bs[q], _mm256_and_pd(m, a));
+      }
+    }
+    const __m256i vl = _mm256_set1_epi64x(static_cast<long long>(low));
+    word_t* lw = l + w * kBand2Slots;
+    for (int q = 0; q < 3; ++q)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(lw + 4 * q), _mm256_or_si256(vl, sel[q]));
+  }
+  const __m256d slo = _mm256_set1_pd(add_lanes(0.0, acc));
+  for (int q = 0; q < 3; ++q) _mm256_storeu_pd(sb + 4 * q, _mm256_add_pd(slo, bs[q]));
+}
+
+}  // namespace
+
+void band2_pixels_avx2(const Band2Row& r) {
+  const std::size_t gw = r.C / kWordBits;
+  for (std::size_t px = 0; px < r.wp; ++px) {
+    __m128 p[3], n[3];
+    __m256d tp[3], tn[3];
+    for (int q = 0; q < 3; ++q) {
+      p[q] = _mm_loadu_ps(r.pos[q] + px), n[q] = _mm_loadu_ps(r.neg[q] + px);
+      tp[q] = _mm256_cvtps_pd(p[q]), tn[q] = _mm256_cvtps_pd(n[q]);
+    }
+    const auto min = [](__m128 a, __m128 b) { return _mm_min_ps(a, b); };
+    const auto max = [](__m128 a, __m128 b) { return _mm_max_ps(a, b); };
+    const float lo = lanes3(min(min(p[0], p[1]), p[2]), min), hi = lanes3(max(max(n[0], n[1]), n[2]), max);
+    const float* x = r.x + px * r.C;
+    word_t* l = r.l + px * gw * kBand2Slots;
+    double* sb = r.sb + px * kBand2Slots;
+    if (r.exact)
+      band2_pixel<true>(x, gw, tp, tn, lo, hi, l, sb);
+    else
+      band2_pixel<false>(x, gw, tp, tn, lo, hi, l, sb);
+  }
+}
+
+void band2_columns_avx2(const ImageColumns& im, const word_t* l, const double* sb, const std::int64_t* pix,
+                        const std::int64_t* word, std::size_t count, int order, word_t* bits, std::size_t ldbits,
+                        double* betas) {
+  band2_walk<TapsPass, Taps3Pass>(im, l, sb, pix, word, count, order, bits, ldbits, betas);
+}
+
 // 8 pixels at a time with their 8 words and 8 sums in registers across all channels (the AVX-512 version's
 // scheme): per channel one load, a compare whose 32-bit lanes widen to 64-bit masks selecting bit c of the
 // words, an exponent test for NaN/Inf, and |x| widened to double and added per lane in channel order (the

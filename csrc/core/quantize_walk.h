@@ -313,12 +313,16 @@ inline bool triple_geometry(const ImageColumns& im, TripleStrides& s) {
   return true;
 }
 
+template <class Chain, class Third>
+void image_orders3(const ImageColumns& im, const std::int64_t* pix, std::size_t count, int order, word_t* bits,
+                   std::size_t ldbits, double* betas);
+
 // Third: a pass for order 3 from Threshold3 (Third(th, beta_1, beta_2); word(x, h2) = H_3 of the whole word of 64
 // values at x given the word h2 of their H_2; total() = sum |r_2| over the column), or void: the double chain.
 template <class Below, class Exact, class Chain, class Third = void>
 void image_walk(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word, std::size_t count,
                 int order, word_t* bits, std::size_t ldbits, double* betas) {
-  const std::size_t kw = im.taps * (im.C / kWordBits), ord = static_cast<std::size_t>(order);
+  const std::size_t ord = static_cast<std::size_t>(order);
   // Every column's beta_1 first: its box sum and division are a chain of ~40 cycles that the passes of a column
   // wait on, and one column's passes are more instructions than the CPU looks ahead, so computed inside the
   // column loop it would stall every column; here eight columns' chains run side by side (each its taps in tap
@@ -391,6 +395,14 @@ void image_walk(const ImageColumns& im, const std::int64_t* pix, const std::int6
     for (std::size_t q = 0; q < g; ++q)
       if (below[q]) betas[(i0 + q) * ord + 1] = Below::total_of(partial[q], betas[(i0 + q) * ord]) / im.n;
   }
+  image_orders3<Chain, Third>(im, pix, count, order, bits, ldbits, betas);
+}
+
+// Orders 3..order of image columns whose rows H_2 and betas beta_1, beta_2 are written (image_walk, band2_walk).
+template <class Chain, class Third>
+void image_orders3(const ImageColumns& im, const std::int64_t* pix, std::size_t count, int order, word_t* bits,
+                   std::size_t ldbits, double* betas) {
+  const std::size_t gw = im.C / kWordBits, kw = im.taps * gw, ord = static_cast<std::size_t>(order);
   for (std::size_t i = 0; i < count && order > 2; ++i) {
     double* b = betas + i * ord;
     const float* x = im.x + pix[i] * static_cast<std::int64_t>(im.C);
@@ -412,6 +424,79 @@ void image_walk(const ImageColumns& im, const std::int64_t* pix, const std::int6
       b[k - 1] = pass.total(image_words(pass, im, x, nullptr, rk)) / im.n;
     }
   }
+}
+
+// band2_columns (quantize.h): per column its 9 taps' words of L-bits and sums from the pixels' slots (tap (q, s) reads
+// slot 4 q + 2 - s of its pixel), H_2 = H_1 XOR L, beta_2 = 2 (n_l beta_1 - S_l) / n (the sums in tap order), then
+// orders 3.. as image_walk computes them.
+// The combine for GW words per pixel (unrolled over taps and words; offsets per tap computed once per call).
+template <std::size_t GW>
+void band2_combine(const ImageColumns& im, const word_t* l, const double* sb, const std::int64_t* pix,
+                   const std::int64_t* word, std::size_t count, std::size_t ord, word_t* bits, std::size_t ldbits,
+                   double* betas) {
+  std::int64_t loff[9], soff[9], woff[9 * GW];
+  for (std::size_t t = 0; t < 9; ++t) {
+    const std::int64_t slot = static_cast<std::int64_t>(4 * (t / 3) + 2 - t % 3);
+    loff[t] = im.pix_off[t] * static_cast<std::int64_t>(GW * kBand2Slots) + slot;
+    soff[t] = im.pix_off[t] * static_cast<std::int64_t>(kBand2Slots) + slot;
+    for (std::size_t w = 0; w < GW; ++w) woff[t * GW + w] = im.word_off[t * GW + w];
+  }
+  for (std::size_t i = 0; i < count; ++i) {
+    word_t* row = bits + i * ldbits;
+    const word_t* h1 = im.words + word[i];
+    const word_t* lp = l + pix[i] * static_cast<std::int64_t>(GW * kBand2Slots);
+    const double* sp = sb + pix[i] * static_cast<std::int64_t>(kBand2Slots);
+    std::uint64_t below = 0;
+    double s = 0.0;
+#pragma GCC unroll 9
+    for (std::size_t t = 0; t < 9; ++t) {
+#pragma GCC unroll 8
+      for (std::size_t w = 0; w < GW; ++w) {
+        const word_t lw = lp[loff[t] + static_cast<std::int64_t>(w * kBand2Slots)];
+        row[t * GW + w] = h1[woff[t * GW + w]] ^ lw;
+        below += static_cast<std::uint64_t>(__builtin_popcountll(lw));
+      }
+      s += sp[soff[t]];
+    }
+    const double b1 = betas[i * ord];
+    betas[i * ord + 1] = 2.0 * (static_cast<double>(below) * b1 - s) / im.n;
+  }
+}
+
+// band2_columns (quantize.h): per column its 9 taps' words of L-bits and sums from the pixels' slots (tap (q, s) reads
+// slot 4 q + 2 - s of its pixel), H_2 = H_1 XOR L, beta_2 = 2 (n_l beta_1 - S_l) / n (the sums in tap order), then
+// orders 3.. as image_walk computes them.
+template <class Chain, class Third>
+void band2_walk(const ImageColumns& im, const word_t* l, const double* sb, const std::int64_t* pix,
+                const std::int64_t* word, std::size_t count, int order, word_t* bits, std::size_t ldbits,
+                double* betas) {
+  const std::size_t gw = im.C / kWordBits, ord = static_cast<std::size_t>(order);
+  switch (gw) {
+    case 1: band2_combine<1>(im, l, sb, pix, word, count, ord, bits, ldbits, betas); break;
+    case 2: band2_combine<2>(im, l, sb, pix, word, count, ord, bits, ldbits, betas); break;
+    case 4: band2_combine<4>(im, l, sb, pix, word, count, ord, bits, ldbits, betas); break;
+    case 8: band2_combine<8>(im, l, sb, pix, word, count, ord, bits, ldbits, betas); break;
+    default:
+      for (std::size_t i = 0; i < count; ++i) {
+        word_t* row = bits + i * ldbits;
+        const word_t* h1 = im.words + word[i];
+        std::uint64_t below = 0;
+        double s = 0.0;
+        for (std::size_t t = 0; t < 9; ++t) {
+          const std::size_t slot = 4 * (t / 3) + 2 - t % 3;
+          const std::int64_t p = pix[i] + im.pix_off[t];
+          const word_t* lp = l + static_cast<std::size_t>(p) * gw * kBand2Slots + slot;
+          for (std::size_t w = 0; w < gw; ++w) {
+            const word_t lw = lp[w * kBand2Slots];
+            row[t * gw + w] = h1[im.word_off[t * gw + w]] ^ lw;
+            below += static_cast<std::uint64_t>(__builtin_popcountll(lw));
+          }
+          s += sb[static_cast<std::size_t>(p) * kBand2Slots + slot];
+        }
+        betas[i * ord + 1] = 2.0 * (static_cast<double>(below) * betas[i * ord] - s) / im.n;
+      }
+  }
+  image_orders3<Chain, Third>(im, pix, count, order, bits, ldbits, betas);
 }
 
 // to_nhwc (quantize.h) for blocks of B channels x B pixels, V's transpose in registers

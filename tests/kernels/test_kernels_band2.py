@@ -1,0 +1,85 @@
+"""Order 2 of 3x3 stride-1 convolutions over whole words of channels from per-pixel bands (the AVX2 path's route,
+csrc/core/quantize.h Band2Row; other paths and geometries run the per-column passes, and these tests hold them to the
+same): the bits must be the double chain's given the kernel's own beta_1 (test_kernels_order3's _check_chain), beta_2
+its mean |r_1| to float32 summation rounding, whatever the pixel's readers: neighbours with very different beta_1 (wide
+bands, many values in them), beta_1 exactly a float32 value (the tie |x| = beta_1 takes bit x < 0), beta_1 = 0, image
+borders and padding, one output column, several images, and any thread count (the same floats)."""
+
+import numpy as np
+import pytest
+from test_kernels_order3 import _check_chain, _columns
+
+from horq import kernels
+
+GEOMS = [
+    (1, 64, 9, 9, 1),
+    (2, 128, 6, 7, 1),
+    (1, 192, 5, 5, 0),
+    (1, 64, 3, 3, 0),
+    (1, 64, 1, 5, 1),
+    (1, 256, 4, 4, 2),
+    (1, 512, 3, 4, 1),
+    (3, 64, 2, 2, 1),
+]
+
+
+@pytest.mark.parametrize("order", [2, 3])
+@pytest.mark.parametrize("geom", GEOMS, ids=lambda g: "x".join(map(str, g)))
+def test_scaled_pixels_follow_the_chain(path, geom, order):
+    """Each pixel scaled by its own factor (0.05 .. 20): neighbouring columns' beta_1 differ widely, so many values of a
+    pixel lie between its readers' least and greatest threshold."""
+    n, c, h, w, p = geom
+    rng = np.random.default_rng(c + h + 3 * order)
+    scale = np.exp(rng.uniform(np.log(0.05), np.log(20.0), (n, 1, h, w)))
+    x = (rng.standard_normal((n, c, h, w)) * scale).astype(np.float32)
+    x[0, :2, 0, :] = -0.0
+    wt = rng.standard_normal((4, c, 3, 3)).astype(np.float32)
+    _check_chain(x, wt, order, path, padding=p)
+
+
+@pytest.mark.parametrize("order", [2, 3])
+def test_exact_and_zero_beta1_beside_others(path, order):
+    """Magnitude 1 everywhere in the middle of the image (the columns there have beta_1 = 1 exactly, and every value
+    ties with it), zeros in a block (beta_1 = 0), random values elsewhere: pixels whose readers mix exact and other
+    thresholds."""
+    rng = np.random.default_rng(11 + order)
+    x = rng.standard_normal((1, 64, 12, 12)).astype(np.float32)
+    ones = np.where(rng.random((64, 6, 6)) < 0.5, -1.0, 1.0).astype(np.float32)
+    x[0, :, 3:9, 3:9] = ones
+    x[0, :, 0:4, 8:12] = 0.0
+    wt = rng.standard_normal((3, 64, 3, 3)).astype(np.float32)
+    betas = _check_chain(x, wt, order, path, padding=1)
+    assert (betas[:, 0] == 1.0).sum() >= 9 and (betas[:, 0] == 0.0).sum() >= 1  # the crafted columns are there
+
+
+def test_values_a_float_step_from_the_threshold(path):
+    """Every column's magnitudes 1 + j 2^-23 (j < 24): each beta_1 falls among the values themselves, one float32 step
+    from some of them, on every reader of every pixel."""
+    rng = np.random.default_rng(5)
+    mags = (1.0 + rng.integers(0, 24, (2, 128, 8, 9)) * 2.0**-23).astype(np.float32)
+    x = np.where(rng.random(mags.shape) < 0.5, -mags, mags).astype(np.float32)
+    wt = rng.standard_normal((3, 128, 3, 3)).astype(np.float32)
+    _check_chain(x, wt, 2, path, padding=0)
+    _check_chain(x, wt, 2, path, padding=1)
+
+
+@pytest.mark.parametrize("order", [2, 3])
+def test_threads_and_batches_give_the_same_floats(path, order):
+    """The columns and outputs at 1 and 2 threads, and each image alone against the batch, bit for bit: a pixel's
+    bands come from all its readers, never from how the columns were split into tasks."""
+    rng = np.random.default_rng(order)
+    scale = np.exp(rng.uniform(-2.0, 2.0, (3, 1, 20, 21)))
+    x = (rng.standard_normal((3, 128, 20, 21)) * scale).astype(np.float32)
+    wt = rng.standard_normal((8, 128, 3, 3)).astype(np.float32)
+    pw = kernels.pack_weights(wt)
+    got = {}
+    for threads in (1, 2):
+        kernels.set_num_threads(threads)
+        got[threads] = (_columns(x, wt, order, path, 1, 1), kernels.conv2d(x, pw, order=order, padding=1, kernel=path))
+    (b1, e1), y1 = got[1]
+    (b2, e2), y2 = got[2]
+    assert np.array_equal(b1, b2) and np.array_equal(e1, e2) and np.array_equal(y1, y2)
+    per = 20 * 21
+    for i in range(3):
+        bits, betas = _columns(x[i : i + 1], wt, order, path, 1, 1)
+        assert np.array_equal(bits, b1[i * per : (i + 1) * per]) and np.array_equal(betas, e1[i * per : (i + 1) * per])
