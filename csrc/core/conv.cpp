@@ -466,11 +466,18 @@ void quantize_column_block(const KernelTable& kt, const ColumnSource& source, Qu
   }
 }
 
+// Output positions per image from which band2_route applies (per image, so that an image's columns take the same
+// route, and give the same floats, in any batch). Its three stages are three jobs, and on small maps a pixel has
+// fewer readers: 512ch 4x4 at 2 threads ran 0.087 -> 0.107 ms that way, 256ch 8x8 0.094 -> 0.097, 128ch 16x16
+// level, 64ch 32x32 0.145 -> 0.138 (profile_conv_core C S 2, fastest calls; level at 1 thread below 32x32;
+// docs/KERNELS.md round 31).
+constexpr std::size_t kBand2MinColumns = 512;
+
 // Whether the columns' order 2 comes from per-pixel bands (quantize.h Band2Row): on the image route, a 3 x 3 window
 // at stride 1 and dilation 1 (each pixel read by up to 9 columns), where the path has the kernels.
 bool band2_route(const KernelTable& kt, const QuantizedColumns& q, const ConvGeometry& g) {
   return kt.band2_pixels && image_columns(q, g) && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 &&
-         g.dw == 1;
+         g.dw == 1 && g.out_h * g.out_w >= kBand2MinColumns;
 }
 
 // Every column's beta_1 (the box sum, as image_walk computes it) and thresholds into the grids of quantize.h, then

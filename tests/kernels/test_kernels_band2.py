@@ -11,15 +11,18 @@ from test_kernels_order3 import _check_chain, _columns
 
 from horq import kernels
 
+# (images, channels, height, width, padding): 512 or more output positions per image (the route's bound, conv.cpp
+# kBand2MinColumns; the smaller maps of test_kernels_order3 take the per-column passes), one output row, one output
+# column, and several images
 GEOMS = [
-    (1, 64, 9, 9, 1),
-    (2, 128, 6, 7, 1),
-    (1, 192, 5, 5, 0),
-    (1, 64, 3, 3, 0),
-    (1, 64, 1, 5, 1),
-    (1, 256, 4, 4, 2),
-    (1, 512, 3, 4, 1),
-    (3, 64, 2, 2, 1),
+    (1, 64, 24, 24, 1),
+    (2, 128, 16, 34, 1),
+    (1, 192, 25, 25, 0),
+    (1, 64, 3, 600, 0),
+    (1, 64, 520, 1, 1),
+    (1, 256, 20, 24, 2),
+    (1, 512, 22, 24, 1),
+    (3, 64, 23, 23, 1),
 ]
 
 
@@ -43,7 +46,7 @@ def test_exact_and_zero_beta1_beside_others(path, order):
     ties with it), zeros in a block (beta_1 = 0), random values elsewhere: pixels whose readers mix exact and other
     thresholds."""
     rng = np.random.default_rng(11 + order)
-    x = rng.standard_normal((1, 64, 12, 12)).astype(np.float32)
+    x = rng.standard_normal((1, 64, 24, 24)).astype(np.float32)
     ones = np.where(rng.random((64, 6, 6)) < 0.5, -1.0, 1.0).astype(np.float32)
     x[0, :, 3:9, 3:9] = ones
     x[0, :, 0:4, 8:12] = 0.0
@@ -56,7 +59,7 @@ def test_values_a_float_step_from_the_threshold(path):
     """Every column's magnitudes 1 + j 2^-23 (j < 24): each beta_1 falls among the values themselves, one float32 step
     from some of them, on every reader of every pixel."""
     rng = np.random.default_rng(5)
-    mags = (1.0 + rng.integers(0, 24, (2, 128, 8, 9)) * 2.0**-23).astype(np.float32)
+    mags = (1.0 + rng.integers(0, 24, (2, 128, 25, 26)) * 2.0**-23).astype(np.float32)
     x = np.where(rng.random(mags.shape) < 0.5, -mags, mags).astype(np.float32)
     wt = rng.standard_normal((3, 128, 3, 3)).astype(np.float32)
     _check_chain(x, wt, 2, path, padding=0)
@@ -68,8 +71,8 @@ def test_threads_and_batches_give_the_same_floats(path, order):
     """The columns and outputs at 1 and 2 threads, and each image alone against the batch, bit for bit: a pixel's
     bands come from all its readers, never from how the columns were split into tasks."""
     rng = np.random.default_rng(order)
-    scale = np.exp(rng.uniform(-2.0, 2.0, (3, 1, 20, 21)))
-    x = (rng.standard_normal((3, 128, 20, 21)) * scale).astype(np.float32)
+    scale = np.exp(rng.uniform(-2.0, 2.0, (3, 1, 24, 25)))
+    x = (rng.standard_normal((3, 128, 24, 25)) * scale).astype(np.float32)
     wt = rng.standard_normal((8, 128, 3, 3)).astype(np.float32)
     pw = kernels.pack_weights(wt)
     got = {}
@@ -79,7 +82,7 @@ def test_threads_and_batches_give_the_same_floats(path, order):
     (b1, e1), y1 = got[1]
     (b2, e2), y2 = got[2]
     assert np.array_equal(b1, b2) and np.array_equal(e1, e2) and np.array_equal(y1, y2)
-    per = 20 * 21
+    per = 24 * 25
     for i in range(3):
         bits, betas = _columns(x[i : i + 1], wt, order, path, 1, 1)
         assert np.array_equal(bits, b1[i * per : (i + 1) * per]) and np.array_equal(betas, e1[i * per : (i + 1) * per])
