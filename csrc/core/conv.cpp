@@ -473,6 +473,9 @@ void quantize_column_block(const KernelTable& kt, const ColumnSource& source, Qu
 // docs/KERNELS.md round 31).
 constexpr std::size_t kBand2MinColumns = 512;
 
+// Columns per task of band2_columns' last stage (a column there is ~30 cycles, so tasks of kColsPerTask were short).
+constexpr std::size_t kBand2ColsPerTask = 128;
+
 // Whether the columns' order 2 comes from per-pixel bands (quantize.h Band2Row): on the image route, a 3 x 3 window
 // at stride 1 and dilation 1 (each pixel read by up to 9 columns), where the path has the kernels.
 bool band2_route(const KernelTable& kt, const QuantizedColumns& q, const ConvGeometry& g) {
@@ -501,6 +504,8 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
   word_t* const l = l_buf.data();
   double* const sb = sb_buf.data();
   std::atomic<bool> exact{false};
+  std::int64_t off[9];
+  std::copy_n(im.sum_off.data(), 9, off);
   parallel_for(g.batch * oh, [&](std::size_t t) {
     const std::size_t img = t / oh, oy = t % oh;
     const std::int64_t at = static_cast<std::int64_t>((img * hp + oy) * wp);
@@ -512,8 +517,15 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
       const std::size_t nl = std::min(kBoxLanes, ow - ox0);
       const double* sums = im.sums.data() + at + static_cast<std::int64_t>(ox0);
       double box[kBoxLanes] = {};
-      for (const std::int64_t off : im.sum_off)
-        for (std::size_t j = 0; j < kBoxLanes; ++j) box[j] += j < nl ? sums[off + static_cast<std::int64_t>(j)] : 0.0;
+      if (nl == kBoxLanes) {
+        for (std::size_t k = 0; k < 9; ++k) {
+          const double* p = sums + off[k];
+          for (std::size_t j = 0; j < kBoxLanes; ++j) box[j] += p[j];
+        }
+      } else {
+        for (std::size_t k = 0; k < 9; ++k)
+          for (std::size_t j = 0; j < nl; ++j) box[j] += sums[off[k] + static_cast<std::int64_t>(j)];
+      }
       for (std::size_t j = 0; j < nl; ++j) {
         const std::size_t ox = ox0 + j;
         const double b = box[j] / s.n;
@@ -545,11 +557,21 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
   const ImageColumns ic{s.xt,    im.words.data(),    im.sums.data(), im.sum_off.data(),
                         s.x_off, im.word_off.data(), s.taps,         C,
                         s.n};
-  parallel_for(ceil_div(q.ncols, kColsPerTask), [&](std::size_t t) {
-    const std::size_t col0 = t * kColsPerTask, col1 = std::min(q.ncols, col0 + kColsPerTask);
-    std::int64_t pix[kColsPerTask], word[kColsPerTask];
-    PixelCursor at(im, col0);
-    for (std::size_t col = col0; col < col1; ++col, at.next()) pix[col - col0] = at.sum(), word[col - col0] = at.word();
+  const std::size_t ppi = oh * ow;
+  parallel_for(ceil_div(q.ncols, kBand2ColsPerTask), [&](std::size_t t) {
+    const std::size_t col0 = t * kBand2ColsPerTask, col1 = std::min(q.ncols, col0 + kBand2ColsPerTask);
+    std::int64_t pix[kBand2ColsPerTask], word[kBand2ColsPerTask];
+    // PixelCursor's offsets at stride 1, stepped in locals (its members, reloaded after every store to these
+    // arrays, had made this loop a quarter of the stage)
+    std::size_t img = col0 / ppi, oy = col0 % ppi / ow, ox = col0 % ppi % ow;
+    for (std::size_t j = 0; j < col1 - col0; ++j) {
+      pix[j] = static_cast<std::int64_t>((img * hp + oy) * wp + ox);
+      word[j] = static_cast<std::int64_t>((img * gw * hp + oy) * wp + ox);
+      if (++ox == ow) {
+        ox = 0;
+        if (++oy == oh) oy = 0, ++img;
+      }
+    }
     kt.band2_columns(ic, l, sb, pix, word, col1 - col0, s.order, q.bits.data() + (col0 * order + 1) * s.kwords,
                      order * s.kwords, q.betas.data() + col0 * order);
   });
