@@ -426,17 +426,17 @@ void image_orders3(const ImageColumns& im, const std::int64_t* pix, std::size_t 
   }
 }
 
-// band2_columns (quantize.h): per column its 9 taps' words of L-bits and sums from the pixels' slots (tap (q, s) reads
-// slot 4 q + 2 - s of its pixel), H_2 = H_1 XOR L, beta_2 = 2 (n_l beta_1 - S_l) / n (the sums in tap order), then
-// orders 3.. as image_walk computes them.
-// The combine for GW words per pixel (unrolled over taps and words; offsets per tap computed once per call).
+// The slot of a pixel (quantize.h Band2Row) through which the column reads it at tap t = 3 q + s: 4 q + 2 - s.
+constexpr std::size_t band2_slot(std::size_t t) { return 4 * (t / 3) + 2 - t % 3; }
+
+// band2_walk's combine for GW words per pixel (unrolled over taps and words; offsets per tap computed once per call).
 template <std::size_t GW>
 void band2_combine(const ImageColumns& im, const word_t* l, const double* sb, const std::int64_t* pix,
                    const std::int64_t* word, std::size_t count, std::size_t ord, word_t* bits, std::size_t ldbits,
                    double* betas) {
   std::int64_t loff[9], soff[9], woff[9 * GW];
   for (std::size_t t = 0; t < 9; ++t) {
-    const std::int64_t slot = static_cast<std::int64_t>(4 * (t / 3) + 2 - t % 3);
+    const std::int64_t slot = static_cast<std::int64_t>(band2_slot(t));
     loff[t] = im.pix_off[t] * static_cast<std::int64_t>(GW * kBand2Slots) + slot;
     soff[t] = im.pix_off[t] * static_cast<std::int64_t>(kBand2Slots) + slot;
     for (std::size_t w = 0; w < GW; ++w) woff[t * GW + w] = im.word_off[t * GW + w];
@@ -483,7 +483,7 @@ void band2_walk(const ImageColumns& im, const word_t* l, const double* sb, const
         std::uint64_t below = 0;
         double s = 0.0;
         for (std::size_t t = 0; t < 9; ++t) {
-          const std::size_t slot = 4 * (t / 3) + 2 - t % 3;
+          const std::size_t slot = band2_slot(t);
           const std::int64_t p = pix[i] + im.pix_off[t];
           const word_t* lp = l + static_cast<std::size_t>(p) * gw * kBand2Slots + slot;
           for (std::size_t w = 0; w < gw; ++w) {
