@@ -36,8 +36,8 @@
 #include <vector>
 
 #include "core/layer.h"
-#include "core/quantize_walk.h"
 #include "core/prefetch.h"
+#include "core/quantize_walk.h"
 #include "core/threadpool.h"
 
 namespace horq {
@@ -484,8 +484,8 @@ bool band2_route(const KernelTable& kt, const QuantizedColumns& q, const ConvGeo
 }
 
 // Every column's beta_1 (the box sum, as image_walk computes it) and thresholds into the grids of quantize.h, then
-// every padded pixel's slots (band2_pixels, a task per pixel row), then the columns (band2_columns, kColsPerTask a
-// task). Each stage reads only what the one before wrote in full, so no result depends on the tasks or threads.
+// every padded pixel's slots (band2_pixels, a task per pixel row), then the columns (band2_columns, kBand2ColsPerTask
+// a task). Each stage reads only what the one before wrote in full, so no result depends on the tasks or threads.
 void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumns& q) {
   const ConvGeometry& g = s.g;
   const PixelImage& im = q.image;

@@ -313,9 +313,33 @@ inline bool triple_geometry(const ImageColumns& im, TripleStrides& s) {
   return true;
 }
 
+// Orders 3..order of image columns whose rows H_2 and betas beta_1, beta_2 are written (image_walk, band2_walk).
 template <class Chain, class Third>
 void image_orders3(const ImageColumns& im, const std::int64_t* pix, std::size_t count, int order, word_t* bits,
-                   std::size_t ldbits, double* betas);
+                   std::size_t ldbits, double* betas) {
+  const std::size_t gw = im.C / kWordBits, kw = im.taps * gw, ord = static_cast<std::size_t>(order);
+  for (std::size_t i = 0; i < count && order > 2; ++i) {
+    double* b = betas + i * ord;
+    const float* x = im.x + pix[i] * static_cast<std::int64_t>(im.C);
+    word_t* row = bits + i * ldbits;
+    int k = 3;
+    if constexpr (!std::is_void_v<Third>) {
+      const Threshold3 th(b[0], b[1]);
+      if (th.ok) {  // H_3 from H_2's words (row) into row + kw, tap by tap
+        Third pass(th, b[0], b[1]);
+        for (std::size_t t = 0, j = 0; t < im.taps; ++t)
+          for (std::size_t w = 0; w < gw; ++w, ++j) row[kw + j] = pass.word(x + im.x_off[t] + w * kWordBits, row[j]);
+        b[2] = pass.total() / im.n;
+        k = 4;
+      }
+    }
+    for (; k <= order; ++k) {
+      ChainWords<Chain> pass{Chain(b, k - 1)};
+      word_t* rk = row + static_cast<std::size_t>(k - 2) * kw;
+      b[k - 1] = pass.total(image_words(pass, im, x, nullptr, rk)) / im.n;
+    }
+  }
+}
 
 // Third: a pass for order 3 from Threshold3 (Third(th, beta_1, beta_2); word(x, h2) = H_3 of the whole word of 64
 // values at x given the word h2 of their H_2; total() = sum |r_2| over the column), or void: the double chain.
@@ -396,34 +420,6 @@ void image_walk(const ImageColumns& im, const std::int64_t* pix, const std::int6
       if (below[q]) betas[(i0 + q) * ord + 1] = Below::total_of(partial[q], betas[(i0 + q) * ord]) / im.n;
   }
   image_orders3<Chain, Third>(im, pix, count, order, bits, ldbits, betas);
-}
-
-// Orders 3..order of image columns whose rows H_2 and betas beta_1, beta_2 are written (image_walk, band2_walk).
-template <class Chain, class Third>
-void image_orders3(const ImageColumns& im, const std::int64_t* pix, std::size_t count, int order, word_t* bits,
-                   std::size_t ldbits, double* betas) {
-  const std::size_t gw = im.C / kWordBits, kw = im.taps * gw, ord = static_cast<std::size_t>(order);
-  for (std::size_t i = 0; i < count && order > 2; ++i) {
-    double* b = betas + i * ord;
-    const float* x = im.x + pix[i] * static_cast<std::int64_t>(im.C);
-    word_t* row = bits + i * ldbits;
-    int k = 3;
-    if constexpr (!std::is_void_v<Third>) {
-      const Threshold3 th(b[0], b[1]);
-      if (th.ok) {  // H_3 from H_2's words (row) into row + kw, tap by tap
-        Third pass(th, b[0], b[1]);
-        for (std::size_t t = 0, j = 0; t < im.taps; ++t)
-          for (std::size_t w = 0; w < gw; ++w, ++j) row[kw + j] = pass.word(x + im.x_off[t] + w * kWordBits, row[j]);
-        b[2] = pass.total() / im.n;
-        k = 4;
-      }
-    }
-    for (; k <= order; ++k) {
-      ChainWords<Chain> pass{Chain(b, k - 1)};
-      word_t* rk = row + static_cast<std::size_t>(k - 2) * kw;
-      b[k - 1] = pass.total(image_words(pass, im, x, nullptr, rk)) / im.n;
-    }
-  }
 }
 
 // The slot of a pixel (quantize.h Band2Row) through which the column reads it at tap t = 3 q + s: 4 q + 2 - s.
