@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from test_kernels_order3 import _check_chain, _columns
 
-from horq import kernels
+from horq import _core, kernels
 
 # (images, channels, height, width, padding): 512 or more output positions per image (the route's bound, conv.cpp
 # kBand2MinColumns; the smaller maps of test_kernels_order3 take the per-column passes), one output row, one output
@@ -86,3 +86,28 @@ def test_threads_and_batches_give_the_same_floats(path, order):
     for i in range(3):
         bits, betas = _columns(x[i : i + 1], wt, order, path, 1, 1)
         assert np.array_equal(bits, b1[i * per : (i + 1) * per]) and np.array_equal(betas, e1[i * per : (i + 1) * per])
+
+
+@pytest.mark.parametrize("order", [2, 3])
+def test_input_affine_and_channels_last_give_the_same_floats(path, order):
+    """The route reads the NHWC copy that the pixel pass writes: a layer with an input affine gives bit for bit the
+    layer on the affine's output (multiply, then add, as a separate float32 step), and an NHWC input the NCHW input's
+    columns and outputs."""
+    rng = np.random.default_rng(21 + order)
+    c = 128
+    x = (rng.standard_normal((2, c, 24, 23)) * np.exp(rng.uniform(-1.0, 1.0, (2, 1, 24, 23)))).astype(np.float32)
+    wt = rng.standard_normal((6, c, 3, 3)).astype(np.float32)
+    pw = kernels.pack_weights(wt)
+    sc = rng.standard_normal(c).astype(np.float32)
+    sc[::5] = 0.0
+    sh = rng.standard_normal(c).astype(np.float32)
+    xa = np.add(np.multiply(x, sc.reshape(1, c, 1, 1)), sh.reshape(1, c, 1, 1))
+    want = kernels.Conv2dLayer(pw, order=order, padding=1, kernel=path)(xa)
+    got = kernels.Conv2dLayer(pw, order=order, padding=1, in_scale=sc, in_shift=sh, kernel=path)(x)
+    assert np.array_equal(got, want)
+    co = wt.shape[0]
+    args = (pw.conv_bits(), np.ones(co), np.zeros(co), 3, 3, (1, 1), (1, 1), (1, 1), order)
+    y, (bits, betas) = _core.conv2d_train(x, *args, False, path)
+    yl, (bits_l, betas_l) = _core.conv2d_train(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), *args, True, path)
+    assert np.array_equal(np.array(bits), np.array(bits_l)) and np.array_equal(np.array(betas), np.array(betas_l))
+    assert np.array_equal(np.array(y), np.array(yl).transpose(0, 3, 1, 2))
