@@ -135,9 +135,9 @@ void quantize_image_avx512(const ImageColumns& im, const std::int64_t* pix, cons
 // each pixel is read once (band2_pixels), not once per column that reads it, and each column gathers its taps' words
 // and sums (band2_columns). The bits are quantize_taps2's exactly; beta_2 = 2 (n_l beta_1 - S_l) / n, with S_l the
 // sum of the |x| whose bit L is set: per tap the values below L summed in float32 lanes (rounded to double once per
-// pixel) plus the band's values below up_j in double, so its rounding (float32 terms, as quantize_taps2's) depends
-// on the pixel's readers as well as on the column, but not on threads or tasks (L and U come from every reader of
-// the pixel). A column whose beta_1 is a float32 value b (rare; beta_1 = 0 included) has pos = b, neg = the float
+// pixel) plus the band's values below up_j (float32, in channel order), so its rounding (float32 terms, as
+// quantize_taps2's) depends on the pixel's readers as well as on the column, but not on threads or tasks (L and U
+// come from every reader of the pixel). A column whose beta_1 is a float32 value b (rare; beta_1 = 0 included) has pos = b, neg = the float
 // above b: the tie |x| = b takes bit (x < 0), as quantize_taps2's exact pass gives it.
 //
 // Thresholds come as a grid per image of (out_h + 4) rows x gs >= out_w + 5 floats, column (oy, ox) at row oy + 2 and

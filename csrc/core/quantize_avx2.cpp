@@ -437,13 +437,37 @@ inline float lanes3(__m128 v, F&& f) {
   return _mm_cvtss_f32(f(a, _mm_shuffle_ps(v, v, _MM_SHUFFLE(2, 2, 2, 2))));
 }
 
-// One pixel of band2_pixels_avx2: the readers' thresholds tp / tn (slot 4 q + j in lane j of tp[q]) and their least
-// (lo) and greatest (hi).
+// The values of a word at xw whose bits are set in `band` (channels c0 .. c0 + 31 as bits 0-31), each compared with
+// the readers' thresholds in float lanes (t01: slots 0-7, t2: slots 8-11; tn's for x < 0 where Exact): where below
+// one, bit c - c0 set in that slot's 32-bit lane of sel01 / sel2 and |x| added to its float sum.
 template <bool Exact>
-void band2_pixel(const float* x, std::size_t gw, const __m256d* tp, const __m256d* tn, float lo, float hi, word_t* l,
-                 double* sb) {
+inline void resolve_half(const float* xw, unsigned c0, std::uint32_t band, __m256 tp01, __m128 tp2, __m256 tn01,
+                         __m128 tn2, __m256i& sel01, __m128i& sel2, __m256& bs01, __m128& bs2) {
+  while (band) {
+    const unsigned c = static_cast<unsigned>(__builtin_ctz(band));
+    band &= band - 1;
+    const float v = xw[c0 + c];
+    const __m256 a = _mm256_set1_ps(std::fabs(v));
+    const __m256i bit = _mm256_set1_epi32(static_cast<int>(1u << c));
+    const bool neg = Exact && v < 0.0f;
+    const __m256 m01 = _mm256_cmp_ps(a, neg ? tn01 : tp01, _CMP_LT_OQ);
+    const __m128 m2 = _mm_cmp_ps(_mm256_castps256_ps128(a), neg ? tn2 : tp2, _CMP_LT_OQ);
+    sel01 = _mm256_or_si256(sel01, _mm256_and_si256(_mm256_castps_si256(m01), bit));
+    sel2 = _mm_or_si128(sel2, _mm_and_si128(_mm_castps_si128(m2), _mm256_castsi256_si128(bit)));
+    bs01 = _mm256_add_ps(bs01, _mm256_and_ps(m01, a));
+    bs2 = _mm_add_ps(bs2, _mm_and_ps(m2, _mm256_castps256_ps128(a)));
+  }
+}
+
+// One pixel of band2_pixels_avx2: the readers' thresholds (tp01 / tn01: slots 0-7, tp2 / tn2: slots 8-11) and their
+// least (lo) and greatest (hi).
+template <bool Exact>
+void band2_pixel(const float* x, std::size_t gw, __m256 tp01, __m128 tp2, __m256 tn01, __m128 tn2, float lo, float hi,
+                 word_t* l, double* sb) {
   const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
-  __m256d acc = _mm256_setzero_pd(), bs[3] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+  __m256d acc = _mm256_setzero_pd();
+  __m256 bs01 = _mm256_setzero_ps();
+  __m128 bs2 = _mm_setzero_ps();
   for (std::size_t w = 0; w < gw; ++w) {
     const float* xw = x + w * kWordBits;
     // whole_word_walk's steps with a second compare: bits of |x| < lo and of |x| < hi, the |x| < lo in four float sums
@@ -461,28 +485,26 @@ void band2_pixel(const float* x, std::size_t gw, const __m256d* tp, const __m256
       s4[v % 4] = v < 4 ? term : _mm256_add_ps(s4[v % 4], term);
     }
     acc = widen_add(acc, _mm256_add_ps(_mm256_add_ps(s4[0], s4[1]), _mm256_add_ps(s4[2], s4[3])));
-    word_t band = under_hi & ~low;
-    __m256i sel[3] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
-    while (band) {
-      const unsigned c = static_cast<unsigned>(__builtin_ctzll(band));
-      band &= band - 1;
-      const float v = xw[c];
-      const __m256d a = _mm256_set1_pd(std::fabs(static_cast<double>(v)));
-      const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(word_t{1} << c));
-      const __m256d* t = Exact && v < 0.0f ? tn : tp;
-      for (int q = 0; q < 3; ++q) {
-        const __m256d m = _mm256_cmp_pd(a, t[q], _CMP_LT_OQ);
-        sel[q] = _mm256_or_si256(sel[q], _mm256_and_si256(_mm256_castpd_si256(m), bit));
-        bs[q] = _mm256_add_pd(bs[q], _mm256_and_pd(m, a));
-      }
-    }
+    const word_t band = under_hi & ~low;
+    // the slots' words in two halves of 32 bits: channels 0-31 (lo*), then 32-63 (hi*)
+    __m256i lo01 = _mm256_setzero_si256(), hi01 = _mm256_setzero_si256();
+    __m128i lo2 = _mm_setzero_si128(), hi2 = _mm_setzero_si128();
+    resolve_half<Exact>(xw, 0, static_cast<std::uint32_t>(band), tp01, tp2, tn01, tn2, lo01, lo2, bs01, bs2);
+    resolve_half<Exact>(xw, 32, static_cast<std::uint32_t>(band >> 32), tp01, tp2, tn01, tn2, hi01, hi2, bs01, bs2);
     const __m256i vl = _mm256_set1_epi64x(static_cast<long long>(low));
+    const __m256i w01a = _mm256_unpacklo_epi32(lo01, hi01), w01b = _mm256_unpackhi_epi32(lo01, hi01);
+    const __m128i w2a = _mm_unpacklo_epi32(lo2, hi2), w2b = _mm_unpackhi_epi32(lo2, hi2);
     word_t* lw = l + w * kBand2Slots;
-    for (int q = 0; q < 3; ++q)
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(lw + 4 * q), _mm256_or_si256(vl, sel[q]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(lw),
+                        _mm256_or_si256(vl, _mm256_permute2x128_si256(w01a, w01b, 0x20)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(lw + 4),
+                        _mm256_or_si256(vl, _mm256_permute2x128_si256(w01a, w01b, 0x31)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(lw + 8), _mm256_or_si256(vl, _mm256_set_m128i(w2b, w2a)));
   }
   const __m256d slo = _mm256_set1_pd(add_lanes(0.0, acc));
-  for (int q = 0; q < 3; ++q) _mm256_storeu_pd(sb + 4 * q, _mm256_add_pd(slo, bs[q]));
+  _mm256_storeu_pd(sb, _mm256_add_pd(slo, _mm256_cvtps_pd(_mm256_castps256_ps128(bs01))));
+  _mm256_storeu_pd(sb + 4, _mm256_add_pd(slo, _mm256_cvtps_pd(_mm256_extractf128_ps(bs01, 1))));
+  _mm256_storeu_pd(sb + 8, _mm256_add_pd(slo, _mm256_cvtps_pd(bs2)));
 }
 
 }  // namespace
@@ -491,21 +513,18 @@ void band2_pixels_avx2(const Band2Row& r) {
   const std::size_t gw = r.C / kWordBits;
   for (std::size_t px = 0; px < r.wp; ++px) {
     __m128 p[3], n[3];
-    __m256d tp[3], tn[3];
-    for (int q = 0; q < 3; ++q) {
-      p[q] = _mm_loadu_ps(r.pos[q] + px), n[q] = _mm_loadu_ps(r.neg[q] + px);
-      tp[q] = _mm256_cvtps_pd(p[q]), tn[q] = _mm256_cvtps_pd(n[q]);
-    }
+    for (int q = 0; q < 3; ++q) p[q] = _mm_loadu_ps(r.pos[q] + px), n[q] = _mm_loadu_ps(r.neg[q] + px);
     const auto min = [](__m128 a, __m128 b) { return _mm_min_ps(a, b); };
     const auto max = [](__m128 a, __m128 b) { return _mm_max_ps(a, b); };
     const float lo = lanes3(min(min(p[0], p[1]), p[2]), min), hi = lanes3(max(max(n[0], n[1]), n[2]), max);
+    const __m256 tp01 = _mm256_set_m128(p[1], p[0]), tn01 = _mm256_set_m128(n[1], n[0]);
     const float* x = r.x + px * r.C;
     word_t* l = r.l + px * gw * kBand2Slots;
     double* sb = r.sb + px * kBand2Slots;
     if (r.exact)
-      band2_pixel<true>(x, gw, tp, tn, lo, hi, l, sb);
+      band2_pixel<true>(x, gw, tp01, p[2], tn01, n[2], lo, hi, l, sb);
     else
-      band2_pixel<false>(x, gw, tp, tn, lo, hi, l, sb);
+      band2_pixel<false>(x, gw, tp01, p[2], tn01, n[2], lo, hi, l, sb);
   }
 }
 
