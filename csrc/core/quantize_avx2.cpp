@@ -438,8 +438,8 @@ inline float lanes3(__m128 v, F&& f) {
 }
 
 // The values of a word at xw whose bits are set in `band` (channels c0 .. c0 + 31 as bits 0-31), each compared with
-// the readers' thresholds in float lanes (t01: slots 0-7, t2: slots 8-11; tn's for x < 0 where Exact): where below
-// one, bit c - c0 set in that slot's 32-bit lane of sel01 / sel2 and |x| added to its float sum.
+// the readers' thresholds in float lanes (tp01: slots 0-7, tp2: slots 8-11; tn01 / tn2 for x < 0 where Exact): where
+// below one, bit c - c0 set in that slot's 32-bit lane of sel01 / sel2 and |x| added to its float sum (bs01 / bs2).
 template <bool Exact>
 inline void resolve_half(const float* xw, unsigned c0, std::uint32_t band, __m256 tp01, __m128 tp2, __m256 tn01,
                          __m128 tn2, __m256i& sel01, __m128i& sel2, __m256& bs01, __m128& bs2) {
