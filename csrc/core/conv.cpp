@@ -518,10 +518,7 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
       const double* sums = im.sums.data() + at + static_cast<std::int64_t>(ox0);
       double box[kBoxLanes] = {};
       if (nl == kBoxLanes) {
-        for (std::size_t k = 0; k < 9; ++k) {
-          const double* p = sums + off[k];
-          for (std::size_t j = 0; j < kBoxLanes; ++j) box[j] += p[j];
-        }
+        box_sums(sums, off, 9, box);
       } else {
         for (std::size_t k = 0; k < 9; ++k)
           for (std::size_t j = 0; j < nl; ++j) box[j] += sums[off[k] + static_cast<std::int64_t>(j)];
@@ -557,21 +554,11 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
   const ImageColumns ic{s.xt,    im.words.data(),    im.sums.data(), im.sum_off.data(),
                         s.x_off, im.word_off.data(), s.taps,         C,
                         s.n};
-  const std::size_t ppi = oh * ow;
   parallel_for(ceil_div(q.ncols, kBand2ColsPerTask), [&](std::size_t t) {
     const std::size_t col0 = t * kBand2ColsPerTask, col1 = std::min(q.ncols, col0 + kBand2ColsPerTask);
     std::int64_t pix[kBand2ColsPerTask], word[kBand2ColsPerTask];
-    // PixelCursor's offsets at stride 1, stepped in locals (its members, reloaded after every store to these
-    // arrays, had made this loop a quarter of the stage)
-    std::size_t img = col0 / ppi, oy = col0 % ppi / ow, ox = col0 % ppi % ow;
-    for (std::size_t j = 0; j < col1 - col0; ++j) {
-      pix[j] = static_cast<std::int64_t>((img * hp + oy) * wp + ox);
-      word[j] = static_cast<std::int64_t>((img * gw * hp + oy) * wp + ox);
-      if (++ox == ow) {
-        ox = 0;
-        if (++oy == oh) oy = 0, ++img;
-      }
-    }
+    PixelCursor at(im, col0);
+    for (std::size_t col = col0; col < col1; ++col, at.next()) pix[col - col0] = at.sum(), word[col - col0] = at.word();
     kt.band2_columns(ic, l, sb, pix, word, col1 - col0, s.order, q.bits.data() + (col0 * order + 1) * s.kwords,
                      order * s.kwords, q.betas.data() + col0 * order);
   });

@@ -64,14 +64,15 @@ struct ColumnCursor {
   }
 };
 
-// word(j) / sum(j) (above) of consecutive columns j, j + 1, ... (next()).
+// word(j) / sum(j) (above) of consecutive columns j, j + 1, ... (next()). The image's geometry is copied in: read
+// through a reference, it was reloaded after every store the caller made through a pointer (a loop storing each
+// column's offsets spent a quarter of a stage on those loads, docs/KERNELS.md round 31).
 struct PixelCursor : ColumnCursor {
-  const PixelImage& im;
-  PixelCursor(const PixelImage& image, std::size_t j) : ColumnCursor(image.ppi, image.out_w, j), im(image) {}
-  std::int64_t word() const {
-    return static_cast<std::int64_t>((img * im.groups * im.hp + oy * im.sh) * im.wp + ox * im.sw);
-  }
-  std::int64_t sum() const { return static_cast<std::int64_t>((img * im.hp + oy * im.sh) * im.wp + ox * im.sw); }
+  std::size_t plane_rows, hp, wp, sh, sw;  // plane_rows: groups * hp, one image's rows of words
+  PixelCursor(const PixelImage& im, std::size_t j)
+      : ColumnCursor(im.ppi, im.out_w, j), plane_rows(im.groups * im.hp), hp(im.hp), wp(im.wp), sh(im.sh), sw(im.sw) {}
+  std::int64_t word() const { return static_cast<std::int64_t>((img * plane_rows + oy * sh) * wp + ox * sw); }
+  std::int64_t sum() const { return static_cast<std::int64_t>((img * hp + oy * sh) * wp + ox * sw); }
 };
 
 // beta_1 of an order-1 column whose first tap's pixel sum is at im.sums[at] (PixelCursor::sum): its taps' pixel sums

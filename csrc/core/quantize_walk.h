@@ -282,6 +282,14 @@ constexpr std::size_t kImageGroup = 8;
 // Columns whose box sums image_walk adds side by side.
 constexpr std::size_t kBoxLanes = 8;
 
+// The box sums of kBoxLanes columns whose first taps' pixel sums lie consecutively from `sums`: s[l] = the sums at
+// off[t] + l added in tap order t = 0..taps-1 (box_beta's sums, side by side).
+inline void box_sums(const double* sums, const std::int64_t* off, std::size_t taps, double* s) {
+  for (std::size_t l = 0; l < kBoxLanes; ++l) s[l] = 0.0;
+  for (std::size_t t = 0; t < taps; ++t)
+    for (std::size_t l = 0; l < kBoxLanes; ++l) s[l] += sums[off[t] + static_cast<std::int64_t>(l)];
+}
+
 template <class Pass, class = void>
 struct HasTriple : std::false_type {};
 template <class Pass>
@@ -356,9 +364,7 @@ void image_walk(const ImageColumns& im, const std::int64_t* pix, const std::int6
     double s[kBoxLanes] = {};
     // Offsets grow by at least one from column to column, so the last one's settles whether all are consecutive.
     if (pix[i + kBoxLanes - 1] == pix[i] + static_cast<std::int64_t>(kBoxLanes - 1)) {
-      const double* sums = im.sums + pix[i];
-      for (std::size_t t = 0; t < im.taps; ++t)
-        for (std::size_t l = 0; l < kBoxLanes; ++l) s[l] += sums[im.pix_off[t] + static_cast<std::int64_t>(l)];
+      box_sums(im.sums + pix[i], im.pix_off, im.taps, s);
     } else {
       for (std::size_t t = 0; t < im.taps; ++t)
         for (std::size_t l = 0; l < kBoxLanes; ++l) s[l] += im.sums[pix[i + l] + im.pix_off[t]];
