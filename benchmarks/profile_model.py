@@ -1,10 +1,10 @@
 """Where one of the yardstick's whole models spends a call: the model built, converted at one order and exported
 as benchmarks/bench_yardstick_models.py does (random weights, non-trivial BatchNorm statistics), loaded on the
-native runtime and profiled per node (``Model.profile``), 1 thread unless --threads, batch 1; then the median of plain
-calls.
+native runtime and profiled per node (``Model.profile``), 1 thread unless --threads, batch 1 unless --batch; then the
+median of plain calls.
 
     .venv/bin/python benchmarks/profile_model.py [--model resnet18-32] [--order 1] [--repeats 50] [--threads 1]
-                                                 [--chains]
+                                                 [--batch 1] [--chains]
 
 With --chains, the plain calls alternate with calls of the same program run step by step from Python (its runs of
 core steps not chained, horq.runtime.program.Program), and both are reported: fastest, first quartile and median.
@@ -37,6 +37,7 @@ def main(argv=None) -> int:
     ap.add_argument("--order", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=1, help="images per call")
     ap.add_argument("--chains", action="store_true", help="also time the program step by step, alternated")
     args = ap.parse_args(argv)
     threads.set_num_threads(args.threads)
@@ -44,9 +45,9 @@ def main(argv=None) -> int:
     model = yardstick.float_model(name, shape, classes)
     with tempfile.TemporaryDirectory() as tmp:
         horq_model = yardstick.horq_models(model, shape, tmp, orders=(args.order,))[args.order]
-    x = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((args.batch, *shape)).astype(np.float32)
     path = kernels.info()["in_use"]
-    print(f"{args.model}, order {args.order}, kernel path {path}, {args.threads} thread(s), batch 1")
+    print(f"{args.model}, order {args.order}, kernel path {path}, {args.threads} thread(s), batch {args.batch}")
     print(horq_model.profile(x, repeats=args.repeats).format())
     if args.chains:
         chained = horq_model._program

@@ -147,6 +147,7 @@ QuantizedColumns empty_columns(const KernelTable& kt, const ConvGeometry& g, int
 // every pixel's gw words and sum.
 struct PixelPlanes {
   std::unique_ptr<float[]> xt;  // every value written by the pixel pass: not zeroed first
+  std::size_t img0 = 0;         // the image whose copy starts xt (the copy holds a chunk of the batch)
   std::vector<double> sums;
   std::vector<word_t> bits;
 };
@@ -160,6 +161,7 @@ bool copies_nhwc(const QuantizedColumns& q, const ConvGeometry& g, const float* 
 // Row y of image img in the NHWC float copy: inside the image's zero border (image_columns) or packed.
 float* nhwc_row(const QuantizedColumns& q, const ConvGeometry& g, PixelPlanes& pp, std::size_t img, std::size_t y) {
   const PixelImage& im = q.image;
+  img -= pp.img0;
   return image_columns(q, g) ? pp.xt.get() + ((img * im.hp + y + g.ph) * im.wp + g.pw) * g.channels
                              : pp.xt.get() + (img * g.height + y) * g.width * g.channels;
 }
@@ -267,16 +269,26 @@ constexpr std::size_t kPackAhead = 2;
 // at least kImagesPerThread images per thread, or on one thread with rows of at least kPlaneRowsMinWidth pixels;
 // else, with rows that wide, bands of rows plane by plane, kBandsPerThread per thread; else one task per image row
 // (pack_input_row). Every way gives the same words, sums and copy. Throws on NaN or Inf.
-PixelPlanes pack_input(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* in_scale,
-                       const float* in_shift, QuantizedColumns& q) {
-  const std::size_t C = g.channels, H = g.height, W = g.width, plane = H * W;
-  const std::size_t npix = g.batch * plane, gw = words_for(C);
-  const std::size_t threads = static_cast<std::size_t>(get_num_threads());
+PixelPlanes pixel_planes(const ConvGeometry& g, const float* in_scale, const QuantizedColumns& q, std::size_t chunk) {
+  const std::size_t C = g.channels, npix = g.batch * g.height * g.width;
   PixelPlanes pp;
+  if (image_columns(q, g)) {
+    pp.xt.reset(new float[chunk * q.image.hp * q.image.wp * C]);
+  } else if (copies_nhwc(q, g, in_scale)) {
+    pp.xt.reset(new float[chunk * g.height * g.width * C]);
+  }
+  pp.sums.resize(q.implicit_h1 ? 0 : npix);
+  pp.bits.resize(q.implicit_h1 ? 0 : npix * words_for(C));
+  return pp;
+}
+
+void pack_input(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* in_scale,
+                const float* in_shift, QuantizedColumns& q, PixelPlanes& pp, std::size_t i0, std::size_t i1) {
+  const std::size_t C = g.channels, H = g.height, W = g.width, plane = H * W, batch = i1 - i0;
+  const std::size_t threads = static_cast<std::size_t>(get_num_threads());
   if (image_columns(q, g)) {  // zero-bordered: the border zeroed here, the rest written by the pixel pass
     const std::size_t hp = q.image.hp, wp = q.image.wp, row = wp * C;
-    pp.xt.reset(new float[g.batch * hp * row]);
-    for (std::size_t img = 0; img < g.batch; ++img) {
+    for (std::size_t img = 0; img < i1 - i0; ++img) {
       float* xi = pp.xt.get() + img * hp * row;
       std::fill_n(xi, g.ph * row, 0.0f);
       std::fill_n(xi + (g.ph + H) * row, (hp - g.ph - H) * row, 0.0f);
@@ -285,41 +297,38 @@ PixelPlanes pack_input(const KernelTable& kt, const float* x, const ConvGeometry
         std::fill_n(xi + y * row + (g.pw + W) * C, (wp - g.pw - W) * C, 0.0f);
       }
     }
-  } else if (copies_nhwc(q, g, in_scale)) {
-    pp.xt.reset(new float[npix * C]);
   }
-  pp.sums.resize(q.implicit_h1 ? 0 : npix);
-  pp.bits.resize(q.implicit_h1 ? 0 : npix * gw);
   std::atomic<bool> finite{true};
   if (g.nhwc) {
-    parallel_for(g.batch, [&](std::size_t img) {
+    parallel_for(batch, [&](std::size_t t) {
+      const std::size_t img = i0 + t;
       thread_local std::vector<float> planes;
       if (planes.size() < C * plane) planes.resize(C * plane);
       kt.to_nhwc(x + img * plane * C, C, plane, C, nullptr, nullptr, planes.data(), plane);  // (HW x C) -> (C x HW)
       if (pack_input_band(kt, planes.data(), g, in_scale, in_shift, img, 0, H, q, pp)) finite.store(false);
     });
-  } else if (g.batch >= kImagesPerThread * threads || W >= kPlaneRowsMinWidth) {
+  } else if (batch >= kImagesPerThread * threads || W >= kPlaneRowsMinWidth) {
     // Whole images (enough of them, or one thread), else bands of rows, about kBandsPerThread per thread.
-    const bool whole = g.batch >= kImagesPerThread * threads || threads == 1;
-    const std::size_t per = whole ? 1 : std::min(H, ceil_div(kBandsPerThread * threads, g.batch));  // bands per image
+    const bool whole = batch >= kImagesPerThread * threads || threads == 1;
+    const std::size_t per = whole ? 1 : std::min(H, ceil_div(kBandsPerThread * threads, batch));  // bands per image
     const std::size_t rows = ceil_div(H, per);  // rows per band
     const std::size_t bands = ceil_div(H, rows);
-    parallel_for(g.batch * bands, [&](std::size_t t) {
-      const std::size_t img = t / bands, y0 = t % bands * rows;
+    parallel_for(batch * bands, [&](std::size_t t) {
+      const std::size_t img = i0 + t / bands, y0 = t % bands * rows;
       if (pack_input_band(kt, x + img * C * plane, g, in_scale, in_shift, img, y0, std::min(H, y0 + rows), q, pp))
         finite.store(false);
     });
   } else {
-    const std::size_t rows = g.batch * H;
+    const std::size_t r0 = i0 * H, r1 = i1 * H;
     const auto row_at = [&](std::size_t r) { return x + (r / H) * C * plane + (r % H) * W; };
-    parallel_for(rows, [&](std::size_t t) {
-      const float* src = row_at(t);
-      if (t + kPackAhead < rows) prefetch_rows(row_at(t + kPackAhead), plane, C, W);
-      if (pack_input_row(kt, src, plane, g, in_scale, in_shift, t, q, pp)) finite.store(false);
+    parallel_for(r1 - r0, [&](std::size_t t) {
+      const std::size_t r = r0 + t;
+      const float* src = row_at(r);
+      if (r + kPackAhead < r1) prefetch_rows(row_at(r + kPackAhead), plane, C, W);
+      if (pack_input_row(kt, src, plane, g, in_scale, in_shift, r, q, pp)) finite.store(false);
     });
   }
   if (!finite.load()) throw std::invalid_argument("input contains NaN or Inf");
-  return pp;
 }
 
 // What the column pass reads, fixed for the call. Each task works on a local copy: word_t and size_t are
@@ -335,7 +344,8 @@ struct ColumnSource {
   const word_t* pix_bits;   // per pixel gw words (no image)
   const word_t* img_words;  // the image's words (with an image)
   const double* sums;       // pixel sums: the image's, or per pixel
-  const float* xt;          // the NHWC copy (order >= 2)
+  const float* xt;          // the NHWC copy (order >= 2): of images img0.. (a chunk of the batch), or the input
+  std::size_t img0;
   const std::int64_t* x_off;  // with image_columns: per tap, its offset in that copy (floats)
 };
 
@@ -377,7 +387,7 @@ struct ColumnSource {
         }
         sum += s.sums[up];
       }
-      tp[tap] = s.order >= 2 ? s.xt + up * g.channels : nullptr;
+      tp[tap] = s.order >= 2 ? s.xt + (up - s.img0 * g.height * g.width) * g.channels : nullptr;
     }
   }
   return sum;
@@ -431,12 +441,13 @@ void quantize_column_block(const KernelTable& kt, const ColumnSource& source, Qu
   const std::size_t glen = s.taps * s.gw, order = static_cast<std::size_t>(s.order);
   if (s.compact && grouped.size() < order * glen) grouped.resize(order * glen);
   if (image_columns(q, s.g)) {  // orders >= 2 from the zero-bordered images, the block's columns in one call
+    // pix and word count from the chunk's first image (img0), whose copy starts s.xt
     std::int64_t pix[kColsPerTask], word[kColsPerTask];
-    PixelCursor at(q.image, col0);
+    PixelCursor at(q.image, col0 - s.img0 * s.ppi);
     for (std::size_t col = col0; col < col1; ++col, at.next()) pix[col - col0] = at.sum(), word[col - col0] = at.word();
-    const ImageColumns im{s.xt,    q.image.words.data(),    q.image.sums.data(), q.image.sum_off.data(),
-                          s.x_off, q.image.word_off.data(), s.taps,              s.g.channels,
-                          s.n};
+    const std::size_t pix0 = s.img0 * s.imhp * s.imwp;
+    const ImageColumns im{s.xt,    q.image.words.data() + pix0 * s.gw, q.image.sums.data() + pix0,
+                          q.image.sum_off.data(), s.x_off, q.image.word_off.data(), s.taps, s.g.channels, s.n};
     kt.quantize_image(im, pix, word, col1 - col0, s.order, q.bits.data() + (col0 * order + 1) * s.kwords,
                       order * s.kwords, q.betas.data() + col0 * order);
     return;
@@ -486,17 +497,18 @@ bool band2_route(const KernelTable& kt, const QuantizedColumns& q, const ConvGeo
 // Every column's beta_1 (the box sum, as image_walk computes it) and thresholds into the grids of quantize.h, then
 // every padded pixel's slots (band2_pixels, a task per pixel row), then the columns (band2_columns, kBand2ColsPerTask
 // a task). Each stage reads only what the one before wrote in full, so no result depends on the tasks or threads.
-void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumns& q) {
+void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumns& q, std::size_t i0,
+                   std::size_t i1) {
   const ConvGeometry& g = s.g;
   const PixelImage& im = q.image;
   const std::size_t C = g.channels, gw = C / kWordBits, order = static_cast<std::size_t>(s.order);
   const std::size_t oh = g.out_h, ow = g.out_w, hp = im.hp, wp = im.wp, gs = ow + 5, grid = (oh + 4) * gs;
-  const std::size_t pixels = g.batch * hp * wp;
+  const std::size_t batch = i1 - i0, pixels = batch * hp * wp, pix0 = i0 * hp * wp;
   thread_local std::vector<float, UninitAllocator<float>> pos_buf, neg_buf;
   thread_local std::vector<word_t, UninitAllocator<word_t>> l_buf;
   thread_local std::vector<double, UninitAllocator<double>> sb_buf;
-  pos_buf.assign(g.batch * grid, std::numeric_limits<float>::infinity());
-  neg_buf.assign(g.batch * grid, -std::numeric_limits<float>::infinity());
+  pos_buf.assign(batch * grid, std::numeric_limits<float>::infinity());
+  neg_buf.assign(batch * grid, -std::numeric_limits<float>::infinity());
   l_buf.resize(pixels * gw * kBand2Slots);
   sb_buf.resize(pixels * kBand2Slots);
   float* const pos = pos_buf.data();
@@ -506,11 +518,11 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
   std::atomic<bool> exact{false};
   std::int64_t off[9];
   std::copy_n(im.sum_off.data(), 9, off);
-  parallel_for(g.batch * oh, [&](std::size_t t) {
-    const std::size_t img = t / oh, oy = t % oh;
-    const std::int64_t at = static_cast<std::int64_t>((img * hp + oy) * wp);
+  parallel_for(batch * oh, [&](std::size_t t) {
+    const std::size_t img = t / oh, oy = t % oh;  // img: in the chunk
+    const std::int64_t at = static_cast<std::int64_t>(((i0 + img) * hp + oy) * wp);
     const std::size_t cell = img * grid + (oy + 2) * gs + 2;
-    double* betas = q.betas.data() + (t * ow) * order;
+    double* betas = q.betas.data() + ((i0 * oh + t) * ow) * order;
     bool any = false;
     for (std::size_t ox0 = 0; ox0 < ow; ox0 += kBoxLanes) {
       // kBoxLanes columns' box sums side by side (each in tap order: box_beta's sums), as image_walk adds them
@@ -537,8 +549,8 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
     if (any) exact.store(true, std::memory_order_relaxed);
   });
   const bool any_exact = exact.load();
-  parallel_for(g.batch * hp, [&](std::size_t t) {
-    const std::size_t img = t / hp, py = t % hp;
+  parallel_for(batch * hp, [&](std::size_t t) {
+    const std::size_t img = t / hp, py = t % hp;  // img: in the chunk
     Band2Row r{};
     r.x = s.xt + t * wp * C;
     r.C = C, r.wp = wp;
@@ -551,13 +563,15 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
     r.sb = sb + t * wp * kBand2Slots;
     kt.band2_pixels(r);
   });
-  const ImageColumns ic{s.xt,    im.words.data(),    im.sums.data(), im.sum_off.data(),
-                        s.x_off, im.word_off.data(), s.taps,         C,
+  // pixels and words from image i0's, the chunk's first (l, sb and the copy hold the chunk alone)
+  const ImageColumns ic{s.xt,    im.words.data() + pix0 * gw, im.sums.data() + pix0, im.sum_off.data(),
+                        s.x_off, im.word_off.data(),          s.taps,                C,
                         s.n};
-  parallel_for(ceil_div(q.ncols, kBand2ColsPerTask), [&](std::size_t t) {
-    const std::size_t col0 = t * kBand2ColsPerTask, col1 = std::min(q.ncols, col0 + kBand2ColsPerTask);
+  const std::size_t c0 = i0 * im.ppi, c1 = i1 * im.ppi;
+  parallel_for(ceil_div(c1 - c0, kBand2ColsPerTask), [&](std::size_t t) {
+    const std::size_t col0 = c0 + t * kBand2ColsPerTask, col1 = std::min(c1, col0 + kBand2ColsPerTask);
     std::int64_t pix[kBand2ColsPerTask], word[kBand2ColsPerTask];
-    PixelCursor at(im, col0);
+    PixelCursor at(im, col0 - c0);
     for (std::size_t col = col0; col < col1; ++col, at.next()) pix[col - col0] = at.sum(), word[col - col0] = at.word();
     kt.band2_columns(ic, l, sb, pix, word, col1 - col0, s.order, q.bits.data() + (col0 * order + 1) * s.kwords,
                      order * s.kwords, q.betas.data() + col0 * order);
@@ -566,27 +580,65 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
 
 }  // namespace
 
+// A batch whose NHWC copy (with band2_columns' slots) takes more than 2 kChunkBytes is quantized about kChunkBytes of
+// them at a time.
+constexpr std::size_t kChunkBytes = std::size_t{2} << 20;
+
+// Images per chunk of quantize_conv_columns: the whole batch, or at orders >= 2 with an NHWC copy of more than 2
+// kChunkBytes, about kChunkBytes of the copy and the slots at a time (at least kImagesPerThread per thread for rows
+// narrower than kPlaneRowsMinWidth, which pack_input packs plane by plane only in such numbers). The copy is then
+// rewritten in cache rather than written to fresh memory and read back: 32 images of 64ch 32x32 at order 2 took
+// 10.4-10.6 -> 9.6-10.0 ms a call, their input quantization 4.3 -> 3.5-3.7 ms (AMD EPYC Zen 3, avx2, 1 thread;
+// docs/KERNELS.md round 32). Each image's columns are computed as in any other chunk or batch.
+std::size_t images_per_chunk(const KernelTable& kt, const QuantizedColumns& q, const ConvGeometry& g,
+                             const float* in_scale) {
+  if (!copies_nhwc(q, g, in_scale)) return g.batch;
+  const bool image = image_columns(q, g);
+  const std::size_t pixels = image ? q.image.hp * q.image.wp : g.height * g.width;
+  std::size_t bytes = pixels * g.channels * sizeof(float);
+  if (image && band2_route(kt, q, g))
+    bytes += pixels * (g.channels / kWordBits + 1) * kBand2Slots * sizeof(word_t);
+  if (g.batch * bytes <= 2 * kChunkBytes) return g.batch;
+  const std::size_t threads = static_cast<std::size_t>(get_num_threads());
+  const std::size_t least = g.width >= kPlaneRowsMinWidth ? 1 : kImagesPerThread * threads;
+  return std::min(g.batch, std::max(least, kChunkBytes / bytes));
+}
+
 QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, const ConvGeometry& g, int order,
                                        const float* in_scale, const float* in_shift) {
   QuantizedColumns q = empty_columns(kt, g, order);
-  const PixelPlanes pp = pack_input(kt, x, g, in_scale, in_shift, q);
-  if (q.implicit_h1 && order == 1) return q;  // the GEMM task reads H_1 and beta_1 from the image
+  const std::size_t chunk = images_per_chunk(kt, q, g, in_scale);
+  PixelPlanes pp = pixel_planes(g, in_scale, q, chunk);
+  if (q.implicit_h1 && order == 1) {  // the GEMM task reads H_1 and beta_1 from the image
+    pack_input(kt, x, g, in_scale, in_shift, q, pp, 0, g.batch);
+    return q;
+  }
   const std::size_t taps = g.kh * g.kw;
   std::vector<std::int64_t> x_off;
   if (image_columns(q, g))
     for (const std::int64_t off : q.image.sum_off) x_off.push_back(off * static_cast<std::int64_t>(g.channels));
-  const ColumnSource source{g, taps, words_for(g.channels), q.kw, g.out_h * g.out_w, q.image.hp, q.image.wp, order,
-                            conv_compact(g.channels, taps), q.implicit_h1, order == 3 && kt.quantize_taps3,
-                            static_cast<double>(q.n),
-                            pp.bits.data(), q.image.words.data(), q.implicit_h1 ? q.image.sums.data() : pp.sums.data(),
-                            copies_nhwc(q, g, in_scale) ? pp.xt.get() : x, x_off.data()};
-  if (band2_route(kt, q, g)) {
-    band2_columns(kt, source, q);
-    return q;
+  const bool copy = copies_nhwc(q, g, in_scale);
+  ColumnSource source{g, taps, words_for(g.channels), q.kw, g.out_h * g.out_w, q.image.hp, q.image.wp, order,
+                      conv_compact(g.channels, taps), q.implicit_h1, order == 3 && kt.quantize_taps3,
+                      static_cast<double>(q.n),
+                      pp.bits.data(), q.image.words.data(), q.implicit_h1 ? q.image.sums.data() : pp.sums.data(),
+                      copy ? pp.xt.get() : x, 0, x_off.data()};
+  const bool band2 = band2_route(kt, q, g);
+  const std::size_t ppi = g.out_h * g.out_w;
+  for (std::size_t i0 = 0; i0 < g.batch; i0 += chunk) {
+    const std::size_t i1 = std::min(g.batch, i0 + chunk);
+    pp.img0 = i0;
+    source.img0 = copy ? i0 : 0;
+    pack_input(kt, x, g, in_scale, in_shift, q, pp, i0, i1);
+    if (band2) {
+      band2_columns(kt, source, q, i0, i1);
+      continue;
+    }
+    const std::size_t c0 = i0 * ppi, c1 = i1 * ppi;
+    parallel_for(ceil_div(c1 - c0, kColsPerTask), [&](std::size_t t) {
+      quantize_column_block(kt, source, q, c0 + t * kColsPerTask, std::min(c1, c0 + (t + 1) * kColsPerTask));
+    });
   }
-  parallel_for(ceil_div(q.ncols, kColsPerTask), [&](std::size_t t) {
-    quantize_column_block(kt, source, q, t * kColsPerTask, std::min(q.ncols, (t + 1) * kColsPerTask));
-  });
   return q;
 }
 

@@ -557,6 +557,48 @@ int check_conv_image(std::mt19937_64& rng) {
   return failures;
 }
 
+// Batches whose NHWC copy passes 4 MB are quantized a chunk of images at a time (conv.cpp images_per_chunk): every
+// image's columns (rows H_2.. and all betas on the image route, every row elsewhere) bit for bit the image's alone, on
+// the image route with rows narrower than 24 pixels (chunks of at least 4 images a thread), a 1x1 stride-2 shortcut
+// and 96 channels (per-pixel words, the copy without a border); each batch's last chunk is partial.
+int check_conv_chunks(std::mt19937_64& rng) {
+  const KernelTable emu = avx512_conv_table();
+  std::normal_distribution<float> normal;
+  int failures = 0;
+  struct Case {
+    std::size_t n, C, hw, k, s, p;
+    int order;
+  };
+  const Case cases[] = {{11, 512, 12, 3, 1, 1, 2}, {11, 512, 12, 3, 1, 1, 3}, {16, 128, 24, 1, 2, 0, 2},
+                        {9, 96, 40, 3, 2, 1, 2}};
+  for (const Case& c : cases) {
+    ConvGeometry g{c.n, c.C, c.hw, c.hw, c.k, c.k, c.s, c.s, c.p, c.p, 1, 1, 0, 0};
+    g.out_h = g.out_w = (c.hw + 2 * c.p - c.k) / c.s + 1;
+    const std::size_t per = c.C * c.hw * c.hw, ppi = g.out_h * g.out_w, K = static_cast<std::size_t>(c.order);
+    std::vector<float> x(c.n * per);
+    for (auto& v : x) v = normal(rng);
+    const auto qb = quantize_conv_columns(emu, x.data(), g, c.order);
+    ConvGeometry g1 = g;
+    g1.batch = 1;
+    bool same = true;
+    for (std::size_t i = 0; i < c.n; ++i) {
+      const auto qi = quantize_conv_columns(emu, x.data() + i * per, g1, c.order);
+      const std::size_t k0 = qb.implicit_h1 ? 1 : 0, kw = qb.kw;
+      for (std::size_t j = 0; j < ppi; ++j)
+        for (std::size_t k = 0; k < K; ++k) {
+          same = same && bits_of(qb.betas[((i * ppi + j) * K + k)]) == bits_of(qi.betas[j * K + k]);
+          if (k >= k0)
+            same = same && std::memcmp(&qb.bits[((i * ppi + j) * K + k) * kw], &qi.bits[(j * K + k) * kw],
+                                       kw * sizeof(word_t)) == 0;
+        }
+    }
+    if (!same && ++failures <= kMaxReports)
+      std::printf("conv chunks mismatch N=%zu C=%zu %zux%zu k=%zu s=%zu order=%d\n", c.n, c.C, c.hw, c.hw, c.k, c.s,
+                  c.order);
+  }
+  return failures;
+}
+
 int check_sign_gemm(std::mt19937_64& rng) {
   std::normal_distribution<float> normal;
   int failures = 0;
@@ -950,6 +992,7 @@ int main() {
       {"gemm_task ties", [](std::mt19937_64&) { return check_gemm_ties(); }},
       {"conv", check_conv},
       {"conv image", check_conv_image},
+      {"conv chunks", check_conv_chunks},
       {"sign_gemm", check_sign_gemm},
       {"to_nhwc", check_to_nhwc},
       {"pool rows", check_pool_rows},
