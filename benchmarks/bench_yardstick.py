@@ -3,9 +3,13 @@ optional `openvino` package is installed (`pip install ".[bench]"`), OpenVINO fp
 binary convolution (opset1 binary_convolution, xnor-popcount), on the same shapes, in one process.
 
     .venv/bin/python benchmarks/bench_yardstick.py [--threads 1] [--json docs/yardstick.json] [--doc docs/KERNELS.md]
+                                                   [--geometries]
 
 Rows: daBNN's ResNet-18 layer suite (3x3, stride 1, C_in = C_out: 64ch 56x56, 128ch 28x28, 256ch 14x14, 512ch
-7x7, 115.6 M binary MACs each), a 1x1 conv (256ch 28x28) and a stride-2 3x3 conv (256ch 14x14), batch 1.
+7x7, 115.6 M binary MACs each), a 1x1 conv (256ch 28x28) and a stride-2 3x3 conv (256ch 14x14), batch 1. With
+--geometries, the other geometries of ResNet-style networks instead (GEOMETRIES: the downsampling 3x3 and 1x1
+shortcuts, a bottleneck's 1x1, padding 0, 5x5 and 7x7 kernels, batches of 32), into the doc's yardstick-geometries
+section.
 Each row's contenders are timed round-robin (horq.timing.interleaved_times), so they share the machine's load;
 twice: cold (one call of each per round, so each call finds the caches holding the other contenders' data) and
 warm (rounds of WARM_BLOCK calls of each, the first of each not counted: a layer called in a loop, or inside a
@@ -32,14 +36,27 @@ from horq.fileio import check_marked_section, replace_marked_section
 from horq.timing import interleaved_times
 
 ROOT = Path(__file__).resolve().parents[1]
-# name: (channels, size, kernel, stride)
+# name: (C_in, C_out, size, kernel, stride, padding, batch)
 SHAPES = {
-    "r18-64ch-56": (64, 56, 3, 1),
-    "r18-128ch-28": (128, 28, 3, 1),
-    "r18-256ch-14": (256, 14, 3, 1),
-    "r18-512ch-7": (512, 7, 3, 1),
-    "1x1-256ch-28": (256, 28, 1, 1),
-    "s2-256ch-14": (256, 14, 3, 2),
+    "r18-64ch-56": (64, 64, 56, 3, 1, 1, 1),
+    "r18-128ch-28": (128, 128, 28, 3, 1, 1, 1),
+    "r18-256ch-14": (256, 256, 14, 3, 1, 1, 1),
+    "r18-512ch-7": (512, 512, 7, 3, 1, 1, 1),
+    "1x1-256ch-28": (256, 256, 28, 1, 1, 0, 1),
+    "s2-256ch-14": (256, 256, 14, 3, 2, 1, 1),
+}
+# --geometries (issue 10: every conv geometry of ResNet-style networks on the fast path)
+GEOMETRIES = {
+    "3x3 s2 64->128 56x56": (64, 128, 56, 3, 2, 1, 1),
+    "1x1 s2 64->128 56x56": (64, 128, 56, 1, 2, 0, 1),
+    "1x1 s2 256->512 14x14": (256, 512, 14, 1, 2, 0, 1),
+    "1x1 64->256 56x56": (64, 256, 56, 1, 1, 0, 1),
+    "3x3 p0 128ch 28x28": (128, 128, 28, 3, 1, 0, 1),
+    "5x5 64ch 32x32": (64, 64, 32, 5, 1, 2, 1),
+    "7x7 64ch 32x32": (64, 64, 32, 7, 1, 3, 1),
+    "3x3 64ch 32x32 batch 32": (64, 64, 32, 3, 1, 1, 32),
+    "3x3 256ch 8x8 batch 32": (256, 256, 8, 3, 1, 1, 32),
+    "1x1 s2 64->128 32x32 batch 32": (64, 128, 32, 1, 2, 0, 32),
 }
 ORDERS = (1, 2, 3)
 WARM_BLOCK = 4  # warm timing: rounds of 4 calls per contender, the first of each not counted
@@ -49,6 +66,7 @@ TABLES = (("Medians, cold", "median", "times"), ("Fastest runs, cold (least dist
           (f"Medians, warm (rounds of {WARM_BLOCK} calls per contender, the first of each not counted)", "median",
            "warm"))
 DOC_SECTION = "yardstick"  # the generated part of --doc: <!-- yardstick:begin --> ... <!-- yardstick:end -->
+GEOMETRIES_SECTION = "yardstick-geometries"  # the same with --geometries
 
 
 def openvino_setup(threads: int):
@@ -61,21 +79,21 @@ def openvino_setup(threads: int):
     core = ov.Core()
     config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
 
-    def fp32(x, w, k, s):
+    def fp32(x, w, s, p):
         inp = ops.parameter(list(x.shape), ov.Type.f32)
-        y = ops.convolution(inp, ops.constant(w), [s, s], [k // 2] * 2, [k // 2] * 2, [1, 1])
+        y = ops.convolution(inp, ops.constant(w), [s, s], [p, p], [p, p], [1, 1])
         # f32 said explicitly: left to itself OpenVINO runs bfloat16 on CPUs with AMX/AVX512_BF16
         req = core.compile_model(ov.Model([y], [inp]), "CPU", {**config, "INFERENCE_PRECISION_HINT": "f32"}
                                  ).create_infer_request()
         return lambda: req.infer([x])
 
-    def binary(x, w, k, s):
+    def binary(x, w, s, p):
         inp = ops.parameter(list(x.shape), ov.Type.f32)
         # u1 weights: bit = 1 for +1 (OpenVINO's convention); the pattern does not change the time.
         packed = np.packbits((w.reshape(-1) >= 0).astype(np.uint8), bitorder="little")
         wt = ov.Tensor(ov.Type.u1, ov.Shape(list(w.shape)))
         np.copyto(np.asarray(wt.data).reshape(-1)[: packed.size], packed.view(np.asarray(wt.data).dtype))
-        y = ops.binary_convolution(inp, ov.op.Constant(wt), [s, s], [k // 2] * 2, [k // 2] * 2, [1, 1],
+        y = ops.binary_convolution(inp, ov.op.Constant(wt), [s, s], [p, p], [p, p], [1, 1],
                                    "xnor-popcount", 0.0)
         req = core.compile_model(ov.Model([y], [inp]), "CPU", config).create_infer_request()
         xb = (x > 0).astype(np.float32)
@@ -84,33 +102,41 @@ def openvino_setup(threads: int):
     return {"version": ov.get_version(), "fp32": fp32, "binary": binary}
 
 
-def run(threads: int, min_seconds: float) -> dict:
+def run(threads: int, min_seconds: float, shapes: dict = SHAPES) -> dict:
     torch, int8_note = torch_setup()
     kernels.set_num_threads(threads)
     ov = openvino_setup(threads)
     rng = np.random.default_rng(1)
     rows = []
-    for name, (c, hw, k, s) in SHAPES.items():
-        x = rng.standard_normal((1, c, hw, hw)).astype(np.float32)
-        w = (rng.standard_normal((c, c, k, k)) * 0.05).astype(np.float32)
+    for name, (c, co, hw, k, s, p, n) in shapes.items():
+        x = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
+        w = (rng.standard_normal((co, c, k, k)) * 0.05).astype(np.float32)
         pw = kernels.pack_weights(w)
-        layers = {o: kernels.Conv2dLayer(pw, order=o, stride=s, padding=k // 2) for o in ORDERS}
+        layers = {o: kernels.Conv2dLayer(pw, order=o, stride=s, padding=p) for o in ORDERS}
         fns = {f"horq{o}": partial(layers[o], x) for o in ORDERS}
         if torch is not None:
             torch.set_num_threads(threads)
             tx, tw = torch.from_numpy(x), torch.from_numpy(w)
             cx, cw = (t.contiguous(memory_format=torch.channels_last) for t in (tx, tw))
-            fns["torch_nchw"] = partial(torch.nn.functional.conv2d, tx, tw, stride=s, padding=k // 2)
-            fns["torch_cl"] = partial(torch.nn.functional.conv2d, cx, cw, stride=s, padding=k // 2)
-            if int8_note is None and s == 1 and k == 3:
+            fns["torch_nchw"] = partial(torch.nn.functional.conv2d, tx, tw, stride=s, padding=p)
+            fns["torch_cl"] = partial(torch.nn.functional.conv2d, cx, cw, stride=s, padding=p)
+            if int8_note is None and s == 1 and k == 3 and p == 1 and co == c:
                 fns["torch_int8"] = int8_conv(torch, tx, tw)
+        refused = None
         if ov is not None:
-            fns["ov_fp32"], fns["ov_binary"] = ov["fp32"](x, w, k, s), ov["binary"](x, w, k, s)
+            fns["ov_fp32"] = ov["fp32"](x, w, s, p)
+            try:
+                fns["ov_binary"] = ov["binary"](x, w, s, p)
+            except RuntimeError as e:  # its CPU plugin takes only some geometries (7x7 kernels: "unsupported")
+                refused = str(e).strip().splitlines()[-1]
         with torch.no_grad() if torch is not None else contextlib.nullcontext():
             cold = interleaved_times(fns, min_reps=20, min_seconds=min_seconds)
             warm = interleaved_times(fns, min_reps=5, min_seconds=min_seconds / 2, block=WARM_BLOCK)
-        oh = (hw + 2 * (k // 2) - k) // s + 1
-        row = {"shape": name, "C": c, "HW": hw, "k": k, "stride": s, "macs": c * c * k * k * oh * oh}
+        oh = (hw + 2 * p - k) // s + 1
+        row = {"shape": name, "C": c, "C_out": co, "HW": hw, "k": k, "stride": s, "padding": p, "batch": n,
+               "macs": co * c * k * k * oh * oh * n}
+        if refused:
+            row["ov_binary_refused"] = refused
         for timing, res in (("times", cold), ("warm", warm)):
             times = {key: {"median": med, "best": best} for key, (med, best) in res.items()}
             if "torch_nchw" in times:
@@ -123,7 +149,8 @@ def run(threads: int, min_seconds: float) -> dict:
     info = kernels.info()
     return {"date": datetime.date.today().isoformat(), "cpu": info["cpu"], "cpu_flags": cpu_flags(),
             "kernel_path": info["in_use"], "threads": threads, "torch": getattr(torch, "__version__", None),
-            "int8_note": int8_note, "openvino": ov["version"] if ov else None, "rows": rows}
+            "int8_note": int8_note, "openvino": ov["version"] if ov else None, "geometries": shapes is GEOMETRIES,
+            "rows": rows}
 
 
 def _ms(row, key, stat, timing="times"):
@@ -137,15 +164,18 @@ def _ratio(row, num, den, stat, timing="times"):
 
 
 def markdown(result: dict) -> str:
+    geometries = result.get("geometries", False)
     lines = [
-        f"Generated by `.venv/bin/python benchmarks/bench_yardstick.py --threads {result['threads']}` on "
+        f"Generated by `.venv/bin/python benchmarks/bench_yardstick.py --threads {result['threads']}"
+        f"{' --geometries' if geometries else ''}` on "
         f"{result['date']}: CPU {result['cpu']} ({result['cpu_flags']}), horq kernel path "
-        f"**{result['kernel_path']}**, {result['threads']} thread(s), batch 1; PyTorch {result['torch']}; "
+        f"**{result['kernel_path']}**, {result['threads']} thread(s), batch {'as named' if geometries else 1}; "
+        f"PyTorch {result['torch']}; "
         f"OpenVINO {result['openvino'] or 'not installed'}. Times in ms; the contenders of a row are timed "
         "round-robin in one process, cold (one call of each per round: each call finds the caches holding the "
         f"other contenders' data) and warm (rounds of {WARM_BLOCK} calls of each, the first not counted: a layer "
         "called in a loop). torch fp32 is the faster of NCHW and channels_last; int8 is PyTorch's "
-        "quantized conv (x86 engine), 3x3 stride-1 rows only.",
+        "quantized conv (x86 engine), 3x3 stride-1 rows with C_in = C_out only.",
     ]
     for title, stat, timing in TABLES:
         if not any(timing in r for r in result["rows"]):
@@ -167,6 +197,9 @@ def markdown(result: dict) -> str:
                     "torch_fp32", "torch_int8", "ov_fp32", "ov_binary", "horq1", "horq2", "horq3"))
                 + f" | {_ratio(r, 'ov_binary', 'horq1', stat, timing)} | {_ratio(r, 'horq2', 'horq1', stat, timing)} "
                 f"| {_ratio(r, 'torch_fp32', 'horq1', stat, timing)} | {tmac:.2f} |")
+    refused = [f"{r['shape']} ({r['ov_binary_refused']})" for r in result["rows"] if r.get("ov_binary_refused")]
+    if refused:
+        lines += ["", "OpenVINO's CPU plugin refused to compile its binary convolution for " + "; ".join(refused) + "."]
     return "\n".join(lines)
 
 
@@ -176,18 +209,20 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=2.0, help="minimum timed seconds per row")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--doc", type=Path, help="markdown file whose yardstick section gets the tables")
+    ap.add_argument("--geometries", action="store_true", help="the GEOMETRIES rows instead of the layer suite")
     args = ap.parse_args(argv)
+    section = GEOMETRIES_SECTION if args.geometries else DOC_SECTION
     if args.doc:
-        check_marked_section(args.doc, DOC_SECTION)  # before minutes of timing
+        check_marked_section(args.doc, section)  # before minutes of timing
     if args.threads < 1:
         ap.error(f"--threads must be >= 1, got {args.threads}")
-    result = run(args.threads, args.seconds)
+    result = run(args.threads, args.seconds, GEOMETRIES if args.geometries else SHAPES)
     text = markdown(result)
     print(text)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     if args.doc:
-        replace_marked_section(args.doc, DOC_SECTION, text)
+        replace_marked_section(args.doc, section, text)
     return 0
 
 
