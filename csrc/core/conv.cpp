@@ -288,7 +288,7 @@ void pack_input(const KernelTable& kt, const float* x, const ConvGeometry& g, co
   const std::size_t threads = static_cast<std::size_t>(get_num_threads());
   if (image_columns(q, g)) {  // zero-bordered: the border zeroed here, the rest written by the pixel pass
     const std::size_t hp = q.image.hp, wp = q.image.wp, row = wp * C;
-    for (std::size_t img = 0; img < i1 - i0; ++img) {
+    for (std::size_t img = 0; img < batch; ++img) {  // the chunk's images, from the copy's start
       float* xi = pp.xt.get() + img * hp * row;
       std::fill_n(xi, g.ph * row, 0.0f);
       std::fill_n(xi + (g.ph + H) * row, (hp - g.ph - H) * row, 0.0f);
@@ -429,6 +429,22 @@ void compact_order1_columns(const ColumnSource& s, QuantizedColumns& q, std::siz
   }
 }
 
+// The image as the columns of the chunk whose copy starts s.xt read it (quantize_image, band2_columns): pixel and word
+// indices count from the chunk's first image, s.img0, as the copy's do.
+ImageColumns chunk_image(const ColumnSource& s, const PixelImage& im) {
+  const std::size_t pix0 = s.img0 * s.imhp * s.imwp;
+  return {s.xt,    im.words.data() + pix0 * s.gw, im.sums.data() + pix0, im.sum_off.data(),
+          s.x_off, im.word_off.data(),            s.taps,                s.g.channels,
+          s.n};
+}
+
+// Columns [col0, col1)'s first pixel sum and word in chunk_image's indices.
+void chunk_cursors(const ColumnSource& s, const PixelImage& im, std::size_t col0, std::size_t col1, std::int64_t* pix,
+                   std::int64_t* word) {
+  PixelCursor at(im, col0 - s.img0 * s.ppi);
+  for (std::size_t col = col0; col < col1; ++col, at.next()) pix[col - col0] = at.sum(), word[col - col0] = at.word();
+}
+
 // Columns [col0, col1): per column beta_1 and H_1 (gather_column), orders >= 2 from the taps, and in the
 // compact layout the grouped planes (built in a scratch buffer) shifted into the column's rows.
 void quantize_column_block(const KernelTable& kt, const ColumnSource& source, QuantizedColumns& q, std::size_t col0,
@@ -441,14 +457,9 @@ void quantize_column_block(const KernelTable& kt, const ColumnSource& source, Qu
   const std::size_t glen = s.taps * s.gw, order = static_cast<std::size_t>(s.order);
   if (s.compact && grouped.size() < order * glen) grouped.resize(order * glen);
   if (image_columns(q, s.g)) {  // orders >= 2 from the zero-bordered images, the block's columns in one call
-    // pix and word count from the chunk's first image (img0), whose copy starts s.xt
     std::int64_t pix[kColsPerTask], word[kColsPerTask];
-    PixelCursor at(q.image, col0 - s.img0 * s.ppi);
-    for (std::size_t col = col0; col < col1; ++col, at.next()) pix[col - col0] = at.sum(), word[col - col0] = at.word();
-    const std::size_t pix0 = s.img0 * s.imhp * s.imwp;
-    const ImageColumns im{s.xt,    q.image.words.data() + pix0 * s.gw, q.image.sums.data() + pix0,
-                          q.image.sum_off.data(), s.x_off, q.image.word_off.data(), s.taps, s.g.channels, s.n};
-    kt.quantize_image(im, pix, word, col1 - col0, s.order, q.bits.data() + (col0 * order + 1) * s.kwords,
+    chunk_cursors(s, q.image, col0, col1, pix, word);
+    kt.quantize_image(chunk_image(s, q.image), pix, word, col1 - col0, s.order, q.bits.data() + (col0 * order + 1) * s.kwords,
                       order * s.kwords, q.betas.data() + col0 * order);
     return;
   }
@@ -503,7 +514,7 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
   const PixelImage& im = q.image;
   const std::size_t C = g.channels, gw = C / kWordBits, order = static_cast<std::size_t>(s.order);
   const std::size_t oh = g.out_h, ow = g.out_w, hp = im.hp, wp = im.wp, gs = ow + 5, grid = (oh + 4) * gs;
-  const std::size_t batch = i1 - i0, pixels = batch * hp * wp, pix0 = i0 * hp * wp;
+  const std::size_t batch = i1 - i0, pixels = batch * hp * wp;
   thread_local std::vector<float, UninitAllocator<float>> pos_buf, neg_buf;
   thread_local std::vector<word_t, UninitAllocator<word_t>> l_buf;
   thread_local std::vector<double, UninitAllocator<double>> sb_buf;
@@ -563,16 +574,13 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
     r.sb = sb + t * wp * kBand2Slots;
     kt.band2_pixels(r);
   });
-  // pixels and words from image i0's, the chunk's first (l, sb and the copy hold the chunk alone)
-  const ImageColumns ic{s.xt,    im.words.data() + pix0 * gw, im.sums.data() + pix0, im.sum_off.data(),
-                        s.x_off, im.word_off.data(),          s.taps,                C,
-                        s.n};
+  // l and sb hold the chunk alone, indexed as chunk_image's pixels (s.img0 is i0 here: the route always copies)
+  const ImageColumns ic = chunk_image(s, im);
   const std::size_t c0 = i0 * im.ppi, c1 = i1 * im.ppi;
   parallel_for(ceil_div(c1 - c0, kBand2ColsPerTask), [&](std::size_t t) {
     const std::size_t col0 = c0 + t * kBand2ColsPerTask, col1 = std::min(c1, col0 + kBand2ColsPerTask);
     std::int64_t pix[kBand2ColsPerTask], word[kBand2ColsPerTask];
-    PixelCursor at(im, col0 - c0);
-    for (std::size_t col = col0; col < col1; ++col, at.next()) pix[col - col0] = at.sum(), word[col - col0] = at.word();
+    chunk_cursors(s, im, col0, col1, pix, word);
     kt.band2_columns(ic, l, sb, pix, word, col1 - col0, s.order, q.bits.data() + (col0 * order + 1) * s.kwords,
                      order * s.kwords, q.betas.data() + col0 * order);
   });
