@@ -20,6 +20,9 @@ first of each not counted: a model called in a loop).
   INFERENCE_NUM_THREADS, PERFORMANCE_HINT=LATENCY, NUM_STREAMS=1 and INFERENCE_PRECISION_HINT=f32.
   OV default: the same without the precision hint; OpenVINO then runs bfloat16 on CPUs with AMX or
   AVX512_BF16 (recorded in the JSON), which is not an fp32 result but is what a user gets by default.
+* OV binary, OV bin plain: the order-1 file's OpenVINO twins (benchmarks/openvino_twin.py), the same binary
+  network on OpenVINO's BinaryConvolution: with XNOR-Net's betas (horq order 1's function; its output is compared
+  with horq's before timing) and in OpenVINO's own form without them (a lower bound), f32, the same thread count.
 
 It also profiles (Model.profile) each ResNet-18 at orders 1 and 2, 1 thread, and keeps the time per op type.
 Weights are random (seeded): only time is measured.
@@ -47,6 +50,7 @@ import torch  # noqa: E402 (after the OpenMP setting)
 
 import horq
 import horq.runtime as rt
+from horq import format as hformat
 from horq import kernels
 from horq.apps.bench_kernels import cpu_flags
 from horq.fileio import check_marked_section, replace_marked_section
@@ -54,6 +58,7 @@ from horq.nn import HORQConfig, build_model, convert_
 from horq.timing import interleaved_times
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import openvino_twin  # noqa: E402 (beside this file)
 from bench_yardstick import TABLES, WARM_BLOCK  # noqa: E402 (the layer yardstick beside this file)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,6 +142,27 @@ def openvino_models(model, x, threads):
     return reqs, ov.get_version(), default_precision
 
 
+def openvino_twins(path, x, threads, horq_output):
+    """``{(kind, threads): infer_request}`` of the order-1 file's OpenVINO twins (openvino_twin.py: kind
+    ``"binary"``, horq's function with XNOR-Net's betas, and ``"binary_plain"``, OpenVINO's own binary form without
+    them) and the binary twin's ``max |twin - horq| / max |horq|`` (checked); ({}, None) without openvino."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return {}, None
+    hfile = hformat.load(path)
+    core, reqs, rel = ov.Core(), {}, None
+    for kind, beta in (("binary", True), ("binary_plain", False)):
+        twin = openvino_twin.binary_twin(hfile, x.shape[0], beta=beta)
+        for n in threads:
+            config = {"INFERENCE_NUM_THREADS": n, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+                      "INFERENCE_PRECISION_HINT": "f32"}
+            reqs[kind, n] = core.compile_model(twin, "CPU", config).create_infer_request()
+            if beta:
+                rel = openvino_twin.check(reqs[kind, n].infer([x])[0], horq_output)
+    return reqs, rel
+
+
 def bench_one(label, threads, min_seconds, log) -> tuple[list, dict, str | None, str | None]:
     name, shape, classes = MODELS[label]
     model = float_model(name, shape, classes)
@@ -149,6 +175,9 @@ def bench_one(label, threads, min_seconds, log) -> tuple[list, dict, str | None,
     rows, profiles = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         horq_m = horq_models(model, shape, tmp)
+        twins, twin_rel = openvino_twins(Path(tmp) / "o1.horq", x, threads, horq_m[1](x))
+        if twin_rel is not None:
+            log(f"{label}: OpenVINO binary twin against horq order 1: max |difference| {twin_rel:.2g} of max |output|")
         for n in threads:
             torch.set_num_threads(n)
             fns = {f"horq{o}": (lambda m=m: m(x)) for o, m in horq_m.items()}
@@ -159,10 +188,15 @@ def bench_one(label, threads, min_seconds, log) -> tuple[list, dict, str | None,
             if ov_reqs is not None:
                 fns["ov_fp32"] = lambda r=ov_reqs["fp32", n]: r.infer([x])
                 fns["ov_default"] = lambda r=ov_reqs["default", n]: r.infer([x])
+            for kind in ("binary", "binary_plain"):
+                if (kind, n) in twins:
+                    fns[f"ov_{kind}"] = lambda r=twins[kind, n]: r.infer([x])
             with rt.num_threads(n), torch.inference_mode():
                 cold = interleaved_times(fns, min_reps=10, min_seconds=min_seconds)
                 warm = interleaved_times(fns, min_reps=5, min_seconds=min_seconds / 2, block=WARM_BLOCK)
             row = {"model": label, "zoo": name, "shape": list(shape), "threads": n}
+            if twin_rel is not None:
+                row["ov_binary_vs_horq1"] = twin_rel
             for key, res in (("times", cold), ("warm", warm)):
                 times = {k: {"median": med, "best": best} for k, (med, best) in res.items()}
                 nchw, cl = times.pop("torch_nchw"), times.pop("torch_cl")
@@ -230,6 +264,33 @@ NON_BINARY_NOTE = ("binary = the binary_conv2d/binary_linear steps (input quanti
                    "epilogue); everything else is the float stem and classifier and the glue between layers")
 
 
+def twin_table(result: dict) -> list:
+    """The rows with OpenVINO's binary twins (openvino_twin.py) as a table of its own; [] when none has them."""
+    rows = [r for r in result["rows"] if "ov_binary" in r.get("times", {})]
+    if not rows:
+        return []
+    lines = [
+        "", "Against OpenVINO's binary convolution on the whole network (`benchmarks/openvino_twin.py`): OV binary is "
+        "the order-1 file rebuilt from OpenVINO's FakeQuantize (levels 2) and BinaryConvolution with XNOR-Net's "
+        "betas (mean |x| per receptive field) and the file's alphas, the same function as horq order 1 (max "
+        "|difference| / max |output| in the last column, checked before timing); OV bin plain is OpenVINO's own "
+        "binary form, per-channel scales only and each BatchNorm folded into the binarization thresholds: less "
+        "arithmetic, a lower bound for such a network in OpenVINO. Cold medians in ms; ratios are OpenVINO / horq "
+        "order 1 (cold median, warm median, fastest cold run):", "",
+        "| model | threads | OV binary | OV bin plain | horq o1 | OV binary / o1 | OV bin plain / o1 | twin vs horq |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        ratios = [" / ".join(_ratio(r, f"ov_{kind}", "horq1", stat, timing)
+                             for _, stat, timing in (("cold", "median", "times"), ("warm", "median", "warm"),
+                                                     ("fastest", "best", "times")))
+                  for kind in ("binary", "binary_plain")]
+        cells = [_ms(r, k, "median") for k in ("ov_binary", "ov_binary_plain", "horq1")]
+        lines.append(f"| {r['model']} | {r['threads']} | " + " | ".join(cells + ratios)
+                     + f" | {r.get('ov_binary_vs_horq1', float('nan')):.1g} |")
+    return lines
+
+
 def markdown(result: dict) -> str:
     lb, la = result["load_before"], result["load_after"]
     lines = [
@@ -267,6 +328,7 @@ def markdown(result: dict) -> str:
             ratios += [_ratio(r, "ov_fp32", "horq1", stat, timing), _ratio(r, "ov_fp32", "horq2", stat, timing),
                        _ratio(r, "ov_default", "horq1", stat, timing), _ratio(r, "torch_int8", "horq1", stat, timing)]
             lines.append(f"| {r['model']} | {r['threads']} | " + " | ".join(cells + ratios) + " |")
+    lines += twin_table(result)
     by_model = {}
     for r in result["rows"]:
         by_model.setdefault(r["model"], {})[r["threads"]] = r

@@ -1,0 +1,126 @@
+"""benchmarks/openvino_twin.py: OpenVINO's rebuild of an order-1 horq file computes horq's function (the
+yardstick times it as the x86 peer's binary network), and its plain form binarizes as the BatchNorm it folds."""
+
+import copy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ov = pytest.importorskip("openvino")
+torch = pytest.importorskip("torch")
+
+import horq  # noqa: E402
+import horq.runtime as rt  # noqa: E402
+from horq import bits as hbits  # noqa: E402
+from horq import format as hformat  # noqa: E402
+from horq.nn import HORQConfig, build_model, convert_  # noqa: E402
+from horq.runtime.ops import im2col32  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import openvino_twin  # noqa: E402
+
+
+def _randomize_bn(model, seed):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=gen) * 0.3)
+                m.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+                m.weight.copy_(torch.randn(c, generator=gen))
+                m.weight[0] = 0.0  # a channel whose binarized sign is its shift's alone
+                m.bias.copy_(torch.randn(c, generator=gen) * 0.2)
+    return model
+
+
+def _export(model, shape, tmp_path, order=1, name="m"):
+    torch.manual_seed(0)
+    path = tmp_path / f"{name}_o{order}.horq"
+    horq.export(convert_(copy.deepcopy(model), HORQConfig(order=order)).eval(), path, input_shape=shape)
+    return path
+
+
+def _infer(model, x, threads=1):
+    config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32"}
+    return ov.Core().compile_model(model, "CPU", config).create_infer_request().infer([x])[0].copy()
+
+
+# Widths that leave word tails (8-channel multiples only: openvino_twin refuses others), stride-2 3x3 and 1x1
+# shortcuts, zero padding at every border, a binary linear layer after a flatten, max pools: the geometries whose
+# bits the twin must get as horq does.
+MODELS = {
+    "resnet18-w0.25": (("resnet18", (3, 20, 20), 7), {"width": 0.25}),
+    "mnist-cnn-small": (("mnist-cnn", (1, 12, 12), 5), {"width": 8, "hidden": 40}),
+}
+
+
+@pytest.mark.parametrize("key", sorted(MODELS))
+@pytest.mark.parametrize("batch", [1, 3])
+def test_twin_computes_horq_order1(key, batch, tmp_path):
+    (name, shape, classes), kwargs = MODELS[key]
+    torch.manual_seed(1)
+    model = _randomize_bn(build_model(name, in_shape=shape, num_classes=classes, **kwargs).eval(), 2)
+    path = _export(model, shape, tmp_path)
+    ops = {n.op for n in hformat.load(path).graph.nodes}
+    assert "binary_conv2d" in ops
+    x = np.random.default_rng(batch).standard_normal((batch, *shape)).astype(np.float32)
+    ref = rt.load(path, backend="numpy")(x)
+    out = _infer(openvino_twin.binary_twin(hformat.load(path), batch), x)
+    assert out.shape == ref.shape
+    assert openvino_twin.check(out, ref) < 1e-5
+    np.testing.assert_array_equal(out.argmax(1), ref.argmax(1))
+
+
+def test_plain_twin_binarizes_the_folded_affine(tmp_path):
+    # float conv -> relu -> BatchNorm (a channel of negative scale, one of zero) -> binary conv -> float linear
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(2, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.BatchNorm2d(8),
+        torch.nn.Conv2d(8, 6, 3, padding=1, stride=2),
+        torch.nn.Flatten(), torch.nn.Linear(6 * 4 * 4, 3)).eval()
+    _randomize_bn(model, 4)
+    with torch.no_grad():
+        model[2].weight[1] = -abs(float(model[2].weight[1])) - 0.5
+    path = _export(model, (2, 8, 8), tmp_path)
+    hfile = hformat.load(path)
+    t = rt.compute_tensors(hfile)
+    nodes = {n.op: n for n in hfile.graph.nodes}
+    conv, affine, bconv, lin = nodes["conv2d"], nodes["affine"], nodes["binary_conv2d"], nodes["linear"]
+    scale = t[affine.tensors["scale"]]
+    assert (scale < 0).any() and (scale == 0).any()
+
+    x = np.random.default_rng(5).standard_normal((2, 2, 8, 8)).astype(np.float32)
+    out = _infer(openvino_twin.binary_twin(hfile, 2, beta=False), x)
+
+    # numpy: the float conv, the affine, horq's signs (padding zeros -> +1), the binary conv without betas
+    w = t[conv.tensors["weight"]]
+    cols = im2col32(x, 3, 3, stride=(1, 1), padding=(1, 1), dilation=(1, 1))
+    y = (w.reshape(w.shape[0], -1) @ cols).reshape(8, 2, 8, 8).transpose(1, 0, 2, 3)
+    y = np.maximum(y + t[conv.tensors["bias"]].reshape(1, -1, 1, 1), 0)
+    a = y * scale.reshape(1, -1, 1, 1) + t[affine.tensors["shift"]].reshape(1, -1, 1, 1)
+    signs = hbits.sign(im2col32(a, 3, 3, stride=(2, 2), padding=(1, 1), dilation=(1, 1)))
+    wb = hbits.unpack_signs(t[bconv.tensors["bits"]], 8 * 9)
+    z = (wb @ signs).reshape(6, 2, 4, 4).transpose(1, 0, 2, 3)
+    if "alpha" in bconv.tensors:
+        z = z * t[bconv.tensors["alpha"]].reshape(1, -1, 1, 1)
+    if "bias" in bconv.tensors:
+        z = z + t[bconv.tensors["bias"]].reshape(1, -1, 1, 1)
+    ref = z.reshape(2, -1) @ t[lin.tensors["weight"]].T + t[lin.tensors["bias"]]
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_twin_refuses_order2_and_channel_tails_and_a_wrong_twin_fails_the_check(tmp_path):
+    (name, shape, classes), kwargs = MODELS["mnist-cnn-small"]
+    model = build_model(name, in_shape=shape, num_classes=classes, **kwargs).eval()
+    with pytest.raises(NotImplementedError, match="order 2"):
+        openvino_twin.binary_twin(hformat.load(_export(model, shape, tmp_path, order=2)))
+    model = build_model(name, in_shape=shape, num_classes=classes, width=12, hidden=40).eval()
+    with pytest.raises(NotImplementedError, match="12 input channels"):
+        openvino_twin.binary_twin(hformat.load(_export(model, shape, tmp_path, name="w12")))
+    ref = np.array([[1.0, -2.0, 0.5]], np.float32)
+    assert openvino_twin.check(ref, ref) == 0.0
+    with pytest.raises(AssertionError, match="differs from horq"):
+        openvino_twin.check(ref * 1.1, ref)
