@@ -26,12 +26,13 @@ def _layers(path="avx2", ov=3.0, o2=2.0, o1=0.4):
     return {"kernel_path": path, "cpu": "test", "date": "d", "rows": rows}
 
 
-def _models(path="avx2", speedup=8.0, two=1.8, non_binary=0.1):
+def _models(path="avx2", speedup=8.0, two=1.8, non_binary=0.1, twin=2.0, plain=1.8):
     rows, profiles = [], {}
     for model in ("resnet18-224", "resnet18-32", "cifar-vgg"):
         for threads, scale in ((1, 1.0), (2, 1.0 / two)):
             h = {f"horq{o}": _t(scale) for o in (1, 2)}  # both orders 1 ms at 1 thread: every ratio is `speedup`
-            times = {**h, "torch_fp32": _t(speedup), "ov_fp32": _t(speedup)}
+            times = {**h, "torch_fp32": _t(speedup), "ov_fp32": _t(speedup), "ov_binary": _t(twin * scale),
+                     "ov_binary_plain": _t(plain * scale)}
             rows.append({"model": model, "threads": threads, "times": times, "warm": times, "horq_alone": h})
         profiles[model] = {"o1": {"steps_ms": 1.0, "by_op": {"binary_conv2d": {"ms": 1.0 - non_binary}}}}
     return {"kernel_path": path, "date": "d", "rows": rows, "profiles": profiles}
@@ -59,9 +60,21 @@ def test_throughput_bound_follows_the_kernel_path():
 
 def test_model_verdicts():
     assert all(v == "met" for _, _, v in targets.model_targets(_models(speedup=10.5, two=1.8, non_binary=0.1)))
-    rows = targets.model_targets(_models(path="avx512", speedup=2.9, two=1.6, non_binary=0.2))
+    rows = targets.model_targets(_models(path="avx512", speedup=2.9, two=1.6, non_binary=0.2, twin=1.6, plain=1.49))
     verdicts = [v for _, _, v in rows]
-    assert "met" not in verdicts and len(rows) == 11  # 7 ratio targets, 2 thread targets, 2 non-binary shares
+    # 7 ratio targets, OpenVINO's binary twins, 2 thread targets, 2 non-binary shares
+    assert "met" not in verdicts and len(rows) == 12
+
+
+def test_openvino_twin_row_takes_the_lesser_twin():
+    for twin, plain, verdict in ((1.6, 1.51, "met"), (1.6, 1.49, "not met (3 of 3)"), (1.49, 1.6, "not met (3 of 3)")):
+        row = [r for r in targets.model_targets(_models(twin=twin, plain=plain)) if "binary twin" in r[0]]
+        assert len(row) == 1 and row[0][2] == verdict, (twin, plain, row)
+    models = _models()
+    for r in models["rows"]:
+        del r["times"]["ov_binary"]
+    row = [r for r in targets.model_targets(models) if "binary twin" in r[0]]
+    assert row[0][2] == "not measured" and row[0][1].startswith("n/a")
 
 
 def test_missing_measurements_are_not_met_silently():
