@@ -103,3 +103,19 @@ def test_the_doc_tables_are_the_committed_files(section, args, monkeypatch, caps
     assert body == printed
     for f in args[1::2]:
         json.loads((ROOT / f).read_text())  # every file named is committed and readable
+
+
+def test_the_doc_models_tables_are_the_committed_file(monkeypatch, capsys):
+    """docs/KERNELS.md round 33's generated section is `bench_yardstick_models.py --render` of its JSON file."""
+    spec = importlib.util.spec_from_file_location("bench_yardstick_models",
+                                                  ROOT / "benchmarks" / "bench_yardstick_models.py")
+    models = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(models)
+    monkeypatch.chdir(ROOT)
+    assert models.main(["--render", "docs/yardstick_models_zen3_avx2.json"]) == 0
+    printed = capsys.readouterr().out.strip()
+    doc = (ROOT / "docs" / "KERNELS.md").read_text()
+    section = "yardstick-models-zen3"
+    body = doc.split(f"<!-- {section}:begin -->\n", 1)[1].split(f"\n<!-- {section}:end -->", 1)[0]
+    assert body == printed
+    assert "OV binary / o1" in body  # the OpenVINO twins' table
