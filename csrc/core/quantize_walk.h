@@ -465,6 +465,47 @@ void band2_combine(const ImageColumns& im, const word_t* l, const double* sb, co
   }
 }
 
+// band2_combine for one word per pixel (64 channels) where the taps are a 3 x 3 window at stride 1 of the padded
+// image, as band2_route takes them (tap (q, s) at q wp + s pixels, its word too): each window row's slots, sums and
+// words through one pointer and the taps' constant offsets from it (slot 4 q + 2 - s of pixel q wp + s is word
+// q (12 wp + 4) + 11 s + 2), instead of 27 offsets that the general form keeps on the stack and reloads per column.
+// The same operations in the same order. False (nothing done) for another tap layout.
+inline bool band2_combine_window1(const ImageColumns& im, const word_t* l, const double* sb, const std::int64_t* pix,
+                                  const std::int64_t* word, std::size_t count, std::size_t ord, word_t* bits,
+                                  std::size_t ldbits, double* betas) {
+  const std::int64_t wp = im.pix_off[3];
+  for (std::size_t t = 0; t < 9; ++t) {
+    const std::int64_t at = static_cast<std::int64_t>(t / 3) * wp + static_cast<std::int64_t>(t % 3);
+    if (im.pix_off[t] != at || im.word_off[t] != at) return false;
+  }
+  constexpr std::int64_t S = static_cast<std::int64_t>(kBand2Slots);
+  const std::int64_t row_slots = wp * S + 4;  // from tap (q, s) to tap (q + 1, s) in l and sb
+  for (std::size_t i = 0; i < count; ++i) {
+    word_t* row = bits + i * ldbits;
+    const word_t* h1 = im.words + word[i];
+    const word_t* lp = l + pix[i] * S + 2;
+    const double* sp = sb + pix[i] * S + 2;
+    std::uint64_t below = 0;
+    double s = 0.0;
+#pragma GCC unroll 3
+    for (std::int64_t q = 0; q < 3; ++q) {
+      const word_t* lq = lp + q * row_slots;
+      const double* sq = sp + q * row_slots;
+      const word_t* hq = h1 + q * wp;
+#pragma GCC unroll 3
+      for (std::int64_t c = 0; c < 3; ++c) {
+        const word_t lw = lq[11 * c];
+        row[3 * q + c] = hq[c] ^ lw;
+        below += static_cast<std::uint64_t>(__builtin_popcountll(lw));
+        s += sq[11 * c];
+      }
+    }
+    const double b1 = betas[i * ord];
+    betas[i * ord + 1] = 2.0 * (static_cast<double>(below) * b1 - s) / im.n;
+  }
+  return true;
+}
+
 // band2_columns (quantize.h): per column its 9 taps' words of L-bits and sums from the pixels' slots (tap (q, s) reads
 // slot 4 q + 2 - s of its pixel), H_2 = H_1 XOR L, beta_2 = 2 (n_l beta_1 - S_l) / n (the sums in tap order), then
 // orders 3.. as image_walk computes them.
@@ -474,7 +515,10 @@ void band2_walk(const ImageColumns& im, const word_t* l, const double* sb, const
                 double* betas) {
   const std::size_t gw = im.C / kWordBits, ord = static_cast<std::size_t>(order);
   switch (gw) {
-    case 1: band2_combine<1>(im, l, sb, pix, word, count, ord, bits, ldbits, betas); break;
+    case 1:
+      if (!band2_combine_window1(im, l, sb, pix, word, count, ord, bits, ldbits, betas))
+        band2_combine<1>(im, l, sb, pix, word, count, ord, bits, ldbits, betas);
+      break;
     case 2: band2_combine<2>(im, l, sb, pix, word, count, ord, bits, ldbits, betas); break;
     case 4: band2_combine<4>(im, l, sb, pix, word, count, ord, bits, ldbits, betas); break;
     case 8: band2_combine<8>(im, l, sb, pix, word, count, ord, bits, ldbits, betas); break;
