@@ -21,7 +21,7 @@ first of each not counted: a model called in a loop).
   INFERENCE_NUM_THREADS, PERFORMANCE_HINT=LATENCY, NUM_STREAMS=1 and INFERENCE_PRECISION_HINT=f32.
   OV default: the same without the precision hint; OpenVINO then runs bfloat16 on CPUs with AMX or
   AVX512_BF16 (recorded in the JSON), which is not an fp32 result but is what a user gets by default.
-* OV binary, OV bin plain: the order-1 file's OpenVINO twins (benchmarks/openvino_twin.py), the same binary
+* OV binary, OV bin plain: the order-1 file's OpenVINO twins (horq/apps/openvino_twin.py), the same binary
   network on OpenVINO's BinaryConvolution: with XNOR-Net's betas (horq order 1's function; its output is compared
   with horq's before timing) and in OpenVINO's own form without them (a lower bound), f32, the same thread count.
 
@@ -53,13 +53,13 @@ import horq
 import horq.runtime as rt
 from horq import format as hformat
 from horq import kernels
+from horq.apps import openvino_twin
 from horq.apps.bench_kernels import cpu_flags
 from horq.fileio import check_marked_section, replace_marked_section
 from horq.nn import HORQConfig, build_model, convert_
 from horq.timing import interleaved_times
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import openvino_twin  # noqa: E402 (beside this file)
 from bench_yardstick import TABLES, WARM_BLOCK  # noqa: E402 (the layer yardstick beside this file)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,7 +144,7 @@ def openvino_models(model, x, threads):
 
 
 def openvino_twins(path, x, threads, horq_output):
-    """``{(kind, threads): infer_request}`` of the order-1 file's OpenVINO twins (openvino_twin.py: kind
+    """``{(kind, threads): infer_request}`` of the order-1 file's OpenVINO twins (horq.apps.openvino_twin: kind
     ``"binary"``, horq's function with XNOR-Net's betas, and ``"binary_plain"``, OpenVINO's own binary form without
     them) and the binary twin's ``max |twin - horq| / max |horq|`` (checked); ({}, None) without openvino."""
     try:
@@ -266,12 +266,12 @@ NON_BINARY_NOTE = ("binary = the binary_conv2d/binary_linear steps (input quanti
 
 
 def twin_table(result: dict) -> list:
-    """The rows with OpenVINO's binary twins (openvino_twin.py) as a table of its own; [] when none has them."""
+    """The rows with OpenVINO's binary twins (horq.apps.openvino_twin) as a table of its own; [] without them."""
     rows = [r for r in result["rows"] if "ov_binary" in r.get("times", {})]
     if not rows:
         return []
     lines = [
-        "", "Against OpenVINO's binary convolution on the whole network (`benchmarks/openvino_twin.py`): OV binary is "
+        "", "Against OpenVINO's binary convolution on the whole network (`horq/apps/openvino_twin.py`): OV binary is "
         "the order-1 file rebuilt from OpenVINO's FakeQuantize (levels 2) and BinaryConvolution with XNOR-Net's "
         "betas (mean |x| per receptive field) and the file's alphas, the same function as horq order 1 (max "
         "|difference| / max |output| in the last column, checked before timing); OV bin plain is OpenVINO's own "

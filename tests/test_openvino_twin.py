@@ -1,9 +1,7 @@
-"""benchmarks/openvino_twin.py: OpenVINO's rebuild of an order-1 horq file computes horq's function (the
+"""horq.apps.openvino_twin: OpenVINO's rebuild of an order-1 horq file computes horq's function (the
 yardstick times it as the x86 peer's binary network), and its plain form binarizes as the BatchNorm it folds."""
 
 import copy
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,11 +13,9 @@ import horq  # noqa: E402
 import horq.runtime as rt  # noqa: E402
 from horq import bits as hbits  # noqa: E402
 from horq import format as hformat  # noqa: E402
+from horq.apps import openvino_twin  # noqa: E402
 from horq.nn import HORQConfig, build_model, convert_  # noqa: E402
 from horq.runtime.ops import im2col32  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import openvino_twin  # noqa: E402
 
 
 def _randomize_bn(model, seed):
@@ -124,3 +120,40 @@ def test_twin_refuses_order2_and_channel_tails_and_a_wrong_twin_fails_the_check(
     assert openvino_twin.check(ref, ref) == 0.0
     with pytest.raises(AssertionError, match="differs from horq"):
         openvino_twin.check(ref * 1.1, ref)
+
+
+def test_bench_model_times_the_twin_beside_horq(tmp_path, capsys):
+    from horq.apps.bench_model import bench_model, format_bench
+    from horq.apps.cli import main
+
+    (name, shape, classes), kwargs = MODELS["resnet18-w0.25"]
+    torch.manual_seed(1)
+    model = _randomize_bn(build_model(name, in_shape=shape, num_classes=classes, **kwargs).eval(), 2)
+    path = _export(model, shape, tmp_path)
+    rows = bench_model(path, batches=(1, 2), threads=(1,), repeats=2, warmup=1, openvino=True)
+    assert [r["batch"] for r in rows] == [1, 2]
+    for r in rows:
+        assert r["ov_ms"] > 0 and r["ov_best_ms"] <= r["ov_ms"] and r["ov_vs_horq"] < 1e-5
+        assert r["ov_ratio"] == pytest.approx(r["ov_ms"] / r["horq_ms"])
+    text = format_bench(rows)
+    assert "OV binary ms" in text.splitlines()[0] and text.splitlines()[0].split()[-1] == "backend"
+    assert "OV binary ms" not in format_bench([{k: v for k, v in r.items() if not k.startswith("ov_")} for r in rows])
+    # the CLI: the same columns; a file without a twin is a one-line error, before any timing
+    assert main(["bench", "model", str(path), "--openvino", "--batch", "1", "--threads", "1", "--repeats", "1",
+                 "--warmup", "0"]) == 0
+    assert "OV ratio" in capsys.readouterr().out
+    two = _export(model, shape, tmp_path, order=2)
+    assert main(["bench", "model", str(two), "--openvino", "--batch", "1", "--threads", "1"]) == 2
+    assert "--openvino: node" in capsys.readouterr().err
+
+
+def test_bench_model_says_when_openvino_is_missing(tmp_path, capsys, monkeypatch):
+    import sys
+
+    from horq.apps.cli import main
+
+    (name, shape, classes), kwargs = MODELS["mnist-cnn-small"]
+    path = _export(build_model(name, in_shape=shape, num_classes=classes, **kwargs).eval(), shape, tmp_path)
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
+    assert main(["bench", "model", str(path), "--openvino", "--batch", "1", "--threads", "1"]) == 2
+    assert "--openvino: OpenVINO is not installed" in capsys.readouterr().err

@@ -112,9 +112,11 @@ def _torch_or_none():
 
 
 def bench_model(path, *, batches=(1, 64), threads=(1, 2), repeats=10, warmup=2, backend="native",
-                min_seconds: float = 0.0) -> list[dict]:
+                min_seconds: float = 0.0, openvino: bool = False) -> list[dict]:
     """Latency of the horq runtime and, when PyTorch is installed, of PyTorch fp32 on the same graph, for
-    each batch size and thread count.
+    each batch size and thread count; with ``openvino``, also of the file's OpenVINO twin
+    (:mod:`horq.apps.openvino_twin`: the same order-1 binary network on OpenVINO's BinaryConvolution, its outputs
+    checked against horq's before timing).
 
     The contenders run round-robin (one call of each per round, after ``warmup`` untimed calls each), so they
     share the machine's load; at least ``repeats`` rounds and ``min_seconds`` per contender. Inputs are random
@@ -123,10 +125,22 @@ def bench_model(path, *, batches=(1, 64), threads=(1, 2), repeats=10, warmup=2, 
     Returns:
         One dict per configuration: ``batch``, ``threads``, ``backend``, ``horq_ms`` and ``torch_ms``
         (medians), ``horq_best_ms`` and ``torch_best_ms`` (fastest runs), ``speedup`` (of the medians); the
-        torch entries are None without PyTorch.
+        torch entries are None without PyTorch. With ``openvino``: ``ov_ms``, ``ov_best_ms``, ``ov_ratio``
+        (OpenVINO's median / horq's) and ``ov_vs_horq`` (max |twin - horq| / max |horq| on the timed input).
+
+    Raises:
+        ImportError: ``openvino`` and the package is not installed.
+        NotImplementedError: ``openvino`` and the file has no twin (orders >= 2, input channels of a binary
+            layer not a multiple of 8, an op the twin does not map).
     """
     hfile = hformat.load(path)
     model = rt.Model(hfile, backend=backend)
+    twin = None
+    if openvino:
+        from horq.apps import openvino_twin
+
+        twin = functools.partial(openvino_twin.binary_twin, hfile)
+        twin(1)  # refuses an unsupported file before any timing
     torch = _torch_or_none()
     tmod = torch_module(hfile) if torch is not None else None
     rng = np.random.default_rng(0)
@@ -137,20 +151,36 @@ def bench_model(path, *, batches=(1, 64), threads=(1, 2), repeats=10, warmup=2, 
             if torch is not None:
                 torch.set_num_threads(nt)
             with rt.num_threads(nt):  # the kernels and numpy's BLAS, like PyTorch's intra-op pool
-                rows += _bench_threads(model, tmod, nt, batches, rng, repeats, warmup, min_seconds)
+                rows += _bench_threads(model, tmod, nt, batches, rng, repeats, warmup, min_seconds, twin)
     finally:
         if torch is not None:
             torch.set_num_threads(before)
     return rows
 
 
-def _bench_threads(model, tmod, nt, batches, rng, repeats, warmup, min_seconds) -> list[dict]:
+def _openvino_call(twin, x, threads, horq_output):
+    """A call of the compiled OpenVINO twin on x (float32, the given threads, latency settings) and its
+    checked difference from horq's output."""
+    from horq.apps import openvino_twin
+
+    ov, _ = openvino_twin._ov()
+    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+              "INFERENCE_PRECISION_HINT": "f32"}
+    req = ov.Core().compile_model(twin(x.shape[0]), "CPU", config).create_infer_request()
+    rel = openvino_twin.check(req.infer([x])[0], horq_output)
+    return functools.partial(req.infer, [x]), rel
+
+
+def _bench_threads(model, tmod, nt, batches, rng, repeats, warmup, min_seconds, twin=None) -> list[dict]:
     import contextlib
 
     rows = []
     for b in batches:
         x = rng.standard_normal((b,) + tuple(model.input_shape)).astype(np.float32)
         calls = {"horq": functools.partial(model, x)}
+        ov_rel = None
+        if twin is not None:
+            calls["openvino"], ov_rel = _openvino_call(twin, x, nt, model(x))
         guard = contextlib.nullcontext()
         if tmod is not None:
             import torch
@@ -168,6 +198,9 @@ def _bench_threads(model, tmod, nt, batches, rng, repeats, warmup, min_seconds) 
                      "torch_ms": None if t_torch is None else 1e3 * t_torch, "horq_best_ms": 1e3 * b_horq,
                      "torch_best_ms": None if b_torch is None else 1e3 * b_torch,
                      "speedup": None if t_torch is None else t_torch / t_horq})
+        if twin is not None:
+            t_ov, b_ov = res["openvino"]
+            rows[-1].update(ov_ms=1e3 * t_ov, ov_best_ms=1e3 * b_ov, ov_ratio=t_ov / t_horq, ov_vs_horq=ov_rel)
     return rows
 
 
@@ -184,6 +217,14 @@ COLUMNS = (
     ("fastest ratio", "torch fastest ms / horq fastest ms"),
     ("backend", "runtime backend that ran the binary layers"),
 )
+#: The columns --openvino adds.
+OV_COLUMNS = (
+    ("OV binary ms", "median of OpenVINO running the same order-1 binary network (horq.apps.openvino_twin: "
+                     "FakeQuantize + BinaryConvolution with XNOR-Net's betas, float32), its output checked against "
+                     "horq's first"),
+    ("OV ratio", "OV binary ms / horq ms (above 1: the packed model on horq is faster)"),
+    ("OV fastest ms", "fastest single call of OpenVINO"),
+)
 
 
 def _cell(value, fmt: str) -> str:
@@ -193,14 +234,20 @@ def _cell(value, fmt: str) -> str:
 def format_bench(rows, *, markdown: bool = False) -> str:
     """The rows of :func:`bench_model` as a text table (``horq bench model``) or a markdown table, with a
     legend of the columns under it."""
-    head = [name for name, _ in COLUMNS]
+    ov = any("ov_ms" in r for r in rows)
+    columns = COLUMNS[:-1] + (OV_COLUMNS if ov else ()) + COLUMNS[-1:]  # backend stays last
+    head = [name for name, _ in columns]
     body = []
     for r in rows:
         ratio = (None if r["torch_best_ms"] is None else r["torch_best_ms"] / r["horq_best_ms"])
-        body.append([str(r["batch"]), str(r["threads"]), f"{r['horq_ms']:.2f}", _cell(r["torch_ms"], "{:.2f}"),
-                     _cell(r["speedup"], "{:.2f}x"), f"{r['horq_best_ms']:.2f}", _cell(r["torch_best_ms"], "{:.2f}"),
-                     _cell(ratio, "{:.2f}x"), r["backend"]])
-    legend = [f"{name}: {meaning}" for name, meaning in COLUMNS]
+        cells = [str(r["batch"]), str(r["threads"]), f"{r['horq_ms']:.2f}", _cell(r["torch_ms"], "{:.2f}"),
+                 _cell(r["speedup"], "{:.2f}x"), f"{r['horq_best_ms']:.2f}", _cell(r["torch_best_ms"], "{:.2f}"),
+                 _cell(ratio, "{:.2f}x")]
+        if ov:
+            cells += [_cell(r.get("ov_ms"), "{:.2f}"), _cell(r.get("ov_ratio"), "{:.2f}x"),
+                      _cell(r.get("ov_best_ms"), "{:.2f}")]
+        body.append(cells + [r["backend"]])
+    legend = [f"{name}: {meaning}" for name, meaning in columns]
     legend.append("Calls alternate between the contenders (round-robin) after warm-up, so both see the same load.")
     if any(r["torch_ms"] is None for r in rows):
         legend.append("-: PyTorch is not installed here, so only the horq runtime was timed.")

@@ -60,6 +60,9 @@ def register(sub) -> None:
     p.add_argument("--profile", action="store_true",
                    help="time every node instead (first --batch and --threads value): per-node and per-op tables "
                         "with each binary layer's binary MAC/s")
+    p.add_argument("--openvino", action="store_true",
+                   help="also time the same order-1 binary network on OpenVINO's BinaryConvolution (needs the "
+                        "openvino package; its output is checked against horq's first)")
     p.set_defaults(func=_bench)
     t = bsub.add_parser("training", help="time one optimizer step (batch 64) per order against full precision, "
                                          "native training path (needs PyTorch)")
@@ -182,8 +185,13 @@ def _bench(args) -> int:
         print(f"{args.model}: {args.threads[0]} thread(s)")
         print(prof.format())
         return 0
-    rows = bench_model(args.model, batches=args.batch, threads=args.threads, repeats=args.repeats,
-                       warmup=args.warmup, backend=args.backend)
+    try:
+        rows = bench_model(args.model, batches=args.batch, threads=args.threads, repeats=args.repeats,
+                           warmup=args.warmup, backend=args.backend, openvino=args.openvino)
+    except (ImportError, NotImplementedError) as exc:
+        if not args.openvino:
+            raise
+        raise ValueError(f"--openvino: {exc}") from exc
     print(format_bench(rows))
     return 0
 
