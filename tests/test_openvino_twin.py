@@ -157,3 +157,43 @@ def test_bench_model_says_when_openvino_is_missing(tmp_path, capsys, monkeypatch
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
     assert main(["bench", "model", str(path), "--openvino", "--batch", "1", "--threads", "1"]) == 2
     assert "--openvino: OpenVINO is not installed" in capsys.readouterr().err
+
+
+class _Branches(torch.nn.Module):
+    """Every op of the format around three binary layers: hardtanh, leaky_relu, concat, prelu, avg_pool2d (padding
+    not counted), max_pool2d, a 1x1 binary conv and a binary linear layer."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.bn1, self.c1 = nn.BatchNorm2d(16), nn.Conv2d(16, 16, 3, padding=1)
+        self.bn2, self.c2 = nn.BatchNorm2d(16), nn.Conv2d(16, 16, 1)
+        self.prelu = nn.PReLU(32)
+        self.pool = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+        self.bn3, self.c3 = nn.BatchNorm2d(32), nn.Conv2d(32, 32, 3, padding=1)
+        self.mp = nn.MaxPool2d(2)
+        self.bn4, self.fc1 = nn.BatchNorm1d(32 * 3 * 3), nn.Linear(32 * 3 * 3, 24)
+        self.fc2 = nn.Linear(24, 5)
+
+    def forward(self, x):
+        y = torch.relu(self.stem(x))
+        a = torch.nn.functional.hardtanh(self.c1(self.bn1(y)))
+        b = torch.nn.functional.leaky_relu(self.c2(self.bn2(y)), 0.1)
+        z = self.pool(self.prelu(torch.cat([a, b], 1)))
+        z = self.mp(torch.relu(self.c3(self.bn3(z))))
+        return self.fc2(torch.relu(self.fc1(self.bn4(torch.flatten(z, 1)))))
+
+
+def test_twin_maps_every_op_of_the_format(tmp_path):
+    torch.manual_seed(4)
+    model = _randomize_bn(_Branches().eval(), 5)
+    with torch.no_grad():
+        model.prelu.weight.uniform_(-0.5, 0.5)
+    path = _export(model, (3, 12, 12), tmp_path)
+    ops = {n.op for n in hformat.load(path).graph.nodes}
+    assert {"hardtanh", "leaky_relu", "concat", "prelu", "avg_pool2d", "max_pool2d", "binary_linear"} <= ops, ops
+    x = np.random.default_rng(6).standard_normal((2, 3, 12, 12)).astype(np.float32)
+    ref = rt.load(path, backend="numpy")(x)
+    out = _infer(openvino_twin.binary_twin(hformat.load(path), 2), x)
+    assert openvino_twin.check(out, ref) < 1e-5

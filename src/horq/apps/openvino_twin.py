@@ -19,14 +19,14 @@ Each node of the file's graph becomes OpenVINO ops (opset 13) on the same float3
   and a BatchNorm-affine in front of a binary layer folded into the FakeQuantize's per-channel thresholds, so
   that OpenVINO can fuse it. Less arithmetic than XNOR-Net's (no mean of |x|), and not horq's function: a
   lower bound on what OpenVINO needs for such a network.
-* ``conv2d`` (float, any groups), ``linear``, ``relu``, ``affine``, ``add``, ``max_pool2d``, ``global_avg_pool``,
-  ``flatten``: their OpenVINO counterparts.
+* Every other op of the format (float ``conv2d`` of any groups, ``linear``, ``affine``, ``add``, ``concat``, the
+  pools and activations, ``flatten``): its OpenVINO counterpart.
 
 Binary layers over a number of input channels that is not a multiple of 8 have no twin: OpenVINO's CPU
 BinaryConvolution (2026.4) returns wrong counts for them (`python benchmarks/openvino_twin.py` compares single layers
 with numpy and prints the mismatches, channel_check below). Orders >= 2 have no twin: their second plane's bits depend
 on each column's own beta_1 (H_2 = sign(x) sign(|x| - beta_1)), which no convolution over a per-pixel tensor
-expresses. Other ops raise NotImplementedError.
+expresses. An op that a later format version adds raises NotImplementedError until it is mapped here.
 """
 
 from __future__ import annotations
@@ -174,6 +174,17 @@ def binary_twin(hfile, batch: int = 1, *, beta: bool = True):
         elif node.op == "max_pool2d":
             y = ops.max_pool(x[0], list(a["stride"]), list(a["dilation"]), list(a["padding"]), list(a["padding"]),
                              list(a["kernel"])).output(0)
+        elif node.op == "avg_pool2d":
+            y = ops.avg_pool(x[0], list(a["stride"]), list(a["padding"]), list(a["padding"]), list(a["kernel"]),
+                             exclude_pad=not a["count_include_pad"])
+        elif node.op == "hardtanh":
+            y = ops.clamp(x[0], float(a["min_val"]), float(a["max_val"]))
+        elif node.op == "leaky_relu":
+            y = ops.prelu(x[0], _const(ops, [a["negative_slope"]]))
+        elif node.op == "prelu":  # one slope per channel (axis 1), or one for all
+            y = ops.prelu(x[0], _const(ops, t["weight"].reshape(-1)))
+        elif node.op == "concat":
+            y = ops.concat(x, 1)
         elif node.op == "global_avg_pool":
             y = ops.reduce_mean(x[0], _const(ops, [2, 3], np.int64), True)
         elif node.op == "flatten":
