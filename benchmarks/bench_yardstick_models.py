@@ -148,17 +148,14 @@ def openvino_twins(path, x, threads, horq_output):
     ``"binary"``, horq's function with XNOR-Net's betas, and ``"binary_plain"``, OpenVINO's own binary form without
     them) and the binary twin's ``max |twin - horq| / max |horq|`` (checked); ({}, None) without openvino."""
     try:
-        import openvino as ov
+        import openvino  # noqa: F401
     except ImportError:
         return {}, None
     hfile = hformat.load(path)
-    core, reqs, rel = ov.Core(), {}, None
+    reqs, rel = {}, None
     for kind, beta in (("binary", True), ("binary_plain", False)):
-        twin = openvino_twin.binary_twin(hfile, x.shape[0], beta=beta)
         for n in threads:
-            config = {"INFERENCE_NUM_THREADS": n, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
-                      "INFERENCE_PRECISION_HINT": "f32"}
-            reqs[kind, n] = core.compile_model(twin, "CPU", config).create_infer_request()
+            reqs[kind, n] = openvino_twin.infer_request(hfile, x.shape[0], n, beta=beta)
             if beta:
                 rel = openvino_twin.check(reqs[kind, n].infer([x])[0], horq_output)
     return reqs, rel

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from horq import runtime as rt
-from horq.apps.openvino_twin import _ov, binary_twin, channel_check
+from horq.apps.openvino_twin import _ov, channel_check, infer_request
 
 
 def profile(model_key: str, repeats: int = 50, threads: int = 1) -> str:
@@ -33,12 +33,10 @@ def profile(model_key: str, repeats: int = 50, threads: int = 1) -> str:
         horq_model = ym.horq_models(ym.float_model(name, shape, classes), shape, tmp, orders=(1,))[1]
         hfile = hformat.load(Path(tmp) / "o1.horq")
     x = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
-    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
-              "INFERENCE_PRECISION_HINT": "f32", "PERF_COUNT": True}
     lines = [f"{model_key}, order 1, batch 1, {threads} thread(s), OpenVINO {ov.get_version()}"]
     with rt.num_threads(threads):
         for beta in (True, False):
-            req = ov.Core().compile_model(binary_twin(hfile, 1, beta=beta), "CPU", config).create_infer_request()
+            req = infer_request(hfile, 1, threads, beta=beta, perf_count=True)
             per: dict = {}
             for _ in range(repeats):
                 req.infer([x])

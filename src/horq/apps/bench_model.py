@@ -139,8 +139,8 @@ def bench_model(path, *, batches=(1, 64), threads=(1, 2), repeats=10, warmup=2, 
     if openvino:
         from horq.apps import openvino_twin
 
-        twin = functools.partial(openvino_twin.binary_twin, hfile)
-        twin(1)  # refuses an unsupported file before any timing
+        openvino_twin.binary_twin(hfile, 1)  # refuses an unsupported file before any timing
+        twin = functools.partial(openvino_twin.infer_request, hfile)
     torch = _torch_or_none()
     tmod = torch_module(hfile) if torch is not None else None
     rng = np.random.default_rng(0)
@@ -159,14 +159,11 @@ def bench_model(path, *, batches=(1, 64), threads=(1, 2), repeats=10, warmup=2, 
 
 
 def _openvino_call(twin, x, threads, horq_output):
-    """A call of the compiled OpenVINO twin on x (float32, the given threads, latency settings) and its
-    checked difference from horq's output."""
+    """A call of the OpenVINO twin (``twin(batch, threads)``: an infer request) on x, and its checked difference
+    from horq's output."""
     from horq.apps import openvino_twin
 
-    ov, _ = openvino_twin._ov()
-    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
-              "INFERENCE_PRECISION_HINT": "f32"}
-    req = ov.Core().compile_model(twin(x.shape[0]), "CPU", config).create_infer_request()
+    req = twin(x.shape[0], threads)
     rel = openvino_twin.check(req.infer([x])[0], horq_output)
     return functools.partial(req.infer, [x]), rel
 

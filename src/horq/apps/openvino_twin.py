@@ -195,6 +195,18 @@ def binary_twin(hfile, batch: int = 1, *, beta: bool = True):
     return ov.Model([values[g.output]], [inp], "horq_binary_twin" + ("" if beta else "_plain"))
 
 
+def infer_request(hfile, batch: int = 1, threads: int = 1, *, beta: bool = True, perf_count: bool = False):
+    """An OpenVINO infer request of ``hfile``'s twin (:func:`binary_twin`) compiled for the CPU as the benchmarks
+    time it: ``threads`` inference threads, the latency hint, one stream, float32 (``perf_count``: OpenVINO's
+    per-node counters on)."""
+    ov, _ = _ov()
+    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+              "INFERENCE_PRECISION_HINT": "f32"}
+    if perf_count:
+        config["PERF_COUNT"] = True
+    return ov.Core().compile_model(binary_twin(hfile, batch, beta=beta), "CPU", config).create_infer_request()
+
+
 def check(twin_output: np.ndarray, horq_output: np.ndarray) -> float:
     """``max |twin - horq| / max |horq|``, after raising AssertionError when it exceeds CHECK_TOLERANCE (the
     twin would then not compute horq's function)."""
