@@ -8,6 +8,7 @@
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -70,6 +71,13 @@ void check_linear(std::size_t rows, std::size_t n, std::size_t m, std::size_t ro
 }
 
 using Pair = std::tuple<std::size_t, std::size_t>;
+
+// The epilogue's coef and add, which it rounds to float32 (docs/MATH.md "Output"): each must be finite there.
+void check_epilogue(const In<double, nb::ndim<1>>& coef, const In<double, nb::ndim<1>>& add) {
+  for (std::size_t i = 0; i < coef.shape(0); ++i)
+    require(std::isfinite(static_cast<float>(coef(i))) && std::isfinite(static_cast<float>(add(i))),
+            "epilogue coef and add must be finite float32 values (|value| <= 3.4e38)");
+}
 
 // The geometry of a conv2d call (input N, C, H, W; kernel kh x kw; stride, padding, dilation), checked so
 // that no size passed on reads out of bounds: weights of m rows in the conv layout, m epilogue values.
@@ -196,6 +204,7 @@ FloatArray run_conv2d(const In<float, nb::ndim<4>>& x, const In<horq::word_t, nb
   check_order(order);
   const horq::ConvGeometry g = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, stride, padding,
                                              dilation, wbits.shape(0), wbits.shape(1), coef.shape(0), add.shape(0));
+  check_epilogue(coef, add);
   const std::size_t m = wbits.shape(0);
   const bool affine = input_affine(in_scale, in_shift, g.channels, "input affine length != input channels");
   require(!residual || (residual->shape(0) == g.batch && residual->shape(1) == m && residual->shape(2) == g.out_h &&
@@ -297,6 +306,7 @@ std::pair<FloatArray, horq::QuantizedColumns> run_linear(const In<float, nb::ndi
   check_order(order);
   const std::size_t rows = x.shape(0), n = x.shape(1), m = wbits.shape(0);
   check_linear(rows, n, m, wbits.shape(1), coef.shape(0), add.shape(0));
+  check_epilogue(coef, add);
   const bool affine = input_affine(in_scale, in_shift, n, "input affine length != in_features");
   require(!out_floor || out_floor->shape(0) == m, "floor length != out_features");
   float* y;
@@ -410,6 +420,7 @@ nb::tuple conv2d_train(In<float, nb::ndim<4>> x, In<horq::word_t, nb::ndim<2>> w
   const MapAxes ax = map_axes(channels_last);
   horq::ConvGeometry g = conv_geometry(x.shape(0), x.shape(ax.c), x.shape(ax.h), x.shape(ax.w), kh, kw, stride,
                                        padding, dilation, wbits.shape(0), wbits.shape(1), coef.shape(0), add.shape(0));
+  check_epilogue(coef, add);
   g.nhwc = channels_last;
   const std::size_t m = wbits.shape(0);
   const auto& kt = horq::kernel_table(kernel);

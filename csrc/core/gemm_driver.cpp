@@ -4,11 +4,12 @@
 // Arithmetic (docs/MATH.md "Output"): with a . b = n - 2 popcount(a ^ b) (bgemm.h), output o of column j is
 //     y = alpha_o * sum_k beta_{k,j} (n - 2 pc_k) * scale_o + (scale_o * bias_o + shift_o) = coef_o * s + add_o,
 // coef = alpha * scale and add = scale * bias + shift formed once by the caller (a folded bias and BatchNorm).
-// Rounding order, which every path's epilogue repeats (outer_panel.h): pc_k, 2 pc_k and n - 2 pc_k are exact
-// integers in double; s starts at 0.0 and adds beta_k * (n - 2 pc_k) for k = 1..K in order, the product and
-// the sum each rounded; then coef * s rounded, + add rounded, and one conversion to float32 (to nearest).
-// The core is built with -ffp-contract=off: an FMA would round mul + add once, and the bits would then
-// depend on the machine. After that, in float32, the optional residual add and floor (finish_output).
+// Rounding order, which every path's epilogue repeats (outer_panel.h), in float32: n - 2 pc_k is an exact integer
+// (below 2^24); beta_k, coef and add are rounded to float32 once; s starts at 0.0f and adds beta_k * (n - 2 pc_k)
+// for k = 1..K in order, the product and the sum each rounded; then coef * s rounded, + add rounded. The core is
+// built with -ffp-contract=off: an FMA would round mul + add once, and the bits would then depend on the machine.
+// After that the optional residual add and floor (finish_output). (In double with one final rounding until
+// docs/KERNELS.md round 33; float32 lanes are twice as many per vector and need no conversion back.)
 //
 // Row-kernel tasks: kMB = 64 outputs x kJB = 16 columns. The B block (16 columns x K planes) stays in L1
 // while the 64 filter rows stream from L2, and the block's counts fit a 64 x 16K int32 scratch tile (4 KiB
@@ -32,7 +33,7 @@ std::vector<std::int32_t>& scratch(std::size_t size) {
   return buf;
 }
 
-// The epilogue of one task's block, y = coef_o * sum_k beta_k (n - 2 pc) + add_o in double. The order
+// The epilogue of one task's block, y = coef_o * sum_k beta_k (n - 2 pc) + add_o in float32. The order
 // is a template argument for the common orders (KT = 1..3; KT = 0 reads it from `order`), so the k loop
 // unrolls and the j loop vectorizes; the arithmetic and its order of operations are the same for every KT,
 // hence the same result bits.
@@ -46,11 +47,13 @@ void epilogue_block(const std::int32_t* pc, std::size_t mb, std::size_t jb, cons
   for (std::size_t i = 0; i < mb; ++i) {
     const std::size_t o = o0 + i;
     const std::int32_t* c = pc + i * ldc;
-    const double coef = ep.coef[o], add = ep.add[o];
+    const float coef = static_cast<float>(ep.coef[o]), add = static_cast<float>(ep.add[o]);
+    const float nf = static_cast<float>(n);
     for (std::size_t j = 0; j < jb; ++j) {
-      double s = 0.0;
-      for (std::size_t k = 0; k < K; ++k) s += betas[j * K + k] * (n - 2.0 * c[j * K + k]);
-      row[j] = static_cast<float>(coef * s + add);
+      float s = 0.0f;
+      for (std::size_t k = 0; k < K; ++k)
+        s += static_cast<float>(betas[j * K + k]) * (nf - 2.0f * static_cast<float>(c[j * K + k]));
+      row[j] = coef * s + add;
     }
     if (ep.residual || ep.floor) {
       for (std::size_t j = 0; j < jb; ++j) y[base[j] + o * ppi] = finish_output(row[j], ep, base[j] + o * ppi, o);

@@ -13,8 +13,8 @@
 // 31 words (8 * 31 = 248 <= 255) before vpsadbw adds the 8 bytes of each 64-bit lane into 64-bit counts.
 //
 // Epilogue: n - 2 * count is an integer far below 2^51 in magnitude, so it converts to double exactly by the
-// exponent trick (signed_count below). Then the epilogue's operations in order (outer_panel.h) on 4 columns at
-// once; 4 consecutive columns of one image are one store (masked only for a lane set's last 1-3 columns: AMD CPUs
+// exponent trick (signed_count below), and from there to float32 exactly (below 2^24). Then the epilogue's float32
+// operations in order (outer_panel.h) on 4 columns at once; 4 consecutive columns of one image are one store (masked only for a lane set's last 1-3 columns: AMD CPUs
 // microcode masked stores, ~10x the time of a plain one). A register block whose lane sets are all such whole
 // stores takes store_block, the rest store.
 //
@@ -217,14 +217,19 @@ struct Avx2Outer {
     return _mm256_sub_pd(_mm256_castsi256_pd(t), _mm256_set1_pd(6755399441055744.0));
   }
 
-  // The epilogue's double-precision part for one filter and one lane set (outer_panel.h's order): K counts, their
-  // betas, the filter's coef and add broadcast; the 4 outputs before the float32 steps.
+  // The epilogue for one filter and one lane set (outer_panel.h's order, in float32): K counts, their betas
+  // (float32), the filter's coef and add broadcast; the 4 outputs before the residual and floor. n - 2 pc comes
+  // exactly as a double (signed_count) and converts exactly (an integer below 2^24).
   template <int K>
-  static __m128 lane_set_output(const __m256i* cnt, const __m256d* beta, __m256i nbits, __m256d coef, __m256d add) {
-    __m256d s = _mm256_setzero_pd();
-    for (int k = 0; k < K; ++k) s = _mm256_add_pd(s, _mm256_mul_pd(beta[k], signed_count(cnt[k], nbits)));
-    return _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(coef, s), add));
+  static __m128 lane_set_output(const __m256i* cnt, const __m128* beta, __m256i nbits, __m128 coef, __m128 add) {
+    __m128 s = _mm_setzero_ps();
+    for (int k = 0; k < K; ++k)
+      s = _mm_add_ps(s, _mm_mul_ps(beta[k], _mm256_cvtpd_ps(signed_count(cnt[k], nbits))));
+    return _mm_add_ps(_mm_mul_ps(coef, s), add);
   }
+
+  // A lane set's 4 betas of one plane, rounded to float32 (the epilogue's operand).
+  static __m128 betas32(const double* b) { return _mm256_cvtpd_ps(_mm256_loadu_pd(b)); }
 
   // A register block's outputs (MR filters x G lane sets of 4 columns) before the float32 steps, the betas loaded
   // and the count constants made once per block, coef/add broadcast once per filter.
@@ -232,10 +237,10 @@ struct Avx2Outer {
   static void block_outputs(const __m256i (*cnt)[G * K], const double* betas, double n, const double* coef,
                             const double* add, __m128 (&out)[MR][G]) {
     const __m256i nbits = count_bits(n);
-    __m256d beta[G * K];
-    for (int v = 0; v < G * K; ++v) beta[v] = _mm256_loadu_pd(betas + v * kLanes);
+    __m128 beta[G * K];
+    for (int v = 0; v < G * K; ++v) beta[v] = betas32(betas + v * kLanes);
     for (int i = 0; i < MR; ++i) {
-      const __m256d c = _mm256_set1_pd(coef[i]), a = _mm256_set1_pd(add[i]);
+      const __m128 c = _mm_set1_ps(static_cast<float>(coef[i])), a = _mm_set1_ps(static_cast<float>(add[i]));
       for (int cg = 0; cg < G; ++cg) out[i][cg] = lane_set_output<K>(cnt[i] + cg * K, beta + cg * K, nbits, c, a);
     }
   }
@@ -298,9 +303,11 @@ struct Avx2Outer {
   template <int K>
   static void store(const __m256i* cnt, const double* betas, double n, double coef, double add,
                     const LaneDest<kLanes>& d, const Epilogue& ep, std::size_t o, std::size_t ppi, float* y) {
-    __m256d beta[K];
-    for (int k = 0; k < K; ++k) beta[k] = _mm256_loadu_pd(betas + k * kLanes);
-    put(lane_set_output<K>(cnt, beta, count_bits(n), _mm256_set1_pd(coef), _mm256_set1_pd(add)), d, ep, o, ppi, y);
+    __m128 beta[K];
+    for (int k = 0; k < K; ++k) beta[k] = betas32(betas + k * kLanes);
+    put(lane_set_output<K>(cnt, beta, count_bits(n), _mm_set1_ps(static_cast<float>(coef)),
+                           _mm_set1_ps(static_cast<float>(add))),
+        d, ep, o, ppi, y);
   }
 
   // A lane set's 4 outputs (before the float32 steps) into y where d says, with the residual and floor.
@@ -526,35 +533,34 @@ void counts(const std::uint8_t* const* woff, const std::uint8_t* panel, std::siz
 // The 32 columns' outputs of one filter (before the float32 steps), sink(s, out) for lane set s (columns 4 s ..
 // 4 s + 3): Avx2Outer::lane_set_output's operations in its order, from the K planes' 16-bit counts c[k] (counts'
 // layout: columns 8 b .. 8 b + 7 in half b & 1, 128-bit lane b >> 1). n - 2 pc is formed in 32-bit lanes and
-// converted to double exactly, as signed_count gives it; bq: the betas of lane set s and plane k at (s K + k) 4.
+// converted to float32 exactly; bq: the float32 betas of lane set s and plane k at (s K + k) 4; 8 columns (two lane
+// sets) in one vector of float32 lanes.
 //
 // NoNegZeroAdd: no filter's add is -0.0, and then s starts from the first product instead of 0.0 + it. They differ
 // only when that product is -0.0 (s then -0.0, not +0.0), which changes coef * s to the other zero and nothing else:
 // the sum with add (+0.0 or nonzero) is the same either way, and the float32 steps after it see the same value.
 template <int K, bool NoNegZeroAdd, class Sink>
-inline void group_outputs(const __m256i (*c)[2], const double* bq, __m256i n, __m256d coef, __m256d add,
-                          Sink&& sink) {
-  for (int b = 0; b < 4; ++b) {
-    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+inline void group_outputs(const __m256i (*c)[2], const float* bq, __m256i n, __m256 coef, __m256 add, Sink&& sink) {
+  for (int b = 0; b < 4; ++b) {  // columns 8 b .. 8 b + 7: lane sets 2 b and 2 b + 1
+    __m256 s = _mm256_setzero_ps();
     for (int k = 0; k < K; ++k) {
       const __m256i h = c[k][b & 1];
       const __m128i u = b & 2 ? _mm256_extracti128_si256(h, 1) : _mm256_castsi256_si128(h);
       const __m256i x = _mm256_sub_epi32(n, _mm256_slli_epi32(_mm256_cvtepu16_epi32(u), 1));
-      const __m256d p0 = _mm256_mul_pd(_mm256_loadu_pd(bq + (2 * b * K + k) * 4),
-                                       _mm256_cvtepi32_pd(_mm256_castsi256_si128(x)));
-      const __m256d p1 = _mm256_mul_pd(_mm256_loadu_pd(bq + ((2 * b + 1) * K + k) * 4),
-                                       _mm256_cvtepi32_pd(_mm256_extracti128_si256(x, 1)));
-      s0 = NoNegZeroAdd && k == 0 ? p0 : _mm256_add_pd(s0, p0);
-      s1 = NoNegZeroAdd && k == 0 ? p1 : _mm256_add_pd(s1, p1);
+      const __m256 beta = _mm256_loadu2_m128(bq + ((2 * b + 1) * K + k) * 4, bq + (2 * b * K + k) * 4);
+      const __m256 p = _mm256_mul_ps(beta, _mm256_cvtepi32_ps(x));
+      s = NoNegZeroAdd && k == 0 ? p : _mm256_add_ps(s, p);
     }
-    sink(2 * b, _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(coef, s0), add)));
-    sink(2 * b + 1, _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(coef, s1), add)));
+    const __m256 out = _mm256_add_ps(_mm256_mul_ps(coef, s), add);
+    sink(2 * b, _mm256_castps256_ps128(out));
+    sink(2 * b + 1, _mm256_extractf128_ps(out, 1));
   }
 }
 
 struct Scratch {
   std::vector<std::uint8_t, UninitAllocator<std::uint8_t>> woff, panel;
   std::vector<double> betas;  // per lane set s of a block and plane k: 4 lanes at (s K + k) 4
+  std::vector<float> betas32;  // the same, rounded to float32 (the epilogue's operand)
   std::vector<LaneDest<4>> dest;
   std::vector<std::int64_t> word_at;  // per column of a block: its first word in the pixel image (plane 0)
   std::vector<unsigned char> run;     // per group of a superblock: 32 consecutive outputs in y
@@ -696,6 +702,7 @@ void task(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const E
   sc.panel.resize(blocks * pbytes + 32);
   std::uint8_t* panels = sc.panel.data() + (32 - reinterpret_cast<std::uintptr_t>(sc.panel.data()) % 32) % 32;
   sc.betas.resize(blocks * bcols * K);
+  sc.betas32.resize(blocks * bcols * K);
   sc.word_at.resize(bcols);
   sc.words.resize(kw * kCols);
   sc.run.resize(blocks * G);
@@ -705,6 +712,7 @@ void task(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const E
     for (std::size_t b = 0; b < nb; ++b)
       build_block<K, G>(q, j0, c0 + b * bcols, std::min(bcols, snc - b * bcols), panels + b * pbytes,
                         sc.betas.data() + b * bcols * K, sc.word_at.data(), sc.words.data());
+    for (std::size_t i = 0; i < nb * bcols * K; ++i) sc.betas32[i] = static_cast<float>(sc.betas[i]);
     lane_dests(m, ppi, j0 + c0, snc, sc.dest);
     const std::size_t sets = sc.dest.size();
     for (std::size_t g = 0; g < nb * G; ++g) {  // group g's 32 columns whole and consecutive in y: one run of stores
@@ -720,12 +728,13 @@ void task(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const E
       for (std::size_t b = 0; b < nb; ++b) {
         __m256i cnt[MR][NV][2];
         counts<MR, static_cast<int>(NV)>(woff, panels + b * pbytes, P, cnt);
-        const double* bq = sc.betas.data() + b * bcols * K;
+        const float* bq = sc.betas32.data() + b * bcols * K;
         for (int i = 0; i < MR && i0 + i < mb; ++i) {
           const std::size_t o = o0 + i0 + i;
-          const __m256d coef = _mm256_set1_pd(ep.coef[o]), add = _mm256_set1_pd(ep.add[o]);
+          const __m256 coef = _mm256_set1_ps(static_cast<float>(ep.coef[o]));
+          const __m256 add = _mm256_set1_ps(static_cast<float>(ep.add[o]));
           for (std::size_t g = 0; g < G && (b * G + g) * S < sets; ++g) {
-            const double* bg = bq + g * S * K * L;
+            const float* bg = bq + g * S * K * L;
             const std::size_t s0 = (b * G + g) * S;
             if (sc.run[b * G + g]) {  // 32 consecutive outputs of one image, each lane set stored as it comes
               float* dst = y + o * ppi + sc.dest[s0].base[0];
@@ -775,9 +784,9 @@ void run(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const Ep
 // the last lane set's 1-3. Per filter block (its panel, P x 64 bytes, stays in L2) every lane set of the task runs.
 // Order 3: three calls of 4 rows (a lane set's 4 columns x 3 planes), the same panel.
 //
-// Epilogue: the outer kernel's operations in its order on 4 filters of one column at once (beta broadcast, coef and
-// add loaded; n - 2 pc in 32-bit lanes, converted exactly), then a 4 x 4 transpose gives each filter its lane set's 4
-// columns for Avx2Outer::put (residual, floor, whichever store the destinations allow): the same bits.
+// Epilogue: the outer kernel's float32 operations in its order on 8 filters of one column at once (beta broadcast,
+// coef and add loaded; n - 2 pc in 32-bit lanes, converted exactly), then 4 x 4 transposes give each filter its lane
+// set's 4 columns for Avx2Outer::put (residual, floor, whichever store the destinations allow): the same bits.
 constexpr std::size_t kFilterBlock = 2 * kCols;  // filters per block: NV = 2 vectors of 32
 
 // Whether a task takes the filter-lane kernel: orders 1-3, rows below 2^16 bits, a filter block's panel within
@@ -865,14 +874,13 @@ void task_by_filters(const word_t* wbits, std::size_t m, const QuantizedColumns&
     built = sc.panel.data() + (32 - reinterpret_cast<std::uintptr_t>(sc.panel.data()) % 32) % 32;
   }
   const __m256i nvec = _mm256_set1_epi32(static_cast<int>(q.n));
-  const __m256d zero = _mm256_setzero_pd();
+  const __m256 zero = _mm256_setzero_ps();
   for (std::size_t f0 = 0; f0 < mb; f0 += kFilterBlock) {
     const std::size_t nf = std::min(kFilterBlock, mb - f0), o = o0 + f0;
     const std::uint8_t* panel = cached ? cached + o / kFilterBlock * pbytes : built;
     if (!cached) build_filter_panel(wbits + o * kw, nf, kw, built);
-    alignas(32) double coef[kFilterBlock] = {}, add[kFilterBlock] = {};
-    std::copy_n(ep.coef + o, nf, coef);
-    std::copy_n(ep.add + o, nf, add);
+    alignas(32) float coef[kFilterBlock] = {}, add[kFilterBlock] = {};  // rounded to float32: the epilogue's operands
+    for (std::size_t i = 0; i < nf; ++i) coef[i] = static_cast<float>(ep.coef[o + i]), add[i] = static_cast<float>(ep.add[o + i]);
     for (std::size_t s = 0; s < sets; ++s) {
       __m256i cnt[K][MR][NV][2];  // row r = c K + k (column c of the lane set, plane k) at cnt[r / MR][r % MR]
       for (std::size_t call = 0; call < K; ++call) {
@@ -880,27 +888,24 @@ void task_by_filters(const word_t* wbits, std::size_t m, const QuantizedColumns&
         for (std::size_t r = 0; r < MR; ++r) coff[r] = sc.coff.data() + (s * R + call * MR + r) * P;
         counts<static_cast<int>(MR), static_cast<int>(NV)>(coff, panel, P, cnt[call]);
       }
-      __m256d beta[R];
-      for (std::size_t r = 0; r < R; ++r) beta[r] = _mm256_set1_pd(sc.cbetas[s * R + r]);
+      __m256 beta[R];
+      for (std::size_t r = 0; r < R; ++r) beta[r] = _mm256_set1_ps(static_cast<float>(sc.cbetas[s * R + r]));
       // 8 filters at a time (f = 32 v + 8 b: cnt[.][v][b & 1], 128-bit half b >> 1), as two sets of 4.
       for (std::size_t f = 0; f < nf; f += 8) {
         const std::size_t v = f / kCols, b = f % kCols / 8;
         __m128 out[2][L];
         for (std::size_t c = 0; c < L; ++c) {
-          __m256d sum[2];
+          __m256 sum = zero;
           for (std::size_t k = 0; k < K; ++k) {
             const __m256i h = cnt[(c * K + k) / MR][(c * K + k) % MR][v][b & 1];
             const __m128i u = b & 2 ? _mm256_extracti128_si256(h, 1) : _mm256_castsi256_si128(h);
             const __m256i x = _mm256_sub_epi32(nvec, _mm256_slli_epi32(_mm256_cvtepu16_epi32(u), 1));
-            for (std::size_t half = 0; half < 2; ++half) {
-              const __m128i xh = half ? _mm256_extracti128_si256(x, 1) : _mm256_castsi256_si128(x);
-              const __m256d p = _mm256_mul_pd(beta[c * K + k], _mm256_cvtepi32_pd(xh));
-              sum[half] = k > 0 ? _mm256_add_pd(sum[half], p) : NoNegZeroAdd ? p : _mm256_add_pd(zero, p);
-            }
+            const __m256 p = _mm256_mul_ps(beta[c * K + k], _mm256_cvtepi32_ps(x));
+            sum = NoNegZeroAdd && k == 0 ? p : _mm256_add_ps(sum, p);
           }
-          for (std::size_t half = 0; half < 2; ++half)
-            out[half][c] = _mm256_cvtpd_ps(_mm256_add_pd(
-                _mm256_mul_pd(_mm256_load_pd(coef + f + 4 * half), sum[half]), _mm256_load_pd(add + f + 4 * half)));
+          const __m256 o8 = _mm256_add_ps(_mm256_mul_ps(_mm256_load_ps(coef + f), sum), _mm256_load_ps(add + f));
+          out[0][c] = _mm256_castps256_ps128(o8);
+          out[1][c] = _mm256_extractf128_ps(o8, 1);
         }
         for (std::size_t half = 0; half < 2; ++half) {
           _MM_TRANSPOSE4_PS(out[half][0], out[half][1], out[half][2], out[half][3]);  // [i]: filter i's 4 columns

@@ -5,10 +5,10 @@
 // Counts: vpopcntq counts every 64-bit lane of broadcast(W[o][w]) ^ B[v][w] directly, added in 64-bit
 // lanes: no flush, no overflow for any row length.
 //
-// Epilogue: n - 2 pc in the integer lanes, which vcvtqq2pd converts to double exactly (far below 2^53), then the
-// epilogue's operations in order (outer_panel.h) on 8 columns at once (lane_set_output); 8 consecutive columns of
-// one image are one masked store. With an implicit_h1 q, plane 0 comes from the pixel image, read in place or by masked
-// gathers (fill_h1).
+// Epilogue: n - 2 pc in the integer lanes, which vcvtqq2pd and vcvtpd2ps convert to float32 exactly (below 2^24),
+// then the epilogue's float32 operations in order (outer_panel.h) on 8 columns at once (lane_set_output); 8
+// consecutive columns of one image are one masked store. With an implicit_h1 q, plane 0 comes from the pixel image,
+// read in place or by masked gathers (fill_h1).
 //
 // Register blocks (kRows): MR x NV accumulators (at most kMaxAcc = 24) beside the NV column vectors and the
 // broadcast fit the 32 zmm registers: 12 x 2 at orders 1-2, the K planes of one octet at higher orders.
@@ -163,18 +163,21 @@ struct Avx512Outer {
     });
   }
 
-  // The epilogue's double-precision part for one filter and one lane set (outer_panel.h's order): K counts, their
-  // betas, the filter's coef and add broadcast; the 8 outputs before the float32 steps. n - 2 pc is formed in the
-  // integer lanes and converted once (exact, as in double: both are integers far below 2^53).
+  // The epilogue for one filter and one lane set (outer_panel.h's order, in float32): K counts, their betas (float32),
+  // the filter's coef and add broadcast; the 8 outputs before the residual and floor. n - 2 pc is formed in the
+  // integer lanes and converted exactly (an integer below 2^24).
   template <int K>
-  static __m256 lane_set_output(const __m512i* cnt, const __m512d* beta, __m512i vn, __m512d coef, __m512d add) {
-    __m512d s = _mm512_setzero_pd();
+  static __m256 lane_set_output(const __m512i* cnt, const __m256* beta, __m512i vn, __m256 coef, __m256 add) {
+    __m256 s = _mm256_setzero_ps();
     for (int k = 0; k < K; ++k) {
-      const __m512d t = _mm512_cvtepi64_pd(_mm512_sub_epi64(vn, _mm512_add_epi64(cnt[k], cnt[k])));
-      s = _mm512_add_pd(s, _mm512_mul_pd(beta[k], t));
+      const __m256 t = _mm512_cvtpd_ps(_mm512_cvtepi64_pd(_mm512_sub_epi64(vn, _mm512_add_epi64(cnt[k], cnt[k]))));
+      s = _mm256_add_ps(s, _mm256_mul_ps(beta[k], t));
     }
-    return _mm512_cvtpd_ps(_mm512_add_pd(_mm512_mul_pd(coef, s), add));
+    return _mm256_add_ps(_mm256_mul_ps(coef, s), add);
   }
+
+  // A lane set's 8 betas of one plane, rounded to float32 (the epilogue's operand).
+  static __m256 betas32(const double* b) { return _mm512_cvtpd_ps(_mm512_loadu_pd(b)); }
 
   // A whole register block (outer_panel.h: MR real filters x G lane sets, each 8 consecutive columns of one
   // image): per output the operations of store, with the betas loaded once per block, coef / add / floor
@@ -186,12 +189,12 @@ struct Avx512Outer {
                           std::size_t ppi, float* y) {
     constexpr __mmask8 kAll = 0xff;
     const __m512i vn = _mm512_set1_epi64(static_cast<long long>(n));
-    __m512d beta[G * K];
-    for (int v = 0; v < G * K; ++v) beta[v] = _mm512_loadu_pd(betas + v * kLanes);
+    __m256 beta[G * K];
+    for (int v = 0; v < G * K; ++v) beta[v] = betas32(betas + v * kLanes);
     std::size_t at[G];  // lane set cg's first output of filter o in y
     for (int cg = 0; cg < G; ++cg) at[cg] = o * ppi + dest[cg].base[0];
     for (int i = 0; i < MR; ++i) {
-      const __m512d c = _mm512_set1_pd(coef[i]), a = _mm512_set1_pd(add[i]);
+      const __m256 c = _mm256_set1_ps(static_cast<float>(coef[i])), a = _mm256_set1_ps(static_cast<float>(add[i]));
       for (int cg = 0; cg < G; ++cg) {
         __m256 out = lane_set_output<K>(cnt[i] + cg * K, beta + cg * K, vn, c, a);
         const std::size_t off = at[cg] + static_cast<std::size_t>(i) * ppi;
@@ -215,10 +218,10 @@ struct Avx512Outer {
   template <int K>
   static void store(const __m512i* cnt, const double* betas, double n, double coef, double add,
                     const LaneDest<kLanes>& d, const Epilogue& ep, std::size_t o, std::size_t ppi, float* y) {
-    __m512d beta[K];
-    for (int k = 0; k < K; ++k) beta[k] = _mm512_loadu_pd(betas + k * kLanes);
-    __m256 out = lane_set_output<K>(cnt, beta, _mm512_set1_epi64(static_cast<long long>(n)), _mm512_set1_pd(coef),
-                                    _mm512_set1_pd(add));
+    __m256 beta[K];
+    for (int k = 0; k < K; ++k) beta[k] = betas32(betas + k * kLanes);
+    __m256 out = lane_set_output<K>(cnt, beta, _mm512_set1_epi64(static_cast<long long>(n)),
+                                    _mm256_set1_ps(static_cast<float>(coef)), _mm256_set1_ps(static_cast<float>(add)));
     if (d.contiguous) {
       const __mmask8 valid = static_cast<__mmask8>((1u << d.valid) - 1u);
       float* dst = y + d.base[0] + o * ppi;

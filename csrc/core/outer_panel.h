@@ -10,11 +10,12 @@
 //     cnt[i][v] += popcount(broadcast(W[o_i][w]) ^ B[v][w])            (per 64-bit lane)
 // so no reduction happens in the word loop and a 1-word row costs the same per MAC as a long one.
 //
-// Epilogue per output o and column j, the scalar epilogue's operations in its order (gemm_driver.cpp):
-//     s = 0;  for k = 1..K:  s = s + beta_{k,j} * (n - 2 * pc_k)      (pc_k -> double is exact: counts < 2^52;
-//     y = float(coef_o * s + add_o)                                   n - 2 pc is an exact integer)
+// Epilogue per output o and column j, the scalar epilogue's operations in its order (gemm_driver.cpp), in float32
+// with beta, coef and add rounded to float32 once:
+//     s = 0;  for k = 1..K:  s = s + beta_{k,j} * (n - 2 * pc_k)      (n - 2 pc is an integer below 2^24: exact)
+//     y = coef_o * s + add_o
 // each * and + rounded on its own (the core is built with -ffp-contract=off, so no FMA merges them), then
-// in float32 y + residual and max(floor_o, y) where the Epilogue asks for them (finish_output, layer.h).
+// y + residual and max(floor_o, y) where the Epilogue asks for them (finish_output, layer.h).
 // Lanes are columns, so beta is a vector load and coef/add broadcasts.
 //
 // Panel: columns in groups of G "lane sets" of L columns (L = 64-bit lanes per vector: 8 for AVX-512, 4 for

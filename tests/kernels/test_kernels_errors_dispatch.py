@@ -242,9 +242,27 @@ def test_core_prepared_conv_holds_its_arrays(path, conv_case):
 def test_epilogue_is_not_contracted_into_fma():
     """A float tie that a fused multiply-add rounds differently from the written mul-then-add: every path
     must give the written operations' result (found by the AVX-512 emulation harness, which checks it too)."""
-    x = np.array([[np.float32(1 + 2.0**-23)]], np.float32)
-    coef = np.array([1 + 2.0**-30])
-    add = np.array([-(1 + 2.0**-23 + 2.0**-30) + 2.0**-20 + 2.0**-44])
+    # beta_1 = |x| = 1 + 2^-12 and coef = 1 + 2^-12: coef * s = 1 + 2^-11 + 2^-24 rounds (a tie, to even) to
+    # 1 + 2^-11 in float32, and add = -(1 + 2^-11) then gives +0.0; fused, the 2^-24 would survive.
+    x = np.array([[np.float32(1 + 2.0**-12)]], np.float32)
+    coef = np.array([1 + 2.0**-12])
+    add = np.array([-(1 + 2.0**-11)])
     for kernel in _core.available_kernels():
         y = _core.linear(x, np.zeros((1, 1), np.uint64), coef, add, 1, kernel)
-        assert y[0, 0] == np.float32(2.0**-20), (kernel, float(y[0, 0]).hex())
+        assert y[0, 0] == 0.0 and not np.signbit(y[0, 0]), (kernel, float(y[0, 0]).hex())
+
+
+def test_epilogue_values_outside_float32_are_refused():
+    """The epilogue runs in float32 (docs/MATH.md "Output"): a coef or add that would round to infinity is an
+    error with its own message, for convolutions and linear layers, on every path."""
+    x = np.ones((1, 64), np.float32)
+    w = np.zeros((2, 1), np.uint64)
+    ok = np.array([1.0, 2.0])
+    for kernel in _core.available_kernels():
+        for coef, add in ((np.array([1.0, 1e39]), ok), (ok, np.array([-1e39, 0.0]))):
+            with pytest.raises(ValueError, match="finite float32"):
+                _core.linear(x, w, coef, add, 1, kernel)
+        conv_w = np.zeros((2, 9), np.uint64)
+        with pytest.raises(ValueError, match="finite float32"):
+            _core.conv2d(np.ones((1, 64, 4, 4), np.float32), conv_w, np.array([1.0, 1e39]), ok, 3, 3, (1, 1),
+                         (1, 1), (1, 1), 1, kernel, None, None, None, None)

@@ -5,7 +5,7 @@
 //   * pack_pixels words, sums and bad flag bit for bit (with and without an input affine), with guards
 //     after every output and NaN in the gaps;
 //   * gemm_task (outer-product GEMM + epilogue) bit for bit against the scalar formula of layer.h, in the
-//     same double operation order, with guards around y to catch writes outside the task's block;
+//     same float32 operation order, with guards around y to catch writes outside the task's block;
 //   * whole convolutions (conv.cpp + gemm_driver.cpp) with a table of the AVX-512 kernels against the
 //     generic table: the pixel image and the gathered H_1 / beta_1 of the outer-product path included;
 //   * sign_gemm (the backward pass's float-by-sign product) bit for bit against the generic path, with and
@@ -289,18 +289,18 @@ int check_pack_pixels(std::mt19937_64& rng) {
   return failures;
 }
 
-// The epilogue of layer.h for one (o, j), in the kernels' double operation order.
+// The epilogue of layer.h for one (o, j), in the kernels' float32 operation order (docs/MATH.md "Output").
 float gemm_reference(const word_t* wrow, const QuantizedColumns& q, const Epilogue& ep, std::size_t o,
                      std::size_t j) {
   const std::size_t K = static_cast<std::size_t>(q.order);
-  double s = 0.0;
+  float s = 0.0f;
   for (std::size_t k = 0; k < K; ++k) {
     const word_t* h = q.bits.data() + (j * K + k) * q.kw;
     std::int64_t pc = 0;
     for (std::size_t w = 0; w < q.kw; ++w) pc += __builtin_popcountll(wrow[w] ^ h[w]);
-    s = s + q.betas[j * K + k] * (static_cast<double>(q.n) - 2.0 * static_cast<double>(pc));
+    s = s + static_cast<float>(q.betas[j * K + k]) * static_cast<float>(static_cast<std::int64_t>(q.n) - 2 * pc);
   }
-  return static_cast<float>(ep.coef[o] * s + ep.add[o]);
+  return static_cast<float>(ep.coef[o]) * s + static_cast<float>(ep.add[o]);
 }
 
 // gemm_task on the whole matrix and on two random sub-blocks per shape, y framed by guards; every float of
@@ -379,13 +379,12 @@ int check_gemm_task(std::mt19937_64& rng) {
   return failures;
 }
 
-// Two inputs where only separately rounded operations give the reference's float (a multiply-add fused
+// Two inputs where only separately rounded float32 operations give the reference's float (a multiply-add fused
 // by the compiler, as GCC does at -ffp-contract=fast, gives another), 9 columns x 2 outputs each, W = 0:
-//  * the final coef * s + add: s = beta_1 = 1 + 2^-30 and coef = 1 + 2^-30, so coef * s rounds to
-//    1 + 2^-29 (losing 2^-60) and add = 2^-20 + 2^-44 - (1 + 2^-29) lands exactly on the float midpoint
-//    2^-20 + 2^-44, which rounds to even, 2^-20; fused, the 2^-60 survives and it rounds up.
-//  * the sum over k: n = 3, H_1 = 111 (term -3 beta_1 = -3), beta_2 = 1 + 2^-52 (term 3 beta_2, which rounds
-//    to 3 + 2^-50), so s = 2^-50 and y = 2^50 s = 1; fused, s = 3 * 2^-52 and y = 0.75.
+//  * the final coef * s + add: s = beta_1 = 1 + 2^-12 and coef = 1 + 2^-12, so coef * s = 1 + 2^-11 + 2^-24
+//    rounds (a tie, to even) to 1 + 2^-11, and add = -(1 + 2^-11) gives 0; fused, the 2^-24 survives.
+//  * the sum over k: n = 3, H_1 = 111 (term -3 beta_1 = -3), beta_2 = 1 + 2^-23 (term 3 beta_2 = 3 + 3 2^-23,
+//    which rounds, a tie to even, to 3 + 2^-21), so s = 2^-21 and y = 2^21 s = 1; fused, s = 3 2^-23, y = 0.75.
 // Orders above add beta = 0 terms, which leave s unchanged either way.
 int check_gemm_ties() {
   struct Tie {
@@ -396,9 +395,8 @@ int check_gemm_ties() {
     float want;
   };
   const Tie ties[] = {
-      {1, 1, 0, 1.0 + std::ldexp(1.0, -30), 0.0, 1.0 + std::ldexp(1.0, -30),
-       std::ldexp(1.0, -20) + std::ldexp(1.0, -44) - (1.0 + std::ldexp(1.0, -29)), std::ldexp(1.0f, -20)},
-      {2, 3, 7, 1.0, 1.0 + std::ldexp(1.0, -52), std::ldexp(1.0, 50), 0.0, 1.0f},
+      {1, 1, 0, 1.0 + std::ldexp(1.0, -12), 0.0, 1.0 + std::ldexp(1.0, -12), -(1.0 + std::ldexp(1.0, -11)), 0.0f},
+      {2, 3, 7, 1.0, 1.0 + std::ldexp(1.0, -23), std::ldexp(1.0, 21), 0.0, 1.0f},
   };
   int failures = 0;
   for (const Tie& t : ties)
