@@ -4,8 +4,8 @@
 // Arithmetic (docs/MATH.md "Output"): with a . b = n - 2 popcount(a ^ b) (bgemm.h), output o of column j is
 //     y = alpha_o * sum_k beta_{k,j} (n - 2 pc_k) * scale_o + (scale_o * bias_o + shift_o) = coef_o * s + add_o,
 // coef = alpha * scale and add = scale * bias + shift formed once by the caller (a folded bias and BatchNorm).
-// Rounding order, which every path's epilogue repeats (outer_panel.h), in float32: n - 2 pc_k is an exact integer
-// (below 2^24); beta_k, coef and add are rounded to float32 once; s starts at 0.0f and adds beta_k * (n - 2 pc_k)
+// Rounding order, which every path's epilogue repeats (outer_panel.h), in float32: n - 2 pc_k is formed as an
+// integer and converted once (exactly below 2^24 bits a row); beta_k, coef and add are rounded to float32 once; s starts at 0.0f and adds beta_k * (n - 2 pc_k)
 // for k = 1..K in order, the product and the sum each rounded; then coef * s rounded, + add rounded. The core is
 // built with -ffp-contract=off: an FMA would round mul + add once, and the bits would then depend on the machine.
 // After that the optional residual add and floor (finish_output). (In double with one final rounding until
@@ -48,11 +48,11 @@ void epilogue_block(const std::int32_t* pc, std::size_t mb, std::size_t jb, cons
     const std::size_t o = o0 + i;
     const std::int32_t* c = pc + i * ldc;
     const float coef = static_cast<float>(ep.coef[o]), add = static_cast<float>(ep.add[o]);
-    const float nf = static_cast<float>(n);
+    const std::int64_t ni = static_cast<std::int64_t>(n);
     for (std::size_t j = 0; j < jb; ++j) {
       float s = 0.0f;
-      for (std::size_t k = 0; k < K; ++k)
-        s += static_cast<float>(betas[j * K + k]) * (nf - 2.0f * static_cast<float>(c[j * K + k]));
+      for (std::size_t k = 0; k < K; ++k)  // n - 2 pc as an integer, then one conversion (as the vector paths)
+        s += static_cast<float>(betas[j * K + k]) * static_cast<float>(ni - 2 * std::int64_t{c[j * K + k]});
       row[j] = coef * s + add;
     }
     if (ep.residual || ep.floor) {
