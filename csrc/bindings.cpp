@@ -73,10 +73,13 @@ void check_linear(std::size_t rows, std::size_t n, std::size_t m, std::size_t ro
 using Pair = std::tuple<std::size_t, std::size_t>;
 
 // The epilogue's coef and add, which it rounds to float32 (docs/MATH.md "Output"): each must be finite there.
+// Checked where a call gets them (conv2d, linear, the training calls) or once where a prepared layer holds them.
 void check_epilogue(const In<double, nb::ndim<1>>& coef, const In<double, nb::ndim<1>>& add) {
+  constexpr const char* kMessage = "epilogue coef and add must be finite float32 values (|value| <= 3.4e38)";
   for (std::size_t i = 0; i < coef.shape(0); ++i)
-    require(std::isfinite(static_cast<float>(coef(i))) && std::isfinite(static_cast<float>(add(i))),
-            "epilogue coef and add must be finite float32 values (|value| <= 3.4e38)");
+    require(std::isfinite(static_cast<float>(coef(i))), kMessage);
+  for (std::size_t i = 0; i < add.shape(0); ++i)  // (their lengths against the weights: the call's own checks)
+    require(std::isfinite(static_cast<float>(add(i))), kMessage);
 }
 
 // The geometry of a conv2d call (input N, C, H, W; kernel kh x kw; stride, padding, dilation), checked so
@@ -204,7 +207,6 @@ FloatArray run_conv2d(const In<float, nb::ndim<4>>& x, const In<horq::word_t, nb
   check_order(order);
   const horq::ConvGeometry g = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, stride, padding,
                                              dilation, wbits.shape(0), wbits.shape(1), coef.shape(0), add.shape(0));
-  check_epilogue(coef, add);
   const std::size_t m = wbits.shape(0);
   const bool affine = input_affine(in_scale, in_shift, g.channels, "input affine length != input channels");
   require(!residual || (residual->shape(0) == g.batch && residual->shape(1) == m && residual->shape(2) == g.out_h &&
@@ -228,6 +230,7 @@ FloatArray conv2d(In<float, nb::ndim<4>> x, In<horq::word_t, nb::ndim<2>> wbits,
                   In<double, nb::ndim<1>> add, std::size_t kh, std::size_t kw, Pair stride, Pair padding,
                   Pair dilation, int order, const std::string& kernel, Optional1 in_scale, Optional1 in_shift,
                   std::optional<In<float, nb::ndim<4>>> residual, Optional1 out_floor) {
+  check_epilogue(coef, add);
   return run_conv2d(x, wbits, coef, add, kh, kw, stride, padding, dilation, order, horq::kernel_table(kernel),
                     in_scale, in_shift, residual, out_floor);
 }
@@ -263,6 +266,7 @@ class PreparedConv : public CoreStep {
         in_scale_(std::move(in_scale)), in_shift_(std::move(in_shift)), out_floor_(std::move(out_floor)) {
     check_order(order);
     require(wbits_.shape(1) == horq::conv_words(channels, kh * kw), "weights are not in the conv layout");
+    check_epilogue(coef_, add_);  // once: the arrays are held, not copied, and do not change
   }
 
   // The weights' words do not tell every channel count apart (27 and 18 values are one word each): the
@@ -306,7 +310,6 @@ std::pair<FloatArray, horq::QuantizedColumns> run_linear(const In<float, nb::ndi
   check_order(order);
   const std::size_t rows = x.shape(0), n = x.shape(1), m = wbits.shape(0);
   check_linear(rows, n, m, wbits.shape(1), coef.shape(0), add.shape(0));
-  check_epilogue(coef, add);
   const bool affine = input_affine(in_scale, in_shift, n, "input affine length != in_features");
   require(!out_floor || out_floor->shape(0) == m, "floor length != out_features");
   float* y;
@@ -325,6 +328,7 @@ std::pair<FloatArray, horq::QuantizedColumns> run_linear(const In<float, nb::ndi
 
 FloatArray linear(In<float, nb::ndim<2>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
                   In<double, nb::ndim<1>> add, int order, const std::string& kernel) {
+  check_epilogue(coef, add);
   return run_linear(x, wbits, coef, add, order, horq::kernel_table(kernel)).first;
 }
 
@@ -340,6 +344,7 @@ class PreparedLinear : public CoreStep {
         out_floor_(std::move(out_floor)) {
     check_order(order);
     require(wbits_.shape(1) == horq::words_for(in_features), "weights are not in_features bits a row");
+    check_epilogue(coef_, add_);  // once, as PreparedConv
   }
 
   FloatArray operator()(In<float, nb::ndim<2>> x) const {
@@ -439,6 +444,7 @@ nb::tuple conv2d_train(In<float, nb::ndim<4>> x, In<horq::word_t, nb::ndim<2>> w
 
 nb::tuple linear_train(In<float, nb::ndim<2>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
                        In<double, nb::ndim<1>> add, int order, const std::string& kernel) {
+  check_epilogue(coef, add);
   auto [arr, q] = run_linear(x, wbits, coef, add, order, horq::kernel_table(kernel));
   return nb::make_tuple(arr, keep_columns(std::move(q)));
 }

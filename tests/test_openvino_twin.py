@@ -39,9 +39,9 @@ def _export(model, shape, tmp_path, order=1, name="m"):
     return path
 
 
-def _infer(model, x, threads=1):
-    config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32"}
-    return ov.Core().compile_model(model, "CPU", config).create_infer_request().infer([x])[0].copy()
+def _infer(hfile, x, beta=True):
+    """The twin of hfile on x, compiled as the benchmarks compile it (openvino_twin.infer_request)."""
+    return openvino_twin.infer_request(hfile, x.shape[0], beta=beta).infer([x])[0].copy()
 
 
 # Widths that leave word tails (8-channel multiples only: openvino_twin refuses others), stride-2 3x3 and 1x1
@@ -64,7 +64,7 @@ def test_twin_computes_horq_order1(key, batch, tmp_path):
     assert "binary_conv2d" in ops
     x = np.random.default_rng(batch).standard_normal((batch, *shape)).astype(np.float32)
     ref = rt.load(path, backend="numpy")(x)
-    out = _infer(openvino_twin.binary_twin(hformat.load(path), batch), x)
+    out = _infer(hformat.load(path), x)
     assert out.shape == ref.shape
     assert openvino_twin.check(out, ref) < 1e-5
     np.testing.assert_array_equal(out.argmax(1), ref.argmax(1))
@@ -89,7 +89,7 @@ def test_plain_twin_binarizes_the_folded_affine(tmp_path):
     assert (scale < 0).any() and (scale == 0).any()
 
     x = np.random.default_rng(5).standard_normal((2, 2, 8, 8)).astype(np.float32)
-    out = _infer(openvino_twin.binary_twin(hfile, 2, beta=False), x)
+    out = _infer(hfile, x, beta=False)
 
     # numpy: the float conv, the affine, horq's signs (padding zeros -> +1), the binary conv without betas
     w = t[conv.tensors["weight"]]
@@ -195,5 +195,5 @@ def test_twin_maps_every_op_of_the_format(tmp_path):
     assert {"hardtanh", "leaky_relu", "concat", "prelu", "avg_pool2d", "max_pool2d", "binary_linear"} <= ops, ops
     x = np.random.default_rng(6).standard_normal((2, 3, 12, 12)).astype(np.float32)
     ref = rt.load(path, backend="numpy")(x)
-    out = _infer(openvino_twin.binary_twin(hformat.load(path), 2), x)
+    out = _infer(hformat.load(path), x)
     assert openvino_twin.check(out, ref) < 1e-5

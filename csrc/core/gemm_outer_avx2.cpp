@@ -880,7 +880,10 @@ void task_by_filters(const word_t* wbits, std::size_t m, const QuantizedColumns&
     const std::uint8_t* panel = cached ? cached + o / kFilterBlock * pbytes : built;
     if (!cached) build_filter_panel(wbits + o * kw, nf, kw, built);
     alignas(32) float coef[kFilterBlock] = {}, add[kFilterBlock] = {};  // rounded to float32: the epilogue's operands
-    for (std::size_t i = 0; i < nf; ++i) coef[i] = static_cast<float>(ep.coef[o + i]), add[i] = static_cast<float>(ep.add[o + i]);
+    for (std::size_t i = 0; i < nf; ++i) {
+      coef[i] = static_cast<float>(ep.coef[o + i]);
+      add[i] = static_cast<float>(ep.add[o + i]);
+    }
     for (std::size_t s = 0; s < sets; ++s) {
       __m256i cnt[K][MR][NV][2];  // row r = c K + k (column c of the lane set, plane k) at cnt[r / MR][r % MR]
       for (std::size_t call = 0; call < K; ++call) {

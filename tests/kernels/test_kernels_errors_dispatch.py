@@ -266,3 +266,8 @@ def test_epilogue_values_outside_float32_are_refused():
         with pytest.raises(ValueError, match="finite float32"):
             _core.conv2d(np.ones((1, 64, 4, 4), np.float32), conv_w, np.array([1.0, 1e39]), ok, 3, 3, (1, 1),
                          (1, 1), (1, 1), 1, kernel, None, None, None, None)
+        # prepared layers check once, when they are made
+        with pytest.raises(ValueError, match="finite float32"):
+            _core.PreparedConv(conv_w, ok, np.array([0.0, 1e39]), 64, 3, 3, (1, 1), (1, 1), (1, 1), 1, kernel)
+        with pytest.raises(ValueError, match="finite float32"):
+            _core.PreparedLinear(w, np.array([1e39, 1.0]), ok, 64, 1, kernel)

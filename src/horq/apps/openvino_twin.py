@@ -82,7 +82,7 @@ def _sign_bits(ops, x, nodes, node, values, tensors, beta):
         return ops.fake_quantize(x, t, t, _const(ops, 0.0), _const(ops, 1.0), 2)
     scale, shift = tensors[prev.tensors["scale"]], tensors[prev.tensors["shift"]]
     safe = np.where(scale != 0, scale, 1.0)
-    # scale * v + shift >= 0  <=>  v > -shift / scale (scale > 0) or v < -shift / scale (scale < 0): outputs
+    # scale * v + shift >= 0  <=>  v > -shift / scale (scale > 0) or v < -shift / scale (scale < 0: the outputs
     # swapped); a zero scale leaves the constant sign of shift: a threshold below (+1) or above (-1) every input
     # (OpenVINO's binarization ignored equal output_low and output_high: they gave -1 everywhere).
     thr = np.where(scale != 0, -shift / safe, np.where(shift >= 0, -3e38, 3e38)).astype(np.float32)
