@@ -62,7 +62,7 @@ struct KernelTable {
   pool_row_fn pool_row;              // one output row of max pooling (pool.h)
   pool2x2_plane_fn pool2x2_plane;    // one plane of a 2 x 2 stride-2 max pool
   transpose64_fn transpose64;        // a 64 x 64 bit transpose (the weight gradient's planes)
-  band2_pixels_fn band2_pixels;      // conv order 2, 3 x 3 stride 1: per-pixel bands (avx2; nullptr elsewhere)
+  band2_pixels_fn band2_pixels;      // conv order 2, 3 x 3 stride 1: per-pixel bands (x86 paths; generic: nullptr)
   band2_columns_fn band2_columns;    // and the columns from them
 };
 

@@ -127,7 +127,7 @@ void quantize_image_avx512(const ImageColumns& im, const std::int64_t* pix, cons
                             std::size_t count, int order, word_t* bits, std::size_t ldbits, double* betas);
 
 // Order 2 of a 3 x 3, stride-1, dilation-1 convolution on the image route from per-pixel bands (conv.cpp
-// band2_columns; the AVX2 path only, KernelTable::band2_pixels and band2_columns are nullptr elsewhere). A pixel is
+// band2_columns; the AVX2 functions, which the avx512 path's table also names: nullptr on the generic path). A pixel is
 // read by up to 9 columns, and H_2 = H_1 XOR (|x| < up_j) for column j's threshold up_j (Threshold32's
 // ceil32(beta_1), quantize_taps2): values below every reader's threshold (|x| < L, L the least of them) have the same
 // bit in all its columns, as have values at or above the greatest (U); only values in the band L <= |x| < U (a few
