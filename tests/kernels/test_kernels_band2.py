@@ -1,4 +1,4 @@
-"""Order 2 of 3x3 stride-1 convolutions over whole words of channels from per-pixel bands (the AVX2 path's route,
+"""Order 2 of 3x3 stride-1 convolutions over whole words of channels from per-pixel bands (the x86 paths' route,
 csrc/core/quantize.h Band2Row; other paths and geometries run the per-column passes, and these tests hold them to the
 same): the bits must be the double chain's given the kernel's own beta_1 (test_kernels_order3's _check_chain), beta_2
 its mean |r_1| to float32 summation rounding, whatever the pixel's readers: neighbours with very different beta_1 (wide
