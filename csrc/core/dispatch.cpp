@@ -55,17 +55,14 @@ bool always() { return true; }
 const KernelTable kAvx2 = [] {
   KernelTable t = HORQ_KERNEL_TABLE(avx2, gemm_task_avx2, gemm_split_avx2);
   t.quantize_taps3 = quantize_taps3_avx2;  // the one path with it (quantize.h)
-  t.band2_pixels = band2_pixels_avx2;      // and with these
+  t.band2_pixels = band2_pixels_avx2;      // and with these (as avx512)
   t.band2_columns = band2_columns_avx2;
   return t;
 }();
 const KernelTable kAvx512 = [] {
   KernelTable t = HORQ_KERNEL_TABLE(avx512, gemm_task_avx512, nullptr);
-  // The AVX2 band functions (an AVX-512 CPU runs them): order 2's 3 x 3 quantization 0.194 -> 0.182 ms at 64
-  // channels 56x56 on a Zen 4 (profile_conv_core 64 56 2, round 34). quantize_taps3_avx2 was slower there than the
-  // avx512 path's own order 3 (0.43 -> 0.45 ms), so it stays off.
-  t.band2_pixels = band2_pixels_avx2;
-  t.band2_columns = band2_columns_avx2;
+  t.band2_pixels = band2_pixels_avx512;
+  t.band2_columns = band2_columns_avx512;
   return t;
 }();
 

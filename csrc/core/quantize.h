@@ -127,7 +127,7 @@ void quantize_image_avx512(const ImageColumns& im, const std::int64_t* pix, cons
                             std::size_t count, int order, word_t* bits, std::size_t ldbits, double* betas);
 
 // Order 2 of a 3 x 3, stride-1, dilation-1 convolution on the image route from per-pixel bands (conv.cpp
-// band2_columns; the AVX2 functions, which the avx512 path's table also names: nullptr on the generic path). A pixel is
+// band2_columns; the avx2 and avx512 paths, KernelTable::band2_pixels and band2_columns nullptr on generic). A pixel is
 // read by up to 9 columns, and H_2 = H_1 XOR (|x| < up_j) for column j's threshold up_j (Threshold32's
 // ceil32(beta_1), quantize_taps2): values below every reader's threshold (|x| < L, L the least of them) have the same
 // bit in all its columns, as have values at or above the greatest (U); only values in the band L <= |x| < U (a few
@@ -155,6 +155,7 @@ struct Band2Row {
 };
 using band2_pixels_fn = void (*)(const Band2Row& row);
 void band2_pixels_avx2(const Band2Row& row);
+void band2_pixels_avx512(const Band2Row& row);
 
 // quantize_image's work for such columns from band2_pixels' words and sums (l, sb: the whole batch's padded pixels in
 // the layout above, pixel index = the pixel image's sums index): betas[order * i] (beta_1) is read, every other beta
@@ -165,6 +166,9 @@ using band2_columns_fn = void (*)(const ImageColumns& im, const word_t* l, const
 void band2_columns_avx2(const ImageColumns& im, const word_t* l, const double* sb, const std::int64_t* pix,
                         const std::int64_t* word, std::size_t count, int order, word_t* bits, std::size_t ldbits,
                         double* betas);
+void band2_columns_avx512(const ImageColumns& im, const word_t* l, const double* sb, const std::int64_t* pix,
+                          const std::int64_t* word, std::size_t count, int order, word_t* bits, std::size_t ldbits,
+                          double* betas);
 
 // Slots per pixel in Band2Row's l and sb.
 constexpr std::size_t kBand2Slots = 12;

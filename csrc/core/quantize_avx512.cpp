@@ -19,6 +19,7 @@
 //     channel order (the generic sums bit for bit); a NaN/Inf value shows as a sum that is not finite.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/quantize.h"
@@ -440,6 +441,59 @@ struct Nhwc16 {
   }
 };
 
+// ---- Order 2 from per-pixel bands (quantize.h Band2Row; quantize_avx2.cpp's band2_pixels with mask registers) ----
+
+// One pixel: its gw words of 64 channels at x, its readers' 12 thresholds in the lanes of tp (and tn for x < 0 where
+// Exact; lanes 12-15 unused), their least (lo) and greatest (hi). Per word, four vectors of |x|: the compares with lo
+// and hi write masks that are the word's bits as they stand (no movemask), and the values below lo are added in
+// their 16 float lanes, (v0 + v1) + (v2 + v3), widened into 8 double lanes; each value of the band lo <= |x| < hi is
+// compared once with all 12 thresholds, its bit ORed into the slots' words where below (masked ORs of 64-bit lanes:
+// slots 0-7, then 8-11) and |x| added into those slots' float sums.
+template <bool Exact>
+void band2_pixel(const float* x, std::size_t gw, __m512 tp, __m512 tn, float lo, float hi, word_t* l, double* sb) {
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+  __m512d acc = _mm512_setzero_pd();
+  __m512 bs = _mm512_setzero_ps();
+  for (std::size_t w = 0; w < gw; ++w) {
+    const float* xw = x + w * kWordBits;
+    __m512 a[4];
+    __mmask16 mlo[4], mhi[4];
+    for (int v = 0; v < 4; ++v) {
+      a[v] = _mm512_abs_ps(_mm512_loadu_ps(xw + v * kFloats));
+      mlo[v] = _mm512_cmp_ps_mask(a[v], vlo, _CMP_LT_OQ);
+      mhi[v] = _mm512_cmp_ps_mask(a[v], vhi, _CMP_LT_OQ);
+    }
+    const __m512 s01 = _mm512_add_ps(_mm512_maskz_mov_ps(mlo[0], a[0]), _mm512_maskz_mov_ps(mlo[1], a[1]));
+    const __m512 s23 = _mm512_add_ps(_mm512_maskz_mov_ps(mlo[2], a[2]), _mm512_maskz_mov_ps(mlo[3], a[3]));
+    const __m512 s = _mm512_add_ps(s01, s23);
+    acc = _mm512_add_pd(acc, _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(s)),
+                                           _mm512_cvtps_pd(_mm512_extractf32x8_ps(s, 1))));
+    const word_t low = static_cast<word_t>(_mm512_kunpackd(_mm512_kunpackw(mlo[3], mlo[2]),
+                                                           _mm512_kunpackw(mlo[1], mlo[0])));
+    const word_t under_hi = static_cast<word_t>(_mm512_kunpackd(_mm512_kunpackw(mhi[3], mhi[2]),
+                                                                _mm512_kunpackw(mhi[1], mhi[0])));
+    const __m512i vl = _mm512_set1_epi64(static_cast<long long>(low));
+    __m512i sel0 = vl, sel1 = vl;  // slots 0-7 and 8-15: the bits of |x| < lo in every slot, then the band's
+    for (word_t band = under_hi & ~low; band; band &= band - 1) {
+      const unsigned c = static_cast<unsigned>(__builtin_ctzll(band));
+      const float v = xw[c];
+      const __m512 av = _mm512_set1_ps(std::fabs(v));
+      const __mmask16 m = _mm512_cmp_ps_mask(av, Exact && v < 0.0f ? tn : tp, _CMP_LT_OQ);
+      const __m512i bit = _mm512_set1_epi64(static_cast<long long>(word_t{1} << c));
+      sel0 = _mm512_mask_or_epi64(sel0, static_cast<__mmask8>(m), sel0, bit);
+      sel1 = _mm512_mask_or_epi64(sel1, static_cast<__mmask8>(m >> 8), sel1, bit);
+      bs = _mm512_mask_add_ps(bs, m, bs, av);
+    }
+    word_t* lw = l + w * kBand2Slots;
+    _mm512_storeu_si512(lw, sel0);
+    _mm512_mask_storeu_epi64(lw + 8, static_cast<__mmask8>(0x0f), sel1);
+  }
+  const __m512d slo = _mm512_set1_pd(_mm512_reduce_add_pd(acc));
+  _mm512_storeu_pd(sb, _mm512_add_pd(slo, _mm512_cvtps_pd(_mm512_castps512_ps256(bs))));
+  _mm512_mask_storeu_pd(sb + 8, static_cast<__mmask8>(0x0f),
+                        _mm512_add_pd(slo, _mm512_cvtps_pd(_mm512_extractf32x8_ps(bs, 1))));
+}
+
 }  // namespace
 
 void to_nhwc_avx512(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W, const float* scale,
@@ -470,6 +524,46 @@ void quantize_taps2_avx512(const float* const* taps, std::size_t ntaps, std::siz
 void quantize_image_avx512(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word,
                            std::size_t count, int order, word_t* bits, std::size_t ldbits, double* betas) {
   image_walk<Taps2BelowPass, Taps2Pass, TapsPass, Taps3Pass>(im, pix, word, count, order, bits, ldbits, betas);
+}
+
+void band2_pixels_avx512(const Band2Row& r) {
+  const std::size_t gw = r.C / kWordBits;
+  alignas(64) float lo[kFloats], hi[kFloats];
+  for (std::size_t p0 = 0; p0 < r.wp; p0 += kFloats) {
+    // 16 pixels' least and greatest reader threshold (pixel p: columns p .. p + 2 of the three grid rows) at once
+    const __mmask16 m = first_lanes16(r.wp - p0);
+    __m512 vlo = _mm512_set1_ps(HUGE_VALF), vhi = _mm512_set1_ps(-HUGE_VALF);
+    for (int q = 0; q < 3; ++q)
+      for (std::size_t j = 0; j < 3; ++j) {
+        vlo = _mm512_min_ps(vlo, _mm512_maskz_loadu_ps(m, r.pos[q] + p0 + j));
+        vhi = _mm512_max_ps(vhi, _mm512_maskz_loadu_ps(m, r.neg[q] + p0 + j));
+      }
+    _mm512_store_ps(lo, vlo);
+    _mm512_store_ps(hi, vhi);
+    for (std::size_t px = p0; px < std::min(r.wp, p0 + kFloats); ++px) {
+      // slot 4 q + j: reader j of window row q, the 128-bit lanes of rows 0, 1, 2 and 2 again (j = 3 and slots
+      // 12-15 are no readers: computed, never stored)
+      const auto slots = [px](const float* const* t) {
+        const __m512 a = _mm512_maskz_loadu_ps(0x000f, t[0] + px), b = _mm512_maskz_loadu_ps(0x000f, t[1] + px);
+        return _mm512_shuffle_f32x4(_mm512_shuffle_f32x4(a, b, 0x00), _mm512_maskz_loadu_ps(0x000f, t[2] + px),
+                                    0x08);
+      };
+      const float* x = r.x + px * r.C;
+      word_t* l = r.l + px * gw * kBand2Slots;
+      double* sb = r.sb + px * kBand2Slots;
+      const float plo = lo[px - p0], phi = hi[px - p0];
+      if (r.exact)
+        band2_pixel<true>(x, gw, slots(r.pos), slots(r.neg), plo, phi, l, sb);
+      else
+        band2_pixel<false>(x, gw, slots(r.pos), slots(r.neg), plo, phi, l, sb);
+    }
+  }
+}
+
+void band2_columns_avx512(const ImageColumns& im, const word_t* l, const double* sb, const std::int64_t* pix,
+                          const std::int64_t* word, std::size_t count, int order, word_t* bits, std::size_t ldbits,
+                          double* betas) {
+  band2_walk<TapsPass, Taps3Pass>(im, l, sb, pix, word, count, order, bits, ldbits, betas);
 }
 
 // Up to 64 pixels at a time (4 vectors) with their words and sums in registers across all channels, so a

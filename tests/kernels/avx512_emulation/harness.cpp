@@ -435,9 +435,12 @@ KernelTable generic_conv_table() {
           to_nhwc_generic,        nullptr};
 }
 KernelTable avx512_conv_table() {
-  return {"avx512",          bgemm_popcount_avx512,  quantize_column_avx512, quantize_taps_avx512,
-          quantize_taps2_avx512, nullptr,               quantize_image_avx512,  pack_pixels_avx512,
-          to_nhwc_avx512,        gemm_task_avx512};
+  KernelTable t{"avx512",          bgemm_popcount_avx512,  quantize_column_avx512, quantize_taps_avx512,
+                quantize_taps2_avx512, nullptr,               quantize_image_avx512,  pack_pixels_avx512,
+                to_nhwc_avx512,        gemm_task_avx512};
+  t.band2_pixels = band2_pixels_avx512;  // order 2's per-pixel bands (3 x 3, stride 1, >= 512 columns an image)
+  t.band2_columns = band2_columns_avx512;
+  return t;
 }
 
 // quantize_conv_columns + horq_gemm with the AVX-512 kernels against the generic ones on geometries with
@@ -552,6 +555,60 @@ int check_conv_image(std::mt19937_64& rng) {
                         order);
         }
       }
+  return failures;
+}
+
+// Order 2 of 3 x 3 stride-1 layers large enough for the per-pixel bands (conv.cpp band2_route: whole words of
+// channels, 512 or more output positions an image) against the generic per-column passes: rows H_2 (and H_3)
+// and beta_1 bit for bit, beta_2 (and beta_3) to float32 summation rounding (of beta_1's scale); each pixel scaled by its own factor
+// (0.05 .. 20), so that its readers' thresholds differ widely and many values fall in its band, some values 0,
+// one image border row all zeros (beta_1 = 0 beside nonzero columns), padding 0 and 1, one and two images; and
+// magnitudes a float32 step or a few apart, where beta_1 ties with values (the exact thresholds).
+int check_conv_band2(std::mt19937_64& rng) {
+  const KernelTable gen = generic_conv_table(), emu = avx512_conv_table();
+  std::normal_distribution<float> normal;
+  std::uniform_real_distribution<float> logscale(std::log(0.05f), std::log(20.0f));
+  int failures = 0;
+  const std::size_t geoms[][6] = {{1, 64, 24, 24, 1, 0}, {2, 128, 16, 34, 1, 0}, {1, 192, 25, 25, 0, 0},
+                                  {1, 64, 3, 600, 0, 0},   {1, 64, 520, 1, 1, 0},   {1, 512, 23, 24, 1, 0},
+                                  {1, 64, 24, 24, 1, 1},   {2, 128, 23, 23, 0, 1}};
+  for (const auto& gm : geoms) {
+    ConvGeometry g{};
+    g.batch = gm[0], g.channels = gm[1], g.height = gm[2], g.width = gm[3], g.kh = g.kw = 3;
+    g.ph = g.pw = gm[4], g.sh = g.sw = g.dh = g.dw = 1;
+    g.out_h = g.height + 2 * g.ph - 2, g.out_w = g.width + 2 * g.pw - 2;
+    const std::size_t C = g.channels, P = g.height * g.width;
+    std::vector<float> x(g.batch * C * P);
+    for (std::size_t i = 0; i < g.batch; ++i)
+      for (std::size_t p = 0; p < P; ++p) {
+        const float sc = std::exp(logscale(rng));
+        for (std::size_t c = 0; c < C; ++c) x[(i * C + c) * P + p] = rng() % 16 == 0 ? 0.0f : normal(rng) * sc;
+      }
+    if (gm[5])  // magnitudes 1 + j 2^-23 (j < 24), random signs: each beta_1 among the values, a float step from some
+      for (auto& v : x) v = (rng() % 2 ? -1.0f : 1.0f) * (1.0f + static_cast<float>(rng() % 24) * 0x1p-23f);
+    for (std::size_t c = 0; c < C; ++c) std::fill_n(x.begin() + c * P, g.width, 0.0f);  // image 0's top row
+    for (int order = 2; order <= 3; ++order) {
+      const auto qe = quantize_conv_columns(emu, x.data(), g, order);
+      const auto qg = quantize_conv_columns(gen, x.data(), g, order);
+      const std::size_t K = static_cast<std::size_t>(order), kw = qe.kw;
+      bool ok = qe.ncols == qg.ncols;
+      for (std::size_t j = 0; ok && j < qe.ncols; ++j) {
+        ok = bits_of(qe.betas[j * K]) == bits_of(qg.betas[j * K]);
+        for (std::size_t k = 1; k < K; ++k) {
+          // plane 3 follows beta_2, which may round differently: its bits are compared at order 2's plane only
+          for (std::size_t w = 0; w < kw && k == 1; ++w)
+            ok = ok && qe.bits[(j * K + k) * kw + w] == qg.bits[(j * K + k) * kw + w];
+          // float32 terms: their rounding is relative to the values' scale (beta_1), not to a small beta_k (the
+          // Python tests' bound against exact sums, test_kernels_order3 _check_chain, twice: two such roundings)
+          const double be = qe.betas[j * K + k], bg = qg.betas[j * K + k];
+          ok = ok && std::fabs(be - bg) <= 4e-6 * qg.betas[j * K] + 1e-30;
+        }
+      }
+      if (!ok && ++failures <= kMaxReports)
+        std::printf("conv band2 mismatch N=%zu C=%zu %zux%zu p=%zu order=%d\n", g.batch, C, g.height, g.width, g.ph,
+                    order);
+    }
+  }
   return failures;
 }
 
@@ -990,6 +1047,7 @@ int main() {
       {"gemm_task ties", [](std::mt19937_64&) { return check_gemm_ties(); }},
       {"conv", check_conv},
       {"conv image", check_conv_image},
+      {"conv band2", check_conv_band2},
       {"conv chunks", check_conv_chunks},
       {"sign_gemm", check_sign_gemm},
       {"to_nhwc", check_to_nhwc},

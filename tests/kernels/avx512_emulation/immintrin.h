@@ -218,6 +218,7 @@ inline __m512i _mm512_load_si512(const void* p) {
   return r;
 }
 inline void _mm512_storeu_si512(void* p, __m512i a) { std::memcpy(p, a.v, sizeof a.v); }
+inline void _mm512_mask_storeu_epi64(void* p, __mmask8 k, __m512i a) { avx512_emulation::masked_store(p, k, 8, a.v); }
 // Gathers: lane i reads base + scale * index_i only where mask bit i is set, else keeps src's lane.
 inline __m512i _mm512_mask_i64gather_epi64(__m512i src, __mmask8 k, __m512i idx, const void* base, int scale) {
   for (int i = 0; i < 8; ++i)
@@ -285,6 +286,11 @@ inline void _mm512_storeu_ps(void* p, __m512 a) { std::memcpy(p, a.v, sizeof a.v
 inline __m512 _mm512_mask_blend_ps(__mmask16 k, __m512 a, __m512 b) {
   for (int i = 0; i < 16; ++i)
     if (avx512_emulation::bit(k, i)) a.v[i] = b.v[i];
+  return a;
+}
+// MINPS: a < b ? a : b per lane, so b where either is NaN (and b for +-0.0 against each other).
+inline __m512 _mm512_min_ps(__m512 a, __m512 b) {
+  for (int i = 0; i < 16; ++i) a.v[i] = a.v[i] < b.v[i] ? a.v[i] : b.v[i];
   return a;
 }
 // MAXPS: a > b ? a : b per lane, so b where either is NaN (and b for +-0.0 against each other).

@@ -208,7 +208,8 @@ void check_float_lanes() {
   expect(std::memcmp(lo, fin, 32) == 0 && std::memcmp(hi, fin + 8, 32) == 0,
          "_mm512_castps512_ps256 / _mm512_extractf32x8_ps (lane order)");
 
-  // MAXPS returns its second operand unless the first is greater: NaN in either, and +-0.0, give the second.
+  // MAXPS (MINPS) returns its second operand unless the first is greater (less): NaN in either, and +-0.0, give the
+  // second.
   alignas(64) static const std::int32_t rotate[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 0x2f, 0x10};
   const __m512 rot = _mm512_permutexvar_ps(_mm512_loadu_si512(rotate), v);  // lane i: v[i + 1], then v[15], v[0]
   _mm512_store_si512(out, _mm512_castps_si512(rot));
@@ -224,6 +225,15 @@ void check_float_lanes() {
     ok = ok && std::memcmp(&out[i], &want, 4) == 0;
   }
   expect(ok, "_mm512_max_ps (NaN and signed zeros: the second operand)");
+  _mm512_store_si512(out, _mm512_castps_si512(_mm512_min_ps(v, rot)));
+  ok = true;
+  for (int i = 0; i < 16; ++i) {
+    float a, b;
+    std::memcpy(&a, &fin[i], 4), std::memcpy(&b, &fin[i == 14 ? 15 : i == 15 ? 0 : i + 1], 4);
+    const float want = a < b ? a : b;
+    ok = ok && std::memcmp(&out[i], &want, 4) == 0;
+  }
+  expect(ok, "_mm512_min_ps (NaN and signed zeros: the second operand)");
 
   _mm512_store_si512(out, _mm512_castps_si512(_mm512_maskz_loadu_ps(0x8421, fin)));
   ok = true;
@@ -308,6 +318,13 @@ void check_masked_stores() {
   bool ok = d[0] == guard && d[9] == guard;
   for (int i = 0; i < 8; ++i) ok = ok && d[1 + i] == (0x96 >> i & 1 ? 2.5 : guard);
   expect(ok, "_mm512_mask_storeu_pd (only selected lanes written)");
+
+  std::uint64_t u[10];
+  for (auto& x : u) x = 7;
+  _mm512_mask_storeu_epi64(u + 1, 0x0f, _mm512_set1_epi64(-3));
+  ok = u[0] == 7 && u[9] == 7;
+  for (int i = 0; i < 8; ++i) ok = ok && u[1 + i] == (i < 4 ? ~std::uint64_t{2} : 7);
+  expect(ok, "_mm512_mask_storeu_epi64 (only selected lanes written)");
 
   float f[10];
   for (float& x : f) x = -7.0f;
