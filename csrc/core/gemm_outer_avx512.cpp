@@ -5,7 +5,7 @@
 // Counts: vpopcntq counts every 64-bit lane of broadcast(W[o][w]) ^ B[v][w] directly, added in 64-bit
 // lanes: no flush, no overflow for any row length.
 //
-// Epilogue: n - 2 pc in the integer lanes, which vcvtqq2pd and vcvtpd2ps convert to float32 exactly (below 2^24),
+// Epilogue: n - 2 pc in the integer lanes, which vcvtqq2ps converts to float32 (exactly below 2^24),
 // then the epilogue's float32 operations in order (outer_panel.h) on 8 columns at once (lane_set_output); 8
 // consecutive columns of one image are one masked store. With an implicit_h1 q, plane 0 comes from the pixel image,
 // read in place or by masked gathers (fill_h1).
@@ -165,14 +165,14 @@ struct Avx512Outer {
 
   // The epilogue for one filter and one lane set (outer_panel.h's order, in float32): K counts, their betas (float32),
   // the filter's coef and add broadcast; the 8 outputs before the residual and floor. n - 2 pc is formed in the
-  // integer lanes and converted exactly (an integer below 2^24).
+  // integer lanes and converted once (vcvtqq2ps: exact below 2^24, one rounding above, as the other paths). The
+  // first term is s = 0 + beta_1 t written as beta_1 t: the same float, since beta_1 >= 0 and t, converted from an
+  // integer, is never -0.0, so beta_1 t is never -0.0 (the one value that adding +0.0 changes).
   template <int K>
   static __m256 lane_set_output(const __m512i* cnt, const __m256* beta, __m512i vn, __m256 coef, __m256 add) {
-    __m256 s = _mm256_setzero_ps();
-    for (int k = 0; k < K; ++k) {
-      const __m256 t = _mm512_cvtpd_ps(_mm512_cvtepi64_pd(_mm512_sub_epi64(vn, _mm512_add_epi64(cnt[k], cnt[k]))));
-      s = _mm256_add_ps(s, _mm256_mul_ps(beta[k], t));
-    }
+    const auto t = [vn](__m512i c) { return _mm512_cvtepi64_ps(_mm512_sub_epi64(vn, _mm512_add_epi64(c, c))); };
+    __m256 s = _mm256_mul_ps(beta[0], t(cnt[0]));
+    for (int k = 1; k < K; ++k) s = _mm256_add_ps(s, _mm256_mul_ps(beta[k], t(cnt[k])));
     return _mm256_add_ps(_mm256_mul_ps(coef, s), add);
   }
 

@@ -210,6 +210,12 @@ inline __m512d _mm512_cvtepi64_pd(__m512i a) {
   for (int i = 0; i < 8; ++i) r.v[i] = static_cast<double>(static_cast<std::int64_t>(a.v[i]));
   return r;
 }
+// VCVTQQ2PS: one rounding (to nearest even) from the integer, as the C++ conversion
+inline __m256 _mm512_cvtepi64_ps(__m512i a) {
+  __m256 r;
+  for (int i = 0; i < 8; ++i) r.v[i] = static_cast<float>(static_cast<std::int64_t>(a.v[i]));
+  return r;
+}
 
 inline __m512i _mm512_load_si512(const void* p) {
   avx512_emulation::check_aligned(p, 64);

@@ -97,6 +97,19 @@ void check_conversions() {
   ok = true;
   for (int i = 0; i < 8; ++i) ok = ok && dd[i] == want_c[i];
   expect(ok, "_mm512_cvtepi64_pd (round to nearest even)");
+  // to float32 in one rounding: 2^24 + 1 and 2^24 + 3 are ties (to even); 2^53 + 2^29 + 1 rounds up, where a pass
+  // through double would make it a tie (2^53 + 2^29) and round it down to even
+  const std::int64_t p24 = std::int64_t{1} << 24;
+  const std::int64_t inf32[8] = {p24 + 1, p24 + 3, -p24 - 1, p53 + 1, (p24 << 29) + (std::int64_t{1} << 29) + 1, 0,
+                                 -7, INT64_MIN};
+  const float want_q[8] = {std::ldexp(1.0f, 24), std::ldexp(1.0f, 24) + 4, -std::ldexp(1.0f, 24),
+                           std::ldexp(1.0f, 53), std::ldexp(1.0f, 53) + std::ldexp(1.0f, 30), 0, -7,
+                           -std::ldexp(1.0f, 63)};
+  alignas(32) float fo[8];
+  _mm256_store_ps(fo, _mm512_cvtepi64_ps(_mm512_loadu_si512(inf32)));
+  ok = true;
+  for (int i = 0; i < 8; ++i) ok = ok && fo[i] == want_q[i];
+  expect(ok, "_mm512_cvtepi64_ps (one rounding, to nearest even)");
 }
 
 void check_integer() {
