@@ -92,7 +92,8 @@ def test_missing_measurements_are_not_met_silently():
 @pytest.mark.parametrize("section, args", [
     ("issue10-avx2", ["--layers", "docs/yardstick_zen3_avx2.json", "--geometries", "docs/yardstick_geometries.json",
                       "--models", "docs/yardstick_models_zen3_avx2.json"]),
-    ("issue10-avx512", ["--layers", "docs/yardstick_xeon207.json", "--models", "docs/yardstick_models_xeon207.json"]),
+    ("issue10-avx512", ["--layers", "docs/yardstick_zen4_avx512.json", "--geometries",
+                        "docs/yardstick_geometries_zen4_avx512.json", "--models", "docs/yardstick_models_zen4_avx512.json"]),
 ])
 def test_the_doc_tables_are_the_committed_files(section, args, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
@@ -105,17 +106,19 @@ def test_the_doc_tables_are_the_committed_files(section, args, monkeypatch, caps
         json.loads((ROOT / f).read_text())  # every file named is committed and readable
 
 
-def test_the_doc_models_tables_are_the_committed_file(monkeypatch, capsys):
-    """docs/KERNELS.md round 33's generated section is `bench_yardstick_models.py --render` of its JSON file."""
+@pytest.mark.parametrize("section, path", [("yardstick-models-zen3", "docs/yardstick_models_zen3_avx2.json"),
+                                           ("yardstick-models-zen4", "docs/yardstick_models_zen4_avx512.json")])
+def test_the_doc_models_tables_are_the_committed_file(section, path, monkeypatch, capsys):
+    """docs/KERNELS.md rounds 33 and 34's generated sections are `bench_yardstick_models.py --render` of their JSON
+    files."""
     spec = importlib.util.spec_from_file_location("bench_yardstick_models",
                                                   ROOT / "benchmarks" / "bench_yardstick_models.py")
     models = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(models)
     monkeypatch.chdir(ROOT)
-    assert models.main(["--render", "docs/yardstick_models_zen3_avx2.json"]) == 0
+    assert models.main(["--render", path]) == 0
     printed = capsys.readouterr().out.strip()
     doc = (ROOT / "docs" / "KERNELS.md").read_text()
-    section = "yardstick-models-zen3"
     body = doc.split(f"<!-- {section}:begin -->\n", 1)[1].split(f"\n<!-- {section}:end -->", 1)[0]
     assert body == printed
     assert "OV binary / o1" in body  # the OpenVINO twins' table
