@@ -92,8 +92,9 @@ def test_missing_measurements_are_not_met_silently():
 @pytest.mark.parametrize("section, args", [
     ("issue10-avx2", ["--layers", "docs/yardstick_zen3_avx2.json", "--geometries", "docs/yardstick_geometries.json",
                       "--models", "docs/yardstick_models_zen3_avx2.json"]),
-    ("issue10-avx512", ["--layers", "docs/yardstick_zen4_avx512.json", "--geometries",
-                        "docs/yardstick_geometries_zen4_avx512.json", "--models", "docs/yardstick_models_zen4_avx512.json"]),
+    ("issue10-avx512", ["--layers", "docs/yardstick_zen4_avx512.json",
+                        "--geometries", "docs/yardstick_geometries_zen4_avx512.json",
+                        "--models", "docs/yardstick_models_zen4_avx512.json"]),
 ])
 def test_the_doc_tables_are_the_committed_files(section, args, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
