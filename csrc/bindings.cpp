@@ -34,30 +34,32 @@ using In = nb::ndarray<const T, nb::c_contig, nb::device::cpu, Extra...>;
 
 namespace {
 
-// Where the next array of 4 KB or more starts past a 64-byte boundary, in steps of kStagger bytes (kStaggerSteps of
-// them, then again): large buffers come from the allocator at one offset from a page (glibc's mmap'd chunks), so a
-// layer's output and its residual input, made a step or two apart, had their rows at the same offset within 4 KB
-// whenever a channel plane is a multiple of 4 KB (a 32x32 map): each residual load of the fused epilogue then
-// waited on the output stores just issued (4K aliasing; a 64-channel 32x32 layer + residual 0.066 -> 0.081 ms,
-// profile_conv_core; 128 bytes apart or more: no wait). Arrays made 1 .. kStaggerSteps - 1 allocations apart now
-// start at least kStagger bytes apart within 4 KB.
-constexpr std::size_t kStagger = 256, kStaggerSteps = 16, kStaggerMin = 4096;
+// Where arrays of 4 KB or more start within a 4 KB page: the next of kStaggerSteps offsets kStagger bytes apart each
+// time (then again from 0). Placed so, a layer's output and its residual input, made a step or two apart, do not
+// have their rows at one offset within 4 KB when a channel plane is a multiple of 4 KB (a 32x32 map); there each
+// residual load of the fused epilogue waited on the output stores just issued (4K aliasing; a 64-channel 32x32
+// layer + residual 0.066 -> 0.081 ms, profile_conv_core; 128 bytes apart or more: no wait). glibc returns large
+// buffers at one offset from a page (mmap'd chunks) or anywhere (its heap), so the offset is set here, not left to it:
+// arrays made 1 .. kStaggerSteps - 1 allocations apart start at least kStagger bytes apart within 4 KB.
+constexpr std::size_t kPage = 4096, kStagger = 256, kStaggerSteps = 16;
 std::atomic<std::size_t> stagger_count{0};
 
-// A new numpy array owning its buffer, 64-byte aligned (staggered as above when 4 KB or more); zero-filled unless
-// `zero` is false (outputs that a kernel writes whole: zeroing a conv output costs a visible share of a small layer's
-// time).
+// A new numpy array owning its buffer, 64-byte aligned (and at its staggered offset within 4 KB from 4 KB on, as
+// above); zero-filled unless `zero` is false (outputs that a kernel writes whole: zeroing a conv output costs a
+// visible share of a small layer's time).
 template <class T>
 nb::ndarray<nb::numpy, T> make_array(std::initializer_list<std::size_t> shape, T** data, bool zero = true) {
   static_assert(std::is_trivially_copyable_v<T> && alignof(T) <= 64, "arrays of plain numbers");
   std::size_t size = 1;
   for (auto s : shape) size *= s;
-  const std::size_t bytes = (size > 0 ? size : 1) * sizeof(T);
-  const std::size_t shift =
-      bytes >= kStaggerMin ? stagger_count.fetch_add(1, std::memory_order_relaxed) % kStaggerSteps * kStagger : 0;
-  unsigned char* raw = new unsigned char[bytes + 64 + shift];
-  const std::uintptr_t at = (reinterpret_cast<std::uintptr_t>(raw) + 63) / 64 * 64 + shift;
-  T* p = reinterpret_cast<T*>(raw + (at - reinterpret_cast<std::uintptr_t>(raw)));
+  const std::size_t bytes = (size > 0 ? size : 1) * sizeof(T), large = bytes >= kPage;
+  unsigned char* raw = new unsigned char[bytes + (large ? 2 * kPage : 64)];
+  const std::uintptr_t base = reinterpret_cast<std::uintptr_t>(raw);
+  const std::uintptr_t at =
+      large ? (base + kPage - 1) / kPage * kPage +
+                  stagger_count.fetch_add(1, std::memory_order_relaxed) % kStaggerSteps * kStagger
+            : (base + 63) / 64 * 64;
+  T* p = reinterpret_cast<T*>(raw + (at - base));
   if (zero) std::memset(static_cast<void*>(p), 0, bytes);
   nb::capsule owner(raw, [](void* q) noexcept { delete[] static_cast<unsigned char*>(q); });
   *data = p;
