@@ -34,26 +34,56 @@ def profile(model_key: str, repeats: int = 50, threads: int = 1) -> str:
         hfile = hformat.load(Path(tmp) / "o1.horq")
     x = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
     lines = [f"{model_key}, order 1, batch 1, {threads} thread(s), OpenVINO {ov.get_version()}"]
+    layer_ms: dict = {}  # (beta, node name) -> median ms of the twin's BinaryConvolution / FakeQuantize nodes
     with rt.num_threads(threads):
         for beta in (True, False):
             req = infer_request(hfile, 1, threads, beta=beta, perf_count=True)
             per: dict = {}
+            per_node: dict = {}
             for _ in range(repeats):
                 req.infer([x])
                 sums: dict = {}
                 for info in req.profiling_info:
                     key = (info.node_type, info.exec_type)
-                    sums[key] = sums.get(key, 0.0) + info.real_time.total_seconds() * 1e3
+                    ms = info.real_time.total_seconds() * 1e3
+                    sums[key] = sums.get(key, 0.0) + ms
+                    if info.node_type in ("BinaryConvolution", "FakeQuantize"):
+                        per_node.setdefault(info.node_name, []).append(ms)
                 for key, ms in sums.items():
                     per.setdefault(key, []).append(ms)
             med = {key: statistics.median(v) for key, v in per.items()}
+            layer_ms.update({(beta, k): statistics.median(v) for k, v in per_node.items()})
             total = sum(med.values())
             lines += ["", f"OpenVINO twin ({'binary, with betas' if beta else 'plain binary'}): nodes sum to "
                       f"{total:.3f} ms (medians of {repeats} calls)", f"{'node type / kernel':<38} {'ms':>7} {'%':>5}"]
             lines += [f"{f'{t} / {e}':<38} {ms:7.3f} {100 * ms / total:5.1f}"
                       for (t, e), ms in sorted(med.items(), key=lambda kv: -kv[1]) if ms >= 0.0005]
-        lines += ["", "horq order 1 (Model.profile):", horq_model.profile(x, repeats=repeats).format()]
+        prof = horq_model.profile(x, repeats=repeats)
+        lines += ["", "horq order 1 (Model.profile):", prof.format()]
+    lines += ["", *_layer_table(prof, layer_ms)]
     return "\n".join(lines)
+
+
+def _layer_table(prof, layer_ms: dict) -> list:
+    """Binary layer by binary layer: horq's step (its input quantization and fused epilogue included) beside the
+    twins' BinaryConvolution plus the FakeQuantize that binarizes its input (the twin names both after the layer's
+    node, horq.apps.openvino_twin); the beta map's nodes (ReduceMean, AvgPool, their products) are not in the rows."""
+    head = (f"{'binary layer':<22} {'output':>14} {'horq o1':>8} {'OV binary':>10} {'OV plain':>9} "
+            f"{'OV plain / horq':>15}")
+    out = ["Per binary layer, ms (OpenVINO: BinaryConvolution + its FakeQuantize; medians):", head]
+    for node in prof.nodes:
+        if node.binary_macs is None:
+            continue
+        name = next((n for n in (node.name, *node.fused) if (False, n) in layer_ms), None)
+        if name is None:
+            continue
+        ov = {beta: layer_ms[(beta, name)] + layer_ms.get((beta, f"{name}/binarize"), 0.0) for beta in (True, False)
+              if (beta, name) in layer_ms}
+        shape = "x".join(map(str, node.shape))
+        cells = [f"{ov[b]:.3f}" if b in ov else "n/a" for b in (True, False)]
+        ratio = f"{ov[False] / node.ms:.2f}" if False in ov and node.ms > 0 else "n/a"
+        out.append(f"{name:<22} {shape:>14} {node.ms:8.3f} {cells[0]:>10} {cells[1]:>9} {ratio:>15}")
+    return out
 
 
 if __name__ == "__main__":

@@ -197,3 +197,24 @@ def test_twin_maps_every_op_of_the_format(tmp_path):
     ref = rt.load(path, backend="numpy")(x)
     out = _infer(hformat.load(path), x)
     assert openvino_twin.check(out, ref) < 1e-5
+
+
+@pytest.mark.parametrize("beta", [True, False])
+def test_twin_names_binary_layers_after_their_nodes(beta, tmp_path):
+    """Each BinaryConvolution of the twin carries its horq binary node's name, and the FakeQuantize before it that
+    name + "/binarize", in the compiled model's per-node counters too (benchmarks/openvino_twin.py --profile pairs
+    the layers by them)."""
+    (name, shape, classes), kwargs = MODELS["resnet18-w0.25"]
+    torch.manual_seed(1)
+    path = _export(build_model(name, in_shape=shape, num_classes=classes, **kwargs).eval(), shape, tmp_path)
+    hfile = hformat.load(path)
+    binary = {n.name for n in hfile.graph.nodes if n.op in hformat.BINARY_OPS}
+    assert len(binary) == 19  # 16 3x3 layers and 3 shortcuts
+    model = openvino_twin.binary_twin(hfile, 1, beta=beta)
+    ops = {op.get_friendly_name(): op.get_type_name() for op in model.get_ops()}
+    assert {n for n, t in ops.items() if t == "BinaryConvolution"} == binary
+    assert all(ops.get(f"{n}/binarize") == "FakeQuantize" for n in binary)
+    req = openvino_twin.infer_request(hfile, 1, beta=beta, perf_count=True)
+    req.infer([np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)])
+    ran = {i.node_name for i in req.profiling_info if i.node_type == "BinaryConvolution"}
+    assert ran == binary

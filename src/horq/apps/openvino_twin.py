@@ -114,9 +114,11 @@ def _binary_layer(ov, ops, node, x, tensors, nodes, values, beta):
     n = int(np.prod(shape[1:]))
     signs = hbits.unpack_signs(t["bits"], n).reshape(shape)
     bits_in = _sign_bits(ops, x4, nodes, node, values, tensors, beta)  # OpenVINO's FakeQuantize takes rank 4 only
+    bits_in.set_friendly_name(f"{node.name}/binarize")  # named after the layer, for per-node counters
     stride, padding, dilation = geometry
     y = ops.binary_convolution(bits_in, _u1_weights(ov, signs), stride, padding, padding, dilation, "xnor-popcount",
                                1.0)
+    y.set_friendly_name(node.name)
     if beta:
         mean_abs = ops.reduce_mean(ops.abs(x4), _const(ops, [1], np.int64), True)
         b = ops.avg_pool(mean_abs, stride, padding, padding, list(shape[2:]), exclude_pad=False)
