@@ -5,9 +5,10 @@
 //     y = alpha_o * sum_k beta_{k,j} (n - 2 pc_k) * scale_o + (scale_o * bias_o + shift_o) = coef_o * s + add_o,
 // coef = alpha * scale and add = scale * bias + shift formed once by the caller (a folded bias and BatchNorm).
 // Rounding order, which every path's epilogue repeats (outer_panel.h), in float32: n - 2 pc_k is formed as an
-// integer and converted once (exactly below 2^24 bits a row); beta_k, coef and add are rounded to float32 once; s starts at 0.0f and adds beta_k * (n - 2 pc_k)
-// for k = 1..K in order, the product and the sum each rounded; then coef * s rounded, + add rounded. The core is
-// built with -ffp-contract=off: an FMA would round mul + add once, and the bits would then depend on the machine.
+// integer and converted once (exactly below 2^24 bits a row); beta_k, coef and add are rounded to float32 once;
+// s starts at 0.0f and adds beta_k * (n - 2 pc_k) for k = 1..K in order, the product and the sum each rounded; then
+// coef * s rounded, + add rounded. The core is built with -ffp-contract=off: an FMA would round mul + add once, and
+// the bits would then depend on the machine.
 // After that the optional residual add and floor (finish_output). (In double with one final rounding until
 // docs/KERNELS.md round 33; float32 lanes are twice as many per vector and need no conversion back.)
 //

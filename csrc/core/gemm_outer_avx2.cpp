@@ -14,9 +14,9 @@
 //
 // Epilogue: n - 2 * count is an integer far below 2^51 in magnitude, so it converts to double exactly by the
 // exponent trick (signed_count below), and from there to float32 exactly (below 2^24). Then the epilogue's float32
-// operations in order (outer_panel.h) on 4 columns at once; 4 consecutive columns of one image are one store (masked only for a lane set's last 1-3 columns: AMD CPUs
-// microcode masked stores, ~10x the time of a plain one). A register block whose lane sets are all such whole
-// stores takes store_block, the rest store.
+// operations in order (outer_panel.h) on 4 columns at once; 4 consecutive columns of one image are one store
+// (masked only for a lane set's last 1-3 columns: AMD CPUs microcode masked stores, ~10x the time of a plain one).
+// A register block whose lane sets are all such whole stores takes store_block, the rest store.
 //
 // Register blocks (kRows): the 16 ymm registers hold MR x NV byte accumulators, 2 NV column vectors, two
 // broadcasts and the table: 3 x 2 at orders 1-2, 2 x 3 at order 3, one filter from order 4 (the same tool: 3 x 2

@@ -559,11 +559,12 @@ int check_conv_image(std::mt19937_64& rng) {
 }
 
 // Order 2 of 3 x 3 stride-1 layers large enough for the per-pixel bands (conv.cpp band2_route: whole words of
-// channels, 512 or more output positions an image) against the generic per-column passes: rows H_2 (and H_3)
-// and beta_1 bit for bit, beta_2 (and beta_3) to float32 summation rounding (of beta_1's scale); each pixel scaled by its own factor
-// (0.05 .. 20), so that its readers' thresholds differ widely and many values fall in its band, some values 0,
-// one image border row all zeros (beta_1 = 0 beside nonzero columns), padding 0 and 1, one and two images; and
-// magnitudes a float32 step or a few apart, where beta_1 ties with values (the exact thresholds).
+// channels, 512 or more output positions an image) against the generic per-column passes: rows H_2 and beta_1 bit
+// for bit, beta_2 (and at order 3 beta_3) to float32 summation rounding of beta_1's scale (H_3 follows beta_2 and is
+// not compared); each pixel scaled by its own factor (0.05 .. 20), so that its readers' thresholds differ widely and
+// many values fall in its band, some values 0, one image border row all zeros (beta_1 = 0 beside nonzero columns),
+// padding 0 and 1, one and two images; and magnitudes a float32 step or a few apart, where beta_1 ties with values
+// (the exact thresholds).
 int check_conv_band2(std::mt19937_64& rng) {
   const KernelTable gen = generic_conv_table(), emu = avx512_conv_table();
   std::normal_distribution<float> normal;
@@ -595,9 +596,10 @@ int check_conv_band2(std::mt19937_64& rng) {
       for (std::size_t j = 0; ok && j < qe.ncols; ++j) {
         ok = bits_of(qe.betas[j * K]) == bits_of(qg.betas[j * K]);
         for (std::size_t k = 1; k < K; ++k) {
-          // plane 3 follows beta_2, which may round differently: its bits are compared at order 2's plane only
-          for (std::size_t w = 0; w < kw && k == 1; ++w)
-            ok = ok && qe.bits[(j * K + k) * kw + w] == qg.bits[(j * K + k) * kw + w];
+          // plane 3 follows beta_2, which may round differently: only plane 2's bits are compared
+          const std::size_t row = (j * K + k) * kw;
+          if (k == 1)
+            for (std::size_t w = 0; w < kw; ++w) ok = ok && qe.bits[row + w] == qg.bits[row + w];
           // float32 terms: their rounding is relative to the values' scale (beta_1), not to a small beta_k (the
           // Python tests' bound against exact sums, test_kernels_order3 _check_chain, twice: two such roundings)
           const double be = qe.betas[j * K + k], bg = qg.betas[j * K + k];
