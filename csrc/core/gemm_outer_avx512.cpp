@@ -16,6 +16,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <mutex>
 
 #include "core/layer.h"
 #include "core/outer_panel.h"
@@ -102,25 +103,72 @@ inline void transpose8x8(__m512i (&r)[8]) {
 
 // acc[i][v] = per-lane popcount sums of rows a[i] against vectors v over kw words, word w's vector v at
 // src[v] + off[v][w] (outer_panel.h counts_direct: a panel's vectors, or plane 0 read in place from the pixel image).
-template <int MR, int NV>
+// Row i's word w is a[i][w * S]: S = 1 for rows of kw consecutive words, S = kQuad for filter quads (filter_quads),
+// where with MR a multiple of S each quad's S rows are read through one pointer stepped S words a word (fewer
+// registers than MR row pointers with a scaled index). The sums are a local array, copied to acc at the end, and every
+// loop over registers is unrolled by pragma: written into acc (the caller's array, which __m512i's may_alias type lets
+// the word loads alias) or left to GCC's own unrolling, some instantiations kept their sums on the stack, loaded and
+// stored every word (order 1's odd last lane set: 512ch 7x7 0.127 -> 0.138 ms).
+template <int MR, int NV, std::size_t S>
 inline void outer_kernel(const word_t* const* a, const word_t* const* src, const std::int64_t* const* off,
                          std::size_t kw, __m512i (&acc)[MR][NV]) {
   static_assert(MR * NV <= kMaxAcc, "accumulators beyond the register file");
+  __m512i sum[MR][NV];  // local: kept in registers (acc, the caller's array, may alias the loads)
+#pragma GCC unroll 24
   for (int i = 0; i < MR; ++i)
-    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();
-  for (std::size_t w = 0; w < kw; ++w) {
-    __m512i bv[NV];
-    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512(src[v] + off[v][w]);
-    for (int i = 0; i < MR; ++i) {
-      const __m512i ai = _mm512_set1_epi64(static_cast<long long>(a[i][w]));
-      for (int v = 0; v < NV; ++v)
-        acc[i][v] = _mm512_add_epi64(acc[i][v], _mm512_popcnt_epi64(_mm512_xor_si512(ai, bv[v])));
+#pragma GCC unroll 24
+    for (int v = 0; v < NV; ++v) sum[i][v] = _mm512_setzero_si512();
+  if constexpr (S == 1 || MR % S != 0) {
+    for (std::size_t w = 0; w < kw; ++w) {
+      __m512i bv[NV];
+#pragma GCC unroll 24
+      for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512(src[v] + off[v][w]);
+#pragma GCC unroll 24
+      for (int i = 0; i < MR; ++i) {
+        const __m512i ai = _mm512_set1_epi64(static_cast<long long>(a[i][w * S]));
+#pragma GCC unroll 24
+        for (int v = 0; v < NV; ++v)
+          sum[i][v] = _mm512_add_epi64(sum[i][v], _mm512_popcnt_epi64(_mm512_xor_si512(ai, bv[v])));
+      }
+    }
+  } else {
+    constexpr int Q = MR / static_cast<int>(S);
+    const word_t* qp[Q];
+#pragma GCC unroll 24
+    for (int g = 0; g < Q; ++g) qp[g] = a[g * static_cast<int>(S)];
+    for (std::size_t w = 0; w < kw; ++w) {
+      __m512i bv[NV];
+#pragma GCC unroll 24
+      for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512(src[v] + off[v][w]);
+#pragma GCC unroll 24
+      for (int g = 0; g < Q; ++g) {
+#pragma GCC unroll 24
+        for (int r = 0; r < static_cast<int>(S); ++r) {
+          const int i = g * static_cast<int>(S) + r;
+          const __m512i ai = _mm512_set1_epi64(static_cast<long long>(qp[g][r]));
+#pragma GCC unroll 24
+          for (int v = 0; v < NV; ++v)
+            sum[i][v] = _mm512_add_epi64(sum[i][v], _mm512_popcnt_epi64(_mm512_xor_si512(ai, bv[v])));
+        }
+        qp[g] += S;
+      }
     }
   }
+#pragma GCC unroll 24
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 24
+    for (int v = 0; v < NV; ++v) acc[i][v] = sum[i][v];
 }
 
+// S: the weights' layout, 1 (rows of kw words) or kQuad (filter_quads); row_at gives row r's first word, its word w
+// S words further on (outer_panel.h filter_row).
+template <std::size_t S>
 struct Avx512Outer {
   static constexpr std::size_t kLanes = horq::kLanes;
+  static constexpr std::size_t kWordStride = S;
+  static const word_t* row_at(const word_t* wbits, std::size_t r, std::size_t kw) {
+    return wbits + r / S * S * kw + r % S;
+  }
   // Order 1: 8 filters x 2 lane sets (16 accumulators), not 12 x 2: its epilogue is the larger share of a call, and
   // with 8 filters a block's outputs and counts stay in registers (profile_conv_core on a Zen 4, medians: 64ch 56x56
   // 0.184 -> 0.180 ms, 64ch 32x32 + residual 0.066 -> 0.063, 1x1 256ch 28x28 0.119 -> 0.116, other suite layers level
@@ -137,7 +185,7 @@ struct Avx512Outer {
   template <int MR, int NV>
   static void counts_direct(const word_t* const* a, const word_t* const* src, const std::int64_t* const* off,
                             std::size_t kw, __m512i (&cnt)[MR][NV]) {
-    outer_kernel<MR, NV>(a, src, off, kw, cnt);
+    outer_kernel<MR, NV, S>(a, src, off, kw, cnt);
   }
 
   static void fill_h1(const QuantizedColumns& q, std::size_t j0, std::size_t jb, OuterPanel<kLanes>& p) {
@@ -245,11 +293,36 @@ struct Avx512Outer {
   }
 };
 
+// The weights as filter quads: filters 4 q .. 4 q + 3 word by word, word w of filter 4 q + r at (q kw + w) 4 + r
+// (filters past m zero), built into the cache by the first task that asks and read by every later one. A register
+// block's rows (8 or 12 filters, whole quads) are then 2-3 sequential streams, not 8-12 rows 8 kw bytes apart read a
+// word at a time: from memory the hardware prefetchers follow those, and the rows stop waiting on their loads.
+// Inside a network (ResNet-18 224x224, 1 thread) a layer's weights come from memory, evicted by the maps since its
+// last call: 512ch 7x7 takes 0.262 ms at order 2 with its weights cached, 0.307 with them flushed before each call,
+// 0.274 as quads (profile_conv_core with the weights flushed, a throwaway build; docs/KERNELS.md round 35).
+constexpr std::size_t kQuad = 4;
+
+const word_t* filter_quads(const word_t* wbits, std::size_t m, std::size_t kw, WeightCache& cache) {
+  std::call_once(cache.filter_quads_once, [&] {
+    cache.filter_quads.assign(ceil_div(m, kQuad) * kQuad * kw, 0);
+    for (std::size_t r = 0; r < m; ++r)
+      for (std::size_t w = 0; w < kw; ++w)
+        cache.filter_quads[(r / kQuad * kw + w) * kQuad + r % kQuad] = wbits[r * kw + w];
+  });
+  return cache.filter_quads.data();
+}
+
 }  // namespace
 
 void gemm_task_avx512(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep, std::size_t ppi,
-                      float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb, WeightCache*) {
-  outer_task<Avx512Outer>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb);
+                      float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb, WeightCache* cache) {
+  // Quads where a task's filters start on one and every register block is whole quads (orders 1-3: 8 or 12 rows, then
+  // 8 and 4); calls without a cache (a linear layer, training) read the rows as they are.
+  if (cache != nullptr && o0 % kQuad == 0 && q.order <= 3) {
+    outer_task<Avx512Outer<kQuad>>(filter_quads(wbits, m, q.kw, *cache), m, q, ep, ppi, y, o0, mb, j0, jb);
+    return;
+  }
+  outer_task<Avx512Outer<1>>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb);
 }
 
 }  // namespace horq

@@ -132,12 +132,14 @@ inline bool small_binary_job(std::size_t m, std::size_t ncols, int order, std::s
 
 // What a path derives from a layer's weights once and keeps for the calls after: a prepared layer (bindings.cpp
 // PreparedConv), whose weights never change, owns one and hands it to every call. Today the AVX2 path's filter-lane
-// panels (gemm_outer_avx2.cpp), built by the first call that takes that kernel; calls without a cache build what they
-// need per task.
+// panels (gemm_outer_avx2.cpp) and the AVX-512 path's filter quads (gemm_outer_avx512.cpp), each built by the first
+// call that takes that kernel; calls without a cache build what they need per task or read the rows as they are.
 struct WeightCache {
   std::once_flag filter_panels_once;
   std::vector<std::uint8_t, UninitAllocator<std::uint8_t>> filter_panels;  // from filter_panels_at: 32-byte aligned
   std::size_t filter_panels_at = 0;
+  std::once_flag filter_quads_once;
+  std::vector<word_t> filter_quads;
 };
 
 // y[(j / ppi) * m * ppi + o * ppi + j % ppi] for every column j and output o (ppi = columns per image:

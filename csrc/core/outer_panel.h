@@ -28,6 +28,7 @@
 #pragma once
 #include <algorithm>
 #include <cstddef>
+#include <type_traits>
 #include <vector>
 
 #include "core/layer.h"
@@ -173,6 +174,7 @@ void lane_dests(std::size_t m, std::size_t ppi, std::size_t j0, std::size_t jb, 
 //   store_columns<MR, G, K>(...)   the same arguments, for a block whose lane sets are each LaneDest::columns and
 //                                  an epilogue without residual or floor (an NHWC output: a column's MR filters
 //                                  are MR consecutive floats)
+//   kWordStride, row_at(w, r, kw)  optional: the weights the task gets are in a layout of the ISA's own (filter_row)
 //
 // The panel holds G lane sets per group: two at order 1, so a kernel call reads 2 vectors per broadcast
 // filter word (on AVX-512, 12 filters x 2 vectors measured 15-20% faster than 24 x 1: fewer broadcasts per
@@ -209,6 +211,22 @@ void group_counts(const word_t* const* a, const GroupSource<NV>& from, std::size
   }
 }
 
+// Filter r's row: Isa::row_at(wbits, r, kw) where the ISA keeps the weights in a layout of its own (with
+// kWordStride, its words that far apart: AVX-512's filter quads), else kw consecutive words at wbits + r kw.
+template <class Isa, class = void>
+struct HasRowLayout : std::false_type {};
+template <class Isa>
+struct HasRowLayout<Isa, std::void_t<decltype(Isa::kWordStride)>> : std::true_type {};
+
+template <class Isa>
+inline const word_t* filter_row(const word_t* wbits, std::size_t r, std::size_t kw) {
+  if constexpr (HasRowLayout<Isa>::value) {
+    return Isa::row_at(wbits, r, kw);
+  } else {
+    return wbits + r * kw;
+  }
+}
+
 // Outputs [o0 + i0, o0 + i1) against every group of the panel, MR filters per kernel call.
 template <class Isa, int MR, int K>
 void outer_rows(const word_t* wbits, const QuantizedColumns& q, const Epilogue& ep, std::size_t ppi, float* y,
@@ -220,7 +238,7 @@ void outer_rows(const word_t* wbits, const QuantizedColumns& q, const Epilogue& 
   const double n = static_cast<double>(q.n);
   for (; i0 < i1; i0 += MR) {
     const word_t* a[MR];  // rows past i1 repeat row i0: computed, not stored
-    for (int i = 0; i < MR; ++i) a[i] = wbits + (o0 + (i0 + i < i1 ? i0 + i : i0)) * kw;
+    for (int i = 0; i < MR; ++i) a[i] = filter_row<Isa>(wbits, o0 + (i0 + i < i1 ? i0 + i : i0), kw);
     Isa::template prepare_rows<MR>(a, kw, rows);
     for (std::size_t g = 0; g < p.groups; ++g) {
       typename Isa::Count cnt[MR][NV];

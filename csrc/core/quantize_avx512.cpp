@@ -343,9 +343,13 @@ struct PixelVec {
 // Channel c of the vector's 16 pixels (at x): the sign into bit c of their words, |x| into their sums.
 [[gnu::always_inline]] inline void pixel_channel(PixelVec& p, const float* x, std::size_t W, __m512i bit, bool affine,
                                                  __m512 a, __m512 b) {
-  // The same pixels two image rows below, for the tasks that follow: a channel's rows are far apart, and
-  // from memory (a batch's input) the hardware prefetchers did not follow 64 such streams.
-  __builtin_prefetch(x + 2 * W);
+  // Ahead in the same channel: a channel's rows are far apart, and from memory (a batch's input, or a map evicted
+  // since it was written) the hardware prefetchers did not follow 64 such streams. Short rows (tasks of one row): the
+  // same pixels two image rows below, for the tasks that follow; a stretch of 128 pixels or more (a band of rows,
+  // plane by plane: conv.cpp pack_input_band, W its length) two blocks of 64 further on, where 2 W was this block's
+  // own channel c + 2, read a moment later (64ch 56x56 with 32 MB written between calls: input quantization 0.080 ->
+  // 0.063 ms, level when cached; profile_conv_core, docs/KERNELS.md round 35).
+  __builtin_prefetch(x + (W >= 128 ? 128 : 2 * W));
   __m512 v = _mm512_maskz_loadu_ps(p.m, x);
   if (affine) v = _mm512_add_ps(_mm512_mul_ps(v, a), b);
   const __mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);

@@ -304,7 +304,9 @@ float gemm_reference(const word_t* wrow, const QuantizedColumns& q, const Epilog
 }
 
 // gemm_task on the whole matrix and on two random sub-blocks per shape, y framed by guards; every float of
-// the frame is compared bit for bit (the guard is a NaN pattern no result can take).
+// the frame is compared bit for bit (the guard is a NaN pattern no result can take). Each block runs twice: without a
+// weight cache (rows as given) and with one (filter quads where its filters start on a quad: the first sub-block's
+// start is rounded down to one), the cache shared by the shape's blocks as a prepared layer's.
 int check_gemm_task(std::mt19937_64& rng) {
   constexpr std::uint32_t kGuard = 0x7fbadbadu;
   constexpr std::size_t kFrame = 32;
@@ -337,6 +339,7 @@ int check_gemm_task(std::mt19937_64& rng) {
           for (auto& a : add) a = normal(rng);
           std::vector<float> floor(m);
           for (auto& f : floor) f = static_cast<float>(normal(rng));
+          WeightCache cache;
           for (std::size_t ppi : {std::size_t{1}, std::size_t{5}, ncols}) {
             if (ppi == ncols && (ncols == 1 || ncols == 5)) continue;  // already run
             const std::size_t ysize = ceil_div(ncols, ppi) * m * ppi;
@@ -345,33 +348,37 @@ int check_gemm_task(std::mt19937_64& rng) {
             for (int blk = 0; blk < 3; ++blk) {
               std::size_t o0 = 0, mb = m, j0 = 0, jb = ncols;
               if (blk > 0) {
-                o0 = rng() % m, mb = 1 + rng() % (m - o0), j0 = rng() % ncols, jb = 1 + rng() % (ncols - j0);
+                o0 = rng() % m / (blk == 1 ? 4 : 1) * (blk == 1 ? 4 : 1);
+                mb = 1 + rng() % (m - o0), j0 = rng() % ncols, jb = 1 + rng() % (ncols - j0);
               }
               // The last block adds a residual and takes a floor (contiguous lanes and scattered ones).
               const Epilogue ep = blk == 2 ? Epilogue{coef.data(), add.data(), residual.data(), floor.data()}
                                            : Epilogue{coef.data(), add.data()};
-              std::vector<float> got(ysize + 2 * kFrame, float_of(kGuard)), want = got;
+              std::vector<float> want(ysize + 2 * kFrame, float_of(kGuard));
               for (std::size_t o = o0; o < o0 + mb; ++o)
                 for (std::size_t j = j0; j < j0 + jb; ++j) {
                   const std::size_t at = (j / ppi) * m * ppi + o * ppi + j % ppi;
                   want[kFrame + at] = finish_output(gemm_reference(wbits.data() + o * kw, q, ep, o, j), ep, at, o);
                 }
-              gemm_task_avx512(wbits.data(), m, q, ep, ppi, got.data() + kFrame, o0, mb, j0, jb, nullptr);
-              if (std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0) continue;
-              if (++failures > kMaxReports) continue;
-              std::size_t i = 0;
-              while (bits_of(got[i]) == bits_of(want[i])) ++i;
-              std::printf("gemm_task mismatch K=%d m=%zu kw=%zu n=%zu ncols=%zu ppi=%zu "
-                          "block o0=%zu mb=%zu j0=%zu jb=%zu: ",
-                          K, m, kw, q.n, ncols, ppi, o0, mb, j0, jb);
-              if (i < kFrame || i >= kFrame + ysize) {
-                std::printf("write outside y at offset %td\n",
-                            static_cast<std::ptrdiff_t>(i) - static_cast<std::ptrdiff_t>(kFrame));
-              } else {
-                const std::size_t yi = i - kFrame, img = yi / (m * ppi), o = yi % (m * ppi) / ppi;
-                const std::size_t j = img * ppi + yi % ppi;
-                std::printf("y[%zu] (o=%zu j=%zu) want %a (0x%08x) got %a (0x%08x)\n", yi, o, j, want[i],
-                            bits_of(want[i]), got[i], bits_of(got[i]));
+              for (WeightCache* c : {static_cast<WeightCache*>(nullptr), &cache}) {
+                std::vector<float> got(want.size(), float_of(kGuard));
+                gemm_task_avx512(wbits.data(), m, q, ep, ppi, got.data() + kFrame, o0, mb, j0, jb, c);
+                if (std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0) continue;
+                if (++failures > kMaxReports) continue;
+                std::size_t i = 0;
+                while (bits_of(got[i]) == bits_of(want[i])) ++i;
+                std::printf("gemm_task mismatch K=%d m=%zu kw=%zu n=%zu ncols=%zu ppi=%zu "
+                            "block o0=%zu mb=%zu j0=%zu jb=%zu%s: ",
+                            K, m, kw, q.n, ncols, ppi, o0, mb, j0, jb, c ? " (weight cache)" : "");
+                if (i < kFrame || i >= kFrame + ysize) {
+                  std::printf("write outside y at offset %td\n",
+                              static_cast<std::ptrdiff_t>(i) - static_cast<std::ptrdiff_t>(kFrame));
+                } else {
+                  const std::size_t yi = i - kFrame, img = yi / (m * ppi), o = yi % (m * ppi) / ppi;
+                  const std::size_t j = img * ppi + yi % ppi;
+                  std::printf("y[%zu] (o=%zu j=%zu) want %a (0x%08x) got %a (0x%08x)\n", yi, o, j, want[i],
+                              bits_of(want[i]), got[i], bits_of(got[i]));
+                }
               }
             }
           }
