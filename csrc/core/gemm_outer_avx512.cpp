@@ -246,13 +246,17 @@ struct Avx512Outer {
     for (int v = 0; v < G * K; ++v) beta[v] = betas32(betas + v * kLanes);
     std::size_t at[G];  // lane set cg's first output of filter o in y
     for (int cg = 0; cg < G; ++cg) at[cg] = o * ppi + dest[cg].base[0];
+    const float* const residual = ep.residual;
+    const float* const floor = ep.floor ? ep.floor + o : nullptr;
+#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       const __m256 c = _mm256_set1_ps(static_cast<float>(coef[i])), a = _mm256_set1_ps(static_cast<float>(add[i]));
+#pragma GCC unroll 4
       for (int cg = 0; cg < G; ++cg) {
         __m256 out = lane_set_output<K>(cnt[i] + cg * K, beta + cg * K, vn, c, a);
         const std::size_t off = at[cg] + static_cast<std::size_t>(i) * ppi;
-        if (ep.residual) out = _mm256_add_ps(out, _mm256_maskz_loadu_ps(kAll, ep.residual + off));
-        if (ep.floor) out = _mm256_max_ps(_mm256_set1_ps(ep.floor[o + i]), out);  // floor > out ? floor : out
+        if (residual) out = _mm256_add_ps(out, _mm256_maskz_loadu_ps(kAll, residual + off));
+        if (floor) out = _mm256_max_ps(_mm256_set1_ps(floor[i]), out);  // floor > out ? floor : out
         _mm256_mask_storeu_ps(y + off, kAll, out);  // all lanes (masked forms: the emulation harness's set)
       }
     }
