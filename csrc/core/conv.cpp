@@ -24,7 +24,8 @@
 // the GEMM reads H_1 from (layer.h PixelImage); at order 1 nothing per column is stored at all.
 // Every pixel is packed, also those a strided convolution's columns skip (a 1x1 stride-2 shortcut reads a quarter):
 // packing checks each for NaN/Inf, so the outcome does not depend on the geometry, and on the AVX paths it costs
-// less than copying out the pixels read and checking the rest apart (measured on ResNet-18's shortcuts).
+// less than copying out the pixels read and checking the rest apart (measured on ResNet-18's shortcuts). Rows that no
+// column reads get no NHWC copy (row_read).
 // Pixel rows and column blocks are independent tasks, so results do not depend on the thread count.
 #include <algorithm>
 #include <atomic>
@@ -146,7 +147,7 @@ QuantizedColumns empty_columns(const KernelTable& kt, const ConvGeometry& g, int
 // What the pixel pass writes besides the image: the NHWC float copy (order >= 2) and, without an image,
 // every pixel's gw words and sum.
 struct PixelPlanes {
-  std::unique_ptr<float[]> xt;  // every value written by the pixel pass: not zeroed first
+  std::unique_ptr<float[]> xt;  // every value a column reads written by the pixel pass: not zeroed first
   std::size_t img0 = 0;         // the image whose copy starts xt (the copy holds a chunk of the batch)
   std::vector<double> sums;
   std::vector<word_t> bits;
@@ -156,6 +157,19 @@ struct PixelPlanes {
 // the input itself (NHWC, no affine: already the copy, unless the copy needs the border).
 bool copies_nhwc(const QuantizedColumns& q, const ConvGeometry& g, const float* in_scale) {
   return q.order >= 2 && (!(g.nhwc && in_scale == nullptr) || image_columns(q, g));
+}
+
+// Whether some column reads input row y: a strided convolution's taps may skip rows (a 1x1 stride-2 shortcut reads every
+// other one), whose NHWC copy the pixel pass then leaves unwritten (the 64 -> 128 shortcut at 56x56, order 2: 0.128 ->
+// 0.115 ms, 128 -> 256 at 28x28 0.066 -> 0.060; profile_conv_core on a Zen 4, docs/KERNELS.md round 35). Every row is
+// still packed.
+bool row_read(const ConvGeometry& g, std::size_t y) {
+  for (std::size_t i = 0; i < g.kh; ++i) {
+    const long t = static_cast<long>(y + g.ph) - static_cast<long>(i * g.dh);
+    if (t >= 0 && t % static_cast<long>(g.sh) == 0 && t / static_cast<long>(g.sh) < static_cast<long>(g.out_h))
+      return true;
+  }
+  return false;
 }
 
 // Row y of image img in the NHWC float copy: inside the image's zero border (image_columns) or packed.
@@ -191,7 +205,7 @@ std::uint32_t pack_input_row(const KernelTable& kt, const float* src, std::size_
     } else {
       bad |= kt.pack_pixels(rows, cstride, c1 - c0, W, pp.bits.data() + t * W * gw + gi, gw, psum, scale, shift);
     }
-    if (copy) kt.to_nhwc(rows, cstride, c1 - c0, W, scale, shift, xrow + c0, C);
+    if (copy && row_read(g, y)) kt.to_nhwc(rows, cstride, c1 - c0, W, scale, shift, xrow + c0, C);
   }
   return bad;
 }
@@ -234,7 +248,8 @@ std::uint32_t pack_input_band(const KernelTable& kt, const float* src, const Con
     }
     if (copy)  // the group's planes, just read
       for (std::size_t y = y0; y < y1; ++y)
-        kt.to_nhwc(src + c0 * P + y * W, P, c1 - c0, W, scale, shift, nhwc_row(q, g, pp, img, y) + c0, C);
+        if (row_read(g, y))
+          kt.to_nhwc(src + c0 * P + y * W, P, c1 - c0, W, scale, shift, nhwc_row(q, g, pp, img, y) + c0, C);
   }
   if (implicit)
     for (std::size_t y = y0; y < y1; ++y)
