@@ -147,6 +147,7 @@ QuantizedColumns empty_columns(const KernelTable& kt, const ConvGeometry& g, int
 // What the pixel pass writes besides the image: the NHWC float copy (order >= 2) and, without an image,
 // every pixel's gw words and sum.
 struct PixelPlanes {
+  bool copy = false;            // the pixel pass writes the NHWC copy (copies_nhwc, unless band2_from_input)
   std::unique_ptr<float[]> xt;  // every value a column reads written by the pixel pass: not zeroed first
   std::size_t img0 = 0;         // the image whose copy starts xt (the copy holds a chunk of the batch)
   std::vector<double> sums;
@@ -189,7 +190,7 @@ std::uint32_t pack_input_row(const KernelTable& kt, const float* src, std::size_
   const std::size_t C = g.channels, H = g.height, W = g.width, gw = words_for(C);
   const std::size_t img = t / H, y = t % H;
   PixelImage& im = q.image;
-  const bool implicit = q.implicit_h1, copy = copies_nhwc(q, g, in_scale);
+  const bool implicit = q.implicit_h1, copy = pp.copy;
   float* xrow = copy ? nhwc_row(q, g, pp, img, y) : nullptr;
   double* psum = implicit ? im.sums.data() + (img * im.hp + y + g.ph) * im.wp + g.pw : pp.sums.data() + t * W;
   std::fill_n(psum, W, 0.0);  // pack_pixels adds each channel group's share
@@ -222,7 +223,7 @@ std::uint32_t pack_input_band(const KernelTable& kt, const float* src, const Con
   const std::size_t C = g.channels, H = g.height, W = g.width, P = H * W, gw = words_for(C);
   const std::size_t B = (y1 - y0) * W, p0 = img * P + y0 * W;  // the band's pixels, its first one in the batch
   PixelImage& im = q.image;
-  const bool implicit = q.implicit_h1, copy = copies_nhwc(q, g, in_scale);
+  const bool implicit = q.implicit_h1, copy = pp.copy;
   thread_local std::vector<word_t> words;
   thread_local std::vector<double> sums;
   if (implicit) {
@@ -284,12 +285,13 @@ constexpr std::size_t kPackAhead = 2;
 // at least kImagesPerThread images per thread, or on one thread with rows of at least kPlaneRowsMinWidth pixels;
 // else, with rows that wide, bands of rows plane by plane, kBandsPerThread per thread; else one task per image row
 // (pack_input_row). Every way gives the same words, sums and copy. Throws on NaN or Inf.
-PixelPlanes pixel_planes(const ConvGeometry& g, const float* in_scale, const QuantizedColumns& q, std::size_t chunk) {
+PixelPlanes pixel_planes(const ConvGeometry& g, const QuantizedColumns& q, std::size_t chunk, bool copy) {
   const std::size_t C = g.channels, npix = g.batch * g.height * g.width;
   PixelPlanes pp;
-  if (image_columns(q, g)) {
+  pp.copy = copy;
+  if (copy && image_columns(q, g)) {
     pp.xt.reset(new float[chunk * q.image.hp * q.image.wp * C]);
-  } else if (copies_nhwc(q, g, in_scale)) {
+  } else if (copy) {
     pp.xt.reset(new float[chunk * g.height * g.width * C]);
   }
   pp.sums.resize(q.implicit_h1 ? 0 : npix);
@@ -301,7 +303,7 @@ void pack_input(const KernelTable& kt, const float* x, const ConvGeometry& g, co
                 const float* in_shift, QuantizedColumns& q, PixelPlanes& pp, std::size_t i0, std::size_t i1) {
   const std::size_t C = g.channels, H = g.height, W = g.width, plane = H * W, batch = i1 - i0;
   const std::size_t threads = static_cast<std::size_t>(get_num_threads());
-  if (image_columns(q, g)) {  // zero-bordered: the border zeroed here, the rest written by the pixel pass
+  if (pp.copy && image_columns(q, g)) {  // zero-bordered: the border zeroed here, the rest written by the pixel pass
     const std::size_t hp = q.image.hp, wp = q.image.wp, row = wp * C;
     for (std::size_t img = 0; img < batch; ++img) {  // the chunk's images, from the copy's start
       float* xi = pp.xt.get() + img * hp * row;
@@ -520,11 +522,42 @@ bool band2_route(const KernelTable& kt, const QuantizedColumns& q, const ConvGeo
          g.dw == 1 && g.out_h * g.out_w >= kBand2MinColumns;
 }
 
+// Whether band2_columns reads its pixel rows from the input (NCHW) rather than from the NHWC copy: at order 2 the copy
+// has no other reader (band2_columns_fn reads the copy from order 3 on), so the pixel pass writes none, and each task of
+// the slots' stage transposes its own padded row into a buffer that stays in L1 (the 64ch 56x56 copy was 0.86 MB
+// written and read back). Alone level (64ch 56x56 0.470 ms, 128ch 28x28 0.319, profile_conv_core on a Zen 4); inside
+// ResNet-18 224x224 at order 2 its four 64ch layers 2.21 -> 2.12 ms (Model.profile, medians of 6 runs alternating
+// the two builds, a throwaway script; docs/KERNELS.md round 35), where the maps around them no longer get evicted.
+bool band2_from_input(const KernelTable& kt, const QuantizedColumns& q, const ConvGeometry& g) {
+  return band2_route(kt, q, g) && q.order == 2 && !g.nhwc;
+}
+
+// Padded row py of image img of x (NCHW, the affine applied as the pixel pass applies it) as band2_pixels reads it: wp
+// pixels of C values, the border zero.
+const float* band2_row(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* in_scale,
+                       const float* in_shift, std::size_t img, std::size_t py, std::size_t wp) {
+  const std::size_t C = g.channels, H = g.height, W = g.width, P = H * W;
+  thread_local std::vector<float, UninitAllocator<float>> row;
+  row.resize(wp * C);
+  if (py < g.ph || py >= g.ph + H) {
+    std::fill(row.begin(), row.end(), 0.0f);
+    return row.data();
+  }
+  std::fill_n(row.data(), g.pw * C, 0.0f);
+  std::fill_n(row.data() + (g.pw + W) * C, (wp - g.pw - W) * C, 0.0f);
+  const float* src = x + img * C * P + (py - g.ph) * W;
+  for (std::size_t c0 = 0; c0 < C; c0 += kWordBits)
+    kt.to_nhwc(src + c0 * P, P, std::min<std::size_t>(kWordBits, C - c0), W, in_scale ? in_scale + c0 : nullptr,
+               in_scale ? in_shift + c0 : nullptr, row.data() + g.pw * C + c0, C);
+  return row.data();
+}
+
 // Every column's beta_1 (the box sum, as image_walk computes it) and thresholds into the grids of quantize.h, then
 // every padded pixel's slots (band2_pixels, a task per pixel row), then the columns (band2_columns, kBand2ColsPerTask
 // a task). Each stage reads only what the one before wrote in full, so no result depends on the tasks or threads.
-void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumns& q, std::size_t i0,
-                   std::size_t i1) {
+// x: the input, where the rows come from it (band2_from_input), else nullptr (from the NHWC copy).
+void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumns& q, std::size_t i0, std::size_t i1,
+                   const float* x, const float* in_scale, const float* in_shift) {
   const ConvGeometry& g = s.g;
   const PixelImage& im = q.image;
   const std::size_t C = g.channels, gw = C / kWordBits, order = static_cast<std::size_t>(s.order);
@@ -578,7 +611,7 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
   parallel_for(batch * hp, [&](std::size_t t) {
     const std::size_t img = t / hp, py = t % hp;  // img: in the chunk
     Band2Row r{};
-    r.x = s.xt + t * wp * C;
+    r.x = x ? band2_row(kt, x, g, in_scale, in_shift, i0 + img, py, wp) : s.xt + t * wp * C;
     r.C = C, r.wp = wp;
     for (std::size_t k = 0; k < 3; ++k) {
       r.pos[k] = pos + img * grid + (py + 2 - k) * gs;
@@ -589,7 +622,7 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
     r.sb = sb + t * wp * kBand2Slots;
     kt.band2_pixels(r);
   });
-  // l and sb hold the chunk alone, indexed as chunk_image's pixels (s.img0 is i0 here: the route always copies)
+  // l and sb hold the chunk alone, indexed as chunk_image's pixels (s.img0 is i0 here, copy or not)
   const ImageColumns ic = chunk_image(s, im);
   const std::size_t c0 = i0 * im.ppi, c1 = i1 * im.ppi;
   parallel_for(ceil_div(c1 - c0, kBand2ColsPerTask), [&](std::size_t t) {
@@ -631,7 +664,9 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
                                        const float* in_scale, const float* in_shift) {
   QuantizedColumns q = empty_columns(kt, g, order);
   const std::size_t chunk = images_per_chunk(kt, q, g, in_scale);
-  PixelPlanes pp = pixel_planes(g, in_scale, q, chunk);
+  const bool from_input = band2_from_input(kt, q, g);
+  const bool copy = copies_nhwc(q, g, in_scale) && !from_input;
+  PixelPlanes pp = pixel_planes(g, q, chunk, copy);
   if (q.implicit_h1 && order == 1) {  // the GEMM task reads H_1 and beta_1 from the image
     pack_input(kt, x, g, in_scale, in_shift, q, pp, 0, g.batch);
     return q;
@@ -640,7 +675,6 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
   std::vector<std::int64_t> x_off;
   if (image_columns(q, g))
     for (const std::int64_t off : q.image.sum_off) x_off.push_back(off * static_cast<std::int64_t>(g.channels));
-  const bool copy = copies_nhwc(q, g, in_scale);
   ColumnSource source{g, taps, words_for(g.channels), q.kw, g.out_h * g.out_w, q.image.hp, q.image.wp, order,
                       conv_compact(g.channels, taps), q.implicit_h1, order == 3 && kt.quantize_taps3,
                       static_cast<double>(q.n),
@@ -651,10 +685,10 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
   for (std::size_t i0 = 0; i0 < g.batch; i0 += chunk) {
     const std::size_t i1 = std::min(g.batch, i0 + chunk);
     pp.img0 = i0;
-    source.img0 = copy ? i0 : 0;
+    source.img0 = copy || from_input ? i0 : 0;
     pack_input(kt, x, g, in_scale, in_shift, q, pp, i0, i1);
     if (band2) {
-      band2_columns(kt, source, q, i0, i1);
+      band2_columns(kt, source, q, i0, i1, from_input ? x : nullptr, in_scale, in_shift);
       continue;
     }
     const std::size_t c0 = i0 * ppi, c1 = i1 * ppi;

@@ -90,9 +90,10 @@ def test_threads_and_batches_give_the_same_floats(path, order):
 
 @pytest.mark.parametrize("order", [2, 3])
 def test_input_affine_and_channels_last_give_the_same_floats(path, order):
-    """The route reads the NHWC copy that the pixel pass writes: a layer with an input affine gives bit for bit the
-    layer on the affine's output (multiply, then add, as a separate float32 step), and an NHWC input the NCHW input's
-    columns and outputs."""
+    """The route reads its padded rows through the input affine, from an NCHW input itself at order 2 and from the
+    NHWC copy that the pixel pass writes otherwise: a layer with an input affine gives bit for bit the layer on the
+    affine's output (multiply, then add, as a separate float32 step), and an NHWC input the NCHW input's columns and
+    outputs."""
     rng = np.random.default_rng(21 + order)
     c = 128
     x = (rng.standard_normal((2, c, 24, 23)) * np.exp(rng.uniform(-1.0, 1.0, (2, 1, 24, 23)))).astype(np.float32)
