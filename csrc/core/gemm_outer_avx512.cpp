@@ -12,7 +12,7 @@
 //
 // Register blocks (kRows): MR x NV accumulators (at most kMaxAcc = 24) beside the NV column vectors and the
 // broadcast fit the 32 zmm registers: 8 x 2 at order 1, 12 x 2 at order 2, the K planes of one octet at higher
-// orders.
+// orders. A prepared layer's tasks at orders 1-3 read its weights as filter quads (filter_quads, in its WeightCache).
 #include <immintrin.h>
 
 #include <algorithm>
