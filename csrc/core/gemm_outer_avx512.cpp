@@ -118,40 +118,30 @@ inline void outer_kernel(const word_t* const* a, const word_t* const* src, const
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 24
     for (int v = 0; v < NV; ++v) sum[i][v] = _mm512_setzero_si512();
-  if constexpr (S == 1 || MR % S != 0) {
-    for (std::size_t w = 0; w < kw; ++w) {
-      __m512i bv[NV];
+  // Word w: its NV vectors against every row's word (row_word(i)), into the sums.
+  const auto word_step = [&](std::size_t w, const auto& row_word) __attribute__((always_inline)) {
+    __m512i bv[NV];
 #pragma GCC unroll 24
-      for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512(src[v] + off[v][w]);
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512(src[v] + off[v][w]);
 #pragma GCC unroll 24
-      for (int i = 0; i < MR; ++i) {
-        const __m512i ai = _mm512_set1_epi64(static_cast<long long>(a[i][w * S]));
+    for (int i = 0; i < MR; ++i) {
+      const __m512i ai = _mm512_set1_epi64(static_cast<long long>(row_word(i)));
 #pragma GCC unroll 24
-        for (int v = 0; v < NV; ++v)
-          sum[i][v] = _mm512_add_epi64(sum[i][v], _mm512_popcnt_epi64(_mm512_xor_si512(ai, bv[v])));
-      }
+      for (int v = 0; v < NV; ++v)
+        sum[i][v] = _mm512_add_epi64(sum[i][v], _mm512_popcnt_epi64(_mm512_xor_si512(ai, bv[v])));
     }
+  };
+  if constexpr (S == 1 || MR % S != 0) {
+    for (std::size_t w = 0; w < kw; ++w) word_step(w, [&](int i) { return a[i][w * S]; });
   } else {
     constexpr int Q = MR / static_cast<int>(S);
     const word_t* qp[Q];
 #pragma GCC unroll 24
     for (int g = 0; g < Q; ++g) qp[g] = a[g * static_cast<int>(S)];
     for (std::size_t w = 0; w < kw; ++w) {
-      __m512i bv[NV];
+      word_step(w, [&](int i) { return qp[i / static_cast<int>(S)][i % static_cast<int>(S)]; });
 #pragma GCC unroll 24
-      for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512(src[v] + off[v][w]);
-#pragma GCC unroll 24
-      for (int g = 0; g < Q; ++g) {
-#pragma GCC unroll 24
-        for (int r = 0; r < static_cast<int>(S); ++r) {
-          const int i = g * static_cast<int>(S) + r;
-          const __m512i ai = _mm512_set1_epi64(static_cast<long long>(qp[g][r]));
-#pragma GCC unroll 24
-          for (int v = 0; v < NV; ++v)
-            sum[i][v] = _mm512_add_epi64(sum[i][v], _mm512_popcnt_epi64(_mm512_xor_si512(ai, bv[v])));
-        }
-        qp[g] += S;
-      }
+      for (int g = 0; g < Q; ++g) qp[g] += S;
     }
   }
 #pragma GCC unroll 24
