@@ -160,10 +160,10 @@ bool copies_nhwc(const QuantizedColumns& q, const ConvGeometry& g, const float* 
   return q.order >= 2 && (!(g.nhwc && in_scale == nullptr) || image_columns(q, g));
 }
 
-// Whether some column reads input row y: a strided convolution's taps may skip rows (a 1x1 stride-2 shortcut reads every
-// other one), whose NHWC copy the pixel pass then leaves unwritten (the 64 -> 128 shortcut at 56x56, order 2: 0.128 ->
-// 0.115 ms, 128 -> 256 at 28x28 0.066 -> 0.060; profile_conv_core on a Zen 4, docs/KERNELS.md round 35). Every row is
-// still packed.
+// Whether some column reads input row y: a strided convolution's taps may skip rows (a 1x1 stride-2 shortcut reads
+// every other one), whose NHWC copy the pixel pass then leaves unwritten (the 64 -> 128 shortcut at 56x56, order 2:
+// 0.128 -> 0.115 ms, 128 -> 256 at 28x28 0.066 -> 0.060; profile_conv_core on a Zen 4, docs/KERNELS.md round 35).
+// Every row is still packed.
 bool row_read(const ConvGeometry& g, std::size_t y) {
   for (std::size_t i = 0; i < g.kh; ++i) {
     const long t = static_cast<long>(y + g.ph) - static_cast<long>(i * g.dh);
@@ -289,11 +289,8 @@ PixelPlanes pixel_planes(const ConvGeometry& g, const QuantizedColumns& q, std::
   const std::size_t C = g.channels, npix = g.batch * g.height * g.width;
   PixelPlanes pp;
   pp.copy = copy;
-  if (copy && image_columns(q, g)) {
-    pp.xt.reset(new float[chunk * q.image.hp * q.image.wp * C]);
-  } else if (copy) {
-    pp.xt.reset(new float[chunk * g.height * g.width * C]);
-  }
+  if (copy)  // an image's copy: zero-bordered (image_columns) or its pixels alone
+    pp.xt.reset(new float[chunk * (image_columns(q, g) ? q.image.hp * q.image.wp : g.height * g.width) * C]);
   pp.sums.resize(q.implicit_h1 ? 0 : npix);
   pp.bits.resize(q.implicit_h1 ? 0 : npix * words_for(C));
   return pp;
@@ -361,7 +358,8 @@ struct ColumnSource {
   const word_t* pix_bits;   // per pixel gw words (no image)
   const word_t* img_words;  // the image's words (with an image)
   const double* sums;       // pixel sums: the image's, or per pixel
-  const float* xt;          // the NHWC copy (order >= 2): of images img0.. (a chunk of the batch), or the input
+  const float* xt;          // the NHWC copy (order >= 2): of images img0.. (a chunk of the batch), or the input;
+                            // nullptr where band2_from_input (no copy, and no reader)
   std::size_t img0;
   const std::int64_t* x_off;  // with image_columns: per tap, its offset in that copy (floats)
 };
@@ -533,12 +531,13 @@ bool band2_route(const KernelTable& kt, const QuantizedColumns& q, const ConvGeo
          g.dw == 1 && g.out_h * g.out_w >= kBand2MinColumns;
 }
 
-// Whether band2_columns reads its pixel rows from the input (NCHW) rather than from the NHWC copy: at order 2 the copy
-// has no other reader (band2_columns_fn reads the copy from order 3 on), so the pixel pass writes none, and each task of
-// the slots' stage transposes its own padded row into a buffer that stays in L1 (the 64ch 56x56 copy was 0.86 MB
-// written and read back). Alone level (64ch 56x56 0.470 ms, 128ch 28x28 0.319, profile_conv_core on a Zen 4); inside
-// ResNet-18 224x224 at order 2 its four 64ch layers 2.21 -> 2.12 ms (Model.profile, medians of 6 runs alternating
-// the two builds, a throwaway script; docs/KERNELS.md round 35), where the maps around them no longer get evicted.
+// Whether band2_columns reads its pixel rows from the input (NCHW) rather than from the NHWC copy: at order 2 the
+// copy has no other reader (band2_columns_fn reads the copy from order 3 on), so the pixel pass writes none, and each
+// task of the slots' stage transposes its own padded row into a buffer that stays in L1 (the 64ch 56x56 copy was
+// 0.86 MB written and read back). Alone level (64ch 56x56 0.470 ms, 128ch 28x28 0.319, profile_conv_core on a
+// Zen 4); inside ResNet-18 224x224 at order 2 its four 64ch layers 2.21 -> 2.12 ms (Model.profile, medians of 6 runs
+// alternating the two builds, a throwaway script; docs/KERNELS.md round 35), where the maps around them no longer get
+// evicted.
 bool band2_from_input(const KernelTable& kt, const QuantizedColumns& q, const ConvGeometry& g) {
   return band2_route(kt, q, g) && q.order == 2 && !g.nhwc;
 }
@@ -690,7 +689,7 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
                       conv_compact(g.channels, taps), q.implicit_h1, order == 3 && kt.quantize_taps3,
                       static_cast<double>(q.n),
                       pp.bits.data(), q.image.words.data(), q.implicit_h1 ? q.image.sums.data() : pp.sums.data(),
-                      copy ? pp.xt.get() : x, 0, x_off.data()};
+                      from_input ? nullptr : copy ? pp.xt.get() : x, 0, x_off.data()};
   const bool band2 = band2_route(kt, q, g);
   const std::size_t ppi = g.out_h * g.out_w;
   for (std::size_t i0 = 0; i0 < g.batch; i0 += chunk) {

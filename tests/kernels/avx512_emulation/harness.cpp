@@ -348,7 +348,8 @@ int check_gemm_task(std::mt19937_64& rng) {
             for (int blk = 0; blk < 3; ++blk) {
               std::size_t o0 = 0, mb = m, j0 = 0, jb = ncols;
               if (blk > 0) {
-                o0 = rng() % m / (blk == 1 ? 4 : 1) * (blk == 1 ? 4 : 1);
+                const std::size_t align = blk == 1 ? 4 : 1;  // the first sub-block starts on a filter quad
+                o0 = rng() % m / align * align;
                 mb = 1 + rng() % (m - o0), j0 = rng() % ncols, jb = 1 + rng() % (ncols - j0);
               }
               // The last block adds a residual and takes a floor (contiguous lanes and scattered ones).
