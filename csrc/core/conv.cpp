@@ -15,7 +15,7 @@
 //     With the pixel image and whole words per tap (C a multiple of 64: image_columns), the copy has the
 //     image's zero border instead, so padding taps are read like any other, H_1 comes from the image, and a
 //     task's columns go to quantize_image in one call.
-//     On the avx2 path a 3 x 3 window at stride 1 takes order 2 from per-pixel bands instead (band2_columns,
+//     On the x86 paths a 3 x 3 window at stride 1 takes order 2 from per-pixel bands instead (band2_columns,
 //     quantize.h Band2Row): each pixel compared once with its readers' least and greatest threshold.
 //   * Optional input affine x * in_scale[c] + in_shift[c] (a folded BatchNorm), float32 multiply then add,
 //     applied on the fly both where pixels are packed and where the NHWC copy is written, so H_1, beta_1
@@ -521,7 +521,7 @@ void quantize_column_block(const KernelTable& kt, const ColumnSource& source, Qu
 // docs/KERNELS.md round 31).
 constexpr std::size_t kBand2MinColumns = 512;
 
-// Columns per task of band2_columns' last stage (a column there is ~30 cycles, so tasks of kColsPerTask were short).
+// Columns per band2_columns call of band2_columns' last stage (the cursors on the stack).
 constexpr std::size_t kBand2ColsPerTask = 128;
 
 // Whether the columns' order 2 comes from per-pixel bands (quantize.h Band2Row): on the image route, a 3 x 3 window
@@ -537,7 +537,9 @@ bool band2_route(const KernelTable& kt, const QuantizedColumns& q, const ConvGeo
 // 0.86 MB written and read back). Alone level (64ch 56x56 0.470 ms, 128ch 28x28 0.319, profile_conv_core on a
 // Zen 4); inside ResNet-18 224x224 at order 2 its four 64ch layers 2.21 -> 2.12 ms (Model.profile, medians of 6 runs
 // alternating the two builds, a throwaway script; docs/KERNELS.md round 35), where the maps around them no longer get
-// evicted.
+// evicted. Where the path has band2_pixels_nchw (avx512) the rows inside the border are not transposed at all: it
+// reads their channel rows with 16 pixels in its lanes, the same slots bit for bit (64ch 56x56 order 2's input
+// quantization 0.162 -> 0.152 ms, 128ch 28x28 0.075 -> 0.069; profile_conv_core on a Zen 4, docs/KERNELS.md round 36).
 bool band2_from_input(const KernelTable& kt, const QuantizedColumns& q, const ConvGeometry& g) {
   return band2_route(kt, q, g) && q.order == 2 && !g.nhwc;
 }
@@ -562,9 +564,17 @@ const float* band2_row(const KernelTable& kt, const float* x, const ConvGeometry
   return row.data();
 }
 
-// Every column's beta_1 (the box sum, as image_walk computes it) and thresholds into the grids of quantize.h, then
-// every padded pixel's slots (band2_pixels, a task per pixel row), then the columns (band2_columns, kBand2ColsPerTask
-// a task). Each stage reads only what the one before wrote in full, so no result depends on the tasks or threads.
+// Output rows whose columns band2_columns takes from one buffer of their pixels' slots (kBand2Rows + 2 pixel rows).
+constexpr std::size_t kBand2Rows = 8;
+
+// Every column's beta_1 (the box sum, as image_walk computes it) and thresholds into the grids of quantize.h, then per
+// task a band of an image's output rows, kBand2Rows at a time: the slots of the padded pixel rows they read
+// (band2_pixels, or band2_pixels_nchw from x) into a buffer of the task's thread, then their columns from it
+// (band2_columns). The next rows' first two pixel rows are the last two of the buffer, moved to its front; a band's
+// first two are computed by its own task (the rows above belong to another band). The slots of 58 x 58 pixels of 64
+// channels were 0.65 MB written and read back through memory; the buffer stays in cache. A pixel row's slots are the
+// same whichever task computes them, and each stage of a band reads only what the one before wrote, so no result
+// depends on the tasks or threads. Bands: one per image, or with fewer images than threads that many per image.
 // x: the input, where the rows come from it (band2_from_input), else nullptr (from the NHWC copy).
 void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumns& q, std::size_t i0, std::size_t i1,
                    const float* x, const float* in_scale, const float* in_shift) {
@@ -572,18 +582,12 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
   const PixelImage& im = q.image;
   const std::size_t C = g.channels, gw = C / kWordBits, order = static_cast<std::size_t>(s.order);
   const std::size_t oh = g.out_h, ow = g.out_w, hp = im.hp, wp = im.wp, gs = ow + 5, grid = (oh + 4) * gs;
-  const std::size_t batch = i1 - i0, pixels = batch * hp * wp;
+  const std::size_t batch = i1 - i0;
   thread_local std::vector<float, UninitAllocator<float>> pos_buf, neg_buf;
-  thread_local std::vector<word_t, UninitAllocator<word_t>> l_buf;
-  thread_local std::vector<double, UninitAllocator<double>> sb_buf;
   pos_buf.assign(batch * grid, std::numeric_limits<float>::infinity());
   neg_buf.assign(batch * grid, -std::numeric_limits<float>::infinity());
-  l_buf.resize(pixels * gw * kBand2Slots);
-  sb_buf.resize(pixels * kBand2Slots);
   float* const pos = pos_buf.data();
   float* const neg = neg_buf.data();
-  word_t* const l = l_buf.data();
-  double* const sb = sb_buf.data();
   std::atomic<bool> exact{false};
   std::int64_t off[9];
   std::copy_n(im.sum_off.data(), 9, off);
@@ -618,52 +622,79 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
     if (any) exact.store(true, std::memory_order_relaxed);
   });
   const bool any_exact = exact.load();
-  parallel_for(batch * hp, [&](std::size_t t) {
-    const std::size_t img = t / hp, py = t % hp;  // img: in the chunk
+  const std::vector<float> zero_pixel(x && kt.band2_pixels_nchw ? C : 0, 0.0f);
+  const std::size_t row_words = wp * gw * kBand2Slots, row_sums = wp * kBand2Slots;
+  // padded pixel row py of image img (in the chunk): its slots at l, sb
+  const auto pixel_row = [&](std::size_t img, std::size_t py, word_t* l, double* sb) {
     Band2Row r{};
-    r.x = x ? band2_row(kt, x, g, in_scale, in_shift, i0 + img, py, wp) : s.xt + t * wp * C;
     r.C = C, r.wp = wp;
     for (std::size_t k = 0; k < 3; ++k) {
       r.pos[k] = pos + img * grid + (py + 2 - k) * gs;
       r.neg[k] = neg + img * grid + (py + 2 - k) * gs;
     }
     r.exact = any_exact;
-    r.l = l + t * wp * gw * kBand2Slots;
-    r.sb = sb + t * wp * kBand2Slots;
+    r.l = l, r.sb = sb;
+    if (!zero_pixel.empty() && py >= g.ph && py < g.ph + g.height) {  // the row's channels read where they lie
+      r.x = zero_pixel.data();
+      r.src = x + ((i0 + img) * C * g.height + py - g.ph) * g.width;
+      r.cstride = g.height * g.width, r.x0 = g.pw, r.n = g.width;
+      r.scale = in_scale, r.shift = in_shift;
+      kt.band2_pixels_nchw(r);
+      return;
+    }
+    r.x = x ? band2_row(kt, x, g, in_scale, in_shift, i0 + img, py, wp) : s.xt + (img * hp + py) * wp * C;
     kt.band2_pixels(r);
-  });
-  // l and sb hold the chunk alone, indexed as chunk_image's pixels (s.img0 is i0 here, copy or not)
-  const ImageColumns ic = chunk_image(s, im);
-  const std::size_t c0 = i0 * im.ppi, c1 = i1 * im.ppi;
-  parallel_for(ceil_div(c1 - c0, kBand2ColsPerTask), [&](std::size_t t) {
-    const std::size_t col0 = c0 + t * kBand2ColsPerTask, col1 = std::min(c1, col0 + kBand2ColsPerTask);
-    std::int64_t pix[kBand2ColsPerTask], word[kBand2ColsPerTask];
-    chunk_cursors(s, im, col0, col1, pix, word);
-    kt.band2_columns(ic, l, sb, pix, word, col1 - col0, s.order, q.bits.data() + (col0 * order + 1) * s.kwords,
-                     order * s.kwords, q.betas.data() + col0 * order);
+  };
+  const ImageColumns ic = chunk_image(s, im);  // pixel indices from the chunk's first image (s.img0 is i0 here)
+  const std::size_t threads = static_cast<std::size_t>(get_num_threads());
+  const std::size_t bands = batch >= threads ? 1 : ceil_div(threads, batch), band_rows = ceil_div(oh, bands);
+  parallel_for(batch * bands, [&](std::size_t t) {
+    const std::size_t img = t / bands, y0 = t % bands * band_rows, y1 = std::min(oh, y0 + band_rows);
+    thread_local std::vector<word_t, UninitAllocator<word_t>> l_buf;
+    thread_local std::vector<double, UninitAllocator<double>> sb_buf;
+    l_buf.resize((kBand2Rows + 2) * row_words);
+    sb_buf.resize((kBand2Rows + 2) * row_sums);
+    word_t* const l = l_buf.data();
+    double* const sb = sb_buf.data();
+    for (std::size_t oy = y0; oy < y1; oy += kBand2Rows) {
+      const std::size_t rows = std::min(kBand2Rows, y1 - oy);  // output rows oy .. oy + rows - 1: pixel rows + 2
+      std::size_t have = 0;
+      if (oy > y0) {  // pixel rows oy, oy + 1: the buffer's last two
+        std::copy_n(l + kBand2Rows * row_words, 2 * row_words, l);
+        std::copy_n(sb + kBand2Rows * row_sums, 2 * row_sums, sb);
+        have = 2;
+      }
+      for (std::size_t r = have; r < rows + 2; ++r) pixel_row(img, oy + r, l + r * row_words, sb + r * row_sums);
+      const std::int64_t lbase = static_cast<std::int64_t>((img * hp + oy) * wp);
+      const std::size_t c0 = (i0 + img) * im.ppi + oy * ow, c1 = c0 + rows * ow;
+      for (std::size_t col0 = c0; col0 < c1; col0 += kBand2ColsPerTask) {
+        const std::size_t col1 = std::min(c1, col0 + kBand2ColsPerTask);
+        std::int64_t pix[kBand2ColsPerTask], word[kBand2ColsPerTask];
+        chunk_cursors(s, im, col0, col1, pix, word);
+        kt.band2_columns(ic, l, sb, lbase, pix, word, col1 - col0, s.order,
+                         q.bits.data() + (col0 * order + 1) * s.kwords, order * s.kwords, q.betas.data() + col0 * order);
+      }
+    }
   });
 }
 
 }  // namespace
 
-// A batch whose NHWC copy (with band2_columns' slots) takes more than 2 kChunkBytes is quantized about kChunkBytes of
-// them at a time.
+// A batch whose NHWC copy takes more than 2 kChunkBytes is quantized about kChunkBytes of it at a time.
 constexpr std::size_t kChunkBytes = std::size_t{2} << 20;
 
 // Images per chunk of quantize_conv_columns: the whole batch, or at orders >= 2 with an NHWC copy of more than 2
-// kChunkBytes, about kChunkBytes of the copy and the slots at a time (at least kImagesPerThread per thread for rows
-// narrower than kPlaneRowsMinWidth, which pack_input packs plane by plane only in such numbers). The copy is then
-// rewritten in cache rather than written to fresh memory and read back: 32 images of 64ch 32x32 at order 2 took
-// 10.4-10.6 -> 9.6-10.0 ms a call, their input quantization 4.3 -> 3.5-3.7 ms (AMD EPYC Zen 3, avx2, 1 thread;
-// docs/KERNELS.md round 32). Each image's columns are computed as in any other chunk or batch.
-std::size_t images_per_chunk(const KernelTable& kt, const QuantizedColumns& q, const ConvGeometry& g,
-                             const float* in_scale) {
+// kChunkBytes, about kChunkBytes of the copy at a time (at least kImagesPerThread per thread for rows narrower than
+// kPlaneRowsMinWidth, which pack_input packs plane by plane only in such numbers; band2_columns' slots are a few rows a
+// thread, whatever the chunk). The copy is then rewritten in cache rather than written to fresh memory and read back:
+// 32 images of 64ch 32x32 at order 2 took 10.4-10.6 -> 9.6-10.0 ms a call, their input quantization 4.3 -> 3.5-3.7 ms
+// (AMD EPYC Zen 3, avx2, 1 thread; docs/KERNELS.md round 32). Each image's columns are computed as in any other chunk
+// or batch.
+std::size_t images_per_chunk(const QuantizedColumns& q, const ConvGeometry& g, const float* in_scale) {
   if (!copies_nhwc(q, g, in_scale)) return g.batch;
   const bool image = image_columns(q, g);
   const std::size_t pixels = image ? q.image.hp * q.image.wp : g.height * g.width;
-  std::size_t bytes = pixels * g.channels * sizeof(float);
-  if (image && band2_route(kt, q, g))
-    bytes += pixels * (g.channels / kWordBits + 1) * kBand2Slots * sizeof(word_t);
+  const std::size_t bytes = pixels * g.channels * sizeof(float);
   if (g.batch * bytes <= 2 * kChunkBytes) return g.batch;
   const std::size_t threads = static_cast<std::size_t>(get_num_threads());
   const std::size_t least = g.width >= kPlaneRowsMinWidth ? 1 : kImagesPerThread * threads;
@@ -673,7 +704,7 @@ std::size_t images_per_chunk(const KernelTable& kt, const QuantizedColumns& q, c
 QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, const ConvGeometry& g, int order,
                                        const float* in_scale, const float* in_shift) {
   QuantizedColumns q = empty_columns(kt, g, order);
-  const std::size_t chunk = images_per_chunk(kt, q, g, in_scale);
+  const std::size_t chunk = images_per_chunk(q, g, in_scale);
   const bool from_input = band2_from_input(kt, q, g);
   const bool copy = copies_nhwc(q, g, in_scale) && !from_input;
   PixelPlanes pp = pixel_planes(g, q, chunk, copy);

@@ -39,10 +39,11 @@ namespace {
     t.transpose64 = transpose64_##isa;              \
     t.band2_pixels = nullptr;                       \
     t.band2_columns = nullptr;                      \
+    t.band2_pixels_nchw = nullptr;                  \
     return t;                                       \
   }()
 
-static_assert(sizeof(KernelTable) == 24 * sizeof(void*),
+static_assert(sizeof(KernelTable) == 25 * sizeof(void*),
               "a member added to KernelTable must be set in HORQ_KERNEL_TABLE (and counted here)");
 
 const KernelTable kGeneric = HORQ_KERNEL_TABLE(generic, nullptr, nullptr);
@@ -63,6 +64,7 @@ const KernelTable kAvx512 = [] {
   KernelTable t = HORQ_KERNEL_TABLE(avx512, gemm_task_avx512, nullptr);
   t.band2_pixels = band2_pixels_avx512;
   t.band2_columns = band2_columns_avx512;
+  t.band2_pixels_nchw = band2_pixels_nchw_avx512;
   return t;
 }();
 

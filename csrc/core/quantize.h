@@ -152,23 +152,34 @@ struct Band2Row {
   bool exact;           // some column of the layer has exact thresholds (neg differs from pos)
   word_t* l;            // per pixel, word w of 64 channels, slot: l[(px * C / 64 + w) * 12 + slot]
   double* sb;           // per pixel and slot: sb[px * 12 + slot]
+  // band2_pixels_nchw only: pixels x0 .. x0 + n - 1 (the row inside the border) from the input's channel rows, channel
+  // c's at src + c * cstride, through the affine x * scale[c] + shift[c] (float32 multiply, then add) where scale is
+  // given; every other pixel is zero, its C values at x.
+  const float* src;
+  std::size_t cstride, x0, n;
+  const float* scale;
+  const float* shift;
 };
 using band2_pixels_fn = void (*)(const Band2Row& row);
 void band2_pixels_avx2(const Band2Row& row);
 void band2_pixels_avx512(const Band2Row& row);
+// The same words and sums bit for bit, the pixels inside read from NCHW rows (band2_pixels_nchw; the avx512 path: 16
+// pixels in the lanes, no NHWC copy of the row first).
+void band2_pixels_nchw_avx512(const Band2Row& row);
 
-// quantize_image's work for such columns from band2_pixels' words and sums (l, sb: the whole batch's padded pixels in
-// the layout above, pixel index = the pixel image's sums index): betas[order * i] (beta_1) is read, every other beta
-// and the rows H_2.. written as quantize_image writes them (orders 3.. as it computes them).
-using band2_columns_fn = void (*)(const ImageColumns& im, const word_t* l, const double* sb, const std::int64_t* pix,
-                                  const std::int64_t* word, std::size_t count, int order, word_t* bits,
-                                  std::size_t ldbits, double* betas);
-void band2_columns_avx2(const ImageColumns& im, const word_t* l, const double* sb, const std::int64_t* pix,
-                        const std::int64_t* word, std::size_t count, int order, word_t* bits, std::size_t ldbits,
-                        double* betas);
-void band2_columns_avx512(const ImageColumns& im, const word_t* l, const double* sb, const std::int64_t* pix,
-                          const std::int64_t* word, std::size_t count, int order, word_t* bits, std::size_t ldbits,
-                          double* betas);
+// quantize_image's work for such columns from band2_pixels' words and sums (l, sb: padded pixels in the layout above,
+// pixel p of the chunk's pixel image (pix, its sums index) at index p - lbase of l and sb: rows of pixels from some
+// row on): betas[order * i] (beta_1) is read, every other beta and the rows H_2.. written as quantize_image writes them
+// (orders 3.. as it computes them).
+using band2_columns_fn = void (*)(const ImageColumns& im, const word_t* l, const double* sb, std::int64_t lbase,
+                                  const std::int64_t* pix, const std::int64_t* word, std::size_t count, int order,
+                                  word_t* bits, std::size_t ldbits, double* betas);
+void band2_columns_avx2(const ImageColumns& im, const word_t* l, const double* sb, std::int64_t lbase,
+                        const std::int64_t* pix, const std::int64_t* word, std::size_t count, int order, word_t* bits,
+                        std::size_t ldbits, double* betas);
+void band2_columns_avx512(const ImageColumns& im, const word_t* l, const double* sb, std::int64_t lbase,
+                          const std::int64_t* pix, const std::int64_t* word, std::size_t count, int order,
+                          word_t* bits, std::size_t ldbits, double* betas);
 
 // Slots per pixel in Band2Row's l and sb.
 constexpr std::size_t kBand2Slots = 12;

@@ -498,6 +498,118 @@ void band2_pixel(const float* x, std::size_t gw, __m512 tp, __m512 tn, float lo,
                         _mm512_add_pd(slo, _mm512_cvtps_pd(_mm512_extractf32x8_ps(bs, 1))));
 }
 
+// The 12 reader thresholds of padded pixel px in slot order (quantize.h Band2Row: slot 4 q + j is reader j of window
+// row q; the 128-bit lanes of rows 0, 1, 2 and 2 again, so j = 3 and slots 12-15 are no readers: computed, never
+// stored), from grids t (r.pos or r.neg).
+inline __m512 reader_slots(const float* const* t, std::size_t px) {
+  const __m512 a = _mm512_maskz_loadu_ps(0x000f, t[0] + px), b = _mm512_maskz_loadu_ps(0x000f, t[1] + px);
+  return _mm512_shuffle_f32x4(_mm512_shuffle_f32x4(a, b, 0x00), _mm512_maskz_loadu_ps(0x000f, t[2] + px), 0x08);
+}
+
+// 16 pixels' least and greatest reader threshold (pixel p0 + i: columns p0 + i .. p0 + i + 2 of the three grid rows)
+// in lo and hi, lanes past m zero.
+inline void reader_limits(const Band2Row& r, std::size_t p0, __mmask16 m, __m512& lo, __m512& hi) {
+  lo = _mm512_set1_ps(HUGE_VALF), hi = _mm512_set1_ps(-HUGE_VALF);
+  for (int q = 0; q < 3; ++q)
+    for (std::size_t j = 0; j < 3; ++j) {
+      lo = _mm512_min_ps(lo, _mm512_maskz_loadu_ps(m, r.pos[q] + p0 + j));
+      hi = _mm512_max_ps(hi, _mm512_maskz_loadu_ps(m, r.neg[q] + p0 + j));
+    }
+}
+
+// Band2Row::src's 16 pixels x0 + p0 .. (count of them) in the lanes, channel by channel, into what band2_pixel gives
+// for each from its NHWC values, bit for bit. Per word, channel c's compares with the pixels' lo and hi are kept as
+// 16-bit masks (below, in_band), and a pixel's L and band words are then bit j of the 64 masks (two vptestmw over 32
+// channels each); the values below lo are added as band2_pixel adds them, its lane k being channels k, 16 + k, 32 + k,
+// 48 + k ((a + b) + (c + d) in float), widened, lanes k and k + 8 added and accumulated over words in double, then
+// reduced in _mm512_reduce_add_pd's order (halves, quarters, pairs: the emulation header's note); the band's values
+// follow one by one in channel order, per pixel.
+template <bool Affine, bool Exact>
+void band2_block(const Band2Row& r, std::size_t p0, std::size_t count) {
+  const std::size_t gw = r.C / kWordBits, px0 = r.x0 + p0, cs = r.cstride;
+  const __mmask16 m = first_lanes16(count);
+  __m512 vlo, vhi;
+  reader_limits(r, px0, m, vlo, vhi);
+  alignas(64) std::uint16_t below[kWordBits], in_band[kWordBits];  // per channel, bit j: pixel j
+  alignas(64) float bs[kFloats][kFloats];                          // per pixel, the band's sums per slot
+  alignas(64) double acc[kDoubles][kFloats];                       // per lane k of band2_pixel's sums, per pixel
+  std::uint32_t banded = 0;                                        // the pixels whose bs holds sums
+  for (std::size_t w = 0; w < gw; ++w) {
+    const float* src = r.src + w * kWordBits * cs + p0;
+    const float* scale = Affine ? r.scale + w * kWordBits : nullptr;
+    const float* shift = Affine ? r.shift + w * kWordBits : nullptr;
+    // channel c of the 16 pixels: its masks kept, |x| where below lo (zero elsewhere) returned
+    const auto channel = [&](std::size_t c) {
+      __m512 v = _mm512_maskz_loadu_ps(m, src + c * cs);
+      if (Affine) v = _mm512_add_ps(_mm512_mul_ps(v, _mm512_set1_ps(scale[c])), _mm512_set1_ps(shift[c]));
+      const __m512 a = _mm512_abs_ps(v);
+      const __mmask16 lm = _mm512_cmp_ps_mask(a, vlo, _CMP_LT_OQ);
+      below[c] = lm;
+      in_band[c] = static_cast<std::uint16_t>(_mm512_cmp_ps_mask(a, vhi, _CMP_LT_OQ) & ~lm);
+      return _mm512_maskz_mov_ps(lm, a);
+    };
+    // band2_pixel's sum lane l: (channel l + channel 16 + l) + (channel 32 + l + channel 48 + l)
+    const auto lane = [&](std::size_t l) {
+      const __m512 s01 = _mm512_add_ps(channel(l), channel(16 + l));
+      return _mm512_add_ps(s01, _mm512_add_ps(channel(32 + l), channel(48 + l)));
+    };
+    for (std::size_t k = 0; k < kDoubles; ++k) {
+      const __m512 s = lane(k), t = lane(k + kDoubles);
+      __m512d t0 = _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(s)),
+                                 _mm512_cvtps_pd(_mm512_castps512_ps256(t)));
+      __m512d t1 = _mm512_add_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(s, 1)),
+                                 _mm512_cvtps_pd(_mm512_extractf32x8_ps(t, 1)));
+      if (w > 0) {
+        t0 = _mm512_add_pd(_mm512_loadu_pd(acc[k]), t0);
+        t1 = _mm512_add_pd(_mm512_loadu_pd(acc[k] + kDoubles), t1);
+      }
+      _mm512_storeu_pd(acc[k], t0);
+      _mm512_storeu_pd(acc[k] + kDoubles, t1);
+    }
+    const __m512i lo0 = _mm512_load_si512(below), lo1 = _mm512_load_si512(below + 32);
+    const __m512i bd0 = _mm512_load_si512(in_band), bd1 = _mm512_load_si512(in_band + 32);
+    for (std::size_t j = 0; j < count; ++j) {
+      const std::size_t px = px0 + j;
+      const __m512i pick = _mm512_set1_epi16(static_cast<short>(1u << j));
+      const word_t low = _cvtmask64_u64(_mm512_kunpackd(_mm512_test_epi16_mask(lo1, pick),
+                                                        _mm512_test_epi16_mask(lo0, pick)));
+      const word_t band = _cvtmask64_u64(_mm512_kunpackd(_mm512_test_epi16_mask(bd1, pick),
+                                                         _mm512_test_epi16_mask(bd0, pick)));
+      const __m512i vl = _mm512_set1_epi64(static_cast<long long>(low));
+      __m512i sel0 = vl, sel1 = vl;  // slots 0-7 and 8-15, as band2_pixel's
+      if (band) {
+        const __m512 tp = reader_slots(r.pos, px), tn = Exact ? reader_slots(r.neg, px) : tp;
+        __m512 sums = banded >> j & 1u ? _mm512_load_ps(bs[j]) : _mm512_setzero_ps();
+        for (word_t b = band; b; b &= b - 1) {
+          const unsigned c = static_cast<unsigned>(__builtin_ctzll(b));
+          float v = src[c * cs + j];
+          if (Affine) v = v * scale[c] + shift[c];
+          const __m512 av = _mm512_set1_ps(std::fabs(v));
+          const __mmask16 mk = _mm512_cmp_ps_mask(av, Exact && v < 0.0f ? tn : tp, _CMP_LT_OQ);
+          const __m512i bit = _mm512_set1_epi64(static_cast<long long>(word_t{1} << c));
+          sel0 = _mm512_mask_or_epi64(sel0, static_cast<__mmask8>(mk), sel0, bit);
+          sel1 = _mm512_mask_or_epi64(sel1, static_cast<__mmask8>(mk >> 8), sel1, bit);
+          sums = _mm512_mask_add_ps(sums, mk, sums, av);
+        }
+        _mm512_store_ps(bs[j], sums);
+        banded |= 1u << j;
+      }
+      word_t* lw = r.l + (px * gw + w) * kBand2Slots;
+      _mm512_storeu_si512(lw, sel0);
+      _mm512_mask_storeu_epi64(lw + 8, static_cast<__mmask8>(0x0f), sel1);
+    }
+  }
+  for (std::size_t j = 0; j < count; ++j) {
+    const auto a = [&](std::size_t k) { return acc[k][j]; };
+    const __m512d slo = _mm512_set1_pd(((a(0) + a(4)) + (a(2) + a(6))) + ((a(1) + a(5)) + (a(3) + a(7))));
+    const __m512 sums = banded >> j & 1u ? _mm512_load_ps(bs[j]) : _mm512_setzero_ps();
+    double* sb = r.sb + (px0 + j) * kBand2Slots;
+    _mm512_storeu_pd(sb, _mm512_add_pd(slo, _mm512_cvtps_pd(_mm512_castps512_ps256(sums))));
+    _mm512_mask_storeu_pd(sb + 8, static_cast<__mmask8>(0x0f),
+                          _mm512_add_pd(slo, _mm512_cvtps_pd(_mm512_extractf32x8_ps(sums, 1))));
+  }
+}
+
 }  // namespace
 
 void to_nhwc_avx512(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W, const float* scale,
@@ -534,40 +646,54 @@ void band2_pixels_avx512(const Band2Row& r) {
   const std::size_t gw = r.C / kWordBits;
   alignas(64) float lo[kFloats], hi[kFloats];
   for (std::size_t p0 = 0; p0 < r.wp; p0 += kFloats) {
-    // 16 pixels' least and greatest reader threshold (pixel p: columns p .. p + 2 of the three grid rows) at once
-    const __mmask16 m = first_lanes16(r.wp - p0);
-    __m512 vlo = _mm512_set1_ps(HUGE_VALF), vhi = _mm512_set1_ps(-HUGE_VALF);
-    for (int q = 0; q < 3; ++q)
-      for (std::size_t j = 0; j < 3; ++j) {
-        vlo = _mm512_min_ps(vlo, _mm512_maskz_loadu_ps(m, r.pos[q] + p0 + j));
-        vhi = _mm512_max_ps(vhi, _mm512_maskz_loadu_ps(m, r.neg[q] + p0 + j));
-      }
+    __m512 vlo, vhi;
+    reader_limits(r, p0, first_lanes16(r.wp - p0), vlo, vhi);
     _mm512_store_ps(lo, vlo);
     _mm512_store_ps(hi, vhi);
     for (std::size_t px = p0; px < std::min(r.wp, p0 + kFloats); ++px) {
-      // slot 4 q + j: reader j of window row q, the 128-bit lanes of rows 0, 1, 2 and 2 again (j = 3 and slots
-      // 12-15 are no readers: computed, never stored)
-      const auto slots = [px](const float* const* t) {
-        const __m512 a = _mm512_maskz_loadu_ps(0x000f, t[0] + px), b = _mm512_maskz_loadu_ps(0x000f, t[1] + px);
-        return _mm512_shuffle_f32x4(_mm512_shuffle_f32x4(a, b, 0x00), _mm512_maskz_loadu_ps(0x000f, t[2] + px),
-                                    0x08);
-      };
       const float* x = r.x + px * r.C;
       word_t* l = r.l + px * gw * kBand2Slots;
       double* sb = r.sb + px * kBand2Slots;
       const float plo = lo[px - p0], phi = hi[px - p0];
       if (r.exact)
-        band2_pixel<true>(x, gw, slots(r.pos), slots(r.neg), plo, phi, l, sb);
+        band2_pixel<true>(x, gw, reader_slots(r.pos, px), reader_slots(r.neg, px), plo, phi, l, sb);
       else
-        band2_pixel<false>(x, gw, slots(r.pos), slots(r.neg), plo, phi, l, sb);
+        band2_pixel<false>(x, gw, reader_slots(r.pos, px), reader_slots(r.neg, px), plo, phi, l, sb);
     }
   }
 }
 
-void band2_columns_avx512(const ImageColumns& im, const word_t* l, const double* sb, const std::int64_t* pix,
-                          const std::int64_t* word, std::size_t count, int order, word_t* bits, std::size_t ldbits,
-                          double* betas) {
-  band2_walk<TapsPass, Taps3Pass>(im, l, sb, pix, word, count, order, bits, ldbits, betas);
+void band2_pixels_nchw_avx512(const Band2Row& r) {
+  const std::size_t gw = r.C / kWordBits;
+  for (std::size_t px = 0; px < r.wp; ++px) {  // the zero pixels of the border, as band2_pixels_avx512 takes them
+    if (px == r.x0) px += r.n;
+    if (px >= r.wp) break;
+    __m512 vlo, vhi;
+    reader_limits(r, px, 1, vlo, vhi);
+    alignas(64) float lo[kFloats], hi[kFloats];
+    _mm512_store_ps(lo, vlo);
+    _mm512_store_ps(hi, vhi);
+    const float plo = lo[0], phi = hi[0];
+    word_t* l = r.l + px * gw * kBand2Slots;
+    double* sb = r.sb + px * kBand2Slots;
+    if (r.exact)
+      band2_pixel<true>(r.x, gw, reader_slots(r.pos, px), reader_slots(r.neg, px), plo, phi, l, sb);
+    else
+      band2_pixel<false>(r.x, gw, reader_slots(r.pos, px), reader_slots(r.neg, px), plo, phi, l, sb);
+  }
+  for (std::size_t p0 = 0; p0 < r.n; p0 += kFloats) {
+    const std::size_t count = std::min(kFloats, r.n - p0);
+    if (r.scale)
+      r.exact ? band2_block<true, true>(r, p0, count) : band2_block<true, false>(r, p0, count);
+    else
+      r.exact ? band2_block<false, true>(r, p0, count) : band2_block<false, false>(r, p0, count);
+  }
+}
+
+void band2_columns_avx512(const ImageColumns& im, const word_t* l, const double* sb, std::int64_t lbase,
+                          const std::int64_t* pix, const std::int64_t* word, std::size_t count, int order, word_t* bits,
+                          std::size_t ldbits, double* betas) {
+  band2_walk<TapsPass, Taps3Pass>(im, l, sb, lbase, pix, word, count, order, bits, ldbits, betas);
 }
 
 // Up to 64 pixels at a time (4 vectors) with their words and sums in registers across all channels, so a

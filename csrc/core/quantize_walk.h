@@ -433,9 +433,9 @@ constexpr std::size_t band2_slot(std::size_t t) { return 4 * (t / 3) + 2 - t % 3
 
 // band2_walk's combine for GW words per pixel (unrolled over taps and words; offsets per tap computed once per call).
 template <std::size_t GW>
-void band2_combine(const ImageColumns& im, const word_t* l, const double* sb, const std::int64_t* pix,
-                   const std::int64_t* word, std::size_t count, std::size_t ord, word_t* bits, std::size_t ldbits,
-                   double* betas) {
+void band2_combine(const ImageColumns& im, const word_t* l, const double* sb, std::int64_t lbase,
+                   const std::int64_t* pix, const std::int64_t* word, std::size_t count, std::size_t ord, word_t* bits,
+                   std::size_t ldbits, double* betas) {
   std::int64_t loff[9], soff[9], woff[9 * GW];
   for (std::size_t t = 0; t < 9; ++t) {
     const std::int64_t slot = static_cast<std::int64_t>(band2_slot(t));
@@ -446,8 +446,8 @@ void band2_combine(const ImageColumns& im, const word_t* l, const double* sb, co
   for (std::size_t i = 0; i < count; ++i) {
     word_t* row = bits + i * ldbits;
     const word_t* h1 = im.words + word[i];
-    const word_t* lp = l + pix[i] * static_cast<std::int64_t>(GW * kBand2Slots);
-    const double* sp = sb + pix[i] * static_cast<std::int64_t>(kBand2Slots);
+    const word_t* lp = l + (pix[i] - lbase) * static_cast<std::int64_t>(GW * kBand2Slots);
+    const double* sp = sb + (pix[i] - lbase) * static_cast<std::int64_t>(kBand2Slots);
     std::uint64_t below = 0;
     double s = 0.0;
 #pragma GCC unroll 9
@@ -470,9 +470,9 @@ void band2_combine(const ImageColumns& im, const word_t* l, const double* sb, co
 // words through one pointer and the taps' constant offsets from it (slot 4 q + 2 - s of pixel q wp + s is word
 // q (12 wp + 4) + 11 s + 2), instead of 27 offsets that the general form keeps on the stack and reloads per column.
 // The same operations in the same order. False (nothing done) for another tap layout.
-inline bool band2_combine_window1(const ImageColumns& im, const word_t* l, const double* sb, const std::int64_t* pix,
-                                  const std::int64_t* word, std::size_t count, std::size_t ord, word_t* bits,
-                                  std::size_t ldbits, double* betas) {
+inline bool band2_combine_window1(const ImageColumns& im, const word_t* l, const double* sb, std::int64_t lbase,
+                                  const std::int64_t* pix, const std::int64_t* word, std::size_t count,
+                                  std::size_t ord, word_t* bits, std::size_t ldbits, double* betas) {
   const std::int64_t wp = im.pix_off[3];
   for (std::size_t t = 0; t < 9; ++t) {
     const std::int64_t at = static_cast<std::int64_t>(t / 3) * wp + static_cast<std::int64_t>(t % 3);
@@ -483,8 +483,8 @@ inline bool band2_combine_window1(const ImageColumns& im, const word_t* l, const
   for (std::size_t i = 0; i < count; ++i) {
     word_t* row = bits + i * ldbits;
     const word_t* h1 = im.words + word[i];
-    const word_t* lp = l + pix[i] * S + 2;
-    const double* sp = sb + pix[i] * S + 2;
+    const word_t* lp = l + (pix[i] - lbase) * S + 2;
+    const double* sp = sb + (pix[i] - lbase) * S + 2;
     std::uint64_t below = 0;
     double s = 0.0;
 #pragma GCC unroll 3
@@ -510,18 +510,18 @@ inline bool band2_combine_window1(const ImageColumns& im, const word_t* l, const
 // slot 4 q + 2 - s of its pixel), H_2 = H_1 XOR L, beta_2 = 2 (n_l beta_1 - S_l) / n (the sums in tap order), then
 // orders 3.. as image_walk computes them.
 template <class Chain, class Third>
-void band2_walk(const ImageColumns& im, const word_t* l, const double* sb, const std::int64_t* pix,
-                const std::int64_t* word, std::size_t count, int order, word_t* bits, std::size_t ldbits,
-                double* betas) {
+void band2_walk(const ImageColumns& im, const word_t* l, const double* sb, std::int64_t lbase,
+                const std::int64_t* pix, const std::int64_t* word, std::size_t count, int order, word_t* bits,
+                std::size_t ldbits, double* betas) {
   const std::size_t gw = im.C / kWordBits, ord = static_cast<std::size_t>(order);
   switch (gw) {
     case 1:
-      if (!band2_combine_window1(im, l, sb, pix, word, count, ord, bits, ldbits, betas))
-        band2_combine<1>(im, l, sb, pix, word, count, ord, bits, ldbits, betas);
+      if (!band2_combine_window1(im, l, sb, lbase, pix, word, count, ord, bits, ldbits, betas))
+        band2_combine<1>(im, l, sb, lbase, pix, word, count, ord, bits, ldbits, betas);
       break;
-    case 2: band2_combine<2>(im, l, sb, pix, word, count, ord, bits, ldbits, betas); break;
-    case 4: band2_combine<4>(im, l, sb, pix, word, count, ord, bits, ldbits, betas); break;
-    case 8: band2_combine<8>(im, l, sb, pix, word, count, ord, bits, ldbits, betas); break;
+    case 2: band2_combine<2>(im, l, sb, lbase, pix, word, count, ord, bits, ldbits, betas); break;
+    case 4: band2_combine<4>(im, l, sb, lbase, pix, word, count, ord, bits, ldbits, betas); break;
+    case 8: band2_combine<8>(im, l, sb, lbase, pix, word, count, ord, bits, ldbits, betas); break;
     default:
       for (std::size_t i = 0; i < count; ++i) {
         word_t* row = bits + i * ldbits;
@@ -530,7 +530,7 @@ void band2_walk(const ImageColumns& im, const word_t* l, const double* sb, const
         double s = 0.0;
         for (std::size_t t = 0; t < 9; ++t) {
           const std::size_t slot = band2_slot(t);
-          const std::int64_t p = pix[i] + im.pix_off[t];
+          const std::int64_t p = pix[i] - lbase + im.pix_off[t];
           const word_t* lp = l + static_cast<std::size_t>(p) * gw * kBand2Slots + slot;
           for (std::size_t w = 0; w < gw; ++w) {
             const word_t lw = lp[w * kBand2Slots];

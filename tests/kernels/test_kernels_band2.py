@@ -68,20 +68,22 @@ def test_values_a_float_step_from_the_threshold(path):
 
 @pytest.mark.parametrize("order", [2, 3])
 def test_threads_and_batches_give_the_same_floats(path, order):
-    """The columns and outputs at 1 and 2 threads, and each image alone against the batch, bit for bit: a pixel's
-    bands come from all its readers, never from how the columns were split into tasks."""
+    """The columns and outputs at 1, 2 and 5 threads, and each image alone against the batch, bit for bit: a pixel's
+    bands come from all its readers, never from how the columns were split into tasks (an image alone at 2 threads and
+    the batch at 5 split each image's rows into bands, each with its own first two pixel rows)."""
     rng = np.random.default_rng(order)
     scale = np.exp(rng.uniform(-2.0, 2.0, (3, 1, 24, 25)))
     x = (rng.standard_normal((3, 128, 24, 25)) * scale).astype(np.float32)
     wt = rng.standard_normal((8, 128, 3, 3)).astype(np.float32)
     pw = kernels.pack_weights(wt)
     got = {}
-    for threads in (1, 2):
+    for threads in (5, 1, 2):
         kernels.set_num_threads(threads)
         got[threads] = (_columns(x, wt, order, path, 1, 1), kernels.conv2d(x, pw, order=order, padding=1, kernel=path))
     (b1, e1), y1 = got[1]
-    (b2, e2), y2 = got[2]
-    assert np.array_equal(b1, b2) and np.array_equal(e1, e2) and np.array_equal(y1, y2)
+    for threads in (2, 5):
+        (b2, e2), y2 = got[threads]
+        assert np.array_equal(b1, b2) and np.array_equal(e1, e2) and np.array_equal(y1, y2)
     per = 24 * 25
     for i in range(3):
         bits, betas = _columns(x[i : i + 1], wt, order, path, 1, 1)

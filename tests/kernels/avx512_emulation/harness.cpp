@@ -448,6 +448,7 @@ KernelTable avx512_conv_table() {
                 to_nhwc_avx512,        gemm_task_avx512};
   t.band2_pixels = band2_pixels_avx512;  // order 2's per-pixel bands (3 x 3, stride 1, >= 512 columns an image)
   t.band2_columns = band2_columns_avx512;
+  t.band2_pixels_nchw = band2_pixels_nchw_avx512;
   return t;
 }
 
@@ -618,6 +619,36 @@ int check_conv_band2(std::mt19937_64& rng) {
         std::printf("conv band2 mismatch N=%zu C=%zu %zux%zu p=%zu order=%d\n", g.batch, C, g.height, g.width, g.ph,
                     order);
     }
+    // Order 2 reads an NCHW input's rows where they are (band2_pixels_nchw), an NHWC input's from its copy
+    // (band2_pixels), and an input affine on the fly: the same bits and betas bit for bit as the NHWC input and as the
+    // affine's output (multiply, then add, in float32) without one.
+    const auto qe = quantize_conv_columns(emu, x.data(), g, 2);
+    std::vector<float> xt(x.size()), sc(C), sh(C), xa(x.size());
+    for (std::size_t i = 0; i < g.batch; ++i)
+      for (std::size_t c = 0; c < C; ++c)
+        for (std::size_t p = 0; p < P; ++p) xt[(i * P + p) * C + c] = x[(i * C + c) * P + p];
+    for (std::size_t c = 0; c < C; ++c) sc[c] = c % 7 == 0 ? 0.0f : normal(rng), sh[c] = normal(rng);
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const std::size_t c = i / P % C;
+      const float prod = x[i] * sc[c];
+      xa[i] = prod + sh[c];
+    }
+    ConvGeometry gl = g;
+    gl.nhwc = true;
+    const auto ql = quantize_conv_columns(emu, xt.data(), gl, 2);
+    const auto qa = quantize_conv_columns(emu, x.data(), g, 2, sc.data(), sh.data());
+    const auto qw = quantize_conv_columns(emu, xa.data(), g, 2);
+    const auto same = [](const QuantizedColumns& a, const QuantizedColumns& b) {  // H_2's rows and both betas
+      bool eq = a.ncols == b.ncols && a.kw == b.kw;
+      for (std::size_t j = 0; eq && j < a.ncols; ++j) {
+        eq = bits_of(a.betas[2 * j]) == bits_of(b.betas[2 * j]) && bits_of(a.betas[2 * j + 1]) == bits_of(b.betas[2 * j + 1]);
+        for (std::size_t w = 0; w < a.kw; ++w) eq = eq && a.bits[(2 * j + 1) * a.kw + w] == b.bits[(2 * j + 1) * b.kw + w];
+      }
+      return eq;
+    };
+    if ((!same(qe, ql) || !same(qa, qw)) && ++failures <= kMaxReports)
+      std::printf("conv band2 NCHW rows: %s N=%zu C=%zu %zux%zu p=%zu\n", same(qe, ql) ? "affine" : "NHWC", g.batch,
+                  C, g.height, g.width, g.ph);
   }
   return failures;
 }

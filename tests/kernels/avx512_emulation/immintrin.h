@@ -135,6 +135,22 @@ inline __m512i _mm512_set1_epi32(int x) {
   for (int i = 0; i < 16; ++i) avx512_emulation::set32(r, i, static_cast<std::uint32_t>(x));
   return r;
 }
+inline __m512i _mm512_set1_epi16(short x) {
+  __m512i r;
+  for (int i = 0; i < 32; ++i) std::memcpy(reinterpret_cast<unsigned char*>(r.v) + 2 * i, &x, 2);
+  return r;
+}
+// VPTESTMW: bit i set where word i of a AND word i of b is nonzero.
+inline __mmask32 _mm512_test_epi16_mask(__m512i a, __m512i b) {
+  unsigned r = 0;
+  for (int i = 0; i < 32; ++i) {
+    std::uint16_t x, y;
+    std::memcpy(&x, reinterpret_cast<const unsigned char*>(a.v) + 2 * i, 2);
+    std::memcpy(&y, reinterpret_cast<const unsigned char*>(b.v) + 2 * i, 2);
+    if ((x & y) != 0) r |= 1u << i;
+  }
+  return r;
+}
 inline __m512i _mm512_loadu_si512(const void* p) { __m512i r; std::memcpy(r.v, p, sizeof r.v); return r; }
 inline void _mm512_store_si512(void* p, __m512i a) {
   avx512_emulation::check_aligned(p, 64);

@@ -169,6 +169,20 @@ void check_integer() {
   const __mmask64 d = _mm512_kunpackd(static_cast<__mmask64>(0xffffffff89abcdefull),
                                       static_cast<__mmask64>(0x1234567801234567ull));
   expect(_cvtmask64_u64(d) == 0x89abcdef01234567ull, "_mm512_kunpackd / _cvtmask64_u64");
+
+  // 16-bit lanes (the bands' per-channel pixel masks): word i tested against a one-bit pattern, and all-ones words
+  alignas(64) std::uint16_t hw[32];
+  for (int i = 0; i < 32; ++i) hw[i] = static_cast<std::uint16_t>(i * 0x0911u ^ (i % 3 == 0 ? 0x8000u : 0u));
+  const __m512i vh = _mm512_load_si512(hw);
+  for (int j = 0; j < 16; ++j) {
+    unsigned want = 0;
+    for (int i = 0; i < 32; ++i) want |= (hw[i] >> j & 1u) << i;
+    expect(_mm512_test_epi16_mask(vh, _mm512_set1_epi16(static_cast<short>(1u << j))) == want,
+           "_mm512_test_epi16_mask / _mm512_set1_epi16");
+  }
+  hw[5] = 0;
+  expect(_mm512_test_epi16_mask(_mm512_load_si512(hw), _mm512_set1_epi16(-1)) == 0xffffffdfu,
+         "_mm512_test_epi16_mask (a zero word)");
 }
 
 // The pool's permutes and masked moves, on lanes that name themselves (lane i of a is i, of b 100 + i).
