@@ -519,8 +519,8 @@ inline void reader_limits(const Band2Row& r, std::size_t p0, __mmask16 m, __m512
 
 // Band2Row::src's 16 pixels x0 + p0 .. (count of them) in the lanes, channel by channel, into what band2_pixel gives
 // for each from its NHWC values, bit for bit. Per word, channel c's compares with the pixels' lo and hi are kept as
-// 16-bit masks (below, in_band), and a pixel's L and band words are then bit j of the 64 masks (two vptestmw over 32
-// channels each); the values below lo are added as band2_pixel adds them, its lane k being channels k, 16 + k, 32 + k,
+// 16-bit masks (below, under_hi), and a pixel's L and band words are then bit j of the 64 masks (two vptestmw over 32
+// channels each, the band the bits under hi not in L); the values below lo are added as band2_pixel adds them, its lane k being channels k, 16 + k, 32 + k,
 // 48 + k ((a + b) + (c + d) in float), widened, lanes k and k + 8 added and accumulated over words in double, then
 // reduced in _mm512_reduce_add_pd's order (halves, quarters, pairs: the emulation header's note); the band's values
 // follow one by one in channel order, per pixel.
@@ -530,7 +530,7 @@ void band2_block(const Band2Row& r, std::size_t p0, std::size_t count) {
   const __mmask16 m = first_lanes16(count);
   __m512 vlo, vhi;
   reader_limits(r, px0, m, vlo, vhi);
-  alignas(64) std::uint16_t below[kWordBits], in_band[kWordBits];  // per channel, bit j: pixel j
+  alignas(64) std::uint16_t below[kWordBits], under_hi[kWordBits];  // per channel, bit j: pixel j
   alignas(64) float bs[kFloats][kFloats];                          // per pixel, the band's sums per slot
   alignas(64) double acc[kDoubles][kFloats];                       // per lane k of band2_pixel's sums, per pixel
   std::uint32_t banded = 0;                                        // the pixels whose bs holds sums
@@ -538,21 +538,26 @@ void band2_block(const Band2Row& r, std::size_t p0, std::size_t count) {
     const float* src = r.src + w * kWordBits * cs + p0;
     const float* scale = Affine ? r.scale + w * kWordBits : nullptr;
     const float* shift = Affine ? r.shift + w * kWordBits : nullptr;
-    // channel c of the 16 pixels: its masks kept, |x| where below lo (zero elsewhere) returned
-    const auto channel = [&](std::size_t c) {
+    // channel c of the 16 pixels: its masks kept, |x| returned in a, the mask of the values below lo
+    const auto channel = [&](std::size_t c, __m512& a) {
       __m512 v = _mm512_maskz_loadu_ps(m, src + c * cs);
       if (Affine) v = _mm512_add_ps(_mm512_mul_ps(v, _mm512_set1_ps(scale[c])), _mm512_set1_ps(shift[c]));
-      const __m512 a = _mm512_abs_ps(v);
+      a = _mm512_abs_ps(v);
       const __mmask16 lm = _mm512_cmp_ps_mask(a, vlo, _CMP_LT_OQ);
       below[c] = lm;
-      in_band[c] = static_cast<std::uint16_t>(_mm512_cmp_ps_mask(a, vhi, _CMP_LT_OQ) & ~lm);
-      return _mm512_maskz_mov_ps(lm, a);
+      under_hi[c] = _mm512_cmp_ps_mask(a, vhi, _CMP_LT_OQ);
+      return lm;
+    };
+    // the values below lo of channels c and c + 16 added (band2_pixel's (a + b), a masked value taken as +0.0: one
+    // masked add onto the first's, which adding +0.0 to a value >= 0 leaves as it is)
+    const auto pair = [&](std::size_t c) {
+      __m512 a, b;
+      const __mmask16 ma = channel(c, a), mb = channel(c + 16, b);
+      const __m512 first = _mm512_maskz_mov_ps(ma, a);
+      return _mm512_mask_add_ps(first, mb, first, b);
     };
     // band2_pixel's sum lane l: (channel l + channel 16 + l) + (channel 32 + l + channel 48 + l)
-    const auto lane = [&](std::size_t l) {
-      const __m512 s01 = _mm512_add_ps(channel(l), channel(16 + l));
-      return _mm512_add_ps(s01, _mm512_add_ps(channel(32 + l), channel(48 + l)));
-    };
+    const auto lane = [&](std::size_t l) { return _mm512_add_ps(pair(l), pair(32 + l)); };
     for (std::size_t k = 0; k < kDoubles; ++k) {
       const __m512 s = lane(k), t = lane(k + kDoubles);
       __m512d t0 = _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(s)),
@@ -567,14 +572,14 @@ void band2_block(const Band2Row& r, std::size_t p0, std::size_t count) {
       _mm512_storeu_pd(acc[k] + kDoubles, t1);
     }
     const __m512i lo0 = _mm512_load_si512(below), lo1 = _mm512_load_si512(below + 32);
-    const __m512i bd0 = _mm512_load_si512(in_band), bd1 = _mm512_load_si512(in_band + 32);
+    const __m512i hi0 = _mm512_load_si512(under_hi), hi1 = _mm512_load_si512(under_hi + 32);
     for (std::size_t j = 0; j < count; ++j) {
       const std::size_t px = px0 + j;
       const __m512i pick = _mm512_set1_epi16(static_cast<short>(1u << j));
       const word_t low = _cvtmask64_u64(_mm512_kunpackd(_mm512_test_epi16_mask(lo1, pick),
                                                         _mm512_test_epi16_mask(lo0, pick)));
-      const word_t band = _cvtmask64_u64(_mm512_kunpackd(_mm512_test_epi16_mask(bd1, pick),
-                                                         _mm512_test_epi16_mask(bd0, pick)));
+      const word_t band = _cvtmask64_u64(_mm512_kunpackd(_mm512_test_epi16_mask(hi1, pick),
+                                                         _mm512_test_epi16_mask(hi0, pick))) & ~low;
       const __m512i vl = _mm512_set1_epi64(static_cast<long long>(low));
       __m512i sel0 = vl, sel1 = vl;  // slots 0-7 and 8-15, as band2_pixel's
       if (band) {
