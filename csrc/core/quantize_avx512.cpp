@@ -447,6 +447,19 @@ struct Nhwc16 {
 
 // ---- Order 2 from per-pixel bands (quantize.h Band2Row; quantize_avx2.cpp's band2_pixels with mask registers) ----
 
+// Value v of a pixel's band, channel c of its word: compared once with the pixel's 12 reader thresholds in the lanes
+// of tp (tn for v < 0 where Exact), bit c ORed into the words of the slots whose threshold |v| is below (sel0: slots
+// 0-7, sel1: 8-11, masked ORs of 64-bit lanes) and |v| added into their float sums.
+template <bool Exact>
+inline void band_value(float v, unsigned c, __m512 tp, __m512 tn, __m512i& sel0, __m512i& sel1, __m512& sums) {
+  const __m512 av = _mm512_set1_ps(std::fabs(v));
+  const __mmask16 m = _mm512_cmp_ps_mask(av, Exact && v < 0.0f ? tn : tp, _CMP_LT_OQ);
+  const __m512i bit = _mm512_set1_epi64(static_cast<long long>(word_t{1} << c));
+  sel0 = _mm512_mask_or_epi64(sel0, static_cast<__mmask8>(m), sel0, bit);
+  sel1 = _mm512_mask_or_epi64(sel1, static_cast<__mmask8>(m >> 8), sel1, bit);
+  sums = _mm512_mask_add_ps(sums, m, sums, av);
+}
+
 // One pixel: its gw words of 64 channels at x, its readers' 12 thresholds in the lanes of tp (and tn for x < 0 where
 // Exact; lanes 12-15 unused), their least (lo) and greatest (hi). Per word, four vectors of |x|: the compares with lo
 // and hi write masks that are the word's bits as they stand (no movemask), and the values below lo are added in
@@ -480,13 +493,7 @@ void band2_pixel(const float* x, std::size_t gw, __m512 tp, __m512 tn, float lo,
     __m512i sel0 = vl, sel1 = vl;  // slots 0-7 and 8-15: the bits of |x| < lo in every slot, then the band's
     for (word_t band = under_hi & ~low; band; band &= band - 1) {
       const unsigned c = static_cast<unsigned>(__builtin_ctzll(band));
-      const float v = xw[c];
-      const __m512 av = _mm512_set1_ps(std::fabs(v));
-      const __mmask16 m = _mm512_cmp_ps_mask(av, Exact && v < 0.0f ? tn : tp, _CMP_LT_OQ);
-      const __m512i bit = _mm512_set1_epi64(static_cast<long long>(word_t{1} << c));
-      sel0 = _mm512_mask_or_epi64(sel0, static_cast<__mmask8>(m), sel0, bit);
-      sel1 = _mm512_mask_or_epi64(sel1, static_cast<__mmask8>(m >> 8), sel1, bit);
-      bs = _mm512_mask_add_ps(bs, m, bs, av);
+      band_value<Exact>(xw[c], c, tp, tn, sel0, sel1, bs);
     }
     word_t* lw = l + w * kBand2Slots;
     _mm512_storeu_si512(lw, sel0);
@@ -587,14 +594,8 @@ void band2_block(const Band2Row& r, std::size_t p0, std::size_t count) {
         __m512 sums = banded >> j & 1u ? _mm512_load_ps(bs[j]) : _mm512_setzero_ps();
         for (word_t b = band; b; b &= b - 1) {
           const unsigned c = static_cast<unsigned>(__builtin_ctzll(b));
-          float v = src[c * cs + j];
-          if (Affine) v = v * scale[c] + shift[c];
-          const __m512 av = _mm512_set1_ps(std::fabs(v));
-          const __mmask16 mk = _mm512_cmp_ps_mask(av, Exact && v < 0.0f ? tn : tp, _CMP_LT_OQ);
-          const __m512i bit = _mm512_set1_epi64(static_cast<long long>(word_t{1} << c));
-          sel0 = _mm512_mask_or_epi64(sel0, static_cast<__mmask8>(mk), sel0, bit);
-          sel1 = _mm512_mask_or_epi64(sel1, static_cast<__mmask8>(mk >> 8), sel1, bit);
-          sums = _mm512_mask_add_ps(sums, mk, sums, av);
+          const float v = src[c * cs + j];
+          band_value<Exact>(Affine ? v * scale[c] + shift[c] : v, c, tp, tn, sel0, sel1, sums);
         }
         _mm512_store_ps(bs[j], sums);
         banded |= 1u << j;
