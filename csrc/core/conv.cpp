@@ -671,8 +671,9 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
         const std::size_t col1 = std::min(c1, col0 + kBand2ColsPerTask);
         std::int64_t pix[kBand2ColsPerTask], word[kBand2ColsPerTask];
         chunk_cursors(s, im, col0, col1, pix, word);
-        kt.band2_columns(ic, l, sb, lbase, pix, word, col1 - col0, s.order,
-                         q.bits.data() + (col0 * order + 1) * s.kwords, order * s.kwords, q.betas.data() + col0 * order);
+        word_t* const bits = q.bits.data() + (col0 * order + 1) * s.kwords;
+        kt.band2_columns(ic, l, sb, lbase, pix, word, col1 - col0, s.order, bits, order * s.kwords,
+                         q.betas.data() + col0 * order);
       }
     }
   });

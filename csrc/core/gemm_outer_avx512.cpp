@@ -6,8 +6,9 @@
 // lanes: no flush, no overflow for any row length.
 //
 // Epilogue: n - 2 pc in the integer lanes, which vcvtqq2ps converts to float32 (exactly below 2^24; whole blocks
-// with n below 2^24 take the same float as fma(pc, -2, n) on the converted count), then the epilogue's float32 operations in order (outer_panel.h) on 8 columns at once (lane_set_output); 8
-// consecutive columns of one image are one masked store. With an implicit_h1 q, plane 0 comes from the pixel image,
+// with n below 2^24 take the same float as fma(pc, -2, n) on the converted count), then the epilogue's float32
+// operations in order (outer_panel.h) on 8 columns at once (lane_set_output); 8 consecutive columns of one image are
+// one masked store. With an implicit_h1 q, plane 0 comes from the pixel image,
 // read in place or by masked gathers (fill_h1).
 //
 // Register blocks (kRows): MR x NV accumulators (at most kMaxAcc = 24) beside the NV column vectors and the

@@ -527,10 +527,10 @@ inline void reader_limits(const Band2Row& r, std::size_t p0, __mmask16 m, __m512
 // Band2Row::src's 16 pixels x0 + p0 .. (count of them) in the lanes, channel by channel, into what band2_pixel gives
 // for each from its NHWC values, bit for bit. Per word, channel c's compares with the pixels' lo and hi are kept as
 // 16-bit masks (below, under_hi), and a pixel's L and band words are then bit j of the 64 masks (two vptestmw over 32
-// channels each, the band the bits under hi not in L); the values below lo are added as band2_pixel adds them, its lane k being channels k, 16 + k, 32 + k,
-// 48 + k ((a + b) + (c + d) in float), widened, lanes k and k + 8 added and accumulated over words in double, then
-// reduced in _mm512_reduce_add_pd's order (halves, quarters, pairs: the emulation header's note); the band's values
-// follow one by one in channel order, per pixel.
+// channels each, the band the bits under hi not in L); the values below lo are added as band2_pixel adds them, its
+// lane k being channels k, 16 + k, 32 + k, 48 + k ((a + b) + (c + d) in float), widened, lanes k and k + 8 added and
+// accumulated over words in double, then reduced in _mm512_reduce_add_pd's order (halves, quarters, pairs: the
+// emulation header's note); the band's values follow one by one in channel order, per pixel (band_value).
 template <bool Affine, bool Exact>
 void band2_block(const Band2Row& r, std::size_t p0, std::size_t count) {
   const std::size_t gw = r.C / kWordBits, px0 = r.x0 + p0, cs = r.cstride;

@@ -641,8 +641,9 @@ int check_conv_band2(std::mt19937_64& rng) {
     const auto same = [](const QuantizedColumns& a, const QuantizedColumns& b) {  // H_2's rows and both betas
       bool eq = a.ncols == b.ncols && a.kw == b.kw;
       for (std::size_t j = 0; eq && j < a.ncols; ++j) {
-        eq = bits_of(a.betas[2 * j]) == bits_of(b.betas[2 * j]) && bits_of(a.betas[2 * j + 1]) == bits_of(b.betas[2 * j + 1]);
-        for (std::size_t w = 0; w < a.kw; ++w) eq = eq && a.bits[(2 * j + 1) * a.kw + w] == b.bits[(2 * j + 1) * b.kw + w];
+        for (std::size_t k = 0; k < 2; ++k) eq = eq && bits_of(a.betas[2 * j + k]) == bits_of(b.betas[2 * j + k]);
+        const std::size_t row = (2 * j + 1) * a.kw;
+        for (std::size_t w = 0; w < a.kw; ++w) eq = eq && a.bits[row + w] == b.bits[row + w];
       }
       return eq;
     };
