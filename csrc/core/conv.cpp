@@ -574,7 +574,8 @@ constexpr std::size_t kBand2Rows = 8;
 // first two are computed by its own task (the rows above belong to another band). The slots of 58 x 58 pixels of 64
 // channels were 0.65 MB written and read back through memory; the buffer stays in cache. A pixel row's slots are the
 // same whichever task computes them, and each stage of a band reads only what the one before wrote, so no result
-// depends on the tasks or threads. Bands: one per image, or with fewer images than threads that many per image.
+// depends on the tasks or threads. Bands per image: one where the images share out evenly among the threads, else
+// two (3 images at 2 threads: 6 tasks), or with fewer images than threads that many.
 // x: the input, where the rows come from it (band2_from_input), else nullptr (from the NHWC copy).
 void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumns& q, std::size_t i0, std::size_t i1,
                    const float* x, const float* in_scale, const float* in_shift) {
@@ -647,7 +648,8 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
   };
   const ImageColumns ic = chunk_image(s, im);  // pixel indices from the chunk's first image (s.img0 is i0 here)
   const std::size_t threads = static_cast<std::size_t>(get_num_threads());
-  const std::size_t bands = batch >= threads ? 1 : ceil_div(threads, batch), band_rows = ceil_div(oh, bands);
+  const std::size_t bands = batch < threads ? ceil_div(threads, batch) : batch % threads == 0 ? 1 : 2;
+  const std::size_t band_rows = ceil_div(oh, bands);
   parallel_for(batch * bands, [&](std::size_t t) {
     const std::size_t img = t / bands, y0 = t % bands * band_rows, y1 = std::min(oh, y0 + band_rows);
     thread_local std::vector<word_t, UninitAllocator<word_t>> l_buf;

@@ -69,8 +69,8 @@ def test_values_a_float_step_from_the_threshold(path):
 @pytest.mark.parametrize("order", [2, 3])
 def test_threads_and_batches_give_the_same_floats(path, order):
     """The columns and outputs at 1, 2 and 5 threads, and each image alone against the batch, bit for bit: a pixel's
-    bands come from all its readers, never from how the columns were split into tasks (an image alone at 2 threads and
-    the batch at 5 split each image's rows into bands, each with its own first two pixel rows)."""
+    bands come from all its readers, never from how the columns were split into tasks (the batch of 3 at 2 and 5
+    threads and an image alone at 2 split each image's rows into bands, each with its own first two pixel rows)."""
     rng = np.random.default_rng(order)
     scale = np.exp(rng.uniform(-2.0, 2.0, (3, 1, 24, 25)))
     x = (rng.standard_normal((3, 128, 24, 25)) * scale).astype(np.float32)
