@@ -480,9 +480,9 @@ void band2_pixel(const float* x, std::size_t gw, __m512 tp, __m512 tn, float lo,
       mlo[v] = _mm512_cmp_ps_mask(a[v], vlo, _CMP_LT_OQ);
       mhi[v] = _mm512_cmp_ps_mask(a[v], vhi, _CMP_LT_OQ);
     }
-    const __m512 s01 = _mm512_add_ps(_mm512_maskz_mov_ps(mlo[0], a[0]), _mm512_maskz_mov_ps(mlo[1], a[1]));
-    const __m512 s23 = _mm512_add_ps(_mm512_maskz_mov_ps(mlo[2], a[2]), _mm512_maskz_mov_ps(mlo[3], a[3]));
-    const __m512 s = _mm512_add_ps(s01, s23);
+    // (v0 + v1) + (v2 + v3), a masked value taken as +0.0: a masked add onto the first's (+0.0 leaves a value >= 0)
+    const __m512 z0 = _mm512_maskz_mov_ps(mlo[0], a[0]), z2 = _mm512_maskz_mov_ps(mlo[2], a[2]);
+    const __m512 s = _mm512_add_ps(_mm512_mask_add_ps(z0, mlo[1], z0, a[1]), _mm512_mask_add_ps(z2, mlo[3], z2, a[3]));
     acc = _mm512_add_pd(acc, _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(s)),
                                            _mm512_cvtps_pd(_mm512_extractf32x8_ps(s, 1))));
     const word_t low = static_cast<word_t>(_mm512_kunpackd(_mm512_kunpackw(mlo[3], mlo[2]),
