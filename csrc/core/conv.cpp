@@ -635,10 +635,11 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
     }
     r.exact = any_exact;
     r.l = l, r.sb = sb;
-    if (!zero_pixel.empty() && py >= g.ph && py < g.ph + g.height) {  // the row's channels read where they lie
+    if (!zero_pixel.empty()) {  // the row's channels read where they lie (a border row: its zero pixels alone)
+      const bool inside = py >= g.ph && py < g.ph + g.height;
       r.x = zero_pixel.data();
-      r.src = x + ((i0 + img) * C * g.height + py - g.ph) * g.width;
-      r.cstride = g.height * g.width, r.x0 = g.pw, r.n = g.width;
+      r.src = inside ? x + ((i0 + img) * C * g.height + py - g.ph) * g.width : nullptr;
+      r.cstride = g.height * g.width, r.x0 = g.pw, r.n = inside ? g.width : 0;
       r.scale = in_scale, r.shift = in_shift;
       kt.band2_pixels_nchw(r);
       return;

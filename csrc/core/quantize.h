@@ -152,9 +152,9 @@ struct Band2Row {
   bool exact;           // some column of the layer has exact thresholds (neg differs from pos)
   word_t* l;            // per pixel, word w of 64 channels, slot: l[(px * C / 64 + w) * 12 + slot]
   double* sb;           // per pixel and slot: sb[px * 12 + slot]
-  // band2_pixels_nchw only: pixels x0 .. x0 + n - 1 (the row inside the border) from the input's channel rows, channel
-  // c's at src + c * cstride, through the affine x * scale[c] + shift[c] (float32 multiply, then add) where scale is
-  // given; every other pixel is zero, its C values at x.
+  // band2_pixels_nchw only: pixels x0 .. x0 + n - 1 (the row inside the border; n = 0 for a border row) from the
+  // input's channel rows, channel c's at src + c * cstride, through the affine x * scale[c] + shift[c] (float32
+  // multiply, then add) where scale is given; every other pixel is zero, its C values at x.
   const float* src;
   std::size_t cstride, x0, n;
   const float* scale;

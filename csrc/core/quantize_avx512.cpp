@@ -524,6 +524,18 @@ inline void reader_limits(const Band2Row& r, std::size_t p0, __mmask16 m, __m512
     }
 }
 
+// Padded pixel px of r, its C values at x, its readers' least and greatest threshold lo and hi: band2_pixel into r's
+// slots.
+inline void pixel_slots(const Band2Row& r, std::size_t px, const float* x, float lo, float hi) {
+  const std::size_t gw = r.C / kWordBits;
+  word_t* l = r.l + px * gw * kBand2Slots;
+  double* sb = r.sb + px * kBand2Slots;
+  if (r.exact)
+    band2_pixel<true>(x, gw, reader_slots(r.pos, px), reader_slots(r.neg, px), lo, hi, l, sb);
+  else
+    band2_pixel<false>(x, gw, reader_slots(r.pos, px), reader_slots(r.neg, px), lo, hi, l, sb);
+}
+
 // Band2Row::src's 16 pixels x0 + p0 .. (count of them) in the lanes, channel by channel, into what band2_pixel gives
 // for each from its NHWC values, bit for bit. Per word, channel c's compares with the pixels' lo and hi are kept as
 // 16-bit masks (below, under_hi), and a pixel's L and band words are then bit j of the 64 masks (two vptestmw over 32
@@ -649,44 +661,31 @@ void quantize_image_avx512(const ImageColumns& im, const std::int64_t* pix, cons
 }
 
 void band2_pixels_avx512(const Band2Row& r) {
-  const std::size_t gw = r.C / kWordBits;
   alignas(64) float lo[kFloats], hi[kFloats];
   for (std::size_t p0 = 0; p0 < r.wp; p0 += kFloats) {
     __m512 vlo, vhi;
     reader_limits(r, p0, first_lanes16(r.wp - p0), vlo, vhi);
     _mm512_store_ps(lo, vlo);
     _mm512_store_ps(hi, vhi);
-    for (std::size_t px = p0; px < std::min(r.wp, p0 + kFloats); ++px) {
-      const float* x = r.x + px * r.C;
-      word_t* l = r.l + px * gw * kBand2Slots;
-      double* sb = r.sb + px * kBand2Slots;
-      const float plo = lo[px - p0], phi = hi[px - p0];
-      if (r.exact)
-        band2_pixel<true>(x, gw, reader_slots(r.pos, px), reader_slots(r.neg, px), plo, phi, l, sb);
-      else
-        band2_pixel<false>(x, gw, reader_slots(r.pos, px), reader_slots(r.neg, px), plo, phi, l, sb);
-    }
+    for (std::size_t px = p0; px < std::min(r.wp, p0 + kFloats); ++px)
+      pixel_slots(r, px, r.x + px * r.C, lo[px - p0], hi[px - p0]);
   }
 }
 
 void band2_pixels_nchw_avx512(const Band2Row& r) {
-  const std::size_t gw = r.C / kWordBits;
-  for (std::size_t px = 0; px < r.wp; ++px) {  // the zero pixels of the border, as band2_pixels_avx512 takes them
-    if (px == r.x0) px += r.n;
-    if (px >= r.wp) break;
-    __m512 vlo, vhi;
-    reader_limits(r, px, 1, vlo, vhi);
-    alignas(64) float lo[kFloats], hi[kFloats];
-    _mm512_store_ps(lo, vlo);
-    _mm512_store_ps(hi, vhi);
-    const float plo = lo[0], phi = hi[0];
-    word_t* l = r.l + px * gw * kBand2Slots;
-    double* sb = r.sb + px * kBand2Slots;
-    if (r.exact)
-      band2_pixel<true>(r.x, gw, reader_slots(r.pos, px), reader_slots(r.neg, px), plo, phi, l, sb);
-    else
-      band2_pixel<false>(r.x, gw, reader_slots(r.pos, px), reader_slots(r.neg, px), plo, phi, l, sb);
-  }
+  // the zero pixels of the border one by one, as band2_pixels_avx512 takes them
+  const auto border = [&r](std::size_t px0, std::size_t px1) {
+    for (std::size_t px = px0; px < px1; ++px) {
+      __m512 vlo, vhi;
+      reader_limits(r, px, 1, vlo, vhi);
+      alignas(64) float lo[kFloats], hi[kFloats];
+      _mm512_store_ps(lo, vlo);
+      _mm512_store_ps(hi, vhi);
+      pixel_slots(r, px, r.x, lo[0], hi[0]);
+    }
+  };
+  border(0, r.x0);
+  border(r.x0 + r.n, r.wp);
   for (std::size_t p0 = 0; p0 < r.n; p0 += kFloats) {
     const std::size_t count = std::min(kFloats, r.n - p0);
     if (r.scale)
