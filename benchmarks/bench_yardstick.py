@@ -3,19 +3,21 @@ optional `openvino` package is installed (`pip install ".[bench]"`), OpenVINO fp
 binary convolution (opset1 binary_convolution, xnor-popcount), on the same shapes, in one process.
 
     .venv/bin/python benchmarks/bench_yardstick.py [--threads 1] [--json docs/yardstick.json] [--doc docs/KERNELS.md]
-                                                   [--geometries]
+                                                   [--geometries] [--runs 3]
 
 Rows: daBNN's ResNet-18 layer suite (3x3, stride 1, C_in = C_out: 64ch 56x56, 128ch 28x28, 256ch 14x14, 512ch
 7x7, 115.6 M binary MACs each), a 1x1 conv (256ch 28x28) and a stride-2 3x3 conv (256ch 14x14), batch 1. With
 --geometries, the other geometries of ResNet-style networks instead (GEOMETRIES: the downsampling 3x3 and 1x1
 shortcuts, a bottleneck's 1x1, padding 0, 5x5 and 7x7 kernels, batches of 32), into the doc's yardstick-geometries
 section.
-Each row's contenders are timed round-robin (horq.timing.interleaved_times), so they share the machine's load;
-twice: cold (one call of each per round, so each call finds the caches holding the other contenders' data) and
-warm (rounds of WARM_BLOCK calls of each, the first of each not counted: a layer called in a loop, or inside a
-network where its input comes from the layer before). The tables keep cold medians and fastest runs and warm
-medians. OpenVINO's binary conv takes a {0, 1} float input (it binarizes it
-itself) and u1 weights; its output is not compared (its arithmetic differs), only its time.
+Each row's contenders are timed round-robin (horq.timing.interleaved_samples, each round starting one contender
+further on), so they share the machine's load; twice: cold (one call of each per round, so each call finds the caches
+holding the other contenders' data: every contender reads an input array of its own) and warm (rounds of WARM_BLOCK
+calls of each, the first of each not counted: a layer called in a loop, or inside a network where its input comes from
+the layer before). All of that --runs times over all the rows, so that a row's runs are a minute or more apart (this
+VM's speed changes for seconds at a time); a row's figures pool the calls of every run, and the JSON keeps each run's
+median too. The tables keep cold medians and fastest runs and warm medians. OpenVINO's binary conv takes a {0, 1} float
+input (it binarizes it itself) and u1 weights; its output is not compared (its arithmetic differs), only its time.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import argparse
 import contextlib
 import datetime
 import json
+import statistics
 import sys
 from functools import partial
 from pathlib import Path
@@ -33,7 +36,7 @@ import numpy as np
 from horq import kernels
 from horq.apps.bench_kernels import cpu_flags, int8_conv, torch_setup
 from horq.fileio import check_marked_section, replace_marked_section
-from horq.timing import interleaved_times
+from horq.timing import interleaved_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 # name: (C_in, C_out, size, kernel, stride, padding, batch)
@@ -60,6 +63,7 @@ GEOMETRIES = {
 }
 ORDERS = (1, 2, 3)
 WARM_BLOCK = 4  # warm timing: rounds of 4 calls per contender, the first of each not counted
+RUNS = 3  # passes over the rows; a row's figures pool the calls of all of them
 # The tables both yardstick scripts print (this one and bench_yardstick_models.py): (title, statistic, the rows' key
 # of the timing: "times" cold, "warm").
 TABLES = (("Medians, cold", "median", "times"), ("Fastest runs, cold (least disturbed by other jobs)", "best", "times"),
@@ -102,43 +106,64 @@ def openvino_setup(threads: int):
     return {"version": ov.get_version(), "fp32": fp32, "binary": binary}
 
 
-def run(threads: int, min_seconds: float, shapes: dict = SHAPES) -> dict:
+def contenders(shape, threads, torch, int8_note, ov, rng) -> tuple[dict, str | None]:
+    """``{contender: call}`` of one row, each with an input array of its own (a call that read the same array as
+    the one before it would find it cached), and OpenVINO's refusal of its binary convolution, if any."""
+    c, co, hw, k, s, p, n = shape
+    x = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
+    w = (rng.standard_normal((co, c, k, k)) * 0.05).astype(np.float32)
+    pw = kernels.pack_weights(w)
+    fns = {f"horq{o}": partial(kernels.Conv2dLayer(pw, order=o, stride=s, padding=p), x.copy()) for o in ORDERS}
+    if torch is not None:
+        torch.set_num_threads(threads)
+        tw = torch.from_numpy(w)
+        cx, cw = (t.contiguous(memory_format=torch.channels_last) for t in (torch.from_numpy(x), tw))
+        fns["torch_nchw"] = partial(torch.nn.functional.conv2d, torch.from_numpy(x.copy()), tw, stride=s, padding=p)
+        fns["torch_cl"] = partial(torch.nn.functional.conv2d, cx, cw, stride=s, padding=p)
+        if int8_note is None and s == 1 and k == 3 and p == 1 and co == c:
+            fns["torch_int8"] = int8_conv(torch, torch.from_numpy(x.copy()), tw)
+    refused = None
+    if ov is not None:
+        fns["ov_fp32"] = ov["fp32"](x.copy(), w, s, p)
+        try:
+            fns["ov_binary"] = ov["binary"](x, w, s, p)  # its own {0, 1} copy
+        except RuntimeError as e:  # its CPU plugin takes only some geometries (7x7 kernels: "unsupported")
+            refused = str(e).strip().splitlines()[-1]
+    return fns, refused
+
+
+def _stats(runs: list[list[float]]) -> dict:
+    """A contender's timing over several runs: the median and fastest of all their calls, and each run's median."""
+    every = [t for r in runs for t in r]
+    return {"median": statistics.median(every), "best": min(every), "runs": [statistics.median(r) for r in runs]}
+
+
+def run(threads: int, min_seconds: float, shapes: dict = SHAPES, runs: int = RUNS) -> dict:
     torch, int8_note = torch_setup()
     kernels.set_num_threads(threads)
     ov = openvino_setup(threads)
     rng = np.random.default_rng(1)
+    built = {name: contenders(shape, threads, torch, int8_note, ov, rng) for name, shape in shapes.items()}
+    samples: dict = {name: {"times": {}, "warm": {}} for name in shapes}
+    for r in range(runs):  # each run goes over every row, so a row's runs are minutes apart
+        for name, (fns, _) in built.items():
+            with torch.no_grad() if torch is not None else contextlib.nullcontext():
+                cold = interleaved_samples(fns, min_reps=20, min_seconds=min_seconds)
+                warm = interleaved_samples(fns, min_reps=5, min_seconds=min_seconds / 2, block=WARM_BLOCK)
+            for timing, res in (("times", cold), ("warm", warm)):
+                for key, ts in res.items():
+                    samples[name][timing].setdefault(key, []).append(ts)
+            print(f"run {r + 1}/{runs} {name}: " + ", ".join(
+                f"{key}={statistics.median(ts) * 1e3:.3f}ms" for key, ts in cold.items()), flush=True)
     rows = []
     for name, (c, co, hw, k, s, p, n) in shapes.items():
-        x = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
-        w = (rng.standard_normal((co, c, k, k)) * 0.05).astype(np.float32)
-        pw = kernels.pack_weights(w)
-        layers = {o: kernels.Conv2dLayer(pw, order=o, stride=s, padding=p) for o in ORDERS}
-        fns = {f"horq{o}": partial(layers[o], x) for o in ORDERS}
-        if torch is not None:
-            torch.set_num_threads(threads)
-            tx, tw = torch.from_numpy(x), torch.from_numpy(w)
-            cx, cw = (t.contiguous(memory_format=torch.channels_last) for t in (tx, tw))
-            fns["torch_nchw"] = partial(torch.nn.functional.conv2d, tx, tw, stride=s, padding=p)
-            fns["torch_cl"] = partial(torch.nn.functional.conv2d, cx, cw, stride=s, padding=p)
-            if int8_note is None and s == 1 and k == 3 and p == 1 and co == c:
-                fns["torch_int8"] = int8_conv(torch, tx, tw)
-        refused = None
-        if ov is not None:
-            fns["ov_fp32"] = ov["fp32"](x, w, s, p)
-            try:
-                fns["ov_binary"] = ov["binary"](x, w, s, p)
-            except RuntimeError as e:  # its CPU plugin takes only some geometries (7x7 kernels: "unsupported")
-                refused = str(e).strip().splitlines()[-1]
-        with torch.no_grad() if torch is not None else contextlib.nullcontext():
-            cold = interleaved_times(fns, min_reps=20, min_seconds=min_seconds)
-            warm = interleaved_times(fns, min_reps=5, min_seconds=min_seconds / 2, block=WARM_BLOCK)
         oh = (hw + 2 * p - k) // s + 1
         row = {"shape": name, "C": c, "C_out": co, "HW": hw, "k": k, "stride": s, "padding": p, "batch": n,
                "macs": co * c * k * k * oh * oh * n}
-        if refused:
-            row["ov_binary_refused"] = refused
-        for timing, res in (("times", cold), ("warm", warm)):
-            times = {key: {"median": med, "best": best} for key, (med, best) in res.items()}
+        if built[name][1]:
+            row["ov_binary_refused"] = built[name][1]
+        for timing in ("times", "warm"):
+            times = {key: _stats(per_run) for key, per_run in samples[name][timing].items()}
             if "torch_nchw" in times:
                 nchw, cl = times.pop("torch_nchw"), times.pop("torch_cl")
                 times["torch_fp32"] = nchw if nchw["median"] <= cl["median"] else cl
@@ -150,7 +175,7 @@ def run(threads: int, min_seconds: float, shapes: dict = SHAPES) -> dict:
     return {"date": datetime.date.today().isoformat(), "cpu": info["cpu"], "cpu_flags": cpu_flags(),
             "kernel_path": info["in_use"], "threads": threads, "torch": getattr(torch, "__version__", None),
             "int8_note": int8_note, "openvino": ov["version"] if ov else None, "geometries": shapes is GEOMETRIES,
-            "rows": rows}
+            "runs": runs, "rows": rows}
 
 
 def _ms(row, key, stat, timing="times"):
@@ -174,7 +199,12 @@ def markdown(result: dict) -> str:
         f"OpenVINO {result['openvino'] or 'not installed'}. Times in ms; the contenders of a row are timed "
         "round-robin in one process, cold (one call of each per round: each call finds the caches holding the "
         f"other contenders' data) and warm (rounds of {WARM_BLOCK} calls of each, the first not counted: a layer "
-        "called in a loop). torch fp32 is the faster of NCHW and channels_last; int8 is PyTorch's "
+        "called in a loop)"
+        + ("; each round starts one contender further on, and each contender reads an input array of its own"
+           if "runs" in result else "")  # files from before round 37 have no "runs": a fixed order, one input
+        + (f"; {result['runs']} runs over all the rows, each figure over the calls of all of them"
+           if result.get("runs", 1) > 1 else "")
+        + ". torch fp32 is the faster of NCHW and channels_last; int8 is PyTorch's "
         "quantized conv (x86 engine), 3x3 stride-1 rows with C_in = C_out only.",
     ]
     for title, stat, timing in TABLES:
@@ -206,7 +236,8 @@ def markdown(result: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seconds", type=float, default=2.0, help="minimum timed seconds per row")
+    ap.add_argument("--seconds", type=float, default=2.0, help="minimum timed seconds per row and run")
+    ap.add_argument("--runs", type=int, default=RUNS, help=f"passes over the rows (default {RUNS})")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--doc", type=Path, help="markdown file whose yardstick section gets the tables")
     ap.add_argument("--geometries", action="store_true", help="the GEOMETRIES rows instead of the layer suite")
@@ -216,7 +247,9 @@ def main(argv=None) -> int:
         check_marked_section(args.doc, section)  # before minutes of timing
     if args.threads < 1:
         ap.error(f"--threads must be >= 1, got {args.threads}")
-    result = run(args.threads, args.seconds, GEOMETRIES if args.geometries else SHAPES)
+    if args.runs < 1:
+        ap.error(f"--runs must be >= 1, got {args.runs}")
+    result = run(args.threads, args.seconds, GEOMETRIES if args.geometries else SHAPES, args.runs)
     text = markdown(result)
     print(text)
     if args.json:

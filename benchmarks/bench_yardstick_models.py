@@ -3,15 +3,18 @@ network in PyTorch fp32 and int8 and, when the optional `openvino` package is in
 ".[bench]"`), OpenVINO fp32, batch 1, 1 and 2 threads, in one process.
 
     .venv/bin/python benchmarks/bench_yardstick_models.py [--threads 1 2] [--json docs/yardstick_models.json]
-                                                         [--doc docs/KERNELS.md [--section NAME]]
+                                                         [--runs 3] [--doc docs/KERNELS.md [--section NAME]]
     .venv/bin/python benchmarks/bench_yardstick_models.py --render RESULT.json [--doc ... --section NAME]
 
 Models (zoo, default options, first and last layers float as `convert_` leaves them): resnet18 at 3x224x224
 (1000 classes; ImageNet layout) and 3x32x32 (10 classes; CIFAR layout), cifar-vgg (3x32x32), mnist-cnn
-(1x28x28). Contenders of a (model, threads) row are timed round-robin (horq.timing.interleaved_times), so
-they share the machine's load; medians and fastest runs are kept. Twice: cold (one call of each contender per
-round: each call finds the caches full of the others' data) and warm (rounds of WARM_BLOCK calls of each, the
-first of each not counted: a model called in a loop).
+(1x28x28). Contenders of a (model, threads) row are timed round-robin (horq.timing.interleaved_samples, each round
+starting one contender further on; each contender reads an input array of its own), so they share the machine's
+load; medians and fastest runs are kept. Twice: cold (one call of each contender per round: each call finds the
+caches full of the others' data) and warm (rounds of WARM_BLOCK calls of each, the first of each not counted: a model
+called in a loop). All of that --runs times over all the models, a model's runs a minute or more apart (this VM's
+speed changes for seconds at a time); a row's figures pool the calls of every run, and the JSON keeps each run's
+median too.
 
 * horq oK: the model converted at order K and exported (horq.export), run by horq.runtime (native backend).
 * torch fp32: the float zoo model, eval mode, inference_mode, the faster of NCHW and channels_last.
@@ -36,9 +39,11 @@ import copy
 import datetime
 import json
 import os
+import statistics
 import sys
 import tempfile
 import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +62,7 @@ from horq.apps import openvino_twin
 from horq.apps.bench_kernels import cpu_flags
 from horq.fileio import check_marked_section, replace_marked_section
 from horq.nn import HORQConfig, build_model, convert_
-from horq.timing import interleaved_times
+from horq.timing import interleaved_samples
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_yardstick import TABLES, WARM_BLOCK  # noqa: E402 (the layer yardstick beside this file)
@@ -73,6 +78,7 @@ MODELS = {
 }
 ORDERS = (1, 2, 3)
 PROFILED = ("resnet18-224", "resnet18-32")
+RUNS = 3  # passes over the models; a row's figures pool the calls of all of them
 DOC_SECTION = "yardstick-models"  # --doc gets the part between <!-- yardstick-models:begin/end -->
 
 
@@ -161,90 +167,127 @@ def openvino_twins(path, x, threads, horq_output):
     return reqs, rel
 
 
-def bench_one(label, threads, min_seconds, log) -> tuple[list, dict, str | None, str | None]:
-    name, shape, classes = MODELS[label]
-    model = float_model(name, shape, classes)
-    x = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
-    tx = torch.from_numpy(x)
-    cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
-    cx = tx.contiguous(memory_format=torch.channels_last)
-    q, int8_note = int8_model(model, tx)
-    ov_reqs, ov_version, ov_default = openvino_models(model, tx, threads)
-    rows, profiles = [], {}
-    with tempfile.TemporaryDirectory() as tmp:
-        horq_m = horq_models(model, shape, tmp)
-        twins, twin_rel = openvino_twins(Path(tmp) / "o1.horq", x, threads, horq_m[1](x))
-        if twin_rel is not None:
-            log(f"{label}: OpenVINO binary twin against horq order 1: max |difference| {twin_rel:.2g} of max |output|")
+class Bench:
+    """One model's contenders (built once, timed over several runs) and their samples."""
+
+    def __init__(self, label, threads, tmp, log):
+        self.label, self.threads = label, threads
+        name, shape, classes = MODELS[label]
+        self.name, self.shape = name, shape
+        model = float_model(name, shape, classes)
+        x = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
+        self.x = x
+        tx = torch.from_numpy(x)
+        cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        q, self.int8_note = int8_model(model, tx)
+        ov_reqs, self.ov_version, self.ov_default = openvino_models(model, tx, threads)
+        (tmp / label).mkdir()
+        self.horq_m = horq_models(model, shape, tmp / label)
+        twins, self.twin_rel = openvino_twins(tmp / label / "o1.horq", x, threads, self.horq_m[1](x))
+        if self.twin_rel is not None:
+            log(f"{label}: OpenVINO binary twin against horq order 1: max |difference| {self.twin_rel:.2g} of max "
+                "|output|")
+        # Every contender reads an input array of its own: a call that read the array the one before it had just
+        # read would find it cached.
+        self.fns = {}
         for n in threads:
-            torch.set_num_threads(n)
-            fns = {f"horq{o}": (lambda m=m: m(x)) for o, m in horq_m.items()}
-            fns["torch_nchw"] = lambda: model(tx)
-            fns["torch_cl"] = lambda: cl_model(cx)
+            fns = {f"horq{o}": partial(m, x.copy()) for o, m in self.horq_m.items()}
+            fns["torch_nchw"] = partial(model, torch.from_numpy(x.copy()))
+            fns["torch_cl"] = partial(cl_model, tx.contiguous(memory_format=torch.channels_last))
             if q is not None:
-                fns["torch_int8"] = lambda: q(tx)
+                fns["torch_int8"] = partial(q, torch.from_numpy(x.copy()))
             if ov_reqs is not None:
-                fns["ov_fp32"] = lambda r=ov_reqs["fp32", n]: r.infer([x])
-                fns["ov_default"] = lambda r=ov_reqs["default", n]: r.infer([x])
+                fns["ov_fp32"] = partial(ov_reqs["fp32", n].infer, [x.copy()])
+                fns["ov_default"] = partial(ov_reqs["default", n].infer, [x.copy()])
             for kind in ("binary", "binary_plain"):
                 if (kind, n) in twins:
-                    fns[f"ov_{kind}"] = lambda r=twins[kind, n]: r.infer([x])
+                    fns[f"ov_{kind}"] = partial(twins[kind, n].infer, [x.copy()])
+            self.fns[n] = fns
+        self.samples = {(n, t): {} for n in threads for t in ("times", "warm", "alone")}
+
+    def time_once(self, min_seconds, log):
+        """One run: each thread count's round-robin rounds, cold and warm, then horq's orders alone."""
+        for n in self.threads:
+            torch.set_num_threads(n)
             with rt.num_threads(n), torch.inference_mode():
-                cold = interleaved_times(fns, min_reps=10, min_seconds=min_seconds)
-                warm = interleaved_times(fns, min_reps=5, min_seconds=min_seconds / 2, block=WARM_BLOCK)
-            row = {"model": label, "zoo": name, "shape": list(shape), "threads": n}
-            if twin_rel is not None:
-                row["ov_binary_vs_horq1"] = twin_rel
-            for key, res in (("times", cold), ("warm", warm)):
-                times = {k: {"median": med, "best": best} for k, (med, best) in res.items()}
+                cold = interleaved_samples(self.fns[n], min_reps=10, min_seconds=min_seconds)
+                warm = interleaved_samples(self.fns[n], min_reps=5, min_seconds=min_seconds / 2, block=WARM_BLOCK)
+            for timing, res in (("times", cold), ("warm", warm)):
+                for k, ts in res.items():
+                    self.samples[n, timing].setdefault(k, []).append(ts)
+            log(f"{self.label} threads={n} cold: "
+                + ", ".join(f"{k}={statistics.median(ts) * 1e3:.2f}ms" for k, ts in cold.items()))
+        for n in self.threads:  # horq's thread scaling without other libraries' worker threads in the round
+            with rt.num_threads(n):
+                res = interleaved_samples({k: v for k, v in self.fns[n].items() if k.startswith("horq")},
+                                          min_reps=10, min_seconds=min_seconds / 2)
+            for k, ts in res.items():
+                self.samples[n, "alone"].setdefault(k, []).append(ts)
+            log(f"{self.label} horq alone, {n} thread(s): "
+                + ", ".join(f"{k}={min(ts) * 1e3:.2f}ms" for k, ts in res.items()))
+
+    def rows(self) -> list:
+        rows = []
+        for n in self.threads:
+            row = {"model": self.label, "zoo": self.name, "shape": list(self.shape), "threads": n}
+            if self.twin_rel is not None:
+                row["ov_binary_vs_horq1"] = self.twin_rel
+            for timing in ("times", "warm"):
+                times = {k: _stats(runs) for k, runs in self.samples[n, timing].items()}
                 nchw, cl = times.pop("torch_nchw"), times.pop("torch_cl")
                 times["torch_fp32"] = dict(nchw if nchw["median"] <= cl["median"] else cl,
                                            layout="NCHW" if nchw["median"] <= cl["median"] else "channels_last")
-                row[key] = times
-                log(f"{label} threads={n} {'cold' if key == 'times' else 'warm'}: "
-                    + ", ".join(f"{k}={v['median'] * 1e3:.2f}ms" for k, v in times.items()))
+                row[timing] = times
+            row["horq_alone"] = {k: _stats(runs) for k, runs in self.samples[n, "alone"].items()}
             rows.append(row)
-        alone = {}  # horq's thread scaling without other libraries' worker threads in the round
-        for n in threads:
-            with rt.num_threads(n):
-                res = interleaved_times({f"horq{o}": (lambda m=m: m(x)) for o, m in horq_m.items()},
-                                        min_reps=10, min_seconds=min_seconds / 2)
-            alone[n] = {k: {"median": med, "best": best} for k, (med, best) in res.items()}
-        for row in rows:
-            row["horq_alone"] = alone[row["threads"]]
-        log(f"{label} horq alone: " + "; ".join(
-            f"{n} thread(s) " + ", ".join(f"{k}={v['best'] * 1e3:.2f}ms" for k, v in a.items())
-            for n, a in alone.items()))
-        if label in PROFILED and 1 in threads:
+        return rows
+
+    def profiles(self, log) -> dict:
+        profiles = {}
+        if self.label in PROFILED and 1 in self.threads:
             torch.set_num_threads(1)
             with rt.num_threads(1):
                 for order in (1, 2):
-                    prof = horq_m[order].profile(x, repeats=20)
+                    prof = self.horq_m[order].profile(self.x, repeats=20)
                     profiles[f"o{order}"] = {
                         "steps_ms": prof.steps_ms, "call_ms": prof.call_ms,
                         "by_op": {op: {"count": v["count"], "ms": v["ms"]} for op, v in prof.by_op.items()},
-                        "nodes": [{"name": nd.name, "op": nd.op, "ms": nd.ms, "gmacs": nd.gmacs} for nd in prof.nodes],
+                        "nodes": [{"name": nd.name, "op": nd.op, "shape": list(nd.shape), "ms": nd.ms,
+                                   "gmacs": nd.gmacs} for nd in prof.nodes],
                     }
-                    log(f"{label} o{order} profile:\n{prof.format()}")
-    return rows, profiles, int8_note, (ov_version, ov_default)
+                    log(f"{self.label} o{order} profile:\n{prof.format()}")
+        return profiles
 
 
-def run(labels, threads, min_seconds) -> dict:
+def _stats(runs: list[list[float]]) -> dict:
+    """A contender's timing over several runs: the median and fastest of all their calls, and each run's median."""
+    every = [t for r in runs for t in r]
+    return {"median": statistics.median(every), "best": min(every), "runs": [statistics.median(r) for r in runs]}
+
+
+def run(labels, threads, min_seconds, runs=RUNS) -> dict:
     info = kernels.info()
     load_before = os.getloadavg()
-    rows, profiles, int8_notes, (ov_version, ov_default) = [], {}, {}, (None, None)
-    for label in labels:
-        r, p, note, (ov_version, ov_default) = bench_one(label, threads, min_seconds,
-                                                         lambda s: print(s, flush=True))
-        rows += r
-        if p:
-            profiles[label] = p
-        if note:
-            int8_notes[label] = note
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    rows, profiles, int8_notes = [], {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        benches = [Bench(label, threads, Path(tmp), log) for label in labels]
+        for r in range(runs):  # each run goes over every model, so a model's runs are a minute or more apart
+            log(f"run {r + 1}/{runs}")
+            for b in benches:
+                b.time_once(min_seconds, log)
+        for b in benches:
+            rows += b.rows()
+            if p := b.profiles(log):
+                profiles[b.label] = p
+            if b.int8_note:
+                int8_notes[b.label] = b.int8_note
+    ov_version = benches[-1].ov_version if benches else None
+    ov_default = benches[-1].ov_default if benches else None
     return {"command": COMMAND, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "cpu": info["cpu"], "cpu_flags": cpu_flags(), "kernel_path": info["in_use"], "threads": list(threads),
             "torch": torch.__version__, "openvino": ov_version, "openvino_default_precision": ov_default,
-            "load_before": load_before,
+            "runs": runs, "load_before": load_before,
             "load_after": os.getloadavg(), "int8_notes": int8_notes, "rows": rows, "profiles": profiles}
 
 
@@ -302,7 +345,12 @@ def markdown(result: dict) -> str:
         "contenders of a row are timed round-robin in one process: cold, one call of each per round, so every "
         "call finds the caches holding the other contenders' data (horq's binary weights, 1.4 MB for ResNet-18, "
         "would stay in a core's L2 between calls; a float model's 45 MB does not in any case); warm, rounds of "
-        f"{WARM_BLOCK} calls of each, the first of each not counted (a model called in a loop). torch fp32 is "
+        f"{WARM_BLOCK} calls of each, the first of each not counted (a model called in a loop)"
+        + ("; each round starts one contender further on, and each contender reads an input array of its own"
+           if "runs" in result else "")  # files from before round 37 have no "runs": a fixed order, one input
+        + (f"; {result['runs']} runs over all the models, each figure over the calls of all of them"
+           if result.get("runs", 1) > 1 else "")
+        + ". torch fp32 is "
         "the faster of NCHW and channels_last; torch int8 is FX graph-mode static quantization (x86 engine) of "
         "the same float model; OV fp32 is OpenVINO on the same float model with INFERENCE_PRECISION_HINT f32; "
         "OV default is OpenVINO left to choose (here it chose "
@@ -375,7 +423,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--seconds", type=float, default=1.0, help="minimum timed seconds per contender and row")
+    ap.add_argument("--seconds", type=float, default=1.0, help="minimum timed seconds per contender, row and run")
+    ap.add_argument("--runs", type=int, default=RUNS, help=f"passes over the models (default {RUNS})")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--doc", type=Path, help="markdown file whose marked section (--section) gets the tables")
     ap.add_argument("--section", default=DOC_SECTION, help=f"the section's name in --doc (default {DOC_SECTION})")
@@ -389,8 +438,10 @@ def main(argv=None) -> int:
     else:
         if min(args.threads) < 1:
             ap.error(f"--threads must be >= 1, got {args.threads}")
+        if args.runs < 1:
+            ap.error(f"--runs must be >= 1, got {args.runs}")
         before = torch.get_num_threads()
-        result = run(args.models, args.threads, args.seconds)
+        result = run(args.models, args.threads, args.seconds, args.runs)
         result["command"] = " ".join([COMMAND, *(sys.argv[1:] if argv is None else argv)])
         torch.set_num_threads(before)
     text = markdown(result)

@@ -98,6 +98,32 @@ def layer_targets(layers: dict, geometries: dict | None) -> list[tuple[str, str,
     return out
 
 
+def network_throughput(models: dict) -> tuple[str, str, str] | None:
+    """The throughput target read inside the network: ResNet-18 224x224's layers of the suite's shapes (3x3, stride
+    1, C_in = C_out: output C x H x H with 9 C^2 H^2 binary MACs) in its order-1 profile (Model.profile, 1 thread,
+    each step's median; a layer's input comes from the step before it, its weights from wherever the call before
+    left them). None where the file's profile nodes have no shapes (files before round 37)."""
+    path = models.get("kernel_path")
+    nodes = models.get("profiles", {}).get("resnet18-224", {}).get("o1", {}).get("nodes", [])
+    if not nodes or "shape" not in nodes[0]:
+        return None
+    rates: dict[str, list[float]] = {}
+    for nd in nodes:
+        shape = nd["shape"]
+        if nd["op"] != "binary_conv2d" or len(shape) != 4 or shape[2] != shape[3]:
+            continue
+        c, h = shape[1], shape[2]
+        name = f"r18-{c}ch-{h}"
+        if name in SUITE and nd["gmacs"] and abs(nd["gmacs"] * nd["ms"] * 1e6 - 9 * c * c * h * h) < 1:
+            rates.setdefault(name, []).append(nd["gmacs"] / 1e3)
+    floor = THROUGHPUT_MIN.get(path)
+    if not rates or not floor:
+        return None
+    return (f"the same inside ResNet-18 224x224 (its order-1 profile, 1 thread: every layer of a suite shape, "
+            f"{path})", ", ".join(f"{s} {_range(v)}" for s, v in rates.items()),
+            _verdict([min(v) >= floor for v in rates.values()]))
+
+
 def model_targets(models: dict) -> list[tuple[str, str, str]]:
     rows = {(r["model"], r["threads"]): r for r in models["rows"]}
     out = []
@@ -155,9 +181,13 @@ def markdown(args, layers: dict, geometries: dict | None, models: dict) -> str:
              f"**{'/'.join(sorted(p for p in paths if p))}**; layers of {layers.get('date')}"
              + (f", geometries of {geometries.get('date')}" if geometries else "")
              + f", models of {models.get('date')}; PyTorch {models.get('torch')}, OpenVINO "
-             f"{models.get('openvino') or 'not installed'}. Ratios of cold medians (warm in brackets).",
-             "", "| target | measured | verdict |", "| --- | --- | --- |"]
-    for target, measured, verdict in layer_targets(layers, geometries) + model_targets(models):
+             f"{models.get('openvino') or 'not installed'}. Ratios of cold medians (warm in brackets)"
+             + (f"; each file's figures pool the calls of its runs (layers {layers.get('runs', 1)}, models "
+                f"{models.get('runs', 1)})" if layers.get("runs", 1) > 1 or models.get("runs", 1) > 1 else "")
+             + ".", "", "| target | measured | verdict |", "| --- | --- | --- |"]
+    network = network_throughput(models)
+    for target, measured, verdict in (layer_targets(layers, geometries) + ([network] if network else [])
+                                      + model_targets(models)):
         lines.append(f"| {target} | {measured} | {verdict} |")
     return "\n".join(lines)
 

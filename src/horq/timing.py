@@ -41,15 +41,19 @@ def median_and_best(fn, *, min_reps: int, min_seconds: float, max_reps: int = 20
     return statistics.median(times), min(times)
 
 
-def interleaved_times(fns: dict, *, min_reps: int, min_seconds: float, max_reps: int = 200, block: int = 1) -> dict:
-    """``{name: (median, fastest)}`` seconds of each function, timed round-robin (``block`` calls of each per
-    round), after one warm-up call each; at least ``min_reps`` rounds and ``min_seconds`` per function.
+def interleaved_samples(fns: dict, *, min_reps: int, min_seconds: float, max_reps: int = 200,
+                        block: int = 1) -> dict[str, list[float]]:
+    """``{name: [seconds, ...]}``: every timed call of each function, timed round-robin (``block`` calls of each
+    per round), after one warm-up call each; at least ``min_reps`` rounds and ``min_seconds`` per function.
 
     The machine is shared, so its load drifts over seconds; interleaving gives every contender the same
     load, which makes the ratios between them far steadier than timing one after the other. With ``block`` 1
-    each call follows the other contenders' calls, so it finds the caches holding their data ("cold": what a
+    each call follows another contender's calls, so it finds the caches holding their data ("cold": what a
     model meets between other heavy work); with ``block`` > 1 only the calls after the first of each block are
-    counted, each following a call of the same function ("warm": a model called in a loop).
+    counted, each following a call of the same function ("warm": a model called in a loop). Round r starts with
+    the (r mod n)-th of the n functions, so each follows every other one equally often: in a fixed order a cold
+    call always came after the same neighbour, and found the caches holding what that neighbour had just read
+    (the same input array, say) or not, the same way every round.
     """
     if min_reps < 1:
         raise ValueError(f"min_reps must be >= 1, got {min_reps}")
@@ -57,10 +61,13 @@ def interleaved_times(fns: dict, *, min_reps: int, min_seconds: float, max_reps:
         raise ValueError(f"block must be >= 1, got {block}")
     for fn in fns.values():
         fn()  # warm-up (also builds caches such as the conv weight layout)
-    times: dict[str, list[float]] = {k: [] for k in fns}
+    names = list(fns)
+    times: dict[str, list[float]] = {k: [] for k in names}
     start, rounds = time.perf_counter(), 0
     while True:
-        for k, fn in fns.items():
+        first = rounds % len(names)
+        for k in names[first:] + names[:first]:
+            fn = fns[k]
             for i in range(block):
                 t0 = time.perf_counter()
                 fn()
@@ -69,4 +76,11 @@ def interleaved_times(fns: dict, *, min_reps: int, min_seconds: float, max_reps:
         rounds += 1
         if rounds >= max_reps or (rounds >= min_reps and time.perf_counter() - start >= min_seconds * len(fns)):
             break
-    return {k: (statistics.median(v), min(v)) for k, v in times.items()}
+    return times
+
+
+def interleaved_times(fns: dict, *, min_reps: int, min_seconds: float, max_reps: int = 200, block: int = 1) -> dict:
+    """``{name: (median, fastest)}`` seconds of each function's calls in :func:`interleaved_samples` (same
+    arguments)."""
+    samples = interleaved_samples(fns, min_reps=min_reps, min_seconds=min_seconds, max_reps=max_reps, block=block)
+    return {k: (statistics.median(v), min(v)) for k, v in samples.items()}

@@ -8,7 +8,7 @@ import pytest
 import horq.runtime as rt
 from agreement import assert_close_to_exact, inputs
 from horq.apps.cli import main
-from horq.timing import interleaved_times, median_seconds, run_times
+from horq.timing import interleaved_samples, interleaved_times, median_seconds, run_times
 
 
 def test_demo_small(tmp_path, capsys):
@@ -41,10 +41,12 @@ def test_timing_helpers():
     with pytest.raises(ValueError, match="repeats"):
         run_times(lambda: None, repeats=0)
     order = []
-    res = interleaved_times({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, min_reps=3,
-                            min_seconds=0.0)
-    assert order == ["a", "b"] * 4  # one warm-up call each, then rounds of one call each
-    assert set(res) == {"a", "b"} and all(0 <= best <= med for med, best in res.values())
+    res = interleaved_times({k: (lambda k=k: order.append(k)) for k in "abc"}, min_reps=4, min_seconds=0.0)
+    # one warm-up call each, then rounds of one call each, round r starting with the (r mod 3)-th
+    assert "".join(order) == "abc" + "abc" + "bca" + "cab" + "abc"
+    assert set(res) == {"a", "b", "c"} and all(0 <= best <= med for med, best in res.values())
+    samples = interleaved_samples({"a": lambda: None, "b": lambda: None}, min_reps=5, min_seconds=0.0, block=2)
+    assert {k: len(v) for k, v in samples.items()} == {"a": 5, "b": 5}  # one counted call a block of two
     with pytest.raises(ValueError, match="min_reps"):
         interleaved_times({"a": lambda: None}, min_reps=0, min_seconds=0.0)
 
