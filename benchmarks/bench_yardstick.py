@@ -10,14 +10,15 @@ Rows: daBNN's ResNet-18 layer suite (3x3, stride 1, C_in = C_out: 64ch 56x56, 12
 --geometries, the other geometries of ResNet-style networks instead (GEOMETRIES: the downsampling 3x3 and 1x1
 shortcuts, a bottleneck's 1x1, padding 0, 5x5 and 7x7 kernels, batches of 32), into the doc's yardstick-geometries
 section.
-Each row's contenders are timed round-robin (horq.timing.interleaved_samples, each round starting one contender
-further on), so they share the machine's load; twice: cold (one call of each per round, so each call finds the caches
-holding the other contenders' data: every contender reads an input array of its own) and warm (rounds of WARM_BLOCK
-calls of each, the first of each not counted: a layer called in a loop, or inside a network where its input comes from
-the layer before). All of that --runs times over all the rows, so that a row's runs are a minute or more apart (this
-VM's speed changes for seconds at a time); a row's figures pool the calls of every run, and the JSON keeps each run's
-median too. The tables keep cold medians and fastest runs and warm medians. OpenVINO's binary conv takes a {0, 1} float
-input (it binarizes it itself) and u1 weights; its output is not compared (its arithmetic differs), only its time.
+Each row's contenders are timed round-robin (horq.timing.interleaved_samples: the rounds after the first in a
+shuffled order, so each contender follows every other one), so they share the machine's load; twice: cold (one call of
+each per round, so each call finds the caches holding the other contenders' data: every contender reads an input array
+of its own) and warm (rounds of WARM_BLOCK calls of each, the first of each not counted: a layer called in a loop, or
+inside a network where its input comes from the layer before). All of that --runs times over all the rows, so that a
+row's runs are a minute or more apart (this VM's speed changes for seconds at a time); a row's figures pool the calls of
+every run, and the JSON keeps each run's median too. The tables keep cold medians and fastest runs and warm medians.
+OpenVINO's binary conv takes a {0, 1} float input (it binarizes it itself) and u1 weights; its output is not compared
+(its arithmetic differs), only its time.
 """
 
 from __future__ import annotations
@@ -200,7 +201,8 @@ def markdown(result: dict) -> str:
         "round-robin in one process, cold (one call of each per round: each call finds the caches holding the "
         f"other contenders' data) and warm (rounds of {WARM_BLOCK} calls of each, the first not counted: a layer "
         "called in a loop)"
-        + ("; each round starts one contender further on, and each contender reads an input array of its own"
+        + ("; the rounds after the first in a shuffled order, so each contender follows every other one, and each "
+           "reads an input array of its own"
            if "runs" in result else "")  # files from before round 37 have no "runs": a fixed order, one input
         + (f"; {result['runs']} runs over all the rows, each figure over the calls of all of them"
            if result.get("runs", 1) > 1 else "")

@@ -8,13 +8,13 @@ network in PyTorch fp32 and int8 and, when the optional `openvino` package is in
 
 Models (zoo, default options, first and last layers float as `convert_` leaves them): resnet18 at 3x224x224
 (1000 classes; ImageNet layout) and 3x32x32 (10 classes; CIFAR layout), cifar-vgg (3x32x32), mnist-cnn
-(1x28x28). Contenders of a (model, threads) row are timed round-robin (horq.timing.interleaved_samples, each round
-starting one contender further on; each contender reads an input array of its own), so they share the machine's
-load; medians and fastest runs are kept. Twice: cold (one call of each contender per round: each call finds the
-caches full of the others' data) and warm (rounds of WARM_BLOCK calls of each, the first of each not counted: a model
-called in a loop). All of that --runs times over all the models, a model's runs a minute or more apart (this VM's
-speed changes for seconds at a time); a row's figures pool the calls of every run, and the JSON keeps each run's
-median too.
+(1x28x28). Contenders of a (model, threads) row are timed round-robin (horq.timing.interleaved_samples: the rounds
+after the first in a shuffled order, so each contender follows every other one; each reads an input array of its own),
+so they share the machine's load; medians and fastest runs are kept. Twice: cold (one call of each contender per
+round: each call finds the caches full of the others' data) and warm (rounds of WARM_BLOCK calls of each, the first of
+each not counted: a model called in a loop). All of that --runs times over all the models, a model's runs a minute or
+more apart (this VM's speed changes for seconds at a time); a row's figures pool the calls of every run, and the JSON
+keeps each run's median too.
 
 * horq oK: the model converted at order K and exported (horq.export), run by horq.runtime (native backend).
 * torch fp32: the float zoo model, eval mode, inference_mode, the faster of NCHW and channels_last.
@@ -346,7 +346,8 @@ def markdown(result: dict) -> str:
         "call finds the caches holding the other contenders' data (horq's binary weights, 1.4 MB for ResNet-18, "
         "would stay in a core's L2 between calls; a float model's 45 MB does not in any case); warm, rounds of "
         f"{WARM_BLOCK} calls of each, the first of each not counted (a model called in a loop)"
-        + ("; each round starts one contender further on, and each contender reads an input array of its own"
+        + ("; the rounds after the first in a shuffled order, so each contender follows every other one, and each "
+           "reads an input array of its own"
            if "runs" in result else "")  # files from before round 37 have no "runs": a fixed order, one input
         + (f"; {result['runs']} runs over all the models, each figure over the calls of all of them"
            if result.get("runs", 1) > 1 else "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 
@@ -50,10 +51,11 @@ def interleaved_samples(fns: dict, *, min_reps: int, min_seconds: float, max_rep
     load, which makes the ratios between them far steadier than timing one after the other. With ``block`` 1
     each call follows another contender's calls, so it finds the caches holding their data ("cold": what a
     model meets between other heavy work); with ``block`` > 1 only the calls after the first of each block are
-    counted, each following a call of the same function ("warm": a model called in a loop). Round r starts with
-    the (r mod n)-th of the n functions, so each follows every other one equally often: in a fixed order a cold
-    call always came after the same neighbour, and found the caches holding what that neighbour had just read
-    (the same input array, say) or not, the same way every round.
+    counted, each following a call of the same function ("warm": a model called in a loop). The first round
+    calls them in the given order, every later one in a shuffled order (seeded: the same every time), so each
+    follows every other one about equally often: in a fixed order (or a rotated one: the same neighbours) a cold
+    call always came after the same neighbour, and found the caches holding what that neighbour had just read or
+    run (the same input array, the same code) or not, the same way every round.
     """
     if min_reps < 1:
         raise ValueError(f"min_reps must be >= 1, got {min_reps}")
@@ -61,12 +63,12 @@ def interleaved_samples(fns: dict, *, min_reps: int, min_seconds: float, max_rep
         raise ValueError(f"block must be >= 1, got {block}")
     for fn in fns.values():
         fn()  # warm-up (also builds caches such as the conv weight layout)
-    names = list(fns)
+    names, shuffle = list(fns), random.Random(0).shuffle
     times: dict[str, list[float]] = {k: [] for k in names}
     start, rounds = time.perf_counter(), 0
+    order = list(names)
     while True:
-        first = rounds % len(names)
-        for k in names[first:] + names[:first]:
+        for k in order:
             fn = fns[k]
             for i in range(block):
                 t0 = time.perf_counter()
@@ -76,6 +78,7 @@ def interleaved_samples(fns: dict, *, min_reps: int, min_seconds: float, max_rep
         rounds += 1
         if rounds >= max_reps or (rounds >= min_reps and time.perf_counter() - start >= min_seconds * len(fns)):
             break
+        shuffle(order)
     return times
 
 

@@ -1,5 +1,6 @@
 """`horq demo` end to end on a cut-down run: trains three orders, ships the HORQ-2 model, reports."""
 
+import itertools
 import re
 import time
 
@@ -41,9 +42,12 @@ def test_timing_helpers():
     with pytest.raises(ValueError, match="repeats"):
         run_times(lambda: None, repeats=0)
     order = []
-    res = interleaved_times({k: (lambda k=k: order.append(k)) for k in "abc"}, min_reps=4, min_seconds=0.0)
-    # one warm-up call each, then rounds of one call each, round r starting with the (r mod 3)-th
-    assert "".join(order) == "abc" + "abc" + "bca" + "cab" + "abc"
+    res = interleaved_times({k: (lambda k=k: order.append(k)) for k in "abc"}, min_reps=40, min_seconds=0.0)
+    # one warm-up call each, then rounds of one call each: the first in the given order, the others shuffled
+    rounds = ["".join(order[i:i + 3]) for i in range(0, len(order), 3)]
+    assert rounds[:2] == ["abc", "abc"] and len(rounds) == 41 and all(sorted(r) == list("abc") for r in rounds)
+    follows = {(a, b) for a, b in itertools.pairwise(order[3:]) if a != b}
+    assert follows == {(a, b) for a in "abc" for b in "abc" if a != b}  # each after every other one
     assert set(res) == {"a", "b", "c"} and all(0 <= best <= med for med, best in res.values())
     samples = interleaved_samples({"a": lambda: None, "b": lambda: None}, min_reps=5, min_seconds=0.0, block=2)
     assert {k: len(v) for k, v in samples.items()} == {"a": 5, "b": 5}  # one counted call a block of two
