@@ -185,10 +185,15 @@ struct Avx2Outer {
       const std::size_t valid = std::min(kLanes, jb - c * kLanes);
       std::int64_t ow[kLanes], os[kLanes];
       bool consecutive = valid == kLanes;
-      for (std::size_t l = 0; l < valid; ++l, at.next()) {
-        ow[l] = at.word(), os[l] = at.sum();
-        consecutive = consecutive && ow[l] == ow[0] + static_cast<std::int64_t>(l) &&
-                      os[l] == os[0] + static_cast<std::int64_t>(l);
+      if (consecutive && at.sw == 1 && at.row_holds(kLanes)) {  // 4 pixels of one row: no lane by lane cursor
+        ow[0] = at.word(), os[0] = at.sum();
+        at.skip(kLanes);
+      } else {
+        for (std::size_t l = 0; l < valid; ++l, at.next()) {
+          ow[l] = at.word(), os[l] = at.sum();
+          consecutive = consecutive && ow[l] == ow[0] + static_cast<std::int64_t>(l) &&
+                        os[l] == os[0] + static_cast<std::int64_t>(l);
+        }
       }
       word_t* dst = p.words.data() + (c / G) * gwords + (c % G) * K * kLanes;
       if (consecutive) {

@@ -43,33 +43,51 @@ void fill_h1_from_image(const QuantizedColumns& q, std::size_t j0, std::size_t j
   const __m512d n = _mm512_set1_pd(static_cast<double>(q.n));
   p.h1_off = im.word_off.data();
   PixelCursor at(im, j0);
+  alignas(64) std::int64_t apart[kLanes];  // lane l's pixel offset in a row of the image: l sw
+  for (std::size_t l = 0; l < kLanes; ++l) apart[l] = static_cast<std::int64_t>(l * at.sw);
+  const __m512i step = _mm512_load_si512(apart);
   for (std::size_t c = 0; c < p.sets; ++c) {
     const std::size_t valid = std::min(kLanes, jb - c * kLanes);
     const __mmask8 m = static_cast<__mmask8>((1u << valid) - 1u);
-    alignas(64) std::int64_t ow[kLanes] = {}, os[kLanes] = {};
-    bool consecutive = true;  // the octet's columns are consecutive pixels of one image row: loads, not gathers
-    for (std::size_t l = 0; l < valid; ++l, at.next()) {
-      ow[l] = at.word();
-      os[l] = at.sum();
-      consecutive = consecutive && ow[l] == ow[0] + static_cast<std::int64_t>(l);
+    __m512i vw, vs;        // the columns' first words and sums
+    std::int64_t ow0, os0;  // lane 0's
+    bool consecutive;      // the octet's columns are consecutive pixels of one image row: loads, not gathers
+    if (valid == kLanes && at.row_holds(kLanes)) {
+      // 8 columns of one output row, sw pixels apart, formed in registers: the lane by lane form below stores 16
+      // scalars and loads them as two vectors, which the stores cannot forward (a stall of about 20 cycles an octet:
+      // a sixth of this function's samples at 64ch 56x56, order 1)
+      ow0 = at.word(), os0 = at.sum();
+      vw = _mm512_add_epi64(_mm512_set1_epi64(ow0), step);
+      vs = _mm512_add_epi64(_mm512_set1_epi64(os0), step);
+      consecutive = at.sw == 1;
+      at.skip(kLanes);
+    } else {
+      alignas(64) std::int64_t ow[kLanes] = {}, os[kLanes] = {};
+      consecutive = true;
+      for (std::size_t l = 0; l < valid; ++l, at.next()) {
+        ow[l] = at.word();
+        os[l] = at.sum();
+        consecutive = consecutive && ow[l] == ow[0] + static_cast<std::int64_t>(l);
+      }
+      vw = _mm512_load_si512(ow);
+      vs = _mm512_load_si512(os);
+      ow0 = ow[0], os0 = os[0];
     }
-    const __m512i vw = _mm512_load_si512(ow);
     if (consecutive && valid == kLanes) {  // read in place by the kernel (OuterPanel::h1)
-      p.h1[c] = im.words.data() + ow[0];
+      p.h1[c] = im.words.data() + ow0;
     } else {
       word_t* dst = p.words.data() + (c / G) * group_words + (c % G) * K * kLanes;
       for (std::size_t w = 0; w < kw; ++w) {
         const __m512i at = _mm512_add_epi64(vw, _mm512_set1_epi64(im.word_off[w]));
-        const __m512i h1 = consecutive ? _mm512_maskz_loadu_epi64(m, words + ow[0] + im.word_off[w])
+        const __m512i h1 = consecutive ? _mm512_maskz_loadu_epi64(m, words + ow0 + im.word_off[w])
                                        : _mm512_mask_i64gather_epi64(zero, m, at, words, 8);
         _mm512_storeu_si512(dst + w * stride, h1);
       }
     }
     if (K == 1) {
-      const __m512i vs = _mm512_load_si512(os);
       __m512d sum = _mm512_setzero_pd();
       for (const std::int64_t off : im.sum_off) {
-        const __m512d s1 = consecutive ? _mm512_maskz_loadu_pd(m, im.sums.data() + os[0] + off)
+        const __m512d s1 = consecutive ? _mm512_maskz_loadu_pd(m, im.sums.data() + os0 + off)
                                        : _mm512_mask_i64gather_pd(_mm512_setzero_pd(), m,
                                                                   _mm512_add_epi64(vs, _mm512_set1_epi64(off)),
                                                                   im.sums.data(), 8);

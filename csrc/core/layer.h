@@ -62,6 +62,16 @@ struct ColumnCursor {
       ox = 0, ++oy;
     }
   }
+  // Whether the next k columns lie in the current output row (then skip(k) is k calls of next()).
+  bool row_holds(std::size_t k) const { return ox + k <= out_w; }
+  void skip(std::size_t k) {
+    r += k, ox += k;
+    if (r == ppi) {
+      r = oy = ox = 0, ++img;
+    } else if (ox == out_w) {
+      ox = 0, ++oy;
+    }
+  }
 };
 
 // word(j) / sum(j) (above) of consecutive columns j, j + 1, ... (next()). The image's geometry is copied in: read
