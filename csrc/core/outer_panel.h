@@ -145,7 +145,13 @@ void lane_dests(std::size_t m, std::size_t ppi, std::size_t j0, std::size_t jb, 
   for (std::size_t c = 0; c < out.size(); ++c) {
     LaneDest<L>& d = out[c];
     d.valid = static_cast<unsigned>(std::min(L, jb - c * L));
-    for (unsigned l = 0; l < d.valid; ++l, at.next()) d.base[l] = at.img * m * ppi + at.r;
+    if (d.valid == L && at.row_holds(L)) {  // one image's L pixels in a row: no lane by lane cursor
+      const std::size_t base = at.img * m * ppi + at.r;
+      for (unsigned l = 0; l < L; ++l) d.base[l] = base + l;
+      at.skip(L);
+    } else {
+      for (unsigned l = 0; l < d.valid; ++l, at.next()) d.base[l] = at.img * m * ppi + at.r;
+    }
     d.contiguous = d.base[d.valid - 1] == d.base[0] + d.valid - 1;
     d.whole = d.contiguous && d.valid == L;
     d.columns = ppi == 1 && d.valid == L;
