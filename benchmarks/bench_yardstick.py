@@ -133,10 +133,22 @@ def contenders(shape, threads, torch, int8_note, ov, rng) -> tuple[dict, str | N
     return fns, refused
 
 
-def _stats(runs: list[list[float]]) -> dict:
+def run_stats(runs: list[list[float]]) -> dict:
     """A contender's timing over several runs: the median and fastest of all their calls, and each run's median."""
     every = [t for r in runs for t in r]
     return {"median": statistics.median(every), "best": min(every), "runs": [statistics.median(r) for r in runs]}
+
+
+def method_note(result: dict, rows: str) -> str:
+    """How a result file's rounds were run, for its tables' header (files from before round 37 have no "runs":
+    one run, a fixed order, one input for all); ``rows``: what a run goes over ("rows", "models")."""
+    if "runs" not in result:
+        return ""
+    note = ("; the rounds after the first in a shuffled order, so each contender follows every other one, and each "
+            "reads an input array of its own")
+    if result["runs"] > 1:
+        note += f"; {result['runs']} runs over all the {rows}, each figure over the calls of all of them"
+    return note
 
 
 def run(threads: int, min_seconds: float, shapes: dict = SHAPES, runs: int = RUNS) -> dict:
@@ -164,7 +176,7 @@ def run(threads: int, min_seconds: float, shapes: dict = SHAPES, runs: int = RUN
         if built[name][1]:
             row["ov_binary_refused"] = built[name][1]
         for timing in ("times", "warm"):
-            times = {key: _stats(per_run) for key, per_run in samples[name][timing].items()}
+            times = {key: run_stats(per_run) for key, per_run in samples[name][timing].items()}
             if "torch_nchw" in times:
                 nchw, cl = times.pop("torch_nchw"), times.pop("torch_cl")
                 times["torch_fp32"] = nchw if nchw["median"] <= cl["median"] else cl
@@ -200,14 +212,8 @@ def markdown(result: dict) -> str:
         f"OpenVINO {result['openvino'] or 'not installed'}. Times in ms; the contenders of a row are timed "
         "round-robin in one process, cold (one call of each per round: each call finds the caches holding the "
         f"other contenders' data) and warm (rounds of {WARM_BLOCK} calls of each, the first not counted: a layer "
-        "called in a loop)"
-        + ("; the rounds after the first in a shuffled order, so each contender follows every other one, and each "
-           "reads an input array of its own"
-           if "runs" in result else "")  # files from before round 37 have no "runs": a fixed order, one input
-        + (f"; {result['runs']} runs over all the rows, each figure over the calls of all of them"
-           if result.get("runs", 1) > 1 else "")
-        + ". torch fp32 is the faster of NCHW and channels_last; int8 is PyTorch's "
-        "quantized conv (x86 engine), 3x3 stride-1 rows with C_in = C_out only.",
+        "called in a loop)" + method_note(result, "rows") + ". torch fp32 is the faster of NCHW and channels_last; "
+        "int8 is PyTorch's quantized conv (x86 engine), 3x3 stride-1 rows with C_in = C_out only.",
     ]
     for title, stat, timing in TABLES:
         if not any(timing in r for r in result["rows"]):

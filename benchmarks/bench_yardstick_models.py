@@ -65,7 +65,7 @@ from horq.nn import HORQConfig, build_model, convert_
 from horq.timing import interleaved_samples
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_yardstick import TABLES, WARM_BLOCK  # noqa: E402 (the layer yardstick beside this file)
+from bench_yardstick import TABLES, WARM_BLOCK, method_note, run_stats  # noqa: E402 (the layer yardstick)
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = ".venv/bin/python benchmarks/bench_yardstick_models.py"
@@ -233,12 +233,12 @@ class Bench:
             if self.twin_rel is not None:
                 row["ov_binary_vs_horq1"] = self.twin_rel
             for timing in ("times", "warm"):
-                times = {k: _stats(runs) for k, runs in self.samples[n, timing].items()}
+                times = {k: run_stats(runs) for k, runs in self.samples[n, timing].items()}
                 nchw, cl = times.pop("torch_nchw"), times.pop("torch_cl")
                 times["torch_fp32"] = dict(nchw if nchw["median"] <= cl["median"] else cl,
                                            layout="NCHW" if nchw["median"] <= cl["median"] else "channels_last")
                 row[timing] = times
-            row["horq_alone"] = {k: _stats(runs) for k, runs in self.samples[n, "alone"].items()}
+            row["horq_alone"] = {k: run_stats(runs) for k, runs in self.samples[n, "alone"].items()}
             rows.append(row)
         return rows
 
@@ -257,12 +257,6 @@ class Bench:
                     }
                     log(f"{self.label} o{order} profile:\n{prof.format()}")
         return profiles
-
-
-def _stats(runs: list[list[float]]) -> dict:
-    """A contender's timing over several runs: the median and fastest of all their calls, and each run's median."""
-    every = [t for r in runs for t in r]
-    return {"median": statistics.median(every), "best": min(every), "runs": [statistics.median(r) for r in runs]}
 
 
 def run(labels, threads, min_seconds, runs=RUNS) -> dict:
@@ -346,12 +340,7 @@ def markdown(result: dict) -> str:
         "call finds the caches holding the other contenders' data (horq's binary weights, 1.4 MB for ResNet-18, "
         "would stay in a core's L2 between calls; a float model's 45 MB does not in any case); warm, rounds of "
         f"{WARM_BLOCK} calls of each, the first of each not counted (a model called in a loop)"
-        + ("; the rounds after the first in a shuffled order, so each contender follows every other one, and each "
-           "reads an input array of its own"
-           if "runs" in result else "")  # files from before round 37 have no "runs": a fixed order, one input
-        + (f"; {result['runs']} runs over all the models, each figure over the calls of all of them"
-           if result.get("runs", 1) > 1 else "")
-        + ". torch fp32 is "
+        + method_note(result, "models") + ". torch fp32 is "
         "the faster of NCHW and channels_last; torch int8 is FX graph-mode static quantization (x86 engine) of "
         "the same float model; OV fp32 is OpenVINO on the same float model with INFERENCE_PRECISION_HINT f32; "
         "OV default is OpenVINO left to choose (here it chose "
