@@ -525,6 +525,26 @@ void test_pack_signs(Rng& rng) {
   }
 }
 
+// ColumnCursor::skip(k), where row_holds(k), lands where k calls of next() do: images of 1-3 rows of 1-17 columns,
+// every start and every k the row holds (the last column of a row, of an image: the step to the next row, image).
+void test_column_cursor() {
+  std::string err;
+  for (std::size_t w = 1; w <= 17 && err.empty(); ++w)
+    for (std::size_t h = 1; h <= 3 && err.empty(); ++h)
+      for (std::size_t j = 0; j < 2 * w * h && err.empty(); ++j)
+        for (std::size_t k = 1; k <= w && err.empty(); ++k) {
+          horq::ColumnCursor a(w * h, w, j), b(w * h, w, j);
+          if (!a.row_holds(k)) continue;
+          a.skip(k);
+          for (std::size_t i = 0; i < k; ++i) b.next();
+          if (a.img != b.img || a.r != b.r || a.oy != b.oy || a.ox != b.ox)
+            err = std::to_string(h) + " x " + std::to_string(w) + " map, column " + std::to_string(j) + ", skip(" +
+                  std::to_string(k) + "): pixel " + std::to_string(a.r) + " of image " + std::to_string(a.img) +
+                  ", next() gives pixel " + std::to_string(b.r) + " of image " + std::to_string(b.img);
+        }
+  record("-", "ColumnCursor::skip", err);
+}
+
 std::string throws(const std::string& name, const std::string& needle) {
   try {
     horq::kernel_table(name);
@@ -651,6 +671,7 @@ int main(int argc, char** argv) {
   test_fork_in_job();
   test_pack_signs(rng);
   test_threshold3(rng);
+  test_column_cursor();
   for (const auto& p : paths) {
     const int before = g_failed + g_passed, failed_before = g_failed;
     try {
