@@ -17,7 +17,6 @@ Medians in ms (part 2 in us); nothing here is a target figure, only how the figu
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 import sys
 import time
@@ -31,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_yardstick import openvino_setup  # noqa: E402
 
 from horq import kernels  # noqa: E402
+from horq.timing import interleaved_samples  # noqa: E402
 
 
 def row_contenders(c: int, size: int, own: bool) -> dict:
@@ -48,19 +48,9 @@ def row_contenders(c: int, size: int, own: bool) -> dict:
     return fns
 
 
-def round_robin(fns: dict, rounds: int, shuffle: bool) -> dict:
-    names, rng = list(fns), random.Random(0)
-    times: dict[str, list[float]] = {k: [] for k in names}
-    for f in fns.values():
-        f()
-    for _ in range(rounds):
-        for k in names:
-            t0 = time.perf_counter()
-            fns[k]()
-            times[k].append(time.perf_counter() - t0)
-        if shuffle:
-            rng.shuffle(names)
-    return {k: statistics.median(v) for k, v in times.items()}
+def medians(fns: dict, rounds: int, shuffle: bool) -> dict:
+    samples = interleaved_samples(fns, min_reps=rounds, min_seconds=0.0, max_reps=rounds, shuffle=shuffle)
+    return {k: statistics.median(v) for k, v in samples.items()}
 
 
 def cold_and_warm(fn, flush, calls: int = 300) -> tuple[float, float]:
@@ -91,7 +81,7 @@ def main(argv=None) -> int:
     with torch.no_grad():
         for own in (False, True):
             for shuffle in (False, True):
-                med = round_robin(row_contenders(c, size, own), args.rounds, shuffle)
+                med = medians(row_contenders(c, size, own), args.rounds, shuffle)
                 print(f"{'own inputs' if own else 'one input '} {'shuffled' if shuffle else 'fixed   '}: "
                       + ", ".join(f"{k} {v * 1e3:.3f}" for k, v in med.items())
                       + f"; order 2 / order 1 {med['horq2'] / med['horq1']:.2f}")

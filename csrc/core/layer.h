@@ -55,13 +55,7 @@ struct ColumnCursor {
   std::size_t ppi, out_w, img, r, oy, ox;
   ColumnCursor(std::size_t pixels_per_image, std::size_t width, std::size_t j)
       : ppi(pixels_per_image), out_w(width), img(j / ppi), r(j % ppi), oy(r / out_w), ox(r % out_w) {}
-  void next() {
-    if (++r == ppi) {
-      r = oy = ox = 0, ++img;
-    } else if (++ox == out_w) {
-      ox = 0, ++oy;
-    }
-  }
+  void next() { skip(1); }
   // Whether the next k columns lie in the current output row (then skip(k) is k calls of next()).
   bool row_holds(std::size_t k) const { return ox + k <= out_w; }
   void skip(std::size_t k) {

@@ -42,8 +42,8 @@ def median_and_best(fn, *, min_reps: int, min_seconds: float, max_reps: int = 20
     return statistics.median(times), min(times)
 
 
-def interleaved_samples(fns: dict, *, min_reps: int, min_seconds: float, max_reps: int = 200,
-                        block: int = 1) -> dict[str, list[float]]:
+def interleaved_samples(fns: dict, *, min_reps: int, min_seconds: float, max_reps: int = 200, block: int = 1,
+                        shuffle: bool = True) -> dict[str, list[float]]:
     """``{name: [seconds, ...]}``: every timed call of each function, timed round-robin (``block`` calls of each
     per round), after one warm-up call each; at least ``min_reps`` rounds and ``min_seconds`` per function.
 
@@ -55,7 +55,8 @@ def interleaved_samples(fns: dict, *, min_reps: int, min_seconds: float, max_rep
     calls them in the given order, every later one in a shuffled order (seeded: the same every time), so each
     follows every other one about equally often: in a fixed order (or a rotated one: the same neighbours) a cold
     call always came after the same neighbour, and found the caches holding what that neighbour had just read or
-    run (the same input array, the same code) or not, the same way every round.
+    run (the same input array, the same code) or not, the same way every round. ``shuffle=False`` keeps the given
+    order in every round (to show what that does: benchmarks/cold_calls.py).
     """
     if min_reps < 1:
         raise ValueError(f"min_reps must be >= 1, got {min_reps}")
@@ -63,10 +64,9 @@ def interleaved_samples(fns: dict, *, min_reps: int, min_seconds: float, max_rep
         raise ValueError(f"block must be >= 1, got {block}")
     for fn in fns.values():
         fn()  # warm-up (also builds caches such as the conv weight layout)
-    names, shuffle = list(fns), random.Random(0).shuffle
-    times: dict[str, list[float]] = {k: [] for k in names}
+    order, rng = list(fns), random.Random(0)
+    times: dict[str, list[float]] = {k: [] for k in order}
     start, rounds = time.perf_counter(), 0
-    order = list(names)
     while True:
         for k in order:
             fn = fns[k]
@@ -78,7 +78,8 @@ def interleaved_samples(fns: dict, *, min_reps: int, min_seconds: float, max_rep
         rounds += 1
         if rounds >= max_reps or (rounds >= min_reps and time.perf_counter() - start >= min_seconds * len(fns)):
             break
-        shuffle(order)
+        if shuffle:
+            rng.shuffle(order)
     return times
 
 

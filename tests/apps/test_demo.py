@@ -51,6 +51,9 @@ def test_timing_helpers():
     assert set(res) == {"a", "b", "c"} and all(0 <= best <= med for med, best in res.values())
     samples = interleaved_samples({"a": lambda: None, "b": lambda: None}, min_reps=5, min_seconds=0.0, block=2)
     assert {k: len(v) for k, v in samples.items()} == {"a": 5, "b": 5}  # one counted call a block of two
+    order.clear()
+    interleaved_samples({k: (lambda k=k: order.append(k)) for k in "abc"}, min_reps=5, min_seconds=0.0, shuffle=False)
+    assert "".join(order) == "abc" * 6  # the given order in every round
     with pytest.raises(ValueError, match="min_reps"):
         interleaved_times({"a": lambda: None}, min_reps=0, min_seconds=0.0)
 
