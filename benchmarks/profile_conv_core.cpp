@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
   }
   std::sort(times.begin(), times.end());
   std::sort(quantize_times.begin(), quantize_times.end());
-  std::printf("%zu calls, fastest %.3f ms, median %.3f ms, of which input quantization %.3f (median) (%s, %zux%zu "
+  std::printf("%zu calls, fastest %.4f ms, median %.4f ms, of which input quantization %.4f (median) (%s, %zux%zu "
               "kernel, stride %zu, %zu -> %zu channels, %zux%zu, order %d, batch %zu%s, %d thread(s)%s%s%s%s)\n",
               times.size(), times.front() * 1e3, times[times.size() / 2] * 1e3,
               quantize_times[quantize_times.size() / 2] * 1e3, kt.name, k, k, st, c, m, s, s, order,

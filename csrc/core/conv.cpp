@@ -271,6 +271,20 @@ constexpr std::size_t kImagesPerThread = 4;
 constexpr std::size_t kPlaneRowsMinWidth = 24;
 constexpr std::size_t kBandsPerThread = 2;
 
+// Maps of at most this many pixels (8x8, 7x7, 4x4) are packed plane by plane too, whatever their width: a whole plane
+// is one block of the pixel pass (up to 64 pixels in registers), so each channel is one load and the C double adds of
+// a pixel's sum run as one chain per vector instead of one per image row, which the row-by-row pass waited on (1
+// thread, avx512, AMD EPYC Zen 4, profile_conv_core: 512ch 4x4 0.038 -> 0.034 ms, 256ch 8x8 0.039 -> 0.036, the 1x1
+// stride-2 shortcut of 256ch 8x8 0.009 -> 0.006, 512ch 7x7 0.125 -> 0.121; the avx2 path on the same CPU likewise;
+// docs/KERNELS.md round 38). Wider maps with rows under kPlaneRowsMinWidth (14x14, 16x16) stay row by row: plane by
+// plane they were level when cached and slower after a cache flush there.
+constexpr std::size_t kPlanePixels = 64;
+
+// True where pack_input packs an NCHW image plane by plane even when there are few images (see above).
+bool packs_planes(const ConvGeometry& g) {
+  return g.width >= kPlaneRowsMinWidth || g.height * g.width <= kPlanePixels;
+}
+
 // An NCHW image row's C channel segments (W floats each, cstride apart) requested into the cache ahead of its pack, on
 // the row-by-row path (batches too small for pack_input_band's images, rows too narrow for its bands): one row of a
 // channel is one or two cache lines of a different plane per channel, a pattern the hardware prefetchers do not follow
@@ -282,8 +296,8 @@ constexpr std::size_t kPackAhead = 2;
 // Every pixel of x packed (and copied): one task per image of an NHWC input, which is first transposed to channel
 // planes (in cache for the maps binary layers see; a row alone is often narrower than the transpose's 16-pixel
 // blocks), then packed plane by plane (pack_input_band over all its rows); the same per image of an NCHW input with
-// at least kImagesPerThread images per thread, or on one thread with rows of at least kPlaneRowsMinWidth pixels;
-// else, with rows that wide, bands of rows plane by plane, kBandsPerThread per thread; else one task per image row
+// at least kImagesPerThread images per thread, or on one thread where packs_planes; else, where packs_planes, bands
+// of rows plane by plane, kBandsPerThread per thread; else one task per image row
 // (pack_input_row). Every way gives the same words, sums and copy. Throws on NaN or Inf.
 PixelPlanes pixel_planes(const ConvGeometry& g, const QuantizedColumns& q, std::size_t chunk, bool copy) {
   const std::size_t C = g.channels, npix = g.batch * g.height * g.width;
@@ -321,7 +335,7 @@ void pack_input(const KernelTable& kt, const float* x, const ConvGeometry& g, co
       kt.to_nhwc(x + img * plane * C, C, plane, C, nullptr, nullptr, planes.data(), plane);  // (HW x C) -> (C x HW)
       if (pack_input_band(kt, planes.data(), g, in_scale, in_shift, img, 0, H, q, pp)) finite.store(false);
     });
-  } else if (batch >= kImagesPerThread * threads || W >= kPlaneRowsMinWidth) {
+  } else if (batch >= kImagesPerThread * threads || packs_planes(g)) {
     // Whole images (enough of them, or one thread), else bands of rows, about kBandsPerThread per thread.
     const bool whole = batch >= kImagesPerThread * threads || threads == 1;
     const std::size_t per = whole ? 1 : std::min(H, ceil_div(kBandsPerThread * threads, batch));  // bands per image
@@ -688,8 +702,8 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
 constexpr std::size_t kChunkBytes = std::size_t{2} << 20;
 
 // Images per chunk of quantize_conv_columns: the whole batch, or at orders >= 2 with an NHWC copy of more than 2
-// kChunkBytes, about kChunkBytes of the copy at a time (at least kImagesPerThread per thread for rows narrower than
-// kPlaneRowsMinWidth, which pack_input packs plane by plane only in such numbers; band2_columns' slots are a few rows a
+// kChunkBytes, about kChunkBytes of the copy at a time (at least kImagesPerThread per thread for maps packs_planes
+// leaves row by row, which pack_input packs plane by plane only in such numbers; band2_columns' slots are a few rows a
 // thread, whatever the chunk). The copy is then rewritten in cache rather than written to fresh memory and read back:
 // 32 images of 64ch 32x32 at order 2 took 10.4-10.6 -> 9.6-10.0 ms a call, their input quantization 4.3 -> 3.5-3.7 ms
 // (AMD EPYC Zen 3, avx2, 1 thread; docs/KERNELS.md round 32). Each image's columns are computed as in any other chunk
@@ -701,7 +715,7 @@ std::size_t images_per_chunk(const QuantizedColumns& q, const ConvGeometry& g, c
   const std::size_t bytes = pixels * g.channels * sizeof(float);
   if (g.batch * bytes <= 2 * kChunkBytes) return g.batch;
   const std::size_t threads = static_cast<std::size_t>(get_num_threads());
-  const std::size_t least = g.width >= kPlaneRowsMinWidth ? 1 : kImagesPerThread * threads;
+  const std::size_t least = packs_planes(g) ? 1 : kImagesPerThread * threads;
   return std::min(g.batch, std::max(least, kChunkBytes / bytes));
 }
 

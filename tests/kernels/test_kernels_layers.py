@@ -225,6 +225,41 @@ def test_threads_bitwise_identical(path, order, channels):
     close(out[2][2], reference.horq_conv2d(x7, w, order=order, padding=1))
 
 
+# Maps of at most 64 pixels are packed plane by plane (csrc/core/conv.cpp packs_planes): whole images on one thread,
+# bands of rows at two; 9x8 (72 pixels, rows under 24) stays row by row. 130 and 200 channels: a last channel group
+# of 2 or 8; order 2 also copies the planes to NHWC.
+@pytest.mark.parametrize("order", [1, 2])
+@pytest.mark.parametrize("channels,h,w", [(130, 4, 4), (64, 8, 8), (200, 7, 7), (96, 9, 8)])
+def test_small_maps_planes_any_threads_and_batch(path, order, channels, h, w):
+    rng = np.random.default_rng(channels + h)
+    x = (rng.standard_normal((3, channels, h, w)) * np.exp(rng.uniform(-2, 2, (3, channels, 1, 1)))).astype(np.float32)
+    wt = rng.standard_normal((20, channels, 3, 3)).astype(np.float32)
+    sc = rng.uniform(0.5, 2.0, channels).astype(np.float32)
+    sh = rng.standard_normal(channels).astype(np.float32)
+    layer = kernels.Conv2dLayer(kernels.pack_weights(wt), order=order, padding=1, in_scale=sc, in_shift=sh,
+                                kernel=path)
+    xa = np.add(np.multiply(x, sc.reshape(1, -1, 1, 1)), sh.reshape(1, -1, 1, 1))
+    ref = reference.horq_conv2d(xa, wt, order=order, padding=1)
+    out = {}
+    for t in (1, 2):
+        kernels.set_num_threads(t)
+        out[t] = [layer(x[:n]) for n in (1, 2, 3)] + [layer(x[i : i + 1]) for i in (1, 2)]
+    for t in (1, 2):
+        for a in out[t][:3] + out[1][:3]:  # each image as alone and at the other thread count
+            np.testing.assert_array_equal(a, out[2][2][: a.shape[0]])
+        np.testing.assert_array_equal(out[t][3], out[2][2][1:2])
+        np.testing.assert_array_equal(out[t][4], out[2][2][2:3])
+    close(out[1][2], ref)
+    bad = x.copy()
+    bad[2, channels - 1, h - 1, w - 1] = np.nan  # the last value of the last group's band
+    for t in (1, 2):
+        kernels.set_num_threads(t)
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            layer(bad)
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            layer(bad[2:])
+
+
 def test_linear_overflows_16_bit_accumulator(path):
     # n = 70000: with x = -|x| sign(w), every bit of H_1 differs from the weight's, popcount = 70000 > 65535.
     n = 70000
