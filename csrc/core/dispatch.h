@@ -20,13 +20,16 @@ struct WeightCache;
 
 // One task of horq_gemm (layer.h) with the epilogue fused: outputs [o0, o0 + mb) x columns [j0, j0 + jb)
 // written into y; `cache` (may be null) what the path keeps of these weights between calls (layer.h WeightCache).
+// `call`: a number of this GEMM call that no other call has (outer_gemm's count), so that a thread's next task of
+// the same call and columns may keep what the last one prepared of them (outer_panel.h outer_task); 0: keep nothing.
 // Paths without one run the row kernel `bgemm` and the driver's epilogue instead.
 using gemm_task_fn = void (*)(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep,
                               std::size_t ppi, float* y, std::size_t o0, std::size_t mb, std::size_t j0,
-                              std::size_t jb, WeightCache* cache);
+                              std::size_t jb, WeightCache* cache, std::uint64_t call);
 
 void gemm_task_avx2(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep, std::size_t ppi,
-                    float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb, WeightCache* cache);
+                    float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb, WeightCache* cache,
+                    std::uint64_t call = 0);
 
 // How a path's gemm_task wants the m filters x q's columns cut into tasks on `threads` threads (gemm_driver.cpp):
 // `columns` per task (0: the driver's own choice, a column panel of about 32 KB) and `filter_blocks`, the filters cut
@@ -37,7 +40,8 @@ struct GemmSplit {
 using gemm_split_fn = GemmSplit (*)(const QuantizedColumns& q, std::size_t ppi, std::size_t m, std::size_t threads);
 GemmSplit gemm_split_avx2(const QuantizedColumns& q, std::size_t ppi, std::size_t m, std::size_t threads);
 void gemm_task_avx512(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep, std::size_t ppi,
-                      float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb, WeightCache* cache);
+                      float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb, WeightCache* cache,
+                      std::uint64_t call = 0);
 
 struct KernelTable {
   const char* name;

@@ -18,6 +18,8 @@
 // split only when the columns alone leave threads idle. No two tasks write the same output and each output
 // is computed the same way on any thread, so the result does not depend on the thread count.
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
 
 #include "core/layer.h"
 #include "core/threadpool.h"
@@ -94,10 +96,14 @@ void outer_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const
     while (threads > 1 && mblocks * jblocks < 4 * threads && m / (2 * mblocks) >= 32) mblocks *= 2;
   }
   const std::size_t mb = ceil_div(m, mblocks);
+  // Tasks t of one column block are consecutive, so a thread that takes several (from either end of the range) keeps
+  // their panel (dispatch.h gemm_task_fn `call`).
+  static std::atomic<std::uint64_t> calls{0};
+  const std::uint64_t call = calls.fetch_add(1, std::memory_order_relaxed) + 1;
   parallel_for(mblocks * jblocks, [&](std::size_t t) {
     const std::size_t o0 = (t % mblocks) * mb, j0 = (t / mblocks) * jb;
     const std::size_t n = t / mblocks + 1 == jblocks ? q.ncols - j0 : jb;  // the last block: every column left
-    kt.gemm_task(wbits, m, q, ep, ppi, y, o0, std::min(mb, m - o0), j0, n, cache);
+    kt.gemm_task(wbits, m, q, ep, ppi, y, o0, std::min(mb, m - o0), j0, n, cache, call);
   });
 }
 

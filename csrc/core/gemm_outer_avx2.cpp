@@ -989,7 +989,8 @@ GemmSplit gemm_split_avx2(const QuantizedColumns& q, std::size_t ppi, std::size_
 }
 
 void gemm_task_avx2(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep, std::size_t ppi,
-                    float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb, WeightCache* cache) {
+                    float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb, WeightCache* cache,
+                    std::uint64_t call) {
   // A task of 16-63 columns on long rows (a 7x7 or 4x4 map's) takes the table kernel with the filters in the lanes.
   // Otherwise the table kernel takes whole blocks (a block computes all its 32-96 columns however few are real); the
   // last columns of a task that fill no block go to the filter-lane form where it applies, else to the outer kernel
@@ -1015,7 +1016,7 @@ void gemm_task_avx2(const word_t* wbits, std::size_t m, const QuantizedColumns& 
   }
   if (avx2_table_gemm() && table::applies_by_filters(q, ppi, jb))
     return table::run_by_filters(wbits, m, q, ep, ppi, y, o0, mb, j0, jb, cache);
-  outer_task<Avx2Outer>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb);
+  outer_task<Avx2Outer>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb, call);
 }
 
 }  // namespace horq

@@ -362,14 +362,15 @@ const word_t* filter_quads(const word_t* wbits, std::size_t m, std::size_t kw, W
 }  // namespace
 
 void gemm_task_avx512(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep, std::size_t ppi,
-                      float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb, WeightCache* cache) {
+                      float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb, WeightCache* cache,
+                      std::uint64_t call) {
   // Quads where a task's filters start on one and every register block is whole quads (orders 1-3: 8 or 12 rows, then
   // 8 and 4); calls without a cache (a linear layer, training) read the rows as they are.
   if (cache != nullptr && o0 % kQuad == 0 && q.order <= 3) {
-    outer_task<Avx512Outer<kQuad>>(filter_quads(wbits, m, q.kw, *cache), m, q, ep, ppi, y, o0, mb, j0, jb);
+    outer_task<Avx512Outer<kQuad>>(filter_quads(wbits, m, q.kw, *cache), m, q, ep, ppi, y, o0, mb, j0, jb, call);
     return;
   }
-  outer_task<Avx512Outer<1>>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb);
+  outer_task<Avx512Outer<1>>(wbits, m, q, ep, ppi, y, o0, mb, j0, jb, call);
 }
 
 }  // namespace horq

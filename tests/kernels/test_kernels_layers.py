@@ -227,13 +227,14 @@ def test_threads_bitwise_identical(path, order, channels):
 
 # Maps of at most 64 pixels are packed plane by plane (csrc/core/conv.cpp packs_planes): whole images on one thread,
 # bands of rows at two; 9x8 (72 pixels, rows under 24) stays row by row. 130 and 200 channels: a last channel group
-# of 2 or 8; order 2 also copies the planes to NHWC.
+# of 2 or 8; order 2 also copies the planes to NHWC. 200 filters: at two threads the GEMM cuts them into blocks whose
+# tasks share their columns' panel (outer_panel.h outer_task keeps it), some blocks starting off a filter quad.
 @pytest.mark.parametrize("order", [1, 2])
 @pytest.mark.parametrize("channels,h,w", [(130, 4, 4), (64, 8, 8), (200, 7, 7), (96, 9, 8)])
 def test_small_maps_planes_any_threads_and_batch(path, order, channels, h, w):
     rng = np.random.default_rng(channels + h)
     x = (rng.standard_normal((3, channels, h, w)) * np.exp(rng.uniform(-2, 2, (3, channels, 1, 1)))).astype(np.float32)
-    wt = rng.standard_normal((20, channels, 3, 3)).astype(np.float32)
+    wt = rng.standard_normal((200, channels, 3, 3)).astype(np.float32)
     sc = rng.uniform(0.5, 2.0, channels).astype(np.float32)
     sh = rng.standard_normal(channels).astype(np.float32)
     layer = kernels.Conv2dLayer(kernels.pack_weights(wt), order=order, padding=1, in_scale=sc, in_shift=sh,
