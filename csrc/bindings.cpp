@@ -80,7 +80,8 @@ void check_order(int order) {
 
 void check_n(std::size_t n) {
   require(n >= 1, "empty rows");
-  require(n < static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()) / 2, "rows too long for 32-bit counts");
+  require(n < static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()) / 2,
+          "rows too long for 32-bit counts");
 }
 
 // A linear call's sizes (rows x n input, m weight rows of row_words words, m epilogue values), checked so

@@ -61,8 +61,8 @@ using bgemm_tile_fn = void (*)(const word_t* const* ar, const word_t* const* br,
 // The walk over plain rows of kw words. The micro-kernel is a template argument, so the walk calls it
 // directly and the compiler can inline it.
 template <int MR, int NR, bgemm_tile_fn<NR> Tile>
-[[gnu::always_inline]] inline void bgemm_walk_words(const word_t* a, std::size_t m, const word_t* b, std::size_t nb, std::size_t kw,
-                             std::int32_t* c, std::size_t ldc) {
+[[gnu::always_inline]] inline void bgemm_walk_words(const word_t* a, std::size_t m, const word_t* b, std::size_t nb,
+                                                    std::size_t kw, std::int32_t* c, std::size_t ldc) {
   bgemm_walk<MR, NR>(
       m, nb, c, ldc, [a, kw](std::size_t r) { return a + r * kw; }, [b, kw](std::size_t r) { return b + r * kw; },
       [kw](const word_t* const* ar, const word_t* const* br, std::uint64_t (*out)[NR]) { Tile(ar, br, kw, out); });

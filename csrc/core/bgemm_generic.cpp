@@ -7,8 +7,8 @@
 // Tile: 2 A rows x 4 B rows = 8 accumulators, each A and B vector loaded once per step and used 4 or 2
 // times; larger tiles spill on the 16 vector registers of SSE2/NEON-class targets.
 //
-// Arithmetic (a . b = n - 2 popcount(a ^ b), bgemm.h): the x86-64 baseline has no popcount instruction (and -mpopcnt is not allowed in a
-// portable file), so each XOR is counted with the SWAR tree: 2-bit, 4-bit, then byte counts
+// Arithmetic (a . b = n - 2 popcount(a ^ b), bgemm.h): the x86-64 baseline has no popcount instruction (and -mpopcnt
+// is not allowed in a portable file), so each XOR is counted with the SWAR tree: 2-bit, 4-bit, then byte counts
 // (each <= 8). Byte counts of kMaxByteSteps = 31 steps add up to at most 248 and cannot carry into the
 // next byte, so the horizontal sum runs once per 31 steps instead of once per word. That sum (up to
 // 8 * 248 = 1984) does not fit a byte, so bytes are first paired into 16-bit fields (both lanes at once),

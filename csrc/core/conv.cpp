@@ -499,8 +499,8 @@ void quantize_column_block(const KernelTable& kt, const ColumnSource& source, Qu
   if (image_columns(q, s.g)) {  // orders >= 2 from the zero-bordered images, the block's columns in one call
     std::int64_t pix[kColsPerTask], word[kColsPerTask];
     chunk_cursors(s, q.image, col0, col1, pix, word);
-    kt.quantize_image(chunk_image(s, q.image), pix, word, col1 - col0, s.order, q.bits.data() + (col0 * order + 1) * s.kwords,
-                      order * s.kwords, q.betas.data() + col0 * order);
+    kt.quantize_image(chunk_image(s, q.image), pix, word, col1 - col0, s.order,
+                      q.bits.data() + (col0 * order + 1) * s.kwords, order * s.kwords, q.betas.data() + col0 * order);
     return;
   }
   if (s.compact && s.order == 1 && s.gw == 1 && kWordBits % s.g.channels == 0) {

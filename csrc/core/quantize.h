@@ -66,8 +66,8 @@ void quantize_taps_avx512(const float* const* taps, std::size_t ntaps, std::size
 // against float32 outputs). Only beta_1 is a threshold at order 2: with x a float32 value and a = |x|,
 //     r_1 = x - beta_1 sign(x) < 0   <=>   a < ceil32(beta_1)   if x >= 0 (sign(0) = +1),
 //                                   <=>   a > floor32(beta_1)  if x < 0,
-// where ceil32/floor32 round beta_1 up/down to float32 (Threshold32, quantize_walk.h), so the float compare gives the bit
-// the double chain gives, with no rounding case left over. |r_1| = |a - beta_1| for either sign.
+// where ceil32/floor32 round beta_1 up/down to float32 (Threshold32, quantize_walk.h), so the float compare gives the
+// bit the double chain gives, with no rounding case left over. |r_1| = |a - beta_1| for either sign.
 // betas[0] is read, betas[1] written; row 0 of bits is read, not written: it must hold H_1 of the taps (the caller
 // gathers it; zero words for padding taps), which a pass may use for the signs of x (H_2 = H_1 XOR L);
 // row 1 of bits is written.
@@ -137,8 +137,8 @@ void quantize_image_avx512(const ImageColumns& im, const std::int64_t* pix, cons
 // sum of the |x| whose bit L is set: per tap the values below L summed in float32 lanes (rounded to double once per
 // pixel) plus the band's values below up_j (float32, in channel order), so its rounding (float32 terms, as
 // quantize_taps2's) depends on the pixel's readers as well as on the column, but not on threads or tasks (L and U
-// come from every reader of the pixel). A column whose beta_1 is a float32 value b (rare; beta_1 = 0 included) has pos = b, neg = the float
-// above b: the tie |x| = b takes bit (x < 0), as quantize_taps2's exact pass gives it.
+// come from every reader of the pixel). A column whose beta_1 is a float32 value b (rare; beta_1 = 0 included) has
+// pos = b, neg = the float above b: the tie |x| = b takes bit (x < 0), as quantize_taps2's exact pass gives it.
 //
 // Thresholds come as a grid per image of (out_h + 4) rows x gs >= out_w + 5 floats, column (oy, ox) at row oy + 2 and
 // index ox + 2, the border +inf in `pos` and -inf in `neg` (no column): padded pixel (py, px)'s readers in window row

@@ -324,7 +324,8 @@ void test_linear(const KernelTable& kt, Rng& rng) {
         }, y);
         std::vector<double> want(rows * m);
         for (std::size_t j = 0; j < rows; ++j) {
-          const ModelColumn col = model_quantize(std::vector<double>(x.begin() + j * n, x.begin() + (j + 1) * n), order);
+          const ModelColumn col =
+              model_quantize(std::vector<double>(x.begin() + j * n, x.begin() + (j + 1) * n), order);
           for (std::size_t o = 0; o < m; ++o) want[j * m + o] = model_output(w, o, n, col);
         }
         if (err.empty()) err = compare_outputs(y, want);
@@ -406,8 +407,9 @@ void test_bgemm_dot(const KernelTable& kt, Rng& rng) {
       for (std::size_t j = 0; j < nb && err.empty(); ++j) {
         std::int32_t dot = 0;
         for (std::size_t t = 0; t < n; ++t) dot += a[i * n + t] == b[j * n + t] ? 1 : -1;
-        if (out[i * nb + j] != dot) err = "out[" + std::to_string(i * nb + j) + "] = " + std::to_string(out[i * nb + j]) +
-                                          ", expected " + std::to_string(dot);
+        if (out[i * nb + j] != dot)
+          err = "out[" + std::to_string(i * nb + j) + "] = " + std::to_string(out[i * nb + j]) + ", expected " +
+                std::to_string(dot);
       }
     record(kt.name, "bgemm_dot n=" + std::to_string(n), err);
   }
