@@ -12,7 +12,8 @@
 // read in place or by masked gathers (fill_h1).
 //
 // Register blocks (kRows): MR x NV accumulators (at most kMaxAcc = 24) beside the NV column vectors and the
-// broadcast fit the 32 zmm registers: 8 x 2 at orders 1 and 2, the K planes of one octet at higher orders. A prepared layer's tasks at orders 1-3 read its weights as filter quads (filter_quads, in its WeightCache).
+// broadcast fit the 32 zmm registers: 8 x 2 at orders 1 and 2, 4 x 3 at order 3, the K planes of one octet at higher
+// orders. A prepared layer's tasks at orders 1-3 read its weights as filter quads (filter_quads, in its WeightCache).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -168,11 +169,11 @@ inline void outer_kernel(const word_t* const* a, const word_t* const* src, const
     for (int v = 0; v < NV; ++v) acc[i][v] = sum[i][v];
 }
 
-// outer_kernel as a call of its own, for blocks of more than 16 accumulators (order 3's 8 x 3; measured on order 2's
-// 12 x 2 of rounds 35-37): inlined into outer_rows, GCC kept 8 of the 24 sums in the caller's count array too, stored
+// outer_kernel as a call of its own, for blocks of more than 16 accumulators (orders 4-8; measured on order 2's 12 x 2
+// of rounds 35-37): inlined into outer_rows, GCC kept 8 of the 24 sums in the caller's count array too, stored
 // every word, and moved 4 between registers (perf annotate); apart, the word loop has no stores (64ch 56x56 order 2
-// 0.440 -> 0.437 ms, 512ch 7x7 0.259 -> 0.256, 128ch 28x28 level; profile_conv_core on a Zen 4, alternated). The 8 x
-// 2 blocks of orders 1 and 2 stay inlined (order 1 apart: 2% slower).
+// 0.440 -> 0.437 ms, 512ch 7x7 0.259 -> 0.256, 128ch 28x28 level; profile_conv_core on a Zen 4, alternated). The
+// blocks of orders 1-3 stay inlined (order 1 apart: 2% slower).
 template <int MR, int NV, std::size_t S>
 __attribute__((noinline)) void outer_kernel_apart(const word_t* const* a, const word_t* const* src,
                                                   const std::int64_t* const* off, std::size_t kw,
@@ -195,8 +196,11 @@ struct Avx512Outer {
   // or 1% faster; 6 x 2 was slower, 0.185). Order 2: 8 filters x its 2 planes as well, not 12 x 2 (level in round 35;
   // since, 64 filters as five blocks of 12 and one of 4 ran slower than eight of 8: benchmarks/ab_conv_core.py on a
   // Zen 4, with a residual, 64ch 32x32 0.182 -> 0.166 ms, 64ch 56x56 0.429 -> 0.416, 1x1 256ch 28x28 0.238 -> 0.227,
-  // 512ch 7x7 0.253 -> 0.251; docs/KERNELS.md round 38).
-  static constexpr int kRows[kMaxOrder + 1] = {0, 8, 8, 8, 6, 4, 4, 3, 3};
+  // 512ch 7x7 0.253 -> 0.251; 4 x 2 faster at 64ch 32x32 only, 0.157, slower at 56x56, 0.433). Order 3: 4 filters x
+  // 3 planes (12 accumulators, inlined), not 8 x 3 (24, outer_kernel_apart): 64ch 32x32 0.292 -> 0.276 ms, 64ch 56x56
+  // 0.833 -> 0.811, 128ch 28x28 0.535 -> 0.528, 512ch 7x7 0.391 -> 0.387 (the same runs). Orders 4-8 level either way
+  // (their input quantization is most of a call).
+  static constexpr int kRows[kMaxOrder + 1] = {0, 8, 8, 4, 6, 4, 4, 3, 3};
   static constexpr int kMidRows = 8, kLastRows = 4;  // a task's last rows: eights, then fours (<= 3 dropped)
   using Count = __m512i;
   static constexpr std::size_t kSplit = 1;  // vpopcntq counts whole words: panel and rows as filled
