@@ -133,8 +133,9 @@ QuantizedColumns empty_columns(const KernelTable& kt, const ConvGeometry& g, int
   q.kw = conv_words(g.channels, taps);
   q.order = order;
   q.implicit_h1 = kt.gemm_task != nullptr && !conv_compact(g.channels, taps);
-  if (image_columns(q, g)) {  // every beta and every word of the rows H_2.. written there; H_1's rows unused
-    q.bits.resize(q.ncols * order * q.kw);
+  if (image_columns(q, g)) {  // every beta and every word of the rows H_2.. written there; no rows of H_1
+    q.h1_rows = false;
+    q.bits.resize(q.ncols * (order - 1) * q.kw);
     q.betas.resize(q.ncols * order);
   } else if (!(q.implicit_h1 && order == 1)) {
     q.bits.assign(q.ncols * order * q.kw, 0);
@@ -500,7 +501,8 @@ void quantize_column_block(const KernelTable& kt, const ColumnSource& source, Qu
     std::int64_t pix[kColsPerTask], word[kColsPerTask];
     chunk_cursors(s, q.image, col0, col1, pix, word);
     kt.quantize_image(chunk_image(s, q.image), pix, word, col1 - col0, s.order,
-                      q.bits.data() + (col0 * order + 1) * s.kwords, order * s.kwords, q.betas.data() + col0 * order);
+                      q.bits.data() + col0 * (order - 1) * s.kwords, (order - 1) * s.kwords,
+                      q.betas.data() + col0 * order);
     return;
   }
   if (s.compact && s.order == 1 && s.gw == 1 && kWordBits % s.g.channels == 0) {
@@ -688,8 +690,8 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
         const std::size_t col1 = std::min(c1, col0 + kBand2ColsPerTask);
         std::int64_t pix[kBand2ColsPerTask], word[kBand2ColsPerTask];
         chunk_cursors(s, im, col0, col1, pix, word);
-        word_t* const bits = q.bits.data() + (col0 * order + 1) * s.kwords;
-        kt.band2_columns(ic, l, sb, lbase, pix, word, col1 - col0, s.order, bits, order * s.kwords,
+        word_t* const bits = q.bits.data() + col0 * (order - 1) * s.kwords;  // image route: rows of H_2 on
+        kt.band2_columns(ic, l, sb, lbase, pix, word, col1 - col0, s.order, bits, (order - 1) * s.kwords,
                          q.betas.data() + col0 * order);
       }
     }

@@ -665,8 +665,7 @@ void build_block(const QuantizedColumns& q, std::size_t j0, std::size_t c0, std:
       std::uint8_t* out = panel + (g * K + k) * kCols;
       const std::size_t first = g * kCols, valid = nc > first ? std::min(kCols, nc - first) : 0;
       if (!(q.implicit_h1 && k == 0)) {  // stored rows: all kw words of the 32 columns at once
-        stored_rows_panel(q.bits.data() + ((j0 + c0 + first) * K + k) * kw, K * kw, kw, valid, words, out,
-                          NV * kCols);
+        stored_rows_panel(q.row(j0 + c0 + first, k), q.stored_planes() * kw, kw, valid, words, out, NV * kCols);
         continue;
       }
       bool run = valid == kCols;  // 32 consecutive words of the image (one row of one image)
@@ -854,7 +853,7 @@ void task_by_filters(const word_t* wbits, std::size_t m, const QuantizedColumns&
   for (std::size_t k = 0; k < K; ++k)
     if (!(q.implicit_h1 && k == 0))
       for (std::size_t c = 0; c < jb; ++c)
-        std::copy_n(q.bits.data() + ((j0 + c) * K + k) * kw, kw, rows + (c * K + k) * kw);
+        std::copy_n(q.row(j0 + c, k), kw, rows + (c * K + k) * kw);
   if (q.implicit_h1) {
     const PixelImage& im = q.image;
     PixelCursor at(im, j0);

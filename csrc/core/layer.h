@@ -88,20 +88,30 @@ inline double box_beta(const PixelImage& im, std::int64_t at, double n) {
   return s / n;
 }
 
-// Columns after quantization: row (j * order + k) holds H_{k+1} of column j, kw words; betas likewise.
+// Columns after quantization: row (j * order + k) holds H_{k+1} of column j, kw words; betas likewise (row(j, k)).
 // With `implicit_h1`, H_1 lives in `image` (the GEMM reads it there; row j * order of bits holds a copy at
-// order 2 where the per-column route computes H_2 from it, and is left unwritten on the image route, conv.cpp) and at
-// order 1 neither bits nor betas are stored: the GEMM task reads both from the image.
+// order 2 where the per-column route computes H_2 from it) and at order 1 neither bits nor betas are stored: the GEMM
+// task reads both from the image. The convolution's image route (conv.cpp image_columns) stores no rows of H_1
+// (h1_rows false): column j's H_{k+1} is row j * (order - 1) + k - 1, so its columns take (order - 1) / order of the
+// memory, which the route writes and the GEMM reads back (a 64ch 56x56 order-2 layer's 451 KB of rows, half of them
+// H_1's unwritten lines, were read for ownership from memory in a cold call; docs/KERNELS.md round 38).
 struct QuantizedColumns {
   std::size_t ncols = 0, n = 0, kw = 0;
   int order = 0;
   // Zeroed where they are made (assign), except on the convolution's image route (conv.cpp), which writes every
-  // beta and every word of rows H_2.. and leaves the rows of H_1 unwritten (the GEMM reads H_1 from the image;
-  // materialize_columns writes them).
+  // beta and every word of the rows of H_2.. (materialize_columns moves them and adds H_1's).
   std::vector<word_t, UninitAllocator<word_t>> bits;
   std::vector<double, UninitAllocator<double>> betas;
   bool implicit_h1 = false;
+  bool h1_rows = true;  // whether bits holds rows of H_1 (see above)
   PixelImage image;
+
+  // The planes a column stores in bits.
+  std::size_t stored_planes() const { return static_cast<std::size_t>(order) - (h1_rows ? 0 : 1); }
+  // Column j's row of plane k (k >= 1 where !h1_rows): kw words, the next column's stored_planes() kw words on.
+  const word_t* row(std::size_t j, std::size_t k) const {
+    return bits.data() + (j * stored_planes() + k - (h1_rows ? 0 : 1)) * kw;
+  }
 };
 
 // The epilogue's per-output constants (length m each).

@@ -81,12 +81,12 @@ void prepare_panel(const QuantizedColumns& q, std::size_t j0, std::size_t jb, st
 // src[l] row j0 + c L + l of q.bits for the set's `valid` columns. The loop of the ISAs' fill_rows.
 template <std::size_t L, class Fn>
 void each_stored_row_set(const QuantizedColumns& q, std::size_t j0, std::size_t jb, OuterPanel<L>& p, Fn&& fn) {
-  const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw, G = p.G, gwords = p.group_words();
+  const std::size_t K = static_cast<std::size_t>(q.order), G = p.G, gwords = p.group_words();
   for (std::size_t c = 0; c < p.sets; ++c) {
     const std::size_t valid = std::min(L, jb - c * L);
     for (std::size_t k = q.implicit_h1 ? 1 : 0; k < K; ++k) {
       const word_t* src[L];
-      for (std::size_t l = 0; l < valid; ++l) src[l] = q.bits.data() + ((j0 + c * L + l) * K + k) * kw;
+      for (std::size_t l = 0; l < valid; ++l) src[l] = q.row(j0 + c * L + l, k);
       fn(p.words.data() + (c / G) * gwords + ((c % G) * K + k) * L, src, valid);
     }
   }

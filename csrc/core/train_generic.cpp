@@ -46,6 +46,16 @@ void materialize_columns(QuantizedColumns& q) {
   const PixelImage& im = q.image;
   if (im.word_off.size() != kw) throw std::logic_error("materialize_columns: pixel image does not match the columns");
   if (q.bits.empty()) q.bits.assign(q.ncols * order * kw, 0);
+  if (!q.h1_rows) {  // the image route's rows of H_2.. moved to their places beside H_1's (layer.h)
+    std::vector<word_t, UninitAllocator<word_t>> all(q.ncols * order * kw);
+    parallel_for(ceil_div(q.ncols, kColsPerTask), [&](std::size_t t) {
+      const std::size_t j1 = (t + 1) * kColsPerTask < q.ncols ? (t + 1) * kColsPerTask : q.ncols;
+      for (std::size_t j = t * kColsPerTask; j < j1; ++j)
+        std::copy_n(q.row(j, 1), (order - 1) * kw, all.data() + (j * order + 1) * kw);
+    });
+    q.bits.swap(all);
+    q.h1_rows = true;
+  }
   const bool sum_betas = q.betas.empty();
   if (sum_betas) q.betas.assign(q.ncols * order, 0.0);
   const double n = static_cast<double>(q.n);

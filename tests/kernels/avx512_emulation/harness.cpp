@@ -295,7 +295,7 @@ float gemm_reference(const word_t* wrow, const QuantizedColumns& q, const Epilog
   const std::size_t K = static_cast<std::size_t>(q.order);
   float s = 0.0f;
   for (std::size_t k = 0; k < K; ++k) {
-    const word_t* h = q.bits.data() + (j * K + k) * q.kw;
+    const word_t* h = q.row(j, k);
     std::int64_t pc = 0;
     for (std::size_t w = 0; w < q.kw; ++w) pc += __builtin_popcountll(wrow[w] ^ h[w]);
     s = s + static_cast<float>(q.betas[j * K + k]) * static_cast<float>(static_cast<std::int64_t>(q.n) - 2 * pc);
@@ -549,10 +549,9 @@ int check_conv_image(std::mt19937_64& rng) {
           bool same = true, close = true;
           for (std::size_t j = 0; j < qe.ncols; ++j)
             for (std::size_t k = 1; k < K; ++k) {
-              for (std::size_t w = 0; w < kw; ++w) {
-                const std::size_t at = (j * K + k) * kw + w;
-                same = same && qe.bits[at] == qo.bits[at];
-                close = close && qe.bits[at] == qg.bits[at];
+              for (std::size_t w = 0; w < kw; ++w) {  // rows where each q keeps them (layer.h row)
+                same = same && qe.row(j, k)[w] == qo.row(j, k)[w];
+                close = close && qe.row(j, k)[w] == qg.row(j, k)[w];
               }
               const double be = qe.betas[j * K + k], bo = qo.betas[j * K + k], bg = qg.betas[j * K + k];
               same = same && bits_of(be) == bits_of(bo);
@@ -606,9 +605,8 @@ int check_conv_band2(std::mt19937_64& rng) {
         ok = bits_of(qe.betas[j * K]) == bits_of(qg.betas[j * K]);
         for (std::size_t k = 1; k < K; ++k) {
           // plane 3 follows beta_2, which may round differently: only plane 2's bits are compared
-          const std::size_t row = (j * K + k) * kw;
           if (k == 1)
-            for (std::size_t w = 0; w < kw; ++w) ok = ok && qe.bits[row + w] == qg.bits[row + w];
+            for (std::size_t w = 0; w < kw; ++w) ok = ok && qe.row(j, k)[w] == qg.row(j, k)[w];
           // float32 terms: their rounding is relative to the values' scale (beta_1), not to a small beta_k (the
           // Python tests' bound against exact sums, test_kernels_order3 _check_chain, twice: two such roundings)
           const double be = qe.betas[j * K + k], bg = qg.betas[j * K + k];
@@ -642,8 +640,7 @@ int check_conv_band2(std::mt19937_64& rng) {
       bool eq = a.ncols == b.ncols && a.kw == b.kw;
       for (std::size_t j = 0; eq && j < a.ncols; ++j) {
         for (std::size_t k = 0; k < 2; ++k) eq = eq && bits_of(a.betas[2 * j + k]) == bits_of(b.betas[2 * j + k]);
-        const std::size_t row = (2 * j + 1) * a.kw;
-        for (std::size_t w = 0; w < a.kw; ++w) eq = eq && a.bits[row + w] == b.bits[row + w];
+        for (std::size_t w = 0; w < a.kw; ++w) eq = eq && a.row(j, 1)[w] == b.row(j, 1)[w];
       }
       return eq;
     };
@@ -685,8 +682,7 @@ int check_conv_chunks(std::mt19937_64& rng) {
         for (std::size_t k = 0; k < K; ++k) {
           same = same && bits_of(qb.betas[((i * ppi + j) * K + k)]) == bits_of(qi.betas[j * K + k]);
           if (k >= k0)
-            same = same && std::memcmp(&qb.bits[((i * ppi + j) * K + k) * kw], &qi.bits[(j * K + k) * kw],
-                                       kw * sizeof(word_t)) == 0;
+            same = same && std::memcmp(qb.row(i * ppi + j, k), qi.row(j, k), kw * sizeof(word_t)) == 0;
         }
     }
     if (!same && ++failures <= kMaxReports)
