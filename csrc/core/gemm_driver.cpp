@@ -111,6 +111,7 @@ void outer_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const
 
 void horq_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const QuantizedColumns& q,
                Epilogue ep, std::size_t ppi, float* y, WeightCache* cache) {
+  ep.residual_aliases = residual_aliases_output(y, ep.residual, ppi);
   // The outer-product kernels fill vector lanes with columns: a linear layer's few samples would leave most
   // lanes idle, so small batches take the row kernels (a conv's pixel-image columns need the outer path).
   if (kt.gemm_task && (q.implicit_h1 || q.ncols >= kOuterMinColumns))

@@ -297,6 +297,26 @@ struct Avx512Outer {
     for (int cg = 0; cg < G; ++cg) at[cg] = o * ppi + dest[cg].base[0];
     const float* const residual = ep.residual;
     const float* const floor = ep.floor ? ep.floor + o : nullptr;
+    if (ep.residual_aliases) {  // every residual load before the block's first store (layer.h Epilogue)
+      __m256 outs[MR][G];
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        const __m256 c = _mm256_set1_ps(static_cast<float>(coef[i])), a = _mm256_set1_ps(static_cast<float>(add[i]));
+#pragma GCC unroll 4
+        for (int cg = 0; cg < G; ++cg) {
+          __m256 out = lane_set_output<K, Small>(cnt[i] + cg * K, beta + cg * K, vn, c, a);
+          out = _mm256_add_ps(out, _mm256_maskz_loadu_ps(kAll, residual + at[cg] + static_cast<std::size_t>(i) * ppi));
+          if (floor) out = _mm256_max_ps(_mm256_set1_ps(floor[i]), out);
+          outs[i][cg] = out;
+        }
+      }
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int cg = 0; cg < G; ++cg)
+          _mm256_mask_storeu_ps(y + at[cg] + static_cast<std::size_t>(i) * ppi, kAll, outs[i][cg]);
+      return;
+    }
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       const __m256 c = _mm256_set1_ps(static_cast<float>(coef[i])), a = _mm256_set1_ps(static_cast<float>(add[i]));

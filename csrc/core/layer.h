@@ -4,6 +4,7 @@
 // where coef = alpha * scale and add = scale * bias + shift fold the bias and a BatchNorm epilogue.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <utility>
@@ -123,7 +124,25 @@ struct Epilogue {
   const double* add;
   const float* residual = nullptr;
   const float* floor = nullptr;
+  // Set by horq_gemm (residual_aliases_output): a register block's residual loads share their addresses' low 12 bits
+  // with the previous filter's output stores, so a kernel that can loads them all before it stores (avx512).
+  bool residual_aliases = false;
 };
+
+// Whether, for outputs ppi floats apart per filter, a residual load of filter o's outputs in a register block (16
+// columns) can match filter o - 1's output stores in its address's low 12 bits: 4K aliasing, the load then waits for
+// those stores though they never overlap. Page-aligned buffers with 32x32 maps (ppi * 4 = 4096 bytes) match every
+// time: 64ch 32x32 order 1 with a residual 0.068 -> 0.061 ms loading first (profile_conv_core, whose buffers are;
+// docs/KERNELS.md round 38). Filters 4 apart matching (16x16 maps) cost nothing measurable, and loading first there
+// was slower (128ch 16x16 0.043 -> 0.045).
+inline bool residual_aliases_output(const float* y, const float* residual, std::size_t ppi) {
+  if (residual == nullptr) return false;
+  constexpr std::int64_t kPage = 4096, kNear = 16 * sizeof(float);
+  const std::int64_t base = static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(residual) % kPage) -
+                            static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(y) % kPage);
+  const std::int64_t r = ((base + static_cast<std::int64_t>(ppi * sizeof(float))) % kPage + kPage) % kPage;
+  return r < kNear || r > kPage - kNear;
+}
 
 // The float32 part of the epilogue for one output: what a residual add and a maximum step would give.
 inline float finish_output(float v, const Epilogue& ep, std::size_t index, std::size_t o) {

@@ -12,9 +12,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
@@ -391,6 +393,49 @@ void test_conv(const KernelTable& kt, Rng& rng) {
       }
 }
 
+// A residual whose loads 4K-alias the outputs (page-aligned buffers, 32x32 maps: layer.h residual_aliases_output)
+// takes the loads-first epilogue where a path has one: the same floats as a residual that does not alias, and as the
+// epilogue without it plus the residual, then the floor (the same float32 operations).
+void test_residual_aliasing(const KernelTable& kt, Rng& rng) {
+  constexpr std::size_t kPage = 4096 / sizeof(float), C = 64, S = 32, M = 24, P = S * S;
+  horq::ConvGeometry g{1, C, S, S, 3, 3, 1, 1, 1, 1, 1, 1, S, S};
+  const std::vector<float> x = rng.values(C * P);
+  const Weights w = make_weights(rng, M, C * 9);
+  std::vector<word_t> wl(M * horq::conv_words(C, 9));
+  horq::relayout_conv_weights(w.bits.data(), M, C, 3, 3, wl.data());
+  const std::vector<float> res = rng.values(M * P), floor = rng.values(M);
+  // One buffer, page-aligned: y at 0, an aliasing residual one page on, a shifted one 64 floats further.
+  std::vector<float> buf(4 * M * P + 3 * kPage);
+  float* base = buf.data() + (kPage - reinterpret_cast<std::uintptr_t>(buf.data()) / sizeof(float) % kPage) % kPage;
+  float* y = base;
+  float* aliasing = base + ((M * P + kPage - 1) / kPage) * kPage;
+  float* shifted = aliasing + M * P + kPage + 64;
+  std::copy(res.begin(), res.end(), aliasing);
+  std::copy(res.begin(), res.end(), shifted);
+  std::string err;
+  if (!horq::residual_aliases_output(y, aliasing, P) || horq::residual_aliases_output(y, shifted, P) ||
+      horq::residual_aliases_output(y, aliasing, 16 * 16) || horq::residual_aliases_output(y, nullptr, P))
+    err = "residual_aliases_output";
+  for (int order : {1, 2}) {
+    if (!err.empty()) break;
+    const horq::QuantizedColumns q = horq::quantize_conv_columns(kt, x.data(), g, order);
+    std::vector<float> a(M * P), b(M * P), plain(M * P);
+    horq::horq_gemm(kt, wl.data(), M, q, horq::Epilogue{w.coef.data(), w.add.data(), aliasing, floor.data()}, P, y);
+    std::copy(y, y + M * P, a.begin());
+    horq::horq_gemm(kt, wl.data(), M, q, horq::Epilogue{w.coef.data(), w.add.data(), shifted, floor.data()}, P, y);
+    std::copy(y, y + M * P, b.begin());
+    horq::horq_gemm(kt, wl.data(), M, q, horq::Epilogue{w.coef.data(), w.add.data()}, P, plain.data());
+    for (std::size_t i = 0; i < M * P && err.empty(); ++i) {
+      float want = plain[i] + res[i];
+      if (floor[i / P] > want) want = floor[i / P];
+      if (std::memcmp(&a[i], &want, sizeof(float)) != 0 || std::memcmp(&b[i], &want, sizeof(float)) != 0)
+        err = "order " + std::to_string(order) + " output " + std::to_string(i) + ": " + std::to_string(a[i]) +
+              " (aliasing) / " + std::to_string(b[i]) + " (not) against " + std::to_string(want);
+    }
+  }
+  record(kt.name, "residual aliasing the outputs", err);
+}
+
 void test_bgemm_dot(const KernelTable& kt, Rng& rng) {
   for (std::size_t n : kSizes) {
     const std::size_t m = 5, nb = 70, kw = words_for(n);  // 70 crosses the driver's 64-column block
@@ -685,6 +730,7 @@ int main(int argc, char** argv) {
       test_bgemm_dot(kt, rng);
       test_linear(kt, rng);
       test_conv(kt, rng);
+      test_residual_aliasing(kt, rng);
       test_sign_gemm(kt, rng);
     } catch (const std::exception& e) {
       record(p, "exception", e.what());

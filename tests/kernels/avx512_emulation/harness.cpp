@@ -361,16 +361,22 @@ int check_gemm_task(std::mt19937_64& rng) {
                   const std::size_t at = (j / ppi) * m * ppi + o * ppi + j % ppi;
                   want[kFrame + at] = finish_output(gemm_reference(wbits.data() + o * kw, q, ep, o, j), ep, at, o);
                 }
-              for (WeightCache* c : {static_cast<WeightCache*>(nullptr), &cache}) {
+              // With a residual, also as if it 4K-aliased y (layer.h Epilogue::residual_aliases: loads first).
+              for (int run = 0; run < (ep.residual ? 4 : 2); ++run) {
+                WeightCache* const c = run % 2 ? &cache : nullptr;
+                Epilogue e = ep;
+                e.residual_aliases = run >= 2;
                 std::vector<float> got(want.size(), float_of(kGuard));
-                gemm_task_avx512(wbits.data(), m, q, ep, ppi, got.data() + kFrame, o0, mb, j0, jb, c);
+                gemm_task_avx512(wbits.data(), m, q, e, ppi, got.data() + kFrame, o0, mb, j0, jb, c);
                 if (std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0) continue;
                 if (++failures > kMaxReports) continue;
                 std::size_t i = 0;
                 while (bits_of(got[i]) == bits_of(want[i])) ++i;
                 std::printf("gemm_task mismatch K=%d m=%zu kw=%zu n=%zu ncols=%zu ppi=%zu "
                             "block o0=%zu mb=%zu j0=%zu jb=%zu%s: ",
-                            K, m, kw, q.n, ncols, ppi, o0, mb, j0, jb, c ? " (weight cache)" : "");
+                            K, m, kw, q.n, ncols, ppi, o0, mb, j0, jb,
+                            c ? (e.residual_aliases ? " (weight cache, loads first)" : " (weight cache)")
+                              : (e.residual_aliases ? " (loads first)" : ""));
                 if (i < kFrame || i >= kFrame + ysize) {
                   std::printf("write outside y at offset %td\n",
                               static_cast<std::ptrdiff_t>(i) - static_cast<std::ptrdiff_t>(kFrame));
