@@ -195,11 +195,11 @@ struct Avx512Outer {
   // 0.184 -> 0.180 ms, 64ch 32x32 + residual 0.066 -> 0.063, 1x1 256ch 28x28 0.119 -> 0.116, other suite layers level
   // or 1% faster; 6 x 2 was slower, 0.185). Order 2: 8 filters x its 2 planes as well, not 12 x 2 (level in round 35;
   // since, 64 filters as five blocks of 12 and one of 4 ran slower than eight of 8: benchmarks/ab_conv_core.py on a
-  // Zen 4, with a residual, 64ch 32x32 0.182 -> 0.166 ms, 64ch 56x56 0.429 -> 0.416, 1x1 256ch 28x28 0.238 -> 0.227,
-  // 512ch 7x7 0.253 -> 0.251; 4 x 2 faster at 64ch 32x32 only, 0.157, slower at 56x56, 0.433). Order 3: 4 filters x
-  // 3 planes (12 accumulators, inlined), not 8 x 3 (24, outer_kernel_apart): 64ch 32x32 0.292 -> 0.276 ms, 64ch 56x56
-  // 0.833 -> 0.811, 128ch 28x28 0.535 -> 0.528, 512ch 7x7 0.391 -> 0.387 (the same runs). Orders 4-8 level either way
-  // (their input quantization is most of a call).
+  // Zen 4, with a residual, 64ch 56x56 0.429 -> 0.416 ms, 1x1 256ch 28x28 0.238 -> 0.227, 512ch 7x7 0.253 -> 0.251,
+  // 64ch 32x32 without one 0.151 -> 0.145; 4 x 2 level at 32x32, slower at 56x56, 0.433). Order 3: 4 filters x 3
+  // planes (12 accumulators, inlined), not 8 x 3 (24, outer_kernel_apart): 64ch 56x56 0.825 -> 0.808 ms, 128ch 28x28
+  // 0.535 -> 0.528, 512ch 7x7 0.391 -> 0.387, 64ch 32x32 without a residual 0.271 -> 0.266. Orders 4-8 level either
+  // way (their input quantization is most of a call).
   static constexpr int kRows[kMaxOrder + 1] = {0, 8, 8, 4, 6, 4, 4, 3, 3};
   static constexpr int kMidRows = 8, kLastRows = 4;  // a task's last rows: eights, then fours (<= 3 dropped)
   using Count = __m512i;
