@@ -289,6 +289,17 @@ struct Avx512Outer {
   static void store_block_as(const __m512i (*cnt)[G * K], const double* betas, double n, const double* coef,
                              const double* add, const LaneDest<kLanes>* dest, const Epilogue& ep, std::size_t o,
                              std::size_t ppi, float* y) {
+    if (ep.residual_aliases)  // every residual load before the block's first store (layer.h Epilogue)
+      store_block_rows<MR, G, K, Small, true>(cnt, betas, n, coef, add, dest, ep, o, ppi, y);
+    else
+      store_block_rows<MR, G, K, Small, false>(cnt, betas, n, coef, add, dest, ep, o, ppi, y);
+  }
+
+  // Later: the block's outputs kept in registers and stored after all of them are formed.
+  template <int MR, int G, int K, bool Small, bool Later>
+  static void store_block_rows(const __m512i (*cnt)[G * K], const double* betas, double n, const double* coef,
+                               const double* add, const LaneDest<kLanes>* dest, const Epilogue& ep, std::size_t o,
+                               std::size_t ppi, float* y) {
     constexpr __mmask8 kAll = 0xff;
     const __m512i vn = _mm512_set1_epi64(static_cast<long long>(n));
     __m256 beta[G * K];
@@ -297,26 +308,7 @@ struct Avx512Outer {
     for (int cg = 0; cg < G; ++cg) at[cg] = o * ppi + dest[cg].base[0];
     const float* const residual = ep.residual;
     const float* const floor = ep.floor ? ep.floor + o : nullptr;
-    if (ep.residual_aliases) {  // every residual load before the block's first store (layer.h Epilogue)
-      __m256 outs[MR][G];
-#pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) {
-        const __m256 c = _mm256_set1_ps(static_cast<float>(coef[i])), a = _mm256_set1_ps(static_cast<float>(add[i]));
-#pragma GCC unroll 4
-        for (int cg = 0; cg < G; ++cg) {
-          __m256 out = lane_set_output<K, Small>(cnt[i] + cg * K, beta + cg * K, vn, c, a);
-          out = _mm256_add_ps(out, _mm256_maskz_loadu_ps(kAll, residual + at[cg] + static_cast<std::size_t>(i) * ppi));
-          if (floor) out = _mm256_max_ps(_mm256_set1_ps(floor[i]), out);
-          outs[i][cg] = out;
-        }
-      }
-#pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-        for (int cg = 0; cg < G; ++cg)
-          _mm256_mask_storeu_ps(y + at[cg] + static_cast<std::size_t>(i) * ppi, kAll, outs[i][cg]);
-      return;
-    }
+    __m256 outs[Later ? MR : 1][G];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       const __m256 c = _mm256_set1_ps(static_cast<float>(coef[i])), a = _mm256_set1_ps(static_cast<float>(add[i]));
@@ -326,8 +318,18 @@ struct Avx512Outer {
         const std::size_t off = at[cg] + static_cast<std::size_t>(i) * ppi;
         if (residual) out = _mm256_add_ps(out, _mm256_maskz_loadu_ps(kAll, residual + off));
         if (floor) out = _mm256_max_ps(_mm256_set1_ps(floor[i]), out);  // floor > out ? floor : out
-        _mm256_mask_storeu_ps(y + off, kAll, out);  // all lanes (masked forms: the emulation harness's set)
+        if constexpr (Later)
+          outs[i][cg] = out;
+        else
+          _mm256_mask_storeu_ps(y + off, kAll, out);  // all lanes (masked forms: the emulation harness's set)
       }
+    }
+    if constexpr (Later) {
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int cg = 0; cg < G; ++cg)
+          _mm256_mask_storeu_ps(y + at[cg] + static_cast<std::size_t>(i) * ppi, kAll, outs[i][cg]);
     }
   }
 
