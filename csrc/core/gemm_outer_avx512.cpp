@@ -279,27 +279,23 @@ struct Avx512Outer {
   static void store_block(const __m512i (*cnt)[G * K], const double* betas, double n, const double* coef,
                           const double* add, const LaneDest<kLanes>* dest, const Epilogue& ep, std::size_t o,
                           std::size_t ppi, float* y) {
-    if (n < 0x1p24)
-      store_block_as<MR, G, K, true>(cnt, betas, n, coef, add, dest, ep, o, ppi, y);
+    // Later: every residual load before the block's first store (layer.h Epilogue::residual_aliases).
+    const bool small = n < 0x1p24, later = ep.residual_aliases;
+    if (small && later)
+      store_block_as<MR, G, K, true, true>(cnt, betas, n, coef, add, dest, ep, o, ppi, y);
+    else if (small)
+      store_block_as<MR, G, K, true, false>(cnt, betas, n, coef, add, dest, ep, o, ppi, y);
+    else if (later)
+      store_block_as<MR, G, K, false, true>(cnt, betas, n, coef, add, dest, ep, o, ppi, y);
     else
-      store_block_as<MR, G, K, false>(cnt, betas, n, coef, add, dest, ep, o, ppi, y);
-  }
-
-  template <int MR, int G, int K, bool Small>
-  static void store_block_as(const __m512i (*cnt)[G * K], const double* betas, double n, const double* coef,
-                             const double* add, const LaneDest<kLanes>* dest, const Epilogue& ep, std::size_t o,
-                             std::size_t ppi, float* y) {
-    if (ep.residual_aliases)  // every residual load before the block's first store (layer.h Epilogue)
-      store_block_rows<MR, G, K, Small, true>(cnt, betas, n, coef, add, dest, ep, o, ppi, y);
-    else
-      store_block_rows<MR, G, K, Small, false>(cnt, betas, n, coef, add, dest, ep, o, ppi, y);
+      store_block_as<MR, G, K, false, false>(cnt, betas, n, coef, add, dest, ep, o, ppi, y);
   }
 
   // Later: the block's outputs kept in registers and stored after all of them are formed.
   template <int MR, int G, int K, bool Small, bool Later>
-  static void store_block_rows(const __m512i (*cnt)[G * K], const double* betas, double n, const double* coef,
-                               const double* add, const LaneDest<kLanes>* dest, const Epilogue& ep, std::size_t o,
-                               std::size_t ppi, float* y) {
+  static void store_block_as(const __m512i (*cnt)[G * K], const double* betas, double n, const double* coef,
+                             const double* add, const LaneDest<kLanes>* dest, const Epilogue& ep, std::size_t o,
+                             std::size_t ppi, float* y) {
     constexpr __mmask8 kAll = 0xff;
     const __m512i vn = _mm512_set1_epi64(static_cast<long long>(n));
     __m256 beta[G * K];
@@ -392,7 +388,7 @@ const word_t* filter_quads(const word_t* wbits, std::size_t m, std::size_t kw, W
 void gemm_task_avx512(const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep, std::size_t ppi,
                       float* y, std::size_t o0, std::size_t mb, std::size_t j0, std::size_t jb, WeightCache* cache,
                       std::uint64_t call) {
-  // Quads where a task's filters start on one and every register block is whole quads (orders 1-3: 8 or 12 rows, then
+  // Quads where a task's filters start on one and every register block is whole quads (orders 1-3: 8 or 4 rows, then
   // 8 and 4); calls without a cache (a linear layer, training) read the rows as they are.
   if (cache != nullptr && o0 % kQuad == 0 && q.order <= 3) {
     outer_task<Avx512Outer<kQuad>>(filter_quads(wbits, m, q.kw, *cache), m, q, ep, ppi, y, o0, mb, j0, jb, call);

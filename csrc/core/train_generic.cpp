@@ -46,16 +46,9 @@ void materialize_columns(QuantizedColumns& q) {
   const PixelImage& im = q.image;
   if (im.word_off.size() != kw) throw std::logic_error("materialize_columns: pixel image does not match the columns");
   if (q.bits.empty()) q.bits.assign(q.ncols * order * kw, 0);
-  if (!q.h1_rows) {  // the image route's rows of H_2.. moved to their places beside H_1's (layer.h)
-    std::vector<word_t, UninitAllocator<word_t>> all(q.ncols * order * kw);
-    parallel_for(ceil_div(q.ncols, kColsPerTask), [&](std::size_t t) {
-      const std::size_t j1 = (t + 1) * kColsPerTask < q.ncols ? (t + 1) * kColsPerTask : q.ncols;
-      for (std::size_t j = t * kColsPerTask; j < j1; ++j)
-        std::copy_n(q.row(j, 1), (order - 1) * kw, all.data() + (j * order + 1) * kw);
-    });
-    q.bits.swap(all);
-    q.h1_rows = true;
-  }
+  // The image route's rows of H_2.. (no rows of H_1, layer.h) go to their places beside H_1's in a new array.
+  std::vector<word_t, UninitAllocator<word_t>> all(q.h1_rows ? 0 : q.ncols * order * kw);
+  word_t* const rows = q.h1_rows ? q.bits.data() : all.data();
   const bool sum_betas = q.betas.empty();
   if (sum_betas) q.betas.assign(q.ncols * order, 0.0);
   const double n = static_cast<double>(q.n);
@@ -64,11 +57,16 @@ void materialize_columns(QuantizedColumns& q) {
     PixelCursor at(im, t * kColsPerTask);
     for (std::size_t j = t * kColsPerTask; j < j1; ++j, at.next()) {
       const word_t* src = im.words.data() + at.word();
-      word_t* dst = q.bits.data() + j * order * kw;
+      word_t* dst = rows + j * order * kw;
       for (std::size_t w = 0; w < kw; ++w) dst[w] = src[im.word_off[w]];
+      if (!q.h1_rows) std::copy_n(q.row(j, 1), (order - 1) * kw, dst + kw);
       if (sum_betas) q.betas[j * order] = box_beta(im, at.sum(), n);
     }
   });
+  if (!q.h1_rows) {
+    q.bits.swap(all);
+    q.h1_rows = true;
+  }
   q.implicit_h1 = false;
   q.image = PixelImage{};
 }
