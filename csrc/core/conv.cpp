@@ -123,6 +123,20 @@ bool image_columns(const QuantizedColumns& q, const ConvGeometry& g) {
   return q.implicit_h1 && q.order >= 2 && g.channels % kWordBits == 0;
 }
 
+// Output positions per image from which band2_route applies (per image, so that an image's columns take the same
+// route, and give the same floats, in any batch). Its three stages are three jobs, and on small maps a pixel has
+// fewer readers: 512ch 4x4 at 2 threads ran 0.087 -> 0.107 ms that way, 256ch 8x8 0.094 -> 0.097, 128ch 16x16
+// level, 64ch 32x32 0.145 -> 0.138 (profile_conv_core C S 2, fastest calls; level at 1 thread below 32x32;
+// docs/KERNELS.md round 31).
+constexpr std::size_t kBand2MinColumns = 512;
+
+// Whether the columns' order 2 comes from per-pixel bands (quantize.h Band2Row): on the image route, a 3 x 3 window
+// at stride 1 and dilation 1 (each pixel read by up to 9 columns), where the path has the kernels.
+bool band2_route(const KernelTable& kt, const QuantizedColumns& q, const ConvGeometry& g) {
+  return kt.band2_pixels && image_columns(q, g) && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 &&
+         g.dw == 1 && g.out_h * g.out_w >= kBand2MinColumns;
+}
+
 // q's sizes and storage. Paths with an outer-product GEMM read H_1 (and at order 1 beta_1) from the pixel
 // image instead of a gathered copy per column; the compact layout keeps the gather.
 QuantizedColumns empty_columns(const KernelTable& kt, const ConvGeometry& g, int order) {
@@ -135,6 +149,7 @@ QuantizedColumns empty_columns(const KernelTable& kt, const ConvGeometry& g, int
   q.implicit_h1 = kt.gemm_task != nullptr && !conv_compact(g.channels, taps);
   if (image_columns(q, g)) {  // every beta and every word of the rows H_2.. written there; no rows of H_1
     q.h1_rows = false;
+    q.word_major = order == 2 && band2_route(kt, q, g);
     q.bits.resize(q.ncols * (order - 1) * q.kw);
     q.betas.resize(q.ncols * order);
   } else if (!(q.implicit_h1 && order == 1)) {
@@ -530,22 +545,8 @@ void quantize_column_block(const KernelTable& kt, const ColumnSource& source, Qu
   }
 }
 
-// Output positions per image from which band2_route applies (per image, so that an image's columns take the same
-// route, and give the same floats, in any batch). Its three stages are three jobs, and on small maps a pixel has
-// fewer readers: 512ch 4x4 at 2 threads ran 0.087 -> 0.107 ms that way, 256ch 8x8 0.094 -> 0.097, 128ch 16x16
-// level, 64ch 32x32 0.145 -> 0.138 (profile_conv_core C S 2, fastest calls; level at 1 thread below 32x32;
-// docs/KERNELS.md round 31).
-constexpr std::size_t kBand2MinColumns = 512;
-
 // Columns per band2_columns call of band2_columns' last stage (the cursors on the stack).
 constexpr std::size_t kBand2ColsPerTask = 128;
-
-// Whether the columns' order 2 comes from per-pixel bands (quantize.h Band2Row): on the image route, a 3 x 3 window
-// at stride 1 and dilation 1 (each pixel read by up to 9 columns), where the path has the kernels.
-bool band2_route(const KernelTable& kt, const QuantizedColumns& q, const ConvGeometry& g) {
-  return kt.band2_pixels && image_columns(q, g) && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 &&
-         g.dw == 1 && g.out_h * g.out_w >= kBand2MinColumns;
-}
 
 // Whether band2_columns reads its pixel rows from the input (NCHW) rather than from the NHWC copy: at order 2 the
 // copy has no other reader (band2_columns_fn reads the copy from order 3 on), so the pixel pass writes none, and each
@@ -690,9 +691,10 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
         const std::size_t col1 = std::min(c1, col0 + kBand2ColsPerTask);
         std::int64_t pix[kBand2ColsPerTask], word[kBand2ColsPerTask];
         chunk_cursors(s, im, col0, col1, pix, word);
-        word_t* const bits = q.bits.data() + col0 * (order - 1) * s.kwords;  // image route: rows of H_2 on
-        kt.band2_columns(ic, l, sb, lbase, pix, word, col1 - col0, s.order, bits, (order - 1) * s.kwords,
-                         q.betas.data() + col0 * order);
+        // image route: rows of H_2 on, or at order 2 word by word (QuantizedColumns::word_major)
+        word_t* const bits = q.bits.data() + col0 * (q.word_major ? 1 : (order - 1) * s.kwords);
+        kt.band2_columns(ic, l, sb, lbase, pix, word, col1 - col0, s.order, bits,
+                         q.word_major ? 1 : (order - 1) * s.kwords, q.word_stride(), q.betas.data() + col0 * order);
       }
     }
   });

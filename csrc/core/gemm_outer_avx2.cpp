@@ -96,12 +96,16 @@ struct Avx2Outer {
   // q's stored planes (rows j * K + k of q.bits, from plane 1 with an implicit_h1 q) into the panel, already split:
   // 4 columns' rows 4 words at a time, a 4 x 4 transpose of 64-bit words in registers, each word vector then stored
   // as its two nibble copies; partial lane sets and a row's last 1-3 words word by word.
+  // Word by word columns (QuantizedColumns::word_major) have a lane set's words side by side: one load a word.
   static void fill_rows(const QuantizedColumns& q, std::size_t j0, std::size_t jb, OuterPanel<kLanes>& p) {
-    const std::size_t kw = q.kw, stride = p.word_step(), copy = p.NV * kLanes;
+    const std::size_t kw = q.kw, stride = p.word_step(), copy = p.NV * kLanes, ws = q.word_stride();
     const auto put = [&](word_t* dst, __m256i v) { store_split(dst, dst + copy, v); };
     each_stored_row_set(q, j0, jb, p, [&](word_t* dst, const word_t* const* src, std::size_t valid) {
       std::size_t w = 0;
-      if (valid == kLanes) {
+      if (valid == kLanes && q.word_major) {
+        for (; w < kw; ++w)
+          put(dst + w * stride, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src[0] + w * ws)));
+      } else if (valid == kLanes) {
         for (; w + 4 <= kw; w += 4) {
           __m256i r[kLanes];
           for (std::size_t l = 0; l < kLanes; ++l)
@@ -112,7 +116,7 @@ struct Avx2Outer {
       }
       for (; w < kw; ++w)
         for (std::size_t l = 0; l < valid; ++l)
-          split_words(src[l] + w, 1, dst + w * stride + l, dst + w * stride + copy + l);
+          split_words(src[l] + w * ws, 1, dst + w * stride + l, dst + w * stride + copy + l);
     });
   }
 
@@ -636,12 +640,21 @@ void rows_by_word(const word_t* rows, std::size_t ld, std::size_t kw, std::size_
     for (std::size_t w = 0; w < kw; ++w) out[w * kCols + c] = c < n ? rows[c * ld + w] : word_t{0};
 }
 
-// 32 rows of kw words (the first `valid` at rows, ld words apart; zero rows after them) as nibble vectors: word w's 16
-// positions at out + 16 w stride, one every stride bytes (rows_by_word, then transpose32 word by word; words: scratch
-// of kw x 32 words).
-void stored_rows_panel(const word_t* rows, std::size_t ld, std::size_t kw, std::size_t valid, word_t* words,
-                       std::uint8_t* out, std::size_t stride) {
-  rows_by_word(rows, ld, kw, valid, words);
+// 32 rows of kw words (the first `valid` at rows, ld words apart, a row's words ws apart; zero rows after them) as
+// nibble vectors: word w's 16 positions at out + 16 w stride, one every stride bytes (rows_by_word, then transpose32
+// word by word; words: scratch of kw x 32 words). Rows word by word (ws > 1: QuantizedColumns::word_major, ld = 1)
+// are already runs of 32 words, which transpose32 reads where they lie.
+void stored_rows_panel(const word_t* rows, std::size_t ld, std::size_t ws, std::size_t kw, std::size_t valid,
+                       word_t* words, std::uint8_t* out, std::size_t stride) {
+  if (ws == 1) {
+    rows_by_word(rows, ld, kw, valid, words);
+  } else if (valid == kCols) {
+    for (std::size_t w = 0; w < kw; ++w) transpose32(rows + w * ws, out + 16 * w * stride, stride);
+    return;
+  } else {
+    for (std::size_t w = 0; w < kw; ++w)
+      for (std::size_t c = 0; c < kCols; ++c) words[w * kCols + c] = c < valid ? rows[c * ld + w * ws] : word_t{0};
+  }
   for (std::size_t w = 0; w < kw; ++w) transpose32(words + w * kCols, out + 16 * w * stride, stride);
 }
 
@@ -665,7 +678,8 @@ void build_block(const QuantizedColumns& q, std::size_t j0, std::size_t c0, std:
       std::uint8_t* out = panel + (g * K + k) * kCols;
       const std::size_t first = g * kCols, valid = nc > first ? std::min(kCols, nc - first) : 0;
       if (!(q.implicit_h1 && k == 0)) {  // stored rows: all kw words of the 32 columns at once
-        stored_rows_panel(q.row(j0 + c0 + first, k), q.stored_planes() * kw, kw, valid, words, out, NV * kCols);
+        stored_rows_panel(q.row(j0 + c0 + first, k), q.word_major ? 1 : q.stored_planes() * kw, q.word_stride(), kw,
+                          valid, words, out, NV * kCols);
         continue;
       }
       bool run = valid == kCols;  // 32 consecutive words of the image (one row of one image)
@@ -818,7 +832,7 @@ void build_filter_panel(const word_t* rows, std::size_t count, std::size_t kw, s
   sc.words.resize(kw * kCols);
   for (std::size_t v = 0; v < NV; ++v) {
     const std::size_t valid = count > v * kCols ? std::min(kCols, count - v * kCols) : 0;
-    stored_rows_panel(valid ? rows + v * kCols * kw : rows, kw, kw, valid, sc.words.data(), panel + v * kCols,
+    stored_rows_panel(valid ? rows + v * kCols * kw : rows, kw, 1, kw, valid, sc.words.data(), panel + v * kCols,
                       NV * kCols);
   }
 }
@@ -853,7 +867,7 @@ void task_by_filters(const word_t* wbits, std::size_t m, const QuantizedColumns&
   for (std::size_t k = 0; k < K; ++k)
     if (!(q.implicit_h1 && k == 0))
       for (std::size_t c = 0; c < jb; ++c)
-        std::copy_n(q.row(j0 + c, k), kw, rows + (c * K + k) * kw);
+        for (std::size_t w = 0; w < kw; ++w) rows[(c * K + k) * kw + w] = q.word(j0 + c, k, w);
   if (q.implicit_h1) {
     const PixelImage& im = q.image;
     PixelCursor at(im, j0);

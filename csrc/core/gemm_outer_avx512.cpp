@@ -227,8 +227,25 @@ struct Avx512Outer {
   // one store; a partial lane set word by word. Order 2 (profile_conv_core 64 56 2 and 128 28 2, fastest calls,
   // alternated with the word-by-word copy: 1-2% faster; most of what is left is reading the rows from L2, which a
   // fill skipped altogether would save: ~3% at 64 channels, docs/KERNELS.md round 23).
+  // Word by word columns (QuantizedColumns::word_major): whole lane sets are read where they lie (OuterPanel::stored),
+  // a partial one word by word.
   static void fill_rows(const QuantizedColumns& q, std::size_t j0, std::size_t jb, OuterPanel<kLanes>& p) {
     const std::size_t kw = q.kw, stride = p.word_step();
+    if (q.word_major) {
+      const std::size_t K = static_cast<std::size_t>(q.order), ws = q.word_stride();
+      p.stored_off.resize(kw);
+      for (std::size_t w = 0; w < kw; ++w) p.stored_off[w] = static_cast<std::int64_t>(w * ws);
+      const std::size_t whole = jb / kLanes, gwords = p.group_words();
+      for (std::size_t k = 1; k < K; ++k) {
+        for (std::size_t c = 0; c < whole; ++c) p.stored[c * K + k] = q.row(j0 + c * kLanes, k);
+        if (whole == p.sets) continue;
+        word_t* dst = p.words.data() + (whole / p.G) * gwords + ((whole % p.G) * K + k) * kLanes;
+        const std::size_t first = j0 + whole * kLanes;
+        for (std::size_t w = 0; w < kw; ++w)
+          for (std::size_t l = 0; first + l < j0 + jb; ++l) dst[w * stride + l] = q.word(first + l, k, w);
+      }
+      return;
+    }
     each_stored_row_set(q, j0, jb, p, [&](word_t* dst, const word_t* const* src, std::size_t valid) {
       if (valid < kLanes) {
         for (std::size_t w = 0; w < kw; ++w)

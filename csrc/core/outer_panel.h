@@ -46,6 +46,10 @@ struct OuterPanel {
   // step_off[w] = w * word_step().
   std::vector<const word_t*> h1;
   const std::int64_t* h1_off = nullptr;
+  // Likewise a lane set's stored plane k >= 1 of word by word columns (QuantizedColumns::word_major), its word w at
+  // stored[c * K + k] + stored_off[w] (nullptr: in words); set by such an ISA's fill_rows.
+  std::vector<const word_t*> stored;
+  std::vector<std::int64_t> stored_off;
   std::vector<std::int64_t> step_off;
   std::size_t word_step() const { return split * NV * L; }  // from word w's vectors to word w + 1's
   std::size_t group_words() const { return kw * word_step(); }
@@ -62,6 +66,7 @@ void prepare_panel(const QuantizedColumns& q, std::size_t j0, std::size_t jb, st
   const std::size_t gwords = p.group_words(), stride = p.word_step();
   if (p.words.size() < p.groups * gwords) p.words.resize(p.groups * gwords);
   p.h1.assign(p.sets, nullptr);
+  p.stored.assign(p.sets * K, nullptr);
   p.step_off.resize(kw);
   for (std::size_t w = 0; w < kw; ++w) p.step_off[w] = static_cast<std::int64_t>(w * stride);
   if (p.betas.size() < p.groups * G * K * L) p.betas.resize(p.groups * G * K * L);
@@ -199,8 +204,8 @@ template <int K>
 constexpr int kPanelSets = K == 1 ? 2 : 1;
 
 // An ISA with kCountsDirect = true has counts_direct<MR, NV>(a, src, off, kw, cnt), whose vector v of word w is at
-// src[v] + off[v][w]: outer_rows then reads the lane sets whose plane 0 the panel left in place (OuterPanel::h1) from
-// there, and every other vector from the panel.
+// src[v] + off[v][w]: outer_rows then reads the lane sets' planes that the panel left in place (OuterPanel::h1 and
+// stored) from there, and every other vector from the panel.
 template <class Isa, class = void>
 struct HasCountsDirect : std::false_type {};
 template <class Isa>
@@ -259,14 +264,15 @@ void outer_rows(const word_t* wbits, const QuantizedColumns& q, const Epilogue& 
     for (std::size_t g = 0; g < p.groups; ++g) {
       typename Isa::Count cnt[MR][NV];
       const word_t* b = p.words.data() + g * p.group_words();
-      // The group's vectors: with counts_direct each from the image (OuterPanel::h1) or the panel, else the panel's.
+      // The group's vectors: with counts_direct each where it lies (OuterPanel::h1, stored) or from the panel, else
+      // the panel's.
       GroupSource<NV> from{b, step, NV * L, {}, {}};
       if constexpr (HasCountsDirect<Isa>::value) {
         for (int v = 0; v < NV; ++v) {
-          const std::size_t c = g * G + static_cast<std::size_t>(v) / K;
-          const bool in_image = v % K == 0 && c < p.sets && p.h1[c];
-          from.src[v] = in_image ? p.h1[c] : b + static_cast<std::size_t>(v) * L;
-          from.off[v] = in_image ? p.h1_off : p.step_off.data();
+          const std::size_t c = g * G + static_cast<std::size_t>(v) / K, k = static_cast<std::size_t>(v % K);
+          const word_t* at = c >= p.sets ? nullptr : k == 0 ? p.h1[c] : p.stored[c * K + k];
+          from.src[v] = at ? at : b + static_cast<std::size_t>(v) * L;
+          from.off[v] = !at ? p.step_off.data() : k == 0 ? p.h1_off : p.stored_off.data();
         }
       }
       if (G == 2 && g * G + 1 == p.sets) {  // order 1, odd last lane set: its vector alone

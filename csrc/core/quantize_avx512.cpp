@@ -697,8 +697,8 @@ void band2_pixels_nchw_avx512(const Band2Row& r) {
 
 void band2_columns_avx512(const ImageColumns& im, const word_t* l, const double* sb, std::int64_t lbase,
                           const std::int64_t* pix, const std::int64_t* word, std::size_t count, int order, word_t* bits,
-                          std::size_t ldbits, double* betas) {
-  band2_walk<TapsPass, Taps3Pass>(im, l, sb, lbase, pix, word, count, order, bits, ldbits, betas);
+                          std::size_t ldbits, std::size_t ldword, double* betas) {
+  band2_walk<TapsPass, Taps3Pass>(im, l, sb, lbase, pix, word, count, order, bits, ldbits, ldword, betas);
 }
 
 // Up to 64 pixels at a time (4 vectors) with their words and sums in registers across all channels, so a

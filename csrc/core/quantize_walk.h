@@ -435,7 +435,7 @@ constexpr std::size_t band2_slot(std::size_t t) { return 4 * (t / 3) + 2 - t % 3
 template <std::size_t GW>
 void band2_combine(const ImageColumns& im, const word_t* l, const double* sb, std::int64_t lbase,
                    const std::int64_t* pix, const std::int64_t* word, std::size_t count, std::size_t ord, word_t* bits,
-                   std::size_t ldbits, double* betas) {
+                   std::size_t ldbits, std::size_t ldword, double* betas) {
   std::int64_t loff[9], soff[9], woff[9 * GW];
   for (std::size_t t = 0; t < 9; ++t) {
     const std::int64_t slot = static_cast<std::int64_t>(band2_slot(t));
@@ -455,7 +455,7 @@ void band2_combine(const ImageColumns& im, const word_t* l, const double* sb, st
 #pragma GCC unroll 8
       for (std::size_t w = 0; w < GW; ++w) {
         const word_t lw = lp[loff[t] + static_cast<std::int64_t>(w * kBand2Slots)];
-        row[t * GW + w] = h1[woff[t * GW + w]] ^ lw;
+        row[(t * GW + w) * ldword] = h1[woff[t * GW + w]] ^ lw;
         below += static_cast<std::uint64_t>(__builtin_popcountll(lw));
       }
       s += sp[soff[t]];
@@ -472,7 +472,8 @@ void band2_combine(const ImageColumns& im, const word_t* l, const double* sb, st
 // The same operations in the same order. False (nothing done) for another tap layout.
 inline bool band2_combine_window1(const ImageColumns& im, const word_t* l, const double* sb, std::int64_t lbase,
                                   const std::int64_t* pix, const std::int64_t* word, std::size_t count,
-                                  std::size_t ord, word_t* bits, std::size_t ldbits, double* betas) {
+                                  std::size_t ord, word_t* bits, std::size_t ldbits, std::size_t ldword,
+                                  double* betas) {
   const std::int64_t wp = im.pix_off[3];
   for (std::size_t t = 0; t < 9; ++t) {
     const std::int64_t at = static_cast<std::int64_t>(t / 3) * wp + static_cast<std::int64_t>(t % 3);
@@ -495,7 +496,7 @@ inline bool band2_combine_window1(const ImageColumns& im, const word_t* l, const
 #pragma GCC unroll 3
       for (std::int64_t c = 0; c < 3; ++c) {
         const word_t lw = lq[11 * c];
-        row[3 * q + c] = hq[c] ^ lw;
+        row[static_cast<std::size_t>(3 * q + c) * ldword] = hq[c] ^ lw;
         below += static_cast<std::uint64_t>(__builtin_popcountll(lw));
         s += sq[11 * c];
       }
@@ -507,21 +508,21 @@ inline bool band2_combine_window1(const ImageColumns& im, const word_t* l, const
 }
 
 // band2_columns (quantize.h): per column its 9 taps' words of L-bits and sums from the pixels' slots (tap (q, s) reads
-// slot 4 q + 2 - s of its pixel), H_2 = H_1 XOR L, beta_2 = 2 (n_l beta_1 - S_l) / n (the sums in tap order), then
-// orders 3.. as image_walk computes them.
+// slot 4 q + 2 - s of its pixel), H_2 = H_1 XOR L (word w of column i's at bits[i * ldbits + w * ldword]), beta_2 =
+// 2 (n_l beta_1 - S_l) / n (the sums in tap order), then orders 3.. as image_walk computes them (ldword = 1 there).
 template <class Chain, class Third>
 void band2_walk(const ImageColumns& im, const word_t* l, const double* sb, std::int64_t lbase,
                 const std::int64_t* pix, const std::int64_t* word, std::size_t count, int order, word_t* bits,
-                std::size_t ldbits, double* betas) {
+                std::size_t ldbits, std::size_t ldword, double* betas) {
   const std::size_t gw = im.C / kWordBits, ord = static_cast<std::size_t>(order);
   switch (gw) {
     case 1:
-      if (!band2_combine_window1(im, l, sb, lbase, pix, word, count, ord, bits, ldbits, betas))
-        band2_combine<1>(im, l, sb, lbase, pix, word, count, ord, bits, ldbits, betas);
+      if (!band2_combine_window1(im, l, sb, lbase, pix, word, count, ord, bits, ldbits, ldword, betas))
+        band2_combine<1>(im, l, sb, lbase, pix, word, count, ord, bits, ldbits, ldword, betas);
       break;
-    case 2: band2_combine<2>(im, l, sb, lbase, pix, word, count, ord, bits, ldbits, betas); break;
-    case 4: band2_combine<4>(im, l, sb, lbase, pix, word, count, ord, bits, ldbits, betas); break;
-    case 8: band2_combine<8>(im, l, sb, lbase, pix, word, count, ord, bits, ldbits, betas); break;
+    case 2: band2_combine<2>(im, l, sb, lbase, pix, word, count, ord, bits, ldbits, ldword, betas); break;
+    case 4: band2_combine<4>(im, l, sb, lbase, pix, word, count, ord, bits, ldbits, ldword, betas); break;
+    case 8: band2_combine<8>(im, l, sb, lbase, pix, word, count, ord, bits, ldbits, ldword, betas); break;
     default:
       for (std::size_t i = 0; i < count; ++i) {
         word_t* row = bits + i * ldbits;
@@ -534,7 +535,7 @@ void band2_walk(const ImageColumns& im, const word_t* l, const double* sb, std::
           const word_t* lp = l + static_cast<std::size_t>(p) * gw * kBand2Slots + slot;
           for (std::size_t w = 0; w < gw; ++w) {
             const word_t lw = lp[w * kBand2Slots];
-            row[t * gw + w] = h1[im.word_off[t * gw + w]] ^ lw;
+            row[(t * gw + w) * ldword] = h1[im.word_off[t * gw + w]] ^ lw;
             below += static_cast<std::uint64_t>(__builtin_popcountll(lw));
           }
           s += sb[static_cast<std::size_t>(p) * kBand2Slots + slot];

@@ -59,13 +59,19 @@ void materialize_columns(QuantizedColumns& q) {
       const word_t* src = im.words.data() + at.word();
       word_t* dst = rows + j * order * kw;
       for (std::size_t w = 0; w < kw; ++w) dst[w] = src[im.word_off[w]];
-      if (!q.h1_rows) std::copy_n(q.row(j, 1), (order - 1) * kw, dst + kw);
+      if (q.word_major) {
+        for (std::size_t k = 1; k < order; ++k)
+          for (std::size_t w = 0; w < kw; ++w) dst[k * kw + w] = q.word(j, k, w);
+      } else if (!q.h1_rows) {
+        std::copy_n(q.row(j, 1), (order - 1) * kw, dst + kw);
+      }
       if (sum_betas) q.betas[j * order] = box_beta(im, at.sum(), n);
     }
   });
   if (!q.h1_rows) {
     q.bits.swap(all);
     q.h1_rows = true;
+    q.word_major = false;
   }
   q.implicit_h1 = false;
   q.image = PixelImage{};

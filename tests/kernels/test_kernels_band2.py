@@ -114,3 +114,34 @@ def test_input_affine_and_channels_last_give_the_same_floats(path, order):
     yl, (bits_l, betas_l) = _core.conv2d_train(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), *args, True, path)
     assert np.array_equal(np.array(bits), np.array(bits_l)) and np.array_equal(np.array(betas), np.array(betas_l))
     assert np.array_equal(np.array(y), np.array(yl).transpose(0, 3, 1, 2))
+
+
+def _outputs_from_columns(bits, betas, wbits, n):
+    """The epilogue (coef 1, add 0) in the kernels' float32 operation order (docs/MATH.md "Output"), from the columns'
+    words (columns, order, kw) and betas and the filters' words (filters, kw): (filters, columns)."""
+    pc = np.unpackbits((wbits[:, None, None, :] ^ bits[None]).view(np.uint8), axis=-1).sum(axis=-1, dtype=np.int64)
+    s = np.zeros(pc.shape[:2], np.float32)
+    for k in range(bits.shape[1]):
+        s = s + betas[:, k].astype(np.float32)[None] * (n - 2 * pc[:, :, k]).astype(np.float32)
+    return np.float32(1.0) * s + np.float32(0.0)
+
+
+@pytest.mark.parametrize("order", [2, 3])
+@pytest.mark.parametrize("geom", GEOMS, ids=lambda g: "x".join(map(str, g)))
+def test_outputs_are_the_epilogue_of_the_columns(path, geom, order):
+    """The layer's outputs, word for word the epilogue of its own columns: at order 2 the GEMM reads H_2 where the
+    route wrote it, word by word over the columns (csrc/core/layer.h QuantizedColumns::word_major), whole lane sets in
+    place on the AVX-512 path, the rest copied; the column counts here leave lane sets of 1-7 columns at the end of an
+    image, of a task and of the batch."""
+    n_img, c, h, w, p = geom
+    rng = np.random.default_rng(7 * c + h + order)
+    x = (rng.standard_normal((n_img, c, h, w)) * np.exp(rng.uniform(-1.0, 1.0, (n_img, 1, h, w)))).astype(np.float32)
+    co = 11
+    wt = rng.standard_normal((co, c, 3, 3)).astype(np.float32)
+    wbits = kernels.pack_weights(wt).conv_bits()
+    y, (bits, betas) = _core.conv2d_train(x, wbits, np.ones(co), np.zeros(co), 3, 3, (1, 1), (p, p), (1, 1), order,
+                                          False, path)
+    bits, betas, y = np.array(bits), np.array(betas), np.array(y)
+    want = _outputs_from_columns(bits, betas, np.asarray(wbits), c * 9)
+    oh, ow = y.shape[2], y.shape[3]
+    np.testing.assert_array_equal(y.transpose(1, 0, 2, 3).reshape(co, n_img * oh * ow), want)

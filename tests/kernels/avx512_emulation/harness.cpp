@@ -295,9 +295,8 @@ float gemm_reference(const word_t* wrow, const QuantizedColumns& q, const Epilog
   const std::size_t K = static_cast<std::size_t>(q.order);
   float s = 0.0f;
   for (std::size_t k = 0; k < K; ++k) {
-    const word_t* h = q.row(j, k);
     std::int64_t pc = 0;
-    for (std::size_t w = 0; w < q.kw; ++w) pc += __builtin_popcountll(wrow[w] ^ h[w]);
+    for (std::size_t w = 0; w < q.kw; ++w) pc += __builtin_popcountll(wrow[w] ^ q.word(j, k, w));
     s = s + static_cast<float>(q.betas[j * K + k]) * static_cast<float>(static_cast<std::int64_t>(q.n) - 2 * pc);
   }
   return static_cast<float>(ep.coef[o]) * s + static_cast<float>(ep.add[o]);
@@ -555,9 +554,9 @@ int check_conv_image(std::mt19937_64& rng) {
           bool same = true, close = true;
           for (std::size_t j = 0; j < qe.ncols; ++j)
             for (std::size_t k = 1; k < K; ++k) {
-              for (std::size_t w = 0; w < kw; ++w) {  // rows where each q keeps them (layer.h row)
-                same = same && qe.row(j, k)[w] == qo.row(j, k)[w];
-                close = close && qe.row(j, k)[w] == qg.row(j, k)[w];
+              for (std::size_t w = 0; w < kw; ++w) {  // words where each q keeps them (layer.h word)
+                same = same && qe.word(j, k, w) == qo.word(j, k, w);
+                close = close && qe.word(j, k, w) == qg.word(j, k, w);
               }
               const double be = qe.betas[j * K + k], bo = qo.betas[j * K + k], bg = qg.betas[j * K + k];
               same = same && bits_of(be) == bits_of(bo);
@@ -612,7 +611,7 @@ int check_conv_band2(std::mt19937_64& rng) {
         for (std::size_t k = 1; k < K; ++k) {
           // plane 3 follows beta_2, which may round differently: only plane 2's bits are compared
           if (k == 1)
-            for (std::size_t w = 0; w < kw; ++w) ok = ok && qe.row(j, k)[w] == qg.row(j, k)[w];
+            for (std::size_t w = 0; w < kw; ++w) ok = ok && qe.word(j, k, w) == qg.word(j, k, w);
           // float32 terms: their rounding is relative to the values' scale (beta_1), not to a small beta_k (the
           // Python tests' bound against exact sums, test_kernels_order3 _check_chain, twice: two such roundings)
           const double be = qe.betas[j * K + k], bg = qg.betas[j * K + k];
@@ -646,7 +645,7 @@ int check_conv_band2(std::mt19937_64& rng) {
       bool eq = a.ncols == b.ncols && a.kw == b.kw;
       for (std::size_t j = 0; eq && j < a.ncols; ++j) {
         for (std::size_t k = 0; k < 2; ++k) eq = eq && bits_of(a.betas[2 * j + k]) == bits_of(b.betas[2 * j + k]);
-        for (std::size_t w = 0; w < a.kw; ++w) eq = eq && a.row(j, 1)[w] == b.row(j, 1)[w];
+        for (std::size_t w = 0; w < a.kw; ++w) eq = eq && a.word(j, 1, w) == b.word(j, 1, w);
       }
       return eq;
     };
