@@ -614,29 +614,7 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
     const std::int64_t at = static_cast<std::int64_t>(((i0 + img) * hp + oy) * wp);
     const std::size_t cell = img * grid + (oy + 2) * gs + 2;
     double* betas = q.betas.data() + ((i0 * oh + t) * ow) * order;
-    bool any = false;
-    for (std::size_t ox0 = 0; ox0 < ow; ox0 += kBoxLanes) {
-      // kBoxLanes columns' box sums side by side (each in tap order: box_beta's sums), as image_walk adds them
-      const std::size_t nl = std::min(kBoxLanes, ow - ox0);
-      const double* sums = im.sums.data() + at + static_cast<std::int64_t>(ox0);
-      double box[kBoxLanes] = {};
-      if (nl == kBoxLanes) {
-        box_sums(sums, off, 9, box);
-      } else {
-        for (std::size_t k = 0; k < 9; ++k)
-          for (std::size_t j = 0; j < nl; ++j) box[j] += sums[off[k] + static_cast<std::int64_t>(j)];
-      }
-      for (std::size_t j = 0; j < nl; ++j) {
-        const std::size_t ox = ox0 + j;
-        const double b = box[j] / s.n;
-        betas[ox * order] = b;
-        const Threshold32 th(b);
-        const bool e = th.up == th.down;  // beta_1 is a float32 value
-        pos[cell + ox] = th.up;
-        neg[cell + ox] = e ? std::nextafter(th.up, std::numeric_limits<float>::infinity()) : th.up;
-        any |= e;
-      }
-    }
+    const bool any = kt.band2_thresholds(im.sums.data() + at, off, ow, s.n, order, betas, pos + cell, neg + cell);
     if (any) exact.store(true, std::memory_order_relaxed);
   });
   const bool any_exact = exact.load();

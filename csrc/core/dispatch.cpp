@@ -40,10 +40,11 @@ namespace {
     t.band2_pixels = nullptr;                       \
     t.band2_columns = nullptr;                      \
     t.band2_pixels_nchw = nullptr;                  \
+    t.band2_thresholds = nullptr;                   \
     return t;                                       \
   }()
 
-static_assert(sizeof(KernelTable) == 25 * sizeof(void*),
+static_assert(sizeof(KernelTable) == 26 * sizeof(void*),
               "a member added to KernelTable must be set in HORQ_KERNEL_TABLE (and counted here)");
 
 const KernelTable kGeneric = HORQ_KERNEL_TABLE(generic, nullptr, nullptr);
@@ -58,6 +59,7 @@ const KernelTable kAvx2 = [] {
   t.quantize_taps3 = quantize_taps3_avx2;  // the one path with it (quantize.h)
   t.band2_pixels = band2_pixels_avx2;      // and with these (as avx512)
   t.band2_columns = band2_columns_avx2;
+  t.band2_thresholds = band2_thresholds_avx2;
   return t;
 }();
 const KernelTable kAvx512 = [] {
@@ -65,6 +67,7 @@ const KernelTable kAvx512 = [] {
   t.band2_pixels = band2_pixels_avx512;
   t.band2_columns = band2_columns_avx512;
   t.band2_pixels_nchw = band2_pixels_nchw_avx512;
+  t.band2_thresholds = band2_thresholds_avx512;
   return t;
 }();
 

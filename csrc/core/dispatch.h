@@ -69,6 +69,7 @@ struct KernelTable {
   band2_pixels_fn band2_pixels;      // conv order 2, 3 x 3 stride 1: per-pixel bands (x86 paths; generic: nullptr)
   band2_columns_fn band2_columns;    // and the columns from them
   band2_pixels_fn band2_pixels_nchw;  // the bands from NCHW rows (avx512; nullptr elsewhere: conv.cpp transposes rows)
+  band2_thresholds_fn band2_thresholds;  // the bands' thresholds, an output row at a time (with band2_pixels)
 };
 
 // Whether the AVX2 path's GEMM tasks take its table kernel where it applies (gemm_outer_avx2.cpp; on by default) or

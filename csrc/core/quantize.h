@@ -182,6 +182,18 @@ void band2_columns_avx512(const ImageColumns& im, const word_t* l, const double*
                           const std::int64_t* pix, const std::int64_t* word, std::size_t count, int order,
                           word_t* bits, std::size_t ldbits, std::size_t ldword, double* betas);
 
+// The thresholds of one output row of such columns (conv.cpp band2_columns' first stage): column ox's beta_1 = its box
+// sum (the pixel sums at sums + off[t] + ox added in tap order t = 0..8, from 0.0) / n, into betas[ox * ord], and its
+// thresholds into the grid row: pos[ox] = Threshold32's up (ceil32(beta_1)), neg[ox] = the same, or where beta_1 is a
+// float32 value the float above it. Returns whether some column's beta_1 is a float32 value. The same floats on every
+// path (AVX-512: 8 columns a step).
+using band2_thresholds_fn = bool (*)(const double* sums, const std::int64_t* off, std::size_t ow, double n,
+                                     std::size_t ord, double* betas, float* pos, float* neg);
+bool band2_thresholds_avx2(const double* sums, const std::int64_t* off, std::size_t ow, double n, std::size_t ord,
+                           double* betas, float* pos, float* neg);
+bool band2_thresholds_avx512(const double* sums, const std::int64_t* off, std::size_t ow, double n, std::size_t ord,
+                             double* betas, float* pos, float* neg);
+
 // Slots per pixel in Band2Row's l and sb.
 constexpr std::size_t kBand2Slots = 12;
 

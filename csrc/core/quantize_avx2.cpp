@@ -528,6 +528,11 @@ void band2_pixels_avx2(const Band2Row& r) {
   }
 }
 
+bool band2_thresholds_avx2(const double* sums, const std::int64_t* off, std::size_t ow, double n, std::size_t ord,
+                           double* betas, float* pos, float* neg) {
+  return band2_threshold_row(sums, off, ow, n, ord, betas, pos, neg);
+}
+
 void band2_columns_avx2(const ImageColumns& im, const word_t* l, const double* sb, std::int64_t lbase,
                         const std::int64_t* pix, const std::int64_t* word, std::size_t count, int order, word_t* bits,
                         std::size_t ldbits, std::size_t ldword, double* betas) {

@@ -695,6 +695,41 @@ void band2_pixels_nchw_avx512(const Band2Row& r) {
   }
 }
 
+// 8 columns a step: the box sums (masked loads past the row), the division and float32 rounding in the lanes; a
+// column's up is its float32 nearest one step up where that lies below beta_1 (a compare of the two as doubles), and
+// beta_1 is a float32 value where neither lies above or below the other (Threshold32's up == down); the float bits
+// stepped lane by lane.
+bool band2_thresholds_avx512(const double* sums, const std::int64_t* off, std::size_t ow, double n, std::size_t ord,
+                             double* betas, float* pos, float* neg) {
+  const __m512d vn = _mm512_set1_pd(n);
+  unsigned any = 0;
+  for (std::size_t ox0 = 0; ox0 < ow; ox0 += kDoubles) {
+    const std::size_t nl = std::min(kDoubles, ow - ox0);
+    const __mmask8 m = first_lanes8(nl);
+    __m512d box = _mm512_setzero_pd();
+    for (std::size_t t = 0; t < 9; ++t)
+      box = _mm512_add_pd(box, _mm512_maskz_loadu_pd(m, sums + off[t] + static_cast<std::int64_t>(ox0)));
+    const __m512d b = _mm512_div_pd(box, vn);
+    const __m256 nearest = _mm512_cvtpd_ps(b);
+    const __m512d back = _mm512_cvtps_pd(nearest);
+    const unsigned below = _mm512_mask_cmp_pd_mask(m, back, b, _CMP_LT_OQ);
+    const unsigned exact = m & ~(below | _mm512_mask_cmp_pd_mask(m, back, b, _CMP_GT_OQ));
+    alignas(64) double bd[kDoubles];
+    alignas(32) std::uint32_t u[kDoubles];
+    _mm512_storeu_pd(bd, b);
+    _mm256_storeu_ps(reinterpret_cast<float*>(u), nearest);
+    for (std::size_t j = 0; j < nl; ++j) {
+      betas[(ox0 + j) * ord] = bd[j];
+      const std::uint32_t up = u[j] + (below >> j & 1u);
+      const std::uint32_t above = up + (exact >> j & 1u);
+      std::memcpy(pos + ox0 + j, &up, sizeof up);
+      std::memcpy(neg + ox0 + j, &above, sizeof above);
+    }
+    any |= exact;
+  }
+  return any != 0;
+}
+
 void band2_columns_avx512(const ImageColumns& im, const word_t* l, const double* sb, std::int64_t lbase,
                           const std::int64_t* pix, const std::int64_t* word, std::size_t count, int order, word_t* bits,
                           std::size_t ldbits, std::size_t ldword, double* betas) {

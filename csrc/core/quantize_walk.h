@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 #include "core/quantize.h"
@@ -288,6 +289,33 @@ inline void box_sums(const double* sums, const std::int64_t* off, std::size_t ta
   for (std::size_t l = 0; l < kBoxLanes; ++l) s[l] = 0.0;
   for (std::size_t t = 0; t < taps; ++t)
     for (std::size_t l = 0; l < kBoxLanes; ++l) s[l] += sums[off[t] + static_cast<std::int64_t>(l)];
+}
+
+// band2_thresholds (quantize.h) column by column, kBoxLanes columns' box sums side by side.
+inline bool band2_threshold_row(const double* sums, const std::int64_t* off, std::size_t ow, double n,
+                                std::size_t ord, double* betas, float* pos, float* neg) {
+  bool any = false;
+  for (std::size_t ox0 = 0; ox0 < ow; ox0 += kBoxLanes) {
+    const std::size_t nl = ow - ox0 < kBoxLanes ? ow - ox0 : kBoxLanes;
+    double box[kBoxLanes] = {};
+    if (nl == kBoxLanes) {
+      box_sums(sums + ox0, off, 9, box);
+    } else {
+      for (std::size_t k = 0; k < 9; ++k)
+        for (std::size_t j = 0; j < nl; ++j) box[j] += sums[off[k] + static_cast<std::int64_t>(ox0 + j)];
+    }
+    for (std::size_t j = 0; j < nl; ++j) {
+      const std::size_t ox = ox0 + j;
+      const double b = box[j] / n;
+      betas[ox * ord] = b;
+      const Threshold32 th(b);
+      const bool e = th.up == th.down;  // beta_1 is a float32 value
+      pos[ox] = th.up;
+      neg[ox] = e ? std::nextafter(th.up, std::numeric_limits<float>::infinity()) : th.up;
+      any |= e;
+    }
+  }
+  return any;
 }
 
 template <class Pass, class = void>

@@ -454,6 +454,7 @@ KernelTable avx512_conv_table() {
   t.band2_pixels = band2_pixels_avx512;  // order 2's per-pixel bands (3 x 3, stride 1, >= 512 columns an image)
   t.band2_columns = band2_columns_avx512;
   t.band2_pixels_nchw = band2_pixels_nchw_avx512;
+  t.band2_thresholds = band2_thresholds_avx512;
   return t;
 }
 
