@@ -127,6 +127,8 @@ struct OuterScratch {
   OuterPanel<L> panel;
   std::vector<LaneDest<L>> dest;
   std::vector<word_t> rows;  // a register block's weight rows as Isa::prepare_rows rewrites them
+  std::vector<const word_t*> src;        // direct_sources' (counts_direct ISAs)
+  std::vector<const std::int64_t*> off;
   std::uint64_t call = 0;
   const void* isa = nullptr;
   std::size_t j0 = 0, jb = 0;
@@ -212,14 +214,31 @@ template <class Isa>
 struct HasCountsDirect<Isa, std::enable_if_t<Isa::kCountsDirect>> : std::true_type {};
 
 // Where a kernel call finds a group's vectors: the panel's (b, step, copy: Isa::counts), or with counts_direct
-// vector v of word w at src[v] + off[v][w].
+// vector v of word w at src[v] + off[v][w] (direct_sources).
 template <int NV>
 struct GroupSource {
   const word_t* b;
   std::size_t step, copy;
-  const word_t* src[NV];
-  const std::int64_t* off[NV];
+  const word_t* const* src;
+  const std::int64_t* const* off;
 };
+
+// For counts_direct: every group's NV vectors' sources (group g's vector v at src[g NV + v], off[g NV + v]), each where
+// it lies (OuterPanel::h1, stored) or in the panel. Once per outer_rows call, not per register block of filters
+// (order 3 at 64ch 56x56 spent ~1.5% choosing them again for each block of 4 filters).
+template <std::size_t L, std::size_t G, int K>
+void direct_sources(const OuterPanel<L>& p, const word_t** src, const std::int64_t** off) {
+  constexpr int NV = static_cast<int>(G) * K;
+  for (std::size_t g = 0; g < p.groups; ++g) {
+    const word_t* b = p.words.data() + g * p.group_words();
+    for (int v = 0; v < NV; ++v) {
+      const std::size_t c = g * G + static_cast<std::size_t>(v) / K, k = static_cast<std::size_t>(v % K);
+      const word_t* at = c >= p.sets ? nullptr : k == 0 ? p.h1[c] : p.stored[c * K + k];
+      src[g * NV + v] = at ? at : b + static_cast<std::size_t>(v) * L;
+      off[g * NV + v] = !at ? p.step_off.data() : k == 0 ? p.h1_off : p.stored_off.data();
+    }
+  }
+}
 
 // cnt = the counts of rows a against the first N vectors of a group (Isa::counts or counts_direct).
 template <class Isa, int MR, int N, int NV>
@@ -248,15 +267,17 @@ inline const word_t* filter_row(const word_t* wbits, std::size_t r, std::size_t 
   }
 }
 
-// Outputs [o0 + i0, o0 + i1) against every group of the panel, MR filters per kernel call.
+// Outputs [o0 + i0, o0 + i1) against every group of the panel, MR filters per kernel call; src, off: room for
+// direct_sources (p.groups x G K each).
 template <class Isa, int MR, int K>
 void outer_rows(const word_t* wbits, const QuantizedColumns& q, const Epilogue& ep, std::size_t ppi, float* y,
                 std::size_t o0, std::size_t i0, std::size_t i1, const OuterPanel<Isa::kLanes>& p,
-                const LaneDest<Isa::kLanes>* dest, word_t* rows) {
+                const LaneDest<Isa::kLanes>* dest, word_t* rows, const word_t** src, const std::int64_t** off) {
   constexpr std::size_t L = Isa::kLanes, G = kPanelSets<K>;
   constexpr int NV = static_cast<int>(G) * K;
   const std::size_t kw = q.kw, step = p.word_step();
   const double n = static_cast<double>(q.n);
+  if constexpr (HasCountsDirect<Isa>::value) direct_sources<L, G, K>(p, src, off);
   for (; i0 < i1; i0 += MR) {
     const word_t* a[MR];  // rows past i1 repeat row i0: computed, not stored
     for (int i = 0; i < MR; ++i) a[i] = filter_row<Isa>(wbits, o0 + (i0 + i < i1 ? i0 + i : i0), kw);
@@ -264,17 +285,8 @@ void outer_rows(const word_t* wbits, const QuantizedColumns& q, const Epilogue& 
     for (std::size_t g = 0; g < p.groups; ++g) {
       typename Isa::Count cnt[MR][NV];
       const word_t* b = p.words.data() + g * p.group_words();
-      // The group's vectors: with counts_direct each where it lies (OuterPanel::h1, stored) or from the panel, else
-      // the panel's.
-      GroupSource<NV> from{b, step, NV * L, {}, {}};
-      if constexpr (HasCountsDirect<Isa>::value) {
-        for (int v = 0; v < NV; ++v) {
-          const std::size_t c = g * G + static_cast<std::size_t>(v) / K, k = static_cast<std::size_t>(v % K);
-          const word_t* at = c >= p.sets ? nullptr : k == 0 ? p.h1[c] : p.stored[c * K + k];
-          from.src[v] = at ? at : b + static_cast<std::size_t>(v) * L;
-          from.off[v] = !at ? p.step_off.data() : k == 0 ? p.h1_off : p.stored_off.data();
-        }
-      }
+      // The group's vectors: the panel's, or with counts_direct where direct_sources found them.
+      const GroupSource<NV> from{b, step, NV * L, src + g * NV, off + g * NV};
       if (G == 2 && g * G + 1 == p.sets) {  // order 1, odd last lane set: its vector alone
         typename Isa::Count one[MR][1];
         group_counts<Isa, MR, 1>(a, from, kw, one);
@@ -317,16 +329,18 @@ void outer_rows(const word_t* wbits, const QuantizedColumns& q, const Epilogue& 
 template <class Isa, int K>
 void outer_run_task(const word_t* wbits, const QuantizedColumns& q, const Epilogue& ep, std::size_t ppi, float* y,
                     std::size_t o0, std::size_t mb, const OuterPanel<Isa::kLanes>& p,
-                    const LaneDest<Isa::kLanes>* dest, word_t* rows) {
+                    const LaneDest<Isa::kLanes>* dest, word_t* rows, const word_t** src,
+                    const std::int64_t** off) {
   constexpr int MR = Isa::kRows[K], kMid = Isa::kMidRows, kLast = Isa::kLastRows;
   std::size_t done = mb / MR * MR;
-  outer_rows<Isa, MR, K>(wbits, q, ep, ppi, y, o0, 0, done, p, dest, rows);
+  outer_rows<Isa, MR, K>(wbits, q, ep, ppi, y, o0, 0, done, p, dest, rows, src, off);
   if (MR > kMid && mb - done >= kMid) {
     const std::size_t to = done + (mb - done) / kMid * kMid;
-    outer_rows<Isa, (MR > kMid ? kMid : MR), K>(wbits, q, ep, ppi, y, o0, done, to, p, dest, rows);
+    outer_rows<Isa, (MR > kMid ? kMid : MR), K>(wbits, q, ep, ppi, y, o0, done, to, p, dest, rows, src, off);
     done = to;
   }
-  if (done < mb) outer_rows<Isa, (MR < kLast ? MR : kLast), K>(wbits, q, ep, ppi, y, o0, done, mb, p, dest, rows);
+  if (done < mb)
+    outer_rows<Isa, (MR < kLast ? MR : kLast), K>(wbits, q, ep, ppi, y, o0, done, mb, p, dest, rows, src, off);
 }
 
 // The most filters of any kernel call (Isa::kRows).
@@ -362,16 +376,20 @@ void outer_task(const word_t* wbits, std::size_t m, const QuantizedColumns& q, E
   if (Isa::kSplit > 1 && scratch.rows.size() < Isa::kSplit * max_rows<Isa>() * q.kw)
     scratch.rows.resize(Isa::kSplit * max_rows<Isa>() * q.kw);
   word_t* rows = scratch.rows.data();
+  const std::size_t sources = HasCountsDirect<Isa>::value ? p.groups * p.NV : 0;
+  if (scratch.src.size() < sources) scratch.src.resize(sources), scratch.off.resize(sources);
+  const word_t** src = scratch.src.data();
+  const std::int64_t** off = scratch.off.data();
   static_assert(kMaxOrder == 8, "one case per order below");
   switch (K) {
-    case 1: outer_run_task<Isa, 1>(wbits, q, ep, ppi, y, o0, mb, p, dest, rows); break;
-    case 2: outer_run_task<Isa, 2>(wbits, q, ep, ppi, y, o0, mb, p, dest, rows); break;
-    case 3: outer_run_task<Isa, 3>(wbits, q, ep, ppi, y, o0, mb, p, dest, rows); break;
-    case 4: outer_run_task<Isa, 4>(wbits, q, ep, ppi, y, o0, mb, p, dest, rows); break;
-    case 5: outer_run_task<Isa, 5>(wbits, q, ep, ppi, y, o0, mb, p, dest, rows); break;
-    case 6: outer_run_task<Isa, 6>(wbits, q, ep, ppi, y, o0, mb, p, dest, rows); break;
-    case 7: outer_run_task<Isa, 7>(wbits, q, ep, ppi, y, o0, mb, p, dest, rows); break;
-    default: outer_run_task<Isa, 8>(wbits, q, ep, ppi, y, o0, mb, p, dest, rows); break;
+    case 1: outer_run_task<Isa, 1>(wbits, q, ep, ppi, y, o0, mb, p, dest, rows, src, off); break;
+    case 2: outer_run_task<Isa, 2>(wbits, q, ep, ppi, y, o0, mb, p, dest, rows, src, off); break;
+    case 3: outer_run_task<Isa, 3>(wbits, q, ep, ppi, y, o0, mb, p, dest, rows, src, off); break;
+    case 4: outer_run_task<Isa, 4>(wbits, q, ep, ppi, y, o0, mb, p, dest, rows, src, off); break;
+    case 5: outer_run_task<Isa, 5>(wbits, q, ep, ppi, y, o0, mb, p, dest, rows, src, off); break;
+    case 6: outer_run_task<Isa, 6>(wbits, q, ep, ppi, y, o0, mb, p, dest, rows, src, off); break;
+    case 7: outer_run_task<Isa, 7>(wbits, q, ep, ppi, y, o0, mb, p, dest, rows, src, off); break;
+    default: outer_run_task<Isa, 8>(wbits, q, ep, ppi, y, o0, mb, p, dest, rows, src, off); break;
   }
 }
 
