@@ -47,9 +47,16 @@ int main(int argc, char** argv) {
   if (const char* t = std::getenv("HORQ_AVX2_TABLE")) horq::set_avx2_table_gemm(std::atoi(t) != 0);
   const horq::KernelTable& kt = horq::kernel_table(argc > 8 ? argv[8] : "");
   // Stride (argument 11): padding k / 2 either way, so a stride-2 1x1 is a ResNet shortcut with C_out = 2 C_in.
-  const std::size_t st = argc > 10 ? std::strtoul(argv[10], nullptr, 10) : 1, os = (s + 2 * pad - k) / st + 1;
+  const std::size_t st = argc > 10 ? std::strtoul(argv[10], nullptr, 10) : 1;
   // Argument 13: the output channels, when given (mnist-cnn's 32 -> 64 layer); else as above.
   const std::size_t m = argc > 12 ? std::strtoul(argv[12], nullptr, 10) : st == 1 ? c : 2 * c;
+  if (c == 0 || s == 0 || batch == 0 || k == 0 || st == 0 || m == 0 || order < 1 || order > horq::kMaxOrder ||
+      !(seconds > 0.0)) {
+    std::fprintf(stderr, "profile_conv_core: channels, size, batch, kernel size, stride and C_out must be positive, "
+                         "the order 1-%d and the seconds above 0\n", horq::kMaxOrder);
+    return 2;
+  }
+  const std::size_t os = (s + 2 * pad - k) / st + 1;
   horq::ConvGeometry g{batch, c, s, s, k, k, st, st, pad, pad, 1, 1, os, os};
   g.nhwc = argc > 11 && std::atoi(argv[11]) != 0;  // argument 12: an NHWC input (channels_last training's)
   std::mt19937_64 rng(1);
