@@ -150,7 +150,8 @@ QuantizedColumns empty_columns(const KernelTable& kt, const ConvGeometry& g, int
   if (image_columns(q, g)) {  // every beta and every word of the rows H_2.. written there; no rows of H_1
     q.h1_rows = false;
     q.word_major = order == 2 && band2_route(kt, q, g);
-    q.bits.resize(q.ncols * (order - 1) * q.kw);
+    q.ldw = q.word_major ? word_major_stride(q.ncols) : 0;
+    q.bits.resize((q.word_major ? q.ldw : q.ncols) * (order - 1) * q.kw);
     q.betas.resize(q.ncols * order);
   } else if (!(q.implicit_h1 && order == 1)) {
     q.bits.assign(q.ncols * order * q.kw, 0);

@@ -97,10 +97,10 @@ inline double box_beta(const PixelImage& im, std::int64_t at, double n) {
 // memory, which the route writes and the GEMM reads back (a 64ch 56x56 order-2 layer's 451 KB of rows, half of them
 // H_1's unwritten lines, were read for ownership from memory in a cold call; docs/KERNELS.md round 38).
 // With `word_major` (the image route's order 2 from per-pixel bands, conv.cpp band2_columns) the stored planes are
-// kept word by word instead: word w of plane k's rows of every column, ncols words, then word w + 1's, so that the
-// words of consecutive columns, which the outer-product GEMM puts in consecutive vector lanes, lie side by side and
-// are read where they are (the AVX-512 kernel) or copied a vector at a time, without a transpose (docs/KERNELS.md
-// round 39). row(j, k)[w * word_stride()] is word w of column j's plane k either way.
+// kept word by word instead: word w of plane k's rows of every column, ncols words (ldw with padding), then word w +
+// 1's, so that the words of consecutive columns, which the outer-product GEMM puts in consecutive vector lanes, lie
+// side by side and are read where they are (the AVX-512 kernel) or copied a vector at a time, without a transpose
+// (docs/KERNELS.md round 39). row(j, k)[w * word_stride()] is word w of column j's plane k either way.
 struct QuantizedColumns {
   std::size_t ncols = 0, n = 0, kw = 0;
   int order = 0;
@@ -111,21 +111,32 @@ struct QuantizedColumns {
   bool implicit_h1 = false;
   bool h1_rows = true;      // whether bits holds rows of H_1 (see above)
   bool word_major = false;  // bits word by word over the columns (see above; with !h1_rows only)
+  std::size_t ldw = 0;      // with word_major: from a column's word w to its word w + 1 (word_major_stride)
   PixelImage image;
 
   // The planes a column stores in bits.
   std::size_t stored_planes() const { return static_cast<std::size_t>(order) - (h1_rows ? 0 : 1); }
   // From a column's word w to its word w + 1 in bits.
-  std::size_t word_stride() const { return word_major ? ncols : 1; }
+  std::size_t word_stride() const { return word_major ? ldw : 1; }
   // Column j's row of plane k (k >= 1 where !h1_rows): kw words word_stride() apart; the next column's row starts
   // stored_planes() kw words on, or with word_major one word on.
   const word_t* row(std::size_t j, std::size_t k) const {
     const std::size_t plane = k - (h1_rows ? 0 : 1);
-    return bits.data() + (word_major ? plane * kw * ncols + j : (j * stored_planes() + plane) * kw);
+    return bits.data() + (word_major ? plane * kw * ldw + j : (j * stored_planes() + plane) * kw);
   }
   // Word w of column j's plane k.
   word_t word(std::size_t j, std::size_t k, std::size_t w) const { return row(j, k)[w * word_stride()]; }
 };
+
+// QuantizedColumns::ldw for ncols columns: ncols rounded up to whole cache lines, one line more where that would make
+// the words' runs a multiple of 4 KB apart: 1024 columns (a 32x32 map) put a column's 9 words in one L1 set, 8 KB
+// apart, and each store of them waited on loads of the same low address bits (64ch 32x32 order 2: input quantization
+// 0.060 -> 0.070 ms until this; docs/KERNELS.md round 39).
+inline std::size_t word_major_stride(std::size_t ncols) {
+  constexpr std::size_t kLine = 8, kPageWords = 512;  // words per cache line, per 4 KB
+  const std::size_t s = (ncols + kLine - 1) / kLine * kLine;
+  return s % kPageWords == 0 ? s + kLine : s;
+}
 
 // The epilogue's per-output constants (length m each).
 // Optionally, in float32 after that: y += residual (an array of y's layout: the sum of a residual block),

@@ -13,7 +13,7 @@ from horq import _core, kernels
 
 # (images, channels, height, width, padding): 512 or more output positions per image (the route's bound, conv.cpp
 # kBand2MinColumns; the smaller maps of test_kernels_order3 take the per-column passes), one output row, one output
-# column, and several images
+# column, and several images (column counts that are not a multiple of 8, and 1024)
 GEOMS = [
     (1, 64, 24, 24, 1),
     (2, 128, 16, 34, 1),
@@ -23,6 +23,7 @@ GEOMS = [
     (1, 256, 20, 24, 2),
     (1, 512, 22, 24, 1),
     (3, 64, 23, 23, 1),
+    (1, 64, 32, 32, 1),  # 1024 columns: H_2's words (QuantizedColumns::word_major) a line more than 8 KB apart
 ]
 
 
