@@ -286,7 +286,8 @@ void outer_rows(const word_t* wbits, const QuantizedColumns& q, const Epilogue& 
       typename Isa::Count cnt[MR][NV];
       const word_t* b = p.words.data() + g * p.group_words();
       // The group's vectors: the panel's, or with counts_direct where direct_sources found them.
-      const GroupSource<NV> from{b, step, NV * L, src + g * NV, off + g * NV};
+      constexpr bool kDirect = HasCountsDirect<Isa>::value;
+      const GroupSource<NV> from{b, step, NV * L, kDirect ? src + g * NV : nullptr, kDirect ? off + g * NV : nullptr};
       if (G == 2 && g * G + 1 == p.sets) {  // order 1, odd last lane set: its vector alone
         typename Isa::Count one[MR][1];
         group_counts<Isa, MR, 1>(a, from, kw, one);
