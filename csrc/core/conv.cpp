@@ -354,8 +354,9 @@ void pack_input(const KernelTable& kt, const float* x, const ConvGeometry& g, co
     });
   } else if (batch >= kImagesPerThread * threads || packs_planes(g)) {
     // Whole images (enough of them, one thread, or maps of at most kPlanePixels: bands of such a map leave each
-    // channel's load a few pixels wide, 512ch 4x4 at 2 threads took 0.0045 ms in 4 bands against 0.0018 on one
-    // thread), else bands of rows, about kBandsPerThread per thread.
+    // channel's load a few pixels wide; 512ch 4x4's input quantization took 0.0045 ms at 2 threads in 4 bands, 0.0018
+    // at 1 thread in one, profile_conv_core, docs/KERNELS.md round 39), else bands of rows, about kBandsPerThread per
+    // thread.
     const bool whole = batch >= kImagesPerThread * threads || threads == 1 || g.height * g.width <= kPlanePixels;
     const std::size_t per = whole ? 1 : std::min(H, ceil_div(kBandsPerThread * threads, batch));  // bands per image
     const std::size_t rows = ceil_div(H, per);  // rows per band
