@@ -74,10 +74,15 @@ void prepare_panel(const QuantizedColumns& q, std::size_t j0, std::size_t jb, st
     std::fill_n(p.words.data() + (p.groups - 1) * gwords, gwords, word_t{0});
     std::fill_n(p.betas.data() + jb / L * K * L, (p.groups * G - jb / L) * K * L, 0.0);
   }
-  if (!q.betas.empty()) {
+  if (!q.betas.empty()) {  // lane set by lane set, plane by plane: loops of constant strides (no division per beta)
     const double* sb = q.betas.data() + j0 * K;
-    for (std::size_t jj = 0; jj < jb; ++jj)
-      for (std::size_t k = 0; k < K; ++k) p.betas[(jj / L * K + k) * L + jj % L] = *sb++;
+    double* db = p.betas.data();
+    const std::size_t whole = jb / L;
+    for (std::size_t c = 0; c < whole; ++c, sb += L * K, db += K * L)
+      for (std::size_t k = 0; k < K; ++k)
+        for (std::size_t l = 0; l < L; ++l) db[k * L + l] = sb[l * K + k];
+    for (std::size_t l = 0; l < jb - whole * L; ++l)
+      for (std::size_t k = 0; k < K; ++k) db[k * L + l] = sb[l * K + k];
   }
 }
 
