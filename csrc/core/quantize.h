@@ -171,7 +171,7 @@ void band2_pixels_nchw_avx512(const Band2Row& row);
 // pixel p of the chunk's pixel image (pix, its sums index) at index p - lbase of l and sb: rows of pixels from some
 // row on): betas[order * i] (beta_1) is read, every other beta and the rows H_2.. written as quantize_image writes them
 // (orders 3.. as it computes them), except that word w of column i's H_2 goes to bits[i * ldbits + w * ldword]:
-// ldword = 1 for rows, or at order 2 ldbits = 1 and ldword = the columns' count for QuantizedColumns::word_major.
+// ldword = 1 for rows, or at order 2 ldbits = 1 and ldword = QuantizedColumns::ldw (word_major).
 using band2_columns_fn = void (*)(const ImageColumns& im, const word_t* l, const double* sb, std::int64_t lbase,
                                   const std::int64_t* pix, const std::int64_t* word, std::size_t count, int order,
                                   word_t* bits, std::size_t ldbits, std::size_t ldword, double* betas);
