@@ -297,10 +297,11 @@ constexpr std::size_t kBandsPerThread = 2;
 // plane they were level when cached and slower after a cache flush there.
 constexpr std::size_t kPlanePixels = 64;
 
+// Whether a map is small enough to be one block of the pixel pass (see above).
+bool small_map(const ConvGeometry& g) { return g.height * g.width <= kPlanePixels; }
+
 // True where pack_input packs an NCHW image plane by plane even when there are few images (see above).
-bool packs_planes(const ConvGeometry& g) {
-  return g.width >= kPlaneRowsMinWidth || g.height * g.width <= kPlanePixels;
-}
+bool packs_planes(const ConvGeometry& g) { return g.width >= kPlaneRowsMinWidth || small_map(g); }
 
 // An NCHW image row's C channel segments (W floats each, cstride apart) requested into the cache ahead of its pack, on
 // the row-by-row path (batches too small for pack_input_band's images, rows too narrow for its bands): one row of a
@@ -313,8 +314,8 @@ constexpr std::size_t kPackAhead = 2;
 // Every pixel of x packed (and copied): one task per image of an NHWC input, which is first transposed to channel
 // planes (in cache for the maps binary layers see; a row alone is often narrower than the transpose's 16-pixel
 // blocks), then packed plane by plane (pack_input_band over all its rows); the same per image of an NCHW input with
-// at least kImagesPerThread images per thread, or on one thread where packs_planes; else, where packs_planes, bands
-// of rows plane by plane, kBandsPerThread per thread; else one task per image row
+// at least kImagesPerThread images per thread, or where packs_planes on one thread or for a small_map; else, where
+// packs_planes, bands of rows plane by plane, kBandsPerThread per thread; else one task per image row
 // (pack_input_row). Every way gives the same words, sums and copy. Throws on NaN or Inf.
 PixelPlanes pixel_planes(const ConvGeometry& g, const QuantizedColumns& q, std::size_t chunk, bool copy) {
   const std::size_t C = g.channels, npix = g.batch * g.height * g.width;
@@ -353,11 +354,10 @@ void pack_input(const KernelTable& kt, const float* x, const ConvGeometry& g, co
       if (pack_input_band(kt, planes.data(), g, in_scale, in_shift, img, 0, H, q, pp)) finite.store(false);
     });
   } else if (batch >= kImagesPerThread * threads || packs_planes(g)) {
-    // Whole images (enough of them, one thread, or maps of at most kPlanePixels: bands of such a map leave each
-    // channel's load a few pixels wide; 512ch 4x4's input quantization took 0.0045 ms at 2 threads in 4 bands, 0.0018
-    // at 1 thread in one, profile_conv_core, docs/KERNELS.md round 39), else bands of rows, about kBandsPerThread per
-    // thread.
-    const bool whole = batch >= kImagesPerThread * threads || threads == 1 || g.height * g.width <= kPlanePixels;
+    // Whole images (enough of them, one thread, or small maps: bands of such a map leave each channel's load a few
+    // pixels wide; 512ch 4x4's input quantization took 0.0045 ms at 2 threads in 4 bands, 0.0018 at 1 thread in one,
+    // profile_conv_core, docs/KERNELS.md round 39), else bands of rows, about kBandsPerThread per thread.
+    const bool whole = batch >= kImagesPerThread * threads || threads == 1 || small_map(g);
     const std::size_t per = whole ? 1 : std::min(H, ceil_div(kBandsPerThread * threads, batch));  // bands per image
     const std::size_t rows = ceil_div(H, per);  // rows per band
     const std::size_t bands = ceil_div(H, rows);
@@ -647,6 +647,8 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
     kt.band2_pixels(r);
   };
   const ImageColumns ic = chunk_image(s, im);  // pixel indices from the chunk's first image (s.img0 is i0 here)
+  // From a column's H_2 to the next column's: the image route's rows of H_2 on, or at order 2 one word (word_major)
+  const std::size_t ldcol = q.word_major ? 1 : (order - 1) * s.kwords;
   const std::size_t threads = static_cast<std::size_t>(get_num_threads());
   const std::size_t bands = batch < threads ? ceil_div(threads, batch) : batch % threads == 0 ? 1 : 2;
   const std::size_t band_rows = ceil_div(oh, bands);
@@ -673,10 +675,8 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
         const std::size_t col1 = std::min(c1, col0 + kBand2ColsPerTask);
         std::int64_t pix[kBand2ColsPerTask], word[kBand2ColsPerTask];
         chunk_cursors(s, im, col0, col1, pix, word);
-        // image route: rows of H_2 on, or at order 2 word by word (QuantizedColumns::word_major)
-        word_t* const bits = q.bits.data() + col0 * (q.word_major ? 1 : (order - 1) * s.kwords);
-        kt.band2_columns(ic, l, sb, lbase, pix, word, col1 - col0, s.order, bits,
-                         q.word_major ? 1 : (order - 1) * s.kwords, q.word_stride(), q.betas.data() + col0 * order);
+        kt.band2_columns(ic, l, sb, lbase, pix, word, col1 - col0, s.order, q.bits.data() + col0 * ldcol, ldcol,
+                         q.word_stride(), q.betas.data() + col0 * order);
       }
     }
   });

@@ -59,12 +59,9 @@ void materialize_columns(QuantizedColumns& q) {
       const word_t* src = im.words.data() + at.word();
       word_t* dst = rows + j * order * kw;
       for (std::size_t w = 0; w < kw; ++w) dst[w] = src[im.word_off[w]];
-      if (q.word_major) {
+      if (!q.h1_rows)  // rows or word by word (layer.h QuantizedColumns::word)
         for (std::size_t k = 1; k < order; ++k)
           for (std::size_t w = 0; w < kw; ++w) dst[k * kw + w] = q.word(j, k, w);
-      } else if (!q.h1_rows) {
-        std::copy_n(q.row(j, 1), (order - 1) * kw, dst + kw);
-      }
       if (sum_betas) q.betas[j * order] = box_beta(im, at.sum(), n);
     }
   });
