@@ -297,6 +297,13 @@ constexpr std::size_t kBandsPerThread = 2;
 // plane they were level when cached and slower after a cache flush there.
 constexpr std::size_t kPlanePixels = 64;
 
+// A small map's bands (with fewer images than threads): one per thread, each at least this many pixels. Narrower bands
+// leave each channel's load a few pixels wide: 512ch 4x4's input quantization took 0.0045 ms at 2 threads in 4 bands of
+// a row, 0.0018 at 1 thread in one, 0.0030 in 2 bands against 0.0027 on one thread of two (docs/KERNELS.md rounds 39
+// and 40); 2 bands against one: 256ch 8x8 0.0039 -> 0.0030 ms, 512ch 7x7 0.0069 -> 0.0049 (profile_conv_core, 2
+// threads, order 1, avx512, AMD EPYC Zen 4).
+constexpr std::size_t kSmallBand = 16;
+
 // Whether a map is small enough to be one block of the pixel pass (see above).
 bool small_map(const ConvGeometry& g) { return g.height * g.width <= kPlanePixels; }
 
@@ -354,11 +361,14 @@ void pack_input(const KernelTable& kt, const float* x, const ConvGeometry& g, co
       if (pack_input_band(kt, planes.data(), g, in_scale, in_shift, img, 0, H, q, pp)) finite.store(false);
     });
   } else if (batch >= kImagesPerThread * threads || packs_planes(g)) {
-    // Whole images (enough of them, one thread, or small maps: bands of such a map leave each channel's load a few
-    // pixels wide; 512ch 4x4's input quantization took 0.0045 ms at 2 threads in 4 bands, 0.0018 at 1 thread in one,
-    // profile_conv_core, docs/KERNELS.md round 39), else bands of rows, about kBandsPerThread per thread.
-    const bool whole = batch >= kImagesPerThread * threads || threads == 1 || small_map(g);
-    const std::size_t per = whole ? 1 : std::min(H, ceil_div(kBandsPerThread * threads, batch));  // bands per image
+    // Whole images (enough of them, or one thread), else bands of rows: about kBandsPerThread per thread, a small map's
+    // one per thread of at least kSmallBand pixels.
+    const bool whole = batch >= kImagesPerThread * threads || threads == 1;
+    std::size_t per = 1;  // bands per image
+    if (!whole && small_map(g))
+      per = std::max<std::size_t>(1, std::min({H, ceil_div(threads, batch), plane / kSmallBand}));
+    else if (!whole)
+      per = std::min(H, ceil_div(kBandsPerThread * threads, batch));
     const std::size_t rows = ceil_div(H, per);  // rows per band
     const std::size_t bands = ceil_div(H, rows);
     parallel_for(batch * bands, [&](std::size_t t) {

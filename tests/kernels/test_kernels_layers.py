@@ -225,8 +225,9 @@ def test_threads_bitwise_identical(path, order, channels):
     close(out[2][2], reference.horq_conv2d(x7, w, order=order, padding=1))
 
 
-# Maps of at most 64 pixels are packed plane by plane, whole images at any thread count (csrc/core/conv.cpp
-# packs_planes, small_map); 9x8 (72 pixels, rows under 24) stays row by row. 130 and 200 channels: a last channel group
+# Maps of at most 64 pixels are packed plane by plane (csrc/core/conv.cpp packs_planes, small_map): whole images, or at
+# two threads with one image a band per thread where each band keeps 16 pixels (8x8 and 7x7 in two, 4x4 whole); 9x8
+# (72 pixels, rows under 24) stays row by row. 130 and 200 channels: a last channel group
 # of 2 or 8; order 2 also copies the planes to NHWC. 200 filters: at two threads the GEMM cuts them into blocks whose
 # tasks share their columns' panel (outer_panel.h outer_task keeps it), some blocks starting off a filter quad.
 @pytest.mark.parametrize("order", [1, 2])
