@@ -139,6 +139,46 @@ using WordArray = nb::ndarray<nb::numpy, horq::word_t>;
 using FloatArray = nb::ndarray<nb::numpy, float>;
 using Optional1 = std::optional<In<float, nb::ndim<1>>>;
 
+// A chained step's output array kept for the step's next call (StepChain keeps one per step): a call whose output
+// has the same shape, and finds that nobody else holds the array (its reference count is the cache's 1: the chain
+// had freed the slot, the caller had dropped the result), writes into it again instead of making a new one. A new
+// array costs ~0.5 us a step, most of it nanobind handing the buffer to numpy.asarray, serial at any thread count
+// (docs/KERNELS.md round 40). Outputs over kMaxKeptOutput bytes are not kept: such a step takes far longer than that,
+// and a kept array stays allocated while its chain lives. Used with the GIL held: every reference count it reads
+// changes under the GIL, and the array it hands out is referenced before the caller releases the GIL.
+class OutputCache {
+ public:
+  static constexpr std::size_t kMaxKeptOutput = 1 << 20;
+
+  nb::object take(std::initializer_list<std::size_t> shape, float** data) {
+    std::size_t size = 1;
+    for (auto s : shape) size *= s;
+    const bool keep = size * sizeof(float) <= kMaxKeptOutput;
+    if (keep && arr_.is_valid() && Py_REFCNT(arr_.ptr()) == 1 &&
+        std::equal(shape.begin(), shape.end(), shape_.begin(), shape_.end())) {
+      *data = data_;
+      return arr_;
+    }
+    nb::object fresh = nb::cast(make_array<float>(shape, data, false));
+    if (keep) {
+      arr_ = fresh;
+      data_ = *data;
+      shape_.assign(shape.begin(), shape.end());
+    }
+    return fresh;
+  }
+
+ private:
+  nb::object arr_;
+  float* data_ = nullptr;
+  std::vector<std::size_t> shape_;
+};
+
+// A step's output array (not zeroed): the chained step's kept one where it can be (out), else a new one.
+nb::object new_output(OutputCache* out, std::initializer_list<std::size_t> shape, float** data) {
+  return out ? out->take(shape, data) : nb::cast(make_array<float>(shape, data, false));
+}
+
 // Whether a layer call takes an input affine (a BatchNorm before it): in_scale and in_shift both given, n values each
 // (n: input channels or features; else the error `length`), or neither.
 bool input_affine(const Optional1& in_scale, const Optional1& in_shift, std::size_t n, const char* length) {
@@ -222,12 +262,12 @@ void def_kernels(nb::module_& m) {
 // ---- layers --------------------------------------------------------------------------------------------
 
 // The checked convolution of both bindings (conv2d, and PreparedConv's call).
-FloatArray run_conv2d(const In<float, nb::ndim<4>>& x, const In<horq::word_t, nb::ndim<2>>& wbits,
+nb::object run_conv2d(const In<float, nb::ndim<4>>& x, const In<horq::word_t, nb::ndim<2>>& wbits,
                       const In<double, nb::ndim<1>>& coef, const In<double, nb::ndim<1>>& add, std::size_t kh,
                       std::size_t kw, Pair stride, Pair padding, Pair dilation, int order, const horq::KernelTable& kt,
                       const Optional1& in_scale, const Optional1& in_shift,
                       const std::optional<In<float, nb::ndim<4>>>& residual, const Optional1& out_floor,
-                      horq::WeightCache* cache = nullptr) {
+                      horq::WeightCache* cache = nullptr, OutputCache* out = nullptr) {
   check_order(order);
   const horq::ConvGeometry g = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, stride, padding,
                                              dilation, wbits.shape(0), wbits.shape(1), coef.shape(0), add.shape(0));
@@ -238,7 +278,7 @@ FloatArray run_conv2d(const In<float, nb::ndim<4>>& x, const In<horq::word_t, nb
           "residual shape != output shape");
   require(!out_floor || out_floor->shape(0) == m, "floor length != output channels");
   float* y;
-  auto arr = make_array<float>({g.batch, m, g.out_h, g.out_w}, &y, false);
+  nb::object arr = new_output(out, {g.batch, m, g.out_h, g.out_w}, &y);
   nb::gil_scoped_release nogil;
   const horq::SerialScope serial(
       horq::small_binary_job(m, g.batch * g.out_h * g.out_w, order, wbits.shape(1), x.size()));
@@ -250,7 +290,7 @@ FloatArray run_conv2d(const In<float, nb::ndim<4>>& x, const In<horq::word_t, nb
   return arr;
 }
 
-FloatArray conv2d(In<float, nb::ndim<4>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
+nb::object conv2d(In<float, nb::ndim<4>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
                   In<double, nb::ndim<1>> add, std::size_t kh, std::size_t kw, Pair stride, Pair padding,
                   Pair dilation, int order, const std::string& kernel, Optional1 in_scale, Optional1 in_shift,
                   std::optional<In<float, nb::ndim<4>>> residual, Optional1 out_floor) {
@@ -266,7 +306,7 @@ FloatArray conv2d(In<float, nb::ndim<4>> x, In<horq::word_t, nb::ndim<2>> wbits,
 class CoreStep {
  public:
   virtual ~CoreStep() = default;
-  virtual nb::object run(nb::handle x, nb::handle second) const = 0;
+  virtual nb::object run(nb::handle x, nb::handle second, OutputCache* out) const = 0;
 };
 
 // x as the array type T, without conversion; false when it is not one.
@@ -295,18 +335,19 @@ class PreparedConv : public CoreStep {
 
   // The weights' words do not tell every channel count apart (27 and 18 values are one word each): the
   // channels are given at construction and checked here.
-  FloatArray operator()(In<float, nb::ndim<4>> x, std::optional<In<float, nb::ndim<4>>> residual) const {
+  nb::object operator()(In<float, nb::ndim<4>> x, std::optional<In<float, nb::ndim<4>>> residual,
+                        OutputCache* out = nullptr) const {
     require(x.shape(1) == channels_, "x does not have the weights' input channels");
     return run_conv2d(x, wbits_, coef_, add_, kh_, kw_, stride_, padding_, dilation_, order_, *kt_, in_scale_,
-                      in_shift_, residual, out_floor_, cache_.get());
+                      in_shift_, residual, out_floor_, cache_.get(), out);
   }
 
-  nb::object run(nb::handle x, nb::handle second) const override {
+  nb::object run(nb::handle x, nb::handle second, OutputCache* out) const override {
     In<float, nb::ndim<4>> in;
     std::optional<In<float, nb::ndim<4>>> residual;
     if (!as_input(x, in)) return {};
     if (!second.is_none() && !as_input(second, residual.emplace())) return {};
-    return nb::cast((*this)(in, residual));
+    return (*this)(in, residual, out);
   }
 
  private:
@@ -323,21 +364,22 @@ class PreparedConv : public CoreStep {
 // The checked linear call of both bindings: each row of x is one column, quantized, then multiplied; the
 // quantized columns are what a training step keeps for its weight gradient. in_scale / in_shift (n values, together)
 // and out_floor (m values) as conv2d's: the input affine applied as the rows are quantized, the floor in the stores.
-std::pair<FloatArray, horq::QuantizedColumns> run_linear(const In<float, nb::ndim<2>>& x,
+std::pair<nb::object, horq::QuantizedColumns> run_linear(const In<float, nb::ndim<2>>& x,
                                                          const In<horq::word_t, nb::ndim<2>>& wbits,
                                                          const In<double, nb::ndim<1>>& coef,
                                                          const In<double, nb::ndim<1>>& add, int order,
                                                          const horq::KernelTable& kt,
                                                          const Optional1& in_scale = std::nullopt,
                                                          const Optional1& in_shift = std::nullopt,
-                                                         const Optional1& out_floor = std::nullopt) {
+                                                         const Optional1& out_floor = std::nullopt,
+                                                         OutputCache* out = nullptr) {
   check_order(order);
   const std::size_t rows = x.shape(0), n = x.shape(1), m = wbits.shape(0);
   check_linear(rows, n, m, wbits.shape(1), coef.shape(0), add.shape(0));
   const bool affine = input_affine(in_scale, in_shift, n, "input affine length != in_features");
   require(!out_floor || out_floor->shape(0) == m, "floor length != out_features");
   float* y;
-  auto arr = make_array<float>({rows, m}, &y, false);
+  nb::object arr = new_output(out, {rows, m}, &y);
   horq::QuantizedColumns q;
   {
     nb::gil_scoped_release nogil;
@@ -350,7 +392,7 @@ std::pair<FloatArray, horq::QuantizedColumns> run_linear(const In<float, nb::ndi
   return {std::move(arr), std::move(q)};
 }
 
-FloatArray linear(In<float, nb::ndim<2>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
+nb::object linear(In<float, nb::ndim<2>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
                   In<double, nb::ndim<1>> add, int order, const std::string& kernel) {
   check_epilogue(coef, add);
   return run_linear(x, wbits, coef, add, order, horq::kernel_table(kernel)).first;
@@ -371,15 +413,15 @@ class PreparedLinear : public CoreStep {
     check_epilogue(coef_, add_);  // once, as PreparedConv
   }
 
-  FloatArray operator()(In<float, nb::ndim<2>> x) const {
+  nb::object operator()(In<float, nb::ndim<2>> x, OutputCache* out = nullptr) const {
     require(x.shape(1) == in_features_, "x does not have the weights' in_features");
-    return run_linear(x, wbits_, coef_, add_, order_, *kt_, in_scale_, in_shift_, out_floor_).first;
+    return run_linear(x, wbits_, coef_, add_, order_, *kt_, in_scale_, in_shift_, out_floor_, out).first;
   }
 
-  nb::object run(nb::handle x, nb::handle second) const override {
+  nb::object run(nb::handle x, nb::handle second, OutputCache* out) const override {
     In<float, nb::ndim<2>> in;
     if (!second.is_none() || !as_input(x, in)) return {};
-    return nb::cast((*this)(in));
+    return (*this)(in, out);
   }
 
  private:
@@ -406,14 +448,19 @@ void def_layers(nb::module_& m) {
            nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("channels"), nb::arg("kh"), nb::arg("kw"),
            nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"), nb::arg("order"), nb::arg("kernel") = "",
            nb::arg("in_scale") = nb::none(), nb::arg("in_shift") = nb::none(), nb::arg("out_floor") = nb::none())
-      .def("__call__", &PreparedConv::operator(), nb::arg("x"), nb::arg("residual") = nb::none());
+      .def(
+          "__call__",
+          [](const PreparedConv& c, In<float, nb::ndim<4>> x, std::optional<In<float, nb::ndim<4>>> residual) {
+            return c(x, residual);
+          },
+          nb::arg("x"), nb::arg("residual") = nb::none());
   nb::class_<PreparedLinear, CoreStep>(m, "PreparedLinear")
       .def(nb::init<In<horq::word_t, nb::ndim<2>>, In<double, nb::ndim<1>>, In<double, nb::ndim<1>>, std::size_t, int,
                     const std::string&, Optional1, Optional1, Optional1>(),
            nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("in_features"), nb::arg("order"),
            nb::arg("kernel") = "", nb::arg("in_scale") = nb::none(), nb::arg("in_shift") = nb::none(),
            nb::arg("out_floor") = nb::none())
-      .def("__call__", &PreparedLinear::operator(), nb::arg("x"));
+      .def("__call__", [](const PreparedLinear& l, In<float, nb::ndim<2>> x) { return l(x); }, nb::arg("x"));
 }
 
 // ---- training (src/horq/nn/native_train.py) ------------------------------------------------------------
@@ -536,57 +583,59 @@ horq::ConvGeometry pool_geometry(std::size_t n, std::size_t c, std::size_t h, st
 
 // Max pooling of an NCHW float32 map into (N, C, out_h, out_w), max with `floor` (none, one value or one per
 // channel): the runtime's max_pool2d (pool.h).
-FloatArray run_max_pool2d(const In<float, nb::ndim<4>>& x, std::size_t kh, std::size_t kw, Pair stride, Pair padding,
+nb::object run_max_pool2d(const In<float, nb::ndim<4>>& x, std::size_t kh, std::size_t kw, Pair stride, Pair padding,
                           Pair dilation, std::size_t out_h, std::size_t out_w, const Optional1& floor,
-                          const horq::KernelTable& kt) {
+                          const horq::KernelTable& kt, OutputCache* out = nullptr) {
   const horq::ConvGeometry g = pool_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, stride, padding,
                                              dilation, out_h, out_w);
   const std::size_t nfloor = floor ? floor->shape(0) : 0;
   require(!floor || nfloor == 1 || nfloor == g.channels, "floor must hold one value or one per channel");
   float* y;
-  auto arr = make_array<float>({g.batch, g.channels, out_h, out_w}, &y, false);
+  nb::object arr = new_output(out, {g.batch, g.channels, out_h, out_w}, &y);
   nb::gil_scoped_release nogil;
   horq::max_pool2d(kt, x.data(), g, floor ? floor->data() : nullptr, nfloor, y);
   return arr;
 }
 
-FloatArray max_pool2d(In<float, nb::ndim<4>> x, std::size_t kh, std::size_t kw, Pair stride, Pair padding,
+nb::object max_pool2d(In<float, nb::ndim<4>> x, std::size_t kh, std::size_t kw, Pair stride, Pair padding,
                       Pair dilation, std::size_t out_h, std::size_t out_w, Optional1 floor, const std::string& kernel) {
   return run_max_pool2d(x, kh, kw, stride, padding, dilation, out_h, out_w, floor, horq::kernel_table(kernel));
 }
 
 // A float linear layer on a few samples: x (rows, n) against w (m, n), then + bias and max(., floor) per output
 // (float_linear.h); the runtime's float classifier at small batches.
-FloatArray run_float_linear(const In<float, nb::ndim<2>>& x, const In<float, nb::ndim<2>>& w, const Optional1& bias,
-                            const Optional1& floor, const horq::KernelTable& kt) {
+nb::object run_float_linear(const In<float, nb::ndim<2>>& x, const In<float, nb::ndim<2>>& w, const Optional1& bias,
+                            const Optional1& floor, const horq::KernelTable& kt, OutputCache* out = nullptr) {
   const std::size_t rows = x.shape(0), n = x.shape(1), m = w.shape(0);
   require(rows >= 1 && n >= 1 && m >= 1, "empty input or weights");
   require(w.shape(1) == n, "weights have a row length other than x's features");
   require(!bias || bias->shape(0) == m, "bias length != outputs");
   require(!floor || floor->shape(0) == m, "floor length != outputs");
   float* y;
-  auto arr = make_array<float>({rows, m}, &y, false);
+  nb::object arr = new_output(out, {rows, m}, &y);
   nb::gil_scoped_release nogil;
   horq::float_linear(kt, x.data(), rows, n, w.data(), m, bias ? bias->data() : nullptr,
                      floor ? floor->data() : nullptr, y);
   return arr;
 }
 
-FloatArray float_linear(In<float, nb::ndim<2>> x, In<float, nb::ndim<2>> w, Optional1 bias, Optional1 floor,
+nb::object float_linear(In<float, nb::ndim<2>> x, In<float, nb::ndim<2>> w, Optional1 bias, Optional1 floor,
                         const std::string& kernel) {
   return run_float_linear(x, w, bias, floor, horq::kernel_table(kernel));
 }
 
 // Global average pooling of an NCHW float32 map into (N, C, 1, 1) (pool.h global_avg_pool).
-FloatArray global_avg_pool(In<float, nb::ndim<4>> x) {
+nb::object run_global_avg_pool(const In<float, nb::ndim<4>>& x, OutputCache* out) {
   const std::size_t n = x.shape(0), c = x.shape(1), hw = x.shape(2) * x.shape(3);
   require(n >= 1 && c >= 1 && hw >= 1, "empty input");
   float* y;
-  auto arr = make_array<float>({n, c, 1, 1}, &y, false);
+  nb::object arr = new_output(out, {n, c, 1, 1}, &y);
   nb::gil_scoped_release nogil;
   horq::global_avg_pool(x.data(), n * c, hw, y);
   return arr;
 }
+
+nb::object global_avg_pool(In<float, nb::ndim<4>> x) { return run_global_avg_pool(x, nullptr); }
 
 // The checked geometry of a float convolution of x with weights w (m x C*kh*kw) and its output channels.
 horq::ConvGeometry float_conv_geometry(const In<float, nb::ndim<4>>& x, const In<float, nb::ndim<2>>& w,
@@ -612,20 +661,21 @@ horq::FloatConvAlgorithm float_conv_algorithm(const std::string& name) {
 
 // A full-precision convolution of an NCHW float32 map with weights w (m x C*kh*kw, rows in (c, i, j) order),
 // then + bias and max(., floor) per output channel: the runtime's float conv2d step (float_conv.h).
-FloatArray run_float_conv2d(const In<float, nb::ndim<4>>& x, const In<float, nb::ndim<2>>& w, std::size_t kh,
+nb::object run_float_conv2d(const In<float, nb::ndim<4>>& x, const In<float, nb::ndim<2>>& w, std::size_t kh,
                             std::size_t kw, Pair stride, Pair padding, Pair dilation, const Optional1& bias,
-                            const Optional1& floor, const horq::KernelTable& kt, horq::FloatConvAlgorithm algo) {
+                            const Optional1& floor, const horq::KernelTable& kt, horq::FloatConvAlgorithm algo,
+                            OutputCache* out = nullptr) {
   const horq::ConvGeometry g = float_conv_geometry(x, w, kh, kw, stride, padding, dilation, bias, floor);
   const std::size_t m = w.shape(0);
   float* y;
-  auto arr = make_array<float>({g.batch, m, g.out_h, g.out_w}, &y, false);
+  nb::object arr = new_output(out, {g.batch, m, g.out_h, g.out_w}, &y);
   nb::gil_scoped_release nogil;
   horq::float_conv2d(kt, x.data(), g, w.data(), m, bias ? bias->data() : nullptr, floor ? floor->data() : nullptr,
                      y, algo);
   return arr;
 }
 
-FloatArray float_conv2d(In<float, nb::ndim<4>> x, In<float, nb::ndim<2>> w, std::size_t kh, std::size_t kw,
+nb::object float_conv2d(In<float, nb::ndim<4>> x, In<float, nb::ndim<2>> w, std::size_t kh, std::size_t kw,
                         Pair stride, Pair padding, Pair dilation, Optional1 bias, Optional1 floor,
                         const std::string& kernel, const std::string& algorithm) {
   return run_float_conv2d(x, w, kh, kw, stride, padding, dilation, bias, floor, horq::kernel_table(kernel),
@@ -638,10 +688,10 @@ using PoolArgs = std::tuple<std::size_t, std::size_t, Pair, Pair, Pair, std::siz
 
 // float_conv2d, then max_pool2d of its output (pooling geometry pkh .. pout_w, floor pool_floor), in one call
 // (float_conv.h float_conv2d_pool): the runtime's float conv2d step with a max_pool2d fused into it.
-FloatArray run_float_conv2d_pool(const In<float, nb::ndim<4>>& x, const In<float, nb::ndim<2>>& w, std::size_t kh,
+nb::object run_float_conv2d_pool(const In<float, nb::ndim<4>>& x, const In<float, nb::ndim<2>>& w, std::size_t kh,
                                  std::size_t kw, Pair stride, Pair padding, Pair dilation, const Optional1& bias,
                                  const Optional1& floor, const PoolArgs& pool, const horq::KernelTable& kt,
-                                 horq::FloatConvAlgorithm algo) {
+                                 horq::FloatConvAlgorithm algo, OutputCache* out = nullptr) {
   const horq::ConvGeometry g = float_conv_geometry(x, w, kh, kw, stride, padding, dilation, bias, floor);
   const std::size_t m = w.shape(0);
   const auto& [pkh, pkw, pstride, ppadding, pdilation, pout_h, pout_w, pool_floor] = pool;
@@ -650,7 +700,7 @@ FloatArray run_float_conv2d_pool(const In<float, nb::ndim<4>>& x, const In<float
   const std::size_t npf = pool_floor ? pool_floor->shape(0) : 0;
   require(!pool_floor || npf == 1 || npf == m, "pool_floor must hold one value or one per output channel");
   float* y;
-  auto arr = make_array<float>({g.batch, m, pout_h, pout_w}, &y, false);
+  nb::object arr = new_output(out, {g.batch, m, pout_h, pout_w}, &y);
   nb::gil_scoped_release nogil;
   horq::float_conv2d_pool(kt, x.data(), g, w.data(), m, bias ? bias->data() : nullptr,
                           floor ? floor->data() : nullptr, pg, pool_floor ? pool_floor->data() : nullptr, npf, y,
@@ -658,7 +708,7 @@ FloatArray run_float_conv2d_pool(const In<float, nb::ndim<4>>& x, const In<float
   return arr;
 }
 
-FloatArray float_conv2d_pool(In<float, nb::ndim<4>> x, In<float, nb::ndim<2>> w, std::size_t kh, std::size_t kw,
+nb::object float_conv2d_pool(In<float, nb::ndim<4>> x, In<float, nb::ndim<2>> w, std::size_t kh, std::size_t kw,
                              Pair stride, Pair padding, Pair dilation, Optional1 bias, Optional1 floor,
                              std::size_t pkh, std::size_t pkw, Pair pstride, Pair ppadding, Pair pdilation,
                              std::size_t pout_h, std::size_t pout_w, Optional1 pool_floor, const std::string& kernel,
@@ -839,13 +889,12 @@ class FloatConvStep : public CoreStep {
         bias_(std::move(bias)), floor_(std::move(floor)), pool_(std::move(pool)), kt_(&horq::kernel_table(kernel)),
         algo_(float_conv_algorithm(algorithm)) {}
 
-  nb::object run(nb::handle x, nb::handle) const override {
+  nb::object run(nb::handle x, nb::handle, OutputCache* out) const override {
     In<float, nb::ndim<4>> in;
     if (!as_input(x, in)) return {};
-    return nb::cast(pool_ ? run_float_conv2d_pool(in, w_, kh_, kw_, stride_, padding_, dilation_, bias_, floor_,
-                                                  *pool_, *kt_, algo_)
-                          : run_float_conv2d(in, w_, kh_, kw_, stride_, padding_, dilation_, bias_, floor_, *kt_,
-                                             algo_));
+    return pool_ ? run_float_conv2d_pool(in, w_, kh_, kw_, stride_, padding_, dilation_, bias_, floor_, *pool_, *kt_,
+                                         algo_, out)
+                 : run_float_conv2d(in, w_, kh_, kw_, stride_, padding_, dilation_, bias_, floor_, *kt_, algo_, out);
   }
 
  private:
@@ -860,10 +909,10 @@ class FloatConvStep : public CoreStep {
 
 class GlobalAvgPoolStep : public CoreStep {
  public:
-  nb::object run(nb::handle x, nb::handle) const override {
+  nb::object run(nb::handle x, nb::handle, OutputCache* out) const override {
     In<float, nb::ndim<4>> in;
     if (!as_input(x, in)) return {};
-    return nb::cast(global_avg_pool(in));
+    return run_global_avg_pool(in, out);
   }
 };
 
@@ -875,10 +924,10 @@ class PoolStep : public CoreStep {
       : kh_(kh), kw_(kw), stride_(stride), padding_(padding), dilation_(dilation), out_h_(out_h), out_w_(out_w),
         floor_(std::move(floor)), kt_(&horq::kernel_table(kernel)) {}
 
-  nb::object run(nb::handle x, nb::handle) const override {
+  nb::object run(nb::handle x, nb::handle, OutputCache* out) const override {
     In<float, nb::ndim<4>> in;
     if (!as_input(x, in)) return {};
-    return nb::cast(run_max_pool2d(in, kh_, kw_, stride_, padding_, dilation_, out_h_, out_w_, floor_, *kt_));
+    return run_max_pool2d(in, kh_, kw_, stride_, padding_, dilation_, out_h_, out_w_, floor_, *kt_, out);
   }
 
  private:
@@ -898,10 +947,10 @@ class FloatLinearStep : public CoreStep {
       : w_(std::move(w)), bias_(std::move(bias)), floor_(std::move(floor)), kt_(&horq::kernel_table(kernel)),
         max_rows_(max_rows) {}
 
-  nb::object run(nb::handle x, nb::handle) const override {
+  nb::object run(nb::handle x, nb::handle, OutputCache* out) const override {
     In<float, nb::ndim<2>> in;
     if (!as_input(x, in) || in.shape(0) > max_rows_) return {};
-    return nb::cast(run_float_linear(in, w_, bias_, floor_, *kt_));
+    return run_float_linear(in, w_, bias_, floor_, *kt_, out);
   }
 
  private:
@@ -915,7 +964,7 @@ class FloatLinearStep : public CoreStep {
 // gives (the view keeps the array alive).
 class FlattenStep : public CoreStep {
  public:
-  nb::object run(nb::handle x, nb::handle) const override {
+  nb::object run(nb::handle x, nb::handle, OutputCache*) const override {
     nb::ndarray<float, nb::c_contig, nb::device::cpu> in;
     if (!as_input(x, in) || in.ndim() < 1 || in.shape(0) == 0) return {};
     const std::size_t shape[2] = {in.shape(0), in.size() / in.shape(0)};
@@ -936,7 +985,7 @@ class StepChain {
                               std::vector<std::size_t>>>(item);
       require(ins.size() == 1 || ins.size() == 2, "a chained step takes one or two inputs");
       if (!nb::isinstance<CoreStep>(step)) throw nb::type_error("a chained step must be a CoreStep");
-      entries_.push_back({step, nb::cast<const CoreStep*>(step), fn, out, ins, free});
+      entries_.push_back({step, nb::cast<const CoreStep*>(step), fn, out, ins, free, {}});
     }
   }
 
@@ -947,7 +996,7 @@ class StepChain {
     for (const Entry& e : entries_) {
       require(e.out < slots && e.ins[0] < slots && e.ins.back() < slots, "a chained step's slot is out of range");
       const nb::handle x = slot(e.ins[0]), second = e.ins.size() > 1 ? slot(e.ins[1]) : nb::none();
-      nb::object y = e.step->run(x, second);
+      nb::object y = e.step->run(x, second, &e.kept);
       if (!y.is_valid()) y = e.ins.size() > 1 ? e.fn(x, second) : e.fn(x);
       PyList_SetItem(list, static_cast<Py_ssize_t>(e.out), y.release().ptr());  // steals the reference
       for (const std::size_t i : e.free)
@@ -962,6 +1011,7 @@ class StepChain {
     nb::object fn;
     std::size_t out;
     std::vector<std::size_t> ins, free;
+    mutable OutputCache kept;  // the step's output array for its next call
   };
   std::vector<Entry> entries_;
 };
@@ -969,7 +1019,7 @@ class StepChain {
 // A one-input step called on its own (tests): its output, or TypeError for an input it does not take.
 template <class Step>
 nb::object call_step(const Step& step, nb::handle x) {
-  nb::object y = step.run(x, nb::none());
+  nb::object y = step.run(x, nb::none(), nullptr);
   if (!y.is_valid()) throw nb::type_error("x must be a C-contiguous float32 array the step takes (its rank; rows)");
   return y;
 }

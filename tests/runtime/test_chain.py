@@ -205,3 +205,30 @@ def test_chained_model_called_from_several_threads(tmp_path):
         got = list(pool.map(lambda i: model(xs[i % 8]), range(48)))
     for i, y in enumerate(got):
         np.testing.assert_array_equal(y, want[i % 8])
+
+
+def test_chain_reuses_a_step_output_only_when_nobody_holds_it(tmp_path):
+    """A chained step writes into its previous output array again only when the chain and the caller have let go of
+    it (csrc/bindings.cpp OutputCache): an output the caller keeps, or a view of it, is never written over."""
+    model = _resnet(tmp_path, (3, 32, 32), 1)
+    rng = np.random.default_rng(5)
+    x1, x2 = (rng.standard_normal((1, 3, 32, 32)).astype(np.float32) for _ in range(2))
+    want1, want2 = _step_by_step(model, x1), _step_by_step(model, x2)
+    assert not np.array_equal(want1, want2)
+    y1 = model(x1)
+    y2 = model(x2)  # y1 still held: a new array
+    assert y2.ctypes.data != y1.ctypes.data
+    np.testing.assert_array_equal(y1, want1)
+    np.testing.assert_array_equal(y2, want2)
+    at = y2.ctypes.data
+    del y2
+    y3 = model(x1)  # y2's array, let go of: written again
+    assert y3.ctypes.data == at
+    np.testing.assert_array_equal(y3, want1)
+    view = y3[0]
+    del y3
+    y4 = model(x2)  # the view holds y3's array
+    assert y4.ctypes.data != at
+    np.testing.assert_array_equal(view, want1[0])
+    np.testing.assert_array_equal(y4, want2)
+    np.testing.assert_array_equal(y1, want1)
