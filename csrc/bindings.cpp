@@ -141,13 +141,13 @@ using Optional1 = std::optional<In<float, nb::ndim<1>>>;
 
 // A chained step's output array kept for the step's next call (StepChain keeps one per step): a call whose output
 // has the same shape, and finds that nobody else holds the array (its reference count is the cache's 1: the chain
-// had freed the slot, the caller had dropped the result), writes into it again instead of making a new one. A new
-// array costs ~0.5 us a step, most of it nanobind handing the buffer to numpy.asarray, serial at any thread count
-// (docs/KERNELS.md round 40). Outputs over kMaxKeptOutput bytes are new arrays: such a step takes far longer than
-// that, and malloc hands back a buffer freed a step or two before, still in cache, where a step's own kept one was
-// last written a whole call before (kept up to 1 MB, ResNet-18 224x224 ran 3.60-3.64 -> 3.64-3.75 ms; up to 256 KB,
-// 3.59-3.62). Used with the GIL held: every reference count it reads changes under the GIL, and the array it hands
-// out is referenced before the caller releases the GIL.
+// had freed the slot, the caller had dropped the result), writes into it again instead of making a new one: a buffer,
+// and nanobind handing it to numpy.asarray, serial at any thread count (ResNet-18 32x32 at 1 thread 0.781-0.786 ->
+// 0.769-0.773 ms, docs/KERNELS.md round 40). Outputs over kMaxKeptOutput bytes are new arrays: such a step takes far
+// longer than that, and malloc hands back a buffer freed a step or two before, still in cache, where a step's own
+// kept one was last written a whole call before (kept up to 1 MB, ResNet-18 224x224 ran 3.60-3.64 -> 3.64-3.75 ms; up
+// to 256 KB, 3.59-3.62). Used with the GIL held: every reference count it reads changes under the GIL, and the array
+// it hands out is referenced before the caller releases the GIL.
 class OutputCache {
  public:
   static constexpr std::size_t kMaxKeptOutput = 256 * 1024;

@@ -321,8 +321,9 @@ constexpr std::size_t kPackAhead = 2;
 // Every pixel of x packed (and copied): one task per image of an NHWC input, which is first transposed to channel
 // planes (in cache for the maps binary layers see; a row alone is often narrower than the transpose's 16-pixel
 // blocks), then packed plane by plane (pack_input_band over all its rows); the same per image of an NCHW input with
-// at least kImagesPerThread images per thread, or where packs_planes on one thread or for a small_map; else, where
-// packs_planes, bands of rows plane by plane, kBandsPerThread per thread; else one task per image row
+// at least kImagesPerThread images per thread, or where packs_planes on one thread; else, where packs_planes, bands
+// of rows plane by plane, kBandsPerThread per thread (a small_map's one per thread, of kSmallBand pixels or more);
+// else one task per image row
 // (pack_input_row). Every way gives the same words, sums and copy. Throws on NaN or Inf.
 PixelPlanes pixel_planes(const ConvGeometry& g, const QuantizedColumns& q, std::size_t chunk, bool copy) {
   const std::size_t C = g.channels, npix = g.batch * g.height * g.width;

@@ -186,9 +186,9 @@ class Pool {
   // Hand-overs take no lock unless a thread sleeps. The caller publishes a job (job_, then generation_) and a helper
   // joins it (holders_, then job_) with sequentially consistent atomics only; a mutex taken at each hand-over had the
   // helper, which sees a new generation within a pause, find it still held by the caller (and the caller find it
-  // held by a helper leaving the last job), and a contended glibc mutex is a futex system call on both sides: ~14 a
-  // call of ResNet-18 32x32 at 2 threads (`perf stat -e syscalls:sys_enter_futex`), ~1 us of every job
-  // (`threadpool_scaling 2000 2 2000`: 3.2 us at 1 thread, 2.7 at 2). Sleepers are woken through mu_: a sleeper
+  // held by a helper leaving the last job), and a contended glibc mutex is a futex system call on both sides: ~89 for
+  // each repeat of `benchmarks/profile_model.py --model resnet18-32 --threads 2` (a profile pass and 4 calls), none
+  // now (`perf stat -e syscalls:sys_enter_futex`, docs/KERNELS.md round 40). Sleepers are woken through mu_: a sleeper
   // sets its flag or count under mu_ and then tests its condition, the waker changes the condition and then reads
   // the flag (both sequentially consistent), so one of them sees the other: either the sleeper does not sleep, or
   // the waker takes mu_ and notifies it.
