@@ -1,7 +1,7 @@
-// Max pooling's rows (pool_row, pool_walk.h) for the AVX-512 path: the loops vectorized by the compiler, and a 3x3
-// stride-2 window with one column of padding (ResNet stems' pool, row3s2) in explicit intrinsics, 16 outputs at a
-// time, every step in registers: per kernel row two loads of 16 columns (masked: -inf at and past the row's end),
-// the rows' maximum, the even and odd columns by two vpermt2ps, the columns one to the left by one valignd from the
+// Max pooling's rows (pool_row, pool_walk.h) for the AVX-512 path: the loops vectorized by the compiler, a 2x2
+// stride-2 window inside the row (row2s2, below) and a 3x3 stride-2 window with one column of padding (ResNet stems'
+// pool, row3s2) in explicit intrinsics, 16 outputs at a time, every step in registers: per kernel row two loads of 16
+// columns (masked: -inf at and past the row's end), the rows' maximum, the even and odd columns by two vpermt2ps, the columns one to the left by one valignd from the
 // odd ones of the 16 outputs before, two maxima and the floor. The compiler's loops took the rows' maximum into a
 // scratch row and back, gathered the stride-2 taps with a pair of loads each, and ran the first output (whose left
 // tap is padding) on scalars.
@@ -54,6 +54,30 @@ struct Avx512Ops : pool_walk::Portable {  // the other loops: the compiler's
       if (has_floor) y = pool_max16<kNoNan>(y, f);
       _mm512_mask_storeu_ps(out + ox, first_lanes(static_cast<long>(OW) - static_cast<long>(ox)), y);
       before = right;
+    }
+  }
+
+  // pool_walk.h HasRow2s2: a 2x2 stride-2 window inside the row, 16 outputs a step: per kernel row two masked loads of
+  // 16 columns, the rows' maximum, its even and odd columns by two vpermt2ps, their maximum and the floor (the
+  // compiler's loops had taken the rows' maximum into scratch and the taps a float at a time: a small CNN's float
+  // first layer with its 2x2 pool, 1 -> 32 channels on 28x28, spent as long in the pool as in the convolution).
+  template <bool kNoNan>
+  static void row2s2(const float* a, const float* b, std::size_t W, std::size_t OW, bool has_floor, float floor,
+                     float* out) {
+    (void)W;  // 2 OW <= W: columns 0 .. 2 OW - 1 are read, no more (the masks)
+    const __m512 f = _mm512_set1_ps(floor);
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    for (std::size_t ox = 0; ox < OW; ox += 16) {
+      const long cols = 2 * static_cast<long>(OW - ox);  // columns 2 ox .. 2 OW - 1 left to read
+      const __mmask16 m0 = first_lanes(cols), m1 = first_lanes(cols - 16);
+      const __m512 u0 =
+          pool_max16<kNoNan>(_mm512_maskz_loadu_ps(m0, a + 2 * ox), _mm512_maskz_loadu_ps(m0, b + 2 * ox));
+      const __m512 u1 =
+          pool_max16<kNoNan>(_mm512_maskz_loadu_ps(m1, a + 2 * ox + 16), _mm512_maskz_loadu_ps(m1, b + 2 * ox + 16));
+      __m512 y = pool_max16<kNoNan>(_mm512_permutex2var_ps(u0, even, u1), _mm512_permutex2var_ps(u0, odd, u1));
+      if (has_floor) y = pool_max16<kNoNan>(y, f);
+      _mm512_mask_storeu_ps(out + ox, first_lanes(static_cast<long>(OW) - static_cast<long>(ox)), y);
     }
   }
 };

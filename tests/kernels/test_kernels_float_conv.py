@@ -132,6 +132,7 @@ POOLED = [
     # (N, C, H, W, C_out, kernel, stride, padding), then the pool's (kernel, stride, padding, dilation)
     ((1, 3, 45, 38, 20, 7, 2, 3), (3, 2, 1, 1)),  # a ResNet stem and its pool, odd sizes
     ((2, 1, 28, 28, 9, 3, 1, 1), (2, 2, 0, 1)),  # mnist-cnn's first layer and pool
+    ((1, 2, 21, 71, 5, 3, 1, 1), (2, 2, 0, 1)),  # 2x2 windows, 35 a row: two whole vectors of 16 and 3, a column unused
     ((3, 2, 17, 21, 5, 3, 2, 0), (3, 3, 1, 2)),  # pool stride > its span's rows skipped, dilation
     ((1, 4, 12, 12, 6, 1, 1, 0), (1, 1, 0, 1)),
 ]
@@ -156,6 +157,22 @@ def test_pooled_conv_is_conv_then_pool(path, case, threads):
                                    pool={"kernel_size": pk, "stride": ps, "padding": pp, "dilation": pd,
                                          "floor": pool_floor})
         assert np.isnan(want).any()
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.parametrize("width", [14, 32, 34, 71])
+def test_pooled_conv_2x2_without_nan(path, width):
+    """A float first layer's 2x2 stride-2 pool on finite maps (the row walk's NaN-free maxima; pool_rows_avx512.cpp
+    row2s2 16 outputs a step: 7, 16, 17 and 35 a row) is max_pool2d of the plain convolution, bit for bit."""
+    rng = np.random.default_rng(width)
+    x = rng.standard_normal((2, 1, 9, width)).astype(np.float32)
+    wt = rng.standard_normal((6, 1, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(6).astype(np.float32)
+    for floor in (None, 0.1):
+        conv = kernels.float_conv2d(x, wt, padding=1, bias=bias, floor=np.zeros(6, np.float32), kernel=path)
+        want = kernels.max_pool2d(conv, 2, 2, floor=floor, kernel=path)
+        got = kernels.float_conv2d(x, wt, padding=1, bias=bias, floor=np.zeros(6, np.float32), kernel=path,
+                                   pool={"kernel_size": 2, "floor": floor})
         np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
 
 

@@ -757,11 +757,11 @@ int check_to_nhwc(std::mt19937_64& rng) {
   return failures;
 }
 
-// pool_row (pool_row.h) against the generic path bit for bit: widths around 16 and 32 columns (the explicit 3x3
-// stride-2 rows' blocks and masks), the stems' geometry (3 wide, stride 2, padding 1) and others that take the
-// compiler's loops, three kernel rows or a missing one (an image's top or bottom), several planes, no floor, one or
-// one per plane, ties, -0.0 and +0.0, NaN where the caller does not promise none; each kernel row of the last plane
-// ends at an inaccessible page, and guard values around each output row must stay.
+// pool_row (pool_row.h) against the generic path bit for bit: widths around 16 and 32 columns (the explicit 3x3 and
+// 2x2 stride-2 rows' blocks and masks), the stems' geometry (3 wide, stride 2, padding 1), 2x2 windows at stride 2
+// and others that take the compiler's loops, two or three kernel rows or a missing one (an image's top or bottom),
+// several planes, no floor, one or one per plane, ties, -0.0 and +0.0, NaN where the caller does not promise none;
+// each kernel row of the last plane ends at an inaccessible page, and guard values around each output row must stay.
 int check_pool_rows(std::mt19937_64& rng) {
   std::normal_distribution<float> normal;
   int failures = 0;
@@ -773,34 +773,35 @@ int check_pool_rows(std::mt19937_64& rng) {
     for (std::size_t W : {1, 2, 3, 15, 16, 17, 31, 32, 33, 34, 63, 64, 65, 112})
       for (int missing = -1; missing < 3; ++missing)
         for (int no_nan = 0; no_nan < 2; ++no_nan)
-          for (int nf : {0, 1, 3}) {
-            if (W + 2 * cg.pw < cg.kw) continue;
-            ConvGeometry g{1, 3, 3, W, 3, cg.kw, 2, cg.sw, 1, cg.pw, 1, 1, 1, (W + 2 * cg.pw - cg.kw) / cg.sw + 1};
-            const PoolColumns pc = pool_columns(g);
-            const std::size_t planes = 3, in_stride = W + 5, OW = g.out_w, out_stride = OW + 4;
-            std::vector<std::unique_ptr<PageEnd<float>>> rowbuf;
-            const float* rows[3];
-            for (int i = 0; i < 3; ++i) {
-              rowbuf.push_back(std::make_unique<PageEnd<float>>((planes - 1) * in_stride + W));
-              PageEnd<float>& r = *rowbuf.back();
-              for (float& v : r) {
-                const unsigned pick = static_cast<unsigned>(rng() % 16);
-                v = pick == 0 ? 0.0f : pick == 1 ? -0.0f : pick == 2 ? 0.5f : normal(rng);
-                if (!no_nan && pick == 3) v = std::nanf("");
+          for (int nf : {0, 1, 3})
+            for (std::size_t kh : {2, 3}) {
+              if (W + 2 * cg.pw < cg.kw || missing >= static_cast<int>(kh)) continue;
+              ConvGeometry g{1, 3, 3, W, 3, cg.kw, 2, cg.sw, 1, cg.pw, 1, 1, 1, (W + 2 * cg.pw - cg.kw) / cg.sw + 1};
+              const PoolColumns pc = pool_columns(g);
+              const std::size_t planes = 3, in_stride = W + 5, OW = g.out_w, out_stride = OW + 4;
+              std::vector<std::unique_ptr<PageEnd<float>>> rowbuf;
+              const float* rows[3];
+              for (int i = 0; i < 3; ++i) {
+                rowbuf.push_back(std::make_unique<PageEnd<float>>((planes - 1) * in_stride + W));
+                PageEnd<float>& r = *rowbuf.back();
+                for (float& v : r) {
+                  const unsigned pick = static_cast<unsigned>(rng() % 16);
+                  v = pick == 0 ? 0.0f : pick == 1 ? -0.0f : pick == 2 ? 0.5f : normal(rng);
+                  if (!no_nan && pick == 3) v = std::nanf("");
+                }
+                rows[i] = i == missing ? nullptr : r.data();
               }
-              rows[i] = i == missing ? nullptr : r.data();
+              const float floors[3] = {0.25f, -0.0f, 0.0f};
+              const float* fl = nf ? floors : nullptr;
+              std::vector<float> want(planes * out_stride, -7.0f), got(planes * out_stride, -7.0f), scratch(W);
+              pool_row_generic(rows, kh, pc, fl, nf, no_nan != 0, scratch.data(), want.data(), planes, in_stride,
+                               out_stride);
+              pool_row_avx512(rows, kh, pc, fl, nf, no_nan != 0, scratch.data(), got.data(), planes, in_stride,
+                              out_stride);
+              if (std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) != 0 && ++failures <= kMaxReports)
+                std::printf("pool_row mismatch kh=%zu kw=%zu sw=%zu pw=%zu W=%zu missing=%d no_nan=%d floors=%d\n", kh,
+                            cg.kw, cg.sw, cg.pw, W, missing, no_nan, nf);
             }
-            const float floors[3] = {0.25f, -0.0f, 0.0f};
-            const float* fl = nf ? floors : nullptr;
-            std::vector<float> want(planes * out_stride, -7.0f), got(planes * out_stride, -7.0f), scratch(W);
-            pool_row_generic(rows, 3, pc, fl, nf, no_nan != 0, scratch.data(), want.data(), planes, in_stride,
-                             out_stride);
-            pool_row_avx512(rows, 3, pc, fl, nf, no_nan != 0, scratch.data(), got.data(), planes, in_stride,
-                            out_stride);
-            if (std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) != 0 && ++failures <= kMaxReports)
-              std::printf("pool_row mismatch kw=%zu sw=%zu pw=%zu W=%zu missing=%d no_nan=%d floors=%d\n", cg.kw,
-                          cg.sw, cg.pw, W, missing, no_nan, nf);
-          }
   return failures;
 }
 
