@@ -301,8 +301,9 @@ nb::object conv2d(In<float, nb::ndim<4>> x, In<horq::word_t, nb::ndim<2>> wbits,
                     in_scale, in_shift, residual, out_floor);
 }
 
-// A prepared runtime step that a StepChain (below) runs without going through Python: run(x, second) is the step's
-// output for its input x (and `second`, a binary convolution's residual, or None), or a null object when an input is
+// A prepared runtime step that a StepChain (below) runs without going through Python: run(x, second, out) is the
+// step's output for its input x (and `second`, a binary convolution's residual, or None), written into the array `out`
+// keeps where it can (the chain's OutputCache for this step; nullptr: a new array), or a null object when an input is
 // not an array this step takes without a conversion (a C-contiguous float32 array of its rank), for the chain to call
 // the step's Python function instead (which converts, falls back or raises, as a step run alone would).
 class CoreStep {
