@@ -162,8 +162,9 @@ def test_pooled_conv_is_conv_then_pool(path, case, threads):
 
 @pytest.mark.parametrize("width", [14, 32, 34, 71])
 def test_pooled_conv_2x2_without_nan(path, width):
-    """A float first layer's 2x2 stride-2 pool on finite maps (the row walk's NaN-free maxima; pool_rows_avx512.cpp
-    row2s2 16 outputs a step: 7, 16, 17 and 35 a row) is max_pool2d of the plain convolution, bit for bit."""
+    """A float first layer's 2x2 stride-2 pool on finite maps (pool_rows_avx512.cpp row2s2, 16 outputs a step: 7, 16,
+    17 and 35 a row; the emulation harness also takes its NaN-free variant) is max_pool2d of the plain convolution,
+    bit for bit."""
     rng = np.random.default_rng(width)
     x = rng.standard_normal((2, 1, 9, width)).astype(np.float32)
     wt = rng.standard_normal((6, 1, 3, 3)).astype(np.float32)
