@@ -364,12 +364,9 @@ void pack_input(const KernelTable& kt, const float* x, const ConvGeometry& g, co
   } else if (batch >= kImagesPerThread * threads || packs_planes(g)) {
     // Whole images (enough of them, or one thread), else bands of rows: about kBandsPerThread per thread, a small map's
     // one per thread of at least kSmallBand pixels.
-    const bool whole = batch >= kImagesPerThread * threads || threads == 1;
-    std::size_t per = 1;  // bands per image
-    if (!whole && small_map(g))
-      per = std::max<std::size_t>(1, std::min({H, ceil_div(threads, batch), plane / kSmallBand}));
-    else if (!whole)
-      per = std::min(H, ceil_div(kBandsPerThread * threads, batch));
+    const bool whole = batch >= kImagesPerThread * threads || threads == 1, small = small_map(g);
+    std::size_t per = whole ? 1 : std::min(H, ceil_div((small ? 1 : kBandsPerThread) * threads, batch));  // per image
+    if (small) per = std::max<std::size_t>(1, std::min(per, plane / kSmallBand));
     const std::size_t rows = ceil_div(H, per);  // rows per band
     const std::size_t bands = ceil_div(H, rows);
     parallel_for(batch * bands, [&](std::size_t t) {
