@@ -284,11 +284,10 @@ nb::object run_conv2d(const In<float, nb::ndim<4>>& x, const In<horq::word_t, nb
   nb::gil_scoped_release nogil;
   const horq::SerialScope serial(
       horq::small_binary_job(m, g.batch * g.out_h * g.out_w, order, wbits.shape(1), x.size()));
-  const auto q = horq::quantize_conv_columns(kt, x.data(), g, order, affine ? in_scale->data() : nullptr,
-                                             affine ? in_shift->data() : nullptr);
-  horq::Epilogue ep{coef.data(), add.data(), residual ? residual->data() : nullptr,
-                    out_floor ? out_floor->data() : nullptr};
-  horq::horq_gemm(kt, wbits.data(), m, q, ep, g.out_h * g.out_w, y, cache);
+  const horq::Epilogue ep{coef.data(), add.data(), residual ? residual->data() : nullptr,
+                          out_floor ? out_floor->data() : nullptr};
+  horq::conv_layer(kt, x.data(), g, order, affine ? in_scale->data() : nullptr, affine ? in_shift->data() : nullptr,
+                   wbits.data(), m, ep, y, cache);
   return arr;
 }
 

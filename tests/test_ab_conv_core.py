@@ -13,7 +13,7 @@ ab = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(ab)
 
 
-def _build(tmp_path, name, medians, log):
+def _build(tmp_path, name, medians, log, quantization="0.00$k (median)"):
     """A stand-in build whose k-th run reports medians[k] (and logs its arguments and thread count)."""
     counter = tmp_path / f"{name}.n"
     counter.write_text("0")
@@ -25,7 +25,7 @@ echo "{name} $* T=$HORQ_NUM_THREADS" >> {log}
 case $k in
 {cases}
 esac
-echo "100 calls, fastest 0.0100 ms, median $m ms, of which input quantization 0.00$k (median) (avx512)"
+echo "100 calls, fastest 0.0100 ms, median $m ms, of which input quantization {quantization} (avx512)"
 """)
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return str(script)
@@ -48,3 +48,14 @@ def test_a_build_without_a_timing_line_is_an_error(tmp_path):
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     with pytest.raises(SystemExit, match="no timing line"):
         ab.main([str(script), "--layer", "64 8 1", "--rounds", "1"])
+
+
+def test_a_build_that_times_calls_whole(tmp_path, capsys):
+    # order 1 on more than one thread: the pixel pass runs inside the GEMM's job, profile_conv_core times the call whole
+    log = tmp_path / "log"
+    a = _build(tmp_path, "a", ["0.0500", "0.0300"], log, quantization="inside the GEMM's job")
+    b = _build(tmp_path, "b", ["0.0400", "0.0410"], log)
+    assert ab.main([a, b, "--layer", "64 8 1", "--threads", "2", "--rounds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"{a}: 0.0400  quantization -  fastest 0.0100" in out
+    assert f"{b}: 0.0405  quantization 0.0005  fastest 0.0100" in out

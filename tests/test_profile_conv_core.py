@@ -32,6 +32,18 @@ def test_times_a_layer(profiler):
                     r"\d+\.\d{4} \(median\) \(generic, 3x3 kernel, stride 1, 64 -> 64 channels, 8x8, order 2", r.stdout)
 
 
+def test_times_an_order1_call_whole_at_two_threads(profiler):
+    # the runtime's route (conv_layer): on a path with the pixel image (avx2, avx512) the pixel pass runs inside the
+    # GEMM's job, and the input quantization is not timed apart; the generic path times it
+    r = subprocess.run([str(profiler), "64", "8", "1", "0.05"], capture_output=True, text=True,
+                       env={"HORQ_NUM_THREADS": "2"}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    m = re.match(r"\d+ calls, fastest \d+\.\d{4} ms, median \d+\.\d{4} ms, of which input quantization (.+) \((\w+), "
+                 r"3x3 kernel, stride 1, 64 -> 64 channels, 8x8, order 1, batch 1, 2 thread\(s\)", r.stdout)
+    assert m, r.stdout
+    assert (m[1] == "inside the GEMM's job") == (m[2] != "generic"), r.stdout
+
+
 BAD = {"stride0": ["64", "8", "1", "0.05", "1", "0", "3", "generic", "0", "0"], "channels0": ["0", "8"],
        "size0": ["64", "0"], "order9": ["64", "8", "9"], "order0": ["64", "8", "0"],
        "batch0": ["64", "8", "1", "0.05", "0"],

@@ -137,6 +137,11 @@ bool band2_route(const KernelTable& kt, const QuantizedColumns& q, const ConvGeo
          g.dw == 1 && g.out_h * g.out_w >= kBand2MinColumns;
 }
 
+// Whether a layer's columns read H_1 from a pixel image (below).
+bool pixel_image_route(const KernelTable& kt, const ConvGeometry& g) {
+  return kt.gemm_task != nullptr && !conv_compact(g.channels, g.kh * g.kw);
+}
+
 // q's sizes and storage. Paths with an outer-product GEMM read H_1 (and at order 1 beta_1) from the pixel
 // image instead of a gathered copy per column; the compact layout keeps the gather.
 QuantizedColumns empty_columns(const KernelTable& kt, const ConvGeometry& g, int order) {
@@ -146,7 +151,7 @@ QuantizedColumns empty_columns(const KernelTable& kt, const ConvGeometry& g, int
   q.n = g.channels * taps;
   q.kw = conv_words(g.channels, taps);
   q.order = order;
-  q.implicit_h1 = kt.gemm_task != nullptr && !conv_compact(g.channels, taps);
+  q.implicit_h1 = pixel_image_route(kt, g);
   if (image_columns(q, g)) {  // every beta and every word of the rows H_2.. written there; no rows of H_1
     q.h1_rows = false;
     q.word_major = order == 2 && band2_route(kt, q, g);
@@ -336,6 +341,43 @@ PixelPlanes pixel_planes(const ConvGeometry& g, const QuantizedColumns& q, std::
   return pp;
 }
 
+// How pack_input cuts an NCHW batch into tasks: per image `bands` bands of `rows` rows, plane by plane
+// (pack_input_band), or with by_row one task per image row (pack_input_row). See pixel_planes.
+struct PixelUnits {
+  std::size_t rows, bands;
+  bool by_row;
+};
+
+PixelUnits pixel_units(const ConvGeometry& g, std::size_t batch, std::size_t threads) {
+  const std::size_t H = g.height;
+  if (batch >= kImagesPerThread * threads || packs_planes(g)) {
+    // Whole images (enough of them, or one thread), else bands of rows: about kBandsPerThread per thread, a small map's
+    // one per thread of at least kSmallBand pixels.
+    const bool whole = batch >= kImagesPerThread * threads || threads == 1, small = small_map(g);
+    std::size_t per = whole ? 1 : std::min(H, ceil_div((small ? 1 : kBandsPerThread) * threads, batch));  // per image
+    if (small) per = std::max<std::size_t>(1, std::min(per, g.height * g.width / kSmallBand));
+    const std::size_t rows = ceil_div(H, per);  // rows per band
+    return {rows, ceil_div(H, rows), false};
+  }
+  return {1, H, true};
+}
+
+// Task t of pixel_units' cut of images [i0, i1) of an NCHW x: band t % bands of image i0 + t / bands (a row ahead
+// requested into the cache on the row-by-row path). Returns nonzero on NaN or Inf.
+std::uint32_t pack_unit(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* in_scale,
+                        const float* in_shift, QuantizedColumns& q, PixelPlanes& pp, const PixelUnits& u,
+                        std::size_t i0, std::size_t i1, std::size_t t) {
+  const std::size_t C = g.channels, H = g.height, W = g.width, plane = H * W;
+  if (u.by_row) {
+    const std::size_t r = i0 * H + t, r1 = i1 * H;
+    const auto row_at = [&](std::size_t i) { return x + (i / H) * C * plane + (i % H) * W; };
+    if (r + kPackAhead < r1) prefetch_rows(row_at(r + kPackAhead), plane, C, W);
+    return pack_input_row(kt, row_at(r), plane, g, in_scale, in_shift, r, q, pp);
+  }
+  const std::size_t img = i0 + t / u.bands, y0 = t % u.bands * u.rows;
+  return pack_input_band(kt, x + img * C * plane, g, in_scale, in_shift, img, y0, std::min(H, y0 + u.rows), q, pp);
+}
+
 void pack_input(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* in_scale,
                 const float* in_shift, QuantizedColumns& q, PixelPlanes& pp, std::size_t i0, std::size_t i1) {
   const std::size_t C = g.channels, H = g.height, W = g.width, plane = H * W, batch = i1 - i0;
@@ -361,27 +403,10 @@ void pack_input(const KernelTable& kt, const float* x, const ConvGeometry& g, co
       kt.to_nhwc(x + img * plane * C, C, plane, C, nullptr, nullptr, planes.data(), plane);  // (HW x C) -> (C x HW)
       if (pack_input_band(kt, planes.data(), g, in_scale, in_shift, img, 0, H, q, pp)) finite.store(false);
     });
-  } else if (batch >= kImagesPerThread * threads || packs_planes(g)) {
-    // Whole images (enough of them, or one thread), else bands of rows: about kBandsPerThread per thread, a small map's
-    // one per thread of at least kSmallBand pixels.
-    const bool whole = batch >= kImagesPerThread * threads || threads == 1, small = small_map(g);
-    std::size_t per = whole ? 1 : std::min(H, ceil_div((small ? 1 : kBandsPerThread) * threads, batch));  // per image
-    if (small) per = std::max<std::size_t>(1, std::min(per, plane / kSmallBand));
-    const std::size_t rows = ceil_div(H, per);  // rows per band
-    const std::size_t bands = ceil_div(H, rows);
-    parallel_for(batch * bands, [&](std::size_t t) {
-      const std::size_t img = i0 + t / bands, y0 = t % bands * rows;
-      if (pack_input_band(kt, x + img * C * plane, g, in_scale, in_shift, img, y0, std::min(H, y0 + rows), q, pp))
-        finite.store(false);
-    });
   } else {
-    const std::size_t r0 = i0 * H, r1 = i1 * H;
-    const auto row_at = [&](std::size_t r) { return x + (r / H) * C * plane + (r % H) * W; };
-    parallel_for(r1 - r0, [&](std::size_t t) {
-      const std::size_t r = r0 + t;
-      const float* src = row_at(r);
-      if (r + kPackAhead < r1) prefetch_rows(row_at(r + kPackAhead), plane, C, W);
-      if (pack_input_row(kt, src, plane, g, in_scale, in_shift, r, q, pp)) finite.store(false);
+    const PixelUnits units = pixel_units(g, batch, threads);
+    parallel_for(batch * units.bands, [&](std::size_t t) {
+      if (pack_unit(kt, x, g, in_scale, in_shift, q, pp, units, i0, i1, t)) finite.store(false);
     });
   }
   if (!finite.load()) throw std::invalid_argument("input contains NaN or Inf");
@@ -690,6 +715,75 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
   });
 }
 
+// An order-1 layer's pixel pass run inside its GEMM's job (conv_layer): pixel_units' tasks first, then the GEMM's, and
+// each GEMM task first packs the units its columns read that nobody has claimed, or waits for those another thread is
+// packing. At 2 threads the caller packs from the first unit on while the helper starts on the last GEMM task and packs
+// what it needs, so neither waits at the end of a pixel job nor for the hand-over of a GEMM job. Every unit is packed
+// exactly once, as pack_input packs it, so the words, sums and outputs are the same.
+class DeferredPixels final : public GemmPrelude {
+ public:
+  DeferredPixels(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* in_scale,
+                 const float* in_shift, QuantizedColumns& q)
+      : kt_(kt), x_(x), g_(g), in_scale_(in_scale), in_shift_(in_shift), q_(q),
+        units_(pixel_units(g, g.batch, static_cast<std::size_t>(get_num_threads()))),
+        count_(g.batch * units_.bands), state_(new std::atomic<int>[count_]) {
+    for (std::size_t u = 0; u < count_; ++u) state_[u].store(kFree, std::memory_order_relaxed);
+  }
+  std::size_t units() const override { return count_; }
+  void run_unit(std::size_t u) override {
+    int s = kFree;
+    if (state_[u].compare_exchange_strong(s, kClaimed, std::memory_order_acq_rel)) pack(u);
+  }
+  void ready(std::size_t j0, std::size_t n) override {
+    const std::size_t ppi = g_.out_h * g_.out_w;
+    const std::size_t lo = unit_of(j0 / ppi, j0 % ppi / g_.out_w, false);
+    const std::size_t hi = unit_of((j0 + n - 1) / ppi, (j0 + n - 1) % ppi / g_.out_w, true);
+    for (std::size_t u = lo; u <= hi; ++u) {
+      int s = state_[u].load(std::memory_order_acquire);
+      if (s == kFree && state_[u].compare_exchange_strong(s, kClaimed, std::memory_order_acq_rel)) {
+        pack(u);
+        continue;
+      }
+      while (state_[u].load(std::memory_order_acquire) != kPacked) cpu_relax();
+    }
+  }
+  // Throws on NaN or Inf, once the job is done.
+  void check() const {
+    if (bad_.load()) throw std::invalid_argument("input contains NaN or Inf");
+  }
+
+ private:
+  static constexpr int kFree = 0, kClaimed = 1, kPacked = 2;
+  static void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+  // The unit holding the first (last: `last`) input row that output row oy of image img reads, clamped to the image.
+  std::size_t unit_of(std::size_t img, std::size_t oy, bool last) const {
+    const long H = static_cast<long>(g_.height);
+    long y = static_cast<long>(oy * g_.sh) - static_cast<long>(g_.ph);
+    if (last) y += static_cast<long>((g_.kh - 1) * g_.dh);
+    y = std::min(H - 1, std::max(0L, y));
+    return img * units_.bands + static_cast<std::size_t>(y) / units_.rows;
+  }
+  void pack(std::size_t u) {
+    if (pack_unit(kt_, x_, g_, in_scale_, in_shift_, q_, pp_, units_, 0, g_.batch, u)) bad_.store(true);
+    state_[u].store(kPacked, std::memory_order_release);
+  }
+
+  const KernelTable& kt_;
+  const float* x_;
+  const ConvGeometry& g_;
+  const float *in_scale_, *in_shift_;
+  QuantizedColumns& q_;
+  PixelPlanes pp_;  // no copy, no per-pixel planes: everything goes into q's image
+  const PixelUnits units_;
+  const std::size_t count_;
+  std::unique_ptr<std::atomic<int>[]> state_;
+  std::atomic<bool> bad_{false};
+};
+
 }  // namespace
 
 // A batch whose NHWC copy takes more than 2 kChunkBytes is quantized about kChunkBytes of it at a time.
@@ -768,6 +862,25 @@ void relayout_conv_weights(const word_t* bits, std::size_t m, std::size_t channe
         dst[j / kWordBits] |= bit << (j % kWordBits);
       }
   }
+}
+
+bool conv_defers_pixels(const KernelTable& kt, const ConvGeometry& g, int order) {
+  return order == 1 && !g.nhwc && get_num_threads() > 1 && pixel_image_route(kt, g);
+}
+
+void conv_layer(const KernelTable& kt, const float* x, const ConvGeometry& g, int order, const float* in_scale,
+                const float* in_shift, const word_t* wbits, std::size_t m, const Epilogue& ep, float* y,
+                WeightCache* cache) {
+  const std::size_t ppi = g.out_h * g.out_w;
+  if (conv_defers_pixels(kt, g, order)) {
+    QuantizedColumns q = empty_columns(kt, g, order);  // the GEMM task reads H_1 and beta_1 from the image
+    DeferredPixels pixels(kt, x, g, in_scale, in_shift, q);
+    horq_gemm(kt, wbits, m, q, ep, ppi, y, cache, &pixels);
+    pixels.check();
+    return;
+  }
+  const QuantizedColumns q = quantize_conv_columns(kt, x, g, order, in_scale, in_shift);
+  horq_gemm(kt, wbits, m, q, ep, ppi, y, cache);
 }
 
 }  // namespace horq

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <stdexcept>
 
 #include "core/layer.h"
 #include "core/threadpool.h"
@@ -77,7 +78,7 @@ constexpr std::size_t kOuterMinColumns = 16;
 constexpr std::size_t kColAlign = 16;  // columns per kernel call at order 1 (two octets of 64-bit lanes)
 
 void outer_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const QuantizedColumns& q, Epilogue ep,
-                std::size_t ppi, float* y, WeightCache* cache) {
+                std::size_t ppi, float* y, WeightCache* cache, GemmPrelude* prelude) {
   const std::size_t K = static_cast<std::size_t>(q.order), threads = static_cast<std::size_t>(get_num_threads());
   const std::size_t row_bytes = K * q.kw * sizeof(word_t);
   std::size_t jb = std::max(kColAlign, kPanelBytes / row_bytes / kColAlign * kColAlign);
@@ -100,9 +101,17 @@ void outer_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const
   // their panel (dispatch.h gemm_task_fn `call`).
   static std::atomic<std::uint64_t> calls{0};
   const std::uint64_t call = calls.fetch_add(1, std::memory_order_relaxed) + 1;
-  parallel_for(mblocks * jblocks, [&](std::size_t t) {
+  // The prelude's units around the GEMM's tasks: the first half before them, the rest after. The caller, which takes
+  // tasks from the front, runs the first half, then the GEMM from its first column block; a helper, from the back, the
+  // second half, then the GEMM from its last block: each packs the rows it multiplies first, as in two jobs.
+  const std::size_t units = prelude ? prelude->units() : 0, first = (units + 1) / 2, gemm = mblocks * jblocks;
+  parallel_for(units + gemm, [&](std::size_t task) {
+    if (task < first) return prelude->run_unit(task);
+    if (task >= first + gemm) return prelude->run_unit(task - gemm);
+    const std::size_t t = task - first;
     const std::size_t o0 = (t % mblocks) * mb, j0 = (t / mblocks) * jb;
     const std::size_t n = t / mblocks + 1 == jblocks ? q.ncols - j0 : jb;  // the last block: every column left
+    if (prelude) prelude->ready(j0, n);
     kt.gemm_task(wbits, m, q, ep, ppi, y, o0, std::min(mb, m - o0), j0, n, cache, call);
   });
 }
@@ -110,12 +119,16 @@ void outer_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const
 }  // namespace
 
 void horq_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const QuantizedColumns& q,
-               Epilogue ep, std::size_t ppi, float* y, WeightCache* cache) {
+               Epilogue ep, std::size_t ppi, float* y, WeightCache* cache, GemmPrelude* prelude) {
   ep.residual_aliases = residual_aliases_output(y, ep.residual, ppi);
+  if (prelude) {
+    if (!kt.gemm_task || !q.implicit_h1) throw std::logic_error("a GEMM prelude needs the pixel image route");
+    return outer_gemm(kt, wbits, m, q, ep, ppi, y, cache, prelude);
+  }
   // The outer-product kernels fill vector lanes with columns: a linear layer's few samples would leave most
   // lanes idle, so small batches take the row kernels (a conv's pixel-image columns need the outer path).
   if (kt.gemm_task && (q.implicit_h1 || q.ncols >= kOuterMinColumns))
-    return outer_gemm(kt, wbits, m, q, ep, ppi, y, cache);
+    return outer_gemm(kt, wbits, m, q, ep, ppi, y, cache, nullptr);
   const std::size_t K = static_cast<std::size_t>(q.order), kw = q.kw;
   const std::size_t mblocks = ceil_div(m, kMB), jblocks = ceil_div(q.ncols, kJB);
   const double n = static_cast<double>(q.n);

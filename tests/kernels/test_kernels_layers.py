@@ -262,6 +262,50 @@ def test_small_maps_planes_any_threads_and_batch(path, order, channels, h, w):
             layer(bad[2:])
 
 
+# Order 1 on more than one thread runs the pixel pass inside the GEMM's job (csrc/core/conv.cpp DeferredPixels): each
+# GEMM task packs, or waits for, the units of pixel rows its columns read. The units: bands of rows (32 wide), single
+# rows (14 wide), whole images (9 images); the columns: a 3x3 window's halo, stride 2 (rows no column reads, whose NaN
+# must still be found), dilation 2, a 1x1 window with padding 2 (border columns reading only zeros), two images in one
+# GEMM block (7x7 maps).
+PIXEL_JOB_GEOMETRIES = [
+    # (batch, C_in, C_out, H, W, k, stride, padding, dilation)
+    (1, 64, 64, 32, 32, 3, 1, 1, 1),
+    (1, 128, 80, 14, 14, 3, 1, 1, 1),
+    (9, 64, 16, 10, 10, 3, 1, 1, 1),
+    (2, 64, 128, 16, 29, 1, 2, 0, 1),
+    (1, 70, 33, 30, 26, 3, 2, 1, 1),
+    (1, 64, 24, 25, 24, 3, 1, 2, 2),
+    (1, 64, 8, 12, 40, 1, 1, 2, 1),
+    (3, 192, 40, 7, 7, 3, 1, 1, 1),
+]
+
+
+@pytest.mark.parametrize("geom", PIXEL_JOB_GEOMETRIES, ids=lambda g: "x".join(map(str, g)))
+def test_order1_pixel_pass_inside_gemm_job(path, geom):
+    n, c, co, h, wd, k, st, p, d = geom
+    rng = np.random.default_rng(sum(geom))
+    x = rng.standard_normal((n, c, h, wd)).astype(np.float32)
+    w = rng.standard_normal((co, c, k, k)).astype(np.float32)
+    layer = kernels.Conv2dLayer(kernels.pack_weights(w), order=1, stride=st, padding=p, dilation=d, kernel=path)
+    threads = kernels.get_num_threads()
+    out = {}
+    try:
+        for t in (1, 2, 3, 4):
+            kernels.set_num_threads(t)
+            out[t] = layer(x)
+            for at in [(0, 0, 0, 0), (n - 1, c - 1, h - 1, wd - 1), (n // 2, c // 2, h // 2 | 1, wd // 3)]:
+                bad = x.copy()
+                bad[at] = np.inf if t % 2 else np.nan  # (h // 2 | 1: an odd row, which stride 2 never reads)
+                with pytest.raises(ValueError, match="NaN or Inf"):
+                    layer(bad)
+            assert np.array_equal(layer(x), out[t])  # a clean call after the refused ones
+    finally:
+        kernels.set_num_threads(threads)
+    for t in (2, 3, 4):
+        np.testing.assert_array_equal(out[t], out[1])
+    close(out[1], reference.horq_conv2d(x, w, order=1, stride=st, padding=p, dilation=d))
+
+
 def test_linear_overflows_16_bit_accumulator(path):
     # n = 70000: with x = -|x| sign(w), every bit of H_1 differs from the weight's, popcount = 70000 > 65535.
     n = 70000

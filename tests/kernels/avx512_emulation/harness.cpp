@@ -496,6 +496,14 @@ int check_conv(std::mt19937_64& rng) {
       bool ok;
       if (order == 1) {
         ok = std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float)) == 0;
+        // conv_layer on 3 threads: the pixel pass inside the GEMM's job (conv.cpp DeferredPixels), the same floats.
+        std::vector<float> y3(y1.size());
+        set_num_threads(3);
+        const bool deferred = conv_defers_pixels(emu, g, order);
+        conv_layer(emu, x.data(), g, order, nullptr, nullptr, wl.data(), m, {coef.data(), add.data()}, y3.data());
+        set_num_threads(1);
+        ok = ok && deferred == (emu.gemm_task != nullptr && !conv_compact(g.channels, taps)) &&
+             std::memcmp(y1.data(), y3.data(), y1.size() * sizeof(float)) == 0;
       } else {
         std::vector<double> rel(y1.size());
         double scale = 0.0;
