@@ -79,15 +79,16 @@ void compact_column(word_t* out, std::size_t kwords, const word_t* grouped, std:
     for (std::size_t t = 0; t < taps; ++t) or_bits(out + k * kwords, t * C, grouped + k * ld + t * gw, C);
 }
 
-// The border of `count` planes of hp x wp values around their H x W inside at (ph, pw) set to zero.
+// The border of `count` planes of hp x wp values around their H x W inside at (ph, pw) set to zero: the part beside
+// inside rows [y0, y1), and the rows above (y0 = 0) and below (y1 = H) the inside.
 template <class T>
 void zero_border(T* planes, std::size_t count, std::size_t hp, std::size_t wp, std::size_t ph, std::size_t pw,
-                 std::size_t H, std::size_t W) {
+                 std::size_t H, std::size_t W, std::size_t y0, std::size_t y1) {
   for (std::size_t i = 0; i < count; ++i) {
     T* p = planes + i * hp * wp;
-    std::fill_n(p, ph * wp, T{0});
-    std::fill_n(p + (ph + H) * wp, (hp - ph - H) * wp, T{0});
-    for (std::size_t y = ph; y < ph + H && wp > W; ++y) {
+    if (y0 == 0) std::fill_n(p, ph * wp, T{0});
+    if (y1 == H) std::fill_n(p + (ph + H) * wp, (hp - ph - H) * wp, T{0});
+    for (std::size_t y = ph + y0; y < ph + y1 && wp > W; ++y) {
       std::fill_n(p + y * wp, pw, T{0});
       std::fill_n(p + y * wp + pw + W, wp - pw - W, T{0});
     }
@@ -95,17 +96,21 @@ void zero_border(T* planes, std::size_t count, std::size_t hp, std::size_t wp, s
 }
 
 // The zero-bordered pixel image's geometry and the offsets of a column's words and sums in it. Only the border is
-// zeroed here, on the calling thread; the pixel pass's tasks write the rest. Zeroing the whole image (lines the other
-// core last read) was most of the serial time from a binary layer's call to its pixel pass at 2 threads: 2.8-3.7 ->
-// 1.6-1.8 us (a throwaway timing of ResNet-18 224x224's layers, docs/KERNELS.md round 24).
-void init_pixel_image(PixelImage& im, const ConvGeometry& g) {
+// zeroed here (with `zero`), on the calling thread; the pixel pass's tasks write the rest. Zeroing the whole image
+// (lines the other core last read) was most of the serial time from a binary layer's call to its pixel pass at 2
+// threads: 2.8-3.7 -> 1.6-1.8 us (a throwaway timing of ResNet-18 224x224's layers, docs/KERNELS.md round 24). Without
+// `zero` the units of DeferredPixels zero the border beside their own rows: the lines stay with the thread that packs
+// them instead of being taken over by the caller at every call.
+void init_pixel_image(PixelImage& im, const ConvGeometry& g, bool zero) {
   const std::size_t gw = words_for(g.channels);
   im.hp = g.height + 2 * g.ph, im.wp = g.width + 2 * g.pw, im.groups = gw, im.out_w = g.out_w;
   im.ppi = g.out_h * g.out_w, im.sh = g.sh, im.sw = g.sw;
   im.words.resize(g.batch * gw * im.hp * im.wp);
   im.sums.resize(g.batch * im.hp * im.wp);
-  zero_border(im.words.data(), g.batch * gw, im.hp, im.wp, g.ph, g.pw, g.height, g.width);
-  zero_border(im.sums.data(), g.batch, im.hp, im.wp, g.ph, g.pw, g.height, g.width);
+  if (zero) {
+    zero_border(im.words.data(), g.batch * gw, im.hp, im.wp, g.ph, g.pw, g.height, g.width, 0, g.height);
+    zero_border(im.sums.data(), g.batch, im.hp, im.wp, g.ph, g.pw, g.height, g.width, 0, g.height);
+  }
   im.sum_off.reserve(g.kh * g.kw);
   im.word_off.reserve(g.kh * g.kw * gw);
   for (std::size_t i = 0; i < g.kh; ++i)
@@ -144,7 +149,7 @@ bool pixel_image_route(const KernelTable& kt, const ConvGeometry& g) {
 
 // q's sizes and storage. Paths with an outer-product GEMM read H_1 (and at order 1 beta_1) from the pixel
 // image instead of a gathered copy per column; the compact layout keeps the gather.
-QuantizedColumns empty_columns(const KernelTable& kt, const ConvGeometry& g, int order) {
+QuantizedColumns empty_columns(const KernelTable& kt, const ConvGeometry& g, int order, bool zero_border = true) {
   const std::size_t taps = g.kh * g.kw;
   QuantizedColumns q;
   q.ncols = g.batch * g.out_h * g.out_w;
@@ -162,7 +167,7 @@ QuantizedColumns empty_columns(const KernelTable& kt, const ConvGeometry& g, int
     q.bits.assign(q.ncols * order * q.kw, 0);
     q.betas.assign(q.ncols * order, 0.0);
   }
-  if (q.implicit_h1) init_pixel_image(q.image, g);
+  if (q.implicit_h1) init_pixel_image(q.image, g, zero_border);
   return q;
 }
 
@@ -768,6 +773,12 @@ class DeferredPixels final : public GemmPrelude {
     return img * units_.bands + static_cast<std::size_t>(y) / units_.rows;
   }
   void pack(std::size_t u) {
+    const std::size_t img = u / units_.bands, y0 = u % units_.bands * units_.rows;
+    const std::size_t y1 = std::min(g_.height, y0 + units_.rows);
+    PixelImage& im = q_.image;
+    zero_border(im.words.data() + img * im.groups * im.hp * im.wp, im.groups, im.hp, im.wp, g_.ph, g_.pw, g_.height,
+                g_.width, y0, y1);
+    zero_border(im.sums.data() + img * im.hp * im.wp, 1, im.hp, im.wp, g_.ph, g_.pw, g_.height, g_.width, y0, y1);
     if (pack_unit(kt_, x_, g_, in_scale_, in_shift_, q_, pp_, units_, 0, g_.batch, u)) bad_.store(true);
     state_[u].store(kPacked, std::memory_order_release);
   }
@@ -873,7 +884,8 @@ void conv_layer(const KernelTable& kt, const float* x, const ConvGeometry& g, in
                 WeightCache* cache) {
   const std::size_t ppi = g.out_h * g.out_w;
   if (conv_defers_pixels(kt, g, order)) {
-    QuantizedColumns q = empty_columns(kt, g, order);  // the GEMM task reads H_1 and beta_1 from the image
+    // The GEMM task reads H_1 and beta_1 from the image, whose border each unit zeroes beside its rows.
+    QuantizedColumns q = empty_columns(kt, g, order, false);
     DeferredPixels pixels(kt, x, g, in_scale, in_shift, q);
     horq_gemm(kt, wbits, m, q, ep, ppi, y, cache, &pixels);
     pixels.check();
