@@ -333,9 +333,17 @@ struct PixelVec {
   __mmask16 m;
 };
 
-[[gnu::always_inline]] inline void pixel_start(PixelVec& p, std::size_t r, const double* sums) {
+// With `resume`, the 16 words (consecutive) come in with the bits of earlier channels set (pack_pixels_avx512's runs
+// of channels), else they start at zero.
+[[gnu::always_inline]] inline void pixel_start(PixelVec& p, std::size_t r, const double* sums, bool resume,
+                                               const word_t* words) {
   p.m = r >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << r) - 1u);
-  p.lo = p.hi = _mm512_setzero_si512();
+  if (resume) {
+    p.lo = _mm512_maskz_loadu_epi64(static_cast<__mmask8>(p.m), words);
+    p.hi = _mm512_maskz_loadu_epi64(static_cast<__mmask8>(p.m >> 8), words + 8);
+  } else {
+    p.lo = p.hi = _mm512_setzero_si512();
+  }
   p.slo = _mm512_maskz_loadu_pd(static_cast<__mmask8>(p.m), sums);
   p.shi = _mm512_maskz_loadu_pd(static_cast<__mmask8>(p.m >> 8), sums + 8);
 }
@@ -367,11 +375,16 @@ inline __mmask16 pixel_finish(const PixelVec& p, std::size_t r, double* sums, wo
   const __mmask8 bad_hi = _mm512_mask_cmp_pd_mask(static_cast<__mmask8>(p.m >> 8), p.shi, inf, _CMP_NLT_UQ);
   _mm512_mask_storeu_pd(sums, static_cast<__mmask8>(p.m), p.slo);
   _mm512_mask_storeu_pd(sums + 8, static_cast<__mmask8>(p.m >> 8), p.shi);
-  alignas(64) word_t out[16];
-  _mm512_store_si512(out, p.lo);
-  _mm512_store_si512(out + 8, p.hi);
-  const std::size_t n = r >= 16 ? 16 : r;
-  for (std::size_t i = 0; i < n; ++i) words[i * wstride] = out[i];
+  if (wstride == 1) {
+    _mm512_mask_storeu_epi64(words, static_cast<__mmask8>(p.m), p.lo);
+    _mm512_mask_storeu_epi64(words + 8, static_cast<__mmask8>(p.m >> 8), p.hi);
+  } else {
+    alignas(64) word_t out[16];
+    _mm512_store_si512(out, p.lo);
+    _mm512_store_si512(out + 8, p.hi);
+    const std::size_t n = r >= 16 ? 16 : r;
+    for (std::size_t i = 0; i < n; ++i) words[i * wstride] = out[i];
+  }
   return static_cast<__mmask16>(bad_lo | (static_cast<unsigned>(bad_hi) << 8));
 }
 
@@ -380,17 +393,19 @@ inline __mmask16 pixel_finish(const PixelVec& p, std::size_t r, double* sums, wo
 // stored every accumulator back after each channel); returns the lanes whose sum is not finite: those with a NaN
 // or Inf value (|x| of finite floats adds up to a finite double over any channel count, and a NaN or Inf value
 // makes the double sum NaN or +Inf), found once per block instead of by one exponent test per value.
+// Channels [c0, c1) of them (with c0 > 0 the words resume from memory, wstride 1).
 template <int NV>
-__mmask16 pack_block(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W, std::size_t w0,
-                     std::size_t rem,
+__mmask16 pack_block(const float* src, std::size_t cstride, std::size_t c0, std::size_t c1, std::size_t W,
+                     std::size_t w0, std::size_t rem,
                      word_t* words, std::size_t wstride, double* sums, const float* scale, const float* shift) {
   static_assert(NV >= 1 && NV <= 4, "one to four vectors");
   PixelVec p0, p1, p2, p3;
-  pixel_start(p0, rem, sums + w0);
-  if (NV > 1) pixel_start(p1, rem - 16, sums + w0 + 16);
-  if (NV > 2) pixel_start(p2, rem - 32, sums + w0 + 32);
-  if (NV > 3) pixel_start(p3, rem - 48, sums + w0 + 48);
-  for (std::size_t c = 0; c < nchan; ++c) {
+  const bool resume = c0 > 0;
+  pixel_start(p0, rem, sums + w0, resume, words + w0);
+  if (NV > 1) pixel_start(p1, rem - 16, sums + w0 + 16, resume, words + w0 + 16);
+  if (NV > 2) pixel_start(p2, rem - 32, sums + w0 + 32, resume, words + w0 + 32);
+  if (NV > 3) pixel_start(p3, rem - 48, sums + w0 + 48, resume, words + w0 + 48);
+  for (std::size_t c = c0; c < c1; ++c) {
     const __m512i bit = _mm512_set1_epi64(static_cast<long long>(word_t{1} << c));
     const __m512 a = _mm512_set1_ps(scale ? scale[c] : 1.0f), b = _mm512_set1_ps(scale ? shift[c] : 0.0f);
     const float* x = src + c * cstride + w0;
@@ -741,17 +756,31 @@ void band2_columns_avx512(const ImageColumns& im, const word_t* l, const double*
 // far apart, and revisiting them per 16 pixels cost TLB and cache misses). Per channel and vector: one
 // load, a compare to a mask for the signs (ORed into the words' lanes as bit c), and |x| widened to double and
 // added per lane in channel order (the generic sums bit for bit; NaN/Inf found in them, pack_block).
+// Runs of kRunMinPixels or more (a 56x56 plane or larger, packed whole) go kChannelRun channels at a time over the
+// whole run, the words and sums taken up again from memory for the next channels (the same additions in the same
+// order): 64 channels read side by side are 64 streams from memory, more than the hardware prefetchers follow, 16
+// are not (reading a 64 x 3136 float image with 64 / 16 / 1 streams after 64 MB written: 50 / 36 / 25 us, a
+// throwaway loop). 64ch 56x56 order 1 with 48 MB written before each call 0.206-0.209 -> 0.182-0.196 ms, cached
+// 0.1605 -> 0.1623-0.1632 (profile_conv_core, 1 thread; docs/KERNELS.md round 41). Smaller runs, whose planes a
+// network finds in the caches, stay as they were: 64ch 32x32 went 0.0611-0.0618 -> 0.0626 ms cached that way.
+constexpr std::size_t kRunMinPixels = 2048;
+constexpr std::size_t kChannelRun = 16;
+
 std::uint32_t pack_pixels_avx512(const float* src, std::size_t cstride, std::size_t nchan, std::size_t W,
                                  word_t* words, std::size_t wstride, double* sums, const float* scale,
                                  const float* shift) {
+  const std::size_t run = wstride == 1 && W >= kRunMinPixels ? kChannelRun : nchan;
   __mmask16 bad = 0;
-  for (std::size_t w0 = 0; w0 < W; w0 += 64) {
-    const std::size_t rem = W - w0;
-    switch (rem > 48 ? 4 : rem > 32 ? 3 : rem > 16 ? 2 : 1) {
-      case 4: bad |= pack_block<4>(src, cstride, nchan, W, w0, rem, words, wstride, sums, scale, shift); break;
-      case 3: bad |= pack_block<3>(src, cstride, nchan, W, w0, rem, words, wstride, sums, scale, shift); break;
-      case 2: bad |= pack_block<2>(src, cstride, nchan, W, w0, rem, words, wstride, sums, scale, shift); break;
-      default: bad |= pack_block<1>(src, cstride, nchan, W, w0, rem, words, wstride, sums, scale, shift); break;
+  for (std::size_t c0 = 0; c0 < nchan; c0 += run) {
+    const std::size_t c1 = std::min(nchan, c0 + run);
+    for (std::size_t w0 = 0; w0 < W; w0 += 64) {
+      const std::size_t rem = W - w0;
+      switch (rem > 48 ? 4 : rem > 32 ? 3 : rem > 16 ? 2 : 1) {
+        case 4: bad |= pack_block<4>(src, cstride, c0, c1, W, w0, rem, words, wstride, sums, scale, shift); break;
+        case 3: bad |= pack_block<3>(src, cstride, c0, c1, W, w0, rem, words, wstride, sums, scale, shift); break;
+        case 2: bad |= pack_block<2>(src, cstride, c0, c1, W, w0, rem, words, wstride, sums, scale, shift); break;
+        default: bad |= pack_block<1>(src, cstride, c0, c1, W, w0, rem, words, wstride, sums, scale, shift); break;
+      }
     }
   }
   return bad ? 1u : 0u;

@@ -277,6 +277,7 @@ PIXEL_JOB_GEOMETRIES = [
     (1, 64, 24, 25, 24, 3, 1, 2, 2),
     (1, 64, 8, 12, 40, 1, 1, 2, 1),
     (3, 192, 40, 7, 7, 3, 1, 1, 1),
+    (1, 130, 8, 46, 46, 3, 1, 1, 1),  # at one thread runs of 2116 pixels: the AVX-512 pixel pass 16 channels at a time
 ]
 
 
@@ -304,6 +305,31 @@ def test_order1_pixel_pass_inside_gemm_job(path, geom):
     for t in (2, 3, 4):
         np.testing.assert_array_equal(out[t], out[1])
     close(out[1], reference.horq_conv2d(x, w, order=1, stride=st, padding=p, dilation=d))
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_long_pixel_runs_channels_in_turn(path, order):
+    """A 48x48 map packed whole at one thread is a run of 2304 pixels, which the AVX-512 pixel pass takes 16 channels
+    at a time (quantize_avx512.cpp kChannelRun): the words and sums must be those of every other way, with NaN found
+    in any channel run."""
+    rng = np.random.default_rng(order)
+    x = (rng.standard_normal((1, 64, 48, 48)) * np.exp(rng.uniform(-2, 2, (1, 64, 1, 1)))).astype(np.float32)
+    w = rng.standard_normal((24, 64, 3, 3)).astype(np.float32)
+    layer = kernels.Conv2dLayer(kernels.pack_weights(w), order=order, padding=1, kernel=path)
+    threads = kernels.get_num_threads()
+    try:
+        kernels.set_num_threads(1)
+        got = layer(x)
+        for c in (0, 17, 63):
+            bad = x.copy()
+            bad[0, c, 47, 47] = np.nan
+            with pytest.raises(ValueError, match="NaN or Inf"):
+                layer(bad)
+        kernels.set_num_threads(2)  # bands of rows: runs under 2048 pixels
+        np.testing.assert_array_equal(layer(x), got)
+    finally:
+        kernels.set_num_threads(threads)
+    close(got, reference.horq_conv2d(x, w, order=order, padding=1))
 
 
 def test_linear_overflows_16_bit_accumulator(path):

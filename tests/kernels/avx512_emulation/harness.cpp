@@ -17,6 +17,7 @@
 // either way with -ffp-contract=off, so neither the reference nor the kernels are fused into FMAs.
 // Prints "OK" and exits 0 on success.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -231,61 +232,68 @@ int check_pack_pixels(std::mt19937_64& rng) {
   const float nan_fill = float_of(0x7fc0beefu);
   std::normal_distribution<float> normal;
   int failures = 0;
+  // Runs of 2048 pixels or more go 16 channels at a time (pack_pixels_avx512 kRunMinPixels): a few of those too.
+  const std::vector<std::array<std::size_t, 3>> long_runs = {{2048, 64, 1}, {2063, 17, 1}, {2063, 40, 2}};
+  std::vector<std::array<std::size_t, 4>> cases;
   for (std::size_t W : {1, 7, 15, 16, 17, 31, 33, 56})
     for (std::size_t nchan : {1, 3, 31, 63, 64})
       for (std::size_t wstride : {1, 2})
-        for (int mode = 0; mode <= 2 * 5; ++mode) {  // 0: finite; then each special at random / at the end
-          const std::size_t gap = wstride == 2 ? 3 : 0, cstride = W + gap;
-          PageEnd<float> src((nchan - 1) * cstride + W, nan_fill);
-          for (std::size_t c = 0; c < nchan; ++c)
-            for (std::size_t w = 0; w < W; ++w) {
-              float v = normal(rng);
-              switch (rng() % 32) {
-                case 0: v = 0.0f; break;
-                case 1: v = -0.0f; break;
-                case 2: v = float_of(0x00000001u + static_cast<std::uint32_t>(rng() % 0x7fffff)); break;
-                case 3: v = -float_of(0x00000001u + static_cast<std::uint32_t>(rng() % 0x7fffff)); break;
-                default: break;
-              }
-              src[c * cstride + w] = v;
-            }
-          if (mode > 0) {
-            const float s = float_of(specials[(mode - 1) / 2]);
-            const bool at_end = mode % 2 == 0;
-            const std::size_t c = at_end ? nchan - 1 : rng() % nchan, w = at_end ? W - 1 : rng() % W;
-            src[c * cstride + w] = s;
-          }
-          std::vector<double> sums(W + kTail);
-          for (auto& s : sums) s = 10.0 * normal(rng) + 0.25;
-          std::vector<word_t> w1(W * wstride + kTail, kGuardWord), w2 = w1, w3 = w1;
-          std::vector<double> s1 = sums, s2 = sums;
-          PageEnd<double> s3(W);
-          std::copy(sums.begin(), sums.begin() + W, s3.begin());
-          // Every other case with a per-channel input affine (negative and zero scales included).
-          std::vector<float> scale(nchan), shift(nchan);
-          for (std::size_t c = 0; c < nchan; ++c) {
-            scale[c] = c % 7 == 3 ? 0.0f : normal(rng);
-            shift[c] = 0.5f * normal(rng);
-          }
-          const bool affine = (mode + W) % 2 == 1;
-          const float* sc = affine ? scale.data() : nullptr;
-          const float* sh = affine ? shift.data() : nullptr;
-          const std::uint32_t bad1 =
-              pack_pixels_generic(src.data(), cstride, nchan, W, w1.data(), wstride, s1.data(), sc, sh);
-          const std::uint32_t bad2 =
-              pack_pixels_avx512(src.data(), cstride, nchan, W, w2.data(), wstride, s2.data(), sc, sh);
-          const std::uint32_t bad3 =
-              pack_pixels_avx512(src.data(), cstride, nchan, W, w3.data(), wstride, s3.data(), sc, sh);
-          bool guards = bad3 == bad2 && w3 == w2;
-          for (std::size_t i = 0; i < W; ++i) guards = guards && bits_of(s3[i]) == bits_of(s2[i]);
-          for (std::size_t i = W * wstride; i < w2.size(); ++i) guards = guards && w2[i] == kGuardWord;
-          for (std::size_t i = W; i < s2.size(); ++i) guards = guards && bits_of(s2[i]) == bits_of(sums[i]);
-          if ((bad1 != bad2 || w1 != w2 || !same_sums(s1, s2) || !guards) && ++failures <= kMaxReports)
-            std::printf("pack_pixels mismatch W=%zu nchan=%zu wstride=%zu mode=%d: bad %u/%u words %s sums %s "
-                        "guards %s\n",
-                        W, nchan, wstride, mode, bad1, bad2, w1 == w2 ? "ok" : "differ",
-                        same_sums(s1, s2) ? "ok" : "differ", guards ? "ok" : "overwritten");
+        for (std::size_t mode = 0; mode <= 2 * 5; ++mode) cases.push_back({W, nchan, wstride, mode});
+  for (const auto& r : long_runs)
+    for (std::size_t mode : {0, 1, 4, 7}) cases.push_back({r[0], r[1], r[2], mode});
+  for (const auto& [W, nchan, wstride, umode] : cases) {
+    const int mode = static_cast<int>(umode);  // 0: finite; then each special at random / at the end
+    const std::size_t gap = wstride == 2 ? 3 : 0, cstride = W + gap;
+    PageEnd<float> src((nchan - 1) * cstride + W, nan_fill);
+    for (std::size_t c = 0; c < nchan; ++c)
+      for (std::size_t w = 0; w < W; ++w) {
+        float v = normal(rng);
+        switch (rng() % 32) {
+          case 0: v = 0.0f; break;
+          case 1: v = -0.0f; break;
+          case 2: v = float_of(0x00000001u + static_cast<std::uint32_t>(rng() % 0x7fffff)); break;
+          case 3: v = -float_of(0x00000001u + static_cast<std::uint32_t>(rng() % 0x7fffff)); break;
+          default: break;
         }
+        src[c * cstride + w] = v;
+      }
+    if (mode > 0) {
+      const float s = float_of(specials[(mode - 1) / 2]);
+      const bool at_end = mode % 2 == 0;
+      const std::size_t c = at_end ? nchan - 1 : rng() % nchan, w = at_end ? W - 1 : rng() % W;
+      src[c * cstride + w] = s;
+    }
+    std::vector<double> sums(W + kTail);
+    for (auto& s : sums) s = 10.0 * normal(rng) + 0.25;
+    std::vector<word_t> w1(W * wstride + kTail, kGuardWord), w2 = w1, w3 = w1;
+    std::vector<double> s1 = sums, s2 = sums;
+    PageEnd<double> s3(W);
+    std::copy(sums.begin(), sums.begin() + W, s3.begin());
+    // Every other case with a per-channel input affine (negative and zero scales included).
+    std::vector<float> scale(nchan), shift(nchan);
+    for (std::size_t c = 0; c < nchan; ++c) {
+      scale[c] = c % 7 == 3 ? 0.0f : normal(rng);
+      shift[c] = 0.5f * normal(rng);
+    }
+    const bool affine = (mode + W) % 2 == 1;
+    const float* sc = affine ? scale.data() : nullptr;
+    const float* sh = affine ? shift.data() : nullptr;
+    const std::uint32_t bad1 =
+        pack_pixels_generic(src.data(), cstride, nchan, W, w1.data(), wstride, s1.data(), sc, sh);
+    const std::uint32_t bad2 =
+        pack_pixels_avx512(src.data(), cstride, nchan, W, w2.data(), wstride, s2.data(), sc, sh);
+    const std::uint32_t bad3 =
+        pack_pixels_avx512(src.data(), cstride, nchan, W, w3.data(), wstride, s3.data(), sc, sh);
+    bool guards = bad3 == bad2 && w3 == w2;
+    for (std::size_t i = 0; i < W; ++i) guards = guards && bits_of(s3[i]) == bits_of(s2[i]);
+    for (std::size_t i = W * wstride; i < w2.size(); ++i) guards = guards && w2[i] == kGuardWord;
+    for (std::size_t i = W; i < s2.size(); ++i) guards = guards && bits_of(s2[i]) == bits_of(sums[i]);
+    if ((bad1 != bad2 || w1 != w2 || !same_sums(s1, s2) || !guards) && ++failures <= kMaxReports)
+      std::printf("pack_pixels mismatch W=%zu nchan=%zu wstride=%zu mode=%d: bad %u/%u words %s sums %s "
+                  "guards %s\n",
+                  W, nchan, wstride, mode, bad1, bad2, w1 == w2 ? "ok" : "differ",
+                  same_sums(s1, s2) ? "ok" : "differ", guards ? "ok" : "overwritten");
+  }
   return failures;
 }
 
