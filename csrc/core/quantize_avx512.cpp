@@ -759,10 +759,10 @@ void band2_columns_avx512(const ImageColumns& im, const word_t* l, const double*
 // Runs of kRunMinPixels or more (a 56x56 plane or larger, packed whole) go kChannelRun channels at a time over the
 // whole run, the words and sums taken up again from memory for the next channels (the same additions in the same
 // order): 64 channels read side by side are 64 streams from memory, more than the hardware prefetchers follow, 16
-// are not (reading a 64 x 3136 float image with 64 / 16 / 1 streams after 64 MB written: 50 / 36 / 25 us, a
-// throwaway loop). 64ch 56x56 order 1 with 48 MB written before each call 0.206-0.209 -> 0.182-0.196 ms, cached
-// 0.1605 -> 0.1623-0.1632 (profile_conv_core, 1 thread; docs/KERNELS.md round 41). Smaller runs, whose planes a
-// network finds in the caches, stay as they were: 64ch 32x32 went 0.0611-0.0618 -> 0.0626 ms cached that way.
+// are not (benchmarks/read_streams.cpp: a 64 x 3136 float image after 64 MB written, 109-123 us with 64 streams,
+// 54-60 with 16). 64ch 56x56 order 1 with 48 MB written before each call 0.207 -> 0.183 ms, cached 0.161 -> 0.164
+// (benchmarks/ab_conv_core.py, 1 thread; docs/KERNELS.md round 41). Shorter runs, whose planes a network finds in the
+// caches, stay as they were: split from 512 pixels on, ResNet-18 32x32 ran up to 2% slower.
 constexpr std::size_t kRunMinPixels = 2048;
 constexpr std::size_t kChannelRun = 16;
 
