@@ -34,6 +34,7 @@
 #include <limits>
 #include <memory>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "core/layer.h"
@@ -720,37 +721,47 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
   });
 }
 
-// An order-1 layer's pixel pass run inside its GEMM's job (conv_layer): pixel_units' tasks first, then the GEMM's, and
-// each GEMM task first packs the units its columns read that nobody has claimed, or waits for those another thread is
-// packing. At 2 threads the caller packs from the first unit on while the helper starts on the last GEMM task and packs
-// what it needs, so neither waits at the end of a pixel job nor for the hand-over of a GEMM job. Every unit is packed
-// exactly once, as pack_input packs it, so the words, sums and outputs are the same.
+// A layer's input quantization run inside its GEMM's job (conv_layer): at order 1 the pixel pass (pixel_units' tasks),
+// at orders >= 2 on the image route (image_columns, not band2_route) also the column blocks (kColsPerTask columns,
+// quantize_column_block, which read the pixel rows of their windows: the image and the NHWC copy). These are tasks
+// around the GEMM's (outer_gemm: the first half before them, the rest after), and a GEMM task first makes sure of what
+// its columns read (`ready`): a unit or block nobody has claimed it runs itself, one another thread is running it waits
+// for; a column block likewise makes sure of its pixel units first. Pixel units wait for nothing, column blocks only
+// for pixel units, GEMM tasks for both, so nothing waits in a circle. At 2 threads the caller packs and quantizes the
+// first half of the map and multiplies from the first column block, a helper (from the back) the second half from the
+// last, so neither waits at the end of a pixel or column job nor for the hand-over of the next. Every unit and block
+// runs exactly once, as quantize_conv_columns runs it, so the words, sums, columns and outputs are the same.
 class DeferredPixels final : public GemmPrelude {
  public:
   DeferredPixels(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* in_scale,
                  const float* in_shift, QuantizedColumns& q)
       : kt_(kt), x_(x), g_(g), in_scale_(in_scale), in_shift_(in_shift), q_(q),
         units_(pixel_units(g, g.batch, static_cast<std::size_t>(get_num_threads()))),
-        count_(g.batch * units_.bands), state_(new std::atomic<int>[count_]) {
-    for (std::size_t u = 0; u < count_; ++u) state_[u].store(kFree, std::memory_order_relaxed);
+        pixels_(g.batch * units_.bands), blocks_(q.order >= 2 ? ceil_div(q.ncols, kColsPerTask) : 0),
+        state_(new State[pixels_ + blocks_]) {
+    for (std::size_t u = 0; u < pixels_ + blocks_; ++u) state_[u].store(kFree, std::memory_order_relaxed);
+    if (blocks_ == 0) return;
+    pp_ = pixel_planes(g, q, g.batch, true);  // the NHWC copy with the image's border, which the units zero
+    for (const std::int64_t off : q.image.sum_off) x_off_.push_back(off * static_cast<std::int64_t>(g.channels));
+    const std::size_t taps = g.kh * g.kw;
+    source_ = ColumnSource{g, taps, words_for(g.channels), q.kw, g.out_h * g.out_w, q.image.hp, q.image.wp, q.order,
+                           false, true, q.order == 3 && kt.quantize_taps3, static_cast<double>(q.n), nullptr,
+                           q.image.words.data(), q.image.sums.data(), pp_.xt.get(), 0, x_off_.data()};
   }
-  std::size_t units() const override { return count_; }
-  void run_unit(std::size_t u) override {
+  // Tasks: the first half of the pixel units, then the first half of the column blocks; the second half of the
+  // blocks, then the second half of the units (outer_gemm puts the GEMM's tasks between the two halves).
+  std::size_t units() const override { return pixels_ + blocks_; }
+  std::size_t front() const override { return (pixels_ + 1) / 2 + (blocks_ + 1) / 2; }
+  void run_unit(std::size_t t) override {
+    const std::size_t p1 = (pixels_ + 1) / 2;  // task t: pixel unit t, column block t - p1, or pixel unit t - blocks_
+    const std::size_t u = t < p1 ? t : t < p1 + blocks_ ? pixels_ + t - p1 : t - blocks_;
     int s = kFree;
-    if (state_[u].compare_exchange_strong(s, kClaimed, std::memory_order_acq_rel)) pack(u);
+    if (state_[u].compare_exchange_strong(s, kClaimed, std::memory_order_acq_rel)) run(u);
   }
   void ready(std::size_t j0, std::size_t n) override {
-    const std::size_t ppi = g_.out_h * g_.out_w;
-    const std::size_t lo = unit_of(j0 / ppi, j0 % ppi / g_.out_w, false);
-    const std::size_t hi = unit_of((j0 + n - 1) / ppi, (j0 + n - 1) % ppi / g_.out_w, true);
-    for (std::size_t u = lo; u <= hi; ++u) {
-      int s = state_[u].load(std::memory_order_acquire);
-      if (s == kFree && state_[u].compare_exchange_strong(s, kClaimed, std::memory_order_acq_rel)) {
-        pack(u);
-        continue;
-      }
-      while (state_[u].load(std::memory_order_acquire) != kPacked) cpu_relax();
-    }
+    ready_pixels(j0, n);
+    if (blocks_ == 0) return;
+    for (std::size_t b = j0 / kColsPerTask; b <= (j0 + n - 1) / kColsPerTask; ++b) take(pixels_ + b);
   }
   // Throws on NaN or Inf, once the job is done.
   void check() const {
@@ -758,11 +769,30 @@ class DeferredPixels final : public GemmPrelude {
   }
 
  private:
-  static constexpr int kFree = 0, kClaimed = 1, kPacked = 2;
+  static constexpr int kFree = 0, kClaimed = 1, kDone = 2;
   static void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
+  }
+  // Task u (a pixel unit below pixels_, else a column block) run here, or waited for where another thread claimed it. A
+  // helper leaves the caller's half (the tasks before the GEMM's) to the caller, which runs them first in any case: a
+  // helper that packed a small map's one unit made the caller quantize its columns from the other core's cache (512ch
+  // 4x4 at order 2, 2 threads: calls of 0.044 and of 0.055 ms, profile_conv_core).
+  void take(std::size_t u) {
+    int s = state_[u].load(std::memory_order_acquire);
+    const bool front = u < pixels_ ? u < (pixels_ + 1) / 2 : u - pixels_ < (blocks_ + 1) / 2;
+    if (s == kFree && (!front || std::this_thread::get_id() == caller_) &&
+        state_[u].compare_exchange_strong(s, kClaimed, std::memory_order_acq_rel))
+      return run(u);
+    while (state_[u].load(std::memory_order_acquire) != kDone) cpu_relax();
+  }
+  // Every pixel unit that columns [j0, j0 + n) read.
+  void ready_pixels(std::size_t j0, std::size_t n) {
+    const std::size_t ppi = g_.out_h * g_.out_w;
+    const std::size_t lo = unit_of(j0 / ppi, j0 % ppi / g_.out_w, false);
+    const std::size_t hi = unit_of((j0 + n - 1) / ppi, (j0 + n - 1) % ppi / g_.out_w, true);
+    for (std::size_t u = lo; u <= hi; ++u) take(u);
   }
   // The unit holding the first (last: `last`) input row that output row oy of image img reads, clamped to the image.
   std::size_t unit_of(std::size_t img, std::size_t oy, bool last) const {
@@ -772,15 +802,27 @@ class DeferredPixels final : public GemmPrelude {
     y = std::min(H - 1, std::max(0L, y));
     return img * units_.bands + static_cast<std::size_t>(y) / units_.rows;
   }
-  void pack(std::size_t u) {
+  void run(std::size_t u) {
+    if (u >= pixels_) {  // a column block, after its pixel units
+      const std::size_t c0 = (u - pixels_) * kColsPerTask, c1 = std::min(q_.ncols, c0 + kColsPerTask);
+      ready_pixels(c0, c1 - c0);
+      quantize_column_block(kt_, source_, q_, c0, c1);
+      state_[u].store(kDone, std::memory_order_release);
+      return;
+    }
     const std::size_t img = u / units_.bands, y0 = u % units_.bands * units_.rows;
     const std::size_t y1 = std::min(g_.height, y0 + units_.rows);
     PixelImage& im = q_.image;
     zero_border(im.words.data() + img * im.groups * im.hp * im.wp, im.groups, im.hp, im.wp, g_.ph, g_.pw, g_.height,
                 g_.width, y0, y1);
     zero_border(im.sums.data() + img * im.hp * im.wp, 1, im.hp, im.wp, g_.ph, g_.pw, g_.height, g_.width, y0, y1);
+    if (blocks_) {  // the NHWC copy's border: C floats a pixel
+      const std::size_t C = g_.channels;
+      zero_border(pp_.xt.get() + img * im.hp * im.wp * C, 1, im.hp, im.wp * C, g_.ph, g_.pw * C, g_.height,
+                  g_.width * C, y0, y1);
+    }
     if (pack_unit(kt_, x_, g_, in_scale_, in_shift_, q_, pp_, units_, 0, g_.batch, u)) bad_.store(true);
-    state_[u].store(kPacked, std::memory_order_release);
+    state_[u].store(kDone, std::memory_order_release);
   }
 
   const KernelTable& kt_;
@@ -788,10 +830,14 @@ class DeferredPixels final : public GemmPrelude {
   const ConvGeometry& g_;
   const float *in_scale_, *in_shift_;
   QuantizedColumns& q_;
-  PixelPlanes pp_;  // no copy, no per-pixel planes: everything goes into q's image
+  const std::thread::id caller_ = std::this_thread::get_id();
+  PixelPlanes pp_;  // at order 1 no copy and no per-pixel planes (everything goes into q's image); else the NHWC copy
+  std::vector<std::int64_t> x_off_;
+  ColumnSource source_{};
   const PixelUnits units_;
-  const std::size_t count_;
-  std::unique_ptr<std::atomic<int>[]> state_;
+  const std::size_t pixels_, blocks_;
+  struct alignas(64) State : std::atomic<int> {};  // a line each: waiting threads read them over and over
+  std::unique_ptr<State[]> state_;
   std::atomic<bool> bad_{false};
 };
 
@@ -876,7 +922,13 @@ void relayout_conv_weights(const word_t* bits, std::size_t m, std::size_t channe
 }
 
 bool conv_defers_pixels(const KernelTable& kt, const ConvGeometry& g, int order) {
-  return order == 1 && !g.nhwc && get_num_threads() > 1 && pixel_image_route(kt, g);
+  if (g.nhwc || get_num_threads() < 2 || !pixel_image_route(kt, g)) return false;
+  if (order == 1) return true;
+  QuantizedColumns q;  // the route's flags alone (empty_columns would size the buffers)
+  q.order = order, q.implicit_h1 = true, q.ncols = g.batch * g.out_h * g.out_w;
+  if (!image_columns(q, g) || band2_route(kt, q, g)) return false;
+  const std::size_t bytes = (g.height + 2 * g.ph) * (g.width + 2 * g.pw) * g.channels * sizeof(float);
+  return g.batch * bytes <= 2 * kChunkBytes;  // one chunk (images_per_chunk)
 }
 
 void conv_layer(const KernelTable& kt, const float* x, const ConvGeometry& g, int order, const float* in_scale,

@@ -101,10 +101,11 @@ void outer_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const
   // their panel (dispatch.h gemm_task_fn `call`).
   static std::atomic<std::uint64_t> calls{0};
   const std::uint64_t call = calls.fetch_add(1, std::memory_order_relaxed) + 1;
-  // The prelude's units around the GEMM's tasks: the first half before them, the rest after. The caller, which takes
-  // tasks from the front, runs the first half, then the GEMM from its first column block; a helper, from the back, the
-  // second half, then the GEMM from its last block: each packs the rows it multiplies first, as in two jobs.
-  const std::size_t units = prelude ? prelude->units() : 0, first = (units + 1) / 2, gemm = mblocks * jblocks;
+  // The prelude's units around the GEMM's tasks: its first half (front()) before them, the rest after. The caller,
+  // which takes tasks from the front, runs the first half, then the GEMM from its first column block; a helper, from
+  // the back, the second half, then the GEMM from its last block: each quantizes the rows it multiplies first.
+  const std::size_t units = prelude ? prelude->units() : 0, first = prelude ? prelude->front() : 0;
+  const std::size_t gemm = mblocks * jblocks;
   parallel_for(units + gemm, [&](std::size_t task) {
     if (task < first) return prelude->run_unit(task);
     if (task >= first + gemm) return prelude->run_unit(task - gemm);

@@ -200,10 +200,12 @@ struct WeightCache {
 
 // y[(j / ppi) * m * ppi + o * ppi + j % ppi] for every column j and output o (ppi = columns per image:
 // NCHW output for a convolution, (N, m) for a linear layer with ppi = 1).
-// With a prelude (conv.cpp's order-1 pixel pass, left to the GEMM's job; a q with implicit_h1): its units are tasks of
-// the GEMM's job before the GEMM's own, and each GEMM task first calls ready() for its columns.
+// With a prelude (conv.cpp's input quantization, left to the GEMM's job; a q with implicit_h1): its units are tasks of
+// the GEMM's job, the first front() before the GEMM's own and the rest after them, and each GEMM task first calls
+// ready() for its columns.
 struct GemmPrelude {
   virtual std::size_t units() const = 0;
+  virtual std::size_t front() const = 0;  // units before the GEMM's tasks; the rest come after them
   virtual void run_unit(std::size_t u) = 0;  // unless a thread has claimed it
   // Every unit that columns [j0, j0 + n) read: run here, or waited for where another thread claimed it.
   virtual void ready(std::size_t j0, std::size_t n) = 0;
@@ -251,9 +253,9 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
                                        const float* in_scale = nullptr, const float* in_shift = nullptr);
 
 // A convolution layer: quantize_conv_columns, then horq_gemm into y (NCHW, g.out_h * g.out_w per filter). Where
-// conv_defers_pixels (order 1 on more than one thread, an NCHW input, the pixel image route), the pixel pass runs
-// inside the GEMM's job instead (conv.cpp DeferredPixels): the same outputs. Throws std::invalid_argument on NaN/Inf in
-// x (y then holds no result).
+// conv_defers_pixels (more than one thread, an NCHW input, the pixel image route; at orders >= 2 whole words per tap,
+// no per-pixel bands and the batch in one chunk), the input quantization runs inside the GEMM's job instead (conv.cpp
+// DeferredPixels): the same outputs. Throws std::invalid_argument on NaN/Inf in x (y then holds no result).
 bool conv_defers_pixels(const KernelTable& kt, const ConvGeometry& g, int order);
 void conv_layer(const KernelTable& kt, const float* x, const ConvGeometry& g, int order, const float* in_scale,
                 const float* in_shift, const word_t* wbits, std::size_t m, const Epilogue& ep, float* y,

@@ -262,11 +262,12 @@ def test_small_maps_planes_any_threads_and_batch(path, order, channels, h, w):
             layer(bad[2:])
 
 
-# Order 1 on more than one thread runs the pixel pass inside the GEMM's job (csrc/core/conv.cpp DeferredPixels): each
-# GEMM task packs, or waits for, the units of pixel rows its columns read. The units: bands of rows (32 wide), single
-# rows (14 wide), whole images (9 images); the columns: a 3x3 window's halo, stride 2 (rows no column reads, whose NaN
-# must still be found), dilation 2, a 1x1 window with padding 2 (border columns reading only zeros), two images in one
-# GEMM block (7x7 maps).
+# On more than one thread the input quantization runs inside the GEMM's job (csrc/core/conv.cpp DeferredPixels): each
+# GEMM task packs, or waits for, the units of pixel rows its columns read, and at orders 2-3 (whole words per tap, no
+# per-pixel bands: 64ch 32x32 at order 2 takes those) the blocks of columns, which wait for their units in turn. The
+# units: bands of rows (32 wide), single rows (14 wide), whole images (9 images); the columns: a 3x3 window's halo,
+# stride 2 (rows no column reads, whose NaN must still be found), dilation 2, a 1x1 window with padding 2 (border
+# columns reading only zeros), two images in one GEMM block (7x7 maps).
 PIXEL_JOB_GEOMETRIES = [
     # (batch, C_in, C_out, H, W, k, stride, padding, dilation)
     (1, 64, 64, 32, 32, 3, 1, 1, 1),
@@ -281,13 +282,14 @@ PIXEL_JOB_GEOMETRIES = [
 ]
 
 
+@pytest.mark.parametrize("order", [1, 2, 3])
 @pytest.mark.parametrize("geom", PIXEL_JOB_GEOMETRIES, ids=lambda g: "x".join(map(str, g)))
-def test_order1_pixel_pass_inside_gemm_job(path, geom):
+def test_quantization_inside_gemm_job(path, geom, order):
     n, c, co, h, wd, k, st, p, d = geom
-    rng = np.random.default_rng(sum(geom))
+    rng = np.random.default_rng(sum(geom) + order)
     x = rng.standard_normal((n, c, h, wd)).astype(np.float32)
     w = rng.standard_normal((co, c, k, k)).astype(np.float32)
-    layer = kernels.Conv2dLayer(kernels.pack_weights(w), order=1, stride=st, padding=p, dilation=d, kernel=path)
+    layer = kernels.Conv2dLayer(kernels.pack_weights(w), order=order, stride=st, padding=p, dilation=d, kernel=path)
     threads = kernels.get_num_threads()
     out = {}
     try:
@@ -304,7 +306,7 @@ def test_order1_pixel_pass_inside_gemm_job(path, geom):
         kernels.set_num_threads(threads)
     for t in (2, 3, 4):
         np.testing.assert_array_equal(out[t], out[1])
-    close(out[1], reference.horq_conv2d(x, w, order=1, stride=st, padding=p, dilation=d))
+    close(out[1], reference.horq_conv2d(x, w, order=order, stride=st, padding=p, dilation=d))
 
 
 @pytest.mark.parametrize("order", [1, 2])
