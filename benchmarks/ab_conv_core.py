@@ -26,7 +26,7 @@ _LINE = re.compile(r"fastest ([0-9.]+) ms, median ([0-9.]+) ms, of which input q
 
 def run_once(binary: str, layer: list[str], threads: int) -> tuple[float, float, float]:
     """(median call, median input quantization, fastest call) in ms of one profile_conv_core run; the quantization is
-    NaN where the build ran the pixel pass inside the GEMM's job (order 1 on more than one thread), not timed apart."""
+    NaN where the build ran the input quantization inside the GEMM's job (more than one thread), not timed apart."""
     env = dict(os.environ, HORQ_NUM_THREADS=str(threads))
     out = subprocess.run([binary, *layer], env=env, capture_output=True, text=True, check=True).stdout
     m = _LINE.search(out)

@@ -17,11 +17,11 @@
 // layer's do (the filter-lane table kernel's panels are built by the first). Prints the fastest call, 1 thread
 // (HORQ_NUM_THREADS=N: N), on the best kernel path this CPU has unless a path (avx512, avx2, generic) is named
 // (HORQ_KERNEL is not read here), the median call and the median of its input quantization alone
-// (quantize_conv_columns; the rest is the GEMM with its epilogue), except where the runtime runs the pixel pass inside
-// the GEMM's job (order 1 on more than one thread: conv_layer, which is then timed whole). With `flush MB` > 0, that many MB of another
-// buffer are written before every call (untimed), so each call finds its weights, input and output evicted from the
-// caches, as in a network whose other layers ran between (a "cold" call; 0, the default: every call after the first
-// finds them cached).
+// (quantize_conv_columns; the rest is the GEMM with its epilogue), except where the runtime runs the input
+// quantization inside the GEMM's job (more than one thread, layer.h conv_defers_pixels: conv_layer, then timed whole).
+// With `flush MB` > 0, that many MB of another buffer are written before every call (untimed), so each call finds its
+// weights, input and output evicted from the caches, as in a network whose other layers ran between (a "cold" call; 0,
+// the default: every call after the first finds them cached).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -82,8 +82,8 @@ int main(int argc, char** argv) {
   std::vector<char> flush((argc > 9 ? std::strtoul(argv[9], nullptr, 10) : 0) << 20);
   std::vector<double> times, quantize_times;  // whole calls; their input quantization alone
   horq::WeightCache cache;                    // what the path keeps of the weights, as a runtime layer does
-  // Inference calls where the runtime runs the pixel pass inside the GEMM's job (conv_layer) take that route; their
-  // input quantization is not timed apart.
+  // Inference calls where the runtime runs the input quantization inside the GEMM's job (conv_layer) take that route;
+  // their input quantization is not timed apart.
   const bool deferred = !train && horq::conv_defers_pixels(kt, g, order);
   const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   while (std::chrono::steady_clock::now() < end) {

@@ -51,7 +51,7 @@ def test_a_build_without_a_timing_line_is_an_error(tmp_path):
 
 
 def test_a_build_that_times_calls_whole(tmp_path, capsys):
-    # order 1 on more than one thread: the pixel pass runs inside the GEMM's job, profile_conv_core times the call whole
+    # more than one thread: the input quantization runs inside the GEMM's job, profile_conv_core times the call whole
     log = tmp_path / "log"
     a = _build(tmp_path, "a", ["0.0500", "0.0300"], log, quantization="inside the GEMM's job")
     b = _build(tmp_path, "b", ["0.0400", "0.0410"], log)

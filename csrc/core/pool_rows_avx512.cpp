@@ -1,10 +1,10 @@
 // Max pooling's rows (pool_row, pool_walk.h) for the AVX-512 path: the loops vectorized by the compiler, a 2x2
 // stride-2 window inside the row (row2s2, below) and a 3x3 stride-2 window with one column of padding (ResNet stems'
 // pool, row3s2) in explicit intrinsics, 16 outputs at a time, every step in registers: per kernel row two loads of 16
-// columns (masked: -inf at and past the row's end), the rows' maximum, the even and odd columns by two vpermt2ps, the columns one to the left by one valignd from the
-// odd ones of the 16 outputs before, two maxima and the floor. The compiler's loops took the rows' maximum into a
-// scratch row and back, gathered the stride-2 taps with a pair of loads each, and ran the first output (whose left
-// tap is padding) on scalars.
+// columns (masked: -inf at and past the row's end), the rows' maximum, the even and odd columns by two vpermt2ps, the
+// columns one to the left by one valignd from the odd ones of the 16 outputs before, two maxima and the floor. The
+// compiler's loops took the rows' maximum into a scratch row and back, gathered the stride-2 taps with a pair of loads
+// each, and ran the first output (whose left tap is padding) on scalars.
 //
 // pool_max(a, b) = (a > b ? a : b), or a when a is NaN and NaN can occur: vmaxps(a, b) is the first part exactly (b
 // when unordered or both zero), a masked move on the unordered compare of a with itself the second.
