@@ -936,7 +936,7 @@ void conv_layer(const KernelTable& kt, const float* x, const ConvGeometry& g, in
                 WeightCache* cache) {
   const std::size_t ppi = g.out_h * g.out_w;
   if (conv_defers_pixels(kt, g, order)) {
-    // The GEMM task reads H_1 and beta_1 from the image, whose border each unit zeroes beside its rows.
+    // The GEMM task reads H_1 (and at order 1 beta_1) from the image, whose border each unit zeroes beside its rows.
     QuantizedColumns q = empty_columns(kt, g, order, false);
     DeferredPixels pixels(kt, x, g, in_scale, in_shift, q);
     horq_gemm(kt, wbits, m, q, ep, ppi, y, cache, &pixels);

@@ -198,11 +198,9 @@ struct WeightCache {
   std::vector<word_t> filter_quads;
 };
 
-// y[(j / ppi) * m * ppi + o * ppi + j % ppi] for every column j and output o (ppi = columns per image:
-// NCHW output for a convolution, (N, m) for a linear layer with ppi = 1).
-// With a prelude (conv.cpp's input quantization, left to the GEMM's job; a q with implicit_h1): its units are tasks of
-// the GEMM's job, the first front() before the GEMM's own and the rest after them, and each GEMM task first calls
-// ready() for its columns.
+// Work that horq_gemm's job does besides the GEMM (conv.cpp's input quantization, DeferredPixels; a q with
+// implicit_h1): its units are tasks of the job, the first front() before the GEMM's own and the rest after them, and
+// each GEMM task first calls ready() for its columns.
 struct GemmPrelude {
   virtual std::size_t units() const = 0;
   virtual std::size_t front() const = 0;  // units before the GEMM's tasks; the rest come after them
@@ -213,6 +211,9 @@ struct GemmPrelude {
  protected:
   ~GemmPrelude() = default;
 };
+
+// y[(j / ppi) * m * ppi + o * ppi + j % ppi] for every column j and output o (ppi = columns per image:
+// NCHW output for a convolution, (N, m) for a linear layer with ppi = 1), with a prelude's work first where given.
 void horq_gemm(const KernelTable& kt, const word_t* wbits, std::size_t m, const QuantizedColumns& q,
                Epilogue ep, std::size_t ppi, float* y, WeightCache* cache = nullptr, GemmPrelude* prelude = nullptr);
 
