@@ -96,6 +96,16 @@ void zero_border(T* planes, std::size_t count, std::size_t hp, std::size_t wp, s
   }
 }
 
+// The border of images [img0, img1) of a pixel image (its words' planes and its sums) beside inside rows [y0, y1), and
+// the rows above and below the inside with y0 = 0 and y1 = H (zero_border).
+void zero_image_border(PixelImage& im, const ConvGeometry& g, std::size_t img0, std::size_t img1, std::size_t y0,
+                       std::size_t y1) {
+  const std::size_t plane = im.hp * im.wp;
+  zero_border(im.words.data() + img0 * im.groups * plane, (img1 - img0) * im.groups, im.hp, im.wp, g.ph, g.pw,
+              g.height, g.width, y0, y1);
+  zero_border(im.sums.data() + img0 * plane, img1 - img0, im.hp, im.wp, g.ph, g.pw, g.height, g.width, y0, y1);
+}
+
 // The zero-bordered pixel image's geometry and the offsets of a column's words and sums in it. Only the border is
 // zeroed here (with `zero`), on the calling thread; the pixel pass's tasks write the rest. Zeroing the whole image
 // (lines the other core last read) was most of the serial time from a binary layer's call to its pixel pass at 2
@@ -108,10 +118,7 @@ void init_pixel_image(PixelImage& im, const ConvGeometry& g, bool zero) {
   im.ppi = g.out_h * g.out_w, im.sh = g.sh, im.sw = g.sw;
   im.words.resize(g.batch * gw * im.hp * im.wp);
   im.sums.resize(g.batch * im.hp * im.wp);
-  if (zero) {
-    zero_border(im.words.data(), g.batch * gw, im.hp, im.wp, g.ph, g.pw, g.height, g.width, 0, g.height);
-    zero_border(im.sums.data(), g.batch, im.hp, im.wp, g.ph, g.pw, g.height, g.width, 0, g.height);
-  }
+  if (zero) zero_image_border(im, g, 0, g.batch, 0, g.height);
   im.sum_off.reserve(g.kh * g.kw);
   im.word_off.reserve(g.kh * g.kw * gw);
   for (std::size_t i = 0; i < g.kh; ++i)
@@ -207,6 +214,14 @@ float* nhwc_row(const QuantizedColumns& q, const ConvGeometry& g, PixelPlanes& p
   img -= pp.img0;
   return image_columns(q, g) ? pp.xt.get() + ((img * im.hp + y + g.ph) * im.wp + g.pw) * g.channels
                              : pp.xt.get() + (img * g.height + y) * g.width * g.channels;
+}
+
+// The border of `count` images of an NHWC copy with the pixel image's border (image_columns; C floats a pixel) from
+// image img of the copy on, beside inside rows [y0, y1) (zero_border).
+void zero_copy_border(float* xt, std::size_t count, const PixelImage& im, const ConvGeometry& g, std::size_t img,
+                      std::size_t y0, std::size_t y1) {
+  const std::size_t C = g.channels;
+  zero_border(xt + img * im.hp * im.wp * C, count, im.hp, im.wp * C, g.ph, g.pw * C, g.height, g.width * C, y0, y1);
 }
 
 // Image row t (image t / H, row t % H) at src, its channels cstride floats apart (an NCHW image, or an NHWC one
@@ -388,18 +403,9 @@ void pack_input(const KernelTable& kt, const float* x, const ConvGeometry& g, co
                 const float* in_shift, QuantizedColumns& q, PixelPlanes& pp, std::size_t i0, std::size_t i1) {
   const std::size_t C = g.channels, H = g.height, W = g.width, plane = H * W, batch = i1 - i0;
   const std::size_t threads = static_cast<std::size_t>(get_num_threads());
-  if (pp.copy && image_columns(q, g)) {  // zero-bordered: the border zeroed here, the rest written by the pixel pass
-    const std::size_t hp = q.image.hp, wp = q.image.wp, row = wp * C;
-    for (std::size_t img = 0; img < batch; ++img) {  // the chunk's images, from the copy's start
-      float* xi = pp.xt.get() + img * hp * row;
-      std::fill_n(xi, g.ph * row, 0.0f);
-      std::fill_n(xi + (g.ph + H) * row, (hp - g.ph - H) * row, 0.0f);
-      for (std::size_t y = g.ph; y < g.ph + H; ++y) {
-        std::fill_n(xi + y * row, g.pw * C, 0.0f);
-        std::fill_n(xi + y * row + (g.pw + W) * C, (wp - g.pw - W) * C, 0.0f);
-      }
-    }
-  }
+  // Zero-bordered: the border zeroed here, the rest written by the pixel pass (the chunk's images, from the copy's
+  // start).
+  if (pp.copy && image_columns(q, g)) zero_copy_border(pp.xt.get(), batch, q.image, g, 0, 0, H);
   std::atomic<bool> finite{true};
   if (g.nhwc) {
     parallel_for(batch, [&](std::size_t t) {
@@ -770,11 +776,6 @@ class DeferredPixels final : public GemmPrelude {
 
  private:
   static constexpr int kFree = 0, kClaimed = 1, kDone = 2;
-  static void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-  }
   // Task u (a pixel unit below pixels_, else a column block) run here, or waited for where another thread claimed it. A
   // helper leaves the caller's half (the tasks before the GEMM's) to the caller, which runs them first in any case: a
   // helper that packed a small map's one unit made the caller quantize its columns from the other core's cache (512ch
@@ -812,15 +813,8 @@ class DeferredPixels final : public GemmPrelude {
     }
     const std::size_t img = u / units_.bands, y0 = u % units_.bands * units_.rows;
     const std::size_t y1 = std::min(g_.height, y0 + units_.rows);
-    PixelImage& im = q_.image;
-    zero_border(im.words.data() + img * im.groups * im.hp * im.wp, im.groups, im.hp, im.wp, g_.ph, g_.pw, g_.height,
-                g_.width, y0, y1);
-    zero_border(im.sums.data() + img * im.hp * im.wp, 1, im.hp, im.wp, g_.ph, g_.pw, g_.height, g_.width, y0, y1);
-    if (blocks_) {  // the NHWC copy's border: C floats a pixel
-      const std::size_t C = g_.channels;
-      zero_border(pp_.xt.get() + img * im.hp * im.wp * C, 1, im.hp, im.wp * C, g_.ph, g_.pw * C, g_.height,
-                  g_.width * C, y0, y1);
-    }
+    zero_image_border(q_.image, g_, img, img + 1, y0, y1);
+    if (blocks_) zero_copy_border(pp_.xt.get(), 1, q_.image, g_, img, y0, y1);
     if (pack_unit(kt_, x_, g_, in_scale_, in_shift_, q_, pp_, units_, 0, g_.batch, u)) bad_.store(true);
     state_[u].store(kDone, std::memory_order_release);
   }
@@ -924,11 +918,10 @@ void relayout_conv_weights(const word_t* bits, std::size_t m, std::size_t channe
 bool conv_defers_pixels(const KernelTable& kt, const ConvGeometry& g, int order) {
   if (g.nhwc || get_num_threads() < 2 || !pixel_image_route(kt, g)) return false;
   if (order == 1) return true;
-  QuantizedColumns q;  // the route's flags alone (empty_columns would size the buffers)
+  QuantizedColumns q;  // the route's flags and the image's size alone (empty_columns would allocate the buffers)
   q.order = order, q.implicit_h1 = true, q.ncols = g.batch * g.out_h * g.out_w;
-  if (!image_columns(q, g) || band2_route(kt, q, g)) return false;
-  const std::size_t bytes = (g.height + 2 * g.ph) * (g.width + 2 * g.pw) * g.channels * sizeof(float);
-  return g.batch * bytes <= 2 * kChunkBytes;  // one chunk (images_per_chunk)
+  q.image.hp = g.height + 2 * g.ph, q.image.wp = g.width + 2 * g.pw;
+  return image_columns(q, g) && !band2_route(kt, q, g) && images_per_chunk(q, g, nullptr) == g.batch;
 }
 
 void conv_layer(const KernelTable& kt, const float* x, const ConvGeometry& g, int order, const float* in_scale,

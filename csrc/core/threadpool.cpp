@@ -204,12 +204,6 @@ class Pool {
     done_cv_.notify_all();
   }
 
-  static void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-  }
-
   // kDoze of checks for the next job with kDozeStep sleeps between (see kDoze).
   void doze(std::uint64_t seen) const {
     const auto until = std::chrono::steady_clock::now() + kDoze;

@@ -27,6 +27,14 @@ void parallel_for_items(std::size_t n, std::size_t per_task, Fn&& fn) {
   });
 }
 
+// A spin-wait loop's pause between checks (x86 PAUSE: the other hardware thread of the core keeps its resources, and
+// the loop's exit is not a memory-order mis-speculation).
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
 // While one is alive on a thread, parallel_for calls from that thread run every task on it when `serial`: for
 // jobs smaller than what waking a helper thread costs (the same results: tasks are independent).
 class SerialScope {
