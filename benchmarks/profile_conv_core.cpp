@@ -26,6 +26,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <new>
 #include <random>
 #include <vector>
 
@@ -33,6 +34,24 @@
 #include "core/layer.h"
 #include "core/threadpool.h"
 #include "core/train.h"
+
+// The runtime's arrays start on a 64-byte line (bindings.cpp make_array); a std::vector's large buffer starts 16 bytes
+// past a page, and at 2 threads the two halves of the output would then share a line per filter plane. The input,
+// output and residual here are allocated as the runtime's are.
+template <class T>
+struct LineAligned {
+  using value_type = T;
+  LineAligned() = default;
+  template <class U>
+  LineAligned(const LineAligned<U>&) {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
+  void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t{64}); }
+  template <class U>
+  bool operator==(const LineAligned<U>&) const { return true; }
+  template <class U>
+  bool operator!=(const LineAligned<U>&) const { return false; }
+};
+using Floats = std::vector<float, LineAligned<float>>;
 
 int main(int argc, char** argv) {
   const std::size_t c = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 64;
@@ -62,17 +81,18 @@ int main(int argc, char** argv) {
   g.nhwc = argc > 11 && std::atoi(argv[11]) != 0;  // argument 12: an NHWC input (channels_last training's)
   std::mt19937_64 rng(1);
   std::normal_distribution<float> normal;
-  std::vector<float> x(batch * c * s * s);
+  Floats x(batch * c * s * s);
   for (auto& v : x) v = normal(rng);
   const std::size_t words = horq::conv_words(c, k * k);
   std::vector<horq::word_t> w(m * words);
   for (auto& v : w) v = rng();
   std::vector<double> coef(m, 0.5), add(m, 0.0);
-  std::vector<float> y(batch * m * os * os);
+  Floats y(batch * m * os * os);
   // Argument 14 = 1: the epilogue of a residual block's second convolution, + a residual map of the output's size,
   // then a floor of 0 (the ReLU after the add), as the runtime fuses them.
   const bool residual = argc > 13 && std::atoi(argv[13]) != 0;
-  std::vector<float> res(residual ? y.size() : 0), floor(residual ? m : 0, 0.0f);
+  Floats res(residual ? y.size() : 0);
+  std::vector<float> floor(residual ? m : 0, 0.0f);
   for (auto& v : res) v = normal(rng);
   const horq::Epilogue ep{coef.data(), add.data(), residual ? res.data() : nullptr,
                           residual ? floor.data() : nullptr};
