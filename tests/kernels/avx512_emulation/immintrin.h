@@ -183,6 +183,50 @@ inline __m512i _mm512_shuffle_i64x2(__m512i a, __m512i b, int imm) {
   for (int l = 0; l < 4; ++l) std::memcpy(r.v + 2 * l, (l < 2 ? a : b).v + 2 * (imm >> (2 * l) & 3), 16);
   return r;
 }
+// ---- 256-bit integer as four 64-bit words (AVX512VL forms; __m256i holds them as eight 32-bit lanes) ----
+namespace avx512_emulation {
+inline void get64x4(const __m256i& a, std::uint64_t (&w)[4]) { std::memcpy(w, a.v, sizeof w); }
+inline __m256i make64x4(const std::uint64_t (&w)[4]) {
+  __m256i r;
+  std::memcpy(r.v, w, sizeof w);
+  return r;
+}
+}  // namespace avx512_emulation
+inline __m256i _mm256_maskz_loadu_epi64(__mmask8 k, const void* p) {
+  std::uint64_t w[4] = {};
+  avx512_emulation::masked_load(w, k, 4, p);
+  return avx512_emulation::make64x4(w);
+}
+inline __m256i _mm256_xor_si256(__m256i a, __m256i b) {
+  for (int i = 0; i < 8; ++i) a.v[i] ^= b.v[i];
+  return a;
+}
+inline __m256i _mm256_popcnt_epi64(__m256i a) {
+  std::uint64_t w[4];
+  avx512_emulation::get64x4(a, w);
+  for (auto& e : w) {
+    std::uint64_t c = 0;
+    for (std::uint64_t x = e; x; x &= x - 1) ++c;
+    e = c;
+  }
+  return avx512_emulation::make64x4(w);
+}
+// The four words in the low lanes, zero above.
+inline __m512i _mm512_zextsi256_si512(__m256i a) {
+  __m512i r{};
+  std::memcpy(r.v, a.v, sizeof a.v);
+  return r;
+}
+
+// Per 128-bit lane: its low (unpacklo) or high (unpackhi) word of a, then of b.
+inline __m512i _mm512_unpacklo_epi64(__m512i a, __m512i b) {
+  for (int l = 0; l < 4; ++l) a.v[2 * l + 1] = b.v[2 * l];
+  return a;
+}
+inline __m512i _mm512_unpackhi_epi64(__m512i a, __m512i b) {
+  for (int l = 0; l < 4; ++l) a.v[2 * l] = a.v[2 * l + 1], a.v[2 * l + 1] = b.v[2 * l + 1];
+  return a;
+}
 // Inside each 256-bit half: word i takes word (imm >> 2i) & 3 of the same half.
 inline __m512i _mm512_permutex_epi64(__m512i a, int imm) {
   __m512i r;

@@ -159,6 +159,19 @@ void check_integer() {
   _mm512_store_si512(out, _mm512_shuffle_i64x2(vx, vy, _MM_SHUFFLE(0, 3, 1, 2)));  // lanes 2, 1 of x; 3, 0 of y
   const std::uint64_t want_sh[8] = {x[4], x[5], x[2], x[3], y[6], y[7], y[0], y[1]};
   expect(std::memcmp(out, want_sh, sizeof out) == 0, "_mm512_shuffle_i64x2");
+  // 256-bit words: a masked load (lanes past the mask zero), xor, per-word popcount, zero-extended to 512 bits
+  const __m256i lo4 = _mm256_maskz_loadu_epi64(0x7, x), hi4 = _mm256_maskz_loadu_epi64(0xf, y + 4);
+  _mm512_store_si512(out, _mm512_zextsi256_si512(_mm256_popcnt_epi64(_mm256_xor_si256(lo4, hi4))));
+  ok = out[3] == static_cast<std::uint64_t>(__builtin_popcountll(y[7]));
+  for (int i = 0; i < 3; ++i) ok = ok && out[i] == static_cast<std::uint64_t>(__builtin_popcountll(x[i] ^ y[4 + i]));
+  for (int i = 4; i < 8; ++i) ok = ok && out[i] == 0;
+  expect(ok, "_mm256_maskz_loadu_epi64 / _mm256_xor_si256 / _mm256_popcnt_epi64 / _mm512_zextsi256_si512");
+  _mm512_store_si512(out, _mm512_unpacklo_epi64(vx, vy));
+  const std::uint64_t want_lo[8] = {x[0], y[0], x[2], y[2], x[4], y[4], x[6], y[6]};
+  expect(std::memcmp(out, want_lo, sizeof out) == 0, "_mm512_unpacklo_epi64");
+  _mm512_store_si512(out, _mm512_unpackhi_epi64(vx, vy));
+  const std::uint64_t want_hi[8] = {x[1], y[1], x[3], y[3], x[5], y[5], x[7], y[7]};
+  expect(std::memcmp(out, want_hi, sizeof out) == 0, "_mm512_unpackhi_epi64");
   _mm512_store_si512(out, _mm512_permutex_epi64(vx, _MM_SHUFFLE(0, 0, 3, 1)));  // words 1, 3, 0, 0 of each half
   const std::uint64_t want_pm[8] = {x[1], x[3], x[0], x[0], x[5], x[7], x[4], x[4]};
   expect(std::memcmp(out, want_pm, sizeof out) == 0, "_mm512_permutex_epi64");
