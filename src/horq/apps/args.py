@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 
 #: Most threads a command accepts: far above any useful count, far below what exhausts the system.
 MAX_THREADS = max(256, 4 * (os.cpu_count() or 1))
@@ -92,3 +93,11 @@ def parse_model_arg(text: str):
             raise argparse.ArgumentTypeError(f"model option {key!r} must be a number > 0, got {raw!r}")
         return key, value
     raise argparse.ArgumentTypeError(f"model option {key!r} needs a number, got {raw!r}")
+
+
+def section_name(text: str) -> str:
+    """The name of a generated section of a markdown file (``<!-- name:begin -->``): a letter, then letters, digits,
+    ``_`` or single ``-`` between them (a marker is an HTML comment, which ``--`` would end)."""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*(-[A-Za-z0-9_]+)*", text):
+        raise argparse.ArgumentTypeError(f"expected a section name (letters, digits, _ and single -), got {text!r}")
+    return text

@@ -2,6 +2,7 @@
 
     horq bench kernels                                      # prints the tables
     horq bench kernels --doc docs/KERNELS.md --json docs/kernels_bench.json   # also rewrites the results
+    horq bench kernels --doc docs/KERNELS.md --section bench-avx512 --json ...  # another section of the doc
     horq bench kernels --quick                              # fewer repeats
     .venv/bin/python benchmarks/bench_kernels.py            # the repository's run: writes those two files
 
@@ -11,7 +12,7 @@ Measures, at 1 and 2 threads, the median (and fastest) of repeated runs after a 
   layers at load: ``kernels.conv2d`` would add its per-call checks and weight preparation, tens of microseconds)
   against PyTorch fp32 conv2d (best of NCHW and channels_last) and PyTorch's int8 quantized conv (x86 engine),
   batch 1, 3x3, stride 1, padding 1, C_out = C_in. The contenders of one shape are timed round-robin, so they see
-  the same load on a shared machine.
+  the same load on a shared machine; then HORQ's orders again without PyTorch between (its thread scaling).
 The load average (os.getloadavg) before and after the run is recorded with the results. PyTorch is
 optional: without it only the HORQ columns are filled.
 """
@@ -104,6 +105,11 @@ def bench_conv(path, reps):
                 res = interleaved_times(fns, **reps)
             for order in ORDERS:
                 row[f"horq{order}"], row[f"horq{order}_best"] = res[f"horq{order}"]
+            # HORQ alone: its orders round-robin with no PyTorch call between (after each of its calls PyTorch's idle
+            # threads keep the other core busy for a while, which a 2-thread HORQ call then shares)
+            alone = interleaved_times({k: v for k, v in fns.items() if k.startswith("horq")}, **reps)
+            for order in ORDERS:
+                row[f"alone{order}"], row[f"alone{order}_best"] = alone[f"horq{order}"]
             if torch is not None:
                 (nchw, nchw_best), (cl, cl_best) = res["nchw"], res["cl"]
                 row["fp32"], row["fp32_layout"] = min(nchw, cl), "NCHW" if nchw <= cl else "channels_last"
@@ -182,6 +188,7 @@ def markdown(result) -> str:
             ratios = [f"{fp32 / h:.2f}" if fp32 else "n/a" for h in horq]
             lines.append(f"| {desc} | {r['threads']} | " + " | ".join(f"{h * 1e3:.3f}" for h in horq)
                          + f" | {fp} | {i8} | " + " | ".join(ratios) + " |")
+    lines += alone_table(result["conv"])
     lines += [
         "",
         "docs/MATH.md cost model for comparison (speedup over a float conv, ignoring the cost of betas and residuals): "
@@ -192,6 +199,33 @@ def markdown(result) -> str:
     return "\n".join(lines)
 
 
+def alone_table(conv) -> list[str]:
+    """HORQ's calls timed alone (medians) and what the last thread count gains over one thread, per order."""
+    rows = [r for r in conv if "alone1" in r]
+    if not rows:
+        return []
+    one = {r["shape"]: r for r in rows if r["threads"] == 1}
+    lines = [
+        "",
+        "HORQ alone (its three orders round-robin, no PyTorch call between: after each of its calls PyTorch's idle"
+        " threads keep the other core busy for a while, which a 2-thread HORQ call in the tables above shares);"
+        " medians in ms, and the speedup over 1 thread (fastest runs in brackets):",
+        "",
+        "| shape | threads | HORQ o1 | HORQ o2 | HORQ o3 | speedup o1 | speedup o2 | speedup o3 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        base = one.get(r["shape"])
+        times = " | ".join(f"{r[f'alone{o}'] * 1e3:.3f}" for o in ORDERS)
+        if base is None or r["threads"] == 1:
+            gains = " | ".join("" for _ in ORDERS)
+        else:
+            gains = " | ".join(f"{base[f'alone{o}'] / r[f'alone{o}']:.2f}x "
+                               f"({base[f'alone{o}_best'] / r[f'alone{o}_best']:.2f}x)" for o in ORDERS)
+        lines.append(f"| {r['shape']} {r['C']}ch {r['HW']}x{r['HW']} | {r['threads']} | {times} | {gains} |")
+    return lines
+
+
 def cpu_flags() -> str:
     flags = kernels.cpu_flags()
     if not flags:
@@ -200,14 +234,15 @@ def cpu_flags() -> str:
     return " ".join(f"{f}{'+' if f in flags else '-'}" for f in want)
 
 
-def run(*, quick=False, skip_bgemm=False, json_path=None, doc_path=None) -> dict:
-    """Runs the benchmark, prints the tables, and writes them where asked; returns the results.
+def run(*, quick=False, skip_bgemm=False, json_path=None, doc_path=None, section=DOC_SECTION) -> dict:
+    """Runs the benchmark, prints the tables, and writes them where asked (the tables between ``doc_path``'s
+    ``<!-- section:begin -->`` and ``<!-- section:end -->``); returns the results.
 
     Raises:
-        ValueError: ``doc_path`` exists but has no generated section (checked before anything is timed).
+        ValueError: ``doc_path`` exists but has no such section (checked before anything is timed).
     """
     if doc_path:
-        check_marked_section(doc_path, DOC_SECTION)
+        check_marked_section(doc_path, section)
     reps = {"min_reps": 3, "min_seconds": 0.05} if quick else {"min_reps": 20, "min_seconds": 1.0}
     load_before = os.getloadavg()
     info = kernels.info()
@@ -230,7 +265,7 @@ def run(*, quick=False, skip_bgemm=False, json_path=None, doc_path=None) -> dict
     if json_path:
         Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
     if doc_path:
-        replace_marked_section(doc_path, DOC_SECTION, table)
+        replace_marked_section(doc_path, section, table)
     return result
 
 

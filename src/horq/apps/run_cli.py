@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from horq.apps.args import nonnegative_int, positive_int, thread_count
+from horq.apps.args import nonnegative_int, positive_int, section_name, thread_count
 
 #: The subcommands of ``horq bench``, and the help flags, which a file name must not shadow.
 BENCH_WORDS = ("model", "kernels", "training", "-h", "--help")
@@ -48,6 +48,8 @@ def register(sub) -> None:
     k.add_argument("--json", default=None, help="write the results as JSON here")
     k.add_argument("--doc", default=None,
                    help="markdown file whose '<!-- bench:begin -->' ... '<!-- bench:end -->' section gets the tables")
+    k.add_argument("--section", default="bench", type=section_name,
+                   help="the name in the doc's markers instead of 'bench' (one section per machine)")
     k.set_defaults(func=_bench_kernels)
     p = bsub.add_parser("model", help="time a .horq model on the runtime (and PyTorch fp32 on the same graph, "
                                       "if PyTorch is installed)")
@@ -224,5 +226,5 @@ def _bench_training(args) -> int:
 def _bench_kernels(args) -> int:
     from horq.apps.bench_kernels import run
 
-    run(quick=args.quick, skip_bgemm=args.skip_bgemm, json_path=args.json, doc_path=args.doc)
+    run(quick=args.quick, skip_bgemm=args.skip_bgemm, json_path=args.json, doc_path=args.doc, section=args.section)
     return 0
