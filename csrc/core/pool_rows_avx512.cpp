@@ -23,6 +23,10 @@ inline __m512 pool_max16(__m512 a, __m512 b) {
   return kNoNan ? m : _mm512_mask_mov_ps(m, _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), a);
 }
 
+// Lane i: index 2 i (even) or 2 i + 1 (odd) of two registers' 32 floats, for vpermt2ps.
+inline __m512i even_lanes() { return _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30); }
+inline __m512i odd_lanes() { return _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31); }
+
 // The lanes l < n (all 16 for n >= 16, none for n <= 0).
 inline __mmask16 first_lanes(long n) {
   return n >= 16 ? static_cast<__mmask16>(0xffff) : n <= 0 ? 0 : static_cast<__mmask16>((1u << n) - 1u);
@@ -33,8 +37,7 @@ struct Avx512Ops : pool_walk::Portable {  // the other loops: the compiler's
   static void row3s2(const float* a, const float* b, const float* c, std::size_t W, std::size_t OW, bool has_floor,
                      float floor, float* out) {
     const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity()), f = _mm512_set1_ps(floor);
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const __m512i even = even_lanes(), odd = odd_lanes();
     // Columns col .. col + 15 of the rows' maximum (pool_max(pool_max(a, b), c)), -inf from column W on: masked
     // lanes are not read.
     const auto rows_max = [&](std::size_t col) {
@@ -66,8 +69,7 @@ struct Avx512Ops : pool_walk::Portable {  // the other loops: the compiler's
                      float* out) {
     (void)W;  // 2 OW <= W: columns 0 .. 2 OW - 1 are read, no more (the masks)
     const __m512 f = _mm512_set1_ps(floor);
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const __m512i even = even_lanes(), odd = odd_lanes();
     for (std::size_t ox = 0; ox < OW; ox += 16) {
       const long cols = 2 * static_cast<long>(OW - ox);  // columns 2 ox .. 2 OW - 1 left to read
       const __mmask16 m0 = first_lanes(cols), m1 = first_lanes(cols - 16);
