@@ -130,11 +130,20 @@ void init_pixel_image(PixelImage& im, const ConvGeometry& g, bool zero) {
     }
 }
 
+// What the routes below ask of a layer's columns: their order and whether H_1 is read from a pixel image
+// (QuantizedColumns::implicit_h1). conv_defers_pixels asks before any columns exist; the q overloads ask of q's.
+struct ColumnKind {
+  int order;
+  bool implicit_h1;
+};
+ColumnKind kind_of(const QuantizedColumns& q) { return {q.order, q.implicit_h1}; }
+
 // Whether orders >= 2 run on whole columns read from zero-bordered images (quantize_image): with the pixel image
 // and whole words per tap. The NHWC copy then has the image's border.
-bool image_columns(const QuantizedColumns& q, const ConvGeometry& g) {
-  return q.implicit_h1 && q.order >= 2 && g.channels % kWordBits == 0;
+bool image_columns(ColumnKind k, const ConvGeometry& g) {
+  return k.implicit_h1 && k.order >= 2 && g.channels % kWordBits == 0;
 }
+bool image_columns(const QuantizedColumns& q, const ConvGeometry& g) { return image_columns(kind_of(q), g); }
 
 // Output positions per image from which band2_route applies (per image, so that an image's columns take the same
 // route, and give the same floats, in any batch). Its three stages are three jobs, and on small maps a pixel has
@@ -145,9 +154,12 @@ constexpr std::size_t kBand2MinColumns = 512;
 
 // Whether the columns' order 2 comes from per-pixel bands (quantize.h Band2Row): on the image route, a 3 x 3 window
 // at stride 1 and dilation 1 (each pixel read by up to 9 columns), where the path has the kernels.
-bool band2_route(const KernelTable& kt, const QuantizedColumns& q, const ConvGeometry& g) {
-  return kt.band2_pixels && image_columns(q, g) && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 &&
+bool band2_route(const KernelTable& kt, ColumnKind k, const ConvGeometry& g) {
+  return kt.band2_pixels && image_columns(k, g) && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 &&
          g.dw == 1 && g.out_h * g.out_w >= kBand2MinColumns;
+}
+bool band2_route(const KernelTable& kt, const QuantizedColumns& q, const ConvGeometry& g) {
+  return band2_route(kt, kind_of(q), g);
 }
 
 // Whether a layer's columns read H_1 from a pixel image (below).
@@ -191,8 +203,11 @@ struct PixelPlanes {
 
 // Whether the column pass reads its taps from an NHWC float copy of the input (orders >= 2) rather than from
 // the input itself (NHWC, no affine: already the copy, unless the copy needs the border).
+bool copies_nhwc(ColumnKind k, const ConvGeometry& g, const float* in_scale) {
+  return k.order >= 2 && (!(g.nhwc && in_scale == nullptr) || image_columns(k, g));
+}
 bool copies_nhwc(const QuantizedColumns& q, const ConvGeometry& g, const float* in_scale) {
-  return q.order >= 2 && (!(g.nhwc && in_scale == nullptr) || image_columns(q, g));
+  return copies_nhwc(kind_of(q), g, in_scale);
 }
 
 // Whether some column reads input row y: a strided convolution's taps may skip rows (a 1x1 stride-2 shortcut reads
@@ -847,15 +862,18 @@ constexpr std::size_t kChunkBytes = std::size_t{2} << 20;
 // 32 images of 64ch 32x32 at order 2 took 10.4-10.6 -> 9.6-10.0 ms a call, their input quantization 4.3 -> 3.5-3.7 ms
 // (AMD EPYC Zen 3, avx2, 1 thread; docs/KERNELS.md round 32). Each image's columns are computed as in any other chunk
 // or batch.
-std::size_t images_per_chunk(const QuantizedColumns& q, const ConvGeometry& g, const float* in_scale) {
-  if (!copies_nhwc(q, g, in_scale)) return g.batch;
-  const bool image = image_columns(q, g);
-  const std::size_t pixels = image ? q.image.hp * q.image.wp : g.height * g.width;
+std::size_t images_per_chunk(ColumnKind k, const ConvGeometry& g, const float* in_scale) {
+  if (!copies_nhwc(k, g, in_scale)) return g.batch;
+  const bool image = image_columns(k, g);  // the copy with the pixel image's border (init_pixel_image's hp x wp)
+  const std::size_t pixels = image ? (g.height + 2 * g.ph) * (g.width + 2 * g.pw) : g.height * g.width;
   const std::size_t bytes = pixels * g.channels * sizeof(float);
   if (g.batch * bytes <= 2 * kChunkBytes) return g.batch;
   const std::size_t threads = static_cast<std::size_t>(get_num_threads());
   const std::size_t least = packs_planes(g) ? 1 : kImagesPerThread * threads;
   return std::min(g.batch, std::max(least, kChunkBytes / bytes));
+}
+std::size_t images_per_chunk(const QuantizedColumns& q, const ConvGeometry& g, const float* in_scale) {
+  return images_per_chunk(kind_of(q), g, in_scale);
 }
 
 QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, const ConvGeometry& g, int order,
@@ -918,10 +936,8 @@ void relayout_conv_weights(const word_t* bits, std::size_t m, std::size_t channe
 bool conv_defers_pixels(const KernelTable& kt, const ConvGeometry& g, int order) {
   if (g.nhwc || get_num_threads() < 2 || !pixel_image_route(kt, g)) return false;
   if (order == 1) return true;
-  QuantizedColumns q;  // the route's flags and the image's size alone (empty_columns would allocate the buffers)
-  q.order = order, q.implicit_h1 = true, q.ncols = g.batch * g.out_h * g.out_w;
-  q.image.hp = g.height + 2 * g.ph, q.image.wp = g.width + 2 * g.pw;
-  return image_columns(q, g) && !band2_route(kt, q, g) && images_per_chunk(q, g, nullptr) == g.batch;
+  const ColumnKind k{order, true};  // empty_columns' q on the pixel image route
+  return image_columns(k, g) && !band2_route(kt, k, g) && images_per_chunk(k, g, nullptr) == g.batch;
 }
 
 void conv_layer(const KernelTable& kt, const float* x, const ConvGeometry& g, int order, const float* in_scale,
