@@ -5,7 +5,8 @@
 // every path, this one included, against scalar models of the definition.
 //
 // Tile: 2 A rows x 4 B rows = 8 accumulators, each A and B vector loaded once per step and used 4 or 2
-// times; larger tiles spill on the 16 vector registers of SSE2/NEON-class targets.
+// times; larger tiles spill on the 16 vector registers of SSE2/NEON-class targets. The columns past the last whole 4
+// go one at a time through 8 x 1 tiles.
 //
 // Arithmetic (a . b = n - 2 popcount(a ^ b), bgemm.h): the x86-64 baseline has no popcount instruction (and -mpopcnt
 // is not allowed in a portable file), so each XOR is counted with the SWAR tree: 2-bit, 4-bit, then byte counts
@@ -26,6 +27,7 @@ constexpr std::uint64_t kM1 = 0x5555555555555555ull, kM2 = 0x3333333333333333ull
 constexpr std::uint64_t kM4 = 0x0f0f0f0f0f0f0f0full, kM8 = 0x00ff00ff00ff00ffull;
 constexpr std::uint64_t kOnes16 = 0x0001000100010001ull;
 constexpr int kMR = 2, kNR = 4;
+constexpr int kColumnRows = 8;  // rows of the tiles of the last columns (8 x 1)
 constexpr std::size_t kWordsPerVec = 2;
 constexpr std::size_t kMaxByteSteps = 31;
 
@@ -43,47 +45,55 @@ inline v2u64 load(const word_t* p) {
   return v;
 }
 
-void tile_2x4(const word_t* const* ar, const word_t* const* br, std::size_t kw, std::uint64_t (*out)[kNR]) {
-  std::uint64_t sums[kMR][kNR] = {};
+template <int MR, int NR>
+void tile(const word_t* const* ar, const word_t* const* br, std::size_t kw, std::uint64_t (*out)[NR]) {
+  std::uint64_t sums[MR][NR] = {};
   // An odd last word is one more step with lane 1 zero in both operands (it adds nothing there), so it
   // shares the byte accumulators and their single horizontal sum.
   const std::size_t nvec = kw / kWordsPerVec, nsteps = nvec + kw % kWordsPerVec;
   for (std::size_t v0 = 0; v0 < nsteps; v0 += kMaxByteSteps) {
     const std::size_t v1 = std::min(nsteps, v0 + kMaxByteSteps), vfull = std::min(v1, nvec);
-    v2u64 acc[kMR][kNR] = {};
-    auto step = [&](v2u64 a0, v2u64 a1, const v2u64* b) __attribute__((always_inline)) {
-      for (int j = 0; j < kNR; ++j) {
-        acc[0][j] += byte_counts(a0 ^ b[j]);
-        acc[1][j] += byte_counts(a1 ^ b[j]);
-      }
+    v2u64 acc[MR][NR] = {};
+    auto step = [&](const v2u64* a, const v2u64* b) __attribute__((always_inline)) {
+      for (int j = 0; j < NR; ++j)
+        for (int i = 0; i < MR; ++i) acc[i][j] += byte_counts(a[i] ^ b[j]);
     };
     for (std::size_t v = v0; v < vfull; ++v) {
       const std::size_t off = v * kWordsPerVec;
-      const v2u64 b[kNR] = {load(br[0] + off), load(br[1] + off), load(br[2] + off), load(br[3] + off)};
-      step(load(ar[0] + off), load(ar[1] + off), b);
+      v2u64 a[MR], b[NR];
+      for (int i = 0; i < MR; ++i) a[i] = load(ar[i] + off);
+      for (int j = 0; j < NR; ++j) b[j] = load(br[j] + off);
+      step(a, b);
     }
     if (v1 > nvec) {
       const std::size_t w = kw - 1;
-      const v2u64 b[kNR] = {v2u64{br[0][w], 0}, v2u64{br[1][w], 0}, v2u64{br[2][w], 0}, v2u64{br[3][w], 0}};
-      step(v2u64{ar[0][w], 0}, v2u64{ar[1][w], 0}, b);
+      v2u64 a[MR], b[NR];
+      for (int i = 0; i < MR; ++i) a[i] = v2u64{ar[i][w], 0};
+      for (int j = 0; j < NR; ++j) b[j] = v2u64{br[j][w], 0};
+      step(a, b);
     }
     // Bytes (<= 248) pair into 16-bit fields (<= 496) on both lanes at once, the lanes add (<= 992),
     // then one multiply sums the four fields.
-    for (int i = 0; i < kMR; ++i)
-      for (int j = 0; j < kNR; ++j) {
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) {
         const v2u64 f = (acc[i][j] & kM8) + ((acc[i][j] >> 8) & kM8);
         sums[i][j] += ((f[0] + f[1]) * kOnes16) >> 48;
       }
   }
-  for (int i = 0; i < kMR; ++i)
-    for (int j = 0; j < kNR; ++j) out[i][j] = sums[i][j];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) out[i][j] = sums[i][j];
 }
 
 }  // namespace
 
+// Whole groups of 4 columns by 2 x 4 tiles, the last nb % 4 (a batch-1 linear layer's one or two) one at a time by
+// 8 x 1 tiles (the same 8 accumulators), not by 2 x 4 tiles that compute copies of their first column.
 void bgemm_popcount_generic(const word_t* a, std::size_t m, const word_t* b, std::size_t nb, std::size_t kw,
                             std::int32_t* c, std::size_t ldc) {
-  bgemm_walk_words<kMR, kNR, tile_2x4>(a, m, b, nb, kw, c, ldc);
+  const std::size_t whole = nb / kNR * kNR;
+  if (whole) bgemm_walk_words<kMR, kNR, tile<kMR, kNR>>(a, m, b, whole, kw, c, ldc);
+  if (whole < nb) bgemm_walk_words<kColumnRows, 1, tile<kColumnRows, 1>>(a, m, b + whole * kw, nb - whole, kw,
+                                                                         c + whole, ldc);
 }
 
 }  // namespace horq
