@@ -117,6 +117,17 @@ inline void masked_store(void* p, unsigned k, int lanes, const T* src) {
   for (int i = 0; i < lanes; ++i)
     if (bit(k, i)) std::memcpy(static_cast<unsigned char*>(p) + sizeof(T) * i, &src[i], sizeof(T));
 }
+// Per 128-bit lane of 64-bit elements: lo takes element 0 of a and of b, hi element 1 (the epi64 and pd unpacks).
+template <class V>
+inline V unpack_lo64(V a, const V& b) {
+  for (int l = 0; l < 4; ++l) a.v[2 * l + 1] = b.v[2 * l];
+  return a;
+}
+template <class V>
+inline V unpack_hi64(V a, const V& b) {
+  for (int l = 0; l < 4; ++l) a.v[2 * l] = a.v[2 * l + 1], a.v[2 * l + 1] = b.v[2 * l + 1];
+  return a;
+}
 inline void check_aligned(const void* p, std::uintptr_t align) {
   if (reinterpret_cast<std::uintptr_t>(p) % align != 0) std::abort();  // #GP on the hardware
 }
@@ -219,14 +230,8 @@ inline __m512i _mm512_zextsi256_si512(__m256i a) {
 }
 
 // Per 128-bit lane: its low (unpacklo) or high (unpackhi) word of a, then of b.
-inline __m512i _mm512_unpacklo_epi64(__m512i a, __m512i b) {
-  for (int l = 0; l < 4; ++l) a.v[2 * l + 1] = b.v[2 * l];
-  return a;
-}
-inline __m512i _mm512_unpackhi_epi64(__m512i a, __m512i b) {
-  for (int l = 0; l < 4; ++l) a.v[2 * l] = a.v[2 * l + 1], a.v[2 * l + 1] = b.v[2 * l + 1];
-  return a;
-}
+inline __m512i _mm512_unpacklo_epi64(__m512i a, __m512i b) { return avx512_emulation::unpack_lo64(a, b); }
+inline __m512i _mm512_unpackhi_epi64(__m512i a, __m512i b) { return avx512_emulation::unpack_hi64(a, b); }
 // Inside each 256-bit half: word i takes word (imm >> 2i) & 3 of the same half.
 inline __m512i _mm512_permutex_epi64(__m512i a, int imm) {
   __m512i r;
@@ -416,14 +421,8 @@ inline __m512d _mm512_loadu_pd(const void* p) { __m512d r; std::memcpy(r.v, p, s
 inline __m512d _mm512_castps_pd(__m512 a) { __m512d r; std::memcpy(r.v, a.v, sizeof r.v); return r; }
 inline __m512 _mm512_castpd_ps(__m512d a) { __m512 r; std::memcpy(r.v, a.v, sizeof r.v); return r; }
 // Inside each 128-bit lane: lo takes element 0 of a and of b, hi element 1.
-inline __m512d _mm512_unpacklo_pd(__m512d a, __m512d b) {
-  for (int l = 0; l < 4; ++l) a.v[2 * l + 1] = b.v[2 * l];
-  return a;
-}
-inline __m512d _mm512_unpackhi_pd(__m512d a, __m512d b) {
-  for (int l = 0; l < 4; ++l) a.v[2 * l] = a.v[2 * l + 1], a.v[2 * l + 1] = b.v[2 * l + 1];
-  return a;
-}
+inline __m512d _mm512_unpacklo_pd(__m512d a, __m512d b) { return avx512_emulation::unpack_lo64(a, b); }
+inline __m512d _mm512_unpackhi_pd(__m512d a, __m512d b) { return avx512_emulation::unpack_hi64(a, b); }
 inline __m512d _mm512_maskz_loadu_pd(__mmask8 k, const void* p) {
   __m512d r{};
   avx512_emulation::masked_load(r.v, k, 8, p);
