@@ -458,6 +458,21 @@ struct ColumnSource {
   const std::int64_t* x_off;  // with image_columns: per tap, its offset in that copy (floats)
 };
 
+// The column pass's source for q's columns: H_1 and the pixel sums from q's image or the per-pixel planes pp, the taps
+// from xt (from image 0 on). On the image route x_off gets the taps' offsets in the bordered NHWC copy, which the
+// source points at (x_off must outlive it and stay as it is).
+ColumnSource column_source(const KernelTable& kt, const ConvGeometry& g, const QuantizedColumns& q,
+                           const PixelPlanes& pp, const float* xt, std::vector<std::int64_t>& x_off) {
+  x_off.clear();
+  if (image_columns(q, g))
+    for (const std::int64_t off : q.image.sum_off) x_off.push_back(off * static_cast<std::int64_t>(g.channels));
+  const std::size_t taps = g.kh * g.kw;
+  return ColumnSource{g, taps, words_for(g.channels), q.kw, g.out_h * g.out_w, q.image.hp, q.image.wp, q.order,
+                      conv_compact(g.channels, taps), q.implicit_h1, q.order == 3 && kt.quantize_taps3,
+                      static_cast<double>(q.n), pp.bits.data(), q.image.words.data(),
+                      q.implicit_h1 ? q.image.sums.data() : pp.sums.data(), xt, 0, x_off.data()};
+}
+
 // Column (img, oy, ox): tap t's pointer into the NHWC copy in tp[t] (nullptr for a padding tap, or at order
 // 1), H_1's words gathered into `bits` (from the image only at order 2, whose pass reads them; padding taps stay
 // zero), and the sum of the taps' pixel sums in tap order (beta_1 * n) returned.
@@ -763,11 +778,7 @@ class DeferredPixels final : public GemmPrelude {
     for (std::size_t u = 0; u < pixels_ + blocks_; ++u) state_[u].store(kFree, std::memory_order_relaxed);
     if (blocks_ == 0) return;
     pp_ = pixel_planes(g, q, g.batch, true);  // the NHWC copy with the image's border, which the units zero
-    for (const std::int64_t off : q.image.sum_off) x_off_.push_back(off * static_cast<std::int64_t>(g.channels));
-    const std::size_t taps = g.kh * g.kw;
-    source_ = ColumnSource{g, taps, words_for(g.channels), q.kw, g.out_h * g.out_w, q.image.hp, q.image.wp, q.order,
-                           false, true, q.order == 3 && kt.quantize_taps3, static_cast<double>(q.n), nullptr,
-                           q.image.words.data(), q.image.sums.data(), pp_.xt.get(), 0, x_off_.data()};
+    source_ = column_source(kt, g, q, pp_, pp_.xt.get(), x_off_);
   }
   // Tasks: the first half of the pixel units, then the first half of the column blocks; the second half of the
   // blocks, then the second half of the units (outer_gemm puts the GEMM's tasks between the two halves).
@@ -887,15 +898,8 @@ QuantizedColumns quantize_conv_columns(const KernelTable& kt, const float* x, co
     pack_input(kt, x, g, in_scale, in_shift, q, pp, 0, g.batch);
     return q;
   }
-  const std::size_t taps = g.kh * g.kw;
   std::vector<std::int64_t> x_off;
-  if (image_columns(q, g))
-    for (const std::int64_t off : q.image.sum_off) x_off.push_back(off * static_cast<std::int64_t>(g.channels));
-  ColumnSource source{g, taps, words_for(g.channels), q.kw, g.out_h * g.out_w, q.image.hp, q.image.wp, order,
-                      conv_compact(g.channels, taps), q.implicit_h1, order == 3 && kt.quantize_taps3,
-                      static_cast<double>(q.n),
-                      pp.bits.data(), q.image.words.data(), q.implicit_h1 ? q.image.sums.data() : pp.sums.data(),
-                      from_input ? nullptr : copy ? pp.xt.get() : x, 0, x_off.data()};
+  ColumnSource source = column_source(kt, g, q, pp, from_input ? nullptr : copy ? pp.xt.get() : x, x_off);
   const bool band2 = band2_route(kt, q, g);
   const std::size_t ppi = g.out_h * g.out_w;
   for (std::size_t i0 = 0; i0 < g.batch; i0 += chunk) {

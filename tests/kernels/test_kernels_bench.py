@@ -72,7 +72,6 @@ def test_bench_kernels_times_horq_alone(tiny_bench, monkeypatch, capsys):
     assert f"| {want:.2f}x (" in two
 
 
-
 @pytest.mark.parametrize("json_name, section", [("kernels_bench.json", "bench"),
                                                 ("kernels_bench_avx512.json", "bench-avx512")])
 def test_committed_sections_are_their_json_rendered(json_name, section):
