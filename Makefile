@@ -34,9 +34,10 @@ test: $(STAMP) cross-tools
 	$(PY) -m mypy
 	$(PY) -m pytest -q tests
 
-# tests/kernels/test_portable_build.py cross-compiles the core for aarch64 and runs its C++ test under qemu.
+# tests/kernels/test_portable_build.py cross-compiles the core for aarch64 and runs its C++ test under qemu, and runs
+# the host's build on emulated older x86-64 CPUs (qemu-x86_64, from the same qemu-user package).
 # Its two Debian packages are installed where we can (root with apt-get); anywhere else, or if the install
-# fails, the test skips and says which package is missing. Nothing to do when the tools are there.
+# fails, the tests skip and say which package is missing. Nothing to do when the tools are there.
 CROSS_PACKAGES := g++-aarch64-linux-gnu qemu-user
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(CROSS_PACKAGES)
 cross-tools:

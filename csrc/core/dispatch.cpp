@@ -71,14 +71,18 @@ const KernelTable kAvx512 = [] {
   return t;
 }();
 
+// Every instruction set an ISA file is compiled for (CMakeLists.txt: -mavx2 -mfma -mpopcnt -mbmi2, and the AVX-512
+// ones), not only the ones its intrinsics name: the compiler may use any of them anywhere in the file. A CPU (or a
+// virtual machine's CPU model) with AVX2 but without FMA or BMI2 gets the generic path.
 bool cpu_has_avx2() {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("popcnt") &&
+         __builtin_cpu_supports("bmi2");
 }
 
 bool cpu_has_avx512() {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+  return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
          __builtin_cpu_supports("avx512vpopcntdq");
 }

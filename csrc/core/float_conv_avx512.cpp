@@ -18,6 +18,7 @@
 #include "core/float_conv.h"
 #include "core/float_conv_avx2_reg.h"
 #include "core/float_conv_winograd.h"
+#include "core/isa_local.h"
 
 namespace horq {
 namespace {
@@ -86,7 +87,7 @@ struct TailRow {
   const float* q = nullptr;
   std::size_t ty = 0;
   bool valid = false;
-  std::vector<float> out;  // kWinogradOut x m x kTailFloats
+  LocalVector<float> out;  // kWinogradOut x m x kTailFloats
 };
 
 constexpr std::size_t kTailFloats = kWinogradOut * Avx512::kLanes / 2;  // what half a register's store3 writes

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "core/float_conv.h"
+#include "core/isa_local.h"
 
 namespace horq {
 
@@ -187,10 +188,10 @@ void tiles(const WinogradPlan& p, const float* q, std::size_t ty, float* const r
   const WinogradWeights& uw = *p.weights;
   // Both buffers start on a cache line (vector loads and stores within one line: a split one costs two).
   constexpr std::size_t kLine = 16;  // floats per 64-byte line
-  thread_local std::vector<float> vbuf, mbuf;
+  thread_local LocalVector<float> vbuf, mbuf;
   if (vbuf.size() < kXi * cq * tc + kLine) vbuf.resize(kXi * cq * tc + kLine);
   if (mbuf.size() < kXi * BR * PL + kLine) mbuf.resize(kXi * BR * PL + kLine);
-  const auto line_start = [](std::vector<float>& buf) {
+  const auto line_start = [](LocalVector<float>& buf) {
     const std::size_t at = reinterpret_cast<std::uintptr_t>(buf.data()) / sizeof(float) % kLine;
     return buf.data() + (kLine - at) % kLine;
   };

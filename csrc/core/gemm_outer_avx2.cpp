@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "core/dispatch.h"
+#include "core/isa_local.h"
 #include "core/layer.h"
 #include "core/outer_panel.h"
 
@@ -373,14 +374,16 @@ constexpr std::size_t kFlush = 63;  // positions whose byte counts (<= 4 each) f
 // HORQ_AVX2_TABLE), 512ch 7x7 (72-word rows, 72 KB) 10% at order 2 once its 49 columns were one task.
 constexpr std::size_t kPanelBytes = 80 * 1024;
 
+// Built at compile time: a constructor run at load would be this file's code (compiled for AVX2) running on every
+// CPU that loads the library, AVX2 or not.
 struct Tables {
-  alignas(64) std::uint8_t t[256];  // row w (16 bytes at 16 w): popcount(w ^ x) for x = 0..15
-  Tables() {
+  alignas(64) std::uint8_t t[256] = {};  // row w (16 bytes at 16 w): popcount(w ^ x) for x = 0..15
+  constexpr Tables() {
     for (int w = 0; w < 16; ++w)
       for (int x = 0; x < 16; ++x) t[16 * w + x] = static_cast<std::uint8_t>(__builtin_popcount(w ^ x));
   }
 };
-const Tables kTables;
+constexpr Tables kTables;
 
 // The P byte offsets (16 x nibble p) of each of `count` rows of kw words, row after row.
 void weight_offsets(const word_t* rows, std::size_t count, std::size_t kw, std::uint8_t* out) {
@@ -567,17 +570,17 @@ inline void group_outputs(const __m256i (*c)[2], const float* bq, __m256i n, __m
 }
 
 struct Scratch {
-  std::vector<std::uint8_t, UninitAllocator<std::uint8_t>> woff, panel;
-  std::vector<double> betas;  // per lane set s of a block and plane k: 4 lanes at (s K + k) 4
-  std::vector<float> betas32;  // the same, rounded to float32 (the epilogue's operand)
-  std::vector<LaneDest<4>> dest;
-  std::vector<std::int64_t> word_at;  // per column of a block: its first word in the pixel image (plane 0)
-  std::vector<unsigned char> run;     // per group of a superblock: 32 consecutive outputs in y
-  std::vector<word_t> words;          // a group's stored rows by word (rows_by_word)
+  LocalUninitVector<std::uint8_t> woff, panel;
+  LocalVector<double> betas;  // per lane set s of a block and plane k: 4 lanes at (s K + k) 4
+  LocalVector<float> betas32;  // the same, rounded to float32 (the epilogue's operand)
+  LocalVector<LaneDest<4>> dest;
+  LocalVector<std::int64_t> word_at;  // per column of a block: its first word in the pixel image (plane 0)
+  LocalVector<unsigned char> run;     // per group of a superblock: 32 consecutive outputs in y
+  LocalVector<word_t> words;          // a group's stored rows by word (rows_by_word)
   // by_filters: the task's columns' rows and their table offsets, their betas
-  std::vector<word_t, UninitAllocator<word_t>> crows;
-  std::vector<std::uint8_t, UninitAllocator<std::uint8_t>> coff;
-  std::vector<double> cbetas;
+  LocalUninitVector<word_t> crows;
+  LocalUninitVector<std::uint8_t> coff;
+  LocalVector<double> cbetas;
 };
 
 [[gnu::noinline]] Scratch& scratch() {

@@ -32,25 +32,29 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/isa_local.h"
 #include "core/layer.h"
 
 namespace horq {
 
+// Each including file's own copy (core/isa_local.h).
+namespace {
+
 template <std::size_t L>
 struct OuterPanel {
   std::size_t sets = 0, G = 0, NV = 0, groups = 0, kw = 0, split = 1;
-  std::vector<word_t> words;  // groups x kw x split x NV x L
-  std::vector<double> betas;  // sets x K x L
+  LocalVector<word_t> words;  // groups x kw x split x NV x L
+  LocalVector<double> betas;  // sets x K x L
   // An ISA with counts_direct may read a lane set's plane 0 in place, from the pixel image (its L columns consecutive
   // pixels: word w of all L at h1[c] + h1_off[w]); h1[c] is nullptr where words holds it.
   // step_off[w] = w * word_step().
-  std::vector<const word_t*> h1;
+  LocalVector<const word_t*> h1;
   const std::int64_t* h1_off = nullptr;
   // Likewise a lane set's stored plane k >= 1 of word by word columns (QuantizedColumns::word_major), its word w at
   // stored[c * K + k] + stored_off[w] (nullptr: in words); set by such an ISA's fill_rows.
-  std::vector<const word_t*> stored;
-  std::vector<std::int64_t> stored_off;
-  std::vector<std::int64_t> step_off;
+  LocalVector<const word_t*> stored;
+  LocalVector<std::int64_t> stored_off;
+  LocalVector<std::int64_t> step_off;
   std::size_t word_step() const { return split * NV * L; }  // from word w's vectors to word w + 1's
   std::size_t group_words() const { return kw * word_step(); }
 };
@@ -130,10 +134,10 @@ struct LaneDest;
 template <std::size_t L>
 struct OuterScratch {
   OuterPanel<L> panel;
-  std::vector<LaneDest<L>> dest;
-  std::vector<word_t> rows;  // a register block's weight rows as Isa::prepare_rows rewrites them
-  std::vector<const word_t*> src;        // direct_sources' (counts_direct ISAs)
-  std::vector<const std::int64_t*> off;
+  LocalVector<LaneDest<L>> dest;
+  LocalVector<word_t> rows;  // a register block's weight rows as Isa::prepare_rows rewrites them
+  LocalVector<const word_t*> src;        // direct_sources' (counts_direct ISAs)
+  LocalVector<const std::int64_t*> off;
   std::uint64_t call = 0;
   const void* isa = nullptr;
   std::size_t j0 = 0, jb = 0;
@@ -161,7 +165,7 @@ struct LaneDest {
 };
 
 template <std::size_t L>
-void lane_dests(std::size_t m, std::size_t ppi, std::size_t j0, std::size_t jb, std::vector<LaneDest<L>>& out) {
+void lane_dests(std::size_t m, std::size_t ppi, std::size_t j0, std::size_t jb, LocalVector<LaneDest<L>>& out) {
   out.resize(ceil_div(jb, L));
   ColumnCursor at(ppi, ppi, j0);  // column j0 + jj is pixel at.r of image at.img
   for (std::size_t c = 0; c < out.size(); ++c) {
@@ -399,4 +403,5 @@ void outer_task(const word_t* wbits, std::size_t m, const QuantizedColumns& q, E
   }
 }
 
+}  // namespace
 }  // namespace horq

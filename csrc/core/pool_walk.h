@@ -12,6 +12,9 @@
 namespace horq {
 namespace pool_walk {
 
+// Each including file's own copy (core/isa_local.h).
+namespace {
+
 // numpy.maximum's rule: NaN if either is NaN, else the larger (b when they compare equal). Written as a select the
 // compiler maps to maxps (a > b ? a : b; b when unordered) and a NaN blend, so the loops below vectorize without
 // branches (a branch per compare of random data mispredicts half the time).
@@ -248,5 +251,6 @@ inline void plane2x2(const float* x, std::size_t W, std::size_t OH, std::size_t 
   }
 }
 
+}  // namespace
 }  // namespace pool_walk
 }  // namespace horq

@@ -17,6 +17,9 @@
 
 namespace horq {
 
+// Each including file's own copy (core/isa_local.h).
+namespace {
+
 // One past the last value of word w of a group of cg values.
 inline std::size_t word_end(std::size_t w, std::size_t cg) {
   const std::size_t i1 = (w + 1) * kWordBits;
@@ -604,4 +607,5 @@ void to_nhwc_walk(const float* src, std::size_t cstride, std::size_t nchan, std:
     for (std::size_t w = 0; w < W; ++w) dst[w * ldd + c] = nhwc_value(src, cstride, c, w, scale, shift);
 }
 
+}  // namespace
 }  // namespace horq

@@ -27,6 +27,9 @@
 
 namespace horq {
 
+// Each including file's own copy (core/isa_local.h).
+namespace {
+
 // The sign rows j0..j1 of one half-word step of sign_gemm_block against its tables (table g, entry b at
 // tables + (g * 16 + b) * NV * L). FULL: every lane of the block present (plain loads and stores, no per-row
 // tests), the common case, compiled apart; the same operations either way. A function of its own, so the few
@@ -269,4 +272,5 @@ template <class V, int NV>
     for (std::size_t mb = m0; mb < m1; mb += B) sign_gemm_block<V, NV>(p, mb, std::min(B, m1 - mb), r0, j0, j1);
 }
 
+}  // namespace
 }  // namespace horq

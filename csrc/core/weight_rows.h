@@ -68,6 +68,11 @@ template <class PackRow>
   });
 }
 
+// Isa: the calling file's own type (an unnamed namespace's), so that each file's instantiation, its lambda and the
+// std::function handler of that lambda are the file's own. A plain inline function's lambda is one weak symbol in
+// every file that compiles it, and the linker keeps one copy for all: before this, every path ran the generic file's
+// (SSE2) loop, and a link that kept an ISA file's would have run AVX2 or AVX-512 code on the generic path.
+template <class Isa>
 [[gnu::always_inline]] inline void weight_grad(const float* w, const float* alpha, const float* g, std::size_t m,
                                                std::size_t n, double clip, float* dw) {
   const bool window = clip >= 0.0;

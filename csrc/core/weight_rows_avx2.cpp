@@ -29,7 +29,7 @@ void binarize_rows_avx2(const float* w, std::size_t m, std::size_t n, float* alp
 
 void weight_grad_avx2(const float* w, const float* alpha, const float* g, std::size_t m, std::size_t n, double clip,
                       float* dw) {
-  weight_rows::weight_grad(w, alpha, g, m, n, clip, dw);
+  weight_rows::weight_grad<PackAvx2>(w, alpha, g, m, n, clip, dw);
 }
 
 }  // namespace horq

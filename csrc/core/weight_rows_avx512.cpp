@@ -28,7 +28,7 @@ void binarize_rows_avx512(const float* w, std::size_t m, std::size_t n, float* a
 
 void weight_grad_avx512(const float* w, const float* alpha, const float* g, std::size_t m, std::size_t n,
                         double clip, float* dw) {
-  weight_rows::weight_grad(w, alpha, g, m, n, clip, dw);
+  weight_rows::weight_grad<PackAvx512>(w, alpha, g, m, n, clip, dw);
 }
 
 }  // namespace horq

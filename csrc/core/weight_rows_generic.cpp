@@ -17,7 +17,7 @@ void binarize_rows_generic(const float* w, std::size_t m, std::size_t n, float* 
 
 void weight_grad_generic(const float* w, const float* alpha, const float* g, std::size_t m, std::size_t n,
                          double clip, float* dw) {
-  weight_rows::weight_grad(w, alpha, g, m, n, clip, dw);
+  weight_rows::weight_grad<PackGeneric>(w, alpha, g, m, n, clip, dw);
 }
 
 }  // namespace horq

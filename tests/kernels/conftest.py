@@ -6,9 +6,9 @@ import pytest
 from horq import _core, kernels
 
 SKIP_REASONS = {
-    "avx512": "AVX-512 path needs AVX512F+BW+VL+DQ+VPOPCNTDQ, which this CPU does not report "
-    "(it is compiled and dispatch-tested, but cannot run here)",
-    "avx2": "AVX2 path needs AVX2+POPCNT, which this CPU does not report",
+    "avx512": "AVX-512 path needs AVX512F+BW+VL+DQ+VPOPCNTDQ (and the AVX2 path's sets), which this CPU does not "
+    "report (it is compiled and dispatch-tested, but cannot run here)",
+    "avx2": "AVX2 path needs AVX2+FMA+BMI2+POPCNT, which this CPU does not report",
 }
 
 

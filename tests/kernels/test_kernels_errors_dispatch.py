@@ -94,6 +94,24 @@ def test_huge_finite_inputs_are_fine(path, linear_case):
     assert not np.isnan(y).any()  # may overflow float32 to Inf, but raises nothing
 
 
+# What each x86 path's files are compiled for (CMakeLists.txt), in /proc/cpuinfo's names: a path is offered exactly
+# where the CPU reports all of it (csrc/core/dispatch.cpp).
+PATH_FLAGS = {
+    "avx2": {"avx2", "fma", "bmi2", "popcnt"},
+    "avx512": {"avx2", "fma", "bmi2", "popcnt", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vpopcntdq"},
+}
+
+
+def test_paths_offered_match_the_cpu_flags():
+    if set(_core.known_kernels()) == {"generic"}:
+        pytest.skip("a build without the x86 paths (non-x86 target): nothing to dispatch")
+    flags = kernels.cpu_flags()
+    if not flags:
+        pytest.skip("/proc/cpuinfo has no flags line here; the emulated CPUs of test_portable_build.py check this")
+    for name, needs in PATH_FLAGS.items():
+        assert (name in _core.available_kernels()) == needs.issubset(flags), (name, sorted(needs - flags))
+
+
 def test_info_and_selector(monkeypatch, linear_case):
     info = kernels.info()
     assert info["available"] == list(_core.available_kernels())
