@@ -2,12 +2,16 @@
 // runnable -- against scalar models written here from the definitions (types.h: the bit convention;
 // quantize.h: the residual recursion; layer.h: the layer epilogue), on the awkward sizes of STYLE.md.
 // Plain C++ on the public headers of csrc/core, no Python: tests/kernels/test_portable_build.py builds it
-// natively and cross-compiled for aarch64 (run under qemu), where it is the only test of the library.
+// natively (and runs it under qemu as older x86-64 CPUs too) and cross-compiled for aarch64 (run under qemu), where it
+// is the only test of the library.
 //
 //   horq_test_kernels [PATH ...]     (default: every path available_kernels() lists)
 //
 // Prints one line per failed case (the first kMaxReported) and a summary per path; the last line is
 // "N passed, M failed" and the exit status is 1 if anything failed.
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -601,6 +605,32 @@ std::string throws(const std::string& name, const std::string& needle) {
   return "kernel_table('" + name + "') did not throw";
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+// The instruction sets the x86 paths need, read from CPUID leaves 1 and 7 and XGETBV, independently of dispatch.cpp.
+struct X86Sets {
+  bool os_avx = false, os_avx512 = false, fma = false, popcnt = false, avx2 = false, bmi2 = false;
+  bool avx512f = false, avx512dq = false, avx512bw = false, avx512vl = false, vpopcntdq = false;
+};
+
+X86Sets x86_sets() {
+  X86Sets s;
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return s;
+  s.fma = c >> 12 & 1, s.popcnt = c >> 23 & 1;
+  if ((c >> 27 & 1) && (c >> 28 & 1)) {  // OSXSAVE and AVX: XGETBV says which register states the OS saves
+    unsigned lo = 0, hi = 0;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    s.os_avx = (lo & 0x6) == 0x6;            // XMM and YMM
+    s.os_avx512 = s.os_avx && (lo & 0xe0) == 0xe0;  // opmask, upper ZMM halves, ZMM16-31
+  }
+  if (__get_cpuid_max(0, nullptr) < 7) return s;
+  __cpuid_count(7, 0, a, b, c, d);
+  s.avx2 = b >> 5 & 1, s.bmi2 = b >> 8 & 1, s.avx512f = b >> 16 & 1, s.avx512dq = b >> 17 & 1;
+  s.avx512bw = b >> 30 & 1, s.avx512vl = b >> 31 & 1, s.vpopcntdq = c >> 14 & 1;
+  return s;
+}
+#endif
+
 void test_dispatch() {
   const auto& known = horq::known_kernels();
   const auto& avail = horq::available_kernels();
@@ -618,6 +648,18 @@ void test_dispatch() {
 #if defined(__x86_64__) || defined(__i386__) || defined(_M_X64) || defined(_M_IX86)
   record("-", "dispatch: x86 build knows avx512, avx2, generic",
          known == std::vector<std::string>{"avx512", "avx2", "generic"} ? "" : "known paths differ");
+#if defined(__x86_64__) || defined(__i386__)
+  // The paths offered against CPUID's own bits (and the OS's saved register state, XGETBV): a path is offered exactly
+  // where the CPU has every instruction set its files are compiled for (CMakeLists.txt).
+  const X86Sets x = x86_sets();
+  const bool avx2 = x.os_avx && x.avx2 && x.fma && x.popcnt && x.bmi2;
+  const bool avx512 = avx2 && x.os_avx512 && x.avx512f && x.avx512bw && x.avx512vl && x.avx512dq && x.vpopcntdq;
+  std::vector<std::string> want;
+  if (avx512) want.push_back("avx512");
+  if (avx2) want.push_back("avx2");
+  want.push_back("generic");
+  record("-", "dispatch: paths offered match CPUID", avail == want ? "" : "CPUID allows another list of paths");
+#endif
 #else
   // The x86 kernels are not built for this target: only the generic path, and a clear refusal of the others.
   record("-", "dispatch: non-x86 build knows generic only",
