@@ -1,6 +1,6 @@
 """The `horq` commands that deploy a packed model run where PyTorch is not installed: each runs in a subprocess
 whose import system answers every ``torch`` import like a missing package. `run`, `summary`, `bench FILE.horq`,
-`data`, `--help` and `--version` never even try to import torch; the commands that need it say so in one line.
+`data`, `info`, `--help` and `--version` never even try to import torch; the commands that need it say so in one line.
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ def test_the_wrapper_blocks_torch():
     (["bench", "{root}/m.horq", "--batch", "1", "--threads", "1", "--repeats", "1", "--warmup", "0"],
      "PyTorch is not installed here"),
     (["data", "info"], "digits"),
+    (["info"], "kernel path in use"),
 ])
 def test_command_works_without_torch(packed, argv, expected):
     code, out, err, attempts = horq_without_torch(*(a.format(root=packed) for a in argv))

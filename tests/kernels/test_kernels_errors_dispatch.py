@@ -94,22 +94,33 @@ def test_huge_finite_inputs_are_fine(path, linear_case):
     assert not np.isnan(y).any()  # may overflow float32 to Inf, but raises nothing
 
 
-# What each x86 path's files are compiled for (CMakeLists.txt), in /proc/cpuinfo's names: a path is offered exactly
-# where the CPU reports all of it (csrc/core/dispatch.cpp).
-PATH_FLAGS = {
-    "avx2": {"avx2", "fma", "bmi2", "popcnt"},
-    "avx512": {"avx2", "fma", "bmi2", "popcnt", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vpopcntdq"},
-}
-
-
 def test_paths_offered_match_the_cpu_flags():
+    """kernels.PATH_FEATURES against the core's dispatch, which reads the CPU itself: a path is offered exactly where
+    /proc/cpuinfo reports every instruction set it is compiled for, and info()["missing"] names the others'."""
     if set(_core.known_kernels()) == {"generic"}:
         pytest.skip("a build without the x86 paths (non-x86 target): nothing to dispatch")
     flags = kernels.cpu_flags()
     if not flags:
         pytest.skip("/proc/cpuinfo has no flags line here; the emulated CPUs of test_portable_build.py check this")
-    for name, needs in PATH_FLAGS.items():
-        assert (name in _core.available_kernels()) == needs.issubset(flags), (name, sorted(needs - flags))
+    assert set(kernels.PATH_FEATURES) == set(_core.known_kernels()) - {"generic"}
+    missing = kernels.info()["missing"]
+    for name, needs in kernels.PATH_FEATURES.items():
+        assert (name in _core.available_kernels()) == set(needs).issubset(flags), (name, sorted(set(needs) - flags))
+        assert missing.get(name, []) == [f for f in needs if f not in flags]
+
+
+def test_info_names_what_a_path_lacks(monkeypatch):
+    """On a CPU without some of a path's instruction sets, info() names them (the flags as Linux would report them
+    for an AVX-512 CPU without VPOPCNTDQ, a Skylake-SP, and for one with none of the sets)."""
+    monkeypatch.setattr(_core, "available_kernels", lambda: ["generic"])
+    skylake = frozenset({"avx2", "fma", "bmi2", "popcnt", "avx512f", "avx512bw", "avx512vl", "avx512dq", "sse4_2"})
+    for flags, want in [(skylake, {"avx512": ["avx512_vpopcntdq"], "avx2": []}),
+                        (frozenset({"sse2"}), {p: list(f) for p, f in kernels.PATH_FEATURES.items()}),
+                        (frozenset(), {"avx512": [], "avx2": []})]:
+        monkeypatch.setattr(kernels, "cpu_flags", lambda flags=flags: flags)
+        info = kernels.info()
+        assert info["in_use"] == "generic" or info["in_use"].startswith("invalid")
+        assert info["missing"] == {p: want[p] for p in _core.known_kernels() if p != "generic"}
 
 
 def test_info_and_selector(monkeypatch, linear_case):

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "horq.apps.experiments.cli",  # experiment, analyze
     "horq.apps.export_cli",  # export, summary
     "horq.apps.run_cli",  # run, bench
+    "horq.apps.info_cli",  # info
 )
 
 #: Exit status of a command stopped by Ctrl-C (128 + SIGINT, what shells report).

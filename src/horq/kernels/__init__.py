@@ -57,6 +57,7 @@ __all__ = [
     "info",
     "linear",
     "max_pool2d",
+    "PATH_FEATURES",
     "pack_weights",
     "quantize_pack",
     "set_num_threads",
@@ -120,25 +121,37 @@ def cpu_vendor() -> str:
     return _cpuinfo_field("vendor_id") or ""
 
 
+#: The instruction sets each x86 path is compiled for, in the names of Linux's /proc/cpuinfo flags: the core offers a
+#: path exactly where the CPU reports all of them (csrc/core/dispatch.cpp asks the CPU itself).
+PATH_FEATURES = {
+    "avx512": ("avx2", "fma", "bmi2", "popcnt", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vpopcntdq"),
+    "avx2": ("avx2", "fma", "bmi2", "popcnt"),
+}
+
+
 def info() -> dict:
     """The native core's configuration.
 
     Returns:
         dict with ``available`` (paths this CPU can run, best first), ``known`` (all paths the library has),
         ``in_use`` (the path a call without ``kernel=`` takes now, honouring ``HORQ_KERNEL``), ``threads``,
-        ``cpu`` (model name) and ``vendor`` (cpu_vendor()).
+        ``cpu`` (model name), ``vendor`` (cpu_vendor()) and ``missing``: for each known path this CPU cannot run,
+        the instruction sets of :data:`PATH_FEATURES` that the OS does not report (empty where it reports none).
     """
     try:
         in_use = _resolve_kernel(None)
     except ValueError as exc:
         in_use = f"invalid {KERNEL_ENV}: {exc}"
+    available, known, flags = list(_core.available_kernels()), list(_core.known_kernels()), cpu_flags()
     return {
-        "available": list(_core.available_kernels()),
-        "known": list(_core.known_kernels()),
+        "available": available,
+        "known": known,
         "in_use": in_use,
         "threads": _core.get_num_threads(),
         "cpu": _cpu_model(),
         "vendor": cpu_vendor(),
+        "missing": {path: [f for f in PATH_FEATURES.get(path, ()) if flags and f not in flags]
+                    for path in known if path not in available},
     }
 
 
