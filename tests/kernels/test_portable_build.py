@@ -36,7 +36,8 @@ EM_AARCH64 = 183  # ELF e_machine of an aarch64 binary
 BUILD_TIMEOUT_S = 300
 SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed$")
 X86_FLAG = re.compile(r"-mavx|_avx2\.cpp|_avx512\.cpp")
-X86 = platform.machine().lower() in {"x86_64", "amd64"}
+X86 = platform.machine().lower() in {"x86_64", "amd64", "i386", "i686"}
+X86_64 = platform.machine().lower() in {"x86_64", "amd64"}
 QEMUS_X86 = ("qemu-x86_64", "qemu-x86_64-static")
 # qemu's x86-64 CPU models (its TCG emulation has no AVX-512), what each lacks, and the paths the core must offer there.
 EMULATED_CPUS = [
@@ -135,7 +136,7 @@ def test_host_build_runs_every_available_path(host_build):
 
 
 def _needs_x86_qemu() -> str:
-    if not X86:
+    if not X86_64:
         pytest.skip("the host is not x86-64: its CPU models are emulated only for an x86-64 build")
     qemu = next((q for q in map(shutil.which, QEMUS_X86) if q), None)
     if qemu is None:
@@ -226,7 +227,7 @@ def test_isa_files_share_no_code(host_build, tmp_path):
     the linker keeps one copy of a weak symbol for every caller, so the generic path (or the avx2 path) could run
     it on a CPU without them."""
     if not X86:
-        pytest.skip("the host is not x86-64: the build has no ISA files")
+        pytest.skip("the host is not x86: the build has no ISA files")
     missing = [tool for tool in ("ar", "nm", "objdump") if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"{', '.join(missing)} not found (Debian package binutils)")
