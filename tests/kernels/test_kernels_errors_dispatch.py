@@ -96,7 +96,8 @@ def test_huge_finite_inputs_are_fine(path, linear_case):
 
 def test_paths_offered_match_the_cpu_flags():
     """kernels.PATH_FEATURES against the core's dispatch, which reads the CPU itself: a path is offered exactly where
-    /proc/cpuinfo reports every instruction set it is compiled for, and info()["missing"] names the others'."""
+    /proc/cpuinfo reports every instruction set it is compiled for, and info()["missing"] names the others'. (Under
+    qemu's user-mode emulation /proc/cpuinfo is the host's: test_portable_build.py checks the emulated CPUs.)"""
     if set(_core.known_kernels()) == {"generic"}:
         pytest.skip("a build without the x86 paths (non-x86 target): nothing to dispatch")
     flags = kernels.cpu_flags()
