@@ -246,7 +246,9 @@ def test_isa_files_share_no_code(host_build, tmp_path):
             if obj in isa and name.startswith("_GLOBAL__sub_I_"):
                 problems.append(f"{obj.name}: a static initializer ({name})")
     for name, where in weak.items():
-        if len(where) > 1:
-            problems += [f"{obj.name}: {name} (also in {', '.join(o.name for o in where if o != obj)}): "
-                         f"{_isa_lines(obj, name)[0].strip()}" for obj in where if obj in isa and _isa_lines(obj, name)]
+        for obj in where if len(where) > 1 else []:
+            found = _isa_lines(obj, name) if obj in isa else []
+            if found:
+                others = ", ".join(o.name for o in where if o != obj)
+                problems.append(f"{obj.name}: {name} (also in {others}): {found[0].strip()}")
     assert not problems, "\n".join(problems)

@@ -128,6 +128,15 @@ inline V unpack_hi64(V a, const V& b) {
   for (int l = 0; l < 4; ++l) a.v[2 * l] = a.v[2 * l + 1], a.v[2 * l + 1] = b.v[2 * l + 1];
   return a;
 }
+inline std::uint64_t popcount64(std::uint64_t e) {
+#if defined(__GNUC__)
+  return static_cast<std::uint64_t>(__builtin_popcountll(e));
+#else
+  std::uint64_t c = 0;
+  for (std::uint64_t x = e; x; x &= x - 1) ++c;
+  return c;
+#endif
+}
 inline void check_aligned(const void* p, std::uintptr_t align) {
   if (reinterpret_cast<std::uintptr_t>(p) % align != 0) std::abort();  // #GP on the hardware
 }
@@ -215,11 +224,7 @@ inline __m256i _mm256_xor_si256(__m256i a, __m256i b) {
 inline __m256i _mm256_popcnt_epi64(__m256i a) {
   std::uint64_t w[4];
   avx512_emulation::get64x4(a, w);
-  for (auto& e : w) {
-    std::uint64_t c = 0;
-    for (std::uint64_t x = e; x; x &= x - 1) ++c;
-    e = c;
-  }
+  for (auto& e : w) e = avx512_emulation::popcount64(e);
   return avx512_emulation::make64x4(w);
 }
 // The four words in the low lanes, zero above.
@@ -247,15 +252,7 @@ inline __m512i _mm512_mask_or_epi64(__m512i src, __mmask8 k, __m512i a, __m512i 
 inline __m512i _mm512_add_epi64(__m512i a, __m512i b) { for (int i = 0; i < 8; ++i) a.v[i] += b.v[i]; return a; }
 inline __m512i _mm512_sub_epi64(__m512i a, __m512i b) { for (int i = 0; i < 8; ++i) a.v[i] -= b.v[i]; return a; }
 inline __m512i _mm512_popcnt_epi64(__m512i a) {
-  for (auto& e : a.v) {
-#if defined(__GNUC__)
-    e = static_cast<std::uint64_t>(__builtin_popcountll(e));
-#else
-    std::uint64_t c = 0;
-    for (std::uint64_t x = e; x; x &= x - 1) ++c;
-    e = c;
-#endif
-  }
+  for (auto& e : a.v) e = avx512_emulation::popcount64(e);
   return a;
 }
 inline long long _mm512_reduce_add_epi64(__m512i a) {
