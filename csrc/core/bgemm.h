@@ -68,15 +68,4 @@ template <int MR, int NR, bgemm_tile_fn<NR> Tile>
       [kw](const word_t* const* ar, const word_t* const* br, std::uint64_t (*out)[NR]) { Tile(ar, br, kw, out); });
 }
 
-// bgemm_walk_words over the whole groups of NR columns with Tile (MR x NR), and the last nb % NR columns (a batch-1
-// linear layer's one or two) one at a time with Column (CR x 1): an MR x NR tile on them would compute copies of its
-// first column and drop them (at batch 1 three quarters of the work; docs/KERNELS.md round 42).
-template <int MR, int NR, bgemm_tile_fn<NR> Tile, int CR, bgemm_tile_fn<1> Column>
-[[gnu::always_inline]] inline void bgemm_walk_columns(const word_t* a, std::size_t m, const word_t* b, std::size_t nb,
-                                                      std::size_t kw, std::int32_t* c, std::size_t ldc) {
-  const std::size_t whole = nb / NR * NR;
-  if (whole) bgemm_walk_words<MR, NR, Tile>(a, m, b, whole, kw, c, ldc);
-  if (whole < nb) bgemm_walk_words<CR, 1, Column>(a, m, b + whole * kw, nb - whole, kw, c + whole, ldc);
-}
-
 }  // namespace horq

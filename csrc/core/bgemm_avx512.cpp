@@ -94,10 +94,14 @@ void tile(const word_t* const* ar, const word_t* const* br, std::size_t kw, std:
 }  // namespace
 
 // Whole groups of 4 columns by 4 x 4 tiles; the last nb % 4 columns (a linear layer's one sample at order 1, two at
-// order 2) one at a time by 8 x 1 tiles (bgemm_walk_columns; mnist-cnn's 3136 -> 256 binary layer, round 42).
+// order 2) one at a time by 8 x 1 tiles, instead of 4 x 4 tiles whose missing columns repeat the first (at batch 1
+// three quarters of the work, dropped: mnist-cnn's 3136 -> 256 binary layer, docs/KERNELS.md round 42).
 void bgemm_popcount_avx512(const word_t* a, std::size_t m, const word_t* b, std::size_t nb, std::size_t kw,
                            std::int32_t* c, std::size_t ldc) {
-  bgemm_walk_columns<kMR, kNR, tile<kMR, kNR>, kColumnRows, tile<kColumnRows, 1>>(a, m, b, nb, kw, c, ldc);
+  const std::size_t whole = nb / kNR * kNR;
+  if (whole) bgemm_walk_words<kMR, kNR, tile<kMR, kNR>>(a, m, b, whole, kw, c, ldc);
+  if (whole < nb) bgemm_walk_words<kColumnRows, 1, tile<kColumnRows, 1>>(a, m, b + whole * kw, nb - whole, kw,
+                                                                         c + whole, ldc);
 }
 
 }  // namespace horq

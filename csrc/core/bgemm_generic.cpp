@@ -86,11 +86,14 @@ void tile(const word_t* const* ar, const word_t* const* br, std::size_t kw, std:
 
 }  // namespace
 
-// Whole groups of 4 columns by 2 x 4 tiles, the last nb % 4 one at a time by 8 x 1 tiles (the same 8 accumulators;
-// bgemm_walk_columns).
+// Whole groups of 4 columns by 2 x 4 tiles, the last nb % 4 (a batch-1 linear layer's one or two) one at a time by
+// 8 x 1 tiles (the same 8 accumulators), not by 2 x 4 tiles that compute copies of their first column.
 void bgemm_popcount_generic(const word_t* a, std::size_t m, const word_t* b, std::size_t nb, std::size_t kw,
                             std::int32_t* c, std::size_t ldc) {
-  bgemm_walk_columns<kMR, kNR, tile<kMR, kNR>, kColumnRows, tile<kColumnRows, 1>>(a, m, b, nb, kw, c, ldc);
+  const std::size_t whole = nb / kNR * kNR;
+  if (whole) bgemm_walk_words<kMR, kNR, tile<kMR, kNR>>(a, m, b, whole, kw, c, ldc);
+  if (whole < nb) bgemm_walk_words<kColumnRows, 1, tile<kColumnRows, 1>>(a, m, b + whole * kw, nb - whole, kw,
+                                                                         c + whole, ldc);
 }
 
 }  // namespace horq
