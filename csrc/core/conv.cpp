@@ -10,7 +10,7 @@
 //   * Orders k >= 2 threshold the residual against the column's own betas (a pixel gets different bits in
 //     overlapping columns), so each column's passes k = 2..K read its taps in place from an NHWC float copy
 //     of the input and recompute the residual chain per value (quantize_taps; order 2: the exact float32
-//     pass quantize_taps2; order 3 on the avx2 path: quantize_taps2, then quantize_taps3's float32 thresholds).
+//     pass quantize_taps2; order 3: quantize_taps2, then quantize_taps3's float32 thresholds, on every path).
 //     Padding taps are nullptr: every value of such a tap has the same residual.
 //     With the pixel image and whole words per tap (C a multiple of 64: image_columns), the copy has the
 //     image's zero border instead, so padding taps are read like any other, H_1 comes from the image, and a

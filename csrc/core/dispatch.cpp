@@ -47,7 +47,11 @@ namespace {
 static_assert(sizeof(KernelTable) == 26 * sizeof(void*),
               "a member added to KernelTable must be set in HORQ_KERNEL_TABLE (and counted here)");
 
-const KernelTable kGeneric = HORQ_KERNEL_TABLE(generic, nullptr, nullptr);
+const KernelTable kGeneric = [] {
+  KernelTable t = HORQ_KERNEL_TABLE(generic, nullptr, nullptr);
+  t.quantize_taps3 = quantize_taps3_generic;
+  return t;
+}();
 
 std::atomic<bool> avx2_table{true};
 
@@ -56,14 +60,17 @@ bool always() { return true; }
 #if HORQ_HAVE_X86_KERNELS
 const KernelTable kAvx2 = [] {
   KernelTable t = HORQ_KERNEL_TABLE(avx2, gemm_task_avx2, gemm_split_avx2);
-  t.quantize_taps3 = quantize_taps3_avx2;  // the one path with it (quantize.h)
-  t.band2_pixels = band2_pixels_avx2;      // and with these (as avx512)
+  t.quantize_taps3 = quantize_taps3_avx2;
+  t.band2_pixels = band2_pixels_avx2;  // as avx512
   t.band2_columns = band2_columns_avx2;
   t.band2_thresholds = band2_thresholds_avx2;
   return t;
 }();
 const KernelTable kAvx512 = [] {
   KernelTable t = HORQ_KERNEL_TABLE(avx512, gemm_task_avx512, nullptr);
+  // The per-column route's order 3 (channel counts 64 does not divide) from the avx2 file: 96ch 28x28 0.633 -> 0.493 ms
+  // against the double chain (docs/KERNELS.md round 44); the image route has its own (quantize_image_avx512).
+  t.quantize_taps3 = quantize_taps3_avx2;
   t.band2_pixels = band2_pixels_avx512;
   t.band2_columns = band2_columns_avx512;
   t.band2_pixels_nchw = band2_pixels_nchw_avx512;

@@ -49,7 +49,7 @@ struct KernelTable {
   quantize_fn quantize;
   quantize_taps_fn quantize_taps;
   quantize_taps2_fn quantize_taps2;  // conv order 2 (exact float32 pass)
-  quantize_taps3_fn quantize_taps3;  // conv order 3 from float32 thresholds (avx2; nullptr elsewhere)
+  quantize_taps3_fn quantize_taps3;  // conv order 3 from float32 thresholds (avx2, generic; else nullptr)
   quantize_image_fn quantize_image;  // conv orders >= 2, runs of columns read from zero-bordered images
   pack_pixels_fn pack_pixels;        // conv input: per-pixel sign words and sum |x|
   to_nhwc_fn to_nhwc;                // conv input at order >= 2: the NHWC float copy

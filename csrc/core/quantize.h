@@ -84,10 +84,13 @@ void quantize_taps2_avx512(const float* const* taps, std::size_t ntaps, std::siz
 // Order 3 of one convolution column from float32 thresholds (quantize_walk.h Threshold3), after order 2: rows 1 and 2
 // of bits hold H_2 (read) and H_3 (written), betas[0..1] are read and betas[2] written (beta_3, float32 terms of
 // |r_2| summed per word into double). Returns false, writing nothing, where the thresholds do not apply (a band edge
-// ties, beta_2 = 0): the caller then runs quantize_taps. Taps as for quantize_taps (nullptr: a padding tap). The AVX2
-// path only (KernelTable::quantize_taps3 is nullptr on the others, which run quantize_taps).
+// ties, beta_2 = 0): the caller then runs quantize_taps. Taps as for quantize_taps (nullptr: a padding tap). The avx2
+// and generic paths give the same bits and betas (the generic one adds the avx2 lanes' terms in their order).
 using quantize_taps3_fn = bool (*)(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits,
                                    std::size_t ldbits, double* betas);
+
+bool quantize_taps3_generic(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits,
+                            std::size_t ldbits, double* betas);
 
 bool quantize_taps3_avx2(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits,
                          std::size_t ldbits, double* betas);

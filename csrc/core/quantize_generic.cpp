@@ -113,6 +113,18 @@ struct TapsPass {
   double total(double sum) const { return sum + (part[0] + part[1]) + (part[2] + part[3]); }
 };
 
+// 8 bytes m[l] of 0 or 1 as the bits l of a word, by one multiply: byte l of u times 2^(56 - 7 l) lands on bit 56 + l,
+// and no two products meet below bit 64.
+inline word_t gather_bytes(const unsigned char* m) {
+  std::uint64_t u = 0;  // byte l = m[l]
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  std::memcpy(&u, m, sizeof u);
+#else
+  for (std::size_t l = 0; l < 8; ++l) u |= static_cast<std::uint64_t>(m[l]) << (8 * l);
+#endif
+  return (u * 0x0102040810204080ull) >> 56;
+}
+
 // H_2's bit from both compares, chosen by the sign without a branch (signs are random: a branch on them mispredicted
 // half the time and had made this pass most of the generic path's order-2 layer); |a - float(beta_1)| summed in 8
 // float lanes over a word's whole steps of 8 values (lane l: values 8 s + l; one chain of 64 dependent adds a word
@@ -133,21 +145,13 @@ struct Taps2Pass {
     float part[8] = {};
     std::size_t i = i0;
     for (; i + 8 <= i1; i += 8) {
-      // the 8 bits as bytes of 0 or 1 (loops the compiler vectorizes), then gathered into one byte by a multiply:
-      // byte l of u times 2^(56 - 7 l) lands on bit 56 + l, and no two products meet below bit 64
-      unsigned char m[8];
+      unsigned char m[8];  // the 8 bits as bytes of 0 or 1 (a loop the compiler vectorizes)
       for (std::size_t l = 0; l < 8; ++l) {
         const float v = x[i + l], a = std::fabs(v);
         m[l] = static_cast<unsigned char>(bit(v, a, th));
         part[l] += std::fabs(a - th.nearest);
       }
-      std::uint64_t u = 0;  // byte l = m[l]
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-      std::memcpy(&u, m, sizeof u);
-#else
-      for (std::size_t l = 0; l < 8; ++l) u |= static_cast<std::uint64_t>(m[l]) << (8 * l);
-#endif
-      word |= (u * 0x0102040810204080ull) >> 56 << (i - i0);
+      word |= gather_bytes(m) << (i - i0);
     }
     float tail = 0.0f;
     for (; i < i1; ++i) {
@@ -161,6 +165,69 @@ struct Taps2Pass {
   }
 
   double total(double sum) const { return sum + (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]); }
+};
+
+// Order 3 from Threshold3 (quantize_walk.h), as the avx2 path's Taps3Pass computes it lane for lane, so the two give
+// the same bits and the same beta_3: per value a = |x|, N = (lo < a < hi) and H_3 = H_2 XOR N, the term
+// | |a - beta_1| - beta_2 | in float32 (beta_1, beta_2 rounded to float32). A whole word's 64 values are 8 steps of 8
+// lanes (lane l: value 8 s + l), their terms in four float sums (steps s and s + 4 into sum s % 4) added as (s0 + s1)
+// + (s2 + s3), whose lanes l and l + 4 are widened and added into double lane l; a word cut short adds its whole steps
+// in order into one float sum (widened the same way) and its last 1-7 values into a scalar float, added in double to
+// `tail`. total = (sum + tail) + (lane 0 + lane 1) + (lane 2 + lane 3). The double chain (TapsPass) took ~80% of a
+// 64-channel 56x56 order-3 layer on this path.
+struct Taps3Pass {
+  float lo, hi, b1, b2;
+  double lanes[4] = {};
+  double tail = 0.0;
+  Taps3Pass(const Threshold3& t, double beta1, double beta2)
+      : lo(t.lo), hi(t.hi), b1(static_cast<float>(beta1)), b2(static_cast<float>(beta2)) {}
+
+  // 8 values at x: their N bits (value l at bit l) and terms into part (part[l] = term, or += where `add`).
+  word_t step(const float* x, float* part, bool add) const {
+    unsigned char m[8];
+    for (std::size_t l = 0; l < 8; ++l) {
+      const float a = std::fabs(x[l]);
+      m[l] = static_cast<unsigned char>((a > lo) & (a < hi));
+      const float term = std::fabs(std::fabs(a - b1) - b2);
+      part[l] = add ? part[l] + term : term;
+    }
+    return gather_bytes(m);
+  }
+
+  word_t word(const float* x, word_t h2) {
+    float s[4][8];
+    word_t n = 0;
+    for (std::size_t v = 0; v < kWordBits / 8; ++v) n |= step(x + 8 * v, s[v % 4], v >= 4) << (8 * v);
+    widen(s[0], s[1], s[2], s[3]);
+    return h2 ^ n;
+  }
+
+  word_t word(const float* x, std::size_t i0, std::size_t i1, word_t h2) {
+    if (i1 - i0 == kWordBits) return word(x + i0, h2);
+    float part[8] = {}, zero[8] = {};
+    word_t n = 0;
+    std::size_t i = i0;
+    for (; i + 8 <= i1; i += 8) n |= step(x + i, part, true) << (i - i0);
+    float t = 0.0f;
+    for (; i < i1; ++i) {
+      const float a = std::fabs(x[i]);
+      n |= static_cast<word_t>((a > lo) & (a < hi)) << (i - i0);
+      t += std::fabs(std::fabs(a - b1) - b2);
+    }
+    widen(part, zero, zero, zero);
+    tail += static_cast<double>(t);
+    return h2 ^ n;
+  }
+
+  double total(double sum = 0.0) const { return (sum + tail) + (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]); }
+
+ private:
+  // (s0 + s1) + (s2 + s3) per lane, lanes l and l + 4 widened into double lane l (x + 0.0f is x for these sums).
+  void widen(const float* s0, const float* s1, const float* s2, const float* s3) {
+    float p[8];
+    for (std::size_t l = 0; l < 8; ++l) p[l] = (s0[l] + s1[l]) + (s2[l] + s3[l]);
+    for (std::size_t l = 0; l < 4; ++l) lanes[l] += static_cast<double>(p[l]) + static_cast<double>(p[l + 4]);
+  }
 };
 
 // Taps2Pass for either case of beta_1 (image_walk's two order-2 pass types).
@@ -190,9 +257,14 @@ void quantize_taps2_generic(const float* const* taps, std::size_t ntaps, std::si
   taps2_walk(taps, ntaps, cg, bits, ldbits, betas, Taps2Pass{Threshold32(betas[0])});
 }
 
+bool quantize_taps3_generic(const float* const* taps, std::size_t ntaps, std::size_t cg, word_t* bits,
+                            std::size_t ldbits, double* betas) {
+  return taps3_walk<Taps3Pass>(taps, ntaps, cg, bits, ldbits, betas);
+}
+
 void quantize_image_generic(const ImageColumns& im, const std::int64_t* pix, const std::int64_t* word,
                             std::size_t count, int order, word_t* bits, std::size_t ldbits, double* betas) {
-  image_walk<ImagePass, ImagePass, TapsPass>(im, pix, word, count, order, bits, ldbits, betas);
+  image_walk<ImagePass, ImagePass, TapsPass, Taps3Pass>(im, pix, word, count, order, bits, ldbits, betas);
 }
 
 // One channel at a time along the contiguous row: every pixel has its own accumulators, so the loop

@@ -262,6 +262,56 @@ void test_quantize_taps(const KernelTable& kt, Rng& rng, bool taps2) {
         }
 }
 
+// quantize_taps3 (paths that have it) after a given H_2 and beta_2 (the model's: the kernel's H_3 is then the double
+// chain's exactly), against the model's H_3 and beta_3 (float32 terms: ~64 * 2^-24 of beta_1 a word's sum, the scale
+// of the values; beta_3 itself may be far smaller); false (thresholds that do not apply) must write nothing. Every
+// path with it gives the generic path's bits and betas exactly (the generic pass adds the avx2 lanes in their order).
+// Values a few float32 steps around 1 make the thresholds' last step decide bits.
+void test_quantize_taps3(const KernelTable& kt, Rng& rng) {
+  if (!kt.quantize_taps3) return;
+  const KernelTable& generic = horq::kernel_table("generic");
+  for (std::size_t cg : kSizes)
+    for (std::size_t ntaps : {std::size_t{1}, std::size_t{4}, std::size_t{9}})
+      for (bool near_one : {false, true}) {
+        TapColumn col = make_taps(rng, ntaps, cg, false);
+        if (near_one)
+          for (std::size_t t = 0; t < ntaps; ++t)
+            for (std::size_t i = 0; i < col.data[t].size(); ++i) {
+              const float m = 1.0f + static_cast<float>(rng.next() % 24) * 0x1p-23f;
+              col.data[t][i] = rng.next() % 2 ? -m : m;
+              col.x[t * cg + i] = col.data[t][i];
+            }
+        const ModelColumn ref = model_quantize(col.x, 3);
+        const std::size_t ldbits = ntaps * words_for(cg) + 1;
+        std::vector<word_t> bits(3 * ldbits, kSentinelWord);
+        for (std::size_t t = 0; t < ntaps; ++t)  // rows 0 and 1: H_1 and H_2 as the caller leaves them
+          for (int k = 0; k < 2; ++k)
+            model_pack(ref.planes[k], t * cg, cg, bits.data() + k * ldbits + t * words_for(cg));
+        std::vector<double> betas = {ref.betas[0], ref.betas[1], kSentinelBeta, kSentinelBeta};
+        std::vector<word_t> gbits = bits;
+        std::vector<double> gbetas = betas;
+        const bool ok = kt.quantize_taps3(col.taps.data(), ntaps, cg, bits.data(), ldbits, betas.data());
+        std::string err;
+        if (ok) {
+          err = compare_planes(bits, ldbits, ref, ntaps, cg, 2, 3);
+          if (err.empty() && !(std::fabs(betas[2] - ref.betas[2]) <= 4e-6 * ref.betas[0]))
+            err = "beta_3" + fmt(" = %.17g, expected %.17g", betas[2], ref.betas[2]);
+          if (err.empty() && &kt != &generic) {
+            const bool gok = generic.quantize_taps3(col.taps.data(), ntaps, cg, gbits.data(), ldbits, gbetas.data());
+            if (!gok || gbits != bits || gbetas != betas) err = "differs from the generic path's bits or beta_3";
+          }
+        } else {
+          for (std::size_t w = 2 * ldbits; w < 3 * ldbits && err.empty(); ++w)
+            if (bits[w] != kSentinelWord) err = "returned false but wrote H_3";
+          if (err.empty() && betas[2] != kSentinelBeta) err = "returned false but wrote beta_3";
+        }
+        if (err.empty() && (betas[0] != ref.betas[0] || betas[1] != ref.betas[1] || betas[3] != kSentinelBeta))
+          err = "betas other than beta_3 were written";
+        record(kt.name, "quantize_taps3 cg=" + std::to_string(cg) + " taps=" + std::to_string(ntaps) +
+                            (near_one ? " near 1" : "") + (ok ? "" : " (declined)"), err);
+      }
+}
+
 // ---- layer.h drivers: linear and conv layers, bgemm_dot -------------------------------------------------
 
 struct Weights {
@@ -769,6 +819,7 @@ int main(int argc, char** argv) {
       test_quantize_column(kt, rng);
       test_quantize_taps(kt, rng, false);
       test_quantize_taps(kt, rng, true);
+      test_quantize_taps3(kt, rng);
       test_bgemm_dot(kt, rng);
       test_linear(kt, rng);
       test_conv(kt, rng);

@@ -1,13 +1,14 @@
 """A convolution's columns at orders 3-4, bit by bit against the double-precision residual chain (docs/MATH.md
 "Inputs: residual binarization") recomputed in numpy from the betas the kernel itself reports: given beta_1 ..
 beta_{k-1}, the bits H_k are a function of x alone, so they must match exactly on every path, whatever route computed
-them (the AVX2 path's order 3 from float32 thresholds, csrc/core/quantize_walk.h Threshold3 and quantize_avx2.cpp
-Taps3Pass; the double chain elsewhere and where the thresholds could tie); each beta_k is the mean |r_{k-1}| to float32
-summation rounding (2e-6 of beta_1 here: relative to the values' scale, which a beta_2 of values clustered around
-beta_1 is far below).
+them (order 3 from float32 thresholds on every path, csrc/core/quantize_walk.h Threshold3 and the Taps3Pass of
+quantize_avx2.cpp, quantize_avx512.cpp and quantize_generic.cpp; the double chain where the thresholds could tie, and
+from order 4); each beta_k is the mean |r_{k-1}| to float32 summation rounding (2e-6 of beta_1 here: relative to the
+values' scale, which a beta_2 of values clustered around beta_1 is far below).
 
 The channel counts reach both routes: multiples of 64 (the zero-bordered image, every word whole) and others (one
-column at a time, padding taps as nullptr, words cut short: the AVX2 path's order 3 there from quantize_taps3).
+column at a time, padding taps as nullptr, words cut short: order 3 there from quantize_taps3, the avx512 path
+running the avx2 one).
 
 Inputs: random values; magnitudes a few float32 steps apart around 1 (beta_1 +- beta_2 then falls among the values
 themselves, so the thresholds' last step decides bits); magnitudes 1 and 3 (beta_1 = 2, |r_1| = 1 = beta_2 for every
