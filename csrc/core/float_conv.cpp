@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -92,6 +93,12 @@ std::size_t row_bands(std::size_t rows) {
   return std::min(rows, threads == 1 ? std::size_t{1} : 4 * threads);
 }
 
+// Floats per 64-byte cache line, and the first float of buf at or after buf that starts one.
+constexpr std::size_t kLineFloats = 64 / sizeof(float);
+float* line_start(float* buf) {
+  return buf + (kLineFloats - reinterpret_cast<std::uintptr_t>(buf) / sizeof(float) % kLineFloats) % kLineFloats;
+}
+
 // The pooled rows (pool geometry pg over a convolution's m x out_h x out_w output) of images [n0, n0 + nb), into
 // y. Bands of pooled rows per image: one at one thread (every conv row computed once), else one per thread, split over
 // the images (a band recomputes the conv rows it shares with the band before it: with the Winograd tiles, a whole
@@ -102,7 +109,9 @@ std::size_t row_bands(std::size_t rows) {
 // floats apart): fill(n, first, last, ring, next) puts the conv rows up to `last` that are not there yet into it,
 // `next` its own progress within the task (-1 at the start of a band); rows below `first` are not read again. The
 // rows are the same whichever task computes them, so the output does not depend on the thread count. no_nan: the
-// conv rows hold no NaN (pool_row_fn).
+// conv rows hold no NaN (pool_row_fn). The ring starts on a cache line: a std::vector's floats start 16 bytes past
+// one, and then every 64-byte load of the pool and store of the Winograd tiles (whose rows are whole lines) touched
+// two lines (ResNet-18's 224x224 stem, docs/KERNELS.md round 44).
 template <class Fill>
 void pool_bands(const KernelTable& kt, const ConvGeometry& g, const ConvGeometry& pg, std::size_t m,
                 const float* pool_floor, std::size_t npool_floor, float* y, std::size_t n0, std::size_t nb,
@@ -114,20 +123,21 @@ void pool_bands(const KernelTable& kt, const ConvGeometry& g, const ConvGeometry
   const std::size_t per_band = ceil_div(POH, bands);
   parallel_for(nb * bands, [&](std::size_t t) {
     const std::size_t n = t / bands, py0 = t % bands * per_band, py1 = std::min(POH, py0 + per_band);
-    thread_local std::vector<float> ring, scratch;
+    thread_local std::vector<float> ring_buf, scratch;
     thread_local std::vector<const float*> rows;
-    if (ring.size() < m * ring_rows * width) ring.resize(m * ring_rows * width);
+    if (ring_buf.size() < m * ring_rows * width + kLineFloats) ring_buf.resize(m * ring_rows * width + kLineFloats);
+    float* const ring = line_start(ring_buf.data());
     if (scratch.size() < g.out_w) scratch.resize(g.out_w);
     rows.resize(pg.kh);
     long next = -1;
     for (std::size_t py = py0; py < py1; ++py) {
       const long first = static_cast<long>(py * pg.sh) - static_cast<long>(pg.ph);
-      fill(n, first, std::min(first + static_cast<long>(span) - 1, static_cast<long>(OH) - 1), ring.data(), next);
+      fill(n, first, std::min(first + static_cast<long>(span) - 1, static_cast<long>(OH) - 1), ring, next);
       for (std::size_t i = 0; i < pg.kh; ++i) {  // channel 0's rows; channel c's are c * ring_rows * width further
         const long iy = first + static_cast<long>(i * pg.dh);
         rows[i] = iy < 0 || iy >= static_cast<long>(OH)
                       ? nullptr
-                      : ring.data() + static_cast<std::size_t>(iy) % ring_rows * width;
+                      : ring + static_cast<std::size_t>(iy) % ring_rows * width;
       }
       kt.pool_row(rows.data(), pg.kh, pc, pool_floor, npool_floor, no_nan, scratch.data(),
                   y + ((n0 + n) * m * POH + py) * POW, m, ring_rows * width, POH * POW);

@@ -46,8 +46,24 @@ struct Avx512Ops : pool_walk::Portable {  // the other loops: the compiler's
       const __m512 vc = _mm512_mask_loadu_ps(ninf, m, c + col);
       return pool_max16<kNoNan>(pool_max16<kNoNan>(va, vb), vc);
     };
+    // The same steps with whole vectors (no masks) while 16 outputs and their 32 columns lie inside the row.
+    const auto rows_max_full = [&](std::size_t col) {
+      return pool_max16<kNoNan>(pool_max16<kNoNan>(_mm512_loadu_ps(a + col), _mm512_loadu_ps(b + col)),
+                                _mm512_loadu_ps(c + col));
+    };
     __m512 before = ninf;  // the previous 16 outputs' right taps: lane 15 is column 2 ox - 1 (-inf: the padding)
-    for (std::size_t ox = 0; ox < OW; ox += 16) {
+    std::size_t ox = 0;
+    for (; ox + 16 <= OW && 2 * ox + 32 <= W; ox += 16) {
+      const __m512 u0 = rows_max_full(2 * ox), u1 = rows_max_full(2 * ox + 16);
+      const __m512 mid = _mm512_permutex2var_ps(u0, even, u1), right = _mm512_permutex2var_ps(u0, odd, u1);
+      const __m512 left =
+          _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(right), _mm512_castps_si512(before), 15));
+      __m512 y = pool_max16<kNoNan>(pool_max16<kNoNan>(left, mid), right);
+      if (has_floor) y = pool_max16<kNoNan>(y, f);
+      _mm512_storeu_ps(out + ox, y);
+      before = right;
+    }
+    for (; ox < OW; ox += 16) {
       const __m512 u0 = rows_max(2 * ox), u1 = rows_max(2 * ox + 16);
       const __m512 mid = _mm512_permutex2var_ps(u0, even, u1);   // output ox + i: column 2 (ox + i)
       const __m512 right = _mm512_permutex2var_ps(u0, odd, u1);  // column 2 (ox + i) + 1
