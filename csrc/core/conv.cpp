@@ -373,8 +373,7 @@ PixelPlanes pixel_planes(const ConvGeometry& g, const QuantizedColumns& q, std::
   const std::size_t C = g.channels, npix = g.batch * g.height * g.width;
   PixelPlanes pp;
   pp.copy = copy;
-  if (copy)  // an image's copy: zero-bordered (image_columns) or its pixels alone
-  {
+  if (copy) {  // an image's copy: zero-bordered (image_columns) or its pixels alone
     constexpr std::size_t kLine = 64 / sizeof(float);
     const std::size_t n = chunk * (image_columns(q, g) ? q.image.hp * q.image.wp : g.height * g.width) * C;
     pp.xt_buf.reset(new float[n + kLine]);
