@@ -1,0 +1,127 @@
+"""Two or more builds of the native extension compared on whole yardstick models: each model (bench_yardstick_models,
+random weights, non-trivial BatchNorm statistics) exported once per order with the installed package, then per round
+each build in a process of its own (the build imported as horq._core, the .horq file loaded on the native runtime, a
+few untimed calls, then --calls timed plain calls), the builds in turn, so that they see the same machine state (these
+VMs drift by 10% and more within minutes). Per build, model and order: the median over rounds of each round's median
+call (range over rounds), and each later build's ratio to the first.
+
+    .venv/bin/python benchmarks/ab_models.py A.so B.so [--models resnet18-32] [--orders 1] [--threads 1]
+        [--batch 1] [--rounds 6] [--calls 40] [--cpu 0] [--path generic]
+
+A.so / B.so: copies of the extension (build/<wheel tag>/_core.*.so) made before and after a change. At one thread
+each run is pinned to one CPU (--cpu, default the first allowed: a process the system moved between this VM's two
+vCPUs ran up to 25% slower); at more threads it is not pinned. --path forces a kernel path (HORQ_KERNEL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+# Run in each child: argv = build, model file, input file, threads, calls, cpu (-1: not pinned).
+CHILD = r"""
+import importlib.util, json, os, statistics, sys, time
+build, model_path, input_path, threads, calls, cpu = sys.argv[1:7]
+if int(cpu) >= 0 and hasattr(os, "sched_setaffinity"):
+    os.sched_setaffinity(0, {int(cpu)})
+import numpy as np
+spec = importlib.util.spec_from_file_location("horq._core", build)
+core = importlib.util.module_from_spec(spec)
+sys.modules["horq._core"] = core
+spec.loader.exec_module(core)
+from horq import kernels, runtime
+from horq.runtime import threads as rt_threads
+rt_threads.set_num_threads(int(threads))
+model = runtime.load(model_path, backend="native")
+x = np.load(input_path)
+for _ in range(3):
+    model(x)
+ts = []
+for _ in range(int(calls)):
+    t0 = time.perf_counter()
+    model(x)
+    ts.append(time.perf_counter() - t0)
+print(json.dumps({"path": kernels.info()["in_use"], "ms": 1e3 * statistics.median(ts)}))
+"""
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("builds", nargs="+", type=Path, help="extension files, in the order each round runs them")
+    ap.add_argument("--models", nargs="+", default=["resnet18-32"], help="bench_yardstick_models.MODELS keys")
+    ap.add_argument("--orders", nargs="+", type=int, default=[1])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=1, help="images per call")
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--calls", type=int, default=40, help="timed calls per model, order, build and round")
+    ap.add_argument("--cpu", type=int, default=None, help="the CPU one-thread runs are pinned to")
+    ap.add_argument("--path", default="", help="kernel path (default: the best this CPU has)")
+    args = ap.parse_args(argv)
+    if len(args.builds) < 2:
+        ap.error("name at least two builds")
+    for b in args.builds:
+        if not b.is_file():
+            ap.error(f"{b}: no such file")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_yardstick_models as yardstick  # torch and the zoo: only here, after the arguments
+
+    for key in args.models:
+        if key not in yardstick.MODELS:
+            ap.error(f"--models: unknown model {key!r} (one of {', '.join(sorted(yardstick.MODELS))})")
+    if args.threads > 1:
+        cpu = -1
+    elif args.cpu is not None:
+        cpu = args.cpu
+    else:
+        cpu = min(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else -1
+    env = dict(os.environ, **({"HORQ_KERNEL": args.path} if args.path else {}))
+    with tempfile.TemporaryDirectory() as tmp:
+        jobs = []  # (model, order, .horq file, input file)
+        for key in args.models:
+            name, shape, classes = yardstick.MODELS[key]
+            model = yardstick.float_model(name, shape, classes)
+            yardstick.horq_models(model, shape, tmp, orders=tuple(args.orders))  # writes tmp/o{K}.horq
+            x = np.random.default_rng(0).standard_normal((args.batch, *shape)).astype(np.float32)
+            for order in args.orders:
+                model_file, input_file = Path(tmp) / f"{key}-o{order}.horq", Path(tmp) / f"{key}.npy"
+                (Path(tmp) / f"o{order}.horq").replace(model_file)
+                np.save(input_file, x)
+                jobs.append((key, order, model_file, input_file))
+        runs: dict[tuple, list[float]] = {}
+        path = ""
+        for _ in range(args.rounds):
+            for key, order, model_file, input_file in jobs:
+                for build in args.builds:
+                    res = subprocess.run([sys.executable, "-c", CHILD, str(build), str(model_file), str(input_file),
+                                          str(args.threads), str(args.calls), str(cpu)],
+                                         capture_output=True, text=True, env=env)
+                    if res.returncode != 0:
+                        raise SystemExit(f"{build}: the run of {key} order {order} failed:\n{res.stderr}")
+                    got = json.loads(res.stdout.strip().splitlines()[-1])
+                    path = got["path"]
+                    runs.setdefault((key, order, build), []).append(got["ms"])
+    pinned = f"pinned to CPU {cpu}" if cpu >= 0 else "not pinned"
+    print(f"whole models, {args.threads} thread(s) ({pinned}), batch {args.batch}, kernel path {path}, {args.rounds} "
+          f"rounds of {args.calls} calls: ms per call, median over rounds of each round's median (range over rounds)")
+    for key, order, _, _ in jobs:
+        first = statistics.median(runs[(key, order, args.builds[0])])
+        cells = []
+        for build in args.builds:
+            vals = runs[(key, order, build)]
+            med = statistics.median(vals)
+            ratio = "" if build == args.builds[0] else f", {med / first:.3f}x"
+            cells.append(f"{build.name} {med:.3f} ({min(vals):.3f}-{max(vals):.3f}{ratio})")
+        print(f"  {key} order {order}: " + " | ".join(cells))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
