@@ -2,15 +2,18 @@
 random weights, non-trivial BatchNorm statistics) exported once per order with the installed package, then per round
 each build in a process of its own (the build imported as horq._core, the .horq file loaded on the native runtime, a
 few untimed calls, then --calls timed plain calls), the builds in turn, so that they see the same machine state (these
-VMs drift by 10% and more within minutes). Per build, model and order: the median over rounds of each round's median
-call (range over rounds), and each later build's ratio to the first.
+VMs drift by 10% and more within minutes). The models are exported in a process of their own, so no PyTorch threads
+share the CPUs with the timed runs. Per build, model and order: the median over rounds of each round's median
+call (range over rounds), and each later build's ratio to the first. Each run first calls the model for half a second
+(at least 3 calls): a batch-8 ResNet-18 224x224 took ~30% longer over its first few calls than later.
 
     .venv/bin/python benchmarks/ab_models.py A.so B.so [--models resnet18-32] [--orders 1] [--threads 1]
         [--batch 1] [--rounds 6] [--calls 40] [--cpu 0] [--path generic]
 
 A.so / B.so: copies of the extension (build/<wheel tag>/_core.*.so) made before and after a change. At one thread
-each run is pinned to one CPU (--cpu, default the first allowed: a process the system moved between this VM's two
-vCPUs ran up to 25% slower); at more threads it is not pinned. --path forces a kernel path (HORQ_KERNEL).
+each run is pinned to one CPU (--cpu, default the first allowed: unpinned, a batch-8 ResNet-18 224x224 ran in 39-41 ms
+against 29.7-30.1 pinned, the system moving the process between this VM's two vCPUs); at more threads it is not
+pinned. --path forces a kernel path (HORQ_KERNEL).
 """
 
 from __future__ import annotations
@@ -24,9 +27,29 @@ import sys
 import tempfile
 from pathlib import Path
 
+# Run once, in a process of its own (its PyTorch threads, idle and spinning, had slowed the timed runs by ~25%):
+# argv = benchmarks folder, output folder, batch, orders (comma-separated), models; writes {model}-o{K}.horq and
+# {model}.npy (the input) for each, or exits with 2 naming an unknown model.
+EXPORT = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
 import numpy as np
+import bench_yardstick_models as yardstick
+from pathlib import Path
+out, batch, orders, keys = Path(sys.argv[2]), int(sys.argv[3]), [int(o) for o in sys.argv[4].split(",")], sys.argv[5:]
+unknown = [k for k in keys if k not in yardstick.MODELS]
+if unknown:
+    print(f"--models: unknown model {unknown[0]!r} (one of {', '.join(sorted(yardstick.MODELS))})", file=sys.stderr)
+    sys.exit(2)
+for key in keys:
+    name, shape, classes = yardstick.MODELS[key]
+    yardstick.horq_models(yardstick.float_model(name, shape, classes), shape, out, orders=tuple(orders))
+    for order in orders:
+        (out / f"o{order}.horq").replace(out / f"{key}-o{order}.horq")
+    np.save(out / f"{key}.npy", np.random.default_rng(0).standard_normal((batch, *shape)).astype(np.float32))
+"""
 
-# Run in each child: argv = build, model file, input file, threads, calls, cpu (-1: not pinned).
+# Run in each timed child: argv = build, model file, input file, threads, calls, cpu (-1: not pinned).
 CHILD = r"""
 import importlib.util, json, os, statistics, sys, time
 build, model_path, input_path, threads, calls, cpu = sys.argv[1:7]
@@ -42,8 +65,11 @@ from horq.runtime import threads as rt_threads
 rt_threads.set_num_threads(int(threads))
 model = runtime.load(model_path, backend="native")
 x = np.load(input_path)
-for _ in range(3):
+t_end = time.perf_counter() + 0.5  # warm-up: at least 3 calls and half a second
+n = 0
+while n < 3 or time.perf_counter() < t_end:
     model(x)
+    n += 1
 ts = []
 for _ in range(int(calls)):
     t0 = time.perf_counter()
@@ -70,12 +96,6 @@ def main(argv=None) -> int:
     for b in args.builds:
         if not b.is_file():
             ap.error(f"{b}: no such file")
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import bench_yardstick_models as yardstick  # torch and the zoo: only here, after the arguments
-
-    for key in args.models:
-        if key not in yardstick.MODELS:
-            ap.error(f"--models: unknown model {key!r} (one of {', '.join(sorted(yardstick.MODELS))})")
     if args.threads > 1:
         cpu = -1
     elif args.cpu is not None:
@@ -84,22 +104,19 @@ def main(argv=None) -> int:
         cpu = min(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else -1
     env = dict(os.environ, **({"HORQ_KERNEL": args.path} if args.path else {}))
     with tempfile.TemporaryDirectory() as tmp:
-        jobs = []  # (model, order, .horq file, input file)
-        for key in args.models:
-            name, shape, classes = yardstick.MODELS[key]
-            model = yardstick.float_model(name, shape, classes)
-            yardstick.horq_models(model, shape, tmp, orders=tuple(args.orders))  # writes tmp/o{K}.horq
-            x = np.random.default_rng(0).standard_normal((args.batch, *shape)).astype(np.float32)
-            for order in args.orders:
-                model_file, input_file = Path(tmp) / f"{key}-o{order}.horq", Path(tmp) / f"{key}.npy"
-                (Path(tmp) / f"o{order}.horq").replace(model_file)
-                np.save(input_file, x)
-                jobs.append((key, order, model_file, input_file))
-        runs: dict[tuple, list[float]] = {}
+        res = subprocess.run([sys.executable, "-c", EXPORT, str(Path(__file__).resolve().parent), tmp, str(args.batch),
+                              ",".join(map(str, args.orders)), *args.models], capture_output=True, text=True)
+        if res.returncode == 2:
+            ap.error(res.stderr.strip().splitlines()[-1])
+        if res.returncode != 0:
+            raise SystemExit(f"exporting the models failed:\n{res.stderr}")
+        jobs = [(key, order, Path(tmp) / f"{key}-o{order}.horq", Path(tmp) / f"{key}.npy")
+                for key in args.models for order in args.orders]
+        runs: dict[tuple, list[float]] = {}  # (model, order, build index): each round's median
         path = ""
         for _ in range(args.rounds):
             for key, order, model_file, input_file in jobs:
-                for build in args.builds:
+                for i, build in enumerate(args.builds):
                     res = subprocess.run([sys.executable, "-c", CHILD, str(build), str(model_file), str(input_file),
                                           str(args.threads), str(args.calls), str(cpu)],
                                          capture_output=True, text=True, env=env)
@@ -107,17 +124,17 @@ def main(argv=None) -> int:
                         raise SystemExit(f"{build}: the run of {key} order {order} failed:\n{res.stderr}")
                     got = json.loads(res.stdout.strip().splitlines()[-1])
                     path = got["path"]
-                    runs.setdefault((key, order, build), []).append(got["ms"])
+                    runs.setdefault((key, order, i), []).append(got["ms"])
     pinned = f"pinned to CPU {cpu}" if cpu >= 0 else "not pinned"
     print(f"whole models, {args.threads} thread(s) ({pinned}), batch {args.batch}, kernel path {path}, {args.rounds} "
           f"rounds of {args.calls} calls: ms per call, median over rounds of each round's median (range over rounds)")
     for key, order, _, _ in jobs:
-        first = statistics.median(runs[(key, order, args.builds[0])])
+        first = statistics.median(runs[(key, order, 0)])
         cells = []
-        for build in args.builds:
-            vals = runs[(key, order, build)]
+        for i, build in enumerate(args.builds):
+            vals = runs[(key, order, i)]
             med = statistics.median(vals)
-            ratio = "" if build == args.builds[0] else f", {med / first:.3f}x"
+            ratio = "" if i == 0 else f", {med / first:.3f}x"
             cells.append(f"{build.name} {med:.3f} ({min(vals):.3f}-{max(vals):.3f}{ratio})")
         print(f"  {key} order {order}: " + " | ".join(cells))
     return 0
