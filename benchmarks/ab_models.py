@@ -5,7 +5,8 @@ few untimed calls, then --calls timed plain calls), the builds in turn, so that 
 VMs drift by 10% and more within minutes). The models are exported in a process of their own, so no PyTorch threads
 share the CPUs with the timed runs. Per build, model and order: the median over rounds of each round's median
 call (range over rounds), and each later build's ratio to the first. Each run first calls the model for half a second
-(at least 3 calls): a batch-8 ResNet-18 224x224 took ~30% longer over its first few calls than later.
+(at least 3 calls). Runs of one build differ by up to ~30% from process to process on these VMs (every step of a
+batch-8 ResNet-18 224x224 alike, with the same files): only rounds alternated between the builds compare them.
 
     .venv/bin/python benchmarks/ab_models.py A.so B.so [--models resnet18-32] [--orders 1] [--threads 1]
         [--batch 1] [--rounds 6] [--calls 40] [--cpu 0] [--path generic]
@@ -27,7 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-# Run once, in a process of its own (its PyTorch threads, idle and spinning, had slowed the timed runs by ~25%):
+# Run once, in a process of its own (PyTorch and its threads stay out of the process that runs the timed ones):
 # argv = benchmarks folder, output folder, batch, orders (comma-separated), models; writes {model}-o{K}.horq and
 # {model}.npy (the input) for each, or exits with 2 naming an unknown model.
 EXPORT = r"""
