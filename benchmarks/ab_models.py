@@ -29,8 +29,8 @@ import tempfile
 from pathlib import Path
 
 # Run once, in a process of its own (PyTorch and its threads stay out of the process that runs the timed ones):
-# argv = benchmarks folder, output folder, batch, orders (comma-separated), models; writes {model}-o{K}.horq and
-# {model}.npy (the input) for each, or exits with 2 naming an unknown model.
+# argv = benchmarks folder, output folder, batch, orders (comma-separated), models; writes {model}/o{K}.horq and
+# {model}/x.npy (the input) for each, or exits with 2 naming an unknown model.
 EXPORT = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
@@ -44,10 +44,9 @@ if unknown:
     sys.exit(2)
 for key in keys:
     name, shape, classes = yardstick.MODELS[key]
-    yardstick.horq_models(yardstick.float_model(name, shape, classes), shape, out, orders=tuple(orders))
-    for order in orders:
-        (out / f"o{order}.horq").replace(out / f"{key}-o{order}.horq")
-    np.save(out / f"{key}.npy", np.random.default_rng(0).standard_normal((batch, *shape)).astype(np.float32))
+    (out / key).mkdir()
+    yardstick.horq_models(yardstick.float_model(name, shape, classes), shape, out / key, orders=tuple(orders))
+    np.save(out / key / "x.npy", np.random.default_rng(0).standard_normal((batch, *shape)).astype(np.float32))
 """
 
 # Run in each timed child: argv = build, model file, input file, threads, calls, cpu (-1: not pinned).
@@ -111,7 +110,7 @@ def main(argv=None) -> int:
             ap.error(res.stderr.strip().splitlines()[-1])
         if res.returncode != 0:
             raise SystemExit(f"exporting the models failed:\n{res.stderr}")
-        jobs = [(key, order, Path(tmp) / f"{key}-o{order}.horq", Path(tmp) / f"{key}.npy")
+        jobs = [(key, order, Path(tmp) / key / f"o{order}.horq", Path(tmp) / key / "x.npy")
                 for key in args.models for order in args.orders]
         runs: dict[tuple, list[float]] = {}  # (model, order, build index): each round's median
         path = ""

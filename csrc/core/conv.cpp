@@ -37,6 +37,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/isa_local.h"
 #include "core/layer.h"
 #include "core/prefetch.h"
 #include "core/quantize_walk.h"
@@ -374,11 +375,9 @@ PixelPlanes pixel_planes(const ConvGeometry& g, const QuantizedColumns& q, std::
   PixelPlanes pp;
   pp.copy = copy;
   if (copy) {  // an image's copy: zero-bordered (image_columns) or its pixels alone
-    constexpr std::size_t kLine = 64 / sizeof(float);
     const std::size_t n = chunk * (image_columns(q, g) ? q.image.hp * q.image.wp : g.height * g.width) * C;
-    pp.xt_buf.reset(new float[n + kLine]);
-    const std::size_t at = reinterpret_cast<std::uintptr_t>(pp.xt_buf.get()) / sizeof(float) % kLine;
-    pp.xt = pp.xt_buf.get() + (kLine - at) % kLine;
+    pp.xt_buf.reset(new float[n + kLineFloats]);
+    pp.xt = line_start(pp.xt_buf.get());
   }
   pp.sums.resize(q.implicit_h1 ? 0 : npix);
   pp.bits.resize(q.implicit_h1 ? 0 : npix * words_for(C));

@@ -19,6 +19,7 @@
 
 #include "core/dispatch.h"
 #include "core/float_conv_winograd.h"
+#include "core/isa_local.h"
 #include "core/layer.h"
 #include "core/pool.h"
 #include "core/threadpool.h"
@@ -91,12 +92,6 @@ void each_chunk(const float* x, const ConvGeometry& g, std::size_t image, Run&& 
 std::size_t row_bands(std::size_t rows) {
   const std::size_t threads = static_cast<std::size_t>(get_num_threads());
   return std::min(rows, threads == 1 ? std::size_t{1} : 4 * threads);
-}
-
-// Floats per 64-byte cache line, and the first float of buf at or after buf that starts one.
-constexpr std::size_t kLineFloats = 64 / sizeof(float);
-float* line_start(float* buf) {
-  return buf + (kLineFloats - reinterpret_cast<std::uintptr_t>(buf) / sizeof(float) % kLineFloats) % kLineFloats;
 }
 
 // The pooled rows (pool geometry pg over a convolution's m x out_h x out_w output) of images [n0, n0 + nb), into

@@ -186,17 +186,12 @@ void tiles(const WinogradPlan& p, const float* q, std::size_t ty, float* const r
   const std::size_t nv = kPair ? 1 : ceil_div(t1 - t0, L), tc = nv * L, cq = p.cq, qc = p.q_cols;
   q += t0;
   const WinogradWeights& uw = *p.weights;
-  // Both buffers start on a cache line (vector loads and stores within one line: a split one costs two).
-  constexpr std::size_t kLine = 16;  // floats per 64-byte line
+  // Both buffers start on a cache line (isa_local.h line_start).
   thread_local LocalVector<float> vbuf, mbuf;
-  if (vbuf.size() < kXi * cq * tc + kLine) vbuf.resize(kXi * cq * tc + kLine);
-  if (mbuf.size() < kXi * BR * PL + kLine) mbuf.resize(kXi * BR * PL + kLine);
-  const auto line_start = [](LocalVector<float>& buf) {
-    const std::size_t at = reinterpret_cast<std::uintptr_t>(buf.data()) / sizeof(float) % kLine;
-    return buf.data() + (kLine - at) % kLine;
-  };
-  float* const vb = line_start(vbuf);
-  float* const mb = line_start(mbuf);
+  if (vbuf.size() < kXi * cq * tc + kLineFloats) vbuf.resize(kXi * cq * tc + kLineFloats);
+  if (mbuf.size() < kXi * BR * PL + kLineFloats) mbuf.resize(kXi * BR * PL + kLineFloats);
+  float* const vb = line_start(vbuf.data());
+  float* const mb = line_start(mbuf.data());
 
   // V[(k, l)][c'][tiles] = (BT d BT^T)[k][l].
   for (std::size_t c = 0; c < cq; ++c)

@@ -8,6 +8,8 @@
 // tests/kernels/test_portable_build.py checks the built library for weak symbols that an ISA file shares with
 // another file, and runs the C++ test on emulated CPUs without AVX-512 and without AVX.
 #pragma once
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <new>
 #include <utility>
@@ -45,6 +47,15 @@ template <class T>
 using LocalVector = std::vector<T, LocalAllocator<T>>;
 template <class T>
 using LocalUninitVector = std::vector<T, LocalAllocator<T, true>>;
+
+// Floats per 64-byte cache line, and the first float at or after buf that starts one: a buffer allocated
+// kLineFloats - 1 floats longer than it is used, whose vector loads and stores then stay within lines (a split one
+// costs two). Here, in the unnamed namespace, so that ISA and other files alike may call it.
+constexpr std::size_t kLineFloats = 64 / sizeof(float);
+inline float* line_start(float* buf) {
+  const std::size_t at = reinterpret_cast<std::uintptr_t>(buf) / sizeof(float) % kLineFloats;
+  return buf + (kLineFloats - at) % kLineFloats;
+}
 
 }  // namespace
 }  // namespace horq

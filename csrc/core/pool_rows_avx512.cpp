@@ -1,10 +1,10 @@
 // Max pooling's rows (pool_row, pool_walk.h) for the AVX-512 path: the loops vectorized by the compiler, a 2x2
 // stride-2 window inside the row (row2s2, below) and a 3x3 stride-2 window with one column of padding (ResNet stems'
 // pool, row3s2) in explicit intrinsics, 16 outputs at a time, every step in registers: per kernel row two loads of 16
-// columns (masked: -inf at and past the row's end), the rows' maximum, the even and odd columns by two vpermt2ps, the
-// columns one to the left by one valignd from the odd ones of the 16 outputs before, two maxima and the floor. The
-// compiler's loops took the rows' maximum into a scratch row and back, gathered the stride-2 taps with a pair of loads
-// each, and ran the first output (whose left tap is padding) on scalars.
+// columns (masked, -inf at and past the row's end, only in the steps that reach it), the rows' maximum, the even and
+// odd columns by two vpermt2ps, the columns one to the left by one valignd from the odd ones of the 16 outputs
+// before, two maxima and the floor. The compiler's loops took the rows' maximum into a scratch row and back, gathered
+// the stride-2 taps with a pair of loads each, and ran the first output (whose left tap is padding) on scalars.
 //
 // pool_max(a, b) = (a > b ? a : b), or a when a is NaN and NaN can occur: vmaxps(a, b) is the first part exactly (b
 // when unordered or both zero), a masked move on the unordered compare of a with itself the second.
@@ -46,34 +46,28 @@ struct Avx512Ops : pool_walk::Portable {  // the other loops: the compiler's
       const __m512 vc = _mm512_mask_loadu_ps(ninf, m, c + col);
       return pool_max16<kNoNan>(pool_max16<kNoNan>(va, vb), vc);
     };
-    // The same steps with whole vectors (no masks) while 16 outputs and their 32 columns lie inside the row.
+    // The same with whole vectors (no masks), while 16 outputs and their 32 columns lie inside the row.
     const auto rows_max_full = [&](std::size_t col) {
       return pool_max16<kNoNan>(pool_max16<kNoNan>(_mm512_loadu_ps(a + col), _mm512_loadu_ps(b + col)),
                                 _mm512_loadu_ps(c + col));
     };
     __m512 before = ninf;  // the previous 16 outputs' right taps: lane 15 is column 2 ox - 1 (-inf: the padding)
-    std::size_t ox = 0;
-    for (; ox + 16 <= OW && 2 * ox + 32 <= W; ox += 16) {
-      const __m512 u0 = rows_max_full(2 * ox), u1 = rows_max_full(2 * ox + 16);
-      const __m512 mid = _mm512_permutex2var_ps(u0, even, u1), right = _mm512_permutex2var_ps(u0, odd, u1);
-      const __m512 left =
-          _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(right), _mm512_castps_si512(before), 15));
-      __m512 y = pool_max16<kNoNan>(pool_max16<kNoNan>(left, mid), right);
-      if (has_floor) y = pool_max16<kNoNan>(y, f);
-      _mm512_storeu_ps(out + ox, y);
-      before = right;
-    }
-    for (; ox < OW; ox += 16) {
-      const __m512 u0 = rows_max(2 * ox), u1 = rows_max(2 * ox + 16);
+    // 16 outputs ox + i from the rows' maximum of columns 2 ox .. 2 ox + 31 (u0, u1).
+    const auto outputs = [&](__m512 u0, __m512 u1) {
       const __m512 mid = _mm512_permutex2var_ps(u0, even, u1);   // output ox + i: column 2 (ox + i)
       const __m512 right = _mm512_permutex2var_ps(u0, odd, u1);  // column 2 (ox + i) + 1
       const __m512 left = _mm512_castsi512_ps(  // column 2 (ox + i) - 1: lane 15 of before, then right's 0..14
           _mm512_alignr_epi32(_mm512_castps_si512(right), _mm512_castps_si512(before), 15));
-      __m512 y = pool_max16<kNoNan>(pool_max16<kNoNan>(left, mid), right);
-      if (has_floor) y = pool_max16<kNoNan>(y, f);
-      _mm512_mask_storeu_ps(out + ox, first_lanes(static_cast<long>(OW) - static_cast<long>(ox)), y);
       before = right;
-    }
+      const __m512 y = pool_max16<kNoNan>(pool_max16<kNoNan>(left, mid), right);
+      return has_floor ? pool_max16<kNoNan>(y, f) : y;
+    };
+    std::size_t ox = 0;
+    for (; ox + 16 <= OW && 2 * ox + 32 <= W; ox += 16)
+      _mm512_storeu_ps(out + ox, outputs(rows_max_full(2 * ox), rows_max_full(2 * ox + 16)));
+    for (; ox < OW; ox += 16)
+      _mm512_mask_storeu_ps(out + ox, first_lanes(static_cast<long>(OW) - static_cast<long>(ox)),
+                            outputs(rows_max(2 * ox), rows_max(2 * ox + 16)));
   }
 
   // pool_walk.h HasRow2s2: a 2x2 stride-2 window inside the row, 16 outputs a step: per kernel row two masked loads of

@@ -125,6 +125,11 @@ inline word_t gather_bytes(const unsigned char* m) {
   return (u * 0x0102040810204080ull) >> 56;
 }
 
+// Lanes l and l + 4 of 8 float lanes widened and added into double lane l (the avx2 path's widen_add).
+inline void widen_lanes(double* lanes, const float* part) {
+  for (std::size_t l = 0; l < 4; ++l) lanes[l] += static_cast<double>(part[l]) + static_cast<double>(part[l + 4]);
+}
+
 // H_2's bit from both compares, chosen by the sign without a branch (signs are random: a branch on them mispredicted
 // half the time and had made this pass most of the generic path's order-2 layer); |a - float(beta_1)| summed in 8
 // float lanes over a word's whole steps of 8 values (lane l: values 8 s + l; one chain of 64 dependent adds a word
@@ -159,7 +164,7 @@ struct Taps2Pass {
       word |= bit(v, a, th) << (i - i0);
       tail += std::fabs(a - th.nearest);
     }
-    for (std::size_t l = 0; l < 4; ++l) lanes[l] += static_cast<double>(part[l]) + static_cast<double>(part[l + 4]);
+    widen_lanes(lanes, part);
     sum += static_cast<double>(tail);
     return word;
   }
@@ -195,16 +200,17 @@ struct Taps3Pass {
   }
 
   word_t word(const float* x, word_t h2) {
-    float s[4][8];
+    float s[4][8], part[8];
     word_t n = 0;
     for (std::size_t v = 0; v < kWordBits / 8; ++v) n |= step(x + 8 * v, s[v % 4], v >= 4) << (8 * v);
-    widen(s[0], s[1], s[2], s[3]);
+    for (std::size_t l = 0; l < 8; ++l) part[l] = (s[0][l] + s[1][l]) + (s[2][l] + s[3][l]);
+    widen_lanes(lanes, part);
     return h2 ^ n;
   }
 
   word_t word(const float* x, std::size_t i0, std::size_t i1, word_t h2) {
     if (i1 - i0 == kWordBits) return word(x + i0, h2);
-    float part[8] = {}, zero[8] = {};
+    float part[8] = {};
     word_t n = 0;
     std::size_t i = i0;
     for (; i + 8 <= i1; i += 8) n |= step(x + i, part, true) << (i - i0);
@@ -214,20 +220,12 @@ struct Taps3Pass {
       n |= static_cast<word_t>((a > lo) & (a < hi)) << (i - i0);
       t += std::fabs(std::fabs(a - b1) - b2);
     }
-    widen(part, zero, zero, zero);
+    widen_lanes(lanes, part);
     tail += static_cast<double>(t);
     return h2 ^ n;
   }
 
   double total(double sum = 0.0) const { return (sum + tail) + (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]); }
-
- private:
-  // (s0 + s1) + (s2 + s3) per lane, lanes l and l + 4 widened into double lane l (x + 0.0f is x for these sums).
-  void widen(const float* s0, const float* s1, const float* s2, const float* s3) {
-    float p[8];
-    for (std::size_t l = 0; l < 8; ++l) p[l] = (s0[l] + s1[l]) + (s2[l] + s3[l]);
-    for (std::size_t l = 0; l < 4; ++l) lanes[l] += static_cast<double>(p[l]) + static_cast<double>(p[l + 4]);
-  }
 };
 
 // Taps2Pass for either case of beta_1 (image_walk's two order-2 pass types).
