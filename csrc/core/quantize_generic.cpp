@@ -144,6 +144,7 @@ struct Taps2Pass {
     const bool neg = v < 0.0f;
     return static_cast<word_t>((neg & (a > th.down)) | (!neg & (a < th.up)));
   }
+  float term(float a) const { return std::fabs(a - th.nearest); }  // |r_1| in float32
 
   word_t word(const float* x, std::size_t i0, std::size_t i1, double& sum, word_t /*h1*/) {
     word_t word = 0;
@@ -154,7 +155,7 @@ struct Taps2Pass {
       for (std::size_t l = 0; l < 8; ++l) {
         const float v = x[i + l], a = std::fabs(v);
         m[l] = static_cast<unsigned char>(bit(v, a, th));
-        part[l] += std::fabs(a - th.nearest);
+        part[l] += term(a);
       }
       word |= gather_bytes(m) << (i - i0);
     }
@@ -162,7 +163,7 @@ struct Taps2Pass {
     for (; i < i1; ++i) {
       const float v = x[i], a = std::fabs(v);
       word |= bit(v, a, th) << (i - i0);
-      tail += std::fabs(a - th.nearest);
+      tail += term(a);
     }
     widen_lanes(lanes, part);
     sum += static_cast<double>(tail);
@@ -187,14 +188,18 @@ struct Taps3Pass {
   Taps3Pass(const Threshold3& t, double beta1, double beta2)
       : lo(t.lo), hi(t.hi), b1(static_cast<float>(beta1)), b2(static_cast<float>(beta2)) {}
 
+  // For a = |x|: N (lo < a < hi), and the term | |a - beta_1| - beta_2 | in float32.
+  word_t band(float a) const { return static_cast<word_t>((a > lo) & (a < hi)); }
+  float term(float a) const { return std::fabs(std::fabs(a - b1) - b2); }
+
   // 8 values at x: their N bits (value l at bit l) and terms into part (part[l] = term, or += where `add`).
   word_t step(const float* x, float* part, bool add) const {
     unsigned char m[8];
     for (std::size_t l = 0; l < 8; ++l) {
       const float a = std::fabs(x[l]);
-      m[l] = static_cast<unsigned char>((a > lo) & (a < hi));
-      const float term = std::fabs(std::fabs(a - b1) - b2);
-      part[l] = add ? part[l] + term : term;
+      m[l] = static_cast<unsigned char>(band(a));
+      const float t = term(a);
+      part[l] = add ? part[l] + t : t;
     }
     return gather_bytes(m);
   }
@@ -217,8 +222,8 @@ struct Taps3Pass {
     float t = 0.0f;
     for (; i < i1; ++i) {
       const float a = std::fabs(x[i]);
-      n |= static_cast<word_t>((a > lo) & (a < hi)) << (i - i0);
-      t += std::fabs(std::fabs(a - b1) - b2);
+      n |= band(a) << (i - i0);
+      t += term(a);
     }
     widen_lanes(lanes, part);
     tail += static_cast<double>(t);
