@@ -123,3 +123,25 @@ def test_the_doc_models_tables_are_the_committed_file(section, path, monkeypatch
     body = doc.split(f"<!-- {section}:begin -->\n", 1)[1].split(f"\n<!-- {section}:end -->", 1)[0]
     assert body == printed
     assert "OV binary / o1" in body  # the OpenVINO twins' table
+
+
+def test_the_doc_geometries_tables_are_the_committed_file(monkeypatch, capsys, tmp_path):
+    """docs/KERNELS.md's yardstick-geometries section is `bench_yardstick.py --render` of its JSON (round 46), and
+    --render writes that section (and only it) into a --doc file."""
+    spec = importlib.util.spec_from_file_location("bench_yardstick", ROOT / "benchmarks" / "bench_yardstick.py")
+    layers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(layers)
+    monkeypatch.chdir(ROOT)
+    assert layers.main(["--render", "docs/yardstick_geometries.json"]) == 0
+    printed = capsys.readouterr().out.strip()
+    doc = (ROOT / "docs" / "KERNELS.md").read_text()
+    section = "yardstick-geometries"
+    body = doc.split(f"<!-- {section}:begin -->\n", 1)[1].split(f"\n<!-- {section}:end -->", 1)[0]
+    assert body == printed
+    assert "--render docs/yardstick_geometries.json" in body and "3x3 64ch 32x32 batch 32" in body
+    out = tmp_path / "doc.md"
+    out.write_text("a\n<!-- yardstick:begin -->\nold\n<!-- yardstick:end -->\n"
+                   f"<!-- {section}:begin -->\nold\n<!-- {section}:end -->\nb\n")
+    assert layers.main(["--render", "docs/yardstick_geometries.json", "--doc", str(out)]) == 0
+    text = out.read_text()
+    assert "<!-- yardstick:begin -->\nold\n<!-- yardstick:end -->" in text and printed in text

@@ -635,36 +635,16 @@ void quantize_column_block(const KernelTable& kt, const ColumnSource& source, Qu
 constexpr std::size_t kBand2ColsPerTask = 128;
 
 // Whether band2_columns reads its pixel rows from the input (NCHW) rather than from the NHWC copy: at order 2 the
-// copy has no other reader (band2_columns_fn reads the copy from order 3 on), so the pixel pass writes none, and each
-// task of the slots' stage transposes its own padded row into a buffer that stays in L1 (the 64ch 56x56 copy was
-// 0.86 MB written and read back). Alone level (64ch 56x56 0.470 ms, 128ch 28x28 0.319, profile_conv_core on a
-// Zen 4); inside ResNet-18 224x224 at order 2 its four 64ch layers 2.21 -> 2.12 ms (Model.profile, medians of 6 runs
-// alternating the two builds, a throwaway script; docs/KERNELS.md round 35), where the maps around them no longer get
-// evicted. Where the path has band2_pixels_nchw (avx512) the rows inside the border are not transposed at all: it
-// reads their channel rows with 16 pixels in its lanes, the same slots bit for bit (64ch 56x56 order 2's input
-// quantization 0.162 -> 0.152 ms, 128ch 28x28 0.075 -> 0.069; profile_conv_core on a Zen 4, docs/KERNELS.md round 36).
+// copy has no other reader (band2_columns_fn reads the copy from order 3 on), so the pixel pass writes none, and
+// band2_pixels_nchw reads each padded row's channel rows where they lie, 16 (avx512) or 8 (avx2) pixels in its lanes,
+// the same slots bit for bit (the 64ch 56x56 copy was 0.86 MB written and read back). Round 35 of docs/KERNELS.md
+// transposed each row into a buffer of the task's thread instead: alone level (64ch 56x56 0.470 ms, 128ch 28x28 0.319,
+// profile_conv_core on a Zen 4); inside ResNet-18 224x224 at order 2 its four 64ch layers 2.21 -> 2.12 ms
+// (Model.profile, medians of 6 runs alternating the two builds, a throwaway script), where the maps around them no
+// longer get evicted. Without the transposes (rounds 36 and 46): avx512 64ch 56x56 order 2's input quantization 0.162
+// -> 0.152 ms, 128ch 28x28 0.075 -> 0.069 (profile_conv_core on a Zen 4); avx2 see round 46.
 bool band2_from_input(const KernelTable& kt, const QuantizedColumns& q, const ConvGeometry& g) {
-  return band2_route(kt, q, g) && q.order == 2 && !g.nhwc;
-}
-
-// Padded row py of image img of x (NCHW, the affine applied as the pixel pass applies it) as band2_pixels reads it: wp
-// pixels of C values, the border zero.
-const float* band2_row(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* in_scale,
-                       const float* in_shift, std::size_t img, std::size_t py, std::size_t wp) {
-  const std::size_t C = g.channels, H = g.height, W = g.width, P = H * W;
-  thread_local std::vector<float, UninitAllocator<float>> row;
-  row.resize(wp * C);
-  if (py < g.ph || py >= g.ph + H) {
-    std::fill(row.begin(), row.end(), 0.0f);
-    return row.data();
-  }
-  std::fill_n(row.data(), g.pw * C, 0.0f);
-  std::fill_n(row.data() + (g.pw + W) * C, (wp - g.pw - W) * C, 0.0f);
-  const float* src = x + img * C * P + (py - g.ph) * W;
-  for (std::size_t c0 = 0; c0 < C; c0 += kWordBits)
-    kt.to_nhwc(src + c0 * P, P, std::min<std::size_t>(kWordBits, C - c0), W, in_scale ? in_scale + c0 : nullptr,
-               in_scale ? in_shift + c0 : nullptr, row.data() + g.pw * C + c0, C);
-  return row.data();
+  return band2_route(kt, q, g) && q.order == 2 && !g.nhwc && kt.band2_pixels_nchw != nullptr;
 }
 
 // Output rows whose columns band2_columns takes from one buffer of their pixels' slots (kBand2Rows + 2 pixel rows).
@@ -704,7 +684,7 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
     if (any) exact.store(true, std::memory_order_relaxed);
   });
   const bool any_exact = exact.load();
-  const std::vector<float> zero_pixel(x && kt.band2_pixels_nchw ? C : 0, 0.0f);
+  const std::vector<float> zero_pixel(x ? C : 0, 0.0f);  // band2_from_input: the border's pixels
   const std::size_t row_words = wp * gw * kBand2Slots, row_sums = wp * kBand2Slots;
   // padded pixel row py of image img (in the chunk): its slots at l, sb
   const auto pixel_row = [&](std::size_t img, std::size_t py, word_t* l, double* sb) {
@@ -716,7 +696,7 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
     }
     r.exact = any_exact;
     r.l = l, r.sb = sb;
-    if (!zero_pixel.empty()) {  // the row's channels read where they lie (a border row: its zero pixels alone)
+    if (x) {  // the row's channels read where they lie (a border row: its zero pixels alone)
       const bool inside = py >= g.ph && py < g.ph + g.height;
       r.x = zero_pixel.data();
       r.src = inside ? x + ((i0 + img) * C * g.height + py - g.ph) * g.width : nullptr;
@@ -725,7 +705,7 @@ void band2_columns(const KernelTable& kt, const ColumnSource& s, QuantizedColumn
       kt.band2_pixels_nchw(r);
       return;
     }
-    r.x = x ? band2_row(kt, x, g, in_scale, in_shift, i0 + img, py, wp) : s.xt + (img * hp + py) * wp * C;
+    r.x = s.xt + (img * hp + py) * wp * C;
     kt.band2_pixels(r);
   };
   const ImageColumns ic = chunk_image(s, im);  // pixel indices from the chunk's first image (s.img0 is i0 here)

@@ -63,6 +63,7 @@ const KernelTable kAvx2 = [] {
   t.quantize_taps3 = quantize_taps3_avx2;
   t.band2_pixels = band2_pixels_avx2;  // as avx512
   t.band2_columns = band2_columns_avx2;
+  t.band2_pixels_nchw = band2_pixels_nchw_avx2;
   t.band2_thresholds = band2_thresholds_avx2;
   return t;
 }();

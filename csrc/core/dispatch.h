@@ -68,7 +68,7 @@ struct KernelTable {
   transpose64_fn transpose64;        // a 64 x 64 bit transpose (the weight gradient's planes)
   band2_pixels_fn band2_pixels;      // conv order 2, 3 x 3 stride 1: per-pixel bands (x86 paths; generic: nullptr)
   band2_columns_fn band2_columns;    // and the columns from them
-  band2_pixels_fn band2_pixels_nchw;  // the bands from NCHW rows (avx512; nullptr elsewhere: conv.cpp transposes rows)
+  band2_pixels_fn band2_pixels_nchw;  // the bands from NCHW rows (x86 paths; generic: nullptr)
   band2_thresholds_fn band2_thresholds;  // the bands' thresholds, an output row at a time (with band2_pixels)
 };
 

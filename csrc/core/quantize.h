@@ -166,8 +166,9 @@ struct Band2Row {
 using band2_pixels_fn = void (*)(const Band2Row& row);
 void band2_pixels_avx2(const Band2Row& row);
 void band2_pixels_avx512(const Band2Row& row);
-// The same words and sums bit for bit, the pixels inside read from NCHW rows (band2_pixels_nchw; the avx512 path: 16
-// pixels in the lanes, no NHWC copy of the row first).
+// The same words and sums bit for bit, the pixels inside read from NCHW rows (band2_pixels_nchw: 8 pixels in the lanes
+// on the avx2 path, 16 on avx512; no NHWC copy of the row first).
+void band2_pixels_nchw_avx2(const Band2Row& row);
 void band2_pixels_nchw_avx512(const Band2Row& row);
 
 // quantize_image's work for such columns from band2_pixels' words and sums (l, sb: padded pixels in the layout above,

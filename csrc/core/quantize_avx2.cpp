@@ -437,16 +437,17 @@ inline float lanes3(__m128 v, F&& f) {
   return _mm_cvtss_f32(f(a, _mm_shuffle_ps(v, v, _MM_SHUFFLE(2, 2, 2, 2))));
 }
 
-// The values of a word at xw whose bits are set in `band` (channels c0 .. c0 + 31 as bits 0-31), each compared with
-// the readers' thresholds in float lanes (tp01: slots 0-7, tp2: slots 8-11; tn01 / tn2 for x < 0 where Exact): where
-// below one, bit c - c0 set in that slot's 32-bit lane of sel01 / sel2 and |x| added to its float sum (bs01 / bs2).
-template <bool Exact>
-inline void resolve_half(const float* xw, unsigned c0, std::uint32_t band, __m256 tp01, __m128 tp2, __m256 tn01,
+// The values value(c0 + c) whose bits c are set in `band` (channels c0 .. c0 + 31 of a word as bits 0-31), each
+// compared with the readers' thresholds in float lanes (tp01: slots 0-7, tp2: slots 8-11; tn01 / tn2 for x < 0 where
+// Exact): where below one, bit c set in that slot's 32-bit lane of sel01 / sel2 and |x| added to its float sum (bs01 /
+// bs2), in channel order.
+template <bool Exact, class Value>
+inline void resolve_half(Value value, unsigned c0, std::uint32_t band, __m256 tp01, __m128 tp2, __m256 tn01,
                          __m128 tn2, __m256i& sel01, __m128i& sel2, __m256& bs01, __m128& bs2) {
   while (band) {
     const unsigned c = static_cast<unsigned>(__builtin_ctz(band));
     band &= band - 1;
-    const float v = xw[c0 + c];
+    const float v = value(c0 + c);
     const __m256 a = _mm256_set1_ps(std::fabs(v));
     const __m256i bit = _mm256_set1_epi32(static_cast<int>(1u << c));
     const bool neg = Exact && v < 0.0f;
@@ -459,11 +460,43 @@ inline void resolve_half(const float* xw, unsigned c0, std::uint32_t band, __m25
   }
 }
 
-// One pixel of band2_pixels_avx2: the readers' thresholds (tp01 / tn01: slots 0-7, tp2 / tn2: slots 8-11) and their
-// least (lo) and greatest (hi).
+// A pixel's readers' thresholds: tp01 / tn01 slots 0-7, tp2 / tn2 slots 8-11.
+struct Readers {
+  __m256 tp01, tn01;
+  __m128 tp2, tn2;
+};
+
+// A pixel's word of 64 channels into its 12 slots at lw: the bits of |x| < lo (`low`, in every slot) ORed with the
+// band's bits that resolve_half set, channels 0-31 (lo01 / lo2) and 32-63 (hi01 / hi2); the band's values from
+// value(c), their sums added into bs01 / bs2.
+template <bool Exact, class Value>
+inline void word_slots(Value value, word_t low, word_t band, const Readers& t, __m256& bs01, __m128& bs2, word_t* lw) {
+  __m256i lo01 = _mm256_setzero_si256(), hi01 = _mm256_setzero_si256();
+  __m128i lo2 = _mm_setzero_si128(), hi2 = _mm_setzero_si128();
+  resolve_half<Exact>(value, 0, static_cast<std::uint32_t>(band), t.tp01, t.tp2, t.tn01, t.tn2, lo01, lo2, bs01, bs2);
+  resolve_half<Exact>(value, 32, static_cast<std::uint32_t>(band >> 32), t.tp01, t.tp2, t.tn01, t.tn2, hi01, hi2, bs01,
+                      bs2);
+  const __m256i vl = _mm256_set1_epi64x(static_cast<long long>(low));
+  const __m256i w01a = _mm256_unpacklo_epi32(lo01, hi01), w01b = _mm256_unpackhi_epi32(lo01, hi01);
+  const __m128i w2a = _mm_unpacklo_epi32(lo2, hi2), w2b = _mm_unpackhi_epi32(lo2, hi2);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(lw), _mm256_or_si256(vl, _mm256_permute2x128_si256(w01a, w01b, 0x20)));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(lw + 4),
+                      _mm256_or_si256(vl, _mm256_permute2x128_si256(w01a, w01b, 0x31)));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(lw + 8), _mm256_or_si256(vl, _mm256_set_m128i(w2b, w2a)));
+}
+
+// A pixel's 12 sums at sb: below (its values under lo, in double) plus each slot's band sum.
+inline void store_sums(double below, __m256 bs01, __m128 bs2, double* sb) {
+  const __m256d slo = _mm256_set1_pd(below);
+  _mm256_storeu_pd(sb, _mm256_add_pd(slo, _mm256_cvtps_pd(_mm256_castps256_ps128(bs01))));
+  _mm256_storeu_pd(sb + 4, _mm256_add_pd(slo, _mm256_cvtps_pd(_mm256_extractf128_ps(bs01, 1))));
+  _mm256_storeu_pd(sb + 8, _mm256_add_pd(slo, _mm256_cvtps_pd(bs2)));
+}
+
+// One pixel of band2_pixels_avx2: its gw words of channels at x, its readers' thresholds t and their least (lo) and
+// greatest (hi).
 template <bool Exact>
-void band2_pixel(const float* x, std::size_t gw, __m256 tp01, __m128 tp2, __m256 tn01, __m128 tn2, float lo, float hi,
-                 word_t* l, double* sb) {
+void band2_pixel(const float* x, std::size_t gw, const Readers& t, float lo, float hi, word_t* l, double* sb) {
   const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
   __m256d acc = _mm256_setzero_pd();
   __m256 bs01 = _mm256_setzero_ps();
@@ -485,46 +518,141 @@ void band2_pixel(const float* x, std::size_t gw, __m256 tp01, __m128 tp2, __m256
       s4[v % 4] = v < 4 ? term : _mm256_add_ps(s4[v % 4], term);
     }
     acc = widen_add(acc, _mm256_add_ps(_mm256_add_ps(s4[0], s4[1]), _mm256_add_ps(s4[2], s4[3])));
-    const word_t band = under_hi & ~low;
-    // the slots' words in two halves of 32 bits: channels 0-31 (lo*), then 32-63 (hi*)
-    __m256i lo01 = _mm256_setzero_si256(), hi01 = _mm256_setzero_si256();
-    __m128i lo2 = _mm_setzero_si128(), hi2 = _mm_setzero_si128();
-    resolve_half<Exact>(xw, 0, static_cast<std::uint32_t>(band), tp01, tp2, tn01, tn2, lo01, lo2, bs01, bs2);
-    resolve_half<Exact>(xw, 32, static_cast<std::uint32_t>(band >> 32), tp01, tp2, tn01, tn2, hi01, hi2, bs01, bs2);
-    const __m256i vl = _mm256_set1_epi64x(static_cast<long long>(low));
-    const __m256i w01a = _mm256_unpacklo_epi32(lo01, hi01), w01b = _mm256_unpackhi_epi32(lo01, hi01);
-    const __m128i w2a = _mm_unpacklo_epi32(lo2, hi2), w2b = _mm_unpackhi_epi32(lo2, hi2);
-    word_t* lw = l + w * kBand2Slots;
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(lw),
-                        _mm256_or_si256(vl, _mm256_permute2x128_si256(w01a, w01b, 0x20)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(lw + 4),
-                        _mm256_or_si256(vl, _mm256_permute2x128_si256(w01a, w01b, 0x31)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(lw + 8), _mm256_or_si256(vl, _mm256_set_m128i(w2b, w2a)));
+    word_slots<Exact>([xw](unsigned c) { return xw[c]; }, low, under_hi & ~low, t, bs01, bs2, l + w * kBand2Slots);
   }
-  const __m256d slo = _mm256_set1_pd(add_lanes(0.0, acc));
-  _mm256_storeu_pd(sb, _mm256_add_pd(slo, _mm256_cvtps_pd(_mm256_castps256_ps128(bs01))));
-  _mm256_storeu_pd(sb + 4, _mm256_add_pd(slo, _mm256_cvtps_pd(_mm256_extractf128_ps(bs01, 1))));
-  _mm256_storeu_pd(sb + 8, _mm256_add_pd(slo, _mm256_cvtps_pd(bs2)));
+  store_sums(add_lanes(0.0, acc), bs01, bs2, sb);
+}
+
+// Padded pixel px of r: its readers' thresholds, their least and greatest, and band2_pixel on its C values at x.
+void pixel_slots(const Band2Row& r, std::size_t px, const float* x) {
+  __m128 p[3], n[3];
+  for (int q = 0; q < 3; ++q) p[q] = _mm_loadu_ps(r.pos[q] + px), n[q] = _mm_loadu_ps(r.neg[q] + px);
+  const auto min = [](__m128 a, __m128 b) { return _mm_min_ps(a, b); };
+  const auto max = [](__m128 a, __m128 b) { return _mm_max_ps(a, b); };
+  const float lo = lanes3(min(min(p[0], p[1]), p[2]), min), hi = lanes3(max(max(n[0], n[1]), n[2]), max);
+  const Readers t{_mm256_set_m128(p[1], p[0]), _mm256_set_m128(n[1], n[0]), p[2], n[2]};
+  const std::size_t gw = r.C / kWordBits;
+  word_t* l = r.l + px * gw * kBand2Slots;
+  double* sb = r.sb + px * kBand2Slots;
+  if (r.exact)
+    band2_pixel<true>(x, gw, t, lo, hi, l, sb);
+  else
+    band2_pixel<false>(x, gw, t, lo, hi, l, sb);
+}
+
+// Band2Row::src's 8 pixels x0 + p0 .. (count of them) in the lanes, channel by channel, into what band2_pixel gives
+// for each from its NHWC values, bit for bit. Per word, channel c's compares with the pixels' lo and hi are kept as
+// bytes (bit j: pixel j), and a pixel's L and band words are then bit j of the 64 bytes (shifted to each byte's top
+// bit and collected by vpmovmskb, 32 channels at a time). The values below lo are added as band2_pixel adds them: its
+// float lane k is ((k + (32 + k)) + ((8 + k) + (40 + k))) + (((16 + k) + (48 + k)) + ((24 + k) + (56 + k))) in
+// channels, here a vector of the 8 pixels per k, widened (lanes k and k + 4 into double lane k) and accumulated over
+// words; the band's values follow one by one in channel order, per pixel (word_slots).
+template <bool Affine, bool Exact>
+void band2_block(const Band2Row& r, std::size_t p0, std::size_t count) {
+  const std::size_t gw = r.C / kWordBits, px0 = r.x0 + p0, cs = r.cstride;
+  const __m256i in = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)),
+                                        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  __m256 vlo = _mm256_set1_ps(HUGE_VALF), vhi = _mm256_set1_ps(-HUGE_VALF);
+  for (int q = 0; q < 3; ++q)
+    for (std::size_t j = 0; j < 3; ++j) {  // pixel px0 + i: grid columns px0 + i .. px0 + i + 2
+      vlo = _mm256_min_ps(vlo, _mm256_maskload_ps(r.pos[q] + px0 + j, in));
+      vhi = _mm256_max_ps(vhi, _mm256_maskload_ps(r.neg[q] + px0 + j, in));
+    }
+  alignas(32) std::uint8_t below[kWordBits], under_hi[kWordBits];  // per channel, bit j: pixel j
+  alignas(32) float bs[kFloats][2 * kFloats];                      // per pixel, the band's sums per slot
+  __m256d acc[kDoubles][2];                                         // per lane k of band2_pixel's sums: pixels 0-3, 4-7
+  for (auto& a : acc) a[0] = a[1] = _mm256_setzero_pd();
+  std::uint32_t banded = 0;  // the pixels whose bs holds sums
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  for (std::size_t w = 0; w < gw; ++w) {
+    const float* src = r.src + w * kWordBits * cs + p0;
+    const float* scale = Affine ? r.scale + w * kWordBits : nullptr;
+    const float* shift = Affine ? r.shift + w * kWordBits : nullptr;
+    // channel c of the 8 pixels: its compares kept, |x| where below lo (else +0.0) returned
+    const auto term = [&](std::size_t c) {
+      __m256 v = _mm256_maskload_ps(src + c * cs, in);
+      if (Affine) v = _mm256_add_ps(_mm256_mul_ps(v, _mm256_set1_ps(scale[c])), _mm256_set1_ps(shift[c]));
+      const __m256 a = _mm256_andnot_ps(sign, v), m = _mm256_cmp_ps(a, vlo, _CMP_LT_OQ);
+      below[c] = static_cast<std::uint8_t>(_mm256_movemask_ps(m));
+      under_hi[c] = static_cast<std::uint8_t>(_mm256_movemask_ps(_mm256_cmp_ps(a, vhi, _CMP_LT_OQ)));
+      return _mm256_and_ps(m, a);
+    };
+    const auto pair = [&](std::size_t c) { return _mm256_add_ps(term(c), term(c + 32)); };
+    const auto lane = [&](std::size_t k) {
+      return _mm256_add_ps(_mm256_add_ps(pair(k), pair(8 + k)), _mm256_add_ps(pair(16 + k), pair(24 + k)));
+    };
+    for (std::size_t k = 0; k < kDoubles; ++k) {
+      const __m256 s = lane(k), t = lane(k + kDoubles);
+      for (int h = 0; h < 2; ++h) {
+        const __m128 sh = h ? _mm256_extractf128_ps(s, 1) : _mm256_castps256_ps128(s);
+        const __m128 th = h ? _mm256_extractf128_ps(t, 1) : _mm256_castps256_ps128(t);
+        acc[k][h] = _mm256_add_pd(acc[k][h], _mm256_add_pd(_mm256_cvtps_pd(sh), _mm256_cvtps_pd(th)));
+      }
+    }
+    const __m256i lo0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(below));
+    const __m256i lo1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(below + 32));
+    const __m256i hi0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(under_hi));
+    const __m256i hi1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(under_hi + 32));
+    for (std::size_t j = 0; j < count; ++j) {
+      const __m128i up = _mm_cvtsi32_si128(static_cast<int>(7 - j));  // bit j to each byte's top bit
+      const auto bits = [up](__m256i a, __m256i b) {
+        return static_cast<word_t>(static_cast<std::uint32_t>(_mm256_movemask_epi8(_mm256_sll_epi16(a, up)))) |
+               static_cast<word_t>(static_cast<std::uint32_t>(_mm256_movemask_epi8(_mm256_sll_epi16(b, up)))) << 32;
+      };
+      const word_t low = bits(lo0, lo1), band = bits(hi0, hi1) & ~low;
+      const std::size_t px = px0 + j;
+      word_t* lw = r.l + (px * gw + w) * kBand2Slots;
+      if (!band) {
+        const __m256i vl = _mm256_set1_epi64x(static_cast<long long>(low));
+        for (std::size_t s = 0; s < kBand2Slots; s += kDoubles)
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(lw + s), vl);
+        continue;
+      }
+      Readers t{};
+      for (int q = 0; q < 2; ++q) t.tp01 = _mm256_insertf128_ps(t.tp01, _mm_loadu_ps(r.pos[q] + px), q);
+      t.tp2 = _mm_loadu_ps(r.pos[2] + px);
+      if (Exact) {
+        for (int q = 0; q < 2; ++q) t.tn01 = _mm256_insertf128_ps(t.tn01, _mm_loadu_ps(r.neg[q] + px), q);
+        t.tn2 = _mm_loadu_ps(r.neg[2] + px);
+      }
+      __m256 bs01 = _mm256_setzero_ps();
+      __m128 bs2 = _mm_setzero_ps();
+      if (banded >> j & 1u) bs01 = _mm256_load_ps(bs[j]), bs2 = _mm_load_ps(bs[j] + kFloats);
+      const auto value = [&](unsigned c) {
+        const float v = src[c * cs + j];
+        return Affine ? v * scale[c] + shift[c] : v;
+      };
+      word_slots<Exact>(value, low, band, t, bs01, bs2, lw);
+      _mm256_store_ps(bs[j], bs01);
+      _mm_store_ps(bs[j] + kFloats, bs2);
+      banded |= 1u << j;
+    }
+  }
+  alignas(32) double a[kDoubles][kFloats];
+  for (std::size_t k = 0; k < kDoubles; ++k) _mm256_store_pd(a[k], acc[k][0]), _mm256_store_pd(a[k] + 4, acc[k][1]);
+  for (std::size_t j = 0; j < count; ++j) {
+    const bool b = banded >> j & 1u;
+    store_sums(0.0 + (a[0][j] + a[1][j]) + (a[2][j] + a[3][j]), b ? _mm256_load_ps(bs[j]) : _mm256_setzero_ps(),
+               b ? _mm_load_ps(bs[j] + kFloats) : _mm_setzero_ps(), r.sb + (px0 + j) * kBand2Slots);
+  }
 }
 
 }  // namespace
 
 void band2_pixels_avx2(const Band2Row& r) {
-  const std::size_t gw = r.C / kWordBits;
-  for (std::size_t px = 0; px < r.wp; ++px) {
-    __m128 p[3], n[3];
-    for (int q = 0; q < 3; ++q) p[q] = _mm_loadu_ps(r.pos[q] + px), n[q] = _mm_loadu_ps(r.neg[q] + px);
-    const auto min = [](__m128 a, __m128 b) { return _mm_min_ps(a, b); };
-    const auto max = [](__m128 a, __m128 b) { return _mm_max_ps(a, b); };
-    const float lo = lanes3(min(min(p[0], p[1]), p[2]), min), hi = lanes3(max(max(n[0], n[1]), n[2]), max);
-    const __m256 tp01 = _mm256_set_m128(p[1], p[0]), tn01 = _mm256_set_m128(n[1], n[0]);
-    const float* x = r.x + px * r.C;
-    word_t* l = r.l + px * gw * kBand2Slots;
-    double* sb = r.sb + px * kBand2Slots;
-    if (r.exact)
-      band2_pixel<true>(x, gw, tp01, p[2], tn01, n[2], lo, hi, l, sb);
+  for (std::size_t px = 0; px < r.wp; ++px) pixel_slots(r, px, r.x + px * r.C);
+}
+
+void band2_pixels_nchw_avx2(const Band2Row& r) {
+  // the zero pixels of the border one by one, as band2_pixels_avx2 takes them
+  for (std::size_t px = 0; px < r.x0; ++px) pixel_slots(r, px, r.x);
+  for (std::size_t px = r.x0 + r.n; px < r.wp; ++px) pixel_slots(r, px, r.x);
+  for (std::size_t p0 = 0; p0 < r.n; p0 += kFloats) {
+    const std::size_t count = std::min(kFloats, r.n - p0);
+    if (r.scale)
+      r.exact ? band2_block<true, true>(r, p0, count) : band2_block<true, false>(r, p0, count);
     else
-      band2_pixel<false>(x, gw, tp01, p[2], tn01, n[2], lo, hi, l, sb);
+      r.exact ? band2_block<false, true>(r, p0, count) : band2_block<false, false>(r, p0, count);
   }
 }
 
