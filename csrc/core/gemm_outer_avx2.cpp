@@ -542,11 +542,11 @@ void counts(const std::uint8_t* const* woff, const std::uint8_t* panel, std::siz
   }
 }
 
-// The 32 columns' outputs of one filter (before the float32 steps), sink(s, out) for lane set s (columns 4 s ..
-// 4 s + 3): Avx2Outer::lane_set_output's operations in its order, from the K planes' 16-bit counts c[k] (counts'
-// layout: columns 8 b .. 8 b + 7 in half b & 1, 128-bit lane b >> 1). n - 2 pc is formed in 32-bit lanes and
-// converted to float32 exactly; bq: the float32 betas of lane set s and plane k at (s K + k) 4; 8 columns (two lane
-// sets) in one vector of float32 lanes.
+// The 32 columns' outputs of one filter (before the float32 steps), sink(b, out) for columns 8 b .. 8 b + 7 (lane sets
+// 2 b and 2 b + 1 in out's halves): Avx2Outer::lane_set_output's operations in its order, from the K planes' 16-bit
+// counts c[k] (counts' layout: columns 8 b .. 8 b + 7 in half b & 1, 128-bit lane b >> 1). n - 2 pc is formed in
+// 32-bit lanes and converted to float32 exactly; bq: the float32 betas of lane set s and plane k at (s K + k) 4 (at
+// order 1 the 8 columns' betas are consecutive: one load).
 //
 // NoNegZeroAdd: no filter's add is -0.0, and then s starts from the first product instead of 0.0 + it. They differ
 // only when that product is -0.0 (s then -0.0, not +0.0), which changes coef * s to the other zero and nothing else:
@@ -559,13 +559,12 @@ inline void group_outputs(const __m256i (*c)[2], const float* bq, __m256i n, __m
       const __m256i h = c[k][b & 1];
       const __m128i u = b & 2 ? _mm256_extracti128_si256(h, 1) : _mm256_castsi256_si128(h);
       const __m256i x = _mm256_sub_epi32(n, _mm256_slli_epi32(_mm256_cvtepu16_epi32(u), 1));
-      const __m256 beta = _mm256_loadu2_m128(bq + ((2 * b + 1) * K + k) * 4, bq + (2 * b * K + k) * 4);
+      const __m256 beta = K == 1 ? _mm256_loadu_ps(bq + 8 * b)
+                                 : _mm256_loadu2_m128(bq + ((2 * b + 1) * K + k) * 4, bq + (2 * b * K + k) * 4);
       const __m256 p = _mm256_mul_ps(beta, _mm256_cvtepi32_ps(x));
       s = NoNegZeroAdd && k == 0 ? p : _mm256_add_ps(s, p);
     }
-    const __m256 out = _mm256_add_ps(_mm256_mul_ps(coef, s), add);
-    sink(2 * b, _mm256_castps256_ps128(out));
-    sink(2 * b + 1, _mm256_extractf128_ps(out, 1));
+    sink(b, _mm256_add_ps(_mm256_mul_ps(coef, s), add));
   }
 }
 
@@ -757,20 +756,23 @@ void task(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const E
           for (std::size_t g = 0; g < G && (b * G + g) * S < sets; ++g) {
             const float* bg = bq + g * S * K * L;
             const std::size_t s0 = (b * G + g) * S;
-            if (sc.run[b * G + g]) {  // 32 consecutive outputs of one image, each lane set stored as it comes
+            if (sc.run[b * G + g]) {  // 32 consecutive outputs of one image, 8 stored as they come
               float* dst = y + o * ppi + sc.dest[s0].base[0];
               const float* r = ep.residual ? ep.residual + (dst - y) : nullptr;
-              const __m128 f = _mm_set1_ps(ep.floor ? ep.floor[o] : 0.0f);
-              group_outputs<K, NoNegZeroAdd>(cnt[i] + g * K, bg, nvec, coef, add, [&](int l, __m128 v) {
-                if (r) v = _mm_add_ps(v, _mm_loadu_ps(r + 4 * l));
-                if (ep.floor) v = _mm_max_ps(f, v);  // floor > v ? floor : v
-                _mm_storeu_ps(dst + 4 * l, v);
+              const __m256 f = _mm256_set1_ps(ep.floor ? ep.floor[o] : 0.0f);
+              group_outputs<K, NoNegZeroAdd>(cnt[i] + g * K, bg, nvec, coef, add, [&](int b8, __m256 v) {
+                if (r) v = _mm256_add_ps(v, _mm256_loadu_ps(r + 8 * b8));
+                if (ep.floor) v = _mm256_max_ps(f, v);  // floor > v ? floor : v
+                _mm256_storeu_ps(dst + 8 * b8, v);
               });
               continue;
             }
-            group_outputs<K, NoNegZeroAdd>(cnt[i] + g * K, bg, nvec, coef, add, [&](int l, __m128 v) {
-              const std::size_t s = s0 + static_cast<std::size_t>(l);
-              if (s < sets) Avx2Outer::put(v, sc.dest[s], ep, o, ppi, y);
+            group_outputs<K, NoNegZeroAdd>(cnt[i] + g * K, bg, nvec, coef, add, [&](int b8, __m256 v) {
+              for (int h = 0; h < 2; ++h) {
+                const std::size_t s = s0 + static_cast<std::size_t>(2 * b8 + h);
+                if (s < sets) Avx2Outer::put(h ? _mm256_extractf128_ps(v, 1) : _mm256_castps256_ps128(v), sc.dest[s],
+                                             ep, o, ppi, y);
+              }
             });
           }
         }
