@@ -545,8 +545,8 @@ void counts(const std::uint8_t* const* woff, const std::uint8_t* panel, std::siz
 // The 32 columns' outputs of one filter (before the float32 steps), sink(b, out) for columns 8 b .. 8 b + 7 (lane sets
 // 2 b and 2 b + 1 in out's halves): Avx2Outer::lane_set_output's operations in its order, from the K planes' 16-bit
 // counts c[k] (counts' layout: columns 8 b .. 8 b + 7 in half b & 1, 128-bit lane b >> 1). n - 2 pc is formed in
-// 32-bit lanes and converted to float32 exactly; bq: the float32 betas of lane set s and plane k at (s K + k) 4 (at
-// order 1 the 8 columns' betas are consecutive: one load).
+// 32-bit lanes and converted to float32 exactly; bq: the float32 betas of columns 8 b .. 8 b + 7 and plane k at
+// (b K + k) 8 (one load each).
 //
 // NoNegZeroAdd: no filter's add is -0.0, and then s starts from the first product instead of 0.0 + it. They differ
 // only when that product is -0.0 (s then -0.0, not +0.0), which changes coef * s to the other zero and nothing else:
@@ -559,8 +559,7 @@ inline void group_outputs(const __m256i (*c)[2], const float* bq, __m256i n, __m
       const __m256i h = c[k][b & 1];
       const __m128i u = b & 2 ? _mm256_extracti128_si256(h, 1) : _mm256_castsi256_si128(h);
       const __m256i x = _mm256_sub_epi32(n, _mm256_slli_epi32(_mm256_cvtepu16_epi32(u), 1));
-      const __m256 beta = K == 1 ? _mm256_loadu_ps(bq + 8 * b)
-                                 : _mm256_loadu2_m128(bq + ((2 * b + 1) * K + k) * 4, bq + (2 * b * K + k) * 4);
+      const __m256 beta = _mm256_loadu_ps(bq + (b * K + k) * 8);
       const __m256 p = _mm256_mul_ps(beta, _mm256_cvtepi32_ps(x));
       s = NoNegZeroAdd && k == 0 ? p : _mm256_add_ps(s, p);
     }
@@ -571,7 +570,7 @@ inline void group_outputs(const __m256i (*c)[2], const float* bq, __m256i n, __m
 struct Scratch {
   LocalUninitVector<std::uint8_t> woff, panel;
   LocalVector<double> betas;  // per lane set s of a block and plane k: 4 lanes at (s K + k) 4
-  LocalVector<float> betas32;  // the same, rounded to float32 (the epilogue's operand)
+  LocalVector<float> betas32;  // the same in float32, per 8 columns b and plane k at (b K + k) 8 (group_outputs)
   LocalVector<LaneDest<4>> dest;
   LocalVector<std::int64_t> word_at;  // per column of a block: its first word in the pixel image (plane 0)
   LocalVector<unsigned char> run;     // per group of a superblock: 32 consecutive outputs in y
@@ -732,7 +731,11 @@ void task(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const E
     for (std::size_t b = 0; b < nb; ++b)
       build_block<K, G>(q, j0, c0 + b * bcols, std::min(bcols, snc - b * bcols), panels + b * pbytes,
                         sc.betas.data() + b * bcols * K, sc.word_at.data(), sc.words.data());
-    for (std::size_t i = 0; i < nb * bcols * K; ++i) sc.betas32[i] = static_cast<float>(sc.betas[i]);
+    // Per lane set s and plane k (build_block's (s K + k) L) to per 8 columns (lane sets 2 b, 2 b + 1): (b K + k) 2 L
+    for (std::size_t i = 0; i < nb * bcols * K; ++i) {
+      const std::size_t s = i / (K * L), k = i / L % K, l = i % L;
+      sc.betas32[(s / 2 * K + k) * 2 * L + s % 2 * L + l] = static_cast<float>(sc.betas[i]);
+    }
     lane_dests(m, ppi, j0 + c0, snc, sc.dest);
     const std::size_t sets = sc.dest.size();
     for (std::size_t g = 0; g < nb * G; ++g) {  // group g's 32 columns whole and consecutive in y: one run of stores

@@ -560,7 +560,7 @@ void band2_block(const Band2Row& r, std::size_t p0, std::size_t count) {
     }
   alignas(32) std::uint8_t below[kWordBits], under_hi[kWordBits];  // per channel, bit j: pixel j
   alignas(32) float bs[kFloats][2 * kFloats];                      // per pixel, the band's sums per slot
-  __m256d acc[kDoubles][2];                                         // per lane k of band2_pixel's sums: pixels 0-3, 4-7
+  __m256d acc[kDoubles][2];  // per double lane d of band2_pixel's acc (float lanes d, d + 4): pixels 0-3, 4-7
   for (auto& a : acc) a[0] = a[1] = _mm256_setzero_pd();
   std::uint32_t banded = 0;  // the pixels whose bs holds sums
   const __m256 sign = _mm256_set1_ps(-0.0f);
