@@ -91,26 +91,35 @@ def test_threads_and_batches_give_the_same_floats(path, order):
         assert np.array_equal(bits, b1[i * per : (i + 1) * per]) and np.array_equal(betas, e1[i * per : (i + 1) * per])
 
 
+# (images, channels, height, width, padding, exact): rows of 23, 24 and 25 pixels (the NCHW pass's 8- and 16-pixel
+# blocks whole and with 7 or 1 left over), one to three words of channels; `exact` puts columns with beta_1 exactly 1
+# (exact thresholds: a value's bit then depends on its sign) beside the others
+AFFINE_GEOMS = [(2, 128, 24, 23, 1, False), (1, 64, 24, 24, 1, True), (1, 192, 25, 25, 0, True)]
+
+
 @pytest.mark.parametrize("order", [2, 3])
-def test_input_affine_and_channels_last_give_the_same_floats(path, order):
+@pytest.mark.parametrize("geom", AFFINE_GEOMS, ids=lambda g: "x".join(map(str, g[:5])) + ("-exact" if g[5] else ""))
+def test_input_affine_and_channels_last_give_the_same_floats(path, geom, order):
     """The route reads its padded rows through the input affine, from an NCHW input itself at order 2 and from the
     NHWC copy that the pixel pass writes otherwise: a layer with an input affine gives bit for bit the layer on the
     affine's output (multiply, then add, as a separate float32 step), and an NHWC input the NCHW input's columns and
     outputs."""
-    rng = np.random.default_rng(21 + order)
-    c = 128
-    x = (rng.standard_normal((2, c, 24, 23)) * np.exp(rng.uniform(-1.0, 1.0, (2, 1, 24, 23)))).astype(np.float32)
+    n, c, h, w, p, exact = geom
+    rng = np.random.default_rng(21 + order + c)
+    x = (rng.standard_normal((n, c, h, w)) * np.exp(rng.uniform(-1.0, 1.0, (n, 1, h, w)))).astype(np.float32)
+    if exact:  # magnitude 1 in a block, both signs: its columns' beta_1 is 1 exactly, ties with every value
+        x[0, :, 3:9, 3:9] = np.where(rng.random((c, 6, 6)) < 0.5, -1.0, 1.0)
     wt = rng.standard_normal((6, c, 3, 3)).astype(np.float32)
     pw = kernels.pack_weights(wt)
     sc = rng.standard_normal(c).astype(np.float32)
     sc[::5] = 0.0
     sh = rng.standard_normal(c).astype(np.float32)
     xa = np.add(np.multiply(x, sc.reshape(1, c, 1, 1)), sh.reshape(1, c, 1, 1))
-    want = kernels.Conv2dLayer(pw, order=order, padding=1, kernel=path)(xa)
-    got = kernels.Conv2dLayer(pw, order=order, padding=1, in_scale=sc, in_shift=sh, kernel=path)(x)
+    want = kernels.Conv2dLayer(pw, order=order, padding=p, kernel=path)(xa)
+    got = kernels.Conv2dLayer(pw, order=order, padding=p, in_scale=sc, in_shift=sh, kernel=path)(x)
     assert np.array_equal(got, want)
     co = wt.shape[0]
-    args = (pw.conv_bits(), np.ones(co), np.zeros(co), 3, 3, (1, 1), (1, 1), (1, 1), order)
+    args = (pw.conv_bits(), np.ones(co), np.zeros(co), 3, 3, (1, 1), (p, p), (1, 1), order)
     y, (bits, betas) = _core.conv2d_train(x, *args, False, path)
     yl, (bits_l, betas_l) = _core.conv2d_train(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), *args, True, path)
     assert np.array_equal(np.array(bits), np.array(bits_l)) and np.array_equal(np.array(betas), np.array(betas_l))
