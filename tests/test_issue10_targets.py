@@ -9,9 +9,23 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("issue10_targets", ROOT / "benchmarks" / "issue10_targets.py")
-targets = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(targets)
+
+
+def _benchmark(name):
+    """benchmarks/NAME.py as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _doc_section(section):
+    """The generated part of docs/KERNELS.md between <!-- section:begin --> and <!-- section:end -->."""
+    doc = (ROOT / "docs" / "KERNELS.md").read_text()
+    return doc.split(f"<!-- {section}:begin -->\n", 1)[1].split(f"\n<!-- {section}:end -->", 1)[0]
+
+
+targets = _benchmark("issue10_targets")
 
 
 def _t(ms):
@@ -100,9 +114,7 @@ def test_the_doc_tables_are_the_committed_files(section, args, monkeypatch, caps
     monkeypatch.chdir(ROOT)
     assert targets.main(args) == 0
     printed = capsys.readouterr().out.strip()
-    doc = (ROOT / "docs" / "KERNELS.md").read_text()
-    body = doc.split(f"<!-- {section}:begin -->\n", 1)[1].split(f"\n<!-- {section}:end -->", 1)[0]
-    assert body == printed
+    assert _doc_section(section) == printed
     for f in args[1::2]:
         json.loads((ROOT / f).read_text())  # every file named is committed and readable
 
@@ -112,15 +124,11 @@ def test_the_doc_tables_are_the_committed_files(section, args, monkeypatch, caps
 def test_the_doc_models_tables_are_the_committed_file(section, path, monkeypatch, capsys):
     """docs/KERNELS.md rounds 33 and 34's generated sections are `bench_yardstick_models.py --render` of their JSON
     files."""
-    spec = importlib.util.spec_from_file_location("bench_yardstick_models",
-                                                  ROOT / "benchmarks" / "bench_yardstick_models.py")
-    models = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(models)
+    models = _benchmark("bench_yardstick_models")
     monkeypatch.chdir(ROOT)
     assert models.main(["--render", path]) == 0
     printed = capsys.readouterr().out.strip()
-    doc = (ROOT / "docs" / "KERNELS.md").read_text()
-    body = doc.split(f"<!-- {section}:begin -->\n", 1)[1].split(f"\n<!-- {section}:end -->", 1)[0]
+    body = _doc_section(section)
     assert body == printed
     assert "OV binary / o1" in body  # the OpenVINO twins' table
 
@@ -128,15 +136,12 @@ def test_the_doc_models_tables_are_the_committed_file(section, path, monkeypatch
 def test_the_doc_geometries_tables_are_the_committed_file(monkeypatch, capsys, tmp_path):
     """docs/KERNELS.md's yardstick-geometries section is `bench_yardstick.py --render` of its JSON (round 46), and
     --render writes that section (and only it) into a --doc file."""
-    spec = importlib.util.spec_from_file_location("bench_yardstick", ROOT / "benchmarks" / "bench_yardstick.py")
-    layers = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(layers)
+    layers = _benchmark("bench_yardstick")
     monkeypatch.chdir(ROOT)
     assert layers.main(["--render", "docs/yardstick_geometries.json"]) == 0
     printed = capsys.readouterr().out.strip()
-    doc = (ROOT / "docs" / "KERNELS.md").read_text()
     section = "yardstick-geometries"
-    body = doc.split(f"<!-- {section}:begin -->\n", 1)[1].split(f"\n<!-- {section}:end -->", 1)[0]
+    body = _doc_section(section)
     assert body == printed
     assert "--render docs/yardstick_geometries.json" in body and "3x3 64ch 32x32 batch 32" in body
     out = tmp_path / "doc.md"

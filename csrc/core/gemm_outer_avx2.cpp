@@ -569,8 +569,8 @@ inline void group_outputs(const __m256i (*c)[2], const float* bq, __m256i n, __m
 
 struct Scratch {
   LocalUninitVector<std::uint8_t> woff, panel;
-  LocalVector<double> betas;  // per lane set s of a block and plane k: 4 lanes at (s K + k) 4
-  LocalVector<float> betas32;  // the same in float32, per 8 columns b and plane k at (b K + k) 8 (group_outputs)
+  LocalVector<double> betas;  // per 8 columns b of a block and plane k: 8 lanes at (b K + k) 8 (group_outputs)
+  LocalVector<float> betas32;  // the same, rounded to float32 (the epilogue's operand)
   LocalVector<LaneDest<4>> dest;
   LocalVector<std::int64_t> word_at;  // per column of a block: its first word in the pixel image (plane 0)
   LocalVector<unsigned char> run;     // per group of a superblock: 32 consecutive outputs in y
@@ -660,8 +660,8 @@ void stored_rows_panel(const word_t* rows, std::size_t ld, std::size_t ws, std::
 }
 
 // A block's panel (vector (g, k) of position p at panel + (p NV + g K + k) 32) from columns [c0, c0 + nc) of the
-// task, its betas (bq) and where its columns' first words lie in the pixel image (word_at, plane 0 of an image q);
-// words: scratch for rows_by_word.
+// task, its betas (bq: columns 8 b .. 8 b + 7 of plane k at (b K + k) 8, group_outputs' layout) and where its columns'
+// first words lie in the pixel image (word_at, plane 0 of an image q); words: scratch for rows_by_word.
 template <int K, std::size_t G>
 void build_block(const QuantizedColumns& q, std::size_t j0, std::size_t c0, std::size_t nc, std::uint8_t* panel,
                  double* bq, std::int64_t* word_at, word_t* words) {
@@ -698,14 +698,14 @@ void build_block(const QuantizedColumns& q, std::size_t j0, std::size_t c0, std:
         transpose32(src, out + 16 * w * NV * kCols, NV * kCols);
       }
     }
-  // Betas, lane set by lane set: stored, or at order 1 with the image the box sums (box_betas).
+  // Betas, 8 columns at a time per plane: stored, or at order 1 with the image the box sums (box_betas).
   if (q.implicit_h1 && K == 1) {
     box_betas(im, j0 + c0, nc, n, bq);
     std::fill(bq + nc, bq + sets * L, 0.0);
   } else {
     for (std::size_t c = 0; c < sets * L; ++c)
       for (std::size_t k = 0; k < static_cast<std::size_t>(K); ++k)
-        bq[(c / L * K + k) * L + c % L] = c < nc ? q.betas[(j0 + c0 + c) * K + k] : 0.0;
+        bq[(c / 8 * K + k) * 8 + c % 8] = c < nc ? q.betas[(j0 + c0 + c) * K + k] : 0.0;
   }
 }
 
@@ -731,11 +731,7 @@ void task(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const E
     for (std::size_t b = 0; b < nb; ++b)
       build_block<K, G>(q, j0, c0 + b * bcols, std::min(bcols, snc - b * bcols), panels + b * pbytes,
                         sc.betas.data() + b * bcols * K, sc.word_at.data(), sc.words.data());
-    // Per lane set s and plane k (build_block's (s K + k) L) to per 8 columns (lane sets 2 b, 2 b + 1): (b K + k) 2 L
-    for (std::size_t i = 0; i < nb * bcols * K; ++i) {
-      const std::size_t s = i / (K * L), k = i / L % K, l = i % L;
-      sc.betas32[(s / 2 * K + k) * 2 * L + s % 2 * L + l] = static_cast<float>(sc.betas[i]);
-    }
+    for (std::size_t i = 0; i < nb * bcols * K; ++i) sc.betas32[i] = static_cast<float>(sc.betas[i]);
     lane_dests(m, ppi, j0 + c0, snc, sc.dest);
     const std::size_t sets = sc.dest.size();
     for (std::size_t g = 0; g < nb * G; ++g) {  // group g's 32 columns whole and consecutive in y: one run of stores
