@@ -193,17 +193,28 @@ void tiles(const WinogradPlan& p, const float* q, std::size_t ty, float* const r
   float* const vb = line_start(vbuf.data());
   float* const mb = line_start(mbuf.data());
 
-  // V[(k, l)][c'][tiles] = (BT d BT^T)[k][l].
+  // The vectors of tiles in nb blocks of up to PMAX, as even as they go (the first nv % nb take one more). Each
+  // block's V is one run, [(k, l)][c'][its tiles] = (BT d BT^T)[k][l], so that the GEMMs of a block read
+  // kXi * cq * pv * L consecutive floats (a run per block, not the row's columns interleaved).
+  const std::size_t nb = ceil_div(nv, PMAX), base = nv / nb, extra = nv % nb;
+  const auto block_of = [&](std::size_t v, std::size_t& v0, std::size_t& pv) {
+    const std::size_t big = extra * (base + 1);  // vectors in the blocks of base + 1
+    v0 = v < big ? v / (base + 1) * (base + 1) : big + (v - big) / base * base;
+    pv = v < big ? base + 1 : base;
+  };
   for (std::size_t c = 0; c < cq; ++c)
     for (std::size_t v = 0; v < nv; ++v) {
-      const float* base = q + (c * p.q_rows + kOut * ty) * kOut * qc + v * L;
+      std::size_t v0, pv;
+      block_of(v, v0, pv);
+      float* const vrun = vb + v0 * L * kXi * cq + c * pv * L + (v - v0) * L;  // (xi, c') at vrun + xi cq pv L
+      const float* src = q + (c * p.q_rows + kOut * ty) * kOut * qc + v * L;
       reg t[kTile][kTile];  // t[k][b] = sum over a of BT[k][a] d[a][b]
 #pragma GCC unroll 8
       for (std::size_t b = 0; b < kTile; ++b) {
         reg d[kTile];
 #pragma GCC unroll 8
         for (std::size_t a = 0; a < kTile; ++a) {
-          const float* at = base + (a * kOut + b % kOut) * qc + b / kOut;
+          const float* at = src + (a * kOut + b % kOut) * qc + b / kOut;
           if constexpr (kPair) {
             d[a] = V::load_pair(at, at + pair->in_off);
           } else {
@@ -217,27 +228,30 @@ void tiles(const WinogradPlan& p, const float* q, std::size_t ty, float* const r
       for (std::size_t k = 0; k < kTile; ++k)
 #pragma GCC unroll 8
         for (std::size_t l = 0; l < kTile; ++l)
-          V::store(vb + ((k * kTile + l) * cq + c) * tc + v * L, combine<V>(kBT[l], t[k]));
+          V::store(vrun + (k * kTile + l) * cq * pv * L, combine<V>(kBT[l], t[k]));
     }
 
-  std::int64_t koff[kXi][kMaxPhaseChannels];  // element xi's phase channels that count, as offsets into its V
-  for (std::size_t xi = 0; xi < kXi; ++xi)
-    for (std::size_t t = 0; t < uw.count[xi]; ++t) koff[xi][t] = static_cast<std::int64_t>(uw.channels[xi][t] * tc);
-  const std::size_t nb = ceil_div(nv, PMAX), base = nv / nb, extra = nv % nb;
+  // Element xi's phase channels that count, as offsets into its V in a block of base + 1 vectors ([0]) or base ([1]).
+  std::int64_t koff[2][kXi][kMaxPhaseChannels];
+  for (std::size_t w = 0; w < 2; ++w)
+    for (std::size_t xi = 0; xi < kXi; ++xi)
+      for (std::size_t t = 0; t < uw.count[xi]; ++t)
+        koff[w][xi][t] = static_cast<std::int64_t>(uw.channels[xi][t] * (base + 1 - w) * L);
   for (std::size_t o0 = 0; o0 < p.m;) {
     const bool wide = B > 1 && p.m - o0 >= BR;
     const std::size_t nrows = wide ? BR : R;
     for (std::size_t bi = 0, v0 = 0; bi < nb; ++bi) {
       const std::size_t pv = base + (bi < extra ? 1 : 0);
+      const std::int64_t(&ko)[kXi][kMaxPhaseChannels] = koff[bi < extra ? 0 : 1];
       for (std::size_t xi = 0; xi < kXi; ++xi) {
         const std::size_t k = uw.count[xi];
         const float* wt = uw.u.data() + uw.offset[xi] + o0 / R * k * R;
-        const float* in = vb + xi * cq * tc + v0 * L;
+        const float* in = vb + v0 * L * kXi * cq + xi * cq * pv * L;
         float* const mxi = mb + xi * BR * PL;
         if (wide) {
-          float_conv::dispatch<V, B, PMAX>(pv, in, koff[xi], wt, k, mxi, PL);
-        } else if (!unrolled_block<V>(pv, k, in, koff[xi], wt, mxi, PL)) {
-          float_conv::dispatch<V, 1, PMAX>(pv, in, koff[xi], wt, k, mxi, PL);
+          float_conv::dispatch<V, B, PMAX>(pv, in, ko[xi], wt, k, mxi, PL);
+        } else if (!unrolled_block<V>(pv, k, in, ko[xi], wt, mxi, PL)) {
+          float_conv::dispatch<V, 1, PMAX>(pv, in, ko[xi], wt, k, mxi, PL);
         }
       }
       for (std::size_t r = 0; r < nrows && o0 + r < p.m; ++r) {
