@@ -197,15 +197,9 @@ void tiles(const WinogradPlan& p, const float* q, std::size_t ty, float* const r
   // block's V is one run, [(k, l)][c'][its tiles] = (BT d BT^T)[k][l], so that the GEMMs of a block read
   // kXi * cq * pv * L consecutive floats (a run per block, not the row's columns interleaved).
   const std::size_t nb = ceil_div(nv, PMAX), base = nv / nb, extra = nv % nb;
-  const auto block_of = [&](std::size_t v, std::size_t& v0, std::size_t& pv) {
-    const std::size_t big = extra * (base + 1);  // vectors in the blocks of base + 1
-    v0 = v < big ? v / (base + 1) * (base + 1) : big + (v - big) / base * base;
-    pv = v < big ? base + 1 : base;
-  };
   for (std::size_t c = 0; c < cq; ++c)
-    for (std::size_t v = 0; v < nv; ++v) {
-      std::size_t v0, pv;
-      block_of(v, v0, pv);
+    for (std::size_t bi = 0, v0 = 0, pv = base + (extra > 0 ? 1 : 0), v = 0; v < nv; ++v) {
+      if (v == v0 + pv) v0 = v, pv = base + (++bi < extra ? 1 : 0);  // the next block
       float* const vrun = vb + v0 * L * kXi * cq + c * pv * L + (v - v0) * L;  // (xi, c') at vrun + xi cq pv L
       const float* src = q + (c * p.q_rows + kOut * ty) * kOut * qc + v * L;
       reg t[kTile][kTile];  // t[k][b] = sum over a of BT[k][a] d[a][b]
