@@ -1006,8 +1006,9 @@ int check_float_conv(std::mt19937_64& rng) {
 // float_conv2d's Winograd tiles (float_conv_winograd.h) with the AVX-512 tile row against the generic path's
 // scalar tiles (std::fma for the fused operations): equal bit for bit, guard values intact, on strides 1 and 2,
 // kernels up to 4 x stride (rectangular, sub-kernels of every size), 1..16 phase channels, output widths whose tile
-// columns fall around the 16-lane vectors (1 to 3 vectors; 17, 34 and 49 columns end on the 8-lane tail), channel
-// counts that are not whole 8-channel blocks, batches, bias and floor.
+// columns fall around the 16-lane vectors (1 to 3 vectors; 17, 34 and 49 columns end on the 8-lane tail; 81 and 97
+// columns, 5 and 6 vectors, are rows of two blocks of vectors, of 3 + 2 and 3 + 3), channel counts that are not whole
+// 8-channel blocks, batches, bias and floor.
 int check_float_conv_winograd(std::mt19937_64& rng) {
   KernelTable emu{}, gen{};
   emu.name = "avx512", gen.name = "generic";
@@ -1016,12 +1017,12 @@ int check_float_conv_winograd(std::mt19937_64& rng) {
   std::normal_distribution<float> normal;
   int failures = 0;
   for (int trial = 0; trial < 60; ++trial) {
-    const std::size_t widths[] = {1, 4, 40, 45, 46, 48, 49, 96, 100, 143, 146};
+    const std::size_t widths[] = {1, 4, 40, 45, 46, 48, 49, 96, 100, 143, 146, 243, 290};
     ConvGeometry g{};
     g.sh = g.sw = 1 + rng() % 2, g.dh = g.dw = 1;
     g.batch = 1 + rng() % 2, g.channels = 1 + rng() % (16 / (g.sh * g.sh));
     g.kh = 1 + rng() % (4 * g.sh), g.kw = 1 + rng() % (4 * g.sw), g.ph = rng() % 3, g.pw = rng() % 3;
-    const std::size_t ow = widths[rng() % 11], oh = 1 + rng() % 8;
+    const std::size_t ow = widths[rng() % 13], oh = 1 + rng() % 8;
     g.height = (oh - 1) * g.sh + g.kh, g.width = (ow - 1) * g.sw + g.kw;  // before padding: out = ow, oh ...
     g.height = g.height > 2 * g.ph ? g.height - 2 * g.ph : g.height;    // ... or a little more with it
     g.width = g.width > 2 * g.pw ? g.width - 2 * g.pw : g.width;
