@@ -261,6 +261,27 @@ def test_grouped_conv2d(backend, cin, cout, groups, k, stride, padding, dilation
     assert f.version == 3 and f.graph.nodes[0].attrs["groups"] == groups
 
 
+@pytest.mark.parametrize(("groups", "rows", "per", "cols"), [
+    (1, 5, 7, 9), (2, 3, 18, 42), (3, 1, 1, 1), (64, 1, 9, 33), (65, 2, 9, 1), (4, 16, 12, 70),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_grouped_matmul_is_the_per_group_products(groups, rows, per, cols, dtype):
+    """One batched matmul over the groups: group g's filters read the g-th block of column rows only."""
+    from horq.runtime.ops import grouped_matmul
+
+    rng = np.random.default_rng(groups * 100 + per)
+    w = rng.standard_normal((groups * rows, per)).astype(dtype)
+    c = rng.standard_normal((groups * per, cols)).astype(dtype)
+    got = grouped_matmul(w, c, groups)
+    assert got.shape == (groups * rows, cols) and got.dtype == dtype
+    blocks = [(w[g * rows : (g + 1) * rows].astype(np.float64), c[g * per : (g + 1) * per]) for g in range(groups)]
+    want = np.concatenate([a @ b for a, b in blocks])
+    scale = np.concatenate([np.abs(a) @ np.abs(b) for a, b in blocks])
+    assert np.all(np.abs(got - want) <= 1e-6 * scale)
+    with pytest.raises(ValueError):  # column rows that do not split into the groups' blocks
+        grouped_matmul(w, c[:-1], groups)
+
+
 class _Dense(nn.Module):
     """Concatenation along channels, with fan-out (x is read by the conv and by the concat) and a tensor
     concatenated twice."""

@@ -193,14 +193,14 @@ def _floor(y, params):
 
 def grouped_matmul(w, cols, groups):
     """``w @ cols`` for a convolution of ``groups`` groups: filter block g reads the g-th block of the
-    column rows (they are ordered ``(c, i, j)``, so each group's channels are contiguous)."""
+    column rows (they are ordered ``(c, i, j)``, so each group's channels are contiguous). One batched matmul
+    over the groups, not a Python loop of one matmul per group, whose calls cost a depthwise layer of hundreds
+    of channels more than its arithmetic (``benchmarks/bench_grouped_conv.py``, docs/KERNELS.md round 48)."""
     if groups == 1:
         return w @ cols
     rows, per = w.shape[0] // groups, w.shape[1]
-    out = np.empty((w.shape[0], cols.shape[1]), np.result_type(w, cols))
-    for g in range(groups):
-        np.matmul(w[g * rows : (g + 1) * rows], cols[g * per : (g + 1) * per], out=out[g * rows : (g + 1) * rows])
-    return out
+    out = np.matmul(w.reshape(groups, rows, per), cols.reshape(groups, per, cols.shape[1]))
+    return out.reshape(w.shape[0], cols.shape[1])
 
 
 def linear(node, params, x):
