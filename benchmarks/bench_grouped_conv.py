@@ -1,9 +1,11 @@
-"""Grouped and depthwise float convolutions on the runtime (numpy's op: im2col, then one batched matmul over the
-groups, horq.runtime.ops.grouped_matmul) against PyTorch fp32, and that matmul against one matmul per group on the
-same columns (the form it replaced), 1 thread, batch 1, medians of repeated calls after warm-up, ms.
+"""Grouped and depthwise float convolutions on the runtime against PyTorch fp32, and the numpy backend's product
+(horq.runtime.ops.grouped_matmul: one batched matmul over the groups of the im2col columns) against one matmul per
+group on the same columns (the form it replaced), 1 thread, batch 1, medians of repeated calls after warm-up, ms.
 
-Each layer is Conv2d(groups) -> BatchNorm2d -> ReLU exported to a .horq file and run by horq.runtime.load (the
-backend named by --backend). The outputs are checked against PyTorch's (max |difference| in the last column).
+Each layer is Conv2d(groups) -> BatchNorm2d -> ReLU exported to a .horq file and run by horq.runtime.load on the
+backend named by --backend (native: the core's direct float convolution, kernels.float_conv2d(groups=), on the avx2
+and avx512 paths; numpy: im2col and grouped_matmul). The outputs are checked against PyTorch's (max |difference| in
+the last column).
 
     .venv/bin/python benchmarks/bench_grouped_conv.py [--repeats 50] [--backend native]
 """

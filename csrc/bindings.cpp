@@ -642,12 +642,15 @@ nb::object global_avg_pool(In<float, nb::ndim<4>> x) { return run_global_avg_poo
 // The checked geometry of a float convolution of x with weights w (m x C*kh*kw) and its output channels.
 horq::ConvGeometry float_conv_geometry(const In<float, nb::ndim<4>>& x, const In<float, nb::ndim<2>>& w,
                                        std::size_t kh, std::size_t kw, Pair stride, Pair padding, Pair dilation,
-                                       const Optional1& bias, const Optional1& floor) {
+                                       const Optional1& bias, const Optional1& floor, std::size_t groups) {
   const std::size_t m = w.shape(0);
   const horq::ConvGeometry g =
       output_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, stride, padding, dilation);
   require(g.batch >= 1 && g.channels >= 1 && m >= 1, "empty batch, channels or weights");
-  require(w.shape(1) == g.channels * kh * kw, "weights have C*kh*kw != x's channels times the kernel size");
+  require(groups >= 1 && g.channels % groups == 0 && m % groups == 0,
+          "groups must divide x's channels and the weights' rows");
+  require(w.shape(1) == g.channels / groups * kh * kw,
+          "weights have C/groups*kh*kw != x's channels per group times the kernel size");
   require(!bias || bias->shape(0) == m, "bias length != output channels");
   require(!floor || floor->shape(0) == m, "floor length != output channels");
   return g;
@@ -665,22 +668,22 @@ horq::FloatConvAlgorithm float_conv_algorithm(const std::string& name) {
 // then + bias and max(., floor) per output channel: the runtime's float conv2d step (float_conv.h).
 nb::object run_float_conv2d(const In<float, nb::ndim<4>>& x, const In<float, nb::ndim<2>>& w, std::size_t kh,
                             std::size_t kw, Pair stride, Pair padding, Pair dilation, const Optional1& bias,
-                            const Optional1& floor, const horq::KernelTable& kt, horq::FloatConvAlgorithm algo,
-                            OutputCache* out = nullptr) {
-  const horq::ConvGeometry g = float_conv_geometry(x, w, kh, kw, stride, padding, dilation, bias, floor);
+                            const Optional1& floor, std::size_t groups, const horq::KernelTable& kt,
+                            horq::FloatConvAlgorithm algo, OutputCache* out = nullptr) {
+  const horq::ConvGeometry g = float_conv_geometry(x, w, kh, kw, stride, padding, dilation, bias, floor, groups);
   const std::size_t m = w.shape(0);
   float* y;
   nb::object arr = new_output(out, {g.batch, m, g.out_h, g.out_w}, &y);
   nb::gil_scoped_release nogil;
   horq::float_conv2d(kt, x.data(), g, w.data(), m, bias ? bias->data() : nullptr, floor ? floor->data() : nullptr,
-                     y, algo);
+                     y, algo, groups);
   return arr;
 }
 
 nb::object float_conv2d(In<float, nb::ndim<4>> x, In<float, nb::ndim<2>> w, std::size_t kh, std::size_t kw,
-                        Pair stride, Pair padding, Pair dilation, Optional1 bias, Optional1 floor,
+                        Pair stride, Pair padding, Pair dilation, Optional1 bias, Optional1 floor, std::size_t groups,
                         const std::string& kernel, const std::string& algorithm) {
-  return run_float_conv2d(x, w, kh, kw, stride, padding, dilation, bias, floor, horq::kernel_table(kernel),
+  return run_float_conv2d(x, w, kh, kw, stride, padding, dilation, bias, floor, groups, horq::kernel_table(kernel),
                           float_conv_algorithm(algorithm));
 }
 
@@ -692,9 +695,10 @@ using PoolArgs = std::tuple<std::size_t, std::size_t, Pair, Pair, Pair, std::siz
 // (float_conv.h float_conv2d_pool): the runtime's float conv2d step with a max_pool2d fused into it.
 nb::object run_float_conv2d_pool(const In<float, nb::ndim<4>>& x, const In<float, nb::ndim<2>>& w, std::size_t kh,
                                  std::size_t kw, Pair stride, Pair padding, Pair dilation, const Optional1& bias,
-                                 const Optional1& floor, const PoolArgs& pool, const horq::KernelTable& kt,
-                                 horq::FloatConvAlgorithm algo, OutputCache* out = nullptr) {
-  const horq::ConvGeometry g = float_conv_geometry(x, w, kh, kw, stride, padding, dilation, bias, floor);
+                                 const Optional1& floor, std::size_t groups, const PoolArgs& pool,
+                                 const horq::KernelTable& kt, horq::FloatConvAlgorithm algo,
+                                 OutputCache* out = nullptr) {
+  const horq::ConvGeometry g = float_conv_geometry(x, w, kh, kw, stride, padding, dilation, bias, floor, groups);
   const std::size_t m = w.shape(0);
   const auto& [pkh, pkw, pstride, ppadding, pdilation, pout_h, pout_w, pool_floor] = pool;
   const horq::ConvGeometry pg =
@@ -706,16 +710,16 @@ nb::object run_float_conv2d_pool(const In<float, nb::ndim<4>>& x, const In<float
   nb::gil_scoped_release nogil;
   horq::float_conv2d_pool(kt, x.data(), g, w.data(), m, bias ? bias->data() : nullptr,
                           floor ? floor->data() : nullptr, pg, pool_floor ? pool_floor->data() : nullptr, npf, y,
-                          algo);
+                          algo, groups);
   return arr;
 }
 
 nb::object float_conv2d_pool(In<float, nb::ndim<4>> x, In<float, nb::ndim<2>> w, std::size_t kh, std::size_t kw,
                              Pair stride, Pair padding, Pair dilation, Optional1 bias, Optional1 floor,
-                             std::size_t pkh, std::size_t pkw, Pair pstride, Pair ppadding, Pair pdilation,
-                             std::size_t pout_h, std::size_t pout_w, Optional1 pool_floor, const std::string& kernel,
-                             const std::string& algorithm) {
-  return run_float_conv2d_pool(x, w, kh, kw, stride, padding, dilation, bias, floor,
+                             std::size_t groups, std::size_t pkh, std::size_t pkw, Pair pstride, Pair ppadding,
+                             Pair pdilation, std::size_t pout_h, std::size_t pout_w, Optional1 pool_floor,
+                             const std::string& kernel, const std::string& algorithm) {
+  return run_float_conv2d_pool(x, w, kh, kw, stride, padding, dilation, bias, floor, groups,
                                PoolArgs{pkh, pkw, pstride, ppadding, pdilation, pout_h, pout_w, pool_floor},
                                horq::kernel_table(kernel), float_conv_algorithm(algorithm));
 }
@@ -885,18 +889,19 @@ FloatArray linear_input_grad(In<float, nb::ndim<2>> g, In<float, nb::ndim<1>> al
 class FloatConvStep : public CoreStep {
  public:
   FloatConvStep(In<float, nb::ndim<2>> w, std::size_t kh, std::size_t kw, Pair stride, Pair padding, Pair dilation,
-                Optional1 bias, Optional1 floor, std::optional<PoolArgs> pool, const std::string& kernel,
-                const std::string& algorithm)
+                Optional1 bias, Optional1 floor, std::size_t groups, std::optional<PoolArgs> pool,
+                const std::string& kernel, const std::string& algorithm)
       : w_(std::move(w)), kh_(kh), kw_(kw), stride_(stride), padding_(padding), dilation_(dilation),
-        bias_(std::move(bias)), floor_(std::move(floor)), pool_(std::move(pool)), kt_(&horq::kernel_table(kernel)),
-        algo_(float_conv_algorithm(algorithm)) {}
+        bias_(std::move(bias)), floor_(std::move(floor)), groups_(groups), pool_(std::move(pool)),
+        kt_(&horq::kernel_table(kernel)), algo_(float_conv_algorithm(algorithm)) {}
 
   nb::object run(nb::handle x, nb::handle, OutputCache* out) const override {
     In<float, nb::ndim<4>> in;
     if (!as_input(x, in)) return {};
-    return pool_ ? run_float_conv2d_pool(in, w_, kh_, kw_, stride_, padding_, dilation_, bias_, floor_, *pool_, *kt_,
-                                         algo_, out)
-                 : run_float_conv2d(in, w_, kh_, kw_, stride_, padding_, dilation_, bias_, floor_, *kt_, algo_, out);
+    return pool_ ? run_float_conv2d_pool(in, w_, kh_, kw_, stride_, padding_, dilation_, bias_, floor_, groups_,
+                                         *pool_, *kt_, algo_, out)
+                 : run_float_conv2d(in, w_, kh_, kw_, stride_, padding_, dilation_, bias_, floor_, groups_, *kt_, algo_,
+                                    out);
   }
 
  private:
@@ -904,6 +909,7 @@ class FloatConvStep : public CoreStep {
   std::size_t kh_, kw_;
   Pair stride_, padding_, dilation_;
   Optional1 bias_, floor_;
+  std::size_t groups_;
   std::optional<PoolArgs> pool_;
   const horq::KernelTable* kt_;
   horq::FloatConvAlgorithm algo_;
@@ -1029,10 +1035,10 @@ nb::object call_step(const Step& step, nb::handle x) {
 void def_chain(nb::module_& m) {
   nb::class_<FloatConvStep, CoreStep>(m, "FloatConvStep")
       .def(nb::init<In<float, nb::ndim<2>>, std::size_t, std::size_t, Pair, Pair, Pair, Optional1, Optional1,
-                    std::optional<PoolArgs>, const std::string&, const std::string&>(),
+                    std::size_t, std::optional<PoolArgs>, const std::string&, const std::string&>(),
            nb::arg("w"), nb::arg("kh"), nb::arg("kw"), nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"),
-           nb::arg("bias").none(), nb::arg("floor").none(), nb::arg("pool").none(), nb::arg("kernel") = "",
-           nb::arg("algorithm") = "auto")
+           nb::arg("bias").none(), nb::arg("floor").none(), nb::arg("groups"), nb::arg("pool").none(),
+           nb::arg("kernel") = "", nb::arg("algorithm") = "auto")
       .def("__call__", &call_step<FloatConvStep>, nb::arg("x"));
   nb::class_<GlobalAvgPoolStep, CoreStep>(m, "GlobalAvgPoolStep")
       .def(nb::init<>())
@@ -1070,12 +1076,12 @@ void def_training(nb::module_& m) {
         nb::arg("kernel") = "");
   m.def("float_conv2d", &float_conv2d, nb::arg("x"), nb::arg("w"), nb::arg("kh"), nb::arg("kw"), nb::arg("stride"),
         nb::arg("padding"), nb::arg("dilation"), nb::arg("bias") = nb::none(), nb::arg("floor") = nb::none(),
-        nb::arg("kernel") = "", nb::arg("algorithm") = "auto");
+        nb::arg("groups") = 1, nb::arg("kernel") = "", nb::arg("algorithm") = "auto");
   m.def("float_conv2d_pool", &float_conv2d_pool, nb::arg("x"), nb::arg("w"), nb::arg("kh"), nb::arg("kw"),
         nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"), nb::arg("bias").none(), nb::arg("floor").none(),
-        nb::arg("pkh"), nb::arg("pkw"), nb::arg("pstride"), nb::arg("ppadding"), nb::arg("pdilation"),
-        nb::arg("pout_h"), nb::arg("pout_w"), nb::arg("pool_floor").none(), nb::arg("kernel") = "",
-        nb::arg("algorithm") = "auto");
+        nb::arg("groups"), nb::arg("pkh"), nb::arg("pkw"), nb::arg("pstride"), nb::arg("ppadding"),
+        nb::arg("pdilation"), nb::arg("pout_h"), nb::arg("pout_w"), nb::arg("pool_floor").none(),
+        nb::arg("kernel") = "", nb::arg("algorithm") = "auto");
   m.def("float_linear", &float_linear, nb::arg("x"), nb::arg("w"), nb::arg("bias").none(), nb::arg("floor").none(),
         nb::arg("kernel") = "");
   m.def("global_avg_pool", &global_avg_pool, nb::arg("x"));

@@ -30,19 +30,20 @@ namespace {
 
 constexpr std::size_t kCopyTaskFloats = 8192;  // input floats per task of the padded phase copy
 
-// The plan of a call (float_conv.h) and the size of one image's padded phase copy.
+// The plan of a call (float_conv.h) of `groups` groups and the size of one image's padded phase copy.
 FloatConvPlan make_plan(const ConvGeometry& g, const float* w, std::size_t m, const float* bias, const float* floor,
-                        std::size_t& image) {
-  const std::size_t C = g.channels, taps = g.kh * g.kw;
+                        std::size_t groups, std::size_t& image) {
+  const std::size_t C = g.channels / groups, taps = g.kh * g.kw;  // C: one group's input channels
   const std::size_t hp = g.height + 2 * g.ph, wp = g.width + 2 * g.pw, sw = g.sw;
   // A phase row holds every padded column of its phase and what the widest vector block reads past the last
   // output pixel (the row kernel computes whole vectors; the copy's zeros feed the unused lanes).
   const std::size_t vec_cols = ceil_div(g.out_w, kFloatConvMaxLanes) * kFloatConvMaxLanes;
   const std::size_t u = std::max(ceil_div(wp, sw), (g.kw - 1) * g.dw / sw + vec_cols);
-  image = C * hp * sw * u;
+  image = g.channels * hp * sw * u;
 
   FloatConvPlan p;
   p.k = C * taps, p.m = m;
+  if (groups > 1) p.group_out = m / groups, p.group_stride = static_cast<std::int64_t>(C * hp * sw * u);
   p.oh = g.out_h, p.ow = g.out_w, p.y_plane = g.out_h * g.out_w, p.row_step = g.sh * sw * u;
   p.bias = bias, p.floor = floor;
   p.koff.resize(p.k);
@@ -59,6 +60,28 @@ FloatConvPlan make_plan(const ConvGeometry& g, const float* w, std::size_t m, co
   return p;
 }
 
+// One input row of W floats into its two column phases (stride 2) at dst and dst + u: padded column pc = j + pw
+// (src[j]) to phase pc % 2 at pc / 2. Eight floats a step by SSE2 shuffles where available (a per-float loop had been
+// most of a stride-2 depthwise layer's call), the rest one by one; the same floats either way.
+void copy_row2(const float* src, std::size_t W, std::size_t pw, float* dst, std::size_t u) {
+  // src[2 i] and src[2 i + 1] go to phases a and 1 - a, at i + o0 and i + o1.
+  const std::size_t a = pw % 2, o0 = pw / 2, o1 = (pw + 1) / 2;
+  float* even = dst + a * u + o0;        // src[2 i]
+  float* odd = dst + (1 - a) * u + o1;   // src[2 i + 1]
+  std::size_t i = 0;
+#if defined(__SSE2__)
+  for (; 2 * i + 8 <= W; i += 4) {
+    const __m128 lo = _mm_loadu_ps(src + 2 * i), hi = _mm_loadu_ps(src + 2 * i + 4);
+    _mm_storeu_ps(even + i, _mm_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0)));
+    _mm_storeu_ps(odd + i, _mm_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1)));
+  }
+#endif
+  for (; 2 * i < W; ++i) {
+    even[i] = src[2 * i];
+    if (2 * i + 1 < W) odd[i] = src[2 * i + 1];
+  }
+}
+
 // For up to ~32 MB of images at a time (a large batch of large images would otherwise double the input's
 // memory): their padded phase copies, then run(n0, nb, xp) for images [n0, n0 + nb) with xp their copies.
 template <class Run>
@@ -71,15 +94,27 @@ void each_chunk(const float* x, const ConvGeometry& g, std::size_t image, Run&& 
     const std::size_t nb = std::min(chunk, g.batch - n0);
     std::fill(xp.begin(), xp.begin() + static_cast<std::ptrdiff_t>(nb * image), 0.0f);
     // Input rows t (image, channel, row), several per task: a row is a few dozen floats, less than what
-    // handing a task to another thread costs.
-    parallel_for_items(nb * C * H, kCopyTaskFloats / W, [&](std::size_t t) {
-      const std::size_t n = t / (C * H), c = t / H % C, r = t % H;
-      const float* src = x + (n0 * C * H + t) * W;
-      float* dst = xp.data() + n * image + ((c * hp + r + g.ph) * sw) * u;
-      for (std::size_t ph = 0; ph < sw; ++ph) {  // padded column pc = v sw + ph holds src[pc - pw]
-        const std::size_t v0 = g.pw > ph ? ceil_div(g.pw - ph, sw) : 0, v1 = ceil_div(g.pw + W - ph, sw);
-        float* __restrict out = dst + ph * u;
-        for (std::size_t v = v0; v < v1; ++v) out[v] = src[v * sw + ph - g.pw];
+    // handing a task to another thread costs. A task walks its rows with the row's plane (image, channel) and
+    // index counted along (a depthwise layer's 14-float rows had cost three divisions each).
+    const std::size_t rows = nb * C * H, per_task = std::max<std::size_t>(1, kCopyTaskFloats / W);
+    parallel_for(ceil_div(rows, per_task), [&](std::size_t task) {
+      const std::size_t t0 = task * per_task, t1 = std::min(rows, t0 + per_task);
+      std::size_t q = t0 / H, r = t0 % H;  // plane n * C + c of the copy's images, input row
+      for (std::size_t t = t0; t < t1; ++t) {
+        const float* src = x + (n0 * C * H + t) * W;
+        float* dst = xp.data() + ((q * hp + r + g.ph) * sw) * u;
+        if (sw == 1) {  // one phase: the row as it is
+          std::copy_n(src, W, dst + g.pw);
+        } else if (sw == 2) {
+          copy_row2(src, W, g.pw, dst, u);
+        } else {
+          for (std::size_t ph = 0; ph < sw; ++ph) {  // padded column pc = v sw + ph holds src[pc - pw]
+            const std::size_t v0 = g.pw > ph ? ceil_div(g.pw - ph, sw) : 0, v1 = ceil_div(g.pw + W - ph, sw);
+            float* __restrict out = dst + ph * u;
+            for (std::size_t v = v0; v < v1; ++v) out[v] = src[v * sw + ph - g.pw];
+          }
+        }
+        if (++r == H) r = 0, ++q;
       }
     });
     run(n0, nb, xp.data());
@@ -452,14 +487,30 @@ bool float_conv_winograd_pays(const ConvGeometry& g) {
   return 2 * g.kh * g.kw >= 5 * winograd::kTap * g.sh * g.sw && g.out_w >= 8 * winograd::kOut;
 }
 
+namespace {
+
+// Whether the call takes the Winograd tiles, after checking `groups` (which the tiles do not take).
+bool tiles_for(const KernelTable& kt, const ConvGeometry& g, const float* w, std::size_t m, std::size_t groups,
+               FloatConvAlgorithm algorithm) {
+  if (groups == 0 || g.channels % groups != 0 || m % groups != 0)
+    throw std::invalid_argument("float_conv2d: groups (" + std::to_string(groups) +
+                                ") must divide the input channels (" + std::to_string(g.channels) +
+                                ") and the output channels (" + std::to_string(m) + ")");
+  if (groups > 1 && algorithm == FloatConvAlgorithm::winograd)
+    throw std::invalid_argument("float_conv2d: the Winograd tiles take groups = 1 only, got " + std::to_string(groups));
+  return groups == 1 && use_winograd(kt, g, w, m, algorithm);
+}
+
+}  // namespace
+
 void float_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,
-                  const float* bias, const float* floor, float* y, FloatConvAlgorithm algorithm) {
-  if (use_winograd(kt, g, w, m, algorithm)) {
+                  const float* bias, const float* floor, float* y, FloatConvAlgorithm algorithm, std::size_t groups) {
+  if (tiles_for(kt, g, w, m, groups, algorithm)) {
     winograd_conv2d(kt, x, g, w, m, bias, floor, y);
     return;
   }
   std::size_t image = 0;
-  const FloatConvPlan p = make_plan(g, w, m, bias, floor, image);
+  const FloatConvPlan p = make_plan(g, w, m, bias, floor, groups, image);
   const std::size_t plane = g.out_h * g.out_w;
   const std::size_t bands = row_bands(g.out_h), per_band = ceil_div(g.out_h, bands);
   each_chunk(x, g, image, [&](std::size_t n0, std::size_t nb, const float* xp) {
@@ -473,13 +524,13 @@ void float_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, 
 
 void float_conv2d_pool(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,
                        const float* bias, const float* floor, const ConvGeometry& pg, const float* pool_floor,
-                       std::size_t npool_floor, float* y, FloatConvAlgorithm algorithm) {
-  if (use_winograd(kt, g, w, m, algorithm)) {
+                       std::size_t npool_floor, float* y, FloatConvAlgorithm algorithm, std::size_t groups) {
+  if (tiles_for(kt, g, w, m, groups, algorithm)) {
     winograd_conv2d_pool(kt, x, g, w, m, bias, floor, pg, pool_floor, npool_floor, y);
     return;
   }
   std::size_t image = 0;
-  FloatConvPlan p = make_plan(g, w, m, bias, floor, image);
+  FloatConvPlan p = make_plan(g, w, m, bias, floor, groups, image);
   const std::size_t OW = g.out_w;
   // The conv rows one pooled row reads span `span` rows: conv row r lives in slot r % span of a task's ring.
   const std::size_t span = (pg.kh - 1) * pg.dh + 1;

@@ -19,6 +19,7 @@
 // A ResNet stem's geometry also runs as Winograd tiles (float_conv_winograd.h; FloatConvAlgorithm below): ~4x fewer
 // multiply-adds, a few 1e-6 of sum |w x| more rounding.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -36,6 +37,10 @@ struct FloatConvPlan {
   std::size_t row_step = 0;    // floats between the phase rows of output rows oy and oy + 1 (sh * sw * U)
   std::vector<std::int64_t> koff;  // per tap: its phase row and column offset in an image's copy
   std::vector<float> wt;           // ceil(m / kFloatConvRows) x k x kFloatConvRows
+  // A grouped convolution (groups > 1): output channel o reads group o / group_out's C / groups input channels,
+  // which start group_stride floats further in the copy per group (k and koff are one group's); 0: one group.
+  std::size_t group_out = 0;
+  std::int64_t group_stride = 0;
   const float* bias = nullptr;     // m values or nullptr
   const float* floor = nullptr;    // m values or nullptr
 };
@@ -73,12 +78,14 @@ bool float_conv_winograd_geometry(const ConvGeometry& g);
 // AVX2 vector of them; a 16-wide ResNet stem output ran slower on the tiles).
 bool float_conv_winograd_pays(const ConvGeometry& g);
 
-// y (N, m, out_h, out_w) = the convolution of x (N, C, H, W) in geometry g with weights w (m x C*kh*kw, rows in
-// (c, i, j) order), then + bias and max(., floor) per output channel (each optional). Groups are not taken.
-// Throws std::invalid_argument for FloatConvAlgorithm::winograd on a geometry it does not take.
+// y (N, m, out_h, out_w) = the convolution of x (N, C, H, W) in geometry g with weights w (m x C/groups*kh*kw, rows
+// in (c, i, j) order), then + bias and max(., floor) per output channel (each optional). With groups > 1 (dividing C
+// and m), output channel o reads input channels [o / (m / groups) * C / groups, ...) only (a depthwise convolution:
+// groups = C = m), always directly. Throws std::invalid_argument for FloatConvAlgorithm::winograd on a geometry it
+// does not take (groups > 1 included) and for groups that do not divide C and m.
 void float_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,
                   const float* bias, const float* floor, float* y,
-                  FloatConvAlgorithm algorithm = FloatConvAlgorithm::automatic);
+                  FloatConvAlgorithm algorithm = FloatConvAlgorithm::automatic, std::size_t groups = 1);
 
 // float_conv2d, then max_pool2d (pool.h) of its output in geometry pg (pg.height/width = g.out_h/out_w,
 // pg.channels = m) with the pool's floor (nullptr, one value or m): y (N, m, pg.out_h, pg.out_w), bitwise the two
@@ -87,7 +94,7 @@ void float_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, 
 void float_conv2d_pool(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,
                        const float* bias, const float* floor, const ConvGeometry& pg, const float* pool_floor,
                        std::size_t npool_floor, float* y,
-                       FloatConvAlgorithm algorithm = FloatConvAlgorithm::automatic);
+                       FloatConvAlgorithm algorithm = FloatConvAlgorithm::automatic, std::size_t groups = 1);
 
 namespace float_conv {
 
@@ -131,6 +138,50 @@ template <class V, int B, int P, int K = 0>
     for (int q = 0; q < P; ++q) V::store(out + r * ld + q * L, acc[r][q]);
 }
 
+// block<V, 1, P> for a grouped convolution's kFloatConvRows output channels when they read different input channels:
+// row r's taps at in + roff[r] + koff[t] (each output the same chain of multiply-adds in tap order as block's).
+template <class V, int P>
+[[gnu::always_inline]] inline void block_rows(const float* in, const std::int64_t* roff, const std::int64_t* koff,
+                                              const float* wt, std::size_t k, float* out, std::size_t ld) {
+  constexpr int R = static_cast<int>(kFloatConvRows);
+  constexpr std::size_t L = V::kLanes;
+  typename V::reg acc[R][P];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int q = 0; q < P; ++q) acc[r][q] = V::zero();
+  for (std::size_t t = 0; t < k; ++t) {
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const typename V::reg w = V::set1(wt[t * R + r]);
+      const float* src = in + roff[r] + koff[t];
+#pragma GCC unroll 8
+      for (int q = 0; q < P; ++q) acc[r][q] = V::madd(w, V::load(src + q * L), acc[r][q]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int q = 0; q < P; ++q) V::store(out + r * ld + q * L, acc[r][q]);
+}
+
+// block_rows<V, pv>, pv <= PMAX <= 8.
+template <class V, int PMAX>
+[[gnu::always_inline]] inline void dispatch_rows(std::size_t pv, const float* at, const std::int64_t* roff,
+                                                 const std::int64_t* koff, const float* wt, std::size_t k, float* tile,
+                                                 std::size_t ld) {
+  switch (pv) {
+    case 1: block_rows<V, 1>(at, roff, koff, wt, k, tile, ld); break;
+    case 2: if constexpr (PMAX >= 2) block_rows<V, 2>(at, roff, koff, wt, k, tile, ld); break;
+    case 3: if constexpr (PMAX >= 3) block_rows<V, 3>(at, roff, koff, wt, k, tile, ld); break;
+    case 4: if constexpr (PMAX >= 4) block_rows<V, 4>(at, roff, koff, wt, k, tile, ld); break;
+    case 5: if constexpr (PMAX >= 5) block_rows<V, 5>(at, roff, koff, wt, k, tile, ld); break;
+    case 6: if constexpr (PMAX >= 6) block_rows<V, 6>(at, roff, koff, wt, k, tile, ld); break;
+    case 7: if constexpr (PMAX >= 7) block_rows<V, 7>(at, roff, koff, wt, k, tile, ld); break;
+    default: if constexpr (PMAX >= 8) block_rows<V, 8>(at, roff, koff, wt, k, tile, ld); break;
+  }
+}
+
 // block<V, B, pv>, pv <= PMAX <= 8.
 template <class V, int B, int PMAX>
 [[gnu::always_inline]] inline void dispatch(std::size_t pv, const float* at, const std::int64_t* koff, const float* wt,
@@ -160,15 +211,26 @@ void row(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y) {
   alignas(64) float tile[B * R * LD];
   for (std::size_t o0 = 0; o0 < p.m;) {
     const float* wt = p.wt.data() + o0 * p.k;
-    const bool wide = B > 1 && p.m - o0 >= B * R;
+    const bool wide = B > 1 && p.group_out == 0 && p.m - o0 >= B * R;
     const std::size_t rows = wide ? B * R : R;
+    // A grouped convolution's block: each row's group's offset in the copy (the last block's padding rows, whose
+    // weights are zero, take the last channel's), one for the block where all rows share a group.
+    std::int64_t roff[R] = {};
+    bool shared = true;
+    if (p.group_out != 0)
+      for (std::size_t r = 0; r < R; ++r) {
+        roff[r] = static_cast<std::int64_t>(std::min(o0 + r, p.m - 1) / p.group_out) * p.group_stride;
+        shared = shared && roff[r] == roff[0];
+      }
     for (std::size_t bi = 0, v0 = 0; bi < nb; ++bi) {
       const std::size_t pv = base + (bi < extra ? 1 : 0);
       const float* at = in + v0 * L;
       if (wide) {
         dispatch<V, B, PMAX>(pv, at, p.koff.data(), wt, p.k, tile, LD);
+      } else if (shared) {
+        dispatch<V, 1, PMAX>(pv, at + roff[0], p.koff.data(), wt, p.k, tile, LD);
       } else {
-        dispatch<V, 1, PMAX>(pv, at, p.koff.data(), wt, p.k, tile, LD);
+        dispatch_rows<V, PMAX>(pv, at, roff, p.koff.data(), wt, p.k, tile, LD);
       }
       const std::size_t x0 = v0 * L, x1 = (v0 + pv) * L < p.ow ? (v0 + pv) * L : p.ow;
       for (std::size_t r = 0; r < rows && o0 + r < p.m; ++r) {

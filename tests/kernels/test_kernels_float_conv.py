@@ -128,6 +128,89 @@ def test_errors():
         kernels.float_conv2d(x, w, stride=0)
 
 
+GROUPED = [
+    # (N, C, H, W, C_out, (kh, kw), stride, padding, dilation, groups)
+    (1, 5, 9, 17, 5, (3, 3), (1, 1), (1, 1), (1, 1), 5),  # depthwise, 17: a vector and one pixel
+    (2, 3, 11, 20, 6, (3, 3), (2, 2), (1, 1), (1, 1), 3),  # depthwise, multiplier 2, stride 2
+    (1, 4, 7, 33, 8, (3, 3), (1, 1), (1, 1), (1, 1), 2),  # 4 outputs a group: blocks inside one group
+    (1, 6, 12, 13, 9, (5, 5), (1, 1), (4, 4), (2, 2), 3),  # 3 outputs a group: blocks across groups, dilation
+    (3, 8, 6, 33, 4, (3, 2), (2, 1), (0, 1), (1, 1), 4),  # one output a group from 2 channels, odd padding
+    (1, 16, 5, 113, 16, (3, 3), (1, 1), (1, 1), (1, 1), 16),  # depthwise, several vectors a row and a tail
+    (1, 7, 9, 14, 7, (3, 3), (2, 2), (1, 0), (1, 1), 7),  # stride 2, no column padding
+    (1, 7, 9, 15, 14, (1, 1), (1, 2), (0, 1), (1, 1), 7),  # stride 2 with odd column padding
+]
+
+
+def _grouped_case(case, seed):
+    n, c, h, w_, m, (kh, kw), *_, groups = case
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, c, h, w_)).astype(np.float32),
+            rng.standard_normal((m, c // groups, kh, kw)).astype(np.float32), rng.standard_normal(m).astype(np.float32))
+
+
+@pytest.mark.parametrize("case", GROUPED, ids=lambda c: "n{}-c{}-{}x{}-m{}-k{}-s{}-p{}-d{}-g{}".format(*c))
+def test_grouped_float_conv(path, case):
+    """groups > 1: each group's output channels against the float64 reference of that group's input channels, and
+    bit for bit what an ungrouped call on that group alone gives (each output is the same chain of products)."""
+    x, w, b = _grouped_case(case, sum(case[:5]))
+    stride, padding, dilation, groups = case[6:]
+    m, per_in, per_out = w.shape[0], x.shape[1] // groups, w.shape[0] // groups
+    floor = np.where(np.arange(m) % 3 == 0, 0.0, -0.5).astype(np.float32)
+    args = dict(stride=stride, padding=padding, dilation=dilation, kernel=path)
+    for bias, fl in ((None, None), (b, floor)):
+        got = kernels.float_conv2d(x, w, bias=bias, floor=fl, groups=groups, **args)
+        for g in range(groups):
+            rows, chans = slice(g * per_out, (g + 1) * per_out), slice(g * per_in, (g + 1) * per_in)
+            gb, gf = (None if bias is None else bias[rows]), (None if fl is None else fl[rows])
+            want, scale = _reference(x[:, chans], w[rows], stride, padding, dilation, gb, gf)
+            assert got[:, rows].shape == want.shape
+            assert (np.abs(got[:, rows] - want) <= 1e-6 * (scale + np.abs(want)) + 1e-30).all()
+            alone = kernels.float_conv2d(np.ascontiguousarray(x[:, chans]), w[rows], bias=gb, floor=gf, **args)
+            np.testing.assert_array_equal(got[:, rows].view(np.uint32), alone.view(np.uint32))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_grouped_float_conv_threads_pool_and_prepared(path, threads):
+    """A depthwise layer: bitwise the same at 1 and 2 threads, with its pool fused (max_pool2d of the plain call), and
+    through kernels.FloatConv2d; NaN stays in its own channel."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 12, 15, 19)).astype(np.float32)
+    x[1, 4, 7, 7] = np.nan
+    w = rng.standard_normal((12, 1, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(12).astype(np.float32)
+    args = dict(padding=1, bias=bias, floor=np.zeros(12, np.float32), groups=12, kernel=path)
+    kernels.set_num_threads(1)
+    one = kernels.float_conv2d(x, w, **args)
+    kernels.set_num_threads(threads)
+    y = kernels.float_conv2d(x, w, **args)
+    np.testing.assert_array_equal(y.view(np.uint32), one.view(np.uint32))
+    assert np.isnan(y[1, 4, 6:9, 6:9]).all() and np.isnan(y).sum() == 9
+    pool = {"kernel_size": 3, "stride": 2, "padding": 1}
+    pooled = kernels.float_conv2d(x, w, pool=pool, **args)
+    want = kernels.max_pool2d(y, 3, 2, 1, kernel=path)
+    np.testing.assert_array_equal(pooled.view(np.uint32), want.view(np.uint32))
+    prepared = kernels.FloatConv2d(w, **args)
+    np.testing.assert_array_equal(prepared(x).view(np.uint32), y.view(np.uint32))
+
+
+def test_grouped_float_conv_errors():
+    x = np.zeros((1, 6, 5, 5), np.float32)
+    with pytest.raises(ValueError, match="groups=4 must divide x's 6 channels"):
+        kernels.float_conv2d(x, np.zeros((4, 1, 3, 3), np.float32), groups=4)
+    with pytest.raises(ValueError, match="groups=3 must divide x's 6 channels and the weights' 4 output channels"):
+        kernels.float_conv2d(x, np.zeros((4, 2, 3, 3), np.float32), groups=3)
+    with pytest.raises(ValueError, match=r"the weights expect 9 \(3 per group, groups=3\)"):
+        kernels.float_conv2d(x, np.zeros((3, 3, 3, 3), np.float32), groups=3)
+    for bad in (0, -2, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="groups must be a positive integer"):
+            kernels.float_conv2d(x, np.zeros((6, 1, 3, 3), np.float32), groups=bad)
+    with pytest.raises(ValueError, match="Winograd tiles take groups = 1 only"):
+        kernels.float_conv2d(np.zeros((1, 2, 30, 30), np.float32), np.zeros((2, 1, 7, 7), np.float32), stride=2,
+                             groups=2, algorithm="winograd")
+    with pytest.raises(ValueError, match="groups must divide"):  # the core's own check
+        _core.float_conv2d(x, np.zeros((6, 9), np.float32), 3, 3, (1, 1), (0, 0), (1, 1), groups=4)
+
+
 POOLED = [
     # (N, C, H, W, C_out, kernel, stride, padding), then the pool's (kernel, stride, padding, dilation)
     ((1, 3, 45, 38, 20, 7, 2, 3), (3, 2, 1, 1)),  # a ResNet stem and its pool, odd sizes

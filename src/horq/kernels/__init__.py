@@ -511,10 +511,13 @@ def linear(x, pw: PackedWeights, *, order: int, bias=None, scale=None, shift=Non
 
 
 def float_conv2d(x, weight, *, stride=1, padding=0, dilation=1, bias=None, floor=None, pool=None,
-                 kernel: str | None = None, algorithm: str = "auto") -> np.ndarray:
-    """Full-precision convolution (groups = 1) of ``x`` (N, C, H, W) with float ``weight`` (C_out, C, kh, kw),
-    then ``+ bias`` and ``max(., floor)`` per output channel (each optional; ``floor`` one value or one per
-    channel): the runtime's float ``conv2d`` step for a network's first layer.
+                 kernel: str | None = None, algorithm: str = "auto", groups: int = 1) -> np.ndarray:
+    """Full-precision convolution of ``x`` (N, C, H, W) with float ``weight`` (C_out, C / groups, kh, kw), then
+    ``+ bias`` and ``max(., floor)`` per output channel (each optional; ``floor`` one value or one per channel): the
+    runtime's float ``conv2d`` step (a network's first layer; grouped and depthwise float layers).
+
+    ``groups`` (dividing C and C_out) as in PyTorch: output channel o reads the input channels of group
+    ``o // (C_out / groups)`` only (``groups = C = C_out``: depthwise). Grouped calls always compute directly.
 
     Computed directly from the input, without an unfolded column matrix (core/float_conv.h): each output is
     the products summed in the reference's (c, i, j) order in float32, with fused multiply-adds on the avx2 and
@@ -541,10 +544,11 @@ def float_conv2d(x, weight, *, stride=1, padding=0, dilation=1, bias=None, floor
 
     Raises:
         ValueError: non-float32 or wrongly shaped ``x`` / ``weight`` / ``bias`` / ``floor``, a bad geometry, an
-            unknown ``algorithm``, or ``"winograd"`` on a geometry it does not take.
+            unknown ``algorithm``, ``groups`` that do not divide C and C_out, or ``"winograd"`` on a geometry it does
+            not take (groups > 1 included).
     """
     return FloatConv2d(weight, stride=stride, padding=padding, dilation=dilation, bias=bias, floor=floor, pool=pool,
-                       kernel=kernel, algorithm=algorithm)(x)
+                       kernel=kernel, algorithm=algorithm, groups=groups)(x)
 
 
 FLOAT_CONV_ALGORITHMS = ("auto", "direct", "winograd")
@@ -565,23 +569,29 @@ def _per_output(v, name: str, m: int, unit: str = "output"):
     return np.ascontiguousarray(np.broadcast_to(v, (m,)))
 
 
-def _float_conv_call(x, weight, stride, padding, dilation, bias, floor, pool, kernel: str, algorithm: str):
+def _float_conv_call(x, weight, stride, padding, dilation, bias, floor, pool, groups, kernel: str, algorithm: str):
     """:func:`float_conv2d`'s arguments checked against ``x`` (already a float32 4-d array): the core function and
     its arguments after ``x`` (FloatConv2d's _prepare)."""
-    conv, pool_args = _float_conv_args(x, weight, stride, padding, dilation, bias, floor, pool, algorithm)
+    conv, pool_args = _float_conv_args(x, weight, stride, padding, dilation, bias, floor, pool, groups, algorithm)
     if pool_args is None:
         return _core.float_conv2d, (*conv, kernel, algorithm)
     return _core.float_conv2d_pool, (*conv, *pool_args, kernel, algorithm)
 
 
-def _float_conv_args(x, weight, stride, padding, dilation, bias, floor, pool, algorithm: str):
+def _float_conv_args(x, weight, stride, padding, dilation, bias, floor, pool, groups, algorithm: str):
     """``(conv, pool)``: :func:`float_conv2d`'s arguments checked against ``x``, the core's convolution arguments
-    after ``x`` (weights as rows, kh, kw, stride, padding, dilation, bias, floor) and its pooling arguments (kh, kw,
-    stride, padding, dilation, output height and width, floor; None without a pool)."""
-    w = _float_input(weight, 4, "weight", "(C_out, C, kh, kw)")
-    if w.shape[1] != x.shape[1]:
-        raise ValueError(f"float_conv2d: x has {x.shape[1]} channels, the weights expect {w.shape[1]}")
+    after ``x`` (weights as rows, kh, kw, stride, padding, dilation, bias, floor, groups) and its pooling arguments
+    (kh, kw, stride, padding, dilation, output height and width, floor; None without a pool)."""
+    w = _float_input(weight, 4, "weight", "(C_out, C / groups, kh, kw)")
     m, _, kh, kw = w.shape
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"float_conv2d: groups must be a positive integer, got {groups!r}")
+    if x.shape[1] % groups or m % groups:
+        raise ValueError(f"float_conv2d: groups={groups} must divide x's {x.shape[1]} channels and the weights' {m} "
+                         "output channels")
+    if w.shape[1] * groups != x.shape[1]:
+        raise ValueError(f"float_conv2d: x has {x.shape[1]} channels, the weights expect {w.shape[1] * groups} "
+                         f"({w.shape[1]} per group, groups={groups})")
     (sh, sw), (ph, pw) = pair(stride, "stride", minimum=1), pair(padding, "padding")
     dh, dw = pair(dilation, "dilation", minimum=1)
     if conv_output_size(x.shape[2], kh, sh, ph, dh) < 1 or conv_output_size(x.shape[3], kw, sw, pw, dw) < 1:
@@ -593,7 +603,7 @@ def _float_conv_args(x, weight, stride, padding, dilation, bias, floor, pool, al
     fl = _per_output(floor, "floor", m, "output channel")
     if algorithm not in FLOAT_CONV_ALGORITHMS:
         raise ValueError(f"algorithm must be one of {FLOAT_CONV_ALGORITHMS}, got {algorithm!r}")
-    conv = (w.reshape(m, -1), kh, kw, (sh, sw), (ph, pw), (dh, dw), b, fl)
+    conv = (w.reshape(m, -1), kh, kw, (sh, sw), (ph, pw), (dh, dw), b, fl, int(groups))
     if pool is None:
         return conv, None
     unknown = set(pool) - {"kernel_size", "stride", "padding", "dilation", "out_size", "floor"}
@@ -636,9 +646,9 @@ class FloatConv2d(_PreparedCall):
     """
 
     def __init__(self, weight, *, stride=1, padding=0, dilation=1, bias=None, floor=None, pool=None,
-                 kernel: str | None = None, algorithm: str = "auto"):
+                 kernel: str | None = None, algorithm: str = "auto", groups: int = 1):
         self.weight = weight
-        self._spec = (weight, stride, padding, dilation, bias, floor, pool)
+        self._spec = (weight, stride, padding, dilation, bias, floor, pool, groups)
         self.kernel = _resolve_kernel(kernel)
         self.algorithm = algorithm
 

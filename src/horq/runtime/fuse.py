@@ -159,13 +159,13 @@ def _fuse_floors(graph, steps):
 
 
 def _fuse_pools(graph, steps):
-    """A float ``conv2d`` (one group) whose only reader is a ``max_pool2d`` takes it: one step, named as the pool,
+    """A float ``conv2d`` (grouped too) whose only reader is a ``max_pool2d`` takes it: one step, named as the pool,
     with ``params["pool"] = (pool node, pool params)`` (its floor included); the ops compute the convolution and
     then the pool, the native backend both in one call. Exact (the same operations)."""
     readers = _readers(steps)
     merged, dropped = {}, set()
     for i, step in enumerate(steps):
-        if step.op != "conv2d" or step.node.attrs.get("groups", 1) != 1 or "pool" in step.params:
+        if step.op != "conv2d" or "pool" in step.params:
             continue
         j = _sole_reader(graph, steps, readers, step.name)
         if j is None or steps[j].op != "max_pool2d":

@@ -103,12 +103,13 @@ def global_avg_pool(kernels, x):
     return kernels.global_avg_pool(x)
 
 
-#: A float convolution (groups 1) runs in the core when the kernel path in use is one of FLOAT_CONV_PATHS, its
-#: receptive field C * kh * kw has at most FLOAT_CONV_MAX_FIELD values and its output rows are at least
-#: FLOAT_CONV_MIN_WIDTH wide; elsewhere numpy's im2col + BLAS GEMM is faster (wide filters reread per row
-#: block, rows narrower than a vector; the portable path, without fused multiply-adds or wide registers, ran
-#: about half as fast as numpy everywhere). Measured by `python benchmarks/bench_float_conv.py` (docs/KERNELS.md,
-#: round 6).
+#: A float convolution runs in the core when the kernel path in use is one of FLOAT_CONV_PATHS, its receptive field
+#: C / groups * kh * kw has at most FLOAT_CONV_MAX_FIELD values and its output rows are at least FLOAT_CONV_MIN_WIDTH
+#: wide; elsewhere numpy's im2col + BLAS GEMM is faster (wide filters reread per row block, rows narrower than a
+#: vector; the portable path, without fused multiply-adds or wide registers, ran about half as fast as numpy
+#: everywhere). Measured by `python benchmarks/bench_float_conv.py` (docs/KERNELS.md, round 6). A grouped one
+#: (depthwise too) runs in the core at any width: numpy's op copies 9 floats an output for a 3x3 kernel and
+#: multiplies group by group (`python benchmarks/bench_grouped_conv.py`, docs/KERNELS.md round 48).
 FLOAT_CONV_PATHS = ("avx2", "avx512")
 FLOAT_CONV_MAX_FIELD = 576  # a 3x3 kernel over 64 channels
 FLOAT_CONV_MIN_WIDTH = 16
@@ -116,12 +117,13 @@ FLOAT_CONV_MIN_WIDTH = 16
 
 def float_conv_runs_natively(step, kernel_path: str) -> bool:
     """True for the planned float ``conv2d`` steps :func:`float_conv2d` takes on ``kernel_path`` (see
-    FLOAT_CONV_PATHS)."""
+    FLOAT_CONV_PATHS): a grouped convolution at any width (numpy's op is an im2col copy and a matmul per group)."""
     node = step.node
-    if kernel_path not in FLOAT_CONV_PATHS or node.op != "conv2d" or node.attrs.get("groups", 1) != 1:
+    if kernel_path not in FLOAT_CONV_PATHS or node.op != "conv2d":
         return False
-    field = math.prod(np.shape(step.params["weight"])[1:])  # C * kh * kw
-    return field <= FLOAT_CONV_MAX_FIELD and node.out_shape[2] >= FLOAT_CONV_MIN_WIDTH
+    field = math.prod(np.shape(step.params["weight"])[1:])  # C / groups * kh * kw
+    wide = node.out_shape[2] >= FLOAT_CONV_MIN_WIDTH or node.attrs.get("groups", 1) > 1
+    return field <= FLOAT_CONV_MAX_FIELD and wide
 
 
 def float_conv_step(kernels, node, params, kernel_path: str):
@@ -132,7 +134,7 @@ def float_conv_step(kernels, node, params, kernel_path: str):
     (numpy's op for a non-float32 input)."""
     a = node.attrs
     conv = {"stride": a["stride"], "padding": a["padding"], "dilation": a["dilation"], "bias": params.get("bias"),
-            "floor": params["channel_floor"], "kernel": kernel_path}
+            "floor": params["channel_floor"], "kernel": kernel_path, "groups": a.get("groups", 1)}
     pool, after = params.get("pool"), None
     if pool is not None and _core_floor(pool[1].get("floor")):
         conv["pool"] = _pool_args(*pool)
@@ -216,8 +218,9 @@ def build_step(step, kernels):
     # The kernel path is resolved when the step is built (as a binary layer's is), for float convs only.
     if step.op == "conv2d" and float_conv_runs_natively(step, path := kernels.info()["in_use"]):
         params = np_ops.prepared(step)
+        per_group = step.node.in_shapes[0][0] // step.node.attrs.get("groups", 1)
         params["weight4"] = np.ascontiguousarray(
-            params["matrix"].reshape(params["matrix"].shape[0], step.node.in_shapes[0][0], *params["kernel"]))
+            params["matrix"].reshape(params["matrix"].shape[0], per_group, *params["kernel"]))
         floor = params.get("floor")  # one value, or per channel as (1, C, 1, 1), maybe spread over the map at load
         params["channel_floor"] = np.asarray(floor)[0, :, 0, 0] if np.ndim(floor) == 4 else floor
         return float_conv_step(kernels, step.node, params, path)

@@ -961,7 +961,11 @@ int check_float_conv(std::mt19937_64& rng) {
     const std::size_t sph = g.dh * (g.kh - 1) + 1, spw = g.dw * (g.kw - 1) + 1;
     if (g.height + 2 * g.ph < sph || g.width + 2 * g.pw < spw) continue;
     g.out_h = (g.height + 2 * g.ph - sph) / g.sh + 1, g.out_w = (g.width + 2 * g.pw - spw) / g.sw + 1;
-    const std::size_t m = 1 + rng() % 11, k = g.channels * g.kh * g.kw;
+    // Every fourth trial depthwise (groups = C, 1-3 outputs a group), every fourth another one of 2 groups.
+    std::size_t m = 1 + rng() % 11, groups = 1;
+    if (trial % 4 == 1) groups = g.channels, m = g.channels * (1 + rng() % 3);
+    if (trial % 4 == 3) g.channels = 2 * (1 + rng() % 3), groups = 2, m = 2 * (1 + rng() % 6);
+    const std::size_t cg = g.channels / groups, k = cg * g.kh * g.kw;
     std::vector<float> x(g.batch * g.channels * g.height * g.width), w(m * k), bias(m), floor(m);
     for (auto& v : x) v = normal(rng);
     for (auto& v : w) v = normal(rng);
@@ -973,13 +977,14 @@ int check_float_conv(std::mt19937_64& rng) {
     const std::size_t ny = g.batch * m * g.out_h * g.out_w;
     std::vector<float> got(ny + 2, 1234.5f), want(ny);
     float_conv2d(emu, x.data(), g, w.data(), m, with_bias ? bias.data() : nullptr, with_floor ? floor.data() : nullptr,
-                 got.data() + 1, FloatConvAlgorithm::direct);
+                 got.data() + 1, FloatConvAlgorithm::direct, groups);
     for (std::size_t n = 0; n < g.batch; ++n)
       for (std::size_t o = 0; o < m; ++o)
         for (std::size_t oy = 0; oy < g.out_h; ++oy)
           for (std::size_t ox = 0; ox < g.out_w; ++ox) {
             float acc = 0.0f;
-            for (std::size_t c = 0; c < g.channels; ++c)
+            const std::size_t c0 = o / (m / groups) * cg;  // the output's group's first input channel
+            for (std::size_t c = c0; c < c0 + cg; ++c)
               for (std::size_t i = 0; i < g.kh; ++i)
                 for (std::size_t j = 0; j < g.kw; ++j) {
                   const long iy = static_cast<long>(oy * g.sh + i * g.dh) - static_cast<long>(g.ph);
@@ -989,7 +994,7 @@ int check_float_conv(std::mt19937_64& rng) {
                   const float xv = in ? x[((n * g.channels + c) * g.height + static_cast<std::size_t>(iy)) * g.width +
                                           static_cast<std::size_t>(ix)]
                                       : 0.0f;
-                  acc = std::fma(w[o * k + (c * g.kh + i) * g.kw + j], xv, acc);
+                  acc = std::fma(w[o * k + ((c - c0) * g.kh + i) * g.kw + j], xv, acc);
                 }
             if (with_bias) acc += bias[o];
             if (with_floor && floor[o] > acc) acc = floor[o];
@@ -997,8 +1002,9 @@ int check_float_conv(std::mt19937_64& rng) {
           }
     const bool guards = got[0] == 1234.5f && got[ny + 1] == 1234.5f;
     if ((!guards || std::memcmp(got.data() + 1, want.data(), ny * sizeof(float)) != 0) && ++failures <= kMaxReports)
-      std::printf("float_conv mismatch C=%zu %zux%zu k=%zux%zu s=%zu,%zu p=%zu,%zu d=%zu,%zu m=%zu batch=%zu\n",
-                  g.channels, g.height, g.width, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, m, g.batch);
+      std::printf("float_conv mismatch C=%zu %zux%zu k=%zux%zu s=%zu,%zu p=%zu,%zu d=%zu,%zu m=%zu batch=%zu "
+                  "groups=%zu\n", g.channels, g.height, g.width, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, m,
+                  g.batch, groups);
   }
   return failures;
 }
