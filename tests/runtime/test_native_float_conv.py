@@ -1,4 +1,4 @@
-"""The native backend runs small float convolutions (a network's first layers) in the core
+"""The native backend runs small float convolutions (a network's first layers; grouped ones at any width) in the core
 (horq.runtime.native.float_conv_step -> horq.kernels.FloatConv2d) with the epilogue and floor the numpy op would
 apply, and leaves the others to numpy's im2col + BLAS; so with large float linear layers at small batches
 (float_linear_step -> horq.kernels.FloatLinear); results stay the reference's to float rounding."""
@@ -69,21 +69,43 @@ def _counted_run(model, x, layer: str, tmp_path, monkeypatch):
     return calls, fast
 
 
+def _grouped_model():
+    torch.manual_seed(2)
+    return nn.Sequential(
+        nn.Conv2d(6, 6, 3, padding=1, groups=6, bias=False), _bn(6, 3), nn.ReLU(),  # depthwise: core
+        nn.Conv2d(6, 12, 3, stride=2, padding=1, groups=3), nn.ReLU(),  # 3 groups, 6 wide: core (grouped)
+        nn.Conv2d(12, 8, 3, padding=1, groups=4), nn.ReLU(), nn.MaxPool2d(2),  # 4 groups, its pool fused: core
+        nn.Conv2d(8, 8, 3, padding=1),  # 3 wide, groups 1: numpy
+        nn.Flatten(), nn.Linear(8 * 3 * 3, 3),
+    ).eval()
+
+
+# (model, input shape, its conv2d steps, the weight shapes of those the core runs)
+FLOAT_CONV_MODELS = {
+    "plain": (_model, (3, 40, 40), 5, [(8, 3, 7, 7), (16, 8, 3, 3), (40, 16, 3, 3)]),
+    "grouped": (_grouped_model, (6, 12, 13), 4, [(6, 1, 3, 3), (12, 2, 3, 3), (8, 3, 3, 3)]),
+}
+
+
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("path", [None, "generic"])
-def test_small_float_convs_run_in_the_core(batch, path, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", sorted(FLOAT_CONV_MODELS))
+def test_small_float_convs_run_in_the_core(name, batch, path, tmp_path, monkeypatch):
     """On the avx2 and avx512 paths (the one in use by default, or forced); on the portable path (forced with
-    HORQ_KERNEL, as on a non-x86 CPU) numpy's BLAS is faster and keeps every float convolution."""
+    HORQ_KERNEL, as on a non-x86 CPU) numpy's BLAS is faster and keeps every float convolution. Grouped and depthwise
+    ones run in the core at any width (numpy's op is an im2col copy and a matmul per group), their BatchNorm folded,
+    the relu their floor, a following pool fused."""
     import horq.kernels as kernels
 
     if path is not None:
         monkeypatch.setenv(kernels.KERNEL_ENV, path)
     in_core = kernels.info()["in_use"] in native.FLOAT_CONV_PATHS
-
-    x = np.random.default_rng(batch).standard_normal((batch, 3, 40, 40)).astype(np.float32)
-    calls, fast = _counted_run(_model(), x, "FloatConv2d", tmp_path, monkeypatch)
-    assert [s.op for s in fast._steps].count("conv2d") == 5 and "relu" not in [s.op for s in fast._steps]
-    assert calls == ([(8, 3, 7, 7), (16, 8, 3, 3), (40, 16, 3, 3)] if in_core else [])
+    model, shape, convs, core_calls = FLOAT_CONV_MODELS[name]
+    x = np.random.default_rng(batch).standard_normal((batch, *shape)).astype(np.float32)
+    calls, fast = _counted_run(model(), x, "FloatConv2d", tmp_path, monkeypatch)
+    ops = [s.op for s in fast._steps]
+    assert ops.count("conv2d") == convs and "relu" not in ops and "max_pool2d" not in ops
+    assert calls == (core_calls if in_core else [])
 
 
 def _classifier_model():
@@ -126,31 +148,3 @@ def test_order0_linear_layers_run_in_the_core(path, tmp_path, monkeypatch):
     x = np.random.default_rng(4).standard_normal((2, 300)).astype(np.float32)
     calls, _ = _counted_run(model, x, "FloatLinear", tmp_path, monkeypatch)
     assert calls == ([(256, 300), (10, 256)] if in_core else [])
-
-
-def _grouped_model():
-    torch.manual_seed(2)
-    return nn.Sequential(
-        nn.Conv2d(6, 6, 3, padding=1, groups=6, bias=False), _bn(6, 3), nn.ReLU(),  # depthwise: core
-        nn.Conv2d(6, 12, 3, stride=2, padding=1, groups=3), nn.ReLU(),  # 3 groups, 6 wide: core (grouped)
-        nn.Conv2d(12, 8, 3, padding=1, groups=4), nn.ReLU(), nn.MaxPool2d(2),  # 4 groups, its pool fused: core
-        nn.Conv2d(8, 8, 3, padding=1),  # 3 wide, groups 1: numpy
-        nn.Flatten(), nn.Linear(8 * 3 * 3, 3),
-    ).eval()
-
-
-@pytest.mark.parametrize("batch", [1, 2])
-@pytest.mark.parametrize("path", [None, "generic"])
-def test_grouped_float_convs_run_in_the_core(batch, path, tmp_path, monkeypatch):
-    """Grouped and depthwise float convolutions run in the core at any width on the avx2 and avx512 paths (numpy's op
-    is an im2col copy and a matmul per group), their BatchNorm folded, the relu their floor, a pool fused."""
-    import horq.kernels as kernels
-
-    if path is not None:
-        monkeypatch.setenv(kernels.KERNEL_ENV, path)
-    in_core = kernels.info()["in_use"] in native.FLOAT_CONV_PATHS
-    x = np.random.default_rng(batch).standard_normal((batch, 6, 12, 13)).astype(np.float32)
-    calls, fast = _counted_run(_grouped_model(), x, "FloatConv2d", tmp_path, monkeypatch)
-    assert [s.op for s in fast._steps].count("conv2d") == 4 and "relu" not in [s.op for s in fast._steps]
-    assert "max_pool2d" not in [s.op for s in fast._steps] and "pool" in fast._steps[2].params
-    assert calls == ([(6, 1, 3, 3), (12, 2, 3, 3), (8, 3, 3, 3)] if in_core else [])
