@@ -89,7 +89,7 @@ void each_chunk(const float* x, const ConvGeometry& g, std::size_t image, Run&& 
   const std::size_t C = g.channels, H = g.height, W = g.width, hp = H + 2 * g.ph, sw = g.sw;
   const std::size_t u = image / (C * hp * sw);
   const std::size_t chunk = std::max<std::size_t>(1, (std::size_t{32} << 20) / (image * sizeof(float)));
-  std::vector<float> xp(std::min(chunk, g.batch) * image);
+  std::vector<float, UninitAllocator<float>> xp(std::min(chunk, g.batch) * image);  // zeroed per chunk below
   for (std::size_t n0 = 0; n0 < g.batch; n0 += chunk) {
     const std::size_t nb = std::min(chunk, g.batch - n0);
     std::fill(xp.begin(), xp.begin() + static_cast<std::ptrdiff_t>(nb * image), 0.0f);
