@@ -25,14 +25,19 @@ from horq.runtime import load, threads
 from horq.runtime.ops import grouped_matmul, im2col32
 from horq.timing import median_seconds
 
-LAYERS = [  # (C_in, C_out, groups, size, stride): MobileNet-style depthwise layers, then two grouped ones
-    (32, 32, 32, 112, 1),
-    (144, 144, 144, 56, 2),
-    (256, 256, 256, 14, 1),
-    (512, 512, 512, 14, 1),
-    (960, 960, 960, 7, 1),
-    (64, 64, 8, 28, 1),
-    (128, 256, 4, 14, 1),
+LAYERS = [  # (C_in, C_out, groups, size, stride, kernel): MobileNet-style depthwise layers, grouped 3x3 and 1x1 ones
+    (32, 32, 32, 112, 1, 3),
+    (144, 144, 144, 56, 2, 3),
+    (256, 256, 256, 14, 1, 3),
+    (512, 512, 512, 14, 1, 3),
+    (960, 960, 960, 7, 1, 3),
+    (672, 672, 672, 7, 1, 5),
+    (64, 64, 8, 28, 1, 3),
+    (128, 256, 4, 14, 1, 3),
+    (64, 64, 8, 56, 1, 1),
+    (240, 240, 3, 28, 1, 1),
+    (512, 512, 2, 14, 1, 1),
+    (512, 512, 2, 7, 1, 1),
 ]
 
 
@@ -45,9 +50,9 @@ def per_group_matmul(w, cols, groups):
     return out
 
 
-def layer_row(cin, cout, groups, size, stride, backend, repeats, tmp) -> str:
+def layer_row(cin, cout, groups, size, stride, k, backend, repeats, tmp) -> str:
     """One layer's table row: exported, loaded, checked against PyTorch, timed."""
-    conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, groups=groups)
+    conv = nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups)
     model = nn.Sequential(conv, nn.BatchNorm2d(cout), nn.ReLU()).eval()
     path = Path(tmp) / "m.horq"
     horq.export(model, path, input_shape=(cin, size, size))
@@ -60,12 +65,12 @@ def layer_row(cin, cout, groups, size, stride, backend, repeats, tmp) -> str:
     diff = float(np.abs(runtime(x) - want).max())
     t_horq = median_seconds(lambda: runtime(x), repeats=repeats)
     w = conv.weight.detach().numpy().reshape(cout, -1)
-    cols = im2col32(x, 3, 3, stride=(stride, stride), padding=(1, 1), dilation=(1, 1))
+    cols = im2col32(x, k, k, stride=(stride, stride), padding=(k // 2, k // 2), dilation=(1, 1))
     if not np.array_equal(per_group_matmul(w, cols, groups), grouped_matmul(w, cols, groups)):
         raise SystemExit("the batched matmul and the per-group loop differ")
     t_loop = median_seconds(lambda: per_group_matmul(w, cols, groups), repeats=repeats)
     t_batched = median_seconds(lambda: grouped_matmul(w, cols, groups), repeats=repeats)
-    return (f"| {cin} -> {cout} | {groups} | {size} | {stride} | {t_horq * 1e3:.3f} | {t_torch * 1e3:.3f} | "
+    return (f"| {cin} -> {cout} | {groups} | {k}x{k} | {size} | {stride} | {t_horq * 1e3:.3f} | {t_torch * 1e3:.3f} | "
             f"{t_loop * 1e3:.3f} | {t_batched * 1e3:.3f} | {diff:.1e} |")
 
 
@@ -78,8 +83,9 @@ def main(argv=None) -> int:
     threads.set_num_threads(1)
     torch.manual_seed(0)
     print(f"backend {args.backend}, 1 thread, batch 1, medians of {args.repeats} calls (ms)")
-    print("| C_in -> C_out | groups | size | stride | horq | torch fp32 | matmul per group | batched | max diff |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| C_in -> C_out | groups | kernel | size | stride | horq | torch fp32 | matmul per group | batched | "
+          "max diff |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     with tempfile.TemporaryDirectory() as tmp:
         for layer in LAYERS:
             print(layer_row(*layer, args.backend, args.repeats, tmp))

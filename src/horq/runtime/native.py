@@ -107,9 +107,10 @@ def global_avg_pool(kernels, x):
 #: C / groups * kh * kw has at most FLOAT_CONV_MAX_FIELD values and its output rows are at least FLOAT_CONV_MIN_WIDTH
 #: wide; elsewhere numpy's im2col + BLAS GEMM is faster (wide filters reread per row block, rows narrower than a
 #: vector; the portable path, without fused multiply-adds or wide registers, ran about half as fast as numpy
-#: everywhere). Measured by `python benchmarks/bench_float_conv.py` (docs/KERNELS.md, round 6). A grouped one
-#: (depthwise too) runs in the core at any width: numpy's op copies 9 floats an output for a 3x3 kernel and
-#: multiplies group by group (`python benchmarks/bench_grouped_conv.py`, docs/KERNELS.md round 48).
+#: everywhere). Measured by `python benchmarks/bench_float_conv.py` (docs/KERNELS.md, round 6). A grouped one with a
+#: kernel wider than 1x1 (depthwise too) runs in the core at any width: numpy's op copies kh * kw floats an output
+#: and multiplies group by group; grouped 1x1 convolutions keep the width rule (at 7 and 14 wide, 256 channels a
+#: group, numpy's products ran faster). `python benchmarks/bench_grouped_conv.py`, docs/KERNELS.md round 48.
 FLOAT_CONV_PATHS = ("avx2", "avx512")
 FLOAT_CONV_MAX_FIELD = 576  # a 3x3 kernel over 64 channels
 FLOAT_CONV_MIN_WIDTH = 16
@@ -117,13 +118,14 @@ FLOAT_CONV_MIN_WIDTH = 16
 
 def float_conv_runs_natively(step, kernel_path: str) -> bool:
     """True for the planned float ``conv2d`` steps :func:`float_conv2d` takes on ``kernel_path`` (see
-    FLOAT_CONV_PATHS): a grouped convolution at any width (numpy's op is an im2col copy and a matmul per group)."""
+    FLOAT_CONV_PATHS): a grouped convolution with a kernel wider than 1x1 at any width."""
     node = step.node
     if kernel_path not in FLOAT_CONV_PATHS or node.op != "conv2d":
         return False
-    field = math.prod(np.shape(step.params["weight"])[1:])  # C / groups * kh * kw
-    wide = node.out_shape[2] >= FLOAT_CONV_MIN_WIDTH or node.attrs.get("groups", 1) > 1
-    return field <= FLOAT_CONV_MAX_FIELD and wide
+    shape = np.shape(step.params["weight"])  # (C_out, C / groups, kh, kw)
+    spatial_groups = node.attrs.get("groups", 1) > 1 and shape[2] * shape[3] > 1
+    wide = node.out_shape[2] >= FLOAT_CONV_MIN_WIDTH
+    return math.prod(shape[1:]) <= FLOAT_CONV_MAX_FIELD and (wide or spatial_groups)
 
 
 def float_conv_step(kernels, node, params, kernel_path: str):
