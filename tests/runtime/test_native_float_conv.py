@@ -1,4 +1,4 @@
-"""The native backend runs small float convolutions (first layers; grouped ones wider than 1x1 at any width) in the core
+"""The native backend runs small float convolutions (first layers; grouped ones at any width) in the core
 (horq.runtime.native.float_conv_step -> horq.kernels.FloatConv2d) with the epilogue and floor the numpy op would
 apply, and leaves the others to numpy's im2col + BLAS; so with large float linear layers at small batches
 (float_linear_step -> horq.kernels.FloatLinear); results stay the reference's to float rounding."""
@@ -76,7 +76,8 @@ def _grouped_model():
         nn.Conv2d(6, 12, 3, stride=2, padding=1, groups=3), nn.ReLU(),  # 3 groups, 6 wide: core (grouped)
         nn.Conv2d(12, 8, 3, padding=1, groups=4), nn.ReLU(), nn.MaxPool2d(2),  # 4 groups, its pool fused: core
         nn.Conv2d(8, 8, 3, padding=1),  # 3 wide, groups 1: numpy
-        nn.Conv2d(8, 8, 1, groups=2),  # a grouped 1x1, 3 wide: numpy (the width rule)
+        nn.Conv2d(8, 66, 1, groups=2),  # a grouped 1x1 of 33 outputs a group: numpy
+        nn.Conv2d(66, 8, 1, groups=2),  # ... of 4: core
         nn.Flatten(), nn.Linear(8 * 3 * 3, 3),
     ).eval()
 
@@ -84,7 +85,7 @@ def _grouped_model():
 # (model, input shape, its conv2d steps, the weight shapes of those the core runs)
 FLOAT_CONV_MODELS = {
     "plain": (_model, (3, 40, 40), 5, [(8, 3, 7, 7), (16, 8, 3, 3), (40, 16, 3, 3)]),
-    "grouped": (_grouped_model, (6, 12, 13), 5, [(6, 1, 3, 3), (12, 2, 3, 3), (8, 3, 3, 3)]),
+    "grouped": (_grouped_model, (6, 12, 13), 6, [(6, 1, 3, 3), (12, 2, 3, 3), (8, 3, 3, 3), (8, 33, 1, 1)]),
 }
 
 
@@ -94,8 +95,8 @@ FLOAT_CONV_MODELS = {
 def test_small_float_convs_run_in_the_core(name, batch, path, tmp_path, monkeypatch):
     """On the avx2 and avx512 paths (the one in use by default, or forced); on the portable path (forced with
     HORQ_KERNEL, as on a non-x86 CPU) numpy's BLAS is faster and keeps every float convolution. Grouped and depthwise
-    ones with kernels wider than 1x1 run in the core at any width (numpy's op is an im2col copy and a matmul per
-    group), their BatchNorm folded, the relu their floor, a following pool fused."""
+    ones run in the core at any width (numpy's op is an im2col copy and a matmul per group) but 1x1 ones of more than
+    GROUPED_1X1_MAX_OUTPUTS outputs a group, their BatchNorm folded, the relu their floor, a following pool fused."""
     import horq.kernels as kernels
 
     if path is not None:
