@@ -37,6 +37,8 @@ def _model():
         nn.Conv2d(3, 8, 7, stride=2, padding=3, bias=False), _bn(8, 1), nn.ReLU(),  # field 147, 20 wide: core
         nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),  # field 72: core, relu as its floor
         nn.Conv2d(16, 40, 3, padding=1),  # field 144: core, no floor
+        nn.Conv2d(40, 66, 1),  # a 1x1 over 40 channels: core
+        nn.Conv2d(66, 40, 1),  # over 66 > FLOAT_CONV_1X1_MAX_FIELD: numpy
         nn.Conv2d(40, 8, 4, stride=2, padding=1),  # field 640 > FLOAT_CONV_MAX_FIELD: numpy
         nn.Conv2d(8, 4, 3, padding=1),  # 10 wide < FLOAT_CONV_MIN_WIDTH: numpy
         nn.Flatten(), nn.Linear(4 * 10 * 10, 3),
@@ -76,16 +78,16 @@ def _grouped_model():
         nn.Conv2d(6, 12, 3, stride=2, padding=1, groups=3), nn.ReLU(),  # 3 groups, 6 wide: core (grouped)
         nn.Conv2d(12, 8, 3, padding=1, groups=4), nn.ReLU(), nn.MaxPool2d(2),  # 4 groups, its pool fused: core
         nn.Conv2d(8, 8, 3, padding=1),  # 3 wide, groups 1: numpy
-        nn.Conv2d(8, 66, 1, groups=2),  # a grouped 1x1 of 33 outputs a group: numpy
-        nn.Conv2d(66, 8, 1, groups=2),  # ... of 4: core
+        nn.Conv2d(8, 132, 1, groups=4),  # a grouped 1x1 over 2 channels a group: core
+        nn.Conv2d(132, 8, 1, groups=2),  # over 66: numpy
         nn.Flatten(), nn.Linear(8 * 3 * 3, 3),
     ).eval()
 
 
 # (model, input shape, its conv2d steps, the weight shapes of those the core runs)
 FLOAT_CONV_MODELS = {
-    "plain": (_model, (3, 40, 40), 5, [(8, 3, 7, 7), (16, 8, 3, 3), (40, 16, 3, 3)]),
-    "grouped": (_grouped_model, (6, 12, 13), 6, [(6, 1, 3, 3), (12, 2, 3, 3), (8, 3, 3, 3), (8, 33, 1, 1)]),
+    "plain": (_model, (3, 40, 40), 7, [(8, 3, 7, 7), (16, 8, 3, 3), (40, 16, 3, 3), (66, 40, 1, 1)]),
+    "grouped": (_grouped_model, (6, 12, 13), 6, [(6, 1, 3, 3), (12, 2, 3, 3), (8, 3, 3, 3), (132, 2, 1, 1)]),
 }
 
 
@@ -94,9 +96,10 @@ FLOAT_CONV_MODELS = {
 @pytest.mark.parametrize("name", sorted(FLOAT_CONV_MODELS))
 def test_small_float_convs_run_in_the_core(name, batch, path, tmp_path, monkeypatch):
     """On the avx2 and avx512 paths (the one in use by default, or forced); on the portable path (forced with
-    HORQ_KERNEL, as on a non-x86 CPU) numpy's BLAS is faster and keeps every float convolution. Grouped and depthwise
-    ones run in the core at any width (numpy's op is an im2col copy and a matmul per group) but 1x1 ones of more than
-    GROUPED_1X1_MAX_OUTPUTS outputs a group, their BatchNorm folded, the relu their floor, a following pool fused."""
+    HORQ_KERNEL, as on a non-x86 CPU) numpy's BLAS is faster and keeps every float convolution, and so it does for 1x1
+    ones over more than FLOAT_CONV_1X1_MAX_FIELD channels a group. Grouped and depthwise ones run in the core at any
+    width (numpy's op is an im2col copy and a matmul per group), their BatchNorm folded, the relu their floor, a
+    following pool fused."""
     import horq.kernels as kernels
 
     if path is not None:

@@ -104,32 +104,31 @@ def global_avg_pool(kernels, x):
 
 
 #: A float convolution runs in the core when the kernel path in use is one of FLOAT_CONV_PATHS, its receptive field
-#: C / groups * kh * kw has at most FLOAT_CONV_MAX_FIELD values and its output rows are at least FLOAT_CONV_MIN_WIDTH
-#: wide; elsewhere numpy's im2col + BLAS GEMM is faster (wide filters reread per row block, rows narrower than a
-#: vector; the portable path, without fused multiply-adds or wide registers, ran about half as fast as numpy
-#: everywhere). Measured by `python benchmarks/bench_float_conv.py` (docs/KERNELS.md, round 6). A grouped one runs
-#: in the core at any width where its kernel is wider than 1x1 (depthwise too: numpy's op copies kh * kw floats an
-#: output and multiplies group by group) or its groups have at most GROUPED_1X1_MAX_OUTPUTS output channels (a
-#: grouped 1x1 convolution with more, 80 or 256 a group, ran faster on numpy's products); `python
-#: benchmarks/bench_grouped_conv.py`, docs/KERNELS.md round 48.
+#: C / groups * kh * kw has at most FLOAT_CONV_MAX_FIELD values (FLOAT_CONV_1X1_MAX_FIELD for a 1x1 kernel) and its
+#: output rows are at least FLOAT_CONV_MIN_WIDTH wide; elsewhere numpy's im2col + BLAS GEMM is faster (wide filters
+#: reread per row block, rows narrower than a vector; the portable path, without fused multiply-adds or wide
+#: registers, ran about half as fast as numpy everywhere). Measured by `python benchmarks/bench_float_conv.py`
+#: (docs/KERNELS.md, rounds 6 and 48: 1x1 convolutions over more than 64 channels a group, 128 -> 256 or 240 ->
+#: 240 at 28x28, ran 1.2-1.5x faster on numpy). A grouped one (depthwise too) runs in the core at any width: numpy's
+#: op copies kh * kw floats an output and multiplies group by group (`python benchmarks/bench_grouped_conv.py`,
+#: docs/KERNELS.md round 48).
 FLOAT_CONV_PATHS = ("avx2", "avx512")
 FLOAT_CONV_MAX_FIELD = 576  # a 3x3 kernel over 64 channels
+FLOAT_CONV_1X1_MAX_FIELD = 64
 FLOAT_CONV_MIN_WIDTH = 16
-GROUPED_1X1_MAX_OUTPUTS = 32
 
 
 def float_conv_runs_natively(step, kernel_path: str) -> bool:
     """True for the planned float ``conv2d`` steps :func:`float_conv2d` takes on ``kernel_path`` (see
-    FLOAT_CONV_PATHS); a grouped one at any width, unless a 1x1 one with large groups."""
+    FLOAT_CONV_PATHS); a grouped one at any width."""
     node = step.node
     if kernel_path not in FLOAT_CONV_PATHS or node.op != "conv2d":
         return False
-    shape, groups = np.shape(step.params["weight"]), node.attrs.get("groups", 1)  # (C_out, C / groups, kh, kw)
-    if math.prod(shape[1:]) > FLOAT_CONV_MAX_FIELD:
+    shape = np.shape(step.params["weight"])  # (C_out, C / groups, kh, kw)
+    field = math.prod(shape[1:])
+    if field > (FLOAT_CONV_1X1_MAX_FIELD if shape[2] * shape[3] == 1 else FLOAT_CONV_MAX_FIELD):
         return False
-    if groups > 1:
-        return shape[2] * shape[3] > 1 or shape[0] // groups <= GROUPED_1X1_MAX_OUTPUTS
-    return node.out_shape[2] >= FLOAT_CONV_MIN_WIDTH
+    return node.attrs.get("groups", 1) > 1 or node.out_shape[2] >= FLOAT_CONV_MIN_WIDTH
 
 
 def float_conv_step(kernels, node, params, kernel_path: str):
