@@ -1,8 +1,8 @@
 """Float convolutions on the native backend: horq.kernels.float_conv2d (csrc/core/float_conv.h) on each kernel path
 against what the numpy backend does (ops.im2col32, one BLAS GEMM, the bias added), batch 1, 1 thread, timed
 round-robin in one process; the shapes decide horq.runtime.native's rule (FLOAT_CONV_PATHS: avx2 and avx512,
-FLOAT_CONV_MAX_FIELD: receptive fields C*kh*kw up to 576 values, FLOAT_CONV_1X1_MAX_FIELD: 1x1 kernels over up to 64
-channels, FLOAT_CONV_MIN_WIDTH: output rows at least 16 wide).
+FLOAT_CONV_MAX_FIELD: receptive fields C*kh*kw up to 576 values, FLOAT_CONV_1X1_MAX_FIELD: 1x1 kernels over up to
+32 channels, FLOAT_CONV_MIN_WIDTH: output rows at least 16 wide).
 
     .venv/bin/python benchmarks/bench_float_conv.py [--seconds 0.5] [--doc docs/KERNELS.md]
     .venv/bin/python benchmarks/bench_float_conv.py --winograd [--seconds 0.5]
@@ -13,7 +13,7 @@ measurements behind float_conv_winograd_pays (docs/KERNELS.md round 15).
 
 Shapes: the first layers of the zoo's networks (ResNet-18's 7x7 stride-2 stem at 224 and its 3x3 stem at 32,
 cifar-vgg's 3->128, mnist-cnn's 1->32), a batch of 32 stems, and float layers past the rule's bounds (wider
-fields, rows narrower than a vector, 1x1 kernels over 64, 128 and 256 channels).
+fields, rows narrower than a vector, 1x1 kernels over 32, 64, 128 and 256 channels).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ SHAPES = [
     ("64 -> 64, 56x56", 1, 64, 56, 64, 3, 1, 1),
     ("128 -> 128, 28x28", 1, 128, 28, 128, 3, 1, 1),
     ("1x1 256 -> 512, 14x14", 1, 256, 14, 512, 1, 1, 0),
+    ("1x1 32 -> 64, 56x56", 1, 32, 56, 64, 1, 1, 0),
     ("1x1 64 -> 64, 56x56", 1, 64, 56, 64, 1, 1, 0),
     ("1x1 128 -> 256, 28x28", 1, 128, 28, 256, 1, 1, 0),
 ]

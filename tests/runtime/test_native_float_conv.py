@@ -37,8 +37,8 @@ def _model():
         nn.Conv2d(3, 8, 7, stride=2, padding=3, bias=False), _bn(8, 1), nn.ReLU(),  # field 147, 20 wide: core
         nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),  # field 72: core, relu as its floor
         nn.Conv2d(16, 40, 3, padding=1),  # field 144: core, no floor
-        nn.Conv2d(40, 66, 1),  # a 1x1 over 40 channels: core
-        nn.Conv2d(66, 40, 1),  # over 66 > FLOAT_CONV_1X1_MAX_FIELD: numpy
+        nn.Conv2d(40, 24, 1),  # a 1x1 over 40 > FLOAT_CONV_1X1_MAX_FIELD channels: numpy
+        nn.Conv2d(24, 40, 1),  # over 24: core
         nn.Conv2d(40, 8, 4, stride=2, padding=1),  # field 640 > FLOAT_CONV_MAX_FIELD: numpy
         nn.Conv2d(8, 4, 3, padding=1),  # 10 wide < FLOAT_CONV_MIN_WIDTH: numpy
         nn.Flatten(), nn.Linear(4 * 10 * 10, 3),
@@ -86,7 +86,7 @@ def _grouped_model():
 
 # (model, input shape, its conv2d steps, the weight shapes of those the core runs)
 FLOAT_CONV_MODELS = {
-    "plain": (_model, (3, 40, 40), 7, [(8, 3, 7, 7), (16, 8, 3, 3), (40, 16, 3, 3), (66, 40, 1, 1)]),
+    "plain": (_model, (3, 40, 40), 7, [(8, 3, 7, 7), (16, 8, 3, 3), (40, 16, 3, 3), (40, 24, 1, 1)]),
     "grouped": (_grouped_model, (6, 12, 13), 6, [(6, 1, 3, 3), (12, 2, 3, 3), (8, 3, 3, 3), (132, 2, 1, 1)]),
 }
 

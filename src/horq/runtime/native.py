@@ -108,13 +108,13 @@ def global_avg_pool(kernels, x):
 #: output rows are at least FLOAT_CONV_MIN_WIDTH wide; elsewhere numpy's im2col + BLAS GEMM is faster (wide filters
 #: reread per row block, rows narrower than a vector; the portable path, without fused multiply-adds or wide
 #: registers, ran about half as fast as numpy everywhere). Measured by `python benchmarks/bench_float_conv.py`
-#: (docs/KERNELS.md, rounds 6 and 48: 1x1 convolutions over more than 64 channels a group, 128 -> 256 or 240 ->
-#: 240 at 28x28, ran 1.2-1.5x faster on numpy). A grouped one (depthwise too) runs in the core at any width: numpy's
-#: op copies kh * kw floats an output and multiplies group by group (`python benchmarks/bench_grouped_conv.py`,
-#: docs/KERNELS.md round 48).
+#: (docs/KERNELS.md, rounds 6 and 48: 1x1 convolutions over 128-256 channels ran 1.2-1.6x faster on numpy, over 64
+#: about level, over 32 or fewer faster in the core). A grouped one (depthwise too) runs in the core at any width:
+#: numpy's op copies kh * kw floats an output and multiplies group by group (`python
+#: benchmarks/bench_grouped_conv.py`, docs/KERNELS.md round 48).
 FLOAT_CONV_PATHS = ("avx2", "avx512")
 FLOAT_CONV_MAX_FIELD = 576  # a 3x3 kernel over 64 channels
-FLOAT_CONV_1X1_MAX_FIELD = 64
+FLOAT_CONV_1X1_MAX_FIELD = 32
 FLOAT_CONV_MIN_WIDTH = 16
 
 
