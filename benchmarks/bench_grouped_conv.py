@@ -1,11 +1,12 @@
-"""Grouped and depthwise float convolutions on the runtime against PyTorch fp32, and the numpy backend's product
-(horq.runtime.ops.grouped_matmul: one batched matmul over the groups of the im2col columns) against one matmul per
-group on the same columns (the form it replaced), 1 thread, batch 1, medians of repeated calls after warm-up, ms.
+"""Grouped and depthwise float convolutions (and 1x1 ones of one group, for the runtime's 1x1 rule) on the runtime
+against PyTorch fp32, and the numpy backend's product (horq.runtime.ops.grouped_matmul: one batched matmul over the
+groups of the im2col columns) against one matmul per group on the same columns (the form it replaced), 1 thread,
+batch 1, medians of repeated calls after warm-up, ms.
 
 Each layer is Conv2d(groups) -> BatchNorm2d -> ReLU exported to a .horq file and run by horq.runtime.load on the
-backend named by --backend (native: the core's direct float convolution, kernels.float_conv2d(groups=), on the avx2
-and avx512 paths; numpy: im2col and grouped_matmul). The outputs are checked against PyTorch's (max |difference| in
-the last column).
+backend named by --backend (native: the core's direct float convolution, kernels.float_conv2d(groups=), where
+horq.runtime.native.float_conv_runs_natively takes the layer, else numpy's op; numpy: im2col and grouped_matmul). The
+outputs are checked against PyTorch's (max |difference| in the last column).
 
     .venv/bin/python benchmarks/bench_grouped_conv.py [--repeats 50] [--backend native]
 """
@@ -39,6 +40,9 @@ LAYERS = [  # (C_in, C_out, groups, size, stride, kernel): MobileNet-style depth
     (240, 240, 3, 28, 1, 1),
     (512, 512, 2, 14, 1, 1),
     (512, 512, 2, 7, 1, 1),
+    (32, 64, 1, 56, 1, 1),  # 1x1 of one group over 32, 64 and 128 channels (native.FLOAT_CONV_1X1_MAX_FIELD)
+    (64, 64, 1, 56, 1, 1),
+    (128, 256, 1, 28, 1, 1),
 ]
 
 
