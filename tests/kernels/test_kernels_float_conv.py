@@ -6,6 +6,9 @@ a scalar chain of fused multiply-adds under tests/kernels/test_kernels_avx512_em
 Tolerance: each output is a float32 sum of C*kh*kw products; its rounding error is below ~K * 2^-24 of the sum
 of |w x|, so the error is measured against that magnitude (np.abs(w) convolved with np.abs(x)).
 
+Grouped calls (groups > 1, depthwise too): every group against the float64 reference of its own channels and bit for bit
+an ungrouped call on that group alone, threads, the fused pool, the prepared call and the errors.
+
 Winograd tiles (algorithm="winograd", core/float_conv_winograd.h): against the same float64 reference within
 WINOGRAD_TOLERANCE of that magnitude (their transforms add rounding of their own, larger against a small kernel's
 magnitude: measured up to ~2.5e-6 on 3x3 kernels, ~1e-6 on a 7x7 stride-2 one); the avx2 and
