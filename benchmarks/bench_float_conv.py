@@ -78,9 +78,8 @@ def run(seconds: float) -> list[dict]:
                          kernels.float_conv2d(x, w, stride=s, padding=p, bias=b, kernel=path))
         times = interleaved_times(fns, min_reps=5, min_seconds=seconds)
         ow = (h + 2 * p - k) // s + 1
-        bound = native.FLOAT_CONV_1X1_MAX_FIELD if k == 1 else native.FLOAT_CONV_MAX_FIELD
         rows.append({"shape": label, "field": c * k * k, "out_w": ow,
-                     "native": c * k * k <= bound and ow >= native.FLOAT_CONV_MIN_WIDTH,
+                     "native": native.float_conv_in_core((m, c, k, k), 1, ow),
                      "ms": {name: med * 1e3 for name, (med, _) in times.items()}})
     return rows
 

@@ -108,9 +108,9 @@ def global_avg_pool(kernels, x):
 #: output rows are at least FLOAT_CONV_MIN_WIDTH wide; elsewhere numpy's im2col + BLAS GEMM is faster (wide filters
 #: reread per row block, rows narrower than a vector; the portable path, without fused multiply-adds or wide
 #: registers, ran about half as fast as numpy everywhere). Measured by `python benchmarks/bench_float_conv.py`
-#: (docs/KERNELS.md, rounds 6 and 48: 1x1 convolutions over 128-256 channels ran 1.2-1.6x faster on numpy, over 64
-#: about level, over 32 or fewer faster in the core). A grouped one (depthwise too) runs in the core at any width:
-#: numpy's op copies kh * kw floats an output and multiplies group by group (`python
+#: (docs/KERNELS.md, rounds 6 and 48: 1x1 convolutions over 64-256 channels ran 1.3-1.6x faster on numpy; over 32
+#: or fewer a group level or faster in the core in whole runtime steps). A grouped one (depthwise too) runs in the
+#: core at any width: numpy's op copies kh * kw floats an output and multiplies group by group (`python
 #: benchmarks/bench_grouped_conv.py`, docs/KERNELS.md round 48).
 FLOAT_CONV_PATHS = ("avx2", "avx512")
 FLOAT_CONV_MAX_FIELD = 576  # a 3x3 kernel over 64 channels
@@ -118,17 +118,22 @@ FLOAT_CONV_1X1_MAX_FIELD = 32
 FLOAT_CONV_MIN_WIDTH = 16
 
 
+def float_conv_in_core(weight_shape, groups: int, out_w: int) -> bool:
+    """Whether a FLOAT_CONV_PATHS path's core takes a float convolution of weights ``weight_shape`` (C_out, C / groups,
+    kh, kw) whose output rows are ``out_w`` wide (the rule above; a grouped one at any width)."""
+    field = math.prod(weight_shape[1:])
+    if field > (FLOAT_CONV_1X1_MAX_FIELD if weight_shape[2] * weight_shape[3] == 1 else FLOAT_CONV_MAX_FIELD):
+        return False
+    return groups > 1 or out_w >= FLOAT_CONV_MIN_WIDTH
+
+
 def float_conv_runs_natively(step, kernel_path: str) -> bool:
-    """True for the planned float ``conv2d`` steps :func:`float_conv2d` takes on ``kernel_path`` (see
-    FLOAT_CONV_PATHS); a grouped one at any width."""
+    """True for the planned float ``conv2d`` steps :func:`float_conv2d` takes on ``kernel_path``
+    (:func:`float_conv_in_core` on FLOAT_CONV_PATHS)."""
     node = step.node
     if kernel_path not in FLOAT_CONV_PATHS or node.op != "conv2d":
         return False
-    shape = np.shape(step.params["weight"])  # (C_out, C / groups, kh, kw)
-    field = math.prod(shape[1:])
-    if field > (FLOAT_CONV_1X1_MAX_FIELD if shape[2] * shape[3] == 1 else FLOAT_CONV_MAX_FIELD):
-        return False
-    return node.attrs.get("groups", 1) > 1 or node.out_shape[2] >= FLOAT_CONV_MIN_WIDTH
+    return float_conv_in_core(np.shape(step.params["weight"]), node.attrs.get("groups", 1), node.out_shape[2])
 
 
 def float_conv_step(kernels, node, params, kernel_path: str):

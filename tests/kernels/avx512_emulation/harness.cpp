@@ -955,7 +955,8 @@ int check_float_conv(std::mt19937_64& rng) {
   for (int trial = 0; trial < 80; ++trial) {
     const std::size_t widths[] = {1, 5, 15, 16, 17, 31, 33, 48, 97, 113};
     ConvGeometry g{};
-    g.batch = 1 + rng() % 3, g.channels = 1 + rng() % 5, g.height = 1 + rng() % 6, g.width = widths[rng() % 10];
+    g.batch = 1 + rng() % 3, g.channels = 1 + rng() % 5, g.height = 1 + rng() % 6;
+    g.width = widths[rng() % std::size(widths)];
     g.kh = 1 + rng() % 5, g.kw = 1 + rng() % 5, g.sh = 1 + rng() % 3, g.sw = 1 + rng() % 3;
     g.ph = rng() % 3, g.pw = rng() % 3, g.dh = 1 + rng() % 2, g.dw = 1 + rng() % 2;
     const std::size_t sph = g.dh * (g.kh - 1) + 1, spw = g.dw * (g.kw - 1) + 1;
@@ -1028,7 +1029,7 @@ int check_float_conv_winograd(std::mt19937_64& rng) {
     g.sh = g.sw = 1 + rng() % 2, g.dh = g.dw = 1;
     g.batch = 1 + rng() % 2, g.channels = 1 + rng() % (16 / (g.sh * g.sh));
     g.kh = 1 + rng() % (4 * g.sh), g.kw = 1 + rng() % (4 * g.sw), g.ph = rng() % 3, g.pw = rng() % 3;
-    const std::size_t ow = widths[rng() % 13], oh = 1 + rng() % 8;
+    const std::size_t ow = widths[rng() % std::size(widths)], oh = 1 + rng() % 8;
     g.height = (oh - 1) * g.sh + g.kh, g.width = (ow - 1) * g.sw + g.kw;  // before padding: out = ow, oh ...
     g.height = g.height > 2 * g.ph ? g.height - 2 * g.ph : g.height;    // ... or a little more with it
     g.width = g.width > 2 * g.pw ? g.width - 2 * g.pw : g.width;
