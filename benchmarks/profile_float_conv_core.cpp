@@ -48,9 +48,10 @@ int main(int argc, char** argv) {
     for (std::size_t i = 0; i < flush.size(); i += 64) ++flush[i];
     const auto t0 = std::chrono::steady_clock::now();
     if (pool) {
-      horq::float_conv2d_pool(kt, x.data(), g, w.data(), 64, nullptr, nullptr, pg, &zero, 1, y.data(), algorithm);
+      horq::float_conv2d_pool(kt, x.data(), g, w.data(), 64, nullptr, nullptr, nullptr, pg, &zero, 1, y.data(),
+                              algorithm);
     } else {
-      horq::float_conv2d(kt, x.data(), g, w.data(), 64, nullptr, nullptr, y.data(), algorithm);
+      horq::float_conv2d(kt, x.data(), g, w.data(), 64, nullptr, nullptr, nullptr, y.data(), algorithm);
     }
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }

@@ -604,26 +604,28 @@ nb::object max_pool2d(In<float, nb::ndim<4>> x, std::size_t kh, std::size_t kw, 
   return run_max_pool2d(x, kh, kw, stride, padding, dilation, out_h, out_w, floor, horq::kernel_table(kernel));
 }
 
-// A float linear layer on a few samples: x (rows, n) against w (m, n), then + bias and max(., floor) per output
-// (float_linear.h); the runtime's float classifier at small batches.
+// A float linear layer on a few samples: x (rows, n) against w (m, n), then + bias, max(., floor) and min(., ceiling)
+// per output (float_linear.h); the runtime's float classifier at small batches.
 nb::object run_float_linear(const In<float, nb::ndim<2>>& x, const In<float, nb::ndim<2>>& w, const Optional1& bias,
-                            const Optional1& floor, const horq::KernelTable& kt, OutputCache* out = nullptr) {
+                            const Optional1& floor, const Optional1& ceiling, const horq::KernelTable& kt,
+                            OutputCache* out = nullptr) {
   const std::size_t rows = x.shape(0), n = x.shape(1), m = w.shape(0);
   require(rows >= 1 && n >= 1 && m >= 1, "empty input or weights");
   require(w.shape(1) == n, "weights have a row length other than x's features");
   require(!bias || bias->shape(0) == m, "bias length != outputs");
   require(!floor || floor->shape(0) == m, "floor length != outputs");
+  require(!ceiling || ceiling->shape(0) == m, "ceiling length != outputs");
   float* y;
   nb::object arr = new_output(out, {rows, m}, &y);
   nb::gil_scoped_release nogil;
   horq::float_linear(kt, x.data(), rows, n, w.data(), m, bias ? bias->data() : nullptr,
-                     floor ? floor->data() : nullptr, y);
+                     floor ? floor->data() : nullptr, ceiling ? ceiling->data() : nullptr, y);
   return arr;
 }
 
 nb::object float_linear(In<float, nb::ndim<2>> x, In<float, nb::ndim<2>> w, Optional1 bias, Optional1 floor,
-                        const std::string& kernel) {
-  return run_float_linear(x, w, bias, floor, horq::kernel_table(kernel));
+                        Optional1 ceiling, const std::string& kernel) {
+  return run_float_linear(x, w, bias, floor, ceiling, horq::kernel_table(kernel));
 }
 
 // Global average pooling of an NCHW float32 map into (N, C, 1, 1) (pool.h global_avg_pool).
@@ -642,7 +644,8 @@ nb::object global_avg_pool(In<float, nb::ndim<4>> x) { return run_global_avg_poo
 // The checked geometry of a float convolution of x with weights w (m x C*kh*kw) and its output channels.
 horq::ConvGeometry float_conv_geometry(const In<float, nb::ndim<4>>& x, const In<float, nb::ndim<2>>& w,
                                        std::size_t kh, std::size_t kw, Pair stride, Pair padding, Pair dilation,
-                                       const Optional1& bias, const Optional1& floor, std::size_t groups) {
+                                       const Optional1& bias, const Optional1& floor, const Optional1& ceiling,
+                                       std::size_t groups) {
   const std::size_t m = w.shape(0);
   const horq::ConvGeometry g =
       output_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, stride, padding, dilation);
@@ -653,6 +656,7 @@ horq::ConvGeometry float_conv_geometry(const In<float, nb::ndim<4>>& x, const In
           "weights have C/groups*kh*kw != x's channels per group times the kernel size");
   require(!bias || bias->shape(0) == m, "bias length != output channels");
   require(!floor || floor->shape(0) == m, "floor length != output channels");
+  require(!ceiling || ceiling->shape(0) == m, "ceiling length != output channels");
   return g;
 }
 
@@ -665,26 +669,27 @@ horq::FloatConvAlgorithm float_conv_algorithm(const std::string& name) {
 }
 
 // A full-precision convolution of an NCHW float32 map with weights w (m x C*kh*kw, rows in (c, i, j) order),
-// then + bias and max(., floor) per output channel: the runtime's float conv2d step (float_conv.h).
+// then + bias, max(., floor) and min(., ceiling) per output channel: the runtime's float conv2d step (float_conv.h).
 nb::object run_float_conv2d(const In<float, nb::ndim<4>>& x, const In<float, nb::ndim<2>>& w, std::size_t kh,
                             std::size_t kw, Pair stride, Pair padding, Pair dilation, const Optional1& bias,
-                            const Optional1& floor, std::size_t groups, const horq::KernelTable& kt,
-                            horq::FloatConvAlgorithm algo, OutputCache* out = nullptr) {
-  const horq::ConvGeometry g = float_conv_geometry(x, w, kh, kw, stride, padding, dilation, bias, floor, groups);
+                            const Optional1& floor, const Optional1& ceiling, std::size_t groups,
+                            const horq::KernelTable& kt, horq::FloatConvAlgorithm algo, OutputCache* out = nullptr) {
+  const horq::ConvGeometry g =
+      float_conv_geometry(x, w, kh, kw, stride, padding, dilation, bias, floor, ceiling, groups);
   const std::size_t m = w.shape(0);
   float* y;
   nb::object arr = new_output(out, {g.batch, m, g.out_h, g.out_w}, &y);
   nb::gil_scoped_release nogil;
   horq::float_conv2d(kt, x.data(), g, w.data(), m, bias ? bias->data() : nullptr, floor ? floor->data() : nullptr,
-                     y, algo, groups);
+                     ceiling ? ceiling->data() : nullptr, y, algo, groups);
   return arr;
 }
 
 nb::object float_conv2d(In<float, nb::ndim<4>> x, In<float, nb::ndim<2>> w, std::size_t kh, std::size_t kw,
-                        Pair stride, Pair padding, Pair dilation, Optional1 bias, Optional1 floor, std::size_t groups,
-                        const std::string& kernel, const std::string& algorithm) {
-  return run_float_conv2d(x, w, kh, kw, stride, padding, dilation, bias, floor, groups, horq::kernel_table(kernel),
-                          float_conv_algorithm(algorithm));
+                        Pair stride, Pair padding, Pair dilation, Optional1 bias, Optional1 floor, Optional1 ceiling,
+                        std::size_t groups, const std::string& kernel, const std::string& algorithm) {
+  return run_float_conv2d(x, w, kh, kw, stride, padding, dilation, bias, floor, ceiling, groups,
+                          horq::kernel_table(kernel), float_conv_algorithm(algorithm));
 }
 
 // A pooling's arguments as float_conv2d_pool takes them after the convolution's: kh, kw, stride, padding, dilation,
@@ -695,10 +700,11 @@ using PoolArgs = std::tuple<std::size_t, std::size_t, Pair, Pair, Pair, std::siz
 // (float_conv.h float_conv2d_pool): the runtime's float conv2d step with a max_pool2d fused into it.
 nb::object run_float_conv2d_pool(const In<float, nb::ndim<4>>& x, const In<float, nb::ndim<2>>& w, std::size_t kh,
                                  std::size_t kw, Pair stride, Pair padding, Pair dilation, const Optional1& bias,
-                                 const Optional1& floor, std::size_t groups, const PoolArgs& pool,
-                                 const horq::KernelTable& kt, horq::FloatConvAlgorithm algo,
+                                 const Optional1& floor, const Optional1& ceiling, std::size_t groups,
+                                 const PoolArgs& pool, const horq::KernelTable& kt, horq::FloatConvAlgorithm algo,
                                  OutputCache* out = nullptr) {
-  const horq::ConvGeometry g = float_conv_geometry(x, w, kh, kw, stride, padding, dilation, bias, floor, groups);
+  const horq::ConvGeometry g =
+      float_conv_geometry(x, w, kh, kw, stride, padding, dilation, bias, floor, ceiling, groups);
   const std::size_t m = w.shape(0);
   const auto& [pkh, pkw, pstride, ppadding, pdilation, pout_h, pout_w, pool_floor] = pool;
   const horq::ConvGeometry pg =
@@ -709,17 +715,17 @@ nb::object run_float_conv2d_pool(const In<float, nb::ndim<4>>& x, const In<float
   nb::object arr = new_output(out, {g.batch, m, pout_h, pout_w}, &y);
   nb::gil_scoped_release nogil;
   horq::float_conv2d_pool(kt, x.data(), g, w.data(), m, bias ? bias->data() : nullptr,
-                          floor ? floor->data() : nullptr, pg, pool_floor ? pool_floor->data() : nullptr, npf, y,
-                          algo, groups);
+                          floor ? floor->data() : nullptr, ceiling ? ceiling->data() : nullptr, pg,
+                          pool_floor ? pool_floor->data() : nullptr, npf, y, algo, groups);
   return arr;
 }
 
 nb::object float_conv2d_pool(In<float, nb::ndim<4>> x, In<float, nb::ndim<2>> w, std::size_t kh, std::size_t kw,
                              Pair stride, Pair padding, Pair dilation, Optional1 bias, Optional1 floor,
-                             std::size_t groups, std::size_t pkh, std::size_t pkw, Pair pstride, Pair ppadding,
-                             Pair pdilation, std::size_t pout_h, std::size_t pout_w, Optional1 pool_floor,
-                             const std::string& kernel, const std::string& algorithm) {
-  return run_float_conv2d_pool(x, w, kh, kw, stride, padding, dilation, bias, floor, groups,
+                             Optional1 ceiling, std::size_t groups, std::size_t pkh, std::size_t pkw, Pair pstride,
+                             Pair ppadding, Pair pdilation, std::size_t pout_h, std::size_t pout_w,
+                             Optional1 pool_floor, const std::string& kernel, const std::string& algorithm) {
+  return run_float_conv2d_pool(x, w, kh, kw, stride, padding, dilation, bias, floor, ceiling, groups,
                                PoolArgs{pkh, pkw, pstride, ppadding, pdilation, pout_h, pout_w, pool_floor},
                                horq::kernel_table(kernel), float_conv_algorithm(algorithm));
 }
@@ -889,26 +895,27 @@ FloatArray linear_input_grad(In<float, nb::ndim<2>> g, In<float, nb::ndim<1>> al
 class FloatConvStep : public CoreStep {
  public:
   FloatConvStep(In<float, nb::ndim<2>> w, std::size_t kh, std::size_t kw, Pair stride, Pair padding, Pair dilation,
-                Optional1 bias, Optional1 floor, std::size_t groups, std::optional<PoolArgs> pool,
+                Optional1 bias, Optional1 floor, Optional1 ceiling, std::size_t groups, std::optional<PoolArgs> pool,
                 const std::string& kernel, const std::string& algorithm)
       : w_(std::move(w)), kh_(kh), kw_(kw), stride_(stride), padding_(padding), dilation_(dilation),
-        bias_(std::move(bias)), floor_(std::move(floor)), groups_(groups), pool_(std::move(pool)),
+        bias_(std::move(bias)), floor_(std::move(floor)), ceiling_(std::move(ceiling)), groups_(groups),
+        pool_(std::move(pool)),
         kt_(&horq::kernel_table(kernel)), algo_(float_conv_algorithm(algorithm)) {}
 
   nb::object run(nb::handle x, nb::handle, OutputCache* out) const override {
     In<float, nb::ndim<4>> in;
     if (!as_input(x, in)) return {};
-    return pool_ ? run_float_conv2d_pool(in, w_, kh_, kw_, stride_, padding_, dilation_, bias_, floor_, groups_,
-                                         *pool_, *kt_, algo_, out)
-                 : run_float_conv2d(in, w_, kh_, kw_, stride_, padding_, dilation_, bias_, floor_, groups_, *kt_, algo_,
-                                    out);
+    return pool_ ? run_float_conv2d_pool(in, w_, kh_, kw_, stride_, padding_, dilation_, bias_, floor_, ceiling_,
+                                         groups_, *pool_, *kt_, algo_, out)
+                 : run_float_conv2d(in, w_, kh_, kw_, stride_, padding_, dilation_, bias_, floor_, ceiling_, groups_,
+                                    *kt_, algo_, out);
   }
 
  private:
   In<float, nb::ndim<2>> w_;
   std::size_t kh_, kw_;
   Pair stride_, padding_, dilation_;
-  Optional1 bias_, floor_;
+  Optional1 bias_, floor_, ceiling_;
   std::size_t groups_;
   std::optional<PoolArgs> pool_;
   const horq::KernelTable* kt_;
@@ -946,24 +953,24 @@ class PoolStep : public CoreStep {
   const horq::KernelTable* kt_;
 };
 
-// float_linear with the weights, bias and floor given once, for inputs of at most max_rows rows (more go to the
-// step's Python function: the runtime hands larger batches to numpy's matrix product).
+// float_linear with the weights, bias, floor and ceiling given once, for inputs of at most max_rows rows (more go to
+// the step's Python function: the runtime hands larger batches to numpy's matrix product).
 class FloatLinearStep : public CoreStep {
  public:
-  FloatLinearStep(In<float, nb::ndim<2>> w, Optional1 bias, Optional1 floor, const std::string& kernel,
-                  std::size_t max_rows)
-      : w_(std::move(w)), bias_(std::move(bias)), floor_(std::move(floor)), kt_(&horq::kernel_table(kernel)),
-        max_rows_(max_rows) {}
+  FloatLinearStep(In<float, nb::ndim<2>> w, Optional1 bias, Optional1 floor, Optional1 ceiling,
+                  const std::string& kernel, std::size_t max_rows)
+      : w_(std::move(w)), bias_(std::move(bias)), floor_(std::move(floor)), ceiling_(std::move(ceiling)),
+        kt_(&horq::kernel_table(kernel)), max_rows_(max_rows) {}
 
   nb::object run(nb::handle x, nb::handle, OutputCache* out) const override {
     In<float, nb::ndim<2>> in;
     if (!as_input(x, in) || in.shape(0) > max_rows_) return {};
-    return run_float_linear(in, w_, bias_, floor_, *kt_, out);
+    return run_float_linear(in, w_, bias_, floor_, ceiling_, *kt_, out);
   }
 
  private:
   In<float, nb::ndim<2>> w_;
-  Optional1 bias_, floor_;
+  Optional1 bias_, floor_, ceiling_;
   const horq::KernelTable* kt_;
   std::size_t max_rows_;
 };
@@ -1035,10 +1042,10 @@ nb::object call_step(const Step& step, nb::handle x) {
 void def_chain(nb::module_& m) {
   nb::class_<FloatConvStep, CoreStep>(m, "FloatConvStep")
       .def(nb::init<In<float, nb::ndim<2>>, std::size_t, std::size_t, Pair, Pair, Pair, Optional1, Optional1,
-                    std::size_t, std::optional<PoolArgs>, const std::string&, const std::string&>(),
+                    Optional1, std::size_t, std::optional<PoolArgs>, const std::string&, const std::string&>(),
            nb::arg("w"), nb::arg("kh"), nb::arg("kw"), nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"),
-           nb::arg("bias").none(), nb::arg("floor").none(), nb::arg("groups"), nb::arg("pool").none(),
-           nb::arg("kernel") = "", nb::arg("algorithm") = "auto")
+           nb::arg("bias").none(), nb::arg("floor").none(), nb::arg("ceiling").none(), nb::arg("groups"),
+           nb::arg("pool").none(), nb::arg("kernel") = "", nb::arg("algorithm") = "auto")
       .def("__call__", &call_step<FloatConvStep>, nb::arg("x"));
   nb::class_<GlobalAvgPoolStep, CoreStep>(m, "GlobalAvgPoolStep")
       .def(nb::init<>())
@@ -1050,8 +1057,9 @@ void def_chain(nb::module_& m) {
            nb::arg("out_w"), nb::arg("floor").none(), nb::arg("kernel") = "")
       .def("__call__", &call_step<PoolStep>, nb::arg("x"));
   nb::class_<FloatLinearStep, CoreStep>(m, "FloatLinearStep")
-      .def(nb::init<In<float, nb::ndim<2>>, Optional1, Optional1, const std::string&, std::size_t>(), nb::arg("w"),
-           nb::arg("bias").none(), nb::arg("floor").none(), nb::arg("kernel") = "", nb::arg("max_rows"))
+      .def(nb::init<In<float, nb::ndim<2>>, Optional1, Optional1, Optional1, const std::string&, std::size_t>(),
+           nb::arg("w"), nb::arg("bias").none(), nb::arg("floor").none(), nb::arg("ceiling").none(),
+           nb::arg("kernel") = "", nb::arg("max_rows"))
       .def("__call__", &call_step<FloatLinearStep>, nb::arg("x"));
   nb::class_<FlattenStep, CoreStep>(m, "FlattenStep")
       .def(nb::init<>())
@@ -1076,14 +1084,14 @@ void def_training(nb::module_& m) {
         nb::arg("kernel") = "");
   m.def("float_conv2d", &float_conv2d, nb::arg("x"), nb::arg("w"), nb::arg("kh"), nb::arg("kw"), nb::arg("stride"),
         nb::arg("padding"), nb::arg("dilation"), nb::arg("bias") = nb::none(), nb::arg("floor") = nb::none(),
-        nb::arg("groups") = 1, nb::arg("kernel") = "", nb::arg("algorithm") = "auto");
+        nb::arg("ceiling") = nb::none(), nb::arg("groups") = 1, nb::arg("kernel") = "", nb::arg("algorithm") = "auto");
   m.def("float_conv2d_pool", &float_conv2d_pool, nb::arg("x"), nb::arg("w"), nb::arg("kh"), nb::arg("kw"),
         nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"), nb::arg("bias").none(), nb::arg("floor").none(),
-        nb::arg("groups"), nb::arg("pkh"), nb::arg("pkw"), nb::arg("pstride"), nb::arg("ppadding"),
-        nb::arg("pdilation"), nb::arg("pout_h"), nb::arg("pout_w"), nb::arg("pool_floor").none(),
+        nb::arg("ceiling").none(), nb::arg("groups"), nb::arg("pkh"), nb::arg("pkw"), nb::arg("pstride"),
+        nb::arg("ppadding"), nb::arg("pdilation"), nb::arg("pout_h"), nb::arg("pout_w"), nb::arg("pool_floor").none(),
         nb::arg("kernel") = "", nb::arg("algorithm") = "auto");
   m.def("float_linear", &float_linear, nb::arg("x"), nb::arg("w"), nb::arg("bias").none(), nb::arg("floor").none(),
-        nb::arg("kernel") = "");
+        nb::arg("ceiling").none() = nb::none(), nb::arg("kernel") = "");
   m.def("global_avg_pool", &global_avg_pool, nb::arg("x"));
   m.def("all_finite", [](In<float> x) {
     nb::gil_scoped_release nogil;

@@ -32,7 +32,7 @@ constexpr std::size_t kCopyTaskFloats = 8192;  // input floats per task of the p
 
 // The plan of a call (float_conv.h) of `groups` groups and the size of one image's padded phase copy.
 FloatConvPlan make_plan(const ConvGeometry& g, const float* w, std::size_t m, const float* bias, const float* floor,
-                        std::size_t groups, std::size_t& image) {
+                        const float* ceiling, std::size_t groups, std::size_t& image) {
   const std::size_t C = g.channels / groups, taps = g.kh * g.kw;  // C: one group's input channels
   const std::size_t hp = g.height + 2 * g.ph, wp = g.width + 2 * g.pw, sw = g.sw;
   // A phase row holds every padded column of its phase and what the widest vector block reads past the last
@@ -45,7 +45,7 @@ FloatConvPlan make_plan(const ConvGeometry& g, const float* w, std::size_t m, co
   p.k = C * taps, p.m = m;
   if (groups > 1) p.group_out = m / groups, p.group_stride = static_cast<std::int64_t>(C * hp * sw * u);
   p.oh = g.out_h, p.ow = g.out_w, p.y_plane = g.out_h * g.out_w, p.row_step = g.sh * sw * u;
-  p.bias = bias, p.floor = floor;
+  p.bias = bias, p.floor = floor, p.ceiling = ceiling;
   p.koff.resize(p.k);
   for (std::size_t c = 0; c < C; ++c)
     for (std::size_t i = 0; i < g.kh; ++i)
@@ -270,7 +270,7 @@ std::shared_ptr<const WinogradWeights> transformed_weights(const ConvGeometry& g
 
 // The tiles' plan (float_conv_winograd.h): the copy's sizes and the transformed weights.
 WinogradPlan make_winograd_plan(const ConvGeometry& g, const float* w, std::size_t m, const float* bias,
-                                const float* floor) {
+                                const float* floor, const float* ceiling) {
   using namespace winograd;
   WinogradPlan p;
   const std::size_t s = g.sh;
@@ -280,7 +280,7 @@ WinogradPlan make_winograd_plan(const ConvGeometry& g, const float* w, std::size
   p.tile_cols = ceil_div(p.tiles_x, kFloatConvMaxLanes) * kFloatConvMaxLanes;
   p.q_rows = kOut * p.tile_rows + kTile - kOut;  // tile row ty reads rows kOut ty .. kOut ty + kTile - 1
   p.q_cols = p.tile_cols + 1;
-  p.bias = bias, p.floor = floor;
+  p.bias = bias, p.floor = floor, p.ceiling = ceiling;
   p.weights = transformed_weights(g, w, m);
   static std::atomic<std::uint64_t> plans{0};
   p.id = ++plans;
@@ -414,8 +414,8 @@ ConvGeometry sub_batch(const ConvGeometry& g, std::size_t nb) {
 }
 
 void winograd_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,
-                     const float* bias, const float* floor, float* y) {
-  const WinogradPlan p = make_winograd_plan(g, w, m, bias, floor);
+                     const float* bias, const float* floor, const float* ceiling, float* y) {
+  const WinogradPlan p = make_winograd_plan(g, w, m, bias, floor, ceiling);
   const std::size_t OH = g.out_h, OW = g.out_w, plane = OH * OW, wd = p.width(), image = p.image();
   const std::size_t bands = row_bands(p.tile_rows), per_band = ceil_div(p.tile_rows, bands);
   each_winograd_chunk(x, g, p, [&](std::size_t n0, std::size_t nb, const float* q) {
@@ -434,25 +434,25 @@ void winograd_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& 
       }
     });
   }, [&](std::size_t n0, std::size_t nb) {
-    float_conv2d(kt, x + n0 * g.channels * g.height * g.width, sub_batch(g, nb), w, m, bias, floor,
+    float_conv2d(kt, x + n0 * g.channels * g.height * g.width, sub_batch(g, nb), w, m, bias, floor, ceiling,
                  y + n0 * m * plane, FloatConvAlgorithm::direct);
   });
 }
 
 void winograd_conv2d_pool(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w,
-                          std::size_t m, const float* bias, const float* floor, const ConvGeometry& pg,
-                          const float* pool_floor, std::size_t npool_floor, float* y) {
+                          std::size_t m, const float* bias, const float* floor, const float* ceiling,
+                          const ConvGeometry& pg, const float* pool_floor, std::size_t npool_floor, float* y) {
   constexpr std::size_t kOut = winograd::kOut;
-  const WinogradPlan p = make_winograd_plan(g, w, m, bias, floor);
+  const WinogradPlan p = make_winograd_plan(g, w, m, bias, floor, ceiling);
   const std::size_t POH = pg.out_h, POW = pg.out_w, wd = p.width(), image = p.image();
   // A pooled row reads `span` conv rows; a tile row writes kOut more. After the tile rows up to conv row e, the rows
   // still to be read are > e - span, and the next tile row writes e + 1 .. e + kOut, whose slots held rows <= e +
   // kOut - ring = e - span: none still needed.
   const std::size_t ring_rows = (pg.kh - 1) * pg.dh + 1 + kOut;
-  // The tiles' outputs are never NaN where bias and floor hold none (their inputs and weights are finite and far
-  // from overflow, float_conv_winograd.h): the pool then skips NaN's blend (on an AMD EPYC Zen 4 the pool's share of
-  // the stem in `perf` of profile_float_conv_core, 16.8% -> 13.3%; docs/KERNELS.md round 18).
-  const bool no_nan = !has_nan(bias, m) && !has_nan(floor, m);
+  // The tiles' outputs are never NaN where bias, floor and ceiling hold none (their inputs and weights are finite and
+  // far from overflow, float_conv_winograd.h): the pool then skips NaN's blend (on an AMD EPYC Zen 4 the pool's share
+  // of the stem in `perf` of profile_float_conv_core, 16.8% -> 13.3%; docs/KERNELS.md round 18).
+  const bool no_nan = !has_nan(bias, m) && !has_nan(floor, m) && !has_nan(ceiling, m);
   each_winograd_chunk(x, g, p, [&](std::size_t n0, std::size_t nb, const float* q) {
     // next: the first tile row not yet computed.
     pool_bands(kt, g, pg, m, pool_floor, npool_floor, y, n0, nb, ring_rows, wd, no_nan,
@@ -466,7 +466,7 @@ void winograd_conv2d_pool(const KernelTable& kt, const float* x, const ConvGeome
                  }
                });
   }, [&](std::size_t n0, std::size_t nb) {
-    float_conv2d_pool(kt, x + n0 * g.channels * g.height * g.width, sub_batch(g, nb), w, m, bias, floor,
+    float_conv2d_pool(kt, x + n0 * g.channels * g.height * g.width, sub_batch(g, nb), w, m, bias, floor, ceiling,
                       sub_batch(pg, nb), pool_floor, npool_floor, y + n0 * m * POH * POW, FloatConvAlgorithm::direct);
   });
 }
@@ -504,13 +504,14 @@ bool tiles_for(const KernelTable& kt, const ConvGeometry& g, const float* w, std
 }  // namespace
 
 void float_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,
-                  const float* bias, const float* floor, float* y, FloatConvAlgorithm algorithm, std::size_t groups) {
+                  const float* bias, const float* floor, const float* ceiling, float* y, FloatConvAlgorithm algorithm,
+                  std::size_t groups) {
   if (tiles_for(kt, g, w, m, groups, algorithm)) {
-    winograd_conv2d(kt, x, g, w, m, bias, floor, y);
+    winograd_conv2d(kt, x, g, w, m, bias, floor, ceiling, y);
     return;
   }
   std::size_t image = 0;
-  const FloatConvPlan p = make_plan(g, w, m, bias, floor, groups, image);
+  const FloatConvPlan p = make_plan(g, w, m, bias, floor, ceiling, groups, image);
   const std::size_t plane = g.out_h * g.out_w;
   const std::size_t bands = row_bands(g.out_h), per_band = ceil_div(g.out_h, bands);
   each_chunk(x, g, image, [&](std::size_t n0, std::size_t nb, const float* xp) {
@@ -523,14 +524,15 @@ void float_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, 
 }
 
 void float_conv2d_pool(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,
-                       const float* bias, const float* floor, const ConvGeometry& pg, const float* pool_floor,
-                       std::size_t npool_floor, float* y, FloatConvAlgorithm algorithm, std::size_t groups) {
+                       const float* bias, const float* floor, const float* ceiling, const ConvGeometry& pg,
+                       const float* pool_floor, std::size_t npool_floor, float* y, FloatConvAlgorithm algorithm,
+                       std::size_t groups) {
   if (tiles_for(kt, g, w, m, groups, algorithm)) {
-    winograd_conv2d_pool(kt, x, g, w, m, bias, floor, pg, pool_floor, npool_floor, y);
+    winograd_conv2d_pool(kt, x, g, w, m, bias, floor, ceiling, pg, pool_floor, npool_floor, y);
     return;
   }
   std::size_t image = 0;
-  FloatConvPlan p = make_plan(g, w, m, bias, floor, groups, image);
+  FloatConvPlan p = make_plan(g, w, m, bias, floor, ceiling, groups, image);
   const std::size_t OW = g.out_w;
   // The conv rows one pooled row reads span `span` rows: conv row r lives in slot r % span of a task's ring.
   const std::size_t span = (pg.kh - 1) * pg.dh + 1;

@@ -13,8 +13,9 @@
 // accumulator per output (SIMD lanes run over output pixels; each output is one lane's chain): the AVX2 and
 // AVX-512 paths use fused multiply-adds and give the same bits; the portable path multiplies, then adds (one
 // rounding more per term), so it agrees with them to float rounding. Then, as the runtime's numpy steps do,
-// y += bias[o] and y = max(y, floor[o]) in float32 (numpy.maximum's rule: NaN kept). Each output row is one
-// task, so results do not depend on the thread count.
+// y += bias[o], y = max(y, floor[o]) and y = min(y, ceiling[o]) in float32 (numpy.maximum's and numpy.minimum's
+// rule: NaN kept; floor and ceiling together are numpy.clip's, a fused hardtanh). Each output row is one task, so
+// results do not depend on the thread count.
 //
 // A ResNet stem's geometry also runs as Winograd tiles (float_conv_winograd.h; FloatConvAlgorithm below): ~4x fewer
 // multiply-adds, a few 1e-6 of sum |w x| more rounding.
@@ -43,6 +44,7 @@ struct FloatConvPlan {
   std::int64_t group_stride = 0;
   const float* bias = nullptr;     // m values or nullptr
   const float* floor = nullptr;    // m values or nullptr
+  const float* ceiling = nullptr;  // m values or nullptr
 };
 
 // One output row oy of one image: xp is that image's padded phase copy; channel o's ow values go to
@@ -79,12 +81,13 @@ bool float_conv_winograd_geometry(const ConvGeometry& g);
 bool float_conv_winograd_pays(const ConvGeometry& g);
 
 // y (N, m, out_h, out_w) = the convolution of x (N, C, H, W) in geometry g with weights w (m x C/groups*kh*kw, rows
-// in (c, i, j) order), then + bias and max(., floor) per output channel (each optional). With groups > 1 (dividing C
-// and m), output channel o reads input channels [o / (m / groups) * C / groups, ...) only (a depthwise convolution:
-// groups = C = m), always directly. Throws std::invalid_argument for FloatConvAlgorithm::winograd on a geometry it
-// does not take (groups > 1 included) and for groups that do not divide C and m.
+// in (c, i, j) order), then + bias, max(., floor) and min(., ceiling) per output channel (each optional). With
+// groups > 1 (dividing C and m), output channel o reads input channels [o / (m / groups) * C / groups, ...) only (a
+// depthwise convolution: groups = C = m), always directly. Throws std::invalid_argument for
+// FloatConvAlgorithm::winograd on a geometry it does not take (groups > 1 included) and for groups that do not divide
+// C and m.
 void float_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,
-                  const float* bias, const float* floor, float* y,
+                  const float* bias, const float* floor, const float* ceiling, float* y,
                   FloatConvAlgorithm algorithm = FloatConvAlgorithm::automatic, std::size_t groups = 1);
 
 // float_conv2d, then max_pool2d (pool.h) of its output in geometry pg (pg.height/width = g.out_h/out_w,
@@ -92,8 +95,8 @@ void float_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, 
 // calls' result (with the same algorithm). The convolution's rows go through a ring of the rows one pooled row
 // reads, in cache, instead of the whole map through memory (a ResNet stem's 64 x 112 x 112 output is 3.2 MB).
 void float_conv2d_pool(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,
-                       const float* bias, const float* floor, const ConvGeometry& pg, const float* pool_floor,
-                       std::size_t npool_floor, float* y,
+                       const float* bias, const float* floor, const float* ceiling, const ConvGeometry& pg,
+                       const float* pool_floor, std::size_t npool_floor, float* y,
                        FloatConvAlgorithm algorithm = FloatConvAlgorithm::automatic, std::size_t groups = 1);
 
 namespace float_conv {
@@ -238,10 +241,12 @@ void row(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y) {
         const float* __restrict t = tile + r * LD;
         float* __restrict dst = y + o * p.y_plane;
         const float b = p.bias ? p.bias[o] : 0.0f, f = p.floor ? p.floor[o] : 0.0f;
+        const float c = p.ceiling ? p.ceiling[o] : 0.0f;
         for (std::size_t x = x0; x < x1; ++x) {
           float v = t[x - x0];
           if (p.bias) v += b;
           if (p.floor && f > v) v = f;
+          if (p.ceiling && c < v) v = c;
           dst[x] = v;
         }
       }

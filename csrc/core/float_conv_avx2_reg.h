@@ -25,6 +25,7 @@ struct Avx2 {
   static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
   static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
   static reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
+  static reg min(reg a, reg b) { return _mm256_min_ps(a, b); }
   // a0 b0 c0 a1 b1 c1 ... a7 b7 c7. Inside each 128-bit lane (sources' floats 4 h .. 4 h + 3), in-lane shuffles
   // give the lane's 12 outputs as three 4-float parts r0, r1, r2 (r0 = a b c a, r1 = b c a b, r2 = c a b c); the
   // lanes' parts then go to the three output vectors by two 128-bit permutes and a blend: (r0, r1) of the low lane,

@@ -35,6 +35,7 @@ struct Avx512 {
   static reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
   static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
   static reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
+  static reg min(reg a, reg b) { return _mm512_min_ps(a, b); }
   // a0 b0 c0 a1 b1 c1 ... a15 b15 c15: output vector k holds floats 16 k .. 16 k + 15 of the run, float f from
   // source f % 3 at lane f / 3; one lane permute of each source per output vector, then two masked blends.
   static void store3(float* p, reg a, reg b, reg c) {

@@ -40,6 +40,7 @@ struct Fma1 {
   static reg sub(reg a, reg b) { return a - b; }
   static reg mul(reg a, reg b) { return a * b; }
   static reg max(reg a, reg b) { return a > b ? a : b; }
+  static reg min(reg a, reg b) { return a < b ? a : b; }
   static void store3(float* p, reg a, reg b, reg c) { p[0] = a, p[1] = b, p[2] = c; }
 };
 

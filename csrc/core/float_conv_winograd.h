@@ -23,7 +23,7 @@
 // Arithmetic. Each transform is a fixed sequence of adds, subtracts, multiplies and fused multiply-adds by the
 // constants below (combine()), the GEMM a chain of fused multiply-adds in c' order per output lane: every path
 // runs the same operations per lane, so avx2 and avx512 give the same bits, and the generic path (a scalar with
-// std::fma) is their reference. Then + bias and max(., floor) as in the direct kernel.
+// std::fma) is their reference. Then + bias, max(., floor) and min(., ceiling) as in the direct kernel.
 //
 // Layout. Each image is copied once as q[((c' * q_rows + u) * 3 + rho) * q_cols + w] = Q[c'][u][3 w + rho], zeros
 // outside the padded input, so the inputs that consecutive tiles read through one (a, b) are consecutive floats;
@@ -78,6 +78,7 @@ struct WinogradPlan {
   std::shared_ptr<const WinogradWeights> weights;
   const float* bias = nullptr;  // m values or nullptr
   const float* floor = nullptr;  // m values or nullptr
+  const float* ceiling = nullptr;  // m values or nullptr
   std::uint64_t id = 0;  // unique per plan (a path may keep a tile row's results for the next call of the same plan)
 
   std::size_t image() const { return cq * q_rows * kWinogradOut * q_cols; }  // floats of one image's copy
@@ -91,7 +92,7 @@ using float_conv_tiles_fn = void (*)(const WinogradPlan& p, const float* q, std:
 
 // The tiles' plan for weights w (m x C*kh*kw) of geometry g (float_conv_winograd_geometry), with a new id.
 WinogradPlan make_winograd_plan(const ConvGeometry& g, const float* w, std::size_t m, const float* bias,
-                                const float* floor);
+                                const float* floor, const float* ceiling);
 
 void float_conv_tiles_generic(const WinogradPlan& p, const float* q, std::size_t ty, float* const rows[kWinogradOut],
                               std::size_t ch_stride);
@@ -173,8 +174,9 @@ template <class V>
 // the input transform of every tile and phase channel into a per-thread buffer, then per block of B *
 // kFloatConvRows output channels and up to PMAX vectors of tiles the 36 GEMMs (float_conv::block, the phase
 // channels as its taps) and the output transform. V also has max(a, b) (a > b ? a : b per lane, else b: NaN in b
-// kept) and store3(p, a, b, c) (a0 b0 c0 a1 b1 c1 ... at p). The tiles of a column are computed alike whatever
-// range or lane count takes them, so a path may split a row between two register widths.
+// kept), min(a, b) (a < b ? a : b, else b) and store3(p, a, b, c) (a0 b0 c0 a1 b1 c1 ... at p). The tiles of a
+// column are computed alike whatever range or lane count takes them, so a path may split a row between two register
+// widths.
 template <class V, int B, int PMAX, bool kPair = false>
 void tiles(const WinogradPlan& p, const float* q, std::size_t ty, float* const rows[kWinogradOut],
            std::size_t ch_stride, std::size_t t0, std::size_t t1, const TilePair* pair = nullptr) {
@@ -251,6 +253,7 @@ void tiles(const WinogradPlan& p, const float* q, std::size_t ty, float* const r
       for (std::size_t r = 0; r < nrows && o0 + r < p.m; ++r) {
         const std::size_t o = o0 + r;
         const reg bias = V::set1(p.bias ? p.bias[o] : 0.0f), floor = V::set1(p.floor ? p.floor[o] : 0.0f);
+        const reg ceiling = V::set1(p.ceiling ? p.ceiling[o] : 0.0f);
         for (std::size_t qv = 0; qv < pv; ++qv) {
           const float* mm = mb + r * PL + qv * L;
           reg s[kOut][kTile];  // s[i][l] = sum over k of AT[i][k] M[k][l]
@@ -271,6 +274,7 @@ void tiles(const WinogradPlan& p, const float* q, std::size_t ty, float* const r
               y[j] = combine<V>(kAT[j], s[i]);
               if (p.bias) y[j] = V::add(y[j], bias);
               if (p.floor) y[j] = V::max(floor, y[j]);
+              if (p.ceiling) y[j] = V::min(ceiling, y[j]);
             }
             if constexpr (kPair) {
               V::store3_pair(rows[i] + o * ch_stride + x0, pair->rows[i] + o * pair->ch_stride, y[0], y[1], y[2]);

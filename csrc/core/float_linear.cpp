@@ -38,7 +38,7 @@ constexpr std::size_t kSerialFloats = std::size_t{1} << 16;
 }  // namespace
 
 void float_linear(const KernelTable& kt, const float* x, std::size_t rows, std::size_t n, const float* w,
-                  std::size_t m, const float* bias, const float* floor, float* y) {
+                  std::size_t m, const float* bias, const float* floor, const float* ceiling, float* y) {
   const SerialScope serial(m * n < kSerialFloats);
   parallel_for((m + kOutputsPerTask - 1) / kOutputsPerTask, [&](std::size_t t) {
     const std::size_t o0 = t * kOutputsPerTask, mb = std::min(kOutputsPerTask, m - o0);
@@ -48,6 +48,7 @@ void float_linear(const KernelTable& kt, const float* x, std::size_t rows, std::
         float& v = y[r * m + o];
         if (bias) v += bias[o];
         if (floor && !(v >= floor[o]) && !std::isnan(v)) v = floor[o];  // numpy.maximum(v, floor): NaN from either
+        if (ceiling && !(v <= ceiling[o]) && !std::isnan(v)) v = ceiling[o];  // numpy.minimum(v, ceiling): the same
       }
   });
 }

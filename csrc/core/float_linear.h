@@ -1,5 +1,5 @@
 // A full-precision fully connected layer for a few samples (the runtime's float classifier at inference batch
-// sizes): y[r][o] = max(dot(w[o], x[r]) + bias[o], floor[o]), each term optional.
+// sizes): y[r][o] = min(max(dot(w[o], x[r]) + bias[o], floor[o]), ceiling[o]), each term optional.
 //
 // Why not BLAS: at one to a few samples the product is a matrix-vector one, bound by streaming the weights, and a
 // network's other layers have pushed them out of the caches by then. A plain pass over the rows in order reads
@@ -10,7 +10,7 @@
 // Sum order, the same on every path and thread count (so the same bits): 32 partial sums, lane l taking the
 // products w[i] x[i] of i = l (mod 32) in order of i by fused multiply-add from +0.0, the row zero-padded to a
 // multiple of 32 (so every lane runs the same count); then halves folded: lane l += lane l + 16, then l + 8, 4, 2,
-// 1; then + bias (rounded) and the maximum with floor (a NaN sum stays NaN).
+// 1; then + bias (rounded), the maximum with floor and the minimum with ceiling (a NaN sum stays NaN).
 #pragma once
 #include <cstddef>
 
@@ -33,9 +33,9 @@ void float_dots_avx2(const float* w, std::size_t m, std::size_t n, const float* 
 void float_dots_avx512(const float* w, std::size_t m, std::size_t n, const float* x, std::size_t rows,
                        std::size_t ldx, float* y, std::size_t ldy);
 
-// x: rows x n, w: m x n (row o is output o's weights), y: rows x m; bias, floor: m values or nullptr. Blocks of
-// outputs go to the kernels' threads (each output computed whole by one thread).
+// x: rows x n, w: m x n (row o is output o's weights), y: rows x m; bias, floor, ceiling: m values or nullptr.
+// Blocks of outputs go to the kernels' threads (each output computed whole by one thread).
 void float_linear(const KernelTable& kt, const float* x, std::size_t rows, std::size_t n, const float* w,
-                  std::size_t m, const float* bias, const float* floor, float* y);
+                  std::size_t m, const float* bias, const float* floor, const float* ceiling, float* y);
 
 }  // namespace horq

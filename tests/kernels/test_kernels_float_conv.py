@@ -519,3 +519,46 @@ def test_winograd_weights_transformed_again_when_they_change(path):
     np.testing.assert_array_equal(got, kernels.float_conv2d(x, w.copy(), **args))
     want, scale = _reference(x, w, 2, 3, 1)
     assert (np.abs(got - want) / (scale + np.abs(want)) <= WINOGRAD_TOLERANCE).all()
+
+
+CLAMPED = [  # (case, algorithm, groups): the direct kernel, the Winograd tiles and a depthwise call
+    (CASES[0], "direct", 1),
+    (CASES[5], "direct", 1),
+    (WINOGRAD_CASES[1] + (1,), "winograd", 1),
+    (GROUPED[1][:9], "direct", 3),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", CLAMPED, ids=lambda c: f"{c[1]}-g{c[2]}-c{c[0][1]}-{c[0][2]}x{c[0][3]}")
+def test_ceiling_is_a_following_minimum(path, case, threads):
+    """float_conv2d(ceiling=) (a fused hardtanh / ReLU6 with the floor): bitwise numpy.minimum of the call without it,
+    one value or one per channel, NaN kept (a NaN input's outputs stay NaN), before a fused pool too, on the direct
+    kernel, the Winograd tiles and a grouped call, at any thread count."""
+    (n, c, h, w_, m, (kh, kw), stride, padding, dilation), algorithm, groups = case
+    kernels.set_num_threads(threads)
+    rng = np.random.default_rng(h * w_ + m)
+    x = rng.standard_normal((n, c, h, w_)).astype(np.float32)
+    x[0, 0, h // 2, w_ // 2] = np.nan
+    w = rng.standard_normal((m, c // groups, kh, kw)).astype(np.float32)
+    args = dict(stride=stride, padding=padding, dilation=dilation, bias=rng.standard_normal(m).astype(np.float32),
+                kernel=path, algorithm=algorithm, groups=groups)
+    per_channel = (rng.random(m) + 0.25).astype(np.float32)
+    pool = {"kernel_size": 2, "stride": 2}
+    for floor, ceiling in ((np.float32(0.0), np.float32(6.0)), (np.float32(-1.0), np.float32(1.0)),
+                           (None, per_channel), (-per_channel, per_channel)):
+        plain = kernels.float_conv2d(x, w, floor=floor, **args)
+        want = np.minimum(plain, ceiling.reshape(1, -1, 1, 1) if np.ndim(ceiling) else ceiling)
+        got = kernels.float_conv2d(x, w, floor=floor, ceiling=ceiling, **args)
+        assert np.isnan(got).any() and (want < plain).any()
+        np.testing.assert_array_equal(got, want)
+        pooled = kernels.float_conv2d(x, w, floor=floor, ceiling=ceiling, pool=pool, **args)
+        np.testing.assert_array_equal(pooled, kernels.max_pool2d(want, 2, 2, kernel=path))
+
+
+def test_ceiling_errors():
+    x, w = np.ones((1, 2, 5, 5), np.float32), np.ones((3, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError, match=r"ceiling must hold one value or one per output channel \(3\), got 2"):
+        kernels.float_conv2d(x, w, ceiling=[1.0, 2.0])
+    with pytest.raises(ValueError, match="ceiling length != output channels"):  # the core's own check
+        _core.float_conv2d(x, w.reshape(3, -1), 3, 3, (1, 1), (0, 0), (1, 1), ceiling=np.ones(2, np.float32))

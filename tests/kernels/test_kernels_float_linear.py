@@ -59,6 +59,26 @@ def test_float_linear_bias_and_floor_as_numpy(path):
     assert np.isnan(got[:, 3]).all() and not np.isnan(np.delete(got, 3, axis=1)).any()
 
 
+def test_float_linear_ceiling_as_numpy_clip(path):
+    """floor and ceiling (a fused hardtanh): numpy.clip's values, a NaN sum kept; a NaN ceiling gives NaN, as
+    numpy.minimum's does."""
+    x, w, b = _case(3, 100, 40, seed=7)
+    x[2, 5] = np.nan
+    plain = kernels.float_linear(x, w, bias=b, kernel=path)
+    ceiling = np.linspace(0.1, 2.0, 40).astype(np.float32)
+    for floor, ceil in ((-1.0, 1.0), (0.0, 6.0), (-ceiling, ceiling)):
+        got = kernels.float_linear(x, w, bias=b, floor=floor, ceiling=ceil, kernel=path)
+        want = np.clip(plain, np.float32(floor), np.float32(ceil))
+        assert (want[:2] != plain[:2]).any() and np.isnan(got[2]).all()
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(kernels.float_linear(x, w, bias=b, ceiling=ceiling, kernel=path),
+                                  np.minimum(plain, ceiling))
+    ceiling[4] = np.nan
+    got = kernels.float_linear(x, w, bias=b, floor=0.0, ceiling=ceiling, kernel=path)
+    assert np.isnan(got[:, 4]).all() and not np.isnan(got[:2, :4]).any()
+    np.testing.assert_array_equal(got, np.minimum(np.maximum(plain, 0), ceiling))
+
+
 def test_float_linear_propagates_nan_and_inf(path):
     x, w, _ = _case(3, 70, 9, seed=6)
     x[1, 69] = np.nan  # the last value: in a row's partial block
@@ -91,4 +111,8 @@ def test_float_linear_bad_bias_floor_and_path():
     with pytest.raises(ValueError, match="unknown kernel path"):
         kernels.float_linear(x, w, kernel="sse9")
     with pytest.raises(ValueError, match="bias length != outputs"):  # the core's own check
-        _core.float_linear(x, w, np.ones(2, np.float32), None, "")
+        _core.float_linear(x, w, np.ones(2, np.float32), None, None, "")
+    with pytest.raises(ValueError, match=r"ceiling must hold one value or one per output \(3\), got 2"):
+        kernels.float_linear(x, w, ceiling=[1.0, 2.0])
+    with pytest.raises(ValueError, match="ceiling length != outputs"):
+        _core.float_linear(x, w, None, None, np.ones(2, np.float32), "")

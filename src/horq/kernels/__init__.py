@@ -510,11 +510,13 @@ def linear(x, pw: PackedWeights, *, order: int, bias=None, scale=None, shift=Non
     return LinearLayer(pw, order=order, bias=bias, scale=scale, shift=shift, kernel=kernel)(x)
 
 
-def float_conv2d(x, weight, *, stride=1, padding=0, dilation=1, bias=None, floor=None, pool=None,
+def float_conv2d(x, weight, *, stride=1, padding=0, dilation=1, bias=None, floor=None, ceiling=None, pool=None,
                  kernel: str | None = None, algorithm: str = "auto", groups: int = 1) -> np.ndarray:
     """Full-precision convolution of ``x`` (N, C, H, W) with float ``weight`` (C_out, C / groups, kh, kw), then
-    ``+ bias`` and ``max(., floor)`` per output channel (each optional; ``floor`` one value or one per channel): the
-    runtime's float ``conv2d`` step (a network's first layer; grouped and depthwise float layers).
+    ``+ bias``, ``max(., floor)`` and ``min(., ceiling)`` per output channel (each optional; ``floor`` and ``ceiling``
+    one value or one per channel; NaN kept, as numpy.maximum / numpy.minimum keep it; both: ``numpy.clip``'s values, a
+    fused hardtanh or ReLU6): the runtime's float ``conv2d`` step (a network's first layer; grouped and depthwise float
+    layers).
 
     ``groups`` (dividing C and C_out) as in PyTorch: output channel o reads the input channels of group
     ``o // (C_out / groups)`` only (``groups = C = C_out``: depthwise). Grouped calls always compute directly.
@@ -543,12 +545,13 @@ def float_conv2d(x, weight, *, stride=1, padding=0, dilation=1, bias=None, floor
     whole map (a ResNet stem's 64 x 112 x 112 output is 3.2 MB).
 
     Raises:
-        ValueError: non-float32 or wrongly shaped ``x`` / ``weight`` / ``bias`` / ``floor``, a bad geometry, an
+        ValueError: non-float32 or wrongly shaped ``x`` / ``weight`` / ``bias`` / ``floor`` / ``ceiling``, a bad
+            geometry, an
             unknown ``algorithm``, ``groups`` that do not divide C and C_out, or ``"winograd"`` on a geometry it does
             not take (groups > 1 included).
     """
-    return FloatConv2d(weight, stride=stride, padding=padding, dilation=dilation, bias=bias, floor=floor, pool=pool,
-                       kernel=kernel, algorithm=algorithm, groups=groups)(x)
+    return FloatConv2d(weight, stride=stride, padding=padding, dilation=dilation, bias=bias, floor=floor,
+                       ceiling=ceiling, pool=pool, kernel=kernel, algorithm=algorithm, groups=groups)(x)
 
 
 FLOAT_CONV_ALGORITHMS = ("auto", "direct", "winograd")
@@ -569,19 +572,21 @@ def _per_output(v, name: str, m: int, unit: str = "output"):
     return np.ascontiguousarray(np.broadcast_to(v, (m,)))
 
 
-def _float_conv_call(x, weight, stride, padding, dilation, bias, floor, pool, groups, kernel: str, algorithm: str):
+def _float_conv_call(x, weight, stride, padding, dilation, bias, floor, ceiling, pool, groups, kernel: str,
+                     algorithm: str):
     """:func:`float_conv2d`'s arguments checked against ``x`` (already a float32 4-d array): the core function and
     its arguments after ``x`` (FloatConv2d's _prepare)."""
-    conv, pool_args = _float_conv_args(x, weight, stride, padding, dilation, bias, floor, pool, groups, algorithm)
+    conv, pool_args = _float_conv_args(x, weight, stride, padding, dilation, bias, floor, ceiling, pool, groups,
+                                       algorithm)
     if pool_args is None:
         return _core.float_conv2d, (*conv, kernel, algorithm)
     return _core.float_conv2d_pool, (*conv, *pool_args, kernel, algorithm)
 
 
-def _float_conv_args(x, weight, stride, padding, dilation, bias, floor, pool, groups, algorithm: str):
+def _float_conv_args(x, weight, stride, padding, dilation, bias, floor, ceiling, pool, groups, algorithm: str):
     """``(conv, pool)``: :func:`float_conv2d`'s arguments checked against ``x``, the core's convolution arguments
-    after ``x`` (weights as rows, kh, kw, stride, padding, dilation, bias, floor, groups) and its pooling arguments
-    (kh, kw, stride, padding, dilation, output height and width, floor; None without a pool)."""
+    after ``x`` (weights as rows, kh, kw, stride, padding, dilation, bias, floor, ceiling, groups) and its pooling
+    arguments (kh, kw, stride, padding, dilation, output height and width, floor; None without a pool)."""
     w = _float_input(weight, 4, "weight", "(C_out, C / groups, kh, kw)")
     m, _, kh, kw = w.shape
     if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
@@ -601,9 +606,10 @@ def _float_conv_args(x, weight, stride, padding, dilation, bias, floor, pool, gr
     if b is not None and b.shape != (m,):
         raise ValueError(f"bias must have shape ({m},), got {b.shape}")
     fl = _per_output(floor, "floor", m, "output channel")
+    cl = _per_output(ceiling, "ceiling", m, "output channel")
     if algorithm not in FLOAT_CONV_ALGORITHMS:
         raise ValueError(f"algorithm must be one of {FLOAT_CONV_ALGORITHMS}, got {algorithm!r}")
-    conv = (w.reshape(m, -1), kh, kw, (sh, sw), (ph, pw), (dh, dw), b, fl, int(groups))
+    conv = (w.reshape(m, -1), kh, kw, (sh, sw), (ph, pw), (dh, dw), b, fl, cl, int(groups))
     if pool is None:
         return conv, None
     unknown = set(pool) - {"kernel_size", "stride", "padding", "dilation", "out_size", "floor"}
@@ -645,10 +651,10 @@ class FloatConv2d(_PreparedCall):
     Raises (at a call): ValueError as :func:`float_conv2d`.
     """
 
-    def __init__(self, weight, *, stride=1, padding=0, dilation=1, bias=None, floor=None, pool=None,
+    def __init__(self, weight, *, stride=1, padding=0, dilation=1, bias=None, floor=None, ceiling=None, pool=None,
                  kernel: str | None = None, algorithm: str = "auto", groups: int = 1):
         self.weight = weight
-        self._spec = (weight, stride, padding, dilation, bias, floor, pool, groups)
+        self._spec = (weight, stride, padding, dilation, bias, floor, ceiling, pool, groups)
         self.kernel = _resolve_kernel(kernel)
         self.algorithm = algorithm
 
@@ -668,10 +674,10 @@ class FloatConv2d(_PreparedCall):
         return _core.FloatConvStep(*conv, pool, self.kernel, self.algorithm)
 
 
-def float_linear(x, weight, *, bias=None, floor=None, kernel: str | None = None) -> np.ndarray:
-    """Full-precision fully connected layer: ``max(x @ weight.T + bias, floor)`` of ``x`` (rows, n) float32 and
-    ``weight`` (m, n) float32, ``bias`` and ``floor`` optional (one value or one per output): the runtime's float
-    classifier at inference batch sizes.
+def float_linear(x, weight, *, bias=None, floor=None, ceiling=None, kernel: str | None = None) -> np.ndarray:
+    """Full-precision fully connected layer: ``min(max(x @ weight.T + bias, floor), ceiling)`` of ``x`` (rows, n)
+    float32 and ``weight`` (m, n) float32, ``bias``, ``floor`` and ``ceiling`` optional (one value or one per output;
+    floor and ceiling: a fused relu or hardtanh): the runtime's float classifier at inference batch sizes.
 
     Each output is a dot product in a fixed order (core/float_linear.h: 32 partial sums by fused multiply-add, folded
     in halves), the same bits on every kernel path and thread count, within float32 rounding of the exact result as
@@ -681,35 +687,37 @@ def float_linear(x, weight, *, bias=None, floor=None, kernel: str | None = None)
 
     Raises:
         ValueError: non-float32 or non-2-d ``x`` / ``weight``, a row length other than ``weight``'s, or a ``bias`` /
-            ``floor`` of another length.
+            ``floor`` / ``ceiling`` of another length.
     """
-    return FloatLinear(weight, bias=bias, floor=floor, kernel=kernel)(x)
+    return FloatLinear(weight, bias=bias, floor=floor, ceiling=ceiling, kernel=kernel)(x)
 
 
 class FloatLinear:
-    """:func:`float_linear` prepared once: the weights, bias and floor checked and kept, the kernel path resolved at
-    construction; a call with a contiguous float32 numpy array of the weights' row length goes straight to the core.
+    """:func:`float_linear` prepared once: the weights, bias, floor and ceiling checked and kept, the kernel path
+    resolved at construction; a call with a contiguous float32 numpy array of the weights' row length goes straight to
+    the core.
 
     Raises (at a call): ValueError as :func:`float_linear`.
     """
 
-    def __init__(self, weight, *, bias=None, floor=None, kernel: str | None = None):
+    def __init__(self, weight, *, bias=None, floor=None, ceiling=None, kernel: str | None = None):
         self.weight = _float_input(weight, 2, "weight", "(m, n)")
         m = self.weight.shape[0]
         self.bias = _per_output(bias, "bias", m)
         self.floor = _per_output(floor, "floor", m)
+        self.ceiling = _per_output(ceiling, "ceiling", m)
         self.kernel = _resolve_kernel(kernel)
 
     def __call__(self, x) -> np.ndarray:
         x = _float_input(x, 2, "x", "(rows, n)")
         if x.shape[1] != self.weight.shape[1]:
             raise ValueError(f"float_linear: x has {x.shape[1]} features, the weights expect {self.weight.shape[1]}")
-        return _core.float_linear(x, self.weight, self.bias, self.floor, self.kernel)
+        return _core.float_linear(x, self.weight, self.bias, self.floor, self.ceiling, self.kernel)
 
     def core_step(self, max_rows: int):
         """This layer as the core's step object (see :meth:`FloatConv2d.core_step`), for inputs of up to ``max_rows``
         rows (a chain hands larger ones to the step's Python function)."""
-        return _core.FloatLinearStep(self.weight, self.bias, self.floor, self.kernel, max_rows)
+        return _core.FloatLinearStep(self.weight, self.bias, self.floor, self.ceiling, self.kernel, max_rows)
 
 
 def all_finite(x) -> bool:

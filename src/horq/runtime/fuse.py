@@ -20,6 +20,10 @@ The graph is what the file says; these rewrites change how it is computed, not w
   (:func:`_fuse_input_affines`): bitwise the same.
 * **Floor into a binary layer's output.** A native binary convolution or linear layer read only by a ``relu``
   or ``floor`` applies that maximum as it stores its output (:func:`_fuse_floors`): bitwise the same.
+* **Clamp into a float layer's output.** A layer the numpy ops or the core's float kernels run (float convolutions,
+  float linear layers) read only by a ``hardtanh`` (ReLU6 too) with finite bounds applies ``min(max(y, lo), hi)``
+  after its epilogue (``floor`` and ``ceiling`` params; the core's float convolution in its row stores, one pass over
+  the map less): the values of numpy.clip, the hardtanh op.
 * **Residual add into a binary layer's output.** A native binary convolution read only by an ``add`` adds
   the other addend and applies the add's ReLU floor as it stores its output (:func:`_fuse_residual_adds`).
 * **Pool into a float convolution.** A float ``conv2d`` read only by a ``max_pool2d`` computes the pool too
@@ -132,7 +136,9 @@ def _fuse_floors(graph, steps):
     is a ``relu`` (floor 0) or a fused ``floor`` (relu + affine) takes it: ``max(op(x), floor)`` in one step,
     named as the step it replaces. The native layer applies it as it stores its output (``Conv2dLayer`` /
     ``LinearLayer(out_floor=)``, one value per output channel or feature: the same float32 maximum as the floor
-    step). Exact (max is)."""
+    step). A numpy-run layer (a float one: the core's float kernels run some, :mod:`horq.runtime.native`) whose
+    only reader is a ``hardtanh`` with finite bounds takes it as ``floor`` and ``ceiling``: numpy.clip's values.
+    Exact (max, min and clip are)."""
     readers = _readers(steps)
     merged, dropped = {}, set()
     for i, step in enumerate(steps):
@@ -141,9 +147,17 @@ def _fuse_floors(graph, steps):
         if not (step.op in FLOOR_OPS or numpy_layer or native_layer) or "floor" in step.params:
             continue
         j = _sole_reader(graph, steps, readers, step.name)
-        if j is None or steps[j].op not in ("relu", "floor"):
+        if j is None or steps[j].op not in ("relu", "floor", "hardtanh"):
             continue
         nxt = steps[j]
+        if nxt.op == "hardtanh":
+            bounds = _clamp_bounds(nxt.node)
+            if not numpy_layer or bounds is None:
+                continue
+            params = {**step.params, "floor": bounds[0], "ceiling": bounds[1]}
+            merged[j] = replace(step, name=nxt.name, params=params, fused=step.fused + (step.name,) + nxt.fused)
+            dropped.add(i)
+            continue
         value = np.float32(0) if nxt.op == "relu" else nxt.params["floor"]
         if native_layer:
             channels = step.node.out_shape[0]
@@ -156,6 +170,13 @@ def _fuse_floors(graph, steps):
         merged[j] = replace(step, name=nxt.name, params=params, fused=step.fused + (step.name,) + nxt.fused)
         dropped.add(i)
     return [merged.get(i, s) for i, s in enumerate(steps) if i not in dropped]
+
+
+def _clamp_bounds(node):
+    """A ``hardtanh`` node's ``(min_val, max_val)`` as float32, as the op computes with them; None unless both are
+    finite."""
+    lo, hi = np.float32(node.attrs["min_val"]), np.float32(node.attrs["max_val"])
+    return (lo, hi) if np.isfinite(lo) and np.isfinite(hi) else None
 
 
 def _fuse_pools(graph, steps):

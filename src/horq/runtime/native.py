@@ -139,12 +139,13 @@ def float_conv_runs_natively(step, kernel_path: str) -> bool:
 def float_conv_step(kernels, node, params, kernel_path: str):
     """A planned float ``conv2d`` step in the core (:class:`horq.kernels.FloatConv2d`, prepared now on
     ``kernel_path``), with the epilogue the numpy op would apply: the output affine folded into the weights and bias
-    (:func:`horq.runtime.ops.build`'s parameters), then the fused floor, then a fused ``max_pool2d``, pooled in the
-    same call when the core takes its floor; the same values as :func:`horq.runtime.ops.conv2d` to float rounding
-    (numpy's op for a non-float32 input)."""
+    (:func:`horq.runtime.ops.build`'s parameters), then the fused floor and ceiling (a relu or hardtanh), then a
+    fused ``max_pool2d``, pooled in the same call when the core takes its floor; the same values as
+    :func:`horq.runtime.ops.conv2d` to float rounding (numpy's op for a non-float32 input)."""
     a = node.attrs
     conv = {"stride": a["stride"], "padding": a["padding"], "dilation": a["dilation"], "bias": params.get("bias"),
-            "floor": params["channel_floor"], "kernel": kernel_path, "groups": a.get("groups", 1)}
+            "floor": params["channel_floor"], "ceiling": params.get("ceiling"), "kernel": kernel_path,
+            "groups": a.get("groups", 1)}
     pool, after = params.get("pool"), None
     if pool is not None and _core_floor(pool[1].get("floor")):
         conv["pool"] = _pool_args(*pool)
@@ -177,10 +178,11 @@ FLOAT_LINEAR_MAX_ROWS = 16
 def float_linear_step(kernels, node, params, kernel_path: str):
     """A planned float ``linear`` step in the core for up to FLOAT_LINEAR_MAX_ROWS rows
     (:class:`horq.kernels.FloatLinear`, prepared now on ``kernel_path``), with the numpy op's epilogue: the output
-    affine folded into the weights and bias (:func:`horq.runtime.ops.build`'s parameters), then the fused floor; the
-    same values as :func:`horq.runtime.ops.linear` to float rounding. numpy's op for more rows, a non-float32 or
-    non-2-d input."""
-    fl = kernels.FloatLinear(params["matrix"], bias=params.get("bias"), floor=params.get("floor"), kernel=kernel_path)
+    affine folded into the weights and bias (:func:`horq.runtime.ops.build`'s parameters), then the fused floor and
+    ceiling; the same values as :func:`horq.runtime.ops.linear` to float rounding. numpy's op for more rows, a
+    non-float32 or non-2-d input."""
+    fl = kernels.FloatLinear(params["matrix"], bias=params.get("bias"), floor=params.get("floor"),
+                             ceiling=params.get("ceiling"), kernel=kernel_path)
 
     def run(x):
         if x.dtype != np.float32 or x.ndim != 2 or x.shape[0] > FLOAT_LINEAR_MAX_ROWS:

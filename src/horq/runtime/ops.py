@@ -185,8 +185,11 @@ def convolve(node, params, x, columns):
 
 
 def _floor(y, params):
-    """``max(y, params["floor"])`` in place when :mod:`horq.runtime.fuse` gave the op a following relu."""
-    if params.get("floor") is not None:
+    """``max(y, params["floor"])`` in place when :mod:`horq.runtime.fuse` gave the op a following relu; with a
+    ``params["ceiling"]`` too (a following hardtanh), ``clip(y, floor, ceiling)`` in place, the hardtanh op's values."""
+    if params.get("ceiling") is not None:
+        np.clip(y, params["floor"], params["ceiling"], out=y)
+    elif params.get("floor") is not None:
         np.maximum(y, params["floor"], out=y)
     return y
 

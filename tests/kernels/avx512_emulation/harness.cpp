@@ -943,8 +943,8 @@ int check_weight_rows(std::mt19937_64& rng) {
 }
 
 // float_conv2d (the runtime's float first layer) with the AVX-512 row kernel against a scalar chain of fused
-// multiply-adds in the same (c, i, j) order, then + bias and the floor: equal bit for bit, on geometries with
-// output rows around the 16-lane vectors (tails, blocks of several vectors), strides, padding, dilation,
+// multiply-adds in the same (c, i, j) order, then + bias, the floor and the ceiling: equal bit for bit, on geometries
+// with output rows around the 16-lane vectors (tails, blocks of several vectors), strides, padding, dilation,
 // channel counts that are not whole 4-row blocks, batches, zero weights with a -0.0 bias, and NaN propagation.
 int check_float_conv(std::mt19937_64& rng) {
   KernelTable emu{};
@@ -967,18 +967,19 @@ int check_float_conv(std::mt19937_64& rng) {
     if (trial % 4 == 1) groups = g.channels, m = g.channels * (1 + rng() % 3);
     if (trial % 4 == 3) g.channels = 2 * (1 + rng() % 3), groups = 2, m = 2 * (1 + rng() % 6);
     const std::size_t cg = g.channels / groups, k = cg * g.kh * g.kw;
-    std::vector<float> x(g.batch * g.channels * g.height * g.width), w(m * k), bias(m), floor(m);
+    std::vector<float> x(g.batch * g.channels * g.height * g.width), w(m * k), bias(m), floor(m), ceiling(m);
     for (auto& v : x) v = normal(rng);
     for (auto& v : w) v = normal(rng);
     for (auto& v : bias) v = normal(rng);
     for (std::size_t o = 0; o < m; ++o) floor[o] = o % 3 == 0 ? 0.0f : normal(rng);
+    for (std::size_t o = 0; o < m; ++o) ceiling[o] = o % 2 == 0 ? 6.0f : 0.5f + normal(rng);
     if (trial % 7 == 0) x[rng() % x.size()] = std::nanf("");
     if (trial % 5 == 0) std::fill(bias.begin(), bias.end(), -0.0f), std::fill(w.begin(), w.end(), 0.0f);
-    const bool with_bias = trial % 3 != 1, with_floor = trial % 2 == 0;
+    const bool with_bias = trial % 3 != 1, with_floor = trial % 2 == 0, with_ceiling = trial % 5 < 2;
     const std::size_t ny = g.batch * m * g.out_h * g.out_w;
     std::vector<float> got(ny + 2, 1234.5f), want(ny);
     float_conv2d(emu, x.data(), g, w.data(), m, with_bias ? bias.data() : nullptr, with_floor ? floor.data() : nullptr,
-                 got.data() + 1, FloatConvAlgorithm::direct, groups);
+                 with_ceiling ? ceiling.data() : nullptr, got.data() + 1, FloatConvAlgorithm::direct, groups);
     for (std::size_t n = 0; n < g.batch; ++n)
       for (std::size_t o = 0; o < m; ++o)
         for (std::size_t oy = 0; oy < g.out_h; ++oy)
@@ -999,6 +1000,7 @@ int check_float_conv(std::mt19937_64& rng) {
                 }
             if (with_bias) acc += bias[o];
             if (with_floor && floor[o] > acc) acc = floor[o];
+            if (with_ceiling && ceiling[o] < acc) acc = ceiling[o];
             want[((n * m + o) * g.out_h + oy) * g.out_w + ox] = acc;
           }
     const bool guards = got[0] == 1234.5f && got[ny + 1] == 1234.5f;
@@ -1036,17 +1038,19 @@ int check_float_conv_winograd(std::mt19937_64& rng) {
     if (g.height + 2 * g.ph < g.kh || g.width + 2 * g.pw < g.kw) continue;
     g.out_h = (g.height + 2 * g.ph - g.kh) / g.sh + 1, g.out_w = (g.width + 2 * g.pw - g.kw) / g.sw + 1;
     const std::size_t m = 1 + rng() % 19, k = g.channels * g.kh * g.kw;
-    std::vector<float> x(g.batch * g.channels * g.height * g.width), w(m * k), bias(m), floor(m);
+    std::vector<float> x(g.batch * g.channels * g.height * g.width), w(m * k), bias(m), floor(m), ceiling(m);
     for (auto& v : x) v = normal(rng);
     for (auto& v : w) v = normal(rng);
     for (auto& v : bias) v = normal(rng);
     for (std::size_t o = 0; o < m; ++o) floor[o] = o % 3 == 0 ? 0.0f : normal(rng);
-    const bool with_bias = trial % 3 != 1, with_floor = trial % 2 == 0;
+    for (std::size_t o = 0; o < m; ++o) ceiling[o] = o % 2 == 0 ? 6.0f : 0.5f + normal(rng);
+    const bool with_bias = trial % 3 != 1, with_floor = trial % 2 == 0, with_ceiling = trial % 5 < 2;
     const std::size_t ny = g.batch * m * g.out_h * g.out_w;
     std::vector<float> got(ny + 2, 1234.5f), want(ny + 2, 1234.5f);
     for (auto* run : {&got, &want})
       float_conv2d(run == &got ? emu : gen, x.data(), g, w.data(), m, with_bias ? bias.data() : nullptr,
-                   with_floor ? floor.data() : nullptr, run->data() + 1, FloatConvAlgorithm::winograd);
+                   with_floor ? floor.data() : nullptr, with_ceiling ? ceiling.data() : nullptr, run->data() + 1,
+                   FloatConvAlgorithm::winograd);
     const bool guards = got[0] == 1234.5f && got[ny + 1] == 1234.5f;
     if ((!guards || std::memcmp(got.data(), want.data(), (ny + 2) * sizeof(float)) != 0) && ++failures <= kMaxReports)
       std::printf("float_conv winograd mismatch C=%zu %zux%zu k=%zux%zu s=%zu p=%zu,%zu m=%zu batch=%zu\n",
@@ -1079,7 +1083,7 @@ int check_winograd_tail_rows(std::mt19937_64& rng) {
                                                       rows[i] + o * kWinogradOut * wd + g.out_w);
     return kept;
   };
-  const WinogradPlan a = make_winograd_plan(g, w.data(), m, bias.data(), nullptr);
+  const WinogradPlan a = make_winograd_plan(g, w.data(), m, bias.data(), nullptr, nullptr);
   std::vector<float> q1(a.image()), q2(a.image());
   for (auto& v : q1) v = normal(rng);
   for (auto& v : q2) v = normal(rng);
@@ -1091,7 +1095,7 @@ int check_winograd_tail_rows(std::mt19937_64& rng) {
   check("plan a, row 1 kept", a, q1.data(), 1);
   row(a, q1.data(), 0, true);  // row 1 of (a, q1) kept again
   for (auto& v : q1) v = normal(rng);  // the same copy's memory, new values, a new plan
-  const WinogradPlan b = make_winograd_plan(g, w.data(), m, bias.data(), nullptr);
+  const WinogradPlan b = make_winograd_plan(g, w.data(), m, bias.data(), nullptr, nullptr);
   check("a new plan on the same memory", b, q1.data(), 1);  // leaves row 2 of (b, q1) kept
   check("plan b, row 2 kept", b, q1.data(), 2);
   row(b, q2.data(), 2, true);  // row 3 of (b, q2) kept

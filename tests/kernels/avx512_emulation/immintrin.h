@@ -477,6 +477,11 @@ inline __m256 _mm256_max_ps(__m256 a, __m256 b) {
   for (int i = 0; i < 8; ++i) a.v[i] = a.v[i] > b.v[i] ? a.v[i] : b.v[i];
   return a;
 }
+// MINPS: a < b ? a : b per lane (b where either is NaN).
+inline __m256 _mm256_min_ps(__m256 a, __m256 b) {
+  for (int i = 0; i < 8; ++i) a.v[i] = a.v[i] < b.v[i] ? a.v[i] : b.v[i];
+  return a;
+}
 inline __m256 _mm256_maskz_loadu_ps(__mmask8 k, const void* p) {
   __m256 r{};
   avx512_emulation::masked_load(r.v, k, 8, p);
