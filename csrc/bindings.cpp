@@ -269,7 +269,7 @@ nb::object run_conv2d(const In<float, nb::ndim<4>>& x, const In<horq::word_t, nb
                       std::size_t kw, Pair stride, Pair padding, Pair dilation, int order, const horq::KernelTable& kt,
                       const Optional1& in_scale, const Optional1& in_shift,
                       const std::optional<In<float, nb::ndim<4>>>& residual, const Optional1& out_floor,
-                      horq::WeightCache* cache = nullptr, OutputCache* out = nullptr) {
+                      const Optional1& out_ceiling, horq::WeightCache* cache = nullptr, OutputCache* out = nullptr) {
   check_order(order);
   const horq::ConvGeometry g = conv_geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kh, kw, stride, padding,
                                              dilation, wbits.shape(0), wbits.shape(1), coef.shape(0), add.shape(0));
@@ -279,13 +279,14 @@ nb::object run_conv2d(const In<float, nb::ndim<4>>& x, const In<horq::word_t, nb
                         residual->shape(3) == g.out_w),
           "residual shape != output shape");
   require(!out_floor || out_floor->shape(0) == m, "floor length != output channels");
+  require(!out_ceiling || out_ceiling->shape(0) == m, "ceiling length != output channels");
   float* y;
   nb::object arr = new_output(out, {g.batch, m, g.out_h, g.out_w}, &y);
   nb::gil_scoped_release nogil;
   const horq::SerialScope serial(
       horq::small_binary_job(m, g.batch * g.out_h * g.out_w, order, wbits.shape(1), x.size()));
   const horq::Epilogue ep{coef.data(), add.data(), residual ? residual->data() : nullptr,
-                          out_floor ? out_floor->data() : nullptr};
+                          out_floor ? out_floor->data() : nullptr, out_ceiling ? out_ceiling->data() : nullptr};
   horq::conv_layer(kt, x.data(), g, order, affine ? in_scale->data() : nullptr, affine ? in_shift->data() : nullptr,
                    wbits.data(), m, ep, y, cache);
   return arr;
@@ -294,10 +295,10 @@ nb::object run_conv2d(const In<float, nb::ndim<4>>& x, const In<horq::word_t, nb
 nb::object conv2d(In<float, nb::ndim<4>> x, In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef,
                   In<double, nb::ndim<1>> add, std::size_t kh, std::size_t kw, Pair stride, Pair padding,
                   Pair dilation, int order, const std::string& kernel, Optional1 in_scale, Optional1 in_shift,
-                  std::optional<In<float, nb::ndim<4>>> residual, Optional1 out_floor) {
+                  std::optional<In<float, nb::ndim<4>>> residual, Optional1 out_floor, Optional1 out_ceiling) {
   check_epilogue(coef, add);
   return run_conv2d(x, wbits, coef, add, kh, kw, stride, padding, dilation, order, horq::kernel_table(kernel),
-                    in_scale, in_shift, residual, out_floor);
+                    in_scale, in_shift, residual, out_floor, out_ceiling);
 }
 
 // A prepared runtime step that a StepChain (below) runs without going through Python: run(x, second, out) is the
@@ -326,10 +327,12 @@ class PreparedConv : public CoreStep {
  public:
   PreparedConv(In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef, In<double, nb::ndim<1>> add,
                std::size_t channels, std::size_t kh, std::size_t kw, Pair stride, Pair padding, Pair dilation,
-               int order, const std::string& kernel, Optional1 in_scale, Optional1 in_shift, Optional1 out_floor)
+               int order, const std::string& kernel, Optional1 in_scale, Optional1 in_shift, Optional1 out_floor,
+               Optional1 out_ceiling)
       : wbits_(std::move(wbits)), coef_(std::move(coef)), add_(std::move(add)), channels_(channels), kh_(kh), kw_(kw),
         stride_(stride), padding_(padding), dilation_(dilation), order_(order), kt_(&horq::kernel_table(kernel)),
-        in_scale_(std::move(in_scale)), in_shift_(std::move(in_shift)), out_floor_(std::move(out_floor)) {
+        in_scale_(std::move(in_scale)), in_shift_(std::move(in_shift)), out_floor_(std::move(out_floor)),
+        out_ceiling_(std::move(out_ceiling)) {
     check_order(order);
     require(wbits_.shape(1) == horq::conv_words(channels, kh * kw), "weights are not in the conv layout");
     check_epilogue(coef_, add_);  // once: the arrays are held, not copied, and do not change
@@ -341,7 +344,7 @@ class PreparedConv : public CoreStep {
                         OutputCache* out = nullptr) const {
     require(x.shape(1) == channels_, "x does not have the weights' input channels");
     return run_conv2d(x, wbits_, coef_, add_, kh_, kw_, stride_, padding_, dilation_, order_, *kt_, in_scale_,
-                      in_shift_, residual, out_floor_, cache_.get(), out);
+                      in_shift_, residual, out_floor_, out_ceiling_, cache_.get(), out);
   }
 
   nb::object run(nb::handle x, nb::handle second, OutputCache* out) const override {
@@ -359,13 +362,14 @@ class PreparedConv : public CoreStep {
   Pair stride_, padding_, dilation_;
   int order_;
   const horq::KernelTable* kt_;
-  Optional1 in_scale_, in_shift_, out_floor_;
+  Optional1 in_scale_, in_shift_, out_floor_, out_ceiling_;
   std::unique_ptr<horq::WeightCache> cache_ = std::make_unique<horq::WeightCache>();  // of wbits_, which stays
 };
 
 // The checked linear call of both bindings: each row of x is one column, quantized, then multiplied; the
 // quantized columns are what a training step keeps for its weight gradient. in_scale / in_shift (n values, together)
-// and out_floor (m values) as conv2d's: the input affine applied as the rows are quantized, the floor in the stores.
+// and out_floor / out_ceiling (m values) as conv2d's: the input affine applied as the rows are quantized, the floor
+// and ceiling in the stores.
 std::pair<nb::object, horq::QuantizedColumns> run_linear(const In<float, nb::ndim<2>>& x,
                                                          const In<horq::word_t, nb::ndim<2>>& wbits,
                                                          const In<double, nb::ndim<1>>& coef,
@@ -374,12 +378,14 @@ std::pair<nb::object, horq::QuantizedColumns> run_linear(const In<float, nb::ndi
                                                          const Optional1& in_scale = std::nullopt,
                                                          const Optional1& in_shift = std::nullopt,
                                                          const Optional1& out_floor = std::nullopt,
+                                                         const Optional1& out_ceiling = std::nullopt,
                                                          OutputCache* out = nullptr) {
   check_order(order);
   const std::size_t rows = x.shape(0), n = x.shape(1), m = wbits.shape(0);
   check_linear(rows, n, m, wbits.shape(1), coef.shape(0), add.shape(0));
   const bool affine = input_affine(in_scale, in_shift, n, "input affine length != in_features");
   require(!out_floor || out_floor->shape(0) == m, "floor length != out_features");
+  require(!out_ceiling || out_ceiling->shape(0) == m, "ceiling length != out_features");
   float* y;
   nb::object arr = new_output(out, {rows, m}, &y);
   horq::QuantizedColumns q;
@@ -388,7 +394,9 @@ std::pair<nb::object, horq::QuantizedColumns> run_linear(const In<float, nb::ndi
     const horq::SerialScope serial(horq::small_binary_job(m, rows, order, wbits.shape(1), x.size()));
     q = horq::quantize_rows(kt, x.data(), rows, n, order, affine ? in_scale->data() : nullptr,
                             affine ? in_shift->data() : nullptr);
-    horq::horq_gemm(kt, wbits.data(), m, q, {coef.data(), add.data(), nullptr, out_floor ? out_floor->data() : nullptr},
+    horq::horq_gemm(kt, wbits.data(), m, q,
+                    {coef.data(), add.data(), nullptr, out_floor ? out_floor->data() : nullptr,
+                     out_ceiling ? out_ceiling->data() : nullptr},
                     1, y);
   }
   return {std::move(arr), std::move(q)};
@@ -406,10 +414,10 @@ class PreparedLinear : public CoreStep {
  public:
   PreparedLinear(In<horq::word_t, nb::ndim<2>> wbits, In<double, nb::ndim<1>> coef, In<double, nb::ndim<1>> add,
                  std::size_t in_features, int order, const std::string& kernel, Optional1 in_scale, Optional1 in_shift,
-                 Optional1 out_floor)
+                 Optional1 out_floor, Optional1 out_ceiling)
       : wbits_(std::move(wbits)), coef_(std::move(coef)), add_(std::move(add)), in_features_(in_features),
         order_(order), kt_(&horq::kernel_table(kernel)), in_scale_(std::move(in_scale)), in_shift_(std::move(in_shift)),
-        out_floor_(std::move(out_floor)) {
+        out_floor_(std::move(out_floor)), out_ceiling_(std::move(out_ceiling)) {
     check_order(order);
     require(wbits_.shape(1) == horq::words_for(in_features), "weights are not in_features bits a row");
     check_epilogue(coef_, add_);  // once, as PreparedConv
@@ -417,7 +425,8 @@ class PreparedLinear : public CoreStep {
 
   nb::object operator()(In<float, nb::ndim<2>> x, OutputCache* out = nullptr) const {
     require(x.shape(1) == in_features_, "x does not have the weights' in_features");
-    return run_linear(x, wbits_, coef_, add_, order_, *kt_, in_scale_, in_shift_, out_floor_, out).first;
+    return run_linear(x, wbits_, coef_, add_, order_, *kt_, in_scale_, in_shift_, out_floor_, out_ceiling_, out)
+        .first;
   }
 
   nb::object run(nb::handle x, nb::handle second, OutputCache* out) const override {
@@ -432,24 +441,25 @@ class PreparedLinear : public CoreStep {
   std::size_t in_features_;
   int order_;
   const horq::KernelTable* kt_;
-  Optional1 in_scale_, in_shift_, out_floor_;
+  Optional1 in_scale_, in_shift_, out_floor_, out_ceiling_;
 };
 
 void def_layers(nb::module_& m) {
   m.def("conv2d", &conv2d, nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("kh"),
         nb::arg("kw"), nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"), nb::arg("order"),
         nb::arg("kernel") = "", nb::arg("in_scale") = nb::none(), nb::arg("in_shift") = nb::none(),
-        nb::arg("residual") = nb::none(), nb::arg("out_floor") = nb::none());
+        nb::arg("residual") = nb::none(), nb::arg("out_floor") = nb::none(), nb::arg("out_ceiling") = nb::none());
   m.def("linear", &linear, nb::arg("x"), nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("order"),
         nb::arg("kernel") = "");
   nb::class_<CoreStep>(m, "CoreStep");  // the base of the steps a StepChain runs (def_chain)
   nb::class_<PreparedConv, CoreStep>(m, "PreparedConv")
       .def(nb::init<In<horq::word_t, nb::ndim<2>>, In<double, nb::ndim<1>>, In<double, nb::ndim<1>>, std::size_t,
                     std::size_t, std::size_t, Pair, Pair, Pair, int, const std::string&, Optional1, Optional1,
-                    Optional1>(),
+                    Optional1, Optional1>(),
            nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("channels"), nb::arg("kh"), nb::arg("kw"),
            nb::arg("stride"), nb::arg("padding"), nb::arg("dilation"), nb::arg("order"), nb::arg("kernel") = "",
-           nb::arg("in_scale") = nb::none(), nb::arg("in_shift") = nb::none(), nb::arg("out_floor") = nb::none())
+           nb::arg("in_scale") = nb::none(), nb::arg("in_shift") = nb::none(), nb::arg("out_floor") = nb::none(),
+           nb::arg("out_ceiling") = nb::none())
       .def(
           "__call__",
           [](const PreparedConv& c, In<float, nb::ndim<4>> x, std::optional<In<float, nb::ndim<4>>> residual) {
@@ -458,10 +468,10 @@ void def_layers(nb::module_& m) {
           nb::arg("x"), nb::arg("residual") = nb::none());
   nb::class_<PreparedLinear, CoreStep>(m, "PreparedLinear")
       .def(nb::init<In<horq::word_t, nb::ndim<2>>, In<double, nb::ndim<1>>, In<double, nb::ndim<1>>, std::size_t, int,
-                    const std::string&, Optional1, Optional1, Optional1>(),
+                    const std::string&, Optional1, Optional1, Optional1, Optional1>(),
            nb::arg("wbits"), nb::arg("coef"), nb::arg("add"), nb::arg("in_features"), nb::arg("order"),
            nb::arg("kernel") = "", nb::arg("in_scale") = nb::none(), nb::arg("in_shift") = nb::none(),
-           nb::arg("out_floor") = nb::none())
+           nb::arg("out_floor") = nb::none(), nb::arg("out_ceiling") = nb::none())
       .def("__call__", [](const PreparedLinear& l, In<float, nb::ndim<2>> x) { return l(x); }, nb::arg("x"));
 }
 

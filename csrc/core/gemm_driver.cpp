@@ -9,7 +9,7 @@
 // s starts at 0.0f and adds beta_k * (n - 2 pc_k) for k = 1..K in order, the product and the sum each rounded; then
 // coef * s rounded, + add rounded. The core is built with -ffp-contract=off: an FMA would round mul + add once, and
 // the bits would then depend on the machine.
-// After that the optional residual add and floor (finish_output). (In double with one final rounding until
+// After that the optional residual add, floor and ceiling (finish_output). (In double with one final rounding until
 // docs/KERNELS.md round 33; float32 lanes are twice as many per vector and need no conversion back.)
 //
 // Row-kernel tasks: kMB = 64 outputs x kJB = 16 columns. The B block (16 columns x K planes) stays in L1
@@ -59,7 +59,7 @@ void epilogue_block(const std::int32_t* pc, std::size_t mb, std::size_t jb, cons
         s += static_cast<float>(betas[j * K + k]) * static_cast<float>(ni - 2 * std::int64_t{c[j * K + k]});
       row[j] = coef * s + add;
     }
-    if (ep.residual || ep.floor) {
+    if (ep.residual || ep.floor || ep.ceiling) {
       for (std::size_t j = 0; j < jb; ++j) y[base[j] + o * ppi] = finish_output(row[j], ep, base[j] + o * ppi, o);
     } else if (contiguous) {
       std::copy_n(row, jb, y + base[0] + o * ppi);

@@ -278,11 +278,16 @@ struct Avx2Outer {
         const __m128 f = _mm_set1_ps(ep.floor[o + i]);
         for (int cg = 0; cg < G; ++cg) out[i][cg] = _mm_max_ps(f, out[i][cg]);  // floor > out ? floor : out
       }
+    if (ep.ceiling)
+      for (int i = 0; i < MR; ++i) {
+        const __m128 c = _mm_set1_ps(ep.ceiling[o + i]);
+        for (int cg = 0; cg < G; ++cg) out[i][cg] = _mm_min_ps(c, out[i][cg]);  // ceiling < out ? ceiling : out
+      }
     for (int i = 0; i < MR; ++i)
       for (int cg = 0; cg < G; ++cg) _mm_storeu_ps(dst[cg] + i * ppi, out[i][cg]);
   }
 
-  // A register block of an NHWC output (each lane set LaneDest::columns; no residual, no floor): the block's
+  // A register block of an NHWC output (each lane set LaneDest::columns; no residual, floor or ceiling): the block's
   // outputs as store_block computes them, each lane set's 4 x MR transposed in registers so that a column's MR
   // filters, consecutive in y, go out as one or two plain stores instead of lane by lane.
   template <int MR, int G, int K>
@@ -320,18 +325,20 @@ struct Avx2Outer {
         d, ep, o, ppi, y);
   }
 
-  // A lane set's 4 outputs (before the float32 steps) into y where d says, with the residual and floor.
+  // A lane set's 4 outputs (before the float32 steps) into y where d says, with the residual, floor and ceiling.
   static void put(__m128 out, const LaneDest<kLanes>& d, const Epilogue& ep, std::size_t o, std::size_t ppi,
                   float* y) {
     float* dst = y + d.base[0] + o * ppi;
     if (d.whole) {  // the common case: 4 consecutive columns of one image, one plain store
       if (ep.residual) out = _mm_add_ps(out, _mm_loadu_ps(ep.residual + (dst - y)));
       if (ep.floor) out = _mm_max_ps(_mm_set1_ps(ep.floor[o]), out);  // floor > out ? floor : out
+      if (ep.ceiling) out = _mm_min_ps(_mm_set1_ps(ep.ceiling[o]), out);  // ceiling < out ? ceiling : out
       _mm_storeu_ps(dst, out);
     } else if (d.contiguous) {  // a lane set's last 1-3 columns: masked (AMD CPUs microcode vmaskmovps stores)
       const __m128i mask = _mm_cmpgt_epi32(_mm_set1_epi32(static_cast<int>(d.valid)), _mm_setr_epi32(0, 1, 2, 3));
       if (ep.residual) out = _mm_add_ps(out, _mm_maskload_ps(ep.residual + (dst - y), mask));
       if (ep.floor) out = _mm_max_ps(_mm_set1_ps(ep.floor[o]), out);
+      if (ep.ceiling) out = _mm_min_ps(_mm_set1_ps(ep.ceiling[o]), out);
       _mm_maskstore_ps(dst, mask, out);
     } else {
       alignas(16) float lane[kLanes];
@@ -759,9 +766,11 @@ void task(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const E
               float* dst = y + o * ppi + sc.dest[s0].base[0];
               const float* r = ep.residual ? ep.residual + (dst - y) : nullptr;
               const __m256 f = _mm256_set1_ps(ep.floor ? ep.floor[o] : 0.0f);
+              const __m256 c = _mm256_set1_ps(ep.ceiling ? ep.ceiling[o] : 0.0f);
               group_outputs<K, NoNegZeroAdd>(cnt[i] + g * K, bg, nvec, coef, add, [&](int b8, __m256 v) {
                 if (r) v = _mm256_add_ps(v, _mm256_loadu_ps(r + 8 * b8));
                 if (ep.floor) v = _mm256_max_ps(f, v);  // floor > v ? floor : v
+                if (ep.ceiling) v = _mm256_min_ps(c, v);  // ceiling < v ? ceiling : v
                 _mm256_storeu_ps(dst + 8 * b8, v);
               });
               continue;
@@ -808,7 +817,8 @@ void run(const word_t* wbits, std::size_t m, const QuantizedColumns& q, const Ep
 //
 // Epilogue: the outer kernel's float32 operations in its order on 8 filters of one column at once (beta broadcast,
 // coef and add loaded; n - 2 pc in 32-bit lanes, converted exactly), then 4 x 4 transposes give each filter its lane
-// set's 4 columns for Avx2Outer::put (residual, floor, whichever store the destinations allow): the same bits.
+// set's 4 columns for Avx2Outer::put (residual, floor, ceiling, whichever store the destinations allow): the same
+// bits.
 constexpr std::size_t kFilterBlock = 2 * kCols;  // filters per block: NV = 2 vectors of 32
 
 // Whether a task takes the filter-lane kernel: orders 1-3, rows below 2^16 bits, a filter block's panel within

@@ -264,7 +264,7 @@ struct Avx512Outer {
   }
 
   // The epilogue for one filter and one lane set (outer_panel.h's order, in float32): K counts, their betas (float32),
-  // the filter's coef and add broadcast; the 8 outputs before the residual and floor. n - 2 pc is formed in the
+  // the filter's coef and add broadcast; the 8 outputs before the residual, floor and ceiling. n - 2 pc is formed in the
   // integer lanes and converted once (vcvtqq2ps: exact below 2^24, one rounding above, as the other paths). The
   // first term is s = 0 + beta_1 t written as beta_1 t: the same float, since beta_1 >= 0 and t, converted from an
   // integer, is never -0.0, so beta_1 t is never -0.0 (the one value that adding +0.0 changes).
@@ -289,7 +289,7 @@ struct Avx512Outer {
   static __m256 betas32(const double* b) { return _mm512_cvtpd_ps(_mm512_loadu_pd(b)); }
 
   // A whole register block (outer_panel.h: MR real filters x G lane sets, each 8 consecutive columns of one
-  // image): per output the operations of store, with the betas loaded once per block, coef / add / floor
+  // image): per output the operations of store, with the betas loaded once per block, coef / add / floor / ceiling
   // broadcast once per filter and plain stores (store re-derived each of these per output, and branched on its
   // destination's kind).
   template <int MR, int G, int K>
@@ -321,6 +321,7 @@ struct Avx512Outer {
     for (int cg = 0; cg < G; ++cg) at[cg] = o * ppi + dest[cg].base[0];
     const float* const residual = ep.residual;
     const float* const floor = ep.floor ? ep.floor + o : nullptr;
+    const float* const ceiling = ep.ceiling ? ep.ceiling + o : nullptr;
     __m256 outs[Later ? MR : 1][G];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
@@ -331,6 +332,7 @@ struct Avx512Outer {
         const std::size_t off = at[cg] + static_cast<std::size_t>(i) * ppi;
         if (residual) out = _mm256_add_ps(out, _mm256_maskz_loadu_ps(kAll, residual + off));
         if (floor) out = _mm256_max_ps(_mm256_set1_ps(floor[i]), out);  // floor > out ? floor : out
+        if (ceiling) out = _mm256_min_ps(_mm256_set1_ps(ceiling[i]), out);  // ceiling < out ? ceiling : out
         if constexpr (Later)
           outs[i][cg] = out;
         else
@@ -368,6 +370,7 @@ struct Avx512Outer {
       float* dst = y + d.base[0] + o * ppi;
       if (ep.residual) out = _mm256_add_ps(out, _mm256_maskz_loadu_ps(valid, ep.residual + (dst - y)));
       if (ep.floor) out = _mm256_max_ps(_mm256_set1_ps(ep.floor[o]), out);  // floor > out ? floor : out
+      if (ep.ceiling) out = _mm256_min_ps(_mm256_set1_ps(ep.ceiling[o]), out);  // ceiling < out ? ceiling : out
       _mm256_mask_storeu_ps(dst, valid, out);
     } else {  // lanes apart in y (across images; an NHWC output or a linear layer's: m apart): scattered
       const __mmask8 valid = static_cast<__mmask8>((1u << d.valid) - 1u);
@@ -376,6 +379,7 @@ struct Avx512Outer {
       if (ep.residual)
         out = _mm256_add_ps(out, _mm512_mask_i64gather_ps(_mm256_setzero_ps(), valid, at, ep.residual + o * ppi, 4));
       if (ep.floor) out = _mm256_max_ps(_mm256_set1_ps(ep.floor[o]), out);
+      if (ep.ceiling) out = _mm256_min_ps(_mm256_set1_ps(ep.ceiling[o]), out);
       _mm512_mask_i64scatter_ps(y + o * ppi, valid, at, out, 4);
     }
   }

@@ -140,13 +140,15 @@ inline std::size_t word_major_stride(std::size_t ncols) {
 
 // The epilogue's per-output constants (length m each).
 // Optionally, in float32 after that: y += residual (an array of y's layout: the sum of a residual block),
-// then y = max(floor[o], y) (a following ReLU, or ReLU + affine), as separate add and maximum steps compute
-// them (numpy's np.add and np.maximum: same roundings, NaN kept, -0.0 kept against a +0.0 floor).
+// then y = max(floor[o], y) (a following ReLU, or ReLU + affine), then y = min(ceiling[o], y) (with the floor, a
+// following hardtanh or ReLU6), as separate add, maximum and clip steps compute them (numpy's np.add, np.maximum
+// and np.clip: same roundings, NaN kept, -0.0 kept against a +0.0 floor).
 struct Epilogue {
   const double* coef;
   const double* add;
   const float* residual = nullptr;
   const float* floor = nullptr;
+  const float* ceiling = nullptr;
   // Set by horq_gemm (residual_aliases_output): a register block's residual loads share their addresses' low 12 bits
   // with the previous filter's output stores, so a kernel that can loads them all before it stores (avx512).
   bool residual_aliases = false;
@@ -167,10 +169,11 @@ inline bool residual_aliases_output(const float* y, const float* residual, std::
   return r < kNear || r > kPage - kNear;
 }
 
-// The float32 part of the epilogue for one output: what a residual add and a maximum step would give.
+// The float32 part of the epilogue for one output: what a residual add, a maximum and a minimum step would give.
 inline float finish_output(float v, const Epilogue& ep, std::size_t index, std::size_t o) {
   if (ep.residual) v += ep.residual[index];
   if (ep.floor && ep.floor[o] > v) v = ep.floor[o];
+  if (ep.ceiling && ep.ceiling[o] < v) v = ep.ceiling[o];
   return v;
 }
 

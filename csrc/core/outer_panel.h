@@ -15,7 +15,7 @@
 //     s = 0;  for k = 1..K:  s = s + beta_{k,j} * (n - 2 * pc_k)      (n - 2 pc is an integer below 2^24: exact)
 //     y = coef_o * s + add_o
 // each * and + rounded on its own (the core is built with -ffp-contract=off, so no FMA merges them), then
-// y + residual and max(floor_o, y) where the Epilogue asks for them (finish_output, layer.h).
+// y + residual, max(floor_o, y) and min(ceiling_o, y) where the Epilogue asks for them (finish_output, layer.h).
 // Lanes are columns, so beta is a vector load and coef/add broadcasts.
 //
 // Panel: columns in groups of G "lane sets" of L columns (L = 64-bit lanes per vector: 8 for AVX-512, 4 for
@@ -305,8 +305,9 @@ void outer_rows(const word_t* wbits, const QuantizedColumns& q, const Epilogue& 
         group_counts<Isa, MR, NV>(a, from, kw, cnt);
       }
       // Every filter real and every lane set whole in y: store_block; or every lane set an NHWC output's columns,
-      // with no residual or floor: store_columns; else output by output.
-      bool whole = i0 + MR <= i1 && (g + 1) * G <= p.sets, columns = whole && !ep.residual && !ep.floor;
+      // with no residual, floor or ceiling: store_columns; else output by output.
+      bool whole = i0 + MR <= i1 && (g + 1) * G <= p.sets;
+      bool columns = whole && !ep.residual && !ep.floor && !ep.ceiling;
       for (std::size_t cg = 0; cg < G; ++cg) {
         whole = whole && dest[g * G + cg].whole;
         columns = columns && dest[g * G + cg].columns;

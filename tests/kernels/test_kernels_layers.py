@@ -448,26 +448,36 @@ def test_input_affine_errors():
 
 @pytest.mark.parametrize("order", [1, 2, 3])
 @pytest.mark.parametrize("geom", [(1, 64, 9, 9, 3, 1, 1), (3, 3, 7, 6, 3, 2, 1), (2, 65, 5, 5, 1, 1, 0),
-                                  (2, 65, 5, 5, 1, 2, 0)],
+                                  (2, 65, 5, 5, 1, 2, 0), (1, 256, 7, 7, 3, 1, 1), (1, 32, 16, 16, 3, 1, 1)],
                          ids=lambda g: "x".join(map(str, g)))
 def test_residual_and_floor_are_separate_steps(path, geom, order):
     """``layer(x, residual)`` with ``out_floor`` gives bit for bit ``np.maximum(np.add(layer(x), residual),
     floor)``, the runtime's add and relu steps, on outputs whose column octets span images (batch > 1); each alone
     gives its step too: ``np.add(layer(x), residual)``, and ``np.maximum(layer(x), floor)`` (the runtime's relu or
-    floor step after a binary convolution, which horq.runtime.fuse folds into the layer)."""
+    floor step after a binary convolution, which horq.runtime.fuse folds into the layer). ``out_ceiling`` after
+    them: ``np.minimum(., ceiling)``, with the floor ``np.clip(layer(x), floor, ceiling)`` (a hardtanh step), on
+    every store of the path (a 7x7 map over 256 channels: avx2's filter-lane kernel; 16x16: runs of 32 outputs)."""
     n, c, h, w, k, s, p = geom
     rng = np.random.default_rng(c + 11 * order + s)
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)
     pw = kernels.pack_weights(rng.standard_normal((7, c, k, k)).astype(np.float32))
     floor = rng.standard_normal(7).astype(np.float32)
     floor[::2] = 0.0
+    ceiling = floor + rng.uniform(0.5, 3.0, 7).astype(np.float32)
     plain = kernels.Conv2dLayer(pw, order=order, stride=s, padding=p, kernel=path)
     floored = kernels.Conv2dLayer(pw, order=order, stride=s, padding=p, out_floor=floor, kernel=path)
+    clamped = kernels.Conv2dLayer(pw, order=order, stride=s, padding=p, out_floor=floor, out_ceiling=ceiling,
+                                  kernel=path)
+    capped = kernels.Conv2dLayer(pw, order=order, stride=s, padding=p, out_ceiling=ceiling, kernel=path)
     y = plain(x)
     r = rng.standard_normal(y.shape).astype(np.float32)
-    assert np.array_equal(floored(x, r), np.maximum(np.add(y, r), floor.reshape(1, -1, 1, 1)))
+    f, cl = floor.reshape(1, -1, 1, 1), ceiling.reshape(1, -1, 1, 1)
+    assert np.array_equal(floored(x, r), np.maximum(np.add(y, r), f))
     assert np.array_equal(plain(x, r), np.add(y, r))  # residual alone
-    assert np.array_equal(floored(x), np.maximum(y, floor.reshape(1, -1, 1, 1)))  # floor alone
+    assert np.array_equal(floored(x), np.maximum(y, f))  # floor alone
+    assert np.array_equal(clamped(x), np.clip(y, f, cl)) and (y > cl).any()  # a hardtanh step
+    assert np.array_equal(clamped(x, r), np.minimum(np.maximum(np.add(y, r), f), cl))
+    assert np.array_equal(capped(x), np.minimum(y, cl))  # ceiling alone
 
 
 def test_residual_errors():
@@ -480,6 +490,10 @@ def test_residual_errors():
         layer(x, np.zeros((1, 2, 4, 4)))
     with pytest.raises(ValueError, match=r"out_floor must have shape \(2,\)"):
         kernels.Conv2dLayer(pw, order=1, out_floor=np.zeros(3))
+    with pytest.raises(ValueError, match=r"out_ceiling must have shape \(2,\)"):
+        kernels.Conv2dLayer(pw, order=1, out_ceiling=np.zeros(3))
+    with pytest.raises(ValueError, match="out_ceiling contains NaN"):
+        kernels.Conv2dLayer(pw, order=1, out_ceiling=[0, np.nan])
 
 
 @pytest.mark.parametrize("order", [1, 2, 3])
@@ -547,6 +561,10 @@ def test_linear_input_affine_and_floor_are_separate_steps(path, shape, order):
     assert np.array_equal(got, want)
     assert np.array_equal(plain(x), kernels.LinearLayer(pw, order=order, kernel="generic", **epi)(x))
     assert (got == floor).any() and (got > floor).any()  # the floor both taken and not
+    ceiling = floor + rng.uniform(0.1, 1.0, m).astype(np.float32)  # a hardtanh after the layer
+    clamped = kernels.LinearLayer(pw, order=order, in_scale=sc, in_shift=sh, out_floor=floor, out_ceiling=ceiling,
+                                  kernel=path, **epi)
+    assert np.array_equal(clamped(x), np.minimum(want, ceiling)) and (want > ceiling).any()
 
 
 def test_linear_input_affine_and_floor_errors():
@@ -559,6 +577,8 @@ def test_linear_input_affine_and_floor_errors():
         kernels.LinearLayer(pw, order=1, out_floor=np.zeros(3))
     with pytest.raises(ValueError, match="out_floor contains NaN"):
         kernels.LinearLayer(pw, order=1, out_floor=[0, np.nan])
+    with pytest.raises(ValueError, match=r"out_ceiling must have shape \(2,\)"):
+        kernels.LinearLayer(pw, order=1, out_ceiling=np.zeros(3))
     layer = kernels.LinearLayer(pw, order=1, in_scale=np.full(3, 1e30), in_shift=np.zeros(3))
     with pytest.raises(ValueError, match="NaN or Inf"):  # finite input, infinite after the affine
         layer(np.full((1, 3), 1e10, np.float32))

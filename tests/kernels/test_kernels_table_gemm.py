@@ -62,8 +62,10 @@ GEOMETRIES += FILTER_LANE_GEOMETRIES
 
 
 def _layers(pw, order, s, p, floor):
+    """The plain layer and one with a floor and a ceiling (floor + 1)."""
     return (kernels.Conv2dLayer(pw, order=order, stride=s, padding=p, kernel="avx2"),
-            kernels.Conv2dLayer(pw, order=order, stride=s, padding=p, out_floor=floor, kernel="avx2"))
+            kernels.Conv2dLayer(pw, order=order, stride=s, padding=p, out_floor=floor, out_ceiling=floor + 1.0,
+                                kernel="avx2"))
 
 
 @pytest.fixture

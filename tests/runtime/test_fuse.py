@@ -326,43 +326,51 @@ def test_binary_linear_takes_its_input_affine_and_relu(order, batch, tmp_path):
 
 def _clamped_model():
     """Float layers followed by ReLU6 / Hardtanh (MobileNet-style: a conv, a depthwise conv, a 1x1 conv, a linear
-    layer), and one after a binary convolution."""
+    layer), and binary ones (a convolution, a linear layer)."""
     torch.manual_seed(5)
-    first = nn.Conv2d(3, 8, 3, padding=1)
-    with torch.no_grad():
-        first.weight.mul_(8.0)  # outputs beyond 6: the ReLU6's ceiling bites
+    first, bconv, blin = nn.Conv2d(3, 8, 3, padding=1), HORQConv2d(16, 8, 3, padding=1, order=2), HORQLinear(32, 10,
+                                                                                                          order=1)
+    with torch.no_grad():  # outputs beyond the bounds: every ceiling bites (the test checks where it matters)
+        first.weight.mul_(8.0)
+        bconv.weight.mul_(20.0)
+        blin.weight.mul_(20.0)
     return nn.Sequential(
         first, _bn(8, 3), nn.ReLU6(),
         nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Hardtanh(-0.5, 0.75),
         nn.Conv2d(8, 16, 1), nn.Hardtanh(),
-        HORQConv2d(16, 8, 3, padding=1, order=2), nn.Hardtanh(),
-        nn.Flatten(), nn.Linear(8 * 16 * 16, 10), nn.Hardtanh(-0.3, 0.3), nn.Linear(10, 3),
+        bconv, nn.Hardtanh(),
+        nn.Flatten(), nn.Linear(8 * 16 * 16, 32), nn.Hardtanh(-0.3, 0.3),
+        blin, nn.Hardtanh(-2.0, 0.5), nn.Linear(10, 3),
     ).eval()
 
 
 @pytest.mark.parametrize("backend", FAST)
 @pytest.mark.parametrize("batch", [1, 4])
-def test_hardtanh_fused_into_float_layers_changes_no_bit(backend, batch, tmp_path, monkeypatch):
-    """A hardtanh (ReLU6 too) after a numpy-run or core-run float layer becomes its floor and ceiling (the core's
-    float convolution and linear layer clamp in their stores): bitwise the unfused plan, where the hardtanh op
-    clips; a native binary convolution keeps its hardtanh step."""
+def test_hardtanh_fused_into_layers_changes_no_bit(backend, batch, tmp_path, monkeypatch):
+    """A hardtanh (ReLU6 too) after a layer becomes its floor and ceiling (numpy-run layers clip; the core's float
+    convolution and linear layer and the native binary layers clamp in their stores): bitwise the unfused plan,
+    where the hardtanh op clips."""
     from horq.runtime import fuse
 
     model = _clamped_model()
     export(model, tmp_path / "m.horq", input_shape=(3, 16, 16))
-    export(model[:3], tmp_path / "first.horq", input_shape=(3, 16, 16))
-    fused, first = rt.load(tmp_path / "m.horq", backend=backend), rt.load(tmp_path / "first.horq", backend=backend)
+    fused = rt.load(tmp_path / "m.horq", backend=backend)
+    x8 = np.random.default_rng(7).standard_normal((8, 3, 16, 16)).astype(np.float32)
+    for end, (lo, hi) in ((3, (0.0, 6.0)), (9, (-1.0, 1.0)), (14, (-2.0, 0.5))):  # the clamps that must bite
+        export(model[:end], tmp_path / "part.horq", input_shape=(3, 16, 16))
+        y = rt.load(tmp_path / "part.horq", backend=backend)(x8)
+        assert y.min() == lo and y.max() == hi and (y == lo).mean() > 0.05 and (y == hi).mean() > 0.05, end
     monkeypatch.setattr(fuse, "_clamp_bounds", lambda node: None)
     unfused = rt.load(tmp_path / "m.horq", backend=backend)
-    layers = ["conv2d", "conv2d", "conv2d", "binary_conv2d"]
-    kept = ["hardtanh"] if backend == "native" else []
-    assert _ops(fused) == layers + kept + ["flatten", "linear", "linear"]
+    assert _ops(fused) == ["conv2d", "conv2d", "conv2d", "binary_conv2d", "flatten", "linear", "binary_linear",
+                           "linear"]
     assert _ops(unfused) == ["conv2d", "hardtanh"] * 3 + ["binary_conv2d", "hardtanh", "flatten", "linear",
-                                                           "hardtanh", "linear"]
+                                                           "hardtanh", "binary_linear", "hardtanh", "linear"]
     assert fused._steps[0].params["ceiling"] == 6.0
+    if backend == "native":  # the binary layers' stores
+        assert (fused._steps[3].params["out_ceiling"] == 1.0).all() and fused._steps[3].native
+        assert (fused._steps[6].params["out_floor"] == -2.0).all() and fused._steps[6].native
     x = np.random.default_rng(6).standard_normal((batch, 3, 16, 16)).astype(np.float32)
     np.testing.assert_array_equal(fused(x).view(np.uint32), unfused(x).view(np.uint32))
-    y = first(x)  # the first layer's output: its ceiling and floor bite
-    assert _ops(first) == ["conv2d"] and y.max() == 6.0 and (y == 6.0).mean() > 0.05 and (y == 0).mean() > 0.05
     exact = rt.load(tmp_path / "m.horq", backend="reference")(x)
     assert np.median(np.abs(fused(x) - exact)) <= 1e-5 * np.abs(exact).max()

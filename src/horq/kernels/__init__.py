@@ -373,14 +373,16 @@ class Conv2dLayer:
     while the input is packed instead of in a pass of its own: a BatchNorm before a binary layer.
     ``out_floor`` (C_out values) and a call's ``residual`` (an array of the output's shape): the output
     becomes ``max(out_floor, y + residual)`` in float32, as separate add and maximum steps would compute it
-    (a residual block's sum and the ReLU after it), in the kernels' output stores.
+    (a residual block's sum and the ReLU after it), in the kernels' output stores; ``out_ceiling`` (C_out values)
+    then takes ``min(out_ceiling, .)`` (with the floor, a hardtanh or ReLU6 after the layer: numpy.clip's values).
 
     Raises (construction):
         ValueError: see the module docstring.
     """
 
     def __init__(self, pw: PackedWeights, *, order: int, stride=1, padding=0, dilation=1, bias=None, scale=None,
-                 shift=None, in_scale=None, in_shift=None, out_floor=None, kernel: str | None = None):
+                 shift=None, in_scale=None, in_shift=None, out_floor=None, out_ceiling=None,
+                 kernel: str | None = None):
         self.order = _check_order(order)
         self.pw = _check_weights(pw, "conv2d", "(C_out, C, kh, kw)")
         self.stride, self.padding = pair(stride, "stride", minimum=1), pair(padding, "padding", minimum=0)
@@ -388,12 +390,14 @@ class Conv2dLayer:
         self._coef, self._add = _epilogue(pw, bias, scale, shift)
         self._in_affine = _input_affine(pw.shape[1], in_scale, in_shift)
         self._floor = None if out_floor is None else _channel_vector(out_floor, pw.out_channels, "out_floor")
+        self._ceiling = None if out_ceiling is None else _channel_vector(out_ceiling, pw.out_channels, "out_ceiling")
         self._wbits = pw.conv_bits()
         self.kernel = _resolve_kernel(kernel)
         _, c, kh, kw = pw.shape
         # The core's prepared call: every argument but x and the residual converted once (~2 us a call).
         self._core = _core.PreparedConv(self._wbits, self._coef, self._add, c, kh, kw, self.stride, self.padding,
-                                        self.dilation, self.order, self.kernel, *self._in_affine, self._floor)
+                                        self.dilation, self.order, self.kernel, *self._in_affine, self._floor,
+                                        self._ceiling)
         self._checked = (None, None)  # the shapes of x and residual of the last call that passed the checks
 
     @property
@@ -414,7 +418,7 @@ class Conv2dLayer:
 
     def __call__(self, x, residual=None) -> np.ndarray:
         """float32 ``(N, C_out, OH, OW)`` = ``scale * (horq_conv + bias) + shift`` for ``x`` (N, C, H, W), plus
-        ``residual`` and floored at ``out_floor`` when given (see the class docstring)."""
+        ``residual``, floored at ``out_floor`` and capped at ``out_ceiling`` when given (see the class docstring)."""
         # Arrays of the shapes the last call checked, already contiguous float32 numpy: straight to the core, which
         # checks every shape again (a runtime model calls each layer with one shape; the Python checks cost a
         # few microseconds, ~2% of a ResNet-18 32x32 call).
@@ -443,20 +447,22 @@ class LinearLayer:
     ``x * in_scale[i] + in_shift[i]`` (float32, multiply then add, as a separate affine step would), applied as
     the input rows are quantized: a BatchNorm before a binary linear layer. ``out_floor`` (out_features values):
     the output becomes ``max(out_floor, y)`` in float32, as a separate maximum step would (the ReLU after the
-    layer), in the kernels' output stores.
+    layer), in the kernels' output stores; ``out_ceiling`` (out_features values) then ``min(out_ceiling, .)`` (a
+    hardtanh).
     """
 
     def __init__(self, pw: PackedWeights, *, order: int, bias=None, scale=None, shift=None, in_scale=None,
-                 in_shift=None, out_floor=None, kernel: str | None = None):
+                 in_shift=None, out_floor=None, out_ceiling=None, kernel: str | None = None):
         self.order = _check_order(order)
         self.pw = _check_weights(pw, "linear", "(out, in)")
         self._coef, self._add = _epilogue(pw, bias, scale, shift)
         self._in_affine = _input_affine(pw.shape[1], in_scale, in_shift)
         self._floor = None if out_floor is None else _channel_vector(out_floor, pw.out_channels, "out_floor")
+        self._ceiling = None if out_ceiling is None else _channel_vector(out_ceiling, pw.out_channels, "out_ceiling")
         self.kernel = _resolve_kernel(kernel)
         # The core's prepared call (as Conv2dLayer's), which a runtime program also runs within a chain of steps.
         self._core = _core.PreparedLinear(pw.bits, self._coef, self._add, pw.shape[1], self.order, self.kernel,
-                                          *self._in_affine, self._floor)
+                                          *self._in_affine, self._floor, self._ceiling)
         self._checked = None  # the shape of x of the last call that passed the checks
 
     @property
@@ -467,7 +473,7 @@ class LinearLayer:
 
     def __call__(self, x) -> np.ndarray:
         """float32 ``(N, out_features)`` = ``scale * (horq_linear + bias) + shift`` for ``x`` (N, in), floored at
-        ``out_floor`` when given (see the class docstring)."""
+        ``out_floor`` and capped at ``out_ceiling`` when given (see the class docstring)."""
         if _ready(x, self._checked):
             return self._core(x)
         x = _float_input(x, 2, "x", "(N, in_features)")

@@ -18,12 +18,13 @@ The graph is what the file says; these rewrites change how it is computed, not w
 * **Affine into a binary layer's input.** A native binary convolution or linear layer applies an ``affine``
   that only it reads (the BatchNorm before it) while packing or quantizing its input
   (:func:`_fuse_input_affines`): bitwise the same.
-* **Floor into a binary layer's output.** A native binary convolution or linear layer read only by a ``relu``
-  or ``floor`` applies that maximum as it stores its output (:func:`_fuse_floors`): bitwise the same.
+* **Floor into a binary layer's output.** A native binary convolution or linear layer read only by a ``relu``,
+  ``floor`` or ``hardtanh`` (ReLU6 too) applies that maximum (and the hardtanh's minimum) as it stores its output
+  (:func:`_fuse_floors`): bitwise the same.
 * **Clamp into a float layer's output.** A layer the numpy ops or the core's float kernels run (float convolutions,
-  float linear layers) read only by a ``hardtanh`` (ReLU6 too) with finite bounds applies ``min(max(y, lo), hi)``
-  after its epilogue (``floor`` and ``ceiling`` params; the core's float convolution in its row stores, one pass over
-  the map less): the values of numpy.clip, the hardtanh op.
+  float linear layers) read only by a ``hardtanh`` with finite bounds applies ``min(max(y, lo), hi)`` after its
+  epilogue (``floor`` and ``ceiling`` params; the core's float convolution in its row stores, one pass over the map
+  less): the values of numpy.clip, the hardtanh op.
 * **Residual add into a binary layer's output.** A native binary convolution read only by an ``add`` adds
   the other addend and applies the add's ReLU floor as it stores its output (:func:`_fuse_residual_adds`).
 * **Pool into a float convolution.** A float ``conv2d`` read only by a ``max_pool2d`` computes the pool too
@@ -136,9 +137,9 @@ def _fuse_floors(graph, steps):
     is a ``relu`` (floor 0) or a fused ``floor`` (relu + affine) takes it: ``max(op(x), floor)`` in one step,
     named as the step it replaces. The native layer applies it as it stores its output (``Conv2dLayer`` /
     ``LinearLayer(out_floor=)``, one value per output channel or feature: the same float32 maximum as the floor
-    step). A numpy-run layer (a float one: the core's float kernels run some, :mod:`horq.runtime.native`) whose
-    only reader is a ``hardtanh`` with finite bounds takes it as ``floor`` and ``ceiling``: numpy.clip's values.
-    Exact (max, min and clip are)."""
+    step). A layer (numpy-run: the core's float kernels run some float ones, :mod:`horq.runtime.native`; or a native
+    binary one, as ``out_floor`` and ``out_ceiling``) whose only reader is a ``hardtanh`` with finite bounds takes it
+    as a floor and a ceiling: numpy.clip's values. Exact (max, min and clip are)."""
     readers = _readers(steps)
     merged, dropped = {}, set()
     for i, step in enumerate(steps):
@@ -152,9 +153,13 @@ def _fuse_floors(graph, steps):
         nxt = steps[j]
         if nxt.op == "hardtanh":
             bounds = _clamp_bounds(nxt.node)
-            if not numpy_layer or bounds is None:
+            if not (numpy_layer or native_layer) or bounds is None or step.op == "binary_linear" and (
+                    len(step.node.out_shape) != 1):
                 continue
             params = {**step.params, "floor": bounds[0], "ceiling": bounds[1]}
+            if native_layer:
+                params = {**step.params, **{role: np.full(step.node.out_shape[0], v, np.float32)
+                                            for role, v in zip(("out_floor", "out_ceiling"), bounds, strict=True)}}
             merged[j] = replace(step, name=nxt.name, params=params, fused=step.fused + (step.name,) + nxt.fused)
             dropped.add(i)
             continue
@@ -259,8 +264,8 @@ def _fuse_residual_adds(graph, steps):
     another array: the convolution adds that array and applies the floor in its output stores
     (``Conv2dLayer(out_floor=)(x, residual)``: the same float32 add and maximum, bitwise the same), one pass
     over the map instead of one or two. When both addends are such convolutions, the later one fuses (the
-    other's output then exists when it runs). A convolution that took a floor of its own (which comes before
-    the add) does not."""
+    other's output then exists when it runs). A convolution that took a floor (or ceiling) of its own (which comes
+    before the add) does not."""
     readers = _readers(steps)
     by_name = {s.name: i for i, s in enumerate(steps)}
     merged, dropped = {}, set()
@@ -270,7 +275,8 @@ def _fuse_residual_adds(graph, steps):
         convs = [(by_name[ref], slot) for slot, ref in enumerate(add.inputs)
                  if ref in by_name and ref != graph.output and readers.get(ref) == [i]
                  and steps[by_name[ref]].op == "binary_conv2d" and steps[by_name[ref]].native
-                 and "out_floor" not in steps[by_name[ref]].params and by_name[ref] not in dropped]
+                 and "out_floor" not in steps[by_name[ref]].params and "out_ceiling" not in steps[by_name[ref]].params
+                 and by_name[ref] not in dropped]
         if not convs:
             continue
         k, slot = max(convs)

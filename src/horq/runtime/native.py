@@ -64,7 +64,8 @@ def build(step, kernels):
     alpha = np.ones(cout, np.float32) if p.get("alpha") is None else _f32(p["alpha"])  # absent: FORMAT.md
     pw = kernels.PackedWeights(np.ascontiguousarray(p["bits"], dtype=np.uint64), alpha, tuple(a["shape"]))
     epilogue = {role: _f32(p.get(role)) for role in EPILOGUE}
-    fused = {role: p.get(role) for role in ("in_scale", "in_shift", "out_floor")}  # fuse.py's input affine and floor
+    # fuse.py's input affine, floor and ceiling
+    fused = {role: p.get(role) for role in ("in_scale", "in_shift", "out_floor", "out_ceiling")}
     if step.op == "binary_conv2d":
         return kernels.Conv2dLayer(pw, order=a["order"], stride=a["stride"], padding=a["padding"],
                                    dilation=a["dilation"], **epilogue, **fused)

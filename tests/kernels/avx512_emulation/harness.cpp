@@ -344,8 +344,9 @@ int check_gemm_task(std::mt19937_64& rng) {
           std::vector<double> coef(m), add(m);
           for (auto& c : coef) c = normal(rng);
           for (auto& a : add) a = normal(rng);
-          std::vector<float> floor(m);
+          std::vector<float> floor(m), ceiling(m);
           for (auto& f : floor) f = static_cast<float>(normal(rng));
+          for (std::size_t o = 0; o < m; ++o) ceiling[o] = floor[o] + std::fabs(static_cast<float>(normal(rng)));
           WeightCache cache;
           for (std::size_t ppi : {std::size_t{1}, std::size_t{5}, ncols}) {
             if (ppi == ncols && (ncols == 1 || ncols == 5)) continue;  // already run
@@ -359,9 +360,12 @@ int check_gemm_task(std::mt19937_64& rng) {
                 o0 = rng() % m / align * align;
                 mb = 1 + rng() % (m - o0), j0 = rng() % ncols, jb = 1 + rng() % (ncols - j0);
               }
-              // The last block adds a residual and takes a floor (contiguous lanes and scattered ones).
-              const Epilogue ep = blk == 2 ? Epilogue{coef.data(), add.data(), residual.data(), floor.data()}
-                                           : Epilogue{coef.data(), add.data()};
+              // The second block takes a ceiling alone, the last adds a residual and takes a floor and a ceiling
+              // (contiguous lanes and scattered ones).
+              const Epilogue ep = blk == 2   ? Epilogue{coef.data(), add.data(), residual.data(), floor.data(),
+                                                      ceiling.data()}
+                                  : blk == 1 ? Epilogue{coef.data(), add.data(), nullptr, nullptr, ceiling.data()}
+                                             : Epilogue{coef.data(), add.data()};
               std::vector<float> want(ysize + 2 * kFrame, float_of(kGuard));
               for (std::size_t o = o0; o < o0 + mb; ++o)
                 for (std::size_t j = j0; j < j0 + jb; ++j) {
