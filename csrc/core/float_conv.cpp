@@ -29,6 +29,7 @@ namespace horq {
 namespace {
 
 constexpr std::size_t kCopyTaskFloats = 8192;  // input floats per task of the padded phase copy
+constexpr std::size_t kGroupedChunk = 16;  // output channels of a grouped convolution per pass over a band's rows
 
 // The plan of a call (float_conv.h) of `groups` groups and the size of one image's padded phase copy.
 FloatConvPlan make_plan(const ConvGeometry& g, const float* w, std::size_t m, const float* bias, const float* floor,
@@ -43,7 +44,12 @@ FloatConvPlan make_plan(const ConvGeometry& g, const float* w, std::size_t m, co
 
   FloatConvPlan p;
   p.k = C * taps, p.m = m;
-  if (groups > 1) p.group_out = m / groups, p.group_stride = static_cast<std::int64_t>(C * hp * sw * u);
+  if (groups > 1) {
+    p.group_out = m / groups, p.group_stride = static_cast<std::int64_t>(C * hp * sw * u);
+    p.channel_offset.resize(m);
+    for (std::size_t o = 0; o < m; ++o)
+      p.channel_offset[o] = static_cast<std::int64_t>(o / p.group_out) * p.group_stride;
+  }
   p.oh = g.out_h, p.ow = g.out_w, p.y_plane = g.out_h * g.out_w, p.row_step = g.sh * sw * u;
   p.bias = bias, p.floor = floor, p.ceiling = ceiling;
   p.koff.resize(p.k);
@@ -514,11 +520,16 @@ void float_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, 
   const FloatConvPlan p = make_plan(g, w, m, bias, floor, ceiling, groups, image);
   const std::size_t plane = g.out_h * g.out_w;
   const std::size_t bands = row_bands(g.out_h), per_band = ceil_div(g.out_h, bands);
+  // A grouped convolution's channels read input channels of their own: a band's rows run chunk by chunk of channels,
+  // whose few input rows stay in L1 from one output row to the next (all channels a row: their rows went through L2).
+  const std::size_t chunk = groups > 1 ? kGroupedChunk : m;
   each_chunk(x, g, image, [&](std::size_t n0, std::size_t nb, const float* xp) {
     parallel_for(nb * bands, [&](std::size_t t) {
       const std::size_t n = t / bands, oy0 = t % bands * per_band;
-      for (std::size_t oy = oy0; oy < std::min(g.out_h, oy0 + per_band); ++oy)
-        kt.float_conv_row(p, xp + n * image, oy, y + (n0 + n) * m * plane + oy * g.out_w);
+      for (std::size_t o0 = 0; o0 < m; o0 += chunk)
+        for (std::size_t oy = oy0; oy < std::min(g.out_h, oy0 + per_band); ++oy)
+          kt.float_conv_row(p, xp + n * image, oy, y + (n0 + n) * m * plane + oy * g.out_w, o0,
+                            std::min(m, o0 + chunk));
     });
   });
 }
@@ -543,7 +554,7 @@ void float_conv2d_pool(const KernelTable& kt, const float* x, const ConvGeometry
                [&](std::size_t n, long first, long last, float* ring, long& next) {
                  for (long r = std::max({next, first, 0L}); r <= last; ++r) {
                    const std::size_t ur = static_cast<std::size_t>(r);
-                   kt.float_conv_row(p, xp + n * image, ur, ring + ur % span * OW);
+                   kt.float_conv_row(p, xp + n * image, ur, ring + ur % span * OW, 0, m);
                    next = r + 1;
                  }
                });

@@ -39,21 +39,27 @@ struct FloatConvPlan {
   std::vector<std::int64_t> koff;  // per tap: its phase row and column offset in an image's copy
   std::vector<float> wt;           // ceil(m / kFloatConvRows) x k x kFloatConvRows
   // A grouped convolution (groups > 1): output channel o reads group o / group_out's C / groups input channels,
-  // which start group_stride floats further in the copy per group (k and koff are one group's); 0: one group.
+  // which start group_stride floats further in the copy per group (k and koff are one group's), channel_offset[o]
+  // floats in; group_out 0: one group.
   std::size_t group_out = 0;
   std::int64_t group_stride = 0;
+  std::vector<std::int64_t> channel_offset;
   const float* bias = nullptr;     // m values or nullptr
   const float* floor = nullptr;    // m values or nullptr
   const float* ceiling = nullptr;  // m values or nullptr
 };
 
-// One output row oy of one image: xp is that image's padded phase copy; channel o's ow values go to
-// y + o * p.y_plane.
-using float_conv_row_fn = void (*)(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y);
+// Output row oy of channels [o_begin, o_end) of one image (o_begin a multiple of 2 kFloatConvRows): xp is that
+// image's padded phase copy; channel o's ow values go to y + o * p.y_plane.
+using float_conv_row_fn = void (*)(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y,
+                                   std::size_t o_begin, std::size_t o_end);
 
-void float_conv_row_generic(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y);
-void float_conv_row_avx2(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y);
-void float_conv_row_avx512(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y);
+void float_conv_row_generic(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y, std::size_t o_begin,
+                            std::size_t o_end);
+void float_conv_row_avx2(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y, std::size_t o_begin,
+                         std::size_t o_end);
+void float_conv_row_avx512(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y, std::size_t o_begin,
+                           std::size_t o_end);
 
 // Block height (output channels per register block) of each path.
 constexpr std::size_t kFloatConvRows = 4;
@@ -205,16 +211,16 @@ template <class V, int B, int PMAX>
 // vectors of pixels (the row's vectors split evenly into blocks), each computed into a scratch tile, then the
 // epilogue into y.
 template <class V, int B, int PMAX>
-void row(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y) {
+void row(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y, std::size_t o_begin, std::size_t o_end) {
   constexpr std::size_t L = V::kLanes, R = kFloatConvRows, LD = PMAX * L;
   static_assert(L <= kFloatConvMaxLanes && kFloatConvMaxLanes % L == 0, "the copy's slack covers whole vectors");
   // The row's nv vectors in nb blocks as even as they go: the first nv % nb take one vector more.
   const std::size_t nv = ceil_div(p.ow, L), nb = ceil_div(nv, PMAX), base = nv / nb, extra = nv % nb;
   const float* in = xp + oy * p.row_step;
   alignas(64) float tile[B * R * LD];
-  for (std::size_t o0 = 0; o0 < p.m;) {
+  for (std::size_t o0 = o_begin; o0 < o_end;) {
     const float* wt = p.wt.data() + o0 * p.k;
-    const bool wide = B > 1 && p.group_out == 0 && p.m - o0 >= B * R;
+    const bool wide = B > 1 && p.group_out == 0 && o_end - o0 >= B * R;
     const std::size_t rows = wide ? B * R : R;
     // A grouped convolution's block: each row's group's offset in the copy (the last block's padding rows, whose
     // weights are zero, take the last channel's), one for the block where all rows share a group.
@@ -222,7 +228,7 @@ void row(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y) {
     bool shared = true;
     if (p.group_out != 0)
       for (std::size_t r = 0; r < R; ++r) {
-        roff[r] = static_cast<std::int64_t>(std::min(o0 + r, p.m - 1) / p.group_out) * p.group_stride;
+        roff[r] = p.channel_offset[std::min(o0 + r, p.m - 1)];
         shared = shared && roff[r] == roff[0];
       }
     for (std::size_t bi = 0, v0 = 0; bi < nb; ++bi) {
@@ -236,7 +242,7 @@ void row(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y) {
         dispatch_rows<V, PMAX>(pv, at, roff, p.koff.data(), wt, p.k, tile, LD);
       }
       const std::size_t x0 = v0 * L, x1 = (v0 + pv) * L < p.ow ? (v0 + pv) * L : p.ow;
-      for (std::size_t r = 0; r < rows && o0 + r < p.m; ++r) {
+      for (std::size_t r = 0; r < rows && o0 + r < o_end; ++r) {
         const std::size_t o = o0 + r;
         const float* __restrict t = tile + r * LD;
         float* __restrict dst = y + o * p.y_plane;

@@ -9,8 +9,9 @@
 
 namespace horq {
 
-void float_conv_row_avx2(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y) {
-  float_conv::row<float_conv_avx2::Avx2, 1, 3>(p, xp, oy, y);
+void float_conv_row_avx2(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y, std::size_t o_begin,
+                         std::size_t o_end) {
+  float_conv::row<float_conv_avx2::Avx2, 1, 3>(p, xp, oy, y, o_begin, o_end);
 }
 
 void float_conv_tiles_avx2(const WinogradPlan& p, const float* q, std::size_t ty, float* const rows[kWinogradOut],

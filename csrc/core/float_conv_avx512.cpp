@@ -75,8 +75,9 @@ constexpr int kHalfBlocks = 4;
 
 }  // namespace
 
-void float_conv_row_avx512(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y) {
-  float_conv::row<Avx512, 2, 3>(p, xp, oy, y);
+void float_conv_row_avx512(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y, std::size_t o_begin,
+                           std::size_t o_end) {
+  float_conv::row<Avx512, 2, 3>(p, xp, oy, y, o_begin, o_end);
 }
 
 namespace {

@@ -46,8 +46,9 @@ struct Fma1 {
 
 }  // namespace
 
-void float_conv_row_generic(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y) {
-  float_conv::row<Vec4, 1, 2>(p, xp, oy, y);
+void float_conv_row_generic(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y, std::size_t o_begin,
+                            std::size_t o_end) {
+  float_conv::row<Vec4, 1, 2>(p, xp, oy, y, o_begin, o_end);
 }
 
 void float_conv_tiles_generic(const WinogradPlan& p, const float* q, std::size_t ty, float* const rows[kWinogradOut],

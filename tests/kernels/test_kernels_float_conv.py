@@ -141,6 +141,8 @@ GROUPED = [
     (1, 16, 5, 113, 16, (3, 3), (1, 1), (1, 1), (1, 1), 16),  # depthwise, several vectors a row and a tail
     (1, 7, 9, 14, 7, (3, 3), (2, 2), (1, 0), (1, 1), 7),  # stride 2, no column padding
     (1, 7, 9, 15, 14, (1, 1), (1, 2), (0, 1), (1, 1), 7),  # stride 2 with odd column padding
+    (2, 37, 7, 21, 37, (3, 3), (1, 1), (1, 1), (1, 1), 37),  # depthwise over chunks of 16 channels and 5 more
+    (1, 24, 9, 17, 48, (3, 3), (2, 2), (1, 1), (1, 1), 24),  # multiplier 2: 3 chunks, a group across two
 ]
 
 

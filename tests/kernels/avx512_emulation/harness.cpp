@@ -966,9 +966,11 @@ int check_float_conv(std::mt19937_64& rng) {
     const std::size_t sph = g.dh * (g.kh - 1) + 1, spw = g.dw * (g.kw - 1) + 1;
     if (g.height + 2 * g.ph < sph || g.width + 2 * g.pw < spw) continue;
     g.out_h = (g.height + 2 * g.ph - sph) / g.sh + 1, g.out_w = (g.width + 2 * g.pw - spw) / g.sw + 1;
-    // Every fourth trial depthwise (groups = C, 1-3 outputs a group), every fourth another one of 2 groups.
+    // Every fourth trial depthwise (groups = C, 1-3 outputs a group; every eighth over 17-40 channels: several of
+    // the direct driver's 16-channel chunks of a grouped call), every fourth another one of 2 groups.
     std::size_t m = 1 + rng() % 11, groups = 1;
     if (trial % 4 == 1) groups = g.channels, m = g.channels * (1 + rng() % 3);
+    if (trial % 8 == 5) g.channels = groups = 17 + rng() % 24, m = g.channels;  // depthwise over several chunks
     if (trial % 4 == 3) g.channels = 2 * (1 + rng() % 3), groups = 2, m = 2 * (1 + rng() % 6);
     const std::size_t cg = g.channels / groups, k = cg * g.kh * g.kw;
     std::vector<float> x(g.batch * g.channels * g.height * g.width), w(m * k), bias(m), floor(m), ceiling(m);
