@@ -1,9 +1,10 @@
 """A MobileNetV2 (224x224, ReLU6 after its convolutions, depthwise 3x3 layers, inverted residuals) on the runtime:
 float, and with its ungrouped convolutions converted to HORQ layers (order 1 and 2; the depthwise ones stay float,
 as binary convolutions take one group), against PyTorch fp32, 1 thread, batch 1, medians of repeated calls after
-warm-up, ms; the runtime with its hardtanh (ReLU6) steps fused into the float layers before them (the default plan,
-horq.runtime.fuse) and with them left as separate steps (the same plan without that rewrite), timed in turn in the
-same process, and the hardtanh steps' share of the unfused model's per-node profile.
+warm-up, ms; the runtime with its hardtanh (ReLU6) steps fused into the float and binary layers before them (the
+default plan, horq.runtime.fuse) and with them left as separate steps (the same plan without that rewrite), timed in turn in the
+same process, the hardtanh steps' share of the unfused model's per-node profile and the float convolutions' share of
+the fused one's (the depthwise layers, which binary convolutions do not take, and the float stem).
 
 The architecture is written here (torchvision's do not import beside the CPU torch): stem conv 3x3 stride 2 to 32
 channels, the 17 inverted-residual blocks of MobileNetV2 (expansion 6; 16, 24, 32, 64, 96, 160, 320 channels), a 1x1
@@ -109,10 +110,12 @@ def row(order, size, repeats, rounds, tmp) -> str:
     t = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
     prof = unfused.profile(x, repeats=repeats)
     share = prof.by_op.get("hardtanh", {"ms": 0.0})["ms"] / prof.call_ms
+    fused_prof = fused.profile(x, repeats=repeats)
+    float_share = fused_prof.by_op.get("conv2d", {"ms": 0.0})["ms"] / fused_prof.call_ms
     steps = sum(s.op == "hardtanh" for s in fused._steps), sum(s.op == "hardtanh" for s in unfused._steps)
     name = "float" if order is None else f"order {order}"
     return (f"| {name} | {t['fused']:.2f} | {t['unfused']:.2f} | {t['torch']:.2f} | {t['torch'] / t['fused']:.2f}x "
-            f"| {steps[0]} / {steps[1]} | {share:.0%} | {diff or '-'} |")
+            f"| {steps[0]} / {steps[1]} | {share:.0%} | {float_share:.0%} | {diff or '-'} |")
 
 
 def main(argv=None) -> int:
@@ -127,8 +130,8 @@ def main(argv=None) -> int:
     print(f"{info['cpu']}, kernel path {info['in_use']}, 1 thread, batch 1, "
           f"{args.size}x{args.size}; medians of {args.rounds} alternated rounds of {args.repeats}-call medians (ms)")
     print("| MobileNetV2 | horq (clamp fused) | horq (hardtanh steps) | torch fp32 | torch / horq | hardtanh steps "
-          "(fused / not) | hardtanh share unfused | max diff vs torch |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "(fused / not) | hardtanh share unfused | float conv share fused | max diff vs torch |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     with tempfile.TemporaryDirectory() as tmp:
         for order in (None, 1, 2):
             print(row(order, args.size, args.repeats, args.rounds, tmp), flush=True)
