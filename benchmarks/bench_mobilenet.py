@@ -2,9 +2,9 @@
 float, and with its ungrouped convolutions converted to HORQ layers (order 1 and 2; the depthwise ones stay float,
 as binary convolutions take one group), against PyTorch fp32, 1 thread, batch 1, medians of repeated calls after
 warm-up, ms; the runtime with its hardtanh (ReLU6) steps fused into the float and binary layers before them (the
-default plan, horq.runtime.fuse) and with them left as separate steps (the same plan without that rewrite), timed in turn in the
-same process, the hardtanh steps' share of the unfused model's per-node profile and the float convolutions' share of
-the fused one's (the depthwise layers, which binary convolutions do not take, and the float stem).
+default plan, horq.runtime.fuse) and with them left as separate steps (the same plan without that rewrite), timed in
+turn in the same process, the hardtanh steps' share of the unfused model's per-node profile and the float
+convolutions' share of the fused one's (the depthwise layers, which binary convolutions do not take, and the stem).
 
 The architecture is written here (torchvision's do not import beside the CPU torch): stem conv 3x3 stride 2 to 32
 channels, the 17 inverted-residual blocks of MobileNetV2 (expansion 6; 16, 24, 32, 64, 96, 160, 320 channels), a 1x1
