@@ -153,11 +153,11 @@ def _fuse_floors(graph, steps):
         nxt = steps[j]
         if nxt.op == "hardtanh":
             bounds = _clamp_bounds(nxt.node)
-            if not (numpy_layer or native_layer) or bounds is None or step.op == "binary_linear" and (
-                    len(step.node.out_shape) != 1):
+            flat = step.op != "binary_linear" or len(step.node.out_shape) == 1  # a native layer's outputs per feature
+            if bounds is None or not (numpy_layer or native_layer and flat):
                 continue
             params = {**step.params, "floor": bounds[0], "ceiling": bounds[1]}
-            if native_layer:
+            if native_layer:  # one value per output channel or feature, in the layer's stores
                 params = {**step.params, **{role: np.full(step.node.out_shape[0], v, np.float32)
                                             for role, v in zip(("out_floor", "out_ceiling"), bounds, strict=True)}}
             merged[j] = replace(step, name=nxt.name, params=params, fused=step.fused + (step.name,) + nxt.fused)
