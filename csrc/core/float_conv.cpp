@@ -30,6 +30,7 @@ namespace {
 
 constexpr std::size_t kCopyTaskFloats = 8192;  // input floats per task of the padded phase copy
 constexpr std::size_t kGroupedChunk = 16;  // output channels of a grouped convolution per pass over a band's rows
+constexpr std::size_t kGroupedRows = 8;    // and its output rows per copy of the input rows they read
 
 // The plan of a call (float_conv.h) of `groups` groups and the size of one image's padded phase copy.
 FloatConvPlan make_plan(const ConvGeometry& g, const float* w, std::size_t m, const float* bias, const float* floor,
@@ -125,6 +126,31 @@ void each_chunk(const float* x, const ConvGeometry& g, std::size_t image, Run&& 
     });
     run(n0, nb, xp.data());
   }
+}
+
+// Padded rows [r0, r1) of input channels [c0, c1) of image x (C x H x W) into dst, laid out as each_chunk's copy of
+// one image from channel c0 and row r0 on (channel c's padded row r, phase ph at (((c - c0) hp + r - r0) sw + ph) u),
+// each row written whole: its values and the zeros of its padding and slack, so nothing else of dst need be zeroed.
+void copy_rows(const float* x, const ConvGeometry& g, std::size_t u, std::size_t c0, std::size_t c1, std::size_t r0,
+               std::size_t r1, float* dst) {
+  const std::size_t H = g.height, W = g.width, hp = H + 2 * g.ph, sw = g.sw;
+  for (std::size_t c = c0; c < c1; ++c)
+    for (std::size_t r = r0; r < r1; ++r) {
+      float* row = dst + ((c - c0) * hp + r - r0) * sw * u;
+      std::fill_n(row, sw * u, 0.0f);
+      if (r < g.ph || r >= g.ph + H) continue;  // a padding row
+      const float* src = x + (c * H + r - g.ph) * W;
+      if (sw == 1) {
+        std::copy_n(src, W, row + g.pw);
+      } else if (sw == 2) {
+        copy_row2(src, W, g.pw, row, u);
+      } else {
+        for (std::size_t ph = 0; ph < sw; ++ph) {
+          const std::size_t v0 = g.pw > ph ? ceil_div(g.pw - ph, sw) : 0, v1 = ceil_div(g.pw + W - ph, sw);
+          for (std::size_t v = v0; v < v1; ++v) row[ph * u + v] = src[v * sw + ph - g.pw];
+        }
+      }
+    }
 }
 
 // The bands of consecutive rows (output rows, or tile rows) an unpooled call's tasks take per image: one at one thread,
@@ -495,6 +521,38 @@ bool float_conv_winograd_pays(const ConvGeometry& g) {
 
 namespace {
 
+// A grouped convolution's direct path. Its channels read input channels of their own, so each task (an image's band
+// of output rows) runs chunk by chunk of kGroupedChunk output channels and, within a chunk, kGroupedRows output rows at
+// a time: it copies the padded input rows those read of the chunk's input channels into its own buffer (copy_rows,
+// the layout of the plan's offsets from the chunk's first channel and the rows' first input row on, only those rows
+// written, the same part of the buffer for every chunk and rows) and computes the rows from there. The copy stays in
+// cache between its writing and its reading, where a whole image's padded copy (each_chunk: a depthwise layer's
+// 96 x 112 x 112 input is 4.8 MB) went out to memory and back; the rows' input rows stay in L1 from one output row to
+// the next. The same operations per output as each_chunk's copy gives.
+void grouped_direct(const KernelTable& kt, const float* x, const ConvGeometry& g, const FloatConvPlan& p,
+                    std::size_t image, std::size_t groups, std::size_t bands, std::size_t per_band, float* y) {
+  const std::size_t m = p.m, C = g.channels, cg = C / groups, hp = g.height + 2 * g.ph;
+  const std::size_t u = image / (C * hp * g.sw), plane = g.out_h * g.out_w;
+  parallel_for(g.batch * bands, [&](std::size_t t) {
+    const std::size_t n = t / bands, oy0 = t % bands * per_band, oy1 = std::min(g.out_h, oy0 + per_band);
+    thread_local std::vector<float, UninitAllocator<float>> buf;
+    const float* xn = x + n * C * g.height * g.width;
+    float* yn = y + n * m * plane;
+    for (std::size_t o0 = 0; o0 < m; o0 += kGroupedChunk) {
+      const std::size_t o1 = std::min(m, o0 + kGroupedChunk);
+      const std::size_t c0 = o0 / p.group_out * cg, c1 = ((o1 - 1) / p.group_out + 1) * cg;
+      if (buf.size() < (c1 - c0) * hp * g.sw * u) buf.resize((c1 - c0) * hp * g.sw * u);
+      // Bands of up to twice kGroupedRows rows in one go: fewer input rows copied twice (kh - sh a split).
+      const std::size_t step = oy1 - oy0 <= 2 * kGroupedRows ? oy1 - oy0 : kGroupedRows;
+      for (std::size_t a = oy0; a < oy1; a += step) {
+        const std::size_t b = std::min(oy1, a + step);
+        copy_rows(xn, g, u, c0, c1, a * g.sh, (b - 1) * g.sh + (g.kh - 1) * g.dh + 1, buf.data());
+        for (std::size_t oy = a; oy < b; ++oy) kt.float_conv_row(p, buf.data(), oy - a, yn + oy * g.out_w, o0, o1);
+      }
+    }
+  });
+}
+
 // Whether the call takes the Winograd tiles, after checking `groups` (which the tiles do not take).
 bool tiles_for(const KernelTable& kt, const ConvGeometry& g, const float* w, std::size_t m, std::size_t groups,
                FloatConvAlgorithm algorithm) {
@@ -520,16 +578,15 @@ void float_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, 
   const FloatConvPlan p = make_plan(g, w, m, bias, floor, ceiling, groups, image);
   const std::size_t plane = g.out_h * g.out_w;
   const std::size_t bands = row_bands(g.out_h), per_band = ceil_div(g.out_h, bands);
-  // A grouped convolution's channels read input channels of their own: a band's rows run chunk by chunk of channels,
-  // whose few input rows stay in L1 from one output row to the next (all channels a row: their rows went through L2).
-  const std::size_t chunk = groups > 1 ? kGroupedChunk : m;
+  if (groups > 1) {
+    grouped_direct(kt, x, g, p, image, groups, bands, per_band, y);
+    return;
+  }
   each_chunk(x, g, image, [&](std::size_t n0, std::size_t nb, const float* xp) {
     parallel_for(nb * bands, [&](std::size_t t) {
       const std::size_t n = t / bands, oy0 = t % bands * per_band;
-      for (std::size_t o0 = 0; o0 < m; o0 += chunk)
-        for (std::size_t oy = oy0; oy < std::min(g.out_h, oy0 + per_band); ++oy)
-          kt.float_conv_row(p, xp + n * image, oy, y + (n0 + n) * m * plane + oy * g.out_w, o0,
-                            std::min(m, o0 + chunk));
+      for (std::size_t oy = oy0; oy < std::min(g.out_h, oy0 + per_band); ++oy)
+        kt.float_conv_row(p, xp + n * image, oy, y + (n0 + n) * m * plane + oy * g.out_w, 0, m);
     });
   });
 }

@@ -50,7 +50,8 @@ struct FloatConvPlan {
 };
 
 // Output row oy of channels [o_begin, o_end) of one image (o_begin a multiple of 2 kFloatConvRows): xp is that
-// image's padded phase copy; channel o's ow values go to y + o * p.y_plane.
+// image's padded phase copy (of a grouped call: from the first input channel of o_begin's group on), its row oy
+// * sh at xp + oy * row_step; channel o's ow values go to y + o * p.y_plane.
 using float_conv_row_fn = void (*)(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y,
                                    std::size_t o_begin, std::size_t o_end);
 
@@ -228,7 +229,7 @@ void row(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y, std:
     bool shared = true;
     if (p.group_out != 0)
       for (std::size_t r = 0; r < R; ++r) {
-        roff[r] = p.channel_offset[std::min(o0 + r, p.m - 1)];
+        roff[r] = p.channel_offset[std::min(o0 + r, p.m - 1)] - p.channel_offset[o_begin];
         shared = shared && roff[r] == roff[0];
       }
     for (std::size_t bi = 0, v0 = 0; bi < nb; ++bi) {

@@ -32,8 +32,7 @@ def test_num_threads_sets_and_restores_both_pools():
     assert kernels.get_num_threads() == before_k and _blas_threads() == before_b
 
 
-def test_set_num_threads_leaves_blas_at_one_unless_asked(monkeypatch):
-    monkeypatch.setattr(threads, "_chosen", threads._chosen)  # restored after: set_num_threads sets it for good
+def test_set_num_threads_leaves_blas_at_one_unless_asked():
     before_k, before_b = kernels.get_num_threads(), _blas_threads()
     try:
         rt.set_num_threads(2)
@@ -55,10 +54,10 @@ def test_thread_counts_are_checked(bad):
         rt.set_num_threads(1, blas=bad)
 
 
-def test_calls_blas_limit_is_one_thread_until_a_count_is_chosen(monkeypatch):
+def test_calls_blas_limit_is_one_thread_until_a_count_is_chosen():
     """A native model's call runs its BLAS products on one thread and restores the count, while no count was chosen
-    (set_num_threads / num_threads); inside num_threads(..., blas=) the chosen count stays."""
-    monkeypatch.setattr(threads, "_chosen", False)
+    (set_num_threads / num_threads; tests/conftest.py starts every test with none chosen); inside num_threads(...,
+    blas=) the chosen count stays, and set_num_threads chooses for good."""
     with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
         with threads.calls_blas_limit():
             assert set(_blas_threads()) == {1}
@@ -68,6 +67,10 @@ def test_calls_blas_limit_is_one_thread_until_a_count_is_chosen(monkeypatch):
         assert not threads._chosen  # num_threads leaves the choice as it found it
         with threads.calls_blas_limit():
             assert set(_blas_threads()) == {1}
+        rt.set_num_threads(kernels.get_num_threads(), blas=2)
+        assert threads._chosen
+        with threads.calls_blas_limit():
+            assert set(_blas_threads()) == {2}
 
 
 def _model_file(tmp_path, model, name, shape):
