@@ -25,16 +25,6 @@ def _cpu_unless_marked_cuda(request, monkeypatch):
         monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
 
-@pytest.fixture(autouse=True)
-def _blas_count_not_chosen(monkeypatch):
-    """Every test starts with no thread counts chosen through horq.runtime (a CLI or test that calls
-    set_num_threads would otherwise change, for the tests after it, the BLAS count a model's call runs numpy's
-    products with, and so their rounding: horq.runtime.threads)."""
-    threads = sys.modules.get("horq.runtime.threads")
-    if threads is not None:
-        monkeypatch.setattr(threads, "_chosen", False)
-
-
 @pytest.fixture(scope="session")
 def record_kernel_path(request):
     """Notes a kernel path that a test forced (tests/kernels' `path` fixture), for the closing summary."""

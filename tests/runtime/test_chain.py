@@ -5,7 +5,6 @@ Python, the Python callable wherever the core step does not take an input, error
 from __future__ import annotations
 
 import importlib.util
-from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -19,19 +18,14 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("horq._core") is None, 
 
 
 def _step_by_step(model, x):
-    """The program's calls run one by one from Python, as an unchained program runs them, under the BLAS thread count
-    the model's call would run them with (numpy's products at another count round differently)."""
-    from horq.runtime.threads import calls_blas_limit
-
+    """The program's calls run one by one from Python, as an unchained program runs them."""
     prog = model._program
     env = [None] * (len(prog.calls) + 1)
     env[0] = x
-    limit = calls_blas_limit() if model._blas_batch is not None and len(x) >= model._blas_batch else nullcontext()
-    with limit:
-        for fn, out, ins, free in prog.calls:
-            env[out] = fn(*[env[i] for i in ins])
-            for i in free:
-                env[i] = None
+    for fn, out, ins, free in prog.calls:
+        env[out] = fn(*[env[i] for i in ins])
+        for i in free:
+            env[i] = None
     return env[prog.output]
 
 

@@ -16,8 +16,7 @@ Example:
     >>> logits = model(np.zeros((8, 3, 32, 32), np.float32))
 
 Threads: :func:`set_num_threads` / :func:`num_threads` set the kernels' thread pool and numpy's BLAS pool
-together, BLAS at one thread unless asked (its idle threads spin and slow the kernels; :mod:`horq.runtime.threads`);
-until one is used, a native model's call that has BLAS products runs them on one BLAS thread and restores the count.
+together, BLAS at one thread unless asked (its idle threads spin and slow the kernels; :mod:`horq.runtime.threads`).
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from horq import format as hformat
 from horq.runtime import fuse, native, reference_ops
 from horq.runtime import ops as np_ops
 from horq.runtime.program import Program
-from horq.runtime.threads import calls_blas_limit, num_threads, set_num_threads
+from horq.runtime.threads import num_threads, set_num_threads
 
 BACKENDS = ("auto", "native", "numpy", "reference")
 
@@ -92,10 +91,6 @@ class Model:
         self._steps = fuse.plan(self.graph, compute_tensors(hfile), native=on_kernels, fuse=backend != "reference")
         self._program = Program(self._steps, _builder(self.backend, kernels), self.graph.output,
                                 chain=native.chain(kernels) if self.backend == "native" else None)
-        # From this batch size a call runs numpy's BLAS products on one thread (threads.calls_blas_limit); None: never.
-        self._blas_batch = None
-        if self.backend == "native":
-            self._blas_batch = native.blas_batch(self._steps, kernels.info()["in_use"])
 
     def __repr__(self) -> str:
         return (
@@ -124,12 +119,7 @@ class Model:
 
     def __call__(self, x) -> np.ndarray:
         """Runs the graph on a batch and returns the float32 output ``(N,) + output_shape``."""
-        x = np.ascontiguousarray(self.check_input(x))
-        if self._blas_batch is not None and x.shape[0] >= self._blas_batch:
-            with calls_blas_limit():
-                y = self._program(x)
-        else:
-            y = self._program(x)
+        y = self._program(np.ascontiguousarray(self.check_input(x)))
         return y.astype(np.float32, copy=False)  # the reference computes in float64
 
     def profile(self, x, *, repeats: int = 20, warmup: int = 2):

@@ -24,7 +24,6 @@ import numpy as np
 
 from horq.format import BINARY_OPS
 from horq.runtime import ops as np_ops
-from horq.runtime.fuse import LAYER_OPS
 
 EPILOGUE = ("bias", "scale", "shift")
 
@@ -199,22 +198,6 @@ def _float_linear_runs_natively(step, kernel_path: str) -> bool:
     float_product = node.op == "linear" or (node.op == "binary_linear" and not node.attrs.get("order"))
     per_output = floor is None or np.size(floor) in (1, node.out_shape[-1])
     return kernel_path in FLOAT_CONV_PATHS and float_product and per_output
-
-
-def blas_batch(steps, kernel_path: str) -> int | None:
-    """The smallest batch size at which some of the planned ``steps`` calls numpy's BLAS on this backend (float
-    convolutions and linear layers :func:`build_step` leaves to numpy's ops, order-0 binary layers; the core's float
-    linear layers above FLOAT_LINEAR_MAX_ROWS rows), or None when none does: a call from that size runs under
-    :func:`horq.runtime.threads.calls_blas_limit`."""
-    batches = []
-    for step in steps:
-        if step.native or step.op not in LAYER_OPS:
-            continue
-        if step.op == "conv2d" and float_conv_runs_natively(step, kernel_path):
-            continue
-        in_core = step.op in ("linear", "binary_linear") and _float_linear_runs_natively(step, kernel_path)
-        batches.append(FLOAT_LINEAR_MAX_ROWS + 1 if in_core else 1)
-    return min(batches, default=None)
 
 
 def _core_floor(floor) -> bool:

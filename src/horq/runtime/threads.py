@@ -11,13 +11,6 @@ benchmarks/profile_model.py --model resnet18-224 --threads 2`, docs/KERNELS.md r
 n threads therefore sets the kernels' pool to n and the BLAS pool to ``blas`` threads, 1 unless asked (the
 runtime's BLAS products are a network's first and last layers at inference batch sizes), through
 ``threadpoolctl`` (a dependency).
-
-Until :func:`set_num_threads` or :func:`num_threads` is used, the process's BLAS pool is left as it is, and a native
-model's call whose plan has BLAS products (:func:`horq.runtime.native.blas_batch`) runs them on one BLAS thread for the
-length of the call (:func:`calls_blas_limit`), the count restored after: a float MobileNetV2 whose 1x1 convolutions
-are numpy products, with the kernels' default 2 threads, took 21.8-28.4 ms a call with OpenBLAS at its 2 threads and
-13.8-18.0 ms at one, each pool's idle threads spinning on the cores the other's needed (throwaway runs on the
-project's 2-core AMD EPYC Zen 3, `python benchmarks/bench_mobilenet.py`'s model; docs/KERNELS.md round 49).
 """
 
 from __future__ import annotations
@@ -25,9 +18,6 @@ from __future__ import annotations
 import contextlib
 
 import threadpoolctl
-
-_chosen = False  # whether set_num_threads or num_threads (while inside it) chose the BLAS count
-_blas = None  # threadpoolctl's controller of the BLAS libraries, made at the first call that limits them
 
 
 def _kernels():
@@ -50,14 +40,12 @@ def set_num_threads(n: int, *, blas: int = 1) -> None:
     Raises:
         ValueError: ``n`` or ``blas`` is not an integer >= 1.
     """
-    global _chosen
     _check(n)
     _check(blas)
     kernels = _kernels()
     if kernels is not None:
         kernels.set_num_threads(n)
     threadpoolctl.threadpool_limits(limits=blas, user_api="blas")
-    _chosen = True
 
 
 @contextlib.contextmanager
@@ -69,41 +57,16 @@ def num_threads(n: int, *, blas: int = 1):
         >>> with horq.runtime.num_threads(2):
         ...     logits = model(x)
     """
-    global _chosen
     _check(n)
     _check(blas)
     kernels = _kernels()
     before = kernels.get_num_threads() if kernels is not None else None
     limits = threadpoolctl.threadpool_limits(limits=blas, user_api="blas")
-    chosen_before, _chosen = _chosen, True
     try:
         with limits:
             if kernels is not None:
                 kernels.set_num_threads(n)
             yield
     finally:
-        _chosen = chosen_before
         if kernels is not None:
             kernels.set_num_threads(before)
-
-
-@contextlib.contextmanager
-def calls_blas_limit():
-    """Inside: numpy's BLAS on one thread, unless :func:`set_num_threads` / :func:`num_threads` chose a count (then
-    nothing changes); each BLAS library's count restored after (a native model's call, see the module docstring)."""
-    global _blas
-    if _chosen:
-        yield
-        return
-    if _blas is None:
-        _blas = threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers
-    before = [lib.num_threads for lib in _blas]
-    for lib, count in zip(_blas, before, strict=True):
-        if count != 1:
-            lib.set_num_threads(1)
-    try:
-        yield
-    finally:
-        for lib, count in zip(_blas, before, strict=True):
-            if count != 1:
-                lib.set_num_threads(count)
