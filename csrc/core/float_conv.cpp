@@ -45,11 +45,11 @@ FloatConvPlan make_plan(const ConvGeometry& g, const float* w, std::size_t m, co
 
   FloatConvPlan p;
   p.k = C * taps, p.m = m;
-  if (groups > 1) {
-    p.group_out = m / groups, p.group_stride = static_cast<std::int64_t>(C * hp * sw * u);
+  if (groups > 1) {  // a group's channels are C * hp * sw * u floats of the copy
+    p.group_out = m / groups;
     p.channel_offset.resize(m);
     for (std::size_t o = 0; o < m; ++o)
-      p.channel_offset[o] = static_cast<std::int64_t>(o / p.group_out) * p.group_stride;
+      p.channel_offset[o] = static_cast<std::int64_t>(o / p.group_out * C * hp * sw * u);
   }
   p.oh = g.out_h, p.ow = g.out_w, p.y_plane = g.out_h * g.out_w, p.row_step = g.sh * sw * u;
   p.bias = bias, p.floor = floor, p.ceiling = ceiling;
@@ -89,6 +89,23 @@ void copy_row2(const float* src, std::size_t W, std::size_t pw, float* dst, std:
   }
 }
 
+// Input row src (W floats) into padded row dst of the copy: padded column pc = v sw + ph holds src[pc - pw], phase ph's
+// columns at dst + ph * u; the padding columns are left as they are.
+[[gnu::always_inline]] inline void copy_row(const float* src, const ConvGeometry& g, std::size_t u, float* dst) {
+  const std::size_t W = g.width, sw = g.sw;
+  if (sw == 1) {  // one phase: the row as it is
+    std::copy_n(src, W, dst + g.pw);
+  } else if (sw == 2) {
+    copy_row2(src, W, g.pw, dst, u);
+  } else {
+    for (std::size_t ph = 0; ph < sw; ++ph) {
+      const std::size_t v0 = g.pw > ph ? ceil_div(g.pw - ph, sw) : 0, v1 = ceil_div(g.pw + W - ph, sw);
+      float* __restrict out = dst + ph * u;
+      for (std::size_t v = v0; v < v1; ++v) out[v] = src[v * sw + ph - g.pw];
+    }
+  }
+}
+
 // For up to ~32 MB of images at a time (a large batch of large images would otherwise double the input's
 // memory): their padded phase copies, then run(n0, nb, xp) for images [n0, n0 + nb) with xp their copies.
 template <class Run>
@@ -108,19 +125,7 @@ void each_chunk(const float* x, const ConvGeometry& g, std::size_t image, Run&& 
       const std::size_t t0 = task * per_task, t1 = std::min(rows, t0 + per_task);
       std::size_t q = t0 / H, r = t0 % H;  // plane n * C + c of the copy's images, input row
       for (std::size_t t = t0; t < t1; ++t) {
-        const float* src = x + (n0 * C * H + t) * W;
-        float* dst = xp.data() + ((q * hp + r + g.ph) * sw) * u;
-        if (sw == 1) {  // one phase: the row as it is
-          std::copy_n(src, W, dst + g.pw);
-        } else if (sw == 2) {
-          copy_row2(src, W, g.pw, dst, u);
-        } else {
-          for (std::size_t ph = 0; ph < sw; ++ph) {  // padded column pc = v sw + ph holds src[pc - pw]
-            const std::size_t v0 = g.pw > ph ? ceil_div(g.pw - ph, sw) : 0, v1 = ceil_div(g.pw + W - ph, sw);
-            float* __restrict out = dst + ph * u;
-            for (std::size_t v = v0; v < v1; ++v) out[v] = src[v * sw + ph - g.pw];
-          }
-        }
+        copy_row(x + (n0 * C * H + t) * W, g, u, xp.data() + ((q * hp + r + g.ph) * sw) * u);
         if (++r == H) r = 0, ++q;
       }
     });
@@ -138,18 +143,7 @@ void copy_rows(const float* x, const ConvGeometry& g, std::size_t u, std::size_t
     for (std::size_t r = r0; r < r1; ++r) {
       float* row = dst + ((c - c0) * hp + r - r0) * sw * u;
       std::fill_n(row, sw * u, 0.0f);
-      if (r < g.ph || r >= g.ph + H) continue;  // a padding row
-      const float* src = x + (c * H + r - g.ph) * W;
-      if (sw == 1) {
-        std::copy_n(src, W, row + g.pw);
-      } else if (sw == 2) {
-        copy_row2(src, W, g.pw, row, u);
-      } else {
-        for (std::size_t ph = 0; ph < sw; ++ph) {
-          const std::size_t v0 = g.pw > ph ? ceil_div(g.pw - ph, sw) : 0, v1 = ceil_div(g.pw + W - ph, sw);
-          for (std::size_t v = v0; v < v1; ++v) row[ph * u + v] = src[v * sw + ph - g.pw];
-        }
-      }
+      if (r >= g.ph && r < g.ph + H) copy_row(x + (c * H + r - g.ph) * W, g, u, row);  // else a padding row
     }
 }
 

@@ -39,10 +39,8 @@ struct FloatConvPlan {
   std::vector<std::int64_t> koff;  // per tap: its phase row and column offset in an image's copy
   std::vector<float> wt;           // ceil(m / kFloatConvRows) x k x kFloatConvRows
   // A grouped convolution (groups > 1): output channel o reads group o / group_out's C / groups input channels,
-  // which start group_stride floats further in the copy per group (k and koff are one group's), channel_offset[o]
-  // floats in; group_out 0: one group.
+  // which start channel_offset[o] floats into the copy (k and koff are one group's); group_out 0: one group.
   std::size_t group_out = 0;
-  std::int64_t group_stride = 0;
   std::vector<std::int64_t> channel_offset;
   const float* bias = nullptr;     // m values or nullptr
   const float* floor = nullptr;    // m values or nullptr

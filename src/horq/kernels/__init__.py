@@ -552,9 +552,8 @@ def float_conv2d(x, weight, *, stride=1, padding=0, dilation=1, bias=None, floor
 
     Raises:
         ValueError: non-float32 or wrongly shaped ``x`` / ``weight`` / ``bias`` / ``floor`` / ``ceiling``, a bad
-            geometry, an
-            unknown ``algorithm``, ``groups`` that do not divide C and C_out, or ``"winograd"`` on a geometry it does
-            not take (groups > 1 included).
+            geometry, an unknown ``algorithm``, ``groups`` that do not divide C and C_out, or ``"winograd"`` on a
+            geometry it does not take (groups > 1 included).
     """
     return FloatConv2d(weight, stride=stride, padding=padding, dilation=dilation, bias=bias, floor=floor,
                        ceiling=ceiling, pool=pool, kernel=kernel, algorithm=algorithm, groups=groups)(x)

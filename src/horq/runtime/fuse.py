@@ -151,30 +151,35 @@ def _fuse_floors(graph, steps):
         if j is None or steps[j].op not in ("relu", "floor", "hardtanh"):
             continue
         nxt = steps[j]
+        ceiling = None
         if nxt.op == "hardtanh":
             bounds = _clamp_bounds(nxt.node)
-            flat = step.op != "binary_linear" or len(step.node.out_shape) == 1  # a native layer's outputs per feature
-            if bounds is None or not (numpy_layer or native_layer and flat):
+            if bounds is None or step.op in FLOOR_OPS:  # pools and adds take a floor only
                 continue
-            params = {**step.params, "floor": bounds[0], "ceiling": bounds[1]}
-            if native_layer:  # one value per output channel or feature, in the layer's stores
-                params = {**step.params, **{role: np.full(step.node.out_shape[0], v, np.float32)
-                                            for role, v in zip(("out_floor", "out_ceiling"), bounds, strict=True)}}
-            merged[j] = replace(step, name=nxt.name, params=params, fused=step.fused + (step.name,) + nxt.fused)
-            dropped.add(i)
-            continue
-        value = np.float32(0) if nxt.op == "relu" else nxt.params["floor"]
+            value, ceiling = bounds
+        else:
+            value = np.float32(0) if nxt.op == "relu" else nxt.params["floor"]
         if native_layer:
             channels = step.node.out_shape[0]
             if np.size(value) not in (1, channels) or (step.op == "binary_linear" and len(step.node.out_shape) != 1):
                 continue  # one value per output channel (feature) or one for all; a linear layer's (N, F) output
-            params = {**step.params, "out_floor": np.ascontiguousarray(
-                np.broadcast_to(np.asarray(value, np.float32).reshape(-1), (channels,)), dtype=np.float32)}
+            params = {**step.params, "out_floor": _per_channel(value, channels)}
+            if ceiling is not None:
+                params["out_ceiling"] = _per_channel(ceiling, channels)
         else:
             params = {**step.params, "floor": value}
+            if ceiling is not None:
+                params["ceiling"] = ceiling
         merged[j] = replace(step, name=nxt.name, params=params, fused=step.fused + (step.name,) + nxt.fused)
         dropped.add(i)
     return [merged.get(i, s) for i, s in enumerate(steps) if i not in dropped]
+
+
+def _per_channel(value, channels):
+    """One value, or one per channel, as a contiguous float32 vector of ``channels`` values (a native layer's
+    ``out_floor`` / ``out_ceiling``)."""
+    flat = np.asarray(value, np.float32).reshape(-1)
+    return np.ascontiguousarray(np.broadcast_to(flat, (channels,)), dtype=np.float32)
 
 
 def _clamp_bounds(node):
@@ -264,8 +269,8 @@ def _fuse_residual_adds(graph, steps):
     another array: the convolution adds that array and applies the floor in its output stores
     (``Conv2dLayer(out_floor=)(x, residual)``: the same float32 add and maximum, bitwise the same), one pass
     over the map instead of one or two. When both addends are such convolutions, the later one fuses (the
-    other's output then exists when it runs). A convolution that took a floor (or ceiling) of its own (which comes
-    before the add) does not."""
+    other's output then exists when it runs). A convolution that took a floor of its own (which comes before
+    the add; a hardtanh's clamp includes one) does not."""
     readers = _readers(steps)
     by_name = {s.name: i for i, s in enumerate(steps)}
     merged, dropped = {}, set()
@@ -275,8 +280,7 @@ def _fuse_residual_adds(graph, steps):
         convs = [(by_name[ref], slot) for slot, ref in enumerate(add.inputs)
                  if ref in by_name and ref != graph.output and readers.get(ref) == [i]
                  and steps[by_name[ref]].op == "binary_conv2d" and steps[by_name[ref]].native
-                 and "out_floor" not in steps[by_name[ref]].params and "out_ceiling" not in steps[by_name[ref]].params
-                 and by_name[ref] not in dropped]
+                 and "out_floor" not in steps[by_name[ref]].params and by_name[ref] not in dropped]
         if not convs:
             continue
         k, slot = max(convs)
@@ -284,9 +288,7 @@ def _fuse_residual_adds(graph, steps):
         params = dict(conv.params)
         floor = add.params.get("floor")
         if floor is not None:
-            channels = conv.node.out_shape[0]
-            params["out_floor"] = np.ascontiguousarray(
-                np.broadcast_to(np.asarray(floor, np.float32).reshape(-1), (channels,)), dtype=np.float32)
+            params["out_floor"] = _per_channel(floor, conv.node.out_shape[0])
         merged[i] = replace(conv, name=add.name, params=params, inputs=(conv.inputs[0], other),
                             fused=conv.fused + (conv.name,) + add.fused)
         dropped.add(k)
