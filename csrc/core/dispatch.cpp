@@ -12,39 +12,40 @@ namespace {
 
 // A path's table, every member set by name from the functions that end in _<isa> (dispatch.h and the headers it
 // includes declare them); the GEMM task and its task-size hook are given, as the generic path has neither.
-#define HORQ_KERNEL_TABLE(isa, task, split)         \
-  [] {                                              \
-    KernelTable t{};                                \
-    t.name = #isa;                                  \
-    t.bgemm = bgemm_popcount_##isa;                 \
-    t.quantize = quantize_column_##isa;             \
-    t.quantize_taps = quantize_taps_##isa;          \
-    t.quantize_taps2 = quantize_taps2_##isa;        \
-    t.quantize_taps3 = nullptr;                     \
-    t.quantize_image = quantize_image_##isa;        \
-    t.pack_pixels = pack_pixels_##isa;              \
-    t.to_nhwc = to_nhwc_##isa;                      \
-    t.gemm_task = task;                             \
-    t.gemm_split = split;                           \
-    t.sign_gemm = sign_gemm_##isa;                  \
-    t.fold_rows = fold_rows_##isa;                  \
-    t.expand_column = expand_column_##isa;          \
-    t.binarize_rows = binarize_rows_##isa;          \
-    t.weight_grad = weight_grad_##isa;              \
-    t.float_conv_row = float_conv_row_##isa;        \
-    t.float_conv_tiles = float_conv_tiles_##isa;    \
-    t.float_dots = float_dots_##isa;                \
-    t.pool_row = pool_row_##isa;                    \
-    t.pool2x2_plane = pool2x2_plane_##isa;          \
-    t.transpose64 = transpose64_##isa;              \
-    t.band2_pixels = nullptr;                       \
-    t.band2_columns = nullptr;                      \
-    t.band2_pixels_nchw = nullptr;                  \
-    t.band2_thresholds = nullptr;                   \
-    return t;                                       \
+#define HORQ_KERNEL_TABLE(isa, task, split)              \
+  [] {                                                   \
+    KernelTable t{};                                     \
+    t.name = #isa;                                       \
+    t.bgemm = bgemm_popcount_##isa;                      \
+    t.quantize = quantize_column_##isa;                  \
+    t.quantize_taps = quantize_taps_##isa;               \
+    t.quantize_taps2 = quantize_taps2_##isa;             \
+    t.quantize_taps3 = nullptr;                          \
+    t.quantize_image = quantize_image_##isa;             \
+    t.pack_pixels = pack_pixels_##isa;                   \
+    t.to_nhwc = to_nhwc_##isa;                           \
+    t.gemm_task = task;                                  \
+    t.gemm_split = split;                                \
+    t.sign_gemm = sign_gemm_##isa;                       \
+    t.fold_rows = fold_rows_##isa;                       \
+    t.expand_column = expand_column_##isa;               \
+    t.binarize_rows = binarize_rows_##isa;               \
+    t.weight_grad = weight_grad_##isa;                   \
+    t.float_conv_row = float_conv_row_##isa;             \
+    t.float_conv_tiles = float_conv_tiles_##isa;         \
+    t.float_conv_depthwise = float_conv_depthwise_##isa; \
+    t.float_dots = float_dots_##isa;                     \
+    t.pool_row = pool_row_##isa;                         \
+    t.pool2x2_plane = pool2x2_plane_##isa;               \
+    t.transpose64 = transpose64_##isa;                   \
+    t.band2_pixels = nullptr;                            \
+    t.band2_columns = nullptr;                           \
+    t.band2_pixels_nchw = nullptr;                       \
+    t.band2_thresholds = nullptr;                        \
+    return t;                                            \
   }()
 
-static_assert(sizeof(KernelTable) == 26 * sizeof(void*),
+static_assert(sizeof(KernelTable) == 27 * sizeof(void*),
               "a member added to KernelTable must be set in HORQ_KERNEL_TABLE (and counted here)");
 
 const KernelTable kGeneric = [] {

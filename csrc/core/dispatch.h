@@ -5,6 +5,7 @@
 
 #include "core/bgemm.h"
 #include "core/float_conv.h"
+#include "core/float_conv_depthwise.h"
 #include "core/float_conv_winograd.h"
 #include "core/float_linear.h"
 #include "core/pool_row.h"
@@ -62,6 +63,7 @@ struct KernelTable {
   weight_grad_fn weight_grad;        // training: their straight-through gradient
   float_conv_row_fn float_conv_row;  // a full-precision convolution's output row (float_conv.h)
   float_conv_tiles_fn float_conv_tiles;  // its Winograd tile row (float_conv_winograd.h)
+  float_conv_depthwise_fn float_conv_depthwise;  // a depthwise convolution's rows (float_conv_depthwise.h)
   float_dots_fn float_dots;          // a float linear layer's dot products (float_linear.h)
   pool_row_fn pool_row;              // one output row of max pooling (pool.h)
   pool2x2_plane_fn pool2x2_plane;    // one plane of a 2 x 2 stride-2 max pool

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "core/dispatch.h"
+#include "core/float_conv_depthwise.h"
 #include "core/float_conv_winograd.h"
 #include "core/isa_local.h"
 #include "core/layer.h"
@@ -31,16 +32,22 @@ namespace {
 constexpr std::size_t kCopyTaskFloats = 8192;  // input floats per task of the padded phase copy
 constexpr std::size_t kGroupedChunk = 16;  // output channels of a grouped convolution per pass over a band's rows
 constexpr std::size_t kGroupedRows = 8;    // and its output rows per copy of the input rows they read
+constexpr std::size_t kDepthwiseCopyFloats = 4096;   // a depthwise task's copy of one channel's rows: 16 KB, in L1
+constexpr std::size_t kDepthwiseTaskOutputs = 4096;  // and its outputs at least (a 7x7 map's channel is 49)
+
+// Floats of one column phase of a padded row in the copy: every padded column of the phase and what the widest vector
+// block reads past the last output pixel (the kernels compute whole vectors; the copy's zeros feed the unused lanes).
+std::size_t phase_row_floats(const ConvGeometry& g) {
+  const std::size_t wp = g.width + 2 * g.pw, sw = g.sw;
+  const std::size_t vec_cols = ceil_div(g.out_w, kFloatConvMaxLanes) * kFloatConvMaxLanes;
+  return std::max(ceil_div(wp, sw), (g.kw - 1) * g.dw / sw + vec_cols);
+}
 
 // The plan of a call (float_conv.h) of `groups` groups and the size of one image's padded phase copy.
 FloatConvPlan make_plan(const ConvGeometry& g, const float* w, std::size_t m, const float* bias, const float* floor,
                         const float* ceiling, std::size_t groups, std::size_t& image) {
   const std::size_t C = g.channels / groups, taps = g.kh * g.kw;  // C: one group's input channels
-  const std::size_t hp = g.height + 2 * g.ph, wp = g.width + 2 * g.pw, sw = g.sw;
-  // A phase row holds every padded column of its phase and what the widest vector block reads past the last
-  // output pixel (the row kernel computes whole vectors; the copy's zeros feed the unused lanes).
-  const std::size_t vec_cols = ceil_div(g.out_w, kFloatConvMaxLanes) * kFloatConvMaxLanes;
-  const std::size_t u = std::max(ceil_div(wp, sw), (g.kw - 1) * g.dw / sw + vec_cols);
+  const std::size_t hp = g.height + 2 * g.ph, sw = g.sw, u = phase_row_floats(g);
   image = g.channels * hp * sw * u;
 
   FloatConvPlan p;
@@ -93,8 +100,16 @@ void copy_row2(const float* src, std::size_t W, std::size_t pw, float* dst, std:
 // columns at dst + ph * u; the padding columns are left as they are.
 [[gnu::always_inline]] inline void copy_row(const float* src, const ConvGeometry& g, std::size_t u, float* dst) {
   const std::size_t W = g.width, sw = g.sw;
-  if (sw == 1) {  // one phase: the row as it is
-    std::copy_n(src, W, dst + g.pw);
+  if (sw == 1) {  // one phase: the row as it is (inline: a depthwise layer's rows are a few dozen floats)
+    float* out = dst + g.pw;
+    std::size_t i = 0;
+#if defined(__SSE2__)
+    for (; i + 8 <= W; i += 8) {
+      _mm_storeu_ps(out + i, _mm_loadu_ps(src + i));
+      _mm_storeu_ps(out + i + 4, _mm_loadu_ps(src + i + 4));
+    }
+#endif
+    for (; i < W; ++i) out[i] = src[i];
   } else if (sw == 2) {
     copy_row2(src, W, g.pw, dst, u);
   } else {
@@ -515,14 +530,14 @@ bool float_conv_winograd_pays(const ConvGeometry& g) {
 
 namespace {
 
-// A grouped convolution's direct path. Its channels read input channels of their own, so each task (an image's band
-// of output rows) runs chunk by chunk of kGroupedChunk output channels and, within a chunk, kGroupedRows output rows at
-// a time: it copies the padded input rows those read of the chunk's input channels into its own buffer (copy_rows,
-// the layout of the plan's offsets from the chunk's first channel and the rows' first input row on, only those rows
-// written, the same part of the buffer for every chunk and rows) and computes the rows from there. The copy stays in
-// cache between its writing and its reading, where a whole image's padded copy (each_chunk: a depthwise layer's
-// 96 x 112 x 112 input is 4.8 MB) went out to memory and back; the rows' input rows stay in L1 from one output row to
-// the next. The same operations per output as each_chunk's copy gives.
+// A grouped convolution's direct path (depthwise ones: depthwise_direct). Its channels read input channels of their
+// own, so each task (an image's band of output rows) runs chunk by chunk of kGroupedChunk output channels and, within a
+// chunk, kGroupedRows output rows at a time: it copies the padded input rows those read of the chunk's input channels
+// into its own buffer (copy_rows, the layout of the plan's offsets from the chunk's first channel and the rows' first
+// input row on, only those rows written, the same part of the buffer for every chunk and rows) and computes the rows
+// from there. The copy stays in cache between its writing and its reading, where a whole image's padded copy
+// (each_chunk: a depthwise layer's 96 x 112 x 112 input is 4.8 MB) went out to memory and back; the rows' input rows
+// stay in L1 from one output row to the next. The same operations per output as each_chunk's copy gives.
 void grouped_direct(const KernelTable& kt, const float* x, const ConvGeometry& g, const FloatConvPlan& p,
                     std::size_t image, std::size_t groups, std::size_t bands, std::size_t per_band, float* y) {
   const std::size_t m = p.m, C = g.channels, cg = C / groups, hp = g.height + 2 * g.ph;
@@ -547,6 +562,65 @@ void grouped_direct(const KernelTable& kt, const float* x, const ConvGeometry& g
   });
 }
 
+// A depthwise convolution (one input channel a group) on the path's depthwise kernel. Its items are (image, input
+// channel, band of output rows), the rows in one band unless images x channels give fewer than 4 items a thread; a
+// task takes a run of items of at least kDepthwiseTaskOutputs outputs. Per item, chunks of output rows whose input
+// rows fit kDepthwiseCopyFloats are copied (copy_rows, each input row once per chunk: a 112-wide stride-1 map's chunks
+// of 32 rows copy 2 rows in 34 twice) and computed for each output channel of the input channel. An item's chunks go
+// in order, so a kernel call may store whole vectors into the rows after its own up to the band's end.
+void depthwise_direct(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,
+                      const float* bias, const float* floor, const float* ceiling, float* y) {
+  constexpr std::size_t R = 4;  // the kernels' rows a block: chunks of whole blocks
+  const std::size_t C = g.channels, s = g.sh, OH = g.out_h, OW = g.out_w, plane = OH * OW;
+  const std::size_t span = (g.kh - 1) * g.dh + 1;  // padded rows an output row reads
+  DepthwisePlan p;
+  p.kh = g.kh, p.kw = g.kw, p.sh = s, p.sw = g.sw, p.ow = OW, p.u = phase_row_floats(g), p.row_floats = g.sw * p.u;
+  p.multiplier = m / C, p.w = w, p.bias = bias, p.floor = floor, p.ceiling = ceiling;
+  p.shared3 = g.kh == 3 && g.kw == 3 && g.dh == 1 && g.dw == 1 && s == g.sw && (s == 1 || s == 2);
+  for (std::size_t i = 0; i < g.kh; ++i)
+    for (std::size_t j = 0; j < g.kw; ++j) {
+      const std::size_t col = j * g.dw;
+      p.koff.push_back(static_cast<std::int64_t>(i * g.dh * p.row_floats + col % g.sw * p.u + col / g.sw));
+    }
+  const std::size_t fit = kDepthwiseCopyFloats / p.row_floats;  // padded rows within the copy's size
+  const std::size_t chunk = fit > span + (R - 1) * s ? (fit - span) / s / R * R + R : R;
+  const std::size_t threads = static_cast<std::size_t>(get_num_threads()), planes = g.batch * C;
+  const std::size_t want_bands = planes >= 4 * threads ? 1 : std::min(ceil_div(OH, R), ceil_div(4 * threads, planes));
+  const std::size_t per_band = ceil_div(OH, want_bands), bands = ceil_div(OH, per_band), items = planes * bands;
+  const std::size_t per_task = std::max<std::size_t>(1, kDepthwiseTaskOutputs / (per_band * OW * p.multiplier));
+  const std::size_t copy = ((std::min(chunk, per_band) - 1) * s + span) * p.row_floats;
+  static std::atomic<std::uint64_t> calls{0};
+  const std::uint64_t call = ++calls;  // a thread's buffer is zeroed once per call
+  parallel_for(ceil_div(items, per_task), [&](std::size_t task) {
+    thread_local std::vector<float, UninitAllocator<float>> buf;
+    if (buf.size() < copy) buf.resize(copy);
+    // Zeros where no input value goes (the padding columns and slack of every row), the same floats for every chunk of
+    // the call: then each chunk writes its rows' values only, and padding rows whole.
+    thread_local std::uint64_t zeroed_for = 0;
+    if (zeroed_for != call) std::fill_n(buf.data(), copy, 0.0f), zeroed_for = call;
+    for (std::size_t item = task * per_task; item < std::min(items, (task + 1) * per_task); ++item) {
+      const std::size_t n = item / bands / C, c = item / bands % C, oy0 = item % bands * per_band;
+      const std::size_t oy1 = std::min(OH, oy0 + per_band);
+      for (std::size_t a = oy0; a < oy1; a += chunk) {
+        const std::size_t b = std::min(oy1, a + chunk);
+        const float* xc = x + (n * C + c) * g.height * g.width;
+        for (std::size_t r = a * s; r < (b - 1) * s + span; ++r) {
+          float* row = buf.data() + (r - a * s) * p.row_floats;
+          if (r >= g.ph && r < g.ph + g.height) {
+            copy_row(xc + (r - g.ph) * g.width, g, p.u, row);
+          } else {
+            std::fill_n(row, p.row_floats, 0.0f);
+          }
+        }
+        for (std::size_t o = c * p.multiplier; o < (c + 1) * p.multiplier; ++o) {
+          float* yo = y + (n * m + o) * plane;
+          kt.float_conv_depthwise(p, buf.data(), o, b - a, yo + a * OW, yo + oy1 * OW);
+        }
+      }
+    }
+  });
+}
+
 // Whether the call takes the Winograd tiles, after checking `groups` (which the tiles do not take).
 bool tiles_for(const KernelTable& kt, const ConvGeometry& g, const float* w, std::size_t m, std::size_t groups,
                FloatConvAlgorithm algorithm) {
@@ -566,6 +640,10 @@ void float_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, 
                   std::size_t groups) {
   if (tiles_for(kt, g, w, m, groups, algorithm)) {
     winograd_conv2d(kt, x, g, w, m, bias, floor, ceiling, y);
+    return;
+  }
+  if (groups > 1 && groups == g.channels) {
+    depthwise_direct(kt, x, g, w, m, bias, floor, ceiling, y);
     return;
   }
   std::size_t image = 0;

@@ -88,9 +88,9 @@ bool float_conv_winograd_pays(const ConvGeometry& g);
 // y (N, m, out_h, out_w) = the convolution of x (N, C, H, W) in geometry g with weights w (m x C/groups*kh*kw, rows
 // in (c, i, j) order), then + bias, max(., floor) and min(., ceiling) per output channel (each optional). With
 // groups > 1 (dividing C and m), output channel o reads input channels [o / (m / groups) * C / groups, ...) only (a
-// depthwise convolution: groups = C = m), always directly. Throws std::invalid_argument for
-// FloatConvAlgorithm::winograd on a geometry it does not take (groups > 1 included) and for groups that do not divide
-// C and m.
+// depthwise convolution: groups = C, on the path's depthwise kernel, float_conv_depthwise.h), always directly. Throws
+// std::invalid_argument for FloatConvAlgorithm::winograd on a geometry it does not take (groups > 1 included) and for
+// groups that do not divide C and m.
 void float_conv2d(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,
                   const float* bias, const float* floor, const float* ceiling, float* y,
                   FloatConvAlgorithm algorithm = FloatConvAlgorithm::automatic, std::size_t groups = 1);

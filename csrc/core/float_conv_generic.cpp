@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/float_conv.h"
+#include "core/float_conv_depthwise.h"
 #include "core/float_conv_winograd.h"
 
 namespace horq {
@@ -25,6 +26,21 @@ struct Vec4 {
   }
   static void store(float* p, const reg& r) {
     for (int l = 0; l < 4; ++l) p[l] = r.v[l];
+  }
+  static reg add(const reg& a, const reg& b) {
+    reg r;
+    for (int l = 0; l < 4; ++l) r.v[l] = a.v[l] + b.v[l];
+    return r;
+  }
+  static reg max(const reg& a, const reg& b) {  // a > b ? a : b, else b: NaN in b kept
+    reg r;
+    for (int l = 0; l < 4; ++l) r.v[l] = a.v[l] > b.v[l] ? a.v[l] : b.v[l];
+    return r;
+  }
+  static reg min(const reg& a, const reg& b) {
+    reg r;
+    for (int l = 0; l < 4; ++l) r.v[l] = a.v[l] < b.v[l] ? a.v[l] : b.v[l];
+    return r;
   }
 };
 
@@ -49,6 +65,11 @@ struct Fma1 {
 void float_conv_row_generic(const FloatConvPlan& p, const float* xp, std::size_t oy, float* y, std::size_t o_begin,
                             std::size_t o_end) {
   float_conv::row<Vec4, 1, 2>(p, xp, oy, y, o_begin, o_end);
+}
+
+void float_conv_depthwise_generic(const DepthwisePlan& p, const float* xp, std::size_t o, std::size_t rows, float* y,
+                                  const float* y_end) {
+  float_conv::depthwise<Vec4, 4, 2, 4, 2>(p, xp, o, rows, y, y_end);
 }
 
 void float_conv_tiles_generic(const WinogradPlan& p, const float* q, std::size_t ty, float* const rows[kWinogradOut],

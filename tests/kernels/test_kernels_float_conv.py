@@ -198,6 +198,56 @@ def test_grouped_float_conv_threads_pool_and_prepared(path, threads):
     np.testing.assert_array_equal(prepared(x).view(np.uint32), y.view(np.uint32))
 
 
+DEPTHWISE = [
+    # (N, C, H, W, multiplier, (kh, kw), (sh, sw), (ph, pw), (dh, dw)): the depthwise kernels (float_conv_depthwise.h)
+    (1, 3, 9, 56, 1, (3, 3), (1, 1), (1, 1), (1, 1)),  # MobileNet's 3x3: whole vectors, blocks of 4 rows and one
+    (2, 5, 6, 17, 1, (3, 3), (1, 1), (0, 1), (1, 1)),  # a vector and a pixel (its store passes into the next row)
+    (1, 20, 7, 7, 1, (3, 3), (1, 1), (1, 1), (1, 1)),  # a 7x7 map: each row's vector passes into the next rows
+    (1, 1, 5, 33, 2, (3, 3), (2, 2), (1, 1), (1, 1)),  # stride 2, multiplier 2, one channel (bands of rows)
+    (1, 4, 14, 14, 1, (3, 3), (2, 2), (1, 0), (1, 1)),  # stride 2 without column padding
+    (1, 2, 13, 9, 1, (5, 5), (1, 1), (2, 2), (1, 1)),  # 5x5 (EfficientNet, MobileNetV3): tap by tap
+    (2, 3, 11, 31, 1, (5, 5), (2, 2), (2, 3), (1, 1)),  # 5x5 stride 2, uneven padding
+    (1, 6, 10, 15, 1, (7, 7), (1, 1), (3, 3), (1, 1)),  # ConvNeXt's 7x7
+    (1, 2, 1, 8, 1, (3, 3), (1, 1), (1, 1), (1, 1)),  # one row
+    (1, 37, 4, 113, 1, (3, 3), (1, 1), (1, 1), (1, 1)),  # 113: whole vectors and a tail on both paths, several tasks
+    (1, 3, 12, 19, 1, (3, 3), (1, 1), (2, 2), (2, 2)),  # dilation 2
+    (1, 4, 9, 23, 2, (3, 1), (2, 3), (1, 0), (1, 1)),  # uneven kernel and strides (3 column phases)
+    (2, 5, 6, 6, 1, (1, 1), (1, 1), (0, 0), (1, 1)),  # 1x1
+]
+
+
+@pytest.mark.parametrize("case", DEPTHWISE, ids=lambda c: "n{}-c{}-{}x{}-mult{}-k{}-s{}-p{}-d{}".format(*c))
+def test_depthwise_kernel(path, case):
+    """Depthwise calls: bit for bit what a direct call on each channel alone gives (the same chain of products in tap
+    order, then bias, floor and ceiling), at 1 and 2 threads, and within float rounding of the float64 reference."""
+    n, c, h, w_, mult, (kh, kw), stride, padding, dilation = case
+    rng = np.random.default_rng(n * c * h * w_ + mult + kh + kw)
+    x = rng.standard_normal((n, c, h, w_)).astype(np.float32)
+    m = c * mult
+    w = rng.standard_normal((m, 1, kh, kw)).astype(np.float32)
+    bias = rng.standard_normal(m).astype(np.float32)
+    floor = np.where(np.arange(m) % 3 == 0, 0.0, -0.5).astype(np.float32)
+    ceiling = np.where(np.arange(m) % 2 == 0, 6.0, 0.75).astype(np.float32)
+    args = dict(stride=stride, padding=padding, dilation=dilation, kernel=path)
+    for b, fl, ce in ((None, None, None), (bias, floor, ceiling), (bias, None, ceiling)):
+        kernels.set_num_threads(1)
+        got = kernels.float_conv2d(x, w, bias=b, floor=fl, ceiling=ce, groups=c, **args)
+        kernels.set_num_threads(2)
+        np.testing.assert_array_equal(kernels.float_conv2d(x, w, bias=b, floor=fl, ceiling=ce, groups=c,
+                                                           **args).view(np.uint32), got.view(np.uint32))
+        kernels.set_num_threads(1)
+        for o in range(m):
+            sel, chan = slice(o, o + 1), slice(o // mult, o // mult + 1)
+            ob, of, oc = (None if v is None else v[sel] for v in (b, fl, ce))
+            alone = kernels.float_conv2d(np.ascontiguousarray(x[:, chan]), w[sel], bias=ob, floor=of, ceiling=oc,
+                                         algorithm="direct", **args)
+            np.testing.assert_array_equal(got[:, sel].view(np.uint32), alone.view(np.uint32))
+            want, scale = _reference(x[:, chan], w[sel], stride, padding, dilation, ob, of)
+            if oc is not None:
+                want = np.minimum(want, oc.reshape(1, 1, 1, 1))
+            assert (np.abs(got[:, sel] - want) <= 1e-6 * (scale + np.abs(want)) + 1e-30).all()
+
+
 def test_grouped_float_conv_errors():
     x = np.zeros((1, 6, 5, 5), np.float32)
     with pytest.raises(ValueError, match="groups=4 must divide x's 6 channels"):

@@ -33,6 +33,7 @@
 #include "core/bgemm.h"
 #include "core/dispatch.h"
 #include "core/float_conv.h"
+#include "core/float_conv_depthwise.h"
 #include "core/float_conv_winograd.h"
 #include "core/layer.h"
 #include "core/pool.h"
@@ -949,20 +950,32 @@ int check_weight_rows(std::mt19937_64& rng) {
 // float_conv2d (the runtime's float first layer) with the AVX-512 row kernel against a scalar chain of fused
 // multiply-adds in the same (c, i, j) order, then + bias, the floor and the ceiling: equal bit for bit, on geometries
 // with output rows around the 16-lane vectors (tails, blocks of several vectors), strides, padding, dilation,
-// channel counts that are not whole 4-row blocks, batches, zero weights with a -0.0 bias, and NaN propagation.
+// channel counts that are not whole 4-row blocks, batches, zero weights with a -0.0 bias, and NaN propagation. Every
+// fourth of the first 80 trials and all of the last 100 are depthwise (the depthwise kernels, float_conv_depthwise.h);
+// the last 100 take MobileNet's, EfficientNet's and ConvNeXt's kernels (3x3 and 5x5 at stride 1 and 2, 7x7), output
+// rows around the vectors and the 4-row blocks, maps of 1 to 3 channels (row bands) and of up to 40, a channel
+// multiplier of 1 or 2, and guards after the last output (the last row's vector cut at the call's end).
 int check_float_conv(std::mt19937_64& rng) {
   KernelTable emu{};
   emu.name = "avx512";
   emu.float_conv_row = float_conv_row_avx512;
+  emu.float_conv_depthwise = float_conv_depthwise_avx512;
   std::normal_distribution<float> normal;
   int failures = 0;
-  for (int trial = 0; trial < 80; ++trial) {
+  for (int trial = 0; trial < 180; ++trial) {
     const std::size_t widths[] = {1, 5, 15, 16, 17, 31, 33, 48, 97, 113};
     ConvGeometry g{};
     g.batch = 1 + rng() % 3, g.channels = 1 + rng() % 5, g.height = 1 + rng() % 6;
     g.width = widths[rng() % std::size(widths)];
     g.kh = 1 + rng() % 5, g.kw = 1 + rng() % 5, g.sh = 1 + rng() % 3, g.sw = 1 + rng() % 3;
     g.ph = rng() % 3, g.pw = rng() % 3, g.dh = 1 + rng() % 2, g.dw = 1 + rng() % 2;
+    if (trial >= 80) {  // the depthwise kernel's geometries
+      const std::size_t kernels[][2] = {{3, 1}, {3, 2}, {5, 1}, {5, 2}, {7, 1}}, dw_widths[] = {7, 8, 9, 14, 28, 56};
+      const std::size_t* k = kernels[trial % 5];
+      g.kh = g.kw = k[0], g.sh = g.sw = k[1], g.dh = g.dw = 1, g.ph = rng() % 4, g.pw = rng() % 4;
+      g.height = 1 + rng() % 19, g.width = trial % 2 ? widths[rng() % std::size(widths)] : dw_widths[rng() % 6];
+      g.channels = trial % 3 == 0 ? 1 + rng() % 3 : 1 + rng() % 40;
+    }
     const std::size_t sph = g.dh * (g.kh - 1) + 1, spw = g.dw * (g.kw - 1) + 1;
     if (g.height + 2 * g.ph < sph || g.width + 2 * g.pw < spw) continue;
     g.out_h = (g.height + 2 * g.ph - sph) / g.sh + 1, g.out_w = (g.width + 2 * g.pw - spw) / g.sw + 1;
@@ -972,6 +985,7 @@ int check_float_conv(std::mt19937_64& rng) {
     if (trial % 4 == 1) groups = g.channels, m = g.channels * (1 + rng() % 3);
     if (trial % 8 == 5) g.channels = groups = 17 + rng() % 24, m = g.channels;  // depthwise over several chunks
     if (trial % 4 == 3) g.channels = 2 * (1 + rng() % 3), groups = 2, m = 2 * (1 + rng() % 6);
+    if (trial >= 80) groups = g.channels, m = g.channels * (1 + trial % 7 / 5);  // a multiplier of 2 in 2 of 7
     const std::size_t cg = g.channels / groups, k = cg * g.kh * g.kw;
     std::vector<float> x(g.batch * g.channels * g.height * g.width), w(m * k), bias(m), floor(m), ceiling(m);
     for (auto& v : x) v = normal(rng);
