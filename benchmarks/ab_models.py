@@ -1,5 +1,5 @@
 """Two or more builds of the native extension compared on whole yardstick models: each model (bench_yardstick_models,
-random weights, non-trivial BatchNorm statistics) exported once per order with the installed package, then per round
+random weights, non-trivial BatchNorm statistics; or bench_mobilenet.py's MobileNetV2, --models mobilenet-v2) exported once per order with the installed package, then per round
 each build in a process of its own (the build imported as horq._core, the .horq file loaded on the native runtime, a
 few untimed calls, then --calls timed plain calls), the builds in turn, so that they see the same machine state (these
 VMs drift by 10% and more within minutes). The models are exported in a process of their own, so no PyTorch threads
@@ -30,7 +30,8 @@ from pathlib import Path
 
 # Run once, in a process of its own (PyTorch and its threads stay out of the process that runs the timed ones):
 # argv = benchmarks folder, output folder, batch, orders (comma-separated), models; writes {model}/o{K}.horq and
-# {model}/x.npy (the input) for each, or exits with 2 naming an unknown model.
+# {model}/x.npy (the input) for each, or exits with 2 naming an unknown model. "mobilenet-v2" is bench_mobilenet.py's
+# MobileNetV2 at 224x224 (its order 0: the float model).
 EXPORT = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
@@ -38,14 +39,22 @@ import numpy as np
 import bench_yardstick_models as yardstick
 from pathlib import Path
 out, batch, orders, keys = Path(sys.argv[2]), int(sys.argv[3]), [int(o) for o in sys.argv[4].split(",")], sys.argv[5:]
-unknown = [k for k in keys if k not in yardstick.MODELS]
+known = sorted([*yardstick.MODELS, "mobilenet-v2"])
+unknown = [k for k in keys if k not in known]
 if unknown:
-    print(f"--models: unknown model {unknown[0]!r} (one of {', '.join(sorted(yardstick.MODELS))})", file=sys.stderr)
+    print(f"--models: unknown model {unknown[0]!r} (one of {', '.join(known)})", file=sys.stderr)
     sys.exit(2)
 for key in keys:
-    name, shape, classes = yardstick.MODELS[key]
     (out / key).mkdir()
-    yardstick.horq_models(yardstick.float_model(name, shape, classes), shape, out / key, orders=tuple(orders))
+    if key == "mobilenet-v2":
+        import bench_mobilenet
+        import horq
+        shape = (3, 224, 224)
+        for order in orders:
+            horq.export(bench_mobilenet.variant(order or None), out / key / f"o{order}.horq", input_shape=shape)
+    else:
+        name, shape, classes = yardstick.MODELS[key]
+        yardstick.horq_models(yardstick.float_model(name, shape, classes), shape, out / key, orders=tuple(orders))
     np.save(out / key / "x.npy", np.random.default_rng(0).standard_normal((batch, *shape)).astype(np.float32))
 """
 
@@ -82,7 +91,8 @@ print(json.dumps({"path": kernels.info()["in_use"], "ms": 1e3 * statistics.media
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("builds", nargs="+", type=Path, help="extension files, in the order each round runs them")
-    ap.add_argument("--models", nargs="+", default=["resnet18-32"], help="bench_yardstick_models.MODELS keys")
+    ap.add_argument("--models", nargs="+", default=["resnet18-32"],
+                    help="bench_yardstick_models.MODELS keys, or mobilenet-v2 (bench_mobilenet.py's; order 0: float)")
     ap.add_argument("--orders", nargs="+", type=int, default=[1])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=1, help="images per call")
