@@ -1,12 +1,13 @@
 """Two or more builds of the native extension compared on whole yardstick models: each model (bench_yardstick_models,
-random weights, non-trivial BatchNorm statistics; or bench_mobilenet.py's MobileNetV2, --models mobilenet-v2) exported once per order with the installed package, then per round
-each build in a process of its own (the build imported as horq._core, the .horq file loaded on the native runtime, a
-few untimed calls, then --calls timed plain calls), the builds in turn, so that they see the same machine state (these
-VMs drift by 10% and more within minutes). The models are exported in a process of their own, so no PyTorch threads
-share the CPUs with the timed runs. Per build, model and order: the median over rounds of each round's median
-call (range over rounds), and each later build's ratio to the first. Each run first calls the model for half a second
-(at least 3 calls). Runs of one build differ by up to ~30% from process to process on these VMs (every step of a
-batch-8 ResNet-18 224x224 alike, with the same files): only rounds alternated between the builds compare them.
+random weights, non-trivial BatchNorm statistics; or bench_mobilenet.py's MobileNetV2, --models mobilenet-v2) exported
+once per order with the installed package, then per round each build in a process of its own (the build imported as
+horq._core, the .horq file loaded on the native runtime, a few untimed calls, then --calls timed plain calls), the
+builds in turn, so that they see the same machine state (these VMs drift by 10% and more within minutes). The models are
+exported in a process of their own, so no PyTorch threads share the CPUs with the timed runs. Per build, model and
+order: the median over rounds of each round's median call (range over rounds), and each later build's ratio to the
+first. Each run first calls the model for half a second (at least 3 calls). Runs of one build differ by up to ~30% from
+process to process on these VMs (every step of a batch-8 ResNet-18 224x224 alike, with the same files): only rounds
+alternated between the builds compare them.
 
     .venv/bin/python benchmarks/ab_models.py A.so B.so [--models resnet18-32] [--orders 1] [--threads 1]
         [--batch 1] [--rounds 6] [--calls 40] [--cpu 0] [--path generic]
