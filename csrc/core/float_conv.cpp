@@ -564,10 +564,11 @@ void grouped_direct(const KernelTable& kt, const float* x, const ConvGeometry& g
 
 // A depthwise convolution (one input channel a group) on the path's depthwise kernel. Its items are (image, input
 // channel, band of output rows), the rows in one band unless images x channels give fewer than 4 items a thread; a
-// task takes a run of items of at least kDepthwiseTaskOutputs outputs. Per item, chunks of output rows whose input
-// rows fit kDepthwiseCopyFloats are copied (copy_rows, each input row once per chunk: a 112-wide stride-1 map's chunks
-// of 32 rows copy 2 rows in 34 twice) and computed for each output channel of the input channel. An item's chunks go
-// in order, so a kernel call may store whole vectors into the rows after its own up to the band's end.
+// task takes a run of items of at least kDepthwiseTaskOutputs outputs. Per item, chunks of output rows (whole blocks of
+// the kernels' 4 rows) whose padded input rows fit kDepthwiseCopyFloats are copied (copy_row, each input row once per
+// chunk: a 112-wide stride-1 map's chunks of 32 rows copy 2 rows in 34 twice) and computed for each output channel of
+// the input channel. An item's chunks go in order, so a kernel call may store whole vectors into the rows after its
+// own up to the band's end.
 void depthwise_direct(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,
                       const float* bias, const float* floor, const float* ceiling, float* y) {
   constexpr std::size_t R = 4;  // the kernels' rows a block: chunks of whole blocks
@@ -583,7 +584,7 @@ void depthwise_direct(const KernelTable& kt, const float* x, const ConvGeometry&
       p.koff.push_back(static_cast<std::int64_t>(i * g.dh * p.row_floats + col % g.sw * p.u + col / g.sw));
     }
   const std::size_t fit = kDepthwiseCopyFloats / p.row_floats;  // padded rows within the copy's size
-  const std::size_t chunk = fit > span + (R - 1) * s ? (fit - span) / s / R * R + R : R;
+  const std::size_t chunk = fit >= span ? std::max(R, ((fit - span) / s + 1) / R * R) : R;
   const std::size_t threads = static_cast<std::size_t>(get_num_threads()), planes = g.batch * C;
   const std::size_t want_bands = planes >= 4 * threads ? 1 : std::min(ceil_div(OH, R), ceil_div(4 * threads, planes));
   const std::size_t per_band = ceil_div(OH, want_bands), bands = ceil_div(OH, per_band), items = planes * bands;
