@@ -575,7 +575,7 @@ void depthwise_direct(const KernelTable& kt, const float* x, const ConvGeometry&
   const std::size_t C = g.channels, s = g.sh, OH = g.out_h, OW = g.out_w, plane = OH * OW;
   const std::size_t span = (g.kh - 1) * g.dh + 1;  // padded rows an output row reads
   DepthwisePlan p;
-  p.kh = g.kh, p.kw = g.kw, p.sh = s, p.sw = g.sw, p.ow = OW, p.u = phase_row_floats(g), p.row_floats = g.sw * p.u;
+  p.kh = g.kh, p.kw = g.kw, p.sh = s, p.ow = OW, p.u = phase_row_floats(g), p.row_floats = g.sw * p.u;
   p.multiplier = m / C, p.w = w, p.bias = bias, p.floor = floor, p.ceiling = ceiling;
   p.shared3 = g.kh == 3 && g.kw == 3 && g.dh == 1 && g.dw == 1 && s == g.sw && (s == 1 || s == 2);
   for (std::size_t i = 0; i < g.kh; ++i)

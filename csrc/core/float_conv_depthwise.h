@@ -32,7 +32,7 @@ namespace horq {
 
 struct DepthwisePlan {
   std::size_t kh = 0, kw = 0;          // kernel
-  std::size_t sh = 1, sw = 1;          // stride
+  std::size_t sh = 1;                  // row stride (the column stride is in koff and the copy's phases)
   std::size_t ow = 0;                  // output row width
   std::size_t u = 0, row_floats = 0;   // floats of a padded row's column phase, and of the row (sw * u)
   std::size_t multiplier = 1;          // output channels per input channel
