@@ -151,14 +151,17 @@ void each_chunk(const float* x, const ConvGeometry& g, std::size_t image, Run&& 
 // Padded rows [r0, r1) of input channels [c0, c1) of image x (C x H x W) into dst, laid out as each_chunk's copy of
 // one image from channel c0 and row r0 on (channel c's padded row r, phase ph at (((c - c0) hp + r - r0) sw + ph) u),
 // each row written whole: its values and the zeros of its padding and slack, so nothing else of dst need be zeroed.
+// With `zeroed` (dst's padding columns and slack hold zeros already) a row of input values gets its values only;
+// padding rows are still written whole.
 void copy_rows(const float* x, const ConvGeometry& g, std::size_t u, std::size_t c0, std::size_t c1, std::size_t r0,
-               std::size_t r1, float* dst) {
+               std::size_t r1, float* dst, bool zeroed = false) {
   const std::size_t H = g.height, W = g.width, hp = H + 2 * g.ph, sw = g.sw;
   for (std::size_t c = c0; c < c1; ++c)
     for (std::size_t r = r0; r < r1; ++r) {
       float* row = dst + ((c - c0) * hp + r - r0) * sw * u;
-      std::fill_n(row, sw * u, 0.0f);
-      if (r >= g.ph && r < g.ph + H) copy_row(x + (c * H + r - g.ph) * W, g, u, row);  // else a padding row
+      const bool values = r >= g.ph && r < g.ph + H;  // else a padding row
+      if (!values || !zeroed) std::fill_n(row, sw * u, 0.0f);
+      if (values) copy_row(x + (c * H + r - g.ph) * W, g, u, row);
     }
 }
 
@@ -565,18 +568,18 @@ void grouped_direct(const KernelTable& kt, const float* x, const ConvGeometry& g
 // A depthwise convolution (one input channel a group) on the path's depthwise kernel. Its items are (image, input
 // channel, band of output rows), the rows in one band unless images x channels give fewer than 4 items a thread; a
 // task takes a run of items of at least kDepthwiseTaskOutputs outputs. Per item, chunks of output rows (whole blocks of
-// the kernels' 4 rows) whose padded input rows fit kDepthwiseCopyFloats are copied (copy_row, each input row once per
-// chunk: a 112-wide stride-1 map's chunks of 32 rows copy 2 rows in 34 twice) and computed for each output channel of
-// the input channel. An item's chunks go in order, so a kernel call may store whole vectors into the rows after its
-// own up to the band's end.
+// the kernels' 4 rows) whose padded input rows fit kDepthwiseCopyFloats are copied (copy_rows, values only; each input
+// row once per chunk: a 112-wide stride-1 map's chunks of 32 rows copy 2 rows in 34 twice) and computed for each
+// output channel of the input channel. An item's chunks go in order, so a kernel call may store whole vectors into the
+// rows after its own up to the band's end.
 void depthwise_direct(const KernelTable& kt, const float* x, const ConvGeometry& g, const float* w, std::size_t m,
                       const float* bias, const float* floor, const float* ceiling, float* y) {
   constexpr std::size_t R = 4;  // the kernels' rows a block: chunks of whole blocks
-  const std::size_t C = g.channels, s = g.sh, OH = g.out_h, OW = g.out_w, plane = OH * OW;
+  const std::size_t C = g.channels, mult = m / C, s = g.sh, OH = g.out_h, OW = g.out_w, plane = OH * OW;
   const std::size_t span = (g.kh - 1) * g.dh + 1;  // padded rows an output row reads
   DepthwisePlan p;
   p.kh = g.kh, p.kw = g.kw, p.sh = s, p.ow = OW, p.u = phase_row_floats(g), p.row_floats = g.sw * p.u;
-  p.multiplier = m / C, p.w = w, p.bias = bias, p.floor = floor, p.ceiling = ceiling;
+  p.w = w, p.bias = bias, p.floor = floor, p.ceiling = ceiling;
   p.shared3 = g.kh == 3 && g.kw == 3 && g.dh == 1 && g.dw == 1 && s == g.sw && (s == 1 || s == 2);
   for (std::size_t i = 0; i < g.kh; ++i)
     for (std::size_t j = 0; j < g.kw; ++j) {
@@ -588,7 +591,7 @@ void depthwise_direct(const KernelTable& kt, const float* x, const ConvGeometry&
   const std::size_t threads = static_cast<std::size_t>(get_num_threads()), planes = g.batch * C;
   const std::size_t want_bands = planes >= 4 * threads ? 1 : std::min(ceil_div(OH, R), ceil_div(4 * threads, planes));
   const std::size_t per_band = ceil_div(OH, want_bands), bands = ceil_div(OH, per_band), items = planes * bands;
-  const std::size_t per_task = std::max<std::size_t>(1, kDepthwiseTaskOutputs / (per_band * OW * p.multiplier));
+  const std::size_t per_task = std::max<std::size_t>(1, kDepthwiseTaskOutputs / (per_band * OW * mult));
   const std::size_t copy = ((std::min(chunk, per_band) - 1) * s + span) * p.row_floats;
   static std::atomic<std::uint64_t> calls{0};
   const std::uint64_t call = ++calls;  // a thread's buffer is zeroed once per call
@@ -604,16 +607,8 @@ void depthwise_direct(const KernelTable& kt, const float* x, const ConvGeometry&
       const std::size_t oy1 = std::min(OH, oy0 + per_band);
       for (std::size_t a = oy0; a < oy1; a += chunk) {
         const std::size_t b = std::min(oy1, a + chunk);
-        const float* xc = x + (n * C + c) * g.height * g.width;
-        for (std::size_t r = a * s; r < (b - 1) * s + span; ++r) {
-          float* row = buf.data() + (r - a * s) * p.row_floats;
-          if (r >= g.ph && r < g.ph + g.height) {
-            copy_row(xc + (r - g.ph) * g.width, g, p.u, row);
-          } else {
-            std::fill_n(row, p.row_floats, 0.0f);
-          }
-        }
-        for (std::size_t o = c * p.multiplier; o < (c + 1) * p.multiplier; ++o) {
+        copy_rows(x + n * C * g.height * g.width, g, p.u, c, c + 1, a * s, (b - 1) * s + span, buf.data(), true);
+        for (std::size_t o = c * mult; o < (c + 1) * mult; ++o) {
           float* yo = y + (n * m + o) * plane;
           kt.float_conv_depthwise(p, buf.data(), o, b - a, yo + a * OW, yo + oy1 * OW);
         }

@@ -35,7 +35,6 @@ struct DepthwisePlan {
   std::size_t sh = 1;                  // row stride (the column stride is in koff and the copy's phases)
   std::size_t ow = 0;                  // output row width
   std::size_t u = 0, row_floats = 0;   // floats of a padded row's column phase, and of the row (sw * u)
-  std::size_t multiplier = 1;          // output channels per input channel
   std::vector<std::int64_t> koff;      // per tap (i, j): its offset from an output's first tap (dilation included)
   const float* w = nullptr;            // m x kh * kw, rows in (i, j) order
   const float* bias = nullptr;         // m values or nullptr
